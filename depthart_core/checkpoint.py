@@ -1,0 +1,180 @@
+"""Checkpoints: safetensors weights with the model config and provenance in the file's metadata.
+
+A checkpoint is one `.safetensors` file (self-contained: loading needs nothing else) plus a
+human-readable `.json` sidecar with the same config and metadata. Loading is strict: every key and
+shape must match, and a mismatch raises naming the keys. Nothing is ever unpickled; the one
+exception is reading VAR's official `.pth` releases, done with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from depthart_core.config import ModelConfig
+from depthart_core.model import DepthART
+from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
+
+FORMAT = "depthart/1"
+DEFAULT_CHECKPOINT_NAME = "depthart_small.safetensors"
+ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
+
+
+def atomic_write(path: Path, write_fn) -> None:
+    """Write through a temp file in the same directory, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Copy `state` into `module`, raising with the offending keys on any mismatch."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    bad_shape = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or extra or bad_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        if extra:
+            parts.append(f"unexpected keys {extra[:10]}{' ...' if len(extra) > 10 else ''}")
+        if bad_shape:
+            parts.append(f"shape mismatches {bad_shape[:10]}")
+        raise ValueError(f"{what}: state dict does not match the model: " + "; ".join(parts))
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(v.dtype))
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: DepthART,
+    metadata: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Atomically write `path` (.safetensors) and its `.json` sidecar. Returns the path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        tensors[k] = v.half() if half and v.is_floating_point() else v
+    info = {"format": FORMAT, "config": model.cfg.to_dict(), "metadata": metadata or {}}
+    st_meta = {"format": FORMAT, "config": json.dumps(info["config"]), "metadata": json.dumps(info["metadata"])}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=st_meta))
+    sidecar = path.with_suffix(".json")
+    atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    return path
+
+
+def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """Config and metadata stored inside a checkpoint, without loading weights."""
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
+    return {"config": json.loads(meta["config"]), "metadata": json.loads(meta.get("metadata", "{}"))}
+
+
+def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[DepthART, dict[str, Any]]:
+    """Build the model from the stored config and load its weights strictly (fp32)."""
+    path = resolve_checkpoint(path)
+    info = read_checkpoint_info(path)
+    model = DepthART(ModelConfig.from_dict(info["config"]))
+    state = {}
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():
+            t = f.get_tensor(k)
+            state[k] = t.float() if t.is_floating_point() else t
+    load_state_dict_strict(model, state, what=str(path))
+    info["path"] = str(path)
+    info["sha256"] = file_sha256(path)
+    return model.to(device).eval(), info
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_checkpoint_path() -> Path:
+    """$DEPTHART_CHECKPOINT, else the checkpoint shipped in the repo or the ament share dir."""
+    env = os.environ.get(ENV_CHECKPOINT)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    if here.exists():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory("depthart_ros"))
+        return share / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    except Exception:
+        return here
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    return _existing(default_checkpoint_path() if path is None else path)
+
+
+def _existing(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_official_var(model: DepthART, var_pth: str | Path | None, vae_pth: str | Path | None) -> None:
+    """Initialise a `d16` model from VAR's released `var_d16.pth` / `vae_ch160v4096z32.pth`.
+
+    Both load strictly; the only keys ignored are VAR's two buffers shaped for its own 680-token
+    sequence (`lvl_1L`, `attn_bias_for_masking`), which DepthART rebuilds for its 2L sequence.
+    VAR's class 1000 (its unconditional embedding) is our null condition, so the class table loads
+    as is.
+    """
+    if vae_pth is not None:
+        state = _torch_load(vae_pth)
+        load_state_dict_strict(model.tokenizer, state, what=str(vae_pth))
+    if var_pth is not None:
+        state = {k: v for k, v in _torch_load(var_pth).items() if k not in REBUILT_VAR_BUFFERS}
+        load_state_dict_strict(model.transformer, state, what=str(var_pth))
+
+
+def _torch_load(path: str | Path) -> dict[str, torch.Tensor]:
+    p = _existing(path)
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{p} does not hold a state dict (got {type(state).__name__})")
+    return state

@@ -1,0 +1,67 @@
+"""`depthart` command line: one thin module per subcommand.
+
+Each module in COMMANDS defines `add_parser(subparsers)` (registering its subcommand and setting
+`func`) and keeps its logic in importable library code. Modules import heavy dependencies inside
+their `run` function so `depthart --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = (
+    "predict",
+    "info",
+    "synth",
+    "train",
+    "eval",
+    "export",
+    "bench",
+    "synth_bag",
+    "replay",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depthart",
+        description="DepthART monocular depth: predict, train, evaluate, export, benchmark, replay.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"depthart_core.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"depthart_core.cli.{name}":
+                continue  # subcommand not shipped in this build
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
+        print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"depthart {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Model configuration: frozen dataclasses whose defaults run, and a small preset registry.
+
+A DepthART model is two networks: the multi-scale residual VQ-VAE tokenizer (VAR's
+`vae_ch160v4096z32` at the `d16` preset) and the VAR transformer that predicts depth token maps
+next-scale, conditioned on an RGB image-token prefix. Width and heads derive from depth as VAR
+does (width = 64 * depth, heads = depth) unless given explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Multi-scale residual VQ-VAE (VAR `models/vqvae.py` layout)."""
+
+    ch: int = 16
+    ch_mult: tuple[int, ...] = (1, 2, 2, 4, 4)  # len-1 downsamplings: x16
+    num_res_blocks: int = 1
+    using_sa: bool = False  # self-attention in the last encoder/decoder stage
+    using_mid_sa: bool = True
+    z_channels: int = 16  # Cvae, the code dimension
+    vocab_size: int = 512
+    beta: float = 0.25
+    quant_conv_ks: int = 3
+    quant_resi: float = 0.5  # phi(x) = (1 - r) x + r conv3x3(x)
+    share_quant_resi: int = 4
+    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)
+    dropout: float = 0.0
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(pn * pn for pn in self.patch_nums)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """VAR transformer with an image-token prefix (DepthART)."""
+
+    depth: int = 4
+    width: int = 192  # 0: 64 * depth (VAR's rule)
+    num_heads: int = 3  # 0: depth (VAR's rule)
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    attn_l2_norm: bool = True  # VAR's published blocks use cosine attention with a learned scale
+    num_classes: int = 0  # VAR d16 has 1000; index num_classes is the "null" condition we use
+    drop_path_rate: float = 0.0
+
+    @property
+    def embed_dim(self) -> int:
+        return self.width if self.width > 0 else 64 * self.depth
+
+    @property
+    def heads(self) -> int:
+        return self.num_heads if self.num_heads > 0 else self.depth
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_size: int = 128
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+
+    def __post_init__(self) -> None:
+        ds = self.tokenizer.downsample
+        if self.image_size <= 0 or self.image_size % ds:
+            raise ValueError(
+                f"image_size={self.image_size} must be a positive multiple of the tokenizer "
+                f"downsampling factor {ds}"
+            )
+        latent = self.image_size // ds
+        if self.tokenizer.patch_nums[-1] != latent:
+            raise ValueError(
+                f"last patch_num {self.tokenizer.patch_nums[-1]} must equal the latent size "
+                f"{latent} (image_size {self.image_size} / {ds})"
+            )
+        if list(self.tokenizer.patch_nums) != sorted(set(self.tokenizer.patch_nums)):
+            raise ValueError(f"patch_nums must be strictly increasing, got {self.tokenizer.patch_nums}")
+        if self.transformer.embed_dim % self.transformer.heads:
+            raise ValueError(
+                f"width {self.transformer.embed_dim} is not divisible by heads {self.transformer.heads}"
+            )
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.tokenizer.downsample
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        tok = _build(TokenizerConfig, d.pop("tokenizer", {}), "tokenizer")
+        tr = _build(TransformerConfig, d.pop("transformer", {}), "transformer")
+        top = _build(ModelConfig, d, "model", extra={"tokenizer": tok, "transformer": tr})
+        return top
+
+
+def _build(cls: type, values: dict[str, Any], where: str, extra: dict | None = None) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {where} config key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for k, v in values.items():
+        default = getattr(cls(), k) if not extra or k not in extra else None
+        if isinstance(default, tuple) and isinstance(v, (list, tuple)):
+            v = tuple(v)
+        elif isinstance(default, bool) and not isinstance(v, bool):
+            raise TypeError(f"{where}.{k} must be a bool, got {v!r}")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{where}.{k} must be an int, got {v!r}")
+        elif isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{where}.{k} must be a number, got {v!r}")
+            v = float(v)
+        kwargs[k] = v
+    if extra:
+        kwargs.update(extra)
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets. `tiny` runs the test suite in seconds; `small` is what we ship for CPU/Jetson; `d16` is
+# the paper's model, with the exact parameter names and shapes of VAR's released files.
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        image_size=64,
+        tokenizer=TokenizerConfig(
+            ch=16,
+            ch_mult=(1, 2, 2, 4),  # x8
+            num_res_blocks=1,
+            using_sa=True,
+            using_mid_sa=True,
+            z_channels=8,
+            vocab_size=64,
+            patch_nums=(1, 2, 3, 4, 6, 8),
+        ),
+        transformer=TransformerConfig(depth=2, width=64, num_heads=2),
+    ),
+    "small": ModelConfig(
+        image_size=128,
+        tokenizer=TokenizerConfig(
+            ch=16,
+            ch_mult=(1, 2, 2, 4, 4),
+            num_res_blocks=1,
+            using_sa=False,
+            using_mid_sa=True,
+            z_channels=16,
+            vocab_size=512,
+            patch_nums=(1, 2, 3, 4, 5, 6, 8),
+        ),
+        transformer=TransformerConfig(depth=4, width=192, num_heads=3),
+    ),
+    "d16": ModelConfig(
+        image_size=256,
+        tokenizer=TokenizerConfig(
+            ch=160,
+            ch_mult=(1, 1, 2, 2, 4),
+            num_res_blocks=2,
+            using_sa=True,
+            using_mid_sa=True,
+            z_channels=32,
+            vocab_size=4096,
+            patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
+        ),
+        transformer=TransformerConfig(
+            depth=16, width=0, num_heads=0, num_classes=1000, drop_path_rate=0.1 * 16 / 24),
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def with_overrides(cfg: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
+    """Apply nested overrides ({"transformer": {"depth": 4}}) and validate every key."""
+    base = cfg.to_dict()
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k] = {**base[k], **v}
+        else:
+            base[k] = v
+    return ModelConfig.from_dict(base)

@@ -1,0 +1,1 @@
+"""Data: our synthetic RGB-D scenes, the Hypersim training reader, and benchmark readers."""

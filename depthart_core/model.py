@@ -1,0 +1,145 @@
+"""DepthART: the frozen multi-scale tokenizer plus the image-prefixed VAR transformer.
+
+`DepthART.generate` is the KV-cached next-scale loop: one prefill over [image prefix + SOS], then
+one pass per scale. Greedy argmax by default (deterministic and exportable); optional seeded
+sampling with temperature / top-k / top-p and the paper's mean of n sampled code embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from depthart_core.config import ModelConfig
+from depthart_core.tokenizer.codec import decode_depth
+from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
+from depthart_core.transformer.var import DepthVAR
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Greedy when `greedy`; otherwise sample `n_samples` codes per token and average embeddings.
+
+    The released DepthART evaluation uses temperature 1, top-k 900, top-p 0.9 and 5 samples.
+    """
+
+    greedy: bool = True
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.0
+    n_samples: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.n_samples < 1:
+            raise ValueError(
+                f"bad sampling settings top_k={self.top_k} top_p={self.top_p} "
+                f"n_samples={self.n_samples}"
+            )
+
+
+def filter_logits(logits_BlV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask logits outside top-k and outside the top-p nucleus with -inf."""
+    V = logits_BlV.shape[-1]
+    if 0 < top_k < V:
+        kth = logits_BlV.topk(top_k, dim=-1).values[..., -1:]
+        logits_BlV = logits_BlV.masked_fill(logits_BlV < kth, float("-inf"))
+    if 0.0 < top_p < 1.0:
+        sorted_logits, order = logits_BlV.sort(dim=-1, descending=False)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = cum <= (1.0 - top_p)
+        drop_sorted[..., -1:] = False  # always keep the most likely code
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits_BlV = logits_BlV.masked_fill(drop, float("-inf"))
+    return logits_BlV
+
+
+class DepthART(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        tcfg = cfg.tokenizer
+        # 1. the frozen tokenizer (trained separately in stage 1)
+        self.tokenizer = MultiScaleVQVAE(tcfg)
+        # 2. the next-scale transformer
+        self.transformer = DepthVAR(cfg.transformer, tcfg.z_channels, tcfg.vocab_size, tcfg.patch_nums)
+
+    @property
+    def patch_nums(self) -> tuple[int, ...]:
+        return tuple(self.cfg.tokenizer.patch_nums)
+
+    # ------------------------------------------------------------------ image prefix
+    def image_prefix(self, rgb_B3HW: torch.Tensor) -> torch.Tensor:
+        """RGB in [-1, 1] -> 680-style image-prefix latents (B, L, Cvae)."""
+        self._check_image(rgb_B3HW)
+        _, _, cum_list = self.tokenizer.tokenize(rgb_B3HW)
+        return self.tokenizer.quantize.image_prefix(cum_list)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(
+        self, rgb_B3HW: torch.Tensor, sampling: SamplingConfig | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        """KV-cached next-scale prediction: (token maps, final f_hat, logits per scale)."""
+        sampling = sampling or SamplingConfig()
+        img_BLCv = self.image_prefix(rgb_B3HW)
+        return self.generate_from_prefix(img_BLCv, sampling)
+
+    def generate_from_prefix(
+        self, img_BLCv: torch.Tensor, sampling: SamplingConfig
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        quant, var = self.tokenizer.quantize, self.transformer
+        B = img_BLCv.shape[0]
+        H = self.patch_nums[-1]
+        gen = None
+        if not sampling.greedy:
+            gen = torch.Generator(device=img_BLCv.device).manual_seed(sampling.seed)
+        ada = var.modulations(var.condition(B, img_BLCv.device))
+        logits_BlV, cache = var.prefill(img_BLCv, ada)
+        f_hat = img_BLCv.new_zeros(B, quant.Cvae, H, H)
+        idx_list, logits_list = [], []
+        for si, pn in enumerate(self.patch_nums):
+            if si > 0:
+                logits_BlV, cache = var.step(quant.next_input(f_hat, si), si, ada, cache)
+            idx_Bl, emb_BlC = self._pick(logits_BlV, sampling, gen)
+            emb_BChw = emb_BlC.transpose(1, 2).reshape(B, quant.Cvae, pn, pn)
+            f_hat = f_hat + quant.contribution(emb_BChw, si)
+            idx_list.append(idx_Bl.view(B, pn, pn))
+            logits_list.append(logits_BlV)
+        return idx_list, f_hat, logits_list
+
+    def _pick(
+        self, logits_BlV: torch.Tensor, s: SamplingConfig, gen: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.tokenizer.quantize.embedding
+        if s.greedy:
+            idx_Bl = logits_BlV.argmax(dim=-1)
+            return idx_Bl, emb(idx_Bl)
+        B, l, V = logits_BlV.shape
+        probs = filter_logits(logits_BlV.float() / s.temperature, s.top_k, s.top_p).softmax(-1)
+        draws_Nn = torch.multinomial(probs.view(-1, V), s.n_samples, replacement=True, generator=gen)
+        draws_Bln = draws_Nn.view(B, l, s.n_samples)
+        return draws_Bln[..., 0], emb(draws_Bln).mean(dim=2)
+
+    @torch.no_grad()
+    def predict_normalized(
+        self, rgb_B3HW: torch.Tensor, sampling: SamplingConfig | None = None
+    ) -> torch.Tensor:
+        """RGB in [-1, 1] at the model resolution -> relative depth (B, H, W) in [0, 1]."""
+        _, f_hat, _ = self.generate(rgb_B3HW, sampling)
+        return decode_depth(self.tokenizer.decode_f_hat(f_hat))
+
+    def _check_image(self, x: torch.Tensor) -> None:
+        S = self.cfg.image_size
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (S, S):
+            raise ValueError(f"model input must be (B, 3, {S}, {S}), got {tuple(x.shape)}")
+        if not torch.is_floating_point(x):
+            raise TypeError(f"model input must be a float tensor in [-1, 1], got {x.dtype}")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

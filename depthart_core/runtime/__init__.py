@@ -1,0 +1,1 @@
+"""Runtime backends behind one interface: PyTorch, ONNX Runtime, TensorRT."""

@@ -1,0 +1,59 @@
+"""The backend interface shared by PyTorch, ONNX Runtime and TensorRT.
+
+A backend runs the model on normalised (B, 3, S, S) float32 input and returns (B, S, S) relative
+depth. Pre/post-processing (resize or letterbox, normalisation, un-padding, resize back) lives in
+`depthart_core.preprocess` and is shared here, so every backend's `predict` sees identical input.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+from depthart_core.preprocess import postprocess, preprocess
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class Backend(abc.ABC):
+    """Subclasses set `name`, `image_size`, `letterbox` and implement `run`."""
+
+    name: str = "base"
+    image_size: int
+    letterbox: bool = False
+
+    @abc.abstractmethod
+    def run(self, x_B3SS: np.ndarray) -> np.ndarray:
+        """Normalised (B, 3, S, S) float32 in [-1, 1] -> (B, S, S) float32 relative depth."""
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        S = self.image_size
+        return TensorSpec("image", (1, 3, S, S), "float32")
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        S = self.image_size
+        return TensorSpec("depth", (1, S, S), "float32")
+
+    def describe(self) -> str:
+        return self.name
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> HxW float32 relative depth at the input size."""
+        x, geo = preprocess(rgb, self.image_size, self.letterbox)
+        return postprocess(self.run(x)[0], geo)
+
+    def predict_batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        if not rgbs:
+            return []
+        prepared = [preprocess(rgb, self.image_size, self.letterbox) for rgb in rgbs]
+        out = self.run(np.concatenate([p[0] for p in prepared], axis=0))
+        return [postprocess(out[i], geo) for i, (_, geo) in enumerate(prepared)]

@@ -1,0 +1,60 @@
+"""Depth and image codecs: how pixels enter and leave the tokenizer.
+
+Depth in (DepthART, Sec. "data"): per image, d / (q98(valid d) + 1e-7), then *2 - 1, clipped to
+[-1, 1]; invalid pixels are set to -1 (the value of zero depth) and reported in the returned mask;
+the map is repeated to 3 channels. Depth out: decoder output clamped to [-1, 1], mapped to [0, 1]
+with (x + 1) / 2, mean over the 3 channels: relative depth proportional to d / q98.
+RGB in: uint8 [0, 255] -> [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+
+Q_PERCENTILE = 0.98
+EPS = 1e-7
+
+
+def depth_scale(depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tensor:
+    """The per-image q98 of valid depth, (B,). Raises if an image has no valid pixel or NaN/Inf."""
+    if depth_BHW.ndim != 3:
+        raise ValueError(f"depth must be (B, H, W), got {tuple(depth_BHW.shape)}")
+    if valid_BHW.shape != depth_BHW.shape:
+        raise ValueError(f"valid mask shape {tuple(valid_BHW.shape)} != depth {tuple(depth_BHW.shape)}")
+    valid_BHW = valid_BHW.bool()
+    bad = valid_BHW & ~torch.isfinite(depth_BHW)
+    if bad.any():
+        raise ValueError(f"depth has {int(bad.sum())} non-finite values marked valid")
+    scales = []
+    for b in range(depth_BHW.shape[0]):
+        vals = depth_BHW[b][valid_BHW[b]]
+        if vals.numel() == 0:
+            raise ValueError(f"depth image {b} has no valid pixel")
+        scales.append(torch.quantile(vals.float(), Q_PERCENTILE))
+    return torch.stack(scales)
+
+
+def encode_depth(
+    depth_BHW: torch.Tensor, valid_BHW: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth (any positive unit) -> tokenizer input (B, 3, H, W) in [-1, 1], and the q98 scale."""
+    if valid_BHW is None:
+        valid_BHW = torch.isfinite(depth_BHW) & (depth_BHW > 0)
+    valid_BHW = valid_BHW.bool() & torch.isfinite(depth_BHW)
+    scale_B = depth_scale(depth_BHW, valid_BHW)
+    d = torch.where(valid_BHW, depth_BHW, torch.zeros_like(depth_BHW))
+    x = (d / (scale_B.view(-1, 1, 1) + EPS)) * 2.0 - 1.0
+    x = x.clamp(-1.0, 1.0)
+    return x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(), scale_B
+
+
+def decode_depth(x_B3HW: torch.Tensor) -> torch.Tensor:
+    """Decoder output -> relative depth (B, H, W) in [0, 1]."""
+    if x_B3HW.ndim != 4 or x_B3HW.shape[1] != 3:
+        raise ValueError(f"decoder output must be (B, 3, H, W), got {tuple(x_B3HW.shape)}")
+    return ((x_B3HW.clamp(-1.0, 1.0) + 1.0) * 0.5).mean(dim=1)
+
+
+def encode_rgb(rgb_B3HW_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 or float [0, 255] RGB (B, 3, H, W) -> [-1, 1] float."""
+    return rgb_B3HW_uint8.float() / 127.5 - 1.0

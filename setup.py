@@ -1,0 +1,56 @@
+"""One package, two install paths: `colcon build` (ament_python) and `pip install .`."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "depthart_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="DepthART monocular depth: VAR next-scale transformer, ROS 2 node, export, training",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["depthart_core", "depthart_core.*", "depthart_ros", "depthart_ros.*"]),
+    package_data={"depthart_core": ["data/*.json", "data/*.txt"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.safetensors") + glob("checkpoints/*.json")),
+    ],
+    install_requires=[
+        "torch>=2.2",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "safetensors>=0.4",
+        "PyYAML>=6.0",
+        "tqdm>=4.66",
+        "matplotlib>=3.7",
+        "h5py>=3.9",
+    ],
+    extras_require={
+        "ros": [
+            "ros-kilted-rclpy",
+            "ros-kilted-sensor-msgs",
+            "ros-kilted-std-msgs",
+            "ros-kilted-diagnostic-msgs",
+            "ros-kilted-rmw-fastrtps-cpp",
+            "rosbags>=0.10",
+        ],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
+        "tensorrt": ["tensorrt>=10.0"],
+        "bench": ["transformers>=4.45"],
+        "dev": ["pytest>=8", "ruff>=0.5", "rosbags-image>=0.9", "scikit-image>=0.22"],
+    },
+    entry_points={
+        "console_scripts": [
+            "depthart = depthart_core.cli:main",
+            "depthart-node = depthart_ros.node:main",
+            "depthart_node = depthart_ros.node:main",
+        ],
+    },
+    zip_safe=True,
+)
