@@ -8,10 +8,8 @@ exception is reading VAR's official `.pth` releases, done with `torch.load(weigh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +19,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthart_core.config import ModelConfig
+from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import sha256_file as file_sha256
 from depthart_core.model import DepthART
 from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
 
 FORMAT = "depthart/1"
 DEFAULT_CHECKPOINT_NAME = "depthart_small.safetensors"
 ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
-
-
-def atomic_write(path: Path, write_fn) -> None:
-    """Write through a temp file in the same directory, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
@@ -116,14 +102,6 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     info["path"] = str(path)
     info["sha256"] = file_sha256(path)
     return model.to(device).eval(), info
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_checkpoint_path() -> Path:

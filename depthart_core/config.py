@@ -18,7 +18,7 @@ class TokenizerConfig:
     """Multi-scale residual VQ-VAE (VAR `models/vqvae.py` layout)."""
 
     ch: int = 16
-    ch_mult: tuple[int, ...] = (1, 2, 2, 4, 4)  # len-1 downsamplings: x16
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # len-1 downsamplings: x16
     num_res_blocks: int = 1
     using_sa: bool = False  # self-attention in the last encoder/decoder stage
     using_mid_sa: bool = True
@@ -151,7 +151,7 @@ PRESETS: dict[str, ModelConfig] = {
         image_size=128,
         tokenizer=TokenizerConfig(
             ch=16,
-            ch_mult=(1, 2, 2, 4, 4),
+            ch_mult=(1, 1, 2, 2, 4),
             num_res_blocks=1,
             using_sa=False,
             using_mid_sa=True,

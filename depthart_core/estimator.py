@@ -19,6 +19,7 @@ import torch
 from depthart_core.checkpoint import load_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.runtime.base import Backend
+from depthart_core.tokenizer.codec import decode_depth
 
 
 class DepthEstimator(Backend):
@@ -33,8 +34,14 @@ class DepthEstimator(Backend):
         letterbox: bool = False,
         sampling: SamplingConfig | None = None,
         info: dict[str, Any] | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.device = torch.device(device)
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+        self.precision = precision
         self.model = model.to(self.device).eval()
         self.letterbox = letterbox
         self.sampling = sampling or SamplingConfig()
@@ -51,8 +58,25 @@ class DepthEstimator(Backend):
     def image_size(self) -> int:
         return self.model.cfg.image_size
 
+    def describe(self) -> str:
+        return f"torch ({self.precision}, {self.device})"
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
     @torch.inference_mode()
+    def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (B, 3, S, S) float32 -> ((B, S, S) relative depth, (B, L) token maps)."""
+        x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
+        with self._autocast():
+            idx_list, f_hat, _ = self.model.generate(x, self.sampling)
+            depth = decode_depth(self.model.tokenizer.decode_f_hat(f_hat).float())
+        tokens = torch.cat([i.flatten(1) for i in idx_list], dim=1)
+        return depth.float().cpu().numpy(), tokens.cpu().numpy()
+
     def run(self, x_B3SS: np.ndarray) -> np.ndarray:
         """Normalised (B, 3, S, S) float32 -> (B, S, S) relative depth."""
-        x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
-        return self.model.predict_normalized(x, self.sampling).float().cpu().numpy()
+        return self.run_with_tokens(x_B3SS)[0]

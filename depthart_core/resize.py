@@ -34,7 +34,7 @@ def resize_matrix(n_in: int, n_out: int, mode: str) -> torch.Tensor:
 
 def resize_square(x_BChw: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     """Resize the last two (square) dims of x to size x size with a precomputed matrix."""
-    n = x_BChw.shape[-1]
+    n = int(x_BChw.shape[-1])  # a plain int even under tracing: the matrix is a constant
     if n == size:
         return x_BChw
     m_on = _matrix_cpu(n, size, mode).to(device=x_BChw.device, dtype=x_BChw.dtype)

@@ -40,8 +40,8 @@ def encode_depth(
     """Depth (any positive unit) -> tokenizer input (B, 3, H, W) in [-1, 1], and the q98 scale."""
     if valid_BHW is None:
         valid_BHW = torch.isfinite(depth_BHW) & (depth_BHW > 0)
-    valid_BHW = valid_BHW.bool() & torch.isfinite(depth_BHW)
     scale_B = depth_scale(depth_BHW, valid_BHW)
+    valid_BHW = valid_BHW.bool()
     d = torch.where(valid_BHW, depth_BHW, torch.zeros_like(depth_BHW))
     x = (d / (scale_B.view(-1, 1, 1) + EPS)) * 2.0 - 1.0
     x = x.clamp(-1.0, 1.0)

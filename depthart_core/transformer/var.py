@@ -57,7 +57,7 @@ class DepthVAR(nn.Module):
         self.lvl_embed = nn.Embedding(len(self.patch_nums), C)
         nn.init.trunc_normal_(self.lvl_embed.weight, mean=0, std=init_std)
         # 4. blocks
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             AdaLNSelfAttn(C, C, cfg.heads, cfg.mlp_ratio, cfg.norm_eps, cfg.attn_l2_norm, dpr[i])
             for i in range(cfg.depth)

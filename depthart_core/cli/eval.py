@@ -1,0 +1,90 @@
+"""`depthart eval`: score checkpoints on benchmark datasets (logic in depthart_core.evaluation).
+
+    depthart eval --checkpoint ckpt.safetensors --dataset nyuv2 --root data/nyu --out runs/eval
+    depthart eval --checkpoint a.safetensors --checkpoint b.safetensors \
+        --datasets eth3d,tum,nyuv2,ibims1 --roots d/eth3d,d/tum,d/nyu,d/ibims --out runs/table
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from depthart_core.data.benchmarks import DATASETS
+    from depthart_core.evaluation.protocols import PROTOCOLS
+
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate on benchmark datasets (DepthART or zero-shot affine protocol)",
+        description="Evaluate one or more checkpoints; writes report.json, report.md, samples.png.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        metavar="CKPT",
+        help="checkpoint to evaluate; repeat to compare (default: the shipped one)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=("constant", "ramp"),
+        help="also score a trivial predictor (repeatable)",
+    )
+    p.add_argument("--dataset", choices=DATASETS + ("nyu", "ibims"), help="one dataset name")
+    p.add_argument("--root", help="root directory of --dataset")
+    p.add_argument("--datasets", type=_csv, help=f"comma-separated names from {','.join(DATASETS)}")
+    p.add_argument("--roots", type=_csv, help="comma-separated roots, one per --datasets entry")
+    p.add_argument("--protocol", default="depthart", choices=sorted(PROTOCOLS))
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument(
+        "--eval-size",
+        type=int,
+        default=None,
+        help="score at SxS (the paper's 256) instead of the ground truth's resolution",
+    )
+    p.add_argument(
+        "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt", "auto")
+    )
+    p.add_argument("--device", default="cpu", help="torch device for --backend torch")
+    p.add_argument("--letterbox", action="store_true", help="aspect-preserving input padding")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthart_core.evaluation.runner import load_models, run_eval
+
+    if args.datasets:
+        if args.dataset:
+            raise ValueError("give either --dataset/--root or --datasets/--roots, not both")
+        datasets, roots = args.datasets, args.roots or []
+    elif args.dataset:
+        if not args.root:
+            raise ValueError(f"--dataset {args.dataset} needs --root")
+        datasets, roots = [args.dataset], [args.root]
+    else:
+        raise ValueError("no dataset: give --dataset NAME --root DIR or --datasets a,b --roots x,y")
+    if args.limit is not None and args.limit <= 0:
+        raise ValueError(f"--limit must be positive, got {args.limit}")
+    checkpoints = args.checkpoint if args.checkpoint else ([] if args.baseline else [None])
+    models = load_models(checkpoints, args.baseline, args.backend, args.letterbox, args.device)
+    run_eval(
+        models,
+        datasets,
+        roots,
+        args.out,
+        args.protocol,
+        args.limit,
+        args.eval_size,
+        progress=not args.no_progress,
+    )
+    print(f"depthart eval: wrote {args.out}/report.md and report.json")
+    return 0

@@ -1,0 +1,34 @@
+"""`depthart info CKPT | --preset NAME [--json]`: config and parameter counts per component."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show a checkpoint's or preset's config and parameter counts")
+    p.add_argument("checkpoint", nargs="?", default=None, help="a .safetensors checkpoint")
+    p.add_argument("--preset", default=None, help="a preset name instead of a checkpoint")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from depthart_core.info import describe_checkpoint, describe_preset
+
+    if (args.checkpoint is None) == (args.preset is None):
+        raise ValueError("give exactly one of CHECKPOINT or --preset NAME")
+    report = describe_preset(args.preset) if args.preset else describe_checkpoint(args.checkpoint)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['source']}")
+    print(f"image size {report['config']['image_size']}, patch_nums "
+          f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}")
+    for comp, n in report["parameters"].items():
+        print(f"  {comp:<32} {n:>14,}")
+    for k, v in report.get("metadata", {}).items():
+        print(f"  meta {k}: {v}")
+    return 0

@@ -1,0 +1,191 @@
+"""Shared pieces of the benchmark readers: image/PNG/list-file I/O, range and crop masks, skips.
+
+Every reader returns `DepthSample`s (depth in metres, `valid` = the dataset's range AND its crop
+AND its own masks) and follows `DepthDataset`: `name`, `skipped`, `__len__`, `__getitem__`, plus
+`min_depth` / `max_depth` (the valid range, open below and closed above: lo < d <= hi, as
+DepthART's readers test it) that protocols with range clipping use.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depthart_core.data.sample import DepthSample
+
+log = logging.getLogger(__name__)
+
+
+class BenchmarkDataset:
+    """Base for the readers: an item list, a valid range and a counted, logged skip."""
+
+    name = "benchmark"
+    min_depth = 0.0
+    max_depth = float("inf")
+
+    def __init__(self) -> None:
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __getitem__(self, index: int) -> DepthSample:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"{self.name}: index {index} out of range for {n} samples")
+        return self._load(index % n)
+
+    def _items(self) -> list:
+        raise NotImplementedError
+
+    def _load(self, index: int) -> DepthSample:
+        raise NotImplementedError
+
+    def _skip(self, reason: str) -> None:
+        self.skipped += 1
+        log.warning("%s: skipped %s", self.name, reason)
+
+    def range_mask(self, depth_m: np.ndarray) -> np.ndarray:
+        return np.isfinite(depth_m) & (depth_m > self.min_depth) & (depth_m <= self.max_depth)
+
+
+def check_range(min_depth: float, max_depth: float) -> None:
+    if not 0.0 <= min_depth < max_depth:
+        raise ValueError(
+            f"valid depth range must satisfy 0 <= min < max, got ({min_depth}, {max_depth}]"
+        )
+
+
+def require_file(path: Path, what: str = "file") -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def require_dir(path: Path, what: str = "dataset root") -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} not found (not a directory): {path}")
+    return path
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Any 8-bit colour or grey image file -> HxWx3 uint8 RGB."""
+    path = require_file(path, "image")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode image {path}")
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path}: expected an 8-bit image, got {img.dtype}")
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img[:, :, ::-1])  # OpenCV decodes BGR
+
+
+def read_png_u16(path: Path) -> np.ndarray:
+    """A single-channel 16-bit PNG as HxW uint16; raises naming the file if it is anything else."""
+    path = require_file(path, "depth PNG")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode depth PNG {path}")
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise ValueError(
+            f"{path}: expected a single-channel 16-bit PNG, got {img.dtype} shape {img.shape}"
+        )
+    return img
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    """An 8- or 16-bit mask PNG -> HxW bool (nonzero = set)."""
+    path = require_file(path, "mask PNG")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode mask PNG {path}")
+    if img.ndim == 3:
+        img = img[:, :, 0]
+    return img > 0
+
+
+def read_list_file(path: Path, min_cols: int, max_cols: int | None = None) -> list[list[str]]:
+    """Whitespace-separated rows; '#' comments and blank lines ignored; column count checked."""
+    path = require_file(path, "list file")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        cols = line.split()
+        hi = max_cols if max_cols is not None else min_cols
+        if not min_cols <= len(cols) <= hi:
+            raise ValueError(
+                f"{path}:{lineno}: expected {min_cols}..{hi} columns, got {len(cols)}: {line!r}"
+            )
+        rows.append(cols)
+    return rows
+
+
+def load_pth_list(path: Path) -> list:
+    """A list (of strings or string tuples) saved with torch.save, loaded without unpickling code.
+
+    DepthART's evaluation copies list their samples in `samples_<partition>.pth`;
+    `torch.load(weights_only=True)` only rebuilds plain containers and strings.
+    """
+    import torch
+
+    path = require_file(path, "sample list")
+    try:
+        items = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError/RuntimeError for foreign content
+        raise ValueError(f"{path} is not a plain list saved by torch.save: {exc}") from exc
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{path}: expected a list of samples, got {type(items).__name__}")
+    return list(items)
+
+
+def border_crop(shape: tuple[int, int], top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Bool mask, True inside rows [top, bottom) and cols [left, right)."""
+    h, w = shape
+    if not (0 <= top < bottom <= h and 0 <= left < right <= w):
+        raise ValueError(
+            f"crop rows {top}:{bottom} cols {left}:{right} does not fit a {h}x{w} frame"
+        )
+    m = np.zeros((h, w), dtype=bool)
+    m[top:bottom, left:right] = True
+    return m
+
+
+def resize_rgb_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize RGB to (H, W) when a dataset stores colour and depth at different sizes."""
+    h, w = shape
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    shrink = w < rgb.shape[1]
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
+def make_sample(
+    rgb: np.ndarray,
+    depth_m: np.ndarray,
+    valid: np.ndarray,
+    name: str,
+    K: np.ndarray | None = None,
+    **extras,
+) -> DepthSample:
+    return DepthSample(
+        rgb=np.ascontiguousarray(rgb, dtype=np.uint8),
+        depth=np.ascontiguousarray(depth_m, dtype=np.float32),
+        valid=np.ascontiguousarray(valid, dtype=bool),
+        name=name,
+        intrinsics=K,
+        extras=dict(extras),
+    )

@@ -1,0 +1,88 @@
+"""ScanNet v2 (Dai et al. 2017), the 800-frame validation subset used by Marigold.
+
+Layout, as exported by ScanNet's `SensReader` and listed in Marigold's
+`data_split/scannet_depth/scannet_val_sampled_list_800_1.txt` ("color depth" per row):
+    <root>/sceneXXXX_XX/color/NNNNNN.jpg    8-bit colour (1296 x 968 raw export, or 640 x 480)
+    <root>/sceneXXXX_XX/depth/NNNNNN.png    16-bit, millimetres (value / 1000 = metres), 640 x 480
+    <root>/sceneXXXX_XX/intrinsic/intrinsic_depth.txt   optional 4x4 matrix of the depth camera
+The list file is `list_file`, else `<root>/scannet_val_sampled_list_800_1.txt`, else every
+`*/color/*.jpg` with a matching depth PNG. When colour is stored larger than depth, it is resized
+to the depth frame (area filter), so that evaluation runs at the ground truth's resolution.
+
+Valid range (1e-3, 10] m (Marigold's ScanNet config). No crop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from depthart_core.data.benchmarks._io import (
+    BenchmarkDataset,
+    check_range,
+    make_sample,
+    read_list_file,
+    read_png_u16,
+    read_rgb,
+    require_dir,
+    resize_rgb_to,
+)
+from depthart_core.data.sample import DepthSample
+
+DEFAULT_LIST = "scannet_val_sampled_list_800_1.txt"
+
+
+def read_intrinsic_txt(path: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        M = np.array(path.read_text().split(), dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: expected a 4x4 matrix of numbers: {exc}") from exc
+    if M.size != 16:
+        raise ValueError(f"{path}: expected 16 numbers (4x4 matrix), got {M.size}")
+    return M.reshape(4, 4)[:3, :3].copy()
+
+
+class ScanNet(BenchmarkDataset):
+    name = "scannet"
+
+    def __init__(
+        self,
+        root: str | Path,
+        list_file: str | Path | None = None,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.root = require_dir(Path(root), "ScanNet root")
+        check_range(min_depth, max_depth)
+        self.min_depth, self.max_depth = min_depth, max_depth
+        if list_file is None and (self.root / DEFAULT_LIST).is_file():
+            list_file = self.root / DEFAULT_LIST
+        if list_file is not None:
+            self.rows = [tuple(r) for r in read_list_file(Path(list_file), 2)]
+        else:
+            self.rows = []
+            for c in sorted(self.root.glob("*/color/*.jpg")):
+                d = c.parent.parent / "depth" / f"{c.stem}.png"
+                if d.is_file():
+                    self.rows.append(
+                        (c.relative_to(self.root).as_posix(), d.relative_to(self.root).as_posix())
+                    )
+        if not self.rows:
+            raise FileNotFoundError(
+                f"no ScanNet frame (scene*/color/*.jpg + depth/*.png) under {self.root}"
+            )
+
+    def _items(self) -> list:
+        return self.rows
+
+    def _load(self, index: int) -> DepthSample:
+        rgb_rel, depth_rel = self.rows[index]
+        depth = read_png_u16(self.root / depth_rel).astype(np.float32) / 1000.0
+        rgb = resize_rgb_to(read_rgb(self.root / rgb_rel), depth.shape)
+        scene = rgb_rel.split("/")[0]
+        K = read_intrinsic_txt(self.root / scene / "intrinsic" / "intrinsic_depth.txt")
+        return make_sample(rgb, depth, self.range_mask(depth), rgb_rel[: -len(".jpg")], K)

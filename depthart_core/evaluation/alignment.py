@@ -1,0 +1,95 @@
+"""Aligning a relative prediction to metric ground truth, on valid pixels only.
+
+- `median_scale`: s = median(g / p), prediction multiplied by s. This is the DepthART paper's
+  alignment (sec. 6; DepthART `mde/capsules/aligner/aligners_fn.py::align_si_l1`). Note that
+  Monodepth2-style code uses median(g) / median(p) instead; the two differ.
+- `lstsq_scale`: s minimising sum (s p - g)^2, i.e. s = <p, g> / <p, p>.
+- `lstsq_scale_shift`: (s, t) minimising sum (s p + t - g)^2 (MiDaS / Marigold `alignment.py`
+  `align_depth_least_square`). In disparity space the same fit runs on 1/g, the prediction is
+  taken as a disparity (or inverted first when it is a depth), and the fitted disparity is clamped
+  to `MIN_DISPARITY` before inverting back to depth (as Marigold clips at 1e-3).
+
+Every function raises `ValueError` when no usable pixel remains (empty mask, or for the median no
+positive prediction), naming what was empty. For a constant prediction the scale-and-shift system
+is rank-deficient; `numpy.linalg.lstsq` then returns its minimum-norm solution, which is finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from depthart_core.evaluation.metrics import PRED_EPS, masked_pairs
+
+MIN_DISPARITY = 1e-3  # 1/m; caps the depth recovered from a fitted disparity at 1 km
+
+ALIGNMENTS = (
+    "none",
+    "median_scale",
+    "lstsq_scale",
+    "lstsq_scale_shift",
+    "lstsq_scale_shift_disparity",
+)
+
+
+def median_scale(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """median(g / p) over valid pixels where the prediction is positive."""
+    p, g = masked_pairs(pred, gt, valid)
+    pos = p > 0
+    if not pos.any():
+        raise ValueError(f"median scale: none of the {p.size} valid predicted pixels is > 0")
+    return float(np.median(g[pos] / p[pos]))
+
+
+def lstsq_scale(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """argmin_s sum (s p - g)^2 over valid pixels."""
+    p, g = masked_pairs(pred, gt, valid)
+    pp = float(np.dot(p, p))
+    if pp == 0.0:
+        raise ValueError(
+            f"least-squares scale: the prediction is zero on all {p.size} valid pixels"
+        )
+    return float(np.dot(p, g) / pp)
+
+
+def lstsq_scale_shift(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+    """argmin_(s, t) sum (s p + t - g)^2 over valid pixels."""
+    p, g = masked_pairs(pred, gt, valid)
+    A_N2 = np.stack([p, np.ones_like(p)], axis=1)  # (N, 2): one row [p_i, 1] per pixel
+    (s, t), *_ = np.linalg.lstsq(A_N2, g, rcond=None)
+    return float(s), float(t)
+
+
+def lstsq_scale_shift_disparity(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, pred_is_disparity: bool = False
+) -> tuple[np.ndarray, float, float]:
+    """Fit s * disp(p) + t to 1/g; return (aligned depth, s, t). `valid` must exclude g <= 0."""
+    pred = np.asarray(pred, dtype=np.float64)
+    disp = pred if pred_is_disparity else 1.0 / np.maximum(pred, PRED_EPS)
+    gt = np.asarray(gt, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gt_disp = np.where(valid, 1.0 / gt, 0.0)
+    s, t = lstsq_scale_shift(disp, gt_disp, valid)
+    aligned_disp = np.maximum(s * disp + t, MIN_DISPARITY)
+    return 1.0 / aligned_disp, s, t
+
+
+def align(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, method: str
+) -> tuple[np.ndarray, float, float]:
+    """Apply one of `ALIGNMENTS`; return (aligned float64 depth, scale, shift)."""
+    pred64 = np.asarray(pred, dtype=np.float64)
+    if method == "none":
+        masked_pairs(pred, gt, valid)  # same input checks as the other methods
+        return pred64, 1.0, 0.0
+    if method == "median_scale":
+        s = median_scale(pred, gt, valid)
+        return pred64 * s, s, 0.0
+    if method == "lstsq_scale":
+        s = lstsq_scale(pred, gt, valid)
+        return pred64 * s, s, 0.0
+    if method == "lstsq_scale_shift":
+        s, t = lstsq_scale_shift(pred, gt, valid)
+        return pred64 * s + t, s, t
+    if method == "lstsq_scale_shift_disparity":
+        return lstsq_scale_shift_disparity(pred, gt, valid)
+    raise ValueError(f"unknown alignment {method!r}; choose one of {ALIGNMENTS}")

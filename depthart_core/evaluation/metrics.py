@@ -1,0 +1,142 @@
+"""Depth metrics: one small masked function per metric, each `(pred, gt, valid) -> float`.
+
+Definitions follow Eigen et al. 2014 ("Depth Map Prediction from a Single Image using a Multi-Scale
+Deep Network", sec. 4) as the field uses them (Marigold `src/util/metric.py`), computed over the
+pixels where `valid` is True, for one image:
+
+    abs_rel   mean |p - g| / g              sq_rel   mean (p - g)^2 / g
+    rmse      sqrt mean (p - g)^2           rmse_log sqrt mean (ln p - ln g)^2
+    log10     mean |log10 p - log10 g|      mae      mean |p - g|
+    silog     100 sqrt(mean d^2 - (mean d)^2), d = ln p - ln g   (KITTI's scale-invariant log error)
+    delta<k>  fraction with max(p/g, g/p) <  1.25^k   (higher is better)
+    delta1_bad fraction with max(p/g, g/p) > 1.25     (the DepthART paper's "delta1", lower is
+              better; DepthART `mde/capsules/meter/metrics_fn.py::d1`). Not 1 - delta1 where a
+              ratio is exactly 1.25.
+
+Predictions at or below zero have no ratio or logarithm: every ratio/log metric clamps the
+prediction to `PRED_EPS` first (Marigold clamps to the same 1e-6 before scoring). Ground truth must
+be finite and positive wherever `valid` is set; violations raise, naming the count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+PRED_EPS = 1e-6  # floor for predictions before ratios and logs (metres)
+DELTA_BASE = 1.25
+
+
+def masked_pairs(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The valid pixels of `pred` and `gt` as float64 vectors. Raises on any malformed input."""
+    pred, gt, valid = np.asarray(pred), np.asarray(gt), np.asarray(valid)
+    if pred.shape != gt.shape or valid.shape != gt.shape:
+        raise ValueError(
+            f"pred {pred.shape}, gt {gt.shape} and valid {valid.shape} must have the same shape"
+        )
+    if valid.dtype != np.bool_:
+        raise TypeError(f"valid must be a bool mask, got dtype {valid.dtype}")
+    n = int(valid.sum())
+    if n == 0:
+        raise ValueError("valid mask is empty: no pixel to score")
+    p = pred[valid].astype(np.float64)
+    g = gt[valid].astype(np.float64)
+    bad_gt = int((~np.isfinite(g) | (g <= 0)).sum())
+    if bad_gt:
+        raise ValueError(f"{bad_gt} of {n} valid ground-truth pixels are not finite and > 0")
+    bad_pred = int((~np.isfinite(p)).sum())
+    if bad_pred:
+        raise ValueError(f"{bad_pred} of {n} valid predicted pixels are not finite")
+    return p, g
+
+
+def _positive(p: np.ndarray) -> np.ndarray:
+    return np.maximum(p, PRED_EPS)
+
+
+def abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    return float(np.mean(np.abs(_positive(p) - g) / g))
+
+
+def sq_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    return float(np.mean((_positive(p) - g) ** 2 / g))
+
+
+def rmse(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    return float(np.sqrt(np.mean((p - g) ** 2)))
+
+
+def mae(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    return float(np.mean(np.abs(p - g)))
+
+
+def rmse_log(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    return float(np.sqrt(np.mean((np.log(_positive(p)) - np.log(g)) ** 2)))
+
+
+def log10(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    return float(np.mean(np.abs(np.log10(_positive(p)) - np.log10(g))))
+
+
+def silog(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    p, g = masked_pairs(pred, gt, valid)
+    d = np.log(_positive(p)) - np.log(g)
+    var = max(float(np.mean(d**2) - np.mean(d) ** 2), 0.0)  # guard tiny negative round-off
+    return 100.0 * float(np.sqrt(var))
+
+
+def _ratio(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    p, g = masked_pairs(pred, gt, valid)
+    p = _positive(p)
+    return np.maximum(p / g, g / p)
+
+
+def delta(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, k: int = 1) -> float:
+    """Fraction of valid pixels with max(p/g, g/p) < 1.25**k (higher is better)."""
+    return float(np.mean(_ratio(pred, gt, valid) < DELTA_BASE**k))
+
+
+def delta1(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return delta(pred, gt, valid, 1)
+
+
+def delta2(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return delta(pred, gt, valid, 2)
+
+
+def delta3(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return delta(pred, gt, valid, 3)
+
+
+def delta1_bad(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """Fraction of valid pixels with max(p/g, g/p) > 1.25 (lower is better; DepthART's "delta1")."""
+    return float(np.mean(_ratio(pred, gt, valid) > DELTA_BASE))
+
+
+MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+METRICS: dict[str, MetricFn] = {
+    "abs_rel": abs_rel,
+    "sq_rel": sq_rel,
+    "rmse": rmse,
+    "rmse_log": rmse_log,
+    "log10": log10,
+    "silog": silog,
+    "mae": mae,
+    "delta1": delta1,
+    "delta2": delta2,
+    "delta3": delta3,
+    "delta1_bad": delta1_bad,
+}
+
+# Direction of improvement, used for ranking and report arrows.
+HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3"})

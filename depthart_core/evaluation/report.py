@@ -1,0 +1,236 @@
+"""Evaluation reports: report.json, report.md (tables in the DepthART results-table layout) and
+samples.png (RGB | ground truth | prediction | error map, matplotlib's Agg canvas, no display).
+
+The combined table follows the paper's main table (sec. 7): one row per model, for each dataset
+its headline metrics (depthart protocol: delta1 (bad-pixel fraction, lower is better) and AbsRel),
+and the mean rank over all those columns when several models are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from depthart_core.evaluation.protocols import get_protocol, higher_is_better
+
+LABELS = {
+    "abs_rel": "AbsRel",
+    "sq_rel": "SqRel",
+    "rmse": "RMSE",
+    "rmse_log": "RMSE-log",
+    "log10": "log10",
+    "silog": "SILog",
+    "mae": "MAE",
+    "delta1": "δ1",
+    "delta2": "δ2",
+    "delta3": "δ3",
+    "delta1_bad": "δ1",
+}
+FOOTNOTES = {
+    "delta1_bad": "δ1↓ is the DepthART paper's δ1: the fraction of valid pixels with "
+    "max(pred/gt, gt/pred) > 1.25 (lower is better).",
+    "delta1": "δ1↑ is the fraction of valid pixels with max(pred/gt, gt/pred) < 1.25.",
+}
+ERR_VMAX = 0.5  # colour scale of the |pred - gt| / gt error map
+
+
+def safe_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+
+
+def header(metric: str) -> str:
+    return LABELS[metric] + ("↑" if higher_is_better(metric) else "↓")
+
+
+def _display(dataset: str) -> str:
+    from depthart_core.data.benchmarks import DISPLAY_NAMES
+
+    return DISPLAY_NAMES.get(dataset, dataset)
+
+
+def _clean(x):
+    """JSON-safe: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n")
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _notes(metrics: Sequence[str]) -> list[str]:
+    return [FOOTNOTES[m] for m in dict.fromkeys(metrics) if m in FOOTNOTES]
+
+
+def write_run(run_dir: str | Path, res, model) -> dict:
+    """report.json, report.md and samples.png for one model on one dataset; returns the report."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    proto = get_protocol(res.protocol)
+    data = {
+        "model": model.label,
+        "dataset": res.dataset,
+        "protocol": proto.name,
+        "protocol_description": proto.description,
+        "alignment": proto.alignment,
+        "checkpoint": model.checkpoint,
+        "checkpoint_sha256": model.sha256,
+        "backend": model.backend,
+        "backend_detail": model.backend_detail,
+        "depth_range": list(res.depth_range) if res.depth_range else None,
+        "n_images": res.n_images,
+        "skipped_empty": res.skipped_empty,
+        "skipped_reader": res.skipped_reader,
+        "aggregate": res.aggregate,
+        "timings": res.timings,
+        "per_image": res.per_image,
+    }
+    _write_json(run_dir / "report.json", data)
+    cols = [*proto.headline, *(m for m in proto.metrics if m not in proto.headline)]
+    ds = _display(res.dataset)
+    table = _md_table(
+        ["Model", *(f"{ds} {header(m)}" for m in cols)],
+        [[model.label, *(f"{res.aggregate[m]:.3f}" for m in cols)]],
+    )
+    t = res.timings
+    md = [
+        f"# DepthART evaluation: {ds}, protocol `{proto.name}`",
+        "",
+        f"- protocol: {proto.description} (alignment `{proto.alignment}`)",
+        f"- checkpoint: `{model.checkpoint}` (sha256 `{model.sha256}`), backend "
+        f"`{model.backend_detail or model.backend}`",
+        f"- images scored: {res.n_images}; skipped with no valid pixel: {res.skipped_empty}; "
+        f"skipped by the reader: {res.skipped_reader}",
+        f"- predict time per image: {t['predict_ms_mean']:.1f} ms mean, "
+        f"{t['predict_ms_median']:.1f} ms median; total {t['total_s']:.1f} s",
+        "",
+        table,
+        "",
+        *_notes(cols),
+        "",
+        "![samples](samples.png)",
+        "",
+    ]
+    (run_dir / "report.md").write_text("\n".join(md))
+    render_samples(res.vis, run_dir / "samples.png", f"{model.label} on {ds} ({proto.name})")
+    return data
+
+
+def mean_ranks(values: list[list[float]], higher_better: list[bool]) -> list[float]:
+    """values[model][column] -> each model's rank (1 = best, ties share the mean) averaged over
+    columns, as the paper's "Rank" column."""
+    v = np.asarray(values, dtype=np.float64)
+    ranks = np.zeros_like(v)
+    for c in range(v.shape[1]):
+        col = -v[:, c] if higher_better[c] else v[:, c]
+        for i in range(v.shape[0]):
+            ranks[i, c] = 1 + np.sum(col < col[i]) + 0.5 * (np.sum(col == col[i]) - 1)
+    return ranks.mean(axis=1).tolist()
+
+
+def write_combined(out: str | Path, runs: list[dict], datasets: list[str], protocol: str) -> dict:
+    """The combined results table over models x datasets: report.json and report.md in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    proto = get_protocol(protocol)
+    columns = [(d, m) for d in datasets for m in proto.headline]
+    models: dict[str, dict] = {}
+    for r in runs:
+        entry = models.setdefault(
+            r["model"],
+            {
+                "model": r["model"],
+                "checkpoint": r["checkpoint"],
+                "checkpoint_sha256": r["checkpoint_sha256"],
+                "backend": r["backend"],
+                "results": {},
+            },
+        )
+        entry["results"][r["dataset"]] = r["aggregate"]
+    rows = list(models.values())
+    values = [[row["results"][d][m] for d, m in columns] for row in rows]
+    ranks = mean_ranks(values, [higher_is_better(m) for _, m in columns]) if len(rows) > 1 else None
+    for i, row in enumerate(rows):
+        row["rank"] = ranks[i] if ranks else None
+    head = ["Model", *(f"{_display(d)} {header(m)}" for d, m in columns)]
+    body = [
+        [row["model"], *(f"{v:.3f}" for v in vals)] for row, vals in zip(rows, values, strict=True)
+    ]
+    if ranks:
+        head.append("Rank↓")
+        for b, r in zip(body, ranks, strict=True):
+            b.append(f"{r:.1f}")
+    data = {
+        "protocol": proto.name,
+        "protocol_description": proto.description,
+        "datasets": list(datasets),
+        "columns": [{"dataset": d, "metric": m} for d, m in columns],
+        "models": rows,
+        "runs": [f"{safe_name(r['model'])}/{r['dataset']}/report.json" for r in runs],
+    }
+    _write_json(out / "report.json", data)
+    md = [
+        f"# DepthART evaluation, protocol `{proto.name}`",
+        "",
+        f"{proto.description}.",
+        "",
+        _md_table(head, body),
+        "",
+        *_notes(proto.headline),
+        "",
+    ]
+    md += [
+        f"- [{r['model']} on {_display(r['dataset'])}]({p})"
+        for r, p in zip(runs, data["runs"], strict=True)
+    ]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    return data
+
+
+def render_samples(vis: Sequence, path: str | Path, title: str) -> None:
+    """Rows of RGB | ground truth | aligned prediction | AbsRel error map, with colour bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = max(1, len(vis))
+    fig = Figure(figsize=(14, 3.0 * n), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 4, squeeze=False)
+    for row, v in zip(axes, vis, strict=False):
+        g = np.where(v.valid, v.gt, np.nan)
+        lo, hi = np.percentile(v.gt[v.valid], [2, 98]) if v.valid.any() else (0.0, 1.0)
+        err = np.where(v.valid, np.abs(v.pred - v.gt) / np.maximum(v.gt, 1e-6), np.nan)
+        row[0].imshow(v.rgb)
+        row[0].set_title(v.name, fontsize=8)
+        row[1].imshow(g, cmap="Spectral_r", vmin=lo, vmax=hi)
+        row[1].set_title("ground truth (m)", fontsize=8)
+        im = row[2].imshow(v.pred, cmap="Spectral_r", vmin=lo, vmax=hi)
+        row[2].set_title("prediction, aligned (m)", fontsize=8)
+        fig.colorbar(im, ax=row[2], fraction=0.046)
+        im = row[3].imshow(err, cmap="magma", vmin=0.0, vmax=ERR_VMAX)
+        row[3].set_title("|pred - gt| / gt", fontsize=8)
+        fig.colorbar(im, ax=row[3], fraction=0.046)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    if not vis:
+        axes[0, 0].text(0, 0.5, "no image was scored", fontsize=12)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)

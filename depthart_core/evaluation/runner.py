@@ -1,0 +1,285 @@
+"""`depthart eval`: run a predictor over benchmark readers and score it under a protocol.
+
+`evaluate_predictions(dataset, predict_fn, protocol)` takes any callable HxWx3 uint8 RGB -> HxW
+depth (a `Backend.predict`, a trivial baseline, another model) and returns per-image rows and the
+protocol's aggregate. `run_eval` wires checkpoints, backends and datasets together for the CLI and
+writes the reports (`depthart_core.evaluation.report`).
+
+Resolution: predictions come from the same `predict(rgb)` users call, which returns depth at the
+input size, and are scored at the ground truth's native resolution. The DepthART paper instead
+scores at 256 x 256 against nearest-resized ground truth (except iBims, scored at 640 x 480);
+`eval_size=S` reproduces that (prediction resized bilinearly, ground truth and mask by nearest).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depthart_core.data.sample import DepthDataset
+from depthart_core.evaluation.protocols import aggregate, evaluate_image, get_protocol
+
+log = logging.getLogger(__name__)
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
+VIS_MAX_SIDE = 320  # px, the longest side of each panel in samples.png
+
+
+def constant_baseline(rgb: np.ndarray) -> np.ndarray:
+    """Predicts the same depth everywhere: what alignment alone scores."""
+    return np.ones(rgb.shape[:2], dtype=np.float32)
+
+
+def ramp_baseline(rgb: np.ndarray) -> np.ndarray:
+    """Depth growing from the bottom row (near) to the top row (far), the ground-plane prior."""
+    h, w = rgb.shape[:2]
+    rows = np.linspace(2.0, 1.0, h, dtype=np.float32)
+    return np.repeat(rows[:, None], w, axis=1)
+
+
+BASELINES: dict[str, PredictFn] = {"constant": constant_baseline, "ramp": ramp_baseline}
+
+
+@dataclass
+class VisSample:
+    """A downsized copy of one scored image for samples.png."""
+
+    name: str
+    rgb: np.ndarray
+    gt: np.ndarray
+    valid: np.ndarray
+    pred: np.ndarray  # aligned prediction
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    protocol: str
+    aggregate: dict[str, float]
+    per_image: list[dict]
+    skipped_empty: int  # images with no valid pixel (not scored, as in DepthART and Marigold)
+    skipped_reader: int  # frames the reader skipped (known dataset gaps)
+    timings: dict[str, float]
+    depth_range: tuple[float, float] | None = None
+    vis: list[VisSample] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.per_image)
+
+
+def _resize_for_eval(pred, gt, valid, size: int):
+    pred = cv2.resize(pred.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    gt = cv2.resize(gt.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    valid = cv2.resize(valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    return pred, gt, valid
+
+
+def _vis_copy(name, rgb, gt, valid, aligned) -> VisSample:
+    h, w = gt.shape
+    s = min(1.0, VIS_MAX_SIDE / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    if rgb.shape[:2] != (h, w):
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    near = cv2.INTER_NEAREST
+    return VisSample(
+        name=name,
+        rgb=cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+        gt=cv2.resize(gt.astype(np.float32), size, interpolation=near),
+        valid=cv2.resize(valid.astype(np.uint8), size, interpolation=near) > 0,
+        pred=cv2.resize(aligned.astype(np.float32), size, interpolation=near),
+    )
+
+
+def dataset_range(dataset: DepthDataset) -> tuple[float, float] | None:
+    lo, hi = getattr(dataset, "min_depth", None), getattr(dataset, "max_depth", None)
+    return None if lo is None or hi is None else (float(lo), float(hi))
+
+
+def evaluate_predictions(
+    dataset: DepthDataset,
+    predict_fn: PredictFn,
+    protocol: str = "depthart",
+    limit: int | None = None,
+    eval_size: int | None = None,
+    n_vis: int = 4,
+    progress: bool = True,
+) -> EvalResult:
+    """Score `predict_fn` on the first `limit` samples of `dataset` (all when None)."""
+    from tqdm import tqdm
+
+    proto = get_protocol(protocol)
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    if n <= 0:
+        raise ValueError(f"nothing to evaluate: dataset has {len(dataset)} samples, limit={limit}")
+    vis_idx = set(np.linspace(0, n - 1, min(n_vis, n)).round().astype(int).tolist())
+    depth_range = dataset_range(dataset)
+    name = getattr(dataset, "name", type(dataset).__name__)
+    rows, vis, empty = [], [], 0
+    t_load = t_pred = t_metric = 0.0
+    t_start = time.perf_counter()
+    for i in tqdm(range(n), desc=f"eval {name}", disable=not progress, unit="img"):
+        t0 = time.perf_counter()
+        s = dataset[i]
+        t1 = time.perf_counter()
+        pred = np.asarray(predict_fn(s.rgb))
+        t2 = time.perf_counter()
+        t_load, t_pred = t_load + (t1 - t0), t_pred + (t2 - t1)
+        if pred.shape != s.depth.shape:
+            raise ValueError(
+                f"{s.name}: prediction {pred.shape} does not match depth {s.depth.shape}"
+            )
+        gt, valid = s.depth, s.valid
+        if eval_size:
+            pred, gt, valid = _resize_for_eval(pred, gt, valid, int(eval_size))
+        if not valid.any():
+            empty += 1
+            log.warning("%s: %s has no valid pixel; not scored", name, s.name)
+            continue
+        r = evaluate_image(pred, gt, valid, proto, depth_range)
+        t_metric += time.perf_counter() - t2
+        rows.append(
+            {
+                "index": i,
+                "name": s.name,
+                **r.metrics,
+                "scale": r.scale,
+                "shift": r.shift,
+                "n_valid": r.n_valid,
+                "predict_ms": 1000.0 * (t2 - t1),
+            }
+        )
+        if i in vis_idx:
+            vis.append(_vis_copy(s.name, s.rgb, gt, valid, r.aligned))
+    pred_ms = [row["predict_ms"] for row in rows] or [0.0]
+    timings = {
+        "total_s": time.perf_counter() - t_start,
+        "load_s": t_load,
+        "predict_s": t_pred,
+        "metrics_s": t_metric,
+        "predict_ms_mean": float(np.mean(pred_ms)),
+        "predict_ms_median": float(np.median(pred_ms)),
+    }
+    return EvalResult(
+        dataset=name,
+        protocol=proto.name,
+        aggregate=aggregate(rows, proto),
+        per_image=rows,
+        skipped_empty=empty,
+        skipped_reader=int(getattr(dataset, "skipped", 0)),
+        timings=timings,
+        depth_range=depth_range,
+        vis=vis,
+    )
+
+
+def make_backend(
+    name: str, checkpoint: str | Path | None, letterbox: bool = False, device: str = "cpu"
+):
+    """The `Backend` that `predict`s for evaluation: "torch" builds `DepthEstimator`; other names go
+    through `depthart_core.runtime.get_backend(name, checkpoint)`."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+    if name == "torch":
+        from depthart_core.estimator import DepthEstimator
+
+        return DepthEstimator.from_checkpoint(checkpoint, device=device, letterbox=letterbox)
+    try:
+        from depthart_core.runtime import get_backend
+    except ImportError as exc:
+        raise RuntimeError(
+            f"backend {name!r} needs depthart_core.runtime.get_backend, which this build does not "
+            "have; use --backend torch"
+        ) from exc
+    backend = get_backend(name, checkpoint)
+    backend.letterbox = letterbox
+    return backend
+
+
+@dataclass
+class Model:
+    """One row of the results table: a label and how it predicts."""
+
+    label: str
+    predict: PredictFn
+    checkpoint: str | None = None
+    sha256: str | None = None
+    backend: str | None = None
+    backend_detail: str | None = None
+
+
+def load_models(
+    checkpoints: Sequence[str | None],
+    baselines: Sequence[str] = (),
+    backend: str = "torch",
+    letterbox: bool = False,
+    device: str = "cpu",
+) -> list[Model]:
+    from depthart_core.checkpoint import file_sha256
+
+    models, labels = [], set()
+    for ckpt in checkpoints:
+        b = make_backend(backend, ckpt, letterbox=letterbox, device=device)
+        info = getattr(b, "info", {}) or {}
+        path = info.get("path") or (str(ckpt) if ckpt is not None else None)
+        sha = info.get("sha256") or (file_sha256(path) if path and Path(path).is_file() else None)
+        label = Path(path).stem if path else "default"
+        k = 2
+        while label in labels:
+            label, k = f"{Path(path).stem if path else 'default'}-{k}", k + 1
+        labels.add(label)
+        models.append(Model(label, b.predict, path, sha, getattr(b, "name", backend), b.describe()))
+    for name in baselines:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
+        models.append(Model(f"baseline:{name}", BASELINES[name], backend="baseline"))
+    return models
+
+
+def run_eval(
+    models: Sequence[Model],
+    datasets: Sequence[str],
+    roots: Sequence[str | Path],
+    out: str | Path,
+    protocol: str = "depthart",
+    limit: int | None = None,
+    eval_size: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate every model on every dataset; write reports under `out`. Returns report.json's dict.
+
+    One model on one dataset writes `out/report.{json,md}` and `out/samples.png`. Otherwise each
+    run goes to `out/<model>/<dataset>/` and `out/report.{json,md}` hold the combined table.
+    """
+    from depthart_core.data.benchmarks import canonical_name, get_dataset
+    from depthart_core.evaluation import report
+
+    if len(datasets) != len(roots):
+        raise ValueError(f"{len(datasets)} dataset(s) {list(datasets)} but {len(roots)} root(s)")
+    if not models:
+        raise ValueError("no model to evaluate")
+    get_protocol(protocol)
+    keys = [canonical_name(d) for d in datasets]
+    readers = [get_dataset(k, r) for k, r in zip(keys, roots, strict=True)]
+    out = Path(out)
+    single = len(models) == 1 and len(readers) == 1
+    runs = []
+    for m in models:
+        for key, ds in zip(keys, readers, strict=True):
+            log.info(
+                "evaluating %s on %s (%d images, protocol %s)", m.label, key, len(ds), protocol
+            )
+            res = evaluate_predictions(ds, m.predict, protocol, limit, eval_size, progress=progress)
+            res.dataset = key
+            run_dir = out if single else out / report.safe_name(m.label) / key
+            runs.append(report.write_run(run_dir, res, m))
+    if single:
+        return runs[0]
+    return report.write_combined(out, runs, keys, protocol)

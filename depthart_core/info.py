@@ -1,0 +1,58 @@
+"""Parameter counts per component, for `depthart info` and the docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from depthart_core.config import get_preset
+from depthart_core.model import DepthART, count_parameters
+
+
+def parameter_breakdown(model: DepthART) -> dict[str, int]:
+    tok, var = model.tokenizer, model.transformer
+    embeds = sum(
+        p.numel()
+        for n, p in var.named_parameters()
+        if n.split(".")[0] in {"word_embed", "class_emb", "pos_start", "pos_1LC", "lvl_embed"}
+    )
+    return {
+        "tokenizer": count_parameters(tok),
+        "tokenizer.encoder": count_parameters(tok.encoder),
+        "tokenizer.decoder": count_parameters(tok.decoder),
+        "tokenizer.quantizer+convs": count_parameters(tok.quantize)
+        + count_parameters(tok.quant_conv)
+        + count_parameters(tok.post_quant_conv),
+        "transformer": count_parameters(var),
+        "transformer.embeddings": embeds,
+        "transformer.blocks": count_parameters(var.blocks),
+        "transformer.head": count_parameters(var.head) + count_parameters(var.head_nm),
+        "total": count_parameters(model),
+    }
+
+
+def describe_preset(name: str) -> dict[str, Any]:
+    cfg = get_preset(name)
+    with torch.device("meta"):
+        model = DepthART(cfg)
+    return _report(f"preset {name}", model, {})
+
+
+def describe_checkpoint(path: str) -> dict[str, Any]:
+    from depthart_core.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(path)
+    report = _report(f"checkpoint {path}", model, info["metadata"])
+    report["sha256"] = info["sha256"]
+    return report
+
+
+def _report(source: str, model: DepthART, metadata: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source": source,
+        "config": model.cfg.to_dict(),
+        "tokens_per_map": model.cfg.tokenizer.num_tokens,
+        "parameters": parameter_breakdown(model),
+        "metadata": metadata,
+    }

@@ -1,0 +1,164 @@
+"""Relative -> metric depth from sparse metric cues (LiDAR projected into the image, RGB-D).
+
+DepthART's relative depth is proportional to depth (d / q98(d) of the scene, not inverse depth), so
+one positive scale per frame maps it to metres; `scale_shift` also fits an offset. Both fits are
+robust: the scale is the median of the per-point ratios metric / relative (median-scaling as in
+Eigen et al. 2014 and the Marigold evaluation's alignment), and scale-and-shift starts from a
+Theil-Sen line and refines it by least squares on the inliers (|residual| <= 3 robust sigmas).
+
+Also here: `resample_sparse` moves sparse points onto a differently sized depth map without
+interpolating between them, and `StampMatcher` pairs a frame with the sparse cue nearest in stamp.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FIT_MODES: tuple[str, ...] = ("scale", "scale_shift")
+_MAX_THEIL_SEN_POINTS = 200  # 19,900 pairs
+_REL_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class ScaleFit:
+    """metric = scale * relative + shift, fitted on `n_points` overlapping pixels."""
+
+    scale: float
+    shift: float
+    mode: str
+    n_points: int
+    n_inliers: int
+    abs_rel: float  # median |fit - metric| / metric over the inliers
+
+    def apply(self, relative: np.ndarray) -> np.ndarray:
+        """Relative depth -> metres (float32); results <= 0 become NaN (invalid)."""
+        out = (np.asarray(relative, dtype=np.float32) * np.float32(self.scale)) + np.float32(
+            self.shift
+        )
+        with np.errstate(invalid="ignore"):
+            out[~(out > 0)] = np.nan
+        return out
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Median of pairwise slopes on an evenly spaced subset; intercept = median(y - slope x)."""
+    if x.size > _MAX_THEIL_SEN_POINTS:
+        pick = np.linspace(0, x.size - 1, _MAX_THEIL_SEN_POINTS).astype(np.int64)
+        xs, ys = x[pick], y[pick]
+    else:
+        xs, ys = x, y
+    i, j = np.triu_indices(xs.size, k=1)
+    dx = xs[j] - xs[i]
+    keep = np.abs(dx) > _REL_EPS
+    slope = float(np.median((ys[j] - ys[i])[keep] / dx[keep])) if keep.any() else 0.0
+    return slope, float(np.median(y - slope * x))
+
+
+def _fit_points(rel: np.ndarray, met: np.ndarray, mode: str) -> tuple[float, float, np.ndarray]:
+    """(scale, shift, inlier mask) for 1-D arrays of overlapping relative/metric values."""
+    if mode == "scale":
+        log_ratio = np.log(met / rel)
+        scale = float(np.exp(np.median(log_ratio)))
+        dev = np.abs(log_ratio - np.log(scale))
+        inliers = dev <= max(3.0 * _robust_sigma(log_ratio), 1e-3)
+        return scale, 0.0, inliers
+    scale, shift = _theil_sen(rel, met)
+    inliers = np.ones(rel.size, dtype=bool)
+    for _ in range(3):
+        res = met - (scale * rel + shift)
+        inliers = np.abs(res) <= max(3.0 * _robust_sigma(res), 1e-6 * float(np.median(met)))
+        if inliers.sum() < 2 or np.ptp(rel[inliers]) <= _REL_EPS:
+            break
+        A = np.stack([rel[inliers], np.ones(int(inliers.sum()))], axis=1)
+        (scale, shift), *_ = np.linalg.lstsq(A, met[inliers], rcond=None)
+        scale, shift = float(scale), float(shift)
+    return scale, shift, inliers
+
+
+def fit_metric_scale(
+    relative: np.ndarray,
+    metric: np.ndarray,
+    mode: str = "scale",
+    min_points: int = 20,
+    valid: np.ndarray | None = None,
+) -> tuple[ScaleFit | None, str]:
+    """Fit `metric ~ scale * relative (+ shift)` on the pixels valid in both maps.
+
+    `metric` is HxW metres with NaN (or <= 0) where there is no cue; `relative` is the model's HxW
+    output. Returns (fit, "ok"), or (None, reason) when the fit has too few points or is
+    degenerate, so the caller can fall back to relative output and report why.
+    """
+    if mode not in FIT_MODES:
+        raise ValueError(f"unknown fit mode {mode!r}; use one of {FIT_MODES}")
+    if relative.shape != metric.shape:
+        raise ValueError(f"relative {relative.shape} and metric {metric.shape} differ in shape")
+    if min_points < 2:
+        raise ValueError(f"min_points must be >= 2, got {min_points}")
+    with np.errstate(invalid="ignore"):
+        both = np.isfinite(relative) & (relative > _REL_EPS) & np.isfinite(metric) & (metric > 0)
+    if valid is not None:
+        both &= valid.astype(bool)
+    n = int(both.sum())
+    if n < min_points:
+        return None, f"too few overlapping valid points: {n} < min_points {min_points}"
+    rel = relative[both].astype(np.float64)
+    met = metric[both].astype(np.float64)
+    if mode == "scale_shift" and np.ptp(rel) <= _REL_EPS:
+        return None, "relative depth is constant over the sparse points; cannot fit a shift"
+    scale, shift, inliers = _fit_points(rel, met, mode)
+    if not np.isfinite(scale) or not np.isfinite(shift) or scale <= 0:
+        return None, f"fit is not usable (scale {scale:.4g}, shift {shift:.4g})"
+    n_in = int(inliers.sum())
+    if n_in < min_points:
+        return None, f"too few inliers: {n_in} of {n} points < min_points {min_points}"
+    abs_rel = float(np.median(np.abs(scale * rel[inliers] + shift - met[inliers]) / met[inliers]))
+    return ScaleFit(scale, shift, mode, n, n_in, abs_rel), "ok"
+
+
+def resample_sparse(sparse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Move every finite point of an HxW sparse map onto a `shape` map: to the output pixel that
+    contains the point's centre; no interpolation between points. Where several points land on
+    one pixel the last one in row-major order wins."""
+    h0, w0 = sparse.shape
+    h1, w1 = shape
+    out = np.full(shape, np.nan, dtype=np.float32)
+    ys, xs = np.nonzero(np.isfinite(sparse))
+    y1 = np.clip(np.floor((ys + 0.5) * (h1 / h0)).astype(np.int64), 0, h1 - 1)
+    x1 = np.clip(np.floor((xs + 0.5) * (w1 / w0)).astype(np.int64), 0, w1 - 1)
+    out[y1, x1] = sparse[ys, xs]
+    return out
+
+
+class StampMatcher:
+    """Keeps the last `maxlen` stamped items; `nearest` returns the one closest to a stamp within
+    a tolerance. Thread-safe (filled by a subscription callback, read by the inference worker)."""
+
+    def __init__(self, maxlen: int = 10) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be >= 1, got {maxlen}")
+        self._items: deque[tuple[int, Any]] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def add(self, stamp_ns: int, item: Any) -> None:
+        with self._lock:
+            self._items.append((int(stamp_ns), item))
+
+    def nearest(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
+        with self._lock:
+            best = min(self._items, key=lambda it: abs(it[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > tolerance_ns:
+            return None
+        return best[1]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)

@@ -1,0 +1,188 @@
+"""On-disk cache of serialized TensorRT engines, keyed so a stale engine is never loaded.
+
+A TensorRT plan only runs on the TensorRT version and GPU architecture that built it; loading
+one from elsewhere fails with "Version tag does not match" or worse (YOLOX-ROS #40, TensorRT
+#2041). The key therefore holds everything the plan depends on: the model's sha256, precision,
+input shape, TensorRT version and GPU compute capability ("sm_87" on Orin). Each engine lives as
+
+    <cache_dir>/<sha[:16]>_<precision>_<shape>_trt<version>_<sm>.engine   the plan
+    <same stem>.json                                                   key + engine sha256
+    <same stem>.lock                                                   fcntl build lock
+
+in `cache_dir`, by default `$DEPTHART_ENGINE_CACHE`, else `$XDG_CACHE_HOME/depthart/engines`,
+else `~/.cache/depthart/engines`. Files are written through a temp file and `os.replace`, the
+sidecar last, so a crash mid-write leaves no half engine behind a valid sidecar. A missing,
+stale (sidecar key differs), truncated (sha256 differs) or undeserializable engine is rebuilt
+and never crashes the caller. A build holds an exclusive `fcntl.flock` on the lock file, so two
+processes starting at once build once: the second waits and then loads the first one's engine.
+
+Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
+tested without TensorRT.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from depthart_core.fileutil import sha256_file, write_atomic  # noqa: F401 (re-exported)
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+ENV_CACHE_DIR = "DEPTHART_ENGINE_CACHE"
+PRECISIONS = ("fp32", "fp16")
+_HEX = re.compile(r"^[0-9a-f]{16,}$")
+_SM = re.compile(r"^sm_\d{2,3}[a-z]?$")
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
+
+T = TypeVar("T")
+
+
+def default_cache_dir() -> Path:
+    """`$DEPTHART_ENGINE_CACHE`, else `$XDG_CACHE_HOME/depthart/engines` (XDG default ~/.cache)."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "depthart" / "engines"
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything a serialized TensorRT engine depends on."""
+
+    model_sha256: str
+    precision: str
+    input_shape: tuple[int, ...]
+    trt_version: str
+    compute_capability: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        if not _HEX.match(self.model_sha256):
+            raise ValueError(
+                f"model_sha256 must be lowercase hex (>= 16), got {self.model_sha256!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        shape = self.input_shape
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise ValueError(f"input_shape must be positive ints, got {shape!r}")
+        if not _VERSION.match(self.trt_version):
+            raise ValueError(f"trt_version is not a version string: {self.trt_version!r}")
+        if not _SM.match(self.compute_capability):
+            raise ValueError(
+                f"compute_capability must look like 'sm_87', got {self.compute_capability!r}"
+            )
+
+    @property
+    def stem(self) -> str:
+        shape = "x".join(map(str, self.input_shape))
+        return (
+            f"{self.model_sha256[:16]}_{self.precision}_{shape}"
+            f"_trt{self.trt_version}_{self.compute_capability}"
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+@dataclass(frozen=True)
+class CacheResult(Generic[T]):
+    engine: T
+    path: Path
+    built: bool
+
+
+class EngineCache:
+    """Engine files in one directory; see the module docstring for layout and guarantees."""
+
+    def __init__(self, cache_dir: str | Path | None = None) -> None:
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+    def engine_path(self, key: EngineKey) -> Path:
+        return self.cache_dir / f"{key.stem}.engine"
+
+    def sidecar_path(self, key: EngineKey) -> Path:
+        return self.cache_dir / f"{key.stem}.json"
+
+    def load(self, key: EngineKey, deserialize: Callable[[bytes], T | None]) -> T | None:
+        """The cached engine for `key`, or None (with the reason logged) if it is not usable."""
+        path, sidecar = self.engine_path(key), self.sidecar_path(key)
+        if not path.is_file() or not sidecar.is_file():
+            log.info("engine cache miss: %s", path)
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+            blob = path.read_bytes()
+        except (OSError, ValueError) as exc:
+            log.warning("engine cache: unreadable %s (%s); rebuilding", sidecar, exc)
+            return None
+        if meta.get("key") != key.to_dict():
+            log.warning("engine cache: stale %s (built for %s); rebuilding", path, meta.get("key"))
+            return None
+        if meta.get("engine_sha256") != hashlib.sha256(blob).hexdigest():
+            log.warning("engine cache: %s is corrupt (sha256 mismatch); rebuilding", path)
+            return None
+        try:
+            engine = deserialize(blob)
+        except Exception as exc:  # a runtime may raise on a foreign or damaged plan
+            log.warning("engine cache: deserializing %s raised %r; rebuilding", path, exc)
+            return None
+        if engine is None:
+            log.warning("engine cache: %s did not deserialize; rebuilding", path)
+        return engine
+
+    def get_or_build(
+        self,
+        key: EngineKey,
+        build: Callable[[], bytes],
+        deserialize: Callable[[bytes], T | None],
+    ) -> CacheResult[T]:
+        """Load the engine for `key`, building and storing it first if needed (once at a time)."""
+        engine = self.load(key, deserialize)
+        if engine is not None:
+            return CacheResult(engine, self.engine_path(key), built=False)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.cache_dir / f"{key.stem}.lock"
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("another process is building %s; waiting for it", key.stem)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                # The process that held the lock may have just stored this engine.
+                engine = self.load(key, deserialize)
+                if engine is not None:
+                    return CacheResult(engine, self.engine_path(key), built=False)
+                return self._build_and_store(key, build, deserialize)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _build_and_store(
+        self, key: EngineKey, build: Callable[[], bytes], deserialize: Callable[[bytes], T | None]
+    ) -> CacheResult[T]:
+        blob = bytes(build())
+        if not blob:
+            raise RuntimeError(f"the engine build for {key.stem} returned no data")
+        engine = deserialize(blob)
+        if engine is None:
+            raise RuntimeError(f"a freshly built engine for {key.stem} does not deserialize")
+        path = self.engine_path(key)
+        meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
+        write_atomic(path, blob)
+        write_atomic(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
+        log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
+        return CacheResult(engine, path, built=True)

@@ -1,0 +1,129 @@
+"""ONNX Runtime backend: the whole static graph on the CPU (or the CUDA execution provider).
+
+`OnnxRuntimeBackend.from_checkpoint(ckpt)` exports the checkpoint once into a cache directory
+(`$DEPTHART_CACHE` or `~/.cache/depthart/onnx/<sha>_<precision>.onnx`) and reuses it. An ONNX file
+given explicitly must carry the checkpoint's sha256 in its metadata when a checkpoint is given too;
+a mismatch is a clear error rather than silently running another model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from depthart_core.runtime.base import Backend, TensorSpec
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DEPTHART_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "depthart"
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ImportError(
+            "onnxruntime is not installed: pip install 'depthart_ros[onnx]' "
+            "(or onnxruntime-gpu for the CUDA execution provider)"
+        ) from exc
+    return ort
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        expected_sha256: str | None = None,
+        device: str = "cpu",
+        letterbox: bool = False,
+        threads: int = 0,
+    ) -> None:
+        ort = _import_ort()
+        from depthart_core.export.onnx_export import META_IMAGE_SIZE, META_PRECISION, META_SHA
+        from depthart_core.export.onnx_export import read_onnx_metadata
+
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        meta = read_onnx_metadata(path)
+        if expected_sha256 is not None and meta.get(META_SHA) != expected_sha256:
+            raise ValueError(
+                f"{path} was exported from checkpoint sha256 {meta.get(META_SHA, '?')[:16]}..., "
+                f"not from the given checkpoint ({expected_sha256[:16]}...): re-export it with "
+                "`depthart export`"
+            )
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeError(
+                    "device=cuda but onnxruntime has no CUDAExecutionProvider: "
+                    "pip install onnxruntime-gpu"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        self.onnx_path = path
+        self.precision = meta.get(META_PRECISION, "fp32")
+        self.image_size = int(meta.get(META_IMAGE_SIZE, self.session.get_inputs()[0].shape[-1]))
+        self.letterbox = letterbox
+        self.checkpoint_sha256 = meta.get(META_SHA, "")
+        self._in_dtype = np.float16 if self.precision == "fp16" else np.float32
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path | None = None,
+        onnx_path: str | Path | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        letterbox: bool = False,
+    ) -> OnnxRuntimeBackend:
+        _import_ort()
+        from depthart_core.checkpoint import file_sha256, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(checkpoint)
+        sha = file_sha256(ckpt)
+        if onnx_path is None:
+            onnx_path = cache_dir() / "onnx" / f"{sha[:16]}_{precision}.onnx"
+            if not Path(onnx_path).is_file():
+                from depthart_core.checkpoint import load_checkpoint
+                from depthart_core.export.onnx_export import export_onnx
+
+                log.info("exporting %s to %s (once; cached)", ckpt, onnx_path)
+                model, _ = load_checkpoint(ckpt)
+                export_onnx(model, onnx_path, checkpoint_sha256=sha, fp16=precision == "fp16")
+        return cls(onnx_path, expected_sha256=sha, device=device, letterbox=letterbox)
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        i = self.session.get_inputs()[0]
+        return TensorSpec(i.name, tuple(i.shape), i.type)
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        o = self.session.get_outputs()[0]
+        return TensorSpec(o.name, tuple(o.shape), o.type)
+
+    def describe(self) -> str:
+        return f"onnxruntime ({self.precision}, {self.session.get_providers()[0]})"
+
+    def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depths, tokens = [], []
+        for x in np.asarray(x_B3SS):  # the graph is static at batch 1
+            d, t = self.session.run(None, {"image": x[None].astype(self._in_dtype)})
+            depths.append(d.astype(np.float32))
+            tokens.append(t)
+        return np.concatenate(depths), np.concatenate(tokens)
+
+    def run(self, x_B3SS: np.ndarray) -> np.ndarray:
+        return self.run_with_tokens(x_B3SS)[0]

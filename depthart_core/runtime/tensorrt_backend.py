@@ -1,0 +1,370 @@
+"""TensorRT backend: build an engine from the exported ONNX once, cache it, run it on torch CUDA.
+
+Written against the TensorRT 10/11 Python API (docs.nvidia.com/deeplearning/tensorrt, Python API
+reference and the "Migrating from TensorRT 10.x to 11.x" guide) and laid out like NVIDIA's
+`samples/python/*/build_engine.py` (log every parser error and network tensor) and `infer.py`:
+
+- build: `Builder` -> `create_network(1 << STRONGLY_TYPED)` -> `OnnxParser.parse_from_file`;
+  `IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`; a timing cache loaded
+  with `create_timing_cache`/`set_timing_cache` and saved from `get_timing_cache().serialize()`;
+  progress through an `IProgressMonitor` subclass set as `config.progress_monitor`;
+  `build_serialized_network`. Precision lives in the ONNX graph: strong typing is opt-in on
+  10.12-10.x and always on in 11.x, where `BuilderFlag.FP16` no longer exists.
+- run: `Runtime.deserialize_cuda_engine` (None on a foreign or damaged plan), tensors bound by
+  name with `IExecutionContext.set_tensor_address`, `execute_async_v3(stream_handle)` on one
+  torch CUDA stream; no pycuda.
+
+Engines are cached by `engine_cache.EngineCache` (model sha256, precision, shape, TensorRT
+version, compute capability).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import onnx
+import torch
+
+from depthart_core.export.onnx_export import META_SHA
+from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
+from depthart_core.runtime.base import Backend, TensorSpec
+from depthart_core.runtime.engine_cache import EngineCache, EngineKey, write_atomic
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME, OUTPUT_NAME = "image", "depth"
+INSTALL_HINT = (
+    "Install TensorRT's Python package: on Jetson it ships with JetPack (apt package "
+    "python3-libnvinfer; create the venv with --system-site-packages to see it); on x86-64 "
+    "run `pip install tensorrt-cu12` (or `pip install tensorrt`), which fetches the "
+    "tensorrt-cu12-libs wheels from NVIDIA's index https://pypi.nvidia.com."
+)
+
+
+def import_tensorrt() -> ModuleType:
+    """`import tensorrt`, or a RuntimeError that says how to install it."""
+    try:
+        import tensorrt as trt
+    except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
+        raise RuntimeError(f"tensorrt is not importable ({exc!r}). {INSTALL_HINT}") from exc
+    return trt
+
+
+def tensorrt_available() -> tuple[bool, str]:
+    """(usable, reason): TensorRT importable and a CUDA GPU visible to torch."""
+    try:
+        trt = import_tensorrt()
+    except RuntimeError as exc:
+        return False, str(exc)
+    if not torch.cuda.is_available():
+        return False, f"tensorrt {trt.__version__} is installed but torch sees no CUDA GPU"
+    return (
+        True,
+        f"tensorrt {trt.__version__} on {torch.cuda.get_device_name()} ({compute_capability()})",
+    )
+
+
+def compute_capability(device: int | None = None) -> str:
+    """The GPU's architecture as "sm_XY" (e.g. "sm_87" on Jetson Orin)."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+def model_sha256(onnx_path: Path, model: onnx.ModelProto) -> str:
+    """sha256 of the .onnx file, continued over its external-data files if it has any."""
+    h = hashlib.sha256(onnx_path.read_bytes())
+    external = sorted(
+        {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    )
+    for name in external:
+        h.update((onnx_path.parent / name).read_bytes())
+    return h.hexdigest()
+
+
+def engine_input_shape(model: onnx.ModelProto, image_size: int) -> tuple[int, int, int, int]:
+    """(B, 3, S, S) the engine is built for: the graph's static batch, or 1 if batch is dynamic."""
+    inputs = {i.name: i for i in model.graph.input}
+    if INPUT_NAME not in inputs:
+        raise ValueError(f"ONNX graph has no input {INPUT_NAME!r}; its inputs are {list(inputs)}")
+    dims = [
+        d.dim_value if d.HasField("dim_value") else -1
+        for d in inputs[INPUT_NAME].type.tensor_type.shape.dim
+    ]
+    want = (3, image_size, image_size)
+    if len(dims) != 4 or any(d not in (-1, w) for d, w in zip(dims[1:], want, strict=True)):
+        raise ValueError(
+            f"ONNX input {INPUT_NAME!r} has shape {dims}, expected (B, 3, "
+            f"{image_size}, {image_size}) with B static or dynamic"
+        )
+    return (dims[0] if dims[0] > 0 else 1, 3, image_size, image_size)
+
+
+@functools.cache
+def _progress_monitor_class(trt: ModuleType) -> type:
+    from tqdm import tqdm
+
+    class BuildProgress(trt.IProgressMonitor):
+        """tqdm bars per builder phase (nested phases indented); thread-safe as TensorRT asks."""
+
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._bars: dict[str, tqdm] = {}
+            self._lock = threading.Lock()
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            with self._lock:
+                depth = 0 if parent_phase is None else len(self._bars)
+                self._bars[phase_name] = tqdm(
+                    total=num_steps,
+                    desc=f"TensorRT {phase_name}",
+                    position=depth,
+                    leave=parent_phase is None,
+                    unit="step",
+                )
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self._lock:
+                bar = self._bars.get(phase_name)
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self._lock:
+                bar = self._bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+    return BuildProgress
+
+
+def _log_network_io(trt: ModuleType, network) -> None:
+    for kind, count, get in (
+        ("input", network.num_inputs, network.get_input),
+        ("output", network.num_outputs, network.get_output),
+    ):
+        for i in range(count):
+            t = get(i)
+            log.info("network %s %r: shape %s, dtype %s", kind, t.name, tuple(t.shape), t.dtype)
+
+
+def build_serialized_engine(
+    onnx_path: str | Path,
+    input_shape: tuple[int, int, int, int],
+    workspace_mb: int = 1024,
+    timing_cache_path: str | Path | None = None,
+    show_progress: bool = True,
+) -> bytes:
+    """Parse the ONNX into a strongly typed network and build a serialized engine (a plan)."""
+    trt = import_tensorrt()
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
+    # 1. network: strongly typed, so FP16 comes only from the graph's own types
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        for err in errors:
+            log.error("TensorRT ONNX parser: %s", err)
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: " + " | ".join(errors))
+    _log_network_io(trt, network)
+    # 2. config: workspace, a fixed-shape profile for any dynamic input dims, timing cache
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    profile = builder.create_optimization_profile()
+    dynamic = False
+    for i in range(network.num_inputs):
+        t = network.get_input(i)
+        if any(d < 0 for d in t.shape):
+            dynamic = True
+            profile.set_shape(t.name, input_shape, input_shape, input_shape)
+    if dynamic:
+        config.add_optimization_profile(profile)
+    timing_cache = _load_timing_cache(config, timing_cache_path)
+    config.set_timing_cache(timing_cache, False)
+    monitor = _progress_monitor_class(trt)() if show_progress else None
+    if monitor is not None:  # held in this frame: it must outlive the build
+        config.progress_monitor = monitor
+    # 3. build (minutes the first time) and persist the timing cache for the next build
+    log.info(
+        "building TensorRT engine from %s for %s (takes minutes the first time)",
+        onnx_path,
+        input_shape,
+    )
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see log above)")
+    if timing_cache_path is not None:
+        path = Path(timing_cache_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, bytes(config.get_timing_cache().serialize()))
+    return bytes(plan)
+
+
+def _load_timing_cache(config, path: str | Path | None):
+    data = b""
+    if path is not None and Path(path).is_file():
+        data = Path(path).read_bytes()
+        log.info("TensorRT timing cache: %s (%d bytes)", path, len(data))
+    try:
+        cache = config.create_timing_cache(data)
+    except Exception as exc:
+        cache = None
+        log.warning("TensorRT timing cache %s unusable (%r); starting empty", path, exc)
+    return cache if cache is not None else config.create_timing_cache(b"")
+
+
+class TensorRTBackend(Backend):
+    """`run` on a cached TensorRT engine; I/O are torch CUDA tensors on one CUDA stream.
+
+    `expected_model_hash`, if given, is the sha256 of the checkpoint the ONNX must come from:
+    it is compared with the `depthart_checkpoint_sha256` metadata that `export_onnx` stamps, so a
+    node never serves an engine for another model. The engine cache itself is keyed by the ONNX
+    file's own hash (`model_sha256`), which also changes with precision and exporter.
+    """
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        image_size: int,
+        precision: str = "fp32",
+        letterbox: bool = False,
+        cache_dir: str | Path | None = None,
+        workspace_mb: int = 1024,
+        expected_model_hash: str | None = None,
+    ) -> None:
+        # 1. arguments and the ONNX graph (without weights)
+        self.onnx_path = Path(onnx_path)
+        if not isinstance(image_size, int) or image_size <= 0:
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        if workspace_mb <= 0:
+            raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
+        model = load_graph(self.onnx_path)
+        self.image_size, self.letterbox, self.precision = image_size, letterbox, precision
+        shape = engine_input_shape(model, image_size)
+        check_tensorrt_compatible(model)  # graph-only checks: seconds here beat minutes of build
+        check_precision(model, precision)
+        if expected_model_hash is not None:
+            stamped = {p.key: p.value for p in model.metadata_props}.get(META_SHA) or "unrecorded"
+            if stamped != expected_model_hash.lower():
+                raise ValueError(
+                    f"{self.onnx_path} was exported from checkpoint sha256 {stamped} "
+                    f"({META_SHA}), expected {expected_model_hash}"
+                )
+        digest = model_sha256(self.onnx_path, model)
+        # 2. TensorRT and the GPU
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise RuntimeError("the TensorRT backend needs a CUDA GPU; torch sees none")
+        self.device = torch.device("cuda", torch.cuda.current_device())
+        key = EngineKey(digest, precision, shape, trt.__version__, compute_capability())
+        # 3. engine: cached, or built (minutes) and cached
+        cache = EngineCache(cache_dir)
+        timing = cache.cache_dir / f"timing_trt{key.trt_version}_{key.compute_capability}.cache"
+
+        def build() -> bytes:
+            return build_serialized_engine(self.onnx_path, shape, workspace_mb, timing)
+
+        self._trt_logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
+        self._runtime = trt.Runtime(self._trt_logger)
+        result = cache.get_or_build(key, build, self._runtime.deserialize_cuda_engine)
+        self.engine, self.engine_path, self.engine_built = result.engine, result.path, result.built
+        self.trt_version, self.key = trt.__version__, key
+        # 4. context, buffers bound by name, one stream
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(self.device)
+        self._buffers = self._bind(trt, shape)
+        self.batch = shape[0]
+
+    def _bind(self, trt: ModuleType, shape: tuple[int, ...]) -> dict:
+        engine, ctx = self.engine, self.context
+        dtypes = {
+            getattr(trt.DataType, k): getattr(torch, v)
+            for k, v in _TORCH_DTYPES.items()
+            if hasattr(trt.DataType, k)
+        }
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if inputs != [INPUT_NAME] or OUTPUT_NAME not in names:
+            raise ValueError(
+                f"engine I/O must be input {INPUT_NAME!r} and output "
+                f"{OUTPUT_NAME!r}; it has inputs {inputs}, tensors {names}"
+            )
+        if any(d < 0 for d in engine.get_tensor_shape(INPUT_NAME)):
+            ctx.set_input_shape(INPUT_NAME, shape)
+        buffers = {}
+        for n in names:
+            dtype = dtypes[engine.get_tensor_dtype(n)]
+            buffers[n] = torch.empty(
+                tuple(ctx.get_tensor_shape(n)), dtype=dtype, device=self.device
+            )
+            ctx.set_tensor_address(n, buffers[n].data_ptr())
+            log.info(
+                "engine tensor %r: %s %s %s",
+                n,
+                engine.get_tensor_mode(n),
+                tuple(buffers[n].shape),
+                dtype,
+            )
+        S = self.image_size
+        if buffers[OUTPUT_NAME].numel() != shape[0] * S * S:
+            raise ValueError(
+                f"engine output {OUTPUT_NAME!r} has shape "
+                f"{tuple(buffers[OUTPUT_NAME].shape)}, expected ({shape[0]}, {S}, {S})"
+            )
+        return buffers
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        t = self._buffers[INPUT_NAME]
+        return TensorSpec(INPUT_NAME, tuple(t.shape), str(t.dtype).removeprefix("torch."))
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        t = self._buffers[OUTPUT_NAME]
+        return TensorSpec(OUTPUT_NAME, tuple(t.shape), str(t.dtype).removeprefix("torch."))
+
+    def describe(self) -> str:
+        return (
+            f"tensorrt {self.trt_version} {self.precision} {self.key.compute_capability} "
+            f"engine={self.engine_path.name}"
+        )
+
+    def run(self, x_B3SS: np.ndarray) -> np.ndarray:
+        S = self.image_size
+        if x_B3SS.ndim != 4 or x_B3SS.shape[1:] != (3, S, S):
+            raise ValueError(f"input must be (B, 3, {S}, {S}), got {x_B3SS.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32))
+        inp, out = self._buffers[INPUT_NAME], self._buffers[OUTPUT_NAME]
+        results = []
+        with torch.cuda.stream(self.stream):
+            # The engine has a fixed batch; a larger batch runs in chunks of it.
+            for start in range(0, x.shape[0], self.batch):
+                chunk = x[start : start + self.batch]
+                n = chunk.shape[0]
+                inp[:n].copy_(chunk, non_blocking=False)  # casts to FP16 for FP16 graphs
+                if not self.context.execute_async_v3(self.stream.cuda_stream):
+                    raise RuntimeError("TensorRT execute_async_v3 failed (see TensorRT log)")
+                results.append(out.reshape(self.batch, S, S)[:n].float().cpu())
+        self.stream.synchronize()
+        return torch.cat(results).numpy()
+
+
+_TORCH_DTYPES = {  # trt.DataType member name -> torch dtype name
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "BOOL": "bool",
+}

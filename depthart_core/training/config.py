@@ -1,0 +1,156 @@
+"""Training configuration: frozen dataclasses, YAML overrides, `--set key=value` overrides.
+
+A YAML file in training/configs/ overrides fields of `TrainConfig`; an unknown key or a value of
+the wrong type raises with its dotted name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"  # synthetic | synthetic_set | hypersim
+    root: str = ""  # for synthetic_set / hypersim
+    split: str = "train"
+    seed: int = 0  # synthetic stream seed (training); validation uses val_seed
+    val_seed: int = 10_000
+    val_count: int = 32
+    render_size: int = 0  # 0: render at the model resolution
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    schedule: str = "step"  # none | step | cosine
+    step_size: int = 5000  # StepLR period (the paper: x0.8 every 5,000 iterations)
+    gamma: float = 0.8
+    warmup: int = 0
+    grad_clip: float = 0.0  # 0: off (the paper configures none)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stage: str = "transformer"  # tokenizer | transformer
+    mode: str = "depthart"  # depthart | teacher_forcing (stage 2)
+    last_scale_gumbel: bool = False  # the released config's rec_loss variant; off by default
+    preset: str = "tiny"
+    model_overrides: dict = field(default_factory=dict)
+    init_checkpoint: str = ""  # a DepthART checkpoint (e.g. the stage-1 tokenizer run)
+    init_tokenizer_only: bool = True  # take only tokenizer weights from init_checkpoint
+    var_pth: str = ""  # official var_d16.pth (d16 only)
+    vae_pth: str = ""  # official vae_ch160v4096z32.pth (d16 only)
+    batch_size: int = 8  # per process
+    grad_accum: int = 1
+    steps: int = 200
+    epochs: int = 0  # >0 with a finite dataset: steps = epochs * len / (batch * world)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast on CUDA)
+    ema: float = 0.0  # 0: off; else EMA decay of the trainable weights
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    ckpt_every: int = 100
+    val_every: int = 100
+    log_every: int = 10
+    restart_dead_every: int = 50  # stage 1 dead-code restarts
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "stage": (self.stage, ("tokenizer", "transformer")),
+            "mode": (self.mode, ("depthart", "teacher_forcing")),
+            "precision": (self.precision, ("fp32", "bf16", "fp16")),
+            "data.source": (self.data.source, ("synthetic", "synthetic_set", "hypersim")),
+            "optim.schedule": (self.optim.schedule, ("none", "step", "cosine")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+        for name in ("batch_size", "grad_accum", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            raise ValueError(f"unknown config key {name!r}; valid: {sorted(fields)}")
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise TypeError(f"{name} must be a mapping, got {value!r}")
+            value = _coerce(type(default), value, f"{name}.")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be true/false, got {value!r}")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {value!r}")
+        elif isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise TypeError(f"{name} must be a mapping, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "model_overrides":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set optim.lr=3e-4 --set steps=50` -> nested dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"training config not found: {p}")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{p} must hold a mapping at the top level")
+        values = loaded
+    values = _merge(values, parse_set(overrides or []))
+    return _coerce(TrainConfig, values, "")

@@ -1,0 +1,146 @@
+"""Training objectives: tokenizer (stage 1), teacher forcing (VAR) and DepthART (stage 2).
+
+Teacher forcing (VAR, arXiv 2404.02905): one masked pass over [image prefix | SOS | depth inputs];
+inputs are the area-downsampled cumulative ground-truth f_hat, targets the ground-truth token maps.
+
+DepthART (arXiv 2409.15010, Fig. 2): the model is rolled out on its own argmax predictions. With the
+continuous ground-truth depth latent f_D and the model's running reconstruction f_hat_<k built from
+its *predicted* maps, the target at scale k is t_k = Q_k(f_D - f_hat_<k) (area-downsample the
+residual, nearest code), so the model learns to correct its own earlier errors. Predictions are
+detached; the KV cache keeps earlier keys/values in the graph, so one backward covers all scales.
+Cross-entropy over the codebook with uniform per-token weight. Optionally (off by default) the
+released configuration's last-scale variant: a Gumbel-softmax mixture of code embeddings at the
+last scale, that scale dropped from the cross-entropy, plus 10 * MSE(f_hat, f_D).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from depthart_core.model import DepthART
+from depthart_core.tokenizer.codec import encode_depth
+from depthart_core.tokenizer.quantizer import MultiScaleQuantizer
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    logs: dict[str, float]
+    tokens: int
+
+
+def prepare_inputs(
+    model: DepthART, rgb_B3HW_uint8: torch.Tensor, depth_BHW: torch.Tensor, valid_BHW: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen tokenizer: (image-prefix latents (B, L, Cvae), continuous depth latent f_D)."""
+    rgb = rgb_B3HW_uint8.float() / 127.5 - 1.0
+    depth_x3, _ = encode_depth(depth_BHW, valid_BHW)
+    with torch.no_grad():
+        img_BLCv = model.image_prefix(rgb)
+        f_D = model.tokenizer.encode_latent(depth_x3)
+    return img_BLCv, f_D
+
+
+def rollout_targets(
+    quant: MultiScaleQuantizer, f_D: torch.Tensor, pred_idx: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """DepthART targets for every scale given the model's predicted maps at earlier scales."""
+    f_hat = torch.zeros_like(f_D)
+    targets = []
+    for si in range(quant.num_scales):
+        targets.append(quant.residual_target(f_D, f_hat, si))
+        if si < len(pred_idx):
+            f_hat = f_hat + quant.idx_contribution(pred_idx[si], si)
+    return targets
+
+
+def teacher_forcing_loss(model: DepthART, img_BLCv: torch.Tensor, f_D: torch.Tensor) -> StepOutput:
+    quant = model.tokenizer.quantize
+    with torch.no_grad():
+        idx_list, _, _ = quant.quantize(f_D)
+        depth_in = quant.teacher_forcing_inputs(idx_list)
+    logits_BLV = model.transformer(img_BLCv, depth_in)
+    target_BL = torch.cat([i.flatten(1) for i in idx_list], dim=1)
+    loss = F.cross_entropy(logits_BLV.float().flatten(0, 1), target_BL.flatten())
+    acc = (logits_BLV.argmax(-1) == target_BL).float().mean()
+    return StepOutput(loss, {"ce": float(loss), "acc": float(acc)}, target_BL.numel())
+
+
+def depthart_loss(
+    model: DepthART, img_BLCv: torch.Tensor, f_D: torch.Tensor, last_scale_gumbel: bool = False
+) -> StepOutput:
+    quant, var = model.tokenizer.quantize, model.transformer
+    B, K = f_D.shape[0], quant.num_scales
+    ada = var.modulations(var.condition(B, f_D.device))
+    logits_BlV, cache = var.prefill(img_BLCv, ada)
+    f_hat = torch.zeros_like(f_D)
+    ce_sum = f_D.new_zeros(())
+    n_ce, n_correct = 0, 0
+    extra = f_D.new_zeros(())
+    for si, pn in enumerate(quant.patch_nums):
+        if si > 0:
+            x_BlCv = quant.next_input(f_hat, si).detach()
+            logits_BlV, cache = var.step(x_BlCv, si, ada, cache)
+        target_Bhw = quant.residual_target(f_D, f_hat, si)
+        if last_scale_gumbel and si == K - 1:
+            soft_BlV = F.gumbel_softmax(logits_BlV.float(), tau=1.0, hard=False)
+            emb_BlC = soft_BlV @ quant.embedding.weight
+            h = quant.contribution(emb_BlC.transpose(1, 2).reshape(B, -1, pn, pn), si)
+            extra = 10.0 * F.mse_loss(f_hat.detach() + h, f_D)
+            break
+        ce_sum = ce_sum + F.cross_entropy(
+            logits_BlV.float().flatten(0, 1), target_Bhw.flatten(), reduction="sum"
+        )
+        with torch.no_grad():
+            pred_Bl = logits_BlV.argmax(-1)
+            n_correct += int((pred_Bl == target_Bhw.flatten(1)).sum())
+            n_ce += pred_Bl.numel()
+            f_hat = f_hat + quant.idx_contribution(pred_Bl.view(B, pn, pn), si)
+    ce = ce_sum / n_ce
+    loss = ce + extra
+    logs = {"ce": float(ce), "acc": n_correct / n_ce}
+    if last_scale_gumbel:
+        logs["latent_mse"] = float(extra) / 10.0
+    return StepOutput(loss, logs, n_ce)
+
+
+def tokenizer_loss(model: DepthART, x_B3HW: torch.Tensor) -> StepOutput:
+    """Stage 1: L1 + MSE reconstruction plus the VQ (codebook + commitment) loss."""
+    recon, vq_loss, idx_list = model.tokenizer(x_B3HW)
+    rec = F.l1_loss(recon, x_B3HW) + F.mse_loss(recon, x_B3HW)
+    loss = rec + vq_loss
+    with torch.no_grad():
+        quant = model.tokenizer.quantize
+        for si, idx in enumerate(idx_list):
+            hits = torch.bincount(idx.flatten(), minlength=quant.vocab_size).float()
+            quant.ema_vocab_hit_SV[si].mul_(0.99).add_(hits, alpha=0.01)
+    logs = {"rec": float(rec), "vq": float(vq_loss)}
+    return StepOutput(loss, logs, x_B3HW.shape[0])
+
+
+def code_usage(model: DepthART) -> dict[str, list[float]]:
+    """Per-scale share of codes in use and perplexity, from the running hit statistics."""
+    hits = model.tokenizer.quantize.ema_vocab_hit_SV
+    p = hits / hits.sum(-1, keepdim=True).clamp_min(1e-12)
+    usage = (hits > hits.sum(-1, keepdim=True) * 1e-4).float().mean(-1)
+    ppl = torch.exp(-(p * p.clamp_min(1e-12).log()).sum(-1))
+    return {"usage": usage.tolist(), "perplexity": ppl.tolist()}
+
+
+@torch.no_grad()
+def restart_dead_codes(model: DepthART, f_BChw: torch.Tensor, threshold: float = 1e-3) -> int:
+    """Re-seed codes that (almost) no scale uses with random encoder latents. Returns count."""
+    quant = model.tokenizer.quantize
+    hits = quant.ema_vocab_hit_SV.sum(0)
+    dead = (hits < threshold * hits.sum() / quant.vocab_size).nonzero().flatten()
+    if dead.numel() == 0:
+        return 0
+    pool_NC = f_BChw.permute(0, 2, 3, 1).reshape(-1, quant.Cvae)
+    pick = torch.randint(0, pool_NC.shape[0], (dead.numel(),), device=pool_NC.device)
+    noise = 0.01 * pool_NC.std() * torch.randn(dead.numel(), quant.Cvae, device=pool_NC.device)
+    quant.embedding.weight.data[dead] = pool_NC[pick] + noise
+    quant.ema_vocab_hit_SV[:, dead] = hits.mean() / quant.num_scales
+    return int(dead.numel())

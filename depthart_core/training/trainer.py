@@ -1,0 +1,359 @@
+"""One `Trainer` for both stages: the tokenizer (stage 1) and the transformer (stage 2).
+
+- AdamW; the learning rate is a pure function of the step (warm-up, then none / StepLR / cosine),
+  so resuming needs no scheduler object; the paper's StepLR is x0.8 every 5,000 iterations.
+- Gradient accumulation, optional clipping, bf16/fp16 autocast on CUDA, optional EMA.
+- Data parallel under `torchrun` (gloo on CPU, NCCL on GPU): ranks start from rank 0's weights and
+  average gradients with one all-reduce per step, which works for the DepthART rollout's many
+  forward passes per step (DDP's forward hooks assume one).
+- Everything needed to continue exactly (weights, optimizer moments, EMA, RNG state, step; the
+  data position is the step) goes into one `train_state.safetensors` written atomically; the
+  user-facing `checkpoint.safetensors` is written beside it. Resuming from step 20 reproduces the
+  40-step run bit for bit on CPU (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from depthart_core.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    load_official_var,
+    save_checkpoint,
+)
+from depthart_core.config import get_preset, with_overrides
+from depthart_core.model import DepthART
+from depthart_core.tokenizer.codec import encode_depth
+from depthart_core.training import objectives as obj
+from depthart_core.training.config import TrainConfig
+from depthart_core.training.data import make_batches, validation_batch
+from depthart_core.training.validation import save_progress_plot, validate
+
+log = logging.getLogger(__name__)
+STATE_NAME = "train_state.safetensors"
+CKPT_NAME = "checkpoint.safetensors"
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    o = cfg.optim
+    if o.warmup > 0 and step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    if o.schedule == "step":
+        return o.lr * (o.gamma ** (step // o.step_size))
+    if o.schedule == "cosine":
+        t = min(1.0, (step - o.warmup) / max(1, cfg.steps - o.warmup))
+        return o.lr * 0.5 * (1 + math.cos(math.pi * t))
+    return o.lr
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.rank, self.world = _init_distributed()
+        self.device = _pick_device(cfg.device, self.rank)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model = self._build_model().to(self.device)
+        self.params = self._trainable()
+        _broadcast(self.params, self.world)
+        self.opt = torch.optim.AdamW(
+            self.params,
+            lr=cfg.optim.lr,
+            betas=(cfg.optim.beta1, cfg.optim.beta2),
+            eps=cfg.optim.eps,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
+        use_scaler = cfg.precision == "fp16" and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        size = self.model.cfg.image_size
+        self.batches = make_batches(cfg.data, cfg.data.render_size or size, cfg.batch_size,
+                                    self.rank, self.world)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        torch.manual_seed(cfg.seed + 1000 * self.rank)
+        if resume:
+            self._load_state()
+        elif self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ set-up
+    def _build_model(self) -> DepthART:
+        cfg = self.cfg
+        model = DepthART(with_overrides(get_preset(cfg.preset), cfg.model_overrides))
+        if cfg.init_checkpoint:
+            src, _ = load_checkpoint(cfg.init_checkpoint)
+            if src.cfg.tokenizer != model.cfg.tokenizer or src.cfg.image_size != model.cfg.image_size:
+                raise ValueError(
+                    f"init_checkpoint {cfg.init_checkpoint} has a different tokenizer/image size "
+                    f"than preset {cfg.preset!r}"
+                )
+            part = src.tokenizer if cfg.init_tokenizer_only else src
+            target = model.tokenizer if cfg.init_tokenizer_only else model
+            target.load_state_dict(part.state_dict(), strict=True)
+        if cfg.var_pth or cfg.vae_pth:
+            load_official_var(model, cfg.var_pth or None, cfg.vae_pth or None)
+        return model
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        tok, var = self.model.tokenizer, self.model.transformer
+        train, frozen = (tok, var) if self.cfg.stage == "tokenizer" else (var, tok)
+        frozen.requires_grad_(False).eval()
+        train.requires_grad_(True).train()
+        return [p for p in train.parameters()]
+
+    # ------------------------------------------------------------------ one step
+    def _loss(self, batch: dict[str, torch.Tensor]) -> obj.StepOutput:
+        b = {k: v.to(self.device) for k, v in batch.items()}
+        if self.cfg.stage == "tokenizer":
+            rgb = b["rgb"].float() / 127.5 - 1.0
+            depth_x3, _ = encode_depth(b["depth"], b["valid"])
+            return obj.tokenizer_loss(self.model, torch.cat([rgb, depth_x3], dim=0))
+        img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
+        if self.cfg.mode == "teacher_forcing":
+            return obj.teacher_forcing_loss(self.model, img, f_D)
+        return obj.depthart_loss(self.model, img, f_D, self.cfg.last_scale_gumbel)
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, cfg)
+        self.opt.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        tokens = 0
+        for micro in range(cfg.grad_accum):
+            batch = self.batches.batch_at(self.step * cfg.grad_accum + micro)
+            with _autocast(self.device, cfg.precision):
+                out = self._loss(batch)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(
+                    f"non-finite loss ({float(out.loss)}) at step {self.step}; stopping. "
+                    f"The last good checkpoint is kept: {self.run_dir / CKPT_NAME}"
+                )
+            self.scaler.scale(out.loss / cfg.grad_accum).backward()
+            tokens += out.tokens
+            for k, v in out.logs.items():
+                logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
+            logs["loss"] = logs.get("loss", 0.0) + float(out.loss) / cfg.grad_accum
+        _allreduce_grads(self.params, self.world)
+        if cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip))
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.params):
+                    e.lerp_(p.detach(), 1.0 - cfg.ema)
+        if cfg.stage == "tokenizer" and cfg.restart_dead_every and (self.step + 1) % cfg.restart_dead_every == 0:
+            with torch.no_grad():
+                x = (batch["rgb"].to(self.device).float() / 127.5 - 1.0)
+                logs["restarted_codes"] = obj.restart_dead_codes(
+                    self.model, self.model.tokenizer.encode_latent(x)
+                )
+        self.step += 1
+        logs["lr"] = lr_at(self.step - 1, cfg)
+        logs["tokens"] = tokens * self.world
+        return logs
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+        cfg = self.cfg
+        total = steps if steps is not None else cfg.steps
+        if steps is None and cfg.epochs > 0 and hasattr(self.batches, "steps_per_epoch"):
+            total = cfg.epochs * self.batches.steps_per_epoch
+        val = validation_batch(cfg.data, self.model.cfg.image_size) if self.is_main else None
+        bar = tqdm(total=total, initial=self.step, disable=not (progress and self.is_main),
+                   desc=f"train {cfg.stage}" + ("" if cfg.stage == "tokenizer" else f" ({cfg.mode})"),
+                   unit="step", dynamic_ncols=True)
+        last_val: dict[str, Any] = {}
+        t0, tok0 = time.perf_counter(), 0
+        while self.step < total:
+            logs = self.train_step()
+            tok0 += logs["tokens"]
+            if self.is_main and (self.step % cfg.log_every == 0 or self.step == total):
+                rate = tok0 / max(time.perf_counter() - t0, 1e-9)
+                row = {"step": self.step, **{k: round(v, 6) for k, v in logs.items()}, "tok_s": round(rate)}
+                self.history.append(row)
+                self._append_jsonl(row)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
+                t0, tok0 = time.perf_counter(), 0
+            if self.is_main and (self.step % cfg.val_every == 0 or self.step == total):
+                last_val = self._validate(val)
+            if self.step % cfg.ckpt_every == 0 or self.step == total:
+                self.save()
+            bar.update(1)
+        bar.close()
+        return last_val
+
+    def _validate(self, val: dict[str, torch.Tensor]) -> dict[str, Any]:
+        with self._ema_weights():
+            metrics, grid = validate(self.model, val, self.cfg.stage, self.device)
+        row = {"step": self.step, "val": metrics}
+        self.history.append(row)
+        self._append_jsonl(row)
+        save_progress_plot(self.run_dir / "progress.png", self.history, grid)
+        self.last_val = metrics
+        return metrics
+
+    # ------------------------------------------------------------------ state
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        cfg = self.cfg
+        tensors: dict[str, torch.Tensor] = {}
+        for k, v in self.model.state_dict().items():
+            tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+        opt_state = self.opt.state_dict()
+        for i, st in opt_state["state"].items():
+            for name, t in st.items():
+                tensors[f"opt.{i}.{name}"] = torch.as_tensor(t).detach().cpu().contiguous()
+        if self.ema is not None:
+            for i, e in enumerate(self.ema):
+                tensors[f"ema.{i}"] = e.detach().cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {"step": str(self.step), "config": json.dumps(cfg.to_dict()),
+                "param_groups": json.dumps(opt_state["param_groups"])}
+        atomic_write(self.run_dir / STATE_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        with self._ema_weights():
+            save_checkpoint(self.run_dir / CKPT_NAME, self.model, self.provenance())
+
+    def provenance(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "stage": cfg.stage,
+            "mode": cfg.mode,
+            "preset": cfg.preset,
+            "steps": self.step,
+            "batch_size": cfg.batch_size * cfg.grad_accum * self.world,
+            "data": cfg.data.source,
+            "data_seed": cfg.data.seed,
+            "val_seed": cfg.data.val_seed,
+            "val_metrics": getattr(self, "last_val", {}),
+            "ema": cfg.ema,
+            "train_config": cfg.to_dict(),
+        }
+
+    def _load_state(self) -> None:
+        path = self.run_dir / STATE_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no {STATE_NAME} in {self.run_dir}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        saved_cfg = json.loads(meta["config"])
+        if saved_cfg.get("stage") != self.cfg.stage or saved_cfg.get("preset") != self.cfg.preset:
+            raise ValueError(f"--resume: {path} was written for stage/preset "
+                             f"{saved_cfg.get('stage')}/{saved_cfg.get('preset')}, not "
+                             f"{self.cfg.stage}/{self.cfg.preset}")
+        model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_sd, strict=True)
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v.to(self.device)
+        self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+        if self.ema is not None:
+            for i, e in enumerate(self.ema):
+                e.copy_(tensors[f"ema.{i}"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step = int(meta["step"])
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists():
+            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            self.history = [r for r in rows if r.get("step", 0) <= self.step]
+            metrics.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+
+    def _append_jsonl(self, row: dict[str, Any]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _ema_weights(self):
+        trainer = self
+
+        class _Swap:
+            def __enter__(self):
+                if trainer.ema is None:
+                    return
+                self.saved = [p.detach().clone() for p in trainer.params]
+                with torch.no_grad():
+                    for p, e in zip(trainer.params, trainer.ema):
+                        p.copy_(e)
+
+            def __exit__(self, *exc):
+                if trainer.ema is None:
+                    return
+                with torch.no_grad():
+                    for p, s in zip(trainer.params, self.saved):
+                        p.copy_(s)
+
+        return _Swap()
+
+
+# ---------------------------------------------------------------------- process-level helpers
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _pick_device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda requested but CUDA is not available")
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device(name)
+
+
+def _broadcast(params: list[torch.Tensor], world: int) -> None:
+    if world > 1:
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def _allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    if world <= 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32" or device.type != "cuda":
+        return torch.autocast(device_type=device.type, enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)

@@ -1,0 +1,515 @@
+"""`depthart_node`: sensor_msgs/Image in, REP 118 `32FC1` depth out.
+
+Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`) in;
+`depth`, `depth/camera_info`, `depth/colored` (lazy) out; `/diagnostics` at 1 Hz.
+
+Latest-frame policy: the subscription callback only validates the header and parks the message in
+a one-frame slot; a worker thread converts, runs `Backend.predict` and publishes. A frame that
+arrives while another waits replaces it and is counted, so memory stays flat and latency bounded
+when the camera outruns the model. Every frame ends in exactly one counter:
+    received = processed + replaced + rejected + dropped_stale + pending + in_progress.
+
+QoS: input defaults to the sensor-data profile (best effort, keep last 1), outputs to reliable
+(REP 2003); both set by parameters and overridable per topic via `qos_overrides`. With Fast DDS,
+large images over best effort need `FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` on both sides.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, Image
+
+from depthart_core import ros_image
+from depthart_core.colormap import COLORMAPS, colorize_bgr
+from depthart_core.metric_scale import FIT_MODES, StampMatcher, fit_metric_scale, resample_sparse
+from depthart_core.runtime.base import Backend
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16")
+RELIABILITY = ("best_effort", "reliable")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    lo: float | None = None
+    hi: float | None = None
+    read_only: bool = False  # read at start-up only (model, QoS, which topics exist)
+
+
+_RO = {"read_only": True}
+PARAMS: tuple[Param, ...] = (
+    # read at start-up only
+    Param("checkpoint", "", "DepthART .safetensors file; '' = the shipped default", **_RO),
+    Param("backend", "auto", "auto = tensorrt, else onnxruntime, else torch", BACKENDS, **_RO),
+    Param("device", "cpu", "cpu, cuda or cuda:<index>", **_RO),
+    Param("precision", "fp32", "inference precision", PRECISIONS, **_RO),
+    Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
+    Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
+    Param("input_qos.reliability", "best_effort", "image subscription", RELIABILITY, **_RO),
+    Param("input_qos.depth", 1, "image subscription history depth", lo=1, hi=100, **_RO),
+    Param("output_qos.reliability", "reliable", "depth publishers", RELIABILITY, **_RO),
+    Param("output_qos.depth", 5, "depth publishers history depth", lo=1, hi=100, **_RO),
+    Param("sparse_depth.enabled", False, "subscribe sparse_depth for metric scale", **_RO),
+    # settable at runtime
+    Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
+    Param("publish_colored", True, "publish depth/colored while it has subscribers"),
+    Param("max_rate_hz", 0.0, "cap on the inference rate; 0 = no cap", lo=0, hi=1e3),
+    Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
+    Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off", lo=0, hi=1e4),
+    Param("max_depth", 0.0, "output values above become +inf (REP 117); 0 = off", lo=0, hi=1e4),
+    Param("sparse_depth.mode", "scale", "median-ratio scale, or scale + shift", FIT_MODES),
+    Param("sparse_depth.max_stamp_diff_s", 0.05, "stamp tolerance image/sparse", lo=0, hi=10),
+    Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
+    Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
+    Param("sparse_depth.max_m", 200.0, "sparse values above (m) are ignored", lo=0, hi=1e4),
+    Param("debug_min_inference_ms", 0.0, "TEST HOOK: pad each inference to this", lo=0, hi=1e4),
+)
+
+
+def _descriptor(p: Param) -> ParameterDescriptor:
+    text = p.description + (f" (one of {', '.join(p.choices)})" if p.choices else "")
+    d = ParameterDescriptor(description=text, read_only=p.read_only)
+    if p.lo is not None and isinstance(p.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=p.lo, to_value=p.hi, step=0.0)]
+    elif p.lo is not None:
+        d.integer_range = [IntegerRange(from_value=int(p.lo), to_value=int(p.hi), step=1)]
+    if p.choices:
+        d.additional_constraints = f"one of {list(p.choices)}"
+    return d
+
+
+def validate_params(values: dict[str, Any]) -> str | None:
+    """The reason the parameter set is invalid (naming parameter and value), or None."""
+    specs = {p.name: p for p in PARAMS}
+    for name, value in values.items():
+        p = specs.get(name)
+        if p is None:
+            continue
+        if p.choices and value not in p.choices:
+            return f"{name}={value!r} is not one of {list(p.choices)}"
+        if p.lo is not None and not p.lo <= value <= p.hi:
+            return f"{name}={value!r} is outside [{p.lo:g}, {p.hi:g}]"
+    if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
+        return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
+    for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):
+        if values.get(hi, 0) > 0 and values.get(lo, 0) >= values[hi]:
+            return f"{lo}={values[lo]!r} must be below {hi}={values[hi]!r}"
+    return None
+
+
+def make_backend(
+    backend: str, checkpoint: str | None, device: str, precision: str, letterbox: bool
+) -> Backend:
+    """The model behind the node. Uses `depthart_core.runtime.get_backend` where it exists."""
+    try:
+        from depthart_core.runtime import get_backend
+    except ImportError:
+        get_backend = None
+    if get_backend is not None:
+        return get_backend(
+            backend, checkpoint=checkpoint, device=device, precision=precision, letterbox=letterbox
+        )
+    if backend not in ("auto", "torch") or precision != "fp32":
+        raise ValueError(
+            f"backend={backend!r} precision={precision!r} is not available in this build "
+            "(only the torch backend at fp32)"
+        )
+    from depthart_core.estimator import DepthEstimator
+
+    return DepthEstimator.from_checkpoint(checkpoint, device=device, letterbox=letterbox)
+
+
+class FramePipeline:
+    """The one-frame slot between the subscription and the worker, and every frame counter,
+    under one lock so a snapshot always satisfies the accounting identity."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._cv = threading.Condition()
+        self._pending: Any = None
+        self._closed = False
+        self.counts: Counter[str] = Counter()
+        self.rejected_by: Counter[str] = Counter()
+        self.latency_ms: deque[float] = deque(maxlen=window)
+        self.inference_ms: deque[float] = deque(maxlen=window)
+
+    def offer(self, item: Any) -> None:
+        with self._cv:
+            self.counts["received"] += 1
+            if self._pending is not None:
+                self.counts["replaced"] += 1
+            self._pending = item
+            self.counts["pending_max"] = max(self.counts["pending_max"], 1)
+            self._cv.notify()
+
+    def reject_incoming(self, cause: str) -> None:
+        with self._cv:
+            self.counts["received"] += 1
+            self._reject(cause)
+
+    def _reject(self, cause: str) -> None:
+        self.counts["rejected"] += 1
+        self.rejected_by[cause] += 1
+
+    def take(self) -> Any | None:
+        """Block until a frame waits (returns it, now in progress) or the pipeline closes."""
+        with self._cv:
+            while self._pending is None and not self._closed:
+                self._cv.wait()
+            if self._closed:
+                return None
+            item, self._pending = self._pending, None
+            self.counts["in_progress"] = 1
+            return item
+
+    def finish(self, outcome: str, cause: str = "") -> None:
+        """outcome: processed | rejected (with cause) | dropped_stale."""
+        with self._cv:
+            self.counts["in_progress"] = 0
+            if outcome == "rejected":
+                self._reject(cause)
+            else:
+                self.counts[outcome] += 1
+
+    def record(self, latency_ms: float, inference_ms: float) -> None:
+        with self._cv:
+            self.latency_ms.append(latency_ms)
+            self.inference_ms.append(inference_ms)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early when the pipeline closes."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._closed, timeout=max(0.0, seconds))
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._cv:
+            snap = {k: self.counts[k] for k in ("received", "processed", "replaced", "rejected")}
+            snap |= {k: self.counts[k] for k in ("dropped_stale", "in_progress", "pending_max")}
+            snap["pending"] = int(self._pending is not None)
+            snap["rejected_by"] = dict(self.rejected_by)
+            snap["latency_ms"] = list(self.latency_ms)
+            snap["inference_ms"] = list(self.inference_ms)
+            return snap
+
+
+def _stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    except OSError:
+        return float("nan")
+
+
+class DepthArtNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("depthart_node", **kwargs)
+        # 1. parameters: declared with descriptions and ranges, validated before anything runs
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, _descriptor(p))
+        self.cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        reason = validate_params(self.cfg)
+        if reason:
+            raise ValueError(f"invalid parameter: {reason}")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        # 2. the model: a missing or invalid checkpoint fails here, before any callback
+        c = self.cfg
+        self.backend = make_backend(
+            c["backend"], c["checkpoint"] or None, c["device"], c["precision"], c["letterbox"]
+        )
+        self.engine = self.backend.describe()
+        # 3. topics
+        qos_in = self._qos("input_qos")
+        qos_out = self._qos("output_qos")
+        over = QoSOverridingOptions.with_default_policies
+        self.pub_depth = self.create_publisher(
+            Image, "depth", qos_out, qos_overriding_options=over()
+        )
+        self.pub_info = self.create_publisher(
+            CameraInfo, "depth/camera_info", qos_out, qos_overriding_options=over()
+        )
+        self.pub_colored = self.create_publisher(
+            Image, "depth/colored", qos_out, qos_overriding_options=over()
+        )
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(
+            Image, "image", self._on_image, qos_in, qos_overriding_options=over()
+        )
+        self.camera_info: CameraInfo | None = None
+        if c["use_camera_info"]:
+            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos_in)
+        self.sparse = StampMatcher(maxlen=10)
+        self.sparse_counts: Counter[str] = Counter()
+        self.metric = {"fits": 0, "fallbacks": 0, "reason": "disabled", "scale": 0.0, "shift": 0.0}
+        if c["sparse_depth.enabled"]:
+            qos_sparse = QoSProfile(depth=10, reliability=qos_in.reliability)
+            self.create_subscription(Image, "sparse_depth", self._on_sparse, qos_sparse)
+            self.metric["reason"] = "no sparse_depth received yet"
+        # 4. worker and diagnostics
+        self.frames = FramePipeline()
+        self._logged: dict[str, float] = {}
+        self._last_diag = (time.monotonic(), 0, 0)
+        self.worker = threading.Thread(target=self._work, name="depthart-worker", daemon=True)
+        self.worker.start()
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(
+            f"ready: backend {self.engine}, checkpoint {c['checkpoint'] or '(default)'}, "
+            f"subscribed to {self.resolve_topic_name('image')}"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _qos(self, prefix: str) -> QoSProfile:
+        best = self.cfg[f"{prefix}.reliability"] == "best_effort"
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=int(self.cfg[f"{prefix}.depth"]),
+            reliability=ReliabilityPolicy.BEST_EFFORT if best else ReliabilityPolicy.RELIABLE,
+        )
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        merged = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
+        reason = validate_params(merged)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _after_set_parameters(self, params: list) -> None:
+        self.cfg = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_image(self, msg: Image) -> None:
+        try:
+            ros_image.check_image(msg)
+        except ros_image.ImageDecodeError as exc:
+            self.frames.reject_incoming(exc.cause)
+            self._warn(exc.cause, f"dropping image: {exc}")
+            return
+        self.frames.offer(msg)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    def _on_sparse(self, msg: Image) -> None:
+        try:
+            ros_image.check_image(msg, ros_image.DEPTH_ENCODINGS, min_size=1)
+        except ros_image.ImageDecodeError as exc:
+            self.sparse_counts[f"rejected.{exc.cause}"] += 1
+            self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
+            return
+        self.sparse_counts["received"] += 1
+        self.sparse.add(_stamp_ns(msg.header), msg)
+
+    def _warn(self, key: str, text: str) -> None:
+        """Log once per cause, then at most every 10 s for that cause."""
+        now = time.monotonic()
+        if now - self._logged.get(key, -1e9) >= 10.0:
+            self._logged[key] = now
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        last_start = 0.0
+        while True:
+            rate = self.cfg["max_rate_hz"]
+            if rate > 0:
+                self.frames.pause(last_start + 1.0 / rate - time.monotonic())
+            msg = self.frames.take()
+            if msg is None:
+                return
+            last_start = time.monotonic()
+            try:
+                outcome, cause = self._process(msg)
+            except Exception as exc:  # a bad frame must never kill the worker
+                if not self.context.ok():
+                    return
+                outcome, cause = "rejected", "inference_error"
+                self._warn(cause, f"frame failed: {type(exc).__name__}: {exc}")
+            self.frames.finish(outcome, cause)
+
+    def _process(self, msg: Image) -> tuple[str, str]:
+        c = self.cfg
+        stamp_ns = _stamp_ns(msg.header)
+        age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+        if c["max_frame_age_s"] > 0 and age_s > c["max_frame_age_s"]:
+            return "dropped_stale", ""
+        try:
+            rgb = ros_image.image_to_rgb(msg)
+        except ros_image.ImageDecodeError as exc:
+            self._warn(exc.cause, f"dropping image: {exc}")
+            return "rejected", exc.cause
+        t0 = time.monotonic()
+        depth = self.backend.predict(rgb)
+        pad = c["debug_min_inference_ms"] / 1e3 - (time.monotonic() - t0)
+        if pad > 0:
+            time.sleep(pad)
+        inference_ms = (time.monotonic() - t0) * 1e3
+        if c["sparse_depth.enabled"]:
+            depth = self._to_metres(depth, stamp_ns)
+        depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
+        self._publish(msg, depth)
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        self.frames.record(latency_ms, inference_ms)
+        return "processed", ""
+
+    def _to_metres(self, relative: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """Scale to metres with the sparse cue nearest in stamp, or return `relative` unchanged
+        (the fallback is counted and its reason shown in diagnostics)."""
+        c = self.cfg
+        sparse_msg = self.sparse.nearest(stamp_ns, int(c["sparse_depth.max_stamp_diff_s"] * 1e9))
+        if sparse_msg is None:
+            fit, reason = None, f"no sparse_depth within {c['sparse_depth.max_stamp_diff_s']} s"
+        else:
+            metric = ros_image.depth_image_to_metres(
+                sparse_msg, c["sparse_depth.min_m"], c["sparse_depth.max_m"]
+            )
+            if metric.shape != relative.shape:
+                metric = resample_sparse(metric, relative.shape)
+            fit, reason = fit_metric_scale(
+                relative, metric, c["sparse_depth.mode"], int(c["sparse_depth.min_points"])
+            )
+        self.metric["reason"] = reason
+        if fit is None:
+            self.metric["fallbacks"] += 1
+            self._warn("metric_fallback", f"publishing relative depth: {reason}")
+            return relative
+        self.metric |= {"fits": self.metric["fits"] + 1, "scale": fit.scale, "shift": fit.shift}
+        return fit.apply(relative)
+
+    def _publish(self, msg: Image, depth: np.ndarray) -> None:
+        out = ros_image.set_image(Image(), depth, "32FC1")
+        out.header = msg.header
+        self.pub_depth.publish(out)
+        info = self.camera_info
+        if info is not None:
+            self.pub_info.publish(self._camera_info_for(info, msg, depth.shape))
+        c = self.cfg
+        if c["publish_colored"] and self.pub_colored.get_subscription_count() > 0:
+            bgr = colorize_bgr(depth, cmap=c["colormap"])
+            colored = ros_image.set_image(Image(), bgr, "bgr8")
+            colored.header = msg.header
+            self.pub_colored.publish(colored)
+
+    @staticmethod
+    def _camera_info_for(info: CameraInfo, msg: Image, shape: tuple[int, ...]) -> CameraInfo:
+        """The input CameraInfo with the image's header; intrinsics rescaled only when the
+        calibration's size differs from the depth image (and no binning/ROI is in play)."""
+        out = CameraInfo(
+            header=msg.header, height=info.height, width=info.width,
+            distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=info.p,
+            binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi,
+        )  # fmt: skip
+        h, w = shape
+        plain = info.binning_x <= 1 and info.binning_y <= 1 and info.roi.width == 0
+        if plain and info.width and info.height and (info.width, info.height) != (w, h):
+            out.k, out.p = ros_image.scaled_intrinsics(
+                info.k, info.p, (info.width, info.height), (w, h)
+            )
+            out.width, out.height = w, h
+        return out
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        snap = self.frames.snapshot()
+        now = time.monotonic()
+        t_prev, rx_prev, out_prev = self._last_diag
+        dt = max(now - t_prev, 1e-3)
+        self._last_diag = (now, snap["received"], snap["processed"])
+        lat, inf = snap["latency_ms"], snap["inference_ms"]
+        c = self.cfg
+        metric_on = c["sparse_depth.enabled"]
+        values: dict[str, Any] = {
+            "backend": self.backend.name,
+            "engine": self.engine,
+            "checkpoint": c["checkpoint"] or "(default)",
+            "units": "metres" if metric_on and self.metric["reason"] == "ok" else "relative",
+            "input_rate_hz": f"{(snap['received'] - rx_prev) / dt:.2f}",
+            "output_rate_hz": f"{(snap['processed'] - out_prev) / dt:.2f}",
+            "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat else "nan",
+            "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat else "nan",
+            "inference_p50_ms": f"{np.percentile(inf, 50):.1f}" if inf else "nan",
+            **{f"frames_{k}": snap[k] for k in ("received", "processed", "replaced", "rejected")},
+            **{f"frames_{k}": snap[k] for k in ("dropped_stale", "pending", "in_progress")},
+            "pending_max": snap["pending_max"],
+            **{f"rejected.{k}": v for k, v in sorted(snap["rejected_by"].items())},
+            "camera_info": "ok" if self.camera_info is not None else "none received",
+            "rss_mb": f"{_rss_mb():.1f}",
+        }
+        if metric_on:
+            values |= {f"sparse_{k}": v for k, v in sorted(self.sparse_counts.items())}
+            values |= {f"metric_{k}": v for k, v in self.metric.items()}
+        problems = []
+        if snap["rejected"]:
+            problems.append(f"{snap['rejected']} frames rejected")
+        if metric_on and self.metric["reason"] != "ok":
+            problems.append(f"relative output: {self.metric['reason']}")
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
+            name=f"{self.get_fully_qualified_name()}: depth",
+            message="; ".join(problems) or "ok",
+            hardware_id=self.engine,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    def close(self) -> None:
+        self.frames.close()
+        self.worker.join(timeout=10.0)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    try:
+        node = DepthArtNode()
+    except Exception as exc:  # a clear fatal line instead of a traceback or a later crash
+        get_logger("depthart_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        sys.exit(1)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Launch depthart_node with remappable topics and a parameters file.
+
+    ros2 launch depthart_ros depthart.launch.py image:=/camera/image_raw \
+        camera_info:=/camera/camera_info namespace:=front
+
+Large images over best-effort QoS with Fast DDS need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in
+the environment of every process on the topic (camera driver and this node).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+ARGUMENTS = [
+    ("namespace", "", "namespace of the node and of its relative topics (depth, ...)"),
+    ("image", "image", "input sensor_msgs/Image topic"),
+    ("camera_info", "camera_info", "input sensor_msgs/CameraInfo topic of that image"),
+    ("sparse_depth", "sparse_depth", "sparse metric depth topic (used if sparse_depth.enabled)"),
+    ("checkpoint", "", "DepthART .safetensors checkpoint; empty = the shipped default"),
+    ("backend", "auto", "inference backend: auto | tensorrt | onnxruntime | torch"),
+    ("log_level", "info", "node log level: debug | info | warn | error | fatal"),
+]
+
+
+def generate_launch_description() -> LaunchDescription:
+    default_params = PathJoinSubstitution(
+        [FindPackageShare("depthart_ros"), "config", "depthart.params.yaml"]
+    )
+    args = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in ARGUMENTS]
+    args.append(
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=default_params,
+            description="YAML parameters file (see config/depthart.params.yaml)",
+        )
+    )
+    arg = LaunchConfiguration
+    node = Node(
+        package="depthart_ros",
+        executable="depthart_node",
+        name="depthart_node",
+        namespace=arg("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[
+            arg("params_file"),
+            {
+                "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
+                "backend": ParameterValue(arg("backend"), value_type=str),
+            },
+        ],
+        remappings=[
+            ("image", arg("image")),
+            ("camera_info", arg("camera_info")),
+            ("sparse_depth", arg("sparse_depth")),
+        ],
+        arguments=["--ros-args", "--log-level", arg("log_level")],
+    )
+    return LaunchDescription([*args, node])

@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny random models and checkpoints made by the tests themselves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from depthart_core.checkpoint import save_checkpoint
+from depthart_core.config import get_preset
+from depthart_core.model import DepthART
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> DepthART:
+    torch.manual_seed(0)
+    return DepthART(get_preset("tiny")).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_model) -> str:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, tiny_model, {"purpose": "tests"})
+    return str(path)

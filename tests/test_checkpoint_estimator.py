@@ -1,0 +1,140 @@
+"""Checkpoints load strictly; predict keeps the input size, is deterministic, rejects bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from depthart_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from depthart_core.config import get_preset, with_overrides
+from depthart_core.estimator import DepthEstimator
+from depthart_core.model import DepthART
+
+
+def test_round_trip_is_exact(tiny_model, tiny_checkpoint):
+    model, info = load_checkpoint(tiny_checkpoint)
+    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert info["metadata"]["purpose"] == "tests"
+    assert info["config"]["image_size"] == 64
+    sidecar = json.loads(open(tiny_checkpoint.replace(".safetensors", ".json")).read())
+    assert sidecar["config"] == info["config"]
+
+
+def _rewrite(src, dst, mutate):
+    tensors = load_file(src)
+    meta = {"format": "depthart/1", **{k: v for k, v in read_raw_meta(src).items() if k != "format"}}
+    mutate(tensors)
+    save_file(tensors, dst, metadata=meta)
+
+
+def read_raw_meta(path):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return f.metadata()
+
+
+def test_missing_extra_and_misshapen_keys_raise(tiny_checkpoint, tmp_path):
+    key = "transformer.head.bias"
+    _rewrite(tiny_checkpoint, tmp_path / "missing.safetensors", lambda t: t.pop(key))
+    with pytest.raises(ValueError, match="missing keys.*transformer.head.bias"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    _rewrite(tiny_checkpoint, tmp_path / "extra.safetensors", lambda t: t.update(bogus=torch.zeros(1)))
+    with pytest.raises(ValueError, match="unexpected keys.*bogus"):
+        load_checkpoint(tmp_path / "extra.safetensors")
+    _rewrite(tiny_checkpoint, tmp_path / "shape.safetensors", lambda t: t.update({key: torch.zeros(3)}))
+    with pytest.raises(ValueError, match="shape mismatches.*head.bias"):
+        load_checkpoint(tmp_path / "shape.safetensors")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+
+
+def test_half_precision_checkpoint_loads_as_fp32(tiny_model, tmp_path):
+    p = save_checkpoint(tmp_path / "h.safetensors", tiny_model, half=True)
+    model, _ = load_checkpoint(p)
+    w = model.transformer.head.weight
+    assert w.dtype == torch.float32
+    assert torch.allclose(w, tiny_model.transformer.head.weight, atol=1e-3)
+
+
+def test_presets_and_config_errors():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="unknown transformer config key"):
+        with_overrides(get_preset("tiny"), {"transformer": {"dpeth": 3}})
+    with pytest.raises(TypeError, match="transformer.depth must be an int"):
+        with_overrides(get_preset("tiny"), {"transformer": {"depth": "3"}})
+    with pytest.raises(ValueError, match="last patch_num"):
+        with_overrides(get_preset("tiny"), {"image_size": 128})
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_checkpoint):
+    return DepthEstimator.from_checkpoint(tiny_checkpoint)
+
+
+def test_predict_odd_size_shape_and_determinism(estimator):
+    rgb = np.random.default_rng(0).integers(0, 256, (481, 641, 3), dtype=np.uint8)
+    a = estimator.predict(rgb)
+    b = estimator.predict(rgb)
+    assert a.shape == (481, 641) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+
+
+def test_batched_predict_equals_single(estimator):
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(64, 64, 3), (37, 90, 3)]]
+    batch = estimator.predict_batch(imgs)
+    for img, out in zip(imgs, batch):
+        assert out.shape == img.shape[:2]
+        assert np.allclose(out, estimator.predict(img), atol=1e-5)
+
+
+def test_letterbox_unpads_exactly(tiny_checkpoint):
+    est = DepthEstimator.from_checkpoint(tiny_checkpoint, letterbox=True)
+    from depthart_core.preprocess import preprocess
+
+    rgb = np.random.default_rng(2).integers(0, 256, (30, 120, 3), dtype=np.uint8)
+    x, geo = preprocess(rgb, 64, letterbox=True)
+    assert (geo.content_h, geo.content_w, geo.top, geo.left) == (16, 64, 24, 0)
+    assert np.all(x[0, :, :24] == 0) and np.all(x[0, :, 40:] == 0)  # mid-grey padding
+    assert est.predict(rgb).shape == (30, 120)
+
+
+@pytest.mark.parametrize(
+    "bad,err,match",
+    [
+        (np.zeros((10, 10, 3), np.float32), TypeError, "dtype uint8"),
+        (np.zeros((10, 10), np.uint8), ValueError, "HxWx3"),
+        (np.zeros((10, 10, 4), np.uint8), ValueError, r"\(10, 10, 4\)"),
+        (np.zeros((0, 0, 3), np.uint8), ValueError, "0x0"),
+        (np.zeros((1, 1, 3), np.uint8), ValueError, "1x1"),
+        ([[0, 0, 0]], TypeError, "numpy array"),
+    ],
+)
+def test_predict_rejects_bad_input(estimator, bad, err, match):
+    with pytest.raises(err, match=match):
+        estimator.predict(bad)
+
+
+def test_non_contiguous_input_is_accepted(estimator):
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    view = rgb[:, ::-1]
+    assert not view.flags["C_CONTIGUOUS"]
+    assert np.array_equal(estimator.predict(view), estimator.predict(np.ascontiguousarray(view)))
+
+
+def test_model_rejects_wrong_resolution(tiny_model):
+    with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
+        tiny_model.predict_normalized(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(TypeError, match="float"):
+        tiny_model.predict_normalized(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))

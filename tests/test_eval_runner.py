@@ -1,0 +1,164 @@
+"""`depthart eval` end to end on an iBims-1 / TUM fixture, and the report tables."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from depthart_core.cli import main
+from depthart_core.estimator import DepthEstimator
+from depthart_core.evaluation import aggregate, evaluate
+from depthart_core.evaluation.report import mean_ranks
+from depthart_core.evaluation.runner import evaluate_predictions, make_backend
+
+
+def _write_ibims(root, n=3, h=24, w=32):
+    """iBims-1 raw layout: imagelist.txt, rgb/, depth/ (x 50/65535 m), mask_invalid/, mask_transp/."""
+    rng = np.random.default_rng(0)
+    names = [f"scene_{i:02d}" for i in range(n)]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "imagelist.txt").write_text("\n".join(names) + "\n")
+    for d in ("rgb", "depth", "mask_invalid", "mask_transp"):
+        (root / d).mkdir(parents=True)
+    for i, name in enumerate(names):
+        cv2.imwrite(str(root / "rgb" / f"{name}.png"), rng.integers(0, 256, (h, w, 3), np.uint8))
+        depth = rng.integers(1000, 30000, (h, w)).astype(np.uint16)
+        depth[0, :4] = 0
+        cv2.imwrite(str(root / "depth" / f"{name}.png"), depth)
+        ones = np.full((h, w), 255, np.uint8)
+        if i == n - 1:
+            ones[:] = 0  # an image with no valid pixel: skipped and counted, never scored
+        cv2.imwrite(str(root / "mask_invalid" / f"{name}.png"), ones)
+        cv2.imwrite(str(root / "mask_transp" / f"{name}.png"), np.full((h, w), 255, np.uint8))
+    return names
+
+
+def _write_tum(root, n=2, h=24, w=32):
+    seq = root / "rgbd_dataset_freiburg2_desk"
+    (seq / "rgb").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    rng = np.random.default_rng(1)
+    lines_rgb, lines_depth = ["# color images"], ["# depth maps"]
+    for i in range(n):
+        t = 10.0 + i
+        cv2.imwrite(str(seq / f"rgb/{t:.6f}.png"), rng.integers(0, 256, (h, w, 3), np.uint8))
+        cv2.imwrite(str(seq / f"depth/{t:.6f}.png"), rng.integers(2000, 40000, (h, w)).astype(np.uint16))
+        lines_rgb.append(f"{t:.6f} rgb/{t:.6f}.png")
+        lines_depth.append(f"{t + 0.01:.6f} depth/{t:.6f}.png")
+    (seq / "rgb.txt").write_text("\n".join(lines_rgb) + "\n")
+    (seq / "depth.txt").write_text("\n".join(lines_depth) + "\n")
+
+
+def test_report_numbers_equal_evaluate_on_the_same_predictions(tmp_path, tiny_checkpoint, monkeypatch):
+    root = tmp_path / "ibims"
+    names = _write_ibims(root)
+    seen = {}
+    original = DepthEstimator.predict
+
+    def recording_predict(self, rgb):
+        out = original(self, rgb)
+        seen[rgb.tobytes()] = out.copy()
+        return out
+
+    monkeypatch.setattr(DepthEstimator, "predict", recording_predict)
+    out = tmp_path / "out"
+    rc = main(["eval", "--checkpoint", tiny_checkpoint, "--dataset", "ibims1", "--root", str(root),
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "ibims1" and report["protocol"] == "depthart"
+    assert report["backend"] == "torch" and len(report["checkpoint_sha256"]) == 64
+    assert report["n_images"] == 2 and report["skipped_empty"] == 1
+    assert [r["name"] for r in report["per_image"]] == names[:2]
+
+    from depthart_core.data.benchmarks import get_dataset
+
+    ds = get_dataset("ibims1", root)
+    direct = []
+    for row in report["per_image"]:
+        s = ds[row["index"]]
+        m = evaluate(seen[s.rgb.tobytes()], s.depth, s.valid, "depthart")
+        direct.append(m)
+        for k, v in m.items():
+            assert row[k] == pytest.approx(v, rel=1e-12), k
+    assert report["aggregate"] == pytest.approx(aggregate(direct, "depthart"), rel=1e-12)
+    assert report["aggregate"]["abs_rel"] == pytest.approx(
+        (direct[0]["abs_rel"] + direct[1]["abs_rel"]) / 2
+    )
+    md = (out / "report.md").read_text()
+    assert "| Model | iBims-1 δ1↓ | iBims-1 AbsRel↓ | iBims-1 MAE↓ |" in md
+    assert f"{report['aggregate']['abs_rel']:.3f}" in md
+    png = cv2.imread(str(out / "samples.png"))
+    assert png is not None and png.shape[1] > 2 * png.shape[0]  # 2 rows of 4 panels
+
+
+def test_several_models_and_datasets_give_one_ranked_table(tmp_path):
+    _write_ibims(tmp_path / "ibims", n=2)
+    _write_tum(tmp_path / "tum")
+    out = tmp_path / "table"
+    rc = main(["eval", "--baseline", "constant", "--baseline", "ramp", "--datasets", "ibims1,tum",
+               "--roots", f"{tmp_path / 'ibims'},{tmp_path / 'tum'}", "--protocol", "depthart",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    table = json.loads((out / "report.json").read_text())
+    assert [c["dataset"] for c in table["columns"]] == ["ibims1", "ibims1", "tum", "tum"]
+    assert [m["model"] for m in table["models"]] == ["baseline:constant", "baseline:ramp"]
+    for m in table["models"]:
+        run = json.loads((out / m["model"].replace(":", "_") / "tum" / "report.json").read_text())
+        assert m["results"]["tum"] == run["aggregate"]
+    values = [[m["results"][c["dataset"]][c["metric"]] for c in table["columns"]]
+              for m in table["models"]]
+    assert [m["rank"] for m in table["models"]] == mean_ranks(values, [False] * 4)
+    md = (out / "report.md").read_text()
+    assert "| Model | iBims-1 δ1↓ | iBims-1 AbsRel↓ | TUM δ1↓ | TUM AbsRel↓ | Rank↓ |" in md
+
+
+def test_mean_ranks_hand_computed():
+    # column 1 (lower better): a=0.1 b=0.2 c=0.2 -> ranks 1, 2.5, 2.5
+    # column 2 (higher better): a=0.5 b=0.9 c=0.7 -> ranks 3, 1, 2
+    ranks = mean_ranks([[0.1, 0.5], [0.2, 0.9], [0.2, 0.7]], [False, True])
+    assert ranks == [2.0, 1.75, 2.25]
+
+
+def test_evaluate_predictions_with_any_callable(tmp_path):
+    from depthart_core.data.benchmarks import get_dataset
+
+    _write_ibims(tmp_path, n=2)
+    ds = get_dataset("ibims1", tmp_path)
+    perfect = evaluate_predictions(ds, lambda rgb: 7.0 * ds[0].depth, "affine", limit=1,
+                                   progress=False)
+    assert perfect.n_images == 1 and perfect.aggregate["abs_rel"] < 1e-6  # float32 round-off
+    assert perfect.aggregate["delta1"] == 1.0
+    with pytest.raises(ValueError, match="prediction"):
+        evaluate_predictions(ds, lambda rgb: np.ones((3, 3)), progress=False)
+
+
+def test_eval_size_scores_at_the_papers_resolution(tmp_path):
+    from depthart_core.data.benchmarks import get_dataset
+
+    _write_ibims(tmp_path, n=2)
+    ds = get_dataset("ibims1", tmp_path)
+    res = evaluate_predictions(ds, lambda rgb: np.ones(rgb.shape[:2]), limit=1, eval_size=8,
+                               progress=False)
+    assert res.per_image[0]["n_valid"] <= 64
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert main(["eval", "--dataset", "ibims1", "--out", str(tmp_path), "--baseline", "ramp"]) == 1
+    assert "needs --root" in capsys.readouterr().err
+    assert main(["eval", "--datasets", "ibims1,tum", "--roots", str(tmp_path), "--baseline",
+                 "ramp", "--out", str(tmp_path)]) == 1
+    assert "2 dataset(s)" in capsys.readouterr().err
+
+
+def test_non_torch_backend_without_runtime_factory(monkeypatch):
+    import depthart_core.runtime as runtime
+
+    monkeypatch.delattr(runtime, "get_backend", raising=False)
+    with pytest.raises(RuntimeError, match="get_backend"):
+        make_backend("onnxruntime", "model.onnx")
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_backend("openvino", "model.onnx")

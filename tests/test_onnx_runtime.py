@@ -1,0 +1,101 @@
+"""Whole-model ONNX export and ONNX Runtime parity with PyTorch; backend selection and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+
+from depthart_core.checkpoint import file_sha256, save_checkpoint  # noqa: E402
+from depthart_core.estimator import DepthEstimator  # noqa: E402
+from depthart_core.export.onnx_export import export_onnx, read_onnx_metadata  # noqa: E402
+from depthart_core.runtime import get_backend  # noqa: E402
+from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_model, tiny_checkpoint):
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(tiny_model, path, checkpoint_sha256=file_sha256(tiny_checkpoint))
+    return path
+
+
+def test_graph_is_valid_static_and_stamped(exported, tiny_checkpoint):
+    model = onnx.load(str(exported))
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 17
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 64, 64]
+    assert read_onnx_metadata(exported)["depthart_checkpoint_sha256"] == file_sha256(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("shape", [(481, 641, 3), (37, 91, 3), (64, 64, 3)])
+def test_onnxruntime_matches_torch(exported, tiny_checkpoint, shape):
+    torch_be = DepthEstimator.from_checkpoint(tiny_checkpoint)
+    ort_be = OnnxRuntimeBackend(exported, expected_sha256=file_sha256(tiny_checkpoint))
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    from depthart_core.preprocess import preprocess
+
+    x, _ = preprocess(rgb, 64)
+    d_t, tok_t = torch_be.run_with_tokens(x)
+    d_o, tok_o = ort_be.run_with_tokens(x)
+    assert np.array_equal(tok_t, tok_o)
+    assert np.abs(d_t - d_o).max() < 1e-3
+    assert np.abs(torch_be.predict(rgb) - ort_be.predict(rgb)).max() < 1e-3
+
+
+def test_onnx_from_another_checkpoint_is_refused(exported, tiny_model, tmp_path):
+    import torch
+
+    other = tmp_path / "other.safetensors"
+    with torch.no_grad():
+        tiny_model.transformer.head.bias.add_(1.0)
+    try:
+        save_checkpoint(other, tiny_model)
+    finally:
+        with torch.no_grad():
+            tiny_model.transformer.head.bias.sub_(1.0)
+    with pytest.raises(ValueError, match="exported from checkpoint sha256"):
+        OnnxRuntimeBackend.from_checkpoint(other, onnx_path=exported)
+
+
+def test_get_backend_auto_and_errors(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    be = get_backend("auto", checkpoint=tiny_checkpoint)
+    assert be.name == "onnxruntime"  # TensorRT is absent here, so auto falls back to ORT
+    assert list(tmp_path.glob("onnx/*_fp32.onnx"))
+    with pytest.raises(ValueError, match="unknown backend 'tflite'"):
+        get_backend("tflite", checkpoint=tiny_checkpoint)
+    with pytest.raises(ValueError, match="precision"):
+        get_backend("torch", checkpoint=tiny_checkpoint, precision="int4")
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        OnnxRuntimeBackend(tmp_path / "missing.onnx")
+
+
+def test_fp16_graph_keeps_norms_in_fp32_and_agrees(tiny_model, tmp_path):
+    path = export_onnx(tiny_model, tmp_path / "fp16.onnx", fp16=True)
+    g = onnx.load(str(path))
+    assert g.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    for node in g.graph.node:
+        if node.op_type in ("LayerNormalization", "InstanceNormalization", "Softmax"):
+            assert _input_is_float32(g, node), node.name
+    be16 = OnnxRuntimeBackend(path)
+    rgb = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    from depthart_core.preprocess import preprocess
+
+    x, _ = preprocess(rgb, 64)
+    d16, tok16 = be16.run_with_tokens(x)
+    d32, tok32 = DepthEstimator(tiny_model).run_with_tokens(x)
+    assert (tok16 == tok32).mean() > 0.8
+    assert np.abs(d16 - d32).mean() < 0.05
+
+
+def _input_is_float32(graph, node) -> bool:
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(graph)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    types |= {i.name: i.data_type for i in inferred.graph.initializer}
+    return types.get(node.input[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT

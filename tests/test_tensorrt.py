@@ -1,0 +1,166 @@
+"""TensorRT backend: ONNX-side checks run everywhere; engine build and parity need TensorRT + GPU.
+
+The tests marked `tensorrt` build real engines from tiny ONNX graphs made here and compare them
+with ONNX Runtime; they skip with a reason where TensorRT or a CUDA GPU is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from depthart_core.export.onnx_export import META_SHA
+from depthart_core.runtime.tensorrt_backend import (
+    TensorRTBackend,
+    engine_input_shape,
+    model_sha256,
+    tensorrt_available,
+)
+
+S = 16
+NO_TRT = "tensorrt is not installed (TensorRT's builder cannot be installed in this environment)"
+
+
+def tiny_onnx(batch: int | str = "B", size: int = S, fp16: bool = False) -> onnx.ModelProto:
+    """image (B,3,S,S) -> Conv 3x3 -> Tanh -> depth (B,S,S); FP16 inside when `fp16`."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (1, 3, 3, 3)).astype(np.float32), "w")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Tanh", ["c"], ["t"]),
+        helper.make_node("Squeeze", ["t", "axes"], ["y"]),
+    ]
+    if fp16:
+        w = numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float16), "w")
+        nodes.insert(0, helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT16))
+        nodes.append(helper.make_node("Cast", ["y"], ["depth"], to=TensorProto.FLOAT))
+    else:
+        nodes.insert(0, helper.make_node("Identity", ["image"], ["x"]))
+        nodes.append(helper.make_node("Identity", ["y"], ["depth"]))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [batch, size, size])],
+        initializer=[w, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.fixture
+def onnx_file(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_onnx(), path)
+    return path
+
+
+# ---- everywhere: no TensorRT needed ----
+
+
+def test_missing_tensorrt_is_reported_with_install_hint(monkeypatch, onnx_file) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` fail
+    ok, why = tensorrt_available()
+    assert not ok
+    assert "pip install tensorrt-cu12" in why and "JetPack" in why
+    with pytest.raises(RuntimeError, match="tensorrt is not importable.*pip install tensorrt"):
+        TensorRTBackend(onnx_file, S)
+
+
+def test_engine_input_shape_static_and_dynamic_batch() -> None:
+    assert engine_input_shape(tiny_onnx(batch="B"), S) == (1, 3, S, S)
+    assert engine_input_shape(tiny_onnx(batch=4), S) == (4, 3, S, S)
+    with pytest.raises(ValueError, match=r"\['B', 3, 32, 32\]|\[-1, 3, 32, 32\]"):
+        engine_input_shape(tiny_onnx(size=32), S)
+    renamed = tiny_onnx()
+    renamed.graph.input[0].name = "pixels"
+    with pytest.raises(ValueError, match=r"no input 'image'.*\['pixels'\]"):
+        engine_input_shape(renamed, S)
+
+
+def test_model_hash_is_file_sha256_and_covers_external_weights(tmp_path, onnx_file) -> None:
+    model = onnx.load(onnx_file)
+    assert model_sha256(onnx_file, model) == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    ext = tmp_path / "ext.onnx"
+    onnx.save(model, ext, save_as_external_data=True, location="ext.bin", size_threshold=0)
+    graph = onnx.load(ext, load_external_data=False)
+    before = model_sha256(ext, graph)
+    data = bytearray((tmp_path / "ext.bin").read_bytes())
+    data[0] ^= 0xFF
+    (tmp_path / "ext.bin").write_bytes(bytes(data))
+    assert model_sha256(ext, graph) != before
+
+
+def test_checkpoint_hash_is_checked_against_export_metadata(monkeypatch, tmp_path) -> None:
+    model = tiny_onnx()
+    helper.set_model_props(model, {META_SHA: "ab" * 32})
+    path = tmp_path / "stamped.onnx"
+    onnx.save(model, path)
+    with pytest.raises(ValueError, match=f"sha256 {'ab' * 32} .*expected {'cd' * 32}"):
+        TensorRTBackend(path, S, expected_model_hash="cd" * 32)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(RuntimeError, match="tensorrt is not importable"):  # the hash check passed
+        TensorRTBackend(path, S, expected_model_hash="AB" * 32)
+
+
+def test_bad_inputs_raise_before_touching_tensorrt(onnx_file) -> None:
+    with pytest.raises(ValueError, match="sha256 unrecorded .*expected 0000"):
+        TensorRTBackend(onnx_file, S, expected_model_hash="0000")
+    with pytest.raises(ValueError, match="no FP16 tensors"):
+        TensorRTBackend(onnx_file, S, precision="fp16")
+    with pytest.raises(ValueError, match="image_size must be a positive int, got 0"):
+        TensorRTBackend(onnx_file, 0)
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        TensorRTBackend(onnx_file.parent / "missing.onnx", S)
+
+
+# ---- TensorRT + CUDA GPU ----
+
+
+@pytest.fixture
+def trt_gpu():
+    pytest.importorskip("tensorrt", reason=NO_TRT)
+    ok, why = tensorrt_available()
+    if not ok:
+        pytest.skip(why)
+
+
+def _ort(model_path, x: np.ndarray) -> np.ndarray:
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return sess.run(["depth"], {"image": x})[0]
+
+
+@pytest.mark.tensorrt
+def test_engine_matches_onnxruntime_and_is_cached(trt_gpu, tmp_path, onnx_file) -> None:
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 3, S, S)).astype(np.float32)
+    cache = tmp_path / "engines"
+    backend = TensorRTBackend(onnx_file, S, cache_dir=cache)
+    assert backend.engine_built and backend.batch == 1 and backend.name == "tensorrt"
+    y = backend.run(x)  # batch 3 through a batch-1 engine
+    assert y.shape == (3, S, S) and y.dtype == np.float32
+    np.testing.assert_allclose(y, _ort(onnx_file, x), atol=5e-3)  # TF32 convolutions
+    assert list(cache.glob("timing_trt*.cache"))
+    again = TensorRTBackend(onnx_file, S, cache_dir=cache)
+    assert not again.engine_built and again.engine_path == backend.engine_path
+    np.testing.assert_array_equal(again.run(x), y)
+    depth = again.predict(np.zeros((20, 30, 3), np.uint8))
+    assert depth.shape == (20, 30) and np.isfinite(depth).all()
+
+
+@pytest.mark.tensorrt
+def test_fp16_graph_builds_strongly_typed(trt_gpu, tmp_path) -> None:
+    path = tmp_path / "tiny_fp16.onnx"
+    onnx.save(tiny_onnx(batch=2, fp16=True), path)
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 3, S, S)).astype(np.float32)
+    backend = TensorRTBackend(path, S, precision="fp16", cache_dir=tmp_path / "engines")
+    assert backend.batch == 2 and "fp16" in backend.describe()
+    np.testing.assert_allclose(backend.run(x), _ort(path, x), atol=1e-2)

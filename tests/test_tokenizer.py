@@ -1,0 +1,83 @@
+"""Multi-scale residual quantizer, resize matrices and the depth codec."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from depthart_core.resize import resize_square
+from depthart_core.tokenizer.codec import decode_depth, encode_depth, encode_rgb
+
+
+@pytest.mark.parametrize("n_in,n_out,mode", [(16, 13, "area"), (16, 5, "area"), (8, 8, "area"),
+                                             (3, 16, "bicubic"), (13, 16, "bicubic"), (1, 8, "bicubic")])
+def test_resize_matrices_equal_interpolate(n_in, n_out, mode):
+    x = torch.randn(2, 4, n_in, n_in)
+    if mode == "area":
+        ref = F.interpolate(x, size=(n_out, n_out), mode="area")
+    else:
+        ref = F.interpolate(x, size=(n_out, n_out), mode="bicubic", align_corners=False)
+    assert torch.allclose(resize_square(x, n_out, mode), ref, atol=1e-5)
+
+
+def test_f_hat_is_sum_of_scale_contributions(tiny_model):
+    q = tiny_model.tokenizer.quantize
+    f = torch.randn(2, q.Cvae, q.patch_nums[-1], q.patch_nums[-1])
+    idx_list, f_hat, cum = q.quantize(f)
+    parts = [q.idx_contribution(idx, si) for si, idx in enumerate(idx_list)]
+    assert torch.allclose(f_hat, torch.stack(parts).sum(0), atol=1e-5)
+    assert torch.allclose(q.idx_to_f_hat(idx_list), f_hat, atol=1e-5)
+    for k in range(len(idx_list)):
+        assert torch.allclose(q.idx_to_f_hat(idx_list[: k + 1]), cum[k], atol=1e-5)
+    assert [tuple(i.shape) for i in idx_list] == [(2, pn, pn) for pn in q.patch_nums]
+
+
+def test_reconstruction_error_falls_with_scales():
+    """With a rich codebook, each added scale brings f_hat closer to the latent."""
+    from depthart_core.tokenizer.quantizer import MultiScaleQuantizer
+
+    torch.manual_seed(1)
+    q = MultiScaleQuantizer(vocab_size=2048, dim=4, patch_nums=(1, 2, 3, 4, 6, 8), quant_resi=0.0)
+    torch.nn.init.normal_(q.embedding.weight)
+    f = F.interpolate(torch.randn(2, 4, 4, 4), size=(8, 8), mode="bicubic") + 0.3 * torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        _, _, cum = q.quantize(f)
+    errs = [float(F.mse_loss(c, f)) for c in cum]
+    assert all(b < a for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < 0.2 * float(f.square().mean())
+
+
+def test_residual_target_matches_teacher_tokens_on_gt_prefix(tiny_model):
+    q = tiny_model.tokenizer.quantize
+    f = torch.randn(3, q.Cvae, 8, 8)
+    idx_list, _, cum = q.quantize(f)
+    for si in range(1, len(idx_list)):
+        assert torch.equal(q.residual_target(f, cum[si - 1], si), idx_list[si])
+    assert torch.equal(q.residual_target(f, torch.zeros_like(f), 0), idx_list[0])
+
+
+def test_depth_codec_round_trip():
+    depth = torch.rand(2, 16, 16) * 5 + 0.5
+    valid = torch.ones_like(depth, dtype=torch.bool)
+    valid[0, :2] = False
+    x, scale = encode_depth(depth, valid)
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert torch.all(x[0, :, :2] == -1)  # invalid pixels carry the zero-depth code
+    rel = decode_depth(x)
+    q98 = torch.stack([torch.quantile(depth[b][valid[b]], 0.98) for b in range(2)])
+    assert torch.allclose(scale, q98)
+    expected = (depth / q98.view(-1, 1, 1)).clamp(max=1.0)  # (x+1)/2 = d/q98, saturating
+    assert torch.allclose(rel[valid], expected[valid], atol=1e-5)
+
+
+def test_depth_codec_rejects_bad_input():
+    d = torch.ones(1, 4, 4)
+    d[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        encode_depth(d, torch.ones(1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no valid pixel"):
+        encode_depth(torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="decoder output"):
+        decode_depth(torch.zeros(1, 1, 4, 4))
+    assert torch.allclose(encode_rgb(torch.tensor([0.0, 255.0])), torch.tensor([-1.0, 1.0]))
