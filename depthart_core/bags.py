@@ -232,7 +232,8 @@ def depth_msg(
     encoding: str = "32FC1",
     valid: np.ndarray | None = None,
 ) -> Any:
-    """Depth in metres -> 32FC1 metres (invalid = NaN) or 16UC1 millimetres (invalid = 0)."""
+    """Depth in metres -> 32FC1 metres (invalid = NaN) or 16UC1 millimetres (invalid = 0; depth
+    beyond the 65.535 m that 16 bits hold is written as invalid, not clipped)."""
     if encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
     depth_m = np.asarray(depth_m, dtype=np.float32)
@@ -243,7 +244,7 @@ def depth_msg(
         array = np.where(ok, depth_m, np.float32(np.nan)).astype(np.float32)
     else:
         mm = np.rint(np.where(ok, depth_m, 0.0) * 1000.0)
-        array = np.clip(mm, 0, 65535).astype(np.uint16)
+        array = np.where(mm <= 65535, mm, 0).astype(np.uint16)  # beyond 65.535 m: no return
     return image_msg(array, encoding, stamp_ns, frame_id)
 
 

@@ -4,9 +4,10 @@ Offline mode (deterministic): every image of `image_topic` goes through `Backend
 call the node makes; it is matched to the ground-truth depth with the nearest header stamp within
 `max_dt_s` and scored per frame under an evaluation protocol (`depthart_core.evaluation`).
 Live mode: the real node runs as a separate process, the bag's images and camera info are played
-into it at the recorded rate, its `depth` outputs (header copied from the input) are matched back
-to the frames by stamp for end-to-end latency and drops, and the frames that came back are scored
-by the same pass as offline.
+into it at the recorded rate (restamped with the wall clock at publish time, as a live camera
+sends them, unless `restamp=False`), its `depth` outputs (header copied from the input) are
+matched back to the frames by stamp for end-to-end latency and drops, and the frames that came
+back are scored by the same pass as offline.
 
 Every frame ends in exactly one status, so frames = the sum of the `STATUSES` counts:
     evaluated   prediction scored against matched GT depth
@@ -351,6 +352,7 @@ def summarize(run: ReplayRun) -> dict[str, Any]:
         "config": asdict(run.cfg),
         "topics": {t: asdict(s) for t, s in run.index.topics.items()},
         "counts": {"frames": len(rows), **{s: counts.get(s, 0) for s in STATUSES}},
+        "frames_in_bag": run.index.n_frames,
         "headline": list(get_protocol(run.cfg.protocol).headline),
         "aggregate": aggregate,
         "latency_ms": latency,
@@ -545,8 +547,6 @@ def write_prediction_bag(
 # ------------------------------------------------------------------------------------------------
 # Live mode
 
-WARMUP_MAX_NS = 1000  # warm-up frames carry stamps 1..1000 ns, which no recording uses
-
 
 @dataclass(frozen=True)
 class LiveConfig:
@@ -561,6 +561,7 @@ class LiveConfig:
     startup_timeout_s: float = 60.0  # node start, model load and the first (warm-up) output
     drain_timeout_s: float = 5.0  # after the last frame, wait this long for outstanding outputs
     time_limit_s: float = 600.0  # whole run, startup included
+    restamp: bool = True  # wall-clock stamps at publish time, as a live camera would send
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -687,7 +688,9 @@ class LiveSession:
         self.received: dict[int, float] = {}
         self.pending: dict[int, list[int]] = {}  # stamp -> frames published, not yet returned
         self.bad_outputs: dict[int, str] = {}
-        self.warm_sent = self.warm_back = self.unexpected = 0
+        self.warm_stamps: set[int] = set()
+        self.warm_back = self.unexpected = 0
+        self._last_stamp = 0
         self.truncated = False
         self.t_start = time.monotonic()
         self.deadline = self.t_start + live.time_limit_s
@@ -751,7 +754,7 @@ class LiveSession:
     def _handle(self, raw: bytes, t: float) -> None:
         msg = bags.deserialize(raw, IMAGE_TYPE)
         stamp = bags.stamp_to_ns(msg.header.stamp)
-        if stamp <= WARMUP_MAX_NS:
+        if stamp in self.warm_stamps:
             self.warm_back += 1
             return
         frames = self.pending.get(stamp)
@@ -767,14 +770,18 @@ class LiveSession:
             self.bad_outputs[i] = f"node output not decodable: {exc}"
 
     # -- playback
-    def _cdr(self, m: bags.BagMessage, stamp_ns: int | None = None) -> bytes:
-        if m.ros2 and stamp_ns is None and bags.stamp_to_ns(m.msg.header.stamp):
-            return m.raw
-        return bags.with_stamp(m.msg, m.msgtype, m.stamp_ns if stamp_ns is None else stamp_ns)
+    def _next_stamp(self) -> int:
+        """Wall-clock stamp for a restamped message, strictly increasing."""
+        self._last_stamp = max(time.time_ns(), self._last_stamp + 1)
+        return self._last_stamp
 
-    def warmup(self) -> None:
-        """Feed the first frame (stamped 1, 2, ... ns) until an output comes back, so model loading
-        and first-call costs stay out of the measured frames."""
+    def _cdr(self, m: bags.BagMessage, stamp_ns: int) -> bytes:
+        """ROS 2 CDR of `m` carrying `stamp_ns` (the recorded bytes when nothing changes)."""
+        if m.ros2 and bags.stamp_to_ns(m.msg.header.stamp) == stamp_ns:
+            return m.raw
+        return bags.with_stamp(m.msg, m.msgtype, stamp_ns)
+
+    def _first_frame(self) -> tuple[bags.BagMessage, bags.BagMessage | None]:
         first_img = first_info = None
         topics = [t for t in (self.cfg.image_topic, self.cfg.camera_info_topic) if t]
         for m in bags.iter_messages(self.bag, topics):
@@ -784,6 +791,13 @@ class LiveSession:
                 first_img = m
             if first_img is not None and (first_info is not None or len(topics) == 1):
                 break
+        return first_img, first_info
+
+    def warmup(self) -> None:
+        """Feed the first frame, once a second, until an output comes back, so that model loading
+        and first-call costs stay out of the measured frames. Warm-up stamps are wall-clock
+        (restamping) or 1, 2, ... ns, which no recording uses."""
+        first_img, first_info = self._first_frame()
         limit = min(self.deadline, self.t_start + self.live.startup_timeout_s)
         next_send = time.monotonic()
         while self.warm_back == 0:
@@ -794,15 +808,16 @@ class LiveSession:
                     f" s of starting the node; last lines of {self.log_path}:\n"
                     f"{log_tail(self.log_path)}"
                 )
-            if now >= next_send and self.warm_sent < WARMUP_MAX_NS:
-                self.warm_sent += 1
+            if now >= next_send:
+                stamp = self._next_stamp() if self.live.restamp else len(self.warm_stamps) + 1
+                self.warm_stamps.add(stamp)
                 if first_info is not None:
-                    self.transport.publish("camera_info", self._cdr(first_info, self.warm_sent))
-                self.transport.publish("image", self._cdr(first_img, self.warm_sent))
+                    self.transport.publish("camera_info", self._cdr(first_info, stamp))
+                self.transport.publish("image", self._cdr(first_img, stamp))
                 next_send = now + 1.0
             self.pump(min(next_send, limit))
         settle = min(self.deadline, time.monotonic() + 2.0)
-        while self.warm_back < self.warm_sent and time.monotonic() < settle:
+        while self.warm_back < len(self.warm_stamps) and time.monotonic() < settle:
             self.pump(min(settle, time.monotonic() + 0.1))
 
     def play(self) -> None:
@@ -822,12 +837,15 @@ class LiveSession:
                 log.warning("time limit reached: %d of %d frames played", i, self.index.n_frames)
                 break
             self.pump(target)
+            stamp = self._next_stamp() if self.live.restamp else m.stamp_ns
+            raw = self._cdr(m, stamp)
             if not is_image:
-                self.transport.publish("camera_info", self._cdr(m))
+                self.transport.publish("camera_info", raw)
                 continue
-            self.pending.setdefault(m.stamp_ns, []).append(i)
-            self.sent[i] = self.last_activity = time.monotonic()
-            self.transport.publish("image", self._cdr(m))
+            t_pub = time.monotonic()
+            self.transport.publish("image", raw)
+            self.pending.setdefault(stamp, []).append(i)
+            self.sent[i] = self.last_activity = t_pub
             i += 1
 
     def drain(self) -> None:
@@ -849,7 +867,7 @@ class LiveSession:
             "published": len(self.sent),
             "returned": returned,
             "dropped": len(self.sent) - returned,
-            "warmup_published": self.warm_sent,
+            "warmup_published": len(self.warm_stamps),
             "warmup_returned": self.warm_back,
             "unexpected_outputs": self.unexpected,
             "truncated_by_time_limit": self.truncated,

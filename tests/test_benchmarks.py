@@ -65,8 +65,11 @@ def nyu_root(tmp_path_factory):
         dense.append(np.full((H, W), 5.0 + i, dtype=np.float32))
     _write_mat73(root / "nyu_depth_v2_labeled.mat", rgbs, dense, raws)
     scipy_io = pytest.importorskip("scipy.io")
-    scipy_io.savemat(root / "splits.mat", {"testNdxs": np.array([[3.0], [1.0]]),
-                                           "trainNdxs": np.array([[2.0]])}, do_compression=True)
+    scipy_io.savemat(
+        root / "splits.mat",
+        {"testNdxs": np.array([[3.0], [1.0]]), "trainNdxs": np.array([[2.0]])},
+        do_compression=True,
+    )
     return root, rgbs, raws
 
 
@@ -117,8 +120,9 @@ def test_eth3d_depthart_copy_png_millimetres(tmp_path):
     mm = np.full((6, 8), 1500, np.uint16)
     mm[0, :3] = 0, 65535, 1  # none, 65.535 m (the PNG's ceiling, below the 72 m cap), 1 mm
     _write_u16(tmp_path / "data/office/depth/DSC_0219.png", mm)
-    torch.save([("office/rgb/DSC_0219.png", "office/depth/DSC_0219.png")],
-               tmp_path / "samples_test.pth")
+    torch.save(
+        [("office/rgb/DSC_0219.png", "office/depth/DSC_0219.png")], tmp_path / "samples_test.pth"
+    )
     s = get_dataset("eth3d", tmp_path)[0]
     np.testing.assert_array_equal(s.rgb, rgb)
     assert s.depth[1, 1] == pytest.approx(1.5) and s.depth[0, 1] == pytest.approx(65.535)
@@ -182,6 +186,7 @@ def test_tum_raw_sequence(tmp_path):
     np.testing.assert_allclose(s.depth[0], [0, 1.0, 10.0, 10.001, 0.005], rtol=1e-6)
     assert s.valid[0].tolist() == [False, True, True, False, False]
     assert s.intrinsics[0, 0] == pytest.approx(517.3)
+    assert len(get_dataset("tum", tmp_path, stride=2)) == 1
 
 
 def test_tum_depthart_hdf5_copy(tmp_path):
@@ -246,12 +251,17 @@ def test_kitti_eigen_split_with_crops(tmp_path):
     s = ds[0]
     assert s.depth[0, 0] == 10.0 and s.extras["focal"] == pytest.approx(721.5377)
     # Garg crop: rows int(.40810811*375)=153 : int(.99189189*375)=371, cols 44 : 1197
-    assert not s.valid[152, 600] and s.valid[153, 600] and s.valid[370, 600] and not s.valid[371, 600]
-    assert not s.valid[200, 43] and s.valid[200, 44] and s.valid[200, 1196] and not s.valid[200, 1197]
+    assert (
+        not s.valid[152, 600] and s.valid[153, 600] and s.valid[370, 600] and not s.valid[371, 600]
+    )
+    assert (
+        not s.valid[200, 43] and s.valid[200, 44] and s.valid[200, 1196] and not s.valid[200, 1197]
+    )
     assert s.valid[:, 600][300:303].tolist() == [False, True, False]
     assert s.valid.sum() == (371 - 153) * (1197 - 44) - 2
-    e = get_dataset("kitti", tmp_path / "raw", split_file=split, gt_root=tmp_path / "gt",
-                    crop="eigen")[0]
+    e = get_dataset(
+        "kitti", tmp_path / "raw", split_file=split, gt_root=tmp_path / "gt", crop="eigen"
+    )[0]
     assert e.valid.sum() == (int(0.91351351 * H) - int(0.3324324 * H)) * (1197 - 44) - 2
 
 

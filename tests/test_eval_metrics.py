@@ -92,8 +92,9 @@ def test_least_squares_scale_and_shift():
     # s = <p,g>/<p,p> = (2 + 10) / (1 + 4)
     assert al.lstsq_scale(np.array([1.0, 2.0]), np.array([2.0, 5.0]), np.ones(2, bool)) == 2.4
     # p = 0,1,2; g = 1,2,4: s = cov/var = 3/2, t = mean g - s mean p = 7/3 - 3/2
-    s, t = al.lstsq_scale_shift(np.array([0.0, 1, 2, 50]), np.array([1.0, 2, 4, 0]),
-                                np.array([1, 1, 1, 0], bool))
+    s, t = al.lstsq_scale_shift(
+        np.array([0.0, 1, 2, 50]), np.array([1.0, 2, 4, 0]), np.array([1, 1, 1, 0], bool)
+    )
     assert (s, t) == (pytest.approx(1.5), pytest.approx(7 / 3 - 1.5))
 
 
@@ -169,8 +170,10 @@ def test_affine_clips_to_the_dataset_range_and_depthart_does_not():
 def test_aggregate_is_a_per_image_mean():
     # image 1: one pixel, AbsRel 1; image 2: three pixels, AbsRel 0. Per-image mean 0.5 (a pooled
     # mean over the four pixels would give 0.25).
-    rows = [{"abs_rel": 1.0, "delta1_bad": 1.0, "mae": 2.0},
-            {"abs_rel": 0.0, "delta1_bad": 0.0, "mae": 0.0}]
+    rows = [
+        {"abs_rel": 1.0, "delta1_bad": 1.0, "mae": 2.0},
+        {"abs_rel": 0.0, "delta1_bad": 0.0, "mae": 0.0},
+    ]
     assert aggregate(rows, "depthart") == {"abs_rel": 0.5, "delta1_bad": 0.5, "mae": 1.0}
     with pytest.raises(ValueError, match="no image"):
         aggregate([], "depthart")

@@ -16,7 +16,7 @@ from depthart_core.evaluation.runner import evaluate_predictions, make_backend
 
 
 def _write_ibims(root, n=3, h=24, w=32):
-    """iBims-1 raw layout: imagelist.txt, rgb/, depth/ (x 50/65535 m), mask_invalid/, mask_transp/."""
+    """iBims-1 raw layout: imagelist.txt and rgb/, depth/, mask_invalid/, mask_transp/ PNGs."""
     rng = np.random.default_rng(0)
     names = [f"scene_{i:02d}" for i in range(n)]
     root.mkdir(parents=True, exist_ok=True)
@@ -45,14 +45,18 @@ def _write_tum(root, n=2, h=24, w=32):
     for i in range(n):
         t = 10.0 + i
         cv2.imwrite(str(seq / f"rgb/{t:.6f}.png"), rng.integers(0, 256, (h, w, 3), np.uint8))
-        cv2.imwrite(str(seq / f"depth/{t:.6f}.png"), rng.integers(2000, 40000, (h, w)).astype(np.uint16))
+        cv2.imwrite(
+            str(seq / f"depth/{t:.6f}.png"), rng.integers(2000, 40000, (h, w)).astype(np.uint16)
+        )
         lines_rgb.append(f"{t:.6f} rgb/{t:.6f}.png")
         lines_depth.append(f"{t + 0.01:.6f} depth/{t:.6f}.png")
     (seq / "rgb.txt").write_text("\n".join(lines_rgb) + "\n")
     (seq / "depth.txt").write_text("\n".join(lines_depth) + "\n")
 
 
-def test_report_numbers_equal_evaluate_on_the_same_predictions(tmp_path, tiny_checkpoint, monkeypatch):
+def test_report_numbers_equal_evaluate_on_the_same_predictions(
+    tmp_path, tiny_checkpoint, monkeypatch
+):
     root = tmp_path / "ibims"
     names = _write_ibims(root)
     seen = {}
@@ -65,8 +69,20 @@ def test_report_numbers_equal_evaluate_on_the_same_predictions(tmp_path, tiny_ch
 
     monkeypatch.setattr(DepthEstimator, "predict", recording_predict)
     out = tmp_path / "out"
-    rc = main(["eval", "--checkpoint", tiny_checkpoint, "--dataset", "ibims1", "--root", str(root),
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            tiny_checkpoint,
+            "--dataset",
+            "ibims1",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["dataset"] == "ibims1" and report["protocol"] == "depthart"
@@ -99,9 +115,24 @@ def test_several_models_and_datasets_give_one_ranked_table(tmp_path):
     _write_ibims(tmp_path / "ibims", n=2)
     _write_tum(tmp_path / "tum")
     out = tmp_path / "table"
-    rc = main(["eval", "--baseline", "constant", "--baseline", "ramp", "--datasets", "ibims1,tum",
-               "--roots", f"{tmp_path / 'ibims'},{tmp_path / 'tum'}", "--protocol", "depthart",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--baseline",
+            "constant",
+            "--baseline",
+            "ramp",
+            "--datasets",
+            "ibims1,tum",
+            "--roots",
+            f"{tmp_path / 'ibims'},{tmp_path / 'tum'}",
+            "--protocol",
+            "depthart",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     table = json.loads((out / "report.json").read_text())
     assert [c["dataset"] for c in table["columns"]] == ["ibims1", "ibims1", "tum", "tum"]
@@ -109,8 +140,9 @@ def test_several_models_and_datasets_give_one_ranked_table(tmp_path):
     for m in table["models"]:
         run = json.loads((out / m["model"].replace(":", "_") / "tum" / "report.json").read_text())
         assert m["results"]["tum"] == run["aggregate"]
-    values = [[m["results"][c["dataset"]][c["metric"]] for c in table["columns"]]
-              for m in table["models"]]
+    values = [
+        [m["results"][c["dataset"]][c["metric"]] for c in table["columns"]] for m in table["models"]
+    ]
     assert [m["rank"] for m in table["models"]] == mean_ranks(values, [False] * 4)
     md = (out / "report.md").read_text()
     assert "| Model | iBims-1 δ1↓ | iBims-1 AbsRel↓ | TUM δ1↓ | TUM AbsRel↓ | Rank↓ |" in md
@@ -128,8 +160,9 @@ def test_evaluate_predictions_with_any_callable(tmp_path):
 
     _write_ibims(tmp_path, n=2)
     ds = get_dataset("ibims1", tmp_path)
-    perfect = evaluate_predictions(ds, lambda rgb: 7.0 * ds[0].depth, "affine", limit=1,
-                                   progress=False)
+    perfect = evaluate_predictions(
+        ds, lambda rgb: 7.0 * ds[0].depth, "affine", limit=1, progress=False
+    )
     assert perfect.n_images == 1 and perfect.aggregate["abs_rel"] < 1e-6  # float32 round-off
     assert perfect.aggregate["delta1"] == 1.0
     with pytest.raises(ValueError, match="prediction"):
@@ -141,16 +174,31 @@ def test_eval_size_scores_at_the_papers_resolution(tmp_path):
 
     _write_ibims(tmp_path, n=2)
     ds = get_dataset("ibims1", tmp_path)
-    res = evaluate_predictions(ds, lambda rgb: np.ones(rgb.shape[:2]), limit=1, eval_size=8,
-                               progress=False)
+    res = evaluate_predictions(
+        ds, lambda rgb: np.ones(rgb.shape[:2]), limit=1, eval_size=8, progress=False
+    )
     assert res.per_image[0]["n_valid"] <= 64
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main(["eval", "--dataset", "ibims1", "--out", str(tmp_path), "--baseline", "ramp"]) == 1
     assert "needs --root" in capsys.readouterr().err
-    assert main(["eval", "--datasets", "ibims1,tum", "--roots", str(tmp_path), "--baseline",
-                 "ramp", "--out", str(tmp_path)]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--datasets",
+                "ibims1,tum",
+                "--roots",
+                str(tmp_path),
+                "--baseline",
+                "ramp",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     assert "2 dataset(s)" in capsys.readouterr().err
 
 

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("constant", "ramp"),
         help="also score a trivial predictor (repeatable)",
     )
-    p.add_argument("--dataset", choices=DATASETS + ("nyu", "ibims"), help="one dataset name")
+    p.add_argument("--dataset", help=f"one dataset: {', '.join(DATASETS)}")
     p.add_argument("--root", help="root directory of --dataset")
     p.add_argument("--datasets", type=_csv, help=f"comma-separated names from {','.join(DATASETS)}")
     p.add_argument("--roots", type=_csv, help="comma-separated roots, one per --datasets entry")

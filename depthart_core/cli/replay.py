@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             startup_timeout_s=args.startup_timeout,
             drain_timeout_s=args.drain_timeout,
             time_limit_s=args.time_limit,
+            restamp=not args.keep_stamps,
         )
         report = replay_live(args.bag, args.out, cfg, live, RclpyTransport())
     else:

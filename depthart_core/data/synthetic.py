@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from depthart_core.data.sample import DepthSample
 
 _FRAME_TAG = 0x5F4A11  # domain tags: frames and sequences never share a random stream
 _SEQ_TAG = 0x5E9F17
@@ -238,13 +242,15 @@ def _collate(scenes: list[Scene], device: torch.device) -> dict[str, torch.Tenso
 
 # ---------------------------------------------------------------------------------------------
 # Ray/primitive intersections. Origins and directions are component tuples broadcastable to
-# (B, P, 1); primitive parameters are (B, N, F). Each returns t (B, P, N) for hits with
+# (B, 1, P); primitive parameters are (B, N, F). Each returns t (B, N, P) for hits with
 # t_min < t < t_max (t in units of the direction vector, which need not be unit), +inf on a miss.
+# Pixels stay the innermost, contiguous dimension: torch's CPU kernels vectorize along it, while
+# a (B, P, N) layout with a short inner N dimension runs several times slower.
 Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _cols(prm: torch.Tensor, n: int) -> list[torch.Tensor]:
-    return [prm[..., k].unsqueeze(1) for k in range(n)]  # (B, 1, N) each
+    return [prm[..., k].unsqueeze(-1) for k in range(n)]  # (B, N, 1) each
 
 
 def _hit_boxes(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float) -> torch.Tensor:
@@ -345,7 +351,9 @@ def _hit_room(s: dict, o: Vec, d: Vec) -> tuple[torch.Tensor, ...]:
 
 
 def _gather(prm: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
-    """Per-pixel parameters (B, P) of primitive idx (B, P) from prm (B, N, F)."""
+    """Per-pixel parameters (B, P) of primitive idx (B, P) from prm (B, N, F); indices past N
+    (pixels whose nearest hit is another kind of primitive) read the last row, unused."""
+    idx = idx.clamp(max=prm.shape[1] - 1)
     g = torch.gather(prm, 1, idx.unsqueeze(-1).expand(-1, -1, prm.shape[2]))
     return list(g.unbind(-1))
 
@@ -442,7 +450,7 @@ def _shade(s: dict, p: list, n: list, albedo: torch.Tensor, niche: torch.Tensor)
     """Lambertian radiance: ambient plus point lights (inverse square) with shadow rays."""
     lin = albedo * s["ambient"].unsqueeze(1)
     so = [p[k] + n[k] * 2e-3 for k in range(3)]  # shadow rays start just off the surface
-    so3 = [x.unsqueeze(-1) for x in so]
+    so3 = [x.unsqueeze(1) for x in so]
     for li in range(s["lights"].shape[1]):
         light = s["lights"][:, li]
         if not bool((light[:, 3:] > 0).any()):
@@ -450,10 +458,10 @@ def _shade(s: dict, p: list, n: list, albedo: torch.Tensor, niche: torch.Tensor)
         v = [light[:, k : k + 1] - so[k] for k in range(3)]
         dist2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
         ndl = (n[0] * v[0] + n[1] * v[1] + n[2] * v[2]) / torch.sqrt(dist2)
-        v3 = [x.unsqueeze(-1) for x in v]
+        v3 = [x.unsqueeze(1) for x in v]
         blocked = _niche_blocked(s, so, v, niche)
         for fn, key in _PRIMS:
-            blocked = blocked | (fn(so3, v3, s[key], 1e-5, 1.0) < _INF).any(dim=-1)
+            blocked = blocked | (fn(so3, v3, s[key], 1e-5, 1.0) < _INF).any(dim=1)
         irr = torch.where(blocked | (ndl <= 0), 0.0, ndl / dist2.clamp(min=0.25))
         lin = lin + albedo * (irr.unsqueeze(-1) * light[:, None, 3:6])
     return lin
@@ -464,9 +472,9 @@ def _trace(s: dict, d: Vec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     o = tuple(s["cam_pos"][:, k : k + 1] for k in range(3))
     t, ax, mat, niche, glass = _hit_room(s, o, d)
     kind, idx = torch.zeros_like(ax), torch.zeros_like(ax)
-    o3, d3 = tuple(x.unsqueeze(-1) for x in o), tuple(x.unsqueeze(-1) for x in d)
+    o3, d3 = tuple(x.unsqueeze(1) for x in o), tuple(x.unsqueeze(1) for x in d)
     for kk, (fn, key) in enumerate(_PRIMS, start=1):
-        tt, ii = fn(o3, d3, s[key], _EPS, _INF).min(dim=-1)
+        tt, ii = fn(o3, d3, s[key], _EPS, _INF).min(dim=1)
         better = tt < t
         t = torch.where(better, tt, t)
         kind = torch.where(better, kk, kind)
@@ -698,3 +706,280 @@ def _small_item(rng: np.random.Generator) -> list:
         return [("cyl", 0.0, 0.0, 0.0, u(0.03, 0.1), u(0.08, 0.3), 0)]
     hx, hy, hz = u(0.04, 0.15, 3)
     return [("box", 0.0, hy, 0.0, hx, hy, hz, 0)]
+
+
+def _wall_frame(room: np.ndarray, k: int, a: float, z_min: float) -> tuple[float, ...]:
+    """Origin and yaw putting a piece's back (local z = z_min) 5 mm off wall k at position a."""
+    c, s = _WALL_YAW[k]
+    wx, wz = ((0.0, a), (room[0], a), (a, 0.0), (a, room[2]))[k]
+    off = 0.005 - z_min
+    return wx - s * off, wz + c * off, c, s
+
+
+def _openings(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndarray:
+    lx, ly, lz = lay.room
+    rows = []
+    for k in rng.permutation(4)[: rng.integers(cfg.openings[0], cfg.openings[1] + 1)]:
+        length = lz if k < 2 else lx
+        window = bool(rng.uniform() < 0.5)
+        if window:
+            width, y0 = rng.uniform(0.8, min(2.0, length - 1.0)), rng.uniform(0.8, 1.0)
+            y1, depth, clear = min(y0 + rng.uniform(1.0, 1.4), ly - 0.2), rng.uniform(0.15, 0.3), 0.4
+        else:
+            width, y0 = rng.uniform(0.8, 1.0), 0.0
+            y1, depth, clear = min(rng.uniform(2.0, 2.2), ly - 0.2), rng.uniform(1.5, 4.0), 0.9
+        a0 = rng.uniform(0.3, length - width - 0.3)
+        rows.append([1.0, k + 2.0, a0, a0 + width, y0, y1, depth, float(window)])
+        ylo, yhi, b0, b1 = (y0 - 0.05 if window else 0.0), y1 + 0.05, a0 - 0.05, a0 + width + 0.05
+        lay.blocked.append(np.array((
+            [0.0, ylo, b0, clear, yhi, b1], [lx - clear, ylo, b0, lx, yhi, b1],
+            [b0, ylo, 0.0, b1, yhi, clear], [b0, ylo, lz - clear, b1, yhi, lz])[k]))
+    return np.array(rows, dtype=float).reshape(-1, 8)
+
+
+def _furnish(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> None:
+    target = int(rng.integers(cfg.objects[0], cfg.objects[1] + 1))
+    names, probs = zip(*_PIECES)
+    probs_ = np.array(probs) / sum(probs)
+    lx, ly, lz = lay.room
+    for _ in range(40):
+        budget = target - lay.n_prims()
+        if budget <= 0:
+            break
+        parts, kinds, top, mount = _piece(rng, names[rng.choice(len(names), p=probs_)], ly, budget)
+        if len(parts) > budget:
+            continue
+        mats = [lay.material(k) if isinstance(k, str) else lay.material(*k) for k in kinds]
+        for _ in range(12):
+            if mount == "wall":
+                k = int(rng.integers(4))
+                a = rng.uniform(0.1, (lz if k < 2 else lx) - 0.1)
+                x, z, c, s = _wall_frame(lay.room, k, a, min(_part_bounds(p)[0][2] for p in parts))
+            else:
+                x, z = rng.uniform(0.2, lx - 0.2), rng.uniform(0.2, lz - 0.2)
+                yaw = (rng.integers(4) * math.pi / 2 + rng.normal(0.0, 0.08) if mount == "aligned"
+                       else rng.uniform(0.0, 2 * math.pi))
+                c, s = math.cos(yaw), math.sin(yaw)
+            bb = lay.place(parts, x, z, c, s, mats)
+            if bb is not None:
+                break
+        else:
+            del lay.materials[len(lay.materials) - len(mats):]
+            continue
+        if top is None or rng.uniform() > 0.6:
+            continue
+        for _ in range(int(rng.integers(1, 3))):  # small items resting on the piece's top
+            item = _small_item(rng)
+            lo, hi = _part_bounds(item[0])
+            mx, mz = top[1] - (hi[0] - lo[0]) / 2, top[2] - (hi[2] - lo[2]) / 2
+            if lay.n_prims() >= target or mx < 0 or mz < 0:
+                break
+            px, pz, ty = rng.uniform(-mx, mx), rng.uniform(-mz, mz), bb[4] + 1e-4
+            item = [(kd, ix + px, iy + ty, iz + pz, *rest) for kd, ix, iy, iz, *rest in item]
+            if lay.place(item, x, z, c, s, [lay.material("object")]) is None:
+                lay.materials.pop()
+
+
+def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndarray:
+    lx, ly, lz = lay.room
+    warm, cool = np.array([1.0, 0.85, 0.65]), np.array([0.85, 0.92, 1.0])
+    rows = []
+    for _ in range(int(rng.integers(cfg.lights[0], cfg.lights[1] + 1))):
+        for _ in range(20):
+            pos = np.array([rng.uniform(0.3, lx - 0.3), rng.uniform(ly - 0.45, ly - 0.12),
+                            rng.uniform(0.3, lz - 0.3)])
+            if not _overlaps(np.concatenate([pos - 0.1, pos + 0.1]), lay.solids):
+                break
+        colour = warm + (cool - warm) * rng.uniform()
+        rows.append([*pos, *(colour * rng.uniform(0.5, 1.5) * ly**2)])
+    return np.array(rows)
+
+
+def sample_room(rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
+    return np.array([rng.uniform(*cfg.room_size), rng.uniform(*cfg.room_height),
+                     rng.uniform(*cfg.room_size)])
+
+
+def sample_scene(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray | None = None,
+                 reserved: list | tuple = ()) -> Scene:
+    """A furnished, lit room (no camera). `reserved` AABBs are kept free of furniture."""
+    room = sample_room(rng, cfg) if room is None else np.asarray(room, dtype=float)
+    lay = _Layout(rng, room, list(reserved))
+    for kind in ("floor", "ceiling", "wall", "wall", "wall", "wall", "outside"):
+        lay.material(kind)  # fixed slots: 0 floor ... 4, 5 niche walls, 6 window view
+    wall_mat = np.full(4, 2.0)
+    if rng.uniform() < 0.3:
+        wall_mat[rng.integers(4)] = 3.0  # accent wall
+    openings = _openings(rng, cfg, lay)
+    for j, row in enumerate(openings):
+        if row[7] > 0:  # window reveal: the wall's own finish
+            lay.materials[4 + j] = lay.materials[int(wall_mat[int(row[1]) - 2])].copy()
+    _furnish(rng, cfg, lay)
+    lights = _lights(rng, cfg, lay)
+    ambient = rng.uniform(0.1, 0.35) * lights[:, 3:].mean(axis=0) / room[1] ** 2  # ~ one light
+    return Scene(
+        room=room, wall_mat=wall_mat, materials=np.array(lay.materials), openings=openings,
+        boxes=np.array(lay.boxes, dtype=float).reshape(-1, 9),
+        cylinders=np.array(lay.cyls, dtype=float).reshape(-1, 6),
+        spheres=np.array(lay.sphs, dtype=float).reshape(-1, 5),
+        lights=lights, ambient=ambient, solids=np.array(lay.solids, dtype=float).reshape(-1, 6),
+    )
+
+
+def look_rotation(forward: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """Camera-to-world rotation, columns (right, down, forward) in world (y up), OpenCV axes."""
+    f = np.asarray(forward, dtype=float) / np.linalg.norm(forward)
+    right = np.cross(f, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(f, right)
+    cr, sr = math.cos(roll), math.sin(roll)
+    return np.stack([cr * right + sr * down, cr * down - sr * right, f], axis=1)
+
+
+def intrinsics(fov_deg: float, size: tuple[int, int]) -> np.ndarray:
+    """Square-pixel K for a horizontal FOV; principal point at the image centre (pixel centres
+    at integer coordinates, OpenCV convention)."""
+    h, w = size
+    f = w / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
+    return np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def _sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> Scene:
+    lx, _, lz = scene.room
+    solids = list(scene.solids)
+    for _ in range(50):
+        pos = np.array([rng.uniform(0.35, lx - 0.35), rng.uniform(*cfg.camera_height),
+                        rng.uniform(0.35, lz - 0.35)])
+        if not _overlaps(np.concatenate([pos - 0.3, pos + 0.3]), solids):
+            break
+    for _ in range(10):  # look at a piece of furniture, or at a wall
+        if solids and rng.uniform() < 0.65:
+            bb = solids[rng.integers(len(solids))]
+            target = (bb[:3] + bb[3:]) / 2 + rng.normal(0.0, 0.2, 3)
+        else:
+            k, y = int(rng.integers(4)), rng.uniform(0.3, 2.0)
+            a = rng.uniform(0.0, lz if k < 2 else lx)
+            target = np.array(((0.0, y, a), (lx, y, a), (a, y, 0.0), (a, y, lz))[k])
+        f = target - pos
+        if np.hypot(f[0], f[2]) > 0.5:
+            break
+    yaw = math.atan2(f[0], f[2]) + rng.normal(0.0, 0.1)
+    pitch = float(np.clip(math.atan2(f[1], np.hypot(f[0], f[2])), -0.7, 0.4)) + rng.normal(0, 0.05)
+    fwd = [math.cos(pitch) * math.sin(yaw), math.sin(pitch), math.cos(pitch) * math.cos(yaw)]
+    K = intrinsics(rng.uniform(*cfg.fov_deg), cfg.size)
+    return dataclasses.replace(scene, cam_pos=pos, cam_R=look_rotation(fwd, rng.normal(0, 0.05)), K=K)
+
+
+def _orbit(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray, n: int):
+    """A slow elliptical walk around the room centre, gaze between inward and along the path."""
+    lx, _, lz = room
+    i = np.arange(n, dtype=float)
+    rx, rz = rng.uniform(0.12, 0.3) * lx, rng.uniform(0.12, 0.3) * lz
+    step = rng.uniform(0.01, 0.03)  # metres per frame: a hand-held walk at 30 fps
+    w = step / (0.5 * (rx + rz)) * rng.choice([-1.0, 1.0])
+    phase = rng.uniform(0.0, 2 * math.pi, 4)
+    th = phase[0] + w * i
+    breathe = 1.0 + 0.15 * np.sin(0.31 * w * i + phase[1])
+    x, z = lx / 2 + rx * breathe * np.cos(th), lz / 2 + rz * breathe * np.sin(th)
+    y = rng.uniform(*cfg.camera_height) + 0.03 * np.sin(0.8 * w * i + phase[2])
+    y = np.clip(y, cfg.camera_height[0], cfg.camera_height[1])
+    inward = np.stack([lx / 2 - x, lz / 2 - z], axis=1)
+    inward /= np.linalg.norm(inward, axis=1, keepdims=True)
+    tangent = np.stack([-np.sin(th), np.cos(th)], axis=1) * np.sign(w)
+    alpha = rng.uniform(0.3, 1.0)
+    fh = alpha * inward + (1 - alpha) * tangent
+    fh /= np.linalg.norm(fh, axis=1, keepdims=True)
+    pitch = rng.uniform(-0.35, 0.05) + 0.05 * np.sin(0.5 * w * i + phase[3])
+    fwd = np.stack([np.cos(pitch) * fh[:, 0], np.sin(pitch), np.cos(pitch) * fh[:, 1]], axis=1)
+    pos = np.stack([x, y, z], axis=1)
+    return pos, fwd, rng.normal(0.0, 0.02), step
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+def _check(seed: int, indices: list[int]) -> None:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    bad = [i for i in indices if not isinstance(i, (int, np.integer)) or i < 0]
+    if bad:
+        raise ValueError(f"frame indices must be non-negative ints, got {bad[:5]}")
+
+
+def frame_scene(seed: int, index: int, cfg: SynthConfig = SynthConfig()) -> Scene:
+    """The scene and camera of frame `index` of `seed`, from its own random stream."""
+    _check(seed, [index])
+    rng = np.random.default_rng([_FRAME_TAG, int(seed), int(index)])
+    return _sample_camera(rng, cfg, sample_scene(rng, cfg))
+
+
+def sequence_scenes(seed: int, n_frames: int, cfg: SynthConfig = SynthConfig()) -> list[Scene]:
+    """One scene seen along a smooth camera path, fixed intrinsics; furniture keeps off the path."""
+    _check(seed, [n_frames])
+    rng = np.random.default_rng([_SEQ_TAG, int(seed)])
+    room = sample_room(rng, cfg)
+    pos, fwd, roll, step = _orbit(rng, cfg, room, max(1, n_frames))
+    keep = pos[:: max(1, int(0.2 / step))]
+    reserved = [np.concatenate([p - [0.35, 0.4, 0.35], p + [0.35, 0.4, 0.35]]) for p in keep]
+    reserved.append(np.concatenate([pos[-1] - [0.35, 0.4, 0.35], pos[-1] + [0.35, 0.4, 0.35]]))
+    scene = sample_scene(rng, cfg, room, reserved)
+    K = intrinsics(rng.uniform(*cfg.fov_deg), cfg.size)
+    return [dataclasses.replace(scene, cam_pos=pos[i], cam_R=look_rotation(fwd[i], roll), K=K)
+            for i in range(n_frames)]
+
+
+def render_batch(seed: int, indices: list[int], cfg: SynthConfig = SynthConfig(),
+                 device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Frames `indices` of `seed`: rgb (B,3,H,W) uint8, depth (B,H,W) float32 metres (planar,
+    0 where invalid), valid (B,H,W) bool, K (B,3,3) float32, pose (B,4,4) camera-to-world."""
+    return render_scenes([frame_scene(seed, i, cfg) for i in indices], cfg, device)
+
+
+def _sample(out: dict[str, torch.Tensor], i: int, name: str) -> DepthSample:
+    return DepthSample(
+        rgb=out["rgb"][i].permute(1, 2, 0).cpu().numpy(),
+        depth=out["depth"][i].cpu().numpy(),
+        valid=out["valid"][i].cpu().numpy(),
+        name=name,
+        intrinsics=out["K"][i].cpu().numpy(),
+        extras={"pose": out["pose"][i].cpu().numpy()},
+    )
+
+
+def render_frame(seed: int, index: int, cfg: SynthConfig = SynthConfig(),
+                 device: str | torch.device = "cpu") -> DepthSample:
+    """Frame `index` of `seed` as a DepthSample named synth_{seed}_{index:06d}."""
+    return _sample(render_batch(seed, [index], cfg, device), 0, f"synth_{seed}_{index:06d}")
+
+
+def render_sequence(seed: int, n_frames: int, cfg: SynthConfig = SynthConfig(),
+                    device: str | torch.device = "cpu", chunk: int = 16) -> Iterator[DepthSample]:
+    """One scene recorded along a smooth camera path (extras["pose"] holds each camera pose)."""
+    scenes = sequence_scenes(seed, n_frames, cfg)
+    for c0 in range(0, n_frames, chunk):
+        out = render_scenes(scenes[c0 : c0 + chunk], cfg, device)
+        for i in range(out["rgb"].shape[0]):
+            yield _sample(out, i, f"synth_seq_{seed}_{c0 + i:06d}")
+
+
+class SyntheticStream:
+    """Infinite deterministic training batches: batch `step` holds frames step*B ... step*B+B-1,
+    so resuming at a step resumes the data exactly."""
+
+    def __init__(self, seed: int, cfg: SynthConfig = SynthConfig(), batch_size: int = 8,
+                 device: str | torch.device = "cpu") -> None:
+        _check(seed, [])
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.seed, self.cfg, self.batch_size, self.device = seed, cfg, batch_size, device
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        b = self.batch_size
+        return render_batch(self.seed, list(range(step * b, step * b + b)), self.cfg, self.device)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        step = 0
+        while True:
+            yield self.batch(step)
+            step += 1

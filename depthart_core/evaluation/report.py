@@ -211,7 +211,10 @@ def render_samples(vis: Sequence, path: str | Path, title: str) -> None:
     from matplotlib.figure import Figure
 
     n = max(1, len(vis))
-    fig = Figure(figsize=(14, 3.0 * n), layout="constrained")
+    fig = Figure(figsize=(14, 2.8 * n + 0.4))
+    fig.subplots_adjust(
+        left=0.01, right=0.97, bottom=0.02, top=1 - 0.4 / (2.8 * n + 0.4), wspace=0.2, hspace=0.15
+    )
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, 4, squeeze=False)
     for row, v in zip(axes, vis, strict=False):

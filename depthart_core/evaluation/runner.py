@@ -24,6 +24,7 @@ import numpy as np
 
 from depthart_core.data.sample import DepthDataset
 from depthart_core.evaluation.protocols import aggregate, evaluate_image, get_protocol
+from depthart_core.runtime.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,9 @@ def evaluate_predictions(
 
 def make_backend(
     name: str, checkpoint: str | Path | None, letterbox: bool = False, device: str = "cpu"
-):
+) -> Backend:
     """The `Backend` that `predict`s for evaluation: "torch" builds `DepthEstimator`; other names go
-    through `depthart_core.runtime.get_backend(name, checkpoint)`."""
+    through `depthart_core.runtime.get_backend(name, checkpoint, device=, letterbox=)`."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     if name == "torch":
@@ -198,9 +199,7 @@ def make_backend(
             f"backend {name!r} needs depthart_core.runtime.get_backend, which this build does not "
             "have; use --backend torch"
         ) from exc
-    backend = get_backend(name, checkpoint)
-    backend.letterbox = letterbox
-    return backend
+    return get_backend(name, checkpoint, device=device, letterbox=letterbox)
 
 
 @dataclass

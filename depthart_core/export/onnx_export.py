@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -101,7 +102,8 @@ def export_onnx(
         wrapper = StaticDepthART(copy.deepcopy(model)).eval().half()  # never touch the caller's
     dummy = torch.zeros(1, 3, S, S, dtype=dtype)
     ctx = fp32_islands() if fp16 else contextlib.nullcontext()
-    with torch.no_grad(), ctx:
+    with torch.no_grad(), ctx, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about Python ints; shapes are static
         wrapper(dummy)  # fills the resize-matrix cache so tracing sees them as constants
         torch.onnx.export(
             wrapper,

@@ -1,0 +1,90 @@
+"""`depthart bench [--checkpoint CKPT | --preset NAME] --backend B --size HxW [--runs N] [--json OUT]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must look like 480x640 (HxW), got {text!r}") from None
+    if h < 2 or w < 2:
+        raise argparse.ArgumentTypeError(f"--size {text!r} is too small (at least 2x2)")
+    return h, w
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="latency per stage, end to end, and against a peer model")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
+    src.add_argument("--preset", default=None, help="benchmark a randomly initialised preset")
+    p.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", help="fp32|bf16|fp16")
+    p.add_argument("--size", type=parse_size, default=(480, 640), help="input HxW (default 480x640)")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--no-peer", action="store_true", help="skip the Depth Anything V2-Small peer")
+    p.add_argument("--peer-short-side", type=int, default=518, help="peer resize (DA-V2: 518)")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    import tempfile
+    from datetime import date
+
+    import numpy as np
+    import torch
+
+    from depthart_core.runtime import get_backend
+    from depthart_core.runtime.bench import peak_rss_mb, time_backend, time_peer
+
+    ckpt = args.checkpoint
+    if args.preset:
+        from depthart_core.checkpoint import save_checkpoint
+        from depthart_core.config import get_preset
+        from depthart_core.model import DepthART
+
+        torch.manual_seed(0)
+        ckpt = save_checkpoint(f"{tempfile.mkdtemp()}/{args.preset}.safetensors",
+                               DepthART(get_preset(args.preset)))
+    backend = get_backend(args.backend, checkpoint=ckpt, device=args.device,
+                          precision=args.precision)
+    h, w = args.size
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    result = {
+        "date": date.today().isoformat(),
+        "device": f"{args.device} ({platform.processor() or platform.machine()}, "
+                  f"{torch.get_num_threads()} threads)",
+        "model": args.preset or str(ckpt or "default checkpoint"),
+        "backend": backend.describe(),
+        "input": [h, w],
+        "model_input": backend.image_size,
+        **time_backend(backend, rgb, args.runs, args.warmup),
+    }
+    result["peak_rss_mb"] = peak_rss_mb()
+    if torch.cuda.is_available() and args.device.startswith("cuda"):
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(f"{result['backend']} on {result['device']}, input {h}x{w} -> {backend.image_size}^2")
+    for stage, s in result["stages"].items():
+        print(f"  {stage:<12} median {s['median_ms']:8.2f} ms   p90 {s['p90_ms']:8.2f} ms")
+    print(f"  frames/s     {result['fps']:.1f}   peak RSS {result['peak_rss_mb']:.0f} MB")
+    if not args.no_peer:
+        dev = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
+        peer = time_peer(rgb, dev, max(3, args.runs // 2), 1, args.peer_short_side)
+        result["peer"] = peer
+        ratio = peer["stages"]["end_to_end"]["median_ms"] / result["stages"]["end_to_end"]["median_ms"]
+        result["speedup_vs_peer"] = ratio
+        print(f"  peer {peer['name']} at {peer['input'][0]}x{peer['input'][1]}: "
+              f"{peer['stages']['end_to_end']['median_ms']:.1f} ms ({peer['fps']:.2f} frames/s)")
+        print(f"  DepthART is {ratio:.1f}x {'faster' if ratio >= 1 else 'slower'} than the peer")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0

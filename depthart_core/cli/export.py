@@ -1,0 +1,40 @@
+"""`depthart export --checkpoint CKPT --format onnx|tensorrt [--fp16] --out PATH`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the whole inference to ONNX or a TensorRT engine")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
+    p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
+    p.add_argument("--fp16", action="store_true", help="half precision, norms/softmax in fp32")
+    p.add_argument("--out", required=True, help="output .onnx (or .engine for tensorrt)")
+    p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from depthart_core.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
+    from depthart_core.export.onnx_export import export_onnx
+    from depthart_core.export.trt_onnx_ops import unsupported_ops
+
+    ckpt = resolve_checkpoint(args.checkpoint)
+    model, _ = load_checkpoint(ckpt)
+    out = Path(args.out)
+    onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
+    export_onnx(model, onnx_path, checkpoint_sha256=file_sha256(ckpt), fp16=args.fp16)
+    missing = unsupported_ops(onnx_path)
+    print(f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "
+          f"ONNX support list: {missing or 'none'}")
+    if args.format == "tensorrt":
+        from depthart_core.runtime.tensorrt_backend import build_serialized_engine, import_tensorrt
+
+        import_tensorrt()  # raises with install instructions where TensorRT is absent
+        S = model.cfg.image_size
+        out.write_bytes(build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb))
+        print(f"wrote TensorRT engine {out}")
+    return 0

@@ -1,0 +1,129 @@
+"""Latency benchmark: per-stage median/p90, end to end, frames/s, peak memory, and a peer.
+
+Stages for the torch backend: pre-processing, tokenizer encode (RGB -> image prefix), the
+autoregressive loop, decode (decoder + codec), post-processing. ONNX Runtime and TensorRT run the
+model as one graph, so their model time is one stage ("model"). The peer is the Depth Anything V2
+Small architecture (24.8 M parameters) from `transformers`, randomly initialised (speed does not
+depend on the weights), run with its published pre-processing (shorter side resized to 518, both
+sides multiples of 14) on the same input image, device and thread count.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from depthart_core.preprocess import postprocess, preprocess
+from depthart_core.runtime.base import Backend
+
+
+@dataclass
+class StageTimer:
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+    def run(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        if sync:
+            sync()
+        self.times.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90))}
+                for k, v in self.times.items()}
+
+
+def _sync_fn(device: torch.device) -> Callable[[], None] | None:
+    return torch.cuda.synchronize if device.type == "cuda" else None
+
+
+def time_backend(backend: Backend, rgb: np.ndarray, runs: int, warmup: int) -> dict[str, Any]:
+    from depthart_core.estimator import DepthEstimator
+
+    timer = StageTimer()
+    for i in range(warmup + runs):
+        t = StageTimer() if i < warmup else timer
+        t0 = time.perf_counter()
+        x, geo = t.run("preprocess", lambda: preprocess(rgb, backend.image_size, backend.letterbox))
+        if isinstance(backend, DepthEstimator):
+            depth_S = _torch_stages(backend, x, t)
+        else:
+            depth_S = t.run("model", lambda: backend.run(x))[0]
+        t.run("postprocess", lambda: postprocess(depth_S, geo))
+        t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
+    out = timer.summary()
+    e2e = out["end_to_end"]["median_ms"]
+    return {"stages": out, "fps": 1000.0 / e2e if e2e > 0 else float("inf")}
+
+
+@torch.inference_mode()
+def _torch_stages(be, x: np.ndarray, t: StageTimer) -> np.ndarray:
+    from depthart_core.model import SamplingConfig
+    from depthart_core.tokenizer.codec import decode_depth
+
+    m, sync = be.model, _sync_fn(be.device)
+    xt = torch.from_numpy(x).to(be.device)
+    with be._autocast():
+        img = t.run("encode", lambda: m.image_prefix(xt), sync)
+        _, f_hat, _ = t.run("ar_loop", lambda: m.generate_from_prefix(img, SamplingConfig()), sync)
+        d = t.run("decode", lambda: decode_depth(m.tokenizer.decode_f_hat(f_hat).float()), sync)
+    return d[0].float().cpu().numpy()
+
+
+def build_peer(device: torch.device) -> torch.nn.Module:
+    try:
+        from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    except ImportError as exc:
+        raise ImportError("the peer needs `transformers`: pip install 'depthart_ros[bench]'") from exc
+    backbone = Dinov2Config(
+        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14,
+        image_size=518, out_features=["stage3", "stage6", "stage9", "stage12"],
+        reshape_hidden_states=False,
+    )
+    cfg = DepthAnythingConfig(
+        backbone_config=backbone, neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64,
+        head_hidden_size=32, reassemble_hidden_size=384, patch_size=14,
+    )
+    torch.manual_seed(0)
+    return DepthAnythingForDepthEstimation(cfg).eval().to(device)
+
+
+def peer_input_size(h: int, w: int, short: int = 518) -> tuple[int, int]:
+    s = short / min(h, w)
+    return (max(14, round(h * s / 14) * 14), max(14, round(w * s / 14) * 14))
+
+
+@torch.inference_mode()
+def time_peer(rgb: np.ndarray, device: torch.device, runs: int, warmup: int, short: int = 518) -> dict[str, Any]:
+    import cv2
+
+    model = build_peer(device)
+    h, w = rgb.shape[:2]
+    ph, pw = peer_input_size(h, w, short)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    sync = _sync_fn(device)
+    timer = StageTimer()
+    for i in range(warmup + runs):
+        t = StageTimer() if i < warmup else timer
+        t0 = time.perf_counter()
+        x = cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+        x = torch.from_numpy(((x - mean) / std).transpose(2, 0, 1)[None].copy()).to(device)
+        d = t.run("model", lambda: model(pixel_values=x).predicted_depth, sync)
+        cv2.resize(d[0].float().cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
+        t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
+    out = timer.summary()
+    params = sum(p.numel() for p in model.parameters())
+    return {"stages": out, "fps": 1000.0 / out["end_to_end"]["median_ms"], "input": [ph, pw],
+            "parameters": params, "name": "Depth Anything V2-Small (random init)"}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,0 +1,250 @@
+"""Process control and an in-test ROS 2 peer for the node tests (real rclpy, Fast DDS loopback).
+
+Every test gets its own ROS_DOMAIN_ID (from the pid and a counter, in 1..101) so concurrent test
+runs never hear each other, and every process runs with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA,
+without which best-effort subscribers lose whole 640x480 frames between processes.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
+DDS_ENV = {
+    "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+}
+_counter = itertools.count()
+
+
+def unique_domain_id() -> int:
+    """A ROS domain id in 1..101, different for each call within a process and across pids."""
+    return 1 + (os.getpid() * 17 + next(_counter) * 7) % 101
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DDS_ENV)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+    return env
+
+
+def _yaml_value(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+class NodeProcess:
+    """`python -m depthart_ros.node` in its own process; always killed by `close`."""
+
+    def __init__(
+        self,
+        domain_id: int,
+        params: dict[str, Any],
+        log_path: Path,
+        params_files: tuple[Path, ...] = (),
+    ) -> None:
+        cmd = [sys.executable, "-m", "depthart_ros.node", "--ros-args"]
+        for f in params_files:  # files first: a later -p wins over them
+            cmd += ["--params-file", str(f)]
+        for k, v in params.items():
+            cmd += ["-p", f"{k}:={_yaml_value(v)}"]
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in close())
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=ros_env(domain_id), stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def signal_and_wait(self, sig: int, timeout: float = 15.0) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def run_helper(domain_id: int, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run `python -m ros_helpers.<args>` to completion (killed on timeout)."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=ros_env(domain_id),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class RosPeer:
+    """The test's own ROS 2 participant: subscribes, publishes and calls parameter services from
+    the test thread while an executor spins in the background."""
+
+    def __init__(self, domain_id: int) -> None:
+        os.environ.update(DDS_ENV)  # read by Fast DDS when the participant is created
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("depthart_test_peer", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.lock = threading.Lock()
+        self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def subscribe(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 50) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=depth, reliability=rel)
+
+        def on_msg(msg: Any) -> None:
+            with self.lock:
+                self.received[topic].append((time.time(), msg))
+
+        self.node.create_subscription(msg_type, topic, on_msg, qos)
+
+    def publisher(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 10) -> Any:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        return self.node.create_publisher(msg_type, topic, QoSProfile(depth=depth, reliability=rel))
+
+    def messages(self, topic: str) -> list[Any]:
+        with self.lock:
+            return [m for _, m in self.received[topic]]
+
+    def timed(self, topic: str) -> list[tuple[float, Any]]:
+        with self.lock:
+            return list(self.received[topic])
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(poll)
+        return predicate()
+
+    def diagnostics(self, after: float = 0.0) -> dict[str, str] | None:
+        """Key/values of the newest depthart status received after wall time `after`."""
+        with self.lock:
+            items = list(self.received["/diagnostics"])
+        for t, arr in reversed(items):
+            for st in arr.status:
+                if "depthart_node" in st.name and t > after:
+                    return {kv.key: kv.value for kv in st.values} | {"_level": str(st.level)}
+        return None
+
+    def wait_diagnostics(self, after: float, timeout: float = 10.0) -> dict[str, str]:
+        assert self.wait_for(lambda: self.diagnostics(after) is not None, timeout), (
+            "no /diagnostics from depthart_node"
+        )
+        return self.diagnostics(after)
+
+    def wait_ready(self, node: NodeProcess, timeout: float = 90.0) -> dict[str, str]:
+        """Wait for the node's first diagnostics (it publishes them once fully started)."""
+        ok = self.wait_for(
+            lambda: self.diagnostics() is not None or node.proc.poll() is not None, timeout
+        )
+        assert ok and node.proc.poll() is None, f"node did not start:\n{node.log()}"
+        return self.diagnostics()
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
+            future = client.call_async(request)
+            assert self.wait_for(future.done, timeout), f"{name} did not answer"
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameter(self, node_name: str, name: str, value: Any) -> Any:
+        """One SetParameters call; returns its SetParametersResult."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return self.call(SetParameters, f"{node_name}/set_parameters", req).results[0]
+
+    def get_parameters(self, node_name: str, names: list[str]) -> dict[str, Any]:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        req = GetParameters.Request(names=names)
+        values = self.call(GetParameters, f"{node_name}/get_parameters", req).values
+        return {n: parameter_value_to_python(v) for n, v in zip(names, values, strict=True)}
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5)
+
+
+def image_msg(fields: dict, stamp_ns: int, frame_id: str) -> Any:
+    """A sensor_msgs/Image with the given wire fields and header."""
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    for k in ("height", "width", "encoding", "is_bigendian", "step"):
+        setattr(msg, k, fields[k])
+    msg.data = array.array("B", fields["data"])
+    return msg
+
+
+def stamp_ns(header: Any) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec

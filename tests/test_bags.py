@@ -1,0 +1,199 @@
+"""depthart_core.bags: real ROS 2 (MCAP, sqlite3) and ROS 1 bag files written and read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rosbags.rosbag1 import Writer as Ros1Writer
+from rosbags.typesys import Stores, get_typestore
+
+from depthart_core import bags
+from depthart_core.bags import BagError, TopicNotFoundError, TopicTypeError
+from depthart_core.data.synthetic import SynthConfig, render_sequence
+from depthart_core.replay import match_stamps
+
+T0 = 1_700_000_000 * 1_000_000_000
+SIZE = (24, 32)  # (H, W): small, so rendering and I/O stay fast
+
+
+def _roundtrip(msg):
+    """Through CDR bytes and back, as a bag stores it."""
+    return bags.deserialize(bags.serialize(msg, msg.__msgtype__), msg.__msgtype__)
+
+
+def test_rgb_and_depth_messages_round_trip_exactly():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    msg = _roundtrip(bags.image_msg(rgb, "rgb8", T0 + 123, "cam"))
+    assert (msg.encoding, msg.height, msg.width, msg.step) == ("rgb8", 5, 7, 21)
+    assert bags.stamp_to_ns(msg.header.stamp) == T0 + 123 and msg.header.frame_id == "cam"
+    np.testing.assert_array_equal(bags.image_to_rgb(msg), rgb)
+    bgr = _roundtrip(bags.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", T0, "cam"))
+    np.testing.assert_array_equal(bags.image_to_rgb(bgr), rgb)
+
+    depth = np.array([[1.25, 2.0, 0.0], [np.nan, 3.5, 70.0]], dtype=np.float32)
+    valid = np.array([[True, False, True], [True, True, True]])
+    d32, v32 = bags.image_to_depth(_roundtrip(bags.depth_msg(depth, T0, "cam", "32FC1", valid)))
+    # invalid: masked out, zero, or non-finite
+    np.testing.assert_array_equal(v32, [[True, False, False], [False, True, True]])
+    np.testing.assert_array_equal(d32[v32], [1.25, 3.5, 70.0])
+
+    d16, v16 = bags.image_to_depth(_roundtrip(bags.depth_msg(depth, T0, "cam", "16UC1")))
+    # millimetres: 1.25 m is exactly 1250 mm; 70 m does not fit in 16 bits and becomes invalid
+    np.testing.assert_array_equal(v16, [[True, True, False], [False, True, False]])
+    np.testing.assert_allclose(d16[v16], [1.25, 2.0, 3.5], rtol=1e-6, atol=0)
+
+
+def test_depth_msg_rejects_unknown_encoding():
+    with pytest.raises(ValueError, match="'mono8'"):
+        bags.depth_msg(np.ones((2, 2), np.float32), T0, "cam", "mono8")
+
+
+@pytest.mark.parametrize("storage, suffix", [("mcap", ".mcap"), ("sqlite3", ".db3")])
+def test_synthetic_bag_holds_the_rendered_frames(tmp_path, storage, suffix):
+    out = tmp_path / "bag"
+    counts = bags.write_synthetic_bag(out, 3, rate_hz=20.0, seed=5, storage=storage, size=SIZE)
+    topics = bags.list_topics(out)
+    assert counts == {"/camera/camera_info": 3, "/camera/image_raw": 3, "/camera/depth": 3}
+    assert {t: (s.msgtype, s.count) for t, s in topics.items()} == {
+        "/camera/image_raw": (bags.IMAGE_TYPE, 3),
+        "/camera/depth": (bags.IMAGE_TYPE, 3),
+        "/camera/camera_info": (bags.CAMERA_INFO_TYPE, 3),
+    }
+    assert [p.suffix for p in out.iterdir() if p.name != "metadata.yaml"] == [suffix]
+
+    expected = list(render_sequence(5, 3, SynthConfig(size=SIZE)))
+    msgs = list(bags.iter_messages(out, list(topics)))
+    by_topic = {t: [m for m in msgs if m.topic == t] for t in topics}
+    for i, s in enumerate(expected):
+        stamp = T0 + i * 50_000_000  # 20 Hz
+        img, dep, info = (
+            by_topic[t][i] for t in ("/camera/image_raw", "/camera/depth", "/camera/camera_info")
+        )
+        for m in (img, dep, info):
+            assert (m.stamp_ns, m.log_ns) == (stamp, stamp)
+            assert m.msg.header.frame_id == "camera_optical_frame"
+        np.testing.assert_array_equal(bags.image_to_rgb(img.msg), s.rgb)
+        depth, valid = bags.image_to_depth(dep.msg)
+        assert dep.msg.encoding == "32FC1"
+        np.testing.assert_array_equal(valid, s.valid & (s.depth > 0))
+        np.testing.assert_array_equal(depth[valid], s.depth[valid])
+        np.testing.assert_array_equal(bags.camera_info_K(info.msg), s.intrinsics)
+        assert (info.msg.height, info.msg.width) == SIZE
+
+
+def test_synthetic_bag_16uc1_is_millimetres(tmp_path):
+    out = tmp_path / "bag16"
+    bags.write_synthetic_bag(out, 1, seed=2, size=SIZE, depth_encoding="16UC1")
+    (m,) = bags.iter_messages(out, ["/camera/depth"])
+    (s,) = render_sequence(2, 1, SynthConfig(size=SIZE))
+    assert m.msg.encoding == "16UC1"
+    depth, valid = bags.image_to_depth(m.msg)
+    np.testing.assert_array_equal(valid, s.valid & (s.depth >= 0.0005))
+    assert np.abs(depth[valid] - s.depth[valid]).max() <= 0.0005 + 1e-6
+
+
+def test_writer_never_overwrites(tmp_path):
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(ValueError, match="exists already"):
+        bags.BagWriter(tmp_path / "exists")
+    with pytest.raises(ValueError, match="'zip'"):
+        bags.BagWriter(tmp_path / "new", storage="zip")
+
+
+def _small_bag(path, storage="mcap"):
+    with bags.BagWriter(path, storage=storage) as w:
+        for i in range(4):
+            t = T0 + i * 100_000_000
+            w.write(
+                "/cam/image", bags.image_msg(np.full((4, 6, 3), i, np.uint8), "rgb8", t, "c"), t
+            )
+            K = np.array([[5.0, 0, 3], [0, 5, 2], [0, 0, 1]])
+            w.write("/cam/info", bags.camera_info_msg(K, 4, 6, t, "c"), t)
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_bag_raises_bag_error(tmp_path, storage):
+    bag = _small_bag(tmp_path / "bag", storage)
+    (f,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BagError, match="truncated or corrupt"):
+        bags.list_topics(bag)
+    with pytest.raises(BagError, match="truncated or corrupt"):
+        list(bags.iter_messages(bag, ["/cam/image"]))
+
+
+def test_missing_and_non_bag_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        bags.list_topics(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="without metadata.yaml"):
+        bags.list_topics(tmp_path / "empty")
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(BagError, match="x.txt"):
+        bags.list_topics(tmp_path / "x.txt")
+
+
+def test_check_topic_lists_what_the_bag_has(tmp_path):
+    topics = bags.list_topics(_small_bag(tmp_path / "bag"))
+    with pytest.raises(TopicNotFoundError) as err:
+        bags.check_topic(topics, "/camera/image_raw", bags.IMAGE_TYPE, "bag")
+    assert "'/camera/image_raw' not found" in str(err.value)
+    assert "/cam/image [sensor_msgs/msg/Image, 4 msgs]" in str(err.value)
+    assert "/cam/info [sensor_msgs/msg/CameraInfo, 4 msgs]" in str(err.value)
+    with pytest.raises(TopicTypeError, match="has type sensor_msgs/msg/CameraInfo"):
+        bags.check_topic(topics, "/cam/info", bags.IMAGE_TYPE, "bag")
+
+
+def test_ros1_bag_is_read_and_converted_to_ros2(tmp_path):
+    ts1 = get_typestore(Stores.ROS1_NOETIC)
+    Header, Time = ts1.types["std_msgs/msg/Header"], ts1.types["builtin_interfaces/msg/Time"]
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    img = ts1.types["sensor_msgs/msg/Image"](
+        Header(7, Time(12, 345), "cam1"), 2, 3, "rgb8", 0, 9, rgb.reshape(-1)
+    )
+    roi = ts1.types["sensor_msgs/msg/RegionOfInterest"](0, 0, 0, 0, False)
+    K = np.arange(9, dtype=np.float64)
+    info = ts1.types["sensor_msgs/msg/CameraInfo"](
+        Header(7, Time(12, 345), "cam1"),
+        2,
+        3,
+        "plumb_bob",
+        np.zeros(5),
+        K,
+        np.eye(3).ravel(),
+        np.zeros(12),
+        0,
+        0,
+        roi,
+    )
+    path = tmp_path / "old.bag"
+    with Ros1Writer(path) as w:
+        for topic, msg in (("/img", img), ("/info", info)):
+            conn = w.add_connection(topic, msg.__msgtype__, typestore=ts1)
+            w.write(conn, 12_000_000_345, ts1.serialize_ros1(msg, msg.__msgtype__))
+    assert not bags.bag_is_ros2(path)
+    m_img, m_info = sorted(bags.iter_messages(path, ["/img", "/info"]), key=lambda m: m.topic)
+    assert m_img.stamp_ns == 12_000_000_345 and not m_img.ros2
+    np.testing.assert_array_equal(bags.image_to_rgb(m_img.msg), rgb)
+    np.testing.assert_array_equal(bags.camera_info_K(m_info.msg), K.reshape(3, 3))
+    # ROS 2 CDR for live playback, restamped
+    cdr = bags.with_stamp(m_info.msg, bags.CAMERA_INFO_TYPE, 99)
+    back = bags.deserialize(cdr, bags.CAMERA_INFO_TYPE)
+    assert bags.stamp_to_ns(back.header.stamp) == 99 and back.header.frame_id == "cam1"
+    np.testing.assert_array_equal(back.k, K)
+    img2 = bags.deserialize(bags.with_stamp(m_img.msg, bags.IMAGE_TYPE, 5), bags.IMAGE_TYPE)
+    np.testing.assert_array_equal(bags.image_to_rgb(img2), rgb)
+
+
+def test_match_stamps_picks_nearest_within_tolerance():
+    ms = 1_000_000
+    images = [0, 100 * ms, 200 * ms, 300 * ms, 400 * ms]
+    depths = [305 * ms, 2 * ms, 190 * ms, 215 * ms, 100 * ms]  # not in order
+    match, dts = match_stamps(images, depths, tol_ns=8 * ms)
+    # 0 -> 2 ms; 100 -> 100 exactly; 200 -> none (10 and 15 ms away); 300 -> 305; 400 -> none
+    assert match == [1, 4, None, 0, None]
+    assert dts == [2 * ms, 0, None, 5 * ms, None]
+    assert match_stamps(images, [], 8 * ms) == ([None] * 5, [None] * 5)

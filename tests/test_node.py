@@ -1,0 +1,497 @@
+"""depthart_node with real parts: rclpy + Fast DDS on loopback, node and camera in own processes.
+
+Every test uses its own ROS_DOMAIN_ID and FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (see
+`ros_helpers.harness`). The node runs the tiny random checkpoint from conftest on the torch
+backend, and the test compares its output with `DepthEstimator.predict` on the same image.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 sensor_msgs package")
+rosbags_image = pytest.importorskip("rosbags.image", reason="rosbags-image decodes the reference")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from ros_helpers.harness import (  # noqa: E402
+    REPO,
+    NodeProcess,
+    RosPeer,
+    image_msg,
+    run_helper,
+    stamp_ns,
+    unique_domain_id,
+)
+from ros_helpers.scenes import VARIANTS, K, encode, scene_rgb, wire_fields  # noqa: E402
+from rosbags.typesys import Stores, get_typestore  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from depthart_core.colormap import colorize_bgr  # noqa: E402
+from depthart_core.estimator import DepthEstimator  # noqa: E402
+from depthart_ros.node import PARAMS, FramePipeline, validate_params  # noqa: E402
+
+pytestmark = pytest.mark.ros
+NODE = "/depthart_node"
+PARAMS_FILE = REPO / "config" / "depthart.params.yaml"
+LAUNCH_FILE = REPO / "launch" / "depthart.launch.py"
+TS = get_typestore(Stores.ROS2_KILTED)
+
+
+class RosTest:
+    """One domain id, one test peer, and every node process started in it (all closed after)."""
+
+    def __init__(self, tmp: Path, checkpoint: str) -> None:
+        self.domain = unique_domain_id()
+        self.tmp = tmp
+        self.checkpoint = checkpoint
+        self.peer = RosPeer(self.domain)
+        self.nodes: list[NodeProcess] = []
+
+    def start_node(
+        self, params: dict[str, Any] | None = None, files=(), name="node"
+    ) -> NodeProcess:
+        base = {"checkpoint": self.checkpoint, "backend": "torch"}
+        node = NodeProcess(self.domain, base | (params or {}), self.tmp / f"{name}.log", files)
+        self.nodes.append(node)
+        return node
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self.peer.close()
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_checkpoint: str) -> DepthEstimator:
+    return DepthEstimator.from_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture
+def ros(tmp_path: Path, tiny_checkpoint: str):
+    env = RosTest(tmp_path, tiny_checkpoint)
+    yield env
+    env.close()
+
+
+def _subscribe_outputs(peer: RosPeer) -> None:
+    peer.subscribe(Image, "depth")
+    peer.subscribe(CameraInfo, "depth/camera_info")
+    peer.subscribe(Image, "depth/colored")
+    peer.subscribe(DiagnosticArray, "/diagnostics")
+
+
+def _depth(msg: Image) -> np.ndarray:
+    assert msg.encoding == "32FC1" and msg.is_bigendian == 0 and msg.step == msg.width * 4
+    return np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width)
+
+
+def _header(msg: Any) -> tuple[int, int, str]:
+    return (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+
+
+def _reference_rgb(encoding: str) -> np.ndarray:
+    """The test scene as rosbags-image (not our codec) decodes it from the wire."""
+    fields = wire_fields(encode(scene_rgb(), encoding), encoding)
+    msg = TS.types["sensor_msgs/msg/Image"](
+        header=TS.types["std_msgs/msg/Header"](
+            stamp=TS.types["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id=""
+        ),
+        **(fields | {"data": np.frombuffer(fields["data"], np.uint8)}),
+    )
+    if encoding == "8UC3":  # generic 3-channel: OpenCV's BGR order
+        return np.ascontiguousarray(rosbags_image.message_to_cvimage(msg, "bgr8")[..., ::-1])
+    return rosbags_image.message_to_cvimage(msg, "rgb8")
+
+
+def _assert_close_to_predict(depth: np.ndarray, ref: np.ndarray, what: str) -> None:
+    err = np.abs(depth - ref)
+    assert float(err.mean()) < 2e-3 and float(np.percentile(err, 99)) < 2e-2, (
+        f"{what}: node depth differs from predict (mean {err.mean():.2e}, max {err.max():.2e})"
+    )
+
+
+def _delta(after: dict[str, str], before: dict[str, str], key: str) -> int:
+    return int(after.get(key, 0)) - int(before.get(key, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. every encoding, headers, camera_info pairing, colored output, values vs predict
+def test_encodings_headers_and_values(ros: RosTest, estimator: DepthEstimator) -> None:
+    peer = ros.peer
+    _subscribe_outputs(peer)
+    node = ros.start_node()
+    peer.wait_ready(node)
+    manifest = ros.tmp / "manifest.jsonl"
+    args = ["ros_helpers.publisher", "variants", "--repeat", "2", "--period", "0.3"]
+    res = run_helper(ros.domain, [*args, "--manifest", str(manifest)], timeout=90)
+    assert res.returncode == 0, res.stderr
+    sent: dict[str, list[int]] = {}
+    for line in manifest.read_text().splitlines():
+        rec = json.loads(line)
+        if "variant" in rec:
+            sent.setdefault(rec["variant"], []).append(rec["stamp_ns"])
+
+    def frame_ids(topic: str) -> set[str]:
+        return {m.header.frame_id for m in peer.messages(topic)}
+
+    want = {f"cam/{v.name}" for v in VARIANTS}
+    peer.wait_for(lambda: want <= frame_ids("depth") and want <= frame_ids("depth/colored"), 20)
+    depth_by = {stamp_ns(m.header): m for m in peer.messages("depth")}
+    info_by = {stamp_ns(m.header): m for m in peer.messages("depth/camera_info")}
+    colored_by = {stamp_ns(m.header): m for m in peer.messages("depth/colored")}
+    assert set(depth_by) <= {s for stamps in sent.values() for s in stamps}, "unknown stamps"
+
+    for v in VARIANTS:
+        stamps = [s for s in sent[v.name] if s in depth_by]
+        assert stamps, f"{v.name}: no depth received (log: {node.log()[-2000:]})"
+        msg = depth_by[stamps[0]]
+        assert _header(msg)[2] == f"cam/{v.name}"
+        assert (msg.height, msg.width) == (480, 640)
+        depth = _depth(msg)
+        assert np.isfinite(depth).all() and (depth > 0).all(), v.name
+        ref = estimator.predict(_reference_rgb(v.encoding))
+        _assert_close_to_predict(depth, ref, v.name)
+        info = info_by[stamps[0]]
+        assert _header(info) == _header(msg)
+        assert (info.width, info.height) == (640, 480) and list(info.k) == K
+        with_colored = [s for s in stamps if s in colored_by]
+        assert with_colored, f"{v.name}: no depth/colored"
+        col = colored_by[with_colored[0]]
+        assert _header(col) == _header(depth_by[with_colored[0]])
+        assert (col.encoding, col.height, col.width, col.step) == ("bgr8", 480, 640, 640 * 3)
+        bgr = np.frombuffer(col.data, np.uint8).reshape(480, 640, 3)
+        np.testing.assert_array_equal(bgr, colorize_bgr(_depth(depth_by[with_colored[0]])))
+
+    diag = peer.wait_diagnostics(after=time.time())
+    assert diag["backend"] == "torch" and diag["units"] == "relative"
+    assert int(diag["frames_rejected"]) == 0 and diag["camera_info"] == "ok"
+    assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. one node with reliable input and sparse depth: params file, parameter sets, bad messages,
+#    metric scaling
+OVERRIDES = {
+    "input_qos.reliability": "reliable",
+    "input_qos.depth": 10,
+    "sparse_depth.enabled": True,
+}
+
+
+@pytest.fixture(scope="module")
+def reliable(tmp_path_factory, tiny_checkpoint: str):
+    tmp = tmp_path_factory.mktemp("reliable")
+    env = RosTest(tmp, tiny_checkpoint)
+    overlay = tmp / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"colormap": "magma"}}}))
+    _subscribe_outputs(env.peer)
+    node = env.start_node(OVERRIDES, files=(PARAMS_FILE, overlay))
+    env.peer.wait_ready(node)
+    pub_img = env.peer.publisher(Image, "image", reliable=True, depth=10)
+    pub_sparse = env.peer.publisher(Image, "sparse_depth", reliable=True, depth=10)
+    assert env.peer.wait_for(
+        lambda: pub_img.get_subscription_count() and pub_sparse.get_subscription_count(), 20
+    )
+    yield env, node, pub_img, pub_sparse
+    env.close()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def test_params_file_covers_every_parameter_and_loads(reliable) -> None:
+    env, node, *_ = reliable
+    text = PARAMS_FILE.read_text()
+    shipped = _flatten(yaml.safe_load(text)["/**"]["ros__parameters"])
+    names = [p.name for p in PARAMS]
+    assert sorted(shipped) == sorted(names)
+    assert {p.name: p.default for p in PARAMS} == shipped  # the file documents the defaults
+    lines = text.splitlines()
+    for i, line in enumerate(lines):  # each leaf (or run of leaves) sits under a comment
+        stripped = line.strip()
+        if ":" in stripped and not stripped.startswith("#") and not stripped.endswith(":"):
+            indent, j = len(line) - len(line.lstrip()), i - 1
+            while lines[j].strip() and not lines[j].strip().startswith("#"):
+                assert len(lines[j]) - len(lines[j].lstrip()) == indent, f"no comment: {line}"
+                j -= 1
+            assert lines[j].strip().startswith("#"), f"parameter without a comment: {line!r}"
+    got = env.peer.get_parameters(NODE, names)
+    for n in names:
+        expected = OVERRIDES.get(n, {"colormap": "magma"}.get(n, shipped[n]))
+        assert got[n] == expected and type(got[n]) is type(expected), n
+
+
+def _publish_frame(env: RosTest, pub, rgb: np.ndarray, stamp: int, frame_id="cam") -> None:
+    pub.publish(image_msg(wire_fields(rgb, "rgb8"), stamp, frame_id))
+
+
+def _wait_depth(env: RosTest, stamp: int, timeout: float = 15.0) -> Image:
+    def find():
+        return next((m for m in env.peer.messages("depth") if stamp_ns(m.header) == stamp), None)
+
+    assert env.peer.wait_for(lambda: find() is not None, timeout), f"no depth for {stamp}"
+    return find()
+
+
+def test_parameter_set_is_validated(reliable) -> None:
+    env, node, pub_img, _ = reliable
+    peer = env.peer
+    r = peer.set_parameter(NODE, "colormap", "rainbow")
+    assert not r.successful and "rainbow" in r.reason
+    assert peer.get_parameters(NODE, ["colormap"])["colormap"] == "magma"  # old value kept
+    r = peer.set_parameter(NODE, "max_rate_hz", -1.0)
+    assert not r.successful and "max_rate_hz" in r.reason
+    r = peer.set_parameter(NODE, "checkpoint", "/elsewhere.safetensors")
+    assert not r.successful and "read-only" in r.reason
+    assert peer.set_parameter(NODE, "min_depth", 5.0).successful
+    r = peer.set_parameter(NODE, "max_depth", 2.0)
+    assert not r.successful and "min_depth=5.0" in r.reason
+    assert peer.set_parameter(NODE, "min_depth", 0.0).successful
+    assert peer.set_parameter(NODE, "colormap", "viridis").successful
+    # the new colormap is used for the next frame
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, scene_rgb(seed=1), stamp)
+    depth = _depth(_wait_depth(env, stamp))
+    assert peer.wait_for(
+        lambda: any(stamp_ns(m.header) == stamp for m in peer.messages("depth/colored")), 5
+    )
+    col = next(m for m in peer.messages("depth/colored") if stamp_ns(m.header) == stamp)
+    bgr = np.frombuffer(col.data, np.uint8).reshape(col.height, col.width, 3)
+    np.testing.assert_array_equal(bgr, colorize_bgr(depth, cmap="viridis"))
+
+
+def _raw_image(stamp: int, **fields) -> Image:
+    base = {"height": 48, "width": 64, "encoding": "rgb8", "is_bigendian": 0, "step": 192}
+    base |= fields
+    base.setdefault("data", bytes(base["height"] * base["step"]))
+    return image_msg(base, stamp, "cam/bad")
+
+
+def test_bad_messages_are_counted_and_the_node_keeps_serving(reliable) -> None:
+    env, node, pub_img, _ = reliable
+    peer = env.peer
+    before = peer.wait_diagnostics(after=time.time())
+    good = scene_rgb(seed=2)
+    t = time.time_ns()
+    bad = {
+        "bad_step": _raw_image(t + 1, step=191),
+        "short_data": _raw_image(t + 2, data=bytes(48 * 192 - 1)),
+        "unknown_encoding": _raw_image(t + 3, encoding="rgb9000"),
+        "empty": _raw_image(t + 4, height=0, width=0, step=0),
+        "too_small": _raw_image(t + 5, height=1, width=1, step=3),
+    }
+    _publish_frame(env, pub_img, good, t)
+    for msg in bad.values():
+        time.sleep(0.1)
+        pub_img.publish(msg)
+    time.sleep(0.1)
+    _publish_frame(env, pub_img, good, t + 6)
+    _wait_depth(env, t)
+    _wait_depth(env, t + 6)
+    time.sleep(1.0)
+    outputs = {stamp_ns(m.header) for m in peer.messages("depth")}
+    assert not outputs & {t + 1, t + 2, t + 3, t + 4, t + 5}
+    after = peer.wait_diagnostics(after=time.time())
+    for cause in bad:
+        assert _delta(after, before, f"rejected.{cause}") == 1, (cause, after)
+    assert _delta(after, before, "frames_rejected") == len(bad)
+    assert _delta(after, before, "frames_processed") == 2
+    assert node.proc.poll() is None
+
+
+def _sparse_msg(values: np.ndarray, encoding: str, stamp: int) -> Image:
+    return image_msg(wire_fields(values, encoding), stamp, "cam")
+
+
+def test_sparse_depth_gives_metres(reliable, estimator: DepthEstimator) -> None:
+    env, node, pub_img, pub_sparse = reliable
+    peer = env.peer
+    rgb = scene_rgb(seed=3)
+    rel = estimator.predict(rgb)
+    rng = np.random.default_rng(0)
+    ys, xs = np.unravel_index(rng.choice(rel.size, 6000, replace=False), rel.shape)
+
+    def run(sparse: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, str]]:
+        stamp = time.time_ns()
+        pub_sparse.publish(_sparse_msg(sparse, encoding, stamp))
+        time.sleep(0.1)
+        _publish_frame(env, pub_img, rgb, stamp)
+        out = _depth(_wait_depth(env, stamp))
+        return out, peer.wait_diagnostics(after=time.time())
+
+    # a. 32FC1 metres, median-ratio scale, 10% gross outliers
+    sparse = np.full(rel.shape, np.nan, np.float32)
+    sparse[ys, xs] = 2.5 * rel[ys, xs]
+    sparse[ys[:600], xs[:600]] *= 4.0
+    out, diag = run(sparse, "32FC1")
+    assert diag["units"] == "metres" and diag["metric_reason"] == "ok", diag
+    assert float(diag["metric_scale"]) == pytest.approx(2.5, rel=0.01)
+    err = np.abs(out / (2.5 * rel) - 1.0)
+    assert np.isfinite(out).all() and np.median(err) < 0.01 and np.percentile(err, 95) < 0.03
+
+    # b. 16UC1 millimetres, scale + shift (set at runtime)
+    assert peer.set_parameter(NODE, "sparse_depth.mode", "scale_shift").successful
+    mm = np.zeros(rel.shape, np.uint16)
+    mm[ys, xs] = np.rint((1.5 * rel[ys, xs] + 0.8) * 1000).astype(np.uint16)
+    out, diag = run(mm, "16UC1")
+    assert diag["metric_reason"] == "ok" and float(diag["metric_shift"]) == pytest.approx(0.8, 0.05)
+    err = np.abs(out / (1.5 * rel + 0.8) - 1.0)
+    assert np.median(err) < 0.01 and np.percentile(err, 95) < 0.03
+
+    # c. too few points: relative output, flagged
+    assert peer.set_parameter(NODE, "sparse_depth.mode", "scale").successful
+    few = np.full(rel.shape, np.nan, np.float32)
+    few[ys[:5], xs[:5]] = 3.0
+    before_fallbacks = int(diag["metric_fallbacks"])
+    out, diag = run(few, "32FC1")
+    assert diag["units"] == "relative" and "too few" in diag["metric_reason"], diag
+    assert int(diag["metric_fallbacks"]) == before_fallbacks + 1
+    assert diag["_level"] == "1"  # WARN
+    _assert_close_to_predict(out, rel, "fallback")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. load: a 60 Hz camera and a slower model
+@pytest.mark.slow
+def test_load_latest_frame_policy(ros: RosTest) -> None:
+    peer = ros.peer
+    peer.subscribe(Image, "depth", depth=5)
+    peer.subscribe(DiagnosticArray, "/diagnostics")
+    node = ros.start_node({"debug_min_inference_ms": 60.0, "publish_colored": False})
+    peer.wait_ready(node)
+    rss: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            rss.append((time.monotonic(), node.rss_mb()))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    manifest = ros.tmp / "load.jsonl"
+    t_start = time.monotonic()
+    args = ["ros_helpers.publisher", "load", "--rate", "60", "--duration", "10"]
+    try:
+        res = run_helper(ros.domain, [*args, "--manifest", str(manifest)], timeout=60)
+    finally:
+        done.set()
+        sampler.join()
+    assert res.returncode == 0, res.stderr
+    published = json.loads(manifest.read_text().splitlines()[-1])["published"]
+    time.sleep(1.5)  # drain
+    diag = peer.wait_diagnostics(after=time.time())
+    n = {k: int(diag[f"frames_{k}"]) for k in ("received", "processed", "replaced", "rejected")}
+    n |= {k: int(diag[f"frames_{k}"]) for k in ("dropped_stale", "pending", "in_progress")}
+    assert n["pending"] == 0 and n["in_progress"] == 0
+    assert n["received"] == n["processed"] + n["replaced"] + n["rejected"] + n["dropped_stale"]
+    assert n["rejected"] == 0 and n["dropped_stale"] == 0
+    assert int(diag["pending_max"]) <= 1
+    assert 0.5 * published <= n["received"] <= published, (n, published)
+    assert n["replaced"] > n["processed"] > 20, n  # the camera really was faster than the model
+    # latency: receive time minus stamp, measured by the test; and the node's own p95
+    lat = [t - stamp_ns(m.header) / 1e9 for t, m in peer.timed("depth")]
+    assert len(lat) >= 20 and np.percentile(lat, 95) < 1.0 and max(lat) < 2.0, lat
+    assert float(diag["latency_p95_ms"]) < 1000.0
+    # memory: flat after warm-up (2 s into the load) while 10 s of frames arrived
+    warm = [mb for t, mb in rss if t > t_start + 2.0]
+    assert warm and max(warm) - warm[0] < 40.0, rss
+    assert node.signal_and_wait(signal.SIGTERM) == 0, node.log()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. start-up failures are one clear fatal line, exit code 1
+def test_bad_start_up_is_a_clear_fatal_error(ros: RosTest, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"this is not a checkpoint")
+    cases = {
+        "missing": ({"checkpoint": str(tmp_path / "nope.safetensors")}, "checkpoint not found"),
+        "garbage": ({"checkpoint": str(garbage)}, "not a readable safetensors file"),
+        "backend": ({"backend": "tensorflow"}, "backend='tensorflow'"),
+        "device": ({"device": "gpu0"}, "device='gpu0'"),
+    }
+    procs = {k: ros.start_node(p, name=k) for k, (p, _) in cases.items()}
+    for k, node in procs.items():
+        rc = node.proc.wait(timeout=60)
+        log = node.log()
+        assert rc == 1 and "cannot start" in log and cases[k][1] in log, (k, rc, log)
+        assert "Traceback" not in log, log
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. launch file and pure-Python parts of the node
+def test_launch_file_declares_its_arguments() -> None:
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    declared = {
+        elt.elts[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARGUMENTS"
+        for elt in node.value.elts
+    }
+    declared |= {
+        n.args[0].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
+        and n.args and isinstance(n.args[0], ast.Constant)
+    }  # fmt: skip
+    assert {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"} <= declared
+
+
+def test_launch_description_loads_where_launch_ros_exists() -> None:
+    pytest.importorskip("launch_ros", reason="launch_ros is not pip-installable: needs ROS")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("depthart_launch", LAUNCH_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    names = {a.name for a in ld.get_launch_arguments()}
+    assert {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"} <= names
+    assert all(a.description for a in ld.get_launch_arguments())
+
+
+def test_frame_pipeline_keeps_one_frame_and_accounts_for_all() -> None:
+    fp = FramePipeline()
+    for i in range(5):
+        fp.offer(i)
+    fp.reject_incoming("bad_step")
+    assert fp.take() == 4  # the newest survives
+    snap = fp.snapshot()
+    assert (snap["pending"], snap["in_progress"], snap["replaced"]) == (0, 1, 4)
+    fp.finish("processed")
+    fp.offer(5)
+    fp.take()
+    fp.finish("dropped_stale")
+    s = fp.snapshot()
+    assert s["received"] == 7 and s["rejected_by"] == {"bad_step": 1}
+    assert s["received"] == s["processed"] + s["replaced"] + s["rejected"] + s["dropped_stale"]
+    t = threading.Thread(target=lambda: fp.take())
+    t.start()
+    fp.close()
+    t.join(timeout=2)
+    assert not t.is_alive() and fp.take() is None
+
+
+def test_validate_params_names_the_bad_value() -> None:
+    defaults = {p.name: p.default for p in PARAMS}
+    assert validate_params(defaults) is None
+    assert "precision='int4'" in validate_params(defaults | {"precision": "int4"})
+    assert "device='cuda:x'" in validate_params(defaults | {"device": "cuda:x"})
+    assert "input_qos.depth=0" in validate_params(defaults | {"input_qos.depth": 0})
+    bad_range = defaults | {"sparse_depth.min_m": 5.0, "sparse_depth.max_m": 1.0}
+    assert "sparse_depth.min_m=5.0" in validate_params(bad_range)

@@ -1,0 +1,134 @@
+"""Trainer: exact resume, data parallel replicas, configs, non-finite losses, CLI outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from depthart_core.training.config import load_train_config
+from depthart_core.training.trainer import Trainer, lr_at
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = [
+    "batch_size=2", "data.val_count=2", "log_every=5", "val_every=1000", "ckpt_every=1000",
+    "data.render_size=0",
+]
+
+
+def _cfg(*extra: str, stage: str = "transformer"):
+    name = "tiny_tokenizer.yaml" if stage == "tokenizer" else "tiny_depthart.yaml"
+    return load_train_config(ROOT / "training" / "configs" / name, FAST + list(extra))
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "train_state.safetensors"))
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    straight = Trainer(_cfg("steps=40"), tmp_path / "a")
+    straight.fit(progress=False)
+    first = Trainer(_cfg("steps=40"), tmp_path / "b")
+    first.fit(steps=20, progress=False)
+    first.save()
+    resumed = Trainer(_cfg("steps=40"), tmp_path / "b", resume=True)
+    assert resumed.step == 20
+    resumed.fit(progress=False)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.startswith(("model.", "opt.")):
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_tokenizer_stage_trains_and_reports_code_usage(tmp_path):
+    tr = Trainer(_cfg("steps=6", "val_every=6", "restart_dead_every=3", stage="tokenizer"),
+                 tmp_path / "tok")
+    metrics = tr.fit(progress=False)
+    assert {"rgb_psnr", "abs_rel", "usage", "perplexity"} <= metrics.keys()
+    assert len(metrics["usage"]) == len(tr.model.patch_nums)
+    assert (tmp_path / "tok" / "progress.png").stat().st_size > 1000
+    rows = [json.loads(x) for x in (tmp_path / "tok" / "metrics.jsonl").read_text().splitlines()]
+    assert any("restarted_codes" in r for r in rows)
+    assert not any(p.requires_grad for p in tr.model.transformer.parameters())
+
+
+def test_lr_schedules():
+    cfg = _cfg("optim.schedule=step", "optim.step_size=5000", "optim.gamma=0.8", "optim.warmup=0",
+               "optim.lr=1.0e-4")
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(4999, cfg) == pytest.approx(1e-4)
+    assert lr_at(5000, cfg) == pytest.approx(0.8e-4)
+    assert lr_at(12000, cfg) == pytest.approx(0.64e-4)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key 'optim.lrr'"):
+        _cfg("optim.lrr=1")
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        _cfg("batch_size=two")
+    with pytest.raises(ValueError, match="mode='magic'"):
+        _cfg("mode=magic")
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_train_config(tmp_path / "nope.yaml")
+    with pytest.raises(FileNotFoundError, match="train_state"):
+        Trainer(_cfg("steps=2"), tmp_path / "empty", resume=True)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    tr = Trainer(_cfg("steps=4"), tmp_path / "nan")
+    tr.fit(steps=2, progress=False)
+    tr.save()
+    before = (tmp_path / "nan" / "checkpoint.safetensors").read_bytes()
+    with torch.no_grad():
+        tr.model.transformer.head.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite loss.*last good checkpoint"):
+        tr.fit(progress=False)
+    assert (tmp_path / "nan" / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_two_process_gloo_replicas_stay_identical(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from depthart_core.training.config import load_train_config\n"
+        "from depthart_core.training.trainer import Trainer\n"
+        f"cfg = load_train_config({str(ROOT / 'training/configs/tiny_depthart.yaml')!r}, "
+        f"{FAST + ['steps=3']!r})\n"
+        "tr = Trainer(cfg, sys.argv[1])\n"
+        "tr.fit(progress=False)\n"
+        "flat = torch.cat([p.detach().flatten() for p in tr.params])\n"
+        "torch.save(flat, f'{sys.argv[1]}/rank{tr.rank}.pt')\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port", str(29500 + os.getpid() % 1000), str(script), str(tmp_path)]
+    subprocess.run(cmd, check=True, env=env, timeout=300, cwd=ROOT, capture_output=True)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(r0, r1)
+    # and training moved the weights away from the shared initialisation
+    torch.manual_seed(0)
+    from depthart_core.config import get_preset
+    from depthart_core.model import DepthART
+
+    init = torch.cat([p.flatten() for p in DepthART(get_preset("tiny")).transformer.parameters()])
+    assert not torch.equal(init, r0)
+
+
+def test_cli_train_writes_checkpoint_and_plot(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "depthart_core", "train", "--config",
+           str(ROOT / "training/configs/tiny_teacher_forcing.yaml"), "--out", str(out),
+           "--no-progress"] + [a for s in FAST + ["steps=3", "val_every=3"] for a in ("--set", s)]
+    subprocess.run(cmd, check=True, timeout=300, cwd=ROOT, capture_output=True)
+    assert (out / "checkpoint.safetensors").exists() and (out / "progress.png").exists()
+    from depthart_core.checkpoint import read_checkpoint_info
+
+    meta = read_checkpoint_info(out / "checkpoint.safetensors")["metadata"]
+    assert meta["mode"] == "teacher_forcing" and meta["steps"] == 3
