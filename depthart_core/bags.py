@@ -3,9 +3,10 @@
 Reads ROS 2 bags (sqlite3 and MCAP storage, as a bag directory or a single `.db3`/`.mcap` file)
 and ROS 1 `.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
 Messages are deserialised with the definitions stored in the bag and built for writing from the
-newest ROS 2 typestore (Kilted). Image conversion follows REP-118 units as `depth_image_proc`
-consumes them: 32FC1 depth is metres (non-finite = invalid), 16UC1/mono16 depth is millimetres
-(0 = invalid). Every failure to read a bag raises `BagError` naming the bag and what it contains.
+newest ROS 2 typestore (Kilted). Image conversion goes through `depthart_core.ros_image` (the
+node's own) and follows REP-118 units as `depth_image_proc` consumes them: 32FC1 depth is metres
+(non-finite = invalid), 16UC1/mono16 depth is millimetres (0 = invalid). Every failure to read a
+bag raises `BagError` naming the bag and what it contains.
 
 Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.dev/spec),
 sensor_msgs/Image and CameraInfo message definitions.

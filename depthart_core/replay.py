@@ -72,6 +72,7 @@ class ReplayConfig:
     sparse_fit: str = "scale"
     seed: int = 0
     n_samples: int = 4  # rows in samples.png
+    plots: bool = True  # the three PNGs beside report.json / report.md
     pred_topic: str = "/depthart/depth"
 
     def __post_init__(self) -> None:
@@ -484,12 +485,13 @@ def replay_offline(
 def _offline_frame(
     run: ReplayRun, frame: Frame, backend: Any, store: PredictionStore | None
 ) -> None:
+    """Predict and score one frame; its row joins the report only once it is complete."""
     row = new_row(run.index, frame.index)
-    run.rows[frame.index] = row
     try:
         rgb = bags.image_to_rgb(frame.image.msg)
     except ValueError as exc:
         reject(row, f"image not decodable: {exc}")
+        run.rows[frame.index] = row
         return
     if not run.meta.get("warmed_up"):  # first-call costs (allocation, lazy init) stay untimed
         backend.predict(rgb)
@@ -501,6 +503,7 @@ def _offline_frame(
     run.keep_sample(frame, rgb, pred if scored is None else scored)
     if store is not None and scored is not None:
         store.put(frame.index, scored)
+    run.rows[frame.index] = row
 
 
 def check_write_bag(write_bag: str | Path, index: BagIndex) -> None:
@@ -887,16 +890,20 @@ def replay_live(
     cfg: ReplayConfig,
     live: LiveConfig,
     transport: LiveTransport,
+    write_bag: str | Path | None = None,
 ) -> dict[str, Any]:
     """Play the bag into the real node, then score the outputs that came back; return the report.
 
     The node process and the transport are closed on every exit path; the report is written also
-    when the run fails or is interrupted, and the exception is then re-raised.
+    when the run fails or is interrupted, and the exception is then re-raised. `write_bag` gets
+    the input topics plus the node's outputs (frames that came back).
     """
     bag, out = Path(bag), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = resolve_checkpoint(live.checkpoint)
     index = index_bag(bag, cfg)
+    if write_bag is not None:
+        check_write_bag(write_bag, index)
     run = ReplayRun("live", str(bag), cfg, index)
     run.meta["backend"] = {
         "checkpoint": str(checkpoint),
@@ -918,7 +925,10 @@ def replay_live(
         run.meta["live"] = session.stats()
         run.meta["fps"] = run.meta["live"]["fps"]
         run.meta["wall_s"] = time.monotonic() - session.t_start
-        _live_evaluate(run, session)
+        if session.sent:  # nothing played (e.g. the node never started): all rows are filled below
+            _live_evaluate(run, session)
+        if write_bag is not None:
+            run.meta["write_bag"] = write_prediction_bag(bag, write_bag, cfg, index, store)
     except BaseException as exc:
         error = error or exc
     finally:
@@ -991,13 +1001,14 @@ def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
         "samples": ("samples.png", plot_samples),
     }
     report["pictures"] = {}
-    for key, (name, plot) in pictures.items():
-        try:
-            if plot(run, report, out / name):
-                report["pictures"][key] = name
-        except Exception as exc:  # a failed picture must not cost the report
-            log.warning("could not draw %s: %s", name, exc)
-            report.setdefault("picture_errors", {})[key] = str(exc)
+    if run.cfg.plots:
+        for key, (name, plot) in pictures.items():
+            try:
+                if plot(run, report, out / name):
+                    report["pictures"][key] = name
+            except Exception as exc:  # a failed picture must not cost the report
+                log.warning("could not draw %s: %s", name, exc)
+                report.setdefault("picture_errors", {})[key] = str(exc)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     (out / "report.md").write_text(markdown_report(report))
     return report

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     p.add_argument("--frames", type=int, default=30, help="frames in the synthetic bag")
     p.add_argument("--rate", type=float, default=5.0, help="recorded frame rate [Hz]")
-    p.add_argument("--size", type=_size, default=(240, 320), help="image size HxW")
+    p.add_argument("--size", type=_size, default=(192, 256), help="image size HxW (192x256)")
     p.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
     p.add_argument("--protocol", default="depthart", choices=("depthart", "affine", "metric"))
     p.add_argument("--backend", default="torch", help="node backend (torch|onnxruntime|auto)")

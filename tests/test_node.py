@@ -3,11 +3,20 @@
 Every test uses its own ROS_DOMAIN_ID and FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (see
 `ros_helpers.harness`). The node runs the tiny random checkpoint from conftest on the torch
 backend, and the test compares its output with `DepthEstimator.predict` on the same image.
+
+Transport note, measured here with Fast DDS 3.2 and LARGE_DATA: best-effort samples larger than
+the 512 KiB default shared-memory segment are mostly lost between processes (a 640x480 rgb8
+frame, 921,600 bytes: 1-4 of 20 arrive at 5 Hz), while frames up to ~500 KB all arrive, even at
+60 Hz. So tests that need *every* frame of every encoding set the node's input QoS to reliable
+(through its parameters), and the 60 Hz load test keeps the default best-effort input with a
+640x480 bayer_rggb8 camera (307,200 bytes per frame, as raw industrial cameras send).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
 import json
 import signal
 import threading
@@ -100,6 +109,7 @@ def _header(msg: Any) -> tuple[int, int, str]:
     return (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
 
 
+@functools.cache
 def _reference_rgb(encoding: str) -> np.ndarray:
     """The test scene as rosbags-image (not our codec) decodes it from the wire."""
     fields = wire_fields(encode(scene_rgb(), encoding), encoding)
@@ -130,10 +140,10 @@ def _delta(after: dict[str, str], before: dict[str, str], key: str) -> int:
 def test_encodings_headers_and_values(ros: RosTest, estimator: DepthEstimator) -> None:
     peer = ros.peer
     _subscribe_outputs(peer)
-    node = ros.start_node()
+    node = ros.start_node({"input_qos.reliability": "reliable", "input_qos.depth": 5})
     peer.wait_ready(node)
     manifest = ros.tmp / "manifest.jsonl"
-    args = ["ros_helpers.publisher", "variants", "--repeat", "2", "--period", "0.3"]
+    args = ["ros_helpers.publisher", "variants", "--repeat", "2", "--period", "0.3", "--reliable"]
     res = run_helper(ros.domain, [*args, "--manifest", str(manifest)], timeout=90)
     assert res.returncode == 0, res.stderr
     sent: dict[str, list[int]] = {}
@@ -152,6 +162,7 @@ def test_encodings_headers_and_values(ros: RosTest, estimator: DepthEstimator) -
     colored_by = {stamp_ns(m.header): m for m in peer.messages("depth/colored")}
     assert set(depth_by) <= {s for stamps in sent.values() for s in stamps}, "unknown stamps"
 
+    predicted: dict[str, np.ndarray] = {}
     for v in VARIANTS:
         stamps = [s for s in sent[v.name] if s in depth_by]
         assert stamps, f"{v.name}: no depth received (log: {node.log()[-2000:]})"
@@ -160,10 +171,15 @@ def test_encodings_headers_and_values(ros: RosTest, estimator: DepthEstimator) -
         assert (msg.height, msg.width) == (480, 640)
         depth = _depth(msg)
         assert np.isfinite(depth).all() and (depth > 0).all(), v.name
-        ref = estimator.predict(_reference_rgb(v.encoding))
-        _assert_close_to_predict(depth, ref, v.name)
-        info = info_by[stamps[0]]
-        assert _header(info) == _header(msg)
+        rgb = _reference_rgb(v.encoding)
+        key = hashlib.sha1(rgb.tobytes()).hexdigest()  # many variants decode to the same RGB
+        if key not in predicted:
+            predicted[key] = estimator.predict(rgb)
+        _assert_close_to_predict(depth, predicted[key], v.name)
+        with_info = [s for s in stamps if s in info_by]  # the very first info may miss discovery
+        assert with_info, f"{v.name}: no depth/camera_info"
+        info = info_by[with_info[0]]
+        assert _header(info) == _header(depth_by[with_info[0]])
         assert (info.width, info.height) == (640, 480) and list(info.k) == K
         with_colored = [s for s in stamps if s in colored_by]
         assert with_colored, f"{v.name}: no depth/colored"
@@ -231,8 +247,9 @@ def test_params_file_covers_every_parameter_and_loads(reliable) -> None:
                 j -= 1
             assert lines[j].strip().startswith("#"), f"parameter without a comment: {line!r}"
     got = env.peer.get_parameters(NODE, names)
-    for n in names:
-        expected = OVERRIDES.get(n, {"colormap": "magma"}.get(n, shipped[n]))
+    command_line = {"checkpoint": env.checkpoint, "backend": "torch"} | OVERRIDES
+    for n in names:  # precedence: shipped file < overlay file < -p on the command line
+        expected = command_line.get(n, {"colormap": "magma"}.get(n, shipped[n]))
         assert got[n] == expected and type(got[n]) is type(expected), n
 
 
@@ -387,6 +404,7 @@ def test_load_latest_frame_policy(ros: RosTest) -> None:
     manifest = ros.tmp / "load.jsonl"
     t_start = time.monotonic()
     args = ["ros_helpers.publisher", "load", "--rate", "60", "--duration", "10"]
+    args += ["--encoding", "bayer_rggb8"]  # best effort under LARGE_DATA: see the module notes
     try:
         res = run_helper(ros.domain, [*args, "--manifest", str(manifest)], timeout=60)
     finally:

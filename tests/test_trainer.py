@@ -18,7 +18,7 @@ from depthart_core.training.trainer import Trainer, lr_at
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
     "batch_size=2", "data.val_count=2", "log_every=5", "val_every=1000", "ckpt_every=1000",
-    "data.render_size=0",
+    "data.render_size=0", "data.pool_size=0",
 ]
 
 

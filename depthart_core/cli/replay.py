@@ -47,8 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--write-bag",
         default=None,
         metavar="OUT",
-        help="also write an MCAP bag: all input topics plus the predictions",
+        help="also write an MCAP bag: all input topics plus the predictions (live: the "
+        "node's outputs)",
     )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs (faster)")
     p.add_argument("--pred-topic", default="/depthart/depth", help="prediction topic name")
     live = p.add_argument_group("live mode")
     live.add_argument("--live", action="store_true", help="play the bag through the real node")
@@ -62,6 +64,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--startup-timeout", type=float, default=60.0, help="[s]")
     live.add_argument("--drain-timeout", type=float, default=5.0, help="[s]")
     live.add_argument("--time-limit", type=float, default=600.0, help="whole run bound [s]")
+    live.add_argument(
+        "--keep-stamps",
+        action="store_true",
+        help="publish the recorded header stamps (default: restamp with the wall clock)",
+    )
     live.add_argument(
         "--node-arg",
         action="append",
@@ -94,10 +101,9 @@ def run(args: argparse.Namespace) -> int:
         sparse_fit=args.sparse_fit,
         seed=args.seed,
         pred_topic=args.pred_topic,
+        plots=not args.no_plots,
     )
     if args.live:
-        if args.write_bag:
-            raise ValueError("--write-bag is an offline-mode option; drop --live to use it")
         from depthart_ros.demo import RclpyTransport  # rclpy stays out of depthart_core
 
         live = LiveConfig(
@@ -111,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             time_limit_s=args.time_limit,
             restamp=not args.keep_stamps,
         )
-        report = replay_live(args.bag, args.out, cfg, live, RclpyTransport())
+        report = replay_live(args.bag, args.out, cfg, live, RclpyTransport(), args.write_bag)
     else:
         from depthart_core.evaluation.runner import make_backend
 

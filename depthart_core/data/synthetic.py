@@ -25,6 +25,7 @@ sampling lives in this file's second half (numpy), the tracer in its first half 
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 import functools
 import math
@@ -41,7 +42,7 @@ _SEQ_TAG = 0x5E9F17
 _EPS = 1e-4  # self-intersection tolerance along a camera ray (metres, direction z = 1)
 _INF = float("inf")
 _FAR = 1.0e4  # padding primitives sit here, outside every room
-_CPU_CHUNK = 16384  # pixels per tracing pass on CPU: keeps (pixels x primitives) cache-resident
+_CPU_CHUNK = 65536  # pixels per tracing pass on CPU
 _GPU_CHUNK = 1 << 22
 
 
@@ -52,9 +53,9 @@ class SynthConfig:
     size: tuple[int, int] = (128, 128)  # (H, W)
     fov_deg: tuple[float, float] = (45.0, 90.0)  # horizontal field of view
     lights: tuple[int, int] = (1, 3)  # point lights per scene
-    objects: tuple[int, int] = (4, 11)  # primitives per scene (a table is 3 to 5 of them)
+    objects: tuple[int, int] = (5, 12)  # primitives per scene (a table is 3 to 5 of them)
     openings: tuple[int, int] = (0, 2)  # doors and windows, at most one per wall
-    room_size: tuple[float, float] = (3.0, 8.0)  # floor width and length
+    room_size: tuple[float, float] = (3.0, 7.0)  # floor width and length
     room_height: tuple[float, float] = (2.4, 3.2)
     camera_height: tuple[float, float] = (0.6, 1.9)
     max_depth: float = 20.0  # farther pixels are invalid
@@ -64,8 +65,15 @@ class SynthConfig:
         h, w = self.size
         if h <= 0 or w <= 0:
             raise ValueError(f"size must be positive (H, W), got {self.size}")
-        for name in ("fov_deg", "lights", "objects", "openings", "room_size", "room_height",
-                     "camera_height"):
+        for name in (
+            "fov_deg",
+            "lights",
+            "objects",
+            "openings",
+            "room_size",
+            "room_height",
+            "camera_height",
+        ):
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
                 raise ValueError(f"{name} must be an ordered non-negative range, got {(lo, hi)}")
@@ -87,8 +95,9 @@ class SynthConfig:
             )
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @staticmethod
     def from_dict(d: dict) -> SynthConfig:
@@ -121,8 +130,23 @@ class Scene:
 # ---------------------------------------------------------------------------------------------
 # Textures: 15 tiles of 256x256 (procedural, then photographs), stored bottom row first so that
 # v grows upwards on walls, with four box-filtered mip levels, flattened into one texel table.
-_TEX = ("plain", "noise", "wood", "tiles", "checker", "fabric", "stripes",
-        "brick", "grass", "gravel", "camera", "astronaut", "coffee", "chelsea", "rocket")
+_TEX = (
+    "plain",
+    "noise",
+    "wood",
+    "tiles",
+    "checker",
+    "fabric",
+    "stripes",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+)
 _TEX_ID = {n: i for i, n in enumerate(_TEX)}
 _COLOUR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 _TEX_SIZE = 256
@@ -197,8 +221,14 @@ def _texture_bank(device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     levels, sizes, offsets, start = [], [], [], 0
     for lvl in range(_MIP_LEVELS):
         s = n >> lvl
-        lv = np.stack([cv2.resize(np.ascontiguousarray(t), (s, s), interpolation=cv2.INTER_AREA)
-                       if s != n else t for t in tiles])
+        lv = np.stack(
+            [
+                cv2.resize(np.ascontiguousarray(t), (s, s), interpolation=cv2.INTER_AREA)
+                if s != n
+                else t
+                for t in tiles
+            ]
+        )
         levels.append(lv.reshape(-1, 3))
         sizes.append(s)
         offsets.append(start)
@@ -241,26 +271,20 @@ def _collate(scenes: list[Scene], device: torch.device) -> dict[str, torch.Tenso
 
 
 # ---------------------------------------------------------------------------------------------
-# Ray/primitive intersections. Origins and directions are component tuples broadcastable to
-# (B, 1, P); primitive parameters are (B, N, F). Each returns t (B, N, P) for hits with
+# Ray/primitive intersections on flat (ray, primitive) pairs. Origins, directions and parameter
+# columns are (K,) tensors, one entry per pair. Each returns t (K,) for hits with
 # t_min < t < t_max (t in units of the direction vector, which need not be unit), +inf on a miss.
-# Pixels stay the innermost, contiguous dimension: torch's CPU kernels vectorize along it, while
-# a (B, P, N) layout with a short inner N dimension runs several times slower.
 Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _cols(prm: torch.Tensor, n: int) -> list[torch.Tensor]:
-    return [prm[..., k].unsqueeze(-1) for k in range(n)]  # (B, N, 1) each
-
-
-def _hit_boxes(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float) -> torch.Tensor:
+def _hit_boxes(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.Tensor:
     """Slab test in each box's frame; boxes are rotated by yaw about the vertical axis."""
-    cx, cy, cz, hx, hy, hz, c, s = _cols(prm, 8)
+    cx, cy, cz, hx, hy, hz, c, s = p[:8]
     rx, rz = o[0] - cx, o[2] - cz
     lo = (c * rx + s * rz, o[1] - cy, c * rz - s * rx)  # ray origin in the box frame
     ld = (c * d[0] + s * d[2], d[1], c * d[2] - s * d[0])
     near = far = None
-    for lo_k, ld_k, h in zip(lo, ld, (hx, hy, hz)):
+    for lo_k, ld_k, h in zip(lo, ld, (hx, hy, hz), strict=True):
         inv = 1.0 / ld_k
         ta, tb = (-h - lo_k) * inv, (h - lo_k) * inv
         n_k, f_k = torch.minimum(ta, tb), torch.maximum(ta, tb)
@@ -269,9 +293,9 @@ def _hit_boxes(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float) ->
     return torch.where((near <= far) & (near > t_min) & (near < t_max), near, _INF)
 
 
-def _hit_cylinders(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float) -> torch.Tensor:
+def _hit_cylinders(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.Tensor:
     """Vertical capped cylinders: the side quadric plus top and bottom discs."""
-    cx, y0, cz, r, hgt = _cols(prm, 5)
+    cx, y0, cz, r, hgt = p[:5]
     rx, ry, rz = o[0] - cx, o[1] - y0, o[2] - cz
     a = d[0] * d[0] + d[2] * d[2]
     b = rx * d[0] + rz * d[2]
@@ -288,8 +312,8 @@ def _hit_cylinders(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float
     return torch.where(best < t_max, best, _INF)
 
 
-def _hit_spheres(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float) -> torch.Tensor:
-    cx, cy, cz, r = _cols(prm, 4)
+def _hit_spheres(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.Tensor:
+    cx, cy, cz, r = p[:4]
     rx, ry, rz = o[0] - cx, o[1] - cy, o[2] - cz
     a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
     b = rx * d[0] + ry * d[1] + rz * d[2]
@@ -299,10 +323,149 @@ def _hit_spheres(o: Vec, d: Vec, prm: torch.Tensor, t_min: float, t_max: float) 
     return torch.where((disc >= 0) & (t > t_min) & (t < t_max), t, _INF)
 
 
+def _bounds(key: str, prm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounding spheres (B, N, 3), (B, N) of one primitive kind, slightly inflated."""
+    if key == "boxes":
+        centre, r = prm[..., 0:3], prm[..., 3:6].square().sum(-1).sqrt()
+    elif key == "cyls":
+        half = prm[..., 4] / 2
+        centre = torch.stack([prm[..., 0], prm[..., 1] + half, prm[..., 2]], dim=-1)
+        r = (prm[..., 3].square() + half.square()).sqrt()
+    else:
+        centre, r = prm[..., 0:3], prm[..., 3]
+    return centre, r * 1.001 + 1e-4
+
+
 _PRIMS = ((_hit_boxes, "boxes"), (_hit_cylinders, "cyls"), (_hit_spheres, "sphs"))
 
 
-def _exit_slab(lo: torch.Tensor, hi: torch.Tensor, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+# ---------------------------------------------------------------------------------------------
+# Tile culling. Rays of one 8x8 pixel tile share an origin (the camera, or a light for shadow
+# rays) and lie in a narrow cone around their mean direction; a primitive whose bounding sphere
+# misses the cone (or lies beyond the tile's longest ray) cannot be hit by any of them. Only the
+# surviving (ray, primitive) pairs are tested exactly. Culling only decides which pairs are
+# tested, never a result, so it may use inexact math (acos, atomic sums) without breaking
+# bit-exact determinism.
+_TILE_PX = 8
+
+
+@functools.lru_cache(maxsize=16)
+def _tile_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation of raster pixels into tile-major order, and the tile id of each position."""
+    tiles_x = (w + _TILE_PX - 1) // _TILE_PX
+    tid = (
+        (np.arange(h) // _TILE_PX)[:, None] * tiles_x + (np.arange(w) // _TILE_PX)[None, :]
+    ).ravel()
+    perm = np.argsort(tid, kind="stable")
+    return perm, tid[perm]
+
+
+@dataclass
+class _Tiles:
+    of: torch.Tensor  # (M,) tile of each flat ray, non-decreasing
+    start: torch.Tensor  # (G,) first flat ray of each tile
+    size: torch.Tensor  # (G,)
+    frame: torch.Tensor  # (G,) frame of each tile
+
+    @staticmethod
+    def build(tile_ids: torch.Tensor, n_frames: int) -> _Tiles:
+        local = tile_ids - tile_ids[0]  # (Pc,) consecutive ids of this pass's positions
+        g = int(local[-1]) + 1
+        of = (torch.arange(n_frames, device=local.device)[:, None] * g + local).reshape(-1)
+        size = torch.bincount(of, minlength=n_frames * g)
+        start = torch.cumsum(size, 0) - size
+        frame = torch.arange(n_frames, device=local.device).repeat_interleave(g)
+        return _Tiles(of, start, size, frame)
+
+
+def _cones(tiles: _Tiles, d: Vec, length: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per tile: unit axis (G, 3), half-angle (G, 1) and longest ray (G, 1) in metres."""
+    g = tiles.start.shape[0]
+    dn = torch.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).clamp(min=1e-12)
+    u = torch.stack([x / dn for x in d], dim=1)  # (M, 3) unit directions
+    axis = torch.zeros(g, 3, device=u.device).index_add_(0, tiles.of, u)
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    cos_in = (u * axis.index_select(0, tiles.of)).sum(1)
+    cos_spread = torch.ones(g, device=u.device).scatter_reduce_(0, tiles.of, cos_in, "amin")
+    reach = torch.zeros(g, device=u.device).scatter_reduce_(0, tiles.of, length, "amax")
+    return axis, torch.acos(cos_spread.clamp(-1.0, 1.0))[:, None], reach[:, None]
+
+
+def _cull(
+    tiles: _Tiles, org: torch.Tensor, cones: tuple, key: str, prm: torch.Tensor
+) -> torch.Tensor:
+    """(G, N) bool: may a ray of tile g hit primitive n? Conservative."""
+    axis, theta, reach = cones
+    centre, radius = _bounds(key, prm)
+    w = centre[tiles.frame] - org[tiles.frame][:, None, :]  # (G, N, 3)
+    r = radius[tiles.frame]
+    dist = w.norm(dim=-1).clamp(min=1e-12)
+    beta = torch.acos(((w * axis[:, None, :]).sum(-1) / dist).clamp(-1.0, 1.0))
+    alpha = torch.asin((r / dist).clamp(0.0, 1.0))
+    return (dist <= r) | ((beta <= theta + alpha + 1e-3) & (dist - r <= reach + 1e-3))
+
+
+def _pairs(tiles: _Tiles, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Candidate (tile, primitive) pairs -> (flat ray, frame, primitive) per ray pair."""
+    gt, n = cand.nonzero(as_tuple=True)
+    cnt = tiles.size[gt]
+    k = int(cnt.sum())
+    first = torch.cumsum(cnt, 0) - cnt
+    offset = torch.arange(k, device=cnt.device) - first.repeat_interleave(cnt, output_size=k)
+    ray = tiles.start[gt].repeat_interleave(cnt, output_size=k) + offset
+    return (
+        ray,
+        tiles.frame[gt].repeat_interleave(cnt, output_size=k),
+        n.repeat_interleave(cnt, output_size=k),
+    )
+
+
+def _cast(
+    s: dict,
+    tiles: _Tiles,
+    org: torch.Tensor,
+    d: Vec,
+    length: torch.Tensor,
+    t_min: float,
+    t_max: float,
+    nearest: bool,
+):
+    """Rays org[frame] + t d (flat (M,)) against all furniture. nearest: (t, kind 1..3, index)
+    of the closest hit (t = inf, kind 0 on a miss); otherwise whether anything is hit."""
+    m = d[0].shape[0]
+    t_best = torch.full((m,), _INF, device=d[0].device)
+    kind = torch.zeros(m, dtype=torch.long, device=d[0].device)
+    idx = torch.zeros_like(kind)
+    hit_any = torch.zeros(m, dtype=torch.bool, device=d[0].device)
+    cones = _cones(tiles, d, length)
+    for kk, (fn, key) in enumerate(_PRIMS, start=1):
+        prm = s[key]
+        ray, frame, n = _pairs(tiles, _cull(tiles, org, cones, key, prm))
+        if ray.numel() == 0:
+            continue
+        # index_select, not advanced indexing: several times faster on CPU
+        cols = (
+            prm.reshape(-1, prm.shape[2]).T.contiguous().index_select(1, frame * prm.shape[1] + n)
+        )
+        o = org.T.contiguous().index_select(1, frame)
+        t = fn(tuple(o), tuple(x.index_select(0, ray) for x in d), list(cols), t_min, t_max)
+        if not nearest:
+            hit_any.index_fill_(0, ray[t < _INF], True)
+            continue
+        tk = torch.full((m,), _INF, device=t.device).scatter_reduce_(0, ray, t, "amin")
+        win = (t < _INF) & (t == tk.index_select(0, ray))
+        ik = torch.full((m,), prm.shape[1], device=t.device, dtype=torch.long)
+        ik = ik.scatter_reduce_(0, ray[win], n[win], "amin")
+        better = tk < t_best
+        t_best = torch.where(better, tk, t_best)
+        kind = torch.where(better, kk, kind)
+        idx = torch.where(better, ik, idx)
+    return (t_best, kind, idx) if nearest else hit_any
+
+
+def _exit_slab(
+    lo: torch.Tensor, hi: torch.Tensor, o: torch.Tensor, d: torch.Tensor
+) -> torch.Tensor:
     """Where a ray inside the slab [lo, hi] of one axis leaves it (+inf when parallel)."""
     return torch.where(d > 0, (hi - o) / d, torch.where(d < 0, (lo - o) / d, _INF))
 
@@ -317,8 +480,11 @@ def _opening(s: dict, j: int) -> tuple[torch.Tensor, ...]:
     act, w, a0, a1, y0, y1, dep, win = (s["openings"][:, j, c : c + 1] for c in range(8))
     on_x = w < 3.5  # walls 2 and 3 are x = const planes; their horizontal coordinate is z
     zero = torch.zeros_like(w)
-    plane = torch.where(on_x, torch.where(w > 2.5, s["room"][:, 0:1], zero),
-                        torch.where(w > 4.5, s["room"][:, 2:3], zero))
+    plane = torch.where(
+        on_x,
+        torch.where(w > 2.5, s["room"][:, 0:1], zero),
+        torch.where(w > 4.5, s["room"][:, 2:3], zero),
+    )
     outward = (w > 2.5) & (w < 3.5) | (w > 4.5)
     out_lo = torch.where(outward, plane, plane - dep)
     out_hi = torch.where(outward, plane + dep, plane)
@@ -354,8 +520,7 @@ def _gather(prm: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
     """Per-pixel parameters (B, P) of primitive idx (B, P) from prm (B, N, F); indices past N
     (pixels whose nearest hit is another kind of primitive) read the last row, unused."""
     idx = idx.clamp(max=prm.shape[1] - 1)
-    g = torch.gather(prm, 1, idx.unsqueeze(-1).expand(-1, -1, prm.shape[2]))
-    return list(g.unbind(-1))
+    return [torch.gather(prm[..., k], 1, idx) for k in range(prm.shape[2])]
 
 
 def _diamond(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -365,8 +530,15 @@ def _diamond(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, torch.where(z >= 0, q, 4.0 + q), 2.0 - q)
 
 
-def _surface(s: dict, p: list, d: Vec, kind: torch.Tensor, idx: torch.Tensor, ax: torch.Tensor,
-             mat: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _surface(
+    s: dict,
+    p: list,
+    d: Vec,
+    kind: torch.Tensor,
+    idx: torch.Tensor,
+    ax: torch.Tensor,
+    mat: torch.Tensor,
+) -> tuple[list, torch.Tensor, torch.Tensor, torch.Tensor]:
     """World normal, texture coordinates (metres) and material of each pixel's hit."""
     # 1. room and niches: axis-aligned planes facing the camera
     n = [torch.where(ax == k, torch.where(d[k] > 0, -1.0, 1.0), 0.0) for k in range(3)]
@@ -377,8 +549,10 @@ def _surface(s: dict, p: list, d: Vec, kind: torch.Tensor, idx: torch.Tensor, ax
     rx, rz = p[0] - cx, p[2] - cz
     lx, ly, lz = c * rx + sn * rz, p[1] - cy, c * rz - sn * rx
     _, face = _argmin3([-(lx.abs() / hx), -(ly.abs() / hy), -(lz.abs() / hz)])
-    nl = [torch.where(face == k, torch.where(lk >= 0, 1.0, -1.0), 0.0)
-          for k, lk in enumerate((lx, ly, lz))]
+    nl = [
+        torch.where(face == k, torch.where(lk >= 0, 1.0, -1.0), 0.0)
+        for k, lk in enumerate((lx, ly, lz))
+    ]
     sel = kind == 1
     nb = (c * nl[0] - sn * nl[2], nl[1], sn * nl[0] + c * nl[2])
     n = [torch.where(sel, nb[k], n[k]) for k in range(3)]
@@ -391,8 +565,11 @@ def _surface(s: dict, p: list, d: Vec, kind: torch.Tensor, idx: torch.Tensor, ax
     rad = torch.sqrt(rx * rx + rz * rz)
     side = (rad - r).abs() < torch.minimum((ry - hgt).abs(), ry.abs())
     inv = 1.0 / torch.where(rad > 0, rad, 1.0)
-    nc = (torch.where(side, rx * inv, 0.0), torch.where(side, 0.0, torch.where(ry > 0.5 * hgt, 1.0, -1.0)),
-          torch.where(side, rz * inv, 0.0))
+    nc = (
+        torch.where(side, rx * inv, 0.0),
+        torch.where(side, 0.0, torch.where(ry > 0.5 * hgt, 1.0, -1.0)),
+        torch.where(side, rz * inv, 0.0),
+    )
     sel = kind == 2
     n = [torch.where(sel, nc[k], n[k]) for k in range(3)]
     u = torch.where(sel, torch.where(side, _diamond(rx, rz) * (r * (math.pi / 2)), rx), u)
@@ -411,8 +588,16 @@ def _surface(s: dict, p: list, d: Vec, kind: torch.Tensor, idx: torch.Tensor, ax
     return n, u, v, mat
 
 
-def _albedo(s: dict, mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, t: torch.Tensor,
-            d: Vec, n: list, fx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _albedo(
+    s: dict,
+    mat: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    t: torch.Tensor,
+    d: Vec,
+    n: list,
+    fx: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
     """Mip-mapped nearest texel lookup: albedo and emission (B, P, 3), emissive (B, P, 1)."""
     texels, sizes, offsets = _texture_bank(str(t.device))
     tex, r, g, b, contrast, tile, emis = _gather(s["mats"], mat)
@@ -421,11 +606,13 @@ def _albedo(s: dict, mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, t: tor
     # texels under one pixel: footprint (distance / focal, widened at grazing angles) / texel size
     tpp = (t * dn / fx) / cos.clamp(min=0.2) * (_TEX_SIZE / tile)
     lvl = (tpp > 1.5).long() + (tpp > 3.0).long() + (tpp > 6.0).long() + (tpp > 12.0).long()
-    size, off = sizes[lvl], offsets[lvl]
+    size, off = sizes.index_select(0, lvl.reshape(-1)), offsets.index_select(0, lvl.reshape(-1))
+    size, off = size.reshape(lvl.shape), off.reshape(lvl.shape)
     fu, fv = u / tile, v / tile
     iu = torch.minimum(((fu - torch.floor(fu)) * size).long(), size - 1)
     iv = torch.minimum(((fv - torch.floor(fv)) * size).long(), size - 1)
-    texel = texels[off + (tex.long() * size + iv) * size + iu]
+    flat = (off + (tex.long() * size + iv) * size + iu).reshape(-1)
+    texel = texels.index_select(0, flat).reshape(*lvl.shape, 3)
     tint = torch.stack([r, g, b], dim=-1)
     k = contrast.unsqueeze(-1)
     albedo = tint * ((1.0 - k) + k * texel)
@@ -446,95 +633,115 @@ def _niche_blocked(s: dict, so: list, v: list, niche: torch.Tensor) -> torch.Ten
     return blocked
 
 
-def _shade(s: dict, p: list, n: list, albedo: torch.Tensor, niche: torch.Tensor) -> torch.Tensor:
+def _shade(
+    s: dict,
+    tiles: _Tiles,
+    p: list,
+    n: list,
+    albedo: torch.Tensor,
+    niche: torch.Tensor,
+    emissive: torch.Tensor,
+) -> torch.Tensor:
     """Lambertian radiance: ambient plus point lights (inverse square) with shadow rays."""
     lin = albedo * s["ambient"].unsqueeze(1)
-    so = [p[k] + n[k] * 2e-3 for k in range(3)]  # shadow rays start just off the surface
-    so3 = [x.unsqueeze(1) for x in so]
+    so = [p[k] + n[k] * 2e-3 for k in range(3)]  # shadow rays end just off the surface
     for li in range(s["lights"].shape[1]):
         light = s["lights"][:, li]
         if not bool((light[:, 3:] > 0).any()):
             continue  # padding light in every frame of this pass: it would add exactly zero
-        v = [light[:, k : k + 1] - so[k] for k in range(3)]
+        lp = [light[:, k : k + 1] for k in range(3)]
+        v = [lp[k] - so[k] for k in range(3)]
         dist2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
         ndl = (n[0] * v[0] + n[1] * v[1] + n[2] * v[2]) / torch.sqrt(dist2)
-        v3 = [x.unsqueeze(1) for x in v]
-        blocked = _niche_blocked(s, so, v, niche)
-        for fn, key in _PRIMS:
-            blocked = blocked | (fn(so3, v3, s[key], 1e-5, 1.0) < _INF).any(dim=1)
-        irr = torch.where(blocked | (ndl <= 0), 0.0, ndl / dist2.clamp(min=0.25))
+        # shadow segments run from the light (one origin per frame) to the surface point
+        seg = tuple((so[k] - lp[k]).reshape(-1) for k in range(3))
+        blocked = _cast(
+            s, tiles, light[:, :3], seg, torch.sqrt(dist2).reshape(-1), 1e-5, 1.0, nearest=False
+        ).reshape(dist2.shape)
+        blocked = blocked | _niche_blocked(s, so, v, niche)
+        irr = torch.where(blocked | (ndl <= 0) | emissive, 0.0, ndl / (dist2 + 0.2))
         lin = lin + albedo * (irr.unsqueeze(-1) * light[:, None, 3:6])
     return lin
 
 
-def _trace(s: dict, d: Vec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _trace(s: dict, d: Vec, tiles: _Tiles) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Camera rays d (B, P) per component -> planar depth (B, P), radiance (B, P, 3), glass."""
     o = tuple(s["cam_pos"][:, k : k + 1] for k in range(3))
     t, ax, mat, niche, glass = _hit_room(s, o, d)
-    kind, idx = torch.zeros_like(ax), torch.zeros_like(ax)
-    o3, d3 = tuple(x.unsqueeze(1) for x in o), tuple(x.unsqueeze(1) for x in d)
-    for kk, (fn, key) in enumerate(_PRIMS, start=1):
-        tt, ii = fn(o3, d3, s[key], _EPS, _INF).min(dim=1)
-        better = tt < t
-        t = torch.where(better, tt, t)
-        kind = torch.where(better, kk, kind)
-        idx = torch.where(better, ii, idx)
-    on_room = kind == 0
+    shape = t.shape
+    dn = torch.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    flat = tuple(x.reshape(-1) for x in d)
+    tt, kind, idx = _cast(s, tiles, s["cam_pos"], flat, (t * dn).reshape(-1), _EPS, _INF, True)
+    tt, kind, idx = tt.reshape(shape), kind.reshape(shape), idx.reshape(shape)
+    on_room = tt >= t
+    t = torch.where(on_room, t, tt)
+    kind = torch.where(on_room, 0, kind)
     niche, glass = torch.where(on_room, niche, -1), glass & on_room
     p = [o[k] + t * d[k] for k in range(3)]
     n, u, v, mat = _surface(s, p, d, kind, idx, ax, mat)
     albedo, emission, emissive = _albedo(s, mat, u, v, t, d, n, s["K"][:, 0, 0:1])
-    lin = torch.where(emissive, emission, _shade(s, p, n, albedo, niche))
-    return t, lin, glass
+    lin = _shade(s, tiles, p, n, albedo, niche, emissive[..., 0])
+    return t, torch.where(emissive, emission, lin), glass
 
 
 def _camera_rays(s: dict, h: int, w: int) -> Vec:
     """d = a * right + b * down + forward: unit forward component, so t is planar depth."""
     K, R = s["K"], s["cam_R"]
     dev = K.device
-    a = ((torch.arange(w, device=dev, dtype=torch.float32) - K[:, 0, 2:3]) / K[:, 0, 0:1])
-    b = ((torch.arange(h, device=dev, dtype=torch.float32) - K[:, 1, 2:3]) / K[:, 1, 1:2])
+    a = (torch.arange(w, device=dev, dtype=torch.float32) - K[:, 0, 2:3]) / K[:, 0, 0:1]
+    b = (torch.arange(h, device=dev, dtype=torch.float32) - K[:, 1, 2:3]) / K[:, 1, 1:2]
     return tuple(
-        (R[:, k, 0, None, None] * a[:, None, :] + R[:, k, 1, None, None] * b[:, :, None]
-         + R[:, k, 2, None, None]).reshape(K.shape[0], h * w)
+        (
+            R[:, k, 0, None, None] * a[:, None, :]
+            + R[:, k, 1, None, None] * b[:, :, None]
+            + R[:, k, 2, None, None]
+        ).reshape(K.shape[0], h * w)
         for k in range(3)
     )
 
 
-def render_scenes(scenes: list[Scene], cfg: SynthConfig = SynthConfig(),
-                  device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def render_scenes(
+    scenes: list[Scene], cfg: SynthConfig = SynthConfig(), device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Render given scenes (with cameras) to the `render_batch` dict, plus "pose" (B, 4, 4)."""
     dev = torch.device(device)
     h, w = cfg.size
     n_px, nb = h * w, len(scenes)
     chunk = _CPU_CHUNK if dev.type == "cpu" else _GPU_CHUNK
-    depth = torch.empty(nb, n_px, device=dev)
+    perm_np, tile_np = _tile_order(h, w)
+    perm, tile_ids = torch.as_tensor(perm_np, device=dev), torch.as_tensor(tile_np, device=dev)
+    depth = torch.empty(nb, n_px, device=dev)  # pixels in tile order until the end
     lin = torch.empty(nb, n_px, 3, device=dev)
     glass = torch.empty(nb, n_px, dtype=torch.bool, device=dev)
     per_pass = max(1, chunk // n_px)
     for b0 in range(0, nb, per_pass):
         s = _collate(scenes[b0 : b0 + per_pass], dev)
-        d = _camera_rays(s, h, w)
+        d = tuple(x.index_select(1, perm) for x in _camera_rays(s, h, w))
         for p0 in range(0, n_px, chunk):
-            t, l_, g = _trace(s, tuple(x[:, p0 : p0 + chunk] for x in d))
-            sl = (slice(b0, b0 + per_pass), slice(p0, p0 + chunk))
-            depth[sl], lin[sl], glass[sl] = t, l_, g
+            sl = slice(p0, p0 + chunk)
+            tiles = _Tiles.build(tile_ids[sl], d[0].shape[0])
+            t, l_, g = _trace(s, tuple(x[:, sl] for x in d), tiles)
+            depth[b0 : b0 + per_pass, sl], lin[b0 : b0 + per_pass, sl] = t, l_
+            glass[b0 : b0 + per_pass, sl] = g
     # auto exposure: the median luminance (an exact order statistic) maps to mid grey
-    lum = (0.25 * lin[..., 0] + 0.6 * lin[..., 1] + 0.15 * lin[..., 2])[:, ::3]
-    med = lum.kthvalue(max(1, lum.shape[1] // 2), dim=1).values
+    lum = 0.25 * lin[..., 0] + 0.6 * lin[..., 1] + 0.15 * lin[..., 2]
+    med = lum.kthvalue(max(1, n_px // 2), dim=1).values
     exposure = (0.3 / med.clamp(min=1e-6)).clamp(0.05, 50.0)[:, None, None]
     rgb = (torch.sqrt((lin * exposure).clamp(0.0, 1.0)) * 255.0 + 0.5).floor().to(torch.uint8)
     valid = torch.isfinite(depth) & (depth > 0) & (depth < cfg.max_depth)
     if cfg.glass_invalid:
         valid = valid & ~glass
+    depth = torch.where(valid, depth, 0.0)
+    raster = torch.empty_like(perm)
+    raster[perm] = torch.arange(n_px, device=dev)  # tile position of each raster pixel
     pose = torch.zeros(nb, 4, 4)
     pose[:, :3, :3] = torch.as_tensor(np.stack([sc.cam_R for sc in scenes]), dtype=torch.float32)
     pose[:, :3, 3] = torch.as_tensor(np.stack([sc.cam_pos for sc in scenes]), dtype=torch.float32)
     pose[:, 3, 3] = 1.0
     return {
-        "rgb": rgb.reshape(nb, h, w, 3).permute(0, 3, 1, 2).contiguous(),
-        "depth": torch.where(valid, depth, 0.0).reshape(nb, h, w),
-        "valid": valid.reshape(nb, h, w),
+        "rgb": rgb.index_select(1, raster).reshape(nb, h, w, 3).permute(0, 3, 1, 2).contiguous(),
+        "depth": depth.index_select(1, raster).reshape(nb, h, w),
+        "valid": valid.index_select(1, raster).reshape(nb, h, w),
         "K": torch.as_tensor(np.stack([sc.K for sc in scenes]), dtype=torch.float32, device=dev),
         "pose": pose.to(dev),
     }
@@ -548,27 +755,57 @@ _MATS = {
     "floor": (("wood", 0.45), ("tiles", 0.2), ("fabric", 0.15), ("gravel", 0.1), ("checker", 0.1)),
     "wall": (("plain", 0.5), ("noise", 0.15), ("stripes", 0.15), ("brick", 0.1), ("tiles", 0.1)),
     "ceiling": (("plain", 0.8), ("noise", 0.2)),
-    "object": (("wood", 0.25), ("plain", 0.15), ("fabric", 0.15), ("noise", 0.1),
-               ("checker", 0.05), ("stripes", 0.05), ("brick", 0.05), ("grass", 0.04),
-               ("astronaut", 0.04), ("coffee", 0.04), ("chelsea", 0.04), ("rocket", 0.04)),
-    "poster": (("astronaut", 0.2), ("coffee", 0.2), ("chelsea", 0.2), ("rocket", 0.2),
-               ("camera", 0.2)),
-    "outside": (("rocket", 0.4), ("grass", 0.3), ("coffee", 0.15), ("chelsea", 0.15)),
+    "object": (
+        ("wood", 0.25),
+        ("plain", 0.15),
+        ("fabric", 0.15),
+        ("noise", 0.1),
+        ("checker", 0.05),
+        ("stripes", 0.05),
+        ("brick", 0.05),
+        ("grass", 0.04),
+        ("astronaut", 0.04),
+        ("coffee", 0.04),
+        ("chelsea", 0.04),
+        ("rocket", 0.04),
+    ),
+    "poster": (
+        ("astronaut", 0.2),
+        ("coffee", 0.2),
+        ("chelsea", 0.2),
+        ("rocket", 0.2),
+        ("camera", 0.2),
+    ),
+    "outside": (("rocket", 0.6), ("grass", 0.25), ("gravel", 0.15)),
 }
-_CONTRAST = {"noise": (0.15, 0.5), "wood": (0.6, 1.0), "tiles": (0.6, 1.0), "checker": (0.4, 0.9),
-             "fabric": (0.5, 1.0), "stripes": (0.4, 0.9)}  # others: full contrast
+_CONTRAST = {
+    "noise": (0.15, 0.5),
+    "wood": (0.6, 1.0),
+    "tiles": (0.6, 1.0),
+    "checker": (0.4, 0.9),
+    "fabric": (0.5, 1.0),
+    "stripes": (0.4, 0.9),
+}  # others: full contrast
 _TILE = {"fabric": (0.3, 0.8), "checker": (0.4, 1.2), "tiles": (0.6, 1.6)}  # others: 0.8-2.5 m
 _WALL_YAW = ((0.0, -1.0), (0.0, 1.0), (1.0, 0.0), (-1.0, 0.0))  # (cos, sin): local +z into room
 
 
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+_MAT_CDF = {
+    k: ([n for n, _ in v], np.cumsum([p for _, p in v]) / sum(p for _, p in v))
+    for k, v in _MATS.items()
+}
+
+
+def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
+    return colorsys.hsv_to_rgb(h, s, v)
+
+
+def _pick(rng: np.random.Generator, names: list, cdf: np.ndarray):
+    return names[min(int(np.searchsorted(cdf, rng.uniform())), len(names) - 1)]
 
 
 def _material(rng: np.random.Generator, kind: str, tile: float | None = None) -> np.ndarray:
-    names, probs = zip(*_MATS[kind])
-    tex = str(rng.choice(names, p=np.array(probs) / sum(probs)))
+    tex = _pick(rng, *_MAT_CDF[kind])
     if tex in _COLOUR_PHOTOS or kind == "outside":
         tint = _hsv(rng.uniform(), rng.uniform(0.0, 0.1), rng.uniform(0.85, 1.0))
     elif tex == "wood":
@@ -612,12 +849,15 @@ class _Layout:
         self.materials.append(_material(self.rng, kind, tile))
         return len(self.materials) - 1
 
-    def place(self, parts: list, x: float, z: float, c: float, s: float, mats: list[int]):
-        """Put a piece (parts in its local frame) at (x, z) with yaw (c, s); None if it collides."""
+    def place(self, parts: list, x: float, z: float, c: float, s: float, kinds: list):
+        """Put a piece (parts in its local frame) at (x, z) with yaw (c, s), giving its parts new
+        materials of `kinds` (a kind, or (kind, tile)); None if it collides."""
         lo = np.min([_part_bounds(p)[0] for p in parts], axis=0)
         hi = np.max([_part_bounds(p)[1] for p in parts], axis=0)
-        ex, ez = abs(c) * (hi[0] - lo[0]) / 2 + abs(s) * (hi[2] - lo[2]) / 2, \
-            abs(s) * (hi[0] - lo[0]) / 2 + abs(c) * (hi[2] - lo[2]) / 2
+        ex, ez = (
+            abs(c) * (hi[0] - lo[0]) / 2 + abs(s) * (hi[2] - lo[2]) / 2,
+            abs(s) * (hi[0] - lo[0]) / 2 + abs(c) * (hi[2] - lo[2]) / 2,
+        )
         mx, mz = (lo[0] + hi[0]) / 2, (lo[2] + hi[2]) / 2
         wx, wz = x + c * mx - s * mz, z + s * mx + c * mz
         bb = np.array([wx - ex, lo[1], wz - ez, wx + ex, hi[1], wz + ez])
@@ -625,6 +865,7 @@ class _Layout:
             return None
         if _overlaps(bb, self.solids + self.blocked):
             return None
+        mats = [self.material(k) if isinstance(k, str) else self.material(*k) for k in kinds]
         for kind, px, py, pz, *dims, slot in parts:
             gx, gz = x + c * px - s * pz, z + s * px + c * pz
             if kind == "box":
@@ -657,15 +898,22 @@ def _piece(rng: np.random.Generator, name: str, ly: float, budget: int):
         leg = (top - 2 * th) / 2
         parts = [("box", 0.0, top - th, 0.0, hx, th, hz, 0)]
         if budget >= 5:
-            parts += [("box", sx * (hx - 0.06), leg, sz * (hz - 0.06), 0.025, leg, 0.025, 0)
-                      for sx in (-1, 1) for sz in (-1, 1)]
+            parts += [
+                ("box", sx * (hx - 0.06), leg, sz * (hz - 0.06), 0.025, leg, 0.025, 0)
+                for sx in (-1, 1)
+                for sz in (-1, 1)
+            ]
         else:
-            parts += [("box", sx * (hx - 0.05), leg, 0.0, 0.02, leg, hz - 0.04, 0) for sx in (-1, 1)]
+            parts += [
+                ("box", sx * (hx - 0.05), leg, 0.0, 0.02, leg, hz - 0.04, 0) for sx in (-1, 1)
+            ]
         return parts, ["object"], (top, hx, hz), "wall" if u() < 0.4 else "aligned"
     if name == "round_table":
         r, top = u(0.35, 0.6), u(0.68, 0.76)
-        parts = [("cyl", 0.0, top - 0.03, 0.0, r, 0.03, 0),
-                 ("cyl", 0.0, 0.0, 0.0, u(0.03, 0.06), top - 0.03, 0)]
+        parts = [
+            ("cyl", 0.0, top - 0.03, 0.0, r, 0.03, 0),
+            ("cyl", 0.0, 0.0, 0.0, u(0.03, 0.06), top - 0.03, 0),
+        ]
         return parts, ["object"], (top, 0.6 * r, 0.6 * r), "aligned"
     if name == "cabinet":
         hx, hz, h = u(0.3, 1.0), u(0.18, 0.3), u(0.45, min(2.1, ly - 0.6))
@@ -673,8 +921,10 @@ def _piece(rng: np.random.Generator, name: str, ly: float, budget: int):
         return [("box", 0.0, h / 2, 0.0, hx, h / 2, hz, 0)], ["object"], top, "wall"
     if name == "sofa":
         hx, hz, h, hb = u(0.8, 1.1), u(0.45, 0.9), u(0.35, 0.5), u(0.75, 1.0)
-        parts = [("box", 0.0, h / 2, 0.06, hx, h / 2, hz - 0.06, 0),
-                 ("box", 0.0, hb / 2, -hz + 0.06, hx, hb / 2, 0.06, 1)]
+        parts = [
+            ("box", 0.0, h / 2, 0.06, hx, h / 2, hz - 0.06, 0),
+            ("box", 0.0, hb / 2, -hz + 0.06, hx, hb / 2, 0.06, 1),
+        ]
         return parts, ["object", "object"], None, "wall"
     if name == "crate":
         hx, hy, hz = u(0.12, 0.45, 3)
@@ -692,8 +942,17 @@ def _piece(rng: np.random.Generator, name: str, ly: float, budget: int):
     return [("box", 0.0, y, 0.0, hw, hw, 0.01, 0)], [("poster", 2 * hw)], None, "wall"
 
 
-_PIECES = (("table", 0.16), ("round_table", 0.07), ("cabinet", 0.15), ("sofa", 0.08),
-           ("crate", 0.14), ("ball", 0.08), ("bin", 0.1), ("shelf", 0.1), ("poster", 0.12))
+_PIECES = (
+    ("table", 0.16),
+    ("round_table", 0.07),
+    ("cabinet", 0.15),
+    ("sofa", 0.08),
+    ("crate", 0.14),
+    ("ball", 0.08),
+    ("bin", 0.1),
+    ("shelf", 0.1),
+    ("poster", 0.12),
+)
 
 
 def _small_item(rng: np.random.Generator) -> list:
@@ -724,32 +983,42 @@ def _openings(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.nd
         window = bool(rng.uniform() < 0.5)
         if window:
             width, y0 = rng.uniform(0.8, min(2.0, length - 1.0)), rng.uniform(0.8, 1.0)
-            y1, depth, clear = min(y0 + rng.uniform(1.0, 1.4), ly - 0.2), rng.uniform(0.15, 0.3), 0.4
+            y1, depth, clear = (
+                min(y0 + rng.uniform(1.0, 1.4), ly - 0.2),
+                rng.uniform(0.15, 0.3),
+                0.4,
+            )
         else:
             width, y0 = rng.uniform(0.8, 1.0), 0.0
             y1, depth, clear = min(rng.uniform(2.0, 2.2), ly - 0.2), rng.uniform(1.5, 4.0), 0.9
         a0 = rng.uniform(0.3, length - width - 0.3)
         rows.append([1.0, k + 2.0, a0, a0 + width, y0, y1, depth, float(window)])
         ylo, yhi, b0, b1 = (y0 - 0.05 if window else 0.0), y1 + 0.05, a0 - 0.05, a0 + width + 0.05
-        lay.blocked.append(np.array((
-            [0.0, ylo, b0, clear, yhi, b1], [lx - clear, ylo, b0, lx, yhi, b1],
-            [b0, ylo, 0.0, b1, yhi, clear], [b0, ylo, lz - clear, b1, yhi, lz])[k]))
+        lay.blocked.append(
+            np.array(
+                (
+                    [0.0, ylo, b0, clear, yhi, b1],
+                    [lx - clear, ylo, b0, lx, yhi, b1],
+                    [b0, ylo, 0.0, b1, yhi, clear],
+                    [b0, ylo, lz - clear, b1, yhi, lz],
+                )[k]
+            )
+        )
     return np.array(rows, dtype=float).reshape(-1, 8)
 
 
 def _furnish(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> None:
     target = int(rng.integers(cfg.objects[0], cfg.objects[1] + 1))
-    names, probs = zip(*_PIECES)
-    probs_ = np.array(probs) / sum(probs)
+    names = [n for n, _ in _PIECES]
+    cdf = np.cumsum([p for _, p in _PIECES]) / sum(p for _, p in _PIECES)
     lx, ly, lz = lay.room
     for _ in range(40):
         budget = target - lay.n_prims()
         if budget <= 0:
             break
-        parts, kinds, top, mount = _piece(rng, names[rng.choice(len(names), p=probs_)], ly, budget)
+        parts, kinds, top, mount = _piece(rng, _pick(rng, names, cdf), ly, budget)
         if len(parts) > budget:
             continue
-        mats = [lay.material(k) if isinstance(k, str) else lay.material(*k) for k in kinds]
         for _ in range(12):
             if mount == "wall":
                 k = int(rng.integers(4))
@@ -757,14 +1026,16 @@ def _furnish(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> None:
                 x, z, c, s = _wall_frame(lay.room, k, a, min(_part_bounds(p)[0][2] for p in parts))
             else:
                 x, z = rng.uniform(0.2, lx - 0.2), rng.uniform(0.2, lz - 0.2)
-                yaw = (rng.integers(4) * math.pi / 2 + rng.normal(0.0, 0.08) if mount == "aligned"
-                       else rng.uniform(0.0, 2 * math.pi))
+                yaw = (
+                    rng.integers(4) * math.pi / 2 + rng.normal(0.0, 0.08)
+                    if mount == "aligned"
+                    else rng.uniform(0.0, 2 * math.pi)
+                )
                 c, s = math.cos(yaw), math.sin(yaw)
-            bb = lay.place(parts, x, z, c, s, mats)
+            bb = lay.place(parts, x, z, c, s, kinds)
             if bb is not None:
                 break
         else:
-            del lay.materials[len(lay.materials) - len(mats):]
             continue
         if top is None or rng.uniform() > 0.6:
             continue
@@ -776,8 +1047,7 @@ def _furnish(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> None:
                 break
             px, pz, ty = rng.uniform(-mx, mx), rng.uniform(-mz, mz), bb[4] + 1e-4
             item = [(kd, ix + px, iy + ty, iz + pz, *rest) for kd, ix, iy, iz, *rest in item]
-            if lay.place(item, x, z, c, s, [lay.material("object")]) is None:
-                lay.materials.pop()
+            lay.place(item, x, z, c, s, ["object"])
 
 
 def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndarray:
@@ -786,8 +1056,13 @@ def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndar
     rows = []
     for _ in range(int(rng.integers(cfg.lights[0], cfg.lights[1] + 1))):
         for _ in range(20):
-            pos = np.array([rng.uniform(0.3, lx - 0.3), rng.uniform(ly - 0.45, ly - 0.12),
-                            rng.uniform(0.3, lz - 0.3)])
+            pos = np.array(
+                [
+                    rng.uniform(0.3, lx - 0.3),
+                    rng.uniform(ly - 0.7, ly - 0.35),
+                    rng.uniform(0.3, lz - 0.3),
+                ]
+            )
             if not _overlaps(np.concatenate([pos - 0.1, pos + 0.1]), lay.solids):
                 break
         colour = warm + (cool - warm) * rng.uniform()
@@ -796,12 +1071,17 @@ def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndar
 
 
 def sample_room(rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
-    return np.array([rng.uniform(*cfg.room_size), rng.uniform(*cfg.room_height),
-                     rng.uniform(*cfg.room_size)])
+    return np.array(
+        [rng.uniform(*cfg.room_size), rng.uniform(*cfg.room_height), rng.uniform(*cfg.room_size)]
+    )
 
 
-def sample_scene(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray | None = None,
-                 reserved: list | tuple = ()) -> Scene:
+def sample_scene(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    room: np.ndarray | None = None,
+    reserved: list | tuple = (),
+) -> Scene:
     """A furnished, lit room (no camera). `reserved` AABBs are kept free of furniture."""
     room = sample_room(rng, cfg) if room is None else np.asarray(room, dtype=float)
     lay = _Layout(rng, room, list(reserved))
@@ -818,11 +1098,16 @@ def sample_scene(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray | 
     lights = _lights(rng, cfg, lay)
     ambient = rng.uniform(0.1, 0.35) * lights[:, 3:].mean(axis=0) / room[1] ** 2  # ~ one light
     return Scene(
-        room=room, wall_mat=wall_mat, materials=np.array(lay.materials), openings=openings,
+        room=room,
+        wall_mat=wall_mat,
+        materials=np.array(lay.materials),
+        openings=openings,
         boxes=np.array(lay.boxes, dtype=float).reshape(-1, 9),
         cylinders=np.array(lay.cyls, dtype=float).reshape(-1, 6),
         spheres=np.array(lay.sphs, dtype=float).reshape(-1, 5),
-        lights=lights, ambient=ambient, solids=np.array(lay.solids, dtype=float).reshape(-1, 6),
+        lights=lights,
+        ambient=ambient,
+        solids=np.array(lay.solids, dtype=float).reshape(-1, 6),
     )
 
 
@@ -848,8 +1133,13 @@ def _sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> 
     lx, _, lz = scene.room
     solids = list(scene.solids)
     for _ in range(50):
-        pos = np.array([rng.uniform(0.35, lx - 0.35), rng.uniform(*cfg.camera_height),
-                        rng.uniform(0.35, lz - 0.35)])
+        pos = np.array(
+            [
+                rng.uniform(0.35, lx - 0.35),
+                rng.uniform(*cfg.camera_height),
+                rng.uniform(0.35, lz - 0.35),
+            ]
+        )
         if not _overlaps(np.concatenate([pos - 0.3, pos + 0.3]), solids):
             break
     for _ in range(10):  # look at a piece of furniture, or at a wall
@@ -867,7 +1157,9 @@ def _sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> 
     pitch = float(np.clip(math.atan2(f[1], np.hypot(f[0], f[2])), -0.7, 0.4)) + rng.normal(0, 0.05)
     fwd = [math.cos(pitch) * math.sin(yaw), math.sin(pitch), math.cos(pitch) * math.cos(yaw)]
     K = intrinsics(rng.uniform(*cfg.fov_deg), cfg.size)
-    return dataclasses.replace(scene, cam_pos=pos, cam_R=look_rotation(fwd, rng.normal(0, 0.05)), K=K)
+    return dataclasses.replace(
+        scene, cam_pos=pos, cam_R=look_rotation(fwd, rng.normal(0, 0.05)), K=K
+    )
 
 
 def _orbit(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray, n: int):
@@ -923,12 +1215,18 @@ def sequence_scenes(seed: int, n_frames: int, cfg: SynthConfig = SynthConfig()) 
     reserved.append(np.concatenate([pos[-1] - [0.35, 0.4, 0.35], pos[-1] + [0.35, 0.4, 0.35]]))
     scene = sample_scene(rng, cfg, room, reserved)
     K = intrinsics(rng.uniform(*cfg.fov_deg), cfg.size)
-    return [dataclasses.replace(scene, cam_pos=pos[i], cam_R=look_rotation(fwd[i], roll), K=K)
-            for i in range(n_frames)]
+    return [
+        dataclasses.replace(scene, cam_pos=pos[i], cam_R=look_rotation(fwd[i], roll), K=K)
+        for i in range(n_frames)
+    ]
 
 
-def render_batch(seed: int, indices: list[int], cfg: SynthConfig = SynthConfig(),
-                 device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def render_batch(
+    seed: int,
+    indices: list[int],
+    cfg: SynthConfig = SynthConfig(),
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
     """Frames `indices` of `seed`: rgb (B,3,H,W) uint8, depth (B,H,W) float32 metres (planar,
     0 where invalid), valid (B,H,W) bool, K (B,3,3) float32, pose (B,4,4) camera-to-world."""
     return render_scenes([frame_scene(seed, i, cfg) for i in indices], cfg, device)
@@ -945,14 +1243,20 @@ def _sample(out: dict[str, torch.Tensor], i: int, name: str) -> DepthSample:
     )
 
 
-def render_frame(seed: int, index: int, cfg: SynthConfig = SynthConfig(),
-                 device: str | torch.device = "cpu") -> DepthSample:
+def render_frame(
+    seed: int, index: int, cfg: SynthConfig = SynthConfig(), device: str | torch.device = "cpu"
+) -> DepthSample:
     """Frame `index` of `seed` as a DepthSample named synth_{seed}_{index:06d}."""
     return _sample(render_batch(seed, [index], cfg, device), 0, f"synth_{seed}_{index:06d}")
 
 
-def render_sequence(seed: int, n_frames: int, cfg: SynthConfig = SynthConfig(),
-                    device: str | torch.device = "cpu", chunk: int = 16) -> Iterator[DepthSample]:
+def render_sequence(
+    seed: int,
+    n_frames: int,
+    cfg: SynthConfig = SynthConfig(),
+    device: str | torch.device = "cpu",
+    chunk: int = 16,
+) -> Iterator[DepthSample]:
     """One scene recorded along a smooth camera path (extras["pose"] holds each camera pose)."""
     scenes = sequence_scenes(seed, n_frames, cfg)
     for c0 in range(0, n_frames, chunk):
@@ -965,8 +1269,13 @@ class SyntheticStream:
     """Infinite deterministic training batches: batch `step` holds frames step*B ... step*B+B-1,
     so resuming at a step resumes the data exactly."""
 
-    def __init__(self, seed: int, cfg: SynthConfig = SynthConfig(), batch_size: int = 8,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        seed: int,
+        cfg: SynthConfig = SynthConfig(),
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+    ) -> None:
         _check(seed, [])
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

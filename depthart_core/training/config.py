@@ -23,6 +23,8 @@ class DataConfig:
     val_seed: int = 10_000
     val_count: int = 32
     render_size: int = 0  # 0: render at the model resolution
+    pool_size: int = 0  # >0: train on a fixed pool of this many synthetic frames, rendered once
+    pool_cache: str = ""  # where the pool is cached ("" = ~/.cache/depthart/synth/...)
 
 
 @dataclass(frozen=True)

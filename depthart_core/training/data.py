@@ -8,10 +8,14 @@ with area/bicubic interpolation, depth and its valid mask with nearest neighbour
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from depthart_core.fileutil import atomic_write
 from depthart_core.data.sample import DepthDataset, DepthSample
 from depthart_core.training.config import DataConfig
 
@@ -52,6 +56,56 @@ class SyntheticBatches:
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
 
 
+class SyntheticPool:
+    """A fixed pool of `count` synthetic frames rendered once (cached on disk), then sampled by
+    an epoch-wise seeded permutation. Rendering on the fly costs more than a CPU training step;
+    the pool trades scene variety for throughput. Frame i of the pool is render_frame(seed, i).
+    """
+
+    def __init__(self, seed: int, size: int, count: int, batch: int, rank: int = 0,
+                 world: int = 1, cache: str = "") -> None:
+        from depthart_core.runtime.onnx_backend import cache_dir
+
+        self.batch, self.rank, self.world, self.seed = batch, rank, world, seed
+        path = Path(cache) if cache else cache_dir() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
+        if not path.is_file():
+            self._render(path, seed, size, count)
+        tensors = load_file(str(path))
+        self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
+        if len(self.rgb) != count:
+            raise ValueError(f"synthetic pool cache {path} holds {len(self.rgb)} frames, not {count}")
+
+    @staticmethod
+    def _render(path: Path, seed: int, size: int, count: int, chunk: int = 32) -> None:
+        from tqdm import tqdm
+
+        from depthart_core.data.synthetic import SynthConfig, render_batch
+
+        parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "valid": []}
+        with tqdm(total=count, desc=f"render synthetic pool (seed {seed})", unit="img") as bar:
+            for start in range(0, count, chunk):
+                idx = list(range(start, min(count, start + chunk)))
+                out = render_batch(seed, idx, SynthConfig(size=(size, size)))
+                for k in parts:
+                    parts[k].append(out[k])
+                bar.update(len(idx))
+        tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.rgb) // (self.batch * self.world))
+
+    def batch_at(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.rgb), generator=g)
+        start = (within * self.world + self.rank) * self.batch
+        idx = perm[start : start + self.batch]
+        return {"rgb": self.rgb[idx], "depth": self.depth[idx], "valid": self.valid[idx],
+                "index": idx}
+
+
 class DatasetBatches:
     """Epoch-wise seeded permutation of a finite dataset; skips unreadable frames (counted)."""
 
@@ -77,6 +131,8 @@ class DatasetBatches:
 
 def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: int = 1):
     if cfg.source == "synthetic":
+        if cfg.pool_size > 0:
+            return SyntheticPool(cfg.seed, size, cfg.pool_size, batch, rank, world, cfg.pool_cache)
         return SyntheticBatches(cfg.seed, size, batch, rank, world)
     return DatasetBatches(open_dataset(cfg, cfg.split), cfg.seed, size, batch, rank, world)
 

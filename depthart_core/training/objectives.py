@@ -117,7 +117,7 @@ def tokenizer_loss(model: DepthART, x_B3HW: torch.Tensor) -> StepOutput:
         for si, idx in enumerate(idx_list):
             hits = torch.bincount(idx.flatten(), minlength=quant.vocab_size).float()
             quant.ema_vocab_hit_SV[si].mul_(0.99).add_(hits, alpha=0.01)
-    logs = {"rec": float(rec), "vq": float(vq_loss)}
+    logs = {"rec": rec.item(), "vq": vq_loss.item()}
     return StepOutput(loss, logs, x_B3HW.shape[0])
 
 

@@ -81,6 +81,7 @@ class Trainer:
         size = self.model.cfg.image_size
         self.batches = make_batches(cfg.data, cfg.data.render_size or size, cfg.batch_size,
                                     self.rank, self.world)
+        self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         self.step = 0
         self.history: list[dict[str, Any]] = []
         torch.manual_seed(cfg.seed + 1000 * self.rank)
@@ -119,14 +120,39 @@ class Trainer:
         train.requires_grad_(True).train()
         return [p for p in train.parameters()]
 
+    @torch.no_grad()
+    def _cache_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The tokenizer is frozen and a synthetic pool is fixed, so the image prefix and the
+        depth latent of every pool frame are computed once instead of at every step."""
+        pool = self.batches
+        if not hasattr(pool, "rgb"):
+            return None
+        imgs, fds = [], []
+        n = len(pool.rgb)
+        for s in tqdm(range(0, n, 64), desc="tokenize pool (frozen tokenizer)", unit="chunk",
+                      disable=not self.is_main):
+            b = {k: t[s : s + 64].to(self.device) for k, t in
+                 (("rgb", pool.rgb), ("depth", pool.depth), ("valid", pool.valid))}
+            img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
+            imgs.append(img.cpu())
+            fds.append(f_D.cpu())
+        return torch.cat(imgs), torch.cat(fds)
+
     # ------------------------------------------------------------------ one step
     def _loss(self, batch: dict[str, torch.Tensor]) -> obj.StepOutput:
+        if self.cfg.stage == "transformer" and self.latents is not None and "index" in batch:
+            idx = batch["index"]
+            img, f_D = self.latents[0][idx].to(self.device), self.latents[1][idx].to(self.device)
+            return self._transformer_loss(img, f_D)
         b = {k: v.to(self.device) for k, v in batch.items()}
         if self.cfg.stage == "tokenizer":
             rgb = b["rgb"].float() / 127.5 - 1.0
             depth_x3, _ = encode_depth(b["depth"], b["valid"])
             return obj.tokenizer_loss(self.model, torch.cat([rgb, depth_x3], dim=0))
         img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
+        return self._transformer_loss(img, f_D)
+
+    def _transformer_loss(self, img: torch.Tensor, f_D: torch.Tensor) -> obj.StepOutput:
         if self.cfg.mode == "teacher_forcing":
             return obj.teacher_forcing_loss(self.model, img, f_D)
         return obj.depthart_loss(self.model, img, f_D, self.cfg.last_scale_gumbel)

@@ -181,7 +181,8 @@ class RosPeer:
         for t, arr in reversed(items):
             for st in arr.status:
                 if "depthart_node" in st.name and t > after:
-                    return {kv.key: kv.value for kv in st.values} | {"_level": str(st.level)}
+                    level = st.level[0] if isinstance(st.level, bytes) else int(st.level)
+                    return {kv.key: kv.value for kv in st.values} | {"_level": str(level)}
         return None
 
     def wait_diagnostics(self, after: float, timeout: float = 10.0) -> dict[str, str]:

@@ -1,12 +1,13 @@
 """A camera in its own process: 640x480 `image` + `camera_info` with identical headers.
 
-    python -m ros_helpers.publisher variants --repeat 2 --period 0.3 --manifest out.jsonl
-    python -m ros_helpers.publisher load --rate 60 --duration 10 --manifest out.jsonl
+    python -m ros_helpers.publisher variants --repeat 2 --period 0.3 --reliable --manifest m.jsonl
+    python -m ros_helpers.publisher load --rate 60 --duration 10 --encoding bayer_rggb8 ...
 
 `variants` sends every encoding/padding/byte-order variant of `scenes.VARIANTS` (frame_id
-`cam/<variant>`); `load` sends rgb8 at a fixed rate with wall-clock stamps. The manifest has one
-JSON line per published frame ({"variant", "stamp_ns"}) and a last {"published": n}. Images go
-out best effort (the sensor-data profile a camera driver uses), camera_info reliable.
+`cam/<variant>`); `load` sends one encoding at a fixed rate. Stamps are the wall clock. The
+manifest has one JSON line per published frame ({"variant", "stamp_ns"}) and a last
+{"published": n}. Images go out with the sensor-data profile (best effort) a camera driver uses,
+or reliable with --reliable; camera_info is reliable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 
 import rclpy
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from ros_helpers.harness import image_msg
@@ -40,12 +41,15 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60.0)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--manifest", required=True)
+    ap.add_argument("--encoding", default="rgb8", help="load mode: the encoding to send")
+    ap.add_argument("--reliable", action="store_true", help="publish images reliable")
     ap.add_argument("--match-timeout", type=float, default=20.0)
     a = ap.parse_args()
 
     rclpy.init()
     node = rclpy.create_node("depthart_test_camera")
-    pub_img = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    qos = QoSProfile(depth=5) if a.reliable else qos_profile_sensor_data
+    pub_img = node.create_publisher(Image, "image", qos)
     pub_info = node.create_publisher(CameraInfo, "camera_info", 10)
     deadline = time.monotonic() + a.match_timeout
     while pub_img.get_subscription_count() == 0 or pub_info.get_subscription_count() == 0:
@@ -63,7 +67,7 @@ def main() -> int:
         ] * a.repeat
         period, count = a.period, len(frames)
     else:
-        frames = [("load", wire_fields(rgb, "rgb8"))]
+        frames = [("load", wire_fields(encode(rgb, a.encoding), a.encoding))]
         period, count = 1.0 / a.rate, int(round(a.duration * a.rate))
     msgs = {name: image_msg(fields, 0, f"cam/{name}") for name, fields in frames}
 

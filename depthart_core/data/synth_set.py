@@ -1,0 +1,213 @@
+"""Synthetic RGB-D frames written to disk, and their reader.
+
+`write_synthetic_set` renders frames 0 .. count-1 of a seed with `depthart_core.data.synthetic`
+and writes this layout (format "depthart-synth/1"):
+
+    DIR/meta.json               {"format": "depthart-synth/1", "count": N, "seed": S,
+                                 "size": [H, W], "generator": SynthConfig as a dict}
+    DIR/rgb/000000.png          8-bit RGB PNG, H x W
+    DIR/depth/000000.png        16-bit single-channel PNG, planar depth in millimetres
+                                (round(depth_m * 1000)), 0 = invalid
+    DIR/intrinsics/000000.json  {"fx", "fy", "cx", "cy", "width", "height"} in pixels, pixel
+                                centres at integer coordinates (OpenCV convention)
+
+Frame i is frame i of the seed, so `SyntheticSet(DIR)[i]` equals `render_frame(S, i, cfg)` up to
+the millimetre quantisation of depth (same name, same RGB, same intrinsics up to float32).
+
+Skipped frames. `SyntheticSet` indexes the set when it is built: a frame whose three files are
+not all present, whose PNGs do not start with the PNG signature, or whose intrinsics file is not
+valid JSON with the six keys, is left out, logged (`logging` warning naming the file) and counted
+in `skipped`. Decoding every image up front would cost a full pass over the data, so a PNG with a
+valid header but a damaged body is only found when read: `__getitem__` then raises a ValueError
+naming the file rather than returning a wrong frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depthart_core.data.benchmarks._io import (
+    BenchmarkDataset,
+    make_sample,
+    read_png_u16,
+    read_rgb,
+    require_dir,
+)
+from depthart_core.data.sample import DepthSample
+
+log = logging.getLogger(__name__)
+
+FORMAT = "depthart-synth/1"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_K_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
+
+
+def _frame_paths(root: Path, i: int) -> tuple[Path, Path, Path]:
+    stem = f"{i:06d}"
+    return (
+        root / "rgb" / f"{stem}.png",
+        root / "depth" / f"{stem}.png",
+        root / "intrinsics" / f"{stem}.json",
+    )
+
+
+def depth_to_mm(depth_m: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Metres -> uint16 millimetres, 0 where invalid; raises if a valid depth does not fit."""
+    mm = np.round(depth_m.astype(np.float64) * 1000.0)
+    bad = valid & ((mm < 1) | (mm > 65535))
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} valid depths lie outside the 16-bit millimetre range "
+            f"[0.001, 65.535] m (e.g. {float(depth_m[bad][0])} m)"
+        )
+    return np.where(valid, mm, 0).astype(np.uint16)
+
+
+def write_synthetic_set(
+    out_dir: str | Path,
+    count: int,
+    seed: int,
+    size: tuple[int, int] = (128, 128),
+    progress: bool = True,
+    cfg=None,
+    batch_size: int = 16,
+    overwrite: bool = False,
+) -> Path:
+    """Render frames 0 .. count-1 of `seed` into `out_dir` (layout in the module docstring).
+
+    `cfg` is a SynthConfig (its `size` is replaced by `size`); frames are rendered on the CPU in
+    batches of `batch_size`. An existing set is only replaced with `overwrite=True`.
+    """
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from depthart_core.data.synthetic import SynthConfig, render_batch
+
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    h, w = size
+    cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))
+    root = Path(out_dir)
+    if (root / "meta.json").exists() and not overwrite:
+        raise ValueError(f"{root} already holds a synthetic set (meta.json); pass overwrite=True")
+    for sub in ("rgb", "depth", "intrinsics"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    with tqdm(total=count, desc=f"synth {root.name}", unit="frame", disable=not progress) as bar:
+        for b0 in range(0, count, batch_size):
+            idx = list(range(b0, min(count, b0 + batch_size)))
+            out = render_batch(seed, idx, cfg, "cpu")
+            for j, i in enumerate(idx):
+                rgb_p, depth_p, k_p = _frame_paths(root, i)
+                rgb = out["rgb"][j].permute(1, 2, 0).numpy()
+                mm = depth_to_mm(out["depth"][j].numpy(), out["valid"][j].numpy())
+                if not cv2.imwrite(str(rgb_p), np.ascontiguousarray(rgb[:, :, ::-1])):
+                    raise OSError(f"cannot write {rgb_p}")
+                if not cv2.imwrite(str(depth_p), mm):
+                    raise OSError(f"cannot write {depth_p}")
+                K = out["K"][j].numpy().astype(float)
+                k_p.write_text(
+                    json.dumps(
+                        {
+                            "fx": K[0, 0],
+                            "fy": K[1, 1],
+                            "cx": K[0, 2],
+                            "cy": K[1, 2],
+                            "width": int(w),
+                            "height": int(h),
+                        }
+                    )
+                )
+            bar.update(len(idx))
+    meta = {
+        "format": FORMAT,
+        "count": int(count),
+        "seed": int(seed),
+        "size": [int(h), int(w)],
+        "generator": cfg.to_dict(),
+    }
+    (root / "meta.json").write_text(json.dumps(meta, indent=2))  # written last: marks complete
+    return root
+
+
+def _read_meta(root: Path) -> dict:
+    path = root / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"synthetic set metadata not found: {path}")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    for key in ("count", "seed", "size"):
+        if key not in meta:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return meta
+
+
+def _frame_problem(paths: tuple[Path, Path, Path]) -> str | None:
+    """Why a frame cannot be used (checked cheaply), or None."""
+    for p in paths:
+        if not p.is_file():
+            return f"{p} is missing"
+    for p in paths[:2]:
+        with open(p, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return f"{p} is not a PNG file"
+    try:
+        k = json.loads(paths[2].read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"{paths[2]} is not valid JSON ({exc})"
+    if not isinstance(k, dict) or any(key not in k for key in _K_KEYS):
+        return f"{paths[2]} lacks one of the keys {_K_KEYS}"
+    return None
+
+
+class SyntheticSet(BenchmarkDataset):
+    """Reader of a `write_synthetic_set` directory (DepthDataset protocol): depth in metres,
+    valid = depth > 0, intrinsics from the JSON files. See the module docstring for skips."""
+
+    name = "synthetic"
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__()
+        self.root = require_dir(Path(root), "synthetic set root")
+        self.meta = _read_meta(self.root)
+        count = int(self.meta["count"])
+        if count < 1:
+            raise ValueError(f"synthetic set {self.root} is empty (count={count})")
+        self.frames: list[int] = []
+        for i in range(count):
+            problem = _frame_problem(_frame_paths(self.root, i))
+            if problem:
+                self._skip(f"frame {i}: {problem}")
+            else:
+                self.frames.append(i)
+        if not self.frames:
+            raise ValueError(
+                f"synthetic set {self.root}: none of its {count} frames is readable "
+                f"({self.skipped} skipped)"
+            )
+
+    def _items(self) -> list:
+        return self.frames
+
+    def _load(self, index: int) -> DepthSample:
+        i = self.frames[index]
+        rgb_p, depth_p, k_p = _frame_paths(self.root, i)
+        rgb = read_rgb(rgb_p)
+        mm = read_png_u16(depth_p)
+        if mm.shape != rgb.shape[:2]:
+            raise ValueError(f"{depth_p}: depth {mm.shape} and RGB {rgb.shape[:2]} differ in size")
+        k = json.loads(k_p.read_text())
+        K = np.array(
+            [[k["fx"], 0.0, k["cx"]], [0.0, k["fy"], k["cy"]], [0.0, 0.0, 1.0]], dtype=np.float32
+        )
+        depth = mm.astype(np.float32) / np.float32(1000.0)
+        return make_sample(rgb, depth, mm > 0, f"synth_{self.meta['seed']}_{i:06d}", K)

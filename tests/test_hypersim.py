@@ -1,0 +1,135 @@
+"""Hypersim reader on a fixture written in the dataset's own layout: tonemap JPEGs, depth_meters
+HDF5 files (float16 ray distances with NaNs) and a split CSV shaped like
+metadata_images_split_scene_v1.csv."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from depthart_core.data.hypersim import HypersimDataset, distance_to_planar
+
+H, W = 12, 16  # f = 8 / tan(30 deg), so f^2 = 192 exactly; cx = 7.5, cy = 5.5
+
+ROWS = [  # scene, camera, frame, public, split, what is on disk
+    ("ai_001_001", "cam_00", 0, "True", "train", "ok"),
+    ("ai_001_001", "cam_00", 1, "True", "train", "corrupt_hdf5"),
+    ("ai_001_001", "cam_00", 3, "False", "train", "ok"),  # not in the public release
+    ("ai_001_001", "cam_00", 2, "True", "val", "ok"),
+    ("ai_001_002", "cam_01", 0, "True", "test", "ok"),
+    ("ai_001_002", "cam_01", 1, "True", "test", "no_jpeg"),
+]
+
+
+def _distance(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(0.5, 9.0, (H, W)).astype(np.float16)
+    d[3, 4] = np.nan
+    d[0, 15] = np.nan
+    return d
+
+
+def _write_fixture(root) -> None:
+    for scene, cam, frame, _, _, state in ROWS:
+        img = root / scene / "images"
+        pre, geo = img / f"scene_{cam}_final_preview", img / f"scene_{cam}_geometry_hdf5"
+        pre.mkdir(parents=True, exist_ok=True)
+        geo.mkdir(parents=True, exist_ok=True)
+        if state != "no_jpeg":
+            rgb = np.full((H, W, 3), (40 * frame) % 255, np.uint8)
+            assert cv2.imwrite(str(pre / f"frame.{frame:04d}.tonemap.jpg"), rgb)
+        h5 = geo / f"frame.{frame:04d}.depth_meters.hdf5"
+        if state == "corrupt_hdf5":
+            h5.write_bytes(b"this is not an HDF5 file")
+        else:
+            with h5py.File(h5, "w") as f:
+                f.create_dataset("dataset", data=_distance(frame + 10 * len(scene + cam)))
+    with open(root / "metadata_images_split_scene_v1.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "scene_name",
+                "camera_name",
+                "frame_id",
+                "included_in_public_release",
+                "exclude_reason",
+                "split_partition_name",
+            ]
+        )
+        for scene, cam, frame, public, split, _ in ROWS:
+            w.writerow([scene, cam, frame, public, "", split])
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("hypersim")
+    _write_fixture(r)
+    return r
+
+
+def test_planar_depth_matches_hand_computation(root):
+    ds = HypersimDataset(root, split="val")
+    assert len(ds) == 1 and ds.name == "hypersim"
+    s = ds[0]
+    assert s.name == "ai_001_001/cam_00/frame.0002"
+    assert s.rgb.shape == (H, W, 3) and s.rgb.dtype == np.uint8
+    dist = _distance(2 + 10 * len("ai_001_001cam_00")).astype(np.float64)
+    f = math.sqrt(192.0)
+    for v, u in [(0, 0), (5, 7), (11, 15), (2, 9)]:
+        expected = dist[v, u] * f / math.sqrt((u - 7.5) ** 2 + (v - 5.5) ** 2 + 192.0)
+        assert s.depth[v, u] == pytest.approx(expected, rel=1e-6)
+        assert s.valid[v, u]
+    # corner pixel (0, 0): sqrt(192 / (7.5^2 + 5.5^2 + 192)) = 0.830306, clearly not distance
+    assert s.depth[0, 0] == pytest.approx(dist[0, 0] * 0.830306, rel=2e-6)
+    np.testing.assert_allclose(s.intrinsics, [[f, 0, 7.5], [0, f, 5.5], [0, 0, 1]], rtol=1e-9)
+
+
+def test_nan_pixels_are_invalid_with_zero_depth(root):
+    s = HypersimDataset(root, split="val")[0]
+    assert not s.valid[3, 4] and not s.valid[0, 15]
+    assert s.depth[3, 4] == 0.0 and s.depth[0, 15] == 0.0
+    assert np.isfinite(s.depth).all() and s.valid.sum() == H * W - 2
+
+
+def test_split_filtering_and_counted_skips(root, caplog):
+    with caplog.at_level(logging.WARNING):
+        train = HypersimDataset(root, split="train")
+    # frame 3 is not in the public release; frame 1's HDF5 is corrupt: skipped and counted
+    assert len(train) == 1 and train[0].name == "ai_001_001/cam_00/frame.0000"
+    assert train.skipped == 1 and "frame.0001.depth_meters.hdf5" in caplog.text
+    test = HypersimDataset(root, split="test", csv=root / "metadata_images_split_scene_v1.csv")
+    assert len(test) == 1 and test.skipped == 1  # frame 1 has no JPEG
+    every = HypersimDataset(root, split=None)  # all frames on disk, no CSV
+    assert len(every) == 4 and every.skipped == 2
+
+
+def test_errors_name_the_problem(root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing_root"):
+        HypersimDataset(tmp_path / "missing_root")
+    with pytest.raises(ValueError, match="trian"):
+        HypersimDataset(root, split="trian")
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        HypersimDataset(root, split="train", csv=tmp_path / "nope.csv")
+    # a damaged HDF5 behind a valid signature fails at read time, naming the file
+    good = root / "ai_001_002" / "images" / "scene_cam_01_geometry_hdf5"
+    damaged = tmp_path / "damaged"
+    _write_fixture(damaged)
+    h5 = damaged / good.relative_to(root) / "frame.0000.depth_meters.hdf5"
+    h5.write_bytes(h5.read_bytes()[:64])
+    ds = HypersimDataset(damaged, split="test")
+    with pytest.raises(ValueError, match="frame.0000.depth_meters.hdf5"):
+        ds[0]
+
+
+def test_distance_to_planar_keeps_centre_and_shrinks_corners():
+    d = np.full((768, 1024), 2.0, np.float32)
+    z = distance_to_planar(d)
+    f = 512 / math.tan(math.radians(30))
+    assert z[384, 512] == pytest.approx(2.0 * f / math.sqrt(0.25 + 0.25 + f * f), rel=1e-6)
+    assert z[0, 0] == pytest.approx(2.0 * f / math.sqrt(511.5**2 + 383.5**2 + f * f), rel=1e-6)

@@ -1,0 +1,479 @@
+"""Rosbag replay: offline scoring equals `depthart eval`, counts add up, bad bags fail clearly,
+live mode accounts for every frame (a pure-Python stand-in node, and the real node over rclpy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthart_core import bags
+from depthart_core.cli import main as cli_main
+from depthart_core.data.synthetic import SynthConfig, render_sequence
+from depthart_core.estimator import DepthEstimator
+from depthart_core.evaluation.runner import evaluate_predictions
+from depthart_core.replay import (
+    STATUSES,
+    LiveConfig,
+    ReplayConfig,
+    replay_live,
+    replay_offline,
+)
+
+T0 = 1_700_000_000 * 1_000_000_000
+MS = 1_000_000
+SIZE = (24, 32)
+SYNTH = ReplayConfig("/camera/image_raw", "/camera/depth", "/camera/camera_info")
+
+
+def _domain_id(k: int) -> int:
+    """A ROS domain per test, offset by the pid so parallel test runs stay apart."""
+    return 101 + (os.getpid() * 7 + k) % 90
+
+
+def _check_counts(report: dict) -> None:
+    c = report["counts"]
+    assert c["frames"] == sum(c[s] for s in STATUSES) == len(report["rows"])
+    assert sorted(r["status"] for r in report["rows"]) == sorted(
+        s for s in STATUSES for _ in range(c[s])
+    )
+
+
+class RedBackend:
+    """A stand-in model: depth = red / 50 (the hand-made bags store GT depth = red / 10, so a
+    perfect scale of 5 exists)."""
+
+    name = "red"
+    info: dict = {}
+
+    def __init__(self, interrupt_at: int | None = None) -> None:
+        self.calls = 0
+        self.interrupt_at = interrupt_at
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return rgb[:, :, 0].astype(np.float32) / 50.0
+
+
+def _frame(i: int, h: int = 6, w: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    red = (20 + 10 * i + np.arange(h * w).reshape(h, w) % 7 * 20).astype(np.uint8)
+    rgb = np.stack([red, np.full_like(red, i), np.zeros_like(red)], axis=-1)
+    return rgb, red.astype(np.float32) / 10.0
+
+
+def _hand_bag(path: Path, storage: str = "mcap") -> Path:
+    """8 frames at 10 Hz, each a different case (see test_offline_counts_every_frame)."""
+    with bags.BagWriter(path, storage=storage) as w:
+        for i in range(8):
+            t = T0 + i * 100 * MS
+            rgb, depth = _frame(i)
+            K = np.array([[8.0, 0, 4], [0, 8, 3], [0, 0, 1]])
+            w.write("/cam/info", bags.camera_info_msg(K, 6, 8, t, "cam"), t)
+            if i == 4:  # not a colour image
+                w.write("/cam/image", bags.image_msg(depth, "32FC1", t, "cam"), t)
+            else:
+                w.write("/cam/image", bags.image_msg(rgb, "rgb8", t, "cam"), t)
+            dt = {1: 5 * MS, 6: 30 * MS, 7: -3 * MS}.get(i, 0)
+            if i == 2:
+                continue  # no GT at all
+            if i == 3:
+                depth = np.ones((3, 4), np.float32)  # wrong size
+            if i == 5:
+                depth = np.zeros_like(depth)  # no valid pixel
+            w.write("/cam/depth", bags.depth_msg(depth, t + dt, "cam"), t + dt)
+    return path
+
+
+HAND = ReplayConfig("/cam/image", "/cam/depth", "/cam/info", plots=False)  # PNGs cost seconds
+HAND_STATUS = [
+    "evaluated",  # 0 same stamp
+    "evaluated",  # 1 GT 5 ms later
+    "unmatched",  # 2 no GT
+    "rejected",  # 3 GT 3x4 vs image 6x8
+    "rejected",  # 4 32FC1 on the image topic
+    "rejected",  # 5 GT all zero
+    "unmatched",  # 6 GT 30 ms later, outside 20 ms
+    "evaluated",  # 7 GT 3 ms earlier (arrives before its image)
+]
+
+
+@pytest.fixture(scope="module")
+def synth_bags(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("synth")
+    out = {}
+    for storage in ("mcap", "sqlite3"):
+        out[storage] = root / storage
+        bags.write_synthetic_bag(out[storage], 4, rate_hz=10, seed=3, storage=storage, size=SIZE)
+    return out
+
+
+class MemoBackend:
+    """A backend's `predict` memoised on the image bytes. Predict is deterministic, so the replay
+    and `evaluate_predictions` share one forward pass per distinct frame (CPU time is scarce); a
+    frame decoded differently by the replay would miss the cache and still be computed."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.name, self.info = backend, backend.name, backend.info
+        self.cache: dict[bytes, np.ndarray] = {}
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        key = rgb.tobytes() + bytes(str(rgb.shape), "ascii")
+        if key not in self.cache:
+            self.cache[key] = self.backend.predict(rgb)
+        return self.cache[key].copy()
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_checkpoint) -> MemoBackend:
+    return MemoBackend(DepthEstimator.from_checkpoint(tiny_checkpoint))
+
+
+class _Frames:
+    """The rendered frames as a DepthDataset, for `evaluate_predictions`."""
+
+    name = "synthetic"
+    skipped = 0
+
+    def __init__(self, samples: list) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        return self.samples[i]
+
+
+@pytest.mark.parametrize(
+    "storage, protocol, plots", [("mcap", "depthart", True), ("sqlite3", "affine", False)]
+)
+def test_offline_equals_evaluate_predictions(
+    synth_bags, tiny_backend, tmp_path, storage, protocol, plots
+):
+    backend = tiny_backend
+    cfg = ReplayConfig(**{**SYNTH.__dict__, "protocol": protocol, "plots": plots})
+    report = replay_offline(synth_bags[storage], tmp_path / "out", cfg, backend)
+    _check_counts(report)
+    assert report["counts"]["evaluated"] == 4 and report["status"] == "complete"
+
+    samples = list(render_sequence(3, 4, SynthConfig(size=SIZE)))
+    ref = evaluate_predictions(_Frames(samples), backend.predict, protocol, progress=False)
+    assert report["aggregate"].keys() == ref.aggregate.keys()
+    for k, v in ref.aggregate.items():
+        assert report["aggregate"][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    for row, ref_row in zip(report["rows"], ref.per_image, strict=True):
+        for k in ref.aggregate:
+            assert row["metrics"][k] == pytest.approx(ref_row[k], rel=1e-9, abs=1e-12)
+        assert row["stamp_ns"] == row["gt_stamp_ns"] == T0 + row["index"] * 100 * MS
+        assert row["latency_ms"] > 0
+
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["counts"] == report["counts"] and on_disk["aggregate"] == report["aggregate"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| 4 | 4 | 0 | 0 | 0 | 0 | 0 |" in md
+    pictures = ("metrics_over_time.png", "latency_hist.png", "samples.png")
+    assert sorted(report["pictures"].values()) == (sorted(pictures) if plots else [])
+    for name in pictures if plots else ():
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"![{name}]({name})" in md
+
+
+def test_offline_counts_every_frame(tmp_path):
+    bag = _hand_bag(tmp_path / "bag")
+    report = replay_offline(bag, tmp_path / "out", HAND, RedBackend())
+    _check_counts(report)
+    assert [r["status"] for r in report["rows"]] == HAND_STATUS
+    assert report["counts"] | {"frames": 8} == {
+        "frames": 8,
+        "evaluated": 3,
+        "predicted": 0,
+        "unmatched": 2,
+        "rejected": 3,
+        "dropped": 0,
+        "not_played": 0,
+    }
+    rows = report["rows"]
+    assert [r["dt_ms"] for r in rows] == [0.0, 5.0, None, 0.0, 0.0, 0.0, None, -3.0]
+    assert [u["index"] for u in report["unmatched_frames"]] == [2, 6]
+    reasons = {r["index"]: r["reason"] for r in report["rejected_frames"]}
+    assert "size mismatch: image 8x6 vs GT depth 4x3" in reasons[3]
+    assert "image not decodable" in reasons[4] and "32FC1" in reasons[4]
+    assert "no pixel with both valid GT depth" in reasons[5]
+    # red / 50 is GT / 5: median scaling makes it exact
+    for r in rows:
+        if r["status"] == "evaluated":
+            assert r["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Unmatched frames (2)" in md and "## Rejected frames (3)" in md
+
+
+def test_without_a_depth_topic_frames_are_predicted_not_scored(tmp_path):
+    bag = _hand_bag(tmp_path / "bag")
+    cfg = ReplayConfig("/cam/image", plots=False)
+    report = replay_offline(bag, tmp_path / "out", cfg, RedBackend())
+    _check_counts(report)
+    assert report["counts"]["predicted"] == 7 and report["counts"]["rejected"] == 1
+    assert report["aggregate"] == {} and report["latency_ms"]["n"] == 7
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"protocol": "median"}, "protocol must be one of"),
+        ({"protocol": "metric"}, "give depth_topic"),
+        ({"depth_topic": "/cam/image"}, "same: '/cam/image'"),
+        ({"max_dt_s": -1.0}, "max_dt_s must be >= 0 s, got -1.0"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ReplayConfig("/cam/image", **kwargs)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        LiveConfig(rate=0.0)
+
+
+def test_metric_protocol_fits_scale_to_sparse_gt(tmp_path):
+    bag = _hand_bag(tmp_path / "bag")
+    cfg = ReplayConfig(**{**HAND.__dict__, "protocol": "metric", "sparse_points": 25})
+    report = replay_offline(bag, tmp_path / "out", cfg, RedBackend())
+    _check_counts(report)
+    evaluated = [r for r in report["rows"] if r["status"] == "evaluated"]
+    assert [r["index"] for r in evaluated] == [0, 1, 7]
+    for r in evaluated:
+        assert r["fit_scale"] == pytest.approx(5.0, rel=1e-5)
+        assert r["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+        assert r["metrics"]["delta1"] == 1.0
+
+
+def test_write_bag_adds_predictions_beside_the_original_topics(tmp_path):
+    bag = _hand_bag(tmp_path / "bag", storage="sqlite3")
+    out_bag = tmp_path / "with_pred"
+    report = replay_offline(bag, tmp_path / "out", HAND, RedBackend(), write_bag=out_bag)
+    assert report["write_bag"]["predictions"] == 7  # all but the undecodable frame 4
+    assert [p.suffix for p in out_bag.iterdir() if p.name != "metadata.yaml"] == [".mcap"]
+    topics = bags.list_topics(out_bag)
+    assert {t: s.count for t, s in topics.items()} == {
+        "/cam/image": 8,
+        "/cam/info": 8,
+        "/cam/depth": 7,
+        "/depthart/depth": 7,
+        "/depthart/depth/camera_info": 7,
+    }
+    originals = ["/cam/image", "/cam/info", "/cam/depth"]
+    before = [(t, ts, raw) for t, _, ts, raw in bags.iter_raw(bag) if t in originals]
+    after = [(t, ts, raw) for t, _, ts, raw in bags.iter_raw(out_bag) if t in originals]
+    assert before == after
+    preds = list(bags.iter_messages(out_bag, ["/depthart/depth"]))
+    infos = list(bags.iter_messages(out_bag, ["/depthart/depth/camera_info"]))
+    for m, info, i in zip(preds, infos, [0, 1, 2, 3, 5, 6, 7], strict=True):
+        assert m.stamp_ns == m.log_ns == info.stamp_ns == T0 + i * 100 * MS
+        assert m.msg.header.frame_id == "cam" and m.msg.encoding == "32FC1"
+        rgb, _ = _frame(i)
+        np.testing.assert_array_equal(
+            bags.ros_image.image_to_array(m.msg), rgb[:, :, 0].astype(np.float32) / 50
+        )
+    with pytest.raises(ValueError, match="exists already"):
+        replay_offline(bag, tmp_path / "out2", HAND, RedBackend(), write_bag=out_bag)
+
+
+def test_interrupted_offline_run_writes_a_partial_report(tmp_path):
+    bag = _hand_bag(tmp_path / "bag")
+    # call 1 is the untimed warm-up, 2 and 3 are frames 0 and 1, call 4 (frame 2) is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        replay_offline(bag, tmp_path / "out", HAND, RedBackend(interrupt_at=4))
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    assert report["frames_in_bag"] == 8
+    assert [r["status"] for r in report["rows"]] == ["evaluated", "evaluated"]
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_cli_errors_name_the_problem(tmp_path, tiny_checkpoint, capsys):
+    bag = _hand_bag(tmp_path / "bag")
+    base = ["replay", "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")]
+    assert cli_main([*base, str(bag), "--image-topic", "/camera/image_raw"]) == 1
+    err = capsys.readouterr().err
+    assert "topic '/camera/image_raw' not found" in err
+    assert "/cam/image [sensor_msgs/msg/Image, 8 msgs]" in err and "/cam/info" in err
+
+    assert cli_main([*base, str(bag), "--image-topic", "/cam/info"]) == 1
+    assert "has type sensor_msgs/msg/CameraInfo, expected sensor_msgs/msg/Image" in (
+        capsys.readouterr().err
+    )
+
+    (mcap,) = bag.glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[:-100])
+    assert cli_main([*base, str(bag), "--image-topic", "/cam/image"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read bag" in err and "truncated or corrupt" in err
+
+    assert cli_main([*base, str(tmp_path / "missing"), "--image-topic", "/cam/image"]) == 1
+    assert "bag not found" in capsys.readouterr().err
+
+
+def test_cli_synth_bag_then_replay(tmp_path, tiny_checkpoint, capsys):
+    bag = tmp_path / "bag"
+    argv = ["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x32"]
+    assert cli_main([*argv, "--format", "sqlite3", "--depth-16uc1", "--rate", "5"]) == 0
+    assert "/camera/depth (2)" in capsys.readouterr().out
+    (m,) = list(bags.iter_messages(bag, ["/camera/depth"]))[:1]
+    assert m.msg.encoding == "16UC1"
+    args = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--out", str(tmp_path / "o")]
+    args += ["--depth-topic", "/camera/depth", "--checkpoint", tiny_checkpoint, "--no-plots"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "frames 2: evaluated 2" in out and "abs_rel" in out
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["counts"]["evaluated"] == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Live mode with a stand-in node: the bookkeeping, interruption and clean-up, without ROS
+
+
+class EchoTransport:
+    """A LiveTransport whose "node" answers each image with 32FC1 red / 50 and the same header,
+    except for the frames in `drop` (counted in publish order, warm-ups excluded)."""
+
+    def __init__(self, drop=(), interrupt_at=None, ready=True) -> None:
+        self.drop, self.interrupt_at, self._ready = set(drop), interrupt_at, ready
+        self.images = self.infos = 0
+        self.closed = False
+
+    def open(self, domain_id, topics, on_output):
+        self.domain_id, self.topics, self.on_output = domain_id, topics, on_output
+
+    def ready(self):
+        return self._ready
+
+    def publish(self, key, raw):
+        if key == "camera_info":
+            self.infos += 1
+            return
+        msg = bags.deserialize(raw, bags.IMAGE_TYPE)
+        n = self.images
+        self.images += 1
+        if n == self.interrupt_at:
+            raise KeyboardInterrupt
+        try:
+            rgb = bags.image_to_rgb(msg)
+        except ValueError:
+            return  # the node rejects it: no output
+        if n - 1 in self.drop:  # publish 0 is the warm-up
+            return
+        depth = rgb[:, :, 0].astype(np.float32) / 50
+        stamp = bags.stamp_to_ns(msg.header.stamp)
+        out = bags.image_msg(depth, "32FC1", stamp, msg.header.frame_id)
+        self.on_output(bags.serialize(out, bags.IMAGE_TYPE), time.monotonic())
+
+    def diagnostics(self):
+        return [{"name": "echo", "values": {"images": str(self.images)}}]
+
+    def close(self):
+        self.closed = True
+
+
+def _sleeper(pidfile: Path) -> tuple[str, ...]:
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+    return (sys.executable, "-c", code, str(pidfile))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("restamp", [True, False])
+def test_live_bookkeeping_with_a_stand_in_node(tmp_path, tiny_checkpoint, restamp):
+    bag = _hand_bag(tmp_path / "bag")
+    live = LiveConfig(
+        tiny_checkpoint, rate=4.0, node_cmd=_sleeper(tmp_path / "pid"), drain_timeout_s=0.5,
+        domain_id=7, restamp=restamp,
+    )  # fmt: skip
+    transport = EchoTransport(drop={1})
+    report = replay_live(bag, tmp_path / "out", HAND, live, transport, tmp_path / "with_pred")
+    _check_counts(report)
+    expected = list(HAND_STATUS)
+    expected[1] = expected[4] = "dropped"  # dropped by the stand-in; 4 is not a colour image
+    assert [r["status"] for r in report["rows"]] == expected
+    lv = report["live"]
+    assert (lv["published"], lv["returned"], lv["dropped"]) == (8, 6, 2)
+    assert lv["warmup_published"] == lv["warmup_returned"] == 1 and lv["unexpected_outputs"] == 0
+    assert transport.infos == 9 and transport.closed and transport.domain_id == 7
+    lat = [r.get("latency_ms") for r in report["rows"]]
+    assert all((v is None) == (s == "dropped") for v, s in zip(lat, expected, strict=True))
+    assert report["latency_ms"]["n"] == 6 and report["fps"] > 0
+    for r in report["rows"]:
+        if r["status"] == "evaluated":
+            assert r["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert _gone(int((tmp_path / "pid").read_text())) and lv["node_exit_code"] is not None
+    assert "-p" in lv["node_cmd"] and f"checkpoint:={tiny_checkpoint}" in lv["node_cmd"]
+    assert "depth:=/depthart/depth" in lv["node_cmd"]
+    # the node's outputs beside the input topics, under the recorded stamps
+    preds = list(bags.iter_messages(tmp_path / "with_pred", ["/depthart/depth"]))
+    assert [m.stamp_ns for m in preds] == [T0 + i * 100 * MS for i in (0, 2, 3, 5, 6, 7)]
+
+
+def test_live_interrupt_stops_the_node_and_writes_the_report(tmp_path, tiny_checkpoint):
+    bag = _hand_bag(tmp_path / "bag")
+    pidfile = tmp_path / "pid"
+    live = LiveConfig(tiny_checkpoint, rate=4.0, node_cmd=_sleeper(pidfile), domain_id=8)
+    transport = EchoTransport(interrupt_at=4)  # the warm-up, frames 0-2, then Ctrl-C
+    with pytest.raises(KeyboardInterrupt):
+        replay_live(bag, tmp_path / "out", HAND, live, transport)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    _check_counts(report)
+    assert [r["status"] for r in report["rows"]] == HAND_STATUS[:3] + ["not_played"] * 5
+    assert transport.closed and _gone(int(pidfile.read_text()))
+
+
+def test_live_node_that_dies_is_reported_with_its_log(tmp_path, tiny_checkpoint):
+    bag = _hand_bag(tmp_path / "bag")
+    crash = (sys.executable, "-c", "import sys; print('cannot start: boom'); sys.exit(3)")
+    live = LiveConfig(tiny_checkpoint, node_cmd=crash, startup_timeout_s=20, domain_id=9)
+    with pytest.raises(RuntimeError, match="exited with code 3") as err:
+        replay_live(bag, tmp_path / "out", HAND, live, EchoTransport(ready=False))
+    assert "cannot start: boom" in str(err.value)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"].startswith("error: node exited with code 3")
+    assert report["counts"]["not_played"] == 8
+
+
+# ------------------------------------------------------------------------------------------------
+# Live mode through the real node and rclpy
+
+
+@pytest.mark.ros
+def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_backend, tmp_path):
+    pytest.importorskip("rclpy", reason="live replay needs rclpy")
+    from depthart_ros.demo import RclpyTransport
+
+    live = LiveConfig(
+        tiny_checkpoint, domain_id=_domain_id(1), startup_timeout_s=90, drain_timeout_s=3
+    )
+    report = replay_live(synth_bags["mcap"], tmp_path / "live", SYNTH, live, RclpyTransport())
+    _check_counts(report)
+    lv = report["live"]
+    assert report["status"] == "complete" and lv["published"] == 4
+    assert lv["returned"] + lv["dropped"] == lv["published"] and lv["returned"] >= 1
+    assert lv["unexpected_outputs"] == 0 and lv["node_exit_code"] is not None
+    returned = [r for r in report["rows"] if r["status"] != "dropped"]
+    assert all(r["latency_ms"] > 0 for r in returned) and report["latency_ms"]["n"] == len(returned)
+    # the node runs the same predict as offline: identical scores on the frames that came back
+    offline = replay_offline(synth_bags["mcap"], tmp_path / "off", SYNTH, tiny_backend)
+    for r in report["rows"]:
+        if r["status"] == "evaluated":
+            ref = offline["rows"][r["index"]]["metrics"]
+            assert r["metrics"] == pytest.approx(ref, rel=1e-6)
+    assert (tmp_path / "live" / "samples.png").is_file()
+    assert "/depthart_node" in json.dumps(lv["node_diagnostics"]) or not lv["node_diagnostics"]
