@@ -16,6 +16,13 @@ import torch.nn.functional as F
 
 @functools.lru_cache(maxsize=256)
 def _matrix_cpu(n_in: int, n_out: int, mode: str) -> torch.Tensor:
+    # Normal (non-inference) tensors, so a matrix first built under inference_mode can later
+    # take part in autograd (training) too.
+    with torch.inference_mode(False), torch.no_grad():
+        return _build(n_in, n_out, mode)
+
+
+def _build(n_in: int, n_out: int, mode: str) -> torch.Tensor:
     eye_1I1I = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)
     if mode == "area":
         out = F.adaptive_avg_pool2d(eye_1I1I, (n_out, 1))
@@ -32,10 +39,23 @@ def resize_matrix(n_in: int, n_out: int, mode: str) -> torch.Tensor:
     return _matrix_cpu(n_in, n_out, mode).clone()
 
 
+_DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _matrix(n_in: int, n_out: int, mode: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if torch.jit.is_tracing() or device.type == "cpu":
+        return _matrix_cpu(n_in, n_out, mode).to(device=device, dtype=dtype)
+    # One copy per device/dtype, so CUDA-graph capture and replay never copy from the host.
+    key = (n_in, n_out, mode, str(device), dtype)
+    if key not in _DEVICE_CACHE:
+        _DEVICE_CACHE[key] = _matrix_cpu(n_in, n_out, mode).to(device=device, dtype=dtype)
+    return _DEVICE_CACHE[key]
+
+
 def resize_square(x_BChw: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     """Resize the last two (square) dims of x to size x size with a precomputed matrix."""
     n = int(x_BChw.shape[-1])  # a plain int even under tracing: the matrix is a constant
     if n == size:
         return x_BChw
-    m_on = _matrix_cpu(n, size, mode).to(device=x_BChw.device, dtype=x_BChw.dtype)
+    m_on = _matrix(n, size, mode, x_BChw.device, x_BChw.dtype)
     return m_on @ x_BChw @ m_on.t()

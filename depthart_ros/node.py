@@ -10,8 +10,10 @@ when the camera outruns the model. Every frame ends in exactly one counter:
     received = processed + replaced + rejected + dropped_stale + pending + in_progress.
 
 QoS: input defaults to the sensor-data profile (best effort, keep last 1), outputs to reliable
-(REP 2003); both set by parameters and overridable per topic via `qos_overrides`. With Fast DDS,
-large images over best effort need `FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` on both sides.
+(REP 2003); both set by parameters and overridable per topic via `qos_overrides`. Fast DDS note:
+run every process with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA; even then best-effort samples over
+its 512 KiB shared-memory segment (e.g. 640x480 rgb8) are mostly lost between processes, so for
+such cameras set `input_qos.reliability: reliable` or give Fast DDS a larger SHM segment.
 """
 
 from __future__ import annotations
@@ -252,31 +254,25 @@ class DepthArtNode(Node):
             c["backend"], c["checkpoint"] or None, c["device"], c["precision"], c["letterbox"]
         )
         self.engine = self.backend.describe()
-        # 3. topics
-        qos_in = self._qos("input_qos")
-        qos_out = self._qos("output_qos")
-        over = QoSOverridingOptions.with_default_policies
-        self.pub_depth = self.create_publisher(
-            Image, "depth", qos_out, qos_overriding_options=over()
-        )
-        self.pub_info = self.create_publisher(
-            CameraInfo, "depth/camera_info", qos_out, qos_overriding_options=over()
-        )
-        self.pub_colored = self.create_publisher(
-            Image, "depth/colored", qos_out, qos_overriding_options=over()
-        )
+        # 3. topics; rclpy applies qos_overrides by mutating the profile, so each gets its own
+        self.pub_depth = self._publisher(Image, "depth")
+        self.pub_info = self._publisher(CameraInfo, "depth/camera_info")
+        self.pub_colored = self._publisher(Image, "depth/colored")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        over = QoSOverridingOptions.with_default_policies()
+        qos_in = self._qos("input_qos")
         self.create_subscription(
-            Image, "image", self._on_image, qos_in, qos_overriding_options=over()
+            Image, "image", self._on_image, qos_in, qos_overriding_options=over
         )
         self.camera_info: CameraInfo | None = None
         if c["use_camera_info"]:
-            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos_in)
+            qos_info = self._qos("input_qos")
+            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos_info)
         self.sparse = StampMatcher(maxlen=10)
         self.sparse_counts: Counter[str] = Counter()
         self.metric = {"fits": 0, "fallbacks": 0, "reason": "disabled", "scale": 0.0, "shift": 0.0}
         if c["sparse_depth.enabled"]:
-            qos_sparse = QoSProfile(depth=10, reliability=qos_in.reliability)
+            qos_sparse = self._qos("input_qos", depth=10)
             self.create_subscription(Image, "sparse_depth", self._on_sparse, qos_sparse)
             self.metric["reason"] = "no sparse_depth received yet"
         # 4. worker and diagnostics
@@ -292,11 +288,11 @@ class DepthArtNode(Node):
         )
 
     # ------------------------------------------------------------------ parameters
-    def _qos(self, prefix: str) -> QoSProfile:
+    def _qos(self, prefix: str, depth: int | None = None) -> QoSProfile:
         best = self.cfg[f"{prefix}.reliability"] == "best_effort"
         return QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
-            depth=int(self.cfg[f"{prefix}.depth"]),
+            depth=depth or int(self.cfg[f"{prefix}.depth"]),
             reliability=ReliabilityPolicy.BEST_EFFORT if best else ReliabilityPolicy.RELIABLE,
         )
 
@@ -307,6 +303,11 @@ class DepthArtNode(Node):
 
     def _after_set_parameters(self, params: list) -> None:
         self.cfg = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
+
+    def _publisher(self, msg_type: type, topic: str) -> Any:
+        over = QoSOverridingOptions.with_default_policies()
+        qos = self._qos("output_qos")
+        return self.create_publisher(msg_type, topic, qos, qos_overriding_options=over)
 
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:

@@ -138,3 +138,19 @@ def test_model_rejects_wrong_resolution(tiny_model):
         tiny_model.predict_normalized(torch.zeros(1, 3, 32, 32))
     with pytest.raises(TypeError, match="float"):
         tiny_model.predict_normalized(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_cuda_graph_matches_eager(tiny_checkpoint):
+    rgb = np.random.default_rng(9).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    eager = DepthEstimator.from_checkpoint(tiny_checkpoint, device="cuda")
+    graphed = DepthEstimator.from_checkpoint(tiny_checkpoint, device="cuda", cuda_graph=True)
+    a = eager.predict(rgb)
+    assert np.allclose(graphed.predict(rgb), a, atol=1e-4)
+    assert np.allclose(graphed.predict(rgb), a, atol=1e-4)  # replay
+
+
+def test_cuda_graph_needs_cuda(tiny_model):
+    with pytest.raises(ValueError, match="CUDA"):
+        DepthEstimator(tiny_model, cuda_graph=True)

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     if args.live:
-        from depthart_ros.demo import RclpyTransport  # rclpy stays out of depthart_core
+        from depthart_ros.live_transport import RclpyTransport  # rclpy stays out of depthart_core
 
         live = LiveConfig(
             checkpoint=args.checkpoint,

@@ -16,11 +16,16 @@ and ray/cylinder quadrics (Pharr, Jakob & Humphreys, PBRT 3rd ed., sec. 3.2 and 
 lights with shadow rays (Whitted, CACM 1980), 1/f noise by spectral synthesis (Saupe, "The
 Science of Fractal Images", 1988, ch. 2), mip-mapping (Williams, SIGGRAPH 1983).
 
+Speed: every pixel is traced at once in torch (CPU or CUDA). Primitives are culled per 8x8
+pixel tile with bounding spheres against the tile's cone of rays (camera rays, and shadow rays,
+which start at the light), and only surviving (ray, primitive) pairs are intersected exactly.
+
 Determinism: frame `index` of `seed` is drawn from `np.random.default_rng([TAG, seed, index])`
-alone, so it does not depend on the rest of its batch. Rendering is per pixel and uses only
-correctly rounded arithmetic (+, -, *, /, sqrt), min/max, comparisons and gathers, so a frame
-rendered in a batch is bit-identical to the frame rendered alone on the same device. Scene
-sampling lives in this file's second half (numpy), the tracer in its first half (torch).
+alone, so it does not depend on the rest of its batch. Exact intersections and shading use only
+correctly rounded arithmetic (+, -, *, /, sqrt), min/max, comparisons and gathers per pixel, and
+culling (which may be inexact) only decides which pairs get tested, so a frame rendered in a
+batch is bit-identical to the frame rendered alone on the same device. Layout of this file:
+config and scene types, textures, tracer (torch), scene sampling (numpy), public API.
 """
 
 from __future__ import annotations
@@ -652,14 +657,16 @@ def _shade(
         lp = [light[:, k : k + 1] for k in range(3)]
         v = [lp[k] - so[k] for k in range(3)]
         dist2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
-        ndl = (n[0] * v[0] + n[1] * v[1] + n[2] * v[2]) / torch.sqrt(dist2)
+        dist = torch.sqrt(dist2)
+        ndl = (n[0] * v[0] + n[1] * v[1] + n[2] * v[2]) / dist
+        shade = 0.3 + 0.7 * (v[1] / dist).clamp(min=0.0)  # lamp shade: dimmer upwards
         # shadow segments run from the light (one origin per frame) to the surface point
         seg = tuple((so[k] - lp[k]).reshape(-1) for k in range(3))
         blocked = _cast(
-            s, tiles, light[:, :3], seg, torch.sqrt(dist2).reshape(-1), 1e-5, 1.0, nearest=False
+            s, tiles, light[:, :3], seg, dist.reshape(-1), 1e-5, 1.0, nearest=False
         ).reshape(dist2.shape)
         blocked = blocked | _niche_blocked(s, so, v, niche)
-        irr = torch.where(blocked | (ndl <= 0) | emissive, 0.0, ndl / (dist2 + 0.2))
+        irr = torch.where(blocked | (ndl <= 0) | emissive, 0.0, ndl * shade / (dist2 + 0.2))
         lin = lin + albedo * (irr.unsqueeze(-1) * light[:, None, 3:6])
     return lin
 
@@ -776,7 +783,7 @@ _MATS = {
         ("rocket", 0.2),
         ("camera", 0.2),
     ),
-    "outside": (("rocket", 0.6), ("grass", 0.25), ("gravel", 0.15)),
+    "outside": (("rocket", 0.7), ("grass", 0.3)),
 }
 _CONTRAST = {
     "noise": (0.15, 0.5),
@@ -806,7 +813,9 @@ def _pick(rng: np.random.Generator, names: list, cdf: np.ndarray):
 
 def _material(rng: np.random.Generator, kind: str, tile: float | None = None) -> np.ndarray:
     tex = _pick(rng, *_MAT_CDF[kind])
-    if tex in _COLOUR_PHOTOS or kind == "outside":
+    if kind == "outside" and tex == "grass":  # a lawn seen through the window
+        tint = _hsv(rng.uniform(0.22, 0.33), rng.uniform(0.5, 0.8), rng.uniform(0.6, 0.9))
+    elif tex in _COLOUR_PHOTOS or kind == "outside":
         tint = _hsv(rng.uniform(), rng.uniform(0.0, 0.1), rng.uniform(0.85, 1.0))
     elif tex == "wood":
         tint = _hsv(rng.uniform(0.04, 0.12), rng.uniform(0.3, 0.7), rng.uniform(0.35, 0.9))

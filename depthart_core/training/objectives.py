@@ -66,7 +66,7 @@ def teacher_forcing_loss(model: DepthART, img_BLCv: torch.Tensor, f_D: torch.Ten
     target_BL = torch.cat([i.flatten(1) for i in idx_list], dim=1)
     loss = F.cross_entropy(logits_BLV.float().flatten(0, 1), target_BL.flatten())
     acc = (logits_BLV.argmax(-1) == target_BL).float().mean()
-    return StepOutput(loss, {"ce": float(loss), "acc": float(acc)}, target_BL.numel())
+    return StepOutput(loss, {"ce": loss.item(), "acc": acc.item()}, target_BL.numel())
 
 
 def depthart_loss(
@@ -101,9 +101,9 @@ def depthart_loss(
             f_hat = f_hat + quant.idx_contribution(pred_Bl.view(B, pn, pn), si)
     ce = ce_sum / n_ce
     loss = ce + extra
-    logs = {"ce": float(ce), "acc": n_correct / n_ce}
+    logs = {"ce": ce.item(), "acc": n_correct / n_ce}
     if last_scale_gumbel:
-        logs["latent_mse"] = float(extra) / 10.0
+        logs["latent_mse"] = extra.item() / 10.0
     return StepOutput(loss, logs, n_ce)
 
 

@@ -177,7 +177,7 @@ class Trainer:
             tokens += out.tokens
             for k, v in out.logs.items():
                 logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
-            logs["loss"] = logs.get("loss", 0.0) + float(out.loss) / cfg.grad_accum
+            logs["loss"] = logs.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
         _allreduce_grads(self.params, self.world)
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.opt)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,18 +55,29 @@ def main() -> None:
     node = NodeProcess(domain, params, tmp / "node.log")
     try:
         peer.wait_ready(node)
-        rss0 = node.rss_mb()
+        rss = [(0.0, node.rss_mb())]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                rss.append((time.time() - t0, node.rss_mb()))
+
         t0 = time.time()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         args = ["ros_helpers.publisher", "load", "--rate", str(a.rate)]
         args += ["--duration", str(a.duration), "--encoding", a.encoding]
         args += ["--manifest", str(tmp / "m.jsonl")] + ([] if a.best_effort else ["--reliable"])
         res = run_helper(domain, args, timeout=a.duration + 120)
+        done.set()
+        sampler.join()
         assert res.returncode == 0, res.stderr
-        rss1 = node.rss_mb()
+        after_warmup = [mb for t, mb in rss if t >= a.warmup]
         time.sleep(1.5)
         diag = peer.wait_diagnostics(after=time.time())
         published = json.loads((tmp / "m.jsonl").read_text().splitlines()[-1])["published"]
-        stamps = [json.loads(x)["stamp_ns"] for x in (tmp / "m.jsonl").read_text().splitlines()[:-1]]
+        lines = (tmp / "m.jsonl").read_text().splitlines()[:-1]
+        stamps = [json.loads(x)["stamp_ns"] for x in lines]
         start_ns = stamps[0] + int(a.warmup * 1e9)
         end_ns = stamps[-1]
         got = [(t, stamp_ns(m.header)) for t, m in peer.timed("depth")]
@@ -84,7 +96,12 @@ def main() -> None:
             "node_inference_p50_ms": float(diag["inference_p50_ms"]),
             "published": published,
             **{k: int(diag[f"frames_{k}"]) for k in ("received", "processed", "replaced")},
-            "rss_growth_mb": round(rss1 - rss0, 1),
+            "rss_mb_ready": round(rss[0][1], 1),
+            "rss_growth_after_warmup_mb": round(max(after_warmup) - after_warmup[0], 1),
+            "rss_mb_quartiles": [
+                round(after_warmup[int(q * (len(after_warmup) - 1))], 1)
+                for q in (0, 0.25, 0.5, 0.75, 1.0)
+            ],  # fmt: skip
             "wall_s": round(time.time() - t0, 1),
         }
         print(json.dumps(out))

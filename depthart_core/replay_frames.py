@@ -1,0 +1,370 @@
+"""Rosbag replay, the part both modes share: config, frame matching, per-frame scoring, run state.
+
+A replay reads the bag in two passes. Pass 1 (`index_bag`) collects the header stamps of every
+image and GT depth and matches each image to the nearest GT stamp within `max_dt_s`; pass 2
+(`iter_frames`) streams the images in recording order with their matched GT, buffering an image
+only until its GT arrives. `score_frame` scores one prediction under an evaluation protocol
+(`depthart_core.evaluation`) and gives the frame its status (see `STATUSES`). `ReplayRun` holds
+the rows of a run, `PredictionStore` its predictions, and `write_prediction_bag` copies the bag
+with the predictions added (`--write-bag`). Offline and live mode are in `depthart_core.replay`
+and `depthart_core.replay_live`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depthart_core import bags
+from depthart_core.bags import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
+from depthart_core.evaluation.protocols import evaluate, get_protocol
+from depthart_core.metric_scale import fit_metric_scale
+
+PROTOCOLS = ("depthart", "affine", "metric")
+STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")
+SPARSE_FITS = ("scale", "scale_shift")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What to read from the bag and how to score it (shared by offline and live mode)."""
+
+    image_topic: str
+    depth_topic: str | None = None
+    camera_info_topic: str | None = None
+    protocol: str = "depthart"
+    max_dt_s: float = 0.02  # image <-> GT depth header stamp tolerance
+    max_frames: int | None = None
+    depth_range: tuple[float, float] | None = None  # GT range the affine/metric protocols clip to
+    sparse_points: int = 100  # metric protocol: GT pixels the scale fit sees (a LiDAR stand-in)
+    sparse_fit: str = "scale"
+    seed: int = 0
+    n_samples: int = 4  # rows in samples.png
+    plots: bool = True  # the three PNGs beside report.json / report.md
+    pred_topic: str = "/depthart/depth"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.sparse_fit not in SPARSE_FITS:
+            raise ValueError(f"sparse_fit must be one of {SPARSE_FITS}, got {self.sparse_fit!r}")
+        if not self.max_dt_s >= 0:
+            raise ValueError(f"max_dt_s must be >= 0 s, got {self.max_dt_s}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.protocol == "metric" and not self.depth_topic:
+            raise ValueError("the metric protocol fits the scale to GT depth: give depth_topic")
+        if self.protocol == "metric" and self.sparse_points < 1:
+            raise ValueError(f"sparse_points must be >= 1, got {self.sparse_points}")
+        if self.depth_topic and self.depth_topic == self.image_topic:
+            raise ValueError(f"depth topic and image topic are the same: {self.image_topic!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Pass 1: stamps of every image and GT depth, and the nearest-stamp match
+
+
+@dataclass
+class BagIndex:
+    """Image i (recording order) -> GT depth `match[i]` (recording order) or None."""
+
+    image_stamps: list[int]
+    image_frame_ids: list[str]
+    depth_stamps: list[int]
+    match: list[int | None]
+    dt_ns: list[int | None]
+    topics: dict[str, bags.TopicSummary]
+    ros2: bool
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.image_stamps)
+
+
+def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
+    """Validate the topics and match every image to the nearest GT depth stamp."""
+    topics = bags.list_topics(bag)
+    bags.check_topic(topics, cfg.image_topic, IMAGE_TYPE, bag)
+    if cfg.depth_topic:
+        bags.check_topic(topics, cfg.depth_topic, IMAGE_TYPE, bag)
+    if cfg.camera_info_topic:
+        bags.check_topic(topics, cfg.camera_info_topic, CAMERA_INFO_TYPE, bag)
+    img, fids, dep = [], [], []
+    wanted = [cfg.image_topic] + ([cfg.depth_topic] if cfg.depth_topic else [])
+    for m in bags.iter_messages(bag, wanted):
+        if m.topic == cfg.image_topic:
+            img.append(m.stamp_ns)
+            fids.append(m.msg.header.frame_id)
+        else:
+            dep.append(m.stamp_ns)
+    if cfg.max_frames is not None:
+        img, fids = img[: cfg.max_frames], fids[: cfg.max_frames]
+    match, dts = match_stamps(img, dep, round(cfg.max_dt_s * 1e9))
+    return BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
+
+
+def match_stamps(
+    image_ns: list[int], depth_ns: list[int], tol_ns: int
+) -> tuple[list[int | None], list[int | None]]:
+    """For each image stamp, the index of the nearest depth stamp within `tol_ns` (else None)."""
+    if not depth_ns:
+        return [None] * len(image_ns), [None] * len(image_ns)
+    order = np.argsort(np.asarray(depth_ns, dtype=np.int64), kind="stable")
+    sorted_ns = np.asarray(depth_ns, dtype=np.int64)[order]
+    match: list[int | None] = []
+    dts: list[int | None] = []
+    for t in image_ns:
+        k = int(np.searchsorted(sorted_ns, t))
+        cands = [c for c in (k - 1, k) if 0 <= c < len(sorted_ns)]
+        best = min(cands, key=lambda c: abs(int(sorted_ns[c]) - t))
+        dt = int(sorted_ns[best]) - t
+        ok = abs(dt) <= tol_ns
+        match.append(int(order[best]) if ok else None)
+        dts.append(dt if ok else None)
+    return match, dts
+
+
+# ------------------------------------------------------------------------------------------------
+# Pass 2: frames with their GT, streamed in recording order with bounded buffering
+
+
+@dataclass
+class Frame:
+    index: int
+    image: bags.BagMessage
+    gt: tuple[np.ndarray, np.ndarray] | str | None  # (depth m, valid), a decode error, or no match
+    camera_info: Any | None
+
+
+def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator[Frame]:
+    """Each image once, with its matched GT depth; an image waits only until its GT arrives."""
+    needed = Counter(j for j in index.match if j is not None)
+    cache: dict[int, tuple[np.ndarray, np.ndarray] | str] = {}
+    waiting: dict[int, list[Frame]] = {}
+    i = j = 0
+    info = None
+    topics = [t for t in (cfg.image_topic, cfg.depth_topic, cfg.camera_info_topic) if t]
+
+    def release(frame: Frame) -> Frame:
+        jj = index.match[frame.index]
+        if jj is not None:
+            frame.gt = cache[jj]
+            needed[jj] -= 1
+            if needed[jj] == 0:
+                del cache[jj]
+        return frame
+
+    for m in bags.iter_messages(bag, topics):
+        if m.topic == cfg.camera_info_topic:
+            info = m.msg
+        elif m.topic == cfg.image_topic:
+            if i >= index.n_frames:
+                if not waiting:
+                    return
+                continue
+            frame, jj = Frame(i, m, None, info), index.match[i]
+            i += 1
+            if jj is None or jj in cache:
+                yield release(frame)
+            else:
+                waiting.setdefault(jj, []).append(frame)
+        else:
+            if needed.get(j):
+                try:
+                    cache[j] = bags.image_to_depth(m.msg)
+                except ValueError as exc:
+                    cache[j] = f"GT depth not decodable: {exc}"
+                for frame in waiting.pop(j, []):
+                    yield release(frame)
+            j += 1
+    assert not waiting, f"frames {sorted(waiting)} never met their GT depth"
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring one frame
+
+
+def sparse_metric_fit(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, cfg: ReplayConfig, index: int
+) -> tuple[np.ndarray | None, str, dict[str, float]]:
+    """`pred` in metres by a `metric_scale` fit to `cfg.sparse_points` random valid GT pixels
+    (a stand-in for projected LiDAR), drawn from `default_rng([seed, frame index])`."""
+    rng = np.random.default_rng([cfg.seed, index])
+    ys, xs = np.nonzero(valid)
+    pick = rng.choice(ys.size, size=min(cfg.sparse_points, ys.size), replace=False)
+    sparse = np.full(gt.shape, np.nan, dtype=np.float32)
+    sparse[ys[pick], xs[pick]] = gt[ys[pick], xs[pick]]
+    min_points = max(2, min(20, cfg.sparse_points))
+    fit, reason = fit_metric_scale(pred, sparse, cfg.sparse_fit, min_points=min_points)
+    if fit is None:
+        return None, reason, {}
+    return fit.apply(pred), "ok", {"fit_scale": fit.scale, "fit_shift": fit.shift}
+
+
+def score_frame(
+    row: dict[str, Any], pred: np.ndarray, frame: Frame, cfg: ReplayConfig
+) -> np.ndarray | None:
+    """Fill `row` with metrics (status `evaluated`), or a status and reason why not.
+
+    Returns the prediction as scored (metres under the metric protocol; None where no metric fit
+    exists), which is what `--write-bag` publishes. Non-finite predicted pixels (the node's NaN
+    for invalid output) are left out of scoring and counted in `pred_invalid_px`.
+    """
+    metric = cfg.protocol == "metric"
+    if frame.gt is None:
+        row["status"] = "unmatched" if cfg.depth_topic else "predicted"
+        return None if metric else pred
+    if isinstance(frame.gt, str):
+        reject(row, frame.gt)
+        return None if metric else pred
+    gt, valid = frame.gt
+    if pred.shape != gt.shape:
+        reject(
+            row,
+            f"size mismatch: image {pred.shape[1]}x{pred.shape[0]} vs GT depth "
+            f"{gt.shape[1]}x{gt.shape[0]} (WxH)",
+        )
+        return None if metric else pred
+    finite = np.isfinite(pred)
+    if not finite.all():
+        row["pred_invalid_px"] = int(np.count_nonzero(valid & ~finite))
+        valid = valid & finite
+    if not valid.any():
+        reject(row, "no pixel with both valid GT depth and a finite prediction")
+        return None if metric else pred
+    if metric:
+        pred, reason, fit = sparse_metric_fit(pred, gt, valid, cfg, frame.index)
+        row.update(fit)
+        if pred is None:
+            reject(row, f"metric scale fit failed: {reason}")
+            return None
+        valid = valid & np.isfinite(pred)
+    try:
+        row["metrics"] = evaluate(pred, gt, valid, get_protocol(cfg.protocol), cfg.depth_range)
+    except ValueError as exc:  # e.g. a metric fit that leaves no positive pixel
+        reject(row, f"not scorable: {exc}")
+        return pred
+    row["status"] = "evaluated"
+    return pred
+
+
+def reject(row: dict[str, Any], reason: str) -> None:
+    row["status"], row["reason"] = "rejected", reason
+
+
+def new_row(index: BagIndex, i: int) -> dict[str, Any]:
+    j, dt = index.match[i], index.dt_ns[i]
+    return {
+        "index": i,
+        "stamp_ns": index.image_stamps[i],
+        "gt_stamp_ns": None if j is None else index.depth_stamps[j],
+        "dt_ms": None if dt is None else dt / 1e6,
+        "status": None,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Run state shared by both modes; written to disk on every exit path
+
+
+@dataclass
+class ReplayRun:
+    mode: str
+    bag: str
+    cfg: ReplayConfig
+    index: BagIndex
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"
+    sample_ids: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        n = self.index.n_frames
+        if n and self.cfg.n_samples > 0:
+            picks = np.linspace(0, n - 1, min(n, self.cfg.n_samples)).round().astype(int)
+            self.sample_ids = set(picks.tolist())
+
+    def keep_sample(self, frame: Frame, rgb: np.ndarray, pred: np.ndarray) -> None:
+        if frame.index in self.sample_ids:
+            gt = frame.gt if isinstance(frame.gt, tuple) else None
+            self.samples.append({"index": frame.index, "rgb": rgb, "pred": pred, "gt": gt})
+
+    def all_rows(self) -> list[dict[str, Any]]:
+        """Rows for every frame; frames never reached are `not_played` (live) or absent."""
+        return [self.rows[i] for i in sorted(self.rows)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Predictions of a run, and the bag they can be written to
+
+
+class PredictionStore:
+    """Per-frame predictions spilled to .npy files under the output directory (bounded memory)."""
+
+    def __init__(self, parent: Path) -> None:
+        parent.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=".predictions-", dir=parent))
+
+    def _path(self, i: int) -> Path:
+        return self.dir / f"{i:08d}.npy"
+
+    def put(self, i: int, depth: np.ndarray) -> None:
+        np.save(self._path(i), np.asarray(depth, dtype=np.float32))
+
+    def get(self, i: int) -> np.ndarray:
+        return np.load(self._path(i))
+
+    def __contains__(self, i: int) -> bool:
+        return self._path(i).is_file()
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check_write_bag(write_bag: str | Path, index: BagIndex) -> None:
+    if Path(write_bag).exists():
+        raise ValueError(f"--write-bag target {write_bag} exists already; not overwriting")
+    if not index.ros2:
+        raise BagError(
+            "--write-bag copies the input topics verbatim and needs a ROS 2 bag; convert the "
+            "ROS 1 bag first (rosbags-convert --src in.bag --dst out_dir)"
+        )
+
+
+def write_prediction_bag(
+    bag: Path, out_bag: str | Path, cfg: ReplayConfig, index: BagIndex, store: PredictionStore
+) -> dict[str, Any]:
+    """Copy every topic of `bag` into a new MCAP bag and add the predictions beside them.
+
+    `cfg.pred_topic` gets a 32FC1 image per predicted frame with the input image's header (stamp
+    and frame id) at its recording time, as the node publishes it; `<pred_topic>/camera_info`
+    repeats the latest camera info under that header.
+    """
+    conns = bags.copy_connections_info(bag)
+    i, info, written = 0, None, 0
+    with bags.BagWriter(out_bag, storage="mcap") as out:
+        for topic, msgtype, log_ns, raw in bags.iter_raw(bag):
+            _, msgdef, digest = conns[topic]
+            out.write_raw(topic, msgtype, raw, log_ns, msgdef, digest)
+            if topic == cfg.camera_info_topic:
+                info = bags.deserialize(raw, CAMERA_INFO_TYPE)
+            if topic != cfg.image_topic:
+                continue
+            if i < index.n_frames and i in store:
+                stamp, fid = index.image_stamps[i], index.image_frame_ids[i]
+                msg = bags.image_msg(store.get(i), "32FC1", stamp, fid)
+                out.write(cfg.pred_topic, msg, log_ns)
+                if info is not None:
+                    ci = bags.with_stamp(info, CAMERA_INFO_TYPE, stamp)
+                    out.write_raw(f"{cfg.pred_topic}/camera_info", CAMERA_INFO_TYPE, ci, log_ns)
+                written += 1
+            i += 1
+    return {"path": str(out_bag), "pred_topic": cfg.pred_topic, "predictions": written}

@@ -1,0 +1,370 @@
+"""Live replay: the bag played into the real node at the recorded rate, its outputs scored.
+
+`LiveSession` owns one run: it starts the node (`depthart_core.replay_node`), waits until it is
+connected and has answered a warm-up frame, publishes camera info and images on the recorded
+clock (restamped with the wall clock unless `restamp=False`), and maps each `depth` output back to
+its frame by header stamp for end-to-end latency and drops. `replay_live` then scores the frames
+that came back with the same pass as offline mode and writes the report on every exit path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from depthart_core import bags, ros_image
+from depthart_core.bags import IMAGE_TYPE
+from depthart_core.checkpoint import file_sha256, resolve_checkpoint
+from depthart_core.replay_frames import (
+    BagIndex,
+    PredictionStore,
+    ReplayConfig,
+    ReplayRun,
+    check_write_bag,
+    index_bag,
+    iter_frames,
+    new_row,
+    reject,
+    score_frame,
+    write_prediction_bag,
+)
+from depthart_core.replay_node import (
+    LiveConfig,
+    LiveTransport,
+    log_tail,
+    node_command,
+    pick_domain_id,
+    ros_env,
+    start_process,
+    stop_process,
+)
+from depthart_core.replay_report import write_report
+
+log = logging.getLogger(__name__)
+
+
+class LiveSession:
+    """One live run: the node process, the transport, the playback clock, and the bookkeeping
+    that maps each output (by its header stamp) back to the frame that was published."""
+
+    def __init__(
+        self,
+        bag: Path,
+        out: Path,
+        cfg: ReplayConfig,
+        live: LiveConfig,
+        index: BagIndex,
+        transport: LiveTransport,
+        store: PredictionStore,
+        checkpoint: Path,
+    ) -> None:
+        self.bag, self.cfg, self.live, self.index = bag, cfg, live, index
+        self.transport, self.store = transport, store
+        self.domain_id = pick_domain_id(live.domain_id)
+        self.cmd = node_command(cfg, live, checkpoint)
+        self.log_path = out / "node.log"
+        self.proc: subprocess.Popen | None = None
+        self.outputs: queue.Queue[tuple[bytes, float]] = queue.Queue()
+        self.sent: dict[int, float] = {}
+        self.received: dict[int, float] = {}
+        self.pending: dict[int, list[int]] = {}  # stamp -> frames published, not yet returned
+        self.bad_outputs: dict[int, str] = {}
+        self.warm_stamps: set[int] = set()
+        self.warm_back = self.unexpected = 0
+        self._last_stamp = 0
+        self.truncated = False
+        self.t_start = time.monotonic()
+        self.deadline = self.t_start + live.time_limit_s
+        self.last_activity = self.t_start
+        self.exit_code: int | None = None
+
+    # -- process and transport
+    def start(self) -> None:
+        env = ros_env(self.domain_id)
+        for key in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+            os.environ.setdefault(key, env[key])  # this process's participant needs them too
+        log.info("starting node (ROS_DOMAIN_ID=%d): %s", self.domain_id, " ".join(self.cmd))
+        self.proc = start_process(self.cmd, env, self.log_path)
+        topics = {"image": self.cfg.image_topic, "output": self.cfg.pred_topic}
+        if self.cfg.camera_info_topic:
+            topics["camera_info"] = self.cfg.camera_info_topic
+        self.transport.open(self.domain_id, topics, self._on_output)
+        limit = min(self.deadline, self.t_start + self.live.startup_timeout_s)
+        while not self.transport.ready():
+            if time.monotonic() >= limit:
+                raise RuntimeError(
+                    f"node did not subscribe to {self.cfg.image_topic} and publish "
+                    f"{self.cfg.pred_topic} within {self.live.startup_timeout_s:.0f} s; "
+                    f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                )
+            self.pump(time.monotonic() + 0.1)
+
+    def close(self) -> None:
+        try:
+            self.transport.close()
+        finally:
+            if self.proc is not None:
+                self.exit_code = stop_process(self.proc)
+
+    def _on_output(self, raw: bytes, t: float) -> None:
+        self.outputs.put((raw, t))
+
+    def _check_node(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"node exited with code {self.proc.returncode} during the replay; last lines of "
+                f"{self.log_path}:\n{log_tail(self.log_path)}"
+            )
+
+    def pump(self, until: float) -> None:
+        """Handle outputs as they arrive until monotonic time `until`, then any still queued."""
+        while True:
+            remaining = until - time.monotonic()
+            try:
+                if remaining > 0:
+                    raw, t = self.outputs.get(timeout=min(remaining, 0.25))
+                else:
+                    raw, t = self.outputs.get_nowait()
+            except queue.Empty:
+                if remaining <= 0:
+                    return
+                self._check_node()
+                continue
+            self._handle(raw, t)
+
+    def _handle(self, raw: bytes, t: float) -> None:
+        msg = bags.deserialize(raw, IMAGE_TYPE)
+        stamp = bags.stamp_to_ns(msg.header.stamp)
+        if stamp in self.warm_stamps:
+            self.warm_back += 1
+            return
+        frames = self.pending.get(stamp)
+        if not frames:
+            self.unexpected += 1
+            return
+        i = frames.pop(0)
+        self.received[i] = t
+        self.last_activity = t
+        try:
+            self.store.put(i, ros_image.depth_image_to_metres(msg))
+        except ValueError as exc:
+            self.bad_outputs[i] = f"node output not decodable: {exc}"
+
+    # -- playback
+    def _next_stamp(self) -> int:
+        """Wall-clock stamp for a restamped message, strictly increasing."""
+        self._last_stamp = max(time.time_ns(), self._last_stamp + 1)
+        return self._last_stamp
+
+    def _cdr(self, m: bags.BagMessage, stamp_ns: int) -> bytes:
+        """ROS 2 CDR of `m` carrying `stamp_ns` (the recorded bytes when nothing changes)."""
+        if m.ros2 and bags.stamp_to_ns(m.msg.header.stamp) == stamp_ns:
+            return m.raw
+        return bags.with_stamp(m.msg, m.msgtype, stamp_ns)
+
+    def _first_frame(self) -> tuple[bags.BagMessage, bags.BagMessage | None]:
+        first_img = first_info = None
+        topics = [t for t in (self.cfg.image_topic, self.cfg.camera_info_topic) if t]
+        for m in bags.iter_messages(self.bag, topics):
+            if m.topic == self.cfg.camera_info_topic and first_info is None:
+                first_info = m
+            elif m.topic == self.cfg.image_topic and first_img is None:
+                first_img = m
+            if first_img is not None and (first_info is not None or len(topics) == 1):
+                break
+        return first_img, first_info
+
+    def warmup(self) -> None:
+        """Feed the first frame, once a second, until an output comes back, so that model loading
+        and first-call costs stay out of the measured frames. Warm-up stamps are wall-clock
+        (restamping) or 1, 2, ... ns, which no recording uses."""
+        first_img, first_info = self._first_frame()
+        limit = min(self.deadline, self.t_start + self.live.startup_timeout_s)
+        next_send = time.monotonic()
+        while self.warm_back == 0:
+            now = time.monotonic()
+            if now >= limit:
+                raise RuntimeError(
+                    f"no output on {self.cfg.pred_topic} within {self.live.startup_timeout_s:.0f}"
+                    f" s of starting the node; last lines of {self.log_path}:\n"
+                    f"{log_tail(self.log_path)}"
+                )
+            if now >= next_send:
+                stamp = self._next_stamp() if self.live.restamp else len(self.warm_stamps) + 1
+                self.warm_stamps.add(stamp)
+                if first_info is not None:
+                    self.transport.publish("camera_info", self._cdr(first_info, stamp))
+                self.transport.publish("image", self._cdr(first_img, stamp))
+                next_send = now + 1.0
+            self.pump(min(next_send, limit))
+        settle = min(self.deadline, time.monotonic() + 2.0)
+        while self.warm_back < len(self.warm_stamps) and time.monotonic() < settle:
+            self.pump(min(settle, time.monotonic() + 0.1))
+
+    def play(self) -> None:
+        """Publish camera info and images at the recorded rate times `live.rate`."""
+        topics = [t for t in (self.cfg.image_topic, self.cfg.camera_info_topic) if t]
+        t0 = log0 = None
+        i = 0
+        for m in bags.iter_messages(self.bag, topics):
+            is_image = m.topic == self.cfg.image_topic
+            if is_image and i >= self.index.n_frames:
+                break
+            if t0 is None:
+                t0, log0 = time.monotonic(), m.log_ns
+            target = t0 + (m.log_ns - log0) / 1e9 / self.live.rate
+            if target > self.deadline - self.live.drain_timeout_s:
+                self.truncated = True
+                log.warning("time limit reached: %d of %d frames played", i, self.index.n_frames)
+                break
+            self.pump(target)
+            stamp = self._next_stamp() if self.live.restamp else m.stamp_ns
+            raw = self._cdr(m, stamp)
+            if not is_image:
+                self.transport.publish("camera_info", raw)
+                continue
+            t_pub = time.monotonic()
+            self.transport.publish("image", raw)
+            self.pending.setdefault(stamp, []).append(i)
+            self.sent[i] = self.last_activity = t_pub
+            i += 1
+
+    def drain(self) -> None:
+        """Wait for outstanding outputs until none has arrived for `drain_timeout_s`."""
+        while len(self.received) < len(self.sent):
+            limit = min(self.deadline, self.last_activity + self.live.drain_timeout_s)
+            if time.monotonic() >= limit:
+                return
+            self.pump(min(limit, time.monotonic() + 0.1))
+
+    def stats(self) -> dict[str, Any]:
+        returned = len(self.received)
+        span = (max(self.received.values()) - min(self.sent.values())) if returned else 0.0
+        try:
+            diagnostics = self.transport.diagnostics()
+        except Exception as exc:  # diagnostics are informative only
+            diagnostics = [{"error": str(exc)}]
+        return {
+            "published": len(self.sent),
+            "returned": returned,
+            "dropped": len(self.sent) - returned,
+            "warmup_published": len(self.warm_stamps),
+            "warmup_returned": self.warm_back,
+            "unexpected_outputs": self.unexpected,
+            "truncated_by_time_limit": self.truncated,
+            "rate": self.live.rate,
+            "domain_id": self.domain_id,
+            "node_cmd": self.cmd,
+            "node_log": str(self.log_path),
+            "node_exit_code": self.exit_code,
+            "node_diagnostics": diagnostics,
+            "fps": returned / span if span > 0 else None,
+        }
+
+
+def replay_live(
+    bag: str | Path,
+    out_dir: str | Path,
+    cfg: ReplayConfig,
+    live: LiveConfig,
+    transport: LiveTransport,
+    write_bag: str | Path | None = None,
+) -> dict[str, Any]:
+    """Play the bag into the real node, then score the outputs that came back; return the report.
+
+    The node process and the transport are closed on every exit path; the report is written also
+    when the run fails or is interrupted, and the exception is then re-raised. `write_bag` gets
+    the input topics plus the node's outputs (frames that came back).
+    """
+    bag, out = Path(bag), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = resolve_checkpoint(live.checkpoint)
+    index = index_bag(bag, cfg)
+    if write_bag is not None:
+        check_write_bag(write_bag, index)
+    run = ReplayRun("live", str(bag), cfg, index)
+    run.meta["backend"] = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
+    }
+    store = PredictionStore(out)
+    session = LiveSession(bag, out, cfg, live, index, transport, store, checkpoint)
+    error: BaseException | None = None
+    try:
+        try:
+            session.start()
+            session.warmup()
+            session.play()
+            session.drain()
+        except BaseException as exc:  # KeyboardInterrupt too: score what came back, then re-raise
+            error = exc
+        finally:
+            session.close()
+        run.meta["live"] = session.stats()
+        run.meta["fps"] = run.meta["live"]["fps"]
+        run.meta["wall_s"] = time.monotonic() - session.t_start
+        if session.sent:  # nothing played (e.g. the node never started): all rows are filled below
+            _live_evaluate(run, session)
+        if write_bag is not None:
+            run.meta["write_bag"] = write_prediction_bag(bag, write_bag, cfg, index, store)
+    except BaseException as exc:
+        error = error or exc
+    finally:
+        _fill_live_rows(run, session)
+        run.status = _status(error)
+        store.close()
+        report = write_report(run, out)
+    if error is not None:
+        raise error
+    return report
+
+
+def _status(error: BaseException | None) -> str:
+    if error is None:
+        return "complete"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return f"error: {error}"
+
+
+def _live_row(run: ReplayRun, session: LiveSession, i: int) -> dict[str, Any]:
+    row = new_row(run.index, i)
+    if i not in session.sent:
+        row["status"] = "not_played"
+    elif i not in session.received:
+        row["status"] = "dropped"
+    else:
+        row["latency_ms"] = (session.received[i] - session.sent[i]) * 1e3
+        if i in session.bad_outputs:
+            reject(row, session.bad_outputs[i])
+    run.rows[i] = row
+    return row
+
+
+def _live_evaluate(run: ReplayRun, session: LiveSession) -> None:
+    for frame in iter_frames(session.bag, run.cfg, run.index):
+        row = _live_row(run, session, frame.index)
+        if row["status"] is not None:
+            continue
+        pred = session.store.get(frame.index)
+        scored = score_frame(row, pred, frame, run.cfg)
+        if frame.index in run.sample_ids:
+            try:
+                rgb = bags.image_to_rgb(frame.image.msg)
+            except ValueError:
+                continue
+            run.keep_sample(frame, rgb, pred if scored is None else scored)
+
+
+def _fill_live_rows(run: ReplayRun, session: LiveSession) -> None:
+    """Rows for frames the scoring pass never reached (it failed or was interrupted)."""
+    for i in range(run.index.n_frames):
+        if i not in run.rows:
+            row = _live_row(run, session, i)
+            if row["status"] is None:
+                row["status"], row["reason"] = "rejected", "not scored: the run stopped early"

@@ -1,0 +1,271 @@
+"""Rosbag replay reports: report.json, report.md, the terminal summary and three pictures.
+
+`summarize` turns a `ReplayRun` (complete or stopped early) into the report dict stored in
+report.json; `write_report` writes it with report.md, metrics_over_time.png, latency_hist.png and
+samples.png (matplotlib, Agg backend); `format_summary` gives the few lines printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depthart_core.evaluation.protocols import get_protocol
+from depthart_core.replay_frames import STATUSES, ReplayRun
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------
+# Summary: the report dict, and its terminal form
+
+
+def summarize(run: ReplayRun) -> dict[str, Any]:
+    """Counts, aggregate metrics, latency and throughput of a run, as stored in report.json."""
+    rows = run.all_rows()
+    counts = Counter(r["status"] for r in rows)
+    scored = [r["metrics"] for r in rows if r["status"] == "evaluated"]
+    aggregate = {}
+    if scored:
+        aggregate = {k: float(np.mean([m[k] for m in scored])) for k in scored[0]}
+    lat = np.array([r["latency_ms"] for r in rows if r.get("latency_ms") is not None])
+    latency = {}
+    if lat.size:
+        latency = {
+            "mean": float(lat.mean()),
+            "p50": float(np.percentile(lat, 50)),
+            "p90": float(np.percentile(lat, 90)),
+            "p99": float(np.percentile(lat, 99)),
+            "max": float(lat.max()),
+            "n": int(lat.size),
+        }
+    return {
+        "mode": run.mode,
+        "status": run.status,
+        "bag": run.bag,
+        "config": asdict(run.cfg),
+        "topics": {t: asdict(s) for t, s in run.index.topics.items()},
+        "counts": {"frames": len(rows), **{s: counts.get(s, 0) for s in STATUSES}},
+        "frames_in_bag": run.index.n_frames,
+        "headline": list(get_protocol(run.cfg.protocol).headline),
+        "aggregate": aggregate,
+        "latency_ms": latency,
+        "unmatched_frames": [
+            {"index": r["index"], "stamp_ns": r["stamp_ns"]}
+            for r in rows
+            if r["status"] == "unmatched"
+        ],
+        "rejected_frames": [
+            {"index": r["index"], "stamp_ns": r["stamp_ns"], "reason": r["reason"]}
+            for r in rows
+            if r["status"] == "rejected"
+        ],
+        **run.meta,
+        "rows": rows,
+    }
+
+
+def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) -> str:
+    """A few lines for the terminal: frames, throughput, latency, headline metrics, outputs."""
+    c = report["counts"]
+    parts = [f"{k} {c[k]}" for k in STATUSES if c.get(k)]
+    lines = [f"{report['mode']} replay of {report['bag']} ({report['status']})"]
+    lines.append(f"  frames {c['frames']}: " + (", ".join(parts) or "none processed"))
+    if report.get("fps"):
+        lines.append(f"  throughput {report['fps']:.2f} frames/s")
+    lat = report.get("latency_ms") or {}
+    if lat:
+        what = "end-to-end" if report["mode"] == "live" else "predict"
+        lines.append(
+            f"  {what} latency ms: mean {lat['mean']:.1f}, p50 {lat['p50']:.1f}, "
+            f"p90 {lat['p90']:.1f}, max {lat['max']:.1f}"
+        )
+    agg = report.get("aggregate") or {}
+    if agg:
+        keys = [k for k in ("abs_rel", *report["headline"]) if k in agg]
+        vals = ", ".join(f"{k} {agg[k]:.4f}" for k in dict.fromkeys(keys))
+        lines.append(f"  {report['config']['protocol']} protocol: {vals}")
+    if out_dir is not None:
+        lines.append(f"  report and pictures in {Path(out_dir).resolve()}/")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Report: report.json, report.md and three pictures
+
+
+def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
+    """Write every report file for `run` (complete or partial) under `out`; return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = summarize(run)
+    pictures = {
+        "metrics_over_time": ("metrics_over_time.png", plot_metrics_over_time),
+        "latency_hist": ("latency_hist.png", plot_latency_hist),
+        "samples": ("samples.png", plot_samples),
+    }
+    report["pictures"] = {}
+    if run.cfg.plots:
+        for key, (name, plot) in pictures.items():
+            try:
+                if plot(run, report, out / name):
+                    report["pictures"][key] = name
+            except Exception as exc:  # a failed picture must not cost the report
+                log.warning("could not draw %s: %s", name, exc)
+                report.setdefault("picture_errors", {})[key] = str(exc)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    (out / "report.md").write_text(markdown_report(report))
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in report.json")
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    cfg, c = report["config"], report["counts"]
+    lines = [
+        f"# DepthART {report['mode']} replay: {Path(report['bag']).name}",
+        "",
+        f"- status: **{report['status']}**",
+        f"- bag: `{report['bag']}`",
+        f"- topics: image `{cfg['image_topic']}`, GT depth `{cfg['depth_topic']}`, "
+        f"camera info `{cfg['camera_info_topic']}`",
+        f"- protocol: `{cfg['protocol']}`, stamp tolerance {cfg['max_dt_s'] * 1e3:g} ms",
+        f"- checkpoint: `{(report.get('backend') or {}).get('checkpoint')}`",
+        "",
+        "## Frames",
+        "",
+        "| " + " | ".join(["frames", *STATUSES]) + " |",
+        "|" + "---|" * (len(STATUSES) + 1),
+        "| " + " | ".join(str(c.get(k, 0)) for k in ["frames", *STATUSES]) + " |",
+        "",
+    ]
+    if report["aggregate"]:
+        n = c["evaluated"]
+        lines += [f"## Metrics (mean over {n} frames)", "", "| metric | value |", "|---|---|"]
+        head = report["headline"]
+        for k in [*head, *(k for k in report["aggregate"] if k not in head)]:
+            lines.append(f"| {k} | {report['aggregate'][k]:.4f} |")
+        lines.append("")
+    lat = report["latency_ms"]
+    if lat:
+        what = "end-to-end (publish -> output received)" if report["mode"] == "live" else "predict"
+        lines += [f"## Latency, {what}", ""]
+        stats = ("mean", "p50", "p90", "p99", "max")
+        lines.append(", ".join(f"{k} {lat[k]:.1f} ms" for k in stats))
+        if report.get("fps"):
+            lines.append(f"\nthroughput: {report['fps']:.2f} frames/s")
+        lines.append("")
+    if report.get("live"):
+        lv = report["live"]
+        keys = ("published", "returned", "dropped", "warmup_published", "unexpected_outputs")
+        lines += ["## Live", "", ", ".join(f"{k} {lv[k]}" for k in keys)]
+        lines += [f"\nnode: `{' '.join(lv['node_cmd'])}` (log `{lv['node_log']}`)", ""]
+    for key, title in (("unmatched_frames", "Unmatched"), ("rejected_frames", "Rejected")):
+        items = report[key]
+        if items:
+            lines += [f"## {title} frames ({len(items)})", ""]
+            for it in items[:50]:
+                lines.append(
+                    f"- frame {it['index']} (stamp {it['stamp_ns']})"
+                    + (f": {it['reason']}" if "reason" in it else "")
+                )
+            lines += ["- ..." if len(items) > 50 else "", ""]
+    for name in report.get("pictures", {}).values():
+        lines += [f"![{name}]({name})", ""]
+    return "\n".join(lines)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metrics_over_time(run: ReplayRun, report: dict[str, Any], path: Path) -> bool:
+    rows = report["rows"]
+    if not rows:
+        return False
+    plt = _pyplot()
+    t0 = rows[0]["stamp_ns"]
+    t = np.array([(r["stamp_ns"] - t0) / 1e9 for r in rows])
+    keys = [k for k in dict.fromkeys(["abs_rel", *report["headline"]]) if k in report["aggregate"]]
+    panels = [*keys, "latency_ms"]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.9 * len(panels) + 0.6), sharex=True)
+    for ax, key in zip(np.atleast_1d(axes), panels, strict=True):
+        if key == "latency_ms":
+            y = np.array([r.get("latency_ms", np.nan) or np.nan for r in rows], dtype=float)
+        else:
+            y = np.array([(r.get("metrics") or {}).get(key, np.nan) for r in rows], dtype=float)
+        ax.plot(t, y, ".-", ms=3, lw=0.8)
+        missing = [r["status"] != "evaluated" for r in rows] if key != "latency_ms" else []
+        for tt in t[np.array(missing, dtype=bool)] if missing else []:
+            ax.axvline(tt, color="0.85", lw=0.8, zorder=0)
+        ax.set_ylabel(key.replace("_ms", " [ms]"))
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].set_xlabel("time since first frame [s] (grey: frame not scored)")
+    fig.suptitle(f"{report['mode']} replay, protocol {report['config']['protocol']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_latency_hist(run: ReplayRun, report: dict[str, Any], path: Path) -> bool:
+    lat = np.array([r["latency_ms"] for r in report["rows"] if r.get("latency_ms") is not None])
+    if not lat.size:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(lat, bins=min(40, max(5, lat.size // 2)), color="tab:blue", alpha=0.8)
+    for q, style in ((50, "-"), (90, "--"), (99, ":")):
+        v = float(np.percentile(lat, q))
+        ax.axvline(v, color="k", ls=style, lw=1, label=f"p{q} {v:.1f} ms")
+    what = "end-to-end latency" if report["mode"] == "live" else "predict latency"
+    ax.set_xlabel(f"{what} [ms]")
+    ax.set_ylabel("frames")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_samples(run: ReplayRun, report: dict[str, Any], path: Path) -> bool:
+    samples = sorted(run.samples, key=lambda s: s["index"])
+    if not samples:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(samples), 3, figsize=(9, 2.6 * len(samples)), squeeze=False)
+    for row_axes, s in zip(axes, samples, strict=True):
+        gt = None if s["gt"] is None else np.where(s["gt"][1], s["gt"][0], np.nan)
+        panels = (("RGB", s["rgb"]), ("GT depth [m]", gt), ("prediction", s["pred"]))
+        for ax, (title, img) in zip(row_axes, panels, strict=True):
+            ax.set_axis_off()
+            ax.set_title(f"{title} (frame {s['index']})" if title == "RGB" else title, fontsize=9)
+            if img is None:
+                ax.text(0.5, 0.5, "no GT", ha="center", va="center", transform=ax.transAxes)
+            elif img.ndim == 3:
+                ax.imshow(img)
+            else:
+                finite = img[np.isfinite(img)]
+                lo, hi = np.percentile(finite, (2, 98)) if finite.size else (0.0, 1.0)
+                im = ax.imshow(img, cmap="turbo_r", vmin=lo, vmax=max(hi, lo + 1e-6))
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True

@@ -1,0 +1,52 @@
+"""The `depthart` CLI: predict writes both files; info reports the published parameter counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+from depthart_core.cli import main
+
+
+def test_predict_writes_npy_and_png(tiny_checkpoint, tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (47, 71, 3), dtype=np.uint8)
+    img = tmp_path / "frame.png"
+    cv2.imwrite(str(img), rgb[:, :, ::-1])
+    out = tmp_path / "out"
+    assert main(["predict", str(img), "--checkpoint", tiny_checkpoint, "--out", str(out)]) == 0
+    depth = np.load(out / "frame.npy")
+    assert depth.shape == (47, 71) and depth.dtype == np.float32
+    png = cv2.imread(str(out / "frame_depth.png"))
+    assert png.shape == (47, 71, 3)
+    from depthart_core.estimator import DepthEstimator
+
+    assert np.allclose(depth, DepthEstimator.from_checkpoint(tiny_checkpoint).predict(rgb))
+
+
+def test_predict_reports_unreadable_image(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    rc = main(["predict", str(bad), "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
+    assert rc == 1
+    assert "broken.png" in capsys.readouterr().out
+
+
+def test_info_d16_json_counts():
+    out = subprocess.run([sys.executable, "-m", "depthart_core", "info", "--preset", "d16", "--json"],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    params = json.loads(out)["parameters"]
+    assert params["tokenizer"] == 108_948_355
+    assert params["transformer"] == 310_283_520
+
+
+def test_info_checkpoint_and_errors(tiny_checkpoint, capsys):
+    assert main(["info", tiny_checkpoint]) == 0
+    assert "transformer" in capsys.readouterr().out
+    assert main(["info", "--preset", "nope"]) == 1
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["predict", "x.png", "--checkpoint", "/no/such.safetensors", "--out", "o"]) == 1
+    assert "/no/such.safetensors" in capsys.readouterr().err
