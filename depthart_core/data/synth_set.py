@@ -94,8 +94,13 @@ def write_synthetic_set(
     h, w = size
     cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))
     root = Path(out_dir)
-    if (root / "meta.json").exists() and not overwrite:
-        raise ValueError(f"{root} already holds a synthetic set (meta.json); pass overwrite=True")
+    if (root / "meta.json").exists():
+        if not overwrite:
+            raise ValueError(
+                f"{root} already holds a synthetic set (meta.json); pass overwrite=True "
+                f"(--overwrite on the command line)"
+            )
+        (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
     for sub in ("rgb", "depth", "intrinsics"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     with tqdm(total=count, desc=f"synth {root.name}", unit="frame", disable=not progress) as bar:
