@@ -1,0 +1,95 @@
+"""Settings and scene records shared by the synthetic generator's modules.
+
+`SynthConfig` is what a caller sets (image size, camera, room and furniture ranges); `Scene` is
+one sampled frame in world coordinates, the hand-off from scene sampling (numpy,
+`synth_scene`) to the torch ray caster (`synthetic.render_scenes`). Both are re-exported by
+`depthart_core.data.synthetic`, the public module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Generator settings. Ranges are inclusive (lo, hi); lengths in metres, angles in degrees."""
+
+    size: tuple[int, int] = (128, 128)  # (H, W)
+    fov_deg: tuple[float, float] = (45.0, 90.0)  # horizontal field of view
+    lights: tuple[int, int] = (1, 3)  # point lights per scene
+    objects: tuple[int, int] = (5, 12)  # primitives per scene (a table is 3 to 5 of them)
+    openings: tuple[int, int] = (0, 2)  # doors and windows, at most one per wall
+    room_size: tuple[float, float] = (3.0, 7.0)  # floor width and length
+    room_height: tuple[float, float] = (2.4, 3.2)
+    camera_height: tuple[float, float] = (0.6, 1.9)
+    max_depth: float = 20.0  # farther pixels are invalid
+    glass_invalid: bool = True  # window glass has no depth, as with real sensors
+
+    def __post_init__(self) -> None:
+        h, w = self.size
+        if h <= 0 or w <= 0:
+            raise ValueError(f"size must be positive (H, W), got {self.size}")
+        for name in (
+            "fov_deg",
+            "lights",
+            "objects",
+            "openings",
+            "room_size",
+            "room_height",
+            "camera_height",
+        ):
+            lo, hi = getattr(self, name)
+            if lo > hi or lo < 0:
+                raise ValueError(f"{name} must be an ordered non-negative range, got {(lo, hi)}")
+        if not 1.0 <= self.fov_deg[0] <= self.fov_deg[1] < 179.0:
+            raise ValueError(f"fov_deg must lie in [1, 179), got {self.fov_deg}")
+        if self.lights[0] < 1:
+            raise ValueError(f"at least one light is needed, got lights={self.lights}")
+        if self.openings[1] > 2:
+            raise ValueError(f"at most 2 openings are supported, got openings={self.openings}")
+        if self.room_size[0] < 3.0 or self.room_height[0] < 2.2:
+            raise ValueError(
+                f"rooms must be at least 3 m wide and 2.2 m high, got room_size="
+                f"{self.room_size}, room_height={self.room_height}"
+            )
+        if self.camera_height[1] > self.room_height[0] - 0.3:
+            raise ValueError(
+                f"camera_height {self.camera_height} must stay 0.3 m under the lowest ceiling "
+                f"{self.room_height[0]}"
+            )
+
+    def to_dict(self) -> dict:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @staticmethod
+    def from_dict(d: dict) -> SynthConfig:
+        names = {f.name for f in dataclasses.fields(SynthConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown SynthConfig key(s) {unknown}; valid keys: {sorted(names)}")
+        return SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class Scene:
+    """One frame's scene in world coordinates (y up, metres); the room spans [0, room]."""
+
+    room: np.ndarray  # (3,) Lx, Ly, Lz
+    wall_mat: np.ndarray  # (4,) material of walls x=0, x=Lx, z=0, z=Lz (surfaces 2..5)
+    materials: np.ndarray  # (M, 7) texture, r, g, b, contrast, tile (m), emission
+    openings: np.ndarray  # (n, 8) 1, wall surface (2..5), a0, a1, y0, y1, depth, is_window
+    boxes: np.ndarray  # (n, 9) centre xyz, half sizes xyz, cos yaw, sin yaw, material
+    cylinders: np.ndarray  # (n, 6) centre x, base y, centre z, radius, height, material
+    spheres: np.ndarray  # (n, 5) centre xyz, radius, material
+    lights: np.ndarray  # (n, 6) position xyz, rgb intensity
+    ambient: np.ndarray  # (3,)
+    solids: np.ndarray  # (n, 6) furniture AABBs x0 y0 z0 x1 y1 z1 (camera placement)
+    cam_pos: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    cam_R: np.ndarray = field(default_factory=lambda: np.eye(3))  # columns: right, down, fwd
+    K: np.ndarray = field(default_factory=lambda: np.eye(3))
