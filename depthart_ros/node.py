@@ -3,11 +3,9 @@
 Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`) in;
 `depth`, `depth/camera_info`, `depth/colored` (lazy) out; `/diagnostics` at 1 Hz.
 
-Latest-frame policy: the subscription callback only validates the header and parks the message in
-a one-frame slot; a worker thread converts, runs `Backend.predict` and publishes. A frame that
-arrives while another waits replaces it and is counted, so memory stays flat and latency bounded
-when the camera outruns the model. Every frame ends in exactly one counter:
-    received = processed + replaced + rejected + dropped_stale + pending + in_progress.
+Latest-frame policy: the subscription callback parks each valid image in a one-frame slot and a
+worker thread converts, predicts and publishes; a newer frame replaces a waiting one, and every
+frame is counted (`depthart_ros.pipeline`). Parameters and their checks: `depthart_ros.params`.
 
 QoS: input defaults to the sensor-data profile (best effort, keep last 1), outputs to reliable
 (REP 2003); both set by parameters and overridable per topic via `qos_overrides`. Fast DDS note:
@@ -18,12 +16,10 @@ such cameras set `input_qos.reliability: reliable` or give Fast DDS a larger SHM
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -43,55 +39,21 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from depthart_core import ros_image
-from depthart_core.colormap import COLORMAPS, colorize_bgr
-from depthart_core.metric_scale import FIT_MODES, StampMatcher, fit_metric_scale, resample_sparse
+from depthart_core.colormap import colorize_bgr
+from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.runtime.base import Backend
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-PRECISIONS = ("fp32", "fp16", "bf16")
-RELIABILITY = ("best_effort", "reliable")
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Any
-    description: str
-    choices: tuple[str, ...] = ()
-    lo: float | None = None
-    hi: float | None = None
-    read_only: bool = False  # read at start-up only (model, QoS, which topics exist)
-
-
-_RO = {"read_only": True}
-PARAMS: tuple[Param, ...] = (
-    # read at start-up only
-    Param("checkpoint", "", "DepthART .safetensors file; '' = the shipped default", **_RO),
-    Param("backend", "auto", "auto = tensorrt, else onnxruntime, else torch", BACKENDS, **_RO),
-    Param("device", "cpu", "cpu, cuda or cuda:<index>", **_RO),
-    Param("precision", "fp32", "inference precision", PRECISIONS, **_RO),
-    Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
-    Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
-    Param("input_qos.reliability", "best_effort", "image subscription", RELIABILITY, **_RO),
-    Param("input_qos.depth", 1, "image subscription history depth", lo=1, hi=100, **_RO),
-    Param("output_qos.reliability", "reliable", "depth publishers", RELIABILITY, **_RO),
-    Param("output_qos.depth", 5, "depth publishers history depth", lo=1, hi=100, **_RO),
-    Param("sparse_depth.enabled", False, "subscribe sparse_depth for metric scale", **_RO),
-    # settable at runtime
-    Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
-    Param("publish_colored", True, "publish depth/colored while it has subscribers"),
-    Param("max_rate_hz", 0.0, "cap on the inference rate; 0 = no cap", lo=0, hi=1e3),
-    Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
-    Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off", lo=0, hi=1e4),
-    Param("max_depth", 0.0, "output values above become +inf (REP 117); 0 = off", lo=0, hi=1e4),
-    Param("sparse_depth.mode", "scale", "median-ratio scale, or scale + shift", FIT_MODES),
-    Param("sparse_depth.max_stamp_diff_s", 0.05, "stamp tolerance image/sparse", lo=0, hi=10),
-    Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
-    Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
-    Param("sparse_depth.max_m", 200.0, "sparse values above (m) are ignored", lo=0, hi=1e4),
-    Param("debug_min_inference_ms", 0.0, "TEST HOOK: pad each inference to this", lo=0, hi=1e4),
+from depthart_ros.params import PARAMS, Param, validate_params
+from depthart_ros.pipeline import (
+    FramePipeline,
+    frame_stats,
+    header_stamp_ns,
+    rss_mb,
+    run_worker,
+    timed_predict,
 )
+
+# PARAMS, FramePipeline and validate_params were defined here before params / pipeline existed
+__all__ = ["PARAMS", "DepthArtNode", "FramePipeline", "main", "make_backend", "validate_params"]
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
@@ -104,25 +66,6 @@ def _descriptor(p: Param) -> ParameterDescriptor:
     if p.choices:
         d.additional_constraints = f"one of {list(p.choices)}"
     return d
-
-
-def validate_params(values: dict[str, Any]) -> str | None:
-    """The reason the parameter set is invalid (naming parameter and value), or None."""
-    specs = {p.name: p for p in PARAMS}
-    for name, value in values.items():
-        p = specs.get(name)
-        if p is None:
-            continue
-        if p.choices and value not in p.choices:
-            return f"{name}={value!r} is not one of {list(p.choices)}"
-        if p.lo is not None and not p.lo <= value <= p.hi:
-            return f"{name}={value!r} is outside [{p.lo:g}, {p.hi:g}]"
-    if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
-        return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
-    for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):
-        if values.get(hi, 0) > 0 and values.get(lo, 0) >= values[hi]:
-            return f"{lo}={values[lo]!r} must be below {hi}={values[hi]!r}"
-    return None
 
 
 def make_backend(
@@ -145,95 +88,6 @@ def make_backend(
     from depthart_core.estimator import DepthEstimator
 
     return DepthEstimator.from_checkpoint(checkpoint, device=device, letterbox=letterbox)
-
-
-class FramePipeline:
-    """The one-frame slot between the subscription and the worker, and every frame counter,
-    under one lock so a snapshot always satisfies the accounting identity."""
-
-    def __init__(self, window: int = 300) -> None:
-        self._cv = threading.Condition()
-        self._pending: Any = None
-        self._closed = False
-        self.counts: Counter[str] = Counter()
-        self.rejected_by: Counter[str] = Counter()
-        self.latency_ms: deque[float] = deque(maxlen=window)
-        self.inference_ms: deque[float] = deque(maxlen=window)
-
-    def offer(self, item: Any) -> None:
-        with self._cv:
-            self.counts["received"] += 1
-            if self._pending is not None:
-                self.counts["replaced"] += 1
-            self._pending = item
-            self.counts["pending_max"] = max(self.counts["pending_max"], 1)
-            self._cv.notify()
-
-    def reject_incoming(self, cause: str) -> None:
-        with self._cv:
-            self.counts["received"] += 1
-            self._reject(cause)
-
-    def _reject(self, cause: str) -> None:
-        self.counts["rejected"] += 1
-        self.rejected_by[cause] += 1
-
-    def take(self) -> Any | None:
-        """Block until a frame waits (returns it, now in progress) or the pipeline closes."""
-        with self._cv:
-            while self._pending is None and not self._closed:
-                self._cv.wait()
-            if self._closed:
-                return None
-            item, self._pending = self._pending, None
-            self.counts["in_progress"] = 1
-            return item
-
-    def finish(self, outcome: str, cause: str = "") -> None:
-        """outcome: processed | rejected (with cause) | dropped_stale."""
-        with self._cv:
-            self.counts["in_progress"] = 0
-            if outcome == "rejected":
-                self._reject(cause)
-            else:
-                self.counts[outcome] += 1
-
-    def record(self, latency_ms: float, inference_ms: float) -> None:
-        with self._cv:
-            self.latency_ms.append(latency_ms)
-            self.inference_ms.append(inference_ms)
-
-    def pause(self, seconds: float) -> None:
-        """Sleep up to `seconds`, returning early when the pipeline closes."""
-        with self._cv:
-            self._cv.wait_for(lambda: self._closed, timeout=max(0.0, seconds))
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._cv:
-            snap = {k: self.counts[k] for k in ("received", "processed", "replaced", "rejected")}
-            snap |= {k: self.counts[k] for k in ("dropped_stale", "in_progress", "pending_max")}
-            snap["pending"] = int(self._pending is not None)
-            snap["rejected_by"] = dict(self.rejected_by)
-            snap["latency_ms"] = list(self.latency_ms)
-            snap["inference_ms"] = list(self.inference_ms)
-            return snap
-
-
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096 / 2**20
-    except OSError:
-        return float("nan")
 
 
 class DepthArtNode(Node):
@@ -330,7 +184,7 @@ class DepthArtNode(Node):
             self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
             return
         self.sparse_counts["received"] += 1
-        self.sparse.add(_stamp_ns(msg.header), msg)
+        self.sparse.add(header_stamp_ns(msg.header), msg)
 
     def _warn(self, key: str, text: str) -> None:
         """Log once per cause, then at most every 10 s for that cause."""
@@ -341,27 +195,18 @@ class DepthArtNode(Node):
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
-        last_start = 0.0
-        while True:
-            rate = self.cfg["max_rate_hz"]
-            if rate > 0:
-                self.frames.pause(last_start + 1.0 / rate - time.monotonic())
-            msg = self.frames.take()
-            if msg is None:
-                return
-            last_start = time.monotonic()
-            try:
-                outcome, cause = self._process(msg)
-            except Exception as exc:  # a bad frame must never kill the worker
-                if not self.context.ok():
-                    return
-                outcome, cause = "rejected", "inference_error"
-                self._warn(cause, f"frame failed: {type(exc).__name__}: {exc}")
-            self.frames.finish(outcome, cause)
+        run_worker(self.frames, self._process, lambda: self.cfg["max_rate_hz"], self._on_error)
+
+    def _on_error(self, exc: Exception) -> bool:
+        """Whether the worker goes on after `_process` raised (not once the context shut down)."""
+        if not self.context.ok():
+            return False
+        self._warn("inference_error", f"frame failed: {type(exc).__name__}: {exc}")
+        return True
 
     def _process(self, msg: Image) -> tuple[str, str]:
         c = self.cfg
-        stamp_ns = _stamp_ns(msg.header)
+        stamp_ns = header_stamp_ns(msg.header)
         age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         if c["max_frame_age_s"] > 0 and age_s > c["max_frame_age_s"]:
             return "dropped_stale", ""
@@ -370,12 +215,7 @@ class DepthArtNode(Node):
         except ros_image.ImageDecodeError as exc:
             self._warn(exc.cause, f"dropping image: {exc}")
             return "rejected", exc.cause
-        t0 = time.monotonic()
-        depth = self.backend.predict(rgb)
-        pad = c["debug_min_inference_ms"] / 1e3 - (time.monotonic() - t0)
-        if pad > 0:
-            time.sleep(pad)
-        inference_ms = (time.monotonic() - t0) * 1e3
+        depth, inference_ms = timed_predict(self.backend, rgb, c["debug_min_inference_ms"])
         if c["sparse_depth.enabled"]:
             depth = self._to_metres(depth, stamp_ns)
         depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
@@ -444,10 +284,8 @@ class DepthArtNode(Node):
     def _publish_diagnostics(self) -> None:
         snap = self.frames.snapshot()
         now = time.monotonic()
-        t_prev, rx_prev, out_prev = self._last_diag
-        dt = max(now - t_prev, 1e-3)
+        frame_values = frame_stats(snap, self._last_diag, now)
         self._last_diag = (now, snap["received"], snap["processed"])
-        lat, inf = snap["latency_ms"], snap["inference_ms"]
         c = self.cfg
         metric_on = c["sparse_depth.enabled"]
         values: dict[str, Any] = {
@@ -455,17 +293,9 @@ class DepthArtNode(Node):
             "engine": self.engine,
             "checkpoint": c["checkpoint"] or "(default)",
             "units": "metres" if metric_on and self.metric["reason"] == "ok" else "relative",
-            "input_rate_hz": f"{(snap['received'] - rx_prev) / dt:.2f}",
-            "output_rate_hz": f"{(snap['processed'] - out_prev) / dt:.2f}",
-            "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat else "nan",
-            "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat else "nan",
-            "inference_p50_ms": f"{np.percentile(inf, 50):.1f}" if inf else "nan",
-            **{f"frames_{k}": snap[k] for k in ("received", "processed", "replaced", "rejected")},
-            **{f"frames_{k}": snap[k] for k in ("dropped_stale", "pending", "in_progress")},
-            "pending_max": snap["pending_max"],
-            **{f"rejected.{k}": v for k, v in sorted(snap["rejected_by"].items())},
+            **frame_values,
             "camera_info": "ok" if self.camera_info is not None else "none received",
-            "rss_mb": f"{_rss_mb():.1f}",
+            "rss_mb": f"{rss_mb():.1f}",
         }
         if metric_on:
             values |= {f"sparse_{k}": v for k, v in sorted(self.sparse_counts.items())}

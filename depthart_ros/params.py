@@ -1,0 +1,80 @@
+"""The parameters of `depthart_node`: name, default (which fixes the type), description, choices or
+range, and whether it is read only at start-up; plus the check that names a bad value.
+
+Kept free of rclpy and ROS messages so the table and its validation are testable on their own;
+`depthart_ros.node` turns each `Param` into a `ParameterDescriptor` (ROS 2 parameter API).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from depthart_core.colormap import COLORMAPS
+from depthart_core.metric_scale import FIT_MODES
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16")
+RELIABILITY = ("best_effort", "reliable")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    lo: float | None = None
+    hi: float | None = None
+    read_only: bool = False  # read at start-up only (model, QoS, which topics exist)
+
+
+_RO = {"read_only": True}
+PARAMS: tuple[Param, ...] = (
+    # read at start-up only
+    Param("checkpoint", "", "DepthART .safetensors file; '' = the shipped default", **_RO),
+    Param("backend", "auto", "auto = tensorrt, else onnxruntime, else torch", BACKENDS, **_RO),
+    Param("device", "cpu", "cpu, cuda or cuda:<index>", **_RO),
+    Param("precision", "fp32", "inference precision", PRECISIONS, **_RO),
+    Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
+    Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
+    Param("input_qos.reliability", "best_effort", "image subscription", RELIABILITY, **_RO),
+    Param("input_qos.depth", 1, "image subscription history depth", lo=1, hi=100, **_RO),
+    Param("output_qos.reliability", "reliable", "depth publishers", RELIABILITY, **_RO),
+    Param("output_qos.depth", 5, "depth publishers history depth", lo=1, hi=100, **_RO),
+    Param("sparse_depth.enabled", False, "subscribe sparse_depth for metric scale", **_RO),
+    # settable at runtime
+    Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
+    Param("publish_colored", True, "publish depth/colored while it has subscribers"),
+    Param("max_rate_hz", 0.0, "cap on the inference rate; 0 = no cap", lo=0, hi=1e3),
+    Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
+    Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off", lo=0, hi=1e4),
+    Param("max_depth", 0.0, "output values above become +inf (REP 117); 0 = off", lo=0, hi=1e4),
+    Param("sparse_depth.mode", "scale", "median-ratio scale, or scale + shift", FIT_MODES),
+    Param("sparse_depth.max_stamp_diff_s", 0.05, "stamp tolerance image/sparse", lo=0, hi=10),
+    Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
+    Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
+    Param("sparse_depth.max_m", 200.0, "sparse values above (m) are ignored", lo=0, hi=1e4),
+    Param("debug_min_inference_ms", 0.0, "TEST HOOK: pad each inference to this", lo=0, hi=1e4),
+)
+
+
+def validate_params(values: dict[str, Any]) -> str | None:
+    """The reason the parameter set is invalid (naming parameter and value), or None."""
+    specs = {p.name: p for p in PARAMS}
+    for name, value in values.items():
+        p = specs.get(name)
+        if p is None:
+            continue
+        if p.choices and value not in p.choices:
+            return f"{name}={value!r} is not one of {list(p.choices)}"
+        if p.lo is not None and not p.lo <= value <= p.hi:
+            return f"{name}={value!r} is outside [{p.lo:g}, {p.hi:g}]"
+    if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
+        return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
+    for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):
+        if values.get(hi, 0) > 0 and values.get(lo, 0) >= values[hi]:
+            return f"{lo}={values[lo]!r} must be below {hi}={values[hi]!r}"
+    return None

@@ -1,0 +1,175 @@
+"""The frame path of `depthart_node` between subscription and publishers, free of rclpy.
+
+Latest-frame policy: the subscription callback only validates the header and parks the message in
+a one-frame slot; a worker thread converts, runs `Backend.predict` and publishes. A frame that
+arrives while another waits replaces it and is counted, so memory stays flat and latency bounded
+when the camera outruns the model. Every frame ends in exactly one counter:
+    received = processed + replaced + rejected + dropped_stale + pending + in_progress.
+
+Here: the slot and its counters (`FramePipeline`), the worker loop (`run_worker`), inference
+timing and the frame statistics that `depthart_ros.node` publishes on `/diagnostics`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from depthart_core.runtime.base import Backend
+
+
+class FramePipeline:
+    """The one-frame slot between the subscription and the worker, and every frame counter,
+    under one lock so a snapshot always satisfies the accounting identity."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._cv = threading.Condition()
+        self._pending: Any = None
+        self._closed = False
+        self.counts: Counter[str] = Counter()
+        self.rejected_by: Counter[str] = Counter()
+        self.latency_ms: deque[float] = deque(maxlen=window)
+        self.inference_ms: deque[float] = deque(maxlen=window)
+
+    def offer(self, item: Any) -> None:
+        with self._cv:
+            self.counts["received"] += 1
+            if self._pending is not None:
+                self.counts["replaced"] += 1
+            self._pending = item
+            self.counts["pending_max"] = max(self.counts["pending_max"], 1)
+            self._cv.notify()
+
+    def reject_incoming(self, cause: str) -> None:
+        with self._cv:
+            self.counts["received"] += 1
+            self._reject(cause)
+
+    def _reject(self, cause: str) -> None:
+        self.counts["rejected"] += 1
+        self.rejected_by[cause] += 1
+
+    def take(self) -> Any | None:
+        """Block until a frame waits (returns it, now in progress) or the pipeline closes."""
+        with self._cv:
+            while self._pending is None and not self._closed:
+                self._cv.wait()
+            if self._closed:
+                return None
+            item, self._pending = self._pending, None
+            self.counts["in_progress"] = 1
+            return item
+
+    def finish(self, outcome: str, cause: str = "") -> None:
+        """outcome: processed | rejected (with cause) | dropped_stale."""
+        with self._cv:
+            self.counts["in_progress"] = 0
+            if outcome == "rejected":
+                self._reject(cause)
+            else:
+                self.counts[outcome] += 1
+
+    def record(self, latency_ms: float, inference_ms: float) -> None:
+        with self._cv:
+            self.latency_ms.append(latency_ms)
+            self.inference_ms.append(inference_ms)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early when the pipeline closes."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._closed, timeout=max(0.0, seconds))
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._cv:
+            snap = {k: self.counts[k] for k in ("received", "processed", "replaced", "rejected")}
+            snap |= {k: self.counts[k] for k in ("dropped_stale", "in_progress", "pending_max")}
+            snap["pending"] = int(self._pending is not None)
+            snap["rejected_by"] = dict(self.rejected_by)
+            snap["latency_ms"] = list(self.latency_ms)
+            snap["inference_ms"] = list(self.inference_ms)
+            return snap
+
+
+def run_worker(
+    frames: FramePipeline,
+    process: Callable[[Any], tuple[str, str]],
+    max_rate_hz: Callable[[], float],
+    keep_going: Callable[[Exception], bool],
+) -> None:
+    """The worker thread's loop: wait for a frame (no sooner than `max_rate_hz()` allows), process
+    it and count its `(outcome, cause)`. A frame whose `process` raises is counted as rejected
+    with cause `inference_error` unless `keep_going(exc)` says to stop; returns when `frames`
+    closes."""
+    last_start = 0.0
+    while True:
+        rate = max_rate_hz()
+        if rate > 0:
+            frames.pause(last_start + 1.0 / rate - time.monotonic())
+        item = frames.take()
+        if item is None:
+            return
+        last_start = time.monotonic()
+        try:
+            outcome, cause = process(item)
+        except Exception as exc:  # a bad frame must never kill the worker
+            if not keep_going(exc):
+                return
+            outcome, cause = "rejected", "inference_error"
+        frames.finish(outcome, cause)
+
+
+def timed_predict(
+    backend: Backend, rgb: np.ndarray, min_inference_ms: float = 0.0
+) -> tuple[np.ndarray, float]:
+    """`backend.predict(rgb)` and its wall time in ms, padded to `min_inference_ms` (a test hook
+    that stands in for a slow model)."""
+    t0 = time.monotonic()
+    depth = backend.predict(rgb)
+    pad = min_inference_ms / 1e3 - (time.monotonic() - t0)
+    if pad > 0:
+        time.sleep(pad)
+    return depth, (time.monotonic() - t0) * 1e3
+
+
+def header_stamp_ns(header: Any) -> int:
+    """A std_msgs/Header stamp in integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc), NaN where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    except OSError:
+        return float("nan")
+
+
+def frame_stats(snap: dict[str, Any], prev: tuple[float, int, int], now: float) -> dict[str, Any]:
+    """The frame part of the diagnostics, in publishing order: input and output rates since
+    `prev` = (monotonic time, received, processed), latency and inference percentiles over the
+    snapshot's window, every counter and the rejections by cause."""
+    t_prev, rx_prev, out_prev = prev
+    dt = max(now - t_prev, 1e-3)
+    lat, inf = snap["latency_ms"], snap["inference_ms"]
+    return {
+        "input_rate_hz": f"{(snap['received'] - rx_prev) / dt:.2f}",
+        "output_rate_hz": f"{(snap['processed'] - out_prev) / dt:.2f}",
+        "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat else "nan",
+        "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat else "nan",
+        "inference_p50_ms": f"{np.percentile(inf, 50):.1f}" if inf else "nan",
+        **{f"frames_{k}": snap[k] for k in ("received", "processed", "replaced", "rejected")},
+        **{f"frames_{k}": snap[k] for k in ("dropped_stale", "pending", "in_progress")},
+        "pending_max": snap["pending_max"],
+        **{f"rejected.{k}": v for k, v in sorted(snap["rejected_by"].items())},
+    }
