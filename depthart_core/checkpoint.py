@@ -68,7 +68,11 @@ def save_checkpoint(
         v = v.detach().cpu().contiguous()
         tensors[k] = v.half() if half and v.is_floating_point() else v
     info = {"format": FORMAT, "config": model.cfg.to_dict(), "metadata": metadata or {}}
-    st_meta = {"format": FORMAT, "config": json.dumps(info["config"]), "metadata": json.dumps(info["metadata"])}
+    st_meta = {
+        "format": FORMAT,
+        "config": json.dumps(info["config"]),
+        "metadata": json.dumps(info["metadata"]),
+    }
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=st_meta))
     sidecar = path.with_suffix(".json")
     atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
@@ -85,10 +89,15 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
-    return {"config": json.loads(meta["config"]), "metadata": json.loads(meta.get("metadata", "{}"))}
+    return {
+        "config": json.loads(meta["config"]),
+        "metadata": json.loads(meta.get("metadata", "{}")),
+    }
 
 
-def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[DepthART, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[DepthART, dict[str, Any]]:
     """Build the model from the stored config and load its weights strictly (fp32)."""
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
@@ -132,7 +141,9 @@ def _existing(path: str | Path) -> Path:
     return p
 
 
-def load_official_var(model: DepthART, var_pth: str | Path | None, vae_pth: str | Path | None) -> None:
+def load_official_var(
+    model: DepthART, var_pth: str | Path | None, vae_pth: str | Path | None
+) -> None:
     """Initialise a `d16` model from VAR's released `var_d16.pth` / `vae_ch160v4096z32.pth`.
 
     Both load strictly; the only keys ignored are VAR's two buffers shaped for its own 680-token

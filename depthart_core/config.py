@@ -82,10 +82,13 @@ class ModelConfig:
                 f"{latent} (image_size {self.image_size} / {ds})"
             )
         if list(self.tokenizer.patch_nums) != sorted(set(self.tokenizer.patch_nums)):
-            raise ValueError(f"patch_nums must be strictly increasing, got {self.tokenizer.patch_nums}")
+            raise ValueError(
+                f"patch_nums must be strictly increasing, got {self.tokenizer.patch_nums}"
+            )
         if self.transformer.embed_dim % self.transformer.heads:
             raise ValueError(
-                f"width {self.transformer.embed_dim} is not divisible by heads {self.transformer.heads}"
+                f"width {self.transformer.embed_dim} is not divisible by "
+                f"heads {self.transformer.heads}"
             )
 
     @property
@@ -174,7 +177,8 @@ PRESETS: dict[str, ModelConfig] = {
             patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
         ),
         transformer=TransformerConfig(
-            depth=16, width=0, num_heads=0, num_classes=1000, drop_path_rate=0.1 * 16 / 24),
+            depth=16, width=0, num_heads=0, num_classes=1000, drop_path_rate=0.1 * 16 / 24
+        ),
     ),
 }
 

@@ -66,7 +66,9 @@ class DepthART(nn.Module):
         # 1. the frozen tokenizer (trained separately in stage 1)
         self.tokenizer = MultiScaleVQVAE(tcfg)
         # 2. the next-scale transformer
-        self.transformer = DepthVAR(cfg.transformer, tcfg.z_channels, tcfg.vocab_size, tcfg.patch_nums)
+        self.transformer = DepthVAR(
+            cfg.transformer, tcfg.z_channels, tcfg.vocab_size, tcfg.patch_nums
+        )
 
     @property
     def patch_nums(self) -> tuple[int, ...]:
@@ -121,7 +123,9 @@ class DepthART(nn.Module):
             return idx_Bl, emb(idx_Bl)
         B, l, V = logits_BlV.shape
         probs = filter_logits(logits_BlV.float() / s.temperature, s.top_k, s.top_p).softmax(-1)
-        draws_Nn = torch.multinomial(probs.view(-1, V), s.n_samples, replacement=True, generator=gen)
+        draws_Nn = torch.multinomial(
+            probs.view(-1, V), s.n_samples, replacement=True, generator=gen
+        )
         draws_Bln = draws_Nn.view(B, l, s.n_samples)
         return draws_Bln[..., 0], emb(draws_Bln).mean(dim=2)
 

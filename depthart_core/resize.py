@@ -42,7 +42,9 @@ def resize_matrix(n_in: int, n_out: int, mode: str) -> torch.Tensor:
 _DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def _matrix(n_in: int, n_out: int, mode: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _matrix(
+    n_in: int, n_out: int, mode: str, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     if torch.jit.is_tracing() or device.type == "cpu":
         return _matrix_cpu(n_in, n_out, mode).to(device=device, dtype=dtype)
     # One copy per device/dtype, so CUDA-graph capture and replay never copy from the host.

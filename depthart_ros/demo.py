@@ -44,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=30, help="frames in the synthetic bag")
     p.add_argument("--rate", type=float, default=5.0, help="recorded frame rate [Hz]")
     p.add_argument("--size", type=_size, default=(192, 256), help="image size HxW (192x256)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    p.add_argument(
+        "--seed", type=int, default=4242, help="synthetic scene seed (never used in training)"
+    )
     p.add_argument("--protocol", default="depthart", choices=("depthart", "affine", "metric"))
-    p.add_argument("--backend", default="torch", help="node backend (torch|onnxruntime|auto)")
+    p.add_argument("--backend", default="auto", help="node backend (auto|torch|onnxruntime)")
     p.add_argument("--domain-id", type=int, default=None, help="default: a random free-ish one")
     p.add_argument("--time-limit", type=float, default=240.0, help="whole replay bound [s]")
     return p

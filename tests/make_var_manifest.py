@@ -30,7 +30,11 @@ def _resblock(p: str, cin: int, cout: int) -> dict:
 
 
 def _attn(p: str, c: int) -> dict:
-    return {**_gn(f"{p}.norm", c), **_conv(f"{p}.qkv", 3 * c, c, 1), **_conv(f"{p}.proj_out", c, c, 1)}
+    return {
+        **_gn(f"{p}.norm", c),
+        **_conv(f"{p}.qkv", 3 * c, c, 1),
+        **_conv(f"{p}.proj_out", c, c, 1),
+    }
 
 
 def vae_manifest(ch=160, mult=(1, 1, 2, 2, 4), nrb=2, z=32, V=4096, scales=10, phis=4) -> dict:

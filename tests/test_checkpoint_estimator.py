@@ -9,15 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from depthart_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from depthart_core.checkpoint import load_checkpoint, save_checkpoint
 from depthart_core.config import get_preset, with_overrides
 from depthart_core.estimator import DepthEstimator
-from depthart_core.model import DepthART
 
 
 def test_round_trip_is_exact(tiny_model, tiny_checkpoint):
     model, info = load_checkpoint(tiny_checkpoint)
-    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), model.state_dict().items()):
+    pairs = zip(tiny_model.state_dict().items(), model.state_dict().items(), strict=True)
+    for (k, a), (_, b) in pairs:
         assert torch.equal(a, b), k
     assert info["metadata"]["purpose"] == "tests"
     assert info["config"]["image_size"] == 64
@@ -27,7 +27,10 @@ def test_round_trip_is_exact(tiny_model, tiny_checkpoint):
 
 def _rewrite(src, dst, mutate):
     tensors = load_file(src)
-    meta = {"format": "depthart/1", **{k: v for k, v in read_raw_meta(src).items() if k != "format"}}
+    meta = {
+        "format": "depthart/1",
+        **{k: v for k, v in read_raw_meta(src).items() if k != "format"},
+    }
     mutate(tensors)
     save_file(tensors, dst, metadata=meta)
 
@@ -44,10 +47,14 @@ def test_missing_extra_and_misshapen_keys_raise(tiny_checkpoint, tmp_path):
     _rewrite(tiny_checkpoint, tmp_path / "missing.safetensors", lambda t: t.pop(key))
     with pytest.raises(ValueError, match="missing keys.*transformer.head.bias"):
         load_checkpoint(tmp_path / "missing.safetensors")
-    _rewrite(tiny_checkpoint, tmp_path / "extra.safetensors", lambda t: t.update(bogus=torch.zeros(1)))
+    _rewrite(
+        tiny_checkpoint, tmp_path / "extra.safetensors", lambda t: t.update(bogus=torch.zeros(1))
+    )
     with pytest.raises(ValueError, match="unexpected keys.*bogus"):
         load_checkpoint(tmp_path / "extra.safetensors")
-    _rewrite(tiny_checkpoint, tmp_path / "shape.safetensors", lambda t: t.update({key: torch.zeros(3)}))
+    _rewrite(
+        tiny_checkpoint, tmp_path / "shape.safetensors", lambda t: t.update({key: torch.zeros(3)})
+    )
     with pytest.raises(ValueError, match="shape mismatches.*head.bias"):
         load_checkpoint(tmp_path / "shape.safetensors")
     with pytest.raises(FileNotFoundError, match="nope"):
@@ -94,7 +101,7 @@ def test_batched_predict_equals_single(estimator):
     rng = np.random.default_rng(1)
     imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(64, 64, 3), (37, 90, 3)]]
     batch = estimator.predict_batch(imgs)
-    for img, out in zip(imgs, batch):
+    for img, out in zip(imgs, batch, strict=False):
         assert out.shape == img.shape[:2]
         assert np.allclose(out, estimator.predict(img), atol=1e-5)
 

@@ -36,8 +36,13 @@ def test_predict_reports_unreadable_image(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_info_d16_json_counts():
-    out = subprocess.run([sys.executable, "-m", "depthart_core", "info", "--preset", "d16", "--json"],
-                         check=True, capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "depthart_core", "info", "--preset", "d16", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     params = json.loads(out)["parameters"]
     assert params["tokenizer"] == 108_948_355
     assert params["transformer"] == 310_283_520

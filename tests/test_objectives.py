@@ -22,7 +22,7 @@ def test_targets_equal_teacher_forcing_when_predictions_are_ground_truth():
     m, q, f_D = _setup()
     gt_idx, _, _ = q.quantize(f_D)
     targets = rollout_targets(q, f_D, gt_idx)
-    for si, (t, g) in enumerate(zip(targets, gt_idx)):
+    for si, (t, g) in enumerate(zip(targets, gt_idx, strict=False)):
         assert torch.equal(t, g), f"scale {si}"
 
 
@@ -33,7 +33,7 @@ def test_targets_change_when_earlier_predictions_change():
     wrong[1] = (wrong[1] + 7) % q.vocab_size  # the model erred at scale 2
     targets = rollout_targets(q, f_D, wrong)
     assert torch.equal(targets[0], gt_idx[0]) and torch.equal(targets[1], gt_idx[1])
-    changed = [not torch.equal(t, g) for t, g in zip(targets[2:], gt_idx[2:])]
+    changed = [not torch.equal(t, g) for t, g in zip(targets[2:], gt_idx[2:], strict=False)]
     assert changed[0], "the target right after the error must correct it"
     assert any(changed)
 

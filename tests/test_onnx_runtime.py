@@ -28,7 +28,9 @@ def test_graph_is_valid_static_and_stamped(exported, tiny_checkpoint):
     assert model.opset_import[0].version >= 17
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 64, 64]
-    assert read_onnx_metadata(exported)["depthart_checkpoint_sha256"] == file_sha256(tiny_checkpoint)
+    assert read_onnx_metadata(exported)["depthart_checkpoint_sha256"] == file_sha256(
+        tiny_checkpoint
+    )
 
 
 @pytest.mark.parametrize("shape", [(481, 641, 3), (37, 91, 3), (64, 64, 3)])

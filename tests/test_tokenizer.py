@@ -10,8 +10,17 @@ from depthart_core.resize import resize_square
 from depthart_core.tokenizer.codec import decode_depth, encode_depth, encode_rgb
 
 
-@pytest.mark.parametrize("n_in,n_out,mode", [(16, 13, "area"), (16, 5, "area"), (8, 8, "area"),
-                                             (3, 16, "bicubic"), (13, 16, "bicubic"), (1, 8, "bicubic")])
+@pytest.mark.parametrize(
+    "n_in,n_out,mode",
+    [
+        (16, 13, "area"),
+        (16, 5, "area"),
+        (8, 8, "area"),
+        (3, 16, "bicubic"),
+        (13, 16, "bicubic"),
+        (1, 8, "bicubic"),
+    ],
+)
 def test_resize_matrices_equal_interpolate(n_in, n_out, mode):
     x = torch.randn(2, 4, n_in, n_in)
     if mode == "area":
@@ -40,11 +49,13 @@ def test_reconstruction_error_falls_with_scales():
     torch.manual_seed(1)
     q = MultiScaleQuantizer(vocab_size=2048, dim=4, patch_nums=(1, 2, 3, 4, 6, 8), quant_resi=0.0)
     torch.nn.init.normal_(q.embedding.weight)
-    f = F.interpolate(torch.randn(2, 4, 4, 4), size=(8, 8), mode="bicubic") + 0.3 * torch.randn(2, 4, 8, 8)
+    f = F.interpolate(torch.randn(2, 4, 4, 4), size=(8, 8), mode="bicubic") + 0.3 * torch.randn(
+        2, 4, 8, 8
+    )
     with torch.no_grad():
         _, _, cum = q.quantize(f)
     errs = [float(F.mse_loss(c, f)) for c in cum]
-    assert all(b < a for a, b in zip(errs, errs[1:])), errs
+    assert all(b < a for a, b in zip(errs, errs[1:], strict=False)), errs
     assert errs[-1] < 0.2 * float(f.square().mean())
 
 

@@ -17,8 +17,13 @@ from depthart_core.training.trainer import Trainer, lr_at
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
-    "batch_size=2", "data.val_count=2", "log_every=5", "val_every=1000", "ckpt_every=1000",
-    "data.render_size=0", "data.pool_size=0",
+    "batch_size=2",
+    "data.val_count=2",
+    "log_every=5",
+    "val_every=1000",
+    "ckpt_every=1000",
+    "data.render_size=0",
+    "data.pool_size=0",
 ]
 
 
@@ -48,8 +53,9 @@ def test_resume_is_bitwise_identical(tmp_path):
 
 
 def test_tokenizer_stage_trains_and_reports_code_usage(tmp_path):
-    tr = Trainer(_cfg("steps=6", "val_every=6", "restart_dead_every=3", stage="tokenizer"),
-                 tmp_path / "tok")
+    tr = Trainer(
+        _cfg("steps=6", "val_every=6", "restart_dead_every=3", stage="tokenizer"), tmp_path / "tok"
+    )
     metrics = tr.fit(progress=False)
     assert {"rgb_psnr", "abs_rel", "usage", "perplexity"} <= metrics.keys()
     assert len(metrics["usage"]) == len(tr.model.patch_nums)
@@ -60,8 +66,13 @@ def test_tokenizer_stage_trains_and_reports_code_usage(tmp_path):
 
 
 def test_lr_schedules():
-    cfg = _cfg("optim.schedule=step", "optim.step_size=5000", "optim.gamma=0.8", "optim.warmup=0",
-               "optim.lr=1.0e-4")
+    cfg = _cfg(
+        "optim.schedule=step",
+        "optim.step_size=5000",
+        "optim.gamma=0.8",
+        "optim.warmup=0",
+        "optim.lr=1.0e-4",
+    )
     assert lr_at(0, cfg) == pytest.approx(1e-4)
     assert lr_at(4999, cfg) == pytest.approx(1e-4)
     assert lr_at(5000, cfg) == pytest.approx(0.8e-4)
@@ -107,8 +118,16 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
         "torch.save(flat, f'{sys.argv[1]}/rank{tr.rank}.pt')\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port", str(29500 + os.getpid() % 1000), str(script), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        str(script),
+        str(tmp_path),
+    ]
     subprocess.run(cmd, check=True, env=env, timeout=300, cwd=ROOT, capture_output=True)
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(r0, r1)
@@ -123,9 +142,17 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
 
 def test_cli_train_writes_checkpoint_and_plot(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "depthart_core", "train", "--config",
-           str(ROOT / "training/configs/tiny_teacher_forcing.yaml"), "--out", str(out),
-           "--no-progress"] + [a for s in FAST + ["steps=3", "val_every=3"] for a in ("--set", s)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "depthart_core",
+        "train",
+        "--config",
+        str(ROOT / "training/configs/tiny_teacher_forcing.yaml"),
+        "--out",
+        str(out),
+        "--no-progress",
+    ] + [a for s in FAST + ["steps=3", "val_every=3"] for a in ("--set", s)]
     subprocess.run(cmd, check=True, timeout=300, cwd=ROOT, capture_output=True)
     assert (out / "checkpoint.safetensors").exists() and (out / "progress.png").exists()
     from depthart_core.checkpoint import read_checkpoint_info

@@ -118,10 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         table.append(f"| {name} | {r['abs_rel']:.4f} | {r['delta1_bad']:.4f} | {r['mae']:.4f} |")
     (out / "ablation.md").write_text("\n".join(table) + "\n")
-    (out / "ablation.json").write_text(json.dumps(
-        {"preset": pre, "eval_seed": args.eval_seed, "eval_count": len(ds),
-         "checkpoints": {k: str(v) for k, v in ckpts.items()}, "tokenizer": str(tok),
-         "results": results, "command": " ".join(sys.argv)}, indent=2) + "\n")
+    (out / "ablation.json").write_text(
+        json.dumps(
+            {
+                "preset": pre,
+                "eval_seed": args.eval_seed,
+                "eval_count": len(ds),
+                "checkpoints": {k: str(v) for k, v in ckpts.items()},
+                "tokenizer": str(tok),
+                "results": results,
+                "command": " ".join(sys.argv),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print("\n".join(table))
     return 0
 

@@ -28,7 +28,7 @@ COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depthart",
-        description="DepthART monocular depth: predict, train, evaluate, export, benchmark, replay.",
+        description="DepthART monocular depth: predict, train, evaluate, export, bench, replay.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

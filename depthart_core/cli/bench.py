@@ -1,4 +1,4 @@
-"""`depthart bench [--checkpoint CKPT | --preset NAME] --backend B --size HxW [--runs N] [--json OUT]`."""
+"""`depthart bench [--checkpoint CKPT | --preset NAME] --backend B --size HxW [--runs N]`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 480x640 (HxW), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--size must look like 480x640 (HxW), got {text!r}"
+        ) from None
     if h < 2 or w < 2:
         raise argparse.ArgumentTypeError(f"--size {text!r} is too small (at least 2x2)")
     return h, w
@@ -23,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", help="fp32|bf16|fp16")
-    p.add_argument("--size", type=parse_size, default=(480, 640), help="input HxW (default 480x640)")
+    p.add_argument(
+        "--size", type=parse_size, default=(480, 640), help="input HxW (default 480x640)"
+    )
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-peer", action="store_true", help="skip the Depth Anything V2-Small peer")
@@ -51,16 +55,18 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.model import DepthART
 
         torch.manual_seed(0)
-        ckpt = save_checkpoint(f"{tempfile.mkdtemp()}/{args.preset}.safetensors",
-                               DepthART(get_preset(args.preset)))
-    backend = get_backend(args.backend, checkpoint=ckpt, device=args.device,
-                          precision=args.precision)
+        ckpt = save_checkpoint(
+            f"{tempfile.mkdtemp()}/{args.preset}.safetensors", DepthART(get_preset(args.preset))
+        )
+    backend = get_backend(
+        args.backend, checkpoint=ckpt, device=args.device, precision=args.precision
+    )
     h, w = args.size
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     result = {
         "date": date.today().isoformat(),
         "device": f"{args.device} ({platform.processor() or platform.machine()}, "
-                  f"{torch.get_num_threads()} threads)",
+        f"{torch.get_num_threads()} threads)",
         "model": args.preset or str(ckpt or "default checkpoint"),
         "backend": backend.describe(),
         "input": [h, w],
@@ -78,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
         dev = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
         peer = time_peer(rgb, dev, max(3, args.runs // 2), 1, args.peer_short_side)
         result["peer"] = peer
-        ratio = peer["stages"]["end_to_end"]["median_ms"] / result["stages"]["end_to_end"]["median_ms"]
+        ratio = (
+            peer["stages"]["end_to_end"]["median_ms"] / result["stages"]["end_to_end"]["median_ms"]
+        )
         result["speedup_vs_peer"] = ratio
-        print(f"  peer {peer['name']} at {peer['input'][0]}x{peer['input'][1]}: "
-              f"{peer['stages']['end_to_end']['median_ms']:.1f} ms ({peer['fps']:.2f} frames/s)")
+        print(
+            f"  peer {peer['name']} at {peer['input'][0]}x{peer['input'][1]}: "
+            f"{peer['stages']['end_to_end']['median_ms']:.1f} ms ({peer['fps']:.2f} frames/s)"
+        )
         print(f"  DepthART is {ratio:.1f}x {'faster' if ratio >= 1 else 'slower'} than the peer")
     if args.json:
         with open(args.json, "w") as f:

@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
     onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
     export_onnx(model, onnx_path, checkpoint_sha256=file_sha256(ckpt), fp16=args.fp16)
     missing = unsupported_ops(onnx_path)
-    print(f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "
-          f"ONNX support list: {missing or 'none'}")
+    print(
+        f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "
+        f"ONNX support list: {missing or 'none'}"
+    )
     if args.format == "tensorrt":
         from depthart_core.runtime.tensorrt_backend import build_serialized_engine, import_tensorrt
 

@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['source']}")
-    print(f"image size {report['config']['image_size']}, patch_nums "
-          f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}")
+    print(
+        f"image size {report['config']['image_size']}, patch_nums "
+        f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}"
+    )
     for comp, n in report["parameters"].items():
         print(f"  {comp:<32} {n:>14,}")
     for k, v in report.get("metadata", {}).items():

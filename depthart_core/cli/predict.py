@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.colormap import colorize
     from depthart_core.runtime import get_backend
 
-    backend = get_backend(args.backend, checkpoint=args.checkpoint, device=args.device,
-                          letterbox=args.letterbox)
+    backend = get_backend(
+        args.backend, checkpoint=args.checkpoint, device=args.device, letterbox=args.letterbox
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0

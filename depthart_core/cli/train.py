@@ -1,4 +1,4 @@
-"""`depthart train --config training/configs/NAME.yaml [--set key=value ...] --out RUN_DIR [--resume]`."""
+"""`depthart train --config CONFIG.yaml [--set key=value ...] --out RUN_DIR [--resume]`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Runs under torchrun for data parallelism (gloo on CPU, NCCL on GPU).",
     )
     p.add_argument("--config", required=True, help="YAML file in training/configs/")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, plots)")
     p.add_argument("--resume", action="store_true", help="continue exactly from RUN_DIR's state")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -30,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if trainer.is_main:
         print(f"done: {trainer.step} steps; checkpoint {trainer.run_dir / CKPT_NAME}")
         if metrics:
-            print("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                                             if isinstance(v, float)))
+            print(
+                "validation: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            )
     return 0

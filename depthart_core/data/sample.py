@@ -26,7 +26,9 @@ class DepthSample:
 
     def __post_init__(self) -> None:
         if self.rgb.dtype != np.uint8 or self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
-            raise ValueError(f"{self.name}: rgb must be HxWx3 uint8, got {self.rgb.dtype} {self.rgb.shape}")
+            raise ValueError(
+                f"{self.name}: rgb must be HxWx3 uint8, got {self.rgb.dtype} {self.rgb.shape}"
+            )
         if self.depth.shape != self.rgb.shape[:2] or self.valid.shape != self.depth.shape:
             raise ValueError(
                 f"{self.name}: rgb {self.rgb.shape[:2]}, depth {self.depth.shape} and valid "

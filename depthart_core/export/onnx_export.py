@@ -116,16 +116,24 @@ def export_onnx(
             do_constant_folding=True,
         )
     graph = onnx.load(str(out_path))
-    meta = {META_SHA: checkpoint_sha256, META_PRECISION: "fp16" if fp16 else "fp32",
-            META_IMAGE_SIZE: str(S)}
+    meta = {
+        META_SHA: checkpoint_sha256,
+        META_PRECISION: "fp16" if fp16 else "fp32",
+        META_IMAGE_SIZE: str(S),
+    }
     for k, v in meta.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(graph, str(out_path))
     if check:
         onnx.checker.check_model(str(out_path))
-    log.info("exported %s (%s, opset %d, %.1f MB)", out_path, meta[META_PRECISION], OPSET,
-             out_path.stat().st_size / 1e6)
+    log.info(
+        "exported %s (%s, opset %d, %.1f MB)",
+        out_path,
+        meta[META_PRECISION],
+        OPSET,
+        out_path.stat().st_size / 1e6,
+    )
     return out_path
 
 

@@ -36,8 +36,10 @@ class StageTimer:
         return out
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90))}
-                for k, v in self.times.items()}
+        return {
+            k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90))}
+            for k, v in self.times.items()
+        }
 
 
 def _sync_fn(device: torch.device) -> Callable[[], None] | None:
@@ -51,12 +53,13 @@ def time_backend(backend: Backend, rgb: np.ndarray, runs: int, warmup: int) -> d
     for i in range(warmup + runs):
         t = StageTimer() if i < warmup else timer
         t0 = time.perf_counter()
-        x, geo = t.run("preprocess", lambda: preprocess(rgb, backend.image_size, backend.letterbox))
+        x, geo = preprocess(rgb, backend.image_size, backend.letterbox)  # timed below
+        t.times.setdefault("preprocess", []).append((time.perf_counter() - t0) * 1e3)
         if isinstance(backend, DepthEstimator):
             depth_S = _torch_stages(backend, x, t)
         else:
-            depth_S = t.run("model", lambda: backend.run(x))[0]
-        t.run("postprocess", lambda: postprocess(depth_S, geo))
+            depth_S = t.run("model", lambda x=x: backend.run(x))[0]
+        t.run("postprocess", lambda d=depth_S, g=geo: postprocess(d, g))
         t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
     out = timer.summary()
     e2e = out["end_to_end"]["median_ms"]
@@ -81,15 +84,25 @@ def build_peer(device: torch.device) -> torch.nn.Module:
     try:
         from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
     except ImportError as exc:
-        raise ImportError("the peer needs `transformers`: pip install 'depthart_ros[bench]'") from exc
+        raise ImportError(
+            "the peer needs `transformers`: pip install 'depthart_ros[bench]'"
+        ) from exc
     backbone = Dinov2Config(
-        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14,
-        image_size=518, out_features=["stage3", "stage6", "stage9", "stage12"],
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        patch_size=14,
+        image_size=518,
+        out_features=["stage3", "stage6", "stage9", "stage12"],
         reshape_hidden_states=False,
     )
     cfg = DepthAnythingConfig(
-        backbone_config=backbone, neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64,
-        head_hidden_size=32, reassemble_hidden_size=384, patch_size=14,
+        backbone_config=backbone,
+        neck_hidden_sizes=[48, 96, 192, 384],
+        fusion_hidden_size=64,
+        head_hidden_size=32,
+        reassemble_hidden_size=384,
+        patch_size=14,
     )
     torch.manual_seed(0)
     return DepthAnythingForDepthEstimation(cfg).eval().to(device)
@@ -101,7 +114,9 @@ def peer_input_size(h: int, w: int, short: int = 518) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def time_peer(rgb: np.ndarray, device: torch.device, runs: int, warmup: int, short: int = 518) -> dict[str, Any]:
+def time_peer(
+    rgb: np.ndarray, device: torch.device, runs: int, warmup: int, short: int = 518
+) -> dict[str, Any]:
     import cv2
 
     model = build_peer(device)
@@ -116,13 +131,18 @@ def time_peer(rgb: np.ndarray, device: torch.device, runs: int, warmup: int, sho
         t0 = time.perf_counter()
         x = cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
         x = torch.from_numpy(((x - mean) / std).transpose(2, 0, 1)[None].copy()).to(device)
-        d = t.run("model", lambda: model(pixel_values=x).predicted_depth, sync)
+        d = t.run("model", lambda x=x: model(pixel_values=x).predicted_depth, sync)
         cv2.resize(d[0].float().cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
         t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
     out = timer.summary()
     params = sum(p.numel() for p in model.parameters())
-    return {"stages": out, "fps": 1000.0 / out["end_to_end"]["median_ms"], "input": [ph, pw],
-            "parameters": params, "name": "Depth Anything V2-Small (random init)"}
+    return {
+        "stages": out,
+        "fps": 1000.0 / out["end_to_end"]["median_ms"],
+        "input": [ph, pw],
+        "parameters": params,
+        "name": "Depth Anything V2-Small (random init)",
+    }
 
 
 def peak_rss_mb() -> float:

@@ -28,13 +28,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from depthart_core.fileutil import sha256_file, write_atomic  # noqa: F401 (re-exported)
-from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 

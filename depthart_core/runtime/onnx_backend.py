@@ -47,8 +47,12 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
     ) -> None:
         ort = _import_ort()
-        from depthart_core.export.onnx_export import META_IMAGE_SIZE, META_PRECISION, META_SHA
-        from depthart_core.export.onnx_export import read_onnx_metadata
+        from depthart_core.export.onnx_export import (
+            META_IMAGE_SIZE,
+            META_PRECISION,
+            META_SHA,
+            read_onnx_metadata,
+        )
 
         path = Path(onnx_path)
         if not path.is_file():

@@ -29,5 +29,6 @@ def tensorrt_from_checkpoint(
 
             model, _ = load_checkpoint(ckpt)
             export_onnx(model, onnx_path, checkpoint_sha256=sha, fp16=precision == "fp16")
-    return TensorRTBackend(onnx_path, size, precision=precision, letterbox=letterbox,
-                           expected_model_hash=sha)
+    return TensorRTBackend(
+        onnx_path, size, precision=precision, letterbox=letterbox, expected_model_hash=sha
+    )

@@ -20,7 +20,9 @@ def depth_scale(depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tenso
     if depth_BHW.ndim != 3:
         raise ValueError(f"depth must be (B, H, W), got {tuple(depth_BHW.shape)}")
     if valid_BHW.shape != depth_BHW.shape:
-        raise ValueError(f"valid mask shape {tuple(valid_BHW.shape)} != depth {tuple(depth_BHW.shape)}")
+        raise ValueError(
+            f"valid mask shape {tuple(valid_BHW.shape)} != depth {tuple(depth_BHW.shape)}"
+        )
     valid_BHW = valid_BHW.bool()
     bad = valid_BHW & ~torch.isfinite(depth_BHW)
     if bad.any():

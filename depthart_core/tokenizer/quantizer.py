@@ -86,7 +86,9 @@ class MultiScaleQuantizer(nn.Module):
         x_NC = x_BChw.permute(0, 2, 3, 1).reshape(-1, C)
         e_VC = self.embedding.weight
         d_NV = (
-            x_NC.square().sum(1, keepdim=True) + e_VC.square().sum(1)[None, :] - 2.0 * x_NC @ e_VC.t()
+            x_NC.square().sum(1, keepdim=True)
+            + e_VC.square().sum(1)[None, :]
+            - 2.0 * x_NC @ e_VC.t()
         )
         return d_NV.argmin(dim=1).view(B, h, w)
 
@@ -126,7 +128,9 @@ class MultiScaleQuantizer(nn.Module):
             cum_list.append(f_hat)
         return idx_list, f_hat, cum_list
 
-    def forward(self, f_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, f_BChw: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Training forward for stage 1: straight-through f_hat, VQ loss, token maps."""
         self._check_latent(f_BChw)
         f_rest = f_BChw.detach().clone()
@@ -157,7 +161,9 @@ class MultiScaleQuantizer(nn.Module):
             f_hat = h if f_hat is None else f_hat + h
         return f_hat
 
-    def residual_target(self, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor, si: int) -> torch.Tensor:
+    def residual_target(
+        self, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor, si: int
+    ) -> torch.Tensor:
         """DepthART target at scale si: Q_si(f - f_hat_<si): area-downsample, nearest code."""
         with torch.no_grad():
             return self.nearest_code(self.downsample_residual(f_BChw - f_hat_BChw, si))
@@ -168,7 +174,7 @@ class MultiScaleQuantizer(nn.Module):
         return x_BChw.flatten(2).transpose(1, 2)
 
     def teacher_forcing_inputs(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
-        """VAR's idxBl_to_var_input: inputs for scales 1..K-1 from ground-truth maps, (B, L-1, C)."""
+        """VAR's idxBl_to_var_input: inputs of scales 1..K-1 from ground-truth maps (B, L-1, C)."""
         f_hat = None
         xs = []
         for si in range(self.num_scales - 1):
@@ -181,7 +187,7 @@ class MultiScaleQuantizer(nn.Module):
         """DepthART image tokens: cumulative f_hat after scale k, bicubic-resized to pn_k."""
         xs = [
             resize_square(f_hat, pn, "bicubic").flatten(2).transpose(1, 2)
-            for f_hat, pn in zip(cum_list, self.patch_nums)
+            for f_hat, pn in zip(cum_list, self.patch_nums, strict=False)
         ]
         return torch.cat(xs, dim=1)  # B, L, C
 

@@ -1,4 +1,4 @@
-"""The multi-scale VQ-VAE: encoder -> quant_conv -> multi-scale quantizer -> post_quant_conv -> decoder.
+"""The multi-scale VQ-VAE: encoder, quant_conv, multi-scale quantizer, post_quant_conv, decoder.
 
 Names match VAR's `VQVAE` (`encoder`, `decoder`, `quantize`, `quant_conv`, `post_quant_conv`).
 In DepthART the tokenizer is frozen: it tokenizes both the RGB image and the 3-channel depth map.
@@ -42,7 +42,9 @@ class MultiScaleVQVAE(nn.Module):
         # 3. convs around the quantizer
         ks = cfg.quant_conv_ks
         self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, ks, stride=1, padding=ks // 2)
-        self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, ks, stride=1, padding=ks // 2)
+        self.post_quant_conv = nn.Conv2d(
+            cfg.z_channels, cfg.z_channels, ks, stride=1, padding=ks // 2
+        )
 
     @property
     def Cvae(self) -> int:
@@ -58,7 +60,9 @@ class MultiScaleVQVAE(nn.Module):
             raise ValueError(f"tokenizer input must be (B, 3, H, W), got {tuple(x_B3HW.shape)}")
         return self.quant_conv(self.encoder(x_B3HW))
 
-    def tokenize(self, x_B3HW: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+    def tokenize(
+        self, x_B3HW: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
         """(token maps per scale, f_hat, cumulative f_hat after each scale)."""
         return self.quantize.quantize(self.encode_latent(x_B3HW))
 
@@ -69,7 +73,9 @@ class MultiScaleVQVAE(nn.Module):
     def decode_idx(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
         return self.decode_f_hat(self.quantize.idx_to_f_hat(idx_list))
 
-    def forward(self, x_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, x_B3HW: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Stage-1 training forward: (reconstruction, vq_loss, token maps)."""
         f_hat, vq_loss, idx_list = self.quantize(self.encode_latent(x_B3HW))
         return self.decode_f_hat(f_hat), vq_loss, idx_list

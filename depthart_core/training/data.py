@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from depthart_core.fileutil import atomic_write
 from depthart_core.data.sample import DepthDataset, DepthSample
+from depthart_core.fileutil import atomic_write
 from depthart_core.training.config import DataConfig
 
 
@@ -62,18 +62,32 @@ class SyntheticPool:
     the pool trades scene variety for throughput. Frame i of the pool is render_frame(seed, i).
     """
 
-    def __init__(self, seed: int, size: int, count: int, batch: int, rank: int = 0,
-                 world: int = 1, cache: str = "") -> None:
+    def __init__(
+        self,
+        seed: int,
+        size: int,
+        count: int,
+        batch: int,
+        rank: int = 0,
+        world: int = 1,
+        cache: str = "",
+    ) -> None:
         from depthart_core.runtime.onnx_backend import cache_dir
 
         self.batch, self.rank, self.world, self.seed = batch, rank, world, seed
-        path = Path(cache) if cache else cache_dir() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
+        path = (
+            Path(cache)
+            if cache
+            else cache_dir() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
+        )
         if not path.is_file():
             self._render(path, seed, size, count)
         tensors = load_file(str(path))
         self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
         if len(self.rgb) != count:
-            raise ValueError(f"synthetic pool cache {path} holds {len(self.rgb)} frames, not {count}")
+            raise ValueError(
+                f"synthetic pool cache {path} holds {len(self.rgb)} frames, not {count}"
+            )
 
     @staticmethod
     def _render(path: Path, seed: int, size: int, count: int, chunk: int = 32) -> None:
@@ -102,8 +116,12 @@ class SyntheticPool:
         perm = torch.randperm(len(self.rgb), generator=g)
         start = (within * self.world + self.rank) * self.batch
         idx = perm[start : start + self.batch]
-        return {"rgb": self.rgb[idx], "depth": self.depth[idx], "valid": self.valid[idx],
-                "index": idx}
+        return {
+            "rgb": self.rgb[idx],
+            "depth": self.depth[idx],
+            "valid": self.valid[idx],
+            "index": idx,
+        }
 
 
 class DatasetBatches:

@@ -79,8 +79,9 @@ class Trainer:
         use_scaler = cfg.precision == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         size = self.model.cfg.image_size
-        self.batches = make_batches(cfg.data, cfg.data.render_size or size, cfg.batch_size,
-                                    self.rank, self.world)
+        self.batches = make_batches(
+            cfg.data, cfg.data.render_size or size, cfg.batch_size, self.rank, self.world
+        )
         self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -101,7 +102,10 @@ class Trainer:
         model = DepthART(with_overrides(get_preset(cfg.preset), cfg.model_overrides))
         if cfg.init_checkpoint:
             src, _ = load_checkpoint(cfg.init_checkpoint)
-            if src.cfg.tokenizer != model.cfg.tokenizer or src.cfg.image_size != model.cfg.image_size:
+            if (
+                src.cfg.tokenizer != model.cfg.tokenizer
+                or src.cfg.image_size != model.cfg.image_size
+            ):
                 raise ValueError(
                     f"init_checkpoint {cfg.init_checkpoint} has a different tokenizer/image size "
                     f"than preset {cfg.preset!r}"
@@ -129,10 +133,16 @@ class Trainer:
             return None
         imgs, fds = [], []
         n = len(pool.rgb)
-        for s in tqdm(range(0, n, 64), desc="tokenize pool (frozen tokenizer)", unit="chunk",
-                      disable=not self.is_main):
-            b = {k: t[s : s + 64].to(self.device) for k, t in
-                 (("rgb", pool.rgb), ("depth", pool.depth), ("valid", pool.valid))}
+        for s in tqdm(
+            range(0, n, 64),
+            desc="tokenize pool (frozen tokenizer)",
+            unit="chunk",
+            disable=not self.is_main,
+        ):
+            b = {
+                k: t[s : s + 64].to(self.device)
+                for k, t in (("rgb", pool.rgb), ("depth", pool.depth), ("valid", pool.valid))
+            }
             img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
             imgs.append(img.cpu())
             fds.append(f_D.cpu())
@@ -181,16 +191,22 @@ class Trainer:
         _allreduce_grads(self.params, self.world)
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.opt)
-            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip))
+            logs["grad_norm"] = float(
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+            )
         self.scaler.step(self.opt)
         self.scaler.update()
         if self.ema is not None:
             with torch.no_grad():
-                for e, p in zip(self.ema, self.params):
+                for e, p in zip(self.ema, self.params, strict=False):
                     e.lerp_(p.detach(), 1.0 - cfg.ema)
-        if cfg.stage == "tokenizer" and cfg.restart_dead_every and (self.step + 1) % cfg.restart_dead_every == 0:
+        if (
+            cfg.stage == "tokenizer"
+            and cfg.restart_dead_every
+            and (self.step + 1) % cfg.restart_dead_every == 0
+        ):
             with torch.no_grad():
-                x = (batch["rgb"].to(self.device).float() / 127.5 - 1.0)
+                x = batch["rgb"].to(self.device).float() / 127.5 - 1.0
                 logs["restarted_codes"] = obj.restart_dead_codes(
                     self.model, self.model.tokenizer.encode_latent(x)
                 )
@@ -206,9 +222,14 @@ class Trainer:
         if steps is None and cfg.epochs > 0 and hasattr(self.batches, "steps_per_epoch"):
             total = cfg.epochs * self.batches.steps_per_epoch
         val = validation_batch(cfg.data, self.model.cfg.image_size) if self.is_main else None
-        bar = tqdm(total=total, initial=self.step, disable=not (progress and self.is_main),
-                   desc=f"train {cfg.stage}" + ("" if cfg.stage == "tokenizer" else f" ({cfg.mode})"),
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not (progress and self.is_main),
+            desc=f"train {cfg.stage}" + ("" if cfg.stage == "tokenizer" else f" ({cfg.mode})"),
+            unit="step",
+            dynamic_ncols=True,
+        )
         last_val: dict[str, Any] = {}
         t0, tok0 = time.perf_counter(), 0
         while self.step < total:
@@ -216,7 +237,11 @@ class Trainer:
             tok0 += logs["tokens"]
             if self.is_main and (self.step % cfg.log_every == 0 or self.step == total):
                 rate = tok0 / max(time.perf_counter() - t0, 1e-9)
-                row = {"step": self.step, **{k: round(v, 6) for k, v in logs.items()}, "tok_s": round(rate)}
+                row = {
+                    "step": self.step,
+                    **{k: round(v, 6) for k, v in logs.items()},
+                    "tok_s": round(rate),
+                }
                 self.history.append(row)
                 self._append_jsonl(row)
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
@@ -255,8 +280,11 @@ class Trainer:
             for i, e in enumerate(self.ema):
                 tensors[f"ema.{i}"] = e.detach().cpu().contiguous()
         tensors["rng.torch"] = torch.get_rng_state()
-        meta = {"step": str(self.step), "config": json.dumps(cfg.to_dict()),
-                "param_groups": json.dumps(opt_state["param_groups"])}
+        meta = {
+            "step": str(self.step),
+            "config": json.dumps(cfg.to_dict()),
+            "param_groups": json.dumps(opt_state["param_groups"]),
+        }
         atomic_write(self.run_dir / STATE_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
         with self._ema_weights():
             save_checkpoint(self.run_dir / CKPT_NAME, self.model, self.provenance())
@@ -286,10 +314,12 @@ class Trainer:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         saved_cfg = json.loads(meta["config"])
         if saved_cfg.get("stage") != self.cfg.stage or saved_cfg.get("preset") != self.cfg.preset:
-            raise ValueError(f"--resume: {path} was written for stage/preset "
-                             f"{saved_cfg.get('stage')}/{saved_cfg.get('preset')}, not "
-                             f"{self.cfg.stage}/{self.cfg.preset}")
-        model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+            raise ValueError(
+                f"--resume: {path} was written for stage/preset "
+                f"{saved_cfg.get('stage')}/{saved_cfg.get('preset')}, not "
+                f"{self.cfg.stage}/{self.cfg.preset}"
+            )
+        model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_sd, strict=True)
         state: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in tensors.items():
@@ -322,14 +352,14 @@ class Trainer:
                     return
                 self.saved = [p.detach().clone() for p in trainer.params]
                 with torch.no_grad():
-                    for p, e in zip(trainer.params, trainer.ema):
+                    for p, e in zip(trainer.params, trainer.ema, strict=False):
                         p.copy_(e)
 
             def __exit__(self, *exc):
                 if trainer.ema is None:
                     return
                 with torch.no_grad():
-                    for p, s in zip(trainer.params, self.saved):
+                    for p, s in zip(trainer.params, self.saved, strict=False):
                         p.copy_(s)
 
         return _Swap()
@@ -372,7 +402,7 @@ def _allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
     dist.all_reduce(flat)
     flat /= world
     offset = 0
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=False):
         n = g.numel()
         p.grad = flat[offset : offset + n].view_as(p).clone()
         offset += n

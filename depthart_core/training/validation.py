@@ -18,16 +18,25 @@ from depthart_core.tokenizer.codec import decode_depth, encode_depth
 from depthart_core.training.objectives import code_usage
 
 
-def _protocol_scores(pred_BHW: np.ndarray, depth_BHW: np.ndarray, valid_BHW: np.ndarray) -> dict[str, float]:
+def _protocol_scores(
+    pred_BHW: np.ndarray, depth_BHW: np.ndarray, valid_BHW: np.ndarray
+) -> dict[str, float]:
     from depthart_core.evaluation.protocols import evaluate
 
-    rows = [evaluate(p, g, v, protocol="depthart") for p, g, v in zip(pred_BHW, depth_BHW, valid_BHW)]
+    rows = [
+        evaluate(p, g, v, protocol="depthart")
+        for p, g, v in zip(pred_BHW, depth_BHW, valid_BHW, strict=True)
+    ]
     return {k: float(np.mean([r[k] for r in rows])) for k in ("abs_rel", "delta1_bad")}
 
 
 @torch.no_grad()
 def validate(
-    model: DepthART, batch: dict[str, torch.Tensor], stage: str, device: torch.device, chunk: int = 16
+    model: DepthART,
+    batch: dict[str, torch.Tensor],
+    stage: str,
+    device: torch.device,
+    chunk: int = 16,
 ) -> tuple[dict[str, Any], np.ndarray]:
     was_training = model.training
     model.eval()
@@ -37,7 +46,9 @@ def validate(
     preds = []
     metrics: dict[str, Any] = {}
     if stage == "tokenizer":
-        recon_rgb = torch.cat([model.tokenizer(rgb[i : i + chunk])[0] for i in range(0, len(rgb), chunk)])
+        recon_rgb = torch.cat(
+            [model.tokenizer(rgb[i : i + chunk])[0] for i in range(0, len(rgb), chunk)]
+        )
         mse = ((recon_rgb.clamp(-1, 1) - rgb) / 2).square().mean(dim=(1, 2, 3))
         metrics["rgb_psnr"] = float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
         x3, _ = encode_depth(depth, valid)

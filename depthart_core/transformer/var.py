@@ -148,8 +148,14 @@ class DepthVAR(nn.Module):
         self._check_tokens(depth_in_BlCv, self.L - self.first_l, "depth inputs")
         cond_BD = self.condition(B, img_BLCv.device)
         depth_BLC = self.word_embed(depth_in_BlCv)
-        depth_BLC = depth_BLC + self.lvl_embed(self.lvl_1L[0, self.first_l :]) + self.pos_1LC[:, self.first_l :]
-        x_BLC = torch.cat((self.embed_image(img_BLCv), self.start_tokens(cond_BD), depth_BLC), dim=1)
+        depth_BLC = (
+            depth_BLC
+            + self.lvl_embed(self.lvl_1L[0, self.first_l :])
+            + self.pos_1LC[:, self.first_l :]
+        )
+        x_BLC = torch.cat(
+            (self.embed_image(img_BLCv), self.start_tokens(cond_BD), depth_BLC), dim=1
+        )
         bias = self.attn_bias_full.to(x_BLC.dtype)
         logits_BLV, _ = self.run_blocks(x_BLC, self.modulations(cond_BD), bias, None, last=self.L)
         return logits_BLV
@@ -157,7 +163,7 @@ class DepthVAR(nn.Module):
     def prefill(
         self, img_BLCv: torch.Tensor, ada: tuple[list[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, list[KV]]:
-        """Pass over [image prefix + SOS]; returns logits of scale 1 (B, first_l, V) and the cache."""
+        """Pass over [image prefix + SOS]: logits of scale 1 (B, first_l, V) and the cache."""
         self._check_tokens(img_BLCv, self.L, "image prefix")
         B = img_BLCv.shape[0]
         cond_BD = self.condition(B, img_BLCv.device)
