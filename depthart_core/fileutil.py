@@ -27,6 +27,9 @@ def atomic_write(path: str | Path, write_fn: Callable[[str], None]) -> None:
         write_fn(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is too private for shared checkpoints
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

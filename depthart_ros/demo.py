@@ -22,16 +22,9 @@ from typing import Any
 
 from depthart_core.bags import write_synthetic_bag
 from depthart_core.checkpoint import default_checkpoint_path
+from depthart_core.cli.args import parse_size
 from depthart_core.replay import LiveConfig, ReplayConfig, format_summary, replay_live
 from depthart_ros.live_transport import RclpyTransport
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 240x320, got {text!r}") from None
-    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     p.add_argument("--frames", type=int, default=30, help="frames in the synthetic bag")
     p.add_argument("--rate", type=float, default=5.0, help="recorded frame rate [Hz]")
-    p.add_argument("--size", type=_size, default=(192, 256), help="image size HxW (192x256)")
+    p.add_argument("--size", type=parse_size, default=(192, 256), help="image size HxW (192x256)")
     p.add_argument(
         "--seed", type=int, default=4242, help="synthetic scene seed (never used in training)"
     )

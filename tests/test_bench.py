@@ -12,14 +12,32 @@ from depthart_core.runtime.bench import peer_input_size
 
 def test_bench_torch_stages_and_peer(tmp_path, capsys):
     out = tmp_path / "b.json"
-    rc = main(["bench", "--preset", "tiny", "--backend", "torch", "--size", "48x64", "--runs", "3",
-               "--warmup", "1", "--peer-short-side", "56", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--preset",
+            "tiny",
+            "--backend",
+            "torch",
+            "--size",
+            "48x64",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--peer-short-side",
+            "56",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     stages = res["stages"]
     assert {"preprocess", "encode", "ar_loop", "decode", "postprocess", "end_to_end"} <= set(stages)
-    parts = sum(stages[k]["median_ms"] for k in ("preprocess", "encode", "ar_loop", "decode",
-                                                  "postprocess"))
+    parts = sum(
+        stages[k]["median_ms"] for k in ("preprocess", "encode", "ar_loop", "decode", "postprocess")
+    )
     assert parts <= stages["end_to_end"]["p90_ms"] * 1.5
     assert res["peer"]["parameters"] == 24_785_089  # Depth Anything V2-Small
     assert res["speedup_vs_peer"] > 0
@@ -30,8 +48,25 @@ def test_bench_onnxruntime_has_a_model_stage(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
     out = tmp_path / "o.json"
-    assert main(["bench", "--preset", "tiny", "--backend", "onnxruntime", "--runs", "2",
-                 "--warmup", "1", "--no-peer", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--preset",
+                "tiny",
+                "--backend",
+                "onnxruntime",
+                "--runs",
+                "2",
+                "--warmup",
+                "1",
+                "--no-peer",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "model" in json.loads(out.read_text())["stages"]
 
 

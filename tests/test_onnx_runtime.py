@@ -101,3 +101,19 @@ def _input_is_float32(graph, node) -> bool:
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
     types |= {i.name: i.data_type for i in inferred.graph.initializer}
     return types.get(node.input[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT
+
+
+def test_exported_graph_uses_only_tensorrt_operators(exported):
+    from depthart_core.export.trt_onnx_ops import check_tensorrt_compatible, unsupported_ops
+
+    assert unsupported_ops(exported) == []
+    check_tensorrt_compatible(exported)
+
+
+def test_missing_backend_requested_explicitly_says_how_to_install(tiny_checkpoint):
+    from depthart_core.runtime.tensorrt_backend import tensorrt_available
+
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is installed here")
+    with pytest.raises(RuntimeError, match="(?i)install"):
+        get_backend("tensorrt", checkpoint=tiny_checkpoint)

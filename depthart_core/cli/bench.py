@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--size must look like 480x640 (HxW), got {text!r}"
-        ) from None
-    if h < 2 or w < 2:
-        raise argparse.ArgumentTypeError(f"--size {text!r} is too small (at least 2x2)")
-    return h, w
+from depthart_core.cli.args import parse_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             f"  peer {peer['name']} at {peer['input'][0]}x{peer['input'][1]}: "
             f"{peer['stages']['end_to_end']['median_ms']:.1f} ms ({peer['fps']:.2f} frames/s)"
         )
-        print(f"  DepthART is {ratio:.1f}x {'faster' if ratio >= 1 else 'slower'} than the peer")
+        word = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
+        print(f"  DepthART is {word} than the peer")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

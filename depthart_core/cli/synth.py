@@ -8,19 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'128x160' -> (128, 160) as (H, W); a single number means a square."""
-    parts = text.lower().split("x")
-    try:
-        hw = [int(p) for p in parts]
-    except ValueError:
-        hw = []
-    if len(hw) == 1:
-        hw = hw * 2
-    if len(hw) != 2 or min(hw) <= 0:
-        raise argparse.ArgumentTypeError(f"size must look like HxW (e.g. 128x128), got {text!r}")
-    return hw[0], hw[1]
+from depthart_core.cli.args import parse_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 240x320, got {text!r}") from None
-    return h, w
+from depthart_core.cli.args import parse_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=10.0, help="frame rate [Hz] (default 10)")
     p.add_argument("--seed", type=int, default=0, help="scene and camera path seed")
     p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"), help="storage")
-    p.add_argument("--size", type=_size, default=(240, 320), help="image size HxW (240x320)")
+    p.add_argument("--size", type=parse_size, default=(240, 320), help="image size HxW (240x320)")
     p.add_argument(
         "--depth-16uc1", action="store_true", help="GT depth as 16UC1 millimetres (0 = invalid)"
     )

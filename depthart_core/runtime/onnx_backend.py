@@ -66,6 +66,7 @@ class OnnxRuntimeBackend(Backend):
             )
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # fp16 graphs log harmless constant-folding notes otherwise
         so.intra_op_num_threads = threads or (os.cpu_count() or 1)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
