@@ -118,6 +118,7 @@ def test_several_models_and_datasets_give_one_ranked_table(tmp_path):
     rc = main(
         [
             "eval",
+            "--baselines-only",
             "--baseline",
             "constant",
             "--baseline",

@@ -37,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("constant", "ramp"),
         help="also score a trivial predictor (repeatable)",
     )
+    p.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="score only the --baseline predictors (no checkpoint)",
+    )
     p.add_argument("--dataset", help=f"one dataset: {', '.join(DATASETS)}")
     p.add_argument("--root", help="root directory of --dataset")
     p.add_argument("--datasets", type=_csv, help=f"comma-separated names from {','.join(DATASETS)}")
@@ -74,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no dataset: give --dataset NAME --root DIR or --datasets a,b --roots x,y")
     if args.limit is not None and args.limit <= 0:
         raise ValueError(f"--limit must be positive, got {args.limit}")
-    checkpoints = args.checkpoint if args.checkpoint else ([] if args.baseline else [None])
+    if args.baselines_only and not args.baseline:
+        raise ValueError("--baselines-only needs at least one --baseline")
+    checkpoints = args.checkpoint or ([] if args.baselines_only else [None])  # None: shipped one
     models = load_models(checkpoints, args.baseline, args.backend, args.letterbox, args.device)
     run_eval(
         models,
