@@ -32,6 +32,7 @@ from ros_helpers.harness import NodeProcess, RosPeer, run_helper, stamp_ns, uniq
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--backend", default="torch", help="node backend: torch|onnxruntime|auto")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--rate", type=float, default=60.0)
     ap.add_argument("--duration", type=float, default=20.0)
@@ -49,7 +50,7 @@ def main() -> None:
     peer = RosPeer(domain)
     peer.subscribe(Image, "depth", depth=5)
     peer.subscribe(DiagnosticArray, "/diagnostics")
-    params = {"checkpoint": ckpt, "backend": "torch", "publish_colored": False}
+    params = {"checkpoint": ckpt, "backend": a.backend, "publish_colored": False}
     if not a.best_effort:
         params |= {"input_qos.reliability": "reliable"}
     node = NodeProcess(domain, params, tmp / "node.log")
@@ -85,7 +86,8 @@ def main() -> None:
         lat_ms = np.array([(t - s / 1e9) * 1e3 for t, s in steady])
         span_s = (end_ns - start_ns) / 1e9
         out = {
-            "preset": a.preset,
+            "model": a.checkpoint or f"{a.preset} (random)",
+            "backend": a.backend,
             "input": f"640x480 {a.encoding} at {a.rate:g} Hz, "
             + ("best effort" if a.best_effort else "reliable"),
             "fps": round(len(steady) / span_s, 2),
