@@ -9,9 +9,10 @@ frame is counted (`depthart_ros.pipeline`). Parameters and their checks: `deptha
 
 QoS: input defaults to the sensor-data profile (best effort, keep last 1), outputs to reliable
 (REP 2003); both set by parameters and overridable per topic via `qos_overrides`. Fast DDS note:
-run every process with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA; even then best-effort samples over
-its 512 KiB shared-memory segment (e.g. 640x480 rgb8) are mostly lost between processes, so for
-such cameras set `input_qos.reliability: reliable` or give Fast DDS a larger SHM segment.
+run every process with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. Without it, best-effort 640x480
+rgb8 frames are mostly lost between processes; with it they usually arrive, but we saw losses
+under heavy CPU load, so where every frame matters set `input_qos.reliability: reliable`
+(README, "Large images and DDS").
 """
 
 from __future__ import annotations
