@@ -83,16 +83,10 @@ def test_bayer_pattern_names_put_red_where_ros_says() -> None:
 
 
 def _bt601_uyvy(rgb: np.ndarray) -> np.ndarray:
-    """Independent RGB -> UYVY encoder (BT.601 limited range), 2 pixels share U and V."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
-    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
-    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
-    out = np.empty(rgb.shape[:2] + (2,), np.uint8)
-    out[..., 1] = np.clip(np.rint(y), 0, 255)
-    out[:, 0::2, 0] = np.clip(np.rint((u[:, 0::2] + u[:, 1::2]) / 2), 0, 255)
-    out[:, 1::2, 0] = np.clip(np.rint((v[:, 0::2] + v[:, 1::2]) / 2), 0, 255)
-    return out
+    """Independent RGB -> UYVY encoder (BT.601 limited range), shared with the node tests."""
+    from ros_helpers.scenes import _uyvy
+
+    return _uyvy(rgb)
 
 
 def test_yuv422_decodes_known_colours() -> None:
