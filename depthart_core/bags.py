@@ -215,14 +215,19 @@ def image_to_depth(msg: Any) -> tuple[np.ndarray, np.ndarray]:
 def image_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
     """A rosbags sensor_msgs/Image from an array in `encoding`'s layout."""
     filled = ros_image.set_image(SimpleNamespace(), np.asarray(array), encoding)
+    return _rosbags_image(filled, make_header(stamp_ns, frame_id))
+
+
+def _rosbags_image(src: Any, header: Any) -> Any:
+    """A rosbags sensor_msgs/Image with `header` and the image fields of any Image-like `src`."""
     return typestore().types[IMAGE_TYPE](
-        header=make_header(stamp_ns, frame_id),
-        height=filled.height,
-        width=filled.width,
-        encoding=filled.encoding,
-        is_bigendian=filled.is_bigendian,
-        step=filled.step,
-        data=np.frombuffer(filled.data, dtype=np.uint8),
+        header=header,
+        height=src.height,
+        width=src.width,
+        encoding=src.encoding,
+        is_bigendian=src.is_bigendian,
+        step=src.step,
+        data=np.frombuffer(bytes(src.data), dtype=np.uint8),
     )
 
 
@@ -291,15 +296,7 @@ def to_ros2(msg: Any, msgtype: str, stamp_ns: int | None = None) -> Any:
     header = make_header(stamp, msg.header.frame_id)
     cls = typestore().types[msgtype]
     if msgtype == IMAGE_TYPE:
-        return cls(
-            header=header,
-            height=msg.height,
-            width=msg.width,
-            encoding=msg.encoding,
-            is_bigendian=msg.is_bigendian,
-            step=msg.step,
-            data=np.asarray(msg.data, dtype=np.uint8),
-        )
+        return _rosbags_image(msg, header)
     if msgtype == CAMERA_INFO_TYPE:
         roi = msg.roi
         roi_cls = typestore().types["sensor_msgs/msg/RegionOfInterest"]

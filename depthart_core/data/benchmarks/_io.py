@@ -73,12 +73,18 @@ def require_dir(path: Path, what: str = "dataset root") -> Path:
     return path
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Any 8-bit colour or grey image file -> HxWx3 uint8 RGB."""
-    path = require_file(path, "image")
+def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
+    """Decode a file as stored (no conversion); raises naming the file if missing or corrupt."""
+    path = require_file(path, what)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f"cannot decode image {path}")
+        raise ValueError(f"cannot decode {what} {path}")
+    return path, img
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Any 8-bit colour or grey image file -> HxWx3 uint8 RGB."""
+    path, img = _imread(path, "image")
     if img.dtype != np.uint8:
         raise ValueError(f"{path}: expected an 8-bit image, got {img.dtype}")
     if img.ndim == 2:
@@ -90,10 +96,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_png_u16(path: Path) -> np.ndarray:
     """A single-channel 16-bit PNG as HxW uint16; raises naming the file if it is anything else."""
-    path = require_file(path, "depth PNG")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode depth PNG {path}")
+    path, img = _imread(path, "depth PNG")
     if img.dtype != np.uint16 or img.ndim != 2:
         raise ValueError(
             f"{path}: expected a single-channel 16-bit PNG, got {img.dtype} shape {img.shape}"
@@ -103,10 +106,7 @@ def read_png_u16(path: Path) -> np.ndarray:
 
 def read_mask_png(path: Path) -> np.ndarray:
     """An 8- or 16-bit mask PNG -> HxW bool (nonzero = set)."""
-    path = require_file(path, "mask PNG")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode mask PNG {path}")
+    path, img = _imread(path, "mask PNG")
     if img.ndim == 3:
         img = img[:, :, 0]
     return img > 0
