@@ -159,3 +159,34 @@ def test_cli_train_writes_checkpoint_and_plot(tmp_path):
 
     meta = read_checkpoint_info(out / "checkpoint.safetensors")["metadata"]
     assert meta["mode"] == "teacher_forcing" and meta["steps"] == 3
+
+
+def test_pool_render_is_the_same_with_worker_processes(tmp_path):
+    from depthart_core.training.data import SyntheticPool
+
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    SyntheticPool._render(one, seed=3, size=32, count=20, chunk=8, workers=1)
+    SyntheticPool._render(two, seed=3, size=32, count=20, chunk=8, workers=2)
+    a, b = load_file(str(one)), load_file(str(two))
+    assert a["rgb"].shape == (20, 3, 32, 32)
+    for k in ("rgb", "depth", "valid"):
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_pool_latents_are_cached_on_disk_and_reused(tmp_path):
+    cfg = _cfg(
+        "steps=2",
+        "data.pool_size=16",
+        f"data.pool_cache={tmp_path / 'pool.safetensors'}",
+    )
+    first = Trainer(cfg, tmp_path / "a")
+    caches = list(tmp_path.glob("pool.latents-*.safetensors"))
+    assert len(caches) == 1
+    second = Trainer(cfg, tmp_path / "b")
+    for x, y in zip(first.latents, second.latents, strict=True):
+        assert torch.equal(x, y)
+    # a different tokenizer gets its own cache, never the stale one
+    with torch.no_grad():
+        next(second.model.tokenizer.parameters()).add_(1.0)
+    assert torch.equal(second._cache_latents()[0], second.latents[0]) is False
+    assert len(list(tmp_path.glob("pool.latents-*.safetensors"))) == 2

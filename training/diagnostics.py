@@ -1,4 +1,4 @@
-"""Two checks behind the ablation's findings (BENCHMARKS.md section 2).
+"""The checks behind the ablation's findings (BENCHMARKS.md section 2).
 
     # can the pipeline learn at all? memorise 16 frames with a stage-2 objective
     python training/diagnostics.py overfit runs/ablation_tiny/tokenizer/checkpoint.safetensors \
@@ -7,6 +7,16 @@
     python training/diagnostics.py sampling runs/ablation_tiny/eval_seed777 \
         runs/ablation_tiny/depthart/checkpoint.safetensors \
         runs/ablation_tiny/teacher_forcing/checkpoint.safetensors
+    # does a trained transformer use the image? loss with each frame's own image prefix vs
+    # another frame's prefix vs an all-zero prefix (equal losses: the image is ignored)
+    python training/diagnostics.py image-usage checkpoints/depthart_small.safetensors
+    # how much of the depth is predictable from the image at all? ridge regression from the
+    # image prefix (what the transformer sees) and from 16x16 pixels, vs the mean depth map
+    python training/diagnostics.py probe runs/small_tok/checkpoint.safetensors \
+        ~/.cache/depthart/synth/s0_128px_4000.safetensors runs/ablation_small/eval_seed777
+    # a nonlinear reference on the same data: a small CNN regressor for a fixed CPU time
+    python training/diagnostics.py cnn ~/.cache/depthart/synth/s0_64px_30000.safetensors \
+        runs/ablation_tiny/eval_seed777 --minutes 12
 """
 
 from __future__ import annotations
@@ -84,6 +94,167 @@ def sampling(eval_root: str, ckpts: list[str], limit: int) -> None:
             print(f"{ck}: {name}: AbsRel {a['abs_rel']:.4f} delta1_bad {a['delta1_bad']:.4f}")
 
 
+def image_usage(ckpt: str, frames: int, seed: int) -> None:
+    from depthart_core.checkpoint import load_checkpoint
+    from depthart_core.data.synthetic import SynthConfig, render_batch
+    from depthart_core.training.objectives import (
+        depthart_loss,
+        prepare_inputs,
+        teacher_forcing_loss,
+    )
+
+    m, _ = load_checkpoint(ckpt)
+    m.eval()
+    S = m.cfg.image_size
+    b = render_batch(seed, list(range(frames)), SynthConfig(size=(S, S)))
+    with torch.no_grad():
+        img, f_D = prepare_inputs(m, b["rgb"], b["depth"], b["valid"])
+        other = torch.roll(torch.arange(frames), 1)  # each frame gets its neighbour's image
+        for name, fn in (("teacher forcing", teacher_forcing_loss), ("depthart", depthart_loss)):
+            own, swapped, zero = fn(m, img, f_D), fn(m, img[other], f_D), fn(m, img * 0, f_D)
+            print(
+                f"{name} loss: own image {own.loss.item():.4f} (token acc {own.logs['acc']:.3f}) "
+                f"| another frame's image {swapped.loss.item():.4f} "
+                f"| zero image {zero.loss.item():.4f}"
+            )
+
+
+def _pool_and_eval(pool_path: str, eval_root: str, size: int):
+    """A cached training pool, its d/q98 targets, and a held-out set resized to `size`."""
+    import cv2
+    from safetensors.torch import load_file
+
+    from depthart_core.data.synth_set import SyntheticSet
+    from depthart_core.tokenizer.codec import decode_depth, encode_depth
+
+    pool = load_file(pool_path)
+    rel = decode_depth(encode_depth(pool["depth"], pool["valid"])[0])  # d / q98(d) in [0, 1]
+    size = size or pool["rgb"].shape[-1]
+    samples = list(SyntheticSet(eval_root))
+    rgb = [cv2.resize(s.rgb, (size, size), interpolation=cv2.INTER_AREA) for s in samples]
+    return pool, rel, samples, torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
+
+
+def _score(preds_BHW: np.ndarray, samples) -> float:
+    """Mean AbsRel with the paper's protocol, each prediction resized to its frame."""
+    import cv2
+
+    from depthart_core.evaluation.protocols import evaluate
+
+    rows = []
+    for p, s in zip(preds_BHW, samples, strict=True):
+        h, w = s.depth.shape
+        up = cv2.resize(np.clip(p, 1e-3, None).astype(np.float32), (w, h))
+        rows.append(evaluate(up, s.depth, s.valid)["abs_rel"])
+    return float(np.mean(rows))
+
+
+def probe(tokenizer_ckpt: str, pool_path: str, eval_root: str, grid: int) -> None:
+    import torch.nn.functional as F
+
+    from depthart_core.checkpoint import load_checkpoint
+
+    m, _ = load_checkpoint(tokenizer_ckpt)
+    m.eval()
+    pool, rel, samples, rgb_ev = _pool_and_eval(pool_path, eval_root, m.cfg.image_size)
+
+    def prefix(rgb_u8: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            chunks = [rgb_u8[i : i + 64].float() / 127.5 - 1 for i in range(0, len(rgb_u8), 64)]
+            return torch.cat([m.image_prefix(c).flatten(1) for c in chunks])
+
+    def pixels(rgb_u8: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(rgb_u8.float() / 255, 16).flatten(1)
+
+    y_NG = F.adaptive_avg_pool2d(rel[:, None], grid).flatten(1).double()
+    y_mean = y_NG.mean(0)
+
+    def ridge(x: torch.Tensor, x_ev: torch.Tensor, lam: float) -> np.ndarray:
+        x, x_ev = x.double(), x_ev.double()
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        xn = (x - mu) / sd
+        gram = xn.T @ xn + lam * torch.eye(x.shape[1], dtype=torch.float64)
+        w = torch.linalg.solve(gram, xn.T @ (y_NG - y_mean))
+        return (((x_ev - mu) / sd) @ w + y_mean).view(-1, grid, grid).numpy()
+
+    trivial = y_mean.view(1, grid, grid).expand(len(samples), -1, -1).numpy()
+    print(f"{len(y_NG)} training frames, {len(samples)} held-out frames, {grid}x{grid} targets")
+    print(f"trivial (training mean depth map): AbsRel {_score(trivial, samples):.4f}")
+    for name, fn in (("image prefix", prefix), ("16x16 pixels", pixels)):
+        x, x_ev = fn(pool["rgb"]), fn(rgb_ev)
+        for lam in (1e2, 1e3, 1e4):
+            score = _score(ridge(x, x_ev, lam), samples)
+            print(f"ridge on {name} (lambda {lam:g}): AbsRel {score:.4f}", flush=True)
+
+
+class _UNet(torch.nn.Module):
+    """Three-level U-Net regressing d / q98(d) in [0, 1]; a reference, not a product model."""
+
+    def __init__(self, c: int = 32) -> None:
+        super().__init__()
+        from torch import nn
+
+        def block(i: int, o: int) -> nn.Module:
+            return nn.Sequential(
+                nn.Conv2d(i, o, 3, padding=1), nn.GroupNorm(8, o), nn.GELU(),
+                nn.Conv2d(o, o, 3, padding=1), nn.GroupNorm(8, o), nn.GELU(),
+            )  # fmt: skip
+
+        self.e1, self.e2, self.e3, self.e4 = (
+            block(3, c),
+            block(c, 2 * c),
+            block(2 * c, 4 * c),
+            block(4 * c, 4 * c),
+        )
+        self.d3, self.d2, self.d1 = block(8 * c, 2 * c), block(4 * c, c), block(2 * c, c)
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x_B3HW: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        def up(t: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(t, scale_factor=2)
+
+        a = self.e1(x_B3HW)
+        b = self.e2(F.avg_pool2d(a, 2))
+        c = self.e3(F.avg_pool2d(b, 2))
+        d = self.e4(F.avg_pool2d(c, 2))
+        u = self.d3(torch.cat([up(d), c], 1))
+        u = self.d2(torch.cat([up(u), b], 1))
+        u = self.d1(torch.cat([up(u), a], 1))
+        return torch.sigmoid(self.out(u))[:, 0]
+
+
+def cnn(pool_path: str, eval_root: str, minutes: float, batch: int) -> None:
+    import time
+
+    torch.manual_seed(0)
+    pool, rel, samples, rgb_ev = _pool_and_eval(pool_path, eval_root, 0)
+    net = _UNet()
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    n, step, t0 = len(rel), 0, time.time()
+    while time.time() - t0 < minutes * 60:
+        idx = torch.randint(0, n, (batch,))
+        x = pool["rgb"][idx].float() / 127.5 - 1
+        v = pool["valid"][idx]
+        loss = ((net(x) - rel[idx]).abs() * v).sum() / v.sum().clamp(min=1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 200 == 0:
+            print(f"step {step}: L1 {loss.item():.4f}", flush=True)
+    net.eval()
+    with torch.no_grad():
+        preds = torch.cat(
+            [net(rgb_ev[i : i + 32].float() / 127.5 - 1) for i in range(0, len(rgb_ev), 32)]
+        )
+    print(
+        f"CNN reference ({sum(p.numel() for p in net.parameters()):,} parameters, {step} steps of "
+        f"{batch}, {minutes:g} min): AbsRel {_score(preds.numpy(), samples):.4f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -96,12 +267,32 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("eval_root")
     s.add_argument("checkpoints", nargs="+")
     s.add_argument("--limit", type=int, default=100)
+    u = sub.add_parser("image-usage")
+    u.add_argument("checkpoint")
+    u.add_argument("--frames", type=int, default=64)
+    u.add_argument("--seed", type=int, default=10_000)
+    r = sub.add_parser("probe")
+    r.add_argument("tokenizer_checkpoint")
+    r.add_argument("pool", help="a cached training pool (~/.cache/depthart/synth/*.safetensors)")
+    r.add_argument("eval_root")
+    r.add_argument("--grid", type=int, default=16)
+    c = sub.add_parser("cnn")
+    c.add_argument("pool")
+    c.add_argument("eval_root")
+    c.add_argument("--minutes", type=float, default=12)
+    c.add_argument("--batch", type=int, default=32)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.cmd == "overfit":
         overfit(args.tokenizer_checkpoint, args.mode, args.steps, args.frames)
-    else:
+    elif args.cmd == "sampling":
         sampling(args.eval_root, args.checkpoints, args.limit)
+    elif args.cmd == "image-usage":
+        image_usage(args.checkpoint, args.frames, args.seed)
+    elif args.cmd == "probe":
+        probe(args.tokenizer_checkpoint, args.pool, args.eval_root, args.grid)
+    else:
+        cnn(args.pool, args.eval_root, args.minutes, args.batch)
     return 0
 
 

@@ -8,6 +8,7 @@ with area/bicubic interpolation, depth and its valid mask with nearest neighbour
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -56,6 +57,16 @@ class SyntheticBatches:
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
 
 
+def _render_span(span: tuple[int, int, int, int]) -> dict[str, torch.Tensor]:
+    """Frames [start, stop) of `seed` at `size` (a process-pool task: one torch thread)."""
+    from depthart_core.data.synthetic import SynthConfig, render_batch
+
+    seed, start, stop, size = span
+    torch.set_num_threads(1)
+    out = render_batch(seed, list(range(start, stop)), SynthConfig(size=(size, size)))
+    return {k: out[k] for k in ("rgb", "depth", "valid")}
+
+
 class SyntheticPool:
     """A fixed pool of `count` synthetic frames rendered once (cached on disk), then sampled by
     an epoch-wise seeded permutation. Rendering on the fly costs more than a CPU training step;
@@ -80,6 +91,7 @@ class SyntheticPool:
             if cache
             else cache_dir() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
         )
+        self.path = path
         if not path.is_file():
             self._render(path, seed, size, count)
         tensors = load_file(str(path))
@@ -90,19 +102,37 @@ class SyntheticPool:
             )
 
     @staticmethod
-    def _render(path: Path, seed: int, size: int, count: int, chunk: int = 32) -> None:
+    def _render(
+        path: Path, seed: int, size: int, count: int, chunk: int = 32, workers: int = 0
+    ) -> None:
+        """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
+        many processes (one torch thread each). Chunk boundaries do not depend on `workers`, so
+        the cache is the same bytes either way."""
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
         from tqdm import tqdm
 
-        from depthart_core.data.synthetic import SynthConfig, render_batch
-
+        workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
+        starts = list(range(0, count, chunk))
+        spans = [(seed, s, min(count, s + chunk), size) for s in starts]
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "valid": []}
-        with tqdm(total=count, desc=f"render synthetic pool (seed {seed})", unit="img") as bar:
-            for start in range(0, count, chunk):
-                idx = list(range(start, min(count, start + chunk)))
-                out = render_batch(seed, idx, SynthConfig(size=(size, size)))
-                for k in parts:
-                    parts[k].append(out[k])
-                bar.update(len(idx))
+        desc = f"render synthetic pool (seed {seed}, {workers} proc)"
+        with tqdm(total=count, desc=desc, unit="img") as bar:
+            if workers == 1:
+                results = map(_render_span, spans)
+                pool = None
+            else:
+                pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+                results = pool.map(_render_span, spans)
+            try:
+                for out in results:
+                    for k in parts:
+                        parts[k].append(out[k])
+                    bar.update(len(out["rgb"]))
+            finally:
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
         atomic_write(path, lambda tmp: save_file(tensors, tmp))
 

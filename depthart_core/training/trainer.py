@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from depthart_core.checkpoint import (
@@ -127,10 +128,23 @@ class Trainer:
     @torch.no_grad()
     def _cache_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The tokenizer is frozen and a synthetic pool is fixed, so the image prefix and the
-        depth latent of every pool frame are computed once instead of at every step."""
+        depth latent of every pool frame are computed once instead of at every step. They are
+        kept on disk next to the pool, keyed by the tokenizer's weights, for the next run."""
         pool = self.batches
         if not hasattr(pool, "rgb"):
             return None
+        h = hashlib.sha256()
+        for name, t in sorted(self.model.tokenizer.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        disk = pool.path.with_name(f"{pool.path.stem}.latents-{h.hexdigest()[:16]}.safetensors")
+        if disk.is_file():
+            try:
+                t = load_file(str(disk))
+                if len(t["img"]) == len(pool.rgb):
+                    return t["img"], t["f_D"]
+            except Exception as e:  # a damaged cache is recomputed, never trusted
+                log.warning("latent cache %s unreadable (%s); recomputing", disk, e)
         imgs, fds = [], []
         n = len(pool.rgb)
         for s in tqdm(
@@ -146,7 +160,10 @@ class Trainer:
             img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
             imgs.append(img.cpu())
             fds.append(f_D.cpu())
-        return torch.cat(imgs), torch.cat(fds)
+        img, f_D = torch.cat(imgs).contiguous(), torch.cat(fds).contiguous()
+        if self.is_main:
+            atomic_write(disk, lambda tmp: save_file({"img": img, "f_D": f_D}, tmp))
+        return img, f_D
 
     # ------------------------------------------------------------------ one step
     def _loss(self, batch: dict[str, torch.Tensor]) -> obj.StepOutput:
