@@ -9,6 +9,12 @@ AbsRel, delta1_bad = fraction of pixels with max ratio > 1.25). Writes RUN/ablat
     python training/ablation.py --preset tiny --out runs/ablation_tiny
     python training/ablation.py --preset small --out runs/ablation_small \
         --tokenizer-steps 1500 --steps 2000       # on a GPU: --set device=cuda
+    # evaluate runs trained elsewhere (e.g. training/recipes/tiny_30k.sh); --set sets the pool
+    # the trivial baseline's mean depth map is taken from
+    python training/ablation.py --preset tiny --out runs/ablation_tiny_30k \
+        --tokenizer runs/ablation_tiny/tokenizer/checkpoint.safetensors --set data.pool_size=30000 \
+        --depthart runs/tiny_30k_depthart/leg2/checkpoint.safetensors \
+        --teacher-forcing runs/tiny_30k_teacher_forcing/leg2/checkpoint.safetensors
 """
 
 from __future__ import annotations
@@ -75,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-seed", type=int, default=777)
     p.add_argument("--tokenizer", default=None, help="reuse this stage-1 checkpoint")
     p.add_argument("--set", action="append", default=[], help="override for both stage-2 runs")
+    p.add_argument("--depthart", default=None, help="evaluate this DepthART checkpoint")
+    p.add_argument(
+        "--teacher-forcing", default=None, help="evaluate this teacher-forcing checkpoint"
+    )
     args = p.parse_args(argv)
 
     from depthart_core.data.synth_set import SyntheticSet, write_synthetic_set
@@ -91,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         tok = train_stage(f"{pre}_tokenizer.yaml", out / "tokenizer", extra)
     # 2. the two modes with identical budgets, seeds and data
     common = [f"init_checkpoint={tok}"] + ([f"steps={args.steps}"] if args.steps else []) + args.set
+    given = {"depthart": args.depthart, "teacher_forcing": args.teacher_forcing}
     ckpts = {}
     for mode in ("depthart", "teacher_forcing"):
-        ckpts[mode] = train_stage(f"{pre}_{mode}.yaml", out / mode, common)
+        if given[mode]:
+            ckpts[mode] = Path(given[mode])
+        else:
+            ckpts[mode] = train_stage(f"{pre}_{mode}.yaml", out / mode, common)
     # 3. held-out synthetic set (seed never used in training) and evaluation
     size = DepthEstimator.from_checkpoint(ckpts["depthart"]).image_size
     eval_dir = out / f"eval_seed{args.eval_seed}"
