@@ -25,7 +25,7 @@ from depthart_core.model import DepthART
 from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
 
 FORMAT = "depthart/1"
-DEFAULT_CHECKPOINT_NAME = "depthart_small.safetensors"
+DEFAULT_CHECKPOINT_NAME = "depthart_tiny.safetensors"
 ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
 
 

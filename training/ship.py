@@ -1,7 +1,7 @@
 """Copy a trained run's checkpoint to checkpoints/ with its provenance in the metadata.
 
-    python training/ship.py runs/ablation_small/depthart/checkpoint.safetensors \
-        --eval runs/ablation_small/ablation.json --command "..." --command "..."
+    python training/ship.py runs/tiny_long/checkpoint.safetensors \
+        --eval runs/ablation_tiny_30k/ablation.json --command "..." --command "..."
 
 The shipped file is what `depthart predict`, the node and `make demo` use by default.
 """
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_checkpoint")
-    p.add_argument("--out", default=str(ROOT / "checkpoints" / "depthart_small.safetensors"))
+    p.add_argument("--out", default=str(ROOT / "checkpoints" / "depthart_tiny.safetensors"))
     p.add_argument("--command", action="append", default=[], help="training commands, in order")
     p.add_argument("--eval", default=None, help="an ablation.json / report.json to embed")
     p.add_argument("--note", default="")
