@@ -129,11 +129,11 @@ class Trainer:
     def _cache_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The tokenizer is frozen and a synthetic pool is fixed, so the image prefix and the
         depth latent of every pool frame are computed once instead of at every step. They are
-        kept on disk next to the pool, keyed by the tokenizer's weights, for the next run."""
+        kept on disk next to the pool, keyed by the tokenizer's config and weights."""
         pool = self.batches
         if not hasattr(pool, "rgb"):
             return None
-        h = hashlib.sha256()
+        h = hashlib.sha256(repr((self.model.cfg.image_size, self.model.cfg.tokenizer)).encode())
         for name, t in sorted(self.model.tokenizer.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
