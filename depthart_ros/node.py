@@ -7,6 +7,10 @@ Latest-frame policy: the subscription callback parks each valid image in a one-f
 worker thread converts, predicts and publishes; a newer frame replaces a waiting one, and every
 frame is counted (`depthart_ros.pipeline`). Parameters and their checks: `depthart_ros.params`.
 
+One implementation, two nodes: `DepthArtCore` holds parameters, model loading, topics, worker and
+diagnostics; `DepthArtNode` (here) runs it all at start-up, and `DepthArtLifecycleNode`
+(`depthart_ros.lifecycle_node`, a ROS 2 managed node) runs the same steps in its transitions.
+
 QoS: input defaults to the sensor-data profile (best effort, keep last 1), outputs to reliable
 (REP 2003); both set by parameters and overridable per topic via `qos_overrides`. Fast DDS note:
 run every process with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. Without it, best-effort 640x480
@@ -21,6 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,12 +59,20 @@ from depthart_ros.pipeline import (
 )
 
 # PARAMS, FramePipeline and validate_params were defined here before params / pipeline existed
-__all__ = ["PARAMS", "DepthArtNode", "FramePipeline", "main", "make_backend", "validate_params"]
+__all__ = [
+    "PARAMS",
+    "DepthArtCore",
+    "DepthArtNode",
+    "FramePipeline",
+    "main",
+    "make_backend",
+    "validate_params",
+]
 
 
-def _descriptor(p: Param) -> ParameterDescriptor:
+def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
     text = p.description + (f" (one of {', '.join(p.choices)})" if p.choices else "")
-    d = ParameterDescriptor(description=text, read_only=p.read_only)
+    d = ParameterDescriptor(description=text, read_only=p.read_only and startup_read_only)
     if p.lo is not None and isinstance(p.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=p.lo, to_value=p.hi, step=0.0)]
     elif p.lo is not None:
@@ -91,56 +104,94 @@ def make_backend(
     return DepthEstimator.from_checkpoint(checkpoint, device=device, letterbox=letterbox)
 
 
-class DepthArtNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("depthart_node", **kwargs)
-        # 1. parameters: declared with descriptions and ranges, validated before anything runs
+class DepthArtCore:
+    """Parameters, model, topics, worker and diagnostics of `depthart_node`, mixed into an rclpy
+    node. `DepthArtNode` runs the steps at start-up; the managed node
+    (`depthart_ros.lifecycle_node`) runs them in its lifecycle transitions."""
+
+    accepting = True  # whether `image` frames are taken (the managed node: only while active)
+    model_loads = 0  # successful model loads by this node, shown in diagnostics
+    backend: Backend | None = None
+
+    def _declare_parameters(self, startup_read_only: bool = True) -> None:
+        """Declare every `PARAMS` entry with its descriptor; `startup_read_only=False` leaves the
+        start-up ones settable (the managed node locks them itself outside `unconfigured`)."""
         for p in PARAMS:
-            self.declare_parameter(p.name, p.default, _descriptor(p))
+            self.declare_parameter(p.name, p.default, _descriptor(p, startup_read_only))
         self.cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
-        reason = validate_params(self.cfg)
-        if reason:
-            raise ValueError(f"invalid parameter: {reason}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
-        # 2. the model: a missing or invalid checkpoint fails here, before any callback
+
+    def _load_model(self) -> None:
+        """Validate the parameters and load the model; raises with the reason on failure."""
         c = self.cfg
+        reason = validate_params(c)
+        if reason:
+            raise ValueError(f"invalid parameter: {reason}")
         self.backend = make_backend(
             c["backend"], c["checkpoint"] or None, c["device"], c["precision"], c["letterbox"]
         )
         self.engine = self.backend.describe()
-        # 3. topics; rclpy applies qos_overrides by mutating the profile, so each gets its own
+        self.model_loads += 1
+        self.get_logger().info(
+            f"model loaded (load {self.model_loads}): backend {self.engine}, "
+            f"checkpoint {c['checkpoint'] or '(default)'}"
+        )
+
+    def _create_endpoints(self) -> None:
+        """Publishers, subscriptions, the worker thread and the diagnostics timer."""
+        c = self.cfg
+        self._owned: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity)
+        # 1. topics; rclpy applies qos_overrides by mutating the profile, so each gets its own
         self.pub_depth = self._publisher(Image, "depth")
         self.pub_info = self._publisher(CameraInfo, "depth/camera_info")
         self.pub_colored = self._publisher(Image, "depth/colored")
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_diag = self._own(
+            self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        )
         over = QoSOverridingOptions.with_default_policies()
         qos_in = self._qos("input_qos")
-        self.create_subscription(
-            Image, "image", self._on_image, qos_in, qos_overriding_options=over
-        )
+        self._subscribe(Image, "image", self._on_image, qos_in, qos_overriding_options=over)
         self.camera_info: CameraInfo | None = None
         if c["use_camera_info"]:
-            qos_info = self._qos("input_qos")
-            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos_info)
+            self._subscribe(CameraInfo, "camera_info", self._on_info, self._qos("input_qos"))
         self.sparse = StampMatcher(maxlen=10)
         self.sparse_counts: Counter[str] = Counter()
         self.metric = {"fits": 0, "fallbacks": 0, "reason": "disabled", "scale": 0.0, "shift": 0.0}
         if c["sparse_depth.enabled"]:
             qos_sparse = self._qos("input_qos", depth=10)
-            self.create_subscription(Image, "sparse_depth", self._on_sparse, qos_sparse)
+            self._subscribe(Image, "sparse_depth", self._on_sparse, qos_sparse)
             self.metric["reason"] = "no sparse_depth received yet"
-        # 4. worker and diagnostics
+        # 2. worker and diagnostics
         self.frames = FramePipeline()
         self._logged: dict[str, float] = {}
         self._last_diag = (time.monotonic(), 0, 0)
         self.worker = threading.Thread(target=self._work, name="depthart-worker", daemon=True)
         self.worker.start()
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(
-            f"ready: backend {self.engine}, checkpoint {c['checkpoint'] or '(default)'}, "
-            f"subscribed to {self.resolve_topic_name('image')}"
-        )
+        self._own(self.destroy_timer, self.create_timer(1.0, self._publish_diagnostics))
+
+    def _destroy_endpoints(self) -> None:
+        """Stop the worker (after its current frame) and destroy what `_create_endpoints` made."""
+        self.close()
+        for destroy, entity in reversed(self._owned):
+            destroy(entity)
+        self._owned.clear()
+
+    def _own(self, destroy: Callable[[Any], Any], entity: Any) -> Any:
+        self._owned.append((destroy, entity))
+        return entity
+
+    def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos: QoSProfile, **kw):
+        sub = self.create_subscription(msg_type, topic, callback, qos, **kw)
+        return self._own(self.destroy_subscription, sub)
+
+    def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile, **kw: Any) -> Any:
+        """Create one output publisher (plain here; lifecycle publishers in the managed node)."""
+        return self._own(self.destroy_publisher, self.create_publisher(msg_type, topic, qos, **kw))
+
+    def lifecycle_label(self) -> str:
+        """The node's state for diagnostics: always "active" for the plain node."""
+        return "active"
 
     # ------------------------------------------------------------------ parameters
     def _qos(self, prefix: str, depth: int | None = None) -> QoSProfile:
@@ -152,6 +203,9 @@ class DepthArtNode(Node):
         )
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
+        refused = self._refuse_set([p.name for p in params])
+        if refused:
+            return SetParametersResult(successful=False, reason=refused)
         merged = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
         reason = validate_params(merged)
         return SetParametersResult(successful=reason is None, reason=reason or "")
@@ -159,13 +213,19 @@ class DepthArtNode(Node):
     def _after_set_parameters(self, params: list) -> None:
         self.cfg = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
 
+    def _refuse_set(self, names: list[str]) -> str | None:
+        """Why these parameters may not be set now, or None (read-only ones rclpy refuses)."""
+        return None
+
     def _publisher(self, msg_type: type, topic: str) -> Any:
         over = QoSOverridingOptions.with_default_policies()
         qos = self._qos("output_qos")
-        return self.create_publisher(msg_type, topic, qos, qos_overriding_options=over)
+        return self._output_publisher(msg_type, topic, qos, qos_overriding_options=over)
 
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:
+        if not self.accepting:
+            return
         try:
             ros_image.check_image(msg)
         except ros_image.ImageDecodeError as exc:
@@ -293,6 +353,8 @@ class DepthArtNode(Node):
             "backend": self.backend.name,
             "engine": self.engine,
             "checkpoint": c["checkpoint"] or "(default)",
+            "state": self.lifecycle_label(),
+            "model_loads": self.model_loads,
             "units": "metres" if metric_on and self.metric["reason"] == "ok" else "relative",
             **frame_values,
             "camera_info": "ok" if self.camera_info is not None else "none received",
@@ -318,8 +380,24 @@ class DepthArtNode(Node):
         self.pub_diag.publish(arr)
 
     def close(self) -> None:
+        """Stop the worker thread after the frame it is on (idempotent)."""
         self.frames.close()
         self.worker.join(timeout=10.0)
+
+
+class DepthArtNode(DepthArtCore, Node):
+    """The plain node: parameters, model and topics all at start-up; a bad parameter or
+    checkpoint raises here, before any callback runs."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("depthart_node", **kwargs)
+        self._declare_parameters()
+        self._load_model()
+        self._create_endpoints()
+        self.get_logger().info(
+            f"ready: backend {self.engine}, checkpoint {self.cfg['checkpoint'] or '(default)'}, "
+            f"subscribed to {self.resolve_topic_name('image')}"
+        )
 
 
 def main(args: list[str] | None = None) -> None:

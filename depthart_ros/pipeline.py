@@ -4,7 +4,9 @@ Latest-frame policy: the subscription callback only validates the header and par
 a one-frame slot; a worker thread converts, runs `Backend.predict` and publishes. A frame that
 arrives while another waits replaces it and is counted, so memory stays flat and latency bounded
 when the camera outruns the model. Every frame ends in exactly one counter:
-    received = processed + replaced + rejected + dropped_stale + pending + in_progress.
+    received = processed + replaced + rejected + dropped_stale + dropped_inactive + pending
+               + in_progress
+(`dropped_inactive`: frames waiting when the managed node was deactivated).
 
 Here: the slot and its counters (`FramePipeline`), the worker loop (`run_worker`), inference
 timing and the frame statistics that `depthart_ros.node` publishes on `/diagnostics`.
@@ -73,6 +75,20 @@ class FramePipeline:
                 self._reject(cause)
             else:
                 self.counts[outcome] += 1
+            self._cv.notify_all()
+
+    def drop_pending(self) -> int:
+        """Discard the waiting frame, if any, as `dropped_inactive`; returns how many (0 or 1)."""
+        with self._cv:
+            dropped = int(self._pending is not None)
+            self._pending = None
+            self.counts["dropped_inactive"] += dropped
+            return dropped
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no frame is in progress; False if one still is after `timeout` s."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self.counts["in_progress"], timeout=timeout)
 
     def record(self, latency_ms: float, inference_ms: float) -> None:
         with self._cv:
@@ -92,7 +108,8 @@ class FramePipeline:
     def snapshot(self) -> dict[str, Any]:
         with self._cv:
             snap = {k: self.counts[k] for k in ("received", "processed", "replaced", "rejected")}
-            snap |= {k: self.counts[k] for k in ("dropped_stale", "in_progress", "pending_max")}
+            snap |= {k: self.counts[k] for k in ("dropped_stale", "dropped_inactive")}
+            snap |= {k: self.counts[k] for k in ("in_progress", "pending_max")}
             snap["pending"] = int(self._pending is not None)
             snap["rejected_by"] = dict(self.rejected_by)
             snap["latency_ms"] = list(self.latency_ms)
@@ -169,7 +186,8 @@ def frame_stats(snap: dict[str, Any], prev: tuple[float, int, int], now: float) 
         "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat else "nan",
         "inference_p50_ms": f"{np.percentile(inf, 50):.1f}" if inf else "nan",
         **{f"frames_{k}": snap[k] for k in ("received", "processed", "replaced", "rejected")},
-        **{f"frames_{k}": snap[k] for k in ("dropped_stale", "pending", "in_progress")},
+        **{f"frames_{k}": snap[k] for k in ("dropped_stale", "dropped_inactive")},
+        **{f"frames_{k}": snap[k] for k in ("pending", "in_progress")},
         "pending_max": snap["pending_max"],
         **{f"rejected.{k}": v for k, v in sorted(snap["rejected_by"].items())},
     }
