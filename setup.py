@@ -50,6 +50,8 @@ setup(
             "depthart = depthart_core.cli:main",
             "depthart-node = depthart_ros.node:main",
             "depthart_node = depthart_ros.node:main",
+            "depthart-lifecycle-node = depthart_ros.lifecycle_node:main",
+            "depthart_lifecycle_node = depthart_ros.lifecycle_node:main",
         ],
     },
     zip_safe=True,

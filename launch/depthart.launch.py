@@ -1,16 +1,22 @@
-"""Launch depthart_node with remappable topics and a parameters file.
+"""Launch depthart_node (or its managed twin) with remappable topics and a parameters file.
 
     ros2 launch depthart_ros depthart.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info namespace:=front
+    ros2 launch depthart_ros depthart.launch.py lifecycle:=true              # waits for a manager
+    ros2 launch depthart_ros depthart.launch.py lifecycle:=true autostart:=true
 
-Large images over best-effort QoS with Fast DDS need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in
-the environment of every process on the topic (camera driver and this node).
+lifecycle:=true starts `depthart_lifecycle_node` (same parameters and topics) unconfigured, for a
+lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`) to drive; autostart:=true makes
+it configure and activate itself at start-up. Large images over best-effort QoS with Fast DDS
+need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in the environment of every process on the topic
+(camera driver and this node).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
@@ -22,6 +28,8 @@ ARGUMENTS = [
     ("checkpoint", "", "DepthART .safetensors checkpoint; empty = the shipped default"),
     ("backend", "auto", "inference backend: auto | tensorrt | onnxruntime | torch"),
     ("log_level", "info", "node log level: debug | info | warn | error | fatal"),
+    ("lifecycle", "false", "true: start the managed node depthart_lifecycle_node instead"),
+    ("autostart", "false", "with lifecycle:=true, configure and activate at start-up"),
 ]
 
 
@@ -38,20 +46,12 @@ def generate_launch_description() -> LaunchDescription:
         )
     )
     arg = LaunchConfiguration
-    node = Node(
+    common = dict(
         package="depthart_ros",
-        executable="depthart_node",
         name="depthart_node",
         namespace=arg("namespace"),
         output="screen",
         emulate_tty=True,
-        parameters=[
-            arg("params_file"),
-            {
-                "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
-                "backend": ParameterValue(arg("backend"), value_type=str),
-            },
-        ],
         remappings=[
             ("image", arg("image")),
             ("camera_info", arg("camera_info")),
@@ -59,4 +59,23 @@ def generate_launch_description() -> LaunchDescription:
         ],
         arguments=["--ros-args", "--log-level", arg("log_level")],
     )
-    return LaunchDescription([*args, node])
+    overrides = {
+        "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
+        "backend": ParameterValue(arg("backend"), value_type=str),
+    }
+    node = Node(
+        executable="depthart_node",
+        parameters=[arg("params_file"), overrides],
+        condition=UnlessCondition(arg("lifecycle")),
+        **common,
+    )
+    managed = LifecycleNode(
+        executable="depthart_lifecycle_node",
+        parameters=[
+            arg("params_file"),
+            overrides | {"autostart": ParameterValue(arg("autostart"), value_type=bool)},
+        ],
+        condition=IfCondition(arg("lifecycle")),
+        **common,
+    )
+    return LaunchDescription([*args, node, managed])

@@ -54,6 +54,8 @@ pytestmark = pytest.mark.ros
 NODE = "/depthart_node"
 PARAMS_FILE = REPO / "config" / "depthart.params.yaml"
 LAUNCH_FILE = REPO / "launch" / "depthart.launch.py"
+LAUNCH_ARGS = {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"}
+LAUNCH_ARGS |= {"lifecycle", "autostart"}
 TS = get_typestore(Stores.ROS2_KILTED)
 
 
@@ -531,7 +533,23 @@ def test_launch_file_declares_its_arguments() -> None:
         if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
         and n.args and isinstance(n.args[0], ast.Constant)
     }  # fmt: skip
-    assert {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"} <= declared
+    assert LAUNCH_ARGS <= declared
+    # lifecycle:=true|false picks one of the two nodes; autostart reaches the managed one
+    # the last call of each name; Node(...) and LifecycleNode(...) appear once each
+    calls = {getattr(n.func, "id", ""): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
+
+    def kwargs(call: ast.Call) -> dict[str, str]:
+        return {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg}
+
+    plain, managed = kwargs(calls["Node"]), kwargs(calls["LifecycleNode"])
+    assert plain["executable"] == "'depthart_node'"
+    assert plain["condition"] == "UnlessCondition(arg('lifecycle'))"
+    assert managed["executable"] == "'depthart_lifecycle_node'"
+    assert managed["condition"] == "IfCondition(arg('lifecycle'))"
+    assert "'autostart': ParameterValue(arg('autostart'), value_type=bool)" in managed["parameters"]
+    setup_py = (REPO / "setup.py").read_text()  # both executables are installed console scripts
+    for exe in ("depthart_node", "depthart_lifecycle_node"):
+        assert f'"{exe} = depthart_ros.' in setup_py, exe
 
 
 def test_launch_description_loads_where_launch_ros_exists() -> None:
@@ -543,7 +561,7 @@ def test_launch_description_loads_where_launch_ros_exists() -> None:
     spec.loader.exec_module(mod)
     ld = mod.generate_launch_description()
     names = {a.name for a in ld.get_launch_arguments()}
-    assert {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"} <= names
+    assert LAUNCH_ARGS <= names
     assert all(a.description for a in ld.get_launch_arguments())
 
 

@@ -49,7 +49,7 @@ def _yaml_value(v: Any) -> str:
 
 
 class NodeProcess:
-    """`python -m depthart_ros.node` in its own process; always killed by `close`."""
+    """`python -m depthart_ros.node` (or `module`) in its own process; always killed by `close`."""
 
     def __init__(
         self,
@@ -57,8 +57,9 @@ class NodeProcess:
         params: dict[str, Any],
         log_path: Path,
         params_files: tuple[Path, ...] = (),
+        module: str = "depthart_ros.node",
     ) -> None:
-        cmd = [sys.executable, "-m", "depthart_ros.node", "--ros-args"]
+        cmd = [sys.executable, "-m", module, "--ros-args"]
         for f in params_files:  # files first: a later -p wins over them
             cmd += ["--params-file", str(f)]
         for k, v in params.items():

@@ -1,0 +1,162 @@
+"""`depthart_lifecycle_node`: `depthart_node` as a ROS 2 managed (lifecycle) node.
+
+Same parameters, topics and frame path as `depthart_node` (both mix in
+`depthart_ros.node.DepthArtCore`); only when each step runs differs, following the managed-node
+state machine (design.ros2.org "Managed nodes"; rclpy.lifecycle):
+
+    configure   validate parameters, load the checkpoint / build or load the engine, create the
+                (lifecycle) publishers, subscriptions, worker and diagnostics. A failure logs the
+                reason and returns FAILURE: the node stays unconfigured, ready for another
+                configure once the parameters are corrected.
+    activate    enable the publishers and take frames.
+    deactivate  stop taking frames, drop a waiting one (counted as `frames_dropped_inactive`),
+                let the frame in progress finish; the model stays loaded.
+    cleanup     destroy the endpoints and free the model.
+    shutdown    whatever of the above the current state needs; clean from any state.
+
+The start-up parameters (`checkpoint`, `backend`, QoS, ...) are read at configure, so they can be
+set while unconfigured and are refused in any other state. `/diagnostics` is a plain publisher:
+it reports `state` (inactive / active) and `model_loads` while configured. `autostart:=true`
+configures and activates at start-up, like nav2's lifecycle manager would.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.logging import get_logger
+from rclpy.qos import QoSProfile
+
+from depthart_ros.node import DepthArtCore
+from depthart_ros.params import PARAMS
+
+STARTUP_PARAMS = frozenset(p.name for p in PARAMS if p.read_only)
+DRAIN_TIMEOUT_S = 30.0  # deactivate waits this long for the frame in progress
+
+
+class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
+    accepting = False
+    _configured = False  # model loaded and endpoints created (inactive or active)
+    _active = False
+
+    def __init__(self, node_name: str = "depthart_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._declare_parameters(startup_read_only=False)
+        self.declare_parameter(
+            "autostart",
+            False,
+            ParameterDescriptor(description="configure and activate at start-up", read_only=True),
+        )
+
+    # ------------------------------------------------------------------ transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load_model()
+            self._create_endpoints()
+        except Exception as exc:  # the reason goes to the log; the node stays unconfigured
+            self.get_logger().error(f"configure failed: {exc}")
+            self.release()
+            return TransitionCallbackReturn.FAILURE
+        self._configured = True
+        self.get_logger().info(f"configured: subscribed to {self.resolve_topic_name('image')}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        if ret == TransitionCallbackReturn.SUCCESS:
+            self._active = self.accepting = True
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._pause()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if state.label == "active":
+            self._pause()
+            super().on_deactivate(state)
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()  # back to unconfigured with nothing held
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ steps
+    def _pause(self) -> None:
+        """Stop taking frames, drop the waiting one, let the one in progress finish."""
+        self._active = self.accepting = False
+        if not self._configured:
+            return
+        dropped = self.frames.drop_pending()
+        if not self.frames.wait_idle(DRAIN_TIMEOUT_S):
+            self.get_logger().warning(f"a frame was still in progress after {DRAIN_TIMEOUT_S} s")
+        self.get_logger().info(f"deactivated, model kept; waiting frames dropped: {dropped}")
+
+    def release(self) -> None:
+        """Destroy the endpoints and free the model; safe to call in any state (idempotent)."""
+        self._active = self.accepting = self._configured = False
+        if getattr(self, "_owned", None):
+            self._destroy_endpoints()
+        if self.backend is not None:
+            self.backend = None
+            gc.collect()
+            if self.context.ok():  # not after Ctrl-C: rosout is gone by then
+                self.get_logger().info("model released")
+
+    def close(self) -> None:
+        if getattr(self, "frames", None) is not None:
+            super().close()
+
+    # ------------------------------------------------------------------ DepthArtCore hooks
+    def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile, **kw: Any) -> Any:
+        pub = self.create_lifecycle_publisher(msg_type, topic, qos, **kw)
+        return self._own(self.destroy_lifecycle_publisher, pub)
+
+    def _refuse_set(self, names: list[str]) -> str | None:
+        locked = sorted(STARTUP_PARAMS & set(names)) if self._configured else []
+        if locked:
+            return f"{', '.join(locked)}: read at configure; set it while unconfigured"
+        return None
+
+    def lifecycle_label(self) -> str:
+        return "active" if self._active else "inactive"
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    try:
+        node = DepthArtLifecycleNode()
+    except Exception as exc:  # a clear fatal line instead of a traceback
+        get_logger("depthart_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        sys.exit(1)
+    if node.get_parameter("autostart").value:
+        ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if ok and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().error("autostart: activate failed")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.release()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

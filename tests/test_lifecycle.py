@@ -1,0 +1,252 @@
+"""depthart_lifecycle_node across processes with real rclpy: a client drives the standard
+lifecycle services (`<node>/change_state`, `<node>/get_state`) and watches the topics.
+
+Checked: frames are answered only while active; a configure with a bad checkpoint fails and
+leaves the node unconfigured, a second one with a corrected checkpoint succeeds; start-up
+parameters are refused once configured; deactivate drops the waiting frame, lets the one in
+progress finish and keeps the model (no reload on activate, counted by `model_loads` in
+diagnostics and by the log); cleanup frees it; shutdown from active, from unconfigured and
+Ctrl-C are clean; `autostart` configures and activates at start-up.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+pytest.importorskip("lifecycle_msgs.srv", reason="needs the ROS 2 lifecycle_msgs package")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402
+from ros_helpers.harness import (  # noqa: E402
+    NodeProcess,
+    RosPeer,
+    image_msg,
+    stamp_ns,
+    unique_domain_id,
+)
+from ros_helpers.scenes import scene_rgb, wire_fields  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from depthart_core.estimator import DepthEstimator  # noqa: E402
+
+pytestmark = pytest.mark.ros
+NODE = "/depthart_node"
+RELIABLE_INPUT = {"input_qos.reliability": "reliable", "input_qos.depth": 5}
+
+
+class LifecycleTest:
+    """One domain, one peer (subscribed to depth and diagnostics, publishing images), and the
+    managed-node processes started in it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.domain = unique_domain_id()
+        self.tmp = tmp
+        self.peer = RosPeer(self.domain)
+        self.peer.subscribe(Image, "depth")
+        self.peer.subscribe(DiagnosticArray, "/diagnostics")
+        self.pub = self.peer.publisher(Image, "image", reliable=True, depth=10)
+        self.nodes: list[NodeProcess] = []
+
+    def start(self, params: dict[str, Any], name: str) -> NodeProcess:
+        params = {"backend": "torch"} | RELIABLE_INPUT | params
+        log = self.tmp / f"{name}.log"
+        node = NodeProcess(self.domain, params, log, module="depthart_ros.lifecycle_node")
+        self.nodes.append(node)
+        return node
+
+    def connect(self, node: NodeProcess) -> None:
+        """Clients for `node`'s lifecycle services, kept for the whole test. A service can be
+        discovered before it can answer this client (Fast DDS drops the response: "failed to
+        send response (timeout)"), so each client is warmed up with a request that changes
+        nothing (change_state with an unknown label is refused; an empty set_parameters) until
+        one is answered.
+        """
+        peer = self.peer
+        self.get_state = peer.node.create_client(GetState, f"{NODE}/get_state")
+        self.change_state = peer.node.create_client(ChangeState, f"{NODE}/change_state")
+        self.get_params = peer.node.create_client(GetParameters, f"{NODE}/get_parameters")
+        self.set_params = peer.node.create_client(SetParameters, f"{NODE}/set_parameters")
+        warm_ups = {
+            self.get_state: GetState.Request(),
+            self.change_state: ChangeState.Request(transition=Transition(label="no_such")),
+            self.get_params: GetParameters.Request(names=["autostart"]),
+            self.set_params: SetParameters.Request(parameters=[]),
+        }
+        for client, req in warm_ups.items():
+            ok = peer.wait_for(lambda c=client: c.service_is_ready() or node.proc.poll(), 60)
+            assert ok and node.proc.poll() is None, f"node did not start:\n{node.log()}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self._ask(client, req, 2.0) is not None:
+                    break
+            else:
+                raise AssertionError(f"{client.srv_name} never answered:\n{node.log()}")
+
+    def _ask(self, client: Any, request: Any, timeout: float) -> Any:
+        future = client.call_async(request)
+        if not self.peer.wait_for(future.done, timeout):
+            client.remove_pending_request(future)
+            return None
+        return future.result()
+
+    def state(self) -> str:
+        resp = self._ask(self.get_state, GetState.Request(), 10)
+        assert resp is not None, "get_state did not answer"
+        return resp.current_state.label
+
+    def set_param(self, name: str, value: Any) -> Any:
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        resp = self._ask(self.set_params, req, 10)
+        assert resp is not None, f"set_parameters {name} did not answer"
+        return resp.results[0]
+
+    def get_param(self, name: str) -> Any:
+        resp = self._ask(self.get_params, GetParameters.Request(names=[name]), 10)
+        assert resp is not None, f"get_parameters {name} did not answer"
+        return parameter_value_to_python(resp.values[0])
+
+    def change(self, label: str) -> bool:
+        req = ChangeState.Request(transition=Transition(label=label))
+        resp = self._ask(self.change_state, req, 60)  # configure loads the model
+        assert resp is not None, f"change_state {label} did not answer"
+        return resp.success
+
+    def frame(self, seed: int) -> int:
+        """Publish a 640x480 rgb8 frame; returns its stamp."""
+        stamp = time.time_ns()
+        self.pub.publish(image_msg(wire_fields(scene_rgb(seed=seed), "rgb8"), stamp, "cam"))
+        return stamp
+
+    def depth(self, stamp: int) -> Image | None:
+        return next((m for m in self.peer.messages("depth") if stamp_ns(m.header) == stamp), None)
+
+    def wait_depth(self, stamp: int, timeout: float = 15.0) -> np.ndarray:
+        assert self.peer.wait_for(lambda: self.depth(stamp) is not None, timeout), stamp
+        msg = self.depth(stamp)
+        assert msg.encoding == "32FC1" and (msg.height, msg.width) == (480, 640)
+        return np.frombuffer(msg.data, np.float32).reshape(480, 640)
+
+    def assert_no_depth(self, stamp: int, wait: float = 1.5) -> None:
+        time.sleep(wait)
+        assert self.depth(stamp) is None, "a frame was answered while not active"
+
+    def wait_subscribed(self) -> None:
+        assert self.peer.wait_for(lambda: self.pub.get_subscription_count() > 0, 20)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self.peer.close()
+
+
+@pytest.fixture
+def lc(tmp_path: Path):
+    env = LifecycleTest(tmp_path)
+    yield env
+    env.close()
+
+
+def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> None:
+    peer = lc.peer
+    missing = lc.tmp / "nope.safetensors"
+    node = lc.start({"checkpoint": str(missing)}, "managed")
+    lc.connect(node)
+    assert lc.state() == "unconfigured"
+    assert lc.get_param("autostart") is False
+
+    # 1. a bad checkpoint: FAILURE with the reason logged, still unconfigured, nothing loaded
+    assert lc.change("configure") is False
+    assert lc.state() == "unconfigured"
+    assert "configure failed" in node.log() and "checkpoint not found" in node.log()
+    assert node.log().count("model loaded") == 0
+
+    # 2. corrected while unconfigured, then configure succeeds: inactive, no frames answered
+    assert lc.set_param("checkpoint", tiny_checkpoint).successful
+    assert lc.change("configure") is True
+    assert lc.state() == "inactive"
+    refused = lc.set_param("checkpoint", str(missing))
+    assert not refused.successful and "unconfigured" in refused.reason
+    assert lc.set_param("colormap", "magma").successful  # runtime ones still settable
+    lc.wait_subscribed()
+    inactive_stamp = lc.frame(seed=1)
+    lc.assert_no_depth(inactive_stamp)
+    diag = peer.wait_diagnostics(after=time.time())
+    assert diag["state"] == "inactive" and diag["model_loads"] == "1", diag
+    assert diag["frames_received"] == "0", diag  # not even taken in
+
+    # 3. active: answered, with the model's values
+    assert lc.change("activate") is True
+    assert lc.state() == "active"
+    stamp = lc.frame(seed=2)
+    depth = lc.wait_depth(stamp)
+    ref = DepthEstimator.from_checkpoint(tiny_checkpoint).predict(scene_rgb(seed=2))
+    assert float(np.abs(depth - ref).mean()) < 2e-3
+    assert lc.depth(inactive_stamp) is None
+
+    # 4. deactivate with one frame in progress (slowed to 1.5 s) and one waiting: the first
+    #    finishes and is published, the second is dropped and counted; the model stays loaded
+    assert lc.set_param("debug_min_inference_ms", 1500.0).successful
+    in_progress = lc.frame(seed=3)
+    time.sleep(0.5)
+    waiting = lc.frame(seed=4)
+    time.sleep(0.3)
+    assert lc.change("deactivate") is True
+    assert lc.state() == "inactive"
+    lc.wait_depth(in_progress, timeout=5)
+    assert lc.set_param("debug_min_inference_ms", 0.0).successful
+    lc.assert_no_depth(waiting, wait=1.0)
+    diag = peer.wait_diagnostics(after=time.time())
+    assert diag["frames_dropped_inactive"] == "1" and diag["frames_processed"] == "2", diag
+    assert diag["state"] == "inactive", diag
+
+    # 5. activate again: answered without reloading the model
+    assert lc.change("activate") is True
+    lc.wait_depth(lc.frame(seed=5))
+    diag = peer.wait_diagnostics(after=time.time())
+    assert diag["model_loads"] == "1" and diag["state"] == "active", diag
+    assert node.log().count("model loaded") == 1
+
+    # 6. cleanup frees the model; configure loads it again (load 2); shutdown from active
+    assert lc.change("deactivate") is True and lc.change("cleanup") is True
+    assert lc.state() == "unconfigured" and "model released" in node.log()
+    assert lc.set_param("checkpoint", tiny_checkpoint).successful  # settable again
+    assert lc.change("configure") is True and lc.change("activate") is True
+    lc.wait_depth(lc.frame(seed=6))
+    assert "model loaded (load 2)" in node.log()
+    assert lc.change("shutdown") is True
+    assert lc.state() == "finalized"
+    finalized_stamp = lc.frame(seed=7)
+    lc.assert_no_depth(finalized_stamp, wait=1.0)
+    assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
+    assert "Traceback" not in node.log(), node.log()
+
+
+def test_autostart_and_clean_exits(lc: LifecycleTest, tiny_checkpoint: str) -> None:
+    # autostart with a good checkpoint: active without any service call; Ctrl-C while active
+    good = lc.start({"checkpoint": tiny_checkpoint, "autostart": True}, "autostart")
+    lc.connect(good)
+    assert lc.state() == "active"
+    lc.wait_subscribed()
+    lc.wait_depth(lc.frame(seed=8), timeout=30)
+    assert good.signal_and_wait(signal.SIGINT) == 0, good.log()
+    assert "Traceback" not in good.log(), good.log()
+
+    # autostart with a bad checkpoint: the process stays up, unconfigured, and shuts down cleanly
+    bad = lc.start({"checkpoint": str(lc.tmp / "nope.safetensors"), "autostart": True}, "bad")
+    lc.connect(bad)
+    assert lc.state() == "unconfigured" and bad.proc.poll() is None
+    assert "checkpoint not found" in bad.log()
+    assert lc.change("shutdown") is True
+    assert lc.state() == "finalized"
+    assert bad.signal_and_wait(signal.SIGTERM) == 0, bad.log()
+    assert "Traceback" not in bad.log(), bad.log()
