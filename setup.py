@@ -16,7 +16,7 @@ setup(
     package_data={"depthart_core": ["data/*.json", "data/*.txt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
-        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}", ["package.xml", "LICENSE"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.safetensors") + glob("checkpoints/*.json")),
@@ -28,8 +28,6 @@ setup(
         "safetensors>=0.4",
         "PyYAML>=6.0",
         "tqdm>=4.66",
-        "matplotlib>=3.7",
-        "h5py>=3.9",
     ],
     extras_require={
         "ros": [
@@ -42,6 +40,9 @@ setup(
         ],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0"],
+        # training, dataset evaluation and replay reports only (Hypersim / NYUv2 / TUM HDF5,
+        # plots); the node never imports them (tests/test_package.py)
+        "train": ["h5py>=3.9", "matplotlib>=3.7"],
         "bench": ["transformers>=4.45"],
         "dev": ["pytest>=8", "ruff>=0.5", "rosbags-image>=0.9", "scikit-image>=0.22"],
     },

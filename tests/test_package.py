@@ -1,0 +1,137 @@
+"""The package as installed on a robot: package.xml declares what the code imports, the licence
+agrees everywhere, and the node runs without the training / evaluation dependencies."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_XML = ET.parse(REPO / "package.xml").getroot()
+AMENT_PACKAGES = Path(sys.prefix) / "share" / "ament_index" / "resource_index" / "packages"
+# pip requirement -> its rosdep key; None: no key (named in package.xml's comment instead)
+ROSDEP_KEY = {
+    "torch": "python3-torch",
+    "numpy": "python3-numpy",
+    "opencv-python-headless": "python3-opencv",
+    "PyYAML": "python3-yaml",
+    "tqdm": "python3-tqdm",
+    "safetensors": None,
+}
+
+
+def _exec_depends() -> set[str]:
+    return {e.text for e in PACKAGE_XML.iter("exec_depend")}
+
+
+def _imported_top_level(folder: Path) -> set[str]:
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _setup_call() -> ast.Call:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    return next(n for n in ast.walk(tree) if getattr(getattr(n, "func", None), "id", "") == "setup")
+
+
+def _setup_kw(name: str):
+    kw = next(k for k in _setup_call().keywords if k.arg == name)
+    return ast.literal_eval(kw.value)
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports() -> None:
+    if not AMENT_PACKAGES.is_dir():
+        pytest.skip(f"no ament index at {AMENT_PACKAGES} to tell ROS packages apart")
+    ros_packages = {p.name for p in AMENT_PACKAGES.iterdir()}
+    imported = _imported_top_level(REPO / "depthart_ros") | _imported_top_level(
+        REPO / "depthart_core"
+    )
+    needed = imported & ros_packages
+    assert {"rclpy", "rcl_interfaces", "ament_index_python", "sensor_msgs"} <= needed
+    assert needed <= _exec_depends(), needed - _exec_depends()
+
+
+def test_package_xml_covers_the_pip_requirements() -> None:
+    """Each runtime requirement has its rosdep key, or is named as installed by hand."""
+    comments = (REPO / "package.xml").read_text()
+    comment = comments[comments.index("No rosdep key") :]
+    for req in _setup_kw("install_requires"):
+        name = req.split(">")[0].split("=")[0].split("<")[0]
+        assert name in ROSDEP_KEY, f"{name}: add its rosdep key (or None) to this test"
+        key = ROSDEP_KEY[name]
+        if key is None:
+            assert name in comment.split("-->")[0], f"{name} has no key: say so in package.xml"
+        else:
+            assert key in _exec_depends(), f"{name}: package.xml lacks {key}"
+    assert "python3-onnxruntime-pip" in _exec_depends()  # the default CPU backend's runtime
+
+
+def test_licence_agrees_everywhere() -> None:
+    licence = PACKAGE_XML.find("license")
+    assert licence.text == "MIT" and licence.get("file") == "LICENSE"
+    assert _setup_kw("license") == "MIT"
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Permission is hereby granted" in text
+    # installed beside package.xml in share/depthart_ros
+    assert '(f"share/{PACKAGE}", ["package.xml", "LICENSE"])' in (REPO / "setup.py").read_text()
+
+
+def test_console_scripts_point_at_real_mains() -> None:
+    scripts = dict(s.split(" = ") for s in _setup_kw("entry_points")["console_scripts"])
+    assert scripts["depthart_node"] == "depthart_ros.node:main"
+    assert scripts["depthart_lifecycle_node"] == "depthart_ros.lifecycle_node:main"
+    for target in scripts.values():
+        module, func = target.split(":")
+        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        defined |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                    for a in n.names}  # fmt: skip
+        assert func in defined, target
+
+
+def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
+    """With h5py, matplotlib, transformers and scikit-image made unimportable, both nodes import,
+    the model loads and predicts, and no training / evaluation / dataset module is loaded."""
+    pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+    assert "h5py" not in " ".join(_setup_kw("install_requires"))
+    code = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+        import numpy as np
+        BLOCKED = {{"h5py", "matplotlib", "transformers", "skimage"}}
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(f"blocked: {{name}}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import depthart_ros.lifecycle_node, depthart_ros.node
+        from depthart_ros.node import make_backend
+        backend = make_backend("torch", {tiny_checkpoint!r}, "cpu", "fp32", False)
+        depth = backend.predict(np.zeros((48, 64, 3), np.uint8))
+        assert depth.shape == (48, 64), depth.shape
+        import depthart_core.runtime.onnx_backend, depthart_core.runtime.trt_factory
+        heavy = ("depthart_core.training", "depthart_core.evaluation", "depthart_core.data.")
+        print(sorted(m for m in sys.modules if m.startswith(heavy) or m in BLOCKED))
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
