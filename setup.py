@@ -9,17 +9,22 @@ PACKAGE = "depthart_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    description="DepthART monocular depth: VAR next-scale transformer, ROS 2 node, export, training",
+    description="DepthART monocular depth: VAR transformer, ROS 2 nodes, export, training",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["depthart_core", "depthart_core.*", "depthart_ros", "depthart_ros.*"]),
+    packages=find_packages(
+        include=["depthart_core", "depthart_core.*", "depthart_ros", "depthart_ros.*"]
+    ),
     package_data={"depthart_core": ["data/*.json", "data/*.txt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml", "LICENSE"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.safetensors") + glob("checkpoints/*.json")),
+        (
+            f"share/{PACKAGE}/checkpoints",
+            glob("checkpoints/*.safetensors") + glob("checkpoints/*.json"),
+        ),
     ],
     install_requires=[
         "torch>=2.2",
