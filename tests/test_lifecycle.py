@@ -204,10 +204,12 @@ def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> 
     assert lc.state() == "inactive"
     lc.wait_depth(in_progress, timeout=5)
     assert lc.set_param("debug_min_inference_ms", 0.0).successful
+    idle = lc.frame(seed=9)  # sent while inactive: not even taken in
     lc.assert_no_depth(waiting, wait=1.0)
+    assert lc.depth(idle) is None
     diag = peer.wait_diagnostics(after=time.time())
     assert diag["frames_dropped_inactive"] == "1" and diag["frames_processed"] == "2", diag
-    assert diag["state"] == "inactive", diag
+    assert diag["frames_received"] == "3" and diag["state"] == "inactive", diag
 
     # 5. activate again: answered without reloading the model
     assert lc.change("activate") is True
