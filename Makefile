@@ -26,7 +26,7 @@ test: $(STAMP)
 	FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA $(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 
 demo: $(STAMP)
-	FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA $(BIN)/python -m depthart_ros.demo --out demo_out
+	FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA $(BIN)/python -m depthart_ros.replay.demo --out demo_out
 
 lint: $(STAMP)
 	$(BIN)/ruff check depthart_core depthart_ros tests training

@@ -59,6 +59,8 @@ setup(
             "depthart-lifecycle-node = depthart_ros.lifecycle_node:main",
             "depthart_lifecycle_node = depthart_ros.lifecycle_node:main",
         ],
+        # replay modes depthart_core's `depthart replay` picks up (depthart_core.cli.replay)
+        "depthart.replay": ["live = depthart_ros.replay.cli"],
     },
     zip_safe=True,
 )

@@ -4,10 +4,16 @@ A checkpoint is one `.safetensors` file (self-contained: loading needs nothing e
 human-readable `.json` sidecar with the same config and metadata. Loading is strict: every key and
 shape must match, and a mismatch raises naming the keys. Nothing is ever unpickled; the one
 exception is reading VAR's official `.pth` releases, done with `torch.load(weights_only=True)`.
+
+This module is the one place that resolves a checkpoint (`resolve_checkpoint`: the path given,
+else `$DEPTHART_CHECKPOINT`, else the shipped one) and hashes it (`file_sha256`, once per file
+version and process). `CheckpointFile` carries one resolved checkpoint through
+`runtime.get_backend`, so the `auto` fallback chain reads, hashes and loads it once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -19,8 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthart_core.config import ModelConfig
-from depthart_core.fileutil import atomic_write
-from depthart_core.fileutil import sha256_file as file_sha256
+from depthart_core.fileutil import atomic_write, sha256_file
 from depthart_core.model import DepthART
 from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
 
@@ -113,6 +118,44 @@ def load_checkpoint(
     return model.to(device).eval(), info
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint file, hashed once per process while its size and mtime stay put."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _sha256_of(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+class CheckpointFile:
+    """One checkpoint: resolved and hashed when made, its model loaded (on the CPU) at most once.
+
+    Every backend `runtime.get_backend` tries gets the same one, so the `auto` fallback from
+    TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = resolve_checkpoint(path)
+        self.sha256 = file_sha256(self.path)
+        self._info: dict[str, Any] | None = None
+        self._loaded: tuple[DepthART, dict[str, Any]] | None = None
+
+    def info(self) -> dict[str, Any]:
+        """Config and metadata (`read_checkpoint_info`), without loading weights."""
+        if self._info is None:
+            self._info = read_checkpoint_info(self.path)
+        return self._info
+
+    def load(self) -> tuple[DepthART, dict[str, Any]]:
+        """`load_checkpoint(path)`, the first time only: the same model object every call."""
+        if self._loaded is None:
+            self._loaded = load_checkpoint(self.path)
+        return self._loaded
+
+
 def default_checkpoint_path() -> Path:
     """$DEPTHART_CHECKPOINT, else the checkpoint shipped in the repo or the ament share dir."""
     env = os.environ.get(ENV_CHECKPOINT)
@@ -121,7 +164,7 @@ def default_checkpoint_path() -> Path:
     here = Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
     if here.exists():
         return here
-    try:
+    try:  # optional dependency: ament_index_python exists only in a colcon-installed ROS 2
         from ament_index_python.packages import get_package_share_directory
 
         share = Path(get_package_share_directory("depthart_ros"))

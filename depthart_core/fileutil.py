@@ -1,4 +1,9 @@
-"""Small torch-free file helpers shared by checkpoints, the engine cache and reports."""
+"""Small torch-free file helpers: hashing, atomic writes and the one cache root.
+
+Everything DepthART caches (exported ONNX graphs, TensorRT engines, rendered synthetic pools)
+lives under `cache_root()`: `$DEPTHART_CACHE` if set, else `$XDG_CACHE_HOME/depthart`, else
+`~/.cache/depthart` (the XDG Base Directory default).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,17 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+ENV_CACHE = "DEPTHART_CACHE"
+
+
+def cache_root() -> Path:
+    """`$DEPTHART_CACHE`, else `$XDG_CACHE_HOME/depthart`, else `~/.cache/depthart`."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "depthart"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -17,14 +33,21 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | Path, write_fn: Callable[[str], None]) -> None:
-    """`write_fn(tmp)` writes a temp file beside `path`; it is fsynced and renamed over `path`."""
+def atomic_write(path: str | Path, content: bytes | Callable[[str], None]) -> None:
+    """Write `content` to `path` so that readers see the old file or the whole new one.
+
+    `content` is the bytes to write, or `write_fn(tmp)` that writes a temp file beside `path`;
+    the temp file is fsynced and renamed over `path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        write_fn(tmp)
+        if isinstance(content, bytes | bytearray | memoryview):
+            Path(tmp).write_bytes(content)
+        else:
+            content(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -34,8 +57,3 @@ def atomic_write(path: str | Path, write_fn: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write bytes atomically (temp file, fsync, rename)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

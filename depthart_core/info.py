@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from depthart_core.checkpoint import load_checkpoint
 from depthart_core.config import get_preset
 from depthart_core.model import DepthART, count_parameters
 
@@ -40,8 +41,6 @@ def describe_preset(name: str) -> dict[str, Any]:
 
 
 def describe_checkpoint(path: str) -> dict[str, Any]:
-    from depthart_core.checkpoint import load_checkpoint
-
     model, info = load_checkpoint(path)
     report = _report(f"checkpoint {path}", model, info["metadata"])
     report["sha256"] = info["sha256"]

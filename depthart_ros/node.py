@@ -44,9 +44,10 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
-from depthart_core import ros_image
 from depthart_core.colormap import colorize_bgr
 from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_sparse
+from depthart_core.rosio import image as ros_image
+from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
 from depthart_ros.params import PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
@@ -57,17 +58,6 @@ from depthart_ros.pipeline import (
     run_worker,
     timed_predict,
 )
-
-# PARAMS, FramePipeline and validate_params were defined here before params / pipeline existed
-__all__ = [
-    "PARAMS",
-    "DepthArtCore",
-    "DepthArtNode",
-    "FramePipeline",
-    "main",
-    "make_backend",
-    "validate_params",
-]
 
 
 def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
@@ -80,28 +70,6 @@ def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor
     if p.choices:
         d.additional_constraints = f"one of {list(p.choices)}"
     return d
-
-
-def make_backend(
-    backend: str, checkpoint: str | None, device: str, precision: str, letterbox: bool
-) -> Backend:
-    """The model behind the node. Uses `depthart_core.runtime.get_backend` where it exists."""
-    try:
-        from depthart_core.runtime import get_backend
-    except ImportError:
-        get_backend = None
-    if get_backend is not None:
-        return get_backend(
-            backend, checkpoint=checkpoint, device=device, precision=precision, letterbox=letterbox
-        )
-    if backend not in ("auto", "torch") or precision != "fp32":
-        raise ValueError(
-            f"backend={backend!r} precision={precision!r} is not available in this build "
-            "(only the torch backend at fp32)"
-        )
-    from depthart_core.estimator import DepthEstimator
-
-    return DepthEstimator.from_checkpoint(checkpoint, device=device, letterbox=letterbox)
 
 
 class DepthArtCore:
@@ -128,8 +96,12 @@ class DepthArtCore:
         reason = validate_params(c)
         if reason:
             raise ValueError(f"invalid parameter: {reason}")
-        self.backend = make_backend(
-            c["backend"], c["checkpoint"] or None, c["device"], c["precision"], c["letterbox"]
+        self.backend = get_backend(
+            c["backend"],
+            c["checkpoint"] or None,
+            device=c["device"],
+            precision=c["precision"],
+            letterbox=c["letterbox"],
         )
         self.engine = self.backend.describe()
         self.model_loads += 1

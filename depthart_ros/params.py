@@ -13,9 +13,9 @@ from typing import Any
 
 from depthart_core.colormap import COLORMAPS
 from depthart_core.metric_scale import FIT_MODES
+from depthart_core.precision import PRECISIONS
+from depthart_core.runtime import BACKENDS
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-PRECISIONS = ("fp32", "fp16", "bf16")
 RELIABILITY = ("best_effort", "reliable")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 

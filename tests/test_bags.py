@@ -1,4 +1,4 @@
-"""depthart_core.bags: real ROS 2 (MCAP, sqlite3) and ROS 1 bag files written and read back."""
+"""depthart_core.rosio.bags: real ROS 2 (MCAP, sqlite3) and ROS 1 bags written and read back."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pytest
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_typestore
 
-from depthart_core import bags
-from depthart_core.bags import BagError, TopicNotFoundError, TopicTypeError
-from depthart_core.data.synthetic import SynthConfig, render_sequence
-from depthart_core.replay import match_stamps
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_sequence
+from depthart_core.replay.frames import match_stamps
+from depthart_core.rosio import bags
+from depthart_core.rosio.bags import BagError, TopicNotFoundError, TopicTypeError
 
 T0 = 1_700_000_000 * 1_000_000_000
 SIZE = (24, 32)  # (H, W): small, so rendering and I/O stay fast

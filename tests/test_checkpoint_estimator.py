@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
 from depthart_core.config import get_preset, with_overrides
-from depthart_core.estimator import DepthEstimator
+from depthart_core.runtime.torch_backend import DepthEstimator
 
 
 def test_round_trip_is_exact(tiny_model, tiny_checkpoint):
@@ -108,7 +108,7 @@ def test_batched_predict_equals_single(estimator):
 
 def test_letterbox_unpads_exactly(tiny_checkpoint):
     est = DepthEstimator.from_checkpoint(tiny_checkpoint, letterbox=True)
-    from depthart_core.preprocess import preprocess
+    from depthart_core.runtime.preprocess import preprocess
 
     rgb = np.random.default_rng(2).integers(0, 256, (30, 120, 3), dtype=np.uint8)
     x, geo = preprocess(rgb, 64, letterbox=True)

@@ -22,7 +22,7 @@ def test_predict_writes_npy_and_png(tiny_checkpoint, tmp_path):
     assert depth.shape == (47, 71) and depth.dtype == np.float32
     png = cv2.imread(str(out / "frame_depth.png"))
     assert png.shape == (47, 71, 3)
-    from depthart_core.estimator import DepthEstimator
+    from depthart_core.runtime.torch_backend import DepthEstimator
 
     assert np.allclose(depth, DepthEstimator.from_checkpoint(tiny_checkpoint).predict(rgb))
 

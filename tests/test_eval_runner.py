@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from depthart_core.cli import main
-from depthart_core.estimator import DepthEstimator
 from depthart_core.evaluation import aggregate, evaluate
 from depthart_core.evaluation.report import mean_ranks
-from depthart_core.evaluation.runner import evaluate_predictions, make_backend
+from depthart_core.evaluation.runner import evaluate_predictions, load_models
+from depthart_core.runtime.torch_backend import DepthEstimator
 
 
 def _write_ibims(root, n=3, h=24, w=32):
@@ -203,11 +203,18 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "2 dataset(s)" in capsys.readouterr().err
 
 
-def test_non_torch_backend_without_runtime_factory(monkeypatch):
-    import depthart_core.runtime as runtime
+def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoint):
+    import depthart_core.evaluation.runner as runner
 
-    monkeypatch.delattr(runtime, "get_backend", raising=False)
-    with pytest.raises(RuntimeError, match="get_backend"):
-        make_backend("onnxruntime", "model.onnx")
-    with pytest.raises(ValueError, match="unknown backend"):
-        make_backend("openvino", "model.onnx")
+    with pytest.raises(ValueError, match="unknown backend 'openvino'"):
+        load_models([str(tiny_checkpoint)], backend="openvino")
+    calls = []
+
+    def fake_get_backend(name, checkpoint, device="cpu", letterbox=False):
+        calls.append((name, checkpoint, device, letterbox))
+        return DepthEstimator.from_checkpoint(checkpoint)
+
+    monkeypatch.setattr(runner, "get_backend", fake_get_backend)
+    (m,) = load_models([str(tiny_checkpoint)], backend="onnxruntime", letterbox=True)
+    assert calls == [("onnxruntime", str(tiny_checkpoint), "cpu", True)]
+    assert m.sha256 is not None and m.backend == "torch"

@@ -37,7 +37,7 @@ from ros_helpers.harness import (  # noqa: E402
 from ros_helpers.scenes import scene_rgb, wire_fields  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from depthart_core.estimator import DepthEstimator  # noqa: E402
+from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/depthart_node"

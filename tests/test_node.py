@@ -47,8 +47,9 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from depthart_core.colormap import colorize_bgr  # noqa: E402
-from depthart_core.estimator import DepthEstimator  # noqa: E402
-from depthart_ros.node import PARAMS, FramePipeline, validate_params  # noqa: E402
+from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
+from depthart_ros.params import PARAMS, validate_params  # noqa: E402
+from depthart_ros.pipeline import FramePipeline  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/depthart_node"

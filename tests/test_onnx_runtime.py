@@ -9,10 +9,10 @@ pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
 
 from depthart_core.checkpoint import file_sha256, save_checkpoint  # noqa: E402
-from depthart_core.estimator import DepthEstimator  # noqa: E402
 from depthart_core.export.onnx_export import export_onnx, read_onnx_metadata  # noqa: E402
 from depthart_core.runtime import get_backend  # noqa: E402
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend  # noqa: E402
+from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_onnxruntime_matches_torch(exported, tiny_checkpoint, shape):
     torch_be = DepthEstimator.from_checkpoint(tiny_checkpoint)
     ort_be = OnnxRuntimeBackend(exported, expected_sha256=file_sha256(tiny_checkpoint))
     rgb = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    from depthart_core.preprocess import preprocess
+    from depthart_core.runtime.preprocess import preprocess
 
     x, _ = preprocess(rgb, 64)
     d_t, tok_t = torch_be.run_with_tokens(x)
@@ -85,7 +85,7 @@ def test_fp16_graph_keeps_norms_in_fp32_and_agrees(tiny_model, tmp_path):
             assert _input_is_float32(g, node), node.name
     be16 = OnnxRuntimeBackend(path)
     rgb = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    from depthart_core.preprocess import preprocess
+    from depthart_core.runtime.preprocess import preprocess
 
     x, _ = preprocess(rgb, 64)
     d16, tok16 = be16.run_with_tokens(x)

@@ -121,11 +121,11 @@ def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
 
         sys.meta_path.insert(0, Block())
         import depthart_ros.lifecycle_node, depthart_ros.node
-        from depthart_ros.node import make_backend
-        backend = make_backend("torch", {tiny_checkpoint!r}, "cpu", "fp32", False)
+        from depthart_core.runtime import get_backend
+        backend = get_backend("torch", {tiny_checkpoint!r})
         depth = backend.predict(np.zeros((48, 64, 3), np.uint8))
         assert depth.shape == (48, 64), depth.shape
-        import depthart_core.runtime.onnx_backend, depthart_core.runtime.trt_factory
+        import depthart_core.runtime.onnx_backend, depthart_core.runtime.tensorrt_backend
         heavy = ("depthart_core.training", "depthart_core.evaluation", "depthart_core.data.")
         print(sorted(m for m in sys.modules if m.startswith(heavy) or m in BLOCKED))
         """

@@ -12,18 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depthart_core import bags
 from depthart_core.cli import main as cli_main
-from depthart_core.data.synthetic import SynthConfig, render_sequence
-from depthart_core.estimator import DepthEstimator
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.evaluation.runner import evaluate_predictions
-from depthart_core.replay import (
-    STATUSES,
-    LiveConfig,
-    ReplayConfig,
-    replay_live,
-    replay_offline,
-)
+from depthart_core.replay.frames import STATUSES, ReplayConfig
+from depthart_core.replay.offline import replay_offline
+from depthart_core.rosio import bags
+from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_ros.replay.live import replay_live
+from depthart_ros.replay.process import LiveConfig
 
 T0 = 1_700_000_000 * 1_000_000_000
 MS = 1_000_000
@@ -456,7 +454,7 @@ def test_live_node_that_dies_is_reported_with_its_log(tmp_path, tiny_checkpoint)
 @pytest.mark.ros
 def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_backend, tmp_path):
     pytest.importorskip("rclpy", reason="live replay needs rclpy")
-    from depthart_ros.demo import RclpyTransport
+    from depthart_ros.replay.transport import RclpyTransport
 
     live = LiveConfig(
         tiny_checkpoint, domain_id=_domain_id(1), startup_timeout_s=90, drain_timeout_s=3

@@ -1,4 +1,4 @@
-"""depthart_core.ros_image against an independent decoder (rosbags-image) and hand-made pixels."""
+"""depthart_core.rosio.image against an independent decoder (rosbags-image) and hand-made pixels."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from depthart_core import ros_image
-from depthart_core.ros_image import ImageDecodeError
+from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.image import ImageDecodeError
 
 rosbags_image = pytest.importorskip("rosbags.image", reason="rosbags-image is the cross-check")
 from rosbags.typesys import Stores, get_typestore  # noqa: E402

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from depthart_core.checkpoint import default_checkpoint_path, load_checkpoint
-from depthart_core.data.synth_set import SyntheticSet, write_synthetic_set
-from depthart_core.data.synthetic import SynthConfig, render_batch
-from depthart_core.estimator import DepthEstimator
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_batch
+from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
 from depthart_core.evaluation.runner import evaluate_predictions
+from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
 EVAL_SEED, EVAL_COUNT = 777, 200

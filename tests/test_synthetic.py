@@ -12,20 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from depthart_core.data.synth_set import SyntheticSet, write_synthetic_set
-from depthart_core.data.synthetic import (
-    Scene,
-    SynthConfig,
+from depthart_core.data.synthetic.config import Scene, SynthConfig
+from depthart_core.data.synthetic.render import (
     SyntheticStream,
     frame_scene,
-    intrinsics,
-    look_rotation,
     render_batch,
     render_frame,
     render_scenes,
     render_sequence,
     sequence_scenes,
 )
+from depthart_core.data.synthetic.scene import intrinsics, look_rotation
+from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
 
 SMALL = SynthConfig(size=(24, 32))
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from depthart_core.resize import resize_square
 from depthart_core.tokenizer.codec import decode_depth, encode_depth, encode_rgb
+from depthart_core.tokenizer.resize import resize_square
 
 
 @pytest.mark.parametrize(

@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    from depthart_core.data.synth_set import SyntheticSet, write_synthetic_set
-    from depthart_core.estimator import DepthEstimator
+    from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
     from depthart_core.evaluation.runner import evaluate_predictions
+    from depthart_core.runtime.torch_backend import DepthEstimator
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ import torch
 
 def overfit(tokenizer_ckpt: str, mode: str, steps: int, frames: int) -> None:
     from depthart_core.checkpoint import load_checkpoint
-    from depthart_core.data.synthetic import SynthConfig, render_batch
+    from depthart_core.data.synthetic.config import SynthConfig
+    from depthart_core.data.synthetic.render import render_batch
     from depthart_core.evaluation.protocols import evaluate
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
     from depthart_core.training.objectives import (
@@ -74,10 +75,10 @@ def overfit(tokenizer_ckpt: str, mode: str, steps: int, frames: int) -> None:
 
 
 def sampling(eval_root: str, ckpts: list[str], limit: int) -> None:
-    from depthart_core.data.synth_set import SyntheticSet
-    from depthart_core.estimator import DepthEstimator
+    from depthart_core.data.synthetic.set import SyntheticSet
     from depthart_core.evaluation.runner import evaluate_predictions
     from depthart_core.model import SamplingConfig
+    from depthart_core.runtime.torch_backend import DepthEstimator
 
     ds = SyntheticSet(eval_root)
     modes = {
@@ -96,7 +97,8 @@ def sampling(eval_root: str, ckpts: list[str], limit: int) -> None:
 
 def image_usage(ckpt: str, frames: int, seed: int) -> None:
     from depthart_core.checkpoint import load_checkpoint
-    from depthart_core.data.synthetic import SynthConfig, render_batch
+    from depthart_core.data.synthetic.config import SynthConfig
+    from depthart_core.data.synthetic.render import render_batch
     from depthart_core.training.objectives import (
         depthart_loss,
         prepare_inputs,
@@ -124,7 +126,7 @@ def _pool_and_eval(pool_path: str, eval_root: str, size: int):
     import cv2
     from safetensors.torch import load_file
 
-    from depthart_core.data.synth_set import SyntheticSet
+    from depthart_core.data.synthetic.set import SyntheticSet
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
     pool = load_file(pool_path)

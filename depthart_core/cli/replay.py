@@ -1,13 +1,18 @@
 """`depthart replay BAG --image-topic T [--depth-topic GT] --out DIR [--live]`: bag evaluation.
 
-Offline (default) runs every image through the backend's `predict`; `--live` plays the bag into
-the real node (`depthart_ros.node`, a separate process) and measures what comes back. Both write
-report.json, report.md and pictures to --out; see `depthart_core.replay`.
+Offline (default) runs every image through the backend's `predict` (`depthart_core.replay`).
+`--live`, which plays the bag into the real node and measures what comes back, is added by
+`depthart_ros` through the `depthart.replay` entry-point group (`depthart_ros.replay.cli`), so
+depthart_core never imports ROS code. Both write report.json, report.md and pictures to --out.
 """
 
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import entry_points
+from types import ModuleType
+
+MODES_GROUP = "depthart.replay"  # entry-point group of extra replay modes (see `_modes`)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,42 +57,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (faster)")
     p.add_argument("--pred-topic", default="/depthart/depth", help="prediction topic name")
-    live = p.add_argument_group("live mode")
-    live.add_argument("--live", action="store_true", help="play the bag through the real node")
-    live.add_argument("--rate", type=float, default=1.0, help="multiple of the recorded rate")
-    live.add_argument(
-        "--domain-id",
-        type=int,
-        default=None,
-        help="ROS_DOMAIN_ID (default $DEPTHART_REPLAY_DOMAIN_ID, else random)",
-    )
-    live.add_argument("--startup-timeout", type=float, default=60.0, help="[s]")
-    live.add_argument("--drain-timeout", type=float, default=5.0, help="[s]")
-    live.add_argument("--time-limit", type=float, default=600.0, help="whole run bound [s]")
-    live.add_argument(
-        "--keep-stamps",
-        action="store_true",
-        help="publish the recorded header stamps (default: restamp with the wall clock)",
-    )
-    live.add_argument(
-        "--node-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra --ros-args item for the node, repeatable: --node-arg=-p "
-        "--node-arg=letterbox:=true",
-    )
+    for mode in _modes().values():
+        mode.add_arguments(p)
     p.set_defaults(func=run)
 
 
+def _modes() -> dict[str, ModuleType]:
+    """Replay modes other packages add: entry point name -> module with `add_arguments(parser)`
+    and `run(args, cfg) -> report`, used when `args.<name>` is set (`depthart_ros` adds `live`)."""
+    return {ep.name: ep.load() for ep in entry_points(group=MODES_GROUP)}
+
+
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.replay import (
-        LiveConfig,
-        ReplayConfig,
-        format_summary,
-        replay_live,
-        replay_offline,
-    )
+    from depthart_core.replay.frames import ReplayConfig
+    from depthart_core.replay.offline import replay_offline
+    from depthart_core.replay.report import format_summary
+    from depthart_core.runtime import get_backend
 
     cfg = ReplayConfig(
         image_topic=args.image_topic,
@@ -103,25 +88,11 @@ def run(args: argparse.Namespace) -> int:
         pred_topic=args.pred_topic,
         plots=not args.no_plots,
     )
-    if args.live:
-        from depthart_ros.live_transport import RclpyTransport  # rclpy stays out of depthart_core
-
-        live = LiveConfig(
-            checkpoint=args.checkpoint,
-            backend=args.backend,
-            rate=args.rate,
-            domain_id=args.domain_id,
-            node_args=tuple(args.node_arg),
-            startup_timeout_s=args.startup_timeout,
-            drain_timeout_s=args.drain_timeout,
-            time_limit_s=args.time_limit,
-            restamp=not args.keep_stamps,
-        )
-        report = replay_live(args.bag, args.out, cfg, live, RclpyTransport(), args.write_bag)
+    mode = next((m for name, m in _modes().items() if getattr(args, name, False)), None)
+    if mode is not None:
+        report = mode.run(args, cfg)
     else:
-        from depthart_core.evaluation.runner import make_backend
-
-        backend = make_backend(args.backend, args.checkpoint, device=args.device)
+        backend = get_backend(args.backend, args.checkpoint, device=args.device)
         report = replay_offline(args.bag, args.out, cfg, backend, args.write_bag, progress=True)
     print(format_summary(report, args.out))
     if report.get("write_bag"):

@@ -1,6 +1,6 @@
 """`depthart synth --out DIR --count N --seed S --size HxW`: write a synthetic RGB-D set.
 
-The layout is documented in `depthart_core.data.synth_set`; frames come from
+The layout is documented in `depthart_core.data.synthetic.set`; frames come from
 `depthart_core.data.synthetic` and are reproducible from (seed, index).
 """
 
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.data.synth_set import write_synthetic_set
+    from depthart_core.data.synthetic.set import write_synthetic_set
 
     root = write_synthetic_set(
         args.out, args.count, args.seed, args.size, progress=True, overwrite=args.overwrite

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.bags import write_synthetic_bag
+    from depthart_core.rosio.bags import write_synthetic_bag
 
     counts = write_synthetic_bag(
         args.out,

@@ -3,8 +3,8 @@
     from depthart_core.evaluation import evaluate
     evaluate(pred, gt, valid, protocol="depthart")  # {"abs_rel", "delta1_bad", "mae"}
 
-The runner (`depthart_core.evaluation.runner`) is imported on demand: it pulls in matplotlib, tqdm
-and the model.
+The runner (`depthart_core.evaluation.runner`) is imported on demand: it builds backends
+(`depthart_core.runtime`) and pulls in the model, tqdm and the benchmark readers.
 """
 
 from depthart_core.evaluation.protocols import (

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depthart_core.data.benchmarks import DISPLAY_NAMES
 from depthart_core.evaluation.protocols import get_protocol, higher_is_better
 
 LABELS = {
@@ -48,8 +49,6 @@ def header(metric: str) -> str:
 
 
 def _display(dataset: str) -> str:
-    from depthart_core.data.benchmarks import DISPLAY_NAMES
-
     return DISPLAY_NAMES.get(dataset, dataset)
 
 

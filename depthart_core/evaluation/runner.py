@@ -21,15 +21,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from depthart_core.checkpoint import file_sha256
+from depthart_core.data.benchmarks import canonical_name, get_dataset
 from depthart_core.data.sample import DepthDataset
+from depthart_core.evaluation import report
 from depthart_core.evaluation.protocols import aggregate, evaluate_image, get_protocol
-from depthart_core.runtime.base import Backend
+from depthart_core.runtime import get_backend
 
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
 VIS_MAX_SIDE = 320  # px, the longest side of each panel in samples.png
 
 
@@ -114,8 +117,6 @@ def evaluate_predictions(
     progress: bool = True,
 ) -> EvalResult:
     """Score `predict_fn` on the first `limit` samples of `dataset` (all when None)."""
-    from tqdm import tqdm
-
     proto = get_protocol(protocol)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     if n <= 0:
@@ -181,27 +182,6 @@ def evaluate_predictions(
     )
 
 
-def make_backend(
-    name: str, checkpoint: str | Path | None, letterbox: bool = False, device: str = "cpu"
-) -> Backend:
-    """The `Backend` that `predict`s for evaluation: "torch" builds `DepthEstimator`; other names go
-    through `depthart_core.runtime.get_backend(name, checkpoint, device=, letterbox=)`."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
-    if name == "torch":
-        from depthart_core.estimator import DepthEstimator
-
-        return DepthEstimator.from_checkpoint(checkpoint, device=device, letterbox=letterbox)
-    try:
-        from depthart_core.runtime import get_backend
-    except ImportError as exc:
-        raise RuntimeError(
-            f"backend {name!r} needs depthart_core.runtime.get_backend, which this build does not "
-            "have; use --backend torch"
-        ) from exc
-    return get_backend(name, checkpoint, device=device, letterbox=letterbox)
-
-
 @dataclass
 class Model:
     """One row of the results table: a label and how it predicts."""
@@ -221,11 +201,9 @@ def load_models(
     letterbox: bool = False,
     device: str = "cpu",
 ) -> list[Model]:
-    from depthart_core.checkpoint import file_sha256
-
     models, labels = [], set()
     for ckpt in checkpoints:
-        b = make_backend(backend, ckpt, letterbox=letterbox, device=device)
+        b = get_backend(backend, ckpt, device=device, letterbox=letterbox)
         info = getattr(b, "info", {}) or {}
         path = info.get("path") or (str(ckpt) if ckpt is not None else None)
         sha = info.get("sha256") or (file_sha256(path) if path and Path(path).is_file() else None)
@@ -257,9 +235,6 @@ def run_eval(
     One model on one dataset writes `out/report.{json,md}` and `out/samples.png`. Otherwise each
     run goes to `out/<model>/<dataset>/` and `out/report.{json,md}` hold the combined table.
     """
-    from depthart_core.data.benchmarks import canonical_name, get_dataset
-    from depthart_core.evaluation import report
-
     if len(datasets) != len(roots):
         raise ValueError(f"{len(datasets)} dataset(s) {list(datasets)} but {len(roots)} root(s)")
     if not models:

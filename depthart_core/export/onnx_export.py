@@ -1,9 +1,9 @@
 """Whole-model ONNX export: normalised image (1, 3, S, S) -> relative depth (1, S, S) + token maps.
 
 One static graph holds the tokenizer encoder and image prefix, the K-scale KV-cached greedy loop
-unrolled with static shapes (every resize is a constant MatMul, see `depthart_core.resize`), the
-decoder and the depth codec. The checkpoint's sha256 is stored in the graph's metadata so a
-runtime can refuse an ONNX file made from another checkpoint.
+unrolled with static shapes (every resize is a constant MatMul, see
+`depthart_core.tokenizer.resize`), the decoder and the depth codec. The checkpoint's sha256 is
+stored in the graph's metadata so a runtime can refuse an ONNX file made from another checkpoint.
 
 fp16: weights and activations in half precision with LayerNorm, GroupNorm and the attention
 softmax computed in fp32 inside the graph. That is what a strongly typed TensorRT network needs

@@ -23,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=4242)
     args = p.parse_args(argv)
 
-    from depthart_core.data.synthetic import SynthConfig, render_frame
-    from depthart_core.preprocess import preprocess
+    from depthart_core.data.synthetic.config import SynthConfig
+    from depthart_core.data.synthetic.render import render_frame
     from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+    from depthart_core.runtime.preprocess import preprocess
 
     b32 = OnnxRuntimeBackend.from_checkpoint(args.checkpoint, precision="fp32")
     b16 = OnnxRuntimeBackend.from_checkpoint(args.checkpoint, precision="fp16")

@@ -1,8 +1,19 @@
 """Runtime backends behind one interface: PyTorch, ONNX Runtime, TensorRT.
 
-`get_backend("auto", ...)` tries TensorRT, then ONNX Runtime, then PyTorch, and logs why each
-earlier one was skipped. Asking for a backend explicitly that cannot run raises with how to
-install it.
+`get_backend` is the one place a backend is built (the CLI, the evaluator, the replay, the
+benchmark and the ROS node all call it). `get_backend("auto", ...)` tries TensorRT, then ONNX
+Runtime, then PyTorch, and logs why each earlier one was skipped; the checkpoint is resolved and
+hashed once and its model loaded at most once along the way (`checkpoint.CheckpointFile`).
+Asking for a backend explicitly that cannot run raises with how to install it.
+
+    base             `Backend` (`predict`, `predict_batch`) and `TensorSpec`
+    preprocess       resize or letterbox in, un-pad and resize back out (shared by all)
+    torch_backend    `DepthEstimator`, the PyTorch backend
+    onnx_cache       the one ONNX export cache (ONNX Runtime and TensorRT read it)
+    onnx_backend     `OnnxRuntimeBackend`
+    engine_cache     TensorRT engines cached by model, precision, shape, version and GPU
+    tensorrt_backend `TensorRTBackend` and the engine builder
+    bench            stage timings and the Depth Anything V2 peer for `depthart bench`
 """
 
 from __future__ import annotations
@@ -10,9 +21,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from depthart_core.runtime.base import Backend, TensorSpec
-
-__all__ = ["Backend", "TensorSpec", "get_backend", "BACKENDS"]
+from depthart_core.checkpoint import CheckpointFile
+from depthart_core.precision import PRECISIONS
+from depthart_core.runtime.base import Backend
+from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+from depthart_core.runtime.torch_backend import DepthEstimator
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -26,44 +39,49 @@ def get_backend(
     letterbox: bool = False,
     onnx_path: str | Path | None = None,
 ) -> Backend:
+    """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
-    if precision not in ("fp32", "fp16", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
+    ckpt = CheckpointFile(checkpoint)
     if name == "auto":
         reasons = []
         for candidate in ("tensorrt", "onnxruntime"):
             try:
-                backend = _make(candidate, checkpoint, device, precision, letterbox, onnx_path)
+                backend = _make(candidate, ckpt, device, precision, letterbox, onnx_path)
             except (ImportError, RuntimeError, ValueError) as exc:
                 reasons.append(f"{candidate}: {exc}")
                 log.info("backend auto: skipping %s (%s)", candidate, exc)
                 continue
             return backend
-        backend = _make("torch", checkpoint, device, precision, letterbox, onnx_path)
+        backend = _make("torch", ckpt, device, precision, letterbox, onnx_path)
         log.info("backend auto: using torch (%s)", "; ".join(reasons))
         return backend
-    return _make(name, checkpoint, device, precision, letterbox, onnx_path)
+    return _make(name, ckpt, device, precision, letterbox, onnx_path)
 
 
-def _make(name, checkpoint, device, precision, letterbox, onnx_path) -> Backend:
+def _make(
+    name: str,
+    ckpt: CheckpointFile,
+    device: str,
+    precision: str,
+    letterbox: bool,
+    onnx_path: str | Path | None,
+) -> Backend:
     if name == "torch":
-        from depthart_core.estimator import DepthEstimator
-
         return DepthEstimator.from_checkpoint(
-            checkpoint, device=device, letterbox=letterbox, precision=precision
+            ckpt, device=device, letterbox=letterbox, precision=precision
         )
     if name == "onnxruntime":
-        from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
-
         return OnnxRuntimeBackend.from_checkpoint(
-            checkpoint, onnx_path=onnx_path, device=device, precision=precision, letterbox=letterbox
+            ckpt, onnx_path=onnx_path, device=device, precision=precision, letterbox=letterbox
         )
-    from depthart_core.runtime.tensorrt_backend import tensorrt_available
+    # Imported here: tensorrt_backend needs the optional `onnx` package at import time, and the
+    # TensorRT backend is only tried where the optional `tensorrt` package is installed.
+    from depthart_core.runtime.tensorrt_backend import TensorRTBackend, tensorrt_available
 
     ok, why = tensorrt_available()
     if not ok:
         raise RuntimeError(why)
-    from depthart_core.runtime.trt_factory import tensorrt_from_checkpoint
-
-    return tensorrt_from_checkpoint(checkpoint, onnx_path, precision, letterbox)
+    return TensorRTBackend.from_checkpoint(ckpt, onnx_path, precision, letterbox)

@@ -2,7 +2,8 @@
 
 A backend runs the model on normalised (B, 3, S, S) float32 input and returns (B, S, S) relative
 depth. Pre/post-processing (resize or letterbox, normalisation, un-padding, resize back) lives in
-`depthart_core.preprocess` and is shared here, so every backend's `predict` sees identical input.
+`depthart_core.runtime.preprocess` and is shared here, so every backend's `predict` sees identical
+input.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthart_core.preprocess import postprocess, preprocess
+from depthart_core.runtime.preprocess import postprocess, preprocess
 
 
 @dataclass(frozen=True)

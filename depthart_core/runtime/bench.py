@@ -19,8 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthart_core.preprocess import postprocess, preprocess
+from depthart_core.model import SamplingConfig
+from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
+from depthart_core.runtime.preprocess import postprocess, preprocess
+from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.tokenizer.codec import decode_depth
 
 
 @dataclass
@@ -47,8 +51,6 @@ def _sync_fn(device: torch.device) -> Callable[[], None] | None:
 
 
 def time_backend(backend: Backend, rgb: np.ndarray, runs: int, warmup: int) -> dict[str, Any]:
-    from depthart_core.estimator import DepthEstimator
-
     timer = StageTimer()
     for i in range(warmup + runs):
         t = StageTimer() if i < warmup else timer
@@ -68,12 +70,9 @@ def time_backend(backend: Backend, rgb: np.ndarray, runs: int, warmup: int) -> d
 
 @torch.inference_mode()
 def _torch_stages(be, x: np.ndarray, t: StageTimer) -> np.ndarray:
-    from depthart_core.model import SamplingConfig
-    from depthart_core.tokenizer.codec import decode_depth
-
     m, sync = be.model, _sync_fn(be.device)
     xt = torch.from_numpy(x).to(be.device)
-    with be._autocast():
+    with autocast(be.device, be.precision):
         img = t.run("encode", lambda: m.image_prefix(xt), sync)
         _, f_hat, _ = t.run("ar_loop", lambda: m.generate_from_prefix(img, SamplingConfig()), sync)
         d = t.run("decode", lambda: decode_depth(m.tokenizer.decode_f_hat(f_hat).float()), sync)

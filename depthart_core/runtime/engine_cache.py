@@ -9,12 +9,13 @@ input shape, TensorRT version and GPU compute capability ("sm_87" on Orin). Each
     <same stem>.json                                                   key + engine sha256
     <same stem>.lock                                                   fcntl build lock
 
-in `cache_dir`, by default `$DEPTHART_ENGINE_CACHE`, else `$XDG_CACHE_HOME/depthart/engines`,
-else `~/.cache/depthart/engines`. Files are written through a temp file and `os.replace`, the
-sidecar last, so a crash mid-write leaves no half engine behind a valid sidecar. A missing,
-stale (sidecar key differs), truncated (sha256 differs) or undeserializable engine is rebuilt
-and never crashes the caller. A build holds an exclusive `fcntl.flock` on the lock file, so two
-processes starting at once build once: the second waits and then loads the first one's engine.
+in `cache_dir`, by default `$DEPTHART_ENGINE_CACHE`, else `engines/` under the cache root
+(`$DEPTHART_CACHE`, else `$XDG_CACHE_HOME/depthart`, else `~/.cache/depthart`). Files are written
+through a temp file and `os.replace`, the sidecar last, so a crash mid-write leaves no half
+engine behind a valid sidecar. A missing, stale (sidecar key differs), truncated (sha256
+differs) or undeserializable engine is rebuilt and never crashes the caller. A build holds an
+exclusive `fcntl.flock` on the lock file, so two processes starting at once build once: the
+second waits and then loads the first one's engine.
 
 Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
 tested without TensorRT.
@@ -33,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from depthart_core.fileutil import sha256_file, write_atomic  # noqa: F401 (re-exported)
+from depthart_core.fileutil import atomic_write, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,11 @@ T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
-    """`$DEPTHART_ENGINE_CACHE`, else `$XDG_CACHE_HOME/depthart/engines` (XDG default ~/.cache)."""
+    """`$DEPTHART_ENGINE_CACHE`, else `engines/` under the cache root (`fileutil.cache_root`)."""
     env = os.environ.get(ENV_CACHE_DIR)
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "depthart" / "engines"
+    return cache_root() / "engines"
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ class EngineCache:
             raise RuntimeError(f"a freshly built engine for {key.stem} does not deserialize")
         path = self.engine_path(key)
         meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
-        write_atomic(path, blob)
-        write_atomic(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write(path, blob)
+        atomic_write(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
         return CacheResult(engine, path, built=True)

@@ -1,30 +1,30 @@
 """ONNX Runtime backend: the whole static graph on the CPU (or the CUDA execution provider).
 
-`OnnxRuntimeBackend.from_checkpoint(ckpt)` exports the checkpoint once into a cache directory
-(`$DEPTHART_CACHE` or `~/.cache/depthart/onnx/<sha>_<precision>.onnx`) and reuses it. An ONNX file
-given explicitly must carry the checkpoint's sha256 in its metadata when a checkpoint is given too;
-a mismatch is a clear error rather than silently running another model.
+`OnnxRuntimeBackend.from_checkpoint(ckpt)` exports the checkpoint once into the ONNX cache
+(`depthart_core.runtime.onnx_cache`) and reuses it. An ONNX file given explicitly must carry the
+checkpoint's sha256 in its metadata when a checkpoint is given too; a mismatch is a clear error
+rather than silently running another model.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from depthart_core.checkpoint import CheckpointFile
+from depthart_core.export.onnx_export import (
+    META_IMAGE_SIZE,
+    META_PRECISION,
+    META_SHA,
+    read_onnx_metadata,
+)
 from depthart_core.runtime.base import Backend, TensorSpec
-
-log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("DEPTHART_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "depthart"
+from depthart_core.runtime.onnx_cache import cached_onnx
 
 
-def _import_ort():
+def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -47,13 +47,6 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
     ) -> None:
         ort = _import_ort()
-        from depthart_core.export.onnx_export import (
-            META_IMAGE_SIZE,
-            META_PRECISION,
-            META_SHA,
-            read_onnx_metadata,
-        )
-
         path = Path(onnx_path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {path}")
@@ -87,27 +80,17 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def from_checkpoint(
         cls,
-        checkpoint: str | Path | None = None,
+        checkpoint: str | Path | CheckpointFile | None = None,
         onnx_path: str | Path | None = None,
         device: str = "cpu",
         precision: str = "fp32",
         letterbox: bool = False,
     ) -> OnnxRuntimeBackend:
         _import_ort()
-        from depthart_core.checkpoint import file_sha256, resolve_checkpoint
-
-        ckpt = resolve_checkpoint(checkpoint)
-        sha = file_sha256(ckpt)
+        ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         if onnx_path is None:
-            onnx_path = cache_dir() / "onnx" / f"{sha[:16]}_{precision}.onnx"
-            if not Path(onnx_path).is_file():
-                from depthart_core.checkpoint import load_checkpoint
-                from depthart_core.export.onnx_export import export_onnx
-
-                log.info("exporting %s to %s (once; cached)", ckpt, onnx_path)
-                model, _ = load_checkpoint(ckpt)
-                export_onnx(model, onnx_path, checkpoint_sha256=sha, fp16=precision == "fp16")
-        return cls(onnx_path, expected_sha256=sha, device=device, letterbox=letterbox)
+            onnx_path = cached_onnx(ckpt, precision)
+        return cls(onnx_path, expected_sha256=ckpt.sha256, device=device, letterbox=letterbox)
 
     @property
     def input_spec(self) -> TensorSpec:

@@ -31,10 +31,13 @@ import numpy as np
 import onnx
 import torch
 
+from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import META_SHA
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
+from depthart_core.fileutil import atomic_write
 from depthart_core.runtime.base import Backend, TensorSpec
-from depthart_core.runtime.engine_cache import EngineCache, EngineKey, write_atomic
+from depthart_core.runtime.engine_cache import PRECISIONS, EngineCache, EngineKey
+from depthart_core.runtime.onnx_cache import cached_onnx
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +206,7 @@ def build_serialized_engine(
     if timing_cache_path is not None:
         path = Path(timing_cache_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, bytes(config.get_timing_cache().serialize()))
+        atomic_write(path, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
 
 
@@ -283,6 +286,29 @@ class TensorRTBackend(Backend):
         self.stream = torch.cuda.Stream(self.device)
         self._buffers = self._bind(trt, shape)
         self.batch = shape[0]
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path | CheckpointFile | None = None,
+        onnx_path: str | Path | None = None,
+        precision: str = "fp32",
+        letterbox: bool = False,
+    ) -> TensorRTBackend:
+        """The checkpoint's graph from the ONNX cache (exported once), then the engine cache."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"TensorRT precision must be fp32 or fp16, got {precision!r}")
+        ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
+        size = int(ckpt.info()["config"]["image_size"])
+        if onnx_path is None:
+            onnx_path = cached_onnx(ckpt, precision)
+        return cls(
+            onnx_path,
+            size,
+            precision=precision,
+            letterbox=letterbox,
+            expected_model_hash=ckpt.sha256,
+        )
 
     def _bind(self, trt: ModuleType, shape: tuple[int, ...]) -> dict:
         engine, ctx = self.engine, self.context

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from depthart_core.resize import resize_square
+from depthart_core.tokenizer.resize import resize_square
 
 
 class Phi(nn.Conv2d):

@@ -16,8 +16,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from depthart_core.data.hypersim import HypersimDataset
 from depthart_core.data.sample import DepthDataset, DepthSample
-from depthart_core.fileutil import atomic_write
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_batch
+from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.fileutil import atomic_write, cache_root
 from depthart_core.training.config import DataConfig
 
 
@@ -41,8 +45,6 @@ def collate(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str,
 
 class SyntheticBatches:
     def __init__(self, seed: int, size: int, batch: int, rank: int = 0, world: int = 1) -> None:
-        from depthart_core.data.synthetic import SynthConfig
-
         self.seed, self.batch, self.rank, self.world = seed, batch, rank, world
         self.cfg = SynthConfig(size=(size, size))
 
@@ -51,16 +53,12 @@ class SyntheticBatches:
         return list(range(start, start + self.batch))
 
     def batch_at(self, step: int) -> dict[str, torch.Tensor]:
-        from depthart_core.data.synthetic import render_batch
-
         out = render_batch(self.seed, self.indices(step), self.cfg)
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
 
 
 def _render_span(span: tuple[int, int, int, int]) -> dict[str, torch.Tensor]:
     """Frames [start, stop) of `seed` at `size` (a process-pool task: one torch thread)."""
-    from depthart_core.data.synthetic import SynthConfig, render_batch
-
     seed, start, stop, size = span
     torch.set_num_threads(1)
     out = render_batch(seed, list(range(start, stop)), SynthConfig(size=(size, size)))
@@ -83,13 +81,11 @@ class SyntheticPool:
         world: int = 1,
         cache: str = "",
     ) -> None:
-        from depthart_core.runtime.onnx_backend import cache_dir
-
         self.batch, self.rank, self.world, self.seed = batch, rank, world, seed
         path = (
             Path(cache)
             if cache
-            else cache_dir() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
+            else cache_root() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
         )
         self.path = path
         if not path.is_file():
@@ -187,12 +183,8 @@ def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: i
 
 def open_dataset(cfg: DataConfig, split: str) -> DepthDataset:
     if cfg.source == "synthetic_set":
-        from depthart_core.data.synth_set import SyntheticSet
-
         return SyntheticSet(cfg.root)
     if cfg.source == "hypersim":
-        from depthart_core.data.hypersim import HypersimDataset
-
         return HypersimDataset(cfg.root, split=split)
     raise ValueError(f"data.source {cfg.source!r} is not a file dataset")
 
@@ -200,8 +192,6 @@ def open_dataset(cfg: DataConfig, split: str) -> DepthDataset:
 def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     """A fixed held-out batch: synthetic frames from `val_seed`, else the dataset's val split."""
     if cfg.source == "synthetic":
-        from depthart_core.data.synthetic import SynthConfig, render_batch
-
         out = render_batch(cfg.val_seed, list(range(cfg.val_count)), SynthConfig(size=(size, size)))
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
     ds = open_dataset(cfg, "val" if cfg.source == "hypersim" else cfg.split)

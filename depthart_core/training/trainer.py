@@ -18,29 +18,30 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from depthart_core.checkpoint import (
-    atomic_write,
-    load_checkpoint,
-    load_official_var,
-    save_checkpoint,
-)
+from depthart_core.checkpoint import load_checkpoint, load_official_var, save_checkpoint
 from depthart_core.config import get_preset, with_overrides
+from depthart_core.fileutil import atomic_write
 from depthart_core.model import DepthART
+from depthart_core.precision import autocast
 from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
 from depthart_core.training.config import TrainConfig
 from depthart_core.training.data import make_batches, validation_batch
+from depthart_core.training.distributed import (
+    allreduce_grads,
+    broadcast,
+    init_distributed,
+    pick_device,
+)
 from depthart_core.training.validation import save_progress_plot, validate
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.rank, self.world = _init_distributed()
-        self.device = _pick_device(cfg.device, self.rank)
+        self.rank, self.world = init_distributed()
+        self.device = pick_device(cfg.device, self.rank)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model().to(self.device)
         self.params = self._trainable()
-        _broadcast(self.params, self.world)
+        broadcast(self.params, self.world)
         self.opt = torch.optim.AdamW(
             self.params,
             lr=cfg.optim.lr,
@@ -193,7 +194,7 @@ class Trainer:
         tokens = 0
         for micro in range(cfg.grad_accum):
             batch = self.batches.batch_at(self.step * cfg.grad_accum + micro)
-            with _autocast(self.device, cfg.precision):
+            with autocast(self.device, cfg.precision if self.device.type == "cuda" else "fp32"):
                 out = self._loss(batch)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
@@ -205,7 +206,7 @@ class Trainer:
             for k, v in out.logs.items():
                 logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
             logs["loss"] = logs.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
-        _allreduce_grads(self.params, self.world)
+        allreduce_grads(self.params, self.world)
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.opt)
             logs["grad_norm"] = float(
@@ -380,53 +381,3 @@ class Trainer:
                         p.copy_(s)
 
         return _Swap()
-
-
-# ---------------------------------------------------------------------- process-level helpers
-def _init_distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _pick_device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda requested but CUDA is not available")
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device(name)
-
-
-def _broadcast(params: list[torch.Tensor], world: int) -> None:
-    if world > 1:
-        for p in params:
-            dist.broadcast(p.data, src=0)
-
-
-def _allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    if world <= 1:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.flatten() for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for p, g in zip(params, grads, strict=False):
-        n = g.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32" or device.type != "cuda":
-        return torch.autocast(device_type=device.type, enabled=False)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthart_core.colormap import colorize
+from depthart_core.evaluation.protocols import evaluate
 from depthart_core.model import DepthART
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 from depthart_core.training.objectives import code_usage
@@ -21,8 +23,6 @@ from depthart_core.training.objectives import code_usage
 def _protocol_scores(
     pred_BHW: np.ndarray, depth_BHW: np.ndarray, valid_BHW: np.ndarray
 ) -> dict[str, float]:
-    from depthart_core.evaluation.protocols import evaluate
-
     rows = [
         evaluate(p, g, v, protocol="depthart")
         for p, g, v in zip(pred_BHW, depth_BHW, valid_BHW, strict=True)
@@ -73,8 +73,6 @@ def _norm(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _grid(rgb: np.ndarray, depth: np.ndarray, valid: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    from depthart_core.colormap import colorize
-
     rows = []
     for i in range(len(rgb)):
         gt = colorize(_norm(depth[i], valid[i]), valid=valid[i])

@@ -1,7 +1,7 @@
 """Synthetic camera frames in every input encoding the node accepts, made without the node's codec.
 
 The encoders here (RGB -> BGR/RGBA/mono/UYVY/YUYV/Bayer) are written independently of
-`depthart_core.ros_image`, so a test that decodes them with the node and with rosbags-image
+`depthart_core.rosio.image`, so a test that decodes them with the node and with rosbags-image
 checks the codec instead of repeating it.
 """
 

@@ -4,7 +4,7 @@ Each reader reads its dataset's published on-disk format and returns `DepthSampl
 mask = the dataset's valid range AND its crop AND its own masks); each module's docstring states
 the format, range and crop with their source. The first four are the DepthART paper's benchmarks
 (paper sec. 6), in its table's column order. `hypersim` and `synthetic` are imported only when
-asked for (their modules live in `depthart_core.data`).
+asked for (their modules live in `depthart_core.data` and `depthart_core.data.synthetic`).
 
     name       reader                                    valid range (m)   crop
     eth3d      eth3d.ETH3D(root)                         (1e-4, 72]        -
@@ -15,7 +15,7 @@ asked for (their modules live in `depthart_core.data`).
     diode      diode.DIODE(root)                         (0.6, 350]        - (+ depth mask)
     scannet    scannet.ScanNet(root)                     (1e-3, 10]        -
     hypersim   depthart_core.data.hypersim.HypersimDataset(root, split="val")
-    synthetic  depthart_core.data.synth_set.SyntheticSet(root)
+    synthetic  depthart_core.data.synthetic.set.SyntheticSet(root)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _READERS = {
     "diode": ("depthart_core.data.benchmarks.diode", "DIODE"),
     "scannet": ("depthart_core.data.benchmarks.scannet", "ScanNet"),
     "hypersim": ("depthart_core.data.hypersim", "HypersimDataset"),
-    "synthetic": ("depthart_core.data.synth_set", "SyntheticSet"),
+    "synthetic": ("depthart_core.data.synthetic.set", "SyntheticSet"),
 }
 _DEFAULT_KW = {"hypersim": {"split": "val"}}
 

@@ -2,8 +2,9 @@
 
 `LiveConfig` says how the node runs; `node_command` remaps its topics onto the bag's, `ros_env`
 gives it a private ROS domain on loopback, and `start_process` / `stop_process` run it as its own
-process group. `LiveTransport` is the ROS side the replay talks through, injected so that
-depthart_core never imports rclpy (the rclpy one is `depthart_ros.live_transport.RclpyTransport`).
+process group. `LiveTransport` is the ROS side the replay talks through, injected so that the
+replay runs (and is tested) without rclpy (the rclpy one is
+`depthart_ros.replay.transport.RclpyTransport`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from depthart_core.replay_frames import ReplayConfig
+from depthart_core.replay.frames import ReplayConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class LiveConfig:
 
 
 class LiveTransport(Protocol):
-    """The ROS side of live replay (rclpy in `depthart_ros.live_transport.RclpyTransport`)."""
+    """The ROS side of live replay (rclpy in `depthart_ros.replay.transport.RclpyTransport`)."""
 
     def open(
         self, domain_id: int, topics: dict[str, str], on_output: Callable[[bytes, float], None]

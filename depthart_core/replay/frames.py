@@ -6,8 +6,8 @@ image and GT depth and matches each image to the nearest GT stamp within `max_dt
 only until its GT arrives. `score_frame` scores one prediction under an evaluation protocol
 (`depthart_core.evaluation`) and gives the frame its status (see `STATUSES`). `ReplayRun` holds
 the rows of a run, `PredictionStore` its predictions, and `write_prediction_bag` copies the bag
-with the predictions added (`--write-bag`). Offline and live mode are in `depthart_core.replay`
-and `depthart_core.replay_live`.
+with the predictions added (`--write-bag`). Offline and live mode are in
+`depthart_core.replay.offline` and `depthart_ros.replay.live`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from depthart_core import bags
-from depthart_core.bags import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
 from depthart_core.evaluation.protocols import evaluate, get_protocol
 from depthart_core.metric_scale import fit_metric_scale
+from depthart_core.rosio import bags
+from depthart_core.rosio.bags import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
 
 PROTOCOLS = ("depthart", "affine", "metric")
 STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")

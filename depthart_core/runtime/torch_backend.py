@@ -5,7 +5,7 @@
 
 Relative depth is proportional to d / q98(d) of the scene (the DepthART codec); multiply by a
 scale (e.g. median-aligned to a metric cue) to get metres. The other backends (ONNX Runtime,
-TensorRT) share the same pre/post-processing in `depthart_core.preprocess`.
+TensorRT) share the same pre/post-processing in `depthart_core.runtime.preprocess`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthart_core.checkpoint import load_checkpoint
+from depthart_core.checkpoint import CheckpointFile, load_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
+from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
 from depthart_core.tokenizer.codec import decode_depth
 
@@ -54,9 +55,14 @@ class DepthEstimator(Backend):
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path | None = None, device: str | torch.device = "cpu", **kwargs: Any
+        cls,
+        path: str | Path | CheckpointFile | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
     ) -> DepthEstimator:
-        model, info = load_checkpoint(path, device=device)
+        """The model of `path` (default: the shipped checkpoint); a `CheckpointFile` shares its
+        already loaded model."""
+        model, info = path.load() if isinstance(path, CheckpointFile) else load_checkpoint(path)
         return cls(model, device=device, info=info, **kwargs)
 
     @property
@@ -67,14 +73,8 @@ class DepthEstimator(Backend):
         graph = ", CUDA graph" if self.cuda_graph else ""
         return f"torch ({self.precision}, {self.device}{graph})"
 
-    def _autocast(self):
-        if self.precision == "fp32":
-            return torch.autocast(device_type=self.device.type, enabled=False)
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with self._autocast():
+        with autocast(self.device, self.precision):
             idx_list, f_hat, _ = self.model.generate(x, self.sampling)
             depth = decode_depth(self.model.tokenizer.decode_f_hat(f_hat).float())
         return depth.float(), torch.cat([i.flatten(1) for i in idx_list], dim=1)

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from depthart_core.data.synth_textures import _COLOUR_PHOTOS, _TEX_ID
-from depthart_core.data.synth_types import SynthConfig
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.textures import COLOUR_PHOTOS, TEX_ID
 
 _MATS = {
     "floor": (("wood", 0.45), ("tiles", 0.2), ("fabric", 0.15), ("gravel", 0.1), ("checker", 0.1)),
@@ -73,7 +73,7 @@ def _material(rng: np.random.Generator, kind: str, tile: float | None = None) ->
     tex = _pick(rng, *_MAT_CDF[kind])
     if kind == "outside" and tex == "grass":  # a lawn seen through the window
         tint = _hsv(rng.uniform(0.22, 0.33), rng.uniform(0.5, 0.8), rng.uniform(0.6, 0.9))
-    elif tex in _COLOUR_PHOTOS or kind == "outside":
+    elif tex in COLOUR_PHOTOS or kind == "outside":
         tint = _hsv(rng.uniform(), rng.uniform(0.0, 0.1), rng.uniform(0.85, 1.0))
     elif tex == "wood":
         tint = _hsv(rng.uniform(0.04, 0.12), rng.uniform(0.3, 0.7), rng.uniform(0.35, 0.9))
@@ -87,17 +87,17 @@ def _material(rng: np.random.Generator, kind: str, tile: float | None = None) ->
     if tile is None:
         tile = rng.uniform(*_TILE.get(tex, (0.8, 2.5)))
     emission = rng.uniform(2.0, 4.0) if kind == "outside" else 0.0
-    return np.array([_TEX_ID[tex], *tint, contrast, tile, emission])
+    return np.array([TEX_ID[tex], *tint, contrast, tile, emission])
 
 
-def _overlaps(bb: np.ndarray, others: list[np.ndarray]) -> bool:
+def overlaps(bb: np.ndarray, others: list[np.ndarray]) -> bool:
     if not others:
         return False
     o = np.asarray(others)
     return bool(np.any(np.all((bb[:3] < o[:, 3:]) & (o[:, :3] < bb[3:]), axis=1)))
 
 
-class _Layout:
+class Layout:
     """Accumulates primitives and the AABBs (x0 y0 z0 x1 y1 z1) they and clearances occupy."""
 
     def __init__(self, rng: np.random.Generator, room: np.ndarray, reserved: list) -> None:
@@ -130,7 +130,7 @@ class _Layout:
         bb = np.array([wx - ex, lo[1], wz - ez, wx + ex, hi[1], wz + ez])
         if (bb[:3] < 0).any() or (bb[3:] > self.room - [0, 0.05, 0]).any():
             return None
-        if _overlaps(bb, self.solids + self.blocked):
+        if overlaps(bb, self.solids + self.blocked):
             return None
         mats = [self.material(k) if isinstance(k, str) else self.material(*k) for k in kinds]
         for kind, px, py, pz, *dims, slot in parts:
@@ -242,7 +242,7 @@ def _wall_frame(room: np.ndarray, k: int, a: float, z_min: float) -> tuple[float
     return wx - s * off, wz + c * off, c, s
 
 
-def _furnish(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> None:
+def furnish(rng: np.random.Generator, cfg: SynthConfig, lay: Layout) -> None:
     target = int(rng.integers(cfg.objects[0], cfg.objects[1] + 1))
     names = [n for n, _ in _PIECES]
     cdf = np.cumsum([p for _, p in _PIECES]) / sum(p for _, p in _PIECES)

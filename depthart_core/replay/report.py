@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from depthart_core.evaluation.protocols import get_protocol
-from depthart_core.replay_frames import STATUSES, ReplayRun
+from depthart_core.replay.frames import STATUSES, ReplayRun
 
 log = logging.getLogger(__name__)
 

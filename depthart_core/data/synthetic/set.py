@@ -1,7 +1,7 @@
 """Synthetic RGB-D frames written to disk, and their reader.
 
-`write_synthetic_set` renders frames 0 .. count-1 of a seed with `depthart_core.data.synthetic`
-and writes this layout (format "depthart-synth/1"):
+`write_synthetic_set` renders frames 0 .. count-1 of a seed with
+`depthart_core.data.synthetic.render` and writes this layout (format "depthart-synth/1"):
 
     DIR/meta.json               {"format": "depthart-synth/1", "count": N, "seed": S,
                                  "size": [H, W], "generator": SynthConfig as a dict}
@@ -39,6 +39,8 @@ from depthart_core.data.benchmarks._io import (
     require_dir,
 )
 from depthart_core.data.sample import DepthSample
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_batch
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,6 @@ def write_synthetic_set(
 
     from tqdm import tqdm
 
-    from depthart_core.data.synthetic import SynthConfig, render_batch
 
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")

@@ -2,8 +2,7 @@
 
 `SynthConfig` is what a caller sets (image size, camera, room and furniture ranges); `Scene` is
 one sampled frame in world coordinates, the hand-off from scene sampling (numpy,
-`synth_scene`) to the torch ray caster (`synthetic.render_scenes`). Both are re-exported by
-`depthart_core.data.synthetic`, the public module.
+`synthetic.scene`) to the torch ray caster (`synthetic.render.render_scenes`).
 """
 
 from __future__ import annotations

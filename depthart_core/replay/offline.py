@@ -17,14 +17,7 @@ Every frame ends in exactly one status, so frames = the sum of the `STATUSES` co
     dropped     live only: published, but no output came back
     not_played  live only: never published (time limit or interruption)
 
-This module is the entry point: offline mode, plus every public name of the replay modules,
-    replay_frames   config, stamp matching, frames with their GT, scoring, run state, --write-bag
-    replay_node     live: the node process (command, ROS environment, stop) and `LiveTransport`
-    replay_live     live: `LiveSession` (playback clock, outputs matched back) and `replay_live`
-    replay_report   report.json, report.md and the pictures, also for runs that stop early
-
-Never imports rclpy: live mode talks ROS through an injected `LiveTransport` (the rclpy one is
-`depthart_ros.live_transport.RclpyTransport`) and starts the node with `subprocess`.
+Live mode is `depthart_ros.replay`; both share `depthart_core.replay.frames` and `.report`.
 """
 
 from __future__ import annotations
@@ -33,12 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from depthart_core import bags
-from depthart_core.replay_frames import (
-    PROTOCOLS,
-    SPARSE_FITS,
-    STATUSES,
-    BagIndex,
+from tqdm import tqdm
+
+from depthart_core.replay.frames import (
     Frame,
     PredictionStore,
     ReplayConfig,
@@ -46,76 +36,13 @@ from depthart_core.replay_frames import (
     check_write_bag,
     index_bag,
     iter_frames,
-    match_stamps,
     new_row,
     reject,
     score_frame,
-    sparse_metric_fit,
     write_prediction_bag,
 )
-from depthart_core.replay_live import LiveSession, replay_live
-from depthart_core.replay_node import (
-    LiveConfig,
-    LiveTransport,
-    log_tail,
-    node_command,
-    pick_domain_id,
-    ros_env,
-    start_process,
-    stop_process,
-)
-from depthart_core.replay_report import (
-    format_summary,
-    markdown_report,
-    plot_latency_hist,
-    plot_metrics_over_time,
-    plot_samples,
-    summarize,
-    write_report,
-)
-
-__all__ = [
-    "PROTOCOLS",
-    "SPARSE_FITS",
-    "STATUSES",
-    "BagIndex",
-    "Frame",
-    "LiveConfig",
-    "LiveSession",
-    "LiveTransport",
-    "PredictionStore",
-    "ReplayConfig",
-    "ReplayRun",
-    "check_write_bag",
-    "describe_backend",
-    "format_summary",
-    "index_bag",
-    "iter_frames",
-    "log_tail",
-    "markdown_report",
-    "match_stamps",
-    "new_row",
-    "node_command",
-    "pick_domain_id",
-    "plot_latency_hist",
-    "plot_metrics_over_time",
-    "plot_samples",
-    "reject",
-    "replay_live",
-    "replay_offline",
-    "ros_env",
-    "score_frame",
-    "sparse_metric_fit",
-    "start_process",
-    "stop_process",
-    "summarize",
-    "write_prediction_bag",
-    "write_report",
-]
-
-
-# ------------------------------------------------------------------------------------------------
-# Offline mode
+from depthart_core.replay.report import write_report
+from depthart_core.rosio import bags
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:
@@ -152,8 +79,6 @@ def replay_offline(
     try:
         frames = iter_frames(bag, cfg, index)
         if progress:
-            from tqdm import tqdm
-
             frames = tqdm(frames, total=index.n_frames, unit="frame")
         for frame in frames:
             _offline_frame(run, frame, backend, store)

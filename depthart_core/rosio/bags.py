@@ -3,7 +3,7 @@
 Reads ROS 2 bags (sqlite3 and MCAP storage, as a bag directory or a single `.db3`/`.mcap` file)
 and ROS 1 `.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
 Messages are deserialised with the definitions stored in the bag and built for writing from the
-newest ROS 2 typestore (Kilted). Image conversion goes through `depthart_core.ros_image` (the
+newest ROS 2 typestore (Kilted). Image conversion goes through `depthart_core.rosio.image` (the
 node's own) and follows REP-118 units as `depth_image_proc` consumes them: 32FC1 depth is metres
 (non-finite = invalid), 16UC1/mono16 depth is millimetres (0 = invalid). Every failure to read a
 bag raises `BagError` naming the bag and what it contains.
@@ -28,7 +28,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from depthart_core import ros_image
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_sequence
+from depthart_core.rosio import image as ros_image
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -194,7 +196,7 @@ def bag_is_ros2(path: str | Path) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# Messages <-> arrays, through depthart_core.ros_image (the node's own conversions)
+# Messages <-> arrays, through depthart_core.rosio.image (the node's own conversions)
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
@@ -444,8 +446,6 @@ def write_synthetic_bag(
     the same header stamp, start + i / rate, also used as the recording time. Returns the
     message count per topic.
     """
-    from depthart_core.data.synthetic import SynthConfig, render_sequence
-
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if not rate_hz > 0:

@@ -1,9 +1,9 @@
 """Scene sampling for the synthetic generator (numpy): rooms, openings, lights, cameras.
 
-A scene is a furnished room (`synth_furniture`) with up to two openings (a door into a
+A scene is a furnished room (`synthetic.furniture`) with up to two openings (a door into a
 corridor, or a window recess whose glass shows an outdoor photograph) and one to three point
 lights under the ceiling. Single frames get a random camera inside the room looking at
-furniture or a wall; sequences follow a slow elliptical walk (`_orbit`). Cameras use OpenCV
+furniture or a wall; sequences follow a slow elliptical walk (`orbit`). Cameras use OpenCV
 axes (x right, y down, z forward) and square pixels.
 """
 
@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from depthart_core.data.synth_furniture import _furnish, _Layout, _overlaps
-from depthart_core.data.synth_types import Scene, SynthConfig
+from depthart_core.data.synthetic.config import Scene, SynthConfig
+from depthart_core.data.synthetic.furniture import Layout, furnish, overlaps
 
 
-def _openings(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndarray:
+def _openings(rng: np.random.Generator, cfg: SynthConfig, lay: Layout) -> np.ndarray:
     lx, ly, lz = lay.room
     rows = []
     for k in rng.permutation(4)[: rng.integers(cfg.openings[0], cfg.openings[1] + 1)]:
@@ -50,7 +50,7 @@ def _openings(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.nd
     return np.array(rows, dtype=float).reshape(-1, 8)
 
 
-def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndarray:
+def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: Layout) -> np.ndarray:
     lx, ly, lz = lay.room
     warm, cool = np.array([1.0, 0.85, 0.65]), np.array([0.85, 0.92, 1.0])
     rows = []
@@ -63,7 +63,7 @@ def _lights(rng: np.random.Generator, cfg: SynthConfig, lay: _Layout) -> np.ndar
                     rng.uniform(0.3, lz - 0.3),
                 ]
             )
-            if not _overlaps(np.concatenate([pos - 0.1, pos + 0.1]), lay.solids):
+            if not overlaps(np.concatenate([pos - 0.1, pos + 0.1]), lay.solids):
                 break
         colour = warm + (cool - warm) * rng.uniform()
         rows.append([*pos, *(colour * rng.uniform(0.5, 1.5) * ly**2)])
@@ -84,7 +84,7 @@ def sample_scene(
 ) -> Scene:
     """A furnished, lit room (no camera). `reserved` AABBs are kept free of furniture."""
     room = sample_room(rng, cfg) if room is None else np.asarray(room, dtype=float)
-    lay = _Layout(rng, room, list(reserved))
+    lay = Layout(rng, room, list(reserved))
     for kind in ("floor", "ceiling", "wall", "wall", "wall", "wall", "outside"):
         lay.material(kind)  # fixed slots: 0 floor ... 4, 5 niche walls, 6 window view
     wall_mat = np.full(4, 2.0)
@@ -94,7 +94,7 @@ def sample_scene(
     for j, row in enumerate(openings):
         if row[7] > 0:  # window reveal: the wall's own finish
             lay.materials[4 + j] = lay.materials[int(wall_mat[int(row[1]) - 2])].copy()
-    _furnish(rng, cfg, lay)
+    furnish(rng, cfg, lay)
     lights = _lights(rng, cfg, lay)
     ambient = rng.uniform(0.1, 0.35) * lights[:, 3:].mean(axis=0) / room[1] ** 2  # ~ one light
     return Scene(
@@ -129,7 +129,7 @@ def intrinsics(fov_deg: float, size: tuple[int, int]) -> np.ndarray:
     return np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
-def _sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> Scene:
+def sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> Scene:
     lx, _, lz = scene.room
     solids = list(scene.solids)
     for _ in range(50):
@@ -140,7 +140,7 @@ def _sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> 
                 rng.uniform(0.35, lz - 0.35),
             ]
         )
-        if not _overlaps(np.concatenate([pos - 0.3, pos + 0.3]), solids):
+        if not overlaps(np.concatenate([pos - 0.3, pos + 0.3]), solids):
             break
     for _ in range(10):  # look at a piece of furniture, or at a wall
         if solids and rng.uniform() < 0.65:
@@ -162,7 +162,7 @@ def _sample_camera(rng: np.random.Generator, cfg: SynthConfig, scene: Scene) -> 
     )
 
 
-def _orbit(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray, n: int):
+def orbit(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray, n: int):
     """A slow elliptical walk around the room centre, gaze between inward and along the path."""
     lx, _, lz = room
     i = np.arange(n, dtype=float)

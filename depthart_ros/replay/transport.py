@@ -1,9 +1,9 @@
 """The rclpy side of live rosbag replay (`depthart replay --live`, `make demo`).
 
-`RclpyTransport` implements `depthart_core.replay_node.LiveTransport`: it joins the replay's
+`RclpyTransport` implements `depthart_ros.replay.process.LiveTransport`: it joins the replay's
 private ROS domain, publishes the bag's images and camera info to the node under test and hands
 the node's `depth` outputs back with their receive time. The replay logic itself lives in
-`depthart_core.replay`, which never imports rclpy.
+`depthart_ros.replay.live` and `depthart_core.replay`, which never import rclpy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 
 class RclpyTransport:
-    """`depthart_core.replay.LiveTransport` over rclpy, in a private context on the replay's domain.
+    """`LiveTransport` (`depthart_ros.replay.process`) over rclpy, in a private context on the
+    replay's domain.
 
     Images and camera info are published as raw CDR bytes (exactly as rosbag2 plays them) with a
     reliable keep-last-10 profile, which both best-effort and reliable subscribers accept. The

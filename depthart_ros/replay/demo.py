@@ -1,14 +1,14 @@
 """`make demo`: a synthetic recording played live through the real node, with a report.
 
-    python -m depthart_ros.demo --out demo_out [--checkpoint CKPT] [--frames 30] [--rate 5]
+    python -m depthart_ros.replay.demo --out demo_out [--checkpoint CKPT] [--frames 30] [--rate 5]
 
 Writes a short synthetic ROS 2 bag (`demo_out/synthetic_bag`, MCAP: rgb8 images, camera info,
 32FC1 ground-truth depth), starts `depthart_ros.node` in its own process on a private ROS domain,
 plays the bag into it at the recorded rate, scores what comes back and writes `demo_out/report.md`,
 `report.json` and the pictures; then prints frames, frames/s, latency and AbsRel.
 
-Live replay itself is `depthart_core.replay.replay_live`, over the rclpy transport in
-`depthart_ros.live_transport`.
+Live replay itself is `depthart_ros.replay.live.replay_live`, over the rclpy transport in
+`depthart_ros.replay.transport`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from depthart_core.bags import write_synthetic_bag
 from depthart_core.checkpoint import default_checkpoint_path
 from depthart_core.cli.args import parse_size
-from depthart_core.replay import LiveConfig, ReplayConfig, format_summary, replay_live
-from depthart_ros.live_transport import RclpyTransport
+from depthart_core.replay.frames import ReplayConfig
+from depthart_core.replay.report import format_summary
+from depthart_core.rosio.bags import write_synthetic_bag
+from depthart_ros.replay.live import replay_live
+from depthart_ros.replay.process import LiveConfig
+from depthart_ros.replay.transport import RclpyTransport
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m depthart_ros.demo",
+        prog="python -m depthart_ros.replay.demo",
         description="Synthetic bag -> live replay through depthart_node -> report and pictures.",
     )
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

@@ -33,9 +33,9 @@ _TEX = (
     "chelsea",
     "rocket",
 )
-_TEX_ID = {n: i for i, n in enumerate(_TEX)}
-_COLOUR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-_TEX_SIZE = 256
+TEX_ID = {n: i for i, n in enumerate(_TEX)}
+COLOUR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+TEX_SIZE = 256
 _MIP_LEVELS = 5
 
 
@@ -52,7 +52,7 @@ def _fractal_noise(rng: np.random.Generator, n: int, beta: float, aniso: float =
 
 
 def _procedural(name: str, n: int) -> np.ndarray:
-    rng = np.random.default_rng(_TEX_ID[name])
+    rng = np.random.default_rng(TEX_ID[name])
     v, u = np.meshgrid(np.arange(n) / n, np.arange(n) / n, indexing="ij")
     noise = _fractal_noise(rng, n, 1.6)
     if name == "plain":
@@ -89,14 +89,14 @@ def _photo(name: str, n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _texture_bank(device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def texture_bank(device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(texels (N, 3) float32, mip size per level (L,), first texel of each level (L,))."""
     import cv2
 
-    n = _TEX_SIZE
+    n = TEX_SIZE
     tiles = []
     for name in _TEX:
-        if name in ("brick", "grass", "gravel", "camera") or name in _COLOUR_PHOTOS:
+        if name in ("brick", "grass", "gravel", "camera") or name in COLOUR_PHOTOS:
             img = _photo(name, n)
         else:
             img = _procedural(name, n).astype(np.float32)

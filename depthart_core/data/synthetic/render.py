@@ -26,12 +26,9 @@ correctly rounded arithmetic (+, -, *, /, sqrt), min/max, comparisons and gather
 culling (which may be inexact) only decides which pairs get tested, so a frame rendered in a
 batch is bit-identical to the frame rendered alone on the same device.
 
-Layout: this module is the public API (seeded frames, sequences and streams, and
-`render_scenes`, which batches scenes into tensors, traces them and tone-maps the result).
-It builds on private modules, lowest first: `synth_types` (SynthConfig, Scene),
-`synth_textures` (texture bank), `synth_furniture` and `synth_scene` (scene sampling,
-numpy), `synth_trace` (ray/primitive intersection, tile culling) and `synth_shade`
-(surfaces, textures lookup, lights and shadow rays).
+This module renders: seeded frames, sequences and streams, and `render_scenes`, which batches
+scenes into tensors, traces them and tone-maps the result. The package's other modules, lowest
+first, are listed in `depthart_core.data.synthetic`.
 """
 
 from __future__ import annotations
@@ -43,32 +40,25 @@ import numpy as np
 import torch
 
 from depthart_core.data.sample import DepthSample
-from depthart_core.data.synth_scene import (
-    _orbit,
-    _sample_camera,
+from depthart_core.data.synthetic.config import Scene, SynthConfig
+from depthart_core.data.synthetic.scene import (
     intrinsics,
     look_rotation,
+    orbit,
+    sample_camera,
     sample_room,
     sample_scene,
 )
-from depthart_core.data.synth_shade import _trace
-from depthart_core.data.synth_trace import Vec, _tile_order, _Tiles
-from depthart_core.data.synth_types import Scene, SynthConfig
+from depthart_core.data.synthetic.shade import trace_rays
+from depthart_core.data.synthetic.trace import Tiles, Vec, tile_order
 
 __all__ = [
-    "Scene",
-    "SynthConfig",
     "SyntheticStream",
-    "Vec",
     "frame_scene",
-    "intrinsics",
-    "look_rotation",
     "render_batch",
     "render_frame",
     "render_scenes",
     "render_sequence",
-    "sample_room",
-    "sample_scene",
     "sequence_scenes",
 ]
 
@@ -139,7 +129,7 @@ def render_scenes(
     h, w = cfg.size
     n_px, nb = h * w, len(scenes)
     chunk = _CPU_CHUNK if dev.type == "cpu" else _GPU_CHUNK
-    perm_np, tile_np = _tile_order(h, w)
+    perm_np, tile_np = tile_order(h, w)
     perm, tile_ids = torch.as_tensor(perm_np, device=dev), torch.as_tensor(tile_np, device=dev)
     depth = torch.empty(nb, n_px, device=dev)  # pixels in tile order until the end
     lin = torch.empty(nb, n_px, 3, device=dev)
@@ -150,8 +140,8 @@ def render_scenes(
         d = tuple(x.index_select(1, perm) for x in _camera_rays(s, h, w))
         for p0 in range(0, n_px, chunk):
             sl = slice(p0, p0 + chunk)
-            tiles = _Tiles.build(tile_ids[sl], d[0].shape[0])
-            t, l_, g = _trace(s, tuple(x[:, sl] for x in d), tiles)
+            tiles = Tiles.build(tile_ids[sl], d[0].shape[0])
+            t, l_, g = trace_rays(s, tuple(x[:, sl] for x in d), tiles)
             depth[b0 : b0 + per_pass, sl], lin[b0 : b0 + per_pass, sl] = t, l_
             glass[b0 : b0 + per_pass, sl] = g
     # auto exposure: the median luminance (an exact order statistic) maps to mid grey
@@ -192,7 +182,7 @@ def frame_scene(seed: int, index: int, cfg: SynthConfig = _DEFAULT_CFG) -> Scene
     """The scene and camera of frame `index` of `seed`, from its own random stream."""
     _check(seed, [index])
     rng = np.random.default_rng([_FRAME_TAG, int(seed), int(index)])
-    return _sample_camera(rng, cfg, sample_scene(rng, cfg))
+    return sample_camera(rng, cfg, sample_scene(rng, cfg))
 
 
 def sequence_scenes(seed: int, n_frames: int, cfg: SynthConfig = _DEFAULT_CFG) -> list[Scene]:
@@ -200,7 +190,7 @@ def sequence_scenes(seed: int, n_frames: int, cfg: SynthConfig = _DEFAULT_CFG) -
     _check(seed, [n_frames])
     rng = np.random.default_rng([_SEQ_TAG, int(seed)])
     room = sample_room(rng, cfg)
-    pos, fwd, roll, step = _orbit(rng, cfg, room, max(1, n_frames))
+    pos, fwd, roll, step = orbit(rng, cfg, room, max(1, n_frames))
     keep = pos[:: max(1, int(0.2 / step))]
     reserved = [np.concatenate([p - [0.35, 0.4, 0.35], p + [0.35, 0.4, 0.35]]) for p in keep]
     reserved.append(np.concatenate([pos[-1] - [0.35, 0.4, 0.35], pos[-1] + [0.35, 0.4, 0.35]]))

@@ -1,6 +1,6 @@
 """Live replay: the bag played into the real node at the recorded rate, its outputs scored.
 
-`LiveSession` owns one run: it starts the node (`depthart_core.replay_node`), waits until it is
+`LiveSession` owns one run: it starts the node (`depthart_ros.replay.process`), waits until it is
 connected and has answered a warm-up frame, publishes camera info and images on the recorded
 clock (restamped with the wall clock unless `restamp=False`), and maps each `depth` output back to
 its frame by header stamp for end-to-end latency and drops. `replay_live` then scores the frames
@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from depthart_core import bags, ros_image
-from depthart_core.bags import IMAGE_TYPE
 from depthart_core.checkpoint import file_sha256, resolve_checkpoint
-from depthart_core.replay_frames import (
+from depthart_core.replay.frames import (
     BagIndex,
     PredictionStore,
     ReplayConfig,
@@ -33,7 +31,11 @@ from depthart_core.replay_frames import (
     score_frame,
     write_prediction_bag,
 )
-from depthart_core.replay_node import (
+from depthart_core.replay.report import write_report
+from depthart_core.rosio import bags
+from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.bags import IMAGE_TYPE
+from depthart_ros.replay.process import (
     LiveConfig,
     LiveTransport,
     log_tail,
@@ -43,7 +45,6 @@ from depthart_core.replay_node import (
     start_process,
     stop_process,
 )
-from depthart_core.replay_report import write_report
 
 log = logging.getLogger(__name__)
 

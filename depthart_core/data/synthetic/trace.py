@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-_INF = float("inf")
+INF = float("inf")
 
 Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -44,7 +44,7 @@ def _hit_boxes(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.Ten
         n_k, f_k = torch.minimum(ta, tb), torch.maximum(ta, tb)
         near = n_k if near is None else torch.maximum(near, n_k)
         far = f_k if far is None else torch.minimum(far, f_k)
-    return torch.where((near <= far) & (near > t_min) & (near < t_max), near, _INF)
+    return torch.where((near <= far) & (near > t_min) & (near < t_max), near, INF)
 
 
 def _hit_cylinders(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.Tensor:
@@ -57,13 +57,13 @@ def _hit_cylinders(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch
     disc = b * b - a * c
     ts = (-b - torch.sqrt(disc.clamp(min=0.0))) / a
     ys = ry + ts * d[1]
-    best = torch.where((disc >= 0) & (ys >= 0) & (ys <= hgt) & (ts > t_min), ts, _INF)
+    best = torch.where((disc >= 0) & (ys >= 0) & (ys <= hgt) & (ts > t_min), ts, INF)
     for cap in (hgt, 0.0):
         tc = (cap - ry) / d[1]
         xc, zc = rx + tc * d[0], rz + tc * d[2]
         ok = (tc > t_min) & (xc * xc + zc * zc <= r * r)
-        best = torch.minimum(best, torch.where(ok, tc, _INF))
-    return torch.where(best < t_max, best, _INF)
+        best = torch.minimum(best, torch.where(ok, tc, INF))
+    return torch.where(best < t_max, best, INF)
 
 
 def _hit_spheres(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.Tensor:
@@ -74,7 +74,7 @@ def _hit_spheres(o: Vec, d: Vec, p: list, t_min: float, t_max: float) -> torch.T
     c = rx * rx + ry * ry + rz * rz - r * r
     disc = b * b - a * c
     t = (-b - torch.sqrt(disc.clamp(min=0.0))) / a
-    return torch.where((disc >= 0) & (t > t_min) & (t < t_max), t, _INF)
+    return torch.where((disc >= 0) & (t > t_min) & (t < t_max), t, INF)
 
 
 def _bounds(key: str, prm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +98,7 @@ _TILE_PX = 8
 
 
 @functools.lru_cache(maxsize=16)
-def _tile_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def tile_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Permutation of raster pixels into tile-major order, and the tile id of each position."""
     tiles_x = (w + _TILE_PX - 1) // _TILE_PX
     tid = (
@@ -109,24 +109,24 @@ def _tile_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class _Tiles:
+class Tiles:
     of: torch.Tensor  # (M,) tile of each flat ray, non-decreasing
     start: torch.Tensor  # (G,) first flat ray of each tile
     size: torch.Tensor  # (G,)
     frame: torch.Tensor  # (G,) frame of each tile
 
     @staticmethod
-    def build(tile_ids: torch.Tensor, n_frames: int) -> _Tiles:
+    def build(tile_ids: torch.Tensor, n_frames: int) -> Tiles:
         local = tile_ids - tile_ids[0]  # (Pc,) consecutive ids of this pass's positions
         g = int(local[-1]) + 1
         of = (torch.arange(n_frames, device=local.device)[:, None] * g + local).reshape(-1)
         size = torch.bincount(of, minlength=n_frames * g)
         start = torch.cumsum(size, 0) - size
         frame = torch.arange(n_frames, device=local.device).repeat_interleave(g)
-        return _Tiles(of, start, size, frame)
+        return Tiles(of, start, size, frame)
 
 
-def _cones(tiles: _Tiles, d: Vec, length: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _cones(tiles: Tiles, d: Vec, length: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Per tile: unit axis (G, 3), half-angle (G, 1) and longest ray (G, 1) in metres."""
     g = tiles.start.shape[0]
     dn = torch.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).clamp(min=1e-12)
@@ -140,7 +140,7 @@ def _cones(tiles: _Tiles, d: Vec, length: torch.Tensor) -> tuple[torch.Tensor, .
 
 
 def _cull(
-    tiles: _Tiles, org: torch.Tensor, cones: tuple, key: str, prm: torch.Tensor
+    tiles: Tiles, org: torch.Tensor, cones: tuple, key: str, prm: torch.Tensor
 ) -> torch.Tensor:
     """(G, N) bool: may a ray of tile g hit primitive n? Conservative."""
     axis, theta, reach = cones
@@ -153,7 +153,7 @@ def _cull(
     return (dist <= r) | ((beta <= theta + alpha + 1e-3) & (dist - r <= reach + 1e-3))
 
 
-def _pairs(tiles: _Tiles, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _pairs(tiles: Tiles, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Candidate (tile, primitive) pairs -> (flat ray, frame, primitive) per ray pair."""
     gt, n = cand.nonzero(as_tuple=True)
     cnt = tiles.size[gt]
@@ -168,9 +168,9 @@ def _pairs(tiles: _Tiles, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
     )
 
 
-def _cast(
+def cast(
     s: dict,
-    tiles: _Tiles,
+    tiles: Tiles,
     org: torch.Tensor,
     d: Vec,
     length: torch.Tensor,
@@ -181,7 +181,7 @@ def _cast(
     """Rays org[frame] + t d (flat (M,)) against all furniture. nearest: (t, kind 1..3, index)
     of the closest hit (t = inf, kind 0 on a miss); otherwise whether anything is hit."""
     m = d[0].shape[0]
-    t_best = torch.full((m,), _INF, device=d[0].device)
+    t_best = torch.full((m,), INF, device=d[0].device)
     kind = torch.zeros(m, dtype=torch.long, device=d[0].device)
     idx = torch.zeros_like(kind)
     hit_any = torch.zeros(m, dtype=torch.bool, device=d[0].device)
@@ -198,10 +198,10 @@ def _cast(
         o = org.T.contiguous().index_select(1, frame)
         t = fn(tuple(o), tuple(x.index_select(0, ray) for x in d), list(cols), t_min, t_max)
         if not nearest:
-            hit_any.index_fill_(0, ray[t < _INF], True)
+            hit_any.index_fill_(0, ray[t < INF], True)
             continue
-        tk = torch.full((m,), _INF, device=t.device).scatter_reduce_(0, ray, t, "amin")
-        win = (t < _INF) & (t == tk.index_select(0, ray))
+        tk = torch.full((m,), INF, device=t.device).scatter_reduce_(0, ray, t, "amin")
+        win = (t < INF) & (t == tk.index_select(0, ray))
         ik = torch.full((m,), prm.shape[1], device=t.device, dtype=torch.long)
         ik = ik.scatter_reduce_(0, ray[win], n[win], "amin")
         better = tk < t_best
@@ -217,15 +217,15 @@ def _exit_slab(
     lo: torch.Tensor, hi: torch.Tensor, o: torch.Tensor, d: torch.Tensor
 ) -> torch.Tensor:
     """Where a ray inside the slab [lo, hi] of one axis leaves it (+inf when parallel)."""
-    return torch.where(d > 0, (hi - o) / d, torch.where(d < 0, (lo - o) / d, _INF))
+    return torch.where(d > 0, (hi - o) / d, torch.where(d < 0, (lo - o) / d, INF))
 
 
-def _argmin3(t: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def argmin3(t: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     m = torch.minimum(torch.minimum(t[0], t[1]), t[2])
     return m, torch.where(t[0] == m, 0, torch.where(t[1] == m, 1, 2))
 
 
-def _opening(s: dict, j: int) -> tuple[torch.Tensor, ...]:
+def opening(s: dict, j: int) -> tuple[torch.Tensor, ...]:
     """Opening j as (B, 1) columns plus its wall plane and its niche box bounds."""
     act, w, a0, a1, y0, y1, dep, win = (s["openings"][:, j, c : c + 1] for c in range(8))
     on_x = w < 3.5  # walls 2 and 3 are x = const planes; their horizontal coordinate is z
@@ -243,21 +243,21 @@ def _opening(s: dict, j: int) -> tuple[torch.Tensor, ...]:
     return act, w, a0, a1, y0, y1, win, on_x, plane, lo, hi
 
 
-def _hit_room(s: dict, o: Vec, d: Vec) -> tuple[torch.Tensor, ...]:
+def hit_room(s: dict, o: Vec, d: Vec) -> tuple[torch.Tensor, ...]:
     """Camera rays against the room's inside, continuing through openings into their niches."""
     zero = torch.zeros_like(s["room"][:, :1])
-    t, ax = _argmin3([_exit_slab(zero, s["room"][:, k : k + 1], o[k], d[k]) for k in range(3)])
+    t, ax = argmin3([_exit_slab(zero, s["room"][:, k : k + 1], o[k], d[k]) for k in range(3)])
     p = [o[k] + t * d[k] for k in range(3)]
     wall = torch.where(ax == 0, 2 + (d[0] > 0).long(), 4 + (d[2] > 0).long())
     mat = torch.where(ax == 1, (d[1] > 0).long(), torch.gather(s["wall_mat"], 1, wall - 2))
     niche = torch.full_like(ax, -1)
     glass = torch.zeros_like(ax, dtype=torch.bool)
     for j in range(s["openings"].shape[1]):
-        act, w, a0, a1, y0, y1, win, on_x, _, lo, hi = _opening(s, j)
+        act, w, a0, a1, y0, y1, win, on_x, _, lo, hi = opening(s, j)
         h = torch.where(on_x, p[2], p[0])
         inside = (act > 0) & (ax != 1) & (wall == w.long()) & (h > a0) & (h < a1)
         inside = inside & (p[1] > y0) & (p[1] < y1)
-        tj, axj = _argmin3([_exit_slab(lo[k], hi[k], o[k], d[k]) for k in range(3)])
+        tj, axj = argmin3([_exit_slab(lo[k], hi[k], o[k], d[k]) for k in range(3)])
         is_glass = inside & (axj == torch.where(on_x, 0, 2)) & (win > 0)
         t, ax = torch.where(inside, tj, t), torch.where(inside, axj, ax)
         niche = torch.where(inside, j, niche)

@@ -1,8 +1,8 @@
 """Shading for the synthetic generator: surfaces, textures, point lights and shadow rays.
 
-`_trace` takes one pass of camera rays to planar depth and linear radiance: nearest hit (room
-or furniture, `synth_trace`), its world normal, texture coordinates and material, a mip-mapped
-texel (`synth_textures`), then Lambertian shading: ambient light plus point lights (inverse
+`trace_rays` takes one pass of camera rays to planar depth and linear radiance: nearest hit (room
+or furniture, `synthetic.trace`), its world normal, texture coordinates and material, a mip-mapped
+texel (`synthetic.textures`), then Lambertian shading: ambient light plus point lights (inverse
 square, a lamp shade dimming them upwards) with hard shadows, one shadow ray per light and
 pixel. Only correctly rounded arithmetic, min/max, comparisons and gathers are used per pixel.
 
@@ -16,15 +16,15 @@ import math
 
 import torch
 
-from depthart_core.data.synth_textures import _TEX_SIZE, _texture_bank
-from depthart_core.data.synth_trace import (
-    _INF,
+from depthart_core.data.synthetic.textures import TEX_SIZE, texture_bank
+from depthart_core.data.synthetic.trace import (
+    INF,
+    Tiles,
     Vec,
-    _argmin3,
-    _cast,
-    _hit_room,
-    _opening,
-    _Tiles,
+    argmin3,
+    cast,
+    hit_room,
+    opening,
 )
 
 _EPS = 1e-4  # self-intersection tolerance along a camera ray (metres, direction z = 1)
@@ -52,7 +52,7 @@ def _box_surface(s: dict, p: list, idx: torch.Tensor) -> Surf:
     cx, cy, cz, hx, hy, hz, c, sn, m = _gather(s["boxes"], idx)
     rx, rz = p[0] - cx, p[2] - cz
     lx, ly, lz = c * rx + sn * rz, p[1] - cy, c * rz - sn * rx
-    _, face = _argmin3([-(lx.abs() / hx), -(ly.abs() / hy), -(lz.abs() / hz)])
+    _, face = argmin3([-(lx.abs() / hx), -(ly.abs() / hy), -(lz.abs() / hz)])
     nl = [
         torch.where(face == k, torch.where(lk >= 0, 1.0, -1.0), 0.0)
         for k, lk in enumerate((lx, ly, lz))
@@ -123,12 +123,12 @@ def _albedo(
     fx: torch.Tensor,
 ) -> tuple[torch.Tensor, ...]:
     """Mip-mapped nearest texel lookup: albedo and emission (B, P, 3), emissive (B, P, 1)."""
-    texels, sizes, offsets = _texture_bank(str(t.device))
+    texels, sizes, offsets = texture_bank(str(t.device))
     tex, r, g, b, contrast, tile, emis = _gather(s["mats"], mat)
     dn = torch.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
     cos = (n[0] * d[0] + n[1] * d[1] + n[2] * d[2]).abs() / dn
     # texels under one pixel: footprint (distance / focal, widened at grazing angles) / texel size
-    tpp = (t * dn / fx) / cos.clamp(min=0.2) * (_TEX_SIZE / tile)
+    tpp = (t * dn / fx) / cos.clamp(min=0.2) * (TEX_SIZE / tile)
     lvl = (tpp > 1.5).long() + (tpp > 3.0).long() + (tpp > 6.0).long() + (tpp > 12.0).long()
     size, off = sizes.index_select(0, lvl.reshape(-1)), offsets.index_select(0, lvl.reshape(-1))
     size, off = size.reshape(lvl.shape), off.reshape(lvl.shape)
@@ -148,7 +148,7 @@ def _niche_blocked(s: dict, so: list, v: list, niche: torch.Tensor) -> torch.Ten
     """Inside a niche, light only arrives through the opening's rectangle."""
     blocked = torch.zeros_like(niche, dtype=torch.bool)
     for j in range(s["openings"].shape[1]):
-        _, _, a0, a1, y0, y1, _, on_x, plane, _, _ = _opening(s, j)
+        _, _, a0, a1, y0, y1, _, on_x, plane, _, _ = opening(s, j)
         tc = (plane - torch.where(on_x, so[0], so[2])) / torch.where(on_x, v[0], v[2])
         h = torch.where(on_x, so[2] + tc * v[2], so[0] + tc * v[0])
         y = so[1] + tc * v[1]
@@ -159,7 +159,7 @@ def _niche_blocked(s: dict, so: list, v: list, niche: torch.Tensor) -> torch.Ten
 
 def _shade(
     s: dict,
-    tiles: _Tiles,
+    tiles: Tiles,
     p: list,
     n: list,
     albedo: torch.Tensor,
@@ -181,7 +181,7 @@ def _shade(
         shade = 0.3 + 0.7 * (v[1] / dist).clamp(min=0.0)  # lamp shade: dimmer upwards
         # shadow segments run from the light (one origin per frame) to the surface point
         seg = tuple((so[k] - lp[k]).reshape(-1) for k in range(3))
-        blocked = _cast(
+        blocked = cast(
             s, tiles, light[:, :3], seg, dist.reshape(-1), 1e-5, 1.0, nearest=False
         ).reshape(dist2.shape)
         blocked = blocked | _niche_blocked(s, so, v, niche)
@@ -190,14 +190,14 @@ def _shade(
     return lin
 
 
-def _trace(s: dict, d: Vec, tiles: _Tiles) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def trace_rays(s: dict, d: Vec, tiles: Tiles) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Camera rays d (B, P) per component -> planar depth (B, P), radiance (B, P, 3), glass."""
     o = tuple(s["cam_pos"][:, k : k + 1] for k in range(3))
-    t, ax, mat, niche, glass = _hit_room(s, o, d)
+    t, ax, mat, niche, glass = hit_room(s, o, d)
     shape = t.shape
     dn = torch.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
     flat = tuple(x.reshape(-1) for x in d)
-    tt, kind, idx = _cast(s, tiles, s["cam_pos"], flat, (t * dn).reshape(-1), _EPS, _INF, True)
+    tt, kind, idx = cast(s, tiles, s["cam_pos"], flat, (t * dn).reshape(-1), _EPS, INF, True)
     tt, kind, idx = tt.reshape(shape), kind.reshape(shape), idx.reshape(shape)
     on_room = tt >= t
     t = torch.where(on_room, t, tt)

@@ -1,0 +1,42 @@
+"""The one ONNX export cache, shared by the ONNX Runtime and TensorRT backends.
+
+A checkpoint is exported once per precision, to
+
+    <cache root>/onnx/<checkpoint sha256[:16]>_<precision>.onnx
+
+(cache root: `depthart_core.fileutil.cache_root`), and reused by every later process. The graph is
+written through a temp file and a rename, so a reader never finds a half-written one. The
+backends check the checkpoint hash stamped in the graph's metadata before they run it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from depthart_core.checkpoint import CheckpointFile
+from depthart_core.export.onnx_export import export_onnx
+from depthart_core.fileutil import atomic_write, cache_root
+
+log = logging.getLogger(__name__)
+
+
+def onnx_cache_path(sha256: str, precision: str) -> Path:
+    return cache_root() / "onnx" / f"{sha256[:16]}_{precision}.onnx"
+
+
+def cached_onnx(ckpt: CheckpointFile, precision: str = "fp32") -> Path:
+    """The checkpoint's exported graph at `precision`, exported (once) if not cached yet.
+
+    Only "fp16" exports a half-precision graph; any other name (fp32, and bf16, which ONNX
+    Runtime has no kernels for) gets an fp32 graph, cached under that name as before.
+    """
+    path = onnx_cache_path(ckpt.sha256, precision)
+    if not path.is_file():
+        log.info("exporting %s to %s (once; cached)", ckpt.path, path)
+        model, _ = ckpt.load()
+        fp16 = precision == "fp16"
+        atomic_write(
+            path, lambda tmp: export_onnx(model, tmp, checkpoint_sha256=ckpt.sha256, fp16=fp16)
+        )
+    return path

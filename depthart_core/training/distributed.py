@@ -1,0 +1,55 @@
+"""Process-level helpers of the trainer: `torchrun` data parallel and the device it runs on.
+
+Ranks start from rank 0's weights (`broadcast`) and average gradients with one all-reduce per step
+(`allreduce_grads`), which works for the DepthART rollout's many forward passes per step (DDP's
+forward hooks assume one). gloo on CPU, NCCL on GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def pick_device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda requested but CUDA is not available")
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device(name)
+
+
+def broadcast(params: list[torch.Tensor], world: int) -> None:
+    if world > 1:
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    if world <= 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads, strict=False):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n

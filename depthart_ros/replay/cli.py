@@ -1,0 +1,65 @@
+"""`depthart replay ... --live`: the live mode that depthart_ros adds to depthart_core's command.
+
+Registered in setup.py under the `depthart.replay` entry-point group as `live`;
+`depthart_core.cli.replay` calls `add_arguments` when it builds its parser and `run` when `--live`
+is given, so depthart_core itself never imports depthart_ros or rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from depthart_core.replay.frames import ReplayConfig
+from depthart_ros.replay.process import LiveConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    live = p.add_argument_group("live mode (depthart_ros)")
+    live.add_argument("--live", action="store_true", help="play the bag through the real node")
+    live.add_argument("--rate", type=float, default=1.0, help="multiple of the recorded rate")
+    live.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ROS_DOMAIN_ID (default $DEPTHART_REPLAY_DOMAIN_ID, else random)",
+    )
+    live.add_argument("--startup-timeout", type=float, default=60.0, help="[s]")
+    live.add_argument("--drain-timeout", type=float, default=5.0, help="[s]")
+    live.add_argument("--time-limit", type=float, default=600.0, help="whole run bound [s]")
+    live.add_argument(
+        "--keep-stamps",
+        action="store_true",
+        help="publish the recorded header stamps (default: restamp with the wall clock)",
+    )
+    live.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra --ros-args item for the node, repeatable: --node-arg=-p "
+        "--node-arg=letterbox:=true",
+    )
+
+
+def live_config(args: argparse.Namespace) -> LiveConfig:
+    return LiveConfig(
+        checkpoint=args.checkpoint,
+        backend=args.backend,
+        rate=args.rate,
+        domain_id=args.domain_id,
+        node_args=tuple(args.node_arg),
+        startup_timeout_s=args.startup_timeout,
+        drain_timeout_s=args.drain_timeout,
+        time_limit_s=args.time_limit,
+        restamp=not args.keep_stamps,
+    )
+
+
+def run(args: argparse.Namespace, cfg: ReplayConfig) -> dict[str, Any]:
+    # Imported here, not at the top: rclpy (in `transport`) is optional for the `depthart`
+    # command, and this module is loaded whenever its parser is built (`depthart --help`).
+    from depthart_ros.replay.live import replay_live
+    from depthart_ros.replay.transport import RclpyTransport
+
+    return replay_live(args.bag, args.out, cfg, live_config(args), RclpyTransport(), args.write_bag)
