@@ -119,14 +119,15 @@ def load_checkpoint(
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a checkpoint file, hashed once per process while its size and mtime stay put."""
+    """sha256 of a checkpoint file, hashed once per process while the file stays the same one
+    (same inode, size and mtime: `save_checkpoint` replaces files, so a rewrite is a new key)."""
     p = Path(path).resolve()
     st = p.stat()
-    return _sha256_of(str(p), st.st_size, st.st_mtime_ns)
+    return _sha256_of(str(p), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
 
 

@@ -1,4 +1,4 @@
-"""depthart_core.rosio.bags: real ROS 2 (MCAP, sqlite3) and ROS 1 bags written and read back."""
+"""depthart_core.rosio.bags and .messages: real ROS 2 (MCAP, sqlite3) and ROS 1 bags, read back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rosbags.typesys import Stores, get_typestore
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.replay.frames import match_stamps
-from depthart_core.rosio import bags
+from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError, TopicNotFoundError, TopicTypeError
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -19,27 +19,29 @@ SIZE = (24, 32)  # (H, W): small, so rendering and I/O stay fast
 
 def _roundtrip(msg):
     """Through CDR bytes and back, as a bag stores it."""
-    return bags.deserialize(bags.serialize(msg, msg.__msgtype__), msg.__msgtype__)
+    return messages.deserialize(messages.serialize(msg, msg.__msgtype__), msg.__msgtype__)
 
 
 def test_rgb_and_depth_messages_round_trip_exactly():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    msg = _roundtrip(bags.image_msg(rgb, "rgb8", T0 + 123, "cam"))
+    msg = _roundtrip(messages.image_msg(rgb, "rgb8", T0 + 123, "cam"))
     assert (msg.encoding, msg.height, msg.width, msg.step) == ("rgb8", 5, 7, 21)
-    assert bags.stamp_to_ns(msg.header.stamp) == T0 + 123 and msg.header.frame_id == "cam"
-    np.testing.assert_array_equal(bags.image_to_rgb(msg), rgb)
-    bgr = _roundtrip(bags.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", T0, "cam"))
-    np.testing.assert_array_equal(bags.image_to_rgb(bgr), rgb)
+    assert messages.stamp_to_ns(msg.header.stamp) == T0 + 123 and msg.header.frame_id == "cam"
+    np.testing.assert_array_equal(messages.image_to_rgb(msg), rgb)
+    bgr = _roundtrip(messages.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", T0, "cam"))
+    np.testing.assert_array_equal(messages.image_to_rgb(bgr), rgb)
 
     depth = np.array([[1.25, 2.0, 0.0], [np.nan, 3.5, 70.0]], dtype=np.float32)
     valid = np.array([[True, False, True], [True, True, True]])
-    d32, v32 = bags.image_to_depth(_roundtrip(bags.depth_msg(depth, T0, "cam", "32FC1", valid)))
+    d32, v32 = messages.image_to_depth(
+        _roundtrip(messages.depth_msg(depth, T0, "cam", "32FC1", valid))
+    )
     # invalid: masked out, zero, or non-finite
     np.testing.assert_array_equal(v32, [[True, False, False], [False, True, True]])
     np.testing.assert_array_equal(d32[v32], [1.25, 3.5, 70.0])
 
-    d16, v16 = bags.image_to_depth(_roundtrip(bags.depth_msg(depth, T0, "cam", "16UC1")))
+    d16, v16 = messages.image_to_depth(_roundtrip(messages.depth_msg(depth, T0, "cam", "16UC1")))
     # millimetres: 1.25 m is exactly 1250 mm; 70 m does not fit in 16 bits and becomes invalid
     np.testing.assert_array_equal(v16, [[True, True, False], [False, True, False]])
     np.testing.assert_allclose(d16[v16], [1.25, 2.0, 3.5], rtol=1e-6, atol=0)
@@ -47,7 +49,7 @@ def test_rgb_and_depth_messages_round_trip_exactly():
 
 def test_depth_msg_rejects_unknown_encoding():
     with pytest.raises(ValueError, match="'mono8'"):
-        bags.depth_msg(np.ones((2, 2), np.float32), T0, "cam", "mono8")
+        messages.depth_msg(np.ones((2, 2), np.float32), T0, "cam", "mono8")
 
 
 @pytest.mark.parametrize("storage, suffix", [("mcap", ".mcap"), ("sqlite3", ".db3")])
@@ -57,9 +59,9 @@ def test_synthetic_bag_holds_the_rendered_frames(tmp_path, storage, suffix):
     topics = bags.list_topics(out)
     assert counts == {"/camera/camera_info": 3, "/camera/image_raw": 3, "/camera/depth": 3}
     assert {t: (s.msgtype, s.count) for t, s in topics.items()} == {
-        "/camera/image_raw": (bags.IMAGE_TYPE, 3),
-        "/camera/depth": (bags.IMAGE_TYPE, 3),
-        "/camera/camera_info": (bags.CAMERA_INFO_TYPE, 3),
+        "/camera/image_raw": (messages.IMAGE_TYPE, 3),
+        "/camera/depth": (messages.IMAGE_TYPE, 3),
+        "/camera/camera_info": (messages.CAMERA_INFO_TYPE, 3),
     }
     assert [p.suffix for p in out.iterdir() if p.name != "metadata.yaml"] == [suffix]
 
@@ -74,12 +76,12 @@ def test_synthetic_bag_holds_the_rendered_frames(tmp_path, storage, suffix):
         for m in (img, dep, info):
             assert (m.stamp_ns, m.log_ns) == (stamp, stamp)
             assert m.msg.header.frame_id == "camera_optical_frame"
-        np.testing.assert_array_equal(bags.image_to_rgb(img.msg), s.rgb)
-        depth, valid = bags.image_to_depth(dep.msg)
+        np.testing.assert_array_equal(messages.image_to_rgb(img.msg), s.rgb)
+        depth, valid = messages.image_to_depth(dep.msg)
         assert dep.msg.encoding == "32FC1"
         np.testing.assert_array_equal(valid, s.valid & (s.depth > 0))
         np.testing.assert_array_equal(depth[valid], s.depth[valid])
-        np.testing.assert_array_equal(bags.camera_info_K(info.msg), s.intrinsics)
+        np.testing.assert_array_equal(messages.camera_info_K(info.msg), s.intrinsics)
         assert (info.msg.height, info.msg.width) == SIZE
 
 
@@ -89,7 +91,7 @@ def test_synthetic_bag_16uc1_is_millimetres(tmp_path):
     (m,) = bags.iter_messages(out, ["/camera/depth"])
     (s,) = render_sequence(2, 1, SynthConfig(size=SIZE))
     assert m.msg.encoding == "16UC1"
-    depth, valid = bags.image_to_depth(m.msg)
+    depth, valid = messages.image_to_depth(m.msg)
     np.testing.assert_array_equal(valid, s.valid & (s.depth >= 0.0005))
     assert np.abs(depth[valid] - s.depth[valid]).max() <= 0.0005 + 1e-6
 
@@ -107,10 +109,10 @@ def _small_bag(path, storage="mcap"):
         for i in range(4):
             t = T0 + i * 100_000_000
             w.write(
-                "/cam/image", bags.image_msg(np.full((4, 6, 3), i, np.uint8), "rgb8", t, "c"), t
+                "/cam/image", messages.image_msg(np.full((4, 6, 3), i, np.uint8), "rgb8", t, "c"), t
             )
             K = np.array([[5.0, 0, 3], [0, 5, 2], [0, 0, 1]])
-            w.write("/cam/info", bags.camera_info_msg(K, 4, 6, t, "c"), t)
+            w.write("/cam/info", messages.camera_info_msg(K, 4, 6, t, "c"), t)
     return path
 
 
@@ -140,12 +142,12 @@ def test_missing_and_non_bag_paths(tmp_path):
 def test_check_topic_lists_what_the_bag_has(tmp_path):
     topics = bags.list_topics(_small_bag(tmp_path / "bag"))
     with pytest.raises(TopicNotFoundError) as err:
-        bags.check_topic(topics, "/camera/image_raw", bags.IMAGE_TYPE, "bag")
+        bags.check_topic(topics, "/camera/image_raw", messages.IMAGE_TYPE, "bag")
     assert "'/camera/image_raw' not found" in str(err.value)
     assert "/cam/image [sensor_msgs/msg/Image, 4 msgs]" in str(err.value)
     assert "/cam/info [sensor_msgs/msg/CameraInfo, 4 msgs]" in str(err.value)
     with pytest.raises(TopicTypeError, match="has type sensor_msgs/msg/CameraInfo"):
-        bags.check_topic(topics, "/cam/info", bags.IMAGE_TYPE, "bag")
+        bags.check_topic(topics, "/cam/info", messages.IMAGE_TYPE, "bag")
 
 
 def test_ros1_bag_is_read_and_converted_to_ros2(tmp_path):
@@ -178,15 +180,17 @@ def test_ros1_bag_is_read_and_converted_to_ros2(tmp_path):
     assert not bags.bag_is_ros2(path)
     m_img, m_info = sorted(bags.iter_messages(path, ["/img", "/info"]), key=lambda m: m.topic)
     assert m_img.stamp_ns == 12_000_000_345 and not m_img.ros2
-    np.testing.assert_array_equal(bags.image_to_rgb(m_img.msg), rgb)
-    np.testing.assert_array_equal(bags.camera_info_K(m_info.msg), K.reshape(3, 3))
+    np.testing.assert_array_equal(messages.image_to_rgb(m_img.msg), rgb)
+    np.testing.assert_array_equal(messages.camera_info_K(m_info.msg), K.reshape(3, 3))
     # ROS 2 CDR for live playback, restamped
-    cdr = bags.with_stamp(m_info.msg, bags.CAMERA_INFO_TYPE, 99)
-    back = bags.deserialize(cdr, bags.CAMERA_INFO_TYPE)
-    assert bags.stamp_to_ns(back.header.stamp) == 99 and back.header.frame_id == "cam1"
+    cdr = messages.with_stamp(m_info.msg, messages.CAMERA_INFO_TYPE, 99)
+    back = messages.deserialize(cdr, messages.CAMERA_INFO_TYPE)
+    assert messages.stamp_to_ns(back.header.stamp) == 99 and back.header.frame_id == "cam1"
     np.testing.assert_array_equal(back.k, K)
-    img2 = bags.deserialize(bags.with_stamp(m_img.msg, bags.IMAGE_TYPE, 5), bags.IMAGE_TYPE)
-    np.testing.assert_array_equal(bags.image_to_rgb(img2), rgb)
+    img2 = messages.deserialize(
+        messages.with_stamp(m_img.msg, messages.IMAGE_TYPE, 5), messages.IMAGE_TYPE
+    )
+    np.testing.assert_array_equal(messages.image_to_rgb(img2), rgb)
 
 
 def test_match_stamps_picks_nearest_within_tolerance():

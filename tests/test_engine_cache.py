@@ -158,6 +158,7 @@ def test_bad_key_fields_raise_naming_the_value(field, value, match) -> None:
 
 
 def test_default_cache_dir_follows_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("DEPTHART_CACHE", raising=False)
     monkeypatch.setenv("DEPTHART_ENGINE_CACHE", str(tmp_path / "env"))
     assert default_cache_dir() == tmp_path / "env"
     monkeypatch.delenv("DEPTHART_ENGINE_CACHE")
@@ -166,3 +167,5 @@ def test_default_cache_dir_follows_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "depthart" / "engines"
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "root"))  # the one cache root moves too
+    assert default_cache_dir() == tmp_path / "root" / "engines"

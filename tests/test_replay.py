@@ -18,7 +18,8 @@ from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.evaluation.runner import evaluate_predictions
 from depthart_core.replay.frames import STATUSES, ReplayConfig
 from depthart_core.replay.offline import replay_offline
-from depthart_core.rosio import bags
+from depthart_core.rosio import bags, messages
+from depthart_core.rosio import image as ros_image
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_ros.replay.live import replay_live
 from depthart_ros.replay.process import LiveConfig
@@ -73,11 +74,11 @@ def _hand_bag(path: Path, storage: str = "mcap") -> Path:
             t = T0 + i * 100 * MS
             rgb, depth = _frame(i)
             K = np.array([[8.0, 0, 4], [0, 8, 3], [0, 0, 1]])
-            w.write("/cam/info", bags.camera_info_msg(K, 6, 8, t, "cam"), t)
+            w.write("/cam/info", messages.camera_info_msg(K, 6, 8, t, "cam"), t)
             if i == 4:  # not a colour image
-                w.write("/cam/image", bags.image_msg(depth, "32FC1", t, "cam"), t)
+                w.write("/cam/image", messages.image_msg(depth, "32FC1", t, "cam"), t)
             else:
-                w.write("/cam/image", bags.image_msg(rgb, "rgb8", t, "cam"), t)
+                w.write("/cam/image", messages.image_msg(rgb, "rgb8", t, "cam"), t)
             dt = {1: 5 * MS, 6: 30 * MS, 7: -3 * MS}.get(i, 0)
             if i == 2:
                 continue  # no GT at all
@@ -85,7 +86,7 @@ def _hand_bag(path: Path, storage: str = "mcap") -> Path:
                 depth = np.ones((3, 4), np.float32)  # wrong size
             if i == 5:
                 depth = np.zeros_like(depth)  # no valid pixel
-            w.write("/cam/depth", bags.depth_msg(depth, t + dt, "cam"), t + dt)
+            w.write("/cam/depth", messages.depth_msg(depth, t + dt, "cam"), t + dt)
     return path
 
 
@@ -275,7 +276,7 @@ def test_write_bag_adds_predictions_beside_the_original_topics(tmp_path):
         assert m.msg.header.frame_id == "cam" and m.msg.encoding == "32FC1"
         rgb, _ = _frame(i)
         np.testing.assert_array_equal(
-            bags.ros_image.image_to_array(m.msg), rgb[:, :, 0].astype(np.float32) / 50
+            ros_image.image_to_array(m.msg), rgb[:, :, 0].astype(np.float32) / 50
         )
     with pytest.raises(ValueError, match="exists already"):
         replay_offline(bag, tmp_path / "out2", HAND, RedBackend(), write_bag=out_bag)
@@ -316,6 +317,32 @@ def test_cli_errors_name_the_problem(tmp_path, tiny_checkpoint, capsys):
     assert "bag not found" in capsys.readouterr().err
 
 
+def test_live_mode_is_added_by_depthart_ros(tmp_path, monkeypatch, capsys):
+    """`depthart replay --live` comes from depthart_ros's `depthart.replay` entry point; core's
+    command hands it the parsed arguments and the replay config."""
+    from importlib.metadata import entry_points
+
+    import depthart_ros.replay.cli as live_cli
+
+    (ep,) = [e for e in entry_points(group="depthart.replay") if e.name == "live"]
+    assert ep.load() is live_cli
+    calls = []
+
+    def fake_run(args, cfg):
+        calls.append((args, cfg))
+        raise RuntimeError("live mode reached")
+
+    monkeypatch.setattr(live_cli, "run", fake_run)
+    argv = ["replay", "bag", "--image-topic", "/cam", "--out", str(tmp_path), "--live"]
+    argv += ["--rate", "2", "--node-arg=-p", "--node-arg=letterbox:=true", "--keep-stamps"]
+    assert cli_main(argv) == 1
+    assert "live mode reached" in capsys.readouterr().err
+    ((args, cfg),) = calls
+    assert cfg.image_topic == "/cam" and cfg.protocol == "depthart"
+    live = live_cli.live_config(args)
+    assert (live.rate, live.node_args, live.restamp) == (2.0, ("-p", "letterbox:=true"), False)
+
+
 def test_cli_synth_bag_then_replay(tmp_path, tiny_checkpoint, capsys):
     bag = tmp_path / "bag"
     argv = ["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x32"]
@@ -354,21 +381,21 @@ class EchoTransport:
         if key == "camera_info":
             self.infos += 1
             return
-        msg = bags.deserialize(raw, bags.IMAGE_TYPE)
+        msg = messages.deserialize(raw, messages.IMAGE_TYPE)
         n = self.images
         self.images += 1
         if n == self.interrupt_at:
             raise KeyboardInterrupt
         try:
-            rgb = bags.image_to_rgb(msg)
+            rgb = messages.image_to_rgb(msg)
         except ValueError:
             return  # the node rejects it: no output
         if n - 1 in self.drop:  # publish 0 is the warm-up
             return
         depth = rgb[:, :, 0].astype(np.float32) / 50
-        stamp = bags.stamp_to_ns(msg.header.stamp)
-        out = bags.image_msg(depth, "32FC1", stamp, msg.header.frame_id)
-        self.on_output(bags.serialize(out, bags.IMAGE_TYPE), time.monotonic())
+        stamp = messages.stamp_to_ns(msg.header.stamp)
+        out = messages.image_msg(depth, "32FC1", stamp, msg.header.frame_id)
+        self.on_output(messages.serialize(out, messages.IMAGE_TYPE), time.monotonic())
 
     def diagnostics(self):
         return [{"name": "echo", "values": {"images": str(self.images)}}]

@@ -20,6 +20,7 @@ COMMANDS = (
     "eval",
     "export",
     "bench",
+    "parity",
     "synth_bag",
     "replay",
 )

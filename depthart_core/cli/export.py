@@ -18,15 +18,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from depthart_core.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
+    from depthart_core.checkpoint import CheckpointFile
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.export.trt_onnx_ops import unsupported_ops
 
-    ckpt = resolve_checkpoint(args.checkpoint)
-    model, _ = load_checkpoint(ckpt)
+    ckpt = CheckpointFile(args.checkpoint)
+    model, _ = ckpt.load()
     out = Path(args.out)
     onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
-    export_onnx(model, onnx_path, checkpoint_sha256=file_sha256(ckpt), fp16=args.fp16)
+    export_onnx(model, onnx_path, checkpoint_sha256=ckpt.sha256, fp16=args.fp16)
     missing = unsupported_ops(onnx_path)
     print(
         f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "

@@ -24,8 +24,9 @@ import numpy as np
 
 from depthart_core.evaluation.protocols import evaluate, get_protocol
 from depthart_core.metric_scale import fit_metric_scale
-from depthart_core.rosio import bags
-from depthart_core.rosio.bags import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
+from depthart_core.rosio import bags, messages
+from depthart_core.rosio.bags import BagError
+from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPE
 
 PROTOCOLS = ("depthart", "affine", "metric")
 STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")
@@ -178,7 +179,7 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
         else:
             if needed.get(j):
                 try:
-                    cache[j] = bags.image_to_depth(m.msg)
+                    cache[j] = messages.image_to_depth(m.msg)
                 except ValueError as exc:
                     cache[j] = f"GT depth not decodable: {exc}"
                 for frame in waiting.pop(j, []):
@@ -355,15 +356,15 @@ def write_prediction_bag(
             _, msgdef, digest = conns[topic]
             out.write_raw(topic, msgtype, raw, log_ns, msgdef, digest)
             if topic == cfg.camera_info_topic:
-                info = bags.deserialize(raw, CAMERA_INFO_TYPE)
+                info = messages.deserialize(raw, CAMERA_INFO_TYPE)
             if topic != cfg.image_topic:
                 continue
             if i < index.n_frames and i in store:
                 stamp, fid = index.image_stamps[i], index.image_frame_ids[i]
-                msg = bags.image_msg(store.get(i), "32FC1", stamp, fid)
+                msg = messages.image_msg(store.get(i), "32FC1", stamp, fid)
                 out.write(cfg.pred_topic, msg, log_ns)
                 if info is not None:
-                    ci = bags.with_stamp(info, CAMERA_INFO_TYPE, stamp)
+                    ci = messages.with_stamp(info, CAMERA_INFO_TYPE, stamp)
                     out.write_raw(f"{cfg.pred_topic}/camera_info", CAMERA_INFO_TYPE, ci, log_ns)
                 written += 1
             i += 1

@@ -42,7 +42,7 @@ from depthart_core.replay.frames import (
     write_prediction_bag,
 )
 from depthart_core.replay.report import write_report
-from depthart_core.rosio import bags
+from depthart_core.rosio import messages
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def _offline_frame(
     """Predict and score one frame; its row joins the report only once it is complete."""
     row = new_row(run.index, frame.index)
     try:
-        rgb = bags.image_to_rgb(frame.image.msg)
+        rgb = messages.image_to_rgb(frame.image.msg)
     except ValueError as exc:
         reject(row, f"image not decodable: {exc}")
         run.rows[frame.index] = row

@@ -2,40 +2,37 @@
 
 Reads ROS 2 bags (sqlite3 and MCAP storage, as a bag directory or a single `.db3`/`.mcap` file)
 and ROS 1 `.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
-Messages are deserialised with the definitions stored in the bag and built for writing from the
-newest ROS 2 typestore (Kilted). Image conversion goes through `depthart_core.rosio.image` (the
-node's own) and follows REP-118 units as `depth_image_proc` consumes them: 32FC1 depth is metres
-(non-finite = invalid), 16UC1/mono16 depth is millimetres (0 = invalid). Every failure to read a
-bag raises `BagError` naming the bag and what it contains.
+Messages are deserialised with the definitions stored in the bag; the messages written are built
+by `depthart_core.rosio.messages`. Every failure to read a bag raises `BagError` naming the bag
+and what it contains. `write_synthetic_bag` records a synthetic scene (`data.synthetic`).
 
-Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.dev/spec),
-sensor_msgs/Image and CameraInfo message definitions.
+Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.dev/spec).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
-from rosbags.typesys.store import Typestore
 
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
-from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.messages import (
+    DEPTH_ENCODINGS,
+    camera_info_msg,
+    depth_msg,
+    image_msg,
+    serialize,
+    stamp_to_ns,
+    typestore,
+)
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 STORAGE_FORMATS = ("mcap", "sqlite3")
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 
 class BagError(ValueError):
@@ -48,37 +45,6 @@ class TopicNotFoundError(BagError):
 
 class TopicTypeError(BagError):
     """The topic exists but carries another message type than the one needed."""
-
-
-@functools.cache
-def typestore() -> Typestore:
-    """The newest ROS 2 typestore of the installed rosbags (Kilted where present)."""
-    store = getattr(Stores, "ROS2_KILTED", None)
-    if store is None:
-        store = [s for s in Stores if s.name.startswith("ROS2_")][-1]
-    return get_typestore(store)
-
-
-# ------------------------------------------------------------------------------------------------
-# Stamps
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    """builtin_interfaces/Time (sec, nanosec) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def ns_to_stamp(ns: int) -> Any:
-    """Integer nanoseconds -> builtin_interfaces/Time of the ROS 2 typestore."""
-    if ns < 0:
-        raise ValueError(f"stamp must be >= 0 ns, got {ns}")
-    time_cls = typestore().types["builtin_interfaces/msg/Time"]
-    return time_cls(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def make_header(stamp_ns: int, frame_id: str) -> Any:
-    header_cls = typestore().types["std_msgs/msg/Header"]
-    return header_cls(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,143 +159,6 @@ def iter_messages(path: str | Path, topics: Sequence[str]) -> Iterator[BagMessag
 def bag_is_ros2(path: str | Path) -> bool:
     with open_bag(path) as reader:
         return bool(reader.is2)
-
-
-# ------------------------------------------------------------------------------------------------
-# Messages <-> arrays, through depthart_core.rosio.image (the node's own conversions)
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image in any colour encoding `ros_image` reads -> HxWx3 uint8 RGB."""
-    return ros_image.image_to_rgb(msg)
-
-
-def image_to_depth(msg: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Depth image -> (HxW float32 metres with 0 where invalid, HxW bool valid).
-
-    32FC1 is metres (non-finite or <= 0 invalid), 16UC1/mono16 millimetres (0 invalid).
-    """
-    depth = ros_image.depth_image_to_metres(msg)
-    valid = np.isfinite(depth)
-    return np.where(valid, depth, np.float32(0.0)).astype(np.float32), valid
-
-
-def image_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
-    """A rosbags sensor_msgs/Image from an array in `encoding`'s layout."""
-    filled = ros_image.set_image(SimpleNamespace(), np.asarray(array), encoding)
-    return _rosbags_image(filled, make_header(stamp_ns, frame_id))
-
-
-def _rosbags_image(src: Any, header: Any) -> Any:
-    """A rosbags sensor_msgs/Image with `header` and the image fields of any Image-like `src`."""
-    return typestore().types[IMAGE_TYPE](
-        header=header,
-        height=src.height,
-        width=src.width,
-        encoding=src.encoding,
-        is_bigendian=src.is_bigendian,
-        step=src.step,
-        data=np.frombuffer(bytes(src.data), dtype=np.uint8),
-    )
-
-
-def depth_msg(
-    depth_m: np.ndarray,
-    stamp_ns: int,
-    frame_id: str,
-    encoding: str = "32FC1",
-    valid: np.ndarray | None = None,
-) -> Any:
-    """Depth in metres -> 32FC1 metres (invalid = NaN) or 16UC1 millimetres (invalid = 0; depth
-    beyond the 65.535 m that 16 bits hold is written as invalid, not clipped)."""
-    if encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
-    depth_m = np.asarray(depth_m, dtype=np.float32)
-    ok = np.isfinite(depth_m) & (depth_m > 0)
-    if valid is not None:
-        ok &= valid
-    if encoding == "32FC1":
-        array = np.where(ok, depth_m, np.float32(np.nan)).astype(np.float32)
-    else:
-        mm = np.rint(np.where(ok, depth_m, 0.0) * 1000.0)
-        array = np.where(mm <= 65535, mm, 0).astype(np.uint16)  # beyond 65.535 m: no return
-    return image_msg(array, encoding, stamp_ns, frame_id)
-
-
-def camera_info_msg(K: np.ndarray, height: int, width: int, stamp_ns: int, frame_id: str) -> Any:
-    """A plumb-bob CameraInfo with zero distortion and P = [K | 0]."""
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3):
-        raise ValueError(f"intrinsics must be a 3x3 matrix, got shape {K.shape}")
-    ts = typestore()
-    P = np.zeros((3, 4), dtype=np.float64)
-    P[:, :3] = K
-    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
-        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-    )
-    return ts.types[CAMERA_INFO_TYPE](
-        header=make_header(stamp_ns, frame_id),
-        height=int(height),
-        width=int(width),
-        distortion_model="plumb_bob",
-        d=np.zeros(5, dtype=np.float64),
-        k=K.reshape(9).copy(),
-        r=np.eye(3, dtype=np.float64).reshape(9),
-        p=P.reshape(12),
-        binning_x=0,
-        binning_y=0,
-        roi=roi,
-    )
-
-
-def camera_info_K(msg: Any) -> np.ndarray:
-    """3x3 K of a ROS 2 (`k`) or ROS 1 (`K`) CameraInfo."""
-    return _ci_field(msg, "k").reshape(3, 3)
-
-
-def with_stamp(msg: Any, msgtype: str, stamp_ns: int) -> bytes:
-    """CDR bytes of a ROS 2 Image/CameraInfo copy of `msg` with a new header stamp."""
-    return serialize(to_ros2(msg, msgtype, stamp_ns=stamp_ns), msgtype)
-
-
-def to_ros2(msg: Any, msgtype: str, stamp_ns: int | None = None) -> Any:
-    """Rebuild an Image or CameraInfo (ROS 1 or ROS 2 layout) as a ROS 2 Kilted message."""
-    stamp = stamp_to_ns(msg.header.stamp) if stamp_ns is None else stamp_ns
-    header = make_header(stamp, msg.header.frame_id)
-    cls = typestore().types[msgtype]
-    if msgtype == IMAGE_TYPE:
-        return _rosbags_image(msg, header)
-    if msgtype == CAMERA_INFO_TYPE:
-        roi = msg.roi
-        roi_cls = typestore().types["sensor_msgs/msg/RegionOfInterest"]
-        return cls(
-            header=header,
-            height=msg.height,
-            width=msg.width,
-            distortion_model=msg.distortion_model,
-            d=_ci_field(msg, "d"),
-            k=_ci_field(msg, "k"),
-            r=_ci_field(msg, "r"),
-            p=_ci_field(msg, "p"),
-            binning_x=msg.binning_x,
-            binning_y=msg.binning_y,
-            roi=roi_cls(roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify),
-        )
-    raise ValueError(f"cannot convert {msgtype} to ROS 2 (only {IMAGE_TYPE}, {CAMERA_INFO_TYPE})")
-
-
-def _ci_field(msg: Any, name: str) -> np.ndarray:
-    """CameraInfo matrix `name` of a ROS 2 (lower case) or ROS 1 (upper case) message."""
-    value = getattr(msg, name, None)
-    return np.asarray(getattr(msg, name.upper()) if value is None else value, dtype=np.float64)
-
-
-def serialize(msg: Any, msgtype: str) -> bytes:
-    return bytes(typestore().serialize_cdr(msg, msgtype))
-
-
-def deserialize(raw: bytes, msgtype: str) -> Any:
-    return typestore().deserialize_cdr(raw, msgtype)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ from depthart_core.replay.frames import (
     write_prediction_bag,
 )
 from depthart_core.replay.report import write_report
-from depthart_core.rosio import bags
+from depthart_core.rosio import bags, messages
 from depthart_core.rosio import image as ros_image
-from depthart_core.rosio.bags import IMAGE_TYPE
+from depthart_core.rosio.messages import IMAGE_TYPE
 from depthart_ros.replay.process import (
     LiveConfig,
     LiveTransport,
@@ -139,8 +139,8 @@ class LiveSession:
             self._handle(raw, t)
 
     def _handle(self, raw: bytes, t: float) -> None:
-        msg = bags.deserialize(raw, IMAGE_TYPE)
-        stamp = bags.stamp_to_ns(msg.header.stamp)
+        msg = messages.deserialize(raw, IMAGE_TYPE)
+        stamp = messages.stamp_to_ns(msg.header.stamp)
         if stamp in self.warm_stamps:
             self.warm_back += 1
             return
@@ -164,9 +164,9 @@ class LiveSession:
 
     def _cdr(self, m: bags.BagMessage, stamp_ns: int) -> bytes:
         """ROS 2 CDR of `m` carrying `stamp_ns` (the recorded bytes when nothing changes)."""
-        if m.ros2 and bags.stamp_to_ns(m.msg.header.stamp) == stamp_ns:
+        if m.ros2 and messages.stamp_to_ns(m.msg.header.stamp) == stamp_ns:
             return m.raw
-        return bags.with_stamp(m.msg, m.msgtype, stamp_ns)
+        return messages.with_stamp(m.msg, m.msgtype, stamp_ns)
 
     def _first_frame(self) -> tuple[bags.BagMessage, bags.BagMessage | None]:
         first_img = first_info = None
@@ -356,7 +356,7 @@ def _live_evaluate(run: ReplayRun, session: LiveSession) -> None:
         scored = score_frame(row, pred, frame, run.cfg)
         if frame.index in run.sample_ids:
             try:
-                rgb = bags.image_to_rgb(frame.image.msg)
+                rgb = messages.image_to_rgb(frame.image.msg)
             except ValueError:
                 continue
             run.keep_sample(frame, rgb, pred if scored is None else scored)

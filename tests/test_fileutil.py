@@ -1,0 +1,61 @@
+"""depthart_core.fileutil: the one cache root and the one atomic-write helper."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from depthart_core.fileutil import atomic_write, cache_root
+from depthart_core.runtime.engine_cache import default_cache_dir
+from depthart_core.runtime.onnx_cache import onnx_cache_path
+
+
+def test_cache_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("DEPTHART_CACHE", raising=False)
+    assert cache_root() == tmp_path / "home" / ".cache" / "depthart"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "depthart"
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"
+
+
+def test_onnx_and_engine_caches_share_the_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    monkeypatch.delenv("DEPTHART_ENGINE_CACHE", raising=False)
+    sha = "0123456789abcdef" + "0" * 48
+    assert onnx_cache_path(sha, "fp16") == tmp_path / "onnx" / "0123456789abcdef_fp16.onnx"
+    assert default_cache_dir() == tmp_path / "engines"
+
+
+def test_atomic_write_bytes_and_writer(tmp_path):
+    path = tmp_path / "sub" / "a.bin"
+    atomic_write(path, b"first")
+    assert path.read_bytes() == b"first"
+    atomic_write(path, lambda tmp: open(tmp, "wb").write(b"second"))
+    assert path.read_bytes() == b"second"
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.bin"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "a.bin"
+    atomic_write(path, b"old")
+
+    def half_then_fail(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
