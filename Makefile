@@ -1,6 +1,7 @@
 # DepthART-ROS: every set-up step a fresh machine needs lives here.
 #   make test   create .venv, install CPU PyTorch + the package with its test extras, run pytest
 #   make demo   same set-up, then the live rosbag replay through the real node (see README)
+#   make lint   same set-up, then ruff check + ruff format --check on the whole repository
 # GPU users pick their PyTorch build:  make test TORCH="torch==2.13.0 --index-url <their wheel index>"
 
 PYTHON ?= python3
@@ -29,8 +30,8 @@ demo: $(STAMP)
 	FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA $(BIN)/python -m depthart_ros.replay.demo --out demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff check depthart_core depthart_ros tests training
-	$(BIN)/ruff format --check depthart_core depthart_ros tests training
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

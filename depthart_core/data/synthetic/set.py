@@ -24,12 +24,14 @@ naming the file rather than returning a wrong frame.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from depthart_core.data.benchmarks._io import (
     BenchmarkDataset,
@@ -76,7 +78,7 @@ def write_synthetic_set(
     seed: int,
     size: tuple[int, int] = (128, 128),
     progress: bool = True,
-    cfg=None,
+    cfg: SynthConfig | None = None,
     batch_size: int = 16,
     overwrite: bool = False,
 ) -> Path:
@@ -85,11 +87,6 @@ def write_synthetic_set(
     `cfg` is a SynthConfig (its `size` is replaced by `size`); frames are rendered on the CPU in
     batches of `batch_size`. An existing set is only replaced with `overwrite=True`.
     """
-    import dataclasses
-
-    from tqdm import tqdm
-
-
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     h, w = size
