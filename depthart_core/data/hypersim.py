@@ -36,6 +36,7 @@ import csv as csv_mod
 import math
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
@@ -171,8 +172,6 @@ class HypersimDataset(BenchmarkDataset):
         return self.rows
 
     def _load(self, index: int) -> DepthSample:
-        import h5py
-
         scene, cam, frame = self.rows[index]
         rgb_p, depth_p = _paths(self.root, scene, cam, frame)
         rgb = read_rgb(rgb_p)

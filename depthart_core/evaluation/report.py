@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from depthart_core.data.benchmarks import DISPLAY_NAMES
 from depthart_core.evaluation.protocols import get_protocol, higher_is_better
@@ -206,9 +208,6 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
 
 def render_samples(vis: Sequence, path: str | Path, title: str) -> None:
     """Rows of RGB | ground truth | aligned prediction | AbsRel error map, with colour bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     n = max(1, len(vis))
     fig = Figure(figsize=(14, 2.8 * n + 0.4))
     fig.subplots_adjust(

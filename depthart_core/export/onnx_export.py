@@ -91,7 +91,7 @@ def export_onnx(
     check: bool = True,
 ) -> Path:
     """Trace the static graph, save it, stamp metadata, run onnx.checker. Returns the path."""
-    import onnx
+    import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def export_onnx(
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    import onnx
+    import onnx  # optional dependency: the `onnx` extra
 
     graph = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in graph.metadata_props}

@@ -187,6 +187,7 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def _pyplot() -> Any:
+    # pyplot only after choosing the Agg backend, so plotting never needs a display
     import matplotlib
 
     matplotlib.use("Agg")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -80,7 +81,7 @@ def _torch_stages(be, x: np.ndarray, t: StageTimer) -> np.ndarray:
 
 
 def build_peer(device: torch.device) -> torch.nn.Module:
-    try:
+    try:  # optional dependency: transformers (the `bench` extra)
         from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
     except ImportError as exc:
         raise ImportError(
@@ -116,8 +117,6 @@ def peer_input_size(h: int, w: int, short: int = 518) -> tuple[int, int]:
 def time_peer(
     rgb: np.ndarray, device: torch.device, runs: int, warmup: int, short: int = 518
 ) -> dict[str, Any]:
-    import cv2
-
     model = build_peer(device)
     h, w = rgb.shape[:2]
     ph, pw = peer_input_size(h, w, short)

@@ -30,6 +30,7 @@ from types import ModuleType
 import numpy as np
 import onnx
 import torch
+from tqdm import tqdm
 
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import META_SHA
@@ -52,7 +53,7 @@ INSTALL_HINT = (
 
 def import_tensorrt() -> ModuleType:
     """`import tensorrt`, or a RuntimeError that says how to install it."""
-    try:
+    try:  # optional dependency: tensorrt (the `tensorrt` extra, NVIDIA GPUs only)
         import tensorrt as trt
     except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
         raise RuntimeError(f"tensorrt is not importable ({exc!r}). {INSTALL_HINT}") from exc
@@ -110,8 +111,6 @@ def engine_input_shape(model: onnx.ModelProto, image_size: int) -> tuple[int, in
 
 @functools.cache
 def _progress_monitor_class(trt: ModuleType) -> type:
-    from tqdm import tqdm
-
     class BuildProgress(trt.IProgressMonitor):
         """tqdm bars per builder phase (nested phases indented); thread-safe as TensorRT asks."""
 

@@ -9,12 +9,15 @@ with area/bicubic interpolation, depth and its valid mask with nearest neighbour
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from depthart_core.data.hypersim import HypersimDataset
 from depthart_core.data.sample import DepthDataset, DepthSample
@@ -104,11 +107,6 @@ class SyntheticPool:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
         many processes (one torch thread each). Chunk boundaries do not depend on `workers`, so
         the cache is the same bytes either way."""
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
-        from tqdm import tqdm
-
         workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
         starts = list(range(0, count, chunk))
         spans = [(seed, s, min(count, s + chunk), size) for s in starts]

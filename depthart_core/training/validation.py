@@ -82,6 +82,7 @@ def _grid(rgb: np.ndarray, depth: np.ndarray, valid: np.ndarray, pred: np.ndarra
 
 
 def save_progress_plot(path: Path, history: list[dict[str, Any]], grid: np.ndarray) -> None:
+    # pyplot only after choosing the Agg backend, so training never needs a display
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from depthart_core.data.sample import DepthSample
 
@@ -136,8 +137,6 @@ def load_pth_list(path: Path) -> list:
     DepthART's evaluation copies list their samples in `samples_<partition>.pth`;
     `torch.load(weights_only=True)` only rebuilds plain containers and strings.
     """
-    import torch
-
     path = require_file(path, "sample list")
     try:
         items = torch.load(path, map_location="cpu", weights_only=True)

@@ -24,6 +24,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
@@ -124,8 +125,6 @@ def read_mat_v5(path: str | Path) -> dict[str, np.ndarray]:
 
 def read_split_indices(path: str | Path, key: str) -> np.ndarray:
     """0-based indices: variable `key` of `splits.mat` (v5 or v7.3), or a text file (1-based)."""
-    import h5py
-
     path = require_file(Path(path), "NYUv2 split file")
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
@@ -160,8 +159,6 @@ class NYUv2(BenchmarkDataset):
         min_depth: float = 1e-8,
         max_depth: float = 10.0,
     ) -> None:
-        import h5py
-
         super().__init__()
         root = Path(root)
         self.mat_path = require_file(root if root.is_file() else root / mat_file, "NYUv2 .mat")
@@ -199,8 +196,6 @@ class NYUv2(BenchmarkDataset):
         return self.indices
 
     def _load(self, index: int) -> DepthSample:
-        import h5py
-
         i = int(self.indices[index])
         with h5py.File(self.mat_path, "r") as f:
             rgb = np.asarray(f["images"][i]).transpose(2, 1, 0)  # (3, W, H) -> (H, W, 3)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
@@ -146,8 +147,6 @@ class TUM(BenchmarkDataset):
         return make_sample(rgb, depth, self.range_mask(depth), name, K, depth_path=str(depth_path))
 
     def _load_h5(self, path: Path) -> DepthSample:
-        import h5py
-
         require_file(path, "TUM HDF5 frame")
         with h5py.File(path, "r") as f:
             for key in ("image", "depth"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 import torch
 
@@ -80,8 +81,7 @@ def _procedural(name: str, n: int) -> np.ndarray:
 
 
 def _photo(name: str, n: int) -> np.ndarray:
-    import cv2
-    import skimage.data
+    import skimage.data  # optional dependency: scikit-image (the `dev` extra) holds the photos
 
     img = getattr(skimage.data, name)()
     img = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
@@ -91,8 +91,6 @@ def _photo(name: str, n: int) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def texture_bank(device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(texels (N, 3) float32, mip size per level (L,), first texel of each level (L,))."""
-    import cv2
-
     n = TEX_SIZE
     tiles = []
     for name in _TEX:
