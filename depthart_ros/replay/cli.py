@@ -2,16 +2,19 @@
 
 Registered in setup.py under the `depthart.replay` entry-point group as `live`;
 `depthart_core.cli.replay` calls `add_arguments` when it builds its parser and `run` when `--live`
-is given, so depthart_core itself never imports depthart_ros or rclpy.
+is given, so depthart_core itself never imports depthart_ros or rclpy. Like every command-line
+module, it imports the replay only when it runs: `depthart --help` loads this module too and
+stays fast, and rclpy is optional for the `depthart` command.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from depthart_core.replay.frames import ReplayConfig
-from depthart_ros.replay.process import LiveConfig
+if TYPE_CHECKING:
+    from depthart_core.replay.frames import ReplayConfig
+    from depthart_ros.replay.process import LiveConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def live_config(args: argparse.Namespace) -> LiveConfig:
+    from depthart_ros.replay.process import LiveConfig
+
     return LiveConfig(
         checkpoint=args.checkpoint,
         backend=args.backend,
@@ -57,8 +62,6 @@ def live_config(args: argparse.Namespace) -> LiveConfig:
 
 
 def run(args: argparse.Namespace, cfg: ReplayConfig) -> dict[str, Any]:
-    # Imported here, not at the top: rclpy (in `transport`) is optional for the `depthart`
-    # command, and this module is loaded whenever its parser is built (`depthart --help`).
     from depthart_ros.replay.live import replay_live
     from depthart_ros.replay.transport import RclpyTransport
 
