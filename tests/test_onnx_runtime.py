@@ -167,3 +167,28 @@ def test_parity_command_on_the_shipped_checkpoint(tmp_path, monkeypatch, capsys)
     assert 0.7 < out["token_agreement"] <= 1.0
     assert 0.0 < out["depth_abs_err_mean"] < 0.03 and out["depth_abs_err_max"] < 0.5
     assert sorted(p.name[17:] for p in tmp_path.glob("onnx/*.onnx")) == ["fp16.onnx", "fp32.onnx"]
+
+
+def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, monkeypatch):
+    """TensorRT's from_checkpoint exports into the same ONNX cache that ONNX Runtime then reads:
+    one export per checkpoint and precision (TensorRT itself is absent here, so it stops there)."""
+    import depthart_core.runtime.onnx_cache as onnx_cache
+    from depthart_core.runtime.tensorrt_backend import TensorRTBackend
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    exports = []
+    real_export = onnx_cache.export_onnx
+
+    def counting_export(model, path, **kwargs):
+        exports.append(kwargs)
+        return real_export(model, path, **kwargs)
+
+    monkeypatch.setattr(onnx_cache, "export_onnx", counting_export)
+    with pytest.raises(ValueError, match="fp32 or fp16, got 'bf16'"):
+        TensorRTBackend.from_checkpoint(tiny_checkpoint, precision="bf16")
+    with pytest.raises(RuntimeError, match="tensorrt"):
+        TensorRTBackend.from_checkpoint(tiny_checkpoint, precision="fp32")
+    (cached,) = tmp_path.glob("onnx/*_fp32.onnx")
+    be = OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, precision="fp32")
+    assert be.onnx_path == cached and len(exports) == 1
+    assert exports[0]["checkpoint_sha256"] == file_sha256(tiny_checkpoint)

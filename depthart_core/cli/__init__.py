@@ -2,7 +2,9 @@
 
 Each module in COMMANDS defines `add_parser(subparsers)` (registering its subcommand and setting
 `func`) and keeps its logic in importable library code. Modules import heavy dependencies inside
-their `run` function so `depthart --help` stays fast.
+their `run` function so `depthart --help` stays fast. Other packages extend a subcommand through
+an entry-point group, never through an import from here: `depthart replay --live` is
+`depthart_ros.replay.cli` in the `depthart.replay` group (see `depthart_core.cli.replay`).
 """
 
 from __future__ import annotations
