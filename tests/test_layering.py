@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_ros", "depthart_ros.params", "depthart_ros.pipeline"),
     ("depthart_ros.replay",),
     ("depthart_ros.node",),
+    ("depthart_ros.lifecycle_node",),
 )
 
 CLI = ("depthart_core.cli", "depthart_ros.replay.cli")
