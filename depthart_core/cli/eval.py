@@ -61,6 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving input padding")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
     p.set_defaults(func=run)
 
 
@@ -82,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.baselines_only and not args.baseline:
         raise ValueError("--baselines-only needs at least one --baseline")
     checkpoints = args.checkpoint or ([] if args.baselines_only else [None])  # None: shipped one
+    from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
+
+    lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
     models = load_models(checkpoints, args.baseline, args.backend, args.letterbox, args.device)
     run_eval(
         models,
@@ -94,4 +98,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"depthart eval: wrote {args.out}/report.md and report.json")
+    lock.release()
     return 0

@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth-topic", default=None, help="GT depth (32FC1 m or 16UC1 mm)")
     p.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic")
     p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     p.add_argument("--backend", default="torch", help="torch|onnxruntime|tensorrt|auto")
     p.add_argument("--device", default="cpu", help="offline mode: cpu or cuda")
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         pred_topic=args.pred_topic,
         plots=not args.no_plots,
     )
+    from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
+
+    lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
     mode = next((m for name, m in _modes().items() if getattr(args, name, False)), None)
     if mode is not None:
         report = mode.run(args, cfg)
@@ -98,4 +102,5 @@ def run(args: argparse.Namespace) -> int:
     if report.get("write_bag"):
         wb = report["write_bag"]
         print(f"  predictions on {wb['pred_topic']} in {wb['path']}")
+    lock.release()
     return 0

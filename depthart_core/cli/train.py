@@ -21,6 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, plots)")
     p.add_argument("--resume", action="store_true", help="continue exactly from RUN_DIR's state")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="RUN_DIR holds a run: move it aside to RUN_DIR.old-<time> and start afresh",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -30,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.training.trainer import CKPT_NAME, Trainer
 
     cfg = load_train_config(args.config, args.set)
-    trainer = Trainer(cfg, args.out, resume=args.resume)
+    trainer = Trainer(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     metrics = trainer.fit(progress=not args.no_progress)
     if trainer.is_main:
         print(f"done: {trainer.step} steps; checkpoint {trainer.run_dir / CKPT_NAME}")

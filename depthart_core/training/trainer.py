@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -32,6 +31,7 @@ from depthart_core.config import get_preset, with_overrides
 from depthart_core.fileutil import atomic_write
 from depthart_core.model import DepthART
 from depthart_core.precision import autocast
+from depthart_core.rundir import CKPT_NAME, STATE_NAME, claim_run_dir, read_train_state
 from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
 from depthart_core.training.config import TrainConfig
@@ -45,8 +45,6 @@ from depthart_core.training.distributed import (
 from depthart_core.training.validation import save_progress_plot, validate
 
 log = logging.getLogger(__name__)
-STATE_NAME = "train_state.safetensors"
-CKPT_NAME = "checkpoint.safetensors"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -62,9 +60,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
+    def __init__(
+        self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False
+    ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.rank, self.world = init_distributed()
+        if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
+            self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
         self.device = pick_device(cfg.device, self.rank)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model().to(self.device)
@@ -325,11 +327,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         path = self.run_dir / STATE_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: no {STATE_NAME} in {self.run_dir}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta, tensors = read_train_state(self.run_dir)
         saved_cfg = json.loads(meta["config"])
         if saved_cfg.get("stage") != self.cfg.stage or saved_cfg.get("preset") != self.cfg.preset:
             raise ValueError(

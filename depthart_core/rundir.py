@@ -1,0 +1,235 @@
+"""Run and report folders that are never lost silently: one home for their protection.
+
+Every command that writes a folder (`train` of either stage, `eval`, `replay`, a future
+`finetune`) calls `claim_run_dir(out, resume=..., overwrite=...)` before it writes anything:
+
+- A folder that already holds a run or a report is refused with one line that says what it holds
+  and what to pass, unless the command resumes it (`--resume`) or `--overwrite` was given; then the
+  old folder is moved aside to a timestamped sibling (`RUN.old-20261130-193000`), never deleted.
+- Temp files that an interrupted atomic write left behind (`.checkpoint.safetensors.x1y2z3`, from
+  `fileutil.atomic_write` killed between create and rename) are removed; they are never read.
+- The folder is locked (`fcntl.flock` on `.depthart.lock`) for as long as the returned `RunLock`
+  lives, so a second process cannot write into a folder in use, nor have its temp files removed.
+  The kernel drops the lock when the process dies, even after `kill -9`.
+
+`read_train_state` reads `train_state.safetensors` for `--resume` and turns any damage into one
+line that names the file and the last readable checkpoint to start again from.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "train_state.safetensors"
+CKPT_NAME = "checkpoint.safetensors"
+METRICS_NAME = "metrics.jsonl"
+LOCK_NAME = ".depthart.lock"
+RUN_MARKERS: tuple[str, ...] = (STATE_NAME, CKPT_NAME, METRICS_NAME)
+REPORT_MARKERS: tuple[str, ...] = ("report.json", "report.md")
+# fileutil.atomic_write's temp names: "." + final name + "." + mkstemp's 8 random characters
+_TEMP_RE = re.compile(r"^\..+\.(safetensors|json|jsonl|onnx|png|md|mcap)\.[A-Za-z0-9_]{8}$")
+
+
+class RunDirError(ValueError):
+    """A run or report folder cannot be used as asked; the message is one line for the user."""
+
+
+@dataclass
+class RunLock:
+    """Holds the folder's lock until `release()` or process exit. `moved_to` is where
+    `--overwrite` put the previous contents (None when nothing was moved)."""
+
+    path: Path
+    fd: int
+    moved_to: Path | None = None
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = -1
+
+    def __del__(self) -> None:  # a command that raised must not keep its folder locked
+        self.release()
+
+
+def claim_run_dir(
+    path: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    markers: tuple[str, ...] = RUN_MARKERS,
+) -> RunLock:
+    """Make `path` safe to write: refuse a folder holding a run/report unless `resume` or
+    `overwrite`, move it aside for `overwrite`, lock it, and remove stale temp files."""
+    path = Path(path)
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite exclude each other: pick one")
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--out {path} is a file, not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    lock = _lock(path)
+    removed = remove_stale_temp_files(path)
+    if removed:
+        log.info("removed %d temp file(s) left by an interrupted write in %s", len(removed), path)
+    held = describe_contents(path, markers)
+    if held is None or resume:
+        return lock
+    if not overwrite:
+        lock.release()
+        what = "--resume, or --overwrite," if markers == RUN_MARKERS else "--overwrite"
+        raise RunDirError(f"{path} holds {held}: pass {what} or another --out")
+    aside = _sibling_name(path)
+    path.rename(aside)  # the lock travels with the moved folder's inode
+    lock.release()
+    path.mkdir()
+    lock = _lock(path)
+    lock.moved_to = aside
+    log.warning("--overwrite: moved the previous %s in %s to %s", held, path, aside)
+    print(f"--overwrite: the previous {held} is now in {aside}")
+    return lock
+
+
+def describe_contents(path: str | Path, markers: tuple[str, ...] = RUN_MARKERS) -> str | None:
+    """'a run at step 120', 'a report (report.json)', ... or None when `path` holds none of
+    `markers`."""
+    path = Path(path)
+    present = [m for m in markers if (path / m).is_file()]
+    if not present:
+        return None
+    if markers != RUN_MARKERS:
+        return f"a report ({', '.join(present)})"
+    step = _state_step(path / STATE_NAME) or _checkpoint_step(path / CKPT_NAME)
+    if step is None:
+        step = _last_metrics_step(path / METRICS_NAME)
+    return f"a run at step {step}" if step is not None else f"a run ({', '.join(present)})"
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete atomic-write temp files in `path` (call only while holding its lock)."""
+    removed = []
+    for p in Path(path).iterdir():
+        if p.is_file() and _TEMP_RE.match(p.name):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def read_train_state(run_dir: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """(metadata, tensors) of `run_dir/train_state.safetensors`; a missing file raises
+    FileNotFoundError, a damaged one RunDirError naming the file and the last good checkpoint."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / STATE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no {STATE_NAME} in {run_dir}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        missing = [k for k in ("step", "config", "param_groups") if k not in meta]
+        missing += [k for k in ("rng.torch",) if k not in tensors]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        int(meta["step"]), json.loads(meta["config"]), json.loads(meta["param_groups"])
+    except Exception as exc:  # safetensors, json and int raise their own types on damage
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunDirError(
+            f"cannot resume: {path} is damaged ({reason}); {_last_good(Path(run_dir))}"
+        ) from exc
+    return meta, tensors
+
+
+# ---------------------------------------------------------------------- helpers
+def _lock(path: Path) -> RunLock:
+    """Lock `path` against other processes; the holder's pid is written into the lock file so
+    that this process may claim a folder it already holds (a second `Trainer` in one script)."""
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        if holder == str(os.getpid()):
+            return RunLock(path, -1)
+        raise RunDirError(
+            f"{path} is in use by another depthart process (pid {holder or '?'}); "
+            "wait or use another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return RunLock(path, fd)
+
+
+def _sibling_name(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.old-{stamp}")
+    k = 2
+    while aside.exists():
+        aside, k = path.with_name(f"{path.name}.old-{stamp}-{k}"), k + 1
+    return aside
+
+
+def _header_metadata(path: Path) -> dict[str, str] | None:
+    """The safetensors metadata (header only, no tensors), or None if absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception:  # damaged file: the caller reports it as unreadable
+        return None
+
+
+def _state_step(path: Path) -> int | None:
+    meta = _header_metadata(path)
+    try:
+        return int(meta["step"]) if meta else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    meta = _header_metadata(path)
+    try:
+        return int(json.loads(meta["metadata"])["steps"]) if meta else None
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _last_metrics_step(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    step = None
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            step = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return step
+
+
+def _last_good(run_dir: Path) -> str:
+    ckpt = run_dir / CKPT_NAME
+    step = _checkpoint_step(ckpt)
+    if _header_metadata(ckpt) is None:
+        return (
+            f"no readable {CKPT_NAME} in {run_dir} either: start again with --overwrite "
+            "(the damaged run is moved aside, not deleted)"
+        )
+    at = f" (step {step})" if step is not None else ""
+    return (
+        f"the last good checkpoint is {ckpt}{at}: continue from its weights in a new run with "
+        f"--set init_checkpoint={ckpt} --set init_tokenizer_only=false --out NEW_DIR "
+        "(optimizer state starts afresh)"
+    )

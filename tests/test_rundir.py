@@ -1,0 +1,191 @@
+"""Run and report folders: a finished run is never overwritten without --resume/--overwrite,
+a damaged train_state gives one line naming the last good checkpoint, interrupted writes leave
+no temp files behind, and a folder in use cannot be claimed twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from depthart_core.cli import main
+from depthart_core.rundir import (
+    REPORT_MARKERS,
+    RunDirError,
+    claim_run_dir,
+    describe_contents,
+    read_train_state,
+)
+from depthart_core.training.config import load_train_config
+from depthart_core.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+FAST = [
+    "batch_size=2",
+    "data.val_count=2",
+    "log_every=1",
+    "val_every=1000",
+    "ckpt_every=1000",
+    "data.render_size=0",
+    "data.pool_size=0",
+    "steps=2",
+]
+
+
+def _cfg():
+    return load_train_config(CONFIG, FAST)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A real two-step run: train_state, checkpoint, metrics.jsonl, config.json."""
+    run = tmp_path_factory.mktemp("runs") / "finished"
+    tr = Trainer(_cfg(), run)
+    tr.fit(progress=False)
+    tr.run_lock.release()
+    return run
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def _train_argv(out: Path, *extra: str) -> list[str]:
+    sets = [a for s in FAST for a in ("--set", s)]
+    return ["train", "--config", str(CONFIG), "--out", str(out), "--no-progress", *sets, *extra]
+
+
+def test_new_run_into_a_finished_run_is_refused_and_nothing_changes(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".depthart.lock"}
+    assert describe_contents(run) == "a run at step 2"
+    assert main(_train_argv(run)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"depthart train: error: {run} holds a run at step 2: pass --resume, or --overwrite, "
+        "or another --out"
+    )
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".depthart.lock"}
+    assert after == before  # checkpoint, state and metrics.jsonl untouched
+    with pytest.raises(RunDirError, match="holds a run at step 2"):
+        Trainer(_cfg(), run)  # the library is protected too, not only the CLI
+
+
+def test_overwrite_moves_the_old_run_aside(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path / "run")
+    old_ckpt = (run / "checkpoint.safetensors").read_bytes()
+    lock = claim_run_dir(run, overwrite=True)
+    assert lock.moved_to is not None and lock.moved_to.name.startswith("run.old-")
+    assert (lock.moved_to / "checkpoint.safetensors").read_bytes() == old_ckpt
+    assert sorted(p.name for p in run.iterdir()) == [".depthart.lock"]
+    lock.release()
+    again = claim_run_dir(run, overwrite=True)  # nothing held now: nothing is moved
+    assert again.moved_to is None
+    again.release()
+    with pytest.raises(RunDirError, match="exclude each other"):
+        claim_run_dir(run, resume=True, overwrite=True)
+
+
+def test_metrics_of_two_runs_never_mix(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path / "run")
+    rows_before = (run / "metrics.jsonl").read_text().splitlines()
+    tr = Trainer(_cfg(), run, overwrite=True)
+    tr.fit(progress=False)
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]  # only the new run's rows
+    assert (tr.run_lock.moved_to / "metrics.jsonl").read_text().splitlines() == rows_before
+
+
+def test_damaged_train_state_is_one_line_naming_the_last_good_checkpoint(
+    finished_run, tmp_path, capsys
+):
+    run = _copy(finished_run, tmp_path / "run")
+    state = run / "train_state.safetensors"
+    state.write_bytes(state.read_bytes()[:1000])  # truncated mid-file, as a full disk would
+    with pytest.raises(RunDirError) as exc:
+        read_train_state(run)
+    msg = str(exc.value)
+    assert "\n" not in msg and f"cannot resume: {state} is damaged" in msg
+    assert f"last good checkpoint is {run / 'checkpoint.safetensors'} (step 2)" in msg
+    assert main(_train_argv(run, "--resume")) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and str(state) in err
+    # no readable checkpoint either: say so, and how to start again
+    (run / "checkpoint.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(RunDirError, match="no readable checkpoint.safetensors .* --overwrite"):
+        read_train_state(run)
+    # readable but missing the RNG state: damaged too, not a KeyError traceback
+    from safetensors.torch import load_file, save_file
+
+    good = load_file(str(finished_run / "train_state.safetensors"))
+    good.pop("rng.torch")
+    save_file(good, str(state), metadata={"step": "2", "config": "{}", "param_groups": "[]"})
+    with pytest.raises(RunDirError, match=r"damaged \(missing rng.torch\)"):
+        read_train_state(run)
+
+
+def test_stale_temp_files_are_removed_on_start_and_others_kept(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path / "run")
+    stale = [run / ".train_state.safetensors.k2j_x9qa", run / ".checkpoint.safetensors.abcd1234"]
+    stale.append(run / ".checkpoint.json.zz99yy88")
+    for p in stale:
+        p.write_bytes(b"")
+    keep = run / ".notes.txt"
+    keep.write_text("mine")
+    tr = Trainer(_cfg(), run, resume=True)
+    assert tr.step == 2
+    assert not any(p.exists() for p in stale)
+    assert keep.read_text() == "mine"
+
+
+def test_a_folder_in_use_by_another_process_cannot_be_claimed(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from depthart_core.rundir import claim_run_dir\n"
+         "lock = claim_run_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+         str(tmp_path / "r")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            RunDirError, match=f"in use by another depthart process .pid {holder.pid}"
+        ):
+            claim_run_dir(tmp_path / "r", resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    claim_run_dir(tmp_path / "r", resume=True).release()  # the kernel dropped the dead's lock
+    own = claim_run_dir(tmp_path / "r", resume=True)
+    claim_run_dir(tmp_path / "r", resume=True).release()  # this process may claim it again
+    own.release()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="is a file, not a folder"):
+        claim_run_dir(tmp_path / "file")
+
+
+def test_eval_and_replay_refuse_a_report_folder(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    assert describe_contents(out, REPORT_MARKERS) == "a report (report.json)"
+    argv = ["eval", "--baselines-only", "--baseline", "ramp", "--dataset", "nyuv2"]
+    assert main([*argv, "--root", str(tmp_path / "nyu"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out} holds a report (report.json): pass --overwrite or another --out" in err
+    argv = ["replay", str(tmp_path / "none.mcap"), "--image-topic", "/c", "--out", str(out)]
+    assert main(argv) == 1
+    assert "holds a report (report.json)" in capsys.readouterr().err
+    assert (out / "report.json").read_text() == "{}"
+    # --overwrite moves it aside; the command then fails on the missing bag, report kept aside
+    assert main([*argv, "--overwrite"]) == 1
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("report.old-")]
+    assert len(aside) == 1 and (aside[0] / "report.json").read_text() == "{}"
