@@ -6,6 +6,15 @@ robust: the scale is the median of the per-point ratios metric / relative (media
 Eigen et al. 2014 and the Marigold evaluation's alignment), and scale-and-shift starts from a
 Theil-Sen line and refines it by least squares on the inliers (|residual| <= 3 robust sigmas).
 
+A fit that would flatten the scene is refused (the caller falls back to relative output and reports
+the reason), with checks relative to the data rather than absolute thresholds: over the overlap,
+the cue and the prediction must each spread by at least `MIN_SPREAD` of their median (a line
+through a constant is a constant: a constant cue once gave scale 5e-16, shift 2.0, so every pixel
+became 2.0 m); the scale must lie within `MAX_SCALE_FACTOR`x of the median ratio metric / relative;
+and scale-and-shift, which has one more parameter, must fit no worse than the median-ratio scale
+on the same points. (With most cue points wrong no check can tell the true line from a chance
+one; the fits are robust up to about half outliers, see the tests.)
+
 Also here: `resample_sparse` moves sparse points onto a differently sized depth map without
 interpolating between them, and `StampMatcher` pairs a frame with the sparse cue nearest in stamp.
 """
@@ -22,6 +31,8 @@ import numpy as np
 FIT_MODES: tuple[str, ...] = ("scale", "scale_shift")
 _MAX_THEIL_SEN_POINTS = 200  # 19,900 pairs
 _REL_EPS = 1e-6
+MIN_SPREAD = 0.05  # (q90 - q10) / median over the overlap, for cue and prediction (scale_shift)
+MAX_SCALE_FACTOR = 10.0  # scale within [r / 10, 10 r], r = median(metric / relative)
 
 
 @dataclass(frozen=True)
@@ -112,16 +123,50 @@ def fit_metric_scale(
         return None, f"too few overlapping valid points: {n} < min_points {min_points}"
     rel = relative[both].astype(np.float64)
     met = metric[both].astype(np.float64)
-    if mode == "scale_shift" and np.ptp(rel) <= _REL_EPS:
-        return None, "relative depth is constant over the sparse points; cannot fit a shift"
+    if mode == "scale_shift":
+        for name, x in (("sparse depth", met), ("relative depth", rel)):
+            if _spread(x) < MIN_SPREAD:
+                return None, (
+                    f"{name} is (nearly) constant over the sparse points (spread "
+                    f"{_spread(x):.3g} < {MIN_SPREAD}); cannot fit a shift, use mode 'scale'"
+                )
     scale, shift, inliers = _fit_points(rel, met, mode)
     if not np.isfinite(scale) or not np.isfinite(shift) or scale <= 0:
         return None, f"fit is not usable (scale {scale:.4g}, shift {shift:.4g})"
+    if mode == "scale_shift":
+        reason = _implausible(rel, met, scale, shift)
+        if reason:
+            return None, reason
     n_in = int(inliers.sum())
     if n_in < min_points:
         return None, f"too few inliers: {n_in} of {n} points < min_points {min_points}"
     abs_rel = float(np.median(np.abs(scale * rel[inliers] + shift - met[inliers]) / met[inliers]))
     return ScaleFit(scale, shift, mode, n, n_in, abs_rel), "ok"
+
+
+def _spread(x: np.ndarray) -> float:
+    """Relative spread (q90 - q10) / median: 0 for a constant, scale-free."""
+    q10, q50, q90 = np.percentile(x, [10, 50, 90])
+    return float((q90 - q10) / q50) if q50 > 0 else 0.0
+
+
+def _implausible(rel: np.ndarray, met: np.ndarray, scale: float, shift: float) -> str | None:
+    """Why a scale-and-shift fit must not be used, judged against the median-ratio fit on the
+    same points; None when it is plausible."""
+    ratio = float(np.median(met / rel))
+    if not ratio / MAX_SCALE_FACTOR <= scale <= ratio * MAX_SCALE_FACTOR:
+        return (
+            f"fit is not usable: scale {scale:.4g} is more than {MAX_SCALE_FACTOR:g}x away from "
+            f"the median ratio {ratio:.4g} (shift {shift:.4g})"
+        )
+    err_line = float(np.median(np.abs(scale * rel + shift - met) / met))
+    err_ratio = float(np.median(np.abs(ratio * rel - met) / met))
+    if err_line > err_ratio * (1 + 1e-6) + 1e-12:
+        return (
+            f"fit is not usable: scale-and-shift residual {err_line:.4g} exceeds the median-ratio "
+            f"scale's {err_ratio:.4g}"
+        )
+    return None
 
 
 def resample_sparse(sparse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

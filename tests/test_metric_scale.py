@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_sparse
+from depthart_core.metric_scale import (
+    StampMatcher,
+    _implausible,
+    fit_metric_scale,
+    resample_sparse,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -107,3 +112,97 @@ def test_stamp_matcher_nearest_within_tolerance() -> None:
     assert m.nearest(250, tolerance_ns=49) is None
     assert m.nearest(110, tolerance_ns=20) is None
     assert StampMatcher().nearest(0, 10**9) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Degenerate cues must never flatten the scene (issue: a constant cue gave scale 5e-16, shift 2.0)
+
+
+def _cue(rel: np.ndarray, values: np.ndarray, n: int = 300, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sparse = np.full(rel.shape, np.nan, np.float32)
+    ys, xs = np.unravel_index(rng.choice(rel.size, n, replace=False), rel.shape)
+    sparse[ys, xs] = values(rel[ys, xs], rng) if callable(values) else values
+    return sparse
+
+
+def _rel(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.1, 1.0, (60, 80)).astype(np.float32)
+
+
+def test_constant_cue_is_refused_for_scale_shift_but_scale_keeps_structure() -> None:
+    rel = _rel()
+    for value in (2.0, 0.7, 13.3):
+        fit, reason = fit_metric_scale(rel, _cue(rel, value), "scale_shift")
+        assert fit is None, (value, fit)
+        assert "sparse depth is (nearly) constant" in reason and "use mode 'scale'" in reason
+    # the median ratio still maps relative to metres without flattening: a wall facing the
+    # camera gives exactly such a cue
+    fit, reason = fit_metric_scale(rel, _cue(rel, 2.0), "scale")
+    assert reason == "ok"
+    assert fit.scale == pytest.approx(2.0 / np.median(rel[np.isfinite(_cue(rel, 2.0))]), rel=1e-5)
+    out = fit.apply(rel)
+    assert np.ptp(out) / np.median(out) > 1.0  # the scene keeps its depth structure
+
+
+def test_constant_prediction_is_refused_for_scale_shift() -> None:
+    rel = np.full((60, 80), 0.5, np.float32)
+    rel[::7] += 1e-3  # nearly constant, not exactly: the old exact-ptp check let this through
+    fit, reason = fit_metric_scale(rel, _cue(rel, lambda r, g: g.uniform(1, 5, r.size)))
+    assert fit is not None  # scale mode: one ratio, fine
+    fit, reason = fit_metric_scale(
+        rel, _cue(rel, lambda r, g: g.uniform(1, 5, r.size)), "scale_shift"
+    )
+    assert fit is None and "relative depth is (nearly) constant" in reason
+
+
+def test_two_value_cue_unrelated_to_the_prediction_is_refused() -> None:
+    rel = _rel()
+    two = _cue(rel, lambda r, g: np.where(g.random(r.size) < 0.5, 1.0, 3.0))
+    fit, reason = fit_metric_scale(rel, two, "scale_shift")
+    assert fit is None and "not usable" in reason
+
+
+def test_cue_without_relation_to_the_prediction_is_refused_by_the_scale_range() -> None:
+    """A noisy cue around 5 m that ignores the prediction: the line's small positive slope
+    (0.15 against a median ratio of 9.1) would publish a nearly flat 5 m wall."""
+    rel = _rel(3)
+    noise = _cue(rel, lambda r, g: 5.0 + g.uniform(-0.5, 0.5, r.size), seed=3)
+    fit, reason = fit_metric_scale(rel, noise, "scale_shift")
+    assert fit is None
+    assert reason.startswith("fit is not usable: scale 0.154 is more than 10x away")
+
+
+def test_two_planes_are_a_legitimate_two_value_cue() -> None:
+    """A near and a far plane: two cue values that do follow the prediction are accepted."""
+    rel = np.where(np.arange(80)[None, :] < 40, 0.3, 0.9).astype(np.float32).repeat(60, 0)
+    fit, reason = fit_metric_scale(rel, _cue(rel, lambda r, g: 2.5 * r + 0.4), "scale_shift")
+    assert reason == "ok"
+    assert fit.scale == pytest.approx(2.5, rel=1e-4) and fit.shift == pytest.approx(0.4, abs=1e-4)
+
+
+def test_outlier_heavy_cues() -> None:
+    rel = _rel()
+
+    def with_outliers(frac, shift):
+        def make(r, g):
+            v = 1.5 * r + shift
+            n = int(frac * r.size)
+            v[:n] = g.uniform(0.1, 20.0, n)
+            return v
+
+        return make
+
+    # up to half of the points wrong: both fits find the true relation
+    for mode, shift in (("scale_shift", 0.8), ("scale", 0.0)):
+        fit, reason = fit_metric_scale(rel, _cue(rel, with_outliers(0.45, shift)), mode)
+        assert reason == "ok"
+        assert fit.scale == pytest.approx(1.5, rel=2e-3)
+        assert fit.shift == pytest.approx(shift, abs=2e-3)
+    # a line that fits the points worse than the plain median ratio is refused, even with its
+    # scale in range (seen with most points wrong; with a majority of outliers no check can
+    # always tell the true line from a chance one)
+    met = 2.0 * rel.ravel().astype(np.float64)
+    reason = _implausible(rel.ravel().astype(np.float64), met, 1.0, 0.5)
+    assert reason and "residual" in reason and "exceeds the median-ratio scale's 0" in reason
+    assert _implausible(rel.ravel().astype(np.float64), met, 2.0, 0.0) is None
