@@ -87,6 +87,7 @@ def save_checkpoint(
 def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     """Config and metadata stored inside a checkpoint, without loading weights."""
     path = _existing(path)
+    _refuse_pickle(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -183,6 +184,24 @@ def _existing(path: str | Path) -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     return p
+
+
+_PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
+
+
+def _refuse_pickle(path: Path) -> None:
+    """A pickled PyTorch file gets a message saying why it is not loaded and how to convert it,
+    instead of a safetensors header error. Recognised by suffix or by its first bytes: a zip
+    archive (torch.save since 1.6) or a pickle protocol-2+ opcode."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if path.suffix.lower() in _PICKLE_SUFFIXES or head == b"PK\x03\x04" or head[:1] == b"\x80":
+        raise ValueError(
+            f"{path} is a pickled PyTorch checkpoint: DepthART loads only .safetensors, because "
+            "unpickling can run arbitrary code. Convert it once: VAR's var_d16.pth / vae_*.pth "
+            "with `depthart train --set var_pth=... --set vae_pth=...`; a DepthART state dict as "
+            "in README 'Converting a .pth checkpoint'"
+        )
 
 
 def load_official_var(

@@ -1,8 +1,13 @@
-"""`depthart predict IMAGE... [--checkpoint CKPT] --out DIR`: depth maps for image files."""
+"""`depthart predict IMAGE... [--checkpoint CKPT] --out DIR`: depth maps for image files.
+
+A bad input never stops the batch: each one is skipped with a line naming the file and why, the
+rest are processed, the summary counts both, and the exit status is 1 if anything was skipped.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,16 +19,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
-    p.add_argument("--backend", default="torch", help="auto|tensorrt|onnxruntime|torch")
+    p.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch (auto)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving resize + padding")
     p.add_argument("--colormap", default="turbo")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
 
+def read_rgb(name: str):
+    """HxWx3 uint8 RGB of an image file; ValueError/FileNotFoundError say what is wrong."""
+    import cv2
+    import numpy as np
+
+    path = Path(name)
+    if not path.exists():
+        raise FileNotFoundError("no such file")
+    if not path.is_file():
+        raise ValueError("not a file")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grey and 16-bit files become 8-bit BGR
+    if bgr is None:
+        raise ValueError("not a readable image")
+    h, w = bgr.shape[:2]
+    if h < 2 or w < 2:
+        raise ValueError(f"too small ({h}x{w}; images must be at least 2x2 pixels)")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from collections import Counter
 
     import cv2
     import numpy as np
@@ -33,20 +58,35 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.runtime import get_backend
 
     backend = get_backend(
-        args.backend, checkpoint=args.checkpoint, device=args.device, letterbox=args.letterbox
+        args.backend,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        letterbox=args.letterbox,
+        threads=args.threads,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    skipped: Counter[str] = Counter()
     for name in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2):
-        bgr = cv2.imread(name, cv2.IMREAD_COLOR)
-        if bgr is None:
-            print(f"skipped {name}: not a readable image")
-            failed += 1
+        try:
+            rgb = read_rgb(name)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"skipped {name}: {exc}")
+            skipped[str(exc).split(" (")[0]] += 1
             continue
-        depth = backend.predict(np.ascontiguousarray(bgr[:, :, ::-1]))
+        try:
+            depth = backend.predict(rgb)
+        except (ValueError, cv2.error) as exc:
+            print(f"skipped {name}: prediction failed: {str(exc).splitlines()[0]}")
+            skipped["prediction failed"] += 1
+            continue
         stem = Path(name).stem
         np.save(out / f"{stem}.npy", depth.astype(np.float32))
         cv2.imwrite(str(out / f"{stem}_depth.png"), colorize(depth, cmap=args.colormap)[:, :, ::-1])
-    print(f"wrote {len(args.images) - failed} depth maps to {out} (backend {backend.describe()})")
-    return 1 if failed else 0
+    n_skipped = sum(skipped.values())
+    summary = f"wrote {len(args.images) - n_skipped} depth maps to {out}"
+    if n_skipped:
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        summary += f", skipped {n_skipped} ({why})"
+    print(f"{summary} (backend {backend.describe()})")
+    return 1 if n_skipped else 0

@@ -1,0 +1,75 @@
+"""`depthart predict` on a mixed batch: every bad input is skipped with its name and reason, the
+rest are written, and the exit status and summary say so; a .pth checkpoint is explained."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from depthart_core.checkpoint import load_checkpoint, read_checkpoint_info
+from depthart_core.cli import main
+
+
+def test_mixed_batch_keeps_going(tiny_checkpoint, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "a.png"
+    cv2.imwrite(str(good), rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    text = tmp_path / "text.jpg"
+    text.write_text("this is not a JPEG")
+    tiny = tmp_path / "one_by_one.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), rng.integers(0, 256, (30, 20), dtype=np.uint8))
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "d"
+    names = [str(p) for p in (good, text, tiny, gray, missing)]
+    argv = ["predict", *names, "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    rc = main([*argv, "--out", str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert f"skipped {text}: not a readable image" in lines
+    assert f"skipped {tiny}: too small (1x1; images must be at least 2x2 pixels)" in lines
+    assert f"skipped {missing}: no such file" in lines
+    assert lines[-1].startswith(
+        f"wrote 2 depth maps to {out}, skipped 3 (1 no such file, 1 not a readable image, "
+        "1 too small)"
+    )
+    assert np.load(out / "a.npy").shape == (40, 56)
+    assert np.load(out / "gray.npy").shape == (30, 20)  # processed after the bad ones
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.npy",
+        "a_depth.png",
+        "gray.npy",
+        "gray_depth.png",
+    ]
+
+
+def test_all_good_exits_zero(tiny_checkpoint, tmp_path, capsys):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))
+    argv = ["predict", str(img), "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    assert main([*argv, "--threads", "1", "--out", str(tmp_path / "o")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("wrote 1 depth maps to")
+
+
+@pytest.mark.parametrize("kind", ["zip", "legacy"])
+def test_pth_checkpoint_is_explained(tiny_model, tmp_path, capsys, kind):
+    pth = tmp_path / "model.pth"
+    torch.save(tiny_model.state_dict(), pth, _use_new_zipfile_serialization=kind == "zip")
+    disguised = tmp_path / "model.safetensors"  # renamed: recognised by its first bytes
+    disguised.write_bytes(pth.read_bytes())
+    for path in (pth, disguised):
+        with pytest.raises(ValueError) as exc:
+            read_checkpoint_info(path)
+        msg = str(exc.value)
+        assert f"{path} is a pickled PyTorch checkpoint" in msg and "only .safetensors" in msg
+        assert "Converting a .pth checkpoint" in msg and "header" not in msg
+        with pytest.raises(ValueError, match="pickled PyTorch checkpoint"):
+            load_checkpoint(path)
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))
+    assert main(["predict", str(img), "--checkpoint", str(pth), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pickled PyTorch checkpoint" in err
