@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 log = logging.getLogger(__name__)
 
 STATE_NAME = "train_state.safetensors"
@@ -126,8 +128,6 @@ def remove_stale_temp_files(path: str | Path) -> list[Path]:
 def read_train_state(run_dir: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
     """(metadata, tensors) of `run_dir/train_state.safetensors`; a missing file raises
     FileNotFoundError, a damaged one RunDirError naming the file and the last good checkpoint."""
-    from safetensors import safe_open
-
     path = Path(run_dir) / STATE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no {STATE_NAME} in {run_dir}")
@@ -183,8 +183,6 @@ def _header_metadata(path: Path) -> dict[str, str] | None:
     if not path.is_file():
         return None
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except Exception:  # damaged file: the caller reports it as unreadable

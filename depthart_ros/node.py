@@ -52,6 +52,7 @@ from depthart_core.runtime.base import Backend
 from depthart_ros.params import PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
+    camera_info_problem,
     frame_stats,
     header_stamp_ns,
     rss_mb,
@@ -102,6 +103,7 @@ class DepthArtCore:
             device=c["device"],
             precision=c["precision"],
             letterbox=c["letterbox"],
+            threads=c["threads"],
         )
         self.engine = self.backend.describe()
         self.model_loads += 1
@@ -125,6 +127,8 @@ class DepthArtCore:
         qos_in = self._qos("input_qos")
         self._subscribe(Image, "image", self._on_image, qos_in, qos_overriding_options=over)
         self.camera_info: CameraInfo | None = None
+        self.camera_info_rejected: Counter[str] = Counter()
+        self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
         if c["use_camera_info"]:
             self._subscribe(CameraInfo, "camera_info", self._on_info, self._qos("input_qos"))
         self.sparse = StampMatcher(maxlen=10)
@@ -207,7 +211,13 @@ class DepthArtCore:
         self.frames.offer(msg)
 
     def _on_info(self, msg: CameraInfo) -> None:
-        self.camera_info = msg
+        problem = camera_info_problem(msg)
+        if problem:  # keep the last good calibration; never republish a broken one
+            self.camera_info_rejected[problem[0]] += 1
+            self.camera_info_ignored = problem[1]
+            self._warn(f"camera_info.{problem[0]}", f"ignoring camera_info: {problem[1]}")
+            return
+        self.camera_info, self.camera_info_ignored = msg, ""
 
     def _on_sparse(self, msg: Image) -> None:
         try:
@@ -330,6 +340,9 @@ class DepthArtCore:
             "units": "metres" if metric_on and self.metric["reason"] == "ok" else "relative",
             **frame_values,
             "camera_info": "ok" if self.camera_info is not None else "none received",
+            **{
+                f"camera_info_rejected.{k}": v for k, v in sorted(self.camera_info_rejected.items())
+            },
             "rss_mb": f"{rss_mb():.1f}",
         }
         if metric_on:
@@ -340,6 +353,8 @@ class DepthArtCore:
             problems.append(f"{snap['rejected']} frames rejected")
         if metric_on and self.metric["reason"] != "ok":
             problems.append(f"relative output: {self.metric['reason']}")
+        if self.camera_info_ignored:
+            problems.append(f"latest camera_info ignored: {self.camera_info_ignored}")
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
             name=f"{self.get_fully_qualified_name()}: depth",

@@ -38,6 +38,9 @@ PARAMS: tuple[Param, ...] = (
     Param("backend", "auto", "auto = tensorrt, else onnxruntime, else torch", BACKENDS, **_RO),
     Param("device", "cpu", "cpu, cuda or cuda:<index>", **_RO),
     Param("precision", "fp32", "inference precision", PRECISIONS, **_RO),
+    Param(
+        "threads", 0, "CPU inference threads; 0 = half the cores, at most 4", lo=0, hi=256, **_RO
+    ),
     Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
     Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
     Param("input_qos.reliability", "best_effort", "image subscription", RELIABILITY, **_RO),

@@ -9,7 +9,8 @@ when the camera outruns the model. Every frame ends in exactly one counter:
 (`dropped_inactive`: frames waiting when the managed node was deactivated).
 
 Here: the slot and its counters (`FramePipeline`), the worker loop (`run_worker`), inference
-timing and the frame statistics that `depthart_ros.node` publishes on `/diagnostics`.
+timing, the CameraInfo check (`camera_info_problem`) and the frame statistics that
+`depthart_ros.node` publishes on `/diagnostics`.
 """
 
 from __future__ import annotations
@@ -156,6 +157,26 @@ def timed_predict(
     if pad > 0:
         time.sleep(pad)
     return depth, (time.monotonic() - t0) * 1e3
+
+
+def camera_info_problem(info: Any) -> tuple[str, str] | None:
+    """(cause, text) when a sensor_msgs/CameraInfo cannot describe the depth image, else None:
+    NaN/Inf anywhere in D, K, R, P, or a focal length in K or P that is not positive (an all-zero
+    K is ROS's "uncalibrated"). Republishing it would hand consumers such as depth_image_proc a
+    camera that projects every pixel to NaN or infinity."""
+    arrays = {name: np.asarray(getattr(info, name), dtype=np.float64) for name in "dkrp"}
+    bad = [name.upper() for name, a in arrays.items() if not np.isfinite(a).all()]
+    if bad:
+        return "non_finite", f"non-finite values in {', '.join(bad)}"
+    k, p = arrays["k"], arrays["p"]
+    fx, fy = (k[0], k[4]) if k.size == 9 else (0.0, 0.0)
+    px, py = (p[0], p[5]) if p.size == 12 else (0.0, 0.0)
+    if min(fx, fy, px, py) <= 0:
+        return (
+            "zero_focal",
+            f"focal lengths must be positive: K fx={fx:g} fy={fy:g}, P fx={px:g} fy={py:g}",
+        )
+    return None
 
 
 def header_stamp_ns(header: Any) -> int:

@@ -81,6 +81,8 @@ def test_report_numbers_equal_evaluate_on_the_same_predictions(
             "--out",
             str(out),
             "--no-progress",
+            "--backend",  # the default is auto; this test records the torch backend's predict
+            "torch",
         ]
     )
     assert rc == 0

@@ -446,6 +446,35 @@ def test_camera_info_is_rescaled_to_the_depth_size(reliable) -> None:
     np.testing.assert_allclose(out.k, [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0])
 
 
+def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
+    """NaN or zero intrinsics: ignored (the last good calibration stays), counted by cause in
+    diagnostics, and the node keeps publishing depth."""
+    env, node, pub_img, _, pub_info = reliable
+    peer = env.peer
+    before = peer.wait_diagnostics(after=time.time())
+    good = [400.0, 0.0, 319.5, 0.0, 400.0, 239.5, 0.0, 0.0, 1.0]
+    for k in (good, [float("nan")] + good[1:], [0.0] * 9):
+        info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", k=k)
+        info.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+        pub_info.publish(info)
+        time.sleep(0.2)
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, scene_rgb(seed=6), stamp, "cam/badinfo")
+    _wait_depth(env, stamp)
+
+    def find():
+        return next(
+            (m for m in peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp), None
+        )
+
+    assert peer.wait_for(lambda: find() is not None, 5)
+    assert list(find().k) == good
+    after = peer.wait_diagnostics(after=time.time())
+    assert _delta(after, before, "camera_info_rejected.non_finite") == 1, after
+    assert _delta(after, before, "camera_info_rejected.zero_focal") == 1, after
+    assert node.log().count("ignoring camera_info: non-finite values in K, P") == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. load: a 60 Hz camera and a slower model
 @pytest.mark.slow

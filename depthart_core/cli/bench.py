@@ -15,6 +15,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", help="fp32|bf16|fp16")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
+    p.add_argument(
+        "--busy-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time with N busy-looping processes, each pinned to one core (a loaded robot)",
+    )
     p.add_argument(
         "--size", type=parse_size, default=(480, 640), help="input HxW (default 480x640)"
     )
@@ -37,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from depthart_core.runtime import get_backend
     from depthart_core.runtime.bench import peak_rss_mb, time_backend, time_peer
+    from depthart_core.runtime.cpu_load import busy_cores
 
     ckpt = args.checkpoint
     if args.preset:
@@ -49,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
             f"{tempfile.mkdtemp()}/{args.preset}.safetensors", DepthART(get_preset(args.preset))
         )
     backend = get_backend(
-        args.backend, checkpoint=ckpt, device=args.device, precision=args.precision
+        args.backend,
+        checkpoint=ckpt,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
     )
     h, w = args.size
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -61,8 +74,12 @@ def run(args: argparse.Namespace) -> int:
         "backend": backend.describe(),
         "input": [h, w],
         "model_input": backend.image_size,
-        **time_backend(backend, rgb, args.runs, args.warmup),
+        "busy_cores": args.busy_cores,
     }
+    with busy_cores(args.busy_cores) as cores:
+        if cores:
+            print(f"busy-looping processes on core(s) {cores}")
+        result |= time_backend(backend, rgb, args.runs, args.warmup)
     result["peak_rss_mb"] = peak_rss_mb()
     if torch.cuda.is_available() and args.device.startswith("cuda"):
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20

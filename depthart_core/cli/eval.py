@@ -55,8 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="score at SxS (the paper's 256) instead of the ground truth's resolution",
     )
     p.add_argument(
-        "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt", "auto")
+        "--backend", default="auto", choices=("torch", "onnxruntime", "tensorrt", "auto")
     )
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--device", default="cpu", help="torch device for --backend torch")
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving input padding")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -86,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
     lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
-    models = load_models(checkpoints, args.baseline, args.backend, args.letterbox, args.device)
+    models = load_models(
+        checkpoints, args.baseline, args.backend, args.letterbox, args.device, args.threads
+    )
     run_eval(
         models,
         datasets,

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
-    p.add_argument("--backend", default="torch", help="torch|onnxruntime|tensorrt|auto")
+    p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--device", default="cpu", help="offline mode: cpu or cuda")
     p.add_argument("--protocol", default="depthart", choices=("depthart", "affine", "metric"))
     p.add_argument("--max-dt", type=float, default=0.02, help="GT stamp tolerance [s] (0.02)")
@@ -96,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if mode is not None:
         report = mode.run(args, cfg)
     else:
-        backend = get_backend(args.backend, args.checkpoint, device=args.device)
+        backend = get_backend(
+            args.backend, args.checkpoint, device=args.device, threads=args.threads
+        )
         report = replay_offline(args.bag, args.out, cfg, backend, args.write_bag, progress=True)
     print(format_summary(report, args.out))
     if report.get("write_bag"):

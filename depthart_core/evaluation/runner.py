@@ -200,10 +200,11 @@ def load_models(
     backend: str = "torch",
     letterbox: bool = False,
     device: str = "cpu",
+    threads: int = 0,
 ) -> list[Model]:
     models, labels = [], set()
     for ckpt in checkpoints:
-        b = get_backend(backend, ckpt, device=device, letterbox=letterbox)
+        b = get_backend(backend, ckpt, device=device, letterbox=letterbox, threads=threads)
         info = getattr(b, "info", {}) or {}
         path = info.get("path") or (str(ckpt) if ckpt is not None else None)
         sha = info.get("sha256") or (file_sha256(path) if path and Path(path).is_file() else None)

@@ -25,6 +25,7 @@ from depthart_core.checkpoint import CheckpointFile
 from depthart_core.precision import PRECISIONS
 from depthart_core.runtime.base import Backend
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,10 @@ def get_backend(
     precision: str = "fp32",
     letterbox: bool = False,
     onnx_path: str | Path | None = None,
+    threads: int = 0,
 ) -> Backend:
-    """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring."""
+    """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring.
+    `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -49,16 +52,16 @@ def get_backend(
         reasons = []
         for candidate in ("tensorrt", "onnxruntime"):
             try:
-                backend = _make(candidate, ckpt, device, precision, letterbox, onnx_path)
+                backend = _make(candidate, ckpt, device, precision, letterbox, onnx_path, threads)
             except (ImportError, RuntimeError, ValueError) as exc:
                 reasons.append(f"{candidate}: {exc}")
                 log.info("backend auto: skipping %s (%s)", candidate, exc)
                 continue
             return backend
-        backend = _make("torch", ckpt, device, precision, letterbox, onnx_path)
+        backend = _make("torch", ckpt, device, precision, letterbox, onnx_path, threads)
         log.info("backend auto: using torch (%s)", "; ".join(reasons))
         return backend
-    return _make(name, ckpt, device, precision, letterbox, onnx_path)
+    return _make(name, ckpt, device, precision, letterbox, onnx_path, threads)
 
 
 def _make(
@@ -68,14 +71,21 @@ def _make(
     precision: str,
     letterbox: bool,
     onnx_path: str | Path | None,
+    threads: int = 0,
 ) -> Backend:
     if name == "torch":
+        set_torch_threads(threads)
         return DepthEstimator.from_checkpoint(
             ckpt, device=device, letterbox=letterbox, precision=precision
         )
     if name == "onnxruntime":
         return OnnxRuntimeBackend.from_checkpoint(
-            ckpt, onnx_path=onnx_path, device=device, precision=precision, letterbox=letterbox
+            ckpt,
+            onnx_path=onnx_path,
+            device=device,
+            precision=precision,
+            letterbox=letterbox,
+            threads=threads,
         )
     # Imported here: tensorrt_backend needs the optional `onnx` package at import time, and the
     # TensorRT backend is only tried where the optional `tensorrt` package is installed.

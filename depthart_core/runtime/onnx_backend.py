@@ -8,7 +8,6 @@ rather than silently running another model.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from depthart_core.export.onnx_export import (
 )
 from depthart_core.runtime.base import Backend, TensorSpec
 from depthart_core.runtime.onnx_cache import cached_onnx
+from depthart_core.runtime.threads import resolve_threads
 
 
 def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # fp16 graphs log harmless constant-folding notes otherwise
-        so.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        so.intra_op_num_threads = resolve_threads(threads)  # 0: the non-oversubscribing default
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -85,12 +85,13 @@ class OnnxRuntimeBackend(Backend):
         device: str = "cpu",
         precision: str = "fp32",
         letterbox: bool = False,
+        threads: int = 0,
     ) -> OnnxRuntimeBackend:
         _import_ort()
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         if onnx_path is None:
             onnx_path = cached_onnx(ckpt, precision)
-        return cls(onnx_path, expected_sha256=ckpt.sha256, device=device, letterbox=letterbox)
+        return cls(onnx_path, ckpt.sha256, device=device, letterbox=letterbox, threads=threads)
 
     @property
     def input_spec(self) -> TensorSpec:
@@ -103,7 +104,10 @@ class OnnxRuntimeBackend(Backend):
         return TensorSpec(o.name, tuple(o.shape), o.type)
 
     def describe(self) -> str:
-        return f"onnxruntime ({self.precision}, {self.session.get_providers()[0]})"
+        threads = self.session.get_session_options().intra_op_num_threads
+        return (
+            f"onnxruntime ({self.precision}, {self.session.get_providers()[0]}, {threads} threads)"
+        )
 
     def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depths, tokens = [], []

@@ -1,0 +1,53 @@
+"""How many CPU threads inference uses: one rule for every backend, command and the node.
+
+PyTorch and ONNX Runtime default to one thread per core. Their parallel loops wait for every
+thread at a barrier, so when another process holds one of those cores the whole frame waits for
+the descheduled thread: on a 2-core machine with one busy-looping process, the torch backend went
+from 16 ms to 2,082 ms per frame at 2 threads and to 18 ms at 1 (issue #16). A robot always runs
+other processes (drivers, SLAM, planning), so the default takes half of the cores this process
+may run on, at most 4 (the tiny model gains little beyond that), and at least 1.
+
+Precedence: an explicit `threads > 0`, else `$OMP_NUM_THREADS` when set, else that default.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import torch
+
+MAX_DEFAULT_THREADS = 4
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset or a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    return max(1, min(MAX_DEFAULT_THREADS, available_cpus() // 2))
+
+
+def resolve_threads(requested: int = 0) -> int:
+    """The thread count to use for a `threads` option or parameter (0 = automatic)."""
+    if requested < 0:
+        raise ValueError(f"threads must be >= 0 (0 = automatic), got {requested}")
+    if requested > 0:
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return default_threads()
+
+
+def set_torch_threads(threads: int) -> int:
+    """Apply `resolve_threads(threads)` to PyTorch's intra-op pool and OpenCV (process-wide,
+    as both are); returns the count."""
+    n = resolve_threads(threads)
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    return n

@@ -1,0 +1,83 @@
+"""Thread counts: one rule (explicit, else $OMP_NUM_THREADS, else half the cores, at most 4)
+applied by every backend; and the benchmark's busy-core load."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+
+import pytest
+import torch
+
+from depthart_core.cli import main
+from depthart_core.runtime import get_backend, threads
+from depthart_core.runtime.cpu_load import busy_cores
+from depthart_ros.params import validate_params
+
+
+@pytest.mark.parametrize(("cpus", "want"), [(1, 1), (2, 1), (3, 1), (8, 4), (6, 3), (64, 4)])
+def test_default_leaves_cores_for_other_processes(monkeypatch, cpus, want):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: cpus)
+    assert threads.resolve_threads(0) == want
+    assert threads.resolve_threads(3) == 3  # explicit wins
+
+
+def test_omp_num_threads_is_respected_and_bad_values_refused(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.resolve_threads(0) == 3 and threads.resolve_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    monkeypatch.setattr(threads, "available_cpus", lambda: 8)
+    assert threads.resolve_threads(0) == 4
+    with pytest.raises(ValueError, match="threads must be >= 0.*-1"):
+        threads.resolve_threads(-1)
+
+
+def test_backends_use_the_requested_threads(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        get_backend("torch", tiny_checkpoint, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)
+    pytest.importorskip("onnxruntime")
+    ort = get_backend("onnxruntime", tiny_checkpoint, threads=1)
+    assert ort.session.get_session_options().intra_op_num_threads == 1
+    assert ort.describe().endswith("1 threads)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    ort = get_backend("onnxruntime", tiny_checkpoint)
+    assert ort.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_node_threads_parameter_is_checked():
+    assert validate_params({"threads": 0}) is None and validate_params({"threads": 2}) is None
+    assert "threads=-1 is outside [0, 256]" in validate_params({"threads": -1})
+
+
+def test_busy_cores_pins_spinning_processes_and_stops_them():
+    with busy_cores(1) as cores:
+        (child,) = mp.active_children()
+        assert cores == [sorted(os.sched_getaffinity(0))[-1]]
+        assert os.sched_getaffinity(child.pid) == set(cores)
+        time.sleep(0.5)
+        with open(f"/proc/{child.pid}/stat") as f:
+            utime_ticks = int(f.read().split()[13])
+        assert utime_ticks > 0  # it really spins
+    assert not child.is_alive() and mp.active_children() == []
+    with pytest.raises(ValueError, match="cannot keep 999 cores busy"):
+        with busy_cores(999):
+            pass
+
+
+def test_bench_records_the_load(tmp_path):
+    out = tmp_path / "b.json"
+    argv = ["bench", "--preset", "tiny", "--backend", "torch", "--size", "24x32", "--runs", "2"]
+    argv += ["--warmup", "0", "--no-peer", "--busy-cores", "1", "--threads", "1"]
+    assert main([*argv, "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["busy_cores"] == 1 and "1 threads" in res["device"]
+    assert mp.active_children() == []
