@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.runtime import get_backend
     from depthart_core.runtime.bench import peak_rss_mb, time_backend, time_peer
     from depthart_core.runtime.cpu_load import busy_cores
+    from depthart_core.runtime.threads import resolve_threads
 
     ckpt = args.checkpoint
     if args.preset:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "date": date.today().isoformat(),
         "device": f"{args.device} ({platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads)",
+        f"{resolve_threads(args.threads)} threads)",
         "model": args.preset or str(ckpt or "default checkpoint"),
         "backend": backend.describe(),
         "input": [h, w],
