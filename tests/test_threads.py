@@ -81,3 +81,33 @@ def test_bench_records_the_load(tmp_path):
     res = json.loads(out.read_text())
     assert res["busy_cores"] == 1 and "1 threads" in res["device"]
     assert mp.active_children() == []
+
+
+def test_train_threads_option(tmp_path):
+    """`depthart train --threads 1` runs with one torch thread (0 keeps PyTorch's choice)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = (
+        "import sys, torch\n"
+        "from depthart_core.cli import main\n"
+        "import depthart_core.training.trainer as t\n"
+        "orig = t.Trainer.fit\n"
+        "def fit(self, *a, **k):\n"
+        "    print('threads', torch.get_num_threads(), flush=True)\n"
+        "    return orig(self, *a, **k)\n"
+        "t.Trainer.fit = fit\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    sets = ["batch_size=2", "data.val_count=2", "steps=1", "data.render_size=0", "data.pool_size=0"]
+    argv = ["train", "--config", str(root / "training/configs/tiny_depthart.yaml")]
+    argv += ["--out", str(tmp_path / "r"), "--no-progress", "--threads", "1"]
+    argv += [a for s in sets for a in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    res = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "threads 1" in res.stdout.splitlines()

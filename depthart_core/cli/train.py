@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="RUN_DIR holds a run: move it aside to RUN_DIR.old-<time> and start afresh",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads per process; 0 = PyTorch's own choice (training is a batch job that "
+        "may take the machine; inference commands default to half the cores instead)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -35,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.training.trainer import CKPT_NAME, Trainer
 
     cfg = load_train_config(args.config, args.set)
+    if args.threads:
+        from depthart_core.runtime.threads import set_torch_threads
+
+        set_torch_threads(args.threads)
     trainer = Trainer(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     metrics = trainer.fit(progress=not args.no_progress)
     if trainer.is_main:
