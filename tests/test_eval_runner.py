@@ -212,11 +212,11 @@ def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoin
         load_models([str(tiny_checkpoint)], backend="openvino")
     calls = []
 
-    def fake_get_backend(name, checkpoint, device="cpu", letterbox=False):
-        calls.append((name, checkpoint, device, letterbox))
+    def fake_get_backend(name, checkpoint, device="cpu", letterbox=False, threads=0):
+        calls.append((name, checkpoint, device, letterbox, threads))
         return DepthEstimator.from_checkpoint(checkpoint)
 
     monkeypatch.setattr(runner, "get_backend", fake_get_backend)
-    (m,) = load_models([str(tiny_checkpoint)], backend="onnxruntime", letterbox=True)
-    assert calls == [("onnxruntime", str(tiny_checkpoint), "cpu", True)]
+    (m,) = load_models([str(tiny_checkpoint)], backend="onnxruntime", letterbox=True, threads=2)
+    assert calls == [("onnxruntime", str(tiny_checkpoint), "cpu", True, 2)]
     assert m.sha256 is not None and m.backend == "torch"
