@@ -335,12 +335,13 @@ def test_live_mode_is_added_by_depthart_ros(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(live_cli, "run", fake_run)
     argv = ["replay", "bag", "--image-topic", "/cam", "--out", str(tmp_path), "--live"]
     argv += ["--rate", "2", "--node-arg=-p", "--node-arg=letterbox:=true", "--keep-stamps"]
-    assert cli_main(argv) == 1
+    assert cli_main([*argv, "--threads", "2"]) == 1
     assert "live mode reached" in capsys.readouterr().err
     ((args, cfg),) = calls
     assert cfg.image_topic == "/cam" and cfg.protocol == "depthart"
     live = live_cli.live_config(args)
-    assert (live.rate, live.node_args, live.restamp) == (2.0, ("-p", "letterbox:=true"), False)
+    node_args = ("-p", "threads:=2", "-p", "letterbox:=true")  # --threads first: --node-arg wins
+    assert (live.rate, live.node_args, live.restamp) == (2.0, node_args, False)
 
 
 def test_cli_synth_bag_then_replay(tmp_path, tiny_checkpoint, capsys):
