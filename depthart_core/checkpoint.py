@@ -141,6 +141,7 @@ class CheckpointFile:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = resolve_checkpoint(path)
+        _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
         self.sha256 = file_sha256(self.path)
         self._info: dict[str, Any] | None = None
         self._loaded: tuple[DepthART, dict[str, Any]] | None = None
