@@ -9,6 +9,10 @@ This module is the one place that resolves a checkpoint (`resolve_checkpoint`: t
 else `$DEPTHART_CHECKPOINT`, else the shipped one) and hashes it (`file_sha256`, once per file
 version and process). `CheckpointFile` carries one resolved checkpoint through
 `runtime.get_backend`, so the `auto` fallback chain reads, hashes and loads it once.
+
+The DepthART authors' released `model.safetensors` (bulatko/DepthART) is accepted wherever a
+checkpoint is: it is recognised by its keys and mapped in `depthart_core.authors_layout`; when it
+lacks the VQ-VAE, VAR's `vae_ch160v4096z32.pth` is taken from `vae=` or from beside the file.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from depthart_core import authors_layout
 from depthart_core.config import ModelConfig
 from depthart_core.fileutil import atomic_write, sha256_file
 from depthart_core.model import DepthART
@@ -91,9 +96,13 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+            keys = list(f.keys()) if meta.get("format") != FORMAT else []
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT:
+        if authors_layout.is_authors_layout(keys):
+            cfg = authors_layout.authors_config(keys)
+            return {"config": cfg.to_dict(), "metadata": {"layout": "bulatko/DepthART"}}
         raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
     return {
         "config": json.loads(meta["config"]),
@@ -102,9 +111,14 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    path: str | Path | None = None, device: str | torch.device = "cpu"
+    path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    vae: str | Path | None = None,
 ) -> tuple[DepthART, dict[str, Any]]:
-    """Build the model from the stored config and load its weights strictly (fp32)."""
+    """Build the model from the stored config and load its weights strictly (fp32).
+
+    `vae`: VAR's `vae_ch160v4096z32.pth`, only for an authors' file saved without the VQ-VAE.
+    """
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
     model = DepthART(ModelConfig.from_dict(info["config"]))
@@ -113,7 +127,22 @@ def load_checkpoint(
         for k in f.keys():
             t = f.get_tensor(k)
             state[k] = t.float() if t.is_floating_point() else t
-    load_state_dict_strict(model, state, what=str(path))
+    if info["metadata"].get("layout") == "bulatko/DepthART":
+        vae_state = None
+        if not authors_layout.has_tokenizer(state):
+            vae = Path(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
+            if not vae.is_file():
+                raise FileNotFoundError(
+                    f"{path} holds no VQ-VAE weights and {vae} does not exist: pass VAR's "
+                    f"{authors_layout.VAE_FILE_NAME} (--vae) or put it beside the checkpoint"
+                )
+            vae_state = _torch_load(vae)
+            info["metadata"]["vae"] = str(vae)
+        load_authors_state(model, state, vae_state, what=str(path))
+    elif vae is not None:
+        raise ValueError(f"--vae {vae} is only for the authors' checkpoint; {path} is complete")
+    else:
+        load_state_dict_strict(model, state, what=str(path))
     info["path"] = str(path)
     info["sha256"] = file_sha256(path)
     return model.to(device).eval(), info
@@ -157,6 +186,27 @@ class CheckpointFile:
         if self._loaded is None:
             self._loaded = load_checkpoint(self.path)
         return self._loaded
+
+def load_authors_state(
+    model: DepthART,
+    state: dict[str, torch.Tensor],
+    vae_state: dict[str, torch.Tensor] | None = None,
+    what: str = "checkpoint",
+) -> None:
+    """Strictly load a state dict in the authors' layout (plus VAR's VQ-VAE state if separate)."""
+    mapped = authors_layout.authors_to_ours(state, model.cfg, vae_state, what=what)
+    load_state_dict_strict(model, mapped, what=what)
+
+
+def convert_authors_checkpoint(
+    src: str | Path, out: str | Path, vae: str | Path | None = None
+) -> Path:
+    """Write the authors' checkpoint as ours (safetensors + JSON config) for faster start-up."""
+    model, info = load_checkpoint(src, vae=vae)
+    if info["metadata"].get("layout") != "bulatko/DepthART":
+        raise ValueError(f"{src} is already a DepthART-ROS checkpoint; nothing to convert")
+    meta = {"converted_from": str(src), "source_sha256": info["sha256"], **info["metadata"]}
+    return save_checkpoint(out, model, metadata=meta)
 
 
 def default_checkpoint_path() -> Path:

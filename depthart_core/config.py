@@ -50,6 +50,9 @@ class TransformerConfig:
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-6
     attn_l2_norm: bool = True  # VAR's published blocks use cosine attention with a learned scale
+    # Temperature of plain dot-product attention (attn_l2_norm False): scale 1 / sqrt(d) / tau.
+    # The DepthART authors' evaluation config sets cos_attn False with tau 4.
+    tau: float = 4.0
     num_classes: int = 0  # VAR d16 has 1000; index num_classes is the "null" condition we use
     drop_path_rate: float = 0.0
 
@@ -69,6 +72,8 @@ class ModelConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
     def __post_init__(self) -> None:
+        if self.transformer.tau <= 0:
+            raise ValueError(f"transformer.tau must be > 0, got {self.transformer.tau}")
         ds = self.tokenizer.downsample
         if self.image_size <= 0 or self.image_size % ds:
             raise ValueError(
@@ -181,6 +186,12 @@ PRESETS: dict[str, ModelConfig] = {
         ),
     ),
 }
+# The DepthART authors' released d16 (bulatko/DepthART config/launch/eval/depthART.yaml): VAR d16
+# with plain dot-product attention at temperature 4 instead of cosine attention.
+PRESETS["d16_authors"] = dataclasses.replace(
+    PRESETS["d16"],
+    transformer=dataclasses.replace(PRESETS["d16"].transformer, attn_l2_norm=False, tau=4.0),
+)
 
 
 def get_preset(name: str) -> ModelConfig:

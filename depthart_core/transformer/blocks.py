@@ -43,7 +43,7 @@ class FFN(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, attn_l2_norm: bool) -> None:
+    def __init__(self, dim: int, num_heads: int, attn_l2_norm: bool, tau: float = 4.0) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.attn_l2_norm = attn_l2_norm
@@ -53,7 +53,7 @@ class SelfAttention(nn.Module):
             self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), 4.0).log())
             self.max_scale_mul = math.log(100.0)
         else:
-            self.scale = 0.25 / math.sqrt(self.head_dim)
+            self.scale = 1.0 / math.sqrt(self.head_dim) / tau
         self.mat_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim))
         self.v_bias = nn.Parameter(torch.zeros(dim))
@@ -94,11 +94,12 @@ class AdaLNSelfAttn(nn.Module):
         norm_eps: float,
         attn_l2_norm: bool,
         drop_path: float,
+        tau: float = 4.0,
     ) -> None:
         super().__init__()
         self.C = dim
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.attn = SelfAttention(dim, num_heads, attn_l2_norm)
+        self.attn = SelfAttention(dim, num_heads, attn_l2_norm, tau)
         self.ffn = FFN(dim, round(dim * mlp_ratio))
         self.ln_wo_grad = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 6 * dim))

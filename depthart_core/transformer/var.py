@@ -59,7 +59,9 @@ class DepthVAR(nn.Module):
         # 4. blocks
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
-            AdaLNSelfAttn(C, C, cfg.heads, cfg.mlp_ratio, cfg.norm_eps, cfg.attn_l2_norm, dpr[i])
+            AdaLNSelfAttn(
+                C, C, cfg.heads, cfg.mlp_ratio, cfg.norm_eps, cfg.attn_l2_norm, dpr[i], cfg.tau
+            )
             for i in range(cfg.depth)
         )
         # 5. level ids and the DepthART attention mask for the full 2L sequence (not saved)
