@@ -8,9 +8,18 @@ Everything the trainers need is public here: token maps of a latent, f_hat from 
 token maps, one scale's contribution, and the DepthART target (the quantized residual between the
 continuous ground-truth latent and the model's own reconstruction so far).
 Parameter names follow VAR's `quant.py`: `embedding`, `quant_resi.qresi_ls.{i}`, `ema_vocab_hit_SV`.
+
+Precision: like VAR's quantizer (which casts to float32), every entry point runs with autocast
+off, in the dtype of the codebook (fp32 unless the caller converted the whole model with .half(),
+as the fp16 ONNX export does). Under bf16/fp16 autocast the nearest-code choice, the residual
+targets and the f_hat updates would otherwise run in low precision and change tokens.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +27,36 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from depthart_core.tokenizer.resize import resize_square
+
+F_ = TypeVar("F_", bound=Callable)
+
+
+def no_autocast(weight: Callable[[nn.Module], torch.Tensor]) -> Callable[[F_], F_]:
+    """Run a method with autocast off, floating tensor arguments cast to `weight(self).dtype`."""
+
+    def wrap(fn: F_) -> F_:
+        @functools.wraps(fn)
+        def run(self: nn.Module, *args, **kwargs):
+            w = weight(self)
+            args = tuple(_cast(a, w.dtype) for a in args)
+            kwargs = {k: _cast(v, w.dtype) for k, v in kwargs.items()}
+            with torch.autocast(device_type=w.device.type, enabled=False):
+                return fn(self, *args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def _cast(x, dtype: torch.dtype):
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.to(dtype)
+    if isinstance(x, list):
+        return [_cast(v, dtype) for v in x]
+    return x
+
+
+_codebook = no_autocast(lambda q: q.embedding.weight)
 
 
 class Phi(nn.Conv2d):
@@ -80,6 +119,7 @@ class MultiScaleQuantizer(nn.Module):
         return len(self.patch_nums)
 
     # ------------------------------------------------------------------ primitives
+    @_codebook
     def nearest_code(self, x_BChw: torch.Tensor) -> torch.Tensor:
         """Index of the nearest codebook entry (L2) at every position: (B, h, w) int64."""
         B, C, h, w = x_BChw.shape
@@ -95,6 +135,7 @@ class MultiScaleQuantizer(nn.Module):
     def downsample_residual(self, r_BChw: torch.Tensor, si: int) -> torch.Tensor:
         return resize_square(r_BChw, self.patch_nums[si], "area")
 
+    @_codebook
     def contribution(self, emb_BChw: torch.Tensor, si: int) -> torch.Tensor:
         """eta_k: code embeddings at scale si -> bicubic upsample -> phi, at the latent size."""
         H = self.patch_nums[-1]
@@ -104,10 +145,12 @@ class MultiScaleQuantizer(nn.Module):
     def embed_idx(self, idx_Bhw: torch.Tensor) -> torch.Tensor:
         return self.embedding(idx_Bhw).permute(0, 3, 1, 2)  # B, C, h, w
 
+    @_codebook
     def idx_contribution(self, idx_Bhw: torch.Tensor, si: int) -> torch.Tensor:
         return self.contribution(self.embed_idx(idx_Bhw), si)
 
     # ------------------------------------------------------------------ full quantization
+    @_codebook
     def quantize(
         self, f_BChw: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
@@ -128,6 +171,7 @@ class MultiScaleQuantizer(nn.Module):
             cum_list.append(f_hat)
         return idx_list, f_hat, cum_list
 
+    @_codebook
     def forward(
         self, f_BChw: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -151,6 +195,7 @@ class MultiScaleQuantizer(nn.Module):
         return f_hat_st, vq_loss, idx_list
 
     # ------------------------------------------------------------------ reconstruction
+    @_codebook
     def idx_to_f_hat(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
         """f_hat from any prefix of token maps (the sum of their contributions)."""
         if not idx_list:
@@ -161,6 +206,7 @@ class MultiScaleQuantizer(nn.Module):
             f_hat = h if f_hat is None else f_hat + h
         return f_hat
 
+    @_codebook
     def residual_target(
         self, f_BChw: torch.Tensor, f_hat_BChw: torch.Tensor, si: int
     ) -> torch.Tensor:
@@ -168,11 +214,13 @@ class MultiScaleQuantizer(nn.Module):
         with torch.no_grad():
             return self.nearest_code(self.downsample_residual(f_BChw - f_hat_BChw, si))
 
+    @_codebook
     def next_input(self, f_hat_BChw: torch.Tensor, si_next: int) -> torch.Tensor:
         """Teacher/autoregressive input for scale si_next: area-downsampled f_hat, (B, pn^2, C)."""
         x_BChw = resize_square(f_hat_BChw, self.patch_nums[si_next], "area")
         return x_BChw.flatten(2).transpose(1, 2)
 
+    @_codebook
     def teacher_forcing_inputs(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
         """VAR's idxBl_to_var_input: inputs of scales 1..K-1 from ground-truth maps (B, L-1, C)."""
         f_hat = None
@@ -183,6 +231,7 @@ class MultiScaleQuantizer(nn.Module):
             xs.append(self.next_input(f_hat, si + 1))
         return torch.cat(xs, dim=1)
 
+    @_codebook
     def image_prefix(self, cum_list: list[torch.Tensor]) -> torch.Tensor:
         """DepthART image tokens: cumulative f_hat after scale k, bicubic-resized to pn_k."""
         xs = [

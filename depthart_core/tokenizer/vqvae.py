@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from depthart_core.config import TokenizerConfig
 from depthart_core.tokenizer.conv_nets import Decoder, Encoder
-from depthart_core.tokenizer.quantizer import MultiScaleQuantizer
+from depthart_core.tokenizer.quantizer import MultiScaleQuantizer, no_autocast
 
 
 class MultiScaleVQVAE(nn.Module):
@@ -54,12 +54,14 @@ class MultiScaleVQVAE(nn.Module):
     def vocab_size(self) -> int:
         return self.cfg.vocab_size
 
+    @no_autocast(lambda vae: vae.quant_conv.weight)  # tokenization runs in fp32, as in VAR
     def encode_latent(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         """Continuous latent f = quant_conv(encoder(x)), x in [-1, 1]."""
         if x_B3HW.ndim != 4 or x_B3HW.shape[1] != 3:
             raise ValueError(f"tokenizer input must be (B, 3, H, W), got {tuple(x_B3HW.shape)}")
         return self.quant_conv(self.encoder(x_B3HW))
 
+    @no_autocast(lambda vae: vae.quant_conv.weight)
     def tokenize(
         self, x_B3HW: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
