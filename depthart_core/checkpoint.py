@@ -168,8 +168,9 @@ class CheckpointFile:
     TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, vae: str | Path | None = None) -> None:
         self.path = resolve_checkpoint(path)
+        self.vae = vae  # VAR's VQ-VAE, only for an authors' checkpoint saved without it
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
         self.sha256 = file_sha256(self.path)
         self._info: dict[str, Any] | None = None
@@ -184,8 +185,9 @@ class CheckpointFile:
     def load(self) -> tuple[DepthART, dict[str, Any]]:
         """`load_checkpoint(path)`, the first time only: the same model object every call."""
         if self._loaded is None:
-            self._loaded = load_checkpoint(self.path)
+            self._loaded = load_checkpoint(self.path, vae=self.vae)
         return self._loaded
+
 
 def load_authors_state(
     model: DepthART,

@@ -49,6 +49,7 @@ from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_
 from depthart_core.rosio import image as ros_image
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
+from depthart_core.sampling import sampling_setting
 from depthart_ros.params import PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
@@ -104,6 +105,10 @@ class DepthArtCore:
             precision=c["precision"],
             letterbox=c["letterbox"],
             threads=c["threads"],
+            sampling=None
+            if c["sampling"] == "greedy"
+            else sampling_setting(c["sampling"], c["sampling_seed"]),
+            vae=c["vae"] or None,
         )
         self.engine = self.backend.describe()
         self.model_loads += 1

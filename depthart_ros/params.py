@@ -17,6 +17,7 @@ from depthart_core.precision import PRECISIONS
 from depthart_core.runtime import BACKENDS
 
 RELIABILITY = ("best_effort", "reliable")
+SAMPLINGS = ("greedy", "paper")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -42,6 +43,11 @@ PARAMS: tuple[Param, ...] = (
         "threads", 0, "CPU inference threads; 0 = half the cores, at most 4", lo=0, hi=256, **_RO
     ),
     Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
+    Param("vae", "", "VAR's vae_ch160v4096z32.pth for an authors' checkpoint without it", **_RO),
+    Param(
+        "sampling", "greedy", "greedy, or the paper's sampled decoding (torch)", SAMPLINGS, **_RO
+    ),
+    Param("sampling_seed", 0, "seed of sampling=paper (repeatable)", lo=0, hi=2**31 - 1, **_RO),
     Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
     Param("input_qos.reliability", "best_effort", "image subscription", RELIABILITY, **_RO),
     Param("input_qos.depth", 1, "image subscription history depth", lo=1, hi=100, **_RO),

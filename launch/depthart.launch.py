@@ -27,6 +27,8 @@ ARGUMENTS = [
     ("sparse_depth", "sparse_depth", "sparse metric depth topic (used if sparse_depth.enabled)"),
     ("checkpoint", "", "DepthART .safetensors checkpoint; empty = the shipped default"),
     ("backend", "auto", "inference backend: auto | tensorrt | onnxruntime | torch"),
+    ("vae", "", "VAR's VQ-VAE .pth for an authors' checkpoint without it; empty = beside it"),
+    ("sampling", "greedy", "greedy | paper (the authors' sampled decoding, torch only)"),
     ("log_level", "info", "node log level: debug | info | warn | error | fatal"),
     ("lifecycle", "false", "true: start the managed node depthart_lifecycle_node instead"),
     ("autostart", "false", "with lifecycle:=true, configure and activate at start-up"),
@@ -62,6 +64,8 @@ def generate_launch_description() -> LaunchDescription:
     overrides = {
         "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
         "backend": ParameterValue(arg("backend"), value_type=str),
+        "vae": ParameterValue(arg("vae"), value_type=str),
+        "sampling": ParameterValue(arg("sampling"), value_type=str),
     }
     node = Node(
         executable="depthart_node",

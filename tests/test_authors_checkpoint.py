@@ -22,8 +22,8 @@ from safetensors.torch import save_file
 from depthart_core import authors_layout
 from depthart_core.checkpoint import load_authors_state, read_checkpoint_info
 from depthart_core.config import ModelConfig, TokenizerConfig, TransformerConfig, get_preset
-from depthart_core.estimator import DepthEstimator
 from depthart_core.model import DepthART
+from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.transformer.blocks import SelfAttention
 
 MANIFEST = json.loads((Path(__file__).parent / "data" / "authors_d16_manifest.json").read_text())

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from depthart_core.config import TokenizerConfig
-from depthart_core.estimator import DepthEstimator
 from depthart_core.model import DepthART
+from depthart_core.precision import autocast
+from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
 from depthart_core.training.objectives import prepare_inputs, rollout_targets
 
@@ -91,6 +92,6 @@ def test_estimator_bf16_keeps_the_image_prefix_fp32(tiny_model: DepthART):
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 2 - 1
     with torch.no_grad():
         ref = tiny_model.image_prefix(x)
-        with est._autocast():
+        with autocast(est.device, est.precision):
             got = tiny_model.image_prefix(x)
     assert got.dtype == torch.float32 and torch.equal(got, ref)

@@ -39,8 +39,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_core.data",),
     ("depthart_core.tokenizer",),
     ("depthart_core.transformer",),
-    ("depthart_core.model",),
-    ("depthart_core.checkpoint", "depthart_core.info"),
+    ("depthart_core.model", "depthart_core.sampling"),
+    ("depthart_core.checkpoint", "depthart_core.authors_layout", "depthart_core.info"),
     (
         "depthart_core.evaluation",
         "depthart_core.evaluation.metrics",

@@ -25,6 +25,7 @@ COMMANDS = (
     "parity",
     "synth_bag",
     "replay",
+    "convert",
 )
 
 

@@ -17,3 +17,27 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(hw) != 2 or min(hw) < 2:
         raise argparse.ArgumentTypeError(f"size must look like HxW (e.g. 480x640), got {text!r}")
     return hw[0], hw[1]
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--vae (for the authors' checkpoint without its VQ-VAE), --sampling and --seed."""
+    p.add_argument(
+        "--vae",
+        default=None,
+        help="VAR's vae_ch160v4096z32.pth, for an authors' DepthART checkpoint without the VQ-VAE "
+        "(default: that file beside the checkpoint)",
+    )
+    p.add_argument(
+        "--sampling",
+        default="greedy",
+        choices=("greedy", "paper"),
+        help="greedy argmax, or the paper's top-k 900 / top-p 0.9 / mean of 5 samples (torch only)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of --sampling paper (repeatable)")
+
+
+def sampling_from_args(args: argparse.Namespace):
+    """The SamplingConfig of --sampling/--seed (None for greedy: every backend's default)."""
+    from depthart_core.sampling import sampling_setting
+
+    return None if args.sampling == "greedy" else sampling_setting(args.sampling, args.seed)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from depthart_core.cli.args import add_model_args, sampling_from_args
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -63,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
+    add_model_args(p)
     p.set_defaults(func=run)
 
 
@@ -88,7 +91,14 @@ def run(args: argparse.Namespace) -> int:
 
     lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
     models = load_models(
-        checkpoints, args.baseline, args.backend, args.letterbox, args.device, args.threads
+        checkpoints,
+        args.baseline,
+        args.backend,
+        args.letterbox,
+        args.device,
+        args.threads,
+        sampling_from_args(args),
+        args.vae,
     )
     run_eval(
         models,

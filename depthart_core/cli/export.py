@@ -12,6 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16", action="store_true", help="half precision, norms/softmax in fp32")
     p.add_argument("--out", required=True, help="output .onnx (or .engine for tensorrt)")
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit")
+    p.add_argument("--vae", default=None, help="VAR's VQ-VAE for an authors' checkpoint without it")
     p.set_defaults(func=run)
 
 
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.export.trt_onnx_ops import unsupported_ops
 
-    ckpt = CheckpointFile(args.checkpoint)
+    ckpt = CheckpointFile(args.checkpoint, vae=args.vae)
     model, _ = ckpt.load()
     out = Path(args.out)
     onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
@@ -31,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "
         f"ONNX support list: {missing or 'none'}"
+    )
+    print(
+        "note: the exported graph decodes greedily (argmax per token) and cannot sample; the "
+        "paper's sampling setting (--sampling paper) runs on the torch backend only"
     )
     if args.format == "tensorrt":
         from depthart_core.runtime.tensorrt_backend import build_serialized_engine, import_tensorrt

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from depthart_core.cli.args import add_model_args, sampling_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving resize + padding")
     p.add_argument("--colormap", default="turbo")
     p.add_argument("--out", required=True, help="output directory")
+    add_model_args(p)
     p.set_defaults(func=run)
 
 
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         letterbox=args.letterbox,
         threads=args.threads,
+        sampling=sampling_from_args(args),
+        vae=args.vae,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from depthart_core.data.benchmarks import canonical_name, get_dataset
 from depthart_core.data.sample import DepthDataset
 from depthart_core.evaluation import report
 from depthart_core.evaluation.protocols import aggregate, evaluate_image, get_protocol
+from depthart_core.model import SamplingConfig
 from depthart_core.runtime import get_backend
 
 log = logging.getLogger(__name__)
@@ -201,10 +202,16 @@ def load_models(
     letterbox: bool = False,
     device: str = "cpu",
     threads: int = 0,
+    sampling: SamplingConfig | None = None,
+    vae: str | Path | None = None,
 ) -> list[Model]:
+    """`sampling`: the decoding of every checkpoint (None: greedy); `vae`: VAR's VQ-VAE for an
+    authors' checkpoint saved without it."""
     models, labels = [], set()
     for ckpt in checkpoints:
-        b = get_backend(backend, ckpt, device=device, letterbox=letterbox, threads=threads)
+        b = get_backend(
+            backend, ckpt, device, letterbox=letterbox, threads=threads, sampling=sampling, vae=vae
+        )
         info = getattr(b, "info", {}) or {}
         path = info.get("path") or (str(ckpt) if ckpt is not None else None)
         sha = info.get("sha256") or (file_sha256(path) if path and Path(path).is_file() else None)

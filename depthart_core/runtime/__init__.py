@@ -4,7 +4,9 @@
 benchmark and the ROS node all call it). `get_backend("auto", ...)` tries TensorRT, then ONNX
 Runtime, then PyTorch, and logs why each earlier one was skipped; the checkpoint is resolved and
 hashed once and its model loaded at most once along the way (`checkpoint.CheckpointFile`).
-Asking for a backend explicitly that cannot run raises with how to install it.
+Asking for a backend explicitly that cannot run raises with how to install it. A sampling setting
+other than greedy runs on PyTorch only (exported graphs are argmax): `auto` then takes PyTorch,
+an exported backend asked for by name raises.
 
     base             `Backend` (`predict`, `predict_batch`) and `TensorSpec`
     preprocess       resize or letterbox in, un-pad and resize back out (shared by all)
@@ -22,11 +24,13 @@ import logging
 from pathlib import Path
 
 from depthart_core.checkpoint import CheckpointFile
+from depthart_core.model import SamplingConfig
 from depthart_core.precision import PRECISIONS
 from depthart_core.runtime.base import Backend
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.sampling import require_greedy
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -40,14 +44,26 @@ def get_backend(
     letterbox: bool = False,
     onnx_path: str | Path | None = None,
     threads: int = 0,
+    sampling: SamplingConfig | None = None,
+    vae: str | Path | None = None,
 ) -> Backend:
     """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring.
-    `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`)."""
+    `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: torch
+    only. `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
-    ckpt = CheckpointFile(checkpoint)
+    ckpt = CheckpointFile(checkpoint, vae=vae)
+    if sampling is not None and not sampling.greedy:
+        if name == "auto":
+            log.info("backend auto: using torch (sampling needs it)")
+            name = "torch"
+        require_greedy(sampling if name != "torch" else None, f"backend {name!r}")
+        set_torch_threads(threads)
+        return DepthEstimator.from_checkpoint(
+            ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling
+        )
     if name == "auto":
         reasons = []
         for candidate in ("tensorrt", "onnxruntime"):

@@ -20,6 +20,7 @@ from depthart_core.checkpoint import CheckpointFile, load_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
+from depthart_core.sampling import describe_sampling
 from depthart_core.tokenizer.codec import decode_depth
 
 
@@ -58,11 +59,15 @@ class DepthEstimator(Backend):
         cls,
         path: str | Path | CheckpointFile | None = None,
         device: str | torch.device = "cpu",
+        vae: str | Path | None = None,
         **kwargs: Any,
     ) -> DepthEstimator:
         """The model of `path` (default: the shipped checkpoint); a `CheckpointFile` shares its
-        already loaded model."""
-        model, info = path.load() if isinstance(path, CheckpointFile) else load_checkpoint(path)
+        already loaded model. `vae`: VAR's VQ-VAE, only for an authors' checkpoint without it."""
+        if isinstance(path, CheckpointFile):
+            model, info = path.load()
+        else:
+            model, info = load_checkpoint(path, vae=vae)
         return cls(model, device=device, info=info, **kwargs)
 
     @property
@@ -71,7 +76,7 @@ class DepthEstimator(Backend):
 
     def describe(self) -> str:
         graph = ", CUDA graph" if self.cuda_graph else ""
-        return f"torch ({self.precision}, {self.device}{graph})"
+        return f"torch ({self.precision}, {self.device}{graph}, {describe_sampling(self.sampling)})"
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.precision):

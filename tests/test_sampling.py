@@ -1,0 +1,87 @@
+"""The `paper` sampling setting: the authors' numbers, seeded repeatability, and where it runs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_eval_runner import _write_ibims
+
+from depthart_core.cli import main
+from depthart_core.model import SamplingConfig
+from depthart_core.runtime import get_backend
+from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.sampling import describe_sampling, sampling_setting
+
+RGB = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+
+
+def test_paper_setting_is_the_authors_evaluation():
+    s = sampling_setting("paper", seed=7)
+    assert (s.greedy, s.temperature, s.top_k, s.top_p, s.n_samples, s.seed) == (
+        False, 1.0, 900, 0.9, 5, 7,
+    )  # fmt: skip
+    assert sampling_setting("greedy").greedy
+    assert describe_sampling(s) == "paper (seed 7)"
+    with pytest.raises(ValueError, match="'nucleus'"):
+        sampling_setting("nucleus")
+
+
+def test_sampled_code_is_the_mean_of_draws_within_top_k(tiny_model):
+    V = tiny_model.cfg.tokenizer.vocab_size
+    logits = torch.full((1, 3, V), -5.0)
+    logits[0, :, 10], logits[0, :, 20] = 3.0, 2.9  # top-2 = {10, 20}; the rest is cut by top_k
+    gen = torch.Generator().manual_seed(0)
+    s = SamplingConfig(greedy=False, top_k=2, n_samples=5, seed=0)
+    idx, emb = tiny_model._pick(logits, s, gen)
+    table = tiny_model.tokenizer.quantize.embedding.weight
+    assert set(idx.flatten().tolist()) <= {10, 20}
+    # every token's embedding is a mean of 5 draws from {e10, e20}: e20 + k/5 (e10 - e20)
+    k = ((emb - table[20]) @ (table[10] - table[20])) / (table[10] - table[20]).square().sum()
+    assert torch.allclose(k * 5, (k * 5).round(), atol=1e-4)
+    mixed = (emb - (table[20] + k[..., None] * (table[10] - table[20]))).abs().max()
+    assert mixed < 1e-5
+
+
+def test_paper_sampling_repeats_with_its_seed_and_differs_from_greedy(tiny_model):
+    paper = DepthEstimator(tiny_model, sampling=sampling_setting("paper", 3))
+    a, b = paper.predict(RGB), paper.predict(RGB)
+    np.testing.assert_array_equal(a, b)
+    other = DepthEstimator(tiny_model, sampling=sampling_setting("paper", 4)).predict(RGB)
+    greedy = DepthEstimator(tiny_model).predict(RGB)
+    assert np.abs(a - other).max() > 1e-4 and np.abs(a - greedy).max() > 1e-4
+    assert "paper (seed 3)" in paper.describe()
+
+
+def test_exported_backends_refuse_to_sample(tiny_checkpoint):
+    with pytest.raises(ValueError, match="cannot sample"):
+        get_backend("onnxruntime", tiny_checkpoint, sampling=sampling_setting("paper"))
+    be = get_backend("auto", tiny_checkpoint, sampling=sampling_setting("paper", 1))
+    assert isinstance(be, DepthEstimator) and not be.sampling.greedy
+
+
+def test_cli_predict_and_eval_take_the_setting(tiny_checkpoint, tmp_path, capsys):
+    img = tmp_path / "f.png"
+    cv2.imwrite(str(img), RGB[:, :, ::-1])
+    args = ["predict", str(img), "--checkpoint", tiny_checkpoint, "--sampling", "paper"]
+    assert main([*args, "--seed", "5", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--seed", "5", "--out", str(tmp_path / "b")]) == 0
+    a, b = np.load(tmp_path / "a" / "f.npy"), np.load(tmp_path / "b" / "f.npy")
+    np.testing.assert_array_equal(a, b)
+    ref = DepthEstimator.from_checkpoint(tiny_checkpoint, sampling=sampling_setting("paper", 5))
+    np.testing.assert_allclose(a, ref.predict(RGB))
+    assert "paper (seed 5)" in capsys.readouterr().out
+    root = tmp_path / "ibims"
+    _write_ibims(root)
+    out = tmp_path / "eval"
+    rc = main(
+        ["eval", "--checkpoint", tiny_checkpoint, "--dataset", "ibims1", "--root", str(root),
+         "--sampling", "paper", "--seed", "2", "--no-progress", "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "paper (seed 2)" in report["backend_detail"]
+    assert "paper (seed 2)" in (out / "report.md").read_text()
