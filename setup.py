@@ -47,7 +47,8 @@ setup(
         "tensorrt": ["tensorrt>=10.0"],
         # training, dataset evaluation and replay reports only (Hypersim / NYUv2 / TUM HDF5,
         # plots); the node never imports them (tests/test_package.py)
-        "train": ["h5py>=3.9", "matplotlib>=3.7"],
+        # scipy: nearest-valid-pixel inpainting of depth training targets (tokenizer.codec)
+        "train": ["h5py>=3.9", "matplotlib>=3.7", "scipy>=1.10"],
         "bench": ["transformers>=4.45"],
         "dev": ["pytest>=8", "ruff>=0.5", "rosbags-image>=0.9", "scikit-image>=0.22"],
     },

@@ -74,7 +74,8 @@ def test_depth_codec_round_trip():
     valid[0, :2] = False
     x, scale = encode_depth(depth, valid)
     assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
-    assert torch.all(x[0, :, :2] == -1)  # invalid pixels carry the zero-depth code
+    # invalid rows 0-1 carry the nearest valid pixel's code: row 2 of the same column (issue #11)
+    assert torch.equal(x[0, :, :2], x[0, :, 2:3].expand(-1, 2, -1))
     rel = decode_depth(x)
     q98 = torch.stack([torch.quantile(depth[b][valid[b]], 0.98) for b in range(2)])
     assert torch.allclose(scale, q98)

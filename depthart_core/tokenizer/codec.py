@@ -1,14 +1,19 @@
 """Depth and image codecs: how pixels enter and leave the tokenizer.
 
 Depth in (DepthART, Sec. "data"): per image, d / (q98(valid d) + 1e-7), then *2 - 1, clipped to
-[-1, 1]; invalid pixels are set to -1 (the value of zero depth) and reported in the returned mask;
-the map is repeated to 3 channels. Depth out: decoder output clamped to [-1, 1], mapped to [0, 1]
+[-1, 1]; the map is repeated to 3 channels. Invalid pixels (Hypersim's NaN where no surface was
+hit: windows, sky; zeros in other datasets) take the depth of the nearest valid pixel first, as the
+authors inpaint NaNs for the tokenizer target (bulatko/DepthART `datasets/train/hypersim.py`,
+`depth_inpaint`: nearest-neighbour interpolation). Encoding them as 0 would teach the model that
+windows and sky are the nearest surface. Frames with many invalid pixels are dropped from training
+instead (`training.data`). Depth out: decoder output clamped to [-1, 1], mapped to [0, 1]
 with (x + 1) / 2, mean over the 3 channels: relative depth proportional to d / q98.
 RGB in: uint8 [0, 255] -> [-1, 1].
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 Q_PERCENTILE = 0.98
@@ -43,11 +48,26 @@ def encode_depth(
     if valid_BHW is None:
         valid_BHW = torch.isfinite(depth_BHW) & (depth_BHW > 0)
     scale_B = depth_scale(depth_BHW, valid_BHW)
-    valid_BHW = valid_BHW.bool()
-    d = torch.where(valid_BHW, depth_BHW, torch.zeros_like(depth_BHW))
+    d = inpaint_nearest(depth_BHW, valid_BHW.bool())
     x = (d / (scale_B.view(-1, 1, 1) + EPS)) * 2.0 - 1.0
     x = x.clamp(-1.0, 1.0)
     return x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(), scale_B
+
+
+def inpaint_nearest(depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tensor:
+    """Every invalid pixel takes the depth of its nearest valid pixel (Euclidean, exact)."""
+    # scipy: the `train` extra (only training and validation encode ground-truth depth)
+    from scipy.ndimage import distance_transform_edt
+
+    out = depth_BHW.clone()
+    for b in range(depth_BHW.shape[0]):
+        hole = ~valid_BHW[b].cpu().numpy()
+        if not hole.any():
+            continue
+        iy, ix = distance_transform_edt(hole, return_distances=False, return_indices=True)
+        src = torch.from_numpy(np.ascontiguousarray(iy * hole.shape[1] + ix)).to(out.device)
+        out[b] = depth_BHW[b].flatten()[src.flatten()].view_as(out[b])
+    return out
 
 
 def decode_depth(x_B3HW: torch.Tensor) -> torch.Tensor:

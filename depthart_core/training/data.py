@@ -8,6 +8,7 @@ with area/bicubic interpolation, depth and its valid mask with nearest neighbour
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -26,6 +27,8 @@ from depthart_core.data.synthetic.render import render_batch
 from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.fileutil import atomic_write, cache_root
 from depthart_core.training.config import DataConfig
+
+log = logging.getLogger(__name__)
 
 
 def resize_sample(s: DepthSample, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,15 +152,52 @@ class SyntheticPool:
 
 
 class DatasetBatches:
-    """Epoch-wise seeded permutation of a finite dataset; skips unreadable frames (counted)."""
+    """Epoch-wise seeded permutation of a finite dataset; skips unreadable frames (counted).
+
+    A frame whose invalid-pixel fraction exceeds `max_invalid_fraction` is dropped (the authors'
+    Hypersim split rule): its slot takes the frame one batch-stride later in the permutation, so
+    batches stay a pure function of (seed, step, rank, world). Dropped indices are in `dropped`.
+    """
 
     def __init__(
-        self, dataset: DepthDataset, seed: int, size: int, batch: int, rank: int = 0, world: int = 1
+        self,
+        dataset: DepthDataset,
+        seed: int,
+        size: int,
+        batch: int,
+        rank: int = 0,
+        world: int = 1,
+        max_invalid_fraction: float = 1.0,
     ) -> None:
         if len(dataset) == 0:
             raise ValueError(f"dataset {dataset.name!r} has no frames")
+        if not 0.0 <= max_invalid_fraction <= 1.0:
+            raise ValueError(f"max_invalid_fraction must be in [0, 1], got {max_invalid_fraction}")
         self.ds, self.seed, self.size = dataset, seed, size
         self.batch, self.rank, self.world = batch, rank, world
+        self.max_invalid_fraction = max_invalid_fraction
+        self.dropped: set[int] = set()
+
+    def _usable(self, i: int) -> DepthSample | None:
+        if i in self.dropped:
+            return None
+        s = self.ds[i]
+        if 1.0 - float(s.valid.mean()) > self.max_invalid_fraction:
+            log.info("training drops %s: %.2f%% invalid pixels", s.name, 100 * (1 - s.valid.mean()))
+            self.dropped.add(i)
+            return None
+        return s
+
+    def _frame(self, perm: np.ndarray, j: int) -> DepthSample:
+        stride = self.batch * self.world
+        for k in range(len(perm)):
+            s = self._usable(int(perm[(j + k * stride) % len(perm)]))
+            if s is not None:
+                return s
+        raise ValueError(
+            f"dataset {self.ds.name!r}: no frame has at most "
+            f"{100 * self.max_invalid_fraction:.3f}% invalid pixels"
+        )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -167,8 +207,8 @@ class DatasetBatches:
         epoch, within = divmod(step, self.steps_per_epoch)
         perm = np.random.default_rng(self.seed + epoch).permutation(len(self.ds))
         start = (within * self.world + self.rank) * self.batch
-        idx = [int(perm[(start + i) % len(perm)]) for i in range(self.batch)]
-        return collate([resize_sample(self.ds[i], self.size) for i in idx])
+        frames = [self._frame(perm, start + i) for i in range(self.batch)]
+        return collate([resize_sample(f, self.size) for f in frames])
 
 
 def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: int = 1):
@@ -176,7 +216,8 @@ def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: i
         if cfg.pool_size > 0:
             return SyntheticPool(cfg.seed, size, cfg.pool_size, batch, rank, world, cfg.pool_cache)
         return SyntheticBatches(cfg.seed, size, batch, rank, world)
-    return DatasetBatches(open_dataset(cfg, cfg.split), cfg.seed, size, batch, rank, world)
+    ds = open_dataset(cfg, cfg.split)
+    return DatasetBatches(ds, cfg.seed, size, batch, rank, world, cfg.max_invalid_fraction)
 
 
 def open_dataset(cfg: DataConfig, split: str) -> DepthDataset:
