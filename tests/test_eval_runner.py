@@ -212,8 +212,11 @@ def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoin
         load_models([str(tiny_checkpoint)], backend="openvino")
     calls = []
 
-    def fake_get_backend(name, checkpoint, device="cpu", letterbox=False, threads=0):
+    def fake_get_backend(
+        name, checkpoint, device="cpu", letterbox=False, threads=0, sampling=None, vae=None
+    ):
         calls.append((name, checkpoint, device, letterbox, threads))
+        assert sampling is None and vae is None  # greedy, no separate VQ-VAE
         return DepthEstimator.from_checkpoint(checkpoint)
 
     monkeypatch.setattr(runner, "get_backend", fake_get_backend)

@@ -12,6 +12,20 @@ import argparse
 from depthart_core.cli.args import add_model_args, sampling_from_args
 
 
+def _eval_size(text: str) -> int | str:
+    if text == "paper":
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise argparse.ArgumentTypeError(
+            f"--eval-size must be a positive int or 'paper', got {text!r}"
+        )
+    return size
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -52,9 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument(
         "--eval-size",
-        type=int,
+        type=_eval_size,
         default=None,
-        help="score at SxS (the paper's 256) instead of the ground truth's resolution",
+        help="score at SxS instead of the ground truth's resolution; 'paper': 256, except "
+        "iBims-1 at its ground-truth resolution (with pe-fla / pe-ori)",
     )
     p.add_argument(
         "--backend", default="auto", choices=("torch", "onnxruntime", "tensorrt", "auto")

@@ -19,6 +19,10 @@ counts images, and Marigold's `MetricTracker` averages the per-sample values `ev
 Images with no valid pixel are skipped by both (DepthART: `if cur_denum > 0`); the runner does the
 same and counts them.
 
+Evaluation resolution (`paper_eval_size`): the paper scores at 256 x 256 except iBims-1, scored at
+its ground-truth resolution 640 x 480 (DepthART `config/core/datasets/eval/*.yaml`: `size: [256,
+256]`, iBims-1 with `eval_fullres: true`), where its planarity errors pe-fla / pe-ori are defined.
+
 After alignment the prediction is clamped to `PRED_EPS` (1e-6 m, Marigold's floor) so that ratios
 and logarithms exist; the same clamped map feeds every metric, including MAE.
 """
@@ -44,6 +48,15 @@ EIGEN_METRICS = (
     "delta2",
     "delta3",
 )
+
+
+PAPER_EVAL_SIZE = 256
+PAPER_FULL_RESOLUTION = ("ibims1",)
+
+
+def paper_eval_size(dataset: str) -> int | None:
+    """The paper's evaluation size for a canonical dataset name (None: ground-truth resolution)."""
+    return None if dataset in PAPER_FULL_RESOLUTION else PAPER_EVAL_SIZE
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,14 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         f"skipped by the reader: {res.skipped_reader}",
         f"- predict time per image: {t['predict_ms_mean']:.1f} ms mean, "
         f"{t['predict_ms_median']:.1f} ms median; total {t['total_s']:.1f} s",
+        *(
+            [
+                f"- iBims-1 planarity over {res.aggregate['n_planes']} planes: pe-fla "
+                f"{res.aggregate['pe_fla']:.2f} cm, pe-ori {res.aggregate['pe_ori']:.2f} deg",
+            ]
+            if "pe_fla" in res.aggregate
+            else []
+        ),
         "",
         table,
         "",

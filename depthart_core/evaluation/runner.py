@@ -27,7 +27,13 @@ from depthart_core.checkpoint import file_sha256
 from depthart_core.data.benchmarks import canonical_name, get_dataset
 from depthart_core.data.sample import DepthDataset
 from depthart_core.evaluation import report
-from depthart_core.evaluation.protocols import aggregate, evaluate_image, get_protocol
+from depthart_core.evaluation.planarity import planarity_errors
+from depthart_core.evaluation.protocols import (
+    aggregate,
+    evaluate_image,
+    get_protocol,
+    paper_eval_size,
+)
 from depthart_core.model import SamplingConfig
 from depthart_core.runtime import get_backend
 
@@ -103,6 +109,26 @@ def _vis_copy(name, rgb, gt, valid, aligned) -> VisSample:
     )
 
 
+def _planarity(s, pred: np.ndarray) -> dict[str, list[float]]:
+    """iBims-1 pe-fla / pe-ori of every scorable plane (ground-truth resolution only)."""
+    if "planes" not in s.extras:
+        return {}
+    fla, ori = planarity_errors(s.depth, pred, s.valid, s.extras["calib"], s.extras["planes"])
+    return {
+        "pe_fla_planes": [v for v in fla if np.isfinite(v)],
+        "pe_ori_planes": [v for v in ori if np.isfinite(v)],
+    }
+
+
+def planarity_aggregate(rows: Sequence[dict]) -> dict[str, float]:
+    """Mean over all planes of all images, as the official iBims-1 evaluation (none: {})."""
+    fla = [v for r in rows for v in r.get("pe_fla_planes", [])]
+    ori = [v for r in rows for v in r.get("pe_ori_planes", [])]
+    if not fla:
+        return {}
+    return {"pe_fla": float(np.mean(fla)), "pe_ori": float(np.mean(ori)), "n_planes": len(fla)}
+
+
 def dataset_range(dataset: DepthDataset) -> tuple[float, float] | None:
     lo, hi = getattr(dataset, "min_depth", None), getattr(dataset, "max_depth", None)
     return None if lo is None or hi is None else (float(lo), float(hi))
@@ -140,6 +166,7 @@ def evaluate_predictions(
                 f"{s.name}: prediction {pred.shape} does not match depth {s.depth.shape}"
             )
         gt, valid = s.depth, s.valid
+        planes = _planarity(s, pred) if not eval_size else {}
         if eval_size:
             pred, gt, valid = _resize_for_eval(pred, gt, valid, int(eval_size))
         if not valid.any():
@@ -157,6 +184,7 @@ def evaluate_predictions(
                 "shift": r.shift,
                 "n_valid": r.n_valid,
                 "predict_ms": 1000.0 * (t2 - t1),
+                **planes,
             }
         )
         if i in vis_idx:
@@ -173,7 +201,7 @@ def evaluate_predictions(
     return EvalResult(
         dataset=name,
         protocol=proto.name,
-        aggregate=aggregate(rows, proto),
+        aggregate=aggregate(rows, proto) | planarity_aggregate(rows),
         per_image=rows,
         skipped_empty=empty,
         skipped_reader=int(getattr(dataset, "skipped", 0)),
@@ -235,13 +263,14 @@ def run_eval(
     out: str | Path,
     protocol: str = "depthart",
     limit: int | None = None,
-    eval_size: int | None = None,
+    eval_size: int | str | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate every model on every dataset; write reports under `out`. Returns report.json's dict.
 
     One model on one dataset writes `out/report.{json,md}` and `out/samples.png`. Otherwise each
     run goes to `out/<model>/<dataset>/` and `out/report.{json,md}` hold the combined table.
+    `eval_size="paper"`: the paper's rule per dataset (`protocols.paper_eval_size`).
     """
     if len(datasets) != len(roots):
         raise ValueError(f"{len(datasets)} dataset(s) {list(datasets)} but {len(roots)} root(s)")
@@ -258,7 +287,8 @@ def run_eval(
             log.info(
                 "evaluating %s on %s (%d images, protocol %s)", m.label, key, len(ds), protocol
             )
-            res = evaluate_predictions(ds, m.predict, protocol, limit, eval_size, progress=progress)
+            size = paper_eval_size(key) if eval_size == "paper" else eval_size
+            res = evaluate_predictions(ds, m.predict, protocol, limit, size, progress=progress)
             res.dataset = key
             run_dir = out if single else out / report.safe_name(m.label) / key
             runs.append(report.write_run(run_dir, res, m))

@@ -6,12 +6,14 @@ Layout: `<root>/imagelist.txt` (one image name per line), and for each NAME
     mask_invalid/NAME.png  nonzero = usable depth (zero marks invalid measurements)
     mask_transp/NAME.png   nonzero = usable (zero marks transparent objects)
     calib/NAME.txt         optional, one line "fx,fy,cx,cy"
+    mask_{table,floor,wall}/NAME.png, NAME.txt   optional planes: labels 1..n, one row
+                           "7 comma-separated values" per plane (the normal in columns 4:7)
 The mask convention (nonzero = keep) is the one DepthART's reader applies (`mde/datasets/eval/
 ibims1.py`: `mask = range & mask_invalid > 0 & mask_transp > 0`) and the official iBims-1 code.
 
 Valid range (1e-2, 50] m, DepthART's `IBIMS1Dataset(near=1e-2, far=50.0)` (paper sec. 6). No crop.
-The planar/edge masks for pe-fla / pe-ori are not read (the paper's eval config reports only
-delta1, AbsRel and MAE).
+Where calib and plane masks exist they go to `extras` ("calib": (fx, fy, cx, cy), "planes":
+{type: (labels, params)}) for the planarity errors pe-fla / pe-ori (`evaluation.planarity`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from depthart_core.data.benchmarks._io import (
     BenchmarkDataset,
+    _imread,
     check_range,
     intrinsics,
     make_sample,
@@ -43,6 +46,12 @@ def read_calib(path: Path) -> np.ndarray | None:
     except (IndexError, ValueError) as exc:
         raise ValueError(f"{path}: expected one line 'fx,fy,cx,cy': {exc}") from exc
     return intrinsics(fx, fy, cx, cy)
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    """A plane-label PNG -> HxW int (0 = no plane, j + 1 = plane j)."""
+    _, img = _imread(path, "plane mask PNG")
+    return (img if img.ndim == 2 else img[:, :, 0]).astype(np.int64)
 
 
 class IBims1(BenchmarkDataset):
@@ -77,4 +86,28 @@ class IBims1(BenchmarkDataset):
             raise ValueError(f"iBims-1 {name}: depth {depth.shape} vs RGB {rgb.shape[:2]}")
         valid = self.range_mask(depth) & masks[0] & masks[1]
         K = read_calib(self.root / "calib" / f"{name}.txt")
-        return make_sample(rgb, depth, valid, name, K)
+        sample = make_sample(rgb, depth, valid, name, K)
+        planes = self._planes(name, depth.shape)
+        if K is not None and planes:
+            sample.extras["calib"] = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+            sample.extras["planes"] = planes
+        return sample
+
+    def _planes(self, name: str, shape: tuple[int, ...]) -> dict:
+        planes = {}
+        for kind in ("table", "floor", "wall"):
+            png, txt = (self.root / f"mask_{kind}" / f"{name}{ext}" for ext in (".png", ".txt"))
+            if not (png.is_file() and txt.is_file()):
+                continue
+            labels = _read_labels(png)
+            if labels.shape != shape:
+                raise ValueError(f"{png}: shape {labels.shape} vs depth {shape}")
+            rows = [line.split(",") for line in txt.read_text().split("\n") if line.strip()]
+            try:
+                params = np.array(rows, dtype=np.float64).reshape(-1, 7)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{txt}: expected rows of 7 comma-separated numbers: {exc}"
+                ) from exc
+            planes[kind] = (labels, params)
+        return planes
