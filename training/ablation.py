@@ -1,7 +1,8 @@
 """The experiment DepthART rests on: DepthART vs teacher forcing with identical budgets.
 
 Trains one tokenizer (stage 1), then two transformers from it with the same seed, data, steps and
-optimiser, differing only in `mode` (depthart | teacher_forcing). Evaluates both, plus a trivial
+optimiser, differing only in `mode` (depthart | teacher_forcing). Evaluates both, each decoded
+greedily and with the paper's seeded sampling (`--sampling-seed`), plus a trivial
 baseline (the mean training depth map, median-aligned like the models), on a held-out synthetic
 set whose seed the training never saw, with the paper's protocol (median scale alignment,
 AbsRel, delta1_bad = fraction of pixels with max ratio > 1.25). Writes RUN/ablation.{json,md}.
@@ -85,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--teacher-forcing", default=None, help="evaluate this teacher-forcing checkpoint"
     )
+    p.add_argument("--sampling-seed", type=int, default=0, help="seed of the paper-sampling rows")
     args = p.parse_args(argv)
 
     from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
     from depthart_core.evaluation.runner import evaluate_predictions
     from depthart_core.runtime.torch_backend import DepthEstimator
+    from depthart_core.sampling import describe_sampling, sampling_setting
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,11 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     if not (eval_dir / "meta.json").exists():
         write_synthetic_set(eval_dir, args.eval_count, args.eval_seed, (size, size))
     ds = SyntheticSet(eval_dir)
-    predictors = {
-        "DepthART": DepthEstimator.from_checkpoint(ckpts["depthart"]).predict,
-        "Teacher forcing (VAR)": DepthEstimator.from_checkpoint(ckpts["teacher_forcing"]).predict,
-        "Trivial: training mean depth": mean_depth_baseline(common, pre, f"{pre}_depthart.yaml"),
-    }
+    # both decodings of each model: greedy argmax and the paper's seeded sampling
+    paper = sampling_setting("paper", args.sampling_seed)
+    predictors = {}
+    for label, mode in (("DepthART", "depthart"), ("Teacher forcing (VAR)", "teacher_forcing")):
+        for suffix, s in (("greedy", None), (describe_sampling(paper), paper)):
+            est = DepthEstimator.from_checkpoint(ckpts[mode], sampling=s)
+            predictors[f"{label}, {suffix}"] = est.predict
+    predictors["Trivial: training mean depth"] = mean_depth_baseline(
+        common, pre, f"{pre}_depthart.yaml"
+    )
     results = {}
     for name, fn in predictors.items():
         res = evaluate_predictions(ds, fn, protocol="depthart")
