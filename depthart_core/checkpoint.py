@@ -35,6 +35,7 @@ from depthart_core.model import DepthART
 from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
 
 FORMAT = "depthart/1"
+AUTHORS_LAYOUT = "bulatko/DepthART"  # the authors' released model.safetensors (authors_layout)
 DEFAULT_CHECKPOINT_NAME = "depthart_tiny.safetensors"
 ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
 
@@ -102,11 +103,12 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         if authors_layout.is_authors_layout(keys):
             cfg = authors_layout.authors_config(keys)
-            return {"config": cfg.to_dict(), "metadata": {"layout": "bulatko/DepthART"}}
+            return {"config": cfg.to_dict(), "metadata": {}, "layout": AUTHORS_LAYOUT}
         raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
     return {
         "config": json.loads(meta["config"]),
         "metadata": json.loads(meta.get("metadata", "{}")),
+        "layout": FORMAT,
     }
 
 
@@ -127,7 +129,7 @@ def load_checkpoint(
         for k in f.keys():
             t = f.get_tensor(k)
             state[k] = t.float() if t.is_floating_point() else t
-    if info["metadata"].get("layout") == "bulatko/DepthART":
+    if info["layout"] == AUTHORS_LAYOUT:
         vae_state = None
         if not authors_layout.has_tokenizer(state):
             vae = Path(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
@@ -205,9 +207,14 @@ def convert_authors_checkpoint(
 ) -> Path:
     """Write the authors' checkpoint as ours (safetensors + JSON config) for faster start-up."""
     model, info = load_checkpoint(src, vae=vae)
-    if info["metadata"].get("layout") != "bulatko/DepthART":
+    if info["layout"] != AUTHORS_LAYOUT:
         raise ValueError(f"{src} is already a DepthART-ROS checkpoint; nothing to convert")
-    meta = {"converted_from": str(src), "source_sha256": info["sha256"], **info["metadata"]}
+    meta = {
+        "converted_from": str(src),
+        "source_layout": AUTHORS_LAYOUT,
+        "source_sha256": info["sha256"],
+    }
+    meta.update({"vae": info["metadata"]["vae"]} if "vae" in info["metadata"] else {})
     return save_checkpoint(out, model, metadata=meta)
 
 

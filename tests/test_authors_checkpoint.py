@@ -91,7 +91,7 @@ def test_small_authors_file_loads_strictly_and_predicts(tmp_path):
     path = tmp_path / "model.safetensors"
     save_file(state, path, metadata={"format": "pt"})  # what accelerate writes
     info = read_checkpoint_info(path)
-    assert info["metadata"]["layout"] == "bulatko/DepthART"
+    assert info["layout"] == "bulatko/DepthART"
     assert info["config"]["transformer"]["attn_l2_norm"] is False
     model = DepthART(SMALL)
     load_authors_state(model, state, what=str(path))
@@ -166,3 +166,42 @@ def test_tau_sets_the_dot_product_temperature():
     ref = a4.proj(ref.transpose(1, 2).reshape(1, 5, 64))
     torch.testing.assert_close(a4(x, None, None)[0], ref)
     assert not torch.allclose(a1(x, None, None)[0], ref, atol=1e-4)
+
+
+def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
+    """predict / convert / info through `load_checkpoint`, with the VQ-VAE given separately.
+
+    Detection picks the `d16_authors` config for an authors' file; here it is pointed at SMALL so
+    the whole path runs on a small random file.
+    """
+    from depthart_core.checkpoint import load_checkpoint
+    from depthart_core.cli import main
+
+    monkeypatch.setattr(authors_layout, "authors_config", lambda keys, base=None: SMALL)
+    state = small_authors_state(seed=3)
+    vae = {k[len("vae_proxy.") :]: v for k, v in state.items() if k.startswith("vae_proxy.")}
+    bare = tmp_path / "model.safetensors"
+    save_file({k: v for k, v in state.items() if not k.startswith("vae_proxy.")}, bare)
+    with pytest.raises(FileNotFoundError, match="vae_ch160v4096z32.pth"):
+        load_checkpoint(bare)
+    vae_pth = tmp_path / "elsewhere.pth"
+    torch.save(vae, vae_pth)
+    model, info = load_checkpoint(bare, vae=vae_pth)
+    assert info["metadata"]["vae"] == str(vae_pth)
+    assert torch.equal(model.tokenizer.decoder.conv_out.weight, vae["decoder.conv_out.weight"])
+    torch.save(vae, tmp_path / "vae_ch160v4096z32.pth")  # beside the checkpoint: found
+    load_checkpoint(bare)
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "f.png"), np.zeros((30, 40, 3), np.uint8))
+    args = ["predict", str(tmp_path / "f.png"), "--checkpoint", str(bare), "--vae", str(vae_pth)]
+    assert main([*args, "--out", str(tmp_path / "p")]) == 0
+    ours = tmp_path / "ours.safetensors"
+    assert main(["convert", str(bare), "--vae", str(vae_pth), "--out", str(ours)]) == 0
+    converted, cinfo = load_checkpoint(ours)  # our format: no mapping, no VAE needed
+    assert cinfo["metadata"]["converted_from"] == str(bare)
+    sa, sb = model.state_dict(), converted.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert main(["convert", str(ours), "--out", str(tmp_path / "again.safetensors")]) == 1
+    assert "already a DepthART-ROS checkpoint" in capsys.readouterr().err
