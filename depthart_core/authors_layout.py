@@ -8,7 +8,11 @@ at top level under VAR's names, a `lvl_1L` buffer and their depth normalizer's a
 accelerate 0.30 (`save_state` -> `model.safetensors`), which drops aliased tensors and keeps the
 first name, so `vae_quant_proxy.*` is normally absent. Their evaluation config
 (`config/launch/eval/depthART.yaml`) sets `cos_attn: False`, `tau: 4`, `shared_aln: False`:
-our preset `d16_authors`.
+our preset `d16_authors` (`attn_l2_norm=False`, `tau=4`). `shared_aln: False` is our blocks'
+only mode and the only one their `DepthVAR` can build (its shared branch calls
+`SharedAdaLin(self.D, ...)`, an attribute it never sets), so it needs no config field. Everything
+else their inference does matches VAR's d16 and ours: [image prefix | SOS] prefill without a mask,
+KV-cached scales, null class 1000, bicubic-resized cumulative f_hat as the image tokens.
 
 Every key of their file maps to one of ours, or is skipped for the reason given in `SKIPPED` (and
 checked to hold the value we rebuild it with). Loading stays strict: the mapped state goes through
