@@ -55,6 +55,11 @@ class TransformerConfig:
     tau: float = 4.0
     num_classes: int = 0  # VAR d16 has 1000; index num_classes is the "null" condition we use
     drop_path_rate: float = 0.0
+    # "vq": the paper's prefix, the tokenizer's quantized image latents at every scale; "cnn": a
+    # trainable conv encoder's continuous features (transformer/image_encoder.py), beyond the paper
+    image_prefix: str = "vq"
+    image_encoder_width: int = 32  # "cnn" only: channels of the encoder's first stage
+    image_prefix_dim: int = 128  # "cnn" only: feature channels per prefix token
 
     @property
     def embed_dim(self) -> int:
@@ -89,6 +94,10 @@ class ModelConfig:
         if list(self.tokenizer.patch_nums) != sorted(set(self.tokenizer.patch_nums)):
             raise ValueError(
                 f"patch_nums must be strictly increasing, got {self.tokenizer.patch_nums}"
+            )
+        if self.transformer.image_prefix not in ("vq", "cnn"):
+            raise ValueError(
+                f"transformer.image_prefix={self.transformer.image_prefix!r} is not 'vq' or 'cnn'"
             )
         if self.transformer.embed_dim % self.transformer.heads:
             raise ValueError(
@@ -154,6 +163,24 @@ PRESETS: dict[str, ModelConfig] = {
             patch_nums=(1, 2, 3, 4, 6, 8),
         ),
         transformer=TransformerConfig(depth=2, width=64, num_heads=2),
+    ),
+    # The CPU default: tiny's 64x64 pyramid with a larger depth-only codebook, and the "cnn"
+    # image prefix (a trainable conv encoder) that a from-scratch transformer learns to read fast.
+    "tiny_cnn": ModelConfig(
+        image_size=64,
+        tokenizer=TokenizerConfig(
+            ch=16,
+            ch_mult=(1, 2, 2, 4),  # x8
+            num_res_blocks=1,
+            using_sa=True,
+            using_mid_sa=True,
+            z_channels=16,
+            vocab_size=512,
+            patch_nums=(1, 2, 3, 4, 6, 8),
+        ),
+        transformer=TransformerConfig(
+            depth=3, width=96, num_heads=3, image_prefix="cnn", image_encoder_width=24
+        ),
     ),
     "small": ModelConfig(
         image_size=128,

@@ -15,6 +15,7 @@ import torch.nn as nn
 from depthart_core.config import ModelConfig
 from depthart_core.tokenizer.codec import decode_depth
 from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
+from depthart_core.transformer.image_encoder import multiscale_tokens
 from depthart_core.transformer.var import DepthVAR
 
 
@@ -67,7 +68,7 @@ class DepthART(nn.Module):
         self.tokenizer = MultiScaleVQVAE(tcfg)
         # 2. the next-scale transformer
         self.transformer = DepthVAR(
-            cfg.transformer, tcfg.z_channels, tcfg.vocab_size, tcfg.patch_nums
+            cfg.transformer, tcfg.z_channels, tcfg.vocab_size, tcfg.patch_nums, tcfg.downsample
         )
 
     @property
@@ -76,10 +77,23 @@ class DepthART(nn.Module):
 
     # ------------------------------------------------------------------ image prefix
     def image_prefix(self, rgb_B3HW: torch.Tensor) -> torch.Tensor:
-        """RGB in [-1, 1] -> 680-style image-prefix latents (B, L, Cvae)."""
+        """RGB in [-1, 1] -> the image prefix (B, L, Cvae), or (B, L, image_prefix_dim) "cnn"."""
+        return self.image_prefix_and_latent(rgb_B3HW)[0]
+
+    def image_prefix_and_latent(
+        self, rgb_B3HW: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prefix and, with the "cnn" encoder, its auxiliary estimate of f_D (else None).
+
+        The paper's "vq" prefix: the frozen tokenizer's cumulative f_hat after each scale,
+        bicubic-resized to pn x pn (680 tokens at d16). "cnn": the image encoder's features,
+        area-resized to every scale."""
         self._check_image(rgb_B3HW)
+        if self.cfg.transformer.image_prefix == "cnn":
+            feat_BChw, f_aux_BChw = self.transformer.image_encoder(rgb_B3HW)
+            return multiscale_tokens(feat_BChw, self.patch_nums), f_aux_BChw
         _, _, cum_list = self.tokenizer.tokenize(rgb_B3HW)
-        return self.tokenizer.quantize.image_prefix(cum_list)
+        return self.tokenizer.quantize.image_prefix(cum_list), None
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

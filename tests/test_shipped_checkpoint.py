@@ -1,26 +1,25 @@
-"""The shipped default checkpoint: loads strictly, and beats the trivial mean-depth prior on
-synthetic scenes from a seed it never saw (the issue's acceptance check, run from a clean clone).
+"""The shipped default checkpoint: loads strictly, and sees depth on synthetic scenes from a seed
+it never saw (issue #14's acceptance check, run from a clean clone).
 
-Same protocol as training/ablation.py: 200 frames of seed 777 written as a synthetic set at the
-model resolution, median scale alignment, AbsRel and delta1_bad. The prior is the mean of
-d / q98(d) over the first 512 frames of the training stream (seed 0).
+Protocol: 200 frames of seed 777 rendered at 256 x 256 and written as a synthetic set, predicted
+through `DepthEstimator.predict` (the user's call, depth at the input size), median scale
+alignment, AbsRel and delta1_bad; this is `depthart eval --dataset synthetic --protocol
+depthart --baseline mean_depth`. The bar: AbsRel at most 0.6 x the mean-depth-map prior's (the
+mean of d / q98(d) over the first 512 frames of the training stream, seed 0) and delta1_bad
+below the prior's.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
 from depthart_core.checkpoint import default_checkpoint_path, load_checkpoint
-from depthart_core.data.synthetic.config import SynthConfig
-from depthart_core.data.synthetic.render import render_batch
 from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
-from depthart_core.evaluation.runner import evaluate_predictions
 from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.tokenizer.codec import decode_depth, encode_depth
+from depthart_core.evaluation.runner import PRIOR_SEED, evaluate_predictions, mean_depth_baseline
 
-EVAL_SEED, EVAL_COUNT = 777, 200
+EVAL_SEED, EVAL_COUNT, EVAL_SIZE = 777, 200, 256
+ABS_REL_BAR = 0.6  # x the prior's AbsRel
 
 
 @pytest.fixture(scope="module")
@@ -36,30 +35,19 @@ def test_shipped_checkpoint_metadata_records_its_training(shipped):
     meta = info["metadata"]
     assert meta["mode"] == "depthart"
     assert meta["training_commands"], "the exact training commands must be recorded"
-    assert meta["data_seed"] != EVAL_SEED and meta["val_seed"] != EVAL_SEED
+    assert EVAL_SEED not in (meta["data_seed"], meta["val_seed"], PRIOR_SEED)
     assert "abs_rel" in meta["val_metrics"]
 
 
-def test_shipped_checkpoint_beats_the_trivial_prior_on_unseen_scenes(shipped, tmp_path):
+def test_shipped_checkpoint_sees_depth_on_unseen_scenes(shipped, tmp_path):
     est = DepthEstimator.from_checkpoint(shipped)
-    S = est.image_size
     root = tmp_path / f"synth_seed{EVAL_SEED}"
-    write_synthetic_set(root, EVAL_COUNT, EVAL_SEED, (S, S), progress=False)
+    write_synthetic_set(root, EVAL_COUNT, EVAL_SEED, (EVAL_SIZE, EVAL_SIZE), progress=False)
     ds = SyntheticSet(root)
-
-    acc = torch.zeros(S, S, dtype=torch.float64)
-    for start in range(0, 512, 64):
-        b = render_batch(0, list(range(start, start + 64)), SynthConfig(size=(S, S)))
-        acc += decode_depth(encode_depth(b["depth"], b["valid"])[0]).double().sum(0)
-    prior_SS = (acc / 512).float().numpy()
-
-    def trivial(rgb: np.ndarray) -> np.ndarray:
-        import cv2
-
-        return cv2.resize(prior_SS, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-
     model = evaluate_predictions(ds, est.predict, protocol="depthart", progress=False).aggregate
-    prior = evaluate_predictions(ds, trivial, protocol="depthart", progress=False).aggregate
-    print(f"shipped: {model}\ntrivial: {prior}")
-    assert model["abs_rel"] < prior["abs_rel"], (model, prior)
+    prior = evaluate_predictions(
+        ds, mean_depth_baseline, protocol="depthart", progress=False
+    ).aggregate
+    print(f"shipped: {model}\nmean-depth prior: {prior}")
+    assert model["abs_rel"] <= ABS_REL_BAR * prior["abs_rel"], (model, prior)
     assert model["delta1_bad"] < prior["delta1_bad"], (model, prior)

@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--baseline",
         action="append",
         default=[],
-        choices=("constant", "ramp"),
+        choices=("constant", "ramp", "mean_depth"),
         help="also score a trivial predictor (repeatable)",
     )
     p.add_argument(

@@ -13,6 +13,7 @@ scores at 256 x 256 against nearest-resized ground truth (except iBims, scored a
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,11 +22,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from depthart_core.checkpoint import file_sha256
 from depthart_core.data.benchmarks import canonical_name, get_dataset
 from depthart_core.data.sample import DepthDataset
+from depthart_core.data.synthetic.config import SynthConfig
+from depthart_core.data.synthetic.render import render_batch
 from depthart_core.evaluation import report
 from depthart_core.evaluation.planarity import planarity_errors
 from depthart_core.evaluation.protocols import (
@@ -36,6 +40,7 @@ from depthart_core.evaluation.protocols import (
 )
 from depthart_core.model import SamplingConfig
 from depthart_core.runtime import get_backend
+from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,34 @@ def ramp_baseline(rgb: np.ndarray) -> np.ndarray:
     return np.repeat(rows[:, None], w, axis=1)
 
 
-BASELINES: dict[str, PredictFn] = {"constant": constant_baseline, "ramp": ramp_baseline}
+PRIOR_SEED, PRIOR_COUNT, PRIOR_SIZE = 0, 512, 64
+
+
+@functools.lru_cache(maxsize=2)
+def mean_depth_map(
+    seed: int = PRIOR_SEED, count: int = PRIOR_COUNT, size: int = PRIOR_SIZE
+) -> np.ndarray:
+    """The mean of d / q98(d) (the DepthART depth codec's relative depth) over the first `count`
+    frames of the synthetic training stream `seed`, at size x size: the mean-depth-map prior."""
+    acc = torch.zeros(size, size, dtype=torch.float64)
+    for start in range(0, count, 64):
+        idx = list(range(start, min(count, start + 64)))
+        b = render_batch(seed, idx, SynthConfig(size=(size, size)))
+        acc += decode_depth(encode_depth(b["depth"], b["valid"])[0]).double().sum(0)
+    return (acc / count).float().numpy()
+
+
+def mean_depth_baseline(rgb: np.ndarray) -> np.ndarray:
+    """The mean-depth-map prior (synthetic training frames), resized to the input."""
+    prior = mean_depth_map()
+    return cv2.resize(prior, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+BASELINES: dict[str, PredictFn] = {
+    "constant": constant_baseline,
+    "ramp": ramp_baseline,
+    "mean_depth": mean_depth_baseline,
+}
 
 
 @dataclass

@@ -49,6 +49,10 @@ class TrainConfig:
     stage: str = "transformer"  # tokenizer | transformer
     mode: str = "depthart"  # depthart | teacher_forcing (stage 2)
     last_scale_gumbel: bool = False  # the released config's rec_loss variant; off by default
+    # stage 2 with image_prefix "cnn": weight of MSE(encoder's f_D estimate, f_D); 0 = off
+    aux_latent: float = 0.0
+    augment: bool = False  # stage 2: photometric augmentation of the RGB (training/augment.py)
+    tokenizer_inputs: str = "both"  # stage 1: train on "both" RGB and depth, or "depth" only
     preset: str = "tiny"
     model_overrides: dict = field(default_factory=dict)
     init_checkpoint: str = ""  # a DepthART checkpoint (e.g. the stage-1 tokenizer run)
@@ -75,6 +79,7 @@ class TrainConfig:
             "stage": (self.stage, ("tokenizer", "transformer")),
             "mode": (self.mode, ("depthart", "teacher_forcing")),
             "precision": (self.precision, ("fp32", "bf16", "fp16")),
+            "tokenizer_inputs": (self.tokenizer_inputs, ("both", "depth")),
             "data.source": (self.data.source, ("synthetic", "synthetic_set", "hypersim")),
             "optim.schedule": (self.optim.schedule, ("none", "step", "cosine")),
         }

@@ -37,11 +37,21 @@ def prepare_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen tokenizer: (image-prefix latents (B, L, Cvae), continuous depth latent f_D)."""
     rgb = rgb_B3HW_uint8.float() / 127.5 - 1.0
-    depth_x3, _ = encode_depth(depth_BHW, valid_BHW)
     with torch.no_grad():
         img_BLCv = model.image_prefix(rgb)
-        f_D = model.tokenizer.encode_latent(depth_x3)
-    return img_BLCv, f_D
+    return img_BLCv, depth_latent(model, depth_BHW, valid_BHW)
+
+
+@torch.no_grad()
+def depth_latent(model: DepthART, depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tensor:
+    """The continuous ground-truth depth latent f_D of the frozen tokenizer."""
+    depth_x3, _ = encode_depth(depth_BHW, valid_BHW)
+    return model.tokenizer.encode_latent(depth_x3)
+
+
+def aux_latent_loss(f_aux_BChw: torch.Tensor, f_D: torch.Tensor) -> torch.Tensor:
+    """MSE between the "cnn" image encoder's estimate of the depth latent and f_D."""
+    return F.mse_loss(f_aux_BChw.float(), f_D.float())
 
 
 def rollout_targets(

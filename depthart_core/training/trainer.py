@@ -34,6 +34,7 @@ from depthart_core.precision import autocast
 from depthart_core.rundir import CKPT_NAME, STATE_NAME, claim_run_dir, read_train_state
 from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
+from depthart_core.training.augment import photometric
 from depthart_core.training.config import TrainConfig
 from depthart_core.training.data import make_batches, validation_batch
 from depthart_core.training.distributed import (
@@ -136,7 +137,9 @@ class Trainer:
         pool = self.batches
         if not hasattr(pool, "rgb"):
             return None
-        h = hashlib.sha256(repr((self.model.cfg.image_size, self.model.cfg.tokenizer)).encode())
+        cnn = self._cnn_prefix
+        key = (self.model.cfg.image_size, self.model.cfg.tokenizer, "f_D only" if cnn else "")
+        h = hashlib.sha256(repr(key).encode() if cnn else repr(key[:2]).encode())
         for name, t in sorted(self.model.tokenizer.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -144,8 +147,8 @@ class Trainer:
         if disk.is_file():
             try:
                 t = load_file(str(disk))
-                if len(t["img"]) == len(pool.rgb):
-                    return t["img"], t["f_D"]
+                if len(t["f_D"]) == len(pool.rgb):
+                    return t.get("img"), t["f_D"]
             except Exception as e:  # a damaged cache is recomputed, never trusted
                 log.warning("latent cache %s unreadable (%s); recomputing", disk, e)
         imgs, fds = [], []
@@ -160,27 +163,59 @@ class Trainer:
                 k: t[s : s + 64].to(self.device)
                 for k, t in (("rgb", pool.rgb), ("depth", pool.depth), ("valid", pool.valid))
             }
+            if cnn:  # the image prefix is trained: only the depth latent can be cached
+                fds.append(obj.depth_latent(self.model, b["depth"], b["valid"]).cpu())
+                continue
             img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
             imgs.append(img.cpu())
             fds.append(f_D.cpu())
-        img, f_D = torch.cat(imgs).contiguous(), torch.cat(fds).contiguous()
+        tensors = {"f_D": torch.cat(fds).contiguous()}
+        if not cnn:
+            tensors["img"] = torch.cat(imgs).contiguous()
         if self.is_main:
-            atomic_write(disk, lambda tmp: save_file({"img": img, "f_D": f_D}, tmp))
-        return img, f_D
+            atomic_write(disk, lambda tmp: save_file(tensors, tmp))
+        return tensors.get("img"), tensors["f_D"]
 
     # ------------------------------------------------------------------ one step
-    def _loss(self, batch: dict[str, torch.Tensor]) -> obj.StepOutput:
-        if self.cfg.stage == "transformer" and self.latents is not None and "index" in batch:
-            idx = batch["index"]
-            img, f_D = self.latents[0][idx].to(self.device), self.latents[1][idx].to(self.device)
-            return self._transformer_loss(img, f_D)
+    @property
+    def _cnn_prefix(self) -> bool:
+        return self.model.cfg.transformer.image_prefix == "cnn"
+
+    def _loss(self, batch: dict[str, torch.Tensor], seed: int) -> obj.StepOutput:
         b = {k: v.to(self.device) for k, v in batch.items()}
         if self.cfg.stage == "tokenizer":
-            rgb = b["rgb"].float() / 127.5 - 1.0
             depth_x3, _ = encode_depth(b["depth"], b["valid"])
+            if self.cfg.tokenizer_inputs == "depth":
+                return obj.tokenizer_loss(self.model, depth_x3)
+            rgb = b["rgb"].float() / 127.5 - 1.0
             return obj.tokenizer_loss(self.model, torch.cat([rgb, depth_x3], dim=0))
-        img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
-        return self._transformer_loss(img, f_D)
+        img = None
+        if self.latents is not None and "index" in batch:
+            idx = batch["index"]
+            f_D = self.latents[1][idx].to(self.device)
+            if self.latents[0] is not None:
+                img = self.latents[0][idx].to(self.device)
+        elif self._cnn_prefix:
+            f_D = obj.depth_latent(self.model, b["depth"], b["valid"])
+        else:
+            img, f_D = obj.prepare_inputs(self.model, b["rgb"], b["depth"], b["valid"])
+        f_aux = None
+        if self._cnn_prefix:
+            rgb = b["rgb"].float() / 127.5 - 1.0
+            if self.cfg.augment:
+                rgb = photometric(rgb, seed)
+            img, f_aux = self.model.image_prefix_and_latent(rgb)
+        elif self.cfg.augment:
+            raise ValueError(
+                "augment=true needs transformer.image_prefix 'cnn' (the 'vq' "
+                "prefix is cached from the frozen tokenizer)"
+            )
+        out = self._transformer_loss(img, f_D)
+        if f_aux is not None and self.cfg.aux_latent > 0:
+            aux = obj.aux_latent_loss(f_aux, f_D)
+            out.loss = out.loss + self.cfg.aux_latent * aux
+            out.logs["aux"] = aux.item()
+        return out
 
     def _transformer_loss(self, img: torch.Tensor, f_D: torch.Tensor) -> obj.StepOutput:
         if self.cfg.mode == "teacher_forcing":
@@ -195,9 +230,10 @@ class Trainer:
         logs: dict[str, float] = {}
         tokens = 0
         for micro in range(cfg.grad_accum):
-            batch = self.batches.batch_at(self.step * cfg.grad_accum + micro)
+            position = self.step * cfg.grad_accum + micro
+            batch = self.batches.batch_at(position)
             with autocast(self.device, cfg.precision if self.device.type == "cuda" else "fp32"):
-                out = self._loss(batch)
+                out = self._loss(batch, cfg.seed * 1_000_003 + position * self.world + self.rank)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
                     f"non-finite loss ({float(out.loss)}) at step {self.step}; stopping. "
@@ -226,7 +262,12 @@ class Trainer:
             and (self.step + 1) % cfg.restart_dead_every == 0
         ):
             with torch.no_grad():
-                x = batch["rgb"].to(self.device).float() / 127.5 - 1.0
+                if cfg.tokenizer_inputs == "depth":
+                    x, _ = encode_depth(
+                        batch["depth"].to(self.device), batch["valid"].to(self.device)
+                    )
+                else:
+                    x = batch["rgb"].to(self.device).float() / 127.5 - 1.0
                 logs["restarted_codes"] = obj.restart_dead_codes(
                     self.model, self.model.tokenizer.encode_latent(x)
                 )

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from depthart_core.config import TransformerConfig
 from depthart_core.transformer.blocks import KV, AdaLNBeforeHead, AdaLNSelfAttn
+from depthart_core.transformer.image_encoder import ImageEncoder
 
 # VAR saves these two buffers shaped for its own 680-token class-conditional sequence; we rebuild
 # them for the 2L-token DepthART sequence, so loading an official file ignores exactly these keys.
@@ -27,11 +28,17 @@ REBUILT_VAR_BUFFERS = ("lvl_1L", "attn_bias_for_masking")
 
 class DepthVAR(nn.Module):
     def __init__(
-        self, cfg: TransformerConfig, Cvae: int, vocab_size: int, patch_nums: tuple[int, ...]
+        self,
+        cfg: TransformerConfig,
+        Cvae: int,
+        vocab_size: int,
+        patch_nums: tuple[int, ...],
+        downsample: int = 16,
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.Cvae, self.V = Cvae, vocab_size
+        self.prefix_dim = cfg.image_prefix_dim if cfg.image_prefix == "cnn" else Cvae
         self.patch_nums = tuple(patch_nums)
         self.C = C = cfg.embed_dim
         self.L = sum(pn * pn for pn in self.patch_nums)
@@ -56,6 +63,12 @@ class DepthVAR(nn.Module):
         nn.init.trunc_normal_(self.pos_1LC, mean=0, std=init_std)
         self.lvl_embed = nn.Embedding(len(self.patch_nums), C)
         nn.init.trunc_normal_(self.lvl_embed.weight, mean=0, std=init_std)
+        # 3b. with image_prefix "cnn": the trainable image encoder and its own prefix embedding
+        if cfg.image_prefix == "cnn":
+            self.image_encoder = ImageEncoder(
+                downsample, cfg.image_encoder_width, cfg.image_prefix_dim, Cvae
+            )
+            self.image_embed = nn.Linear(cfg.image_prefix_dim, C)
         # 4. blocks
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
@@ -113,7 +126,8 @@ class DepthVAR(nn.Module):
 
     def embed_image(self, img_BLCv: torch.Tensor) -> torch.Tensor:
         lvl_LC = self.lvl_embed(self.lvl_1L[0])
-        return self.word_embed(img_BLCv) + lvl_LC + self.pos_1LC
+        embed = self.image_embed if self.cfg.image_prefix == "cnn" else self.word_embed
+        return embed(img_BLCv) + lvl_LC + self.pos_1LC
 
     def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
         B = cond_BD.shape[0]
@@ -146,7 +160,7 @@ class DepthVAR(nn.Module):
         (B, L - first_l, Cvae). Returns depth logits for all L depth tokens: (B, L, V).
         """
         B = img_BLCv.shape[0]
-        self._check_tokens(img_BLCv, self.L, "image prefix")
+        self._check_tokens(img_BLCv, self.L, "image prefix", self.prefix_dim)
         self._check_tokens(depth_in_BlCv, self.L - self.first_l, "depth inputs")
         cond_BD = self.condition(B, img_BLCv.device)
         depth_BLC = self.word_embed(depth_in_BlCv)
@@ -166,7 +180,7 @@ class DepthVAR(nn.Module):
         self, img_BLCv: torch.Tensor, ada: tuple[list[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, list[KV]]:
         """Pass over [image prefix + SOS]: logits of scale 1 (B, first_l, V) and the cache."""
-        self._check_tokens(img_BLCv, self.L, "image prefix")
+        self._check_tokens(img_BLCv, self.L, "image prefix", self.prefix_dim)
         B = img_BLCv.shape[0]
         cond_BD = self.condition(B, img_BLCv.device)
         x_BLC = torch.cat((self.embed_image(img_BLCv), self.start_tokens(cond_BD)), dim=1)
@@ -183,6 +197,7 @@ class DepthVAR(nn.Module):
         """One scale: its pn^2 input tokens attend to the cache; returns (B, pn^2, V) logits."""
         return self.run_blocks(self.embed_scale(x_BlCv, si), ada, None, past)
 
-    def _check_tokens(self, x: torch.Tensor, n: int, what: str) -> None:
-        if x.ndim != 3 or x.shape[1] != n or x.shape[2] != self.Cvae:
-            raise ValueError(f"{what} must be (B, {n}, {self.Cvae}), got {tuple(x.shape)}")
+    def _check_tokens(self, x: torch.Tensor, n: int, what: str, dim: int = 0) -> None:
+        dim = dim or self.Cvae
+        if x.ndim != 3 or x.shape[1] != n or x.shape[2] != dim:
+            raise ValueError(f"{what} must be (B, {n}, {dim}), got {tuple(x.shape)}")

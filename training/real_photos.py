@@ -1,0 +1,92 @@
+"""Depth on real photographs that ship inside installed packages (none is a training texture):
+scikit-image's Middlebury "motorcycle" stereo pair (left and right views; the left view has
+ground-truth disparity) and matplotlib's "grace_hopper" portrait. Writes a figure with one row per
+photograph (RGB | each checkpoint's depth | ground truth where known) and prints, for the
+motorcycle's left view, each checkpoint's AbsRel and delta1_bad against depth = 1 / disparity
+under the DepthART protocol (median scale), next to the mean-depth-map and constant priors.
+
+    git show daeb85f:checkpoints/depthart_tiny.safetensors > runs/prev_default.safetensors
+    python training/real_photos.py runs/prev_default.safetensors \
+        checkpoints/depthart_tiny_cnn.safetensors --out docs/real_photos.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, HxWx3 uint8 RGB, ground-truth depth or None) of each bundled photograph."""
+    import matplotlib
+    import skimage
+
+    sk = Path(skimage.__path__[0]) / "data"
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+
+    def rgb(path: Path) -> np.ndarray:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"bundled photograph not readable: {path}")
+        return img[:, :, ::-1].copy()
+
+    disp = np.load(sk / "motorcycle_disp.npz")["arr_0"]
+    valid = np.isfinite(disp) & (disp > 0)
+    depth = np.where(valid, 1.0 / np.where(valid, disp, 1.0), 0.0).astype(np.float32)
+    return [
+        ("motorcycle (left)", rgb(sk / "motorcycle_left.png"), depth),
+        ("motorcycle (right)", rgb(sk / "motorcycle_right.png"), None),
+        ("grace_hopper", rgb(mpl / "grace_hopper.jpg"), None),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--out", default="real_photos.png")
+    args = p.parse_args(argv)
+
+    from depthart_core.colormap import colorize
+    from depthart_core.runtime.torch_backend import DepthEstimator
+    from depthart_core.evaluation.protocols import evaluate
+    from depthart_core.evaluation.runner import constant_baseline, mean_depth_baseline
+
+    models = [(Path(c).stem, DepthEstimator.from_checkpoint(c).predict) for c in args.checkpoints]
+    priors = [("mean-depth prior", mean_depth_baseline), ("constant", constant_baseline)]
+    rows = []
+    for name, img, gt in photos():
+        preds = [predict(img) for _, predict in models]
+        panels = [img] + [colorize(_norm(d)) for d in preds]
+        if gt is not None:
+            valid = gt > 0
+            panels.append(colorize(_norm(np.where(valid, gt, np.nan)), valid=valid))
+            for label, predict in models + priors:
+                m = evaluate(predict(img), gt, valid, protocol="depthart")
+                print(
+                    f"{name}: {label}: AbsRel {m['abs_rel']:.3f}  delta1_bad {m['delta1_bad']:.3f}"
+                )
+        h = 240
+        panels = [cv2.resize(x, (int(x.shape[1] * h / x.shape[0]), h)) for x in panels]
+        row = np.concatenate(panels, axis=1)
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    fig = np.concatenate(rows, axis=0)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(args.out, fig[:, :, ::-1])
+    labels = " | ".join(["RGB"] + [n for n, _ in models] + ["ground truth (1/disparity)"])
+    print(f"wrote {args.out}: {labels}")
+    return 0
+
+
+def _norm(d: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanpercentile(d, 2), np.nanpercentile(d, 98)
+    return np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
