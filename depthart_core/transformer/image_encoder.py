@@ -4,8 +4,9 @@ paper, `TransformerConfig.image_prefix = "cnn"`).
 The paper conditions on the RGB image's own VQ tokens (the frozen tokenizer's cumulative f_hat at
 every scale). Trained from scratch on a CPU budget, a transformer learns to read that quantized
 prefix slowly (BENCHMARKS.md section 2b). This encoder instead gives the prefix continuous,
-trainable features at the latent resolution: a conv stem, one residual block and a stride-2 conv
-per tokenizer downsampling (a residual block before each but the first), two residual blocks and a global-context term at the latent size.
+trainable features at the latent resolution: a conv stem, a stride-2 conv per tokenizer
+downsampling (with a residual block before each but the first), then two residual blocks and a
+global-context term at the latent size.
 The features are area-resized to every scale's pn x pn, so the prefix has the same L tokens per
 pyramid as the paper's. An auxiliary head maps the features to the tokenizer's latent space; the
 trainer may regress it onto the ground-truth depth latent f_D (`TrainConfig.aux_latent`), which
