@@ -14,6 +14,9 @@
     # image prefix (what the transformer sees) and from 16x16 pixels, vs the mean depth map
     python training/diagnostics.py probe runs/small_tok/checkpoint.safetensors \
         ~/.cache/depthart/synth/s0_128px_4000.safetensors runs/ablation_small/eval_seed777
+    # the tokenizer's ceiling: held-out depth through encode -> quantize -> decode
+    python training/diagnostics.py ceiling runs/tiny_cnn/tokenizer/checkpoint.safetensors \
+        runs/tiny_cnn/eval_seed777
     # a nonlinear reference on the same data: a small CNN regressor, 250 steps of 32 frames
     python training/diagnostics.py cnn ~/.cache/depthart/synth/s0_64px_30000.safetensors \
         runs/ablation_tiny/eval_seed777 --steps 250
@@ -151,6 +154,29 @@ def _score(preds_BHW: np.ndarray, samples) -> float:
     return float(np.mean(rows))
 
 
+def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
+    """The tokenizer's ceiling: AbsRel of held-out depth through encode -> quantize -> decode at
+    the model resolution, upsampled to each frame (no transformer can do better)."""
+    import cv2
+
+    from depthart_core.checkpoint import load_checkpoint
+    from depthart_core.data.synth_set import SyntheticSet
+    from depthart_core.tokenizer.codec import decode_depth, encode_depth
+
+    m, _ = load_checkpoint(tokenizer_ckpt)
+    m.eval()
+    S = m.cfg.image_size
+    samples = list(SyntheticSet(eval_root))
+    preds = []
+    for s in samples:
+        d = cv2.resize(np.where(s.valid, s.depth, 0).astype(np.float32), (S, S),
+                       interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        d_t = torch.from_numpy(d)[None]
+        with torch.no_grad():
+            preds.append(decode_depth(m.tokenizer(encode_depth(d_t, d_t > 0)[0])[0])[0].numpy())
+    print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {_score(np.stack(preds), samples):.4f}")
+
+
 def probe(tokenizer_ckpt: str, pool_path: str, eval_root: str, grid: int) -> None:
     import torch.nn.functional as F
 
@@ -277,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("pool", help="a cached training pool (~/.cache/depthart/synth/*.safetensors)")
     r.add_argument("eval_root")
     r.add_argument("--grid", type=int, default=16)
+    t = sub.add_parser("ceiling")
+    t.add_argument("tokenizer_checkpoint")
+    t.add_argument("eval_root")
     c = sub.add_parser("cnn")
     c.add_argument("pool")
     c.add_argument("eval_root")
@@ -290,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         sampling(args.eval_root, args.checkpoints, args.limit)
     elif args.cmd == "image-usage":
         image_usage(args.checkpoint, args.frames, args.seed)
+    elif args.cmd == "ceiling":
+        ceiling(args.tokenizer_checkpoint, args.eval_root)
     elif args.cmd == "probe":
         probe(args.tokenizer_checkpoint, args.pool, args.eval_root, args.grid)
     else:

@@ -3,7 +3,7 @@
 # the identical budget, data and seeds. On the 2-core CPU, one thread per run:
 #   1. render the 40,000-frame synthetic pool (seed 0, 64x64; ~3 min, cached in ~/.cache/depthart)
 #   2. stage 1: the depth-only multi-scale VQ-VAE, 1,500 steps of 16 (~15 min)
-#   3. stage 2: 4,000 steps of 16 with the DepthART objective (or teacher forcing), the "cnn"
+#   3. stage 2: 5,000 steps of 16 with the DepthART objective (or teacher forcing), the "cnn"
 #      image prefix with its auxiliary latent loss and photometric augmentation
 #   4. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
