@@ -15,8 +15,8 @@ import pytest
 
 from depthart_core.checkpoint import default_checkpoint_path, load_checkpoint
 from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
-from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.evaluation.runner import PRIOR_SEED, evaluate_predictions, mean_depth_baseline
+from depthart_core.runtime.torch_backend import DepthEstimator
 
 EVAL_SEED, EVAL_COUNT, EVAL_SIZE = 777, 200, 256
 ABS_REL_BAR = 0.6  # x the prior's AbsRel

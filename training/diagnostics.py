@@ -158,9 +158,9 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
     """The tokenizer's ceiling: AbsRel of held-out depth through encode -> quantize -> decode at
     the model resolution, upsampled to each frame (no transformer can do better)."""
     import cv2
+    from depthart_core.data.synth_set import SyntheticSet
 
     from depthart_core.checkpoint import load_checkpoint
-    from depthart_core.data.synth_set import SyntheticSet
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
     m, _ = load_checkpoint(tokenizer_ckpt)
@@ -169,12 +169,13 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
     samples = list(SyntheticSet(eval_root))
     preds = []
     for s in samples:
-        d = cv2.resize(np.where(s.valid, s.depth, 0).astype(np.float32), (S, S),
-                       interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        d = np.where(s.valid, s.depth, 0).astype(np.float32)
+        d = cv2.resize(d, (S, S), interpolation=cv2.INTER_NEAREST)
         d_t = torch.from_numpy(d)[None]
         with torch.no_grad():
             preds.append(decode_depth(m.tokenizer(encode_depth(d_t, d_t > 0)[0])[0])[0].numpy())
-    print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {_score(np.stack(preds), samples):.4f}")
+    score = _score(np.stack(preds), samples)
+    print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {score:.4f}")
 
 
 def probe(tokenizer_ckpt: str, pool_path: str, eval_root: str, grid: int) -> None:

@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from depthart_core.colormap import colorize
-    from depthart_core.runtime.torch_backend import DepthEstimator
     from depthart_core.evaluation.protocols import evaluate
     from depthart_core.evaluation.runner import constant_baseline, mean_depth_baseline
+    from depthart_core.runtime.torch_backend import DepthEstimator
 
     models = [(Path(c).stem, DepthEstimator.from_checkpoint(c).predict) for c in args.checkpoints]
     priors = [("mean-depth prior", mean_depth_baseline), ("constant", constant_baseline)]
