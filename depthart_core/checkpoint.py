@@ -36,7 +36,7 @@ from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
 
 FORMAT = "depthart/1"
 AUTHORS_LAYOUT = "bulatko/DepthART"  # the authors' released model.safetensors (authors_layout)
-DEFAULT_CHECKPOINT_NAME = "depthart_tiny.safetensors"
+DEFAULT_CHECKPOINT_NAME = "depthart_tiny_cnn.safetensors"
 ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
 
 

@@ -9,7 +9,7 @@
         runs/ablation_tiny/teacher_forcing/checkpoint.safetensors
     # does a trained transformer use the image? loss with each frame's own image prefix vs
     # another frame's prefix vs an all-zero prefix (equal losses: the image is ignored)
-    python training/diagnostics.py image-usage checkpoints/depthart_tiny.safetensors
+    python training/diagnostics.py image-usage checkpoints/depthart_tiny_cnn.safetensors
     # how much of the depth is predictable from the image at all? ridge regression from the
     # image prefix (what the transformer sees) and from 16x16 pixels, vs the mean depth map
     python training/diagnostics.py probe runs/small_tok/checkpoint.safetensors \

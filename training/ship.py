@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_checkpoint")
-    p.add_argument("--out", default=str(ROOT / "checkpoints" / "depthart_tiny.safetensors"))
+    p.add_argument("--out", default=str(ROOT / "checkpoints" / "depthart_tiny_cnn.safetensors"))
     p.add_argument("--command", action="append", default=[], help="training commands, in order")
     p.add_argument("--eval", default=None, help="an ablation.json / report.json to embed")
     p.add_argument("--note", default="")
