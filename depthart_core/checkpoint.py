@@ -252,10 +252,15 @@ _PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
 def _refuse_pickle(path: Path) -> None:
     """A pickled PyTorch file gets a message saying why it is not loaded and how to convert it,
     instead of a safetensors header error. Recognised by suffix or by its first bytes: a zip
-    archive (torch.save since 1.6) or a pickle protocol-2+ opcode."""
+    archive (torch.save since 1.6) or a pickle PROTO opcode (0x80, protocol 2-5). A safetensors
+    file (an 8-byte little-endian header length, then the JSON header's "{") is never refused,
+    even when its length's first byte happens to be 0x80."""
     with open(path, "rb") as f:
-        head = f.read(4)
-    if path.suffix.lower() in _PICKLE_SUFFIXES or head == b"PK\x03\x04" or head[:1] == b"\x80":
+        head = f.read(9)
+    if head[8:9] == b"{" and path.suffix.lower() not in _PICKLE_SUFFIXES:
+        return
+    pickle_proto = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if path.suffix.lower() in _PICKLE_SUFFIXES or head[:4] == b"PK\x03\x04" or pickle_proto:
         raise ValueError(
             f"{path} is a pickled PyTorch checkpoint: DepthART loads only .safetensors, because "
             "unpickling can run arbitrary code. Convert it once: VAR's var_d16.pth / vae_*.pth "

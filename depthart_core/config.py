@@ -60,6 +60,9 @@ class TransformerConfig:
     image_prefix: str = "vq"
     image_encoder_width: int = 32  # "cnn" only: channels of the encoder's first stage
     image_prefix_dim: int = 128  # "cnn" only: feature channels per prefix token
+    # "cnn" only: start the next-scale refinement from the encoder's estimate of the depth latent
+    # (f_hat_0 = f_aux) instead of from zero, so the token maps refine a continuous first guess
+    refine_from_image_latent: bool = False
 
     @property
     def embed_dim(self) -> int:
@@ -99,6 +102,8 @@ class ModelConfig:
             raise ValueError(
                 f"transformer.image_prefix={self.transformer.image_prefix!r} is not 'vq' or 'cnn'"
             )
+        if self.transformer.refine_from_image_latent and self.transformer.image_prefix != "cnn":
+            raise ValueError("transformer.refine_from_image_latent needs image_prefix 'cnn'")
         if self.transformer.embed_dim % self.transformer.heads:
             raise ValueError(
                 f"width {self.transformer.embed_dim} is not divisible by "
@@ -180,6 +185,28 @@ PRESETS: dict[str, ModelConfig] = {
         ),
         transformer=TransformerConfig(
             depth=3, width=96, num_heads=3, image_prefix="cnn", image_encoder_width=24
+        ),
+    ),
+    # tiny_cnn whose token maps refine the image encoder's latent estimate (BENCHMARKS 2c)
+    "tiny_cnn_refine": ModelConfig(
+        image_size=64,
+        tokenizer=TokenizerConfig(
+            ch=16,
+            ch_mult=(1, 2, 2, 4),  # x8
+            num_res_blocks=1,
+            using_sa=True,
+            using_mid_sa=True,
+            z_channels=16,
+            vocab_size=512,
+            patch_nums=(1, 2, 3, 4, 6, 8),
+        ),
+        transformer=TransformerConfig(
+            depth=3,
+            width=96,
+            num_heads=3,
+            image_prefix="cnn",
+            image_encoder_width=24,
+            refine_from_image_latent=True,
         ),
     ),
     "small": ModelConfig(

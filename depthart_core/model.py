@@ -102,11 +102,19 @@ class DepthART(nn.Module):
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
         """KV-cached next-scale prediction: (token maps, final f_hat, logits per scale)."""
         sampling = sampling or SamplingConfig()
-        img_BLCv = self.image_prefix(rgb_B3HW)
-        return self.generate_from_prefix(img_BLCv, sampling)
+        img_BLCv, f_start = self.prefix_and_start(rgb_B3HW)
+        return self.generate_from_prefix(img_BLCv, sampling, f_start)
+
+    def prefix_and_start(self, rgb_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image prefix and the f_hat the refinement starts from (None: zero)."""
+        img_BLCv, f_aux = self.image_prefix_and_latent(rgb_B3HW)
+        return img_BLCv, f_aux if self.cfg.transformer.refine_from_image_latent else None
 
     def generate_from_prefix(
-        self, img_BLCv: torch.Tensor, sampling: SamplingConfig
+        self,
+        img_BLCv: torch.Tensor,
+        sampling: SamplingConfig,
+        f_start_BChw: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
         quant, var = self.tokenizer.quantize, self.transformer
         B = img_BLCv.shape[0]
@@ -117,6 +125,8 @@ class DepthART(nn.Module):
         ada = var.modulations(var.condition(B, img_BLCv.device))
         logits_BlV, cache = var.prefill(img_BLCv, ada)
         f_hat = img_BLCv.new_zeros(B, quant.Cvae, H, H)
+        if f_start_BChw is not None:
+            f_hat = f_hat + f_start_BChw
         idx_list, logits_list = [], []
         for si, pn in enumerate(self.patch_nums):
             if si > 0:

@@ -151,3 +151,51 @@ def test_mean_depth_prior_is_the_codec_mean_of_training_frames():
     assert 0.05 < float(prior.mean()) < 1.0
     out = mean_depth_baseline(np.zeros((30, 40, 3), np.uint8))
     assert out.shape == (30, 40) and np.isfinite(out).all()
+
+
+def _refining_model(seed: int = 0) -> DepthART:
+    torch.manual_seed(seed)
+    over = {"transformer": {**SMALL["transformer"], "refine_from_image_latent": True}}
+    return DepthART(with_overrides(get_preset("tiny_cnn"), over)).eval()
+
+
+def test_refinement_starts_from_the_encoder_latent():
+    m = _refining_model()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    img, f_aux = m.image_prefix_and_latent(x)
+    idx_list, f_hat, logits_steps = m.generate(x)
+    q = m.tokenizer.quantize
+    assert torch.allclose(f_hat, f_aux + q.idx_to_f_hat(idx_list), atol=1e-5)
+    with torch.no_grad():  # the cached loop equals the full masked pass fed from f_aux
+        full = m.transformer(img, q.teacher_forcing_inputs(idx_list, f_aux))
+    assert (full - torch.cat(logits_steps, dim=1)).abs().max().item() < 1e-4
+    plain = _model()
+    plain.load_state_dict(m.state_dict())
+    assert not torch.allclose(plain.generate(x)[1], f_hat)
+
+
+@pytest.mark.parametrize("mode", ["depthart", "teacher_forcing"])
+def test_refinement_targets_are_the_residual_to_the_start(mode):
+    m = _refining_model()
+    f_D = torch.randn(2, m.cfg.tokenizer.z_channels, 8, 8)
+    f_start = 0.9 * f_D + 0.1 * torch.randn_like(f_D)
+    img = m.image_prefix(torch.rand(2, 3, 64, 64) * 2 - 1)
+    q = m.tokenizer.quantize
+    want = q.quantize(f_D - f_start)[0]
+    if mode == "teacher_forcing":
+        out = obj.teacher_forcing_loss(m, img, f_D, f_start)
+        full = m.transformer(img, q.teacher_forcing_inputs(want, f_start))
+        target = torch.cat([i.flatten(1) for i in want], 1)
+        ce = torch.nn.functional.cross_entropy(full.flatten(0, 1), target.flatten())
+        assert torch.allclose(out.loss, ce, atol=1e-5)
+    else:
+        # the first target is the coarsest code of the residual to the start, not of f_D
+        assert torch.equal(q.residual_target(f_D, f_start, 0), want[0])
+        with_start = obj.depthart_loss(m, img, f_D, f_start=f_start).loss
+        from_zero = obj.depthart_loss(m, img, f_D).loss
+        assert torch.isfinite(with_start) and not torch.allclose(with_start, from_zero)
+
+
+def test_refinement_needs_the_cnn_prefix():
+    with pytest.raises(ValueError, match="refine_from_image_latent needs"):
+        with_overrides(get_preset("tiny"), {"transformer": {"refine_from_image_latent": True}})

@@ -73,3 +73,19 @@ def test_pth_checkpoint_is_explained(tiny_model, tmp_path, capsys, kind):
     assert main(["predict", str(img), "--checkpoint", str(pth), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pickled PyTorch checkpoint" in err
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(
+    tiny_model, tmp_path
+):
+    from depthart_core.checkpoint import save_checkpoint
+
+    # pad the metadata until the header length's low byte is 0x80 (a pickle PROTO opcode)
+    for pad in range(256):
+        path = save_checkpoint(tmp_path / f"m{pad}.safetensors", tiny_model, {"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    model, _ = load_checkpoint(path)
+    assert model.cfg == tiny_model.cfg

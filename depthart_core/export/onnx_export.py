@@ -41,8 +41,8 @@ class StaticDepthART(nn.Module):
 
     def forward(self, image_13SS: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
-        img_BLCv = m.image_prefix(image_13SS)
-        idx_list, f_hat, _ = m.generate_from_prefix(img_BLCv, SamplingConfig())
+        img_BLCv, f_start = m.prefix_and_start(image_13SS)
+        idx_list, f_hat, _ = m.generate_from_prefix(img_BLCv, SamplingConfig(), f_start)
         depth_1SS = decode_depth(m.tokenizer.decode_f_hat(f_hat).float())
         tokens_1L = torch.cat([i.flatten(1) for i in idx_list], dim=1)
         return depth_1SS, tokens_1L

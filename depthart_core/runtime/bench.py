@@ -74,8 +74,10 @@ def _torch_stages(be, x: np.ndarray, t: StageTimer) -> np.ndarray:
     m, sync = be.model, _sync_fn(be.device)
     xt = torch.from_numpy(x).to(be.device)
     with autocast(be.device, be.precision):
-        img = t.run("encode", lambda: m.image_prefix(xt), sync)
-        _, f_hat, _ = t.run("ar_loop", lambda: m.generate_from_prefix(img, SamplingConfig()), sync)
+        img, f0 = t.run("encode", lambda: m.prefix_and_start(xt), sync)
+        _, f_hat, _ = t.run(
+            "ar_loop", lambda: m.generate_from_prefix(img, SamplingConfig(), f0), sync
+        )
         d = t.run("decode", lambda: decode_depth(m.tokenizer.decode_f_hat(f_hat).float()), sync)
     return d[0].float().cpu().numpy()
 

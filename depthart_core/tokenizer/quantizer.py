@@ -221,9 +221,13 @@ class MultiScaleQuantizer(nn.Module):
         return x_BChw.flatten(2).transpose(1, 2)
 
     @_codebook
-    def teacher_forcing_inputs(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
-        """VAR's idxBl_to_var_input: inputs of scales 1..K-1 from ground-truth maps (B, L-1, C)."""
-        f_hat = None
+    def teacher_forcing_inputs(
+        self, idx_list: list[torch.Tensor], f_start_BChw: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """VAR's idxBl_to_var_input: inputs of scales 1..K-1 from ground-truth maps (B, L-1, C).
+
+        With `f_start_BChw` the running f_hat starts there instead of at zero."""
+        f_hat = f_start_BChw
         xs = []
         for si in range(self.num_scales - 1):
             h = self.idx_contribution(idx_list[si], si)

@@ -67,11 +67,20 @@ def rollout_targets(
     return targets
 
 
-def teacher_forcing_loss(model: DepthART, img_BLCv: torch.Tensor, f_D: torch.Tensor) -> StepOutput:
+def teacher_forcing_loss(
+    model: DepthART,
+    img_BLCv: torch.Tensor,
+    f_D: torch.Tensor,
+    f_start: torch.Tensor | None = None,
+) -> StepOutput:
+    """With `f_start` (refine_from_image_latent) the targets are the token maps of f_D - f_start
+    and the inputs the running f_hat from f_start."""
     quant = model.tokenizer.quantize
     with torch.no_grad():
-        idx_list, _, _ = quant.quantize(f_D)
-        depth_in = quant.teacher_forcing_inputs(idx_list)
+        if f_start is not None:
+            f_start = f_start.detach()
+        idx_list, _, _ = quant.quantize(f_D if f_start is None else f_D - f_start)
+        depth_in = quant.teacher_forcing_inputs(idx_list, f_start)
     logits_BLV = model.transformer(img_BLCv, depth_in)
     target_BL = torch.cat([i.flatten(1) for i in idx_list], dim=1)
     loss = F.cross_entropy(logits_BLV.float().flatten(0, 1), target_BL.flatten())
@@ -80,13 +89,18 @@ def teacher_forcing_loss(model: DepthART, img_BLCv: torch.Tensor, f_D: torch.Ten
 
 
 def depthart_loss(
-    model: DepthART, img_BLCv: torch.Tensor, f_D: torch.Tensor, last_scale_gumbel: bool = False
+    model: DepthART,
+    img_BLCv: torch.Tensor,
+    f_D: torch.Tensor,
+    last_scale_gumbel: bool = False,
+    f_start: torch.Tensor | None = None,
 ) -> StepOutput:
+    """With `f_start` (refine_from_image_latent) the rollout's f_hat starts there, not at zero."""
     quant, var = model.tokenizer.quantize, model.transformer
     B, K = f_D.shape[0], quant.num_scales
     ada = var.modulations(var.condition(B, f_D.device))
     logits_BlV, cache = var.prefill(img_BLCv, ada)
-    f_hat = torch.zeros_like(f_D)
+    f_hat = torch.zeros_like(f_D) if f_start is None else f_start.detach().clone()
     ce_sum = f_D.new_zeros(())
     n_ce, n_correct = 0, 0
     extra = f_D.new_zeros(())

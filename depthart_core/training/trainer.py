@@ -210,17 +210,20 @@ class Trainer:
                 "augment=true needs transformer.image_prefix 'cnn' (the 'vq' "
                 "prefix is cached from the frozen tokenizer)"
             )
-        out = self._transformer_loss(img, f_D)
+        refine = self.model.cfg.transformer.refine_from_image_latent
+        out = self._transformer_loss(img, f_D, f_aux if refine else None)
         if f_aux is not None and self.cfg.aux_latent > 0:
             aux = obj.aux_latent_loss(f_aux, f_D)
             out.loss = out.loss + self.cfg.aux_latent * aux
             out.logs["aux"] = aux.item()
         return out
 
-    def _transformer_loss(self, img: torch.Tensor, f_D: torch.Tensor) -> obj.StepOutput:
+    def _transformer_loss(
+        self, img: torch.Tensor, f_D: torch.Tensor, f_start: torch.Tensor | None = None
+    ) -> obj.StepOutput:
         if self.cfg.mode == "teacher_forcing":
-            return obj.teacher_forcing_loss(self.model, img, f_D)
-        return obj.depthart_loss(self.model, img, f_D, self.cfg.last_scale_gumbel)
+            return obj.teacher_forcing_loss(self.model, img, f_D, f_start)
+        return obj.depthart_loss(self.model, img, f_D, self.cfg.last_scale_gumbel, f_start)
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
