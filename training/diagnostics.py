@@ -17,6 +17,9 @@
     # the tokenizer's ceiling: held-out depth through encode -> quantize -> decode
     python training/diagnostics.py ceiling runs/tiny_cnn/tokenizer/checkpoint.safetensors \
         runs/tiny_cnn/eval_seed777
+    # does the next-scale refinement improve the start or add noise? AbsRel after each scale
+    python training/diagnostics.py scales checkpoints/depthart_tiny_cnn.safetensors \
+        runs/tiny_cnn/eval_seed777
     # a nonlinear reference on the same data: a small CNN regressor, 250 steps of 32 frames
     python training/diagnostics.py cnn ~/.cache/depthart/synth/s0_64px_30000.safetensors \
         runs/ablation_tiny/eval_seed777 --steps 250
@@ -178,6 +181,48 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
     print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {score:.4f}")
 
 
+def scales(ckpt: str, eval_root: str, frames: int) -> None:
+    """AbsRel of the decoded f_hat after each scale of the greedy loop (k = 0: the start, zero or
+    the encoder's estimate), and each scale's token agreement with the rollout's DepthART target:
+    does the next-scale refinement improve the reconstruction or add noise to it?"""
+    import cv2
+
+    from depthart_core.checkpoint import load_checkpoint
+    from depthart_core.data.synthetic.set import SyntheticSet
+    from depthart_core.evaluation.protocols import evaluate
+    from depthart_core.model import SamplingConfig
+    from depthart_core.tokenizer.codec import decode_depth, encode_depth
+
+    m, _ = load_checkpoint(ckpt)
+    m.eval()
+    S, q = m.cfg.image_size, m.tokenizer.quantize
+    samples = list(SyntheticSet(eval_root))[:frames]
+    K = q.num_scales
+    res, acc = np.zeros((len(samples), K + 1)), np.zeros((len(samples), K))
+    for n, s in enumerate(samples):
+        rgb = cv2.resize(s.rgb, (S, S), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+        d = np.where(s.valid, s.depth, 0).astype(np.float32)
+        d_t = torch.from_numpy(cv2.resize(d, (S, S), interpolation=cv2.INTER_NEAREST))[None]
+        with torch.no_grad():
+            img, f0 = m.prefix_and_start(x)
+            f_D = m.tokenizer.encode_latent(encode_depth(d_t, d_t > 0)[0])
+            idx, _, _ = m.generate_from_prefix(img, SamplingConfig(), f0)
+            f = torch.zeros_like(f_D) if f0 is None else f0.clone()
+            for k in range(K + 1):
+                if k > 0:
+                    acc[n, k - 1] = float(
+                        (q.residual_target(f_D, f, k - 1) == idx[k - 1]).float().mean()
+                    )
+                    f = f + q.idx_contribution(idx[k - 1], k - 1)
+                dd = decode_depth(m.tokenizer.decode_f_hat(f))[0].numpy()
+                up = cv2.resize(np.clip(dd, 1e-3, None), s.depth.shape[::-1])
+                res[n, k] = evaluate(up, s.depth, s.valid)["abs_rel"]
+    print(f"{ckpt} on {len(samples)} frames")
+    print("AbsRel after k scales (k=0: start):", " ".join(f"{v:.4f}" for v in res.mean(0)))
+    print("token agreement with the rollout target:", " ".join(f"{v:.3f}" for v in acc.mean(0)))
+
+
 def probe(tokenizer_ckpt: str, pool_path: str, eval_root: str, grid: int) -> None:
     import torch.nn.functional as F
 
@@ -307,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("ceiling")
     t.add_argument("tokenizer_checkpoint")
     t.add_argument("eval_root")
+    k = sub.add_parser("scales")
+    k.add_argument("checkpoint")
+    k.add_argument("eval_root")
+    k.add_argument("--frames", type=int, default=30)
     c = sub.add_parser("cnn")
     c.add_argument("pool")
     c.add_argument("eval_root")
@@ -320,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         sampling(args.eval_root, args.checkpoints, args.limit)
     elif args.cmd == "image-usage":
         image_usage(args.checkpoint, args.frames, args.seed)
+    elif args.cmd == "scales":
+        scales(args.checkpoint, args.eval_root, args.frames)
     elif args.cmd == "ceiling":
         ceiling(args.tokenizer_checkpoint, args.eval_root)
     elif args.cmd == "probe":

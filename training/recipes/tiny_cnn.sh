@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# The shipped default (tiny_cnn preset, DepthART) from nothing, and its teacher-forcing twin with
-# the identical budget, data and seeds. On the 2-core CPU, one thread per run:
+# The shipped default (tiny_cnn_refine preset, DepthART) from nothing, and its teacher-forcing
+# twin with the identical budget, data and seeds. On the 2-core CPU, one thread per run:
 #   1. render the 40,000-frame synthetic pool (seed 0, 64x64; ~3 min, cached in ~/.cache/depthart)
 #   2. stage 1: the depth-only multi-scale VQ-VAE, 1,500 steps of 16 (~15 min)
-#   3. stage 2: 5,000 steps of 16 with the DepthART objective (or teacher forcing), the "cnn"
-#      image prefix with its auxiliary latent loss and photometric augmentation
-#   4. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
+#   3. stage 2, leg 1: 3,500 steps of 16 with teacher forcing: the "cnn" image prefix with its
+#      auxiliary latent loss, photometric augmentation, token maps that refine the encoder's
+#      latent estimate (~30-50 min). Shared by both modes: a curriculum, since a from-scratch
+#      DepthART rollout feeds on its own noise (BENCHMARKS.md section 2c)
+#   4. stage 2, leg 2: 1,500 steps of 16 from leg 1 (lr 5e-4, new cosine) with the DepthART
+#      objective (the shipped model) or teacher forcing again (its twin)
+#   5. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
-#   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/depthart
-#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/teacher_forcing
-#   RESUME=1 bash training/recipes/tiny_cnn.sh depthart # continue an interrupted stage 2
+#   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/leg2_depthart
+#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/leg2_teacher_forcing
+#   RESUME=1 bash training/recipes/tiny_cnn.sh depthart # continue an interrupted leg
 set -euo pipefail
 mode=${1:-depthart}
 out=${OUT:-runs/tiny_cnn}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 tok=$out/tokenizer/checkpoint.safetensors
+leg1=$out/refine_teacher_forcing
+leg2=$out/leg2_$mode
 [ -f "$out/tokenizer/DONE" ] || {
     depthart train --config training/configs/tiny_cnn_tokenizer.yaml --out "$out/tokenizer" \
         ${RESUME:+--resume}
     touch "$out/tokenizer/DONE"
 }
-depthart train --config "training/configs/tiny_cnn_$mode.yaml" --set init_checkpoint="$tok" \
-    --out "$out/$mode" ${RESUME:+--resume}
+[ -f "$leg1/DONE" ] || {
+    depthart train --config training/configs/tiny_cnn_refine_teacher_forcing.yaml \
+        --set init_checkpoint="$tok" --out "$leg1" ${RESUME:+--resume}
+    touch "$leg1/DONE"
+}
+depthart train --config "training/configs/tiny_cnn_refine_$mode.yaml" \
+    --set init_checkpoint="$leg1/checkpoint.safetensors" --set init_tokenizer_only=false \
+    --set steps=1500 --set optim.lr=5.0e-4 --set optim.warmup=100 --out "$leg2" ${RESUME:+--resume}
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
     --size 256x256
-depthart eval --dataset synthetic --root "$out/eval_seed777" --protocol depthart \
-    --checkpoint "$out/$mode/checkpoint.safetensors" --baseline mean_depth --out "$out/eval_$mode"
+depthart eval --dataset synthetic --root "$out/eval_seed777" --protocol depthart --backend torch \
+    --checkpoint "$leg2/checkpoint.safetensors" --baseline mean_depth --out "$leg2/eval_seed777"
