@@ -154,6 +154,22 @@ def _build(cls: type, values: dict[str, Any], where: str, extra: dict | None = N
 # ---------------------------------------------------------------------------------------------
 # Presets. `tiny` runs the test suite in seconds; `small` is what we ship for CPU/Jetson; `d16` is
 # the paper's model, with the exact parameter names and shapes of VAR's released files.
+_TINY_CNN = ModelConfig(
+    image_size=64,
+    tokenizer=TokenizerConfig(
+        ch=16,
+        ch_mult=(1, 2, 2, 4),  # x8
+        num_res_blocks=1,
+        using_sa=True,
+        using_mid_sa=True,
+        z_channels=16,
+        vocab_size=512,
+        patch_nums=(1, 2, 3, 4, 6, 8),
+    ),
+    transformer=TransformerConfig(
+        depth=3, width=96, num_heads=3, image_prefix="cnn", image_encoder_width=24
+    ),
+)
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         image_size=64,
@@ -169,45 +185,13 @@ PRESETS: dict[str, ModelConfig] = {
         ),
         transformer=TransformerConfig(depth=2, width=64, num_heads=2),
     ),
-    # The CPU default: tiny's 64x64 pyramid with a larger depth-only codebook, and the "cnn"
-    # image prefix (a trainable conv encoder) that a from-scratch transformer learns to read fast.
-    "tiny_cnn": ModelConfig(
-        image_size=64,
-        tokenizer=TokenizerConfig(
-            ch=16,
-            ch_mult=(1, 2, 2, 4),  # x8
-            num_res_blocks=1,
-            using_sa=True,
-            using_mid_sa=True,
-            z_channels=16,
-            vocab_size=512,
-            patch_nums=(1, 2, 3, 4, 6, 8),
-        ),
-        transformer=TransformerConfig(
-            depth=3, width=96, num_heads=3, image_prefix="cnn", image_encoder_width=24
-        ),
-    ),
-    # tiny_cnn whose token maps refine the image encoder's latent estimate (BENCHMARKS 2c)
-    "tiny_cnn_refine": ModelConfig(
-        image_size=64,
-        tokenizer=TokenizerConfig(
-            ch=16,
-            ch_mult=(1, 2, 2, 4),  # x8
-            num_res_blocks=1,
-            using_sa=True,
-            using_mid_sa=True,
-            z_channels=16,
-            vocab_size=512,
-            patch_nums=(1, 2, 3, 4, 6, 8),
-        ),
-        transformer=TransformerConfig(
-            depth=3,
-            width=96,
-            num_heads=3,
-            image_prefix="cnn",
-            image_encoder_width=24,
-            refine_from_image_latent=True,
-        ),
+    # tiny's 64x64 pyramid with a larger depth-only codebook and the "cnn" image prefix (a
+    # trainable conv encoder that a from-scratch transformer learns to read fast)
+    "tiny_cnn": _TINY_CNN,
+    # the CPU default: tiny_cnn whose token maps refine the encoder's latent estimate
+    "tiny_cnn_refine": dataclasses.replace(
+        _TINY_CNN,
+        transformer=dataclasses.replace(_TINY_CNN.transformer, refine_from_image_latent=True),
     ),
     "small": ModelConfig(
         image_size=128,
