@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{name}: {label}: AbsRel {m['abs_rel']:.3f}  delta1_bad {m['delta1_bad']:.3f}"
                 )
-        h = 240
+        h = 180
         panels = [cv2.resize(x, (int(x.shape[1] * h / x.shape[0]), h)) for x in panels]
         row = np.concatenate(panels, axis=1)
         rows.append(row)
