@@ -24,10 +24,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--depth-16uc1", action="store_true", help="GT depth as 16UC1 millimetres (0 = invalid)"
     )
+    p.add_argument(
+        "--style",
+        default="room",
+        choices=("room", "corridor"),
+        help="scene style: furnished rooms (the training distribution, default) or a long "
+        "aisle between shelving seen by a ground robot (low camera, wide field of view)",
+    )
+    p.add_argument(
+        "--sensor",
+        action="store_true",
+        help="depth as an RGB-D sensor reports it: 16UC1 mm, 0 beyond 10 m, holes at depth "
+        "edges and in patches, noise growing with depth squared, stamped 3 ms after the image",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from depthart_core.data.synthetic.sensor import SensorModel
     from depthart_core.rosio.bags import write_synthetic_bag
 
     counts = write_synthetic_bag(
@@ -36,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
         rate_hz=args.rate,
         seed=args.seed,
         storage=args.format,
-        depth_encoding="16UC1" if args.depth_16uc1 else "32FC1",
+        depth_encoding="16UC1" if args.depth_16uc1 or args.sensor else "32FC1",
         size=args.size,
+        style=args.style,
+        sensor=SensorModel() if args.sensor else None,
+        depth_delay_ns=3_000_000 if args.sensor else 0,
     )
     topics = ", ".join(f"{t} ({n})" for t, n in counts.items())
     print(f"wrote {args.out} ({args.format}): {topics}")

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
+from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
     camera_info_msg,
@@ -268,12 +270,18 @@ def write_synthetic_bag(
     size: tuple[int, int] | None = None,
     start_ns: int = 1_700_000_000 * 1_000_000_000,
     topics: SynthBagTopics = SynthBagTopics(),
+    style: str = "room",
+    sensor: SensorModel | None = None,
+    depth_delay_ns: int = 0,
 ) -> dict[str, int]:
     """Record one synthetic scene along a smooth camera path as a ROS 2 bag.
 
-    Each frame writes rgb8 image, CameraInfo and ground-truth depth (32FC1 m or 16UC1 mm) with
-    the same header stamp, start + i / rate, also used as the recording time. Returns the
-    message count per topic.
+    Each frame writes rgb8 image, CameraInfo and depth with the same header stamp, start + i /
+    rate, also used as the recording time. `style` is the scene style (`SynthConfig.for_style`).
+    Depth is the exact ground truth (32FC1 m or 16UC1 mm), or with `sensor` what an RGB-D
+    sensor reports (16UC1 mm with range limit, holes and noise, `data.synthetic.sensor`),
+    stamped `depth_delay_ns` after the image as an unsynchronised depth camera would be.
+    Returns the message count per topic.
     """
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
@@ -281,7 +289,9 @@ def write_synthetic_bag(
         raise ValueError(f"rate must be > 0 Hz, got {rate_hz}")
     if depth_encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {depth_encoding!r}")
-    cfg = SynthConfig() if size is None else SynthConfig(size=tuple(size))
+    if sensor is not None and depth_encoding != "16UC1":
+        raise ValueError(f"sensor depth is written as 16UC1 millimetres, not {depth_encoding!r}")
+    cfg = SynthConfig.for_style(style, tuple(size) if size is not None else SynthConfig().size)
     period_ns = round(1e9 / rate_hz)
     with BagWriter(out, storage=storage) as bag:
         for i, sample in enumerate(render_sequence(seed, frames, cfg)):
@@ -291,6 +301,12 @@ def write_synthetic_bag(
             if sample.intrinsics is not None:  # before its image, as camera drivers publish
                 bag.write(topics.camera_info, camera_info_msg(sample.intrinsics, h, w, t, fid), t)
             bag.write(topics.image, image_msg(sample.rgb, "rgb8", t, fid), t)
-            depth = depth_msg(sample.depth, t, fid, depth_encoding, valid=sample.valid)
-            bag.write(topics.depth, depth, t)
+            td = t + depth_delay_ns
+            if sensor is None:
+                depth = depth_msg(sample.depth, td, fid, depth_encoding, valid=sample.valid)
+            else:
+                rng = np.random.default_rng([seed, i, 0x5E7502])
+                mm = sensor_depth_mm(sample.depth, sample.valid, rng, sensor)
+                depth = image_msg(mm, "16UC1", td, fid)
+            bag.write(topics.depth, depth, td)
         return dict(bag.counts)

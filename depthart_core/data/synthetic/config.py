@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+STYLES = ("room", "corridor")
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -27,6 +29,8 @@ class SynthConfig:
     camera_height: tuple[float, float] = (0.6, 1.9)
     max_depth: float = 20.0  # farther pixels are invalid
     glass_invalid: bool = True  # window glass has no depth, as with real sensors
+    style: str = "room"  # room | corridor (synthetic.corridor: an aisle lined with shelving)
+    corridor_length: tuple[float, float] = (18.0, 30.0)  # corridor style: length of the aisle
 
     def __post_init__(self) -> None:
         h, w = self.size
@@ -40,6 +44,7 @@ class SynthConfig:
             "room_size",
             "room_height",
             "camera_height",
+            "corridor_length",
         ):
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
@@ -48,6 +53,8 @@ class SynthConfig:
             raise ValueError(f"fov_deg must lie in [1, 179), got {self.fov_deg}")
         if self.lights[0] < 1:
             raise ValueError(f"at least one light is needed, got lights={self.lights}")
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         if self.openings[1] > 2:
             raise ValueError(f"at most 2 openings are supported, got openings={self.openings}")
         if self.room_size[0] < 3.0 or self.room_height[0] < 2.2:
@@ -65,6 +72,28 @@ class SynthConfig:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+
+    @staticmethod
+    def for_style(style: str, size: tuple[int, int] = (128, 128)) -> SynthConfig:
+        """The generator's settings for a scene style. "room" is the training distribution;
+        "corridor" differs from it on purpose (a long aisle between shelving seen by a ground
+        robot: camera 0.25-0.45 m high instead of 0.6-1.9 m, a 95-110 degree field of view
+        instead of 45-90, depth up to the far end of a 18-30 m aisle instead of a 3-7 m room)."""
+        if style == "room":
+            return SynthConfig(size=size)
+        if style == "corridor":
+            return SynthConfig(
+                size=size,
+                style="corridor",
+                fov_deg=(95.0, 110.0),
+                camera_height=(2.0, 2.4),
+                room_size=(3.0, 3.8),  # the aisle's width
+                room_height=(2.8, 3.4),
+                lights=(3, 4),
+                openings=(0, 0),
+                max_depth=30.0,
+            )
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
 
     @staticmethod
     def from_dict(d: dict) -> SynthConfig:

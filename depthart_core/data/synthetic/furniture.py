@@ -234,7 +234,7 @@ def _small_item(rng: np.random.Generator) -> list:
     return [("box", 0.0, hy, 0.0, hx, hy, hz, 0)]
 
 
-def _wall_frame(room: np.ndarray, k: int, a: float, z_min: float) -> tuple[float, ...]:
+def wall_frame(room: np.ndarray, k: int, a: float, z_min: float) -> tuple[float, ...]:
     """Origin and yaw putting a piece's back (local z = z_min) 5 mm off wall k at position a."""
     c, s = _WALL_YAW[k]
     wx, wz = ((0.0, a), (room[0], a), (a, 0.0), (a, room[2]))[k]
@@ -258,7 +258,7 @@ def furnish(rng: np.random.Generator, cfg: SynthConfig, lay: Layout) -> None:
             if mount == "wall":
                 k = int(rng.integers(4))
                 a = rng.uniform(0.1, (lz if k < 2 else lx) - 0.1)
-                x, z, c, s = _wall_frame(lay.room, k, a, min(_part_bounds(p)[0][2] for p in parts))
+                x, z, c, s = wall_frame(lay.room, k, a, min(_part_bounds(p)[0][2] for p in parts))
             else:
                 x, z = rng.uniform(0.2, lx - 0.2), rng.uniform(0.2, lz - 0.2)
                 yaw = (
