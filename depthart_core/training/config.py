@@ -16,8 +16,9 @@ import yaml
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"  # synthetic | synthetic_set | hypersim
-    root: str = ""  # for synthetic_set / hypersim
+    source: str = "synthetic"  # synthetic | synthetic_set | hypersim | frames
+    root: str = ""  # for synthetic_set / hypersim; frames: the training frame file
+    val_root: str = ""  # frames: the held-out frame file validation reads ("" = root)
     split: str = "train"
     seed: int = 0  # synthetic stream seed (training); validation uses val_seed
     val_seed: int = 10_000
@@ -80,7 +81,10 @@ class TrainConfig:
             "mode": (self.mode, ("depthart", "teacher_forcing")),
             "precision": (self.precision, ("fp32", "bf16", "fp16")),
             "tokenizer_inputs": (self.tokenizer_inputs, ("both", "depth")),
-            "data.source": (self.data.source, ("synthetic", "synthetic_set", "hypersim")),
+            "data.source": (
+                self.data.source,
+                ("synthetic", "synthetic_set", "hypersim", "frames"),
+            ),
             "optim.schedule": (self.optim.schedule, ("none", "step", "cosine")),
         }
         for name, (value, allowed) in checks.items():

@@ -1,7 +1,8 @@
 """Deterministic, resumable training batches: batch `step` of rank r is a pure function of
 (seed, step, rank, world), so `--resume` continues at exactly the same data position.
 
-Sources: our synthetic scenes rendered on the fly, a written synthetic set, or Hypersim. Dataset
+Sources: our synthetic scenes rendered on the fly, a written synthetic set, Hypersim, or frames
+prepared at the model resolution in one safetensors file (`FramePool`, used by finetune). Dataset
 frames are resized to the model resolution as the paper does (aspect ratio not preserved): RGB
 with area/bicubic interpolation, depth and its valid mask with nearest neighbour.
 """
@@ -71,7 +72,46 @@ def _render_span(span: tuple[int, int, int, int]) -> dict[str, torch.Tensor]:
     return {k: out[k] for k in ("rgb", "depth", "valid")}
 
 
-class SyntheticPool:
+class FramePool:
+    """Frames prepared once at the model resolution, sampled by an epoch-wise seeded
+    permutation: a safetensors file with rgb (N, 3, S, S) uint8, depth (N, S, S) float32 and
+    valid (N, S, S) bool (`depthart finetune` writes one from a rosbag). Batches carry each
+    frame's `index`, so the trainer can cache the frozen tokenizer's latents per file."""
+
+    def __init__(
+        self, path: str | Path, seed: int, batch: int, rank: int = 0, world: int = 1
+    ) -> None:
+        self.batch, self.rank, self.world, self.seed = batch, rank, world, seed
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"frame file not found: {self.path}")
+        tensors = load_file(str(self.path))
+        missing = [k for k in ("rgb", "depth", "valid") if k not in tensors]
+        if missing:
+            raise ValueError(f"frame file {self.path} lacks tensor(s) {missing}")
+        self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
+        if len(self.rgb) == 0:
+            raise ValueError(f"frame file {self.path} holds no frames")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.rgb) // (self.batch * self.world))
+
+    def batch_at(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.rgb), generator=g)
+        start = (within * self.world + self.rank) * self.batch
+        idx = perm[(start + torch.arange(self.batch)) % len(perm)]
+        return {
+            "rgb": self.rgb[idx],
+            "depth": self.depth[idx],
+            "valid": self.valid[idx],
+            "index": idx,
+        }
+
+
+class SyntheticPool(FramePool):
     """A fixed pool of `count` synthetic frames rendered once (cached on disk), then sampled by
     an epoch-wise seeded permutation. Rendering on the fly costs more than a CPU training step;
     the pool trades scene variety for throughput. Frame i of the pool is render_frame(seed, i).
@@ -87,17 +127,14 @@ class SyntheticPool:
         world: int = 1,
         cache: str = "",
     ) -> None:
-        self.batch, self.rank, self.world, self.seed = batch, rank, world, seed
         path = (
             Path(cache)
             if cache
             else cache_root() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
         )
-        self.path = path
         if not path.is_file():
             self._render(path, seed, size, count)
-        tensors = load_file(str(path))
-        self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
+        super().__init__(path, seed, batch, rank, world)
         if len(self.rgb) != count:
             raise ValueError(
                 f"synthetic pool cache {path} holds {len(self.rgb)} frames, not {count}"
@@ -132,23 +169,6 @@ class SyntheticPool:
                     pool.shutdown(cancel_futures=True)
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
         atomic_write(path, lambda tmp: save_file(tensors, tmp))
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, len(self.rgb) // (self.batch * self.world))
-
-    def batch_at(self, step: int) -> dict[str, torch.Tensor]:
-        epoch, within = divmod(step, self.steps_per_epoch)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.rgb), generator=g)
-        start = (within * self.world + self.rank) * self.batch
-        idx = perm[start : start + self.batch]
-        return {
-            "rgb": self.rgb[idx],
-            "depth": self.depth[idx],
-            "valid": self.valid[idx],
-            "index": idx,
-        }
 
 
 class DatasetBatches:
@@ -216,6 +236,8 @@ def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: i
         if cfg.pool_size > 0:
             return SyntheticPool(cfg.seed, size, cfg.pool_size, batch, rank, world, cfg.pool_cache)
         return SyntheticBatches(cfg.seed, size, batch, rank, world)
+    if cfg.source == "frames":
+        return FramePool(cfg.root, cfg.seed, batch, rank, world)
     ds = open_dataset(cfg, cfg.split)
     return DatasetBatches(ds, cfg.seed, size, batch, rank, world, cfg.max_invalid_fraction)
 
@@ -233,6 +255,10 @@ def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     if cfg.source == "synthetic":
         out = render_batch(cfg.val_seed, list(range(cfg.val_count)), SynthConfig(size=(size, size)))
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
+    if cfg.source == "frames":  # the held-out file, its first val_count frames
+        pool = FramePool(cfg.val_root or cfg.root, cfg.val_seed, 1)
+        n = min(cfg.val_count, len(pool.rgb))
+        return {"rgb": pool.rgb[:n], "depth": pool.depth[:n], "valid": pool.valid[:n]}
     ds = open_dataset(cfg, "val" if cfg.source == "hypersim" else cfg.split)
     n = min(cfg.val_count, len(ds))
     pick = np.random.default_rng(cfg.val_seed).choice(len(ds), size=n, replace=False)

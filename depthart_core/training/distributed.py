@@ -53,3 +53,9 @@ def allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
         n = g.numel()
         p.grad = flat[offset : offset + n].view_as(p).clone()
         offset += n
+
+
+def barrier(world: int) -> None:
+    """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
+    if world > 1:
+        dist.barrier()
