@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_core.evaluation.runner", "depthart_core.evaluation.report"),
     ("depthart_core.rosio",),
     ("depthart_core.replay",),
+    ("depthart_core.finetune",),
     ("depthart_core.cli", "depthart_core.__main__"),
     ("depthart_ros", "depthart_ros.params", "depthart_ros.pipeline"),
     ("depthart_ros.replay",),

@@ -19,6 +19,7 @@ COMMANDS = (
     "info",
     "synth",
     "train",
+    "finetune",
     "eval",
     "export",
     "bench",

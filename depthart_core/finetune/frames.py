@@ -1,0 +1,300 @@
+"""RGB-D frames from ROS 2 bags for fine-tuning: pairing, counting, depth-to-image mapping, split.
+
+Per bag, pass 1 (`scan_bag`) checks the topics and the encodings of their first messages and
+matches every image to the nearest depth header stamp within `max_dt_s` (the replay's
+`index_bag`/`match_stamps`); pass 2 (`decode_frames`) decodes the matched pairs in recording
+order (the replay's `iter_frames`). Every image is counted once: `paired` (used), `unmatched` (no
+depth stamp within tolerance), or `rejected` with its cause.
+
+Depth follows REP 117/118 (`rosio.image`): 16UC1/mono16 millimetres with 0 invalid, 32FC1 metres
+with NaN/Inf/<=0 invalid. A depth image of another size than the colour image is mapped onto it
+(`depth_onto_image`): through both cameras' intrinsics when both CameraInfo topics are given
+(same optical centre and axes, as for a depth stream registered to the colour camera at another
+resolution or crop), else by plain resizing when the aspect ratios agree; otherwise the frame is
+rejected with the sizes.
+
+Split by time (`split_by_time`), per bag: the last `heldout` fraction of the bag's paired time
+span is held out, and training frames within `gap_s` before it are dropped, so that no two
+neighbouring frames sit on both sides of the split.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depthart_core.replay.frames import BagIndex, ReplayConfig, index_bag, iter_frames
+from depthart_core.rosio import bags, messages
+from depthart_core.rosio.image import DEPTH_ENCODINGS, RGB_ENCODINGS, ImageDecodeError
+
+SUPPORTED_DEPTH = ("16UC1", "32FC1", "mono16")
+
+
+class FinetuneInputError(ValueError):
+    """Bags, topics or frames that cannot be fine-tuned on; the message is one line."""
+
+
+@dataclass(frozen=True)
+class FrameConfig:
+    image_topic: str
+    depth_topic: str
+    camera_info_topic: str | None = None  # the colour camera's intrinsics
+    depth_info_topic: str | None = None  # the depth camera's (only to map other sizes)
+    max_dt_s: float = 0.02  # image <-> depth header stamp tolerance
+    min_valid: float = 0.2  # frames with a smaller share of valid depth pixels are rejected
+    heldout: float = 0.2  # share of each bag's time span held out (its end)
+    gap_s: float = 1.0  # training frames this close before the held-out block are dropped
+    min_train: int = 16
+    min_heldout: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.max_dt_s >= 0:
+            raise ValueError(f"max_dt_s must be >= 0 s, got {self.max_dt_s}")
+        if not 0 <= self.min_valid < 1:
+            raise ValueError(f"min_valid must lie in [0, 1), got {self.min_valid}")
+        if not 0 < self.heldout < 1:
+            raise ValueError(f"heldout must lie in (0, 1), got {self.heldout}")
+        if not self.gap_s >= 0:
+            raise ValueError(f"gap_s must be >= 0 s, got {self.gap_s}")
+        if self.depth_topic == self.image_topic:
+            raise ValueError(f"depth topic and image topic are the same: {self.image_topic!r}")
+
+
+@dataclass
+class BagScan:
+    """Pass 1 of one bag: the stamp match and which images go to which block."""
+
+    path: Path
+    index: BagIndex
+    depth_encoding: str
+    image_encoding: str
+    block: list[str | None] = field(default_factory=list)  # per image: train/heldout/gap/None
+
+
+def _first_encoding(path: Path, topic: str) -> str | None:
+    for m in bags.iter_messages(path, [topic]):
+        return str(m.msg.encoding)
+    return None
+
+
+def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
+    """Check topics and encodings, match stamps. Raises `FinetuneInputError` / `BagError`."""
+    path = Path(path)
+    rcfg = ReplayConfig(
+        image_topic=cfg.image_topic,
+        depth_topic=cfg.depth_topic,
+        camera_info_topic=cfg.camera_info_topic,
+        max_dt_s=cfg.max_dt_s,
+        plots=False,
+    )
+    topics = bags.list_topics(path)
+    if cfg.depth_info_topic:
+        bags.check_topic(topics, cfg.depth_info_topic, messages.CAMERA_INFO_TYPE, path)
+    index = index_bag(path, rcfg)  # raises TopicNotFoundError listing the bag's topics
+    for topic, n in ((cfg.image_topic, index.n_frames), (cfg.depth_topic, len(index.depth_stamps))):
+        if n == 0:
+            raise FinetuneInputError(f"topic {topic!r} in {path} has no messages")
+    depth_enc = _first_encoding(path, cfg.depth_topic)
+    if depth_enc not in DEPTH_ENCODINGS:
+        raise FinetuneInputError(
+            f"depth topic {cfg.depth_topic!r} in {path} has encoding {depth_enc!r}; supported: "
+            "16UC1 or mono16 (millimetres, 0 = invalid) and 32FC1 (metres, NaN = invalid)"
+        )
+    image_enc = _first_encoding(path, cfg.image_topic)
+    if image_enc not in RGB_ENCODINGS:
+        raise FinetuneInputError(
+            f"image topic {cfg.image_topic!r} in {path} has encoding {image_enc!r}; supported: "
+            f"{', '.join(sorted(RGB_ENCODINGS))}"
+        )
+    if index.n_frames and not any(j is not None for j in index.match):
+        raise FinetuneInputError(
+            f"no image/depth pair in {path} within --max-dt {cfg.max_dt_s} s: the nearest "
+            f"offset seen is {nearest_offset_s(index):.3f} s ({index.n_frames} images, "
+            f"{len(index.depth_stamps)} depth images); raise --max-dt or check the topics"
+        )
+    return BagScan(path, index, depth_enc, image_enc)
+
+
+def nearest_offset_s(index: BagIndex) -> float:
+    """The smallest |image stamp - depth stamp| of the bag, in seconds (inf without depth)."""
+    if not index.depth_stamps or not index.image_stamps:
+        return float("inf")
+    dep = np.sort(np.asarray(index.depth_stamps, dtype=np.int64))
+    img = np.asarray(index.image_stamps, dtype=np.int64)
+    k = np.clip(np.searchsorted(dep, img), 1, len(dep) - 1) if len(dep) > 1 else np.zeros_like(img)
+    best = np.minimum(np.abs(dep[k] - img), np.abs(dep[np.maximum(k - 1, 0)] - img))
+    return float(best.min()) / 1e9
+
+
+def split_by_time(scan: BagScan, cfg: FrameConfig) -> None:
+    """Fill `scan.block`: per paired image 'train', 'gap' or 'heldout'; None if unmatched."""
+    idx = scan.index
+    paired = [i for i, j in enumerate(idx.match) if j is not None]
+    stamps = np.asarray([idx.image_stamps[i] for i in paired], dtype=np.int64)
+    t0, t1 = int(stamps.min()), int(stamps.max())
+    cut = t0 + (1.0 - cfg.heldout) * (t1 - t0)
+    gap_ns = cfg.gap_s * 1e9
+    scan.block = [None] * idx.n_frames
+    for i, t in zip(paired, stamps.tolist(), strict=True):
+        if t >= cut:
+            scan.block[i] = "heldout"
+        elif t > cut - gap_ns:
+            scan.block[i] = "gap"
+        else:
+            scan.block[i] = "train"
+
+
+# ------------------------------------------------------------------------------------------------
+# Pass 2
+
+
+@dataclass
+class Frame:
+    bag: int
+    index: int
+    stamp_ns: int
+    block: str
+    rgb: np.ndarray  # HxWx3 uint8
+    depth: np.ndarray  # HxW float32 metres on the image grid, 0 where invalid
+    valid: np.ndarray  # HxW bool
+
+
+@dataclass
+class Counts:
+    """Every image of a bag counted once."""
+
+    images: int = 0
+    depth_images: int = 0
+    paired: int = 0
+    unmatched: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    blocks: Counter = field(default_factory=Counter)  # paired frames per block
+
+    def to_dict(self) -> dict:
+        return {
+            "images": self.images,
+            "depth_images": self.depth_images,
+            "paired": self.paired,
+            "unmatched": self.unmatched,
+            "rejected": dict(sorted(self.rejected.items())),
+            "rejected_total": sum(self.rejected.values()),
+            "blocks": {k: self.blocks.get(k, 0) for k in ("train", "gap", "heldout")},
+        }
+
+
+def _intrinsics(info: object | None) -> np.ndarray | None:
+    if info is None:
+        return None
+    K = messages.camera_info_K(info).astype(np.float64)
+    return K if K[0, 0] > 0 and K[1, 1] > 0 else None
+
+
+def depth_onto_image(
+    depth: np.ndarray,
+    valid: np.ndarray,
+    image_hw: tuple[int, int],
+    K_image: np.ndarray | None = None,
+    K_depth: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (metres, 0 invalid) and mask on the colour image's pixel grid, nearest neighbour.
+
+    With both intrinsics, pixel (u, v) of the image looks along K_image^-1 (u, v, 1), which
+    the depth camera sees at K_depth (that ray): a resize, a crop or both; pixels outside the
+    depth image are invalid. Without them only a resize to the same aspect ratio (1 %) is done.
+    Raises ValueError when neither applies."""
+    h, w = image_hw
+    dh, dw = depth.shape
+    if (dh, dw) == (h, w):
+        return depth, valid
+    if K_image is not None and K_depth is not None:
+        u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+        x = (u - K_image[0, 2]) / K_image[0, 0]
+        y = (v - K_image[1, 2]) / K_image[1, 1]
+        map_x = (K_depth[0, 0] * x + K_depth[0, 2]).astype(np.float32)
+        map_y = (K_depth[1, 1] * y + K_depth[1, 2]).astype(np.float32)
+        d = np.where(valid, depth, 0).astype(np.float32)
+        out = cv2.remap(d, map_x, map_y, cv2.INTER_NEAREST, borderValue=0.0)
+        return out, out > 0
+    if abs(dw / dh - w / h) <= 0.01 * w / h:
+        d = cv2.resize(np.where(valid, depth, 0).astype(np.float32), (w, h), cv2.INTER_NEAREST)
+        return d, d > 0
+    raise ValueError(
+        f"depth {dw}x{dh} and image {w}x{h} (WxH) differ in aspect ratio; give "
+        "--camera-info-topic and --depth-info-topic so their intrinsics say how to map them"
+    )
+
+
+def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) -> Iterator[Frame]:
+    """Pass 2: the paired frames of one bag as `Frame`s; everything else counted in `counts`."""
+    idx = scan.index
+    counts.images += idx.n_frames
+    counts.depth_images += len(idx.depth_stamps)
+    rcfg = ReplayConfig(
+        image_topic=cfg.image_topic,
+        depth_topic=cfg.depth_topic,
+        camera_info_topic=cfg.camera_info_topic,
+        max_dt_s=cfg.max_dt_s,
+        plots=False,
+    )
+    depth_info = _latest_info(scan.path, cfg.depth_info_topic)
+    for fr in iter_frames(scan.path, rcfg, idx):
+        block = scan.block[fr.index]
+        if fr.gt is None:
+            counts.unmatched += 1
+            continue
+        if isinstance(fr.gt, str):
+            counts.rejected["depth not decodable"] += 1
+            continue
+        try:
+            rgb = messages.image_to_rgb(fr.image.msg)
+        except ImageDecodeError as exc:
+            counts.rejected[f"image not decodable ({exc.cause})"] += 1
+            continue
+        depth, valid = fr.gt
+        try:
+            depth, valid = depth_onto_image(
+                depth, valid, rgb.shape[:2], _intrinsics(fr.camera_info), _intrinsics(depth_info)
+            )
+        except ValueError:
+            sizes = f"{depth.shape[1]}x{depth.shape[0]} -> {rgb.shape[1]}x{rgb.shape[0]}"
+            counts.rejected[f"depth size not mappable onto the image ({sizes})"] += 1
+            continue
+        share = float(valid.mean())
+        if share < cfg.min_valid:
+            counts.rejected[f"valid depth below {cfg.min_valid:.0%} of the image"] += 1
+            continue
+        counts.paired += 1
+        counts.blocks[block] += 1
+        yield Frame(bag_id, fr.index, idx.image_stamps[fr.index], block, rgb, depth, valid)
+
+
+def _latest_info(path: Path, topic: str | None) -> object | None:
+    """The depth camera's CameraInfo (its last message; intrinsics do not change in a bag)."""
+    info = None
+    if topic:
+        for m in bags.iter_messages(path, [topic]):
+            info = m.msg
+    return info
+
+
+def check_split(per_bag: Sequence[Counts], cfg: FrameConfig) -> None:
+    """Too few frames in a block: one line naming the counts and what to change."""
+    train = sum(c.blocks.get("train", 0) for c in per_bag)
+    held = sum(c.blocks.get("heldout", 0) for c in per_bag)
+    if train >= cfg.min_train and held >= cfg.min_heldout:
+        return
+    paired = sum(c.paired for c in per_bag)
+    rejected = Counter()
+    for c in per_bag:
+        rejected.update(c.rejected)
+    why = f"; rejected: {dict(rejected.most_common(3))}" if rejected else ""
+    raise FinetuneInputError(
+        f"too few paired frames to split: {paired} paired ({train} training, {held} held-out, "
+        f"{sum(c.blocks.get('gap', 0) for c in per_bag)} in the {cfg.gap_s} s gap); need at "
+        f"least {cfg.min_train} training and {cfg.min_heldout} held-out frames{why}"
+    )

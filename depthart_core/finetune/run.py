@@ -1,0 +1,293 @@
+"""`depthart finetune`: from RGB-D bags to a fine-tuned checkpoint and a before/after report.
+
+Order of work, so that a bad input leaves nothing behind: every bag is scanned (topics,
+encodings, stamp pairs), split by time and decoded in memory first; only then is the run folder
+claimed (`rundir.claim_run_dir`: refused if it holds a run or report, unless --resume or
+--overwrite) and written:
+
+    RUN/frames/train.safetensors     training frames at the model resolution (holes filled)
+    RUN/frames/heldout.safetensors   the held-out block at the model resolution (sensor mask)
+    RUN/finetune.json                the settings, frame counts and split
+    RUN/tokenizer/                   only with --adapt-tokenizer: the stage-1 run
+    RUN/checkpoint.safetensors       the fine-tuned model (the `Trainer`'s, loads anywhere)
+    RUN/train_state.safetensors, metrics.jsonl, config.json, progress.png   (the `Trainer`'s)
+    RUN/report.md, report.json, figure.png
+
+Training is the project's `Trainer` (stage 2, DepthART objective by default) started from every
+weight of the base checkpoint, with the tokenizer frozen; `adapt_tokenizer` > 0 first runs that
+many stage-1 steps on the bag's RGB and depth. Under `torchrun` every rank reads the bags, rank
+0 writes, the ranks train data-parallel, and rank 0 evaluates and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from depthart_core.checkpoint import read_checkpoint_info, resolve_checkpoint
+from depthart_core.config import PRESETS
+from depthart_core.fileutil import atomic_write
+from depthart_core.finetune import report as rep
+from depthart_core.finetune.frames import (
+    BagScan,
+    Counts,
+    FinetuneInputError,
+    Frame,
+    FrameConfig,
+    check_split,
+    decode_frames,
+    scan_bag,
+    split_by_time,
+)
+from depthart_core.finetune.prepare import SmallFrame, evenly_spaced, stack, to_model_size
+from depthart_core.rundir import CKPT_NAME, REPORT_MARKERS, RUN_MARKERS, claim_run_dir
+from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.training.config import DataConfig, OptimConfig, TrainConfig
+from depthart_core.training.distributed import barrier, init_distributed
+from depthart_core.training.trainer import Trainer
+
+SETTINGS_NAME = "finetune.json"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    frames: FrameConfig
+    checkpoint: str = ""  # the base model ("" = the shipped default)
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-4
+    mode: str = "depthart"  # the stage-2 objective: depthart | teacher_forcing
+    adapt_tokenizer: int = 0  # > 0: stage-1 steps on the bag before stage 2 (tokenizer frozen: 0)
+    tokenizer_lr: float = 2e-5
+    eval_frames: int = 100  # held-out frames scored at full size (evenly spaced)
+    sparse_points: int = 100  # metric scores: sensor pixels each frame's scale is fitted to
+    seed: int = 0
+    device: str = "auto"
+    ckpt_every: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_frames", "sparse_points", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.adapt_tokenizer < 0:
+            raise ValueError(f"adapt_tokenizer must be >= 0 steps, got {self.adapt_tokenizer}")
+        if not self.lr > 0 or not self.tokenizer_lr > 0:
+            raise ValueError(f"learning rates must be > 0, got {self.lr}, {self.tokenizer_lr}")
+
+
+@dataclass
+class Prepared:
+    """Everything read from the bags, before anything is written."""
+
+    scans: list[BagScan]
+    counts: list[Counts]
+    train: list[SmallFrame]
+    heldout: list[SmallFrame]
+    scored: list[Frame]  # full-size held-out frames to score
+
+
+def prepare(
+    bag_paths: Sequence[str | Path], cfg: FinetuneConfig, size: int, progress: bool = True
+) -> Prepared:
+    """Scan, pair, split and decode every bag; raises `FinetuneInputError` (one line) on input
+    that cannot be fine-tuned on. Writes nothing."""
+    if not bag_paths:
+        raise FinetuneInputError("no bag given")
+    scans = [scan_bag(p, cfg.frames) for p in bag_paths]
+    out = Prepared(scans, [], [], [], [])
+    total = sum(s.index.n_frames for s in scans)
+    bar = tqdm(total=total, desc="read bags", unit="img", disable=not progress)
+    for b, scan in enumerate(scans):
+        split_by_time(scan, cfg.frames)
+        held = [i for i, blk in enumerate(scan.block) if blk == "heldout"]
+        keep_full = {held[k] for k in evenly_spaced(len(held), cfg.eval_frames)}
+        counts = Counts()
+        done = 0
+        for f in decode_frames(scan, b, cfg.frames, counts):
+            bar.update(f.index + 1 - done)
+            done = f.index + 1
+            if f.block == "gap":
+                continue
+            small = to_model_size(f, size)
+            if small is None:
+                counts.paired -= 1
+                counts.blocks[f.block] -= 1
+                counts.rejected["no valid depth at the model resolution"] += 1
+                continue
+            (out.train if f.block == "train" else out.heldout).append(small)
+            if f.block == "heldout" and f.index in keep_full:
+                out.scored.append(f)
+        bar.update(scan.index.n_frames - done)
+        out.counts.append(counts)
+    bar.close()
+    check_split(out.counts, cfg.frames)
+    if not out.scored:
+        raise FinetuneInputError("no held-out frame could be decoded for scoring")
+    return out
+
+
+def _model_config(base: Path) -> tuple[str, dict[str, Any], int]:
+    """(preset name, the full model config as overrides, image size) of a checkpoint."""
+    info = read_checkpoint_info(base)
+    cfg = info["config"]
+    preset = info.get("metadata", {}).get("preset", "")
+    return (preset if preset in PRESETS else next(iter(PRESETS))), cfg, int(cfg["image_size"])
+
+
+def _summary(
+    bags: Sequence[str | Path], cfg: FinetuneConfig, base: Path, prep: Prepared
+) -> dict[str, Any]:
+    total = Counts()
+    for c in prep.counts:
+        total.images += c.images
+        total.depth_images += c.depth_images
+        total.paired += c.paired
+        total.unmatched += c.unmatched
+        total.rejected.update(c.rejected)
+        total.blocks.update(c.blocks)
+    return {
+        "bags": [str(b) for b in bags],
+        "topics": {"image": cfg.frames.image_topic, "depth": cfg.frames.depth_topic},
+        "depth_encodings": sorted({s.depth_encoding for s in prep.scans}),
+        "image_encodings": sorted({s.image_encoding for s in prep.scans}),
+        "max_dt_s": cfg.frames.max_dt_s,
+        "base_checkpoint": str(base),
+        "counts": {"total": total.to_dict(), "per_bag": [c.to_dict() for c in prep.counts]},
+        "split": {
+            "train": len(prep.train),
+            "gap": total.blocks.get("gap", 0),
+            "heldout": len(prep.heldout),
+            "scored": len(prep.scored),
+            "gap_s": cfg.frames.gap_s,
+            "heldout_share": cfg.frames.heldout,
+        },
+        "settings": {k: v for k, v in asdict(cfg).items() if k != "frames"}
+        | {"frames": asdict(cfg.frames)},
+    }
+
+
+def _write_frames(run: Path, prep: Prepared, resume: bool) -> tuple[Path, Path]:
+    """The two frame files; on resume they must hold exactly what the bags give now."""
+    paths = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
+    blocks = ((paths[0], prep.train, True), (paths[1], prep.heldout, False))
+    for path, frames, training in blocks:
+        tensors = stack(frames, training)
+        if resume and path.is_file():
+            old = load_file(str(path))
+            if any(not torch.equal(old.get(k, torch.empty(0)), t) for k, t in tensors.items()):
+                raise FinetuneInputError(
+                    f"--resume: {path} differs from what the bags and settings give now; "
+                    "resume with the same bags and options, or start a new --out"
+                )
+            continue
+        atomic_write(path, lambda tmp, t=tensors: save_file(t, tmp))
+    return paths
+
+
+def _train_config(
+    cfg: FinetuneConfig, base: Path, frames: tuple[Path, Path], size: int, stage: str
+) -> TrainConfig:
+    preset, model_cfg, _ = _model_config(base)
+    steps = cfg.adapt_tokenizer if stage == "tokenizer" else cfg.steps
+    return TrainConfig(
+        stage=stage,
+        mode=cfg.mode,
+        preset=preset,
+        model_overrides=model_cfg,
+        init_checkpoint=str(base),
+        init_tokenizer_only=False,
+        batch_size=cfg.batch_size,
+        steps=steps,
+        seed=cfg.seed,
+        device=cfg.device,
+        ckpt_every=min(cfg.ckpt_every, steps),
+        val_every=max(1, steps // 4),
+        log_every=max(1, min(10, steps // 10)),
+        restart_dead_every=0,  # re-seeding codes would break the transformer's vocabulary
+        data=DataConfig(
+            source="frames", root=str(frames[0]), val_root=str(frames[1]), seed=cfg.seed
+        ),
+        optim=OptimConfig(
+            lr=cfg.tokenizer_lr if stage == "tokenizer" else cfg.lr,
+            schedule="cosine",
+            warmup=max(1, steps // 20),
+        ),
+    )
+
+
+def run_finetune(
+    bags: Sequence[str | Path],
+    cfg: FinetuneConfig,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """The whole command; returns the report (None on ranks other than 0)."""
+    run = Path(out)
+    rank, world = init_distributed()
+    base = resolve_checkpoint(cfg.checkpoint or None)
+    _, _, size = _model_config(base)
+    prep = prepare(bags, cfg, size, progress=progress and rank == 0)
+    summary = _summary(bags, cfg, base, prep)
+    if rank == 0:
+        lock = claim_run_dir(run, resume, overwrite, RUN_MARKERS + REPORT_MARKERS)
+        if resume and (run / SETTINGS_NAME).is_file():
+            old = json.loads((run / SETTINGS_NAME).read_text()).get("settings", {})
+            new = json.loads(json.dumps(summary["settings"]))
+            if {**old, "steps": 0} != {**new, "steps": 0}:  # more steps may be asked for
+                raise FinetuneInputError(
+                    f"--resume: the options differ from those {run / SETTINGS_NAME} records; "
+                    "give the same ones, or start a new --out"
+                )
+        frames = _write_frames(run, prep, resume)
+        atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    barrier(world)
+    frames = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
+    t0 = time.perf_counter()
+    init = base
+    if cfg.adapt_tokenizer:
+        tok_cfg = _train_config(cfg, base, frames, size, "tokenizer")
+        tok = Trainer(tok_cfg, run / "tokenizer", resume=resume and (run / "tokenizer").is_dir())
+        tok.fit(progress=progress)
+        init = run / "tokenizer" / CKPT_NAME
+        barrier(world)
+    trainer = Trainer(
+        _train_config(cfg, init, frames, size, "transformer"),
+        run,
+        resume=resume and (run / "train_state.safetensors").is_file(),
+    )
+    trainer.fit(progress=progress)
+    seconds = time.perf_counter() - t0
+    if rank != 0:
+        return None
+    base_model = DepthEstimator.from_checkpoint(base)
+    tuned = DepthEstimator.from_checkpoint(run / CKPT_NAME)
+    before, preds_b = rep.score(base_model, prep.scored, cfg.sparse_points, cfg.seed)
+    after, preds_a = rep.score(tuned, prep.scored, cfg.sparse_points, cfg.seed)
+    tokenizer = f"adapted ({cfg.adapt_tokenizer} steps)" if cfg.adapt_tokenizer else "frozen"
+    report = summary | {
+        "checkpoint": str(run / CKPT_NAME),
+        "train": {
+            "steps": trainer.step,
+            "seconds": seconds,
+            "world": world,
+            "tokenizer": tokenizer,
+            "objective": cfg.mode,
+        },
+        "sparse_points": cfg.sparse_points,
+        "before": before,
+        "after": after,
+        "change": rep.relative_change(before, after),
+    }
+    rep.write_report(run, report, rep.figure(prep.scored, preds_b, preds_a))
+    lock.release()
+    return report
