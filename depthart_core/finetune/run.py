@@ -48,7 +48,14 @@ from depthart_core.finetune.frames import (
     split_by_time,
 )
 from depthart_core.finetune.prepare import SmallFrame, evenly_spaced, stack, to_model_size
-from depthart_core.rundir import CKPT_NAME, REPORT_MARKERS, RUN_MARKERS, claim_run_dir
+from depthart_core.rundir import (
+    CKPT_NAME,
+    REPORT_MARKERS,
+    RunDirError,
+    RunLock,
+    claim_run_dir,
+    describe_contents,
+)
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.training.config import DataConfig, OptimConfig, TrainConfig
 from depthart_core.training.distributed import barrier, init_distributed
@@ -174,6 +181,16 @@ def _summary(
     }
 
 
+def _claim(run: Path, resume: bool, overwrite: bool) -> RunLock:
+    """The run folder, refused while it holds a run (unless --resume or --overwrite) or another
+    command's report (unless --overwrite)."""
+    if describe_contents(run) is None and not overwrite:
+        held = describe_contents(run, REPORT_MARKERS)
+        if held is not None:
+            raise RunDirError(f"{run} holds {held}: pass --overwrite or another --out")
+    return claim_run_dir(run, resume, overwrite)
+
+
 def _write_frames(run: Path, prep: Prepared, resume: bool) -> tuple[Path, Path]:
     """The two frame files; on resume they must hold exactly what the bags give now."""
     paths = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
@@ -239,7 +256,7 @@ def run_finetune(
     prep = prepare(bags, cfg, size, progress=progress and rank == 0)
     summary = _summary(bags, cfg, base, prep)
     if rank == 0:
-        lock = claim_run_dir(run, resume, overwrite, RUN_MARKERS + REPORT_MARKERS)
+        lock = _claim(run, resume, overwrite)
         if resume and (run / SETTINGS_NAME).is_file():
             old = json.loads((run / SETTINGS_NAME).read_text()).get("settings", {})
             new = json.loads(json.dumps(summary["settings"]))

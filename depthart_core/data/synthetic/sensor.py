@@ -51,12 +51,14 @@ def sensor_depth_mm(
     ok = valid & (z >= model.min_range_m) & (z <= model.max_range_m)
     # occlusion bands beside depth steps: the far side of a step larger than edge_step * z
     if model.edge_px > 0:
-        step = np.zeros((h, w), dtype=bool)
         dz = np.abs(np.diff(z, axis=1)) > model.edge_step * np.minimum(z[:, 1:], z[:, :-1])
-        step[:, 1:] |= dz & (z[:, 1:] > z[:, :-1])  # the farther pixel of the pair
-        step[:, :-1] |= dz & (z[:, :-1] > z[:, 1:])
-        kernel = np.ones((1, 2 * model.edge_px + 1), dtype=np.uint8)
-        ok &= ~cv2.dilate(step.astype(np.uint8), kernel).astype(bool)
+        far_right = dz & (z[:, 1:] > z[:, :-1])  # [j]: pixel j + 1 is the far one
+        far_left = dz & (z[:, :-1] > z[:, 1:])  # [j]: pixel j is the far one
+        band = np.zeros((h, w), dtype=bool)
+        for k in range(model.edge_px):  # the band lies on the far surface, beside the edge
+            band[:, 1 + k :] |= far_right[:, : w - 1 - k]
+            band[:, : w - 1 - k] |= far_left[:, k:]
+        ok &= ~band
     for _ in range(int(rng.integers(model.patches[0], model.patches[1] + 1))):
         mask = np.zeros((h, w), dtype=np.uint8)
         centre = (int(rng.integers(w)), int(rng.integers(h)))

@@ -1,0 +1,235 @@
+"""`depthart finetune`: pairing and counting, depth-to-image mapping, hole filling, the time
+split, one-line errors that leave no output folder, and the fast version of the acceptance check
+(a corridor bag, a CPU fine-tune, held-out AbsRel at least 20 % below the base model's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from depthart_core.cli import main
+from depthart_core.data.synthetic.sensor import SensorModel
+from depthart_core.finetune.frames import FrameConfig, depth_onto_image
+from depthart_core.finetune.prepare import fill_holes
+from depthart_core.finetune.run import FinetuneConfig, prepare
+from depthart_core.rosio import messages
+from depthart_core.rosio.bags import BagWriter, write_synthetic_bag
+
+T0 = 1_700_000_000 * 1_000_000_000
+PERIOD = 100_000_000  # 10 Hz
+
+
+def _rgb(i: int, h: int = 24, w: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _write_bag(
+    path: Path,
+    n: int,
+    depth_encoding: str = "16UC1",
+    image_encoding: str = "rgb8",
+    depth_offset_ns: int = 0,
+    no_depth: tuple[int, ...] = (),
+    empty_depth: tuple[int, ...] = (),
+    image_topic: str = "/camera/image_raw",
+) -> Path:
+    """n frames at 10 Hz; depth 1.0 + 0.01 * i m with a hole in the top-left 4x4 pixels."""
+    with BagWriter(path) as bag:
+        for i in range(n):
+            t = T0 + i * PERIOD
+            rgb = _rgb(i)
+            img = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
+            bag.write(image_topic, messages.image_msg(img, image_encoding, t, "cam"), t)
+            if i in no_depth:
+                continue
+            d = np.full((24, 32), 1.0 + 0.01 * i, dtype=np.float32)
+            d[:4, :4] = 0
+            if i in empty_depth:
+                d[:] = 0
+            if depth_encoding == "32FC1":
+                px = np.where(d > 0, d, np.nan).astype(np.float32)
+            elif depth_encoding == "8UC1":
+                px = np.full((24, 32), 7, dtype=np.uint8)
+            else:
+                px = np.rint(d * 1000).astype(np.uint16)
+            td = t + depth_offset_ns
+            bag.write("/camera/depth", messages.image_msg(px, depth_encoding, td, "cam"), td)
+    return path
+
+
+def _finetune(bag: Path, out: Path, *extra: str) -> int:
+    args = ["finetune", str(bag), "--image-topic", "/camera/image_raw", "--no-progress"]
+    return main(args + ["--depth-topic", "/camera/depth", "--out", str(out), *extra])
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("depthart finetune: error: ") and "\n" not in err, err
+    return err
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: one line naming the value, and no output folder
+
+
+def test_missing_topic_lists_the_bag_topics(tmp_path, capsys):
+    bag = _write_bag(tmp_path / "bag", 20, image_topic="/cam/rgb")
+    assert _finetune(bag, tmp_path / "run") == 1
+    err = _one_line_error(capsys)
+    assert "'/camera/image_raw' not found" in err and "/cam/rgb" in err and "/camera/depth" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unsupported_depth_encoding_is_named(tmp_path, capsys):
+    bag = _write_bag(tmp_path / "bag", 20, depth_encoding="8UC1")
+    assert _finetune(bag, tmp_path / "run") == 1
+    err = _one_line_error(capsys)
+    assert "'8UC1'" in err and "16UC1" in err and "32FC1" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_pair_within_tolerance_names_the_nearest_offset(tmp_path, capsys):
+    bag = _write_bag(tmp_path / "bag", 20, depth_offset_ns=37_000_000)  # 37 ms late
+    assert _finetune(bag, tmp_path / "run", "--max-dt", "0.01") == 1
+    err = _one_line_error(capsys)
+    assert "nearest offset seen is 0.037 s" in err and "0.01 s" in err
+    assert not (tmp_path / "run").exists()
+    # within a tolerance that covers the offset the same bag pairs (then is too short to split)
+    assert _finetune(bag, tmp_path / "run", "--max-dt", "0.04") == 1
+    assert "too few paired frames to split: 20 paired" in _one_line_error(capsys)
+
+
+def test_too_few_frames_to_split(tmp_path, capsys):
+    bag = _write_bag(tmp_path / "bag", 12)
+    assert _finetune(bag, tmp_path / "run") == 1
+    err = _one_line_error(capsys)
+    assert "too few paired frames to split: 12 paired" in err and "need at least 16" in err
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Pairing, counting, encodings and the split (no training)
+
+
+def test_counts_encodings_and_time_split(tmp_path):
+    bag = _write_bag(
+        tmp_path / "bag",
+        40,
+        depth_encoding="32FC1",
+        image_encoding="bgr8",
+        no_depth=(5, 6),
+        empty_depth=(10,),
+    )
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.5)
+    prep = prepare([bag], FinetuneConfig(frames=frames, eval_frames=3), size=16, progress=False)
+    c = prep.counts[0].to_dict()
+    assert (c["images"], c["depth_images"], c["paired"], c["unmatched"]) == (40, 38, 37, 2)
+    assert c["rejected"] == {"valid depth below 20% of the image": 1}
+    # span 0..3.9 s: held out t >= 3.12 s (frames 32-39), gap (2.62, 3.12) s (frames 27-31)
+    assert c["blocks"] == {"train": 24, "gap": 5, "heldout": 8}
+    assert len(prep.train) == 24 and len(prep.heldout) == 8
+    scored = prep.scored
+    assert [f.index for f in scored] == [32, 36, 39]  # evenly spaced over the held-out block
+    f = scored[0]
+    assert np.array_equal(f.rgb, _rgb(32))  # bgr8 read back as RGB
+    assert not f.valid[:4, :4].any() and f.valid[4:, 4:].all()  # NaN = invalid (REP 117)
+    assert np.allclose(f.depth[f.valid], 1.32)
+    small = prep.train[0]  # 16x16, the 4x4 hole became 2x2 and was filled from its neighbours
+    assert small.depth.shape == (16, 16) and (small.depth > 0).all()
+    assert not small.sensor_valid[:2, :2].any() and np.allclose(small.depth[:2, :2], 1.0)
+
+
+def test_fill_holes_takes_the_nearest_valid_depth():
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(1, 5, (20, 24)).astype(np.float32)
+    valid = rng.uniform(size=depth.shape) > 0.7
+    filled = fill_holes(depth, valid)
+    assert np.array_equal(filled[valid], depth[valid])
+    vy, vx = np.nonzero(valid)
+    for y, x in zip(*np.nonzero(~valid), strict=True):
+        dist = np.hypot(vy - y, vx - x)
+        near = dist <= dist.min() + 0.5  # OpenCV's 5x5 mask is exact to within half a pixel
+        assert np.isclose(depth[vy[near], vx[near]], filled[y, x]).any()
+    with pytest.raises(ValueError, match="without any valid pixel"):
+        fill_holes(depth, np.zeros_like(valid))
+
+
+def test_depth_of_another_size_is_mapped_through_intrinsics():
+    K_img = np.array([[50.0, 0, 29.5], [0, 50.0, 19.5], [0, 0, 1]])  # 60x40 image
+    # a registered depth stream at half the resolution, cropped: it sees only x in [-0.3, 0.3]
+    K_dep = np.array([[25.0, 0, 7.5], [0, 25.0, 9.5], [0, 0, 1]])  # 16x20 depth image
+    v, u = np.mgrid[0:20, 0:16].astype(float)
+    ray_x = (u - K_dep[0, 2]) / K_dep[0, 0]
+    depth = (2.0 + ray_x).astype(np.float32)  # depth as a function of the ray
+    d, ok = depth_onto_image(depth, np.ones_like(depth, bool), (40, 60), K_img, K_dep)
+    vv, uu = np.mgrid[0:40, 0:60].astype(float)
+    img_x = (uu - K_img[0, 2]) / K_img[0, 0]
+    inside = np.abs(img_x) < 0.28
+    assert ok[inside].all() and not ok[np.abs(img_x) > 0.34].any()
+    assert np.abs(d[inside] - (2.0 + img_x[inside])).max() <= 0.5 / 25.0 + 1e-6  # nearest
+    # without intrinsics: same aspect ratio resizes, another one is refused with the sizes
+    d2, ok2 = depth_onto_image(np.ones((20, 30), np.float32), np.ones((20, 30), bool), (40, 60))
+    assert d2.shape == (40, 60) and ok2.all()
+    with pytest.raises(ValueError, match="depth 16x20 and image 60x40"):
+        depth_onto_image(depth, np.ones_like(depth, bool), (40, 60))
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast acceptance check: a corridor bag, a short CPU fine-tune, >= 20 % lower AbsRel
+
+
+@pytest.fixture(scope="module")
+def corridor_bag(tmp_path_factory) -> Path:
+    bag = tmp_path_factory.mktemp("corridor") / "bag"
+    write_synthetic_bag(
+        bag,
+        120,
+        seed=0,
+        depth_encoding="16UC1",
+        size=(60, 80),
+        style="corridor",
+        sensor=SensorModel(),
+        depth_delay_ns=3_000_000,
+    )
+    return bag
+
+
+def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(corridor_bag, tmp_path, capsys):
+    run = tmp_path / "run"
+    cam = ["--camera-info-topic", "/camera/camera_info"]
+    assert _finetune(corridor_bag, run, *cam, "--steps", "60") == 0
+    report = json.loads((run / "report.json").read_text())
+    counts = report["counts"]["total"]
+    assert counts["images"] == 120 and counts["paired"] == 120 and counts["unmatched"] == 0
+    assert report["depth_encodings"] == ["16UC1"]
+    split = report["split"]
+    assert split["train"] + split["gap"] + split["heldout"] == 120 and split["heldout"] >= 20
+    before, after = report["before"]["depthart"]["abs_rel"], report["after"]["depthart"]["abs_rel"]
+    assert after <= 0.8 * before, (before, after)
+    assert report["change"]["depthart"]["abs_rel"] == pytest.approx(after / before - 1)
+    assert {"abs_rel", "rmse", "delta1"} <= set(report["after"]["metric"])
+    assert "| depthart | abs_rel |" in (run / "report.md").read_text()
+    fig = cv2.imread(str(run / "figure.png"))
+    assert fig.shape[1] == 4 * 80 and fig.shape[0] == 4 * 60  # RGB | sensor | before | after
+    # the checkpoint loads unchanged in predict (and export, where onnx is installed)
+    png = tmp_path / "frame.png"
+    cv2.imwrite(str(png), _rgb(1, 60, 80))
+    ckpt = str(run / "checkpoint.safetensors")
+    preds = tmp_path / "preds"
+    assert main(["predict", str(png), "--out", str(preds), "--checkpoint", ckpt]) == 0
+    assert np.load(preds / "frame.npy").shape == (60, 80)
+    # a second run into the folder is refused; --resume continues the same run to more steps
+    capsys.readouterr()
+    assert _finetune(corridor_bag, run, *cam, "--steps", "60") == 1
+    assert "holds a run at step 60" in _one_line_error(capsys)
+    assert _finetune(corridor_bag, run, *cam, "--steps", "64", "--resume") == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert (
+        rows[-1]["step"] == 64
+        and json.loads((run / "report.json").read_text())["train"]["steps"] == 64
+    )
