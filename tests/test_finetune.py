@@ -14,7 +14,6 @@ import pytest
 from depthart_core.cli import main
 from depthart_core.data.synthetic.sensor import SensorModel
 from depthart_core.finetune.frames import FrameConfig, depth_onto_image
-from depthart_core.finetune.prepare import fill_holes
 from depthart_core.finetune.run import FinetuneConfig, prepare
 from depthart_core.rosio import messages
 from depthart_core.rosio.bags import BagWriter, write_synthetic_bag
@@ -139,24 +138,12 @@ def test_counts_encodings_and_time_split(tmp_path):
     assert np.array_equal(f.rgb, _rgb(32))  # bgr8 read back as RGB
     assert not f.valid[:4, :4].any() and f.valid[4:, 4:].all()  # NaN = invalid (REP 117)
     assert np.allclose(f.depth[f.valid], 1.32)
-    small = prep.train[0]  # 16x16, the 4x4 hole became 2x2 and was filled from its neighbours
-    assert small.depth.shape == (16, 16) and (small.depth > 0).all()
-    assert not small.sensor_valid[:2, :2].any() and np.allclose(small.depth[:2, :2], 1.0)
-
-
-def test_fill_holes_takes_the_nearest_valid_depth():
-    rng = np.random.default_rng(3)
-    depth = rng.uniform(1, 5, (20, 24)).astype(np.float32)
-    valid = rng.uniform(size=depth.shape) > 0.7
-    filled = fill_holes(depth, valid)
-    assert np.array_equal(filled[valid], depth[valid])
-    vy, vx = np.nonzero(valid)
-    for y, x in zip(*np.nonzero(~valid), strict=True):
-        dist = np.hypot(vy - y, vx - x)
-        near = dist <= dist.min() + 0.5  # OpenCV's 5x5 mask is exact to within half a pixel
-        assert np.isclose(depth[vy[near], vx[near]], filled[y, x]).any()
-    with pytest.raises(ValueError, match="without any valid pixel"):
-        fill_holes(depth, np.zeros_like(valid))
+    # 16x16 by nearest neighbour: source row floor(1.5 i) and column 2 j, so the 4x4 hole
+    # covers rows 0-2 and columns 0-1, and stays invalid (0) for the codec to fill
+    small = prep.train[0]
+    assert small.depth.shape == (16, 16) and not small.valid[:3, :2].any()
+    assert small.valid.sum() == 16 * 16 - 6 and (small.depth[~small.valid] == 0).all()
+    assert np.allclose(small.depth[small.valid], 1.0)
 
 
 def test_depth_of_another_size_is_mapped_through_intrinsics():

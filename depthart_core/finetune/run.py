@@ -5,7 +5,7 @@ encodings, stamp pairs), split by time and decoded in memory first; only then is
 claimed (`rundir.claim_run_dir`: refused if it holds a run or report, unless --resume or
 --overwrite) and written:
 
-    RUN/frames/train.safetensors     training frames at the model resolution (holes filled)
+    RUN/frames/train.safetensors     training frames at the model resolution (sensor mask)
     RUN/frames/heldout.safetensors   the held-out block at the model resolution (sensor mask)
     RUN/finetune.json                the settings, frame counts and split
     RUN/tokenizer/                   only with --adapt-tokenizer: the stage-1 run
@@ -194,9 +194,8 @@ def _claim(run: Path, resume: bool, overwrite: bool) -> RunLock:
 def _write_frames(run: Path, prep: Prepared, resume: bool) -> tuple[Path, Path]:
     """The two frame files; on resume they must hold exactly what the bags give now."""
     paths = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
-    blocks = ((paths[0], prep.train, True), (paths[1], prep.heldout, False))
-    for path, frames, training in blocks:
-        tensors = stack(frames, training)
+    for path, frames in ((paths[0], prep.train), (paths[1], prep.heldout)):
+        tensors = stack(frames)
         if resume and path.is_file():
             old = load_file(str(path))
             if any(not torch.equal(old.get(k, torch.empty(0)), t) for k, t in tensors.items()):
