@@ -200,6 +200,7 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(corridor_bag, t
     assert after <= 0.8 * before, (before, after)
     assert report["change"]["depthart"]["abs_rel"] == pytest.approx(after / before - 1)
     assert {"abs_rel", "rmse", "delta1"} <= set(report["after"]["metric"])
+    assert 0 < report["baseline_mean_depth"]["abs_rel"] < 1
     assert "| depthart | abs_rel |" in (run / "report.md").read_text()
     fig = cv2.imread(str(run / "figure.png"))
     assert fig.shape[1] == 4 * 80 and fig.shape[0] == 4 * 60  # RGB | sensor | before | after

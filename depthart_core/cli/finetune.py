@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heldout", type=float, default=0.2, help="held-out share of each bag (0.2)")
     p.add_argument("--split-gap", type=float, default=1.0, help="gap before held-out [s] (1.0)")
     p.add_argument("--min-valid", type=float, default=0.2, help="min. valid depth share (0.2)")
-    p.add_argument("--steps", type=int, default=300, help="training steps (300)")
+    p.add_argument("--steps", type=int, default=100, help="training steps (100)")
     p.add_argument("--batch-size", type=int, default=16, help="frames per step and process (16)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (1e-4, cosine decay)")
     p.add_argument(

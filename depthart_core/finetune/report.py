@@ -8,6 +8,7 @@ sensor measured:
   (`metric_scale.fit_metric_scale`, as the node fits `sparse_depth` and `depthart replay
   --protocol metric` scores), then AbsRel, RMSE and delta1 with no further alignment. Both
   encodings the sensor may use (16UC1 mm, 32FC1 m) are metric, so both are always reported.
+A model-free baseline is scored beside them: the training block's mean relative depth map.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from depthart_core.colormap import colorize
 from depthart_core.evaluation.protocols import evaluate
 from depthart_core.fileutil import atomic_write
 from depthart_core.finetune.frames import Frame
+from depthart_core.finetune.prepare import SmallFrame
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.runtime.base import Backend
+from depthart_core.tokenizer.codec import encode_depth
 
 HEADLINE = {"depthart": ("abs_rel", "delta1_bad", "mae"), "metric": ("abs_rel", "rmse", "delta1")}
 
@@ -65,6 +69,25 @@ def score(
     }
     out["frames"] = {"scored": len(frames), "metric_fit_failed": failed_fits}
     return out, preds
+
+
+def mean_depth_prior(train: Sequence[SmallFrame]) -> np.ndarray:
+    """The training block's mean relative depth map (S x S, the codec's d / q98 with holes
+    filled): a model-free baseline that knows the place but not the image."""
+    depth = torch.from_numpy(np.stack([f.depth for f in train]))
+    valid = torch.from_numpy(np.stack([f.valid for f in train]))
+    x_B3HW, _ = encode_depth(depth, valid)
+    return ((x_B3HW[:, 0] + 1) / 2).mean(0).numpy()
+
+
+def score_prior(prior_SS: np.ndarray, frames: Sequence[Frame]) -> dict[str, float]:
+    """The prior resized to each held-out frame, under the paper's protocol."""
+    rows = []
+    for f in frames:
+        h, w = f.depth.shape
+        pred = cv2.resize(prior_SS, (w, h), interpolation=cv2.INTER_LINEAR)
+        rows.append(evaluate(pred, f.depth, f.valid, "depthart"))
+    return {k: float(np.mean([r[k] for r in rows])) for k in HEADLINE["depthart"]}
 
 
 def relative_change(before: dict, after: dict) -> dict[str, dict[str, float]]:
@@ -164,10 +187,18 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {k} | {_fmt(b)} | {_fmt(a)} | {'' if ch is None else f'{ch:+.1%}'} |"
             )
+    prior = r.get("baseline_mean_depth")
+    if prior:
+        lines.append(
+            f"| depthart | abs_rel of the training block's mean depth map (no model) | "
+            f"{_fmt(prior['abs_rel'])} | | |"
+        )
     lines += [
         "",
         "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
-        f"scale fitted per frame to {r['sparse_points']} random sensor pixels.",
+        f"scale fitted per frame to {r['sparse_points']} random sensor pixels. The mean depth "
+        "map is a model-free baseline: where it beats the fine-tuned model, the place is very "
+        "regular or the model (its tokenizer's resolution first) is the limit.",
         "",
         "![RGB | sensor depth | before | after](figure.png)",
         "",

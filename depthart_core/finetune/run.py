@@ -68,7 +68,7 @@ SETTINGS_NAME = "finetune.json"
 class FinetuneConfig:
     frames: FrameConfig
     checkpoint: str = ""  # the base model ("" = the shipped default)
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 16
     lr: float = 1e-4
     mode: str = "depthart"  # the stage-2 objective: depthart | teacher_forcing
@@ -303,6 +303,7 @@ def run_finetune(
         "before": before,
         "after": after,
         "change": rep.relative_change(before, after),
+        "baseline_mean_depth": rep.score_prior(rep.mean_depth_prior(prep.train), prep.scored),
     }
     rep.write_report(run, report, rep.figure(prep.scored, preds_b, preds_a))
     lock.release()
