@@ -17,6 +17,7 @@ from depthart_core.finetune.frames import FrameConfig, depth_onto_image
 from depthart_core.finetune.run import FinetuneConfig, prepare
 from depthart_core.rosio import messages
 from depthart_core.rosio.bags import BagWriter, write_synthetic_bag
+from depthart_core.runtime import get_backend
 
 T0 = 1_700_000_000 * 1_000_000_000
 PERIOD = 100_000_000  # 10 Hz
@@ -36,9 +37,10 @@ def _write_bag(
     no_depth: tuple[int, ...] = (),
     empty_depth: tuple[int, ...] = (),
     image_topic: str = "/camera/image_raw",
+    storage: str = "mcap",
 ) -> Path:
     """n frames at 10 Hz; depth 1.0 + 0.01 * i m with a hole in the top-left 4x4 pixels."""
-    with BagWriter(path) as bag:
+    with BagWriter(path, storage=storage) as bag:
         for i in range(n):
             t = T0 + i * PERIOD
             rgb = _rgb(i)
@@ -146,6 +148,24 @@ def test_counts_encodings_and_time_split(tmp_path):
     assert np.allclose(small.depth[small.valid], 1.0)
 
 
+def test_several_bags_mcap_and_sqlite3_are_split_each_by_time(tmp_path):
+    a = _write_bag(tmp_path / "a", 30)
+    b = _write_bag(tmp_path / "b", 25, storage="sqlite3", depth_encoding="mono16")
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.3)
+    prep = prepare([a, b], FinetuneConfig(frames=frames), size=16, progress=False)
+    # a: span 2.9 s, held out t >= 2.32 s (frames 24-29), gap (2.02, 2.32) s (frames 21-23)
+    # b: span 2.4 s, held out t >= 1.92 s (frames 20-24), gap (1.62, 1.92) s (frames 17-19)
+    blocks = [c.to_dict()["blocks"] for c in prep.counts]
+    assert blocks == [
+        {"train": 21, "gap": 3, "heldout": 6},
+        {"train": 17, "gap": 3, "heldout": 5},
+    ]
+    assert len(prep.train) == 38 and len(prep.heldout) == 11
+    assert {(f.bag, f.index) for f in prep.scored} == {(0, i) for i in range(24, 30)} | {
+        (1, i) for i in range(20, 25)
+    }
+
+
 def test_depth_of_another_size_is_mapped_through_intrinsics():
     K_img = np.array([[50.0, 0, 29.5], [0, 50.0, 19.5], [0, 0, 1]])  # 60x40 image
     # a registered depth stream at half the resolution, cropped: it sees only x in [-0.3, 0.3]
@@ -186,7 +206,9 @@ def corridor_bag(tmp_path_factory) -> Path:
     return bag
 
 
-def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(corridor_bag, tmp_path, capsys):
+def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(
+    corridor_bag, tmp_path, capsys, monkeypatch
+):
     run = tmp_path / "run"
     cam = ["--camera-info-topic", "/camera/camera_info"]
     assert _finetune(corridor_bag, run, *cam, "--steps", "60") == 0
@@ -211,6 +233,10 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(corridor_bag, t
     preds = tmp_path / "preds"
     assert main(["predict", str(png), "--out", str(preds), "--checkpoint", ckpt]) == 0
     assert np.load(preds / "frame.npy").shape == (60, 80)
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))  # the exported graph
+    backend = get_backend("onnxruntime", checkpoint=ckpt)  # the node's factory, via ONNX export
+    assert backend.predict(_rgb(1, 60, 80)).shape == (60, 80)
     # a second run into the folder is refused; --resume continues the same run to more steps
     capsys.readouterr()
     assert _finetune(corridor_bag, run, *cam, "--steps", "60") == 1
