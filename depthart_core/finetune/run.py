@@ -191,7 +191,7 @@ def _claim(run: Path, resume: bool, overwrite: bool) -> RunLock:
     return claim_run_dir(run, resume, overwrite)
 
 
-def _write_frames(run: Path, prep: Prepared, resume: bool) -> tuple[Path, Path]:
+def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
     """The two frame files; on resume they must hold exactly what the bags give now."""
     paths = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
     for path, frames in ((paths[0], prep.train), (paths[1], prep.heldout)):
@@ -205,7 +205,6 @@ def _write_frames(run: Path, prep: Prepared, resume: bool) -> tuple[Path, Path]:
                 )
             continue
         atomic_write(path, lambda tmp, t=tensors: save_file(t, tmp))
-    return paths
 
 
 def _train_config(
@@ -254,21 +253,49 @@ def run_finetune(
     _, _, size = _model_config(base)
     prep = prepare(bags, cfg, size, progress=progress and rank == 0)
     summary = _summary(bags, cfg, base, prep)
-    if rank == 0:
-        lock = _claim(run, resume, overwrite)
-        if resume and (run / SETTINGS_NAME).is_file():
-            old = json.loads((run / SETTINGS_NAME).read_text()).get("settings", {})
-            new = json.loads(json.dumps(summary["settings"]))
-            if {**old, "steps": 0} != {**new, "steps": 0}:  # more steps may be asked for
-                raise FinetuneInputError(
-                    f"--resume: the options differ from those {run / SETTINGS_NAME} records; "
-                    "give the same ones, or start a new --out"
-                )
-        frames = _write_frames(run, prep, resume)
-        atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    lock = _start(run, prep, summary, resume, overwrite) if rank == 0 else None
     barrier(world)
-    frames = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
     t0 = time.perf_counter()
+    trainer = _train(run, cfg, base, size, resume, progress, world)
+    seconds = time.perf_counter() - t0
+    if lock is None:
+        return None
+    tokenizer = f"adapted ({cfg.adapt_tokenizer} steps)" if cfg.adapt_tokenizer else "frozen"
+    train = {"steps": trainer.step, "seconds": seconds, "world": world, "tokenizer": tokenizer}
+    report = _evaluate(run, cfg, base, prep, summary | {"train": train | {"objective": cfg.mode}})
+    lock.release()
+    return report
+
+
+def _start(
+    run: Path, prep: Prepared, summary: dict[str, Any], resume: bool, overwrite: bool
+) -> RunLock:
+    """Claim the folder, check a resumed run's options, write the frames and settings."""
+    lock = _claim(run, resume, overwrite)
+    if resume and (run / SETTINGS_NAME).is_file():
+        old = json.loads((run / SETTINGS_NAME).read_text()).get("settings", {})
+        new = json.loads(json.dumps(summary["settings"]))
+        if {**old, "steps": 0} != {**new, "steps": 0}:  # more steps may be asked for
+            raise FinetuneInputError(
+                f"--resume: the options differ from those {run / SETTINGS_NAME} records; "
+                "give the same ones, or start a new --out"
+            )
+    _write_frames(run, prep, resume)
+    atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    return lock
+
+
+def _train(
+    run: Path,
+    cfg: FinetuneConfig,
+    base: Path,
+    size: int,
+    resume: bool,
+    progress: bool,
+    world: int,
+) -> Trainer:
+    """Optionally stage 1 on the bag's frames (RUN/tokenizer), then stage 2 into RUN."""
+    frames = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
     init = base
     if cfg.adapt_tokenizer:
         tok_cfg = _train_config(cfg, base, frames, size, "tokenizer")
@@ -282,23 +309,21 @@ def run_finetune(
         resume=resume and (run / "train_state.safetensors").is_file(),
     )
     trainer.fit(progress=progress)
-    seconds = time.perf_counter() - t0
-    if rank != 0:
-        return None
-    base_model = DepthEstimator.from_checkpoint(base)
-    tuned = DepthEstimator.from_checkpoint(run / CKPT_NAME)
-    before, preds_b = rep.score(base_model, prep.scored, cfg.sparse_points, cfg.seed)
-    after, preds_a = rep.score(tuned, prep.scored, cfg.sparse_points, cfg.seed)
-    tokenizer = f"adapted ({cfg.adapt_tokenizer} steps)" if cfg.adapt_tokenizer else "frozen"
+    return trainer
+
+
+def _evaluate(
+    run: Path, cfg: FinetuneConfig, base: Path, prep: Prepared, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Score base and fine-tuned model on the held-out frames; write the report and figure."""
+    before, preds_b = rep.score(
+        DepthEstimator.from_checkpoint(base), prep.scored, cfg.sparse_points, cfg.seed
+    )
+    after, preds_a = rep.score(
+        DepthEstimator.from_checkpoint(run / CKPT_NAME), prep.scored, cfg.sparse_points, cfg.seed
+    )
     report = summary | {
         "checkpoint": str(run / CKPT_NAME),
-        "train": {
-            "steps": trainer.step,
-            "seconds": seconds,
-            "world": world,
-            "tokenizer": tokenizer,
-            "objective": cfg.mode,
-        },
         "sparse_points": cfg.sparse_points,
         "before": before,
         "after": after,
@@ -306,5 +331,4 @@ def run_finetune(
         "baseline_mean_depth": rep.score_prior(rep.mean_depth_prior(prep.train), prep.scored),
     }
     rep.write_report(run, report, rep.figure(prep.scored, preds_b, preds_a))
-    lock.release()
     return report
