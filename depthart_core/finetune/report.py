@@ -146,6 +146,20 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}"
 
 
+def _per_bag(r: dict[str, Any]) -> list[str]:
+    """The rejection causes, and with several bags one line of counts per bag."""
+    lines = [f"- rejected, {cause}: {n}" for cause, n in r["counts"]["total"]["rejected"].items()]
+    if len(r["bags"]) > 1:
+        for bag, c in zip(r["bags"], r["counts"]["per_bag"], strict=True):
+            b = c["blocks"]
+            lines.append(
+                f"- `{bag}`: {c['images']} images, {c['paired']} paired, {c['unmatched']} "
+                f"unmatched, {c['rejected_total']} rejected; {b['train']} training, {b['gap']} "
+                f"gap, {b['heldout']} held out"
+            )
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     c, split = r["counts"]["total"], r["split"]
     lines = [
@@ -165,8 +179,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{c['rejected_total']} rejected.",
         "",
     ]
-    for cause, n in c["rejected"].items():
-        lines.append(f"- rejected, {cause}: {n}")
+    lines += _per_bag(r)
     lines += [
         "",
         f"Split by time: {split['train']} training frames, {split['gap']} dropped in the "
