@@ -82,16 +82,21 @@ def _first_encoding(path: Path, topic: str) -> str | None:
     return None
 
 
-def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
-    """Check topics and encodings, match stamps. Raises `FinetuneInputError` / `BagError`."""
-    path = Path(path)
-    rcfg = ReplayConfig(
+def _replay_config(cfg: FrameConfig) -> ReplayConfig:
+    """The replay's view of the topics and stamp tolerance (its bag index and matching)."""
+    return ReplayConfig(
         image_topic=cfg.image_topic,
         depth_topic=cfg.depth_topic,
         camera_info_topic=cfg.camera_info_topic,
         max_dt_s=cfg.max_dt_s,
         plots=False,
     )
+
+
+def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
+    """Check topics and encodings, match stamps. Raises `FinetuneInputError` / `BagError`."""
+    path = Path(path)
+    rcfg = _replay_config(cfg)
     topics = bags.list_topics(path)
     if cfg.depth_info_topic:
         bags.check_topic(topics, cfg.depth_info_topic, messages.CAMERA_INFO_TYPE, path)
@@ -234,13 +239,7 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
     idx = scan.index
     counts.images += idx.n_frames
     counts.depth_images += len(idx.depth_stamps)
-    rcfg = ReplayConfig(
-        image_topic=cfg.image_topic,
-        depth_topic=cfg.depth_topic,
-        camera_info_topic=cfg.camera_info_topic,
-        max_dt_s=cfg.max_dt_s,
-        plots=False,
-    )
+    rcfg = _replay_config(cfg)
     depth_info = _latest_info(scan.path, cfg.depth_info_topic)
     for fr in iter_frames(scan.path, rcfg, idx):
         block = scan.block[fr.index]
