@@ -247,3 +247,19 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(
         rows[-1]["step"] == 64
         and json.loads((run / "report.json").read_text())["train"]["steps"] == 64
     )
+
+
+def test_metric_score_survives_a_prediction_of_exactly_zero():
+    # the decoder's clamp can give relative depth 0; fit.apply maps <= 0 to NaN (invalid), which
+    # made `finetune` abort on a corridor bag (seed 1) with "4 of 4273 ... not finite"
+    from depthart_core.finetune.frames import Frame
+    from depthart_core.finetune.report import _metric_depth
+
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1.0, 5.0, (20, 30)).astype(np.float32)
+    pred = (depth / 5.0).astype(np.float32)
+    pred[0, :4] = 0.0
+    f = Frame(0, 0, 0, "heldout", np.zeros((20, 30, 3), np.uint8), depth, np.ones_like(depth, bool))
+    metric = _metric_depth(pred, f, sparse_points=100, seed=0)
+    assert metric is not None and np.isfinite(metric).all()
+    assert np.allclose(metric[1:], depth[1:], rtol=1e-3)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from depthart_core.colormap import colorize
+from depthart_core.evaluation.metrics import PRED_EPS
 from depthart_core.evaluation.protocols import evaluate
 from depthart_core.fileutil import atomic_write
 from depthart_core.finetune.frames import Frame
@@ -43,7 +44,9 @@ def _metric_depth(
     sparse = np.full(frame.depth.shape, np.nan, dtype=np.float32)
     sparse[ys[pick], xs[pick]] = frame.depth[ys[pick], xs[pick]]
     fit, _ = fit_metric_scale(pred, sparse, "scale", min_points=min(20, sparse_points))
-    return None if fit is None else fit.apply(pred)
+    # a relative depth of exactly 0 (the decoder's clamp) would become NaN ("invalid", as the
+    # node publishes it); score it like the paper protocol does, floored at PRED_EPS
+    return None if fit is None else fit.apply(np.maximum(pred, PRED_EPS))
 
 
 def score(
