@@ -28,12 +28,11 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import get_logger
 from rclpy.qos import QoSProfile
 
-from depthart_ros.node import DepthArtCore
+from depthart_ros.node import DepthArtCore, spin_until_shutdown
 from depthart_ros.params import PARAMS
 
 STARTUP_PARAMS = frozenset(p.name for p in PARAMS if p.read_only)
@@ -145,17 +144,7 @@ def main(args: list[str] | None = None) -> None:
         ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         if ok and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             node.get_logger().error("autostart: activate failed")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.release()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node, node.release)
 
 
 if __name__ == "__main__":

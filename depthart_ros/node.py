@@ -400,6 +400,12 @@ def main(args: list[str] | None = None) -> None:
         get_logger("depthart_node").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         sys.exit(1)
+    spin_until_shutdown(node, node.close)
+
+
+def spin_until_shutdown(node: Node, release: Callable[[], None]) -> None:
+    """Spin `node` until Ctrl-C / SIGTERM / shutdown, then `release` it and shut down cleanly
+    (shared by `depthart_node` and `depthart_lifecycle_node`)."""
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -407,7 +413,7 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.close()
+        release()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
