@@ -55,3 +55,18 @@ def test_info_checkpoint_and_errors(tiny_checkpoint, capsys):
     assert "unknown preset 'nope'" in capsys.readouterr().err
     assert main(["predict", "x.png", "--checkpoint", "/no/such.safetensors", "--out", "o"]) == 1
     assert "/no/such.safetensors" in capsys.readouterr().err
+
+
+def test_a_non_finite_training_loss_is_a_one_line_error(monkeypatch, capsys):
+    """`depthart train` stopping on NaN exits 1 with the trainer's message, no traceback."""
+    from depthart_core import cli
+    from depthart_core.cli import train as train_cli
+
+    def stop(_args):
+        raise FloatingPointError("non-finite loss (nan) at step 3; stopping. The last good ...")
+
+    monkeypatch.setattr(train_cli, "run", stop)
+    assert cli.main(["train", "--config", "x.yaml", "--out", "y"]) == 1
+    err = capsys.readouterr().err
+    assert "depthart train: error: non-finite loss (nan) at step 3" in err
+    assert "Traceback" not in err

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
+    # FloatingPointError: training stopped on a non-finite loss (the message names the kept
+    # checkpoint), a one-line error like any other bad input, not a traceback
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError, FloatingPointError) as exc:
         print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
