@@ -173,6 +173,28 @@ def test_pool_render_is_the_same_with_worker_processes(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_synth_overrides_change_the_frames_and_the_pool_name(tmp_path, monkeypatch):
+    """data.synth reaches the renderer, is part of the pool's cache name, and a bad key raises."""
+    from depthart_core.data.synthetic.render import render_batch
+    from depthart_core.training.data import SyntheticBatches, synth_config, synth_tag
+
+    low = {"camera_height": [0.3, 0.4]}
+    assert synth_tag({}) == "" and synth_tag(low) != synth_tag({"camera_height": [0.3, 0.5]})
+    frames = SyntheticBatches(4, 32, 3, synth=low).batch_at(0)
+    expect = render_batch(4, [0, 1, 2], synth_config(32, low))
+    assert torch.equal(frames["rgb"], expect["rgb"])
+    default = SyntheticBatches(4, 32, 3).batch_at(0)
+    assert not torch.equal(frames["depth"], default["depth"])
+    with pytest.raises(ValueError, match="camera_hieght"):
+        synth_config(32, {"camera_hieght": [0.3, 0.4]})
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    cfg = _cfg("steps=1", "data.pool_size=4", "data.synth.camera_height=[0.3, 0.4]")
+    from depthart_core.training.data import make_batches
+
+    pool = make_batches(cfg.data, 32, 2)
+    assert synth_tag(low) in pool.path.name
+
+
 def test_pool_latents_are_cached_on_disk_and_reused(tmp_path):
     cfg = _cfg(
         "steps=2",

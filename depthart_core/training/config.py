@@ -26,6 +26,9 @@ class DataConfig:
     render_size: int = 0  # 0: render at the model resolution
     pool_size: int = 0  # >0: train on a fixed pool of this many synthetic frames, rendered once
     pool_cache: str = ""  # where the pool is cached ("" = ~/.cache/depthart/synth/...)
+    # synthetic training frames: SynthConfig overrides (e.g. camera_height: [0.3, 1.9]); empty =
+    # the generator's defaults. Validation frames always use the defaults (the eval distribution).
+    synth: dict = field(default_factory=dict)
     # Dataset frames (hypersim, synthetic_set) with more invalid pixels than this are dropped from
     # training, as the authors' Hypersim split keeps only frames with < 1000 NaN of 1024 x 768.
     max_invalid_fraction: float = 1000 / (1024 * 768)

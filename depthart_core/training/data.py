@@ -9,6 +9,8 @@ with area/bicubic interpolation, depth and its valid mask with nearest neighbour
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -50,10 +52,32 @@ def collate(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str,
     }
 
 
+def synth_config(size: int, overrides: dict | None = None) -> SynthConfig:
+    """The generator's settings at the model resolution, with `data.synth` overrides; an unknown
+    key or a bad range raises naming it."""
+    return SynthConfig.from_dict({**(overrides or {}), "size": [size, size]})
+
+
+def synth_tag(overrides: dict | None) -> str:
+    """Short stable tag of non-empty overrides for cache names ("" for the defaults)."""
+    if not overrides:
+        return ""
+    canon = json.dumps(synth_config(1, overrides).to_dict(), sort_keys=True)
+    return "_" + hashlib.sha256(canon.encode()).hexdigest()[:10]
+
+
 class SyntheticBatches:
-    def __init__(self, seed: int, size: int, batch: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        seed: int,
+        size: int,
+        batch: int,
+        rank: int = 0,
+        world: int = 1,
+        synth: dict | None = None,
+    ) -> None:
         self.seed, self.batch, self.rank, self.world = seed, batch, rank, world
-        self.cfg = SynthConfig(size=(size, size))
+        self.cfg = synth_config(size, synth)
 
     def indices(self, step: int) -> list[int]:
         start = (step * self.world + self.rank) * self.batch
@@ -64,11 +88,11 @@ class SyntheticBatches:
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
 
 
-def _render_span(span: tuple[int, int, int, int]) -> dict[str, torch.Tensor]:
+def _render_span(span: tuple[int, int, int, int, dict]) -> dict[str, torch.Tensor]:
     """Frames [start, stop) of `seed` at `size` (a process-pool task: one torch thread)."""
-    seed, start, stop, size = span
+    seed, start, stop, size, synth = span
     torch.set_num_threads(1)
-    out = render_batch(seed, list(range(start, stop)), SynthConfig(size=(size, size)))
+    out = render_batch(seed, list(range(start, stop)), synth_config(size, synth))
     return {k: out[k] for k in ("rgb", "depth", "valid")}
 
 
@@ -114,7 +138,8 @@ class FramePool:
 class SyntheticPool(FramePool):
     """A fixed pool of `count` synthetic frames rendered once (cached on disk), then sampled by
     an epoch-wise seeded permutation. Rendering on the fly costs more than a CPU training step;
-    the pool trades scene variety for throughput. Frame i of the pool is render_frame(seed, i).
+    the pool trades scene variety for throughput. Frame i of the pool is render_frame(seed, i)
+    (with the `synth` overrides; their hash is part of the cache name).
     """
 
     def __init__(
@@ -126,14 +151,12 @@ class SyntheticPool(FramePool):
         rank: int = 0,
         world: int = 1,
         cache: str = "",
+        synth: dict | None = None,
     ) -> None:
-        path = (
-            Path(cache)
-            if cache
-            else cache_root() / "synth" / f"s{seed}_{size}px_{count}.safetensors"
-        )
+        name = f"s{seed}{synth_tag(synth)}_{size}px_{count}.safetensors"
+        path = Path(cache) if cache else cache_root() / "synth" / name
         if not path.is_file():
-            self._render(path, seed, size, count)
+            self._render(path, seed, size, count, synth=synth or {})
         super().__init__(path, seed, batch, rank, world)
         if len(self.rgb) != count:
             raise ValueError(
@@ -142,14 +165,20 @@ class SyntheticPool(FramePool):
 
     @staticmethod
     def _render(
-        path: Path, seed: int, size: int, count: int, chunk: int = 32, workers: int = 0
+        path: Path,
+        seed: int,
+        size: int,
+        count: int,
+        chunk: int = 32,
+        workers: int = 0,
+        synth: dict | None = None,
     ) -> None:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
         many processes (one torch thread each). Chunk boundaries do not depend on `workers`, so
         the cache is the same bytes either way."""
         workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
         starts = list(range(0, count, chunk))
-        spans = [(seed, s, min(count, s + chunk), size) for s in starts]
+        spans = [(seed, s, min(count, s + chunk), size, synth or {}) for s in starts]
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "valid": []}
         desc = f"render synthetic pool (seed {seed}, {workers} proc)"
         with tqdm(total=count, desc=desc, unit="img") as bar:
@@ -234,8 +263,10 @@ class DatasetBatches:
 def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: int = 1):
     if cfg.source == "synthetic":
         if cfg.pool_size > 0:
-            return SyntheticPool(cfg.seed, size, cfg.pool_size, batch, rank, world, cfg.pool_cache)
-        return SyntheticBatches(cfg.seed, size, batch, rank, world)
+            return SyntheticPool(
+                cfg.seed, size, cfg.pool_size, batch, rank, world, cfg.pool_cache, cfg.synth
+            )
+        return SyntheticBatches(cfg.seed, size, batch, rank, world, cfg.synth)
     if cfg.source == "frames":
         return FramePool(cfg.root, cfg.seed, batch, rank, world)
     ds = open_dataset(cfg, cfg.split)
