@@ -8,11 +8,13 @@
 #      latent estimate (~30-50 min). Shared by both modes: a curriculum, since a from-scratch
 #      DepthART rollout feeds on its own noise (BENCHMARKS.md section 2c)
 #   4. stage 2, leg 2: 1,500 steps of 16 from leg 1 (lr 5e-4, new cosine) with the DepthART
-#      objective (the shipped model) or teacher forcing again (its twin)
-#   5. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
+#      objective or teacher forcing again (its twin) (~12 min)
+#   5. stage 2, leg 3: 3,000 more steps of 16 from leg 2 (lr 3e-4, new cosine), same objective
+#      as leg 2 (~27 min): the DepthART run is the shipped model, the other its twin
+#   6. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
-#   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/leg2_depthart
-#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/leg2_teacher_forcing
+#   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/leg3_depthart
+#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/leg3_teacher_forcing
 #   RESUME=1 bash training/recipes/tiny_cnn.sh depthart # continue an interrupted leg
 set -euo pipefail
 mode=${1:-depthart}
@@ -21,6 +23,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 tok=$out/tokenizer/checkpoint.safetensors
 leg1=$out/refine_teacher_forcing
 leg2=$out/leg2_$mode
+leg3=$out/leg3_$mode
 [ -f "$out/tokenizer/DONE" ] || {
     depthart train --config training/configs/tiny_cnn_tokenizer.yaml --out "$out/tokenizer" \
         ${RESUME:+--resume}
@@ -31,10 +34,16 @@ leg2=$out/leg2_$mode
         --set init_checkpoint="$tok" --out "$leg1" ${RESUME:+--resume}
     touch "$leg1/DONE"
 }
+[ -f "$leg2/DONE" ] || {
+    depthart train --config "training/configs/tiny_cnn_refine_$mode.yaml" \
+        --set init_checkpoint="$leg1/checkpoint.safetensors" --set init_tokenizer_only=false \
+        --set steps=1500 --set optim.lr=5.0e-4 --set optim.warmup=100 --out "$leg2" ${RESUME:+--resume}
+    touch "$leg2/DONE"
+}
 depthart train --config "training/configs/tiny_cnn_refine_$mode.yaml" \
-    --set init_checkpoint="$leg1/checkpoint.safetensors" --set init_tokenizer_only=false \
-    --set steps=1500 --set optim.lr=5.0e-4 --set optim.warmup=100 --out "$leg2" ${RESUME:+--resume}
+    --set init_checkpoint="$leg2/checkpoint.safetensors" --set init_tokenizer_only=false \
+    --set steps=3000 --set optim.lr=3.0e-4 --set optim.warmup=100 --out "$leg3" ${RESUME:+--resume}
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
     --size 256x256
 depthart eval --dataset synthetic --root "$out/eval_seed777" --protocol depthart --backend torch \
-    --checkpoint "$leg2/checkpoint.safetensors" --baseline mean_depth --out "$leg2/eval_seed777"
+    --checkpoint "$leg3/checkpoint.safetensors" --baseline mean_depth --out "$leg3/eval_seed777"
