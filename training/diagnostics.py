@@ -20,6 +20,10 @@
     # does the next-scale refinement improve the start or add noise? AbsRel after each scale
     python training/diagnostics.py scales checkpoints/depthart_tiny_cnn.safetensors \
         runs/tiny_cnn/eval_seed777
+    # is one model's lead over another more than frame-sampling noise? paired per-frame
+    # differences of two `depthart eval` reports on the same frames, with a bootstrap interval
+    python training/diagnostics.py paired RUN_A/eval_seed777/checkpoint/synthetic/report.json \
+        RUN_B/eval_seed777/checkpoint/synthetic/report.json
     # a nonlinear reference on the same data: a small CNN regressor, 250 steps of 32 frames
     python training/diagnostics.py cnn ~/.cache/depthart/synth/s0_64px_30000.safetensors \
         runs/ablation_tiny/eval_seed777 --steps 250
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -328,6 +333,27 @@ def cnn(pool_path: str, eval_root: str, steps: int, batch: int) -> None:
     )
 
 
+def paired(report_a: str, report_b: str, resamples: int = 10_000) -> None:
+    """Per-frame A - B for AbsRel and delta1_bad: mean, 95 % bootstrap interval over frames, and
+    on how many frames A is better / worse. Both reports must cover the same frames in order."""
+    import json
+
+    rows = [json.loads(Path(r).read_text())["per_image"] for r in (report_a, report_b)]
+    names = [[x["name"] for x in r] for r in rows]
+    if names[0] != names[1]:
+        raise SystemExit(f"{report_a} and {report_b} do not cover the same frames")
+    rng = np.random.default_rng(0)
+    n = len(rows[0])
+    picks = rng.integers(0, n, (resamples, n))
+    for key in ("abs_rel", "delta1_bad"):
+        d = np.array([x[key] for x in rows[0]]) - np.array([x[key] for x in rows[1]])
+        lo, hi = np.percentile(d[picks].mean(axis=1), [2.5, 97.5])
+        print(
+            f"{key}: A - B = {d.mean():+.4f} (95 % bootstrap over {n} frames: [{lo:+.4f}, "
+            f"{hi:+.4f}]); A better on {int((d < 0).sum())}, worse on {int((d > 0).sum())}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -356,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("checkpoint")
     k.add_argument("eval_root")
     k.add_argument("--frames", type=int, default=30)
+    q = sub.add_parser("paired")
+    q.add_argument("report_a")
+    q.add_argument("report_b")
     c = sub.add_parser("cnn")
     c.add_argument("pool")
     c.add_argument("eval_root")
@@ -373,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         scales(args.checkpoint, args.eval_root, args.frames)
     elif args.cmd == "ceiling":
         ceiling(args.tokenizer_checkpoint, args.eval_root)
+    elif args.cmd == "paired":
+        paired(args.report_a, args.report_b)
     elif args.cmd == "probe":
         probe(args.tokenizer_checkpoint, args.pool, args.eval_root, args.grid)
     else:
