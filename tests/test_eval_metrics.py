@@ -182,3 +182,48 @@ def test_aggregate_is_a_per_image_mean():
 def test_unknown_protocol_names_the_choices():
     with pytest.raises(ValueError, match="depthart"):
         get_protocol("eigen")
+
+
+def test_ordinal_agreement_orders_pairs_and_ignores_scale():
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(1.0, 10.0, (32, 32))
+    valid = np.ones_like(gt, dtype=bool)
+    assert M.ordinal_agreement(gt, gt, valid) == 1.0
+    assert M.ordinal_agreement(np.exp(3.0 * gt) + 7.0, gt, valid) == 1.0  # any monotonic map
+    assert M.ordinal_agreement(1.0 / gt, gt, valid) == 0.0  # reversed: disparity as depth
+    assert M.ordinal_agreement(np.full_like(gt, 2.0), gt, valid) == 0.5  # ties count one half
+    noisy = gt * rng.uniform(0.5, 2.0, gt.shape)
+    assert 0.6 < M.ordinal_agreement(noisy, gt, valid) < 1.0
+
+
+def test_ordinal_agreement_hand_computed_and_masked():
+    gt = np.array([[1.0, 2.0, 4.0]])
+    pred = np.array([[1.0, 3.0, 2.0]])  # (0,1) and (0,2) agree, (1,2) is reversed
+    valid = np.ones_like(gt, dtype=bool)
+    assert M.ordinal_agreement(pred, gt, valid, pairs=200_000) == pytest.approx(2 / 3, abs=0.01)
+    valid[0, 2] = False  # only the agreeing pair (0,1) remains
+    assert M.ordinal_agreement(pred, gt, valid) == 1.0
+
+
+def test_ordinal_agreement_rejects_unordered_ground_truth_and_bad_arguments():
+    gt = np.full((4, 4), 3.0)
+    valid = np.ones_like(gt, dtype=bool)
+    with pytest.raises(ValueError, match="no sampled pair"):
+        M.ordinal_agreement(gt, gt, valid)
+    with pytest.raises(ValueError, match="ratio"):
+        M.ordinal_agreement(gt, gt, valid, ratio=1.0)
+
+
+def test_ordinal_agreement_within_rows_takes_away_the_ground_plane_cue():
+    h, w = 48, 64
+    rows = np.linspace(8.0, 1.0, h)[:, None] * np.ones((1, w))  # floor: far at the top
+    gt = rows.copy()
+    gt[20:40, 30:50] = 0.8  # a near object standing on it
+    valid = np.ones_like(gt, dtype=bool)
+    ramp = rows.copy()  # knows the floor, not the object
+    assert M.ordinal_agreement(ramp, gt, valid) > 0.8  # the ramp looks good on all pairs...
+    same_row = M.ordinal_agreement(ramp, gt, valid, max_row_gap=1)
+    assert same_row == pytest.approx(0.5, abs=0.05)  # ...and is a coin toss within rows
+    assert M.ordinal_agreement(gt, gt, valid, max_row_gap=1) == 1.0
+    valid[:, 60:] = False  # partners on invalid pixels are dropped, not scored
+    assert M.ordinal_agreement(gt, gt, valid, max_row_gap=1) == 1.0

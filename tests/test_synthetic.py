@@ -279,3 +279,28 @@ def test_cli_writes_a_set(tmp_path):
     assert SyntheticSet(out)[1].rgb.shape == (16, 24, 3)
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(out), "--count", "1", "--size", "big"])
+
+
+def test_near_view_puts_the_camera_close_to_furniture():
+    with pytest.raises(ValueError, match="near_view"):
+        SynthConfig(near_view=1.5)
+    far, near = SynthConfig(size=(24, 32)), SynthConfig(size=(24, 32), near_view=1.0)
+
+    def gap(scene: Scene) -> float:  # camera to the nearest piece's AABB, horizontally
+        lo, hi = scene.solids[:, [0, 2]], scene.solids[:, [3, 5]]
+        out = np.maximum(np.maximum(lo - scene.cam_pos[[0, 2]], scene.cam_pos[[0, 2]] - hi), 0.0)
+        return float(np.min(np.linalg.norm(out, axis=1)))
+
+    idx = list(range(24))
+    gaps_far = [gap(frame_scene(3, i, far)) for i in idx]
+    gaps_near = [gap(frame_scene(3, i, near)) for i in idx]
+    assert np.median(gaps_near) < 1.2 < np.median(gaps_far) + 1.2
+    assert np.mean(np.array(gaps_near) <= 1.25) > 0.8  # a few scenes fall back to a free camera
+    d_far, d_near = render_batch(3, idx, far), render_batch(3, idx, near)
+
+    def median_depth(out) -> float:
+        return float(
+            np.median([d[v].median() for d, v in zip(out["depth"], out["valid"], strict=True)])
+        )
+
+    assert median_depth(d_near) < 0.75 * median_depth(d_far)

@@ -3,7 +3,12 @@ scikit-image's Middlebury "motorcycle" stereo pair (left and right views; the le
 ground-truth disparity) and matplotlib's "grace_hopper" portrait. Writes a figure with one row per
 photograph (RGB | each checkpoint's depth | ground truth where known) and prints, for the
 motorcycle's left view, each checkpoint's AbsRel and delta1_bad against depth = 1 / disparity
-under the DepthART protocol (median scale), next to the mean-depth-map and constant priors.
+under the DepthART protocol (median scale), and its ordinal agreement (the fraction of pixel
+pairs whose depths differ by more than 1.25x that it orders the right way; 0.5 is a constant map),
+on all pairs and on pairs within 2 % of the image height of each other (where "lower is nearer"
+does not help: the ground-plane ramp scores 0.5 there), next to the mean-depth-map, ramp and
+constant priors. A model name is its checkpoint's parent folder when the file is called
+checkpoint.safetensors.
 
     git show daeb85f:checkpoints/depthart_tiny.safetensors > runs/prev_default.safetensors
     python training/real_photos.py runs/prev_default.safetensors \
@@ -51,12 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from depthart_core.colormap import colorize
+    from depthart_core.evaluation.metrics import ordinal_agreement
     from depthart_core.evaluation.protocols import evaluate
-    from depthart_core.evaluation.runner import constant_baseline, mean_depth_baseline
+    from depthart_core.evaluation.runner import (
+        constant_baseline,
+        mean_depth_baseline,
+        ramp_baseline,
+    )
     from depthart_core.runtime.torch_backend import DepthEstimator
 
-    models = [(Path(c).stem, DepthEstimator.from_checkpoint(c).predict) for c in args.checkpoints]
-    priors = [("mean-depth prior", mean_depth_baseline), ("constant", constant_baseline)]
+    models = [(_label(c), DepthEstimator.from_checkpoint(c).predict) for c in args.checkpoints]
+    priors = [
+        ("mean-depth prior", mean_depth_baseline),
+        ("ramp (floor only)", ramp_baseline),
+        ("constant", constant_baseline),
+    ]
     rows = []
     for name, img, gt in photos():
         preds = [predict(img) for _, predict in models]
@@ -65,9 +79,14 @@ def main(argv: list[str] | None = None) -> int:
             valid = gt > 0
             panels.append(colorize(_norm(np.where(valid, gt, np.nan)), valid=valid))
             for label, predict in models + priors:
-                m = evaluate(predict(img), gt, valid, protocol="depthart")
+                pred = predict(img)
+                m = evaluate(pred, gt, valid, protocol="depthart")
+                order = ordinal_agreement(pred, gt, valid)
+                gap = max(1, gt.shape[0] // 50)  # rows within 2 % of the height
+                in_rows = ordinal_agreement(pred, gt, valid, max_row_gap=gap)
                 print(
                     f"{name}: {label}: AbsRel {m['abs_rel']:.3f}  delta1_bad {m['delta1_bad']:.3f}"
+                    f"  ordinal {order:.3f}  ordinal within rows {in_rows:.3f}"
                 )
         h = 180
         panels = [cv2.resize(x, (int(x.shape[1] * h / x.shape[0]), h)) for x in panels]
@@ -81,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     labels = " | ".join(["RGB"] + [n for n, _ in models] + ["ground truth (1/disparity)"])
     print(f"wrote {args.out}: {labels}")
     return 0
+
+
+def _label(path: str) -> str:
+    p = Path(path)
+    return p.parent.name if p.stem == "checkpoint" else p.stem
 
 
 def _norm(d: np.ndarray) -> np.ndarray:

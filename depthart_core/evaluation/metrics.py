@@ -12,6 +12,8 @@ pixels where `valid` is True, for one image:
     delta1_bad fraction with max(p/g, g/p) > 1.25     (the DepthART paper's "delta1", lower is
               better; DepthART `mde/capsules/meter/metrics_fn.py::d1`). Not 1 - delta1 where a
               ratio is exactly 1.25.
+    ordinal_agreement  fraction of clearly ordered pixel pairs ordered the same way (not in
+              METRICS: it samples pairs and needs no alignment; see its docstring)
 
 Predictions at or below zero have no ratio or logarithm: every ratio/log metric clamps the
 prediction to `PRED_EPS` first (Marigold clamps to the same 1e-6 before scoring). Ground truth must
@@ -120,6 +122,55 @@ def delta3(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
 def delta1_bad(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
     """Fraction of valid pixels with max(p/g, g/p) > 1.25 (lower is better; DepthART's "delta1")."""
     return float(np.mean(_ratio(pred, gt, valid) > DELTA_BASE))
+
+
+def ordinal_agreement(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    valid: np.ndarray,
+    pairs: int = 50_000,
+    ratio: float = DELTA_BASE,
+    seed: int = 0,
+    max_row_gap: int | None = None,
+) -> float:
+    """Fraction of random pixel pairs, among those whose ground-truth depths differ by more than
+    `ratio`, that the prediction orders the same way (a tie counts one half). Invariant to any
+    monotonic rescaling of `pred`, so it needs no alignment: a constant map scores 0.5, a
+    perfect one 1.0. It is one minus the weighted human disagreement rate of Chen et al. 2016
+    ("Single-Image Depth Perception in the Wild", sec. 5) on sampled pairs with equal weights,
+    and it asks the question "is the near thing nearer than what is behind it".
+
+    `max_row_gap` draws the second pixel of each pair at most that many rows from the first
+    (any column), which takes away the ground-plane cue "lower in the image is nearer": a map
+    that only grows from the bottom row to the top scores about 0.5 on such pairs. Pairs are
+    drawn with replacement by a generator seeded with `seed`, so a figure is reproducible."""
+    p, g = masked_pairs(pred, gt, valid)
+    if pairs <= 0 or ratio <= 1.0 or (max_row_gap is not None and max_row_gap < 0):
+        raise ValueError(
+            f"pairs must be > 0, ratio > 1 and max_row_gap >= 0, got pairs={pairs}, "
+            f"ratio={ratio}, max_row_gap={max_row_gap}"
+        )
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(g), pairs)
+    if max_row_gap is None:
+        j = rng.integers(0, len(g), pairs)
+    else:  # partner: a random pixel of a nearby row, kept where valid
+        h, w = valid.shape[:2]
+        index = np.full(valid.shape, -1)
+        index[valid] = np.arange(len(g))
+        ys, _ = np.nonzero(valid)
+        yj = ys[i] + rng.integers(-max_row_gap, max_row_gap + 1, pairs)
+        xj = rng.integers(0, w, pairs)
+        inside = (yj >= 0) & (yj < h)
+        j = np.full(pairs, -1)
+        j[inside] = index[yj[inside], xj[inside]]
+        i, j = i[j >= 0], j[j >= 0]
+    ordered = np.maximum(g[i] / g[j], g[j] / g[i]) > ratio
+    if not ordered.any():
+        raise ValueError(f"no sampled pair has ground-truth depths differing by more than {ratio}")
+    i, j = i[ordered], j[ordered]
+    agree = np.sign(p[i] - p[j]) * np.sign(g[i] - g[j])  # +1 same order, 0 tie, -1 reversed
+    return float(np.mean((agree + 1.0) / 2.0))
 
 
 MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]

@@ -31,6 +31,10 @@ class SynthConfig:
     glass_invalid: bool = True  # window glass has no depth, as with real sensors
     style: str = "room"  # room | corridor (synthetic.corridor: an aisle lined with shelving)
     corridor_length: tuple[float, float] = (18.0, 30.0)  # corridor style: length of the aisle
+    # Probability that a frame is a close-up: the camera stands 0.3-1.2 m in front of a piece
+    # of furniture, which then fills much of the view with the room behind it (as a robot sees
+    # a chair or a bike it drives up to). 0 keeps every existing seed's frames unchanged.
+    near_view: float = 0.0
 
     def __post_init__(self) -> None:
         h, w = self.size
@@ -53,6 +57,8 @@ class SynthConfig:
             raise ValueError(f"fov_deg must lie in [1, 179), got {self.fov_deg}")
         if self.lights[0] < 1:
             raise ValueError(f"at least one light is needed, got lights={self.lights}")
+        if not 0.0 <= self.near_view <= 1.0:
+            raise ValueError(f"near_view is a probability in [0, 1], got {self.near_view}")
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         if self.openings[1] > 2:
