@@ -304,3 +304,30 @@ def test_near_view_puts_the_camera_close_to_furniture():
         )
 
     assert median_depth(d_near) < 0.75 * median_depth(d_far)
+
+
+def test_camera_light_and_ambient_change_lighting_not_geometry():
+    with pytest.raises(ValueError, match="camera_light"):
+        SynthConfig(camera_light=-0.1)
+    with pytest.raises(ValueError, match="ambient"):
+        SynthConfig(ambient=(0.5, 0.2))
+    base = SynthConfig(size=(32, 32))
+    lamp = SynthConfig(size=(32, 32), camera_light=1.0)
+    scene, lit = frame_scene(2, 1, base), frame_scene(2, 1, lamp)
+    assert len(lit.lights) == len(scene.lights) + 1
+    assert np.allclose(lit.lights[-1, :3], lit.cam_pos + [0.0, 0.1, 0.0])
+    idx = list(range(8))
+    a, b = render_batch(2, idx, base), render_batch(2, idx, lamp)
+    assert torch.equal(a["depth"], b["depth"])  # same scenes and cameras
+    gain = b["rgb"].float().mean(1) - a["rgb"].float().mean(1)  # (B, H, W)
+    d, v = a["depth"], a["valid"]
+    near, far = v & (d < d[v].quantile(0.25)), v & (d > d[v].quantile(0.75))
+    assert gain[near].mean() > 1.0 + gain[far].mean()  # the lamp lights near surfaces most
+    flat = render_batch(2, idx, SynthConfig(size=(32, 32), ambient=(1.5, 1.5)))
+    assert torch.equal(flat["depth"], a["depth"])
+
+    def shadow_ratio(out) -> float:  # auto exposure fixes the median: shadows lift instead
+        y = out["rgb"].float().mean(1).flatten(1)
+        return float((y.quantile(0.1, dim=1) / y.quantile(0.5, dim=1)).mean())
+
+    assert shadow_ratio(flat) > shadow_ratio(a) + 0.01

@@ -35,6 +35,11 @@ class SynthConfig:
     # of furniture, which then fills much of the view with the room behind it (as a robot sees
     # a chair or a bike it drives up to). 0 keeps every existing seed's frames unchanged.
     near_view: float = 0.0
+    # Lighting variety, so that brightness says less about depth: the ambient term as a fraction
+    # of one ceiling light, and the probability of a light at the camera (a flash or a robot's
+    # headlamp, lighting near surfaces most). The defaults keep existing frames unchanged.
+    ambient: tuple[float, float] = (0.1, 0.35)
+    camera_light: float = 0.0
 
     def __post_init__(self) -> None:
         h, w = self.size
@@ -49,6 +54,7 @@ class SynthConfig:
             "room_height",
             "camera_height",
             "corridor_length",
+            "ambient",
         ):
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
@@ -57,8 +63,9 @@ class SynthConfig:
             raise ValueError(f"fov_deg must lie in [1, 179), got {self.fov_deg}")
         if self.lights[0] < 1:
             raise ValueError(f"at least one light is needed, got lights={self.lights}")
-        if not 0.0 <= self.near_view <= 1.0:
-            raise ValueError(f"near_view is a probability in [0, 1], got {self.near_view}")
+        for name in ("near_view", "camera_light"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         if self.openings[1] > 2:

@@ -96,7 +96,7 @@ def sample_scene(
             lay.materials[4 + j] = lay.materials[int(wall_mat[int(row[1]) - 2])].copy()
     furnish(rng, cfg, lay)
     lights = _lights(rng, cfg, lay)
-    ambient = rng.uniform(0.1, 0.35) * lights[:, 3:].mean(axis=0) / room[1] ** 2  # ~ one light
+    ambient = rng.uniform(*cfg.ambient) * lights[:, 3:].mean(axis=0) / room[1] ** 2  # ~ one light
     return Scene(
         room=room,
         wall_mat=wall_mat,
@@ -195,9 +195,13 @@ def _aim(
     pitch = float(np.clip(math.atan2(f[1], np.hypot(f[0], f[2])), -0.7, 0.4)) + rng.normal(0, 0.05)
     fwd = [math.cos(pitch) * math.sin(yaw), math.sin(pitch), math.cos(pitch) * math.cos(yaw)]
     K = intrinsics(rng.uniform(*cfg.fov_deg), cfg.size)
-    return dataclasses.replace(
-        scene, cam_pos=pos, cam_R=look_rotation(fwd, rng.normal(0, 0.05)), K=K
-    )
+    cam_R = look_rotation(fwd, rng.normal(0, 0.05))
+    lights = scene.lights
+    if cfg.camera_light > 0 and rng.uniform() < cfg.camera_light:  # no draw when it is 0
+        lamp = pos + np.array([0.0, 0.1, 0.0])  # just above the lens
+        power = lights[:, 3:].mean(axis=0).mean() * rng.uniform(0.2, 0.8)
+        lights = np.concatenate([lights, [[*lamp, power, 0.97 * power, 0.92 * power]]])
+    return dataclasses.replace(scene, cam_pos=pos, cam_R=cam_R, K=K, lights=lights)
 
 
 def orbit(rng: np.random.Generator, cfg: SynthConfig, room: np.ndarray, n: int):
