@@ -27,6 +27,25 @@ def test_predict_writes_npy_and_png(tiny_checkpoint, tmp_path):
     assert np.allclose(depth, DepthEstimator.from_checkpoint(tiny_checkpoint).predict(rgb))
 
 
+def test_predict_keeps_images_that_share_a_stem_apart(tiny_checkpoint, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    names = [tmp_path / "cam0" / "1.png", tmp_path / "cam1" / "1.png", tmp_path / "cam1" / "1.jpg"]
+    names.append(tmp_path / "cam1" / "2.png")
+    shapes = [(20, 30), (24, 36), (28, 40), (32, 44)]
+    for path, (h, w) in zip(names, shapes, strict=True):
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    args = ["predict", *map(str, names), "--checkpoint", tiny_checkpoint, "--out", str(out)]
+    assert main(args) == 0
+    expected = ["cam0__1_png", "cam1__1_png", "cam1__1_jpg", "2"]  # only colliding ones renamed
+    for stem, shape in zip(expected, shapes, strict=True):
+        assert np.load(out / f"{stem}.npy").shape == shape  # each its own image, none overwritten
+        assert (out / f"{stem}_depth.png").is_file()
+    assert len(list(out.glob("*.npy"))) == 4
+    assert "3 images share a file name" in capsys.readouterr().out
+
+
 def test_predict_reports_unreadable_image(tiny_checkpoint, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="predict relative depth for image files",
         description="Writes <stem>.npy (float32 HxW relative depth) and <stem>_depth.png "
-        "(colorized) for every image.",
+        "(colorized) for every image. Images that share a stem (cam0/1.png, cam1/1.png) are "
+        "named after their paths instead (cam0__1_png.npy), so no output overwrites another.",
     )
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
@@ -50,6 +51,26 @@ def read_rgb(name: str):
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
+def output_stems(names: list[str]) -> list[str]:
+    """The output stem of each input: its file stem, or, where several different files share
+    that stem, its path below their common folder with separators and dots made "__" and "_"."""
+    import os
+    from collections import defaultdict
+
+    groups: dict[str, set[Path]] = defaultdict(set)
+    for name in names:
+        groups[Path(name).stem].add(Path(name).resolve())
+    stems = []
+    for name in names:
+        stem, group = Path(name).stem, groups[Path(name).stem]
+        if len(group) > 1:
+            base = Path(os.path.commonpath([g.parent for g in group]))
+            rel = str(Path(name).resolve().relative_to(base))
+            stem = rel.replace(os.sep, "__").replace(".", "_")
+        stems.append(stem)
+    return stems
+
+
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -72,7 +93,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     skipped: Counter[str] = Counter()
-    for name in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2):
+    stems = output_stems(args.images)
+    renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]
+    if renamed:
+        print(
+            f"{len(renamed)} images share a file name with another; their outputs are named "
+            f"after their paths, e.g. {renamed[0][0]} -> {renamed[0][1]}.npy"
+        )
+    todo = list(zip(args.images, stems, strict=True))
+    for name, stem in tqdm(todo, desc="predict", unit="img", disable=len(todo) < 2):
         try:
             rgb = read_rgb(name)
         except (ValueError, FileNotFoundError) as exc:
@@ -85,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {name}: prediction failed: {str(exc).splitlines()[0]}")
             skipped["prediction failed"] += 1
             continue
-        stem = Path(name).stem
         np.save(out / f"{stem}.npy", depth.astype(np.float32))
         cv2.imwrite(str(out / f"{stem}_depth.png"), colorize(depth, cmap=args.colormap)[:, :, ::-1])
     n_skipped = sum(skipped.values())
