@@ -104,6 +104,7 @@ class DepthArtCore:
             device=c["device"],
             precision=c["precision"],
             letterbox=c["letterbox"],
+            flip_average=c["flip_average"],
             threads=c["threads"],
             sampling=None
             if c["sampling"] == "greedy"

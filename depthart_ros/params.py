@@ -43,6 +43,12 @@ PARAMS: tuple[Param, ...] = (
         "threads", 0, "CPU inference threads; 0 = half the cores, at most 4", lo=0, hi=256, **_RO
     ),
     Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
+    Param(
+        "flip_average",
+        False,
+        "also run each frame mirrored and average (more accurate, half the frame rate)",
+        **_RO,
+    ),
     Param("vae", "", "VAR's vae_ch160v4096z32.pth for an authors' checkpoint without it", **_RO),
     Param(
         "sampling", "greedy", "greedy, or the paper's sampled decoding (torch)", SAMPLINGS, **_RO

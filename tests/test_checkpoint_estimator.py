@@ -106,6 +106,25 @@ def test_batched_predict_equals_single(estimator):
         assert np.allclose(out, estimator.predict(img), atol=1e-5)
 
 
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_flip_average_is_the_mean_of_the_frame_and_its_mirror(tiny_checkpoint, letterbox):
+    from depthart_core.runtime import get_backend
+
+    plain = get_backend("torch", tiny_checkpoint, letterbox=letterbox)
+    flip = get_backend("torch", tiny_checkpoint, letterbox=letterbox, flip_average=True)
+    assert "flip-averaged" in flip.describe() and "flip" not in plain.describe()
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (30, 90, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(rgb[:, ::-1])
+    want = 0.5 * (plain.predict(rgb) + plain.predict(mirrored)[:, ::-1])
+    assert np.allclose(flip.predict(rgb), want, atol=2e-3)  # resize back is linear, ~equal
+    assert not np.allclose(plain.predict(rgb), want, atol=2e-3)  # the option changes the output
+    # mirror symmetry: the flip-averaged map of the mirrored frame is the mirrored map
+    assert np.allclose(flip.predict(mirrored), flip.predict(rgb)[:, ::-1], atol=1e-5)
+    batch = flip.predict_batch([rgb, mirrored])
+    assert np.allclose(batch[0], flip.predict(rgb), atol=1e-5)
+
+
 def test_letterbox_unpads_exactly(tiny_checkpoint):
     est = DepthEstimator.from_checkpoint(tiny_checkpoint, letterbox=True)
     from depthart_core.runtime.preprocess import preprocess

@@ -213,13 +213,22 @@ def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoin
     calls = []
 
     def fake_get_backend(
-        name, checkpoint, device="cpu", letterbox=False, threads=0, sampling=None, vae=None
+        name,
+        checkpoint,
+        device="cpu",
+        letterbox=False,
+        threads=0,
+        sampling=None,
+        vae=None,
+        flip_average=False,
     ):
-        calls.append((name, checkpoint, device, letterbox, threads))
+        calls.append((name, checkpoint, device, letterbox, threads, flip_average))
         assert sampling is None and vae is None  # greedy, no separate VQ-VAE
         return DepthEstimator.from_checkpoint(checkpoint)
 
     monkeypatch.setattr(runner, "get_backend", fake_get_backend)
-    (m,) = load_models([str(tiny_checkpoint)], backend="onnxruntime", letterbox=True, threads=2)
-    assert calls == [("onnxruntime", str(tiny_checkpoint), "cpu", True, 2)]
+    (m,) = load_models(
+        [str(tiny_checkpoint)], backend="onnxruntime", letterbox=True, threads=2, flip_average=True
+    )
+    assert calls == [("onnxruntime", str(tiny_checkpoint), "cpu", True, 2, True)]
     assert m.sha256 is not None and m.backend == "torch"

@@ -47,6 +47,7 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from depthart_core.colormap import colorize_bgr  # noqa: E402
+from depthart_core.runtime import get_backend  # noqa: E402
 from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
 from depthart_ros.params import PARAMS, validate_params  # noqa: E402
 from depthart_ros.pipeline import FramePipeline  # noqa: E402
@@ -140,10 +141,13 @@ def _delta(after: dict[str, str], before: dict[str, str], key: str) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # 1. every encoding, headers, camera_info pairing, colored output, values vs predict
-def test_encodings_headers_and_values(ros: RosTest, estimator: DepthEstimator) -> None:
+def test_encodings_headers_and_values(ros: RosTest, tiny_checkpoint: str) -> None:
+    # flip_average on: the node's depth must be the flip-averaged prediction of the same frame
+    estimator = get_backend("torch", tiny_checkpoint, flip_average=True)
     peer = ros.peer
     _subscribe_outputs(peer)
-    node = ros.start_node({"input_qos.reliability": "reliable", "input_qos.depth": 5})
+    overrides = {"input_qos.reliability": "reliable", "input_qos.depth": 5, "flip_average": True}
+    node = ros.start_node(overrides)
     peer.wait_ready(node)
     manifest = ros.tmp / "manifest.jsonl"
     args = ["ros_helpers.publisher", "variants", "--repeat", "2", "--period", "0.3", "--reliable"]
@@ -194,6 +198,7 @@ def test_encodings_headers_and_values(ros: RosTest, estimator: DepthEstimator) -
 
     diag = peer.wait_diagnostics(after=time.time())
     assert diag["backend"] == "torch" and diag["units"] == "relative"
+    assert diag["engine"].endswith("flip-averaged"), diag["engine"]
     assert int(diag["frames_rejected"]) == 0 and diag["camera_info"] == "ok"
     assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
 

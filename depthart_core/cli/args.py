@@ -36,6 +36,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling paper (repeatable)")
 
 
+def add_flip_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="also run each frame mirrored left-right and average the two depth maps "
+        "(more accurate, half the frame rate; BENCHMARKS.md 2e)",
+    )
+
+
 def sampling_from_args(args: argparse.Namespace):
     """The SamplingConfig of --sampling/--seed (None for greedy: every backend's default)."""
     from depthart_core.sampling import sampling_setting

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import add_model_args, parse_size, sampling_from_args
+from depthart_core.cli.args import add_flip_arg, add_model_args, parse_size, sampling_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-peer", action="store_true", help="skip the Depth Anything V2-Small peer")
     p.add_argument("--peer-short-side", type=int, default=518, help="peer resize (DA-V2: 518)")
     p.add_argument("--json", default=None, help="write the results here")
+    add_flip_arg(p)
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         sampling=sampling_from_args(args),
         vae=args.vae,
+        flip_average=args.flip_average,
     )
     h, w = args.size
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import add_model_args, sampling_from_args
+from depthart_core.cli.args import add_flip_arg, add_model_args, sampling_from_args
 
 
 def _eval_size(text: str) -> int | str:
@@ -77,6 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--device", default="cpu", help="torch device for --backend torch")
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving input padding")
+    add_flip_arg(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         args.threads,
         sampling_from_args(args),
         args.vae,
+        flip_average=args.flip_average,
     )
     run_eval(
         models,

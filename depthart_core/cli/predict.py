@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthart_core.cli.args import add_model_args, sampling_from_args
+from depthart_core.cli.args import add_flip_arg, add_model_args, sampling_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving resize + padding")
+    add_flip_arg(p)
     p.add_argument("--colormap", default="turbo")
     p.add_argument("--out", required=True, help="output directory")
     add_model_args(p)
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         sampling=sampling_from_args(args),
         vae=args.vae,
+        flip_average=args.flip_average,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -264,13 +264,21 @@ def load_models(
     threads: int = 0,
     sampling: SamplingConfig | None = None,
     vae: str | Path | None = None,
+    flip_average: bool = False,
 ) -> list[Model]:
     """`sampling`: the decoding of every checkpoint (None: greedy); `vae`: VAR's VQ-VAE for an
-    authors' checkpoint saved without it."""
+    authors' checkpoint saved without it; `flip_average`: see `runtime.base`."""
     models, labels = [], set()
     for ckpt in checkpoints:
         b = get_backend(
-            backend, ckpt, device, letterbox=letterbox, threads=threads, sampling=sampling, vae=vae
+            backend,
+            ckpt,
+            device,
+            letterbox=letterbox,
+            threads=threads,
+            sampling=sampling,
+            vae=vae,
+            flip_average=flip_average,
         )
         info = getattr(b, "info", {}) or {}
         path = info.get("path") or (str(ckpt) if ckpt is not None else None)

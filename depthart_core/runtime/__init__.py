@@ -46,10 +46,30 @@ def get_backend(
     threads: int = 0,
     sampling: SamplingConfig | None = None,
     vae: str | Path | None = None,
+    flip_average: bool = False,
 ) -> Backend:
     """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring.
     `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: torch
-    only. `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it."""
+    only. `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it. `flip_average`: also
+    run each frame mirrored and average (`runtime.base`; twice the compute)."""
+    backend = _get_backend(
+        name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae
+    )
+    backend.flip_average = bool(flip_average)
+    return backend
+
+
+def _get_backend(
+    name: str,
+    checkpoint: str | Path | None,
+    device: str,
+    precision: str,
+    letterbox: bool,
+    onnx_path: str | Path | None,
+    threads: int,
+    sampling: SamplingConfig | None,
+    vae: str | Path | None,
+) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
     if precision not in PRECISIONS:

@@ -4,6 +4,12 @@ A backend runs the model on normalised (B, 3, S, S) float32 input and returns (B
 depth. Pre/post-processing (resize or letterbox, normalisation, un-padding, resize back) lives in
 `depthart_core.runtime.preprocess` and is shared here, so every backend's `predict` sees identical
 input.
+
+`flip_average` (set by `get_backend`): each frame also runs mirrored left-right, and the depth is
+the mean of the two predictions (the mirrored one mirrored back), as in Godard et al., "Unsupervised
+Monocular Depth Estimation with Left-Right Consistency" (CVPR 2017, sec. 4.3, post-processing).
+It costs a second pass per frame and cancels part of the model's left-right bias; BENCHMARKS.md
+(section 2e) has its accuracy and speed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Backend(abc.ABC):
     name: str = "base"
     image_size: int
     letterbox: bool = False
+    flip_average: bool = False
 
     @abc.abstractmethod
     def run(self, x_B3SS: np.ndarray) -> np.ndarray:
@@ -45,16 +52,28 @@ class Backend(abc.ABC):
         return TensorSpec("depth", (1, S, S), "float32")
 
     def describe(self) -> str:
-        return self.name
+        return self.name + self.flip_note()
+
+    def flip_note(self) -> str:
+        """What every `describe` ends with: ", flip-averaged" when `flip_average` is on."""
+        return ", flip-averaged" if self.flip_average else ""
+
+    def infer(self, x_B3SS: np.ndarray) -> np.ndarray:
+        """`run`, averaged with the left-right mirrored input's prediction when `flip_average`."""
+        if not self.flip_average:
+            return self.run(x_B3SS)
+        B = x_B3SS.shape[0]
+        both = self.run(np.concatenate([x_B3SS, x_B3SS[..., ::-1]], axis=0))
+        return 0.5 * (both[:B] + both[B:, :, ::-1])
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> HxW float32 relative depth at the input size."""
         x, geo = preprocess(rgb, self.image_size, self.letterbox)
-        return postprocess(self.run(x)[0], geo)
+        return postprocess(self.infer(x)[0], geo)
 
     def predict_batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
         if not rgbs:
             return []
         prepared = [preprocess(rgb, self.image_size, self.letterbox) for rgb in rgbs]
-        out = self.run(np.concatenate([p[0] for p in prepared], axis=0))
+        out = self.infer(np.concatenate([p[0] for p in prepared], axis=0))
         return [postprocess(out[i], geo) for i, (_, geo) in enumerate(prepared)]

@@ -58,10 +58,10 @@ def time_backend(backend: Backend, rgb: np.ndarray, runs: int, warmup: int) -> d
         t0 = time.perf_counter()
         x, geo = preprocess(rgb, backend.image_size, backend.letterbox)  # timed below
         t.times.setdefault("preprocess", []).append((time.perf_counter() - t0) * 1e3)
-        if isinstance(backend, DepthEstimator):
+        if isinstance(backend, DepthEstimator) and not backend.flip_average:
             depth_S = _torch_stages(backend, x, t)
-        else:
-            depth_S = t.run("model", lambda x=x: backend.run(x))[0]
+        else:  # flip_average: both passes and the mean are the model stage
+            depth_S = t.run("model", lambda x=x: backend.infer(x))[0]
         t.run("postprocess", lambda d=depth_S, g=geo: postprocess(d, g))
         t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
     out = timer.summary()

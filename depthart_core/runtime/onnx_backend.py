@@ -107,6 +107,7 @@ class OnnxRuntimeBackend(Backend):
         threads = self.session.get_session_options().intra_op_num_threads
         return (
             f"onnxruntime ({self.precision}, {self.session.get_providers()[0]}, {threads} threads)"
+            + self.flip_note()
         )
 
     def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

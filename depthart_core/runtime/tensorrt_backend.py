@@ -360,7 +360,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> str:
         return (
             f"tensorrt {self.trt_version} {self.precision} {self.key.compute_capability} "
-            f"engine={self.engine_path.name}"
+            f"engine={self.engine_path.name}{self.flip_note()}"
         )
 
     def run(self, x_B3SS: np.ndarray) -> np.ndarray:

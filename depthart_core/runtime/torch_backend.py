@@ -76,7 +76,10 @@ class DepthEstimator(Backend):
 
     def describe(self) -> str:
         graph = ", CUDA graph" if self.cuda_graph else ""
-        return f"torch ({self.precision}, {self.device}{graph}, {describe_sampling(self.sampling)})"
+        return (
+            f"torch ({self.precision}, {self.device}{graph}, {describe_sampling(self.sampling)})"
+            + self.flip_note()
+        )
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.precision):
