@@ -51,8 +51,11 @@ def photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("checkpoints", nargs="+")
+    p.add_argument(
+        "checkpoints", nargs="+", help="checkpoint files; PATH+flip runs that one flip-averaged"
+    )
     p.add_argument("--out", default="real_photos.png")
+    p.add_argument("--flip-average", action="store_true", help="run every checkpoint flip-averaged")
     args = p.parse_args(argv)
 
     from depthart_core.colormap import colorize
@@ -63,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         mean_depth_baseline,
         ramp_baseline,
     )
-    from depthart_core.runtime.torch_backend import DepthEstimator
+    from depthart_core.runtime import get_backend
 
-    models = [(_label(c), DepthEstimator.from_checkpoint(c).predict) for c in args.checkpoints]
+    models = []
+    for spec in args.checkpoints:  # PATH, or PATH+flip for that one flip-averaged
+        path, flip = spec.removesuffix("+flip"), spec.endswith("+flip") or args.flip_average
+        label = _label(path) + ("+flip" if flip else "")
+        models.append((label, get_backend("torch", path, flip_average=flip).predict))
     priors = [
         ("mean-depth prior", mean_depth_baseline),
         ("ramp (floor only)", ramp_baseline),
