@@ -79,3 +79,29 @@ def test_bench_rejects_bad_size(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--preset", "tiny", "--size", "640by480"])
     assert "HxW" in capsys.readouterr().err
+
+
+def test_bench_preset_overrides_change_the_architecture(tmp_path, capsys):
+    """--set reshapes a preset before timing it; the parameter counts show that it took."""
+
+    def params(extra: list[str]) -> dict:
+        out = tmp_path / f"p{len(extra)}.json"
+        args = ["bench", "--preset", "tiny", "--backend", "torch", "--size", "48x64"]
+        args += ["--runs", "1", "--warmup", "0", "--no-peer", "--json", str(out), *extra]
+        assert main(args) == 0
+        return json.loads(out.read_text())
+
+    plain = params([])
+    wide = params(["--set", "transformer.width=128", "--set", "transformer.depth=3"])
+    assert wide["parameters"]["transformer"] > 2 * plain["parameters"]["transformer"]
+    assert wide["parameters"]["tokenizer"] == plain["parameters"]["tokenizer"]
+    assert wide["model"] == "tiny transformer.width=128 transformer.depth=3"
+    bigger = params(["--set", "image_size=128", "--set", "tokenizer.patch_nums=[1,2,4,8,16]"])
+    assert bigger["model_input"] == 128
+
+
+def test_bench_preset_override_errors_name_the_value():
+    with pytest.raises(SystemExit, match="image_size=100"):
+        main(["bench", "--preset", "tiny", "--set", "image_size=100", "--no-peer"])
+    with pytest.raises(SystemExit, match="needs --preset"):
+        main(["bench", "--set", "transformer.depth=3", "--no-peer"])

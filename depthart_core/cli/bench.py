@@ -1,4 +1,6 @@
-"""`depthart bench [--checkpoint CKPT | --preset NAME] --backend B --size HxW [--runs N]`."""
+"""`depthart bench [--checkpoint CKPT | --preset NAME [--set KEY=VALUE ...]] --backend B --size HxW
+[--runs N]`. A preset (with --set overrides) is timed with random weights: the speed of an
+architecture before anyone trains it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
     src.add_argument("--preset", default=None, help="benchmark a randomly initialised preset")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --preset: override a model field, e.g. --set image_size=128 "
+        "--set tokenizer.patch_nums=[1,2,3,4,6,8,12,16] --set transformer.depth=6 (repeatable)",
+    )
     p.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", help="fp32|bf16|fp16")
@@ -51,15 +61,31 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.runtime.threads import resolve_threads
 
     ckpt = args.checkpoint
+    if args.set and not args.preset:
+        raise SystemExit(
+            f"depthart bench: --set {args.set[0]} needs --preset (a checkpoint's "
+            "architecture is fixed by its weights)"
+        )
+    n_params = None
     if args.preset:
         from depthart_core.checkpoint import save_checkpoint
-        from depthart_core.config import get_preset
+        from depthart_core.config import get_preset, with_overrides
         from depthart_core.model import DepthART
+        from depthart_core.training.config import parse_set
 
+        try:
+            cfg = with_overrides(get_preset(args.preset), parse_set(args.set))
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(
+                f"depthart bench: --preset {args.preset} {' '.join(args.set)}: {exc}"
+            ) from None
         torch.manual_seed(0)
-        ckpt = save_checkpoint(
-            f"{tempfile.mkdtemp()}/{args.preset}.safetensors", DepthART(get_preset(args.preset))
-        )
+        model = DepthART(cfg)
+        n_params = {
+            "tokenizer": sum(p.numel() for p in model.tokenizer.parameters()),
+            "transformer": sum(p.numel() for p in model.transformer.parameters()),
+        }
+        ckpt = save_checkpoint(f"{tempfile.mkdtemp()}/{args.preset}.safetensors", model)
     backend = get_backend(
         args.backend,
         checkpoint=ckpt,
@@ -76,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
         "date": date.today().isoformat(),
         "device": f"{args.device} ({platform.processor() or platform.machine()}, "
         f"{resolve_threads(args.threads)} threads)",
-        "model": args.preset or str(ckpt or "default checkpoint"),
+        "model": " ".join([args.preset, *args.set])
+        if args.preset
+        else str(ckpt or "default checkpoint"),
+        "parameters": n_params,
         "backend": backend.describe(),
         "input": [h, w],
         "model_input": backend.image_size,
@@ -90,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     if torch.cuda.is_available() and args.device.startswith("cuda"):
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(f"{result['backend']} on {result['device']}, input {h}x{w} -> {backend.image_size}^2")
+    if n_params:
+        print(
+            f"  parameters   tokenizer {n_params['tokenizer'] / 1e6:.2f} M, "
+            f"transformer {n_params['transformer'] / 1e6:.2f} M"
+        )
     for stage, s in result["stages"].items():
         print(f"  {stage:<12} median {s['median_ms']:8.2f} ms   p90 {s['p90_ms']:8.2f} ms")
     print(f"  frames/s     {result['fps']:.1f}   peak RSS {result['peak_rss_mb']:.0f} MB")
