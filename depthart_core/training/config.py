@@ -61,6 +61,9 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     init_checkpoint: str = ""  # a DepthART checkpoint (e.g. the stage-1 tokenizer run)
     init_tokenizer_only: bool = True  # take only tokenizer weights from init_checkpoint
+    # init_checkpoint may have another image_size / tokenizer.patch_nums than the preset: its
+    # per-scale tensors are carried to the new pyramid (training/resize.py); all else must match
+    init_resize: bool = False
     var_pth: str = ""  # official var_d16.pth (d16 only)
     vae_pth: str = ""  # official vae_ch160v4096z32.pth (d16 only)
     batch_size: int = 8  # per process

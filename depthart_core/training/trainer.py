@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ from depthart_core.training.distributed import (
     init_distributed,
     pick_device,
 )
+from depthart_core.training.resize import resize_pyramid_state
 from depthart_core.training.validation import save_progress_plot, validate
 
 log = logging.getLogger(__name__)
@@ -107,17 +109,26 @@ class Trainer:
         model = DepthART(with_overrides(get_preset(cfg.preset), cfg.model_overrides))
         if cfg.init_checkpoint:
             src, _ = load_checkpoint(cfg.init_checkpoint)
-            if (
-                src.cfg.tokenizer != model.cfg.tokenizer
-                or src.cfg.image_size != model.cfg.image_size
+            src_pn, dst_pn = src.cfg.tokenizer.patch_nums, model.cfg.tokenizer.patch_nums
+            same_but_pyramid = dataclasses.replace(src.cfg.tokenizer, patch_nums=dst_pn)
+            resize = cfg.init_resize and src_pn != dst_pn
+            if (same_but_pyramid if resize else src.cfg.tokenizer) != model.cfg.tokenizer or (
+                src.cfg.image_size != model.cfg.image_size and not resize
             ):
                 raise ValueError(
-                    f"init_checkpoint {cfg.init_checkpoint} has a different tokenizer/image size "
-                    f"than preset {cfg.preset!r}"
+                    f"init_checkpoint {cfg.init_checkpoint} (image_size {src.cfg.image_size}, "
+                    f"patch_nums {src_pn}) has a different tokenizer/image size than preset "
+                    f"{cfg.preset!r} (image_size {model.cfg.image_size}, patch_nums {dst_pn})"
+                    + ("" if cfg.init_resize else "; init_resize=true carries it to a new size")
                 )
-            part = src.tokenizer if cfg.init_tokenizer_only else src
+            state = src.state_dict()
+            if resize:
+                state = resize_pyramid_state(state, src_pn, dst_pn)
+            if cfg.init_tokenizer_only:
+                prefix = "tokenizer."
+                state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             target = model.tokenizer if cfg.init_tokenizer_only else model
-            target.load_state_dict(part.state_dict(), strict=True)
+            target.load_state_dict(state, strict=True)
         if cfg.var_pth or cfg.vae_pth:
             load_official_var(model, cfg.var_pth or None, cfg.vae_pth or None)
         return model
