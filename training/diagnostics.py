@@ -166,9 +166,9 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
     """The tokenizer's ceiling: AbsRel of held-out depth through encode -> quantize -> decode at
     the model resolution, upsampled to each frame (no transformer can do better)."""
     import cv2
-    from depthart_core.data.synthetic.set import SyntheticSet
 
     from depthart_core.checkpoint import load_checkpoint
+    from depthart_core.data.synthetic.set import SyntheticSet
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
     m, _ = load_checkpoint(tokenizer_ckpt)
