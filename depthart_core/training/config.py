@@ -62,7 +62,8 @@ class TrainConfig:
     init_checkpoint: str = ""  # a DepthART checkpoint (e.g. the stage-1 tokenizer run)
     init_tokenizer_only: bool = True  # take only tokenizer weights from init_checkpoint
     # init_checkpoint may have another image_size / tokenizer.patch_nums than the preset: its
-    # per-scale tensors are carried to the new pyramid (training/resize.py); all else must match
+    # per-scale tensors are carried to the new pyramid (depthart_core/training/resize.py); the rest
+    # must match
     init_resize: bool = False
     var_pth: str = ""  # official var_d16.pth (d16 only)
     vae_pth: str = ""  # official vae_ch160v4096z32.pth (d16 only)
