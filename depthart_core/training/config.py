@@ -56,6 +56,8 @@ class TrainConfig:
     # stage 2 with image_prefix "cnn": weight of MSE(encoder's f_D estimate, f_D); 0 = off
     aux_latent: float = 0.0
     augment: bool = False  # stage 2: photometric augmentation of the RGB (training/augment.py)
+    white_balance: float = 0.0  # with augment: per-channel gains from [1 - w, 1 + w]; 0 = off
+    hflip: float = 0.0  # stage 2, "cnn" prefix: mirror each frame (RGB and depth) with this chance
     tokenizer_inputs: str = "both"  # stage 1: train on "both" RGB and depth, or "depth" only
     preset: str = "tiny"
     model_overrides: dict = field(default_factory=dict)
@@ -100,6 +102,12 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
+        if not 0.0 <= self.white_balance < 1.0:
+            raise ValueError(f"white_balance must be in [0, 1), got {self.white_balance}")
+        if self.white_balance > 0 and not self.augment:
+            raise ValueError(f"white_balance={self.white_balance} needs augment=true")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -35,7 +35,7 @@ from depthart_core.precision import autocast
 from depthart_core.rundir import CKPT_NAME, STATE_NAME, claim_run_dir, read_train_state
 from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
-from depthart_core.training.augment import photometric
+from depthart_core.training.augment import flip_mask, photometric
 from depthart_core.training.config import TrainConfig
 from depthart_core.training.data import make_batches, validation_batch
 from depthart_core.training.distributed import (
@@ -201,11 +201,26 @@ class Trainer:
             rgb = b["rgb"].float() / 127.5 - 1.0
             return obj.tokenizer_loss(self.model, torch.cat([rgb, depth_x3], dim=0))
         img = None
+        flip = None
+        if self.cfg.hflip > 0:
+            if not self._cnn_prefix:
+                raise ValueError(
+                    f"hflip={self.cfg.hflip} needs transformer.image_prefix 'cnn' (the 'vq' "
+                    "prefix is cached from the frozen tokenizer)"
+                )
+            flip = flip_mask(len(b["rgb"]), seed, self.cfg.hflip).to(self.device)
+            for k in ("rgb", "depth", "valid"):
+                where = flip.view(-1, *[1] * (b[k].ndim - 1))
+                b[k] = torch.where(where, b[k].flip(-1), b[k])
         if self.latents is not None and "index" in batch:
             idx = batch["index"]
             f_D = self.latents[1][idx].to(self.device)
             if self.latents[0] is not None:
                 img = self.latents[0][idx].to(self.device)
+            if flip is not None and flip.any():  # mirrored frames: encode their mirrored depth
+                with torch.no_grad():
+                    f_D = f_D.clone()
+                    f_D[flip] = obj.depth_latent(self.model, b["depth"][flip], b["valid"][flip])
         elif self._cnn_prefix:
             f_D = obj.depth_latent(self.model, b["depth"], b["valid"])
         else:
@@ -214,7 +229,7 @@ class Trainer:
         if self._cnn_prefix:
             rgb = b["rgb"].float() / 127.5 - 1.0
             if self.cfg.augment:
-                rgb = photometric(rgb, seed)
+                rgb = photometric(rgb, seed, self.cfg.white_balance)
             img, f_aux = self.model.image_prefix_and_latent(rgb)
         elif self.cfg.augment:
             raise ValueError(

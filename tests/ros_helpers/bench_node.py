@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--encoding", default="rgb8")
     ap.add_argument("--best-effort", action="store_true", help="default QoS (else reliable)")
+    ap.add_argument("--flip-average", action="store_true", help="node parameter flip_average")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds excluded from stats")
     a = ap.parse_args()
 
@@ -51,6 +52,8 @@ def main() -> None:
     peer.subscribe(Image, "depth", depth=5)
     peer.subscribe(DiagnosticArray, "/diagnostics")
     params = {"checkpoint": ckpt, "backend": a.backend, "publish_colored": False}
+    if a.flip_average:
+        params |= {"flip_average": True}
     if not a.best_effort:
         params |= {"input_qos.reliability": "reliable"}
     node = NodeProcess(domain, params, tmp / "node.log")
