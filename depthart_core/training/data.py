@@ -20,15 +20,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from depthart_core.data.hypersim import HypersimDataset
 from depthart_core.data.sample import DepthDataset, DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
-from depthart_core.data.synthetic.render import render_batch
+from depthart_core.data.synthetic.render import generator_digest, render_batch
 from depthart_core.data.synthetic.set import SyntheticSet
-from depthart_core.fileutil import atomic_write, cache_root
+from depthart_core.fileutil import atomic_write, cache_root, sha256_file
 from depthart_core.training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class FramePool:
         self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
         if len(self.rgb) == 0:
             raise ValueError(f"frame file {self.path} holds no frames")
+        # the file's content, not its name, keys the latents cached from it (training/trainer.py)
+        self.digest = sha256_file(self.path)[:16]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -140,6 +143,10 @@ class SyntheticPool(FramePool):
     an epoch-wise seeded permutation. Rendering on the fly costs more than a CPU training step;
     the pool trades scene variety for throughput. Frame i of the pool is render_frame(seed, i)
     (with the `synth` overrides; their hash is part of the cache name).
+
+    The file's metadata records what rendered it (the generator's source digest, seed, size,
+    count, settings). A cached file that is unreadable or was rendered otherwise is rendered
+    again, with a warning naming the file and the difference; it is never reused.
     """
 
     def __init__(
@@ -155,8 +162,12 @@ class SyntheticPool(FramePool):
     ) -> None:
         name = f"s{seed}{synth_tag(synth)}_{size}px_{count}.safetensors"
         path = Path(cache) if cache else cache_root() / "synth" / name
-        if not path.is_file():
-            self._render(path, seed, size, count, synth=synth or {})
+        want = pool_metadata(seed, size, count, synth)
+        problem = stale_pool(path, want)
+        if problem:
+            if path.exists():
+                log.warning("synthetic pool %s %s; rendering it again", path, problem)
+            self._render(path, seed, size, count, synth=synth or {}, metadata=want)
         super().__init__(path, seed, batch, rank, world)
         if len(self.rgb) != count:
             raise ValueError(
@@ -172,6 +183,7 @@ class SyntheticPool(FramePool):
         chunk: int = 32,
         workers: int = 0,
         synth: dict | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
         many processes (one torch thread each). Chunk boundaries do not depend on `workers`, so
@@ -197,7 +209,42 @@ class SyntheticPool(FramePool):
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
-        atomic_write(path, lambda tmp: save_file(tensors, tmp))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+POOL_FORMAT = "depthart-pool/1"
+
+
+def pool_metadata(seed: int, size: int, count: int, synth: dict | None) -> dict[str, str]:
+    """What a synthetic pool file records about how it was rendered (safetensors metadata)."""
+    settings = json.dumps(synth_config(size, synth).to_dict(), sort_keys=True)
+    return {
+        "format": POOL_FORMAT,
+        "generator": generator_digest(),
+        "seed": str(seed),
+        "size": str(size),
+        "count": str(count),
+        "synth": settings,
+    }
+
+
+def stale_pool(path: Path, want: dict[str, str]) -> str:
+    """Why the pool file at `path` cannot be reused ("" when it can)."""
+    if not path.is_file():
+        return "does not exist"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            got = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:  # truncated or not safetensors at all
+        return f"is unreadable ({type(e).__name__}: {e})"
+    for key, value in want.items():
+        if got.get(key) != value:
+            return f"was rendered with {key}={got.get(key)!r}, not {value!r}"
+    count = int(want["count"])
+    if any(shapes.get(k, (None,))[0] != count for k in ("rgb", "depth", "valid")):
+        return f"holds tensors {shapes}, not {count} frames of rgb, depth and valid"
+    return ""
 
 
 class DatasetBatches:

@@ -144,13 +144,15 @@ class Trainer:
     def _cache_latents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The tokenizer is frozen and a synthetic pool is fixed, so the image prefix and the
         depth latent of every pool frame are computed once instead of at every step. They are
-        kept on disk next to the pool, keyed by the tokenizer's config and weights."""
+        kept on disk next to the pool, keyed by the pool file's content and the tokenizer's config
+        and weights."""
         pool = self.batches
         if not hasattr(pool, "rgb"):
             return None
         cnn = self._cnn_prefix
         key = (self.model.cfg.image_size, self.model.cfg.tokenizer, "f_D only" if cnn else "")
         h = hashlib.sha256(repr(key).encode() if cnn else repr(key[:2]).encode())
+        h.update(pool.digest.encode())  # the pool's content: a re-rendered pool gets new latents
         for name, t in sorted(self.model.tokenizer.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())

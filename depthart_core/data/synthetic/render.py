@@ -34,7 +34,10 @@ first, are listed in `depthart_core.data.synthetic`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -278,3 +281,14 @@ class SyntheticStream:
         while True:
             yield self.batch(step)
             step += 1
+
+
+@functools.cache
+def generator_digest() -> str:
+    """16 hex digits of sha256 over this package's source files: frames cached by a generator
+    whose code differs are stale (a pool's file name only carries the seed and the settings)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
