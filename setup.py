@@ -50,7 +50,14 @@ setup(
         # scipy: nearest-valid-pixel inpainting of depth training targets (tokenizer.codec)
         "train": ["h5py>=3.9", "matplotlib>=3.7", "scipy>=1.10"],
         "bench": ["transformers>=4.45"],
-        "dev": ["pytest>=8", "ruff>=0.5", "rosbags-image>=0.9", "scikit-image>=0.22"],
+        # scikit-image, scikit-learn (and matplotlib): bundled photographs, training/real_photos.py
+        "dev": [
+            "pytest>=8",
+            "ruff>=0.5",
+            "rosbags-image>=0.9",
+            "scikit-image>=0.22",
+            "scikit-learn>=1.3",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -227,3 +227,20 @@ def test_ordinal_agreement_within_rows_takes_away_the_ground_plane_cue():
     assert M.ordinal_agreement(gt, gt, valid, max_row_gap=1) == 1.0
     valid[:, 60:] = False  # partners on invalid pixels are dropped, not scored
     assert M.ordinal_agreement(gt, gt, valid, max_row_gap=1) == 1.0
+
+
+def test_figure_ground_counts_pairs_with_the_figure_nearer():
+    from depthart_core.evaluation.metrics import figure_ground
+
+    figure = np.zeros((2, 3), bool)
+    figure[0, 0] = figure[1, 1] = True
+    pred = np.array([[1.0, 2.0, 3.0], [4.0, 2.0, 0.5]])
+    # figure {1, 2}, ground {2, 3, 4, 0.5}: 1 is nearer than 3 of 4; 2 nearer than 2, ties 1
+    assert figure_ground(pred, figure) == pytest.approx((3 + 2.5) / 8)
+    assert figure_ground(np.exp(pred), figure) == figure_ground(pred, figure)  # monotonic
+    assert figure_ground(np.ones((2, 3)), figure) == 0.5
+    assert figure_ground(-pred, figure) == pytest.approx(1 - (3 + 2.5) / 8)
+    with pytest.raises(ValueError, match="some but not all"):
+        figure_ground(pred, np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match="differ in shape"):
+        figure_ground(pred, figure[:, :2])

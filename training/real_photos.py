@@ -1,14 +1,19 @@
 """Depth on real photographs that ship inside installed packages (none is a training texture):
 scikit-image's Middlebury "motorcycle" stereo pair (left and right views; the left view has
-ground-truth disparity) and matplotlib's "grace_hopper" portrait. Writes a figure with one row per
-photograph (RGB | each checkpoint's depth | ground truth where known) and prints, for the
-motorcycle's left view, each checkpoint's AbsRel and delta1_bad against depth = 1 / disparity
-under the DepthART protocol (median scale), and its ordinal agreement (the fraction of pixel
-pairs whose depths differ by more than 1.25x that it orders the right way; 0.5 is a constant map),
-on all pairs and on pairs within 2 % of the image height of each other (where "lower is nearer"
-does not help: the ground-plane ramp scores 0.5 there), next to the mean-depth-map, ramp and
-constant priors. A model name is its checkpoint's parent folder when the file is called
-checkpoint.safetensors.
+ground-truth disparity), matplotlib's "grace_hopper" portrait, and scikit-learn's "china" (a
+pagoda behind trees, a lake and sky) and "flower" (a dahlia in front of a blurred garden). Writes
+a figure with one row per photograph (RGB | each checkpoint's depth | ground truth where known)
+and prints, next to the mean-depth-map, ramp and constant priors:
+- for the motorcycle's left view, each checkpoint's AbsRel and delta1_bad against
+  depth = 1 / disparity under the DepthART protocol (median scale), and its ordinal agreement
+  (the fraction of pixel pairs whose depths differ by more than 1.25x that it orders the right
+  way; 0.5 is a constant map), on all pairs and on pairs within 2 % of the image height of each
+  other (where "lower is nearer" does not help: the ground-plane ramp scores 0.5 there);
+- for the flower, its figure-ground score: the fraction of (flower pixel, other pixel) pairs in
+  which the flower is nearer (0.5 is a constant map). The flower's pixels are its orange ones
+  (`flower_mask`: hue 5-25 of OpenCV's 0-180, saturation > 80, value > 120, in connected parts
+  of at least 1 % of the image), which the figure's last panel shows.
+A model name is its checkpoint's parent folder when the file is called checkpoint.safetensors.
 
     git show daeb85f:checkpoints/depthart_tiny.safetensors > runs/prev_default.safetensors
     python training/real_photos.py runs/prev_default.safetensors \
@@ -29,9 +34,11 @@ def photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, HxWx3 uint8 RGB, ground-truth depth or None) of each bundled photograph."""
     import matplotlib
     import skimage
+    import sklearn
 
     sk = Path(skimage.__path__[0]) / "data"
     mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    skl = Path(sklearn.__path__[0]) / "datasets" / "images"
 
     def rgb(path: Path) -> np.ndarray:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -46,7 +53,19 @@ def photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         ("motorcycle (left)", rgb(sk / "motorcycle_left.png"), depth),
         ("motorcycle (right)", rgb(sk / "motorcycle_right.png"), None),
         ("grace_hopper", rgb(mpl / "grace_hopper.jpg"), None),
+        ("china", rgb(skl / "china.jpg"), None),
+        ("flower", rgb(skl / "flower.jpg"), None),
     ]
+
+
+def flower_mask(rgb: np.ndarray) -> np.ndarray:
+    """HxW bool: the orange petals of scikit-learn's "flower" (its only object in focus)."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    orange = ((h >= 5) & (h <= 25) & (s > 80) & (v > 120)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(orange, connectivity=8)
+    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= 0.01 * orange.size]
+    return np.isin(labels, big)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from depthart_core.colormap import colorize
-    from depthart_core.evaluation.metrics import ordinal_agreement
+    from depthart_core.evaluation.metrics import figure_ground, ordinal_agreement
     from depthart_core.evaluation.protocols import evaluate
     from depthart_core.evaluation.runner import (
         constant_baseline,
@@ -95,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name}: {label}: AbsRel {m['abs_rel']:.3f}  delta1_bad {m['delta1_bad']:.3f}"
                     f"  ordinal {order:.3f}  ordinal within rows {in_rows:.3f}"
                 )
+        if name == "flower":
+            figure = flower_mask(img)
+            shown = img.copy()
+            shown[~figure] //= 4
+            panels.append(shown)
+            for label, predict in models + priors:
+                score = figure_ground(predict(img), figure)
+                print(f"{name}: {label}: figure-ground {score:.3f}")
         h = 180
         panels = [cv2.resize(x, (int(x.shape[1] * h / x.shape[0]), h)) for x in panels]
         row = np.concatenate(panels, axis=1)
@@ -104,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     fig = np.concatenate(rows, axis=0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(args.out, fig[:, :, ::-1])
-    labels = " | ".join(["RGB"] + [n for n, _ in models] + ["ground truth (1/disparity)"])
+    labels = " | ".join(
+        ["RGB"] + [n for n, _ in models] + ["ground truth (1/disparity) or the flower's mask"]
+    )
     print(f"wrote {args.out}: {labels}")
     return 0
 

@@ -173,6 +173,26 @@ def ordinal_agreement(
     return float(np.mean((agree + 1.0) / 2.0))
 
 
+def figure_ground(pred: np.ndarray, figure: np.ndarray) -> float:
+    """Fraction of (figure pixel, other pixel) pairs, over all such pairs, in which `pred` puts
+    the figure nearer (a tie counts one half): the area under the ROC curve of "depth below a
+    threshold" as a detector of the figure. For a photograph whose only ground truth is which
+    pixels belong to an object in front of everything else. Invariant to any monotonic
+    rescaling of `pred`: a constant map scores 0.5, one with the figure in front 1.0."""
+    pred = np.asarray(pred, dtype=np.float64)
+    figure = np.asarray(figure, dtype=bool)
+    if pred.shape != figure.shape:
+        raise ValueError(f"prediction {pred.shape} and figure mask {figure.shape} differ in shape")
+    fig, ground = pred[figure], np.sort(pred[~figure])
+    if fig.size == 0 or ground.size == 0:
+        raise ValueError(f"the figure mask must hold some but not all pixels, got {fig.size}")
+    if not (np.isfinite(fig).all() and np.isfinite(ground).all()):
+        raise ValueError("the prediction holds non-finite depths")
+    farther = ground.size - np.searchsorted(ground, fig, side="right")
+    ties = np.searchsorted(ground, fig, side="right") - np.searchsorted(ground, fig, side="left")
+    return float((farther + 0.5 * ties).sum() / (fig.size * ground.size))
+
+
 MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 METRICS: dict[str, MetricFn] = {
