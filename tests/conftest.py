@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -21,3 +25,18 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> str:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, tiny_model, {"purpose": "tests"})
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def training_script():
+    """load(name) -> the module of training/<name>.py (the scripts are not a package)."""
+    root = Path(__file__).resolve().parent.parent / "training"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up while the file executes
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

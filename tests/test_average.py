@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,6 @@ import torch
 from depthart_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from depthart_core.config import get_preset
 from depthart_core.model import DepthART
-
-SCRIPT = Path(__file__).resolve().parent.parent / "training" / "average.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("average", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["average"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _pair(tmp_path: Path) -> tuple[Path, Path, DepthART, DepthART]:
@@ -37,8 +25,8 @@ def _pair(tmp_path: Path) -> tuple[Path, Path, DepthART, DepthART]:
     )
 
 
-def test_average_is_the_weighted_mean_of_the_transformers(tmp_path):
-    mod = _load()
+def test_average_is_the_weighted_mean_of_the_transformers(tmp_path, training_script):
+    mod = training_script("average")
     pa, pb, a, b = _pair(tmp_path)
     out = tmp_path / "soup.safetensors"
     assert mod.main([str(pa), str(pb), "--out", str(out), "--weights", "3", "1"]) == 0
@@ -54,8 +42,8 @@ def test_average_is_the_weighted_mean_of_the_transformers(tmp_path):
     assert [s["weight"] for s in sources] == [0.75, 0.25]
 
 
-def test_average_refuses_other_tokenizers_configs_and_bad_weights(tmp_path):
-    mod = _load()
+def test_average_refuses_other_tokenizers_configs_and_bad_weights(tmp_path, training_script):
+    mod = training_script("average")
     pa, pb, a, b = _pair(tmp_path)
     with torch.no_grad():
         b.tokenizer.quantize.embedding.weight.add_(1.0)

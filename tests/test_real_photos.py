@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import cv2
 import pytest
@@ -14,21 +11,11 @@ pytest.importorskip("skimage", reason="the bundled photographs come with scikit-
 pytest.importorskip("matplotlib", reason="grace_hopper comes with matplotlib")
 pytest.importorskip("sklearn", reason="china and flower come with scikit-learn")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "training" / "real_photos.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("real_photos", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["real_photos"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_figure_and_metrics_for_a_checkpoint_and_its_flip_average(
-    tiny_checkpoint, tmp_path, capsys
+    tiny_checkpoint, tmp_path, capsys, training_script
 ):
-    mod = _load()
+    mod = training_script("real_photos")
     out = tmp_path / "real.png"
     assert mod.main([tiny_checkpoint, f"{tiny_checkpoint}+flip", "--out", str(out)]) == 0
     text = capsys.readouterr().out
@@ -45,8 +32,8 @@ def test_figure_and_metrics_for_a_checkpoint_and_its_flip_average(
     assert fig is not None and fig.shape[0] == 5 * 184  # five photographs, 180 px rows + gaps
 
 
-def test_flower_mask_is_the_one_object_in_focus():
-    mod = _load()
+def test_flower_mask_is_the_one_object_in_focus(training_script):
+    mod = training_script("real_photos")
     name, img, _ = mod.photos()[-1]
     mask = mod.flower_mask(img)
     assert name == "flower" and mask.shape == img.shape[:2]
