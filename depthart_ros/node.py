@@ -1,7 +1,8 @@
 """`depthart_node`: sensor_msgs/Image in, REP 118 `32FC1` depth out.
 
 Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`) in;
-`depth`, `depth/camera_info`, `depth/colored` (lazy) out; `/diagnostics` at 1 Hz.
+`depth`, `depth/camera_info`, `depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
+`depthart_core.pointcloud`) out; `/diagnostics` at 1 Hz.
 
 Latest-frame policy: the subscription callback parks each valid image in a one-frame slot and a
 worker thread converts, predicts and publishes; a newer frame replaces a waiting one, and every
@@ -42,10 +43,12 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depthart_core.colormap import colorize_bgr
 from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_sparse
+from depthart_core.pointcloud import depth_to_points, pixel_rays
+from depthart_core.rosio import cloud as ros_cloud
 from depthart_core.rosio import image as ros_image
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
@@ -126,6 +129,8 @@ class DepthArtCore:
         self.pub_depth = self._publisher(Image, "depth")
         self.pub_info = self._publisher(CameraInfo, "depth/camera_info")
         self.pub_colored = self._publisher(Image, "depth/colored")
+        self.pub_points = self._publisher(PointCloud2, "depth/points")
+        self.points_counts: Counter[str] = Counter()
         self.pub_diag = self._own(
             self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         )
@@ -268,7 +273,7 @@ class DepthArtCore:
         if c["sparse_depth.enabled"]:
             depth = self._to_metres(depth, stamp_ns)
         depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
-        self._publish(msg, depth)
+        self._publish(msg, rgb, depth)
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
         self.frames.record(latency_ms, inference_ms)
         return "processed", ""
@@ -297,19 +302,48 @@ class DepthArtCore:
         self.metric |= {"fits": self.metric["fits"] + 1, "scale": fit.scale, "shift": fit.shift}
         return fit.apply(relative)
 
-    def _publish(self, msg: Image, depth: np.ndarray) -> None:
+    def _publish(self, msg: Image, rgb: np.ndarray, depth: np.ndarray) -> None:
         out = ros_image.set_image(Image(), depth, "32FC1")
         out.header = msg.header
         self.pub_depth.publish(out)
         info = self.camera_info
-        if info is not None:
-            self.pub_info.publish(self._camera_info_for(info, msg, depth.shape))
+        depth_info = None if info is None else self._camera_info_for(info, msg, depth.shape)
+        if depth_info is not None:
+            self.pub_info.publish(depth_info)
         c = self.cfg
+        if c["publish_points"] and self.pub_points.get_subscription_count() > 0:
+            self._publish_points(msg, rgb, depth, depth_info)
         if c["publish_colored"] and self.pub_colored.get_subscription_count() > 0:
             bgr = colorize_bgr(depth, cmap=c["colormap"])
             colored = ros_image.set_image(Image(), bgr, "bgr8")
             colored.header = msg.header
             self.pub_colored.publish(colored)
+
+    def _publish_points(
+        self, msg: Image, rgb: np.ndarray, depth: np.ndarray, info: CameraInfo | None
+    ) -> None:
+        """`depth/points` from the depth and its (rescaled) calibration; without a usable one the
+        cloud is skipped, counted by cause and logged, and depth keeps flowing."""
+        c = self.cfg
+        if info is None:
+            self.points_counts["skipped.no_camera_info"] += 1
+            self._warn("points.no_camera_info", "not publishing depth/points: no camera_info yet")
+            return
+        h, w = depth.shape
+        try:
+            rays = pixel_rays(
+                h, w, info.k, info.p, info.d, info.distortion_model,
+                stride=int(c["points.stride"]), image=c["points.image"],
+            )  # fmt: skip
+        except ValueError as exc:
+            self.points_counts["skipped.calibration"] += 1
+            self._warn("points.calibration", f"not publishing depth/points: {exc}")
+            return
+        cloud = depth_to_points(depth, rays, int(c["points.stride"]), rgb)
+        out = ros_cloud.set_point_cloud(PointCloud2(), cloud, PointField)
+        out.header = msg.header
+        self.pub_points.publish(out)
+        self.points_counts["published"] += 1
 
     @staticmethod
     def _camera_info_for(info: CameraInfo, msg: Image, shape: tuple[int, ...]) -> CameraInfo:
@@ -349,6 +383,7 @@ class DepthArtCore:
             **{
                 f"camera_info_rejected.{k}": v for k, v in sorted(self.camera_info_rejected.items())
             },
+            **{f"points_{k}": v for k, v in sorted(self.points_counts.items())},
             "rss_mb": f"{rss_mb():.1f}",
         }
         if metric_on:

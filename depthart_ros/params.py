@@ -13,6 +13,7 @@ from typing import Any
 
 from depthart_core.colormap import COLORMAPS
 from depthart_core.metric_scale import FIT_MODES
+from depthart_core.pointcloud import IMAGES as POINT_IMAGES
 from depthart_core.precision import PRECISIONS
 from depthart_core.runtime import BACKENDS
 
@@ -63,6 +64,16 @@ PARAMS: tuple[Param, ...] = (
     # settable at runtime
     Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
     Param("publish_colored", True, "publish depth/colored while it has subscribers"),
+    Param("publish_points", True, "publish depth/points (XYZRGB) while it has subscribers"),
+    Param(
+        "points.stride", 2, "every Nth pixel of each row and column becomes a point", lo=1, hi=16
+    ),
+    Param(
+        "points.image",
+        "rectified",
+        "rectified: project with P; raw: undistort with K, D",
+        POINT_IMAGES,
+    ),
     Param("max_rate_hz", 0.0, "cap on the inference rate; 0 = no cap", lo=0, hi=1e3),
     Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
     Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off", lo=0, hi=1e4),

@@ -44,7 +44,7 @@ from ros_helpers.harness import (  # noqa: E402
 )
 from ros_helpers.scenes import VARIANTS, K, encode, scene_rgb, wire_fields  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from depthart_core.colormap import colorize_bgr  # noqa: E402
 from depthart_core.runtime import get_backend  # noqa: E402
@@ -221,6 +221,7 @@ def reliable(tmp_path_factory, tiny_checkpoint: str):
     overlay = tmp / "overlay.yaml"
     overlay.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"colormap": "magma"}}}))
     _subscribe_outputs(env.peer, info_reliable=False)  # QOS_OVERRIDE makes it best effort
+    env.peer.subscribe(PointCloud2, "depth/points")
     node = env.start_node(OVERRIDES | QOS_OVERRIDE, files=(PARAMS_FILE, overlay))
     env.peer.wait_ready(node)
     pub_img = env.peer.publisher(Image, "image", reliable=True, depth=10)
@@ -449,6 +450,69 @@ def test_camera_info_is_rescaled_to_the_depth_size(reliable) -> None:
     assert _header(out) == _header(depth) == (*divmod(stamp, 1_000_000_000), "cam/scaled")
     assert (out.width, out.height) == (640, 480)
     np.testing.assert_allclose(out.k, [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0])
+
+
+def _cloud_for(env: RosTest, stamp: int) -> PointCloud2:
+    def find():
+        msgs = env.peer.messages("depth/points")
+        return next((m for m in msgs if stamp_ns(m.header) == stamp), None)
+
+    assert env.peer.wait_for(lambda: find() is not None, 10), f"no depth/points for {stamp}"
+    return find()
+
+
+def test_point_cloud_backprojects_the_depth_through_the_calibration(reliable) -> None:
+    """depth/points: organized, the depth's header, every 2nd pixel (default stride), x = (u -
+    cx) z / fx through P, the image's colour; a stride set at runtime applies to the next frame;
+    a calibration it cannot use skips the cloud (counted) while depth keeps flowing."""
+    env, node, pub_img, _, pub_info = reliable
+    peer = env.peer
+    fx, fy, cx, cy = 520.0, 510.0, 322.5, 236.0
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.k = [fx * 1.05, 0.0, cx + 3.0, 0.0, fy * 1.05, cy - 2.0, 0.0, 0.0, 1.0]  # raw camera
+    info.p = [fx, 0.0, cx, -fx * 0.1, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]  # rectified
+    pub_info.publish(info)
+    time.sleep(0.3)
+    rgb = scene_rgb(seed=8)
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+    depth = _depth(_wait_depth(env, stamp))
+    cloud = _cloud_for(env, stamp)
+    assert _header(cloud) == (*divmod(stamp, 1_000_000_000), "cam/points")
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (240, 320, 16, 5120)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1)
+    ]  # fmt: skip
+    assert not cloud.is_dense and not cloud.is_bigendian
+    pts = np.frombuffer(bytes(cloud.data), "<f4").reshape(240, 320, 4)
+    z = depth[::2, ::2]
+    v, u = np.mgrid[0:480:2, 0:640:2]
+    np.testing.assert_allclose(pts[..., 2], z)
+    np.testing.assert_allclose(pts[..., 0], (u - cx) * z / fx, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pts[..., 1], (v - cy) * z / fy, rtol=1e-5, atol=1e-6)
+    c = rgb[::2, ::2].astype(np.uint32)
+    packed = pts[..., 3].copy().view(np.uint32)
+    np.testing.assert_array_equal(packed, (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2])
+
+    assert peer.set_parameter(NODE, "points.stride", 4).successful
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+    assert (_cloud_for(env, stamp).height, _cloud_for(env, stamp).width) == (120, 160)
+
+    before = peer.wait_diagnostics(after=time.time())
+    assert peer.set_parameter(NODE, "points.image", "raw").successful
+    info.distortion_model, info.d = "kannala_brandt_9", [0.01] * 9
+    pub_info.publish(info)
+    time.sleep(0.3)
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+    _wait_depth(env, stamp)
+    after = peer.wait_diagnostics(after=time.time())
+    assert _delta(after, before, "points_skipped.calibration") == 1, after
+    assert "'kannala_brandt_9' is not supported for image=raw" in node.log()
+    assert not [m for m in peer.messages("depth/points") if stamp_ns(m.header) == stamp]
+    for name, value in (("points.image", "rectified"), ("points.stride", 2)):
+        assert peer.set_parameter(NODE, name, value).successful
 
 
 def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:

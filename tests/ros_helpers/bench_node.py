@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
 
 from depthart_core.checkpoint import save_checkpoint
 from depthart_core.config import get_preset
@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--encoding", default="rgb8")
     ap.add_argument("--best-effort", action="store_true", help="default QoS (else reliable)")
     ap.add_argument("--flip-average", action="store_true", help="node parameter flip_average")
+    ap.add_argument(
+        "--points-stride", type=int, default=0, help="subscribe depth/points at this stride"
+    )
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds excluded from stats")
     a = ap.parse_args()
 
@@ -56,6 +59,9 @@ def main() -> None:
         params |= {"flip_average": True}
     if not a.best_effort:
         params |= {"input_qos.reliability": "reliable"}
+    if a.points_stride:
+        params |= {"points.stride": a.points_stride}
+        peer.subscribe(PointCloud2, "depth/points", depth=5)
     node = NodeProcess(domain, params, tmp / "node.log")
     try:
         peer.wait_ready(node)
@@ -100,6 +106,7 @@ def main() -> None:
             "node_latency_p95_ms": float(diag["latency_p95_ms"]),
             "node_inference_p50_ms": float(diag["inference_p50_ms"]),
             "published": published,
+            "points_received": len(peer.messages("depth/points")) if a.points_stride else None,
             **{k: int(diag[f"frames_{k}"]) for k in ("received", "processed", "replaced")},
             "rss_mb_ready": round(rss[0][1], 1),
             "rss_growth_after_warmup_mb": round(max(after_warmup) - after_warmup[0], 1),

@@ -1,0 +1,134 @@
+"""Depth image + camera calibration -> an organized XYZRGB point cloud (no ROS imports).
+
+The node's `depth/points` topic (sensor_msgs/PointCloud2) is built from these arrays; any caller
+with a depth map and a CameraInfo-style calibration can use them too.
+
+Which intrinsics project a pixel (`image`):
+- "rectified" (the default, as `depth_image_proc` assumes): the image is already rectified, so
+  the projection matrix P maps camera coordinates to pixels and D is ignored.
+- "raw": the image is as the camera gave it, so each pixel is undistorted with K and D first
+  ("plumb_bob" and "rational_polynomial" through `cv2.undistortPoints`, "equidistant" through
+  `cv2.fisheye.undistortPoints`).
+
+A pixel becomes the point z * (x', y', 1), where (x', y') is its normalised ray and z its depth
+(REP 118: the distance along the optical axis, not along the ray). Pixels whose depth is not a
+positive finite number (REP 117's -inf / +inf / NaN) become NaN points, so the cloud stays
+organized (height x width) with is_dense false, as `depth_image_proc` publishes it. The colour is
+packed into one float32 field `rgb` as PCL and RViz read it (0x00RRGGBB).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+IMAGES = ("rectified", "raw")
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+# (name, byte offset) of each float32 field of one 16-byte point
+POINT_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+POINT_STEP = 16
+POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4, "itemsize": 16})
+
+
+def pixel_rays(
+    height: int,
+    width: int,
+    k: Sequence[float],
+    p: Sequence[float],
+    d: Sequence[float] = (),
+    distortion_model: str = "",
+    stride: int = 1,
+    image: str = "rectified",
+) -> np.ndarray:
+    """(ceil(height / stride), ceil(width / stride), 2) float32: the normalised ray (x/z, y/z) of
+    every `stride`-th pixel, starting at pixel (0, 0). Cached per calibration and size."""
+    if image not in IMAGES:
+        raise ValueError(f"image must be one of {list(IMAGES)}, got {image!r}")
+    if int(stride) < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    key_d = tuple(float(v) for v in d) if image == "raw" else ()
+    model = distortion_model if image == "raw" else ""
+    return _rays(
+        int(height), int(width), tuple(float(v) for v in k), tuple(float(v) for v in p),
+        key_d, model, int(stride), image,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def _rays(h, w, k, p, d, model, stride, image) -> np.ndarray:
+    v_, u_ = np.mgrid[0:h:stride, 0:w:stride].astype(np.float64)
+    if image == "rectified":
+        if len(p) != 12:
+            raise ValueError(f"P must have 12 values (3x4), got {len(p)}")
+        # P = [fx 0 cx Tx; 0 fy cy Ty; 0 0 1 0]; Tx, Ty place a second stereo camera and do not
+        # change this camera's rays (sensor_msgs/CameraInfo)
+        fx, cx, fy, cy = p[0], p[2], p[5], p[6]
+        if fx <= 0 or fy <= 0:
+            raise ValueError(f"P focal lengths must be positive, got fx={fx:g} fy={fy:g}")
+        x = (u_ - cx) / fx
+        y = (v_ - cy) / fy
+        return np.stack([x, y], axis=-1).astype(np.float32)
+    if len(k) != 9:
+        raise ValueError(f"K must have 9 values (3x3), got {len(k)}")
+    K = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"K focal lengths must be positive, got fx={K[0, 0]:g} fy={K[1, 1]:g}")
+    pts = np.stack([u_, v_], axis=-1).reshape(-1, 1, 2)
+    D = np.asarray(d, dtype=np.float64)
+    if not D.size or not np.any(D):
+        norm = cv2.undistortPoints(pts, K, None)
+    elif model in ("plumb_bob", "rational_polynomial"):
+        if D.size not in (4, 5, 8, 12, 14):
+            raise ValueError(f"{model} D must have 4, 5, 8, 12 or 14 values, got {D.size}")
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
+        if hasattr(cv2, "undistortPointsIter"):  # OpenCV 4.x spells the iterative form so
+            norm = cv2.undistortPointsIter(pts, K, D, None, None, crit)
+        else:  # OpenCV 5 takes the criteria in undistortPoints
+            norm = cv2.undistortPoints(pts, K, D, None, None, None, crit)
+    elif model == "equidistant":
+        if D.size != 4:
+            raise ValueError(f"equidistant D must have 4 values, got {D.size}")
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
+        norm = cv2.fisheye.undistortPoints(pts, K, D.reshape(1, 4), criteria=crit)
+    else:
+        raise ValueError(
+            f"distortion model {model!r} is not supported for image=raw; "
+            f"use one of {list(DISTORTION_MODELS)} or a rectified image"
+        )
+    rows, cols = u_.shape
+    return norm.reshape(rows, cols, 2).astype(np.float32)
+
+
+def depth_to_points(
+    depth_HW: np.ndarray, rays_hw2: np.ndarray, stride: int = 1, rgb_HW3: np.ndarray | None = None
+) -> np.ndarray:
+    """Depth (metres or relative units) -> (h, w) structured array of POINT_DTYPE: x, y, z in the
+    depth's units in the optical frame (x right, y down, z forward) and packed `rgb` (0 where no
+    image is given); NaN x, y, z where the depth is not positive and finite."""
+    if depth_HW.ndim != 2:
+        raise ValueError(f"depth must be HxW, got shape {depth_HW.shape}")
+    z_hw = np.asarray(depth_HW[::stride, ::stride], dtype=np.float32)
+    if z_hw.shape != rays_hw2.shape[:2]:
+        raise ValueError(
+            f"depth {depth_HW.shape} at stride {stride} gives {z_hw.shape}, "
+            f"rays are {rays_hw2.shape[:2]}"
+        )
+    z_hw = np.where(np.isfinite(z_hw) & (z_hw > 0), z_hw, np.float32(np.nan))
+    cloud = np.empty(z_hw.shape, dtype=POINT_DTYPE)
+    cloud["x"] = rays_hw2[..., 0] * z_hw
+    cloud["y"] = rays_hw2[..., 1] * z_hw
+    cloud["z"] = z_hw
+    if rgb_HW3 is None:
+        cloud["rgb"] = 0.0
+    else:
+        if rgb_HW3.shape[:2] != depth_HW.shape or rgb_HW3.ndim != 3 or rgb_HW3.shape[2] != 3:
+            raise ValueError(f"rgb must be {depth_HW.shape}x3, got {rgb_HW3.shape}")
+        c = np.asarray(rgb_HW3[::stride, ::stride], dtype=np.uint32)
+        packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+        cloud["rgb"] = packed.view(np.float32)
+    return cloud

@@ -1,0 +1,108 @@
+"""depthart_core.pointcloud: rays, back-projection, invalid pixels, colour packing, errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from depthart_core.pointcloud import (
+    POINT_DTYPE,
+    POINT_FIELDS,
+    POINT_STEP,
+    depth_to_points,
+    pixel_rays,
+)
+
+H, W = 48, 64
+K = [70.0, 0.0, 31.2, 0.0, 65.0, 24.7, 0.0, 0.0, 1.0]
+P = [70.0, 0.0, 31.2, 0.0, 0.0, 65.0, 24.7, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def _plane_depth(rays_hw2: np.ndarray, n: np.ndarray, d: float) -> np.ndarray:
+    """Depth along z of the plane n . X = d seen through each ray (x', y', 1)."""
+    return (d / (rays_hw2[..., 0] * n[0] + rays_hw2[..., 1] * n[1] + n[2])).astype(np.float32)
+
+
+def test_rectified_points_lie_on_the_plane_they_came_from() -> None:
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    rays = np.stack([(u - P[2]) / P[0], (v - P[6]) / P[5]], axis=-1)  # written out, not the code's
+    n, d = np.array([0.1, -0.3, 1.0]), 2.5
+    depth = _plane_depth(rays, n, d)
+    cloud = depth_to_points(depth, pixel_rays(H, W, K, P), 1)
+    xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1).astype(np.float64)
+    np.testing.assert_allclose(xyz @ n, d, rtol=1e-5)
+    np.testing.assert_allclose(cloud["z"], depth)
+    assert cloud["x"][0, 0] < 0 < cloud["x"][0, -1] and cloud["y"][0, 0] < 0 < cloud["y"][-1, 0]
+
+
+def test_rectified_ignores_the_stereo_baseline_and_distortion() -> None:
+    p_right = list(P)
+    p_right[3] = -70.0 * 0.12  # Tx = -fx * B of a right camera
+    a = pixel_rays(H, W, K, P)
+    b = pixel_rays(H, W, K, p_right, d=[0.2, -0.1, 0, 0, 0], distortion_model="plumb_bob")
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "model, d",
+    [
+        ("plumb_bob", [-0.28, 0.09, 0.001, -0.0005, -0.01]),
+        ("rational_polynomial", [0.3, -0.1, 0.001, 0.002, 0.01, 0.6, -0.05, 0.02]),
+        ("equidistant", [0.05, -0.02, 0.004, -0.001]),
+    ],
+)
+def test_raw_rays_reproject_onto_their_pixels(model: str, d: list[float]) -> None:
+    """Undistorted rays, projected again through K and D by OpenCV, land on their own pixels."""
+    rays = pixel_rays(H, W, K, P, d=d, distortion_model=model, stride=3, image="raw")
+    assert rays.shape == (16, 22, 2)
+    obj = np.concatenate([rays.reshape(-1, 2), np.ones((rays[..., 0].size, 1))], axis=1)
+    Km, Dm = np.asarray(K).reshape(3, 3), np.asarray(d, dtype=np.float64)
+    if model == "equidistant":
+        px, _ = cv2.fisheye.projectPoints(obj[:, None, :], np.zeros(3), np.zeros(3), Km, Dm)
+    else:
+        px, _ = cv2.projectPoints(obj, np.zeros(3), np.zeros(3), Km, Dm)
+    v, u = np.mgrid[0:H:3, 0:W:3]
+    np.testing.assert_allclose(px.reshape(16, 22, 2), np.stack([u, v], axis=-1), atol=1e-2)
+    plain = pixel_rays(H, W, K, P, d=[0.0] * 5, distortion_model=model, stride=3, image="raw")
+    assert np.abs(rays - plain).max() > 0.01  # the distortion did change the rays
+
+
+def test_invalid_depth_gives_nan_points_and_the_cloud_stays_organized() -> None:
+    depth = np.full((H, W), 3.0, np.float32)
+    depth[0, 0], depth[0, 2], depth[2, 0], depth[2, 2] = np.nan, -np.inf, np.inf, 0.0
+    cloud = depth_to_points(depth, pixel_rays(H, W, K, P, stride=2), 2)
+    assert cloud.shape == (H // 2, W // 2) and cloud.dtype == POINT_DTYPE
+    bad = np.isnan(cloud["z"])
+    assert bad[0, 0] and bad[0, 1] and bad[1, 0] and bad[1, 1] and bad.sum() == 4
+    assert np.isnan(cloud["x"][bad]).all() and np.isnan(cloud["y"][bad]).all()
+    assert np.isfinite(cloud["x"][~bad]).all()
+
+
+def test_colour_is_packed_as_pcl_reads_it() -> None:
+    depth = np.ones((H, W), np.float32)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 128, 1
+    cloud = depth_to_points(depth, pixel_rays(H, W, K, P), 1, rgb)
+    packed = cloud["rgb"].view(np.uint32)
+    assert (packed == 0xFF8001).all()
+    raw = cloud.tobytes()
+    assert len(raw) == H * W * POINT_STEP
+    for name, offset in POINT_FIELDS:  # each field where the PointField says it is
+        first = np.frombuffer(raw[offset : offset + 4], "<f4")[0]
+        assert first == cloud[name][0, 0] or (np.isnan(first) and np.isnan(cloud[name][0, 0]))
+
+
+def test_bad_calibrations_and_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="'fisheye'"):
+        pixel_rays(H, W, K, P, d=[0.1] * 4, distortion_model="fisheye", image="raw")
+    with pytest.raises(ValueError, match="stride must be >= 1, got 0"):
+        pixel_rays(H, W, K, P, stride=0)
+    with pytest.raises(ValueError, match="'left'"):
+        pixel_rays(H, W, K, P, image="left")
+    with pytest.raises(ValueError, match="fx=0"):
+        pixel_rays(H, W, K, [0.0] * 12)
+    with pytest.raises(ValueError, match="equidistant D must have 4 values, got 5"):
+        pixel_rays(H, W, K, P, d=[0.1] * 5, distortion_model="equidistant", image="raw")
+    with pytest.raises(ValueError, match=r"rays are \(48, 64\)"):
+        depth_to_points(np.ones((H, W)), pixel_rays(H, W, K, P), 2)
