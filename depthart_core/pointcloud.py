@@ -15,15 +15,22 @@ A pixel becomes the point z * (x', y', 1), where (x', y') is its normalised ray 
 positive finite number (REP 117's -inf / +inf / NaN) become NaN points, so the cloud stays
 organized (height x width) with is_dense false, as `depth_image_proc` publishes it. The colour is
 packed into one float32 field `rgb` as PCL and RViz read it (0x00RRGGBB).
+
+`pinhole_p` makes a P from a horizontal field of view for images without a calibration, and
+`write_ply` saves the valid points as a binary PLY (MeshLab, Open3D, CloudCompare read it).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+from depthart_core.fileutil import atomic_write
 
 IMAGES = ("rectified", "raw")
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
@@ -132,3 +139,32 @@ def depth_to_points(
         packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
         cloud["rgb"] = packed.view(np.float32)
     return cloud
+
+
+def pinhole_p(height: int, width: int, hfov_deg: float) -> list[float]:
+    """A CameraInfo-style P (12 values) for an ideal camera with this horizontal field of view:
+    square pixels, principal point at the image centre."""
+    if not 0.0 < hfov_deg < 180.0:
+        raise ValueError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg}")
+    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def write_ply(path: str | Path, cloud: np.ndarray) -> int:
+    """Write the valid points of a POINT_DTYPE cloud as binary little-endian PLY (x y z float,
+    red green blue uchar); returns how many were written."""
+    flat = cloud.reshape(-1)
+    keep = flat[np.isfinite(flat["z"])]
+    rgb = keep["rgb"].view(np.uint32)
+    rows = np.empty(keep.shape[0], dtype=[("xyz", "<f4", 3), ("c", "u1", 3)])
+    rows["xyz"] = np.stack([keep["x"], keep["y"], keep["z"]], axis=1)
+    rows["c"] = np.stack([(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255], axis=1)
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment depthart_core.pointcloud: optical frame "
+        f"(x right, y down, z forward)\nelement vertex {len(rows)}\nproperty float x\n"
+        "property float y\nproperty float z\nproperty uchar red\nproperty uchar green\n"
+        "property uchar blue\nend_header\n"
+    )
+    atomic_write(path, header.encode("ascii") + rows.tobytes())
+    return len(rows)

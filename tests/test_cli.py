@@ -27,6 +27,43 @@ def test_predict_writes_npy_and_png(tiny_checkpoint, tmp_path):
     assert np.allclose(depth, DepthEstimator.from_checkpoint(tiny_checkpoint).predict(rgb))
 
 
+def _read_ply(path) -> np.ndarray:
+    raw = path.read_bytes()
+    head, body = raw.split(b"end_header\n", 1)
+    lines = head.decode("ascii").splitlines()
+    assert lines[:2] == ["ply", "format binary_little_endian 1.0"]
+    n = int(next(x for x in lines if x.startswith("element vertex")).split()[-1])
+    rows = np.frombuffer(body, dtype=[("xyz", "<f4", 3), ("c", "u1", 3)])
+    assert len(rows) == n
+    return rows
+
+
+def test_predict_ply_back_projects_the_depth(tiny_checkpoint, tmp_path, capsys):
+    """--ply: one point per valid pixel, z = the saved depth, x and y through a pinhole of
+    --hfov (focal 0.5 W / tan(hfov / 2)), the image's colours; a bad --hfov is named."""
+    rgb = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    img = tmp_path / "room.png"
+    cv2.imwrite(str(img), rgb[:, :, ::-1])
+    out = tmp_path / "out"
+    args = ["predict", str(img), "--checkpoint", tiny_checkpoint, "--out", str(out), "--ply"]
+    assert main([*args, "--hfov", "90"]) == 0
+    assert "depth maps and point clouds" in capsys.readouterr().out
+    depth = np.load(out / "room.npy")
+    rows = _read_ply(out / "room.ply")
+    assert len(rows) == np.isfinite(depth).sum() == 30 * 40
+    f = 0.5 * 40 / np.tan(np.radians(45.0))  # 20 px
+    v, u = np.mgrid[0:30, 0:40]
+    xyz = rows["xyz"].reshape(30, 40, 3)
+    np.testing.assert_allclose(xyz[..., 2], depth)
+    np.testing.assert_allclose(xyz[..., 0], (u - 19.5) * depth / f, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(xyz[..., 1], (v - 14.5) * depth / f, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(rows["c"].reshape(30, 40, 3), rgb)
+    assert main([*args, "--ply-stride", "3"]) == 0
+    assert len(_read_ply(out / "room.ply")) == 10 * 14
+    assert main([*args, "--hfov", "180"]) == 1
+    assert "got 180.0" in capsys.readouterr().err
+
+
 def test_predict_keeps_images_that_share_a_stem_apart(tiny_checkpoint, tmp_path, capsys):
     rng = np.random.default_rng(1)
     names = [tmp_path / "cam0" / "1.png", tmp_path / "cam1" / "1.png", tmp_path / "cam1" / "1.jpg"]

@@ -11,7 +11,9 @@ from depthart_core.pointcloud import (
     POINT_FIELDS,
     POINT_STEP,
     depth_to_points,
+    pinhole_p,
     pixel_rays,
+    write_ply,
 )
 
 H, W = 48, 64
@@ -106,3 +108,22 @@ def test_bad_calibrations_and_arguments_are_named() -> None:
         pixel_rays(H, W, K, P, d=[0.1] * 5, distortion_model="equidistant", image="raw")
     with pytest.raises(ValueError, match=r"rays are \(48, 64\)"):
         depth_to_points(np.ones((H, W)), pixel_rays(H, W, K, P), 2)
+
+
+def test_ply_keeps_only_valid_points(tmp_path) -> None:
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[:10] = np.nan
+    rgb = np.full((H, W, 3), (10, 20, 30), np.uint8)
+    n = write_ply(tmp_path / "c.ply", depth_to_points(depth, pixel_rays(H, W, K, P), 1, rgb))
+    head, body = (tmp_path / "c.ply").read_bytes().split(b"end_header\n", 1)
+    assert n == (H - 10) * W and f"element vertex {n}".encode() in head
+    rows = np.frombuffer(body, dtype=[("xyz", "<f4", 3), ("c", "u1", 3)])
+    assert len(rows) == n and (rows["xyz"][:, 2] == 2.0).all() and (rows["c"] == (10, 20, 30)).all()
+
+
+def test_pinhole_p_from_a_field_of_view() -> None:
+    p = pinhole_p(480, 640, 90.0)
+    assert p[0] == pytest.approx(320.0) and p[5] == pytest.approx(320.0)
+    assert (p[2], p[6]) == (319.5, 239.5)
+    with pytest.raises(ValueError, match="got 0"):
+        pinhole_p(480, 640, 0)

@@ -1,4 +1,5 @@
-"""`depthart predict IMAGE... [--checkpoint CKPT] --out DIR`: depth maps for image files.
+"""`depthart predict IMAGE... [--checkpoint CKPT] --out DIR [--ply]`: depth maps for image files,
+and with --ply a coloured point cloud of each (`depthart_core.pointcloud`).
 
 A bad input never stops the batch: each one is skipped with a line naming the file and why, the
 rest are processed, the summary counts both, and the exit status is 1 if anything was skipped.
@@ -28,6 +29,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving resize + padding")
     add_flip_arg(p)
     p.add_argument("--colormap", default="turbo")
+    p.add_argument(
+        "--ply",
+        action="store_true",
+        help="also write <stem>.ply: the depth back-projected through a pinhole camera of "
+        "--hfov (relative units: scale before measuring)",
+    )
+    p.add_argument(
+        "--hfov", type=float, default=60.0, help="--ply: horizontal field of view, degrees (60)"
+    )
+    p.add_argument("--ply-stride", type=int, default=1, help="--ply: every Nth pixel (1)")
     p.add_argument("--out", required=True, help="output directory")
     add_model_args(p)
     p.set_defaults(func=run)
@@ -82,6 +93,12 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.colormap import colorize
     from depthart_core.runtime import get_backend
 
+    if args.ply:  # check the camera before loading anything
+        from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays, write_ply
+
+        pinhole_p(2, 2, args.hfov)
+        if args.ply_stride < 1:
+            raise ValueError(f"--ply-stride must be >= 1, got {args.ply_stride}")
     backend = get_backend(
         args.backend,
         checkpoint=args.checkpoint,
@@ -118,8 +135,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         np.save(out / f"{stem}.npy", depth.astype(np.float32))
         cv2.imwrite(str(out / f"{stem}_depth.png"), colorize(depth, cmap=args.colormap)[:, :, ::-1])
+        if args.ply:
+            h, w = depth.shape
+            P = pinhole_p(h, w, args.hfov)
+            rays = pixel_rays(h, w, P[:3] + P[4:7] + P[8:11], P, stride=args.ply_stride)
+            write_ply(out / f"{stem}.ply", depth_to_points(depth, rays, args.ply_stride, rgb))
     n_skipped = sum(skipped.values())
-    summary = f"wrote {len(args.images) - n_skipped} depth maps to {out}"
+    what = "depth maps and point clouds" if args.ply else "depth maps"
+    summary = f"wrote {len(args.images) - n_skipped} {what} to {out}"
     if n_skipped:
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
         summary += f", skipped {n_skipped} ({why})"
