@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ply:  # check the camera before loading anything
         from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays, write_ply
 
-        pinhole_p(2, 2, args.hfov)
+        pinhole_p(2, 2, args.hfov)  # raises naming a bad --hfov
         if args.ply_stride < 1:
             raise ValueError(f"--ply-stride must be >= 1, got {args.ply_stride}")
     backend = get_backend(
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ply:
             h, w = depth.shape
             P = pinhole_p(h, w, args.hfov)
-            rays = pixel_rays(h, w, P[:3] + P[4:7] + P[8:11], P, stride=args.ply_stride)
+            rays = pixel_rays(h, w, (), P, stride=args.ply_stride)  # rectified: P only
             write_ply(out / f"{stem}.ply", depth_to_points(depth, rays, args.ply_stride, rgb))
     n_skipped = sum(skipped.values())
     what = "depth maps and point clouds" if args.ply else "depth maps"
