@@ -38,6 +38,7 @@ DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 POINT_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
 POINT_STEP = 16
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4, "itemsize": 16})
+_UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
 
 
 def pixel_rays(
@@ -51,18 +52,22 @@ def pixel_rays(
     image: str = "rectified",
 ) -> np.ndarray:
     """(ceil(height / stride), ceil(width / stride), 2) float32: the normalised ray (x/z, y/z) of
-    every `stride`-th pixel, starting at pixel (0, 0). Cached per calibration and size."""
+    every `stride`-th pixel, starting at pixel (0, 0). Cached per calibration and size (keyed
+    only by what the chosen projection reads: P for rectified, K, D and the model for raw). An
+    all-zero D is no distortion, whatever the model is called."""
     if image not in IMAGES:
         raise ValueError(f"image must be one of {list(IMAGES)}, got {image!r}")
     if int(stride) < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    key_d = tuple(float(v) for v in d) if image == "raw" else ()
-    model = distortion_model if image == "raw" else ""
+    raw = image == "raw"
     return _rays(
-        int(height), int(width), tuple(float(v) for v in k), tuple(float(v) for v in p),
-        key_d, model, int(stride), image,
+        int(height), int(width),
+        tuple(float(v) for v in k) if raw else (),
+        () if raw else tuple(float(v) for v in p),
+        tuple(float(v) for v in d) if raw else (),
+        distortion_model if raw else "", int(stride), image,
     )  # fmt: skip
 
 
@@ -92,16 +97,14 @@ def _rays(h, w, k, p, d, model, stride, image) -> np.ndarray:
     elif model in ("plumb_bob", "rational_polynomial"):
         if D.size not in (4, 5, 8, 12, 14):
             raise ValueError(f"{model} D must have 4, 5, 8, 12 or 14 values, got {D.size}")
-        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
         if hasattr(cv2, "undistortPointsIter"):  # OpenCV 4.x spells the iterative form so
-            norm = cv2.undistortPointsIter(pts, K, D, None, None, crit)
+            norm = cv2.undistortPointsIter(pts, K, D, None, None, _UNDISTORT_CRITERIA)
         else:  # OpenCV 5 takes the criteria in undistortPoints
-            norm = cv2.undistortPoints(pts, K, D, None, None, None, crit)
+            norm = cv2.undistortPoints(pts, K, D, None, None, None, _UNDISTORT_CRITERIA)
     elif model == "equidistant":
         if D.size != 4:
             raise ValueError(f"equidistant D must have 4 values, got {D.size}")
-        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
-        norm = cv2.fisheye.undistortPoints(pts, K, D.reshape(1, 4), criteria=crit)
+        norm = cv2.fisheye.undistortPoints(pts, K, D.reshape(1, 4), criteria=_UNDISTORT_CRITERIA)
     else:
         raise ValueError(
             f"distortion model {model!r} is not supported for image=raw; "
