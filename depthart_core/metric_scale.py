@@ -11,9 +11,12 @@ the reason), with checks relative to the data rather than absolute thresholds: o
 the cue and the prediction must each spread by at least `MIN_SPREAD` of their median (a line
 through a constant is a constant: a constant cue once gave scale 5e-16, shift 2.0, so every pixel
 became 2.0 m); the scale must lie within `MAX_SCALE_FACTOR`x of the median ratio metric / relative;
-and scale-and-shift, which has one more parameter, must fit no worse than the median-ratio scale
-on the same points. (With most cue points wrong no check can tell the true line from a chance
-one; the fits are robust up to about half outliers, see the tests.)
+and scale-and-shift, which has one more parameter, must fit better than the median-ratio scale on
+the same points. A line that does not earn its shift is not a refusal of the cue: when the
+median-ratio scale itself fits the cue (median relative error at most `MAX_RATIO_ERROR`), that
+scale is returned (mode "scale"), so a good cue that needs no shift keeps the output in metres
+instead of flipping it to relative on float noise. (With most cue points wrong no check can tell
+the true line from a chance one; the fits are robust up to about half outliers, see the tests.)
 
 Also here: `resample_sparse` moves sparse points onto a differently sized depth map without
 interpolating between them, and `StampMatcher` pairs a frame with the sparse cue nearest in stamp.
@@ -33,6 +36,9 @@ _MAX_THEIL_SEN_POINTS = 200  # 19,900 pairs
 _REL_EPS = 1e-6
 MIN_SPREAD = 0.05  # (q90 - q10) / median over the overlap, for cue and prediction (scale_shift)
 MAX_SCALE_FACTOR = 10.0  # scale within [r / 10, 10 r], r = median(metric / relative)
+LINE_GAIN = 0.05  # scale-and-shift must beat the median ratio's residual by 5 % to be used
+MAX_RATIO_ERROR = 0.15  # median |r * rel - metric| / metric for the median ratio to stand in
+EXACT_LINE_ERROR = 1e-3  # a line within 0.1 % median error fits the cue: no comparison needed
 
 
 @dataclass(frozen=True)
@@ -136,12 +142,27 @@ def fit_metric_scale(
     if mode == "scale_shift":
         reason = _implausible(rel, met, scale, shift)
         if reason:
-            return None, reason
+            ratio_fit = _median_ratio_instead(rel, met, min_points)
+            if ratio_fit is None:
+                return None, reason
+            return ratio_fit, "ok"
     n_in = int(inliers.sum())
     if n_in < min_points:
         return None, f"too few inliers: {n_in} of {n} points < min_points {min_points}"
     abs_rel = float(np.median(np.abs(scale * rel[inliers] + shift - met[inliers]) / met[inliers]))
     return ScaleFit(scale, shift, mode, n, n_in, abs_rel), "ok"
+
+
+def _median_ratio_instead(rel: np.ndarray, met: np.ndarray, min_points: int) -> ScaleFit | None:
+    """The median-ratio fit of the same points when it fits them (median relative error at most
+    `MAX_RATIO_ERROR` and enough inliers), else None: the cue follows the prediction up to a scale,
+    it just needs no shift."""
+    scale, _, inliers = _fit_points(rel, met, "scale")
+    err = np.abs(scale * rel - met) / met
+    n_in = int(inliers.sum())
+    if float(np.median(err)) > MAX_RATIO_ERROR or n_in < min_points:
+        return None
+    return ScaleFit(scale, 0.0, "scale", rel.size, n_in, float(np.median(err[inliers])))
 
 
 def _spread(x: np.ndarray) -> float:
@@ -161,10 +182,10 @@ def _implausible(rel: np.ndarray, met: np.ndarray, scale: float, shift: float) -
         )
     err_line = float(np.median(np.abs(scale * rel + shift - met) / met))
     err_ratio = float(np.median(np.abs(ratio * rel - met) / met))
-    if err_line > err_ratio * (1 + 1e-6) + 1e-12:
+    if err_line > EXACT_LINE_ERROR and err_line > err_ratio * (1 - LINE_GAIN):
         return (
-            f"fit is not usable: scale-and-shift residual {err_line:.4g} exceeds the median-ratio "
-            f"scale's {err_ratio:.4g}"
+            f"fit is not usable: scale-and-shift residual {err_line:.4g} is not {LINE_GAIN:.0%} "
+            f"below the median-ratio scale's {err_ratio:.4g}"
         )
     return None
 

@@ -204,5 +204,43 @@ def test_outlier_heavy_cues() -> None:
     # always tell the true line from a chance one)
     met = 2.0 * rel.ravel().astype(np.float64)
     reason = _implausible(rel.ravel().astype(np.float64), met, 1.0, 0.5)
-    assert reason and "residual" in reason and "exceeds the median-ratio scale's 0" in reason
+    assert reason and "residual" in reason and "below the median-ratio scale's 0" in reason
     assert _implausible(rel.ravel().astype(np.float64), met, 2.0, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["exact", "noise_0.5pct", "noise_1pct", "noise_3pct", "shifted", "shifted_noise_2pct"],
+)
+def test_good_cues_are_accepted_in_scale_shift_mode(case: str) -> None:
+    """A cue that is the prediction times a scale (plus a shift, plus sensor noise) must give
+    metres in (far) more than 99 % of frames: refusing it flips the node's units from frame to
+    frame. Where the line does not earn its shift, the median-ratio scale stands in."""
+    accepted, scales = 0, []
+    for trial in range(200):
+        g = np.random.default_rng(1000 + trial)
+        rel = g.uniform(0.1, 1.0, (60, 80)).astype(np.float32)
+        noise = float(case.split("_")[-1].rstrip("pct")) / 100 if "noise" in case else 0.0
+        shift = 0.6 if case.startswith("shifted") else 0.0
+
+        def cue(r, gg, noise=noise, shift=shift):
+            return (3.0 * r + shift) * (1.0 + noise * gg.standard_normal(r.size))
+
+        fit, reason = fit_metric_scale(rel, _cue(rel, cue, seed=trial), "scale_shift")
+        if fit is not None:
+            accepted += 1
+            scales.append(fit.scale)
+            err = np.abs(fit.apply(rel) / (3.0 * rel + shift) - 1.0)
+            assert np.median(err) < max(3 * noise, 1e-4), (case, trial, fit)
+    assert accepted >= 199, f"{case}: accepted {accepted} of 200"
+    assert np.median(scales) == pytest.approx(3.0, rel=0.01)
+
+
+def test_a_cue_needing_no_shift_gets_the_median_ratio_scale() -> None:
+    """2 % noise, no shift: the line is not 5 % better than the median ratio (it only fits the
+    noise), so the ratio's scale is used and reported as such."""
+    rel = _rel(5)
+    noisy = _cue(rel, lambda r, g: 3.0 * r * (1 + 0.02 * g.standard_normal(r.size)), seed=5)
+    fit, reason = fit_metric_scale(rel, noisy, "scale_shift")
+    assert reason == "ok" and fit.mode == "scale" and fit.shift == 0.0
+    assert fit.scale == pytest.approx(3.0, rel=0.01)
