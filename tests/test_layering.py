@@ -36,6 +36,7 @@ ROS_CLIENT = (
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_core", "depthart_core.fileutil", "depthart_core.config", "depthart_core.precision"),
     ("depthart_core.colormap", "depthart_core.metric_scale", "depthart_core.pointcloud"),
+    ("depthart_core.ground_plane",),
     ("depthart_core.data",),
     ("depthart_core.tokenizer",),
     ("depthart_core.transformer",),

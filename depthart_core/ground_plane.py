@@ -1,0 +1,390 @@
+"""Relative -> metric depth from the floor and the camera's known height (no depth sensor).
+
+DepthART's relative depth is proportional to depth (d / q98(d), one scale and no shift), so the
+floor back-projected from it is the true floor shrunk by one factor. Fitting a plane to it and
+dividing the camera's height above the floor (a robot's URDF knows it) by the plane's distance
+from the camera recovers that factor: metres = scale * relative, scale = camera height / distance.
+
+Steps, each a function here (numpy only; the node, the CLI and the evaluation call them):
+1. back-project the depth through a 3x3 K or a 3x4 P (`depthart_core.pointcloud`, as
+   `depth/points` does; the image is taken as rectified, so P's rays are used);
+2. keep the candidate floor points: valid, in the lower `floor_region` of the image rows, and
+   below the camera along the expected up;
+3. RANSAC (fixed seed, so a frame always gives the same fit) for the plane with the most
+   inliers, |n.p + d| <= inlier_threshold * d: a depth error of a fraction e moves a floor point
+   off the plane by e * d, whatever its distance, so the threshold is a relative depth error;
+   then a least-squares refit (SVD) on the inliers;
+4. guards, each returning a reason instead of a scale: too few candidate points (no floor in
+   view), a dominant plane whose normal is far from up (a wall, a ramp, an occluder), too few
+   inliers, a scale outside a plausible range;
+5. `ScaleSmoother`: the median of the last accepted scales; a jump beyond `jump_ratio` is held off
+   until it persists for `jump_persist` frames.
+
+Frames: the REP 103 optical frame (x right, y down, z forward). The up prior is the world's up seen
+from a camera with REP 103 body pitch (positive = nose down) and roll (positive = right side
+down): up = (-sin(roll) cos(pitch), -cos(roll) cos(pitch), -sin(pitch)). The pitch need not be
+known: the fitted normal carries it, and `max_normal_angle_deg` is the tolerance around the prior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from depthart_core.pointcloud import depth_to_points, pixel_rays
+
+REASON_CODES = ("ok", "no_floor", "normal_far_from_up", "few_inliers", "scale_out_of_range")
+
+
+def check_camera_height(value: object) -> float:
+    """The camera height in metres as a float; ValueError naming the value unless finite and
+    positive (at start-up and whenever a parameter changes)."""
+    try:
+        h = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"camera height must be a number of metres, got {value!r}") from None
+    if not math.isfinite(h) or h <= 0.0:
+        raise ValueError(f"camera height must be finite and > 0 metres, got {value!r}")
+    return h
+
+
+@dataclass(frozen=True)
+class GroundPlaneConfig:
+    """Ground-plane scale settings; lengths in metres, angles in degrees."""
+
+    camera_height_m: float = 1.0  # the camera's optical centre above the floor: set your robot's
+    pitch_deg: float = 0.0  # prior pitch (REP 103, positive = looking down)
+    roll_deg: float = 0.0  # prior roll (REP 103, positive = right side down)
+    max_normal_angle_deg: float = 35.0  # tolerance of the fitted normal around the prior's up
+    floor_region: float = 0.5  # the lower fraction of the image rows searched for the floor
+    stride: int = 4  # every Nth pixel in each direction is back-projected
+    max_points: int = 3000  # candidates drawn (fixed seed) for RANSAC
+    min_points: int = 100  # fewer candidate points: no floor in view
+    min_inlier_fraction: float = 0.3  # of the candidate points
+    inlier_threshold: float = 0.06  # |n.p + d| / d: a relative depth error
+    ransac_iterations: int = 200
+    scale_range: tuple[float, float] = (0.1, 500.0)  # metres per relative unit (about q98 depth)
+    window: int = 15  # accepted scales in the smoother's median
+    jump_ratio: float = 1.3  # a new scale beyond [ref / r, ref * r] is a jump
+    jump_persist: int = 5  # consecutive frames before a jump is accepted
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_camera_height(self.camera_height_m)
+        if not 0.0 < self.floor_region <= 1.0:
+            raise ValueError(f"floor_region must be in (0, 1], got {self.floor_region}")
+        if not 0.0 < self.max_normal_angle_deg < 90.0:
+            raise ValueError(
+                f"max_normal_angle_deg must be in (0, 90), got {self.max_normal_angle_deg}"
+            )
+        if not 0.0 < self.min_inlier_fraction <= 1.0:
+            raise ValueError(
+                f"min_inlier_fraction must be in (0, 1], got {self.min_inlier_fraction}"
+            )
+        if not 0.0 < self.inlier_threshold < 1.0:
+            raise ValueError(f"inlier_threshold must be in (0, 1), got {self.inlier_threshold}")
+        lo, hi = self.scale_range
+        if not 0.0 < lo < hi:
+            raise ValueError(f"scale_range must be 0 < lo < hi, got {self.scale_range}")
+        for name in ("stride", "window", "jump_persist", "ransac_iterations"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_points < 3 or self.max_points < self.min_points:
+            raise ValueError(
+                f"need 3 <= min_points <= max_points, got {self.min_points}, {self.max_points}"
+            )
+        if self.jump_ratio <= 1.0:
+            raise ValueError(f"jump_ratio must be > 1, got {self.jump_ratio}")
+
+
+def expected_up(pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
+    """(3,) unit vector: the world's up in the optical frame for a REP 103 pitch and roll."""
+    p, r = math.radians(pitch_deg), math.radians(roll_deg)
+    return np.array([-math.sin(r) * math.cos(p), -math.cos(r) * math.cos(p), -math.sin(p)])
+
+
+def projection_p(projection: Sequence[float] | np.ndarray) -> list[float]:
+    """12 values of a 3x4 P from a 3x3 K or a 3x4 P (flat or shaped); ValueError otherwise."""
+    m = np.asarray(projection, dtype=np.float64).reshape(-1)
+    if m.size == 9:
+        return np.concatenate([m.reshape(3, 3), np.zeros((3, 1))], axis=1).reshape(-1).tolist()
+    if m.size == 12:
+        return m.tolist()
+    raise ValueError(f"projection must be a 3x3 K or a 3x4 P (9 or 12 values), got {m.size}")
+
+
+@dataclass(frozen=True)
+class GroundFit:
+    """One frame's floor: scale (None with `code` and `reason` when a guard refused it) and the
+    quality signals diagnostics show. normal_3 points up; the plane is n.p + distance = 0 in the
+    relative depth's units."""
+
+    scale: float | None
+    code: str
+    reason: str
+    n_candidates: int = 0
+    inlier_fraction: float = 0.0
+    normal_angle_deg: float = float("nan")  # fitted normal vs the prior's up
+    residual: float = float("nan")  # RMS |n.p + d| / d over the inliers (relative depth error)
+    distance: float = float("nan")
+    normal_3: tuple[float, float, float] = (float("nan"),) * 3
+
+
+def floor_candidates(
+    depth_HW: np.ndarray, projection: Sequence[float] | np.ndarray, cfg: GroundPlaneConfig
+) -> np.ndarray:
+    """(N, 3) float64 points of the depth's valid pixels in the floor region that lie below the
+    camera along the prior's up, at most `cfg.max_points` of them (a seeded draw)."""
+    if depth_HW.ndim != 2:
+        raise ValueError(f"depth must be HxW, got shape {depth_HW.shape}")
+    h, w = depth_HW.shape
+    rays_hw2 = pixel_rays(h, w, (), projection_p(projection), stride=cfg.stride)
+    cloud_hw = depth_to_points(depth_HW, rays_hw2, cfg.stride)
+    first_row = math.ceil(h * (1.0 - cfg.floor_region) / cfg.stride)  # in strided rows
+    low_hw = cloud_hw[first_row:]
+    pts_N3 = np.stack([low_hw["x"], low_hw["y"], low_hw["z"]], axis=-1).reshape(-1, 3)
+    pts_N3 = pts_N3[np.isfinite(pts_N3[:, 2])].astype(np.float64)
+    pts_N3 = pts_N3[pts_N3 @ expected_up(cfg.pitch_deg, cfg.roll_deg) < 0.0]
+    if len(pts_N3) > cfg.max_points:
+        pick = np.random.default_rng(cfg.seed).choice(len(pts_N3), cfg.max_points, replace=False)
+        pts_N3 = pts_N3[np.sort(pick)]
+    return pts_N3
+
+
+_SCORE_POINTS = 500  # hypotheses are scored on this many points; the winners on all of them
+
+
+def _ransac(
+    pts_N3: np.ndarray, up_3: np.ndarray, cfg: GroundPlaneConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inlier masks (N,) of the best plane among those within the angle tolerance of `up_3`, and
+    of the best plane of any orientation (all False where no hypothesis qualifies)."""
+    rng = np.random.default_rng(cfg.seed)
+    n = len(pts_N3)
+    idx_I3 = rng.integers(0, n, size=(cfg.ransac_iterations, 3))  # a repeated index: no normal
+    a_I3, b_I3, c_I3 = (pts_N3[idx_I3[:, k]] for k in range(3))
+    normal_I3 = np.cross(b_I3 - a_I3, c_I3 - a_I3)
+    norm_I = np.linalg.norm(normal_I3, axis=1)
+    ok_I = norm_I > 1e-12
+    normal_I3 = normal_I3 / np.where(ok_I, norm_I, 1.0)[:, None]
+    normal_I3 *= np.where(normal_I3 @ up_3 < 0.0, -1.0, 1.0)[:, None]  # point the normal up
+    dist_I = -np.einsum("ij,ij->i", normal_I3, a_I3)
+    ok_I &= dist_I > 0  # the camera is above the floor
+    sub_S3 = pts_N3[rng.permutation(n)[:_SCORE_POINTS]]
+
+    def inliers(pts_M3: np.ndarray, i: np.ndarray | slice) -> np.ndarray:
+        resid = np.abs(normal_I3[i] @ pts_M3.T + dist_I[i, None])
+        return ok_I[i, None] & (resid <= cfg.inlier_threshold * dist_I[i, None])
+
+    count_I = inliers(sub_S3, slice(None)).sum(axis=1)
+    near_I = normal_I3 @ up_3 >= math.cos(math.radians(cfg.max_normal_angle_deg))
+    best = [int(np.argmax(np.where(near_I, count_I, -1))), int(np.argmax(count_I))]
+    best_near, best_any = inliers(pts_N3, np.array(best))
+    return (best_near if near_I.any() else np.zeros(n, bool)), best_any
+
+
+def _refit(
+    pts_N3: np.ndarray, inliers_N: np.ndarray, up_3: np.ndarray, threshold: float
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares plane (unit normal pointing up, distance) through the inliers, and the
+    points within `threshold` of it. The least squares use only the points within 3 robust
+    sigmas of the plane (at most `threshold`): on clean data the foot of a wall lies inside the
+    threshold and would tilt the plane."""
+    use_N = inliers_N
+    for _ in range(3):
+        sel_M3 = pts_N3[use_N]
+        centroid_3 = sel_M3.mean(axis=0)
+        _, _, vt_33 = np.linalg.svd(sel_M3 - centroid_3, full_matrices=False)
+        normal_3 = vt_33[-1] * (1.0 if vt_33[-1] @ up_3 >= 0 else -1.0)
+        dist = -float(normal_3 @ centroid_3)
+        rel_N = np.abs(pts_N3 @ normal_3 + dist) / max(abs(dist), 1e-12)
+        inliers_N = rel_N <= threshold
+        sigma = 1.4826 * float(np.median(rel_N[inliers_N])) if inliers_N.any() else 0.0
+        tight_N = rel_N <= min(threshold, max(3.0 * sigma, 1e-3))
+        if tight_N.sum() < 3:
+            break
+        use_N = tight_N
+    return normal_3, dist, inliers_N
+
+
+def _angle_deg(a_3: np.ndarray, b_3: np.ndarray) -> float:
+    return math.degrees(math.acos(float(np.clip(a_3 @ b_3, -1.0, 1.0))))
+
+
+def fit_ground_plane(
+    depth_HW: np.ndarray,
+    projection: Sequence[float] | np.ndarray,
+    cfg: GroundPlaneConfig | None = None,
+    camera_height_m: float | None = None,
+) -> GroundFit:
+    """The floor in a relative (or any-unit) depth map and the scale that makes it metres.
+    `camera_height_m` overrides `cfg.camera_height_m` (checked the same way)."""
+    cfg = cfg or GroundPlaneConfig()
+    height = check_camera_height(
+        cfg.camera_height_m if camera_height_m is None else camera_height_m
+    )
+    up_3 = expected_up(cfg.pitch_deg, cfg.roll_deg)
+    max_angle = cfg.max_normal_angle_deg
+    pts_N3 = floor_candidates(depth_HW, projection, cfg)
+    n = len(pts_N3)
+    if n < cfg.min_points:
+        where = f"in the lower {cfg.floor_region:.0%} of the image"
+        why = f"no floor in view: {n} valid points below the camera {where} < {cfg.min_points}"
+        return GroundFit(None, "no_floor", why, n)
+    near_N, any_N = _ransac(pts_N3, up_3, cfg)
+    need = cfg.min_inlier_fraction * n
+    if near_N.sum() < need and any_N.sum() >= need:  # a plane dominates, but is it the floor?
+        normal_3, dist, inl_N = _refit(pts_N3, any_N, up_3, cfg.inlier_threshold)
+        angle = _angle_deg(normal_3, up_3)
+        if angle > max_angle:
+            why = f"no floor in view: the dominant plane is {angle:.0f} deg from up > {max_angle:g}"
+            return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
+    if near_N.sum() < 3:
+        why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"
+        return GroundFit(None, "few_inliers", why, n)
+    normal_3, dist, inl_N = _refit(pts_N3, near_N, up_3, cfg.inlier_threshold)
+    angle, frac = _angle_deg(normal_3, up_3), float(inl_N.mean())
+    plane = (pts_N3, normal_3, dist, inl_N, angle)
+    if frac < cfg.min_inlier_fraction:
+        why = f"too few floor inliers: {frac:.0%} of {n} points < {cfg.min_inlier_fraction:.0%}"
+        return _result("few_inliers", why, *plane)
+    if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
+        return _result(
+            "normal_far_from_up", f"floor {angle:.0f} deg from up > {max_angle:g}", *plane
+        )
+    scale = height / dist if dist > 0 else math.inf
+    lo, hi = cfg.scale_range
+    if not lo <= scale <= hi:
+        why = (
+            f"implausible scale {scale:.4g} (camera height {height:g} m / plane distance "
+            f"{dist:.4g}) outside [{lo:g}, {hi:g}]"
+        )
+        return _result("scale_out_of_range", why, *plane)
+    return _result("ok", "ok", *plane, scale=scale)
+
+
+def _result(
+    code: str,
+    reason: str,
+    pts_N3: np.ndarray,
+    normal_3: np.ndarray,
+    dist: float,
+    inl_N: np.ndarray,
+    angle: float,
+    scale: float | None = None,
+) -> GroundFit:
+    """A GroundFit with the quality signals of a fitted plane (refused unless `scale` is set)."""
+    resid_M = (pts_N3[inl_N] @ normal_3 + dist) / abs(dist) if dist else np.array([np.inf])
+    rms = float(np.sqrt(np.mean(resid_M**2)))
+    normal = (float(normal_3[0]), float(normal_3[1]), float(normal_3[2]))
+    return GroundFit(
+        scale, code, reason, len(pts_N3), float(inl_N.mean()), angle, rms, dist, normal
+    )
+
+
+@dataclass(frozen=True)
+class SmoothedScale:
+    """The scale to apply this frame (None: publish relative depth) and why it is what it is."""
+
+    scale: float | None
+    status: str  # "first", "updated", "held", "jump_accepted", "no_fit"
+    detail: str
+
+
+@dataclass
+class ScaleSmoother:
+    """Median of the last `window` accepted scales. A frame's scale beyond `jump_ratio` of that
+    median is held off (the median stays) until `persist` consecutive frames agree with one
+    another on the new level; then the history restarts there. A frame without a fit publishes
+    relative depth (scale None) and neither breaks nor extends a pending jump."""
+
+    window: int = 15
+    jump_ratio: float = 1.3
+    persist: int = 5
+    _history: deque = field(init=False, repr=False)
+    _pending: list = field(init=False, repr=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.persist < 1 or self.jump_ratio <= 1.0:
+            raise ValueError(
+                f"need window >= 1, persist >= 1, jump_ratio > 1; got {self.window}, "
+                f"{self.persist}, {self.jump_ratio}"
+            )
+        self._history = deque(maxlen=self.window)
+
+    @classmethod
+    def from_config(cls, cfg: GroundPlaneConfig) -> ScaleSmoother:
+        return cls(cfg.window, cfg.jump_ratio, cfg.jump_persist)
+
+    def reset(self) -> None:
+        """Forget every scale (for example after the camera height changed)."""
+        self._history.clear()
+        self._pending.clear()
+
+    def _near(self, a: float, b: float) -> bool:
+        return 1.0 / self.jump_ratio <= a / b <= self.jump_ratio
+
+    def update(self, raw: float | None, why: str = "no fit") -> SmoothedScale:
+        """The scale to apply after this frame's raw scale (None when the fit was refused)."""
+        if raw is None:
+            return SmoothedScale(None, "no_fit", why)
+        if not self._history:
+            self._history.append(raw)
+            return SmoothedScale(raw, "first", f"first scale {raw:.4g}")
+        ref = float(np.median(self._history))
+        if self._near(raw, ref):
+            self._pending.clear()
+            self._history.append(raw)
+            return SmoothedScale(float(np.median(self._history)), "updated", f"raw {raw:.4g}")
+        if self._pending and not self._near(raw, float(np.median(self._pending))):
+            self._pending.clear()  # a different jump: count again
+        self._pending.append(raw)
+        if len(self._pending) < self.persist:
+            held = f"jump {ref:.4g} -> {raw:.4g} held ({len(self._pending)}/{self.persist} frames)"
+            return SmoothedScale(ref, "held", held)
+        new = float(np.median(self._pending))
+        self._history.clear()
+        self._history.extend(self._pending)
+        self._pending.clear()
+        why = f"jump {ref:.4g} -> {new:.4g} persisted {self.persist} frames"
+        return SmoothedScale(new, "jump_accepted", why)
+
+
+class GroundPlaneScale:
+    """Per-stream state: fit the floor in each frame, smooth the scale, report why. One per
+    camera; `update` returns the frame's fit and the scale to apply (None: stay relative)."""
+
+    def __init__(self, cfg: GroundPlaneConfig | None = None) -> None:
+        self.cfg = cfg or GroundPlaneConfig()
+        self.smoother = ScaleSmoother.from_config(self.cfg)
+
+    def update(
+        self,
+        depth_HW: np.ndarray,
+        projection: Sequence[float] | np.ndarray,
+        camera_height_m: float | None = None,
+    ) -> tuple[GroundFit, SmoothedScale]:
+        fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m)
+        return fit, self.smoother.update(fit.scale, fit.reason)
+
+
+def diagnostics(fit: GroundFit, applied: SmoothedScale) -> dict[str, str]:
+    """Key/value strings for a diagnostic status: the scale applied, the frame's plane quality,
+    and the reason whenever the output falls back to relative depth."""
+    out = {
+        "metric source": "ground_plane",
+        "scale": "none (relative output)" if applied.scale is None else f"{applied.scale:.4g}",
+        "scale status": f"{applied.status}: {applied.detail}",
+        "frame fit": fit.code,
+        "plane inlier fraction": f"{fit.inlier_fraction:.3f}",
+        "plane normal angle from up [deg]": f"{fit.normal_angle_deg:.1f}",
+        "plane residual (relative)": f"{fit.residual:.4f}",
+        "floor candidate points": str(fit.n_candidates),
+    }
+    if applied.scale is None:
+        out["fallback reason"] = fit.reason
+    return out

@@ -1,0 +1,276 @@
+"""Ground-plane scale (`depthart_core.ground_plane`) on depth maps built analytically: a pinhole
+camera at a known height, pitch and roll above a floor plane, with a wall, a ramp or boxes in
+view. The relative depth is the metric depth divided by a known scale, so every recovered scale
+has an exact expected value (camera height / plane distance = that scale)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from depthart_core.data.synthetic.scene import look_rotation
+from depthart_core.ground_plane import (
+    GroundPlaneConfig,
+    GroundPlaneScale,
+    ScaleSmoother,
+    check_camera_height,
+    diagnostics,
+    expected_up,
+    fit_ground_plane,
+    projection_p,
+)
+from depthart_core.pointcloud import pinhole_p
+
+SIZE = (120, 160)  # H, W
+TRUE_SCALE = 7.3  # metres per relative unit
+
+
+def camera(hfov: float = 70.0, size: tuple[int, int] = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(K (3, 3), normalised rays (H, W, 3) with z = 1) of an ideal pinhole camera."""
+    h, w = size
+    P = np.asarray(pinhole_p(h, w, hfov)).reshape(3, 4)
+    K = P[:, :3]
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    return K, rays
+
+
+def hit(rays: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
+    """Depth z along each ray to the plane normal . p = offset (inf where it is behind)."""
+    denom = rays @ normal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = offset / denom
+    return np.where(np.isfinite(z) & (z > 0), z, np.inf)
+
+
+def scene(
+    height: float = 1.0,
+    pitch: float = 0.0,
+    roll: float = 0.0,
+    wall: float | None = 6.0,
+    ramp_deg: float = 0.0,
+    hfov: float = 70.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(metric depth (H, W), K) of a camera `height` m above a floor (tilted by `ramp_deg` about
+    the camera's right axis, rising away from it) with a wall `wall` m ahead (horizontally)."""
+    K, rays = camera(hfov)
+    up = expected_up(pitch, roll)
+    ahead = np.array([0.0, 0.0, 1.0]) - up[2] * up
+    ahead /= np.linalg.norm(ahead)
+    a = math.radians(ramp_deg)
+    floor_n = math.cos(a) * up - math.sin(a) * ahead  # still through the point below the camera
+    depth = hit(rays, floor_n, -height)
+    if wall is not None:
+        depth = np.minimum(depth, hit(rays, ahead, wall))
+    return np.where(np.isfinite(depth), depth, 0.0), K
+
+
+def relative(metric: np.ndarray) -> np.ndarray:
+    return (metric / TRUE_SCALE).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "height, pitch, roll",
+    [(0.3, 0.0, 0.0), (1.0, 15.0, 0.0), (2.0, 30.0, 5.0), (1.2, -5.0, -8.0), (0.5, 10.0, 3.0)],
+)
+def test_scale_recovered_from_the_floor(height, pitch, roll):
+    metric, K = scene(height, pitch, roll)
+    rng = np.random.default_rng(1)
+    noisy = relative(metric) * rng.normal(1.0, 0.01, metric.shape).astype(np.float32)
+    cfg = GroundPlaneConfig(camera_height_m=height)  # no pitch/roll prior: the fit finds them
+    fit = fit_ground_plane(noisy, K, cfg)
+    assert fit.code == "ok", fit.reason
+    assert fit.scale == pytest.approx(TRUE_SCALE, rel=0.01)
+    assert fit.normal_angle_deg == pytest.approx(math.hypot(pitch, roll), abs=1.0)
+    assert (
+        fit.inlier_fraction > 0.4
+    )  # the wall fills part of the floor region (most when looking up)
+    true_up = expected_up(pitch, roll)
+    assert np.degrees(np.arccos(np.clip(np.dot(fit.normal_3, true_up), -1, 1))) < 1.0
+
+
+def test_k_and_p_give_the_same_fit_and_the_fit_repeats():
+    metric, K = scene(0.8, 12.0)
+    P = projection_p(K)
+    assert P == [*K[0], 0.0, *K[1], 0.0, *K[2], 0.0]
+    rel = relative(metric)
+    a = fit_ground_plane(rel, K, GroundPlaneConfig(camera_height_m=0.8))
+    b = fit_ground_plane(rel, np.asarray(P).reshape(3, 4), GroundPlaneConfig(camera_height_m=0.8))
+    assert a == b
+    assert a.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
+
+
+def test_objects_on_the_floor_are_outliers():
+    """Boxes standing on a third of the floor region: the fit keeps the floor."""
+    metric, K = scene(1.0, 20.0)
+    _, rays = camera()
+    box = hit(rays, np.array([0.0, 0.0, 1.0]), 1.6)  # a fronto-parallel face 1.6 m ahead
+    cols = np.zeros(SIZE, bool)
+    cols[:, 20:75] = True
+    metric = np.where(cols & (box < metric), box, metric)
+    fit = fit_ground_plane(relative(metric), K, GroundPlaneConfig(camera_height_m=1.0))
+    assert fit.code == "ok", fit.reason
+    assert fit.scale == pytest.approx(TRUE_SCALE, rel=0.01)
+    assert 0.4 < fit.inlier_fraction < 0.9
+
+
+def test_pitch_prior_narrows_the_tolerance():
+    """A camera pitched 40 deg down: outside the default 35 deg tolerance around level, inside
+    a 10 deg tolerance around the configured 40 deg prior."""
+    metric, K = scene(1.5, 40.0, wall=None)
+    level = fit_ground_plane(relative(metric), K, GroundPlaneConfig(camera_height_m=1.5))
+    assert level.scale is None and level.code == "normal_far_from_up", level
+    prior = GroundPlaneConfig(camera_height_m=1.5, pitch_deg=40.0, max_normal_angle_deg=10.0)
+    fit = fit_ground_plane(relative(metric), K, prior)
+    assert fit.code == "ok" and fit.scale == pytest.approx(TRUE_SCALE, rel=0.01)
+    assert fit.normal_angle_deg < 0.5
+
+
+def test_camera_looking_at_a_wall_falls_back():
+    metric, K = scene(1.0, 0.0, wall=0.6)  # every lower-half ray meets the wall first
+    fit = fit_ground_plane(relative(metric), K, GroundPlaneConfig(camera_height_m=1.0))
+    assert fit.scale is None
+    assert fit.code == "normal_far_from_up"
+    assert fit.reason.startswith("no floor in view")
+    assert fit.normal_angle_deg == pytest.approx(90.0, abs=1.0)
+    assert fit.inlier_fraction > 0.9  # the wall is a good plane, just not the floor
+
+
+def test_floor_hidden_by_invalid_depth_falls_back():
+    """The lower half of the image has no depth (a bumper, a glare, the node's NaN)."""
+    metric, K = scene(1.0, 10.0)
+    rel = relative(metric)
+    rel[SIZE[0] // 2 :] = np.nan
+    fit = fit_ground_plane(rel, K, GroundPlaneConfig(camera_height_m=1.0))
+    assert fit.scale is None and fit.code == "no_floor"
+    assert "0 valid points below the camera" in fit.reason
+
+
+def test_floor_occluded_by_clutter_falls_back():
+    """Fronto-parallel boxes at 24 different depths tile the lower image: no plane holds 30 %."""
+    metric, K = scene(1.0, 10.0)
+    _, rays = camera()
+    h, w = SIZE
+    for i, (r0, c0) in enumerate((r, c) for r in range(h // 2, h, 15) for c in range(0, w, 27)):
+        face = hit(rays, np.array([0.0, 0.0, 1.0]), 0.5 + 0.13 * i)
+        metric[r0 : r0 + 15, c0 : c0 + 27] = face[r0 : r0 + 15, c0 : c0 + 27]
+    fit = fit_ground_plane(relative(metric), K, GroundPlaneConfig(camera_height_m=1.0))
+    assert fit.scale is None
+    assert fit.code == "few_inliers", fit.reason
+    assert fit.inlier_fraction < 0.3
+
+
+def test_steep_ramp_is_not_the_floor():
+    metric, K = scene(1.0, 10.0, wall=None, ramp_deg=55.0)
+    fit = fit_ground_plane(relative(metric), K, GroundPlaneConfig(camera_height_m=1.0))
+    assert fit.scale is None and fit.code == "normal_far_from_up", fit.reason
+    assert fit.normal_angle_deg == pytest.approx(math.hypot(55.0 + 10.0, 0.0), abs=2.0)
+    gentle, K = scene(1.0, 10.0, wall=None, ramp_deg=5.0)  # inside the tolerance: accepted
+    assert fit_ground_plane(relative(gentle), K, GroundPlaneConfig(camera_height_m=1.0)).scale
+
+
+def test_noisy_floor_has_too_few_inliers():
+    metric, K = scene(1.0, 15.0)
+    rng = np.random.default_rng(0)
+    rel = relative(metric) * rng.lognormal(0.0, 0.5, metric.shape).astype(np.float32)
+    fit = fit_ground_plane(rel, K, GroundPlaneConfig(camera_height_m=1.0))
+    assert fit.scale is None and fit.code == "few_inliers", fit.reason
+    assert "< 30%" in fit.reason
+
+
+def test_absurd_scale_is_refused():
+    """Depth in micro-units (a unit mix-up): scale 7.3e6 m per unit is outside the range."""
+    metric, K = scene(1.0, 15.0)
+    fit = fit_ground_plane((metric * 1e6 / TRUE_SCALE).astype(np.float32), K, GroundPlaneConfig())
+    assert fit.scale is None and fit.code == "scale_out_of_range"
+    assert "implausible scale" in fit.reason and fit.inlier_fraction > 0.9
+    ok = fit_ground_plane(relative(metric), K, GroundPlaneConfig(scale_range=(1.0, 10.0)))
+    assert ok.scale == pytest.approx(TRUE_SCALE, rel=0.01)
+    narrow = fit_ground_plane(relative(metric), K, GroundPlaneConfig(scale_range=(1.0, 5.0)))
+    assert narrow.code == "scale_out_of_range"
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.3, float("nan"), float("inf"), "tall", None])
+def test_bad_camera_height_is_refused_with_its_value(bad):
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        check_camera_height(bad)
+    with pytest.raises(ValueError, match="camera height"):
+        GroundPlaneConfig(camera_height_m=bad)
+    if bad is not None:  # None means "the configured height"
+        metric, K = scene()
+        with pytest.raises(ValueError, match="camera height"):  # a runtime override, same check
+            fit_ground_plane(relative(metric), K, GroundPlaneConfig(), camera_height_m=bad)
+
+
+def test_runtime_height_override_scales_the_result():
+    metric, K = scene(1.0, 10.0)
+    fit = fit_ground_plane(relative(metric), K, GroundPlaneConfig(), camera_height_m=2.0)
+    assert fit.scale == pytest.approx(2.0 * TRUE_SCALE, rel=0.01)
+
+
+def test_bad_config_and_inputs_raise_naming_the_value():
+    with pytest.raises(ValueError, match="floor_region"):
+        GroundPlaneConfig(floor_region=0.0)
+    with pytest.raises(ValueError, match=r"scale_range.*\(5.0, 1.0\)"):
+        GroundPlaneConfig(scale_range=(5.0, 1.0))
+    with pytest.raises(ValueError, match=r"9 or 12 values\), got 6"):
+        projection_p([1.0] * 6)
+    with pytest.raises(ValueError, match="HxW"):
+        fit_ground_plane(np.ones((4, 4, 3), np.float32), np.eye(3))
+
+
+def test_expected_up_follows_rep103():
+    """Pitch down 25 deg: the renderer's camera (`look_rotation`, world y up) sees world up at
+    the same optical-frame vector; roll right-side-down tilts up toward -x."""
+    th = math.radians(25.0)
+    cam_R = look_rotation(np.array([0.0, -math.sin(th), math.cos(th)]))  # columns: x, y, z
+    np.testing.assert_allclose(expected_up(25.0, 0.0), cam_R.T @ [0.0, 1.0, 0.0], atol=1e-12)
+    assert expected_up(0.0, 10.0)[0] < 0
+    np.testing.assert_allclose(expected_up(0.0, 0.0), [0.0, -1.0, 0.0], atol=1e-12)
+
+
+def test_smoother_rejects_a_one_frame_jump_and_accepts_a_persistent_one():
+    sm = ScaleSmoother(window=5, jump_ratio=1.3, persist=3)
+    assert sm.update(4.0).status == "first"
+    for s in (4.1, 3.9, 4.0):
+        assert sm.update(s).status == "updated"
+    one = sm.update(8.0)  # one bad frame
+    assert one.status == "held" and one.scale == pytest.approx(4.0)
+    assert sm.update(4.05).scale == pytest.approx(4.0)  # and it is forgotten
+    applied = [sm.update(s) for s in (8.0, 8.2, 7.9)]  # a real change (new floor, new height)
+    assert [a.status for a in applied] == ["held", "held", "jump_accepted"]
+    assert [a.scale for a in applied[:2]] == [pytest.approx(4.0)] * 2
+    assert applied[2].scale == pytest.approx(8.0)
+    assert sm.update(8.1).scale == pytest.approx(8.05)  # median of the new history
+
+
+def test_smoother_fallback_and_interrupted_jump():
+    sm = ScaleSmoother(window=5, jump_ratio=1.3, persist=3)
+    sm.update(4.0)
+    none = sm.update(None, "no floor in view: ...")
+    assert none.scale is None and none.status == "no_fit" and none.detail.startswith("no floor")
+    for s in (8.0, 8.0, 20.0, 20.0):  # two jumps to different levels: neither persists
+        assert sm.update(s).status == "held"
+    assert sm.update(20.0).status == "jump_accepted"
+    sm.reset()
+    assert sm.update(1.0).status == "first"
+    with pytest.raises(ValueError, match="jump_ratio"):
+        ScaleSmoother(jump_ratio=1.0)
+
+
+def test_stream_state_and_diagnostics():
+    metric, K = scene(0.4, 5.0)
+    gp = GroundPlaneScale(GroundPlaneConfig(camera_height_m=0.4))
+    fit, applied = gp.update(relative(metric), K)
+    assert applied.scale == pytest.approx(TRUE_SCALE, rel=0.01)
+    d = diagnostics(fit, applied)
+    assert d["frame fit"] == "ok" and "fallback reason" not in d
+    assert float(d["scale"]) == pytest.approx(TRUE_SCALE, rel=0.01)
+    wall, K = scene(0.4, 0.0, wall=0.5)
+    fit, applied = gp.update(relative(wall), K)
+    d = diagnostics(fit, applied)
+    assert applied.scale is None and d["scale"].startswith("none")
+    assert d["fallback reason"].startswith("no floor in view")
