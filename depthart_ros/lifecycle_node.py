@@ -16,8 +16,15 @@ state machine (design.ros2.org "Managed nodes"; rclpy.lifecycle):
 
 The start-up parameters (`checkpoint`, `backend`, QoS, ...) are read at configure, so they can be
 set while unconfigured and are refused in any other state. `/diagnostics` is a plain publisher:
-it reports `state` (inactive / active) and `model_loads` while configured. `autostart:=true`
-configures and activates at start-up, like nav2's lifecycle manager would.
+it reports `state` (inactive / active) and `model_loads` while configured.
+
+Who drives the transitions: a lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`),
+or launch/depthart.launch.py with autostart:=true, which calls the lifecycle services through
+launch_ros `ChangeState` events so that every transition is visible to launch. The `autostart`
+parameter (default false) is for `ros2 run` without either: the node configures and activates
+itself before it spins, and a failure there is one FATAL line and exit status 1, as for
+`depthart_node`, so that a supervisor or respawn can act. Never set it for a node a manager
+drives (the manager's configure would be refused); the launch file always sets it false.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
     accepting = False
     _configured = False  # model loaded and endpoints created (inactive or active)
     _active = False
+    _autostarting = False  # in-process autostart reports a failed configure as its fatal line
+    configure_error: str | None = None  # why the last configure failed
 
     def __init__(self, node_name: str = "depthart_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -50,7 +59,12 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         self.declare_parameter(
             "autostart",
             False,
-            ParameterDescriptor(description="configure and activate at start-up", read_only=True),
+            ParameterDescriptor(
+                description="configure and activate in this process at start-up, for `ros2 run` "
+                "without a lifecycle manager; never with one (the launch file sets it false and "
+                "drives the transitions itself)",
+                read_only=True,
+            ),
         )
 
     # ------------------------------------------------------------------ transitions
@@ -59,9 +73,12 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
             self._load_model()
             self._create_endpoints()
         except Exception as exc:  # the reason goes to the log; the node stays unconfigured
-            self.get_logger().error(f"configure failed: {exc}")
+            self.configure_error = str(exc)
+            if not self._autostarting:  # autostart() makes it the one fatal line instead
+                self.get_logger().error(f"configure failed: {exc}")
             self.release()
             return TransitionCallbackReturn.FAILURE
+        self.configure_error = None
         self._configured = True
         self.get_logger().info(f"configured: subscribed to {self.resolve_topic_name('image')}")
         return TransitionCallbackReturn.SUCCESS
@@ -70,6 +87,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         ret = super().on_activate(state)  # enables the lifecycle publishers
         if ret == TransitionCallbackReturn.SUCCESS:
             self._active = self.accepting = True
+            self.get_logger().info(f"activated: publishing {self.resolve_topic_name('depth')}")
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -113,6 +131,19 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
             if self.context.ok():  # not after Ctrl-C: rosout is gone by then
                 self.get_logger().info("model released")
 
+    def autostart(self) -> str | None:
+        """Configure and activate in this process (the `autostart` parameter); the reason
+        when either fails, None when the node is active."""
+        self._autostarting = True
+        try:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return f"autostart: configure failed: {self.configure_error}"
+            if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                return "autostart: activate failed"
+        finally:
+            self._autostarting = False
+        return None
+
     def close(self) -> None:
         if getattr(self, "frames", None) is not None:
             super().close()
@@ -140,10 +171,13 @@ def main(args: list[str] | None = None) -> None:
         get_logger("depthart_node").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         sys.exit(1)
-    if node.get_parameter("autostart").value:
-        ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        if ok and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-            node.get_logger().error("autostart: activate failed")
+    error = node.autostart() if node.get_parameter("autostart").value else None
+    if error is not None:  # no depth would ever come: exit for a supervisor or respawn to act
+        node.get_logger().fatal(f"cannot start: {error}")
+        node.release()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        sys.exit(1)
     spin_until_shutdown(node, node.release)
 
 

@@ -5,14 +5,20 @@ Checked: frames are answered only while active; a configure with a bad checkpoin
 leaves the node unconfigured, a second one with a corrected checkpoint succeeds; start-up
 parameters are refused once configured; deactivate drops the waiting frame, lets the one in
 progress finish and keeps the model (no reload on activate, counted by `model_loads` in
-diagnostics and by the log); cleanup frees it; shutdown from active, from unconfigured and
-Ctrl-C are clean; `autostart` configures and activates at start-up.
+diagnostics and by the log); each transition logs one line; cleanup frees it; shutdown from
+active, from unconfigured and Ctrl-C are clean; in-process `autostart` configures and activates
+at start-up, and with a bad checkpoint exits 1 with one FATAL line.
+
+No check rests on a fixed sleep: a frame that must not be answered is acknowledged by the node's
+reader first (reliable `wait_for_all_acked`), and "never answered" is judged after a later frame
+from the same publisher was answered (one reliable publisher each way, so in order).
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402
 from ros_helpers.harness import (  # noqa: E402
     NodeProcess,
@@ -122,9 +129,11 @@ class LifecycleTest:
         return resp.success
 
     def frame(self, seed: int) -> int:
-        """Publish a 640x480 rgb8 frame; returns its stamp."""
+        """Publish a 640x480 rgb8 frame and wait until the node's reader acknowledged it (the
+        input is reliable); returns its stamp."""
         stamp = time.time_ns()
         self.pub.publish(image_msg(wire_fields(scene_rgb(seed=seed), "rgb8"), stamp, "cam"))
+        assert self.pub.wait_for_all_acked(Duration(seconds=30)), f"frame {stamp} not delivered"
         return stamp
 
     def depth(self, stamp: int) -> Image | None:
@@ -136,9 +145,18 @@ class LifecycleTest:
         assert msg.encoding == "32FC1" and (msg.height, msg.width) == (480, 640)
         return np.frombuffer(msg.data, np.float32).reshape(480, 640)
 
-    def assert_no_depth(self, stamp: int, wait: float = 1.5) -> None:
-        time.sleep(wait)
-        assert self.depth(stamp) is None, "a frame was answered while not active"
+    def wait_diagnostics(self, done: Callable[[dict[str, str]], bool], timeout: float = 30) -> dict:
+        """The first /diagnostics status (1 Hz) from now on for which `done` holds."""
+        after = time.time()
+
+        def match() -> bool:
+            diag = self.peer.diagnostics(after)
+            return diag is not None and done(diag)
+
+        assert self.peer.wait_for(match, timeout), (
+            f"diagnostics never matched: {self.peer.diagnostics()}"
+        )
+        return self.peer.diagnostics(after)
 
     def wait_subscribed(self) -> None:
         assert self.peer.wait_for(lambda: self.pub.get_subscription_count() > 0, 20)
@@ -178,42 +196,45 @@ def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> 
     assert not refused.successful and "unconfigured" in refused.reason
     assert lc.set_param("colormap", "magma").successful  # runtime ones still settable
     lc.wait_subscribed()
-    inactive_stamp = lc.frame(seed=1)
-    lc.assert_no_depth(inactive_stamp)
+    inactive_stamp = lc.frame(seed=1)  # in the node's reader once frame() returns
     diag = peer.wait_diagnostics(after=time.time())
     assert diag["state"] == "inactive" and diag["model_loads"] == "1", diag
     assert diag["frames_received"] == "0", diag  # not even taken in
+    assert "activated" not in node.log()
 
-    # 3. active: answered, with the model's values
+    # 3. active: answered, with the model's values; the inactive frame, sent before, never is
     assert lc.change("activate") is True
     assert lc.state() == "active"
+    assert node.log().count("activated: publishing /depth") == 1  # one line, as on the others
     stamp = lc.frame(seed=2)
     depth = lc.wait_depth(stamp)
     ref = DepthEstimator.from_checkpoint(tiny_checkpoint).predict(scene_rgb(seed=2))
     assert float(np.abs(depth - ref).mean()) < 2e-3
     assert lc.depth(inactive_stamp) is None
 
-    # 4. deactivate with one frame in progress (slowed to 1.5 s) and one waiting: the first
-    #    finishes and is published, the second is dropped and counted; the model stays loaded
-    assert lc.set_param("debug_min_inference_ms", 1500.0).successful
+    # 4. deactivate with one frame in progress (slowed to 2 s) and one waiting: the first
+    #    finishes and is published, the second is dropped and counted; the model stays loaded.
+    #    Diagnostics (1 Hz, from the executor while the worker infers) show the first taken in
+    #    before the second is sent, which reaches the node's queue before the deactivate request
+    #    (acknowledged first; rclpy's executor serves subscriptions before services).
+    assert lc.set_param("debug_min_inference_ms", 2000.0).successful
     in_progress = lc.frame(seed=3)
-    time.sleep(0.5)
+    lc.wait_diagnostics(lambda d: d["frames_in_progress"] == "1")
     waiting = lc.frame(seed=4)
-    time.sleep(0.3)
     assert lc.change("deactivate") is True
     assert lc.state() == "inactive"
-    lc.wait_depth(in_progress, timeout=5)
+    lc.wait_depth(in_progress, timeout=10)
     assert lc.set_param("debug_min_inference_ms", 0.0).successful
     idle = lc.frame(seed=9)  # sent while inactive: not even taken in
-    lc.assert_no_depth(waiting, wait=1.0)
-    assert lc.depth(idle) is None
-    diag = peer.wait_diagnostics(after=time.time())
+    diag = lc.wait_diagnostics(lambda d: d["frames_in_progress"] == "0")
     assert diag["frames_dropped_inactive"] == "1" and diag["frames_processed"] == "2", diag
     assert diag["frames_received"] == "3" and diag["state"] == "inactive", diag
 
-    # 5. activate again: answered without reloading the model
+    # 5. activate again: answered without reloading the model; the dropped and the idle frame,
+    #    sent before it, never are
     assert lc.change("activate") is True
     lc.wait_depth(lc.frame(seed=5))
+    assert lc.depth(waiting) is None and lc.depth(idle) is None
     diag = peer.wait_diagnostics(after=time.time())
     assert diag["model_loads"] == "1" and diag["state"] == "active", diag
     assert node.log().count("model loaded") == 1
@@ -227,8 +248,14 @@ def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> 
     assert "model loaded (load 2)" in node.log()
     assert lc.change("shutdown") is True
     assert lc.state() == "finalized"
-    finalized_stamp = lc.frame(seed=7)
-    lc.assert_no_depth(finalized_stamp, wait=1.0)
+
+    # finalized: nothing is subscribed to `image` or publishes `depth` any more, so no frame can
+    # be answered (shown on the graph instead of waiting for a reply that must not come)
+    def gone() -> bool:
+        return lc.pub.get_subscription_count() == 0 and peer.node.count_publishers("/depth") == 0
+
+    assert peer.wait_for(gone, 20), "the finalized node still has its image/depth endpoints"
+    assert node.log().count("activated: publishing") == 3
     assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
     assert "Traceback" not in node.log(), node.log()
 
@@ -243,12 +270,13 @@ def test_autostart_and_clean_exits(lc: LifecycleTest, tiny_checkpoint: str) -> N
     assert good.signal_and_wait(signal.SIGINT) == 0, good.log()
     assert "Traceback" not in good.log(), good.log()
 
-    # autostart with a bad checkpoint: the process stays up, unconfigured, and shuts down cleanly
-    bad = lc.start({"checkpoint": str(lc.tmp / "nope.safetensors"), "autostart": True}, "bad")
-    lc.connect(bad)
-    assert lc.state() == "unconfigured" and bad.proc.poll() is None
-    assert "checkpoint not found" in bad.log()
-    assert lc.change("shutdown") is True
-    assert lc.state() == "finalized"
-    assert bad.signal_and_wait(signal.SIGTERM) == 0, bad.log()
-    assert "Traceback" not in bad.log(), bad.log()
+    # autostart with a bad checkpoint: no depth would ever come, so the process exits 1 with one
+    # FATAL line naming the file (as depthart_node does), for a supervisor or respawn to act
+    missing = lc.tmp / "nope.safetensors"
+    bad = lc.start({"checkpoint": str(missing), "autostart": True}, "bad")
+    assert bad.proc.wait(timeout=60) == 1, bad.log()
+    log = bad.log()
+    fatal = [line for line in log.splitlines() if "[FATAL]" in line]
+    assert len(fatal) == 1, log
+    assert f"cannot start: autostart: configure failed: checkpoint not found: {missing}" in fatal[0]
+    assert "[ERROR]" not in log and "Traceback" not in log, log
