@@ -46,13 +46,14 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depthart_core.colormap import colorize_bgr
-from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 from depthart_core.rosio import cloud as ros_cloud
 from depthart_core.rosio import image as ros_image
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import sampling_setting
+from depthart_ros.calibration import CalibrationPairer, camera_info_for
+from depthart_ros.metric import SparseMetric
 from depthart_ros.params import PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
@@ -137,18 +138,16 @@ class DepthArtCore:
         over = QoSOverridingOptions.with_default_policies()
         qos_in = self._qos("input_qos")
         self._subscribe(Image, "image", self._on_image, qos_in, qos_overriding_options=over)
-        self.camera_info: CameraInfo | None = None
+        self.calibration = CalibrationPairer()
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
         if c["use_camera_info"]:
-            self._subscribe(CameraInfo, "camera_info", self._on_info, self._qos("input_qos"))
-        self.sparse = StampMatcher(maxlen=10)
-        self.sparse_counts: Counter[str] = Counter()
-        self.metric = {"fits": 0, "fallbacks": 0, "reason": "disabled", "scale": 0.0, "shift": 0.0}
+            qos_info = self._qos("input_qos", depth=10)  # a burst must not evict its pair
+            self._subscribe(CameraInfo, "camera_info", self._on_info, qos_info)
+        self.metric = SparseMetric()
         if c["sparse_depth.enabled"]:
             qos_sparse = self._qos("input_qos", depth=10)
             self._subscribe(Image, "sparse_depth", self._on_sparse, qos_sparse)
-            self.metric["reason"] = "no sparse_depth received yet"
         # 2. worker and diagnostics
         self.frames = FramePipeline()
         self._logged: dict[str, float] = {}
@@ -199,6 +198,9 @@ class DepthArtCore:
 
     def _after_set_parameters(self, params: list) -> None:
         self.cfg = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
+        frames = getattr(self, "frames", None)
+        if frames is not None and any(p.name == "max_rate_hz" for p in params):
+            frames.wake()  # a worker pausing for the old rate re-reads it now
 
     def _refuse_set(self, names: list[str]) -> str | None:
         """Why these parameters may not be set now, or None (read-only ones rclpy refuses)."""
@@ -213,13 +215,20 @@ class DepthArtCore:
     def _on_image(self, msg: Image) -> None:
         if not self.accepting:
             return
+        pixels, cap = msg.height * msg.width, self.cfg["max_input_pixels"]
+        if pixels > cap:  # refused before any copy or decode: memory stays flat
+            self.frames.reject_incoming("too_large")
+            self._warn("too_large", f"dropping {msg.width}x{msg.height} image: {pixels} pixels > "
+                       f"max_input_pixels {cap}")  # fmt: skip
+            return
         try:
             ros_image.check_image(msg)
         except ros_image.ImageDecodeError as exc:
             self.frames.reject_incoming(exc.cause)
             self._warn(exc.cause, f"dropping image: {exc}")
             return
-        self.frames.offer(msg)
+        self.calibration.note_image(header_stamp_ns(msg.header))
+        self.frames.offer((msg, time.monotonic()))
 
     def _on_info(self, msg: CameraInfo) -> None:
         problem = camera_info_problem(msg)
@@ -228,17 +237,17 @@ class DepthArtCore:
             self.camera_info_ignored = problem[1]
             self._warn(f"camera_info.{problem[0]}", f"ignoring camera_info: {problem[1]}")
             return
-        self.camera_info, self.camera_info_ignored = msg, ""
+        self.camera_info_ignored = ""
+        self.calibration.add(header_stamp_ns(msg.header), msg)
 
     def _on_sparse(self, msg: Image) -> None:
         try:
             ros_image.check_image(msg, ros_image.DEPTH_ENCODINGS, min_size=1)
         except ros_image.ImageDecodeError as exc:
-            self.sparse_counts[f"rejected.{exc.cause}"] += 1
+            self.metric.counts[f"rejected.{exc.cause}"] += 1
             self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
             return
-        self.sparse_counts["received"] += 1
-        self.sparse.add(header_stamp_ns(msg.header), msg)
+        self.metric.add_cue(header_stamp_ns(msg.header), msg)
 
     def _warn(self, key: str, text: str) -> None:
         """Log once per cause, then at most every 10 s for that cause."""
@@ -258,7 +267,8 @@ class DepthArtCore:
         self._warn("inference_error", f"frame failed: {type(exc).__name__}: {exc}")
         return True
 
-    def _process(self, msg: Image) -> tuple[str, str]:
+    def _process(self, item: tuple[Image, float]) -> tuple[str, str]:
+        msg, received = item
         c = self.cfg
         stamp_ns = header_stamp_ns(msg.header)
         age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
@@ -271,43 +281,25 @@ class DepthArtCore:
             return "rejected", exc.cause
         depth, inference_ms = timed_predict(self.backend, rgb, c["debug_min_inference_ms"])
         if c["sparse_depth.enabled"]:
-            depth = self._to_metres(depth, stamp_ns)
+            depth, fallback = self.metric.to_metres(depth, stamp_ns, c)
+            if fallback:
+                self._warn("metric_fallback", f"publishing relative depth: {fallback}")
         depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
-        self._publish(msg, rgb, depth)
+        info = None
+        if c["use_camera_info"]:
+            info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
+        self._publish(msg, rgb, depth, info)
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
         self.frames.record(latency_ms, inference_ms)
         return "processed", ""
 
-    def _to_metres(self, relative: np.ndarray, stamp_ns: int) -> np.ndarray:
-        """Scale to metres with the sparse cue nearest in stamp, or return `relative` unchanged
-        (the fallback is counted and its reason shown in diagnostics)."""
-        c = self.cfg
-        sparse_msg = self.sparse.nearest(stamp_ns, int(c["sparse_depth.max_stamp_diff_s"] * 1e9))
-        if sparse_msg is None:
-            fit, reason = None, f"no sparse_depth within {c['sparse_depth.max_stamp_diff_s']} s"
-        else:
-            metric = ros_image.depth_image_to_metres(
-                sparse_msg, c["sparse_depth.min_m"], c["sparse_depth.max_m"]
-            )
-            if metric.shape != relative.shape:
-                metric = resample_sparse(metric, relative.shape)
-            fit, reason = fit_metric_scale(
-                relative, metric, c["sparse_depth.mode"], int(c["sparse_depth.min_points"])
-            )
-        self.metric["reason"] = reason
-        if fit is None:
-            self.metric["fallbacks"] += 1
-            self._warn("metric_fallback", f"publishing relative depth: {reason}")
-            return relative
-        self.metric |= {"fits": self.metric["fits"] + 1, "scale": fit.scale, "shift": fit.shift}
-        return fit.apply(relative)
-
-    def _publish(self, msg: Image, rgb: np.ndarray, depth: np.ndarray) -> None:
+    def _publish(
+        self, msg: Image, rgb: np.ndarray, depth: np.ndarray, info: CameraInfo | None
+    ) -> None:
         out = ros_image.set_image(Image(), depth, "32FC1")
         out.header = msg.header
         self.pub_depth.publish(out)
-        info = self.camera_info
-        depth_info = None if info is None else self._camera_info_for(info, msg, depth.shape)
+        depth_info = None if info is None else camera_info_for(info, msg.header, depth.shape)
         if depth_info is not None:
             self.pub_info.publish(depth_info)
         c = self.cfg
@@ -345,24 +337,6 @@ class DepthArtCore:
         self.pub_points.publish(out)
         self.points_counts["published"] += 1
 
-    @staticmethod
-    def _camera_info_for(info: CameraInfo, msg: Image, shape: tuple[int, ...]) -> CameraInfo:
-        """The input CameraInfo with the image's header; intrinsics rescaled only when the
-        calibration's size differs from the depth image (and no binning/ROI is in play)."""
-        out = CameraInfo(
-            header=msg.header, height=info.height, width=info.width,
-            distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=info.p,
-            binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi,
-        )  # fmt: skip
-        h, w = shape
-        plain = info.binning_x <= 1 and info.binning_y <= 1 and info.roi.width == 0
-        if plain and info.width and info.height and (info.width, info.height) != (w, h):
-            out.k, out.p = ros_image.scaled_intrinsics(
-                info.k, info.p, (info.width, info.height), (w, h)
-            )
-            out.width, out.height = w, h
-        return out
-
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         snap = self.frames.snapshot()
@@ -371,15 +345,17 @@ class DepthArtCore:
         self._last_diag = (now, snap["received"], snap["processed"])
         c = self.cfg
         metric_on = c["sparse_depth.enabled"]
+        metric = self.metric.state
         values: dict[str, Any] = {
             "backend": self.backend.name,
             "engine": self.engine,
             "checkpoint": c["checkpoint"] or "(default)",
             "state": self.lifecycle_label(),
             "model_loads": self.model_loads,
-            "units": "metres" if metric_on and self.metric["reason"] == "ok" else "relative",
+            "units": metric["units"] if metric_on else "relative",
             **frame_values,
-            "camera_info": "ok" if self.camera_info is not None else "none received",
+            "camera_info": "ok" if self.calibration.latest() is not None else "none received",
+            **{f"camera_info_{k}": v for k, v in sorted(self.calibration.counts.items())},
             **{
                 f"camera_info_rejected.{k}": v for k, v in sorted(self.camera_info_rejected.items())
             },
@@ -387,13 +363,12 @@ class DepthArtCore:
             "rss_mb": f"{rss_mb():.1f}",
         }
         if metric_on:
-            values |= {f"sparse_{k}": v for k, v in sorted(self.sparse_counts.items())}
-            values |= {f"metric_{k}": v for k, v in self.metric.items()}
+            values |= self.metric.diagnostics()
         problems = []
         if snap["rejected"]:
             problems.append(f"{snap['rejected']} frames rejected")
-        if metric_on and self.metric["reason"] != "ok":
-            problems.append(f"relative output: {self.metric['reason']}")
+        if metric_on and metric["units"] != "metres":
+            problems.append(f"relative output: {metric['reason']}")
         if self.camera_info_ignored:
             problems.append(f"latest camera_info ignored: {self.camera_info_ignored}")
         status = DiagnosticStatus(
@@ -410,6 +385,7 @@ class DepthArtCore:
     def close(self) -> None:
         """Stop the worker thread after the frame it is on (idempotent)."""
         self.frames.close()
+        self.calibration.close()
         self.worker.join(timeout=10.0)
 
 

@@ -18,6 +18,8 @@ from depthart_core.precision import PRECISIONS
 from depthart_core.runtime import BACKENDS
 
 RELIABILITY = ("best_effort", "reliable")
+MIN_RATE_HZ = 0.1  # a slower cap would leave the node silent for minutes to days
+DEBUG_MAX_INFERENCE_MS = 2000.0  # the test hook may slow a frame, never stall the node
 SAMPLINGS = ("greedy", "paper")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -74,7 +76,27 @@ PARAMS: tuple[Param, ...] = (
         "rectified: project with P; raw: undistort with K, D",
         POINT_IMAGES,
     ),
-    Param("max_rate_hz", 0.0, "cap on the inference rate; 0 = no cap", lo=0, hi=1e3),
+    Param(
+        "camera_info.wait_s",
+        0.1,
+        "wait this long after an image for the camera_info with its stamp",
+        lo=0,
+        hi=5,
+    ),
+    Param(
+        "max_input_pixels",
+        4096 * 4096,
+        "frames with more pixels are refused (counted as too_large) before decoding",
+        lo=4,
+        hi=2**31 - 1,
+    ),
+    Param(
+        "max_rate_hz",
+        0.0,
+        f"cap on the inference rate; 0 = no cap, else >= {MIN_RATE_HZ:g}",
+        lo=0,
+        hi=1e3,
+    ),  # fmt: skip
     Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
     Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off", lo=0, hi=1e4),
     Param("max_depth", 0.0, "output values above become +inf (REP 117); 0 = off", lo=0, hi=1e4),
@@ -83,7 +105,13 @@ PARAMS: tuple[Param, ...] = (
     Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
     Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
     Param("sparse_depth.max_m", 200.0, "sparse values above (m) are ignored", lo=0, hi=1e4),
-    Param("debug_min_inference_ms", 0.0, "TEST HOOK: pad each inference to this", lo=0, hi=1e4),
+    Param(
+        "debug_min_inference_ms",
+        0.0,
+        "TEST HOOK: pad each inference to this",
+        lo=0,
+        hi=DEBUG_MAX_INFERENCE_MS,
+    ),  # fmt: skip
 )
 
 
@@ -98,6 +126,12 @@ def validate_params(values: dict[str, Any]) -> str | None:
             return f"{name}={value!r} is not one of {list(p.choices)}"
         if p.lo is not None and not p.lo <= value <= p.hi:
             return f"{name}={value!r} is outside [{p.lo:g}, {p.hi:g}]"
+    rate = values.get("max_rate_hz", 0.0)
+    if 0 < rate < MIN_RATE_HZ:
+        return (
+            f"max_rate_hz={rate!r} would leave the node silent for {1 / rate:.0f} s between "
+            f"frames: use 0 (no cap) or at least {MIN_RATE_HZ:g}"
+        )
     if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
         return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
     for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):

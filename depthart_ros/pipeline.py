@@ -34,6 +34,7 @@ class FramePipeline:
         self._cv = threading.Condition()
         self._pending: Any = None
         self._closed = False
+        self._wakes = 0
         self.counts: Counter[str] = Counter()
         self.rejected_by: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=window)
@@ -96,10 +97,25 @@ class FramePipeline:
             self.latency_ms.append(latency_ms)
             self.inference_ms.append(inference_ms)
 
-    def pause(self, seconds: float) -> None:
-        """Sleep up to `seconds`, returning early when the pipeline closes."""
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, returning early when the pipeline closes or `wake` is called;
+        True if it slept the whole time."""
         with self._cv:
-            self._cv.wait_for(lambda: self._closed, timeout=max(0.0, seconds))
+            wakes = self._wakes
+            return not self._cv.wait_for(
+                lambda: self._closed or self._wakes != wakes, timeout=max(0.0, seconds)
+            )
+
+    def wake(self) -> None:
+        """End a `pause` now (a rate parameter changed: the worker re-reads it)."""
+        with self._cv:
+            self._wakes += 1
+            self._cv.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._cv:
+            return self._closed
 
     def close(self) -> None:
         with self._cv:
@@ -131,8 +147,12 @@ def run_worker(
     last_start = 0.0
     while True:
         rate = max_rate_hz()
-        if rate > 0:
-            frames.pause(last_start + 1.0 / rate - time.monotonic())
+        wait_s = last_start + 1.0 / rate - time.monotonic() if rate > 0 else 0.0
+        if wait_s > 0:
+            frames.pause(wait_s)  # early on close, or on wake: a new rate applies at once
+            if frames.closed:
+                return
+            continue
         item = frames.take()
         if item is None:
             return
@@ -159,11 +179,15 @@ def timed_predict(
     return depth, (time.monotonic() - t0) * 1e3
 
 
+MIN_FOCAL_PX = 1e-3  # below: x = (u - cx) z / f overflows float32 clouds (denormals included)
+
+
 def camera_info_problem(info: Any) -> tuple[str, str] | None:
     """(cause, text) when a sensor_msgs/CameraInfo cannot describe the depth image, else None:
-    NaN/Inf anywhere in D, K, R, P, or a focal length in K or P that is not positive (an all-zero
-    K is ROS's "uncalibrated"). Republishing it would hand consumers such as depth_image_proc a
-    camera that projects every pixel to NaN or infinity."""
+    NaN/Inf anywhere in D, K, R, P, a focal length in K or P that is not positive (an all-zero
+    K is ROS's "uncalibrated"), or one below `MIN_FOCAL_PX` (1e-320 once passed as positive).
+    Republishing it would hand consumers such as depth_image_proc a camera that projects every
+    pixel to NaN or infinity."""
     arrays = {name: np.asarray(getattr(info, name), dtype=np.float64) for name in "dkrp"}
     bad = [name.upper() for name, a in arrays.items() if not np.isfinite(a).all()]
     if bad:
@@ -171,11 +195,11 @@ def camera_info_problem(info: Any) -> tuple[str, str] | None:
     k, p = arrays["k"], arrays["p"]
     fx, fy = (k[0], k[4]) if k.size == 9 else (0.0, 0.0)
     px, py = (p[0], p[5]) if p.size == 12 else (0.0, 0.0)
+    focals = f"K fx={fx:g} fy={fy:g}, P fx={px:g} fy={py:g}"
     if min(fx, fy, px, py) <= 0:
-        return (
-            "zero_focal",
-            f"focal lengths must be positive: K fx={fx:g} fy={fy:g}, P fx={px:g} fy={py:g}",
-        )
+        return "zero_focal", f"focal lengths must be positive: {focals}"
+    if min(fx, fy, px, py) < MIN_FOCAL_PX:
+        return "tiny_focal", f"focal lengths below {MIN_FOCAL_PX:g} px describe no camera: {focals}"
     return None
 
 

@@ -139,6 +139,21 @@ def _delta(after: dict[str, str], before: dict[str, str], key: str) -> int:
     return int(after.get(key, 0)) - int(before.get(key, 0))
 
 
+def _wait_counts(
+    peer: RosPeer, before: dict[str, str], want: dict[str, int], timeout: float = 30.0
+) -> dict[str, str]:
+    """The first diagnostics whose counters moved by at least `want` since `before` (a condition,
+    not a sleep: the node has really handled those messages)."""
+    latest: dict[str, dict[str, str]] = {}
+
+    def moved() -> bool:
+        latest["diag"] = peer.diagnostics() or {}
+        return all(_delta(latest["diag"], before, k) >= n for k, n in want.items())
+
+    assert peer.wait_for(moved, timeout), f"counters did not reach {want}: {latest.get('diag')}"
+    return latest["diag"]
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. every encoding, headers, camera_info pairing, colored output, values vs predict
 def test_encodings_headers_and_values(ros: RosTest, tiny_checkpoint: str) -> None:
@@ -210,6 +225,7 @@ OVERRIDES = {
     "input_qos.reliability": "reliable",
     "input_qos.depth": 10,
     "sparse_depth.enabled": True,
+    "camera_info.wait_s": 5.0,  # generous: the tests publish image and calibration in any order
 }
 QOS_OVERRIDE = {"qos_overrides./depth/camera_info.publisher.reliability": "best_effort"}
 
@@ -323,17 +339,15 @@ def test_bad_messages_are_counted_and_the_node_keeps_serving(reliable) -> None:
         "too_small": _raw_image(t + 5, height=1, width=1, step=3),
     }
     _publish_frame(env, pub_img, good, t)
+    _wait_depth(env, t)  # answered before the bad ones come: none of them can replace it
     for msg in bad.values():
-        time.sleep(0.1)
         pub_img.publish(msg)
-    time.sleep(0.1)
+    _wait_counts(peer, before, {"frames_rejected": len(bad)})
     _publish_frame(env, pub_img, good, t + 6)
-    _wait_depth(env, t)
     _wait_depth(env, t + 6)
-    time.sleep(1.0)
     outputs = {stamp_ns(m.header) for m in peer.messages("depth")}
     assert not outputs & {t + 1, t + 2, t + 3, t + 4, t + 5}
-    after = peer.wait_diagnostics(after=time.time())
+    after = _wait_counts(peer, before, {"frames_processed": 2})
     for cause in bad:
         assert _delta(after, before, f"rejected.{cause}") == 1, (cause, after)
     assert _delta(after, before, "frames_rejected") == len(bad)
@@ -355,8 +369,9 @@ def test_sparse_depth_gives_metres(reliable, estimator: DepthEstimator) -> None:
 
     def run(sparse: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, str]]:
         stamp = time.time_ns()
+        before = peer.wait_diagnostics(after=time.time())
         pub_sparse.publish(_sparse_msg(sparse, encoding, stamp))
-        time.sleep(0.1)
+        _wait_counts(peer, before, {"sparse_received": 1})  # the cue is in before the frame
         _publish_frame(env, pub_img, rgb, stamp)
         out = _depth(_wait_depth(env, stamp))
         return out, peer.wait_diagnostics(after=time.time())
@@ -415,7 +430,7 @@ def test_stale_frames_are_dropped_and_counted(reliable) -> None:
     assert peer.set_parameter(NODE, "max_frame_age_s", 3.0).successful
     old, fresh = time.time_ns() - 10_000_000_000, time.time_ns()
     _publish_frame(env, pub_img, scene_rgb(seed=4), old, "cam/old")
-    time.sleep(0.3)
+    _wait_counts(peer, before, {"frames_dropped_stale": 1})  # handled before the fresh one
     _publish_frame(env, pub_img, scene_rgb(seed=4), fresh, "cam/fresh")
     _wait_depth(env, fresh)
     assert peer.set_parameter(NODE, "max_frame_age_s", 0.0).successful
@@ -426,18 +441,19 @@ def test_stale_frames_are_dropped_and_counted(reliable) -> None:
 
 def test_camera_info_is_rescaled_to_the_depth_size(reliable) -> None:
     """A calibration made at 1280x960 for a 640x480 stream: depth/camera_info must describe the
-    640x480 depth image, with the image's header."""
+    640x480 depth image, with the image's header. The image goes out before its calibration
+    (the order a loaded machine often delivers them in): the node pairs them by stamp."""
     env, node, pub_img, _, pub_info = reliable
     peer = env.peer
+    before = peer.wait_diagnostics(after=time.time())
     stamp = time.time_ns()
     info = CameraInfo(width=1280, height=960, distortion_model="plumb_bob")
-    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp - 1000, 1_000_000_000)
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
     info.header.frame_id = "calib_frame"
     info.k = [1000.0, 0.0, 639.5, 0.0, 1000.0, 479.5, 0.0, 0.0, 1.0]
     info.p = [1000.0, 0.0, 639.5, 0.0, 0.0, 1000.0, 479.5, 0.0, 0.0, 0.0, 1.0, 0.0]
-    pub_info.publish(info)
-    time.sleep(0.3)
     _publish_frame(env, pub_img, scene_rgb(seed=5), stamp, "cam/scaled")
+    pub_info.publish(info)
     depth = _wait_depth(env, stamp)
 
     def find():
@@ -445,11 +461,12 @@ def test_camera_info_is_rescaled_to_the_depth_size(reliable) -> None:
             (m for m in peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp), None
         )
 
-    assert peer.wait_for(lambda: find() is not None, 5)
+    assert peer.wait_for(lambda: find() is not None, 15)
     out = find()
     assert _header(out) == _header(depth) == (*divmod(stamp, 1_000_000_000), "cam/scaled")
     assert (out.width, out.height) == (640, 480)
     np.testing.assert_allclose(out.k, [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0])
+    _wait_counts(peer, before, {"camera_info_paired": 1})
 
 
 def _cloud_for(env: RosTest, stamp: int) -> PointCloud2:
@@ -471,11 +488,15 @@ def test_point_cloud_backprojects_the_depth_through_the_calibration(reliable) ->
     info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", d=[0.0] * 5)
     info.k = [fx * 1.05, 0.0, cx + 3.0, 0.0, fy * 1.05, cy - 2.0, 0.0, 0.0, 1.0]  # raw camera
     info.p = [fx, 0.0, cx, -fx * 0.1, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]  # rectified
-    pub_info.publish(info)
-    time.sleep(0.3)
     rgb = scene_rgb(seed=8)
+
+    def send(stamp: int) -> None:  # calibration first, then its image: as a driver sends them
+        info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        pub_info.publish(info)
+        _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+
     stamp = time.time_ns()
-    _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+    send(stamp)
     depth = _depth(_wait_depth(env, stamp))
     cloud = _cloud_for(env, stamp)
     assert _header(cloud) == (*divmod(stamp, 1_000_000_000), "cam/points")
@@ -496,18 +517,16 @@ def test_point_cloud_backprojects_the_depth_through_the_calibration(reliable) ->
 
     assert peer.set_parameter(NODE, "points.stride", 4).successful
     stamp = time.time_ns()
-    _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+    send(stamp)
     assert (_cloud_for(env, stamp).height, _cloud_for(env, stamp).width) == (120, 160)
 
     before = peer.wait_diagnostics(after=time.time())
     assert peer.set_parameter(NODE, "points.image", "raw").successful
     info.distortion_model, info.d = "kannala_brandt_9", [0.01] * 9
-    pub_info.publish(info)
-    time.sleep(0.3)
     stamp = time.time_ns()
-    _publish_frame(env, pub_img, rgb, stamp, "cam/points")
+    send(stamp)
     _wait_depth(env, stamp)
-    after = peer.wait_diagnostics(after=time.time())
+    after = _wait_counts(peer, before, {"points_skipped.calibration": 1})
     assert _delta(after, before, "points_skipped.calibration") == 1, after
     assert "'kannala_brandt_9' is not supported for image=raw" in node.log()
     assert not [m for m in peer.messages("depth/points") if stamp_ns(m.header) == stamp]
@@ -522,12 +541,14 @@ def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
     peer = env.peer
     before = peer.wait_diagnostics(after=time.time())
     good = [400.0, 0.0, 319.5, 0.0, 400.0, 239.5, 0.0, 0.0, 1.0]
+    stamp = time.time_ns()
     for k in (good, [float("nan")] + good[1:], [0.0] * 9):
         info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", k=k)
+        info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         info.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
         pub_info.publish(info)
-        time.sleep(0.2)
-    stamp = time.time_ns()
+    want = {"camera_info_rejected.non_finite": 1, "camera_info_rejected.zero_focal": 1}
+    _wait_counts(peer, before, want | {"camera_info_received": 1})
     _publish_frame(env, pub_img, scene_rgb(seed=6), stamp, "cam/badinfo")
     _wait_depth(env, stamp)
 
@@ -536,12 +557,66 @@ def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
             (m for m in peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp), None
         )
 
-    assert peer.wait_for(lambda: find() is not None, 5)
+    assert peer.wait_for(lambda: find() is not None, 15)
     assert list(find().k) == good
     after = peer.wait_diagnostics(after=time.time())
     assert _delta(after, before, "camera_info_rejected.non_finite") == 1, after
     assert _delta(after, before, "camera_info_rejected.zero_focal") == 1, after
     assert node.log().count("ignoring camera_info: non-finite values in K, P") == 1
+
+
+def test_calibration_stamped_differently_is_used_after_one_bounded_wait(reliable) -> None:
+    """A static calibration publisher (its own stamps): the frame waits `camera_info.wait_s` for
+    a pair once, then goes out with the newest calibration, counted; a later matched pair is
+    paired again."""
+    env, node, pub_img, _, pub_info = reliable
+    peer = env.peer
+    before = peer.wait_diagnostics(after=time.time())
+    k = [450.0, 0.0, 319.5, 0.0, 450.0, 239.5, 0.0, 0.0, 1.0]
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", k=k)
+    info.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.header.stamp.sec = 7  # not the image's stamp
+    pub_info.publish(info)
+    _wait_counts(peer, before, {"camera_info_received": 1})
+    stamp = time.time_ns()
+    t0 = time.monotonic()
+    _publish_frame(env, pub_img, scene_rgb(seed=7), stamp, "cam/static")
+    _wait_depth(env, stamp)
+    assert time.monotonic() - t0 >= 4.5  # it waited camera_info.wait_s (5 s) for a pair
+    after = _wait_counts(peer, before, {"camera_info_newest": 1})
+    assert _delta(after, before, "camera_info_paired") == 0
+
+    def info_for(s: int):
+        msgs = peer.messages("depth/camera_info")
+        return next((m for m in msgs if stamp_ns(m.header) == s), None)
+
+    assert peer.wait_for(lambda: info_for(stamp) is not None, 15)
+    assert list(info_for(stamp).k) == k and _header(info_for(stamp))[2] == "cam/static"
+    # a driver that stamps both alike again: paired (calibration first, so no wait is needed)
+    stamp = time.time_ns()
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    pub_info.publish(info)
+    _publish_frame(env, pub_img, scene_rgb(seed=7), stamp, "cam/static")
+    _wait_depth(env, stamp)
+    _wait_counts(peer, before, {"camera_info_paired": 1})
+
+
+def test_oversized_frames_are_refused_before_decoding(reliable) -> None:
+    env, node, pub_img, *_ = reliable
+    peer = env.peer
+    before = peer.wait_diagnostics(after=time.time())
+    assert peer.set_parameter(NODE, "max_input_pixels", 640 * 480 - 1).successful
+    try:
+        stamp = time.time_ns()
+        _publish_frame(env, pub_img, scene_rgb(seed=9), stamp, "cam/big")
+        after = _wait_counts(peer, before, {"rejected.too_large": 1})
+        assert _delta(after, before, "frames_processed") == 0
+    finally:
+        assert peer.set_parameter(NODE, "max_input_pixels", 4096 * 4096).successful
+    assert "max_input_pixels 307199" in node.log()
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, scene_rgb(seed=9), stamp, "cam/big")
+    _wait_depth(env, stamp)  # the same frame under the default cap is answered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +651,12 @@ def test_load_latest_frame_policy(ros: RosTest) -> None:
         sampler.join()
     assert res.returncode == 0, res.stderr
     published = json.loads(manifest.read_text().splitlines()[-1])["published"]
-    time.sleep(1.5)  # drain
+
+    def drained() -> bool:  # nothing waiting or in progress, after the camera stopped
+        d = peer.diagnostics(after=time.time() - 0.5) or {}
+        return d.get("frames_pending") == "0" and d.get("frames_in_progress") == "0"
+
+    assert peer.wait_for(drained, 30)
     diag = peer.wait_diagnostics(after=time.time())
     n = {k: int(diag[f"frames_{k}"]) for k in ("received", "processed", "replaced", "rejected")}
     n |= {k: int(diag[f"frames_{k}"]) for k in ("dropped_stale", "pending", "in_progress")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 
 import pytest
@@ -58,15 +59,20 @@ def test_node_threads_parameter_is_checked():
     assert "threads=-1 is outside [0, 256]" in validate_params({"threads": -1})
 
 
+def _utime_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().split()[13])
+
+
 def test_busy_cores_pins_spinning_processes_and_stops_them():
     with busy_cores(1) as cores:
         (child,) = mp.active_children()
         assert cores == [sorted(os.sched_getaffinity(0))[-1]]
         assert os.sched_getaffinity(child.pid) == set(cores)
-        time.sleep(0.5)
-        with open(f"/proc/{child.pid}/stat") as f:
-            utime_ticks = int(f.read().split()[13])
-        assert utime_ticks > 0  # it really spins
+        deadline = time.monotonic() + 30.0  # a busy machine may schedule it late, not never
+        while _utime_ticks(child.pid) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _utime_ticks(child.pid) > 0  # it really spins
     assert not child.is_alive() and mp.active_children() == []
     with pytest.raises(ValueError, match="cannot keep 999 cores busy"):
         with busy_cores(999):
@@ -111,3 +117,21 @@ def test_train_threads_option(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "threads 1" in res.stdout.splitlines()
+
+
+def test_run_loaded_repeats_until_the_first_failure(tmp_path, capsys):
+    from depthart_core.runtime.cpu_load import main as cpu_load_main
+
+    counter = tmp_path / "runs"
+    # appends one line per run; fails (exit 3) on the second run
+    script = (
+        "import sys, pathlib; p = pathlib.Path(sys.argv[1]); "
+        "n = len(p.read_text().splitlines()) if p.exists() else 0; "
+        "p.write_text('x\\n' * (n + 1)); sys.exit(3 if n == 1 else 0)"
+    )
+    rc = cpu_load_main(["--busy", "1", "--repeat", "3", "--", sys.executable, "-c", script,
+                        str(counter)])  # fmt: skip
+    assert rc == 3 and counter.read_text() == "x\nx\n"  # the third run never started
+    out = capsys.readouterr().out
+    assert "run 1/3 exit 0" in out and "run 2/3 exit 3" in out and "run 3/3" not in out
+    assert mp.active_children() == []

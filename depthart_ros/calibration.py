@@ -1,0 +1,110 @@
+"""The CameraInfo of each depth frame: paired with its image by stamp, whatever order the two
+arrive in, and rescaled to the depth image's size.
+
+A camera driver publishes `image` and `camera_info` with identical headers at the same moment, but
+they travel on two topics and the node's executor may run their callbacks in either order (under
+load the calibration often lands after its image). `CalibrationPairer` therefore pairs by stamp,
+as image_transport's CameraSubscriber does, with a bounded wait and a fallback for calibration
+publishers that stamp differently (a static or latched camera_info):
+
+1. a good calibration with the image's exact stamp: `paired`;
+2. none yet: wait for it until `camera_info.wait_s` after the image arrived;
+3. still none: the newest good calibration, counted as `newest`. After such a timeout the pairer
+   stops waiting, so a static publisher costs one wait, not one per frame; a calibration that
+   arrives with the stamp of a recent image turns waiting back on;
+4. no calibration at all: `missing`, the depth goes out without `depth/camera_info`.
+
+Free of rclpy; `camera_info_for` builds the sensor_msgs/CameraInfo the node republishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+from sensor_msgs.msg import CameraInfo
+
+from depthart_core.rosio import image as ros_image
+
+OUTCOMES = ("paired", "newest", "missing")
+
+
+class CalibrationPairer:
+    """Recent good calibrations by stamp, filled by the `camera_info` callback and read by the
+    inference worker. Thread-safe; `pair` blocks for at most its deadline."""
+
+    def __init__(self, maxlen: int = 32) -> None:
+        self._cv = threading.Condition()
+        self._infos: deque[tuple[int, Any]] = deque(maxlen=maxlen)
+        self._images: deque[int] = deque(maxlen=maxlen)  # stamps of recent images
+        self._expect_pairs = True  # drivers stamp image and calibration alike
+        self._closed = False
+        self.counts: Counter[str] = Counter()
+
+    def note_image(self, stamp_ns: int) -> None:
+        """Remember an incoming image's stamp (a late calibration with it re-enables waiting)."""
+        with self._cv:
+            self._images.append(stamp_ns)
+
+    def add(self, stamp_ns: int, info: Any) -> None:
+        with self._cv:
+            self._infos.append((stamp_ns, info))
+            self.counts["received"] += 1
+            if stamp_ns in self._images:
+                self._expect_pairs = True
+            self._cv.notify_all()
+
+    def pair(self, stamp_ns: int, deadline: float) -> tuple[Any | None, str]:
+        """(calibration, outcome) for the image stamped `stamp_ns`; waits until `deadline`
+        (time.monotonic()) for the exact stamp while pairs are expected."""
+        with self._cv:
+            exact = self._find(stamp_ns)
+            wait_s = deadline - time.monotonic()
+            if exact is None and self._expect_pairs and wait_s > 0 and not self._closed:
+                self._cv.wait_for(
+                    lambda: self._closed or self._find(stamp_ns) is not None, timeout=wait_s
+                )
+                exact = self._find(stamp_ns)
+                self._expect_pairs = exact is not None
+            if exact is not None:
+                self._expect_pairs = True
+                info, outcome = exact, "paired"
+            elif self._infos:
+                info, outcome = self._infos[-1][1], "newest"
+            else:
+                info, outcome = None, "missing"
+            self.counts[outcome] += 1
+            return info, outcome
+
+    def _find(self, stamp_ns: int) -> Any | None:
+        return next((info for s, info in reversed(self._infos) if s == stamp_ns), None)
+
+    def latest(self) -> Any | None:
+        with self._cv:
+            return self._infos[-1][1] if self._infos else None
+
+    def close(self) -> None:
+        """End any wait now (node shutdown)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+
+def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:
+    """The input CameraInfo with the image's header; intrinsics rescaled only when the
+    calibration's size differs from the depth image (and no binning/ROI is in play)."""
+    out = CameraInfo(
+        header=header, height=info.height, width=info.width,
+        distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=info.p,
+        binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi,
+    )  # fmt: skip
+    h, w = shape
+    plain = info.binning_x <= 1 and info.binning_y <= 1 and info.roi.width == 0
+    if plain and info.width and info.height and (info.width, info.height) != (w, h):
+        out.k, out.p = ros_image.scaled_intrinsics(
+            info.k, info.p, (info.width, info.height), (w, h)
+        )
+        out.width, out.height = w, h
+    return out

@@ -1,0 +1,118 @@
+"""The node's rclpy-free parts: calibration pairing by stamp, the worker's rate handling, the
+checks on parameters and camera_info. No ROS processes: threads and fake messages only."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 sensor_msgs package")
+
+from depthart_ros.calibration import CalibrationPairer  # noqa: E402
+from depthart_ros.params import PARAMS, validate_params  # noqa: E402
+from depthart_ros.pipeline import FramePipeline, camera_info_problem, run_worker  # noqa: E402
+
+DEFAULTS = {p.name: p.default for p in PARAMS}
+
+
+def test_pairs_an_image_with_the_calibration_of_its_stamp_in_either_order() -> None:
+    pairer = CalibrationPairer()
+    pairer.add(100, "info100")
+    pairer.add(200, "info200")
+    assert pairer.pair(100, time.monotonic()) == ("info100", "paired")  # calibration first
+    # image first: the calibration arrives 0.2 s later, inside the wait
+    pairer.note_image(300)
+    threading.Timer(0.2, pairer.add, args=(300, "info300")).start()
+    t0 = time.monotonic()
+    assert pairer.pair(300, t0 + 10.0) == ("info300", "paired")
+    assert time.monotonic() - t0 < 5.0  # woken by the arrival, not by the deadline
+    assert pairer.counts == {"received": 3, "paired": 2}
+
+
+def test_without_a_pair_the_newest_calibration_is_used_after_one_bounded_wait() -> None:
+    pairer = CalibrationPairer()
+    pairer.add(0, "static")  # a latched publisher stamps its calibration once
+    t0 = time.monotonic()
+    assert pairer.pair(500, t0 + 0.3) == ("static", "newest")
+    assert time.monotonic() - t0 >= 0.29  # it did wait for a pair
+    t1 = time.monotonic()
+    assert pairer.pair(600, t1 + 5.0) == ("static", "newest")
+    assert time.monotonic() - t1 < 0.5  # and then stopped waiting: one wait, not one per frame
+    # a calibration with a recent image's stamp turns waiting back on
+    pairer.note_image(700)
+    pairer.add(700, "info700")
+    pairer.note_image(800)
+    threading.Timer(0.2, pairer.add, args=(800, "info800")).start()
+    assert pairer.pair(800, time.monotonic() + 10.0) == ("info800", "paired")
+
+
+def test_no_calibration_at_all_is_missing_and_close_ends_a_wait() -> None:
+    pairer = CalibrationPairer()
+    assert pairer.pair(1, time.monotonic()) == (None, "missing")
+    pairer = CalibrationPairer()
+    threading.Timer(0.2, pairer.close).start()
+    t0 = time.monotonic()
+    assert pairer.pair(1, t0 + 30.0) == (None, "missing")
+    assert time.monotonic() - t0 < 10.0
+
+
+def test_a_new_max_rate_applies_at_once() -> None:
+    """A worker pausing for a 0.1 Hz cap (10 s) must take the next frame as soon as the cap is
+    lifted, not when the old period runs out."""
+    frames = FramePipeline()
+    rate = {"hz": 0.1}
+    done: list[float] = []
+
+    def process(item):
+        done.append(time.monotonic())
+        return "processed", ""
+
+    worker = threading.Thread(
+        target=run_worker, args=(frames, process, lambda: rate["hz"], lambda exc: True)
+    )
+    worker.start()
+    frames.offer("first")
+    deadline = time.monotonic() + 30
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(done) == 1
+    frames.offer("second")  # now the worker waits out 10 s for the 0.1 Hz cap
+    time.sleep(0.2)
+    assert len(done) == 1
+    t_change = time.monotonic()
+    rate["hz"] = 0.0
+    frames.wake()
+    while len(done) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    frames.close()
+    worker.join(timeout=10)
+    assert len(done) == 2 and done[1] - t_change < 5.0, done
+    assert not worker.is_alive()
+
+
+def test_rates_that_would_stall_the_node_are_refused() -> None:
+    assert validate_params(DEFAULTS | {"max_rate_hz": 0.0}) is None
+    assert validate_params(DEFAULTS | {"max_rate_hz": 0.1}) is None
+    reason = validate_params(DEFAULTS | {"max_rate_hz": 1e-6})
+    assert "max_rate_hz=1e-06" in reason and "at least 0.1" in reason
+    reason = validate_params(DEFAULTS | {"debug_min_inference_ms": 10_000.0})
+    assert "debug_min_inference_ms=10000.0 is outside [0, 2000]" in reason
+    assert "camera_info.wait_s=-1" in validate_params(DEFAULTS | {"camera_info.wait_s": -1})
+    assert "max_input_pixels=0" in validate_params(DEFAULTS | {"max_input_pixels": 0})
+
+
+def _info(fx: float) -> SimpleNamespace:
+    k = [fx, 0.0, 320.0, 0.0, fx, 240.0, 0.0, 0.0, 1.0]
+    p = [fx, 0.0, 320.0, 0.0, 0.0, fx, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return SimpleNamespace(d=[0.0] * 5, k=k, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
+
+
+def test_denormal_and_tiny_focal_lengths_are_refused() -> None:
+    assert camera_info_problem(_info(500.0)) is None
+    assert camera_info_problem(_info(0.0))[0] == "zero_focal"
+    for fx in (1e-320, 1e-30, 1e-4):
+        cause, text = camera_info_problem(_info(fx))
+        assert cause == "tiny_focal" and f"fx={fx:g}" in text, (fx, text)
