@@ -1,19 +1,109 @@
-"""Small torch-free file helpers: hashing, atomic writes and the one cache root.
+"""Small torch-free file helpers: hashing, atomic writes, write errors and the one cache root.
 
 Everything DepthART caches (exported ONNX graphs, TensorRT engines, rendered synthetic pools)
 lives under `cache_root()`: `$DEPTHART_CACHE` if set, else `$XDG_CACHE_HOME/depthart`, else
 `~/.cache/depthart` (the XDG Base Directory default).
+
+Every output file goes through `atomic_write`, and every failure to write one becomes a
+`WriteError`: one line naming the file and the cause (a full disk, a read-only file system, no
+permission, a path through a file), which the `depthart` command prints instead of a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 ENV_CACHE = "DEPTHART_CACHE"
+# atomic_write's temp folder: "." + final name + "." + mkdtemp's 8 random characters + ".tmp"
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAMES = (
+    re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$"),
+    # files of earlier versions, which wrote a temp file beside the target: "." + final name +
+    # "." + mkstemp's 8 characters, and safetensors' own ".tmp" + 6 characters (Rust `tempfile`)
+    re.compile(r"^\..+\.(safetensors|json|jsonl|onnx|png|md|mcap)\.[A-Za-z0-9_]{8}$"),
+    re.compile(r"^\.tmp[A-Za-z0-9]{6}$"),
+)
+_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "exists already and is not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "its folder does not exist",
+    errno.EFBIG: "file too large for the file system",
+}
+# Rust's io::Error text inside another library's exception (safetensors' "... (os error 28)")
+_RUST_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+class WriteError(OSError):
+    """Writing `path` failed; `str()` is one line naming the path and the cause."""
+
+    def __init__(self, path: str | Path, cause: BaseException) -> None:
+        code = getattr(cause, "errno", None)
+        super().__init__(code, describe_os_error(cause, with_path=False), str(path))
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.strerror}"
+
+
+def describe_os_error(exc: BaseException, with_path: bool = True) -> str:
+    """One line for a failed file operation: 'PATH: read-only file system'. Known causes get a
+    plain phrase; others keep the system's first line."""
+    if isinstance(exc, WriteError):
+        return str(exc) if with_path else exc.strerror
+    code = getattr(exc, "errno", None)
+    if code is None:
+        found = _RUST_OS_ERROR.search(str(exc))
+        code = int(found.group(1)) if found else None
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if code in _CAUSES:
+        text = _CAUSES[code]
+    elif code is not None:
+        text = getattr(exc, "strerror", None) or os.strerror(code)
+    where = getattr(exc, "filename", None)
+    return f"{where}: {text}" if with_path and where else text
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` is a temp file or folder that an interrupted `atomic_write` (or a writer it
+    ran) left behind; such names are never read, and `rundir` removes them."""
+    return any(p.match(name) for p in _TEMP_NAMES)
+
+
+def check_writable(folder: str | Path) -> None:
+    """Create `folder` if needed and prove that files can be made in it (a temp folder, removed
+    at once), so a command stops with one `WriteError` line before its work, not after."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise WriteError(folder, FileExistsError(errno.EEXIST, "file exists"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".probe.", suffix=TEMP_SUFFIX, dir=folder))
+    except OSError as exc:
+        raise WriteError(folder, exc) from exc
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """`array` as the bytes of a .npy file (`np.save`'s format), for `atomic_write`: numpy's own
+    file writer reports a full disk without its errno."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 def cache_root() -> Path:
@@ -36,13 +126,21 @@ def sha256_file(path: str | Path) -> str:
 def atomic_write(path: str | Path, content: bytes | Callable[[str], None]) -> None:
     """Write `content` to `path` so that readers see the old file or the whole new one.
 
-    `content` is the bytes to write, or `write_fn(tmp)` that writes a temp file beside `path`;
-    the temp file is fsynced and renamed over `path`.
+    `content` is the bytes to write, or `write_fn(tmp)` that writes the file `tmp`. `tmp` has
+    `path`'s name, inside a private temp folder beside `path` (`.NAME.XXXXXXXX.tmp/`): writers
+    that choose a format by the suffix (matplotlib, OpenCV) see the real one, and a writer's own
+    temp files (safetensors writes `.tmpXXXXXX` beside its target) land inside that folder. The
+    file is fsynced and renamed over `path`; the folder is removed on every exit, and one that a
+    killed process leaves is recognised by `is_temp_name`. Any failure to write raises
+    `WriteError` naming `path` and the cause; nothing of the new file remains.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
+    tmp = os.path.join(tmp_dir, path.name)
     try:
         if isinstance(content, bytes | bytearray | memoryview):
             Path(tmp).write_bytes(content)
@@ -52,8 +150,13 @@ def atomic_write(path: str | Path, content: bytes | Callable[[str], None]) -> No
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is too private for shared checkpoints
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp-style 0600 is too private for shared checkpoints
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
+    except Exception as exc:  # another library's I/O error (safetensors: SafetensorError)
+        if _RUST_OS_ERROR.search(str(exc)) is None:
+            raise
+        raise WriteError(path, exc) from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -6,8 +6,12 @@ Every command that writes a folder (`train` of either stage, `eval`, `replay`, a
 - A folder that already holds a run or a report is refused with one line that says what it holds
   and what to pass, unless the command resumes it (`--resume`) or `--overwrite` was given; then the
   old folder is moved aside to a timestamped sibling (`RUN.old-20261130-193000`), never deleted.
-- Temp files that an interrupted atomic write left behind (`.checkpoint.safetensors.x1y2z3`, from
-  `fileutil.atomic_write` killed between create and rename) are removed; they are never read.
+- Temp files and folders that an interrupted atomic write left behind (`fileutil.is_temp_name`:
+  `.checkpoint.safetensors.x1y2z3w4.tmp/` with safetensors' own `.tmpXXXXXX` inside, from a
+  process killed between create and rename) are removed; they are never read.
+- `--resume` of a folder that does not exist is refused before anything is created, and a command
+  that fails after claiming a folder it created calls `RunLock.abandon()`, which removes that
+  folder again while it holds nothing but the lock.
 - The folder is locked (`fcntl.flock` on `.depthart.lock`) for as long as the returned `RunLock`
   lives, so a second process cannot write into a folder in use, nor have its temp files removed.
   The kernel drops the lock when the process dies, even after `kill -9`.
@@ -22,13 +26,15 @@ import fcntl
 import json
 import logging
 import os
-import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
+
+from depthart_core.fileutil import WriteError, atomic_write, is_temp_name
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,6 @@ METRICS_NAME = "metrics.jsonl"
 LOCK_NAME = ".depthart.lock"
 RUN_MARKERS: tuple[str, ...] = (STATE_NAME, CKPT_NAME, METRICS_NAME)
 REPORT_MARKERS: tuple[str, ...] = ("report.json", "report.md")
-# fileutil.atomic_write's temp names: "." + final name + "." + mkstemp's 8 random characters
-_TEMP_RE = re.compile(r"^\..+\.(safetensors|json|jsonl|onnx|png|md|mcap)\.[A-Za-z0-9_]{8}$")
 
 
 class RunDirError(ValueError):
@@ -49,16 +53,35 @@ class RunDirError(ValueError):
 @dataclass
 class RunLock:
     """Holds the folder's lock until `release()` or process exit. `moved_to` is where
-    `--overwrite` put the previous contents (None when nothing was moved)."""
+    `--overwrite` put the previous contents (None when nothing was moved); `created` and
+    `lock_created` say whether the claim made the folder and its lock file."""
 
     path: Path
     fd: int
     moved_to: Path | None = None
+    created: bool = False
+    lock_created: bool = False
 
     def release(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = -1
+
+    def abandon(self) -> None:
+        """Release after a failure. While nothing but the lock (and temp files) landed in the
+        folder, what this claim created is removed: the folder, or else the lock file, so a
+        refused or failed command leaves no trace."""
+        # removed while still locked: a process that opened the lock file before the unlink
+        # fails to lock it, one that opens it after makes a new one
+        if self.fd >= 0 and self.path.is_dir():
+            only_lock = all(
+                p.name == LOCK_NAME or is_temp_name(p.name) for p in self.path.iterdir()
+            )
+            if only_lock and self.created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            elif only_lock and self.lock_created:
+                (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self.release()
 
     def __del__(self) -> None:  # a command that raised must not keep its folder locked
         self.release()
@@ -77,8 +100,16 @@ def claim_run_dir(
         raise RunDirError("--resume and --overwrite exclude each other: pick one")
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--out {path} is a file, not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+    if resume and not path.is_dir():
+        raise FileNotFoundError(f"--resume: no {STATE_NAME} in {path}: the folder does not exist")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
+    lock_created = not (path / LOCK_NAME).exists()
     lock = _lock(path)
+    lock.created, lock.lock_created = created, lock_created
     removed = remove_stale_temp_files(path)
     if removed:
         log.info("removed %d temp file(s) left by an interrupted write in %s", len(removed), path)
@@ -94,7 +125,7 @@ def claim_run_dir(
     lock.release()
     path.mkdir()
     lock = _lock(path)
-    lock.moved_to = aside
+    lock.moved_to, lock.created = aside, True  # a failed command removes the new, empty one
     log.warning("--overwrite: moved the previous %s in %s to %s", held, path, aside)
     print(f"--overwrite: the previous {held} is now in {aside}")
     return lock
@@ -115,13 +146,21 @@ def describe_contents(path: str | Path, markers: tuple[str, ...] = RUN_MARKERS) 
     return f"a run at step {step}" if step is not None else f"a run ({', '.join(present)})"
 
 
-def remove_stale_temp_files(path: str | Path) -> list[Path]:
-    """Delete atomic-write temp files in `path` (call only while holding its lock)."""
+def remove_stale_temp_files(path: str | Path, depth: int = 1) -> list[Path]:
+    """Delete the temp files and folders interrupted writes left in `path` and, `depth` levels
+    down, in its subfolders (finetune's frames/ and tokenizer/, eval's per-model reports);
+    `fileutil.is_temp_name`. Call only while holding the folder's lock."""
     removed = []
-    for p in Path(path).iterdir():
-        if p.is_file() and _TEMP_RE.match(p.name):
+    for p in sorted(Path(path).iterdir()):
+        if not is_temp_name(p.name):
+            if depth > 0 and p.is_dir() and not p.is_symlink():
+                removed += remove_stale_temp_files(p, depth - 1)
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
             p.unlink(missing_ok=True)
-            removed.append(p)
+        removed.append(p)
     return removed
 
 
@@ -148,11 +187,54 @@ def read_train_state(run_dir: str | Path) -> tuple[dict[str, str], dict[str, Any
     return meta, tensors
 
 
+def read_metrics(run_dir: str | Path, warn: bool = True) -> list[dict[str, Any]]:
+    """The rows of `run_dir/metrics.jsonl` (none if absent). The log is not load-bearing: a line
+    that is not a JSON object with an integer "step" (half-written by a full disk or a kill, or
+    not UTF-8) is skipped with a warning naming the file and the line number."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        return []
+    rows = []
+    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError('not an object with an integer "step"')
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            if warn:
+                reason = str(exc).splitlines()[0][:80]
+                log.warning("skipped damaged line %d of %s (%s)", n, path, reason)
+            continue
+        rows.append(row)
+    return rows
+
+
+def append_metrics(run_dir: str | Path, row: dict[str, Any]) -> None:
+    """Append one row to `run_dir/metrics.jsonl` (a half-written line is skipped on reading)."""
+    path = Path(run_dir) / METRICS_NAME
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
+
+
+def rewrite_metrics(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Replace `run_dir/metrics.jsonl` with `rows`, atomically (a resumed run drops the rows
+    after its state's step)."""
+    atomic_write(Path(run_dir) / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
 # ---------------------------------------------------------------------- helpers
 def _lock(path: Path) -> RunLock:
     """Lock `path` against other processes; the holder's pid is written into the lock file so
     that this process may claim a folder it already holds (a second `Trainer` in one script)."""
-    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only or full file system: one line naming the folder
+        raise WriteError(path / LOCK_NAME, exc) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -206,15 +288,8 @@ def _checkpoint_step(path: Path) -> int | None:
 
 
 def _last_metrics_step(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    step = None
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            step = int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return step
+    rows = read_metrics(path.parent, warn=False) if path.is_file() else []
+    return rows[-1]["step"] if rows else None
 
 
 def _last_good(run_dir: Path) -> str:

@@ -65,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError, RuntimeError, FloatingPointError) as exc:
         print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    # a full or read-only disk, no permission, an --out through a file: one line naming the path
+    # and the cause (fileutil.WriteError from every writer; other OSErrors carry their filename)
+    except OSError as exc:
+        from depthart_core.fileutil import describe_os_error
+
+        print(f"depthart {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"depthart {args.command}: interrupted", file=sys.stderr)
         return 130
