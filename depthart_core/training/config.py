@@ -1,7 +1,8 @@
 """Training configuration: frozen dataclasses, YAML overrides, `--set key=value` overrides.
 
-A YAML file in training/configs/ overrides fields of `TrainConfig`; an unknown key or a value of
-the wrong type raises with its dotted name.
+A YAML file in training/configs/ overrides fields of `TrainConfig`; an unknown key, a value of
+the wrong type, or an integer setting out of its range (`POSITIVE_INTS`, `ZERO_MEANS_OFF`) raises
+with its dotted name, before a run folder is touched.
 """
 
 from __future__ import annotations
@@ -12,6 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+# Every integer setting of TrainConfig, by dotted name, is in exactly one of these (a test walks
+# the fields): counts, sizes and periods that must be >= 1 (a period of 0 would divide by zero);
+# those where 0 means "off" or "the default", which must be >= 0; and seeds, which may be any.
+POSITIVE_INTS = (
+    "batch_size",
+    "grad_accum",
+    "steps",
+    "ckpt_every",
+    "val_every",
+    "log_every",
+    "data.val_count",
+    "optim.step_size",
+)
+ZERO_MEANS_OFF = (
+    "epochs",  # 0: `steps` decides
+    "restart_dead_every",  # 0: no dead-code restarts (finetune keeps the vocabulary fixed)
+    "data.render_size",  # 0: render at the model resolution
+    "data.pool_size",  # 0: a stream of fresh frames
+    "optim.warmup",  # 0: no warm-up
+)
+SEEDS = ("seed", "data.seed", "data.val_seed")
 
 
 @dataclass(frozen=True)
@@ -99,15 +123,22 @@ class TrainConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
-        for name in ("batch_size", "grad_accum", "steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for names, low in ((POSITIVE_INTS, 1), (ZERO_MEANS_OFF, 0)):
+            for name in names:
+                if self._dotted(name) < low:
+                    raise ValueError(f"{name} must be >= {low}, got {self._dotted(name)}")
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
         if not 0.0 <= self.white_balance < 1.0:
             raise ValueError(f"white_balance must be in [0, 1), got {self.white_balance}")
         if self.white_balance > 0 and not self.augment:
             raise ValueError(f"white_balance={self.white_balance} needs augment=true")
+
+    def _dotted(self, name: str) -> Any:
+        node: Any = self
+        for part in name.split("."):
+            node = getattr(node, part)
+        return node
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

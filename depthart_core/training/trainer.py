@@ -7,9 +7,11 @@
   average gradients with one all-reduce per step, which works for the DepthART rollout's many
   forward passes per step (DDP's forward hooks assume one).
 - Everything needed to continue exactly (weights, optimizer moments, EMA, RNG state, step; the
-  data position is the step) goes into one `train_state.safetensors` written atomically; the
-  user-facing `checkpoint.safetensors` is written beside it. Resuming from step 20 reproduces the
-  40-step run bit for bit on CPU (tested).
+  data position is the step) goes into one `train_state.safetensors` written atomically
+  (`training.state`); the user-facing `checkpoint.safetensors` is written beside it. Resuming from
+  step 20 reproduces the 40-step run bit for bit on CPU (tested).
+- The run folder is claimed before anything else (`rundir`); a start that fails before training
+  removes a folder it created. metrics.jsonl is a log, never load-bearing (`rundir.read_metrics`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from depthart_core.config import get_preset, with_overrides
 from depthart_core.fileutil import atomic_write
 from depthart_core.model import DepthART
 from depthart_core.precision import autocast
-from depthart_core.rundir import CKPT_NAME, STATE_NAME, claim_run_dir, read_train_state
+from depthart_core.rundir import (
+    CKPT_NAME,
+    append_metrics,
+    claim_run_dir,
+    read_metrics,
+    rewrite_metrics,
+)
 from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
 from depthart_core.training.augment import flip_mask, photometric
@@ -45,6 +53,7 @@ from depthart_core.training.distributed import (
     pick_device,
 )
 from depthart_core.training.resize import resize_pyramid_state
+from depthart_core.training.state import ema_weights, restore_train_state, save_train_state
 from depthart_core.training.validation import save_progress_plot, validate
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,15 @@ class Trainer:
         self.rank, self.world = init_distributed()
         if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
             self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
+        try:
+            self._set_up(resume)
+        except BaseException:
+            if self.is_main:  # a refused start leaves no folder holding only a lock
+                self.run_lock.abandon()
+            raise
+
+    def _set_up(self, resume: bool) -> None:
+        cfg = self.cfg
         self.device = pick_device(cfg.device, self.rank)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model().to(self.device)
@@ -96,8 +114,9 @@ class Trainer:
         if resume:
             self._load_state()
         elif self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            atomic_write(
+                self.run_dir / "config.json", (json.dumps(cfg.to_dict(), indent=2) + "\n").encode()
+            )
 
     @property
     def is_main(self) -> bool:
@@ -251,7 +270,15 @@ class Trainer:
     ) -> obj.StepOutput:
         if self.cfg.mode == "teacher_forcing":
             return obj.teacher_forcing_loss(self.model, img, f_D, f_start)
-        return obj.depthart_loss(self.model, img, f_D, self.cfg.last_scale_gumbel, f_start)
+        return obj.depthart_loss(
+            self.model,
+            img,
+            f_D,
+            self.cfg.last_scale_gumbel,
+            f_start,
+            soft_rollout=self.cfg.soft_rollout,
+            soft_latent=self.cfg.soft_latent,
+        )
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -335,7 +362,7 @@ class Trainer:
                     "tok_s": round(rate),
                 }
                 self.history.append(row)
-                self._append_jsonl(row)
+                append_metrics(self.run_dir, row)
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
                 t0, tok0 = time.perf_counter(), 0
             if self.is_main and (self.step % cfg.val_every == 0 or self.step == total):
@@ -347,11 +374,11 @@ class Trainer:
         return last_val
 
     def _validate(self, val: dict[str, torch.Tensor]) -> dict[str, Any]:
-        with self._ema_weights():
+        with ema_weights(self.params, self.ema):
             metrics, grid = validate(self.model, val, self.cfg.stage, self.device)
         row = {"step": self.step, "val": metrics}
         self.history.append(row)
-        self._append_jsonl(row)
+        append_metrics(self.run_dir, row)
         save_progress_plot(self.run_dir / "progress.png", self.history, grid)
         self.last_val = metrics
         return metrics
@@ -360,25 +387,9 @@ class Trainer:
     def save(self) -> None:
         if not self.is_main:
             return
-        cfg = self.cfg
-        tensors: dict[str, torch.Tensor] = {}
-        for k, v in self.model.state_dict().items():
-            tensors[f"model.{k}"] = v.detach().cpu().contiguous()
-        opt_state = self.opt.state_dict()
-        for i, st in opt_state["state"].items():
-            for name, t in st.items():
-                tensors[f"opt.{i}.{name}"] = torch.as_tensor(t).detach().cpu().contiguous()
-        if self.ema is not None:
-            for i, e in enumerate(self.ema):
-                tensors[f"ema.{i}"] = e.detach().cpu().contiguous()
-        tensors["rng.torch"] = torch.get_rng_state()
-        meta = {
-            "step": str(self.step),
-            "config": json.dumps(cfg.to_dict()),
-            "param_groups": json.dumps(opt_state["param_groups"]),
-        }
-        atomic_write(self.run_dir / STATE_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
-        with self._ema_weights():
+        cfg = self.cfg.to_dict()
+        save_train_state(self.run_dir, self.model, self.opt, self.ema, self.step, cfg)
+        with ema_weights(self.params, self.ema):
             save_checkpoint(self.run_dir / CKPT_NAME, self.model, self.provenance())
 
     def provenance(self) -> dict[str, Any]:
@@ -398,56 +409,8 @@ class Trainer:
         }
 
     def _load_state(self) -> None:
-        path = self.run_dir / STATE_NAME
-        meta, tensors = read_train_state(self.run_dir)
-        saved_cfg = json.loads(meta["config"])
-        if saved_cfg.get("stage") != self.cfg.stage or saved_cfg.get("preset") != self.cfg.preset:
-            raise ValueError(
-                f"--resume: {path} was written for stage/preset "
-                f"{saved_cfg.get('stage')}/{saved_cfg.get('preset')}, not "
-                f"{self.cfg.stage}/{self.cfg.preset}"
-            )
-        model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_sd, strict=True)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, i, name = k.split(".", 2)
-                state.setdefault(int(i), {})[name] = v.to(self.device)
-        self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-        if self.ema is not None:
-            for i, e in enumerate(self.ema):
-                e.copy_(tensors[f"ema.{i}"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.step = int(meta["step"])
-        metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            self.history = [r for r in rows if r.get("step", 0) <= self.step]
-            metrics.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-
-    def _append_jsonl(self, row: dict[str, Any]) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def _ema_weights(self):
-        trainer = self
-
-        class _Swap:
-            def __enter__(self):
-                if trainer.ema is None:
-                    return
-                self.saved = [p.detach().clone() for p in trainer.params]
-                with torch.no_grad():
-                    for p, e in zip(trainer.params, trainer.ema, strict=False):
-                        p.copy_(e)
-
-            def __exit__(self, *exc):
-                if trainer.ema is None:
-                    return
-                with torch.no_grad():
-                    for p, s in zip(trainer.params, self.saved, strict=False):
-                        p.copy_(s)
-
-        return _Swap()
+        args = (self.model, self.opt, self.ema, self.cfg.stage, self.cfg.preset, self.device)
+        self.step = restore_train_state(self.run_dir, *args)
+        if self.is_main:  # the log continues from the state's step, rewritten atomically
+            self.history = [r for r in read_metrics(self.run_dir) if r["step"] <= self.step]
+            rewrite_metrics(self.run_dir, self.history)

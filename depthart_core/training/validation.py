@@ -15,6 +15,7 @@ import torch
 
 from depthart_core.colormap import colorize
 from depthart_core.evaluation.protocols import evaluate
+from depthart_core.fileutil import atomic_write
 from depthart_core.model import DepthART
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 from depthart_core.training.objectives import code_usage
@@ -100,6 +101,7 @@ def save_progress_plot(path: Path, history: list[dict[str, Any]], grid: np.ndarr
     axes[2].set(title="RGB | ground truth | prediction")
     axes[2].axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80))
+    finally:
+        plt.close(fig)

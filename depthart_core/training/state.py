@@ -1,0 +1,101 @@
+"""The training state: everything `--resume` needs to continue a run exactly, in one file.
+
+`train_state.safetensors` holds the weights (`model.*`), the AdamW moments (`opt.<i>.<name>`),
+the EMA copies (`ema.<i>`) and the torch RNG state (`rng.torch`); its metadata holds the step
+(which is also the data position), the training config and the optimizer's param groups. It is
+written through `fileutil.atomic_write`, so a kill at any moment leaves the previous state whole
+and only a temp folder that the next start removes (`rundir`). `ema_weights` swaps the EMA copies
+into the model for validation and for the user-facing checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from depthart_core.fileutil import atomic_write
+from depthart_core.rundir import STATE_NAME, read_train_state
+
+
+def save_train_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    ema: list[torch.Tensor] | None,
+    step: int,
+    config: dict[str, Any],
+) -> None:
+    """Atomically write `run_dir/train_state.safetensors`."""
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    opt_state = opt.state_dict()
+    for i, st in opt_state["state"].items():
+        for name, t in st.items():
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(t).detach().cpu().contiguous()
+    for i, e in enumerate(ema or []):
+        tensors[f"ema.{i}"] = e.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "step": str(step),
+        "config": json.dumps(config),
+        "param_groups": json.dumps(opt_state["param_groups"]),
+    }
+    atomic_write(run_dir / STATE_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def restore_train_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    ema: list[torch.Tensor] | None,
+    stage: str,
+    preset: str,
+    device: torch.device,
+) -> int:
+    """Load `run_dir`'s state into `model`, `opt`, `ema` and the torch RNG; return its step.
+    A damaged file, or one written for another stage or preset, raises naming the file."""
+    path = run_dir / STATE_NAME
+    meta, tensors = read_train_state(run_dir)
+    saved = json.loads(meta["config"])
+    if saved.get("stage") != stage or saved.get("preset") != preset:
+        raise ValueError(
+            f"--resume: {path} was written for stage/preset "
+            f"{saved.get('stage')}/{saved.get('preset')}, not {stage}/{preset}"
+        )
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_sd, strict=True)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v.to(device)
+    opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    for i, e in enumerate(ema or []):
+        e.copy_(tensors[f"ema.{i}"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"])
+
+
+@contextmanager
+def ema_weights(params: list[torch.nn.Parameter], ema: list[torch.Tensor] | None) -> Iterator[None]:
+    """Within the block the trainable parameters hold their EMA copies (no-op without EMA)."""
+    if ema is None:
+        yield
+        return
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, ema, strict=True):
+            p.copy_(e)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
