@@ -105,11 +105,16 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
             cfg = authors_layout.authors_config(keys)
             return {"config": cfg.to_dict(), "metadata": {}, "layout": AUTHORS_LAYOUT}
         raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
-    return {
-        "config": json.loads(meta["config"]),
-        "metadata": json.loads(meta.get("metadata", "{}")),
-        "layout": FORMAT,
-    }
+    parsed = {}
+    for key, default in (("config", None), ("metadata", "{}")):
+        text = meta.get(key, default)
+        try:
+            parsed[key] = json.loads(text) if text is not None else None
+        except ValueError as exc:  # JSONDecodeError, without the file's name
+            raise ValueError(f"{path}: its {key!r} metadata is not valid JSON ({exc})") from exc
+        if not isinstance(parsed[key], dict):
+            raise ValueError(f"{path}: its {key!r} metadata is not a JSON object")
+    return {**parsed, "layout": FORMAT}
 
 
 def load_checkpoint(
@@ -241,6 +246,8 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
 
 def _existing(path: str | Path) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"checkpoint {p} is a directory, not a file")
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     return p

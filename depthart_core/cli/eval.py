@@ -106,27 +106,31 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
     lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
-    models = load_models(
-        checkpoints,
-        args.baseline,
-        args.backend,
-        args.letterbox,
-        args.device,
-        args.threads,
-        sampling_from_args(args),
-        args.vae,
-        flip_average=args.flip_average,
-    )
-    run_eval(
-        models,
-        datasets,
-        roots,
-        args.out,
-        args.protocol,
-        args.limit,
-        args.eval_size,
-        progress=not args.no_progress,
-    )
+    try:
+        models = load_models(
+            checkpoints,
+            args.baseline,
+            args.backend,
+            args.letterbox,
+            args.device,
+            args.threads,
+            sampling_from_args(args),
+            args.vae,
+            flip_average=args.flip_average,
+        )
+        run_eval(
+            models,
+            datasets,
+            roots,
+            args.out,
+            args.protocol,
+            args.limit,
+            args.eval_size,
+            progress=not args.no_progress,
+        )
+    except BaseException:
+        lock.abandon()  # a refused dataset or checkpoint leaves no folder holding only a lock
+        raise
     print(f"depthart eval: wrote {args.out}/report.md and report.json")
     lock.release()
     return 0

@@ -3,6 +3,9 @@ and with --ply a coloured point cloud of each (`depthart_core.pointcloud`).
 
 A bad input never stops the batch: each one is skipped with a line naming the file and why, the
 rest are processed, the summary counts both, and the exit status is 1 if anything was skipped.
+Outputs are written atomically; an image whose outputs cannot all be written (a full disk) is
+skipped the same way, with none of its files left. An --out that cannot be written at all (a
+file, a read-only file system) stops the command with one line before the model is loaded.
 """
 
 from __future__ import annotations
@@ -83,22 +86,53 @@ def output_stems(names: list[str]) -> list[str]:
     return stems
 
 
+def write_outputs(out: Path, stem: str, depth, rgb, args: argparse.Namespace) -> None:
+    """<stem>.npy, <stem>_depth.png and with --ply <stem>.ply, each atomically; if one cannot be
+    written, those already written are removed and the `WriteError` is raised."""
+    import cv2
+    import numpy as np
+
+    from depthart_core.colormap import colorize
+    from depthart_core.fileutil import WriteError, atomic_write, npy_bytes
+    from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays, write_ply
+
+    written: list[Path] = []
+    try:
+        atomic_write(out / f"{stem}.npy", npy_bytes(depth.astype(np.float32)))
+        written.append(out / f"{stem}.npy")
+        ok, png = cv2.imencode(".png", colorize(depth, cmap=args.colormap)[:, :, ::-1])
+        if not ok:
+            raise ValueError(f"OpenCV could not encode the colorized depth of {stem}")
+        atomic_write(out / f"{stem}_depth.png", png.tobytes())
+        written.append(out / f"{stem}_depth.png")
+        if args.ply:
+            h, w = depth.shape
+            P = pinhole_p(h, w, args.hfov)
+            rays = pixel_rays(h, w, (), P, stride=args.ply_stride)  # rectified: P only
+            write_ply(out / f"{stem}.ply", depth_to_points(depth, rays, args.ply_stride, rgb))
+    except WriteError:
+        for p in written:  # an image's outputs exist all together or not at all
+            p.unlink(missing_ok=True)
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
     import cv2
-    import numpy as np
     from tqdm import tqdm
 
-    from depthart_core.colormap import colorize
+    from depthart_core.fileutil import WriteError, check_writable
     from depthart_core.runtime import get_backend
 
     if args.ply:  # check the camera before loading anything
-        from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays, write_ply
+        from depthart_core.pointcloud import pinhole_p
 
         pinhole_p(2, 2, args.hfov)  # raises naming a bad --hfov
         if args.ply_stride < 1:
             raise ValueError(f"--ply-stride must be >= 1, got {args.ply_stride}")
+    out = Path(args.out)
+    check_writable(out)
     backend = get_backend(
         args.backend,
         checkpoint=args.checkpoint,
@@ -109,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
         vae=args.vae,
         flip_average=args.flip_average,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     skipped: Counter[str] = Counter()
     stems = output_stems(args.images)
     renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]
@@ -133,13 +165,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {name}: prediction failed: {str(exc).splitlines()[0]}")
             skipped["prediction failed"] += 1
             continue
-        np.save(out / f"{stem}.npy", depth.astype(np.float32))
-        cv2.imwrite(str(out / f"{stem}_depth.png"), colorize(depth, cmap=args.colormap)[:, :, ::-1])
-        if args.ply:
-            h, w = depth.shape
-            P = pinhole_p(h, w, args.hfov)
-            rays = pixel_rays(h, w, (), P, stride=args.ply_stride)  # rectified: P only
-            write_ply(out / f"{stem}.ply", depth_to_points(depth, rays, args.ply_stride, rgb))
+        try:
+            write_outputs(out, stem, depth, rgb, args)
+        except WriteError as exc:
+            print(f"skipped {name}: {exc}")
+            skipped[f"not written ({exc.strerror})"] += 1
     n_skipped = sum(skipped.values())
     what = "depth maps and point clouds" if args.ply else "depth maps"
     summary = f"wrote {len(args.images) - n_skipped} {what} to {out}"

@@ -94,13 +94,17 @@ def run(args: argparse.Namespace) -> int:
 
     lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
     mode = next((m for name, m in _modes().items() if getattr(args, name, False)), None)
-    if mode is not None:
-        report = mode.run(args, cfg)
-    else:
-        backend = get_backend(
-            args.backend, args.checkpoint, device=args.device, threads=args.threads
-        )
-        report = replay_offline(args.bag, args.out, cfg, backend, args.write_bag, progress=True)
+    try:
+        if mode is not None:
+            report = mode.run(args, cfg)
+        else:
+            backend = get_backend(
+                args.backend, args.checkpoint, device=args.device, threads=args.threads
+            )
+            report = replay_offline(args.bag, args.out, cfg, backend, args.write_bag, True)
+    except BaseException:
+        lock.abandon()  # a refused bag or backend leaves no folder holding only a lock
+        raise
     print(format_summary(report, args.out))
     if report.get("write_bag"):
         wb = report["write_bag"]

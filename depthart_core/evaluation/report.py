@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from depthart_core.data.benchmarks import DISPLAY_NAMES
 from depthart_core.evaluation.protocols import get_protocol, higher_is_better
+from depthart_core.fileutil import atomic_write
 
 LABELS = {
     "abs_rel": "AbsRel",
@@ -68,7 +69,7 @@ def _clean(x):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n")
+    atomic_write(path, (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode())
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -138,7 +139,7 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         "![samples](samples.png)",
         "",
     ]
-    (run_dir / "report.md").write_text("\n".join(md))
+    atomic_write(run_dir / "report.md", "\n".join(md).encode())
     render_samples(res.vis, run_dir / "samples.png", f"{model.label} on {ds} ({proto.name})")
     return data
 
@@ -210,7 +211,7 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         f"- [{r['model']} on {_display(r['dataset'])}]({p})"
         for r, p in zip(runs, data["runs"], strict=True)
     ]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    atomic_write(out / "report.md", ("\n".join(md) + "\n").encode())
     return data
 
 
@@ -242,4 +243,4 @@ def render_samples(vis: Sequence, path: str | Path, title: str) -> None:
     if not vis:
         axes[0, 0].text(0, 0.5, "no image was scored", fontsize=12)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=80)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80))

@@ -291,7 +291,8 @@ def check_split(per_bag: Sequence[Counts], cfg: FrameConfig) -> None:
     rejected = Counter()
     for c in per_bag:
         rejected.update(c.rejected)
-    why = f"; rejected: {dict(rejected.most_common(3))}" if rejected else ""
+    every = ", ".join(f"{n} {cause}" for cause, n in rejected.most_common())
+    why = f"; rejected {sum(rejected.values())}: {every}" if rejected else ""
     raise FinetuneInputError(
         f"too few paired frames to split: {paired} paired ({train} training, {held} held-out, "
         f"{sum(c.blocks.get('gap', 0) for c in per_bag)} in the {cfg.gap_s} s gap); need at "

@@ -197,7 +197,12 @@ def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
     for path, frames in ((paths[0], prep.train), (paths[1], prep.heldout)):
         tensors = stack(frames)
         if resume and path.is_file():
-            old = load_file(str(path))
+            try:
+                old = load_file(str(path))
+            except Exception as exc:  # safetensors raises its own error type on damage
+                raise FinetuneInputError(
+                    f"--resume: {path} is damaged ({str(exc).splitlines()[0]}); start a new --out"
+                ) from exc
             if any(not torch.equal(old.get(k, torch.empty(0)), t) for k, t in tensors.items()):
                 raise FinetuneInputError(
                     f"--resume: {path} differs from what the bags and settings give now; "
@@ -272,17 +277,30 @@ def _start(
 ) -> RunLock:
     """Claim the folder, check a resumed run's options, write the frames and settings."""
     lock = _claim(run, resume, overwrite)
-    if resume and (run / SETTINGS_NAME).is_file():
-        old = json.loads((run / SETTINGS_NAME).read_text()).get("settings", {})
-        new = json.loads(json.dumps(summary["settings"]))
-        if {**old, "steps": 0} != {**new, "steps": 0}:  # more steps may be asked for
-            raise FinetuneInputError(
-                f"--resume: the options differ from those {run / SETTINGS_NAME} records; "
-                "give the same ones, or start a new --out"
-            )
-    _write_frames(run, prep, resume)
-    atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    try:
+        if resume and (run / SETTINGS_NAME).is_file():
+            old = _read_settings(run / SETTINGS_NAME)
+            new = json.loads(json.dumps(summary["settings"]))
+            if {**old, "steps": 0} != {**new, "steps": 0}:  # more steps may be asked for
+                raise FinetuneInputError(
+                    f"--resume: the options differ from those {run / SETTINGS_NAME} records; "
+                    "give the same ones, or start a new --out"
+                )
+        _write_frames(run, prep, resume)
+        atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    except BaseException:
+        lock.abandon()  # a refused start leaves no folder holding only a lock
+        raise
     return lock
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The settings a run recorded; damage raises naming the file."""
+    try:
+        settings = json.loads(path.read_bytes().decode("utf-8")).get("settings", {})
+    except (ValueError, AttributeError) as exc:  # bad JSON or UTF-8, or not an object
+        raise FinetuneInputError(f"--resume: {path} is damaged ({exc}); start a new --out") from exc
+    return settings
 
 
 def _train(

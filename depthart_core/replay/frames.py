@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from depthart_core.evaluation.protocols import evaluate, get_protocol
+from depthart_core.fileutil import TEMP_SUFFIX, WriteError, npy_bytes
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
@@ -308,17 +309,27 @@ class ReplayRun:
 
 
 class PredictionStore:
-    """Per-frame predictions spilled to .npy files under the output directory (bounded memory)."""
+    """Per-frame predictions spilled to .npy files under the output directory (bounded memory),
+    in a temp folder named as `fileutil.is_temp_name` recognises: a killed run's is removed when
+    its folder is next claimed."""
 
     def __init__(self, parent: Path) -> None:
-        parent.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=".predictions-", dir=parent))
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".predictions.", suffix=TEMP_SUFFIX, dir=parent)
+        except OSError as exc:
+            raise WriteError(parent, exc) from exc
+        self.dir = Path(tmp)
 
     def _path(self, i: int) -> Path:
         return self.dir / f"{i:08d}.npy"
 
     def put(self, i: int, depth: np.ndarray) -> None:
-        np.save(self._path(i), np.asarray(depth, dtype=np.float32))
+        path = self._path(i)
+        try:
+            path.write_bytes(npy_bytes(np.asarray(depth, dtype=np.float32)))
+        except OSError as exc:
+            raise WriteError(path, exc) from exc
 
     def get(self, i: int) -> np.ndarray:
         return np.load(self._path(i))

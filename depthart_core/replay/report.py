@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from depthart_core.evaluation.protocols import get_protocol
+from depthart_core.fileutil import WriteError, atomic_write
 from depthart_core.replay.frames import STATUSES, ReplayRun
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,23 @@ def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
             try:
                 if plot(run, report, out / name):
                     report["pictures"][key] = name
+            except WriteError:  # a disk that cannot take a picture cannot take the report
+                raise
             except Exception as exc:  # a failed picture must not cost the report
                 log.warning("could not draw %s: %s", name, exc)
                 report.setdefault("picture_errors", {})[key] = str(exc)
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-    (out / "report.md").write_text(markdown_report(report))
+    text = json.dumps(report, indent=1, default=_json_default) + "\n"
+    atomic_write(out / "report.json", text.encode())
+    atomic_write(out / "report.md", markdown_report(report).encode())
     return report
+
+
+def _save(plt: Any, fig: Any, path: Path, dpi: int) -> None:
+    """Save a figure atomically and close it, whatever happens."""
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def _json_default(value: Any) -> Any:
@@ -220,8 +232,7 @@ def plot_metrics_over_time(run: ReplayRun, report: dict[str, Any], path: Path) -
     np.atleast_1d(axes)[-1].set_xlabel("time since first frame [s] (grey: frame not scored)")
     fig.suptitle(f"{report['mode']} replay, protocol {report['config']['protocol']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=100)
     return True
 
 
@@ -240,8 +251,7 @@ def plot_latency_hist(run: ReplayRun, report: dict[str, Any], path: Path) -> boo
     ax.set_ylabel("frames")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=100)
     return True
 
 
@@ -267,6 +277,5 @@ def plot_samples(run: ReplayRun, report: dict[str, Any], path: Path) -> bool:
                 im = ax.imshow(img, cmap="turbo_r", vmin=lo, vmax=max(hi, lo + 1e-6))
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=90)
     return True

@@ -4,15 +4,20 @@ Reads ROS 2 bags (sqlite3 and MCAP storage, as a bag directory or a single `.db3
 and ROS 1 `.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
 Messages are deserialised with the definitions stored in the bag; the messages written are built
 by `depthart_core.rosio.messages`. Every failure to read a bag raises `BagError` naming the bag
-and what it contains. `write_synthetic_bag` records a synthetic scene (`data.synthetic`).
+and what it contains. `write_synthetic_bag` records a synthetic scene (`data.synthetic`). A bag
+that cannot be written whole (a full or read-only disk) is removed, and the failure raised as
+one `fileutil.WriteError` line naming the bag.
 
 Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.dev/spec).
 """
 
 from __future__ import annotations
 
+import errno
+import shutil
+import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
+from depthart_core.fileutil import WriteError
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
     camera_info_msg,
@@ -186,11 +192,34 @@ class BagWriter:
         self.counts: dict[str, int] = {}
 
     def __enter__(self) -> BagWriter:
-        self._writer.open()
+        try:
+            self._writer.open()
+        except BaseException as exc:
+            self._discard(exc)
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._writer.close()
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self._writer.close()  # flushes the storage and writes metadata.yaml
+                return
+            except BaseException as err:
+                exc = err
+        with suppress(Exception):
+            self._writer.abort()
+        self._discard(exc)
+
+    def _discard(self, exc: BaseException) -> None:
+        """Remove the unfinished bag (the constructor made sure it did not exist) and raise a
+        failure to write it as a `WriteError`; other errors propagate as they are."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+            exc = OSError(errno.ENOSPC, str(exc))  # sqlite3 reports ENOSPC in words only
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(self.path, exc) from exc
+        if exc is not None:
+            raise exc
 
     def _conn(self, topic: str, msgtype: str, msgdef: str | None, digest: str | None) -> Any:
         conn = self._conns.get(topic)

@@ -43,6 +43,7 @@ from depthart_core.data.benchmarks._io import (
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_batch
+from depthart_core.fileutil import atomic_write, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def write_synthetic_set(
     h, w = size
     cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))
     root = Path(out_dir)
+    check_writable(root)  # a file, a read-only or full disk: one line before any rendering
     if (root / "meta.json").exists():
         if not overwrite:
             raise ValueError(
@@ -109,23 +111,12 @@ def write_synthetic_set(
                 rgb_p, depth_p, k_p = _frame_paths(root, i)
                 rgb = out["rgb"][j].permute(1, 2, 0).numpy()
                 mm = depth_to_mm(out["depth"][j].numpy(), out["valid"][j].numpy())
-                if not cv2.imwrite(str(rgb_p), np.ascontiguousarray(rgb[:, :, ::-1])):
-                    raise OSError(f"cannot write {rgb_p}")
-                if not cv2.imwrite(str(depth_p), mm):
-                    raise OSError(f"cannot write {depth_p}")
+                atomic_write(rgb_p, _png(np.ascontiguousarray(rgb[:, :, ::-1]), rgb_p))
+                atomic_write(depth_p, _png(mm, depth_p))
                 K = out["K"][j].numpy().astype(float)
-                k_p.write_text(
-                    json.dumps(
-                        {
-                            "fx": K[0, 0],
-                            "fy": K[1, 1],
-                            "cx": K[0, 2],
-                            "cy": K[1, 2],
-                            "width": int(w),
-                            "height": int(h),
-                        }
-                    )
-                )
+                intr = {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
+                intr |= {"width": int(w), "height": int(h)}
+                atomic_write(k_p, json.dumps(intr).encode())
             bar.update(len(idx))
     meta = {
         "format": FORMAT,
@@ -134,8 +125,18 @@ def write_synthetic_set(
         "size": [int(h), int(w)],
         "generator": cfg.to_dict(),
     }
-    (root / "meta.json").write_text(json.dumps(meta, indent=2))  # written last: marks complete
+    # written last: marks the set complete
+    atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
     return root
+
+
+def _png(image: np.ndarray, path: Path) -> bytes:
+    """PNG bytes for `atomic_write` (encoded in memory: a full disk then raises with its errno,
+    where `cv2.imwrite` only returns False)."""
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode {path}")
+    return buf.tobytes()
 
 
 def _read_meta(root: Path) -> dict:
