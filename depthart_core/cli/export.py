@@ -22,12 +22,19 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.checkpoint import CheckpointFile
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.export.trt_onnx_ops import unsupported_ops
+    from depthart_core.fileutil import atomic_write, check_writable
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
+    check_writable(out.parent)  # a read-only or missing-permission folder: before the export
     ckpt = CheckpointFile(args.checkpoint, vae=args.vae)
     model, _ = ckpt.load()
-    out = Path(args.out)
     onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
-    export_onnx(model, onnx_path, checkpoint_sha256=ckpt.sha256, fp16=args.fp16)
+    atomic_write(  # a failed export leaves neither a partial graph nor a temp file
+        onnx_path,
+        lambda tmp: export_onnx(model, tmp, checkpoint_sha256=ckpt.sha256, fp16=args.fp16),
+    )
     missing = unsupported_ops(onnx_path)
     print(
         f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
         import_tensorrt()  # raises with install instructions where TensorRT is absent
         S = model.cfg.image_size
-        out.write_bytes(build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb))
+        engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
+        atomic_write(out, bytes(engine))
         print(f"wrote TensorRT engine {out}")
     return 0
