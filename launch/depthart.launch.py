@@ -2,37 +2,186 @@
 
     ros2 launch depthart_ros depthart.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info namespace:=front
+    ros2 launch depthart_ros depthart.launch.py params_file:=/robots/r1/depthart.yaml
     ros2 launch depthart_ros depthart.launch.py lifecycle:=true              # waits for a manager
     ros2 launch depthart_ros depthart.launch.py lifecycle:=true autostart:=true
 
+Parameters come from `params_file`; `checkpoint`, `backend`, `vae` and `sampling` replace the
+file's value only when given on the command line (their empty default means "the file's").
+
 lifecycle:=true starts `depthart_lifecycle_node` (same parameters and topics) unconfigured, for a
-lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`) to drive; autostart:=true makes
-it configure and activate itself at start-up. Large images over best-effort QoS with Fast DDS
-need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in the environment of every process on the topic
-(camera driver and this node).
+lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`) to drive. autostart:=true, or
+`autostart: true` for this node in the params file, makes this launch file drive it: launch_ros
+`ChangeState` events call the node's lifecycle services (configure, then activate once it is
+inactive), so the `StateTransition` events reach this and any parent launch file. The node's
+own in-process `autostart` parameter is always set false here, because launch carries it out. A
+failed configure under autostart ends the launch with exit status 1.
+
+Large images over best-effort QoS with Fast DDS need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in the
+environment of every process on the topic (camera driver and this node).
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
+NODE_NAME = "depthart_node"
+# node parameters that a launch argument of the same name may override; "" = not given
+OVERRIDES = ("checkpoint", "backend", "vae", "sampling")
+NOT_GIVEN = ""
 ARGUMENTS = [
     ("namespace", "", "namespace of the node and of its relative topics (depth, ...)"),
     ("image", "image", "input sensor_msgs/Image topic"),
     ("camera_info", "camera_info", "input sensor_msgs/CameraInfo topic of that image"),
     ("sparse_depth", "sparse_depth", "sparse metric depth topic (used if sparse_depth.enabled)"),
-    ("checkpoint", "", "DepthART .safetensors checkpoint; empty = the shipped default"),
-    ("backend", "auto", "inference backend: auto | tensorrt | onnxruntime | torch"),
-    ("vae", "", "VAR's VQ-VAE .pth for an authors' checkpoint without it; empty = beside it"),
-    ("sampling", "greedy", "greedy | paper (the authors' sampled decoding, torch only)"),
+    ("checkpoint", NOT_GIVEN, "DepthART .safetensors checkpoint; empty = the params file's"),
+    ("backend", NOT_GIVEN, "auto | tensorrt | onnxruntime | torch; empty = the params file's"),
+    ("vae", NOT_GIVEN, "VAR's VQ-VAE .pth for an authors' checkpoint; empty = the params file's"),
+    ("sampling", NOT_GIVEN, "soft | greedy | paper (torch only); empty = the params file's"),
     ("log_level", "info", "node log level: debug | info | warn | error | fatal"),
     ("lifecycle", "false", "true: start the managed node depthart_lifecycle_node instead"),
-    ("autostart", "false", "with lifecycle:=true, configure and activate at start-up"),
+    (
+        "autostart",
+        NOT_GIVEN,
+        "with lifecycle:=true: true = launch configures and activates the node through its "
+        "lifecycle services; empty = the params file's autostart (default false)",
+    ),
 ]
+
+
+# ------------------------------------------------------------------ pure logic (tested in CI)
+def given_overrides(arguments: dict[str, str]) -> dict[str, str]:
+    """The override arguments actually given on the command line: one left at its default
+    ("") never replaces the params file's value."""
+    return {name: value for name, value in arguments.items() if value != NOT_GIVEN}
+
+
+def _node_pattern(key: str) -> re.Pattern[str]:
+    """rcl's node-name keys: `/**` is any number of namespace tokens, `*` exactly one."""
+    parts = []
+    for token in key.strip("/").split("/"):
+        parts.append({"**": "(/[^/]+)*", "*": "/[^/]+"}.get(token, "/" + re.escape(token)))
+    return re.compile("".join(parts))
+
+
+def file_parameter(params_file: str | Path, node_fqn: str, name: str) -> Any:
+    """The value of top-level parameter `name` that `params_file` gives node `node_fqn`
+    (e.g. `/front/depthart_node`): the last matching entry in file order, as rclpy reads it;
+    None when the file does not set it."""
+    path = Path(params_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"params_file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a ROS 2 parameters file (top level is not a mapping)")
+    value = None
+    for key, entry in data.items():
+        params = entry.get("ros__parameters") if isinstance(entry, dict) else None
+        if (
+            isinstance(params, dict)
+            and name in params
+            and _node_pattern(str(key)).fullmatch(node_fqn)
+        ):
+            value = params[name]
+    return value
+
+
+def resolve_autostart(argument: str, params_file: str | Path, node_fqn: str) -> bool:
+    """autostart:=true|false when given on the command line, else the file's, else false."""
+    if argument != NOT_GIVEN:
+        if argument.lower() not in ("true", "false"):
+            raise ValueError(f"autostart:={argument!r}: expected true or false")
+        return argument.lower() == "true"
+    value = file_parameter(params_file, node_fqn, "autostart")
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{params_file}: autostart={value!r} for {node_fqn}: expected a bool")
+    return bool(value)
+
+
+def node_fqn(context_namespace: str, namespace: str) -> str:
+    """The node's fully qualified name under a pushed namespace and the `namespace` argument."""
+    parts = [p for p in f"{context_namespace}/{namespace}".split("/") if p]
+    if namespace.startswith("/"):  # an absolute namespace ignores the pushed one
+        parts = [p for p in namespace.split("/") if p]
+    return "/" + "/".join([*parts, NODE_NAME])
+
+
+# ------------------------------------------------------------------ launch actions
+def autostart_actions(managed: LifecycleNode, fqn: str) -> list[Any]:
+    """configure now; activate when configure reached inactive; end the launch with status 1
+    when configure failed (configuring -> unconfigured), so a supervisor or respawn can act."""
+
+    def change(transition_id: int) -> EmitEvent:
+        matcher = matches_action(managed)
+        return EmitEvent(
+            event=ChangeState(lifecycle_node_matcher=matcher, transition_id=transition_id)
+        )
+
+    def configure_failed(context: LaunchContext) -> None:
+        # an exception in launch is how `ros2 launch` exits non-zero (LaunchService.run -> 1)
+        raise RuntimeError(f"{fqn}: configure failed under autostart (reason in its log above)")
+
+    return [
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=managed,
+                start_state="configuring",
+                goal_state="inactive",  # not after a later deactivate: that one starts elsewhere
+                entities=[change(Transition.TRANSITION_ACTIVATE)],
+            )
+        ),
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=managed,
+                start_state="configuring",
+                goal_state="unconfigured",
+                entities=[OpaqueFunction(function=configure_failed)],
+            )
+        ),
+        change(Transition.TRANSITION_CONFIGURE),
+    ]
+
+
+def launch_setup(context: LaunchContext) -> list[Any]:
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    params_file = value("params_file")
+    given = given_overrides({name: value(name) for name in OVERRIDES})
+    # the file first, then only what was given (value_type=str: a path is never YAML-parsed)
+    overrides = {name: ParameterValue(v, value_type=str) for name, v in given.items()}
+    common = dict(
+        package="depthart_ros",
+        name=NODE_NAME,
+        namespace=value("namespace"),
+        output="screen",
+        emulate_tty=True,
+        remappings=[(topic, value(topic)) for topic in ("image", "camera_info", "sparse_depth")],
+        ros_arguments=["--log-level", value("log_level")],
+    )
+    if value("lifecycle").lower() != "true":
+        plain = Node(executable="depthart_node", parameters=[params_file, overrides], **common)
+        return [plain]
+    fqn = node_fqn(context.launch_configurations.get("ros_namespace", ""), value("namespace"))
+    autostart = resolve_autostart(value("autostart"), params_file, fqn)
+    # launch carries out autostart itself (above), so the node's own stays off in every case
+    parameters = [params_file, overrides | {"autostart": False}]
+    managed = LifecycleNode(executable="depthart_lifecycle_node", parameters=parameters, **common)
+    return [managed, *(autostart_actions(managed, fqn) if autostart else [])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -47,39 +196,4 @@ def generate_launch_description() -> LaunchDescription:
             description="YAML parameters file (see config/depthart.params.yaml)",
         )
     )
-    arg = LaunchConfiguration
-    common = dict(
-        package="depthart_ros",
-        name="depthart_node",
-        namespace=arg("namespace"),
-        output="screen",
-        emulate_tty=True,
-        remappings=[
-            ("image", arg("image")),
-            ("camera_info", arg("camera_info")),
-            ("sparse_depth", arg("sparse_depth")),
-        ],
-        arguments=["--ros-args", "--log-level", arg("log_level")],
-    )
-    overrides = {
-        "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
-        "backend": ParameterValue(arg("backend"), value_type=str),
-        "vae": ParameterValue(arg("vae"), value_type=str),
-        "sampling": ParameterValue(arg("sampling"), value_type=str),
-    }
-    node = Node(
-        executable="depthart_node",
-        parameters=[arg("params_file"), overrides],
-        condition=UnlessCondition(arg("lifecycle")),
-        **common,
-    )
-    managed = LifecycleNode(
-        executable="depthart_lifecycle_node",
-        parameters=[
-            arg("params_file"),
-            overrides | {"autostart": ParameterValue(arg("autostart"), value_type=bool)},
-        ],
-        condition=IfCondition(arg("lifecycle")),
-        **common,
-    )
-    return LaunchDescription([*args, node, managed])
+    return LaunchDescription([*args, OpaqueFunction(function=launch_setup)])

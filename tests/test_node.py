@@ -14,7 +14,6 @@ frame, 921,600 bytes: 1-4 of 20 arrive at 5 Hz), while frames up to ~500 KB all 
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
@@ -55,9 +54,6 @@ from depthart_ros.pipeline import FramePipeline  # noqa: E402
 pytestmark = pytest.mark.ros
 NODE = "/depthart_node"
 PARAMS_FILE = REPO / "config" / "depthart.params.yaml"
-LAUNCH_FILE = REPO / "launch" / "depthart.launch.py"
-LAUNCH_ARGS = {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"}
-LAUNCH_ARGS |= {"lifecycle", "autostart"}
 TS = get_typestore(Stores.ROS2_KILTED)
 
 
@@ -697,53 +693,7 @@ def test_bad_start_up_is_a_clear_fatal_error(ros: RosTest, tmp_path: Path) -> No
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. launch file and pure-Python parts of the node
-def test_launch_file_declares_its_arguments() -> None:
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    declared = {
-        elt.elts[0].value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARGUMENTS"
-        for elt in node.value.elts
-    }
-    declared |= {
-        n.args[0].value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
-        and n.args and isinstance(n.args[0], ast.Constant)
-    }  # fmt: skip
-    assert LAUNCH_ARGS <= declared
-    # lifecycle:=true|false picks one of the two nodes; autostart reaches the managed one
-    # the last call of each name; Node(...) and LifecycleNode(...) appear once each
-    calls = {getattr(n.func, "id", ""): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
-
-    def kwargs(call: ast.Call) -> dict[str, str]:
-        return {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg}
-
-    plain, managed = kwargs(calls["Node"]), kwargs(calls["LifecycleNode"])
-    assert plain["executable"] == "'depthart_node'"
-    assert plain["condition"] == "UnlessCondition(arg('lifecycle'))"
-    assert managed["executable"] == "'depthart_lifecycle_node'"
-    assert managed["condition"] == "IfCondition(arg('lifecycle'))"
-    assert "'autostart': ParameterValue(arg('autostart'), value_type=bool)" in managed["parameters"]
-    setup_py = (REPO / "setup.py").read_text()  # both executables are installed console scripts
-    for exe in ("depthart_node", "depthart_lifecycle_node"):
-        assert f'"{exe} = depthart_ros.' in setup_py, exe
-
-
-def test_launch_description_loads_where_launch_ros_exists() -> None:
-    pytest.importorskip("launch_ros", reason="launch_ros is not pip-installable: needs ROS")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("depthart_launch", LAUNCH_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ld = mod.generate_launch_description()
-    names = {a.name for a in ld.get_launch_arguments()}
-    assert LAUNCH_ARGS <= names
-    assert all(a.description for a in ld.get_launch_arguments())
-
-
+# 5. pure-Python parts of the node (the launch file: tests/test_launch.py)
 def test_frame_pipeline_keeps_one_frame_and_accounts_for_all() -> None:
     fp = FramePipeline()
     for i in range(5):
