@@ -8,6 +8,7 @@ rather than silently running another model.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,11 @@ def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
     try:
         import onnxruntime as ort
     except ImportError as exc:
+        # name the interpreter that runs: a colcon install runs the venv in its scripts' #! line
         raise ImportError(
-            "onnxruntime is not installed: pip install 'depthart_ros[onnx]' "
-            "(or onnxruntime-gpu for the CUDA execution provider)"
+            f"onnxruntime is not installed for {sys.executable}: {sys.executable} -m pip install "
+            "onnxruntime onnx onnxscript (the `onnx` extra of a pip install; onnxruntime-gpu "
+            "for the CUDA execution provider)"
         ) from exc
     return ort
 
