@@ -1,9 +1,17 @@
 """Metres for `depthart_node`: the relative depth scaled by a metric source, or left relative with
 the reason. Free of rclpy; the node feeds it messages and publishes what it returns.
 
-Source `sparse_depth`: each frame is fitted to the sparse metric cue nearest in stamp
-(`depthart_core.metric_scale`). Whatever happens, `state` describes the frame just published:
-its units, the scale and shift actually applied (none while relative, never a stale fit) and why
+Two sources, each switched on by a start-up parameter:
+- `sparse_depth`: each frame is fitted to the sparse metric cue nearest in stamp
+  (`depthart_core.metric_scale`);
+- `ground_plane`: the floor is fitted in the frame's own depth, back-projected through its
+  calibration, and scale = camera height / the plane's distance, smoothed over frames
+  (`depthart_core.ground_plane`).
+
+With both on, a frame with a usable sparse fit takes it (a sensor measures this very frame; the
+floor only gives a scale, through the camera height's accuracy), and the ground plane covers the
+frames without one. Whatever happens, `state` describes the frame just published: its units, the
+source, the scale and shift actually applied (`none` while relative, never a stale fit), and why
 it fell back.
 """
 
@@ -14,58 +22,132 @@ from typing import Any
 
 import numpy as np
 
-from depthart_core.metric_scale import StampMatcher, fit_metric_scale, resample_sparse
+from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale
+from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
 
+GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
+    ("ground_plane.camera_height_m", "camera_height_m"),
+    ("ground_plane.pitch_deg", "pitch_deg"),
+    ("ground_plane.max_normal_angle_deg", "max_normal_angle_deg"),
+    ("ground_plane.floor_region", "floor_region"),
+    ("ground_plane.min_inlier_fraction", "min_inlier_fraction"),
+)
 
-class SparseMetric:
-    """The sparse-depth metric source: cue buffer, per-frame fit and its diagnostics."""
 
-    def __init__(self) -> None:
+def ground_config(cfg: dict[str, Any]) -> GroundPlaneConfig:
+    """The GroundPlaneConfig the node parameters describe (ValueError naming a bad value)."""
+    return GroundPlaneConfig(**{field: cfg[name] for name, field in GROUND_PARAMS})
+
+
+class MetricScaler:
+    """The node's metric sources, the per-frame scale and its diagnostics."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.sparse_on = bool(cfg["sparse_depth.enabled"])
+        self.ground_on = bool(cfg["ground_plane.enabled"])
         self.cues = StampMatcher(maxlen=10)
         self.counts: Counter[str] = Counter()
+        self.ground = GroundPlaneScale(ground_config(cfg)) if self.ground_on else None
+        self.plane: dict[str, Any] = {}
         self.state: dict[str, Any] = {
             "units": "relative",
+            "source": "none",
             "scale": "none",
             "shift": "none",
             "mode": "none",
             "fits": 0,
             "fallbacks": 0,
-            "reason": "no sparse_depth received yet",
+            "reason": "no frame yet",
         }
+
+    @property
+    def enabled(self) -> bool:
+        return self.sparse_on or self.ground_on
+
+    def reconfigure(self, cfg: dict[str, Any]) -> None:
+        """New ground-plane parameters (already validated): a changed camera height or prior
+        makes the old scales meaningless, so the smoother starts over."""
+        if self.ground is not None:
+            self.ground = GroundPlaneScale(ground_config(cfg))
 
     def add_cue(self, stamp_ns: int, msg: Any) -> None:
         self.counts["received"] += 1
         self.cues.add(stamp_ns, msg)
 
     def to_metres(
-        self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]
+        self,
+        relative: np.ndarray,
+        stamp_ns: int,
+        cfg: dict[str, Any],
+        projection: Any | None,
     ) -> tuple[np.ndarray, str | None]:
-        """(depth, fallback reason): metres when the cue nearest in stamp gives a usable fit,
-        else `relative` unchanged and the reason."""
+        """(depth, fallback reason): metres from the first source that gives a usable scale,
+        else `relative` unchanged and the reasons. `projection`: the frame's P (12 values, at
+        the depth's size) or None without a calibration."""
+        reasons = []
+        if self.sparse_on:
+            fit, reason = self._sparse_fit(relative, stamp_ns, cfg)
+            if fit is not None:
+                return self._applied("sparse_depth", fit.scale, fit.shift, fit.mode, relative)
+            reasons.append(f"sparse_depth: {reason}")
+        if self.ground is not None:
+            scale, reason = self._ground_scale(relative, projection)
+            if scale is not None:
+                return self._applied("ground_plane", scale, 0.0, "scale", relative)
+            reasons.append(f"ground_plane: {reason}")
+        why = "; ".join(reasons)
+        s = self.state
+        s |= {"units": "relative", "source": "none", "scale": "none", "shift": "none"}
+        s |= {"mode": "none", "reason": why, "fallbacks": s["fallbacks"] + 1}
+        return relative, why
+
+    def _applied(
+        self, source: str, scale: float, shift: float, mode: str, relative: np.ndarray
+    ) -> tuple[np.ndarray, None]:
+        s = self.state
+        s |= {"units": "metres", "source": source, "scale": scale, "shift": shift, "mode": mode}
+        s |= {"reason": "ok", "fits": s["fits"] + 1}
+        return ScaleFit(scale, shift, mode, 0, 0, float("nan")).apply(relative), None
+
+    def _sparse_fit(self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]):
         tol_s = cfg["sparse_depth.max_stamp_diff_s"]
         msg = self.cues.nearest(stamp_ns, int(tol_s * 1e9))
         if msg is None:
-            fit, reason = None, f"no sparse_depth within {tol_s} s"
-        else:
-            metric = ros_image.depth_image_to_metres(
-                msg, cfg["sparse_depth.min_m"], cfg["sparse_depth.max_m"]
-            )
-            if metric.shape != relative.shape:
-                metric = resample_sparse(metric, relative.shape)
-            fit, reason = fit_metric_scale(
-                relative, metric, cfg["sparse_depth.mode"], int(cfg["sparse_depth.min_points"])
-            )
-        s = self.state
-        s["reason"] = reason
-        if fit is None:
-            s |= {"units": "relative", "scale": "none", "shift": "none", "mode": "none"}
-            s["fallbacks"] += 1
-            return relative, reason
-        s |= {"units": "metres", "scale": fit.scale, "shift": fit.shift, "mode": fit.mode}
-        s["fits"] += 1
-        return fit.apply(relative), None
+            return None, f"no sparse_depth within {tol_s} s"
+        metric = ros_image.depth_image_to_metres(
+            msg, cfg["sparse_depth.min_m"], cfg["sparse_depth.max_m"]
+        )
+        if metric.shape != relative.shape:
+            metric = resample_sparse(metric, relative.shape)
+        return fit_metric_scale(
+            relative, metric, cfg["sparse_depth.mode"], int(cfg["sparse_depth.min_points"])
+        )
+
+    def _ground_scale(
+        self, relative: np.ndarray, projection: Any | None
+    ) -> tuple[float | None, str]:
+        if projection is None:
+            self.plane = {"fit": "no_camera_info"}
+            return None, "no camera_info for this frame (the floor needs the intrinsics)"
+        fit, applied = self.ground.update(relative, projection)
+        self.plane = {
+            "fit": fit.code,
+            "inlier_fraction": f"{fit.inlier_fraction:.3f}",
+            "normal_angle_deg": f"{fit.normal_angle_deg:.1f}",
+            "residual": f"{fit.residual:.4f}",
+            "raw_scale": "none" if fit.scale is None else f"{fit.scale:.4g}",
+            "smoothing": f"{applied.status}: {applied.detail}",
+        }
+        if applied.scale is None:
+            return None, fit.reason
+        return applied.scale, "ok"
 
     def diagnostics(self) -> dict[str, Any]:
-        values = {f"sparse_{k}": v for k, v in sorted(self.counts.items())}
-        return values | {f"metric_{k}": v for k, v in self.state.items() if k != "units"}
+        values: dict[str, Any] = {}
+        if self.sparse_on:
+            values |= {f"sparse_{k}": v for k, v in sorted(self.counts.items())}
+        values |= {f"metric_{k}": v for k, v in self.state.items() if k != "units"}
+        if self.ground_on:
+            values |= {f"ground_plane_{k}": v for k, v in self.plane.items()}
+        return values

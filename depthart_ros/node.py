@@ -53,7 +53,7 @@ from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import sampling_setting
 from depthart_ros.calibration import CalibrationPairer, camera_info_for
-from depthart_ros.metric import SparseMetric
+from depthart_ros.metric import GROUND_PARAMS, MetricScaler
 from depthart_ros.params import PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
@@ -144,7 +144,7 @@ class DepthArtCore:
         if c["use_camera_info"]:
             qos_info = self._qos("input_qos", depth=10)  # a burst must not evict its pair
             self._subscribe(CameraInfo, "camera_info", self._on_info, qos_info)
-        self.metric = SparseMetric()
+        self.metric = MetricScaler(c)
         if c["sparse_depth.enabled"]:
             qos_sparse = self._qos("input_qos", depth=10)
             self._subscribe(Image, "sparse_depth", self._on_sparse, qos_sparse)
@@ -201,6 +201,10 @@ class DepthArtCore:
         frames = getattr(self, "frames", None)
         if frames is not None and any(p.name == "max_rate_hz" for p in params):
             frames.wake()  # a worker pausing for the old rate re-reads it now
+        metric = getattr(self, "metric", None)
+        ground = {name for name, _ in GROUND_PARAMS}
+        if metric is not None and any(p.name in ground for p in params):
+            metric.reconfigure(self.cfg)
 
     def _refuse_set(self, names: list[str]) -> str | None:
         """Why these parameters may not be set now, or None (read-only ones rclpy refuses)."""
@@ -280,26 +284,28 @@ class DepthArtCore:
             self._warn(exc.cause, f"dropping image: {exc}")
             return "rejected", exc.cause
         depth, inference_ms = timed_predict(self.backend, rgb, c["debug_min_inference_ms"])
-        if c["sparse_depth.enabled"]:
-            depth, fallback = self.metric.to_metres(depth, stamp_ns, c)
-            if fallback:
-                self._warn("metric_fallback", f"publishing relative depth: {fallback}")
-        depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
         info = None
         if c["use_camera_info"]:
             info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
+            info = None if info is None else camera_info_for(info, msg.header, depth.shape)
+        if self.metric.enabled:
+            p = None if info is None else info.p
+            depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p)
+            if fallback:
+                self._warn("metric_fallback", f"publishing relative depth: {fallback}")
+        depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
         self._publish(msg, rgb, depth, info)
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
         self.frames.record(latency_ms, inference_ms)
         return "processed", ""
 
     def _publish(
-        self, msg: Image, rgb: np.ndarray, depth: np.ndarray, info: CameraInfo | None
+        self, msg: Image, rgb: np.ndarray, depth: np.ndarray, depth_info: CameraInfo | None
     ) -> None:
+        """depth, and its (already rescaled) calibration, cloud and colours."""
         out = ros_image.set_image(Image(), depth, "32FC1")
         out.header = msg.header
         self.pub_depth.publish(out)
-        depth_info = None if info is None else camera_info_for(info, msg.header, depth.shape)
         if depth_info is not None:
             self.pub_info.publish(depth_info)
         c = self.cfg
@@ -344,7 +350,7 @@ class DepthArtCore:
         frame_values = frame_stats(snap, self._last_diag, now)
         self._last_diag = (now, snap["received"], snap["processed"])
         c = self.cfg
-        metric_on = c["sparse_depth.enabled"]
+        metric_on = self.metric.enabled
         metric = self.metric.state
         values: dict[str, Any] = {
             "backend": self.backend.name,

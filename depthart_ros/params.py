@@ -55,6 +55,9 @@ PARAMS: tuple[Param, ...] = (
     Param("vae", "", "VAR's vae_ch160v4096z32.pth for an authors' checkpoint without it", **_RO),
     Param(
         "sampling", "greedy", "greedy, or the paper's sampled decoding (torch)", SAMPLINGS, **_RO
+    ), greedy, or paper's sampling (torch)",
+        SAMPLINGS,
+        **_RO,
     ),
     Param("sampling_seed", 0, "seed of sampling=paper (repeatable)", lo=0, hi=2**31 - 1, **_RO),
     Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
@@ -63,6 +66,7 @@ PARAMS: tuple[Param, ...] = (
     Param("output_qos.reliability", "reliable", "depth publishers", RELIABILITY, **_RO),
     Param("output_qos.depth", 5, "depth publishers history depth", lo=1, hi=100, **_RO),
     Param("sparse_depth.enabled", False, "subscribe sparse_depth for metric scale", **_RO),
+    Param("ground_plane.enabled", False, "metres from the floor and the camera height", **_RO),
     # settable at runtime
     Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
     Param("publish_colored", True, "publish depth/colored while it has subscribers"),
@@ -105,6 +109,41 @@ PARAMS: tuple[Param, ...] = (
     Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
     Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
     Param("sparse_depth.max_m", 200.0, "sparse values above (m) are ignored", lo=0, hi=1e4),
+    Param(
+        "ground_plane.camera_height_m",
+        1.0,
+        "camera optical centre above the floor (m)",
+        lo=1e-3,
+        hi=100.0,
+    ),  # fmt: skip
+    Param(
+        "ground_plane.pitch_deg",
+        0.0,
+        "prior camera pitch, positive = looking down (deg)",
+        lo=-89.0,
+        hi=89.0,
+    ),  # fmt: skip
+    Param(
+        "ground_plane.max_normal_angle_deg",
+        35.0,
+        "floor normal tolerance around the prior up",
+        lo=1.0,
+        hi=89.0,
+    ),  # fmt: skip
+    Param(
+        "ground_plane.floor_region",
+        0.5,
+        "lower fraction of the image searched for the floor",
+        lo=0.05,
+        hi=1.0,
+    ),  # fmt: skip
+    Param(
+        "ground_plane.min_inlier_fraction",
+        0.3,
+        "fewer floor inliers -> relative output",
+        lo=0.01,
+        hi=1.0,
+    ),  # fmt: skip
     Param(
         "debug_min_inference_ms",
         0.0,

@@ -47,7 +47,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from depthart_core.colormap import colorize_bgr  # noqa: E402
 from depthart_core.runtime import get_backend  # noqa: E402
-from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
+from depthart_core.sampling import sampling_setting  # noqa: E402
 from depthart_ros.params import PARAMS, validate_params  # noqa: E402
 from depthart_ros.pipeline import FramePipeline  # noqa: E402
 
@@ -82,8 +82,9 @@ class RosTest:
 
 
 @pytest.fixture(scope="module")
-def estimator(tiny_checkpoint: str) -> DepthEstimator:
-    return DepthEstimator.from_checkpoint(tiny_checkpoint)
+def estimator(tiny_checkpoint: str):
+    """`predict` as the node runs it by default (its default decoding), in this process."""
+    return _node_default_backend(tiny_checkpoint)
 
 
 @pytest.fixture
@@ -91,6 +92,14 @@ def ros(tmp_path: Path, tiny_checkpoint: str):
     env = RosTest(tmp_path, tiny_checkpoint)
     yield env
     env.close()
+
+
+def _node_default_backend(checkpoint: str):
+    """The torch backend the node builds with its default parameters, in this process."""
+    s = {p.name: p.default for p in PARAMS}["sampling"]
+    return get_backend(
+        "torch", checkpoint, sampling=None if s == "greedy" else sampling_setting(s, 0)
+    )
 
 
 def _subscribe_outputs(peer: RosPeer, info_reliable: bool = True) -> None:
@@ -355,7 +364,7 @@ def _sparse_msg(values: np.ndarray, encoding: str, stamp: int) -> Image:
     return image_msg(wire_fields(values, encoding), stamp, "cam")
 
 
-def test_sparse_depth_gives_metres(reliable, estimator: DepthEstimator) -> None:
+def test_sparse_depth_gives_metres(reliable, estimator) -> None:
     env, node, pub_img, pub_sparse, _ = reliable
     peer = env.peer
     rgb = scene_rgb(seed=3)
@@ -613,6 +622,74 @@ def test_oversized_frames_are_refused_before_decoding(reliable) -> None:
     stamp = time.time_ns()
     _publish_frame(env, pub_img, scene_rgb(seed=9), stamp, "cam/big")
     _wait_depth(env, stamp)  # the same frame under the default cap is answered
+
+
+# ---------------------------------------------------------------------------------------------
+# 2b. metres from the floor: the shipped model on a rendered frame with a known camera height
+SHIPPED = str(REPO / "checkpoints" / "depthart_tiny_cnn.safetensors")
+
+
+def test_ground_plane_gives_metres_from_the_camera_height(ros: RosTest) -> None:
+    """The node's scale is the floor fit of its own prediction: equal to the same fit done here
+    on `predict`'s depth, proportional to the camera height (a new height restarts the
+    smoothing), and a guard that refuses the floor sends relative depth with the reason."""
+    from depthart_core.evaluation.ground_plane import RigEval, rig_frames
+    from depthart_core.ground_plane import GroundPlaneConfig, fit_ground_plane
+
+    rig = RigEval(1.0, 10.0, sequences=1, frames=1, size=(240, 320), seed=0)  # a cart's camera
+    out = rig_frames(rig, 0)
+    rgb = np.ascontiguousarray(out["rgb"][0].permute(1, 2, 0).numpy())
+    K_33 = out["K"][0].numpy().astype(np.float64)
+    gt, valid = out["depth"][0].numpy(), out["valid"][0].numpy()
+    rel = _node_default_backend(SHIPPED).predict(rgb)
+    here = fit_ground_plane(rel, K_33, GroundPlaneConfig(camera_height_m=1.0, pitch_deg=10.0))
+    assert here.code == "ok", here  # the frame was chosen so that the floor is found
+
+    peer = ros.peer
+    _subscribe_outputs(peer)
+    params = {"checkpoint": SHIPPED, "input_qos.reliability": "reliable", "input_qos.depth": 5}
+    params |= {"ground_plane.enabled": True, "ground_plane.camera_height_m": 1.0}
+    params |= {"ground_plane.pitch_deg": 10.0, "camera_info.wait_s": 5.0}
+    node = ros.start_node(params)
+    peer.wait_ready(node)
+    pub_img = peer.publisher(Image, "image", reliable=True)
+    pub_info = peer.publisher(CameraInfo, "camera_info", reliable=True)
+    assert peer.wait_for(lambda: pub_img.get_subscription_count() > 0, 20)
+    assert peer.wait_for(lambda: pub_info.get_subscription_count() > 0, 20)
+    info = CameraInfo(height=240, width=320, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.k = K_33.reshape(-1).tolist()
+    info.p = np.concatenate([K_33, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
+
+    def frame() -> tuple[np.ndarray, dict[str, str]]:
+        stamp = time.time_ns()
+        info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        pub_info.publish(info)
+        _publish_frame(ros, pub_img, rgb, stamp, "cam/floor")
+        depth = _depth(_wait_depth(ros, stamp))
+        return depth, peer.wait_diagnostics(after=time.time())
+
+    depth, diag = frame()
+    assert diag["units"] == "metres" and diag["metric_source"] == "ground_plane", diag
+    assert float(diag["metric_scale"]) == pytest.approx(here.scale, rel=1e-3)
+    np.testing.assert_allclose(depth, here.scale * rel, rtol=1e-4)
+    err = np.abs(depth[valid] - gt[valid]) / gt[valid]
+    assert float(err.mean()) < 0.3, float(err.mean())  # metres, with no per-frame alignment
+
+    assert not peer.set_parameter(NODE, "ground_plane.camera_height_m", -1.0).successful
+    assert peer.set_parameter(NODE, "ground_plane.camera_height_m", 2.0).successful
+    depth, diag = frame()
+    assert float(diag["metric_scale"]) == pytest.approx(2.0 * here.scale, rel=1e-3)
+
+    assert peer.set_parameter(NODE, "ground_plane.max_normal_angle_deg", 1.0).successful
+    strict = GroundPlaneConfig(camera_height_m=2.0, pitch_deg=10.0, max_normal_angle_deg=1.0)
+    refused = fit_ground_plane(rel, K_33, strict)
+    assert refused.scale is None, refused
+    depth, diag = frame()
+    assert diag["units"] == "relative" and diag["metric_scale"] == "none", diag
+    assert diag["metric_reason"] == f"ground_plane: {refused.reason}", diag
+    assert diag["_level"] == "1"  # WARN
+    _assert_close_to_predict(depth, rel, "ground-plane fallback")
+    assert "publishing relative depth: ground_plane" in node.log()
 
 
 # ---------------------------------------------------------------------------------------------
