@@ -54,7 +54,9 @@ class WriteError(OSError):
 
     def __init__(self, path: str | Path, cause: BaseException) -> None:
         code = getattr(cause, "errno", None)
-        super().__init__(code, describe_os_error(cause, with_path=False), str(path))
+        where = getattr(cause, "filename", None)  # named when a parent is the trouble
+        other = where is not None and Path(where) in Path(path).parents
+        super().__init__(code, describe_os_error(cause, with_path=other), str(path))
         self.path = Path(path)
 
     def __str__(self) -> str:

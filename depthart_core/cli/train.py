@@ -47,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
         set_torch_threads(args.threads)
     trainer = Trainer(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
-    metrics = trainer.fit(progress=not args.no_progress)
+    try:
+        metrics = trainer.fit(progress=not args.no_progress)
+    finally:
+        if trainer.is_main:  # at once, also when training failed (not when garbage collected)
+            trainer.run_lock.release()
     if trainer.is_main:
         print(f"done: {trainer.step} steps; checkpoint {trainer.run_dir / CKPT_NAME}")
         if metrics:
