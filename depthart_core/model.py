@@ -1,12 +1,15 @@
 """DepthART: the frozen multi-scale tokenizer plus the image-prefixed VAR transformer.
 
 `DepthART.generate` is the KV-cached next-scale loop: one prefill over [image prefix + SOS], then
-one pass per scale. Greedy argmax by default (deterministic and exportable); optional seeded
-sampling with temperature / top-k / top-p and the paper's mean of n sampled code embeddings.
+one pass per scale. Greedy argmax by default (deterministic and exportable); "soft": the
+probability-weighted mean of the code embeddings (deterministic and exportable, a softmax and a
+matmul); optional seeded sampling with temperature / top-k / top-p and the paper's mean of n
+sampled code embeddings (the soft decoding is that mean's expectation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,12 +24,15 @@ from depthart_core.transformer.var import DepthVAR
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Greedy when `greedy`; otherwise sample `n_samples` codes per token and average embeddings.
+    """Greedy when `greedy`; `soft`: each token's embedding is the mean of the code embeddings
+    weighted by softmax(logits / temperature) within top-k / top-p (no draw); otherwise sample
+    `n_samples` codes per token and average their embeddings.
 
     The released DepthART evaluation uses temperature 1, top-k 900, top-p 0.9 and 5 samples.
     """
 
     greedy: bool = True
+    soft: bool = False
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.0
@@ -41,6 +47,14 @@ class SamplingConfig:
                 f"bad sampling settings top_k={self.top_k} top_p={self.top_p} "
                 f"n_samples={self.n_samples}"
             )
+        if self.greedy and self.soft:
+            raise ValueError("greedy and soft decoding exclude each other; set greedy=False")
+
+    @property
+    def deterministic(self) -> bool:
+        """No random draw: the same image always gives the same depth; an exported graph holds
+        it (argmax, or softmax @ codebook)."""
+        return self.greedy or self.soft
 
 
 def filter_logits(logits_BlV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -116,27 +130,36 @@ class DepthART(nn.Module):
         sampling: SamplingConfig,
         f_start_BChw: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        steps = list(self.refine_steps(img_BLCv, sampling, f_start_BChw))
+        return [s[0] for s in steps], steps[-1][2], [s[1] for s in steps]
+
+    def refine_steps(
+        self,
+        img_BLCv: torch.Tensor,
+        sampling: SamplingConfig,
+        f_start_BChw: torch.Tensor | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The next-scale loop one scale at a time: yields (token map (B, pn, pn), logits
+        (B, pn^2, V), f_hat after this scale). The token map is the argmax for soft decoding and
+        the first draw for sampling; f_hat holds what the setting actually added."""
         quant, var = self.tokenizer.quantize, self.transformer
         B = img_BLCv.shape[0]
         H = self.patch_nums[-1]
         gen = None
-        if not sampling.greedy:
+        if not sampling.deterministic:
             gen = torch.Generator(device=img_BLCv.device).manual_seed(sampling.seed)
         ada = var.modulations(var.condition(B, img_BLCv.device))
         logits_BlV, cache = var.prefill(img_BLCv, ada)
         f_hat = img_BLCv.new_zeros(B, quant.Cvae, H, H)
         if f_start_BChw is not None:
             f_hat = f_hat + f_start_BChw
-        idx_list, logits_list = [], []
         for si, pn in enumerate(self.patch_nums):
             if si > 0:
                 logits_BlV, cache = var.step(quant.next_input(f_hat, si), si, ada, cache)
             idx_Bl, emb_BlC = self._pick(logits_BlV, sampling, gen)
             emb_BChw = emb_BlC.transpose(1, 2).reshape(B, quant.Cvae, pn, pn)
             f_hat = f_hat + quant.contribution(emb_BChw, si)
-            idx_list.append(idx_Bl.view(B, pn, pn))
-            logits_list.append(logits_BlV)
-        return idx_list, f_hat, logits_list
+            yield idx_Bl.view(B, pn, pn), logits_BlV, f_hat
 
     def _pick(
         self, logits_BlV: torch.Tensor, s: SamplingConfig, gen: torch.Generator | None
@@ -145,6 +168,12 @@ class DepthART(nn.Module):
         if s.greedy:
             idx_Bl = logits_BlV.argmax(dim=-1)
             return idx_Bl, emb(idx_Bl)
+        if s.soft:
+            # the expectation of the paper's mean of sampled embeddings: softmax @ codebook
+            probs_BlV = filter_logits(logits_BlV.float() / s.temperature, s.top_k, s.top_p)
+            probs_BlV = probs_BlV.softmax(-1)
+            w_VC = emb.weight
+            return logits_BlV.argmax(dim=-1), (probs_BlV.to(w_VC.dtype) @ w_VC)
         B, l, V = logits_BlV.shape
         probs = filter_logits(logits_BlV.float() / s.temperature, s.top_k, s.top_p).softmax(-1)
         draws_Nn = torch.multinomial(

@@ -1,7 +1,9 @@
-"""Named inference settings for choosing each scale's codes: `greedy` and the paper's `paper`.
+"""Named inference settings for choosing each scale's codes: `greedy`, `soft` and `paper`.
 
-`greedy`: argmax at every token; deterministic and the only setting an exported graph (ONNX,
-TensorRT) runs. `paper`: the DepthART authors' evaluation (bulatko/DepthART
+`greedy`: argmax at every token. `soft`: every token adds the probability-weighted mean of the
+code embeddings (softmax over all codes, temperature 1), the expectation of `paper`'s sampled mean
+without the draw. Both are deterministic and both fit an exported graph (ONNX, TensorRT).
+`paper`: the DepthART authors' evaluation (bulatko/DepthART
 `DepthART.autoregressive_infer_cfg`): temperature 1, top-k 900, top-p 0.9, five codes sampled per
 token with replacement and their embeddings averaged. Sampling draws from a generator seeded with
 `seed` on every call, so the same image and seed give the same depth.
@@ -15,12 +17,17 @@ from depthart_core.model import SamplingConfig
 
 SAMPLING_SETTINGS: dict[str, SamplingConfig] = {
     "greedy": SamplingConfig(),
+    "soft": SamplingConfig(greedy=False, soft=True),
     "paper": SamplingConfig(greedy=False, temperature=1.0, top_k=900, top_p=0.9, n_samples=5),
 }
 
 
+# what the CLI's --sampling and the node's `sampling` parameter offer
+SAMPLING_NAMES: tuple[str, ...] = tuple(SAMPLING_SETTINGS)
+
+
 def sampling_setting(name: str, seed: int = 0) -> SamplingConfig:
-    """The named setting with `seed` (ignored by `greedy`)."""
+    """The named setting with `seed` (ignored by the deterministic `greedy` and `soft`)."""
     if name not in SAMPLING_SETTINGS:
         raise ValueError(
             f"unknown sampling setting {name!r}; choose one of {list(SAMPLING_SETTINGS)}"
@@ -29,12 +36,14 @@ def sampling_setting(name: str, seed: int = 0) -> SamplingConfig:
 
 
 def describe_sampling(s: SamplingConfig) -> str:
-    """`greedy`, `paper (seed N)` or the explicit numbers of a custom setting."""
+    """`greedy`, `soft`, `paper (seed N)` or the explicit numbers of a custom setting."""
     if s.greedy:
         return "greedy"
     for name, ref in SAMPLING_SETTINGS.items():
         if dataclasses.replace(ref, seed=s.seed) == s:
-            return f"{name} (seed {s.seed})"
+            return name if s.deterministic else f"{name} (seed {s.seed})"
+    if s.soft:
+        return f"soft (T={s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g})"
     return (
         f"sampled (T={s.temperature:g}, top-k {s.top_k}, top-p {s.top_p:g}, "
         f"{s.n_samples} samples, seed {s.seed})"
@@ -42,9 +51,21 @@ def describe_sampling(s: SamplingConfig) -> str:
 
 
 def require_greedy(s: SamplingConfig | None, where: str) -> None:
-    """Exported graphs compute argmax only: refuse a sampling setting instead of ignoring it."""
-    if s is not None and not s.greedy:
+    """Exported graphs compute argmax or the soft mean, never a random draw: refuse a sampled
+    setting instead of ignoring it."""
+    if s is not None and not s.deterministic:
         raise ValueError(
-            f"{where} runs the exported greedy (argmax) graph and cannot sample; sampling "
+            f"{where} runs an exported (greedy or soft) graph and cannot sample; sampling "
             f"{describe_sampling(s)!r} needs the torch backend"
         )
+
+
+def graph_decoding(s: SamplingConfig | None) -> str:
+    """The decoding an exported graph holds, as stamped in its metadata and its cache name:
+    `greedy`, `soft`, or `soft-T<t>-k<k>-p<p>` for another soft setting. Raises for sampling."""
+    require_greedy(s, "an exported graph")
+    if s is None or s.greedy:
+        return "greedy"
+    if s == SAMPLING_SETTINGS["soft"]:
+        return "soft"
+    return f"soft-T{s.temperature:g}-k{s.top_k}-p{s.top_p:g}"

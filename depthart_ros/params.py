@@ -16,11 +16,12 @@ from depthart_core.metric_scale import FIT_MODES
 from depthart_core.pointcloud import IMAGES as POINT_IMAGES
 from depthart_core.precision import PRECISIONS
 from depthart_core.runtime import BACKENDS
+from depthart_core.sampling import SAMPLING_NAMES
 
 RELIABILITY = ("best_effort", "reliable")
 MIN_RATE_HZ = 0.1  # a slower cap would leave the node silent for minutes to days
 DEBUG_MAX_INFERENCE_MS = 2000.0  # the test hook may slow a frame, never stall the node
-SAMPLINGS = ("greedy", "paper")
+SAMPLINGS = SAMPLING_NAMES  # greedy | soft | paper
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -54,8 +55,9 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("vae", "", "VAR's vae_ch160v4096z32.pth for an authors' checkpoint without it", **_RO),
     Param(
-        "sampling", "greedy", "greedy, or the paper's sampled decoding (torch)", SAMPLINGS, **_RO
-    ), greedy, or paper's sampling (torch)",
+        "sampling",
+        "soft",
+        "soft (probability-weighted code embeddings), greedy, or paper's sampling (torch)",
         SAMPLINGS,
         **_RO,
     ),

@@ -23,8 +23,10 @@ def test_predict_writes_npy_and_png(tiny_checkpoint, tmp_path):
     png = cv2.imread(str(out / "frame_depth.png"))
     assert png.shape == (47, 71, 3)
     from depthart_core.runtime.torch_backend import DepthEstimator
+    from depthart_core.sampling import sampling_setting
 
-    assert np.allclose(depth, DepthEstimator.from_checkpoint(tiny_checkpoint).predict(rgb))
+    ref = DepthEstimator.from_checkpoint(tiny_checkpoint, sampling=sampling_setting("soft"))
+    assert np.allclose(depth, ref.predict(rgb))  # --sampling soft is the default
 
 
 def _read_ply(path) -> np.ndarray:

@@ -192,3 +192,33 @@ def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, m
     be = OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, precision="fp32")
     assert be.onnx_path == cached and len(exports) == 1
     assert exports[0]["checkpoint_sha256"] == file_sha256(tiny_checkpoint)
+
+
+def test_soft_graph_matches_torch_soft_and_is_stamped(tmp_path, monkeypatch):
+    """The soft decoding (softmax @ codebook at every scale) in the exported graph: on the
+    shipped model, whose logits are far from uniform, it matches torch's soft decoding and
+    differs from greedy; the cache keeps one graph per decoding and a runtime refuses a graph
+    that decodes otherwise than asked."""
+    from depthart_core.checkpoint import CheckpointFile
+    from depthart_core.runtime.preprocess import preprocess
+    from depthart_core.sampling import sampling_setting
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    soft = sampling_setting("soft")
+    ckpt = CheckpointFile(None)
+    ort_soft = get_backend("onnxruntime", ckpt.path, sampling=soft, threads=1)
+    ort_greedy = get_backend("onnxruntime", ckpt.path, threads=1)
+    torch_soft = get_backend("torch", ckpt.path, sampling=soft, threads=1)
+    assert read_onnx_metadata(ort_soft.onnx_path)["depthart_decoding"] == "soft"
+    assert ort_soft.onnx_path.name.endswith("_fp32_soft.onnx")
+    assert ort_greedy.onnx_path.name.endswith("_fp32.onnx") and "soft" in ort_soft.describe()
+    rgb = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    x, _ = preprocess(rgb, torch_soft.image_size)
+    d_t, tok_t = torch_soft.run_with_tokens(x)
+    d_o, tok_o = ort_soft.run_with_tokens(x)
+    assert (tok_t == tok_o).mean() > 0.99 and np.abs(d_t - d_o).max() < 1e-3
+    assert np.abs(d_o - ort_greedy.run(x)).mean() > 1e-3  # soft is not greedy in disguise
+    with pytest.raises(ValueError, match="decodes 'greedy', not 'soft'"):
+        OnnxRuntimeBackend.from_checkpoint(ckpt, onnx_path=ort_greedy.onnx_path, sampling=soft)
+    with pytest.raises(ValueError, match="cannot sample"):
+        export_onnx(torch_soft.model, tmp_path / "x.onnx", sampling=sampling_setting("paper"))

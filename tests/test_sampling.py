@@ -85,3 +85,52 @@ def test_cli_predict_and_eval_take_the_setting(tiny_checkpoint, tmp_path, capsys
     report = json.loads((out / "report.json").read_text())
     assert "paper (seed 2)" in report["backend_detail"]
     assert "paper (seed 2)" in (out / "report.md").read_text()
+
+
+def test_soft_code_is_the_probability_weighted_mean_within_top_k(tiny_model):
+    V = tiny_model.cfg.tokenizer.vocab_size
+    logits = torch.full((1, 2, V), -5.0)
+    logits[0, :, 10], logits[0, :, 20] = 3.0, 2.0
+    table = tiny_model.tokenizer.quantize.embedding.weight
+    idx, emb = tiny_model._pick(logits, SamplingConfig(greedy=False, soft=True, top_k=2), None)
+    w10 = 1 / (1 + np.exp(-1.0))  # softmax over {3.0, 2.0}, the rest cut by top_k
+    assert torch.equal(idx, torch.tensor([[10, 10]]))
+    assert torch.allclose(emb[0, 0], w10 * table[10] + (1 - w10) * table[20], atol=1e-6)
+    _, emb_all = tiny_model._pick(logits, sampling_setting("soft"), None)
+    assert torch.allclose(emb_all[0], logits[0].softmax(-1) @ table, atol=1e-6)
+
+
+def test_soft_is_the_expectation_of_the_sampled_mean(tiny_model):
+    """Many sampled codes per token average to the soft embedding (same filters)."""
+    torch.manual_seed(1)
+    logits = torch.randn(1, 4, tiny_model.cfg.tokenizer.vocab_size) * 3
+    soft = SamplingConfig(greedy=False, soft=True, top_k=8)
+    sampled = SamplingConfig(greedy=False, top_k=8, n_samples=20_000)
+    _, e_soft = tiny_model._pick(logits, soft, None)
+    _, e_draw = tiny_model._pick(logits, sampled, torch.Generator().manual_seed(0))
+    spread = tiny_model.tokenizer.quantize.embedding.weight.std()
+    assert (e_soft - e_draw).abs().max() < 0.05 * spread
+
+
+def test_soft_setting_is_deterministic_named_and_runs_everywhere(tiny_checkpoint):
+    s = sampling_setting("soft", seed=9)
+    assert s.soft and not s.greedy and s.deterministic and describe_sampling(s) == "soft"
+    with pytest.raises(ValueError, match="exclude each other"):
+        SamplingConfig(greedy=True, soft=True)
+    torch_be = get_backend("torch", tiny_checkpoint, sampling=s)
+    np.testing.assert_array_equal(torch_be.predict(RGB), torch_be.predict(RGB))
+    assert "soft" in torch_be.describe()
+
+
+def test_cli_and_node_offer_every_named_setting_and_default_to_soft():
+    import argparse
+
+    from depthart_core.cli.args import add_model_args
+    from depthart_core.sampling import SAMPLING_NAMES
+
+    p = argparse.ArgumentParser()
+    add_model_args(p)
+    (action,) = [a for a in p._actions if a.dest == "sampling"]
+    assert tuple(action.choices) == SAMPLING_NAMES and action.default == "soft"
+    params = pytest.importorskip("depthart_ros.params")
+    assert tuple(params.SAMPLINGS) == SAMPLING_NAMES

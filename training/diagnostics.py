@@ -17,9 +17,11 @@
     # the tokenizer's ceiling: held-out depth through encode -> quantize -> decode
     python training/diagnostics.py ceiling runs/tiny_cnn/tokenizer/checkpoint.safetensors \
         runs/tiny_cnn/eval_seed777
-    # does the next-scale refinement improve the start or add noise? AbsRel after each scale
+    # does the next-scale refinement improve the start or add noise? AbsRel after each scale,
+    # per decoding, with bootstrap intervals, and how agreement and correction depend on the
+    # model's top-1 probability
     python training/diagnostics.py scales checkpoints/depthart_tiny_cnn.safetensors \
-        runs/tiny_cnn/eval_seed777
+        runs/tiny_cnn/eval_seed777 --frames 200 --decoding greedy soft paper
     # is one model's lead over another more than frame-sampling noise? paired per-frame
     # differences of two `depthart eval` reports on the same frames, with a bootstrap interval
     python training/diagnostics.py paired RUN_A/eval_seed777/checkpoint/synthetic/report.json \
@@ -186,46 +188,129 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
     print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {score:.4f}")
 
 
-def scales(ckpt: str, eval_root: str, frames: int) -> None:
-    """AbsRel of the decoded f_hat after each scale of the greedy loop (k = 0: the start, zero or
-    the encoder's estimate), and each scale's token agreement with the rollout's DepthART target:
-    does the next-scale refinement improve the reconstruction or add noise to it?"""
+def _decoding(name: str):
+    """A `--decoding` name: a named setting (greedy, soft, paper) or soft-top<K> (soft decoding
+    renormalised over the K most likely codes)."""
+    import dataclasses
+
+    from depthart_core.sampling import SAMPLING_SETTINGS, sampling_setting
+
+    if name.startswith("soft-top") and name[len("soft-top") :].isdigit():
+        return dataclasses.replace(SAMPLING_SETTINGS["soft"], top_k=int(name[len("soft-top") :]))
+    return sampling_setting(name)
+
+
+def _bootstrap(x_N: np.ndarray, resamples: int = 10_000) -> tuple[float, float]:
+    """95 % percentile interval of the mean of per-frame values, resampling frames."""
+    picks = np.random.default_rng(0).integers(0, len(x_N), (resamples, len(x_N)))
+    lo, hi = np.percentile(x_N[picks].mean(axis=1), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+CONF_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
+
+
+def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: int = 20) -> None:
+    """AbsRel of the decoded f_hat after each scale of the loop (k = 0: the start, zero or the
+    encoder's estimate) for each decoding, with 95 % bootstrap intervals over frames; each
+    scale's argmax agreement with the rollout's DepthART target (Q_k(f_D - f_hat_<k), built on
+    the decoding's own f_hat); and, binned by the top-1 probability, the tokens' share, agreement
+    and the change of the residual energy ||down_k(f_D - f_hat)||^2 that the scale's update makes
+    (negative: the scale corrects). Does the next-scale refinement improve the start?"""
     import cv2
 
     from depthart_core.checkpoint import load_checkpoint
     from depthart_core.data.synthetic.set import SyntheticSet
     from depthart_core.evaluation.protocols import evaluate
-    from depthart_core.model import SamplingConfig
+    from depthart_core.sampling import describe_sampling
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
     m, _ = load_checkpoint(ckpt)
     m.eval()
     S, q = m.cfg.image_size, m.tokenizer.quantize
     samples = list(SyntheticSet(eval_root))[:frames]
-    K = q.num_scales
-    res, acc = np.zeros((len(samples), K + 1)), np.zeros((len(samples), K))
-    for n, s in enumerate(samples):
-        rgb = cv2.resize(s.rgb, (S, S), interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
-        d = np.where(s.valid, s.depth, 0).astype(np.float32)
-        d_t = torch.from_numpy(cv2.resize(d, (S, S), interpolation=cv2.INTER_NEAREST))[None]
-        with torch.no_grad():
-            img, f0 = m.prefix_and_start(x)
-            f_D = m.tokenizer.encode_latent(encode_depth(d_t, d_t > 0)[0])
-            idx, _, _ = m.generate_from_prefix(img, SamplingConfig(), f0)
-            f = torch.zeros_like(f_D) if f0 is None else f0.clone()
-            for k in range(K + 1):
-                if k > 0:
-                    acc[n, k - 1] = float(
-                        (q.residual_target(f_D, f, k - 1) == idx[k - 1]).float().mean()
-                    )
-                    f = f + q.idx_contribution(idx[k - 1], k - 1)
-                dd = decode_depth(m.tokenizer.decode_f_hat(f))[0].numpy()
-                up = cv2.resize(np.clip(dd, 1e-3, None), s.depth.shape[::-1])
-                res[n, k] = evaluate(up, s.depth, s.valid)["abs_rel"]
-    print(f"{ckpt} on {len(samples)} frames")
-    print("AbsRel after k scales (k=0: start):", " ".join(f"{v:.4f}" for v in res.mean(0)))
-    print("token agreement with the rollout target:", " ".join(f"{v:.3f}" for v in acc.mean(0)))
+    N, K, nb = len(samples), q.num_scales, len(CONF_EDGES) - 1
+    rgb = [cv2.resize(s.rgb, (S, S), interpolation=cv2.INTER_AREA) for s in samples]
+    x_N3SS = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    d_NSS = torch.from_numpy(
+        np.stack(
+            [
+                cv2.resize(
+                    np.where(s.valid, s.depth, 0).astype(np.float32),
+                    (S, S),
+                    interpolation=cv2.INTER_NEAREST,
+                )
+                for s in samples
+            ]
+        )
+    )
+    print(f"{ckpt} on {N} frames of {eval_root}")
+    for name in decodings:
+        setting = _decoding(name)
+        res = np.zeros((N, K + 1))
+        agree = np.zeros((N, K))
+        # per scale and confidence bin: tokens, agreeing tokens, residual energy before / after
+        bins = np.zeros((K, nb, 4))
+        for b0 in range(0, N, batch):
+            x, d = x_N3SS[b0 : b0 + batch], d_NSS[b0 : b0 + batch]
+            with torch.no_grad():
+                img, f0 = m.prefix_and_start(x)
+                f_D = m.tokenizer.encode_latent(encode_depth(d, d > 0)[0])
+                f_prev = torch.zeros_like(f_D) if f0 is None else f0.clone()
+                cums = [f_prev]
+                for si, (idx, logits, f_hat) in enumerate(m.refine_steps(img, setting, f0)):
+                    target = q.residual_target(f_D, f_prev, si)
+                    ok_Bhw = (target == idx).float()
+                    agree[b0 : b0 + len(x), si] = ok_Bhw.flatten(1).mean(1).numpy()
+                    conf_Bhw = logits.float().softmax(-1).amax(-1).view_as(idx)
+                    before = q.downsample_residual(f_D - f_prev, si).square().sum(1)
+                    after = q.downsample_residual(f_D - f_hat, si).square().sum(1)
+                    which = np.digitize(conf_Bhw.numpy().ravel(), CONF_EDGES) - 1
+                    for j, col in enumerate((np.ones_like(which), ok_Bhw, before, after)):
+                        col = np.asarray(col, dtype=np.float64).ravel()
+                        bins[si, :, j] += np.bincount(which, col, minlength=nb)[:nb]
+                    f_prev = f_hat
+                    cums.append(f_hat)
+                for k, f in enumerate(cums):
+                    dd = decode_depth(m.tokenizer.decode_f_hat(f)).numpy()
+                    for i, p in enumerate(dd):
+                        s = samples[b0 + i]
+                        up = cv2.resize(np.clip(p, 1e-3, None), s.depth.shape[::-1])
+                        res[b0 + i, k] = evaluate(up, s.depth, s.valid)["abs_rel"]
+        _print_scales(f"{name} ({describe_sampling(setting)})", res, agree, bins)
+
+
+def _print_scales(title: str, res: np.ndarray, agree: np.ndarray, bins: np.ndarray) -> None:
+    K = agree.shape[1]
+    print(f"\n== {title}")
+    print("k | AbsRel [95 % bootstrap] | change from k-1 [95 %] | token agreement at scale k")
+    for k in range(K + 1):
+        lo, hi = _bootstrap(res[:, k])
+        line = f"{k} | {res[:, k].mean():.4f} [{lo:.4f}, {hi:.4f}]"
+        if k > 0:
+            d = res[:, k] - res[:, k - 1]
+            dlo, dhi = _bootstrap(d)
+            line += f" | {d.mean():+.4f} [{dlo:+.4f}, {dhi:+.4f}] | {agree[:, k - 1].mean():.3f}"
+        print(line)
+    ratio = res[:, K].mean() / res[:, 0].mean()
+    picks = np.random.default_rng(0).integers(0, len(res), (10_000, len(res)))
+    rs = res[picks, K].mean(1) / res[picks, 0].mean(1)
+    rlo, rhi = np.percentile(rs, [2.5, 97.5])
+    print(f"output / start AbsRel: {ratio:.3f} [{rlo:.3f}, {rhi:.3f}]")
+    heads = [
+        f"p1 {a:.1f}-{min(b, 1):.1f}" for a, b in zip(CONF_EDGES, CONF_EDGES[1:], strict=False)
+    ]
+    print("by top-1 probability p1: share of tokens / agreement / residual-energy change")
+    print("scale | " + " | ".join(heads))
+    for si in range(K):
+        cells = []
+        for n, ok, before, after in bins[si]:
+            if n == 0:
+                cells.append("-")
+                continue
+            share = n / bins[si, :, 0].sum()
+            cells.append(f"{share:.2f} / {ok / n:.2f} / {after / max(before, 1e-12) - 1:+.2f}")
+        print(f"{si + 1} | " + " | ".join(cells))
 
 
 def probe(tokenizer_ckpt: str, pool_path: str, eval_root: str, grid: int) -> None:
@@ -382,6 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("checkpoint")
     k.add_argument("eval_root")
     k.add_argument("--frames", type=int, default=30)
+    k.add_argument(
+        "--decoding",
+        nargs="+",
+        default=["greedy"],
+        help="greedy, soft, paper or soft-top<K> (soft over the K most likely codes)",
+    )
     q = sub.add_parser("paired")
     q.add_argument("report_a")
     q.add_argument("report_b")
@@ -399,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "image-usage":
         image_usage(args.checkpoint, args.frames, args.seed)
     elif args.cmd == "scales":
-        scales(args.checkpoint, args.eval_root, args.frames)
+        scales(args.checkpoint, args.eval_root, args.frames, args.decoding)
     elif args.cmd == "ceiling":
         ceiling(args.tokenizer_checkpoint, args.eval_root)
     elif args.cmd == "paired":

@@ -29,9 +29,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sampling",
-        default="greedy",
-        choices=("greedy", "paper"),
-        help="greedy argmax, or the paper's top-k 900 / top-p 0.9 / mean of 5 samples (torch only)",
+        default="soft",
+        choices=("greedy", "soft", "paper"),  # depthart_core.sampling.SAMPLING_NAMES (a test)
+        help="soft: each token adds the probability-weighted mean of the code embeddings (the "
+        "default, most accurate: BENCHMARKS.md 2h); greedy: argmax; paper: top-k 900 / top-p 0.9 "
+        "/ mean of 5 sampled codes (torch only)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling paper (repeatable)")
 

@@ -13,6 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .onnx (or .engine for tensorrt)")
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit")
     p.add_argument("--vae", default=None, help="VAR's VQ-VAE for an authors' checkpoint without it")
+    p.add_argument(
+        "--sampling",
+        default="soft",
+        choices=("greedy", "soft"),  # the deterministic settings of depthart_core.sampling
+        help="the decoding the graph holds: soft (probability-weighted code embeddings, the "
+        "default) or greedy (argmax)",
+    )
     p.set_defaults(func=run)
 
 
@@ -23,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.export.trt_onnx_ops import unsupported_ops
     from depthart_core.fileutil import atomic_write, check_writable
+    from depthart_core.sampling import sampling_setting
 
     out = Path(args.out)
     if out.is_dir():
@@ -31,18 +39,21 @@ def run(args: argparse.Namespace) -> int:
     ckpt = CheckpointFile(args.checkpoint, vae=args.vae)
     model, _ = ckpt.load()
     onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
+    sampling = sampling_setting(args.sampling)
     atomic_write(  # a failed export leaves neither a partial graph nor a temp file
         onnx_path,
-        lambda tmp: export_onnx(model, tmp, checkpoint_sha256=ckpt.sha256, fp16=args.fp16),
+        lambda tmp: export_onnx(
+            model, tmp, checkpoint_sha256=ckpt.sha256, fp16=args.fp16, sampling=sampling
+        ),
     )
     missing = unsupported_ops(onnx_path)
     print(
-        f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}); operators outside TensorRT's "
-        f"ONNX support list: {missing or 'none'}"
+        f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}, {args.sampling}); operators "
+        f"outside TensorRT's ONNX support list: {missing or 'none'}"
     )
     print(
-        "note: the exported graph decodes greedily (argmax per token) and cannot sample; the "
-        "paper's sampling setting (--sampling paper) runs on the torch backend only"
+        "note: an exported graph decodes deterministically (soft or greedy) and cannot sample; "
+        "the paper's sampling setting (--sampling paper) runs on the torch backend only"
     )
     if args.format == "tensorrt":
         from depthart_core.runtime.tensorrt_backend import build_serialized_engine, import_tensorrt

@@ -1,9 +1,12 @@
 """Whole-model ONNX export: normalised image (1, 3, S, S) -> relative depth (1, S, S) + token maps.
 
-One static graph holds the tokenizer encoder and image prefix, the K-scale KV-cached greedy loop
-unrolled with static shapes (every resize is a constant MatMul, see
+One static graph holds the tokenizer encoder and image prefix, the K-scale KV-cached loop (greedy
+argmax, or the soft decoding's softmax @ codebook; `depthart_core.sampling`) unrolled with static
+shapes (every resize is a constant MatMul, see
 `depthart_core.tokenizer.resize`), the decoder and the depth codec. The checkpoint's sha256 is
-stored in the graph's metadata so a runtime can refuse an ONNX file made from another checkpoint.
+stored in the graph's metadata so a runtime can refuse an ONNX file made from another checkpoint,
+and the decoding too (`depthart_decoding`; a graph without it is greedy) so a runtime can refuse
+a graph that decodes otherwise than asked.
 
 fp16: weights and activations in half precision with LayerNorm, GroupNorm and the attention
 softmax computed in fp32 inside the graph. That is what a strongly typed TensorRT network needs
@@ -23,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from depthart_core.model import DepthART, SamplingConfig
+from depthart_core.sampling import graph_decoding
 from depthart_core.tokenizer.codec import decode_depth
 
 log = logging.getLogger(__name__)
@@ -30,19 +34,22 @@ OPSET = 17
 META_SHA = "depthart_checkpoint_sha256"
 META_PRECISION = "depthart_precision"
 META_IMAGE_SIZE = "depthart_image_size"
+META_DECODING = "depthart_decoding"
 
 
 class StaticDepthART(nn.Module):
-    """The greedy inference of `DepthART` as one traceable forward."""
+    """The deterministic inference of `DepthART` (greedy by default) as one traceable forward."""
 
-    def __init__(self, model: DepthART) -> None:
+    def __init__(self, model: DepthART, sampling: SamplingConfig | None = None) -> None:
         super().__init__()
+        graph_decoding(sampling)  # raises for a sampled setting
         self.model = model
+        self.sampling = sampling or SamplingConfig()
 
     def forward(self, image_13SS: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
         img_BLCv, f_start = m.prefix_and_start(image_13SS)
-        idx_list, f_hat, _ = m.generate_from_prefix(img_BLCv, SamplingConfig(), f_start)
+        idx_list, f_hat, _ = m.generate_from_prefix(img_BLCv, self.sampling, f_start)
         depth_1SS = decode_depth(m.tokenizer.decode_f_hat(f_hat).float())
         tokens_1L = torch.cat([i.flatten(1) for i in idx_list], dim=1)
         return depth_1SS, tokens_1L
@@ -89,17 +96,19 @@ def export_onnx(
     checkpoint_sha256: str = "",
     fp16: bool = False,
     check: bool = True,
+    sampling: SamplingConfig | None = None,
 ) -> Path:
-    """Trace the static graph, save it, stamp metadata, run onnx.checker. Returns the path."""
+    """Trace the static graph, save it, stamp metadata, run onnx.checker. Returns the path.
+    `sampling`: the deterministic decoding the graph holds (None: greedy)."""
     import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     S = model.cfg.image_size
-    wrapper = StaticDepthART(model).eval()
+    wrapper = StaticDepthART(model, sampling).eval()
     dtype = torch.float16 if fp16 else torch.float32
-    if fp16:
-        wrapper = StaticDepthART(copy.deepcopy(model)).eval().half()  # never touch the caller's
+    if fp16:  # never touch the caller's model
+        wrapper = StaticDepthART(copy.deepcopy(model), sampling).eval().half()
     dummy = torch.zeros(1, 3, S, S, dtype=dtype)
     ctx = fp32_islands() if fp16 else contextlib.nullcontext()
     with torch.no_grad(), ctx, warnings.catch_warnings():
@@ -120,6 +129,7 @@ def export_onnx(
         META_SHA: checkpoint_sha256,
         META_PRECISION: "fp16" if fp16 else "fp32",
         META_IMAGE_SIZE: str(S),
+        META_DECODING: graph_decoding(sampling),
     }
     for k, v in meta.items():
         entry = graph.metadata_props.add()
@@ -128,9 +138,10 @@ def export_onnx(
     if check:
         onnx.checker.check_model(str(out_path))
     log.info(
-        "exported %s (%s, opset %d, %.1f MB)",
+        "exported %s (%s, %s, opset %d, %.1f MB)",
         out_path,
         meta[META_PRECISION],
+        meta[META_DECODING],
         OPSET,
         out_path.stat().st_size / 1e6,
     )

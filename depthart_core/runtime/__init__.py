@@ -4,9 +4,10 @@
 benchmark and the ROS node all call it). `get_backend("auto", ...)` tries TensorRT, then ONNX
 Runtime, then PyTorch, and logs why each earlier one was skipped; the checkpoint is resolved and
 hashed once and its model loaded at most once along the way (`checkpoint.CheckpointFile`).
-Asking for a backend explicitly that cannot run raises with how to install it. A sampling setting
-other than greedy runs on PyTorch only (exported graphs are argmax): `auto` then takes PyTorch,
-an exported backend asked for by name raises.
+Asking for a backend explicitly that cannot run raises with how to install it. A deterministic
+decoding (`greedy`, `soft`) runs on every backend (exported graphs hold argmax or softmax @
+codebook); a sampled one (`paper`) runs on PyTorch only: `auto` then takes PyTorch, an exported
+backend asked for by name raises.
 
     base             `Backend` (`predict`, `predict_batch`) and `TensorSpec`
     preprocess       resize or letterbox in, un-pad and resize back out (shared by all)
@@ -75,7 +76,7 @@ def _get_backend(
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
     ckpt = CheckpointFile(checkpoint, vae=vae)
-    if sampling is not None and not sampling.greedy:
+    if sampling is not None and not sampling.deterministic:
         if name == "auto":
             log.info("backend auto: using torch (sampling needs it)")
             name = "torch"
@@ -88,16 +89,18 @@ def _get_backend(
         reasons = []
         for candidate in ("tensorrt", "onnxruntime"):
             try:
-                backend = _make(candidate, ckpt, device, precision, letterbox, onnx_path, threads)
+                backend = _make(
+                    candidate, ckpt, device, precision, letterbox, onnx_path, threads, sampling
+                )
             except (ImportError, RuntimeError, ValueError) as exc:
                 reasons.append(f"{candidate}: {exc}")
                 log.info("backend auto: skipping %s (%s)", candidate, exc)
                 continue
             return backend
-        backend = _make("torch", ckpt, device, precision, letterbox, onnx_path, threads)
+        backend = _make("torch", ckpt, device, precision, letterbox, onnx_path, threads, sampling)
         log.info("backend auto: using torch (%s)", "; ".join(reasons))
         return backend
-    return _make(name, ckpt, device, precision, letterbox, onnx_path, threads)
+    return _make(name, ckpt, device, precision, letterbox, onnx_path, threads, sampling)
 
 
 def _make(
@@ -108,11 +111,13 @@ def _make(
     letterbox: bool,
     onnx_path: str | Path | None,
     threads: int = 0,
+    sampling: SamplingConfig | None = None,
 ) -> Backend:
+    """`sampling`: None (greedy) or a deterministic decoding."""
     if name == "torch":
         set_torch_threads(threads)
         return DepthEstimator.from_checkpoint(
-            ckpt, device=device, letterbox=letterbox, precision=precision
+            ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling
         )
     if name == "onnxruntime":
         return OnnxRuntimeBackend.from_checkpoint(
@@ -122,6 +127,7 @@ def _make(
             precision=precision,
             letterbox=letterbox,
             threads=threads,
+            sampling=sampling,
         )
     # Imported here: tensorrt_backend needs the optional `onnx` package at import time, and the
     # TensorRT backend is only tried where the optional `tensorrt` package is installed.
@@ -130,4 +136,4 @@ def _make(
     ok, why = tensorrt_available()
     if not ok:
         raise RuntimeError(why)
-    return TensorRTBackend.from_checkpoint(ckpt, onnx_path, precision, letterbox)
+    return TensorRTBackend.from_checkpoint(ckpt, onnx_path, precision, letterbox, sampling)

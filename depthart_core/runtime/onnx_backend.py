@@ -3,7 +3,8 @@
 `OnnxRuntimeBackend.from_checkpoint(ckpt)` exports the checkpoint once into the ONNX cache
 (`depthart_core.runtime.onnx_cache`) and reuses it. An ONNX file given explicitly must carry the
 checkpoint's sha256 in its metadata when a checkpoint is given too; a mismatch is a clear error
-rather than silently running another model.
+rather than silently running another model. Likewise the graph's decoding (greedy or soft,
+`depthart_decoding`) must be the one asked for.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import numpy as np
 
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import (
+    META_DECODING,
     META_IMAGE_SIZE,
     META_PRECISION,
     META_SHA,
     read_onnx_metadata,
 )
+from depthart_core.model import SamplingConfig
 from depthart_core.runtime.base import Backend, TensorSpec
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.runtime.threads import resolve_threads
+from depthart_core.sampling import graph_decoding
 
 
 def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
@@ -48,6 +52,7 @@ class OnnxRuntimeBackend(Backend):
         device: str = "cpu",
         letterbox: bool = False,
         threads: int = 0,
+        expected_decoding: str | None = None,
     ) -> None:
         ort = _import_ort()
         path = Path(onnx_path)
@@ -59,6 +64,12 @@ class OnnxRuntimeBackend(Backend):
                 f"{path} was exported from checkpoint sha256 {meta.get(META_SHA, '?')[:16]}..., "
                 f"not from the given checkpoint ({expected_sha256[:16]}...): re-export it with "
                 "`depthart export`"
+            )
+        decoding = meta.get(META_DECODING, "greedy")  # graphs from before the stamp: greedy
+        if expected_decoding is not None and decoding != expected_decoding:
+            raise ValueError(
+                f"{path} decodes {decoding!r}, not {expected_decoding!r}: re-export it with "
+                f"`depthart export --sampling {expected_decoding}`"
             )
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -78,6 +89,7 @@ class OnnxRuntimeBackend(Backend):
         self.image_size = int(meta.get(META_IMAGE_SIZE, self.session.get_inputs()[0].shape[-1]))
         self.letterbox = letterbox
         self.checkpoint_sha256 = meta.get(META_SHA, "")
+        self.decoding = decoding
         self._in_dtype = np.float16 if self.precision == "fp16" else np.float32
 
     @classmethod
@@ -89,12 +101,22 @@ class OnnxRuntimeBackend(Backend):
         precision: str = "fp32",
         letterbox: bool = False,
         threads: int = 0,
+        sampling: SamplingConfig | None = None,
     ) -> OnnxRuntimeBackend:
+        """`sampling`: a deterministic decoding (None: greedy); the graph must hold it."""
         _import_ort()
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
+        decoding = graph_decoding(sampling)
         if onnx_path is None:
-            onnx_path = cached_onnx(ckpt, precision)
-        return cls(onnx_path, ckpt.sha256, device=device, letterbox=letterbox, threads=threads)
+            onnx_path = cached_onnx(ckpt, precision, sampling)
+        return cls(
+            onnx_path,
+            ckpt.sha256,
+            device=device,
+            letterbox=letterbox,
+            threads=threads,
+            expected_decoding=decoding,
+        )
 
     @property
     def input_spec(self) -> TensorSpec:
@@ -109,8 +131,8 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         threads = self.session.get_session_options().intra_op_num_threads
         return (
-            f"onnxruntime ({self.precision}, {self.session.get_providers()[0]}, {threads} threads)"
-            + self.flip_note()
+            f"onnxruntime ({self.precision}, {self.decoding}, {self.session.get_providers()[0]}, "
+            f"{threads} threads)" + self.flip_note()
         )
 
     def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

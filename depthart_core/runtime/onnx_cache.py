@@ -1,8 +1,9 @@
 """The one ONNX export cache, shared by the ONNX Runtime and TensorRT backends.
 
-A checkpoint is exported once per precision, to
+A checkpoint is exported once per precision and decoding, to
 
-    <cache root>/onnx/<checkpoint sha256[:16]>_<precision>.onnx
+    <cache root>/onnx/<checkpoint sha256[:16]>_<precision>.onnx              greedy
+    <cache root>/onnx/<checkpoint sha256[:16]>_<precision>_<decoding>.onnx   e.g. soft
 
 (cache root: `depthart_core.fileutil.cache_root`), and reused by every later process. The graph is
 written through a temp file and a rename, so a reader never finds a half-written one. The
@@ -17,26 +18,35 @@ from pathlib import Path
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import export_onnx
 from depthart_core.fileutil import atomic_write, cache_root
+from depthart_core.model import SamplingConfig
+from depthart_core.sampling import graph_decoding
 
 log = logging.getLogger(__name__)
 
 
-def onnx_cache_path(sha256: str, precision: str) -> Path:
-    return cache_root() / "onnx" / f"{sha256[:16]}_{precision}.onnx"
+def onnx_cache_path(sha256: str, precision: str, decoding: str = "greedy") -> Path:
+    suffix = "" if decoding == "greedy" else f"_{decoding}"  # greedy keeps its older name
+    return cache_root() / "onnx" / f"{sha256[:16]}_{precision}{suffix}.onnx"
 
 
-def cached_onnx(ckpt: CheckpointFile, precision: str = "fp32") -> Path:
-    """The checkpoint's exported graph at `precision`, exported (once) if not cached yet.
+def cached_onnx(
+    ckpt: CheckpointFile, precision: str = "fp32", sampling: SamplingConfig | None = None
+) -> Path:
+    """The checkpoint's exported graph at `precision` with the deterministic decoding `sampling`
+    (None: greedy), exported (once) if not cached yet.
 
     Only "fp16" exports a half-precision graph; any other name (fp32, and bf16, which ONNX
     Runtime has no kernels for) gets an fp32 graph, cached under that name as before.
     """
-    path = onnx_cache_path(ckpt.sha256, precision)
+    path = onnx_cache_path(ckpt.sha256, precision, graph_decoding(sampling))
     if not path.is_file():
         log.info("exporting %s to %s (once; cached)", ckpt.path, path)
         model, _ = ckpt.load()
         fp16 = precision == "fp16"
         atomic_write(
-            path, lambda tmp: export_onnx(model, tmp, checkpoint_sha256=ckpt.sha256, fp16=fp16)
+            path,
+            lambda tmp: export_onnx(
+                model, tmp, checkpoint_sha256=ckpt.sha256, fp16=fp16, sampling=sampling
+            ),
         )
     return path

@@ -33,12 +33,14 @@ import torch
 from tqdm import tqdm
 
 from depthart_core.checkpoint import CheckpointFile
-from depthart_core.export.onnx_export import META_SHA
+from depthart_core.export.onnx_export import META_DECODING, META_SHA, read_onnx_metadata
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
 from depthart_core.fileutil import atomic_write
+from depthart_core.model import SamplingConfig
 from depthart_core.runtime.base import Backend, TensorSpec
 from depthart_core.runtime.engine_cache import PRECISIONS, EngineCache, EngineKey
 from depthart_core.runtime.onnx_cache import cached_onnx
+from depthart_core.sampling import graph_decoding
 
 log = logging.getLogger(__name__)
 
@@ -293,14 +295,23 @@ class TensorRTBackend(Backend):
         onnx_path: str | Path | None = None,
         precision: str = "fp32",
         letterbox: bool = False,
+        sampling: SamplingConfig | None = None,
     ) -> TensorRTBackend:
-        """The checkpoint's graph from the ONNX cache (exported once), then the engine cache."""
+        """The checkpoint's graph from the ONNX cache (exported once), then the engine cache.
+        `sampling`: a deterministic decoding (None: greedy); the engine cache is keyed by the
+        graph's own hash, so each decoding gets its own engine."""
         if precision not in PRECISIONS:
             raise ValueError(f"TensorRT precision must be fp32 or fp16, got {precision!r}")
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         size = int(ckpt.info()["config"]["image_size"])
         if onnx_path is None:
-            onnx_path = cached_onnx(ckpt, precision)
+            onnx_path = cached_onnx(ckpt, precision, sampling)
+        decoding = read_onnx_metadata(onnx_path).get(META_DECODING, "greedy")
+        if decoding != graph_decoding(sampling):
+            raise ValueError(
+                f"{onnx_path} decodes {decoding!r}, not {graph_decoding(sampling)!r}: re-export it "
+                f"with `depthart export --sampling {graph_decoding(sampling)}`"
+            )
         return cls(
             onnx_path,
             size,

@@ -47,7 +47,7 @@ class DepthEstimator(Backend):
         self.precision = precision
         if cuda_graph and self.device.type != "cuda":
             raise ValueError("cuda_graph=True needs a CUDA device")
-        self.cuda_graph = cuda_graph and sampling is None
+        self.cuda_graph = cuda_graph and (sampling is None or sampling.deterministic)
         self._graphs: dict[tuple, tuple] = {}
         self.model = model.to(self.device).eval()
         self.letterbox = letterbox
