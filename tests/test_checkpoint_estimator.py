@@ -64,6 +64,22 @@ def test_missing_extra_and_misshapen_keys_raise(tiny_checkpoint, tmp_path):
         load_checkpoint(tmp_path / "junk.safetensors")
 
 
+def test_bad_config_metadata_and_a_folder_name_the_file(tiny_checkpoint, tmp_path):
+    for key, bad in (
+        ("config", '{"image_size": 64'),
+        ("metadata", "\xff not json"),
+        ("config", "[]"),
+    ):
+        path = tmp_path / f"{key}.safetensors"
+        meta = {**read_raw_meta(tiny_checkpoint), key: bad}
+        save_file(load_file(tiny_checkpoint), path, metadata=meta)
+        with pytest.raises(ValueError) as exc:
+            load_checkpoint(path)
+        assert str(exc.value).startswith(f"{path}: its {key!r} metadata is not ")
+    with pytest.raises(ValueError, match=f"checkpoint {tmp_path} is a directory, not a file"):
+        load_checkpoint(tmp_path)
+
+
 def test_half_precision_checkpoint_loads_as_fp32(tiny_model, tmp_path):
     p = save_checkpoint(tmp_path / "h.safetensors", tiny_model, half=True)
     model, _ = load_checkpoint(p)

@@ -5,6 +5,7 @@ split, one-line errors that leave no output folder, and the fast version of the 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,13 @@ import pytest
 
 from depthart_core.cli import main
 from depthart_core.data.synthetic.sensor import SensorModel
-from depthart_core.finetune.frames import FrameConfig, depth_onto_image
+from depthart_core.finetune.frames import (
+    Counts,
+    FinetuneInputError,
+    FrameConfig,
+    check_split,
+    depth_onto_image,
+)
 from depthart_core.finetune.run import FinetuneConfig, prepare
 from depthart_core.rosio import messages
 from depthart_core.rosio.bags import BagWriter, write_synthetic_bag
@@ -111,6 +118,20 @@ def test_too_few_frames_to_split(tmp_path, capsys):
     err = _one_line_error(capsys)
     assert "too few paired frames to split: 12 paired" in err and "need at least 16" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_too_few_frames_lists_every_rejection_cause():
+    causes = ["depth not decodable", "image not decodable (bad step)", "valid depth below 20%"]
+    causes += ["depth size not mappable onto the image (8x8 vs 24x32)", "no valid depth at 16 px"]
+    bags = [Counts(paired=3, blocks=Counter(train=3)), Counts(paired=1, blocks=Counter(heldout=1))]
+    for k, cause in enumerate(causes):
+        bags[k % 2].rejected[cause] += k + 1
+    with pytest.raises(FinetuneInputError) as exc:
+        check_split(bags, FrameConfig("/i", "/d"))
+    msg = str(exc.value)
+    assert "too few paired frames to split: 4 paired (3 training, 1 held-out" in msg
+    every = ", ".join(f"{k + 1} {c}" for k, c in reversed(list(enumerate(causes))))
+    assert msg.endswith(f"; rejected 15: {every}")  # all five, most frequent first
 
 
 # ------------------------------------------------------------------------------------------------

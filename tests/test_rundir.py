@@ -5,6 +5,7 @@ no temp files behind, and a folder in use cannot be claimed twice."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -131,16 +132,67 @@ def test_damaged_train_state_is_one_line_naming_the_last_good_checkpoint(
 
 def test_stale_temp_files_are_removed_on_start_and_others_kept(finished_run, tmp_path):
     run = _copy(finished_run, tmp_path / "run")
+    # earlier versions' temp files: atomic_write's beside the target, safetensors' own
     stale = [run / ".train_state.safetensors.k2j_x9qa", run / ".checkpoint.safetensors.abcd1234"]
-    stale.append(run / ".checkpoint.json.zz99yy88")
+    stale += [run / ".checkpoint.json.zz99yy88", run / ".tmpAb12Cd"]
+    # this version's: atomic_write's temp folder holding safetensors' temp file, one level down
+    folders = [
+        run / ".train_state.safetensors.x1y2z3w4.tmp",
+        run / "sub" / ".report.md.a_b_c_d_.tmp",
+    ]
     for p in stale:
         p.write_bytes(b"")
-    keep = run / ".notes.txt"
-    keep.write_text("mine")
+    for d in folders:
+        d.mkdir(parents=True)
+        (d / ".tmpQw3Rt6").write_bytes(b"\0" * 100)
+    keep = [run / ".notes.txt", run / ".tmp", run / "sub" / "notes.tmp"]
+    for p in keep:
+        p.write_text("mine")
     tr = Trainer(_cfg(), run, resume=True)
     assert tr.step == 2
-    assert not any(p.exists() for p in stale)
-    assert keep.read_text() == "mine"
+    assert not any(p.exists() for p in stale + folders)
+    assert all(p.read_text() == "mine" for p in keep)
+
+
+def test_damaged_metrics_lines_are_skipped_by_file_and_line(finished_run, tmp_path, caplog):
+    run = _copy(finished_run, tmp_path / "run")
+    metrics = run / "metrics.jsonl"
+    good = metrics.read_bytes()
+    n = len(good.splitlines())
+    half = b'{"step": 11, "rec": 0.5'  # a line a full disk cut short
+    metrics.write_bytes(good[:-1] + b"\n" + half + b"\n\xff\xfe not utf-8\n[1, 2]\n")
+    inode = metrics.stat().st_ino
+    with caplog.at_level(logging.WARNING, logger="depthart_core.rundir"):
+        tr = Trainer(_cfg(), run, resume=True)
+    tr.run_lock.release()
+    warned = [r.getMessage() for r in caplog.records if "skipped damaged line" in r.getMessage()]
+    assert [w.split(" (")[0] for w in warned] == [
+        f"skipped damaged line {k} of {metrics}" for k in (n + 1, n + 2, n + 3)
+    ]
+    assert tr.step == 2 and [r["step"] for r in tr.history] == [1, 2, 2]
+    assert metrics.read_bytes() == good  # the good rows, rewritten
+    assert metrics.stat().st_ino != inode  # by replacing the file (atomic), not in place
+    assert main(_train_argv(run, "--resume", "--set", "steps=3")) == 0
+    rows = [json.loads(r) for r in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+
+
+def test_refused_starts_leave_no_folder_and_no_lock(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert main(_train_argv(missing, "--resume")) == 1
+    err = capsys.readouterr().err
+    assert f"--resume: no train_state.safetensors in {missing}: the folder does not exist" in err
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(_train_argv(empty, "--resume")) == 1
+    assert f"no train_state.safetensors in {empty}" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []  # not even the lock file
+    # a start that fails after the claim (its init checkpoint is a folder) removes what it made
+    new = tmp_path / "new"
+    assert main(_train_argv(new, "--set", f"init_checkpoint={tmp_path}")) == 1
+    assert f"checkpoint {tmp_path} is a directory" in capsys.readouterr().err
+    assert not new.exists()
 
 
 def test_a_folder_in_use_by_another_process_cannot_be_claimed(tmp_path):

@@ -90,6 +90,7 @@ def test_config_errors(tmp_path):
         load_train_config(tmp_path / "nope.yaml")
     with pytest.raises(FileNotFoundError, match="train_state"):
         Trainer(_cfg("steps=2"), tmp_path / "empty", resume=True)
+    assert not (tmp_path / "empty").exists()  # refused before the folder was made
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
