@@ -12,18 +12,21 @@ permission, a path through a file), which the `depthart` command prints instead 
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import io
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 ENV_CACHE = "DEPTHART_CACHE"
+CACHE_TEMP_STALE_S = 3600.0  # atomic_write(stale_after_s=...) for cache files
 # atomic_write's temp folder: "." + final name + "." + mkdtemp's 8 random characters + ".tmp"
 TEMP_SUFFIX = ".tmp"
 _TEMP_NAMES = (
@@ -81,6 +84,16 @@ def describe_os_error(exc: BaseException, with_path: bool = True) -> str:
     return f"{where}: {text}" if with_path and where else text
 
 
+def _remove_stale_temps(path: Path, older_than_s: float) -> None:
+    now = time.time()
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+        try:
+            if is_temp_name(p.name) and now - p.stat().st_mtime > older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except FileNotFoundError:  # another process removed or renamed it meanwhile
+            continue
+
+
 def is_temp_name(name: str) -> bool:
     """Whether `name` is a temp file or folder that an interrupted `atomic_write` (or a writer it
     ran) left behind; such names are never read, and `rundir` removes them."""
@@ -125,7 +138,11 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | Path, content: bytes | Callable[[str], None]) -> None:
+def atomic_write(
+    path: str | Path,
+    content: bytes | Callable[[str], None],
+    stale_after_s: float | None = None,
+) -> None:
     """Write `content` to `path` so that readers see the old file or the whole new one.
 
     `content` is the bytes to write, or `write_fn(tmp)` that writes the file `tmp`. `tmp` has
@@ -135,8 +152,14 @@ def atomic_write(path: str | Path, content: bytes | Callable[[str], None]) -> No
     file is fsynced and renamed over `path`; the folder is removed on every exit, and one that a
     killed process leaves is recognised by `is_temp_name`. Any failure to write raises
     `WriteError` naming `path` and the cause; nothing of the new file remains.
+
+    `stale_after_s`: for a folder no run lock protects (a cache), first remove the temp folders
+    of earlier writes of `path` made longer ago than this (`CACHE_TEMP_STALE_S`: an hour, where a
+    write takes seconds to minutes), which a killed process left.
     """
     path = Path(path)
+    if stale_after_s is not None:
+        _remove_stale_temps(path, stale_after_s)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)

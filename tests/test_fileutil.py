@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -59,3 +60,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_cache_write_removes_only_old_temp_folders_of_the_same_file(tmp_path):
+    old, fresh = (
+        tmp_path / ".pool.safetensors.abcd1234.tmp",
+        tmp_path / ".pool.safetensors.wxyz6789.tmp",
+    )
+    other = (
+        tmp_path / ".other.safetensors.abcd1234.tmp"
+    )  # another file's: not this write's business
+    for d in (old, fresh, other):
+        d.mkdir()
+        (d / ".tmpAb12Cd").write_bytes(b"left by kill -9")
+    hours_ago = time.time() - 2 * 3600
+    for d in (old, other):
+        os.utime(d, (hours_ago, hours_ago))
+    atomic_write(tmp_path / "pool.safetensors", b"pool", stale_after_s=3600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [other.name, fresh.name, "pool.safetensors"]
+    )  # a fresh one may be another process's write in progress

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-
 # Every integer setting of TrainConfig, by dotted name, is in exactly one of these (a test walks
 # the fields): counts, sizes and periods that must be >= 1 (a period of 0 would divide by zero);
 # those where 0 means "off" or "the default", which must be >= 0; and seeds, which may be any.

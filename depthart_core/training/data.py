@@ -29,7 +29,7 @@ from depthart_core.data.sample import DepthDataset, DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import generator_digest, render_batch
 from depthart_core.data.synthetic.set import SyntheticSet
-from depthart_core.fileutil import atomic_write, cache_root, sha256_file
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, cache_root, sha256_file
 from depthart_core.training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,11 @@ class SyntheticPool(FramePool):
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+        atomic_write(
+            path,
+            lambda tmp: save_file(tensors, tmp, metadata=metadata),
+            stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
+        )
 
 
 POOL_FORMAT = "depthart-pool/1"

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, load_official_var, save_checkpoint
 from depthart_core.config import get_preset, with_overrides
-from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write
 from depthart_core.model import DepthART
 from depthart_core.precision import autocast
 from depthart_core.rundir import (
@@ -205,7 +205,11 @@ class Trainer:
         if not cnn:
             tensors["img"] = torch.cat(imgs).contiguous()
         if self.is_main:
-            atomic_write(disk, lambda tmp: save_file(tensors, tmp))
+            atomic_write(
+                disk,
+                lambda tmp: save_file(tensors, tmp),
+                stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
+            )
         return tensors.get("img"), tensors["f_D"]
 
     # ------------------------------------------------------------------ one step
