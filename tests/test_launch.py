@@ -14,7 +14,8 @@ constructors record their arguments, `LaunchConfiguration.perform` reads the con
 Where launch_ros is importable (a ROS install, or launch/launch_ros from source on PYTHONPATH),
 the same file runs for real, as `ros2 launch` runs it, against real node processes: the three
 parameter cases, a parent launch file whose `OnStateTransition` handlers see the transitions,
-and exit status 1 when configure fails under autostart.
+exit status 1 when configure fails under autostart, and a managed node without autostart left
+unconfigured for a manager.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 import textwrap
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -424,12 +426,19 @@ def real_launch(tmp_path: Path):
     ):
         (lib / exe).write_text(f"#!{sys.executable}\nfrom {module} import main\nmain()\n")
         (lib / exe).chmod(0o755)
-    env = ros_env(unique_domain_id())
+    domain = unique_domain_id()
+    env = ros_env(domain)
     env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(prefix), env.get("AMENT_PREFIX_PATH", "")])
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_log")
 
-    def run(launch_file: Path, args: dict[str, str], until: str | None = None) -> tuple[int, str]:
-        """Run to its end (or SIGINT once `until` is in the output); (exit status, output)."""
+    def run(
+        launch_file: Path,
+        args: dict[str, str],
+        until: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> tuple[int, str]:
+        """Run to its end, or once `until` is in the output call `then` and send SIGINT;
+        (exit status, output)."""
         cmd = [sys.executable, "-c", RUNNER, str(launch_file)]
         cmd += [f"{k}:={v}" for k, v in args.items()]
         log = tmp_path / f"launch-{len(list(tmp_path.glob('launch-*')))}.log"
@@ -438,6 +447,8 @@ def real_launch(tmp_path: Path):
             try:
                 if until is not None:
                     _wait_for_text(log, until, proc, timeout=90)
+                    if then is not None:
+                        then()
                     proc.send_signal(signal.SIGINT)
                 rc = proc.wait(timeout=90)
             finally:
@@ -446,6 +457,7 @@ def real_launch(tmp_path: Path):
                     proc.wait()
         return rc, log.read_text(errors="replace")
 
+    run.domain = domain
     return run
 
 
@@ -513,3 +525,35 @@ def test_real_launch_failed_configure_under_autostart_exits_1(real_launch, tmp_p
     assert rc == 1, out
     assert f"checkpoint not found: {missing}" in out, out
     assert "/depthart_node: configure failed under autostart" in out, out
+
+
+@pytest.mark.ros
+def test_real_launch_managed_without_autostart_waits_for_a_manager(
+    real_launch, tiny_checkpoint: str, tmp_path: Path
+) -> None:
+    from lifecycle_msgs.srv import GetState
+    from ros_helpers.harness import RosPeer
+
+    robot = write_params(tmp_path / "r1.yaml", checkpoint=tiny_checkpoint, backend="torch")
+    states = []
+
+    def ask_state() -> None:
+        # asked again until answered: Fast DDS can drop the first response to a new client
+        peer = RosPeer(real_launch.domain)
+        client = peer.node.create_client(GetState, "/depthart_node/get_state")
+        try:
+            deadline = time.monotonic() + 60
+            while not states and time.monotonic() < deadline:
+                if client.wait_for_service(timeout_sec=2.0):
+                    future = client.call_async(GetState.Request())
+                    if peer.wait_for(future.done, 2.0):
+                        states.append(future.result())
+                    else:
+                        client.remove_pending_request(future)
+        finally:
+            peer.close()
+
+    args = {"params_file": robot, "lifecycle": "true"}
+    rc, out = real_launch(LAUNCH_FILE, args, until="process started", then=ask_state)
+    assert states and states[0].current_state.label == "unconfigured", out
+    assert "configured: subscribed" not in out and "model loaded" not in out, out
