@@ -49,6 +49,8 @@ from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
 pytestmark = pytest.mark.ros
 NODE = "/depthart_node"
 RELIABLE_INPUT = {"input_qos.reliability": "reliable", "input_qos.depth": 5}
+# the reference below is DepthEstimator.predict's greedy decoding, whatever the node's default
+PINNED = {"backend": "torch", "sampling": "greedy"}
 
 
 class LifecycleTest:
@@ -65,7 +67,7 @@ class LifecycleTest:
         self.nodes: list[NodeProcess] = []
 
     def start(self, params: dict[str, Any], name: str) -> NodeProcess:
-        params = {"backend": "torch"} | RELIABLE_INPUT | params
+        params = PINNED | RELIABLE_INPUT | params
         log = self.tmp / f"{name}.log"
         node = NodeProcess(self.domain, params, log, module="depthart_ros.lifecycle_node")
         self.nodes.append(node)
