@@ -100,12 +100,17 @@ def file_parameter(params_file: str | Path, node_fqn: str, name: str) -> Any:
     return value
 
 
+def flag(name: str, text: str) -> bool:
+    """A boolean launch argument, read as launch's IfCondition reads one."""
+    if text.lower() not in ("true", "1", "false", "0"):
+        raise ValueError(f"{name}:={text!r}: expected true or false")
+    return text.lower() in ("true", "1")
+
+
 def resolve_autostart(argument: str, params_file: str | Path, node_fqn: str) -> bool:
     """autostart:=true|false when given on the command line, else the file's, else false."""
     if argument != NOT_GIVEN:
-        if argument.lower() not in ("true", "false"):
-            raise ValueError(f"autostart:={argument!r}: expected true or false")
-        return argument.lower() == "true"
+        return flag("autostart", argument)
     value = file_parameter(params_file, node_fqn, "autostart")
     if value is not None and not isinstance(value, bool):
         raise ValueError(f"{params_file}: autostart={value!r} for {node_fqn}: expected a bool")
@@ -173,7 +178,7 @@ def launch_setup(context: LaunchContext) -> list[Any]:
         remappings=[(topic, value(topic)) for topic in ("image", "camera_info", "sparse_depth")],
         ros_arguments=["--log-level", value("log_level")],
     )
-    if value("lifecycle").lower() != "true":
+    if not flag("lifecycle", value("lifecycle")):
         plain = Node(executable="depthart_node", parameters=[params_file, overrides], **common)
         return [plain]
     fqn = node_fqn(context.launch_configurations.get("ros_namespace", ""), value("namespace"))

@@ -324,6 +324,9 @@ def test_autostart_argument_beats_the_file(stand_in, tmp_path: Path) -> None:
     assert len(entities) == 1  # the managed node alone: a manager is expected
     with pytest.raises(ValueError, match="autostart:='yes'"):
         run_setup(stand_in, params_file=robot, lifecycle="true", autostart="yes")
+    with pytest.raises(ValueError, match="lifecycle:='ture'"):
+        run_setup(stand_in, params_file=robot, lifecycle="ture")
+    assert len(run_setup(stand_in, params_file=robot, lifecycle="1", autostart="1")) > 1
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         run_setup(stand_in, params_file=str(tmp_path / "nope.yaml"), lifecycle="true")
 
