@@ -38,6 +38,7 @@ import numpy as np
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 
 REASON_CODES = ("ok", "no_floor", "normal_far_from_up", "few_inliers", "scale_out_of_range")
+NORMALS = ("fit", "prior")
 
 
 def check_camera_height(value: object) -> float:
@@ -72,9 +73,15 @@ class GroundPlaneConfig:
     jump_ratio: float = 1.3  # a new scale beyond [ref / r, ref * r] is a jump
     jump_persist: int = 5  # consecutive frames before a jump is accepted
     seed: int = 0
+    # "fit": the plane's own normal (pitch and roll need not be known). "prior": the distance is
+    # measured along the prior's up (pitch and roll known, e.g. a rigid mount on a level floor);
+    # the fitted plane still finds the floor and must lie within the tolerance.
+    normal: str = "fit"
 
     def __post_init__(self) -> None:
         check_camera_height(self.camera_height_m)
+        if self.normal not in NORMALS:
+            raise ValueError(f"normal must be one of {NORMALS}, got {self.normal!r}")
         if not 0.0 < self.floor_region <= 1.0:
             raise ValueError(f"floor_region must be in (0, 1], got {self.floor_region}")
         if not 0.0 < self.max_normal_angle_deg < 90.0:
@@ -158,11 +165,32 @@ def floor_candidates(
 _SCORE_POINTS = 500  # hypotheses are scored on this many points; the winners on all of them
 
 
+Plane = tuple[np.ndarray, float]  # (unit normal toward the camera (3,), distance)
+
+
+def _inliers(pts_N3: np.ndarray, plane: Plane, threshold: float) -> np.ndarray:
+    normal_3, dist = plane
+    return np.abs(pts_N3 @ normal_3 + dist) <= threshold * dist
+
+
+def _cost(pts_N3: np.ndarray, plane: Plane, threshold: float) -> float:
+    """The MSAC cost of one plane (see `_ransac`)."""
+    normal_3, dist = plane
+    signed_N = (pts_N3 @ normal_3 + dist) / (threshold * dist)
+    return float(np.mean(np.minimum(signed_N**2, 1.0) + (signed_N < -1.0)))
+
+
 def _ransac(
     pts_N3: np.ndarray, up_3: np.ndarray, cfg: GroundPlaneConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inlier masks (N,) of the best plane among those within the angle tolerance of `up_3`, and
-    of the best plane of any orientation (all False where no hypothesis qualifies)."""
+) -> tuple[Plane | None, Plane | None]:
+    """The best plane among those within the angle tolerance of `up_3`, and the best plane of
+    any orientation (None where no hypothesis qualifies).
+
+    A plane's cost is MSAC's (Torr and Zisserman 2000): each point's squared residual over the
+    threshold, capped at 1, so a plane that fits its points tightly beats a slab that cuts the
+    corner between floor and wall and holds more points loosely. A point beyond the plane (past
+    the threshold on the far side from the camera) costs 1 more: nothing is seen through a
+    floor or a wall."""
     rng = np.random.default_rng(cfg.seed)
     n = len(pts_N3)
     idx_I3 = rng.integers(0, n, size=(cfg.ransac_iterations, 3))  # a repeated index: no normal
@@ -171,44 +199,57 @@ def _ransac(
     norm_I = np.linalg.norm(normal_I3, axis=1)
     ok_I = norm_I > 1e-12
     normal_I3 = normal_I3 / np.where(ok_I, norm_I, 1.0)[:, None]
-    normal_I3 *= np.where(normal_I3 @ up_3 < 0.0, -1.0, 1.0)[:, None]  # point the normal up
     dist_I = -np.einsum("ij,ij->i", normal_I3, a_I3)
-    ok_I &= dist_I > 0  # the camera is above the floor
+    flip_I = np.where(dist_I < 0.0, -1.0, 1.0)  # the camera on the positive side of each plane
+    normal_I3, dist_I = normal_I3 * flip_I[:, None], dist_I * flip_I
+    ok_I &= dist_I > 0
     sub_S3 = pts_N3[rng.permutation(n)[:_SCORE_POINTS]]
-
-    def inliers(pts_M3: np.ndarray, i: np.ndarray | slice) -> np.ndarray:
-        resid = np.abs(normal_I3[i] @ pts_M3.T + dist_I[i, None])
-        return ok_I[i, None] & (resid <= cfg.inlier_threshold * dist_I[i, None])
-
-    count_I = inliers(sub_S3, slice(None)).sum(axis=1)
-    near_I = normal_I3 @ up_3 >= math.cos(math.radians(cfg.max_normal_angle_deg))
-    best = [int(np.argmax(np.where(near_I, count_I, -1))), int(np.argmax(count_I))]
-    best_near, best_any = inliers(pts_N3, np.array(best))
-    return (best_near if near_I.any() else np.zeros(n, bool)), best_any
+    signed_IS = normal_I3 @ sub_S3.T + dist_I[:, None]
+    rel_IS = signed_IS / (cfg.inlier_threshold * dist_I[:, None])
+    cost_I = np.minimum(rel_IS**2, 1.0).mean(axis=1) + (rel_IS < -1.0).mean(axis=1)
+    cost_I = np.where(ok_I, cost_I, np.inf)
+    near_I = ok_I & (normal_I3 @ up_3 >= math.cos(math.radians(cfg.max_normal_angle_deg)))
+    i_near, i_any = int(np.argmin(np.where(near_I, cost_I, np.inf))), int(np.argmin(cost_I))
+    near = (normal_I3[i_near], float(dist_I[i_near])) if near_I.any() else None
+    return near, ((normal_I3[i_any], float(dist_I[i_any])) if ok_I.any() else None)
 
 
-def _refit(
-    pts_N3: np.ndarray, inliers_N: np.ndarray, up_3: np.ndarray, threshold: float
-) -> tuple[np.ndarray, float, np.ndarray]:
-    """Least-squares plane (unit normal pointing up, distance) through the inliers, and the
-    points within `threshold` of it. The least squares use only the points within 3 robust
-    sigmas of the plane (at most `threshold`): on clean data the foot of a wall lies inside the
-    threshold and would tilt the plane."""
-    use_N = inliers_N
+def _refit(pts_N3: np.ndarray, plane: Plane, threshold: float) -> tuple[Plane, np.ndarray]:
+    """Least-squares refinement of a RANSAC plane, and the points within `threshold` of the
+    result. The least squares use only the points within 3 robust sigmas of the current plane
+    (at most `threshold`): on clean data the foot of a wall lies inside the threshold and would
+    tilt the plane toward the corner."""
+    best, best_cost = plane, _cost(pts_N3, plane, threshold)
     for _ in range(3):
-        sel_M3 = pts_N3[use_N]
-        centroid_3 = sel_M3.mean(axis=0)
-        _, _, vt_33 = np.linalg.svd(sel_M3 - centroid_3, full_matrices=False)
-        normal_3 = vt_33[-1] * (1.0 if vt_33[-1] @ up_3 >= 0 else -1.0)
-        dist = -float(normal_3 @ centroid_3)
-        rel_N = np.abs(pts_N3 @ normal_3 + dist) / max(abs(dist), 1e-12)
-        inliers_N = rel_N <= threshold
-        sigma = 1.4826 * float(np.median(rel_N[inliers_N])) if inliers_N.any() else 0.0
-        tight_N = rel_N <= min(threshold, max(3.0 * sigma, 1e-3))
+        normal_3, dist = plane
+        rel_N = np.abs(pts_N3 @ normal_3 + dist) / dist
+        inl_N = rel_N <= threshold
+        sigma = 1.4826 * float(np.median(rel_N[inl_N])) if inl_N.any() else 0.0
+        tight_N = rel_N <= min(threshold, max(3.0 * sigma, 1e-4))
         if tight_N.sum() < 3:
             break
-        use_N = tight_N
-    return normal_3, dist, inliers_N
+        sel_M3 = pts_N3[tight_N]
+        centroid_3 = sel_M3.mean(axis=0)
+        _, _, vt_33 = np.linalg.svd(sel_M3 - centroid_3, full_matrices=False)
+        normal_3 = vt_33[-1] * (1.0 if vt_33[-1] @ centroid_3 <= 0 else -1.0)  # toward the camera
+        if -float(normal_3 @ centroid_3) <= 0:  # a plane through the camera: keep the last one
+            break
+        plane = (normal_3, -float(normal_3 @ centroid_3))
+        cost = _cost(pts_N3, plane, threshold)
+        if cost < best_cost:  # never trade the RANSAC plane for a worse one
+            best, best_cost = plane, cost
+    return best, _inliers(pts_N3, best, threshold)
+
+
+def _prior_distance(
+    pts_N3: np.ndarray, inliers_N: np.ndarray, up_3: np.ndarray, threshold: float
+) -> float:
+    """The floor's distance below the camera along the prior's up: the median height of the
+    fitted plane's inliers, re-selected once within `threshold` of that level."""
+    below_N = -(pts_N3 @ up_3)
+    dist = float(np.median(below_N[inliers_N]))
+    level_N = np.abs(below_N - dist) <= threshold * dist
+    return float(np.median(below_N[level_N])) if level_N.any() else dist
 
 
 def _angle_deg(a_3: np.ndarray, b_3: np.ndarray) -> float:
@@ -235,18 +276,23 @@ def fit_ground_plane(
         where = f"in the lower {cfg.floor_region:.0%} of the image"
         why = f"no floor in view: {n} valid points below the camera {where} < {cfg.min_points}"
         return GroundFit(None, "no_floor", why, n)
-    near_N, any_N = _ransac(pts_N3, up_3, cfg)
+    near, dominant = _ransac(pts_N3, up_3, cfg)
     need = cfg.min_inlier_fraction * n
-    if near_N.sum() < need and any_N.sum() >= need:  # a plane dominates, but is it the floor?
-        normal_3, dist, inl_N = _refit(pts_N3, any_N, up_3, cfg.inlier_threshold)
+    n_near = int(_inliers(pts_N3, near, cfg.inlier_threshold).sum()) if near else 0
+    if (
+        dominant
+        and n_near < need
+        and _inliers(pts_N3, dominant, cfg.inlier_threshold).sum() >= need
+    ):
+        (normal_3, dist), inl_N = _refit(pts_N3, dominant, cfg.inlier_threshold)
         angle = _angle_deg(normal_3, up_3)
-        if angle > max_angle:
+        if angle > max_angle:  # a plane dominates, and it is not the floor
             why = f"no floor in view: the dominant plane is {angle:.0f} deg from up > {max_angle:g}"
             return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
-    if near_N.sum() < 3:
+    if near is None or n_near < 3:
         why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"
         return GroundFit(None, "few_inliers", why, n)
-    normal_3, dist, inl_N = _refit(pts_N3, near_N, up_3, cfg.inlier_threshold)
+    (normal_3, dist), inl_N = _refit(pts_N3, near, cfg.inlier_threshold)
     angle, frac = _angle_deg(normal_3, up_3), float(inl_N.mean())
     plane = (pts_N3, normal_3, dist, inl_N, angle)
     if frac < cfg.min_inlier_fraction:
@@ -256,6 +302,8 @@ def fit_ground_plane(
         return _result(
             "normal_far_from_up", f"floor {angle:.0f} deg from up > {max_angle:g}", *plane
         )
+    if cfg.normal == "prior":
+        dist = _prior_distance(pts_N3, inl_N, up_3, cfg.inlier_threshold)
     scale = height / dist if dist > 0 else math.inf
     lo, hi = cfg.scale_range
     if not lo <= scale <= hi:

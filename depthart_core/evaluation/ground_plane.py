@@ -1,0 +1,217 @@
+"""How metric is depth scaled from the floor? Rendered camera paths at known heights, scored
+with no per-frame alignment against the same predictions median-aligned per frame.
+
+Each rig is a camera height and a mounting pitch (a wheeled robot at 0.3 m looking ahead, a cart
+at 1.0 m tilted 10 deg down, a mast at 2.0 m tilted 25 deg down: from 2 m up, a level camera in a
+3-7 m room sees mostly walls in the lower half of its image). For each, `sequences` rooms are
+rendered along the synthetic generator's smooth path (an elliptical walk: the camera turns all the
+time; the path itself looks 0-20 deg down), tilted by the mount and by a pitch wobble on top (a
+robot on bumps, a pan-tilt: `pitch_wobble_deg`), every `frame_step`-th frame of the path. The fit
+is given the height and the mounting pitch as its prior, as a robot's URDF would give them; the
+rest of the pitch it finds itself. Each frame's relative
+depth (the model's, or the ground truth's as a check of the geometry) goes through
+`ground_plane.GroundPlaneScale` with the rig's known height, as the node would run it, and:
+
+- metric AbsRel: scale (the smoothed one the node would apply) x prediction vs the true depth,
+  over the frames where a scale was applied;
+- aligned AbsRel: median(gt / pred) x prediction per frame (the DepthART paper's alignment),
+  on the same frames; the ratio metric / aligned is what issue #26 bounds at 1.25;
+- fallbacks: frames without a scale (relative output) by reason code.
+
+The relative depth is proportional to the metric one, so with the ground truth in place of the
+prediction the metric AbsRel measures the plane fit alone (0 if the floor were found exactly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from depthart_core.data.synthetic.config import Scene, SynthConfig
+from depthart_core.data.synthetic.render import render_scenes, sequence_scenes
+from depthart_core.data.synthetic.scene import look_rotation
+from depthart_core.evaluation.alignment import median_scale
+from depthart_core.evaluation.metrics import abs_rel
+from depthart_core.ground_plane import NORMALS, GroundPlaneConfig, GroundPlaneScale
+
+# name -> (camera height [m], mounting pitch [deg], positive down)
+RIGS: dict[str, tuple[float, float]] = {
+    "wheeled": (0.3, 0.0),
+    "cart": (1.0, 10.0),
+    "mast": (2.0, 25.0),
+}
+Predict = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> HxW relative depth
+
+
+@dataclass(frozen=True)
+class RigEval:
+    """One rig's run: how many frames, which paths and what the fit was given."""
+
+    height_m: float
+    mount_pitch_deg: float = 0.0  # the camera's tilt on the robot, and the fit's prior
+    sequences: int = 2
+    frames: int = 15  # per sequence
+    frame_step: int = 10  # frames of the path between two rendered frames
+    # True: a robot's path (the body level, the camera at its mount pitch, bumps on top); False:
+    # the generator's hand-held path, which also looks 0-20 deg down, a pitch the prior lacks
+    level_path: bool = True
+    pitch_wobble_deg: float = 3.0  # amplitude of the bumps, period 9 frames
+    roll_wobble_deg: float = 2.0  # period 13 frames
+    size: tuple[int, int] = (120, 160)  # H, W
+    seed: int = 0
+    ground: GroundPlaneConfig = field(default_factory=GroundPlaneConfig)
+
+    def synth_config(self) -> SynthConfig:
+        """The generator's room settings with the camera held at exactly `height_m`."""
+        h = self.height_m
+        return SynthConfig(
+            size=self.size, camera_height=(h, h), room_height=(max(2.4, h + 0.4), 3.2)
+        )
+
+
+def tilt(scenes: list[Scene], rig: RigEval) -> list[Scene]:
+    """The scenes' cameras levelled (if `rig.level_path`), then pitched down by the mount plus a
+    pitch wobble and rolled by a roll wobble, about their own axes."""
+    out = []
+    for i, sc in enumerate(scenes):
+        cam_R = sc.cam_R
+        if rig.level_path:
+            fwd = cam_R[:, 2] * np.array([1.0, 0.0, 1.0])  # world y up: drop the path's pitch
+            cam_R = look_rotation(fwd)
+        p = math.radians(rig.mount_pitch_deg + rig.pitch_wobble_deg * math.sin(2 * math.pi * i / 9))
+        r = math.radians(rig.roll_wobble_deg * math.sin(2 * math.pi * i / 13))
+        cp, sp, cr, sr = math.cos(p), math.sin(p), math.cos(r), math.sin(r)
+        pitch_33 = np.array([[1.0, 0.0, 0.0], [0.0, cp, sp], [0.0, -sp, cp]])  # about x (right)
+        roll_33 = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])  # about z (forward)
+        out.append(dataclasses.replace(sc, cam_R=cam_R @ pitch_33 @ roll_33))
+    return out
+
+
+def rig_frames(rig: RigEval, sequence: int) -> dict:
+    """One sequence's rendered frames: rgb (B, 3, H, W), depth, valid, K, pose (`render_scenes`)."""
+    cfg = rig.synth_config()
+    n_path = rig.frames * rig.frame_step
+    seed = rig.seed * 100_000 + round(rig.height_m * 100) * 100 + sequence  # rooms differ by rig
+    path = sequence_scenes(seed, n_path, cfg)[:: rig.frame_step]
+    return render_scenes(tilt(path, rig), cfg)
+
+
+@dataclass
+class SourceStats:
+    """Per-frame records of one depth source (the model or the ground truth) on one rig."""
+
+    metric: list[float] = field(default_factory=list)  # AbsRel, frames with a scale applied
+    aligned: list[float] = field(default_factory=list)  # AbsRel after median scaling, same frames
+    aligned_all: list[float] = field(default_factory=list)  # every frame
+    scale_err: list[float] = field(default_factory=list)  # applied / median-aligned scale - 1
+    normal_err_deg: list[float] = field(default_factory=list)  # fitted normal vs the true up
+    fallbacks: Counter = field(default_factory=Counter)
+    frames: int = 0
+
+
+def score_frame(
+    stats: SourceStats,
+    state: GroundPlaneScale,
+    rel_HW: np.ndarray,
+    gt_HW: np.ndarray,
+    valid_HW: np.ndarray,
+    K_33: np.ndarray,
+    up_3: np.ndarray,
+) -> None:
+    """Fit, smooth and score one frame into `stats`."""
+    stats.frames += 1
+    valid_HW = valid_HW & np.isfinite(rel_HW)
+    s_med = median_scale(rel_HW, gt_HW, valid_HW)
+    aligned = abs_rel(s_med * rel_HW, gt_HW, valid_HW)
+    stats.aligned_all.append(aligned)
+    fit, applied = state.update(rel_HW, K_33)
+    if fit.code == "ok":
+        cos = float(np.clip(np.dot(fit.normal_3, up_3), -1.0, 1.0))
+        stats.normal_err_deg.append(math.degrees(math.acos(cos)))
+    if applied.scale is None:
+        stats.fallbacks[fit.code] += 1
+        return
+    stats.metric.append(abs_rel(applied.scale * rel_HW, gt_HW, valid_HW))
+    stats.aligned.append(aligned)
+    stats.scale_err.append(applied.scale / s_med - 1.0)
+
+
+def evaluate_rig(
+    rig: RigEval, predict: Predict | None, normals: tuple[str, ...] = NORMALS
+) -> dict[tuple[str, str], SourceStats]:
+    """{(source, normal): stats} for source "model" (absent when `predict` is None) and "gt",
+    and each `ground_plane` normal mode, over the rig's frames."""
+    ground = dataclasses.replace(
+        rig.ground, camera_height_m=rig.height_m, pitch_deg=rig.mount_pitch_deg
+    )
+    keys = [(src, nm) for src in (["gt"] if predict is None else ["model", "gt"]) for nm in normals]
+    stats = {key: SourceStats() for key in keys}
+    for seq in range(rig.sequences):
+        out = rig_frames(rig, seq)
+        # one stream state per camera path, as a node restarted for each recording
+        states = {k: GroundPlaneScale(dataclasses.replace(ground, normal=k[1])) for k in keys}
+        for i in range(out["rgb"].shape[0]):
+            gt_HW = out["depth"][i].numpy().astype(np.float64)
+            valid_HW = out["valid"][i].numpy()
+            K_33 = out["K"][i].numpy().astype(np.float64)
+            up_3 = out["pose"][i, :3, :3].numpy().T @ np.array([0.0, 1.0, 0.0])  # world y up
+            rels = {"gt": np.where(valid_HW, gt_HW, np.nan)}
+            if predict is not None:
+                rgb_HW3 = out["rgb"][i].permute(1, 2, 0).numpy()
+                rels["model"] = np.asarray(predict(rgb_HW3), dtype=np.float64)
+            for key in keys:
+                score_frame(stats[key], states[key], rels[key[0]], gt_HW, valid_HW, K_33, up_3)
+    return stats
+
+
+def summary_row(name: str, rig: RigEval, key: tuple[str, str], st: SourceStats) -> dict:
+    """One table row: means over frames, the ratio, and the fallbacks by reason."""
+
+    def mean(x: list[float]) -> float:
+        return float(np.mean(x)) if x else float("nan")
+
+    metric, aligned = mean(st.metric), mean(st.aligned)
+    return {
+        "rig": name,
+        "height_m": rig.height_m,
+        "mount_pitch_deg": rig.mount_pitch_deg,
+        "source": key[0],
+        "normal": key[1],
+        "frames": st.frames,
+        "scaled": len(st.metric),
+        "metric_abs_rel": metric,
+        "aligned_abs_rel": aligned,
+        "ratio": metric / aligned if aligned > 0 else float("nan"),
+        "aligned_abs_rel_all": mean(st.aligned_all),
+        "median_scale_err": float(np.median(np.abs(st.scale_err))) if st.scale_err else math.nan,
+        "median_normal_err_deg": float(np.median(st.normal_err_deg))
+        if st.normal_err_deg
+        else math.nan,
+        "fallbacks": dict(sorted(st.fallbacks.items())),
+    }
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """A Markdown table of `summary_row`s."""
+    head = (
+        "| rig | height, mount pitch | depth | normal | frames scaled | metric AbsRel | "
+        "aligned AbsRel | ratio | aligned AbsRel (all) | median abs scale err | "
+        "median normal err [deg] | fallbacks |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        fallbacks: dict = r["fallbacks"]  # type: ignore[assignment]
+        falls = ", ".join(f"{k} {v}" for k, v in fallbacks.items()) or "none"
+        rig = f"{r['rig']} | {r['height_m']:.1f} m, {r['mount_pitch_deg']:g} deg"
+        rig += f" | {r['source']} | {r['normal']}"
+        lines.append(
+            f"| {rig} | {r['scaled']}/{r['frames']} | {r['metric_abs_rel']:.3f} | "
+            f"{r['aligned_abs_rel']:.3f} | {r['ratio']:.2f} | {r['aligned_abs_rel_all']:.3f} | "
+            f"{r['median_scale_err']:.3f} | {r['median_normal_err_deg']:.1f} | {falls} |"
+        )
+    return "\n".join(lines)
