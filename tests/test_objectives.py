@@ -62,3 +62,54 @@ def test_last_scale_gumbel_variant_drops_last_scale_from_ce():
     assert "latent_mse" in out.logs
     out.loss.backward()
     assert m.transformer.head.weight.grad is not None
+
+
+def test_soft_rollout_builds_targets_from_the_soft_reconstruction():
+    """With soft_rollout the running f_hat after a scale is f_hat + eta(softmax @ codebook), so the
+    next scale's target differs from the argmax rollout's; soft_latent adds a loss whose gradient
+    reaches the transformer through the softmax."""
+    import torch.nn.functional as F
+
+    from depthart_core.config import get_preset as preset
+
+    torch.manual_seed(0)
+    m = DepthART(preset("tiny"))
+    q = m.tokenizer.quantize
+    torch.nn.init.normal_(q.embedding.weight)
+    torch.nn.init.normal_(m.transformer.head.weight, std=0.5)  # peaked, non-uniform logits
+    f_D = torch.randn(2, q.Cvae, 8, 8)
+    img = torch.randn(2, m.transformer.L, q.Cvae)
+    base = depthart_loss(m, img, f_D)
+    soft = depthart_loss(m, img, f_D, soft_rollout=True)
+    assert soft.logs["ce"] != base.logs["ce"]
+    # the soft_mse it logs is the hand-built mean over scales of MSE(f_hat_<k + soft_k, f_D)
+    var, K = m.transformer, q.num_scales
+    with torch.no_grad():
+        ada = var.modulations(var.condition(2, f_D.device))
+        logits, cache = var.prefill(img, ada)
+        f_hat, mse = torch.zeros_like(f_D), 0.0
+        for si, pn in enumerate(q.patch_nums):
+            if si > 0:
+                logits, cache = var.step(q.next_input(f_hat, si), si, ada, cache)
+            emb = (logits.softmax(-1) @ q.embedding.weight).transpose(1, 2).reshape(2, -1, pn, pn)
+            f_hat = f_hat + q.contribution(emb, si)
+            mse += F.mse_loss(f_hat, f_D).item() / K
+    assert abs(soft.logs["soft_mse"] - mse) < 1e-5
+    m.zero_grad()
+    depthart_loss(m, img, f_D, soft_rollout=True, soft_latent=10.0).loss.backward()
+    with_latent = m.transformer.head.weight.grad.clone()
+    m.zero_grad()
+    soft.loss.backward()
+    assert not torch.allclose(with_latent, m.transformer.head.weight.grad)
+
+
+def test_soft_options_refuse_teacher_forcing_and_negative_weights():
+    import pytest
+
+    from depthart_core.training.config import TrainConfig
+
+    assert not TrainConfig().soft_rollout and TrainConfig().soft_latent == 0.0
+    with pytest.raises(ValueError, match="mode='teacher_forcing' has none"):
+        TrainConfig(mode="teacher_forcing", soft_rollout=True)
+    with pytest.raises(ValueError, match="soft_latent must be >= 0, got -1"):
+        TrainConfig(soft_latent=-1.0)

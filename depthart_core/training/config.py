@@ -76,6 +76,11 @@ class TrainConfig:
     stage: str = "transformer"  # tokenizer | transformer
     mode: str = "depthart"  # depthart | teacher_forcing (stage 2)
     last_scale_gumbel: bool = False  # the released config's rec_loss variant; off by default
+    # depthart mode: build the rollout's f_hat from the probability-weighted mean of the code
+    # embeddings (the `soft` decoding) instead of the argmax code; off by default
+    soft_rollout: bool = False
+    # depthart mode: weight of the mean over scales of MSE(f_hat_<k + soft update_k, f_D); 0 = off
+    soft_latent: float = 0.0
     # stage 2 with image_prefix "cnn": weight of MSE(encoder's f_D estimate, f_D); 0 = off
     aux_latent: float = 0.0
     augment: bool = False  # stage 2: photometric augmentation of the RGB (training/augment.py)
@@ -132,6 +137,13 @@ class TrainConfig:
             raise ValueError(f"white_balance must be in [0, 1), got {self.white_balance}")
         if self.white_balance > 0 and not self.augment:
             raise ValueError(f"white_balance={self.white_balance} needs augment=true")
+        if self.soft_latent < 0:
+            raise ValueError(f"soft_latent must be >= 0, got {self.soft_latent}")
+        if (self.soft_rollout or self.soft_latent > 0) and self.mode != "depthart":
+            raise ValueError(
+                "soft_rollout / soft_latent shape the DepthART rollout; "
+                f"mode={self.mode!r} has none"
+            )
 
     def _dotted(self, name: str) -> Any:
         node: Any = self

@@ -11,6 +11,13 @@ detached; the KV cache keeps earlier keys/values in the graph, so one backward c
 Cross-entropy over the codebook with uniform per-token weight. Optionally (off by default) the
 released configuration's last-scale variant: a Gumbel-softmax mixture of code embeddings at the
 last scale, that scale dropped from the cross-entropy, plus 10 * MSE(f_hat, f_D).
+
+Two more options (off by default) make the rollout match the `soft` decoding
+(`depthart_core.sampling`), where each scale adds the probability-weighted mean of the code
+embeddings: `soft_rollout` builds the running f_hat, and so the next inputs and targets, from that
+mean instead of the argmax code; `soft_latent` adds w * mean over scales of
+MSE(f_hat_<k + eta_k(softmax_k @ codebook), f_D), a gradient through the softmax that asks every
+scale to lower the latent error of the reconstruction it starts from.
 """
 
 from __future__ import annotations
@@ -94,8 +101,11 @@ def depthart_loss(
     f_D: torch.Tensor,
     last_scale_gumbel: bool = False,
     f_start: torch.Tensor | None = None,
+    soft_rollout: bool = False,
+    soft_latent: float = 0.0,
 ) -> StepOutput:
-    """With `f_start` (refine_from_image_latent) the rollout's f_hat starts there, not at zero."""
+    """With `f_start` (refine_from_image_latent) the rollout's f_hat starts there, not at zero.
+    `soft_rollout` / `soft_latent`: see the module docstring."""
     quant, var = model.tokenizer.quantize, model.transformer
     B, K = f_D.shape[0], quant.num_scales
     ada = var.modulations(var.condition(B, f_D.device))
@@ -103,7 +113,7 @@ def depthart_loss(
     f_hat = torch.zeros_like(f_D) if f_start is None else f_start.detach().clone()
     ce_sum = f_D.new_zeros(())
     n_ce, n_correct = 0, 0
-    extra = f_D.new_zeros(())
+    extra, soft_mse = f_D.new_zeros(()), f_D.new_zeros(())
     for si, pn in enumerate(quant.patch_nums):
         if si > 0:
             x_BlCv = quant.next_input(f_hat, si).detach()
@@ -118,16 +128,27 @@ def depthart_loss(
         ce_sum = ce_sum + F.cross_entropy(
             logits_BlV.float().flatten(0, 1), target_Bhw.flatten(), reduction="sum"
         )
+        h_soft = None
+        if soft_rollout or soft_latent > 0:
+            emb_BlC = logits_BlV.float().softmax(-1) @ quant.embedding.weight
+            h_soft = quant.contribution(emb_BlC.transpose(1, 2).reshape(B, -1, pn, pn), si)
+            soft_mse = soft_mse + F.mse_loss(f_hat.detach() + h_soft, f_D)
         with torch.no_grad():
             pred_Bl = logits_BlV.argmax(-1)
             n_correct += int((pred_Bl == target_Bhw.flatten(1)).sum())
             n_ce += pred_Bl.numel()
-            f_hat = f_hat + quant.idx_contribution(pred_Bl.view(B, pn, pn), si)
+            if soft_rollout:
+                f_hat = f_hat + h_soft.detach()
+            else:
+                f_hat = f_hat + quant.idx_contribution(pred_Bl.view(B, pn, pn), si)
     ce = ce_sum / n_ce
-    loss = ce + extra
+    soft_mse = soft_mse / K
+    loss = ce + extra + soft_latent * soft_mse
     logs = {"ce": ce.item(), "acc": n_correct / n_ce}
     if last_scale_gumbel:
         logs["latent_mse"] = extra.item() / 10.0
+    if h_soft is not None:
+        logs["soft_mse"] = soft_mse.item()
     return StepOutput(loss, logs, n_ce)
 
 

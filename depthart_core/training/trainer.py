@@ -274,7 +274,15 @@ class Trainer:
     ) -> obj.StepOutput:
         if self.cfg.mode == "teacher_forcing":
             return obj.teacher_forcing_loss(self.model, img, f_D, f_start)
-        return obj.depthart_loss(self.model, img, f_D, self.cfg.last_scale_gumbel, f_start)
+        return obj.depthart_loss(
+            self.model,
+            img,
+            f_D,
+            self.cfg.last_scale_gumbel,
+            f_start,
+            soft_rollout=self.cfg.soft_rollout,
+            soft_latent=self.cfg.soft_latent,
+        )
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
