@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from depthart_core.pointcloud import depth_to_points, pixel_rays
+from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays
 
 REASON_CODES = ("ok", "no_floor", "normal_far_from_up", "few_inliers", "scale_out_of_range")
 NORMALS = ("fit", "prior")
@@ -332,6 +332,21 @@ def _result(
     return GroundFit(
         scale, code, reason, len(pts_N3), float(inl_N.mean()), angle, rms, dist, normal
     )
+
+
+def metric_from_floor(
+    depth_HW: np.ndarray,
+    hfov_deg: float,
+    camera_height_m: float,
+    cfg: GroundPlaneConfig | None = None,
+) -> tuple[np.ndarray | None, GroundFit]:
+    """One image without a calibration (`depthart predict --camera-height`): its depth in metres
+    through an ideal pinhole of `hfov_deg`, or None and the fit that says why not."""
+    h, w = depth_HW.shape
+    fit = fit_ground_plane(depth_HW, pinhole_p(h, w, hfov_deg), cfg, camera_height_m)
+    if fit.scale is None:
+        return None, fit
+    return (np.asarray(depth_HW, dtype=np.float32) * np.float32(fit.scale)), fit
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--hfov (relative units: scale before measuring)",
     )
     p.add_argument(
-        "--hfov", type=float, default=60.0, help="--ply: horizontal field of view, degrees (60)"
+        "--hfov",
+        type=float,
+        default=60.0,
+        help="--ply, --camera-height: horizontal field of view, degrees (60)",
+    )
+    p.add_argument(
+        "--camera-height",
+        type=float,
+        default=None,
+        metavar="M",
+        help="the camera's height above the floor, metres: .npy and .ply in metres, scaled by "
+        "the floor's plane (depthart_core.ground_plane); an image without a usable floor is "
+        "skipped with the reason",
     )
     p.add_argument("--ply-stride", type=int, default=1, help="--ply: every Nth pixel (1)")
     p.add_argument("--out", required=True, help="output directory")
@@ -125,7 +137,11 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.fileutil import WriteError, check_writable
     from depthart_core.runtime import get_backend
 
-    if args.ply:  # check the camera before loading anything
+    if args.camera_height is not None:  # raises naming a bad height, before loading anything
+        from depthart_core.ground_plane import check_camera_height, metric_from_floor
+
+        check_camera_height(args.camera_height)
+    if args.ply or args.camera_height is not None:  # check the camera before loading anything
         from depthart_core.pointcloud import pinhole_p
 
         pinhole_p(2, 2, args.hfov)  # raises naming a bad --hfov
@@ -165,6 +181,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {name}: prediction failed: {str(exc).splitlines()[0]}")
             skipped["prediction failed"] += 1
             continue
+        if args.camera_height is not None:
+            depth, fit = metric_from_floor(depth, args.hfov, args.camera_height)
+            if depth is None:
+                print(f"skipped {name}: no metric scale: {fit.reason}")
+                skipped[f"no metric scale ({fit.code})"] += 1
+                continue
+            print(
+                f"{name}: {fit.scale:.4g} m per relative unit (floor: {fit.inlier_fraction:.0%} "
+                f"of {fit.n_candidates} points, {fit.normal_angle_deg:.0f} deg from level)"
+            )
         try:
             write_outputs(out, stem, depth, rgb, args)
         except WriteError as exc:
