@@ -1,7 +1,7 @@
 """Run and report folders that are never lost silently: one home for their protection.
 
-Every command that writes a folder (`train` of either stage, `eval`, `replay`, a future
-`finetune`) calls `claim_run_dir(out, resume=..., overwrite=...)` before it writes anything:
+Every command that writes a folder (`train` of either stage, `eval`, `replay`, `finetune`)
+calls `claim_run_dir(out, resume=..., overwrite=...)` before it writes anything:
 
 - A folder that already holds a run or a report is refused with one line that says what it holds
   and what to pass, unless the command resumes it (`--resume`) or `--overwrite` was given; then the
@@ -17,7 +17,9 @@ Every command that writes a folder (`train` of either stage, `eval`, `replay`, a
   The kernel drops the lock when the process dies, even after `kill -9`.
 
 `read_train_state` reads `train_state.safetensors` for `--resume` and turns any damage into one
-line that names the file and the last readable checkpoint to start again from.
+line that names the file and the last readable checkpoint to start again from. `metrics.jsonl` is
+a log, never load-bearing: `read_metrics` skips a damaged line (cut short by a full disk, not
+UTF-8) with a warning naming the file and the line, and `rewrite_metrics` replaces it atomically.
 """
 
 from __future__ import annotations
