@@ -15,7 +15,7 @@ setup(
     packages=find_packages(
         include=["depthart_core", "depthart_core.*", "depthart_ros", "depthart_ros.*"]
     ),
-    package_data={"depthart_core": ["data/*.json", "data/*.txt"]},
+    package_data={"depthart_core": ["data/*.json", "data/*.txt"], "depthart_ros": ["*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml", "LICENSE"]),

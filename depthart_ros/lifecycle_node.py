@@ -39,6 +39,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.logging import get_logger
 from rclpy.qos import QoSProfile
 
+from depthart_ros.dds import use_node_profile
 from depthart_ros.node import DepthArtCore, spin_until_shutdown
 from depthart_ros.params import PARAMS
 
@@ -164,6 +165,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
+    use_node_profile()  # before rclpy creates the participant (depthart_ros.dds)
     rclpy.init(args=args)
     try:
         node = DepthArtLifecycleNode()

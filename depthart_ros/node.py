@@ -53,6 +53,7 @@ from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import sampling_setting
 from depthart_ros.calibration import CalibrationPairer, camera_info_for
+from depthart_ros.dds import use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
 from depthart_ros.params import PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
@@ -411,6 +412,7 @@ class DepthArtNode(DepthArtCore, Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    use_node_profile()  # before rclpy creates the participant (depthart_ros.dds)
     rclpy.init(args=args)
     try:
         node = DepthArtNode()

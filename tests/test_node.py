@@ -94,12 +94,11 @@ def ros(tmp_path: Path, tiny_checkpoint: str):
     env.close()
 
 
-def _node_default_backend(checkpoint: str):
+def _node_default_backend(checkpoint: str, **kw: Any):
     """The torch backend the node builds with its default parameters, in this process."""
     s = {p.name: p.default for p in PARAMS}["sampling"]
-    return get_backend(
-        "torch", checkpoint, sampling=None if s == "greedy" else sampling_setting(s, 0)
-    )
+    sampling = None if s == "greedy" else sampling_setting(s, 0)
+    return get_backend("torch", checkpoint, sampling=sampling, **kw)
 
 
 def _subscribe_outputs(peer: RosPeer, info_reliable: bool = True) -> None:
@@ -163,7 +162,7 @@ def _wait_counts(
 # 1. every encoding, headers, camera_info pairing, colored output, values vs predict
 def test_encodings_headers_and_values(ros: RosTest, tiny_checkpoint: str) -> None:
     # flip_average on: the node's depth must be the flip-averaged prediction of the same frame
-    estimator = get_backend("torch", tiny_checkpoint, flip_average=True)
+    estimator = _node_default_backend(tiny_checkpoint, flip_average=True)
     peer = ros.peer
     _subscribe_outputs(peer)
     overrides = {"input_qos.reliability": "reliable", "input_qos.depth": 5, "flip_average": True}

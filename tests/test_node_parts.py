@@ -99,7 +99,7 @@ def test_rates_that_would_stall_the_node_are_refused() -> None:
     reason = validate_params(DEFAULTS | {"max_rate_hz": 1e-6})
     assert "max_rate_hz=1e-06" in reason and "at least 0.1" in reason
     reason = validate_params(DEFAULTS | {"debug_min_inference_ms": 10_000.0})
-    assert "debug_min_inference_ms=10000.0 is outside [0, 2000]" in reason
+    assert "debug_min_inference_ms=10000.0 is outside [0, 5000]" in reason
     assert "camera_info.wait_s=-1" in validate_params(DEFAULTS | {"camera_info.wait_s": -1})
     assert "max_input_pixels=0" in validate_params(DEFAULTS | {"max_input_pixels": 0})
 
@@ -116,3 +116,23 @@ def test_denormal_and_tiny_focal_lengths_are_refused() -> None:
     for fx in (1e-320, 1e-30, 1e-4):
         cause, text = camera_info_problem(_info(fx))
         assert cause == "tiny_focal" and f"fx={fx:g}" in text, (fx, text)
+
+
+def test_node_dds_profile_is_applied_only_where_nobody_chose_one() -> None:
+    from depthart_ros.dds import PROFILE, use_node_profile
+
+    assert PROFILE.is_file() and "<historyMemoryPolicy>DYNAMIC" in PROFILE.read_text()
+    env: dict[str, str] = {}
+    assert use_node_profile(env) == str(PROFILE)
+    assert env == {
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE),
+        "RMW_FASTRTPS_USE_QOS_FROM_XML": "1",
+    }
+    for chosen in (
+        {"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"},
+        {"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"},
+        {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"},
+        {"DEPTHART_DDS_PROFILE": "0"},
+    ):
+        env = dict(chosen)
+        assert use_node_profile(env) is None and env == chosen
