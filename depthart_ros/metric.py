@@ -32,6 +32,7 @@ GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
     ("ground_plane.max_normal_angle_deg", "max_normal_angle_deg"),
     ("ground_plane.floor_region", "floor_region"),
     ("ground_plane.min_inlier_fraction", "min_inlier_fraction"),
+    ("ground_plane.normal", "normal"),
 )
 
 

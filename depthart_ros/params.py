@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from depthart_core.colormap import COLORMAPS
+from depthart_core.ground_plane import NORMALS as GROUND_NORMALS
 from depthart_core.metric_scale import FIT_MODES
 from depthart_core.pointcloud import IMAGES as POINT_IMAGES
 from depthart_core.precision import PRECISIONS
@@ -102,7 +103,7 @@ PARAMS: tuple[Param, ...] = (
         f"cap on the inference rate; 0 = no cap, else >= {MIN_RATE_HZ:g}",
         lo=0,
         hi=1e3,
-    ),  # fmt: skip
+    ),
     Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
     Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off", lo=0, hi=1e4),
     Param("max_depth", 0.0, "output values above become +inf (REP 117); 0 = off", lo=0, hi=1e4),
@@ -117,42 +118,48 @@ PARAMS: tuple[Param, ...] = (
         "camera optical centre above the floor (m)",
         lo=1e-3,
         hi=100.0,
-    ),  # fmt: skip
+    ),
     Param(
         "ground_plane.pitch_deg",
         0.0,
         "prior camera pitch, positive = looking down (deg)",
         lo=-89.0,
         hi=89.0,
-    ),  # fmt: skip
+    ),
     Param(
         "ground_plane.max_normal_angle_deg",
         35.0,
         "floor normal tolerance around the prior up",
         lo=1.0,
         hi=89.0,
-    ),  # fmt: skip
+    ),
     Param(
         "ground_plane.floor_region",
         0.5,
         "lower fraction of the image searched for the floor",
         lo=0.05,
         hi=1.0,
-    ),  # fmt: skip
+    ),
     Param(
         "ground_plane.min_inlier_fraction",
         0.3,
         "fewer floor inliers -> relative output",
         lo=0.01,
         hi=1.0,
-    ),  # fmt: skip
+    ),
+    Param(
+        "ground_plane.normal",
+        "fit",
+        "fit: distance along the fitted floor normal; prior: along the pitch_deg prior",
+        GROUND_NORMALS,
+    ),
     Param(
         "debug_min_inference_ms",
         0.0,
         "TEST HOOK: pad each inference to this",
         lo=0,
         hi=DEBUG_MAX_INFERENCE_MS,
-    ),  # fmt: skip
+    ),
 )
 
 
