@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_core.tokenizer",),
     ("depthart_core.transformer",),
     ("depthart_core.model", "depthart_core.sampling"),
+    ("depthart_core.uncertainty",),
     ("depthart_core.checkpoint", "depthart_core.authors_layout", "depthart_core.info"),
     (
         "depthart_core.evaluation",

@@ -1,0 +1,179 @@
+"""How well a per-pixel uncertainty predicts the error: one small masked function per measure.
+
+The error of a pixel is its absolute relative error after the protocol's alignment,
+|p - g| / g (`pixel_abs_rel`). For one frame:
+
+    sparsification_curve  AbsRel of the pixels kept after removing the fraction f most uncertain
+                          ones, for f = 0, 0.02, ..., 0.98 (`FRACTIONS`); Ilg et al., "Uncertainty
+                          Estimates and Multi-Hypotheses Networks for Optical Flow" (ECCV 2018,
+                          sec. 5.2), as Poggi et al. ("On the uncertainty of self-supervised
+                          monocular depth estimation", CVPR 2020, sec. 4) use it for depth
+    oracle_curve          the same with pixels removed by their true error (the best ranking)
+    random_curve          the expectation under a random ranking: the frame's AbsRel at every f
+                          (removing random pixels leaves the mean unchanged in expectation)
+    curve_area            trapezoidal area under a curve over its fractions
+    ause / aurg           area(curve - oracle) and area(random - curve): lower AUSE and higher
+                          AURG are better; a random ranking has AURG 0
+    spearman              rank correlation with average ranks for ties
+    calibration_bins      pixels split into equal-count bins of claimed error (deciles): the mean
+                          claimed and mean observed error of each
+
+Curves are per frame and averaged over frames (the per-image mean of every protocol,
+`evaluation.protocols`); AUSE and AURG are then taken on the mean curves. Removing a fraction
+rounds down to whole pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from depthart_core.evaluation.metrics import PRED_EPS, masked_pairs
+
+FRACTIONS = np.round(np.arange(0, 50) * 0.02, 2)  # 0, 0.02, ..., 0.98
+
+
+def pixel_abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """|max(p, PRED_EPS) - g| / g of every valid pixel (as `metrics.abs_rel` averages it)."""
+    p, g = masked_pairs(pred, gt, valid)
+    return np.abs(np.maximum(p, PRED_EPS) - g) / g
+
+
+def _check_pair(errors: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e, s = np.asarray(errors, np.float64).ravel(), np.asarray(scores, np.float64).ravel()
+    if e.shape != s.shape:
+        raise ValueError(f"{e.size} errors but {s.size} uncertainty scores")
+    if e.size == 0:
+        raise ValueError("no pixel to score")
+    if not (np.isfinite(e).all() and np.isfinite(s).all()):
+        bad = int((~np.isfinite(e)).sum() + (~np.isfinite(s)).sum())
+        raise ValueError(f"{bad} non-finite errors or scores")
+    return e, s
+
+
+def sparsification_curve(
+    errors: np.ndarray, scores: np.ndarray, fractions: np.ndarray = FRACTIONS
+) -> np.ndarray:
+    """Mean error of the pixels left after removing the floor(f * N) highest-scored, per f.
+    Ties keep their pixel order (a stable sort), so a constant score removes pixels in order."""
+    e, s = _check_pair(errors, scores)
+    fractions = np.asarray(fractions, np.float64)
+    if np.any((fractions < 0) | (fractions >= 1)):
+        raise ValueError(f"fractions must lie in [0, 1), got {fractions.tolist()}")
+    order = np.argsort(-s, kind="stable")  # most uncertain first
+    tail_sum = np.cumsum(e[order][::-1])[::-1]  # tail_sum[i] = sum of errors ranked i..N-1
+    removed = np.floor(fractions * e.size + 1e-9).astype(int)
+    return tail_sum[removed] / (e.size - removed)
+
+
+def oracle_curve(errors: np.ndarray, fractions: np.ndarray = FRACTIONS) -> np.ndarray:
+    return sparsification_curve(errors, errors, fractions)
+
+
+def random_curve(errors: np.ndarray, fractions: np.ndarray = FRACTIONS) -> np.ndarray:
+    e, _ = _check_pair(errors, errors)
+    return np.full(len(fractions), e.mean())
+
+
+def curve_area(curve: np.ndarray, fractions: np.ndarray = FRACTIONS) -> float:
+    c, f = np.asarray(curve, np.float64), np.asarray(fractions, np.float64)
+    if c.shape != f.shape:
+        raise ValueError(f"curve has {c.size} points but there are {f.size} fractions")
+    return float(np.sum(0.5 * (c[1:] + c[:-1]) * np.diff(f)))
+
+
+def ause(curve: np.ndarray, oracle: np.ndarray, fractions: np.ndarray = FRACTIONS) -> float:
+    return curve_area(np.asarray(curve) - np.asarray(oracle), fractions)
+
+
+def aurg(curve: np.ndarray, random: np.ndarray, fractions: np.ndarray = FRACTIONS) -> float:
+    return curve_area(np.asarray(random) - np.asarray(curve), fractions)
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..N, ties sharing the mean of their ranks."""
+    x = np.asarray(x, np.float64).ravel()
+    order = np.argsort(x, kind="stable")
+    sx = x[order]
+    starts = np.flatnonzero(np.concatenate([[True], sx[1:] != sx[:-1]]))
+    ends = np.concatenate([starts[1:], [x.size]])  # exclusive
+    mean_rank = (starts + ends + 1) / 2.0  # mean of (start+1) .. end
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho: the Pearson correlation of average ranks. NaN if either side is
+    constant."""
+    a, b = _check_pair(a, b)
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = np.sqrt(np.dot(ra, ra) * np.dot(rb, rb))
+    return float(np.dot(ra, rb) / den) if den > 0 else float("nan")
+
+
+def calibration_bins(
+    claimed: np.ndarray, observed: np.ndarray, bins: int = 10
+) -> list[tuple[float, float, int]]:
+    """(mean claimed, mean observed, pixel count) per equal-count bin of the claimed error,
+    lowest claim first."""
+    c, o = _check_pair(claimed, observed)
+    if bins < 1 or c.size < bins:
+        raise ValueError(f"cannot split {c.size} pixels into {bins} bins")
+    parts = np.array_split(np.argsort(c, kind="stable"), bins)
+    return [(float(c[p].mean()), float(o[p].mean()), int(p.size)) for p in parts]
+
+
+def worst_calibration_gap(bins: list[tuple[float, float, int]]) -> float:
+    """max over bins of |claimed / observed - 1| (0.25: some decile is 25 % off)."""
+    return max(abs(c / o - 1.0) if o > 0 else float("inf") for c, o, _ in bins)
+
+
+class SparsificationTally:
+    """Per-frame curves and rank correlations, summarised over frames (`summary`)."""
+
+    def __init__(self, fractions: np.ndarray = FRACTIONS) -> None:
+        self.fractions = np.asarray(fractions, np.float64)
+        self.curves: list[np.ndarray] = []
+        self.oracles: list[np.ndarray] = []
+        self.randoms: list[np.ndarray] = []
+        self.rhos: list[float] = []
+
+    def add(self, errors: np.ndarray, scores: np.ndarray) -> None:
+        """One frame's valid pixels: their errors and uncertainty scores (higher: less sure)."""
+        self.curves.append(sparsification_curve(errors, scores, self.fractions))
+        self.oracles.append(oracle_curve(errors, self.fractions))
+        self.randoms.append(random_curve(errors, self.fractions))
+        self.rhos.append(spearman(scores, errors))
+
+    def summary(self, drop_at: float = 0.2) -> dict:
+        """Mean curves; AbsRel before and after removing `drop_at` and the relative drop; AUSE,
+        the random ranking's AUSE, their ratio, AURG; Spearman's rho averaged over frames (frames
+        with a constant score or error, whose rho is undefined, left out and counted)."""
+        if not self.curves:
+            raise ValueError("no frame was added")
+        hit = np.flatnonzero(np.isclose(self.fractions, drop_at))
+        if hit.size != 1:
+            raise ValueError(f"{drop_at} is not one of the fractions {self.fractions.tolist()}")
+        curve, oracle, rand = (
+            np.mean(c, axis=0) for c in (self.curves, self.oracles, self.randoms)
+        )
+        a, a_rand = ause(curve, oracle, self.fractions), ause(rand, oracle, self.fractions)
+        rhos = np.asarray(self.rhos)
+        return {
+            "frames": len(self.curves),
+            "fractions": self.fractions.tolist(),
+            "curve": curve.tolist(),
+            "oracle": oracle.tolist(),
+            "random": rand.tolist(),
+            "abs_rel": float(curve[0]),
+            "abs_rel_after": float(curve[hit[0]]),
+            "drop": float(1.0 - curve[hit[0]] / curve[0]),
+            "oracle_drop": float(1.0 - oracle[hit[0]] / oracle[0]),
+            "ause": a,
+            "ause_random": a_rand,
+            "ause_ratio": a / a_rand if a_rand > 0 else float("nan"),
+            "aurg": aurg(curve, rand, self.fractions),
+            "spearman_per_frame": float(np.nanmean(rhos)) if np.isfinite(rhos).any() else None,
+            "spearman_undefined_frames": int((~np.isfinite(rhos)).sum()),
+        }

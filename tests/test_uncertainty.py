@@ -1,0 +1,171 @@
+"""The uncertainty estimators on tiny random models, and the calibration map."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from depthart_core.config import get_preset
+from depthart_core.model import DepthART, SamplingConfig
+from depthart_core.sampling import sampling_setting
+from depthart_core.uncertainty import (
+    CALIBRATION_FORMAT,
+    ESTIMATORS,
+    UncertaintyCalibration,
+    depth_and_uncertainty,
+    embedding_variance,
+    fit_calibration,
+    flip_disagreement,
+    isotonic,
+    latent_spread,
+    sample_spread,
+    token_distribution,
+)
+
+GREEDY = SamplingConfig()
+
+
+@pytest.fixture(scope="module")
+def refine_model() -> DepthART:
+    """The shipped architecture (its refinement starts from the image encoder's latent)."""
+    torch.manual_seed(1)
+    return DepthART(get_preset("tiny_cnn_refine")).eval()
+
+
+def _image(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("method", ESTIMATORS)
+@pytest.mark.parametrize("which", ["tiny", "refine"])
+def test_every_estimator_gives_the_plain_depth_and_a_finite_map(
+    method, which, tiny_model, refine_model
+):
+    model = tiny_model if which == "tiny" else refine_model
+    x = _image()
+    depth, score = depth_and_uncertainty(model, x, method, GREEDY, k=3)
+    assert depth.shape == score.shape == (2, 64, 64)
+    assert torch.isfinite(score).all() and (score >= 0).all()
+    assert score.amax() > 0
+    # the depth is the decoding's own, not a mean of samples or of the mirrored pass
+    torch.testing.assert_close(depth, model.predict_normalized(x, GREEDY), atol=2e-5, rtol=0)
+
+
+def test_latent_spread_is_deterministic_and_per_image(refine_model):
+    x = _image(batch=3)
+    d1, s1 = latent_spread(refine_model, x, GREEDY)
+    d2, s2 = latent_spread(refine_model, x, GREEDY)
+    assert torch.equal(s1, s2) and torch.equal(d1, d2)
+    # batching does not mix images: image 1 alone gives its own map
+    _, s_one = latent_spread(refine_model, x[1:2], GREEDY)
+    torch.testing.assert_close(s_one[0], s1[1], atol=1e-5, rtol=1e-4)
+
+
+def test_latent_spread_follows_the_soft_decodings_distribution(refine_model):
+    x = _image()
+    soft = sampling_setting("soft")
+    depth, score = latent_spread(refine_model, x, soft)
+    torch.testing.assert_close(depth, refine_model.predict_normalized(x, soft), atol=2e-5, rtol=0)
+    assert torch.isfinite(score).all()
+
+
+def test_sample_spread_is_seeded(refine_model):
+    x = _image()
+    _, a = sample_spread(refine_model, x, GREEDY, k=3, seed=5)
+    _, b = sample_spread(refine_model, x, GREEDY, k=3, seed=5)
+    _, c = sample_spread(refine_model, x, GREEDY, k=3, seed=6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_flip_disagreement_by_hand(refine_model):
+    x = _image(batch=1)
+    depth, score = flip_disagreement(refine_model, x, GREEDY)
+    both = refine_model.predict_normalized(torch.cat([x, x.flip(-1)]), GREEDY)
+    expected = (both[0] - both[1].flip(-1)).abs() / both[0].clamp_min(1e-3)
+    torch.testing.assert_close(score[0], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_embedding_variance_by_hand():
+    codebook = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    probs = torch.tensor([[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]])
+    # one code: 0; two codes 2 apart with 1/2 each: 1; three: E|e|^2 = 8/3, |Ee|^2 = 8/9
+    expected = torch.tensor([[0.0, 1.0, 8 / 3 - 8 / 9]])
+    torch.testing.assert_close(embedding_variance(probs, codebook), expected)
+
+
+def test_token_distribution_uses_the_decodings_filter():
+    logits = torch.tensor([[[3.0, 2.0, 1.0, 0.0]]])
+    assert torch.allclose(token_distribution(logits, GREEDY), logits.softmax(-1))
+    top2 = SamplingConfig(greedy=False, soft=True, top_k=2)
+    p = token_distribution(logits, top2)
+    assert p[0, 0, 2:].sum() == 0 and torch.isclose(p.sum(), torch.tensor(1.0))
+
+
+def _with_head(model: DepthART, bias: torch.Tensor) -> DepthART:
+    """A copy whose token logits are `bias` everywhere, whatever the image."""
+    m = copy.deepcopy(model)
+    m.transformer.head.weight.data.zero_()
+    m.transformer.head.bias.data.copy_(bias)
+    return m
+
+
+def test_a_confident_distribution_gives_a_lower_latent_spread(refine_model):
+    V = refine_model.cfg.tokenizer.vocab_size
+    peaked = torch.zeros(V)
+    peaked[3] = 30.0
+    x = _image()
+    _, s_flat = latent_spread(_with_head(refine_model, torch.zeros(V)), x, GREEDY)
+    _, s_peak = latent_spread(_with_head(refine_model, peaked), x, GREEDY)
+    assert s_peak.max() < 1e-3 * s_flat.min()
+
+
+def test_bad_settings_raise(refine_model):
+    x = _image(batch=1)
+    with pytest.raises(ValueError, match="k >= 2"):
+        sample_spread(refine_model, x, GREEDY, k=1)
+    with pytest.raises(ValueError, match="deterministic"):
+        latent_spread(refine_model, x, sampling_setting("paper"))
+    with pytest.raises(ValueError, match="unknown uncertainty estimator 'entropy'"):
+        depth_and_uncertainty(refine_model, x, "entropy")
+
+
+def test_isotonic_by_hand():
+    # 3 > 1 pool into 2 (weights 1, 1); then 2, 2 stay; 5 stays
+    assert np.allclose(isotonic(np.array([3.0, 1.0, 2.0, 5.0]), np.ones(4)), [2, 2, 2, 5])
+    # weights: (4 * 1 + 1 * 3) / 2 ... pool 4 (w 1) and 1 (w 3): 1.75
+    assert np.allclose(isotonic(np.array([4.0, 1.0]), np.array([1.0, 3.0])), [1.75, 1.75])
+
+
+def test_fit_calibration_recovers_a_known_map():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 20000)
+    errors = 0.1 * scores + rng.normal(0, 0.01, scores.size)  # E[error | score] = 0.1 score
+    cal = fit_calibration("latent", scores, errors, bins=20)
+    assert np.all(np.diff(cal.scores) > 0) and np.all(np.diff(cal.errors) >= 0)
+    q = np.array([0.1, 0.5, 0.9])
+    assert np.allclose(cal(q), 0.1 * q, atol=3e-3)
+    assert cal(np.array([-5.0]))[0] == pytest.approx(cal.errors[0])  # constant beyond the ends
+    assert np.isnan(cal(np.array([np.nan]))[0])
+
+
+def test_calibration_round_trip_and_bad_files(tmp_path):
+    cal = UncertaintyCalibration("latent", (0.1, 0.2, 0.4), (0.05, 0.07, 0.2), {"seed": 932})
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    assert json.loads(path.read_text())["format"] == CALIBRATION_FORMAT
+    assert UncertaintyCalibration.load(path) == cal
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        UncertaintyCalibration.load(tmp_path / "missing.json")
+    path.write_text(json.dumps({**cal.to_dict(), "extra": 1}))
+    with pytest.raises(ValueError, match="unknown key.*extra"):
+        UncertaintyCalibration.load(path)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        UncertaintyCalibration("latent", (0.1, 0.2), (0.2, 0.1))
+    with pytest.raises(ValueError, match="unknown estimator"):
+        UncertaintyCalibration("entropy", (0.1, 0.2), (0.1, 0.2))

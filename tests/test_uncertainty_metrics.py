@@ -1,0 +1,122 @@
+"""Sparsification, AUSE, Spearman and calibration bins against values computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from depthart_core.evaluation.uncertainty_metrics import (
+    FRACTIONS,
+    SparsificationTally,
+    aurg,
+    ause,
+    average_ranks,
+    calibration_bins,
+    curve_area,
+    oracle_curve,
+    pixel_abs_rel,
+    random_curve,
+    sparsification_curve,
+    spearman,
+    worst_calibration_gap,
+)
+
+ERR = np.array([0.1, 0.4, 0.2, 0.3])
+HALVES = np.array([0.0, 0.25, 0.5, 0.75])
+
+
+def test_fractions_are_0_to_98_percent_in_steps_of_2():
+    assert len(FRACTIONS) == 50 and FRACTIONS[0] == 0.0 and FRACTIONS[-1] == 0.98
+    assert np.allclose(np.diff(FRACTIONS), 0.02)
+
+
+def test_pixel_abs_rel_by_hand():
+    pred = np.array([[1.0, 3.0], [0.0, 5.0]])
+    gt = np.array([[2.0, 2.0], [1.0, 9.0]])
+    valid = np.array([[True, True], [True, False]])
+    # |1-2|/2, |3-2|/2, |1e-6 - 1|/1 (the prediction floor), the invalid pixel left out
+    assert np.allclose(pixel_abs_rel(pred, gt, valid), [0.5, 0.5, 1 - 1e-6])
+
+
+def test_sparsification_removes_the_most_uncertain_first():
+    scores = np.array([4.0, 1.0, 3.0, 2.0])  # ranks 0.1 first, then 0.2, 0.3, 0.4
+    # remove 0 -> mean of all 0.25; 1 -> (0.4+0.2+0.3)/3; 2 -> (0.4+0.3)/2; 3 -> 0.4
+    expected = [0.25, 0.3, 0.35, 0.4]
+    assert np.allclose(sparsification_curve(ERR, scores, HALVES), expected)
+
+
+def test_oracle_removes_the_largest_errors_first():
+    # remove 0.4, then 0.3, then 0.2: means 0.25, 0.2, 0.15, 0.1
+    assert np.allclose(oracle_curve(ERR, HALVES), [0.25, 0.2, 0.15, 0.1])
+
+
+def test_fraction_rounds_down_to_whole_pixels():
+    # 10 % of 4 pixels is 0.4 pixel: nothing removed; 30 % is 1.2: one removed
+    curve = sparsification_curve(ERR, ERR, np.array([0.1, 0.3]))
+    assert np.allclose(curve, [0.25, 0.2])
+
+
+def test_random_curve_is_the_mean():
+    assert np.allclose(random_curve(ERR, HALVES), 0.25)
+
+
+def test_areas_by_hand():
+    # trapezoids over 0, 0.25, 0.5, 0.75 of [0.25, 0.3, 0.35, 0.4]: 0.25 * (0.275+0.325+0.375)
+    curve = np.array([0.25, 0.3, 0.35, 0.4])
+    oracle = np.array([0.25, 0.2, 0.15, 0.1])
+    rand = np.full(4, 0.25)
+    assert curve_area(curve, HALVES) == pytest.approx(0.25 * 0.975)
+    # curve - oracle = [0, .1, .2, .3]: 0.25 * (0.05 + 0.15 + 0.25)
+    assert ause(curve, oracle, HALVES) == pytest.approx(0.1125)
+    # random - curve = [0, -.05, -.1, -.15]: a ranking worse than random has AURG < 0
+    assert aurg(curve, rand, HALVES) == pytest.approx(-0.05625)
+    assert ause(oracle, oracle, HALVES) == 0.0
+
+
+def test_average_ranks_share_ties():
+    assert np.allclose(average_ranks(np.array([3.0, 1.0, 3.0, 2.0])), [3.5, 1.0, 3.5, 2.0])
+
+
+def test_spearman_by_hand():
+    a = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert spearman(a, a**3) == pytest.approx(1.0)  # monotone, not linear
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    # ranks of b = [2, 1, 4, 3, 5]; d = [-1, 1, -1, 1, 0], rho = 1 - 6 * 4 / (5 * 24) = 0.8
+    assert spearman(a, np.array([20.0, 10.0, 40.0, 30.0, 50.0])) == pytest.approx(0.8)
+    assert np.isnan(spearman(a, np.ones(5)))
+
+
+def test_calibration_bins_and_gap_by_hand():
+    claimed = np.array([0.1, 0.1, 0.2, 0.2])
+    observed = np.array([0.1, 0.1, 0.1, 0.3])
+    bins = calibration_bins(claimed, observed, bins=2)
+    assert bins == [(0.1, 0.1, 2), (0.2, 0.2, 2)]
+    assert worst_calibration_gap(bins) == pytest.approx(0.0)
+    # a claim of 0.1 where 0.08 is observed is 25 % off
+    assert worst_calibration_gap([(0.1, 0.08, 5), (0.2, 0.2, 5)]) == pytest.approx(0.25)
+
+
+def test_tally_summarises_mean_curves():
+    t = SparsificationTally(HALVES)
+    t.add(ERR, np.array([4.0, 1.0, 3.0, 2.0]))  # the worst ranking: [0.25, 0.3, 0.35, 0.4]
+    t.add(ERR, ERR)  # the oracle ranking: [0.25, 0.2, 0.15, 0.1]
+    r = t.summary(drop_at=0.25)
+    assert np.allclose(r["curve"], [0.25, 0.25, 0.25, 0.25])
+    assert r["drop"] == pytest.approx(0.0)
+    assert r["oracle_drop"] == pytest.approx(0.2)
+    # AUSE of the mean curve 0.25 * (0.025+0.075+0.125) over the same for random: ratio 1
+    assert r["ause"] == pytest.approx(r["ause_random"]) and r["ause_ratio"] == pytest.approx(1.0)
+    assert r["spearman_per_frame"] == pytest.approx(0.0)  # -1 and +1
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="4 errors but 3"):
+        sparsification_curve(ERR, np.ones(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        sparsification_curve(ERR, np.array([1.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="fractions"):
+        sparsification_curve(ERR, ERR, np.array([1.0]))
+    with pytest.raises(ValueError, match="not one of the fractions"):
+        t = SparsificationTally(HALVES)
+        t.add(ERR, ERR)
+        t.summary(drop_at=0.2)
