@@ -41,7 +41,7 @@ from rcl_interfaces.msg import (
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
@@ -65,6 +65,10 @@ from depthart_ros.pipeline import (
     run_worker,
     timed_predict,
 )
+
+# qos_overrides./<topic>.publisher.* accepted for outputs: rclpy's defaults plus durability
+# (transient_local makes depth/camera_info a latched calibration for late subscribers)
+OUTPUT_OVERRIDABLE = tuple(QoSPolicyKind[k] for k in ("HISTORY", "DEPTH", "RELIABILITY", "DURABILITY"))
 
 
 def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
@@ -212,7 +216,7 @@ class DepthArtCore:
         return None
 
     def _publisher(self, msg_type: type, topic: str) -> Any:
-        over = QoSOverridingOptions.with_default_policies()
+        over = QoSOverridingOptions(OUTPUT_OVERRIDABLE)
         qos = self._qos("output_qos")
         return self._output_publisher(msg_type, topic, qos, qos_overriding_options=over)
 

@@ -101,9 +101,9 @@ def _node_default_backend(checkpoint: str, **kw: Any):
     return get_backend("torch", checkpoint, sampling=sampling, **kw)
 
 
-def _subscribe_outputs(peer: RosPeer, info_reliable: bool = True) -> None:
+def _subscribe_outputs(peer: RosPeer) -> None:
     peer.subscribe(Image, "depth")
-    peer.subscribe(CameraInfo, "depth/camera_info", reliable=info_reliable)
+    peer.subscribe(CameraInfo, "depth/camera_info")
     peer.subscribe(Image, "depth/colored")
     peer.subscribe(DiagnosticArray, "/diagnostics")
 
@@ -231,7 +231,8 @@ OVERRIDES = {
     "sparse_depth.enabled": True,
     "camera_info.wait_s": 5.0,  # generous: the tests publish image and calibration in any order
 }
-QOS_OVERRIDE = {"qos_overrides./depth/camera_info.publisher.reliability": "best_effort"}
+# a policy that keeps delivery guaranteed: the camera_info tests wait for every message
+QOS_OVERRIDE = {"qos_overrides./depth/camera_info.publisher.durability": "transient_local"}
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +241,7 @@ def reliable(tmp_path_factory, tiny_checkpoint: str):
     env = RosTest(tmp, tiny_checkpoint)
     overlay = tmp / "overlay.yaml"
     overlay.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"colormap": "magma"}}}))
-    _subscribe_outputs(env.peer, info_reliable=False)  # QOS_OVERRIDE makes it best effort
+    _subscribe_outputs(env.peer)
     env.peer.subscribe(PointCloud2, "depth/points")
     node = env.start_node(OVERRIDES | QOS_OVERRIDE, files=(PARAMS_FILE, overlay))
     env.peer.wait_ready(node)
@@ -411,11 +412,11 @@ def test_sparse_depth_gives_metres(reliable, estimator) -> None:
     _assert_close_to_predict(out, rel, "fallback")
 
 
-def _endpoint_reliability(peer: RosPeer, topic: str, kind: str) -> str:
+def _endpoint_reliability(peer: RosPeer, topic: str, kind: str, policy="reliability") -> str:
     infos = getattr(peer.node, f"get_{kind}_info_by_topic")(topic)
     mine = [i for i in infos if i.node_name == "depthart_node"]
     assert len(mine) == 1, (topic, infos)
-    return mine[0].qos_profile.reliability.name
+    return getattr(mine[0].qos_profile, policy).name
 
 
 def test_qos_follows_parameters_and_qos_overrides(reliable) -> None:
@@ -423,8 +424,10 @@ def test_qos_follows_parameters_and_qos_overrides(reliable) -> None:
     peer = env.peer
     assert _endpoint_reliability(peer, "/image", "subscriptions") == "RELIABLE"  # input_qos.*
     assert _endpoint_reliability(peer, "/depth", "publishers") == "RELIABLE"  # output default
-    # qos_overrides beat output_qos for that one topic
-    assert _endpoint_reliability(peer, "/depth/camera_info", "publishers") == "BEST_EFFORT"
+    # qos_overrides beat the defaults for that one topic
+    info = _endpoint_reliability(peer, "/depth/camera_info", "publishers", "durability")
+    assert info == "TRANSIENT_LOCAL"
+    assert _endpoint_reliability(peer, "/depth", "publishers", "durability") == "VOLATILE"
 
 
 def test_stale_frames_are_dropped_and_counted(reliable) -> None:
