@@ -68,7 +68,7 @@ from depthart_ros.pipeline import (
 
 # qos_overrides./<topic>.publisher.* accepted for outputs: rclpy's defaults plus durability
 # (transient_local makes depth/camera_info a latched calibration for late subscribers)
-OUTPUT_OVERRIDABLE = tuple(QoSPolicyKind[k] for k in ("HISTORY", "DEPTH", "RELIABILITY", "DURABILITY"))
+OUTPUT_OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
 
 
 def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
