@@ -1,7 +1,8 @@
-"""`depthart finetune BAG [BAG ...] --image-topic T --depth-topic T --out RUN_DIR`.
+"""`depthart finetune BAG [BAG ...] --image-topic T (--depth-topic T | --teacher CKPT) --out RUN`.
 
 Fine-tunes a checkpoint on a robot's own RGB-D recording and reports before/after scores on a
-held-out block of it (logic in `depthart_core.finetune`). Runs under torchrun like `train`.
+held-out block of it; with `--teacher`, on a teacher's labels of its RGB frames, sensor depth
+(if any) scoring only (logic in `depthart_core.finetune`). Runs under torchrun like `train`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bags", nargs="+", metavar="BAG", help="ROS 2 bags (MCAP or sqlite3)")
     p.add_argument("--image-topic", required=True, help="sensor_msgs/Image colour topic")
-    p.add_argument("--depth-topic", required=True, help="depth topic (16UC1 mm or 32FC1 m)")
+    p.add_argument(
+        "--depth-topic",
+        default=None,
+        help="depth topic (16UC1 mm or 32FC1 m); with --teacher it only scores, never trains",
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="CKPT",
+        help="label the frames with this checkpoint (any input size or tokenizer) and train "
+        "on its labels: no depth sensor needed; or a labels file from --labels-only",
+    )
+    p.add_argument(
+        "--teacher-sampling",
+        default="soft",
+        choices=("greedy", "soft", "paper"),
+        help="the teacher's decoding (soft); paper: top-k 900 / top-p 0.9 / mean of 5 codes",
+    )
+    p.add_argument(
+        "--teacher-flip-average", action="store_true", help="teacher also runs mirrored, averaged"
+    )
+    p.add_argument(
+        "--teacher-device", default="auto", choices=("auto", "cpu", "cuda"), help="(auto)"
+    )
+    p.add_argument(
+        "--labels-only",
+        action="store_true",
+        help="stop once the teacher's labels are in RUN/teacher/labels.safetensors (label on a "
+        "GPU workstation, then train with --teacher that file on the robot)",
+    )
     p.add_argument("--camera-info-topic", default=None, help="the colour camera's CameraInfo")
     p.add_argument(
         "--depth-info-topic",
@@ -60,6 +90,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from depthart_core.finetune.frames import FrameConfig
     from depthart_core.finetune.run import FinetuneConfig, run_finetune
+    from depthart_core.finetune.teacher import TeacherConfig
+
+    if not args.depth_topic and not args.teacher:
+        raise ValueError("give --depth-topic (sensor depth to train on) or --teacher CKPT")
+    if args.labels_only and not args.teacher:
+        raise ValueError("--labels-only needs --teacher")
+    teacher = None
+    if args.teacher:
+        teacher = TeacherConfig(
+            args.teacher,
+            args.teacher_sampling,
+            args.seed,
+            args.teacher_flip_average,
+            args.teacher_device,
+        )
 
     if args.threads:
         from depthart_core.runtime.threads import set_torch_threads
@@ -75,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             min_valid=args.min_valid,
             heldout=args.heldout,
             gap_s=args.split_gap,
+            sensor_scores_only=teacher is not None,
         ),
         checkpoint=args.checkpoint,
         steps=args.steps,
@@ -85,21 +131,39 @@ def run(args: argparse.Namespace) -> int:
         eval_frames=args.eval_frames,
         seed=args.seed,
         device=args.device,
+        teacher=teacher,
     )
     report = run_finetune(
-        args.bags, cfg, args.out, args.resume, args.overwrite, progress=not args.no_progress
+        args.bags,
+        cfg,
+        args.out,
+        args.resume,
+        args.overwrite,
+        progress=not args.no_progress,
+        labels_only=args.labels_only,
     )
     if report is None:  # a torchrun rank other than 0
         return 0
-    s, b, a = report["split"], report["before"]["depthart"], report["after"]["depthart"]
+    s = report["split"]
     print(
         f"frames: {report['counts']['total']['paired']} paired, {s['train']} training, "
         f"{s['heldout']} held out ({s['scored']} scored)"
     )
-    print(
-        f"held-out AbsRel {b['abs_rel']:.4f} -> {a['abs_rel']:.4f} "
-        f"({report['change']['depthart']['abs_rel']:+.1%}); delta1_bad {b['delta1_bad']:.4f} -> "
-        f"{a['delta1_bad']:.4f}"
-    )
+    if args.labels_only:
+        t = report["teacher"]
+        print(f"teacher labels ({t['labels']}) in {args.out}/teacher/labels.safetensors")
+        return 0
+    if "vs_teacher" in report:
+        b, a = report["vs_teacher"]["before"], report["vs_teacher"]["after"]
+        print(f"held-out AbsRel against the teacher {b['abs_rel']:.4f} -> {a['abs_rel']:.4f}")
+    if "before" in report:
+        b, a = report["before"]["depthart"], report["after"]["depthart"]
+        t = report.get("teacher_vs_sensor", {}).get("depthart")
+        print(
+            f"held-out AbsRel against sensor depth {b['abs_rel']:.4f} -> {a['abs_rel']:.4f} "
+            f"({report['change']['depthart']['abs_rel']:+.1%}); delta1_bad "
+            f"{b['delta1_bad']:.4f} -> {a['delta1_bad']:.4f}"
+            + (f"; teacher {t['abs_rel']:.4f}" if t else "")
+        )
     print(f"checkpoint {report['checkpoint']}; report {args.out}/report.md")
     return 0

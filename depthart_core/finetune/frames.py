@@ -16,6 +16,11 @@ rejected with the sizes.
 Split by time (`split_by_time`), per bag: the last `heldout` fraction of the bag's paired time
 span is held out, and training frames within `gap_s` before it are dropped, so that no two
 neighbouring frames sit on both sides of the split.
+
+With a teacher (`FrameConfig.sensor_scores_only`, `finetune --teacher`) every decodable image is
+used and the split runs over all image stamps; the depth topic is optional and its depth, where
+an image pairs with a usable one, is kept on the frame to score with, never to train on. A frame
+without usable sensor depth is then counted under `no_sensor` with the cause, not rejected.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import cv2
 import numpy as np
 
 from depthart_core.replay.frames import BagIndex, ReplayConfig, index_bag, iter_frames
+from depthart_core.replay.frames import Frame as BagFrame
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.image import DEPTH_ENCODINGS, RGB_ENCODINGS, ImageDecodeError
 
@@ -42,7 +48,7 @@ class FinetuneInputError(ValueError):
 @dataclass(frozen=True)
 class FrameConfig:
     image_topic: str
-    depth_topic: str
+    depth_topic: str | None  # None only with sensor_scores_only (a teacher labels the frames)
     camera_info_topic: str | None = None  # the colour camera's intrinsics
     depth_info_topic: str | None = None  # the depth camera's (only to map other sizes)
     max_dt_s: float = 0.02  # image <-> depth header stamp tolerance
@@ -51,6 +57,7 @@ class FrameConfig:
     gap_s: float = 1.0  # training frames this close before the held-out block are dropped
     min_train: int = 16
     min_heldout: int = 4
+    sensor_scores_only: bool = False  # teacher mode: every image is a frame, depth only scores
 
     def __post_init__(self) -> None:
         if not self.max_dt_s >= 0:
@@ -61,6 +68,8 @@ class FrameConfig:
             raise ValueError(f"heldout must lie in (0, 1), got {self.heldout}")
         if not self.gap_s >= 0:
             raise ValueError(f"gap_s must be >= 0 s, got {self.gap_s}")
+        if not self.depth_topic and not self.sensor_scores_only:
+            raise ValueError("a depth topic is needed unless a teacher labels the frames")
         if self.depth_topic == self.image_topic:
             raise ValueError(f"depth topic and image topic are the same: {self.image_topic!r}")
 
@@ -71,7 +80,7 @@ class BagScan:
 
     path: Path
     index: BagIndex
-    depth_encoding: str
+    depth_encoding: str | None  # None without a depth topic (teacher mode)
     image_encoding: str
     block: list[str | None] = field(default_factory=list)  # per image: train/heldout/gap/None
 
@@ -102,10 +111,10 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
         bags.check_topic(topics, cfg.depth_info_topic, messages.CAMERA_INFO_TYPE, path)
     index = index_bag(path, rcfg)  # raises TopicNotFoundError listing the bag's topics
     for topic, n in ((cfg.image_topic, index.n_frames), (cfg.depth_topic, len(index.depth_stamps))):
-        if n == 0:
+        if topic and n == 0:
             raise FinetuneInputError(f"topic {topic!r} in {path} has no messages")
-    depth_enc = _first_encoding(path, cfg.depth_topic)
-    if depth_enc not in DEPTH_ENCODINGS:
+    depth_enc = _first_encoding(path, cfg.depth_topic) if cfg.depth_topic else None
+    if cfg.depth_topic and depth_enc not in DEPTH_ENCODINGS:
         raise FinetuneInputError(
             f"depth topic {cfg.depth_topic!r} in {path} has encoding {depth_enc!r}; supported: "
             "16UC1 or mono16 (millimetres, 0 = invalid) and 32FC1 (metres, NaN = invalid)"
@@ -116,7 +125,7 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
             f"image topic {cfg.image_topic!r} in {path} has encoding {image_enc!r}; supported: "
             f"{', '.join(sorted(RGB_ENCODINGS))}"
         )
-    if index.n_frames and not any(j is not None for j in index.match):
+    if cfg.depth_topic and not any(j is not None for j in index.match):
         raise FinetuneInputError(
             f"no image/depth pair in {path} within --max-dt {cfg.max_dt_s} s: the nearest "
             f"offset seen is {nearest_offset_s(index):.3f} s ({index.n_frames} images, "
@@ -137,9 +146,10 @@ def nearest_offset_s(index: BagIndex) -> float:
 
 
 def split_by_time(scan: BagScan, cfg: FrameConfig) -> None:
-    """Fill `scan.block`: per paired image 'train', 'gap' or 'heldout'; None if unmatched."""
+    """Fill `scan.block`: per paired image (every image with a teacher) 'train', 'gap' or
+    'heldout'; None if unmatched."""
     idx = scan.index
-    paired = [i for i, j in enumerate(idx.match) if j is not None]
+    paired = [i for i, j in enumerate(idx.match) if j is not None or cfg.sensor_scores_only]
     stamps = np.asarray([idx.image_stamps[i] for i in paired], dtype=np.int64)
     t0, t1 = int(stamps.min()), int(stamps.max())
     cut = t0 + (1.0 - cfg.heldout) * (t1 - t0)
@@ -165,13 +175,15 @@ class Frame:
     stamp_ns: int
     block: str
     rgb: np.ndarray  # HxWx3 uint8
-    depth: np.ndarray  # HxW float32 metres on the image grid, 0 where invalid
-    valid: np.ndarray  # HxW bool
+    depth: np.ndarray | None  # HxW float32 metres on the image grid, 0 where invalid
+    valid: np.ndarray | None  # HxW bool; both None: a teacher-mode frame without sensor depth
 
 
 @dataclass
 class Counts:
-    """Every image of a bag counted once."""
+    """Every image of a bag counted once. With a teacher, `paired` counts the images used (each
+    paired with its teacher label; none is `unmatched`) and `no_sensor`, by cause, those of them
+    without usable sensor depth to score against."""
 
     images: int = 0
     depth_images: int = 0
@@ -179,9 +191,11 @@ class Counts:
     unmatched: int = 0
     rejected: Counter = field(default_factory=Counter)
     blocks: Counter = field(default_factory=Counter)  # paired frames per block
+    no_sensor: Counter = field(default_factory=Counter)  # teacher mode: used, no sensor score
 
     def to_dict(self) -> dict:
-        return {
+        extra = {"no_sensor": dict(sorted(self.no_sensor.items()))} if self.no_sensor else {}
+        return extra | {
             "images": self.images,
             "depth_images": self.depth_images,
             "paired": self.paired,
@@ -235,18 +249,21 @@ def depth_onto_image(
 
 
 def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) -> Iterator[Frame]:
-    """Pass 2: the paired frames of one bag as `Frame`s; everything else counted in `counts`."""
+    """Pass 2: the paired frames of one bag as `Frame`s; everything else counted in `counts`.
+    With `cfg.sensor_scores_only` every decodable image is a frame, its depth None where the
+    sensor gives none that can be used (the cause counted in `counts.no_sensor`)."""
     idx = scan.index
     counts.images += idx.n_frames
     counts.depth_images += len(idx.depth_stamps)
     rcfg = _replay_config(cfg)
     depth_info = _latest_info(scan.path, cfg.depth_info_topic)
+    teacher = cfg.sensor_scores_only
     for fr in iter_frames(scan.path, rcfg, idx):
         block = scan.block[fr.index]
-        if fr.gt is None:
+        if not teacher and fr.gt is None:
             counts.unmatched += 1
             continue
-        if isinstance(fr.gt, str):
+        if not teacher and isinstance(fr.gt, str):
             counts.rejected["depth not decodable"] += 1
             continue
         try:
@@ -254,22 +271,39 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
         except ImageDecodeError as exc:
             counts.rejected[f"image not decodable ({exc.cause})"] += 1
             continue
-        depth, valid = fr.gt
-        try:
-            depth, valid = depth_onto_image(
-                depth, valid, rgb.shape[:2], _intrinsics(fr.camera_info), _intrinsics(depth_info)
-            )
-        except ValueError:
-            sizes = f"{depth.shape[1]}x{depth.shape[0]} -> {rgb.shape[1]}x{rgb.shape[0]}"
-            counts.rejected[f"depth size not mappable onto the image ({sizes})"] += 1
+        sensor, why = _sensor_depth(fr, rgb.shape[:2], depth_info, cfg)
+        if why is not None and not teacher:
+            counts.rejected[why] += 1
             continue
-        share = float(valid.mean())
-        if share < cfg.min_valid:
-            counts.rejected[f"valid depth below {cfg.min_valid:.0%} of the image"] += 1
-            continue
+        if why is not None:
+            counts.no_sensor[why] += 1
+        elif fr.gt is None and cfg.depth_topic:
+            counts.no_sensor[f"no depth stamp within {cfg.max_dt_s} s"] += 1
         counts.paired += 1
         counts.blocks[block] += 1
+        depth, valid = sensor if sensor is not None else (None, None)
         yield Frame(bag_id, fr.index, idx.image_stamps[fr.index], block, rgb, depth, valid)
+
+
+def _sensor_depth(
+    fr: BagFrame, image_hw: tuple[int, int], depth_info: object | None, cfg: FrameConfig
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """(depth, valid) on the image grid, or None and why it cannot be used (None: no match)."""
+    if fr.gt is None:
+        return None, None
+    if isinstance(fr.gt, str):
+        return None, "depth not decodable"
+    depth, valid = fr.gt
+    try:
+        depth, valid = depth_onto_image(
+            depth, valid, image_hw, _intrinsics(fr.camera_info), _intrinsics(depth_info)
+        )
+    except ValueError:
+        sizes = f"{depth.shape[1]}x{depth.shape[0]} -> {image_hw[1]}x{image_hw[0]}"
+        return None, f"depth size not mappable onto the image ({sizes})"
+    if float(valid.mean()) < cfg.min_valid:
+        return None, f"valid depth below {cfg.min_valid:.0%} of the image"
+    return (depth, valid), None
 
 
 def _latest_info(path: Path, topic: str | None) -> object | None:

@@ -30,7 +30,7 @@ class SmallFrame:
     valid: np.ndarray  # S x S bool
 
 
-def _resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     shrink = size < rgb.shape[0] or size < rgb.shape[1]
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     return cv2.resize(rgb, (size, size), interpolation=interp)
@@ -43,7 +43,7 @@ def to_model_size(frame: Frame, size: int) -> SmallFrame | None:
     v = v.astype(bool) & (d > 0)
     if not v.any():
         return None
-    return SmallFrame(_resize_rgb(frame.rgb, size), np.where(v, d, 0).astype(np.float32), v)
+    return SmallFrame(resize_rgb(frame.rgb, size), np.where(v, d, 0).astype(np.float32), v)
 
 
 def stack(frames: Sequence[SmallFrame]) -> dict[str, torch.Tensor]:

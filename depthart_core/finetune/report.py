@@ -9,6 +9,11 @@ sensor measured:
   --protocol metric` scores), then AbsRel, RMSE and delta1 with no further alignment. Both
   encodings the sensor may use (16UC1 mm, 32FC1 m) are metric, so both are always reported.
 A model-free baseline is scored beside them: the training block's mean relative depth map.
+
+With a teacher (`finetune.teacher`) base and student are also scored against the teacher's labels
+(paper protocol, `vs_teacher`), and base, student and teacher against sensor depth on the scored
+frames that have it; the figure is RGB | teacher | before | after, with sensor depth where there is
+one.
 """
 
 from __future__ import annotations
@@ -53,12 +58,17 @@ def score(
     backend: Backend, frames: Sequence[Frame], sparse_points: int = 100, seed: int = 0
 ) -> tuple[dict[str, dict[str, float]], list[np.ndarray]]:
     """Per-protocol mean scores over `frames` and the predictions (relative depth)."""
+    preds = [backend.predict(f.rgb) for f in frames]
+    return score_predictions(preds, frames, sparse_points, seed), preds
+
+
+def score_predictions(
+    preds: Sequence[np.ndarray], frames: Sequence[Frame], sparse_points: int = 100, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Per-protocol mean scores of `preds` against the frames' sensor depth."""
     rows: dict[str, list[dict[str, float]]] = {"depthart": [], "metric": []}
-    preds = []
     failed_fits = 0
-    for f in frames:
-        pred = backend.predict(f.rgb)
-        preds.append(pred)
+    for f, pred in zip(frames, preds, strict=True):
         rows["depthart"].append(evaluate(pred, f.depth, f.valid, "depthart"))
         metric = _metric_depth(pred, f, sparse_points, seed)
         if metric is None:
@@ -71,7 +81,46 @@ def score(
         if rs
     }
     out["frames"] = {"scored": len(frames), "metric_fit_failed": failed_fits}
-    return out, preds
+    return out
+
+
+def score_against(preds: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """Mean paper-protocol scores of `preds` against the teacher's labels (valid where > 0)."""
+    rows = [
+        evaluate(p, t, np.isfinite(t) & (t > 0), "depthart")
+        for p, t in zip(preds, labels, strict=True)
+    ]
+    return {k: float(np.mean([r[k] for r in rows])) for k in HEADLINE["depthart"]}
+
+
+def score_taught(
+    backends: Sequence[Backend],
+    frames: Sequence[Frame],
+    labels: Sequence[np.ndarray],
+    train: Sequence[SmallFrame],
+    sparse_points: int = 100,
+    seed: int = 0,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Teacher mode's scores and figure; `backends` = (base, student)."""
+    names = ("before", "after")
+    preds = {k: [b.predict(f.rgb) for f in frames] for k, b in zip(names, backends, strict=True)}
+    vs = {k: score_against(preds[k], labels) for k in ("before", "after")}
+    out: dict[str, Any] = {"vs_teacher": vs | {"change": _change(vs["before"], vs["after"])}}
+    preds["teacher"] = list(labels)
+    sensor = [k for k, f in enumerate(frames) if f.depth is not None]
+    out["sensor_frames"] = len(sensor)
+    if sensor:
+        fs = [frames[k] for k in sensor]
+        for name, p in preds.items():
+            key = "teacher_vs_sensor" if name == "teacher" else name
+            out[key] = score_predictions([p[k] for k in sensor], fs, sparse_points, seed)
+        out["change"] = relative_change(out["before"], out["after"])
+        out["baseline_mean_depth"] = score_prior(mean_depth_prior(train), fs)
+    return out, figure(frames, preds["before"], preds["after"], labels)
+
+
+def _change(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: (after[k] - before[k]) / before[k] for k in before if before[k]}
 
 
 def mean_depth_prior(train: Sequence[SmallFrame]) -> np.ndarray:
@@ -96,11 +145,7 @@ def score_prior(prior_SS: np.ndarray, frames: Sequence[Frame]) -> dict[str, floa
 def relative_change(before: dict, after: dict) -> dict[str, dict[str, float]]:
     """(after - before) / before per protocol and metric."""
     return {
-        name: {
-            k: (after[name][k] - before[name][k]) / before[name][k]
-            for k in HEADLINE[name]
-            if before[name][k]
-        }
+        name: _change({k: before[name][k] for k in HEADLINE[name]}, after[name])
         for name in HEADLINE
         if name in before and name in after
     }
@@ -114,23 +159,28 @@ def figure(
     frames: Sequence[Frame],
     before: Sequence[np.ndarray],
     after: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray] | None = None,
     rows: int = 4,
 ) -> np.ndarray:
     """RGB | sensor depth | before | after, for `rows` frames spread over the held-out block;
-    predictions median-aligned to the sensor and all depths on the sensor's colour scale."""
+    predictions median-aligned to the sensor and all depths on the sensor's colour scale. With
+    the teacher's `labels` the second column is the teacher's, and the reference."""
     pick = np.linspace(0, len(frames) - 1, min(rows, len(frames))).round().astype(int)
     out = []
     for i in pick:
         f = frames[i]
-        lo, hi = np.percentile(f.depth[f.valid], [2, 98])
-        cells = [f.rgb, _show(f.depth, lo, hi, f.valid)]
+        ref = labels[i] if labels is not None else f.depth
+        ok = np.isfinite(ref) & (ref > 0) if labels is not None else f.valid
+        lo, hi = np.percentile(ref[ok], [2, 98])
+        cells = [f.rgb, _show(ref, lo, hi, ok)]
         for pred in (before[i], after[i]):
-            scale = np.median(f.depth[f.valid] / np.maximum(pred[f.valid], 1e-6))
+            scale = np.median(ref[ok] / np.maximum(pred[ok], 1e-6))
             cells.append(_show(pred * scale, lo, hi))
         out.append(np.concatenate(cells, axis=1))
     img = np.ascontiguousarray(np.concatenate(out, axis=0))
     w = frames[0].rgb.shape[1]
-    for k, label in enumerate(("RGB", "sensor depth", "before", "after")):
+    second = "teacher" if labels is not None else "sensor depth"
+    for k, label in enumerate(("RGB", second, "before", "after")):
         cv2.putText(img, label, (k * w + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
     return img
 
@@ -163,52 +213,104 @@ def _per_bag(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(r: dict[str, Any]) -> str:
+def _frames_lines(r: dict[str, Any]) -> list[str]:
     c, split = r["counts"]["total"], r["split"]
-    lines = [
-        "# depthart finetune",
-        "",
-        f"Bags: {', '.join(r['bags'])}  ",
-        f"Topics: image `{r['topics']['image']}`, depth `{r['topics']['depth']}` "
-        f"({', '.join(r['depth_encodings'])})  ",
-        f"Base checkpoint: `{r['base_checkpoint']}`  ",
-        f"Fine-tuned checkpoint: `{r['checkpoint']}` ({r['train']['steps']} steps, "
-        f"{r['train']['seconds']:.0f} s, tokenizer {r['train']['tokenizer']})",
-        "",
-        "## Frames",
-        "",
-        f"{c['images']} images, {c['depth_images']} depth images: {c['paired']} paired, "
-        f"{c['unmatched']} unmatched (no depth stamp within {r['max_dt_s']} s), "
-        f"{c['rejected_total']} rejected.",
-        "",
-    ]
-    lines += _per_bag(r)
+    if "teacher" in r:
+        no_sensor = sum(c.get("no_sensor", {}).values())
+        lines = [
+            f"{c['images']} images: {c['paired']} used (each labelled by the teacher), "
+            f"{c['rejected_total']} rejected; {c['depth_images']} depth images, which only "
+            f"score: {c['paired'] - no_sensor if c['depth_images'] else 0} used frames have "
+            "usable sensor depth."
+        ]
+        lines += [f"- no sensor depth, {cause}: {n}" for cause, n in c.get("no_sensor", {}).items()]
+    else:
+        lines = [
+            f"{c['images']} images, {c['depth_images']} depth images: {c['paired']} paired, "
+            f"{c['unmatched']} unmatched (no depth stamp within {r['max_dt_s']} s), "
+            f"{c['rejected_total']} rejected."
+        ]
+    lines += [""] + _per_bag(r)
     lines += [
         "",
         f"Split by time: {split['train']} training frames, {split['gap']} dropped in the "
         f"{split['gap_s']} s gap, {split['heldout']} held out (the last "
         f"{split['heldout_share']:.0%} of each bag); {split['scored']} held-out frames scored.",
-        "",
-        "## Held-out scores",
-        "",
-        "| protocol | metric | base | fine-tuned | change |",
-        "|---|---|---|---|---|",
     ]
+    return lines
+
+
+def _teacher_lines(r: dict[str, Any]) -> list[str]:
+    t, vs = r["teacher"], r["vs_teacher"]
+    flip = ", flip-averaged" if t["flip_average"] else ""
+    made = (
+        f"labelled {t['labelled_frames']} frames in {t['label_seconds']:.0f} s"
+        if t["labels"] == "computed"
+        else "labels from the cache"
+    )
+    lines = [
+        f"Teacher: `{t['checkpoint']}` (sha256 {t['sha256'][:12]}, input {t['image_size']} px, "
+        f"{t['sampling']} decoding{flip}); {made}.",
+        "",
+        "## Held-out scores against the teacher",
+        "",
+        "| metric | base | student | change |",
+        "|---|---|---|---|",
+    ]
+    for k in HEADLINE["depthart"]:
+        ch = vs["change"].get(k)
+        lines.append(
+            f"| {k} | {_fmt(vs['before'][k])} | {_fmt(vs['after'][k])} | "
+            f"{'' if ch is None else f'{ch:+.1%}'} |"
+        )
+    return lines + [""]
+
+
+def _sensor_table(r: dict[str, Any]) -> list[str]:
+    taught = "teacher_vs_sensor" in r
+    head = "| protocol | metric | base | fine-tuned | change |" + (" teacher |" if taught else "")
+    lines = [head, "|---|---|---|---|---|" + ("---|" if taught else "")]
     for name, keys in HEADLINE.items():
         if name not in r["before"] or name not in r["after"]:
             continue
         for k in keys:
             b, a = r["before"][name][k], r["after"][name][k]
             ch = r["change"].get(name, {}).get(k)
-            lines.append(
-                f"| {name} | {k} | {_fmt(b)} | {_fmt(a)} | {'' if ch is None else f'{ch:+.1%}'} |"
-            )
+            row = f"| {name} | {k} | {_fmt(b)} | {_fmt(a)} | {'' if ch is None else f'{ch:+.1%}'} |"
+            if taught:
+                t = r["teacher_vs_sensor"].get(name, {}).get(k)
+                row += f" {'' if t is None else _fmt(t)} |"
+            lines.append(row)
     prior = r.get("baseline_mean_depth")
     if prior:
         lines.append(
             f"| depthart | abs_rel of the training block's mean depth map (no model) | "
-            f"{_fmt(prior['abs_rel'])} | | |"
+            f"{_fmt(prior['abs_rel'])} | | |" + (" |" if taught else "")
         )
+    return lines
+
+
+def markdown(r: dict[str, Any]) -> str:
+    taught = "teacher" in r
+    lines = [
+        "# depthart finetune",
+        "",
+        f"Bags: {', '.join(r['bags'])}  ",
+        f"Topics: image `{r['topics']['image']}`, depth `{r['topics']['depth'] or 'none'}` "
+        f"({', '.join(r['depth_encodings']) or 'none'}{'; scores only' if taught else ''})  ",
+        f"Base checkpoint: `{r['base_checkpoint']}`  ",
+        f"Fine-tuned checkpoint: `{r['checkpoint']}` ({r['train']['steps']} steps, "
+        f"{r['train']['seconds']:.0f} s, tokenizer {r['train']['tokenizer']})",
+        "",
+        "## Frames",
+        "",
+    ]
+    lines += _frames_lines(r) + [""]
+    if taught:
+        lines += _teacher_lines(r)
+    if "before" in r:
+        n = f" ({r['sensor_frames']} scored frames with sensor depth)" if taught else ""
+        lines += [f"## Held-out scores against sensor depth{n}", ""] + _sensor_table(r)
     lines += [
         "",
         "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
@@ -216,7 +318,7 @@ def markdown(r: dict[str, Any]) -> str:
         "map is a model-free baseline: where it beats the fine-tuned model, the place is very "
         "regular or the model (its tokenizer's resolution first) is the limit.",
         "",
-        "![RGB | sensor depth | before | after](figure.png)",
+        f"![RGB | {'teacher' if taught else 'sensor depth'} | before | after](figure.png)",
         "",
     ]
     return "\n".join(lines)

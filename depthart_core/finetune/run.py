@@ -8,6 +8,7 @@ claimed (`rundir.claim_run_dir`: refused if it holds a run or report, unless --r
     RUN/frames/train.safetensors     training frames at the model resolution (sensor mask)
     RUN/frames/heldout.safetensors   the held-out block at the model resolution (sensor mask)
     RUN/finetune.json                the settings, frame counts and split
+    RUN/teacher/labels.safetensors   only with --teacher: the teacher's labels (`teacher`)
     RUN/tokenizer/                   only with --adapt-tokenizer: the stage-1 run
     RUN/checkpoint.safetensors       the fine-tuned model (the `Trainer`'s, loads anywhere)
     RUN/train_state.safetensors, metrics.jsonl, config.json, progress.png   (the `Trainer`'s)
@@ -15,8 +16,10 @@ claimed (`rundir.claim_run_dir`: refused if it holds a run or report, unless --r
 
 Training is the project's `Trainer` (stage 2, DepthART objective by default) started from every
 weight of the base checkpoint, with the tokenizer frozen; `adapt_tokenizer` > 0 first runs that
-many stage-1 steps on the bag's RGB and depth. Under `torchrun` every rank reads the bags, rank
-0 writes, the ranks train data-parallel, and rank 0 evaluates and reports.
+many stage-1 steps on the bag's RGB and depth. With a teacher (`finetune.teacher`) the frames'
+depth is the teacher's label, and sensor depth, where given, only scores. Under `torchrun` every
+rank reads the bags (and labels them), rank 0 writes, the ranks train data-parallel, and rank 0
+evaluates and reports.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
@@ -48,6 +52,7 @@ from depthart_core.finetune.frames import (
     split_by_time,
 )
 from depthart_core.finetune.prepare import SmallFrame, evenly_spaced, stack, to_model_size
+from depthart_core.finetune.teacher import Labeler, TeacherConfig
 from depthart_core.rundir import (
     CKPT_NAME,
     REPORT_MARKERS,
@@ -79,6 +84,7 @@ class FinetuneConfig:
     seed: int = 0
     device: str = "auto"
     ckpt_every: int = 100
+    teacher: TeacherConfig | None = None  # label the frames with it; sensor depth only scores
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_frames", "sparse_points", "ckpt_every"):
@@ -88,6 +94,8 @@ class FinetuneConfig:
             raise ValueError(f"adapt_tokenizer must be >= 0 steps, got {self.adapt_tokenizer}")
         if not self.lr > 0 or not self.tokenizer_lr > 0:
             raise ValueError(f"learning rates must be > 0, got {self.lr}, {self.tokenizer_lr}")
+        if (self.teacher is not None) != self.frames.sensor_scores_only:
+            raise ValueError("frames.sensor_scores_only goes with a teacher, and only with one")
 
 
 @dataclass
@@ -99,16 +107,24 @@ class Prepared:
     train: list[SmallFrame]
     heldout: list[SmallFrame]
     scored: list[Frame]  # full-size held-out frames to score
+    scored_labels: list[np.ndarray] = field(default_factory=list)  # the teacher's, full size
 
 
 def prepare(
-    bag_paths: Sequence[str | Path], cfg: FinetuneConfig, size: int, progress: bool = True
+    bag_paths: Sequence[str | Path],
+    cfg: FinetuneConfig,
+    size: int,
+    progress: bool = True,
+    labeler: Labeler | None = None,
 ) -> Prepared:
-    """Scan, pair, split and decode every bag; raises `FinetuneInputError` (one line) on input
-    that cannot be fine-tuned on. Writes nothing."""
+    """Scan, pair, split and decode every bag, labelling each frame with `labeler` when given;
+    raises `FinetuneInputError` (one line) on input that cannot be fine-tuned on. Writes
+    nothing."""
     if not bag_paths:
         raise FinetuneInputError("no bag given")
     scans = [scan_bag(p, cfg.frames) for p in bag_paths]
+    if labeler is not None:
+        labeler.start(scans, cfg.frames, cfg.eval_frames, size)
     out = Prepared(scans, [], [], [], [])
     total = sum(s.index.n_frames for s in scans)
     bar = tqdm(total=total, desc="read bags", unit="img", disable=not progress)
@@ -123,15 +139,23 @@ def prepare(
             done = f.index + 1
             if f.block == "gap":
                 continue
-            small = to_model_size(f, size)
+            keep = f.block == "heldout" and f.index in keep_full
+            label = None
+            if labeler is not None:
+                small, label = labeler.frame(f, size, scored=keep)
+            else:
+                small = to_model_size(f, size)
             if small is None:
                 counts.paired -= 1
                 counts.blocks[f.block] -= 1
-                counts.rejected["no valid depth at the model resolution"] += 1
+                what = "teacher label" if labeler is not None else "depth"
+                counts.rejected[f"no valid {what} at the model resolution"] += 1
                 continue
             (out.train if f.block == "train" else out.heldout).append(small)
-            if f.block == "heldout" and f.index in keep_full:
+            if keep:
                 out.scored.append(f)
+                if label is not None:
+                    out.scored_labels.append(label)
         bar.update(scan.index.n_frames - done)
         out.counts.append(counts)
     bar.close()
@@ -163,7 +187,7 @@ def _summary(
     return {
         "bags": [str(b) for b in bags],
         "topics": {"image": cfg.frames.image_topic, "depth": cfg.frames.depth_topic},
-        "depth_encodings": sorted({s.depth_encoding for s in prep.scans}),
+        "depth_encodings": sorted({s.depth_encoding for s in prep.scans if s.depth_encoding}),
         "image_encodings": sorted({s.image_encoding for s in prep.scans}),
         "max_dt_s": cfg.frames.max_dt_s,
         "base_checkpoint": str(base),
@@ -250,15 +274,26 @@ def run_finetune(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    labels_only: bool = False,
 ) -> dict[str, Any] | None:
-    """The whole command; returns the report (None on ranks other than 0)."""
+    """The whole command; returns the report (None on ranks other than 0). `labels_only`: stop
+    once the teacher's labels are in RUN/teacher/ (returns the frame summary and the teacher)."""
     run = Path(out)
     rank, world = init_distributed()
     base = resolve_checkpoint(cfg.checkpoint or None)
     _, _, size = _model_config(base)
-    prep = prepare(bags, cfg, size, progress=progress and rank == 0)
+    labeler = Labeler(cfg.teacher, run) if cfg.teacher is not None else None
+    if labels_only and labeler is None:
+        raise FinetuneInputError("--labels-only needs --teacher")
+    prep = prepare(bags, cfg, size, progress=progress and rank == 0, labeler=labeler)
     summary = _summary(bags, cfg, base, prep)
-    lock = _start(run, prep, summary, resume, overwrite) if rank == 0 else None
+    if labels_only:
+        if rank == 0:
+            lock = _claim(run, resume, overwrite)
+            _save_labels(lock, labeler)
+            lock.release()
+        return summary | {"teacher": labeler.describe()}
+    lock = _start(run, prep, summary, resume, overwrite, labeler) if rank == 0 else None
     barrier(world)
     t0 = time.perf_counter()
     trainer = _train(run, cfg, base, size, resume, progress, world)
@@ -267,16 +302,34 @@ def run_finetune(
         return None
     tokenizer = f"adapted ({cfg.adapt_tokenizer} steps)" if cfg.adapt_tokenizer else "frozen"
     train = {"steps": trainer.step, "seconds": seconds, "world": world, "tokenizer": tokenizer}
-    report = _evaluate(run, cfg, base, prep, summary | {"train": train | {"objective": cfg.mode}})
+    summary = summary | {"train": train | {"objective": cfg.mode}}
+    if labeler is not None:
+        summary["teacher"] = labeler.describe()
+    report = _evaluate(run, cfg, base, prep, summary)
     lock.release()
     return report
 
 
+def _save_labels(lock: RunLock, labeler: Labeler) -> None:
+    try:
+        labeler.save()
+    except BaseException:
+        lock.abandon()
+        raise
+
+
 def _start(
-    run: Path, prep: Prepared, summary: dict[str, Any], resume: bool, overwrite: bool
+    run: Path,
+    prep: Prepared,
+    summary: dict[str, Any],
+    resume: bool,
+    overwrite: bool,
+    labeler: Labeler | None = None,
 ) -> RunLock:
-    """Claim the folder, check a resumed run's options, write the frames and settings."""
+    """Claim the folder, check a resumed run's options, write the labels, frames and settings."""
     lock = _claim(run, resume, overwrite)
+    if labeler is not None:
+        _save_labels(lock, labeler)
     try:
         if resume and (run / SETTINGS_NAME).is_file():
             old = _read_settings(run / SETTINGS_NAME)
@@ -334,6 +387,8 @@ def _evaluate(
     run: Path, cfg: FinetuneConfig, base: Path, prep: Prepared, summary: dict[str, Any]
 ) -> dict[str, Any]:
     """Score base and fine-tuned model on the held-out frames; write the report and figure."""
+    if cfg.teacher is not None:
+        return _evaluate_taught(run, cfg, base, prep, summary)
     before, preds_b = rep.score(
         DepthEstimator.from_checkpoint(base), prep.scored, cfg.sparse_points, cfg.seed
     )
@@ -349,4 +404,19 @@ def _evaluate(
         "baseline_mean_depth": rep.score_prior(rep.mean_depth_prior(prep.train), prep.scored),
     }
     rep.write_report(run, report, rep.figure(prep.scored, preds_b, preds_a))
+    return report
+
+
+def _evaluate_taught(
+    run: Path, cfg: FinetuneConfig, base: Path, prep: Prepared, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Teacher mode: base and student against the teacher's labels, and against sensor depth
+    on the scored frames that have it (`report.score_taught`)."""
+    backends = [DepthEstimator.from_checkpoint(p) for p in (base, run / CKPT_NAME)]
+    scores, fig = rep.score_taught(
+        backends, prep.scored, prep.scored_labels, prep.train, cfg.sparse_points, cfg.seed
+    )
+    report = summary | {"checkpoint": str(run / CKPT_NAME), "sparse_points": cfg.sparse_points}
+    report |= scores
+    rep.write_report(run, report, fig)
     return report
