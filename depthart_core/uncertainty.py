@@ -42,7 +42,7 @@ ESTIMATORS = ("latent", "samples", "flip")
 DEPTH_FLOOR = 1e-3  # relative depth (1 = the scene's q98) below which scores stop growing
 # The latent spread is divided by depth**LATENT_DEPTH_EXPONENT. Chosen once on calibration frames
 # (seed 932, frames 0-79; never the evaluation seed): AUSE / random 0.655 at 0, 0.593 at 0.1,
-# 0.574 at 0.2 to 0.3, 0.582 at 0.4, 0.726 at 1 (training/uncertainty_eval.py --scan-exponent).
+# 0.574 at 0.2 to 0.3, 0.582 at 0.4, 0.684 at 1 (training/uncertainty_eval.py --scan-exponent).
 LATENT_DEPTH_EXPONENT = 0.25
 SAMPLE_TOP_P = 0.9  # the paper's nucleus; its top-k 900 exceeds the tiny codebooks
 CALIBRATION_FORMAT = "depthart-uncertainty-calibration/1"
@@ -200,10 +200,11 @@ class UncertaintyCalibration:
             )
 
     def __call__(self, score: np.ndarray) -> np.ndarray:
-        """Expected |s d - g| / g per pixel; a NaN score stays NaN."""
+        """Expected |s d - g| / g per pixel. A NaN or infinite score gives NaN (never a finite
+        claim that would hide it), for the caller to count and mask."""
         score = np.asarray(score, dtype=np.float32)
         out = np.interp(score, self.scores, self.errors).astype(np.float32)
-        return np.where(np.isnan(score), np.float32(np.nan), out)
+        return np.where(np.isfinite(score), out, np.float32(np.nan))
 
     def to_dict(self) -> dict:
         return {"format": CALIBRATION_FORMAT, **asdict(self)}

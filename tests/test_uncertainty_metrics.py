@@ -18,6 +18,7 @@ from depthart_core.evaluation.uncertainty_metrics import (
     random_curve,
     sparsification_curve,
     spearman,
+    threshold_table,
     worst_calibration_gap,
 )
 
@@ -94,6 +95,17 @@ def test_calibration_bins_and_gap_by_hand():
     assert worst_calibration_gap(bins) == pytest.approx(0.0)
     # a claim of 0.1 where 0.08 is observed is 25 % off
     assert worst_calibration_gap([(0.1, 0.08, 5), (0.2, 0.2, 5)]) == pytest.approx(0.25)
+
+
+def test_threshold_table_by_hand():
+    claimed = np.array([0.05, 0.1, 0.2, 0.4])
+    observed = np.array([0.02, 0.1, 0.3, 0.5])
+    rows = threshold_table(claimed, observed, (0.1, 0.3, 0.5))
+    # t = 0.1 drops the claims 0.2 and 0.4 (0.1 itself is not above it)
+    assert rows[0] == pytest.approx((0.1, 0.5, 0.06, 0.4))
+    assert rows[1] == pytest.approx((0.3, 0.25, 0.14, 0.5))
+    t, frac, kept, dropped = rows[2]
+    assert frac == 0.0 and kept == pytest.approx(0.23) and np.isnan(dropped)
 
 
 def test_tally_summarises_mean_curves():

@@ -36,6 +36,7 @@ from depthart_core.evaluation.uncertainty_metrics import (
     calibration_bins,
     pixel_abs_rel,
     spearman,
+    threshold_table,
     worst_calibration_gap,
 )
 from depthart_core.fileutil import atomic_write
@@ -55,7 +56,15 @@ from depthart_core.uncertainty import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_photos import photos  # noqa: E402  (a sibling script, not a package)
 
-Frame = tuple[np.ndarray, np.ndarray, np.ndarray]  # rgb HxWx3 uint8, depth HxW, valid HxW
+Frame = tuple[np.ndarray, np.ndarray, np.ndarray]
+THRESHOLDS = (
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+)  # uncertainty.max values to tabulate  # rgb HxWx3 uint8, depth HxW, valid HxW
 
 
 def predict(
@@ -105,6 +114,7 @@ def score(pairs: list[tuple[np.ndarray, np.ndarray]], calib: UncertaintyCalibrat
     report["spearman_pooled"] = spearman(raw, err)
     report["deciles"] = calibration_bins(calib(raw).astype(np.float64), err, bins=10)
     report["worst_decile_gap"] = worst_calibration_gap(report["deciles"])
+    report["thresholds"] = threshold_table(calib(raw).astype(np.float64), err, THRESHOLDS)
     return report
 
 
@@ -235,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             name = label.replace(":", "")
             calib.save(Path(args.calibration_dir) / f"calibration_{name}.json")
         print(_rows(label, synth, photo, speed), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        for t, frac, kept, dropped in synth["thresholds"]:
+            print(
+                f"  {label}: max {t:g}: drops {100 * frac:.1f} % of pixels; mean error kept "
+                f"{kept:.4f}, dropped {dropped:.4f}"
+            )
 
     print(_table(results))
     if args.json:
@@ -256,13 +271,13 @@ def _rows(label: str, synth: dict, photo: dict, speed: dict) -> str:
     u, p = speed["uncertainty"], speed["plain"]
     return (
         f"{label}: synthetic AbsRel {synth['abs_rel']:.4f} -> {synth['abs_rel_after']:.4f} "
-        f"(-{100 * synth['drop']:.1f} %, oracle -{100 * synth['oracle_drop']:.1f} %), AUSE/random "
-        f"{synth['ause_ratio']:.3f}, Spearman {synth['spearman_per_frame']:.3f} per frame / "
-        f"{synth['spearman_pooled']:.3f} pooled, worst decile {100 * synth['worst_decile_gap']:.0f}"
-        f" %; deciles claimed/observed {dec}; motorcycle -{100 * photo['drop']:.1f} %, AUSE/random "
-        f"{photo['ause_ratio']:.3f}, Spearman {photo['spearman_per_frame']:.3f}; 640x480: "
-        f"{u['wall_ms']:.1f} ms wall / {u['cpu_ms']:.1f} ms CPU (plain {p['wall_ms']:.1f} / "
-        f"{p['cpu_ms']:.1f})"
+        f"({-100 * synth['drop']:+.1f} %, oracle {-100 * synth['oracle_drop']:+.1f} %), "
+        f"AUSE/random {synth['ause_ratio']:.3f}, Spearman {synth['spearman_per_frame']:.3f} "
+        f"per frame / {synth['spearman_pooled']:.3f} pooled, worst decile "
+        f"{100 * synth['worst_decile_gap']:.0f} %; deciles claimed/observed {dec}; motorcycle "
+        f"AbsRel {-100 * photo['drop']:+.1f} %, AUSE/random {photo['ause_ratio']:.3f}, Spearman "
+        f"{photo['spearman_per_frame']:.3f}; 640x480: {u['wall_ms']:.1f} ms wall / "
+        f"{u['cpu_ms']:.1f} ms CPU (plain {p['wall_ms']:.1f} / {p['cpu_ms']:.1f})"
     )
 
 

@@ -17,6 +17,7 @@ The error of a pixel is its absolute relative error after the protocol's alignme
     spearman              rank correlation with average ranks for ties
     calibration_bins      pixels split into equal-count bins of claimed error (deciles): the mean
                           claimed and mean observed error of each
+    threshold_table       what dropping every pixel whose claim exceeds t keeps and drops
 
 Curves are per frame and averaged over frames (the per-image mean of every protocol,
 `evaluation.protocols`); AUSE and AURG are then taken on the mean curves. Removing a fraction
@@ -122,6 +123,22 @@ def calibration_bins(
         raise ValueError(f"cannot split {c.size} pixels into {bins} bins")
     parts = np.array_split(np.argsort(c, kind="stable"), bins)
     return [(float(c[p].mean()), float(o[p].mean()), int(p.size)) for p in parts]
+
+
+def threshold_table(
+    claimed: np.ndarray, observed: np.ndarray, thresholds: tuple[float, ...]
+) -> list[tuple[float, float, float, float]]:
+    """For each threshold t on the claimed error: (t, fraction of pixels with a claim above t,
+    mean observed error of the pixels kept, of those dropped); NaN where a side is empty. Pixels
+    are pooled over frames (what a fixed `uncertainty.max` does to a stream of frames)."""
+    c, o = _check_pair(claimed, observed)
+    rows = []
+    for t in thresholds:
+        drop = c > t
+        kept = float(o[~drop].mean()) if (~drop).any() else float("nan")
+        dropped = float(o[drop].mean()) if drop.any() else float("nan")
+        rows.append((float(t), float(drop.mean()), kept, dropped))
+    return rows
 
 
 def worst_calibration_gap(bins: list[tuple[float, float, int]]) -> float:
