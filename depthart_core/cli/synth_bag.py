@@ -27,9 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--style",
         default="room",
-        choices=("room", "corridor"),
-        help="scene style: furnished rooms (the training distribution, default) or a long "
-        "aisle between shelving seen by a ground robot (low camera, wide field of view)",
+        choices=("room", "corridor", "warehouse"),
+        help="scene style: furnished rooms (the training distribution, default); corridor: a "
+        "long aisle between shelving driven straight down its middle (camera 2.0-2.4 m, wide "
+        "field of view); warehouse: such aisles driven with turns, pitch changes, a camera "
+        "mast at 0.3-1.9 m, people and carts moving, and lights changing along the path",
     )
     p.add_argument(
         "--sensor",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STYLES = ("room", "corridor")
+STYLES = ("room", "corridor", "warehouse")
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,13 @@ class SynthConfig:
                 lights=(3, 4),
                 openings=(0, 0),
                 max_depth=30.0,
+            )
+        if style == "warehouse":  # corridor aisles, driven with turns, a mast from 0.3 m, movers
+            return dataclasses.replace(
+                SynthConfig.for_style("corridor", size),
+                style="warehouse",
+                camera_height=(0.3, 1.9),
+                room_size=(3.4, 4.0),
             )
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
 

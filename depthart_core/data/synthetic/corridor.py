@@ -7,6 +7,11 @@ stand on the floor in front of them. Point lights hang along the ceiling's centr
 sequence drives down the aisle at 3-6 cm per frame with a slow sideways weave and gaze sway;
 single frames stand anywhere in the aisle looking along it. Same coordinate conventions and
 material slots as `synthetic.scene` (world y up, OpenCV camera axes).
+
+The "warehouse" style (`warehouse_sequence`) drives the same kind of aisle the hard way: turns,
+pitch changes, a camera mast at mixed heights starting at 0.3 m, people and carts that move
+between frames, and lights that dim and go out along the path. Its single frames are corridor
+frames at its camera heights. The corridor style's frames do not change.
 """
 
 from __future__ import annotations
@@ -167,3 +172,116 @@ def corridor_frame(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
     return dataclasses.replace(
         scene, cam_pos=pos, cam_R=look_rotation(fwd, rng.normal(0.0, 0.01)), K=K
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The "warehouse" style: the same aisles, driven the hard way (issue 27)
+
+
+def _segments(
+    rng: np.random.Generator, n: int, values: np.ndarray, ramp: int, first: float | None = None
+) -> np.ndarray:
+    """A piecewise-constant signal over n frames with cosine ramps between its levels: held
+    for 30-80 frames each, the level drawn from `values` (`first`, if given, to start with)."""
+    out = np.empty(n)
+    i, level = 0, float(rng.choice(values)) if first is None else first
+    while i < n:
+        hold = int(rng.integers(30, 81))
+        nxt = float(rng.choice(values))
+        out[i : i + hold] = level
+        k = np.arange(min(ramp, max(0, n - i - hold)))
+        blend = (1 - np.cos(np.pi * k / ramp)) / 2
+        out[i + hold : i + hold + len(k)] = level + (nxt - level) * blend
+        i += hold + len(k)
+        level = nxt
+    return out
+
+
+def _movers(
+    rng: np.random.Generator, scene: Scene, n_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """People (a cylinder and a sphere) and carts (a box) walking along the aisle, 0.6-0.8 m
+    beside its centre line (the camera weaves 0.25 m about it): per frame boxes, cylinders,
+    spheres, and the scene's materials with theirs appended."""
+    lx, _, lz = scene.room
+    lay = Layout(rng, scene.room, [])
+    boxes = np.zeros((n_frames, 0, 9))
+    cyls = np.zeros((n_frames, 0, 6))
+    sphs = np.zeros((n_frames, 0, 5))
+    mats = [scene.materials]
+    base = len(scene.materials)
+    for _ in range(int(rng.integers(3, 7))):
+        side = rng.choice([-1.0, 1.0])
+        x = lx / 2 + side * rng.uniform(0.6, 0.8)
+        z0, v = rng.uniform(2.0, lz - 2.0), rng.choice([-1.0, 1.0]) * rng.uniform(0.02, 0.08)
+        span = lz - 1.0  # bounce between z = 0.5 and lz - 0.5
+        t = (z0 - 0.5 + v * np.arange(n_frames)) % (2 * span)
+        z = 0.5 + np.where(t < span, t, 2 * span - t)
+        one = np.ones(n_frames)
+        m = base + len(mats) - 1
+        mats.append(lay.materials[lay.material("object")][None])
+        if rng.uniform() < 0.6:  # a person
+            r, h = rng.uniform(0.18, 0.25), rng.uniform(1.5, 1.85)
+            c = np.stack([x * one, 0 * one, z, r * one, (h - 0.24) * one, m * one], -1)
+            s = np.stack([x * one, (h - 0.12) * one, z, 0.12 * one, m * one], -1)
+            cyls = np.concatenate([cyls, c[:, None]], axis=1)
+            sphs = np.concatenate([sphs, s[:, None]], axis=1)
+        else:  # a cart of boxes
+            hx, hy, hz = rng.uniform(0.25, 0.4), rng.uniform(0.3, 0.6), rng.uniform(0.3, 0.45)
+            b = np.stack([x * one, hy * one, z, hx * one, hy * one, hz * one, one, 0 * one], -1)
+            b = np.concatenate([b, m * one[:, None]], axis=1)
+            boxes = np.concatenate([boxes, b[:, None]], axis=1)
+    return boxes, cyls, sphs, np.concatenate(mats)
+
+
+def warehouse_sequence(rng: np.random.Generator, cfg: SynthConfig, n_frames: int) -> list[Scene]:
+    """An aisle driven with turns (the gaze swings up to 75 degrees to either side and turns
+    round), pitch changes (-25 to +10 degrees), a camera mast at mixed heights (0.3 m, 0.8 m,
+    1.4 m, 1.9 m; the first level is the low one), people and carts moving between frames, and
+    lighting that changes along the path (lights dimming and going out, the ambient level)."""
+    step = rng.uniform(0.03, 0.06)
+    length = max(rng.uniform(*cfg.corridor_length), n_frames * step + 6.0)
+    room = sample_corridor(rng, cfg, length)
+    i = np.arange(n_frames, dtype=float)
+    z = 1.0 + step * i
+    phase = rng.uniform(0.0, 2 * math.pi, 2)
+    x = room[0] / 2 + 0.25 * np.sin(2 * math.pi * z / rng.uniform(6.0, 10.0) + phase[0])
+    yaw = _segments(rng, n_frames, np.array([0.0, 0.0, -0.7, 0.7, -1.3, 1.3, math.pi]), 20)
+    pitch = _segments(rng, n_frames, np.radians([-25.0, -12.0, -5.0, 0.0, 10.0]), 15)
+    y = _segments(rng, n_frames, np.array([0.3, 0.8, 1.4, 1.9]), 25, first=0.3)
+    y += 0.005 * np.sin(2 * math.pi * z / 0.7 + phase[1])
+    pos = np.stack([x, y, z], axis=1)
+    fwd = _forward(yaw, pitch)
+    reserved = [_path_box(p) for p in pos[:: max(1, int(0.3 / step))]] + [_path_box(pos[-1])]
+    scene = corridor_scene(rng, cfg, room, reserved)
+    boxes, cyls, sphs, mats = _movers(rng, scene, n_frames)
+    # lights: each dims and brightens on its own slow cycle, and one in three goes out for a
+    # stretch of the drive; the ambient level follows the mean light
+    n_l = len(scene.lights)
+    period = rng.uniform(60.0, 200.0, n_l)
+    gain = 0.55 + 0.45 * np.sin(2 * math.pi * i[:, None] / period + rng.uniform(0, 6.3, n_l))
+    for k in range(n_l):
+        if rng.uniform() < 1 / 3:
+            a = int(rng.integers(0, max(1, n_frames - 40)))
+            gain[a : a + int(rng.integers(30, 90)), k] = 0.05
+    K = intrinsics(rng.uniform(*cfg.fov_deg), cfg.size)
+    roll = rng.normal(0.0, 0.01)
+    out = []
+    for k in range(n_frames):
+        lights = scene.lights.copy()
+        lights[:, 3:] *= gain[k][:, None]
+        out.append(
+            dataclasses.replace(
+                scene,
+                materials=mats,
+                boxes=np.concatenate([scene.boxes, boxes[k]]),
+                cylinders=np.concatenate([scene.cylinders, cyls[k]]),
+                spheres=np.concatenate([scene.spheres, sphs[k]]),
+                lights=lights,
+                ambient=scene.ambient * gain[k].mean(),
+                cam_pos=pos[k],
+                cam_R=look_rotation(fwd[k], roll),
+                K=K,
+            )
+        )
+    return out

@@ -44,7 +44,11 @@ import torch
 
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import Scene, SynthConfig
-from depthart_core.data.synthetic.corridor import corridor_frame, corridor_sequence
+from depthart_core.data.synthetic.corridor import (
+    corridor_frame,
+    corridor_sequence,
+    warehouse_sequence,
+)
 from depthart_core.data.synthetic.scene import (
     intrinsics,
     look_rotation,
@@ -186,7 +190,7 @@ def frame_scene(seed: int, index: int, cfg: SynthConfig = _DEFAULT_CFG) -> Scene
     """The scene and camera of frame `index` of `seed`, from its own random stream."""
     _check(seed, [index])
     rng = np.random.default_rng([_FRAME_TAG, int(seed), int(index)])
-    if cfg.style == "corridor":
+    if cfg.style in ("corridor", "warehouse"):
         return corridor_frame(rng, cfg)
     return sample_camera(rng, cfg, sample_scene(rng, cfg))
 
@@ -197,6 +201,8 @@ def sequence_scenes(seed: int, n_frames: int, cfg: SynthConfig = _DEFAULT_CFG) -
     rng = np.random.default_rng([_SEQ_TAG, int(seed)])
     if cfg.style == "corridor":
         return corridor_sequence(rng, cfg, n_frames)
+    if cfg.style == "warehouse":
+        return warehouse_sequence(rng, cfg, n_frames)
     room = sample_room(rng, cfg)
     pos, fwd, roll, step = orbit(rng, cfg, room, max(1, n_frames))
     keep = pos[:: max(1, int(0.2 / step))]
