@@ -485,7 +485,11 @@ def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_bac
     from depthart_ros.replay.transport import RclpyTransport
 
     live = LiveConfig(
-        tiny_checkpoint, domain_id=_domain_id(1), startup_timeout_s=90, drain_timeout_s=3
+        tiny_checkpoint,
+        domain_id=_domain_id(1),
+        node_args=("-p", "sampling:=greedy"),  # the decoding of tiny_backend, the offline side
+        startup_timeout_s=90,
+        drain_timeout_s=3,
     )
     report = replay_live(synth_bags["mcap"], tmp_path / "live", SYNTH, live, RclpyTransport())
     _check_counts(report)
