@@ -230,9 +230,9 @@ def _frames_lines(r: dict[str, Any]) -> list[str]:
             f"{c['unmatched']} unmatched (no depth stamp within {r['max_dt_s']} s), "
             f"{c['rejected_total']} rejected."
         ]
-    lines += [""] + _per_bag(r)
+    per_bag = _per_bag(r)
+    lines += [""] + per_bag + ([""] if per_bag else [])
     lines += [
-        "",
         f"Split by time: {split['train']} training frames, {split['gap']} dropped in the "
         f"{split['gap_s']} s gap, {split['heldout']} held out (the last "
         f"{split['heldout_share']:.0%} of each bag); {split['scored']} held-out frames scored.",
@@ -283,8 +283,9 @@ def _sensor_table(r: dict[str, Any]) -> list[str]:
             lines.append(row)
     prior = r.get("baseline_mean_depth")
     if prior:
+        of = "the teacher's labels of the training block" if taught else "the training block"
         lines.append(
-            f"| depthart | abs_rel of the training block's mean depth map (no model) | "
+            f"| depthart | abs_rel of the mean depth map of {of} (no model) | "
             f"{_fmt(prior['abs_rel'])} | | |" + (" |" if taught else "")
         )
     return lines
@@ -313,7 +314,9 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [f"## Held-out scores against sensor depth{n}", ""] + _sensor_table(r)
     lines += [
         "",
-        "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
+        "Base and fine-tuned model decode greedily (the PyTorch backend's default)"
+        + (f"; the teacher's labels: its {r['teacher']['sampling']} decoding. " if taught else ". ")
+        + "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
         f"scale fitted per frame to {r['sparse_points']} random sensor pixels. The mean depth "
         "map is a model-free baseline: where it beats the fine-tuned model, the place is very "
         "regular or the model (its tokenizer's resolution first) is the limit.",
