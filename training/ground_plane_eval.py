@@ -25,6 +25,7 @@ from depthart_core.evaluation.ground_plane import (
 )
 from depthart_core.fileutil import atomic_write
 from depthart_core.runtime import get_backend
+from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
     ap.add_argument("--backend", default="torch")
+    ap.add_argument(
+        "--sampling", default="soft", choices=SAMPLING_NAMES, help="decoding (soft, the default's)"
+    )
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--gt-only", action="store_true", help="only the ground-truth check")
     ap.add_argument("--json", default=None, help="also write the rows here")
@@ -52,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     predict = None
     if not args.gt_only:
-        backend = get_backend(args.backend, checkpoint=args.checkpoint, threads=args.threads)
+        backend = get_backend(
+            args.backend,
+            checkpoint=args.checkpoint,
+            threads=args.threads,
+            sampling=sampling_setting(args.sampling),
+        )
         predict = backend.predict
         print(f"model: {backend.describe()}", flush=True)
     rows = []
