@@ -48,9 +48,11 @@ def main() -> int:
 
     rclpy.init()
     node = rclpy.create_node("depthart_test_camera")
-    qos = QoSProfile(depth=5) if a.reliable else qos_profile_sensor_data
+    # reliable: a deep history, so samples sent before the node has matched this writer are
+    # still held for it when it does (discovery can take seconds on a loaded machine)
+    qos = QoSProfile(depth=100) if a.reliable else qos_profile_sensor_data
     pub_img = node.create_publisher(Image, "image", qos)
-    pub_info = node.create_publisher(CameraInfo, "camera_info", 10)
+    pub_info = node.create_publisher(CameraInfo, "camera_info", 100)
     deadline = time.monotonic() + a.match_timeout
     while pub_img.get_subscription_count() == 0 or pub_info.get_subscription_count() == 0:
         if time.monotonic() > deadline:
