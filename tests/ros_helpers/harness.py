@@ -40,6 +40,7 @@ def ros_env(domain_id: int) -> dict[str, str]:
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # stacks on SIGABRT (see NodeProcess.signal_and_wait)
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
     return env
 
@@ -81,9 +82,18 @@ class NodeProcess:
                     return int(line.split()[1]) / 1024
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
-    def signal_and_wait(self, sig: int, timeout: float = 15.0) -> int:
+    def signal_and_wait(self, sig: int, timeout: float = 60.0) -> int:
+        """Send `sig` and wait for the exit status; generous: under load a participant's
+        teardown took over 15 s once. A process still alive then is a hang: SIGABRT makes
+        its faulthandler (PYTHONFAULTHANDLER) print every thread's stack into the log."""
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=30)
+            stacks = self.log()
+            raise AssertionError(f"no exit {timeout:g} s after {sig!r}:\n{stacks}") from None
 
     def log(self) -> str:
         self._log.flush()
