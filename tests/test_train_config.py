@@ -54,8 +54,11 @@ def test_out_of_range_is_refused_by_name(name):
 
 @pytest.mark.parametrize("name", SEEDS)
 def test_seeds_may_be_any_integer(name):
-    load_train_config(CONFIG, [f"{name}=-3"])
-    load_train_config(CONFIG, [f"{name}=0"])
+    for value in (-3, 0):
+        cfg = load_train_config(CONFIG, [f"{name}={value}"])
+        for part in name.split("."):  # data.seed -> cfg.data.seed
+            cfg = getattr(cfg, part)
+        assert cfg == value
 
 
 @pytest.mark.parametrize("setting", ["ckpt_every=0", "val_every=0", "log_every=-1", "steps=-5"])

@@ -131,13 +131,21 @@ def _path_box(p: np.ndarray) -> np.ndarray:
     return np.concatenate([p - [0.4, 0.5, 0.4], p + [0.4, 0.5, 0.4]])
 
 
-def corridor_sequence(rng: np.random.Generator, cfg: SynthConfig, n_frames: int) -> list[Scene]:
-    """One aisle driven down its centre line: smooth path, fixed intrinsics."""
+def _aisle(
+    rng: np.random.Generator, cfg: SynthConfig, n_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """An aisle long enough for the drive: (room, frame indices, z along it, metres per frame
+    in 0.03-0.06); both styles draw these first, in this order."""
     step = rng.uniform(0.03, 0.06)  # metres per frame
     length = max(rng.uniform(*cfg.corridor_length), n_frames * step + 6.0)
     room = sample_corridor(rng, cfg, length)
     i = np.arange(n_frames, dtype=float)
-    z = 1.0 + step * i
+    return room, i, 1.0 + step * i, step
+
+
+def corridor_sequence(rng: np.random.Generator, cfg: SynthConfig, n_frames: int) -> list[Scene]:
+    """One aisle driven down its centre line: smooth path, fixed intrinsics."""
+    room, i, z, step = _aisle(rng, cfg, n_frames)
     phase = rng.uniform(0.0, 2 * math.pi, 3)
     x = room[0] / 2 + 0.25 * np.sin(2 * math.pi * z / rng.uniform(6.0, 10.0) + phase[0])
     y = rng.uniform(*cfg.camera_height) + 0.005 * np.sin(2 * math.pi * z / 0.7 + phase[1])
@@ -239,11 +247,7 @@ def warehouse_sequence(rng: np.random.Generator, cfg: SynthConfig, n_frames: int
     round), pitch changes (-25 to +10 degrees), a camera mast at mixed heights (0.3 m, 0.8 m,
     1.4 m, 1.9 m; the first level is the low one), people and carts moving between frames, and
     lighting that changes along the path (lights dimming and going out, the ambient level)."""
-    step = rng.uniform(0.03, 0.06)
-    length = max(rng.uniform(*cfg.corridor_length), n_frames * step + 6.0)
-    room = sample_corridor(rng, cfg, length)
-    i = np.arange(n_frames, dtype=float)
-    z = 1.0 + step * i
+    room, i, z, step = _aisle(rng, cfg, n_frames)
     phase = rng.uniform(0.0, 2 * math.pi, 2)
     x = room[0] / 2 + 0.25 * np.sin(2 * math.pi * z / rng.uniform(6.0, 10.0) + phase[0])
     yaw = _segments(rng, n_frames, np.array([0.0, 0.0, -0.7, 0.7, -1.3, 1.3, math.pi]), 20)
