@@ -15,6 +15,7 @@ import errno
 import glob
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -128,6 +130,18 @@ def cache_root() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(xdg).expanduser() / "depthart"
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON document at `path`: FileNotFoundError "<what> not found: PATH", or ValueError
+    naming the file when it is not valid JSON (or not UTF-8)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def sha256_file(path: str | Path) -> str:

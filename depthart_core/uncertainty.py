@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import atomic_write, read_json
 from depthart_core.model import DepthART, SamplingConfig, filter_logits
 from depthart_core.tokenizer.codec import decode_depth
 
@@ -225,14 +225,7 @@ class UncertaintyCalibration:
 
     @classmethod
     def load(cls, path: str | Path) -> UncertaintyCalibration:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"uncertainty calibration not found: {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-        return cls.from_dict(d, str(path))
+        return cls.from_dict(read_json(path, "uncertainty calibration"), str(path))
 
 
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

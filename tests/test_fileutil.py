@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from depthart_core.fileutil import atomic_write, cache_root
+from depthart_core.fileutil import atomic_write, cache_root, read_json
 from depthart_core.runtime.engine_cache import default_cache_dir
 from depthart_core.runtime.onnx_cache import onnx_cache_path
 
@@ -80,3 +80,16 @@ def test_a_cache_write_removes_only_old_temp_folders_of_the_same_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [other.name, fresh.name, "pool.safetensors"]
     )  # a fresh one may be another process's write in progress
+
+
+def test_read_json_names_the_file(tmp_path) -> None:
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good, "thing") == {"a": [1, 2]}
+    with pytest.raises(FileNotFoundError, match="thing not found: .*missing.json"):
+        read_json(tmp_path / "missing.json", "thing")
+    for name, data in (("cut.json", b'{"a": [1,'), ("latin.json", b'{"a": "\xe9"}')):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name} is not valid JSON"):
+            read_json(tmp_path / name, "thing")

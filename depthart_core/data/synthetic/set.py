@@ -43,7 +43,7 @@ from depthart_core.data.benchmarks._io import (
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_batch
-from depthart_core.fileutil import atomic_write, check_writable
+from depthart_core.fileutil import atomic_write, check_writable, read_json
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,7 @@ def _png(image: np.ndarray, path: Path) -> bytes:
 
 def _read_meta(root: Path) -> dict:
     path = root / "meta.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"synthetic set metadata not found: {path}")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    meta = read_json(path, "synthetic set metadata")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
     for key in ("count", "seed", "size"):
