@@ -78,8 +78,17 @@ class ModelConfig:
     image_size: int = 128
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    # > 0: a learned per-pixel uncertainty head of this width (depthart_core/uncertainty_head.py)
+    uncertainty_width: int = 0
 
     def __post_init__(self) -> None:
+        if self.uncertainty_width < 0:
+            raise ValueError(f"uncertainty_width must be >= 0, got {self.uncertainty_width}")
+        if self.uncertainty_width and self.image_size % 8:
+            raise ValueError(
+                f"the uncertainty head halves the image three times; image_size "
+                f"{self.image_size} is not a multiple of 8"
+            )
         if self.transformer.tau <= 0:
             raise ValueError(f"transformer.tau must be > 0, got {self.transformer.tau}")
         ds = self.tokenizer.downsample

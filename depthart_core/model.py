@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
 from depthart_core.config import ModelConfig
 from depthart_core.tokenizer.codec import decode_depth
+from depthart_core.tokenizer.resize import resize_square
 from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
 from depthart_core.transformer.image_encoder import multiscale_tokens
 from depthart_core.transformer.var import DepthVAR
+from depthart_core.uncertainty_head import UncertaintyHead, embedding_variance
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,15 @@ def filter_logits(logits_BlV: torch.Tensor, top_k: int, top_p: float) -> torch.T
     return logits_BlV
 
 
+class Inference(NamedTuple):
+    """What `DepthART.infer` returns: the token map of each scale (B, pn, pn), the relative depth
+    (B, S, S) in [0, 1] and, when asked for, the expected relative error (B, S, S) of each pixel."""
+
+    tokens: list[torch.Tensor]
+    depth: torch.Tensor
+    uncertainty: torch.Tensor | None
+
+
 class DepthART(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -83,6 +95,10 @@ class DepthART(nn.Module):
         # 2. the next-scale transformer
         self.transformer = DepthVAR(
             cfg.transformer, tcfg.z_channels, tcfg.vocab_size, tcfg.patch_nums, tcfg.downsample
+        )
+        # 3. optional: the learned per-pixel uncertainty (trained after the rest, on its errors)
+        self.uncertainty_head = (
+            UncertaintyHead(cfg.uncertainty_width) if cfg.uncertainty_width > 0 else None
         )
 
     @property
@@ -161,6 +177,74 @@ class DepthART(nn.Module):
             f_hat = f_hat + quant.contribution(emb_BChw, si)
             yield idx_Bl.view(B, pn, pn), logits_BlV, f_hat
 
+    @torch.no_grad()
+    def infer(
+        self,
+        rgb_B3HW: torch.Tensor,
+        sampling: SamplingConfig | None = None,
+        with_uncertainty: bool = False,
+    ) -> Inference:
+        """The deterministic inference every backend and the exported graph run: token maps,
+        relative depth and, with `with_uncertainty`, the uncertainty head's expected relative
+        error of each pixel (the token doubt it reads is gathered in the same pass)."""
+        sampling = sampling or SamplingConfig()
+        if with_uncertainty and self.uncertainty_head is None:
+            raise ValueError(
+                "this checkpoint has no uncertainty head (model config uncertainty_width 0); "
+                "train one with training/uncertainty_head.py"
+            )
+        if not with_uncertainty:
+            img_BLCv, f_start = self.prefix_and_start(rgb_B3HW)
+            tokens, f_hat, _ = self.generate_from_prefix(img_BLCv, sampling, f_start)
+            return Inference(tokens, self.decode(f_hat), None)
+        tokens, depth_BSS, feat_B6SS = self.uncertainty_features(rgb_B3HW, sampling)
+        return Inference(tokens, depth_BSS, self.uncertainty_head(feat_B6SS).exp())
+
+    @torch.no_grad()
+    def uncertainty_features(
+        self, rgb_B3HW: torch.Tensor, sampling: SamplingConfig
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One inference pass that also gathers the uncertainty head's input: (token maps,
+        depth (B, S, S), features (B, 6, S, S); `UncertaintyHead.features`)."""
+        img_BLCv, f_start = self.prefix_and_start(rgb_B3HW)
+        codebook_VC = self.tokenizer.quantize.embedding.weight
+        B, H = rgb_B3HW.shape[0], self.patch_nums[-1]
+        var_BHH = rgb_B3HW.new_zeros(B, H, H, dtype=torch.float32)
+        tokens, f_hat = [], None
+        for pn, (idx_Bhw, logits_BlV, f_hat) in zip(  # noqa: B007 (f_hat: the last scale's)
+            self.patch_nums, self.refine_steps(img_BLCv, sampling, f_start), strict=True
+        ):
+            tokens.append(idx_Bhw)
+            var_Bl = embedding_variance(self.token_probs(logits_BlV, sampling), codebook_VC)
+            var_BHH = var_BHH + resize_square(var_Bl.view(B, 1, pn, pn), H, "bicubic")[:, 0]
+        depth_BSS = self.decode(f_hat)
+        if f_start is None:
+            moved_BHH = torch.zeros_like(var_BHH)
+        else:
+            moved_BHH = (f_hat - f_start).float().norm(dim=1)
+        doubt_BHH = var_BHH.clamp_min(0.0).sqrt()
+        return (
+            tokens,
+            depth_BSS,
+            UncertaintyHead.features(rgb_B3HW, depth_BSS, doubt_BHH, moved_BHH),
+        )
+
+    def decode(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
+        """The final f_hat -> relative depth (B, S, S) in [0, 1], in fp32."""
+        return decode_depth(self.tokenizer.decode_f_hat(f_hat_BChw).float()).float()
+
+    @staticmethod
+    def token_probs(logits_BlV: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
+        """The distribution a decoding reads each token from: softmax(logits / T) within
+        top-k / top-p for soft decoding and sampling, the full softmax for greedy (whose argmax
+        is its mode)."""
+        if sampling.greedy:
+            return logits_BlV.float().softmax(-1)
+        logits = filter_logits(
+            logits_BlV.float() / sampling.temperature, sampling.top_k, sampling.top_p
+        )
+        return logits.softmax(-1)
+
     def _pick(
         self, logits_BlV: torch.Tensor, s: SamplingConfig, gen: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +254,7 @@ class DepthART(nn.Module):
             return idx_Bl, emb(idx_Bl)
         if s.soft:
             # the expectation of the paper's mean of sampled embeddings: softmax @ codebook
-            probs_BlV = filter_logits(logits_BlV.float() / s.temperature, s.top_k, s.top_p)
-            probs_BlV = probs_BlV.softmax(-1)
+            probs_BlV = self.token_probs(logits_BlV, s)
             w_VC = emb.weight
             return logits_BlV.argmax(dim=-1), (probs_BlV.to(w_VC.dtype) @ w_VC)
         B, l, V = logits_BlV.shape

@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from depthart_core.fileutil import atomic_write, read_json
-from depthart_core.model import DepthART, SamplingConfig, filter_logits
+from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.tokenizer.codec import decode_depth
+from depthart_core.uncertainty_head import embedding_variance
 
-ESTIMATORS = ("latent", "samples", "flip")
+ESTIMATORS = ("head", "latent", "samples", "flip")
 DEPTH_FLOOR = 1e-3  # relative depth (1 = the scene's q98) below which scores stop growing
 # The latent spread is divided by depth**LATENT_DEPTH_EXPONENT. Chosen once on calibration frames
 # (seed 932, frames 0-79; never the evaluation seed): AUSE / random 0.655 at 0, 0.593 at 0.1,
@@ -50,22 +51,8 @@ CALIBRATION_FORMAT = "depthart-uncertainty-calibration/1"
 
 # ---------------------------------------------------------------------- estimators
 def token_distribution(logits_BlV: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
-    """The distribution the decoding reads a token from: softmax(logits / T) within top-k /
-    top-p for soft decoding and sampling, the full softmax for greedy (whose argmax is its mode)."""
-    if sampling.greedy:
-        return logits_BlV.float().softmax(-1)
-    logits = filter_logits(
-        logits_BlV.float() / sampling.temperature, sampling.top_k, sampling.top_p
-    )
-    return logits.softmax(-1)
-
-
-def embedding_variance(probs_BlV: torch.Tensor, codebook_VC: torch.Tensor) -> torch.Tensor:
-    """E|e|^2 - |E e|^2 of the code embedding under `probs`, per token: (B, l), >= 0."""
-    w_VC = codebook_VC.float()
-    mean_BlC = probs_BlV @ w_VC
-    second_Bl = probs_BlV @ w_VC.square().sum(1)
-    return (second_Bl - mean_BlC.square().sum(-1)).clamp_min(0.0)
+    """The distribution the decoding reads a token from (`DepthART.token_probs`)."""
+    return DepthART.token_probs(logits_BlV, sampling)
 
 
 def _to_pixels(map_BHW: torch.Tensor, size: int) -> torch.Tensor:
@@ -154,6 +141,10 @@ def depth_and_uncertainty(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The depth of `sampling` (default greedy) and the raw score of `method` (ESTIMATORS)."""
     sampling = sampling or SamplingConfig()
+    if method == "head":
+        _require_deterministic(sampling)
+        r = model.infer(x_B3SS, sampling, with_uncertainty=True)
+        return r.depth, r.uncertainty
     if method == "latent":
         return latent_spread(model, x_B3SS, sampling)
     if method == "samples":

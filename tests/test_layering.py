@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_core.ground_plane",),
     ("depthart_core.data",),
     ("depthart_core.tokenizer",),
-    ("depthart_core.transformer",),
+    ("depthart_core.transformer", "depthart_core.uncertainty_head"),
     ("depthart_core.model", "depthart_core.sampling"),
     ("depthart_core.uncertainty",),
     ("depthart_core.checkpoint", "depthart_core.authors_layout", "depthart_core.info"),

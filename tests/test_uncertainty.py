@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -36,6 +37,42 @@ def refine_model() -> DepthART:
     return DepthART(get_preset("tiny_cnn_refine")).eval()
 
 
+def add_head(model: DepthART, width: int = 4, seed: int = 2) -> DepthART:
+    """`model` with a randomly initialised uncertainty head (its output layer too)."""
+    torch.manual_seed(seed)
+    headed = DepthART(dataclasses.replace(model.cfg, uncertainty_width=width))
+    missing, unexpected = headed.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("uncertainty_head.") for k in missing)
+    torch.nn.init.normal_(headed.uncertainty_head.out.weight, std=0.3)
+    return headed.eval()
+
+
+def test_the_head_leaves_the_depth_alone_and_predicts_a_positive_error(refine_model):
+    headed = add_head(refine_model)
+    x = _image(batch=3)
+    for sampling in (GREEDY, sampling_setting("soft")):
+        plain = refine_model.infer(x, sampling)
+        r = headed.infer(x, sampling, with_uncertainty=True)
+        assert plain.uncertainty is None
+        assert torch.equal(plain.depth, r.depth)
+        assert all(torch.equal(a, b) for a, b in zip(plain.tokens, r.tokens, strict=True))
+        assert r.uncertainty.shape == (3, 64, 64)
+        assert (r.uncertainty > 0).all() and torch.isfinite(r.uncertainty).all()
+        assert r.uncertainty.std() > 0  # it reads the image, not a constant
+    # per image: batching does not mix images
+    one = headed.infer(x[1:2], GREEDY, with_uncertainty=True).uncertainty
+    torch.testing.assert_close(one[0], headed.infer(x, GREEDY, True).uncertainty[1])
+
+
+def test_asking_a_model_without_a_head_for_uncertainty_names_the_fix(refine_model):
+    with pytest.raises(ValueError, match="no uncertainty head.*uncertainty_head.py"):
+        refine_model.infer(_image(), GREEDY, with_uncertainty=True)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        dataclasses.replace(refine_model.cfg, image_size=60, uncertainty_width=4)
+    with pytest.raises(ValueError, match="uncertainty_width must be >= 0"):
+        dataclasses.replace(refine_model.cfg, uncertainty_width=-1)
+
+
 def _image(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, size, size, generator=g) * 2 - 1
@@ -47,6 +84,8 @@ def test_every_estimator_gives_the_plain_depth_and_a_finite_map(
     method, which, tiny_model, refine_model
 ):
     model = tiny_model if which == "tiny" else refine_model
+    if method == "head":
+        model = add_head(model)
     x = _image()
     depth, score = depth_and_uncertainty(model, x, method, GREEDY, k=3)
     assert depth.shape == score.shape == (2, 64, 64)

@@ -10,6 +10,13 @@ the mean of the two predictions (the mirrored one mirrored back), as in Godard e
 Monocular Depth Estimation with Left-Right Consistency" (CVPR 2017, sec. 4.3, post-processing).
 It costs a second pass per frame and cancels part of the model's left-right bias; BENCHMARKS.md
 (section 2e) has its accuracy and speed.
+
+Uncertainty (issue #25): a checkpoint with the learned uncertainty head
+(`depthart_core.uncertainty_head`) gives, with every depth map, the expected absolute relative
+error of each pixel (|s d - g| / g after a median scale: 0.1 = "off by about 10 %"). A backend
+that can compute it says so with `has_uncertainty` and implements `run_uncertainty`;
+`predict(rgb, with_uncertainty=True)` then returns (depth, uncertainty), both resized to the input
+by the same `postprocess`. Without the flag nothing extra is computed.
 """
 
 from __future__ import annotations
@@ -42,6 +49,19 @@ class Backend(abc.ABC):
         """Normalised (B, 3, S, S) float32 in [-1, 1] -> (B, S, S) float32 relative depth."""
 
     @property
+    def has_uncertainty(self) -> bool:
+        """Whether `run_uncertainty` works (the checkpoint or graph holds the head)."""
+        return False
+
+    def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (B, 3, S, S) -> ((B, S, S) relative depth, (B, S, S) expected relative
+        error), from one pass."""
+        raise ValueError(
+            f"backend {self.describe()} has no uncertainty: its checkpoint or graph has no "
+            "uncertainty head (training/uncertainty_head.py adds one)"
+        )
+
+    @property
     def input_spec(self) -> TensorSpec:
         S = self.image_size
         return TensorSpec("image", (1, 3, S, S), "float32")
@@ -66,14 +86,34 @@ class Backend(abc.ABC):
         both = self.run(np.concatenate([x_B3SS, x_B3SS[..., ::-1]], axis=0))
         return 0.5 * (both[:B] + both[B:, :, ::-1])
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 RGB -> HxW float32 relative depth at the input size."""
-        x, geo = preprocess(rgb, self.image_size, self.letterbox)
-        return postprocess(self.infer(x)[0], geo)
+    def infer_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`run_uncertainty`; with `flip_average` both maps are the mean of the two passes."""
+        if not self.flip_average:
+            return self.run_uncertainty(x_B3SS)
+        B = x_B3SS.shape[0]
+        d, u = self.run_uncertainty(np.concatenate([x_B3SS, x_B3SS[..., ::-1]], axis=0))
+        return 0.5 * (d[:B] + d[B:, :, ::-1]), 0.5 * (u[:B] + u[B:, :, ::-1])
 
-    def predict_batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(
+        self, rgb: np.ndarray, with_uncertainty: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """HxWx3 uint8 RGB -> HxW float32 relative depth at the input size; with
+        `with_uncertainty`, (depth, HxW float32 expected relative error of each pixel)."""
+        out = self.predict_batch([rgb], with_uncertainty)
+        return out[0]
+
+    def predict_batch(self, rgbs: list[np.ndarray], with_uncertainty: bool = False) -> list:
+        """`predict` for several frames in one batch: a list of depth maps, or of (depth,
+        uncertainty) pairs with `with_uncertainty`."""
         if not rgbs:
             return []
         prepared = [preprocess(rgb, self.image_size, self.letterbox) for rgb in rgbs]
-        out = self.infer(np.concatenate([p[0] for p in prepared], axis=0))
-        return [postprocess(out[i], geo) for i, (_, geo) in enumerate(prepared)]
+        x = np.concatenate([p[0] for p in prepared], axis=0)
+        if not with_uncertainty:
+            out = self.infer(x)
+            return [postprocess(out[i], geo) for i, (_, geo) in enumerate(prepared)]
+        depth, unc = self.infer_uncertainty(x)
+        return [
+            (postprocess(depth[i], geo), postprocess(unc[i], geo))
+            for i, (_, geo) in enumerate(prepared)
+        ]

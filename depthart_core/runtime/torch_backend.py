@@ -21,7 +21,6 @@ from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import describe_sampling
-from depthart_core.tokenizer.codec import decode_depth
 
 
 class DepthEstimator(Backend):
@@ -83,9 +82,8 @@ class DepthEstimator(Backend):
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.precision):
-            idx_list, f_hat, _ = self.model.generate(x, self.sampling)
-            depth = decode_depth(self.model.tokenizer.decode_f_hat(f_hat).float())
-        return depth.float(), torch.cat([i.flatten(1) for i in idx_list], dim=1)
+            r = self.model.infer(x, self.sampling)
+        return r.depth.float(), torch.cat([i.flatten(1) for i in r.tokens], dim=1)
 
     def _graphed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Capture the whole static greedy inference once per input shape, then replay it."""
@@ -117,3 +115,17 @@ class DepthEstimator(Backend):
     def run(self, x_B3SS: np.ndarray) -> np.ndarray:
         """Normalised (B, 3, S, S) float32 -> (B, S, S) relative depth."""
         return self.run_with_tokens(x_B3SS)[0]
+
+    @property
+    def has_uncertainty(self) -> bool:
+        return self.model.uncertainty_head is not None
+
+    @torch.inference_mode()
+    def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (B, 3, S, S) -> ((B, S, S) depth, (B, S, S) expected relative error)."""
+        if not self.has_uncertainty:
+            return super().run_uncertainty(x_B3SS)  # raises, naming the backend
+        x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
+        with autocast(self.device, self.precision):
+            r = self.model.infer(x, self.sampling, with_uncertainty=True)
+        return r.depth.float().cpu().numpy(), r.uncertainty.float().cpu().numpy()

@@ -1,0 +1,174 @@
+"""Train the learned uncertainty head (depthart_core/uncertainty_head.py) on a checkpoint's own
+errors, and write that checkpoint again with the head inside (issue #25).
+
+For every frame of --train-root (rendered frames; never the evaluation or calibration seeds) the
+checkpoint runs once with its default decoding (or --sampling), gathering the head's input at the
+model resolution; the target is the frame's per-pixel |s d - g| / g at the frame's own size
+(median scale s, the DepthART protocol, as `depthart eval` scores), area-averaged back onto the
+model grid with the valid pixels as weights. The head is fitted with the exponential negative
+log-likelihood e / u + log u (so u estimates the expected error), left-right mirrored at random;
+the last --val-fraction of the frames are held out to report the loss. The transformer, tokenizer
+and image encoder are not touched: depth is bit-identical with and without the head.
+
+    depthart synth --out runs/unc_train941 --count 2000 --seed 941 --size 256x256
+    OMP_NUM_THREADS=1 python training/uncertainty_head.py --train-root runs/unc_train941 \\
+        --out runs/unc_head/checkpoint.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from depthart_core.checkpoint import load_state_dict_strict, save_checkpoint
+from depthart_core.config import ModelConfig
+from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.evaluation.alignment import median_scale
+from depthart_core.model import DepthART
+from depthart_core.runtime.preprocess import postprocess, preprocess
+from depthart_core.runtime.threads import set_torch_threads
+from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.sampling import SAMPLING_NAMES, describe_sampling, sampling_setting
+from depthart_core.uncertainty_head import UncertaintyHead
+
+ERROR_CAP = 2.0  # a pixel off by more than 200 % teaches nothing more than one off by 200 %
+
+
+def gather(est: DepthEstimator, root: str, batch: int = 32):
+    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S)) for every frame."""
+    ds = SyntheticSet(root)
+    S = est.image_size
+    feats, targets, weights = [], [], []
+    for b0 in tqdm(range(0, len(ds), batch), desc=f"features of {root}", unit="batch"):
+        samples = [ds[i] for i in range(b0, min(b0 + batch, len(ds)))]
+        prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
+        x = torch.from_numpy(np.concatenate([p[0] for p in prepared]))
+        with torch.no_grad():  # not inference_mode: the features feed the head's autograd
+            _, depth_BSS, feat_B6SS = est.model.uncertainty_features(x, est.sampling)
+        feats.append(feat_B6SS.clone())
+        for i, (s, (_, geo)) in enumerate(zip(samples, prepared, strict=True)):
+            full = postprocess(depth_BSS[i].numpy(), geo)
+            scale = median_scale(full, s.depth, s.valid)
+            err = np.zeros(full.shape, np.float32)
+            v = s.valid
+            err[v] = np.minimum(np.abs(scale * full[v] - s.depth[v]) / s.depth[v], ERROR_CAP)
+            w = cv2.resize(v.astype(np.float32), (S, S), interpolation=cv2.INTER_AREA)
+            e = cv2.resize(err, (S, S), interpolation=cv2.INTER_AREA)
+            targets.append(np.where(w > 0, e / np.maximum(w, 1e-6), 0.0).astype(np.float32))
+            weights.append(w)
+    return (
+        torch.cat(feats),
+        torch.from_numpy(np.stack(targets)),
+        torch.from_numpy(np.stack(weights)),
+    )
+
+
+def nll(log_u_BSS: torch.Tensor, err_BSS: torch.Tensor, w_BSS: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of e / u + log u (minimised by u = E[e])."""
+    per_pixel = err_BSS * torch.exp(-log_u_BSS) + log_u_BSS
+    return (w_BSS * per_pixel).sum() / w_BSS.sum().clamp_min(1e-6)
+
+
+def train(head, feat, err, w, val, steps: int, batch: int, lr: float, seed: int) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    log = []
+    bar = tqdm(range(steps), desc="train uncertainty head", unit="step")
+    for step in bar:
+        idx = torch.randint(0, len(feat), (batch,), generator=g)
+        f, e, ww = feat[idx], err[idx], w[idx]
+        flip = torch.rand(batch, generator=g) < 0.5
+        f = torch.where(flip[:, None, None, None], f.flip(-1), f)
+        e = torch.where(flip[:, None, None], e.flip(-1), e)
+        ww = torch.where(flip[:, None, None], ww.flip(-1), ww)
+        loss = nll(head(f), e, ww)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % 250 == 0 or step + 1 == steps:
+            with torch.no_grad():
+                v = float(nll(head(val[0]), val[1], val[2]))
+            log.append({"step": step + 1, "train_nll": loss.item(), "val_nll": v})
+            bar.set_postfix(train=f"{loss.item():.4f}", val=f"{v:.4f}")
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--train-root", required=True, help="rendered frames (`depthart synth`)")
+    ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    ap.add_argument("--out", required=True, help="the checkpoint with the head (.safetensors)")
+    ap.add_argument("--sampling", choices=SAMPLING_NAMES, default=None, help="default: the model's")
+    ap.add_argument("--width", type=int, default=16, help="head width (16)")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.steps < 1 or args.batch < 1 or args.width < 1 or not 0 < args.val_fraction < 1:
+        ap.error("need --steps, --batch, --width >= 1 and 0 < --val-fraction < 1")
+
+    set_torch_threads(args.threads)
+    torch.manual_seed(args.seed)
+    est = DepthEstimator.from_checkpoint(args.checkpoint)
+    if args.sampling:
+        est.sampling = sampling_setting(args.sampling)
+    base = est.model
+    print(f"checkpoint {est.info.get('path')}, decoding {describe_sampling(est.sampling)}")
+    t0 = time.perf_counter()
+    feat, err, w = gather(est, args.train_root)
+    n_val = max(1, round(args.val_fraction * len(feat)))
+    val = (feat[-n_val:], err[-n_val:], w[-n_val:])
+    print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
+
+    cfg = ModelConfig.from_dict({**base.cfg.to_dict(), "uncertainty_width": args.width})
+    model = DepthART(cfg)
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith("uncertainty_head.")}
+    head = UncertaintyHead(args.width)
+    t1 = time.perf_counter()
+    log = train(
+        head,
+        feat[:-n_val],
+        err[:-n_val],
+        w[:-n_val],
+        val,
+        args.steps,
+        args.batch,
+        args.lr,
+        args.seed,
+    )
+    state.update({f"uncertainty_head.{k}": v for k, v in head.state_dict().items()})
+    load_state_dict_strict(model, state, what="base checkpoint + uncertainty head")
+    meta = dict(est.info.get("metadata", {}))
+    meta["uncertainty_head"] = {
+        "command": "python training/uncertainty_head.py " + " ".join(sys.argv[1:]),
+        "base_checkpoint_sha256": est.info.get("sha256"),
+        "decoding": describe_sampling(est.sampling),
+        "train_root": args.train_root,
+        "frames": len(feat) - n_val,
+        "held_out_frames": n_val,
+        "steps": args.steps,
+        "train_seconds": round(time.perf_counter() - t1, 1),
+        "log": log,
+    }
+    out = save_checkpoint(args.out, model.eval(), meta)
+    print(f"wrote {out}; held-out NLL {log[-1]['val_nll']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
