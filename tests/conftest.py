@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -24,6 +25,23 @@ def tiny_model() -> DepthART:
 def tiny_checkpoint(tmp_path_factory, tiny_model) -> str:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, tiny_model, {"purpose": "tests"})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def headed_model() -> DepthART:
+    """The shipped architecture (tiny_cnn_refine) with a random uncertainty head of width 4 whose
+    output varies over the image (its last layer is not left at its zero init)."""
+    torch.manual_seed(3)
+    model = DepthART(dataclasses.replace(get_preset("tiny_cnn_refine"), uncertainty_width=4))
+    torch.nn.init.normal_(model.uncertainty_head.out.weight, std=0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def headed_checkpoint(tmp_path_factory, headed_model) -> str:
+    path = tmp_path_factory.mktemp("ckpt") / "headed.safetensors"
+    save_checkpoint(path, headed_model, {"purpose": "tests: a model with an uncertainty head"})
     return str(path)
 
 
