@@ -79,7 +79,7 @@ class UncertaintyHead(nn.Module):
         moved_BHH: torch.Tensor,
     ) -> torch.Tensor:
         """The head's input (B, 6, S, S) from the model's outputs (see the module docstring)."""
-        S = rgb_B3SS.shape[-1]
+        S = int(rgb_B3SS.shape[-1])  # a plain int while tracing: the cached resize matrix
         log_d_B1SS = depth_BSS.float().clamp_min(DEPTH_FLOOR).log()[:, None]
         doubt_B1SS = resize_square(doubt_BHH.float()[:, None], S, "bicubic")
         moved_B1SS = resize_square(moved_BHH.float()[:, None], S, "bicubic")

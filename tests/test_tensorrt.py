@@ -26,8 +26,11 @@ S = 16
 NO_TRT = "tensorrt is not installed (TensorRT's builder cannot be installed in this environment)"
 
 
-def tiny_onnx(batch: int | str = "B", size: int = S, fp16: bool = False) -> onnx.ModelProto:
-    """image (B,3,S,S) -> Conv 3x3 -> Tanh -> depth (B,S,S); FP16 inside when `fp16`."""
+def tiny_onnx(
+    batch: int | str = "B", size: int = S, fp16: bool = False, uncertainty: bool = False
+) -> onnx.ModelProto:
+    """image (B,3,S,S) -> Conv 3x3 -> Tanh -> depth (B,S,S); FP16 inside when `fp16`; with
+    `uncertainty` also uncertainty = exp(depth) (B,S,S), as a graph with the head has."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.normal(0, 0.3, (1, 3, 3, 3)).astype(np.float32), "w")
     axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
@@ -43,11 +46,17 @@ def tiny_onnx(batch: int | str = "B", size: int = S, fp16: bool = False) -> onnx
     else:
         nodes.insert(0, helper.make_node("Identity", ["image"], ["x"]))
         nodes.append(helper.make_node("Identity", ["y"], ["depth"]))
+    outputs = [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [batch, size, size])]
+    if uncertainty:
+        nodes.append(helper.make_node("Exp", ["depth"], ["uncertainty"]))
+        outputs.append(
+            helper.make_tensor_value_info("uncertainty", TensorProto.FLOAT, [batch, size, size])
+        )
     graph = helper.make_graph(
         nodes,
         "tiny",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])],
-        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [batch, size, size])],
+        outputs,
         initializer=[w, axes],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -133,10 +142,10 @@ def trt_gpu():
         pytest.skip(why)
 
 
-def _ort(model_path, x: np.ndarray) -> np.ndarray:
+def _ort(model_path, x: np.ndarray, name: str = "depth") -> np.ndarray:
     ort = pytest.importorskip("onnxruntime")
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    return sess.run(["depth"], {"image": x})[0]
+    return sess.run([name], {"image": x})[0]
 
 
 @pytest.mark.tensorrt
@@ -164,3 +173,30 @@ def test_fp16_graph_builds_strongly_typed(trt_gpu, tmp_path) -> None:
     backend = TensorRTBackend(path, S, precision="fp16", cache_dir=tmp_path / "engines")
     assert backend.batch == 2 and "fp16" in backend.describe()
     np.testing.assert_allclose(backend.run(x), _ort(path, x), atol=1e-2)
+
+
+@pytest.mark.tensorrt
+def test_engine_with_an_uncertainty_output_returns_it(trt_gpu, tmp_path) -> None:
+    """An engine built from a graph with the head's output: `run_uncertainty` returns depth and
+    uncertainty from one execution (batch 3 through a batch-1 engine); an engine without it
+    refuses, naming the backend."""
+    path = tmp_path / "tiny_unc.onnx"
+    onnx.save(tiny_onnx(batch=1, uncertainty=True), path)
+    x = np.random.default_rng(3).uniform(-1, 1, (3, 3, S, S)).astype(np.float32)
+    backend = TensorRTBackend(path, S, cache_dir=tmp_path / "engines")
+    assert backend.has_uncertainty
+    depth, unc = backend.run_uncertainty(x)
+    assert depth.shape == unc.shape == (3, S, S) and unc.dtype == np.float32
+    for name, got in (("depth", depth), ("uncertainty", unc)):
+        ref = np.concatenate([_ort(path, x[i : i + 1], name) for i in range(3)])
+        np.testing.assert_allclose(got, ref, atol=5e-3)  # TF32 convolutions
+    np.testing.assert_allclose(unc, np.exp(depth), rtol=1e-5)  # the same execution's depth
+    np.testing.assert_array_equal(backend.run(x), depth)
+    d, u = backend.predict(np.zeros((20, 30, 3), np.uint8), with_uncertainty=True)
+    assert d.shape == u.shape == (20, 30) and (u > 0).all()
+    plain_path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_onnx(batch=1), plain_path)
+    plain = TensorRTBackend(plain_path, S, cache_dir=tmp_path / "engines")
+    assert not plain.has_uncertainty
+    with pytest.raises(ValueError, match="tensorrt.*no uncertainty"):
+        plain.run_uncertainty(x)

@@ -8,11 +8,13 @@ import pytest
 from depthart_core.evaluation.uncertainty_metrics import (
     FRACTIONS,
     SparsificationTally,
+    UncertaintyTally,
     aurg,
     ause,
     average_ranks,
     calibration_bins,
     curve_area,
+    frame_errors,
     oracle_curve,
     pixel_abs_rel,
     random_curve,
@@ -119,6 +121,37 @@ def test_tally_summarises_mean_curves():
     # AUSE of the mean curve 0.25 * (0.025+0.075+0.125) over the same for random: ratio 1
     assert r["ause"] == pytest.approx(r["ause_random"]) and r["ause_ratio"] == pytest.approx(1.0)
     assert r["spearman_per_frame"] == pytest.approx(0.0)  # -1 and +1
+
+
+def test_frame_errors_use_the_frames_own_median_scale():
+    depth = np.array([[1.0, 2.0], [4.0, 8.0]])
+    gt = np.array([[2.0, 4.0], [10.0, 100.0]])
+    valid = np.array([[True, True], [True, False]])
+    # g / d over valid pixels: 2, 2, 2.5 -> median 2; errors |2d - g| / g: 0, 0, 0.2
+    assert np.allclose(frame_errors(depth, gt, valid), [0.0, 0.0, 0.2])
+
+
+def test_uncertainty_tally_pools_a_sample_per_frame_and_keeps_the_frame_measures():
+    rng = np.random.default_rng(0)
+    frames = [(rng.random(500), rng.random(500)) for _ in range(3)]
+    exact, sampled = UncertaintyTally(), UncertaintyTally(pool_per_frame=100)
+    for e, s in frames:
+        exact.add(e, s), sampled.add(e, s)
+    a, b = exact.summary(), sampled.summary()
+    assert a["pooled_pixels"] == 1500 and b["pooled_pixels"] == 300
+    for k in ("abs_rel", "abs_rel_after", "ause_ratio", "spearman_per_frame"):  # per frame: all
+        assert a[k] == b[k], k
+    err, claim = np.concatenate([e for e, _ in frames]), np.concatenate([s for _, s in frames])
+    assert a["spearman_pooled"] == pytest.approx(spearman(claim, err))
+    assert a["deciles"] == calibration_bins(claim, err)
+    assert a["worst_decile_gap"] == worst_calibration_gap(a["deciles"])
+    assert [n for _, _, n in b["deciles"]] == [30] * 10
+    calibrated = exact.summary(calibrate=lambda r: 2 * r, thresholds=(0.5,))
+    assert calibrated["deciles"][0][0] == pytest.approx(2 * a["deciles"][0][0])
+    assert calibrated["thresholds"] == threshold_table(2 * claim, err, (0.5,))
+    assert calibrated["spearman_pooled"] == a["spearman_pooled"]  # ranks the raw scores
+    with pytest.raises(ValueError, match="pool_per_frame must be >= 1"):
+        UncertaintyTally(pool_per_frame=0)
 
 
 def test_bad_inputs_raise():

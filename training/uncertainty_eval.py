@@ -30,14 +30,10 @@ import numpy as np
 import torch
 
 from depthart_core.data.synthetic.set import SyntheticSet
-from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.uncertainty_metrics import (
     SparsificationTally,
-    calibration_bins,
-    pixel_abs_rel,
-    spearman,
-    threshold_table,
-    worst_calibration_gap,
+    UncertaintyTally,
+    frame_errors,
 )
 from depthart_core.fileutil import atomic_write
 from depthart_core.runtime.preprocess import postprocess, preprocess
@@ -92,11 +88,10 @@ def predict(
 
 def errors_and_scores(frames: list[Frame], preds) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame, over its valid pixels: |s d - g| / g (median scale s) and the raw score."""
-    out = []
-    for (_, gt, valid), (depth, score) in zip(frames, preds, strict=True):
-        s = median_scale(depth, gt, valid)
-        out.append((pixel_abs_rel(s * depth, gt, valid), score[valid].astype(np.float64)))
-    return out
+    return [
+        (frame_errors(depth, gt, valid), score[valid].astype(np.float64))
+        for (_, gt, valid), (depth, score) in zip(frames, preds, strict=True)
+    ]
 
 
 def tally(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
@@ -107,15 +102,12 @@ def tally(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 
 
 def score(pairs: list[tuple[np.ndarray, np.ndarray]], calib: UncertaintyCalibration) -> dict:
-    """The sparsification summary, pooled Spearman and the calibration by deciles of the claim."""
-    report = tally(pairs)
-    err = np.concatenate([e for e, _ in pairs])
-    raw = np.concatenate([r for _, r in pairs])
-    report["spearman_pooled"] = spearman(raw, err)
-    report["deciles"] = calibration_bins(calib(raw).astype(np.float64), err, bins=10)
-    report["worst_decile_gap"] = worst_calibration_gap(report["deciles"])
-    report["thresholds"] = threshold_table(calib(raw).astype(np.float64), err, THRESHOLDS)
-    return report
+    """The sparsification summary, pooled Spearman and the calibration by deciles of the claim
+    (every pixel pooled)."""
+    t = UncertaintyTally(pool_per_frame=None)
+    for err, raw in pairs:
+        t.add(err, raw)
+    return t.summary(calibrate=calib, thresholds=THRESHOLDS)
 
 
 def timing(est: DepthEstimator, rgb: np.ndarray, method: str, k: int, calib, runs: int) -> dict:

@@ -1,6 +1,8 @@
 """`depthart bench [--checkpoint CKPT | --preset NAME [--set KEY=VALUE ...]] --backend B --size HxW
-[--runs N]`. A preset (with --set overrides) is timed with random weights: the speed of an
-architecture before anyone trains it."""
+[--runs N] [--uncertainty]`. A preset (with --set overrides) is timed with random weights: the speed
+of an architecture before anyone trains it (`--set uncertainty_width=16 --uncertainty`: with the
+uncertainty head). --uncertainty times the uncertainty pass (depth and each pixel's expected
+relative error, `Backend.run_uncertainty`) instead of the plain one."""
 
 from __future__ import annotations
 
@@ -41,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-peer", action="store_true", help="skip the Depth Anything V2-Small peer")
     p.add_argument("--peer-short-side", type=int, default=518, help="peer resize (DA-V2: 518)")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="time the uncertainty pass (depth + each pixel's expected relative error, one "
+        "pass) instead of the plain one; needs a checkpoint with the uncertainty head (or "
+        "--preset ... --set uncertainty_width=16)",
+    )
     add_flip_arg(p)
     add_model_args(p)
     p.set_defaults(func=run)
@@ -114,11 +123,13 @@ def run(args: argparse.Namespace) -> int:
     with busy_cores(args.busy_cores) as cores:
         if cores:
             print(f"busy-looping processes on core(s) {cores}")
-        result |= time_backend(backend, rgb, args.runs, args.warmup)
+        result |= time_backend(backend, rgb, args.runs, args.warmup, args.uncertainty)
     result["peak_rss_mb"] = peak_rss_mb()
     if torch.cuda.is_available() and args.device.startswith("cuda"):
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(f"{result['backend']} on {result['device']}, input {h}x{w} -> {backend.image_size}^2")
+    if args.uncertainty:
+        print("  timing the uncertainty pass: depth + expected relative error per pixel (model)")
     if n_params:
         print(
             f"  parameters   tokenizer {n_params['tokenizer'] / 1e6:.2f} M, "

@@ -3,6 +3,8 @@
     depthart eval --checkpoint ckpt.safetensors --dataset nyuv2 --root data/nyu --out runs/eval
     depthart eval --checkpoint a.safetensors --checkpoint b.safetensors \
         --datasets eth3d,tum,nyuv2,ibims1 --roots d/eth3d,d/tum,d/nyu,d/ibims --out runs/table
+
+A checkpoint with the uncertainty head also gets the uncertainty measures unless --no-uncertainty.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device for --backend torch")
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving input padding")
     add_flip_arg(p)
+    p.add_argument(
+        "--no-uncertainty",
+        action="store_true",
+        help="skip the uncertainty measures: by default a checkpoint with the uncertainty head "
+        "also gets them (AbsRel with each frame's 20 %% most uncertain pixels removed, AUSE, "
+        "Spearman, claimed vs observed error per decile)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
@@ -117,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             sampling_from_args(args),
             args.vae,
             flip_average=args.flip_average,
+            uncertainty=not args.no_uncertainty,
         )
         run_eval(
             models,
@@ -132,5 +142,8 @@ def run(args: argparse.Namespace) -> int:
         lock.abandon()  # a refused dataset or checkpoint leaves no folder holding only a lock
         raise
     print(f"depthart eval: wrote {args.out}/report.md and report.json")
+    headed = [m.label for m in models if m.predict_uncertainty is not None]
+    if headed:
+        print(f"depthart eval: with the uncertainty measures of {', '.join(headed)} (the head)")
     lock.release()
     return 0

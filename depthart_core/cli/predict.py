@@ -1,11 +1,15 @@
-"""`depthart predict IMAGE... [--checkpoint CKPT] --out DIR [--ply]`: depth maps for image files,
-and with --ply a coloured point cloud of each (`depthart_core.pointcloud`).
+"""`depthart predict IMAGE... [--checkpoint CKPT] --out DIR [--ply] [--uncertainty]`: depth maps
+for image files, with --ply a coloured point cloud of each (`depthart_core.pointcloud`), and with
+--uncertainty each pixel's expected relative error from the checkpoint's uncertainty head
+(`depthart_core.uncertainty_head`), drawn on a fixed scale (`UNCERTAINTY_RANGE`) so that a colour
+means the same error in every image.
 
 A bad input never stops the batch: each one is skipped with a line naming the file and why, the
 rest are processed, the summary counts both, and the exit status is 1 if anything was skipped.
 Outputs are written atomically; an image whose outputs cannot all be written (a full disk) is
 skipped the same way, with none of its files left. An --out that cannot be written at all (a
-file, a read-only file system) stops the command with one line before the model is loaded.
+file, a read-only file system) stops the command with one line before the model is loaded, and so
+does --uncertainty with a checkpoint that has no head.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pathlib import Path
 
 from depthart_core.cli.args import add_flip_arg, add_model_args, sampling_from_args
 
+UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
+UNCERTAINTY_COLORMAP = "inferno"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="predict relative depth for image files",
         description="Writes <stem>.npy (float32 HxW relative depth) and <stem>_depth.png "
         "(colorized) for every image. Images that share a stem (cam0/1.png, cam1/1.png) are "
-        "named after their paths instead (cam0__1_png.npy), so no output overwrites another.",
+        "named after their paths instead (cam0__1_png.npy), so no output overwrites another. "
+        "With --uncertainty also <stem>_uncertainty.npy and <stem>_uncertainty.png.",
     )
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
@@ -54,6 +62,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "skipped with the reason",
     )
     p.add_argument("--ply-stride", type=int, default=1, help="--ply: every Nth pixel (1)")
+    lo, hi = UNCERTAINTY_RANGE
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write <stem>_uncertainty.npy (float32 HxW: each pixel's expected relative "
+        "error |s d - g| / g after a median scale s; 0.1 = off by about 10 %%) and "
+        f"<stem>_uncertainty.png ({UNCERTAINTY_COLORMAP}, on the FIXED scale {lo:g} (dark) to "
+        f"{hi:g} (bright, and everything above), the same in every image); needs a checkpoint "
+        "with the uncertainty head (training/uncertainty_head.py)",
+    )
     p.add_argument("--out", required=True, help="output directory")
     add_model_args(p)
     p.set_defaults(func=run)
@@ -98,9 +116,12 @@ def output_stems(names: list[str]) -> list[str]:
     return stems
 
 
-def write_outputs(out: Path, stem: str, depth, rgb, args: argparse.Namespace) -> None:
-    """<stem>.npy, <stem>_depth.png and with --ply <stem>.ply, each atomically; if one cannot be
-    written, those already written are removed and the `WriteError` is raised."""
+def write_outputs(
+    out: Path, stem: str, depth, rgb, args: argparse.Namespace, uncertainty=None
+) -> None:
+    """<stem>.npy, <stem>_depth.png, with `uncertainty` <stem>_uncertainty.npy and .png, and with
+    --ply <stem>.ply, each atomically; if one cannot be written, those already written are
+    removed and the `WriteError` is raised."""
     import cv2
     import numpy as np
 
@@ -117,6 +138,18 @@ def write_outputs(out: Path, stem: str, depth, rgb, args: argparse.Namespace) ->
             raise ValueError(f"OpenCV could not encode the colorized depth of {stem}")
         atomic_write(out / f"{stem}_depth.png", png.tobytes())
         written.append(out / f"{stem}_depth.png")
+        if uncertainty is not None:
+            atomic_write(out / f"{stem}_uncertainty.npy", npy_bytes(uncertainty.astype(np.float32)))
+            written.append(out / f"{stem}_uncertainty.npy")
+            lo, hi = UNCERTAINTY_RANGE
+            rgb_u = colorize(
+                uncertainty, cmap=UNCERTAINTY_COLORMAP, lo=lo, hi=hi, near_bright=False
+            )
+            ok, png = cv2.imencode(".png", rgb_u[:, :, ::-1])
+            if not ok:
+                raise ValueError(f"OpenCV could not encode the colorized uncertainty of {stem}")
+            atomic_write(out / f"{stem}_uncertainty.png", png.tobytes())
+            written.append(out / f"{stem}_uncertainty.png")
         if args.ply:
             h, w = depth.shape
             P = pinhole_p(h, w, args.hfov)
@@ -134,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
+    from depthart_core.checkpoint import resolve_checkpoint
     from depthart_core.fileutil import WriteError, check_writable
     from depthart_core.runtime import get_backend
 
@@ -147,6 +181,15 @@ def run(args: argparse.Namespace) -> int:
         pinhole_p(2, 2, args.hfov)  # raises naming a bad --hfov
         if args.ply_stride < 1:
             raise ValueError(f"--ply-stride must be >= 1, got {args.ply_stride}")
+    if args.uncertainty:  # a checkpoint without the head: one line before anything is made
+        from depthart_core.export.onnx_export import checkpoint_has_head
+
+        if not checkpoint_has_head(args.checkpoint):
+            raise ValueError(
+                f"--uncertainty: checkpoint {resolve_checkpoint(args.checkpoint)} has no "
+                "uncertainty head; give --checkpoint one that has it (training/uncertainty_head.py "
+                "adds one) or drop --uncertainty"
+            )
     out = Path(args.out)
     check_writable(out)
     backend = get_backend(
@@ -159,6 +202,11 @@ def run(args: argparse.Namespace) -> int:
         vae=args.vae,
         flip_average=args.flip_average,
     )
+    if args.uncertainty and not backend.has_uncertainty:  # e.g. an engine built without it
+        raise ValueError(
+            f"--uncertainty: backend {backend.describe()} has no uncertainty output; "
+            "re-export its graph from the checkpoint with the head (`depthart export`)"
+        )
     skipped: Counter[str] = Counter()
     stems = output_stems(args.images)
     renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]
@@ -175,8 +223,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {name}: {exc}")
             skipped[str(exc).split(" (")[0]] += 1
             continue
+        uncertainty = None
         try:
-            depth = backend.predict(rgb)
+            if args.uncertainty:
+                depth, uncertainty = backend.predict(rgb, with_uncertainty=True)
+            else:
+                depth = backend.predict(rgb)
         except (ValueError, cv2.error) as exc:
             print(f"skipped {name}: prediction failed: {str(exc).splitlines()[0]}")
             skipped["prediction failed"] += 1
@@ -192,12 +244,13 @@ def run(args: argparse.Namespace) -> int:
                 f"of {fit.n_candidates} points, {fit.normal_angle_deg:.0f} deg from level)"
             )
         try:
-            write_outputs(out, stem, depth, rgb, args)
+            write_outputs(out, stem, depth, rgb, args, uncertainty)
         except WriteError as exc:
             print(f"skipped {name}: {exc}")
             skipped[f"not written ({exc.strerror})"] += 1
     n_skipped = sum(skipped.values())
-    what = "depth maps and point clouds" if args.ply else "depth maps"
+    what = "depth maps" + (", uncertainty maps" if args.uncertainty else "")
+    what += " and point clouds" if args.ply else ""
     summary = f"wrote {len(args.images) - n_skipped} {what} to {out}"
     if n_skipped:
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))

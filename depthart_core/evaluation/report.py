@@ -4,6 +4,10 @@ samples.png (RGB | ground truth | prediction | error map, matplotlib's Agg canva
 The combined table follows the paper's main table (sec. 7): one row per model, for each dataset
 its headline metrics (depthart protocol: delta1 (bad-pixel fraction, lower is better) and AbsRel),
 and the mean rank over all those columns when several models are compared.
+
+A model with the uncertainty head adds the issue #25 measures (`uncertainty_section`): AbsRel of
+all pixels and with each frame's 20 % most uncertain removed, AUSE against a random ranking's,
+Spearman per frame and pooled, and the claimed against the observed error per decile of the claim.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         "skipped_reader": res.skipped_reader,
         "aggregate": res.aggregate,
         "timings": res.timings,
+        "uncertainty": res.uncertainty,
         "per_image": res.per_image,
     }
     _write_json(run_dir / "report.json", data)
@@ -121,8 +126,9 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         f"`{model.backend_detail or model.backend}`",
         f"- images scored: {res.n_images}; skipped with no valid pixel: {res.skipped_empty}; "
         f"skipped by the reader: {res.skipped_reader}",
-        f"- predict time per image: {t['predict_ms_mean']:.1f} ms mean, "
-        f"{t['predict_ms_median']:.1f} ms median; total {t['total_s']:.1f} s",
+        f"- predict time per image{' (the uncertainty pass)' if res.uncertainty else ''}: "
+        f"{t['predict_ms_mean']:.1f} ms mean, {t['predict_ms_median']:.1f} ms median; total "
+        f"{t['total_s']:.1f} s",
         *(
             [
                 f"- iBims-1 planarity over {res.aggregate['n_planes']} planes: pe-fla "
@@ -136,12 +142,65 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         "",
         *_notes(cols),
         "",
+        *(uncertainty_section(res.uncertainty) if res.uncertainty else []),
         "![samples](samples.png)",
         "",
     ]
     atomic_write(run_dir / "report.md", "\n".join(md).encode())
     render_samples(res.vis, run_dir / "samples.png", f"{model.label} on {ds} ({proto.name})")
     return data
+
+
+UNCERTAINTY_HEAD = [  # (column, issue #25's bar)
+    "AbsRel↓ (median scale)",
+    "AbsRel↓, 20 % most uncertain removed",
+    "drop↑ (bar ≥ 30 %; oracle)",
+    "AUSE / random↓ (bar ≤ 0.5)",
+    "Spearman↑ per frame / pooled (bar ≥ 0.4)",
+    "worst decile gap↓ (bar ≤ 25 %)",
+]
+
+
+def _fmt(x, spec: str = ".3f") -> str:
+    return "n/a" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+def uncertainty_row(u: dict) -> list[str]:
+    """The uncertainty summary's headline numbers, in the order of UNCERTAINTY_HEAD."""
+    return [
+        _fmt(u["abs_rel"], ".4f"),
+        _fmt(u["abs_rel_after"], ".4f"),
+        f"{_fmt(100 * u['drop'], '.1f')} % ({_fmt(100 * u['oracle_drop'], '.1f')} %)",
+        _fmt(u["ause_ratio"]),
+        f"{_fmt(u['spearman_per_frame'])} / {_fmt(u['spearman_pooled'])}",
+        f"{_fmt(100 * u['worst_decile_gap'], '.0f')} %",
+    ]
+
+
+def uncertainty_section(u: dict) -> list[str]:
+    """report.md lines for `UncertaintyTally.summary` (runner): the table and the deciles."""
+    deciles = u["deciles"]
+    return [
+        "## Uncertainty",
+        "",
+        "The checkpoint's uncertainty head claims each pixel's expected relative error "
+        "(0.1: off by about 10 %). Observed errors are |s d - g| / g with each frame's median "
+        f"scale s, over its valid pixels at the ground truth's resolution ({u['frames']} frames; "
+        f"pooled measures on {u['pooled_pixels']} pixels).",
+        "",
+        _md_table(UNCERTAINTY_HEAD, [uncertainty_row(u)]),
+        "",
+        "Claimed and observed error by decile of the claim (lowest claim first):",
+        "",
+        _md_table(
+            ["", *(str(i + 1) for i in range(len(deciles)))],
+            [
+                ["claimed", *(f"{c:.4f}" for c, _, _ in deciles)],
+                ["observed", *(f"{o:.4f}" for _, o, _ in deciles)],
+            ],
+        ),
+        "",
+    ]
 
 
 def mean_ranks(values: list[list[float]], higher_better: list[bool]) -> list[float]:
@@ -172,9 +231,12 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
                 "checkpoint_sha256": r["checkpoint_sha256"],
                 "backend": r["backend"],
                 "results": {},
+                "uncertainty": {},
             },
         )
         entry["results"][r["dataset"]] = r["aggregate"]
+        if r.get("uncertainty"):
+            entry["uncertainty"][r["dataset"]] = r["uncertainty"]
     rows = list(models.values())
     values = [[row["results"][d][m] for d, m in columns] for row in rows]
     ranks = mean_ranks(values, [higher_is_better(m) for _, m in columns]) if len(rows) > 1 else None
@@ -207,6 +269,18 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         *_notes(proto.headline),
         "",
     ]
+    unc_rows = [
+        [row["model"], _display(d), *uncertainty_row(u)]
+        for row in rows
+        for d, u in row["uncertainty"].items()
+    ]
+    if unc_rows:
+        md += [
+            "Uncertainty (models with the head; each run's report.md has the deciles):",
+            "",
+            _md_table(["Model", "Dataset", *UNCERTAINTY_HEAD], unc_rows),
+            "",
+        ]
     md += [
         f"- [{r['model']} on {_display(r['dataset'])}]({p})"
         for r, p in zip(runs, data["runs"], strict=True)

@@ -9,6 +9,14 @@ Resolution: predictions come from the same `predict(rgb)` users call, which retu
 input size, and are scored at the ground truth's native resolution. The DepthART paper instead
 scores at 256 x 256 against nearest-resized ground truth (except iBims, scored at 640 x 480);
 `eval_size=S` reproduces that (prediction resized bilinearly, ground truth and mask by nearest).
+
+Uncertainty (issue #25): a model whose backend has the uncertainty head
+(`Model.predict_uncertainty`; on by default, `load_models(uncertainty=False)` / `depthart eval
+--no-uncertainty` skip it) is run with `predict(rgb, with_uncertainty=True)`, one pass, scored by
+`evaluation.uncertainty_metrics.UncertaintyTally`: the errors are |s d - g| / g with each frame's
+median scale s over its valid pixels, always at the ground truth's resolution (the size the head
+claims errors at), whatever the protocol and eval size; the pooled measures (Spearman, deciles)
+use at most `POOL_PER_FRAME` random pixels of each frame.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from depthart_core.evaluation.protocols import (
     get_protocol,
     paper_eval_size,
 )
+from depthart_core.evaluation.uncertainty_metrics import UncertaintyTally, frame_errors
 from depthart_core.model import SamplingConfig
 from depthart_core.runtime import get_backend
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
@@ -45,7 +54,9 @@ from depthart_core.tokenizer.codec import decode_depth, encode_depth
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+UncertaintyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rgb -> (depth, error)
 VIS_MAX_SIDE = 320  # px, the longest side of each panel in samples.png
+POOL_PER_FRAME = 10_000  # pixels of each frame in the pooled uncertainty measures
 
 
 def constant_baseline(rgb: np.ndarray) -> np.ndarray:
@@ -112,6 +123,7 @@ class EvalResult:
     timings: dict[str, float]
     depth_range: tuple[float, float] | None = None
     vis: list[VisSample] = field(default_factory=list)
+    uncertainty: dict | None = None  # UncertaintyTally.summary, for a model with the head
 
     @property
     def n_images(self) -> int:
@@ -174,8 +186,11 @@ def evaluate_predictions(
     eval_size: int | None = None,
     n_vis: int = 4,
     progress: bool = True,
+    predict_uncertainty: UncertaintyFn | None = None,
 ) -> EvalResult:
-    """Score `predict_fn` on the first `limit` samples of `dataset` (all when None)."""
+    """Score `predict_fn` on the first `limit` samples of `dataset` (all when None). With
+    `predict_uncertainty` (rgb -> (depth, expected relative error)) that call replaces
+    `predict_fn` and the uncertainty is scored too (`EvalResult.uncertainty`)."""
     proto = get_protocol(protocol)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     if n <= 0:
@@ -184,13 +199,17 @@ def evaluate_predictions(
     depth_range = dataset_range(dataset)
     name = getattr(dataset, "name", type(dataset).__name__)
     rows, vis, empty = [], [], 0
+    tally = UncertaintyTally(POOL_PER_FRAME) if predict_uncertainty is not None else None
     t_load = t_pred = t_metric = 0.0
     t_start = time.perf_counter()
     for i in tqdm(range(n), desc=f"eval {name}", disable=not progress, unit="img"):
         t0 = time.perf_counter()
         s = dataset[i]
         t1 = time.perf_counter()
-        pred = np.asarray(predict_fn(s.rgb))
+        if predict_uncertainty is None:
+            pred, unc = np.asarray(predict_fn(s.rgb)), None
+        else:
+            pred, unc = map(np.asarray, predict_uncertainty(s.rgb))
         t2 = time.perf_counter()
         t_load, t_pred = t_load + (t1 - t0), t_pred + (t2 - t1)
         if pred.shape != s.depth.shape:
@@ -198,6 +217,10 @@ def evaluate_predictions(
                 f"{s.name}: prediction {pred.shape} does not match depth {s.depth.shape}"
             )
         gt, valid = s.depth, s.valid
+        if unc is not None and unc.shape != gt.shape:
+            raise ValueError(f"{s.name}: uncertainty {unc.shape} does not match depth {gt.shape}")
+        if unc is not None and valid.any():  # at the ground truth's resolution, always
+            tally.add(frame_errors(pred, gt, valid), unc[valid])
         planes = _planarity(s, pred) if not eval_size else {}
         if eval_size:
             pred, gt, valid = _resize_for_eval(pred, gt, valid, int(eval_size))
@@ -240,6 +263,7 @@ def evaluate_predictions(
         timings=timings,
         depth_range=depth_range,
         vis=vis,
+        uncertainty=tally.summary() if tally is not None and tally.frames.curves else None,
     )
 
 
@@ -253,6 +277,7 @@ class Model:
     sha256: str | None = None
     backend: str | None = None
     backend_detail: str | None = None
+    predict_uncertainty: UncertaintyFn | None = None  # set when the backend has the head
 
 
 def load_models(
@@ -265,9 +290,11 @@ def load_models(
     sampling: SamplingConfig | None = None,
     vae: str | Path | None = None,
     flip_average: bool = False,
+    uncertainty: bool = True,
 ) -> list[Model]:
     """`sampling`: the decoding of every checkpoint (None: greedy); `vae`: VAR's VQ-VAE for an
-    authors' checkpoint saved without it; `flip_average`: see `runtime.base`."""
+    authors' checkpoint saved without it; `flip_average`: see `runtime.base`; `uncertainty`:
+    also score the uncertainty of each checkpoint that has the head."""
     models, labels = [], set()
     for ckpt in checkpoints:
         b = get_backend(
@@ -288,7 +315,22 @@ def load_models(
         while label in labels:
             label, k = f"{Path(path).stem if path else 'default'}-{k}", k + 1
         labels.add(label)
-        models.append(Model(label, b.predict, path, sha, getattr(b, "name", backend), b.describe()))
+        with_unc = (
+            functools.partial(b.predict, with_uncertainty=True)
+            if uncertainty and b.has_uncertainty
+            else None
+        )
+        models.append(
+            Model(
+                label,
+                b.predict,
+                path,
+                sha,
+                getattr(b, "name", backend),
+                b.describe(),
+                predict_uncertainty=with_unc,
+            )
+        )
     for name in baselines:
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
@@ -328,7 +370,15 @@ def run_eval(
                 "evaluating %s on %s (%d images, protocol %s)", m.label, key, len(ds), protocol
             )
             size = paper_eval_size(key) if eval_size == "paper" else eval_size
-            res = evaluate_predictions(ds, m.predict, protocol, limit, size, progress=progress)
+            res = evaluate_predictions(
+                ds,
+                m.predict,
+                protocol,
+                limit,
+                size,
+                progress=progress,
+                predict_uncertainty=m.predict_uncertainty,
+            )
             res.dataset = key
             run_dir = out if single else out / report.safe_name(m.label) / key
             runs.append(report.write_run(run_dir, res, m))

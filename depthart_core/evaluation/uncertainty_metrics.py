@@ -18,6 +18,10 @@ The error of a pixel is its absolute relative error after the protocol's alignme
     calibration_bins      pixels split into equal-count bins of claimed error (deciles): the mean
                           claimed and mean observed error of each
     threshold_table       what dropping every pixel whose claim exceeds t keeps and drops
+    frame_errors          the pixel errors of one frame under its own median scale (the DepthART
+                          protocol): what the uncertainty head is trained to predict
+    UncertaintyTally      all of the above over a stream of frames (`depthart eval`,
+                          training/uncertainty_eval.py)
 
 Curves are per frame and averaged over frames (the per-image mean of every protocol,
 `evaluation.protocols`); AUSE and AURG are then taken on the mean curves. Removing a fraction
@@ -26,8 +30,11 @@ rounds down to whole pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import PRED_EPS, masked_pairs
 
 FRACTIONS = np.round(np.arange(0, 50) * 0.02, 2)  # 0, 0.02, ..., 0.98
@@ -37,6 +44,11 @@ def pixel_abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.nda
     """|max(p, PRED_EPS) - g| / g of every valid pixel (as `metrics.abs_rel` averages it)."""
     p, g = masked_pairs(pred, gt, valid)
     return np.abs(np.maximum(p, PRED_EPS) - g) / g
+
+
+def frame_errors(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """|s d - g| / g of every valid pixel, s = median(g / d) the frame's own scale."""
+    return pixel_abs_rel(median_scale(depth, gt, valid) * depth, gt, valid)
 
 
 def _check_pair(errors: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,3 +206,54 @@ class SparsificationTally:
             "spearman_per_frame": float(np.nanmean(rhos)) if np.isfinite(rhos).any() else None,
             "spearman_undefined_frames": int((~np.isfinite(rhos)).sum()),
         }
+
+
+class UncertaintyTally:
+    """The issue #25 measures over a stream of frames: per-frame sparsification and Spearman
+    (`SparsificationTally`), and, on the pixels pooled over frames, Spearman, the calibration by
+    deciles of the claim and the threshold table.
+
+    `pool_per_frame`: at most this many pixels of each frame (drawn at random, seeded) join the
+    pool; None pools every pixel (exact, memory grows with the frames: 16 bytes per pixel).
+    """
+
+    def __init__(self, pool_per_frame: int | None = None, seed: int = 0) -> None:
+        if pool_per_frame is not None and pool_per_frame < 1:
+            raise ValueError(f"pool_per_frame must be >= 1 or None, got {pool_per_frame}")
+        self.pool_per_frame = pool_per_frame
+        self.frames = SparsificationTally()
+        self._rng = np.random.default_rng(seed)
+        self._errors: list[np.ndarray] = []
+        self._scores: list[np.ndarray] = []
+
+    def add(self, errors: np.ndarray, scores: np.ndarray) -> None:
+        """One frame's valid pixels: their errors and uncertainty scores (higher: less sure)."""
+        e, s = _check_pair(errors, scores)
+        self.frames.add(e, s)
+        if self.pool_per_frame is not None and e.size > self.pool_per_frame:
+            pick = self._rng.choice(e.size, self.pool_per_frame, replace=False)
+            e, s = e[pick], s[pick]
+        self._errors.append(e)
+        self._scores.append(s)
+
+    def summary(
+        self,
+        drop_at: float = 0.2,
+        calibrate: Callable[[np.ndarray], np.ndarray] | None = None,
+        thresholds: tuple[float, ...] = (),
+        bins: int = 10,
+    ) -> dict:
+        """`SparsificationTally.summary`, plus `spearman_pooled`, `deciles` (claimed, observed,
+        pixels per bin), `worst_decile_gap` and, given `thresholds`, `thresholds` (see
+        `threshold_table`). `calibrate` maps a raw score to the claimed error (None: the scores
+        are the claims, as the head's are)."""
+        report = self.frames.summary(drop_at)
+        err, raw = np.concatenate(self._errors), np.concatenate(self._scores)
+        claim = raw if calibrate is None else np.asarray(calibrate(raw), np.float64)
+        report["pooled_pixels"] = int(err.size)
+        report["spearman_pooled"] = spearman(raw, err)
+        report["deciles"] = calibration_bins(claim, err, bins=bins)
+        report["worst_decile_gap"] = worst_calibration_gap(report["deciles"])
+        if thresholds:
+            report["thresholds"] = threshold_table(claim, err, thresholds)
+        return report

@@ -1,4 +1,5 @@
-"""Whole-model ONNX export: normalised image (1, 3, S, S) -> relative depth (1, S, S) + token maps.
+"""Whole-model ONNX export: normalised image (1, 3, S, S) -> relative depth (1, S, S) + token maps
+(+ each pixel's expected relative error (1, S, S) for a checkpoint with the uncertainty head).
 
 One static graph holds the tokenizer encoder and image prefix, the K-scale KV-cached loop (greedy
 argmax, or the soft decoding's softmax @ codebook; `depthart_core.sampling`) unrolled with static
@@ -8,9 +9,16 @@ stored in the graph's metadata so a runtime can refuse an ONNX file made from an
 and the decoding too (`depthart_decoding`; a graph without it is greedy) so a runtime can refuse
 a graph that decodes otherwise than asked.
 
+Uncertainty (issue #25): a checkpoint with the learned head (`depthart_core.uncertainty_head`)
+exports a third output, "uncertainty", computed in the same pass as the depth
+(`DepthART.infer(..., with_uncertainty=True)`), and the metadata `depthart_uncertainty` = "head"
+("none" without it). A runtime asks ONNX Runtime only for the outputs it needs.
+
 fp16: weights and activations in half precision with LayerNorm, GroupNorm and the attention
 softmax computed in fp32 inside the graph. That is what a strongly typed TensorRT network needs
-(TensorRT 10.12+ deprecates the loose FP16 builder flag; 11 removes it).
+(TensorRT 10.12+ deprecates the loose FP16 builder flag; 11 removes it). The uncertainty head
+stays in fp32 there too: its input features are fp32 (`UncertaintyHead.features`), and it is a
+small share of the compute.
 """
 
 from __future__ import annotations
@@ -19,15 +27,20 @@ import contextlib
 import copy
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from depthart_core.checkpoint import CheckpointFile, read_checkpoint_info, resolve_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.sampling import graph_decoding
-from depthart_core.tokenizer.codec import decode_depth
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -35,10 +48,24 @@ META_SHA = "depthart_checkpoint_sha256"
 META_PRECISION = "depthart_precision"
 META_IMAGE_SIZE = "depthart_image_size"
 META_DECODING = "depthart_decoding"
+META_UNCERTAINTY = "depthart_uncertainty"
+UNCERTAINTY_HEAD = "head"  # META_UNCERTAINTY of a graph with the "uncertainty" output
+UNCERTAINTY_OUTPUT = "uncertainty"
+
+
+def checkpoint_has_head(checkpoint: CheckpointFile | str | Path | None) -> bool:
+    """Whether a checkpoint (None: the shipped one) holds the uncertainty head, so that its graph
+    gets the "uncertainty" output; read from its config, no weights loaded."""
+    if isinstance(checkpoint, CheckpointFile):
+        info = checkpoint.info()
+    else:
+        info = read_checkpoint_info(resolve_checkpoint(checkpoint))
+    return int(info["config"].get("uncertainty_width", 0)) > 0
 
 
 class StaticDepthART(nn.Module):
-    """The deterministic inference of `DepthART` (greedy by default) as one traceable forward."""
+    """The deterministic inference of `DepthART` (greedy by default) as one traceable forward:
+    (depth, tokens), plus the uncertainty head's map when the model has the head."""
 
     def __init__(self, model: DepthART, sampling: SamplingConfig | None = None) -> None:
         super().__init__()
@@ -46,13 +73,16 @@ class StaticDepthART(nn.Module):
         self.model = model
         self.sampling = sampling or SamplingConfig()
 
-    def forward(self, image_13SS: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.model
-        img_BLCv, f_start = m.prefix_and_start(image_13SS)
-        idx_list, f_hat, _ = m.generate_from_prefix(img_BLCv, self.sampling, f_start)
-        depth_1SS = decode_depth(m.tokenizer.decode_f_hat(f_hat).float())
-        tokens_1L = torch.cat([i.flatten(1) for i in idx_list], dim=1)
-        return depth_1SS, tokens_1L
+    @property
+    def with_uncertainty(self) -> bool:
+        return self.model.uncertainty_head is not None
+
+    def forward(self, image_13SS: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        r = self.model.infer(image_13SS, self.sampling, with_uncertainty=self.with_uncertainty)
+        tokens_1L = torch.cat([i.flatten(1) for i in r.tokens], dim=1)
+        if r.uncertainty is None:
+            return r.depth, tokens_1L
+        return r.depth, tokens_1L, r.uncertainty.float()
 
 
 @contextlib.contextmanager
@@ -109,8 +139,11 @@ def export_onnx(
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:  # never touch the caller's model
         wrapper = StaticDepthART(copy.deepcopy(model), sampling).eval().half()
+        if wrapper.with_uncertainty:  # an fp32 island: its input features are fp32
+            wrapper.model.uncertainty_head.float()
     dummy = torch.zeros(1, 3, S, S, dtype=dtype)
     ctx = fp32_islands() if fp16 else contextlib.nullcontext()
+    outputs = ["depth", "tokens"] + ([UNCERTAINTY_OUTPUT] if wrapper.with_uncertainty else [])
     with torch.no_grad(), ctx, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about Python ints; shapes are static
         wrapper(dummy)  # fills the resize-matrix cache so tracing sees them as constants
@@ -119,7 +152,7 @@ def export_onnx(
             (dummy,),
             str(out_path),
             input_names=["image"],
-            output_names=["depth", "tokens"],
+            output_names=outputs,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
@@ -130,6 +163,7 @@ def export_onnx(
         META_PRECISION: "fp16" if fp16 else "fp32",
         META_IMAGE_SIZE: str(S),
         META_DECODING: graph_decoding(sampling),
+        META_UNCERTAINTY: UNCERTAINTY_HEAD if wrapper.with_uncertainty else "none",
     }
     for k, v in meta.items():
         entry = graph.metadata_props.add()
@@ -138,18 +172,54 @@ def export_onnx(
     if check:
         onnx.checker.check_model(str(out_path))
     log.info(
-        "exported %s (%s, %s, opset %d, %.1f MB)",
+        "exported %s (%s, %s, uncertainty %s, opset %d, %.1f MB)",
         out_path,
         meta[META_PRECISION],
         meta[META_DECODING],
+        meta[META_UNCERTAINTY],
         OPSET,
         out_path.stat().st_size / 1e6,
     )
     return out_path
 
 
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+def read_onnx_header(path: str | Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(metadata, output names) of an ONNX file, read once."""
     import onnx  # optional dependency: the `onnx` extra
 
     graph = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in graph.metadata_props}
+    return {p.key: p.value for p in graph.metadata_props}, tuple(o.name for o in graph.graph.output)
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    return read_onnx_header(path)[0]
+
+
+def keep_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` with only the outputs `names` and the nodes and initializers they depend
+    on: ONNX Runtime computes every node of a graph whatever outputs a call asks for, so a
+    depth-only session runs this pruned graph (the head's nodes removed)."""
+    import onnx  # optional dependency: the `onnx` extra
+
+    known = [o.name for o in model.graph.output]
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"ONNX graph has no output(s) {missing}; its outputs are {known}")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    kept_outputs = [o for o in g.output if o.name in names]
+    needed, kept_nodes = set(names), []
+    for node in reversed(g.node):  # nodes are topologically sorted: walk back from the outputs
+        if any(o in needed for o in node.output):
+            kept_nodes.append(node)
+            needed.update(i for i in node.input if i)
+            for attr in node.attribute:  # names a subgraph reads from the enclosing scope
+                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    needed.update(i for n in sub.node for i in n.input if i)
+    kept_inits = [t for t in g.initializer if t.name in needed]
+    del g.output[:], g.node[:], g.initializer[:]
+    g.output.extend(kept_outputs)
+    g.node.extend(reversed(kept_nodes))
+    g.initializer.extend(kept_inits)
+    return out

@@ -9,6 +9,10 @@ decoding (`greedy`, `soft`) runs on every backend (exported graphs hold argmax o
 codebook); a sampled one (`paper`) runs on PyTorch only: `auto` then takes PyTorch, an exported
 backend asked for by name raises.
 
+Uncertainty (issue #25): with a checkpoint that has the uncertainty head every backend has
+`has_uncertainty` and `predict(rgb, with_uncertainty=True)` (PyTorch runs the head; the exported
+graph, and so ONNX Runtime and a TensorRT engine built from it, has an "uncertainty" output).
+
     base             `Backend` (`predict`, `predict_batch`) and `TensorSpec`
     preprocess       resize or letterbox in, un-pad and resize back out (shared by all)
     torch_backend    `DepthEstimator`, the PyTorch backend

@@ -2,10 +2,12 @@
 
 Stages for the torch backend: pre-processing, tokenizer encode (RGB -> image prefix), the
 autoregressive loop, decode (decoder + codec), post-processing. ONNX Runtime and TensorRT run the
-model as one graph, so their model time is one stage ("model"). The peer is the Depth Anything V2
-Small architecture (24.8 M parameters) from `transformers`, randomly initialised (speed does not
-depend on the weights), run with its published pre-processing (shorter side resized to 518, both
-sides multiples of 14) on the same input image, device and thread count.
+model as one graph, so their model time is one stage ("model"). With `uncertainty` the model stage
+is the uncertainty pass on every backend (`Backend.infer_uncertainty`: depth and each pixel's
+expected relative error from one pass) and post-processing resizes both maps. The peer is the
+Depth Anything V2 Small architecture (24.8 M parameters) from `transformers`, randomly initialised
+(speed does not depend on the weights), run with its published pre-processing (shorter side
+resized to 518, both sides multiples of 14) on the same input image, device and thread count.
 """
 
 from __future__ import annotations
@@ -51,22 +53,38 @@ def _sync_fn(device: torch.device) -> Callable[[], None] | None:
     return torch.cuda.synchronize if device.type == "cuda" else None
 
 
-def time_backend(backend: Backend, rgb: np.ndarray, runs: int, warmup: int) -> dict[str, Any]:
+def time_backend(
+    backend: Backend, rgb: np.ndarray, runs: int, warmup: int, uncertainty: bool = False
+) -> dict[str, Any]:
+    """Stage timings of `runs` frames after `warmup`; with `uncertainty`, of the uncertainty pass
+    (a backend without it raises before anything is timed)."""
+    if uncertainty and not backend.has_uncertainty:
+        raise ValueError(
+            f"backend {backend.describe()} has no uncertainty to time: its checkpoint or graph "
+            "has no uncertainty head (training/uncertainty_head.py adds one; an untrained one: "
+            "--preset NAME --set uncertainty_width=16)"
+        )
     timer = StageTimer()
     for i in range(warmup + runs):
         t = StageTimer() if i < warmup else timer
         t0 = time.perf_counter()
         x, geo = preprocess(rgb, backend.image_size, backend.letterbox)  # timed below
         t.times.setdefault("preprocess", []).append((time.perf_counter() - t0) * 1e3)
-        if isinstance(backend, DepthEstimator) and not backend.flip_average:
-            depth_S = _torch_stages(backend, x, t)
+        if uncertainty:  # depth and uncertainty from one pass (both passes with flip_average)
+            maps = [m[0] for m in t.run("model", lambda x=x: backend.infer_uncertainty(x))]
+        elif isinstance(backend, DepthEstimator) and not backend.flip_average:
+            maps = [_torch_stages(backend, x, t)]
         else:  # flip_average: both passes and the mean are the model stage
-            depth_S = t.run("model", lambda x=x: backend.infer(x))[0]
-        t.run("postprocess", lambda d=depth_S, g=geo: postprocess(d, g))
+            maps = [t.run("model", lambda x=x: backend.infer(x))[0]]
+        t.run("postprocess", lambda ms=maps, g=geo: [postprocess(m, g) for m in ms])
         t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
     out = timer.summary()
     e2e = out["end_to_end"]["median_ms"]
-    return {"stages": out, "fps": 1000.0 / e2e if e2e > 0 else float("inf")}
+    return {
+        "stages": out,
+        "fps": 1000.0 / e2e if e2e > 0 else float("inf"),
+        "uncertainty": uncertainty,
+    }
 
 
 @torch.inference_mode()

@@ -16,6 +16,11 @@ reference and the "Migrating from TensorRT 10.x to 11.x" guide) and laid out lik
 
 Engines are cached by `engine_cache.EngineCache` (model sha256, precision, shape, TensorRT
 version, compute capability).
+
+Uncertainty (issue #25): an engine built from a graph with the head has a third I/O tensor,
+"uncertainty" (`has_uncertainty`); `run_uncertainty` returns it with the depth from the same
+execution. A TensorRT engine computes every output it was built with on every execution, so such
+an engine pays for the head on `run` too (not measured: TensorRT does not run here).
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ import torch
 from tqdm import tqdm
 
 from depthart_core.checkpoint import CheckpointFile
-from depthart_core.export.onnx_export import META_DECODING, META_SHA, read_onnx_metadata
+from depthart_core.export.onnx_export import (
+    META_DECODING,
+    META_SHA,
+    UNCERTAINTY_OUTPUT,
+    read_onnx_metadata,
+)
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
 from depthart_core.fileutil import atomic_write
 from depthart_core.model import SamplingConfig
@@ -351,11 +361,12 @@ class TensorRTBackend(Backend):
                 dtype,
             )
         S = self.image_size
-        if buffers[OUTPUT_NAME].numel() != shape[0] * S * S:
-            raise ValueError(
-                f"engine output {OUTPUT_NAME!r} has shape "
-                f"{tuple(buffers[OUTPUT_NAME].shape)}, expected ({shape[0]}, {S}, {S})"
-            )
+        for n in (OUTPUT_NAME, UNCERTAINTY_OUTPUT):
+            if n in buffers and buffers[n].numel() != shape[0] * S * S:
+                raise ValueError(
+                    f"engine output {n!r} has shape {tuple(buffers[n].shape)}, expected "
+                    f"({shape[0]}, {S}, {S})"
+                )
         return buffers
 
     @property
@@ -374,13 +385,19 @@ class TensorRTBackend(Backend):
             f"engine={self.engine_path.name}{self.flip_note()}"
         )
 
-    def run(self, x_B3SS: np.ndarray) -> np.ndarray:
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether the engine has the "uncertainty" output (built from a graph with the head)."""
+        return UNCERTAINTY_OUTPUT in self._buffers
+
+    def _execute(self, x_B3SS: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        """(B, 3, S, S) -> the outputs `names`, each (B, S, S) float32."""
         S = self.image_size
         if x_B3SS.ndim != 4 or x_B3SS.shape[1:] != (3, S, S):
             raise ValueError(f"input must be (B, 3, {S}, {S}), got {x_B3SS.shape}")
         x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32))
-        inp, out = self._buffers[INPUT_NAME], self._buffers[OUTPUT_NAME]
-        results = []
+        inp = self._buffers[INPUT_NAME]
+        results: list[list[torch.Tensor]] = [[] for _ in names]
         with torch.cuda.stream(self.stream):
             # The engine has a fixed batch; a larger batch runs in chunks of it.
             for start in range(0, x.shape[0], self.batch):
@@ -389,9 +406,20 @@ class TensorRTBackend(Backend):
                 inp[:n].copy_(chunk, non_blocking=False)  # casts to FP16 for FP16 graphs
                 if not self.context.execute_async_v3(self.stream.cuda_stream):
                     raise RuntimeError("TensorRT execute_async_v3 failed (see TensorRT log)")
-                results.append(out.reshape(self.batch, S, S)[:n].float().cpu())
+                for name, out in zip(names, results, strict=True):
+                    out.append(self._buffers[name].reshape(self.batch, S, S)[:n].float().cpu())
         self.stream.synchronize()
-        return torch.cat(results).numpy()
+        return [torch.cat(out).numpy() for out in results]
+
+    def run(self, x_B3SS: np.ndarray) -> np.ndarray:
+        return self._execute(x_B3SS, (OUTPUT_NAME,))[0]
+
+    def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (B, 3, S, S) -> ((B, S, S) depth, (B, S, S) expected relative error)."""
+        if not self.has_uncertainty:
+            return super().run_uncertainty(x_B3SS)  # raises, naming the backend
+        depth, unc = self._execute(x_B3SS, (OUTPUT_NAME, UNCERTAINTY_OUTPUT))
+        return depth, unc
 
 
 _TORCH_DTYPES = {  # trt.DataType member name -> torch dtype name
