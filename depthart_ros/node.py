@@ -2,7 +2,8 @@
 
 Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`) in;
 `depth`, `depth/camera_info`, `depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
-`depthart_core.pointcloud`) out; `/diagnostics` at 1 Hz.
+`depthart_core.pointcloud`), `depth/uncertainty` and `depth/filtered` (lazy, need a checkpoint
+with the uncertainty head; `depthart_ros.uncertainty`) out; `/diagnostics` at 1 Hz.
 
 Latest-frame policy: the subscription callback parks each valid image in a one-frame slot and a
 worker thread converts, predicts and publishes; a newer frame replaces a waiting one, and every
@@ -22,6 +23,7 @@ under heavy CPU load, so where every frame matters set `input_qos.reliability: r
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -65,6 +67,8 @@ from depthart_ros.pipeline import (
     run_worker,
     timed_predict,
 )
+from depthart_ros.uncertainty import TOPICS as U_TOPICS
+from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
 
 # qos_overrides./<topic>.publisher.* accepted for outputs: rclpy's defaults plus durability
 # (transient_local makes depth/camera_info a latched calibration for late subscribers)
@@ -137,6 +141,13 @@ class DepthArtCore:
         self.pub_colored = self._publisher(Image, "depth/colored")
         self.pub_points = self._publisher(PointCloud2, "depth/points")
         self.points_counts: Counter[str] = Counter()
+        have_u = self.backend.has_uncertainty  # no head: no uncertainty topics at all
+        self.uncertainty = UncertaintyOutputs(
+            [self._publisher(Image, t) for t in U_TOPICS if have_u]
+        )
+        if not have_u:  # said once per model load, and in every diagnostics message
+            self.get_logger().info(f"uncertainty {UNAVAILABLE} ({self.engine}): not publishing "
+                                   f"{' or '.join(U_TOPICS)}")  # fmt: skip
         self.pub_diag = self._own(
             self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         )
@@ -288,7 +299,10 @@ class DepthArtCore:
         except ros_image.ImageDecodeError as exc:
             self._warn(exc.cause, f"dropping image: {exc}")
             return "rejected", exc.cause
-        depth, inference_ms = timed_predict(self.backend, rgb, c["debug_min_inference_ms"])
+        with_u = self.uncertainty.subscribed()  # lazy: the plain pass unless someone listens
+        depth, u, inference_ms = timed_predict(
+            self.backend, rgb, c["debug_min_inference_ms"], with_u
+        )
         info = None
         if c["use_camera_info"]:
             info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
@@ -300,6 +314,9 @@ class DepthArtCore:
                 self._warn("metric_fallback", f"publishing relative depth: {fallback}")
         depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
         self._publish(msg, rgb, depth, info)
+        if u is not None:  # the published depth's values and units, NaN where doubtful
+            to_msg = functools.partial(self._image, header=msg.header)
+            self.uncertainty.publish(u, depth, c["uncertainty.max"], to_msg, self._warn)
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
         self.frames.record(latency_ms, inference_ms)
         return "processed", ""
@@ -308,9 +325,7 @@ class DepthArtCore:
         self, msg: Image, rgb: np.ndarray, depth: np.ndarray, depth_info: CameraInfo | None
     ) -> None:
         """depth, and its (already rescaled) calibration, cloud and colours."""
-        out = ros_image.set_image(Image(), depth, "32FC1")
-        out.header = msg.header
-        self.pub_depth.publish(out)
+        self.pub_depth.publish(self._image(depth, msg.header))
         if depth_info is not None:
             self.pub_info.publish(depth_info)
         c = self.cfg
@@ -318,9 +333,13 @@ class DepthArtCore:
             self._publish_points(msg, rgb, depth, depth_info)
         if c["publish_colored"] and self.pub_colored.get_subscription_count() > 0:
             bgr = colorize_bgr(depth, cmap=c["colormap"])
-            colored = ros_image.set_image(Image(), bgr, "bgr8")
-            colored.header = msg.header
-            self.pub_colored.publish(colored)
+            self.pub_colored.publish(self._image(bgr, msg.header, "bgr8"))
+
+    @staticmethod
+    def _image(values: np.ndarray, header: Any, encoding: str = "32FC1") -> Image:
+        out = ros_image.set_image(Image(), values, encoding)
+        out.header = header
+        return out
 
     def _publish_points(
         self, msg: Image, rgb: np.ndarray, depth: np.ndarray, info: CameraInfo | None
@@ -375,6 +394,7 @@ class DepthArtCore:
         }
         if metric_on:
             values |= self.metric.diagnostics()
+        values |= self.uncertainty.diagnostics(c["uncertainty.max"])
         problems = []
         if snap["rejected"]:
             problems.append(f"{snap['rejected']} frames rejected")
@@ -382,6 +402,7 @@ class DepthArtCore:
             problems.append(f"relative output: {metric['reason']}")
         if self.camera_info_ignored:
             problems.append(f"latest camera_info ignored: {self.camera_info_ignored}")
+        problems += self.uncertainty.problems()
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
             name=f"{self.get_fully_qualified_name()}: depth",

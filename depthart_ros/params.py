@@ -7,6 +7,7 @@ Kept free of rclpy and ROS messages so the table and its validation are testable
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,9 @@ MIN_RATE_HZ = 0.1  # a slower cap would leave the node silent for minutes to day
 DEBUG_MAX_INFERENCE_MS = 5000.0  # the test hook may slow a frame, never stall the node
 SAMPLINGS = SAMPLING_NAMES  # greedy | soft | paper
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+# the head's log u is clamped to [-9, 2] (depthart_core.uncertainty_head.LOG_U_RANGE): u <= 7.4,
+# so an uncertainty.max of 10 keeps every pixel with a finite uncertainty
+UNCERTAINTY_MAX_HI = 10.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,14 @@ PARAMS: tuple[Param, ...] = (
         GROUND_NORMALS,
     ),
     Param(
+        "uncertainty.max",
+        0.15,
+        "depth/filtered drops pixels whose expected relative error (depth/uncertainty) is "
+        "above this: 0.15 = more than ~15 % off",
+        lo=0.0,
+        hi=UNCERTAINTY_MAX_HI,
+    ),
+    Param(
         "debug_min_inference_ms",
         0.0,
         "TEST HOOK: pad each inference to this",
@@ -170,6 +182,8 @@ def validate_params(values: dict[str, Any]) -> str | None:
         p = specs.get(name)
         if p is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name}={value!r} is not a finite number"
         if p.choices and value not in p.choices:
             return f"{name}={value!r} is not one of {list(p.choices)}"
         if p.lo is not None and not p.lo <= value <= p.hi:

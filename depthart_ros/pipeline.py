@@ -167,16 +167,20 @@ def run_worker(
 
 
 def timed_predict(
-    backend: Backend, rgb: np.ndarray, min_inference_ms: float = 0.0
-) -> tuple[np.ndarray, float]:
-    """`backend.predict(rgb)` and its wall time in ms, padded to `min_inference_ms` (a test hook
-    that stands in for a slow model)."""
+    backend: Backend,
+    rgb: np.ndarray,
+    min_inference_ms: float = 0.0,
+    with_uncertainty: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """(depth, uncertainty or None, wall time in ms) of `backend.predict(rgb, with_uncertainty)`,
+    padded to `min_inference_ms` (a test hook that stands in for a slow model)."""
     t0 = time.monotonic()
-    depth = backend.predict(rgb)
+    out = backend.predict(rgb, with_uncertainty=with_uncertainty)
+    depth, uncertainty = out if with_uncertainty else (out, None)
     pad = min_inference_ms / 1e3 - (time.monotonic() - t0)
     if pad > 0:
         time.sleep(pad)
-    return depth, (time.monotonic() - t0) * 1e3
+    return depth, uncertainty, (time.monotonic() - t0) * 1e3
 
 
 MIN_FOCAL_PX = 1e-3  # below: x = (u - cx) z / f overflows float32 clouds (denormals included)

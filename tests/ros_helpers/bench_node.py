@@ -7,11 +7,20 @@ Starts `depthart_node` (torch backend, random weights of the preset unless --che
 and a camera process publishing at --rate, receives `depth` in this process, and prints one JSON
 line: frames/s published by the node, latency (receive time - header stamp) p50/p95 measured
 here, the node's own diagnostics (latency p50/p95, inference p50, counters), and RSS growth.
+
+The per-frame cost of the uncertainty outputs (issue #25): --head-width 16 gives the random
+model an uncertainty head of that width (training/uncertainty_head.py's default), and
+--uncertainty also subscribes `depth/uncertainty` and `depth/filtered`, so every frame runs the
+head and the filter; compare with the same command without --uncertainty (the plain pass):
+
+    ... python -m ros_helpers.bench_node --preset tiny_cnn_refine --head-width 16 --rate 10 \
+        --duration 20 [--uncertainty]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import threading
@@ -43,13 +52,18 @@ def main() -> None:
         "--points-stride", type=int, default=0, help="subscribe depth/points at this stride"
     )
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds excluded from stats")
+    ap.add_argument("--head-width", type=int, default=0, help="random uncertainty head width")
+    ap.add_argument(
+        "--uncertainty", action="store_true", help="subscribe depth/uncertainty, depth/filtered"
+    )
     a = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="depthart_bench_"))
     ckpt = a.checkpoint
     if ckpt is None:
         torch.manual_seed(0)
-        ckpt = str(save_checkpoint(tmp / f"{a.preset}.safetensors", DepthART(get_preset(a.preset))))
+        cfg = dataclasses.replace(get_preset(a.preset), uncertainty_width=a.head_width)
+        ckpt = str(save_checkpoint(tmp / f"{a.preset}.safetensors", DepthART(cfg)))
     domain = unique_domain_id()
     peer = RosPeer(domain)
     peer.subscribe(Image, "depth", depth=5)
@@ -62,6 +76,9 @@ def main() -> None:
     if a.points_stride:
         params |= {"points.stride": a.points_stride}
         peer.subscribe(PointCloud2, "depth/points", depth=5)
+    if a.uncertainty:
+        peer.subscribe(Image, "depth/uncertainty", depth=5)
+        peer.subscribe(Image, "depth/filtered", depth=5)
     node = NodeProcess(domain, params, tmp / "node.log")
     try:
         peer.wait_ready(node)
@@ -95,7 +112,8 @@ def main() -> None:
         lat_ms = np.array([(t - s / 1e9) * 1e3 for t, s in steady])
         span_s = (end_ns - start_ns) / 1e9
         out = {
-            "model": a.checkpoint or f"{a.preset} (random)",
+            "model": a.checkpoint
+            or f"{a.preset} (random)" + (f" + head {a.head_width}" if a.head_width else ""),
             "backend": a.backend,
             "input": f"640x480 {a.encoding} at {a.rate:g} Hz, "
             + ("best effort" if a.best_effort else "reliable"),
@@ -107,6 +125,9 @@ def main() -> None:
             "node_inference_p50_ms": float(diag["inference_p50_ms"]),
             "published": published,
             "points_received": len(peer.messages("depth/points")) if a.points_stride else None,
+            "uncertainty": diag.get("uncertainty"),
+            "uncertainty_frames": int(diag.get("uncertainty_frames", 0)),
+            "filtered_received": len(peer.messages("depth/filtered")) if a.uncertainty else None,
             **{k: int(diag[f"frames_{k}"]) for k in ("received", "processed", "replaced")},
             "rss_mb_ready": round(rss[0][1], 1),
             "rss_growth_after_warmup_mb": round(max(after_warmup) - after_warmup[0], 1),
