@@ -217,33 +217,18 @@ def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: 
     the decoding's own f_hat); and, binned by the top-1 probability, the tokens' share, agreement
     and the change of the residual energy ||down_k(f_D - f_hat)||^2 that the scale's update makes
     (negative: the scale corrects). Does the next-scale refinement improve the start?"""
-    import cv2
-
     from depthart_core.checkpoint import load_checkpoint
     from depthart_core.data.synthetic.set import SyntheticSet
-    from depthart_core.evaluation.protocols import evaluate
+    from depthart_core.evaluation.scales import model_inputs, score_latent
     from depthart_core.sampling import describe_sampling
-    from depthart_core.tokenizer.codec import decode_depth, encode_depth
+    from depthart_core.tokenizer.codec import encode_depth
 
     m, _ = load_checkpoint(ckpt)
     m.eval()
     S, q = m.cfg.image_size, m.tokenizer.quantize
     samples = list(SyntheticSet(eval_root))[:frames]
     N, K, nb = len(samples), q.num_scales, len(CONF_EDGES) - 1
-    rgb = [cv2.resize(s.rgb, (S, S), interpolation=cv2.INTER_AREA) for s in samples]
-    x_N3SS = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    d_NSS = torch.from_numpy(
-        np.stack(
-            [
-                cv2.resize(
-                    np.where(s.valid, s.depth, 0).astype(np.float32),
-                    (S, S),
-                    interpolation=cv2.INTER_NEAREST,
-                )
-                for s in samples
-            ]
-        )
-    )
+    x_N3SS, d_NSS = model_inputs(samples, S)
     print(f"{ckpt} on {N} frames of {eval_root}")
     for name in decodings:
         setting = _decoding(name)
@@ -272,11 +257,7 @@ def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: 
                     f_prev = f_hat
                     cums.append(f_hat)
                 for k, f in enumerate(cums):
-                    dd = decode_depth(m.tokenizer.decode_f_hat(f)).numpy()
-                    for i, p in enumerate(dd):
-                        s = samples[b0 + i]
-                        up = cv2.resize(np.clip(p, 1e-3, None), s.depth.shape[::-1])
-                        res[b0 + i, k] = evaluate(up, s.depth, s.valid)["abs_rel"]
+                    res[b0 : b0 + len(x), k] = score_latent(m, f, samples[b0 : b0 + len(x)])
         _print_scales(f"{name} ({describe_sampling(setting)})", res, agree, bins)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 
@@ -107,7 +108,12 @@ def train(head, feat, err, w, val, steps: int, batch: int, lr: float, seed: int)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--train-root", required=True, help="rendered frames (`depthart synth`)")
+    ap.add_argument(
+        "--train-root",
+        required=True,
+        action="append",
+        help="rendered frames (`depthart synth`); repeat to train on several sets",
+    )
     ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     ap.add_argument("--out", required=True, help="the checkpoint with the head (.safetensors)")
     ap.add_argument("--sampling", choices=SAMPLING_NAMES, default=None, help="default: the model's")
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(given)
     if args.steps < 1 or args.batch < 1 or args.width < 1 or not 0 < args.val_fraction < 1:
         ap.error("need --steps, --batch, --width >= 1 and 0 < --val-fraction < 1")
 
@@ -130,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     base = est.model
     print(f"checkpoint {est.info.get('path')}, decoding {describe_sampling(est.sampling)}")
     t0 = time.perf_counter()
-    feat, err, w = gather(est, args.train_root)
+    parts = [gather(est, root) for root in args.train_root]
+    feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
     n_val = max(1, round(args.val_fraction * len(feat)))
     val = (feat[-n_val:], err[-n_val:], w[-n_val:])
     print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
@@ -155,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     load_state_dict_strict(model, state, what="base checkpoint + uncertainty head")
     meta = dict(est.info.get("metadata", {}))
     meta["uncertainty_head"] = {
-        "command": "python training/uncertainty_head.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "training/uncertainty_head.py", *given]),
         "base_checkpoint_sha256": est.info.get("sha256"),
         "decoding": describe_sampling(est.sampling),
-        "train_root": args.train_root,
+        "train_roots": args.train_root,
         "frames": len(feat) - n_val,
         "held_out_frames": n_val,
         "steps": args.steps,
