@@ -25,6 +25,17 @@ SAMPLING_SETTINGS: dict[str, SamplingConfig] = {
 # what the CLI's --sampling and the node's `sampling` parameter offer
 SAMPLING_NAMES: tuple[str, ...] = tuple(SAMPLING_SETTINGS)
 
+# The decoding of every runtime backend given no `sampling` (get_backend, DepthEstimator,
+# OnnxRuntimeBackend, TensorRTBackend), and the default of the CLI's --sampling and the node's
+# `sampling`, and of exported graphs (`export_onnx`): the most accurate one measured
+# (BENCHMARKS.md 2h). The model's own methods (`DepthART.infer`, `predict`) keep greedy for None.
+DEFAULT_DECODING = "soft"
+
+
+def runtime_sampling(s: SamplingConfig | None) -> SamplingConfig:
+    """`s`, or the default decoding when None."""
+    return SAMPLING_SETTINGS[DEFAULT_DECODING] if s is None else s
+
 
 def sampling_setting(name: str, seed: int = 0) -> SamplingConfig:
     """The named setting with `seed` (ignored by the deterministic `greedy` and `soft`)."""
@@ -62,9 +73,11 @@ def require_greedy(s: SamplingConfig | None, where: str) -> None:
 
 def graph_decoding(s: SamplingConfig | None) -> str:
     """The decoding an exported graph holds, as stamped in its metadata and its cache name:
-    `greedy`, `soft`, or `soft-T<t>-k<k>-p<p>` for another soft setting. Raises for sampling."""
+    `greedy`, `soft`, or `soft-T<t>-k<k>-p<p>` for another soft setting (None: the default
+    decoding). Raises for sampling."""
     require_greedy(s, "an exported graph")
-    if s is None or s.greedy:
+    s = runtime_sampling(s)
+    if s.greedy:
         return "greedy"
     if s == SAMPLING_SETTINGS["soft"]:
         return "soft"

@@ -119,9 +119,7 @@ class DepthArtCore:
             letterbox=c["letterbox"],
             flip_average=c["flip_average"],
             threads=c["threads"],
-            sampling=None
-            if c["sampling"] == "greedy"
-            else sampling_setting(c["sampling"], c["sampling_seed"]),
+            sampling=sampling_setting(c["sampling"], c["sampling_seed"]),
             vae=c["vae"] or None,
         )
         self.engine = self.backend.describe()

@@ -67,7 +67,7 @@ def test_get_backend_auto_and_errors(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
     be = get_backend("auto", checkpoint=tiny_checkpoint)
     assert be.name == "onnxruntime"  # TensorRT is absent here, so auto falls back to ORT
-    assert list(tmp_path.glob("onnx/*_fp32.onnx"))
+    assert list(tmp_path.glob("onnx/*_fp32_soft.onnx"))
     with pytest.raises(ValueError, match="unknown backend 'tflite'"):
         get_backend("tflite", checkpoint=tiny_checkpoint)
     with pytest.raises(ValueError, match="precision"):
@@ -148,7 +148,7 @@ def test_auto_reads_hashes_and_loads_the_checkpoint_once(tiny_checkpoint, tmp_pa
     monkeypatch.setattr(OnnxRuntimeBackend, "__init__", no_session)
     be = get_backend("auto", checkpoint=tiny_checkpoint)
     assert be.name == "torch"
-    assert list(tmp_path.glob("onnx/*_fp32.onnx"))  # ONNX Runtime got as far as its export
+    assert list(tmp_path.glob("onnx/*_fp32_soft.onnx"))  # ONNX Runtime got as far as its export
     assert len(hashes) == 1 and len(loads) == 1
     assert be.info["sha256"] == file_sha256_uncached(tiny_checkpoint)
     checkpoint._sha256_of.cache_clear()
@@ -166,7 +166,10 @@ def test_parity_command_on_the_shipped_checkpoint(tmp_path, monkeypatch, capsys)
     assert out["frames"] == 3
     assert 0.7 < out["token_agreement"] <= 1.0
     assert 0.0 < out["depth_abs_err_mean"] < 0.03 and out["depth_abs_err_max"] < 0.5
-    assert sorted(p.name[17:] for p in tmp_path.glob("onnx/*.onnx")) == ["fp16.onnx", "fp32.onnx"]
+    assert sorted(p.name[17:] for p in tmp_path.glob("onnx/*.onnx")) == [
+        "fp16_soft.onnx",
+        "fp32_soft.onnx",
+    ]  # the default decoding
 
 
 def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, monkeypatch):
@@ -188,7 +191,7 @@ def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, m
         TensorRTBackend.from_checkpoint(tiny_checkpoint, precision="bf16")
     with pytest.raises(RuntimeError, match="tensorrt"):
         TensorRTBackend.from_checkpoint(tiny_checkpoint, precision="fp32")
-    (cached,) = tmp_path.glob("onnx/*_fp32.onnx")
+    (cached,) = tmp_path.glob("onnx/*_fp32_soft.onnx")
     be = OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, precision="fp32")
     assert be.onnx_path == cached and len(exports) == 1
     assert exports[0]["checkpoint_sha256"] == file_sha256(tiny_checkpoint)
@@ -207,7 +210,9 @@ def test_soft_graph_matches_torch_soft_and_is_stamped(tmp_path, monkeypatch):
     soft = sampling_setting("soft")
     ckpt = CheckpointFile(None)
     ort_soft = get_backend("onnxruntime", ckpt.path, sampling=soft, threads=1)
-    ort_greedy = get_backend("onnxruntime", ckpt.path, threads=1)
+    ort_greedy = get_backend("onnxruntime", ckpt.path, sampling=sampling_setting("greedy"))
+    ort_default = get_backend("onnxruntime", ckpt.path, threads=1)
+    assert ort_default.onnx_path == ort_soft.onnx_path  # no sampling: the default, soft
     torch_soft = get_backend("torch", ckpt.path, sampling=soft, threads=1)
     assert read_onnx_metadata(ort_soft.onnx_path)["depthart_decoding"] == "soft"
     assert ort_soft.onnx_path.name.endswith("_fp32_soft.onnx")

@@ -14,7 +14,12 @@ from depthart_core.cli import main
 from depthart_core.model import SamplingConfig
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.sampling import describe_sampling, sampling_setting
+from depthart_core.sampling import (
+    DEFAULT_DECODING,
+    describe_sampling,
+    runtime_sampling,
+    sampling_setting,
+)
 
 RGB = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
@@ -131,6 +136,34 @@ def test_cli_and_node_offer_every_named_setting_and_default_to_soft():
     p = argparse.ArgumentParser()
     add_model_args(p)
     (action,) = [a for a in p._actions if a.dest == "sampling"]
-    assert tuple(action.choices) == SAMPLING_NAMES and action.default == "soft"
+    assert tuple(action.choices) == SAMPLING_NAMES and action.default == DEFAULT_DECODING
     params = pytest.importorskip("depthart_ros.params")
     assert tuple(params.SAMPLINGS) == SAMPLING_NAMES
+    assert {q.name: q.default for q in params.PARAMS}["sampling"] == DEFAULT_DECODING
+
+
+def test_the_python_api_decodes_like_the_cli_unless_told(tiny_model, tiny_checkpoint, tmp_path):
+    """No `sampling`: every backend decodes with DEFAULT_DECODING (soft); a given graph with no
+    sampling asked for runs with the decoding its metadata names."""
+    from depthart_core.checkpoint import file_sha256
+    from depthart_core.export.onnx_export import export_onnx
+    from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+
+    soft, greedy = sampling_setting(DEFAULT_DECODING), sampling_setting("greedy")
+    assert DEFAULT_DECODING == "soft" and runtime_sampling(None) == soft
+    assert runtime_sampling(greedy) is greedy
+    assert DepthEstimator(tiny_model).sampling == soft
+    assert DepthEstimator(tiny_model, sampling=greedy).sampling == greedy
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 64))).float()
+    with torch.no_grad():
+        want = tiny_model.infer(x, soft).depth.numpy()
+        plain = tiny_model.infer(x).depth.numpy()  # the model's own default stays greedy
+    np.testing.assert_array_equal(DepthEstimator(tiny_model).run(x.numpy()), want)
+    assert not np.array_equal(want, plain)
+    pytest.importorskip("onnxruntime")
+    sha = file_sha256(tiny_checkpoint)
+    path = export_onnx(tiny_model, tmp_path / "g.onnx", checkpoint_sha256=sha, sampling=greedy)
+    be = OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, onnx_path=path)
+    assert "greedy" in be.describe()  # the graph's own decoding
+    with pytest.raises(ValueError, match="decodes 'greedy', not 'soft'"):
+        OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, onnx_path=path, sampling=soft)

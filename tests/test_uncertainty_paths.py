@@ -163,14 +163,14 @@ def test_export_cache_never_serves_a_headless_graph_for_a_headed_checkpoint(
     monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
     sha, twin_sha = file_sha256(headed_checkpoint), file_sha256(headless_twin)
     assert checkpoint_has_head(headed_checkpoint) and not checkpoint_has_head(headless_twin)
-    assert onnx_cache_path(sha, "fp32") != onnx_cache_path(twin_sha, "fp32")
+    assert onnx_cache_path(sha, "fp32", "soft") != onnx_cache_path(twin_sha, "fp32", "soft")
     # what an exporter from before the head left under the headed checkpoint's name: its hash,
     # depth and tokens only, no `depthart_uncertainty` stamp
     stale = keep_outputs(onnx.load(str(headed_onnx)), ["depth", "tokens"])
     kept = [p for p in stale.metadata_props if p.key != META_UNCERTAINTY]
     del stale.metadata_props[:]
     stale.metadata_props.extend(kept)
-    path = onnx_cache_path(sha, "fp32")
+    path = onnx_cache_path(sha, "fp32", "soft")  # the default decoding's entry
     path.parent.mkdir(parents=True)
     onnx.save(stale, str(path))
     assert not OnnxRuntimeBackend(path, expected_sha256=sha).has_uncertainty  # would be served

@@ -48,7 +48,7 @@ def add_flip_arg(p: argparse.ArgumentParser) -> None:
 
 
 def sampling_from_args(args: argparse.Namespace):
-    """The SamplingConfig of --sampling/--seed (None for greedy: every backend's default)."""
+    """The SamplingConfig of --sampling/--seed."""
     from depthart_core.sampling import sampling_setting
 
-    return None if args.sampling == "greedy" else sampling_setting(args.sampling, args.seed)
+    return sampling_setting(args.sampling, args.seed)

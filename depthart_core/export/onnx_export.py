@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from depthart_core.checkpoint import CheckpointFile, read_checkpoint_info, resolve_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
-from depthart_core.sampling import graph_decoding
+from depthart_core.sampling import graph_decoding, runtime_sampling
 
 if TYPE_CHECKING:
     import onnx
@@ -71,7 +71,7 @@ class StaticDepthART(nn.Module):
         super().__init__()
         graph_decoding(sampling)  # raises for a sampled setting
         self.model = model
-        self.sampling = sampling or SamplingConfig()
+        self.sampling = runtime_sampling(sampling)  # None: the default decoding (soft)
 
     @property
     def with_uncertainty(self) -> bool:
@@ -129,7 +129,7 @@ def export_onnx(
     sampling: SamplingConfig | None = None,
 ) -> Path:
     """Trace the static graph, save it, stamp metadata, run onnx.checker. Returns the path.
-    `sampling`: the deterministic decoding the graph holds (None: greedy)."""
+    `sampling`: the deterministic decoding the graph holds (None: the default, soft)."""
     import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)

@@ -166,7 +166,7 @@ class Labeler:
                 "torch",
                 checkpoint=self.cfg.checkpoint,
                 device=device,
-                sampling=None if name == "greedy" else sampling_setting(name, self.cfg.seed),
+                sampling=sampling_setting(name, self.cfg.seed),
                 flip_average=self.cfg.flip_average,
             )
         return self._backend

@@ -37,7 +37,7 @@ from depthart_core.model import SamplingConfig
 from depthart_core.runtime.base import Backend, TensorSpec
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.runtime.threads import resolve_threads
-from depthart_core.sampling import graph_decoding
+from depthart_core.sampling import graph_decoding, runtime_sampling
 
 
 def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
@@ -117,10 +117,14 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
         sampling: SamplingConfig | None = None,
     ) -> OnnxRuntimeBackend:
-        """`sampling`: a deterministic decoding (None: greedy); the graph must hold it."""
+        """`sampling`: a deterministic decoding the graph must hold; None: the default decoding
+        (soft) for the cached graph, or whatever a given `onnx_path` holds (its metadata)."""
         _import_ort()
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
-        decoding = graph_decoding(sampling)
+        decoding = None  # a given graph, no sampling asked for: take the graph's own
+        if sampling is not None or onnx_path is None:
+            sampling = runtime_sampling(sampling)
+            decoding = graph_decoding(sampling)
         if onnx_path is None:
             onnx_path = cached_onnx(ckpt, precision, sampling)
         return cls(

@@ -50,7 +50,7 @@ from depthart_core.model import SamplingConfig
 from depthart_core.runtime.base import Backend, TensorSpec
 from depthart_core.runtime.engine_cache import PRECISIONS, EngineCache, EngineKey
 from depthart_core.runtime.onnx_cache import cached_onnx
-from depthart_core.sampling import graph_decoding
+from depthart_core.sampling import graph_decoding, runtime_sampling
 
 log = logging.getLogger(__name__)
 
@@ -308,16 +308,19 @@ class TensorRTBackend(Backend):
         sampling: SamplingConfig | None = None,
     ) -> TensorRTBackend:
         """The checkpoint's graph from the ONNX cache (exported once), then the engine cache.
-        `sampling`: a deterministic decoding (None: greedy); the engine cache is keyed by the
-        graph's own hash, so each decoding gets its own engine."""
+        `sampling`: a deterministic decoding (None: the default decoding, soft, or whatever a given
+        `onnx_path` holds); the engine cache is keyed by the graph's own hash, so each decoding
+        gets its own engine."""
         if precision not in PRECISIONS:
             raise ValueError(f"TensorRT precision must be fp32 or fp16, got {precision!r}")
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         size = int(ckpt.info()["config"]["image_size"])
+        if sampling is not None or onnx_path is None:
+            sampling = runtime_sampling(sampling)
         if onnx_path is None:
             onnx_path = cached_onnx(ckpt, precision, sampling)
         decoding = read_onnx_metadata(onnx_path).get(META_DECODING, "greedy")
-        if decoding != graph_decoding(sampling):
+        if sampling is not None and decoding != graph_decoding(sampling):
             raise ValueError(
                 f"{onnx_path} decodes {decoding!r}, not {graph_decoding(sampling)!r}: re-export it "
                 f"with `depthart export --sampling {graph_decoding(sampling)}`"

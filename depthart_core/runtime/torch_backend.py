@@ -20,7 +20,7 @@ from depthart_core.checkpoint import CheckpointFile, load_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
-from depthart_core.sampling import describe_sampling
+from depthart_core.sampling import describe_sampling, runtime_sampling
 
 
 class DepthEstimator(Backend):
@@ -46,11 +46,12 @@ class DepthEstimator(Backend):
         self.precision = precision
         if cuda_graph and self.device.type != "cuda":
             raise ValueError("cuda_graph=True needs a CUDA device")
-        self.cuda_graph = cuda_graph and (sampling is None or sampling.deterministic)
+        sampling = runtime_sampling(sampling)  # None: the default decoding (soft)
+        self.cuda_graph = cuda_graph and sampling.deterministic
         self._graphs: dict[tuple, tuple] = {}
         self.model = model.to(self.device).eval()
         self.letterbox = letterbox
-        self.sampling = sampling or SamplingConfig()
+        self.sampling = sampling
         self.info = info or {}
 
     @classmethod
