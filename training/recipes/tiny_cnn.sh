@@ -14,12 +14,19 @@
 #   6. stage 2, leg 6 (lighting variety, for real photographs): 2,000 steps of 16 from leg 3 on
 #      a new 20,000-frame pool (seed 3) with a lamp at the camera in half the frames and ambient
 #      light of 0.1-1.5 of a ceiling light (lr 2e-4, new cosine; ~17 min). The DepthART run is
-#      the shipped model, the other its twin. Legs 4, 5 and 7 were experiments that were not kept
-#      (BENCHMARKS.md 2d, 2e)
-#   7. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
+#      the shipped model until 2026-12-03, the other its twin. Legs 4, 5 and 7 were experiments
+#      that were not kept (BENCHMARKS.md 2d, 2e)
+#   7. stage 2, leg 8 (issue 24): 3,000 steps of 16 from leg 6 on leg 6's data, lr 3e-4 cosine.
+#      depthart: the soft rollout (training/configs/tiny_cnn_refine_soft.yaml: soft_rollout,
+#      soft_latent 10), committed as training/legs/refine_soft_leg1; teacher_forcing: its twin,
+#      3,000 more teacher-forcing steps (~50 min)
+#   8. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
+#      256x256 (~15 min), the head (width 24) trained on leg 8's soft depth errors there
+#      (~30 min); the depth stays bit-identical. The result is the shipped model
+#   9. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
-#   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/leg6_depthart
-#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/leg6_teacher_forcing
+#   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/head_depthart
+#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/leg8_teacher_forcing
 #   RESUME=1 bash training/recipes/tiny_cnn.sh depthart # continue an interrupted leg
 set -euo pipefail
 mode=${1:-depthart}
@@ -30,6 +37,7 @@ leg1=$out/refine_teacher_forcing
 leg2=$out/leg2_$mode
 leg3=$out/leg3_$mode
 leg6=$out/leg6_$mode
+leg8=$out/leg8_$mode
 [ -f "$out/tokenizer/DONE" ] || {
     depthart train --config training/configs/tiny_cnn_tokenizer.yaml --out "$out/tokenizer" \
         ${RESUME:+--resume}
@@ -56,10 +64,30 @@ leg6=$out/leg6_$mode
 light=(--set data.pool_size=20000 --set data.synth.camera_light=0.5
        --set "data.synth.ambient=[0.1,1.5]" --set init_tokenizer_only=false
        --set optim.lr=2.0e-4 --set optim.warmup=100)
-depthart train --config "training/configs/tiny_cnn_refine_$mode.yaml" "${light[@]}" \
-    --set init_checkpoint="$leg3/checkpoint.safetensors" --set data.seed=3 --set steps=2000 \
-    --out "$leg6" ${RESUME:+--resume}
+[ -f "$leg6/DONE" ] || {
+    depthart train --config "training/configs/tiny_cnn_refine_$mode.yaml" "${light[@]}" \
+        --set init_checkpoint="$leg3/checkpoint.safetensors" --set data.seed=3 \
+        --set steps=2000 --out "$leg6" ${RESUME:+--resume}
+    touch "$leg6/DONE"
+}
+if [ "$mode" = depthart ]; then leg8_config=training/configs/tiny_cnn_refine_soft.yaml
+else leg8_config=training/configs/tiny_cnn_refine_teacher_forcing.yaml; fi
+[ -f "$leg8/DONE" ] || {
+    depthart train --config "$leg8_config" "${light[@]}" --set optim.lr=3.0e-4 \
+        --set init_checkpoint="$leg6/checkpoint.safetensors" --set data.seed=3 --set steps=3000 \
+        --out "$leg8" ${RESUME:+--resume}
+    touch "$leg8/DONE"
+}
+final=$leg8/checkpoint.safetensors
+if [ "$mode" = depthart ]; then
+    [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
+        --seed 941 --size 256x256
+    final=$out/head_depthart/checkpoint.safetensors
+    [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
+        --checkpoint "$leg8/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
+        --batch 16 --out "$final"
+fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
     --size 256x256
 depthart eval --dataset synthetic --root "$out/eval_seed777" --protocol depthart --backend torch \
-    --checkpoint "$leg6/checkpoint.safetensors" --baseline mean_depth --out "$leg6/eval_seed777"
+    --checkpoint "$final" --baseline mean_depth --out "$(dirname "$final")/eval_seed777"
