@@ -12,8 +12,8 @@ too (a scale applied to d is absorbed by s). The node publishes
 
 Both are lazy: the uncertainty pass runs only for a frame that, when it starts, has a subscriber on
 either topic; otherwise the node runs the plain depth pass. A backend without the head
-(`Backend.has_uncertainty` false, as with the shipped checkpoint) has neither topic: the node says
-so once in its log and in diagnostics.
+(`Backend.has_uncertainty` false, as with checkpoints from before the head) has neither topic:
+the node says so once in its log and in diagnostics.
 
 Here: the per-frame check of one uncertainty map (`examine`), the filter, publishing and the
 counters the node reports; the node creates the publishers (anything with `publish` and
