@@ -45,12 +45,14 @@ from ros_helpers.scenes import scene_rgb, wire_fields  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from depthart_core.runtime.torch_backend import DepthEstimator  # noqa: E402
+from depthart_core.sampling import DEFAULT_DECODING  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/depthart_node"
 RELIABLE_INPUT = {"input_qos.reliability": "reliable", "input_qos.depth": 5}
-# the reference below is DepthEstimator.predict's greedy decoding, whatever the node's default
-PINNED = {"backend": "torch", "sampling": "greedy"}
+# the reference below is DepthEstimator.predict's default decoding (sampling.DEFAULT_DECODING),
+# pinned here so a change of the node's own default cannot make the two differ
+PINNED = {"backend": "torch", "sampling": DEFAULT_DECODING}
 
 
 class LifecycleTest:

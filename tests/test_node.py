@@ -97,8 +97,7 @@ def ros(tmp_path: Path, tiny_checkpoint: str):
 def _node_default_backend(checkpoint: str, **kw: Any):
     """The torch backend the node builds with its default parameters, in this process."""
     s = {p.name: p.default for p in PARAMS}["sampling"]
-    sampling = None if s == "greedy" else sampling_setting(s, 0)
-    return get_backend("torch", checkpoint, sampling=sampling, **kw)
+    return get_backend("torch", checkpoint, sampling=sampling_setting(s, 0), **kw)
 
 
 def _subscribe_outputs(peer: RosPeer) -> None:

@@ -21,6 +21,7 @@ from depthart_core.replay.offline import replay_offline
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio import image as ros_image
 from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.sampling import DEFAULT_DECODING
 from depthart_ros.replay.live import replay_live
 from depthart_ros.replay.process import LiveConfig
 
@@ -487,7 +488,8 @@ def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_bac
     live = LiveConfig(
         tiny_checkpoint,
         domain_id=_domain_id(1),
-        node_args=("-p", "sampling:=greedy"),  # the decoding of tiny_backend, the offline side
+        # the decoding of tiny_backend, the offline side (DepthEstimator's default)
+        node_args=("-p", f"sampling:={DEFAULT_DECODING}"),
         startup_timeout_s=90,
         drain_timeout_s=3,
     )

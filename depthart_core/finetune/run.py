@@ -165,6 +165,20 @@ def prepare(
     return out
 
 
+# the stage-2 objective terms a fine-tune carries over from the base's own training run
+OBJECTIVE_KEYS = ("soft_rollout", "soft_latent", "aux_latent")
+
+
+def _base_objective(base: Path, mode: str) -> dict[str, Any]:
+    """The base's DepthART objective terms (soft rollout, soft latent, auxiliary latent) when
+    the fine-tune keeps its mode: a model trained to refine from soft reconstructions keeps
+    being trained that way. Empty for another mode or a checkpoint without its train config."""
+    train = read_checkpoint_info(base).get("metadata", {}).get("train_config", {})
+    if mode != "depthart" or train.get("mode") != "depthart":
+        return {}
+    return {k: train[k] for k in OBJECTIVE_KEYS if k in train}
+
+
 def _model_config(base: Path) -> tuple[str, dict[str, Any], int]:
     """(preset name, the full model config as overrides, image size) of a checkpoint."""
     info = read_checkpoint_info(base)
@@ -256,6 +270,7 @@ def _train_config(
         val_every=max(1, steps // 4),
         log_every=max(1, min(10, steps // 10)),
         restart_dead_every=0,  # re-seeding codes would break the transformer's vocabulary
+        **(_base_objective(base, cfg.mode) if stage == "transformer" else {}),
         data=DataConfig(
             source="frames", root=str(frames[0]), val_root=str(frames[1]), seed=cfg.seed
         ),
