@@ -31,7 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--device", default="cpu", help="offline mode: cpu or cuda")
-    p.add_argument("--protocol", default="depthart", choices=("depthart", "affine", "metric"))
+    p.add_argument(
+        "--protocol",
+        default="depthart",
+        choices=("depthart", "affine", "metric", "ground_plane"),
+        help="depthart: median-aligned (the paper's); affine: scale and shift; metric: metres "
+        "from a sparse GT scale fit (a LiDAR stand-in); ground_plane: metres from the floor "
+        "and --camera-height, beside the same predictions median-aligned",
+    )
     p.add_argument("--max-dt", type=float, default=0.02, help="GT stamp tolerance [s] (0.02)")
     p.add_argument("--max-frames", type=int, default=None, help="only the first N images")
     p.add_argument(
@@ -50,6 +57,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sparse-fit", default="scale", choices=("scale", "scale_shift"))
     p.add_argument("--seed", type=int, default=0, help="seed of the sparse point draw")
+    gp = p.add_argument_group("ground_plane protocol (the node's ground_plane.* parameters)")
+    gp.add_argument(
+        "--camera-height", type=float, default=None, metavar="M", help="above the floor [m]"
+    )
+    gp.add_argument(
+        "--ground-normal",
+        default="fit",
+        choices=("fit", "prior"),
+        help="fit: distance along the fitted floor normal (pitch unknown); prior: along the "
+        "up given by --ground-pitch/--ground-roll (a rigid mount)",
+    )
+    gp.add_argument("--ground-pitch", type=float, default=0.0, metavar="DEG", help="prior (0)")
+    gp.add_argument("--ground-roll", type=float, default=0.0, metavar="DEG", help="prior (0)")
     p.add_argument(
         "--write-bag",
         default=None,
@@ -70,6 +90,35 @@ def _modes() -> dict[str, ModuleType]:
     return {ep.name: ep.load() for ep in entry_points(group=MODES_GROUP)}
 
 
+def _ground_plane(args: argparse.Namespace):
+    """The ground_plane protocol's settings, or None; the height is checked before anything is
+    read or written, and refused with any other protocol (it would be silently unused)."""
+    from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
+
+    if args.protocol != "ground_plane":
+        if args.camera_height is not None:
+            raise ValueError(
+                f"--camera-height {args.camera_height:g} is only used by --protocol ground_plane "
+                f"(got --protocol {args.protocol})"
+            )
+        return None
+    if args.camera_height is None:
+        raise ValueError(
+            "--protocol ground_plane needs --camera-height M (the camera above the floor)"
+        )
+    if not args.camera_info_topic:
+        raise ValueError(
+            "--protocol ground_plane back-projects through the camera's intrinsics: give "
+            "--camera-info-topic"
+        )
+    return GroundPlaneConfig(
+        camera_height_m=check_camera_height(args.camera_height),
+        normal=args.ground_normal,
+        pitch_deg=args.ground_pitch,
+        roll_deg=args.ground_roll,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from depthart_core.replay.frames import ReplayConfig
     from depthart_core.replay.offline import replay_offline
@@ -77,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.runtime import get_backend
 
     cfg = ReplayConfig(
+        ground_plane=_ground_plane(args),
         image_topic=args.image_topic,
         depth_topic=args.depth_topic,
         camera_info_topic=args.camera_info_topic,

@@ -39,6 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="depth as an RGB-D sensor reports it: 16UC1 mm, 0 beyond 10 m, holes at depth "
         "edges and in patches, noise growing with depth squared, stamped 3 ms after the image",
     )
+    p.add_argument(
+        "--rig",
+        default=None,
+        choices=("wheeled", "cart", "mast"),
+        help="a robot's camera at a known height instead of --style's path, for `replay "
+        "--protocol ground_plane`: wheeled 0.3 m level, cart 1.0 m tilted 10 deg down, mast "
+        "2.0 m tilted 25 deg down; the body turns, with +-3 deg pitch and +-2 deg roll bumps",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         style=args.style,
         sensor=SensorModel() if args.sensor else None,
         depth_delay_ns=3_000_000 if args.sensor else 0,
+        rig=args.rig,
     )
     topics = ", ".join(f"{t} ({n})" for t, n in counts.items())
     print(f"wrote {args.out} ({args.format}): {topics}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import Scene, SynthConfig
 from depthart_core.data.synthetic.render import render_scenes, sequence_scenes
 from depthart_core.data.synthetic.scene import look_rotation
@@ -99,6 +100,22 @@ def rig_frames(rig: RigEval, sequence: int) -> dict:
     seed = rig.seed * 100_000 + round(rig.height_m * 100) * 100 + sequence  # rooms differ by rig
     path = sequence_scenes(seed, n_path, cfg)[:: rig.frame_step]
     return render_scenes(tilt(path, rig), cfg)
+
+
+def rig_samples(rig: RigEval, sequence: int) -> list[DepthSample]:
+    """`rig_frames` as DepthSamples (HxWx3 uint8 RGB, metres, K, pose in extras), for bags."""
+    out = rig_frames(rig, sequence)
+    return [
+        DepthSample(
+            rgb=out["rgb"][i].permute(1, 2, 0).numpy(),
+            depth=out["depth"][i].numpy(),
+            valid=out["valid"][i].numpy(),
+            name=f"rig_{rig.height_m:g}m_{rig.seed}_{sequence}_{i:06d}",
+            intrinsics=out["K"][i].numpy(),
+            extras={"pose": out["pose"][i].numpy()},
+        )
+        for i in range(out["rgb"].shape[0])
+    ]
 
 
 @dataclass

@@ -24,12 +24,13 @@ import numpy as np
 
 from depthart_core.evaluation.protocols import evaluate, get_protocol
 from depthart_core.fileutil import TEMP_SUFFIX, WriteError, npy_bytes
+from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, projection_p
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
 from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPE
 
-PROTOCOLS = ("depthart", "affine", "metric")
+PROTOCOLS = ("depthart", "affine", "metric", "ground_plane")
 STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")
 SPARSE_FITS = ("scale", "scale_shift")
 
@@ -51,10 +52,26 @@ class ReplayConfig:
     n_samples: int = 4  # rows in samples.png
     plots: bool = True  # the three PNGs beside report.json / report.md
     pred_topic: str = "/depthart/depth"
+    # ground_plane protocol: the floor fit and camera height that put the prediction in metres
+    ground_plane: GroundPlaneConfig | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.protocol == "ground_plane":
+            if self.ground_plane is None:
+                raise ValueError(
+                    "the ground_plane protocol needs the camera height above the floor"
+                )
+            if not self.camera_info_topic:
+                raise ValueError(
+                    "the ground_plane protocol back-projects through the camera's intrinsics: "
+                    "give camera_info_topic"
+                )
+            if not self.depth_topic:
+                raise ValueError(
+                    "the ground_plane protocol scores against GT depth: give depth_topic"
+                )
         if self.sparse_fit not in SPARSE_FITS:
             raise ValueError(f"sparse_fit must be one of {SPARSE_FITS}, got {self.sparse_fit!r}")
         if not self.max_dt_s >= 0:
@@ -67,6 +84,11 @@ class ReplayConfig:
             raise ValueError(f"sparse_points must be >= 1, got {self.sparse_points}")
         if self.depth_topic and self.depth_topic == self.image_topic:
             raise ValueError(f"depth topic and image topic are the same: {self.image_topic!r}")
+
+    @property
+    def eval_protocol(self) -> str:
+        """The evaluation protocol the scores use: both metric sources score metres unaligned."""
+        return "metric" if self.protocol == "ground_plane" else self.protocol
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,16 +232,52 @@ def sparse_metric_fit(
     return fit.apply(pred), "ok", {"fit_scale": fit.scale, "fit_shift": fit.shift}
 
 
+def ground_plane_fit(
+    row: dict[str, Any], pred: np.ndarray, frame: Frame, ground: GroundPlaneScale | None
+) -> float | None:
+    """The scale the node's ground-plane path would apply to this frame (its floor fit through
+    the frame's CameraInfo P, then the stream's smoother), recorded in `row["ground_plane"]`;
+    None (with the fallback's code and reason there) when it would publish relative depth."""
+    if ground is None:
+        raise ValueError("the ground_plane protocol needs the run's GroundPlaneScale")
+    if frame.camera_info is None:
+        why = "no CameraInfo received before this image"
+        row["ground_plane"] = {"code": "no_camera_info", "scale": None, "reason": why}
+        return None
+    info = frame.camera_info
+    proj = info.p if np.any(np.asarray(info.p, dtype=np.float64)) else info.k
+    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), projection_p(proj))
+    row["ground_plane"] = {
+        "code": fit.code,
+        "status": applied.status,
+        "scale": applied.scale,
+        "frame_scale": fit.scale,
+        "inlier_fraction": fit.inlier_fraction,
+        "normal_angle_deg": fit.normal_angle_deg,
+    }
+    if applied.scale is None:
+        row["ground_plane"]["reason"] = fit.reason
+    return applied.scale
+
+
 def score_frame(
-    row: dict[str, Any], pred: np.ndarray, frame: Frame, cfg: ReplayConfig
+    row: dict[str, Any],
+    pred: np.ndarray,
+    frame: Frame,
+    cfg: ReplayConfig,
+    ground: GroundPlaneScale | None = None,
 ) -> np.ndarray | None:
     """Fill `row` with metrics (status `evaluated`), or a status and reason why not.
 
-    Returns the prediction as scored (metres under the metric protocol; None where no metric fit
-    exists), which is what `--write-bag` publishes. Non-finite predicted pixels (the node's NaN
+    Returns the prediction as scored (metres under the metric and ground_plane protocols; None
+    where no metric scale exists), which is what `--write-bag` publishes. `ground` is the run's
+    ground-plane state (the ground_plane protocol). Non-finite predicted pixels (the node's NaN
     for invalid output) are left out of scoring and counted in `pred_invalid_px`.
     """
-    metric = cfg.protocol == "metric"
+    metric = cfg.protocol in ("metric", "ground_plane")
+    floor = None
+    if cfg.protocol == "ground_plane":  # every frame, in order: the smoother follows the stream
+        floor = ground_plane_fit(row, pred, frame, ground)
     if frame.gt is None:
         row["status"] = "unmatched" if cfg.depth_topic else "predicted"
         return None if metric else pred
@@ -241,7 +299,15 @@ def score_frame(
     if not valid.any():
         reject(row, "no pixel with both valid GT depth and a finite prediction")
         return None if metric else pred
-    if metric:
+    if cfg.protocol == "ground_plane":
+        if floor is None:
+            gp = row["ground_plane"]
+            reject(row, f"ground-plane fallback ({gp['code']}): {gp['reason']}")
+            return None
+        aligned = evaluate(pred, gt, valid, get_protocol("depthart"), cfg.depth_range)
+        row["aligned_abs_rel"] = aligned["abs_rel"]
+        pred = (pred * np.float32(floor)).astype(np.float32)
+    elif metric:
         pred, reason, fit = sparse_metric_fit(pred, gt, valid, cfg, frame.index)
         row.update(fit)
         if pred is None:
@@ -249,7 +315,8 @@ def score_frame(
             return None
         valid = valid & np.isfinite(pred)
     try:
-        row["metrics"] = evaluate(pred, gt, valid, get_protocol(cfg.protocol), cfg.depth_range)
+        protocol = get_protocol(cfg.eval_protocol)
+        row["metrics"] = evaluate(pred, gt, valid, protocol, cfg.depth_range)
     except ValueError as exc:  # e.g. a metric fit that leaves no positive pixel
         reject(row, f"not scorable: {exc}")
         return pred
@@ -287,8 +354,11 @@ class ReplayRun:
     meta: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     sample_ids: set[int] = field(default_factory=set)
+    ground: GroundPlaneScale | None = None  # the ground_plane protocol's stream state
 
     def __post_init__(self) -> None:
+        if self.cfg.protocol == "ground_plane":
+            self.ground = GroundPlaneScale(self.cfg.ground_plane)
         n = self.index.n_frames
         if n and self.cfg.n_samples > 0:
             picks = np.linspace(0, n - 1, min(n, self.cfg.n_samples)).round().astype(int)

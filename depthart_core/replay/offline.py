@@ -118,7 +118,7 @@ def _offline_frame(
     t0 = time.perf_counter()
     pred = backend.predict(rgb)
     row["latency_ms"] = (time.perf_counter() - t0) * 1e3
-    scored = score_frame(row, pred, frame, run.cfg)
+    scored = score_frame(row, pred, frame, run.cfg, run.ground)
     run.keep_sample(frame, rgb, pred if scored is None else scored)
     if store is not None and scored is not None:
         store.put(frame.index, scored)

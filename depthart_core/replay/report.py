@@ -54,7 +54,7 @@ def summarize(run: ReplayRun) -> dict[str, Any]:
         "topics": {t: asdict(s) for t, s in run.index.topics.items()},
         "counts": {"frames": len(rows), **{s: counts.get(s, 0) for s in STATUSES}},
         "frames_in_bag": run.index.n_frames,
-        "headline": list(get_protocol(run.cfg.protocol).headline),
+        "headline": list(get_protocol(run.cfg.eval_protocol).headline),
         "aggregate": aggregate,
         "latency_ms": latency,
         "unmatched_frames": [
@@ -67,8 +67,42 @@ def summarize(run: ReplayRun) -> dict[str, Any]:
             for r in rows
             if r["status"] == "rejected"
         ],
+        **({"ground_plane": ground_plane_summary(run)} if run.ground is not None else {}),
         **run.meta,
         "rows": rows,
+    }
+
+
+# issue #26: metres from the floor may cost at most this much AbsRel over per-frame alignment
+GROUND_RATIO_BAR = 1.25
+
+
+def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
+    """The ground_plane protocol's headline: the metric AbsRel with no per-frame alignment over
+    the frames the floor scaled, the same predictions median-aligned per frame, their ratio
+    (issue #26 bounds it at 1.25), the scales applied and the fallbacks by reason."""
+    rows = run.all_rows()
+    fitted = [r for r in rows if r.get("ground_plane")]
+    ev = [r for r in rows if r["status"] == "evaluated" and "aligned_abs_rel" in r]
+    scales = [r["ground_plane"]["scale"] for r in fitted if r["ground_plane"]["scale"] is not None]
+    metric = float(np.mean([r["metrics"]["abs_rel"] for r in ev])) if ev else None
+    aligned = float(np.mean([r["aligned_abs_rel"] for r in ev])) if ev else None
+    fallbacks = Counter(
+        r["ground_plane"]["code"] for r in fitted if r["ground_plane"]["scale"] is None
+    )
+    return {
+        "camera_height_m": run.cfg.ground_plane.camera_height_m,
+        "normal": run.cfg.ground_plane.normal,
+        "frames_fitted": len(fitted),
+        "frames_scaled": len(scales),
+        "frames_scored": len(ev),
+        "metric_abs_rel": metric,
+        "aligned_abs_rel": aligned,
+        "ratio": metric / aligned if metric is not None and aligned else None,
+        "ratio_bar": GROUND_RATIO_BAR,
+        "scale_median": float(np.median(scales)) if scales else None,
+        "scale_p10_p90": [float(np.percentile(scales, q)) for q in (10, 90)] if scales else None,
+        "fallbacks": dict(fallbacks),
     }
 
 
@@ -92,6 +126,9 @@ def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) ->
         keys = [k for k in ("abs_rel", *report["headline"]) if k in agg]
         vals = ", ".join(f"{k} {agg[k]:.4f}" for k in dict.fromkeys(keys))
         lines.append(f"  {report['config']['protocol']} protocol: {vals}")
+    gp = report.get("ground_plane")
+    if gp:
+        lines.append("  " + _ground_plane_line(gp))
     if out_dir is not None:
         lines.append(f"  report and pictures in {Path(out_dir).resolve()}/")
     return "\n".join(lines)
@@ -143,6 +180,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in report.json")
 
 
+def _ground_plane_line(gp: dict[str, Any]) -> str:
+    falls = ", ".join(f"{k} {v}" for k, v in sorted(gp["fallbacks"].items())) or "none"
+    head = (
+        f"ground plane ({gp['camera_height_m']:g} m, normal {gp['normal']}): "
+        f"{gp['frames_scaled']}/{gp['frames_fitted']} frames scaled, fallbacks: {falls}"
+    )
+    if gp["ratio"] is None:
+        return head + "; no frame scored"
+    met = "met" if gp["ratio"] <= gp["ratio_bar"] else "NOT met"
+    return (
+        f"{head}; metric AbsRel {gp['metric_abs_rel']:.4f} vs median-aligned "
+        f"{gp['aligned_abs_rel']:.4f} on the same {gp['frames_scored']} frames: ratio "
+        f"{gp['ratio']:.2f} (bar {gp['ratio_bar']:g}: {met})"
+    )
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     cfg, c = report["config"], report["counts"]
     lines = [
@@ -169,6 +222,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         for k in [*head, *(k for k in report["aggregate"] if k not in head)]:
             lines.append(f"| {k} | {report['aggregate'][k]:.4f} |")
         lines.append("")
+    if report.get("ground_plane"):
+        lines += ["## Ground-plane scale", "", _ground_plane_line(report["ground_plane"]), ""]
     lat = report["latency_ms"]
     if lat:
         what = "end-to-end (publish -> output received)" if report["mode"] == "live" else "predict"

@@ -29,6 +29,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
+from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
 from depthart_core.fileutil import WriteError
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
@@ -302,6 +303,7 @@ def write_synthetic_bag(
     style: str = "room",
     sensor: SensorModel | None = None,
     depth_delay_ns: int = 0,
+    rig: str | None = None,
 ) -> dict[str, int]:
     """Record one synthetic scene along a smooth camera path as a ROS 2 bag.
 
@@ -310,6 +312,9 @@ def write_synthetic_bag(
     Depth is the exact ground truth (32FC1 m or 16UC1 mm), or with `sensor` what an RGB-D
     sensor reports (16UC1 mm with range limit, holes and noise, `data.synthetic.sensor`),
     stamped `depth_delay_ns` after the image as an unsynchronised depth camera would be.
+    `rig` (`wheeled`, `cart`, `mast`: `evaluation.ground_plane.RIGS`) records instead a robot's
+    camera at that rig's exact height and mounting pitch, turning with pitch and roll bumps,
+    every 10th frame of the path (`rig_frames`): the ground-plane replay's bags.
     Returns the message count per topic.
     """
     if frames < 1:
@@ -321,9 +326,16 @@ def write_synthetic_bag(
     if sensor is not None and depth_encoding != "16UC1":
         raise ValueError(f"sensor depth is written as 16UC1 millimetres, not {depth_encoding!r}")
     cfg = SynthConfig.for_style(style, tuple(size) if size is not None else SynthConfig().size)
+    if rig is None:
+        samples = render_sequence(seed, frames, cfg)
+    else:
+        if rig not in RIGS:
+            raise ValueError(f"rig must be one of {list(RIGS)}, got {rig!r}")
+        height, pitch = RIGS[rig]
+        samples = rig_samples(RigEval(height, pitch, 1, frames, size=cfg.size, seed=seed), 0)
     period_ns = round(1e9 / rate_hz)
     with BagWriter(out, storage=storage) as bag:
-        for i, sample in enumerate(render_sequence(seed, frames, cfg)):
+        for i, sample in enumerate(samples):
             t = start_ns + i * period_ns
             h, w = sample.depth.shape
             fid = topics.frame_id

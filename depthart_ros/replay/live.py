@@ -353,7 +353,7 @@ def _live_evaluate(run: ReplayRun, session: LiveSession) -> None:
         if row["status"] is not None:
             continue
         pred = session.store.get(frame.index)
-        scored = score_frame(row, pred, frame, run.cfg)
+        scored = score_frame(row, pred, frame, run.cfg, run.ground)
         if frame.index in run.sample_ids:
             try:
                 rgb = messages.image_to_rgb(frame.image.msg)

@@ -1,0 +1,139 @@
+"""`depthart replay --protocol ground_plane` (issue #26, item 3): metres from the floor and the
+camera height, scored without alignment beside the same predictions median-aligned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthart_core.cli import main
+from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
+from depthart_core.ground_plane import GroundPlaneConfig
+from depthart_core.replay.frames import ReplayConfig
+from depthart_core.replay.offline import replay_offline
+from depthart_core.rosio import bags
+
+SIZE = (60, 80)
+FRAMES = 10
+TOPICS = ["--image-topic", "/camera/image_raw", "--depth-topic", "/camera/depth"]
+INFO = ["--camera-info-topic", "/camera/camera_info"]
+
+
+@pytest.fixture(scope="module")
+def cart_bag(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gp") / "cart"
+    bags.write_synthetic_bag(out, FRAMES, seed=1, size=SIZE, rig="cart")
+    return out
+
+
+class GroundTruthBackend:
+    """Predicts each recorded frame's true depth divided by a constant, as a relative depth
+    (the model's contract: proportional to metres): the ground-plane scale must undo the
+    constant from the floor alone, so metric and aligned AbsRel agree."""
+
+    name, info = "ground_truth", {}
+
+    def __init__(self, samples, divide_by: float = 7.0) -> None:
+        self.depth = {s.rgb.tobytes(): np.where(s.valid, s.depth, np.nan) for s in samples}
+        self.k = divide_by
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        return (self.depth[rgb.tobytes()] / self.k).astype(np.float32)
+
+
+class WallBackend:
+    """Every pixel at the same depth: a plane facing the camera, never a floor."""
+
+    name, info = "wall", {}
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        return np.full(rgb.shape[:2], 0.5, np.float32)
+
+
+def _cfg(height: float = RIGS["cart"][0], **kw) -> ReplayConfig:
+    ground = GroundPlaneConfig(camera_height_m=height, pitch_deg=RIGS["cart"][1], **kw)
+    return ReplayConfig(
+        "/camera/image_raw",
+        "/camera/depth",
+        "/camera/camera_info",
+        protocol="ground_plane",
+        plots=False,
+        ground_plane=ground,
+    )
+
+
+def test_rig_bag_holds_the_rigs_frames(cart_bag):
+    # the bag's frames are rig_samples' frames: the height the replay is told is the true one
+    samples = rig_samples(RigEval(*RIGS["cart"], 1, FRAMES, size=SIZE, seed=1), 0)
+    counts = bags.list_topics(cart_bag)
+    assert counts["/camera/image_raw"].count == FRAMES and counts["/camera/depth"].count == FRAMES
+    first = next(bags.iter_messages(cart_bag, ["/camera/depth"]))
+    depth = np.frombuffer(bytes(first.msg.data), np.float32).reshape(SIZE)
+    assert np.allclose(depth[samples[0].valid], samples[0].depth[samples[0].valid])
+
+
+def test_true_depth_gives_metres_from_the_floor(cart_bag, tmp_path):
+    samples = rig_samples(RigEval(*RIGS["cart"], 1, FRAMES, size=SIZE, seed=1), 0)
+    report = replay_offline(cart_bag, tmp_path / "r", _cfg(), GroundTruthBackend(samples))
+    gp = report["ground_plane"]
+    assert gp["frames_fitted"] == FRAMES and gp["frames_scaled"] >= FRAMES - 2, gp
+    assert report["counts"]["evaluated"] == gp["frames_scored"] == gp["frames_scaled"]
+    # the constant 7 comes back from the floor: scale ~7, metres right to a few percent
+    assert gp["scale_median"] == pytest.approx(7.0, rel=0.03)
+    assert gp["metric_abs_rel"] < 0.03 and gp["aligned_abs_rel"] < 1e-3
+    assert report["headline"] == ["abs_rel", "delta1", "rmse"]  # metres, unaligned
+    rows = [r for r in report["rows"] if r["status"] == "evaluated"]
+    assert all(r["ground_plane"]["code"] == "ok" for r in rows)
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Ground-plane scale" in md and "ratio" in md
+    # a wrong height scales the metres with it: twice the height, twice the depth (AbsRel ~1)
+    wrong = replay_offline(cart_bag, tmp_path / "w", _cfg(2.0), GroundTruthBackend(samples))
+    assert wrong["ground_plane"]["scale_median"] == pytest.approx(14.0, rel=0.03)
+    assert wrong["ground_plane"]["metric_abs_rel"] > 0.9
+    assert wrong["ground_plane"]["ratio"] > 100  # far above the 1.25 bar
+
+
+def test_no_floor_falls_back_with_the_reason_for_every_frame(cart_bag, tmp_path):
+    report = replay_offline(cart_bag, tmp_path / "r", _cfg(), WallBackend())
+    gp = report["ground_plane"]
+    assert gp["frames_scaled"] == 0 and gp["ratio"] is None
+    assert sum(gp["fallbacks"].values()) == FRAMES and "ok" not in gp["fallbacks"]
+    assert report["counts"]["rejected"] == FRAMES and report["counts"]["evaluated"] == 0
+    reasons = {r["reason"].split(")")[0] for r in report["rejected_frames"]}
+    assert all(r.startswith("ground-plane fallback (") for r in reasons), reasons
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("depthart replay: error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (INFO, "needs --camera-height"),
+        ([*INFO, "--camera-height", "-0.5"], "must be finite and > 0 metres, got -0.5"),
+        ([*INFO, "--camera-height", "nan"], "got nan"),
+        (["--camera-height", "1.0"], "give --camera-info-topic"),
+        (["--camera-info-topic", "/nope", "--camera-height", "1.0"], "/nope"),
+    ],
+)
+def test_bad_ground_plane_input_is_one_line_and_writes_nothing(
+    cart_bag, tmp_path, capsys, extra, message
+):
+    out = tmp_path / "out"
+    args = ["replay", str(cart_bag), *TOPICS, "--out", str(out), "--protocol", "ground_plane"]
+    assert main([*args, *extra]) == 1
+    assert message in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_camera_height_without_the_protocol_is_refused(cart_bag, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["replay", str(cart_bag), *TOPICS, *INFO, "--out", str(out), "--camera-height", "1"]
+    assert main(args) == 1
+    assert "only used by --protocol ground_plane" in _one_line_error(capsys)
+    assert not out.exists()
