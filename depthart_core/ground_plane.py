@@ -205,7 +205,8 @@ def _ransac(
     ok_I &= dist_I > 0
     sub_S3 = pts_N3[rng.permutation(n)[:_SCORE_POINTS]]
     signed_IS = normal_I3 @ sub_S3.T + dist_I[:, None]
-    rel_IS = signed_IS / (cfg.inlier_threshold * dist_I[:, None])
+    safe_I = np.where(ok_I, dist_I, 1.0)  # degenerate hypotheses are masked below anyway
+    rel_IS = signed_IS / (cfg.inlier_threshold * safe_I[:, None])
     cost_I = np.minimum(rel_IS**2, 1.0).mean(axis=1) + (rel_IS < -1.0).mean(axis=1)
     cost_I = np.where(ok_I, cost_I, np.inf)
     near_I = ok_I & (normal_I3 @ up_3 >= math.cos(math.radians(cfg.max_normal_angle_deg)))
