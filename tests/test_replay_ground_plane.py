@@ -114,10 +114,10 @@ def _one_line_error(capsys) -> str:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (INFO, "needs --camera-height"),
+        (INFO, "needs the camera's height above the floor (--camera-height)"),
         ([*INFO, "--camera-height", "-0.5"], "must be finite and > 0 metres, got -0.5"),
         ([*INFO, "--camera-height", "nan"], "got nan"),
-        (["--camera-height", "1.0"], "give --camera-info-topic"),
+        (["--camera-height", "1.0"], "give the camera info topic (--camera-info-topic)"),
         (["--camera-info-topic", "/nope", "--camera-height", "1.0"], "/nope"),
     ],
 )

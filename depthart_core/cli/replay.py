@@ -92,7 +92,8 @@ def _modes() -> dict[str, ModuleType]:
 
 def _ground_plane(args: argparse.Namespace):
     """The ground_plane protocol's settings, or None; the height is checked before anything is
-    read or written, and refused with any other protocol (it would be silently unused)."""
+    read or written, and refused with any other protocol (it would be silently unused). The
+    protocol's other needs (a height, camera info, GT depth) are ReplayConfig's checks."""
     from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
 
     if args.protocol != "ground_plane":
@@ -103,14 +104,7 @@ def _ground_plane(args: argparse.Namespace):
             )
         return None
     if args.camera_height is None:
-        raise ValueError(
-            "--protocol ground_plane needs --camera-height M (the camera above the floor)"
-        )
-    if not args.camera_info_topic:
-        raise ValueError(
-            "--protocol ground_plane back-projects through the camera's intrinsics: give "
-            "--camera-info-topic"
-        )
+        return None  # ReplayConfig refuses the protocol without it
     return GroundPlaneConfig(
         camera_height_m=check_camera_height(args.camera_height),
         normal=args.ground_normal,

@@ -61,16 +61,18 @@ class ReplayConfig:
         if self.protocol == "ground_plane":
             if self.ground_plane is None:
                 raise ValueError(
-                    "the ground_plane protocol needs the camera height above the floor"
+                    "the ground_plane protocol needs the camera's height above the floor "
+                    "(--camera-height)"
                 )
             if not self.camera_info_topic:
                 raise ValueError(
                     "the ground_plane protocol back-projects through the camera's intrinsics: "
-                    "give camera_info_topic"
+                    "give the camera info topic (--camera-info-topic)"
                 )
             if not self.depth_topic:
                 raise ValueError(
-                    "the ground_plane protocol scores against GT depth: give depth_topic"
+                    "the ground_plane protocol scores against GT depth: give the depth topic "
+                    "(--depth-topic)"
                 )
         if self.sparse_fit not in SPARSE_FITS:
             raise ValueError(f"sparse_fit must be one of {SPARSE_FITS}, got {self.sparse_fit!r}")
