@@ -3,6 +3,7 @@ camera height, scored without alignment beside the same predictions median-align
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,39 @@ def test_camera_height_without_the_protocol_is_refused(cart_bag, tmp_path, capsy
     assert main(args) == 1
     assert "only used by --protocol ground_plane" in _one_line_error(capsys)
     assert not out.exists()
+
+
+@pytest.mark.ros
+def test_live_replay_through_the_node_scores_as_offline(cart_bag, tmp_path):
+    # the node's relative depth comes back and the replay fits the floor on it, frame by frame
+    # in order: with no frame dropped, the same fits, scales and scores as offline. The shipped
+    # model, since a random one never shows a floor (every frame would fall back)
+    pytest.importorskip("rclpy", reason="live replay needs rclpy")
+    from depthart_core.checkpoint import default_checkpoint_path
+    from depthart_core.runtime import get_backend
+    from depthart_ros.replay.live import replay_live
+    from depthart_ros.replay.process import LiveConfig
+    from depthart_ros.replay.transport import RclpyTransport
+
+    shipped = str(default_checkpoint_path())
+    live = LiveConfig(
+        shipped,
+        domain_id=101 + (os.getpid() * 7 + 53) % 90,
+        startup_timeout_s=90,
+        drain_timeout_s=3,
+    )
+    report = replay_live(cart_bag, tmp_path / "live", _cfg(), live, RclpyTransport())
+    lv, gp = report["live"], report["ground_plane"]
+    assert report["status"] == "complete" and lv["published"] == FRAMES
+    assert gp["frames_fitted"] == lv["returned"] >= 1  # a dropped frame is never fitted
+    assert gp["frames_scaled"] >= 1
+    offline = replay_offline(cart_bag, tmp_path / "off", _cfg(), get_backend("torch", shipped))
+    assert offline["ground_plane"]["frames_scaled"] == FRAMES  # the floor found in every frame
+    if lv["dropped"]:
+        pytest.skip(f"{lv['dropped']} frames dropped under load: the smoothers saw other streams")
+    for a, b in zip(report["rows"], offline["rows"], strict=True):
+        assert a["status"] == b["status"] and a["ground_plane"]["code"] == b["ground_plane"]["code"]
+        if b["ground_plane"]["scale"] is not None:
+            assert a["ground_plane"]["scale"] == pytest.approx(b["ground_plane"]["scale"], rel=1e-4)
+        if b["status"] == "evaluated":
+            assert a["metrics"] == pytest.approx(b["metrics"], rel=1e-4)
