@@ -34,7 +34,7 @@ import numpy as np
 
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import Scene, SynthConfig
-from depthart_core.data.synthetic.render import render_scenes, sequence_scenes
+from depthart_core.data.synthetic.render import batch_sample, render_scenes, sequence_scenes
 from depthart_core.data.synthetic.scene import look_rotation
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import abs_rel
@@ -105,17 +105,8 @@ def rig_frames(rig: RigEval, sequence: int) -> dict:
 def rig_samples(rig: RigEval, sequence: int) -> list[DepthSample]:
     """`rig_frames` as DepthSamples (HxWx3 uint8 RGB, metres, K, pose in extras), for bags."""
     out = rig_frames(rig, sequence)
-    return [
-        DepthSample(
-            rgb=out["rgb"][i].permute(1, 2, 0).numpy(),
-            depth=out["depth"][i].numpy(),
-            valid=out["valid"][i].numpy(),
-            name=f"rig_{rig.height_m:g}m_{rig.seed}_{sequence}_{i:06d}",
-            intrinsics=out["K"][i].numpy(),
-            extras={"pose": out["pose"][i].numpy()},
-        )
-        for i in range(out["rgb"].shape[0])
-    ]
+    name = f"rig_{rig.height_m:g}m_{rig.seed}_{sequence}"
+    return [batch_sample(out, i, f"{name}_{i:06d}") for i in range(out["rgb"].shape[0])]
 
 
 @dataclass

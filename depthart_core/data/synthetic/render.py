@@ -227,7 +227,8 @@ def render_batch(
     return render_scenes([frame_scene(seed, i, cfg) for i in indices], cfg, device)
 
 
-def _sample(out: dict[str, torch.Tensor], i: int, name: str) -> DepthSample:
+def batch_sample(out: dict[str, torch.Tensor], i: int, name: str) -> DepthSample:
+    """Frame `i` of a `render_scenes` / `render_batch` output as a DepthSample (pose in extras)."""
     return DepthSample(
         rgb=out["rgb"][i].permute(1, 2, 0).cpu().numpy(),
         depth=out["depth"][i].cpu().numpy(),
@@ -242,7 +243,7 @@ def render_frame(
     seed: int, index: int, cfg: SynthConfig = _DEFAULT_CFG, device: str | torch.device = "cpu"
 ) -> DepthSample:
     """Frame `index` of `seed` as a DepthSample named synth_{seed}_{index:06d}."""
-    return _sample(render_batch(seed, [index], cfg, device), 0, f"synth_{seed}_{index:06d}")
+    return batch_sample(render_batch(seed, [index], cfg, device), 0, f"synth_{seed}_{index:06d}")
 
 
 def render_sequence(
@@ -257,7 +258,7 @@ def render_sequence(
     for c0 in range(0, n_frames, chunk):
         out = render_scenes(scenes[c0 : c0 + chunk], cfg, device)
         for i in range(out["rgb"].shape[0]):
-            yield _sample(out, i, f"synth_seq_{seed}_{c0 + i:06d}")
+            yield batch_sample(out, i, f"synth_seq_{seed}_{c0 + i:06d}")
 
 
 class SyntheticStream:
