@@ -95,6 +95,9 @@ class TrainConfig:
     # per-scale tensors are carried to the new pyramid (depthart_core/training/resize.py); the rest
     # must match
     init_resize: bool = False
+    # init_checkpoint may have fewer transformer blocks than the model: its blocks load in order
+    # and the extra ones start as identities (depthart_core/training/grow.py); the rest must match
+    init_grow: bool = False
     var_pth: str = ""  # official var_d16.pth (d16 only)
     vae_pth: str = ""  # official vae_ch160v4096z32.pth (d16 only)
     batch_size: int = 8  # per process

@@ -52,6 +52,7 @@ from depthart_core.training.distributed import (
     init_distributed,
     pick_device,
 )
+from depthart_core.training.grow import grow_depth_state
 from depthart_core.training.resize import resize_pyramid_state
 from depthart_core.training.state import ema_weights, restore_train_state, save_train_state
 from depthart_core.training.validation import save_progress_plot, validate
@@ -143,6 +144,10 @@ class Trainer:
             state = src.state_dict()
             if resize:
                 state = resize_pyramid_state(state, src_pn, dst_pn)
+            if cfg.init_grow:
+                if cfg.init_tokenizer_only:
+                    raise ValueError("init_grow needs init_tokenizer_only=false")
+                state = grow_depth_state(state, model.state_dict())
             if cfg.init_tokenizer_only:
                 prefix = "tokenizer."
                 state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -214,13 +219,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     @property
+    def _codec(self) -> str:
+        return self.model.cfg.tokenizer.depth_codec
+
+    @property
     def _cnn_prefix(self) -> bool:
         return self.model.cfg.transformer.image_prefix == "cnn"
 
     def _loss(self, batch: dict[str, torch.Tensor], seed: int) -> obj.StepOutput:
         b = {k: v.to(self.device) for k, v in batch.items()}
         if self.cfg.stage == "tokenizer":
-            depth_x3, _ = encode_depth(b["depth"], b["valid"])
+            depth_x3, _ = encode_depth(b["depth"], b["valid"], self._codec)
             if self.cfg.tokenizer_inputs == "depth":
                 return obj.tokenizer_loss(self.model, depth_x3)
             rgb = b["rgb"].float() / 127.5 - 1.0
@@ -326,7 +335,7 @@ class Trainer:
             with torch.no_grad():
                 if cfg.tokenizer_inputs == "depth":
                     x, _ = encode_depth(
-                        batch["depth"].to(self.device), batch["valid"].to(self.device)
+                        batch["depth"].to(self.device), batch["valid"].to(self.device), self._codec
                     )
                 else:
                     x = batch["rgb"].to(self.device).float() / 127.5 - 1.0

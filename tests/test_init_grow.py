@@ -1,0 +1,77 @@
+"""init_grow: a deeper transformer starts from a trained shallower one (training/grow.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthart_core.checkpoint import save_checkpoint
+from depthart_core.config import get_preset
+from depthart_core.model import DepthART
+from depthart_core.sampling import sampling_setting
+from depthart_core.training.config import load_train_config
+from depthart_core.training.grow import block_count, grow_depth_state
+from depthart_core.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = [
+    "batch_size=2",
+    "data.val_count=2",
+    "val_every=1000",
+    "ckpt_every=1000",
+    "data.render_size=0",
+    "data.pool_size=0",
+    "steps=1",
+    "init_tokenizer_only=false",
+]
+
+
+def _source(tmp_path: Path) -> tuple[Path, DepthART]:
+    torch.manual_seed(0)
+    model = DepthART(get_preset("tiny"))  # depth 2
+    for p in model.parameters():  # distinctive weights: a copy can be told from a fresh init
+        p.data.normal_(std=0.05)
+    return save_checkpoint(tmp_path / "src.safetensors", model), model
+
+
+def test_grown_model_predicts_exactly_what_the_checkpoint_did(tmp_path):
+    path, src = _source(tmp_path)
+    sets = FAST + [f"init_checkpoint={path}", "model_overrides.transformer.depth=4"]
+    cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+    with pytest.raises(RuntimeError, match="blocks.2"):  # without init_grow: refused, strictly
+        Trainer(load_train_config(cfg_file, sets), tmp_path / "refused")
+    tr = Trainer(load_train_config(cfg_file, sets + ["init_grow=true"]), tmp_path / "run")
+    grown = tr.model.eval()
+    assert len(grown.transformer.blocks) == 4 and block_count(grown.state_dict()) == 4
+    got, want = grown.state_dict(), src.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items())
+    new = grown.transformer.blocks[2]
+    assert not new.attn.proj.weight.any() and not new.ffn.fc2.weight.any()
+    assert new.attn.mat_qkv.weight.abs().sum() > 0  # the rest keeps a fresh init: it can learn
+    rgb = torch.rand(2, 3, 64, 64) * 2 - 1
+    for name in ("greedy", "soft"):
+        s = sampling_setting(name, 0)
+        _, f_src, logits_src = src.eval().generate(rgb, s)
+        _, f_got, logits_got = grown.generate(rgb, s)
+        assert torch.allclose(f_got, f_src, atol=1e-5)
+        assert all(
+            torch.allclose(a, b, atol=1e-5) for a, b in zip(logits_got, logits_src, strict=True)
+        )
+
+
+def test_grow_refuses_a_deeper_or_different_checkpoint():
+    torch.manual_seed(0)
+    shallow = DepthART(get_preset("tiny")).state_dict()
+    cfg = get_preset("tiny")
+    deep_cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, depth=3))
+    deep = DepthART(deep_cfg).state_dict()
+    with pytest.raises(ValueError, match="checkpoint 3, model 2"):
+        grow_depth_state(deep, shallow)
+    with pytest.raises(ValueError, match="checkpoint 2, model 2"):
+        grow_depth_state(shallow, shallow)
+    wide = {k: (v[:1] if k.endswith("head.bias") else v) for k, v in shallow.items()}
+    with pytest.raises(ValueError, match="head.bias"):
+        grow_depth_state(wide, deep)
