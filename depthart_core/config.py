@@ -30,6 +30,13 @@ class TokenizerConfig:
     share_quant_resi: int = 4
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)
     dropout: float = 0.0
+    # how depth enters and leaves the tokenizer (tokenizer/codec.py): "linear", the paper's
+    # d / q98 * 2 - 1, or "log", uniform in relative depth
+    depth_codec: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.depth_codec not in ("linear", "log"):
+            raise ValueError(f"depth_codec must be 'linear' or 'log', got {self.depth_codec!r}")
 
     @property
     def downsample(self) -> int:

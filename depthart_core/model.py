@@ -231,7 +231,9 @@ class DepthART(nn.Module):
 
     def decode(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
         """The final f_hat -> relative depth (B, S, S) in [0, 1], in fp32."""
-        return decode_depth(self.tokenizer.decode_f_hat(f_hat_BChw).float()).float()
+        return decode_depth(
+            self.tokenizer.decode_f_hat(f_hat_BChw).float(), self.cfg.tokenizer.depth_codec
+        ).float()
 
     @staticmethod
     def token_probs(logits_BlV: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
@@ -271,7 +273,7 @@ class DepthART(nn.Module):
     ) -> torch.Tensor:
         """RGB in [-1, 1] at the model resolution -> relative depth (B, H, W) in [0, 1]."""
         _, f_hat, _ = self.generate(rgb_B3HW, sampling)
-        return decode_depth(self.tokenizer.decode_f_hat(f_hat))
+        return decode_depth(self.tokenizer.decode_f_hat(f_hat), self.cfg.tokenizer.depth_codec)
 
     def _check_image(self, x: torch.Tensor) -> None:
         S = self.cfg.image_size

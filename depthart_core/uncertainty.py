@@ -36,7 +36,6 @@ import torch.nn.functional as F
 
 from depthart_core.fileutil import atomic_write, read_json
 from depthart_core.model import DepthART, SamplingConfig
-from depthart_core.tokenizer.codec import decode_depth
 from depthart_core.uncertainty_head import embedding_variance
 
 ESTIMATORS = ("head", "latent", "samples", "flip")
@@ -61,7 +60,7 @@ def _to_pixels(map_BHW: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _decode(model: DepthART, f_hat_BChw: torch.Tensor) -> torch.Tensor:
-    return decode_depth(model.tokenizer.decode_f_hat(f_hat_BChw).float()).float()
+    return model.decode(f_hat_BChw.float()).float()
 
 
 def _relative(

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from depthart_core.tokenizer.codec import decode_depth, encode_depth, encode_rgb
+from depthart_core.config import TokenizerConfig, get_preset
+from depthart_core.model import DepthART
+from depthart_core.tokenizer.codec import (
+    LOG_RANGE,
+    decode_depth,
+    encode_depth,
+    encode_rgb,
+    relative_to_codec,
+)
 from depthart_core.tokenizer.resize import resize_square
 
 
@@ -93,3 +103,41 @@ def test_depth_codec_rejects_bad_input():
     with pytest.raises(ValueError, match="decoder output"):
         decode_depth(torch.zeros(1, 1, 4, 4))
     assert torch.allclose(encode_rgb(torch.tensor([0.0, 255.0])), torch.tensor([-1.0, 1.0]))
+
+
+def test_log_depth_codec_is_uniform_in_relative_depth_and_proportional():
+    depth = torch.rand(2, 16, 16) * 30 + 0.05  # 5 cm to 30 m: an aisle seen from 0.3 m
+    x, scale = encode_depth(depth, codec="log")
+    assert x.min() >= -1 and x.max() <= 1
+    rel = decode_depth(x, codec="log")
+    r = depth / scale.view(-1, 1, 1)
+    expected = r.clamp(1 / LOG_RANGE, 1.0)
+    assert torch.allclose(rel, expected, rtol=1e-4)  # exact in relative terms, near or far
+    # the same relative step costs the same step in x at 3 % of q98 as at 60 %
+    step = lambda r0: (relative_to_codec(r0 * 1.1, "log") - relative_to_codec(r0, "log")).item()  # noqa: E731
+    assert step(torch.tensor(0.03)) == pytest.approx(step(torch.tensor(0.6)), rel=1e-4)
+    lin = lambda r0: (relative_to_codec(r0 * 1.1) - relative_to_codec(r0)).item()  # noqa: E731
+    assert lin(torch.tensor(0.03)) < step(torch.tensor(0.03)) / 5  # linear: 6x coarser near
+    # proportional: doubling every depth leaves the codes alone (one scale, no shift)
+    assert torch.allclose(encode_depth(2 * depth, codec="log")[0], x, atol=1e-5)
+    assert decode_depth(-torch.ones(1, 3, 2, 2), codec="log").min() > 0  # never zero depth
+
+
+def test_depth_codec_is_checked_everywhere():
+    with pytest.raises(ValueError, match="depth codec must be one of"):
+        encode_depth(torch.ones(1, 4, 4), codec="inverse")
+    with pytest.raises(ValueError, match="depth codec must be one of"):
+        decode_depth(torch.zeros(1, 3, 4, 4), codec="inverse")
+    with pytest.raises(ValueError, match="depth_codec must be"):
+        TokenizerConfig(depth_codec="inverse")
+
+
+def test_a_log_codec_model_decodes_with_its_codec():
+    cfg = get_preset("tiny")
+    model = DepthART(
+        dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, depth_codec="log"))
+    ).eval()
+    f_BChw = torch.randn(1, cfg.tokenizer.z_channels, 8, 8)
+    x_B3HW = model.tokenizer.decode_f_hat(f_BChw)
+    assert torch.allclose(model.decode(f_BChw), decode_depth(x_B3HW, "log"))
+    assert not torch.allclose(model.decode(f_BChw), decode_depth(x_B3HW, "linear"))

@@ -83,7 +83,10 @@ def overfit(tokenizer_ckpt: str, mode: str, steps: int, frames: int) -> None:
                 flush=True,
             )
     with torch.no_grad():
-        rec = decode_depth(m.tokenizer(encode_depth(b["depth"], b["valid"])[0])[0]).numpy()
+        codec = m.cfg.tokenizer.depth_codec
+        rec = decode_depth(
+            m.tokenizer(encode_depth(b["depth"], b["valid"], codec)[0])[0], codec
+        ).numpy()
     print(f"tokenizer ceiling (encode-quantize-decode) AbsRel {abs_rel(rec):.4f}")
 
 
@@ -183,7 +186,8 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
         d = cv2.resize(d, (S, S), interpolation=cv2.INTER_NEAREST)
         d_t = torch.from_numpy(d)[None]
         with torch.no_grad():
-            preds.append(decode_depth(m.tokenizer(encode_depth(d_t, d_t > 0)[0])[0])[0].numpy())
+            x = encode_depth(d_t, d_t > 0, m.cfg.tokenizer.depth_codec)[0]
+            preds.append(decode_depth(m.tokenizer(x)[0], m.cfg.tokenizer.depth_codec)[0].numpy())
     score = _score(np.stack(preds), samples)
     print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {score:.4f}")
 
@@ -240,7 +244,9 @@ def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: 
             x, d = x_N3SS[b0 : b0 + batch], d_NSS[b0 : b0 + batch]
             with torch.no_grad():
                 img, f0 = m.prefix_and_start(x)
-                f_D = m.tokenizer.encode_latent(encode_depth(d, d > 0)[0])
+                f_D = m.tokenizer.encode_latent(
+                    encode_depth(d, d > 0, m.cfg.tokenizer.depth_codec)[0]
+                )
                 f_prev = torch.zeros_like(f_D) if f0 is None else f0.clone()
                 cums = [f_prev]
                 for si, (idx, logits, f_hat) in enumerate(m.refine_steps(img, setting, f0)):

@@ -18,7 +18,6 @@ import torch
 
 from depthart_core.evaluation.protocols import evaluate
 from depthart_core.model import DepthART, SamplingConfig
-from depthart_core.tokenizer.codec import decode_depth
 
 
 def model_inputs(samples: Sequence, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +38,7 @@ def model_inputs(samples: Sequence, size: int) -> tuple[torch.Tensor, torch.Tens
 def score_latent(model: DepthART, f_BChw: torch.Tensor, samples: Sequence) -> np.ndarray:
     """AbsRel (B,) of each decoded latent against its sample's ground truth."""
     with torch.no_grad():
-        d_BSS = decode_depth(model.tokenizer.decode_f_hat(f_BChw)).numpy()
+        d_BSS = model.decode(f_BChw).numpy()
     out = np.empty(len(samples))
     for i, (p_SS, s) in enumerate(zip(d_BSS, samples, strict=True)):
         up = cv2.resize(np.clip(p_SS, 1e-3, None), s.depth.shape[::-1])

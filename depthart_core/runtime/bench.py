@@ -27,7 +27,6 @@ from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
 from depthart_core.runtime.preprocess import postprocess, preprocess
 from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.tokenizer.codec import decode_depth
 
 
 @dataclass
@@ -96,7 +95,7 @@ def _torch_stages(be, x: np.ndarray, t: StageTimer) -> np.ndarray:
         _, f_hat, _ = t.run(
             "ar_loop", lambda: m.generate_from_prefix(img, SamplingConfig(), f0), sync
         )
-        d = t.run("decode", lambda: decode_depth(m.tokenizer.decode_f_hat(f_hat).float()), sync)
+        d = t.run("decode", lambda: m.decode(f_hat), sync)
     return d[0].float().cpu().numpy()
 
 

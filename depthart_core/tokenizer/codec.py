@@ -9,15 +9,43 @@ windows and sky are the nearest surface. Frames with many invalid pixels are dro
 instead (`training.data`). Depth out: decoder output clamped to [-1, 1], mapped to [0, 1]
 with (x + 1) / 2, mean over the 3 channels: relative depth proportional to d / q98.
 RGB in: uint8 [0, 255] -> [-1, 1].
+
+Two depth codecs (`TokenizerConfig.depth_codec`) map r = d / q98 to x in [-1, 1]:
+- "linear", the paper's: x = 2 r - 1. A step in x is the same step in depth everywhere, so a
+  pixel at 3 % of q98 (the floor in front of a 0.3 m camera in a 30 m aisle) sits 0.06 from the
+  bottom of the range and the tokenizer's error there is a large relative error.
+- "log" (beyond the paper): x = 1 + 2 ln(r) / ln(R), r clipped to [1/R, 1] with R = 128: a step in
+  x is the same *relative* step in depth everywhere, which is what AbsRel measures. Decoding
+  gives r = exp((x - 1) ln(R) / 2), never zero; 1/R of q98 is the nearest depth it can say.
+Both decode to a relative depth proportional to d (one scale, no shift), so median alignment,
+sparse metric scale and the ground-plane scale work on either.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 Q_PERCENTILE = 0.98
 EPS = 1e-7
+DEPTH_CODECS = ("linear", "log")
+LOG_RANGE = 128.0  # the log codec spans r = d / q98 in [1 / LOG_RANGE, 1]
+_HALF_LOG_RANGE = 0.5 * math.log(LOG_RANGE)
+
+
+def check_codec(codec: str) -> str:
+    if codec not in DEPTH_CODECS:
+        raise ValueError(f"depth codec must be one of {DEPTH_CODECS}, got {codec!r}")
+    return codec
+
+
+def relative_to_codec(r: torch.Tensor, codec: str = "linear") -> torch.Tensor:
+    """Relative depth r = d / q98 -> tokenizer value x in [-1, 1]."""
+    if check_codec(codec) == "log":
+        return (1.0 + torch.log(r.clamp(min=1.0 / LOG_RANGE)) / _HALF_LOG_RANGE).clamp(-1.0, 1.0)
+    return (r * 2.0 - 1.0).clamp(-1.0, 1.0)
 
 
 def depth_scale(depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tensor:
@@ -42,15 +70,14 @@ def depth_scale(depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tenso
 
 
 def encode_depth(
-    depth_BHW: torch.Tensor, valid_BHW: torch.Tensor | None = None
+    depth_BHW: torch.Tensor, valid_BHW: torch.Tensor | None = None, codec: str = "linear"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth (any positive unit) -> tokenizer input (B, 3, H, W) in [-1, 1], and the q98 scale."""
     if valid_BHW is None:
         valid_BHW = torch.isfinite(depth_BHW) & (depth_BHW > 0)
     scale_B = depth_scale(depth_BHW, valid_BHW)
     d = inpaint_nearest(depth_BHW, valid_BHW.bool())
-    x = (d / (scale_B.view(-1, 1, 1) + EPS)) * 2.0 - 1.0
-    x = x.clamp(-1.0, 1.0)
+    x = relative_to_codec(d / (scale_B.view(-1, 1, 1) + EPS), codec)
     return x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(), scale_B
 
 
@@ -70,10 +97,12 @@ def inpaint_nearest(depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.T
     return out
 
 
-def decode_depth(x_B3HW: torch.Tensor) -> torch.Tensor:
-    """Decoder output -> relative depth (B, H, W) in [0, 1]."""
+def decode_depth(x_B3HW: torch.Tensor, codec: str = "linear") -> torch.Tensor:
+    """Decoder output -> relative depth (B, H, W) in [0, 1] ([1 / LOG_RANGE, 1] for "log")."""
     if x_B3HW.ndim != 4 or x_B3HW.shape[1] != 3:
         raise ValueError(f"decoder output must be (B, 3, H, W), got {tuple(x_B3HW.shape)}")
+    if check_codec(codec) == "log":  # the channels' mean value, then back to depth
+        return torch.exp((x_B3HW.clamp(-1.0, 1.0).mean(dim=1) - 1.0) * _HALF_LOG_RANGE)
     return ((x_B3HW.clamp(-1.0, 1.0) + 1.0) * 0.5).mean(dim=1)
 
 

@@ -52,7 +52,7 @@ def prepare_inputs(
 @torch.no_grad()
 def depth_latent(model: DepthART, depth_BHW: torch.Tensor, valid_BHW: torch.Tensor) -> torch.Tensor:
     """The continuous ground-truth depth latent f_D of the frozen tokenizer."""
-    depth_x3, _ = encode_depth(depth_BHW, valid_BHW)
+    depth_x3, _ = encode_depth(depth_BHW, valid_BHW, model.cfg.tokenizer.depth_codec)
     return model.tokenizer.encode_latent(depth_x3)
 
 

@@ -52,9 +52,10 @@ def validate(
         )
         mse = ((recon_rgb.clamp(-1, 1) - rgb) / 2).square().mean(dim=(1, 2, 3))
         metrics["rgb_psnr"] = float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
-        x3, _ = encode_depth(depth, valid)
+        codec = model.cfg.tokenizer.depth_codec
+        x3, _ = encode_depth(depth, valid, codec)
         for i in range(0, len(x3), chunk):
-            preds.append(decode_depth(model.tokenizer(x3[i : i + chunk])[0]))
+            preds.append(decode_depth(model.tokenizer(x3[i : i + chunk])[0], codec))
         metrics.update(code_usage(model))
     else:
         for i in range(0, len(rgb), chunk):
