@@ -75,3 +75,30 @@ def test_grow_refuses_a_deeper_or_different_checkpoint():
     wide = {k: (v[:1] if k.endswith("head.bias") else v) for k, v in shallow.items()}
     with pytest.raises(ValueError, match="head.bias"):
         grow_depth_state(wide, deep)
+
+
+def test_transformer_from_one_checkpoint_tokenizer_from_another(tmp_path):
+    path, src = _source(tmp_path)  # the trained transformer
+    torch.manual_seed(1)
+    tok_model = DepthART(get_preset("tiny"))  # a new tokenizer of the same shape
+    for p in tok_model.tokenizer.parameters():
+        p.data.normal_(std=0.05)
+    tok_path = save_checkpoint(tmp_path / "tok.safetensors", tok_model)
+    cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+    sets = FAST[:-1] + [f"init_checkpoint={tok_path}", f"init_transformer_from={path}"]
+    tr = Trainer(load_train_config(cfg_file, sets), tmp_path / "run")
+    got = tr.model.state_dict()
+    for k, v in src.state_dict().items():
+        want = tok_model.state_dict()[k] if k.startswith("tokenizer.") else v
+        assert torch.equal(got[k], want), k
+    grown = Trainer(
+        load_train_config(
+            cfg_file, sets + ["init_grow=true", "model_overrides.transformer.depth=3"]
+        ),
+        tmp_path / "grown",
+    ).model
+    assert len(grown.transformer.blocks) == 3 and not grown.transformer.blocks[2].ffn.fc2.bias.any()
+    with pytest.raises(ValueError, match="init_tokenizer_only=true"):
+        Trainer(load_train_config(cfg_file, sets + ["init_tokenizer_only=false"]), tmp_path / "x")
+    with pytest.raises(ValueError, match="init_grow needs the transformer"):
+        Trainer(load_train_config(cfg_file, FAST[:-1] + ["init_grow=true"]), tmp_path / "y")

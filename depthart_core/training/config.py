@@ -98,6 +98,9 @@ class TrainConfig:
     # init_checkpoint may have fewer transformer blocks than the model: its blocks load in order
     # and the extra ones start as identities (depthart_core/training/grow.py); the rest must match
     init_grow: bool = False
+    # a checkpoint whose transformer (image encoder included) starts this run, while the tokenizer
+    # comes from init_checkpoint (init_tokenizer_only=true): a warm start for a new tokenizer
+    init_transformer_from: str = ""
     var_pth: str = ""  # official var_d16.pth (d16 only)
     vae_pth: str = ""  # official vae_ch160v4096z32.pth (d16 only)
     batch_size: int = 8  # per process

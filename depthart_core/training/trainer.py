@@ -144,18 +144,41 @@ class Trainer:
             state = src.state_dict()
             if resize:
                 state = resize_pyramid_state(state, src_pn, dst_pn)
-            if cfg.init_grow:
-                if cfg.init_tokenizer_only:
-                    raise ValueError("init_grow needs init_tokenizer_only=false")
+            if cfg.init_grow and not cfg.init_tokenizer_only:
                 state = grow_depth_state(state, model.state_dict())
             if cfg.init_tokenizer_only:
                 prefix = "tokenizer."
                 state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             target = model.tokenizer if cfg.init_tokenizer_only else model
             target.load_state_dict(state, strict=True)
+        if cfg.init_transformer_from:
+            self._load_transformer(model)
+        elif cfg.init_grow and (cfg.init_tokenizer_only or not cfg.init_checkpoint):
+            raise ValueError(
+                "init_grow needs the transformer from a checkpoint: init_checkpoint with "
+                "init_tokenizer_only=false, or init_transformer_from"
+            )
         if cfg.var_pth or cfg.vae_pth:
             load_official_var(model, cfg.var_pth or None, cfg.vae_pth or None)
         return model
+
+    def _load_transformer(self, model: DepthART) -> None:
+        """The transformer (image encoder included) from `init_transformer_from`, onto a model
+        whose tokenizer came from `init_checkpoint`: a warm start for a new tokenizer of the same
+        shape (a new depth codec), whose codes the transformer must then learn anew."""
+        cfg = self.cfg
+        if not cfg.init_checkpoint or not cfg.init_tokenizer_only:
+            raise ValueError(
+                "init_transformer_from takes the transformer only: give the tokenizer with "
+                "init_checkpoint and init_tokenizer_only=true"
+            )
+        src, _ = load_checkpoint(cfg.init_transformer_from)
+        pre = "transformer."
+        state = {k: v for k, v in src.state_dict().items() if k.startswith(pre)}
+        if cfg.init_grow:
+            fresh = {k: v for k, v in model.state_dict().items() if k.startswith(pre)}
+            state = grow_depth_state(state, fresh)
+        model.transformer.load_state_dict({k[len(pre) :]: v for k, v in state.items()}, strict=True)
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         tok, var = self.model.tokenizer, self.model.transformer
