@@ -1,7 +1,10 @@
-"""init_resize: a model trained at one input size starts a run at another (training/resize.py)."""
+"""Runs that start from a checkpoint of another shape: init_resize (another input size,
+training/resize.py), init_grow (a deeper transformer, training/grow.py) and
+init_transformer_from (a new tokenizer of the same shape)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,9 @@ import torch.nn.functional as F
 from depthart_core.checkpoint import save_checkpoint
 from depthart_core.config import get_preset, with_overrides
 from depthart_core.model import DepthART
+from depthart_core.sampling import sampling_setting
 from depthart_core.training.config import load_train_config
+from depthart_core.training.grow import block_count, grow_depth_state
 from depthart_core.training.resize import HITS, LVL, POS, nearest_scales, resize_pyramid_state
 from depthart_core.training.trainer import Trainer
 
@@ -82,3 +87,78 @@ def test_trainer_starts_a_128px_run_from_a_64px_checkpoint(tmp_path):
     assert torch.equal(got[POS][:, : src[POS].shape[1]], src[POS])
     want = with_overrides(get_preset("tiny"), {"image_size": 128, "tokenizer": {"patch_nums": DST}})
     assert tr.model.cfg == want
+
+
+def _grow_source(tmp_path: Path) -> tuple[Path, DepthART]:
+    torch.manual_seed(0)
+    model = DepthART(get_preset("tiny"))  # depth 2
+    for p in model.parameters():  # distinctive weights: a copy can be told from a fresh init
+        p.data.normal_(std=0.05)
+    return save_checkpoint(tmp_path / "src.safetensors", model), model
+
+
+def test_grown_model_predicts_exactly_what_the_checkpoint_did(tmp_path):
+    path, src = _grow_source(tmp_path)
+    sets = FAST + [f"init_checkpoint={path}", "model_overrides.transformer.depth=4"]
+    cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+    with pytest.raises(RuntimeError, match="blocks.2"):  # without init_grow: refused, strictly
+        Trainer(load_train_config(cfg_file, sets), tmp_path / "refused")
+    tr = Trainer(load_train_config(cfg_file, sets + ["init_grow=true"]), tmp_path / "run")
+    grown = tr.model.eval()
+    assert len(grown.transformer.blocks) == 4 and block_count(grown.state_dict()) == 4
+    got, want = grown.state_dict(), src.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items())
+    new = grown.transformer.blocks[2]
+    assert not new.attn.proj.weight.any() and not new.ffn.fc2.weight.any()
+    assert new.attn.mat_qkv.weight.abs().sum() > 0  # the rest keeps a fresh init: it can learn
+    rgb = torch.rand(2, 3, 64, 64) * 2 - 1
+    for name in ("greedy", "soft"):
+        s = sampling_setting(name, 0)
+        _, f_src, logits_src = src.eval().generate(rgb, s)
+        _, f_got, logits_got = grown.generate(rgb, s)
+        assert torch.allclose(f_got, f_src, atol=1e-5)
+        assert all(
+            torch.allclose(a, b, atol=1e-5) for a, b in zip(logits_got, logits_src, strict=True)
+        )
+
+
+def test_grow_refuses_a_deeper_or_different_checkpoint():
+    torch.manual_seed(0)
+    shallow = DepthART(get_preset("tiny")).state_dict()
+    cfg = get_preset("tiny")
+    deep_cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, depth=3))
+    deep = DepthART(deep_cfg).state_dict()
+    with pytest.raises(ValueError, match="checkpoint 3, model 2"):
+        grow_depth_state(deep, shallow)
+    with pytest.raises(ValueError, match="checkpoint 2, model 2"):
+        grow_depth_state(shallow, shallow)
+    wide = {k: (v[:1] if k.endswith("head.bias") else v) for k, v in shallow.items()}
+    with pytest.raises(ValueError, match="head.bias"):
+        grow_depth_state(wide, deep)
+
+
+def test_transformer_from_one_checkpoint_tokenizer_from_another(tmp_path):
+    path, src = _grow_source(tmp_path)  # the trained transformer
+    torch.manual_seed(1)
+    tok_model = DepthART(get_preset("tiny"))  # a new tokenizer of the same shape
+    for p in tok_model.tokenizer.parameters():
+        p.data.normal_(std=0.05)
+    tok_path = save_checkpoint(tmp_path / "tok.safetensors", tok_model)
+    cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+    sets = FAST[:-1] + [f"init_checkpoint={tok_path}", f"init_transformer_from={path}"]
+    tr = Trainer(load_train_config(cfg_file, sets), tmp_path / "run")
+    got = tr.model.state_dict()
+    for k, v in src.state_dict().items():
+        want = tok_model.state_dict()[k] if k.startswith("tokenizer.") else v
+        assert torch.equal(got[k], want), k
+    grown = Trainer(
+        load_train_config(
+            cfg_file, sets + ["init_grow=true", "model_overrides.transformer.depth=3"]
+        ),
+        tmp_path / "grown",
+    ).model
+    assert len(grown.transformer.blocks) == 3 and not grown.transformer.blocks[2].ffn.fc2.bias.any()
+    with pytest.raises(ValueError, match="init_tokenizer_only=true"):
+        Trainer(load_train_config(cfg_file, sets + ["init_tokenizer_only=false"]), tmp_path / "x")
+    with pytest.raises(ValueError, match="init_grow needs the transformer"):
+        Trainer(load_train_config(cfg_file, FAST[:-1] + ["init_grow=true"]), tmp_path / "y")
