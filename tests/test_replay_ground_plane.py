@@ -67,7 +67,7 @@ def _cfg(height: float = RIGS["cart"][0], **kw) -> ReplayConfig:
 
 def test_rig_bag_holds_the_rigs_frames(cart_bag):
     # the bag's frames are rig_samples' frames: the height the replay is told is the true one
-    samples = rig_samples(RigEval(*RIGS["cart"], 1, FRAMES, size=SIZE, seed=1), 0)
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
     counts = bags.list_topics(cart_bag)
     assert counts["/camera/image_raw"].count == FRAMES and counts["/camera/depth"].count == FRAMES
     first = next(bags.iter_messages(cart_bag, ["/camera/depth"]))
@@ -76,7 +76,7 @@ def test_rig_bag_holds_the_rigs_frames(cart_bag):
 
 
 def test_true_depth_gives_metres_from_the_floor(cart_bag, tmp_path):
-    samples = rig_samples(RigEval(*RIGS["cart"], 1, FRAMES, size=SIZE, seed=1), 0)
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
     report = replay_offline(cart_bag, tmp_path / "r", _cfg(), GroundTruthBackend(samples))
     gp = report["ground_plane"]
     assert gp["frames_fitted"] == FRAMES and gp["frames_scaled"] >= FRAMES - 2, gp

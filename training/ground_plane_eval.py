@@ -67,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.rigs:
         t0 = time.perf_counter()
-        height, mount = RIGS[name]
-        rig = RigEval(
-            height_m=height,
-            mount_pitch_deg=mount,
+        rig = RigEval.named(
+            name,
             sequences=args.sequences,
             frames=args.frames,
             frame_step=args.frame_step,

@@ -111,14 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     cases += [(style, None, style) for style in args.styles]
     for label, name, style in cases:
         if name is not None:
-            height, mount = RIGS[name]
-            rig = RigEval(
-                height_m=height,
-                mount_pitch_deg=mount,
-                sequences=args.sequences,
-                frames=args.frames,
-                seed=args.seed,
-            )
+            rig = RigEval.named(name, sequences=args.sequences, frames=args.frames, seed=args.seed)
             samples = [s for q in range(args.sequences) for s in rig_samples(rig, q)]
         else:
             samples = style_samples(style, args.sequences, args.frames, args.seed)

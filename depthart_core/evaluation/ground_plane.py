@@ -67,6 +67,14 @@ class RigEval:
     seed: int = 0
     ground: GroundPlaneConfig = field(default_factory=GroundPlaneConfig)
 
+    @classmethod
+    def named(cls, rig: str, **settings) -> RigEval:
+        """One of `RIGS` (its height and mounting pitch) with the other settings given."""
+        if rig not in RIGS:
+            raise ValueError(f"rig must be one of {sorted(RIGS)}, got {rig!r}")
+        height, mount = RIGS[rig]
+        return cls(height_m=height, mount_pitch_deg=mount, **settings)
+
     def synth_config(self) -> SynthConfig:
         """The generator's room settings with the camera held at exactly `height_m`."""
         h = self.height_m

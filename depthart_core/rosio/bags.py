@@ -29,7 +29,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
-from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
+from depthart_core.evaluation.ground_plane import RigEval, rig_samples
 from depthart_core.fileutil import WriteError
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
@@ -329,10 +329,8 @@ def write_synthetic_bag(
     if rig is None:
         samples = render_sequence(seed, frames, cfg)
     else:
-        if rig not in RIGS:
-            raise ValueError(f"rig must be one of {list(RIGS)}, got {rig!r}")
-        height, pitch = RIGS[rig]
-        samples = rig_samples(RigEval(height, pitch, 1, frames, size=cfg.size, seed=seed), 0)
+        rig_eval = RigEval.named(rig, sequences=1, frames=frames, size=cfg.size, seed=seed)
+        samples = rig_samples(rig_eval, 0)
     period_ns = round(1e9 / rate_hz)
     with BagWriter(out, storage=storage) as bag:
         for i, sample in enumerate(samples):
