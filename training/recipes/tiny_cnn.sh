@@ -20,13 +20,20 @@
 #      depthart: the soft rollout (training/configs/tiny_cnn_refine_soft.yaml: soft_rollout,
 #      soft_latent 10), committed as training/legs/refine_soft_leg1; teacher_forcing: its twin,
 #      3,000 more teacher-forcing steps (~50 min)
-#   8. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 24) trained on leg 8's soft depth errors there
-#      (~30 min); the depth stays bit-identical. The result is the shipped model
-#   9. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
+#   8. the log depth codec (issues 24, 26, 27; BENCHMARKS 2j): a stage-1 tokenizer as step 2
+#      with depth_codec log (~14 min); leg L1: 1,500 teacher-forcing steps that start the
+#      transformer and image encoder from leg 8 (init_transformer_from) on the log tokenizer, on
+#      a new 20,000-frame pool (seed 5) with leg 6's lighting and cameras 0.3-1.9 m (lr 5e-4,
+#      ~15 min); leg L2: 2,500 steps from L1 with the transformer grown from 3 to 6 blocks
+#      (init_grow), the soft DepthART objective for depthart, teacher forcing for its twin
+#      (lr 3e-4, ~40 min). Both modes share L1, as both shared leg 1
+#   9. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
+#      256x256 (~15 min), the head (width 24) trained on L2's soft depth errors there
+#      (~20-30 min); the depth stays bit-identical. The result is the shipped model
+#  10. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
 #   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/head_depthart
-#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/leg8_teacher_forcing
+#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/logL2_teacher_forcing
 #   RESUME=1 bash training/recipes/tiny_cnn.sh depthart # continue an interrupted leg
 set -euo pipefail
 mode=${1:-depthart}
@@ -78,13 +85,40 @@ else leg8_config=training/configs/tiny_cnn_refine_teacher_forcing.yaml; fi
         --out "$leg8" ${RESUME:+--resume}
     touch "$leg8/DONE"
 }
-final=$leg8/checkpoint.safetensors
+logtok=$out/tokenizer_log
+logL1=$out/logL1_teacher_forcing
+logL2=$out/logL2_$mode
+log=(--set model_overrides.tokenizer.depth_codec=log --set data.pool_size=20000
+     --set data.synth.camera_light=0.5 --set "data.synth.ambient=[0.1,1.5]"
+     --set "data.synth.camera_height=[0.3,1.9]" --set data.seed=5 --set optim.warmup=100)
+[ -f "$logtok/DONE" ] || {
+    depthart train --config training/configs/tiny_cnn_tokenizer.yaml \
+        --set model_overrides.tokenizer.depth_codec=log --out "$logtok" ${RESUME:+--resume}
+    touch "$logtok/DONE"
+}
+[ -f "$logL1/DONE" ] || [ -f "$out/leg8_depthart/DONE" ] || {
+    echo "leg L1 starts from the DepthART leg 8: run 'tiny_cnn.sh depthart' first" >&2; exit 1; }
+[ -f "$logL1/DONE" ] || {  # from the DepthART leg 8 for both modes: the shared curriculum
+    depthart train --config training/configs/tiny_cnn_refine_teacher_forcing.yaml "${log[@]}" \
+        --set init_checkpoint="$logtok/checkpoint.safetensors" --set init_tokenizer_only=true \
+        --set init_transformer_from="$out/leg8_depthart/checkpoint.safetensors" \
+        --set steps=1500 --set optim.lr=5.0e-4 --out "$logL1" ${RESUME:+--resume}
+    touch "$logL1/DONE"
+}
+[ -f "$logL2/DONE" ] || {
+    depthart train --config "$leg8_config" "${log[@]}" --set model_overrides.transformer.depth=6 \
+        --set init_checkpoint="$logL1/checkpoint.safetensors" --set init_tokenizer_only=false \
+        --set init_grow=true --set steps=2500 --set optim.lr=3.0e-4 --out "$logL2" \
+        ${RESUME:+--resume}
+    touch "$logL2/DONE"
+}
+final=$logL2/checkpoint.safetensors
 if [ "$mode" = depthart ]; then
     [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
         --seed 941 --size 256x256
     final=$out/head_depthart/checkpoint.safetensors
     [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$leg8/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
+        --checkpoint "$logL2/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
         --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
