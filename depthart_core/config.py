@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+DEPTH_CODECS = ("linear", "log")  # tokenizer/codec.py
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:
@@ -35,8 +37,8 @@ class TokenizerConfig:
     depth_codec: str = "linear"
 
     def __post_init__(self) -> None:
-        if self.depth_codec not in ("linear", "log"):
-            raise ValueError(f"depth_codec must be 'linear' or 'log', got {self.depth_codec!r}")
+        if self.depth_codec not in DEPTH_CODECS:
+            raise ValueError(f"depth_codec must be one of {DEPTH_CODECS}, got {self.depth_codec!r}")
 
     @property
     def downsample(self) -> int:

@@ -28,9 +28,10 @@ import math
 import numpy as np
 import torch
 
+from depthart_core.config import DEPTH_CODECS
+
 Q_PERCENTILE = 0.98
 EPS = 1e-7
-DEPTH_CODECS = ("linear", "log")
 LOG_RANGE = 128.0  # the log codec spans r = d / q98 in [1 / LOG_RANGE, 1]
 _HALF_LOG_RANGE = 0.5 * math.log(LOG_RANGE)
 
