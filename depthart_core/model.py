@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from depthart_core.config import ModelConfig
-from depthart_core.tokenizer.codec import decode_depth
+from depthart_core.tokenizer.codec import decode_depth, encode_depth
 from depthart_core.tokenizer.resize import resize_square
 from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
 from depthart_core.transformer.image_encoder import multiscale_tokens
@@ -228,6 +228,16 @@ class DepthART(nn.Module):
             depth_BSS,
             UncertaintyHead.features(rgb_B3HW, depth_BSS, doubt_BHH, moved_BHH),
         )
+
+    @torch.no_grad()
+    def depth_round_trip(
+        self, depth_BHW: torch.Tensor, valid_BHW: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Depth through the model's codec and tokenizer and back, no transformer: relative depth
+        (B, H, W), the tokenizer's ceiling on these frames."""
+        codec = self.cfg.tokenizer.depth_codec
+        x_B3HW, _ = encode_depth(depth_BHW, valid_BHW, codec)
+        return decode_depth(self.tokenizer(x_B3HW)[0], codec)
 
     def decode(self, f_hat_BChw: torch.Tensor) -> torch.Tensor:
         """The final f_hat -> relative depth (B, S, S) in [0, 1], in fp32."""

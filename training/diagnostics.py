@@ -46,7 +46,6 @@ def overfit(tokenizer_ckpt: str, mode: str, steps: int, frames: int) -> None:
     from depthart_core.data.synthetic.config import SynthConfig
     from depthart_core.data.synthetic.render import render_batch
     from depthart_core.evaluation.protocols import evaluate
-    from depthart_core.tokenizer.codec import decode_depth, encode_depth
     from depthart_core.training.objectives import (
         depthart_loss,
         prepare_inputs,
@@ -83,10 +82,7 @@ def overfit(tokenizer_ckpt: str, mode: str, steps: int, frames: int) -> None:
                 flush=True,
             )
     with torch.no_grad():
-        codec = m.cfg.tokenizer.depth_codec
-        rec = decode_depth(
-            m.tokenizer(encode_depth(b["depth"], b["valid"], codec)[0])[0], codec
-        ).numpy()
+        rec = m.depth_round_trip(b["depth"], b["valid"]).numpy()
     print(f"tokenizer ceiling (encode-quantize-decode) AbsRel {abs_rel(rec):.4f}")
 
 
@@ -174,7 +170,6 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
 
     from depthart_core.checkpoint import load_checkpoint
     from depthart_core.data.synthetic.set import SyntheticSet
-    from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
     m, _ = load_checkpoint(tokenizer_ckpt)
     m.eval()
@@ -186,8 +181,7 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
         d = cv2.resize(d, (S, S), interpolation=cv2.INTER_NEAREST)
         d_t = torch.from_numpy(d)[None]
         with torch.no_grad():
-            x = encode_depth(d_t, d_t > 0, m.cfg.tokenizer.depth_codec)[0]
-            preds.append(decode_depth(m.tokenizer(x)[0], m.cfg.tokenizer.depth_codec)[0].numpy())
+            preds.append(m.depth_round_trip(d_t, d_t > 0)[0].numpy())
     score = _score(np.stack(preds), samples)
     print(f"tokenizer ceiling on {len(samples)} frames: AbsRel {score:.4f}")
 

@@ -31,7 +31,6 @@ from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
 from depthart_core.fileutil import atomic_write
 from depthart_core.runtime import get_backend
 from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
-from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
 NEAR = 0.10  # of q98: "near" pixels
 ZERO = 0.01  # of q98: a pixel that decoded to (almost) nothing
@@ -44,11 +43,7 @@ def round_trip(model, depth_HW: np.ndarray, valid_HW: np.ndarray) -> np.ndarray:
         np.where(valid_HW, depth_HW, 0).astype(np.float32), (S, S), interpolation=cv2.INTER_NEAREST
     )
     d_t = torch.from_numpy(d)[None]
-    with torch.no_grad():
-        codec = model.cfg.tokenizer.depth_codec
-        rel = decode_depth(model.tokenizer(encode_depth(d_t, d_t > 0, codec)[0])[0], codec)[
-            0
-        ].numpy()
+    rel = model.depth_round_trip(d_t, d_t > 0)[0].numpy()
     h, w = depth_HW.shape
     return cv2.resize(rel, (w, h), interpolation=cv2.INTER_LINEAR)
 

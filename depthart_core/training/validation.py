@@ -17,7 +17,6 @@ from depthart_core.colormap import colorize
 from depthart_core.evaluation.protocols import evaluate
 from depthart_core.fileutil import atomic_write
 from depthart_core.model import DepthART
-from depthart_core.tokenizer.codec import decode_depth, encode_depth
 from depthart_core.training.objectives import code_usage
 
 
@@ -52,10 +51,9 @@ def validate(
         )
         mse = ((recon_rgb.clamp(-1, 1) - rgb) / 2).square().mean(dim=(1, 2, 3))
         metrics["rgb_psnr"] = float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
-        codec = model.cfg.tokenizer.depth_codec
-        x3, _ = encode_depth(depth, valid, codec)
-        for i in range(0, len(x3), chunk):
-            preds.append(decode_depth(model.tokenizer(x3[i : i + chunk])[0], codec))
+        for i in range(0, len(depth), chunk):
+            sl = slice(i, i + chunk)
+            preds.append(model.depth_round_trip(depth[sl], valid[sl]))
         metrics.update(code_usage(model))
     else:
         for i in range(0, len(rgb), chunk):
