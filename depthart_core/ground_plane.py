@@ -18,7 +18,11 @@ Steps, each a function here (numpy only; the node, the CLI and the evaluation ca
    view), a dominant plane whose normal is far from up (a wall, a ramp, an occluder), too few
    inliers, a scale outside a plausible range;
 5. `ScaleSmoother`: the median of the last accepted scales; a jump beyond `jump_ratio` is held off
-   until it persists for `jump_persist` frames.
+   until it persists for `jump_persist` frames. The relative depth's unit is each frame's own
+   (the codec divides by that frame's q98), so the unit moves as the view does: turning from a
+   long aisle to a near wall shrinks it. `GroundPlaneScale` therefore carries the past scales into
+   the current frame's unit before the median (`frame_units_ratio`: the median ratio of the
+   previous relative depth to this one, pixel by pixel). BENCHMARKS 10 measures what that buys.
 
 Frames: the REP 103 optical frame (x right, y down, z forward). The up prior is the world's up seen
 from a camera with REP 103 body pitch (positive = nose down) and roll (positive = right side
@@ -69,9 +73,12 @@ class GroundPlaneConfig:
     inlier_threshold: float = 0.06  # |n.p + d| / d: a relative depth error
     ransac_iterations: int = 200
     scale_range: tuple[float, float] = (0.1, 500.0)  # metres per relative unit (about q98 depth)
-    window: int = 15  # accepted scales in the smoother's median
+    window: int = 9  # accepted scales in the smoother's median (in the current frame's unit)
     jump_ratio: float = 1.3  # a new scale beyond [ref / r, ref * r] is a jump
-    jump_persist: int = 5  # consecutive frames before a jump is accepted
+    jump_persist: int = 3  # consecutive frames before a jump is accepted
+    # carry past scales into each frame's relative unit (`frame_units_ratio`) before smoothing;
+    # False smooths raw scales, right only when the relative unit is steady (a sensor's metres)
+    track_units: bool = True
     seed: int = 0
     # "fit": the plane's own normal (pitch and roll need not be known). "prior": the distance is
     # measured along the prior's up (pitch and roll known, e.g. a rigid mount on a level floor);
@@ -366,9 +373,9 @@ class ScaleSmoother:
     another on the new level; then the history restarts there. A frame without a fit publishes
     relative depth (scale None) and neither breaks nor extends a pending jump."""
 
-    window: int = 15
+    window: int = 9
     jump_ratio: float = 1.3
-    persist: int = 5
+    persist: int = 3
     _history: deque = field(init=False, repr=False)
     _pending: list = field(init=False, repr=False, default_factory=list)
 
@@ -391,6 +398,14 @@ class ScaleSmoother:
 
     def _near(self, a: float, b: float) -> bool:
         return 1.0 / self.jump_ratio <= a / b <= self.jump_ratio
+
+    def rescale(self, units: float) -> None:
+        """Carry every remembered scale into a new relative unit: a scale s for the old unit is
+        s * units for the new one (`units` = old relative depth / new, `frame_units_ratio`)."""
+        if not (math.isfinite(units) and units > 0.0):
+            raise ValueError(f"units must be finite and > 0, got {units}")
+        self._history = deque((s * units for s in self._history), maxlen=self.window)
+        self._pending = [s * units for s in self._pending]
 
     def update(self, raw: float | None, why: str = "no fit") -> SmoothedScale:
         """The scale to apply after this frame's raw scale (None when the fit was refused)."""
@@ -418,13 +433,38 @@ class ScaleSmoother:
         return SmoothedScale(new, "jump_accepted", why)
 
 
+_UNITS_MIN_PIXELS = 100  # pixels valid in both frames below which the unit change is unknown
+
+
+def frame_units_ratio(prev_hw: np.ndarray, cur_hw: np.ndarray) -> float | None:
+    """How the relative unit changed between two frames of one camera: the median over pixels
+    valid in both of prev / cur (a robust ratio; pixels that moved or changed are outliers to a
+    median as long as most of the view is shared). None when the shapes differ or fewer than
+    `_UNITS_MIN_PIXELS` pixels are valid in both."""
+    if prev_hw.shape != cur_hw.shape:
+        return None
+    both = np.isfinite(prev_hw) & np.isfinite(cur_hw) & (prev_hw > 0) & (cur_hw > 0)
+    if int(both.sum()) < _UNITS_MIN_PIXELS:
+        return None
+    return float(np.median(prev_hw[both] / cur_hw[both]))
+
+
 class GroundPlaneScale:
     """Per-stream state: fit the floor in each frame, smooth the scale, report why. One per
-    camera; `update` returns the frame's fit and the scale to apply (None: stay relative)."""
+    camera; `update` returns the frame's fit and the scale to apply (None: stay relative).
+    With `cfg.track_units` the smoother's memory follows the relative unit from frame to frame
+    (`frame_units_ratio` on every `cfg.stride`-th pixel); where the unit change cannot be
+    measured (another image size, almost no valid pixels) the memory is dropped."""
 
     def __init__(self, cfg: GroundPlaneConfig | None = None) -> None:
         self.cfg = cfg or GroundPlaneConfig()
         self.smoother = ScaleSmoother.from_config(self.cfg)
+        self._prev_hw: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the stream (a new recording, a changed camera height)."""
+        self.smoother.reset()
+        self._prev_hw = None
 
     def update(
         self,
@@ -433,6 +473,16 @@ class GroundPlaneScale:
         camera_height_m: float | None = None,
     ) -> tuple[GroundFit, SmoothedScale]:
         fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m)
+        if self.cfg.track_units:
+            step = self.cfg.stride
+            cur_hw = np.array(depth_HW[::step, ::step], dtype=np.float32)
+            if self._prev_hw is not None:
+                units = frame_units_ratio(self._prev_hw, cur_hw)
+                if units is None:
+                    self.smoother.reset()
+                else:
+                    self.smoother.rescale(units)
+            self._prev_hw = cur_hw
         return fit, self.smoother.update(fit.scale, fit.reason)
 
 

@@ -21,6 +21,7 @@ from depthart_core.ground_plane import (
     diagnostics,
     expected_up,
     fit_ground_plane,
+    frame_units_ratio,
     projection_p,
 )
 from depthart_core.pointcloud import pinhole_p
@@ -260,6 +261,46 @@ def test_smoother_fallback_and_interrupted_jump():
     assert sm.update(1.0).status == "first"
     with pytest.raises(ValueError, match="jump_ratio"):
         ScaleSmoother(jump_ratio=1.0)
+
+
+def test_stream_follows_the_relative_unit_from_frame_to_frame():
+    """DepthART's relative unit is each frame's own: the same metric view comes back divided by
+    another factor as the view changes. Here it grows 1.5x per frame (each step a 'jump' for
+    the smoother): with `track_units` the scale applied is every frame's own within 1 %; the
+    raw-scale smoother holds the first one and is off by the units' drift."""
+    metric, K = scene(1.0, 10.0)
+    units = [TRUE_SCALE * 1.5**i for i in range(5)]
+    tracked = GroundPlaneScale(GroundPlaneConfig(camera_height_m=1.0))
+    raw = GroundPlaneScale(GroundPlaneConfig(camera_height_m=1.0, track_units=False))
+    for i, u in enumerate(units):
+        rel = (metric / u).astype(np.float32)
+        _, a = tracked.update(rel, K)
+        _, b = raw.update(rel, K)
+        assert a.scale == pytest.approx(u, rel=0.01), (i, a)
+        assert a.status == ("first" if i == 0 else "updated")
+        if 0 < i < 3:  # held until the jump has persisted jump_persist (3) frames
+            assert b.status == "held" and b.scale == pytest.approx(units[0], rel=0.01)
+
+
+def test_units_ratio_and_a_stream_that_changes_size():
+    a = np.full((10, 12), 2.0, np.float32)
+    b = np.full((10, 12), 4.0, np.float32)
+    b[0, :5] = np.nan  # invalid pixels are skipped; outliers do not move the median
+    b[1, :5] = 400.0
+    assert frame_units_ratio(a, b) == pytest.approx(0.5)
+    assert frame_units_ratio(a, b[:5]) is None  # another size
+    assert frame_units_ratio(np.zeros_like(a), b) is None  # nothing valid in both
+    metric, K = scene(1.0, 10.0)
+    gp = GroundPlaneScale(GroundPlaneConfig(camera_height_m=1.0))
+    assert gp.update(relative(metric), K)[1].status == "first"
+    small, K_small = scene(1.0, 10.0, hfov=60.0)
+    half = small[::2, ::2]
+    K_half = K_small.copy()
+    K_half[:2] /= 2.0
+    _, applied = gp.update(relative(half), K_half)  # the unit change is unknown: start over
+    assert applied.status == "first"
+    with pytest.raises(ValueError, match="units"):
+        ScaleSmoother().rescale(float("nan"))
 
 
 def test_stream_state_and_diagnostics():
