@@ -461,11 +461,6 @@ class GroundPlaneScale:
         self.smoother = ScaleSmoother.from_config(self.cfg)
         self._prev_hw: np.ndarray | None = None
 
-    def reset(self) -> None:
-        """Forget the stream (a new recording, a changed camera height)."""
-        self.smoother.reset()
-        self._prev_hw = None
-
     def update(
         self,
         depth_HW: np.ndarray,
