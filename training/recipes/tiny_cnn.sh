@@ -27,16 +27,17 @@
 #      ~15 min); leg L2: 2,500 steps from L1 with the transformer grown from 3 to 6 blocks
 #      (init_grow), the soft DepthART objective for depthart, teacher forcing for its twin
 #      (lr 3e-4, ~40 min). Both modes share L1, as both shared leg 1
-#   9. depthart only (issue 24; BENCHMARKS 2k): leg L3, 3,000 more soft DepthART steps from L2
-#      on a new 20,000-frame pool (seed 6, L2's settings otherwise; lr 2e-4, ~40 min), then leg
-#      L4, 3,000 more from L3 on another new pool (seed 7; lr 1e-4, ~40 min). The twin stops at L2
+#   9. (issue 24; BENCHMARKS 2k) leg L3: 3,000 more steps from L2 with L2's objective (soft
+#      DepthART, or teacher forcing for the twin) on a new 20,000-frame pool (seed 6, L2's
+#      settings otherwise; lr 2e-4, ~40 min); depthart only, leg L4: 3,000 more from L3 on another
+#      new pool (seed 7; lr 1e-4, ~40 min). The twin stops at L3
 #  10. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
 #      256x256 (~15 min), the head (width 24) trained on L4's soft depth errors there
 #      (~20-30 min); the depth stays bit-identical. The result is the shipped model
 #  11. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
 #   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/head_depthart
-#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/logL2_teacher_forcing
+#   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/logL3_teacher_forcing
 #   RESUME=1 bash training/recipes/tiny_cnn.sh depthart # continue an interrupted leg
 set -euo pipefail
 mode=${1:-depthart}
@@ -115,18 +116,18 @@ log=(--set model_overrides.tokenizer.depth_codec=log --set data.pool_size=20000
         ${RESUME:+--resume}
     touch "$logL2/DONE"
 }
-final=$logL2/checkpoint.safetensors
+logL3=$out/logL3_$mode
+more=("${log[@]}" --set model_overrides.transformer.depth=6 --set init_tokenizer_only=false
+      --set steps=3000)
+[ -f "$logL3/DONE" ] || {
+    depthart train --config "$leg8_config" "${more[@]}" --set data.seed=6 \
+        --set init_checkpoint="$logL2/checkpoint.safetensors" --set optim.lr=2.0e-4 \
+        --out "$logL3" ${RESUME:+--resume}
+    touch "$logL3/DONE"
+}
+final=$logL3/checkpoint.safetensors
 if [ "$mode" = depthart ]; then
-    logL3=$out/logL3_depthart
     logL4=$out/logL4_depthart
-    more=("${log[@]}" --set model_overrides.transformer.depth=6 --set init_tokenizer_only=false
-          --set steps=3000)
-    [ -f "$logL3/DONE" ] || {
-        depthart train --config "$leg8_config" "${more[@]}" --set data.seed=6 \
-            --set init_checkpoint="$logL2/checkpoint.safetensors" --set optim.lr=2.0e-4 \
-            --out "$logL3" ${RESUME:+--resume}
-        touch "$logL3/DONE"
-    }
     [ -f "$logL4/DONE" ] || {
         depthart train --config "$leg8_config" "${more[@]}" --set data.seed=7 \
             --set init_checkpoint="$logL3/checkpoint.safetensors" --set optim.lr=1.0e-4 \
