@@ -94,3 +94,26 @@ def test_latents_follow_the_pool_content_not_its_name(tmp_path):
     second = Trainer(cfg, tmp_path / "b")
     assert len(list(tmp_path.glob("pool.latents-*.safetensors"))) == 2
     assert not torch.equal(first_latents, second.latents[1])
+
+
+def test_frames_without_valid_depth_are_skipped_not_fatal(tmp_path, caplog):
+    """A pool frame with no valid depth pixel (a camera facing a window; it happened in the
+    seed-8 pool) has no q98 to encode: the pool drops it once, says so, and every batch then
+    encodes; a file of nothing but such frames is refused by name."""
+    rgb = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
+    depth = torch.rand(5, 8, 8) + 0.5
+    valid = torch.ones(5, 8, 8, dtype=torch.bool)
+    valid[2] = False
+    depth[2] = 0.0
+    path = tmp_path / "frames.safetensors"
+    save_file({"rgb": rgb, "depth": depth, "valid": valid}, str(path))
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        pool = data.FramePool(path, seed=0, batch=4)
+    assert pool.stored == 5 and pool.dropped_empty == 1 and len(pool.rgb) == 4
+    assert "1 of 5 frames have no valid depth pixel" in caplog.text
+    for step in range(4):
+        assert pool.batch_at(step)["valid"].flatten(1).any(1).all()
+    empty = tmp_path / "empty.safetensors"
+    save_file({"rgb": rgb, "depth": depth * 0, "valid": valid & False}, str(empty))
+    with pytest.raises(ValueError, match="no frames with valid depth"):
+        data.FramePool(empty, seed=0, batch=2)

@@ -115,8 +115,25 @@ class FramePool:
         if missing:
             raise ValueError(f"frame file {self.path} lacks tensor(s) {missing}")
         self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
+        self.stored = len(self.rgb)
+        # a frame with no valid depth (a camera facing a window) has nothing to learn from and no
+        # q98 to encode with: dropped here, once, so that every batch can be encoded
+        keep_N = self.valid.flatten(1).any(1)
+        self.dropped_empty = int((~keep_N).sum())
+        if self.dropped_empty:
+            log.warning(
+                "frame file %s: %d of %d frames have no valid depth pixel; training skips them",
+                self.path,
+                self.dropped_empty,
+                self.stored,
+            )
+            self.rgb, self.depth, self.valid = (
+                self.rgb[keep_N],
+                self.depth[keep_N],
+                self.valid[keep_N],
+            )
         if len(self.rgb) == 0:
-            raise ValueError(f"frame file {self.path} holds no frames")
+            raise ValueError(f"frame file {self.path} holds no frames with valid depth")
         # the file's content, not its name, keys the latents cached from it (training/trainer.py)
         self.digest = sha256_file(self.path)[:16]
 
@@ -169,10 +186,8 @@ class SyntheticPool(FramePool):
                 log.warning("synthetic pool %s %s; rendering it again", path, problem)
             self._render(path, seed, size, count, synth=synth or {}, metadata=want)
         super().__init__(path, seed, batch, rank, world)
-        if len(self.rgb) != count:
-            raise ValueError(
-                f"synthetic pool cache {path} holds {len(self.rgb)} frames, not {count}"
-            )
+        if self.stored != count:
+            raise ValueError(f"synthetic pool cache {path} holds {self.stored} frames, not {count}")
 
     @staticmethod
     def _render(
