@@ -40,7 +40,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
@@ -67,6 +67,7 @@ from depthart_ros.pipeline import (
     run_worker,
     timed_predict,
 )
+from depthart_ros.spin import spin_until_context_ends
 from depthart_ros.uncertainty import TOPICS as U_TOPICS
 from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
 
@@ -449,17 +450,15 @@ def main(args: list[str] | None = None) -> None:
 def spin_until_shutdown(node: Node, release: Callable[[], None]) -> None:
     """Spin `node` until Ctrl-C / SIGTERM / shutdown, then `release` it and shut down cleanly
     (shared by `depthart_node` and `depthart_lifecycle_node`)."""
-    executor = SingleThreadedExecutor()
+    executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_context_ends(executor, node.context)
     finally:
         release()
         executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
+        node.context.try_shutdown()
 
 
 if __name__ == "__main__":

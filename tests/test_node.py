@@ -802,3 +802,43 @@ def test_validate_params_names_the_bad_value() -> None:
     assert "input_qos.depth=0" in validate_params(defaults | {"input_qos.depth": 0})
     bad_range = defaults | {"sparse_depth.min_m": 5.0, "sparse_depth.max_m": 1.0}
     assert "sparse_depth.min_m=5.0" in validate_params(bad_range)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. shutdown: a signal that lands while the executor builds its wait set is still a clean exit
+def _spin_with(monkeypatch, spin) -> tuple[list[str], Any]:
+    """Run `spin_until_shutdown` in this process on its own context with `spin` standing in for
+    the executor's; returns what happened to `release` and the context."""
+    import rclpy
+    from rclpy.node import Node
+
+    import depthart_ros.node as node_mod
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=unique_domain_id())
+    node = Node("spin_probe", context=context)
+    monkeypatch.setattr(node_mod.SingleThreadedExecutor, "spin", lambda self: spin(context))
+    # depthart_ros.spin, shared by the node, the lifecycle node, live replay and the test peer
+    released: list[str] = []
+    try:
+        node_mod.spin_until_shutdown(node, lambda: released.append("released"))
+    finally:
+        context.try_shutdown()
+    return released, context
+
+
+def test_shutdown_racing_the_wait_set_is_a_clean_exit(monkeypatch) -> None:
+    def spin(context) -> None:  # what rclpy does when SIGTERM wins the race (ros2/rclpy#968)
+        context.shutdown()
+        raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+    released, context = _spin_with(monkeypatch, spin)
+    assert released == ["released"] and not context.ok()
+
+
+def test_an_error_while_the_context_is_valid_still_propagates(monkeypatch) -> None:
+    def spin(context) -> None:
+        raise RuntimeError("a real bug in a callback")
+
+    with pytest.raises(RuntimeError, match="a real bug"):
+        _spin_with(monkeypatch, spin)

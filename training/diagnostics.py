@@ -187,14 +187,17 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
 
 
 def _decoding(name: str):
-    """A `--decoding` name: a named setting (greedy, soft, paper) or soft-top<K> (soft decoding
-    renormalised over the K most likely codes)."""
+    """A `--decoding` name: a named setting (greedy, soft, paper), soft-top<K> (soft decoding
+    renormalised over the K most likely codes) or soft-T<t> (soft at temperature t)."""
     import dataclasses
 
     from depthart_core.sampling import SAMPLING_SETTINGS, sampling_setting
 
     if name.startswith("soft-top") and name[len("soft-top") :].isdigit():
         return dataclasses.replace(SAMPLING_SETTINGS["soft"], top_k=int(name[len("soft-top") :]))
+    if name.startswith("soft-T"):
+        t = float(name[len("soft-T") :])
+        return dataclasses.replace(SAMPLING_SETTINGS["soft"], temperature=t)
     return sampling_setting(name)
 
 
@@ -452,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "--decoding",
         nargs="+",
         default=["greedy"],
-        help="greedy, soft, paper or soft-top<K> (soft over the K most likely codes)",
+        help="greedy, soft, paper, soft-top<K> (soft over the K most likely codes) or soft-T<t>",
     )
     q = sub.add_parser("paired")
     q.add_argument("report_a")

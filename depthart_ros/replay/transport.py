@@ -16,11 +16,13 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
+
+from depthart_ros.spin import spin_until_context_ends
 
 
 class RclpyTransport:
@@ -70,10 +72,7 @@ class RclpyTransport:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
+        spin_until_context_ends(self._executor, self._context)
 
     def _on_raw_output(self, raw: bytes) -> None:
         self._on_output(raw, time.monotonic())

@@ -144,12 +144,9 @@ class RosPeer:
         self._thread.start()
 
     def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
+        from depthart_ros.spin import spin_until_context_ends
 
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        spin_until_context_ends(self.executor, self.context)
 
     def subscribe(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 50) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
