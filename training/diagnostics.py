@@ -22,6 +22,10 @@
     # model's top-1 probability
     python training/diagnostics.py scales checkpoints/depthart_tiny_cnn.safetensors \
         runs/tiny_cnn/eval_seed777 --frames 200 --decoding greedy soft paper
+    # the same pooled over several sets, per-frame curves saved; then two models paired
+    python training/diagnostics.py scales CKPT_A SET_1 SET_2 --frames 200 --decoding soft \
+        --save runs/a_{decoding}.npy          # and CKPT_B --save runs/b_{decoding}.npy
+    python training/diagnostics.py scales-paired runs/a_soft.npy runs/b_soft.npy
     # is one model's lead over another more than frame-sampling noise? paired per-frame
     # differences of two `depthart eval` reports on the same frames, with a bootstrap interval
     python training/diagnostics.py paired RUN_A/eval_seed777/checkpoint/synthetic/report.json \
@@ -211,7 +215,14 @@ def _bootstrap(x_N: np.ndarray, resamples: int = 10_000) -> tuple[float, float]:
 CONF_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 
 
-def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: int = 20) -> None:
+def scales(
+    ckpt: str,
+    eval_roots: list[str],
+    frames: int,
+    decodings: list[str],
+    save: str | None = None,
+    batch: int = 20,
+) -> None:
     """AbsRel of the decoded f_hat after each scale of the loop (k = 0: the start, zero or the
     encoder's estimate) for each decoding, with 95 % bootstrap intervals over frames; each
     scale's argmax agreement with the rollout's DepthART target (Q_k(f_D - f_hat_<k), built on
@@ -227,10 +238,11 @@ def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: 
     m, _ = load_checkpoint(ckpt)
     m.eval()
     S, q = m.cfg.image_size, m.tokenizer.quantize
-    samples = list(SyntheticSet(eval_root))[:frames]
+    # the first `frames` of each root, pooled
+    samples = [s for root in eval_roots for s in list(SyntheticSet(root))[:frames]]
     N, K, nb = len(samples), q.num_scales, len(CONF_EDGES) - 1
     x_N3SS, d_NSS = model_inputs(samples, S)
-    print(f"{ckpt} on {N} frames of {eval_root}")
+    print(f"{ckpt} on {N} frames of {', '.join(eval_roots)}")
     for name in decodings:
         setting = _decoding(name)
         res = np.zeros((N, K + 1))
@@ -262,6 +274,42 @@ def scales(ckpt: str, eval_root: str, frames: int, decodings: list[str], batch: 
                 for k, f in enumerate(cums):
                     res[b0 : b0 + len(x), k] = score_latent(m, f, samples[b0 : b0 + len(x)])
         _print_scales(f"{name} ({describe_sampling(setting)})", res, agree, bins)
+        if save:
+            out = Path(save.replace("{decoding}", name))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.save(out, res)
+            print(f"per-frame AbsRel after each scale (N, K + 1): {out}")
+
+
+def scales_paired(curves_a: str, curves_b: str, resamples: int = 10_000) -> None:
+    """Two models' per-frame scale curves (`scales --save`) on the same frames: each one's
+    output / start ratio, the ratio difference A - B and the refinement gain difference (output -
+    start, A - B), with 95 % bootstrap intervals that resample frames jointly (paired)."""
+    a_Nk, b_Nk = np.load(curves_a), np.load(curves_b)
+    if a_Nk.shape != b_Nk.shape:
+        raise SystemExit(f"{curves_a} {a_Nk.shape} and {curves_b} {b_Nk.shape} differ in shape")
+    picks = np.random.default_rng(0).integers(0, len(a_Nk), (resamples, len(a_Nk)))
+
+    def ratio(x_Nk: np.ndarray) -> np.ndarray:
+        return x_Nk[picks, -1].mean(1) / x_Nk[picks, 0].mean(1)
+
+    def ci(x: np.ndarray, sign: str = "+") -> str:
+        lo, hi = np.percentile(x, [2.5, 97.5])
+        return f"[{lo:{sign}.4f}, {hi:{sign}.4f}]"
+
+    ra, rb = ratio(a_Nk), ratio(b_Nk)
+    for tag, x_Nk, r in (("A", a_Nk, ra), ("B", b_Nk, rb)):
+        curve = " ".join(f"{v:.4f}" for v in x_Nk.mean(0))
+        print(
+            f"{tag}: AbsRel after k = 0..K: {curve}; output / start "
+            f"{x_Nk[:, -1].mean() / x_Nk[:, 0].mean():.3f} {ci(r, '')}"
+        )
+    print(f"output / start, A - B: {np.mean(ra - rb):+.4f} {ci(ra - rb)} over {len(a_Nk)} frames")
+    for name, k in (("start", 0), ("output", -1)):
+        d = a_Nk[:, k] - b_Nk[:, k]
+        print(f"{name} AbsRel, A - B: {d.mean():+.4f} {ci(d[picks].mean(1))}")
+    gain = (a_Nk[:, -1] - a_Nk[:, 0]) - (b_Nk[:, -1] - b_Nk[:, 0])
+    print(f"refinement (output - start), A - B: {gain.mean():+.4f} {ci(gain[picks].mean(1))}")
 
 
 def _print_scales(title: str, res: np.ndarray, agree: np.ndarray, bins: np.ndarray) -> None:
@@ -449,14 +497,18 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("eval_root")
     k = sub.add_parser("scales")
     k.add_argument("checkpoint")
-    k.add_argument("eval_root")
-    k.add_argument("--frames", type=int, default=30)
+    k.add_argument("eval_roots", nargs="+", help="synthetic sets, pooled")
+    k.add_argument("--frames", type=int, default=30, help="the first FRAMES of each set")
+    k.add_argument("--save", help="per-frame curves to this .npy ({decoding} is replaced)")
     k.add_argument(
         "--decoding",
         nargs="+",
         default=["greedy"],
         help="greedy, soft, paper, soft-top<K> (soft over the K most likely codes) or soft-T<t>",
     )
+    kp = sub.add_parser("scales-paired")
+    kp.add_argument("curves_a")
+    kp.add_argument("curves_b")
     q = sub.add_parser("paired")
     q.add_argument("report_a")
     q.add_argument("report_b")
@@ -474,7 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "image-usage":
         image_usage(args.checkpoint, args.frames, args.seed)
     elif args.cmd == "scales":
-        scales(args.checkpoint, args.eval_root, args.frames, args.decoding)
+        scales(args.checkpoint, args.eval_roots, args.frames, args.decoding, args.save)
+    elif args.cmd == "scales-paired":
+        scales_paired(args.curves_a, args.curves_b)
     elif args.cmd == "ceiling":
         ceiling(args.tokenizer_checkpoint, args.eval_root)
     elif args.cmd == "paired":
