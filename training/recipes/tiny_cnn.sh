@@ -30,9 +30,11 @@
 #   9. (issue 24; BENCHMARKS 2k) leg L3: 3,000 more steps from L2 with L2's objective (soft
 #      DepthART, or teacher forcing for the twin) on a new 20,000-frame pool (seed 6, L2's
 #      settings otherwise; lr 2e-4, ~40 min); depthart only, leg L4: 3,000 more from L3 on another
-#      new pool (seed 7; lr 1e-4, ~40 min). The twin stops at L3
+#      new pool (seed 7; lr 1e-4, ~40 min); leg L5: 1,000 more from L4 (seed 8, lr 7e-5,
+#      ~12 min); leg L6: 3,000 more from L5 (seed 9, lr 7e-5, ~45 min; BENCHMARKS 2l). The twin
+#      stops at L3
 #  10. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 24) trained on L4's soft depth errors there
+#      256x256 (~15 min), the head (width 24) trained on L6's soft depth errors there
 #      (~20-30 min); the depth stays bit-identical. The result is the shipped model
 #  11. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
@@ -134,11 +136,25 @@ if [ "$mode" = depthart ]; then
             --out "$logL4" ${RESUME:+--resume}
         touch "$logL4/DONE"
     }
+    logL5=$out/logL5_depthart
+    [ -f "$logL5/DONE" ] || {
+        depthart train --config "$leg8_config" "${more[@]}" --set data.seed=8 \
+            --set init_checkpoint="$logL4/checkpoint.safetensors" --set optim.lr=7.0e-5 \
+            --set steps=1000 --out "$logL5" ${RESUME:+--resume}
+        touch "$logL5/DONE"
+    }
+    logL6=$out/logL6_depthart
+    [ -f "$logL6/DONE" ] || {
+        depthart train --config "$leg8_config" "${more[@]}" --set data.seed=9 \
+            --set init_checkpoint="$logL5/checkpoint.safetensors" --set optim.lr=7.0e-5 \
+            --out "$logL6" ${RESUME:+--resume}
+        touch "$logL6/DONE"
+    }
     [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
         --seed 941 --size 256x256
     final=$out/head_depthart/checkpoint.safetensors
     [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$logL4/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
+        --checkpoint "$logL6/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
         --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
