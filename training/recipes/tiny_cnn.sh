@@ -118,38 +118,29 @@ log=(--set model_overrides.tokenizer.depth_codec=log --set data.pool_size=20000
         ${RESUME:+--resume}
     touch "$logL2/DONE"
 }
-logL3=$out/logL3_$mode
 more=("${log[@]}" --set model_overrides.transformer.depth=6 --set init_tokenizer_only=false
       --set steps=3000)
-[ -f "$logL3/DONE" ] || {
-    depthart train --config "$leg8_config" "${more[@]}" --set data.seed=6 \
-        --set init_checkpoint="$logL2/checkpoint.safetensors" --set optim.lr=2.0e-4 \
-        --out "$logL3" ${RESUME:+--resume}
-    touch "$logL3/DONE"
+# one continuation leg on a new pool: run_leg OUT FROM SEED LR [--set ...]
+run_leg() {
+    local dst=$1 src=$2 seed=$3 lr=$4
+    shift 4
+    [ -f "$dst/DONE" ] || {
+        depthart train --config "$leg8_config" "${more[@]}" --set data.seed="$seed" \
+            --set init_checkpoint="$src/checkpoint.safetensors" --set optim.lr="$lr" "$@" \
+            --out "$dst" ${RESUME:+--resume}
+        touch "$dst/DONE"
+    }
 }
+logL3=$out/logL3_$mode
+run_leg "$logL3" "$logL2" 6 2.0e-4
 final=$logL3/checkpoint.safetensors
 if [ "$mode" = depthart ]; then
     logL4=$out/logL4_depthart
-    [ -f "$logL4/DONE" ] || {
-        depthart train --config "$leg8_config" "${more[@]}" --set data.seed=7 \
-            --set init_checkpoint="$logL3/checkpoint.safetensors" --set optim.lr=1.0e-4 \
-            --out "$logL4" ${RESUME:+--resume}
-        touch "$logL4/DONE"
-    }
     logL5=$out/logL5_depthart
-    [ -f "$logL5/DONE" ] || {
-        depthart train --config "$leg8_config" "${more[@]}" --set data.seed=8 \
-            --set init_checkpoint="$logL4/checkpoint.safetensors" --set optim.lr=7.0e-5 \
-            --set steps=1000 --out "$logL5" ${RESUME:+--resume}
-        touch "$logL5/DONE"
-    }
     logL6=$out/logL6_depthart
-    [ -f "$logL6/DONE" ] || {
-        depthart train --config "$leg8_config" "${more[@]}" --set data.seed=9 \
-            --set init_checkpoint="$logL5/checkpoint.safetensors" --set optim.lr=7.0e-5 \
-            --out "$logL6" ${RESUME:+--resume}
-        touch "$logL6/DONE"
-    }
+    run_leg "$logL4" "$logL3" 7 1.0e-4
+    run_leg "$logL5" "$logL4" 8 7.0e-5 --set steps=1000
+    run_leg "$logL6" "$logL5" 9 7.0e-5
     [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
         --seed 941 --size 256x256
     final=$out/head_depthart/checkpoint.safetensors
