@@ -172,6 +172,23 @@ def test_parity_command_on_the_shipped_checkpoint(tmp_path, monkeypatch, capsys)
     ]  # the default decoding
 
 
+def test_parity_on_torch_compares_bf16_with_fp32(tiny_checkpoint):
+    """The torch path (for a GPU's fp16 / bf16): bf16 autocast on the CPU differs from fp32, yet
+    stays close to it; a wrong combination is refused with its values named."""
+    from depthart_core.runtime.parity import fp16_parity
+
+    out = fp16_parity(tiny_checkpoint, count=2, backend="torch", device="cpu", precision="bf16")
+    assert out["frames"] == 2 and out["precision"] == "bf16" and out["backend"] == "torch cpu"
+    assert 0.0 <= out["token_agreement"] <= 1.0
+    assert 0.0 < out["depth_abs_err_mean"] < 0.5  # bf16 is not bit-identical, and not far off
+    with pytest.raises(ValueError, match="'bf16'"):
+        fp16_parity(tiny_checkpoint, count=1, precision="bf16")  # ONNX Runtime: fp16 graph only
+    with pytest.raises(ValueError, match="'tensorrt'"):
+        fp16_parity(tiny_checkpoint, count=1, backend="tensorrt")
+    with pytest.raises(ValueError, match="CUDA"):
+        fp16_parity(tiny_checkpoint, count=1, backend="torch", precision="fp16")
+
+
 def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, monkeypatch):
     """TensorRT's from_checkpoint exports into the same ONNX cache that ONNX Runtime then reads:
     one export per checkpoint and precision (TensorRT itself is absent here, so it stops there)."""

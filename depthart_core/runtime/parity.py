@@ -1,9 +1,11 @@
-"""fp16 vs fp32 agreement of the exported graph on synthetic frames (ONNX Runtime on the CPU).
+"""Reduced-precision vs fp32 agreement on synthetic frames.
 
 `fp16_parity` (`depthart parity`) reports the share of identical token maps and the depth error of
-the fp16 graph (LayerNorm, GroupNorm and attention softmax kept in fp32) against the fp32 graph,
-on frames from a synthetic seed the model never saw. Both graphs come from the ONNX cache
-(`depthart_core.runtime.onnx_cache`), so each is exported once.
+a reduced-precision run against the fp32 run of the same backend, on frames from a synthetic seed
+the model never saw:
+- ONNX Runtime (the default): the fp16 graph (LayerNorm, GroupNorm and attention softmax kept in
+  fp32) against the fp32 graph, both from the ONNX cache (`depthart_core.runtime.onnx_cache`);
+- torch: autocast fp16 (CUDA only) or bf16 against fp32 on `device`, e.g. a GPU.
 """
 
 from __future__ import annotations
@@ -18,17 +20,43 @@ from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_frame
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.preprocess import preprocess
+from depthart_core.runtime.torch_backend import DepthEstimator
+
+PARITY_BACKENDS = ("onnxruntime", "torch")
 
 
 def fp16_parity(
-    checkpoint: str | Path | None = None, count: int = 20, seed: int = 4242
+    checkpoint: str | Path | None = None,
+    count: int = 20,
+    seed: int = 4242,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    precision: str = "fp16",
 ) -> dict[str, Any]:
-    """Frames `0 .. count-1` of synthetic `seed` at the model's resolution through both graphs."""
+    """Frames `0 .. count-1` of synthetic `seed` at the model's resolution through the fp32 and
+    the `precision` run of `backend` (`device` only for torch)."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    if backend not in PARITY_BACKENDS:
+        raise ValueError(f"backend must be one of {PARITY_BACKENDS}, got {backend!r}")
+    if backend == "onnxruntime" and (precision != "fp16" or device != "cpu"):
+        raise ValueError(
+            f"the ONNX Runtime parity compares the fp16 graph on the CPU; got precision "
+            f"{precision!r}, device {device!r} (use --backend torch for a GPU or bf16)"
+        )
     ckpt = CheckpointFile(checkpoint)
-    b32 = OnnxRuntimeBackend.from_checkpoint(ckpt, precision="fp32")
-    b16 = OnnxRuntimeBackend.from_checkpoint(ckpt, precision="fp16")
+    if backend == "onnxruntime":
+        b32 = OnnxRuntimeBackend.from_checkpoint(ckpt, precision="fp32")
+        b16 = OnnxRuntimeBackend.from_checkpoint(ckpt, precision="fp16")
+        where = "onnxruntime CPU"
+    else:  # the two share one model: autocast changes the arithmetic, not the weights
+        b32 = DepthEstimator.from_checkpoint(ckpt, device=device, precision="fp32")
+        b16 = DepthEstimator.from_checkpoint(ckpt, device=device, precision=precision)
+        where = f"torch {b16.device}"
+        if b16.device.type == "cuda":
+            import torch
+
+            where += f" ({torch.cuda.get_device_name(b16.device)})"
     S = b32.image_size
     same, err_mean, err_max = [], [], []
     for i in range(count):
@@ -44,5 +72,6 @@ def fp16_parity(
         "token_agreement": float(np.mean(same)),
         "depth_abs_err_mean": float(np.mean(err_mean)),
         "depth_abs_err_max": float(np.max(err_max)),
-        "backend": "onnxruntime CPU",
+        "backend": where,
+        "precision": precision,
     }

@@ -201,9 +201,9 @@ class SyntheticPool(FramePool):
         metadata: dict[str, str] | None = None,
     ) -> None:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
-        many processes (one torch thread each). Chunk boundaries do not depend on `workers`, so
-        the cache is the same bytes either way."""
-        workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
+        many processes (one torch thread each; default one per core, at most 16). Chunk boundaries
+        do not depend on `workers`, so the cache is the same bytes either way."""
+        workers = workers if workers > 0 else min(16, os.cpu_count() or 1)
         starts = list(range(0, count, chunk))
         spans = [(seed, s, min(count, s + chunk), size, synth or {}) for s in starts]
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "valid": []}
