@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.model import SamplingConfig
 from depthart_core.precision import PRECISIONS
@@ -117,11 +119,18 @@ def _make(
     threads: int = 0,
     sampling: SamplingConfig | None = None,
 ) -> Backend:
-    """`sampling`: None (greedy) or a deterministic decoding."""
+    """`sampling`: None (the default decoding) or a deterministic decoding. On a CUDA device the
+    torch backend replays the whole inference as one CUDA graph: the tiny default is bound by
+    kernel launches there, and the graph ran it 5x faster with identical depth (BENCHMARKS 4c)."""
     if name == "torch":
         set_torch_threads(threads)
         return DepthEstimator.from_checkpoint(
-            ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling
+            ckpt,
+            device=device,
+            letterbox=letterbox,
+            precision=precision,
+            sampling=sampling,
+            cuda_graph=torch.device(device).type == "cuda",
         )
     if name == "onnxruntime":
         return OnnxRuntimeBackend.from_checkpoint(
