@@ -31,10 +31,12 @@
 #      DepthART, or teacher forcing for the twin) on a new 20,000-frame pool (seed 6, L2's
 #      settings otherwise; lr 2e-4, ~40 min); depthart only, leg L4: 3,000 more from L3 on another
 #      new pool (seed 7; lr 1e-4, ~40 min); leg L5: 1,000 more from L4 (seed 8, lr 7e-5,
-#      ~12 min); leg L6: 3,000 more from L5 (seed 9, lr 7e-5, ~45 min; BENCHMARKS 2l). The twin
-#      stops at L3
+#      ~12 min); leg L6: 3,000 more from L5 (seed 9, lr 7e-5, ~45 min; BENCHMARKS 2l); leg L7:
+#      3,077 steps of 128 from L6 on a 40,000-frame pool (seed 10, lr 1.5e-4; BENCHMARKS 2m): 7 min
+#      on an H200 (training/gpu_leg.sh sized it to its budget), about 6 h on this CPU (eight
+#      times L6's frames). The twin stops at L3
 #  10. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 24) trained on L6's soft depth errors there
+#      256x256 (~15 min), the head (width 24) trained on L7's soft depth errors there
 #      (~20-30 min); the depth stays bit-identical. The result is the shipped model
 #  11. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
@@ -141,11 +143,14 @@ if [ "$mode" = depthart ]; then
     run_leg "$logL4" "$logL3" 7 1.0e-4
     run_leg "$logL5" "$logL4" 8 7.0e-5 --set steps=1000
     run_leg "$logL6" "$logL5" 9 7.0e-5
+    logL7=$out/logL7_depthart  # on a GPU: add --set device=cuda (auto picks it anyway)
+    run_leg "$logL7" "$logL6" 10 1.5e-4 --set data.pool_size=40000 --set batch_size=128 \
+        --set steps=3077
     [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
         --seed 941 --size 256x256
     final=$out/head_depthart/checkpoint.safetensors
     [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$logL6/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
+        --checkpoint "$logL7/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
         --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
