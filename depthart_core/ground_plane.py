@@ -260,6 +260,12 @@ def _prior_distance(
     return float(np.median(below_N[level_N])) if level_N.any() else dist
 
 
+def _digits(angle_deg: float) -> int:
+    """Decimals for an angle in a reason: whole degrees, one decimal below 10 (a tolerance of
+    0.5 deg must not read "1 deg > 0.5")."""
+    return 0 if abs(angle_deg) >= 10.0 else 1
+
+
 def _angle_deg(a_3: np.ndarray, b_3: np.ndarray) -> float:
     return math.degrees(math.acos(float(np.clip(a_3 @ b_3, -1.0, 1.0))))
 
@@ -295,7 +301,7 @@ def fit_ground_plane(
         (normal_3, dist), inl_N = _refit(pts_N3, dominant, cfg.inlier_threshold)
         angle = _angle_deg(normal_3, up_3)
         if angle > max_angle:  # a plane dominates, and it is not the floor
-            why = f"no floor in view: the dominant plane is {angle:.0f} deg from up > {max_angle:g}"
+            why = f"no floor in view: the dominant plane is {angle:.{_digits(angle)}f} deg from up > {max_angle:g}"
             return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
     if near is None or n_near < 3:
         why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"
@@ -308,7 +314,7 @@ def fit_ground_plane(
         return _result("few_inliers", why, *plane)
     if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
         return _result(
-            "normal_far_from_up", f"floor {angle:.0f} deg from up > {max_angle:g}", *plane
+            "normal_far_from_up", f"floor {angle:.{_digits(angle)}f} deg from up > {max_angle:g}", *plane
         )
     if cfg.normal == "prior":
         dist = _prior_distance(pts_N3, inl_N, up_3, cfg.inlier_threshold)

@@ -681,10 +681,13 @@ def test_ground_plane_gives_metres_from_the_camera_height(ros: RosTest) -> None:
     depth, diag = frame()
     assert float(diag["metric_scale"]) == pytest.approx(2.0 * here.scale, rel=1e-3)
 
+    # a prior pitch 5 deg off the mount's, with the tightest tolerance the node takes (1 deg): the
+    # floor is refused whichever model ships (a good model's floor is within 1 deg of the truth)
+    assert peer.set_parameter(NODE, "ground_plane.pitch_deg", 15.0).successful
     assert peer.set_parameter(NODE, "ground_plane.max_normal_angle_deg", 1.0).successful
-    strict = GroundPlaneConfig(camera_height_m=2.0, pitch_deg=10.0, max_normal_angle_deg=1.0)
+    strict = GroundPlaneConfig(camera_height_m=2.0, pitch_deg=15.0, max_normal_angle_deg=1.0)
     refused = fit_ground_plane(rel, K_33, strict)
-    assert refused.scale is None, refused
+    assert refused.scale is None and refused.code == "normal_far_from_up", refused
     depth, diag = frame()
     assert diag["units"] == "relative" and diag["metric_scale"] == "none", diag
     assert diag["metric_reason"] == f"ground_plane: {refused.reason}", diag
