@@ -301,7 +301,8 @@ def fit_ground_plane(
         (normal_3, dist), inl_N = _refit(pts_N3, dominant, cfg.inlier_threshold)
         angle = _angle_deg(normal_3, up_3)
         if angle > max_angle:  # a plane dominates, and it is not the floor
-            why = f"no floor in view: the dominant plane is {angle:.{_digits(angle)}f} deg from up > {max_angle:g}"
+            shown = f"{angle:.{_digits(angle)}f}"
+            why = f"no floor in view: the dominant plane is {shown} deg from up > {max_angle:g}"
             return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
     if near is None or n_near < 3:
         why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"
@@ -314,7 +315,9 @@ def fit_ground_plane(
         return _result("few_inliers", why, *plane)
     if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
         return _result(
-            "normal_far_from_up", f"floor {angle:.{_digits(angle)}f} deg from up > {max_angle:g}", *plane
+            "normal_far_from_up",
+            f"floor {angle:.{_digits(angle)}f} deg from up > {max_angle:g}",
+            *plane,
         )
     if cfg.normal == "prior":
         dist = _prior_distance(pts_N3, inl_N, up_3, cfg.inlier_threshold)
