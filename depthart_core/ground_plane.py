@@ -260,10 +260,10 @@ def _prior_distance(
     return float(np.median(below_N[level_N])) if level_N.any() else dist
 
 
-def _digits(angle_deg: float) -> int:
-    """Decimals for an angle in a reason: whole degrees, one decimal below 10 (a tolerance of
-    0.5 deg must not read "1 deg > 0.5")."""
-    return 0 if abs(angle_deg) >= 10.0 else 1
+def _deg(angle_deg: float) -> str:
+    """An angle for a reason: whole degrees, one decimal below 10 (a tolerance of 0.5 deg must
+    not read "1 deg > 0.5")."""
+    return f"{angle_deg:.0f}" if abs(angle_deg) >= 10.0 else f"{angle_deg:.1f}"
 
 
 def _angle_deg(a_3: np.ndarray, b_3: np.ndarray) -> float:
@@ -301,8 +301,8 @@ def fit_ground_plane(
         (normal_3, dist), inl_N = _refit(pts_N3, dominant, cfg.inlier_threshold)
         angle = _angle_deg(normal_3, up_3)
         if angle > max_angle:  # a plane dominates, and it is not the floor
-            shown = f"{angle:.{_digits(angle)}f}"
-            why = f"no floor in view: the dominant plane is {shown} deg from up > {max_angle:g}"
+            why = "no floor in view: the dominant plane is "
+            why += f"{_deg(angle)} deg from up > {max_angle:g}"
             return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
     if near is None or n_near < 3:
         why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"
@@ -314,11 +314,8 @@ def fit_ground_plane(
         why = f"too few floor inliers: {frac:.0%} of {n} points < {cfg.min_inlier_fraction:.0%}"
         return _result("few_inliers", why, *plane)
     if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
-        return _result(
-            "normal_far_from_up",
-            f"floor {angle:.{_digits(angle)}f} deg from up > {max_angle:g}",
-            *plane,
-        )
+        why = f"floor {_deg(angle)} deg from up > {max_angle:g}"
+        return _result("normal_far_from_up", why, *plane)
     if cfg.normal == "prior":
         dist = _prior_distance(pts_N3, inl_N, up_3, cfg.inlier_threshold)
     scale = height / dist if dist > 0 else math.inf
