@@ -121,6 +121,18 @@ def expected_up(pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
     return np.array([-math.sin(r) * math.cos(p), -math.cos(r) * math.cos(p), -math.sin(p)])
 
 
+def check_up(up_3: Sequence[float] | np.ndarray) -> np.ndarray:
+    """(3,) float64 unit vector of a measured up; ValueError naming the value unless it is three
+    finite numbers of length 0.9-1.1 (a gravity direction, not an acceleration in m/s^2)."""
+    v = np.asarray(up_3, dtype=np.float64).reshape(-1)
+    if v.size != 3 or not np.isfinite(v).all():
+        raise ValueError(f"up must be 3 finite numbers, got {np.asarray(up_3).tolist()}")
+    norm = float(np.linalg.norm(v))
+    if not 0.9 <= norm <= 1.1:
+        raise ValueError(f"up must be a unit vector, got length {norm:.3g}: {v.tolist()}")
+    return v / norm
+
+
 def projection_p(projection: Sequence[float] | np.ndarray) -> list[float]:
     """12 values of a 3x4 P from a 3x3 K or a 3x4 P (flat or shaped); ValueError otherwise."""
     m = np.asarray(projection, dtype=np.float64).reshape(-1)
@@ -149,10 +161,14 @@ class GroundFit:
 
 
 def floor_candidates(
-    depth_HW: np.ndarray, projection: Sequence[float] | np.ndarray, cfg: GroundPlaneConfig
+    depth_HW: np.ndarray,
+    projection: Sequence[float] | np.ndarray,
+    cfg: GroundPlaneConfig,
+    up_3: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, 3) float64 points of the depth's valid pixels in the floor region that lie below the
-    camera along the prior's up, at most `cfg.max_points` of them (a seeded draw)."""
+    camera along `up_3` (default: the prior's up), at most `cfg.max_points` of them (a seeded
+    draw)."""
     if depth_HW.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {depth_HW.shape}")
     h, w = depth_HW.shape
@@ -162,7 +178,8 @@ def floor_candidates(
     low_hw = cloud_hw[first_row:]
     pts_N3 = np.stack([low_hw["x"], low_hw["y"], low_hw["z"]], axis=-1).reshape(-1, 3)
     pts_N3 = pts_N3[np.isfinite(pts_N3[:, 2])].astype(np.float64)
-    pts_N3 = pts_N3[pts_N3 @ expected_up(cfg.pitch_deg, cfg.roll_deg) < 0.0]
+    up_3 = expected_up(cfg.pitch_deg, cfg.roll_deg) if up_3 is None else up_3
+    pts_N3 = pts_N3[pts_N3 @ up_3 < 0.0]
     if len(pts_N3) > cfg.max_points:
         pick = np.random.default_rng(cfg.seed).choice(len(pts_N3), cfg.max_points, replace=False)
         pts_N3 = pts_N3[np.sort(pick)]
@@ -275,16 +292,18 @@ def fit_ground_plane(
     projection: Sequence[float] | np.ndarray,
     cfg: GroundPlaneConfig | None = None,
     camera_height_m: float | None = None,
+    up_3: np.ndarray | None = None,
 ) -> GroundFit:
     """The floor in a relative (or any-unit) depth map and the scale that makes it metres.
-    `camera_height_m` overrides `cfg.camera_height_m` (checked the same way)."""
+    `camera_height_m` overrides `cfg.camera_height_m` (checked the same way); `up_3` overrides
+    the prior's up with this frame's measured one (`check_up`, e.g. `imu_up` from an IMU)."""
     cfg = cfg or GroundPlaneConfig()
     height = check_camera_height(
         cfg.camera_height_m if camera_height_m is None else camera_height_m
     )
-    up_3 = expected_up(cfg.pitch_deg, cfg.roll_deg)
+    up_3 = expected_up(cfg.pitch_deg, cfg.roll_deg) if up_3 is None else check_up(up_3)
     max_angle = cfg.max_normal_angle_deg
-    pts_N3 = floor_candidates(depth_HW, projection, cfg)
+    pts_N3 = floor_candidates(depth_HW, projection, cfg, up_3)
     n = len(pts_N3)
     if n < cfg.min_points:
         where = f"in the lower {cfg.floor_region:.0%} of the image"
@@ -472,8 +491,9 @@ class GroundPlaneScale:
         depth_HW: np.ndarray,
         projection: Sequence[float] | np.ndarray,
         camera_height_m: float | None = None,
+        up_3: np.ndarray | None = None,
     ) -> tuple[GroundFit, SmoothedScale]:
-        fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m)
+        fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m, up_3)
         if self.cfg.track_units:
             step = self.cfg.stride
             cur_hw = np.array(depth_HW[::step, ::step], dtype=np.float32)

@@ -18,6 +18,7 @@ from depthart_core.ground_plane import (
     GroundPlaneScale,
     ScaleSmoother,
     check_camera_height,
+    check_up,
     diagnostics,
     expected_up,
     fit_ground_plane,
@@ -344,3 +345,35 @@ def test_prior_normal_measures_the_distance_along_the_prior():
     assert abs(off_fit.scale / TRUE_SCALE - 1.0) > 0.05
     with pytest.raises(ValueError, match="normal must be one of"):
         GroundPlaneConfig(normal="imu")
+
+
+def test_a_measured_up_replaces_the_prior_for_one_frame():
+    """`up_3` (a per-frame gravity, e.g. from an IMU) overrides the configured prior: a prior 4
+    deg off with a 2 deg tolerance refuses the floor; the measured up accepts it, and with
+    normal="prior" measures the distance along it exactly."""
+    metric, K = scene(1.0, 14.0, roll=2.0, wall=None)
+    cfg = GroundPlaneConfig(
+        camera_height_m=1.0, pitch_deg=10.0, max_normal_angle_deg=2.0, normal="prior"
+    )
+    refused = fit_ground_plane(relative(metric), K, cfg)
+    assert refused.scale is None and refused.code == "normal_far_from_up", refused
+    measured = fit_ground_plane(relative(metric), K, cfg, up_3=expected_up(14.0, 2.0))
+    assert measured.code == "ok", measured.reason
+    assert measured.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
+    assert measured.normal_angle_deg < 0.5
+    # the stream passes it through, frame by frame
+    fit, applied = GroundPlaneScale(cfg).update(relative(metric), K, None, expected_up(14.0, 2.0))
+    assert fit == measured and applied.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [((0.0, -1.0), "3 finite numbers"), ((0.0, np.nan, 0.0), "3 finite"), ((0, -9.81, 0), "unit")],
+)
+def test_a_bad_measured_up_is_refused_naming_it(bad, match):
+    with pytest.raises(ValueError, match=match):
+        check_up(bad)
+    metric, K = scene(1.0, 0.0)
+    with pytest.raises(ValueError, match=match):
+        fit_ground_plane(relative(metric), K, GroundPlaneConfig(), up_3=np.asarray(bad, float))
+    assert np.allclose(check_up((0.0, -1.02, 0.0)), (0.0, -1.0, 0.0))

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from depthart_core.evaluation.ground_plane import (
     RIGS,
+    UP_SOURCES,
     RigEval,
     evaluate_rig,
     format_table,
     summary_row,
 )
 from depthart_core.fileutil import atomic_write
+from depthart_core.ground_plane import GroundPlaneConfig
 from depthart_core.runtime import get_backend
 from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
 
@@ -41,6 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the generator's hand-held path pitch (0-20 deg down, unknown to the prior)",
     )
+    ap.add_argument(
+        "--up",
+        default="prior",
+        choices=UP_SOURCES,
+        help="the fit's up: prior (the mount's pitch, as the node) or true (each frame's true up, "
+        "as a per-frame gravity measurement would give it)",
+    )
+    ap.add_argument(
+        "--up-noise-deg", type=float, default=0.0, help="with --up true: Gaussian noise per axis"
+    )
+    ap.add_argument("--window", type=int, default=None, help="the smoother's window (default 9)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
     ap.add_argument("--backend", default="torch")
@@ -76,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             pitch_wobble_deg=args.pitch_wobble,
             roll_wobble_deg=args.roll_wobble,
             seed=args.seed,
+            up_source=args.up,
+            up_noise_deg=args.up_noise_deg,
+            **({"ground": GroundPlaneConfig(window=args.window)} if args.window else {}),
         )
         stats = evaluate_rig(rig, predict)
         rows += [summary_row(name, rig, key, st) for key, st in stats.items()]

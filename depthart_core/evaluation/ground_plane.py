@@ -16,7 +16,12 @@ depth (the model's, or the ground truth's as a check of the geometry) goes throu
   over the frames where a scale was applied;
 - aligned AbsRel: median(gt / pred) x prediction per frame (the DepthART paper's alignment),
   on the same frames; the ratio metric / aligned is what issue #26 bounds at 1.25;
-- fallbacks: frames without a scale (relative output) by reason code.
+- fallbacks: frames without a scale (relative output) by reason code;
+- floor oracle: the frame scaled by median(gt / pred) over its true floor pixels (`true_floor`),
+  the best a floor-based scale can do with this depth; its ratio bounds what any fit could reach.
+
+`up_source="true"` gives the fit each frame's true up (with `up_noise_deg` of noise) instead of
+the mount prior: what a per-frame gravity measurement, an IMU's attitude, would give.
 
 The relative depth is proportional to the metric one, so with the ground truth in place of the
 prediction the metric AbsRel measures the plane fit alone (0 if the floor were found exactly).
@@ -46,6 +51,8 @@ RIGS: dict[str, tuple[float, float]] = {
     "cart": (1.0, 10.0),
     "mast": (2.0, 25.0),
 }
+UP_SOURCES = ("prior", "true")
+FLOOR_TOLERANCE_M = 0.02  # a true point this close to the floor's height is a floor pixel
 Predict = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> HxW relative depth
 
 
@@ -66,6 +73,17 @@ class RigEval:
     size: tuple[int, int] = (120, 160)  # H, W
     seed: int = 0
     ground: GroundPlaneConfig = field(default_factory=GroundPlaneConfig)
+    # where the fit's up comes from: "prior" (the mount's pitch: the wobble unknown, as the node
+    # runs) or "true" (each frame's true up, rotated by `up_noise_deg` of Gaussian noise per axis:
+    # what a per-frame gravity measurement such as an IMU's would give)
+    up_source: str = "prior"
+    up_noise_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.up_source not in UP_SOURCES:
+            raise ValueError(f"up_source must be one of {UP_SOURCES}, got {self.up_source!r}")
+        if not (math.isfinite(self.up_noise_deg) and self.up_noise_deg >= 0.0):
+            raise ValueError(f"up_noise_deg must be finite and >= 0, got {self.up_noise_deg}")
 
     @classmethod
     def named(cls, rig: str, **settings) -> RigEval:
@@ -125,9 +143,41 @@ class SourceStats:
     aligned: list[float] = field(default_factory=list)  # AbsRel after median scaling, same frames
     aligned_all: list[float] = field(default_factory=list)  # every frame
     scale_err: list[float] = field(default_factory=list)  # applied / median-aligned scale - 1
+    # AbsRel with the scale median(gt / pred) over the true floor pixels of the image's lower half,
+    # same frames as `metric`: the best any floor-based scale can do with this depth
+    floor_oracle: list[float] = field(default_factory=list)
     normal_err_deg: list[float] = field(default_factory=list)  # fitted normal vs the true up
     fallbacks: Counter = field(default_factory=Counter)
     frames: int = 0
+
+
+def true_floor(
+    gt_HW: np.ndarray, valid_HW: np.ndarray, K_33: np.ndarray, up_3: np.ndarray, height_m: float
+) -> np.ndarray:
+    """(H, W) bool: valid pixels of the image's lower half whose true 3-D point lies within
+    `FLOOR_TOLERANCE_M` of the floor (`height_m` below the camera along the true up `up_3`)."""
+    h, w = gt_HW.shape
+    v_HW, u_HW = np.mgrid[0:h, 0:w].astype(np.float64)
+    ray_HW3 = np.stack(
+        [(u_HW - K_33[0, 2]) / K_33[0, 0], (v_HW - K_33[1, 2]) / K_33[1, 1], np.ones((h, w))],
+        axis=-1,
+    )
+    below_HW = -(ray_HW3 @ up_3) * gt_HW
+    floor_HW = valid_HW & (np.abs(below_HW - height_m) < FLOOR_TOLERANCE_M)
+    floor_HW[: h // 2] = False
+    return floor_HW
+
+
+def noisy_up(up_3: np.ndarray, noise_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """`up_3` rotated by a random small rotation: Gaussian angles of `noise_deg` about each axis."""
+    if noise_deg == 0.0:
+        return up_3
+    axis_3 = np.radians(rng.normal(0.0, noise_deg, 3))
+    angle = float(np.linalg.norm(axis_3))
+    k_3 = axis_3 / angle
+    cross_33 = np.array([[0.0, -k_3[2], k_3[1]], [k_3[2], 0.0, -k_3[0]], [-k_3[1], k_3[0], 0.0]])
+    rot_33 = np.eye(3) + math.sin(angle) * cross_33 + (1.0 - math.cos(angle)) * cross_33 @ cross_33
+    return rot_33 @ up_3
 
 
 def score_frame(
@@ -138,14 +188,17 @@ def score_frame(
     valid_HW: np.ndarray,
     K_33: np.ndarray,
     up_3: np.ndarray,
+    fit_up_3: np.ndarray | None = None,
+    height_m: float | None = None,
 ) -> None:
-    """Fit, smooth and score one frame into `stats`."""
+    """Fit, smooth and score one frame into `stats`. `fit_up_3` is the up given to the fit (None:
+    the prior's); `height_m` enables the floor oracle (the true floor of `true_floor`)."""
     stats.frames += 1
     valid_HW = valid_HW & np.isfinite(rel_HW)
     s_med = median_scale(rel_HW, gt_HW, valid_HW)
     aligned = abs_rel(s_med * rel_HW, gt_HW, valid_HW)
     stats.aligned_all.append(aligned)
-    fit, applied = state.update(rel_HW, K_33)
+    fit, applied = state.update(rel_HW, K_33, None, fit_up_3)
     if fit.code == "ok":
         cos = float(np.clip(np.dot(fit.normal_3, up_3), -1.0, 1.0))
         stats.normal_err_deg.append(math.degrees(math.acos(cos)))
@@ -155,6 +208,10 @@ def score_frame(
     stats.metric.append(abs_rel(applied.scale * rel_HW, gt_HW, valid_HW))
     stats.aligned.append(aligned)
     stats.scale_err.append(applied.scale / s_med - 1.0)
+    if height_m is not None:
+        floor_HW = true_floor(gt_HW, valid_HW, K_33, up_3, height_m)
+        s_floor = float(np.median(gt_HW[floor_HW] / rel_HW[floor_HW])) if floor_HW.any() else s_med
+        stats.floor_oracle.append(abs_rel(s_floor * rel_HW, gt_HW, valid_HW))
 
 
 def evaluate_rig(
@@ -167,6 +224,7 @@ def evaluate_rig(
     )
     keys = [(src, nm) for src in (["gt"] if predict is None else ["model", "gt"]) for nm in normals]
     stats = {key: SourceStats() for key in keys}
+    rng = np.random.default_rng(rig.seed)  # the up's noise: the same draws for every source
     for seq in range(rig.sequences):
         out = rig_frames(rig, seq)
         # one stream state per camera path, as a node restarted for each recording
@@ -176,12 +234,25 @@ def evaluate_rig(
             valid_HW = out["valid"][i].numpy()
             K_33 = out["K"][i].numpy().astype(np.float64)
             up_3 = out["pose"][i, :3, :3].numpy().T @ np.array([0.0, 1.0, 0.0])  # world y up
+            fit_up_3 = None
+            if rig.up_source == "true":
+                fit_up_3 = noisy_up(up_3, rig.up_noise_deg, rng)
             rels = {"gt": np.where(valid_HW, gt_HW, np.nan)}
             if predict is not None:
                 rgb_HW3 = out["rgb"][i].permute(1, 2, 0).numpy()
                 rels["model"] = np.asarray(predict(rgb_HW3), dtype=np.float64)
             for key in keys:
-                score_frame(stats[key], states[key], rels[key[0]], gt_HW, valid_HW, K_33, up_3)
+                score_frame(
+                    stats[key],
+                    states[key],
+                    rels[key[0]],
+                    gt_HW,
+                    valid_HW,
+                    K_33,
+                    up_3,
+                    fit_up_3,
+                    rig.height_m,
+                )
     return stats
 
 
@@ -192,6 +263,7 @@ def summary_row(name: str, rig: RigEval, key: tuple[str, str], st: SourceStats) 
         return float(np.mean(x)) if x else float("nan")
 
     metric, aligned = mean(st.metric), mean(st.aligned)
+    oracle = mean(st.floor_oracle)
     return {
         "rig": name,
         "height_m": rig.height_m,
@@ -203,6 +275,8 @@ def summary_row(name: str, rig: RigEval, key: tuple[str, str], st: SourceStats) 
         "metric_abs_rel": metric,
         "aligned_abs_rel": aligned,
         "ratio": metric / aligned if aligned > 0 else float("nan"),
+        "floor_oracle_ratio": oracle / aligned if aligned > 0 else float("nan"),
+        "up_source": rig.up_source + (f" +-{rig.up_noise_deg:g} deg" if rig.up_noise_deg else ""),
         "aligned_abs_rel_all": mean(st.aligned_all),
         "median_scale_err": float(np.median(np.abs(st.scale_err))) if st.scale_err else math.nan,
         "median_normal_err_deg": float(np.median(st.normal_err_deg))
@@ -215,19 +289,20 @@ def summary_row(name: str, rig: RigEval, key: tuple[str, str], st: SourceStats) 
 def format_table(rows: list[dict[str, object]]) -> str:
     """A Markdown table of `summary_row`s."""
     head = (
-        "| rig | height, mount pitch | depth | normal | frames scaled | metric AbsRel | "
-        "aligned AbsRel | ratio | aligned AbsRel (all) | median abs scale err | "
-        "median normal err [deg] | fallbacks |"
+        "| rig | height, mount pitch | depth | normal | up | frames scaled | metric AbsRel | "
+        "aligned AbsRel | ratio | floor-oracle ratio | aligned AbsRel (all) | "
+        "median abs scale err | median normal err [deg] | fallbacks |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         fallbacks: dict = r["fallbacks"]  # type: ignore[assignment]
         falls = ", ".join(f"{k} {v}" for k, v in fallbacks.items()) or "none"
         rig = f"{r['rig']} | {r['height_m']:.1f} m, {r['mount_pitch_deg']:g} deg"
-        rig += f" | {r['source']} | {r['normal']}"
+        rig += f" | {r['source']} | {r['normal']} | {r['up_source']}"
         lines.append(
             f"| {rig} | {r['scaled']}/{r['frames']} | {r['metric_abs_rel']:.3f} | "
-            f"{r['aligned_abs_rel']:.3f} | {r['ratio']:.2f} | {r['aligned_abs_rel_all']:.3f} | "
+            f"{r['aligned_abs_rel']:.3f} | {r['ratio']:.2f} | {r['floor_oracle_ratio']:.2f} | "
+            f"{r['aligned_abs_rel_all']:.3f} | "
             f"{r['median_scale_err']:.3f} | {r['median_normal_err_deg']:.1f} | {falls} |"
         )
     return "\n".join(lines)
