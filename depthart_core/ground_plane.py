@@ -121,6 +121,43 @@ def expected_up(pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
     return np.array([-math.sin(r) * math.cos(p), -math.cos(r) * math.cos(p), -math.sin(p)])
 
 
+def optical_from_body(pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
+    """(3, 3): a vector in the REP 103 body frame (x forward, y left, z up) -> the optical frame
+    of a camera mounted with that pitch (positive = looking down) and roll (positive = right side
+    down). `optical_from_body(p, r) @ (0, 0, 1)` is `expected_up(p, r)`."""
+    p, r = math.radians(pitch_deg), math.radians(roll_deg)
+    level_33 = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+    pitch_33 = np.array(
+        [[1.0, 0.0, 0.0], [0.0, math.cos(p), -math.sin(p)], [0.0, math.sin(p), math.cos(p)]]
+    )
+    roll_33 = np.array(
+        [[math.cos(r), math.sin(r), 0.0], [-math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]]
+    )
+    return roll_33 @ pitch_33 @ level_33
+
+
+def imu_up(
+    orientation_xyzw: Sequence[float], mount_pitch_deg: float = 0.0, mount_roll_deg: float = 0.0
+) -> np.ndarray:
+    """(3,) the world's up in the camera's optical frame from an IMU's attitude: a
+    `sensor_msgs/Imu` orientation (x, y, z, w; the IMU frame in a z-up world frame, REP 145),
+    with the camera mounted at `mount_pitch_deg` / `mount_roll_deg` relative to the IMU frame
+    (taken as a REP 103 body frame). The yaw plays no part. ValueError naming a quaternion that
+    is not finite or far from unit length."""
+    q = np.asarray(orientation_xyzw, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(q)) if q.size == 4 and np.isfinite(q).all() else float("nan")
+    if not 0.5 <= norm <= 1.5:
+        raise ValueError(
+            f"IMU orientation must be a unit quaternion (x, y, z, w), got {q.tolist()}"
+        )
+    x, y, z, w = q / norm
+    # the third row of the body -> world rotation: the world's z axis in body coordinates
+    up_body_3 = np.array(
+        [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)]
+    )
+    return optical_from_body(mount_pitch_deg, mount_roll_deg) @ up_body_3
+
+
 def check_up(up_3: Sequence[float] | np.ndarray) -> np.ndarray:
     """(3,) float64 unit vector of a measured up; ValueError naming the value unless it is three
     finite numbers of length 0.9-1.1 (a gravity direction, not an acceleration in m/s^2)."""

@@ -6,7 +6,9 @@ Two sources, each switched on by a start-up parameter:
   (`depthart_core.metric_scale`);
 - `ground_plane`: the floor is fitted in the frame's own depth, back-projected through its
   calibration, and scale = camera height / the plane's distance, smoothed over frames
-  (`depthart_core.ground_plane`).
+  (`depthart_core.ground_plane`). With `ground_plane.imu` the up of each frame comes from the
+  `imu` message nearest in stamp (its attitude, through the camera's mount pitch and roll)
+  instead of the fixed mount prior; without one in time the prior is used and diagnostics say so.
 
 With both on, a frame with a usable sparse fit takes it (a sensor measures this very frame; the
 floor only gives a scale, through the camera height's accuracy), and the ground plane covers the
@@ -22,17 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale
+from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, imu_up
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
 
 GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
     ("ground_plane.camera_height_m", "camera_height_m"),
     ("ground_plane.pitch_deg", "pitch_deg"),
+    ("ground_plane.roll_deg", "roll_deg"),
     ("ground_plane.max_normal_angle_deg", "max_normal_angle_deg"),
     ("ground_plane.floor_region", "floor_region"),
     ("ground_plane.min_inlier_fraction", "min_inlier_fraction"),
     ("ground_plane.normal", "normal"),
+    ("ground_plane.window", "window"),
 )
 
 
@@ -48,6 +52,8 @@ class MetricScaler:
         self.sparse_on = bool(cfg["sparse_depth.enabled"])
         self.ground_on = bool(cfg["ground_plane.enabled"])
         self.cues = StampMatcher(maxlen=10)
+        self.imu_on = self.ground_on and bool(cfg["ground_plane.imu"])
+        self.imus = StampMatcher(maxlen=100)  # 1 s of a 100 Hz IMU
         self.counts: Counter[str] = Counter()
         self.ground = GroundPlaneScale(ground_config(cfg)) if self.ground_on else None
         self.plane: dict[str, Any] = {}
@@ -76,6 +82,28 @@ class MetricScaler:
         self.counts["received"] += 1
         self.cues.add(stamp_ns, msg)
 
+    def add_imu(self, stamp_ns: int, orientation_xyzw: tuple[float, ...] | None) -> None:
+        """One IMU attitude (None: the message carried no orientation, counted and ignored)."""
+        if orientation_xyzw is None:
+            self.counts["imu_no_orientation"] += 1
+            return
+        self.counts["imu_received"] += 1
+        self.imus.add(stamp_ns, orientation_xyzw)
+
+    def _frame_up(self, stamp_ns: int, cfg: dict[str, Any]) -> tuple[np.ndarray | None, str]:
+        """This frame's up from the IMU nearest in stamp, or None (the mount prior) and why."""
+        tol_s = cfg["ground_plane.imu_max_stamp_diff_s"]
+        q = self.imus.nearest(stamp_ns, int(tol_s * 1e9))
+        if q is None:
+            self.counts["imu_missing"] += 1
+            return None, f"prior (no imu within {tol_s:g} s)"
+        try:
+            up_3 = imu_up(q, cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
+        except ValueError as exc:
+            self.counts["imu_bad_orientation"] += 1
+            return None, f"prior ({exc})"
+        return up_3, "imu"
+
     def to_metres(
         self,
         relative: np.ndarray,
@@ -93,7 +121,7 @@ class MetricScaler:
                 return self._applied("sparse_depth", fit.scale, fit.shift, fit.mode, relative)
             reasons.append(f"sparse_depth: {reason}")
         if self.ground is not None:
-            scale, reason = self._ground_scale(relative, projection)
+            scale, reason = self._ground_scale(relative, projection, stamp_ns, cfg)
             if scale is not None:
                 return self._applied("ground_plane", scale, 0.0, "scale", relative)
             reasons.append(f"ground_plane: {reason}")
@@ -126,13 +154,15 @@ class MetricScaler:
         )
 
     def _ground_scale(
-        self, relative: np.ndarray, projection: Any | None
+        self, relative: np.ndarray, projection: Any | None, stamp_ns: int, cfg: dict[str, Any]
     ) -> tuple[float | None, str]:
         if projection is None:
             self.plane = {"fit": "no_camera_info"}
             return None, "no camera_info for this frame (the floor needs the intrinsics)"
-        fit, applied = self.ground.update(relative, projection)
+        up_3, up_source = self._frame_up(stamp_ns, cfg) if self.imu_on else (None, "prior")
+        fit, applied = self.ground.update(relative, projection, None, up_3)
         self.plane = {
+            "up": up_source,
             "fit": fit.code,
             "inlier_fraction": f"{fit.inlier_fraction:.3f}",
             "normal_angle_deg": f"{fit.normal_angle_deg:.1f}",
@@ -146,8 +176,11 @@ class MetricScaler:
 
     def diagnostics(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
-        if self.sparse_on:
-            values |= {f"sparse_{k}": v for k, v in sorted(self.counts.items())}
+        if self.sparse_on or self.imu_on:
+            values |= {
+                k if k.startswith("imu_") else f"sparse_{k}": v
+                for k, v in sorted(self.counts.items())
+            }
         values |= {f"metric_{k}": v for k, v in self.state.items() if k != "units"}
         if self.ground_on:
             values |= {f"ground_plane_{k}": v for k, v in self.plane.items()}

@@ -1,6 +1,6 @@
 """`depthart_node`: sensor_msgs/Image in, REP 118 `32FC1` depth out.
 
-Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`) in;
+Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`, `imu`) in;
 `depth`, `depth/camera_info`, `depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
 `depthart_core.pointcloud`), `depth/uncertainty` and `depth/filtered` (lazy, need a checkpoint
 with the uncertainty head; `depthart_ros.uncertainty`) out; `/diagnostics` at 1 Hz.
@@ -45,7 +45,7 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, Imu, PointCloud2, PointField
 
 from depthart_core.colormap import colorize_bgr
 from depthart_core.pointcloud import depth_to_points, pixel_rays
@@ -163,6 +163,8 @@ class DepthArtCore:
         if c["sparse_depth.enabled"]:
             qos_sparse = self._qos("input_qos", depth=10)
             self._subscribe(Image, "sparse_depth", self._on_sparse, qos_sparse)
+        if self.metric.imu_on:  # an IMU publishes at 100+ Hz: keep a burst between callbacks
+            self._subscribe(Imu, "imu", self._on_imu, self._qos("input_qos", depth=50))
         # 2. worker and diagnostics
         self.frames = FramePipeline()
         self._logged: dict[str, float] = {}
@@ -267,6 +269,13 @@ class DepthArtCore:
             self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
             return
         self.metric.add_cue(header_stamp_ns(msg.header), msg)
+
+    def _on_imu(self, msg: Imu) -> None:
+        q = msg.orientation
+        has_attitude = msg.orientation_covariance[0] != -1.0  # REP 145: -1 = no orientation
+        self.metric.add_imu(
+            header_stamp_ns(msg.header), (q.x, q.y, q.z, q.w) if has_attitude else None
+        )
 
     def _warn(self, key: str, text: str) -> None:
         """Log once per cause, then at most every 10 s for that cause."""

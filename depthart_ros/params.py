@@ -74,6 +74,12 @@ PARAMS: tuple[Param, ...] = (
     Param("output_qos.depth", 5, "depth publishers history depth", lo=1, hi=100, **_RO),
     Param("sparse_depth.enabled", False, "subscribe sparse_depth for metric scale", **_RO),
     Param("ground_plane.enabled", False, "metres from the floor and the camera height", **_RO),
+    Param(
+        "ground_plane.imu",
+        False,
+        "subscribe imu (sensor_msgs/Imu): each frame's up from its attitude, not the fixed prior",
+        **_RO,
+    ),
     # settable at runtime
     Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
     Param("publish_colored", True, "publish depth/colored while it has subscribers"),
@@ -131,6 +137,13 @@ PARAMS: tuple[Param, ...] = (
         hi=89.0,
     ),
     Param(
+        "ground_plane.roll_deg",
+        0.0,
+        "prior camera roll, positive = right side down (deg)",
+        lo=-89.0,
+        hi=89.0,
+    ),
+    Param(
         "ground_plane.max_normal_angle_deg",
         35.0,
         "floor normal tolerance around the prior up",
@@ -156,6 +169,20 @@ PARAMS: tuple[Param, ...] = (
         "fit",
         "fit: distance along the fitted floor normal; prior: along the pitch_deg prior",
         GROUND_NORMALS,
+    ),
+    Param(
+        "ground_plane.window",
+        9,
+        "median of this many frames' scales; 1 = each frame's own (best with ground_plane.imu)",
+        lo=1,
+        hi=100,
+    ),
+    Param(
+        "ground_plane.imu_max_stamp_diff_s",
+        0.05,
+        "stamp tolerance image/imu; without an imu message that near, the prior is used",
+        lo=0,
+        hi=10,
     ),
     Param(
         "uncertainty.max",

@@ -48,6 +48,7 @@ ARGUMENTS = [
     ("image", "image", "input sensor_msgs/Image topic"),
     ("camera_info", "camera_info", "input sensor_msgs/CameraInfo topic of that image"),
     ("sparse_depth", "sparse_depth", "sparse metric depth topic (used if sparse_depth.enabled)"),
+    ("imu", "imu", "sensor_msgs/Imu attitude topic (used if ground_plane.imu)"),
     ("checkpoint", NOT_GIVEN, "DepthART .safetensors checkpoint; empty = the params file's"),
     ("backend", NOT_GIVEN, "auto | tensorrt | onnxruntime | torch; empty = the params file's"),
     ("vae", NOT_GIVEN, "VAR's VQ-VAE .pth for an authors' checkpoint; empty = the params file's"),
@@ -175,7 +176,9 @@ def launch_setup(context: LaunchContext) -> list[Any]:
         namespace=value("namespace"),
         output="screen",
         emulate_tty=True,
-        remappings=[(topic, value(topic)) for topic in ("image", "camera_info", "sparse_depth")],
+        remappings=[
+            (topic, value(topic)) for topic in ("image", "camera_info", "sparse_depth", "imu")
+        ],
         ros_arguments=["--log-level", value("log_level")],
     )
     if not flag("lifecycle", value("lifecycle")):

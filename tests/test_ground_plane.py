@@ -23,6 +23,8 @@ from depthart_core.ground_plane import (
     expected_up,
     fit_ground_plane,
     frame_units_ratio,
+    imu_up,
+    optical_from_body,
     projection_p,
 )
 from depthart_core.pointcloud import pinhole_p
@@ -377,3 +379,41 @@ def test_a_bad_measured_up_is_refused_naming_it(bad, match):
     with pytest.raises(ValueError, match=match):
         fit_ground_plane(relative(metric), K, GroundPlaneConfig(), up_3=np.asarray(bad, float))
     assert np.allclose(check_up((0.0, -1.02, 0.0)), (0.0, -1.0, 0.0))
+
+
+def _q(axis: str, deg: float) -> tuple[float, float, float, float]:
+    """The unit quaternion (x, y, z, w) of a rotation by `deg` about a body axis."""
+    h = math.radians(deg) / 2
+    v = {"x": (1, 0, 0), "y": (0, 1, 0), "z": (0, 0, 1)}[axis]
+    return (v[0] * math.sin(h), v[1] * math.sin(h), v[2] * math.sin(h), math.cos(h))
+
+
+def _mul(a, b):
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return (
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    )
+
+
+def test_imu_attitude_gives_the_up_in_the_optical_frame():
+    """REP 103/145: a level IMU gives the mount's up; pitching the body nose down (about y) adds
+    to the mount's pitch, rolling it right side down (about x) is a roll; the heading is
+    irrelevant."""
+    rot = optical_from_body(12.0, -4.0)
+    assert np.allclose(rot @ rot.T, np.eye(3)) and np.linalg.det(rot) == pytest.approx(1.0)
+    assert np.allclose(imu_up((0, 0, 0, 1), 12.0, -4.0), expected_up(12.0, -4.0))
+    for yaw in (0.0, 75.0, -160.0):
+        q = _mul(_q("z", yaw), _q("y", 3.0))
+        assert np.allclose(imu_up(q, 10.0), expected_up(13.0, 0.0))
+    assert np.allclose(imu_up(_q("x", 5.0)), expected_up(0.0, 5.0))
+    assert np.allclose(imu_up(np.array(_q("y", 3.0)) * 1.2, 10.0), expected_up(13.0, 0.0))
+
+
+@pytest.mark.parametrize("bad", [(0, 0, 0, 0), (0, 0, 0, float("nan")), (0, 0, 1), (0, 0, 0, 3)])
+def test_a_bad_imu_orientation_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match="unit quaternion"):
+        imu_up(bad)

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "depthart.launch.py"
 PARAMS_FILE = REPO / "config" / "depthart.params.yaml"
 LAUNCH_ARGS = {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"}
-LAUNCH_ARGS |= {"lifecycle", "autostart", "vae", "sampling", "log_level", "sparse_depth"}
+LAUNCH_ARGS |= {"lifecycle", "autostart", "vae", "sampling", "log_level", "sparse_depth", "imu"}
 
 Transition = pytest.importorskip("lifecycle_msgs.msg", reason="needs lifecycle_msgs").Transition
 

@@ -696,6 +696,87 @@ def test_ground_plane_gives_metres_from_the_camera_height(ros: RosTest) -> None:
     assert "publishing relative depth: ground_plane" in node.log()
 
 
+def _quaternion_xyzw(yaw_deg: float, pitch_deg: float) -> tuple[float, float, float, float]:
+    """A body turned by `yaw_deg` about z (up), then pitched nose down by `pitch_deg` about its
+    y (left), REP 103: q_yaw * q_pitch."""
+    y, p = np.radians(yaw_deg) / 2, np.radians(pitch_deg) / 2
+    return (
+        -np.sin(y) * np.sin(p),
+        np.cos(y) * np.sin(p),
+        np.sin(y) * np.cos(p),
+        np.cos(y) * np.cos(p),
+    )
+
+
+def test_ground_plane_takes_each_frames_up_from_the_imu(ros: RosTest) -> None:
+    """With ground_plane.imu the floor is measured along the up of the IMU attitude nearest in
+    stamp (through the mount pitch): the node's scale equals that fit done here; a frame without
+    an IMU message in time uses the mount prior, and diagnostics say which."""
+    from sensor_msgs.msg import Imu
+
+    from depthart_core.evaluation.ground_plane import RigEval, rig_frames
+    from depthart_core.ground_plane import GroundPlaneConfig, fit_ground_plane, imu_up
+
+    rig = RigEval(1.0, 10.0, sequences=1, frames=1, size=(240, 320), seed=0)
+    out = rig_frames(rig, 0)
+    rgb = np.ascontiguousarray(out["rgb"][0].permute(1, 2, 0).numpy())
+    K_33 = out["K"][0].numpy().astype(np.float64)
+    rel = _node_default_backend(SHIPPED).predict(rgb)
+    cfg = GroundPlaneConfig(camera_height_m=1.0, pitch_deg=10.0, normal="prior", window=1)
+    q = _quaternion_xyzw(40.0, 2.0)  # any heading, the body 2 deg nose down
+    with_imu = fit_ground_plane(rel, K_33, cfg, up_3=imu_up(q, 10.0, 0.0))
+    prior = fit_ground_plane(rel, K_33, cfg)
+    assert with_imu.code == prior.code == "ok", (with_imu, prior)
+    assert abs(with_imu.scale / prior.scale - 1.0) > 0.01  # the IMU's up makes a difference
+
+    peer = ros.peer
+    _subscribe_outputs(peer)
+    params = {"checkpoint": SHIPPED, "input_qos.reliability": "reliable", "input_qos.depth": 5}
+    params |= {"ground_plane.enabled": True, "ground_plane.imu": True, "ground_plane.window": 1}
+    params |= {"ground_plane.pitch_deg": 10.0, "ground_plane.normal": "prior"}
+    params |= {"camera_info.wait_s": 5.0}
+    node = ros.start_node(params)
+    peer.wait_ready(node)
+    pub_img = peer.publisher(Image, "image", reliable=True)
+    pub_info = peer.publisher(CameraInfo, "camera_info", reliable=True)
+    pub_imu = peer.publisher(Imu, "imu", reliable=True)
+    for pub in (pub_img, pub_info, pub_imu):
+        assert peer.wait_for(lambda pub=pub: pub.get_subscription_count() > 0, 20)
+    info = CameraInfo(height=240, width=320, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.k = K_33.reshape(-1).tolist()
+    info.p = np.concatenate([K_33, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
+
+    sent = 0
+
+    def frame(imu_offset_s: float) -> dict[str, str]:
+        nonlocal sent
+        stamp = time.time_ns()
+        imu = Imu()
+        imu.header.frame_id = "imu_link"
+        imu.header.stamp.sec, imu.header.stamp.nanosec = divmod(
+            stamp + int(imu_offset_s * 1e9), 1_000_000_000
+        )
+        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = q
+        pub_imu.publish(imu)
+        sent += 1
+        deadline = time.time() + 30  # the IMU message is in before the image, however busy
+        while int(peer.wait_diagnostics(after=time.time()).get("imu_received", 0)) < sent:
+            assert time.time() < deadline, "the node never counted the IMU message"
+        info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        pub_info.publish(info)
+        _publish_frame(ros, pub_img, rgb, stamp, "cam/floor")
+        _wait_depth(ros, stamp)
+        return peer.wait_diagnostics(after=time.time())
+
+    diag = frame(0.004)
+    assert diag["metric_source"] == "ground_plane" and diag["ground_plane_up"] == "imu", diag
+    assert float(diag["metric_scale"]) == pytest.approx(with_imu.scale, rel=1e-3)
+    diag = frame(-1.0)  # the only IMU messages are a second or more away: the prior
+    assert diag["ground_plane_up"] == "prior (no imu within 0.05 s)", diag
+    assert float(diag["metric_scale"]) == pytest.approx(prior.scale, rel=1e-3)
+    assert int(diag["imu_missing"]) >= 1 and int(diag["imu_received"]) == 2, diag
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. load: a 60 Hz camera and a slower model
 @pytest.mark.slow

@@ -136,3 +136,45 @@ def test_node_dds_profile_is_applied_only_where_nobody_chose_one() -> None:
     ):
         env = dict(chosen)
         assert use_node_profile(env) is None and env == chosen
+
+
+def test_ground_plane_up_comes_from_the_imu_nearest_in_stamp_else_the_prior() -> None:
+    """`MetricScaler` with ground_plane.imu: the IMU attitude nearest the frame's stamp sets the
+    fit's up (through the mount pitch); none in time, a message without orientation or a broken
+    quaternion leave the prior, each counted, with the reason in `ground_plane_up`."""
+    import math
+
+    import numpy as np
+
+    from depthart_core.ground_plane import GroundPlaneConfig, expected_up, fit_ground_plane
+    from depthart_ros.metric import MetricScaler
+
+    h, w, f = 120, 160, 100.0
+    K = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(u - K[2]) / f, (v - K[5]) / f, np.ones_like(u)], -1)
+    up = expected_up(13.0, 0.0)  # the true camera: 13 deg down, 1.2 m up
+    z = np.where(rays @ up < -1e-6, -1.2 / np.minimum(rays @ up, -1e-6), 0.0)
+    rel = (np.clip(z, 0, 20) / 5.0).astype(np.float32)
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "ground_plane.imu": True}
+    cfg |= {"ground_plane.pitch_deg": 10.0, "ground_plane.normal": "prior"}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.window": 1}
+    scaler = MetricScaler(cfg)
+    half = math.radians(3.0) / 2  # the body 3 deg nose down: the IMU knows what the prior lacks
+    scaler.add_imu(1_000_000_000, (0.0, math.sin(half), 0.0, math.cos(half)))
+    scaler.add_imu(1_500_000_000, None)
+    depth, why = scaler.to_metres(rel, 1_010_000_000, cfg, K)
+    assert why is None and scaler.plane["up"] == "imu"
+    assert scaler.state["scale"] == pytest.approx(5.0, rel=1e-3)  # exact along the true up
+    prior_cfg = GroundPlaneConfig(camera_height_m=1.2, pitch_deg=10.0, normal="prior")
+    prior = fit_ground_plane(rel, K, prior_cfg)
+    assert abs(prior.scale / 5.0 - 1.0) > 0.02  # the fixed prior is off by the 3 deg
+    scaler.to_metres(rel, 3_000_000_000, cfg, K)  # nothing within 0.05 s
+    assert scaler.plane["up"] == "prior (no imu within 0.05 s)"
+    assert scaler.state["scale"] == pytest.approx(prior.scale, rel=1e-3)
+    scaler.add_imu(4_000_000_000, (0.0, 0.0, 0.0, 0.0))
+    scaler.to_metres(rel, 4_000_000_000, cfg, K)
+    assert scaler.plane["up"].startswith("prior (IMU orientation must be a unit quaternion")
+    diag = scaler.diagnostics()
+    assert (diag["imu_received"], diag["imu_no_orientation"], diag["imu_missing"]) == (2, 1, 1)
+    assert diag["imu_bad_orientation"] == 1 and diag["ground_plane_up"].startswith("prior")

@@ -129,6 +129,7 @@ def _one_line_error(capsys) -> str:
         ([*INFO, "--camera-height", "nan"], "got nan"),
         (["--camera-height", "1.0"], "give the camera info topic (--camera-info-topic)"),
         (["--camera-info-topic", "/nope", "--camera-height", "1.0"], "/nope"),
+        ([*INFO, "--camera-height", "1.0", "--ground-window", "0"], "window must be >= 1, got 0"),
     ],
 )
 def test_bad_ground_plane_input_is_one_line_and_writes_nothing(

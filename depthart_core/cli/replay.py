@@ -16,6 +16,8 @@ MODES_GROUP = "depthart.replay"  # entry-point group of extra replay modes (see 
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from depthart_core.ground_plane import GroundPlaneConfig
+
     p = sub.add_parser(
         "replay",
         help="evaluate the model on a rosbag (offline, or live through the node)",
@@ -70,6 +72,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     gp.add_argument("--ground-pitch", type=float, default=0.0, metavar="DEG", help="prior (0)")
     gp.add_argument("--ground-roll", type=float, default=0.0, metavar="DEG", help="prior (0)")
+    window = GroundPlaneConfig.window  # the node's default
+    gp.add_argument(
+        "--ground-window",
+        type=int,
+        default=window,
+        metavar="N",
+        help=f"median of the last N frames' scales; 1 = each frame's own ({window})",
+    )
     p.add_argument(
         "--write-bag",
         default=None,
@@ -110,6 +120,7 @@ def _ground_plane(args: argparse.Namespace):
         normal=args.ground_normal,
         pitch_deg=args.ground_pitch,
         roll_deg=args.ground_roll,
+        window=args.ground_window,
     )
 
 
