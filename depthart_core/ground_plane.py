@@ -158,6 +158,21 @@ def imu_up(
     return optical_from_body(mount_pitch_deg, mount_roll_deg) @ up_body_3
 
 
+def attitude_for_up(
+    up_3: np.ndarray, mount_pitch_deg: float = 0.0, mount_roll_deg: float = 0.0
+) -> np.ndarray:
+    """(x, y, z, w): an IMU attitude whose `imu_up` through this mount is `up_3` (the inverse of
+    `imu_up`, with yaw 0): for writing the IMU of a rendered camera path."""
+    up_body_3 = optical_from_body(mount_pitch_deg, mount_roll_deg).T @ check_up(up_3)
+    # the shortest rotation taking the body's up to the world's z: body -> world
+    axis_3 = np.cross(up_body_3, np.array([0.0, 0.0, 1.0]))
+    s, c = float(np.linalg.norm(axis_3)), float(up_body_3[2])
+    if s < 1e-12:
+        return np.array([0.0, 0.0, 0.0, 1.0]) if c > 0 else np.array([1.0, 0.0, 0.0, 0.0])
+    half = math.atan2(s, c) / 2.0
+    return np.concatenate([axis_3 / s * math.sin(half), [math.cos(half)]])
+
+
 def check_up(up_3: Sequence[float] | np.ndarray) -> np.ndarray:
     """(3,) float64 unit vector of a measured up; ValueError naming the value unless it is three
     finite numbers of length 0.9-1.1 (a gravity direction, not an acceleration in m/s^2)."""

@@ -3,6 +3,7 @@ camera height, scored without alignment beside the same predictions median-align
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -105,6 +106,48 @@ def test_true_depth_gives_metres_from_the_floor(cart_bag, tmp_path):
     assert wrong["ground_plane"]["ratio"] > 100  # far above the 1.25 bar
 
 
+def test_an_imu_in_the_bag_gives_each_frame_its_up(tmp_path):
+    """A rig bag with an exact IMU attitude (`synth-bag --imu-noise-deg 0`): with the IMU's up,
+    normal=prior and one frame's fit, the floor gives the constant 7 to the metre in every frame;
+    the mount prior alone is off by the path's pitch and roll bumps. Frames the IMU misses fall
+    back to the prior, counted in the report."""
+    bag = tmp_path / "cart_imu"
+    counts = bags.write_synthetic_bag(bag, FRAMES, seed=1, size=SIZE, rig="cart", imu_noise_deg=0)
+    assert counts["/imu/data"] == FRAMES
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
+    steady = dict(track_units=False, normal="prior", window=1)
+    prior = replay_offline(bag, tmp_path / "p", _cfg(**steady), GroundTruthBackend(samples))
+    imu_cfg = dataclasses.replace(_cfg(**steady), imu_topic="/imu/data")
+    imu = replay_offline(bag, tmp_path / "i", imu_cfg, GroundTruthBackend(samples))
+    gp = imu["ground_plane"]
+    assert gp["up_sources"] == {"imu": FRAMES} and gp["frames_scaled"] == FRAMES, gp
+    assert gp["metric_abs_rel"] < 0.002 and gp["scale_median"] == pytest.approx(7.0, rel=1e-3)
+    assert prior["ground_plane"]["metric_abs_rel"] > 10 * gp["metric_abs_rel"] + 0.01
+    assert "up from /imu/data: imu 10" in (tmp_path / "i" / "report.md").read_text()
+    # the IMU stamped 30 ms late: within the default 0.05 s it is used, within 0.01 s it is not
+    shifted = _shift_topic(bag, tmp_path / "late", "/imu/data", 30_000_000)
+    used = replay_offline(shifted, tmp_path / "u", imu_cfg, GroundTruthBackend(samples))
+    assert used["ground_plane"]["metric_abs_rel"] == pytest.approx(gp["metric_abs_rel"])
+    strict = dataclasses.replace(imu_cfg, imu_max_dt_s=0.01)
+    out = replay_offline(shifted, tmp_path / "m", strict, GroundTruthBackend(samples))
+    assert out["ground_plane"]["up_sources"] == {"prior (no imu within 0.01 s)": FRAMES}
+    assert out["ground_plane"]["metric_abs_rel"] == pytest.approx(
+        prior["ground_plane"]["metric_abs_rel"], rel=1e-6
+    )
+
+
+def _shift_topic(src: Path, dst: Path, topic: str, dt_ns: int) -> Path:
+    """A copy of a bag with one topic's header stamps moved by `dt_ns`."""
+    from depthart_core.rosio.messages import ns_to_stamp, stamp_to_ns
+
+    with bags.BagWriter(dst) as out:
+        for m in bags.iter_messages(src, list(bags.list_topics(src))):
+            if m.topic == topic:
+                m.msg.header.stamp = ns_to_stamp(stamp_to_ns(m.msg.header.stamp) + dt_ns)
+            out.write(m.topic, m.msg, m.log_ns)
+    return dst
+
+
 def test_no_floor_falls_back_with_the_reason_for_every_frame(cart_bag, tmp_path):
     report = replay_offline(cart_bag, tmp_path / "r", _cfg(), WallBackend())
     gp = report["ground_plane"]
@@ -130,6 +173,7 @@ def _one_line_error(capsys) -> str:
         (["--camera-height", "1.0"], "give the camera info topic (--camera-info-topic)"),
         (["--camera-info-topic", "/nope", "--camera-height", "1.0"], "/nope"),
         ([*INFO, "--camera-height", "1.0", "--ground-window", "0"], "window must be >= 1, got 0"),
+        ([*INFO, "--camera-height", "1.0", "--imu-topic", "/imu"], "/imu"),
     ],
 )
 def test_bad_ground_plane_input_is_one_line_and_writes_nothing(
@@ -184,3 +228,13 @@ def test_live_replay_through_the_node_scores_as_offline(cart_bag, tmp_path):
             assert a["ground_plane"]["scale"] == pytest.approx(b["ground_plane"]["scale"], rel=1e-4)
         if b["status"] == "evaluated":
             assert a["metrics"] == pytest.approx(b["metrics"], rel=1e-4)
+
+
+def test_an_imu_is_refused_where_it_would_be_unused(tmp_path):
+    with pytest.raises(ValueError, match="only used by the ground_plane protocol"):
+        ReplayConfig("/camera/image_raw", "/camera/depth", imu_topic="/imu/data")
+    with pytest.raises(ValueError, match="only with a rig"):
+        bags.write_synthetic_bag(tmp_path / "b", 2, size=SIZE, imu_noise_deg=0.5)
+    with pytest.raises(ValueError, match="IMU noise must be finite"):
+        bags.write_synthetic_bag(tmp_path / "c", 2, size=SIZE, rig="cart", imu_noise_deg=-1)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

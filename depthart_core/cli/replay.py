@@ -72,6 +72,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     gp.add_argument("--ground-pitch", type=float, default=0.0, metavar="DEG", help="prior (0)")
     gp.add_argument("--ground-roll", type=float, default=0.0, metavar="DEG", help="prior (0)")
+    gp.add_argument(
+        "--imu-topic",
+        default=None,
+        help="sensor_msgs/Imu attitudes: each frame's up from the one nearest in stamp (within "
+        "--imu-max-dt), as the node's ground_plane.imu; --ground-pitch/--ground-roll are then "
+        "the camera's mount relative to the IMU frame",
+    )
+    gp.add_argument(
+        "--imu-max-dt", type=float, default=0.05, metavar="S", help="image/IMU stamp tolerance"
+    )
     window = GroundPlaneConfig.window  # the node's default
     gp.add_argument(
         "--ground-window",
@@ -132,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = ReplayConfig(
         ground_plane=_ground_plane(args),
+        imu_topic=args.imu_topic,
+        imu_max_dt_s=args.imu_max_dt,
         image_topic=args.image_topic,
         depth_topic=args.depth_topic,
         camera_info_topic=args.camera_info_topic,

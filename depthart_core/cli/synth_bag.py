@@ -47,6 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--protocol ground_plane`: wheeled 0.3 m level, cart 1.0 m tilted 10 deg down, mast "
         "2.0 m tilted 25 deg down; the body turns, with +-3 deg pitch and +-2 deg roll bumps",
     )
+    p.add_argument(
+        "--imu-noise-deg",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="with --rig: also record /imu/data (sensor_msgs/Imu), the body's attitude with this "
+        "much Gaussian noise per axis, for `replay --imu-topic` and the node's ground_plane.imu",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         sensor=SensorModel() if args.sensor else None,
         depth_delay_ns=3_000_000 if args.sensor else 0,
         rig=args.rig,
+        imu_noise_deg=args.imu_noise_deg,
     )
     topics = ", ".join(f"{t} ({n})" for t, n in counts.items())
     print(f"wrote {args.out} ({args.format}): {topics}")

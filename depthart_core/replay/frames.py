@@ -24,11 +24,11 @@ import numpy as np
 
 from depthart_core.evaluation.protocols import evaluate, get_protocol
 from depthart_core.fileutil import TEMP_SUFFIX, WriteError, npy_bytes
-from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, projection_p
+from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, imu_up, projection_p
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
-from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPE
+from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, IMU_TYPE
 
 PROTOCOLS = ("depthart", "affine", "metric", "ground_plane")
 STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")
@@ -54,8 +54,19 @@ class ReplayConfig:
     pred_topic: str = "/depthart/depth"
     # ground_plane protocol: the floor fit and camera height that put the prediction in metres
     ground_plane: GroundPlaneConfig | None = None
+    # ground_plane protocol with an IMU (the node's ground_plane.imu): each frame's up from the
+    # attitude nearest its stamp within imu_max_dt_s, else the mount prior
+    imu_topic: str | None = None
+    imu_max_dt_s: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.imu_topic and self.protocol != "ground_plane":
+            raise ValueError(
+                f"the IMU topic {self.imu_topic!r} is only used by the ground_plane protocol "
+                f"(got {self.protocol})"
+            )
+        if not self.imu_max_dt_s >= 0:
+            raise ValueError(f"imu_max_dt_s must be >= 0 s, got {self.imu_max_dt_s}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.protocol == "ground_plane":
@@ -108,10 +119,24 @@ class BagIndex:
     dt_ns: list[int | None]
     topics: dict[str, bags.TopicSummary]
     ros2: bool
+    imu_stamps: np.ndarray | None = None  # (N,) int64 sorted, the IMU attitudes' stamps
+    imu_xyzw: np.ndarray | None = None  # (N, 4) their orientations
+    imu_no_orientation: int = 0  # IMU messages that said they carry none
 
     @property
     def n_frames(self) -> int:
         return len(self.image_stamps)
+
+    def imu_near(self, stamp_ns: int, tol_ns: int) -> np.ndarray | None:
+        """The (4,) attitude nearest `stamp_ns` within `tol_ns`, or None."""
+        if self.imu_stamps is None or not len(self.imu_stamps):
+            return None
+        k = int(np.searchsorted(self.imu_stamps, stamp_ns))
+        cands = [c for c in (k - 1, k) if 0 <= c < len(self.imu_stamps)]
+        best = min(cands, key=lambda c: abs(int(self.imu_stamps[c]) - stamp_ns))
+        if abs(int(self.imu_stamps[best]) - stamp_ns) > tol_ns:
+            return None
+        return self.imu_xyzw[best]
 
 
 def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
@@ -133,7 +158,21 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
     if cfg.max_frames is not None:
         img, fids = img[: cfg.max_frames], fids[: cfg.max_frames]
     match, dts = match_stamps(img, dep, round(cfg.max_dt_s * 1e9))
-    return BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
+    index = BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
+    if cfg.imu_topic:
+        bags.check_topic(topics, cfg.imu_topic, IMU_TYPE, bag)
+        stamps, quats = [], []
+        for m in bags.iter_messages(bag, [cfg.imu_topic]):  # small: all of them, in stamp order
+            q = messages.imu_orientation(m.msg)
+            if q is None:
+                index.imu_no_orientation += 1
+            else:
+                stamps.append(m.stamp_ns)
+                quats.append(q)
+        order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
+        index.imu_stamps = np.asarray(stamps, dtype=np.int64)[order]
+        index.imu_xyzw = np.asarray(quats, dtype=np.float64).reshape(-1, 4)[order]
+    return index
 
 
 def match_stamps(
@@ -167,6 +206,7 @@ class Frame:
     image: bags.BagMessage
     gt: tuple[np.ndarray, np.ndarray] | str | None  # (depth m, valid), a decode error, or no match
     camera_info: Any | None
+    imu_xyzw: np.ndarray | None = None  # the IMU attitude nearest in stamp (with an imu topic)
 
 
 def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator[Frame]:
@@ -195,7 +235,8 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
                 if not waiting:
                     return
                 continue
-            frame, jj = Frame(i, m, None, info), index.match[i]
+            imu = index.imu_near(m.stamp_ns, round(cfg.imu_max_dt_s * 1e9))
+            frame, jj = Frame(i, m, None, info, imu), index.match[i]
             i += 1
             if jj is None or jj in cache:
                 yield release(frame)
@@ -235,7 +276,11 @@ def sparse_metric_fit(
 
 
 def ground_plane_fit(
-    row: dict[str, Any], pred: np.ndarray, frame: Frame, ground: GroundPlaneScale | None
+    row: dict[str, Any],
+    pred: np.ndarray,
+    frame: Frame,
+    ground: GroundPlaneScale | None,
+    cfg: ReplayConfig | None = None,
 ) -> float | None:
     """The scale the node's ground-plane path would apply to this frame (its floor fit through
     the frame's CameraInfo P, then the stream's smoother), recorded in `row["ground_plane"]`;
@@ -248,8 +293,19 @@ def ground_plane_fit(
         return None
     info = frame.camera_info
     proj = info.p if np.any(np.asarray(info.p, dtype=np.float64)) else info.k
-    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), projection_p(proj))
+    up_3, up = None, "prior"
+    if cfg is not None and cfg.imu_topic:  # as the node's ground_plane.imu
+        mount = ground.cfg
+        if frame.imu_xyzw is None:
+            up = f"prior (no imu within {cfg.imu_max_dt_s:g} s)"
+        else:
+            try:
+                up_3, up = imu_up(frame.imu_xyzw, mount.pitch_deg, mount.roll_deg), "imu"
+            except ValueError as exc:
+                up = f"prior ({exc})"
+    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), projection_p(proj), None, up_3)
     row["ground_plane"] = {
+        "up": up,
         "code": fit.code,
         "status": applied.status,
         "scale": applied.scale,
@@ -279,7 +335,7 @@ def score_frame(
     metric = cfg.protocol in ("metric", "ground_plane")
     floor = None
     if cfg.protocol == "ground_plane":  # every frame, in order: the smoother follows the stream
-        floor = ground_plane_fit(row, pred, frame, ground)
+        floor = ground_plane_fit(row, pred, frame, ground, cfg)
     if frame.gt is None:
         row["status"] = "unmatched" if cfg.depth_topic else "predicted"
         return None if metric else pred

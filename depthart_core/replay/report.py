@@ -90,6 +90,14 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
     fallbacks = Counter(
         r["ground_plane"]["code"] for r in fitted if r["ground_plane"]["scale"] is None
     )
+    imu = {}
+    if run.cfg.imu_topic:  # which up each fit used: the IMU's, or the prior and why
+        ups = Counter(r["ground_plane"].get("up", "prior") for r in fitted)
+        imu = {
+            "imu_topic": run.cfg.imu_topic,
+            "up_sources": dict(ups),
+            "imu_no_orientation": run.index.imu_no_orientation,
+        }
     return {
         "camera_height_m": run.cfg.ground_plane.camera_height_m,
         "normal": run.cfg.ground_plane.normal,
@@ -103,6 +111,7 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
         "scale_median": float(np.median(scales)) if scales else None,
         "scale_p10_p90": [float(np.percentile(scales, q)) for q in (10, 90)] if scales else None,
         "fallbacks": dict(fallbacks),
+        **imu,
     }
 
 
@@ -182,8 +191,12 @@ def _json_default(value: Any) -> Any:
 
 def _ground_plane_line(gp: dict[str, Any]) -> str:
     falls = ", ".join(f"{k} {v}" for k, v in sorted(gp["fallbacks"].items())) or "none"
+    up = ""
+    if gp.get("imu_topic"):
+        ups = ", ".join(f"{k} {v}" for k, v in sorted(gp["up_sources"].items()))
+        up = f", up from {gp['imu_topic']}: {ups}"
     head = (
-        f"ground plane ({gp['camera_height_m']:g} m, normal {gp['normal']}): "
+        f"ground plane ({gp['camera_height_m']:g} m, normal {gp['normal']}{up}): "
         f"{gp['frames_scaled']}/{gp['frames_fitted']} frames scaled, fallbacks: {falls}"
     )
     if gp["ratio"] is None:

@@ -14,6 +14,7 @@ Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.de
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -26,16 +27,19 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
-from depthart_core.evaluation.ground_plane import RigEval, rig_samples
+from depthart_core.evaluation.ground_plane import RIGS, RigEval, noisy_up, rig_samples
 from depthart_core.fileutil import WriteError
+from depthart_core.ground_plane import attitude_for_up
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
     camera_info_msg,
     depth_msg,
     image_msg,
+    imu_msg,
     serialize,
     stamp_to_ns,
     typestore,
@@ -288,6 +292,8 @@ class SynthBagTopics:
     camera_info: str = "/camera/camera_info"
     depth: str = "/camera/depth"
     frame_id: str = "camera_optical_frame"
+    imu: str = "/imu/data"  # rig bags with `imu_noise_deg`
+    imu_frame_id: str = "imu_link"
 
 
 def write_synthetic_bag(
@@ -304,6 +310,7 @@ def write_synthetic_bag(
     sensor: SensorModel | None = None,
     depth_delay_ns: int = 0,
     rig: str | None = None,
+    imu_noise_deg: float | None = None,
 ) -> dict[str, int]:
     """Record one synthetic scene along a smooth camera path as a ROS 2 bag.
 
@@ -314,9 +321,17 @@ def write_synthetic_bag(
     stamped `depth_delay_ns` after the image as an unsynchronised depth camera would be.
     `rig` (`wheeled`, `cart`, `mast`: `evaluation.ground_plane.RIGS`) records instead a robot's
     camera at that rig's exact height and mounting pitch, turning with pitch and roll bumps,
-    every 10th frame of the path (`rig_frames`): the ground-plane replay's bags.
+    every 10th frame of the path (`rig_frames`): the ground-plane replay's bags. With a rig,
+    `imu_noise_deg` also records an IMU attitude per frame (`topics.imu`, stamped with the image):
+    the body's true attitude with Gaussian noise of that many degrees about each axis, the
+    camera mounted at the rig's pitch relative to the IMU frame (`ground_plane.attitude_for_up`).
     Returns the message count per topic.
     """
+    if imu_noise_deg is not None:
+        if rig is None:
+            raise ValueError("an IMU is recorded only with a rig (its attitude is the rig's pose)")
+        if not (math.isfinite(imu_noise_deg) and imu_noise_deg >= 0.0):
+            raise ValueError(f"IMU noise must be finite and >= 0 degrees, got {imu_noise_deg}")
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if not rate_hz > 0:
@@ -337,6 +352,8 @@ def write_synthetic_bag(
             t = start_ns + i * period_ns
             h, w = sample.depth.shape
             fid = topics.frame_id
+            if imu_noise_deg is not None:
+                bag.write(topics.imu, _rig_imu(sample, rig, seed, i, imu_noise_deg, t, topics), t)
             if sample.intrinsics is not None:  # before its image, as camera drivers publish
                 bag.write(topics.camera_info, camera_info_msg(sample.intrinsics, h, w, t, fid), t)
             bag.write(topics.image, image_msg(sample.rgb, "rgb8", t, fid), t)
@@ -349,3 +366,21 @@ def write_synthetic_bag(
                 depth = image_msg(mm, "16UC1", td, fid)
             bag.write(topics.depth, depth, td)
         return dict(bag.counts)
+
+
+def _rig_imu(
+    sample: DepthSample,
+    rig: str,
+    seed: int,
+    i: int,
+    noise_deg: float,
+    stamp_ns: int,
+    topics: SynthBagTopics,
+) -> Any:
+    """The Imu message of a rig frame: the camera's true up, noised, as the IMU attitude that
+    gives it through the rig's mounting pitch."""
+    up_3 = sample.extras["pose"][:3, :3].T @ np.array([0.0, 1.0, 0.0])  # the world's y is up
+    rng = np.random.default_rng([seed, i, 0x1A0])
+    noisy_3 = noisy_up(up_3, noise_deg, rng)
+    attitude = attitude_for_up(noisy_3, RIGS[rig][1])
+    return imu_msg(attitude, stamp_ns, topics.imu_frame_id)

@@ -23,6 +23,7 @@ from depthart_core.rosio import image as ros_image
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+IMU_TYPE = "sensor_msgs/msg/Imu"
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 
@@ -142,6 +143,34 @@ def camera_info_msg(K: np.ndarray, height: int, width: int, stamp_ns: int, frame
         binning_y=0,
         roi=roi,
     )
+
+
+def imu_msg(orientation_xyzw: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
+    """A sensor_msgs/Imu carrying only an attitude (x, y, z, w): angular velocity and linear
+    acceleration unknown (their covariance[0] = -1, REP 145)."""
+    ts = typestore()
+    q = [float(v) for v in np.asarray(orientation_xyzw, dtype=np.float64).reshape(4)]
+    unknown = np.zeros(9, dtype=np.float64)
+    unknown[0] = -1.0
+    vec = ts.types["geometry_msgs/msg/Vector3"]
+    return ts.types[IMU_TYPE](
+        header=make_header(stamp_ns, frame_id),
+        orientation=ts.types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
+        orientation_covariance=np.zeros(9, dtype=np.float64),
+        angular_velocity=vec(x=0.0, y=0.0, z=0.0),
+        angular_velocity_covariance=unknown.copy(),
+        linear_acceleration=vec(x=0.0, y=0.0, z=0.0),
+        linear_acceleration_covariance=unknown.copy(),
+    )
+
+
+def imu_orientation(msg: Any) -> tuple[float, float, float, float] | None:
+    """(x, y, z, w) of an Imu message, or None when it says it has no orientation
+    (orientation_covariance[0] = -1, REP 145)."""
+    if float(msg.orientation_covariance[0]) == -1.0:
+        return None
+    q = msg.orientation
+    return (float(q.x), float(q.y), float(q.z), float(q.w))
 
 
 def camera_info_K(msg: Any) -> np.ndarray:
