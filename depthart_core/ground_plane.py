@@ -158,6 +158,23 @@ def imu_up(
     return optical_from_body(mount_pitch_deg, mount_roll_deg) @ up_body_3
 
 
+def frame_up(
+    orientation_xyzw: Sequence[float] | None,
+    mount_pitch_deg: float,
+    mount_roll_deg: float,
+    max_dt_s: float,
+) -> tuple[np.ndarray | None, str]:
+    """A frame's up from the IMU attitude nearest its stamp (None: none within `max_dt_s`), as
+    the node and the replay use it: (up, "imu"), or (None, "prior (why)") to fall back to the
+    mount prior."""
+    if orientation_xyzw is None:
+        return None, f"prior (no imu within {max_dt_s:g} s)"
+    try:
+        return imu_up(orientation_xyzw, mount_pitch_deg, mount_roll_deg), "imu"
+    except ValueError as exc:
+        return None, f"prior ({exc})"
+
+
 def attitude_for_up(
     up_3: np.ndarray, mount_pitch_deg: float = 0.0, mount_roll_deg: float = 0.0
 ) -> np.ndarray:

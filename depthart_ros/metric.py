@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, imu_up
+from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, frame_up
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
 
@@ -54,7 +54,8 @@ class MetricScaler:
         self.cues = StampMatcher(maxlen=10)
         self.imu_on = self.ground_on and bool(cfg["ground_plane.imu"])
         self.imus = StampMatcher(maxlen=100)  # 1 s of a 100 Hz IMU
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # sparse cues
+        self.imu_counts: Counter[str] = Counter()
         self.ground = GroundPlaneScale(ground_config(cfg)) if self.ground_on else None
         self.plane: dict[str, Any] = {}
         self.state: dict[str, Any] = {
@@ -85,24 +86,20 @@ class MetricScaler:
     def add_imu(self, stamp_ns: int, orientation_xyzw: tuple[float, ...] | None) -> None:
         """One IMU attitude (None: the message carried no orientation, counted and ignored)."""
         if orientation_xyzw is None:
-            self.counts["imu_no_orientation"] += 1
+            self.imu_counts["no_orientation"] += 1
             return
-        self.counts["imu_received"] += 1
+        self.imu_counts["received"] += 1
         self.imus.add(stamp_ns, orientation_xyzw)
 
     def _frame_up(self, stamp_ns: int, cfg: dict[str, Any]) -> tuple[np.ndarray | None, str]:
         """This frame's up from the IMU nearest in stamp, or None (the mount prior) and why."""
         tol_s = cfg["ground_plane.imu_max_stamp_diff_s"]
         q = self.imus.nearest(stamp_ns, int(tol_s * 1e9))
-        if q is None:
-            self.counts["imu_missing"] += 1
-            return None, f"prior (no imu within {tol_s:g} s)"
-        try:
-            up_3 = imu_up(q, cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
-        except ValueError as exc:
-            self.counts["imu_bad_orientation"] += 1
-            return None, f"prior ({exc})"
-        return up_3, "imu"
+        mount = (cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
+        up_3, source = frame_up(q, *mount, tol_s)
+        if up_3 is None:
+            self.imu_counts["missing" if q is None else "bad_orientation"] += 1
+        return up_3, source
 
     def to_metres(
         self,
@@ -176,11 +173,10 @@ class MetricScaler:
 
     def diagnostics(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
-        if self.sparse_on or self.imu_on:
-            values |= {
-                k if k.startswith("imu_") else f"sparse_{k}": v
-                for k, v in sorted(self.counts.items())
-            }
+        if self.sparse_on:
+            values |= {f"sparse_{k}": v for k, v in sorted(self.counts.items())}
+        if self.imu_on:
+            values |= {f"imu_{k}": v for k, v in sorted(self.imu_counts.items())}
         values |= {f"metric_{k}": v for k, v in self.state.items() if k != "units"}
         if self.ground_on:
             values |= {f"ground_plane_{k}": v for k, v in self.plane.items()}

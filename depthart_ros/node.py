@@ -51,6 +51,7 @@ from depthart_core.colormap import colorize_bgr
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 from depthart_core.rosio import cloud as ros_cloud
 from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.messages import imu_orientation
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import sampling_setting
@@ -271,11 +272,7 @@ class DepthArtCore:
         self.metric.add_cue(header_stamp_ns(msg.header), msg)
 
     def _on_imu(self, msg: Imu) -> None:
-        q = msg.orientation
-        has_attitude = msg.orientation_covariance[0] != -1.0  # REP 145: -1 = no orientation
-        self.metric.add_imu(
-            header_stamp_ns(msg.header), (q.x, q.y, q.z, q.w) if has_attitude else None
-        )
+        self.metric.add_imu(header_stamp_ns(msg.header), imu_orientation(msg))
 
     def _warn(self, key: str, text: str) -> None:
         """Log once per cause, then at most every 10 s for that cause."""

@@ -23,6 +23,7 @@ from depthart_core.ground_plane import (
     expected_up,
     fit_ground_plane,
     frame_units_ratio,
+    frame_up,
     imu_up,
     optical_from_body,
     projection_p,
@@ -417,3 +418,11 @@ def test_imu_attitude_gives_the_up_in_the_optical_frame():
 def test_a_bad_imu_orientation_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match="unit quaternion"):
         imu_up(bad)
+
+
+def test_frame_up_says_where_the_up_came_from():
+    up, source = frame_up(_q("y", 3.0), 10.0, 0.0, 0.05)
+    assert source == "imu" and np.allclose(up, expected_up(13.0, 0.0))
+    assert frame_up(None, 10.0, 0.0, 0.05) == (None, "prior (no imu within 0.05 s)")
+    up, source = frame_up((0.0, 0.0, 0.0, 0.0), 10.0, 0.0, 0.05)
+    assert up is None and source.startswith("prior (IMU orientation must be a unit quaternion")

@@ -24,7 +24,12 @@ import numpy as np
 
 from depthart_core.evaluation.protocols import evaluate, get_protocol
 from depthart_core.fileutil import TEMP_SUFFIX, WriteError, npy_bytes
-from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, imu_up, projection_p
+from depthart_core.ground_plane import (
+    GroundPlaneConfig,
+    GroundPlaneScale,
+    frame_up,
+    projection_p,
+)
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
@@ -296,13 +301,7 @@ def ground_plane_fit(
     up_3, up = None, "prior"
     if cfg is not None and cfg.imu_topic:  # as the node's ground_plane.imu
         mount = ground.cfg
-        if frame.imu_xyzw is None:
-            up = f"prior (no imu within {cfg.imu_max_dt_s:g} s)"
-        else:
-            try:
-                up_3, up = imu_up(frame.imu_xyzw, mount.pitch_deg, mount.roll_deg), "imu"
-            except ValueError as exc:
-                up = f"prior ({exc})"
+        up_3, up = frame_up(frame.imu_xyzw, mount.pitch_deg, mount.roll_deg, cfg.imu_max_dt_s)
     fit, applied = ground.update(np.asarray(pred, dtype=np.float64), projection_p(proj), None, up_3)
     row["ground_plane"] = {
         "up": up,
