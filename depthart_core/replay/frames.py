@@ -124,24 +124,13 @@ class BagIndex:
     dt_ns: list[int | None]
     topics: dict[str, bags.TopicSummary]
     ros2: bool
-    imu_stamps: np.ndarray | None = None  # (N,) int64 sorted, the IMU attitudes' stamps
-    imu_xyzw: np.ndarray | None = None  # (N, 4) their orientations
+    # with an IMU topic: image i -> the attitude (x, y, z, w) nearest its stamp, or None
+    imu: list[tuple[float, float, float, float] | None] | None = None
     imu_no_orientation: int = 0  # IMU messages that said they carry none
 
     @property
     def n_frames(self) -> int:
         return len(self.image_stamps)
-
-    def imu_near(self, stamp_ns: int, tol_ns: int) -> np.ndarray | None:
-        """The (4,) attitude nearest `stamp_ns` within `tol_ns`, or None."""
-        if self.imu_stamps is None or not len(self.imu_stamps):
-            return None
-        k = int(np.searchsorted(self.imu_stamps, stamp_ns))
-        cands = [c for c in (k - 1, k) if 0 <= c < len(self.imu_stamps)]
-        best = min(cands, key=lambda c: abs(int(self.imu_stamps[c]) - stamp_ns))
-        if abs(int(self.imu_stamps[best]) - stamp_ns) > tol_ns:
-            return None
-        return self.imu_xyzw[best]
 
 
 def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
@@ -167,23 +156,23 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
     if cfg.imu_topic:
         bags.check_topic(topics, cfg.imu_topic, IMU_TYPE, bag)
         stamps, quats = [], []
-        for m in bags.iter_messages(bag, [cfg.imu_topic]):  # small: all of them, in stamp order
+        for m in bags.iter_messages(bag, [cfg.imu_topic]):  # small messages: all of them
             q = messages.imu_orientation(m.msg)
             if q is None:
                 index.imu_no_orientation += 1
             else:
                 stamps.append(m.stamp_ns)
                 quats.append(q)
-        order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
-        index.imu_stamps = np.asarray(stamps, dtype=np.int64)[order]
-        index.imu_xyzw = np.asarray(quats, dtype=np.float64).reshape(-1, 4)[order]
+        near, _ = match_stamps(img, stamps, round(cfg.imu_max_dt_s * 1e9))
+        index.imu = [None if k is None else quats[k] for k in near]
     return index
 
 
 def match_stamps(
     image_ns: list[int], depth_ns: list[int], tol_ns: int
 ) -> tuple[list[int | None], list[int | None]]:
-    """For each image stamp, the index of the nearest depth stamp within `tol_ns` (else None)."""
+    """For each image stamp, the index of the nearest depth (or other) stamp within `tol_ns`
+    (else None)."""
     if not depth_ns:
         return [None] * len(image_ns), [None] * len(image_ns)
     order = np.argsort(np.asarray(depth_ns, dtype=np.int64), kind="stable")
@@ -211,7 +200,7 @@ class Frame:
     image: bags.BagMessage
     gt: tuple[np.ndarray, np.ndarray] | str | None  # (depth m, valid), a decode error, or no match
     camera_info: Any | None
-    imu_xyzw: np.ndarray | None = None  # the IMU attitude nearest in stamp (with an imu topic)
+    imu_xyzw: tuple[float, ...] | None = None  # the IMU attitude nearest in stamp, if any
 
 
 def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator[Frame]:
@@ -240,7 +229,7 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
                 if not waiting:
                     return
                 continue
-            imu = index.imu_near(m.stamp_ns, round(cfg.imu_max_dt_s * 1e9))
+            imu = index.imu[i] if index.imu is not None else None
             frame, jj = Frame(i, m, None, info, imu), index.match[i]
             i += 1
             if jj is None or jj in cache:
