@@ -189,10 +189,10 @@ def score_frame(
     K_33: np.ndarray,
     up_3: np.ndarray,
     fit_up_3: np.ndarray | None = None,
-    height_m: float | None = None,
+    floor_HW: np.ndarray | None = None,
 ) -> None:
     """Fit, smooth and score one frame into `stats`. `fit_up_3` is the up given to the fit (None:
-    the prior's); `height_m` enables the floor oracle (the true floor of `true_floor`)."""
+    the prior's); `floor_HW` (`true_floor`) enables the floor oracle."""
     stats.frames += 1
     valid_HW = valid_HW & np.isfinite(rel_HW)
     s_med = median_scale(rel_HW, gt_HW, valid_HW)
@@ -208,8 +208,8 @@ def score_frame(
     stats.metric.append(abs_rel(applied.scale * rel_HW, gt_HW, valid_HW))
     stats.aligned.append(aligned)
     stats.scale_err.append(applied.scale / s_med - 1.0)
-    if height_m is not None:
-        floor_HW = true_floor(gt_HW, valid_HW, K_33, up_3, height_m)
+    if floor_HW is not None:
+        floor_HW = floor_HW & valid_HW
         s_floor = float(np.median(gt_HW[floor_HW] / rel_HW[floor_HW])) if floor_HW.any() else s_med
         stats.floor_oracle.append(abs_rel(s_floor * rel_HW, gt_HW, valid_HW))
 
@@ -237,6 +237,7 @@ def evaluate_rig(
             fit_up_3 = None
             if rig.up_source == "true":
                 fit_up_3 = noisy_up(up_3, rig.up_noise_deg, rng)
+            floor_HW = true_floor(gt_HW, valid_HW, K_33, up_3, rig.height_m)
             rels = {"gt": np.where(valid_HW, gt_HW, np.nan)}
             if predict is not None:
                 rgb_HW3 = out["rgb"][i].permute(1, 2, 0).numpy()
@@ -251,7 +252,7 @@ def evaluate_rig(
                     K_33,
                     up_3,
                     fit_up_3,
-                    rig.height_m,
+                    floor_HW,
                 )
     return stats
 
