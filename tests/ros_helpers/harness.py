@@ -140,6 +140,7 @@ class RosPeer:
         self.executor.add_node(self.node)
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+        self.subscriptions: list[Any] = []
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -158,7 +159,16 @@ class RosPeer:
             with self.lock:
                 self.received[topic].append((time.time(), msg))
 
-        self.node.create_subscription(msg_type, topic, on_msg, qos)
+        self.subscriptions.append(self.node.create_subscription(msg_type, topic, on_msg, qos))
+
+    def unmatched(self) -> list[str]:
+        """Topics where this peer's subscription has not yet matched every publisher that
+        discovery shows (a reliable, volatile writer drops what it sends before the match)."""
+        return [
+            sub.topic_name
+            for sub in self.subscriptions
+            if sub.get_publisher_count() < self.node.count_publishers(sub.topic_name)
+        ]
 
     def publisher(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 10) -> Any:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -205,6 +215,10 @@ class RosPeer:
             lambda: self.diagnostics() is not None or node.proc.poll() is not None, timeout
         )
         assert ok and node.proc.poll() is None, f"node did not start:\n{node.log()}"
+        # the node's first outputs must not go out before this peer matched its publishers: on a
+        # busy machine endpoint discovery of one topic can lag another's by seconds
+        matched = self.wait_for(lambda: not self.unmatched(), timeout)
+        assert matched, f"subscriptions not matched after {timeout:g} s: {self.unmatched()}"
         return self.diagnostics()
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
