@@ -242,3 +242,74 @@ def test_training_the_head_keeps_the_depth_and_records_how(tmp_path, training_sc
         want = base.infer(x, soft)
     torch.testing.assert_close(got.depth, want.depth, rtol=0, atol=0)
     assert got.uncertainty is not None and bool((got.uncertainty > 0).all())
+
+
+def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(tmp_path, training_script):
+    """training/uncertainty_head_sweep.py (the GPU sweep) on tiny sets: `prepare` caches the
+    inputs once, `train` writes a head and its scores, stopping at --max-seconds; then
+    uncertainty_head.py --head-weights puts exactly those weights into a checkpoint whose depth
+    is the base's, with the sweep's record in its metadata."""
+    from safetensors.torch import load_file
+
+    from depthart_core.checkpoint import load_checkpoint, save_checkpoint
+    from depthart_core.data.synthetic.set import write_synthetic_set
+
+    torch.manual_seed(0)
+    base = DepthART(get_preset("tiny_cnn_refine")).eval()
+    base_path = save_checkpoint(tmp_path / "base.safetensors", base, {"purpose": "tests"})
+    for seed, name in enumerate(("train", "eval")):
+        write_synthetic_set(tmp_path / name, count=5, seed=seed, size=(48, 64), progress=False)
+    sweep = training_script("uncertainty_head_sweep")
+    cache = str(tmp_path / "cache.pt")
+    common = ["--checkpoint", str(base_path), "--sampling", "soft", "--cache", cache]
+    assert (
+        sweep.main(
+            [
+                "prepare",
+                "--train-root",
+                str(tmp_path / "train"),
+                "--eval-root",
+                str(tmp_path / "eval"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "sweep"
+    train = ["train", "--cache", cache, "--width", "4", "--batch", "2", "--out", str(out)]
+    assert sweep.main([*train, "--name", "full", "--steps", "3"]) == 0
+    assert sweep.main([*train, "--name", "cut", "--steps", "50", "--max-seconds", "0"]) == 0
+    full = json.loads((out / "full.json").read_text())
+    cut = json.loads((out / "cut.json").read_text())
+    assert (full["steps"], cut["steps"], cut["planned_steps"]) == (3, 1, 50)
+    assert full["train_frames"] == 4 and full["held_out_frames"] == 1
+    assert full["eval_frames"] == 5 and 0 <= full["ause_ratio"] and np.isfinite(full["val_nll"])
+
+    ckpt = tmp_path / "with_head.safetensors"
+    assert (
+        training_script("uncertainty_head").main(
+            [
+                "--train-root",
+                "elsewhere",
+                "--checkpoint",
+                str(base_path),
+                "--out",
+                str(ckpt),
+                "--head-weights",
+                str(out / "full.safetensors"),
+            ]
+        )
+        == 0
+    )
+    model, info = load_checkpoint(ckpt)
+    assert model.cfg.uncertainty_width == 4  # taken from the sweep's record
+    weights = load_file(out / "full.safetensors")
+    for k, v in model.uncertainty_head.state_dict().items():
+        torch.testing.assert_close(v, weights[k], rtol=0, atol=0)
+    meta = info["metadata"]["uncertainty_head"]
+    assert meta["sweep"]["name"] == "full" and meta["steps"] == 3 and meta["frames"] == 4
+    x = _image(batch=1)
+    with torch.no_grad():
+        got = model.infer(x, sampling_setting("soft"), with_uncertainty=True)
+        want = base.infer(x, sampling_setting("soft"))
+    torch.testing.assert_close(got.depth, want.depth, rtol=0, atol=0)

@@ -18,14 +18,17 @@ and image encoder are not touched: depth is bit-identical with and without the h
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_state_dict_strict, save_checkpoint
@@ -42,18 +45,21 @@ from depthart_core.uncertainty_head import UncertaintyHead
 ERROR_CAP = 2.0  # a pixel off by more than 200 % teaches nothing more than one off by 200 %
 
 
-def gather(est: DepthEstimator, root: str, batch: int = 32):
-    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S)) for every frame."""
+def gather(est: DepthEstimator, root: str, batch: int = 32, limit: int | None = None):
+    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S)) for every frame (the
+    first `limit`), on the CPU; the model runs on `est.device`."""
     ds = SyntheticSet(root)
+    n = len(ds) if limit is None else min(limit, len(ds))
     S = est.image_size
     feats, targets, weights = [], [], []
-    for b0 in tqdm(range(0, len(ds), batch), desc=f"features of {root}", unit="batch"):
-        samples = [ds[i] for i in range(b0, min(b0 + batch, len(ds)))]
+    for b0 in tqdm(range(0, n, batch), desc=f"features of {root}", unit="batch"):
+        samples = [ds[i] for i in range(b0, min(b0 + batch, n))]
         prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
-        x = torch.from_numpy(np.concatenate([p[0] for p in prepared]))
+        x = torch.from_numpy(np.concatenate([p[0] for p in prepared])).to(est.device)
         with torch.no_grad():  # not inference_mode: the features feed the head's autograd
             _, depth_BSS, feat_B6SS = est.model.uncertainty_features(x, est.sampling)
-        feats.append(feat_B6SS.clone())
+        feats.append(feat_B6SS.float().cpu())
+        depth_BSS = depth_BSS.float().cpu()
         for i, (s, (_, geo)) in enumerate(zip(samples, prepared, strict=True)):
             full = postprocess(depth_BSS[i].numpy(), geo)
             scale = median_scale(full, s.depth, s.valid)
@@ -77,18 +83,33 @@ def nll(log_u_BSS: torch.Tensor, err_BSS: torch.Tensor, w_BSS: torch.Tensor) -> 
     return (w_BSS * per_pixel).sum() / w_BSS.sum().clamp_min(1e-6)
 
 
-def train(head, feat, err, w, val, steps: int, batch: int, lr: float, seed: int) -> list[dict]:
+def train(
+    head,
+    feat,
+    err,
+    w,
+    val,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    progress: bool = True,
+    deadline: float | None = None,
+) -> list[dict]:
+    """AdamW with a 100-step warm-up and a cosine decay; every tensor on the head's device.
+    Past `deadline` (a `time.perf_counter()` value) it stops early and logs the step it reached."""
     g = torch.Generator().manual_seed(seed)
+    dev = next(head.parameters()).device
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps))
     )
     log = []
-    bar = tqdm(range(steps), desc="train uncertainty head", unit="step")
+    bar = tqdm(range(steps), desc="train uncertainty head", unit="step", disable=not progress)
     for step in bar:
-        idx = torch.randint(0, len(feat), (batch,), generator=g)
+        idx = torch.randint(0, len(feat), (batch,), generator=g).to(feat.device)
         f, e, ww = feat[idx], err[idx], w[idx]
-        flip = torch.rand(batch, generator=g) < 0.5
+        flip = (torch.rand(batch, generator=g) < 0.5).to(dev)
         f = torch.where(flip[:, None, None, None], f.flip(-1), f)
         e = torch.where(flip[:, None, None], e.flip(-1), e)
         ww = torch.where(flip[:, None, None], ww.flip(-1), ww)
@@ -98,11 +119,14 @@ def train(head, feat, err, w, val, steps: int, batch: int, lr: float, seed: int)
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         opt.step()
         sched.step()
-        if (step + 1) % 250 == 0 or step + 1 == steps:
+        late = deadline is not None and time.perf_counter() > deadline
+        if (step + 1) % 250 == 0 or step + 1 == steps or late:
             with torch.no_grad():
                 v = float(nll(head(val[0]), val[1], val[2]))
             log.append({"step": step + 1, "train_nll": loss.item(), "val_nll": v})
             bar.set_postfix(train=f"{loss.item():.4f}", val=f"{v:.4f}")
+        if late:
+            break
     return log
 
 
@@ -124,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--head-weights",
+        default=None,
+        help="put these trained head weights (a head's safetensors, as written by "
+        "uncertainty_head_sweep.py) into the checkpoint instead of training; "
+        "--train-root is then only recorded",
+    )
     given = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(given)
     if args.steps < 1 or args.batch < 1 or args.width < 1 or not 0 < args.val_fraction < 1:
@@ -136,29 +167,38 @@ def main(argv: list[str] | None = None) -> int:
         est.sampling = sampling_setting(args.sampling)
     base = est.model
     print(f"checkpoint {est.info.get('path')}, decoding {describe_sampling(est.sampling)}")
-    t0 = time.perf_counter()
-    parts = [gather(est, root) for root in args.train_root]
-    feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
-    n_val = max(1, round(args.val_fraction * len(feat)))
-    val = (feat[-n_val:], err[-n_val:], w[-n_val:])
-    print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
-
+    if args.head_weights:
+        sweep = json.loads(Path(args.head_weights).with_suffix(".json").read_text())
+        args.width = sweep["width"]
     cfg = ModelConfig.from_dict({**base.cfg.to_dict(), "uncertainty_width": args.width})
     model = DepthART(cfg)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith("uncertainty_head.")}
     head = UncertaintyHead(args.width)
-    t1 = time.perf_counter()
-    log = train(
-        head,
-        feat[:-n_val],
-        err[:-n_val],
-        w[:-n_val],
-        val,
-        args.steps,
-        args.batch,
-        args.lr,
-        args.seed,
-    )
+    if args.head_weights:
+        load_state_dict_strict(head, load_file(args.head_weights), what=args.head_weights)
+        n_frames, n_val, log = sweep["train_frames"], sweep["held_out_frames"], sweep["log"]
+        steps, seconds = sweep["steps"], sweep["train_seconds"]
+        print(f"head weights {args.head_weights} ({sweep['name']}, {n_frames} frames)")
+    else:
+        t0 = time.perf_counter()
+        parts = [gather(est, root) for root in args.train_root]
+        feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
+        n_val = max(1, round(args.val_fraction * len(feat)))
+        val = (feat[-n_val:], err[-n_val:], w[-n_val:])
+        print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
+        t1 = time.perf_counter()
+        log = train(
+            head,
+            feat[:-n_val],
+            err[:-n_val],
+            w[:-n_val],
+            val,
+            args.steps,
+            args.batch,
+            args.lr,
+            args.seed,
+        )
+        n_frames, steps, seconds = len(feat) - n_val, args.steps, time.perf_counter() - t1
     state.update({f"uncertainty_head.{k}": v for k, v in head.state_dict().items()})
     load_state_dict_strict(model, state, what="base checkpoint + uncertainty head")
     meta = dict(est.info.get("metadata", {}))
@@ -167,12 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         "base_checkpoint_sha256": est.info.get("sha256"),
         "decoding": describe_sampling(est.sampling),
         "train_roots": args.train_root,
-        "frames": len(feat) - n_val,
+        "frames": n_frames,
         "held_out_frames": n_val,
-        "steps": args.steps,
-        "train_seconds": round(time.perf_counter() - t1, 1),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
         "log": log,
     }
+    if args.head_weights:  # trained elsewhere (a GPU): where, on what, and how it scored there
+        meta["uncertainty_head"]["sweep"] = {k: v for k, v in sweep.items() if k != "log"}
     out = save_checkpoint(args.out, model.eval(), meta)
     print(f"wrote {out}; held-out NLL {log[-1]['val_nll']:.4f}")
     return 0

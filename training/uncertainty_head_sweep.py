@@ -1,0 +1,205 @@
+"""Does the uncertainty head's ranking grow with its width and its data? (issue #25, on a GPU)
+
+The shipped head (width 24, 2,000 frames) removes half the error the oracle removes; more data
+and steps at width 24 did not change that on the CPU (BENCHMARKS 11). This script asks the rest
+of the question where it is cheap to ask: on a lent GPU it gathers the checkpoint's head inputs
+once for many rendered frames (`prepare`), then trains one head per variant on them (`train`,
+run one process per variant side by side) and scores each on unseen frames with the measures of
+issue #25 that need no calibration (drop at 20 %, AUSE / random, Spearman per frame; calibration
+is refitted on the CPU by `uncertainty_eval.py` for a head that is kept).
+
+    # on the GPU machine: frames, then the cached inputs, then the variants in parallel
+    depthart synth --out /tmp/u/train_9500 --count 1000 --seed 9500 --size 256x256   # and so on
+    python training/uncertainty_head_sweep.py prepare --train-root /tmp/u/train_9500 ... \\
+        --eval-root /tmp/u/eval_931 --device cuda --cache /tmp/u/cache.pt
+    python training/uncertainty_head_sweep.py train --cache /tmp/u/cache.pt --device cuda \\
+        --name w48 --width 48 --steps 12000 --batch 32 --out $OUT/sweep
+
+Each variant writes NAME.json (its scores, held-out NLL, time) and NAME.safetensors (the head's
+weights only: `uncertainty_head.py --head-weights` puts them into a checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.evaluation.uncertainty_metrics import SparsificationTally, frame_errors
+from depthart_core.runtime.preprocess import postprocess, preprocess
+from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
+from depthart_core.uncertainty_head import UncertaintyHead
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from uncertainty_head import gather, nll, train  # noqa: E402  (a sibling script)
+
+
+def eval_inputs(est: DepthEstimator, root: str, batch: int = 32) -> dict:
+    """The head's inputs of every evaluation frame, with its per-pixel errors at its own size."""
+    ds = SyntheticSet(root)
+    S = est.image_size
+    feats, errors, geos, valids = [], [], [], []
+    for b0 in tqdm(range(0, len(ds), batch), desc=f"evaluation frames of {root}", unit="batch"):
+        samples = [ds[i] for i in range(b0, min(b0 + batch, len(ds)))]
+        prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
+        x = torch.from_numpy(np.concatenate([p[0] for p in prepared])).to(est.device)
+        with torch.no_grad():
+            _, depth_BSS, feat_B6SS = est.model.uncertainty_features(x, est.sampling)
+        feats.append(feat_B6SS.float().cpu())
+        depth_BSS = depth_BSS.float().cpu()
+        for i, (s, (_, geo)) in enumerate(zip(samples, prepared, strict=True)):
+            errors.append(frame_errors(postprocess(depth_BSS[i].numpy(), geo), s.depth, s.valid))
+            geos.append(geo)
+            valids.append(s.valid)
+    return {"feat": torch.cat(feats), "errors": errors, "geos": geos, "valids": valids}
+
+
+def score(head: UncertaintyHead, ev: dict, batch: int = 64) -> dict:
+    """Drop at 20 %, AUSE / random and Spearman per frame of the head's u on the evaluation set."""
+    dev = next(head.parameters()).device
+    tally = SparsificationTally()
+    with torch.no_grad():
+        for b0 in range(0, len(ev["feat"]), batch):
+            u_BSS = head(ev["feat"][b0 : b0 + batch].to(dev)).exp().float().cpu().numpy()
+            for i, u_SS in enumerate(u_BSS):
+                j = b0 + i
+                u = postprocess(u_SS, ev["geos"][j])[ev["valids"][j]]
+                tally.add(ev["errors"][j], u.astype(np.float64))
+    s = tally.summary()
+    keys = ("abs_rel", "abs_rel_after", "drop", "oracle_drop", "ause_ratio")
+    return {
+        "eval_frames": s["frames"],
+        **{k: s[k] for k in keys},
+        "spearman_per_frame": s["spearman_per_frame"],
+    }
+
+
+def prepare(args) -> int:
+    est = DepthEstimator.from_checkpoint(args.checkpoint, device=args.device)
+    if args.sampling:
+        est.sampling = sampling_setting(args.sampling)
+    t0 = time.perf_counter()
+    parts = [gather(est, root, batch=args.batch) for root in args.train_root]
+    feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
+    ev = eval_inputs(est, args.eval_root, batch=args.batch)
+    torch.save(
+        {
+            "feat": feat,
+            "err": err,
+            "w": w,
+            "eval": ev,
+            "train_roots": args.train_root,
+            "eval_root": args.eval_root,
+            "checkpoint": est.info.get("path"),
+        },
+        args.cache,
+    )
+    print(
+        f"{len(feat)} training and {len(ev['feat'])} evaluation frames gathered in "
+        f"{time.perf_counter() - t0:.0f} s -> {args.cache}"
+    )
+    return 0
+
+
+def train_variant(args) -> int:
+    cache = torch.load(args.cache, weights_only=False)
+    dev = torch.device(args.device)
+    n = len(cache["feat"]) if args.frames is None else min(args.frames, len(cache["feat"]))
+    n_val = max(1, round(0.1 * n))
+    feat, err, w = (cache[k][:n].to(dev) for k in ("feat", "err", "w"))
+    val = (feat[-n_val:], err[-n_val:], w[-n_val:])
+    torch.manual_seed(args.seed)
+    head = UncertaintyHead(args.width).to(dev)
+    t0 = time.perf_counter()
+    deadline = None if args.max_seconds is None else t0 + args.max_seconds
+    log = train(
+        head,
+        feat[:-n_val],
+        err[:-n_val],
+        w[:-n_val],
+        val,
+        args.steps,
+        args.batch,
+        args.lr,
+        args.seed,
+        progress=False,
+        deadline=deadline,
+    )
+    seconds = time.perf_counter() - t0
+    head.eval()
+    with torch.no_grad():
+        val_nll = float(nll(head(val[0]), val[1], val[2]))
+    device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
+    row = {
+        "name": args.name,
+        "width": args.width,
+        "train_frames": n - n_val,
+        "held_out_frames": n_val,
+        "train_roots": cache["train_roots"],
+        "device": device,
+        "torch": torch.__version__,
+        "steps": log[-1]["step"],
+        "planned_steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "train_seconds": round(seconds, 1),
+        "val_nll": val_nll,
+        "params": sum(p.numel() for p in head.parameters()),
+        **score(head, cache["eval"]),
+        "log": log,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+        str(out / f"{args.name}.safetensors"),
+        metadata={"width": str(args.width)},
+    )
+    (out / f"{args.name}.json").write_text(json.dumps(row, indent=1))
+    print(json.dumps({k: v for k, v in row.items() if k != "log"}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="gather the head's inputs once")
+    p.add_argument("--train-root", action="append", required=True)
+    p.add_argument("--eval-root", required=True)
+    p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    p.add_argument("--sampling", choices=SAMPLING_NAMES, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--cache", required=True)
+    t = sub.add_parser("train", help="train and score one variant")
+    t.add_argument("--cache", required=True)
+    t.add_argument("--name", required=True)
+    t.add_argument("--width", type=int, default=24)
+    t.add_argument("--frames", type=int, default=None, help="the first N frames (default: all)")
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop training after this long (the schedule is then cut short)",
+    )
+    t.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    return prepare(args) if args.cmd == "prepare" else train_variant(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
