@@ -1,0 +1,87 @@
+"""The tokenizer's ceiling on a fine-tuning bag, beside the bars of issue #27 item 1.
+
+For each `depthart finetune` run given, the held-out frames' sensor depth (at the model size, as
+the run stored it) goes through the tokenizer and back with no transformer (`depth_round_trip`:
+the best any transformer over that tokenizer can do), for the shipped tokenizer and for the
+run's own (adapted with --adapt-tokenizer, or the same); each reconstruction is resized back to
+its frame's full size and scored exactly as `finetune` scores a model (`finetune.report`, paper
+protocol, against the bag's full-size sensor depth). Printed beside the run's fine-tuned score
+and item 1's bar, min(0.7 x the training block's mean-depth map, 0.5 x the base model). Where
+the round trip is above the bar, no fine-tuned transformer over that tokenizer can meet it.
+
+    python training/tokenizer_ceiling.py runs/ft27L7/corridor_s5_adapt=runs/ft27/bags/corridor_s5 \\
+        --image-topic /camera/image_raw --depth-topic /camera/depth \\
+        --camera-info-topic /camera/camera_info
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from depthart_core.checkpoint import load_checkpoint
+from depthart_core.finetune.frames import FrameConfig
+from depthart_core.finetune.report import score_predictions
+from depthart_core.finetune.run import FinetuneConfig, prepare
+from depthart_core.runtime.preprocess import postprocess, preprocess
+
+
+def round_trip_score(model, run: Path, scored: list) -> float:
+    """Paper-protocol AbsRel of `model`'s tokenizer round trip of the run's held-out depth."""
+    frames = load_file(str(run / "frames" / "heldout.safetensors"))
+    depth, valid = frames["depth"].float(), frames["valid"].bool()
+    if len(scored) != len(depth):
+        raise SystemExit(f"{run}: {len(depth)} stored held-out frames but {len(scored)} to score")
+    with torch.no_grad():
+        rec = model.depth_round_trip(depth, valid).numpy()
+    size = model.cfg.image_size
+    preds = [
+        postprocess(rec[i], preprocess(f.rgb, size, letterbox=False)[1])
+        for i, f in enumerate(scored)
+    ]
+    return score_predictions(preds, scored)["depthart"]["abs_rel"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="RUN=BAG: a finetune --out folder and its bag")
+    ap.add_argument("--checkpoint", default=None, help="the shipped tokenizer (default: default)")
+    ap.add_argument("--image-topic", required=True)
+    ap.add_argument("--depth-topic", required=True)
+    ap.add_argument("--camera-info-topic", default=None)
+    args = ap.parse_args(argv)
+    frames = FrameConfig(
+        image_topic=args.image_topic,
+        depth_topic=args.depth_topic,
+        camera_info_topic=args.camera_info_topic,
+    )
+    shipped, _ = load_checkpoint(args.checkpoint)
+    print("run | item 1 bar | fine-tuned | round trip: shipped tokenizer | the run's tokenizer")
+    for spec in args.runs:
+        run_s, sep, bag = spec.partition("=")
+        if not sep:
+            ap.error(f"expected RUN=BAG, got {spec!r}")
+        run = Path(run_s)
+        report = json.loads((run / "report.json").read_text())
+        size = shipped.cfg.image_size
+        prep = prepare([bag], FinetuneConfig(frames=frames), size, progress=False)
+        own, _ = load_checkpoint(run / "checkpoint.safetensors")
+        base = report["before"]["depthart"]["abs_rel"]
+        mean_map = report["baseline_mean_depth"]["abs_rel"]
+        bar = min(0.7 * mean_map, 0.5 * base)
+        print(
+            f"{run.name} | {bar:.4f} | {report['after']['depthart']['abs_rel']:.4f} | "
+            f"{round_trip_score(shipped, run, prep.scored):.4f} | "
+            f"{round_trip_score(own, run, prep.scored):.4f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
