@@ -88,7 +88,7 @@ def train(
     feat,
     err,
     w,
-    val,
+    n_val: int,
     steps: int,
     batch: int,
     lr: float,
@@ -96,8 +96,11 @@ def train(
     progress: bool = True,
     deadline: float | None = None,
 ) -> list[dict]:
-    """AdamW with a 100-step warm-up and a cosine decay; every tensor on the head's device.
-    Past `deadline` (a `time.perf_counter()` value) it stops early and logs the step it reached."""
+    """Fit on all but the last `n_val` frames, report the loss on those: AdamW with a 100-step
+    warm-up and a cosine decay; every tensor on the head's device. Past `deadline` (a
+    `time.perf_counter()` value) it stops early and logs the step it reached."""
+    val = (feat[-n_val:], err[-n_val:], w[-n_val:])
+    feat, err, w = feat[:-n_val], err[:-n_val], w[:-n_val]
     g = torch.Generator().manual_seed(seed)
     dev = next(head.parameters()).device
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -184,20 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         parts = [gather(est, root) for root in args.train_root]
         feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
         n_val = max(1, round(args.val_fraction * len(feat)))
-        val = (feat[-n_val:], err[-n_val:], w[-n_val:])
         print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
         t1 = time.perf_counter()
-        log = train(
-            head,
-            feat[:-n_val],
-            err[:-n_val],
-            w[:-n_val],
-            val,
-            args.steps,
-            args.batch,
-            args.lr,
-            args.seed,
-        )
+        log = train(head, feat, err, w, n_val, args.steps, args.batch, args.lr, args.seed)
         n_frames, steps, seconds = len(feat) - n_val, args.steps, time.perf_counter() - t1
     state.update({f"uncertainty_head.{k}": v for k, v in head.state_dict().items()})
     load_state_dict_strict(model, state, what="base checkpoint + uncertainty head")

@@ -40,7 +40,7 @@ from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
 from depthart_core.uncertainty_head import UncertaintyHead
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from uncertainty_head import gather, nll, train  # noqa: E402  (a sibling script)
+from uncertainty_head import gather, train  # noqa: E402  (a sibling script)
 
 
 def eval_inputs(est: DepthEstimator, root: str, batch: int = 32) -> dict:
@@ -116,17 +116,16 @@ def train_variant(args) -> int:
     n = len(cache["feat"]) if args.frames is None else min(args.frames, len(cache["feat"]))
     n_val = max(1, round(0.1 * n))
     feat, err, w = (cache[k][:n].to(dev) for k in ("feat", "err", "w"))
-    val = (feat[-n_val:], err[-n_val:], w[-n_val:])
     torch.manual_seed(args.seed)
     head = UncertaintyHead(args.width).to(dev)
     t0 = time.perf_counter()
     deadline = None if args.max_seconds is None else t0 + args.max_seconds
     log = train(
         head,
-        feat[:-n_val],
-        err[:-n_val],
-        w[:-n_val],
-        val,
+        feat,
+        err,
+        w,
+        n_val,
         args.steps,
         args.batch,
         args.lr,
@@ -136,8 +135,7 @@ def train_variant(args) -> int:
     )
     seconds = time.perf_counter() - t0
     head.eval()
-    with torch.no_grad():
-        val_nll = float(nll(head(val[0]), val[1], val[2]))
+    val_nll = log[-1]["val_nll"]  # the last step is always logged
     device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
     row = {
         "name": args.name,
