@@ -7,7 +7,9 @@ run's own (adapted with --adapt-tokenizer, or the same); each reconstruction is 
 its frame's full size and scored exactly as `finetune` scores a model (`finetune.report`, paper
 protocol, against the bag's full-size sensor depth). Printed beside the run's fine-tuned score
 and item 1's bar, min(0.7 x the training block's mean-depth map, 0.5 x the base model). Where
-the round trip is above the bar, no fine-tuned transformer over that tokenizer can meet it.
+the round trip is above the bar, no fine-tuned transformer over that tokenizer can meet it. The
+last column decodes the shipped encoder's continuous latent, unquantized: what the autoencoder
+itself loses, before any codebook.
 
     python training/tokenizer_ceiling.py runs/ft27L7/corridor_s5_adapt=runs/ft27/bags/corridor_s5 \\
         --image-topic /camera/image_raw --depth-topic /camera/depth \\
@@ -29,16 +31,24 @@ from depthart_core.finetune.frames import FrameConfig
 from depthart_core.finetune.report import score_predictions
 from depthart_core.finetune.run import FinetuneConfig, prepare
 from depthart_core.runtime.preprocess import postprocess, preprocess
+from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
 
-def round_trip_score(model, run: Path, scored: list) -> float:
-    """Paper-protocol AbsRel of `model`'s tokenizer round trip of the run's held-out depth."""
+def round_trip_score(model, run: Path, scored: list, quantized: bool = True) -> float:
+    """Paper-protocol AbsRel of `model`'s tokenizer round trip of the run's held-out depth;
+    `quantized=False` decodes the encoder's continuous latent instead (the autoencoder alone)."""
     frames = load_file(str(run / "frames" / "heldout.safetensors"))
     depth, valid = frames["depth"].float(), frames["valid"].bool()
     if len(scored) != len(depth):
         raise SystemExit(f"{run}: {len(depth)} stored held-out frames but {len(scored)} to score")
     with torch.no_grad():
-        rec = model.depth_round_trip(depth, valid).numpy()
+        if quantized:
+            rec = model.depth_round_trip(depth, valid).numpy()
+        else:
+            codec = model.cfg.tokenizer.depth_codec
+            x_B3HW, _ = encode_depth(depth, valid, codec)
+            f_BChw = model.tokenizer.encode_latent(x_B3HW)
+            rec = decode_depth(model.tokenizer.decode_f_hat(f_BChw), codec).numpy()
     size = model.cfg.image_size
     preds = [
         postprocess(rec[i], preprocess(f.rgb, size, letterbox=False)[1])
@@ -61,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         camera_info_topic=args.camera_info_topic,
     )
     shipped, _ = load_checkpoint(args.checkpoint)
-    print("run | item 1 bar | fine-tuned | round trip: shipped tokenizer | the run's tokenizer")
+    print(
+        "run | item 1 bar | fine-tuned | round trip: shipped tokenizer | the run's tokenizer | "
+        "shipped, not quantized"
+    )
     for spec in args.runs:
         run_s, sep, bag = spec.partition("=")
         if not sep:
@@ -77,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{run.name} | {bar:.4f} | {report['after']['depthart']['abs_rel']:.4f} | "
             f"{round_trip_score(shipped, run, prep.scored):.4f} | "
-            f"{round_trip_score(own, run, prep.scored):.4f}",
+            f"{round_trip_score(own, run, prep.scored):.4f} | "
+            f"{round_trip_score(shipped, run, prep.scored, quantized=False):.4f}",
             flush=True,
         )
     return 0
