@@ -36,8 +36,8 @@
 #      on an H200 (training/gpu_leg.sh sized it to its budget), about 6 h on this CPU (eight
 #      times L6's frames). The twin stops at L3
 #  10. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 24) trained on L7's soft depth errors there
-#      (~20-30 min); the depth stays bit-identical. The result is the shipped model
+#      256x256 (~15 min), the head (width 16) trained on L7's soft depth errors there
+#      (~10-15 min); the depth stays bit-identical. The result is the shipped model
 #  11. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
 #   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/head_depthart
@@ -150,7 +150,7 @@ if [ "$mode" = depthart ]; then
         --seed 941 --size 256x256
     final=$out/head_depthart/checkpoint.safetensors
     [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$logL7/checkpoint.safetensors" --sampling soft --width 24 --steps 3000 \
+        --checkpoint "$logL7/checkpoint.safetensors" --sampling soft --width 16 --steps 3000 \
         --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
