@@ -1,7 +1,7 @@
 """Does the uncertainty head's ranking grow with its width and its data? (issue #25, on a GPU)
 
-The shipped head (width 24, 2,000 frames) removes half the error the oracle removes; more data
-and steps at width 24 did not change that on the CPU (BENCHMARKS 11). This script asks the rest
+The width-24 head (2,000 frames) removed half the error the oracle removes; more data and steps
+at width 24 did not change that on the CPU (BENCHMARKS 11). This script asks the rest
 of the question where it is cheap to ask: on a lent GPU it gathers the checkpoint's head inputs
 once for many rendered frames (`prepare`), then trains one head per variant on them (`train`,
 run one process per variant side by side) and scores each on unseen frames with the measures of
