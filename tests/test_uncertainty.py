@@ -244,7 +244,9 @@ def test_training_the_head_keeps_the_depth_and_records_how(tmp_path, training_sc
     assert got.uncertainty is not None and bool((got.uncertainty > 0).all())
 
 
-def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(tmp_path, training_script):
+def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(
+    tmp_path, training_script, capsys
+):
     """training/uncertainty_head_sweep.py (the GPU sweep) on tiny sets: `prepare` caches the
     inputs once, `train` writes a head and its scores, stopping at --max-seconds; then
     uncertainty_head.py --head-weights puts exactly those weights into a checkpoint whose depth
@@ -301,6 +303,22 @@ def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(tmp_path, tra
         )
         == 0
     )
+    lone = tmp_path / "lone.safetensors"  # weights without the sweep's record beside them
+    lone.write_bytes((out / "full.safetensors").read_bytes())
+    with pytest.raises(SystemExit):
+        training_script("uncertainty_head").main(
+            [
+                "--train-root",
+                "x",
+                "--checkpoint",
+                str(base_path),
+                "--out",
+                str(tmp_path / "no"),
+                "--head-weights",
+                str(lone),
+            ]
+        )
+    assert "beside the weights" in capsys.readouterr().err and not (tmp_path / "no").exists()
     model, info = load_checkpoint(ckpt)
     assert model.cfg.uncertainty_width == 4  # taken from the sweep's record
     weights = load_file(out / "full.safetensors")

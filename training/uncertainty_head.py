@@ -45,11 +45,11 @@ from depthart_core.uncertainty_head import UncertaintyHead
 ERROR_CAP = 2.0  # a pixel off by more than 200 % teaches nothing more than one off by 200 %
 
 
-def gather(est: DepthEstimator, root: str, batch: int = 32, limit: int | None = None):
-    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S)) for every frame (the
-    first `limit`), on the CPU; the model runs on `est.device`."""
+def gather(est: DepthEstimator, root: str, batch: int = 32):
+    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S)) for every frame, on
+    the CPU; the model runs on `est.device`."""
     ds = SyntheticSet(root)
-    n = len(ds) if limit is None else min(limit, len(ds))
+    n = len(ds)
     S = est.image_size
     feats, targets, weights = [], [], []
     for b0 in tqdm(range(0, n, batch), desc=f"features of {root}", unit="batch"):
@@ -171,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     base = est.model
     print(f"checkpoint {est.info.get('path')}, decoding {describe_sampling(est.sampling)}")
     if args.head_weights:
-        sweep = json.loads(Path(args.head_weights).with_suffix(".json").read_text())
+        record = Path(args.head_weights).with_suffix(".json")
+        if not record.is_file():
+            ap.error(
+                f"--head-weights: no {record} beside the weights (unpack the sweep's sweep.tgz)"
+            )
+        sweep = json.loads(record.read_text())
         args.width = sweep["width"]
     cfg = ModelConfig.from_dict({**base.cfg.to_dict(), "uncertainty_width": args.width})
     model = DepthART(cfg)
