@@ -1,0 +1,137 @@
+"""Fine-tune only the tokenizer's decoder of a checkpoint (issue #27 item 3, a lead).
+
+The shipped tokenizer had 1,500 stage-1 steps; its round trip, not the codebook, limits what any
+transformer over it can reach (BENCHMARKS 9b). This trains `post_quant_conv` and `decoder` alone
+on rendered depth with the stage-1 reconstruction loss (L1 + MSE on the codec's input), the
+encoder and the codebook frozen: every frame keeps its tokens, so the transformer needs no
+retraining and the new decoder decodes its predictions as they are. Frames are mirrored at
+random; the last --val frames are held out to report the loss.
+
+    depthart synth --out runs/dec/train_951 --count 4000 --seed 951 --size 64x64
+    depthart synth --out runs/dec/train_952 --count 4000 --seed 952 --size 64x64
+    OMP_NUM_THREADS=2 python training/decoder_finetune.py --train-root runs/dec/train_951 \\
+        --train-root runs/dec/train_952 --steps 3000 --out runs/dec/dec3000.safetensors
+
+The written checkpoint is the input one with the decoder replaced; its uncertainty head, if
+any, was trained on the old decoder's depth and should be retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from depthart_core.checkpoint import load_checkpoint, save_checkpoint
+from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.runtime.threads import set_torch_threads
+from depthart_core.tokenizer.codec import encode_depth
+
+
+def codes_and_targets(model, roots: list[str], batch: int = 256):
+    """(f_hat (N, C, h, w) from the frozen encoder and codebook, codec input (N, 3, S, S))."""
+    tok, codec, size = model.tokenizer, model.cfg.tokenizer.depth_codec, model.cfg.image_size
+    depth, valid = [], []
+    for root in roots:
+        ds = SyntheticSet(root)
+        for i in tqdm(range(len(ds)), desc=f"read {root}", unit="frame"):
+            s = ds[i]
+            if s.depth.shape != (size, size):
+                raise SystemExit(
+                    f"{root}: frames are {s.depth.shape}, the model needs {size}x{size}"
+                )
+            depth.append(torch.from_numpy(s.depth.astype(np.float32)))
+            valid.append(torch.from_numpy(s.valid))
+    d_NSS, v_NSS = torch.stack(depth), torch.stack(valid)
+    xs, fs = [], []
+    with torch.no_grad():
+        for b in range(0, len(d_NSS), batch):
+            x_B3SS, _ = encode_depth(d_NSS[b : b + batch], v_NSS[b : b + batch], codec)
+            _, f_hat, _ = tok.quantize.quantize(tok.encode_latent(x_B3SS))
+            xs.append(x_B3SS)
+            fs.append(f_hat)
+    return torch.cat(fs), torch.cat(xs)
+
+
+def reconstruction(tok, f_hat, x) -> torch.Tensor:
+    recon = tok.decode_f_hat(f_hat)
+    return F.l1_loss(recon, x) + F.mse_loss(recon, x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--train-root", action="append", required=True, help="rendered 64 px frames")
+    ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--val", type=int, default=400, help="held-out frames (the last ones)")
+    ap.add_argument("--threads", type=int, default=2)
+    given = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(given)
+    if args.steps < 1 or args.batch < 1 or args.val < 1 or not args.lr > 0:
+        ap.error("need --steps, --batch, --val >= 1 and --lr > 0")
+    set_torch_threads(args.threads)
+    model, info = load_checkpoint(args.checkpoint)
+    tok = model.tokenizer
+    f_hat, x = codes_and_targets(model, args.train_root)
+    if len(x) <= args.val:
+        ap.error(f"{len(x)} frames: need more than --val {args.val}")
+    n = len(x) - args.val
+    params = [*tok.post_quant_conv.parameters(), *tok.decoder.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / args.steps)),
+    )
+    g = torch.Generator().manual_seed(0)
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return float(reconstruction(tok, f_hat[n:], x[n:]))
+
+    log = [{"step": 0, "val": val_loss()}]
+    bar = tqdm(range(args.steps), desc="decoder", unit="step")
+    for step in bar:
+        idx = torch.randint(0, n, (args.batch,), generator=g)
+        flip = (torch.rand(args.batch, generator=g) < 0.5)[:, None, None, None]
+        fb = torch.where(flip, f_hat[idx].flip(-1), f_hat[idx])
+        xb = torch.where(flip, x[idx].flip(-1), x[idx])
+        loss = reconstruction(tok, fb, xb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % 250 == 0 or step + 1 == args.steps:
+            log.append({"step": step + 1, "train": loss.item(), "val": val_loss()})
+            bar.set_postfix(val=f"{log[-1]['val']:.5f}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    meta = dict(info.get("metadata", {}))
+    meta["decoder_finetune"] = {
+        "command": shlex.join(["python", "training/decoder_finetune.py", *given]),
+        "base_checkpoint_sha256": info.get("sha256"),
+        "train_roots": args.train_root,
+        "frames": n,
+        "held_out_frames": args.val,
+        "log": log,
+    }
+    out = save_checkpoint(args.out, model.eval(), meta)
+    print(f"wrote {out}; held-out reconstruction loss {log[0]['val']:.5f} -> {log[-1]['val']:.5f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
