@@ -826,7 +826,12 @@ def test_load_latest_frame_policy(ros: RosTest) -> None:
     assert n["replaced"] > n["processed"] > 20, n  # the camera really was faster than the model
     # latency: receive time minus stamp, measured by the test; and the node's own p95
     lat = [t - stamp_ns(m.header) / 1e9 for t, m in peer.timed("depth")]
-    assert len(lat) >= 20 and np.percentile(lat, 95) < 1.0 and max(lat) < 2.0, lat
+    assert len(lat) >= 20, lat
+    worst = int(np.argmax(lat))  # where an outlier sits tells its cause
+    assert np.percentile(lat, 95) < 1.0 and max(lat) < 2.0, (
+        f"{len(lat)} frames, p95 {np.percentile(lat, 95):.3f} s, worst {max(lat):.3f} s at "
+        f"#{worst}; first {lat[:3]}, last {lat[-3:]}"
+    )
     assert float(diag["latency_p95_ms"]) < 1000.0
     # memory: flat after warm-up (2 s after the first output) while the frames kept coming
     t_first = peer.timed("depth")[0][0]
