@@ -49,3 +49,28 @@ def test_frames_of_another_size_are_refused(tmp_path, training_script):
             ]
         )
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_training_pool_is_read_beside_the_rendered_sets(tmp_path, training_script):
+    """--pool reads the trainer's cached pool beside rendered sets; anything else is refused."""
+    from depthart_core.training.data import SyntheticPool, pool_metadata
+
+    pool = tmp_path / "pool.safetensors"
+    SyntheticPool._render(pool, 0, 64, 6, workers=1, metadata=pool_metadata(0, 64, 6, None))
+    write_synthetic_set(tmp_path / "frames", count=5, seed=1, size=(64, 64), progress=False)
+    base_path = save_checkpoint(
+        tmp_path / "base.safetensors", DepthART(get_preset("tiny_cnn_refine")), {}
+    )
+    out = tmp_path / "dec.safetensors"
+    args = ["--pool", str(pool), "--train-root", str(tmp_path / "frames")]
+    args += ["--checkpoint", str(base_path), "--out", str(out), "--steps", "2", "--batch", "2"]
+    assert training_script("decoder_finetune").main([*args, "--val", "4"]) == 0
+    rec = load_checkpoint(out)[1]["metadata"]["decoder_finetune"]
+    assert (rec["frames"], rec["held_out_frames"]) == (7, 4) and rec["pools"] == [str(pool)]
+
+    not_a_pool = tmp_path / "other.safetensors"  # a checkpoint is no pool
+    with pytest.raises(SystemExit, match="not a training pool"):
+        training_script("decoder_finetune").main(
+            ["--pool", str(base_path), "--checkpoint", str(base_path), "--out", str(not_a_pool)]
+        )
+    assert not not_a_pool.exists()

@@ -26,18 +26,34 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
 from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.tokenizer.codec import encode_depth
+from depthart_core.training.data import POOL_FORMAT
 
 
-def codes_and_targets(model, roots: list[str], batch: int = 256):
-    """(f_hat (N, C, h, w) from the frozen encoder and codebook, codec input (N, 3, S, S))."""
-    tok, codec, size = model.tokenizer, model.cfg.tokenizer.depth_codec, model.cfg.image_size
+def read_frames(roots: list[str], pools: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth and valid masks (N, S, S) from training pools (the trainer's cached
+    `depthart-pool/1` files, `data.pool_size`), then rendered sets (`depthart synth`), each in
+    the order given: the held-out frames are the last set's last ones."""
     depth, valid = [], []
+    for pool in pools:
+        with safe_open(pool, "pt") as f:
+            fmt = (f.metadata() or {}).get("format")
+            if fmt != POOL_FORMAT or not {"depth", "valid"} <= set(f.keys()):
+                raise SystemExit(f"{pool}: not a training pool (format {fmt!r})")
+            d, v = f.get_tensor("depth").float(), f.get_tensor("valid").bool()
+        if tuple(d.shape[1:]) != (size, size):
+            raise SystemExit(
+                f"{pool}: frames are {tuple(d.shape[1:])}, the model needs {size}x{size}"
+            )
+        print(f"read {pool}: {len(d)} frames")
+        depth.append(d)
+        valid.append(v)
     for root in roots:
         ds = SyntheticSet(root)
         for i in tqdm(range(len(ds)), desc=f"read {root}", unit="frame"):
@@ -46,12 +62,17 @@ def codes_and_targets(model, roots: list[str], batch: int = 256):
                 raise SystemExit(
                     f"{root}: frames are {s.depth.shape}, the model needs {size}x{size}"
                 )
-            depth.append(torch.from_numpy(s.depth.astype(np.float32)))
-            valid.append(torch.from_numpy(s.valid))
-    d_NSS, v_NSS = torch.stack(depth), torch.stack(valid)
+            depth.append(torch.from_numpy(s.depth.astype(np.float32))[None])
+            valid.append(torch.from_numpy(s.valid)[None])
+    return torch.cat(depth), torch.cat(valid)
+
+
+def codes_and_targets(model, d_NSS, v_NSS, batch: int = 256):
+    """(f_hat (N, C, h, w) from the frozen encoder and codebook, codec input (N, 3, S, S))."""
+    tok, codec = model.tokenizer, model.cfg.tokenizer.depth_codec
     xs, fs = [], []
     with torch.no_grad():
-        for b in range(0, len(d_NSS), batch):
+        for b in tqdm(range(0, len(d_NSS), batch), desc="encode", unit="batch"):
             x_B3SS, _ = encode_depth(d_NSS[b : b + batch], v_NSS[b : b + batch], codec)
             _, f_hat, _ = tok.quantize.quantize(tok.encode_latent(x_B3SS))
             xs.append(x_B3SS)
@@ -66,7 +87,13 @@ def reconstruction(tok, f_hat, x) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--train-root", action="append", required=True, help="rendered 64 px frames")
+    ap.add_argument("--train-root", action="append", default=[], help="rendered 64 px frames")
+    ap.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        help="a training pool (the trainer's cache: ~/.cache/depthart/synth/s9_*.safetensors)",
+    )
     ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=3000)
@@ -78,10 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(given)
     if args.steps < 1 or args.batch < 1 or args.val < 1 or not args.lr > 0:
         ap.error("need --steps, --batch, --val >= 1 and --lr > 0")
+    if not args.train_root and not args.pool:
+        ap.error("give frames: --train-root and/or --pool")
     set_torch_threads(args.threads)
     model, info = load_checkpoint(args.checkpoint)
     tok = model.tokenizer
-    f_hat, x = codes_and_targets(model, args.train_root)
+    d_NSS, v_NSS = read_frames(args.train_root, args.pool, model.cfg.image_size)
+    f_hat, x = codes_and_targets(model, d_NSS, v_NSS)
+    del d_NSS, v_NSS
     if len(x) <= args.val:
         ap.error(f"{len(x)} frames: need more than --val {args.val}")
     n = len(x) - args.val
@@ -124,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "training/decoder_finetune.py", *given]),
         "base_checkpoint_sha256": info.get("sha256"),
         "train_roots": args.train_root,
+        "pools": args.pool,
         "frames": n,
         "held_out_frames": args.val,
         "log": log,
