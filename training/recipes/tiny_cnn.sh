@@ -35,10 +35,14 @@
 #      3,077 steps of 128 from L6 on a 40,000-frame pool (seed 10, lr 1.5e-4; BENCHMARKS 2m): 7 min
 #      on an H200 (training/gpu_leg.sh sized it to its budget), about 6 h on this CPU (eight
 #      times L6's frames). The twin stops at L3
-#  10. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 16) trained on L7's soft depth errors there
-#      (~10-15 min); the depth stays bit-identical. The result is the shipped model
-#  11. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
+#  10. depthart only, the tokenizer's decoder fine-tuned (BENCHMARKS 2n): stage 1 had 1,500 steps;
+#      3,000 decoder-only steps of 32 on 8,000 rendered 64 px frames (seeds 951-952), then 4,000
+#      more on those and leg L6's cached pool (seed 9, cameras from 0.3 m; lr 1.5e-4). Encoder and
+#      codebook frozen: every frame keeps its tokens, the transformer is L7's (~60 min)
+#  11. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
+#      256x256 (~15 min), the head (width 16) trained on the soft depth errors of step 10's model
+#      there (~10-15 min); the depth stays bit-identical. The result is the shipped model
+#  12. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
 #   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/head_depthart
 #   bash training/recipes/tiny_cnn.sh teacher_forcing   # -> runs/tiny_cnn/logL3_teacher_forcing
@@ -148,9 +152,22 @@ if [ "$mode" = depthart ]; then
         --set steps=3077
     [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
         --seed 941 --size 256x256
+    for s in 951 952; do
+        [ -d "$out/dec_$s" ] || depthart synth --out "$out/dec_$s" --count 4000 --seed $s \
+            --size 64x64
+    done
+    dec=$out/decoder_depthart
+    cache=${DEPTHART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/depthart}  # leg L6 rendered it
+    pool9=$(ls "$cache"/synth/s9_*_64px_20000.safetensors)
+    [ -f "$dec/dec3000.safetensors" ] || python training/decoder_finetune.py \
+        --checkpoint "$logL7/checkpoint.safetensors" --train-root "$out/dec_951" \
+        --train-root "$out/dec_952" --steps 3000 --out "$dec/dec3000.safetensors"
+    [ -f "$dec/dec7000.safetensors" ] || python training/decoder_finetune.py \
+        --checkpoint "$dec/dec3000.safetensors" --pool "$pool9" --train-root "$out/dec_951" \
+        --train-root "$out/dec_952" --steps 4000 --lr 1.5e-4 --out "$dec/dec7000.safetensors"
     final=$out/head_depthart/checkpoint.safetensors
     [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$logL7/checkpoint.safetensors" --sampling soft --width 16 --steps 3000 \
+        --checkpoint "$dec/dec7000.safetensors" --sampling soft --width 16 --steps 3000 \
         --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
