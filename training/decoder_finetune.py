@@ -1,6 +1,6 @@
-"""Fine-tune only the tokenizer's decoder of a checkpoint (issue #27 item 3, a lead).
+"""Fine-tune only the tokenizer's decoder of a checkpoint (recipe step 10; BENCHMARKS 2n, 9b).
 
-The shipped tokenizer had 1,500 stage-1 steps; its round trip, not the codebook, limits what any
+Stage 1 gave the tokenizer 1,500 steps; its round trip, not the codebook, limits what any
 transformer over it can reach (BENCHMARKS 9b). This trains `post_quant_conv` and `decoder` alone
 on rendered depth with the stage-1 reconstruction loss (L1 + MSE on the codec's input), the
 encoder and the codebook frozen: every frame keeps its tokens, so the transformer needs no
@@ -10,7 +10,14 @@ random; the last --val frames are held out to report the loss.
     depthart synth --out runs/dec/train_951 --count 4000 --seed 951 --size 64x64
     depthart synth --out runs/dec/train_952 --count 4000 --seed 952 --size 64x64
     OMP_NUM_THREADS=2 python training/decoder_finetune.py --train-root runs/dec/train_951 \\
-        --train-root runs/dec/train_952 --steps 3000 --out runs/dec/dec3000.safetensors
+        --train-root runs/dec/train_952 --steps 3000 --out runs/dec/dec3000.safetensors \\
+        --checkpoint runs/logcodec/L7g/checkpoint.safetensors   # leg L7, before this script
+    # then on those and a training pool from the trainer's cache (leg L6's: cameras from 0.3 m)
+    OMP_NUM_THREADS=2 python training/decoder_finetune.py \\
+        --checkpoint runs/dec/dec3000.safetensors \\
+        --pool ~/.cache/depthart/synth/s9_4d58cd1d3d_64px_20000.safetensors \\
+        --train-root runs/dec/train_951 --train-root runs/dec/train_952 --steps 4000 \\
+        --lr 1.5e-4 --out runs/dec/dec7000.safetensors
 
 The written checkpoint is the input one with the decoder replaced; its uncertainty head, if
 any, was trained on the old decoder's depth and should be retrained.
