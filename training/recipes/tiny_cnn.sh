@@ -158,7 +158,13 @@ if [ "$mode" = depthart ]; then
     done
     dec=$out/decoder_depthart
     cache=${DEPTHART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/depthart}  # leg L6 rendered it
-    pool9=$(ls "$cache"/synth/s9_*_64px_20000.safetensors)
+    pools9=("$cache"/synth/s9_*_64px_20000.safetensors)
+    if [ "${#pools9[@]}" -ne 1 ] || [ ! -f "${pools9[0]}" ]; then
+        echo "tiny_cnn.sh: need exactly one leg-L6 pool $cache/synth/s9_*_64px_20000.safetensors," \
+            "found: ${pools9[*]}" >&2
+        exit 1
+    fi
+    pool9=${pools9[0]}
     [ -f "$dec/dec3000.safetensors" ] || python training/decoder_finetune.py \
         --checkpoint "$logL7/checkpoint.safetensors" --train-root "$out/dec_951" \
         --train-root "$out/dec_952" --steps 3000 --out "$dec/dec3000.safetensors"
