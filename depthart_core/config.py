@@ -89,10 +89,17 @@ class ModelConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     # > 0: a learned per-pixel uncertainty head of this width (depthart_core/uncertainty_head.py)
     uncertainty_width: int = 0
+    # the head also reads the model's own features (the transformer's last hidden state and the
+    # image prefix, on the latent grid); needs uncertainty_width > 0
+    uncertainty_context: bool = False
 
     def __post_init__(self) -> None:
         if self.uncertainty_width < 0:
             raise ValueError(f"uncertainty_width must be >= 0, got {self.uncertainty_width}")
+        if self.uncertainty_context and not self.uncertainty_width:
+            raise ValueError(
+                "uncertainty_context needs an uncertainty head (uncertainty_width > 0)"
+            )
         if self.uncertainty_width and self.image_size % 8:
             raise ValueError(
                 f"the uncertainty head halves the image three times; image_size "

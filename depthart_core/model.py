@@ -22,7 +22,7 @@ from depthart_core.tokenizer.resize import resize_square
 from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
 from depthart_core.transformer.image_encoder import multiscale_tokens
 from depthart_core.transformer.var import DepthVAR
-from depthart_core.uncertainty_head import UncertaintyHead, embedding_variance
+from depthart_core.uncertainty_head import HeadInput, UncertaintyHead, embedding_variance
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,16 @@ class DepthART(nn.Module):
         )
         # 3. optional: the learned per-pixel uncertainty (trained after the rest, on its errors)
         self.uncertainty_head = (
-            UncertaintyHead(cfg.uncertainty_width) if cfg.uncertainty_width > 0 else None
+            UncertaintyHead(cfg.uncertainty_width, self.uncertainty_context_channels)
+            if cfg.uncertainty_width > 0
+            else None
         )
+
+    @property
+    def uncertainty_context_channels(self) -> int:
+        """Channels of the model's own features the uncertainty head reads (0: none): the image
+        prefix's last scale, per latent cell."""
+        return self.transformer.prefix_dim if self.cfg.uncertainty_context else 0
 
     @property
     def patch_nums(self) -> tuple[int, ...]:
@@ -197,15 +205,17 @@ class DepthART(nn.Module):
             img_BLCv, f_start = self.prefix_and_start(rgb_B3HW)
             tokens, f_hat, _ = self.generate_from_prefix(img_BLCv, sampling, f_start)
             return Inference(tokens, self.decode(f_hat), None)
-        tokens, depth_BSS, feat_B6SS = self.uncertainty_features(rgb_B3HW, sampling)
-        return Inference(tokens, depth_BSS, self.uncertainty_head(feat_B6SS).exp())
+        tokens, depth_BSS, head_in = self.uncertainty_features(rgb_B3HW, sampling)
+        return Inference(tokens, depth_BSS, self.uncertainty_head(*head_in).exp())
 
     @torch.no_grad()
     def uncertainty_features(
-        self, rgb_B3HW: torch.Tensor, sampling: SamplingConfig
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        self, rgb_B3HW: torch.Tensor, sampling: SamplingConfig, context: bool | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor, HeadInput]:
         """One inference pass that also gathers the uncertainty head's input: (token maps,
-        depth (B, S, S), features (B, 6, S, S); `UncertaintyHead.features`)."""
+        depth (B, S, S), `HeadInput`: the pixel features (B, 6, S, S) and, for a head that reads
+        the model's own features, those at H x H). `context`: gather those (None: when this
+        checkpoint's head reads them, `ModelConfig.uncertainty_context`)."""
         img_BLCv, f_start = self.prefix_and_start(rgb_B3HW)
         codebook_VC = self.tokenizer.quantize.embedding.weight
         B, H = rgb_B3HW.shape[0], self.patch_nums[-1]
@@ -223,11 +233,11 @@ class DepthART(nn.Module):
         else:
             moved_BHH = (f_hat - f_start).float().norm(dim=1)
         doubt_BHH = var_BHH.clamp_min(0.0).sqrt()
-        return (
-            tokens,
-            depth_BSS,
-            UncertaintyHead.features(rgb_B3HW, depth_BSS, doubt_BHH, moved_BHH),
-        )
+        feat_B6SS = UncertaintyHead.features(rgb_B3HW, depth_BSS, doubt_BHH, moved_BHH)
+        ctx_BCHH = None
+        if self.cfg.uncertainty_context if context is None else context:
+            ctx_BCHH = UncertaintyHead.context(img_BLCv[:, -H * H :], H)
+        return tokens, depth_BSS, HeadInput(feat_B6SS, ctx_BCHH)
 
     @torch.no_grad()
     def depth_round_trip(

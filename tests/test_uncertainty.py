@@ -37,10 +37,12 @@ def refine_model() -> DepthART:
     return DepthART(get_preset("tiny_cnn_refine")).eval()
 
 
-def add_head(model: DepthART, width: int = 4, seed: int = 2) -> DepthART:
-    """`model` with a randomly initialised uncertainty head (its output layer too)."""
+def add_head(model: DepthART, width: int = 4, seed: int = 2, context: bool = False) -> DepthART:
+    """`model` with a randomly initialised uncertainty head (its output layer too); `context`:
+    a head that also reads the model's own features."""
     torch.manual_seed(seed)
-    headed = DepthART(dataclasses.replace(model.cfg, uncertainty_width=width))
+    cfg = dataclasses.replace(model.cfg, uncertainty_width=width, uncertainty_context=context)
+    headed = DepthART(cfg)
     missing, unexpected = headed.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("uncertainty_head.") for k in missing)
     torch.nn.init.normal_(headed.uncertainty_head.out.weight, std=0.3)
@@ -62,6 +64,38 @@ def test_the_head_leaves_the_depth_alone_and_predicts_a_positive_error(refine_mo
     # per image: batching does not mix images
     one = headed.infer(x[1:2], GREEDY, with_uncertainty=True).uncertainty
     torch.testing.assert_close(one[0], headed.infer(x, GREEDY, True).uncertainty[1])
+
+
+def test_a_head_that_reads_the_models_own_features(refine_model):
+    """`uncertainty_context`: the head also reads the image prefix's last scale (the conv
+    encoder's features on the latent grid); the depth is untouched, the map follows those
+    features, and a head without them is asked for none."""
+    headed = add_head(refine_model, context=True)
+    assert headed.uncertainty_context_channels == 128  # the prefix's feature channels
+    x = _image(batch=2)
+    soft = sampling_setting("soft")
+    plain = refine_model.infer(x, soft)
+    r = headed.infer(x, soft, with_uncertainty=True)
+    assert torch.equal(plain.depth, r.depth)
+    assert r.uncertainty.shape == (2, 64, 64) and bool((r.uncertainty > 0).all())
+    # the context is the encoder's feature map itself
+    _, _, head_in = headed.uncertainty_features(x, soft)
+    features_BChw, _ = headed.transformer.image_encoder(x)
+    torch.testing.assert_close(head_in.context, features_BChw, rtol=0, atol=0)
+    # the context reaches the output: move its projection and the map moves
+    moved = copy.deepcopy(headed)
+    with torch.no_grad():
+        moved.uncertainty_head.ctx_proj[-1].bias.add_(1.0)
+    assert not torch.allclose(moved.infer(x, soft, True).uncertainty, r.uncertainty)
+    # without it asked for, the pass gathers none; the heads check what they are given
+    assert refine_model.uncertainty_features(x, soft)[2].context is None
+    with pytest.raises(ValueError, match="reads 128 context channels, given None"):
+        headed.uncertainty_head(head_in.pixels)
+    plain_head = add_head(refine_model).uncertainty_head
+    with pytest.raises(ValueError, match=r"reads 0 context channels, given \(2, 128, 8, 8\)"):
+        plain_head(*head_in)
+    with pytest.raises(ValueError, match="uncertainty_context needs an uncertainty head"):
+        dataclasses.replace(refine_model.cfg, uncertainty_context=True)
 
 
 def test_asking_a_model_without_a_head_for_uncertainty_names_the_fix(refine_model):
@@ -210,10 +244,12 @@ def test_calibration_round_trip_and_bad_files(tmp_path):
         UncertaintyCalibration("entropy", (0.1, 0.2), (0.1, 0.2))
 
 
-def test_training_the_head_keeps_the_depth_and_records_how(tmp_path, training_script):
+@pytest.mark.parametrize("context", [False, True])
+def test_training_the_head_keeps_the_depth_and_records_how(tmp_path, training_script, context):
     """training/uncertainty_head.py end to end on two tiny rendered sets: the written checkpoint
     has the head, its depth is bit-identical to the base's, the held-out loss is finite, and the
-    metadata names the command, the base and both sets."""
+    metadata names the command, the base and both sets; with --context the head reads the
+    model's own features and the checkpoint says so."""
     from depthart_core.checkpoint import load_checkpoint, save_checkpoint
     from depthart_core.data.synthetic.set import write_synthetic_set
 
@@ -227,11 +263,14 @@ def test_training_the_head_keeps_the_depth_and_records_how(tmp_path, training_sc
     args = [a for r in roots for a in ("--train-root", str(r))]
     args += ["--checkpoint", str(base_path), "--out", str(out), "--width", "4"]
     args += ["--steps", "3", "--batch", "2", "--sampling", "soft", "--val-fraction", "0.25"]
-    assert training_script("uncertainty_head").main(args) == 0
+    assert training_script("uncertainty_head").main(args + ["--context"] * context) == 0
 
     model, info = load_checkpoint(out)
     assert model.cfg.uncertainty_width == 4 and model.uncertainty_head is not None
+    assert model.cfg.uncertainty_context is context
+    assert model.uncertainty_head.context_channels == (128 if context else 0)
     meta = info["metadata"]["uncertainty_head"]
+    assert meta["context"] is context
     assert meta["train_roots"] == [str(r) for r in roots] and meta["frames"] == 6
     assert meta["held_out_frames"] == 2 and meta["decoding"] == "soft"
     assert np.isfinite(meta["log"][-1]["val_nll"]) and "--width 4" in meta["command"]

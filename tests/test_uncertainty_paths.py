@@ -131,6 +131,27 @@ def test_onnxruntime_matches_torch_in_depth_and_uncertainty(
     assert np.abs(d_pt - d_po).max() < 1e-3 and np.abs(u_pt - u_po).max() < 0.02 * np.ptp(u_pt)
 
 
+def test_a_head_reading_the_models_features_exports_and_matches_torch(headed_model, tmp_path):
+    """`uncertainty_context`: the encoder features the head reads are traced into the graph;
+    ONNX Runtime gives torch's depth and uncertainty."""
+    cfg = dataclasses.replace(headed_model.cfg, uncertainty_context=True)
+    torch.manual_seed(5)
+    model = DepthART(cfg)
+    state = {k: v for k, v in headed_model.state_dict().items() if "uncertainty_head" not in k}
+    missing, _ = model.load_state_dict(state, strict=False)
+    assert all(k.startswith("uncertainty_head.") for k in missing)
+    torch.nn.init.normal_(model.uncertainty_head.out.weight, std=0.3)
+    model.eval()
+    ckpt = save_checkpoint(tmp_path / "ctx.safetensors", model)
+    path = export_onnx(model, tmp_path / "ctx.onnx", checkpoint_sha256=file_sha256(ckpt))
+    ort_be = OnnxRuntimeBackend(path, expected_sha256=file_sha256(ckpt))
+    x, _ = preprocess(_rgb(48, 80, seed=7), 64)
+    d_t, u_t = DepthEstimator(model).run_uncertainty(x)
+    d_o, u_o = ort_be.run_uncertainty(x)
+    assert np.abs(d_t - d_o).max() < 1e-3
+    assert np.abs(u_t - u_o).max() < 0.02 * np.ptp(u_t)
+
+
 def test_depth_only_runs_use_a_graph_without_the_head(headed_onnx):
     """ONNX Runtime computes every node whatever outputs are asked for, so `run` must run a
     graph pruned to depth and tokens, not the whole one."""

@@ -45,20 +45,23 @@ from depthart_core.uncertainty_head import UncertaintyHead
 ERROR_CAP = 2.0  # a pixel off by more than 200 % teaches nothing more than one off by 200 %
 
 
-def gather(est: DepthEstimator, root: str, batch: int = 32):
-    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S)) for every frame, on
-    the CPU; the model runs on `est.device`."""
+def gather(est: DepthEstimator, root: str, batch: int = 32, context: bool = False):
+    """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S), the model's own
+    features (N, Cctx, H, H) with `context`, else None) for every frame, on the CPU; the model
+    runs on `est.device`."""
     ds = SyntheticSet(root)
     n = len(ds)
     S = est.image_size
-    feats, targets, weights = [], [], []
+    feats, targets, weights, contexts = [], [], [], []
     for b0 in tqdm(range(0, n, batch), desc=f"features of {root}", unit="batch"):
         samples = [ds[i] for i in range(b0, min(b0 + batch, n))]
         prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
         x = torch.from_numpy(np.concatenate([p[0] for p in prepared])).to(est.device)
         with torch.no_grad():  # not inference_mode: the features feed the head's autograd
-            _, depth_BSS, feat_B6SS = est.model.uncertainty_features(x, est.sampling)
-        feats.append(feat_B6SS.float().cpu())
+            _, depth_BSS, head_in = est.model.uncertainty_features(x, est.sampling, context)
+        feats.append(head_in.pixels.float().cpu())
+        if context:
+            contexts.append(head_in.context.float().cpu())
         depth_BSS = depth_BSS.float().cpu()
         for i, (s, (_, geo)) in enumerate(zip(samples, prepared, strict=True)):
             full = postprocess(depth_BSS[i].numpy(), geo)
@@ -74,6 +77,7 @@ def gather(est: DepthEstimator, root: str, batch: int = 32):
         torch.cat(feats),
         torch.from_numpy(np.stack(targets)),
         torch.from_numpy(np.stack(weights)),
+        torch.cat(contexts) if context else None,
     )
 
 
@@ -95,12 +99,19 @@ def train(
     seed: int,
     progress: bool = True,
     deadline: float | None = None,
+    context: torch.Tensor | None = None,
 ) -> list[dict]:
     """Fit on all but the last `n_val` frames, report the loss on those: AdamW with a 100-step
     warm-up and a cosine decay; every tensor on the head's device. Past `deadline` (a
-    `time.perf_counter()` value) it stops early and logs the step it reached."""
-    val = (feat[-n_val:], err[-n_val:], w[-n_val:])
-    feat, err, w = feat[:-n_val], err[:-n_val], w[:-n_val]
+    `time.perf_counter()` value) it stops early and logs the step it reached. `context`: the
+    model's own features of each frame (N, Cctx, H, H), for a head that reads them."""
+    ctx = context if context is not None else feat.new_zeros(len(feat), 0, 1, 1)
+    val = (feat[-n_val:], err[-n_val:], w[-n_val:], ctx[-n_val:])
+    feat, err, w, ctx = feat[:-n_val], err[:-n_val], w[:-n_val], ctx[:-n_val]
+
+    def forward(f_B6SS: torch.Tensor, c_BCHH: torch.Tensor) -> torch.Tensor:
+        return head(f_B6SS, c_BCHH if context is not None else None)
+
     g = torch.Generator().manual_seed(seed)
     dev = next(head.parameters()).device
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -111,12 +122,13 @@ def train(
     bar = tqdm(range(steps), desc="train uncertainty head", unit="step", disable=not progress)
     for step in bar:
         idx = torch.randint(0, len(feat), (batch,), generator=g).to(feat.device)
-        f, e, ww = feat[idx], err[idx], w[idx]
+        f, e, ww, c = feat[idx], err[idx], w[idx], ctx[idx]
         flip = (torch.rand(batch, generator=g) < 0.5).to(dev)
         f = torch.where(flip[:, None, None, None], f.flip(-1), f)
+        c = torch.where(flip[:, None, None, None], c.flip(-1), c)
         e = torch.where(flip[:, None, None], e.flip(-1), e)
         ww = torch.where(flip[:, None, None], ww.flip(-1), ww)
-        loss = nll(head(f), e, ww)
+        loss = nll(forward(f, c), e, ww)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -125,7 +137,7 @@ def train(
         late = deadline is not None and time.perf_counter() > deadline
         if (step + 1) % 250 == 0 or step + 1 == steps or late:
             with torch.no_grad():
-                v = float(nll(head(val[0]), val[1], val[2]))
+                v = float(nll(forward(val[0], val[3]), val[1], val[2]))
             log.append({"step": step + 1, "train_nll": loss.item(), "val_nll": v})
             bar.set_postfix(train=f"{loss.item():.4f}", val=f"{v:.4f}")
         if late:
@@ -145,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="the checkpoint with the head (.safetensors)")
     ap.add_argument("--sampling", choices=SAMPLING_NAMES, default=None, help="default: the model's")
     ap.add_argument("--width", type=int, default=16, help="head width (16)")
+    ap.add_argument(
+        "--context",
+        action="store_true",
+        help="the head also reads the model's own features (the transformer's last hidden state "
+        "and the image prefix, on the latent grid; ModelConfig.uncertainty_context)",
+    )
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -178,10 +196,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         sweep = json.loads(record.read_text())
         args.width = sweep["width"]
-    cfg = ModelConfig.from_dict({**base.cfg.to_dict(), "uncertainty_width": args.width})
+    if args.head_weights:
+        args.context = bool(sweep.get("context", False))
+    cfg = ModelConfig.from_dict(
+        {
+            **base.cfg.to_dict(),
+            "uncertainty_width": args.width,
+            "uncertainty_context": args.context,
+        }
+    )
     model = DepthART(cfg)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith("uncertainty_head.")}
-    head = UncertaintyHead(args.width)
+    head = UncertaintyHead(args.width, model.uncertainty_context_channels)
     if args.head_weights:
         load_state_dict_strict(head, load_file(args.head_weights), what=args.head_weights)
         n_frames, n_val, log = sweep["train_frames"], sweep["held_out_frames"], sweep["log"]
@@ -189,12 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"head weights {args.head_weights} ({sweep['name']}, {n_frames} frames)")
     else:
         t0 = time.perf_counter()
-        parts = [gather(est, root) for root in args.train_root]
-        feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
+        parts = [gather(est, root, context=args.context) for root in args.train_root]
+        feat, err, w = (torch.cat([p[i] for p in parts]) for i in range(3))
+        ctx = torch.cat([p[3] for p in parts]) if args.context else None
         n_val = max(1, round(args.val_fraction * len(feat)))
         print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
         t1 = time.perf_counter()
-        log = train(head, feat, err, w, n_val, args.steps, args.batch, args.lr, args.seed)
+        log = train(
+            head, feat, err, w, n_val, args.steps, args.batch, args.lr, args.seed, context=ctx
+        )
         n_frames, steps, seconds = len(feat) - n_val, args.steps, time.perf_counter() - t1
     state.update({f"uncertainty_head.{k}": v for k, v in head.state_dict().items()})
     load_state_dict_strict(model, state, what="base checkpoint + uncertainty head")
@@ -203,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "training/uncertainty_head.py", *given]),
         "base_checkpoint_sha256": est.info.get("sha256"),
         "decoding": describe_sampling(est.sampling),
+        "context": args.context,
         "train_roots": args.train_root,
         "frames": n_frames,
         "held_out_frames": n_val,

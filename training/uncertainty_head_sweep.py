@@ -53,8 +53,8 @@ def eval_inputs(est: DepthEstimator, root: str, batch: int = 32) -> dict:
         prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
         x = torch.from_numpy(np.concatenate([p[0] for p in prepared])).to(est.device)
         with torch.no_grad():
-            _, depth_BSS, feat_B6SS = est.model.uncertainty_features(x, est.sampling)
-        feats.append(feat_B6SS.float().cpu())
+            _, depth_BSS, head_in = est.model.uncertainty_features(x, est.sampling, False)
+        feats.append(head_in.pixels.float().cpu())
         depth_BSS = depth_BSS.float().cpu()
         for i, (s, (_, geo)) in enumerate(zip(samples, prepared, strict=True)):
             errors.append(frame_errors(postprocess(depth_BSS[i].numpy(), geo), s.depth, s.valid))
@@ -89,7 +89,7 @@ def prepare(args) -> int:
         est.sampling = sampling_setting(args.sampling)
     t0 = time.perf_counter()
     parts = [gather(est, root, batch=args.batch) for root in args.train_root]
-    feat, err, w = (torch.cat(p) for p in zip(*parts, strict=True))
+    feat, err, w = (torch.cat([p[i] for p in parts]) for i in range(3))
     ev = eval_inputs(est, args.eval_root, batch=args.batch)
     torch.save(
         {
