@@ -144,12 +144,20 @@ def test_a_head_reading_the_models_features_exports_and_matches_torch(headed_mod
     model.eval()
     ckpt = save_checkpoint(tmp_path / "ctx.safetensors", model)
     path = export_onnx(model, tmp_path / "ctx.onnx", checkpoint_sha256=file_sha256(ckpt))
+    g = onnx.load(str(path))
+    check_tensorrt_compatible(g)  # the GroupNorm of the context too
+    assert onnx.TensorProto.DOUBLE not in _types(g)
     ort_be = OnnxRuntimeBackend(path, expected_sha256=file_sha256(ckpt))
     x, _ = preprocess(_rgb(48, 80, seed=7), 64)
     d_t, u_t = DepthEstimator(model).run_uncertainty(x)
     d_o, u_o = ort_be.run_uncertainty(x)
     assert np.abs(d_t - d_o).max() < 1e-3
     assert np.abs(u_t - u_o).max() < 0.02 * np.ptp(u_t)
+    # fp16: the context enters the fp32 head as fp32
+    g16 = onnx.load(str(export_onnx(model, tmp_path / "ctx16.onnx", fp16=True)))
+    check_precision(g16, "fp16")
+    d16, u16 = OnnxRuntimeBackend(tmp_path / "ctx16.onnx").run_uncertainty(x)
+    assert np.abs(d16 - d_o).mean() < 0.05 and np.median(np.abs(u16 - u_o) / u_o) < 0.1
 
 
 def test_depth_only_runs_use_a_graph_without_the_head(headed_onnx):
