@@ -40,8 +40,9 @@
 #      more on those and leg L6's cached pool (seed 9, cameras from 0.3 m; lr 1.5e-4). Encoder and
 #      codebook frozen: every frame keeps its tokens, the transformer is L7's (~60 min)
 #  11. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 16) trained on the soft depth errors of step 10's model
-#      there (~10-15 min); the depth stays bit-identical. The result is the shipped model
+#      256x256 (~15 min), the head (width 16, reading the image encoder's features: --context)
+#      trained on the soft depth errors of step 10's model there (~12 min); the depth stays
+#      bit-identical. The result is the shipped model
 #  12. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
 #   bash training/recipes/tiny_cnn.sh depthart          # -> runs/tiny_cnn/head_depthart
@@ -173,8 +174,8 @@ if [ "$mode" = depthart ]; then
         --train-root "$out/dec_952" --steps 4000 --lr 1.5e-4 --out "$dec/dec7000.safetensors"
     final=$out/head_depthart/checkpoint.safetensors
     [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$dec/dec7000.safetensors" --sampling soft --width 16 --steps 3000 \
-        --batch 16 --out "$final"
+        --checkpoint "$dec/dec7000.safetensors" --sampling soft --width 16 --context \
+        --steps 3000 --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
     --size 256x256
