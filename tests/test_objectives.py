@@ -51,7 +51,7 @@ def test_depthart_loss_uses_model_predictions_and_backpropagates():
     tf = teacher_forcing_loss(m, img, f_D)
     assert out.tokens == tf.tokens == 2 * m.transformer.L
     # an untrained model's argmax rollout differs from the ground truth, so the losses differ
-    assert abs(float(out.loss) - float(tf.loss)) > 1e-6
+    assert abs(out.loss.item() - tf.loss.item()) > 1e-6
 
 
 def test_last_scale_gumbel_variant_drops_last_scale_from_ce():
