@@ -89,8 +89,8 @@ class ModelConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     # > 0: a learned per-pixel uncertainty head of this width (depthart_core/uncertainty_head.py)
     uncertainty_width: int = 0
-    # the head also reads the model's own features (the transformer's last hidden state and the
-    # image prefix, on the latent grid); needs uncertainty_width > 0
+    # the head also reads the model's own view of the image (the image prefix's last scale, on the
+    # latent grid: the conv encoder's features); needs uncertainty_width > 0
     uncertainty_context: bool = False
 
     def __post_init__(self) -> None:

@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--context",
         action="store_true",
-        help="the head also reads the model's own features (the transformer's last hidden state "
-        "and the image prefix, on the latent grid; ModelConfig.uncertainty_context)",
+        help="the head also reads the model's own view of the image (the image prefix's last "
+        "scale on the latent grid: the conv encoder's features; ModelConfig.uncertainty_context)",
     )
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
