@@ -39,9 +39,9 @@
 #      3,000 decoder-only steps of 32 on 8,000 rendered 64 px frames (seeds 951-952), then 4,000
 #      more on those and leg L6's cached pool (seed 9, cameras from 0.3 m; lr 1.5e-4). Encoder and
 #      codebook frozen: every frame keeps its tokens, the transformer is L7's (~60 min)
-#  11. depthart only, the uncertainty head (issue 25): 2,000 rendered frames of seed 941 at
-#      256x256 (~15 min), the head (width 16, reading the image encoder's features: --context)
-#      trained on the soft depth errors of step 10's model there (~12 min); the depth stays
+#  11. depthart only, the uncertainty head (issue 25): 6,000 rendered frames of seeds 942 and 941
+#      at 256x256 (~8 min), the head (width 16, reading the image encoder's features: --context)
+#      trained on the soft depth errors of step 10's model there (~18 min); the depth stays
 #      bit-identical. The result is the shipped model
 #  12. held-out evaluation: 200 frames of seed 777 at 256x256 against the mean-depth-map prior
 #
@@ -153,6 +153,8 @@ if [ "$mode" = depthart ]; then
         --set steps=3077
     [ -d "$out/unc_train941" ] || depthart synth --out "$out/unc_train941" --count 2000 \
         --seed 941 --size 256x256
+    [ -d "$out/unc_train942" ] || depthart synth --out "$out/unc_train942" --count 4000 \
+        --seed 942 --size 256x256
     for s in 951 952; do
         [ -d "$out/dec_$s" ] || depthart synth --out "$out/dec_$s" --count 4000 --seed $s \
             --size 64x64
@@ -173,9 +175,9 @@ if [ "$mode" = depthart ]; then
         --checkpoint "$dec/dec3000.safetensors" --pool "$pool9" --train-root "$out/dec_951" \
         --train-root "$out/dec_952" --steps 4000 --lr 1.5e-4 --out "$dec/dec7000.safetensors"
     final=$out/head_depthart/checkpoint.safetensors
-    [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train941" \
-        --checkpoint "$dec/dec7000.safetensors" --sampling soft --width 16 --context \
-        --steps 3000 --batch 16 --out "$final"
+    [ -f "$final" ] || python training/uncertainty_head.py --train-root "$out/unc_train942" \
+        --train-root "$out/unc_train941" --checkpoint "$dec/dec7000.safetensors" --sampling soft \
+        --width 16 --context --steps 3000 --batch 16 --out "$final"
 fi
 [ -d "$out/eval_seed777" ] || depthart synth --out "$out/eval_seed777" --count 200 --seed 777 \
     --size 256x256
