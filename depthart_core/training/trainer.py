@@ -330,7 +330,7 @@ class Trainer:
                 out = self._loss(batch, cfg.seed * 1_000_003 + position * self.world + self.rank)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
-                    f"non-finite loss ({float(out.loss)}) at step {self.step}; stopping. "
+                    f"non-finite loss ({out.loss.item()}) at step {self.step}; stopping. "
                     f"The last good checkpoint is kept: {self.run_dir / CKPT_NAME}"
                 )
             self.scaler.scale(out.loss / cfg.grad_accum).backward()
