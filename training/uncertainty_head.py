@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         sweep = json.loads(record.read_text())
         args.width = sweep["width"]
-    if args.head_weights:
-        args.context = bool(sweep.get("context", False))
+    if args.head_weights and args.context:
+        ap.error("--context: the sweep (uncertainty_head_sweep.py) trains heads without context")
     cfg = ModelConfig.from_dict(
         {
             **base.cfg.to_dict(),
