@@ -22,7 +22,15 @@ Steps, each a function here (numpy only; the node, the CLI and the evaluation ca
    (the codec divides by that frame's q98), so the unit moves as the view does: turning from a
    long aisle to a near wall shrinks it. `GroundPlaneScale` therefore carries the past scales into
    the current frame's unit before the median (`frame_units_ratio`: the median ratio of the
-   previous relative depth to this one, pixel by pixel). BENCHMARKS 10 measures what that buys.
+   previous relative depth to this one, pixel by pixel). BENCHMARKS 10 measures what that buys;
+6. with a measured up in the frame (an IMU's attitude) and `tilt` > 0, the depth is also
+   straightened, not only scaled (`floor_tilt`, `apply_floor_scale`): the model's floor is often
+   tilted a few degrees from the true one, and so is the rest of its scene, as if it had guessed
+   the camera's pitch wrong. A plane's inverse depth is linear in the ray, so adding
+   `r . t` to every pixel's inverse depth, with t = tilt * (n - up) / d, turns the fitted floor
+   (n, d) toward the measured up by the share `tilt` and keeps every pixel on its own ray. The
+   share is lowered for a frame where the floor's own points would move by more than 2x, and the
+   correction factor of every pixel is clipped to the range it takes on the floor's inliers.
 
 Frames: the REP 103 optical frame (x right, y down, z forward). The up prior is the world's up seen
 from a camera with REP 103 body pitch (positive = nose down) and roll (positive = right side
@@ -35,7 +43,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -84,11 +92,22 @@ class GroundPlaneConfig:
     # measured along the prior's up (pitch and roll known, e.g. a rigid mount on a level floor);
     # the fitted plane still finds the floor and must lie within the tolerance.
     normal: str = "fit"
+    # the share (0-1) of the fitted floor's tilt from a measured up (`up_3`, e.g. an IMU's) that
+    # is taken out of the depth (module docstring, step 6); 0 = scale only. Frames without a
+    # measured up are only scaled. Needs normal "prior" (the floor is then measured along the up)
+    tilt: float = 0.0
 
     def __post_init__(self) -> None:
         check_camera_height(self.camera_height_m)
         if self.normal not in NORMALS:
             raise ValueError(f"normal must be one of {NORMALS}, got {self.normal!r}")
+        if not 0.0 <= self.tilt <= 1.0:  # NaN fails too
+            raise ValueError(f"tilt must be a share in [0, 1], got {self.tilt!r}")
+        if self.tilt > 0.0 and self.normal != "prior":
+            raise ValueError(
+                f"tilt {self.tilt:g} straightens the floor toward the measured up and measures it "
+                f"along that up: it needs normal 'prior', got {self.normal!r}"
+            )
         if not 0.0 < self.floor_region <= 1.0:
             raise ValueError(f"floor_region must be in (0, 1], got {self.floor_region}")
         if not 0.0 < self.max_normal_angle_deg < 90.0:
@@ -227,6 +246,11 @@ class GroundFit:
     residual: float = float("nan")  # RMS |n.p + d| / d over the inliers (relative depth error)
     distance: float = float("nan")
     normal_3: tuple[float, float, float] = (float("nan"),) * 3
+    # the inverse-depth correction per ray unit (zero: scale only) and the range its factor
+    # 1 / (1 + z r.t) takes on the floor's inliers (`apply_floor_scale` clips to it)
+    tilt_3: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    tilt_share: float = 0.0  # the share of the tilt corrected in this frame (<= cfg.tilt)
+    tilt_factor_range: tuple[float, float] = (1.0, 1.0)
 
 
 def floor_candidates(
@@ -370,6 +394,7 @@ def fit_ground_plane(
     height = check_camera_height(
         cfg.camera_height_m if camera_height_m is None else camera_height_m
     )
+    measured = up_3 is not None
     up_3 = expected_up(cfg.pitch_deg, cfg.roll_deg) if up_3 is None else check_up(up_3)
     max_angle = cfg.max_normal_angle_deg
     pts_N3 = floor_candidates(depth_HW, projection, cfg, up_3)
@@ -404,6 +429,12 @@ def fit_ground_plane(
     if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
         why = f"floor {_deg(angle)} deg from up > {max_angle:g}"
         return _result("normal_far_from_up", why, *plane)
+    tilt = None
+    if cfg.tilt > 0.0 and measured:
+        tilt = floor_tilt(pts_N3[inl_N], normal_3, dist, up_3, cfg.tilt)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            den_N = 1.0 + pts_N3 @ tilt.t_3
+            pts_N3 = np.where((den_N > 0.0)[:, None], pts_N3 / den_N[:, None], np.nan)
     if cfg.normal == "prior":
         dist = _prior_distance(pts_N3, inl_N, up_3, cfg.inlier_threshold)
     scale = height / dist if dist > 0 else math.inf
@@ -414,7 +445,82 @@ def fit_ground_plane(
             f"{dist:.4g}) outside [{lo:g}, {hi:g}]"
         )
         return _result("scale_out_of_range", why, *plane)
-    return _result("ok", "ok", *plane, scale=scale)
+    fit = _result("ok", "ok", *plane, scale=scale)
+    if tilt is None:
+        return fit
+    t_3 = (float(tilt.t_3[0]), float(tilt.t_3[1]), float(tilt.t_3[2]))
+    return replace(fit, tilt_3=t_3, tilt_share=tilt.share, tilt_factor_range=tilt.factor_range)
+
+
+@dataclass(frozen=True)
+class FloorTilt:
+    """The inverse-depth correction that turns a fitted floor toward a measured up."""
+
+    t_3: np.ndarray  # 1/z' = 1/z + r.t for the ray r = (x/z, y/z, 1), in the depth's units
+    share: float  # of the tilt corrected (the asked share, or less where it moved the floor 2x)
+    factor_range: tuple[float, float]  # of z'/z = 1 / (1 + z r.t) over the floor's points
+
+
+def floor_tilt(
+    floor_N3: np.ndarray, normal_3: np.ndarray, dist: float, up_3: np.ndarray, share: float
+) -> FloorTilt:
+    """The correction that takes `share` of the way from the plane (`normal_3`, `dist`) to a
+    plane perpendicular to `up_3` at the same distance, keeping each pixel on its ray (a plane's
+    inverse depth is linear in the ray, so the plane stays a plane). The share is lowered until
+    no floor point's depth changes by more than a factor of 2 (an extreme tilt is the model's
+    depth failing, not a pitch to undo)."""
+    t0_3 = (np.asarray(normal_3, dtype=np.float64) - up_3) / dist
+    c_N = floor_N3 @ t0_3  # p.t0 = z r.t0: a floor point's factor is 1 / (1 + share * c)
+    a = float(share)
+    if len(c_N) and c_N.min() < 0.0:
+        a = min(a, 0.5 / -float(c_N.min()))  # factor <= 2
+    if len(c_N) and c_N.max() > 0.0:
+        a = min(a, 1.0 / float(c_N.max()))  # factor >= 0.5
+    f_N = 1.0 / (1.0 + a * c_N) if len(c_N) else np.ones(1)
+    return FloorTilt(a * t0_3, a, (float(f_N.min()), float(f_N.max())))
+
+
+def tilt_factor(
+    depth_HW: np.ndarray, projection: Sequence[float] | np.ndarray, fit: GroundFit, stride: int = 1
+) -> np.ndarray:
+    """Each (`stride`-th) pixel's z'/z = 1 / (1 + z r.t) of the frame's floor tilt, clipped to
+    the range the floor's inliers take (past the corrected horizon: its top); NaN where the
+    depth is not finite."""
+    depth = np.asarray(depth_HW, dtype=np.float32)[::stride, ::stride]
+    h, w = np.asarray(depth_HW).shape
+    rays_hw2 = pixel_rays(h, w, (), projection_p(projection), stride=stride)
+    t_3 = np.asarray(fit.tilt_3, dtype=np.float32)
+    rt_hw = rays_hw2[..., 0] * t_3[0] + rays_hw2[..., 1] * t_3[1] + t_3[2]
+    lo, hi = fit.tilt_factor_range
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den_hw = 1.0 + depth * rt_hw
+        f_hw = np.where(den_hw > 0.0, 1.0 / den_hw, np.float32(hi))
+    f_hw = np.clip(f_hw, np.float32(lo), np.float32(hi))
+    return np.where(np.isfinite(depth), f_hw, np.nan).astype(np.float32)
+
+
+def tilt_unit(
+    depth_HW: np.ndarray, projection: Sequence[float] | np.ndarray, fit: GroundFit, stride: int
+) -> float:
+    """The median factor the floor tilt puts on the frame's valid pixels: corrected depth is
+    about this times the raw depth, so scale * unit is a scale for the raw depth's unit."""
+    f_hw = tilt_factor(depth_HW, projection, fit, stride)
+    ok = np.isfinite(f_hw) & (np.asarray(depth_HW)[::stride, ::stride] > 0)
+    return float(np.median(f_hw[ok])) if ok.any() else 1.0
+
+
+def apply_floor_scale(
+    depth_HW: np.ndarray, projection: Sequence[float] | np.ndarray, scale: float, fit: GroundFit
+) -> np.ndarray:
+    """Metres from relative depth: `scale` times the depth straightened by the frame's floor
+    tilt (`fit.tilt_3`; without one, exactly `depth * scale`). Each pixel's factor
+    1 / (1 + z r.t) is clipped to the range it takes on the floor's inliers, so pixels far
+    beyond the floor are not extrapolated past what the floor supports."""
+    depth = np.asarray(depth_HW, dtype=np.float32)
+    if not any(fit.tilt_3):
+        return depth * np.float32(scale)
+    f_hw = tilt_factor(depth, projection, fit)
+    return (depth * f_hw * np.float32(scale)).astype(np.float32)
 
 
 def _result(
@@ -563,6 +669,12 @@ class GroundPlaneScale:
         up_3: np.ndarray | None = None,
     ) -> tuple[GroundFit, SmoothedScale]:
         fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m, up_3)
+        # a straightened frame's scale is for its corrected depth, whose unit is not the raw
+        # depth's that the smoother follows: it smooths the scale times the correction's median
+        # factor (a raw-unit scale), and hands back the scale for this frame's corrected depth
+        unit = 1.0
+        if fit.scale is not None and any(fit.tilt_3):
+            unit = tilt_unit(depth_HW, projection, fit, self.cfg.stride)
         if self.cfg.track_units:
             step = self.cfg.stride
             cur_hw = np.array(depth_HW[::step, ::step], dtype=np.float32)
@@ -573,7 +685,11 @@ class GroundPlaneScale:
                 else:
                     self.smoother.rescale(units)
             self._prev_hw = cur_hw
-        return fit, self.smoother.update(fit.scale, fit.reason)
+        raw = None if fit.scale is None else fit.scale * unit
+        applied = self.smoother.update(raw, fit.reason)
+        if applied.scale is not None and unit != 1.0:
+            applied = replace(applied, scale=applied.scale / unit)
+        return fit, applied
 
 
 def diagnostics(fit: GroundFit, applied: SmoothedScale) -> dict[str, str]:
@@ -587,6 +703,7 @@ def diagnostics(fit: GroundFit, applied: SmoothedScale) -> dict[str, str]:
         "plane inlier fraction": f"{fit.inlier_fraction:.3f}",
         "plane normal angle from up [deg]": f"{fit.normal_angle_deg:.1f}",
         "plane residual (relative)": f"{fit.residual:.4f}",
+        "floor tilt share corrected": f"{fit.tilt_share:.2f}",
         "floor candidate points": str(fit.n_candidates),
     }
     if applied.scale is None:

@@ -9,6 +9,8 @@ Two sources, each switched on by a start-up parameter:
   (`depthart_core.ground_plane`). With `ground_plane.imu` the up of each frame comes from the
   `imu` message nearest in stamp (its attitude, through the camera's mount pitch and roll)
   instead of the fixed mount prior; without one in time the prior is used and diagnostics say so.
+  With an IMU, `ground_plane.tilt` also takes that share of the fitted floor's tilt from the
+  IMU's up out of the depth (`depthart_core.ground_plane.apply_floor_scale`), not only its scale.
 
 With both on, a frame with a usable sparse fit takes it (a sensor measures this very frame; the
 floor only gives a scale, through the camera height's accuracy), and the ground plane covers the
@@ -24,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from depthart_core.ground_plane import GroundPlaneConfig, GroundPlaneScale, frame_up
+from depthart_core.ground_plane import (
+    GroundFit,
+    GroundPlaneConfig,
+    GroundPlaneScale,
+    apply_floor_scale,
+    frame_up,
+)
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
 
@@ -37,6 +45,7 @@ GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
     ("ground_plane.min_inlier_fraction", "min_inlier_fraction"),
     ("ground_plane.normal", "normal"),
     ("ground_plane.window", "window"),
+    ("ground_plane.tilt", "tilt"),
 )
 
 
@@ -118,9 +127,11 @@ class MetricScaler:
                 return self._applied("sparse_depth", fit.scale, fit.shift, fit.mode, relative)
             reasons.append(f"sparse_depth: {reason}")
         if self.ground is not None:
-            scale, reason = self._ground_scale(relative, projection, stamp_ns, cfg)
+            scale, fit, reason = self._ground_scale(relative, projection, stamp_ns, cfg)
             if scale is not None:
-                return self._applied("ground_plane", scale, 0.0, "scale", relative)
+                metres = apply_floor_scale(relative, projection, scale, fit)
+                mode = "scale" if fit.tilt_share == 0.0 else "scale_tilt"
+                return self._applied("ground_plane", scale, 0.0, mode, relative, metres)
             reasons.append(f"ground_plane: {reason}")
         why = "; ".join(reasons)
         s = self.state
@@ -129,12 +140,22 @@ class MetricScaler:
         return relative, why
 
     def _applied(
-        self, source: str, scale: float, shift: float, mode: str, relative: np.ndarray
+        self,
+        source: str,
+        scale: float,
+        shift: float,
+        mode: str,
+        relative: np.ndarray,
+        metres: np.ndarray | None = None,
     ) -> tuple[np.ndarray, None]:
+        """Record what is applied; `metres` when the source computed them itself, else
+        scale * relative + shift."""
         s = self.state
         s |= {"units": "metres", "source": source, "scale": scale, "shift": shift, "mode": mode}
         s |= {"reason": "ok", "fits": s["fits"] + 1}
-        return ScaleFit(scale, shift, mode, 0, 0, float("nan")).apply(relative), None
+        if metres is None:
+            metres = ScaleFit(scale, shift, mode, 0, 0, float("nan")).apply(relative)
+        return metres, None
 
     def _sparse_fit(self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]):
         tol_s = cfg["sparse_depth.max_stamp_diff_s"]
@@ -152,10 +173,10 @@ class MetricScaler:
 
     def _ground_scale(
         self, relative: np.ndarray, projection: Any | None, stamp_ns: int, cfg: dict[str, Any]
-    ) -> tuple[float | None, str]:
+    ) -> tuple[float | None, GroundFit | None, str]:
         if projection is None:
             self.plane = {"fit": "no_camera_info"}
-            return None, "no camera_info for this frame (the floor needs the intrinsics)"
+            return None, None, "no camera_info for this frame (the floor needs the intrinsics)"
         up_3, up_source = self._frame_up(stamp_ns, cfg) if self.imu_on else (None, "prior")
         fit, applied = self.ground.update(relative, projection, None, up_3)
         self.plane = {
@@ -165,11 +186,12 @@ class MetricScaler:
             "normal_angle_deg": f"{fit.normal_angle_deg:.1f}",
             "residual": f"{fit.residual:.4f}",
             "raw_scale": "none" if fit.scale is None else f"{fit.scale:.4g}",
+            "tilt_share": f"{fit.tilt_share:.2f}",
             "smoothing": f"{applied.status}: {applied.detail}",
         }
         if applied.scale is None:
-            return None, fit.reason
-        return applied.scale, "ok"
+            return None, fit, fit.reason
+        return applied.scale, fit, "ok"
 
     def diagnostics(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

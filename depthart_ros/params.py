@@ -178,6 +178,14 @@ PARAMS: tuple[Param, ...] = (
         hi=100,
     ),
     Param(
+        "ground_plane.tilt",
+        0.0,
+        "with ground_plane.imu and normal prior: share of the fitted floor's tilt from the "
+        "IMU's up taken out of the depth, not only its scale (0 = scale only; 0.75 measured)",
+        lo=0.0,
+        hi=1.0,
+    ),
+    Param(
         "ground_plane.imu_max_stamp_diff_s",
         0.05,
         "stamp tolerance image/imu; without an imu message that near, the prior is used",
@@ -223,6 +231,17 @@ def validate_params(values: dict[str, Any]) -> str | None:
         )
     if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
         return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
+    tilt = values.get("ground_plane.tilt", 0.0)
+    if tilt > 0 and not values.get("ground_plane.imu", False):
+        return (
+            f"ground_plane.tilt={tilt!r} straightens the floor toward the IMU's up: it needs "
+            "ground_plane.imu true"
+        )
+    if tilt > 0 and values.get("ground_plane.normal", "fit") != "prior":
+        return (
+            f"ground_plane.tilt={tilt!r} measures the floor along the IMU's up: it needs "
+            f"ground_plane.normal 'prior', got {values.get('ground_plane.normal', 'fit')!r}"
+        )
     for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):
         if values.get(hi, 0) > 0 and values.get(lo, 0) >= values[hi]:
             return f"{lo}={values[lo]!r} must be below {hi}={values[hi]!r}"

@@ -17,6 +17,7 @@ from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
     ScaleSmoother,
+    apply_floor_scale,
     check_camera_height,
     check_up,
     diagnostics,
@@ -367,6 +368,93 @@ def test_a_measured_up_replaces_the_prior_for_one_frame():
     # the stream passes it through, frame by frame
     fit, applied = GroundPlaneScale(cfg).update(relative(metric), K, None, expected_up(14.0, 2.0))
     assert fit == measured and applied.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
+
+
+def tilted(metric: np.ndarray, K: np.ndarray, w_3: np.ndarray) -> np.ndarray:
+    """The relative depth of a model that misjudges the camera's pitch: its inverse depth off by
+    a field linear in the ray, r . w (a plane stays a plane, tilted), times the unknown scale."""
+    _, rays = camera()
+    with np.errstate(divide="ignore"):
+        inv = np.where(metric > 0, 1.0 / metric, np.nan) + rays @ w_3
+    return np.where(inv > 0, 1.0 / (TRUE_SCALE * inv), 0.0).astype(np.float32)
+
+
+def _abs_rel(pred: np.ndarray, metric: np.ndarray) -> float:
+    ok = (metric > 0) & np.isfinite(pred) & (pred > 0)
+    return float(np.mean(np.abs(pred[ok] - metric[ok]) / metric[ok]))
+
+
+def test_tilt_straightens_a_floor_the_model_tilted():
+    """A model whose scene is tilted (inverse depth + r.w, w across the true up: a pitch it
+    misjudged) puts the floor 4 deg off the measured up. Scaling alone leaves the far floor and
+    the wall a fraction off; tilt 1 takes the floor's tilt out and gives every pixel its metres
+    (exact on the floor, to second order in w elsewhere), tilt 0.5 half way. Without a measured
+    up the share is not applied: the prior cannot know this frame's tilt."""
+    up = expected_up(10.0, 0.0)
+    metric, K = scene(1.0, 10.0, wall=5.0)
+    across = np.cross(up, [1.0, 0.0, 0.0])  # in the up/forward plane, perpendicular to up
+    rel = tilted(metric, K, 0.07 * across / np.linalg.norm(across))
+    base = GroundPlaneConfig(camera_height_m=1.0, pitch_deg=10.0, normal="prior")
+    plain = fit_ground_plane(rel, K, base, up_3=up)
+    assert plain.code == "ok" and plain.normal_angle_deg > 3.0, plain
+    assert plain.tilt_share == 0.0 and plain.tilt_3 == (0.0, 0.0, 0.0)
+    scaled = apply_floor_scale(rel, K, plain.scale, plain)
+    assert np.array_equal(scaled, rel * np.float32(plain.scale))  # scale only: bit for bit
+    err = {0.0: _abs_rel(scaled, metric)}
+    for share in (0.5, 1.0):
+        fit = fit_ground_plane(rel, K, dataclasses.replace(base, tilt=share), up_3=up)
+        assert fit.code == "ok" and fit.tilt_share == pytest.approx(share), fit
+        err[share] = _abs_rel(apply_floor_scale(rel, K, fit.scale, fit), metric)
+    assert err[0.0] > 0.05, err
+    assert err[1.0] < 0.15 * err[0.0], err
+    assert err[1.0] < err[0.5] < err[0.0], err
+    # exact wherever the factor lies in the range the floor's candidates support; beyond it (the
+    # far floor above the searched rows, the wall) the factor is clipped to that range's end
+    fit = fit_ground_plane(rel, K, dataclasses.replace(base, tilt=1.0), up_3=up)
+    out = apply_floor_scale(rel, K, fit.scale, fit)
+    lo, hi = fit.tilt_factor_range
+    ok = (metric > 0) & (rel > 0)
+    factor = np.where(ok, out / np.where(ok, rel * fit.scale, 1.0), 0.0)
+    inside = ok & (factor > lo * (1 + 1e-4)) & (factor < hi * (1 - 1e-4))
+    assert inside.mean() > 0.3
+    assert np.allclose(out[inside], metric[inside], rtol=2e-3)
+    assert _abs_rel(out[ok & ~inside], metric[ok & ~inside]) < 0.3 * err[0.0]
+    # no measured up in this frame: the prior's up, and scale only
+    prior = fit_ground_plane(rel, K, dataclasses.replace(base, tilt=1.0))
+    assert prior.tilt_share == 0.0 and prior.scale == pytest.approx(
+        fit_ground_plane(rel, K, base).scale
+    )
+
+
+def test_an_extreme_tilt_is_corrected_only_as_far_as_the_floor_allows():
+    """A floor 20 deg off the measured up is the depth failing, not a pitch to undo: the share is
+    lowered until no floor point moves by more than 2x, and no pixel's factor leaves the range
+    the floor's inliers take (nothing extrapolated to infinity past the corrected horizon)."""
+    up = expected_up(10.0, 0.0)
+    metric, K = scene(1.0, 10.0, wall=8.0)
+    across = np.cross(up, [1.0, 0.0, 0.0])
+    rel = tilted(metric, K, 0.45 * across / np.linalg.norm(across))
+    cfg = GroundPlaneConfig(
+        camera_height_m=1.0, pitch_deg=10.0, normal="prior", tilt=1.0, max_normal_angle_deg=60.0
+    )
+    fit = fit_ground_plane(rel, K, cfg, up_3=up)
+    assert fit.code == "ok" and fit.normal_angle_deg > 15.0, fit
+    assert 0.0 < fit.tilt_share < 1.0, fit
+    lo, hi = fit.tilt_factor_range
+    assert 0.5 - 1e-6 <= lo <= hi <= 2.0 + 1e-6 and (lo < 0.51 or hi > 1.99), fit
+    out = apply_floor_scale(rel, K, fit.scale, fit)
+    ok = rel > 0
+    factor = out[ok] / (rel[ok] * fit.scale)
+    assert np.isfinite(out[ok]).all()
+    assert factor.min() >= lo * (1 - 1e-5) and factor.max() <= hi * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_a_bad_tilt_share_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match="tilt must be a share in"):
+        GroundPlaneConfig(normal="prior", tilt=bad)
+    with pytest.raises(ValueError, match="needs normal 'prior', got 'fit'"):
+        GroundPlaneConfig(tilt=0.5)
 
 
 @pytest.mark.parametrize(

@@ -710,31 +710,42 @@ def _quaternion_xyzw(yaw_deg: float, pitch_deg: float) -> tuple[float, float, fl
 
 def test_ground_plane_takes_each_frames_up_from_the_imu(ros: RosTest) -> None:
     """With ground_plane.imu the floor is measured along the up of the IMU attitude nearest in
-    stamp (through the mount pitch): the node's scale equals that fit done here; a frame without
-    an IMU message in time uses the mount prior, and diagnostics say which."""
+    stamp (through the mount pitch): the node's scale equals that fit done here, and with
+    ground_plane.tilt its depth is that fit's straightened metres; a frame without an IMU
+    message in time uses the mount prior (scale only), and diagnostics say which."""
     from sensor_msgs.msg import Imu
 
     from depthart_core.evaluation.ground_plane import RigEval, rig_frames
-    from depthart_core.ground_plane import GroundPlaneConfig, fit_ground_plane, imu_up
+    from depthart_core.ground_plane import (
+        GroundPlaneConfig,
+        apply_floor_scale,
+        fit_ground_plane,
+        imu_up,
+    )
 
     rig = RigEval(1.0, 10.0, sequences=1, frames=1, size=(240, 320), seed=0)
     out = rig_frames(rig, 0)
     rgb = np.ascontiguousarray(out["rgb"][0].permute(1, 2, 0).numpy())
     K_33 = out["K"][0].numpy().astype(np.float64)
     rel = _node_default_backend(SHIPPED).predict(rgb)
-    cfg = GroundPlaneConfig(camera_height_m=1.0, pitch_deg=10.0, normal="prior", window=1)
+    cfg = GroundPlaneConfig(
+        camera_height_m=1.0, pitch_deg=10.0, normal="prior", window=1, tilt=0.75
+    )
     q = _quaternion_xyzw(40.0, 2.0)  # any heading, the body 2 deg nose down
     with_imu = fit_ground_plane(rel, K_33, cfg, up_3=imu_up(q, 10.0, 0.0))
     prior = fit_ground_plane(rel, K_33, cfg)
     assert with_imu.code == prior.code == "ok", (with_imu, prior)
     assert abs(with_imu.scale / prior.scale - 1.0) > 0.01  # the IMU's up makes a difference
+    assert with_imu.tilt_share > 0.0 and prior.tilt_share == 0.0  # no tilt without a measured up
+    straightened = apply_floor_scale(rel, K_33, with_imu.scale, with_imu)
+    assert not np.allclose(straightened, rel * with_imu.scale, rtol=1e-3)
 
     peer = ros.peer
     _subscribe_outputs(peer)
     params = {"checkpoint": SHIPPED, "input_qos.reliability": "reliable", "input_qos.depth": 5}
     params |= {"ground_plane.enabled": True, "ground_plane.imu": True, "ground_plane.window": 1}
     params |= {"ground_plane.pitch_deg": 10.0, "ground_plane.normal": "prior"}
-    params |= {"camera_info.wait_s": 5.0}
+    params |= {"camera_info.wait_s": 5.0, "ground_plane.tilt": 0.75}
     node = ros.start_node(params)
     peer.wait_ready(node)
     pub_img = peer.publisher(Image, "image", reliable=True)
@@ -765,15 +776,21 @@ def test_ground_plane_takes_each_frames_up_from_the_imu(ros: RosTest) -> None:
         info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         pub_info.publish(info)
         _publish_frame(ros, pub_img, rgb, stamp, "cam/floor")
-        _wait_depth(ros, stamp)
+        depths.append(_depth(_wait_depth(ros, stamp)))
         return peer.wait_diagnostics(after=time.time())
 
+    depths: list[np.ndarray] = []
     diag = frame(0.004)
     assert diag["metric_source"] == "ground_plane" and diag["ground_plane_up"] == "imu", diag
     assert float(diag["metric_scale"]) == pytest.approx(with_imu.scale, rel=1e-3)
+    assert float(diag["ground_plane_tilt_share"]) == pytest.approx(with_imu.tilt_share, abs=0.01)
+    assert diag["metric_mode"] == "scale_tilt", diag
+    ok = np.isfinite(depths[0])
+    assert ok.mean() > 0.9 and np.allclose(depths[0][ok], straightened[ok], rtol=1e-3)
     diag = frame(-1.0)  # the only IMU messages are a second or more away: the prior
     assert diag["ground_plane_up"] == "prior (no imu within 0.05 s)", diag
     assert float(diag["metric_scale"]) == pytest.approx(prior.scale, rel=1e-3)
+    assert diag["metric_mode"] == "scale" and diag["ground_plane_tilt_share"] == "0.00", diag
     assert int(diag["imu_missing"]) >= 1 and int(diag["imu_received"]) == 2, diag
 
 
@@ -891,6 +908,14 @@ def test_validate_params_names_the_bad_value() -> None:
     assert "input_qos.depth=0" in validate_params(defaults | {"input_qos.depth": 0})
     bad_range = defaults | {"sparse_depth.min_m": 5.0, "sparse_depth.max_m": 1.0}
     assert "sparse_depth.min_m=5.0" in validate_params(bad_range)
+    tilt = defaults | {"ground_plane.tilt": 0.75}
+    assert "needs ground_plane.imu true" in validate_params(tilt)
+    tilt |= {"ground_plane.imu": True}
+    assert "needs ground_plane.normal 'prior', got 'fit'" in validate_params(tilt)
+    assert validate_params(tilt | {"ground_plane.normal": "prior"}) is None
+    assert "ground_plane.tilt=1.5 is outside [0, 1]" in validate_params(
+        tilt | {"ground_plane.normal": "prior", "ground_plane.tilt": 1.5}
+    )
 
 
 # ---------------------------------------------------------------------------------------------

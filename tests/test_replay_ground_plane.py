@@ -4,6 +4,7 @@ camera height, scored without alignment beside the same predictions median-align
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -43,6 +44,29 @@ class GroundTruthBackend:
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         return (self.depth[rgb.tobytes()] / self.k).astype(np.float32)
+
+
+class TiltedBackend(GroundTruthBackend):
+    """The true depth as a model that misjudges the camera's pitch sees it: inverse depth off by
+    r . w (w across the mount's up), then divided by the constant."""
+
+    name = "tilted"
+
+    def __init__(self, samples, w_3: np.ndarray) -> None:
+        super().__init__(samples)
+        self.rays = {s.rgb.tobytes(): _rays(s.intrinsics, *s.depth.shape) for s in samples}
+        self.w_3 = w_3
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        key = rgb.tobytes()
+        inv = 1.0 / self.depth[key] + self.rays[key] @ self.w_3
+        return np.where(inv > 0, 1.0 / (self.k * inv), np.nan).astype(np.float32)
+
+
+def _rays(K: np.ndarray, h: int, w: int) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
 
 
 class WallBackend:
@@ -136,6 +160,31 @@ def test_an_imu_in_the_bag_gives_each_frame_its_up(tmp_path):
     )
 
 
+def test_tilt_with_the_imu_takes_a_models_floor_tilt_out(tmp_path):
+    """A model whose scene is tilted 4-5 deg (as if it misjudged the pitch): with the IMU's up,
+    scaling alone leaves the metres a fraction off; `tilt` 1 straightens each frame's floor
+    toward the IMU's up and the metres come back to a few percent, each row saying the share it
+    corrected. The share is the config's (`--ground-tilt` on the command line)."""
+    bag = tmp_path / "cart_imu"
+    bags.write_synthetic_bag(bag, FRAMES, seed=1, size=SIZE, rig="cart", imu_noise_deg=0)
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
+    pitch = math.radians(RIGS["cart"][1])
+    across = np.array([0.0, -math.sin(pitch), math.cos(pitch)])  # the mount's forward
+    backend = TiltedBackend(samples, 0.08 * across)
+    steady = dict(track_units=False, normal="prior", window=1)
+    out = {}
+    for tilt in (0.0, 1.0):
+        cfg = dataclasses.replace(_cfg(tilt=tilt, **steady), imu_topic="/imu/data")
+        out[tilt] = replay_offline(bag, tmp_path / f"t{tilt}", cfg, backend)["ground_plane"]
+    assert out[0.0]["frames_scaled"] == out[1.0]["frames_scaled"] >= FRAMES - 1, out
+    assert out[0.0]["metric_abs_rel"] > 0.05, out
+    assert out[1.0]["metric_abs_rel"] < 0.3 * out[0.0]["metric_abs_rel"], out
+    half = dataclasses.replace(_cfg(tilt=0.5, **steady), imu_topic="/imu/data")
+    rows = replay_offline(bag, tmp_path / "rows", half, backend)["rows"]
+    shares = [r["ground_plane"]["tilt_share"] for r in rows if r["ground_plane"]["code"] == "ok"]
+    assert shares and all(0.0 < s <= 0.5 for s in shares), shares
+
+
 def _shift_topic(src: Path, dst: Path, topic: str, dt_ns: int) -> Path:
     """A copy of a bag with one topic's header stamps moved by `dt_ns`."""
     from depthart_core.rosio.messages import ns_to_stamp, stamp_to_ns
@@ -174,6 +223,26 @@ def _one_line_error(capsys) -> str:
         (["--camera-info-topic", "/nope", "--camera-height", "1.0"], "/nope"),
         ([*INFO, "--camera-height", "1.0", "--ground-window", "0"], "window must be >= 1, got 0"),
         ([*INFO, "--camera-height", "1.0", "--imu-topic", "/imu"], "/imu"),
+        ([*INFO, "--camera-height", "1.0", "--ground-tilt", "0.5"], "give the IMU's topic"),
+        (
+            [*INFO, "--camera-height", "1.0", "--imu-topic", "/imu", "--ground-tilt", "0.5"],
+            "needs normal 'prior', got 'fit'",
+        ),
+        (
+            [
+                *INFO,
+                "--camera-height",
+                "1",
+                "--imu-topic",
+                "/imu",
+                "--ground-normal",
+                "prior",
+                "--ground-tilt",
+                "1.5",
+            ],
+            "tilt must be a share in [0, 1], got 1.5",
+        ),
+        ([*INFO, "--camera-height", "1.0", "--ground-max-angle", "95"], "max_normal_angle_deg"),
     ],
 )
 def test_bad_ground_plane_input_is_one_line_and_writes_nothing(

@@ -11,6 +11,7 @@ Markdown table (the model's rows and the ground truth's, which check the plane f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -54,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         "--up-noise-deg", type=float, default=0.0, help="with --up true: Gaussian noise per axis"
     )
     ap.add_argument("--window", type=int, default=None, help="the smoother's window (default 9)")
+    ap.add_argument(
+        "--tilt",
+        type=float,
+        default=0.0,
+        help="with --up true: the share of the floor's tilt taken out (the node's "
+        "ground_plane.tilt; the 'prior' normal rows only)",
+    )
+    ap.add_argument(
+        "--max-angle", type=float, default=None, help="floor normal tolerance (default 35 deg)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
     ap.add_argument("--backend", default="torch")
@@ -77,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         predict = backend.predict
         print(f"model: {backend.describe()}", flush=True)
+    if args.tilt and args.up != "true":
+        ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: it needs --up true")
+    ground: dict[str, object] = {"tilt": args.tilt}
+    if args.window:
+        ground["window"] = args.window
+    if args.max_angle:
+        ground["max_normal_angle_deg"] = args.max_angle
     rows = []
     for name in args.rigs:
         t0 = time.perf_counter()
@@ -91,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             up_source=args.up,
             up_noise_deg=args.up_noise_deg,
-            **({"ground": GroundPlaneConfig(window=args.window)} if args.window else {}),
+            ground=dataclasses.replace(GroundPlaneConfig(normal="prior"), **ground),
         )
         stats = evaluate_rig(rig, predict)
         rows += [summary_row(name, rig, key, st) for key, st in stats.items()]

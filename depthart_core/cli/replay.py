@@ -90,6 +90,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"median of the last N frames' scales; 1 = each frame's own ({window})",
     )
+    gp.add_argument(
+        "--ground-tilt",
+        type=float,
+        default=GroundPlaneConfig.tilt,
+        metavar="SHARE",
+        help="with --imu-topic and --ground-normal prior: the share (0-1) of the fitted floor's "
+        "tilt from the IMU's up taken out of the depth, not only its scale (the node's "
+        f"ground_plane.tilt; {GroundPlaneConfig.tilt:g})",
+    )
+    gp.add_argument(
+        "--ground-max-angle",
+        type=float,
+        default=GroundPlaneConfig.max_normal_angle_deg,
+        metavar="DEG",
+        help="a fitted floor further than this from up falls back to relative depth (the "
+        f"node's ground_plane.max_normal_angle_deg; {GroundPlaneConfig.max_normal_angle_deg:g})",
+    )
     p.add_argument(
         "--write-bag",
         default=None,
@@ -125,12 +142,19 @@ def _ground_plane(args: argparse.Namespace):
         return None
     if args.camera_height is None:
         return None  # ReplayConfig refuses the protocol without it
+    if args.ground_tilt > 0.0 and not args.imu_topic:
+        raise ValueError(
+            f"--ground-tilt {args.ground_tilt:g} straightens the floor toward a measured up: "
+            "give the IMU's topic with --imu-topic"
+        )
     return GroundPlaneConfig(
         camera_height_m=check_camera_height(args.camera_height),
         normal=args.ground_normal,
         pitch_deg=args.ground_pitch,
         roll_deg=args.ground_roll,
         window=args.ground_window,
+        tilt=args.ground_tilt,
+        max_normal_angle_deg=args.ground_max_angle,
     )
 
 

@@ -43,7 +43,12 @@ from depthart_core.data.synthetic.render import batch_sample, render_scenes, seq
 from depthart_core.data.synthetic.scene import look_rotation
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import abs_rel
-from depthart_core.ground_plane import NORMALS, GroundPlaneConfig, GroundPlaneScale
+from depthart_core.ground_plane import (
+    NORMALS,
+    GroundPlaneConfig,
+    GroundPlaneScale,
+    apply_floor_scale,
+)
 
 # name -> (camera height [m], mounting pitch [deg], positive down)
 RIGS: dict[str, tuple[float, float]] = {
@@ -205,7 +210,8 @@ def score_frame(
     if applied.scale is None:
         stats.fallbacks[fit.code] += 1
         return
-    stats.metric.append(abs_rel(applied.scale * rel_HW, gt_HW, valid_HW))
+    metric_HW = apply_floor_scale(rel_HW, K_33, applied.scale, fit)
+    stats.metric.append(abs_rel(metric_HW, gt_HW, valid_HW & np.isfinite(metric_HW)))
     stats.aligned.append(aligned)
     stats.scale_err.append(applied.scale / s_med - 1.0)
     if floor_HW is not None:
@@ -228,7 +234,13 @@ def evaluate_rig(
     for seq in range(rig.sequences):
         out = rig_frames(rig, seq)
         # one stream state per camera path, as a node restarted for each recording
-        states = {k: GroundPlaneScale(dataclasses.replace(ground, normal=k[1])) for k in keys}
+        # the tilt measures along the up: only the "prior" normal takes it
+        states = {
+            k: GroundPlaneScale(
+                dataclasses.replace(ground, normal=k[1], tilt=ground.tilt * (k[1] == "prior"))
+            )
+            for k in keys
+        }
         for i in range(out["rgb"].shape[0]):
             gt_HW = out["depth"][i].numpy().astype(np.float64)
             valid_HW = out["valid"][i].numpy()

@@ -27,6 +27,7 @@ from depthart_core.fileutil import TEMP_SUFFIX, WriteError, npy_bytes
 from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
+    apply_floor_scale,
     frame_up,
     projection_p,
 )
@@ -275,10 +276,11 @@ def ground_plane_fit(
     frame: Frame,
     ground: GroundPlaneScale | None,
     cfg: ReplayConfig | None = None,
-) -> float | None:
-    """The scale the node's ground-plane path would apply to this frame (its floor fit through
-    the frame's CameraInfo P, then the stream's smoother), recorded in `row["ground_plane"]`;
-    None (with the fallback's code and reason there) when it would publish relative depth."""
+) -> np.ndarray | None:
+    """The metres the node's ground-plane path would publish for this frame (its floor fit
+    through the frame's CameraInfo P, the stream's smoother, and with an IMU and a tilt share the
+    floor's tilt taken out), the fit recorded in `row["ground_plane"]`; None (with the
+    fallback's code and reason there) when it would publish relative depth."""
     if ground is None:
         raise ValueError("the ground_plane protocol needs the run's GroundPlaneScale")
     if frame.camera_info is None:
@@ -300,10 +302,12 @@ def ground_plane_fit(
         "frame_scale": fit.scale,
         "inlier_fraction": fit.inlier_fraction,
         "normal_angle_deg": fit.normal_angle_deg,
+        "tilt_share": fit.tilt_share,
     }
     if applied.scale is None:
         row["ground_plane"]["reason"] = fit.reason
-    return applied.scale
+        return None
+    return apply_floor_scale(pred, projection_p(proj), applied.scale, fit)
 
 
 def score_frame(
@@ -352,7 +356,8 @@ def score_frame(
             return None
         aligned = evaluate(pred, gt, valid, get_protocol("depthart"), cfg.depth_range)
         row["aligned_abs_rel"] = aligned["abs_rel"]
-        pred = (pred * np.float32(floor)).astype(np.float32)
+        pred = floor
+        valid = valid & np.isfinite(pred)
     elif metric:
         pred, reason, fit = sparse_metric_fit(pred, gt, valid, cfg, frame.index)
         row.update(fit)
