@@ -18,11 +18,13 @@ Steps, each a function here (numpy only; the node, the CLI and the evaluation ca
    view), a dominant plane whose normal is far from up (a wall, a ramp, an occluder), too few
    inliers, a scale outside a plausible range;
 5. `ScaleSmoother`: the median of the last accepted scales; a jump beyond `jump_ratio` is held off
-   until it persists for `jump_persist` frames. The relative depth's unit is each frame's own
-   (the codec divides by that frame's q98), so the unit moves as the view does: turning from a
-   long aisle to a near wall shrinks it. `GroundPlaneScale` therefore carries the past scales into
-   the current frame's unit before the median (`frame_units_ratio`: the median ratio of the
-   previous relative depth to this one, pixel by pixel). BENCHMARKS 10 measures what that buys;
+   until it persists for `jump_persist` frames (and after `jump_persist` frames in a row without
+   a fit the memory is stale: the next fit starts over). The relative depth's unit is each
+   frame's own (the codec divides by that frame's q98), so the unit moves as the view does:
+   turning from a long aisle to a near wall shrinks it. `GroundPlaneScale` therefore carries the
+   past scales into the current frame's unit before the median (`frame_units_ratio`: the median
+   ratio of the previous relative depth to this one, pixel by pixel). BENCHMARKS 10 measures
+   what that buys;
 6. with a measured up in the frame (an IMU's attitude) and `tilt` > 0, the depth is also
    straightened, not only scaled (`floor_tilt`, `apply_floor_scale`): the model's floor is often
    tilted a few degrees from the true one, and so is the rest of its scene, as if it had guessed
@@ -571,13 +573,16 @@ class ScaleSmoother:
     """Median of the last `window` accepted scales. A frame's scale beyond `jump_ratio` of that
     median is held off (the median stays) until `persist` consecutive frames agree with one
     another on the new level; then the history restarts there. A frame without a fit publishes
-    relative depth (scale None) and neither breaks nor extends a pending jump."""
+    relative depth (scale None) and neither breaks nor extends a pending jump; after `persist`
+    such frames in a row the memory is stale (the floor was out of view while the unit it is
+    carried in drifted), so the next fit starts over instead of being held against it."""
 
     window: int = 9
     jump_ratio: float = 1.3
     persist: int = 3
     _history: deque = field(init=False, repr=False)
     _pending: list = field(init=False, repr=False, default_factory=list)
+    _misses: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.persist < 1 or self.jump_ratio <= 1.0:
@@ -595,6 +600,7 @@ class ScaleSmoother:
         """Forget every scale (for example after the camera height changed)."""
         self._history.clear()
         self._pending.clear()
+        self._misses = 0
 
     def _near(self, a: float, b: float) -> bool:
         return 1.0 / self.jump_ratio <= a / b <= self.jump_ratio
@@ -610,7 +616,11 @@ class ScaleSmoother:
     def update(self, raw: float | None, why: str = "no fit") -> SmoothedScale:
         """The scale to apply after this frame's raw scale (None when the fit was refused)."""
         if raw is None:
+            self._misses += 1
             return SmoothedScale(None, "no_fit", why)
+        if self._misses >= self.persist:
+            self.reset()  # stale: the floor was out of view for `persist` frames or more
+        self._misses = 0
         if not self._history:
             self._history.append(raw)
             return SmoothedScale(raw, "first", f"first scale {raw:.4g}")

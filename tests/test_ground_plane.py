@@ -268,6 +268,23 @@ def test_smoother_fallback_and_interrupted_jump():
         ScaleSmoother(jump_ratio=1.0)
 
 
+def test_smoother_forgets_a_scale_the_floor_left_long_ago():
+    """Fewer than `persist` frames without a fit: the memory holds (a new level is a jump to
+    confirm). `persist` or more in a row: the memory is stale and the next fit starts over."""
+    sm = ScaleSmoother(window=1, jump_ratio=1.3, persist=3)
+    sm.update(4.0)
+    for _ in range(2):
+        sm.update(None, "no floor in view")
+    assert sm.update(6.0).status == "held"  # two misses: still a jump against 4
+    sm.reset()
+    sm.update(4.0)
+    for _ in range(3):
+        assert sm.update(None, "no floor in view").scale is None
+    first = sm.update(6.0)
+    assert first.status == "first" and first.scale == pytest.approx(6.0)
+    assert sm.update(6.1).status == "updated"
+
+
 def test_stream_follows_the_relative_unit_from_frame_to_frame():
     """DepthART's relative unit is each frame's own: the same metric view comes back divided by
     another factor as the view changes. Here it grows 1.5x per frame (each step a 'jump' for
