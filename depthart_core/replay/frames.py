@@ -293,7 +293,8 @@ def ground_plane_fit(
     if cfg is not None and cfg.imu_topic:  # as the node's ground_plane.imu
         mount = ground.cfg
         up_3, up = frame_up(frame.imu_xyzw, mount.pitch_deg, mount.roll_deg, cfg.imu_max_dt_s)
-    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), projection_p(proj), None, up_3)
+    P = projection_p(proj)
+    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), P, None, up_3)
     row["ground_plane"] = {
         "up": up,
         "code": fit.code,
@@ -307,7 +308,7 @@ def ground_plane_fit(
     if applied.scale is None:
         row["ground_plane"]["reason"] = fit.reason
         return None
-    return apply_floor_scale(pred, projection_p(proj), applied.scale, fit)
+    return apply_floor_scale(pred, P, applied.scale, fit)
 
 
 def score_frame(
@@ -325,9 +326,9 @@ def score_frame(
     for invalid output) are left out of scoring and counted in `pred_invalid_px`.
     """
     metric = cfg.protocol in ("metric", "ground_plane")
-    floor = None
+    metres = None
     if cfg.protocol == "ground_plane":  # every frame, in order: the smoother follows the stream
-        floor = ground_plane_fit(row, pred, frame, ground, cfg)
+        metres = ground_plane_fit(row, pred, frame, ground, cfg)
     if frame.gt is None:
         row["status"] = "unmatched" if cfg.depth_topic else "predicted"
         return None if metric else pred
@@ -350,14 +351,13 @@ def score_frame(
         reject(row, "no pixel with both valid GT depth and a finite prediction")
         return None if metric else pred
     if cfg.protocol == "ground_plane":
-        if floor is None:
+        if metres is None:
             gp = row["ground_plane"]
             reject(row, f"ground-plane fallback ({gp['code']}): {gp['reason']}")
             return None
         aligned = evaluate(pred, gt, valid, get_protocol("depthart"), cfg.depth_range)
         row["aligned_abs_rel"] = aligned["abs_rel"]
-        pred = floor
-        valid = valid & np.isfinite(pred)
+        pred = metres  # finite wherever the relative prediction is
     elif metric:
         pred, reason, fit = sparse_metric_fit(pred, gt, valid, cfg, frame.index)
         row.update(fit)
