@@ -146,7 +146,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "ground_plane.max_normal_angle_deg",
         35.0,
-        "floor normal tolerance around the prior up",
+        "floor normal tolerance around the up (the prior's, or the IMU's with ground_plane.imu)",
         lo=1.0,
         hi=89.0,
     ),
