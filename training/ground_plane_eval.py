@@ -78,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("sequences", "frames", "frame_step"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.tilt and args.up != "true":
+        ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: it needs --up true")
+    ground: dict[str, object] = {"tilt": args.tilt}
+    if args.window:
+        ground["window"] = args.window
+    if args.max_angle:
+        ground["max_normal_angle_deg"] = args.max_angle
+    try:  # bad settings are refused before the model loads
+        ground_cfg = dataclasses.replace(GroundPlaneConfig(normal="prior"), **ground)
+    except ValueError as exc:
+        ap.error(str(exc))
     predict = None
     if not args.gt_only:
         backend = get_backend(
@@ -88,13 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         predict = backend.predict
         print(f"model: {backend.describe()}", flush=True)
-    if args.tilt and args.up != "true":
-        ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: it needs --up true")
-    ground: dict[str, object] = {"tilt": args.tilt}
-    if args.window:
-        ground["window"] = args.window
-    if args.max_angle:
-        ground["max_normal_angle_deg"] = args.max_angle
     rows = []
     for name in args.rigs:
         t0 = time.perf_counter()
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             up_source=args.up,
             up_noise_deg=args.up_noise_deg,
-            ground=dataclasses.replace(GroundPlaneConfig(normal="prior"), **ground),
+            ground=ground_cfg,
         )
         stats = evaluate_rig(rig, predict)
         rows += [summary_row(name, rig, key, st) for key, st in stats.items()]
