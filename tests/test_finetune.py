@@ -238,6 +238,8 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(
     # steps reach 0.39x on L7 in about a minute of one core (30 + 60 steps: 0.37x in two)
     cam = ["--camera-info-topic", "/camera/camera_info", "--adapt-tokenizer", "10"]
     assert _finetune(corridor_bag, run, *cam, "--steps", "20") == 0
+    err = capsys.readouterr().err  # --no-progress: no bar, the pool's tokenizing one included
+    assert "it/s" not in err and "chunk/s" not in err and "%|" not in err, err[-300:]
     report = json.loads((run / "report.json").read_text())
     counts = report["counts"]["total"]
     assert counts["images"] == 120 and counts["paired"] == 120 and counts["unmatched"] == 0

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.runtime.threads import set_torch_threads
 
         set_torch_threads(args.threads)
-    trainer = Trainer(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    trainer = Trainer(
+        cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    )
     try:
         metrics = trainer.fit(progress=not args.no_progress)
     finally:

@@ -385,7 +385,12 @@ def _train(
     init = base
     if cfg.adapt_tokenizer:
         tok_cfg = _train_config(cfg, base, frames, size, "tokenizer")
-        tok = Trainer(tok_cfg, run / "tokenizer", resume=resume and (run / "tokenizer").is_dir())
+        tok = Trainer(
+            tok_cfg,
+            run / "tokenizer",
+            resume=resume and (run / "tokenizer").is_dir(),
+            progress=progress,
+        )
         tok.fit(progress=progress)
         init = run / "tokenizer" / CKPT_NAME
         barrier(world)
@@ -393,6 +398,7 @@ def _train(
         _train_config(cfg, init, frames, size, "transformer"),
         run,
         resume=resume and (run / "train_state.safetensors").is_file(),
+        progress=progress,
     )
     trainer.fit(progress=progress)
     return trainer

@@ -74,9 +74,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 class Trainer:
     def __init__(
-        self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False
+        self,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
     ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.progress = progress  # bars while setting up (the pool's latents); fit() has its own
         self.rank, self.world = init_distributed()
         if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
             self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
@@ -217,7 +223,7 @@ class Trainer:
             range(0, n, 64),
             desc="tokenize pool (frozen tokenizer)",
             unit="chunk",
-            disable=not self.is_main,
+            disable=not (self.progress and self.is_main),
         ):
             b = {
                 k: t[s : s + 64].to(self.device)
