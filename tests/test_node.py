@@ -101,10 +101,25 @@ def _node_default_backend(checkpoint: str, **kw: Any):
 
 
 def _subscribe_outputs(peer: RosPeer) -> None:
-    peer.subscribe(Image, "depth")
-    peer.subscribe(CameraInfo, "depth/camera_info")
-    peer.subscribe(Image, "depth/colored")
+    # required: wait_ready waits until each of the node's writers is discovered and matched (a
+    # fresh clone's CI once saw depth/camera_info's writer discovered seconds after depth's, and
+    # a volatile reader misses what was sent before it matched)
+    peer.subscribe(Image, "depth", required=True)
+    peer.subscribe(CameraInfo, "depth/camera_info", required=True)
+    peer.subscribe(Image, "depth/colored", required=True)
     peer.subscribe(DiagnosticArray, "/diagnostics")
+
+
+def test_a_required_topic_is_unmatched_until_its_writer_is_discovered(ros: RosTest) -> None:
+    # the harness's readiness check: a topic with no writer discovered yet counts as matched
+    # unless the subscription is required (the race behind a fresh clone's missing camera_info)
+    peer = ros.peer
+    peer.subscribe(Image, "probe_required", required=True)
+    peer.subscribe(Image, "probe_optional")
+    assert [t.rsplit("/", 1)[-1] for t in peer.unmatched()] == ["probe_required"]
+    pub = peer.publisher(Image, "probe_required")
+    assert peer.wait_for(lambda: not peer.unmatched(), 20), peer.unmatched()
+    peer.node.destroy_publisher(pub)
 
 
 def _depth(msg: Image) -> np.ndarray:

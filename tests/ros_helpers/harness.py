@@ -141,6 +141,7 @@ class RosPeer:
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
         self.subscriptions: list[Any] = []
+        self.required: list[Any] = []  # subscriptions whose writer must be discovered and matched
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -149,7 +150,16 @@ class RosPeer:
 
         spin_until_context_ends(self.executor, self.context)
 
-    def subscribe(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 50) -> None:
+    def subscribe(
+        self,
+        msg_type: Any,
+        topic: str,
+        reliable: bool = True,
+        depth: int = 50,
+        required: bool = False,
+    ) -> None:
+        """`required`: `wait_ready` also waits until a publisher of this topic is discovered at
+        all (without it a topic whose writer discovery has not yet shown counts as matched)."""
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
@@ -159,16 +169,22 @@ class RosPeer:
             with self.lock:
                 self.received[topic].append((time.time(), msg))
 
-        self.subscriptions.append(self.node.create_subscription(msg_type, topic, on_msg, qos))
+        sub = self.node.create_subscription(msg_type, topic, on_msg, qos)
+        self.subscriptions.append(sub)
+        if required:
+            self.required.append(sub)
 
     def unmatched(self) -> list[str]:
         """Topics where this peer's subscription has not yet matched every publisher that
-        discovery shows (a reliable, volatile writer drops what it sends before the match)."""
-        return [
-            sub.topic_name
-            for sub in self.subscriptions
-            if sub.get_publisher_count() < self.node.count_publishers(sub.topic_name)
-        ]
+        discovery shows, or (`required` ones) no publisher yet (a reliable, volatile writer
+        drops what it sends before the match)."""
+        out = []
+        for sub in self.subscriptions:
+            known = self.node.count_publishers(sub.topic_name)
+            need = max(known, 1) if any(sub is r for r in self.required) else known
+            if sub.get_publisher_count() < need:
+                out.append(sub.topic_name)
+        return out
 
     def publisher(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 10) -> Any:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
