@@ -217,7 +217,11 @@ def test_encodings_headers_and_values(ros: RosTest, tiny_checkpoint: str) -> Non
             predicted[key] = estimator.predict(rgb)
         _assert_close_to_predict(depth, predicted[key], v.name)
         with_info = [s for s in stamps if s in info_by]  # the very first info may miss discovery
-        assert with_info, f"{v.name}: no depth/camera_info"
+        if not with_info:  # say why: what the node paired, and what this peer saw
+            diag = {k: x for k, x in (peer.diagnostics() or {}).items() if "camera_info" in k}
+            seen = sorted(info_by)[:3], len(info_by), peer.unmatched()
+            pytest.fail(f"{v.name}: no depth/camera_info; node {diag}; peer {seen}; "
+                        f"log: {node.log()[-1500:]}")  # fmt: skip
         info = info_by[with_info[0]]
         assert _header(info) == _header(depth_by[with_info[0]])
         assert (info.width, info.height) == (640, 480) and list(info.k) == K
