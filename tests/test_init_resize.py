@@ -162,3 +162,25 @@ def test_transformer_from_one_checkpoint_tokenizer_from_another(tmp_path):
         Trainer(load_train_config(cfg_file, sets + ["init_tokenizer_only=false"]), tmp_path / "x")
     with pytest.raises(ValueError, match="init_grow needs the transformer"):
         Trainer(load_train_config(cfg_file, FAST[:-1] + ["init_grow=true"]), tmp_path / "y")
+
+
+def test_a_checkpoint_with_an_uncertainty_head_starts_a_run_without_its_stale_head(
+    tmp_path, caplog
+):
+    """The shipped checkpoint carries a head that reads the depth; a run that changes the depth
+    starts from everything else and says the head was left out (it once failed on the head's
+    unexpected keys)."""
+    torch.manual_seed(0)
+    src = DepthART(dataclasses.replace(get_preset("tiny"), uncertainty_width=4))
+    for p in src.parameters():
+        p.data.normal_(std=0.05)
+    path = save_checkpoint(tmp_path / "headed.safetensors", src)
+    cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+    cfg = load_train_config(cfg_file, FAST + [f"init_checkpoint={path}"])
+    with caplog.at_level("WARNING", logger="depthart_core.training.trainer"):
+        tr = Trainer(cfg, tmp_path / "run")
+    assert tr.model.uncertainty_head is None
+    assert "uncertainty head (width 4)" in caplog.text and "uncertainty_head.py" in caplog.text
+    got = tr.model.state_dict()
+    want = {k: v for k, v in src.state_dict().items() if not k.startswith("uncertainty_head.")}
+    assert got.keys() == want.keys() and all(torch.equal(got[k], v) for k, v in want.items())

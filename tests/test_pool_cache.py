@@ -117,3 +117,12 @@ def test_frames_without_valid_depth_are_skipped_not_fatal(tmp_path, caplog):
     save_file({"rgb": rgb, "depth": depth * 0, "valid": valid & False}, str(empty))
     with pytest.raises(ValueError, match="no frames with valid depth"):
         data.FramePool(empty, seed=0, batch=2)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_pool_render_bar_obeys_progress(tmp_path, capsys, progress):
+    """`train --no-progress` reaches the pool's rendering (a 12,000-frame log once filled a
+    training log with bars despite the flag)."""
+    _pool(tmp_path / "pool.safetensors", progress=progress)
+    err = capsys.readouterr().err
+    assert ("render synthetic pool" in err) == progress

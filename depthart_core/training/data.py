@@ -176,6 +176,7 @@ class SyntheticPool(FramePool):
         world: int = 1,
         cache: str = "",
         synth: dict | None = None,
+        progress: bool = True,
     ) -> None:
         name = f"s{seed}{synth_tag(synth)}_{size}px_{count}.safetensors"
         path = Path(cache) if cache else cache_root() / "synth" / name
@@ -184,7 +185,9 @@ class SyntheticPool(FramePool):
         if problem:
             if path.exists():
                 log.warning("synthetic pool %s %s; rendering it again", path, problem)
-            self._render(path, seed, size, count, synth=synth or {}, metadata=want)
+            self._render(
+                path, seed, size, count, synth=synth or {}, metadata=want, progress=progress
+            )
         super().__init__(path, seed, batch, rank, world)
         if self.stored != count:
             raise ValueError(f"synthetic pool cache {path} holds {self.stored} frames, not {count}")
@@ -199,6 +202,7 @@ class SyntheticPool(FramePool):
         workers: int = 0,
         synth: dict | None = None,
         metadata: dict[str, str] | None = None,
+        progress: bool = True,
     ) -> None:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
         many processes (one torch thread each; default one per core, at most 16). Chunk boundaries
@@ -208,7 +212,7 @@ class SyntheticPool(FramePool):
         spans = [(seed, s, min(count, s + chunk), size, synth or {}) for s in starts]
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "valid": []}
         desc = f"render synthetic pool (seed {seed}, {workers} proc)"
-        with tqdm(total=count, desc=desc, unit="img") as bar:
+        with tqdm(total=count, desc=desc, unit="img", disable=not progress) as bar:
             if workers == 1:
                 results = map(_render_span, spans)
                 pool = None
@@ -326,11 +330,22 @@ class DatasetBatches:
         return collate([resize_sample(f, self.size) for f in frames])
 
 
-def make_batches(cfg: DataConfig, size: int, batch: int, rank: int = 0, world: int = 1):
+def make_batches(
+    cfg: DataConfig, size: int, batch: int, rank: int = 0, world: int = 1, progress: bool = True
+):
+    """The training batches of `cfg`; `progress`: a bar while a synthetic pool renders."""
     if cfg.source == "synthetic":
         if cfg.pool_size > 0:
             return SyntheticPool(
-                cfg.seed, size, cfg.pool_size, batch, rank, world, cfg.pool_cache, cfg.synth
+                cfg.seed,
+                size,
+                cfg.pool_size,
+                batch,
+                rank,
+                world,
+                cfg.pool_cache,
+                cfg.synth,
+                progress=progress,
             )
         return SyntheticBatches(cfg.seed, size, batch, rank, world, cfg.synth)
     if cfg.source == "frames":

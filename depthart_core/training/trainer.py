@@ -82,7 +82,7 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.progress = progress  # bars while setting up (the pool's latents); fit() has its own
+        self.progress = progress  # bars while setting up (the pool, its latents); fit() has its own
         self.rank, self.world = init_distributed()
         if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
             self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
@@ -112,7 +112,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         size = self.model.cfg.image_size
         self.batches = make_batches(
-            cfg.data, cfg.data.render_size or size, cfg.batch_size, self.rank, self.world
+            cfg.data,
+            cfg.data.render_size or size,
+            cfg.batch_size,
+            self.rank,
+            self.world,
+            progress=self.progress and self.is_main,
         )
         self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         self.step = 0
@@ -155,6 +160,17 @@ class Trainer:
             if cfg.init_tokenizer_only:
                 prefix = "tokenizer."
                 state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            elif src.uncertainty_head is not None and model.uncertainty_head is None:
+                # The head reads the depth this run changes, so it would be stale: leave it out
+                # (the shipped checkpoint has one; a new one comes from uncertainty_head.py).
+                log.warning(
+                    "init_checkpoint %s has an uncertainty head (width %d); it is not carried "
+                    "over, since it reads the depth this run changes: train a new one with "
+                    "training/uncertainty_head.py on the result",
+                    cfg.init_checkpoint,
+                    src.cfg.uncertainty_width,
+                )
+                state = {k: v for k, v in state.items() if not k.startswith("uncertainty_head.")}
             target = model.tokenizer if cfg.init_tokenizer_only else model
             target.load_state_dict(state, strict=True)
         if cfg.init_transformer_from:
