@@ -101,7 +101,7 @@ def test_grown_model_predicts_exactly_what_the_checkpoint_did(tmp_path):
     path, src = _grow_source(tmp_path)
     sets = FAST + [f"init_checkpoint={path}", "model_overrides.transformer.depth=4"]
     cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
-    with pytest.raises(RuntimeError, match="blocks.2"):  # without init_grow: refused, strictly
+    with pytest.raises(ValueError, match="depth 4 -> 2.*init_grow=true"):  # without init_grow
         Trainer(load_train_config(cfg_file, sets), tmp_path / "refused")
     tr = Trainer(load_train_config(cfg_file, sets + ["init_grow=true"]), tmp_path / "run")
     grown = tr.model.eval()
@@ -184,3 +184,25 @@ def test_a_checkpoint_with_an_uncertainty_head_starts_a_run_without_its_stale_he
     got = tr.model.state_dict()
     want = {k: v for k, v in src.state_dict().items() if not k.startswith("uncertainty_head.")}
     assert got.keys() == want.keys() and all(torch.equal(got[k], v) for k, v in want.items())
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_the_sets_that_match_it(tmp_path):
+    """The shipped model is the preset with a log codec and six blocks: a run from it without
+    those overrides is told which --set makes its model match, and then starts."""
+    cfg = with_overrides(
+        get_preset("tiny"), {"tokenizer": {"depth_codec": "log"}, "transformer": {"depth": 3}}
+    )
+    path = save_checkpoint(tmp_path / "log6.safetensors", DepthART(cfg))
+    cfg_file = ROOT / "training" / "configs" / "tiny_depthart.yaml"
+    sets = FAST + [f"init_checkpoint={path}"]
+    with pytest.raises(ValueError) as err:
+        Trainer(load_train_config(cfg_file, sets), tmp_path / "a")
+    assert "tokenizer.depth_codec 'linear' -> 'log'" in str(err.value)
+    assert "--set model_overrides.tokenizer.depth_codec=log" in str(err.value)
+    codec = sets + ["model_overrides.tokenizer.depth_codec=log"]
+    with pytest.raises(ValueError, match="--set model_overrides.transformer.depth=3$"):
+        Trainer(load_train_config(cfg_file, codec), tmp_path / "b")
+    tr = Trainer(
+        load_train_config(cfg_file, codec + ["model_overrides.transformer.depth=3"]), tmp_path / "c"
+    )
+    assert tr.model.cfg == cfg

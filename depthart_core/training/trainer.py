@@ -151,7 +151,20 @@ class Trainer:
                     f"patch_nums {src_pn}) has a different tokenizer/image size than preset "
                     f"{cfg.preset!r} (image_size {model.cfg.image_size}, patch_nums {dst_pn})"
                     + ("" if cfg.init_resize else "; init_resize=true carries it to a new size")
+                    + _config_hint(src.cfg, model.cfg, ("tokenizer",), skip={"patch_nums"})
                 )
+            if not cfg.init_tokenizer_only and not cfg.init_grow:
+                if src.cfg.transformer != model.cfg.transformer:
+                    raise ValueError(
+                        f"init_checkpoint {cfg.init_checkpoint} has another transformer than "
+                        f"preset {cfg.preset!r} with model_overrides"
+                        + _config_hint(src.cfg, model.cfg, ("transformer",))
+                        + (
+                            "; or init_grow=true to add blocks to it"
+                            if src.cfg.transformer.depth < model.cfg.transformer.depth
+                            else ""
+                        )
+                    )
             state = src.state_dict()
             if resize:
                 state = resize_pyramid_state(state, src_pn, dst_pn)
@@ -472,3 +485,20 @@ class Trainer:
         if self.is_main:  # the log continues from the state's step, rewritten atomically
             self.history = [r for r in read_metrics(self.run_dir) if r["step"] <= self.step]
             rewrite_metrics(self.run_dir, self.history)
+
+
+def _config_hint(src: Any, dst: Any, parts: tuple[str, ...], skip: set[str] = frozenset()) -> str:
+    """'; ' + each field of `parts` where the checkpoint's model config `src` differs from the
+    run's `dst`, with the --set that makes the run's model match the checkpoint; '' if none."""
+    sets = []
+    for part in parts:
+        a, b = getattr(src, part), getattr(dst, part)
+        for f in dataclasses.fields(a):
+            va, vb = getattr(a, f.name), getattr(b, f.name)
+            if f.name not in skip and va != vb:
+                value = va if isinstance(va, str) else json.dumps(va, separators=(",", ":"))
+                sets.append(
+                    f"{part}.{f.name} {vb!r} -> {va!r}: --set "
+                    f"model_overrides.{part}.{f.name}={value}"
+                )
+    return ("; to match the checkpoint: " + "; ".join(sets)) if sets else ""
