@@ -136,13 +136,22 @@ class Env:
         self.nodes.append(node)
         return node
 
-    def subscribe(self, *topics: str) -> None:
+    def subscribe(self, *topics: str, required: bool = True) -> None:
+        """Image subscriptions to `topics` and one to /diagnostics. `required`: the node
+        publishes them, so `wait_ready` (and `wait_matched`) also wait until each writer is
+        discovered and matched; a topic the node does not advertise must pass False."""
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
 
         for topic in topics:
-            self.peer.subscribe(Image, topic)
+            self.peer.subscribe(Image, topic, required=required)
         self.peer.subscribe(DiagnosticArray, "/diagnostics")
+
+    def wait_matched(self, timeout: float = 30.0) -> None:
+        """Until this peer's subscriptions made after start-up matched the node's writers (a
+        reliable, volatile writer drops what it sends before the match)."""
+        peer = self.peer
+        assert peer.wait_for(lambda: not peer.unmatched(), timeout), peer.unmatched()
 
     def image_publisher(self, topic: str = "image") -> Any:
         from sensor_msgs.msg import Image
@@ -230,6 +239,7 @@ def test_uncertainty_is_lazy_metric_filtered_and_carries_the_depth_header(
     max_error = float(np.float32(np.median(u_ref)))
     assert peer.set_parameter(NODE, "uncertainty.max", max_error).successful
     env.subscribe(*TOPICS)
+    env.wait_matched()
     env.diagnostics_where(lambda d: d["uncertainty"] == "on")
 
     # c. one frame in metres (a sparse cue with its stamp): depth, uncertainty, filtered
@@ -290,7 +300,8 @@ def test_checkpoint_without_a_head_says_so_and_publishes_no_uncertainty(
     env: Env, tiny_checkpoint: str
 ) -> None:
     peer = env.peer
-    env.subscribe("depth", *TOPICS)  # asked for, but this model cannot give it
+    env.subscribe("depth")
+    env.subscribe(*TOPICS, required=False)  # asked for, but this model cannot give it
     node = env.start({"checkpoint": tiny_checkpoint})
     peer.wait_ready(node)
     pub = env.image_publisher()
