@@ -63,7 +63,7 @@ class LifecycleTest:
         self.domain = unique_domain_id()
         self.tmp = tmp
         self.peer = RosPeer(self.domain)
-        self.peer.subscribe(Image, "depth")
+        self.peer.subscribe(Image, "depth", required=True)
         self.peer.subscribe(DiagnosticArray, "/diagnostics")
         self.pub = self.peer.publisher(Image, "image", reliable=True, depth=10)
         self.nodes: list[NodeProcess] = []
@@ -163,7 +163,12 @@ class LifecycleTest:
         return self.peer.diagnostics(after)
 
     def wait_subscribed(self) -> None:
-        assert self.peer.wait_for(lambda: self.pub.get_subscription_count() > 0, 20)
+        """Until the node's image reader and its depth writer (made at configure) are both
+        matched with this peer: on a busy machine one side's discovery can lag by seconds, and a
+        reliable, volatile writer drops what it sends before the match."""
+        peer = self.peer
+        assert peer.wait_for(lambda: self.pub.get_subscription_count() > 0, 20)
+        assert peer.wait_for(lambda: not peer.unmatched(), 30), peer.unmatched()
 
     def close(self) -> None:
         for node in self.nodes:
@@ -248,6 +253,7 @@ def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> 
     assert lc.state() == "unconfigured" and "model released" in node.log()
     assert lc.set_param("checkpoint", tiny_checkpoint).successful  # settable again
     assert lc.change("configure") is True and lc.change("activate") is True
+    lc.wait_subscribed()  # the reader and writer of this configure are new endpoints
     lc.wait_depth(lc.frame(seed=6))
     assert "model loaded (load 2)" in node.log()
     assert lc.change("shutdown") is True
