@@ -260,7 +260,7 @@ def reliable(tmp_path_factory, tiny_checkpoint: str):
     overlay = tmp / "overlay.yaml"
     overlay.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"colormap": "magma"}}}))
     _subscribe_outputs(env.peer)
-    env.peer.subscribe(PointCloud2, "depth/points")
+    env.peer.subscribe(PointCloud2, "depth/points", required=True)
     node = env.start_node(OVERRIDES | QOS_OVERRIDE, files=(PARAMS_FILE, overlay))
     env.peer.wait_ready(node)
     pub_img = env.peer.publisher(Image, "image", reliable=True, depth=10)
@@ -818,7 +818,7 @@ def test_ground_plane_takes_each_frames_up_from_the_imu(ros: RosTest) -> None:
 @pytest.mark.slow
 def test_load_latest_frame_policy(ros: RosTest) -> None:
     peer = ros.peer
-    peer.subscribe(Image, "depth", depth=5)
+    peer.subscribe(Image, "depth", depth=5, required=True)
     peer.subscribe(DiagnosticArray, "/diagnostics")
     node = ros.start_node({"debug_min_inference_ms": 60.0, "publish_colored": False})
     peer.wait_ready(node)
