@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from depthart_core.cli import main
 
@@ -128,3 +129,30 @@ def test_a_non_finite_training_loss_is_a_one_line_error(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "depthart train: error: non-finite loss (nan) at step 3" in err
     assert "Traceback" not in err
+
+
+def _parser():
+    import argparse
+
+    from depthart_core.cli import build_parser
+
+    p = build_parser()
+    return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "finetune", "synth", "predict", "replay"])
+def test_every_command_with_long_work_takes_no_progress(command):
+    flags = {o for a in _parser()[command]._actions for o in a.option_strings}
+    assert "--no-progress" in flags
+
+
+def test_synth_and_predict_bars_obey_no_progress(tiny_checkpoint, tmp_path, capsys):
+    """A batch job's log gets no bars with --no-progress, and does get them without it."""
+    for flag, expect_bar in (([], True), (["--no-progress"], False)):
+        out = tmp_path / f"set{len(flag)}"
+        assert main(["synth", "--out", str(out), "--count", "3", "--size", "8x8", *flag]) == 0
+        assert ("synth set" in capsys.readouterr().err) == expect_bar
+        imgs = sorted(str(p) for p in (out / "rgb").glob("*.png"))
+        args = ["predict", *imgs, "--checkpoint", tiny_checkpoint, "--out", str(out / "pred")]
+        assert main([*args, *flag]) == 0
+        assert ("predict:" in capsys.readouterr().err) == expect_bar

@@ -19,6 +19,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return hw[0], hw[1]
 
 
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """--no-progress: no progress bars on stderr (for logs and batch jobs); every command with
+    long work has it."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--vae (for the authors' checkpoint without its VQ-VAE), --sampling and --seed."""
     p.add_argument(

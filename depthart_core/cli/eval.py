@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import add_flip_arg, add_model_args, sampling_from_args
+from depthart_core.cli.args import (
+    add_flip_arg,
+    add_model_args,
+    add_progress_arg,
+    sampling_from_args,
+)
 
 
 def _eval_size(text: str) -> int | str:
@@ -87,7 +92,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "also gets them (AbsRel with each frame's 20 %% most uncertain pixels removed, AUSE, "
         "Spearman, claimed vs observed error per decile)",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_arg(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
     add_model_args(p)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from depthart_core.cli.args import add_progress_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -83,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR's run")
     p.add_argument("--overwrite", action="store_true", help="move RUN_DIR's run aside, restart")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 

@@ -17,7 +17,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthart_core.cli.args import add_flip_arg, add_model_args, sampling_from_args
+from depthart_core.cli.args import (
+    add_flip_arg,
+    add_model_args,
+    add_progress_arg,
+    sampling_from_args,
+)
 
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
@@ -74,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output directory")
     add_model_args(p)
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -216,7 +222,9 @@ def run(args: argparse.Namespace) -> int:
             f"after their paths, e.g. {renamed[0][0]} -> {renamed[0][1]}.npy"
         )
     todo = list(zip(args.images, stems, strict=True))
-    for name, stem in tqdm(todo, desc="predict", unit="img", disable=len(todo) < 2):
+    for name, stem in tqdm(
+        todo, desc="predict", unit="img", disable=len(todo) < 2 or args.no_progress
+    ):
         try:
             rgb = read_rgb(name)
         except (ValueError, FileNotFoundError) as exc:

@@ -12,6 +12,8 @@ import argparse
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from depthart_core.cli.args import add_progress_arg
+
 MODES_GROUP = "depthart.replay"  # entry-point group of extra replay modes (see `_modes`)
 
 
@@ -29,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
+    add_progress_arg(p)
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
@@ -192,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
             backend = get_backend(
                 args.backend, args.checkpoint, device=args.device, threads=args.threads
             )
-            report = replay_offline(args.bag, args.out, cfg, backend, args.write_bag, True)
+            report = replay_offline(
+                args.bag, args.out, cfg, backend, args.write_bag, not args.no_progress
+            )
     except BaseException:
         lock.abandon()  # a refused bag or backend leaves no folder holding only a lock
         raise

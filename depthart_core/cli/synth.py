@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import parse_size
+from depthart_core.cli.args import add_progress_arg, parse_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--size", type=parse_size, default=(128, 128), help="HxW (default 128x128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing set in --out")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -25,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.data.synthetic.set import write_synthetic_set
 
     root = write_synthetic_set(
-        args.out, args.count, args.seed, args.size, progress=True, overwrite=args.overwrite
+        args.out,
+        args.count,
+        args.seed,
+        args.size,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.count} frames ({args.size[0]}x{args.size[1]}, seed {args.seed}) to {root}")
     return 0

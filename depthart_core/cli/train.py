@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from depthart_core.cli.args import add_progress_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="CPU threads per process; 0 = PyTorch's own choice (training is a batch job that "
         "may take the machine; inference commands default to half the cores instead)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
