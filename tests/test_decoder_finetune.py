@@ -74,3 +74,39 @@ def test_a_training_pool_is_read_beside_the_rendered_sets(tmp_path, training_scr
             ["--pool", str(base_path), "--checkpoint", str(base_path), "--out", str(not_a_pool)]
         )
     assert not not_a_pool.exists()
+
+
+def test_predicted_decodes_the_models_own_latents(tmp_path, training_script, monkeypatch):
+    """--predicted 1 trains on the model's predicted f_hat: the same run with the predictions
+    swapped for the true tokens (same draws) gives another decoder; the log scores both; a share
+    outside [0, 1] is refused."""
+    torch.manual_seed(0)
+    base = DepthART(get_preset("tiny_cnn_refine")).eval()
+    base_path = save_checkpoint(tmp_path / "base.safetensors", base, {"purpose": "tests"})
+    write_synthetic_set(tmp_path / "frames", count=10, seed=0, size=(64, 64), progress=False)
+    args = ["--train-root", str(tmp_path / "frames"), "--checkpoint", str(base_path)]
+    args += ["--steps", "2", "--batch", "4", "--val", "4", "--lr", "1e-2", "--predicted", "1"]
+    script = training_script("decoder_finetune")
+
+    def run(name):
+        out = tmp_path / f"{name}.safetensors"
+        assert script.main([*args, "--out", str(out)]) == 0
+        model, info = load_checkpoint(out)
+        return model.tokenizer.decoder.state_dict(), info["metadata"]["decoder_finetune"]
+
+    own, rec = run("own")
+    true_codes = {}
+    real = script.codes_and_targets
+
+    def keep(*a, **k):
+        true_codes["f"] = real(*a, **k)[0]
+        return real(*a, **k)
+
+    monkeypatch.setattr(script, "codes_and_targets", keep)
+    monkeypatch.setattr(script, "predicted_codes", lambda *a, **k: true_codes["f"])
+    swapped, _ = run("swapped")
+    assert any(not torch.equal(own[k], swapped[k]) for k in own)
+    assert rec["predicted_share"] == 1.0 and "val_abs_rel_predicted" in rec["log"][-1]
+    with pytest.raises(SystemExit):
+        script.main([*args[:-1], "1.5", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
