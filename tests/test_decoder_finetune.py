@@ -110,3 +110,18 @@ def test_predicted_decodes_the_models_own_latents(tmp_path, training_script, mon
     with pytest.raises(SystemExit):
         script.main([*args[:-1], "1.5", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_resize_takes_rendered_frames_of_another_size(tmp_path, training_script):
+    """--resize brings larger renders to the model size as training does (without it: refused)."""
+    base_path = save_checkpoint(
+        tmp_path / "base.safetensors", DepthART(get_preset("tiny_cnn_refine")), {}
+    )
+    write_synthetic_set(tmp_path / "frames", count=6, seed=0, size=(96, 96), progress=False)
+    args = ["--train-root", str(tmp_path / "frames"), "--checkpoint", str(base_path)]
+    args += ["--steps", "1", "--batch", "2", "--val", "2"]
+    with pytest.raises(SystemExit, match="--resize"):
+        training_script("decoder_finetune").main([*args, "--out", str(tmp_path / "a")])
+    out = tmp_path / "b.safetensors"
+    assert training_script("decoder_finetune").main([*args, "--resize", "--out", str(out)]) == 0
+    assert load_checkpoint(out)[1]["metadata"]["decoder_finetune"]["frames"] == 4

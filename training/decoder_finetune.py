@@ -33,6 +33,7 @@ any, was trained on the old decoder's depth and should be retrained.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shlex
 import sys
@@ -48,15 +49,16 @@ from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.sampling import sampling_setting
 from depthart_core.tokenizer.codec import encode_depth
-from depthart_core.training.data import POOL_FORMAT
+from depthart_core.training.data import POOL_FORMAT, resize_sample
 
 
 def read_frames(
-    roots: list[str], pools: list[str], size: int
+    roots: list[str], pools: list[str], size: int, resize: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Depth and valid masks (N, S, S) and RGB (N, S, S, 3) uint8 from training pools (the
     trainer's cached `depthart-pool/1` files, `data.pool_size`), then rendered sets (`depthart
-    synth`), each in the order given: the held-out frames are the last set's last ones."""
+    synth`), each in the order given: the held-out frames are the last set's last ones. `resize`:
+    rendered frames of another size are resized to the model's as training resizes them."""
     depth, valid, rgb = [], [], []
     for pool in pools:
         with safe_open(pool, "pt") as f:
@@ -77,9 +79,13 @@ def read_frames(
         ds = SyntheticSet(root)
         for i in tqdm(range(len(ds)), desc=f"read {root}", unit="frame"):
             s = ds[i]
+            if resize and s.depth.shape != (size, size):
+                rgb_SS3, d_SS, v_SS = resize_sample(s, size)
+                s = dataclasses.replace(s, rgb=rgb_SS3, depth=d_SS, valid=v_SS)
             if s.depth.shape != (size, size):
                 raise SystemExit(
-                    f"{root}: frames are {s.depth.shape}, the model needs {size}x{size}"
+                    f"{root}: frames are {s.depth.shape}, the model needs {size}x{size} "
+                    "(--resize resizes them)"
                 )
             depth.append(torch.from_numpy(s.depth.astype(np.float32))[None])
             valid.append(torch.from_numpy(s.valid)[None])
@@ -141,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         "frame's true tokens (0: the round trip only)",
     )
     ap.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize rendered frames of another size to the model's (as training does)",
+    )
+    ap.add_argument(
         "--sampling", default="soft", choices=["soft", "greedy"], help="for --predicted"
     )
     given = sys.argv[1:] if argv is None else list(argv)
@@ -154,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     set_torch_threads(args.threads)
     model, info = load_checkpoint(args.checkpoint)
     tok = model.tokenizer
-    d_NSS, v_NSS, rgb_N3SS = read_frames(args.train_root, args.pool, model.cfg.image_size)
+    d_NSS, v_NSS, rgb_N3SS = read_frames(
+        args.train_root, args.pool, model.cfg.image_size, args.resize
+    )
     if len(d_NSS) <= args.val:
         ap.error(f"{len(d_NSS)} frames: need more than --val {args.val}")
     f_hat, x = codes_and_targets(model, d_NSS, v_NSS)
