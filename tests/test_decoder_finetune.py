@@ -107,6 +107,12 @@ def test_predicted_decodes_the_models_own_latents(tmp_path, training_script, mon
     swapped, _ = run("swapped")
     assert any(not torch.equal(own[k], swapped[k]) for k in own)
     assert rec["predicted_share"] == 1.0 and "val_abs_rel_predicted" in rec["log"][-1]
+    assert script.main([*args, "--score"]) == 0  # scores the checkpoint, writes nothing
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == [
+        "base.safetensors",
+        "own.safetensors",
+        "swapped.safetensors",
+    ]
     with pytest.raises(SystemExit):
         script.main([*args[:-1], "1.5", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()

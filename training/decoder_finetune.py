@@ -46,6 +46,8 @@ from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
 from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.evaluation.alignment import median_scale
+from depthart_core.evaluation.metrics import abs_rel
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.sampling import sampling_setting
 from depthart_core.tokenizer.codec import encode_depth
@@ -55,7 +57,7 @@ from depthart_core.training.data import POOL_FORMAT, resize_sample
 def read_frames(
     roots: list[str], pools: list[str], size: int, resize: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Depth and valid masks (N, S, S) and RGB (N, S, S, 3) uint8 from training pools (the
+    """Depth and valid masks (N, S, S) and RGB (N, 3, S, S) uint8 from training pools (the
     trainer's cached `depthart-pool/1` files, `data.pool_size`), then rendered sets (`depthart
     synth`), each in the order given: the held-out frames are the last set's last ones. `resize`:
     rendered frames of another size are resized to the model's as training resizes them."""
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a training pool (the trainer's cache: ~/.cache/depthart/synth/s9_*.safetensors)",
     )
     ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default=None, help="the checkpoint written (needed unless --score)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -145,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="share of each batch decoded from the model's own predicted f_hat instead of the "
         "frame's true tokens (0: the round trip only)",
+    )
+    ap.add_argument(
+        "--score",
+        action="store_true",
+        help="only print the held-out scores of --checkpoint's decoder (the log's step 0)",
     )
     ap.add_argument(
         "--resize",
@@ -160,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need --steps, --batch, --val >= 1 and --lr > 0")
     if not 0.0 <= args.predicted <= 1.0:
         ap.error(f"--predicted {args.predicted}: a share in [0, 1]")
+    if args.out is None and not args.score:
+        ap.error("give --out (or --score to only score)")
     if not args.train_root and not args.pool:
         ap.error("give frames: --train-root and/or --pool")
     set_torch_threads(args.threads)
@@ -190,12 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     def val_abs_rel(f) -> float:
         """Held-out AbsRel of the decoded depth, median-aligned per frame (the paper's)."""
         with torch.no_grad():
-            d_VSS = model.decode(f)
+            d_VSS = model.decode(f).numpy()
         errs = []
-        for d, g, v in zip(d_VSS, d_val, v_val, strict=True):
-            p, t = d[v].clamp_min(1e-6), g[v]
-            p = p * (t.median() / p.median())
-            errs.append(float(((p - t).abs() / t).mean()))
+        for d, g, v in zip(d_VSS, d_val.numpy(), v_val.numpy(), strict=True):
+            errs.append(abs_rel(median_scale(d, g, v) * d, g, v))
         return float(np.mean(errs))
 
     def evaluate() -> dict:
@@ -210,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
     log = [{"step": 0, **evaluate()}]
     print(log[0])
+    if args.score:
+        return 0
     bar = tqdm(range(args.steps), desc="decoder", unit="step")
     for step in bar:
         idx = torch.randint(0, n, (args.batch,), generator=g)
