@@ -21,10 +21,10 @@ random; the last --val frames are held out to report the loss.
 
 `--predicted P` decodes a share P of each batch from the model's own predicted f_hat (its
 default soft decoding of the frame's image) instead of the frame's true tokens, toward the same
-target: the decoder then learns the latents it is actually given at inference (BENCHMARKS 2n:
-0.0870 -> 0.0863 AbsRel on seed 777 with P = 0.75, not shipped). It costs one transformer pass
-per frame before training and worsens the round trip that `finetune --adapt-tokenizer` and
-`tokenizer_ceiling.py` rely on.
+target: the decoder then learns the latents it is actually given at inference. BENCHMARKS 2n:
+2-3 % better at 64 px on held-out frames, but not on seed 777 scored at 256 px (0.0870 ->
+0.0863-0.0888 AbsRel), so not shipped. It costs one transformer pass per frame before training
+and worsens the round trip that `finetune --adapt-tokenizer` and `tokenizer_ceiling.py` rely on.
 
 The written checkpoint is the input one with the decoder replaced; its uncertainty head, if
 any, was trained on the old decoder's depth and should be retrained.
