@@ -140,7 +140,9 @@ def _parser():
     return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "finetune", "synth", "predict", "replay"])
+@pytest.mark.parametrize(
+    "command", ["train", "eval", "finetune", "synth", "synth-bag", "predict", "replay"]
+)
 def test_every_command_with_long_work_takes_no_progress(command):
     flags = {o for a in _parser()[command]._actions for o in a.option_strings}
     assert "--no-progress" in flags
@@ -156,3 +158,14 @@ def test_synth_and_predict_bars_obey_no_progress(tiny_checkpoint, tmp_path, caps
         args = ["predict", *imgs, "--checkpoint", tiny_checkpoint, "--out", str(out / "pred")]
         assert main([*args, *flag]) == 0
         assert ("predict:" in capsys.readouterr().err) == expect_bar
+
+
+def test_synth_bag_shows_a_bar_unless_told_not_to(tmp_path, capsys):
+    """Recording a long bag reports its frames as they are written; --no-progress is silent."""
+    for flag, expect_bar in (([], True), (["--no-progress"], False)):
+        out = tmp_path / f"bag{len(flag)}"
+        argv = ["synth-bag", "--out", str(out), "--frames", "3", "--size", "24x32", *flag]
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert ("synth-bag bag" in err) == expect_bar, err
+        assert ("3/3" in err) == expect_bar

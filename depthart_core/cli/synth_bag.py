@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import parse_size
+from depthart_core.cli.args import add_progress_arg, parse_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --rig: also record /imu/data (sensor_msgs/Imu), the body's attitude with this "
         "much Gaussian noise per axis, for `replay --imu-topic` and the node's ground_plane.imu",
     )
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         depth_delay_ns=3_000_000 if args.sensor else 0,
         rig=args.rig,
         imu_noise_deg=args.imu_noise_deg,
+        progress=not args.no_progress,
     )
     topics = ", ".join(f"{t} ({n})" for t, n in counts.items())
     print(f"wrote {args.out} ({args.format}): {topics}")

@@ -18,7 +18,7 @@ import math
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
+from tqdm import tqdm
 
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
@@ -311,6 +312,7 @@ def write_synthetic_bag(
     depth_delay_ns: int = 0,
     rig: str | None = None,
     imu_noise_deg: float | None = None,
+    progress: bool = False,
 ) -> dict[str, int]:
     """Record one synthetic scene along a smooth camera path as a ROS 2 bag.
 
@@ -325,7 +327,7 @@ def write_synthetic_bag(
     `imu_noise_deg` also records an IMU attitude per frame (`topics.imu`, stamped with the image):
     the body's true attitude with Gaussian noise of that many degrees about each axis, the
     camera mounted at the rig's pitch relative to the IMU frame (`ground_plane.attitude_for_up`).
-    Returns the message count per topic.
+    `progress`: a bar per frame written (stderr). Returns the message count per topic.
     """
     if imu_noise_deg is not None:
         if rig is None:
@@ -347,8 +349,15 @@ def write_synthetic_bag(
         rig_eval = RigEval.named(rig, sequences=1, frames=frames, size=cfg.size, seed=seed)
         samples = rig_samples(rig_eval, 0)
     period_ns = round(1e9 / rate_hz)
-    with BagWriter(out, storage=storage) as bag:
-        for i, sample in enumerate(samples):
+    bar = tqdm(
+        samples,
+        total=frames,
+        desc=f"synth-bag {Path(out).name}",
+        unit="frame",
+        disable=not progress,
+    )
+    with BagWriter(out, storage=storage) as bag, closing(bar):
+        for i, sample in enumerate(bar):
             t = start_ns + i * period_ns
             h, w = sample.depth.shape
             fid = topics.frame_id
