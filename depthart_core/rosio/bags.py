@@ -349,14 +349,11 @@ def write_synthetic_bag(
         rig_eval = RigEval.named(rig, sequences=1, frames=frames, size=cfg.size, seed=seed)
         samples = rig_samples(rig_eval, 0)
     period_ns = round(1e9 / rate_hz)
-    bar = tqdm(
-        samples,
-        total=frames,
-        desc=f"synth-bag {Path(out).name}",
-        unit="frame",
-        disable=not progress,
-    )
-    with BagWriter(out, storage=storage) as bag, closing(bar):
+    desc = f"synth-bag {Path(out).name}"
+    with (
+        BagWriter(out, storage=storage) as bag,  # an unwritable --out fails before any bar
+        closing(tqdm(samples, total=frames, desc=desc, unit="frame", disable=not progress)) as bar,
+    ):
         for i, sample in enumerate(bar):
             t = start_ns + i * period_ns
             h, w = sample.depth.shape
