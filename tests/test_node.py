@@ -184,6 +184,7 @@ def test_encodings_headers_and_values(ros: RosTest, tiny_checkpoint: str) -> Non
     peer.wait_ready(node)
     manifest = ros.tmp / "manifest.jsonl"
     args = ["ros_helpers.publisher", "variants", "--repeat", "2", "--period", "0.3", "--reliable"]
+    args.append("--await-camera-info")  # the node's camera_info reader has seen this writer
     res = run_helper(ros.domain, [*args, "--manifest", str(manifest)], timeout=90)
     assert res.returncode == 0, res.stderr
     sent: dict[str, list[int]] = {}

@@ -7,7 +7,10 @@
 `cam/<variant>`); `load` sends one encoding at a fixed rate. Stamps are the wall clock. The
 manifest has one JSON line per published frame ({"variant", "stamp_ns"}) and a last
 {"published": n}. Images go out with the sensor-data profile (best effort) a camera driver uses,
-or reliable with --reliable; camera_info is reliable.
+or reliable with --reliable; camera_info is reliable. With --await-camera-info the frames start
+only once the node's diagnostics count a received camera_info (warm-up calibrations, frame_id
+`warmup`, are sent until then): a writer matched on this side can still be unknown to the node's
+reader for seconds, and its calibrations then never arrive.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import time
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -33,6 +37,30 @@ def _camera_info(header) -> CameraInfo:
     return info
 
 
+def _node_has_camera_info(node, pub_info, timeout_s: float) -> bool:
+    """Send warm-up calibrations until the node's /diagnostics count one received."""
+    seen = []
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if int(values.get("camera_info_received", "0") or 0) > 0:
+                seen.append(True)
+
+    sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    warm = Image()
+    warm.header.frame_id = "warmup"
+    deadline = time.monotonic() + timeout_s
+    while not seen and time.monotonic() < deadline:
+        warm.header.stamp = node.get_clock().now().to_msg()
+        pub_info.publish(_camera_info(warm.header))
+        end = time.monotonic() + 0.1
+        while not seen and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
+    node.destroy_subscription(sub)
+    return bool(seen)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["variants", "load"])
@@ -44,6 +72,11 @@ def main() -> int:
     ap.add_argument("--encoding", default="rgb8", help="load mode: the encoding to send")
     ap.add_argument("--reliable", action="store_true", help="publish images reliable")
     ap.add_argument("--match-timeout", type=float, default=20.0)
+    ap.add_argument(
+        "--await-camera-info",
+        action="store_true",
+        help="start once the node's diagnostics show a camera_info received",
+    )
     a = ap.parse_args()
 
     rclpy.init()
@@ -60,6 +93,9 @@ def main() -> int:
             return 2
         rclpy.spin_once(node, timeout_sec=0.05)
     time.sleep(0.5)  # let the match settle on the subscriber's side too
+    if a.await_camera_info and not _node_has_camera_info(node, pub_info, a.match_timeout):
+        print("the node's diagnostics never counted a camera_info received", file=sys.stderr)
+        return 2
 
     rgb = scene_rgb()
     if a.mode == "variants":
