@@ -9,6 +9,9 @@ Two sources, each switched on by a start-up parameter:
   (`depthart_core.ground_plane`). With `ground_plane.imu` the up of each frame comes from the
   `imu` message nearest in stamp (its attitude, through the camera's mount pitch and roll)
   instead of the fixed mount prior; without one in time the prior is used and diagnostics say so.
+  With `ground_plane.vertical_lines` (camera only) the up comes from the image's own vertical
+  lines (`depthart_core.vertical_lines`) where no IMU message is in time; where the lines give
+  none, the prior, and diagnostics say why.
   With an IMU, `ground_plane.tilt` also takes that share of the fitted floor's tilt from the
   IMU's up out of the depth (`depthart_core.ground_plane.apply_floor_scale`), not only its scale.
 
@@ -31,10 +34,12 @@ from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
     apply_floor_scale,
+    expected_up,
     frame_up,
 )
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
+from depthart_core.vertical_lines import up_from_vertical_lines
 
 GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
     ("ground_plane.camera_height_m", "camera_height_m"),
@@ -63,6 +68,8 @@ class MetricScaler:
         self.cues = StampMatcher(maxlen=10)
         self.imu_on = self.ground_on and bool(cfg["ground_plane.imu"])
         self.imus = StampMatcher(maxlen=100)  # 1 s of a 100 Hz IMU
+        self.lines_on = self.ground_on and bool(cfg.get("ground_plane.vertical_lines", False))
+        self.lines_counts: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()  # sparse cues
         self.imu_counts: Counter[str] = Counter()
         self.ground = GroundPlaneScale(ground_config(cfg)) if self.ground_on else None
@@ -116,10 +123,12 @@ class MetricScaler:
         stamp_ns: int,
         cfg: dict[str, Any],
         projection: Any | None,
+        image: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str | None]:
         """(depth, fallback reason): metres from the first source that gives a usable scale,
         else `relative` unchanged and the reasons. `projection`: the frame's P (12 values, at
-        the depth's size) or None without a calibration."""
+        the depth's size) or None without a calibration; `image`: the frame (HxWx3, the depth's
+        size) for `ground_plane.vertical_lines`."""
         reasons = []
         if self.sparse_on:
             fit, reason = self._sparse_fit(relative, stamp_ns, cfg)
@@ -127,7 +136,7 @@ class MetricScaler:
                 return self._applied("sparse_depth", fit.scale, fit.shift, fit.mode, relative)
             reasons.append(f"sparse_depth: {reason}")
         if self.ground is not None:
-            scale, fit, reason = self._ground_scale(relative, projection, stamp_ns, cfg)
+            scale, fit, reason = self._ground_scale(relative, projection, stamp_ns, cfg, image)
             if scale is not None:
                 metres = apply_floor_scale(relative, projection, scale, fit)
                 mode = "scale" if fit.tilt_share == 0.0 else "scale_tilt"
@@ -171,13 +180,34 @@ class MetricScaler:
             relative, metric, cfg["sparse_depth.mode"], int(cfg["sparse_depth.min_points"])
         )
 
+    def _lines_up(
+        self, image: np.ndarray | None, shape: tuple[int, ...], projection: Any, cfg: dict[str, Any]
+    ) -> tuple[np.ndarray | None, str]:
+        """This frame's up from its vertical lines, or None (the mount prior) and why."""
+        if image is None or image.shape[:2] != shape:  # P is at the depth's size
+            self.lines_counts["no_image"] += 1
+            return None, "prior (no image at the depth's size for the vertical lines)"
+        prior_3 = expected_up(cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
+        found = up_from_vertical_lines(image, projection, prior_3)
+        self.lines_counts[found.code] += 1
+        if found.up_3 is None:
+            return None, f"prior ({found.reason})"
+        return np.array(found.up_3), f"vertical_lines ({found.lines} lines)"
+
     def _ground_scale(
-        self, relative: np.ndarray, projection: Any | None, stamp_ns: int, cfg: dict[str, Any]
+        self,
+        relative: np.ndarray,
+        projection: Any | None,
+        stamp_ns: int,
+        cfg: dict[str, Any],
+        image: np.ndarray | None = None,
     ) -> tuple[float | None, GroundFit | None, str]:
         if projection is None:
             self.plane = {"fit": "no_camera_info"}
             return None, None, "no camera_info for this frame (the floor needs the intrinsics)"
         up_3, up_source = self._frame_up(stamp_ns, cfg) if self.imu_on else (None, "prior")
+        if up_3 is None and self.lines_on:  # an IMU in time wins: it measures this very instant
+            up_3, up_source = self._lines_up(image, relative.shape, projection, cfg)
         fit, applied = self.ground.update(relative, projection, None, up_3)
         self.plane = {
             "up": up_source,
@@ -199,6 +229,8 @@ class MetricScaler:
             values |= {f"sparse_{k}": v for k, v in sorted(self.counts.items())}
         if self.imu_on:
             values |= {f"imu_{k}": v for k, v in sorted(self.imu_counts.items())}
+        if self.lines_on:
+            values |= {f"vertical_lines_{k}": v for k, v in sorted(self.lines_counts.items())}
         values |= {f"metric_{k}": v for k, v in self.state.items() if k != "units"}
         if self.ground_on:
             values |= {f"ground_plane_{k}": v for k, v in self.plane.items()}

@@ -314,7 +314,7 @@ class DepthArtCore:
             info = None if info is None else camera_info_for(info, msg.header, depth.shape)
         if self.metric.enabled:
             p = None if info is None else info.p
-            depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p)
+            depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p, rgb)
             if fallback:
                 self._warn("metric_fallback", f"publishing relative depth: {fallback}")
         depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])

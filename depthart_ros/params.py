@@ -80,6 +80,13 @@ PARAMS: tuple[Param, ...] = (
         "subscribe imu (sensor_msgs/Imu): each frame's up from its attitude, not the fixed prior",
         **_RO,
     ),
+    Param(
+        "ground_plane.vertical_lines",
+        False,
+        "camera only: each frame's up from the image's vertical lines (a real camera's resolution; "
+        "the prior where none); an IMU in time wins",
+        **_RO,
+    ),
     # settable at runtime
     Param("colormap", "turbo", "colormap of depth/colored", COLORMAPS),
     Param("publish_colored", True, "publish depth/colored while it has subscribers"),
@@ -232,10 +239,13 @@ def validate_params(values: dict[str, Any]) -> str | None:
     if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
         return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
     tilt = values.get("ground_plane.tilt", 0.0)
-    if tilt > 0 and not values.get("ground_plane.imu", False):
+    measured = values.get("ground_plane.imu", False) or values.get(
+        "ground_plane.vertical_lines", False
+    )
+    if tilt > 0 and not measured:
         return (
-            f"ground_plane.tilt={tilt!r} straightens the floor toward the IMU's up: it needs "
-            "ground_plane.imu true"
+            f"ground_plane.tilt={tilt!r} straightens the floor toward a measured up: it needs "
+            "ground_plane.imu or ground_plane.vertical_lines true"
         )
     if tilt > 0 and values.get("ground_plane.normal", "fit") != "prior":
         return (

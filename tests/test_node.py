@@ -929,7 +929,7 @@ def test_validate_params_names_the_bad_value() -> None:
     bad_range = defaults | {"sparse_depth.min_m": 5.0, "sparse_depth.max_m": 1.0}
     assert "sparse_depth.min_m=5.0" in validate_params(bad_range)
     tilt = defaults | {"ground_plane.tilt": 0.75}
-    assert "needs ground_plane.imu true" in validate_params(tilt)
+    assert "needs ground_plane.imu or ground_plane.vertical_lines" in validate_params(tilt)
     tilt |= {"ground_plane.imu": True}
     assert "needs ground_plane.normal 'prior', got 'fit'" in validate_params(tilt)
     assert validate_params(tilt | {"ground_plane.normal": "prior"}) is None

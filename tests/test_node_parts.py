@@ -178,3 +178,55 @@ def test_ground_plane_up_comes_from_the_imu_nearest_in_stamp_else_the_prior() ->
     diag = scaler.diagnostics()
     assert (diag["imu_received"], diag["imu_no_orientation"], diag["imu_missing"]) == (2, 1, 1)
     assert diag["imu_bad_orientation"] == 1 and diag["ground_plane_up"].startswith("prior")
+
+
+def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time() -> None:
+    """`MetricScaler` with ground_plane.vertical_lines (camera only): the image's vertical edges
+    give the fit its up (the scale exact along the true up, which the prior misses by 3 deg); an
+    image without them, or none at the depth's size, leaves the prior, counted and said why."""
+    import cv2
+    import numpy as np
+
+    from depthart_core.ground_plane import expected_up
+    from depthart_ros.metric import MetricScaler
+
+    h, w, f = 480, 640, 400.0
+    K = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(u - K[2]) / f, (v - K[5]) / f, np.ones_like(u)], -1)
+    up = expected_up(13.0, 0.0)  # the true camera: 13 deg down, 1.2 m up; the prior says 10
+    z = np.where(rays @ up < -1e-6, -1.2 / np.minimum(rays @ up, -1e-6), 0.0)
+    rel = (np.clip(z, 0, 20) / 5.0).astype(np.float32)
+    # poles (world verticals: along `up`) at 2-6 m, drawn through K
+    image = np.full((h, w, 3), 190, np.uint8)
+    fwd = np.cross(np.array([1.0, 0.0, 0.0]), up)  # level forward, in the optical frame
+    for x in np.linspace(-2.5, 2.5, 11):
+        base = x * np.array([1.0, 0.0, 0.0]) + (2.0 + abs(x)) * fwd - 1.2 * up
+        ends = [base, base + 2.4 * up]
+        pix = [
+            tuple(int(round(16 * c)) for c in (f * e[0] / e[2] + K[2], f * e[1] / e[2] + K[5]))
+            for e in ends
+        ]
+        cv2.line(image, pix[0], pix[1], (30, 30, 30), 3, cv2.LINE_AA, 4)
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "ground_plane.vertical_lines": True}
+    cfg |= {"ground_plane.pitch_deg": 10.0, "ground_plane.normal": "prior"}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.window": 1}
+    scaler = MetricScaler(cfg)
+    depth, why = scaler.to_metres(rel, 1_000_000_000, cfg, K, image)
+    assert why is None and scaler.plane["up"].startswith("vertical_lines"), scaler.plane
+    assert scaler.state["scale"] == pytest.approx(5.0, rel=5e-3)  # along the true up
+    scaler.to_metres(rel, 2_000_000_000, cfg, K, np.full((h, w, 3), 128, np.uint8))
+    said = scaler.plane["up"]
+    assert said.startswith("prior (") and "no vertical structure" in said
+    assert abs(scaler.state["scale"] / 5.0 - 1.0) > 0.02  # the prior is off by the 3 deg
+    scaler.to_metres(rel, 3_000_000_000, cfg, K, image[::2, ::2])
+    assert "depth's size" in scaler.plane["up"]
+    diag = scaler.diagnostics()
+    assert (diag["vertical_lines_ok"], diag["vertical_lines_few_lines"]) == (1, 1)
+    assert diag["vertical_lines_no_image"] == 1
+    # tilt needs a measured up: the lines are one
+    tilted = cfg | {"ground_plane.tilt": 0.75}
+    assert validate_params(tilted) is None
+    assert "needs ground_plane.imu or ground_plane.vertical_lines" in validate_params(
+        tilted | {"ground_plane.vertical_lines": False}
+    )

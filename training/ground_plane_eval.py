@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         default="prior",
         choices=UP_SOURCES,
         help="the fit's up: prior (the mount's pitch, as the node) or true (each frame's true up, "
-        "as a per-frame gravity measurement would give it)",
+        "as a per-frame gravity measurement would give it) or lines (each frame's vertical "
+        "lines, camera only; needs a real camera's resolution, e.g. --size 480x640)",
     )
     ap.add_argument(
         "--up-noise-deg", type=float, default=0.0, help="with --up true: Gaussian noise per axis"
@@ -59,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         "--tilt",
         type=float,
         default=0.0,
-        help="with --up true: the share of the floor's tilt taken out (the node's "
+        help="with --up true or lines: the share of the floor's tilt taken out (the node's "
         "ground_plane.tilt; the 'prior' normal rows only)",
     )
     ap.add_argument(
         "--max-angle", type=float, default=None, help="floor normal tolerance (default 35 deg)"
     )
+    ap.add_argument("--size", default="120x160", help="rendered HxW (120x160)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
     ap.add_argument("--backend", default="torch")
@@ -78,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("sequences", "frames", "frame_step"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.tilt and args.up != "true":
-        ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: it needs --up true")
+    if args.tilt and args.up == "prior":
+        ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: needs --up true or lines")
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        if len(size) != 2 or min(size) < 16:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--size must be HxW of at least 16x16, e.g. 480x640, got {args.size!r}")
     ground: dict[str, object] = {"tilt": args.tilt}
     if args.window:
         ground["window"] = args.window
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             level_path=not args.hand_held,
             pitch_wobble_deg=args.pitch_wobble,
             roll_wobble_deg=args.roll_wobble,
+            size=size,
             seed=args.seed,
             up_source=args.up,
             up_noise_deg=args.up_noise_deg,

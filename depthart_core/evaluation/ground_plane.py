@@ -22,6 +22,8 @@ depth (the model's, or the ground truth's as a check of the geometry) goes throu
 
 `up_source="true"` gives the fit each frame's true up (with `up_noise_deg` of noise) instead of
 the mount prior: what a per-frame gravity measurement, an IMU's attitude, would give.
+`up_source="lines"` gives it the up of the frame's own vertical lines (camera only,
+`depthart_core.vertical_lines`), and the mount prior in a frame where they give none.
 
 The relative depth is proportional to the metric one, so with the ground truth in place of the
 prediction the metric AbsRel measures the plane fit alone (0 if the floor were found exactly).
@@ -48,7 +50,9 @@ from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
     apply_floor_scale,
+    expected_up,
 )
+from depthart_core.vertical_lines import up_from_vertical_lines
 
 # name -> (camera height [m], mounting pitch [deg], positive down)
 RIGS: dict[str, tuple[float, float]] = {
@@ -56,7 +60,7 @@ RIGS: dict[str, tuple[float, float]] = {
     "cart": (1.0, 10.0),
     "mast": (2.0, 25.0),
 }
-UP_SOURCES = ("prior", "true")
+UP_SOURCES = ("prior", "true", "lines")
 FLOOR_TOLERANCE_M = 0.02  # a true point this close to the floor's height is a floor pixel
 Predict = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> HxW relative depth
 
@@ -231,6 +235,7 @@ def evaluate_rig(
     keys = [(src, nm) for src in (["gt"] if predict is None else ["model", "gt"]) for nm in normals]
     stats = {key: SourceStats() for key in keys}
     rng = np.random.default_rng(rig.seed)  # the up's noise: the same draws for every source
+    ground_prior_3 = expected_up(rig.mount_pitch_deg)
     for seq in range(rig.sequences):
         out = rig_frames(rig, seq)
         # one stream state per camera path, as a node restarted for each recording
@@ -249,6 +254,13 @@ def evaluate_rig(
             fit_up_3 = None
             if rig.up_source == "true":
                 fit_up_3 = noisy_up(up_3, rig.up_noise_deg, rng)
+            elif (
+                rig.up_source == "lines"
+            ):  # camera only: the image's vertical lines, else the prior
+                lines = up_from_vertical_lines(
+                    out["rgb"][i].permute(1, 2, 0).numpy(), K_33, ground_prior_3
+                )
+                fit_up_3 = None if lines.up_3 is None else np.array(lines.up_3)
             floor_HW = true_floor(gt_HW, valid_HW, K_33, up_3, rig.height_m)
             rels = {"gt": np.where(valid_HW, gt_HW, np.nan)}
             if predict is not None:

@@ -1,0 +1,145 @@
+"""The up from the image's vertical lines (`depthart_core.vertical_lines`): on drawn images of
+known vertical edges seen by a pitched and rolled camera, on scenes without vertical structure,
+and on the renderer's rooms against their true up."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from depthart_core.ground_plane import expected_up
+from depthart_core.vertical_lines import (
+    VerticalLinesConfig,
+    line_segments,
+    up_from_vertical_lines,
+)
+
+H, W, F = 480, 640, 450.0
+K_33 = np.array([[F, 0.0, (W - 1) / 2], [0.0, F, (H - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def angle_deg(a_3, b_3) -> float:
+    return math.degrees(math.acos(min(1.0, abs(float(np.dot(a_3, b_3))))))
+
+
+def optical_from_world(pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """(3, 3) world (x right, y up, z forward) -> optical frame, for a camera pitched down and
+    rolled right side down; its image of the world's up is `expected_up(pitch, roll)`."""
+    p, r = math.radians(pitch_deg), math.radians(roll_deg)
+    flip_33 = np.diag([1.0, -1.0, 1.0])  # y up -> y down
+    pitch_33 = np.array(
+        [[1.0, 0.0, 0.0], [0.0, math.cos(p), -math.sin(p)], [0.0, math.sin(p), math.cos(p)]]
+    )
+    roll_33 = np.array(
+        [[math.cos(r), math.sin(r), 0.0], [-math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]]
+    )
+    return roll_33 @ pitch_33 @ flip_33
+
+
+def drawn_scene(pitch_deg: float, roll_deg: float, vertical: bool = True) -> np.ndarray:
+    """A grey image of dark poles (or, with vertical=False, horizontal rails) 2-8 m ahead, 2 m
+    tall from 1 m below the camera, drawn anti-aliased."""
+    R_33 = optical_from_world(pitch_deg, roll_deg)
+    img = np.full((H, W), 200, np.uint8)
+    rng = np.random.default_rng(1)
+    for _ in range(24):
+        x, z = rng.uniform(-4.0, 4.0), rng.uniform(2.0, 8.0)
+        if vertical:
+            ends = [np.array([x, -1.0, z]), np.array([x, 1.0, z])]
+        else:
+            y = rng.uniform(-1.0, 1.0)
+            ends = [np.array([x - 1.0, y, z]), np.array([x + 1.0, y, z])]
+        pix = []
+        for e in ends:
+            c = R_33 @ e
+            if c[2] <= 0.1:
+                break
+            pix.append((K_33 @ (c / c[2]))[:2])
+        if len(pix) == 2:
+            a, b = (tuple(int(round(v * 16)) for v in q) for q in pix)
+            cv2.line(img, a, b, 40, 3, cv2.LINE_AA, 4)  # 4 fractional bits: sub-pixel ends
+    return img
+
+
+@pytest.mark.parametrize("pitch, roll", [(0.0, 0.0), (10.0, 2.0), (25.0, -3.0), (4.0, 6.0)])
+def test_the_up_of_drawn_vertical_edges_is_found_to_a_fraction_of_a_degree(pitch, roll):
+    true_3 = expected_up(pitch, roll)
+    prior_3 = expected_up(pitch + 3.0, roll - 2.0)  # the mount's prior, the bumps unknown
+    found = up_from_vertical_lines(drawn_scene(pitch, roll), K_33, prior_3)
+    assert found.code == "ok", found.reason
+    assert angle_deg(found.up_3, true_3) < 0.3, (found, angle_deg(prior_3, true_3))
+    assert np.dot(found.up_3, true_3) > 0  # pointing up, not down
+    # P (3x4) works as K does
+    P = np.concatenate([K_33, np.zeros((3, 1))], axis=1).reshape(-1)
+    assert up_from_vertical_lines(drawn_scene(pitch, roll), P, prior_3).up_3 == found.up_3
+
+
+def test_no_vertical_structure_gives_no_up_and_says_why():
+    prior_3 = expected_up(10.0, 0.0)
+    blank = up_from_vertical_lines(np.full((H, W, 3), 128, np.uint8), K_33, prior_3)
+    assert blank.up_3 is None and blank.code == "few_lines"
+    assert "no vertical structure" in blank.reason
+    rails = up_from_vertical_lines(drawn_scene(10.0, 0.0, vertical=False), K_33, prior_3)
+    assert rails.up_3 is None and rails.code in ("few_lines", "few_inliers")
+
+
+def test_an_up_beyond_the_priors_tolerance_is_not_taken():
+    # the poles lean 20 deg from the prior: outside its 10 deg tolerance, so no up (and never
+    # one more than 10 deg from the prior)
+    found = up_from_vertical_lines(drawn_scene(30.0, 0.0), K_33, expected_up(10.0, 0.0))
+    assert found.up_3 is None, found
+    wide = VerticalLinesConfig(max_angle_deg=25.0)
+    found = up_from_vertical_lines(drawn_scene(30.0, 0.0), K_33, expected_up(10.0, 0.0), wide)
+    assert found.code == "ok" and angle_deg(found.up_3, expected_up(30.0, 0.0)) < 0.3
+
+
+def test_float_images_and_grey_images_give_the_same_segments():
+    grey = drawn_scene(5.0, 1.0)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    assert np.allclose(line_segments(grey), line_segments(rgb))
+    assert np.allclose(line_segments(grey), line_segments(rgb / 255.0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_angle_deg", 0.0),
+        ("max_angle_deg", float("nan")),
+        ("inlier_deg", 20.0),
+        ("min_length", 1.5),
+        ("min_lines", 1),
+        ("hypotheses", 0),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_value(field, value):
+    with pytest.raises(ValueError, match=field):
+        VerticalLinesConfig(**{field: value})
+
+
+def test_a_bad_calibration_is_refused():
+    with pytest.raises(ValueError, match="3x3 K or 3x4 P"):
+        up_from_vertical_lines(drawn_scene(0.0, 0.0), [1.0, 2.0], expected_up())
+
+
+def test_on_rendered_rooms_the_lines_beat_the_mount_prior():
+    """A rendered cart path at a camera's resolution: the lines' up against the renderer's true
+    up, and the mount prior's (which misses the path's bumps) as the bar to beat."""
+    from depthart_core.evaluation.ground_plane import RigEval, rig_frames
+
+    rig = RigEval.named("cart", sequences=1, frames=8, size=(H, W), seed=0)
+    out = rig_frames(rig, 0)
+    prior_3 = expected_up(rig.mount_pitch_deg)
+    lines_err, prior_err = [], []
+    for i in range(out["rgb"].shape[0]):
+        true_3 = out["pose"][i, :3, :3].numpy().T @ np.array([0.0, 1.0, 0.0])
+        found = up_from_vertical_lines(
+            out["rgb"][i].permute(1, 2, 0).numpy(), out["K"][i].numpy(), prior_3
+        )
+        if found.up_3 is not None:
+            lines_err.append(angle_deg(found.up_3, true_3))
+            prior_err.append(angle_deg(prior_3, true_3))
+    assert len(lines_err) >= 5, lines_err
+    assert np.median(lines_err) < 0.5 < np.median(prior_err), (lines_err, prior_err)
