@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from depthart_core.cli.args import parse_size
 from depthart_core.evaluation.ground_plane import (
     RIGS,
     UP_SOURCES,
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-angle", type=float, default=None, help="floor normal tolerance (default 35 deg)"
     )
-    ap.add_argument("--size", default="120x160", help="rendered HxW (120x160)")
+    ap.add_argument("--size", type=parse_size, default=(120, 160), help="rendered HxW (120x160)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
     ap.add_argument("--backend", default="torch")
@@ -82,12 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.tilt and args.up == "prior":
         ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: needs --up true or lines")
-    try:
-        size = tuple(int(v) for v in args.size.lower().split("x"))
-        if len(size) != 2 or min(size) < 16:
-            raise ValueError
-    except ValueError:
-        ap.error(f"--size must be HxW of at least 16x16, e.g. 480x640, got {args.size!r}")
     ground: dict[str, object] = {"tilt": args.tilt}
     if args.window:
         ground["window"] = args.window
@@ -118,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             level_path=not args.hand_held,
             pitch_wobble_deg=args.pitch_wobble,
             roll_wobble_deg=args.roll_wobble,
-            size=size,
+            size=args.size,
             seed=args.seed,
             up_source=args.up,
             up_noise_deg=args.up_noise_deg,

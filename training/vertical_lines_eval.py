@@ -19,6 +19,8 @@ from collections import Counter
 
 import numpy as np
 
+from depthart_core.cli.args import parse_size
+
 
 def angle_deg(a_3, b_3) -> float:
     cos = float(np.dot(a_3, b_3) / (np.linalg.norm(a_3) * np.linalg.norm(b_3)))
@@ -33,20 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--sequences", type=int, default=4, help="rooms per rig and seed (4)")
-    ap.add_argument("--size", default="480x640", help="rendered HxW (480x640)")
+    ap.add_argument("--size", type=parse_size, default=(480, 640), help="rendered HxW (480x640)")
     args = ap.parse_args(argv)
-    try:
-        size = tuple(int(v) for v in args.size.lower().split("x"))
-        if len(size) != 2 or min(size) < 16:
-            raise ValueError
-    except ValueError:
-        ap.error(f"--size must be HxW of at least 16x16, e.g. 480x640, got {args.size!r}")
     if args.sequences < 1:
         ap.error(f"--sequences must be >= 1, got {args.sequences}")
     for name in RIGS:
         errs, prior_errs, codes, seconds = [], [], Counter(), 0.0
         for seed in args.seeds:
-            rig = RigEval.named(name, sequences=args.sequences, seed=seed, size=size)
+            rig = RigEval.named(name, sequences=args.sequences, seed=seed, size=args.size)
             prior_3 = expected_up(rig.mount_pitch_deg)
             for seq in range(rig.sequences):
                 out = rig_frames(rig, seq)
@@ -65,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         e = np.array(errs) if errs else np.array([float("nan")])
         refused = ", ".join(f"{k} {v}" for k, v in codes.items() if k != "ok") or "none refused"
         print(
-            f"{name} ({RIGS[name][0]:g} m, {size[0]}x{size[1]}): up from the lines in "
+            f"{name} ({RIGS[name][0]:g} m, {args.size[0]}x{args.size[1]}): up from the lines in "
             f"{codes['ok']}/{n} frames ({refused}); "
             f"angle to the true up median {np.median(e):.2f} deg, p90 {np.percentile(e, 90):.2f}, "
             f"max {e.max():.1f}; the mount prior's median {np.median(prior_errs):.2f}; "
