@@ -34,12 +34,11 @@ from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
     apply_floor_scale,
-    expected_up,
     frame_up,
 )
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
-from depthart_core.vertical_lines import up_from_vertical_lines
+from depthart_core.vertical_lines import frame_lines_up
 
 GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
     ("ground_plane.camera_height_m", "camera_height_m"),
@@ -184,15 +183,10 @@ class MetricScaler:
         self, image: np.ndarray | None, shape: tuple[int, ...], projection: Any, cfg: dict[str, Any]
     ) -> tuple[np.ndarray | None, str]:
         """This frame's up from its vertical lines, or None (the mount prior) and why."""
-        if image is None or image.shape[:2] != shape:  # P is at the depth's size
-            self.lines_counts["no_image"] += 1
-            return None, "prior (no image at the depth's size for the vertical lines)"
-        prior_3 = expected_up(cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
-        found = up_from_vertical_lines(image, projection, prior_3)
-        self.lines_counts[found.code] += 1
-        if found.up_3 is None:
-            return None, f"prior ({found.reason})"
-        return np.array(found.up_3), f"vertical_lines ({found.lines} lines)"
+        mount = (cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
+        up_3, source, code = frame_lines_up(image, shape, projection, *mount)
+        self.lines_counts[code] += 1
+        return up_3, source
 
     def _ground_scale(
         self,

@@ -307,3 +307,27 @@ def test_an_imu_is_refused_where_it_would_be_unused(tmp_path):
     with pytest.raises(ValueError, match="IMU noise must be finite"):
         bags.write_synthetic_bag(tmp_path / "c", 2, size=SIZE, rig="cart", imu_noise_deg=-1)
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_vertical_lines_give_each_frame_its_up_without_an_imu(tmp_path):
+    """A cart rig bag at a camera's resolution, camera only: with `vertical_lines` each frame's
+    up comes from its image (the report counts them), the floor is measured along it, and the
+    true depth's metres come out closer than along the mount prior (which misses the bumps)."""
+    size, frames = (480, 640), 6
+    bag = tmp_path / "cart640"
+    # seed 3's room has tiled walls (seeds 1 and 4 have plain ones: the lines refuse every frame)
+    bags.write_synthetic_bag(bag, frames, seed=3, size=size, rig="cart")
+    rig = RigEval.named("cart", sequences=1, frames=frames, size=size, seed=3)
+    backend = GroundTruthBackend(rig_samples(rig, 0))
+    prior_cfg = _cfg(track_units=False, window=1, normal="prior")
+    prior = replay_offline(bag, tmp_path / "p", prior_cfg, backend)["ground_plane"]
+    lines_cfg = dataclasses.replace(prior_cfg, vertical_lines=True)
+    lines = replay_offline(bag, tmp_path / "l", lines_cfg, backend)
+    gp = lines["ground_plane"]
+    assert gp["vertical_lines"] and gp["up_sources"].get("vertical_lines", 0) >= frames - 2, gp
+    assert gp["metric_abs_rel"] < 0.5 * prior["metric_abs_rel"], (gp, prior)
+    rows = [r["ground_plane"] for r in lines["rows"] if "ground_plane" in r]
+    assert all(r["up_reason"].startswith(("vertical_lines (", "prior (")) for r in rows)
+    assert "up from vertical lines: vertical_lines" in (tmp_path / "l" / "report.md").read_text()
+    with pytest.raises(ValueError, match="only used by the ground_plane protocol"):
+        dataclasses.replace(prior_cfg, protocol="depthart", ground_plane=None, vertical_lines=True)

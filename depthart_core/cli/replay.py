@@ -85,6 +85,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gp.add_argument(
         "--imu-max-dt", type=float, default=0.05, metavar="S", help="image/IMU stamp tolerance"
     )
+    gp.add_argument(
+        "--vertical-lines",
+        action="store_true",
+        help="camera only: each frame's up from its image's vertical lines (the node's "
+        "ground_plane.vertical_lines; a real camera's resolution), the prior where none",
+    )
     window = GroundPlaneConfig.window  # the node's default
     gp.add_argument(
         "--ground-window",
@@ -145,10 +151,10 @@ def _ground_plane(args: argparse.Namespace):
         return None
     if args.camera_height is None:
         return None  # ReplayConfig refuses the protocol without it
-    if args.ground_tilt > 0.0 and not args.imu_topic:
+    if args.ground_tilt > 0.0 and not (args.imu_topic or args.vertical_lines):
         raise ValueError(
             f"--ground-tilt {args.ground_tilt:g} straightens the floor toward a measured up: "
-            "give the IMU's topic with --imu-topic"
+            "give the IMU's topic with --imu-topic, or --vertical-lines"
         )
     return GroundPlaneConfig(
         camera_height_m=check_camera_height(args.camera_height),
@@ -171,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         ground_plane=_ground_plane(args),
         imu_topic=args.imu_topic,
         imu_max_dt_s=args.imu_max_dt,
+        vertical_lines=args.vertical_lines,
         image_topic=args.image_topic,
         depth_topic=args.depth_topic,
         camera_info_topic=args.camera_info_topic,

@@ -35,6 +35,7 @@ from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
 from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, IMU_TYPE
+from depthart_core.vertical_lines import frame_lines_up
 
 PROTOCOLS = ("depthart", "affine", "metric", "ground_plane")
 STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")
@@ -64,12 +65,19 @@ class ReplayConfig:
     # attitude nearest its stamp within imu_max_dt_s, else the mount prior
     imu_topic: str | None = None
     imu_max_dt_s: float = 0.05
+    # ground_plane protocol, camera only (the node's ground_plane.vertical_lines): each frame's
+    # up from its image's vertical lines where no IMU attitude is in time, else the mount prior
+    vertical_lines: bool = False
 
     def __post_init__(self) -> None:
         if self.imu_topic and self.protocol != "ground_plane":
             raise ValueError(
                 f"the IMU topic {self.imu_topic!r} is only used by the ground_plane protocol "
                 f"(got {self.protocol})"
+            )
+        if self.vertical_lines and self.protocol != "ground_plane":
+            raise ValueError(
+                f"vertical lines are only used by the ground_plane protocol (got {self.protocol})"
             )
         if not self.imu_max_dt_s >= 0:
             raise ValueError(f"imu_max_dt_s must be >= 0 s, got {self.imu_max_dt_s}")
@@ -289,11 +297,21 @@ def ground_plane_fit(
         return None
     info = frame.camera_info
     proj = info.p if np.any(np.asarray(info.p, dtype=np.float64)) else info.k
-    up_3, up = None, "prior"
+    up_3, up, up_reason = None, "prior", ""
     if cfg is not None and cfg.imu_topic:  # as the node's ground_plane.imu
         mount = ground.cfg
         up_3, up = frame_up(frame.imu_xyzw, mount.pitch_deg, mount.roll_deg, cfg.imu_max_dt_s)
     P = projection_p(proj)
+    if up_3 is None and cfg is not None and cfg.vertical_lines:  # an IMU in time wins
+        try:
+            image = messages.image_to_rgb(frame.image.msg)
+        except ValueError:
+            image = None
+        mount = ground.cfg
+        up_3, up_reason, code = frame_lines_up(
+            image, pred.shape, P, mount.pitch_deg, mount.roll_deg
+        )
+        up = "vertical_lines" if up_3 is not None else f"prior ({code})"
     fit, applied = ground.update(np.asarray(pred, dtype=np.float64), P, None, up_3)
     row["ground_plane"] = {
         "up": up,
@@ -305,6 +323,8 @@ def ground_plane_fit(
         "normal_angle_deg": fit.normal_angle_deg,
         "tilt_share": fit.tilt_share,
     }
+    if up_reason:  # the vertical lines' own account: how many lines, or why none
+        row["ground_plane"]["up_reason"] = up_reason
     if applied.scale is None:
         row["ground_plane"]["reason"] = fit.reason
         return None

@@ -91,13 +91,14 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
         r["ground_plane"]["code"] for r in fitted if r["ground_plane"]["scale"] is None
     )
     imu = {}
-    if run.cfg.imu_topic:  # which up each fit used: the IMU's, or the prior and why
+    if run.cfg.imu_topic or run.cfg.vertical_lines:  # which up each fit used, or why the prior
         ups = Counter(r["ground_plane"].get("up", "prior") for r in fitted)
-        imu = {
-            "imu_topic": run.cfg.imu_topic,
-            "up_sources": dict(ups),
-            "imu_no_orientation": run.index.imu_no_orientation,
-        }
+        imu = {"up_sources": dict(ups)}
+        if run.cfg.imu_topic:
+            imu |= {"imu_topic": run.cfg.imu_topic}
+            imu |= {"imu_no_orientation": run.index.imu_no_orientation}
+        if run.cfg.vertical_lines:
+            imu |= {"vertical_lines": True}
     return {
         "camera_height_m": run.cfg.ground_plane.camera_height_m,
         "normal": run.cfg.ground_plane.normal,
@@ -192,9 +193,12 @@ def _json_default(value: Any) -> Any:
 def _ground_plane_line(gp: dict[str, Any]) -> str:
     falls = ", ".join(f"{k} {v}" for k, v in sorted(gp["fallbacks"].items())) or "none"
     up = ""
-    if gp.get("imu_topic"):
+    if gp.get("imu_topic") or gp.get("vertical_lines"):
         ups = ", ".join(f"{k} {v}" for k, v in sorted(gp["up_sources"].items()))
-        up = f", up from {gp['imu_topic']}: {ups}"
+        where = " and ".join(
+            x for x in (gp.get("imu_topic"), gp.get("vertical_lines") and "vertical lines") if x
+        )
+        up = f", up from {where}: {ups}"
     head = (
         f"ground plane ({gp['camera_height_m']:g} m, normal {gp['normal']}{up}): "
         f"{gp['frames_scaled']}/{gp['frames_fitted']} frames scaled, fallbacks: {falls}"
