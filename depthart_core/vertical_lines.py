@@ -201,18 +201,16 @@ def frame_lines_up(
     image: np.ndarray | None,
     shape: tuple[int, ...],
     projection: Sequence[float] | np.ndarray,
-    pitch_deg: float,
-    roll_deg: float,
+    prior_up_3: Sequence[float] | np.ndarray,
     cfg: VerticalLinesConfig = VerticalLinesConfig(),
 ) -> tuple[np.ndarray | None, str, str]:
     """A frame's up from its vertical lines as the node and the replay use it: (up, "vertical_lines
     (N lines)", "ok"), or (None, "prior (why)", code) to fall back to the mount prior. `shape`:
-    the depth's HxW, at which `projection` is given; an image of another size is not used."""
+    the depth's HxW, at which `projection` is given; an image of another size is not used;
+    `prior_up_3`: the mount's up (`ground_plane.expected_up`)."""
     if image is None or tuple(np.asarray(image).shape[:2]) != tuple(shape[:2]):
         return None, "prior (no image at the depth's size for the vertical lines)", "no_image"
-    from depthart_core.ground_plane import expected_up  # the ground plane imports this module
-
-    found = up_from_vertical_lines(image, projection, expected_up(pitch_deg, roll_deg), cfg)
+    found = up_from_vertical_lines(image, projection, prior_up_3, cfg)
     if found.up_3 is None:
         return None, f"prior ({found.reason})", found.code
     return np.array(found.up_3), f"vertical_lines ({found.lines} lines)", "ok"

@@ -34,6 +34,7 @@ from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
     apply_floor_scale,
+    expected_up,
     frame_up,
 )
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
@@ -183,8 +184,8 @@ class MetricScaler:
         self, image: np.ndarray | None, shape: tuple[int, ...], projection: Any, cfg: dict[str, Any]
     ) -> tuple[np.ndarray | None, str]:
         """This frame's up from its vertical lines, or None (the mount prior) and why."""
-        mount = (cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
-        up_3, source, code = frame_lines_up(image, shape, projection, *mount)
+        prior_3 = expected_up(cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
+        up_3, source, code = frame_lines_up(image, shape, projection, prior_3)
         self.lines_counts[code] += 1
         return up_3, source
 

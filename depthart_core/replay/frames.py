@@ -28,6 +28,7 @@ from depthart_core.ground_plane import (
     GroundPlaneConfig,
     GroundPlaneScale,
     apply_floor_scale,
+    expected_up,
     frame_up,
     projection_p,
 )
@@ -308,9 +309,8 @@ def ground_plane_fit(
         except ValueError:
             image = None
         mount = ground.cfg
-        up_3, up_reason, code = frame_lines_up(
-            image, pred.shape, P, mount.pitch_deg, mount.roll_deg
-        )
+        prior_3 = expected_up(mount.pitch_deg, mount.roll_deg)
+        up_3, up_reason, code = frame_lines_up(image, pred.shape, P, prior_3)
         up = "vertical_lines" if up_3 is not None else f"prior ({code})"
     fit, applied = ground.update(np.asarray(pred, dtype=np.float64), P, None, up_3)
     row["ground_plane"] = {
