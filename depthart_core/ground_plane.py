@@ -98,9 +98,16 @@ class GroundPlaneConfig:
     # is taken out of the depth (module docstring, step 6); 0 = scale only. Frames without a
     # measured up are only scaled. Needs normal "prior" (the floor is then measured along the up)
     tilt: float = 0.0
+    # an up that is an estimate from the image (`depthart_core.vertical_lines`), not a
+    # measurement: where the floor fitted along it lies further than this from it, the two
+    # camera-only attitudes disagree and the frame is fitted along the prior instead
+    # (`GroundPlaneScale.update(..., up_estimated=True)`; BENCHMARKS 10)
+    lines_agree_deg: float = 4.0
 
     def __post_init__(self) -> None:
         check_camera_height(self.camera_height_m)
+        if not 0.0 < self.lines_agree_deg < 90.0:  # NaN fails too
+            raise ValueError(f"lines_agree_deg must be in (0, 90), got {self.lines_agree_deg!r}")
         if self.normal not in NORMALS:
             raise ValueError(f"normal must be one of {NORMALS}, got {self.normal!r}")
         if not 0.0 <= self.tilt <= 1.0:  # NaN fails too
@@ -253,6 +260,8 @@ class GroundFit:
     tilt_3: tuple[float, float, float] = (0.0, 0.0, 0.0)
     tilt_share: float = 0.0  # the share of the tilt corrected in this frame (<= cfg.tilt)
     tilt_factor_range: tuple[float, float] = (1.0, 1.0)
+    # set where an estimated up was dropped for the prior's (`GroundPlaneScale.update`): why
+    up_dropped: str = ""
 
 
 def floor_candidates(
@@ -677,8 +686,22 @@ class GroundPlaneScale:
         projection: Sequence[float] | np.ndarray,
         camera_height_m: float | None = None,
         up_3: np.ndarray | None = None,
+        up_estimated: bool = False,
     ) -> tuple[GroundFit, SmoothedScale]:
+        """The frame's fit along `up_3` (None: the prior's) and the smoothed scale. With
+        `up_estimated` (the vertical lines' up, not an IMU's measurement) an accepted floor more
+        than `cfg.lines_agree_deg` from that up is a disagreement: the frame is fitted along
+        the prior instead and `fit.up_dropped` says why (a refused fit stays refused)."""
         fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m, up_3)
+        disagree = fit.scale is not None and fit.normal_angle_deg > self.cfg.lines_agree_deg
+        if up_3 is not None and up_estimated and disagree:
+            why = (
+                f"the floor is {fit.normal_angle_deg:.1f} deg from the lines' up > "
+                f"{self.cfg.lines_agree_deg:g}"
+            )
+            fit = replace(
+                fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m), up_dropped=why
+            )
         # a straightened frame's scale is for its corrected depth, whose unit is not the raw
         # depth's that the smoother follows: it smooths the scale times the correction's median
         # factor (a raw-unit scale), and hands back the scale for this frame's corrected depth

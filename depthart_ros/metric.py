@@ -51,6 +51,7 @@ GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
     ("ground_plane.normal", "normal"),
     ("ground_plane.window", "window"),
     ("ground_plane.tilt", "tilt"),
+    ("ground_plane.lines_agree_deg", "lines_agree_deg"),
 )
 
 
@@ -201,9 +202,14 @@ class MetricScaler:
             self.plane = {"fit": "no_camera_info"}
             return None, None, "no camera_info for this frame (the floor needs the intrinsics)"
         up_3, up_source = self._frame_up(stamp_ns, cfg) if self.imu_on else (None, "prior")
+        estimated = False
         if up_3 is None and self.lines_on:  # an IMU in time wins: it measures this very instant
             up_3, up_source = self._lines_up(image, relative.shape, projection, cfg)
-        fit, applied = self.ground.update(relative, projection, None, up_3)
+            estimated = up_3 is not None
+        fit, applied = self.ground.update(relative, projection, None, up_3, estimated)
+        if fit.up_dropped:  # the floor disagreed with the lines' up: fitted along the prior
+            self.lines_counts["floor_disagrees"] += 1
+            up_source = f"prior ({fit.up_dropped})"
         self.plane = {
             "up": up_source,
             "fit": fit.code,

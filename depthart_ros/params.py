@@ -193,6 +193,14 @@ PARAMS: tuple[Param, ...] = (
         hi=1.0,
     ),
     Param(
+        "ground_plane.lines_agree_deg",
+        4.0,
+        "with ground_plane.vertical_lines: a floor fitted further than this from the lines' up "
+        "means one of the two is wrong; the frame is fitted along the prior instead (deg)",
+        lo=0.1,
+        hi=89.0,
+    ),
+    Param(
         "ground_plane.imu_max_stamp_diff_s",
         0.05,
         "stamp tolerance image/imu; without an imu message that near, the prior is used",

@@ -387,6 +387,38 @@ def test_a_measured_up_replaces_the_prior_for_one_frame():
     assert fit == measured and applied.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
 
 
+def test_an_estimated_up_the_floor_disagrees_with_is_dropped_for_the_prior():
+    """`update(..., up_estimated=True)` (the vertical lines' up): a floor fitted more than
+    `lines_agree_deg` from it means one of the two is wrong, and the frame is fitted along the
+    prior, saying why; an up within it is kept; an IMU's up (not an estimate) is never dropped;
+    a frame with no floor stays refused (nothing to disagree with)."""
+    metric, K = scene(1.0, 12.0, wall=None)  # the true camera: 12 deg down
+    cfg = GroundPlaneConfig(camera_height_m=1.0, pitch_deg=12.0, normal="prior", window=1)
+    wrong_3, near_3 = expected_up(12.0, 7.0), expected_up(12.0, 2.5)  # 7 / 2.5 deg of roll off
+    prior_fit = fit_ground_plane(relative(metric), K, cfg)
+    fit, applied = GroundPlaneScale(cfg).update(relative(metric), K, None, wrong_3, True)
+    off_deg = math.degrees(math.acos(float(wrong_3 @ expected_up(12.0, 0.0))))  # about 6.8
+    said = re.fullmatch(r"the floor is (\d+\.\d) deg from the lines' up > 4", fit.up_dropped)
+    assert said and float(said.group(1)) == pytest.approx(off_deg, abs=0.3), fit
+    assert dataclasses.replace(fit, up_dropped="") == prior_fit  # fitted along the prior
+    assert applied.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
+    kept, _ = GroundPlaneScale(cfg).update(relative(metric), K, None, wrong_3)  # an IMU's
+    assert kept.up_dropped == "" and kept.normal_angle_deg == pytest.approx(off_deg, abs=0.3)
+    assert abs(kept.scale / TRUE_SCALE - 1.0) > 0.002  # measured along the wrong up
+    near, _ = GroundPlaneScale(cfg).update(relative(metric), K, None, near_3, True)
+    assert near.up_dropped == "" and 2.0 < near.normal_angle_deg < 4.0
+    loose = dataclasses.replace(cfg, lines_agree_deg=8.0)
+    loose_fit, _ = GroundPlaneScale(loose).update(relative(metric), K, None, wrong_3, True)
+    assert loose_fit.up_dropped == ""
+    wall, Kw = scene(1.0, 0.0, wall=0.6)  # every lower-half ray meets the wall: no floor
+    level = dataclasses.replace(cfg, pitch_deg=0.0)
+    none, _ = GroundPlaneScale(level).update(relative(wall), Kw, None, expected_up(0.0, 7.0), True)
+    assert none.code == "normal_far_from_up" and none.up_dropped == "", none
+    for bad in (0.0, -1.0, 90.0, float("nan")):
+        with pytest.raises(ValueError, match=rf"lines_agree_deg must be in \(0, 90\), got {bad!r}"):
+            GroundPlaneConfig(lines_agree_deg=bad)
+
+
 def tilted(metric: np.ndarray, K: np.ndarray, w_3: np.ndarray) -> np.ndarray:
     """The relative depth of a model that misjudges the camera's pitch: its inverse depth off by
     a field linear in the ray, r . w (a plane stays a plane, tilted), times the unknown scale."""

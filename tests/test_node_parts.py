@@ -3,6 +3,7 @@ checks on parameters and camera_info. No ROS processes: threads and fake message
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from types import SimpleNamespace
@@ -221,9 +222,15 @@ def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time()
     assert abs(scaler.state["scale"] / 5.0 - 1.0) > 0.02  # the prior is off by the 3 deg
     scaler.to_metres(rel, 3_000_000_000, cfg, K, image[::2, ::2])
     assert "depth's size" in scaler.plane["up"]
+    # a floor 7 deg from the lines' up (the model's, or the lines' mistake): the prior is used
+    up20 = expected_up(20.0, 0.0)
+    z20 = np.where(rays @ up20 < -1e-6, -1.2 / np.minimum(rays @ up20, -1e-6), 0.0)
+    scaler.to_metres((np.clip(z20, 0, 20) / 5.0).astype(np.float32), 4_000_000_000, cfg, K, image)
+    said = scaler.plane["up"]
+    assert re.match(r"prior \(the floor is \d+\.\d deg from the lines' up > 4\)", said), said
     diag = scaler.diagnostics()
-    assert (diag["vertical_lines_ok"], diag["vertical_lines_few_lines"]) == (1, 1)
-    assert diag["vertical_lines_no_image"] == 1
+    assert (diag["vertical_lines_ok"], diag["vertical_lines_few_lines"]) == (2, 1)
+    assert (diag["vertical_lines_no_image"], diag["vertical_lines_floor_disagrees"]) == (1, 1)
     # tilt needs a measured up: the lines are one
     tilted = cfg | {"ground_plane.tilt": 0.75}
     assert validate_params(tilted) is None

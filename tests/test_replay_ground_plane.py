@@ -243,6 +243,10 @@ def _one_line_error(capsys) -> str:
             "tilt must be a share in [0, 1], got 1.5",
         ),
         ([*INFO, "--camera-height", "1.0", "--ground-max-angle", "95"], "max_normal_angle_deg"),
+        (
+            [*INFO, "--camera-height", "1.0", "--lines-agree", "0"],
+            "lines_agree_deg must be in (0, 90), got 0.0",
+        ),
     ],
 )
 def test_bad_ground_plane_input_is_one_line_and_writes_nothing(

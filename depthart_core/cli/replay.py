@@ -116,6 +116,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a fitted floor further than this from up falls back to relative depth (the "
         f"node's ground_plane.max_normal_angle_deg; {GroundPlaneConfig.max_normal_angle_deg:g})",
     )
+    gp.add_argument(
+        "--lines-agree",
+        type=float,
+        default=GroundPlaneConfig.lines_agree_deg,
+        metavar="DEG",
+        help="with --vertical-lines: a floor fitted further than this from the lines' up is a "
+        "disagreement, and the frame is fitted along the prior (the node's "
+        f"ground_plane.lines_agree_deg; {GroundPlaneConfig.lines_agree_deg:g})",
+    )
     p.add_argument(
         "--write-bag",
         default=None,
@@ -164,6 +173,7 @@ def _ground_plane(args: argparse.Namespace):
         window=args.ground_window,
         tilt=args.ground_tilt,
         max_normal_angle_deg=args.ground_max_angle,
+        lines_agree_deg=args.lines_agree,
     )
 
 

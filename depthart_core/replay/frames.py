@@ -312,7 +312,10 @@ def ground_plane_fit(
         prior_3 = expected_up(mount.pitch_deg, mount.roll_deg)
         up_3, up_reason, code = frame_lines_up(image, pred.shape, P, prior_3)
         up = "vertical_lines" if up_3 is not None else f"prior ({code})"
-    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), P, None, up_3)
+    estimated = up == "vertical_lines"  # an estimate the floor must agree with; an IMU's is not
+    fit, applied = ground.update(np.asarray(pred, dtype=np.float64), P, None, up_3, estimated)
+    if fit.up_dropped:
+        up, up_reason = "prior (floor_disagrees)", f"prior ({fit.up_dropped})"
     row["ground_plane"] = {
         "up": up,
         "code": fit.code,
