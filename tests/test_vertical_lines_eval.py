@@ -25,3 +25,10 @@ def test_a_bad_size_is_refused_naming_it(training_script, capsys):
         training_script("vertical_lines_eval").main(["--size", "64x"])
     err = capsys.readouterr().err
     assert "--size" in err and "HxW" in err and "'64x'" in err
+
+
+@pytest.mark.parametrize("flag", ["--frames", "--sequences"])
+def test_a_count_below_one_is_refused_naming_it(training_script, capsys, flag):
+    with pytest.raises(SystemExit):
+        training_script("vertical_lines_eval").main([flag, "0"])
+    assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err

@@ -7,6 +7,8 @@ pitch as the prior) is compared with the renderer's true up, beside the mount pr
 the angle error's median / 90th percentile / max, and the lines' time per frame. No model runs.
 
     python training/vertical_lines_eval.py --seeds 0 1 --size 480x640       # about 1.5 min
+    # the paths of `depthart synth-bag --rig RIG --seed S --frames 60 --size 480x640`:
+    python training/vertical_lines_eval.py --seeds 5 6 --sequences 1 --frames 60
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--sequences", type=int, default=4, help="rooms per rig and seed (4)")
+    ap.add_argument("--frames", type=int, default=15, help="frames per room (15)")
     ap.add_argument("--size", type=parse_size, default=(480, 640), help="rendered HxW (480x640)")
     args = ap.parse_args(argv)
-    if args.sequences < 1:
-        ap.error(f"--sequences must be >= 1, got {args.sequences}")
+    for name in ("sequences", "frames"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in RIGS:
         errs, prior_errs, codes, seconds = [], [], Counter(), 0.0
         for seed in args.seeds:
-            rig = RigEval.named(name, sequences=args.sequences, seed=seed, size=args.size)
+            rig = RigEval.named(
+                name, sequences=args.sequences, frames=args.frames, seed=seed, size=args.size
+            )
             prior_3 = expected_up(rig.mount_pitch_deg)
             for seq in range(rig.sequences):
                 out = rig_frames(rig, seq)
@@ -61,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         e = np.array(errs) if errs else np.array([float("nan")])
         refused = ", ".join(f"{k} {v}" for k, v in codes.items() if k != "ok") or "none refused"
         print(
-            f"{name} ({RIGS[name][0]:g} m, {args.size[0]}x{args.size[1]}): up from the lines in "
+            f"{name} ({RIGS[name][0]:g} m, {args.size[0]}x{args.size[1]}, seeds "
+            f"{' '.join(map(str, args.seeds))}): up from the lines in "
             f"{codes['ok']}/{n} frames ({refused}); "
             f"angle to the true up median {np.median(e):.2f} deg, p90 {np.percentile(e, 90):.2f}, "
             f"max {e.max():.1f}; the mount prior's median {np.median(prior_errs):.2f}; "
