@@ -101,13 +101,16 @@ class GroundPlaneConfig:
     # an up that is an estimate from the image (`depthart_core.vertical_lines`), not a
     # measurement: where the floor fitted along it lies further than this from it, the two
     # camera-only attitudes disagree and the frame is fitted along the prior instead
-    # (`GroundPlaneScale.update(..., up_estimated=True)`; BENCHMARKS 10)
-    lines_agree_deg: float = 4.0
+    # (`GroundPlaneScale.update(..., up_estimated=True)`). 0 = off, the default: since the
+    # lines refuse ambiguous frames themselves the check costs more than it saves (BENCHMARKS 10)
+    lines_agree_deg: float = 0.0
 
     def __post_init__(self) -> None:
         check_camera_height(self.camera_height_m)
-        if not 0.0 < self.lines_agree_deg < 90.0:  # NaN fails too
-            raise ValueError(f"lines_agree_deg must be in (0, 90), got {self.lines_agree_deg!r}")
+        if not 0.0 <= self.lines_agree_deg < 90.0:  # NaN fails too
+            raise ValueError(
+                f"lines_agree_deg must be in [0, 90) (0 = off), got {self.lines_agree_deg!r}"
+            )
         if self.normal not in NORMALS:
             raise ValueError(f"normal must be one of {NORMALS}, got {self.normal!r}")
         if not 0.0 <= self.tilt <= 1.0:  # NaN fails too
@@ -691,9 +694,10 @@ class GroundPlaneScale:
         """The frame's fit along `up_3` (None: the prior's) and the smoothed scale. With
         `up_estimated` (the vertical lines' up, not an IMU's measurement) an accepted floor more
         than `cfg.lines_agree_deg` from that up is a disagreement: the frame is fitted along
-        the prior instead and `fit.up_dropped` says why (a refused fit stays refused)."""
+        the prior instead and `fit.up_dropped` says why (a refused fit stays refused; 0 = off)."""
         fit = fit_ground_plane(depth_HW, projection, self.cfg, camera_height_m, up_3)
-        disagree = fit.scale is not None and fit.normal_angle_deg > self.cfg.lines_agree_deg
+        agree = self.cfg.lines_agree_deg
+        disagree = agree > 0.0 and fit.scale is not None and fit.normal_angle_deg > agree
         if up_3 is not None and up_estimated and disagree:
             why = (
                 f"the floor is {fit.normal_angle_deg:.1f} deg from the lines' up > "

@@ -21,7 +21,10 @@ Steps (numpy and OpenCV's line segment detector):
 5. refit: the unit u minimising sum(length * (n . u)^2) over the inliers (the smallest
    eigenvector), three rounds of inliers and refit;
 6. guards, each a code and a reason instead of an up: too few segments, too few inliers, a
-   refit that left the prior's tolerance.
+   refit that left the prior's tolerance, and a rival: among the segments the up leaves out,
+   another family agreeing on an up `rival_deg` away with `rival_ratio` of the up's support
+   (a ratio test, as in feature matching: two strong answers mean neither is trusted). Walls
+   whose texture has slanted near-vertical joints fooled the lines without it (BENCHMARKS 10).
 
 Frames: the REP 103 optical frame (x right, y down, z forward), the same up as `expected_up`.
 The scene must have vertical structure: outdoors among trees, or in a room seen from the floor
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-LINES_CODES = ("ok", "few_lines", "few_inliers", "far_from_prior")
+LINES_CODES = ("ok", "few_lines", "few_inliers", "far_from_prior", "ambiguous")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class VerticalLinesConfig:
     hypotheses: int = 256  # RANSAC pairs (fixed seed)
     refits: int = 3
     seed: int = 0
+    # a rival family: segments the up leaves out that agree on another up at least `rival_deg`
+    # away, with `rival_ratio` of the up's own support (summed length) or more, make the frame
+    # ambiguous (a slanted texture's joints beside the true verticals; BENCHMARKS 10); 1 = off
+    rival_ratio: float = 0.5
+    rival_deg: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_angle_deg < 90.0:
@@ -69,6 +77,13 @@ class VerticalLinesConfig:
         for name in ("hypotheses", "refits"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 < self.rival_ratio <= 1.0:
+            raise ValueError(f"rival_ratio must be in (0, 1], got {self.rival_ratio!r}")
+        if not self.inlier_deg <= self.rival_deg <= 2.0 * self.max_angle_deg:
+            raise ValueError(
+                f"rival_deg must be in [inlier_deg={self.inlier_deg:g}, "
+                f"2 * max_angle_deg={2.0 * self.max_angle_deg:g}], got {self.rival_deg!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -193,6 +208,25 @@ def up_from_vertical_lines(
             m,
             angle,
         )
+    if cfg.rival_ratio < 1.0:  # the best other up among the hypotheses, on the segments left out
+        apart_H = np.degrees(np.arccos(np.clip(u_H3 @ u_3, -1.0, 1.0))) >= cfg.rival_deg
+        if apart_H.any():
+            rest_N = ~inl_N
+            rival_H = (
+                (_angles_deg(n_N3[rest_N], u_H3[apart_H]) <= cfg.inlier_deg)
+                * length_N[rest_N, None]
+            ).sum(axis=0)
+            ratio = float(rival_H.max() / length_N[inl_N].sum())
+            if ratio >= cfg.rival_ratio:
+                return LinesUp(
+                    None,
+                    "ambiguous",
+                    f"another family of lines, {cfg.rival_deg:g}+ deg from the up, has "
+                    f"{ratio:.0%} of its support (a slanted texture?)",
+                    int(inl_N.sum()),
+                    m,
+                    angle,
+                )
     up = (float(u_3[0]), float(u_3[1]), float(u_3[2]))
     return LinesUp(up, "ok", "ok", int(inl_N.sum()), m, angle)
 

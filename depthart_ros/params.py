@@ -194,10 +194,10 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "ground_plane.lines_agree_deg",
-        4.0,
+        0.0,
         "with ground_plane.vertical_lines: a floor fitted further than this from the lines' up "
-        "means one of the two is wrong; the frame is fitted along the prior instead (deg)",
-        lo=0.1,
+        "means one of the two is wrong; the frame is fitted along the prior instead (deg; 0 = off)",
+        lo=0.0,
         hi=89.0,
     ),
     Param(

@@ -393,7 +393,9 @@ def test_an_estimated_up_the_floor_disagrees_with_is_dropped_for_the_prior():
     prior, saying why; an up within it is kept; an IMU's up (not an estimate) is never dropped;
     a frame with no floor stays refused (nothing to disagree with)."""
     metric, K = scene(1.0, 12.0, wall=None)  # the true camera: 12 deg down
-    cfg = GroundPlaneConfig(camera_height_m=1.0, pitch_deg=12.0, normal="prior", window=1)
+    cfg = GroundPlaneConfig(
+        camera_height_m=1.0, pitch_deg=12.0, normal="prior", window=1, lines_agree_deg=4.0
+    )
     wrong_3, near_3 = expected_up(12.0, 7.0), expected_up(12.0, 2.5)  # 7 / 2.5 deg of roll off
     prior_fit = fit_ground_plane(relative(metric), K, cfg)
     fit, applied = GroundPlaneScale(cfg).update(relative(metric), K, None, wrong_3, True)
@@ -414,8 +416,14 @@ def test_an_estimated_up_the_floor_disagrees_with_is_dropped_for_the_prior():
     level = dataclasses.replace(cfg, pitch_deg=0.0)
     none, _ = GroundPlaneScale(level).update(relative(wall), Kw, None, expected_up(0.0, 7.0), True)
     assert none.code == "normal_far_from_up" and none.up_dropped == "", none
-    for bad in (0.0, -1.0, 90.0, float("nan")):
-        with pytest.raises(ValueError, match=rf"lines_agree_deg must be in \(0, 90\), got {bad!r}"):
+    off, _ = GroundPlaneScale(dataclasses.replace(cfg, lines_agree_deg=0.0)).update(
+        relative(metric), K, None, wrong_3, True
+    )
+    assert off.up_dropped == "" and GroundPlaneConfig().lines_agree_deg == 0.0  # off by default
+    for bad in (-1.0, 90.0, float("nan")):
+        with pytest.raises(
+            ValueError, match=rf"lines_agree_deg must be in \[0, 90\) \(0 = off\), got {bad!r}"
+        ):
             GroundPlaneConfig(lines_agree_deg=bad)
 
 

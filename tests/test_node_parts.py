@@ -160,6 +160,7 @@ def test_ground_plane_up_comes_from_the_imu_nearest_in_stamp_else_the_prior() ->
     cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "ground_plane.imu": True}
     cfg |= {"ground_plane.pitch_deg": 10.0, "ground_plane.normal": "prior"}
     cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.window": 1}
+    cfg |= {"ground_plane.lines_agree_deg": 4.0}  # the floor check (off by default)
     scaler = MetricScaler(cfg)
     half = math.radians(3.0) / 2  # the body 3 deg nose down: the IMU knows what the prior lacks
     scaler.add_imu(1_000_000_000, (0.0, math.sin(half), 0.0, math.cos(half)))
@@ -212,6 +213,7 @@ def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time()
     cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "ground_plane.vertical_lines": True}
     cfg |= {"ground_plane.pitch_deg": 10.0, "ground_plane.normal": "prior"}
     cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.window": 1}
+    cfg |= {"ground_plane.lines_agree_deg": 4.0}  # the floor check (off by default)
     scaler = MetricScaler(cfg)
     depth, why = scaler.to_metres(rel, 1_000_000_000, cfg, K, image)
     assert why is None and scaler.plane["up"].startswith("vertical_lines"), scaler.plane

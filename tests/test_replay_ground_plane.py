@@ -244,8 +244,8 @@ def _one_line_error(capsys) -> str:
         ),
         ([*INFO, "--camera-height", "1.0", "--ground-max-angle", "95"], "max_normal_angle_deg"),
         (
-            [*INFO, "--camera-height", "1.0", "--lines-agree", "0"],
-            "lines_agree_deg must be in (0, 90), got 0.0",
+            [*INFO, "--camera-height", "1.0", "--lines-agree", "-1"],
+            "lines_agree_deg must be in [0, 90) (0 = off), got -1.0",
         ),
     ],
 )

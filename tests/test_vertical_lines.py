@@ -39,15 +39,28 @@ def optical_from_world(pitch_deg: float, roll_deg: float) -> np.ndarray:
     return roll_33 @ pitch_33 @ flip_33
 
 
-def drawn_scene(pitch_deg: float, roll_deg: float, vertical: bool = True) -> np.ndarray:
+def drawn_scene(
+    pitch_deg: float,
+    roll_deg: float,
+    vertical: bool = True,
+    lean_deg: float = 0.0,
+    leaning: int = 0,
+) -> np.ndarray:
     """A grey image of dark poles (or, with vertical=False, horizontal rails) 2-8 m ahead, 2 m
-    tall from 1 m below the camera, drawn anti-aliased."""
+    tall from 1 m below the camera, drawn anti-aliased; and `leaning` more poles, all leaning
+    `lean_deg` to the right (parallel, like a slanted texture's joints: they agree on their own
+    vanishing point)."""
     R_33 = optical_from_world(pitch_deg, roll_deg)
     img = np.full((H, W), 200, np.uint8)
     rng = np.random.default_rng(1)
-    for _ in range(24):
+    lean = math.radians(lean_deg)
+    lean_3 = np.array([math.sin(lean), math.cos(lean), 0.0])  # world y up, tilted toward x
+    for k in range(24 + leaning):
         x, z = rng.uniform(-4.0, 4.0), rng.uniform(2.0, 8.0)
-        if vertical:
+        if k >= 24:
+            base = np.array([x, -1.0, z])
+            ends = [base, base + 2.0 * lean_3]
+        elif vertical:
             ends = [np.array([x, -1.0, z]), np.array([x, 1.0, z])]
         else:
             y = rng.uniform(-1.0, 1.0)
@@ -75,6 +88,26 @@ def test_the_up_of_drawn_vertical_edges_is_found_to_a_fraction_of_a_degree(pitch
     # P (3x4) works as K does
     P = np.concatenate([K_33, np.zeros((3, 1))], axis=1).reshape(-1)
     assert up_from_vertical_lines(drawn_scene(pitch, roll), P, prior_3).up_3 == found.up_3
+
+
+def test_a_rival_family_of_parallel_lines_makes_the_frame_ambiguous():
+    """Poles leaning 5 deg, as many as the true verticals, agree on their own vanishing point:
+    the ratio test refuses the frame and says why; a few leaning poles do not (the up is still
+    the true one); with the test off (ratio 1) an up comes back."""
+    true_3 = expected_up(10.0, 2.0)
+    prior_3 = expected_up(12.0, 0.0)
+    rival = up_from_vertical_lines(drawn_scene(10.0, 2.0, lean_deg=5.0, leaning=24), K_33, prior_3)
+    assert rival.up_3 is None and rival.code == "ambiguous", rival
+    assert "another family of lines, 2+ deg from the up" in rival.reason
+    few = up_from_vertical_lines(drawn_scene(10.0, 2.0, lean_deg=5.0, leaning=3), K_33, prior_3)
+    assert few.code == "ok" and angle_deg(few.up_3, true_3) < 0.3, few
+    off = up_from_vertical_lines(
+        drawn_scene(10.0, 2.0, lean_deg=5.0, leaning=24),
+        K_33,
+        prior_3,
+        VerticalLinesConfig(rival_ratio=1.0),
+    )
+    assert off.code == "ok", off
 
 
 def test_no_vertical_structure_gives_no_up_and_says_why():
@@ -112,6 +145,10 @@ def test_float_images_and_grey_images_give_the_same_segments():
         ("min_length", 1.5),
         ("min_lines", 1),
         ("hypotheses", 0),
+        ("rival_ratio", 0.0),
+        ("rival_ratio", float("nan")),
+        ("rival_deg", 0.1),
+        ("rival_deg", 25.0),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(field, value):

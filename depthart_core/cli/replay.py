@@ -122,7 +122,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=GroundPlaneConfig.lines_agree_deg,
         metavar="DEG",
         help="with --vertical-lines: a floor fitted further than this from the lines' up is a "
-        "disagreement, and the frame is fitted along the prior (the node's "
+        "disagreement, and the frame is fitted along the prior; 0 = off (the node's "
         f"ground_plane.lines_agree_deg; {GroundPlaneConfig.lines_agree_deg:g})",
     )
     p.add_argument(
