@@ -14,6 +14,7 @@ import pytest
 from depthart_core.cli import main
 from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
 from depthart_core.ground_plane import GroundPlaneConfig
+from depthart_core.replay import report
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.replay.offline import replay_offline
 from depthart_core.rosio import bags
@@ -148,6 +149,10 @@ def test_an_imu_in_the_bag_gives_each_frame_its_up(tmp_path):
     assert gp["metric_abs_rel"] < 0.002 and gp["scale_median"] == pytest.approx(7.0, rel=1e-3)
     assert prior["ground_plane"]["metric_abs_rel"] > 10 * gp["metric_abs_rel"] + 0.01
     assert "up from /imu/data: imu 10" in (tmp_path / "i" / "report.md").read_text()
+    by_up = gp["by_up"]  # one source: its split is the headline itself
+    assert list(by_up) == ["imu"] and by_up["imu"]["frames"] == gp["frames_scored"], by_up
+    assert by_up["imu"]["ratio"] == pytest.approx(gp["ratio"])
+    assert "| imu | 10 |" in (tmp_path / "i" / "report.md").read_text()
     # the IMU stamped 30 ms late: within the default 0.05 s it is used, within 0.01 s it is not
     shifted = _shift_topic(bag, tmp_path / "late", "/imu/data", 30_000_000)
     used = replay_offline(shifted, tmp_path / "u", imu_cfg, GroundTruthBackend(samples))
@@ -158,6 +163,9 @@ def test_an_imu_in_the_bag_gives_each_frame_its_up(tmp_path):
     assert out["ground_plane"]["metric_abs_rel"] == pytest.approx(
         prior["ground_plane"]["metric_abs_rel"], rel=1e-6
     )
+    fell = out["ground_plane"]["by_up"]["prior (no imu within 0.01 s)"]
+    assert fell["frames"] == FRAMES and fell["ratio"] == pytest.approx(out["ground_plane"]["ratio"])
+    assert "by_up" not in prior["ground_plane"]  # no up source configured: no split
 
 
 def test_tilt_with_the_imu_takes_a_models_floor_tilt_out(tmp_path):
@@ -335,3 +343,51 @@ def test_vertical_lines_give_each_frame_its_up_without_an_imu(tmp_path):
     assert "up from vertical lines: vertical_lines" in (tmp_path / "l" / "report.md").read_text()
     with pytest.raises(ValueError, match="only used by the ground_plane protocol"):
         dataclasses.replace(prior_cfg, protocol="depthart", ground_plane=None, vertical_lines=True)
+
+
+def test_the_headline_is_split_by_the_up_each_frame_used():
+    """Where the metric error comes from: frames fitted along the vertical lines' up and those
+    that fell back to the prior are scored apart, and the split adds up to the headline."""
+
+    def row(up, metric, aligned):
+        gp = {"up": up, "code": "ok", "scale": 1.0}
+        return {"ground_plane": gp, "metrics": {"abs_rel": metric}, "aligned_abs_rel": aligned}
+
+    ev = [
+        row("vertical_lines", 0.10, 0.10),
+        row("vertical_lines", 0.08, 0.10),
+        row("prior (ambiguous)", 0.30, 0.10),
+    ]
+    by_up = report._errors_by_up(ev)
+    assert list(by_up) == ["prior (ambiguous)", "vertical_lines"]
+    lines, fell = by_up["vertical_lines"], by_up["prior (ambiguous)"]
+    assert lines["frames"] == 2 and lines["metric_abs_rel"] == pytest.approx(0.09)
+    assert lines["ratio"] == pytest.approx(0.9) and fell["ratio"] == pytest.approx(3.0)
+    total = sum(g["frames"] * g["metric_abs_rel"] for g in by_up.values()) / len(ev)
+    assert total == pytest.approx(np.mean([r["metrics"]["abs_rel"] for r in ev]))
+    summary = {
+        "camera_height_m": 1.0,
+        "normal": "prior",
+        "frames_scaled": 3,
+        "frames_fitted": 3,
+        "fallbacks": {},
+        "vertical_lines": True,
+        "up_sources": {"vertical_lines": 2, "prior (ambiguous)": 1},
+        "metric_abs_rel": 0.16,
+        "aligned_abs_rel": 0.10,
+        "ratio": 1.6,
+        "ratio_bar": 1.25,
+        "frames_scored": 3,
+        "by_up": by_up,
+    }
+    rep = {
+        "mode": "offline",
+        "bag": "b",
+        "status": "complete",
+        "counts": {"frames": 3},
+        "ground_plane": summary,
+    }
+    text = report.format_summary(rep)
+    assert (
+        "by up: prior (ambiguous) 1 frames ratio 3.00; vertical_lines 2 frames ratio 0.90" in text
+    )

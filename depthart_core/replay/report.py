@@ -93,7 +93,7 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
     imu = {}
     if run.cfg.imu_topic or run.cfg.vertical_lines:  # which up each fit used, or why the prior
         ups = Counter(r["ground_plane"].get("up", "prior") for r in fitted)
-        imu = {"up_sources": dict(ups)}
+        imu = {"up_sources": dict(ups), "by_up": _errors_by_up(ev)}
         if run.cfg.imu_topic:
             imu |= {"imu_topic": run.cfg.imu_topic}
             imu |= {"imu_no_orientation": run.index.imu_no_orientation}
@@ -114,6 +114,23 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
         "fallbacks": dict(fallbacks),
         **imu,
     }
+
+
+def _errors_by_up(ev: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The headline split by the up each scored frame was fitted along (an IMU's, the vertical
+    lines', or the prior and why): where the metric error comes from. On rendered bags most of the
+    lines' excess over an IMU was on the frames they refused (BENCHMARKS 10)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in ev:
+        groups.setdefault(r["ground_plane"].get("up", "prior"), []).append(r)
+    out = {}
+    for up, rs in sorted(groups.items()):
+        metric = float(np.mean([r["metrics"]["abs_rel"] for r in rs]))
+        aligned = float(np.mean([r["aligned_abs_rel"] for r in rs]))
+        ratio = metric / aligned if aligned else None
+        out[up] = {"frames": len(rs), "metric_abs_rel": metric, "aligned_abs_rel": aligned}
+        out[up]["ratio"] = ratio
+    return out
 
 
 def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) -> str:
@@ -139,6 +156,13 @@ def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) ->
     gp = report.get("ground_plane")
     if gp:
         lines.append("  " + _ground_plane_line(gp))
+        if gp.get("by_up"):
+            parts = [
+                f"{up} {g['frames']} frames ratio "
+                + ("-" if g["ratio"] is None else f"{g['ratio']:.2f}")
+                for up, g in gp["by_up"].items()
+            ]
+            lines.append("    by up: " + "; ".join(parts))
     if out_dir is not None:
         lines.append(f"  report and pictures in {Path(out_dir).resolve()}/")
     return "\n".join(lines)
@@ -240,7 +264,22 @@ def markdown_report(report: dict[str, Any]) -> str:
             lines.append(f"| {k} | {report['aggregate'][k]:.4f} |")
         lines.append("")
     if report.get("ground_plane"):
-        lines += ["## Ground-plane scale", "", _ground_plane_line(report["ground_plane"]), ""]
+        gp = report["ground_plane"]
+        lines += ["## Ground-plane scale", "", _ground_plane_line(gp), ""]
+        if gp.get("by_up"):
+            lines += [
+                "By the up each frame's floor was measured along:",
+                "",
+                "| up | frames | metric AbsRel | median-aligned | ratio |",
+                "|---|---|---|---|---|",
+            ]
+            for up, g in gp["by_up"].items():
+                ratio = "-" if g["ratio"] is None else f"{g['ratio']:.2f}"
+                lines.append(
+                    f"| {up} | {g['frames']} | {g['metric_abs_rel']:.4f} | "
+                    f"{g['aligned_abs_rel']:.4f} | {ratio} |"
+                )
+            lines.append("")
     lat = report["latency_ms"]
     if lat:
         what = "end-to-end (publish -> output received)" if report["mode"] == "live" else "predict"
