@@ -85,8 +85,7 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
     fitted = [r for r in rows if r.get("ground_plane")]
     ev = [r for r in rows if r["status"] == "evaluated" and "aligned_abs_rel" in r]
     scales = [r["ground_plane"]["scale"] for r in fitted if r["ground_plane"]["scale"] is not None]
-    metric = float(np.mean([r["metrics"]["abs_rel"] for r in ev])) if ev else None
-    aligned = float(np.mean([r["aligned_abs_rel"] for r in ev])) if ev else None
+    metric, aligned, ratio = _metric_vs_aligned(ev) if ev else (None, None, None)
     fallbacks = Counter(
         r["ground_plane"]["code"] for r in fitted if r["ground_plane"]["scale"] is None
     )
@@ -107,7 +106,7 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
         "frames_scored": len(ev),
         "metric_abs_rel": metric,
         "aligned_abs_rel": aligned,
-        "ratio": metric / aligned if metric is not None and aligned else None,
+        "ratio": ratio,
         "ratio_bar": GROUND_RATIO_BAR,
         "scale_median": float(np.median(scales)) if scales else None,
         "scale_p10_p90": [float(np.percentile(scales, q)) for q in (10, 90)] if scales else None,
@@ -125,12 +124,21 @@ def _errors_by_up(ev: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         groups.setdefault(r["ground_plane"].get("up", "prior"), []).append(r)
     out = {}
     for up, rs in sorted(groups.items()):
-        metric = float(np.mean([r["metrics"]["abs_rel"] for r in rs]))
-        aligned = float(np.mean([r["aligned_abs_rel"] for r in rs]))
-        ratio = metric / aligned if aligned else None
-        out[up] = {"frames": len(rs), "metric_abs_rel": metric, "aligned_abs_rel": aligned}
-        out[up]["ratio"] = ratio
+        metric, aligned, ratio = _metric_vs_aligned(rs)
+        out[up] = {
+            "frames": len(rs),
+            "metric_abs_rel": metric,
+            "aligned_abs_rel": aligned,
+            "ratio": ratio,
+        }
     return out
+
+
+def _metric_vs_aligned(ev: list[dict[str, Any]]) -> tuple[float, float, float | None]:
+    """Mean metric AbsRel, mean median-aligned AbsRel of the same scored frames, their ratio."""
+    metric = float(np.mean([r["metrics"]["abs_rel"] for r in ev]))
+    aligned = float(np.mean([r["aligned_abs_rel"] for r in ev]))
+    return metric, aligned, (metric / aligned if aligned else None)
 
 
 def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) -> str:
