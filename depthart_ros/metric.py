@@ -10,8 +10,9 @@ Two sources, each switched on by a start-up parameter:
   `imu` message nearest in stamp (its attitude, through the camera's mount pitch and roll)
   instead of the fixed mount prior; without one in time the prior is used and diagnostics say so.
   With `ground_plane.vertical_lines` (camera only) the up comes from the image's own vertical
-  lines (`depthart_core.vertical_lines`) where no IMU message is in time; where the lines give
-  none, the prior, and diagnostics say why.
+  lines (`depthart_core.vertical_lines`), or where they are too few from the horizon's vanishing
+  points, where no IMU message is in time; where the lines give none, the prior, and
+  diagnostics say why (`vertical_lines_<code>` counts each frame's outcome).
   With an IMU, `ground_plane.tilt` also takes that share of the fitted floor's tilt from the
   IMU's up out of the depth (`depthart_core.ground_plane.apply_floor_scale`), not only its scale.
 
@@ -184,7 +185,8 @@ class MetricScaler:
     def _lines_up(
         self, image: np.ndarray | None, shape: tuple[int, ...], projection: Any, cfg: dict[str, Any]
     ) -> tuple[np.ndarray | None, str]:
-        """This frame's up from its vertical lines, or None (the mount prior) and why."""
+        """This frame's up from its vertical lines (or the horizon), or None (the mount prior)
+        and why."""
         prior_3 = expected_up(cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
         up_3, source, code = frame_lines_up(image, shape, projection, prior_3)
         self.lines_counts[code] += 1

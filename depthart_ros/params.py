@@ -83,8 +83,8 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "ground_plane.vertical_lines",
         False,
-        "camera only: each frame's up from the image's vertical lines (a real camera's resolution; "
-        "the prior where none); an IMU in time wins",
+        "camera only: each frame's up from the image's vertical lines, else the horizon's "
+        "vanishing points (a real camera's resolution; the prior where none); an IMU in time wins",
         **_RO,
     ),
     # settable at runtime

@@ -233,6 +233,22 @@ def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time()
     diag = scaler.diagnostics()
     assert (diag["vertical_lines_ok"], diag["vertical_lines_few_lines"]) == (2, 1)
     assert (diag["vertical_lines_no_image"], diag["vertical_lines_floor_disagrees"]) == (1, 1)
+    # no vertical edge but a tiled floor: the horizon's vanishing points give the up
+    tiles = np.full((h, w, 3), 190, np.uint8)
+    right = np.array([1.0, 0.0, 0.0])
+    ahead = np.cross(up, right)  # level forward, in front of the camera
+    for i, x in enumerate(np.arange(-4.0, 4.0, 0.5)):
+        for j, d in enumerate(np.arange(1.5, 9.0, 0.5)):
+            if (i + j) % 2:
+                corners = [(x, d), (x + 0.5, d), (x + 0.5, d + 0.5), (x, d + 0.5)]
+                c_43 = np.array([a * right + b * ahead - 1.2 * up for a, b in corners])
+                pix_42 = np.stack([f * c_43[:, 0] / c_43[:, 2] + K[2], f * c_43[:, 1] / c_43[:, 2]])
+                pix_42 = np.stack([pix_42[0], pix_42[1] + K[5]], axis=1)
+                cv2.fillPoly(tiles, [np.round(16 * pix_42).astype(np.int32)], (60, 60, 60), 16, 4)
+    scaler.to_metres(rel, 5_000_000_000, cfg, K, tiles)
+    assert scaler.plane["up"].startswith("horizon ("), scaler.plane
+    assert scaler.state["scale"] == pytest.approx(5.0, rel=1e-2)  # along the true up
+    assert scaler.diagnostics()["vertical_lines_horizon"] == 1
     # tilt needs a measured up: the lines are one
     tilted = cfg | {"ground_plane.tilt": 0.75}
     assert validate_params(tilted) is None

@@ -1,6 +1,7 @@
 """The up from the image's vertical lines (`depthart_core.vertical_lines`): on drawn images of
 known vertical edges seen by a pitched and rolled camera, on scenes without vertical structure,
-and on the renderer's rooms against their true up."""
+and on the renderer's rooms against their true up; and the horizon's vanishing points where
+there are no vertical edges (a drawn floor grid, the renderer's refused frames)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from depthart_core.ground_plane import expected_up
 from depthart_core.vertical_lines import (
     VerticalLinesConfig,
+    frame_lines_up,
     line_segments,
+    up_from_lines,
     up_from_vertical_lines,
 )
 
@@ -77,6 +80,26 @@ def drawn_scene(
     return img
 
 
+def drawn_floor(pitch_deg: float, roll_deg: float, families: int = 2) -> np.ndarray:
+    """A grey image of a floor 1 m below the camera, 1.5-9 m ahead, 0.75 m tiles drawn as filled
+    polygons (their edges are the lines): a checkerboard (edges across and along the view), or
+    with families=1 bands across the view only; no vertical edge."""
+    R_33 = optical_from_world(pitch_deg, roll_deg)
+    img = np.full((H, W), 200, np.uint8)
+    step = 0.75
+    for i, x in enumerate(np.arange(-6.0, 6.0, step)):
+        for j, z in enumerate(np.arange(1.5, 9.0, step)):
+            if (i + j if families == 2 else j) % 2:
+                continue
+            corners = [(x, z), (x + step, z), (x + step, z + step), (x, z + step)]
+            c_43 = np.array([R_33 @ np.array([cx, -1.0, cz]) for cx, cz in corners])
+            if (c_43[:, 2] <= 0.1).any():
+                continue
+            pix_42 = (c_43 @ K_33.T)[:, :2] / c_43[:, 2:]
+            cv2.fillPoly(img, [np.round(pix_42 * 16).astype(np.int32)], 60, cv2.LINE_AA, 4)
+    return img
+
+
 @pytest.mark.parametrize("pitch, roll", [(0.0, 0.0), (10.0, 2.0), (25.0, -3.0), (4.0, 6.0)])
 def test_the_up_of_drawn_vertical_edges_is_found_to_a_fraction_of_a_degree(pitch, roll):
     true_3 = expected_up(pitch, roll)
@@ -119,6 +142,49 @@ def test_no_vertical_structure_gives_no_up_and_says_why():
     assert rails.up_3 is None and rails.code in ("few_lines", "few_inliers")
 
 
+@pytest.mark.parametrize("pitch, roll", [(5.0, 0.0), (12.0, 3.0), (25.0, -2.0)])
+def test_without_vertical_edges_the_horizon_of_a_floor_grid_gives_the_up(pitch, roll):
+    """No vertical edge: the vertical lines refuse; the two families of the floor's grid meet
+    the horizon, and their vanishing points give the up to half a degree (the mount prior is
+    3.5-3.6 deg off); the node's and replay's entry point says it came from the horizon."""
+    true_3 = expected_up(pitch, roll)
+    prior_3 = expected_up(pitch + 3.0, roll - 2.0)
+    floor = drawn_floor(pitch, roll)
+    assert up_from_vertical_lines(floor, K_33, prior_3).up_3 is None
+    found = up_from_lines(floor, K_33, prior_3)
+    assert found.code == "ok" and found.source == "horizon", found
+    assert angle_deg(found.up_3, true_3) < 0.5, (found, angle_deg(prior_3, true_3))
+    assert np.dot(found.up_3, true_3) > 0
+    up_3, source, code = frame_lines_up(floor, floor.shape, K_33, prior_3)
+    assert code == "horizon" and source.startswith("horizon (") and np.allclose(up_3, found.up_3)
+
+
+def test_the_horizon_needs_two_families_and_can_be_switched_off():
+    """One family of parallel floor lines fixes one direction on the horizon, not the horizon:
+    no up, and the reason says so; `horizon_vps=0` keeps the vertical lines alone; where the
+    vertical lines find an up, the horizon is not consulted; a horizon outside its 5 deg cone
+    around the prior is not taken."""
+    prior_3 = expected_up(10.0, 0.0)
+    one = up_from_lines(drawn_floor(10.0, 1.0, families=1), K_33, prior_3)
+    assert one.up_3 is None and one.code in ("few_lines", "few_inliers", "far_from_prior"), one
+    assert "horizon: " in one.reason and "none two 20+ deg apart" in one.reason, one.reason
+    off = up_from_lines(drawn_floor(10.0, 1.0), K_33, prior_3, VerticalLinesConfig(horizon_vps=0))
+    assert off.up_3 is None and "horizon" not in off.reason, off
+    poles = up_from_lines(drawn_scene(10.0, 1.0), K_33, prior_3)
+    assert poles.source == "vertical" and poles.code == "ok", poles
+    # a rival family and no horizontal edges: still ambiguous, and the reason says both
+    rival = up_from_lines(drawn_scene(10.0, 2.0, lean_deg=5.0, leaning=24), K_33, prior_3)
+    assert rival.up_3 is None and rival.code == "ambiguous", rival
+    assert "another family of lines" in rival.reason and "; horizon: " in rival.reason, rival
+    # a horizon 7 deg from the prior is outside its 5 deg cone (wider for the vertical lines)
+    far = up_from_lines(drawn_floor(17.0, 0.0), K_33, prior_3)
+    assert far.up_3 is None and "the horizon's up is 6." in far.reason, far
+    assert "deg from the prior (tolerance 5)" in far.reason, far.reason
+    wide = VerticalLinesConfig(horizon_max_angle_deg=10.0)
+    found = up_from_lines(drawn_floor(17.0, 0.0), K_33, prior_3, wide)
+    assert found.source == "horizon" and angle_deg(found.up_3, expected_up(17.0, 0.0)) < 0.5
+
+
 def test_an_up_beyond_the_priors_tolerance_is_not_taken():
     # the poles lean 20 deg from the prior: outside its 10 deg tolerance, so no up (and never
     # one more than 10 deg from the prior)
@@ -149,6 +215,13 @@ def test_float_images_and_grey_images_give_the_same_segments():
         ("rival_ratio", float("nan")),
         ("rival_deg", 0.1),
         ("rival_deg", 25.0),
+        ("horizon_vps", 1),
+        ("horizon_vps", -1),
+        ("horizon_min_lines", 1),
+        ("horizon_sep_deg", 2.0),
+        ("horizon_max_angle_deg", 0.0),
+        ("horizon_max_angle_deg", 12.0),
+        ("horizon_sep_deg", float("nan")),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(field, value):

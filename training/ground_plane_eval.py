@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=UP_SOURCES,
         help="the fit's up: prior (the mount's pitch, as the node) or true (each frame's true up, "
         "as a per-frame gravity measurement would give it) or lines (each frame's vertical "
-        "lines, camera only; needs a real camera's resolution, e.g. --size 480x640)",
+        "lines, else horizon, camera only; needs a real camera's resolution, e.g. --size 480x640)",
     )
     ap.add_argument(
         "--up-noise-deg", type=float, default=0.0, help="with --up true: Gaussian noise per axis"

@@ -22,8 +22,9 @@ depth (the model's, or the ground truth's as a check of the geometry) goes throu
 
 `up_source="true"` gives the fit each frame's true up (with `up_noise_deg` of noise) instead of
 the mount prior: what a per-frame gravity measurement, an IMU's attitude, would give.
-`up_source="lines"` gives it the up of the frame's own vertical lines (camera only,
-`depthart_core.vertical_lines`), and the mount prior in a frame where they give none.
+`up_source="lines"` gives it the up of the frame's own vertical lines, else its horizon's
+vanishing points (camera only, `depthart_core.vertical_lines`), and the mount prior in a frame
+where they give none.
 
 The relative depth is proportional to the metric one, so with the ground truth in place of the
 prediction the metric AbsRel measures the plane fit alone (0 if the floor were found exactly).
@@ -52,7 +53,7 @@ from depthart_core.ground_plane import (
     apply_floor_scale,
     expected_up,
 )
-from depthart_core.vertical_lines import up_from_vertical_lines
+from depthart_core.vertical_lines import up_from_lines
 
 # name -> (camera height [m], mounting pitch [deg], positive down)
 RIGS: dict[str, tuple[float, float]] = {
@@ -256,10 +257,8 @@ def evaluate_rig(
                 fit_up_3 = noisy_up(up_3, rig.up_noise_deg, rng)
             elif (
                 rig.up_source == "lines"
-            ):  # camera only: the image's vertical lines, else the prior
-                lines = up_from_vertical_lines(
-                    out["rgb"][i].permute(1, 2, 0).numpy(), K_33, ground_prior_3
-                )
+            ):  # camera only: the image's vertical lines (else the horizon), else the prior
+                lines = up_from_lines(out["rgb"][i].permute(1, 2, 0).numpy(), K_33, ground_prior_3)
                 fit_up_3 = None if lines.up_3 is None else np.array(lines.up_3)
             floor_HW = true_floor(gt_HW, valid_HW, K_33, up_3, rig.height_m)
             rels = {"gt": np.where(valid_HW, gt_HW, np.nan)}

@@ -67,7 +67,8 @@ class ReplayConfig:
     imu_topic: str | None = None
     imu_max_dt_s: float = 0.05
     # ground_plane protocol, camera only (the node's ground_plane.vertical_lines): each frame's
-    # up from its image's vertical lines where no IMU attitude is in time, else the mount prior
+    # up from its image's vertical lines (else the horizon's vanishing points) where no IMU
+    # attitude is in time, else the mount prior
     vertical_lines: bool = False
 
     def __post_init__(self) -> None:
@@ -311,8 +312,8 @@ def ground_plane_fit(
         mount = ground.cfg
         prior_3 = expected_up(mount.pitch_deg, mount.roll_deg)
         up_3, up_reason, code = frame_lines_up(image, pred.shape, P, prior_3)
-        up = "vertical_lines" if up_3 is not None else f"prior ({code})"
-    estimated = up == "vertical_lines"  # an estimate the floor must agree with; an IMU's is not
+        up = {"ok": "vertical_lines", "horizon": "horizon"}.get(code, f"prior ({code})")
+    estimated = up in ("vertical_lines", "horizon")  # the floor must agree; an IMU's need not
     fit, applied = ground.update(np.asarray(pred, dtype=np.float64), P, None, up_3, estimated)
     if fit.up_dropped:
         up, up_reason = "prior (floor_disagrees)", f"prior ({fit.up_dropped})"
