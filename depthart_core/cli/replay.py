@@ -88,8 +88,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gp.add_argument(
         "--vertical-lines",
         action="store_true",
-        help="camera only: each frame's up from its image's vertical lines (the node's "
-        "ground_plane.vertical_lines; a real camera's resolution), the prior where none",
+        help="camera only: each frame's up from its image's vertical lines, else its horizon "
+        "(the node's ground_plane.vertical_lines; a real camera's resolution), the prior where "
+        "neither gives one",
     )
     window = GroundPlaneConfig.window  # the node's default
     gp.add_argument(
