@@ -220,10 +220,9 @@ def up_from_vertical_lines(
 ) -> LinesUp:
     """The world's up in the camera frame from the image's vertical segments (module docstring),
     or None and why. `projection`: the image's K or P; `prior_up_3`: the expected up
-    (`ground_plane.expected_up` of the mount's pitch and roll)."""
-    prior_3 = _unit(prior_up_3)
-    n_N3, length_N = _segment_planes(image, projection, cfg.min_length)
-    return _vertical(n_N3, length_N, prior_3, cfg)
+    (`ground_plane.expected_up` of the mount's pitch and roll). `up_from_lines` without the
+    horizon."""
+    return up_from_lines(image, projection, prior_up_3, replace(cfg, horizon_vps=0))
 
 
 def up_from_lines(
