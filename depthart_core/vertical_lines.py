@@ -20,11 +20,12 @@ Steps (numpy and OpenCV's line segment detector):
    of the prior, scored by the summed length of the segments within `inlier_deg` of it;
 5. refit: the unit u minimising sum(length * (n . u)^2) over the inliers (the smallest
    eigenvector), three rounds of inliers and refit;
-6. guards, each a code and a reason instead of an up: too few segments, too few inliers, a
-   refit that left the prior's tolerance, and a rival: among the segments the up leaves out,
-   another family agreeing on an up `rival_deg` away with `rival_ratio` of the up's support
-   (a ratio test, as in feature matching: two strong answers mean neither is trusted). Walls
-   whose texture has slanted near-vertical joints fooled the lines without it (BENCHMARKS 10).
+6. guards, each a code and a reason instead of an up: too few segments, too few inliers, an up
+   further than `up_tolerance_deg` from the prior (`far_from_prior`), and a rival: among the
+   segments the up leaves out, another family agreeing on an up `rival_deg` away with
+   `rival_ratio` of the up's support (a ratio test, as in feature matching: two strong answers
+   mean neither is trusted). Walls whose texture has slanted near-vertical joints fooled the
+   lines without it (BENCHMARKS 10).
 
 Frames: the REP 103 optical frame (x right, y down, z forward), the same up as `expected_up`.
 The horizon, wherever the vertical lines give no up (too few segments, an up outside the
@@ -34,7 +35,7 @@ tiles, shelf edges, box tops and the floor's junction with the walls come in par
 two families' vanishing points v1, v2 (directions in the camera frame, each the smallest
 eigenvector of its segments' planes, found by RANSAC among the segments that are not vertical
 candidates, kept within `max_angle_deg` of the prior's horizon) give the up as v1 x v2, kept
-only within `horizon_max_angle_deg` of the prior. Families less than `horizon_sep_deg` apart
+only within `up_tolerance_deg` of the prior. Families less than `horizon_sep_deg` apart
 give no up (the cross product of near-parallel directions is noise). On the rendered bags the
 horizon's up was a median 0.7 deg from the IMU's on the frames the vertical lines refused for
 too few lines (the mount prior 2.5 deg), and 1.2 deg on the `ambiguous` ones, whose slanted
@@ -63,7 +64,7 @@ LINES_CODES = ("ok", "horizon", "few_lines", "few_inliers", "far_from_prior", "a
 class VerticalLinesConfig:
     """How vertical segments are found and trusted; angles in degrees."""
 
-    max_angle_deg: float = 10.0  # the up's tolerance around the prior (mount pitch plus bumps)
+    max_angle_deg: float = 10.0  # the search cone around the prior's vertical and horizon
     inlier_deg: float = 0.5  # a segment's plane within this of the up counts for it
     min_length: float = 0.03  # segments shorter than this share of the image's longer side drop
     min_lines: int = 6  # inlier segments needed for an up
@@ -81,10 +82,11 @@ class VerticalLinesConfig:
     horizon_vps: int = 4
     horizon_min_lines: int = 5
     horizon_sep_deg: float = 20.0
-    # the horizon's up is kept within this of the prior, a tighter cone than the vertical
-    # lines' `max_angle_deg`: two families can be a texture's coincidence, and on the rendered
-    # bags every horizon 5+ deg from the prior was 3-11 deg wrong (BENCHMARKS 10)
-    horizon_max_angle_deg: float = 5.0
+    # an up (from either source) is kept only within this of the prior: the mount's pitch and
+    # roll plus the robot's bumps. On the rendered bags the IMU's attitude stayed within 4.9 deg
+    # of the prior and the ups found 5+ deg from it were 3-11 deg wrong (BENCHMARKS 10); widen
+    # it (up to `max_angle_deg`) for a robot that tilts more
+    up_tolerance_deg: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_angle_deg < 90.0:
@@ -112,10 +114,10 @@ class VerticalLinesConfig:
             raise ValueError(f"horizon_vps must be 0 (off) or >= 2, got {self.horizon_vps!r}")
         if int(self.horizon_min_lines) < 2:
             raise ValueError(f"horizon_min_lines must be >= 2, got {self.horizon_min_lines!r}")
-        if not 0.0 < self.horizon_max_angle_deg <= self.max_angle_deg:
+        if not 0.0 < self.up_tolerance_deg <= self.max_angle_deg:
             raise ValueError(
-                f"horizon_max_angle_deg must be in (0, max_angle_deg={self.max_angle_deg:g}], "
-                f"got {self.horizon_max_angle_deg!r}"
+                f"up_tolerance_deg must be in (0, max_angle_deg={self.max_angle_deg:g}], "
+                f"got {self.up_tolerance_deg!r}"
             )
         if not 5.0 <= self.horizon_sep_deg <= 90.0:
             raise ValueError(f"horizon_sep_deg must be in [5, 90], got {self.horizon_sep_deg!r}")
@@ -301,9 +303,9 @@ def _horizon(
     u_3 = u_3 / np.linalg.norm(u_3)
     u_3 = u_3 if u_3 @ prior_3 >= 0.0 else -u_3
     angle = math.degrees(math.acos(min(1.0, float(u_3 @ prior_3))))
-    if angle > cfg.horizon_max_angle_deg:
+    if angle > cfg.up_tolerance_deg:
         why = f"the horizon's up is {angle:.1f} deg from the prior "
-        why += f"(tolerance {cfg.horizon_max_angle_deg:g})"
+        why += f"(tolerance {cfg.up_tolerance_deg:g})"
         return LinesUp(None, "far_from_prior", why, na + nb, m, angle, "horizon")
     up = (float(u_3[0]), float(u_3[1]), float(u_3[2]))
     return LinesUp(up, "ok", "ok", na + nb, m, angle, "horizon")
@@ -344,11 +346,11 @@ def _vertical(
         u_3 = _refit_direction(n_N3[inl_N], length_N[inl_N])
         u_3 = u_3 if u_3 @ prior_3 >= 0 else -u_3
     angle = math.degrees(math.acos(min(1.0, float(u_3 @ prior_3))))
-    if angle > cfg.max_angle_deg:
+    if angle > cfg.up_tolerance_deg:
         return LinesUp(
             None,
             "far_from_prior",
-            f"the lines' up is {angle:.1f} deg from the prior (tolerance {cfg.max_angle_deg:g})",
+            f"the lines' up is {angle:.1f} deg from the prior (tolerance {cfg.up_tolerance_deg:g})",
             int(inl_N.sum()),
             m,
             angle,

@@ -180,17 +180,23 @@ def test_the_horizon_needs_two_families_and_can_be_switched_off():
     far = up_from_lines(drawn_floor(17.0, 0.0), K_33, prior_3)
     assert far.up_3 is None and "the horizon's up is 6." in far.reason, far
     assert "deg from the prior (tolerance 5)" in far.reason, far.reason
-    wide = VerticalLinesConfig(horizon_max_angle_deg=10.0)
+    wide = VerticalLinesConfig(up_tolerance_deg=10.0)
     found = up_from_lines(drawn_floor(17.0, 0.0), K_33, prior_3, wide)
     assert found.source == "horizon" and angle_deg(found.up_3, expected_up(17.0, 0.0)) < 0.5
 
 
 def test_an_up_beyond_the_priors_tolerance_is_not_taken():
-    # the poles lean 20 deg from the prior: outside its 10 deg tolerance, so no up (and never
+    # the poles lean 20 deg from the prior: outside its 10 deg search cone, so no up (and never
     # one more than 10 deg from the prior)
     found = up_from_vertical_lines(drawn_scene(30.0, 0.0), K_33, expected_up(10.0, 0.0))
     assert found.up_3 is None, found
-    wide = VerticalLinesConfig(max_angle_deg=25.0)
+    # 7 deg from the prior: found, but outside the 5 deg the up is kept within
+    found = up_from_vertical_lines(drawn_scene(17.0, 0.0), K_33, expected_up(10.0, 0.0))
+    assert found.code == "far_from_prior" and "(tolerance 5)" in found.reason, found
+    loose = VerticalLinesConfig(up_tolerance_deg=8.0)
+    found = up_from_vertical_lines(drawn_scene(17.0, 0.0), K_33, expected_up(10.0, 0.0), loose)
+    assert found.code == "ok" and angle_deg(found.up_3, expected_up(17.0, 0.0)) < 0.3
+    wide = VerticalLinesConfig(max_angle_deg=25.0, up_tolerance_deg=25.0)
     found = up_from_vertical_lines(drawn_scene(30.0, 0.0), K_33, expected_up(10.0, 0.0), wide)
     assert found.code == "ok" and angle_deg(found.up_3, expected_up(30.0, 0.0)) < 0.3
 
@@ -219,8 +225,9 @@ def test_float_images_and_grey_images_give_the_same_segments():
         ("horizon_vps", -1),
         ("horizon_min_lines", 1),
         ("horizon_sep_deg", 2.0),
-        ("horizon_max_angle_deg", 0.0),
-        ("horizon_max_angle_deg", 12.0),
+        ("up_tolerance_deg", 0.0),
+        ("up_tolerance_deg", 12.0),
+        ("up_tolerance_deg", float("nan")),
         ("horizon_sep_deg", float("nan")),
     ],
 )
