@@ -84,8 +84,8 @@ class VerticalLinesConfig:
     horizon_sep_deg: float = 20.0
     # an up (from either source) is kept only within this of the prior: the mount's pitch and
     # roll plus the robot's bumps. On the rendered bags the IMU's attitude stayed within 4.9 deg
-    # of the prior and the ups found 5+ deg from it were 3-11 deg wrong (BENCHMARKS 10); widen
-    # it (up to `max_angle_deg`) for a robot that tilts more
+    # of the prior and the ups found 5+ deg from it were a median 3-9 deg wrong (BENCHMARKS 10);
+    # widen it (up to `max_angle_deg`) for a robot that tilts more
     up_tolerance_deg: float = 5.0
 
     def __post_init__(self) -> None:
