@@ -10,9 +10,9 @@ Two sources, each switched on by a start-up parameter:
   `imu` message nearest in stamp (its attitude, through the camera's mount pitch and roll)
   instead of the fixed mount prior; without one in time the prior is used and diagnostics say so.
   With `ground_plane.vertical_lines` (camera only) the up comes from the image's own vertical
-  lines (`depthart_core.vertical_lines`), or where they are too few from the horizon's vanishing
-  points, where no IMU message is in time; where the lines give none, the prior, and
-  diagnostics say why (`vertical_lines_<code>` counts each frame's outcome).
+  lines (`depthart_core.vertical_lines`), or where they give none from the horizon's vanishing
+  points, where no IMU message is in time; where neither gives one, the prior, and diagnostics
+  say why (`vertical_lines_<code>` counts each frame's outcome).
   With an IMU, `ground_plane.tilt` also takes that share of the fitted floor's tilt from the
   IMU's up out of the depth (`depthart_core.ground_plane.apply_floor_scale`), not only its scale.
 
