@@ -1,4 +1,4 @@
-"""The world's up from the image's vertical lines: a camera-only attitude for the floor's scale.
+"""The world's up from the image's lines (vertical, else the horizon): a camera-only attitude.
 
 The ground-plane scale (`depthart_core.ground_plane`) needs the floor's normal. Fitted from the
 model's own depth it is off by a median 2-6 degrees (BENCHMARKS 10), and the scale's error
