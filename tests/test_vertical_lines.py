@@ -1,7 +1,7 @@
 """The up from the image's vertical lines (`depthart_core.vertical_lines`): on drawn images of
 known vertical edges seen by a pitched and rolled camera, on scenes without vertical structure,
 and on the renderer's rooms against their true up; and the horizon's vanishing points where
-there are no vertical edges (a drawn floor grid, the renderer's refused frames)."""
+there are no vertical edges (a drawn tiled floor) or the vertical lines refuse the frame."""
 
 from __future__ import annotations
 
@@ -162,8 +162,8 @@ def test_without_vertical_edges_the_horizon_of_a_floor_grid_gives_the_up(pitch, 
 def test_the_horizon_needs_two_families_and_can_be_switched_off():
     """One family of parallel floor lines fixes one direction on the horizon, not the horizon:
     no up, and the reason says so; `horizon_vps=0` keeps the vertical lines alone; where the
-    vertical lines find an up, the horizon is not consulted; a horizon outside its 5 deg cone
-    around the prior is not taken."""
+    vertical lines find an up, the horizon is not consulted; a horizon more than 5 deg from the
+    prior is not taken."""
     prior_3 = expected_up(10.0, 0.0)
     one = up_from_lines(drawn_floor(10.0, 1.0, families=1), K_33, prior_3)
     assert one.up_3 is None and one.code in ("few_lines", "few_inliers", "far_from_prior"), one
@@ -176,7 +176,7 @@ def test_the_horizon_needs_two_families_and_can_be_switched_off():
     rival = up_from_lines(drawn_scene(10.0, 2.0, lean_deg=5.0, leaning=24), K_33, prior_3)
     assert rival.up_3 is None and rival.code == "ambiguous", rival
     assert "another family of lines" in rival.reason and "; horizon: " in rival.reason, rival
-    # a horizon 7 deg from the prior is outside its 5 deg cone (wider for the vertical lines)
+    # a horizon 7 deg from the prior is outside the 5 deg the up is kept within (either source)
     far = up_from_lines(drawn_floor(17.0, 0.0), K_33, prior_3)
     assert far.up_3 is None and "the horizon's up is 6." in far.reason, far
     assert "deg from the prior (tolerance 5)" in far.reason, far.reason
