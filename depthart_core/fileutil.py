@@ -11,6 +11,7 @@ permission, a path through a file), which the `depthart` command prints instead 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import hashlib
@@ -21,7 +22,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,24 @@ def check_writable(folder: str | Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".probe.", suffix=TEMP_SUFFIX, dir=folder))
     except OSError as exc:
         raise WriteError(folder, exc) from exc
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | Path) -> Iterator[Path]:
+    """`check_writable(folder)` for the length of a command; on leaving, the folders this call
+    made are removed again if nothing was written into them, so a command that wrote no file (every
+    input skipped, or an error before the first write) leaves no empty folder behind."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # leaf first
+    check_writable(folder)
+    try:
+        yield folder
+    finally:
+        for p in made:
+            try:
+                p.rmdir()  # only an empty folder goes; anything written keeps it
+            except OSError:
+                break
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

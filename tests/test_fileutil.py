@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from depthart_core.fileutil import atomic_write, cache_root, read_json
+from depthart_core.fileutil import WriteError, atomic_write, cache_root, output_folder, read_json
 from depthart_core.runtime.engine_cache import default_cache_dir
 from depthart_core.runtime.onnx_cache import onnx_cache_path
 
@@ -93,3 +93,27 @@ def test_read_json_names_the_file(tmp_path) -> None:
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError, match=f"{name} is not valid JSON"):
             read_json(tmp_path / name, "thing")
+
+
+def test_output_folder_removes_only_the_empty_folders_it_made(tmp_path):
+    with output_folder(tmp_path / "a" / "b") as out:
+        assert out.is_dir()
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(RuntimeError):  # an error inside: still cleaned up
+        with output_folder(tmp_path / "a" / "b"):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "a").exists()
+    with output_folder(tmp_path / "a" / "b") as out:
+        (out / "x.npy").write_bytes(b"1")
+    assert (tmp_path / "a" / "b" / "x.npy").exists()  # written into: kept, with its parents
+    (tmp_path / "c").mkdir()
+    with output_folder(tmp_path / "c"):
+        pass
+    assert (tmp_path / "c").is_dir()  # there before: kept though empty
+
+
+def test_output_folder_refuses_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(WriteError, match="exists already and is not a folder"):
+        with output_folder(tmp_path / "f"):
+            pass

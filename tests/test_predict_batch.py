@@ -54,6 +54,24 @@ def test_all_good_exits_zero(tiny_checkpoint, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("wrote 1 depth maps to")
 
 
+def test_a_batch_that_writes_nothing_leaves_no_folder_it_made(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "text.jpg"
+    bad.write_text("this is not a JPEG")
+    argv = ["predict", str(bad), "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    out = tmp_path / "new" / "d"
+    assert main([*argv, "--out", str(out)]) == 1
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("wrote no depth maps, skipped 1 (1 not a readable image)")
+    )
+    assert not (tmp_path / "new").exists()  # both folders it made are gone again
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main([*argv, "--out", str(kept)]) == 1
+    assert kept.is_dir()  # a folder that was there before stays
+
+
 @pytest.mark.parametrize("kind", ["zip", "legacy"])
 def test_pth_checkpoint_is_explained(tiny_model, tmp_path, capsys, kind):
     pth = tmp_path / "model.pth"

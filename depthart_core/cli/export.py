@@ -29,38 +29,43 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.checkpoint import CheckpointFile
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.export.trt_onnx_ops import unsupported_ops
-    from depthart_core.fileutil import atomic_write, check_writable
+    from depthart_core.fileutil import atomic_write, output_folder
     from depthart_core.sampling import sampling_setting
 
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
-    check_writable(out.parent)  # a read-only or missing-permission folder: before the export
-    ckpt = CheckpointFile(args.checkpoint, vae=args.vae)
-    model, _ = ckpt.load()
-    onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
-    sampling = sampling_setting(args.sampling)
-    atomic_write(  # a failed export leaves neither a partial graph nor a temp file
-        onnx_path,
-        lambda tmp: export_onnx(
-            model, tmp, checkpoint_sha256=ckpt.sha256, fp16=args.fp16, sampling=sampling
-        ),
-    )
-    missing = unsupported_ops(onnx_path)
-    print(
-        f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}, {args.sampling}); operators "
-        f"outside TensorRT's ONNX support list: {missing or 'none'}"
-    )
-    print(
-        "note: an exported graph decodes deterministically (soft or greedy) and cannot sample; "
-        "the paper's sampling setting (--sampling paper) runs on the torch backend only"
-    )
-    if args.format == "tensorrt":
-        from depthart_core.runtime.tensorrt_backend import build_serialized_engine, import_tensorrt
+    # a read-only or missing-permission folder stops it before the export; a folder it made
+    # stays only if something was written into it
+    with output_folder(out.parent):
+        ckpt = CheckpointFile(args.checkpoint, vae=args.vae)
+        model, _ = ckpt.load()
+        onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
+        sampling = sampling_setting(args.sampling)
+        atomic_write(  # a failed export leaves neither a partial graph nor a temp file
+            onnx_path,
+            lambda tmp: export_onnx(
+                model, tmp, checkpoint_sha256=ckpt.sha256, fp16=args.fp16, sampling=sampling
+            ),
+        )
+        missing = unsupported_ops(onnx_path)
+        print(
+            f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}, {args.sampling}); operators "
+            f"outside TensorRT's ONNX support list: {missing or 'none'}"
+        )
+        print(
+            "note: an exported graph decodes deterministically (soft or greedy) and cannot sample; "
+            "the paper's sampling setting (--sampling paper) runs on the torch backend only"
+        )
+        if args.format == "tensorrt":
+            from depthart_core.runtime.tensorrt_backend import (
+                build_serialized_engine,
+                import_tensorrt,
+            )
 
-        import_tensorrt()  # raises with install instructions where TensorRT is absent
-        S = model.cfg.image_size
-        engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
-        atomic_write(out, bytes(engine))
-        print(f"wrote TensorRT engine {out}")
+            import_tensorrt()  # raises with install instructions where TensorRT is absent
+            S = model.cfg.image_size
+            engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
+            atomic_write(out, bytes(engine))
+            print(f"wrote TensorRT engine {out}")
     return 0

@@ -9,7 +9,8 @@ rest are processed, the summary counts both, and the exit status is 1 if anythin
 Outputs are written atomically; an image whose outputs cannot all be written (a full disk) is
 skipped the same way, with none of its files left. An --out that cannot be written at all (a
 file, a read-only file system) stops the command with one line before the model is loaded, and so
-does --uncertainty with a checkpoint that has no head.
+does --uncertainty with a checkpoint that has no head. A run that writes nothing leaves no
+--out folder behind that it made.
 """
 
 from __future__ import annotations
@@ -168,17 +169,11 @@ def write_outputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    import cv2
-    from tqdm import tqdm
-
     from depthart_core.checkpoint import resolve_checkpoint
-    from depthart_core.fileutil import WriteError, check_writable
-    from depthart_core.runtime import get_backend
+    from depthart_core.fileutil import output_folder
 
     if args.camera_height is not None:  # raises naming a bad height, before loading anything
-        from depthart_core.ground_plane import check_camera_height, metric_from_floor
+        from depthart_core.ground_plane import check_camera_height
 
         check_camera_height(args.camera_height)
     if args.ply or args.camera_height is not None:  # check the camera before loading anything
@@ -196,8 +191,21 @@ def run(args: argparse.Namespace) -> int:
                 "uncertainty head; give --checkpoint one that has it (training/uncertainty_head.py "
                 "adds one) or drop --uncertainty"
             )
-    out = Path(args.out)
-    check_writable(out)
+    with output_folder(args.out) as out:  # left empty (nothing written): removed again
+        return _predict_into(out, args)
+
+
+def _predict_into(out: Path, args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    import cv2
+    from tqdm import tqdm
+
+    from depthart_core.fileutil import WriteError
+    from depthart_core.runtime import get_backend
+
+    if args.camera_height is not None:
+        from depthart_core.ground_plane import metric_from_floor
     backend = get_backend(
         args.backend,
         checkpoint=args.checkpoint,
@@ -259,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
     n_skipped = sum(skipped.values())
     what = "depth maps" + (", uncertainty maps" if args.uncertainty else "")
     what += " and point clouds" if args.ply else ""
-    summary = f"wrote {len(args.images) - n_skipped} {what} to {out}"
+    n_written = len(args.images) - n_skipped
+    summary = f"wrote {n_written} {what} to {out}" if n_written else f"wrote no {what}"
     if n_skipped:
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
         summary += f", skipped {n_skipped} ({why})"
