@@ -84,6 +84,22 @@ def test_missing_tensorrt_is_reported_with_install_hint(monkeypatch, onnx_file) 
         TensorRTBackend(onnx_file, S)
 
 
+def test_auto_backend_logs_the_short_cause_and_explicit_tensorrt_the_guide(
+    monkeypatch, caplog, tiny_checkpoint
+) -> None:
+    from depthart_core.runtime import get_backend
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with caplog.at_level("INFO", logger="depthart_core.runtime"):
+        backend = get_backend("auto", checkpoint=tiny_checkpoint, threads=1)
+    assert backend.name != "tensorrt"
+    skip = [r.getMessage() for r in caplog.records if "skipping tensorrt" in r.getMessage()]
+    assert len(skip) == 1 and "tensorrt is not importable (ModuleNotFoundError" in skip[0]
+    assert "Install TensorRT" not in caplog.text  # one short line on every auto start
+    with pytest.raises(RuntimeError, match="tensorrt is not importable.*pip install tensorrt"):
+        get_backend("tensorrt", checkpoint=tiny_checkpoint)
+
+
 def test_engine_input_shape_static_and_dynamic_batch() -> None:
     assert engine_input_shape(tiny_onnx(batch="B"), S) == (1, 3, S, S)
     assert engine_input_shape(tiny_onnx(batch=4), S) == (4, 3, S, S)

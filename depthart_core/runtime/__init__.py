@@ -99,8 +99,9 @@ def _get_backend(
                     candidate, ckpt, device, precision, letterbox, onnx_path, threads, sampling
                 )
             except (ImportError, RuntimeError, ValueError) as exc:
-                reasons.append(f"{candidate}: {exc}")
-                log.info("backend auto: skipping %s (%s)", candidate, exc)
+                short = getattr(exc, "reason", str(exc))  # TensorRTMissing: no install guide
+                reasons.append(f"{candidate}: {short}")
+                log.info("backend auto: skipping %s (%s)", candidate, short)
                 continue
             return backend
         backend = _make("torch", ckpt, device, precision, letterbox, onnx_path, threads, sampling)
@@ -144,8 +145,13 @@ def _make(
         )
     # Imported here: tensorrt_backend needs the optional `onnx` package at import time, and the
     # TensorRT backend is only tried where the optional `tensorrt` package is installed.
-    from depthart_core.runtime.tensorrt_backend import TensorRTBackend, tensorrt_available
+    from depthart_core.runtime.tensorrt_backend import (
+        TensorRTBackend,
+        import_tensorrt,
+        tensorrt_available,
+    )
 
+    import_tensorrt()  # absent: TensorRTMissing, its install guide for an explicit --backend
     ok, why = tensorrt_available()
     if not ok:
         raise RuntimeError(why)

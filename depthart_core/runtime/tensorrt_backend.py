@@ -63,12 +63,21 @@ INSTALL_HINT = (
 )
 
 
+class TensorRTMissing(RuntimeError):
+    """TensorRT cannot be imported; `str()` says how to install it, `reason` is the short cause
+    (what `--backend auto` logs when it moves on to the next backend)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.reason = f"tensorrt is not importable ({type(cause).__name__}: {cause})"
+        super().__init__(f"tensorrt is not importable ({cause!r}). {INSTALL_HINT}")
+
+
 def import_tensorrt() -> ModuleType:
-    """`import tensorrt`, or a RuntimeError that says how to install it."""
+    """`import tensorrt`, or a `TensorRTMissing` that says how to install it."""
     try:  # optional dependency: tensorrt (the `tensorrt` extra, NVIDIA GPUs only)
         import tensorrt as trt
     except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
-        raise RuntimeError(f"tensorrt is not importable ({exc!r}). {INSTALL_HINT}") from exc
+        raise TensorRTMissing(exc) from exc
     return trt
 
 
