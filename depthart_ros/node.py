@@ -1,6 +1,9 @@
-"""`depthart_node`: sensor_msgs/Image in, REP 118 `32FC1` depth out.
+"""`depthart_node`: sensor_msgs/Image (or image_transport's `compressed`) in, REP 118 `32FC1`
+depth out.
 
-Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`, `imu`) in;
+Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`, `imu`) in,
+or with `image_transport: compressed` the CompressedImage topic `<image's resolved name>/compressed`
+(image_transport's naming, so remapping `image` moves both);
 `depth`, `depth/camera_info`, `depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
 `depthart_core.pointcloud`), `depth/uncertainty` and `depth/filtered` (lazy, need a checkpoint
 with the uncertainty head; `depthart_ros.uncertainty`) out; `/diagnostics` at 1 Hz.
@@ -45,11 +48,12 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image, Imu, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, PointCloud2, PointField
 
 from depthart_core.colormap import colorize_bgr
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 from depthart_core.rosio import cloud as ros_cloud
+from depthart_core.rosio import compressed
 from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.messages import imu_orientation
 from depthart_core.runtime import get_backend
@@ -153,7 +157,12 @@ class DepthArtCore:
         )
         over = QoSOverridingOptions.with_default_policies()
         qos_in = self._qos("input_qos")
-        self._subscribe(Image, "image", self._on_image, qos_in, qos_overriding_options=over)
+        if c["image_transport"] == "compressed":  # image_transport's name: base topic + suffix
+            topic = self.resolve_topic_name("image") + compressed.TRANSPORT_SUFFIX["compressed"]
+            self._subscribe(CompressedImage, topic, self._on_compressed, qos_in,
+                            qos_overriding_options=over)  # fmt: skip
+        else:
+            self._subscribe(Image, "image", self._on_image, qos_in, qos_overriding_options=over)
         self.calibration = CalibrationPairer()
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
@@ -252,6 +261,20 @@ class DepthArtCore:
         self.calibration.note_image(header_stamp_ns(msg.header))
         self.frames.offer((msg, time.monotonic()))
 
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        """A JPEG/PNG frame: its size read from the file header is capped before any decode (a
+        header this cannot read is decoded and checked by the worker)."""
+        if not self.accepting:
+            return
+        hw, cap = compressed.encoded_size(msg.data), self.cfg["max_input_pixels"]
+        if hw is not None and hw[0] * hw[1] > cap:
+            self.frames.reject_incoming("too_large")
+            self._warn("too_large", f"dropping {hw[1]}x{hw[0]} compressed image: "
+                       f"{hw[0] * hw[1]} pixels > max_input_pixels {cap}")  # fmt: skip
+            return
+        self.calibration.note_image(header_stamp_ns(msg.header))
+        self.frames.offer((msg, time.monotonic()))
+
     def _on_info(self, msg: CameraInfo) -> None:
         problem = camera_info_problem(msg)
         if problem:  # keep the last good calibration; never republish a broken one
@@ -300,7 +323,13 @@ class DepthArtCore:
         if c["max_frame_age_s"] > 0 and age_s > c["max_frame_age_s"]:
             return "dropped_stale", ""
         try:
-            rgb = ros_image.image_to_rgb(msg)
+            if compressed.is_compressed(msg):
+                rgb = compressed.compressed_to_rgb(msg)
+                if rgb.shape[0] * rgb.shape[1] > c["max_input_pixels"]:
+                    raise ros_image.ImageDecodeError("too_large", f"{rgb.shape[1]}x"
+                        f"{rgb.shape[0]} > max_input_pixels {c['max_input_pixels']}")  # fmt: skip
+            else:
+                rgb = ros_image.image_to_rgb(msg)
         except ros_image.ImageDecodeError as exc:
             self._warn(exc.cause, f"dropping image: {exc}")
             return "rejected", exc.cause

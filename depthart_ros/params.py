@@ -67,6 +67,14 @@ PARAMS: tuple[Param, ...] = (
         **_RO,
     ),
     Param("sampling_seed", 0, "seed of sampling=paper (repeatable)", lo=0, hi=2**31 - 1, **_RO),
+    Param(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on `image`; compressed: image_transport's CompressedImage "
+        "(JPEG/PNG) on `image`'s resolved name + /compressed",
+        ("raw", "compressed"),
+        **_RO,
+    ),
     Param("use_camera_info", True, "subscribe camera_info, republish depth/camera_info", **_RO),
     Param("input_qos.reliability", "best_effort", "image subscription", RELIABILITY, **_RO),
     Param("input_qos.depth", 1, "image subscription history depth", lo=1, hi=100, **_RO),

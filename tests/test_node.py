@@ -14,6 +14,7 @@ frame, 921,600 bytes: 1-4 of 20 arrive at 5 Hz), while frames up to ~500 KB all 
 
 from __future__ import annotations
 
+import array
 import functools
 import hashlib
 import json
@@ -43,9 +44,10 @@ from ros_helpers.harness import (  # noqa: E402
 )
 from ros_helpers.scenes import VARIANTS, K, encode, scene_rgb, wire_fields  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from depthart_core.colormap import colorize_bgr  # noqa: E402
+from depthart_core.rosio.compressed import encode_rgb  # noqa: E402
 from depthart_core.runtime import get_backend  # noqa: E402
 from depthart_core.sampling import sampling_setting  # noqa: E402
 from depthart_ros.params import PARAMS, validate_params  # noqa: E402
@@ -68,10 +70,11 @@ class RosTest:
         self.nodes: list[NodeProcess] = []
 
     def start_node(
-        self, params: dict[str, Any] | None = None, files=(), name="node"
+        self, params: dict[str, Any] | None = None, files=(), name="node", remaps=None
     ) -> NodeProcess:
         base = {"checkpoint": self.checkpoint, "backend": "torch"}
-        node = NodeProcess(self.domain, base | (params or {}), self.tmp / f"{name}.log", files)
+        log = self.tmp / f"{name}.log"
+        node = NodeProcess(self.domain, base | (params or {}), log, files, remaps=remaps)
         self.nodes.append(node)
         return node
 
@@ -643,6 +646,44 @@ def test_oversized_frames_are_refused_before_decoding(reliable) -> None:
     stamp = time.time_ns()
     _publish_frame(env, pub_img, scene_rgb(seed=9), stamp, "cam/big")
     _wait_depth(env, stamp)  # the same frame under the default cap is answered
+
+
+def _compressed_msg(fmt: str, data: bytes, stamp: int, frame_id: str = "cam") -> CompressedImage:
+    msg = CompressedImage()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.format = fmt
+    msg.data = array.array("B", data)
+    return msg
+
+
+def test_compressed_transport_follows_the_remapped_image_topic(ros: RosTest, estimator) -> None:
+    """`image_transport: compressed` with `image` remapped to /cam/image_raw reads
+    /cam/image_raw/compressed, as image_transport's subscribers do; a PNG frame gives `predict`'s
+    depth of the same pixels, a broken one and an oversized one are counted by cause."""
+    peer = ros.peer
+    _subscribe_outputs(peer)
+    params = {"image_transport": "compressed", "input_qos.reliability": "reliable",
+              "input_qos.depth": 10}  # fmt: skip
+    node = ros.start_node(params, remaps={"image": "/cam/image_raw"})
+    peer.wait_ready(node)
+    pub = peer.publisher(CompressedImage, "/cam/image_raw/compressed", reliable=True)
+    assert peer.wait_for(lambda: pub.get_subscription_count() > 0, 20), node.log()
+    before = peer.wait_diagnostics(after=time.time())
+    rgb = scene_rgb(seed=4)
+    stamp = time.time_ns()
+    pub.publish(_compressed_msg(*encode_rgb(rgb, "png"), stamp))  # lossless
+    msg = _wait_depth(ros, stamp)
+    assert _header(msg) == (*divmod(stamp, 1_000_000_000), "cam")
+    _assert_close_to_predict(_depth(msg), estimator.predict(rgb), "png")
+    pub.publish(_compressed_msg("jpeg", b"\xff\xd8 not really a jpeg", time.time_ns()))
+    _wait_counts(peer, before, {"rejected.not_decodable": 1})
+    assert peer.set_parameter(NODE, "max_input_pixels", 640 * 480 - 1).successful
+    pub.publish(_compressed_msg(*encode_rgb(rgb, "jpeg"), time.time_ns()))
+    after = _wait_counts(peer, before, {"rejected.too_large": 1, "rejected.not_decodable": 1})
+    assert _delta(after, before, "frames_processed") == 1
+    assert "640x480 compressed image" in node.log()
+    assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
 
 
 # ---------------------------------------------------------------------------------------------

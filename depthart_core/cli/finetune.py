@@ -22,11 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report.json and figure.png.",
     )
     p.add_argument("bags", nargs="+", metavar="BAG", help="ROS 2 bags (MCAP or sqlite3)")
-    p.add_argument("--image-topic", required=True, help="sensor_msgs/Image colour topic")
+    p.add_argument(
+        "--image-topic",
+        required=True,
+        help="colour topic: sensor_msgs/Image, or image_transport's CompressedImage (JPEG/PNG)",
+    )
     p.add_argument(
         "--depth-topic",
         default=None,
-        help="depth topic (16UC1 mm or 32FC1 m); with --teacher it only scores, never trains",
+        help="depth topic (16UC1 mm or 32FC1 m, raw or image_transport's compressedDepth); "
+        "with --teacher it only scores, never trains",
     )
     p.add_argument(
         "--teacher",

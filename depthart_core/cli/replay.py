@@ -26,8 +26,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Replay a ROS 1/2 bag through DepthART and score it against GT depth.",
     )
     p.add_argument("bag", help="ROS 2 bag directory, .mcap/.db3 file, or ROS 1 .bag")
-    p.add_argument("--image-topic", required=True, help="sensor_msgs/Image input topic")
-    p.add_argument("--depth-topic", default=None, help="GT depth (32FC1 m or 16UC1 mm)")
+    p.add_argument(
+        "--image-topic",
+        required=True,
+        help="input topic: sensor_msgs/Image, or image_transport's CompressedImage (JPEG/PNG, "
+        "e.g. /camera/image_raw/compressed)",
+    )
+    p.add_argument(
+        "--depth-topic",
+        default=None,
+        help="GT depth: 32FC1 m or 16UC1 mm, raw or image_transport's compressedDepth (PNG)",
+    )
     p.add_argument("--camera-info-topic", default=None, help="sensor_msgs/CameraInfo topic")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")

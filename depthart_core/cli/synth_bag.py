@@ -55,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --rig: also record /imu/data (sensor_msgs/Imu), the body's attitude with this "
         "much Gaussian noise per axis, for `replay --imu-topic` and the node's ground_plane.imu",
     )
+    p.add_argument(
+        "--compressed",
+        action="store_true",
+        help="record image_transport's topics as robots usually do, instead of the raw ones: "
+        "/camera/image_raw/compressed (JPEG, quality 95) and /camera/depth/compressedDepth (PNG; "
+        "depth beyond the plugin's default depth_max of 10 m is invalid)",
+    )
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         depth_delay_ns=3_000_000 if args.sensor else 0,
         rig=args.rig,
         imu_noise_deg=args.imu_noise_deg,
+        compressed=args.compressed,
         progress=not args.no_progress,
     )
     topics = ", ".join(f"{t} ({n})" for t, n in counts.items())

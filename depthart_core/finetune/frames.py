@@ -35,7 +35,7 @@ import numpy as np
 
 from depthart_core.replay.frames import BagIndex, ReplayConfig, index_bag, iter_frames
 from depthart_core.replay.frames import Frame as BagFrame
-from depthart_core.rosio import bags, messages
+from depthart_core.rosio import bags, compressed, messages
 from depthart_core.rosio.image import DEPTH_ENCODINGS, RGB_ENCODINGS, ImageDecodeError
 
 SUPPORTED_DEPTH = ("16UC1", "32FC1", "mono16")
@@ -85,9 +85,21 @@ class BagScan:
     block: list[str | None] = field(default_factory=list)  # per image: train/heldout/gap/None
 
 
-def _first_encoding(path: Path, topic: str) -> str | None:
+def _first_encoding(path: Path, topic: str, depth: bool) -> str | None:
+    """The encoding of the topic's first message; for a CompressedImage its `format`, after
+    decoding it (a format this reader cannot decode raises `FinetuneInputError` with why)."""
     for m in bags.iter_messages(path, [topic]):
-        return str(m.msg.encoding)
+        if not compressed.is_compressed(m.msg):
+            return str(m.msg.encoding)
+        try:
+            if depth:
+                compressed.compressed_depth_to_metres(m.msg)
+            else:
+                compressed.compressed_to_rgb(m.msg)
+        except ImageDecodeError as exc:
+            kind = "depth" if depth else "image"
+            raise FinetuneInputError(f"{kind} topic {topic!r} in {path}: {exc}") from exc
+        return str(m.msg.format)
     return None
 
 
@@ -113,14 +125,16 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
     for topic, n in ((cfg.image_topic, index.n_frames), (cfg.depth_topic, len(index.depth_stamps))):
         if topic and n == 0:
             raise FinetuneInputError(f"topic {topic!r} in {path} has no messages")
-    depth_enc = _first_encoding(path, cfg.depth_topic) if cfg.depth_topic else None
-    if cfg.depth_topic and depth_enc not in DEPTH_ENCODINGS:
+    depth_enc = _first_encoding(path, cfg.depth_topic, depth=True) if cfg.depth_topic else None
+    depth_ok = depth_enc in DEPTH_ENCODINGS or "compressedDepth" in (depth_enc or "")
+    if cfg.depth_topic and not depth_ok:
         raise FinetuneInputError(
             f"depth topic {cfg.depth_topic!r} in {path} has encoding {depth_enc!r}; supported: "
             "16UC1 or mono16 (millimetres, 0 = invalid) and 32FC1 (metres, NaN = invalid)"
         )
-    image_enc = _first_encoding(path, cfg.image_topic)
-    if image_enc not in RGB_ENCODINGS:
+    image_enc = _first_encoding(path, cfg.image_topic, depth=False)
+    is_raw = topics[cfg.image_topic].msgtype == messages.IMAGE_TYPE
+    if is_raw and image_enc not in RGB_ENCODINGS:
         raise FinetuneInputError(
             f"image topic {cfg.image_topic!r} in {path} has encoding {image_enc!r}; supported: "
             f"{', '.join(sorted(RGB_ENCODINGS))}"

@@ -35,7 +35,7 @@ from depthart_core.ground_plane import (
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
-from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, IMU_TYPE
+from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, IMU_TYPE
 from depthart_core.vertical_lines import frame_lines_up
 
 PROTOCOLS = ("depthart", "affine", "metric", "ground_plane")
@@ -147,9 +147,9 @@ class BagIndex:
 def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
     """Validate the topics and match every image to the nearest GT depth stamp."""
     topics = bags.list_topics(bag)
-    bags.check_topic(topics, cfg.image_topic, IMAGE_TYPE, bag)
+    bags.check_topic(topics, cfg.image_topic, IMAGE_TYPES, bag)  # raw or image_transport's
     if cfg.depth_topic:
-        bags.check_topic(topics, cfg.depth_topic, IMAGE_TYPE, bag)
+        bags.check_topic(topics, cfg.depth_topic, IMAGE_TYPES, bag)
     if cfg.camera_info_topic:
         bags.check_topic(topics, cfg.camera_info_topic, CAMERA_INFO_TYPE, bag)
     img, fids, dep = [], [], []

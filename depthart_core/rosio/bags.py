@@ -35,10 +35,13 @@ from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
 from depthart_core.evaluation.ground_plane import RIGS, RigEval, noisy_up, rig_samples
 from depthart_core.fileutil import WriteError
 from depthart_core.ground_plane import attitude_for_up
+from depthart_core.rosio.compressed import encode_depth, encode_rgb
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
     camera_info_msg,
+    compressed_msg,
     depth_msg,
+    depth_to_metres,
     image_msg,
     imu_msg,
     serialize,
@@ -132,17 +135,21 @@ def describe_topics(topics: dict[str, TopicSummary]) -> str:
 
 
 def check_topic(
-    topics: dict[str, TopicSummary], topic: str, msgtype: str, bag: str | Path = "bag"
+    topics: dict[str, TopicSummary],
+    topic: str,
+    msgtype: str | tuple[str, ...],
+    bag: str | Path = "bag",
 ) -> TopicSummary:
-    """The summary of `topic`, raising if it is missing or not of `msgtype`."""
+    """The summary of `topic`, raising if it is missing or not of `msgtype` (or one of them)."""
     if topic not in topics:
         raise TopicNotFoundError(
             f"topic {topic!r} not found in {bag}; it has: {describe_topics(topics)}"
         )
     found = topics[topic]
-    if found.msgtype != msgtype:
+    wanted = (msgtype,) if isinstance(msgtype, str) else msgtype
+    if found.msgtype not in wanted:
         raise TopicTypeError(
-            f"topic {topic!r} in {bag} has type {found.msgtype}, expected {msgtype}"
+            f"topic {topic!r} in {bag} has type {found.msgtype}, expected {' or '.join(wanted)}"
         )
     return found
 
@@ -312,6 +319,7 @@ def write_synthetic_bag(
     depth_delay_ns: int = 0,
     rig: str | None = None,
     imu_noise_deg: float | None = None,
+    compressed: bool = False,
     progress: bool = False,
 ) -> dict[str, int]:
     """Record one synthetic scene along a smooth camera path as a ROS 2 bag.
@@ -327,6 +335,9 @@ def write_synthetic_bag(
     `imu_noise_deg` also records an IMU attitude per frame (`topics.imu`, stamped with the image):
     the body's true attitude with Gaussian noise of that many degrees about each axis, the
     camera mounted at the rig's pitch relative to the IMU frame (`ground_plane.attitude_for_up`).
+    `compressed`: image_transport's topics instead of the raw ones, as robots usually record:
+    `<image>/compressed` (JPEG, quality 95) and `<depth>/compressedDepth` (PNG, the plugin's
+    default depth_max 10 m and quantisation; `depthart_core.rosio.compressed`).
     `progress`: a bar per frame written (stderr). Returns the message count per topic.
     """
     if imu_noise_deg is not None:
@@ -362,7 +373,6 @@ def write_synthetic_bag(
                 bag.write(topics.imu, _rig_imu(sample, rig, seed, i, imu_noise_deg, t, topics), t)
             if sample.intrinsics is not None:  # before its image, as camera drivers publish
                 bag.write(topics.camera_info, camera_info_msg(sample.intrinsics, h, w, t, fid), t)
-            bag.write(topics.image, image_msg(sample.rgb, "rgb8", t, fid), t)
             td = t + depth_delay_ns
             if sensor is None:
                 depth = depth_msg(sample.depth, td, fid, depth_encoding, valid=sample.valid)
@@ -370,7 +380,15 @@ def write_synthetic_bag(
                 rng = np.random.default_rng([seed, i, 0x5E7502])
                 mm = sensor_depth_mm(sample.depth, sample.valid, rng, sensor)
                 depth = image_msg(mm, "16UC1", td, fid)
-            bag.write(topics.depth, depth, td)
+            if compressed:
+                fmt, data = encode_rgb(sample.rgb, "jpeg", quality=95)
+                bag.write(topics.image + "/compressed", compressed_msg(fmt, data, t, fid), t)
+                metres = depth_to_metres(depth)
+                fmt, data = encode_depth(metres, depth.encoding)
+                bag.write(topics.depth + "/compressedDepth", compressed_msg(fmt, data, td, fid), td)
+            else:
+                bag.write(topics.image, image_msg(sample.rgb, "rgb8", t, fid), t)
+                bag.write(topics.depth, depth, td)
         return dict(bag.counts)
 
 

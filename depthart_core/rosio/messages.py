@@ -19,9 +19,12 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from depthart_core.rosio import compressed
 from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)  # what a bag's image and depth topics may hold
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 IMU_TYPE = "sensor_msgs/msg/Imu"
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
@@ -63,16 +66,28 @@ def make_header(stamp_ns: int, frame_id: str) -> Any:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image in any colour encoding `ros_image` reads -> HxWx3 uint8 RGB."""
+    """sensor_msgs/Image in any colour encoding `ros_image` reads, or a `compressed`
+    CompressedImage (JPEG/PNG) -> HxWx3 uint8 RGB."""
+    if compressed.is_compressed(msg):
+        return compressed.compressed_to_rgb(msg)
     return ros_image.image_to_rgb(msg)
+
+
+def depth_to_metres(msg: Any) -> np.ndarray:
+    """A raw depth Image or a `compressedDepth` CompressedImage -> HxW float32 metres, NaN where
+    invalid."""
+    if compressed.is_compressed(msg):
+        return compressed.compressed_depth_to_metres(msg)
+    return ros_image.depth_image_to_metres(msg)
 
 
 def image_to_depth(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     """Depth image -> (HxW float32 metres with 0 where invalid, HxW bool valid).
 
-    32FC1 is metres (non-finite or <= 0 invalid), 16UC1/mono16 millimetres (0 invalid).
+    32FC1 is metres (non-finite or <= 0 invalid), 16UC1/mono16 millimetres (0 invalid); a
+    `compressedDepth` CompressedImage carries either.
     """
-    depth = ros_image.depth_image_to_metres(msg)
+    depth = depth_to_metres(msg)
     valid = np.isfinite(depth)
     return np.where(valid, depth, np.float32(0.0)).astype(np.float32), valid
 
@@ -93,6 +108,16 @@ def _rosbags_image(src: Any, header: Any) -> Any:
         is_bigendian=src.is_bigendian,
         step=src.step,
         data=np.frombuffer(bytes(src.data), dtype=np.uint8),
+    )
+
+
+def compressed_msg(fmt: str, data: bytes, stamp_ns: int, frame_id: str) -> Any:
+    """A rosbags sensor_msgs/CompressedImage (`compressed.encode_rgb`/`encode_depth` give the
+    format and data)."""
+    return typestore().types[COMPRESSED_IMAGE_TYPE](
+        header=make_header(stamp_ns, frame_id),
+        format=fmt,
+        data=np.frombuffer(data, dtype=np.uint8),
     )
 
 
@@ -184,12 +209,15 @@ def with_stamp(msg: Any, msgtype: str, stamp_ns: int) -> bytes:
 
 
 def to_ros2(msg: Any, msgtype: str, stamp_ns: int | None = None) -> Any:
-    """Rebuild an Image or CameraInfo (ROS 1 or ROS 2 layout) as a ROS 2 Kilted message."""
+    """Rebuild an Image, CompressedImage or CameraInfo (ROS 1 or ROS 2 layout) as a ROS 2 Kilted
+    message."""
     stamp = stamp_to_ns(msg.header.stamp) if stamp_ns is None else stamp_ns
     header = make_header(stamp, msg.header.frame_id)
     cls = typestore().types[msgtype]
     if msgtype == IMAGE_TYPE:
         return _rosbags_image(msg, header)
+    if msgtype == COMPRESSED_IMAGE_TYPE:
+        return cls(header=header, format=msg.format, data=np.frombuffer(bytes(msg.data), np.uint8))
     if msgtype == CAMERA_INFO_TYPE:
         roi = msg.roi
         roi_cls = typestore().types["sensor_msgs/msg/RegionOfInterest"]
@@ -206,7 +234,8 @@ def to_ros2(msg: Any, msgtype: str, stamp_ns: int | None = None) -> Any:
             binning_y=msg.binning_y,
             roi=roi_cls(roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify),
         )
-    raise ValueError(f"cannot convert {msgtype} to ROS 2 (only {IMAGE_TYPE}, {CAMERA_INFO_TYPE})")
+    known = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE, CAMERA_INFO_TYPE)
+    raise ValueError(f"cannot convert {msgtype} to ROS 2 (only {', '.join(known)})")
 
 
 def _ci_field(msg: Any, name: str) -> np.ndarray:

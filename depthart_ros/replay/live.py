@@ -67,7 +67,8 @@ class LiveSession:
         self.bag, self.cfg, self.live, self.index = bag, cfg, live, index
         self.transport, self.store = transport, store
         self.domain_id = pick_domain_id(live.domain_id)
-        self.cmd = node_command(cfg, live, checkpoint)
+        self.image_type = index.topics[cfg.image_topic].msgtype  # raw, or image_transport's
+        self.cmd = node_command(cfg, live, checkpoint, self.image_type)
         self.log_path = out / "node.log"
         self.proc: subprocess.Popen | None = None
         self.outputs: queue.Queue[tuple[bytes, float]] = queue.Queue()
@@ -92,6 +93,7 @@ class LiveSession:
         log.info("starting node (ROS_DOMAIN_ID=%d): %s", self.domain_id, " ".join(self.cmd))
         self.proc = start_process(self.cmd, env, self.log_path)
         topics = {"image": self.cfg.image_topic, "output": self.cfg.pred_topic}
+        topics["image_type"] = self.image_type
         if self.cfg.camera_info_topic:
             topics["camera_info"] = self.cfg.camera_info_topic
         self.transport.open(self.domain_id, topics, self._on_output)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from depthart_core.replay.frames import ReplayConfig
+from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
+from depthart_core.rosio.messages import IMAGE_TYPE
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class LiveTransport(Protocol):
     def open(
         self, domain_id: int, topics: dict[str, str], on_output: Callable[[bytes, float], None]
     ) -> None:
-        """Join `domain_id`; publishers for topics["image"] (and ["camera_info"] if given), a
+        """Join `domain_id`; publishers for topics["image"] (of type topics["image_type"], a
+        sensor_msgs/msg/Image or CompressedImage) and topics["camera_info"] if given, a
         subscription to topics["output"] calling `on_output(cdr_bytes, time.monotonic())`."""
 
     def ready(self) -> bool:
@@ -88,11 +91,26 @@ def ros_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str
     return env
 
 
-def node_command(cfg: ReplayConfig, live: LiveConfig, checkpoint: Path) -> list[str]:
-    """The node with its topics remapped onto the bag's and its output onto `cfg.pred_topic`."""
+def node_command(
+    cfg: ReplayConfig, live: LiveConfig, checkpoint: Path, image_type: str = IMAGE_TYPE
+) -> list[str]:
+    """The node with its topics remapped onto the bag's and its output onto `cfg.pred_topic`. A
+    bag's CompressedImage topic `<base>/compressed` is read by the node's `image_transport:
+    compressed` with `image` remapped to `<base>`, as image_transport names it."""
     cmd = list(live.node_cmd) or [sys.executable, "-m", "depthart_ros.node"]
     args = ["--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", f"backend:={live.backend}"]
-    args += ["-r", f"image:={cfg.image_topic}"]
+    if image_type == COMPRESSED_IMAGE_TYPE:
+        suffix = TRANSPORT_SUFFIX["compressed"]
+        if not cfg.image_topic.endswith(suffix) or cfg.image_topic == suffix:
+            raise ValueError(
+                f"image topic {cfg.image_topic!r} holds {image_type}, but live replay feeds it "
+                f"to the node's image_transport, which reads <base>{suffix}; the offline replay "
+                "(without --live) reads it under any name"
+            )
+        base = cfg.image_topic[: -len(suffix)]
+        args += ["-p", "image_transport:=compressed", "-r", f"image:={base}"]
+    else:
+        args += ["-r", f"image:={cfg.image_topic}"]
     if cfg.camera_info_topic:
         args += ["-r", f"camera_info:={cfg.camera_info_topic}"]
     args += ["-r", f"depth:={cfg.pred_topic}"]

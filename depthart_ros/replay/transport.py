@@ -20,8 +20,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE
 from depthart_ros.spin import spin_until_context_ends
 
 
@@ -58,7 +59,9 @@ class RclpyTransport:
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
         )
-        self._pubs["image"] = self._node.create_publisher(Image, topics["image"], qos)
+        compressed = topics.get("image_type") == COMPRESSED_IMAGE_TYPE
+        image_cls = CompressedImage if compressed else Image
+        self._pubs["image"] = self._node.create_publisher(image_cls, topics["image"], qos)
         if "camera_info" in topics:
             self._pubs["camera_info"] = self._node.create_publisher(
                 CameraInfo, topics["camera_info"], qos

@@ -59,12 +59,15 @@ class NodeProcess:
         log_path: Path,
         params_files: tuple[Path, ...] = (),
         module: str = "depthart_ros.node",
+        remaps: dict[str, str] | None = None,
     ) -> None:
         cmd = [sys.executable, "-m", module, "--ros-args"]
         for f in params_files:  # files first: a later -p wins over them
             cmd += ["--params-file", str(f)]
         for k, v in params.items():
             cmd += ["-p", f"{k}:={_yaml_value(v)}"]
+        for k, v in (remaps or {}).items():
+            cmd += ["-r", f"{k}:={v}"]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(

@@ -1,0 +1,250 @@
+"""image_transport's `compressed` and `compressedDepth` messages: the codecs against the plugins'
+byte layout (built here by hand, not by our encoder), their errors, and bags recorded that way
+through `replay` and `finetune`'s scan as raw bags go."""
+
+from __future__ import annotations
+
+import struct
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from depthart_core.finetune.frames import FinetuneInputError, FrameConfig, scan_bag
+from depthart_core.replay.frames import ReplayConfig, index_bag, iter_frames
+from depthart_core.replay.offline import replay_offline
+from depthart_core.rosio import bags, messages
+from depthart_core.rosio.compressed import (
+    COMPRESSED_IMAGE_TYPE,
+    compressed_depth_to_metres,
+    compressed_to_rgb,
+    encode_depth,
+    encode_rgb,
+    encoded_size,
+    is_compressed,
+)
+from depthart_core.rosio.image import ImageDecodeError
+
+SIZE = (24, 32)
+
+
+def _msg(fmt: str, data: bytes) -> SimpleNamespace:
+    return SimpleNamespace(format=fmt, data=np.frombuffer(data, np.uint8))
+
+
+def _rgb(h: int = 30, w: int = 40) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 6, y * 8, (x + y) * 3], axis=-1).astype(np.uint8)
+
+
+def test_colour_decodes_every_variant_the_plugin_and_cameras_write():
+    rgb = _rgb()
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    for fmt in ("rgb8; png compressed bgr8", "bgr8; png compressed bgr8", "png"):
+        assert np.array_equal(compressed_to_rgb(_msg(fmt, png.tobytes())), rgb), fmt
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = compressed_to_rgb(_msg("jpeg", jpg.tobytes()))
+    assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb).mean() < 3
+    fmt, data = encode_rgb(rgb, "jpeg")  # what synth-bag --compressed writes
+    assert fmt == "rgb8; jpeg compressed bgr8"
+    assert np.abs(compressed_to_rgb(_msg(fmt, data)).astype(int) - rgb).mean() < 3
+    gray = rgb[..., 1]
+    ok, g = cv2.imencode(".png", gray)
+    assert np.array_equal(compressed_to_rgb(_msg("mono8; png compressed mono8", g.tobytes())),
+                          np.repeat(gray[..., None], 3, axis=2))  # fmt: skip
+    deep = (rgb.astype(np.uint16) * 257)[..., ::-1]  # bgr16: scaled to 8 bits as mono16 is
+    ok, d = cv2.imencode(".png", np.ascontiguousarray(deep))
+    assert np.array_equal(compressed_to_rgb(_msg("rgb16; png compressed bgr16", d.tobytes())), rgb)
+    assert is_compressed(_msg("png", b"")) and not is_compressed(SimpleNamespace(encoding="rgb8"))
+
+
+def test_compressed_depth_16uc1_is_lossless_millimetres():
+    mm = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 11
+    mm[0, :5] = 0  # no return
+    ok, png = cv2.imencode(".png", mm)
+    header = struct.pack("<iff", 0, 0.0, 0.0)  # ConfigHeader as the plugin writes it for 16 bits
+    for fmt in ("16UC1; compressedDepth png", "16UC1; compressedDepth", "mono16; compressedDepth"):
+        depth = compressed_depth_to_metres(_msg(fmt, header + png.tobytes()))
+        assert np.isnan(depth[0, :5]).all()
+        np.testing.assert_array_equal(depth[mm > 0], mm[mm > 0].astype(np.float32) * 1e-3)
+    fmt, data = encode_depth(np.where(mm > 0, mm * 1e-3, np.nan), "16UC1")
+    assert fmt == "16UC1; compressedDepth png" and data[:12] == header
+    np.testing.assert_array_equal(compressed_depth_to_metres(_msg(fmt, data))[mm > 0],
+                                  mm[mm > 0].astype(np.float32) * 1e-3)  # fmt: skip
+
+
+def test_compressed_depth_32fc1_is_the_plugins_inverse_depth():
+    depth = np.linspace(0.3, 9.5, 24 * 32, dtype=np.float32).reshape(24, 32)
+    depth[3, 3] = np.nan
+    depth[4, 4] = 12.0  # beyond depth_max 10 m: the plugin writes it as invalid
+    q, dmax = 100.0, 10.0  # the plugin's default depth_quantization and depth_max
+    a = np.float32(q * (q + 1.0))
+    b = np.float32(1.0 - a / dmax)
+    with np.errstate(invalid="ignore"):
+        inv = np.where(np.isfinite(depth) & (depth < dmax), a / depth + b, 0.0)
+    ok, png = cv2.imencode(".png", inv.astype(np.uint16))  # float -> ushort truncates, as in C++
+    data = struct.pack("<iff", 0, a, b) + png.tobytes()
+    out = compressed_depth_to_metres(_msg("32FC1; compressedDepth png", data))
+    assert np.isnan(out[3, 3]) and np.isnan(out[4, 4])
+    good = np.isfinite(depth) & (depth < dmax)
+    step = depth[good] ** 2 / a  # one quantisation step of inverse depth, in metres
+    assert np.all(np.abs(out[good] - depth[good]) <= 1.05 * step + 1e-6)
+    assert np.abs(out[good] - depth[good]).max() > 0  # it is quantised, not passed through
+    fmt, mine = encode_depth(depth, "32FC1")
+    assert fmt == "32FC1; compressedDepth png" and mine[:12] == data[:12]
+    np.testing.assert_array_equal(compressed_depth_to_metres(_msg(fmt, mine)), out)
+
+
+@pytest.mark.parametrize(
+    "fmt, data, cause, words",
+    [
+        ("16UC1; compressedDepth rvl", b"\0" * 40, "unknown_encoding", "format:=png"),
+        ("rgb8; jpeg compressed bgr8", b"\0" * 40, "unknown_encoding", "not a compressedDepth"),
+        ("rgb8; compressedDepth png", b"\0" * 40, "unknown_encoding", "not a depth encoding"),
+        ("16UC1; compressedDepth png", b"\0" * 12, "short_data", "12-byte header"),
+        ("16UC1; compressedDepth png", b"\0" * 40, "not_decodable", "not a readable JPEG or PNG"),
+    ],
+)
+def test_depth_that_cannot_be_read_says_why(fmt, data, cause, words):
+    with pytest.raises(ImageDecodeError, match=words) as err:
+        compressed_depth_to_metres(_msg(fmt, data))
+    assert err.value.cause == cause
+
+
+def test_colour_that_cannot_be_read_says_why():
+    with pytest.raises(ImageDecodeError, match="not a readable JPEG or PNG") as err:
+        compressed_to_rgb(_msg("jpeg", b"not a jpeg at all"))
+    assert err.value.cause == "not_decodable"
+    with pytest.raises(ImageDecodeError, match="compressedDepth depth image"):
+        compressed_to_rgb(_msg("16UC1; compressedDepth png", b"\0" * 40))
+    with pytest.raises(ImageDecodeError, match="no data"):
+        compressed_to_rgb(_msg("jpeg", b""))
+    ok, one = cv2.imencode(".png", np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(ImageDecodeError, match="at least 2x2") as err:
+        compressed_to_rgb(_msg("png", one.tobytes()))
+    assert err.value.cause == "too_small"
+
+
+def test_encoded_size_reads_headers_without_decoding():
+    img = np.zeros((37, 53, 3), np.uint8)
+    assert encoded_size(cv2.imencode(".png", img)[1]) == (37, 53)
+    assert encoded_size(cv2.imencode(".jpg", img)[1]) == (37, 53)
+    progressive = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    assert encoded_size(progressive) == (37, 53)
+    assert encoded_size(np.frombuffer(b"GIF89a and more bytes here", np.uint8)) is None
+    assert encoded_size(np.zeros(0, np.uint8)) is None
+
+
+@pytest.fixture(scope="module")
+def bag_pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compressed")
+    kw = dict(frames=4, seed=3, size=SIZE, depth_encoding="16UC1")
+    bags.write_synthetic_bag(root / "raw", **kw)
+    bags.write_synthetic_bag(root / "compressed", compressed=True, **kw)
+    return root / "raw", root / "compressed"
+
+
+RAW = ReplayConfig("/camera/image_raw", "/camera/depth", "/camera/camera_info")
+COMP = ReplayConfig(
+    "/camera/image_raw/compressed", "/camera/depth/compressedDepth", "/camera/camera_info"
+)
+
+
+def test_a_compressed_bag_gives_the_raw_bags_frames(bag_pair):
+    raw, comp = bag_pair
+    topics = bags.list_topics(comp)
+    assert topics["/camera/image_raw/compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
+    assert "/camera/image_raw" not in topics
+    pairs = zip(
+        iter_frames(raw, RAW, index_bag(raw, RAW)),
+        iter_frames(comp, COMP, index_bag(comp, COMP)),
+        strict=True,
+    )
+    for a, b in pairs:
+        assert a.image.stamp_ns == b.image.stamp_ns
+        np.testing.assert_array_equal(a.gt[0], b.gt[0])  # 16UC1 in PNG: lossless
+        np.testing.assert_array_equal(a.gt[1], b.gt[1])
+        rgb_a = messages.image_to_rgb(a.image.msg)
+        rgb_b = messages.image_to_rgb(b.image.msg)
+        assert np.abs(rgb_a.astype(int) - rgb_b).mean() < 4  # JPEG at quality 95
+
+
+def test_replay_scores_a_compressed_bag_like_its_raw_twin(bag_pair, tiny_checkpoint, tmp_path):
+    from depthart_core.runtime.torch_backend import DepthEstimator
+
+    backend = DepthEstimator.from_checkpoint(tiny_checkpoint)
+    raw, comp = bag_pair
+    a = replay_offline(raw, tmp_path / "a", RAW, backend)
+    b = replay_offline(comp, tmp_path / "b", COMP, backend)
+    assert a["counts"] == b["counts"] and b["counts"]["evaluated"] == 4
+    assert b["aggregate"]["abs_rel"] == pytest.approx(a["aggregate"]["abs_rel"], abs=0.02)
+
+
+def test_finetune_scan_takes_compressed_topics_and_names_what_it_cannot_read(bag_pair, tmp_path):
+    _, comp = bag_pair
+    cfg = FrameConfig(
+        image_topic="/camera/image_raw/compressed", depth_topic="/camera/depth/compressedDepth"
+    )
+    scan = scan_bag(comp, cfg)
+    assert scan.depth_encoding == "16UC1; compressedDepth png"
+    assert scan.image_encoding == "rgb8; jpeg compressed bgr8"
+    rvl = tmp_path / "rvl"
+    with bags.BagWriter(rvl) as w:
+        for i in range(2):
+            t = 1_700_000_000 * 10**9 + i * 10**8
+            fmt, data = encode_rgb(_rgb())
+            w.write("/img/compressed", messages.compressed_msg(fmt, data, t, "cam"), t)
+            w.write(
+                "/depth/compressedDepth",
+                messages.compressed_msg("16UC1; compressedDepth rvl", b"\0" * 64, t, "cam"),
+                t,
+            )
+    cfg = FrameConfig(image_topic="/img/compressed", depth_topic="/depth/compressedDepth")
+    with pytest.raises(FinetuneInputError, match=r"depth topic '/depth/compressedDepth'.*format"):
+        scan_bag(rvl, cfg)
+
+
+def test_live_replay_needs_image_transports_name_for_a_compressed_topic(tmp_path):
+    from depthart_ros.replay.process import LiveConfig, node_command
+
+    cfg = ReplayConfig("/cam/img/compressed", None, None)
+    cmd = node_command(cfg, LiveConfig(), tmp_path / "m.safetensors", COMPRESSED_IMAGE_TYPE)
+    assert "image_transport:=compressed" in cmd and "image:=/cam/img" in cmd
+    odd = ReplayConfig("/cam/jpeg_frames", None, None)
+    with pytest.raises(ValueError, match=r"reads <base>/compressed.*without --live"):
+        node_command(odd, LiveConfig(), tmp_path / "m.safetensors", COMPRESSED_IMAGE_TYPE)
+    assert "image:=/cam/jpeg_frames" in node_command(odd, LiveConfig(), tmp_path / "m")
+
+
+@pytest.mark.ros
+def test_live_replay_feeds_a_compressed_topic_to_the_nodes_image_transport(
+    bag_pair, tiny_checkpoint, tmp_path
+):
+    pytest.importorskip("rclpy", reason="live replay needs rclpy")
+    from ros_helpers.harness import unique_domain_id
+
+    from depthart_core.runtime.torch_backend import DepthEstimator
+    from depthart_core.sampling import DEFAULT_DECODING
+    from depthart_ros.replay.live import replay_live
+    from depthart_ros.replay.process import LiveConfig
+    from depthart_ros.replay.transport import RclpyTransport
+
+    _, comp = bag_pair
+    live = LiveConfig(
+        tiny_checkpoint,
+        domain_id=unique_domain_id(),
+        node_args=("-p", f"sampling:={DEFAULT_DECODING}"),
+        startup_timeout_s=90,
+        drain_timeout_s=3,
+    )
+    report = replay_live(comp, tmp_path / "live", COMP, live, RclpyTransport())
+    lv = report["live"]
+    assert report["status"] == "complete" and lv["published"] == 4 and lv["returned"] >= 1
+    # the node decoded the same JPEG bytes: the frames that came back score as offline
+    offline = replay_offline(comp, tmp_path / "off", COMP, DepthEstimator.from_checkpoint(
+        tiny_checkpoint))  # fmt: skip
+    evaluated = [r for r in report["rows"] if r["status"] == "evaluated"]
+    assert evaluated
+    for r in evaluated:
+        assert r["metrics"] == pytest.approx(offline["rows"][r["index"]]["metrics"], rel=1e-6)
