@@ -3,11 +3,13 @@
     ros2 launch depthart_ros depthart.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info namespace:=front
     ros2 launch depthart_ros depthart.launch.py params_file:=/robots/r1/depthart.yaml
+    ros2 launch depthart_ros depthart.launch.py image:=/camera/image_raw image_transport:=compressed
     ros2 launch depthart_ros depthart.launch.py lifecycle:=true              # waits for a manager
     ros2 launch depthart_ros depthart.launch.py lifecycle:=true autostart:=true
 
-Parameters come from `params_file`; `checkpoint`, `backend`, `vae` and `sampling` replace the
-file's value only when given on the command line (their empty default means "the file's").
+Parameters come from `params_file`; `checkpoint`, `backend`, `vae`, `sampling` and
+`image_transport` replace the file's value only when given on the command line (their empty
+default means "the file's").
 
 lifecycle:=true starts `depthart_lifecycle_node` (same parameters and topics) unconfigured, for a
 lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`) to drive. autostart:=true, or
@@ -41,7 +43,7 @@ from lifecycle_msgs.msg import Transition
 
 NODE_NAME = "depthart_node"
 # node parameters that a launch argument of the same name may override; "" = not given
-OVERRIDES = ("checkpoint", "backend", "vae", "sampling")
+OVERRIDES = ("checkpoint", "backend", "vae", "sampling", "image_transport")
 NOT_GIVEN = ""
 ARGUMENTS = [
     ("namespace", "", "namespace of the node and of its relative topics (depth, ...)"),
@@ -53,6 +55,11 @@ ARGUMENTS = [
     ("backend", NOT_GIVEN, "auto | tensorrt | onnxruntime | torch; empty = the params file's"),
     ("vae", NOT_GIVEN, "VAR's VQ-VAE .pth for an authors' checkpoint; empty = the params file's"),
     ("sampling", NOT_GIVEN, "soft | greedy | paper (torch only); empty = the params file's"),
+    (
+        "image_transport",
+        NOT_GIVEN,
+        "raw | compressed (CompressedImage on <image>/compressed); empty = the params file's",
+    ),
     ("log_level", "info", "node log level: debug | info | warn | error | fatal"),
     ("lifecycle", "false", "true: start the managed node depthart_lifecycle_node instead"),
     (

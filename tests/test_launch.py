@@ -40,6 +40,7 @@ LAUNCH_FILE = REPO / "launch" / "depthart.launch.py"
 PARAMS_FILE = REPO / "config" / "depthart.params.yaml"
 LAUNCH_ARGS = {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"}
 LAUNCH_ARGS |= {"lifecycle", "autostart", "vae", "sampling", "log_level", "sparse_depth", "imu"}
+LAUNCH_ARGS |= {"image_transport"}
 
 Transition = pytest.importorskip("lifecycle_msgs.msg", reason="needs lifecycle_msgs").Transition
 
@@ -237,6 +238,7 @@ def test_params_file_wins_unless_the_argument_is_given(stand_in, tmp_path: Path)
 
     # every overriding argument defaults to "not given"
     given = {"checkpoint": "/c", "backend": "torch", "vae": "/v.pth", "sampling": "paper"}
+    given["image_transport"] = "compressed"
     (node,) = run_setup(stand_in, params_file=robot, **given)
     assert parameters_of(node) == (robot, given)
     assert set(given) == set(mod.OVERRIDES)
@@ -498,6 +500,31 @@ def test_real_launch_params_file_precedence(real_launch, tiny_checkpoint: str, t
         ready = next(line for line in out.splitlines() if "ready: backend" in line)
         assert "backend torch" in ready and f"checkpoint {expected}," in ready, (case, out)
         assert "Traceback" not in out, out
+
+
+@pytest.mark.ros
+def test_real_launch_image_transport_subscribes_the_remapped_compressed_topic(
+    real_launch, tiny_checkpoint: str, tmp_path: Path
+) -> None:
+    from ros_helpers.harness import RosPeer
+
+    robot = write_params(tmp_path / "r1.yaml", checkpoint=tiny_checkpoint, backend="torch")
+    types: list[list[str]] = []
+
+    def subscribers() -> None:  # what the launched node subscribes, seen over DDS
+        peer = RosPeer(real_launch.domain)
+        try:
+            info = peer.node.get_subscriptions_info_by_topic
+            peer.wait_for(lambda: bool(info("/cam/image_raw/compressed")), 30)
+            types.append([i.topic_type for i in info("/cam/image_raw/compressed")])
+            types.append([i.topic_type for i in info("/cam/image_raw")])
+        finally:
+            peer.close()
+
+    args = {"params_file": robot, "image": "/cam/image_raw", "image_transport": "compressed"}
+    rc, out = real_launch(LAUNCH_FILE, args, until="ready: backend", then=subscribers)
+    assert types == [["sensor_msgs/msg/CompressedImage"], []], out
+    assert "Traceback" not in out, out
 
 
 @pytest.mark.ros
