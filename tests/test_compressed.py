@@ -96,10 +96,38 @@ def test_compressed_depth_32fc1_is_the_plugins_inverse_depth():
     np.testing.assert_array_equal(compressed_depth_to_metres(_msg(fmt, mine)), out)
 
 
+SIZE_2X2 = struct.pack("<II", 2, 2)
+# pixels 0 0 5 7 by the RVL rules, worked by hand: run values 2 zeros, 2 non-zeros, zigzag deltas
+# 10 (+5) and 4 (+2); as 3-bit nibbles with a continuation bit: 2, 2, A 1, 4; packed from the
+# top nibble of one 32-bit word, zero-padded: 0x22A14000, little-endian on the wire
+RVL_2X2 = SIZE_2X2 + bytes([0x00, 0x40, 0xA1, 0x22])
+
+
+def test_compressed_depth_rvl_reads_the_plugins_stream():
+    header = struct.pack("<iff", 0, 0.0, 0.0)
+    depth = compressed_depth_to_metres(_msg("16UC1; compressedDepth rvl", header + RVL_2X2))
+    assert np.isnan(depth[0]).all() and depth[1].tolist() == pytest.approx([0.005, 0.007])
+    rng = np.random.default_rng(0)
+    mm = rng.integers(200, 12000, (31, 45)).astype(np.uint16)
+    mm[rng.random(mm.shape) < 0.2] = 0
+    mm[5:9] = 0  # a long run of holes
+    metres = np.where(mm > 0, mm * 1e-3, np.nan)
+    for enc in ("16UC1", "32FC1"):
+        png = compressed_depth_to_metres(_msg(*encode_depth(metres, enc, depth_max=13.0)))
+        fmt, data = encode_depth(metres, enc, depth_max=13.0, codec="rvl")
+        assert fmt == f"{enc}; compressedDepth rvl"
+        np.testing.assert_array_equal(compressed_depth_to_metres(_msg(fmt, data)), png)
+    lie = header + struct.pack("<II", 4000, 4000) + RVL_2X2[8:]
+    with pytest.raises(ImageDecodeError, match="4000x4000 pixels in 4 bytes"):
+        compressed_depth_to_metres(_msg("16UC1; compressedDepth rvl", lie))
+
+
 @pytest.mark.parametrize(
     "fmt, data, cause, words",
     [
-        ("16UC1; compressedDepth rvl", b"\0" * 40, "unknown_encoding", "format:=png"),
+        ("16UC1; compressedDepth zstd", b"\0" * 40, "unknown_encoding", "not one of png, rvl"),
+        ("16UC1; compressedDepth rvl", b"\0" * 16, "short_data", "no size header"),
+        ("16UC1; compressedDepth rvl", b"\0" * 12 + SIZE_2X2 + b"\0" * 4, "not_decodable", "ends"),
         ("rgb8; jpeg compressed bgr8", b"\0" * 40, "unknown_encoding", "not a compressedDepth"),
         ("rgb8; compressedDepth png", b"\0" * 40, "unknown_encoding", "not a depth encoding"),
         ("16UC1; compressedDepth png", b"\0" * 12, "short_data", "12-byte header"),
@@ -189,20 +217,20 @@ def test_finetune_scan_takes_compressed_topics_and_names_what_it_cannot_read(bag
     scan = scan_bag(comp, cfg)
     assert scan.depth_encoding == "16UC1; compressedDepth png"
     assert scan.image_encoding == "rgb8; jpeg compressed bgr8"
-    rvl = tmp_path / "rvl"
-    with bags.BagWriter(rvl) as w:
+    odd = tmp_path / "zstd"
+    with bags.BagWriter(odd) as w:
         for i in range(2):
             t = 1_700_000_000 * 10**9 + i * 10**8
             fmt, data = encode_rgb(_rgb())
             w.write("/img/compressed", messages.compressed_msg(fmt, data, t, "cam"), t)
             w.write(
                 "/depth/compressedDepth",
-                messages.compressed_msg("16UC1; compressedDepth rvl", b"\0" * 64, t, "cam"),
+                messages.compressed_msg("16UC1; compressedDepth zstd", b"\0" * 64, t, "cam"),
                 t,
             )
     cfg = FrameConfig(image_topic="/img/compressed", depth_topic="/depth/compressedDepth")
     with pytest.raises(FinetuneInputError, match=r"depth topic '/depth/compressedDepth'.*format"):
-        scan_bag(rvl, cfg)
+        scan_bag(odd, cfg)
 
 
 def test_live_replay_needs_image_transports_name_for_a_compressed_topic(tmp_path):

@@ -14,8 +14,10 @@ them the same way (for fixtures and synthetic bags):
   compressedDepth png" (older versions: "...; compressedDepth"). The data starts with a 12-byte
   `ConfigHeader` (int32 format, float32 depthParam[2], little-endian on every platform ROS runs
   on), then a 16-bit PNG. 16UC1 is millimetres (0 = invalid). 32FC1 is quantised inverse depth:
-  depth = depthParam[0] / (v - depthParam[1]), v = 0 invalid. The plugin's newer "rvl" codec is
-  refused with how to get PNG instead.
+  depth = depthParam[0] / (v - depthParam[1]), v = 0 invalid. The plugin's "rvl" codec ("...;
+  compressedDepth rvl") carries the same 16-bit values as uint32 width and height, then Wilson's
+  RVL stream (run lengths of zeros and non-zeros, zigzag deltas in 3-bit variable-length nibbles,
+  packed eight to a little-endian 32-bit word from its top nibble down).
 
 Errors are `ImageDecodeError`s with a short cause, as for raw images, so the node counts them the
 same way.
@@ -119,11 +121,11 @@ def compressed_depth_to_metres(
             "unknown_encoding", f"format {fmt!r} is not a compressedDepth image (expected "
             "'16UC1; compressedDepth png' or '32FC1; compressedDepth png')"
         )  # fmt: skip
-    if codec.split("compressedDepth", 1)[1].strip() not in ("", "png"):
+    method = codec.split("compressedDepth", 1)[1].strip() or "png"  # older: png, unnamed
+    if method not in ("png", "rvl"):
         raise ImageDecodeError(
-            "unknown_encoding", f"format {fmt!r}: only the PNG codec is read; record with the "
-            "publisher's parameter format:=png, or decompress with `ros2 run image_transport "
-            "republish` first"
+            "unknown_encoding", f"format {fmt!r}: compressedDepth codec {method!r} is not one "
+            "of png, rvl"
         )  # fmt: skip
     if encoding not in DEPTH_ENCODINGS:
         raise ImageDecodeError(
@@ -137,7 +139,8 @@ def compressed_depth_to_metres(
             f"{_HEADER.size}-byte header"
         )  # fmt: skip
     _, quant_a, quant_b = _HEADER.unpack(data[: _HEADER.size].tobytes())
-    px = _decode(data[_HEADER.size :], fmt)
+    body = data[_HEADER.size :]
+    px = rvl_decode(body) if method == "rvl" else _decode(body, fmt)
     if px.dtype != np.uint16 or px.ndim != 2:
         raise ImageDecodeError(
             "not_decodable", f"compressedDepth PNG holds {px.dtype} x{px.shape[2:] or 1} "
@@ -154,6 +157,85 @@ def compressed_depth_to_metres(
         bad = ~np.isfinite(depth) | (depth <= 0) | (depth < min_m) | (depth > max_m)
     depth[bad] = np.nan
     return depth
+
+
+def rvl_decode(data: np.ndarray) -> np.ndarray:
+    """uint32 width, uint32 height, then an RVL stream -> HxW uint16 (the plugin's `rvl` body).
+    The nibbles are unpacked and summed into values with NumPy; only the runs are a Python loop
+    (one step per run of zeros and non-zeros, not per pixel)."""
+    data = np.asarray(data, dtype=np.uint8)
+    if data.size < 8:
+        raise ImageDecodeError("short_data", f"RVL data has {data.size} bytes, no size header")
+    w, h = (int(v) for v in np.frombuffer(data[:8].tobytes(), "<u4"))
+    n = w * h
+    body = data[8:]
+    if n == 0 or n > max(body.size, 1) * 5:  # the plugin's own sanity bound (4x at best)
+        raise ImageDecodeError(
+            "not_decodable", f"RVL image reports {w}x{h} pixels in {body.size} bytes of data"
+        )
+    words = np.frombuffer(body[: body.size // 4 * 4].tobytes(), "<u4").astype(np.uint64)
+    shifts = np.arange(28, -1, -4, dtype=np.uint64)
+    nib = ((words[:, None] >> shifts) & 0xF).astype(np.int64).ravel()  # top nibble first
+    last = (nib & 8) == 0  # a value's final nibble
+    gid = np.concatenate([[0], np.cumsum(last)[:-1]])
+    starts = np.concatenate([[0], np.flatnonzero(last)[:-1] + 1])
+    pos = np.arange(nib.size) - starts[gid]
+    if pos.size and pos.max() > 6:  # 6 nibbles hold 18 bits, more than any zigzag delta needs
+        raise ImageDecodeError("not_decodable", "RVL stream has a value longer than 6 nibbles")
+    vals = np.bincount(gid, weights=(nib & 7) << (3 * pos)).astype(np.int64)  # exact: < 2**18
+    out = np.zeros(n, np.uint16)
+    k = i = prev = 0
+    while k < n:
+        if i + 2 > vals.size:
+            raise ImageDecodeError("not_decodable", f"RVL stream ends after {k} of {n} pixels")
+        zeros, nonzeros = int(vals[i]), int(vals[i + 1])
+        i += 2
+        k += zeros
+        if k + nonzeros > n or i + nonzeros > vals.size:
+            raise ImageDecodeError("not_decodable", f"RVL run overruns the {n} pixels")
+        z = vals[i : i + nonzeros]
+        i += nonzeros
+        if nonzeros:
+            delta = (z >> 1) ^ -(z & 1)  # zigzag back to signed
+            run = (prev + np.cumsum(delta)) & 0xFFFF  # unsigned short arithmetic, as in C++
+            out[k : k + nonzeros] = run
+            prev = int(run[-1])
+            k += nonzeros
+    return out.reshape(h, w)
+
+
+def rvl_encode(px: np.ndarray) -> bytes:
+    """HxW uint16 -> the plugin's `rvl` body (uint32 width, height, the RVL stream)."""
+    px = np.ascontiguousarray(px, dtype=np.uint16)
+    flat = px.ravel().astype(np.int64)
+    values: list[int] = []
+    k, prev, n = 0, 0, flat.size
+    while k < n:
+        j = k
+        while j < n and flat[j] == 0:
+            j += 1
+        values.append(j - k)  # zeros
+        m = j
+        while m < n and flat[m] != 0:
+            m += 1
+        values.append(m - j)  # non-zeros
+        for v in flat[j:m]:
+            d = int(v) - prev
+            values.append((d << 1) ^ (d >> 31))  # zigzag
+            prev = int(v)
+        k = m
+    nibbles: list[int] = []
+    for v in values:
+        while True:
+            nibble, v = v & 7, v >> 3
+            nibbles.append(nibble | (8 if v else 0))
+            if not v:
+                break
+    nibbles += [0] * (-len(nibbles) % 8)  # the last word is padded with zero nibbles
+    words = np.asarray(nibbles, np.uint64).reshape(-1, 8) << np.arange(28, -1, -4, dtype=np.uint64)
+    h, w = px.shape
+    size = struct.pack("<II", w, h)
+    return size + words.sum(axis=1).astype("<u4").tobytes()
 
 
 def encode_rgb(rgb: np.ndarray, codec: str = "jpeg", quality: int = 95) -> tuple[str, bytes]:
@@ -175,10 +257,14 @@ def encode_depth(
     encoding: str = "16UC1",
     depth_max: float = 10.0,
     depth_quantization: float = 100.0,
+    codec: str = "png",
 ) -> tuple[str, bytes]:
     """(format, data) of a depth map in metres (invalid: NaN or <= 0) as
-    compressed_depth_image_transport's PNG codec publishes it, with its default `depth_max` and
-    `depth_quantization`. Depth at or beyond `depth_max` is written as invalid, as it does."""
+    compressed_depth_image_transport publishes it (`codec` png or rvl), with its default
+    `depth_max` and `depth_quantization`. Depth at or beyond `depth_max` is written as invalid,
+    as it does."""
+    if codec not in ("png", "rvl"):
+        raise ValueError(f"codec must be 'png' or 'rvl', got {codec!r}")
     depth_m = np.asarray(depth_m, dtype=np.float32)
     ok = np.isfinite(depth_m) & (depth_m > 0) & (depth_m < depth_max)
     if encoding in ("16UC1", "mono16"):
@@ -193,8 +279,12 @@ def encode_depth(
         px = np.clip(inv, 0, 65535).astype(np.uint16)  # C++'s float -> ushort truncation
     else:
         raise ValueError(f"depth encoding must be 16UC1, mono16 or 32FC1, got {encoding!r}")
-    good, buf = cv2.imencode(".png", px)
-    if not good:
-        raise ValueError(f"OpenCV could not encode a {px.shape} depth map as PNG")
+    if codec == "rvl":
+        body = rvl_encode(px)
+    else:
+        good, buf = cv2.imencode(".png", px)
+        if not good:
+            raise ValueError(f"OpenCV could not encode a {px.shape} depth map as PNG")
+        body = buf.tobytes()
     header = _HEADER.pack(_INV_DEPTH, np.float32(quant_a), np.float32(quant_b))
-    return f"{encoding}; compressedDepth png", header + buf.tobytes()
+    return f"{encoding}; compressedDepth {codec}", header + body
