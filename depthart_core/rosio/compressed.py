@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from depthart_core.rosio.image import DEPTH_ENCODINGS, ImageDecodeError, _to_u8
+from depthart_core.rosio.image import DEPTH_ENCODINGS, ImageDecodeError, _to_u8, invalid_to_nan
 
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 TRANSPORT_SUFFIX = {"compressed": "/compressed", "compressedDepth": "/compressedDepth"}
@@ -153,10 +153,7 @@ def compressed_depth_to_metres(
         depth = depth.astype(np.float32)
     else:
         depth = px.astype(np.float32) * np.float32(1e-3)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(depth) | (depth <= 0) | (depth < min_m) | (depth > max_m)
-    depth[bad] = np.nan
-    return depth
+    return invalid_to_nan(depth, min_m, max_m)
 
 
 def rvl_decode(data: np.ndarray) -> np.ndarray:

@@ -182,6 +182,12 @@ def depth_image_to_metres(msg: Any, min_m: float = 0.0, max_m: float = float("in
         depth = px.astype(np.float32, copy=True)
     else:
         depth = px.astype(np.float32) * np.float32(1e-3)
+    return invalid_to_nan(depth, min_m, max_m)
+
+
+def invalid_to_nan(depth: np.ndarray, min_m: float = 0.0, max_m: float = np.inf) -> np.ndarray:
+    """REP 117's reading of a float32 depth map in metres, in place: NaN where non-finite, <= 0
+    (a 0 "no return" included) or outside [min_m, max_m]."""
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(depth) | (depth <= 0) | (depth < min_m) | (depth > max_m)
     depth[bad] = np.nan
