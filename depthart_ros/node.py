@@ -324,10 +324,7 @@ class DepthArtCore:
             return "dropped_stale", ""
         try:
             if compressed.is_compressed(msg):
-                rgb = compressed.compressed_to_rgb(msg)
-                if rgb.shape[0] * rgb.shape[1] > c["max_input_pixels"]:
-                    raise ros_image.ImageDecodeError("too_large", f"{rgb.shape[1]}x"
-                        f"{rgb.shape[0]} > max_input_pixels {c['max_input_pixels']}")  # fmt: skip
+                rgb = compressed.compressed_to_rgb(msg, max_pixels=c["max_input_pixels"])
             else:
                 rgb = ros_image.image_to_rgb(msg)
         except ros_image.ImageDecodeError as exc:

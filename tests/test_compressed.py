@@ -152,6 +152,11 @@ def test_colour_that_cannot_be_read_says_why():
     with pytest.raises(ImageDecodeError, match="at least 2x2") as err:
         compressed_to_rgb(_msg("png", one.tobytes()))
     assert err.value.cause == "too_small"
+    ok, small = cv2.imencode(".png", np.zeros((6, 7, 3), np.uint8))
+    with pytest.raises(ImageDecodeError, match=r"7x6: 42 pixels > 41") as err:
+        compressed_to_rgb(_msg("png", small.tobytes()), max_pixels=41)
+    assert err.value.cause == "too_large"
+    assert compressed_to_rgb(_msg("png", small.tobytes()), max_pixels=42).shape == (6, 7, 3)
 
 
 def test_encoded_size_reads_headers_without_decoding():

@@ -89,8 +89,10 @@ def _decode(payload: np.ndarray, fmt: str) -> np.ndarray:
     return px
 
 
-def compressed_to_rgb(msg: Any, min_size: int = 2) -> np.ndarray:
-    """A `compressed` CompressedImage -> HxWx3 uint8 RGB (16-bit PNGs scaled as mono16 is)."""
+def compressed_to_rgb(msg: Any, min_size: int = 2, max_pixels: int | None = None) -> np.ndarray:
+    """A `compressed` CompressedImage -> HxWx3 uint8 RGB (16-bit PNGs scaled as mono16 is).
+    `max_pixels` refuses a larger frame (cause "too_large") whose header `encoded_size` could
+    not read beforehand."""
     fmt = str(msg.format)
     if "compresseddepth" in fmt.lower():
         raise ImageDecodeError(
@@ -102,6 +104,8 @@ def compressed_to_rgb(msg: Any, min_size: int = 2) -> np.ndarray:
         raise ImageDecodeError(
             "too_small", f"image is {h}x{w}: at least {min_size}x{min_size} pixels are needed"
         )
+    if max_pixels is not None and h * w > max_pixels:
+        raise ImageDecodeError("too_large", f"image is {w}x{h}: {h * w} pixels > {max_pixels}")
     px = _to_u8(px)
     if px.ndim == 2:
         return cv2.cvtColor(px, cv2.COLOR_GRAY2RGB)
