@@ -244,34 +244,36 @@ class DepthArtCore:
 
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:
-        if not self.accepting:
-            return
-        pixels, cap = msg.height * msg.width, self.cfg["max_input_pixels"]
-        if pixels > cap:  # refused before any copy or decode: memory stays flat
-            self.frames.reject_incoming("too_large")
-            self._warn("too_large", f"dropping {msg.width}x{msg.height} image: {pixels} pixels > "
-                       f"max_input_pixels {cap}")  # fmt: skip
-            return
+        if not self.accepting or self._too_large(msg.height, msg.width, "image"):
+            return  # refused before any copy or decode: memory stays flat
         try:
             ros_image.check_image(msg)
         except ros_image.ImageDecodeError as exc:
             self.frames.reject_incoming(exc.cause)
             self._warn(exc.cause, f"dropping image: {exc}")
             return
-        self.calibration.note_image(header_stamp_ns(msg.header))
-        self.frames.offer((msg, time.monotonic()))
+        self._offer(msg)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         """A JPEG/PNG frame: its size read from the file header is capped before any decode (a
         header this cannot read is decoded and checked by the worker)."""
         if not self.accepting:
             return
-        hw, cap = compressed.encoded_size(msg.data), self.cfg["max_input_pixels"]
-        if hw is not None and hw[0] * hw[1] > cap:
-            self.frames.reject_incoming("too_large")
-            self._warn("too_large", f"dropping {hw[1]}x{hw[0]} compressed image: "
-                       f"{hw[0] * hw[1]} pixels > max_input_pixels {cap}")  # fmt: skip
-            return
+        hw = compressed.encoded_size(msg.data)
+        if hw is None or not self._too_large(*hw, "compressed image"):
+            self._offer(msg)
+
+    def _too_large(self, height: int, width: int, what: str) -> bool:
+        """Whether a frame is over `max_input_pixels` (then counted and logged)."""
+        pixels, cap = height * width, self.cfg["max_input_pixels"]
+        if pixels <= cap:
+            return False
+        self.frames.reject_incoming("too_large")
+        self._warn("too_large", f"dropping {width}x{height} {what}: {pixels} pixels > "
+                   f"max_input_pixels {cap}")  # fmt: skip
+        return True
+
+    def _offer(self, msg: Any) -> None:
         self.calibration.note_image(header_stamp_ns(msg.header))
         self.frames.offer((msg, time.monotonic()))
 

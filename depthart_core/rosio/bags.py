@@ -35,7 +35,7 @@ from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
 from depthart_core.evaluation.ground_plane import RIGS, RigEval, noisy_up, rig_samples
 from depthart_core.fileutil import WriteError
 from depthart_core.ground_plane import attitude_for_up
-from depthart_core.rosio.compressed import encode_depth, encode_rgb
+from depthart_core.rosio.compressed import TRANSPORT_SUFFIX, encode_depth, encode_rgb
 from depthart_core.rosio.messages import (
     DEPTH_ENCODINGS,
     camera_info_msg,
@@ -382,10 +382,12 @@ def write_synthetic_bag(
                 depth = image_msg(mm, "16UC1", td, fid)
             if compressed:
                 fmt, data = encode_rgb(sample.rgb, "jpeg", quality=95)
-                bag.write(topics.image + "/compressed", compressed_msg(fmt, data, t, fid), t)
-                metres = depth_to_metres(depth)
-                fmt, data = encode_depth(metres, depth.encoding)
-                bag.write(topics.depth + "/compressedDepth", compressed_msg(fmt, data, td, fid), td)
+                topic = topics.image + TRANSPORT_SUFFIX["compressed"]
+                bag.write(topic, compressed_msg(fmt, data, t, fid), t)
+                # the raw message's own reading (16UC1 rounding, holes), so both bags agree
+                fmt, data = encode_depth(depth_to_metres(depth), depth.encoding)
+                topic = topics.depth + TRANSPORT_SUFFIX["compressedDepth"]
+                bag.write(topic, compressed_msg(fmt, data, td, fid), td)
             else:
                 bag.write(topics.image, image_msg(sample.rgb, "rgb8", t, fid), t)
                 bag.write(topics.depth, depth, td)
