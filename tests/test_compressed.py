@@ -23,6 +23,8 @@ from depthart_core.rosio.compressed import (
     encode_rgb,
     encoded_size,
     is_compressed,
+    rvl_decode,
+    rvl_encode,
 )
 from depthart_core.rosio.image import ImageDecodeError
 
@@ -120,6 +122,22 @@ def test_compressed_depth_rvl_reads_the_plugins_stream():
     lie = header + struct.pack("<II", 4000, 4000) + RVL_2X2[8:]
     with pytest.raises(ImageDecodeError, match="4000x4000 pixels in 4 bytes"):
         compressed_depth_to_metres(_msg("16UC1; compressedDepth rvl", lie))
+
+
+def test_rvl_round_trips_wraparound_and_counts_longer_than_a_delta():
+    """Deltas that wrap the unsigned short (1 <-> 65535), holes scattered pixel by pixel, and a
+    run longer than 2**21 pixels, whose count takes 8 nibbles where a delta never needs over 6."""
+    rng = np.random.default_rng(3)
+    px = np.where(rng.random((48, 64)) < 0.5, 65535, 1).astype(np.uint16)
+    px[rng.random(px.shape) < 0.3] = 0
+    np.testing.assert_array_equal(rvl_decode(np.frombuffer(rvl_encode(px), np.uint8)), px)
+    long_run = np.full((1, 2**21 + 5), 1234, np.uint16)  # one run of non-zeros: 22-bit count
+    stream = np.frombuffer(rvl_encode(long_run), np.uint8)
+    np.testing.assert_array_equal(rvl_decode(stream), long_run)
+    # a 2x2 image: 6 nibbles at most; seven (six continued, then a final 0) is a broken stream
+    too_long = SIZE_2X2 + struct.pack("<I", 0x0FFFFFF0)  # value 0, then 7 nibbles F x6, 0
+    with pytest.raises(ImageDecodeError, match="value of 7 nibbles; a 2x2 image needs at most 6"):
+        rvl_decode(np.frombuffer(too_long, np.uint8))
 
 
 @pytest.mark.parametrize(
