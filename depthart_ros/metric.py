@@ -40,6 +40,7 @@ from depthart_core.ground_plane import (
 )
 from depthart_core.metric_scale import ScaleFit, StampMatcher, fit_metric_scale, resample_sparse
 from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.messages import depth_to_metres
 from depthart_core.vertical_lines import frame_lines_up
 
 GROUND_PARAMS = (  # node parameter -> GroundPlaneConfig field
@@ -173,9 +174,11 @@ class MetricScaler:
         msg = self.cues.nearest(stamp_ns, int(tol_s * 1e9))
         if msg is None:
             return None, f"no sparse_depth within {tol_s} s"
-        metric = ros_image.depth_image_to_metres(
-            msg, cfg["sparse_depth.min_m"], cfg["sparse_depth.max_m"]
-        )
+        try:  # a compressedDepth cue is decoded here, once, for the frame that uses it
+            metric = depth_to_metres(msg, cfg["sparse_depth.min_m"], cfg["sparse_depth.max_m"])
+        except ros_image.ImageDecodeError as exc:
+            self.counts[f"rejected.{exc.cause}"] += 1
+            return None, f"sparse_depth not decodable: {exc}"
         if metric.shape != relative.shape:
             metric = resample_sparse(metric, relative.shape)
         return fit_metric_scale(

@@ -3,7 +3,8 @@ depth out.
 
 Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`, `imu`) in,
 or with `image_transport: compressed` the CompressedImage topic `<image's resolved name>/compressed`
-(image_transport's naming, so remapping `image` moves both);
+(image_transport's naming, so remapping `image` moves both), and with `sparse_depth.transport:
+compressedDepth` the cue on `<sparse_depth's resolved name>/compressedDepth`;
 `depth`, `depth/camera_info`, `depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
 `depthart_core.pointcloud`), `depth/uncertainty` and `depth/filtered` (lazy, need a checkpoint
 with the uncertainty head; `depthart_ros.uncertainty`) out; `/diagnostics` at 1 Hz.
@@ -172,7 +173,12 @@ class DepthArtCore:
         self.metric = MetricScaler(c)
         if c["sparse_depth.enabled"]:
             qos_sparse = self._qos("input_qos", depth=10)
-            self._subscribe(Image, "sparse_depth", self._on_sparse, qos_sparse)
+            if c["sparse_depth.transport"] == "compressedDepth":
+                suffix = compressed.TRANSPORT_SUFFIX["compressedDepth"]
+                topic = self.resolve_topic_name("sparse_depth") + suffix
+                self._subscribe(CompressedImage, topic, self._on_sparse_compressed, qos_sparse)
+            else:
+                self._subscribe(Image, "sparse_depth", self._on_sparse, qos_sparse)
         if self.metric.imu_on:  # an IMU publishes at 100+ Hz: keep a burst between callbacks
             self._subscribe(Imu, "imu", self._on_imu, self._qos("input_qos", depth=50))
         # 2. worker and diagnostics
@@ -290,6 +296,23 @@ class DepthArtCore:
     def _on_sparse(self, msg: Image) -> None:
         try:
             ros_image.check_image(msg, ros_image.DEPTH_ENCODINGS, min_size=1)
+        except ros_image.ImageDecodeError as exc:
+            self.metric.counts[f"rejected.{exc.cause}"] += 1
+            self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
+            return
+        self.metric.add_cue(header_stamp_ns(msg.header), msg)
+
+    def _on_sparse_compressed(self, msg: CompressedImage) -> None:
+        """A compressedDepth cue: its format and size (from the PNG header or RVL size words)
+        are checked here; the worker decodes only the cue a frame uses."""
+        try:
+            compressed.depth_format(str(msg.format))
+            hw = compressed.compressed_depth_size(msg)
+            cap = self.cfg["max_input_pixels"]
+            if hw is not None and hw[0] * hw[1] > cap:
+                raise ros_image.ImageDecodeError(
+                    "too_large", f"{hw[1]}x{hw[0]}: {hw[0] * hw[1]} pixels > max_input_pixels {cap}"
+                )
         except ros_image.ImageDecodeError as exc:
             self.metric.counts[f"rejected.{exc.cause}"] += 1
             self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")

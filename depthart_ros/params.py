@@ -81,6 +81,14 @@ PARAMS: tuple[Param, ...] = (
     Param("output_qos.reliability", "reliable", "depth publishers", RELIABILITY, **_RO),
     Param("output_qos.depth", 5, "depth publishers history depth", lo=1, hi=100, **_RO),
     Param("sparse_depth.enabled", False, "subscribe sparse_depth for metric scale", **_RO),
+    Param(
+        "sparse_depth.transport",
+        "raw",
+        "raw: sensor_msgs/Image on `sparse_depth`; compressedDepth: image_transport's "
+        "CompressedImage (PNG or RVL) on `sparse_depth`'s resolved name + /compressedDepth",
+        ("raw", "compressedDepth"),
+        **_RO,
+    ),
     Param("ground_plane.enabled", False, "metres from the floor and the camera height", **_RO),
     Param(
         "ground_plane.imu",

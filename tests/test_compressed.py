@@ -120,13 +120,14 @@ def test_compressed_depth_rvl_reads_the_plugins_stream():
         assert fmt == f"{enc}; compressedDepth rvl"
         np.testing.assert_array_equal(compressed_depth_to_metres(_msg(fmt, data)), png)
     lie = header + struct.pack("<II", 4000, 4000) + RVL_2X2[8:]
-    with pytest.raises(ImageDecodeError, match="4000x4000 pixels in 4 bytes"):
+    with pytest.raises(ImageDecodeError, match="ends after 4 of 16000000 pixels"):
         compressed_depth_to_metres(_msg("16UC1; compressedDepth rvl", lie))
 
 
 def test_rvl_round_trips_wraparound_and_counts_longer_than_a_delta():
-    """Deltas that wrap the unsigned short (1 <-> 65535), holes scattered pixel by pixel, and a
-    run longer than 2**21 pixels, whose count takes 8 nibbles where a delta never needs over 6."""
+    """Deltas that wrap the unsigned short (1 <-> 65535), holes scattered pixel by pixel, a run
+    longer than 2**21 pixels (its count takes 8 nibbles; a delta never needs over 6), and a
+    mostly-empty frame that compresses far beyond the plugin's 10:1 sanity bound."""
     rng = np.random.default_rng(3)
     px = np.where(rng.random((48, 64)) < 0.5, 65535, 1).astype(np.uint16)
     px[rng.random(px.shape) < 0.3] = 0
@@ -134,6 +135,14 @@ def test_rvl_round_trips_wraparound_and_counts_longer_than_a_delta():
     long_run = np.full((1, 2**21 + 5), 1234, np.uint16)  # one run of non-zeros: 22-bit count
     stream = np.frombuffer(rvl_encode(long_run), np.uint8)
     np.testing.assert_array_equal(rvl_decode(stream), long_run)
+    sparse = np.zeros((480, 640), np.uint16)  # a projected scan: 1 % of pixels, 30x smaller
+    sparse.flat[rng.choice(sparse.size, sparse.size // 100, replace=False)] = 2345
+    stream = np.frombuffer(rvl_encode(sparse), np.uint8)
+    assert stream.size * 10 < sparse.nbytes  # the plugin's subscriber would refuse it; not here
+    np.testing.assert_array_equal(rvl_decode(stream), sparse)
+    huge = struct.pack("<II", 65535, 65535) + b"\0" * 4  # 4.3 G pixels of zeros: refused
+    with pytest.raises(ImageDecodeError, match="65535x65535 pixels"):
+        rvl_decode(np.frombuffer(huge, np.uint8))
     # a 2x2 image: 6 nibbles at most; seven (six continued, then a final 0) is a broken stream
     too_long = SIZE_2X2 + struct.pack("<I", 0x0FFFFFF0)  # value 0, then 7 nibbles F x6, 0
     with pytest.raises(ImageDecodeError, match="value of 7 nibbles; a 2x2 image needs at most 6"):

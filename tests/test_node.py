@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import signal
+import struct
 import threading
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from depthart_core.colormap import colorize_bgr  # noqa: E402
-from depthart_core.rosio.compressed import encode_rgb  # noqa: E402
+from depthart_core.rosio.compressed import encode_depth, encode_rgb  # noqa: E402
 from depthart_core.runtime import get_backend  # noqa: E402
 from depthart_core.sampling import sampling_setting  # noqa: E402
 from depthart_ros.params import PARAMS, validate_params  # noqa: E402
@@ -683,6 +684,65 @@ def test_compressed_transport_follows_the_remapped_image_topic(ros: RosTest, est
     after = _wait_counts(peer, before, {"rejected.too_large": 1, "rejected.not_decodable": 1})
     assert _delta(after, before, "frames_processed") == 1
     assert "640x480 compressed image" in node.log()
+    assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
+
+
+def test_compressed_depth_cue_gives_metres(ros: RosTest, estimator) -> None:
+    """`sparse_depth.transport: compressedDepth` with `sparse_depth` remapped to
+    /depth_cam/image_raw reads /depth_cam/image_raw/compressedDepth: an RVL 32FC1 cue (quantised
+    inverse depth) and a PNG 16UC1 cue each scale the frame of their stamp; a cue with an unknown
+    codec or over max_input_pixels is dropped on arrival, one that does not decode when a frame
+    needs it leaves that frame relative, each counted by cause."""
+    peer = ros.peer
+    _subscribe_outputs(peer)
+    params = {"sparse_depth.enabled": True, "sparse_depth.transport": "compressedDepth",
+              "input_qos.reliability": "reliable", "input_qos.depth": 10}  # fmt: skip
+    node = ros.start_node(params, remaps={"sparse_depth": "/depth_cam/image_raw"})
+    peer.wait_ready(node)
+    pub_img = peer.publisher(Image, "image", reliable=True, depth=10)
+    pub_cue = peer.publisher(CompressedImage, "/depth_cam/image_raw/compressedDepth",
+                             reliable=True, depth=10)  # fmt: skip
+    assert peer.wait_for(lambda: pub_img.get_subscription_count() > 0, 20), node.log()
+    assert peer.wait_for(lambda: pub_cue.get_subscription_count() > 0, 20), node.log()
+    rgb = scene_rgb(seed=3)
+    rel = estimator.predict(rgb)
+    ys, xs = np.unravel_index(np.random.default_rng(0).choice(rel.size, 6000, False), rel.shape)
+
+    def run(scale: float, encoding: str, codec: str) -> tuple[np.ndarray, dict[str, str]]:
+        sparse = np.full(rel.shape, np.nan, np.float32)
+        sparse[ys, xs] = scale * rel[ys, xs]
+        stamp = time.time_ns()
+        before = peer.wait_diagnostics(after=time.time())
+        pub_cue.publish(_compressed_msg(*encode_depth(sparse, encoding, codec=codec), stamp))
+        _wait_counts(peer, before, {"sparse_received": 1})  # the cue is in before the frame
+        _publish_frame(ros, pub_img, rgb, stamp)
+        out = _depth(_wait_depth(ros, stamp))
+        return out, peer.wait_diagnostics(after=time.time())
+
+    for scale, encoding, codec in ((2.5, "32FC1", "rvl"), (1.5, "16UC1", "png")):
+        out, diag = run(scale, encoding, codec)
+        assert diag["units"] == "metres" and diag["metric_reason"] == "ok", (
+            codec,
+            diag["metric_reason"],
+        )
+        assert float(diag["metric_scale"]) == pytest.approx(scale, rel=0.01), codec
+        assert np.median(np.abs(out / (scale * rel) - 1.0)) < 0.01, codec
+
+    before = peer.wait_diagnostics(after=time.time())
+    pub_cue.publish(_compressed_msg("16UC1; compressedDepth zstd", b"\0" * 40, time.time_ns()))
+    _wait_counts(peer, before, {"sparse_rejected.unknown_encoding": 1})
+    stamp = time.time_ns()  # a PNG header, then garbage: accepted on arrival, fails at decode
+    broken = struct.pack("<iff", 0, 0.0, 0.0) + encode_rgb(rgb, "png")[1][:40]
+    pub_cue.publish(_compressed_msg("16UC1; compressedDepth png", broken, stamp))
+    _wait_counts(peer, before, {"sparse_received": 1})
+    _publish_frame(ros, pub_img, rgb, stamp)
+    _assert_close_to_predict(_depth(_wait_depth(ros, stamp)), rel, "undecodable cue")
+    diag = _wait_counts(peer, before, {"sparse_rejected.not_decodable": 1})
+    assert diag["units"] == "relative" and "not decodable" in diag["metric_reason"], diag
+    assert peer.set_parameter(NODE, "max_input_pixels", rel.size - 1).successful
+    pub_cue.publish(_compressed_msg(*encode_depth(2.0 * rel, "16UC1", codec="rvl"), stamp))
+    _wait_counts(peer, before, {"sparse_rejected.too_large": 1})
+    assert "dropping sparse_depth" in node.log()
     assert node.signal_and_wait(signal.SIGINT) == 0, node.log()
 
 

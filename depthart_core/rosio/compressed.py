@@ -37,6 +37,7 @@ COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 TRANSPORT_SUFFIX = {"compressed": "/compressed", "compressedDepth": "/compressedDepth"}
 _HEADER = struct.Struct("<iff")  # compressed_depth_image_transport's ConfigHeader, 12 bytes
 _INV_DEPTH = 0  # its compressionFormat enum: INV_DEPTH (the only value it writes)
+_MAX_PIXELS = 1 << 30  # OpenCV's imdecode limit (CV_IO_MAX_IMAGE_PIXELS), for RVL too
 
 
 def is_compressed(msg: Any) -> bool:
@@ -118,7 +119,34 @@ def compressed_depth_to_metres(
 ) -> np.ndarray:
     """A `compressedDepth` CompressedImage -> HxW float32 metres, NaN where invalid or outside
     [min_m, max_m], as `depth_image_to_metres` gives for a raw one."""
-    fmt = str(msg.format)
+    encoding, method = depth_format(str(msg.format))
+    data = _data(msg)
+    if data.size <= _HEADER.size:
+        raise ImageDecodeError(
+            "short_data", f"compressedDepth data has {data.size} bytes, no more than its "
+            f"{_HEADER.size}-byte header"
+        )  # fmt: skip
+    _, quant_a, quant_b = _HEADER.unpack(data[: _HEADER.size].tobytes())
+    body = data[_HEADER.size :]
+    px = rvl_decode(body) if method == "rvl" else _decode(body, str(msg.format))
+    if px.dtype != np.uint16 or px.ndim != 2:
+        raise ImageDecodeError(
+            "not_decodable", f"compressedDepth PNG holds {px.dtype} x{px.shape[2:] or 1} "
+            "channels, not one 16-bit channel"
+        )  # fmt: skip
+    if encoding == "32FC1":
+        v = px.astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(px > 0, np.float32(quant_a) / (v - np.float32(quant_b)), np.nan)
+        depth = depth.astype(np.float32)
+    else:
+        depth = px.astype(np.float32) * np.float32(1e-3)
+    return invalid_to_nan(depth, min_m, max_m)
+
+
+def depth_format(fmt: str) -> tuple[str, str]:
+    """A compressedDepth `format` ("16UC1; compressedDepth png") -> (encoding, codec), or an
+    `ImageDecodeError` ("unknown_encoding") naming what is wrong with it."""
     encoding, _, codec = (part.strip() for part in fmt.partition(";"))
     if "compressedDepth" not in codec:
         raise ImageDecodeError(
@@ -136,28 +164,17 @@ def compressed_depth_to_metres(
             "unknown_encoding", f"compressedDepth encoding {encoding!r} is not a depth encoding; "
             f"use one of {sorted(DEPTH_ENCODINGS)}"
         )  # fmt: skip
-    data = _data(msg)
-    if data.size <= _HEADER.size:
-        raise ImageDecodeError(
-            "short_data", f"compressedDepth data has {data.size} bytes, no more than its "
-            f"{_HEADER.size}-byte header"
-        )  # fmt: skip
-    _, quant_a, quant_b = _HEADER.unpack(data[: _HEADER.size].tobytes())
-    body = data[_HEADER.size :]
-    px = rvl_decode(body) if method == "rvl" else _decode(body, fmt)
-    if px.dtype != np.uint16 or px.ndim != 2:
-        raise ImageDecodeError(
-            "not_decodable", f"compressedDepth PNG holds {px.dtype} x{px.shape[2:] or 1} "
-            "channels, not one 16-bit channel"
-        )  # fmt: skip
-    if encoding == "32FC1":
-        v = px.astype(np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            depth = np.where(px > 0, np.float32(quant_a) / (v - np.float32(quant_b)), np.nan)
-        depth = depth.astype(np.float32)
-    else:
-        depth = px.astype(np.float32) * np.float32(1e-3)
-    return invalid_to_nan(depth, min_m, max_m)
+    return encoding, method
+
+
+def compressed_depth_size(msg: Any) -> tuple[int, int] | None:
+    """(height, width) of a `compressedDepth` image from its PNG header or its RVL size words,
+    without decoding it, or None when neither can be read."""
+    body = _data(msg)[_HEADER.size : _HEADER.size + 65536]
+    if "rvl" in str(msg.format).split(";")[-1] and body.size >= 8:
+        w, h = (int(v) for v in np.frombuffer(body[:8].tobytes(), "<u4"))
+        return h, w
+    return encoded_size(body)
 
 
 def rvl_decode(data: np.ndarray) -> np.ndarray:
@@ -171,9 +188,13 @@ def rvl_decode(data: np.ndarray) -> np.ndarray:
     w, h = (int(v) for v in np.frombuffer(data[:8].tobytes(), "<u4"))
     n = w * h
     body = data[8:]
-    if n == 0 or n > data.size * 5:  # the plugin's own sanity bound (4x at best, so 10x is a lie)
+    # The plugin's own decoder also refuses n > 5 x the bytes ("4x at best"), which mostly-empty
+    # depth (a projected LiDAR scan, one long run of zeros per gap) beats by far; here a header
+    # that lies is caught by the walk below, which must account for all n pixels before the
+    # output is allocated.
+    if n == 0 or n > _MAX_PIXELS:
         raise ImageDecodeError(
-            "not_decodable", f"RVL image reports {w}x{h} pixels in {body.size} bytes of data"
+            "not_decodable", f"RVL image reports {w}x{h} pixels (1 to {_MAX_PIXELS} can be read)"
         )
     # little-endian 32-bit words, read from their top nibble down: bytes 3, 2, 1, 0, high first
     word_bytes = body[: body.size // 4 * 4].reshape(-1, 4)[:, ::-1]

@@ -73,12 +73,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return ros_image.image_to_rgb(msg)
 
 
-def depth_to_metres(msg: Any) -> np.ndarray:
+def depth_to_metres(msg: Any, min_m: float = 0.0, max_m: float = float("inf")) -> np.ndarray:
     """A raw depth Image or a `compressedDepth` CompressedImage -> HxW float32 metres, NaN where
-    invalid."""
+    invalid or outside [min_m, max_m]."""
     if compressed.is_compressed(msg):
-        return compressed.compressed_depth_to_metres(msg)
-    return ros_image.depth_image_to_metres(msg)
+        return compressed.compressed_depth_to_metres(msg, min_m, max_m)
+    return ros_image.depth_image_to_metres(msg, min_m, max_m)
 
 
 def image_to_depth(msg: Any) -> tuple[np.ndarray, np.ndarray]:
