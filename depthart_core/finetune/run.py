@@ -397,7 +397,8 @@ def _train(
     trainer = Trainer(
         _train_config(cfg, init, frames, size, "transformer"),
         run,
-        resume=resume and (run / "train_state.safetensors").is_file(),
+        # a stage that logged steps but never saved starts from step 0 (Trainer says so)
+        resume=resume and describe_contents(run) is not None,
         progress=progress,
     )
     trainer.fit(progress=progress)

@@ -12,6 +12,10 @@
   step 20 reproduces the 40-step run bit for bit on CPU (tested).
 - The run folder is claimed before anything else (`rundir`); a start that fails before training
   removes a folder it created. metrics.jsonl is a log, never load-bearing (`rundir.read_metrics`).
+- Ctrl-C (SIGINT) or SIGTERM in a single-process run finishes the current step, saves the state
+  and raises KeyboardInterrupt, so `--resume` goes on from that step; a second signal stops at
+  once. `--resume` on a run that logged steps but never saved (killed before its first save)
+  starts it again from step 0, saying so; a folder with no run at all is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import hashlib
 import json
 import logging
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,8 @@ from depthart_core.model import DepthART
 from depthart_core.precision import autocast
 from depthart_core.rundir import (
     CKPT_NAME,
+    METRICS_NAME,
+    STATE_NAME,
     append_metrics,
     claim_run_dir,
     read_metrics,
@@ -123,6 +133,19 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         torch.manual_seed(cfg.seed + 1000 * self.rank)
+        logged = (self.run_dir / METRICS_NAME).is_file()  # the same answer on every rank
+        if resume and logged and not (self.run_dir / STATE_NAME).is_file():
+            # a run killed before its first save; a folder with no log at all is refused below
+            rows = read_metrics(self.run_dir, warn=False) if self.is_main else []
+            lost = f" (its log reached step {rows[-1]['step']})" if rows else ""
+            log.warning(
+                "--resume: %s has no %s: the run stopped before its first save%s; starting it "
+                "again from step 0",
+                self.run_dir, STATE_NAME, lost,
+            )  # fmt: skip
+            if self.is_main:
+                rewrite_metrics(self.run_dir, [])
+            resume = False
         if resume:
             self._load_state()
         elif self.is_main:
@@ -422,25 +445,37 @@ class Trainer:
         )
         last_val: dict[str, Any] = {}
         t0, tok0 = time.perf_counter(), 0
-        while self.step < total:
-            logs = self.train_step()
-            tok0 += logs["tokens"]
-            if self.is_main and (self.step % cfg.log_every == 0 or self.step == total):
-                rate = tok0 / max(time.perf_counter() - t0, 1e-9)
-                row = {
-                    "step": self.step,
-                    **{k: round(v, 6) for k, v in logs.items()},
-                    "tok_s": round(rate),
-                }
-                self.history.append(row)
-                append_metrics(self.run_dir, row)
-                bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
-                t0, tok0 = time.perf_counter(), 0
-            if self.is_main and (self.step % cfg.val_every == 0 or self.step == total):
-                last_val = self._validate(val)
-            if self.step % cfg.ckpt_every == 0 or self.step == total:
-                self.save()
-            bar.update(1)
+        with _stop_on_signal(enabled=self.world == 1) as stop:
+            while self.step < total:
+                logs = self.train_step()
+                tok0 += logs["tokens"]
+                if self.is_main and (self.step % cfg.log_every == 0 or self.step == total):
+                    rate = tok0 / max(time.perf_counter() - t0, 1e-9)
+                    row = {
+                        "step": self.step,
+                        **{k: round(v, 6) for k, v in logs.items()},
+                        "tok_s": round(rate),
+                    }
+                    self.history.append(row)
+                    append_metrics(self.run_dir, row)
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
+                    t0, tok0 = time.perf_counter(), 0
+                if self.is_main and (self.step % cfg.val_every == 0 or self.step == total):
+                    last_val = self._validate(val)
+                saved = self.step % cfg.ckpt_every == 0 or self.step == total
+                if saved:
+                    self.save()
+                bar.update(1)
+                if stop and self.step < total:  # a signal arrived during this step
+                    bar.close()
+                    if not saved:
+                        self.save()
+                    log.warning(
+                        "%s: stopped at step %d of %d; its state is saved in %s: run the same "
+                        "command with --resume to go on",
+                        signal.Signals(stop[0]).name, self.step, total, self.run_dir,
+                    )  # fmt: skip
+                    raise KeyboardInterrupt
         bar.close()
         return last_val
 
@@ -502,3 +537,35 @@ def _config_hint(src: Any, dst: Any, parts: tuple[str, ...], skip: set[str] = fr
                     f"model_overrides.{part}.{f.name}={value}"
                 )
     return ("; to match the checkpoint: " + "; ".join(sets)) if sets else ""
+
+
+@contextmanager
+def _stop_on_signal(enabled: bool = True) -> Iterator[list[int]]:
+    """While open, SIGINT and SIGTERM are noted (the yielded list gets the signal's number) rather
+    than raised, so the loop can finish its step and save; a second signal raises
+    KeyboardInterrupt at once. Off (nothing caught) outside the main thread, or when not
+    `enabled` (several ranks, which must stop at the same step)."""
+    caught: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+        log.warning(
+            "%s: finishing this step and saving (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    previous = {  # a signal the process was told to ignore (nohup, `cmd &`) stays ignored
+        sig: signal.signal(sig, note)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
