@@ -155,6 +155,13 @@ def test_rvl_round_trips_wraparound_and_counts_longer_than_a_delta():
         ("16UC1; compressedDepth zstd", b"\0" * 40, "unknown_encoding", "not one of png, rvl"),
         ("16UC1; compressedDepth rvl", b"\0" * 16, "short_data", "no size header"),
         ("16UC1; compressedDepth rvl", b"\0" * 12 + SIZE_2X2 + b"\0" * 4, "not_decodable", "ends"),
+        ("16UC1; compressedDepth rvl", b"\0" * 12 + SIZE_2X2, "not_decodable", "after 0 of 4"),
+        (
+            "16UC1; compressedDepth rvl",
+            b"\0" * 12 + SIZE_2X2 + b"\xff" * 4,
+            "not_decodable",
+            "after 0 of 4",
+        ),
         ("rgb8; jpeg compressed bgr8", b"\0" * 40, "unknown_encoding", "not a compressedDepth"),
         ("rgb8; compressedDepth png", b"\0" * 40, "unknown_encoding", "not a depth encoding"),
         ("16UC1; compressedDepth png", b"\0" * 12, "short_data", "12-byte header"),

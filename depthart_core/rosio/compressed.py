@@ -200,7 +200,9 @@ def rvl_decode(data: np.ndarray) -> np.ndarray:
     word_bytes = body[: body.size // 4 * 4].reshape(-1, 4)[:, ::-1]
     nib = np.stack([word_bytes >> 4, word_bytes & 0xF], axis=-1).ravel()
     ends = np.flatnonzero((nib & 8) == 0)  # each value's final nibble
-    nib, starts = nib[: ends[-1] + 1] if ends.size else nib[:0], np.r_[0, ends[:-1] + 1]
+    if ends.size == 0:
+        raise ImageDecodeError("not_decodable", f"RVL stream ends after 0 of {n} pixels")
+    nib, starts = nib[: ends[-1] + 1], np.r_[0, ends[:-1] + 1]
     length = ends - starts + 1
     longest = max(6, -(-n.bit_length() // 3))  # a zigzag delta needs 18 bits, a run count n's
     if length.size and length.max() > longest:
@@ -210,7 +212,7 @@ def rvl_decode(data: np.ndarray) -> np.ndarray:
         )  # fmt: skip
     pos = np.arange(nib.size) - np.repeat(starts, length)
     payload = (nib & 7).astype(np.int64) << (3 * pos)
-    vals = np.add.reduceat(payload, starts) if starts.size else payload  # exact: < 2**18
+    vals = np.add.reduceat(payload, starts)  # exact in int64: at most 3 * longest bits
     runs = _rvl_runs(vals.tolist(), n)  # (first pixel, first value, count) per non-zero run
     out = np.zeros(n, np.uint16)
     if runs:
