@@ -116,6 +116,24 @@ def check_writable(folder: str | Path) -> None:
         raise WriteError(folder, exc) from exc
 
 
+def check_creatable(path: str | Path) -> None:
+    """Prove, before a command's work, that the file `path` can be written at its end without
+    making anything now: it is not a folder, and its nearest existing parent is a folder in which
+    files can be made. Raises `WriteError` naming `path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(path, IsADirectoryError(errno.EISDIR, "is a folder"))
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WriteError(path, NotADirectoryError(errno.ENOTDIR, "not a folder", str(parent)))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe.", suffix=TEMP_SUFFIX, dir=parent))
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
+
+
 @contextlib.contextmanager
 def output_folder(folder: str | Path) -> Iterator[Path]:
     """`check_writable(folder)` for the length of a command; on leaving, the folders this call

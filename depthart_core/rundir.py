@@ -94,10 +94,14 @@ def claim_run_dir(
     resume: bool = False,
     overwrite: bool = False,
     markers: tuple[str, ...] = RUN_MARKERS,
+    inputs: tuple[str | Path, ...] = (),
 ) -> RunLock:
     """Make `path` safe to write: refuse a folder holding a run/report unless `resume` or
-    `overwrite`, move it aside for `overwrite`, lock it, and remove stale temp files."""
+    `overwrite`, move it aside for `overwrite`, lock it, and remove stale temp files. `inputs`
+    (the bags or datasets the command reads) may not be `path` or lie inside it, where writing
+    would mix outputs into them and `overwrite` would move them away."""
     path = Path(path)
+    check_out_is_not_input(path, inputs)
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite exclude each other: pick one")
     if path.exists() and not path.is_dir():
@@ -128,9 +132,19 @@ def claim_run_dir(
     path.mkdir()
     lock = _lock(path)
     lock.moved_to, lock.created = aside, True  # a failed command removes the new, empty one
-    log.warning("--overwrite: moved the previous %s in %s to %s", held, path, aside)
-    print(f"--overwrite: the previous {held} is now in {aside}")
+    log.warning("--overwrite: moved %s from %s to %s", held, path, aside)
+    print(f"--overwrite: moved {held} from {path} to {aside}")
     return lock
+
+
+def check_out_is_not_input(out: str | Path, inputs: tuple[str | Path, ...]) -> None:
+    """Refuse an `--out` that is one of the command's inputs or a folder holding one."""
+    resolved = Path(out).resolve()
+    for given in inputs:
+        src = Path(given).resolve()
+        if src == resolved or resolved in src.parents:
+            where = "is" if src == resolved else "holds"
+            raise RunDirError(f"--out {out} {where} the input {given}: pick another --out")
 
 
 def describe_contents(path: str | Path, markers: tuple[str, ...] = RUN_MARKERS) -> str | None:

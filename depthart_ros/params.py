@@ -18,6 +18,7 @@ from depthart_core.metric_scale import FIT_MODES
 from depthart_core.pointcloud import IMAGES as POINT_IMAGES
 from depthart_core.precision import PRECISIONS
 from depthart_core.runtime import BACKENDS
+from depthart_core.runtime.threads import MAX_THREADS
 from depthart_core.sampling import SAMPLING_NAMES
 
 RELIABILITY = ("best_effort", "reliable")
@@ -49,7 +50,12 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "cpu", "cpu, cuda or cuda:<index>", **_RO),
     Param("precision", "fp32", "inference precision", PRECISIONS, **_RO),
     Param(
-        "threads", 0, "CPU inference threads; 0 = half the cores, at most 4", lo=0, hi=256, **_RO
+        "threads",
+        0,
+        "CPU inference threads; 0 = half the cores, at most 4",
+        lo=0,
+        hi=MAX_THREADS,
+        **_RO,
     ),
     Param("letterbox", False, "aspect-preserving resize + padding (else stretch)", **_RO),
     Param(

@@ -197,7 +197,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
                 "--baseline",
                 "ramp",
                 "--out",
-                str(tmp_path),
+                str(tmp_path / "out"),
             ]
         )
         == 1

@@ -229,7 +229,10 @@ def test_without_a_depth_topic_frames_are_predicted_not_scored(tmp_path):
         ({"protocol": "median"}, "protocol must be one of"),
         ({"protocol": "metric"}, "give depth_topic"),
         ({"depth_topic": "/cam/image"}, "same: '/cam/image'"),
-        ({"max_dt_s": -1.0}, "max_dt_s must be >= 0 s, got -1.0"),
+        ({"max_dt_s": -1.0}, "max_dt_s must lie in \\[0, 3600\\] s, got -1.0"),
+        ({"max_dt_s": float("inf")}, "max_dt_s must lie in \\[0, 3600\\] s, got inf"),
+        ({"depth_range": (5.0, 1.0)}, r"0 <= lo < hi, got \(5, 1\)"),
+        ({"depth_range": (float("nan"), 1.0)}, r"0 <= lo < hi, got \(nan, 1\)"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):

@@ -32,8 +32,10 @@ def test_omp_num_threads_is_respected_and_bad_values_refused(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")
     monkeypatch.setattr(threads, "available_cpus", lambda: 8)
     assert threads.resolve_threads(0) == 4
-    with pytest.raises(ValueError, match="threads must be >= 0.*-1"):
-        threads.resolve_threads(-1)
+    for bad in (-1, threads.MAX_THREADS + 1, 100_000):  # 100,000 OpenMP threads stalled a host
+        with pytest.raises(ValueError, match=rf"threads must be 0 \(automatic\) to 256, got {bad}"):
+            threads.resolve_threads(bad)
+    assert threads.resolve_threads(threads.MAX_THREADS) == 256
 
 
 def test_backends_use_the_requested_threads(tiny_checkpoint, tmp_path, monkeypatch):

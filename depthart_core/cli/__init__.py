@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"depthart {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
+    except MemoryError as exc:  # an --size or --eval-size far beyond this machine
+        print(f"depthart {args.command}: error: out of memory ({exc})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"depthart {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -69,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.runtime.cpu_load import busy_cores
     from depthart_core.runtime.threads import resolve_threads
 
+    if args.runs < 1 or args.warmup < 0 or args.busy_cores < 0:
+        raise ValueError(
+            f"--runs must be >= 1, --warmup and --busy-cores >= 0; got {args.runs}, "
+            f"{args.warmup}, {args.busy_cores}"
+        )
+    if args.json:
+        from depthart_core.fileutil import check_creatable
+
+        check_creatable(args.json)  # before the benchmark, not after it
     ckpt = args.checkpoint
     if args.set and not args.preset:
         raise SystemExit(

@@ -26,9 +26,10 @@ def _eval_size(text: str) -> int | str:
         size = int(text)
     except ValueError:
         size = 0
-    if size <= 0:
+    if not 0 < size <= 4096:
         raise argparse.ArgumentTypeError(
-            f"--eval-size must be a positive int or 'paper', got {text!r}"
+            f"--eval-size must be 'paper' or a side S of 1 to 4096 pixels (scored at SxS), got "
+            f"{text!r}"
         )
     return size
 
@@ -119,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoint or ([] if args.baselines_only else [None])  # None: shipped one
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
-    lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
+    lock = claim_run_dir(
+        args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=tuple(roots)
+    )
     try:
         models = load_models(
             checkpoints,

@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
+    if args.format == "tensorrt":
+        from depthart_core.runtime.tensorrt_backend import import_tensorrt
+
+        import_tensorrt()  # before the ONNX graph is written: with install instructions if absent
     # a read-only or missing-permission folder stops it before the export; a folder it made
     # stays only if something was written into it
     with output_folder(out.parent):
@@ -58,12 +62,8 @@ def run(args: argparse.Namespace) -> int:
             "the paper's sampling setting (--sampling paper) runs on the torch backend only"
         )
         if args.format == "tensorrt":
-            from depthart_core.runtime.tensorrt_backend import (
-                build_serialized_engine,
-                import_tensorrt,
-            )
+            from depthart_core.runtime.tensorrt_backend import build_serialized_engine
 
-            import_tensorrt()  # raises with install instructions where TensorRT is absent
             S = model.cfg.image_size
             engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
             atomic_write(out, bytes(engine))

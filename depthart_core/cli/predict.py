@@ -24,6 +24,7 @@ from depthart_core.cli.args import (
     add_progress_arg,
     sampling_from_args,
 )
+from depthart_core.colormap import COLORMAPS
 
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
@@ -45,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
     p.add_argument("--letterbox", action="store_true", help="aspect-preserving resize + padding")
     add_flip_arg(p)
-    p.add_argument("--colormap", default="turbo")
+    p.add_argument("--colormap", default="turbo", choices=COLORMAPS)
     p.add_argument(
         "--ply",
         action="store_true",
@@ -128,12 +129,12 @@ def write_outputs(
 ) -> None:
     """<stem>.npy, <stem>_depth.png, with `uncertainty` <stem>_uncertainty.npy and .png, and with
     --ply <stem>.ply, each atomically; if one cannot be written, those already written are
-    removed and the `WriteError` is raised."""
+    removed (on any failure, Ctrl-C included) and the error is raised."""
     import cv2
     import numpy as np
 
     from depthart_core.colormap import colorize
-    from depthart_core.fileutil import WriteError, atomic_write, npy_bytes
+    from depthart_core.fileutil import atomic_write, npy_bytes
     from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays, write_ply
 
     written: list[Path] = []
@@ -162,7 +163,7 @@ def write_outputs(
             P = pinhole_p(h, w, args.hfov)
             rays = pixel_rays(h, w, (), P, stride=args.ply_stride)  # rectified: P only
             write_ply(out / f"{stem}.ply", depth_to_points(depth, rays, args.ply_stride, rgb))
-    except WriteError:
+    except BaseException:  # a write error, a failed encode, Ctrl-C
         for p in written:  # an image's outputs exist all together or not at all
             p.unlink(missing_ok=True)
         raise

@@ -9,7 +9,10 @@ depthart_core never imports ROS code. Both write report.json, report.md and pict
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 
 from depthart_core.cli.args import add_progress_arg
@@ -213,7 +216,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
-    lock = claim_run_dir(args.out, overwrite=args.overwrite, markers=REPORT_MARKERS)
+    if args.write_bag and not Path(args.write_bag).exists():  # an existing one: refused later
+        from depthart_core.fileutil import check_creatable
+
+        check_creatable(args.write_bag)  # before the replay, not after it
+    lock = claim_run_dir(
+        args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=(args.bag,)
+    )
     mode = next((m for name, m in _modes().items() if getattr(args, name, False)), None)
     try:
         if mode is not None:
@@ -233,4 +242,20 @@ def run(args: argparse.Namespace) -> int:
         wb = report["write_bag"]
         print(f"  predictions on {wb['pred_topic']} in {wb['path']}")
     lock.release()
-    return 0
+    return _nothing_scored(report)
+
+
+def _nothing_scored(report: dict) -> int:
+    """1 with a line on stderr when the bag had frames but not one was predicted (the report is
+    written all the same, with every frame's cause); else 0."""
+    c = report["counts"]
+    if c["frames"] == 0 or c.get("evaluated", 0) + c.get("predicted", 0) > 0:
+        return 0
+    reasons = Counter(r["reason"] for r in report.get("rejected_frames", []))
+    most = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
+    states = ", ".join(f"{c[k]} {k}" for k in ("rejected", "unmatched", "dropped") if c.get(k))
+    print(
+        f"depthart replay: error: no frame of {c['frames']} was scored: {states}{most}",
+        file=sys.stderr,
+    )
+    return 1

@@ -60,8 +60,8 @@ class FrameConfig:
     sensor_scores_only: bool = False  # teacher mode: every image is a frame, depth only scores
 
     def __post_init__(self) -> None:
-        if not self.max_dt_s >= 0:
-            raise ValueError(f"max_dt_s must be >= 0 s, got {self.max_dt_s}")
+        if not 0 <= self.max_dt_s <= 3600:  # a stamp tolerance, not a duration
+            raise ValueError(f"max_dt_s must lie in [0, 3600] s, got {self.max_dt_s}")
         if not 0 <= self.min_valid < 1:
             raise ValueError(f"min_valid must lie in [0, 1), got {self.min_valid}")
         if not 0 < self.heldout < 1:

@@ -58,6 +58,7 @@ from depthart_core.rundir import (
     REPORT_MARKERS,
     RunDirError,
     RunLock,
+    check_out_is_not_input,
     claim_run_dir,
     describe_contents,
 )
@@ -294,6 +295,11 @@ def run_finetune(
     """The whole command; returns the report (None on ranks other than 0). `labels_only`: stop
     once the teacher's labels are in RUN/teacher/ (returns the frame summary and the teacher)."""
     run = Path(out)
+    check_out_is_not_input(run, tuple(bags))
+    repeated = sorted({str(b) for b in bags if sum(Path(c).resolve() == Path(b).resolve()
+                                                   for c in bags) > 1})  # fmt: skip
+    if repeated:
+        raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
     rank, world = init_distributed()
     base = resolve_checkpoint(cfg.checkpoint or None)
     _, _, size = _model_config(base)

@@ -12,6 +12,7 @@ with the predictions added (`--write-bag`). Offline and live mode are in
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections import Counter
@@ -103,8 +104,14 @@ class ReplayConfig:
                 )
         if self.sparse_fit not in SPARSE_FITS:
             raise ValueError(f"sparse_fit must be one of {SPARSE_FITS}, got {self.sparse_fit!r}")
-        if not self.max_dt_s >= 0:
-            raise ValueError(f"max_dt_s must be >= 0 s, got {self.max_dt_s}")
+        if not 0 <= self.max_dt_s <= 3600:  # a stamp tolerance, not a duration
+            raise ValueError(f"max_dt_s must lie in [0, 3600] s, got {self.max_dt_s}")
+        if self.depth_range is not None:
+            lo, hi = self.depth_range
+            if not (0 <= lo < hi < math.inf):
+                raise ValueError(
+                    f"depth_range must be finite metres with 0 <= lo < hi, got ({lo:g}, {hi:g})"
+                )
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.protocol == "metric" and not self.depth_topic:

@@ -66,6 +66,23 @@ def get_backend(
     return backend
 
 
+def check_device(device: str | torch.device) -> None:
+    """Refuse a torch device this process cannot use, with a one-line reason: a name torch does
+    not know, or CUDA where this PyTorch has none (a CPU-only wheel or no GPU visible)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = torch.version.cuda or "none (a CPU-only build)"
+        raise ValueError(
+            f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "
+            f"(its CUDA: {build}); use --device cpu"
+        )
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only cpu and cuda are supported")
+
+
 def _get_backend(
     name: str,
     checkpoint: str | Path | None,
@@ -79,6 +96,7 @@ def _get_backend(
 ) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    check_device(device)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
     ckpt = CheckpointFile(checkpoint, vae=vae)

@@ -18,6 +18,7 @@ import cv2
 import torch
 
 MAX_DEFAULT_THREADS = 4
+MAX_THREADS = 256  # beyond any machine this runs on; 100,000 OpenMP threads stalled a 2-core host
 
 
 def available_cpus() -> int:
@@ -34,8 +35,11 @@ def default_threads() -> int:
 
 def resolve_threads(requested: int = 0) -> int:
     """The thread count to use for a `threads` option or parameter (0 = automatic)."""
-    if requested < 0:
-        raise ValueError(f"threads must be >= 0 (0 = automatic), got {requested}")
+    if not 0 <= requested <= MAX_THREADS:
+        raise ValueError(
+            f"threads must be 0 (automatic) to {MAX_THREADS}, got {requested} (this machine lets "
+            f"the process use {available_cpus()} CPUs)"
+        )
     if requested > 0:
         return requested
     env = os.environ.get("OMP_NUM_THREADS", "").strip()

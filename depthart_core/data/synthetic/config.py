@@ -15,6 +15,9 @@ import numpy as np
 STYLES = ("room", "corridor", "warehouse")
 
 
+MAX_PIXELS = 4096 * 4096  # a frame larger than any camera; 100000x100000 ran out of memory
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Generator settings. Ranges are inclusive (lo, hi); lengths in metres, angles in degrees."""
@@ -43,8 +46,11 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         h, w = self.size
-        if h <= 0 or w <= 0:
-            raise ValueError(f"size must be positive (H, W), got {self.size}")
+        if h <= 0 or w <= 0 or h * w > MAX_PIXELS:
+            raise ValueError(
+                f"size must be positive (H, W) with at most {MAX_PIXELS} pixels (4096x4096), "
+                f"got {self.size}"
+            )
         for name in (
             "fov_deg",
             "lights",

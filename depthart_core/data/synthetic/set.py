@@ -90,9 +90,12 @@ def write_synthetic_set(
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     h, w = size
-    cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))
+    cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))  # checks the size
     root = Path(out_dir)
+    made = [p for p in (root, *root.parents) if not p.exists()]  # leaf first
     check_writable(root)  # a file, a read-only or full disk: one line before any rendering
     if (root / "meta.json").exists():
         if not overwrite:
@@ -101,23 +104,32 @@ def write_synthetic_set(
                 f"(--overwrite on the command line)"
             )
         (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
-    for sub in ("rgb", "depth", "intrinsics"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    with tqdm(total=count, desc=f"synth {root.name}", unit="frame", disable=not progress) as bar:
-        for b0 in range(0, count, batch_size):
-            idx = list(range(b0, min(count, b0 + batch_size)))
-            out = render_batch(seed, idx, cfg, "cpu")
-            for j, i in enumerate(idx):
-                rgb_p, depth_p, k_p = _frame_paths(root, i)
-                rgb = out["rgb"][j].permute(1, 2, 0).numpy()
-                mm = depth_to_mm(out["depth"][j].numpy(), out["valid"][j].numpy())
-                atomic_write(rgb_p, _png(np.ascontiguousarray(rgb[:, :, ::-1]), rgb_p))
-                atomic_write(depth_p, _png(mm, depth_p))
-                K = out["K"][j].numpy().astype(float)
-                intr = {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
-                intr |= {"width": int(w), "height": int(h)}
-                atomic_write(k_p, json.dumps(intr).encode())
-            bar.update(len(idx))
+    subs = [root / sub for sub in ("rgb", "depth", "intrinsics")]
+    made = [p for p in subs if not p.exists()] + made
+    for sub in subs:
+        sub.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with tqdm(
+            total=count, desc=f"synth {root.name}", unit="frame", disable=not progress
+        ) as bar:
+            for b0 in range(0, count, batch_size):
+                idx = list(range(b0, min(count, b0 + batch_size)))
+                out = render_batch(seed, idx, cfg, "cpu")
+                for j, i in enumerate(idx):
+                    _write_frame(root, i, out, j, (h, w))
+                    written = i + 1
+                bar.update(len(idx))
+    except BaseException:  # Ctrl-C, a full disk: no half set is left behind
+        for i in range(written + 1):  # the frame being written too
+            for path in _frame_paths(root, i):
+                path.unlink(missing_ok=True)
+        for p in made:  # the folders this call made, if now empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
     meta = {
         "format": FORMAT,
         "count": int(count),
@@ -128,6 +140,19 @@ def write_synthetic_set(
     # written last: marks the set complete
     atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
     return root
+
+
+def _write_frame(root: Path, i: int, out: dict, j: int, size: tuple[int, int]) -> None:
+    """Frame i of the set from item j of a `render_batch` output: RGB, depth and intrinsics."""
+    rgb_p, depth_p, k_p = _frame_paths(root, i)
+    rgb = out["rgb"][j].permute(1, 2, 0).numpy()
+    mm = depth_to_mm(out["depth"][j].numpy(), out["valid"][j].numpy())
+    atomic_write(rgb_p, _png(np.ascontiguousarray(rgb[:, :, ::-1]), rgb_p))
+    atomic_write(depth_p, _png(mm, depth_p))
+    K = out["K"][j].numpy().astype(float)
+    intr = {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
+    intr |= {"width": int(size[1]), "height": int(size[0])}
+    atomic_write(k_p, json.dumps(intr).encode())
 
 
 def _png(image: np.ndarray, path: Path) -> bytes:

@@ -1,0 +1,167 @@
+"""Bad input caught before any work and without a trace left, found by probing every command as
+a user would (thirty-first session): an --out that is the input, out-of-range numbers, a device
+this PyTorch cannot use, output paths that cannot be written, Ctrl-C in the middle of writing."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depthart_core.cli import main
+from depthart_core.data.synthetic import set as synth_set
+from depthart_core.runtime.threads import MAX_THREADS
+
+TOPICS = ["--image-topic", "/camera/image_raw", "--depth-topic", "/camera/depth"]
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("guards") / "bag"
+    argv = ["synth-bag", "--out", str(out), "--frames", "6", "--size", "24x32", "--sensor"]
+    assert main([*argv, "--no-progress"]) == 0
+    return out
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    return err.splitlines()[-1] if err else ""
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_out_that_is_the_input_is_refused_and_overwrite_moves_nothing(bag, tmp_path, capsys):
+    before = _tree(bag)
+    for extra in ([], ["--overwrite"]):
+        argv = ["replay", str(bag), *TOPICS, "--out", str(bag), "--no-plots", *extra]
+        assert main(argv) == 1
+        assert f"--out {bag} is the input {bag}: pick another --out" in _err(capsys)
+    assert main(["replay", str(bag), *TOPICS, "--out", str(bag.parent), "--no-plots"]) == 1
+    assert f"--out {bag.parent} holds the input {bag}" in _err(capsys)
+    assert _tree(bag) == before and not list(bag.parent.glob("*.old-*"))
+    assert main(["finetune", str(bag), *TOPICS, "--out", str(bag), "--steps", "1"]) == 1
+    assert "is the input" in _err(capsys)
+    assert main(["finetune", str(bag), str(bag), *TOPICS, "--out", str(tmp_path / "f")]) == 1
+    assert f"bag given more than once: {bag}" in _err(capsys)
+    syn = tmp_path / "syn"
+    assert (
+        main(["synth", "--out", str(syn), "--count", "1", "--size", "16x16", "--no-progress"]) == 0
+    )
+    capsys.readouterr()
+    argv = ["eval", "--dataset", "synthetic", "--root", str(syn), "--out", str(syn)]
+    assert main([*argv, "--overwrite"]) == 1
+    assert "is the input" in _err(capsys) and (syn / "meta.json").is_file()
+
+
+def test_numbers_out_of_range_are_named_before_any_work(bag, tmp_path, capsys):
+    png = tmp_path / "in.png"
+    import cv2
+
+    cv2.imwrite(str(png), np.full((16, 16, 3), 90, np.uint8))
+    out = tmp_path / "p"
+    assert main(["predict", str(png), "--out", str(out), "--threads", str(MAX_THREADS + 1)]) == 1
+    assert f"threads must be 0 (automatic) to {MAX_THREADS}, got {MAX_THREADS + 1}" in _err(capsys)
+    assert not out.exists()
+    for flag, value in (("--max-dt", "inf"), ("--max-dt", "1e308")):
+        argv = ["finetune", str(bag), *TOPICS, "--out", str(tmp_path / "f"), flag, value]
+        assert main(argv) == 1
+        assert "max_dt_s must lie in [0, 3600] s" in _err(capsys)
+        assert main(["replay", str(bag), *TOPICS, "--out", str(tmp_path / "r"), flag, value]) == 1
+        assert "max_dt_s must lie in [0, 3600] s" in _err(capsys)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "r").exists()
+    for runs, warmup in (("0", "3"), ("-2", "3"), ("5", "-1")):
+        argv = ["bench", "--no-peer", "--size", "16x16", "--runs", runs, "--warmup", warmup]
+        assert main(argv) == 1
+        assert "--runs must be >= 1, --warmup and --busy-cores >= 0" in _err(capsys)
+    with pytest.raises(SystemExit) as exc:  # argparse: exit status 2 and the usage line
+        main(["eval", "--dataset", "synthetic", "--root", str(tmp_path), "--eval-size", "100000"])
+    assert exc.value.code == 2 and "1 to 4096 pixels" in _err(capsys)
+    with pytest.raises(SystemExit):
+        main(["predict", str(png), "--out", str(out), "--colormap", "nosuch"])
+    assert "invalid choice: 'nosuch'" in _err(capsys) and not out.exists()
+    argv = ["synth", "--out", str(tmp_path / "s"), "--count", "1"]
+    assert main([*argv, "--size", "100000x100000"]) == 1
+    assert "at most 16777216 pixels (4096x4096)" in _err(capsys)
+    assert main([*argv, "--seed", "-1", "--size", "16x16"]) == 1
+    assert "seed must be a non-negative int, got -1" in _err(capsys)
+    assert not (tmp_path / "s").exists()  # no empty rgb/ depth/ intrinsics/ left either
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_pytorch_cannot_use_is_one_line(tmp_path, capsys):
+    png = tmp_path / "in.png"
+    import cv2
+
+    cv2.imwrite(str(png), np.full((16, 16, 3), 90, np.uint8))
+    for device, words in (("cuda", "no CUDA device is available"), ("nosuch", "unknown device")):
+        assert main(["predict", str(png), "--out", str(tmp_path / "p"), "--device", device]) == 1
+        assert words in _err(capsys) and not (tmp_path / "p").exists()
+
+
+def test_outputs_that_cannot_be_written_stop_the_command_before_its_work(bag, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = tmp_path / "r"
+    argv = ["replay", str(bag), *TOPICS, "--out", str(out), "--write-bag", str(afile / "wb")]
+    assert main(argv) == 1
+    assert "a part of the path is a file, not a folder" in _err(capsys) and not out.exists()
+    argv = ["bench", "--no-peer", "--size", "16x16", "--runs", "1", "--json", str(afile / "x")]
+    assert main(argv) == 1
+    assert f"cannot write {afile / 'x'}" in _err(capsys)
+    if importlib.util.find_spec("tensorrt") is None:  # the graph is not written first
+        engine = tmp_path / "x.engine"
+        assert main(["export", "--out", str(engine), "--format", "tensorrt"]) == 1
+        assert not engine.with_suffix(".onnx").exists()
+
+
+def test_a_replay_that_scores_no_frame_exits_1(bag, tmp_path, capsys):
+    """The image topic given as the depth camera's: every frame rejected, the report written
+    with their causes, but the command does not claim success."""
+    out = tmp_path / "r"
+    swapped = ["--image-topic", "/camera/depth", "--depth-topic", "/camera/image_raw"]
+    assert main(["replay", str(bag), *swapped, "--out", str(out), "--no-plots"]) == 1
+    err = _err(capsys)
+    assert "no frame of 6 was scored: 6 rejected (most often: image not decodable" in err, err
+    assert (out / "report.json").is_file()
+
+
+def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):
+    from depthart_core.cli import predict
+
+    calls = []
+
+    def write_then_stop(path, data):  # the second file of an image: Ctrl-C
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        Path(path).write_bytes(data if isinstance(data, bytes) else b"")
+
+    monkeypatch.setattr("depthart_core.fileutil.atomic_write", write_then_stop)
+    args = argparse.Namespace(colormap="turbo", ply=False, hfov=60.0, ply_stride=1)
+    depth = np.ones((8, 8), np.float32)
+    with pytest.raises(KeyboardInterrupt):
+        predict.write_outputs(tmp_path, "img", depth, np.zeros((8, 8, 3), np.uint8), args)
+    assert calls[0] == tmp_path / "img.npy" and not any(tmp_path.iterdir())
+    monkeypatch.undo()
+
+    render = synth_set.render_batch
+    batches = []
+
+    def render_then_stop(*a, **kw):  # the second batch: Ctrl-C
+        batches.append(1)
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        return render(*a, **kw)
+
+    monkeypatch.setattr(synth_set, "render_batch", render_then_stop)
+    out = tmp_path / "set"
+    with pytest.raises(KeyboardInterrupt):
+        synth_set.write_synthetic_set(out, 20, 0, (16, 16), progress=False, batch_size=8)
+    assert not out.exists()  # the first batch's 8 frames and the folders are gone
