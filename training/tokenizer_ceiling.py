@@ -8,8 +8,9 @@ its frame's full size and scored exactly as `finetune` scores a model (`finetune
 protocol, against the bag's full-size sensor depth). Printed beside the run's fine-tuned score
 and item 1's bar, min(0.7 x the training block's mean-depth map, 0.5 x the base model). Where
 the round trip is above the bar, no fine-tuned transformer over that tokenizer can meet it. The
-last column decodes the shipped encoder's continuous latent, unquantized: what the autoencoder
-itself loses, before any codebook.
+fifth column decodes the shipped encoder's continuous latent, unquantized: what the autoencoder
+itself loses, before any codebook; the last scores the stored model-size depth itself (holes
+filled from the nearest valid pixel): what the model's input size alone loses.
 
     python training/tokenizer_ceiling.py runs/ft27L7/corridor_s5_adapt=runs/ft27/bags/corridor_s5 \\
         --image-topic /camera/image_raw --depth-topic /camera/depth \\
@@ -23,8 +24,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
+from scipy import ndimage
 
 from depthart_core.checkpoint import load_checkpoint
 from depthart_core.finetune.frames import FrameConfig
@@ -36,25 +39,37 @@ from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
 def round_trip_score(model, run: Path, scored: list, quantized: bool = True) -> float:
     """Paper-protocol AbsRel of `model`'s tokenizer round trip of the run's held-out depth;
-    `quantized=False` decodes the encoder's continuous latent instead (the autoencoder alone)."""
+    `quantized=False` decodes the encoder's continuous latent instead (the autoencoder alone);
+    `model=None` scores the stored model-size depth itself, holes filled from the nearest valid
+    pixel: the floor of any model at that size."""
     frames = load_file(str(run / "frames" / "heldout.safetensors"))
     depth, valid = frames["depth"].float(), frames["valid"].bool()
     if len(scored) != len(depth):
         raise SystemExit(f"{run}: {len(depth)} stored held-out frames but {len(scored)} to score")
+    size = depth.shape[-1]  # the model's input size, as the run stored the frames
     with torch.no_grad():
-        if quantized:
+        if model is None:
+            pairs = zip(depth.numpy(), valid.numpy(), strict=True)
+            rec = np.stack([_fill_holes(d, v) for d, v in pairs])
+        elif quantized:
             rec = model.depth_round_trip(depth, valid).numpy()
         else:
             codec = model.cfg.tokenizer.depth_codec
             x_B3HW, _ = encode_depth(depth, valid, codec)
             f_BChw = model.tokenizer.encode_latent(x_B3HW)
             rec = decode_depth(model.tokenizer.decode_f_hat(f_BChw), codec).numpy()
-    size = model.cfg.image_size
     preds = [
         postprocess(rec[i], preprocess(f.rgb, size, letterbox=False)[1])
         for i, f in enumerate(scored)
     ]
     return score_predictions(preds, scored)["depthart"]["abs_rel"]
+
+
+def _fill_holes(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    if valid.all() or not valid.any():
+        return depth
+    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return depth[tuple(idx)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped, _ = load_checkpoint(args.checkpoint)
     print(
         "run | item 1 bar | fine-tuned | round trip: shipped tokenizer | the run's tokenizer | "
-        "shipped, not quantized"
+        "shipped, not quantized | the stored depth itself"
     )
     for spec in args.runs:
         run_s, sep, bag = spec.partition("=")
@@ -91,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{run.name} | {bar:.4f} | {report['after']['depthart']['abs_rel']:.4f} | "
             f"{round_trip_score(shipped, run, prep.scored):.4f} | "
             f"{round_trip_score(own, run, prep.scored):.4f} | "
-            f"{round_trip_score(shipped, run, prep.scored, quantized=False):.4f}",
+            f"{round_trip_score(shipped, run, prep.scored, quantized=False):.4f} | "
+            f"{round_trip_score(None, run, prep.scored):.4f}",
             flush=True,
         )
     return 0
