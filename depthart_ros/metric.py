@@ -175,7 +175,8 @@ class MetricScaler:
         if msg is None:
             return None, f"no sparse_depth within {tol_s} s"
         try:  # a compressedDepth cue is decoded here, once, for the frame that uses it
-            metric = depth_to_metres(msg, cfg["sparse_depth.min_m"], cfg["sparse_depth.max_m"])
+            hi = cfg["sparse_depth.max_m"] or float("inf")  # 0: no upper bound, as max_depth
+            metric = depth_to_metres(msg, cfg["sparse_depth.min_m"], hi)
         except ros_image.ImageDecodeError as exc:
             self.counts[f"rejected.{exc.cause}"] += 1
             return None, f"sparse_depth not decodable: {exc}"

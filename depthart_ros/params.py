@@ -150,7 +150,13 @@ PARAMS: tuple[Param, ...] = (
     Param("sparse_depth.max_stamp_diff_s", 0.05, "stamp tolerance image/sparse", lo=0, hi=10),
     Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
     Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
-    Param("sparse_depth.max_m", 200.0, "sparse values above (m) are ignored", lo=0, hi=1e4),
+    Param(
+        "sparse_depth.max_m",
+        200.0,
+        "sparse values above (m) are ignored; 0 = no bound",
+        lo=0,
+        hi=1e4,
+    ),
     Param(
         "ground_plane.camera_height_m",
         1.0,

@@ -25,6 +25,8 @@ import numpy as np
 
 from depthart_core.runtime.base import Backend
 
+LATENCY_PLAUSIBLE_MS = 3_600_000.0  # an hour: a real frame's latency, or a clock skew, is less
+
 
 class FramePipeline:
     """The one-frame slot between the subscription and the worker, and every frame counter,
@@ -93,8 +95,15 @@ class FramePipeline:
             return self._cv.wait_for(lambda: not self.counts["in_progress"], timeout=timeout)
 
     def record(self, latency_ms: float, inference_ms: float) -> None:
+        """One processed frame's stamp-to-publish latency and inference time. A latency no clock
+        could give (a stamp of 0 or from another clock: beyond LATENCY_PLAUSIBLE_MS either way)
+        is counted as `latency_implausible`, not kept, so one such frame cannot hold the
+        percentiles at decades for the next `window` frames."""
         with self._cv:
-            self.latency_ms.append(latency_ms)
+            if abs(latency_ms) <= LATENCY_PLAUSIBLE_MS:
+                self.latency_ms.append(latency_ms)
+            else:
+                self.counts["latency_implausible"] += 1
             self.inference_ms.append(inference_ms)
 
     def pause(self, seconds: float) -> bool:
@@ -127,6 +136,7 @@ class FramePipeline:
             snap = {k: self.counts[k] for k in ("received", "processed", "replaced", "rejected")}
             snap |= {k: self.counts[k] for k in ("dropped_stale", "dropped_inactive")}
             snap |= {k: self.counts[k] for k in ("in_progress", "pending_max")}
+            snap["latency_implausible"] = self.counts["latency_implausible"]
             snap["pending"] = int(self._pending is not None)
             snap["rejected_by"] = dict(self.rejected_by)
             snap["latency_ms"] = list(self.latency_ms)
@@ -234,6 +244,7 @@ def frame_stats(snap: dict[str, Any], prev: tuple[float, int, int], now: float) 
         "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat else "nan",
         "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat else "nan",
         "inference_p50_ms": f"{np.percentile(inf, 50):.1f}" if inf else "nan",
+        "latency_implausible": snap["latency_implausible"],
         **{f"frames_{k}": snap[k] for k in ("received", "processed", "replaced", "rejected")},
         **{f"frames_{k}": snap[k] for k in ("dropped_stale", "dropped_inactive")},
         **{f"frames_{k}": snap[k] for k in ("pending", "in_progress")},

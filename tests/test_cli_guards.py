@@ -165,3 +165,31 @@ def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         synth_set.write_synthetic_set(out, 20, 0, (16, 16), progress=False, batch_size=8)
     assert not out.exists()  # the first batch's 8 frames and the folders are gone
+
+
+def test_python_api_arguments_are_checked_by_name(tiny_checkpoint, tmp_path):
+    from depthart_core.runtime import get_backend
+
+    for kw, words in (
+        ({"threads": "2"}, "threads must be an int"),
+        ({"threads": 2.5}, "threads must be an int"),
+        ({"threads": True}, "threads must be an int"),
+        ({"flip_average": "false"}, "flip_average must be True or False, got 'false'"),
+        ({"letterbox": "no"}, "letterbox must be True or False, got 'no'"),
+    ):
+        with pytest.raises(TypeError, match=words):
+            get_backend("torch", tiny_checkpoint, **kw)
+    if importlib.util.find_spec("onnxruntime") is not None:
+        not_onnx = tmp_path / "README.onnx"
+        not_onnx.write_text("# not a graph\n" * 20)
+        with pytest.raises(ValueError, match="is not a readable ONNX model"):
+            get_backend("onnxruntime", tiny_checkpoint, onnx_path=not_onnx)
+    backend = get_backend("torch", tiny_checkpoint, threads=1)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 24, 32, 3), dtype=np.uint8)
+    batch = backend.predict_batch(frames)  # an NxHxWx3 array: N frames
+    assert len(batch) == 2 and all(d.shape == (24, 32) for d in batch)
+    np.testing.assert_array_equal(batch[1], backend.predict_batch(list(frames))[1])
+    assert backend.predict_batch(f for f in []) == []  # an empty generator, as an empty list
+    assert len(backend.predict_batch(f for f in frames)) == 2
+    with pytest.raises(ValueError, match=r"got one array of shape \(24, 32, 3\); use predict\(\)"):
+        backend.predict_batch(frames[0])

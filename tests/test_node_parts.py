@@ -255,3 +255,43 @@ def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time()
     assert "needs ground_plane.imu or ground_plane.vertical_lines" in validate_params(
         tilted | {"ground_plane.vertical_lines": False}
     )
+
+
+def test_an_impossible_latency_is_counted_not_kept() -> None:
+    """A frame stamped 0 (a driver that never sets stamps) or by another clock has a latency of
+    decades; it is counted apart, so the percentiles stay those of the real frames."""
+    from depthart_ros.pipeline import LATENCY_PLAUSIBLE_MS, frame_stats
+
+    frames = FramePipeline()
+    for latency in (40.0, 1.8e12, -1e10, 60.0, -5.0):  # -5 ms: a small clock skew, kept
+        frames.record(latency, 10.0)
+    snap = frames.snapshot()
+    assert snap["latency_ms"] == [40.0, 60.0, -5.0] and snap["latency_implausible"] == 2
+    stats = frame_stats(snap, (0.0, 0, 0), 1.0)
+    assert float(stats["latency_p95_ms"]) < 60.0 and stats["latency_implausible"] == 2
+    assert LATENCY_PLAUSIBLE_MS == 3_600_000.0
+
+
+def test_sparse_max_m_zero_means_no_upper_bound() -> None:
+    """max_m 0 passes the parameter check as "no bound" (as max_depth does); the cue then keeps
+    every point above min_m, where it used to keep none."""
+    import numpy as np
+
+    from depthart_core.rosio.messages import image_msg
+    from depthart_ros.metric import MetricScaler
+
+    cfg = {p.name: p.default for p in PARAMS} | {"sparse_depth.enabled": True}
+    cfg |= {"sparse_depth.max_m": 0.0}
+    assert validate_params(cfg) is None
+    rel = np.random.default_rng(0).uniform(0.2, 1.0, (24, 32)).astype(np.float32)
+    sparse = np.full(rel.shape, np.nan, np.float32)
+    sparse[::2, ::2] = 1000.0 * (rel[::2, ::2] + 0.01)  # 210-1010 m: above the default max_m
+    scaler = MetricScaler(cfg)
+    scaler.add_cue(5, image_msg(sparse, "32FC1", 5, "cam"))
+    metres, reason = scaler.to_metres(rel, 5, cfg, None)
+    assert reason is None and float(np.median(metres / rel)) == pytest.approx(1000.0, rel=0.05)
+    cfg["sparse_depth.max_m"] = 200.0
+    scaler = MetricScaler(cfg)
+    scaler.add_cue(5, image_msg(sparse, "32FC1", 5, "cam"))
+    _, reason = scaler.to_metres(rel, 5, cfg, None)
+    assert "too few" in reason  # the bound still applies when set

@@ -187,7 +187,11 @@ def read_onnx_header(path: str | Path) -> tuple[dict[str, str], tuple[str, ...]]
     """(metadata, output names) of an ONNX file, read once."""
     import onnx  # optional dependency: the `onnx` extra
 
-    graph = onnx.load(str(path), load_external_data=False)
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and its kin: not an ONNX model
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path} is not a readable ONNX model ({reason})") from exc
     return {p.key: p.value for p in graph.metadata_props}, tuple(o.name for o in graph.graph.output)
 
 

@@ -59,6 +59,11 @@ def get_backend(
     `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: torch
     only. `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it. `flip_average`: also
     run each frame mirrored and average (`runtime.base`; twice the compute)."""
+    for arg, value in (("letterbox", letterbox), ("flip_average", flip_average)):
+        if not isinstance(value, bool):  # "false" would count as true
+            raise TypeError(f"{arg} must be True or False, got {value!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int (0 = automatic), got {threads!r}")
     backend = _get_backend(
         name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae
     )
@@ -66,14 +71,15 @@ def get_backend(
     return backend
 
 
-def check_device(device: str | torch.device) -> None:
-    """Refuse a torch device this process cannot use, with a one-line reason: a name torch does
-    not know, or CUDA where this PyTorch has none (a CPU-only wheel or no GPU visible)."""
+def check_device(device: str | torch.device, torch_runs_it: bool = True) -> None:
+    """Refuse a device this process cannot use, with a one-line reason: a name torch does not
+    know, or (`torch_runs_it`) CUDA where this PyTorch has none (a CPU-only wheel or no GPU
+    visible; ONNX Runtime checks its own CUDA provider)."""
     try:
         kind = torch.device(device).type
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
-    if kind == "cuda" and not torch.cuda.is_available():
+    if torch_runs_it and kind == "cuda" and not torch.cuda.is_available():
         build = torch.version.cuda or "none (a CPU-only build)"
         raise ValueError(
             f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "
@@ -96,7 +102,7 @@ def _get_backend(
 ) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
-    check_device(device)
+    check_device(device, torch_runs_it=False)  # the name; CUDA itself where torch runs it
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
     ckpt = CheckpointFile(checkpoint, vae=vae)
@@ -105,6 +111,7 @@ def _get_backend(
             log.info("backend auto: using torch (sampling needs it)")
             name = "torch"
         require_greedy(sampling if name != "torch" else None, f"backend {name!r}")
+        check_device(device)
         set_torch_threads(threads)
         return DepthEstimator.from_checkpoint(
             ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling
@@ -142,6 +149,7 @@ def _make(
     torch backend replays the whole inference as one CUDA graph: the tiny default is bound by
     kernel launches there, and the graph ran it 5x faster with identical depth (BENCHMARKS 4c)."""
     if name == "torch":
+        check_device(device)
         set_torch_threads(threads)
         return DepthEstimator.from_checkpoint(
             ckpt,

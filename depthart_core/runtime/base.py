@@ -22,6 +22,7 @@ by the same `postprocess`. Without the flag nothing extra is computed.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,9 +103,16 @@ class Backend(abc.ABC):
         out = self.predict_batch([rgb], with_uncertainty)
         return out[0]
 
-    def predict_batch(self, rgbs: list[np.ndarray], with_uncertainty: bool = False) -> list:
+    def predict_batch(self, rgbs: Iterable[np.ndarray], with_uncertainty: bool = False) -> list:
         """`predict` for several frames in one batch: a list of depth maps, or of (depth,
-        uncertainty) pairs with `with_uncertainty`."""
+        uncertainty) pairs with `with_uncertainty`. `rgbs`: HxWx3 uint8 frames (any iterable),
+        or one NxHxWx3 array of N frames."""
+        if isinstance(rgbs, np.ndarray) and rgbs.ndim != 4:
+            raise ValueError(
+                f"predict_batch takes frames (a list of HxWx3 arrays, or an NxHxWx3 array), got "
+                f"one array of shape {rgbs.shape}; use predict() for a single frame"
+            )
+        rgbs = list(rgbs)  # a generator is read once; an NxHxWx3 array becomes N frames
         if not rgbs:
             return []
         prepared = [preprocess(rgb, self.image_size, self.letterbox) for rgb in rgbs]
