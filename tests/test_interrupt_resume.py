@@ -30,6 +30,20 @@ def _argv(run: Path, steps: int, ckpt_every: int, *extra: str) -> list[str]:
     return ["train", "--config", str(CONFIG), "--out", str(run), "--no-progress", *sets, *extra]
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, whatever this pytest inherited (nohup and
+    background jobs start with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _logged_steps(run: Path) -> list[int]:
     path = run / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
@@ -42,10 +56,11 @@ def test_a_signal_saves_the_step_it_finishes_and_resume_goes_on(tmp_path, capsys
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "depthart_core", *_argv(run, 100_000, 100_000)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # a fresh session: the signal reaches the trainer alone, with default handlers (a shell's
-    # background job would have SIGINT ignored, and the trainer leaves an ignored signal alone)
+    # a fresh session: the signal reaches the trainer alone; with SIGINT's default disposition,
+    # since a run under nohup or as a background job inherits it ignored (and the trainer leaves
+    # an ignored signal alone, as tested below)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, restore_signals=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_default_signals)  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None and len(_logged_steps(run)) < 2:
@@ -83,7 +98,7 @@ def test_resume_of_a_run_that_never_saved_starts_from_step_0(tmp_path, capsys, c
     assert _logged_steps(run) == [1, 2, 3]  # the stale rows are gone, the log starts over
 
 
-def test_stop_on_signal_notes_the_first_signal_and_raises_on_the_second():
+def test_stop_on_signal_notes_the_first_signal_and_raises_on_the_second(default_sigint):
     with _stop_on_signal() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop == [signal.SIGINT]  # noted: the loop finishes its step
