@@ -208,6 +208,7 @@ def test_the_factory_graphs_the_torch_backend_on_cuda_only(
         return "backend"
 
     monkeypatch.setattr(runtime.DepthEstimator, "from_checkpoint", fake_from_checkpoint)
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)  # a GPU, as faked
     assert (
         runtime._make("torch", runtime.CheckpointFile(tiny_checkpoint), device, "fp32", False, None)
         == "backend"
