@@ -43,7 +43,7 @@ from depthart_core.data.benchmarks._io import (
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_batch
-from depthart_core.fileutil import atomic_write, check_writable, read_json
+from depthart_core.fileutil import atomic_write, output_folder, read_json
 
 log = logging.getLogger(__name__)
 
@@ -95,41 +95,10 @@ def write_synthetic_set(
     h, w = size
     cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))  # checks the size
     root = Path(out_dir)
-    made = [p for p in (root, *root.parents) if not p.exists()]  # leaf first
-    check_writable(root)  # a file, a read-only or full disk: one line before any rendering
-    if (root / "meta.json").exists():
-        if not overwrite:
-            raise ValueError(
-                f"{root} already holds a synthetic set (meta.json); pass overwrite=True "
-                f"(--overwrite on the command line)"
-            )
-        (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
-    subs = [root / sub for sub in ("rgb", "depth", "intrinsics")]
-    made = [p for p in subs if not p.exists()] + made
-    for sub in subs:
-        sub.mkdir(parents=True, exist_ok=True)
-    written = 0
-    try:
-        with tqdm(
-            total=count, desc=f"synth {root.name}", unit="frame", disable=not progress
-        ) as bar:
-            for b0 in range(0, count, batch_size):
-                idx = list(range(b0, min(count, b0 + batch_size)))
-                out = render_batch(seed, idx, cfg, "cpu")
-                for j, i in enumerate(idx):
-                    _write_frame(root, i, out, j, (h, w))
-                    written = i + 1
-                bar.update(len(idx))
-    except BaseException:  # Ctrl-C, a full disk: no half set is left behind
-        for i in range(written + 1):  # the frame being written too
-            for path in _frame_paths(root, i):
-                path.unlink(missing_ok=True)
-        for p in made:  # the folders this call made, if now empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
-        raise
+    # a file, a read-only or full disk: one line before any rendering; the folders this call
+    # makes are removed again if it ends with nothing in them
+    with output_folder(root):
+        _write_frames(root, count, seed, cfg, progress, batch_size, overwrite)
     meta = {
         "format": FORMAT,
         "count": int(count),
@@ -140,6 +109,49 @@ def write_synthetic_set(
     # written last: marks the set complete
     atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
     return root
+
+
+def _write_frames(
+    root: Path,
+    count: int,
+    seed: int,
+    cfg: SynthConfig,
+    progress: bool,
+    batch_size: int,
+    overwrite: bool,
+) -> None:
+    """Frames 0 .. count-1 into `root`; on any failure (Ctrl-C, a full disk) the frames and
+    sub-folders written so far are removed, so no half set is left behind."""
+    if (root / "meta.json").exists():
+        if not overwrite:
+            raise ValueError(
+                f"{root} already holds a synthetic set (meta.json); pass overwrite=True "
+                f"(--overwrite on the command line)"
+            )
+        (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
+    subs = [root / sub for sub in ("rgb", "depth", "intrinsics")]
+    made = [p for p in subs if not p.exists()]
+    for sub in made:
+        sub.mkdir()
+    written = 0
+    try:
+        with tqdm(
+            total=count, desc=f"synth {root.name}", unit="frame", disable=not progress
+        ) as bar:
+            for b0 in range(0, count, batch_size):
+                idx = list(range(b0, min(count, b0 + batch_size)))
+                out = render_batch(seed, idx, cfg, "cpu")
+                for j, i in enumerate(idx):
+                    _write_frame(root, i, out, j, cfg.size)
+                    written = i + 1
+                bar.update(len(idx))
+    except BaseException:
+        for i in range(written + 1):  # the frame being written too
+            for path in _frame_paths(root, i):
+                path.unlink(missing_ok=True)
+        for sub in made:
+            sub.rmdir()
+        raise
 
 
 def _write_frame(root: Path, i: int, out: dict, j: int, size: tuple[int, int]) -> None:
