@@ -306,8 +306,7 @@ class DepthArtCore:
         """A compressedDepth cue: its format and size (from the PNG header or RVL size words)
         are checked here; the worker decodes only the cue a frame uses."""
         try:
-            compressed.depth_format(str(msg.format))
-            hw = compressed.compressed_depth_size(msg)
+            hw = compressed.compressed_depth_size(msg)  # its format checked first
             cap = self.cfg["max_input_pixels"]
             if hw is not None and hw[0] * hw[1] > cap:
                 raise ros_image.ImageDecodeError(

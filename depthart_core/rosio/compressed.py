@@ -169,9 +169,9 @@ def depth_format(fmt: str) -> tuple[str, str]:
 
 def compressed_depth_size(msg: Any) -> tuple[int, int] | None:
     """(height, width) of a `compressedDepth` image from its PNG header or its RVL size words,
-    without decoding it, or None when neither can be read."""
+    without decoding it, or None when neither can be read. Its format must pass `depth_format`."""
     body = _data(msg)[_HEADER.size : _HEADER.size + 65536]
-    if "rvl" in str(msg.format).split(";")[-1] and body.size >= 8:
+    if depth_format(str(msg.format))[1] == "rvl" and body.size >= 8:
         w, h = (int(v) for v in np.frombuffer(body[:8].tobytes(), "<u4"))
         return h, w
     return encoded_size(body)
