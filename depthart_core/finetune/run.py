@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -296,8 +297,8 @@ def run_finetune(
     once the teacher's labels are in RUN/teacher/ (returns the frame summary and the teacher)."""
     run = Path(out)
     check_out_is_not_input(run, tuple(bags))
-    repeated = sorted({str(b) for b in bags if sum(Path(c).resolve() == Path(b).resolve()
-                                                   for c in bags) > 1})  # fmt: skip
+    seen = Counter(Path(b).resolve() for b in bags)
+    repeated = sorted({str(b) for b in bags if seen[Path(b).resolve()] > 1})
     if repeated:
         raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
     rank, world = init_distributed()
