@@ -47,6 +47,7 @@ from rcl_interfaces.msg import (
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, PointCloud2, PointField
@@ -63,7 +64,7 @@ from depthart_core.sampling import sampling_setting
 from depthart_ros.calibration import CalibrationPairer, camera_info_for
 from depthart_ros.dds import use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
-from depthart_ros.params import PARAMS, Param, validate_params
+from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
     camera_info_problem,
@@ -94,6 +95,20 @@ def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor
     return d
 
 
+def _widen_integers(params: list[Parameter]) -> dict[str, Parameter]:
+    """`params` by name, each whole number given to a floating-point parameter made a double.
+
+    A params file's `max_rate_hz: 5` or `-p max_rate_hz:=5` arrives as an INTEGER, and rclpy
+    refuses it for a DOUBLE parameter (at start-up the node would not come up at all). Widening an
+    integer to a double loses nothing; nothing else is converted."""
+    return {
+        p.name: Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+        if p.name in FLOAT_PARAMS and p.type_ == Parameter.Type.INTEGER
+        else p
+        for p in params
+    }
+
+
 class DepthArtCore:
     """Parameters, model, topics, worker and diagnostics of `depthart_node`, mixed into an rclpy
     node. `DepthArtNode` runs the steps at start-up; the managed node
@@ -106,9 +121,13 @@ class DepthArtCore:
     def _declare_parameters(self, startup_read_only: bool = True) -> None:
         """Declare every `PARAMS` entry with its descriptor; `startup_read_only=False` leaves the
         start-up ones settable (the managed node locks them itself outside `unconfigured`)."""
+        overrides = getattr(self, "_parameter_overrides", {})  # rclpy's store of -p / params files
+        overrides.update(_widen_integers(list(overrides.values())))
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p, startup_read_only))
         self.cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        if hasattr(self, "add_pre_set_parameters_callback"):  # rclpy of Jazzy and later
+            self.add_pre_set_parameters_callback(lambda ps: list(_widen_integers(ps).values()))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 

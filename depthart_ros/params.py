@@ -251,6 +251,8 @@ PARAMS: tuple[Param, ...] = (
         hi=DEBUG_MAX_INFERENCE_MS,
     ),
 )
+# a whole number given to one of these (`max_rate_hz: 5`) is taken as a double by the node
+FLOAT_PARAMS = frozenset(p.name for p in PARAMS if isinstance(p.default, float))
 
 
 def validate_params(values: dict[str, Any]) -> str | None:

@@ -51,7 +51,7 @@ from depthart_core.colormap import colorize_bgr  # noqa: E402
 from depthart_core.rosio.compressed import encode_depth, encode_rgb  # noqa: E402
 from depthart_core.runtime import get_backend  # noqa: E402
 from depthart_core.sampling import sampling_setting  # noqa: E402
-from depthart_ros.params import PARAMS, validate_params  # noqa: E402
+from depthart_ros.params import FLOAT_PARAMS, PARAMS, validate_params  # noqa: E402
 from depthart_ros.pipeline import FramePipeline  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -252,8 +252,11 @@ OVERRIDES = {
     "input_qos.reliability": "reliable",
     "input_qos.depth": 10,
     "sparse_depth.enabled": True,
-    "camera_info.wait_s": 5.0,  # generous: the tests publish image and calibration in any order
+    # generous: the tests publish image and calibration in any order. A whole number for a double
+    # parameter, as params files and `-p name:=5` give it: the node widens it, rclpy alone refuses
+    "camera_info.wait_s": 5,
 }
+OVERLAY = {"colormap": "magma", "max_rate_hz": 200}  # max_rate_hz: a whole number again
 # a policy that keeps delivery guaranteed: the camera_info tests wait for every message
 QOS_OVERRIDE = {"qos_overrides./depth/camera_info.publisher.durability": "transient_local"}
 
@@ -263,7 +266,7 @@ def reliable(tmp_path_factory, tiny_checkpoint: str):
     tmp = tmp_path_factory.mktemp("reliable")
     env = RosTest(tmp, tiny_checkpoint)
     overlay = tmp / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"colormap": "magma"}}}))
+    overlay.write_text(yaml.safe_dump({"/**": {"ros__parameters": OVERLAY}}))
     _subscribe_outputs(env.peer)
     env.peer.subscribe(PointCloud2, "depth/points", required=True)
     node = env.start_node(OVERRIDES | QOS_OVERRIDE, files=(PARAMS_FILE, overlay))
@@ -303,7 +306,9 @@ def test_params_file_covers_every_parameter_and_loads(reliable) -> None:
     got = env.peer.get_parameters(NODE, names)
     command_line = {"checkpoint": env.checkpoint, "backend": "torch"} | OVERRIDES
     for n in names:  # precedence: shipped file < overlay file < -p on the command line
-        expected = command_line.get(n, {"colormap": "magma"}.get(n, shipped[n]))
+        expected = command_line.get(n, OVERLAY.get(n, shipped[n]))
+        if n in FLOAT_PARAMS:  # whole numbers arrive widened to doubles
+            expected = float(expected)
         assert got[n] == expected and type(got[n]) is type(expected), n
 
 
@@ -329,7 +334,8 @@ def test_parameter_set_is_validated(reliable) -> None:
     assert not r.successful and "max_rate_hz" in r.reason
     r = peer.set_parameter(NODE, "checkpoint", "/elsewhere.safetensors")
     assert not r.successful and "read-only" in r.reason
-    assert peer.set_parameter(NODE, "min_depth", 5.0).successful
+    assert peer.set_parameter(NODE, "min_depth", 5).successful  # an INTEGER: widened
+    assert type(peer.get_parameters(NODE, ["min_depth"])["min_depth"]) is float
     r = peer.set_parameter(NODE, "max_depth", 2.0)
     assert not r.successful and "min_depth=5.0" in r.reason
     assert peer.set_parameter(NODE, "min_depth", 0.0).successful
