@@ -162,9 +162,62 @@ def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synth_set, "render_batch", render_then_stop)
     out = tmp_path / "set"
+    batches.append(1)  # the first batch: Ctrl-C before any frame is complete
     with pytest.raises(KeyboardInterrupt):
         synth_set.write_synthetic_set(out, 20, 0, (16, 16), progress=False, batch_size=8)
-    assert not out.exists()  # the first batch's 8 frames and the folders are gone
+    assert not out.exists()  # nothing complete: the folders are gone too
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def test_interrupted_synth_keeps_complete_frames_and_resumes(tmp_path, monkeypatch, capsys):
+    whole = synth_set.write_synthetic_set(tmp_path / "whole", 20, 3, (16, 16), progress=False)
+    render = synth_set.render_batch
+    batches = []
+
+    def render_then_stop(*a, **kw):  # the second batch (frames 16-19): Ctrl-C
+        batches.append(1)
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        return render(*a, **kw)
+
+    monkeypatch.setattr(synth_set, "render_batch", render_then_stop)
+    out = tmp_path / "set"
+    argv = ["synth", "--out", str(out), "--count", "20", "--seed", "3", "--size", "16x16"]
+    argv += ["--no-progress"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "stopped after 16 of 20 frames; they are kept" in err and "with --resume" in err, err
+    held = _files(out)
+    assert sorted(k for k in held if k.startswith("rgb")) == [f"rgb/{i:06d}.png" for i in range(16)]
+    assert "meta.json" not in held and "partial.json" in held
+    with pytest.raises(ValueError, match="interrupted synthetic set .16 of 20 frames.*--resume"):
+        synth_set.SyntheticSet(out)  # no reader takes the part for a set
+    monkeypatch.undo()
+    assert main(argv) == 1
+    assert "interrupted set (16 of 20 frames): pass --resume" in _err(capsys)
+    assert main([*argv[:6], "4", *argv[7:], "--resume"]) == 1  # another seed: its own frames
+    assert "of other settings (--count 20 --seed 3 --size 16x16)" in _err(capsys)
+    assert _files(out) == held  # refused without touching a file
+    rendered = []
+
+    def render_noting(seed, idx, *a, **kw):
+        rendered.extend(idx)
+        return render(seed, idx, *a, **kw)
+
+    monkeypatch.setattr(synth_set, "render_batch", render_noting)
+    assert main([*argv, "--resume"]) == 0
+    assert rendered == [16, 17, 18, 19]  # only what was missing
+    assert _files(out) == _files(whole)  # equal to the set written in one go
+    assert main([*argv, "--resume"]) == 0  # already complete: nothing to do
+    assert main([*argv[:6], "4", *argv[7:], "--resume"]) == 1
+    assert "complete set of other settings" in _err(capsys)
+    empty = tmp_path / "empty"
+    assert main(["synth", "--out", str(empty), "--count", "2", "--resume", "--no-progress"]) == 1
+    assert "holds no interrupted set" in _err(capsys) and not empty.exists()
 
 
 def test_python_api_arguments_are_checked_by_name(tiny_checkpoint, tmp_path):

@@ -7,6 +7,8 @@ The layout is documented in `depthart_core.data.synthetic.set`; frames come from
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from depthart_core.cli.args import add_progress_arg, parse_size
 
@@ -18,20 +20,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--size", type=parse_size, default=(128, 128), help="HxW (default 128x128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing set in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish a set an earlier run left part-way (Ctrl-C, a full disk); same settings",
+    )
     add_progress_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.data.synthetic.set import write_synthetic_set
+    from depthart_core.data.synthetic.set import PARTIAL, write_synthetic_set
+    from depthart_core.fileutil import read_json
 
-    root = write_synthetic_set(
-        args.out,
-        args.count,
-        args.seed,
-        args.size,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
+    try:
+        root = write_synthetic_set(
+            args.out,
+            args.count,
+            args.seed,
+            args.size,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            resume=args.resume,
+        )
+    except (KeyboardInterrupt, OSError):
+        partial = Path(args.out) / PARTIAL
+        if partial.is_file():  # what was complete is kept: say how to go on
+            done = read_json(partial, "interrupted synthetic set").get("written")
+            note = f"stopped after {done} of {args.count} frames; they are kept in {args.out}"
+            print(f"depthart synth: {note}: run the same command with --resume to finish",
+                  file=sys.stderr)  # fmt: skip
+        raise
     print(f"wrote {args.count} frames ({args.size[0]}x{args.size[1]}, seed {args.seed}) to {root}")
     return 0

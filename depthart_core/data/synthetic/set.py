@@ -48,6 +48,7 @@ from depthart_core.fileutil import atomic_write, output_folder, read_json
 log = logging.getLogger(__name__)
 
 FORMAT = "depthart-synth/1"
+PARTIAL = "partial.json"  # an interrupted set: its settings and how many frames are complete
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _K_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
 
@@ -82,11 +83,17 @@ def write_synthetic_set(
     cfg: SynthConfig | None = None,
     batch_size: int = 16,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Render frames 0 .. count-1 of `seed` into `out_dir` (layout in the module docstring).
 
     `cfg` is a SynthConfig (its `size` is replaced by `size`); frames are rendered on the CPU in
     batches of `batch_size`. An existing set is only replaced with `overwrite=True`.
+
+    Stopped part-way (Ctrl-C, a full disk), the frames written so far
+    stay, with `partial.json` (the settings and how many frames are complete) and no `meta.json`,
+    so no reader takes them for a set. `resume=True` with the same settings renders the rest:
+    frame i depends only on (seed, i), so the finished set equals an uninterrupted one.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
@@ -95,10 +102,6 @@ def write_synthetic_set(
     h, w = size
     cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))  # checks the size
     root = Path(out_dir)
-    # a file, a read-only or full disk: one line before any rendering; the folders this call
-    # makes are removed again if it ends with nothing in them
-    with output_folder(root):
-        _write_frames(root, count, seed, cfg, progress, batch_size, overwrite)
     meta = {
         "format": FORMAT,
         "count": int(count),
@@ -106,22 +109,40 @@ def write_synthetic_set(
         "size": [int(h), int(w)],
         "generator": cfg.to_dict(),
     }
+    meta = json.loads(json.dumps(meta))  # as read back (tuples are lists): compared on resume
+    if resume and _complete_set_matches(root, meta):
+        return root  # finished by an earlier call: nothing to do
+    # a file, a read-only or full disk: one line before any rendering; the folders this call
+    # makes are removed again if it ends with nothing in them
+    with output_folder(root):
+        _write_frames(root, meta, cfg, progress, batch_size, overwrite, resume)
     # written last: marks the set complete
     atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
+    (root / PARTIAL).unlink(missing_ok=True)
     return root
 
 
-def _write_frames(
-    root: Path,
-    count: int,
-    seed: int,
-    cfg: SynthConfig,
-    progress: bool,
-    batch_size: int,
-    overwrite: bool,
-) -> None:
-    """Frames 0 .. count-1 into `root`; on any failure (Ctrl-C, a full disk) the frames and
-    sub-folders written so far are removed, so no half set is left behind."""
+def _complete_set_matches(root: Path, meta: dict) -> bool:
+    """Whether `root` already holds the complete set `meta` describes (for `resume`)."""
+    if not (root / "meta.json").is_file():
+        return False
+    held = read_json(root / "meta.json", "synthetic set metadata")
+    if any(held.get(k) != v for k, v in meta.items()):
+        raise ValueError(f"{root} already holds a complete set of other settings "
+                         f"({_settings(held)}); pass --overwrite to replace it")  # fmt: skip
+    return True
+
+
+def _settings(meta: dict) -> str:
+    h, w = meta.get("size") or ("?", "?")
+    return f"--count {meta.get('count')} --seed {meta.get('seed')} --size {h}x{w}"
+
+
+def _first_frame(root: Path, meta: dict, overwrite: bool, resume: bool) -> int:
+    """The frame to start at: 0, or the first one an interrupted run left to do (`resume`).
+    Refuses a folder that holds a set (without `overwrite`) or someone else's partial set."""
+    partial = root / PARTIAL
+    held = read_json(partial, "interrupted synthetic set") if partial.is_file() else None
     if (root / "meta.json").exists():
         if not overwrite:
             raise ValueError(
@@ -129,16 +150,52 @@ def _write_frames(
                 f"(--overwrite on the command line)"
             )
         (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
+    if overwrite or held is None:
+        if resume and not overwrite:
+            raise ValueError(f"{root} holds no interrupted set ({PARTIAL}) to resume")
+        partial.unlink(missing_ok=True)
+        return 0
+    done = held.get("written")
+    if not resume:
+        raise ValueError(
+            f"{root} holds an interrupted set ({done} of {held.get('count')} frames): pass "
+            f"--resume to finish it, or --overwrite to start again"
+        )
+    differs = [k for k, v in meta.items() if held.get(k) != v]
+    if differs or not isinstance(done, int) or not 0 <= done <= meta["count"]:
+        raise ValueError(
+            f"{root} holds an interrupted set of other settings ({_settings(held)}"
+            f"{', generator' if 'generator' in differs else ''}): resume it with those, "
+            f"or pass --overwrite"
+        )
+    return done
+
+
+def _write_frames(
+    root: Path,
+    meta: dict,
+    cfg: SynthConfig,
+    progress: bool,
+    batch_size: int,
+    overwrite: bool,
+    resume: bool,
+) -> None:
+    """Frames of the set `meta` describes into `root`, from the first one not yet written. On a
+    failure (Ctrl-C, a full disk) the frame being written is removed; the complete ones stay with
+    `partial.json`, or, when there are none, the sub-folders this call made go too."""
+    count, seed = int(meta["count"]), int(meta["seed"])
+    start = _first_frame(root, meta, overwrite, resume)
     subs = [root / sub for sub in ("rgb", "depth", "intrinsics")]
     made = [p for p in subs if not p.exists()]
     for sub in made:
         sub.mkdir()
-    written = 0
+    written = start
     try:
         with tqdm(
-            total=count, desc=f"synth {root.name}", unit="frame", disable=not progress
-        ) as bar:
-            for b0 in range(0, count, batch_size):
+            total=count, initial=start, desc=f"synth {root.name}", unit="frame",
+            disable=not progress,
+        ) as bar:  # fmt: skip
+            for b0 in range(start, count, batch_size):
                 idx = list(range(b0, min(count, b0 + batch_size)))
                 out = render_batch(seed, idx, cfg, "cpu")
                 for j, i in enumerate(idx):
@@ -146,11 +203,13 @@ def _write_frames(
                     written = i + 1
                 bar.update(len(idx))
     except BaseException:
-        for i in range(written + 1):  # the frame being written too
-            for path in _frame_paths(root, i):
-                path.unlink(missing_ok=True)
-        for sub in made:
-            sub.rmdir()
+        for path in _frame_paths(root, written):  # the frame being written
+            path.unlink(missing_ok=True)
+        if written > 0:  # keep what is complete, and say how far it got
+            atomic_write(root / PARTIAL, json.dumps(meta | {"written": written}).encode())
+        else:
+            for sub in made:
+                sub.rmdir()
         raise
 
 
@@ -178,6 +237,13 @@ def _png(image: np.ndarray, path: Path) -> bytes:
 
 def _read_meta(root: Path) -> dict:
     path = root / "meta.json"
+    if not path.exists() and (root / PARTIAL).is_file():
+        held = read_json(root / PARTIAL, "interrupted synthetic set")
+        raise ValueError(
+            f"{root} holds an interrupted synthetic set ({held.get('written')} of "
+            f"{held.get('count')} frames): finish it with `depthart synth --out {root} "
+            f"{_settings(held)} --resume`"
+        )
     meta = read_json(path, "synthetic set metadata")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
