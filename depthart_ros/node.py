@@ -381,8 +381,8 @@ class DepthArtCore:
         if c["use_camera_info"]:
             info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
             info = None if info is None else camera_info_for(info, msg.header, depth.shape)
-        if self.metric.enabled:
-            p = None if info is None else info.p
+        if self.metric.enabled:  # P of this image's pixels: binning and ROI applied
+            p = None if info is None else ros_image.image_projection(info, depth.shape)[1]
             depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p, rgb)
             if fallback:
                 self._warn("metric_fallback", f"publishing relative depth: {fallback}")
@@ -426,9 +426,10 @@ class DepthArtCore:
             self._warn("points.no_camera_info", "not publishing depth/points: no camera_info yet")
             return
         h, w = depth.shape
+        k, p = ros_image.image_projection(info, depth.shape)  # binning and ROI applied
         try:
             rays = pixel_rays(
-                h, w, info.k, info.p, info.d, info.distortion_model,
+                h, w, k, p, info.d, info.distortion_model,
                 stride=int(c["points.stride"]), image=c["points.image"],
             )  # fmt: skip
         except ValueError as exc:

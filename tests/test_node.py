@@ -570,6 +570,35 @@ def test_point_cloud_backprojects_the_depth_through_the_calibration(reliable) ->
         assert peer.set_parameter(NODE, name, value).successful
 
 
+def test_point_cloud_follows_the_calibrations_binning_and_roi(reliable) -> None:
+    """A camera binning 2x2 inside a region of interest: CameraInfo keeps the full-resolution
+    calibration (REP 104) and the node republishes it unchanged, but the cloud must use the
+    binned, cropped camera's intrinsics, as image_geometry's PinholeCameraModel computes them:
+    cx' = (cx - x_offset) / binning_x, fx' = fx / binning_x."""
+    env, node, pub_img, _, pub_info = reliable
+    fx, fy, cx, cy = 520.0, 510.0, 322.5, 236.0  # of the 640x480 image that arrives
+    info = CameraInfo(width=2560, height=1920, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.binning_x = info.binning_y = 2
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 200, 100, 1280, 960
+    full = (2 * fx, 2 * fy, 2 * cx + 200, 2 * cy + 100)
+    info.k = [full[0], 0.0, full[2], 0.0, full[1], full[3], 0.0, 0.0, 1.0]
+    info.p = [full[0], 0.0, full[2], 0.0, 0.0, full[1], full[3], 0.0, 0.0, 0.0, 1.0, 0.0]
+    stamp = time.time_ns()
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    pub_info.publish(info)
+    _publish_frame(env, pub_img, scene_rgb(seed=9), stamp, "cam/binned")
+    depth = _depth(_wait_depth(env, stamp))
+    pts = np.frombuffer(bytes(_cloud_for(env, stamp).data), "<f4").reshape(240, 320, 4)
+    z = depth[::2, ::2]
+    v, u = np.mgrid[0:480:2, 0:640:2]
+    np.testing.assert_allclose(pts[..., 0], (u - cx) * z / fx, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pts[..., 1], (v - cy) * z / fy, rtol=1e-5, atol=1e-6)
+    out = next(m for m in env.peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp)
+    assert (out.width, out.height, out.binning_x, out.binning_y) == (2560, 1920, 2, 2)
+    assert (out.roi.x_offset, out.roi.y_offset, out.roi.width) == (200, 100, 1280)
+    np.testing.assert_allclose(out.k, info.k)  # republished as the camera describes itself
+
+
 def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
     """NaN or zero intrinsics: ignored (the last good calibration stays), counted by cause in
     diagnostics, and the node keeps publishing depth."""

@@ -202,3 +202,31 @@ def test_scaled_intrinsics_by_hand() -> None:
     assert ros_image.scaled_intrinsics(k, p, (640, 480), (640, 480)) == (k, p)
     with pytest.raises(ValueError, match="positive"):
         ros_image.scaled_intrinsics(k, p, (0, 480), (320, 240))
+
+
+def _info(width, height, k, p, binning=(0, 0), roi=(0, 0, 0, 0), upper=False):
+    r = SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3])
+    mats = {"K": k, "P": p} if upper else {"k": k, "p": p}  # a ROS 1 bag's CameraInfo: K, P
+    return SimpleNamespace(width=width, height=height, binning_x=binning[0],
+                           binning_y=binning[1], roi=r, **mats)  # fmt: skip
+
+
+def test_image_projection_applies_roi_binning_and_size_as_image_geometry_does() -> None:
+    k = [1000.0, 0.0, 640.0, 0.0, 990.0, 480.0, 0.0, 0.0, 1.0]
+    p = [1000.0, 0.0, 640.0, -50.0, 0.0, 990.0, 480.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    plain = _info(1280, 960, k, p)
+    assert ros_image.image_projection(plain, (960, 1280)) == (k, p)  # nothing to adjust
+    K, P = ros_image.image_projection(_info(1280, 960, k, p, binning=(2, 4)), (240, 640))
+    assert K == [500.0, 0.0, 320.0, 0.0, 247.5, 120.0, 0.0, 0.0, 1.0]
+    assert P == [500.0, 0.0, 320.0, -25.0, 0.0, 247.5, 120.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    # the ROI's offset first (full-resolution pixels), then the binning: cx' = (cx - x0) / b
+    roi = _info(1280, 960, k, p, binning=(2, 2), roi=(100, 40, 600, 400), upper=True)
+    K, P = ros_image.image_projection(roi, (200, 300))
+    assert (K[2], K[5], P[2], P[6]) == (270.0, 220.0, 270.0, 220.0)
+    assert (K[0], P[3]) == (500.0, -25.0)
+    # an image of another size than the binned ROI: rescaled like any calibration
+    K, P = ros_image.image_projection(roi, (100, 150))
+    assert (K[0], K[2]) == (250.0, (270.0 + 0.5) * 0.5 - 0.5)
+    # a driver that fills only K: P is [K | 0]
+    K, P = ros_image.image_projection(_info(1280, 960, k, [0.0] * 12), (960, 1280))
+    assert P == [*k[:3], 0.0, *k[3:6], 0.0, *k[6:], 0.0]

@@ -36,6 +36,7 @@ from depthart_core.ground_plane import (
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
+from depthart_core.rosio.image import image_projection
 from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, IMU_TYPE
 from depthart_core.vertical_lines import frame_lines_up
 
@@ -304,8 +305,9 @@ def ground_plane_fit(
         why = "no CameraInfo received before this image"
         row["ground_plane"] = {"code": "no_camera_info", "scale": None, "reason": why}
         return None
-    info = frame.camera_info
-    proj = info.p if np.any(np.asarray(info.p, dtype=np.float64)) else info.k
+    # P of the prediction's pixels: the CameraInfo's binning and ROI applied, a calibration
+    # for another size rescaled, a P of zeros taken from K
+    proj = image_projection(frame.camera_info, pred.shape)[1]
     up_3, up, up_reason = None, "prior", ""
     if cfg is not None and cfg.imu_topic:  # as the node's ground_plane.imu
         mount = ground.cfg

@@ -254,3 +254,43 @@ def scaled_intrinsics(
     P[0, 3] *= sx  # Tx = -fx' * B
     P[1, 3] *= sy
     return K.reshape(-1).tolist(), P.reshape(-1).tolist()
+
+
+def image_projection(info: Any, shape: tuple[int, ...]) -> tuple[list[float], list[float]]:
+    """K (3x3) and P (3x4), flat, for the pixels of an image of `shape` (h, w, ...) that a
+    CameraInfo `info` describes.
+
+    A CameraInfo keeps the full-resolution calibration and states a region of interest and a
+    binning separately (REP 104); consumers adjust for them, as image_geometry's
+    PinholeCameraModel does: the ROI's offset is subtracted from the principal point, then the
+    x row is divided by binning_x and the y row by binning_y. A size that still differs from the
+    image's (a calibration for another resolution) is rescaled with `scaled_intrinsics`. A P of
+    zeros (a driver that fills only K) is taken as [K | 0].
+    """
+    K = camera_info_field(info, "k").reshape(3, 3).copy()
+    P = camera_info_field(info, "p").reshape(3, 4).copy()
+    if not P.any():
+        P[:, :3] = K
+    w0, h0 = int(info.width), int(info.height)
+    roi = info.roi
+    if roi.width and roi.height:
+        for M in (K, P):
+            M[0, 2] -= roi.x_offset
+            M[1, 2] -= roi.y_offset
+        w0, h0 = int(roi.width), int(roi.height)
+    bx, by = max(int(info.binning_x), 1), max(int(info.binning_y), 1)
+    if bx > 1 or by > 1:
+        K[0], P[0] = K[0] / bx, P[0] / bx
+        K[1], P[1] = K[1] / by, P[1] / by
+        w0, h0 = w0 // bx, h0 // by
+    h, w = int(shape[0]), int(shape[1])
+    if w0 > 0 and h0 > 0 and (w0, h0) != (w, h):
+        return scaled_intrinsics(K, P, (w0, h0), (w, h))
+    return K.reshape(-1).tolist(), P.reshape(-1).tolist()
+
+
+def camera_info_field(info: Any, name: str) -> np.ndarray:
+    """CameraInfo matrix `name` ("k", "p", "d", "r") of a ROS 2 (lower case) or ROS 1 (upper
+    case: a ROS 1 bag read by rosbags) message, as float64."""
+    value = getattr(info, name, None)
+    return np.asarray(getattr(info, name.upper()) if value is None else value, dtype=np.float64)

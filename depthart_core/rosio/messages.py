@@ -200,7 +200,7 @@ def imu_orientation(msg: Any) -> tuple[float, float, float, float] | None:
 
 def camera_info_K(msg: Any) -> np.ndarray:
     """3x3 K of a ROS 2 (`k`) or ROS 1 (`K`) CameraInfo."""
-    return _ci_field(msg, "k").reshape(3, 3)
+    return ros_image.camera_info_field(msg, "k").reshape(3, 3)
 
 
 def with_stamp(msg: Any, msgtype: str, stamp_ns: int) -> bytes:
@@ -226,22 +226,16 @@ def to_ros2(msg: Any, msgtype: str, stamp_ns: int | None = None) -> Any:
             height=msg.height,
             width=msg.width,
             distortion_model=msg.distortion_model,
-            d=_ci_field(msg, "d"),
-            k=_ci_field(msg, "k"),
-            r=_ci_field(msg, "r"),
-            p=_ci_field(msg, "p"),
+            d=ros_image.camera_info_field(msg, "d"),
+            k=ros_image.camera_info_field(msg, "k"),
+            r=ros_image.camera_info_field(msg, "r"),
+            p=ros_image.camera_info_field(msg, "p"),
             binning_x=msg.binning_x,
             binning_y=msg.binning_y,
             roi=roi_cls(roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify),
         )
     known = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE, CAMERA_INFO_TYPE)
     raise ValueError(f"cannot convert {msgtype} to ROS 2 (only {', '.join(known)})")
-
-
-def _ci_field(msg: Any, name: str) -> np.ndarray:
-    """CameraInfo matrix `name` of a ROS 2 (lower case) or ROS 1 (upper case) message."""
-    value = getattr(msg, name, None)
-    return np.asarray(getattr(msg, name.upper()) if value is None else value, dtype=np.float64)
 
 
 def serialize(msg: Any, msgtype: str) -> bytes:
