@@ -126,11 +126,27 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         self._active = self.accepting = self._configured = False
         if getattr(self, "_owned", None):
             self._destroy_endpoints()
+        self._forget_qos_parameters()
         if self.backend is not None:
             self.backend = None
             gc.collect()
             if self.context.ok():  # not after Ctrl-C: rosout is gone by then
                 self.get_logger().info("model released")
+
+    def _forget_qos_parameters(self) -> None:
+        """Forget the `qos_overrides.*` parameters rclpy declared from the last configure's QoS.
+
+        rclpy declares them read-only when an endpoint is created, with the profile the QoS
+        parameters gave as their value, and a re-created endpoint takes the declared value over
+        its new profile: without this, QoS parameters changed between cleanup and the next
+        configure would be accepted and silently ignored. The ones the user gave (a params file,
+        `-p`) stay in rclpy's overrides and are declared again from them. rclpy's
+        `undeclare_parameter` refuses read-only parameters, hence its tables here."""
+        params, descriptors = getattr(self, "_parameters", {}), getattr(self, "_descriptors", {})
+        given = getattr(self, "_parameter_overrides", {})
+        for name in [n for n in params if n.startswith("qos_overrides.") and n not in given]:
+            params.pop(name, None)
+            descriptors.pop(name, None)
 
     def autostart(self) -> str | None:
         """Configure and activate in this process (the `autostart` parameter); the reason

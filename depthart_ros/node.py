@@ -78,9 +78,10 @@ from depthart_ros.spin import spin_until_context_ends
 from depthart_ros.uncertainty import TOPICS as U_TOPICS
 from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
 
-# qos_overrides./<topic>.publisher.* accepted for outputs: rclpy's defaults plus durability
-# (transient_local makes depth/camera_info a latched calibration for late subscribers)
-OUTPUT_OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
+# qos_overrides./<topic>.{publisher,subscription}.* accepted on every topic: rclpy's defaults plus
+# durability (a transient_local depth/camera_info is a latched calibration for late subscribers;
+# a transient_local camera_info subscription receives a latched one published before it)
+OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
 
 
 def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
@@ -175,14 +176,12 @@ class DepthArtCore:
         self.pub_diag = self._own(
             self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         )
-        over = QoSOverridingOptions.with_default_policies()
         qos_in = self._qos("input_qos")
         if c["image_transport"] == "compressed":  # image_transport's name: base topic + suffix
             topic = self.resolve_topic_name("image") + compressed.TRANSPORT_SUFFIX["compressed"]
-            self._subscribe(CompressedImage, topic, self._on_compressed, qos_in,
-                            qos_overriding_options=over)  # fmt: skip
+            self._subscribe(CompressedImage, topic, self._on_compressed, qos_in)
         else:
-            self._subscribe(Image, "image", self._on_image, qos_in, qos_overriding_options=over)
+            self._subscribe(Image, "image", self._on_image, qos_in)
         self.calibration = CalibrationPairer()
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
@@ -219,8 +218,10 @@ class DepthArtCore:
         self._owned.append((destroy, entity))
         return entity
 
-    def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos: QoSProfile, **kw):
-        sub = self.create_subscription(msg_type, topic, callback, qos, **kw)
+    def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos: QoSProfile) -> Any:
+        """A subscription whose QoS `qos_overrides./<topic>.subscription.*` can override."""
+        over = QoSOverridingOptions(OVERRIDABLE)
+        sub = self.create_subscription(msg_type, topic, callback, qos, qos_overriding_options=over)
         return self._own(self.destroy_subscription, sub)
 
     def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile, **kw: Any) -> Any:
@@ -263,7 +264,7 @@ class DepthArtCore:
         return None
 
     def _publisher(self, msg_type: type, topic: str) -> Any:
-        over = QoSOverridingOptions(OUTPUT_OVERRIDABLE)
+        over = QoSOverridingOptions(OVERRIDABLE)
         qos = self._qos("output_qos")
         return self._output_publisher(msg_type, topic, qos, qos_overriding_options=over)
 

@@ -186,7 +186,8 @@ def lc(tmp_path: Path):
 def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> None:
     peer = lc.peer
     missing = lc.tmp / "nope.safetensors"
-    node = lc.start({"checkpoint": str(missing)}, "managed")
+    given = {"qos_overrides./depth.publisher.depth": 4}  # the user's own override stays
+    node = lc.start({"checkpoint": str(missing)} | given, "managed")
     lc.connect(node)
     assert lc.state() == "unconfigured"
     assert lc.get_param("autostart") is False
@@ -248,11 +249,20 @@ def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> 
     assert diag["model_loads"] == "1" and diag["state"] == "active", diag
     assert node.log().count("model loaded") == 1
 
-    # 6. cleanup frees the model; configure loads it again (load 2); shutdown from active
+    # 6. cleanup frees the model; configure loads it again (load 2) with the QoS parameters as
+    #    they are then (rclpy's qos_overrides.* of the first configure must not pin the old
+    #    profile; the user's own override still wins); shutdown from active
+    assert lc.get_param("qos_overrides./image.subscription.depth") == 5  # input_qos.depth
+    assert lc.get_param("qos_overrides./depth/colored.publisher.depth") == 5  # output_qos.depth
     assert lc.change("deactivate") is True and lc.change("cleanup") is True
     assert lc.state() == "unconfigured" and "model released" in node.log()
     assert lc.set_param("checkpoint", tiny_checkpoint).successful  # settable again
+    for name, value in (("input_qos.depth", 7), ("output_qos.depth", 9)):
+        assert lc.set_param(name, value).successful
     assert lc.change("configure") is True and lc.change("activate") is True
+    assert lc.get_param("qos_overrides./image.subscription.depth") == 7
+    assert lc.get_param("qos_overrides./depth/colored.publisher.depth") == 9
+    assert lc.get_param("qos_overrides./depth.publisher.depth") == 4
     lc.wait_subscribed()  # the reader and writer of this configure are new endpoints
     lc.wait_depth(lc.frame(seed=6))
     assert "model loaded (load 2)" in node.log()

@@ -599,6 +599,41 @@ def test_point_cloud_follows_the_calibrations_binning_and_roi(reliable) -> None:
     np.testing.assert_allclose(out.k, info.k)  # republished as the camera describes itself
 
 
+def test_a_latched_camera_info_sent_before_the_node_started_is_used(ros: RosTest) -> None:
+    """A static calibration publisher (transient_local, one message, sent before the node came
+    up): `qos_overrides./camera_info.subscription.durability: transient_local` makes the node's
+    reader receive it, and the first frame goes out with depth/camera_info and depth/points."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    peer = ros.peer
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub_info = peer.node.create_publisher(CameraInfo, "camera_info", latched)
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.k = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
+    info.p = [500.0, 0.0, 319.5, 0.0, 0.0, 500.0, 239.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.header.frame_id = "static_calibration"  # stamp 0: no image will ever pair with it
+    pub_info.publish(info)
+    _subscribe_outputs(peer)
+    peer.subscribe(PointCloud2, "depth/points", required=True)
+    override = {"qos_overrides./camera_info.subscription.durability": "transient_local"}
+    node = ros.start_node({"input_qos.reliability": "reliable", "input_qos.depth": 10} | override)
+    peer.wait_ready(node)
+    pub_img = peer.publisher(Image, "image", reliable=True, depth=10)
+    assert peer.wait_for(lambda: pub_img.get_subscription_count() > 0, 20)
+    stamp = time.time_ns()
+    _publish_frame(ros, pub_img, scene_rgb(seed=3), stamp, "cam")
+    _wait_depth(ros, stamp)
+    cloud = _cloud_for(ros, stamp)
+    assert (cloud.height, cloud.width) == (240, 320)
+
+    def find():
+        return next((m for m in peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp),
+                    None)  # fmt: skip
+
+    assert peer.wait_for(lambda: find() is not None, 10)
+    np.testing.assert_allclose(find().k, info.k)
+
+
 def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
     """NaN or zero intrinsics: ignored (the last good calibration stays), counted by cause in
     diagnostics, and the node keeps publishing depth."""
