@@ -204,8 +204,34 @@ def test_depth_of_another_size_is_mapped_through_intrinsics():
     # without intrinsics: same aspect ratio resizes, another one is refused with the sizes
     d2, ok2 = depth_onto_image(np.ones((20, 30), np.float32), np.ones((20, 30), bool), (40, 60))
     assert d2.shape == (40, 60) and ok2.all()
+    # ... nearest neighbour: a hole beside 2 m stays a hole and 2 m, never a 0.5 or 1.5 m blend
+    edge = np.array([[0.0, 2.0], [0.0, 2.0]], np.float32)
+    d3, ok3 = depth_onto_image(edge, edge > 0, (4, 4))
+    assert set(np.unique(d3).tolist()) == {0.0, 2.0} and (ok3 == (d3 > 0)).all()
     with pytest.raises(ValueError, match="depth 16x20 and image 60x40"):
         depth_onto_image(depth, np.ones_like(depth, bool), (40, 60))
+
+
+def test_finetune_reads_the_cameras_binning_and_roi():
+    """A colour CameraInfo of the full 120x80 sensor with 2x2 binning describes a 60x40 image as
+    well as the 60x40 K itself: the depth lands on the same pixels (binning, ROI and a
+    calibration at another size through rosio.image.image_projection)."""
+    from types import SimpleNamespace
+
+    from depthart_core.finetune.frames import _intrinsics
+
+    def info(k, w, h, b=0, roi=(0, 0, 0, 0)):
+        r = SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3])
+        return SimpleNamespace(k=k, p=[0.0] * 12, width=w, height=h, binning_x=b, binning_y=b,
+                               roi=r)  # fmt: skip
+
+    plain = _intrinsics(info([50.0, 0, 29.5, 0, 50.0, 19.5, 0, 0, 1], 60, 40), (40, 60))
+    binned = _intrinsics(info([100.0, 0, 59.0, 0, 100.0, 39.0, 0, 0, 1], 120, 80, 2), (40, 60))
+    cropped = info([100.0, 0, 79.0, 0, 100.0, 49.0, 0, 0, 1], 200, 160, 2, (20, 10, 120, 80))
+    np.testing.assert_allclose(binned, [[50.0, 0, 29.5], [0, 50.0, 19.5], [0, 0, 1]])
+    np.testing.assert_allclose(_intrinsics(cropped, (40, 60)), binned)
+    at_2x = _intrinsics(info([100.0, 0, 59.5, 0, 100.0, 39.5, 0, 0, 1], 120, 80), (40, 60))
+    np.testing.assert_allclose(at_2x, plain)  # a calibration for 120x80, rescaled
 
 
 # ------------------------------------------------------------------------------------------------

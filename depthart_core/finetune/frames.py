@@ -36,7 +36,12 @@ import numpy as np
 from depthart_core.replay.frames import BagIndex, ReplayConfig, index_bag, iter_frames
 from depthart_core.replay.frames import Frame as BagFrame
 from depthart_core.rosio import bags, compressed, messages
-from depthart_core.rosio.image import DEPTH_ENCODINGS, RGB_ENCODINGS, ImageDecodeError
+from depthart_core.rosio.image import (
+    DEPTH_ENCODINGS,
+    RGB_ENCODINGS,
+    ImageDecodeError,
+    image_projection,
+)
 
 SUPPORTED_DEPTH = ("16UC1", "32FC1", "mono16")
 
@@ -220,10 +225,13 @@ class Counts:
         }
 
 
-def _intrinsics(info: object | None) -> np.ndarray | None:
+def _intrinsics(info: object | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """K of an image of `shape` that CameraInfo `info` describes: its binning and ROI applied,
+    a calibration for another size rescaled (`rosio.image.image_projection`); None without a
+    usable one."""
     if info is None:
         return None
-    K = messages.camera_info_K(info).astype(np.float64)
+    K = np.asarray(image_projection(info, shape)[0], dtype=np.float64).reshape(3, 3)
     return K if K[0, 0] > 0 and K[1, 1] > 0 else None
 
 
@@ -254,7 +262,8 @@ def depth_onto_image(
         out = cv2.remap(d, map_x, map_y, cv2.INTER_NEAREST, borderValue=0.0)
         return out, out > 0
     if abs(dw / dh - w / h) <= 0.01 * w / h:
-        d = cv2.resize(np.where(valid, depth, 0).astype(np.float32), (w, h), cv2.INTER_NEAREST)
+        d = np.where(valid, depth, 0).astype(np.float32)
+        d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)  # never a blend of depths
         return d, d > 0
     raise ValueError(
         f"depth {dw}x{dh} and image {w}x{h} (WxH) differ in aspect ratio; give "
@@ -309,8 +318,9 @@ def _sensor_depth(
         return None, "depth not decodable"
     depth, valid = fr.gt
     try:
+        K_image = _intrinsics(fr.camera_info, image_hw)
         depth, valid = depth_onto_image(
-            depth, valid, image_hw, _intrinsics(fr.camera_info), _intrinsics(depth_info)
+            depth, valid, image_hw, K_image, _intrinsics(depth_info, depth.shape)
         )
     except ValueError:
         sizes = f"{depth.shape[1]}x{depth.shape[0]} -> {image_hw[1]}x{image_hw[0]}"
