@@ -104,9 +104,9 @@ def test_writer_never_overwrites(tmp_path):
         bags.BagWriter(tmp_path / "new", storage="zip")
 
 
-def _small_bag(path, storage="mcap"):
+def _small_bag(path, storage="mcap", frames=range(4)):
     with bags.BagWriter(path, storage=storage) as w:
-        for i in range(4):
+        for i in frames:
             t = T0 + i * 100_000_000
             w.write(
                 "/cam/image", messages.image_msg(np.full((4, 6, 3), i, np.uint8), "rgb8", t, "c"), t
@@ -137,6 +137,24 @@ def test_missing_and_non_bag_paths(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(BagError, match="x.txt"):
         bags.list_topics(tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_split_bag_without_its_metadata_is_read_in_order(tmp_path, storage):
+    """A split rosbag2 recording (name_0, name_1, ... name_10) that lost metadata.yaml: its files
+    are read together, by time, with name_2 before name_10."""
+    split = tmp_path / "split"
+    split.mkdir()
+    for part in (0, 2, 10):
+        bag = _small_bag(tmp_path / f"part{part}", storage, frames=range(part * 2, part * 2 + 2))
+        (f,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+        f.rename(split / f"rec_{part}{f.suffix}")
+    assert bags.list_topics(split)["/cam/image"].count == 6
+    msgs = list(bags.iter_messages(split, ["/cam/image"]))
+    assert [int(np.asarray(m.msg.data)[0]) for m in msgs] == [0, 1, 4, 5, 20, 21]
+    assert [p.name for p in bags._reader_paths(split)] == [
+        f"rec_{i}{'.mcap' if storage == 'mcap' else '.db3'}" for i in (0, 2, 10)
+    ]
 
 
 def test_check_topic_lists_what_the_bag_has(tmp_path):

@@ -92,14 +92,25 @@ def _reader_paths(path: Path) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
     if path.is_dir() and not (path / "metadata.yaml").is_file():
-        mcaps = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3"))
-        if len(mcaps) == 1:  # a rosbag2 directory that lost its metadata.yaml
-            return mcaps
+        # a rosbag2 directory that lost its metadata.yaml: its file, or the files of a split
+        # bag (name_0.mcap, name_1.mcap, ...; read together, merged by time)
+        mcaps, db3s = (
+            sorted(path.glob("*.mcap"), key=_split_key),
+            sorted(path.glob("*.db3"), key=_split_key),
+        )
+        if bool(mcaps) != bool(db3s):
+            return mcaps or db3s
         raise BagError(
             f"{path} is a directory without metadata.yaml: not a ROS 2 bag "
             f"(contents: {sorted(p.name for p in path.iterdir())[:10]})"
         )
     return [path]
+
+
+def _split_key(path: Path) -> tuple[str, int]:
+    """A split bag's files in recording order: name_2 before name_10."""
+    stem, _, index = path.stem.rpartition("_")
+    return (stem, int(index)) if index.isdigit() else (path.stem, -1)
 
 
 @contextmanager
