@@ -130,6 +130,15 @@ def test_a_replay_that_scores_no_frame_exits_1(bag, tmp_path, capsys):
     err = _err(capsys)
     assert "no frame of 6 was scored: 6 rejected (most often: image not decodable" in err, err
     assert (out / "report.json").is_file()
+    # depth stamped 30 ms after each image, the tolerance 20 ms: none pairs, and it says by how far
+    from depthart_core.rosio.bags import write_synthetic_bag
+
+    late = tmp_path / "late"
+    write_synthetic_bag(late, 3, size=(24, 32), depth_delay_ns=30_000_000)
+    out = tmp_path / "r_late"
+    assert main(["replay", str(late), *TOPICS, "--out", str(out), "--no-plots"]) == 1
+    err = _err(capsys)
+    assert "3 unmatched (the nearest depth stamp is 0.030 s from an image, --max-dt is 0.02" in err
 
 
 def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):

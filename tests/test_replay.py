@@ -202,6 +202,7 @@ def test_offline_counts_every_frame(tmp_path):
     rows = report["rows"]
     assert [r["dt_ms"] for r in rows] == [0.0, 5.0, None, 0.0, 0.0, 0.0, None, -3.0]
     assert [u["index"] for u in report["unmatched_frames"]] == [2, 6]
+    assert report["nearest_depth_offset_s"] == 0.0  # others paired exactly
     reasons = {r["index"]: r["reason"] for r in report["rejected_frames"]}
     assert "size mismatch: image 8x6 vs GT depth 4x3" in reasons[3]
     assert "image not decodable" in reasons[4] and "32FC1" in reasons[4]

@@ -254,6 +254,10 @@ def _nothing_scored(report: dict) -> int:
     reasons = Counter(r["reason"] for r in report.get("rejected_frames", []))
     most = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
     states = ", ".join(f"{c[k]} {k}" for k in ("rejected", "unmatched", "dropped") if c.get(k))
+    if "nearest_depth_offset_s" in report and not reasons:  # the images and depth never paired
+        tol = report["config"]["max_dt_s"]
+        most = (f" (the nearest depth stamp is {report['nearest_depth_offset_s']:.3f} s from an "
+                f"image, --max-dt is {tol:g} s: raise it, or check the topics)")  # fmt: skip
     print(
         f"depthart replay: error: no frame of {c['frames']} was scored: {states}{most}",
         file=sys.stderr,

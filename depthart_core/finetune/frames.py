@@ -33,7 +33,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depthart_core.replay.frames import BagIndex, ReplayConfig, index_bag, iter_frames
+from depthart_core.replay.frames import (
+    BagIndex,
+    ReplayConfig,
+    index_bag,
+    iter_frames,
+    nearest_offset_s,
+)
 from depthart_core.replay.frames import Frame as BagFrame
 from depthart_core.rosio import bags, compressed, messages
 from depthart_core.rosio.image import (
@@ -151,17 +157,6 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
             f"{len(index.depth_stamps)} depth images); raise --max-dt or check the topics"
         )
     return BagScan(path, index, depth_enc, image_enc)
-
-
-def nearest_offset_s(index: BagIndex) -> float:
-    """The smallest |image stamp - depth stamp| of the bag, in seconds (inf without depth)."""
-    if not index.depth_stamps or not index.image_stamps:
-        return float("inf")
-    dep = np.sort(np.asarray(index.depth_stamps, dtype=np.int64))
-    img = np.asarray(index.image_stamps, dtype=np.int64)
-    k = np.clip(np.searchsorted(dep, img), 1, len(dep) - 1) if len(dep) > 1 else np.zeros_like(img)
-    best = np.minimum(np.abs(dep[k] - img), np.abs(dep[np.maximum(k - 1, 0)] - img))
-    return float(best.min()) / 1e9
 
 
 def split_by_time(scan: BagScan, cfg: FrameConfig) -> None:

@@ -423,6 +423,17 @@ def new_row(index: BagIndex, i: int) -> dict[str, Any]:
     }
 
 
+def nearest_offset_s(index: BagIndex) -> float:
+    """The smallest |image stamp - depth stamp| of the bag, in seconds (inf without depth)."""
+    if not index.depth_stamps or not index.image_stamps:
+        return float("inf")
+    dep = np.sort(np.asarray(index.depth_stamps, dtype=np.int64))
+    img = np.asarray(index.image_stamps, dtype=np.int64)
+    k = np.clip(np.searchsorted(dep, img), 1, len(dep) - 1) if len(dep) > 1 else np.zeros_like(img)
+    best = np.minimum(np.abs(dep[k] - img), np.abs(dep[np.maximum(k - 1, 0)] - img))
+    return float(best.min()) / 1e9
+
+
 # ------------------------------------------------------------------------------------------------
 # Run state shared by both modes; written to disk on every exit path
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from depthart_core.evaluation.protocols import get_protocol
 from depthart_core.fileutil import WriteError, atomic_write
-from depthart_core.replay.frames import STATUSES, ReplayRun
+from depthart_core.replay.frames import STATUSES, ReplayRun, nearest_offset_s
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def summarize(run: ReplayRun) -> dict[str, Any]:
             if r["status"] == "rejected"
         ],
         **({"ground_plane": ground_plane_summary(run)} if run.ground is not None else {}),
+        **_unmatched_hint(run, counts),
         **run.meta,
         "rows": rows,
     }
@@ -398,3 +399,11 @@ def plot_samples(run: ReplayRun, report: dict[str, Any], path: Path) -> bool:
     fig.tight_layout()
     _save(plt, fig, path, dpi=90)
     return True
+
+
+def _unmatched_hint(run: ReplayRun, counts: Counter) -> dict[str, float]:
+    """With unmatched frames: how near the nearest depth stamp came to an image (beside
+    `config.max_dt_s`, it says whether a larger tolerance would pair them)."""
+    if not counts.get("unmatched") or not run.index.depth_stamps:
+        return {}
+    return {"nearest_depth_offset_s": nearest_offset_s(run.index)}
