@@ -103,6 +103,11 @@ def test_a_device_this_pytorch_cannot_use_is_one_line(tmp_path, capsys):
     for device, words in (("cuda", "no CUDA device is available"), ("nosuch", "unknown device")):
         assert main(["predict", str(png), "--out", str(tmp_path / "p"), "--device", device]) == 1
         assert words in _err(capsys) and not (tmp_path / "p").exists()
+    argv = ["parity", "--backend", "torch", "--device", "cuda", "--count", "1"]
+    assert main(argv) == 1 and _err(capsys).endswith("use --device cpu")
+    argv = ["finetune", str(tmp_path / "bag"), "--image-topic", "/i", "--teacher", str(png)]
+    assert main([*argv, "--teacher-device", "cuda", "--out", str(tmp_path / "f")]) == 1
+    assert _err(capsys).endswith("use --teacher-device cpu") and not (tmp_path / "f").exists()
 
 
 def test_outputs_that_cannot_be_written_stop_the_command_before_its_work(bag, tmp_path, capsys):

@@ -60,6 +60,10 @@ class TeacherConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"teacher device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda":
+            from depthart_core.runtime import check_device
+
+            check_device("cuda", flag="--teacher-device")
 
 
 def _read_labels_meta(path: Path) -> dict[str, str] | None:

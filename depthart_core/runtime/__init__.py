@@ -71,10 +71,12 @@ def get_backend(
     return backend
 
 
-def check_device(device: str | torch.device, torch_runs_it: bool = True) -> None:
+def check_device(
+    device: str | torch.device, torch_runs_it: bool = True, flag: str = "--device"
+) -> None:
     """Refuse a device this process cannot use, with a one-line reason: a name torch does not
     know, or (`torch_runs_it`) CUDA where this PyTorch has none (a CPU-only wheel or no GPU
-    visible; ONNX Runtime checks its own CUDA provider)."""
+    visible; ONNX Runtime checks its own CUDA provider). `flag`: the option the advice names."""
     try:
         kind = torch.device(device).type
     except (RuntimeError, TypeError) as exc:
@@ -83,7 +85,7 @@ def check_device(device: str | torch.device, torch_runs_it: bool = True) -> None
         build = torch.version.cuda or "none (a CPU-only build)"
         raise ValueError(
             f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "
-            f"(its CUDA: {build}); use --device cpu"
+            f"(its CUDA: {build}); use {flag} cpu"
         )
     if kind not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: only cpu and cuda are supported")

@@ -18,6 +18,7 @@ import numpy as np
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_frame
+from depthart_core.runtime import check_device
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.preprocess import preprocess
 from depthart_core.runtime.torch_backend import DepthEstimator
@@ -44,6 +45,8 @@ def fp16_parity(
             f"the ONNX Runtime parity compares the fp16 graph on the CPU; got precision "
             f"{precision!r}, device {device!r} (use --backend torch for a GPU or bf16)"
         )
+    if backend == "torch":
+        check_device(device)  # CUDA on a CPU-only PyTorch: one line, not an assertion
     ckpt = CheckpointFile(checkpoint)
     if backend == "onnxruntime":
         b32 = OnnxRuntimeBackend.from_checkpoint(ckpt, precision="fp32")
