@@ -232,3 +232,14 @@ def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoin
     )
     assert calls == [("onnxruntime", str(tiny_checkpoint), "cpu", True, 2, True)]
     assert m.sha256 is not None and m.backend == "torch"
+
+
+def test_the_shipped_default_is_recorded_by_path_and_hash():
+    """`depthart eval` without --checkpoint scores the shipped default: its report names that
+    file and its sha256, as for any other checkpoint (it used to say null)."""
+    from depthart_core.checkpoint import default_checkpoint_path, file_sha256
+
+    (model,) = load_models([None], uncertainty=False)
+    assert model.label == "default"
+    assert model.checkpoint == str(default_checkpoint_path().resolve())
+    assert model.sha256 == file_sha256(default_checkpoint_path())

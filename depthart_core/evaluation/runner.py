@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from depthart_core.checkpoint import file_sha256
+from depthart_core.checkpoint import file_sha256, resolve_checkpoint
 from depthart_core.data.benchmarks import canonical_name, get_dataset
 from depthart_core.data.sample import DepthDataset
 from depthart_core.data.synthetic.config import SynthConfig
@@ -308,12 +308,13 @@ def load_models(
             flip_average=flip_average,
         )
         info = getattr(b, "info", {}) or {}
-        path = info.get("path") or (str(ckpt) if ckpt is not None else None)
+        # the shipped default is recorded by its path and hash too (a report names what it scored)
+        path = info.get("path") or str(resolve_checkpoint(ckpt) if ckpt is None else ckpt)
         sha = info.get("sha256") or (file_sha256(path) if path and Path(path).is_file() else None)
-        label = Path(path).stem if path else "default"
-        k = 2
+        stem = Path(path).stem if ckpt is not None else "default"
+        label, k = stem, 2
         while label in labels:
-            label, k = f"{Path(path).stem if path else 'default'}-{k}", k + 1
+            label, k = f"{stem}-{k}", k + 1
         labels.add(label)
         with_unc = (
             functools.partial(b.predict, with_uncertainty=True)
