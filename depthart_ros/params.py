@@ -215,8 +215,9 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "ground_plane.tilt",
         0.0,
-        "with ground_plane.imu and normal prior: share of the fitted floor's tilt from the "
-        "IMU's up taken out of the depth, not only its scale (0 = scale only; 0.75 measured)",
+        "with a measured up (ground_plane.imu or vertical_lines) and normal prior: share of the "
+        "fitted floor's tilt from that up taken out of the depth, not only its scale (0 = scale "
+        "only; 0.75 measured)",
         lo=0.0,
         hi=1.0,
     ),
@@ -287,7 +288,7 @@ def validate_params(values: dict[str, Any]) -> str | None:
         )
     if tilt > 0 and values.get("ground_plane.normal", "fit") != "prior":
         return (
-            f"ground_plane.tilt={tilt!r} measures the floor along the IMU's up: it needs "
+            f"ground_plane.tilt={tilt!r} measures the floor along the measured up: it needs "
             f"ground_plane.normal 'prior', got {values.get('ground_plane.normal', 'fit')!r}"
         )
     for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):

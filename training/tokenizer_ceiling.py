@@ -12,9 +12,11 @@ fifth column decodes the shipped encoder's continuous latent, unquantized: what 
 itself loses, before any codebook; the last scores the stored model-size depth itself (holes
 filled from the nearest valid pixel): what the model's input size alone loses.
 
-    python training/tokenizer_ceiling.py runs/ft27L7/corridor_s5_adapt=runs/ft27/bags/corridor_s5 \\
-        --image-topic /camera/image_raw --depth-topic /camera/depth \\
-        --camera-info-topic /camera/camera_info
+    python training/tokenizer_ceiling.py runs/ft27L7/corridor_s5_adapt=runs/ft27/bags/corridor_s5
+
+The held-out frames are the run's own: topics, stamp tolerance, held-out share, time gap and
+scored-frame count come from its `finetune.json` (the topic flags override them, e.g. a depth
+topic for a `--teacher` run, which trained without one).
 """
 
 from __future__ import annotations
@@ -76,15 +78,35 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("runs", nargs="+", help="RUN=BAG: a finetune --out folder and its bag")
     ap.add_argument("--checkpoint", default=None, help="the shipped tokenizer (default: default)")
-    ap.add_argument("--image-topic", required=True)
-    ap.add_argument("--depth-topic", required=True)
-    ap.add_argument("--camera-info-topic", default=None)
+    ap.add_argument("--image-topic", default=None, help="default: the run's")
+    ap.add_argument("--depth-topic", default=None, help="default: the run's")
+    ap.add_argument("--camera-info-topic", default=None, help="default: the run's")
     args = ap.parse_args(argv)
-    frames = FrameConfig(
-        image_topic=args.image_topic,
-        depth_topic=args.depth_topic,
-        camera_info_topic=args.camera_info_topic,
-    )
+    try:
+        _table(args, ap)
+    except (ValueError, OSError, KeyError) as exc:  # FinetuneInputError is a ValueError
+        print(f"tokenizer_ceiling: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_config(run: Path, args: argparse.Namespace) -> FinetuneConfig:
+    """The run's frame selection (its finetune.json), sensor depth scoring every frame."""
+    settings = json.loads((run / "finetune.json").read_text())["settings"]
+    given = {
+        "image_topic": args.image_topic,
+        "depth_topic": args.depth_topic,
+        "camera_info_topic": args.camera_info_topic,
+    }
+    frames = settings["frames"] | {k: v for k, v in given.items() if v} | {
+        "sensor_scores_only": False
+    }  # fmt: skip
+    if not frames.get("depth_topic"):
+        raise ValueError(f"{run} trained without a depth topic: give --depth-topic to score")
+    return FinetuneConfig(frames=FrameConfig(**frames), eval_frames=settings["eval_frames"])
+
+
+def _table(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
     shipped, _ = load_checkpoint(args.checkpoint)
     print(
         "run | item 1 bar | fine-tuned | round trip: shipped tokenizer | the run's tokenizer | "
@@ -97,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(run_s)
         report = json.loads((run / "report.json").read_text())
         size = shipped.cfg.image_size
-        prep = prepare([bag], FinetuneConfig(frames=frames), size, progress=False)
+        prep = prepare([bag], _run_config(run, args), size, progress=False)
         own, _ = load_checkpoint(run / "checkpoint.safetensors")
         base = report["before"]["depthart"]["abs_rel"]
         mean_map = report["baseline_mean_depth"]["abs_rel"]
@@ -110,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{round_trip_score(None, run, prep.scored):.4f}",
             flush=True,
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -117,8 +117,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=GroundPlaneConfig.tilt,
         metavar="SHARE",
-        help="with --imu-topic and --ground-normal prior: the share (0-1) of the fitted floor's "
-        "tilt from the IMU's up taken out of the depth, not only its scale (the node's "
+        help="with a measured up (--imu-topic or --vertical-lines) and --ground-normal prior: the "
+        "share (0-1) of the fitted floor's tilt from that up taken out of the depth, not only its "
+        "scale (the node's "
         f"ground_plane.tilt; {GroundPlaneConfig.tilt:g})",
     )
     gp.add_argument(
