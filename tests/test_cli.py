@@ -116,6 +116,16 @@ def test_info_checkpoint_and_errors(tiny_checkpoint, capsys):
     assert "/no/such.safetensors" in capsys.readouterr().err
 
 
+def test_output_into_a_closed_pipe_ends_quietly(tiny_checkpoint):
+    """`depthart info CKPT | head -1`: the reader goes before the output is written; the command
+    ends with 141 (128 + SIGPIPE) and prints nothing (it said "error: Broken pipe")."""
+    cmd = [sys.executable, "-m", "depthart_core", "info", tiny_checkpoint]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # long before the interpreter has started and printed
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b"", err.decode()
+
+
 def test_a_non_finite_training_loss_is_a_one_line_error(monkeypatch, capsys):
     """`depthart train` stopping on NaN exits 1 with the trainer's message, no traceback."""
     from depthart_core import cli

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 COMMANDS = (
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError, RuntimeError, FloatingPointError) as exc:
         print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `depthart info CKPT | head`: the reader has all it wanted
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell tool ends
     # a full or read-only disk, no permission, an --out through a file: one line naming the path
     # and the cause (fileutil.WriteError from every writer; other OSErrors carry their filename)
     except OSError as exc:
@@ -78,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"depthart {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of a closed pipe does not
+    print "Exception ignored ... BrokenPipeError" (Python docs, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
