@@ -242,7 +242,7 @@ def _ground_plane_line(gp: dict[str, Any]) -> str:
     return (
         f"{head}; metric AbsRel {gp['metric_abs_rel']:.4f} vs median-aligned "
         f"{gp['aligned_abs_rel']:.4f} on the same {gp['frames_scored']} frames: ratio "
-        f"{gp['ratio']:.2f} (bar {gp['ratio_bar']:g}: {met})"
+        f"{gp['ratio']:.3f} (bar {gp['ratio_bar']:g}: {met})"  # 1.253 is not "1.25: NOT met"
     )
 
 
