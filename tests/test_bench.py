@@ -105,3 +105,31 @@ def test_bench_preset_override_errors_name_the_value():
         main(["bench", "--preset", "tiny", "--set", "image_size=100", "--no-peer"])
     with pytest.raises(SystemExit, match="needs --preset"):
         main(["bench", "--set", "transformer.depth=3", "--no-peer"])
+
+
+def test_bench_times_the_decoding_the_backend_predicts_with(tiny_checkpoint, monkeypatch):
+    """The torch stages run the backend's own sampling (soft here), not a default greedy one:
+    bench must time what `predict` runs."""
+    import numpy as np
+
+    from depthart_core.model import DepthART
+    from depthart_core.runtime import get_backend
+    from depthart_core.runtime.bench import time_backend
+    from depthart_core.sampling import sampling_setting
+
+    seen = []
+    original = DepthART.generate_from_prefix
+
+    def noting(self, img, sampling, *a, **kw):
+        seen.append(sampling)
+        return original(self, img, sampling, *a, **kw)
+
+    monkeypatch.setattr(DepthART, "generate_from_prefix", noting)
+    for name in ("soft", "greedy"):
+        backend = get_backend("torch", tiny_checkpoint, sampling=sampling_setting(name, 0))
+        seen.clear()
+        backend.predict(np.zeros((24, 32, 3), np.uint8))
+        predicted = list(seen)
+        seen.clear()
+        time_backend(backend, np.zeros((24, 32, 3), np.uint8), runs=1, warmup=0)
+        assert seen == predicted and len(seen) == 1, (name, seen, predicted)

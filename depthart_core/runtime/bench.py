@@ -1,7 +1,9 @@
 """Latency benchmark: per-stage median/p90, end to end, frames/s, peak memory, and a peer.
 
 Stages for the torch backend: pre-processing, tokenizer encode (RGB -> image prefix), the
-autoregressive loop, decode (decoder + codec), post-processing. ONNX Runtime and TensorRT run the
+autoregressive loop in the backend's own decoding (soft, greedy or paper, as `predict` runs it),
+decode (decoder + codec), post-processing; with flip-averaging or a CUDA graph the model is one
+stage, as it runs. ONNX Runtime and TensorRT run the
 model as one graph, so their model time is one stage ("model"). With `uncertainty` the model stage
 is the uncertainty pass on every backend (`Backend.infer_uncertainty`: depth and each pixel's
 expected relative error from one pass) and post-processing resizes both maps. The peer is the
@@ -71,9 +73,11 @@ def time_backend(
         t.times.setdefault("preprocess", []).append((time.perf_counter() - t0) * 1e3)
         if uncertainty:  # depth and uncertainty from one pass (both passes with flip_average)
             maps = [m[0] for m in t.run("model", lambda x=x: backend.infer_uncertainty(x))]
-        elif isinstance(backend, DepthEstimator) and not backend.flip_average:
+        elif isinstance(backend, DepthEstimator) and not (
+            backend.flip_average or backend.cuda_graph
+        ):
             maps = [_torch_stages(backend, x, t)]
-        else:  # flip_average: both passes and the mean are the model stage
+        else:  # flip_average: both passes and the mean; a CUDA graph: its one replay
             maps = [t.run("model", lambda x=x: backend.infer(x))[0]]
         t.run("postprocess", lambda ms=maps, g=geo: [postprocess(m, g) for m in ms])
         t.times.setdefault("end_to_end", []).append((time.perf_counter() - t0) * 1e3)
@@ -92,8 +96,10 @@ def _torch_stages(be, x: np.ndarray, t: StageTimer) -> np.ndarray:
     xt = torch.from_numpy(x).to(be.device)
     with autocast(be.device, be.precision):
         img, f0 = t.run("encode", lambda: m.prefix_and_start(xt), sync)
-        _, f_hat, _ = t.run(
-            "ar_loop", lambda: m.generate_from_prefix(img, SamplingConfig(), f0), sync
+        _, f_hat, _ = t.run(  # the backend's own decoding (soft, greedy or paper), as predict
+            "ar_loop",
+            lambda: m.generate_from_prefix(img, be.sampling or SamplingConfig(), f0),
+            sync,
         )
         d = t.run("decode", lambda: m.decode(f_hat), sync)
     return d[0].float().cpu().numpy()
