@@ -86,6 +86,27 @@ def test_predict_keeps_images_that_share_a_stem_apart(tiny_checkpoint, tmp_path,
     assert "3 images share a file name" in capsys.readouterr().out
 
 
+def test_predict_never_writes_over_an_input_or_another_images_output(tmp_path, capsys):
+    """`a_uncertainty.png` beside `a.png` with --uncertainty: both would write
+    a_uncertainty.npy; a folder of earlier outputs predicted into itself: a.png's output
+    a_depth.png is an input. Both refused before any work, naming the files."""
+    for name in ("a.png", "a_uncertainty.png", "a_depth.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), 80, np.uint8))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    pair = [str(tmp_path / "a.png"), str(tmp_path / "a_uncertainty.png")]
+    out = tmp_path / "out"
+    assert main(["predict", *pair, "--uncertainty", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "a.png and " in err and "a_uncertainty.png would both write" in err, err
+    assert "a_uncertainty.npy" in err and not out.exists()
+    assert main(["predict", *pair, "--out", str(out)]) == 0  # without --uncertainty: no clash
+    into_itself = [str(tmp_path / "a.png"), str(tmp_path / "a_depth.png")]
+    assert main(["predict", *into_itself, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "a_depth.png, an output of" in err and "is one of the input images" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "out"])
+
+
 def test_predict_reports_unreadable_image(tiny_checkpoint, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")

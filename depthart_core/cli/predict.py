@@ -124,6 +124,37 @@ def output_stems(names: list[str]) -> list[str]:
     return stems
 
 
+def output_names(stem: str, args: argparse.Namespace) -> list[str]:
+    """The files `write_outputs` writes for one image."""
+    names = [f"{stem}.npy", f"{stem}_depth.png"]
+    if args.uncertainty:
+        names += [f"{stem}_uncertainty.npy", f"{stem}_uncertainty.png"]
+    return names + ([f"{stem}.ply"] if args.ply else [])
+
+
+def check_output_names(
+    images: list[str], stems: list[str], out: Path, args: argparse.Namespace
+) -> None:
+    """Refuse, before any work, outputs that would overwrite an input image or each other: an
+    image named `a_uncertainty.png` beside `a.png` (both would write `a_uncertainty.npy`), or a
+    folder of earlier outputs predicted into itself (`a_depth.png` is `a.png`'s output)."""
+    inputs = {Path(n).resolve() for n in images}
+    owner: dict[Path, str] = {}
+    for name, stem in zip(images, stems, strict=True):
+        for file in output_names(stem, args):
+            path = (out / file).resolve()
+            if path in inputs:
+                raise ValueError(
+                    f"{out / file}, an output of {name}, is one of the input images; "
+                    "give another --out"
+                )
+            if owner.setdefault(path, name) != name:
+                raise ValueError(
+                    f"{owner[path]} and {name} would both write {out / file}; predict them "
+                    "into separate --out folders"
+                )
+
+
 def write_outputs(
     out: Path, stem: str, depth, rgb, args: argparse.Namespace, uncertainty=None
 ) -> None:
@@ -192,11 +223,13 @@ def run(args: argparse.Namespace) -> int:
                 "uncertainty head; give --checkpoint one that has it (training/uncertainty_head.py "
                 "adds one) or drop --uncertainty"
             )
+    stems = output_stems(args.images)
+    check_output_names(args.images, stems, Path(args.out), args)
     with output_folder(args.out) as out:  # left empty (nothing written): removed again
-        return _predict_into(out, args)
+        return _predict_into(out, args, stems)
 
 
-def _predict_into(out: Path, args: argparse.Namespace) -> int:
+def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
     from collections import Counter
 
     import cv2
@@ -223,7 +256,6 @@ def _predict_into(out: Path, args: argparse.Namespace) -> int:
             "re-export its graph from the checkpoint with the head (`depthart export`)"
         )
     skipped: Counter[str] = Counter()
-    stems = output_stems(args.images)
     renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]
     if renamed:
         print(
