@@ -219,3 +219,17 @@ def test_the_factory_graphs_the_torch_backend_on_cuda_only(
 def test_cuda_graph_needs_cuda(tiny_model):
     with pytest.raises(ValueError, match="CUDA"):
         DepthEstimator(tiny_model, cuda_graph=True)
+
+
+def test_resizing_one_axis_down_and_the_other_up_stays_smooth():
+    """The model's 64x64 map back to a 33x517 frame (rows shrink, columns grow): each axis its
+    own interpolation, so a smooth ramp stays smooth (INTER_AREA on both repeated each column
+    value in blocks of 8); the same on the way in."""
+    from depthart_core.runtime.preprocess import Geometry, postprocess, preprocess
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (64, 1))
+    out = postprocess(ramp, Geometry(33, 517, 64, 0, 0, 64, 64))
+    assert out.shape == (33, 517)
+    assert len(np.unique(out[16])) > 400 and np.all(np.diff(out[16]) >= 0)
+    x, _ = preprocess(np.tile(np.arange(33, dtype=np.uint8)[:, None, None] * 7, (1, 517, 3)), 64)
+    assert len(np.unique(x[0, 0, :, 10])) > 50  # 33 rows grown to 64 by interpolation

@@ -43,7 +43,14 @@ def validate_rgb(rgb: np.ndarray, name: str = "rgb") -> np.ndarray:
 
 
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    shrink = w < img.shape[1] or h < img.shape[0]
+    """Area averaging along an axis that shrinks, bilinear along one that grows. Where one axis
+    shrinks and the other grows (a 33x517 frame to the model's 64x64, and back), each gets its
+    own pass: INTER_AREA on a growing axis repeats pixels in blocks."""
+    H, W = img.shape[:2]
+    if (w < W) != (h < H) and w != W and h != H:
+        img = cv2.resize(img, (w, H) if w < W else (W, h), interpolation=cv2.INTER_AREA)
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    shrink = w < W or h < H
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
