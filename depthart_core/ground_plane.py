@@ -438,7 +438,8 @@ def fit_ground_plane(
     angle, frac = _angle_deg(normal_3, up_3), float(inl_N.mean())
     plane = (pts_N3, normal_3, dist, inl_N, angle)
     if frac < cfg.min_inlier_fraction:
-        why = f"too few floor inliers: {frac:.0%} of {n} points < {cfg.min_inlier_fraction:.0%}"
+        why = (f"too few floor inliers: {int(inl_N.sum())} of {n} points "
+               f"({frac:.1%}) < {cfg.min_inlier_fraction:.0%}")  # fmt: skip
         return _result("few_inliers", why, *plane)
     if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
         why = f"floor {_deg(angle)} deg from up > {max_angle:g}"
