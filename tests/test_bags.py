@@ -157,6 +157,20 @@ def test_split_bag_without_its_metadata_is_read_in_order(tmp_path, storage):
     ]
 
 
+def test_the_first_image_gets_the_calibration_recorded_just_after_it(tmp_path):
+    """A driver publishes each image just before its CameraInfo, so a recording starts with an
+    image and no calibration yet: replay (and finetune) pair that first image with the
+    calibration of its exact stamp, as the node does by waiting for it."""
+    from depthart_core.replay.frames import ReplayConfig, index_bag, iter_frames
+
+    bag = _small_bag(tmp_path / "bag")  # each frame: image, then its CameraInfo
+    cfg = ReplayConfig(image_topic="/cam/image", depth_topic=None, camera_info_topic="/cam/info")
+    index = index_bag(bag, cfg)
+    frames = list(iter_frames(bag, cfg, index))
+    assert len(frames) == 4 and all(f.camera_info is not None for f in frames)
+    assert messages.stamp_to_ns(frames[0].camera_info.header.stamp) == index.image_stamps[0]
+
+
 def test_check_topic_lists_what_the_bag_has(tmp_path):
     topics = bags.list_topics(_small_bag(tmp_path / "bag"))
     with pytest.raises(TopicNotFoundError) as err:

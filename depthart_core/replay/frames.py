@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,9 @@ class BagIndex:
     # with an IMU topic: image i -> the attitude (x, y, z, w) nearest its stamp, or None
     imu: list[tuple[float, float, float, float] | None] | None = None
     imu_no_orientation: int = 0  # IMU messages that said they carry none
+    # the camera_info topic's first message (stamp, message): a driver publishes each image
+    # just before its calibration, so a recording holds the first image before any calibration
+    first_camera_info: tuple[int, Any] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -172,6 +176,10 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
         img, fids = img[: cfg.max_frames], fids[: cfg.max_frames]
     match, dts = match_stamps(img, dep, round(cfg.max_dt_s * 1e9))
     index = BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
+    if cfg.camera_info_topic:
+        with closing(bags.iter_messages(bag, [cfg.camera_info_topic])) as infos:
+            first = next(infos, None)
+        index.first_camera_info = None if first is None else (first.stamp_ns, first.msg)
     if cfg.imu_topic:
         bags.check_topic(topics, cfg.imu_topic, IMU_TYPE, bag)
         stamps, quats = [], []
@@ -248,6 +256,9 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
                 if not waiting:
                     return
                 continue
+            first = index.first_camera_info
+            if info is None and first is not None and first[0] == m.stamp_ns:
+                info = first[1]  # its own calibration, recorded just after it (the node waits)
             imu = index.imu[i] if index.imu is not None else None
             frame, jj = Frame(i, m, None, info, imu), index.match[i]
             i += 1
