@@ -133,3 +133,78 @@ def test_distance_to_planar_keeps_centre_and_shrinks_corners():
     f = 512 / math.tan(math.radians(30))
     assert z[384, 512] == pytest.approx(2.0 * f / math.sqrt(0.25 + 0.25 + f * f), rel=1e-6)
     assert z[0, 0] == pytest.approx(2.0 * f / math.sqrt(511.5**2 + 383.5**2 + f * f), rel=1e-6)
+
+
+# ml-hypersim contrib/mikeroberts3000/metadata_camera_parameters.csv: the standard camera, and
+# scene ai_038_009's tilt-shift one (its principal point lies far below the centre)
+M_STANDARD = np.diag([0.5773502886169104, 0.4330127164626828, -1.0])
+M_TILT_SHIFT = np.array(
+    [
+        [0.6088745353317421, 0.0, -0.04870996173778685],
+        [0.0, 0.42281668362380326, -0.11275110051191127],
+        [0.0, -0.17251279495462457, -1.0546015951381162],
+    ]
+)
+
+
+def _wall_distance(M: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Ray distances to the plane z = -3 of Hypersim's camera, rendered through `M` (pixel
+    centres; u right, v up in [-1, 1]), as ml-hypersim's ray-casting notebook builds them."""
+    u = np.linspace(-1 + 1 / w, 1 - 1 / w, w)
+    v = np.linspace(1 - 1 / h, -1 + 1 / h, h)
+    uu, vv = np.meshgrid(u, v)
+    rays = np.stack([uu, vv, np.ones_like(uu)], -1) @ M.T
+    return -3.0 / rays[..., 2] * np.linalg.norm(rays, axis=-1)
+
+
+def test_per_scene_cameras_give_the_pinhole_depth_and_intrinsics_of_the_image():
+    """A standard scene converts exactly as before. A tilt-shift scene: the returned depth,
+    back-projected through the returned K, lies on one plane at the true distances (the
+    standard camera bends the same wall by centimetres and misplaces the principal point)."""
+    from depthart_core.data.hypersim import distance_to_planar_exact, focal_length
+
+    h, w = 96, 128
+    d = _wall_distance(M_STANDARD, h, w)
+    depth, K = distance_to_planar_exact(d, M_STANDARD)
+    np.testing.assert_allclose(depth, distance_to_planar(d.astype(np.float32)), rtol=1e-6)
+    np.testing.assert_allclose(
+        K, [[focal_length(w), 0, 63.5], [0, focal_length(w), 47.5], [0, 0, 1]]
+    )
+    d = _wall_distance(M_TILT_SHIFT, h, w)
+
+    def off_plane(depth: np.ndarray, K: np.ndarray) -> tuple[float, float]:
+        ys, xs = np.mgrid[0:h, 0:w]
+        X = (np.stack([xs, ys, np.ones_like(xs)], -1) @ np.linalg.inv(K).T) * depth[..., None]
+        flat = X.reshape(-1, 3) - X.reshape(-1, 3).mean(0)
+        rms = np.linalg.svd(flat, compute_uv=False)[-1] / math.sqrt(len(flat))
+        return rms, np.abs(np.linalg.norm(X, axis=-1) - d).max()
+
+    depth, K_scene = distance_to_planar_exact(d, M_TILT_SHIFT)
+    assert K_scene[1, 2] > 70  # the principal point far below the centre (47.5)
+    rms, far = off_plane(depth, K_scene)
+    assert rms < 1e-5 and far < 1e-4, (rms, far)
+    rms, _ = off_plane(distance_to_planar(d.astype(np.float32)), K)  # the standard camera
+    assert rms > 1e-3, rms  # bent by about 1.5 cm rms
+
+
+def test_the_camera_csv_in_the_root_is_used_and_must_cover_every_scene(root, tmp_path):
+    cols = [f"M_cam_from_uv_{i}{j}" for i in range(3) for j in range(3)]
+    rows = [("ai_001_001", M_TILT_SHIFT), ("ai_001_002", M_STANDARD)]
+    csv_path = tmp_path / "metadata_camera_parameters.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scene_name", "settings_output_img_height", *cols])
+        for scene, M in rows:
+            w.writerow([scene, 768.0, *M.reshape(-1)])
+    standard = HypersimDataset(root, split="train")
+    per_scene = HypersimDataset(root, split="train", camera_csv=csv_path)
+    assert (standard.camera_mode, per_scene.camera_mode) == ("standard", "per-scene")
+    a, b = standard[0], per_scene[0]
+    assert b.intrinsics[1, 2] > a.intrinsics[1, 2] + 3  # ai_001_001 is tilt-shift here
+    assert not np.allclose(a.depth[b.valid], b.depth[b.valid])
+    test = HypersimDataset(root, split="test", camera_csv=csv_path)[0]  # a standard scene
+    np.testing.assert_allclose(test.depth, HypersimDataset(root, split="test")[0].depth, rtol=1e-6)
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([["scene_name", *cols], ["ai_009_009", *M_STANDARD.reshape(-1)]])
+    with pytest.raises(ValueError, match="scene ai_001_001 is not in the camera parameters CSV"):
+        HypersimDataset(root, split="train", camera_csv=csv_path)[0]

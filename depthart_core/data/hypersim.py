@@ -13,9 +13,19 @@ square pixels, principal point at the image centre; 1024 x 768): f = W / 2 / tan
     depth = distance * f / sqrt((u - cx)^2 + (v - cy)^2 + f^2)
 
 at pixel centres (u, v integer, cx = (W - 1) / 2, cy = (H - 1) / 2), as in ml-hypersim issue #9.
-Some scenes deviate slightly from this camera (exact per-scene intrinsics are in ml-hypersim's
-contrib/mikeroberts3000/metadata_camera_parameters.csv); they are converted with the standard
-camera too.
+
+Per-scene cameras. Many scenes were rendered with tilt-shift camera settings (ml-hypersim
+contrib/mikeroberts3000, `metadata_camera_parameters.csv`: each scene's `M_cam_from_uv`, which
+maps (u, v, 1), u and v in [-1, 1] at pixel centres with v up, to the ray in camera coordinates,
+x right, y up, z backward). For those the standard camera is off by up to about 12 % in depth
+and in its principal point. With that CSV (`camera_csv`, or ROOT/metadata_camera_parameters.csv
+when present) every frame is converted with its scene's camera: the pixel-from-ray projection
+A M^-1 diag(1, -1, -1) (A: normalised to pixel coordinates; the last factor turns x-right y-down
+z-forward rays into Hypersim's) is split by an RQ decomposition into K (upper triangular, the
+returned intrinsics) and a rotation R, and depth is the distance along each ray projected on R's
+optical axis: the planar depth of the pinhole camera K that the image is, so back-projection
+through K gives the scene's 3D shape. On a standard scene this is exactly the conversion above
+(R = I). Without the CSV every scene uses the standard camera (`camera_mode` says which).
 
 Frames come from the split CSV (ml-hypersim `evermotion_dataset/analysis/
 metadata_images_split_scene_v1.csv`: scene_name, camera_name, frame_id, ...,
@@ -38,6 +48,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import scipy.linalg
 
 from depthart_core.data.benchmarks._io import (
     BenchmarkDataset,
@@ -52,6 +63,7 @@ from depthart_core.data.sample import DepthSample
 SPLITS = ("train", "val", "test")
 FOV_X_DEG = 60.0
 CSV_NAME = "metadata_images_split_scene_v1.csv"
+CAMERA_CSV_NAME = "metadata_camera_parameters.csv"
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8"
 
@@ -68,6 +80,54 @@ def distance_to_planar(distance: np.ndarray, fov_x_deg: float = FOV_X_DEG) -> np
     v = np.arange(h, dtype=np.float64) - (h - 1) / 2.0
     scale = f / np.sqrt(u[None, :] ** 2 + v[:, None] ** 2 + f * f)
     return (distance.astype(np.float64) * scale).astype(np.float32)
+
+
+def read_camera_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """scene name -> its 3x3 `M_cam_from_uv` from ml-hypersim's metadata_camera_parameters.csv."""
+    path = require_file(Path(path), "Hypersim camera parameters CSV")
+    cols = [f"M_cam_from_uv_{i}{j}" for i in range(3) for j in range(3)]
+    out = {}
+    with open(path, newline="") as f:
+        reader = csv_mod.DictReader(f)
+        missing = [c for c in ("scene_name", *cols) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing[:3]}")
+        for lineno, r in enumerate(reader, start=2):
+            try:
+                m = np.array([float(r[c]) for c in cols]).reshape(3, 3)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: bad M_cam_from_uv ({exc})") from exc
+            if not np.isfinite(m).all() or abs(np.linalg.det(m)) < 1e-12:
+                raise ValueError(f"{path}:{lineno}: M_cam_from_uv of {r['scene_name']} is singular")
+            out[r["scene_name"].strip()] = m
+    return out
+
+
+def scene_camera(M_cam_from_uv: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(K, R) of the pinhole camera a scene's `M_cam_from_uv` renders at h x w: pixel ~ K R x
+    for a point x in OpenCV camera coordinates (x right, y down, z forward)."""
+    A = np.array([[w / 2.0, 0.0, w / 2.0 - 0.5], [0.0, -h / 2.0, h / 2.0 - 0.5], [0.0, 0.0, 1.0]])
+    P = A @ np.linalg.inv(M_cam_from_uv) @ np.diag([1.0, -1.0, -1.0])
+    K, R = scipy.linalg.rq(P)
+    D = np.diag(np.sign(np.diag(K)))  # positive focal lengths and K[2, 2]
+    K, R = K @ D, D @ R
+    if np.linalg.det(R) < 0:
+        raise ValueError("M_cam_from_uv does not describe a right-handed camera")
+    return K / K[2, 2], R
+
+
+def distance_to_planar_exact(
+    distance: np.ndarray, M_cam_from_uv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ray distance (H, W) -> (planar depth of the scene's pinhole camera, float32; its K)."""
+    h, w = distance.shape
+    K, R = scene_camera(M_cam_from_uv, h, w)
+    u = np.linspace(-1 + 1 / w, 1 - 1 / w, w)
+    v = np.linspace(1 - 1 / h, -1 + 1 / h, h)  # top row first: v points up
+    uv1 = np.stack(np.broadcast_arrays(u[None, :], v[:, None], 1.0), axis=-1)
+    rays_cv = (uv1 @ M_cam_from_uv.T) * np.array([1.0, -1.0, -1.0])
+    along = (rays_cv @ R[2]) / np.linalg.norm(rays_cv, axis=-1)
+    return (distance.astype(np.float64) * along).astype(np.float32), K
 
 
 def _paths(root: Path, scene: str, cam: str, frame: int) -> tuple[Path, Path]:
@@ -136,9 +196,14 @@ class HypersimDataset(BenchmarkDataset):
         csv: str | Path | None = None,
         min_depth: float = 0.0,
         max_depth: float = float("inf"),
+        camera_csv: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.root = require_dir(Path(root), "Hypersim root")
+        if camera_csv is None and (self.root / CAMERA_CSV_NAME).is_file():
+            camera_csv = self.root / CAMERA_CSV_NAME
+        self.cameras = read_camera_csv(camera_csv) if camera_csv is not None else None
+        self.camera_mode = "per-scene" if self.cameras is not None else "standard"
         check_range(min_depth, max_depth)
         self.min_depth, self.max_depth = min_depth, max_depth
         if split is None:
@@ -184,11 +249,15 @@ class HypersimDataset(BenchmarkDataset):
             raise ValueError(
                 f"{depth_p}: depth {distance.shape} and RGB {rgb.shape[:2]} differ in size"
             )
-        depth = distance_to_planar(distance)
+        h, w = distance.shape
+        if self.cameras is not None:
+            if scene not in self.cameras:
+                raise ValueError(f"scene {scene} is not in the camera parameters CSV")
+            depth, K = distance_to_planar_exact(distance, self.cameras[scene])
+        else:
+            depth, f = distance_to_planar(distance), focal_length(w)
+            K = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
         finite = np.isfinite(depth)
         depth = np.where(finite, depth, np.float32(0.0))
         valid = finite & (depth > 0) & self.range_mask(depth)
-        h, w = depth.shape
-        f = focal_length(w)
-        K = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
         return make_sample(rgb, depth, valid, f"{scene}/{cam}/frame.{frame:04d}", K)
