@@ -84,7 +84,7 @@ def test_nyu_depthart_crop_and_raw_depth(nyu_root):
     expected = np.ones((464, 624), bool)
     expected[100 - 8, 200 - 8] = expected[101 - 8, 200 - 8] = False
     np.testing.assert_array_equal(s.valid, expected)
-    assert s.intrinsics[0, 2] == pytest.approx(325.58244941119034 - 8)
+    assert s.intrinsics[0, 2] == pytest.approx(325.58244941119034 - 1 - 8)  # 0-based, cut
     np.testing.assert_array_equal(ds[1].rgb, rgbs[0][8:-8, 8:-8])
 
 
@@ -229,7 +229,7 @@ def test_ibims_scale_and_masks(tmp_path):
     expected = np.array([[True, True, False, False]] * 3)
     expected[1, 1] = expected[2, 0] = False
     np.testing.assert_array_equal(s.valid, expected)
-    assert s.intrinsics[0, 0] == pytest.approx(559.6) and s.intrinsics[1, 2] == 240.0
+    assert s.intrinsics[0, 0] == pytest.approx(559.6) and s.intrinsics[1, 2] == 239.0  # 0-based
     (tmp_path / "mask_transp/corridor_01.png").unlink()
     with pytest.raises(FileNotFoundError, match="mask_transp/corridor_01.png"):
         get_dataset("ibims1", tmp_path)[0]

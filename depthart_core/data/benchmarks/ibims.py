@@ -85,11 +85,14 @@ class IBims1(BenchmarkDataset):
         if depth.shape != rgb.shape[:2]:
             raise ValueError(f"iBims-1 {name}: depth {depth.shape} vs RGB {rgb.shape[:2]}")
         valid = self.range_mask(depth) & masks[0] & masks[1]
-        K = read_calib(self.root / "calib" / f"{name}.txt")
+        calib = read_calib(self.root / "calib" / f"{name}.txt")  # 1-based pixels, as the
+        K = None  # official evaluation back-projects them; the sample's K is 0-based
+        if calib is not None:
+            K = intrinsics(calib[0, 0], calib[1, 1], calib[0, 2] - 1.0, calib[1, 2] - 1.0)
         sample = make_sample(rgb, depth, valid, name, K)
         planes = self._planes(name, depth.shape)
-        if K is not None and planes:
-            sample.extras["calib"] = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+        if calib is not None and planes:  # the planarity error uses the file's own convention
+            sample.extras["calib"] = (calib[0, 0], calib[1, 1], calib[0, 2], calib[1, 2])
             sample.extras["planes"] = planes
         return sample
 

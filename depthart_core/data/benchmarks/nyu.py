@@ -37,7 +37,9 @@ from depthart_core.data.benchmarks._io import (
 )
 from depthart_core.data.sample import DepthSample
 
-# RGB camera intrinsics from the NYU toolbox `camera_params.m`.
+# RGB camera intrinsics from the NYU toolbox `camera_params.m`. Its principal point is in MATLAB's
+# 1-based pixels (project_depth_map.m indexes the image with round(X fx / Z + cx)); samples give
+# K in 0-based pixel coordinates (numpy, OpenCV, ROS CameraInfo), so cx - 1, cy - 1.
 NYU_FX, NYU_FY = 5.1885790117450188e02, 5.1946961112127485e02
 NYU_CX, NYU_CY = 3.2558244941119034e02, 2.5373616633400465e02
 DEPTHART_BORDER = 8
@@ -200,7 +202,7 @@ class NYUv2(BenchmarkDataset):
         with h5py.File(self.mat_path, "r") as f:
             rgb = np.asarray(f["images"][i]).transpose(2, 1, 0)  # (3, W, H) -> (H, W, 3)
             depth = np.asarray(f[self.depth_key][i], dtype=np.float32).T  # (W, H) -> (H, W)
-        cx, cy = NYU_CX, NYU_CY
+        cx, cy = NYU_CX - 1.0, NYU_CY - 1.0  # 1-based (toolbox) -> 0-based
         keep = np.ones(depth.shape, dtype=bool)
         if self.crop == "depthart":
             b = DEPTHART_BORDER
