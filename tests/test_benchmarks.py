@@ -257,12 +257,12 @@ def test_kitti_eigen_split_with_crops(tmp_path):
     assert (
         not s.valid[200, 43] and s.valid[200, 44] and s.valid[200, 1196] and not s.valid[200, 1197]
     )
-    assert s.valid[:, 600][300:303].tolist() == [False, True, False]
-    assert s.valid.sum() == (371 - 153) * (1197 - 44) - 2
+    assert s.valid[:, 600][300:303].tolist() == [False, False, False]  # 80 m itself is out
+    assert s.valid.sum() == (371 - 153) * (1197 - 44) - 3
     e = get_dataset(
         "kitti", tmp_path / "raw", split_file=split, gt_root=tmp_path / "gt", crop="eigen"
     )[0]
-    assert e.valid.sum() == (int(0.91351351 * H) - int(0.3324324 * H)) * (1197 - 44) - 2
+    assert e.valid.sum() == (int(0.91351351 * H) - int(0.3324324 * H)) * (1197 - 44) - 3
 
 
 # ---------------------------------------------------------------------------------------- DIODE
@@ -298,7 +298,7 @@ def test_scannet_color_resized_to_depth(tmp_path):
     s = get_dataset("scannet", tmp_path)[0]
     assert s.rgb.shape == (4, 6, 3) and s.rgb[0, 0, 0] > 200 and s.rgb[0, 5, 0] < 40
     np.testing.assert_allclose(s.depth[0], [0, 0.001, 0.002, 10.0, 10.001, 1.5], rtol=1e-6)
-    assert s.valid[0].tolist() == [False, False, True, True, False, True]
+    assert s.valid[0].tolist() == [False, False, True, False, False, True]  # (1e-3, 10) m
     assert s.intrinsics[0, 0] == pytest.approx(577.6) and s.intrinsics[1, 2] == 239.5
 
 

@@ -11,9 +11,9 @@ asked for (their modules live in `depthart_core.data` and `depthart_core.data.sy
     tum        tum.TUM(root)                             (1e-2, 10]        -
     nyuv2      nyu.NYUv2(root, split="test")             (1e-8, 10]        8 px cut (or Eigen)
     ibims1     ibims.IBims1(root)                        (1e-2, 50]        - (+ invalid/transp.)
-    kitti      kitti.KITTIEigen(root, split_file)        (1e-3, 80]        Garg (or Eigen)
+    kitti      kitti.KITTIEigen(root, split_file)        (1e-3, 80)        Garg (or Eigen)
     diode      diode.DIODE(root)                         (0.6, 350]        - (+ depth mask)
-    scannet    scannet.ScanNet(root)                     (1e-3, 10]        -
+    scannet    scannet.ScanNet(root)                     (1e-3, 10)        -
     hypersim   depthart_core.data.hypersim.HypersimDataset(root, split="val")
     synthetic  depthart_core.data.synthetic.set.SyntheticSet(root)
 """

@@ -49,8 +49,11 @@ class BenchmarkDataset:
         self.skipped += 1
         log.warning("%s: skipped %s", self.name, reason)
 
+    upper_closed = True  # (min, max]; False: (min, max), as the KITTI and ScanNet protocols
+
     def range_mask(self, depth_m: np.ndarray) -> np.ndarray:
-        return np.isfinite(depth_m) & (depth_m > self.min_depth) & (depth_m <= self.max_depth)
+        below = depth_m <= self.max_depth if self.upper_closed else depth_m < self.max_depth
+        return np.isfinite(depth_m) & (depth_m > self.min_depth) & below
 
 
 def check_range(min_depth: float, max_depth: float) -> None:

@@ -10,7 +10,8 @@ a known gap, skipped, counted and logged.
 Crops, as fractions of the frame (Monodepth / BTS evaluation code):
   garg  rows 0.40810811 H : 0.99189189 H, cols 0.03594771 W : 0.96405229 W  (Garg et al. 2016)
   eigen rows 0.3324324 H : 0.91351351 H,  cols 0.0359477 W : 0.96405229 W   (Eigen et al. 2014)
-Both are applied to `valid` only. Valid range (1e-3, 80] m: the 80 m cap of the Eigen protocol.
+Both are applied to `valid` only. Valid range (1e-3, 80) m: the 80 m cap of the Eigen protocol,
+open as BTS's evaluation (`gt_depth < max_depth_eval`) and Marigold's valid mask have it.
 The DepthART paper does not evaluate KITTI (its KITTI reader is missing from the release).
 """
 
@@ -51,6 +52,7 @@ def crop_mask(shape: tuple[int, int], crop: str) -> np.ndarray:
 
 class KITTIEigen(BenchmarkDataset):
     name = "kitti"
+    upper_closed = False  # the protocol's depth < max
 
     def __init__(
         self,

@@ -9,7 +9,8 @@ The list file is `list_file`, else `<root>/scannet_val_sampled_list_800_1.txt`, 
 `*/color/*.jpg` with a matching depth PNG. When colour is stored larger than depth, it is resized
 to the depth frame (area filter), so that evaluation runs at the ground truth's resolution.
 
-Valid range (1e-3, 10] m (Marigold's ScanNet config). No crop.
+Valid range (1e-3, 10) m (Marigold's ScanNet config; its valid mask is depth < max_depth). No
+crop.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def read_intrinsic_txt(path: Path) -> np.ndarray | None:
 
 class ScanNet(BenchmarkDataset):
     name = "scannet"
+    upper_closed = False  # the protocol's depth < max
 
     def __init__(
         self,
