@@ -203,6 +203,24 @@ def read_train_state(run_dir: str | Path) -> tuple[dict[str, str], dict[str, Any
     return meta, tensors
 
 
+def read_train_state_meta(run_dir: str | Path) -> dict[str, str]:
+    """The metadata of `run_dir/train_state.safetensors` (step, config, ...), without its
+    tensors; errors as `read_train_state`."""
+    path = Path(run_dir) / STATE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no {STATE_NAME} in {run_dir}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        json.loads(meta["config"])
+    except Exception as exc:  # safetensors and json raise their own types on damage
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunDirError(
+            f"cannot resume: {path} is damaged ({reason}); {_last_good(Path(run_dir))}"
+        ) from exc
+    return meta
+
+
 def read_metrics(run_dir: str | Path, warn: bool = True) -> list[dict[str, Any]]:
     """The rows of `run_dir/metrics.jsonl` (none if absent). The log is not load-bearing: a line
     that is not a JSON object with an integer "step" (half-written by a full disk or a kill, or

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from depthart_core.model import DepthART
 from depthart_core.training.config import load_train_config
 from depthart_core.training.trainer import Trainer, lr_at
 
@@ -50,6 +51,53 @@ def test_resume_is_bitwise_identical(tmp_path):
     for k in a:
         if k.startswith(("model.", "opt.")):
             assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_takes_every_weight_from_the_run_state(tmp_path, tiny_model):
+    """Stage 2 from an init_checkpoint, stopped at step 3; the init file then holds another
+    tokenizer (its stage-1 run went on) and later is gone: the resume equals the uninterrupted
+    run, its pool latents coming from the run's own tokenizer, not the file's."""
+    from depthart_core.checkpoint import save_checkpoint
+
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(init, tiny_model)
+    sets = ("steps=6", "data.pool_size=16", f"init_checkpoint={init}")
+    Trainer(_cfg(*sets), tmp_path / "a").fit(progress=False)
+    first = Trainer(_cfg(*sets), tmp_path / "b")
+    first.fit(steps=3, progress=False)
+    first.save()
+    moved_on = DepthART(tiny_model.cfg)
+    moved_on.load_state_dict(tiny_model.state_dict())
+    with torch.no_grad():
+        for t in moved_on.tokenizer.parameters():
+            t.add_(0.05)
+    save_checkpoint(init, moved_on)
+    Trainer(_cfg(*sets), tmp_path / "b", resume=True).fit(progress=False)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for k in a:
+        if k.startswith(("model.", "opt.")):
+            assert torch.equal(a[k], b[k]), k
+    init.unlink()
+    assert Trainer(_cfg(*sets), tmp_path / "b", resume=True).step == 6  # needs no init file
+
+
+def test_resume_refuses_other_settings_and_lets_the_length_change(tmp_path, caplog):
+    first = Trainer(_cfg("steps=4"), tmp_path / "r")
+    first.fit(steps=2, progress=False)
+    first.save()
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir())
+    for change, words in (
+        ("optim.lr=0.5", "optim.lr 0.001 -> 0.5"),
+        ("data.seed=5", "data.seed 0 -> 5"),
+    ):
+        with pytest.raises(ValueError, match=f"--resume with other settings .*{words}"):
+            Trainer(_cfg("steps=4", change), tmp_path / "r", resume=True)
+    after = sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir())
+    assert after == before  # refused before anything was written
+    longer = Trainer(_cfg("steps=8", "log_every=1"), tmp_path / "r", resume=True)
+    assert "--resume: steps 4 -> 8" in caplog.text and longer.step == 2
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (saved["steps"], saved["log_every"]) == (8, 1)  # the folder says what now runs
 
 
 def test_tokenizer_stage_trains_and_reports_code_usage(tmp_path):
@@ -91,6 +139,30 @@ def test_config_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_state"):
         Trainer(_cfg("steps=2"), tmp_path / "empty", resume=True)
     assert not (tmp_path / "empty").exists()  # refused before the folder was made
+    # found by probing the CLI (thirty-second session): each named, before any work
+    for sets, words in (
+        (["ema=1"], "ema must be 0 .off. or a decay in .0, 1., got 1.0"),
+        (["ema=-0.5"], "ema must be 0"),
+        (["optim.lr=0"], "optim.lr=0.0 is out of range"),
+        (["optim.beta2=1"], "optim.beta2=1.0 is out of range"),
+        (["steps=5", "steps.x=1"], "--set steps.x: steps was given a value, not keys"),
+        (["optim.lr=0.1", "optim=3"], "--set optim: optim was given keys, not a value"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            _cfg(*sets)
+    assert _cfg("optim.lr=3e-4").optim.lr == 3e-4  # the --help example (YAML 1.1 reads a str)
+    with pytest.raises(ValueError, match="data.render_size=32: .* must be 0 or the model's image"):
+        Trainer(_cfg("data.render_size=32", "data.pool_size=64"), tmp_path / "rs")
+    assert not (tmp_path / "rs").exists()
+
+
+def test_set_model_overrides_merge_with_the_config_files(tmp_path):
+    """`--set model_overrides.tokenizer.X=...` adds to the file's model_overrides, as every other
+    section merges; it used to replace them all (the file's transformer depth was lost)."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("preset: tiny\nmodel_overrides:\n  transformer:\n    depth: 3\n")
+    cfg = load_train_config(cfg_file, ["model_overrides.tokenizer.depth_codec=log"])
+    assert cfg.model_overrides == {"transformer": {"depth": 3}, "tokenizer": {"depth_codec": "log"}}
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):

@@ -8,6 +8,8 @@ with its dotted name, before a run folder is touched.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ class DataConfig:
     seed: int = 0  # synthetic stream seed (training); validation uses val_seed
     val_seed: int = 10_000
     val_count: int = 32
-    render_size: int = 0  # 0: render at the model resolution
+    render_size: int = 0  # 0 (or the model's image size): render at the model resolution
     pool_size: int = 0  # >0: train on a fixed pool of this many synthetic frames, rendered once
     pool_cache: str = ""  # where the pool is cached ("" = ~/.cache/depthart/synth/...)
     # synthetic training frames: SynthConfig overrides (e.g. camera_height: [0.3, 1.9]); empty =
@@ -145,6 +147,20 @@ class TrainConfig:
             raise ValueError(f"white_balance={self.white_balance} needs augment=true")
         if self.soft_latent < 0:
             raise ValueError(f"soft_latent must be >= 0, got {self.soft_latent}")
+        if not 0.0 <= self.ema < 1.0:  # 1 would never move the weights, above 1 extrapolate
+            raise ValueError(f"ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
+        o = self.optim
+        for name, value, ok in (
+            ("optim.lr", o.lr, o.lr > 0),
+            ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0),
+            ("optim.beta1", o.beta1, 0 <= o.beta1 < 1),
+            ("optim.beta2", o.beta2, 0 <= o.beta2 < 1),
+            ("optim.eps", o.eps, o.eps > 0),
+            ("optim.gamma", o.gamma, o.gamma > 0),
+            ("optim.grad_clip", o.grad_clip, o.grad_clip >= 0),
+        ):
+            if not (ok and math.isfinite(value)):
+                raise ValueError(f"{name}={value!r} is out of range")
         if (self.soft_rollout or self.soft_latent > 0) and self.mode != "depthart":
             raise ValueError(
                 "soft_rollout / soft_latent shape the DepthART rollout; "
@@ -197,7 +213,7 @@ def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "model_overrides":
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
@@ -205,7 +221,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set optim.lr=3e-4 --set steps=50` -> nested dict; values parsed as YAML scalars."""
+    """`--set optim.lr=3e-4 --set steps=50` -> nested dict; values parsed as YAML scalars, and a
+    number such as 3e-4 as a number (YAML 1.1, which PyYAML reads, wants 3.0e-4). A key given
+    twice keeps its last value."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -213,10 +231,21 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                section = ".".join(parts[: i + 1])
+                raise ValueError(f"--set {key}: {section} was given a value, not keys")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ValueError(f"--set {key}: {key.strip()} was given keys, not a value")
+        value = yaml.safe_load(raw)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)
+        node[parts[-1]] = value
     return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 3e-4, 1E5: YAML 1.2 floats
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -49,6 +49,7 @@ from depthart_core.rundir import (
     append_metrics,
     claim_run_dir,
     read_metrics,
+    read_train_state_meta,
     rewrite_metrics,
 )
 from depthart_core.tokenizer.codec import encode_depth
@@ -106,8 +107,11 @@ class Trainer:
     def _set_up(self, resume: bool) -> None:
         cfg = self.cfg
         self.device = pick_device(cfg.device, self.rank)
+        resume = self._resumable(resume)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.model = self._build_model().to(self.device)
+        # resuming, the weights come from the run's state alone (init_checkpoint may have moved
+        # on, or be gone): read below, before the latents are cached from its tokenizer
+        self.model = self._build_model(load_init=not resume).to(self.device)
         self.params = self._trainable()
         broadcast(self.params, self.world)
         self.opt = torch.optim.AdamW(
@@ -121,6 +125,11 @@ class Trainer:
         use_scaler = cfg.precision == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         size = self.model.cfg.image_size
+        if cfg.data.render_size not in (0, size):  # before a pool is rendered at the wrong size
+            raise ValueError(
+                f"data.render_size={cfg.data.render_size}: frames go to the model as rendered, "
+                f"so it must be 0 or the model's image size {size}"
+            )
         self.batches = make_batches(
             cfg.data,
             cfg.data.render_size or size,
@@ -129,13 +138,27 @@ class Trainer:
             self.world,
             progress=self.progress and self.is_main,
         )
-        self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        torch.manual_seed(cfg.seed + 1000 * self.rank)
+        if resume:  # weights, optimizer, EMA, step and the RNG of the step it stopped at
+            self._load_state()
+        with torch.random.fork_rng(devices=[]):  # caching draws nothing from the run's RNG
+            self.latents = self._cache_latents() if cfg.stage == "transformer" else None
+        if not resume:
+            torch.manual_seed(cfg.seed + 1000 * self.rank)
+        if self.is_main:  # a resume may have changed what RESUME_MAY_CHANGE allows
+            atomic_write(
+                self.run_dir / "config.json", (json.dumps(cfg.to_dict(), indent=2) + "\n").encode()
+            )
+
+    def _resumable(self, resume: bool) -> bool:
+        """Whether to continue the run's state: a run killed before its first save starts again
+        from step 0 (a folder with no log at all is refused earlier), and the settings must be
+        the run's own, apart from `RESUME_MAY_CHANGE`."""
+        if not resume:
+            return False
         logged = (self.run_dir / METRICS_NAME).is_file()  # the same answer on every rank
-        if resume and logged and not (self.run_dir / STATE_NAME).is_file():
-            # a run killed before its first save; a folder with no log at all is refused below
+        if logged and not (self.run_dir / STATE_NAME).is_file():
             rows = read_metrics(self.run_dir, warn=False) if self.is_main else []
             lost = f" (its log reached step {rows[-1]['step']})" if rows else ""
             log.warning(
@@ -145,22 +168,33 @@ class Trainer:
             )  # fmt: skip
             if self.is_main:
                 rewrite_metrics(self.run_dir, [])
-            resume = False
-        if resume:
-            self._load_state()
-        elif self.is_main:
-            atomic_write(
-                self.run_dir / "config.json", (json.dumps(cfg.to_dict(), indent=2) + "\n").encode()
+            return False
+        saved = _flat(json.loads(read_train_state_meta(self.run_dir)["config"]))
+        now = _flat(self.cfg.to_dict())
+        changed = {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
+        refused = sorted(k for k in changed if k.split(".")[0] not in RESUME_MAY_CHANGE)
+        if refused:
+            said = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in refused[:4])
+            more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
+            raise ValueError(
+                f"--resume with other settings than the run's own ({said}{more}): resume with "
+                f"the command that started it (only {', '.join(sorted(RESUME_MAY_CHANGE))} may "
+                "change), or start a new run in another --out"
             )
+        for k in sorted(changed):
+            log.warning("--resume: %s %r -> %r", k, saved.get(k), now.get(k))
+        return True
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     # ------------------------------------------------------------------ set-up
-    def _build_model(self) -> DepthART:
+    def _build_model(self, load_init: bool = True) -> DepthART:
         cfg = self.cfg
         model = DepthART(with_overrides(get_preset(cfg.preset), cfg.model_overrides))
+        if not load_init:  # a resume: every weight comes from the run's state
+            return model
         if cfg.init_checkpoint:
             src, _ = load_checkpoint(cfg.init_checkpoint)
             src_pn, dst_pn = src.cfg.tokenizer.patch_nums, model.cfg.tokenizer.patch_nums
@@ -520,6 +554,17 @@ class Trainer:
         if self.is_main:  # the log continues from the state's step, rewritten atomically
             self.history = [r for r in read_metrics(self.run_dir) if r["step"] <= self.step]
             rewrite_metrics(self.run_dir, self.history)
+
+
+# settings a --resume may change: how long it runs, how often it reports, where
+RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "ckpt_every", "val_every", "log_every", "device"})
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v}
+    return out
 
 
 def _config_hint(src: Any, dst: Any, parts: tuple[str, ...], skip: set[str] = frozenset()) -> str:
