@@ -180,18 +180,21 @@ def remove_stale_temp_files(path: str | Path, depth: int = 1) -> list[Path]:
     return removed
 
 
-def read_train_state(run_dir: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """(metadata, tensors) of `run_dir/train_state.safetensors`; a missing file raises
-    FileNotFoundError, a damaged one RunDirError naming the file and the last good checkpoint."""
+def read_train_state(
+    run_dir: str | Path, tensors: bool = True
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(metadata, tensors) of `run_dir/train_state.safetensors` (`tensors=False`: its metadata
+    only, and no tensors); a missing file raises FileNotFoundError, a damaged one RunDirError
+    naming the file and the last good checkpoint."""
     path = Path(run_dir) / STATE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no {STATE_NAME} in {run_dir}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            found = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
         missing = [k for k in ("step", "config", "param_groups") if k not in meta]
-        missing += [k for k in ("rng.torch",) if k not in tensors]
+        missing += [k for k in ("rng.torch",) if tensors and k not in found]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
         int(meta["step"]), json.loads(meta["config"]), json.loads(meta["param_groups"])
@@ -200,25 +203,7 @@ def read_train_state(run_dir: str | Path) -> tuple[dict[str, str], dict[str, Any
         raise RunDirError(
             f"cannot resume: {path} is damaged ({reason}); {_last_good(Path(run_dir))}"
         ) from exc
-    return meta, tensors
-
-
-def read_train_state_meta(run_dir: str | Path) -> dict[str, str]:
-    """The metadata of `run_dir/train_state.safetensors` (step, config, ...), without its
-    tensors; errors as `read_train_state`."""
-    path = Path(run_dir) / STATE_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no {STATE_NAME} in {run_dir}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        json.loads(meta["config"])
-    except Exception as exc:  # safetensors and json raise their own types on damage
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RunDirError(
-            f"cannot resume: {path} is damaged ({reason}); {_last_good(Path(run_dir))}"
-        ) from exc
-    return meta
+    return meta, found
 
 
 def read_metrics(run_dir: str | Path, warn: bool = True) -> list[dict[str, Any]]:

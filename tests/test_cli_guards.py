@@ -165,21 +165,24 @@ def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):
     assert calls[0] == tmp_path / "img.npy" and not any(tmp_path.iterdir())
     monkeypatch.undo()
 
-    render = synth_set.render_batch
-    batches = []
-
-    def render_then_stop(*a, **kw):  # the second batch: Ctrl-C
-        batches.append(1)
-        if len(batches) == 2:
-            raise KeyboardInterrupt
-        return render(*a, **kw)
-
-    monkeypatch.setattr(synth_set, "render_batch", render_then_stop)
-    out = tmp_path / "set"
-    batches.append(1)  # the first batch: Ctrl-C before any frame is complete
+    monkeypatch.setattr(synth_set, "render_batch", _render_stopping_at(1))
+    out = tmp_path / "set"  # Ctrl-C in the first batch, before any frame is complete
     with pytest.raises(KeyboardInterrupt):
         synth_set.write_synthetic_set(out, 20, 0, (16, 16), progress=False, batch_size=8)
     assert not out.exists()  # nothing complete: the folders are gone too
+
+
+def _render_stopping_at(batch: int):
+    """`render_batch` that raises KeyboardInterrupt (Ctrl-C) on its `batch`-th call."""
+    render, calls = synth_set.render_batch, []
+
+    def render_then_stop(*a, **kw):
+        calls.append(1)
+        if len(calls) == batch:
+            raise KeyboardInterrupt
+        return render(*a, **kw)
+
+    return render_then_stop
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -190,15 +193,7 @@ def _files(root: Path) -> dict[str, bytes]:
 def test_interrupted_synth_keeps_complete_frames_and_resumes(tmp_path, monkeypatch, capsys):
     whole = synth_set.write_synthetic_set(tmp_path / "whole", 20, 3, (16, 16), progress=False)
     render = synth_set.render_batch
-    batches = []
-
-    def render_then_stop(*a, **kw):  # the second batch (frames 16-19): Ctrl-C
-        batches.append(1)
-        if len(batches) == 2:
-            raise KeyboardInterrupt
-        return render(*a, **kw)
-
-    monkeypatch.setattr(synth_set, "render_batch", render_then_stop)
+    monkeypatch.setattr(synth_set, "render_batch", _render_stopping_at(2))  # frames 16-19
     out = tmp_path / "set"
     argv = ["synth", "--out", str(out), "--count", "20", "--seed", "3", "--size", "16x16"]
     argv += ["--no-progress"]

@@ -49,7 +49,7 @@ from depthart_core.rundir import (
     append_metrics,
     claim_run_dir,
     read_metrics,
-    read_train_state_meta,
+    read_train_state,
     rewrite_metrics,
 )
 from depthart_core.tokenizer.codec import encode_depth
@@ -169,7 +169,8 @@ class Trainer:
             if self.is_main:
                 rewrite_metrics(self.run_dir, [])
             return False
-        saved = _flat(json.loads(read_train_state_meta(self.run_dir)["config"]))
+        meta, _ = read_train_state(self.run_dir, tensors=False)
+        saved = _flat(json.loads(meta["config"]))
         now = _flat(self.cfg.to_dict())
         changed = {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
         refused = sorted(k for k in changed if k.split(".")[0] not in RESUME_MAY_CHANGE)
