@@ -199,7 +199,7 @@ def test_interrupted_synth_keeps_complete_frames_and_resumes(tmp_path, monkeypat
     argv += ["--no-progress"]
     assert main(argv) == 130
     err = capsys.readouterr().err
-    assert "stopped after 16 of 20 frames; they are kept" in err and "with --resume" in err, err
+    assert "stopped; 16 of 20 frames are kept in" in err and "with --resume" in err, err
     held = _files(out)
     assert sorted(k for k in held if k.startswith("rgb")) == [f"rgb/{i:06d}.png" for i in range(16)]
     assert "meta.json" not in held and "partial.json" in held

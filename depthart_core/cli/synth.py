@@ -43,13 +43,22 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             resume=args.resume,
         )
-    except (KeyboardInterrupt, OSError):
+    except (KeyboardInterrupt, OSError) as exc:
         partial = Path(args.out) / PARTIAL
-        if partial.is_file():  # what was complete is kept: say how to go on
-            done = read_json(partial, "interrupted synthetic set").get("written")
-            note = f"stopped after {done} of {args.count} frames; they are kept in {args.out}"
-            print(f"depthart synth: {note}: run the same command with --resume to finish",
-                  file=sys.stderr)  # fmt: skip
-        raise
+        if not partial.is_file():
+            raise
+        # what was complete is kept: say how to go on (an error stays one line)
+        done = read_json(partial, "interrupted synthetic set").get("written")
+        kept = f"{done} of {args.count} frames are kept in {args.out}"
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"depthart synth: stopped; {kept}: run the same command with --resume to "
+                  "finish", file=sys.stderr)  # fmt: skip
+            raise
+        from depthart_core.fileutil import describe_os_error
+
+        raise RuntimeError(
+            f"{describe_os_error(exc)}; {kept}: free the space, then run the same command with "
+            "--resume"
+        ) from exc
     print(f"wrote {args.count} frames ({args.size[0]}x{args.size[1]}, seed {args.seed}) to {root}")
     return 0

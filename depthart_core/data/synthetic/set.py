@@ -206,7 +206,10 @@ def _write_frames(
         for path in _frame_paths(root, written):  # the frame being written
             path.unlink(missing_ok=True)
         if written > 0:  # keep what is complete, and say how far it got
-            atomic_write(root / PARTIAL, json.dumps(meta | {"written": written}).encode())
+            try:
+                atomic_write(root / PARTIAL, json.dumps(meta | {"written": written}).encode())
+            except OSError:  # the disk that stopped the frames: the first error is the one told
+                pass
         else:
             for sub in made:
                 sub.rmdir()
