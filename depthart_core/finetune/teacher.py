@@ -37,7 +37,7 @@ from depthart_core.checkpoint import file_sha256, read_checkpoint_info
 from depthart_core.fileutil import atomic_write
 from depthart_core.finetune.frames import BagScan, FinetuneInputError, Frame, FrameConfig
 from depthart_core.finetune.prepare import SmallFrame, resize_rgb, to_model_size
-from depthart_core.runtime import get_backend
+from depthart_core.runtime import check_device, get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
 
@@ -61,8 +61,6 @@ class TeacherConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"teacher device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda":
-            from depthart_core.runtime import check_device
-
             check_device("cuda", flag="--teacher-device")
 
 
