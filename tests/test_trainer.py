@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from depthart_core.model import DepthART
@@ -94,6 +95,15 @@ def test_resume_refuses_other_settings_and_lets_the_length_change(tmp_path, capl
             Trainer(_cfg("steps=4", change), tmp_path / "r", resume=True)
     after = sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir())
     assert after == before  # refused before anything was written
+    # a run saved before a setting existed resumes: the setting counts as its default
+    from safetensors.torch import save_file
+
+    state = tmp_path / "r" / "train_state.safetensors"
+    with safe_open(str(state), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(meta["config"])
+    del config["hflip"], config["data"]["synth"]
+    save_file(tensors, str(state), metadata=meta | {"config": json.dumps(config)})
     longer = Trainer(_cfg("steps=8", "log_every=1"), tmp_path / "r", resume=True)
     assert "--resume: steps 4 -> 8" in caplog.text and longer.step == 2
     saved = json.loads((tmp_path / "r" / "config.json").read_text())

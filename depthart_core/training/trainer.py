@@ -171,8 +171,11 @@ class Trainer:
             return False
         meta, _ = read_train_state(self.run_dir, tensors=False)
         saved = _flat(json.loads(meta["config"]))
-        now = _flat(self.cfg.to_dict())
-        changed = {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
+        now = _flat(json.loads(json.dumps(self.cfg.to_dict())))  # tuples read back as lists
+        # a setting newer than the run's state counts as its default (an older run resumes)
+        default = _flat(json.loads(json.dumps(TrainConfig().to_dict())))
+        saved = {k: saved.get(k, default.get(k)) for k in now}
+        changed = {k for k in now if saved[k] != now[k]}
         refused = sorted(k for k in changed if k.split(".")[0] not in RESUME_MAY_CHANGE)
         if refused:
             said = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in refused[:4])
