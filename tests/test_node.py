@@ -505,6 +505,15 @@ def test_camera_info_is_rescaled_to_the_depth_size(reliable) -> None:
     _wait_counts(peer, before, {"camera_info_paired": 1})
 
 
+def _info_for(env: RosTest, stamp: int) -> CameraInfo:
+    def find():
+        msgs = env.peer.messages("depth/camera_info")
+        return next((m for m in msgs if stamp_ns(m.header) == stamp), None)
+
+    assert env.peer.wait_for(lambda: find() is not None, 10), f"no camera_info for {stamp}"
+    return find()
+
+
 def _cloud_for(env: RosTest, stamp: int) -> PointCloud2:
     def find():
         msgs = env.peer.messages("depth/points")
@@ -593,7 +602,7 @@ def test_point_cloud_follows_the_calibrations_binning_and_roi(reliable) -> None:
     v, u = np.mgrid[0:480:2, 0:640:2]
     np.testing.assert_allclose(pts[..., 0], (u - cx) * z / fx, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pts[..., 1], (v - cy) * z / fy, rtol=1e-5, atol=1e-6)
-    out = next(m for m in env.peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp)
+    out = _info_for(env, stamp)  # its own topic: it may arrive after the cloud
     assert (out.width, out.height, out.binning_x, out.binning_y) == (2560, 1920, 2, 2)
     assert (out.roi.x_offset, out.roi.y_offset, out.roi.width) == (200, 100, 1280)
     np.testing.assert_allclose(out.k, info.k)  # republished as the camera describes itself
@@ -625,13 +634,7 @@ def test_a_latched_camera_info_sent_before_the_node_started_is_used(ros: RosTest
     _wait_depth(ros, stamp)
     cloud = _cloud_for(ros, stamp)
     assert (cloud.height, cloud.width) == (240, 320)
-
-    def find():
-        return next((m for m in peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp),
-                    None)  # fmt: skip
-
-    assert peer.wait_for(lambda: find() is not None, 10)
-    np.testing.assert_allclose(find().k, info.k)
+    np.testing.assert_allclose(_info_for(ros, stamp).k, info.k)
 
 
 def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
