@@ -505,22 +505,22 @@ def test_camera_info_is_rescaled_to_the_depth_size(reliable) -> None:
     _wait_counts(peer, before, {"camera_info_paired": 1})
 
 
-def _info_for(env: RosTest, stamp: int) -> CameraInfo:
-    def find():
-        msgs = env.peer.messages("depth/camera_info")
-        return next((m for m in msgs if stamp_ns(m.header) == stamp), None)
+def _output_for(env: RosTest, topic: str, stamp: int) -> Any:
+    """The node's message on `topic` for the frame stamped `stamp` (waits up to 10 s)."""
 
-    assert env.peer.wait_for(lambda: find() is not None, 10), f"no camera_info for {stamp}"
+    def find():
+        return next((m for m in env.peer.messages(topic) if stamp_ns(m.header) == stamp), None)
+
+    assert env.peer.wait_for(lambda: find() is not None, 10), f"no {topic} for {stamp}"
     return find()
+
+
+def _info_for(env: RosTest, stamp: int) -> CameraInfo:
+    return _output_for(env, "depth/camera_info", stamp)
 
 
 def _cloud_for(env: RosTest, stamp: int) -> PointCloud2:
-    def find():
-        msgs = env.peer.messages("depth/points")
-        return next((m for m in msgs if stamp_ns(m.header) == stamp), None)
-
-    assert env.peer.wait_for(lambda: find() is not None, 10), f"no depth/points for {stamp}"
-    return find()
+    return _output_for(env, "depth/points", stamp)
 
 
 def test_point_cloud_backprojects_the_depth_through_the_calibration(reliable) -> None:
