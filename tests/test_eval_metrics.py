@@ -104,6 +104,12 @@ def test_disparity_space_alignment_recovers_affine_disparity():
     depth, s, t = al.lstsq_scale_shift_disparity(pred, gt, np.ones(3, bool))
     assert (s, t) == (pytest.approx(0.5), pytest.approx(0.5))
     np.testing.assert_allclose(depth, gt, rtol=1e-12)
+    # a pixel predicted at 0 (its disparity would be 1e6) stays out of the fit, as Marigold's
+    # pred > 0 mask; it used to collapse the fit to a constant map
+    pred0, gt0 = np.append(pred, 0.0), np.append(gt, 0.25)
+    depth0, s0, t0 = al.lstsq_scale_shift_disparity(pred0, gt0, np.ones(4, bool))
+    assert (s0, t0) == (pytest.approx(0.5), pytest.approx(0.5))
+    np.testing.assert_allclose(depth0[:3], gt, rtol=1e-12)
 
 
 @pytest.mark.parametrize("method", al.ALIGNMENTS)

@@ -1,8 +1,11 @@
 """Aligning a relative prediction to metric ground truth, on valid pixels only.
 
 - `median_scale`: s = median(g / p), prediction multiplied by s. This is the DepthART paper's
-  alignment (sec. 6; DepthART `mde/capsules/aligner/aligners_fn.py::align_si_l1`). Note that
-  Monodepth2-style code uses median(g) / median(p) instead; the two differ.
+  alignment (sec. 6; DepthART `mde/capsules/aligner/aligners_fn.py::align_si_l1`), with two
+  differences that matter only where the prediction is 0 somewhere: the authors' median runs over
+  every valid pixel (g / 0 = inf included, which pulls s up) and torch.median takes the lower of
+  the two middle values, where this one skips pixels with p <= 0 and np.median averages the two.
+  Note that Monodepth2-style code uses median(g) / median(p) instead; the two differ.
 - `lstsq_scale`: s minimising sum (s p - g)^2, i.e. s = <p, g> / <p, p>.
 - `lstsq_scale_shift`: (s, t) minimising sum (s p + t - g)^2 (MiDaS / Marigold `alignment.py`
   `align_depth_least_square`). In disparity space the same fit runs on 1/g, the prediction is
@@ -62,13 +65,18 @@ def lstsq_scale_shift(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tu
 def lstsq_scale_shift_disparity(
     pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, pred_is_disparity: bool = False
 ) -> tuple[np.ndarray, float, float]:
-    """Fit s * disp(p) + t to 1/g; return (aligned depth, s, t). `valid` must exclude g <= 0."""
+    """Fit s * disp(p) + t to 1/g; return (aligned depth, s, t). `valid` must exclude g <= 0.
+    Pixels predicted at depth <= 0 are left out of the fit (as Marigold's `pred > 0` mask; their
+    disparity of 1/1e-6 would dominate it) and scored like the rest."""
     pred = np.asarray(pred, dtype=np.float64)
     disp = pred if pred_is_disparity else 1.0 / np.maximum(pred, PRED_EPS)
     gt = np.asarray(gt, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         gt_disp = np.where(valid, 1.0 / gt, 0.0)
-    s, t = lstsq_scale_shift(disp, gt_disp, valid)
+    fit = valid if pred_is_disparity else valid & (pred > 0)
+    if np.any(valid) and not fit.any():  # (an empty mask is named by lstsq_scale_shift)
+        raise ValueError(f"disparity fit: none of the {int(np.sum(valid))} valid pixels is > 0")
+    s, t = lstsq_scale_shift(disp, gt_disp, fit)
     aligned_disp = np.maximum(s * disp + t, MIN_DISPARITY)
     return 1.0 / aligned_disp, s, t
 
