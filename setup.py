@@ -45,12 +45,14 @@ setup(
         ],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0"],
-        # training, dataset evaluation and replay reports only (Hypersim / NYUv2 / TUM HDF5,
-        # plots); the node never imports them (tests/test_package.py)
-        # scipy: nearest-valid-pixel inpainting of depth training targets (tokenizer.codec)
-        "train": ["h5py>=3.9", "matplotlib>=3.7", "scipy>=1.10"],
+        # training, fine-tuning, synthetic data, dataset evaluation and replay reports only;
+        # the nodes never import them (tests/test_package.py). h5py: Hypersim / NYUv2 / TUM
+        # HDF5; matplotlib: plots; scipy: nearest-valid-pixel inpainting of depth training
+        # targets (tokenizer.codec, so `finetune` too); scikit-image: the photographs the
+        # synthetic renderer textures its scenes with (`synth`, `synth-bag`, `train`, make demo)
+        "train": ["h5py>=3.9", "matplotlib>=3.7", "scipy>=1.10", "scikit-image>=0.22"],
         "bench": ["transformers>=4.45"],
-        # scikit-image, scikit-learn (and matplotlib): bundled photographs, training/real_photos.py
+        # scikit-learn (and scikit-image, matplotlib): training/real_photos.py
         "dev": [
             "pytest>=8",
             "ruff>=0.5",

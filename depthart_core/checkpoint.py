@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import site
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -223,25 +225,52 @@ def convert_authors_checkpoint(
     return save_checkpoint(out, model, metadata=meta)
 
 
+def _shipped_candidates() -> list[Path]:
+    """Where the shipped checkpoint can be, in order: the repository (a source checkout or an
+    editable install), then the `share/depthart_ros/checkpoints` that setup.py's data_files
+    install under the environment's prefix (a pip install into a venv or `--prefix`; the
+    package's own prefix, `sys.prefix`, and the user base of `pip install --user`)."""
+    package_dir = Path(__file__).resolve().parent
+    repo = package_dir.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    # <prefix>/lib/pythonX.Y/site-packages/depthart_core -> <prefix>
+    prefixes = [*package_dir.parents[3:4], Path(sys.prefix), Path(site.getuserbase())]
+    shares = [
+        p / "share" / "depthart_ros" / "checkpoints" / DEFAULT_CHECKPOINT_NAME for p in prefixes
+    ]
+    return [repo, *dict.fromkeys(shares)]
+
+
 def default_checkpoint_path() -> Path:
-    """$DEPTHART_CHECKPOINT, else the checkpoint shipped in the repo or the ament share dir."""
+    """$DEPTHART_CHECKPOINT, else the shipped checkpoint: in the repository, under the install
+    prefix (`_shipped_candidates`), or in a colcon install's ament share directory. Where none
+    exists, the repository's path (the error names it)."""
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
-    if here.exists():
-        return here
+    candidates = _shipped_candidates()
+    for path in candidates:
+        if path.is_file():
+            return path
     try:  # optional dependency: ament_index_python exists only in a colcon-installed ROS 2
         from ament_index_python.packages import get_package_share_directory
 
         share = Path(get_package_share_directory("depthart_ros"))
         return share / "checkpoints" / DEFAULT_CHECKPOINT_NAME
     except Exception:
-        return here
+        return candidates[0]
 
 
 def resolve_checkpoint(path: str | Path | None) -> Path:
-    return _existing(default_checkpoint_path() if path is None else path)
+    if path is None:
+        default = default_checkpoint_path()
+        if not default.is_file() and not os.environ.get(ENV_CHECKPOINT):
+            looked = ", ".join(str(p) for p in _shipped_candidates())
+            raise FileNotFoundError(
+                f"checkpoint not found: the shipped {DEFAULT_CHECKPOINT_NAME} is in none of "
+                f"{looked}: pass a checkpoint or set {ENV_CHECKPOINT}"
+            )
+        return _existing(default)
+    return _existing(path)
 
 
 def _existing(path: str | Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,23 @@ def test_python_api_arguments_are_checked_by_name(tiny_checkpoint, tmp_path):
     assert len(backend.predict_batch(f for f in frames)) == 2
     with pytest.raises(ValueError, match=r"got one array of shape \(24, 32, 3\); use predict\(\)"):
         backend.predict_batch(frames[0])
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_its_extra(tmp_path, monkeypatch, capsys):
+    """`synth` without scikit-image (the renderer's textures; the `train` extra): one line that
+    names the module and the extra, exit 1, no traceback and no folder left."""
+    from depthart_core.data.synthetic.textures import texture_bank
+
+    texture_bank.cache_clear()  # the bank imports scikit-image when it is first built
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    out = tmp_path / "s"
+    argv = ["synth", "--out", str(out), "--count", "1", "--size", "16x16", "--no-progress"]
+    try:
+        assert main(argv) == 1
+    finally:
+        texture_bank.cache_clear()
+    err = _err(capsys)
+    assert err.startswith("depthart synth: error: ") and "skimage" in err, err
+    assert "pip install 'depthart_ros[train]'" in err, err
+    assert not out.exists()

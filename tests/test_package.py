@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -103,7 +105,8 @@ def test_console_scripts_point_at_real_mains() -> None:
 
 
 def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
-    """With h5py, matplotlib, transformers and scikit-image made unimportable, both nodes import,
+    """With h5py, matplotlib, transformers, scikit-image, scipy and rosbags made unimportable
+    (the robot install of README "On a robot" has none of them), both nodes import,
     the model loads and predicts, and no training / evaluation / dataset module is loaded."""
     pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
     assert "h5py" not in " ".join(_setup_kw("install_requires"))
@@ -111,7 +114,7 @@ def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
         f"""
         import importlib.abc, sys
         import numpy as np
-        BLOCKED = {{"h5py", "matplotlib", "transformers", "skimage"}}
+        BLOCKED = {{"h5py", "matplotlib", "transformers", "skimage", "scipy", "rosbags"}}
 
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
@@ -126,6 +129,13 @@ def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
         depth = backend.predict(np.zeros((48, 64, 3), np.uint8))
         assert depth.shape == (48, 64), depth.shape
         import depthart_core.runtime.onnx_backend, depthart_core.runtime.tensorrt_backend
+        from depthart_core.rosio.messages import depth_to_metres, imu_orientation
+        from types import SimpleNamespace as NS
+        imu = NS(orientation_covariance=[0.0] * 9, orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0))
+        assert imu_orientation(imu) == (0.0, 0.0, 0.0, 1.0)
+        cue = NS(encoding="32FC1", height=1, width=2, step=8, is_bigendian=0,
+                 data=np.array([1.5, 2.0], np.float32).tobytes())
+        assert depth_to_metres(cue).tolist() == [[1.5, 2.0]], depth_to_metres(cue)
         heavy = ("depthart_core.training", "depthart_core.evaluation", "depthart_core.data.")
         print(sorted(m for m in sys.modules if m.startswith(heavy) or m in BLOCKED))
         """
@@ -135,3 +145,37 @@ def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
+def test_installed_copy_finds_the_shipped_checkpoint(tmp_path: Path) -> None:
+    """A pip install puts the package in <prefix>/lib/pythonX.Y/site-packages and setup.py's
+    data_files checkpoint in <prefix>/share/depthart_ros/checkpoints: the installed copy, run
+    outside the repository, finds it there; with none installed the error names where it
+    looked and DEPTHART_CHECKPOINT."""
+    from depthart_core.checkpoint import DEFAULT_CHECKPOINT_NAME
+
+    prefix = tmp_path / "prefix"
+    site = prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    shutil.copytree(REPO / "depthart_core", site / "depthart_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    code = (
+        "from depthart_core.checkpoint import resolve_checkpoint, default_checkpoint_path\n"
+        "print(default_checkpoint_path())\n"
+        "try:\n    print(resolve_checkpoint(None))\nexcept FileNotFoundError as e:\n    print(e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DEPTHART_CHECKPOINT"}
+    env.update(PYTHONPATH=str(site), AMENT_PREFIX_PATH="")
+
+    def run() -> list[str]:
+        res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip().splitlines()
+
+    missing = run()[-1]
+    assert "checkpoint not found" in missing and "DEPTHART_CHECKPOINT" in missing, missing
+    assert str(prefix / "share" / "depthart_ros" / "checkpoints") in missing, missing
+    shared = prefix / "share" / "depthart_ros" / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"stand-in")  # only its place is looked up here
+    assert run() == [str(shared), str(shared)]

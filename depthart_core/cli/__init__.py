@@ -49,6 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# optional dependencies -> the setup.py extra that installs them
+EXTRA_OF = {
+    "h5py": "train",
+    "matplotlib": "train",
+    "scipy": "train",
+    "skimage": "train",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "rosbags": "ros",
+    "rclpy": "ros",
+    "tensorrt": "tensorrt",
+    "transformers": "bench",
+}
+
+
+def missing_dependency(exc: ImportError) -> str:
+    """The import error, and for a module of an optional dependency the extra to install."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None or top not in str(exc):
+        return str(exc)
+    return f"{exc} (an optional dependency: pip install 'depthart_ros[{extra}]')"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -65,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     # checkpoint), a one-line error like any other bad input, not a traceback
     except (ValueError, FileNotFoundError, TypeError, RuntimeError, FloatingPointError) as exc:
         print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # an optional dependency this command needs: one line, its extra
+        print(f"depthart {args.command}: error: {missing_dependency(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `depthart info CKPT | head`: the reader has all it wanted
         _silence_stdout()

@@ -46,9 +46,7 @@ import csv as csv_mod
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
-import scipy.linalg
 
 from depthart_core.data.benchmarks._io import (
     BenchmarkDataset,
@@ -107,6 +105,8 @@ def scene_camera(M_cam_from_uv: np.ndarray, h: int, w: int) -> tuple[np.ndarray,
     """(K, R) of the pinhole camera a scene's `M_cam_from_uv` renders at h x w: pixel ~ K R x
     for a point x in OpenCV camera coordinates (x right, y down, z forward)."""
     A = np.array([[w / 2.0, 0.0, w / 2.0 - 0.5], [0.0, -h / 2.0, h / 2.0 - 0.5], [0.0, 0.0, 1.0]])
+    import scipy.linalg  # the `train` extra; imported here: `train` on other data needs none
+
     P = A @ np.linalg.inv(M_cam_from_uv) @ np.diag([1.0, -1.0, -1.0])
     K, R = scipy.linalg.rq(P)
     D = np.diag(np.sign(np.diag(K)))  # positive focal lengths and K[2, 2]
@@ -240,6 +240,8 @@ class HypersimDataset(BenchmarkDataset):
         scene, cam, frame = self.rows[index]
         rgb_p, depth_p = _paths(self.root, scene, cam, frame)
         rgb = read_rgb(rgb_p)
+        import h5py  # the `train` extra, imported here: finetune on a bag needs none
+
         try:
             with h5py.File(depth_p, "r") as f:
                 distance = np.asarray(f["dataset"][()], dtype=np.float32)

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import functools
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rosbags.typesys import Stores, get_typestore
-from rosbags.typesys.store import Typestore
 
 from depthart_core.rosio import compressed
 from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE
+
+if TYPE_CHECKING:
+    from rosbags.typesys.store import Typestore
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)  # what a bag's image and depth topics may hold
@@ -32,7 +33,11 @@ DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 @functools.cache
 def typestore() -> Typestore:
-    """The newest ROS 2 typestore of the installed rosbags (Kilted where present)."""
+    """The newest ROS 2 typestore of the installed rosbags (Kilted where present). rosbags is
+    imported here, not at the top: the nodes use this module's converters (`imu_orientation`,
+    `depth_to_metres`) and a robot need not install rosbags (tests/test_package.py)."""
+    from rosbags.typesys import Stores, get_typestore
+
     store = getattr(Stores, "ROS2_KILTED", None)
     if store is None:
         store = [s for s in Stores if s.name.startswith("ROS2_")][-1]

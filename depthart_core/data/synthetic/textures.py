@@ -81,7 +81,7 @@ def _procedural(name: str, n: int) -> np.ndarray:
 
 
 def _photo(name: str, n: int) -> np.ndarray:
-    import skimage.data  # optional dependency: scikit-image (the `dev` extra) holds the photos
+    import skimage.data  # optional dependency: scikit-image (the `train` extra) holds the photos
 
     img = getattr(skimage.data, name)()
     img = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
