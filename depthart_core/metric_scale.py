@@ -24,6 +24,7 @@ interpolating between them, and `StampMatcher` pairs a frame with the sparse cue
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -205,18 +206,39 @@ def resample_sparse(sparse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class StampMatcher:
-    """Keeps the last `maxlen` stamped items; `nearest` returns the one closest to a stamp within
-    a tolerance. Thread-safe (filled by a subscription callback, read by the inference worker)."""
+    """Stamped items kept for `span_s` seconds of stamps behind the newest (at most `maxlen` of
+    them, a memory bound); `nearest` returns the one closest to a stamp within a tolerance.
 
-    def __init__(self, maxlen: int = 10) -> None:
+    The frame that looks an item up does so after its inference, which can take longer than a
+    fixed count of a fast source lasts (100 messages of a 250 Hz IMU are 0.4 s): the span is in
+    time so that a slow frame still finds the IMU or cue stamped with it. `dropped_near` says
+    when the item a stamp wanted may have been dropped, so the reason given is the buffer's,
+    not a missing source. Thread-safe (filled by a subscription callback, read by the
+    inference worker)."""
+
+    def __init__(self, maxlen: int = 10, span_s: float = math.inf) -> None:
         if maxlen < 1:
             raise ValueError(f"maxlen must be >= 1, got {maxlen}")
-        self._items: deque[tuple[int, Any]] = deque(maxlen=maxlen)
+        if not span_s > 0.0:  # NaN fails too
+            raise ValueError(f"span_s must be > 0 seconds, got {span_s}")
+        self.maxlen, self.span_s = maxlen, span_s
+        self._items: deque[tuple[int, Any]] = deque()
+        self._dropped_max_ns: int | None = None  # the newest stamp dropped so far
+        self._newest_ns: int | None = None
         self._lock = threading.Lock()
 
     def add(self, stamp_ns: int, item: Any) -> None:
         with self._lock:
-            self._items.append((int(stamp_ns), item))
+            stamp_ns = int(stamp_ns)
+            self._items.append((stamp_ns, item))
+            newest = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
+            self._newest_ns = newest
+            while len(self._items) > self.maxlen or (
+                len(self._items) > 1 and newest - self._items[0][0] > self.span_s * 1e9
+            ):
+                dropped, _ = self._items.popleft()
+                prev = self._dropped_max_ns
+                self._dropped_max_ns = dropped if prev is None else max(prev, dropped)
 
     def nearest(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
         with self._lock:
@@ -224,6 +246,13 @@ class StampMatcher:
         if best is None or abs(best[0] - stamp_ns) > tolerance_ns:
             return None
         return best[1]
+
+    def dropped_near(self, stamp_ns: int, tolerance_ns: int) -> bool:
+        """Whether an item within the tolerance of this stamp, or after it, has been dropped:
+        the stamp is older than what the buffer still holds."""
+        with self._lock:
+            dropped = self._dropped_max_ns
+        return dropped is not None and dropped >= stamp_ns - tolerance_ns
 
     def __len__(self) -> int:
         with self._lock:

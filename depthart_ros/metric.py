@@ -62,15 +62,29 @@ def ground_config(cfg: dict[str, Any]) -> GroundPlaneConfig:
     return GroundPlaneConfig(**{field: cfg[name] for name, field in GROUND_PARAMS})
 
 
+KEPT_SPAN_S = 2.0  # seconds of cue and IMU stamps kept behind the newest
+CUES_KEPT = 64  # depth images: 2 s of a 30 Hz sensor
+IMUS_KEPT = 4000  # 2 s of a 2 kHz IMU
+
+
+def _dropped(what: str, matcher: StampMatcher) -> str:
+    return (
+        f"the {what} of this stamp was already dropped (the frame came more than "
+        f"{matcher.span_s:g} s or {matcher.maxlen} messages after it)"
+    )
+
+
 class MetricScaler:
     """The node's metric sources, the per-frame scale and its diagnostics."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.sparse_on = bool(cfg["sparse_depth.enabled"])
         self.ground_on = bool(cfg["ground_plane.enabled"])
-        self.cues = StampMatcher(maxlen=10)
+        # each frame looks its cue and IMU up after its inference: kept by time, not count (a
+        # count of a fast IMU lasts less than a slow frame); the counts bound the memory
+        self.cues = StampMatcher(maxlen=CUES_KEPT, span_s=KEPT_SPAN_S)
         self.imu_on = self.ground_on and bool(cfg["ground_plane.imu"])
-        self.imus = StampMatcher(maxlen=100)  # 1 s of a 100 Hz IMU
+        self.imus = StampMatcher(maxlen=IMUS_KEPT, span_s=KEPT_SPAN_S)
         self.lines_on = self.ground_on and bool(cfg.get("ground_plane.vertical_lines", False))
         self.lines_counts: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()  # sparse cues
@@ -116,6 +130,9 @@ class MetricScaler:
         q = self.imus.nearest(stamp_ns, int(tol_s * 1e9))
         mount = (cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
         up_3, source = frame_up(q, *mount, tol_s)
+        if up_3 is None and q is None and self.imus.dropped_near(stamp_ns, int(tol_s * 1e9)):
+            self.imu_counts["dropped_late"] += 1
+            return None, f"prior ({_dropped('imu', self.imus)})"
         if up_3 is None:
             self.imu_counts["missing" if q is None else "bad_orientation"] += 1
         return up_3, source
@@ -172,6 +189,9 @@ class MetricScaler:
     def _sparse_fit(self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]):
         tol_s = cfg["sparse_depth.max_stamp_diff_s"]
         msg = self.cues.nearest(stamp_ns, int(tol_s * 1e9))
+        if msg is None and self.cues.dropped_near(stamp_ns, int(tol_s * 1e9)):
+            self.counts["dropped_late"] += 1
+            return None, _dropped("sparse_depth", self.cues)
         if msg is None:
             return None, f"no sparse_depth within {tol_s} s"
         try:  # a compressedDepth cue is decoded here, once, for the frame that uses it

@@ -114,6 +114,30 @@ def test_stamp_matcher_nearest_within_tolerance() -> None:
     assert StampMatcher().nearest(0, 10**9) is None
 
 
+def test_stamp_matcher_keeps_a_span_of_time_and_says_what_it_dropped() -> None:
+    """Kept by time behind the newest stamp (a 250 Hz source for 0.6 s after the looked-up stamp
+    still holds it; a count of 100 would not), bounded by `maxlen`; `dropped_near` tells a stamp
+    the buffer has moved past from one no message came for."""
+    m = StampMatcher(maxlen=4000, span_s=2.0)
+    for k in range(400):  # 1.6 s of 250 Hz from t = 1 s
+        m.add(1_000_000_000 + k * 4_000_000, k)
+    assert len(m) == 400 and m.nearest(1_000_000_000, 2_000_000) == 0
+    assert not m.dropped_near(1_000_000_000, 50_000_000)
+    for k in range(400, 1000):  # on to t = 5 s: the first 2 s fall out
+        m.add(1_000_000_000 + k * 4_000_000, k)
+    assert m.nearest(1_000_000_000, 50_000_000) is None
+    assert m.dropped_near(1_000_000_000, 50_000_000)
+    newest = 1_000_000_000 + 999 * 4_000_000
+    assert m.nearest(newest - 1_990_000_000, 2_000_000) is not None
+    assert not m.dropped_near(newest + 10**9, 50_000_000)  # a stamp ahead of every message
+    capped = StampMatcher(maxlen=3, span_s=2.0)
+    for t in (100, 200, 300, 400):
+        capped.add(t, t)
+    assert len(capped) == 3 and capped.dropped_near(100, 0) and not capped.dropped_near(250, 0)
+    with pytest.raises(ValueError, match="span_s"):
+        StampMatcher(span_s=float("nan"))
+
+
 # ------------------------------------------------------------------------------------------------
 # Degenerate cues must never flatten the scene (issue: a constant cue gave scale 5e-16, shift 2.0)
 

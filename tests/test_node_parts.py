@@ -182,6 +182,36 @@ def test_ground_plane_up_comes_from_the_imu_nearest_in_stamp_else_the_prior() ->
     assert diag["imu_bad_orientation"] == 1 and diag["ground_plane_up"].startswith("prior")
 
 
+def test_a_slow_frame_still_finds_the_imu_and_cue_of_its_stamp() -> None:
+    """A frame is looked up after its inference: with a 250 Hz IMU and a 30 Hz depth cue going on
+    for 0.6 s after the frame's stamp (150 IMU messages, 18 cues), the frame still gets the
+    attitude and the cue of its own stamp; one older than what is kept is told so."""
+    import numpy as np
+
+    from depthart_ros.metric import MetricScaler
+
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "ground_plane.imu": True}
+    cfg |= {"sparse_depth.enabled": True}
+    scaler = MetricScaler(cfg)
+    t0 = 10_000_000_000
+    for k in range(150):
+        scaler.add_imu(t0 + k * 4_000_000, (0.0, 0.0, 0.0, 1.0))
+    for k in range(18):
+        scaler.add_cue(t0 + k * 33_333_333, f"cue{k}")
+    assert scaler._frame_up(t0, cfg)[1] == "imu"
+    assert scaler.cues.nearest(t0, int(cfg["sparse_depth.max_stamp_diff_s"] * 1e9)) == "cue0"
+    for k in range(150, 1000):  # 4 s of IMU: the frame's attitude is dropped by now
+        scaler.add_imu(t0 + k * 4_000_000, (0.0, 0.0, 0.0, 1.0))
+    up_3, source = scaler._frame_up(t0, cfg)
+    assert up_3 is None and "already dropped" in source, source
+    rel = np.full((8, 8), 0.5, np.float32)
+    for k in range(18, 200):
+        scaler.add_cue(t0 + k * 33_333_333, f"cue{k}")
+    assert "already dropped" in scaler._sparse_fit(rel, t0, cfg)[1]
+    diag = scaler.diagnostics()
+    assert diag["imu_dropped_late"] == 1 and "imu_missing" not in diag
+
+
 def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time() -> None:
     """`MetricScaler` with ground_plane.vertical_lines (camera only): the image's vertical edges
     give the fit its up (the scale exact along the true up, which the prior misses by 3 deg); an
