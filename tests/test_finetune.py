@@ -46,11 +46,13 @@ def _write_bag(
     empty_depth: tuple[int, ...] = (),
     image_topic: str = "/camera/image_raw",
     storage: str = "mcap",
+    t0: int = T0,
 ) -> Path:
-    """n frames at 10 Hz; depth 1.0 + 0.01 * i m with a hole in the top-left 4x4 pixels."""
+    """n frames at 10 Hz from t0; depth 1.0 + 0.01 * i m with a hole in the top-left 4x4
+    pixels."""
     with BagWriter(path, storage=storage) as bag:
         for i in range(n):
-            t = T0 + i * PERIOD
+            t = t0 + i * PERIOD
             rgb = _rgb(i)
             img = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
             bag.write(image_topic, messages.image_msg(img, image_encoding, t, "cam"), t)
@@ -171,9 +173,10 @@ def test_counts_encodings_and_time_split(tmp_path):
 
 
 def test_several_bags_mcap_and_sqlite3_are_split_each_by_time(tmp_path):
+    # two simulator drives whose clocks both start at T0: --split bag splits each alone
     a = _write_bag(tmp_path / "a", 30)
     b = _write_bag(tmp_path / "b", 25, storage="sqlite3", depth_encoding="mono16")
-    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.3)
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.3, split="bag")
     prep = prepare([a, b], FinetuneConfig(frames=frames), size=16, progress=False)
     # a: span 2.9 s, held out t >= 2.32 s (frames 24-29), gap (2.02, 2.32) s (frames 21-23)
     # b: span 2.4 s, held out t >= 1.92 s (frames 20-24), gap (1.62, 1.92) s (frames 17-19)
@@ -186,6 +189,34 @@ def test_several_bags_mcap_and_sqlite3_are_split_each_by_time(tmp_path):
     assert {(f.bag, f.index) for f in prep.scored} == {(0, i) for i in range(24, 30)} | {
         (1, i) for i in range(20, 25)
     }
+
+
+def test_one_drive_in_several_bags_is_split_as_one_recording(tmp_path):
+    """A drive recorded as consecutive bags (0-2.9 s, 3.0-5.9 s) and an overlapping copy of its
+    end (5.0-5.9 s): split on their joint span, so no training frame of one bag sits within the
+    gap of (or on) another bag's held-out frame; a bag far apart in time is split alone."""
+    a = _write_bag(tmp_path / "a", 30)
+    b = _write_bag(tmp_path / "b", 30, t0=T0 + 30 * PERIOD)
+    c = _write_bag(tmp_path / "c", 10, t0=T0 + 50 * PERIOD)
+    far = _write_bag(tmp_path / "far", 30, t0=T0 + 3600 * 10**9)
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.5)
+    prep = prepare([a, b, c, far], FinetuneConfig(frames=frames), size=16, progress=False)
+    # joint span 0..5.9 s: held out t >= 4.72 s (b's frames 18-29, all of c), gap (4.22, 4.72)
+    blocks = [{k: n for k, n in c.to_dict()["blocks"].items() if n} for c in prep.counts]
+    assert blocks[0] == {"train": 30}
+    assert blocks[1] == {"train": 13, "gap": 5, "heldout": 12}
+    assert blocks[2] == {"heldout": 10}
+    assert blocks[3] == {"train": 19, "gap": 5, "heldout": 6}  # alone: 0..2.9 s of its own
+    stamps = {k: [] for k in ("train", "heldout")}
+    for scan in prep.scans[:3]:
+        for i, blk in enumerate(scan.block):
+            if blk in stamps:
+                stamps[blk].append(scan.index.image_stamps[i])
+    closest = min(abs(t - h) for t in stamps["train"] for h in stamps["heldout"])
+    assert closest >= 0.5e9, closest
+    per_bag = dataclasses.replace(frames, split="bag")
+    leaky = prepare([a, b], FinetuneConfig(frames=per_bag), size=16, progress=False)
+    assert leaky.counts[0].to_dict()["blocks"]["heldout"] == 6  # the old split: a's end held out
 
 
 def test_depth_of_another_size_is_mapped_through_intrinsics():
@@ -277,7 +308,9 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(
     assert report["change"]["depthart"]["abs_rel"] == pytest.approx(after / before - 1)
     assert {"abs_rel", "rmse", "delta1"} <= set(report["after"]["metric"])
     assert 0 < report["baseline_mean_depth"]["abs_rel"] < 1
-    assert "| depthart | abs_rel |" in (run / "report.md").read_text()
+    md = (run / "report.md").read_text()
+    assert "| depthart | abs_rel |" in md and "model decode soft (" in md, md
+    assert report["decoding"] == "soft" and report["uncertainty"].startswith("not carried over")
     fig = cv2.imread(str(run / "figure.png"))
     assert fig.shape[1] == 4 * 80 and fig.shape[0] == 4 * 60  # RGB | sensor | before | after
     # the checkpoint loads unchanged in predict (and export, where onnx is installed)
@@ -344,3 +377,21 @@ def test_finetune_keeps_the_base_models_objective(tiny_checkpoint):
     assert tf.soft_rollout is False and tf.soft_latent == 0.0
     plain = _train_config(cfg, Path(tiny_checkpoint), frames, 64, "transformer")
     assert plain.soft_rollout is False and plain.soft_latent == 0.0
+
+
+def test_finetune_leaves_the_base_uncertainty_head_out():
+    """The shipped checkpoint's uncertainty head reads the shipped depth: a fine-tune (either
+    stage) builds its model without one, so the trainer does not carry the stale head over, and
+    the report says so."""
+    from depthart_core.checkpoint import default_checkpoint_path, read_checkpoint_info
+    from depthart_core.config import ModelConfig
+    from depthart_core.finetune.run import _train_config
+
+    shipped = Path(default_checkpoint_path())
+    assert read_checkpoint_info(shipped)["config"]["uncertainty_width"] > 0
+    frames = (Path("train.safetensors"), Path("heldout.safetensors"))
+    cfg = FinetuneConfig(FrameConfig("/i", "/d"), adapt_tokenizer=10)
+    for stage in ("transformer", "tokenizer"):
+        overrides = _train_config(cfg, shipped, frames, 64, stage).model_overrides
+        model_cfg = ModelConfig.from_dict(overrides)
+        assert model_cfg.uncertainty_width == 0 and not model_cfg.uncertainty_context

@@ -68,8 +68,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="", help="base model (default: the shipped one)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--max-dt", type=float, default=0.02, help="stamp tolerance [s] (0.02)")
-    p.add_argument("--heldout", type=float, default=0.2, help="held-out share of each bag (0.2)")
+    p.add_argument("--heldout", type=float, default=0.2, help="held-out share of each recording (0.2)")
     p.add_argument("--split-gap", type=float, default=1.0, help="gap before held-out [s] (1.0)")
+    p.add_argument(
+        "--split",
+        default="recording",
+        choices=("recording", "bag"),
+        help="recording: bags whose stamps overlap or nearly touch are split as one drive "
+        "(default); bag: each bag alone (simulator drives whose clocks all start at 0)",
+    )
     p.add_argument("--min-valid", type=float, default=0.2, help="min. valid depth share (0.2)")
     p.add_argument("--steps", type=int, default=100, help="training steps (100)")
     p.add_argument("--batch-size", type=int, default=16, help="frames per step and process (16)")
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             min_valid=args.min_valid,
             heldout=args.heldout,
             gap_s=args.split_gap,
+            split=args.split,
             sensor_scores_only=teacher is not None,
         ),
         checkpoint=args.checkpoint,

@@ -13,9 +13,11 @@ with NaN/Inf/<=0 invalid. A depth image of another size than the colour image is
 resolution or crop), else by plain resizing when the aspect ratios agree; otherwise the frame is
 rejected with the sizes.
 
-Split by time (`split_by_time`), per bag: the last `heldout` fraction of the bag's paired time
+Split by time (`split_by_time`), per recording: the last `heldout` fraction of its paired time
 span is held out, and training frames within `gap_s` before it are dropped, so that no two
-neighbouring frames sit on both sides of the split.
+neighbouring frames sit on both sides of the split. Bags whose stamp spans overlap or lie within
+`gap_s` of each other are one recording (`recordings`: a drive split into several bags, or
+recorded twice), split on the span of all of them; bags apart in time are split each alone.
 
 With a teacher (`FrameConfig.sensor_scores_only`, `finetune --teacher`) every decodable image is
 used and the split runs over all image stamps; the depth topic is optional and its depth, where
@@ -56,6 +58,9 @@ class FinetuneInputError(ValueError):
     """Bags, topics or frames that cannot be fine-tuned on; the message is one line."""
 
 
+SPLITS = ("recording", "bag")
+
+
 @dataclass(frozen=True)
 class FrameConfig:
     image_topic: str
@@ -66,6 +71,10 @@ class FrameConfig:
     min_valid: float = 0.2  # frames with a smaller share of valid depth pixels are rejected
     heldout: float = 0.2  # share of each bag's time span held out (its end)
     gap_s: float = 1.0  # training frames this close before the held-out block are dropped
+    # "recording": bags whose stamps overlap or nearly touch are split as one drive (leak-free
+    # for a drive split into several bags); "bag": each bag alone, for simulator drives whose
+    # clocks all start at 0 (their stamps overlap without being one drive)
+    split: str = "recording"
     min_train: int = 16
     min_heldout: int = 4
     sensor_scores_only: bool = False  # teacher mode: every image is a frame, depth only scores
@@ -79,6 +88,8 @@ class FrameConfig:
             raise ValueError(f"heldout must lie in (0, 1), got {self.heldout}")
         if not self.gap_s >= 0:
             raise ValueError(f"gap_s must be >= 0 s, got {self.gap_s}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if not self.depth_topic and not self.sensor_scores_only:
             raise ValueError("a depth topic is needed unless a teacher labels the frames")
         if self.depth_topic == self.image_topic:
@@ -159,13 +170,43 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
     return BagScan(path, index, depth_enc, image_enc)
 
 
-def split_by_time(scan: BagScan, cfg: FrameConfig) -> None:
-    """Fill `scan.block`: per paired image (every image with a teacher) 'train', 'gap' or
-    'heldout'; None if unmatched."""
+def _paired(scan: BagScan, cfg: FrameConfig) -> tuple[list[int], np.ndarray]:
+    """The images a split places (paired; every image with a teacher) and their stamps."""
     idx = scan.index
     paired = [i for i, j in enumerate(idx.match) if j is not None or cfg.sensor_scores_only]
-    stamps = np.asarray([idx.image_stamps[i] for i in paired], dtype=np.int64)
-    t0, t1 = int(stamps.min()), int(stamps.max())
+    return paired, np.asarray([idx.image_stamps[i] for i in paired], dtype=np.int64)
+
+
+def recordings(
+    scans: Sequence[BagScan], cfg: FrameConfig
+) -> list[tuple[list[int], tuple[int, int]]]:
+    """The bags (indices into `scans`) grouped into recordings, each with its first and last
+    paired stamp: bags whose spans overlap or come within `cfg.gap_s` of each other are one
+    (chained), since a split of each alone would put neighbouring frames on both sides. With
+    `cfg.split` "bag" every bag is its own recording."""
+    spans = []
+    for b, scan in enumerate(scans):
+        _, stamps = _paired(scan, cfg)
+        spans.append((int(stamps.min()), int(stamps.max()), b))
+    if cfg.split == "bag":
+        return [([b], (t0, t1)) for t0, t1, b in spans]
+    groups: list[tuple[list[int], tuple[int, int]]] = []
+    for t0, t1, b in sorted(spans):
+        if groups and t0 <= groups[-1][1][1] + cfg.gap_s * 1e9:
+            bags, (g0, g1) = groups[-1]
+            groups[-1] = ([*bags, b], (g0, max(g1, t1)))
+        else:
+            groups.append(([b], (t0, t1)))
+    return [(sorted(bags), span) for bags, span in groups]
+
+
+def split_by_time(scan: BagScan, cfg: FrameConfig, span_ns: tuple[int, int] | None = None) -> None:
+    """Fill `scan.block`: per paired image (every image with a teacher) 'train', 'gap' or
+    'heldout'; None if unmatched. `span_ns`: the recording's first and last stamp where the bag
+    is one of several bags of it (`recordings`), else the bag's own."""
+    idx = scan.index
+    paired, stamps = _paired(scan, cfg)
+    t0, t1 = span_ns if span_ns is not None else (int(stamps.min()), int(stamps.max()))
     cut = t0 + (1.0 - cfg.heldout) * (t1 - t0)
     gap_ns = cfg.gap_s * 1e9
     scan.block = [None] * idx.n_frames

@@ -213,6 +213,16 @@ def _per_bag(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _split_unit(split: dict[str, Any]) -> str:
+    """What the held-out share is of: each bag, or each recording where bags were split together
+    (their stamps overlap or nearly touch: one drive in several bags)."""
+    joined = [g for g in split.get("recordings", []) if len(g) > 1]
+    if not joined:
+        return "each bag"
+    names = "; ".join("+".join(str(b + 1) for b in g) for g in joined)
+    return f"each recording: bags {names} are one, their stamps overlapping or within the gap"
+
+
 def _frames_lines(r: dict[str, Any]) -> list[str]:
     c, split = r["counts"]["total"], r["split"]
     if "teacher" in r:
@@ -235,7 +245,8 @@ def _frames_lines(r: dict[str, Any]) -> list[str]:
     lines += [
         f"Split by time: {split['train']} training frames, {split['gap']} dropped in the "
         f"{split['gap_s']} s gap, {split['heldout']} held out (the last "
-        f"{split['heldout_share']:.0%} of each bag); {split['scored']} held-out frames scored.",
+        f"{split['heldout_share']:.0%} of {_split_unit(split)}); {split['scored']} held-out "
+        "frames scored.",
     ]
     return lines
 
@@ -314,12 +325,15 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [f"## Held-out scores against sensor depth{n}", ""] + _sensor_table(r)
     lines += [
         "",
-        "Base and fine-tuned model decode greedily (the PyTorch backend's default)"
+        f"Base and fine-tuned model decode {r.get('decoding', 'soft')} (the PyTorch backend's "
+        "default)"
         + (f"; the teacher's labels: its {r['teacher']['sampling']} decoding. " if taught else ". ")
         + "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
         f"scale fitted per frame to {r['sparse_points']} random sensor pixels. The mean depth "
         "map is a model-free baseline: where it beats the fine-tuned model, the place is very "
         "regular or the model (its tokenizer's resolution first) is the limit.",
+        "",
+        f"Uncertainty head: {r.get('uncertainty', 'not recorded')}.",
         "",
         f"![RGB | {'teacher' if taught else 'sensor depth'} | before | after](figure.png)",
         "",

@@ -49,6 +49,7 @@ from depthart_core.finetune.frames import (
     FrameConfig,
     check_split,
     decode_frames,
+    recordings,
     scan_bag,
     split_by_time,
 )
@@ -64,6 +65,7 @@ from depthart_core.rundir import (
     describe_contents,
 )
 from depthart_core.runtime.torch_backend import DepthEstimator
+from depthart_core.sampling import describe_sampling
 from depthart_core.training.config import DataConfig, OptimConfig, TrainConfig
 from depthart_core.training.distributed import barrier, init_distributed
 from depthart_core.training.trainer import Trainer
@@ -130,8 +132,10 @@ def prepare(
     out = Prepared(scans, [], [], [], [])
     total = sum(s.index.n_frames for s in scans)
     bar = tqdm(total=total, desc="read bags", unit="img", disable=not progress)
+    for group, span_ns in recordings(scans, cfg.frames):  # one drive in several bags: one split
+        for b in group:
+            split_by_time(scans[b], cfg.frames, span_ns)
     for b, scan in enumerate(scans):
-        split_by_time(scan, cfg.frames)
         held = [i for i, blk in enumerate(scan.block) if blk == "heldout"]
         keep_full = {held[k] for k in evenly_spaced(len(held), cfg.eval_frames)}
         counts = Counts()
@@ -215,6 +219,8 @@ def _summary(
             "scored": len(prep.scored),
             "gap_s": cfg.frames.gap_s,
             "heldout_share": cfg.frames.heldout,
+            # bags split together as one recording (their stamps overlap or nearly touch)
+            "recordings": [g for g, _ in recordings(prep.scans, cfg.frames)],
         },
         "settings": {k: v for k, v in asdict(cfg).items() if k != "frames"}
         | {"frames": asdict(cfg.frames)},
@@ -256,6 +262,10 @@ def _train_config(
     cfg: FinetuneConfig, base: Path, frames: tuple[Path, Path], size: int, stage: str
 ) -> TrainConfig:
     preset, model_cfg, _ = _model_config(base)
+    # the uncertainty head reads the depth that fine-tuning changes: a copy of the base's would
+    # claim the base's errors, so the result has none (the trainer warns; README says how to
+    # train one for it)
+    model_cfg = {**model_cfg, "uncertainty_width": 0, "uncertainty_context": False}
     steps = cfg.adapt_tokenizer if stage == "tokenizer" else cfg.steps
     return TrainConfig(
         stage=stage,
@@ -418,14 +428,13 @@ def _evaluate(
     """Score base and fine-tuned model on the held-out frames; write the report and figure."""
     if cfg.teacher is not None:
         return _evaluate_taught(run, cfg, base, prep, summary)
-    before, preds_b = rep.score(
-        DepthEstimator.from_checkpoint(base), prep.scored, cfg.sparse_points, cfg.seed
-    )
-    after, preds_a = rep.score(
-        DepthEstimator.from_checkpoint(run / CKPT_NAME), prep.scored, cfg.sparse_points, cfg.seed
-    )
+    base_est, tuned_est = (DepthEstimator.from_checkpoint(p) for p in (base, run / CKPT_NAME))
+    before, preds_b = rep.score(base_est, prep.scored, cfg.sparse_points, cfg.seed)
+    after, preds_a = rep.score(tuned_est, prep.scored, cfg.sparse_points, cfg.seed)
     report = summary | {
         "checkpoint": str(run / CKPT_NAME),
+        "decoding": describe_sampling(tuned_est.sampling),
+        "uncertainty": _head_note(base_est, tuned_est),
         "sparse_points": cfg.sparse_points,
         "before": before,
         "after": after,
@@ -434,6 +443,18 @@ def _evaluate(
     }
     rep.write_report(run, report, rep.figure(prep.scored, preds_b, preds_a))
     return report
+
+
+def _head_note(base: DepthEstimator, tuned: DepthEstimator) -> str:
+    """What became of the base's uncertainty head (`_train_config` leaves it out)."""
+    if not base.has_uncertainty:
+        return "none (the base checkpoint has no uncertainty head)"
+    if tuned.has_uncertainty:
+        return "carried over"
+    return (
+        "not carried over: the base's head reads the base's depth, which fine-tuning changed; "
+        "train one for this checkpoint with training/uncertainty_head.py (README, Uncertainty)"
+    )
 
 
 def _evaluate_taught(
@@ -446,6 +467,7 @@ def _evaluate_taught(
         backends, prep.scored, prep.scored_labels, prep.train, cfg.sparse_points, cfg.seed
     )
     report = summary | {"checkpoint": str(run / CKPT_NAME), "sparse_points": cfg.sparse_points}
-    report |= scores
+    report |= {"decoding": describe_sampling(backends[1].sampling)}
+    report |= {"uncertainty": _head_note(*backends)} | scores
     rep.write_report(run, report, fig)
     return report
