@@ -68,7 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="", help="base model (default: the shipped one)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--max-dt", type=float, default=0.02, help="stamp tolerance [s] (0.02)")
-    p.add_argument("--heldout", type=float, default=0.2, help="held-out share of each recording (0.2)")
+    p.add_argument(
+        "--heldout", type=float, default=0.2, help="held-out share of each recording (0.2)"
+    )
     p.add_argument("--split-gap", type=float, default=1.0, help="gap before held-out [s] (1.0)")
     p.add_argument(
         "--split",
