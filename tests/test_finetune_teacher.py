@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -40,12 +41,15 @@ def _rgb(i: int) -> np.ndarray:
     return (base % 256).astype(np.uint8)
 
 
-def _write_bag(path: Path, n: int = 30, depth: bool = True, broken_images: bool = False) -> Path:
-    """n frames at 10 Hz; 16UC1 depth 1.0 + 0.01 * i m (the same stamp), or no depth topic."""
+def _write_bag(
+    path: Path, n: int = 30, depth: bool = True, broken_images: bool = False, other: int = 0
+) -> Path:
+    """n frames at 10 Hz; 16UC1 depth 1.0 + 0.01 * i m (the same stamp), or no depth topic.
+    `other`: the images of another drive (shifted) under the same stamps."""
     with BagWriter(path) as bag:
         for i in range(n):
             t = T0 + i * PERIOD
-            msg = messages.image_msg(_rgb(i), "rgb8", t, "cam")
+            msg = messages.image_msg(_rgb(i + other), "rgb8", t, "cam")
             if broken_images:  # a header that promises more bytes than the message carries
                 msg = dataclasses.replace(msg, data=msg.data[:100])
             bag.write(IMG, msg, t)
@@ -128,11 +132,15 @@ def test_no_sensor_at_all_and_labels_made_elsewhere(tmp_path, tiny_checkpoint, t
     assert _finetune(bag, ws, "--teacher", teacher_ckpt, "--labels-only") == 0
     assert (ws / LABELS_NAME).is_file() and not (ws / "report.json").exists()
     assert not (ws / "checkpoint.safetensors").exists()
-    # the robot: the labels file is the teacher; the teacher checkpoint is not needed
+    # the robot: the labels file is the teacher; the teacher checkpoint is not needed, and the
+    # bag is a copy in another place (labels are keyed by the bag's stamps and images, not path)
     labels = tmp_path / "robot_labels.safetensors"
     labels.write_bytes((ws / LABELS_NAME).read_bytes())
+    robot_bag = tmp_path / "robot_side" / "bag"
+    shutil.copytree(bag, robot_bag)
     run = tmp_path / "robot"
-    assert _finetune(bag, run, "--teacher", str(labels), "--checkpoint", tiny_checkpoint) == 0
+    robot = ("--teacher", str(labels), "--checkpoint", tiny_checkpoint)
+    assert _finetune(robot_bag, run, *robot) == 0
     report = json.loads((run / "report.json").read_text())
     assert report["teacher"]["labels"] == "cached" and report["teacher"]["sha256"]
     assert report["sensor_frames"] == 0 and "before" not in report
@@ -162,7 +170,14 @@ def test_bad_teacher_input_is_one_line_and_leaves_no_folder(
     assert _finetune(other, ws, "--teacher", teacher_ckpt, "--labels-only") == 0
     capsys.readouterr()
     assert _finetune(bag, run, "--teacher", str(ws / LABELS_NAME)) == 1
-    assert "holds labels for other bags or settings" in _one_line_error(capsys)
+    err = _one_line_error(capsys)
+    assert "holds labels for other bags or settings: bag 1: 32 images" in err
+    assert "-> 30 images" in err, err
+    # labels of another drive whose stamps are the same: refused at its first frame
+    twin = _write_bag(tmp_path / "twin", n=32, depth=False, other=7)
+    assert _finetune(twin, run, "--teacher", str(ws / LABELS_NAME)) == 1
+    assert "teacher labels were made for other images: frame 0 of" in _one_line_error(capsys)
+    assert not run.exists()
     # no image message on the topic
     empty = tmp_path / "empty"
     with BagWriter(empty) as w:

@@ -305,7 +305,9 @@ def run_finetune(
 ) -> dict[str, Any] | None:
     """The whole command; returns the report (None on ranks other than 0). `labels_only`: stop
     once the teacher's labels are in RUN/teacher/ (returns the frame summary and the teacher)."""
-    run = Path(out)
+    # resolved: the run records its frame files' paths, and a --resume that spells the folder
+    # otherwise (relative, absolute, from another directory) is the same run
+    run = Path(out).resolve()
     check_out_is_not_input(run, tuple(bags))
     seen = Counter(Path(b).resolve() for b in bags)
     repeated = sorted({str(b) for b in bags if seen[Path(b).resolve()] > 1})
@@ -366,9 +368,11 @@ def _start(
         if resume and (run / SETTINGS_NAME).is_file():
             old = _read_settings(run / SETTINGS_NAME)
             new = json.loads(json.dumps(summary["settings"]))
-            if {**old, "steps": 0} != {**new, "steps": 0}:  # more steps may be asked for
+            changed = _changed_settings(old, new)
+            if changed:
                 raise FinetuneInputError(
-                    f"--resume: the options differ from those {run / SETTINGS_NAME} records; "
+                    f"--resume with other options than {run / SETTINGS_NAME} records "
+                    f"({'; '.join(changed)}); only {', '.join(RESUME_MAY_CHANGE)} may change: "
                     "give the same ones, or start a new --out"
                 )
         _write_frames(run, prep, resume)
@@ -377,6 +381,28 @@ def _start(
         lock.abandon()  # a refused start leaves no folder holding only a lock
         raise
     return lock
+
+
+# what a resumed fine-tune may change (as `depthart train --resume`): more steps, another device
+RESUME_MAY_CHANGE = ("steps", "device", "ckpt_every", "teacher.device")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'key old -> new' for each recorded option given otherwise now; an option the run did not
+    record (added since) and those of RESUME_MAY_CHANGE are not compared."""
+    was, now = _flat(old), _flat(new)
+    return [
+        f"{k} {was[k]!r} -> {now.get(k)!r}"
+        for k in sorted(was)
+        if k not in RESUME_MAY_CHANGE and was[k] != now.get(k)
+    ]
 
 
 def _read_settings(path: Path) -> dict[str, Any]:

@@ -12,11 +12,13 @@ and a stage-1 checkpoint (its transformer never trained).
 
 Labels are cached in RUN/teacher/labels.safetensors (atomic write): the student-size label of
 every training and held-out frame, and the full-size label of every scored frame. The file is
-keyed by the teacher file's sha256, the teacher's decoding, the bags (path and image stamps), the
-frame settings and the student's input size; a re-run with the same key (`--resume`,
-`--overwrite`, or a fresh run into the folder) reuses it without running the teacher, and any
-other key labels again. The file names its teacher, so `--teacher` may also be a labels file:
-labels made on a GPU workstation (`--labels-only`) train the student on the robot.
+keyed by the teacher file's sha256, the teacher's decoding, the bags' image stamps (not their
+paths: the same bag copied elsewhere keeps its labels), the frame settings and the student's
+input size, and holds each frame's image digest, checked when the label is used; a re-run with
+the same key (`--resume`, `--overwrite`, or a fresh run into the folder) reuses it without
+running the teacher, and any other key labels again. The file names its teacher, so `--teacher`
+may also be a labels file: labels made on a GPU workstation (`--labels-only`) train the student
+on the robot; a refused file is told which part of its key differs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from depthart_core.runtime.base import Backend
 from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
 
 LABELS_NAME = Path("teacher") / "labels.safetensors"
-LABELS_FORMAT = "depthart-teacher-labels-1"
+# 2: keyed by the bags' stamps, not their paths, with each frame's image digest checked on use
+LABELS_FORMAT = "depthart-teacher-labels-2"
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,13 @@ def _read_labels_meta(path: Path) -> dict[str, str] | None:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise FinetuneInputError(f"--teacher {path} is not a readable safetensors file") from exc
-    return meta if meta.get("format") == LABELS_FORMAT else None
+    fmt = meta.get("format", "")
+    if fmt.startswith("depthart-teacher-labels-") and fmt != LABELS_FORMAT:
+        raise FinetuneInputError(
+            f"--teacher {path} holds labels in an older format ({fmt}); make them again with "
+            "--labels-only"
+        )
+    return meta if fmt == LABELS_FORMAT else None
 
 
 def teacher_identity(cfg: TeacherConfig) -> dict[str, Any]:
@@ -103,17 +112,62 @@ def teacher_identity(cfg: TeacherConfig) -> dict[str, Any]:
     }
 
 
-def labels_key(
+def key_parts(
     teacher: dict[str, Any], scans: list[BagScan], frames: FrameConfig, eval_frames: int, size: int
-) -> str:
-    """sha256 of everything the labels depend on (see the module docstring)."""
-    h = hashlib.sha256()
-    who = {k: teacher[k] for k in ("sha256", "sampling", "seed", "flip_average")}
-    h.update(json.dumps([who, asdict(frames), eval_frames, size], sort_keys=True).encode())
+) -> dict[str, Any]:
+    """Everything the labels depend on, by name (the module docstring): the teacher, the frame
+    settings, the student's input size and each bag's image stamps. Not the bags' paths: labels
+    made on a workstation serve the same bag copied to the robot; that the images are the same
+    is checked frame by frame (`image_digest`)."""
+    bags = []
     for scan in scans:
-        h.update(str(scan.path.resolve()).encode())
-        h.update(np.asarray(scan.index.image_stamps, dtype=np.int64).tobytes())
-    return h.hexdigest()
+        stamps = np.asarray(scan.index.image_stamps, dtype=np.int64)
+        first, last = (int(stamps[0]), int(stamps[-1])) if len(stamps) else (0, 0)
+        digest = hashlib.sha256(stamps.tobytes()).hexdigest()[:16]
+        bags.append({"images": len(stamps), "first_stamp_ns": first, "last_stamp_ns": last,
+                     "stamps_sha256": digest})  # fmt: skip
+    return {
+        "teacher": {k: teacher[k] for k in ("sha256", "sampling", "seed", "flip_average")},
+        "frames": asdict(frames),
+        "eval_frames": eval_frames,
+        "student_size": size,
+        "bags": bags,
+    }
+
+
+def labels_key(parts: dict[str, Any]) -> str:
+    """sha256 of the key parts."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _differs(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Which key parts differ, in words, for the refusal of a labels file."""
+    out = []
+    for name in ("teacher", "frames", "eval_frames", "student_size"):
+        if old.get(name) != new.get(name):
+            if isinstance(new.get(name), dict) and isinstance(old.get(name), dict):
+                keys = sorted(k for k in new[name] if old[name].get(k) != new[name][k])
+                what = ", ".join(f"{k} {old[name].get(k)!r} -> {new[name][k]!r}" for k in keys)
+                out.append(f"{name} ({what})")
+            else:
+                out.append(f"{name} {old.get(name)!r} -> {new.get(name)!r}")
+    was, now = old.get("bags", []), new.get("bags", [])
+    if len(was) != len(now):
+        out.append(f"bags: {len(was)} -> {len(now)}")
+    else:
+        out += [
+            f"bag {b + 1}: {w['images']} images {w['first_stamp_ns']}..{w['last_stamp_ns']} ns -> "
+            f"{n['images']} images {n['first_stamp_ns']}..{n['last_stamp_ns']} ns"
+            for b, (w, n) in enumerate(zip(was, now, strict=True))
+            if w != n
+        ]
+    return "; ".join(out) or "the key (no part recorded)"
+
+
+def image_digest(rgb: np.ndarray) -> torch.Tensor:
+    """32 bytes (sha256) of a frame's decoded image, stored beside its label."""
+    digest = hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).digest()
+    return torch.frombuffer(bytearray(digest), dtype=torch.uint8)
 
 
 class Labeler:
@@ -133,15 +187,17 @@ class Labeler:
     def start(self, scans: list[BagScan], frames: FrameConfig, eval_frames: int, size: int) -> None:
         """Compute the key and look for labels made with it: the `--teacher` labels file (which
         must match), else this run folder's cache (used when it matches)."""
-        self.key = labels_key(self.teacher, scans, frames, eval_frames, size)
+        self.parts = key_parts(self.teacher, scans, frames, eval_frames, size)
+        self.key = labels_key(self.parts)
+        self.paths = [str(scan.path) for scan in scans]
         given = self.teacher.get("labels_file")
         if given is not None:
             self._cached = self._load(Path(given))
             if self._cached is None:
+                old = json.loads(_read_labels_meta(Path(given)).get("parts", "{}"))
                 raise FinetuneInputError(
-                    f"--teacher {given} holds labels for other bags or settings (bags, topics, "
-                    "split, --eval-frames or the student's input size differ); make labels "
-                    "for these with --labels-only"
+                    f"--teacher {given} holds labels for other bags or settings: "
+                    f"{_differs(old, self.parts)}; make labels for these with --labels-only"
                 )
             return
         if (self.run / LABELS_NAME).is_file():
@@ -185,6 +241,15 @@ class Labeler:
                     f"teacher labels lack frame {frame.index} of bag {frame.bag}: a damaged "
                     "labels file; delete it to label again"
                 )
+            digest_key = f"image/{frame.bag}/{frame.index}"
+            if not torch.equal(
+                self._cached.get(digest_key, torch.empty(0)), image_digest(frame.rgb)
+            ):
+                raise FinetuneInputError(
+                    f"the teacher labels were made for other images: frame {frame.index} of "
+                    f"{self.paths[frame.bag]} has the stamps the labels were made for, other "
+                    "pixels; make labels for this bag with --labels-only"
+                )
             d = self._cached[small_key].numpy()
             full = self._cached[full_key].numpy() if scored else None
         else:
@@ -195,6 +260,7 @@ class Labeler:
             small = to_model_size(replace(frame, depth=full, valid=label_valid(full)), size)
             d = small.depth if small is not None else np.zeros((size, size), np.float32)
             self._new[small_key] = torch.from_numpy(d)
+            self._new[f"image/{frame.bag}/{frame.index}"] = image_digest(frame.rgb)
             if scored:
                 self._new[full_key] = torch.from_numpy(full)
         ok = label_valid(d)
@@ -210,6 +276,7 @@ class Labeler:
         tensors = self._cached if self._cached is not None else self._new
         teacher = {k: v for k, v in self.teacher.items() if k != "labels_file"}
         meta = {"format": LABELS_FORMAT, "key": self.key, "teacher": json.dumps(teacher)}
+        meta["parts"] = json.dumps(self.parts)
         tensors = {k: v.contiguous() for k, v in tensors.items()}
         atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
