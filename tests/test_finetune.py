@@ -241,6 +241,14 @@ def test_depth_of_another_size_is_mapped_through_intrinsics():
     assert set(np.unique(d3).tolist()) == {0.0, 2.0} and (ok3 == (d3 > 0)).all()
     with pytest.raises(ValueError, match="depth 16x20 and image 60x40"):
         depth_onto_image(depth, np.ones_like(depth, bool), (40, 60))
+    # the same size, other intrinsics (a depth camera with a wider lens): mapped, not kept
+    K_wide = np.array([[37.5, 0, 29.5], [0, 37.5, 19.5], [0, 0, 1]])
+    ray = (uu - K_wide[0, 2]) / K_wide[0, 0]
+    same = (2.0 + ray).astype(np.float32)
+    d4, ok4 = depth_onto_image(same, np.ones_like(same, bool), (40, 60), K_img, K_wide)
+    assert ok4.all() and np.abs(d4 - (2.0 + img_x)).max() <= 0.5 / 37.5 + 1e-6
+    d5, _ = depth_onto_image(same, np.ones_like(same, bool), (40, 60), K_img, K_img.copy())
+    assert d5 is same  # the same grid: untouched
 
 
 def test_finetune_reads_the_cameras_binning_and_roi():
@@ -400,3 +408,22 @@ def test_finetune_leaves_the_base_uncertainty_head_out():
         overrides = _train_config(cfg, shipped, frames, 64, stage).model_overrides
         model_cfg = ModelConfig.from_dict(overrides)
         assert model_cfg.uncertainty_width == 0 and not model_cfg.uncertainty_context
+
+
+def test_repeated_header_stamps_are_refused(tmp_path, capsys):
+    """A driver that stamps whole seconds gives ten frames one stamp: pairing by stamp would
+    give most images another frame's depth, so the bag is refused in one line (replay too)."""
+    bag = tmp_path / "coarse"
+    with BagWriter(bag) as w:
+        for i in range(30):
+            t = T0 + (i // 10) * 10**9  # 10 Hz, stamped to the second
+            w.write("/camera/image_raw", messages.image_msg(_rgb(i), "rgb8", t, "cam"), t)
+            d = np.full((24, 32), 1000 + 10 * i, dtype=np.uint16)
+            w.write("/camera/depth", messages.image_msg(d, "16UC1", t, "cam"), t)
+    assert _finetune(bag, tmp_path / "run", "--steps", "1") == 1
+    err = _one_line_error(capsys)
+    assert "30 paired images share a header stamp" in err and "30 images and 30 depth" in err
+    assert not (tmp_path / "run").exists()
+    argv = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--depth-topic"]
+    assert main([*argv, "/camera/depth", "--out", str(tmp_path / "rep"), "--no-progress"]) == 1
+    assert "pairing image and depth by stamp is ambiguous" in capsys.readouterr().err

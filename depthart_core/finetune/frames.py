@@ -281,14 +281,16 @@ def depth_onto_image(
     """Depth (metres, 0 invalid) and mask on the colour image's pixel grid, nearest neighbour.
 
     With both intrinsics, pixel (u, v) of the image looks along K_image^-1 (u, v, 1), which
-    the depth camera sees at K_depth (that ray): a resize, a crop or both; pixels outside the
-    depth image are invalid. Without them only a resize to the same aspect ratio (1 %) is done.
+    the depth camera sees at K_depth (that ray): a resize, a crop or both, also where the two
+    sizes agree and the intrinsics do not; pixels outside the depth image are invalid. Without
+    them only a resize to the same aspect ratio (1 %) is done.
     Raises ValueError when neither applies."""
     h, w = image_hw
     dh, dw = depth.shape
-    if (dh, dw) == (h, w):
-        return depth, valid
-    if K_image is not None and K_depth is not None:
+    both = K_image is not None and K_depth is not None
+    if (dh, dw) == (h, w) and not (both and not np.allclose(K_image, K_depth)):
+        return depth, valid  # the same grid (a same-size depth with other intrinsics is mapped)
+    if both:
         u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
         x = (u - K_image[0, 2]) / K_image[0, 0]
         y = (v - K_image[1, 2]) / K_image[1, 1]

@@ -175,6 +175,8 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
     if cfg.max_frames is not None:
         img, fids = img[: cfg.max_frames], fids[: cfg.max_frames]
     match, dts = match_stamps(img, dep, round(cfg.max_dt_s * 1e9))
+    if cfg.depth_topic:
+        check_unique_stamps(bag, img, dep, match)
     index = BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
     if cfg.camera_info_topic:
         with closing(bags.iter_messages(bag, [cfg.camera_info_topic])) as infos:
@@ -193,6 +195,30 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
         near, _ = match_stamps(img, stamps, round(cfg.imu_max_dt_s * 1e9))
         index.imu = [None if k is None else quats[k] for k in near]
     return index
+
+
+def check_unique_stamps(
+    bag: str | Path, image_ns: list[int], depth_ns: list[int], match: list[int | None]
+) -> None:
+    """Pairing by header stamp needs each stamp once per topic: an image that shares its stamp
+    with another image, or is paired with a depth stamp another depth image also carries, could
+    be paired with another frame's depth (a driver that stamps whole seconds, or never sets the
+    stamp). Raises ValueError naming how many."""
+    img_n, dep_n = Counter(image_ns), Counter(depth_ns)
+    shared = sum(
+        1
+        for t, j in zip(image_ns, match, strict=True)
+        if j is not None and (img_n[t] > 1 or dep_n[depth_ns[j]] > 1)
+    )
+    if shared:
+        repeated = sum(n for n in img_n.values() if n > 1)
+        repeated_d = sum(n for n in dep_n.values() if n > 1)
+        raise ValueError(
+            f"{bag}: {shared} paired images share a header stamp with another message of their "
+            f"topic ({repeated} images and {repeated_d} depth images carry a repeated stamp), so "
+            "pairing image and depth by stamp is ambiguous; the camera driver must stamp each "
+            "frame with its own capture time"
+        )
 
 
 def match_stamps(
