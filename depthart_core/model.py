@@ -201,6 +201,11 @@ class DepthART(nn.Module):
                 "this checkpoint has no uncertainty head (model config uncertainty_width 0); "
                 "train one with training/uncertainty_head.py"
             )
+        if with_uncertainty and not sampling.deterministic:
+            raise ValueError(
+                "the uncertainty head predicts the error of the soft or greedy decoding; a "
+                "sampled decoding (random draws) has none: decode soft or greedy"
+            )
         if not with_uncertainty:
             img_BLCv, f_start = self.prefix_and_start(rgb_B3HW)
             tokens, f_hat, _ = self.generate_from_prefix(img_BLCv, sampling, f_start)

@@ -166,12 +166,14 @@ class DepthArtCore:
         self.pub_colored = self._publisher(Image, "depth/colored")
         self.pub_points = self._publisher(PointCloud2, "depth/points")
         self.points_counts: Counter[str] = Counter()
-        have_u = self.backend.has_uncertainty  # no head: no uncertainty topics at all
+        # no head (or a sampled decoding, whose error the head does not predict): no topics
+        have_u = self.backend.has_uncertainty
+        why = UNAVAILABLE if have_u else f"unavailable, {self.backend.uncertainty_missing}"
         self.uncertainty = UncertaintyOutputs(
-            [self._publisher(Image, t) for t in U_TOPICS if have_u]
+            [self._publisher(Image, t) for t in U_TOPICS if have_u], unavailable=why
         )
         if not have_u:  # said once per model load, and in every diagnostics message
-            self.get_logger().info(f"uncertainty {UNAVAILABLE} ({self.engine}): not publishing "
+            self.get_logger().info(f"uncertainty {why} ({self.engine}): not publishing "
                                    f"{' or '.join(U_TOPICS)}")  # fmt: skip
         self.pub_diag = self._own(
             self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10)

@@ -68,11 +68,12 @@ class UncertaintyOutputs:
     """The node's uncertainty publishers (`TOPICS`; none without a head), whether a frame needs
     the uncertainty pass, publishing one frame's outputs, and the counters for diagnostics."""
 
-    def __init__(self, publishers: Sequence[Any] = ()) -> None:
+    def __init__(self, publishers: Sequence[Any] = (), unavailable: str = UNAVAILABLE) -> None:
         if len(publishers) not in (0, len(TOPICS)):
             raise ValueError(f"need a publisher for each of {TOPICS} or none, got {publishers}")
         self.publishers = tuple(publishers)
         self.available = bool(publishers)
+        self.unavailable = unavailable  # what diagnostics say without publishers
         self.frames = 0  # frames that ran the uncertainty pass
         self.non_finite_pixels = 0  # over all of them
         self.last: dict[str, Any] = {"non_finite": 0, "dropped_fraction": "none"}
@@ -117,7 +118,7 @@ class UncertaintyOutputs:
 
     def state(self) -> str:
         if not self.available:
-            return UNAVAILABLE
+            return self.unavailable
         return "on" if self.subscribed() else "off (no subscriber)"
 
     def diagnostics(self, max_error: float) -> dict[str, Any]:

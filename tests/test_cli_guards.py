@@ -276,3 +276,29 @@ def test_a_missing_optional_dependency_is_one_line_naming_its_extra(tmp_path, mo
     assert err.startswith("depthart synth: error: ") and "skimage" in err, err
     assert "pip install 'depthart_ros[train]'" in err, err
     assert not out.exists()
+
+
+def test_a_sampled_decoding_has_no_uncertainty(tmp_path, capsys):
+    """The head predicts the soft / greedy decoding's error: with the paper's sampling the
+    shipped model has no uncertainty and says why (Python API, predict --uncertainty, the
+    model itself)."""
+    import cv2
+
+    from depthart_core.runtime import get_backend
+    from depthart_core.sampling import sampling_setting
+
+    assert get_backend("torch", threads=1).has_uncertainty  # the shipped head, soft decoding
+    paper = get_backend("torch", threads=1, sampling=sampling_setting("paper"))
+    assert not paper.has_uncertainty and "random draws" in paper.uncertainty_missing
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="not of paper"):
+        paper.predict(rgb, with_uncertainty=True)
+    x = torch.zeros(1, 3, paper.image_size, paper.image_size)
+    with pytest.raises(ValueError, match="a sampled decoding"):
+        paper.model.infer(x, sampling_setting("paper"), with_uncertainty=True)
+    png = tmp_path / "f.png"
+    cv2.imwrite(str(png), rgb)
+    argv = ["predict", str(png), "--out", str(tmp_path / "o"), "--threads", "1"]
+    assert main([*argv, "--sampling", "paper", "--uncertainty"]) == 1
+    assert "random draws" in _err(capsys)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

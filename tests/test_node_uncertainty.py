@@ -296,25 +296,30 @@ def test_bad_uncertainty_max_at_start_up_is_a_clear_fatal_error(
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize("case", ["no_head", "paper_sampling"])
 def test_checkpoint_without_a_head_says_so_and_publishes_no_uncertainty(
-    env: Env, tiny_checkpoint: str
+    env: Env, tiny_checkpoint: str, case: str
 ) -> None:
+    """A checkpoint without a head, or the shipped head with the paper's sampled decoding
+    (whose error the head does not predict): no uncertainty topics, and diagnostics say why."""
     peer = env.peer
     env.subscribe("depth")
     env.subscribe(*TOPICS, required=False)  # asked for, but this model cannot give it
-    node = env.start({"checkpoint": tiny_checkpoint})
+    params = {"checkpoint": tiny_checkpoint} if case == "no_head" else {"sampling": "paper"}
+    why = UNAVAILABLE if case == "no_head" else "unavailable, the head predicts the error of the"
+    node = env.start(params)
     peer.wait_ready(node)
     pub = env.image_publisher()
     for seed in (1, 2):
         env.message("depth", env.send(pub, seed=seed))
     diag = env.diagnostics_where(lambda d: int(d["frames_processed"]) >= 2)
-    assert diag["uncertainty"] == UNAVAILABLE, diag
+    assert diag["uncertainty"].startswith(why), diag
     assert "uncertainty_frames" not in diag and diag["_level"] == "0", diag
     assert peer.wait_for(lambda: peer.node.count_publishers("/depth") == 1, 10)
     for topic in TOPICS:  # not advertised at all, so nothing can ever arrive
         assert peer.node.count_publishers(f"/{topic}") == 0, topic
         assert peer.messages(topic) == [], topic
-    assert node.log().count(f"uncertainty {UNAVAILABLE}") == 1, node.log()
+    assert node.log().count(f"uncertainty {why}") == 1, node.log()
     assert node.proc.poll() is None
 
 

@@ -252,8 +252,9 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
     )
     if args.uncertainty and not backend.has_uncertainty:  # e.g. an engine built without it
         raise ValueError(
-            f"--uncertainty: backend {backend.describe()} has no uncertainty output; "
-            "re-export its graph from the checkpoint with the head (`depthart export`)"
+            f"--uncertainty: backend {backend.describe()} has no uncertainty output "
+            f"({backend.uncertainty_missing}); a graph or engine exported from the checkpoint "
+            "with the head has it (`depthart export`)"
         )
     skipped: Counter[str] = Counter()
     renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]

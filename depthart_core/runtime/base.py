@@ -54,12 +54,17 @@ class Backend(abc.ABC):
         """Whether `run_uncertainty` works (the checkpoint or graph holds the head)."""
         return False
 
+    @property
+    def uncertainty_missing(self) -> str:
+        """Why `has_uncertainty` is false, in words (for errors, logs and diagnostics)."""
+        return "checkpoint has no head"
+
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) -> ((B, S, S) relative depth, (B, S, S) expected relative
         error), from one pass."""
         raise ValueError(
-            f"backend {self.describe()} has no uncertainty: its checkpoint or graph has no "
-            "uncertainty head (training/uncertainty_head.py adds one)"
+            f"backend {self.describe()} has no uncertainty: {self.uncertainty_missing} "
+            "(training/uncertainty_head.py adds a head to a checkpoint)"
         )
 
     @property

@@ -119,7 +119,17 @@ class DepthEstimator(Backend):
 
     @property
     def has_uncertainty(self) -> bool:
-        return self.model.uncertainty_head is not None
+        deterministic = self.sampling is None or self.sampling.deterministic
+        return self.model.uncertainty_head is not None and deterministic
+
+    @property
+    def uncertainty_missing(self) -> str:
+        if self.model.uncertainty_head is not None:  # a sampled decoding
+            return (
+                f"the head predicts the error of the soft or greedy decoding, not of "
+                f"{describe_sampling(self.sampling)}'s random draws"
+            )
+        return super().uncertainty_missing
 
     @torch.inference_mode()
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
