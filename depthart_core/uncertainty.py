@@ -7,11 +7,11 @@ resolution (a backend resizes both to the input size with the same `postprocess`
 
 - `latent`, one pass: at every scale, the variance of the code embedding under the token
   distribution the decoding uses, E|e|^2 - |E e|^2 per token (`probs @ |codebook|^2` and
-  `probs @ codebook`), bilinearly upsampled to the last scale's latent grid as the scale's
-  contribution is, summed over scales (the scales' draws taken as independent) and its square
-  root bilinearly upsampled to pixels; divided by depth**0.25 (`LATENT_DEPTH_EXPONENT`), as the
-  same latent error is a larger relative error on a near surface (measured, not derived). Costs
-  a softmax and two small matmuls per scale.
+  `probs @ codebook`), bilinearly upsampled to the last scale's latent grid (the scale's
+  contribution itself is upsampled bicubically), summed over scales (the scales' draws taken as
+  independent) and its square root bilinearly upsampled to pixels; divided by depth**0.25
+  (`LATENT_DEPTH_EXPONENT`), as the same latent error is a larger relative error on a near
+  surface (measured, not derived). Costs a softmax and two small matmuls per scale.
 - `samples`: the spread of K sampled decodings (top-p 0.9, one code per token, seeded), batched as
   one transformer pass of batch B*K and one decoder pass of B*(K+1): per pixel, the root mean
   square deviation of the samples from the deterministic depth, divided by that depth.

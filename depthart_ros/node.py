@@ -59,7 +59,7 @@ from depthart_core.rosio import compressed
 from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.messages import imu_orientation
 from depthart_core.runtime import get_backend
-from depthart_core.runtime.base import Backend
+from depthart_core.runtime.base import LETTERBOX_UNCERTAINTY, Backend
 from depthart_core.sampling import sampling_setting
 from depthart_ros.calibration import CalibrationPairer, camera_info_for
 from depthart_ros.dds import use_node_profile
@@ -172,6 +172,8 @@ class DepthArtCore:
         self.uncertainty = UncertaintyOutputs(
             [self._publisher(Image, t) for t in U_TOPICS if have_u], unavailable=why
         )
+        if have_u and c["letterbox"]:
+            self.get_logger().warning(LETTERBOX_UNCERTAINTY)
         if not have_u:  # said once per model load, and in every diagnostics message
             self.get_logger().info(f"uncertainty {why} ({self.engine}): not publishing "
                                    f"{' or '.join(U_TOPICS)}")  # fmt: skip

@@ -2,8 +2,9 @@
 
 A checkpoint with the learned uncertainty head (`depthart_core.uncertainty_head`) gives, with each
 depth map, every pixel's expected absolute relative error: |s d - g| / g after a median scale, so
-0.1 = "this pixel is off by about 10 %". It is a ratio, so it holds as it is for the metric depth
-too (a scale applied to d is absorbed by s). The node publishes
+0.1 = "this pixel is off by about 10 %". It is a ratio, so it holds as it is for metric depth
+scaled by one factor (the floor's, or `sparse_depth.mode: scale`: the factor is absorbed by s); a
+`scale_shift` fit's shift also absorbs part of the error. The node publishes
 
 - `depth/uncertainty` (32FC1, the depth's header): that error, NaN where the head gave no finite
   value (never 0, which would read as "certain");

@@ -15,6 +15,7 @@ import torch
 
 from depthart_core.cli import main
 from depthart_core.data.synthetic import set as synth_set
+from depthart_core.runtime.base import LETTERBOX_UNCERTAINTY
 from depthart_core.runtime.threads import MAX_THREADS
 
 TOPICS = ["--image-topic", "/camera/image_raw", "--depth-topic", "/camera/depth"]
@@ -302,3 +303,19 @@ def test_a_sampled_decoding_has_no_uncertainty(tmp_path, capsys):
     assert main([*argv, "--sampling", "paper", "--uncertainty"]) == 1
     assert "random draws" in _err(capsys)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_letterbox_with_uncertainty_warns_once(caplog):
+    """The head learned stretched frames and underclaims letterboxed ones: said once."""
+    import logging
+
+    from depthart_core.runtime import get_backend
+
+    est = get_backend("torch", threads=1, letterbox=True)
+    rgb = np.zeros((24, 48, 3), np.uint8)
+    with caplog.at_level(logging.WARNING, logger="depthart_core.runtime.base"):
+        est.predict(rgb)  # depth only: nothing to say
+        assert not caplog.records
+        est.predict(rgb, with_uncertainty=True)
+        est.predict(rgb, with_uncertainty=True)
+    assert [r.getMessage() for r in caplog.records] == [LETTERBOX_UNCERTAINTY]

@@ -367,9 +367,8 @@ def run_eval(
     runs = []
     for m in models:
         for key, ds in zip(keys, readers, strict=True):
-            log.info(
-                "evaluating %s on %s (%d images, protocol %s)", m.label, key, len(ds), protocol
-            )
+            n = len(ds) if limit is None else min(int(limit), len(ds))
+            log.info("evaluating %s on %s (%d images, protocol %s)", m.label, key, n, protocol)
             size = paper_eval_size(key) if eval_size == "paper" else eval_size
             res = evaluate_predictions(
                 ds,

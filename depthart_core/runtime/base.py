@@ -22,12 +22,23 @@ by the same `postprocess`. Without the flag nothing extra is computed.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from depthart_core.runtime.preprocess import postprocess, preprocess
+
+log = logging.getLogger(__name__)
+
+# the head learned the errors of stretched frames (training/uncertainty_head.py): on letterboxed
+# ones it claims about half the error they have (BENCHMARKS 11)
+LETTERBOX_UNCERTAINTY = (
+    "letterbox with uncertainty: the head was trained on stretched frames and underestimates "
+    "the error of letterboxed ones (about half); use the stretched default where the "
+    "uncertainty matters"
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,9 @@ class Backend(abc.ABC):
         if not with_uncertainty:
             out = self.infer(x)
             return [postprocess(out[i], geo) for i, (_, geo) in enumerate(prepared)]
+        if self.letterbox and not getattr(self, "_told_letterbox", False):
+            log.warning(LETTERBOX_UNCERTAINTY)
+            self._told_letterbox = True
         depth, unc = self.infer_uncertainty(x)
         return [
             (postprocess(depth[i], geo), postprocess(unc[i], geo))
