@@ -318,10 +318,12 @@ def _ransac(
     any orientation (None where no hypothesis qualifies).
 
     A plane's cost is MSAC's (Torr and Zisserman 2000): each point's squared residual over the
-    threshold, capped at 1, so a plane that fits its points tightly beats a slab that cuts the
-    corner between floor and wall and holds more points loosely. A point beyond the plane (past
-    the threshold on the far side from the camera) costs 1 more: nothing is seen through a
-    floor or a wall."""
+    threshold, capped at 1, so a plane that fits its points tightly usually beats a slab that
+    cuts the corner between floor and wall and holds more points loosely. A point beyond the
+    plane (past the threshold on the far side from the camera) costs 1 more: nothing is seen
+    through a floor or a wall. Not always: with a wall 1.5-2 m ahead filling most of the floor
+    region, a plane tilted 10-30 deg toward the wall through the corner costs less than the true
+    floor even on exact depth (README, `normal: prior` is exact there)."""
     rng = np.random.default_rng(cfg.seed)
     n = len(pts_N3)
     idx_I3 = rng.integers(0, n, size=(cfg.ransac_iterations, 3))  # a repeated index: no normal
