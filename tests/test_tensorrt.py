@@ -100,6 +100,41 @@ def test_auto_backend_logs_the_short_cause_and_explicit_tensorrt_the_guide(
         get_backend("tensorrt", checkpoint=tiny_checkpoint)
 
 
+def test_tensorrt_older_than_10_is_not_used_and_auto_moves_on(monkeypatch, tiny_checkpoint) -> None:
+    """JetPack 5's TensorRT 8 lacks strongly typed networks: refused with its version, so `auto`
+    takes ONNX Runtime or torch instead of failing at the build."""
+    import types
+
+    from depthart_core.runtime import get_backend
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.2"))
+    ok, why = tensorrt_available()
+    assert not ok and "tensorrt 8.6.2 is older than 10" in why, why
+    assert get_backend("auto", checkpoint=tiny_checkpoint, threads=1).name != "tensorrt"
+
+
+def test_engine_key_names_the_gpu_model() -> None:
+    """Orin Nano, NX and AGX share sm_87: the GPU model is part of the engine's key and file."""
+    from depthart_core.runtime.engine_cache import EngineKey
+
+    nano = EngineKey("ab" * 32, "fp16", (1, 3, 64, 64), "10.3.0", "sm_87", "orin_7gb")
+    agx = EngineKey("ab" * 32, "fp16", (1, 3, 64, 64), "10.3.0", "sm_87", "orin_61gb")
+    assert nano.stem != agx.stem and nano.stem.endswith("_trt10.3.0_sm_87_orin_7gb")
+    assert nano.hardware == "trt10.3.0_sm_87_orin_7gb"
+    with pytest.raises(ValueError, match="file-name-safe"):
+        EngineKey("ab" * 32, "fp16", (1, 3, 64, 64), "10.3.0", "sm_87", "Orin/../x")
+
+
+def test_export_tensorrt_refuses_an_onnx_out(tmp_path, capsys) -> None:
+    """The engine would be written over the graph it was built from."""
+    from depthart_core.cli import main
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--format", "tensorrt", "--out", str(out)]) == 1
+    assert "give the engine a name such as" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_engine_input_shape_static_and_dynamic_batch() -> None:
     assert engine_input_shape(tiny_onnx(batch="B"), S) == (1, 3, S, S)
     assert engine_input_shape(tiny_onnx(batch=4), S) == (4, 3, S, S)

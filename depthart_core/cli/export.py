@@ -38,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "tensorrt":
         from depthart_core.runtime.tensorrt_backend import import_tensorrt
 
+        if out.suffix == ".onnx":  # the engine would be written over the graph it came from
+            raise ValueError(
+                f"--out {out}: --format tensorrt writes the engine there and the graph beside it "
+                f"({out.with_suffix('.onnx').name}); give the engine a name such as "
+                f"{out.with_suffix('.engine')}"
+            )
         import_tensorrt()  # before the ONNX graph is written: with install instructions if absent
     # a read-only or missing-permission folder stops it before the export; a folder it made
     # stays only if something was written into it
@@ -62,8 +68,16 @@ def run(args: argparse.Namespace) -> int:
             "the paper's sampling setting (--sampling paper) runs on the torch backend only"
         )
         if args.format == "tensorrt":
+            from depthart_core.export.trt_onnx_ops import (
+                check_precision,
+                check_tensorrt_compatible,
+                load_graph,
+            )
             from depthart_core.runtime.tensorrt_backend import build_serialized_engine
 
+            graph = load_graph(onnx_path)  # the backend's graph checks, before minutes of build
+            check_tensorrt_compatible(graph)
+            check_precision(graph, "fp16" if args.fp16 else "fp32")
             S = model.cfg.image_size
             engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
             atomic_write(out, bytes(engine))

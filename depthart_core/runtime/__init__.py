@@ -125,8 +125,10 @@ def _get_backend(
                 backend = _make(
                     candidate, ckpt, device, precision, letterbox, onnx_path, threads, sampling
                 )
-            except (ImportError, RuntimeError, ValueError) as exc:
-                short = getattr(exc, "reason", str(exc))  # TensorRTMissing: no install guide
+            # any failure of an optional runtime (a TensorRT whose API differs raises
+            # AttributeError) moves on, named in the log, rather than stopping the node
+            except Exception as exc:
+                short = getattr(exc, "reason", f"{type(exc).__name__}: {exc}")
                 reasons.append(f"{candidate}: {short}")
                 log.info("backend auto: skipping %s (%s)", candidate, short)
                 continue
@@ -183,4 +185,6 @@ def _make(
     ok, why = tensorrt_available()
     if not ok:
         raise RuntimeError(why)
-    return TensorRTBackend.from_checkpoint(ckpt, onnx_path, precision, letterbox, sampling)
+    return TensorRTBackend.from_checkpoint(
+        ckpt, onnx_path, precision, letterbox, sampling, device=device
+    )

@@ -64,6 +64,9 @@ class EngineKey:
     input_shape: tuple[int, ...]
     trt_version: str
     compute_capability: str
+    # the GPU model and memory (`tensorrt_backend.gpu_name`): engines are not portable between
+    # models of one architecture; "" where unknown (keys written before it was recorded)
+    gpu: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
@@ -82,14 +85,20 @@ class EngineKey:
             raise ValueError(
                 f"compute_capability must look like 'sm_87', got {self.compute_capability!r}"
             )
+        if not re.fullmatch(r"[a-z0-9_.-]*", self.gpu):
+            raise ValueError(f"gpu must be a file-name-safe slug, got {self.gpu!r}")
+
+    @property
+    def hardware(self) -> str:
+        """What the engine and TensorRT's timing cache are specific to, as a file-name part."""
+        return f"trt{self.trt_version}_{self.compute_capability}" + (
+            f"_{self.gpu}" if self.gpu else ""
+        )
 
     @property
     def stem(self) -> str:
         shape = "x".join(map(str, self.input_shape))
-        return (
-            f"{self.model_sha256[:16]}_{self.precision}_{shape}"
-            f"_trt{self.trt_version}_{self.compute_capability}"
-        )
+        return f"{self.model_sha256[:16]}_{self.precision}_{shape}_{self.hardware}"
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -72,13 +73,40 @@ class TensorRTMissing(RuntimeError):
         super().__init__(f"tensorrt is not importable ({cause!r}). {INSTALL_HINT}")
 
 
+MIN_TENSORRT = 10  # strongly typed networks, tensors bound by name, execute_async_v3
+
+
 def import_tensorrt() -> ModuleType:
-    """`import tensorrt`, or a `TensorRTMissing` that says how to install it."""
+    """`import tensorrt` (10 or newer), or a `TensorRTMissing` that says how to install it."""
     try:  # optional dependency: tensorrt (the `tensorrt` extra, NVIDIA GPUs only)
         import tensorrt as trt
     except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
         raise TensorRTMissing(exc) from exc
+    major = str(getattr(trt, "__version__", "0")).split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TENSORRT:  # JetPack 5 ships 8.x
+        raise TensorRTMissing(
+            ImportError(
+                f"tensorrt {trt.__version__} is older than {MIN_TENSORRT}, which the "
+                "engine build and run are written for"
+            )  # fmt: skip
+        )
     return trt
+
+
+@functools.cache
+def trt_logger():
+    """The process's one TensorRT logger (TensorRT keeps a single logger pointer: a second one
+    is ignored with a warning), shared by every build and runtime."""
+    trt = import_tensorrt()
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def gpu_name(device: int | None = None) -> str:
+    """The GPU's model and memory as a file-name-safe slug (e.g. "orin_7gb"): an engine is
+    specific to the GPU model, not only its architecture (Orin Nano, NX and AGX are all sm_87)."""
+    props = torch.cuda.get_device_properties(device)
+    slug = re.sub(r"[^a-z0-9]+", "-", props.name.lower()).strip("-") or "gpu"
+    return f"{slug}_{round(props.total_memory / 2**30)}gb"
 
 
 def tensorrt_available() -> tuple[bool, str]:
@@ -183,14 +211,17 @@ def build_serialized_engine(
     workspace_mb: int = 1024,
     timing_cache_path: str | Path | None = None,
     show_progress: bool = True,
+    tf32: bool = False,
 ) -> bytes:
-    """Parse the ONNX into a strongly typed network and build a serialized engine (a plan)."""
+    """Parse the ONNX into a strongly typed network and build a serialized engine (a plan).
+    `tf32`: let fp32 matrix products run in TF32 (TensorRT's default on Ampere and newer,
+    Jetson Orin included); off, an fp32 graph's engine computes in fp32 as the other backends
+    do, so its greedy tokens match theirs."""
     trt = import_tensorrt()
-    trt_logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(trt_logger)
+    builder = trt.Builder(trt_logger())
     # 1. network: strongly typed, so FP16 comes only from the graph's own types
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, trt_logger)
+    parser = trt.OnnxParser(network, trt_logger())
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         for err in errors:
@@ -200,6 +231,8 @@ def build_serialized_engine(
     # 2. config: workspace, a fixed-shape profile for any dynamic input dims, timing cache
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
     dynamic = False
     for i in range(network.num_inputs):
@@ -210,7 +243,9 @@ def build_serialized_engine(
     if dynamic:
         config.add_optimization_profile(profile)
     timing_cache = _load_timing_cache(config, timing_cache_path)
-    config.set_timing_cache(timing_cache, False)
+    if not config.set_timing_cache(timing_cache, False):  # made on another GPU: refused
+        log.warning("TensorRT refused timing cache %s; building without it", timing_cache_path)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     monitor = _progress_monitor_class(trt)() if show_progress else None
     if monitor is not None:  # held in this frame: it must outlive the build
         config.progress_monitor = monitor
@@ -224,9 +259,12 @@ def build_serialized_engine(
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see log above)")
     if timing_cache_path is not None:
-        path = Path(timing_cache_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, bytes(config.get_timing_cache().serialize()))
+        try:  # a speed-up for the next build: its failure must not lose this finished plan
+            path = Path(timing_cache_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, bytes(config.get_timing_cache().serialize()))
+        except Exception as exc:
+            log.warning("TensorRT timing cache not saved to %s (%r)", timing_cache_path, exc)
     return bytes(plan)
 
 
@@ -263,6 +301,7 @@ class TensorRTBackend(Backend):
         cache_dir: str | Path | None = None,
         workspace_mb: int = 1024,
         expected_model_hash: str | None = None,
+        device: str | None = None,
     ) -> None:
         # 1. arguments and the ONNX graph (without weights)
         self.onnx_path = Path(onnx_path)
@@ -287,25 +326,34 @@ class TensorRTBackend(Backend):
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise RuntimeError("the TensorRT backend needs a CUDA GPU; torch sees none")
-        self.device = torch.device("cuda", torch.cuda.current_device())
-        key = EngineKey(digest, precision, shape, trt.__version__, compute_capability())
-        # 3. engine: cached, or built (minutes) and cached
+        self.device = torch.device(device if device is not None else "cuda")
+        if self.device.type != "cuda":
+            raise ValueError(f"the TensorRT backend runs on a CUDA device, got {device!r}")
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        self.device = torch.device("cuda", index)
+        key = EngineKey(
+            digest, precision, shape, trt.__version__, compute_capability(index), gpu_name(index)
+        )
+        # 3. engine: cached, or built (minutes) and cached, on this device
         cache = EngineCache(cache_dir)
-        timing = cache.cache_dir / f"timing_trt{key.trt_version}_{key.compute_capability}.cache"
+        timing = cache.cache_dir / f"timing_{key.hardware}.cache"
 
         def build() -> bytes:
             return build_serialized_engine(self.onnx_path, shape, workspace_mb, timing)
 
-        self._trt_logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
-        self._runtime = trt.Runtime(self._trt_logger)
-        result = cache.get_or_build(key, build, self._runtime.deserialize_cuda_engine)
+        self._runtime = trt.Runtime(trt_logger())  # the logger outlives it (module-wide)
+        with torch.cuda.device(index):
+            result = cache.get_or_build(key, build, self._runtime.deserialize_cuda_engine)
         self.engine, self.engine_path, self.engine_built = result.engine, result.path, result.built
         self.trt_version, self.key = trt.__version__, key
-        # 4. context, buffers bound by name, one stream
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream(self.device)
-        self._buffers = self._bind(trt, shape)
+        # 4. context, buffers bound by name, one stream; one call at a time (the context and its
+        # buffers are shared, and execute_async_v3 releases the GIL)
+        with torch.cuda.device(index):
+            self.context = self.engine.create_execution_context()
+            self.stream = torch.cuda.Stream(self.device)
+            self._buffers = self._bind(trt, shape)
         self.batch = shape[0]
+        self._lock = threading.Lock()
 
     @classmethod
     def from_checkpoint(
@@ -315,8 +363,10 @@ class TensorRTBackend(Backend):
         precision: str = "fp32",
         letterbox: bool = False,
         sampling: SamplingConfig | None = None,
+        device: str | None = None,
     ) -> TensorRTBackend:
         """The checkpoint's graph from the ONNX cache (exported once), then the engine cache.
+        `device`: "cuda" or "cuda:N" (None, "auto": the current CUDA device).
         `sampling`: a deterministic decoding (None: the default decoding, soft, or whatever a given
         `onnx_path` holds); the engine cache is keyed by the graph's own hash, so each decoding
         gets its own engine."""
@@ -340,6 +390,7 @@ class TensorRTBackend(Backend):
             precision=precision,
             letterbox=letterbox,
             expected_model_hash=ckpt.sha256,
+            device=None if device in (None, "auto") else device,
         )
 
     def _bind(self, trt: ModuleType, shape: tuple[int, ...]) -> dict:
@@ -408,6 +459,11 @@ class TensorRTBackend(Backend):
         if x_B3SS.ndim != 4 or x_B3SS.shape[1:] != (3, S, S):
             raise ValueError(f"input must be (B, 3, {S}, {S}), got {x_B3SS.shape}")
         x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32))
+        with self._lock, torch.cuda.device(self.device):
+            return self._execute_locked(x, names)
+
+    def _execute_locked(self, x: torch.Tensor, names: tuple[str, ...]) -> list[np.ndarray]:
+        S = self.image_size
         inp = self._buffers[INPUT_NAME]
         results: list[list[torch.Tensor]] = [[] for _ in names]
         with torch.cuda.stream(self.stream):
