@@ -3,6 +3,7 @@ live mode accounts for every frame (a pure-Python stand-in node, and the real no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -297,6 +298,10 @@ def test_interrupted_offline_run_writes_a_partial_report(tmp_path):
     assert report["frames_in_bag"] == 8
     assert [r["status"] for r in report["rows"]] == ["evaluated", "evaluated"]
     assert (tmp_path / "out" / "report.md").is_file()
+    # --max-frames replays the first frames; the bag still holds all of them
+    short = dataclasses.replace(HAND, max_frames=3)
+    report = replay_offline(bag, tmp_path / "short", short, RedBackend())
+    assert report["counts"]["frames"] == 3 and report["frames_in_bag"] == 8
 
 
 def test_cli_errors_name_the_problem(tmp_path, tiny_checkpoint, capsys):
@@ -376,6 +381,7 @@ class EchoTransport:
         self.drop, self.interrupt_at, self._ready = set(drop), interrupt_at, ready
         self.images = self.infos = 0
         self.closed = False
+        self.stamps: dict[str, list[int]] = {"image": [], "camera_info": []}
 
     def open(self, domain_id, topics, on_output):
         self.domain_id, self.topics, self.on_output = domain_id, topics, on_output
@@ -384,6 +390,8 @@ class EchoTransport:
         return self._ready
 
     def publish(self, key, raw):
+        kind = messages.IMAGE_TYPE if key == "image" else messages.CAMERA_INFO_TYPE
+        self.stamps[key].append(messages.stamp_to_ns(messages.deserialize(raw, kind).header.stamp))
         if key == "camera_info":
             self.infos += 1
             return
@@ -440,6 +448,9 @@ def test_live_bookkeeping_with_a_stand_in_node(tmp_path, tiny_checkpoint, restam
     assert (lv["published"], lv["returned"], lv["dropped"]) == (8, 6, 2)
     assert lv["warmup_published"] == lv["warmup_returned"] == 1 and lv["unexpected_outputs"] == 0
     assert transport.infos == 9 and transport.closed and transport.domain_id == 7
+    # each image goes out with its camera_info's stamp, restamped or not (a driver stamps both
+    # alike, and the node pairs them by exact stamp)
+    assert set(transport.stamps["image"]) <= set(transport.stamps["camera_info"])
     lat = [r.get("latency_ms") for r in report["rows"]]
     assert all((v is None) == (s == "dropped") for v, s in zip(lat, expected, strict=True))
     assert report["latency_ms"]["n"] == 6 and report["fps"] > 0

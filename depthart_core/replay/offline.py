@@ -46,11 +46,13 @@ from depthart_core.rosio import messages
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:
-    info = getattr(backend, "info", {}) or {}
+    info = getattr(backend, "info", {}) or {}  # torch: the checkpoint it loaded
+    graph = getattr(backend, "onnx_path", None)  # ONNX Runtime / TensorRT: the graph it runs
     return {
         "name": getattr(backend, "name", type(backend).__name__),
-        "checkpoint": info.get("path"),
-        "checkpoint_sha256": info.get("sha256"),
+        "checkpoint": info.get("path") or (f"graph {graph}" if graph else None),
+        # an exported graph carries its checkpoint's sha256 in its metadata
+        "checkpoint_sha256": info.get("sha256") or getattr(backend, "checkpoint_sha256", None),
         "image_size": getattr(backend, "image_size", None),
     }
 

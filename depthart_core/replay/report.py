@@ -53,7 +53,8 @@ def summarize(run: ReplayRun) -> dict[str, Any]:
         "config": asdict(run.cfg),
         "topics": {t: asdict(s) for t, s in run.index.topics.items()},
         "counts": {"frames": len(rows), **{s: counts.get(s, 0) for s in STATUSES}},
-        "frames_in_bag": run.index.n_frames,
+        # the image topic's messages in the bag; `frames` counts those replayed (--max-frames)
+        "frames_in_bag": _images_in_bag(run),
         "headline": list(get_protocol(run.cfg.eval_protocol).headline),
         "aggregate": aggregate,
         "latency_ms": latency,
@@ -142,6 +143,19 @@ def _metric_vs_aligned(ev: list[dict[str, Any]]) -> tuple[float, float, float | 
     return metric, aligned, (metric / aligned if aligned else None)
 
 
+def _images_in_bag(run: Any) -> int:
+    topic = run.index.topics.get(run.cfg.image_topic)
+    return max(run.index.n_frames, topic.count if topic is not None else 0)
+
+
+def _rate(report: dict[str, Any]) -> str:
+    """What `fps` is: outputs received per second live, 1000 / the mean predict latency offline
+    (the model's rate; reading and scoring the bag are not in it)."""
+    if report["mode"] == "live":
+        return f"throughput {report['fps']:.2f} frames/s (outputs received per second)"
+    return f"predict rate {report['fps']:.2f} frames/s (1000 / mean predict latency)"
+
+
 def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) -> str:
     """A few lines for the terminal: frames, throughput, latency, headline metrics, outputs."""
     c = report["counts"]
@@ -149,7 +163,7 @@ def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) ->
     lines = [f"{report['mode']} replay of {report['bag']} ({report['status']})"]
     lines.append(f"  frames {c['frames']}: " + (", ".join(parts) or "none processed"))
     if report.get("fps"):
-        lines.append(f"  throughput {report['fps']:.2f} frames/s")
+        lines.append(f"  {_rate(report)}")
     lat = report.get("latency_ms") or {}
     if lat:
         what = "end-to-end" if report["mode"] == "live" else "predict"
@@ -296,7 +310,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         stats = ("mean", "p50", "p90", "p99", "max")
         lines.append(", ".join(f"{k} {lat[k]:.1f} ms" for k in stats))
         if report.get("fps"):
-            lines.append(f"\nthroughput: {report['fps']:.2f} frames/s")
+            lines.append(f"\n{_rate(report)}")
         lines.append("")
     if report.get("live"):
         lv = report["live"]

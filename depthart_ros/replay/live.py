@@ -214,6 +214,7 @@ class LiveSession:
         topics = [t for t in (self.cfg.image_topic, self.cfg.camera_info_topic) if t]
         t0 = log0 = None
         i = 0
+        restamped: dict[int, int] = {}  # recorded stamp -> the stamp it is played with
         for m in bags.iter_messages(self.bag, topics):
             is_image = m.topic == self.cfg.image_topic
             if is_image and i >= self.index.n_frames:
@@ -226,7 +227,11 @@ class LiveSession:
                 log.warning("time limit reached: %d of %d frames played", i, self.index.n_frames)
                 break
             self.pump(target)
-            stamp = self._next_stamp() if self.live.restamp else m.stamp_ns
+            # an image and its camera_info share one new stamp, as a driver stamps them alike
+            # (the node pairs them by exact stamp and would otherwise wait for a calibration)
+            stamp = m.stamp_ns
+            if self.live.restamp:
+                stamp = restamped.setdefault(m.stamp_ns, self._next_stamp())
             raw = self._cdr(m, stamp)
             if not is_image:
                 self.transport.publish("camera_info", raw)
@@ -247,7 +252,9 @@ class LiveSession:
 
     def stats(self) -> dict[str, Any]:
         returned = len(self.received)
-        span = (max(self.received.values()) - min(self.sent.values())) if returned else 0.0
+        # outputs per second: N outputs span N - 1 intervals between the first and the last
+        got = sorted(self.received.values())
+        span = got[-1] - got[0] if returned > 1 else 0.0
         try:
             diagnostics = self.transport.diagnostics()
         except Exception as exc:  # diagnostics are informative only
@@ -266,7 +273,7 @@ class LiveSession:
             "node_log": str(self.log_path),
             "node_exit_code": self.exit_code,
             "node_diagnostics": diagnostics,
-            "fps": returned / span if span > 0 else None,
+            "fps": (returned - 1) / span if span > 0 else None,
         }
 
 
