@@ -133,3 +133,45 @@ def test_bench_times_the_decoding_the_backend_predicts_with(tiny_checkpoint, mon
         seen.clear()
         time_backend(backend, np.zeros((24, 32, 3), np.uint8), runs=1, warmup=0)
         assert seen == predicted and len(seen) == 1, (name, seen, predicted)
+
+
+def test_the_peer_runs_under_the_same_load_and_threads(tmp_path, monkeypatch):
+    """The Depth Anything peer is timed with DepthART's thread count and inside the busy-core
+    block, so `speedup_vs_peer` compares like with like; RSS after the runs is reported beside
+    the process peak."""
+    import contextlib
+
+    import torch
+
+    from depthart_core.runtime import bench, cpu_load
+
+    busy = {"now": False}
+
+    @contextlib.contextmanager
+    def fake_busy(n):
+        busy["now"] = True
+        yield [0] if n else []
+        busy["now"] = False
+
+    seen = {}
+
+    def fake_peer(rgb, device, runs, warmup, short=518):
+        seen.update(threads=torch.get_num_threads(), busy=busy["now"])
+        stage = {"median_ms": 10.0, "p90_ms": 11.0}
+        return {"name": "peer", "input": [14, 14], "stages": {"end_to_end": stage}, "fps": 100.0}
+
+    monkeypatch.setattr(cpu_load, "busy_cores", fake_busy)
+    monkeypatch.setattr(bench, "time_peer", fake_peer)
+    torch.set_num_threads(2)
+    try:
+        out = tmp_path / "b.json"
+        argv = ["bench", "--preset", "tiny", "--backend", "onnxruntime", "--threads", "1"]
+        pytest.importorskip("onnxruntime")
+        monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+        argv += ["--busy-cores", "1", "--runs", "2", "--warmup", "1", "--json", str(out)]
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(2)
+    assert seen == {"threads": 1, "busy": True}
+    res = json.loads(out.read_text())
+    assert res["rss_mb"] > 0 and res["peak_rss_mb"] > 0  # two kernel counters: no order

@@ -203,6 +203,11 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
         == 1
     )
     assert "2 dataset(s)" in capsys.readouterr().err
+    # one dataset twice (two roots): its runs would overwrite each other in one table
+    argv = ["eval", "--datasets", "synthetic,synthetic", "--roots", f"{tmp_path},{tmp_path}"]
+    assert main([*argv, "--baseline", "ramp", "--out", str(tmp_path / "twice")]) == 1
+    assert "dataset synthetic given more than once" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists()
 
 
 def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoint):

@@ -361,6 +361,12 @@ def run_eval(
         raise ValueError("no model to evaluate")
     get_protocol(protocol)
     keys = [canonical_name(d) for d in datasets]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:  # results and run folders are keyed by the dataset: one would overwrite another
+        raise ValueError(
+            f"dataset {', '.join(repeated)} given more than once; evaluate each root on its own "
+            "(one --out each)"
+        )
     readers = [get_dataset(k, r) for k, r in zip(keys, roots, strict=True)]
     out = Path(out)
     single = len(models) == 1 and len(readers) == 1

@@ -272,6 +272,8 @@ class LiveSession:
             "node_cmd": self.cmd,
             "node_log": str(self.log_path),
             "node_exit_code": self.exit_code,
+            # the node's last 1 Hz diagnostics received: a snapshot up to a second before the
+            # last frames, so its counters can trail the counts above
             "node_diagnostics": diagnostics,
             "fps": (returned - 1) / span if span > 0 else None,
         }
