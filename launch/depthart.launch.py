@@ -7,9 +7,12 @@
     ros2 launch depthart_ros depthart.launch.py lifecycle:=true              # waits for a manager
     ros2 launch depthart_ros depthart.launch.py lifecycle:=true autostart:=true
 
-Parameters come from `params_file`; `checkpoint`, `backend`, `vae`, `sampling` and
-`image_transport` replace the file's value only when given on the command line (their empty
-default means "the file's").
+Parameters come from `params_file`; `checkpoint`, `backend`, `vae`, `sampling`,
+`image_transport` and `use_sim_time` replace the file's value only when given on the command line
+(their empty default means "the file's"). They reach the node in a second parameters file under a
+node key the user's file does not use (`overrides_file`): rcl merges entries of one key across
+files and rclpy applies keys in the order they first appear, so under a key of the user's file an
+argument could lose to a later `/**` entry there.
 
 lifecycle:=true starts `depthart_lifecycle_node` (same parameters and topics) unconfigured, for a
 lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`) to drive. autostart:=true, or
@@ -26,6 +29,7 @@ environment of every process on the topic (camera driver and this node).
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +41,6 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
@@ -60,6 +63,7 @@ ARGUMENTS = [
         NOT_GIVEN,
         "raw | compressed (CompressedImage on <image>/compressed); empty = the params file's",
     ),
+    ("use_sim_time", NOT_GIVEN, "true: stamps and rates follow /clock; empty = the params file's"),
     ("log_level", "info", "node log level: debug | info | warn | error | fatal"),
     ("lifecycle", "false", "true: start the managed node depthart_lifecycle_node instead"),
     (
@@ -86,26 +90,60 @@ def _node_pattern(key: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-def file_parameter(params_file: str | Path, node_fqn: str, name: str) -> Any:
-    """The value of top-level parameter `name` that `params_file` gives node `node_fqn`
-    (e.g. `/front/depthart_node`): the last matching entry in file order, as rclpy reads it;
-    None when the file does not set it."""
+def read_params_file(params_file: str | Path) -> dict[str, Any]:
+    """The parameters file as a mapping; a missing file or another YAML is refused by name (a
+    mistyped path would otherwise start the node on its built-in defaults)."""
     path = Path(params_file)
     if not path.is_file():
         raise FileNotFoundError(f"params_file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a ROS 2 parameters file (top level is not a mapping)")
-    value = None
+    return data
+
+
+def _entries(data: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """(node key, ros__parameters) in file order, the nested form (`front: depthart_node:
+    ros__parameters:`) joined into one key (`front/depthart_node`), as rcl reads both."""
+    out = []
     for key, entry in data.items():
-        params = entry.get("ros__parameters") if isinstance(entry, dict) else None
-        if (
-            isinstance(params, dict)
-            and name in params
-            and _node_pattern(str(key)).fullmatch(node_fqn)
-        ):
+        if not isinstance(entry, dict):
+            continue
+        name = f"{prefix}/{key}" if prefix else str(key)
+        params = entry.get("ros__parameters")
+        if isinstance(params, dict):
+            out.append((name, params))
+        out += _entries({k: v for k, v in entry.items() if k != "ros__parameters"}, name)
+    return out
+
+
+def file_parameter(params_file: str | Path, node_fqn: str, name: str) -> Any:
+    """The value of top-level parameter `name` that `params_file` gives node `node_fqn`
+    (e.g. `/front/depthart_node`): the last matching entry in file order, as rclpy reads it;
+    None when the file does not set it."""
+    value = None
+    for key, params in _entries(read_params_file(params_file)):
+        if name in params and _node_pattern(key).fullmatch(node_fqn):
             value = params[name]
     return value
+
+
+# keys that match this node (the only one in its process), tried in order for the overrides
+OVERRIDE_KEYS = (f"/**/{NODE_NAME}", "/**/*", "/**", f"**/{NODE_NAME}")
+
+
+def overrides_file(params_file: str | Path, values: dict[str, Any]) -> str:
+    """A parameters file holding `values` under a node key `params_file` does not use, to be
+    given after it: its key first appears there, so rclpy applies it last and it wins."""
+    taken = {str(key) for key in read_params_file(params_file)}
+    key = next((k for k in OVERRIDE_KEYS if k not in taken), None)
+    if key is None:
+        raise ValueError(f"{params_file} uses every key of {OVERRIDE_KEYS}; rename one")
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="depthart_launch_", suffix=".yaml", delete=False
+    ) as f:
+        yaml.safe_dump({key: {"ros__parameters": values}}, f)  # strings stay quoted strings
+    return f.name
 
 
 def flag(name: str, text: str) -> bool:
@@ -174,9 +212,16 @@ def launch_setup(context: LaunchContext) -> list[Any]:
         return LaunchConfiguration(name).perform(context)
 
     params_file = value("params_file")
-    given = given_overrides({name: value(name) for name in OVERRIDES})
-    # the file first, then only what was given (value_type=str: a path is never YAML-parsed)
-    overrides = {name: ParameterValue(v, value_type=str) for name, v in given.items()}
+    read_params_file(params_file)  # a mistyped path is refused, in every mode
+    # the file first, then only what was given: strings (a path is never YAML-parsed)
+    overrides: dict[str, Any] = given_overrides({name: value(name) for name in OVERRIDES})
+    if value("use_sim_time") != NOT_GIVEN:
+        overrides["use_sim_time"] = flag("use_sim_time", value("use_sim_time"))
+
+    def parameters(extra: dict[str, Any]) -> list[str]:
+        values = overrides | extra
+        return [params_file, *([overrides_file(params_file, values)] if values else [])]
+
     common = dict(
         package="depthart_ros",
         name=NODE_NAME,
@@ -189,13 +234,14 @@ def launch_setup(context: LaunchContext) -> list[Any]:
         ros_arguments=["--log-level", value("log_level")],
     )
     if not flag("lifecycle", value("lifecycle")):
-        plain = Node(executable="depthart_node", parameters=[params_file, overrides], **common)
+        plain = Node(executable="depthart_node", parameters=parameters({}), **common)
         return [plain]
     fqn = node_fqn(context.launch_configurations.get("ros_namespace", ""), value("namespace"))
     autostart = resolve_autostart(value("autostart"), params_file, fqn)
     # launch carries out autostart itself (above), so the node's own stays off in every case
-    parameters = [params_file, overrides | {"autostart": False}]
-    managed = LifecycleNode(executable="depthart_lifecycle_node", parameters=parameters, **common)
+    managed = LifecycleNode(
+        executable="depthart_lifecycle_node", parameters=parameters({"autostart": False}), **common
+    )
     return [managed, *(autostart_actions(managed, fqn) if autostart else [])]
 
 

@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "depthart.launch.py"
 PARAMS_FILE = REPO / "config" / "depthart.params.yaml"
 LAUNCH_ARGS = {"namespace", "image", "camera_info", "checkpoint", "backend", "params_file"}
 LAUNCH_ARGS |= {"lifecycle", "autostart", "vae", "sampling", "log_level", "sparse_depth", "imu"}
-LAUNCH_ARGS |= {"image_transport"}
+LAUNCH_ARGS |= {"image_transport", "use_sim_time"}
 
 Transition = pytest.importorskip("lifecycle_msgs.msg", reason="needs lifecycle_msgs").Transition
 
@@ -173,17 +174,17 @@ def run_setup(stand_in: tuple[types.ModuleType, StandIns], **given: str) -> list
 
 
 def parameters_of(action: Recorded) -> tuple[str, dict[str, Any]]:
-    """(params file, {name: value}) of a Node's `parameters=`, the overrides unwrapped from
-    ParameterValue (each must be typed str: a path or a name is never YAML-parsed)."""
+    """(params file, {name: value}) of a Node's `parameters=`: the user's file, then the
+    launch arguments' file (`overrides_file`) under a node key the user's file does not use."""
     params = action.kwargs["parameters"]
-    assert len(params) == 2 and isinstance(params[0], str), params
-    overrides = {}
-    for name, value in params[1].items():
-        if isinstance(value, Recorded):  # ParameterValue(value, value_type=str)
-            assert value.kwargs == {"value_type": str}, (name, value.kwargs)
-            value = value.args[0]
-        overrides[name] = value
-    return params[0], overrides
+    assert 1 <= len(params) <= 2 and all(isinstance(p, str) for p in params), params
+    if len(params) == 1:
+        return params[0], {}
+    data = yaml.safe_load(Path(params[1]).read_text())
+    (key,) = data
+    users = yaml.safe_load(Path(params[0]).read_text()) or {}
+    assert key.endswith(("depthart_node", "*")) and key not in users, (key, list(users))
+    return params[0], data[key]["ros__parameters"]
 
 
 def write_params(path: Path, **values: Any) -> str:
@@ -475,6 +476,45 @@ def _wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float)
             break
         time.sleep(0.1)
     raise AssertionError(f"{text!r} never printed:\n{log.read_text(errors='replace')}")
+
+
+def test_arguments_reach_the_node_under_a_key_the_users_file_does_not_use(
+    stand_in, tmp_path: Path
+) -> None:
+    """rcl merges entries of one key across files and rclpy applies keys in their first order:
+    under the user's own key an argument lost to a later `/**` entry (probe: `/depthart_node`
+    then `/**` in the user's file). The arguments' file picks a key the user's file lacks."""
+    mod, _ = stand_in
+    robot = tmp_path / "r1.yaml"
+    robot.write_text(
+        "/depthart_node:\n  ros__parameters: {threads: 1}\n"
+        "/**/depthart_node:\n  ros__parameters: {backend: onnxruntime, autostart: true}\n"
+    )
+    (node,) = run_setup(stand_in, params_file=str(robot), backend="torch", use_sim_time="true")
+    assert parameters_of(node) == (str(robot), {"backend": "torch", "use_sim_time": True})
+    key = next(iter(yaml.safe_load(Path(node.kwargs["parameters"][1]).read_text())))
+    assert key == "/**/*"  # /**/depthart_node is the user's
+    # strings stay strings: a path or "true" given as a checkpoint is never read as YAML
+    (node,) = run_setup(stand_in, params_file=str(robot), checkpoint="true")
+    assert parameters_of(node)[1] == {"checkpoint": "true"}
+    with pytest.raises(ValueError, match="use_sim_time:='maybe'"):
+        run_setup(stand_in, params_file=str(robot), use_sim_time="maybe")
+    # a mistyped params file is refused in every mode (it used to start the plain node on its
+    # built-in defaults with one launch_ros warning)
+    for lifecycle in ("false", "true"):
+        with pytest.raises(FileNotFoundError, match="params_file not found"):
+            run_setup(stand_in, params_file=str(tmp_path / "typo.yml"), lifecycle=lifecycle)
+
+
+def test_nested_params_file_autostart_is_read(stand_in, tmp_path: Path) -> None:
+    """rcl's nested form (`front: depthart_node: ros__parameters:`) sets autostart too."""
+    mod, fakes = stand_in
+    path = tmp_path / "nested.yaml"
+    path.write_text("front:\n  depthart_node:\n    ros__parameters: {autostart: true}\n")
+    assert mod.file_parameter(path, "/front/depthart_node", "autostart") is True
+    assert mod.file_parameter(path, "/depthart_node", "autostart") is None
+    entities = run_setup(stand_in, params_file=str(path), lifecycle="true", namespace="front")
+    assert len(entities) > 1  # launch drives it
 
 
 def test_launch_description_loads_where_launch_ros_exists() -> None:
