@@ -87,6 +87,12 @@ class VerticalLinesConfig:
     # of the prior and the ups found 5+ deg from it were a median 3-9 deg wrong (BENCHMARKS 10);
     # widen it (up to `max_angle_deg`) for a robot that tilts more
     up_tolerance_deg: float = 5.0
+    # the segments that fix a direction (the up, or a horizontal vanishing point) must fan out:
+    # pieces of one image line (a floor seam split where other lines cross it) share a single
+    # plane, which leaves the direction free to turn within it. Their normals' length-weighted
+    # scatter has a middle / largest eigenvalue ratio below this (about sin^2 of 2 deg; real
+    # scenes 0.03-0.13); 0 = off
+    min_spread: float = 1e-3
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_angle_deg < 90.0:
@@ -103,6 +109,8 @@ class VerticalLinesConfig:
         for name in ("hypotheses", "refits"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 <= self.min_spread < 1.0:  # NaN fails too
+            raise ValueError(f"min_spread must be in [0, 1) (0 = off), got {self.min_spread!r}")
         if not 0.0 < self.rival_ratio <= 1.0:
             raise ValueError(f"rival_ratio must be in (0, 1], got {self.rival_ratio!r}")
         if not self.inlier_deg <= self.rival_deg <= 2.0 * self.max_angle_deg:
@@ -208,6 +216,13 @@ def _pair_directions(n_N3: np.ndarray, rng: np.random.Generator, count: int) -> 
     return d_H3[ok_H] / norm_H[ok_H, None]
 
 
+def _spread(n_N3: np.ndarray, length_N: np.ndarray) -> float:
+    """How the segments' planes fan out around their common direction: the middle over the
+    largest eigenvalue of the length-weighted scatter of their normals (0: one plane)."""
+    w_3 = np.linalg.eigvalsh((n_N3 * length_N[:, None]).T @ n_N3)
+    return float(w_3[1] / max(w_3[2], 1e-12))
+
+
 def _refit_direction(n_N3: np.ndarray, length_N: np.ndarray) -> np.ndarray:
     """The unit direction d minimising sum(length * (n . d)^2): the smallest eigenvector."""
     _, vecs_33 = np.linalg.eigh((n_N3 * length_N[:, None]).T @ n_N3)
@@ -284,6 +299,8 @@ def _horizon(
         if len(inl) < cfg.horizon_min_lines or abs(float(d_3 @ prior_3)) > near_horizon:
             break
         free_N[inl] = False
+        if _spread(n_N3[inl], length_N[inl]) < cfg.min_spread:
+            continue  # pieces of one line: no vanishing point; the next family may be one
         vps.append((d_3, float(length_N[inl].sum()), len(inl)))
     best: tuple[float, int, int] | None = None  # the pair whose weaker family is strongest
     for a in range(len(vps)):
@@ -346,6 +363,17 @@ def _vertical(
         u_3 = _refit_direction(n_N3[inl_N], length_N[inl_N])
         u_3 = u_3 if u_3 @ prior_3 >= 0 else -u_3
     angle = math.degrees(math.acos(min(1.0, float(u_3 @ prior_3))))
+    spread = _spread(n_N3[inl_N], length_N[inl_N])
+    if spread < cfg.min_spread:
+        return LinesUp(
+            None,
+            "one_line",
+            f"the {int(inl_N.sum())} segments that agree lie along one image line (spread "
+            f"{spread:.1e} < {cfg.min_spread:g}): they do not fix the up",
+            int(inl_N.sum()),
+            m,
+            angle,
+        )
     if angle > cfg.up_tolerance_deg:
         return LinesUp(
             None,

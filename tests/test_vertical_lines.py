@@ -201,6 +201,56 @@ def test_an_up_beyond_the_priors_tolerance_is_not_taken():
     assert found.code == "ok" and angle_deg(found.up_3, expected_up(30.0, 0.0)) < 0.3
 
 
+def drawn_planks(pitch_deg: float, roll_deg: float, dashes: bool, lateral: int) -> np.ndarray:
+    """A floor 1 m down of planks running straight ahead (one horizontal family), no vertical
+    edge; with `dashes` one lateral line 7 m ahead drawn as 14 dashes (pieces of one image
+    line), and `lateral` real lateral boards (a second family)."""
+    R_33 = optical_from_world(pitch_deg, roll_deg)
+    img = np.full((H, W), 200, np.uint8)
+
+    def line(a_3, b_3) -> None:
+        c_23 = np.array([R_33 @ a_3, R_33 @ b_3])
+        if (c_23[:, 2] > 0.1).all():
+            pix_22 = (c_23 @ K_33.T)[:, :2] / c_23[:, 2:]
+            a, b = (tuple(int(round(v * 16)) for v in q) for q in pix_22)
+            cv2.line(img, a, b, 50, 3, cv2.LINE_AA, 4)
+
+    for x in np.arange(-3.0, 3.01, 0.5):  # world x right, y up, z forward
+        line(np.array([x, -1.0, 1.5]), np.array([x, -1.0, 7.0]))
+    for x in np.arange(-4.0, 4.0, 0.6) if dashes else []:
+        line(np.array([x, -1.0, 7.0]), np.array([x + 0.4, -1.0, 7.0]))
+    for k in range(lateral):
+        z = 2.0 + 1.2 * k
+        line(np.array([-2.5, -1.0, z]), np.array([2.5, -1.0, z]))
+    return img
+
+
+@pytest.mark.parametrize("pitch, roll", [(10.0, 0.0), (10.0, 3.0), (15.0, -2.0)])
+def test_pieces_of_one_image_line_fix_no_direction(pitch, roll):
+    """Pieces of one image line share a plane, which leaves a direction free to turn in it: a
+    dashed lateral line beside one real family is no second vanishing point (it gave an up
+    2 deg off), and the split edges of one plank are no up (4 deg off): refused, or found from
+    the real families to a fraction of a degree."""
+    truth = expected_up(pitch, roll)
+    alone = up_from_lines(drawn_planks(pitch, roll, True, 0), K_33, truth)
+    assert alone.up_3 is None, (alone.code, angle_deg(alone.up_3, truth))
+    for dashes in (True, False):
+        found = up_from_lines(drawn_planks(pitch, roll, dashes, 3), K_33, truth)
+        assert found.up_3 is None or angle_deg(found.up_3, truth) < 0.5, (found, dashes)
+
+
+def test_without_the_spread_check_those_frames_gave_wrong_ups():
+    """The two failures the check removes (min_spread 0, as before it)."""
+    off = VerticalLinesConfig(min_spread=0.0)
+    level, rolled = expected_up(10.0, 0.0), expected_up(10.0, 3.0)
+    dashed = up_from_lines(drawn_planks(10.0, 0.0, True, 0), K_33, level, off)
+    assert dashed.source == "horizon" and angle_deg(dashed.up_3, level) > 1.5
+    plank = up_from_lines(drawn_planks(10.0, 3.0, False, 3), K_33, rolled, off)
+    assert plank.source == "vertical" and angle_deg(plank.up_3, rolled) > 3.0
+    fixed = up_from_lines(drawn_planks(10.0, 3.0, False, 3), K_33, rolled)
+    assert fixed.source == "horizon" and angle_deg(fixed.up_3, rolled) < 0.5
+
+
 def test_float_images_and_grey_images_give_the_same_segments():
     grey = drawn_scene(5.0, 1.0)
     rgb = np.repeat(grey[..., None], 3, axis=2)
@@ -229,6 +279,8 @@ def test_float_images_and_grey_images_give_the_same_segments():
         ("up_tolerance_deg", 12.0),
         ("up_tolerance_deg", float("nan")),
         ("horizon_sep_deg", float("nan")),
+        ("min_spread", -0.1),
+        ("min_spread", float("nan")),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(field, value):
