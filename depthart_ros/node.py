@@ -166,6 +166,7 @@ class DepthArtCore:
         self.pub_colored = self._publisher(Image, "depth/colored")
         self.pub_points = self._publisher(PointCloud2, "depth/points")
         self.points_counts: Counter[str] = Counter()
+        self._rejected_reported = 0  # frames_rejected as of the last diagnostics message
         # no head (or a sampled decoding, whose error the head does not predict): no topics
         have_u = self.backend.has_uncertainty
         why = UNAVAILABLE if have_u else f"unavailable, {self.backend.uncertainty_missing}"
@@ -476,8 +477,12 @@ class DepthArtCore:
             values |= self.metric.diagnostics()
         values |= self.uncertainty.diagnostics(c["uncertainty.max"])
         problems = []
-        if snap["rejected"]:
-            problems.append(f"{snap['rejected']} frames rejected")
+        # WARN for the rejections since the last message, not for ever: one bad frame at
+        # start-up must not leave an aggregator showing this node as WARN for the whole run
+        new_rejected = snap["rejected"] - self._rejected_reported
+        self._rejected_reported = snap["rejected"]
+        if new_rejected > 0:
+            problems.append(f"{new_rejected} frames rejected since the last report")
         if metric_on and metric["units"] != "metres":
             problems.append(f"relative output: {metric['reason']}")
         if self.camera_info_ignored:

@@ -376,7 +376,8 @@ def test_bad_messages_are_counted_and_the_node_keeps_serving(reliable) -> None:
     _wait_depth(env, t)  # answered before the bad ones come: none of them can replace it
     for msg in bad.values():
         pub_img.publish(msg)
-    _wait_counts(peer, before, {"frames_rejected": len(bad)})
+    warned = _wait_counts(peer, before, {"frames_rejected": len(bad)})
+    assert "frames rejected since the last report" in warned["_message"], warned["_message"]
     _publish_frame(env, pub_img, good, t + 6)
     _wait_depth(env, t + 6)
     outputs = {stamp_ns(m.header) for m in peer.messages("depth")}
@@ -386,6 +387,9 @@ def test_bad_messages_are_counted_and_the_node_keeps_serving(reliable) -> None:
         assert _delta(after, before, f"rejected.{cause}") == 1, (cause, after)
     assert _delta(after, before, "frames_rejected") == len(bad)
     assert _delta(after, before, "frames_processed") == 2
+    # a period without new rejections no longer warns of them (it used to, for ever)
+    calm = peer.wait_diagnostics(after=time.time() + 1.5)
+    assert "rejected" not in calm["_message"] and int(calm["frames_rejected"]) >= len(bad), calm
     assert node.proc.poll() is None
 
 

@@ -219,7 +219,8 @@ class RosPeer:
             for st in arr.status:
                 if "depthart_node" in st.name and t > after:
                     level = st.level[0] if isinstance(st.level, bytes) else int(st.level)
-                    return {kv.key: kv.value for kv in st.values} | {"_level": str(level)}
+                    values = {kv.key: kv.value for kv in st.values}
+                    return values | {"_level": str(level), "_message": st.message}
         return None
 
     def wait_diagnostics(self, after: float, timeout: float = 10.0) -> dict[str, str]:
