@@ -344,6 +344,15 @@ class DepthArtCore:
         self.metric.add_cue(header_stamp_ns(msg.header), msg)
 
     def _on_imu(self, msg: Imu) -> None:
+        if "optical" in msg.header.frame_id:  # camera IMUs (RealSense, OAK-D, ZED) often are
+            self._warn(
+                "imu_optical",
+                f"imu frame {msg.header.frame_id!r} looks like an optical frame; the node takes "
+                "the IMU's frame as REP 103's body frame (x forward, z up), with the camera "
+                "mounted at ground_plane.pitch_deg/roll_deg from it: publish the attitude in "
+                "a body frame (e.g. imu_filter_madgwick's world_frame enu on a body-aligned "
+                "IMU), or the up will be wrong",
+            )
         self.metric.add_imu(header_stamp_ns(msg.header), imu_orientation(msg))
 
     def _warn(self, key: str, text: str) -> None:

@@ -990,6 +990,14 @@ def test_ground_plane_takes_each_frames_up_from_the_imu(ros: RosTest) -> None:
     assert float(diag["metric_scale"]) == pytest.approx(prior.scale, rel=1e-3)
     assert diag["metric_mode"] == "scale" and diag["ground_plane_tilt_share"] == "0.00", diag
     assert int(diag["imu_missing"]) >= 1 and int(diag["imu_received"]) == 2, diag
+    assert "optical frame" not in node.log()
+    optical = Imu()  # a camera IMU in its optical frame: the body-frame assumption is wrong
+    optical.header.frame_id = "camera_imu_optical_frame"
+    optical.orientation.w = 1.0
+    pub_imu.publish(optical)
+    assert peer.wait_for(
+        lambda: "'camera_imu_optical_frame' looks like an optical" in node.log(), 20
+    )
 
 
 # ---------------------------------------------------------------------------------------------
