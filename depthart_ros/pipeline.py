@@ -28,6 +28,9 @@ from depthart_core.runtime.base import Backend
 LATENCY_PLAUSIBLE_MS = 3_600_000.0  # an hour: a real frame's latency, or a clock skew, is less
 
 
+RETRY = object()  # `FramePipeline.take` after a `wake`: re-read the rate, then take again
+
+
 class FramePipeline:
     """The one-frame slot between the subscription and the worker, and every frame counter,
     under one lock so a snapshot always satisfies the accounting identity."""
@@ -61,12 +64,17 @@ class FramePipeline:
         self.rejected_by[cause] += 1
 
     def take(self) -> Any | None:
-        """Block until a frame waits (returns it, now in progress) or the pipeline closes."""
+        """Block until a frame waits (returns it, now in progress), the pipeline closes (None),
+        or `wake` is called (`RETRY`: a rate changed, so the worker re-reads it before taking
+        the frame; a lower cap applies to the very next frame)."""
         with self._cv:
-            while self._pending is None and not self._closed:
+            wakes = self._wakes
+            while self._pending is None and not self._closed and self._wakes == wakes:
                 self._cv.wait()
             if self._closed:
                 return None
+            if self._wakes != wakes:
+                return RETRY
             item, self._pending = self._pending, None
             self.counts["in_progress"] = 1
             return item
@@ -116,7 +124,7 @@ class FramePipeline:
             )
 
     def wake(self) -> None:
-        """End a `pause` now (a rate parameter changed: the worker re-reads it)."""
+        """End a `pause` or a `take` now (a rate parameter changed: the worker re-reads it)."""
         with self._cv:
             self._wakes += 1
             self._cv.notify_all()
@@ -166,11 +174,14 @@ def run_worker(
         item = frames.take()
         if item is None:
             return
+        if item is RETRY:
+            continue
         last_start = time.monotonic()
         try:
             outcome, cause = process(item)
         except Exception as exc:  # a bad frame must never kill the worker
-            if not keep_going(exc):
+            if not keep_going(exc):  # stopping (the context shut down): the frame still ends,
+                frames.finish("rejected", "inference_error")  # so a drain does not wait on it
                 return
             outcome, cause = "rejected", "inference_error"
         frames.finish(outcome, cause)

@@ -1106,6 +1106,55 @@ def test_frame_pipeline_keeps_one_frame_and_accounts_for_all() -> None:
     assert not t.is_alive() and fp.take() is None
 
 
+def test_worker_applies_a_lower_rate_to_the_next_frame_and_ends_a_frame_it_stops_on() -> None:
+    """`max_rate_hz` lowered while the worker waits for a frame holds the very next frame back
+    (README: it applies at once; it used to take the frame at once); a frame the worker stops
+    on (the context shut down) still ends, so a drain does not wait 30 s for it."""
+    from depthart_ros.pipeline import run_worker
+
+    fp, rate, started = FramePipeline(), {"hz": 10.0}, []
+
+    def process(item: int) -> tuple[str, str]:
+        started.append(time.monotonic())
+        return "processed", ""
+
+    worker = threading.Thread(
+        target=run_worker, args=(fp, process, lambda: rate["hz"], lambda exc: True), daemon=True
+    )
+    worker.start()
+    fp.offer(1)
+    assert _until(lambda: len(started) == 1)
+    time.sleep(0.3)  # the worker is waiting in take() by now
+    rate["hz"] = 0.5  # one frame per 2 s
+    fp.wake()
+    fp.offer(2)
+    assert _until(lambda: len(started) == 2, 5.0)
+    assert started[1] - started[0] >= 1.9, started
+    fp.close()
+    worker.join(timeout=5)
+
+    stopping = FramePipeline()
+
+    def fails(item: int) -> tuple[str, str]:
+        raise RuntimeError("publisher's context is invalid")
+
+    t = threading.Thread(target=run_worker, args=(stopping, fails, lambda: 0.0, lambda e: False))
+    t.start()
+    stopping.offer(1)
+    t.join(timeout=5)
+    assert not t.is_alive() and stopping.wait_idle(0.1)  # not in progress any more
+    assert stopping.snapshot()["rejected_by"] == {"inference_error": 1}
+
+
+def _until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
 def test_validate_params_names_the_bad_value() -> None:
     defaults = {p.name: p.default for p in PARAMS}
     assert validate_params(defaults) is None
