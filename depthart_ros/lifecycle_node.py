@@ -56,6 +56,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
 
     def __init__(self, node_name: str = "depthart_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self._finalized = False  # after shutdown: start-up parameters refused
         self._declare_parameters(startup_read_only=False)
         self.declare_parameter(
             "autostart",
@@ -100,6 +101,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._finalized = True  # start-up parameters can no longer take effect
         if state.label == "active":
             self._pause()
             super().on_deactivate(state)
@@ -171,8 +173,12 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         return self._own(self.destroy_lifecycle_publisher, pub)
 
     def _refuse_set(self, names: list[str]) -> str | None:
-        locked = sorted(STARTUP_PARAMS & set(names)) if self._configured else []
-        if locked:
+        locked = sorted(STARTUP_PARAMS & set(names))
+        if locked and self._finalized:
+            return (
+                f"{', '.join(locked)}: read at configure, and a finalized node configures no more"
+            )
+        if locked and self._configured:
             return f"{', '.join(locked)}: read at configure; set it while unconfigured"
         return None
 

@@ -268,6 +268,8 @@ def test_transitions_drive_the_node(lc: LifecycleTest, tiny_checkpoint: str) -> 
     assert "model loaded (load 2)" in node.log()
     assert lc.change("shutdown") is True
     assert lc.state() == "finalized"
+    late = lc.set_param("checkpoint", tiny_checkpoint)  # no configure can follow
+    assert not late.successful and "finalized node configures no more" in late.reason, late
 
     # finalized: nothing is subscribed to `image` or publishes `depth` any more, so no frame can
     # be answered (shown on the graph instead of waiting for a reply that must not come)
