@@ -132,8 +132,11 @@ class EvalResult:
 
 def _resize_for_eval(pred, gt, valid, size: int):
     pred = cv2.resize(pred.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    gt = cv2.resize(gt.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
-    valid = cv2.resize(valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    # nearest about pixel centres, as the prediction's bilinear resize (INTER_NEAREST would
+    # take floor(dst * scale): GT shifted up-left of the prediction)
+    near = cv2.INTER_NEAREST_EXACT
+    gt = cv2.resize(gt.astype(np.float32), (size, size), interpolation=near)
+    valid = cv2.resize(valid.astype(np.uint8), (size, size), interpolation=near) > 0
     return pred, gt, valid
 
 

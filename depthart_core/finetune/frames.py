@@ -301,7 +301,7 @@ def depth_onto_image(
         return out, out > 0
     if abs(dw / dh - w / h) <= 0.01 * w / h:
         d = np.where(valid, depth, 0).astype(np.float32)
-        d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)  # never a blend of depths
+        d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)  # no blend of depths
         return d, d > 0
     raise ValueError(
         f"depth {dw}x{dh} and image {w}x{h} (WxH) differ in aspect ratio; give "

@@ -38,8 +38,11 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def to_model_size(frame: Frame, size: int) -> SmallFrame | None:
     """The frame at S x S, or None when no valid depth pixel survives the resize."""
-    d = cv2.resize(frame.depth, (size, size), interpolation=cv2.INTER_NEAREST)
-    v = cv2.resize(frame.valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    # pixel centres, as the RGB's resize (`training.data.resize_sample`)
+    d = cv2.resize(frame.depth, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
+    v = cv2.resize(
+        frame.valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST_EXACT
+    )
     v = v.astype(bool) & (d > 0)
     if not v.any():
         return None

@@ -39,8 +39,12 @@ def resize_sample(s: DepthSample, size: int) -> tuple[np.ndarray, np.ndarray, np
     h, w = s.depth.shape
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
     rgb = cv2.resize(s.rgb, (size, size), interpolation=interp)
-    depth = cv2.resize(s.depth, (size, size), interpolation=cv2.INTER_NEAREST)
-    valid = cv2.resize(s.valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    # nearest with pixel centres (OpenCV's INTER_NEAREST takes floor(dst * scale): a depth
+    # target shifted up-left of the RGB, which INTER_AREA/CUBIC resize about pixel centres)
+    depth = cv2.resize(s.depth, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
+    valid = cv2.resize(
+        s.valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST_EXACT
+    )
     valid = valid.astype(bool) & np.isfinite(depth) & (depth > 0)
     return rgb, np.where(valid, depth, 0).astype(np.float32), valid
 
