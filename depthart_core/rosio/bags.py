@@ -344,8 +344,10 @@ def write_synthetic_bag(
     camera at that rig's exact height and mounting pitch, turning with pitch and roll bumps,
     every 10th frame of the path (`rig_frames`): the ground-plane replay's bags. With a rig,
     `imu_noise_deg` also records an IMU attitude per frame (`topics.imu`, stamped with the image):
-    the body's true attitude with Gaussian noise of that many degrees about each axis, the
-    camera mounted at the rig's pitch relative to the IMU frame (`ground_plane.attitude_for_up`).
+    the body's true tilt (the direction of gravity, with Gaussian noise of that many degrees about
+    each axis; the yaw is always 0, and there is no linear acceleration or angular velocity), the
+    camera mounted at the rig's pitch relative to the IMU frame (`ground_plane.attitude_for_up`):
+    what the ground plane reads, not a full IMU for a localization filter.
     `compressed`: image_transport's topics instead of the raw ones, as robots usually record:
     `<image>/compressed` (JPEG, quality 95) and `<depth>/compressedDepth` (PNG, the plugin's
     default depth_max 10 m and quantisation; `depthart_core.rosio.compressed`).

@@ -96,7 +96,7 @@ class SynthConfig:
     def for_style(style: str, size: tuple[int, int] = (128, 128)) -> SynthConfig:
         """The generator's settings for a scene style. "room" is the training distribution;
         "corridor" differs from it on purpose (a long aisle between shelving seen by a ground
-        robot: camera 0.25-0.45 m high instead of 0.6-1.9 m, a 95-110 degree field of view
+        robot: camera 2.0-2.4 m high instead of 0.6-1.9 m, a 95-110 degree field of view
         instead of 45-90, depth up to the far end of a 18-30 m aisle instead of a 3-7 m room)."""
         if style == "room":
             return SynthConfig(size=size)
