@@ -126,3 +126,16 @@ def test_the_pool_render_bar_obeys_progress(tmp_path, capsys, progress):
     _pool(tmp_path / "pool.safetensors", progress=progress)
     err = capsys.readouterr().err
     assert ("render synthetic pool" in err) == progress
+
+
+def test_the_generator_digest_follows_code_not_comments(tmp_path):
+    """A comment or a docstring changed in the renderer keeps cached pools; code does not."""
+    from depthart_core.data.synthetic.render import source_digest
+
+    src = tmp_path / "mod.py"
+    src.write_text('"""A module."""\n\ndef f(x):\n    """Double."""\n    return 2 * x  # two\n')
+    before = source_digest(tmp_path)
+    src.write_text('"""Another text."""\n\ndef f(x):\n    """Twice."""\n    return 2 * x  # 2\n')
+    assert source_digest(tmp_path) == before
+    src.write_text('"""A module."""\n\ndef f(x):\n    """Double."""\n    return 3 * x\n')
+    assert source_digest(tmp_path) != before

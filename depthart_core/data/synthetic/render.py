@@ -33,6 +33,7 @@ first, are listed in `depthart_core.data.synthetic`.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -292,10 +293,27 @@ class SyntheticStream:
 
 @functools.cache
 def generator_digest() -> str:
-    """16 hex digits of sha256 over this package's source files: frames cached by a generator
-    whose code differs are stale (a pool's file name only carries the seed and the settings)."""
+    """16 hex digits of sha256 over this package's code: frames cached by a generator whose
+    code differs are stale (a pool's file name only carries the seed and the settings)."""
+    return source_digest(Path(__file__).parent)
+
+
+def source_digest(folder: Path) -> str:
+    """16 hex digits of sha256 over the code of `folder`'s Python files: their syntax trees
+    without docstrings, so a comment or a docstring does not make every cached pool stale."""
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("*.py")):
+    for f in sorted(folder.glob("*.py")):
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(body, list)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
         h.update(f.name.encode())
-        h.update(f.read_bytes())
+        h.update(ast.dump(tree, include_attributes=False).encode())
     return h.hexdigest()[:16]
