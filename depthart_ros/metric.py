@@ -63,7 +63,7 @@ def ground_config(cfg: dict[str, Any]) -> GroundPlaneConfig:
 
 
 KEPT_SPAN_S = 2.0  # seconds of cue and IMU stamps kept behind the newest
-CUES_KEPT = 64  # depth images: 2 s of a 30 Hz sensor
+CUES_KEPT = 32  # depth images (a 1280x720 16UC1 cue is 1.8 MB): 1 s of a 30 Hz sensor
 IMUS_KEPT = 4000  # 2 s of a 2 kHz IMU
 
 
