@@ -112,6 +112,8 @@ class Prepared:
     heldout: list[SmallFrame]
     scored: list[Frame]  # full-size held-out frames to score
     scored_labels: list[np.ndarray] = field(default_factory=list)  # the teacher's, full size
+    # the bags split together, as indices into `scans` (one drive in several bags: one split)
+    recordings: list[list[int]] = field(default_factory=list)
 
 
 def prepare(
@@ -133,6 +135,7 @@ def prepare(
     total = sum(s.index.n_frames for s in scans)
     bar = tqdm(total=total, desc="read bags", unit="img", disable=not progress)
     for group, span_ns in recordings(scans, cfg.frames):  # one drive in several bags: one split
+        out.recordings.append(group)
         for b in group:
             split_by_time(scans[b], cfg.frames, span_ns)
     for b, scan in enumerate(scans):
@@ -220,7 +223,7 @@ def _summary(
             "gap_s": cfg.frames.gap_s,
             "heldout_share": cfg.frames.heldout,
             # bags split together as one recording (their stamps overlap or nearly touch)
-            "recordings": [g for g, _ in recordings(prep.scans, cfg.frames)],
+            "recordings": prep.recordings,
         },
         "settings": {k: v for k, v in asdict(cfg).items() if k != "frames"}
         | {"frames": asdict(cfg.frames)},
