@@ -129,7 +129,7 @@ def file_parameter(params_file: str | Path, node_fqn: str, name: str) -> Any:
 
 
 # keys that match this node (the only one in its process), tried in order for the overrides
-OVERRIDE_KEYS = (f"/**/{NODE_NAME}", "/**/*", "/**", f"**/{NODE_NAME}")
+OVERRIDE_KEYS = (f"/**/{NODE_NAME}", "/**/*", "/**")
 
 
 def overrides_file(params_file: str | Path, values: dict[str, Any]) -> str:
