@@ -366,7 +366,8 @@ class TensorRTBackend(Backend):
         device: str | None = None,
     ) -> TensorRTBackend:
         """The checkpoint's graph from the ONNX cache (exported once), then the engine cache.
-        `device`: "cuda" or "cuda:N" (None, "auto": the current CUDA device).
+        `device`: "cuda:N" picks the GPU; anything else ("cpu", the default of `get_backend` and
+        the node, "cuda", None) is the current CUDA device.
         `sampling`: a deterministic decoding (None: the default decoding, soft, or whatever a given
         `onnx_path` holds); the engine cache is keyed by the graph's own hash, so each decoding
         gets its own engine."""
@@ -390,7 +391,8 @@ class TensorRTBackend(Backend):
             precision=precision,
             letterbox=letterbox,
             expected_model_hash=ckpt.sha256,
-            device=None if device in (None, "auto") else device,
+            # TensorRT runs on a GPU whatever the CPU-side default says: only "cuda:N" picks one
+            device=device if device is not None and str(device).startswith("cuda") else None,
         )
 
     def _bind(self, trt: ModuleType, shape: tuple[int, ...]) -> dict:
