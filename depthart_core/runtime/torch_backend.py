@@ -134,6 +134,9 @@ class DepthEstimator(Backend):
     @torch.inference_mode()
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) -> ((B, S, S) depth, (B, S, S) expected relative error)."""
+        if not self.has_uncertainty and self.model.uncertainty_head is not None:
+            raise ValueError(f"backend {self.describe()} has no uncertainty: "
+                             f"{self.uncertainty_missing}")  # fmt: skip
         if not self.has_uncertainty:
             return super().run_uncertainty(x_B3SS)  # raises, naming the backend
         x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
