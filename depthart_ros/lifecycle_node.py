@@ -8,9 +8,13 @@ state machine (design.ros2.org "Managed nodes"; rclpy.lifecycle):
                 (lifecycle) publishers, subscriptions, worker and diagnostics. A failure logs the
                 reason and returns FAILURE: the node stays unconfigured, ready for another
                 configure once the parameters are corrected.
-    activate    enable the publishers and take frames.
+    activate    enable the publishers and take frames; the ground-plane scale starts over (the
+                scene and the relative unit it followed may have changed during the pause).
     deactivate  stop taking frames, drop a waiting one (counted as `frames_dropped_inactive`),
-                let the frame in progress finish; the model stays loaded.
+                let the frame in progress finish; the model stays loaded. While inactive, the
+                `imu` and `sparse_depth` messages are dropped unread (a frame uses only those
+                of its own stamp); `camera_info` is still kept, for a calibration published
+                once (latched) before activation.
     cleanup     destroy the endpoints and free the model.
     shutdown    whatever of the above the current state needs; clean from any state.
 
@@ -29,8 +33,10 @@ drives (the manager's configure would be refused); the launch file always sets i
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -45,6 +51,23 @@ from depthart_ros.params import PARAMS
 
 STARTUP_PARAMS = frozenset(p.name for p in PARAMS if p.read_only)
 DRAIN_TIMEOUT_S = 30.0  # deactivate waits this long for the frame in progress
+
+
+def _logs_failure(transition: Callable) -> Callable:
+    """Log why a transition callback raised, then let rclpy turn it into ERROR as it does (rclpy
+    itself swallows the exception without a word, leaving the user an ErrorProcessing state and
+    no reason)."""
+
+    @functools.wraps(transition)
+    def logged(self: DepthArtLifecycleNode, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return transition(self, state)
+        except Exception as exc:
+            name = transition.__name__.removeprefix("on_")
+            self.get_logger().error(f"{name} failed: {type(exc).__name__}: {exc}")
+            raise
+
+    return logged
 
 
 class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
@@ -85,21 +108,26 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         self.get_logger().info(f"configured: subscribed to {self.resolve_topic_name('image')}")
         return TransitionCallbackReturn.SUCCESS
 
+    @_logs_failure
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
         if ret == TransitionCallbackReturn.SUCCESS:
+            self.metric.reconfigure(self.cfg)  # no scale or unit carried across the pause
             self._active = self.accepting = True
             self.get_logger().info(f"activated: publishing {self.resolve_topic_name('depth')}")
         return ret
 
+    @_logs_failure
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._pause()
         return super().on_deactivate(state)
 
+    @_logs_failure
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_logs_failure
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._finalized = True  # start-up parameters can no longer take effect
         if state.label == "active":
@@ -108,6 +136,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         self.release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_logs_failure
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()  # back to unconfigured with nothing held
         return TransitionCallbackReturn.SUCCESS

@@ -319,6 +319,8 @@ class DepthArtCore:
         self.calibration.add(header_stamp_ns(msg.header), msg)
 
     def _on_sparse(self, msg: Image) -> None:
+        if not self.accepting:  # inactive: no frame will look it up
+            return
         try:
             ros_image.check_image(msg, ros_image.DEPTH_ENCODINGS, min_size=1)
         except ros_image.ImageDecodeError as exc:
@@ -330,6 +332,8 @@ class DepthArtCore:
     def _on_sparse_compressed(self, msg: CompressedImage) -> None:
         """A compressedDepth cue: its format and size (from the PNG header or RVL size words)
         are checked here; the worker decodes only the cue a frame uses."""
+        if not self.accepting:
+            return
         try:
             hw = compressed.compressed_depth_size(msg)  # its format checked first
             cap = self.cfg["max_input_pixels"]
@@ -344,6 +348,8 @@ class DepthArtCore:
         self.metric.add_cue(header_stamp_ns(msg.header), msg)
 
     def _on_imu(self, msg: Imu) -> None:
+        if not self.accepting:
+            return
         if "optical" in msg.header.frame_id:  # camera IMUs (RealSense, OAK-D, ZED) often are
             self._warn(
                 "imu_optical",

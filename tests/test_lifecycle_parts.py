@@ -1,0 +1,90 @@
+"""The managed node's transitions in one process, driven by `trigger_*` without DDS peers: what
+each state does with the metric inputs, and what a failing transition says.
+
+The cross-process lifecycle services and topics are tests/test_lifecycle.py's."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+pytest.importorskip("lifecycle_msgs.srv", reason="needs the ROS 2 lifecycle_msgs package")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers.harness import unique_domain_id  # noqa: E402
+from sensor_msgs.msg import Image, Imu  # noqa: E402
+
+from depthart_ros.lifecycle_node import DepthArtLifecycleNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+SUCCESS = TransitionCallbackReturn.SUCCESS
+
+
+@pytest.fixture
+def node(tiny_checkpoint: str):
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=unique_domain_id())
+    params = {
+        "checkpoint": tiny_checkpoint,
+        "backend": "torch",
+        "ground_plane.enabled": True,
+        "ground_plane.imu": True,
+        "sparse_depth.enabled": True,
+    }
+    overrides = [Parameter(name, value=value) for name, value in params.items()]
+    n = DepthArtLifecycleNode(context=ctx, parameter_overrides=overrides)
+    yield n
+    n.release()
+    n.destroy_node()
+    rclpy.try_shutdown(context=ctx)
+
+
+def _imu(stamp_s: int) -> Imu:
+    msg = Imu()
+    msg.header.stamp.sec = stamp_s
+    msg.header.frame_id = "base_link"
+    msg.orientation.w = 1.0
+    return msg
+
+
+def _cue(stamp_s: int) -> Image:
+    msg = Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16))
+    msg.header.stamp.sec = stamp_s
+    return msg
+
+
+def test_inactive_drops_metric_inputs_and_activate_restarts_the_scale(node) -> None:
+    assert node.trigger_configure() == SUCCESS
+    node._on_imu(_imu(1))  # inactive: no frame will ever look these up
+    node._on_sparse(_cue(1))
+    assert node.metric.imu_counts["received"] == 0 and node.metric.counts["received"] == 0
+
+    assert node.trigger_activate() == SUCCESS
+    node._on_imu(_imu(2))
+    node._on_sparse(_cue(2))
+    assert node.metric.imu_counts["received"] == 1 and node.metric.counts["received"] == 1
+
+    # a scale learned before a pause must not hold off the first one after it: the scene and
+    # the relative unit the smoother follows may have changed while inactive
+    node.metric.ground.smoother.update(2.0)
+    assert node.metric.ground.smoother.update(3.0).status == "held"  # a jump, while active
+    assert node.trigger_deactivate() == SUCCESS
+    assert node.trigger_activate() == SUCCESS
+    assert node.metric.ground.smoother.update(3.0).status == "first"
+
+
+def test_a_transition_that_raises_logs_its_reason(node, capfd) -> None:
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+
+    def broken():
+        raise RuntimeError("worker wedged")
+
+    node._pause = broken
+    ret = node.trigger_deactivate()
+    assert ret != SUCCESS  # rclpy turns the exception into ERROR, then on_error
+    err = capfd.readouterr().err
+    assert "deactivate failed: RuntimeError: worker wedged" in err, err
+    assert node.backend is None  # on_error released the model: back to unconfigured, clean
