@@ -33,8 +33,14 @@ DEFAULT_DECODING = "soft"
 
 
 def runtime_sampling(s: SamplingConfig | None) -> SamplingConfig:
-    """`s`, or the default decoding when None."""
-    return SAMPLING_SETTINGS[DEFAULT_DECODING] if s is None else s
+    """`s`, or the default decoding when None; a TypeError naming anything else (a setting's
+    name is `sampling_setting(name)`)."""
+    if s is None:
+        return SAMPLING_SETTINGS[DEFAULT_DECODING]
+    if not isinstance(s, SamplingConfig):
+        hint = f"; for a named one use sampling_setting({s!r})" if isinstance(s, str) else ""
+        raise TypeError(f"sampling must be a SamplingConfig or None, got {s!r}{hint}")
+    return s
 
 
 def sampling_setting(name: str, seed: int = 0) -> SamplingConfig:

@@ -314,3 +314,23 @@ def test_registry_names_and_errors(tmp_path, monkeypatch):
         get_dataset("hypersim", tmp_path)
     with pytest.raises(FileNotFoundError, match="imagelist.txt"):
         get_dataset("ibims1", tmp_path)
+
+
+def test_kitti_from_the_command_line_reads_the_split_in_its_root(tmp_path, capsys):
+    """`depthart eval --dataset kitti --root R` has no split-file option: the split is
+    R/eigen_test_files_with_gt.txt with both paths below R; without it, one line says so."""
+    from depthart_core.cli import main
+
+    root = tmp_path / "kitti"
+    rgb_rel = "2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png"
+    gt_rel = "gt/2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000069.png"
+    _write_rgb(root / rgb_rel, _rgb(40, 120))
+    _write_u16(root / gt_rel, np.full((40, 120), 256 * 10, np.uint16))
+    argv = ["eval", "--dataset", "kitti", "--root", str(root), "--baselines-only"]
+    argv += ["--baseline", "constant", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "none")]) != 0
+    err = capsys.readouterr().err
+    assert f"no KITTI split file {root / 'eigen_test_files_with_gt.txt'}" in err, err
+    (root / "eigen_test_files_with_gt.txt").write_text(f"{rgb_rel} {gt_rel} 721.5377\n")
+    assert main([*argv, "--out", str(tmp_path / "ev")]) == 0, capsys.readouterr().err
+    assert (tmp_path / "ev").is_dir()

@@ -243,6 +243,20 @@ def test_python_api_arguments_are_checked_by_name(tiny_checkpoint, tmp_path):
     ):
         with pytest.raises(TypeError, match=words):
             get_backend("torch", tiny_checkpoint, **kw)
+    # the class README shows first checks the same, and so does a flag set afterwards
+    from depthart_core.runtime.torch_backend import DepthEstimator
+
+    for kw, words in (
+        ({"letterbox": "false"}, "letterbox must be True or False, got 'false'"),
+        ({"flip_average": 1}, "flip_average must be True or False, got 1"),
+        ({"sampling": "greedy"}, r"SamplingConfig or None, got 'greedy'.*sampling_setting"),
+    ):
+        with pytest.raises(TypeError, match=words):
+            DepthEstimator.from_checkpoint(tiny_checkpoint, **kw)
+    est = DepthEstimator.from_checkpoint(tiny_checkpoint, flip_average=True)
+    assert est.flip_average is True and est.letterbox is False
+    with pytest.raises(TypeError, match="flip_average must be True or False, got 'yes'"):
+        est.flip_average = "yes"
     if importlib.util.find_spec("onnxruntime") is not None:
         not_onnx = tmp_path / "README.onnx"
         not_onnx.write_text("# not a graph\n" * 20)

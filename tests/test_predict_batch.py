@@ -46,6 +46,24 @@ def test_mixed_batch_keeps_going(tiny_checkpoint, tmp_path, capsys):
     ]
 
 
+def test_a_truncated_jpeg_is_skipped_not_predicted_from_grey(tiny_checkpoint, tmp_path, capsys):
+    """OpenCV decodes a JPEG cut in half with its missing rows grey and one libjpeg line that
+    names no file; an interrupted copy must be skipped by name instead. Data a camera appends
+    after the end-of-image marker stays fine."""
+    rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", rgb)[1].tobytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    trailer = tmp_path / "trailer.jpg"
+    trailer.write_bytes(data + b"SEFT trailer a phone appends")
+    argv = ["predict", str(cut), str(trailer), "--checkpoint", tiny_checkpoint]
+    assert main([*argv, "--backend", "torch", "--out", str(tmp_path / "o")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"skipped {cut}: truncated JPEG (no end-of-image marker after its last scan)" in lines
+    assert lines[-1].startswith("wrote 1 depth maps to"), lines
+    assert np.load(tmp_path / "o" / "trailer.npy").shape == (48, 64)
+
+
 def test_all_good_exits_zero(tiny_checkpoint, tmp_path, capsys):
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))

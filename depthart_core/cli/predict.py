@@ -95,6 +95,8 @@ def read_rgb(name: str):
         raise FileNotFoundError("no such file")
     if not path.is_file():
         raise ValueError("not a file")
+    if truncated_jpeg(path.read_bytes()):  # OpenCV would fill the missing rows with grey
+        raise ValueError("truncated JPEG (no end-of-image marker after its last scan)")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grey and 16-bit files become 8-bit BGR
     if bgr is None:
         raise ValueError("not a readable image")
@@ -102,6 +104,17 @@ def read_rgb(name: str):
     if h < 2 or w < 2:
         raise ValueError(f"too small ({h}x{w}; images must be at least 2x2 pixels)")
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def truncated_jpeg(data: bytes) -> bool:
+    """Whether `data` is a JPEG cut short (an interrupted copy): no end-of-image marker after
+    its last start-of-scan. Inside a scan an 0xFF byte is always stuffed or a restart marker, so
+    neither marker can appear by chance; an EXIF thumbnail's markers come before the image's
+    scans, and data a camera appends after the end marker is allowed."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    sos = data.rfind(b"\xff\xda")
+    return sos < 0 or data.find(b"\xff\xd9", sos) < 0
 
 
 def output_stems(names: list[str]) -> list[str]:

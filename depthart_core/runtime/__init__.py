@@ -33,7 +33,7 @@ import torch
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.model import SamplingConfig
 from depthart_core.precision import PRECISIONS
-from depthart_core.runtime.base import Backend
+from depthart_core.runtime.base import Backend, check_flag
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
@@ -59,15 +59,14 @@ def get_backend(
     `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: torch
     only. `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it. `flip_average`: also
     run each frame mirrored and average (`runtime.base`; twice the compute)."""
-    for arg, value in (("letterbox", letterbox), ("flip_average", flip_average)):
-        if not isinstance(value, bool):  # "false" would count as true
-            raise TypeError(f"{arg} must be True or False, got {value!r}")
+    check_flag("letterbox", letterbox)  # before a model is loaded
+    check_flag("flip_average", flip_average)
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise TypeError(f"threads must be an int (0 = automatic), got {threads!r}")
     backend = _get_backend(
         name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae
     )
-    backend.flip_average = bool(flip_average)
+    backend.flip_average = flip_average
     return backend
 
 

@@ -25,6 +25,7 @@ import abc
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,13 +49,38 @@ class TensorSpec:
     dtype: str
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """`value` if it is a bool; a TypeError naming `name` otherwise ("false" would count as
+    true, and 0/1 hide a swapped argument)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 class Backend(abc.ABC):
-    """Subclasses set `name`, `image_size`, `letterbox` and implement `run`."""
+    """Subclasses set `name`, `image_size`, `letterbox` and implement `run`. `letterbox` and
+    `flip_average` refuse anything but a bool, however they are set."""
 
     name: str = "base"
     image_size: int
-    letterbox: bool = False
-    flip_average: bool = False
+    _letterbox: bool = False
+    _flip_average: bool = False
+
+    @property
+    def letterbox(self) -> bool:
+        return self._letterbox
+
+    @letterbox.setter
+    def letterbox(self, value: bool) -> None:
+        self._letterbox = check_flag("letterbox", value)
+
+    @property
+    def flip_average(self) -> bool:
+        return self._flip_average
+
+    @flip_average.setter
+    def flip_average(self, value: bool) -> None:
+        self._flip_average = check_flag("flip_average", value)
 
     @abc.abstractmethod
     def run(self, x_B3SS: np.ndarray) -> np.ndarray:

@@ -37,7 +37,9 @@ class DepthEstimator(Backend):
         info: dict[str, Any] | None = None,
         precision: str = "fp32",
         cuda_graph: bool = False,
+        flip_average: bool = False,
     ) -> None:
+        self.letterbox, self.flip_average = letterbox, flip_average  # bools, or a TypeError
         self.device = torch.device(device)
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
@@ -50,7 +52,6 @@ class DepthEstimator(Backend):
         self.cuda_graph = cuda_graph and sampling.deterministic
         self._graphs: dict[tuple, tuple] = {}
         self.model = model.to(self.device).eval()
-        self.letterbox = letterbox
         self.sampling = sampling
         self.info = info or {}
 

@@ -5,7 +5,10 @@ depth devkit `readme.txt`). The split file (BTS `eigen_test_files_with_gt.txt`, 
 `data_split/kitti/*.txt`) has rows "rgb_path depth_path [focal]": rgb relative to `root` (the raw
 data, e.g. `2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png`), depth relative to
 `gt_root` (default `root`). Rows whose depth is "None" are frames the annotated set does not cover:
-a known gap, skipped, counted and logged.
+a known gap, skipped, counted and logged. Without a `split_file` (as `depthart eval --dataset
+kitti --root R` reads it) the split is `R/eigen_test_files_with_gt.txt` and both paths are
+relative to `R`: put the split file there, and the raw data and the annotated depth below it (or
+links to them).
 
 Crops, as fractions of the frame (Monodepth / BTS evaluation code):
   garg  rows 0.40810811 H : 0.99189189 H, cols 0.03594771 W : 0.96405229 W  (Garg et al. 2016)
@@ -34,6 +37,7 @@ from depthart_core.data.benchmarks._io import (
 from depthart_core.data.sample import DepthSample
 
 DEPTH_SCALE = 256.0  # PNG units per metre
+DEFAULT_SPLIT = "eigen_test_files_with_gt.txt"  # BTS's name, looked for in the root
 CROPS = {
     "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
     "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
@@ -57,7 +61,7 @@ class KITTIEigen(BenchmarkDataset):
     def __init__(
         self,
         root: str | Path,
-        split_file: str | Path,
+        split_file: str | Path | None = None,
         gt_root: str | Path | None = None,
         crop: str = "garg",
         min_depth: float = 1e-3,
@@ -72,6 +76,13 @@ class KITTIEigen(BenchmarkDataset):
         if crop != "none" and crop not in CROPS:
             raise ValueError(f"unknown KITTI crop {crop!r}; choose one of {[*CROPS, 'none']}")
         self.crop, self.min_depth, self.max_depth = crop, min_depth, max_depth
+        if split_file is None:
+            split_file = self.root / DEFAULT_SPLIT
+            if not split_file.is_file():
+                raise FileNotFoundError(
+                    f"no KITTI split file {split_file}: put BTS's {DEFAULT_SPLIT} (rows "
+                    "'rgb_path depth_path [focal]', relative to the root) there, or pass split_file"
+                )
         self.rows = []
         for cols in read_list_file(Path(split_file), 2, 3):
             if cols[1] == "None":
