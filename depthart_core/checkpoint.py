@@ -18,6 +18,7 @@ lacks the VQ-VAE, VAR's `vae_ch160v4096z32.pth` is taken from `vae=` or from bes
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import site
@@ -184,6 +185,27 @@ class CheckpointFile:
         self.sha256 = file_sha256(self.path)
         self._info: dict[str, Any] | None = None
         self._loaded: tuple[DepthART, dict[str, Any]] | None = None
+
+    @functools.cached_property
+    def model_sha256(self) -> str:
+        """The identity of the model this file loads as: `sha256`, or, for an authors' file
+        without the VQ-VAE, the hash of its sha256 and the VAE file's that `load` reads with it
+        (another VAE is another model). What exported graphs and engines are keyed and stamped
+        with."""
+        vae = self._vae_file()
+        if vae is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}+vae:{file_sha256(vae)}".encode()).hexdigest()
+
+    def _vae_file(self) -> Path | None:
+        """The separate VQ-VAE file `load` reads (as `load_checkpoint` picks it), else None."""
+        if self.info()["layout"] != AUTHORS_LAYOUT:
+            return None
+        with safe_open(str(self.path), framework="pt") as f:
+            if authors_layout.has_tokenizer(f.keys()):
+                return None
+        vae = Path(self.vae) if self.vae else self.path.parent / authors_layout.VAE_FILE_NAME
+        return vae if vae.is_file() else None  # missing: `load` names it
 
     def info(self) -> dict[str, Any]:
         """Config and metadata (`read_checkpoint_info`), without loading weights."""

@@ -85,6 +85,6 @@ def graph_decoding(s: SamplingConfig | None) -> str:
     s = runtime_sampling(s)
     if s.greedy:
         return "greedy"
-    if s == SAMPLING_SETTINGS["soft"]:
+    if dataclasses.replace(s, seed=0) == SAMPLING_SETTINGS["soft"]:  # soft ignores the seed
         return "soft"
     return f"soft-T{s.temperature:g}-k{s.top_k}-p{s.top_p:g}"

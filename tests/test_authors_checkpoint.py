@@ -192,6 +192,21 @@ def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
     torch.save(vae, tmp_path / "vae_ch160v4096z32.pth")  # beside the checkpoint: found
     load_checkpoint(bare)
 
+    # the model's identity (what exported graphs and engines are keyed by) covers the VAE read
+    from depthart_core.checkpoint import CheckpointFile, file_sha256
+
+    other = {k: v * 1.5 if k.startswith("decoder.") else v for k, v in vae.items()}
+    torch.save(other, tmp_path / "other.pth")
+    given, changed = (
+        CheckpointFile(bare, vae=vae_pth),
+        CheckpointFile(bare, vae=tmp_path / "other.pth"),
+    )
+    beside = CheckpointFile(bare)  # vae_ch160v4096z32.pth, found beside it
+    assert given.sha256 == changed.sha256 == beside.sha256 == file_sha256(bare)  # the file itself
+    assert len({given.model_sha256, changed.model_sha256, given.sha256}) == 3
+    named = CheckpointFile(bare, vae=tmp_path / "vae_ch160v4096z32.pth")
+    assert beside.model_sha256 == named.model_sha256
+
     import cv2
 
     cv2.imwrite(str(tmp_path / "f.png"), np.zeros((30, 40, 3), np.uint8))
@@ -200,6 +215,7 @@ def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
     ours = tmp_path / "ours.safetensors"
     assert main(["convert", str(bare), "--vae", str(vae_pth), "--out", str(ours)]) == 0
     converted, cinfo = load_checkpoint(ours)  # our format: no mapping, no VAE needed
+    assert CheckpointFile(ours).model_sha256 == file_sha256(ours)
     assert cinfo["metadata"]["converted_from"] == str(bare)
     sa, sb = model.state_dict(), converted.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -244,3 +244,43 @@ def test_soft_graph_matches_torch_soft_and_is_stamped(tmp_path, monkeypatch):
         OnnxRuntimeBackend.from_checkpoint(ckpt, onnx_path=ort_greedy.onnx_path, sampling=soft)
     with pytest.raises(ValueError, match="cannot sample"):
         export_onnx(torch_soft.model, tmp_path / "x.onnx", sampling=sampling_setting("paper"))
+
+
+def test_a_damaged_or_edited_cached_graph_is_exported_again(
+    tiny_checkpoint, tmp_path, monkeypatch, caplog
+):
+    """A cached graph that no longer parses (a truncated copy), or parses but no longer matches
+    the sha256 recorded beside it, is exported again with a warning, not failed on or served;
+    a soft decoding asked for with a seed (which soft ignores) is the same cached graph."""
+    import depthart_core.runtime.onnx_cache as onnx_cache
+    from depthart_core.checkpoint import CheckpointFile
+    from depthart_core.sampling import graph_decoding, sampling_setting
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    exports = []
+    real_export = onnx_cache.export_onnx
+
+    def counting_export(model, path, **kwargs):
+        exports.append(path)
+        return real_export(model, path, **kwargs)
+
+    monkeypatch.setattr(onnx_cache, "export_onnx", counting_export)
+    ckpt = CheckpointFile(tiny_checkpoint)
+    path = onnx_cache.cached_onnx(ckpt, "fp32", sampling_setting("soft"))
+    good = path.read_bytes()
+    assert graph_decoding(sampling_setting("soft", seed=3)) == "soft"
+    assert onnx_cache.cached_onnx(ckpt, "fp32", sampling_setting("soft", seed=3)) == path
+    assert len(exports) == 1
+
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
+    assert "is damaged" in caplog.text and "exporting it again" in caplog.text
+    assert path.read_bytes() == good  # the export is deterministic: the same graph again
+    model = onnx.load(str(path))
+    w = next(t for t in model.graph.initializer if t.raw_data)
+    w.raw_data = bytes(len(w.raw_data))  # parses, stamps intact, weights edited
+    onnx.save(model, str(path))
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 3
+    assert "no longer matches the sha256 recorded" in caplog.text
+    assert path.read_bytes() == good
+    OnnxRuntimeBackend.from_checkpoint(ckpt)  # and it runs

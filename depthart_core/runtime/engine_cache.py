@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from depthart_core.fileutil import atomic_write, cache_root
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class EngineCache:
             raise RuntimeError(f"a freshly built engine for {key.stem} does not deserialize")
         path = self.engine_path(key)
         meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
-        atomic_write(path, blob)
+        atomic_write(path, blob, stale_after_s=CACHE_TEMP_STALE_S)  # and a killed write's temp
         atomic_write(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
         return CacheResult(engine, path, built=True)

@@ -129,7 +129,7 @@ class OnnxRuntimeBackend(Backend):
             onnx_path = cached_onnx(ckpt, precision, sampling)
         return cls(
             onnx_path,
-            ckpt.sha256,
+            ckpt.model_sha256,
             device=device,
             letterbox=letterbox,
             threads=threads,

@@ -2,17 +2,25 @@
 
 A checkpoint is exported once per precision and decoding, to
 
-    <cache root>/onnx/<checkpoint sha256[:16]>_<precision>.onnx              greedy
-    <cache root>/onnx/<checkpoint sha256[:16]>_<precision>_<decoding>.onnx   e.g. soft
+    <cache root>/onnx/<model sha256[:16]>_<precision>.onnx              greedy
+    <cache root>/onnx/<model sha256[:16]>_<precision>_<decoding>.onnx   e.g. soft
 
-(cache root: `depthart_core.fileutil.cache_root`), and reused by every later process. The graph is
-written through a temp file and a rename, so a reader never finds a half-written one. The
-backends check the checkpoint hash stamped in the graph's metadata before they run it.
+(model sha256: `CheckpointFile.model_sha256`, the file's, combined with the VQ-VAE file's for an
+authors' checkpoint read with a separate one; cache root: `depthart_core.fileutil.cache_root`),
+and reused by every later process. The graph is written through a temp file and a rename, so a
+reader never finds a half-written one. The backends check the model hash stamped in the graph's
+metadata before they run it.
 
 A checkpoint with the uncertainty head exports a graph with the "uncertainty" output. Its hash
 differs from any headless checkpoint's, so the two never share a cache entry; a graph cached for
 it by an exporter from before the head (no `depthart_uncertainty` = "head" stamp) is exported
 again rather than served without the head.
+
+Each graph's sha256 is recorded beside it (`<graph>.sha256`) when it is written. A cached graph
+that cannot be read, whose stamps (model hash, precision, decoding, head) are not the ones asked
+for, or whose bytes no longer match the record (a truncated copy, a disk error, an edit) is
+exported again with a warning saying why, instead of failing every later run or being served.
+An entry from before the record is checked by its stamps, and its record written then.
 """
 
 from __future__ import annotations
@@ -22,13 +30,16 @@ from pathlib import Path
 
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import (
+    META_DECODING,
+    META_PRECISION,
+    META_SHA,
     META_UNCERTAINTY,
     UNCERTAINTY_HEAD,
     checkpoint_has_head,
     export_onnx,
-    read_onnx_metadata,
+    read_onnx_header,
 )
-from depthart_core.fileutil import atomic_write, cache_root
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, cache_root, sha256_file
 from depthart_core.model import SamplingConfig
 from depthart_core.sampling import graph_decoding
 
@@ -49,25 +60,56 @@ def cached_onnx(
     Only "fp16" exports a half-precision graph; any other name (fp32, and bf16, which ONNX
     Runtime has no kernels for) gets an fp32 graph, cached under that name as before.
     """
-    path = onnx_cache_path(ckpt.sha256, precision, graph_decoding(sampling))
-    if path.is_file() and not _lacks_head(path, ckpt):
-        return path
+    decoding = graph_decoding(sampling)
+    path = onnx_cache_path(ckpt.model_sha256, precision, decoding)
     if path.is_file():
-        log.info("%s lacks the uncertainty output of %s's head: exporting again", path, ckpt.path)
+        problem = _cached_problem(path, ckpt, precision, decoding)
+        if problem is None:
+            return path
+        log.warning("cached graph %s %s: exporting it again", path, problem)
     log.info("exporting %s to %s (once; cached)", ckpt.path, path)
     model, _ = ckpt.load()
     fp16 = precision == "fp16"
     atomic_write(
         path,
         lambda tmp: export_onnx(
-            model, tmp, checkpoint_sha256=ckpt.sha256, fp16=fp16, sampling=sampling
+            model, tmp, checkpoint_sha256=ckpt.model_sha256, fp16=fp16, sampling=sampling
         ),
+        stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed export's temp folder
     )
+    _record(path)
     return path
 
 
-def _lacks_head(path: Path, ckpt: CheckpointFile) -> bool:
-    """A cached graph without the head's output for a checkpoint that has the head."""
-    return checkpoint_has_head(ckpt) and (
-        read_onnx_metadata(path).get(META_UNCERTAINTY) != UNCERTAINTY_HEAD
-    )
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _record(path: Path) -> None:
+    atomic_write(_record_path(path), (sha256_file(path) + "\n").encode())
+
+
+def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: str) -> str | None:
+    """Why the cached graph at `path` must not be served for `ckpt`, or None."""
+    try:
+        meta, _ = read_onnx_header(path)
+    except ValueError as exc:
+        return f"is damaged ({exc})"
+    stamps = {
+        META_SHA: ckpt.model_sha256,
+        META_PRECISION: "fp16" if precision == "fp16" else "fp32",
+        META_DECODING: decoding,
+    }
+    for key, want in stamps.items():
+        have = meta.get(key, "greedy" if key == META_DECODING else None)  # greedy: unstamped
+        if have != want:
+            return f"has {key} {have!r}, not {want!r}"
+    if checkpoint_has_head(ckpt) and meta.get(META_UNCERTAINTY) != UNCERTAINTY_HEAD:
+        return f"lacks the uncertainty output of {ckpt.path}'s head"
+    record = _record_path(path)
+    if not record.is_file():  # cached before graphs had a record: its stamps were checked
+        _record(path)
+        return None
+    if record.read_text().strip() != sha256_file(path):
+        return "no longer matches the sha256 recorded when it was written"
+    return None

@@ -390,7 +390,7 @@ class TensorRTBackend(Backend):
             size,
             precision=precision,
             letterbox=letterbox,
-            expected_model_hash=ckpt.sha256,
+            expected_model_hash=ckpt.model_sha256,
             # TensorRT runs on a GPU whatever the CPU-side default says: only "cuda:N" picks one
             device=device if device is not None and str(device).startswith("cuda") else None,
         )
