@@ -201,7 +201,7 @@ def read_train_state(
     except Exception as exc:  # safetensors, json and int raise their own types on damage
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RunDirError(
-            f"cannot resume: {path} is damaged ({reason}); {_last_good(Path(run_dir))}"
+            f"cannot resume: {path} is damaged ({reason}); {last_good(Path(run_dir))}"
         ) from exc
     return meta, found
 
@@ -311,7 +311,8 @@ def _last_metrics_step(path: Path) -> int | None:
     return rows[-1]["step"] if rows else None
 
 
-def _last_good(run_dir: Path) -> str:
+def last_good(run_dir: Path) -> str:
+    """How to go on from the run's checkpoint when its state cannot be resumed."""
     ckpt = run_dir / CKPT_NAME
     step = _checkpoint_step(ckpt)
     if _header_metadata(ckpt) is None:

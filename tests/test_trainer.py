@@ -110,6 +110,56 @@ def test_resume_refuses_other_settings_and_lets_the_length_change(tmp_path, capl
     assert (saved["steps"], saved["log_every"]) == (8, 1)  # the folder says what now runs
 
 
+def test_resume_refuses_a_command_that_drops_the_runs_own_overrides(tmp_path):
+    """An override the run was started with (model_overrides.*, data.synth.*) and the resuming
+    command lacks is a change of settings, not silently the default."""
+    for override, key in (
+        ("model_overrides.tokenizer.depth_codec=log", "model_overrides.tokenizer.depth_codec"),
+        ("data.synth.camera_height=[0.3, 0.4]", "data.synth.camera_height"),
+    ):
+        run = tmp_path / key
+        first = Trainer(_cfg("steps=4", override), run)
+        first.fit(steps=1, progress=False)
+        first.save()
+        with pytest.raises(ValueError, match=f"--resume with other settings .*{key}"):
+            Trainer(_cfg("steps=4"), run, resume=True)
+        assert Trainer(_cfg("steps=4", override), run, resume=True).step == 1
+
+
+def test_resume_without_the_state_never_overwrites_a_saved_checkpoint(tmp_path):
+    run = tmp_path / "r"
+    Trainer(_cfg("steps=2"), run).fit(progress=False)
+    (run / "train_state.safetensors").unlink()  # e.g. a copy made without the large state
+    before = (run / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="has a checkpoint.safetensors but no train_state"):
+        Trainer(_cfg("steps=4"), run, resume=True)
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_an_epochs_run_decays_over_the_steps_it_runs_and_validates_held_out(tmp_path):
+    """`epochs` sizes the run (grad_accum batches a step), and the cosine ends with it, not at
+    `steps`; a synthetic_set validates on other frames than its own, and its drop-outs are
+    replaced even where the batch stride cycles over the set."""
+    from depthart_core.data.synthetic.set import write_synthetic_set
+    from depthart_core.training.data import validation_batch
+
+    root = tmp_path / "set"
+    write_synthetic_set(root, 8, 1, (64, 64), progress=False)
+    data = ["data.source=synthetic_set", f"data.root={root}", "optim.warmup=0", "log_every=1"]
+    tr = Trainer(_cfg(*data, "epochs=2", "steps=2", "grad_accum=2"), tmp_path / "e")
+    assert tr.planned_steps == 4  # 2 epochs x 4 batches of 2, two batches a step
+    tr.fit(progress=False)
+    lrs = [r["lr"] for r in tr.history if "lr" in r]
+    assert len(lrs) == 4 and lrs[-1] > 0.0 and lrs == sorted(lrs, reverse=True), lrs
+    val = validation_batch(tr.cfg.data, 64)
+    train_rgb = {bytes(tr.batches.ds[i].rgb.tobytes()) for i in range(8)}
+    assert not any(bytes(r.permute(1, 2, 0).numpy().tobytes()) in train_rgb for r in val["rgb"])
+    # a whole-set batch: slot j's replacement walk would cycle back to the dropped frame itself
+    full = Trainer(_cfg(*data, "steps=1", "batch_size=8"), tmp_path / "f")
+    full.batches.dropped.add(int(__import__("numpy").random.default_rng(1).permutation(8)[0]))
+    assert full.batches.batch_at(0)["rgb"].shape[0] == 8
+
+
 def test_tokenizer_stage_trains_and_reports_code_usage(tmp_path):
     tr = Trainer(
         _cfg("steps=6", "val_every=6", "restart_dead_every=3", stage="tokenizer"), tmp_path / "tok"

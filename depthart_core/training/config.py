@@ -43,7 +43,9 @@ SEEDS = ("seed", "data.seed", "data.val_seed")
 class DataConfig:
     source: str = "synthetic"  # synthetic | synthetic_set | hypersim | frames
     root: str = ""  # for synthetic_set / hypersim; frames: the training frame file
-    val_root: str = ""  # frames: the held-out frame file validation reads ("" = root)
+    # the held-out data validation reads: frames: a frame file ("" = root itself);
+    # synthetic_set: another set ("" = frames rendered from val_seed)
+    val_root: str = ""
     split: str = "train"
     seed: int = 0  # synthetic stream seed (training); validation uses val_seed
     val_seed: int = 10_000
@@ -108,7 +110,7 @@ class TrainConfig:
     batch_size: int = 8  # per process
     grad_accum: int = 1
     steps: int = 200
-    epochs: int = 0  # >0 with a finite dataset: steps = epochs * len / (batch * world)
+    epochs: int = 0  # >0, finite dataset: steps = epochs * len / (batch * grad_accum * world)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast on CUDA)
     ema: float = 0.0  # 0: off; else EMA decay of the trainable weights
     seed: int = 0

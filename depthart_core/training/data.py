@@ -9,6 +9,7 @@ with area/bicubic interpolation, depth and its valid mask with nearest neighbour
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -312,9 +313,16 @@ class DatasetBatches:
         return s
 
     def _frame(self, perm: np.ndarray, j: int) -> DepthSample:
-        stride = self.batch * self.world
-        for k in range(len(perm)):
-            s = self._usable(int(perm[(j + k * stride) % len(perm)]))
+        """Frame `j` of the permutation, or where it is dropped the same slot of a later batch;
+        where that walk cycles (the batch stride shares a factor with the set's size), the
+        next frames in turn. An error only when no frame at all is usable."""
+        stride, n = self.batch * self.world, len(perm)
+        for k in range(n):
+            s = self._usable(int(perm[(j + k * stride) % n]))
+            if s is not None:
+                return s
+        for k in range(1, n):
+            s = self._usable(int(perm[(j + k) % n]))
             if s is not None:
                 return s
         raise ValueError(
@@ -367,7 +375,15 @@ def open_dataset(cfg: DataConfig, split: str) -> DepthDataset:
 
 
 def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
-    """A fixed held-out batch: synthetic frames from `val_seed`, else the dataset's val split."""
+    """A fixed held-out batch: synthetic frames from `val_seed`, else the dataset's val split.
+    A `synthetic_set` validates on the set at `val_root`, or without one on frames rendered
+    from `val_seed` (never on its own training frames)."""
+    if cfg.source == "synthetic_set" and cfg.val_root:
+        cfg = dataclasses.replace(cfg, root=cfg.val_root)
+    elif cfg.source == "synthetic_set":
+        log.info("validating on %d frames rendered from data.val_seed %d (data.val_root: a "
+                 "held-out set instead)", cfg.val_count, cfg.val_seed)  # fmt: skip
+        cfg = dataclasses.replace(cfg, source="synthetic")
     if cfg.source == "synthetic":
         out = render_batch(cfg.val_seed, list(range(cfg.val_count)), SynthConfig(size=(size, size)))
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}

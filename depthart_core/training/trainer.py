@@ -48,6 +48,7 @@ from depthart_core.rundir import (
     STATE_NAME,
     append_metrics,
     claim_run_dir,
+    last_good,
     read_metrics,
     read_train_state,
     rewrite_metrics,
@@ -71,14 +72,17 @@ from depthart_core.training.validation import save_progress_plot, validate
 log = logging.getLogger(__name__)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, total: int | None = None) -> float:
+    """The learning rate of `step`; the cosine ends at `total` steps (default `cfg.steps`; a
+    run sized by `epochs` passes its own, `Trainer.planned_steps`)."""
     o = cfg.optim
+    total = cfg.steps if total is None else total
     if o.warmup > 0 and step < o.warmup:
         return o.lr * (step + 1) / o.warmup
     if o.schedule == "step":
         return o.lr * (o.gamma ** (step // o.step_size))
     if o.schedule == "cosine":
-        t = min(1.0, (step - o.warmup) / max(1, cfg.steps - o.warmup))
+        t = min(1.0, (step - o.warmup) / max(1, total - o.warmup))
         return o.lr * 0.5 * (1 + math.cos(math.pi * t))
     return o.lr
 
@@ -158,7 +162,14 @@ class Trainer:
         if not resume:
             return False
         logged = (self.run_dir / METRICS_NAME).is_file()  # the same answer on every rank
-        if logged and not (self.run_dir / STATE_NAME).is_file():
+        no_state = not (self.run_dir / STATE_NAME).is_file()
+        if no_state and (self.run_dir / CKPT_NAME).is_file():  # a save happened: never redo it
+            raise ValueError(
+                f"--resume: {self.run_dir} has a {CKPT_NAME} but no {STATE_NAME} (the step, "
+                f"optimizer and RNG a resume continues from; a copy without it?); "
+                f"{last_good(self.run_dir)}"
+            )
+        if logged and no_state:
             rows = read_metrics(self.run_dir, warn=False) if self.is_main else []
             lost = f" (its log reached step {rows[-1]['step']})" if rows else ""
             log.warning(
@@ -172,10 +183,14 @@ class Trainer:
         meta, _ = read_train_state(self.run_dir, tensors=False)
         saved = _flat(json.loads(meta["config"]))
         now = _flat(json.loads(json.dumps(self.cfg.to_dict())))  # tuples read back as lists
-        # a setting newer than the run's state counts as its default (an older run resumes)
+        # a setting newer than the run's state counts as its default (an older run resumes); a
+        # saved one the code no longer has is ignored. Both sides' keys are compared: an override
+        # the run had (model_overrides.*, data.synth.*) and this command lacks is a change too.
         default = _flat(json.loads(json.dumps(TrainConfig().to_dict())))
-        saved = {k: saved.get(k, default.get(k)) for k in now}
-        changed = {k for k in now if saved[k] != now[k]}
+        keys = set(now) | {k for k in saved if _known(k, default)}
+        saved = {k: saved.get(k, default.get(k)) for k in keys}
+        now = {k: now.get(k, default.get(k)) for k in keys}
+        changed = {k for k in keys if saved[k] != now[k]}
         refused = sorted(k for k in changed if k.split(".")[0] not in RESUME_MAY_CHANGE)
         if refused:
             said = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in refused[:4])
@@ -188,6 +203,15 @@ class Trainer:
         for k in sorted(changed):
             log.warning("--resume: %s %r -> %r", k, saved.get(k), now.get(k))
         return True
+
+    @property
+    def planned_steps(self) -> int:
+        """The run's length: `steps`, or with `epochs` > 0 on a finite dataset that many passes
+        over it (each step takes `grad_accum` batches of `batch_size` per process)."""
+        cfg, per_epoch = self.cfg, getattr(self.batches, "steps_per_epoch", None)
+        if cfg.epochs > 0 and per_epoch is not None:
+            return max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+        return cfg.steps
 
     @property
     def is_main(self) -> bool:
@@ -415,7 +439,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step, cfg)
+            g["lr"] = lr_at(self.step, cfg, self.planned_steps)
         self.opt.zero_grad(set_to_none=True)
         logs: dict[str, float] = {}
         tokens = 0
@@ -462,16 +486,14 @@ class Trainer:
                     self.model, self.model.tokenizer.encode_latent(x)
                 )
         self.step += 1
-        logs["lr"] = lr_at(self.step - 1, cfg)
+        logs["lr"] = lr_at(self.step - 1, cfg, self.planned_steps)
         logs["tokens"] = tokens * self.world
         return logs
 
     # ------------------------------------------------------------------ loop
     def fit(self, steps: int | None = None, progress: bool = True) -> dict[str, Any]:
         cfg = self.cfg
-        total = steps if steps is not None else cfg.steps
-        if steps is None and cfg.epochs > 0 and hasattr(self.batches, "steps_per_epoch"):
-            total = cfg.epochs * self.batches.steps_per_epoch
+        total = steps if steps is not None else self.planned_steps
         val = validation_batch(cfg.data, self.model.cfg.image_size) if self.is_main else None
         bar = tqdm(
             total=total,
@@ -562,6 +584,13 @@ class Trainer:
 
 # settings a --resume may change: how long it runs, how often it reports, where
 RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "ckpt_every", "val_every", "log_every", "device"})
+
+
+def _known(key: str, default: dict[str, Any]) -> bool:
+    """Whether a flattened setting exists in this code: itself, or below a free-form dict
+    setting (`model_overrides`, `data.synth`, whose default flattens to one empty key)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in default for i in range(1, len(parts) + 1))
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
