@@ -87,10 +87,9 @@ def test_a_signal_saves_the_step_it_finishes_and_resume_goes_on(tmp_path, capsys
 def test_resume_of_a_run_that_never_saved_starts_from_step_0(tmp_path, capsys, caplog):
     run = tmp_path / "run"
     assert main(_argv(run, 2, 100_000)) == 0
+    # as a kill before the first save leaves it (a save writes the state, then the checkpoint)
     for name in ("train_state.safetensors", "checkpoint.safetensors"):
-        (
-            run / name
-        ).unlink()  # as a kill before the first save leaves it (the state is saved first)
+        (run / name).unlink()
     assert main(_argv(run, 2, 100_000)) == 1  # without --resume the folder is still refused
     assert "--resume" in capsys.readouterr().err
     with caplog.at_level(logging.WARNING):
