@@ -179,6 +179,7 @@ class CheckpointFile:
     """
 
     def __init__(self, path: str | Path | None = None, vae: str | Path | None = None) -> None:
+        self.default = path is None  # none named: the shipped one (or $DEPTHART_CHECKPOINT)
         self.path = resolve_checkpoint(path)
         self.vae = vae  # VAR's VQ-VAE, only for an authors' checkpoint saved without it
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly

@@ -61,6 +61,18 @@ def test_onnx_from_another_checkpoint_is_refused(exported, tiny_model, tmp_path)
             tiny_model.transformer.head.bias.sub_(1.0)
     with pytest.raises(ValueError, match="exported from checkpoint sha256"):
         OnnxRuntimeBackend.from_checkpoint(other, onnx_path=exported)
+    # a graph given alone (no checkpoint named) is not held against the shipped default's hash
+    alone = get_backend("onnxruntime", onnx_path=exported, threads=1)
+    assert alone.onnx_path == exported
+
+
+def test_every_backend_applies_its_threads_to_opencv_too(tiny_checkpoint, exported):
+    import cv2
+
+    for name, kw in (("onnxruntime", {"onnx_path": exported}), ("torch", {})):
+        cv2.setNumThreads(7)
+        get_backend(name, tiny_checkpoint, threads=1, **kw)
+        assert cv2.getNumThreads() == 1, name
 
 
 def test_get_backend_auto_and_errors(tiny_checkpoint, tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ from depthart_core.model import SamplingConfig
 from depthart_core.precision import PRECISIONS
 from depthart_core.runtime.base import Backend, check_flag
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
-from depthart_core.runtime.threads import set_torch_threads
+from depthart_core.runtime.threads import set_opencv_threads, set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.sampling import require_greedy
 
@@ -162,6 +162,7 @@ def _make(
             sampling=sampling,
             cuda_graph=torch.device(device).type == "cuda",
         )
+    set_opencv_threads(threads)  # the pre-processing's, as the runtime's own threads
     if name == "onnxruntime":
         return OnnxRuntimeBackend.from_checkpoint(
             ckpt,

@@ -2,8 +2,9 @@
 
 `OnnxRuntimeBackend.from_checkpoint(ckpt)` exports the checkpoint once into the ONNX cache
 (`depthart_core.runtime.onnx_cache`) and reuses it. An ONNX file given explicitly must carry the
-checkpoint's sha256 in its metadata when a checkpoint is given too; a mismatch is a clear error
-rather than silently running another model. Likewise the graph's decoding (greedy or soft,
+checkpoint's sha256 in its metadata when a checkpoint is named too (not for the shipped default
+that `checkpoint=None` stands for); a mismatch is a clear error rather than silently running
+another model. Likewise the graph's decoding (greedy or soft,
 `depthart_decoding`) must be the one asked for.
 
 A graph exported from a checkpoint with the uncertainty head has a third output, "uncertainty"
@@ -125,11 +126,13 @@ class OnnxRuntimeBackend(Backend):
         if sampling is not None or onnx_path is None:
             sampling = runtime_sampling(sampling)
             decoding = graph_decoding(sampling)
+        # a graph given alone runs as it is; with a checkpoint named too it must be that one's
+        expected = None if onnx_path is not None and ckpt.default else ckpt.model_sha256
         if onnx_path is None:
             onnx_path = cached_onnx(ckpt, precision, sampling)
         return cls(
             onnx_path,
-            ckpt.model_sha256,
+            expected,
             device=device,
             letterbox=letterbox,
             threads=threads,

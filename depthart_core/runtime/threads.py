@@ -48,10 +48,17 @@ def resolve_threads(requested: int = 0) -> int:
     return default_threads()
 
 
+def set_opencv_threads(threads: int) -> int:
+    """Apply `resolve_threads(threads)` to OpenCV (the pre- and post-processing's resizes;
+    process-wide); returns the count."""
+    n = resolve_threads(threads)
+    cv2.setNumThreads(n)
+    return n
+
+
 def set_torch_threads(threads: int) -> int:
     """Apply `resolve_threads(threads)` to PyTorch's intra-op pool and OpenCV (process-wide,
     as both are); returns the count."""
-    n = resolve_threads(threads)
+    n = set_opencv_threads(threads)
     torch.set_num_threads(n)
-    cv2.setNumThreads(n)
     return n
