@@ -94,17 +94,20 @@ class CalibrationPairer:
 
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:
     """The input CameraInfo with the image's header; intrinsics rescaled only when the
-    calibration's size differs from the depth image (and no binning/ROI is in play)."""
+    calibration's size differs from the depth image (and no binning/ROI is in play). A P of
+    zeros (a driver that fills only K) goes out as [K | 0], what the node itself projects with
+    (`image_projection`), so consumers that read P (depth_image_proc) get a camera too."""
+    p = list(info.p)
+    if not any(p):
+        p = [*info.k[0:3], 0.0, *info.k[3:6], 0.0, *info.k[6:9], 0.0]
     out = CameraInfo(
         header=header, height=info.height, width=info.width,
-        distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=info.p,
+        distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=p,
         binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi,
     )  # fmt: skip
     h, w = shape
     plain = info.binning_x <= 1 and info.binning_y <= 1 and info.roi.width == 0
     if plain and info.width and info.height and (info.width, info.height) != (w, h):
-        out.k, out.p = ros_image.scaled_intrinsics(
-            info.k, info.p, (info.width, info.height), (w, h)
-        )
+        out.k, out.p = ros_image.scaled_intrinsics(info.k, p, (info.width, info.height), (w, h))
         out.width, out.height = w, h
     return out

@@ -210,7 +210,8 @@ MIN_FOCAL_PX = 1e-3  # below: x = (u - cx) z / f overflows float32 clouds (denor
 def camera_info_problem(info: Any) -> tuple[str, str] | None:
     """(cause, text) when a sensor_msgs/CameraInfo cannot describe the depth image, else None:
     NaN/Inf anywhere in D, K, R, P, a focal length in K or P that is not positive (an all-zero
-    K is ROS's "uncalibrated"), or one below `MIN_FOCAL_PX` (1e-320 once passed as positive).
+    K is ROS's "uncalibrated"; an all-zero P with a good K is a driver that fills only K, and
+    stands for [K | 0]), or one below `MIN_FOCAL_PX` (1e-320 once passed as positive).
     Republishing it would hand consumers such as depth_image_proc a camera that projects every
     pixel to NaN or infinity."""
     arrays = {name: np.asarray(getattr(info, name), dtype=np.float64) for name in "dkrp"}
@@ -220,6 +221,8 @@ def camera_info_problem(info: Any) -> tuple[str, str] | None:
     k, p = arrays["k"], arrays["p"]
     fx, fy = (k[0], k[4]) if k.size == 9 else (0.0, 0.0)
     px, py = (p[0], p[5]) if p.size == 12 else (0.0, 0.0)
+    if p.size == 12 and not p.any():  # a driver that fills only K: P is taken as [K | 0]
+        px, py = fx, fy
     focals = f"K fx={fx:g} fy={fy:g}, P fx={px:g} fy={py:g}"
     if min(fx, fy, px, py) <= 0:
         return "zero_focal", f"focal lengths must be positive: {focals}"

@@ -45,6 +45,9 @@ def test_colour_decodes_every_variant_the_plugin_and_cameras_write():
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     for fmt in ("rgb8; png compressed bgr8", "bgr8; png compressed bgr8", "png"):
         assert np.array_equal(compressed_to_rgb(_msg(fmt, png.tobytes())), rgb), fmt
+    ok, as_is = cv2.imencode(".png", rgb)  # a publisher that encoded its rgb8 buffer unswapped
+    out = compressed_to_rgb(_msg("rgb8; png compressed rgb8", as_is.tobytes()))
+    assert np.array_equal(out, rgb)  # as image_transport reads it (it swaps for "bgr" only)
     ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     out = compressed_to_rgb(_msg("jpeg", jpg.tobytes()))
     assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb).mean() < 3

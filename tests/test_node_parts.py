@@ -119,6 +119,27 @@ def test_denormal_and_tiny_focal_lengths_are_refused() -> None:
         assert cause == "tiny_focal" and f"fx={fx:g}" in text, (fx, text)
 
 
+def test_a_calibration_with_only_k_is_used_and_republished_with_p_from_k() -> None:
+    """A driver that fills K and leaves P zero: the node projects with [K | 0] (as
+    image_projection does), so the calibration is kept, and republished with that P."""
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from depthart_ros.calibration import camera_info_for
+
+    only_k = _info(500.0)
+    only_k.p = [0.0] * 12
+    assert camera_info_problem(only_k) is None
+    zero_k = _info(0.0)
+    zero_k.p = [0.0] * 12
+    assert camera_info_problem(zero_k)[0] == "zero_focal"  # uncalibrated stays refused
+    msg = CameraInfo(width=640, height=480, k=only_k.k, d=only_k.d, r=only_k.r, p=only_k.p)
+    same = camera_info_for(msg, Header(), (480, 640))
+    assert list(same.p) == [500.0, 0.0, 320.0, 0.0, 0.0, 500.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    half = camera_info_for(msg, Header(), (240, 320))  # rescaled like K
+    assert list(half.p)[:3] == [250.0, 0.0, 159.75] and list(half.k)[:3] == list(half.p)[:3]
+
+
 def test_node_dds_profile_is_applied_only_where_nobody_chose_one() -> None:
     from depthart_ros.dds import PROFILE, use_node_profile
 

@@ -110,6 +110,9 @@ def compressed_to_rgb(msg: Any, min_size: int = 2, max_pixels: int | None = None
     px = _to_u8(px)
     if px.ndim == 2:
         return cv2.cvtColor(px, cv2.COLOR_GRAY2RGB)
+    if "compressed rgb" in fmt.lower():  # a publisher that encoded its rgb8 buffer as it was:
+        px = px[:, :, :3]  # the file holds it swapped, so OpenCV's decode gives RGB back
+        return np.ascontiguousarray(px)  # (image_transport swaps only for "compressed bgr")
     code = cv2.COLOR_BGRA2RGB if px.shape[2] == 4 else cv2.COLOR_BGR2RGB  # OpenCV's order
     return np.ascontiguousarray(cv2.cvtColor(px, code))
 
