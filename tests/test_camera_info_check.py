@@ -18,6 +18,7 @@ def _info(k=K, p=P, d=(0.0,) * 5) -> CameraInfo:
 
 def test_a_good_calibration_passes() -> None:
     assert camera_info_problem(_info()) is None
+    assert camera_info_problem(_info(p=[0.0] * 12)) is None  # only K filled: P = [K | 0]
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ def test_a_good_calibration_passes() -> None:
         (_info(d=(0.1, float("nan"), 0, 0, 0)), "non_finite", "non-finite values in D"),
         (_info(k=[0.0] * 9, p=[0.0] * 12), "zero_focal", "K fx=0 fy=0, P fx=0 fy=0"),
         (_info(k=K[:4] + [-500.0] + K[5:]), "zero_focal", "K fx=500 fy=-500"),
-        (_info(p=[0.0] * 12), "zero_focal", "P fx=0 fy=0"),
+        (_info(p=P[:5] + [0.0] + P[6:]), "zero_focal", "P fx=500 fy=0"),
     ],
 )
 def test_broken_calibrations_are_named(info: CameraInfo, cause: str, text: str) -> None:
