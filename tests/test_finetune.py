@@ -348,8 +348,9 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(
         and json.loads((run / "report.json").read_text())["train"]["steps"] == 24
     )
     # a run killed before its first save: --resume starts the training again (it used to refuse
-    # with "pass --resume"), the cached frames kept
-    (run / "train_state.safetensors").unlink()
+    # with "pass --resume"), the cached frames kept; a save writes the state, then the checkpoint
+    for name in ("train_state.safetensors", "checkpoint.safetensors"):
+        (run / name).unlink()
     assert _finetune(corridor_bag, run, *cam, "--steps", "4", "--resume") == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
