@@ -104,6 +104,8 @@ def test_resume_refuses_other_settings_and_lets_the_length_change(tmp_path, capl
     config = json.loads(meta["config"])
     del config["hflip"], config["data"]["synth"]
     save_file(tensors, str(state), metadata=meta | {"config": json.dumps(config)})
+    with pytest.raises(ValueError, match="is at step 2, past the 1 steps this command asks"):
+        Trainer(_cfg("steps=1"), tmp_path / "r", resume=True)
     longer = Trainer(_cfg("steps=8", "log_every=1"), tmp_path / "r", resume=True)
     assert "--resume: steps 4 -> 8" in caplog.text and longer.step == 2
     saved = json.loads((tmp_path / "r" / "config.json").read_text())

@@ -146,6 +146,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         if resume:  # weights, optimizer, EMA, step and the RNG of the step it stopped at
             self._load_state()
+            if self.step > self.planned_steps:  # it would report done with a config it outran
+                raise ValueError(
+                    f"--resume: {self.run_dir} is at step {self.step}, past the "
+                    f"{self.planned_steps} steps this command asks for: ask for {self.step} or "
+                    "more (its checkpoint is already the model of step "
+                    f"{self.step})"
+                )
         with torch.random.fork_rng(devices=[]):  # caching draws nothing from the run's RNG
             self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         if not resume:
