@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -201,14 +203,12 @@ def test_parity_on_torch_compares_bf16_with_fp32(tiny_checkpoint):
         fp16_parity(tiny_checkpoint, count=1, backend="torch", precision="fp16")
 
 
-def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, monkeypatch):
-    """TensorRT's from_checkpoint exports into the same ONNX cache that ONNX Runtime then reads:
-    one export per checkpoint and precision (TensorRT itself is absent here, so it stops there)."""
+def _count_exports(monkeypatch, cache: Path) -> list[dict]:
+    """The ONNX cache in `cache`; each export it makes appends its keywords to the list."""
     import depthart_core.runtime.onnx_cache as onnx_cache
-    from depthart_core.runtime.tensorrt_backend import TensorRTBackend
 
-    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
-    exports = []
+    monkeypatch.setenv("DEPTHART_CACHE", str(cache))
+    exports: list[dict] = []
     real_export = onnx_cache.export_onnx
 
     def counting_export(model, path, **kwargs):
@@ -216,6 +216,15 @@ def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, m
         return real_export(model, path, **kwargs)
 
     monkeypatch.setattr(onnx_cache, "export_onnx", counting_export)
+    return exports
+
+
+def test_onnx_runtime_and_tensorrt_share_one_export(tiny_checkpoint, tmp_path, monkeypatch):
+    """TensorRT's from_checkpoint exports into the same ONNX cache that ONNX Runtime then reads:
+    one export per checkpoint and precision (TensorRT itself is absent here, so it stops there)."""
+    from depthart_core.runtime.tensorrt_backend import TensorRTBackend
+
+    exports = _count_exports(monkeypatch, tmp_path)
     with pytest.raises(ValueError, match="fp32 or fp16, got 'bf16'"):
         TensorRTBackend.from_checkpoint(tiny_checkpoint, precision="bf16")
     with pytest.raises(RuntimeError, match="tensorrt"):
@@ -268,15 +277,7 @@ def test_a_damaged_or_edited_cached_graph_is_exported_again(
     from depthart_core.checkpoint import CheckpointFile
     from depthart_core.sampling import graph_decoding, sampling_setting
 
-    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
-    exports = []
-    real_export = onnx_cache.export_onnx
-
-    def counting_export(model, path, **kwargs):
-        exports.append(path)
-        return real_export(model, path, **kwargs)
-
-    monkeypatch.setattr(onnx_cache, "export_onnx", counting_export)
+    exports = _count_exports(monkeypatch, tmp_path)
     ckpt = CheckpointFile(tiny_checkpoint)
     path = onnx_cache.cached_onnx(ckpt, "fp32", sampling_setting("soft"))
     good = path.read_bytes()
