@@ -160,6 +160,9 @@ def test_counts_encodings_and_time_split(tmp_path):
     assert len(prep.train) == 24 and len(prep.heldout) == 8
     scored = prep.scored
     assert [f.index for f in scored] == [32, 36, 39]  # evenly spaced over the held-out block
+    assert prep.scored_rows == [0, 4, 7]  # where each sits among the stored held-out frames
+    held = prep.heldout[prep.scored_rows[1]]
+    assert np.array_equal(held.rgb, cv2.resize(_rgb(36), (16, 16), interpolation=cv2.INTER_AREA))
     f = scored[0]
     assert np.array_equal(f.rgb, _rgb(32))  # bgr8 read back as RGB
     assert not f.valid[:4, :4].any() and f.valid[4:, 4:].all()  # NaN = invalid (REP 117)

@@ -34,20 +34,24 @@ from scipy import ndimage
 from depthart_core.checkpoint import load_checkpoint
 from depthart_core.finetune.frames import FrameConfig
 from depthart_core.finetune.report import score_predictions
-from depthart_core.finetune.run import FinetuneConfig, prepare
+from depthart_core.finetune.run import FinetuneConfig, Prepared, prepare
 from depthart_core.runtime.preprocess import postprocess, preprocess
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
 
-def round_trip_score(model, run: Path, scored: list, quantized: bool = True) -> float:
+def round_trip_score(model, run: Path, prep: Prepared, quantized: bool = True) -> float:
     """Paper-protocol AbsRel of `model`'s tokenizer round trip of the run's held-out depth;
     `quantized=False` decodes the encoder's continuous latent instead (the autoencoder alone);
     `model=None` scores the stored model-size depth itself, holes filled from the nearest valid
     pixel: the floor of any model at that size."""
     frames = load_file(str(run / "frames" / "heldout.safetensors"))
     depth, valid = frames["depth"].float(), frames["valid"].bool()
-    if len(scored) != len(depth):
-        raise SystemExit(f"{run}: {len(depth)} stored held-out frames but {len(scored)} to score")
+    if len(prep.heldout) != len(depth):
+        raise SystemExit(
+            f"{run}: {len(depth)} stored held-out frames, but the bag gives {len(prep.heldout)}"
+        )
+    scored, rows = prep.scored, prep.scored_rows  # finetune scores eval_frames of them
+    depth, valid = depth[rows], valid[rows]
     size = depth.shape[-1]  # the model's input size, as the run stored the frames
     with torch.no_grad():
         if model is None:
@@ -126,10 +130,10 @@ def _table(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
         bar = min(0.7 * mean_map, 0.5 * base)
         print(
             f"{run.name} | {bar:.4f} | {report['after']['depthart']['abs_rel']:.4f} | "
-            f"{round_trip_score(shipped, run, prep.scored):.4f} | "
-            f"{round_trip_score(own, run, prep.scored):.4f} | "
-            f"{round_trip_score(shipped, run, prep.scored, quantized=False):.4f} | "
-            f"{round_trip_score(None, run, prep.scored):.4f}",
+            f"{round_trip_score(shipped, run, prep):.4f} | "
+            f"{round_trip_score(own, run, prep):.4f} | "
+            f"{round_trip_score(shipped, run, prep, quantized=False):.4f} | "
+            f"{round_trip_score(None, run, prep):.4f}",
             flush=True,
         )
 

@@ -111,6 +111,7 @@ class Prepared:
     train: list[SmallFrame]
     heldout: list[SmallFrame]
     scored: list[Frame]  # full-size held-out frames to score
+    scored_rows: list[int] = field(default_factory=list)  # each one's index in `heldout`
     scored_labels: list[np.ndarray] = field(default_factory=list)  # the teacher's, full size
     # the bags split together, as indices into `scans` (one drive in several bags: one split)
     recordings: list[list[int]] = field(default_factory=list)
@@ -163,6 +164,7 @@ def prepare(
             (out.train if f.block == "train" else out.heldout).append(small)
             if keep:
                 out.scored.append(f)
+                out.scored_rows.append(len(out.heldout) - 1)
                 if label is not None:
                     out.scored_labels.append(label)
         bar.update(scan.index.n_frames - done)
