@@ -54,10 +54,12 @@ def strip_wrapper(keys: Iterable[str]) -> tuple[str, list[str]]:
 
 
 def is_authors_layout(keys: Iterable[str]) -> bool:
-    """Their transformer sits at top level under VAR's names (ours is under `transformer.`)."""
+    """Their transformer sits at top level under VAR's names (ours is under `transformer.`),
+    with their depth normalizer beside it: VAR's own image generator (var_d16 saved as
+    safetensors) has the same transformer names but no normalizer, and is no depth model."""
     _, keys = strip_wrapper(keys)
     names = set(keys)
-    return {"word_embed.weight", "head.weight", "blocks.0.ada_lin.1.weight"} <= names
+    return {"word_embed.weight", "head.weight", "blocks.0.ada_lin.1.weight", *NORMALIZER} <= names
 
 
 def has_tokenizer(keys: Iterable[str]) -> bool:

@@ -233,9 +233,17 @@ def load_authors_state(
 
 
 def convert_authors_checkpoint(
-    src: str | Path, out: str | Path, vae: str | Path | None = None
+    src: str | Path, out: str | Path, vae: str | Path | None = None, overwrite: bool = False
 ) -> Path:
-    """Write the authors' checkpoint as ours (safetensors + JSON config) for faster start-up."""
+    """Write the authors' checkpoint as ours (safetensors + JSON config) for faster start-up.
+    Never over an input; over an existing file (or its .json) only with `overwrite`."""
+    out = Path(out)
+    inputs = {Path(x).resolve() for x in (src, vae) if x is not None}
+    if {out.resolve(), out.with_suffix(".json").resolve()} & inputs:
+        raise ValueError(f"--out {out} would write over an input of the conversion")
+    taken = [p for p in (out, out.with_suffix(".json")) if p.exists()]
+    if taken and not overwrite:
+        raise ValueError(f"{taken[0]} exists: pass --overwrite to replace it")
     model, info = load_checkpoint(src, vae=vae)
     if info["layout"] != AUTHORS_LAYOUT:
         raise ValueError(f"{src} is already a DepthART-ROS checkpoint; nothing to convert")
@@ -348,7 +356,11 @@ def load_official_var(
 
 def _torch_load(path: str | Path) -> dict[str, torch.Tensor]:
     p = _existing(path)
-    state = torch.load(p, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError (a refused global), EOFError, RuntimeError (zip)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{p} is not a loadable state dict ({reason})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

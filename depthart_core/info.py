@@ -29,6 +29,9 @@ def parameter_breakdown(model: DepthART) -> dict[str, int]:
         "transformer.embeddings": embeds,
         "transformer.blocks": count_parameters(var.blocks),
         "transformer.head": count_parameters(var.head) + count_parameters(var.head_nm),
+        "uncertainty_head": count_parameters(model.uncertainty_head)
+        if model.uncertainty_head is not None
+        else 0,
         "total": count_parameters(model),
     }
 
@@ -40,10 +43,11 @@ def describe_preset(name: str) -> dict[str, Any]:
     return _report(f"preset {name}", model, {})
 
 
-def describe_checkpoint(path: str) -> dict[str, Any]:
-    model, info = load_checkpoint(path)
+def describe_checkpoint(path: str, vae: str | None = None) -> dict[str, Any]:
+    """`vae`: VAR's VQ-VAE, only for an authors' checkpoint saved without it."""
+    model, info = load_checkpoint(path, vae=vae)
     report = _report(f"checkpoint {path}", model, info["metadata"])
-    report["sha256"] = info["sha256"]
+    report["sha256"], report["layout"] = info["sha256"], info["layout"]
     return report
 
 

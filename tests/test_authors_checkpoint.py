@@ -221,3 +221,35 @@ def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert main(["convert", str(ours), "--out", str(tmp_path / "again.safetensors")]) == 1
     assert "already a DepthART-ROS checkpoint" in capsys.readouterr().err
+    # convert never writes over an input, and over an earlier output only when told to
+    before = ours.read_bytes()
+    convert = ["convert", str(bare), "--vae", str(vae_pth)]
+    assert main([*convert, "--out", str(ours)]) == 1
+    assert "exists: pass --overwrite" in capsys.readouterr().err and ours.read_bytes() == before
+    assert main([*convert, "--out", str(ours), "--overwrite"]) == 0
+    assert main([*convert, "--out", str(bare), "--overwrite"]) == 1
+    assert "would write over an input" in capsys.readouterr().err
+    # info reads the file with its separate VAE, and counts every part
+    assert main(["info", str(bare), "--vae", str(vae_pth)]) == 0
+    out = capsys.readouterr().out
+    assert "layout bulatko/DepthART" in out and "uncertainty_head" in out
+    # a refused or broken pickle for the VAE: one line naming the file
+    (tmp_path / "evil.pth").write_bytes(b"\x80\x04\x95not a pickle at all")
+    evil = ["convert", str(bare), "--vae", str(tmp_path / "evil.pth")]
+    assert main([*evil, "--out", str(tmp_path / "o.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'evil.pth'} is not a loadable state dict" in err
+    assert err.count("\n") == 1, err  # one line, no traceback
+
+
+def test_vars_image_generator_is_not_taken_for_the_depth_model(tmp_path):
+    """VAR's var_d16 as safetensors has the same transformer names but no depth normalizer."""
+    from depthart_core.checkpoint import read_checkpoint_info
+
+    state = small_authors_state()
+    for k in ("normalizer.alpha", "normalizer.beta"):
+        del state[k]
+    var = tmp_path / "var.safetensors"
+    save_file(state, var)
+    with pytest.raises(ValueError, match="is not a DepthART checkpoint"):
+        read_checkpoint_info(var)

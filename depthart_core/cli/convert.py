@@ -15,13 +15,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help="the authors' model.safetensors (bulatko/DepthART)")
     p.add_argument("--vae", default=None, help="VAR's vae_ch160v4096z32.pth if the file lacks it")
-    p.add_argument("--out", required=True, help="output .safetensors")
+    p.add_argument("--out", required=True, help="output .safetensors (never one of the inputs)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from depthart_core.checkpoint import convert_authors_checkpoint
 
-    out = convert_authors_checkpoint(args.checkpoint, args.out, vae=args.vae)
+    out = convert_authors_checkpoint(args.checkpoint, args.out, args.vae, args.overwrite)
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0

@@ -9,6 +9,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a checkpoint's or preset's config and parameter counts")
     p.add_argument("checkpoint", nargs="?", default=None, help="a .safetensors checkpoint")
     p.add_argument("--preset", default=None, help="a preset name instead of a checkpoint")
+    p.add_argument("--vae", default=None, help="VAR's vae_ch160v4096z32.pth if the file lacks it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -20,14 +21,23 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.preset is None):
         raise ValueError("give exactly one of CHECKPOINT or --preset NAME")
-    report = describe_preset(args.preset) if args.preset else describe_checkpoint(args.checkpoint)
+    if args.preset and args.vae:
+        raise ValueError("--vae is for an authors' checkpoint, not a preset")
+    report = (
+        describe_preset(args.preset)
+        if args.preset
+        else describe_checkpoint(args.checkpoint, args.vae)
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['source']}")
     print(
         f"image size {report['config']['image_size']}, patch_nums "
-        f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}"
+        f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}, "
+        f"depth codec {report['config']['tokenizer'].get('depth_codec', 'linear')}, "
+        f"uncertainty head width {report['config'].get('uncertainty_width', 0)}"
+        + (f", layout {report['layout']}" if "layout" in report else "")
     )
     for comp, n in report["parameters"].items():
         print(f"  {comp:<32} {n:>14,}")
