@@ -252,7 +252,9 @@ def convert_authors_checkpoint(
         "source_layout": AUTHORS_LAYOUT,
         "source_sha256": info["sha256"],
     }
-    meta.update({"vae": info["metadata"]["vae"]} if "vae" in info["metadata"] else {})
+    if "vae" in info["metadata"]:  # which VQ-VAE made this model (another is another model)
+        vae_file = info["metadata"]["vae"]
+        meta |= {"vae": str(Path(vae_file).resolve()), "vae_sha256": file_sha256(vae_file)}
     return save_checkpoint(out, model, metadata=meta)
 
 

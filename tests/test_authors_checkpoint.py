@@ -217,6 +217,7 @@ def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
     converted, cinfo = load_checkpoint(ours)  # our format: no mapping, no VAE needed
     assert CheckpointFile(ours).model_sha256 == file_sha256(ours)
     assert cinfo["metadata"]["converted_from"] == str(bare)
+    assert cinfo["metadata"]["vae_sha256"] == file_sha256(vae_pth)
     sa, sb = model.state_dict(), converted.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert main(["convert", str(ours), "--out", str(tmp_path / "again.safetensors")]) == 1
