@@ -64,6 +64,17 @@ def test_a_truncated_jpeg_is_skipped_not_predicted_from_grey(tiny_checkpoint, tm
     assert np.load(tmp_path / "o" / "trailer.npy").shape == (48, 64)
 
 
+def test_an_image_given_twice_is_predicted_once(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    argv = ["predict", "a.png", str(img), "./a.png", "--checkpoint", tiny_checkpoint]
+    assert main([*argv, "--backend", "torch", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "2 image(s) given more than once: each is predicted once" in captured.err
+    assert captured.out.splitlines()[-1].startswith("wrote 1 depth maps to")
+
+
 def test_all_good_exits_zero(tiny_checkpoint, tmp_path, capsys):
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))

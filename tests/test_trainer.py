@@ -294,6 +294,7 @@ def test_cli_train_writes_checkpoint_and_plot(tmp_path):
 
     meta = read_checkpoint_info(out / "checkpoint.safetensors")["metadata"]
     assert meta["mode"] == "teacher_forcing" and meta["steps"] == 3
+    assert meta["val_step"] == 3 and "abs_rel" in meta["val_metrics"]  # measured at that step
 
 
 def test_pool_render_is_the_same_with_worker_processes(tmp_path):

@@ -16,6 +16,7 @@ does --uncertainty with a checkpoint that has no head. A run that writes nothing
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from depthart_core.cli.args import (
@@ -236,6 +237,13 @@ def run(args: argparse.Namespace) -> int:
                 "uncertainty head; give --checkpoint one that has it (training/uncertainty_head.py "
                 "adds one) or drop --uncertainty"
             )
+    unique: dict[Path, str] = {}  # each file once, under the first name it was given by
+    for name in args.images:
+        unique.setdefault(Path(name).resolve(), name)
+    if len(unique) < len(args.images):  # a glob and a name, or a name typed twice
+        repeated = len(args.images) - len(unique)
+        print(f"{repeated} image(s) given more than once: each is predicted once", file=sys.stderr)
+        args.images = list(unique.values())
     stems = output_stems(args.images)
     check_output_names(args.images, stems, Path(args.out), args)
     with output_folder(args.out) as out:  # left empty (nothing written): removed again

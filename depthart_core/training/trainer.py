@@ -553,7 +553,7 @@ class Trainer:
         self.history.append(row)
         append_metrics(self.run_dir, row)
         save_progress_plot(self.run_dir / "progress.png", self.history, grid)
-        self.last_val = metrics
+        self.last_val, self.last_val_step = metrics, self.step
         return metrics
 
     # ------------------------------------------------------------------ state
@@ -577,6 +577,7 @@ class Trainer:
             "data_seed": cfg.data.seed,
             "val_seed": cfg.data.val_seed,
             "val_metrics": getattr(self, "last_val", {}),
+            "val_step": getattr(self, "last_val_step", None),  # the step they were measured at
             "ema": cfg.ema,
             "train_config": cfg.to_dict(),
         }
