@@ -136,3 +136,17 @@ def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pic
         pytest.fail("no padding gave a header length starting with 0x80")
     model, _ = load_checkpoint(path)
     assert model.cfg == tiny_model.cfg
+
+
+def test_a_jpegs_exif_orientation_is_applied(tiny_checkpoint, tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6: the depth is upright as a viewer
+    shows the photo (the stored pixels are 60x80, the viewed ones 80x60)."""
+    Image = pytest.importorskip("PIL.Image")
+    stored = np.zeros((60, 80, 3), np.uint8)
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    photo.save(tmp_path / "phone.jpg", exif=exif)
+    argv = ["predict", str(tmp_path / "phone.jpg"), "--checkpoint", tiny_checkpoint]
+    assert main([*argv, "--backend", "torch", "--out", str(tmp_path / "o")]) == 0
+    assert np.load(tmp_path / "o" / "phone.npy").shape == (80, 60)

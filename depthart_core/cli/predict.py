@@ -96,9 +96,11 @@ def read_rgb(name: str):
         raise FileNotFoundError("no such file")
     if not path.is_file():
         raise ValueError("not a file")
-    if truncated_jpeg(path.read_bytes()):  # OpenCV would fill the missing rows with grey
+    data = path.read_bytes()  # read once: checked, then decoded
+    if truncated_jpeg(data):  # OpenCV would fill the missing rows with grey
         raise ValueError("truncated JPEG (no end-of-image marker after its last scan)")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grey and 16-bit files become 8-bit BGR
+    # grey and 16-bit files become 8-bit BGR; a JPEG's EXIF orientation is applied, as imread does
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if bgr is None:
         raise ValueError("not a readable image")
     h, w = bgr.shape[:2]
