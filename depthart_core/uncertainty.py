@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from depthart_core.evaluation.uncertainty_metrics import tie_averaged, tie_groups
 from depthart_core.fileutil import atomic_write, read_json
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.uncertainty_head import embedding_variance
@@ -248,11 +249,16 @@ def fit_calibration(
         raise ValueError(f"calibration needs >= {2 * bins} finite pixels, got {int(ok.sum())}")
     s, e = s[ok], e[ok]
     order = np.argsort(s, kind="stable")
-    parts = np.array_split(order, bins)
+    s, e = s[order], tie_averaged(s[order], e[order])  # tied scores: no pixel-order effect
+    parts = np.array_split(np.arange(s.size), bins)
     knot_s = np.array([s[p].mean() for p in parts])
     knot_e = np.array([e[p].mean() for p in parts])
-    knot_e = isotonic(knot_e, np.array([p.size for p in parts], float))
-    keep = np.concatenate([[True], np.diff(knot_s) > 0])
+    weight = np.array([p.size for p in parts], float)
+    # bins whose knots coincide (a tie group wider than a bin) merge into one count-weighted knot
+    starts, ends = tie_groups(knot_s)
+    merged_w = np.add.reduceat(weight, starts)
+    merged_e = np.add.reduceat(knot_e * weight, starts) / merged_w
+    knot_e = isotonic(merged_e, merged_w)
     return UncertaintyCalibration(
-        method, tuple(map(float, knot_s[keep])), tuple(map(float, knot_e[keep])), provenance or {}
+        method, tuple(map(float, knot_s[starts])), tuple(map(float, knot_e)), provenance or {}
     )

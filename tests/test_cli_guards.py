@@ -315,7 +315,13 @@ def test_a_sampled_decoding_has_no_uncertainty(tmp_path, capsys):
     cv2.imwrite(str(png), rgb)
     argv = ["predict", str(png), "--out", str(tmp_path / "o"), "--threads", "1"]
     assert main([*argv, "--sampling", "paper", "--uncertainty"]) == 1
-    assert "random draws" in _err(capsys)
+    err = _err(capsys)  # the remedy is the decoding, not an export or a new head
+    assert "random draws" in err and "--sampling soft or greedy" in err, err
+    assert "depthart export" not in err and "uncertainty_head.py" not in err, err
+    bench = ["bench", "--sampling", "paper", "--uncertainty", "--backend", "torch"]
+    assert main([*bench, "--size", "32x32", "--runs", "1", "--warmup", "0", "--no-peer"]) == 1
+    err = _err(capsys)
+    assert "random draws" in err and "--sampling soft or greedy" in err, err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 

@@ -248,3 +248,41 @@ def test_the_shipped_default_is_recorded_by_path_and_hash():
     assert model.label == "default"
     assert model.checkpoint == str(default_checkpoint_path().resolve())
     assert model.sha256 == file_sha256(default_checkpoint_path())
+
+
+def test_a_non_finite_uncertainty_is_counted_and_the_depth_still_scored(tmp_path, caplog):
+    """A head that gives NaN / Inf for some pixels must not abort the run (the depth metrics
+    were lost): those pixels are counted, left out of the uncertainty measures, and said."""
+    from depthart_core.data.benchmarks import get_dataset
+    from depthart_core.evaluation.report import uncertainty_section
+
+    _write_ibims(tmp_path, n=3)  # the third has no valid pixel
+    ds = get_dataset("ibims1", tmp_path)
+    calls = iter(range(10))
+
+    def depth_and_claim(rgb):
+        d = 1.0 + rgb[..., 0].astype(np.float32) / 255.0
+        u = np.linspace(0.01, 0.2, d.size, dtype=np.float32).reshape(d.shape)
+        if next(calls) == 0:
+            u[0, :5], u[1, 0] = np.nan, np.inf
+        return d, u
+
+    res = evaluate_predictions(
+        ds, None, limit=2, progress=False, predict_uncertainty=depth_and_claim
+    )
+    assert res.n_images == 2 and np.isfinite(res.aggregate["abs_rel"])
+    u = res.uncertainty
+    v0 = ds[0].valid
+    bad = int(v0[0, :5].sum() + v0[1, 0])
+    assert bad > 0 and u["frames"] == 2 and u["nonfinite_pixels"] == bad
+    assert u["pooled_pixels"] == int(sum(ds[i].valid.sum() for i in range(2))) - bad
+    assert f"{bad} valid pixels had a non-finite" in "\n".join(uncertainty_section(u))
+    assert "not finite" in caplog.text
+
+    def all_nan(rgb):
+        d, u = depth_and_claim(rgb)
+        return d, np.full_like(u, np.nan)
+
+    res = evaluate_predictions(ds, None, limit=2, progress=False, predict_uncertainty=all_nan)
+    assert res.n_images == 2 and res.uncertainty is None
+    assert "uncertainty not scored" in caplog.text

@@ -370,3 +370,13 @@ def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(
         got = model.infer(x, sampling_setting("soft"), with_uncertainty=True)
         want = base.infer(x, sampling_setting("soft"))
     torch.testing.assert_close(got.depth, want.depth, rtol=0, atol=0)
+
+
+def test_fit_calibration_merges_tied_scores_whatever_their_order():
+    """600 pixels share the score 0 (mean error 0.1): the claim at 0 is their mean, not the
+    mean of the first bins' worth of them in pixel order."""
+    s = np.r_[np.zeros(600), np.linspace(0.1, 1, 400)]
+    e = np.r_[np.linspace(0, 0.2, 600), np.linspace(0.2, 0.5, 400)]
+    for order in (slice(None), slice(None, None, -1)):
+        cal = fit_calibration("samples", s[order], e[order], bins=10)
+        assert float(cal(np.array([0.0]))[0]) == pytest.approx(0.1)

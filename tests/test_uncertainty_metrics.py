@@ -165,3 +165,25 @@ def test_bad_inputs_raise():
         t = SparsificationTally(HALVES)
         t.add(ERR, ERR)
         t.summary(drop_at=0.2)
+
+
+def test_tied_scores_count_as_a_random_order_not_the_pixel_order():
+    """A constant score carries no information: it must give the random curve, drop 0 and
+    AUSE/random 1, whichever way up the image is (the stable sort used to remove the top rows)."""
+    e = np.repeat(np.linspace(0.3, 0.02, 48)[:, None], 64, 1)
+    for frame in (e, e[::-1]):
+        t = UncertaintyTally()
+        t.add(frame.ravel(), np.full(frame.size, 0.1))
+        s = t.summary()
+        assert s["drop"] == pytest.approx(0.0, abs=1e-12)
+        assert s["ause_ratio"] == pytest.approx(1.0, abs=1e-12)
+        assert s["worst_decile_gap"] == pytest.approx(abs(0.1 / frame.mean() - 1))
+    # a tie group cut by the count loses its mean per removed pixel: scores (1, 1, 0, 0),
+    # errors (0.4, 0.0, 0.1, 0.3); removing 1 of 4 takes 0.2 in expectation
+    curve = sparsification_curve([0.4, 0.0, 0.1, 0.3], [1, 1, 0, 0], np.array([0.0, 0.25, 0.5]))
+    np.testing.assert_allclose(curve, [0.2, (0.8 - 0.2) / 3, 0.2])
+
+
+def test_calibration_bins_average_a_tie_group_split_by_a_bin_edge():
+    bins = calibration_bins(np.array([0.0, 0.0, 0.0, 1.0]), np.array([0.6, 0.0, 0.0, 0.5]), bins=2)
+    assert bins == [(0.0, pytest.approx(0.2), 2), (0.5, pytest.approx((0.2 + 0.5) / 2), 2)]

@@ -246,6 +246,27 @@ def test_predict_writes_the_uncertainty_on_a_fixed_scale(
     assert np.array_equal(png, expected)
 
 
+def test_predict_draws_a_non_finite_uncertainty_cyan_and_counts_it(
+    headed_model, tmp_path, monkeypatch, capsys
+):
+    """A broken head (NaN) must not read as 'certain' (black, inferno's 0) in the PNG."""
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    broken = DepthART(headed_model.cfg)
+    broken.load_state_dict(headed_model.state_dict(), strict=True)
+    with torch.no_grad():
+        broken.uncertainty_head.out.bias.fill_(float("nan"))
+    ckpt = tmp_path / "nan_head.safetensors"
+    save_checkpoint(ckpt, broken.eval())
+    cv2.imwrite(str(tmp_path / "frame.png"), _rgb(20, 30, 2))
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "frame.png"), "--checkpoint", str(ckpt), "--threads", "1"]
+    assert main([*args, "--backend", "torch", "--out", str(out), "--uncertainty"]) == 0
+    assert np.isnan(np.load(out / "frame_uncertainty.npy")).all()
+    png = cv2.imread(str(out / "frame_uncertainty.png"))[:, :, ::-1]
+    assert (png == np.array([0, 255, 255], np.uint8)).all()
+    assert "600 of 600 pixels' uncertainty is not finite" in capsys.readouterr().err
+
+
 def test_predict_uncertainty_without_a_head_stops_before_any_work(
     tiny_checkpoint, tmp_path, monkeypatch, capsys
 ):

@@ -29,6 +29,7 @@ from depthart_core.colormap import COLORMAPS
 
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
+UNCERTAINTY_INVALID_RGB = (0, 255, 255)  # cyan: not in inferno, never read as "certain" (black)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write <stem>_uncertainty.npy (float32 HxW: each pixel's expected relative "
         "error |s d - g| / g after a median scale s; 0.1 = off by about 10 %%) and "
         f"<stem>_uncertainty.png ({UNCERTAINTY_COLORMAP}, on the FIXED scale {lo:g} (dark) to "
-        f"{hi:g} (bright, and everything above), the same in every image); needs a checkpoint "
+        f"{hi:g} (bright, and everything above), the same in every image; a non-finite "
+        "uncertainty is cyan and counted); needs a checkpoint "
         "with the uncertainty head (training/uncertainty_head.py)",
     )
     p.add_argument("--out", required=True, help="output directory")
@@ -198,8 +200,12 @@ def write_outputs(
             written.append(out / f"{stem}_uncertainty.npy")
             lo, hi = UNCERTAINTY_RANGE
             rgb_u = colorize(
-                uncertainty, cmap=UNCERTAINTY_COLORMAP, lo=lo, hi=hi, near_bright=False
-            )
+                uncertainty, cmap=UNCERTAINTY_COLORMAP, lo=lo, hi=hi, near_bright=False,
+                invalid_rgb=UNCERTAINTY_INVALID_RGB,
+            )  # fmt: skip
+            if n_bad := int((~np.isfinite(uncertainty)).sum()):
+                print(f"{stem}: {n_bad} of {uncertainty.size} pixels' uncertainty is not finite "
+                      "(NaN in the .npy, cyan in the .png)", file=sys.stderr)  # fmt: skip
             ok, png = cv2.imencode(".png", rgb_u[:, :, ::-1])
             if not ok:
                 raise ValueError(f"OpenCV could not encode the colorized uncertainty of {stem}")
@@ -276,8 +282,7 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
     if args.uncertainty and not backend.has_uncertainty:  # e.g. an engine built without it
         raise ValueError(
             f"--uncertainty: backend {backend.describe()} has no uncertainty output "
-            f"({backend.uncertainty_missing}); a graph or engine exported from the checkpoint "
-            "with the head has it (`depthart export`)"
+            f"({backend.uncertainty_missing}); {backend.uncertainty_remedy}"
         )
     skipped: Counter[str] = Counter()
     renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]

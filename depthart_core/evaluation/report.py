@@ -187,6 +187,15 @@ def uncertainty_section(u: dict) -> list[str]:
         "(0.1: off by about 10 %). Observed errors are |s d - g| / g with each frame's median "
         f"scale s, over its valid pixels at the ground truth's resolution ({u['frames']} frames; "
         f"pooled measures on {u['pooled_pixels']} pixels).",
+        *(
+            [
+                "",
+                f"**{u['nonfinite_pixels']} valid pixels had a non-finite uncertainty** and are "
+                "left out of these measures (the node marks them NaN in depth/filtered).",
+            ]
+            if u.get("nonfinite_pixels")
+            else []
+        ),
         "",
         _md_table(UNCERTAINTY_HEAD, [uncertainty_row(u)]),
         "",

@@ -59,6 +59,19 @@ VIS_MAX_SIDE = 320  # px, the longest side of each panel in samples.png
 POOL_PER_FRAME = 10_000  # pixels of each frame in the pooled uncertainty measures
 
 
+def _uncertainty_summary(tally: UncertaintyTally | None, nonfinite: int) -> dict | None:
+    """The tally's summary with the count of non-finite claims left out of it; None without an
+    uncertainty, or when no frame had a finite one (logged)."""
+    if tally is None:
+        return None
+    if not tally.frames.curves:
+        if nonfinite:
+            log.warning("uncertainty not scored: all %d valid pixels' uncertainty is non-finite "
+                        "(a broken head?)", nonfinite)  # fmt: skip
+        return None
+    return {**tally.summary(), "nonfinite_pixels": nonfinite}
+
+
 def constant_baseline(rgb: np.ndarray) -> np.ndarray:
     """Predicts the same depth everywhere: what alignment alone scores."""
     return np.ones(rgb.shape[:2], dtype=np.float32)
@@ -201,7 +214,7 @@ def evaluate_predictions(
     vis_idx = set(np.linspace(0, n - 1, min(n_vis, n)).round().astype(int).tolist())
     depth_range = dataset_range(dataset)
     name = getattr(dataset, "name", type(dataset).__name__)
-    rows, vis, empty = [], [], 0
+    rows, vis, empty, unc_nonfinite = [], [], 0, 0
     tally = UncertaintyTally(POOL_PER_FRAME) if predict_uncertainty is not None else None
     t_load = t_pred = t_metric = 0.0
     t_start = time.perf_counter()
@@ -223,7 +236,15 @@ def evaluate_predictions(
         if unc is not None and unc.shape != gt.shape:
             raise ValueError(f"{s.name}: uncertainty {unc.shape} does not match depth {gt.shape}")
         if unc is not None and valid.any():  # at the ground truth's resolution, always
-            tally.add(frame_errors(pred, gt, valid), unc[valid])
+            u_valid, errors = unc[valid], frame_errors(pred, gt, valid)
+            finite = np.isfinite(u_valid)  # a non-finite claim is counted, never scored
+            if not finite.all():
+                n_bad = int((~finite).sum())
+                unc_nonfinite += n_bad
+                log.warning("%s: %d pixels' uncertainty is not finite; those pixels are left "
+                            "out of the uncertainty measures", s.name, n_bad)  # fmt: skip
+            if finite.any():
+                tally.add(errors[finite], u_valid[finite])
         planes = _planarity(s, pred) if not eval_size else {}
         if eval_size:
             pred, gt, valid = _resize_for_eval(pred, gt, valid, int(eval_size))
@@ -266,7 +287,7 @@ def evaluate_predictions(
         timings=timings,
         depth_range=depth_range,
         vis=vis,
-        uncertainty=tally.summary() if tally is not None and tally.frames.curves else None,
+        uncertainty=_uncertainty_summary(tally, unc_nonfinite),
     )
 
 

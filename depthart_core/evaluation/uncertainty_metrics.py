@@ -17,6 +17,9 @@ The error of a pixel is its absolute relative error after the protocol's alignme
     spearman              rank correlation with average ranks for ties
     calibration_bins      pixels split into equal-count bins of claimed error (deciles): the mean
                           claimed and mean observed error of each
+
+Pixels with equal scores (a constant or quantised uncertainty) are counted as a random order of
+them would be in expectation (`tie_averaged`), so no measure depends on the pixels' raster order.
     threshold_table       what dropping every pixel whose claim exceeds t keeps and drops
     frame_errors          the pixel errors of one frame under its own median scale (the DepthART
                           protocol): what the uncertainty head is trained to predict
@@ -63,17 +66,36 @@ def _check_pair(errors: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     return e, s
 
 
+def tie_groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of each run of equal values in a sorted array, end exclusive."""
+    k = np.asarray(sorted_keys)
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    return starts, np.concatenate([starts[1:], [k.size]])
+
+
+def tie_averaged(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` (in the keys' sorted order) with each run of equal keys replaced by the run's
+    mean: what any split of a tie group gets in expectation over a random order of its pixels."""
+    v = np.asarray(values, np.float64)
+    starts, ends = tie_groups(sorted_keys)
+    sums = np.add.reduceat(v, starts) if v.size else v
+    return np.repeat(sums / (ends - starts), ends - starts)
+
+
 def sparsification_curve(
     errors: np.ndarray, scores: np.ndarray, fractions: np.ndarray = FRACTIONS
 ) -> np.ndarray:
     """Mean error of the pixels left after removing the floor(f * N) highest-scored, per f.
-    Ties keep their pixel order (a stable sort), so a constant score removes pixels in order."""
+    Pixels with equal scores are removed as a random order of them would be in expectation:
+    a tie group cut by the count loses its mean error per removed pixel, so a constant score
+    gives the random curve, whatever the pixel order."""
     e, s = _check_pair(errors, scores)
     fractions = np.asarray(fractions, np.float64)
     if np.any((fractions < 0) | (fractions >= 1)):
         raise ValueError(f"fractions must lie in [0, 1), got {fractions.tolist()}")
     order = np.argsort(-s, kind="stable")  # most uncertain first
-    tail_sum = np.cumsum(e[order][::-1])[::-1]  # tail_sum[i] = sum of errors ranked i..N-1
+    ranked = tie_averaged(-s[order], e[order])
+    tail_sum = np.cumsum(ranked[::-1])[::-1]  # tail_sum[i] = sum of errors ranked i..N-1
     removed = np.floor(fractions * e.size + 1e-9).astype(int)
     return tail_sum[removed] / (e.size - removed)
 
@@ -133,7 +155,9 @@ def calibration_bins(
     c, o = _check_pair(claimed, observed)
     if bins < 1 or c.size < bins:
         raise ValueError(f"cannot split {c.size} pixels into {bins} bins")
-    parts = np.array_split(np.argsort(c, kind="stable"), bins)
+    order = np.argsort(c, kind="stable")
+    c, o = c[order], tie_averaged(c[order], o[order])  # a tie group split by a bin edge
+    parts = np.array_split(np.arange(c.size), bins)
     return [(float(c[p].mean()), float(o[p].mean()), int(p.size)) for p in parts]
 
 

@@ -96,12 +96,20 @@ class Backend(abc.ABC):
         """Why `has_uncertainty` is false, in words (for errors, logs and diagnostics)."""
         return "checkpoint has no head"
 
+    @property
+    def uncertainty_remedy(self) -> str:
+        """What gives this backend an uncertainty, in words (follows `uncertainty_missing`)."""
+        return (
+            "a checkpoint with the uncertainty head has it (training/uncertainty_head.py adds "
+            "one), and so does a graph or engine exported from one (`depthart export`)"
+        )
+
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) -> ((B, S, S) relative depth, (B, S, S) expected relative
         error), from one pass."""
         raise ValueError(
-            f"backend {self.describe()} has no uncertainty: {self.uncertainty_missing} "
-            "(training/uncertainty_head.py adds a head to a checkpoint)"
+            f"backend {self.describe()} has no uncertainty: {self.uncertainty_missing}; "
+            f"{self.uncertainty_remedy}"
         )
 
     @property

@@ -61,9 +61,9 @@ def time_backend(
     (a backend without it raises before anything is timed)."""
     if uncertainty and not backend.has_uncertainty:
         raise ValueError(
-            f"backend {backend.describe()} has no uncertainty to time: its checkpoint or graph "
-            "has no uncertainty head (training/uncertainty_head.py adds one; an untrained one: "
-            "--preset NAME --set uncertainty_width=16)"
+            f"backend {backend.describe()} has no uncertainty to time: "
+            f"{backend.uncertainty_missing}; {backend.uncertainty_remedy} (an untrained head, "
+            "for timing only: --preset NAME --set uncertainty_width=16)"
         )
     timer = StageTimer()
     for i in range(warmup + runs):

@@ -132,12 +132,18 @@ class DepthEstimator(Backend):
             )
         return super().uncertainty_missing
 
+    @property
+    def uncertainty_remedy(self) -> str:
+        if self.model.uncertainty_head is not None:
+            return "decode with --sampling soft or greedy for it"
+        return super().uncertainty_remedy
+
     @torch.inference_mode()
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) -> ((B, S, S) depth, (B, S, S) expected relative error)."""
         if not self.has_uncertainty and self.model.uncertainty_head is not None:
             raise ValueError(f"backend {self.describe()} has no uncertainty: "
-                             f"{self.uncertainty_missing}")  # fmt: skip
+                             f"{self.uncertainty_missing}; {self.uncertainty_remedy}")  # fmt: skip
         if not self.has_uncertainty:
             return super().run_uncertainty(x_B3SS)  # raises, naming the backend
         x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
