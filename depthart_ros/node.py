@@ -48,10 +48,17 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
-from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSPolicyKind,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from rclpy.qos_overriding_options import QosCallbackResult, QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, PointCloud2, PointField
 
+from depthart_core.checkpoint import resolve_checkpoint
 from depthart_core.colormap import colorize_bgr
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 from depthart_core.rosio import cloud as ros_cloud
@@ -150,10 +157,12 @@ class DepthArtCore:
             vae=c["vae"] or None,
         )
         self.engine = self.backend.describe()
+        # the file actually read: the default is the shipped one or $DEPTHART_CHECKPOINT's
+        self.checkpoint_label = c["checkpoint"] or f"(default) {resolve_checkpoint(None)}"
         self.model_loads += 1
         self.get_logger().info(
             f"model loaded (load {self.model_loads}): backend {self.engine}, "
-            f"checkpoint {c['checkpoint'] or '(default)'}"
+            f"checkpoint {self.checkpoint_label}"
         )
 
     def _create_endpoints(self) -> None:
@@ -167,6 +176,7 @@ class DepthArtCore:
         self.pub_points = self._publisher(PointCloud2, "depth/points")
         self.points_counts: Counter[str] = Counter()
         self._rejected_reported = 0  # frames_rejected as of the last diagnostics message
+        self._stale_reported = 0  # frames_dropped_stale as of the last diagnostics message
         # no head (or a sampled decoding, whose error the head does not predict): no topics
         have_u = self.backend.has_uncertainty
         why = UNAVAILABLE if have_u else f"unavailable, {self.backend.uncertainty_missing}"
@@ -224,8 +234,24 @@ class DepthArtCore:
         return entity
 
     def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos: QoSProfile) -> Any:
-        """A subscription whose QoS `qos_overrides./<topic>.subscription.*` can override."""
-        over = QoSOverridingOptions(OVERRIDABLE)
+        """A subscription whose QoS `qos_overrides./<topic>.subscription.*` can override. A
+        transient_local reader is made reliable: DDS gives a best-effort reader no message
+        published before it joined, so best_effort (input_qos' default) would never receive the
+        latched camera_info the durability override asks for."""
+
+        def reliable_if_latched(final: QoSProfile) -> QosCallbackResult:
+            if (
+                final.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                and final.reliability == ReliabilityPolicy.BEST_EFFORT
+            ):
+                final.reliability = ReliabilityPolicy.RELIABLE
+                self.get_logger().info(
+                    f"{topic}: transient_local durability: subscribing reliable "
+                    "(a best-effort reader gets no latched message)"
+                )
+            return QosCallbackResult(successful=True, reason="")
+
+        over = QoSOverridingOptions(OVERRIDABLE, callback=reliable_if_latched)
         sub = self.create_subscription(msg_type, topic, callback, qos, qos_overriding_options=over)
         return self._own(self.destroy_subscription, sub)
 
@@ -385,6 +411,9 @@ class DepthArtCore:
         stamp_ns = header_stamp_ns(msg.header)
         age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         if c["max_frame_age_s"] > 0 and age_s > c["max_frame_age_s"]:
+            limit = c["max_frame_age_s"]
+            self._warn("stale", f"dropping frame stamped {age_s:.2f} s ago > max_frame_age_s "
+                                f"{limit:g} (camera clock off, or the node lags)")  # fmt: skip
             return "dropped_stale", ""
         try:
             if compressed.is_compressed(msg):
@@ -475,7 +504,7 @@ class DepthArtCore:
         values: dict[str, Any] = {
             "backend": self.backend.name,
             "engine": self.engine,
-            "checkpoint": c["checkpoint"] or "(default)",
+            "checkpoint": self.checkpoint_label,
             "state": self.lifecycle_label(),
             "model_loads": self.model_loads,
             "units": metric["units"] if metric_on else "relative",
@@ -498,6 +527,13 @@ class DepthArtCore:
         self._rejected_reported = snap["rejected"]
         if new_rejected > 0:
             problems.append(f"{new_rejected} frames rejected since the last report")
+        new_stale = snap["dropped_stale"] - self._stale_reported
+        self._stale_reported = snap["dropped_stale"]
+        if new_stale > 0:
+            problems.append(
+                f"{new_stale} frames dropped since the last report as older than "
+                f"max_frame_age_s {c['max_frame_age_s']:g}"
+            )
         if metric_on and metric["units"] != "metres":
             problems.append(f"relative output: {metric['reason']}")
         if self.camera_info_ignored:

@@ -277,6 +277,11 @@ def validate_params(values: dict[str, Any]) -> str | None:
         )
     if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
         return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
+    if values.get("ground_plane.enabled", False) and not values.get("use_camera_info", True):
+        return (
+            "ground_plane.enabled=True needs the camera's intrinsics to find the floor, but "
+            "use_camera_info=False does not subscribe camera_info: set use_camera_info true"
+        )
     tilt = values.get("ground_plane.tilt", 0.0)
     measured = values.get("ground_plane.imu", False) or values.get(
         "ground_plane.vertical_lines", False

@@ -470,7 +470,11 @@ def test_stale_frames_are_dropped_and_counted(reliable) -> None:
     assert peer.set_parameter(NODE, "max_frame_age_s", 3.0).successful
     old, fresh = time.time_ns() - 10_000_000_000, time.time_ns()
     _publish_frame(env, pub_img, scene_rgb(seed=4), old, "cam/old")
-    _wait_counts(peer, before, {"frames_dropped_stale": 1})  # handled before the fresh one
+    warned = _wait_counts(peer, before, {"frames_dropped_stale": 1})  # before the fresh one
+    # said where an aggregator looks: WARN for the drops since the last message, and in the log
+    assert warned["_level"] == "1", warned
+    assert "1 frames dropped since the last report as older than" in warned["_message"], warned
+    assert peer.wait_for(lambda: "dropping frame stamped" in node.log(), 10), node.log()
     _publish_frame(env, pub_img, scene_rgb(seed=4), fresh, "cam/fresh")
     _wait_depth(env, fresh)
     assert peer.set_parameter(NODE, "max_frame_age_s", 0.0).successful
@@ -614,8 +618,9 @@ def test_point_cloud_follows_the_calibrations_binning_and_roi(reliable) -> None:
 
 def test_a_latched_camera_info_sent_before_the_node_started_is_used(ros: RosTest) -> None:
     """A static calibration publisher (transient_local, one message, sent before the node came
-    up): `qos_overrides./camera_info.subscription.durability: transient_local` makes the node's
-    reader receive it, and the first frame goes out with depth/camera_info and depth/points."""
+    up): `qos_overrides./camera_info.subscription.durability: transient_local` alone (input_qos
+    best_effort, the default: the node makes a latched reader reliable) makes the node's reader
+    receive it, and the first frame goes out with depth/camera_info and depth/points."""
     from rclpy.qos import DurabilityPolicy, QoSProfile
 
     peer = ros.peer
@@ -629,7 +634,8 @@ def test_a_latched_camera_info_sent_before_the_node_started_is_used(ros: RosTest
     _subscribe_outputs(peer)
     peer.subscribe(PointCloud2, "depth/points", required=True)
     override = {"qos_overrides./camera_info.subscription.durability": "transient_local"}
-    node = ros.start_node({"input_qos.reliability": "reliable", "input_qos.depth": 10} | override)
+    override["qos_overrides./image.subscription.reliability"] = "reliable"  # one frame, not lost
+    node = ros.start_node({"input_qos.depth": 10} | override)  # camera_info: best_effort + latch
     peer.wait_ready(node)
     pub_img = peer.publisher(Image, "image", reliable=True, depth=10)
     assert peer.wait_for(lambda: pub_img.get_subscription_count() > 0, 20)

@@ -103,6 +103,10 @@ def test_rates_that_would_stall_the_node_are_refused() -> None:
     assert "debug_min_inference_ms=10000.0 is outside [0, 5000]" in reason
     assert "camera_info.wait_s=-1" in validate_params(DEFAULTS | {"camera_info.wait_s": -1})
     assert "max_input_pixels=0" in validate_params(DEFAULTS | {"max_input_pixels": 0})
+    # the floor needs the intrinsics: ground_plane without camera_info could never give metres
+    no_info = DEFAULTS | {"ground_plane.enabled": True, "use_camera_info": False}
+    assert "set use_camera_info true" in validate_params(no_info)
+    assert validate_params(no_info | {"use_camera_info": True}) is None
 
 
 def _info(fx: float) -> SimpleNamespace:
