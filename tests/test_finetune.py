@@ -431,3 +431,96 @@ def test_repeated_header_stamps_are_refused(tmp_path, capsys):
     argv = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--depth-topic"]
     assert main([*argv, "/camera/depth", "--out", str(tmp_path / "rep"), "--no-progress"]) == 1
     assert "pairing image and depth by stamp is ambiguous" in capsys.readouterr().err
+
+
+def test_a_rejected_held_out_pick_passes_to_the_next_frame(tmp_path):
+    """Picks are made before decoding: a picked frame whose depth is rejected is replaced by the
+    next usable held-out frame, so --eval-frames frames are scored (a run of them all rejected
+    used to stop with 'no held-out frame could be decoded for scoring')."""
+    bag = _write_bag(tmp_path / "bag", 40, empty_depth=(32, 36))
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.5)
+    prep = prepare([bag], FinetuneConfig(frames=frames, eval_frames=3), size=16, progress=False)
+    assert [f.index for f in prep.scored] == [33, 37, 39]  # picks 32, 36, 39 (see above)
+    assert [prep.heldout[r].rgb.shape for r in prep.scored_rows] == [(16, 16, 3)] * 3
+    every = _write_bag(tmp_path / "all", 40, empty_depth=(32, 34, 37, 39))
+    prep = prepare([every], FinetuneConfig(frames=frames, eval_frames=4), size=16, progress=False)
+    # picks 32, 34, 37, 39 all rejected: each passes to the next frame; the last has none
+    assert [f.index for f in prep.scored] == [33, 35, 38]
+
+
+def test_eval_frames_count_for_the_run_not_for_each_bag(tmp_path):
+    a = _write_bag(tmp_path / "a", 30)
+    b = _write_bag(tmp_path / "b", 25, storage="sqlite3")
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.3, split="bag")
+    cfg = FinetuneConfig(frames=frames, eval_frames=4)
+    prep = prepare([a, b], cfg, size=16, progress=False)
+    assert len(prep.heldout) == 11 and len(prep.scored) == 4  # of 6 + 5 held out
+    assert {f.bag for f in prep.scored} == {0, 1}  # spread over both bags
+
+
+def test_adapt_tokenizer_keeps_the_base_models_objective(tmp_path, monkeypatch):
+    """Stage 2 after --adapt-tokenizer starts from the adapted tokenizer's checkpoint, but the
+    objective is the base's (it used to be read from the stage-1 checkpoint: none)."""
+    from depthart_core.checkpoint import default_checkpoint_path
+    from depthart_core.finetune import run as ft
+
+    made = []
+
+    class Recorder:
+        def __init__(self, cfg, out, resume, progress):
+            made.append(cfg)
+            self.step = 0
+
+        def fit(self, progress):
+            pass
+
+    monkeypatch.setattr(ft, "Trainer", Recorder)
+    cfg = FinetuneConfig(FrameConfig("/i", "/d"), adapt_tokenizer=10)
+    ft._train(tmp_path / "run", cfg, Path(default_checkpoint_path()), 64, False, False, 1)
+    tok, tf = made
+    assert tok.stage == "tokenizer" and tf.stage == "transformer"
+    assert tf.init_checkpoint == str(tmp_path / "run" / "tokenizer" / "checkpoint.safetensors")
+    assert tf.soft_rollout is True and tf.soft_latent == 10.0 and tf.aux_latent == 1.0
+
+
+def test_a_stopped_fine_tune_is_a_run_refused_before_the_bags_are_read(tmp_path, monkeypatch):
+    """A fine-tune stopped in its --adapt-tokenizer stage (or before its first save) holds a
+    run: without --resume it is refused before anything is read or rewritten; a --resume with
+    other options too; --overwrite moves it aside."""
+    from depthart_core.finetune import run as ft
+    from depthart_core.rundir import RunDirError
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the bags were read")
+
+    monkeypatch.setattr(ft, "prepare", no_reading)
+    run = tmp_path / "run"
+    (run / "tokenizer").mkdir(parents=True)
+    (run / "tokenizer" / "metrics.jsonl").write_text('{"step": 13}\n')
+    cfg = FinetuneConfig(FrameConfig("/camera/image_raw", "/camera/depth"), adapt_tokenizer=300)
+    settings = {"settings": ft._settings(cfg)}
+    (run / "finetune.json").write_text(json.dumps(settings))
+    bag = tmp_path / "bag"
+    with pytest.raises(RunDirError, match="stopped in its tokenizer stage .a run at step 13"):
+        ft.run_finetune([bag], cfg, run)
+    (run / "tokenizer" / "metrics.jsonl").unlink()
+    with pytest.raises(RunDirError, match="saved no step yet"):
+        ft.run_finetune([bag], cfg, run)
+    other = dataclasses.replace(cfg, frames=dataclasses.replace(cfg.frames, heldout=0.3))
+    with pytest.raises(FinetuneInputError, match="--resume with other options.*heldout"):
+        ft.run_finetune([bag], other, run, resume=True)
+    assert json.loads((run / "finetune.json").read_text()) == settings  # untouched
+    lock = ft._claim(run, resume=False, overwrite=True)
+    assert not (run / "finetune.json").exists() and not (run / "tokenizer").exists()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("run.")]  # moved aside
+    lock.release()
+
+
+def test_teacher_mode_totals_count_the_frames_without_sensor_depth():
+    from depthart_core.finetune.run import Prepared, _summary
+
+    a, b = Counts(paired=10), Counts(paired=5)
+    a.no_sensor, b.no_sensor = Counter({"no depth message": 3}), Counter({"no depth message": 1})
+    cfg = FinetuneConfig(FrameConfig("/i", "/d"))
+    s = _summary(["a", "b"], cfg, Path("base"), Prepared([], [a, b], [], [], []))
+    assert s["counts"]["total"]["no_sensor"] == {"no depth message": 4}

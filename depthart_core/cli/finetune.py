@@ -93,7 +93,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="STEPS",
         help="first fine-tune the tokenizer for STEPS stage-1 steps (default 0: frozen)",
     )
-    p.add_argument("--eval-frames", type=int, default=100, help="held-out frames scored (100)")
+    p.add_argument(
+        "--eval-frames",
+        type=int,
+        default=100,
+        help="held-out frames scored, spread over all bags (100)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")

@@ -58,6 +58,7 @@ from depthart_core.finetune.teacher import Labeler, TeacherConfig
 from depthart_core.rundir import (
     CKPT_NAME,
     REPORT_MARKERS,
+    RUN_MARKERS,
     RunDirError,
     RunLock,
     check_out_is_not_input,
@@ -139,9 +140,14 @@ def prepare(
         out.recordings.append(group)
         for b in group:
             split_by_time(scans[b], cfg.frames, span_ns)
+    # --eval-frames for the run, spread evenly over every bag's held-out frames
+    held = [
+        (b, i) for b, s in enumerate(scans) for i, blk in enumerate(s.block) if blk == "heldout"
+    ]
+    chosen = [held[k] for k in evenly_spaced(len(held), cfg.eval_frames)]
     for b, scan in enumerate(scans):
-        held = [i for i, blk in enumerate(scan.block) if blk == "heldout"]
-        keep_full = {held[k] for k in evenly_spaced(len(held), cfg.eval_frames)}
+        picks = sorted(i for pb, i in chosen if pb == b)
+        next_pick, owed = 0, 0  # owed: picks rejected so far, passed on to the next frames
         counts = Counts()
         done = 0
         for f in decode_frames(scan, b, cfg.frames, counts):
@@ -149,13 +155,19 @@ def prepare(
             done = f.index + 1
             if f.block == "gap":
                 continue
-            keep = f.block == "heldout" and f.index in keep_full
+            while next_pick < len(picks) and picks[next_pick] < f.index:  # rejected in decoding
+                next_pick, owed = next_pick + 1, owed + 1
+            is_pick = next_pick < len(picks) and picks[next_pick] == f.index
+            next_pick += int(is_pick)
+            keep = f.block == "heldout" and (is_pick or owed > 0)
+            owed -= int(keep and not is_pick)  # scored in the place of a rejected pick
             label = None
             if labeler is not None:
                 small, label = labeler.frame(f, size, scored=keep)
             else:
                 small = to_model_size(f, size)
             if small is None:
+                owed += int(keep)  # the next held-out frame is scored instead
                 counts.paired -= 1
                 counts.blocks[f.block] -= 1
                 what = "teacher label" if labeler is not None else "depth"
@@ -209,6 +221,7 @@ def _summary(
         total.unmatched += c.unmatched
         total.rejected.update(c.rejected)
         total.blocks.update(c.blocks)
+        total.no_sensor.update(c.no_sensor)
     return {
         "bags": [str(b) for b in bags],
         "topics": {"image": cfg.frames.image_topic, "depth": cfg.frames.depth_topic},
@@ -227,19 +240,48 @@ def _summary(
             # bags split together as one recording (their stamps overlap or nearly touch)
             "recordings": prep.recordings,
         },
-        "settings": {k: v for k, v in asdict(cfg).items() if k != "frames"}
-        | {"frames": asdict(cfg.frames)},
+        "settings": _settings(cfg),
     }
 
 
+def _settings(cfg: FinetuneConfig) -> dict[str, Any]:
+    """The options a run records (and a --resume must repeat), as JSON would give them back."""
+    settings = {k: v for k, v in asdict(cfg).items() if k != "frames"}
+    return json.loads(json.dumps(settings | {"frames": asdict(cfg.frames)}))
+
+
+def _held_finetune(run: Path) -> str | None:
+    """What fine-tune `run` holds, in words, or None: a stage-2 run, a run stopped in its
+    `--adapt-tokenizer` stage (RUN/tokenizer), or one that wrote its settings and no step yet."""
+    held = describe_contents(run)
+    if held is None and (run / "tokenizer").is_dir():
+        tok = describe_contents(run / "tokenizer")
+        held = f"a fine-tune stopped in its tokenizer stage ({tok})" if tok else None
+    if held is None and (run / SETTINGS_NAME).is_file():
+        held = f"a fine-tune that saved no step yet ({SETTINGS_NAME})"
+    return held
+
+
+def _check_claim(run: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before any bag is read or labelled, a folder holding a fine-tune (unless --resume
+    or --overwrite) or another command's report (unless --overwrite)."""
+    if overwrite or not run.is_dir():
+        return
+    held = _held_finetune(run)
+    if held is not None and not resume:
+        raise RunDirError(f"{run} holds {held}: pass --resume, or --overwrite, or another --out")
+    if held is None:
+        report = describe_contents(run, REPORT_MARKERS)
+        if report is not None:
+            raise RunDirError(f"{run} holds {report}: pass --overwrite or another --out")
+
+
 def _claim(run: Path, resume: bool, overwrite: bool) -> RunLock:
-    """The run folder, refused while it holds a run (unless --resume or --overwrite) or another
-    command's report (unless --overwrite)."""
-    if describe_contents(run) is None and not overwrite:
-        held = describe_contents(run, REPORT_MARKERS)
-        if held is not None:
-            raise RunDirError(f"{run} holds {held}: pass --overwrite or another --out")
-    return claim_run_dir(run, resume, overwrite)
+    """The run folder (`_check_claim`); --overwrite moves aside a folder holding any of it."""
+    _check_claim(run, resume, overwrite)
+    # every stage writes SETTINGS_NAME before it trains: a tokenizer-stage run has it too
+    markers = (*RUN_MARKERS, SETTINGS_NAME, *REPORT_MARKERS) if overwrite else RUN_MARKERS
+    return claim_run_dir(run, resume, overwrite, markers=markers)
 
 
 def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
@@ -264,8 +306,15 @@ def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
 
 
 def _train_config(
-    cfg: FinetuneConfig, base: Path, frames: tuple[Path, Path], size: int, stage: str
+    cfg: FinetuneConfig,
+    base: Path,
+    frames: tuple[Path, Path],
+    size: int,
+    stage: str,
+    init: Path | None = None,
 ) -> TrainConfig:
+    """Stage `stage` on the frame files, from `init` (default: `base`; the adapted tokenizer's
+    checkpoint after --adapt-tokenizer), with the base's model and DepthART objective."""
     preset, model_cfg, _ = _model_config(base)
     # the uncertainty head reads the depth that fine-tuning changes: a copy of the base's would
     # claim the base's errors, so the result has none (the trainer warns; README says how to
@@ -277,7 +326,7 @@ def _train_config(
         mode=cfg.mode,
         preset=preset,
         model_overrides=model_cfg,
-        init_checkpoint=str(base),
+        init_checkpoint=str(init or base),
         init_tokenizer_only=False,
         batch_size=cfg.batch_size,
         steps=steps,
@@ -324,6 +373,10 @@ def run_finetune(
     labeler = Labeler(cfg.teacher, run) if cfg.teacher is not None else None
     if labels_only and labeler is None:
         raise FinetuneInputError("--labels-only needs --teacher")
+    if not labels_only:  # refused before hours of decoding or labelling, nothing rewritten
+        _check_claim(run, resume, overwrite)
+        if resume:
+            _check_resumed_settings(run, _settings(cfg))
     prep = prepare(bags, cfg, size, progress=progress and rank == 0, labeler=labeler)
     summary = _summary(bags, cfg, base, prep)
     if labels_only:
@@ -367,19 +420,15 @@ def _start(
 ) -> RunLock:
     """Claim the folder, check a resumed run's options, write the labels, frames and settings."""
     lock = _claim(run, resume, overwrite)
+    try:
+        if resume:  # again under the lock: `run_finetune` checked before reading the bags
+            _check_resumed_settings(run, summary["settings"])
+    except BaseException:
+        lock.abandon()
+        raise
     if labeler is not None:
         _save_labels(lock, labeler)
     try:
-        if resume and (run / SETTINGS_NAME).is_file():
-            old = _read_settings(run / SETTINGS_NAME)
-            new = json.loads(json.dumps(summary["settings"]))
-            changed = _changed_settings(old, new)
-            if changed:
-                raise FinetuneInputError(
-                    f"--resume with other options than {run / SETTINGS_NAME} records "
-                    f"({'; '.join(changed)}); only {', '.join(RESUME_MAY_CHANGE)} may change: "
-                    "give the same ones, or start a new --out"
-                )
         _write_frames(run, prep, resume)
         atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     except BaseException:
@@ -408,6 +457,20 @@ def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for k in sorted(was)
         if k not in RESUME_MAY_CHANGE and was[k] != now.get(k)
     ]
+
+
+def _check_resumed_settings(run: Path, settings: dict[str, Any]) -> None:
+    """Refuse a --resume whose options differ from those the run recorded (RESUME_MAY_CHANGE
+    aside)."""
+    if not (run / SETTINGS_NAME).is_file():
+        return
+    changed = _changed_settings(_read_settings(run / SETTINGS_NAME), settings)
+    if changed:
+        raise FinetuneInputError(
+            f"--resume with other options than {run / SETTINGS_NAME} records "
+            f"({'; '.join(changed)}); only {', '.join(RESUME_MAY_CHANGE)} may change: "
+            "give the same ones, or start a new --out"
+        )
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -443,7 +506,7 @@ def _train(
         init = run / "tokenizer" / CKPT_NAME
         barrier(world)
     trainer = Trainer(
-        _train_config(cfg, init, frames, size, "transformer"),
+        _train_config(cfg, base, frames, size, "transformer", init=init),
         run,
         # a stage that logged steps but never saved starts from step 0 (Trainer says so)
         resume=resume and describe_contents(run) is not None,

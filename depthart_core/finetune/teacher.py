@@ -35,7 +35,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from depthart_core.checkpoint import file_sha256, read_checkpoint_info
+from depthart_core.checkpoint import CheckpointFile, read_checkpoint_info
 from depthart_core.fileutil import atomic_write
 from depthart_core.finetune.frames import BagScan, FinetuneInputError, Frame, FrameConfig
 from depthart_core.finetune.prepare import SmallFrame, resize_rgb, to_model_size
@@ -104,7 +104,7 @@ def teacher_identity(cfg: TeacherConfig) -> dict[str, Any]:
         )
     return {
         "checkpoint": str(path),
-        "sha256": file_sha256(path),
+        "sha256": CheckpointFile(path).model_sha256,  # an authors' file: its VQ-VAE too
         "image_size": int(info["config"]["image_size"]),
         "sampling": cfg.sampling,
         "seed": cfg.seed if cfg.sampling == "paper" else 0,
@@ -130,6 +130,8 @@ def key_parts(
         "teacher": {k: teacher[k] for k in ("sha256", "sampling", "seed", "flip_average")},
         "frames": asdict(frames),
         "eval_frames": eval_frames,
+        # which frames get a full-size label: a pick whose frame is rejected passes to the next
+        "scored_picks": "evenly spaced, rejected passed on",
         "student_size": size,
         "bags": bags,
     }
