@@ -430,8 +430,9 @@ def fit_ground_plane(
         (normal_3, dist), inl_N = _refit(pts_N3, dominant, cfg.inlier_threshold)
         angle = _angle_deg(normal_3, up_3)
         if angle > max_angle:  # a plane dominates, and it is not the floor
-            why = "no floor in view: the dominant plane is "
-            why += f"{_deg(angle)} deg from up > {max_angle:g}"
+            why = f"no floor in view: the dominant plane is {_deg(angle)} deg from up > "
+            why += f"{max_angle:g} (a wall or a ramp, or the camera pitched more than that from "
+            why += f"the pitch prior of {cfg.pitch_deg:g} deg)"
             return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
     if near is None or n_near < 3:
         why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"

@@ -208,7 +208,8 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "ground_plane.window",
         9,
-        "median of this many frames' scales; 1 = each frame's own (best with ground_plane.imu)",
+        "median of this many frames' scales; 1 = each frame's own (best with ground_plane.imu; "
+        "a jump above 1.3x is still held, at most 2 frames, until it persists 3)",
         lo=1,
         hi=100,
     ),

@@ -69,9 +69,32 @@ def test_no_floor_is_one_line_and_no_files(predict_with, capsys):
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("skipped")]
     assert lines == [
         f"skipped {out.parent / 'view.png'}: no metric scale: no floor in view: the dominant "
-        "plane is 90 deg from up > 35"
+        "plane is 90 deg from up > 35 (a wall or a ramp, or the camera pitched more than that "
+        "from the pitch prior of 0 deg)"
     ]
     assert not list(out.glob("view*"))
+
+
+def test_a_camera_pitched_down_steeply_gives_its_pitch(predict_with, capsys):
+    """A camera 1.5 m up looking 50 deg down: the floor fills the view, but it is 50 deg from
+    a level camera's up, so without --ground-pitch it is refused; with it the scale is found."""
+    metric, _ = scene(1.5, 50.0, hfov=HFOV)
+    rc, out = predict_with(metric, "--camera-height", "1.5")
+    assert rc == 1 and "pitch prior of 0 deg" in capsys.readouterr().out
+    rc, out = predict_with(metric, "--camera-height", "1.5", "--ground-pitch", "45")
+    assert rc == 0, capsys.readouterr()
+    depth, valid = np.load(out / "view.npy"), metric > 0
+    np.testing.assert_allclose(depth[valid], metric[valid], rtol=0.01)
+
+
+def test_a_bad_ground_angle_stops_before_the_model(monkeypatch, tmp_path, capsys):
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded for a bad --ground-max-angle")
+
+    monkeypatch.setattr(depthart_core.runtime, "get_backend", no_model)
+    argv = ["predict", "x.png", "--out", str(tmp_path / "o"), "--camera-height", "1.2"]
+    assert main([*argv, "--ground-max-angle", "95"]) == 1
+    assert "max_normal_angle_deg must be in (0, 90), got 95" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", ["0", "-1.2", "nan", "inf"])

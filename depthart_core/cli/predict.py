@@ -70,6 +70,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the floor's plane (depthart_core.ground_plane); an image without a usable floor is "
         "skipped with the reason",
     )
+    p.add_argument(
+        "--ground-pitch",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="--camera-height: the camera's pitch below level, degrees (0; a prior: the fitted "
+        "floor carries the true one), for a camera looking down more than --ground-max-angle",
+    )
+    p.add_argument(
+        "--ground-max-angle",
+        type=float,
+        default=35.0,
+        metavar="DEG",
+        help="--camera-height: a floor further than this from the up that --ground-pitch gives "
+        "is refused (35)",
+    )
     p.add_argument("--ply-stride", type=int, default=1, help="--ply: every Nth pixel (1)")
     lo, hi = UNCERTAINTY_RANGE
     p.add_argument(
@@ -226,10 +242,13 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.checkpoint import resolve_checkpoint
     from depthart_core.fileutil import output_folder
 
-    if args.camera_height is not None:  # raises naming a bad height, before loading anything
-        from depthart_core.ground_plane import check_camera_height
+    if args.camera_height is not None:  # raises naming a bad value, before loading anything
+        from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
 
         check_camera_height(args.camera_height)
+        args.ground = GroundPlaneConfig(
+            pitch_deg=args.ground_pitch, max_normal_angle_deg=args.ground_max_angle
+        )
     if args.ply or args.camera_height is not None:  # check the camera before loading anything
         from depthart_core.pointcloud import pinhole_p
 
@@ -312,7 +331,7 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
             skipped["prediction failed"] += 1
             continue
         if args.camera_height is not None:
-            depth, fit = metric_from_floor(depth, args.hfov, args.camera_height)
+            depth, fit = metric_from_floor(depth, args.hfov, args.camera_height, args.ground)
             if depth is None:
                 print(f"skipped {name}: no metric scale: {fit.reason}")
                 skipped[f"no metric scale ({fit.code})"] += 1
