@@ -175,3 +175,35 @@ def test_the_peer_runs_under_the_same_load_and_threads(tmp_path, monkeypatch):
     assert seen == {"threads": 1, "busy": True}
     res = json.loads(out.read_text())
     assert res["rss_mb"] > 0 and res["peak_rss_mb"] > 0  # two kernel counters: no order
+
+
+def test_bench_preset_leaves_no_weights_behind_and_names_the_file_it_read(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
+    """--preset saved its random weights into a fresh /tmp folder on every run (1.7 GB for d16)
+    and kept them; and the JSON said 'default checkpoint' for $DEPTHART_CHECKPOINT's file."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    args = ["bench", "--backend", "torch", "--size", "32x32", "--runs", "1", "--warmup", "0"]
+    assert main([*args, "--preset", "tiny", "--no-peer"]) == 0
+    assert list((tmp_path / "tmp").iterdir()) == []
+    monkeypatch.setenv("DEPTHART_CHECKPOINT", tiny_checkpoint)
+    out = tmp_path / "env.json"
+    assert main([*args, "--no-peer", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["model"] == tiny_checkpoint
+
+
+def test_bf16_on_onnxruntime_is_refused_not_timed_as_fp32(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    args = ["bench", "--preset", "tiny", "--size", "32x32", "--runs", "1", "--warmup", "0"]
+    assert main([*args, "--backend", "onnxruntime", "--precision", "bf16", "--no-peer"]) == 1
+    assert "ONNX Runtime precision must be fp32 or fp16, got 'bf16'" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*bf16*"))  # no graph exported under that name
+    out = tmp_path / "auto.json"  # auto skips to torch, which has bf16
+    assert (
+        main([*args, "--backend", "auto", "--precision", "bf16", "--no-peer", "--json", str(out)])
+        == 0
+    )
+    assert json.loads(out.read_text())["backend"].startswith("torch (bf16")

@@ -56,6 +56,26 @@ def test_backends_use_the_requested_threads(tiny_checkpoint, tmp_path, monkeypat
     assert ort.session.get_session_options().intra_op_num_threads == 2
 
 
+def test_the_python_api_applies_the_rule_too(tiny_checkpoint, monkeypatch):
+    """README's first example, `DepthEstimator.from_checkpoint()`, left PyTorch at one thread
+    per core: 15x slower with one busy core here. It applies the rule; threads=None leaves them."""
+    from depthart_core.runtime.torch_backend import DepthEstimator
+
+    saved = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(2)
+        DepthEstimator.from_checkpoint(tiny_checkpoint)
+        assert torch.get_num_threads() == 1
+        DepthEstimator.from_checkpoint(tiny_checkpoint, threads=2)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(3)
+        DepthEstimator.from_checkpoint(tiny_checkpoint, threads=None)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_node_threads_parameter_is_checked():
     assert validate_params({"threads": 0}) is None and validate_params({"threads": 2}) is None
     assert "threads=-1 is outside [0, 256]" in validate_params({"threads": -1})
@@ -137,3 +157,13 @@ def test_run_loaded_repeats_until_the_first_failure(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "run 1/3 exit 0" in out and "run 2/3 exit 3" in out and "run 3/3" not in out
     assert mp.active_children() == []
+
+
+def test_run_loaded_names_a_command_that_cannot_run(capsys):
+    from depthart_core.runtime.cpu_load import main as cpu_load_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cpu_load_main(["--busy", "0", "--", "no_such_command_depthart"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot run 'no_such_command_depthart'" in err and "Traceback" not in err

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from depthart_core.checkpoint import resolve_checkpoint
     from depthart_core.runtime import get_backend
     from depthart_core.runtime.bench import current_rss_mb, peak_rss_mb, time_backend, time_peer
     from depthart_core.runtime.cpu_load import busy_cores
@@ -103,17 +104,23 @@ def run(args: argparse.Namespace) -> int:
             "tokenizer": sum(p.numel() for p in model.tokenizer.parameters()),
             "transformer": sum(p.numel() for p in model.transformer.parameters()),
         }
-        ckpt = save_checkpoint(f"{tempfile.mkdtemp()}/{args.preset}.safetensors", model)
-    backend = get_backend(
-        args.backend,
-        checkpoint=ckpt,
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-        sampling=sampling_from_args(args),
-        vae=args.vae,
-        flip_average=args.flip_average,
-    )
+        # random weights, only to be loaded (and exported) once: not left behind in /tmp
+        preset_dir = tempfile.TemporaryDirectory(prefix="depthart-bench-")
+        ckpt = save_checkpoint(f"{preset_dir.name}/{args.preset}.safetensors", model)
+    try:
+        backend = get_backend(
+            args.backend,
+            checkpoint=ckpt,
+            device=args.device,
+            precision=args.precision,
+            threads=args.threads,
+            sampling=sampling_from_args(args),
+            vae=args.vae,
+            flip_average=args.flip_average,
+        )
+    finally:
+        if args.preset:
+            preset_dir.cleanup()
     h, w = args.size
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     result = {
@@ -122,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         f"{resolve_threads(args.threads)} threads)",
         "model": " ".join([args.preset, *args.set])
         if args.preset
-        else str(ckpt or "default checkpoint"),
+        else str(resolve_checkpoint(ckpt)),  # the file read ($DEPTHART_CHECKPOINT's too)
         "parameters": n_params,
         "backend": backend.describe(),
         "input": [h, w],

@@ -522,7 +522,9 @@ def _evaluate(
     """Score base and fine-tuned model on the held-out frames; write the report and figure."""
     if cfg.teacher is not None:
         return _evaluate_taught(run, cfg, base, prep, summary)
-    base_est, tuned_est = (DepthEstimator.from_checkpoint(p) for p in (base, run / CKPT_NAME))
+    base_est, tuned_est = (  # threads: as --threads set them
+        DepthEstimator.from_checkpoint(p, threads=None) for p in (base, run / CKPT_NAME)
+    )
     before, preds_b = rep.score(base_est, prep.scored, cfg.sparse_points, cfg.seed)
     after, preds_a = rep.score(tuned_est, prep.scored, cfg.sparse_points, cfg.seed)
     report = summary | {
@@ -556,7 +558,7 @@ def _evaluate_taught(
 ) -> dict[str, Any]:
     """Teacher mode: base and student against the teacher's labels, and against sensor depth
     on the scored frames that have it (`report.score_taught`)."""
-    backends = [DepthEstimator.from_checkpoint(p) for p in (base, run / CKPT_NAME)]
+    backends = [DepthEstimator.from_checkpoint(p, threads=None) for p in (base, run / CKPT_NAME)]
     scores, fig = rep.score_taught(
         backends, prep.scored, prep.scored_labels, prep.train, cfg.sparse_points, cfg.seed
     )

@@ -115,8 +115,9 @@ def _get_backend(
         check_device(device)
         set_torch_threads(threads)
         return DepthEstimator.from_checkpoint(
-            ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling
-        )
+            ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling,
+            threads=None,  # set above
+        )  # fmt: skip
     if name == "auto":
         reasons = []
         for candidate in ("tensorrt", "onnxruntime"):
@@ -161,6 +162,7 @@ def _make(
             precision=precision,
             sampling=sampling,
             cuda_graph=torch.device(device).type == "cuda",
+            threads=None,  # set above
         )
     set_opencv_threads(threads)  # the pre-processing's, as the runtime's own threads
     if name == "onnxruntime":

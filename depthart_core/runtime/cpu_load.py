@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_loaded(cmd, a.busy, a.repeat)
     except ValueError as exc:
         ap.error(str(exc))
+    except OSError as exc:  # not found, not executable: one line, the loops already stopped
+        ap.error(f"cannot run {cmd[0]!r}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":

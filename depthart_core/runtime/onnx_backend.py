@@ -120,6 +120,11 @@ class OnnxRuntimeBackend(Backend):
     ) -> OnnxRuntimeBackend:
         """`sampling`: a deterministic decoding the graph must hold; None: the default decoding
         (soft) for the cached graph, or whatever a given `onnx_path` holds (its metadata)."""
+        if precision not in ("fp32", "fp16"):  # bf16: no ONNX Runtime kernels, not fp32 quietly
+            raise ValueError(
+                f"ONNX Runtime precision must be fp32 or fp16, got {precision!r} (bf16 runs on the "
+                "torch backend)"
+            )
         _import_ort()
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         decoding = None  # a given graph, no sampling asked for: take the graph's own

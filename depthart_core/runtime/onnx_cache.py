@@ -57,9 +57,11 @@ def cached_onnx(
     """The checkpoint's exported graph at `precision` with the deterministic decoding `sampling`
     (None: greedy), exported (once) if not cached yet.
 
-    Only "fp16" exports a half-precision graph; any other name (fp32, and bf16, which ONNX
-    Runtime has no kernels for) gets an fp32 graph, cached under that name as before.
+    "fp16" exports a half-precision graph, "fp32" a full one; nothing else has a graph (bf16:
+    ONNX Runtime has no kernels for it, so a backend refuses it before asking for one).
     """
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"an ONNX graph is fp32 or fp16, got precision {precision!r}")
     decoding = graph_decoding(sampling)
     path = onnx_cache_path(ckpt.model_sha256, precision, decoding)
     if path.is_file():

@@ -20,6 +20,7 @@ from depthart_core.checkpoint import CheckpointFile, load_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
+from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.sampling import describe_sampling, runtime_sampling
 
 
@@ -61,10 +62,15 @@ class DepthEstimator(Backend):
         path: str | Path | CheckpointFile | None = None,
         device: str | torch.device = "cpu",
         vae: str | Path | None = None,
+        threads: int | None = 0,
         **kwargs: Any,
     ) -> DepthEstimator:
         """The model of `path` (default: the shipped checkpoint); a `CheckpointFile` shares its
-        already loaded model. `vae`: VAR's VQ-VAE, only for an authors' checkpoint without it."""
+        already loaded model. `vae`: VAR's VQ-VAE, only for an authors' checkpoint without it.
+        `threads` (process-wide, as every backend's): 0 = the rule of `runtime.threads` (half
+        the cores; a busy core stalls every thread PyTorch has), None = leave PyTorch's as set."""
+        if threads is not None:
+            set_torch_threads(threads)
         if isinstance(path, CheckpointFile):
             model, info = path.load()
         else:
