@@ -126,8 +126,16 @@ def claim_run_dir(
         lock.release()
         what = "--resume, or --overwrite," if markers == RUN_MARKERS else "--overwrite"
         raise RunDirError(f"{path} holds {held}: pass {what} or another --out")
+    cwd, real = Path.cwd().resolve(), path.resolve()
+    if cwd == real or real in cwd.parents:  # "." would move, and later writes go with it
+        lock.release()
+        raise RunDirError(
+            f"--overwrite would move {path} aside, but it holds the current directory: "
+            "give another --out, or run from elsewhere"
+        )
+    path = Path(os.path.normpath(path))  # "runs/x/.." has no name of its own
     aside = _sibling_name(path)
-    path.rename(aside)  # the lock travels with the moved folder's inode
+    path.rename(aside)  # the lock travels with the moved folder's inode (a symlink: the link)
     lock.release()
     path.mkdir()
     lock = _lock(path)

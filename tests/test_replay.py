@@ -524,3 +524,69 @@ def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_bac
             assert r["metrics"] == pytest.approx(ref, rel=1e-6)
     assert (tmp_path / "live" / "samples.png").is_file()
     assert "/depthart_node" in json.dumps(lv["node_diagnostics"]) or not lv["node_diagnostics"]
+
+
+def _as_humble(bag: Path) -> Path:
+    """The bag's metadata as ROS 2 Humble writes it: version 5, no type hashes."""
+    meta = bag / "metadata.yaml"
+    lines = meta.read_text().splitlines()
+    kept, skip = [], False
+    for line in lines:
+        if skip and line.strip().startswith("RIHS01_"):
+            skip = False
+            continue
+        skip = line.strip().startswith("type_description_hash:")
+        if not skip:
+            kept.append(line.replace("version: 9", "version: 5"))
+    meta.write_text("\n".join(kept) + "\n")
+    assert "RIHS01" not in meta.read_text() and "version: 5" in meta.read_text()
+    return bag
+
+
+def test_write_bag_copies_a_humble_bag_and_refuses_a_topic_it_already_has(tmp_path):
+    """A Humble bag stores no type hash: the copy takes the standard types' own (it ended in a
+    bare AssertionError after every frame was predicted). A bag that already holds the
+    prediction topic (a replay's own output) is refused before any prediction."""
+    bag = _as_humble(_hand_bag(tmp_path / "bag"))
+    out_bag = tmp_path / "with_pred"
+    report = replay_offline(bag, tmp_path / "out", HAND, RedBackend(), write_bag=out_bag)
+    assert report["write_bag"]["predictions"] == 7
+    assert bags.list_topics(out_bag)["/depthart/depth"].count == 7
+    backend = RedBackend()
+    with pytest.raises(ValueError, match="already has /depthart/depth.*another --pred-topic"):
+        replay_offline(out_bag, tmp_path / "again", HAND, backend, write_bag=tmp_path / "wb2")
+    assert backend.calls == 0 and not (tmp_path / "wb2").exists()
+    onto_gt = dataclasses.replace(HAND, pred_topic="/cam/depth")
+    with pytest.raises(ValueError, match="already has /cam/depth"):
+        replay_offline(bag, tmp_path / "gt", onto_gt, backend, write_bag=tmp_path / "wb3")
+
+
+def test_ctrl_c_while_the_pictures_are_drawn_keeps_the_report(tmp_path, monkeypatch):
+    from depthart_core.replay import report as rep
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rep, "plot_latency_hist", interrupted)
+    bag = _hand_bag(tmp_path / "bag")
+    with pytest.raises(KeyboardInterrupt):
+        replay_offline(bag, tmp_path / "out", dataclasses.replace(HAND, plots=True), RedBackend())
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["counts"]["evaluated"] == 3 and (tmp_path / "out" / "report.md").is_file()
+
+
+def test_an_image_topic_without_messages_is_refused(tmp_path):
+    from rosbags.rosbag2 import Writer
+
+    path = tmp_path / "empty"
+    with Writer(path, version=9) as w:
+        w.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=bags.typestore())
+    with pytest.raises(bags.BagError, match="'/cam/image' .* has no messages"):
+        replay_offline(path, tmp_path / "out", ReplayConfig("/cam/image"), RedBackend())
+
+
+def test_synthetic_bag_rates_that_would_collapse_the_stamps_are_refused(tmp_path):
+    for bad in (1e10, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="rate must be > 0 and <= 1000 Hz"):
+            bags.write_synthetic_bag(tmp_path / "b", 2, rate_hz=bad)
+    assert not (tmp_path / "b").exists()

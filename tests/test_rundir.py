@@ -241,3 +241,20 @@ def test_eval_and_replay_refuse_a_report_folder(tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == 1
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("report.old-")]
     assert len(aside) == 1 and (aside[0] / "report.json").read_text() == "{}"
+
+
+def test_overwrite_refuses_to_move_the_current_directory(tmp_path, monkeypatch):
+    """`--out . --overwrite` failed with "PosixPath('.') has an empty name"; moving the folder
+    the process runs in would also send every later relative write into the moved folder."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text("{}")
+    monkeypatch.chdir(run)
+    for out in (".", str(run), "sub/.."):
+        with pytest.raises(RunDirError, match="holds the current directory"):
+            claim_run_dir(out, overwrite=True, markers=("report.json",))
+    assert (run / "report.json").is_file()  # nothing moved
+    monkeypatch.chdir(tmp_path)
+    lock = claim_run_dir("run/../run", overwrite=True, markers=("report.json",))
+    lock.release()
+    assert not (run / "report.json").exists() and list(tmp_path.glob("run.*"))

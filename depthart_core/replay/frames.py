@@ -159,7 +159,9 @@ class BagIndex:
 def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
     """Validate the topics and match every image to the nearest GT depth stamp."""
     topics = bags.list_topics(bag)
-    bags.check_topic(topics, cfg.image_topic, IMAGE_TYPES, bag)  # raw or image_transport's
+    images = bags.check_topic(topics, cfg.image_topic, IMAGE_TYPES, bag)  # raw or compressed
+    if images.count == 0:  # a report of 0 frames and exit 0 would read as a pass in a batch run
+        raise BagError(f"topic {cfg.image_topic!r} in {bag} has no messages: nothing to replay")
     if cfg.depth_topic:
         bags.check_topic(topics, cfg.depth_topic, IMAGE_TYPES, bag)
     if cfg.camera_info_topic:
@@ -543,7 +545,12 @@ class PredictionStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def check_write_bag(write_bag: str | Path, index: BagIndex) -> None:
+def check_write_bag(
+    write_bag: str | Path, index: BagIndex, pred_topic: str, bag: str | Path | None = None
+) -> None:
+    """Refuse, before any prediction, a --write-bag that cannot be written: an existing target,
+    a ROS 1 bag, predictions onto a topic the bag already has (they would mix with it), or a
+    topic of a type rosbags cannot describe where the bag stores no type hash (ROS 2 Humble)."""
     if Path(write_bag).exists():
         raise ValueError(f"--write-bag target {write_bag} exists already; not overwriting")
     if not index.ros2:
@@ -551,6 +558,19 @@ def check_write_bag(write_bag: str | Path, index: BagIndex) -> None:
             "--write-bag copies the input topics verbatim and needs a ROS 2 bag; convert the "
             "ROS 1 bag first (rosbags-convert --src in.bag --dst out_dir)"
         )
+    clash = [t for t in (pred_topic, f"{pred_topic}/camera_info") if t in index.topics]
+    if clash:
+        raise ValueError(
+            f"--write-bag: the bag already has {clash[0]} (predictions of an earlier replay?); "
+            "the new ones would mix with it: give another --pred-topic"
+        )
+    if bag is not None:
+        for topic, (msgtype, msgdef, digest) in bags.copy_connections_info(bag).items():
+            if not (msgdef and digest) and not bags.known_type(msgtype):
+                raise BagError(
+                    f"--write-bag: topic {topic} ({msgtype}) has no type hash in the bag (a ROS 2 "
+                    "Humble recording?) and is not a standard message, so it cannot be copied"
+                )
 
 
 def write_prediction_bag(

@@ -73,7 +73,7 @@ def replay_offline(
     bag, out = Path(bag), Path(out_dir)
     index = index_bag(bag, cfg)
     if write_bag is not None:
-        check_write_bag(write_bag, index)
+        check_write_bag(write_bag, index, cfg.pred_topic, bag)
     run = ReplayRun("offline", str(bag), cfg, index)
     run.meta["backend"] = describe_backend(backend)
     store = PredictionStore(out) if write_bag is not None else None

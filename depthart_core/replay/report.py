@@ -205,6 +205,13 @@ def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
         "samples": ("samples.png", plot_samples),
     }
     report["pictures"] = {}
+
+    def save_text() -> None:
+        text = json.dumps(report, indent=1, default=_json_default) + "\n"
+        atomic_write(out / "report.json", text.encode())
+        atomic_write(out / "report.md", markdown_report(report).encode())
+
+    save_text()  # first: the pictures take seconds, and Ctrl-C there must not cost the report
     if run.cfg.plots:
         for key, (name, plot) in pictures.items():
             try:
@@ -215,9 +222,7 @@ def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
             except Exception as exc:  # a failed picture must not cost the report
                 log.warning("could not draw %s: %s", name, exc)
                 report.setdefault("picture_errors", {})[key] = str(exc)
-    text = json.dumps(report, indent=1, default=_json_default) + "\n"
-    atomic_write(out / "report.json", text.encode())
-    atomic_write(out / "report.md", markdown_report(report).encode())
+        save_text()  # again, naming the pictures drawn
     return report
 
 

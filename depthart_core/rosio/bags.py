@@ -248,7 +248,9 @@ class BagWriter:
     def _conn(self, topic: str, msgtype: str, msgdef: str | None, digest: str | None) -> Any:
         conn = self._conns.get(topic)
         if conn is None:
-            if msgdef is None or digest is None:
+            # from the typestore without a definition and hash: a Humble bag stores no hash
+            # (and a Humble sqlite3 bag no definition), which rosbags cannot write as given
+            if not msgdef or not digest:
                 conn = self._writer.add_connection(topic, msgtype, typestore=typestore())
             else:
                 conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=digest)
@@ -275,6 +277,15 @@ class BagWriter:
         """Write already serialised CDR bytes (e.g. copied from another ROS 2 bag)."""
         self._writer.write(self._conn(topic, msgtype, msgdef, digest), int(log_ns), raw)
         self.counts[topic] += 1
+
+
+MAX_RATE_HZ = 1000.0  # a synthetic camera's frame rate; stamps 1 ms apart at most this
+
+
+def known_type(msgtype: str) -> bool:
+    """Whether the Kilted typestore describes `msgtype` (a writer can add it without a
+    definition and hash of its own)."""
+    return msgtype in typestore().fielddefs
 
 
 def copy_connections_info(path: str | Path) -> dict[str, tuple[str, str, str]]:
@@ -360,8 +371,8 @@ def write_synthetic_bag(
             raise ValueError(f"IMU noise must be finite and >= 0 degrees, got {imu_noise_deg}")
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
-    if not rate_hz > 0:
-        raise ValueError(f"rate must be > 0 Hz, got {rate_hz}")
+    if not (math.isfinite(rate_hz) and 0 < rate_hz <= MAX_RATE_HZ):  # 1e10 Hz: all one stamp
+        raise ValueError(f"rate must be > 0 and <= {MAX_RATE_HZ:g} Hz, got {rate_hz}")
     if depth_encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {depth_encoding!r}")
     if sensor is not None and depth_encoding != "16UC1":

@@ -298,7 +298,7 @@ def replay_live(
     checkpoint = resolve_checkpoint(live.checkpoint)
     index = index_bag(bag, cfg)
     if write_bag is not None:
-        check_write_bag(write_bag, index)
+        check_write_bag(write_bag, index, cfg.pred_topic, bag)
     run = ReplayRun("live", str(bag), cfg, index)
     run.meta["backend"] = {
         "checkpoint": str(checkpoint),
