@@ -9,6 +9,7 @@ does (width = 64 * depth, heads = depth) unless given explicitly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,19 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         if self.depth_codec not in DEPTH_CODECS:
             raise ValueError(f"depth_codec must be one of {DEPTH_CODECS}, got {self.depth_codec!r}")
+        for name in ("ch", "z_channels", "vocab_size", "num_res_blocks", "share_quant_resi"):
+            _at_least(f"tokenizer.{name}", getattr(self, name), 1)
+        _at_least("tokenizer.quant_conv_ks", self.quant_conv_ks, 1)
+        for name, values in (("ch_mult", self.ch_mult), ("patch_nums", self.patch_nums)):
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                 for v in values):  # fmt: skip
+                raise ValueError(f"tokenizer.{name} must be positive ints, got {values!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"tokenizer.dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.beta) and self.beta >= 0.0):
+            raise ValueError(f"tokenizer.beta must be finite and >= 0, got {self.beta}")
+        if not math.isfinite(self.quant_resi):
+            raise ValueError(f"tokenizer.quant_resi must be finite, got {self.quant_resi}")
 
     @property
     def downsample(self) -> int:
@@ -73,6 +87,24 @@ class TransformerConfig:
     # (f_hat_0 = f_aux) instead of from zero, so the token maps refine a continuous first guess
     refine_from_image_latent: bool = False
 
+    def __post_init__(self) -> None:
+        _at_least("transformer.depth", self.depth, 1)
+        for name in ("width", "num_heads"):  # 0: derived from depth
+            _at_least(f"transformer.{name}", getattr(self, name), 0)
+        _at_least("transformer.num_classes", self.num_classes, 0)
+        for name in ("image_encoder_width", "image_prefix_dim"):
+            _at_least(f"transformer.{name}", getattr(self, name), 1)
+        if not (math.isfinite(self.mlp_ratio) and self.mlp_ratio > 0):
+            raise ValueError(f"transformer.mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"transformer.tau must be finite and > 0, got {self.tau}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(
+                f"transformer.drop_path_rate must be in [0, 1), got {self.drop_path_rate}"
+            )
+        if not (math.isfinite(self.norm_eps) and self.norm_eps > 0):
+            raise ValueError(f"transformer.norm_eps must be > 0, got {self.norm_eps}")
+
     @property
     def embed_dim(self) -> int:
         return self.width if self.width > 0 else 64 * self.depth
@@ -105,8 +137,6 @@ class ModelConfig:
                 f"the uncertainty head halves the image three times; image_size "
                 f"{self.image_size} is not a multiple of 8"
             )
-        if self.transformer.tau <= 0:
-            raise ValueError(f"transformer.tau must be > 0, got {self.transformer.tau}")
         ds = self.tokenizer.downsample
         if self.image_size <= 0 or self.image_size % ds:
             raise ValueError(
@@ -149,6 +179,11 @@ class ModelConfig:
         tr = _build(TransformerConfig, d.pop("transformer", {}), "transformer")
         top = _build(ModelConfig, d, "model", extra={"tokenizer": tok, "transformer": tr})
         return top
+
+
+def _at_least(name: str, value: Any, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str, extra: dict | None = None) -> Any:

@@ -13,11 +13,13 @@ from depthart_core.model import DepthART, count_parameters
 
 def parameter_breakdown(model: DepthART) -> dict[str, int]:
     tok, var = model.tokenizer, model.transformer
+    top = {}  # the transformer's parameters by top-level module
+    for n, p in var.named_parameters():
+        top[n.split(".")[0]] = top.get(n.split(".")[0], 0) + p.numel()
     embeds = sum(
-        p.numel()
-        for n, p in var.named_parameters()
-        if n.split(".")[0] in {"word_embed", "class_emb", "pos_start", "pos_1LC", "lvl_embed"}
+        top.get(k, 0) for k in ("word_embed", "class_emb", "pos_start", "pos_1LC", "lvl_embed")
     )
+    prefix = top.get("image_encoder", 0) + top.get("image_embed", 0)  # the "cnn" image prefix
     return {
         "tokenizer": count_parameters(tok),
         "tokenizer.encoder": count_parameters(tok.encoder),
@@ -27,6 +29,7 @@ def parameter_breakdown(model: DepthART) -> dict[str, int]:
         + count_parameters(tok.post_quant_conv),
         "transformer": count_parameters(var),
         "transformer.embeddings": embeds,
+        "transformer.image_encoder": prefix,
         "transformer.blocks": count_parameters(var.blocks),
         "transformer.head": count_parameters(var.head) + count_parameters(var.head_nm),
         "uncertainty_head": count_parameters(model.uncertainty_head)

@@ -200,3 +200,16 @@ def test_synth_bag_shows_a_bar_unless_told_not_to(tmp_path, capsys):
         err = capsys.readouterr().err
         assert ("synth-bag bag" in err) == expect_bar, err
         assert ("3/3" in err) == expect_bar
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_cnn", "d16"])
+def test_info_breakdown_adds_up_to_each_network(preset):
+    """The cnn presets' image encoder (over half of tiny_cnn's transformer) had no row."""
+    from depthart_core.info import describe_preset
+
+    p = describe_preset(preset)["parameters"]
+    parts = ("embeddings", "image_encoder", "blocks", "head")
+    assert sum(p[f"transformer.{k}"] for k in parts) == p["transformer"]
+    assert (p["transformer.image_encoder"] > 0) == preset.endswith("cnn")
+    tok = ("encoder", "decoder", "quantizer+convs")
+    assert sum(p[f"tokenizer.{k}"] for k in tok) == p["tokenizer"]

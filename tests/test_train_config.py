@@ -70,3 +70,47 @@ def test_cli_refuses_before_writing_anything(setting, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"depthart train: error: {name} must be >= 1, got {value}")
     assert err.count("\n") == 1 and not out.exists()  # no folder, lock or config.json
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("model_overrides.tokenizer.vocab_size=0", "tokenizer.vocab_size must be an int >= 1"),
+        ("model_overrides.tokenizer.share_quant_resi=0", "share_quant_resi must be an int >= 1"),
+        ("model_overrides.tokenizer.ch=0", "tokenizer.ch must be an int >= 1, got 0"),
+        ("model_overrides.tokenizer.dropout=1.5", "tokenizer.dropout must be in [0, 1)"),
+        ("model_overrides.transformer.depth=0", "transformer.depth must be an int >= 1, got 0"),
+        ("model_overrides.transformer.width=-64", "transformer.width must be an int >= 0"),
+        ("model_overrides.transformer.mlp_ratio=0", "transformer.mlp_ratio must be > 0"),
+        ("model_overrides.transformer.drop_path_rate=1.5", "drop_path_rate must be in [0, 1)"),
+        ("model_overrides.transformer.tau=.nan", "transformer.tau must be finite and > 0"),
+        ("soft_latent=.nan", "soft_latent must be finite and >= 0, got nan"),
+        ("aux_latent=-5", "aux_latent must be finite and >= 0, got -5"),
+        ("data.max_invalid_fraction=2", "data.max_invalid_fraction must be in [0, 1], got 2"),
+        ("data.synth.camera_height=0.5", "camera_height must be 2 finite numbers, got 0.5"),
+        ("data.synth.lights=[1.5,2]", "lights must be 2 whole numbers, got (1.5, 2)"),
+        ("hflip=0.5", "hflip=0.5 needs transformer.image_prefix 'cnn'"),
+    ],
+)
+def test_impossible_settings_are_one_line_before_anything_is_written(
+    setting, message, tmp_path, capsys
+):
+    """Each was accepted (a model with no blocks trained), crashed with a traceback
+    (ZeroDivisionError), or was refused only at the first step, after the pool was rendered."""
+    out = tmp_path / "run"
+    argv = ["train", "--config", str(CONFIG), "--out", str(out), "--set", setting]
+    argv += ["--set", "data.pool_size=0", "--set", "steps=1", "--set", "batch_size=1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("depthart train: error: ") and message in err, err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_yaml_1_2_numbers_in_lists_and_files_and_a_home_in_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_train_config(None, ["data.synth.ambient=[0.1,1e0]", "data.root=~/frames"])
+    assert cfg.data.synth["ambient"] == [0.1, 1.0] and cfg.data.root == f"{tmp_path}/frames"
+    yml = tmp_path / "c.yaml"
+    yml.write_text("optim:\n  lr: 1e-4\ndata:\n  pool_cache: ~/pool.safetensors\n")
+    cfg = load_train_config(yml)
+    assert cfg.optim.lr == 1e-4 and cfg.data.pool_cache == f"{tmp_path}/pool.safetensors"

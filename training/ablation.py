@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def train_stage(config: str, out: Path, overrides: list[str]) -> Path:
+    from depthart_core.rundir import describe_contents
     from depthart_core.training.config import load_train_config
     from depthart_core.training.trainer import CKPT_NAME, Trainer
 
@@ -38,7 +39,11 @@ def train_stage(config: str, out: Path, overrides: list[str]) -> Path:
     if ckpt.exists() and (out / "DONE").exists():
         print(f"reusing {ckpt}")
         return ckpt
-    trainer = Trainer(load_train_config(ROOT / "training" / "configs" / config, overrides), out)
+    held = describe_contents(out) if out.is_dir() else None  # an interrupted stage goes on
+    if held is not None:
+        print(f"resuming {out} ({held})")
+    cfg = load_train_config(ROOT / "training" / "configs" / config, overrides)
+    trainer = Trainer(cfg, out, resume=held is not None)
     trainer.fit()
     (out / "DONE").write_text(str(trainer.step))
     return ckpt

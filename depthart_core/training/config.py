@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,8 +148,13 @@ class TrainConfig:
             raise ValueError(f"white_balance must be in [0, 1), got {self.white_balance}")
         if self.white_balance > 0 and not self.augment:
             raise ValueError(f"white_balance={self.white_balance} needs augment=true")
-        if self.soft_latent < 0:
-            raise ValueError(f"soft_latent must be >= 0, got {self.soft_latent}")
+        for name in ("soft_latent", "aux_latent"):  # weights of loss terms; NaN is not >= 0
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.data.max_invalid_fraction <= 1.0:
+            raise ValueError(
+                f"data.max_invalid_fraction must be in [0, 1], got {self.data.max_invalid_fraction}"
+            )
         if not 0.0 <= self.ema < 1.0:  # 1 would never move the weights, above 1 extrapolate
             raise ValueError(f"ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
         o = self.optim
@@ -179,6 +185,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+PATH_KEYS = frozenset({"root", "val_root", "pool_cache", "init_checkpoint"})
+
+
 def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     defaults = cls()
@@ -205,6 +214,8 @@ def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
+            if key in PATH_KEYS:  # `--set data.root=~/x`: the shell leaves that ~ alone
+                value = os.path.expanduser(value)
         elif isinstance(default, dict):
             if not isinstance(value, dict):
                 raise TypeError(f"{name} must be a mapping, got {value!r}")
@@ -240,14 +251,23 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                 raise ValueError(f"--set {key}: {section} was given a value, not keys")
         if isinstance(node.get(parts[-1]), dict):
             raise ValueError(f"--set {key}: {key.strip()} was given keys, not a value")
-        value = yaml.safe_load(raw)
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            value = float(value)
-        node[parts[-1]] = value
+        node[parts[-1]] = yaml12_numbers(yaml.safe_load(raw))
     return out
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 3e-4, 1E5: YAML 1.2 floats
+
+
+def yaml12_numbers(value: Any) -> Any:
+    """`value` with every string that YAML 1.2 reads as a float (3e-4, 1E5; PyYAML's YAML 1.1
+    leaves them strings) made a float, inside lists and mappings too."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [yaml12_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: yaml12_numbers(v) for k, v in value.items()}
+    return value
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -259,6 +279,6 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         loaded = yaml.safe_load(p.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{p} must hold a mapping at the top level")
-        values = loaded
+        values = yaml12_numbers(loaded)  # lr: 1e-4 in a config file, as on the command line
     values = _merge(values, parse_set(overrides or []))
     return _coerce(TrainConfig, values, "")

@@ -116,6 +116,13 @@ class Trainer:
         # resuming, the weights come from the run's state alone (init_checkpoint may have moved
         # on, or be gone): read below, before the latents are cached from its tokenizer
         self.model = self._build_model(load_init=not resume).to(self.device)
+        if cfg.stage == "transformer" and not self._cnn_prefix:  # before a pool is rendered
+            for name, on in (("hflip", cfg.hflip > 0), ("augment", cfg.augment)):
+                if on:
+                    raise ValueError(
+                        f"{name}={getattr(cfg, name)} needs transformer.image_prefix 'cnn' (the "
+                        "'vq' prefix is cached from the frozen tokenizer)"
+                    )
         self.params = self._trainable()
         broadcast(self.params, self.world)
         self.opt = torch.optim.AdamW(
@@ -456,9 +463,14 @@ class Trainer:
             with autocast(self.device, cfg.precision if self.device.type == "cuda" else "fp32"):
                 out = self._loss(batch, cfg.seed * 1_000_003 + position * self.world + self.rank)
             if not torch.isfinite(out.loss):
+                ckpt = self.run_dir / CKPT_NAME
+                kept = (
+                    f"The last good checkpoint is kept: {ckpt}"
+                    if ckpt.is_file()
+                    else "No checkpoint was saved before it (lower optim.lr, or check the data)"
+                )
                 raise FloatingPointError(
-                    f"non-finite loss ({out.loss.item()}) at step {self.step}; stopping. "
-                    f"The last good checkpoint is kept: {self.run_dir / CKPT_NAME}"
+                    f"non-finite loss ({out.loss.item()}) at step {self.step}; stopping. {kept}"
                 )
             self.scaler.scale(out.loss / cfg.grad_accum).backward()
             tokens += out.tokens

@@ -8,6 +8,7 @@ one sampled frame in world coordinates, the hand-off from scene sampling (numpy,
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,18 @@ class SynthConfig:
     camera_light: float = 0.0
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # a pair of numbers where the default is one; counts
+            default, value = f.default, getattr(self, f.name)  # (size, lights, ...) whole ones
+            if isinstance(default, tuple):
+                ints = all(isinstance(v, int) for v in default)
+                ok = isinstance(value, tuple) and len(value) == len(default) and all(
+                    isinstance(v, int if ints else (int, float)) and not isinstance(v, bool)
+                    and (ints or math.isfinite(v))
+                    for v in value
+                )  # fmt: skip
+                if not ok:
+                    kind = "whole numbers" if ints else "finite numbers"
+                    raise ValueError(f"{f.name} must be {len(default)} {kind}, got {value!r}")
         h, w = self.size
         if h <= 0 or w <= 0 or h * w > MAX_PIXELS:
             raise ValueError(
@@ -81,6 +94,8 @@ class SynthConfig:
                 f"rooms must be at least 3 m wide and 2.2 m high, got room_size="
                 f"{self.room_size}, room_height={self.room_height}"
             )
+        if not (math.isfinite(self.max_depth) and self.max_depth > 0):
+            raise ValueError(f"max_depth must be finite and > 0 metres, got {self.max_depth}")
         if self.camera_height[1] > self.room_height[0] - 0.3:
             raise ValueError(
                 f"camera_height {self.camera_height} must stay 0.3 m under the lowest ceiling "
