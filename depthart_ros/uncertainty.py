@@ -125,7 +125,8 @@ class UncertaintyOutputs:
     def diagnostics(self, max_error: float) -> dict[str, Any]:
         values: dict[str, Any] = {"uncertainty": self.state()}
         if self.available:
-            dropped = self.last["dropped_fraction"]
+            # the last frame's figures while someone listens; stale once they all left
+            dropped = self.last["dropped_fraction"] if self.subscribed() else "none"
             values |= {
                 "uncertainty_max": max_error,
                 "uncertainty_frames": self.frames,
@@ -137,6 +138,7 @@ class UncertaintyOutputs:
         return values
 
     def problems(self) -> list[str]:
-        """Warnings for diagnostics: the last frame's uncertainty had non-finite pixels."""
-        n = self.last["non_finite"]
+        """Warnings for diagnostics: the last frame's uncertainty had non-finite pixels (while
+        someone still listens: with no subscriber no frame computes it, and the last is stale)."""
+        n = self.last["non_finite"] if self.available and self.subscribed() else 0
         return [f"{n} non-finite uncertainty pixels in the last frame"] if n else []

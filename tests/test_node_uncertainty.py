@@ -91,8 +91,12 @@ def test_outputs_publish_only_where_subscribed_and_count() -> None:
     assert out.problems() == ["1 non-finite uncertainty pixels in the last frame"]
     pub_f.subscribers = 0
     assert not out.subscribed() and out.state() == "off (no subscriber)"
+    # everyone left after that frame: no frame computes it now, so its warning is not kept
+    assert out.problems() == [] and out.diagnostics(0.15)["uncertainty_dropped_fraction"] == "none"
+    pub_f.subscribers = 1
     out.publish(np.full((4, 5), 0.1, np.float32), depth, 0.15, lambda a: a, lambda *w: None)
     assert out.problems() == [] and out.diagnostics(0.15)["uncertainty_non_finite_pixels"] == 1
+    assert out.diagnostics(0.15)["uncertainty_dropped_fraction"] == f"{0:.4f}"
 
     none = UncertaintyOutputs()
     assert not none.available and not none.subscribed()
