@@ -16,6 +16,7 @@ from depthart_core.training.config import (
     ZERO_MEANS_OFF,
     TrainConfig,
     load_train_config,
+    parse_set,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +115,9 @@ def test_yaml_1_2_numbers_in_lists_and_files_and_a_home_in_paths(tmp_path, monke
     yml.write_text("optim:\n  lr: 1e-4\ndata:\n  pool_cache: ~/pool.safetensors\n")
     cfg = load_train_config(yml)
     assert cfg.optim.lr == 1e-4 and cfg.data.pool_cache == f"{tmp_path}/pool.safetensors"
+
+
+def test_set_reads_numbers_as_a_command_line_means_them():
+    """YAML 1.1 read 010 as 8 (octal), 08 as a string and 1:30 as 90 (base 60)."""
+    got = parse_set(["data.seed=010", "seed=08", "a=1:30", "b=0", "c=-012", "d=0x1F"])
+    assert got == {"data": {"seed": 10}, "seed": 8, "a": "1:30", "b": 0, "c": -12, "d": 31}

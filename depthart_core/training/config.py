@@ -251,8 +251,22 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                 raise ValueError(f"--set {key}: {section} was given a value, not keys")
         if isinstance(node.get(parts[-1]), dict):
             raise ValueError(f"--set {key}: {key.strip()} was given keys, not a value")
-        node[parts[-1]] = yaml12_numbers(yaml.safe_load(raw))
+        node[parts[-1]] = yaml12_numbers(_scalar(raw))
     return out
+
+
+def _scalar(raw: str) -> Any:
+    """A --set value as YAML reads it, but without YAML 1.1's octal (010 -> 8) and base-60
+    (1:30 -> 90) integers, which nobody means on a command line: 010 is 10, 1:30 a string."""
+    value, text = yaml.safe_load(raw), raw.strip()
+    if re.fullmatch(r"[-+]?0\d+", text):  # 010 (YAML 1.1: 8) and 08 (YAML 1.1: a string)
+        return int(text, 10)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if ":" in text:
+            return text
+    if isinstance(value, float) and ":" in text:
+        return text
+    return value
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 3e-4, 1E5: YAML 1.2 floats
