@@ -524,3 +524,15 @@ def test_teacher_mode_totals_count_the_frames_without_sensor_depth():
     cfg = FinetuneConfig(FrameConfig("/i", "/d"))
     s = _summary(["a", "b"], cfg, Path("base"), Prepared([], [a, b], [], [], []))
     assert s["counts"]["total"]["no_sensor"] == {"no depth message": 4}
+
+
+@pytest.mark.parametrize("shape", [(40, 640), (480, 640), (33, 517), (20, 30)])
+def test_training_frames_are_resized_as_inference_resizes_them(shape):
+    """A 40x640 frame (one side shrinks, the other grows) differed by up to 148 grey levels
+    from what the model sees at inference."""
+    from depthart_core.finetune.prepare import resize_rgb
+    from depthart_core.runtime.preprocess import preprocess
+
+    rgb = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    seen = (preprocess(rgb, 64)[0][0].transpose(1, 2, 0) + 1) * 127.5
+    assert np.abs(resize_rgb(rgb, 64).astype(np.float32) - seen).max() < 1e-3

@@ -95,6 +95,19 @@ def test_soft_rollout_builds_targets_from_the_soft_reconstruction():
             f_hat = f_hat + q.contribution(emb, si)
             mse += F.mse_loss(f_hat, f_D).item() / K
     assert abs(soft.logs["soft_mse"] - mse) < 1e-5
+    # with last_scale_gumbel the last scale is not in the sum: the mean is over the other K - 1
+    # (it was their sum / K, 17 % low on this pyramid)
+    with torch.no_grad():
+        logits, cache = var.prefill(img, ada)
+        f_hat, first = torch.zeros_like(f_D), []
+        for si, pn in enumerate(q.patch_nums[:-1]):
+            if si > 0:
+                logits, cache = var.step(q.next_input(f_hat, si), si, ada, cache)
+            emb = (logits.softmax(-1) @ q.embedding.weight).transpose(1, 2).reshape(2, -1, pn, pn)
+            f_hat = f_hat + q.contribution(emb, si)
+            first.append(F.mse_loss(f_hat, f_D).item())
+    gumbel = depthart_loss(m, img, f_D, soft_rollout=True, last_scale_gumbel=True)
+    assert abs(gumbel.logs["soft_mse"] - sum(first) / (K - 1)) < 1e-5
     m.zero_grad()
     depthart_loss(m, img, f_D, soft_rollout=True, soft_latent=10.0).loss.backward()
     with_latent = m.transformer.head.weight.grad.clone()
@@ -111,5 +124,5 @@ def test_soft_options_refuse_teacher_forcing_and_negative_weights():
     assert not TrainConfig().soft_rollout and TrainConfig().soft_latent == 0.0
     with pytest.raises(ValueError, match="mode='teacher_forcing' has none"):
         TrainConfig(mode="teacher_forcing", soft_rollout=True)
-    with pytest.raises(ValueError, match="soft_latent must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="soft_latent must be finite and >= 0, got -1"):
         TrainConfig(soft_latent=-1.0)

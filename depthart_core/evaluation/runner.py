@@ -316,9 +316,9 @@ def load_models(
     flip_average: bool = False,
     uncertainty: bool = True,
 ) -> list[Model]:
-    """`sampling`: the decoding of every checkpoint (None: greedy); `vae`: VAR's VQ-VAE for an
-    authors' checkpoint saved without it; `flip_average`: see `runtime.base`; `uncertainty`:
-    also score the uncertainty of each checkpoint that has the head."""
+    """`sampling`: the decoding of every checkpoint (None: the default, soft); `vae`: VAR's
+    VQ-VAE for an authors' checkpoint saved without it; `flip_average`: see `runtime.base`;
+    `uncertainty`: also score the uncertainty of each checkpoint that has the head."""
     models, labels = [], set()
     for ckpt in checkpoints:
         b = get_backend(

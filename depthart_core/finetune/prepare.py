@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from depthart_core.finetune.frames import Frame
+from depthart_core.runtime.preprocess import resize_image
 
 
 @dataclass
@@ -31,9 +32,9 @@ class SmallFrame:
 
 
 def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
-    shrink = size < rgb.shape[0] or size < rgb.shape[1]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (size, size), interpolation=interp)
+    """S x S as inference resizes an image (a frame shrinking along one side and growing along
+    the other included: `runtime.preprocess.resize_image`)."""
+    return resize_image(rgb, size, size)
 
 
 def to_model_size(frame: Frame, size: int) -> SmallFrame | None:

@@ -42,7 +42,7 @@ def validate_rgb(rgb: np.ndarray, name: str = "rgb") -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
     """Area averaging along an axis that shrinks, bilinear along one that grows. Where one axis
     shrinks and the other grows (a 33x517 frame to the model's 64x64, and back), each gets its
     own pass: INTER_AREA on a growing axis repeats pixels in blocks."""
@@ -63,11 +63,11 @@ def preprocess(rgb: np.ndarray, size: int, letterbox: bool = False) -> tuple[np.
         ch, cw = max(1, round(h * s)), max(1, round(w * s))
         top, left = (size - ch) // 2, (size - cw) // 2
         canvas = np.full((size, size, 3), 127.5, dtype=np.float32)
-        canvas[top : top + ch, left : left + cw] = _resize(rgb, cw, ch)
+        canvas[top : top + ch, left : left + cw] = resize_image(rgb, cw, ch)
         img = canvas
     else:
         ch, cw, top, left = size, size, 0, 0
-        img = _resize(rgb, size, size).astype(np.float32)
+        img = resize_image(rgb, size, size).astype(np.float32)
     x_13SS = (img / 127.5 - 1.0).transpose(2, 0, 1)[None]
     geo = Geometry(h, w, size, top, left, ch, cw)
     return np.ascontiguousarray(x_13SS, dtype=np.float32), geo
@@ -81,4 +81,4 @@ def postprocess(depth_SS: np.ndarray, geo: Geometry) -> np.ndarray:
     crop = np.ascontiguousarray(crop, dtype=np.float32)
     if crop.shape == (geo.in_h, geo.in_w):
         return crop
-    return _resize(crop, geo.in_w, geo.in_h).astype(np.float32, copy=False)
+    return resize_image(crop, geo.in_w, geo.in_h).astype(np.float32, copy=False)

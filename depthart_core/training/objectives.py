@@ -113,7 +113,7 @@ def depthart_loss(
     f_hat = torch.zeros_like(f_D) if f_start is None else f_start.detach().clone()
     ce_sum = f_D.new_zeros(())
     n_ce, n_correct = 0, 0
-    extra, soft_mse = f_D.new_zeros(()), f_D.new_zeros(())
+    extra, soft_mse, n_soft = f_D.new_zeros(()), f_D.new_zeros(()), 0
     for si, pn in enumerate(quant.patch_nums):
         if si > 0:
             x_BlCv = quant.next_input(f_hat, si).detach()
@@ -133,6 +133,7 @@ def depthart_loss(
             emb_BlC = logits_BlV.float().softmax(-1) @ quant.embedding.weight
             h_soft = quant.contribution(emb_BlC.transpose(1, 2).reshape(B, -1, pn, pn), si)
             soft_mse = soft_mse + F.mse_loss(f_hat.detach() + h_soft, f_D)
+            n_soft += 1
         with torch.no_grad():
             pred_Bl = logits_BlV.argmax(-1)
             n_correct += int((pred_Bl == target_Bhw.flatten(1)).sum())
@@ -142,7 +143,7 @@ def depthart_loss(
             else:
                 f_hat = f_hat + quant.idx_contribution(pred_Bl.view(B, pn, pn), si)
     ce = ce_sum / n_ce
-    soft_mse = soft_mse / K
+    soft_mse = soft_mse / max(n_soft, 1)  # the scales summed (last_scale_gumbel: K - 1)
     loss = ce + extra + soft_latent * soft_mse
     logs = {"ce": ce.item(), "acc": n_correct / n_ce}
     if last_scale_gumbel:
