@@ -79,6 +79,26 @@ def test_compressed_depth_16uc1_is_lossless_millimetres():
                                   mm[mm > 0].astype(np.float32) * 1e-3)  # fmt: skip
 
 
+def test_tiff_frames_keep_the_cameras_channel_order():
+    """The plugin's TIFF codec writes "ENC; tiff compressed " (no target) and the camera's
+    buffer unconverted: an rgb8 camera's file holds RGB (it was read swapped)."""
+    rgb = _rgb()
+    ok, as_is = cv2.imencode(".tiff", rgb)
+    for fmt in ("rgb8; tiff compressed ", "rgba8; tiff compressed"):
+        assert np.array_equal(compressed_to_rgb(_msg(fmt, as_is.tobytes())), rgb), fmt
+    ok, bgr = cv2.imencode(".tiff", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert np.array_equal(compressed_to_rgb(_msg("bgr8; tiff compressed ", bgr.tobytes())), rgb)
+
+
+def test_compressed_depth_16uc1_keeps_depth_max_as_the_plugin_does():
+    """The plugin zeroes 16-bit values above depth_max * 1000 mm only: 10.000 m stays."""
+    depth = np.array([[0.5, 9.999, 10.0, 10.001, 20.0, np.nan]], np.float32)
+    fmt, data = encode_depth(np.repeat(depth, 2, axis=0), "16UC1")
+    back = compressed_depth_to_metres(_msg(fmt, data))[0]
+    np.testing.assert_allclose(back[:3], [0.5, 9.999, 10.0], rtol=1e-6)
+    assert np.isnan(back[3:]).all()
+
+
 def test_compressed_depth_32fc1_is_the_plugins_inverse_depth():
     depth = np.linspace(0.3, 9.5, 24 * 32, dtype=np.float32).reshape(24, 32)
     depth[3, 3] = np.nan

@@ -90,6 +90,19 @@ def _decode(payload: np.ndarray, fmt: str) -> np.ndarray:
     return px
 
 
+def _file_holds_rgb(fmt: str) -> bool:
+    """Whether a `compressed` frame's file holds its colours in RGB order. The plugin writes
+    "ENC; CODEC compressed TARGET": the file holds TARGET's order (bgr8 for JPEG and PNG, so
+    BGR); its TIFF codec writes no TARGET and the camera's buffer as it is, so ENC's order (an
+    rgb8 camera: RGB). A publisher that encoded an rgb8 buffer unconverted says "compressed rgb8".
+    A format without ";" (older publishers: "jpeg") is BGR, as OpenCV writes files."""
+    enc, _, rest = fmt.lower().partition(";")
+    if not rest:
+        return False
+    target = rest.split("compressed", 1)[1].strip() if "compressed" in rest else ""
+    return (target or enc.strip()).startswith("rgb")
+
+
 def compressed_to_rgb(msg: Any, min_size: int = 2, max_pixels: int | None = None) -> np.ndarray:
     """A `compressed` CompressedImage -> HxWx3 uint8 RGB (16-bit PNGs scaled as mono16 is).
     `max_pixels` refuses a larger frame (cause "too_large") whose header `encoded_size` could
@@ -110,9 +123,8 @@ def compressed_to_rgb(msg: Any, min_size: int = 2, max_pixels: int | None = None
     px = _to_u8(px)
     if px.ndim == 2:
         return cv2.cvtColor(px, cv2.COLOR_GRAY2RGB)
-    if "compressed rgb" in fmt.lower():  # a publisher that encoded its rgb8 buffer as it was:
-        px = px[:, :, :3]  # the file holds it swapped, so OpenCV's decode gives RGB back
-        return np.ascontiguousarray(px)  # (image_transport swaps only for "compressed bgr")
+    if _file_holds_rgb(fmt):  # OpenCV's decode, read as BGR, gives the RGB back as it is
+        return np.ascontiguousarray(px[:, :, :3])
     code = cv2.COLOR_BGRA2RGB if px.shape[2] == 4 else cv2.COLOR_BGR2RGB  # OpenCV's order
     return np.ascontiguousarray(cv2.cvtColor(px, code))
 
@@ -308,21 +320,22 @@ def encode_depth(
 ) -> tuple[str, bytes]:
     """(format, data) of a depth map in metres (invalid: NaN or <= 0) as
     compressed_depth_image_transport publishes it (`codec` png or rvl), with its default
-    `depth_max` and `depth_quantization`. Depth at or beyond `depth_max` is written as invalid,
-    as it does."""
+    `depth_max` and `depth_quantization`. Depth beyond `depth_max` is written as invalid, as it
+    does (32FC1: at or beyond it; 16UC1: millimetres above depth_max * 1000)."""
     if codec not in ("png", "rvl"):
         raise ValueError(f"codec must be 'png' or 'rvl', got {codec!r}")
     depth_m = np.asarray(depth_m, dtype=np.float32)
-    ok = np.isfinite(depth_m) & (depth_m > 0) & (depth_m < depth_max)
-    if encoding in ("16UC1", "mono16"):
+    ok = np.isfinite(depth_m) & (depth_m > 0)
+    if encoding in ("16UC1", "mono16"):  # the plugin keeps millimetres up to depth_max exactly
         mm = np.rint(np.where(ok, depth_m, 0.0) * 1000.0)
-        px = np.where(mm <= 65535, mm, 0).astype(np.uint16)
+        keep = mm <= min(65535, int(depth_max * 1000))
+        px = np.where(keep, mm, 0).astype(np.uint16)
         quant_a = quant_b = 0.0
     elif encoding == "32FC1":
         quant_a = depth_quantization * (depth_quantization + 1.0)
         quant_b = 1.0 - quant_a / depth_max
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.where(ok, quant_a / depth_m + quant_b, 0.0)
+            inv = np.where(ok & (depth_m < depth_max), quant_a / depth_m + quant_b, 0.0)
         px = np.clip(inv, 0, 65535).astype(np.uint16)  # C++'s float -> ushort truncation
     else:
         raise ValueError(f"depth encoding must be 16UC1, mono16 or 32FC1, got {encoding!r}")
