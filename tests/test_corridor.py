@@ -54,6 +54,9 @@ def test_sensor_depth_has_range_limit_edge_holes_and_z_squared_noise():
     assert near.std() == pytest.approx(0.002 * 2.0**2, rel=0.1)
     assert far.std() == pytest.approx(0.002 * 4.0**2, rel=0.1)
     assert abs(near.mean() - 2.0) < 0.002 and abs(far.mean() - 4.0) < 0.005
+    # true depth just inside the range, noise pushing readings past it: none above 10,000 mm
+    edge = sensor_depth_mm(np.full((50, 50), 9.95), np.ones((50, 50), bool), rng, model)
+    assert edge.max() <= 10_000 and (edge > 0).mean() > 0.4
     holes = sensor_depth_mm(
         np.full((100, 100), 2.0), np.ones((100, 100), bool), rng, SensorModel(dropout=0.05)
     )

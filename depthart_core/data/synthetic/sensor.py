@@ -68,5 +68,8 @@ def sensor_depth_mm(
     ok &= rng.uniform(size=(h, w)) >= model.dropout
     noisy = z + rng.normal(size=(h, w)) * model.noise_z2 * z**2
     mm = np.rint(noisy * 1000.0)
-    ok &= (mm >= 1) & (mm <= 65535)
+    # the range applies to what the sensor reports (a reading beyond max_range_m is dropped, as
+    # compressedDepth drops 16UC1 millimetres above its depth_max), not only to the true depth
+    lo, hi = max(1, round(model.min_range_m * 1000)), min(65535, round(model.max_range_m * 1000))
+    ok &= (mm >= lo) & (mm <= hi)
     return np.where(ok, mm, 0).astype(np.uint16)
