@@ -732,6 +732,12 @@ class GroundPlaneScale:
             applied = replace(applied, scale=applied.scale / unit)
         return fit, applied
 
+    def forget(self) -> None:
+        """Drop every remembered scale and the last frame: the next frame starts over (another
+        source took the frames in between, so the carried unit would be a stranger's)."""
+        self.smoother.reset()
+        self._prev_hw = None
+
 
 def diagnostics(fit: GroundFit, applied: SmoothedScale) -> dict[str, str]:
     """Key/value strings for a diagnostic status: the scale applied, the frame's plane quality,

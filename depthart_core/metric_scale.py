@@ -54,12 +54,15 @@ class ScaleFit:
     abs_rel: float  # median |fit - metric| / metric over the inliers
 
     def apply(self, relative: np.ndarray) -> np.ndarray:
-        """Relative depth -> metres (float32); results <= 0 become NaN (invalid)."""
-        out = (np.asarray(relative, dtype=np.float32) * np.float32(self.scale)) + np.float32(
-            self.shift
-        )
+        """Relative depth -> metres (float32). A finite relative depth whose metres come out
+        <= 0 (a scale_shift fit with a negative shift, at the nearest pixels) is -inf, REP 117's
+        "closer than measurable", not NaN ("no return"), which a costmap would ignore; a
+        non-finite relative depth stays NaN."""
+        rel = np.asarray(relative, dtype=np.float32)
+        out = rel * np.float32(self.scale) + np.float32(self.shift)
         with np.errstate(invalid="ignore"):
-            out[~(out > 0)] = np.nan
+            out[~np.isfinite(rel)] = np.nan
+            out[np.isfinite(rel) & ~(out > 0)] = -np.inf
         return out
 
 
@@ -213,8 +216,9 @@ class StampMatcher:
     fixed count of a fast source lasts (100 messages of a 250 Hz IMU are 0.4 s): the span is in
     time so that a slow frame still finds the IMU or cue stamped with it. `dropped_near` says
     when the item a stamp wanted may have been dropped, so the reason given is the buffer's,
-    not a missing source. Thread-safe (filled by a subscription callback, read by the
-    inference worker)."""
+    not a missing source. A stamp more than `span_s` behind the newest starts the buffer over
+    (the clock went back: a looped bag, a simulator reset). Thread-safe (filled by a
+    subscription callback, read by the inference worker)."""
 
     def __init__(self, maxlen: int = 10, span_s: float = math.inf) -> None:
         if maxlen < 1:
@@ -230,6 +234,11 @@ class StampMatcher:
     def add(self, stamp_ns: int, item: Any) -> None:
         with self._lock:
             stamp_ns = int(stamp_ns)
+            if self._newest_ns is not None and self._newest_ns - stamp_ns > self.span_s * 1e9:
+                # the clock went back (a looped bag, a simulator reset): a new stream starts,
+                # else every item of it would be evicted against the old stream's newest stamp
+                self._items.clear()
+                self._newest_ns = self._dropped_max_ns = None
             self._items.append((stamp_ns, item))
             newest = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
             self._newest_ns = newest

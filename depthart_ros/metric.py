@@ -100,6 +100,7 @@ class MetricScaler:
             "fits": 0,
             "fallbacks": 0,
             "reason": "no frame yet",
+            "nonpositive_px": 0,  # the last frame's pixels a fit put at or behind the camera
         }
 
     @property
@@ -153,6 +154,8 @@ class MetricScaler:
         if self.sparse_on:
             fit, reason = self._sparse_fit(relative, stamp_ns, cfg)
             if fit is not None:
+                if self.ground is not None:  # the floor's memory would be stale on its return
+                    self.ground.forget()
                 return self._applied("sparse_depth", fit.scale, fit.shift, fit.mode, relative)
             reasons.append(f"sparse_depth: {reason}")
         if self.ground is not None:
@@ -165,7 +168,7 @@ class MetricScaler:
         why = "; ".join(reasons)
         s = self.state
         s |= {"units": "relative", "source": "none", "scale": "none", "shift": "none"}
-        s |= {"mode": "none", "reason": why, "fallbacks": s["fallbacks"] + 1}
+        s |= {"mode": "none", "reason": why, "fallbacks": s["fallbacks"] + 1, "nonpositive_px": 0}
         return relative, why
 
     def _applied(
@@ -184,6 +187,8 @@ class MetricScaler:
         s |= {"reason": "ok", "fits": s["fits"] + 1}
         if metres is None:
             metres = ScaleFit(scale, shift, mode, 0, 0, float("nan")).apply(relative)
+        # pixels the fit put at or behind the camera, published -inf ("too close")
+        s["nonpositive_px"] = int(np.isneginf(metres).sum()) if shift < 0 else 0
         return metres, None
 
     def _sparse_fit(self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]):
@@ -201,6 +206,13 @@ class MetricScaler:
             self.counts[f"rejected.{exc.cause}"] += 1
             return None, f"sparse_depth not decodable: {exc}"
         if metric.shape != relative.shape:
+            (mh, mw), (rh, rw) = metric.shape, relative.shape
+            if abs((mw / mh) / (rw / rh) - 1.0) > 0.01:  # stretched onto the image: a biased fit
+                self.counts["rejected.aspect"] += 1
+                return None, (
+                    f"sparse_depth is {mw}x{mh}, the image {rw}x{rh}: another aspect ratio, so "
+                    "not registered to the image (register the cue to the camera first)"
+                )
             metric = resample_sparse(metric, relative.shape)
         return fit_metric_scale(
             relative, metric, cfg["sparse_depth.mode"], int(cfg["sparse_depth.min_points"])

@@ -350,3 +350,86 @@ def test_sparse_max_m_zero_means_no_upper_bound() -> None:
     scaler.add_cue(5, image_msg(sparse, "32FC1", 5, "cam"))
     _, reason = scaler.to_metres(rel, 5, cfg, None)
     assert "too few" in reason  # the bound still applies when set
+
+
+def _floor(h: int = 60, w: int = 80, pitch: float = 13.0, height: float = 1.2):
+    """(relative depth, P) of a level floor seen from `height` m at `pitch` deg down."""
+    import math
+
+    import numpy as np
+
+    from depthart_core.ground_plane import expected_up
+
+    f = 0.5 * w / math.tan(math.radians(35))
+    P = [f, 0.0, (w - 1) / 2, 0.0, 0.0, f, (h - 1) / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(u - P[2]) / f, (v - P[6]) / f, np.ones_like(u)], -1)
+    up = expected_up(pitch, 0.0)
+    z = np.where(rays @ up < -1e-6, -height / np.minimum(rays @ up, -1e-6), 0.0)
+    return (np.clip(z, 0, 20) / 5.0).astype(np.float32), P
+
+
+def test_the_floor_starts_over_after_frames_the_sparse_cue_took() -> None:
+    """With both sources on, frames the cue wins never reach the floor's smoother: its memory
+    (and the last frame it carried its unit from) must not meet the floor's next frame, which
+    it met 2.8x off, held for two frames by the jump rule."""
+    import numpy as np
+
+    from depthart_core.rosio.messages import image_msg
+    from depthart_ros.metric import MetricScaler
+
+    rel, P = _floor()
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "sparse_depth.enabled": True}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.pitch_deg": 13.0}
+    scaler = MetricScaler(cfg)
+    scaler.to_metres(rel * 3.0, 1_000_000_000, cfg, P)  # the floor, in another relative unit
+    assert scaler.state["source"] == "ground_plane" and scaler.ground._prev_hw is not None
+    sparse = np.where(rel > 0, rel * 5.0, np.nan).astype(np.float32)
+    scaler.add_cue(2_000_000_000, image_msg(sparse, "32FC1", 2_000_000_000, "cam"))
+    scaler.to_metres(rel, 2_000_000_000, cfg, P)
+    assert scaler.state["source"] == "sparse_depth"
+    assert scaler.ground._prev_hw is None and not scaler.ground.smoother._history
+    depth, why = scaler.to_metres(rel, 5_000_000_000, cfg, P)  # the cue gone: the floor again
+    assert why is None and scaler.state["scale"] == pytest.approx(5.0, rel=1e-2)
+
+
+def test_a_cue_of_another_aspect_ratio_is_refused_not_stretched() -> None:
+    import numpy as np
+
+    from depthart_core.rosio.messages import image_msg
+    from depthart_ros.metric import MetricScaler
+
+    cfg = dict(DEFAULTS) | {"sparse_depth.enabled": True}
+    rel = np.random.default_rng(0).uniform(0.2, 1.0, (90, 160)).astype(np.float32)
+    scaler = MetricScaler(cfg)
+    scaler.add_cue(5, image_msg(np.full((120, 160), 3.0, np.float32), "32FC1", 5, "cam"))
+    _, why = scaler.to_metres(rel, 5, cfg, None)
+    assert "another aspect ratio" in why and scaler.diagnostics()["sparse_rejected.aspect"] == 1
+    scaler.add_cue(6, image_msg(np.full((45, 80), 3.0, np.float32), "32FC1", 6, "cam"))
+    assert scaler.to_metres(rel, 6, cfg, None)[1] is None  # the same shape at half size: used
+
+
+def test_a_fit_that_puts_pixels_behind_the_camera_marks_them_too_close() -> None:
+    """scale_shift with a negative shift: the nearest pixels' metres come out <= 0. They were
+    NaN ("no return", which a costmap ignores); they are -inf (too close) and counted."""
+    import numpy as np
+
+    from depthart_core.metric_scale import ScaleFit
+
+    fit = ScaleFit(10.0, -1.0, "scale_shift", 10, 10, 0.0)
+    out = fit.apply(np.array([0.05, 0.1, 0.5, np.nan], np.float32))
+    assert np.isneginf(out[:2]).all() and out[2] == pytest.approx(4.0) and np.isnan(out[3])
+
+
+def test_matcher_starts_over_when_the_clock_goes_back() -> None:
+    """A bag played in a loop or a simulator reset: stamps jump back. The matcher evicted every
+    new item against the old newest stamp, so frames found no cue and no IMU."""
+    from depthart_core.metric_scale import StampMatcher
+
+    m = StampMatcher(maxlen=20, span_s=2.0)
+    for k in range(60):
+        m.add(100_000_000_000 + k * 33_333_333, f"a{k}")
+    for k in range(40):  # the loop: 98 s earlier
+        m.add(2_000_000_000 + k * 33_333_333, f"b{k}")
+    assert m.nearest(2_000_000_000 + 36 * 33_333_333, 10_000_000) == "b36"
+    assert not m.dropped_near(2_000_000_000 + 36 * 33_333_333, 10_000_000)

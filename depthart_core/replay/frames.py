@@ -118,8 +118,8 @@ class ReplayConfig:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.protocol == "metric" and not self.depth_topic:
             raise ValueError("the metric protocol fits the scale to GT depth: give depth_topic")
-        if self.protocol == "metric" and self.sparse_points < 1:
-            raise ValueError(f"sparse_points must be >= 1, got {self.sparse_points}")
+        if self.protocol == "metric" and self.sparse_points < 2:  # a fit needs two points
+            raise ValueError(f"sparse_points must be >= 2, got {self.sparse_points}")
         if self.depth_topic and self.depth_topic == self.image_topic:
             raise ValueError(f"depth topic and image topic are the same: {self.image_topic!r}")
 
@@ -436,7 +436,10 @@ def score_frame(
         if pred is None:
             reject(row, f"metric scale fit failed: {reason}")
             return None
-        valid = valid & np.isfinite(pred)
+        lost = valid & ~np.isfinite(pred)  # a scale_shift fit's -inf (metres <= 0): counted
+        if lost.any():
+            row["pred_invalid_px"] = row.get("pred_invalid_px", 0) + int(lost.sum())
+        valid = valid & ~lost
     try:
         protocol = get_protocol(cfg.eval_protocol)
         row["metrics"] = evaluate(pred, gt, valid, protocol, cfg.depth_range)

@@ -117,11 +117,14 @@ class Trainer:
         # on, or be gone): read below, before the latents are cached from its tokenizer
         self.model = self._build_model(load_init=not resume).to(self.device)
         if cfg.stage == "transformer" and not self._cnn_prefix:  # before a pool is rendered
-            for name, on in (("hflip", cfg.hflip > 0), ("augment", cfg.augment)):
+            for setting, on in (
+                (f"hflip={cfg.hflip:g}", cfg.hflip > 0),
+                ("augment=true", cfg.augment),
+            ):
                 if on:
                     raise ValueError(
-                        f"{name}={getattr(cfg, name)} needs transformer.image_prefix 'cnn' (the "
-                        "'vq' prefix is cached from the frozen tokenizer)"
+                        f"{setting} needs transformer.image_prefix 'cnn' (the 'vq' prefix is "
+                        "cached from the frozen tokenizer)"
                     )
         self.params = self._trainable()
         broadcast(self.params, self.world)
