@@ -208,3 +208,22 @@ def test_the_camera_csv_in_the_root_is_used_and_must_cover_every_scene(root, tmp
         csv.writer(f).writerows([["scene_name", *cols], ["ai_009_009", *M_STANDARD.reshape(-1)]])
     with pytest.raises(ValueError, match="scene ai_001_001 is not in the camera parameters CSV"):
         HypersimDataset(root, split="train", camera_csv=csv_path)[0]
+
+
+def test_validation_leaves_out_a_frame_without_valid_depth(tmp_path, monkeypatch, caplog):
+    """A val frame that is all NaN (a camera facing a window) crashed training at its first
+    validation ("depth image 1 has no valid pixel"), after the steps since the last save."""
+    from depthart_core.training.config import DataConfig
+    from depthart_core.training.data import validation_batch
+
+    rows = [("ai_009_001", "cam_00", f, "True", "val", "ok") for f in range(3)]
+    monkeypatch.setitem(globals(), "ROWS", rows)  # what _write_fixture writes
+    _write_fixture(tmp_path)
+    geo = tmp_path / "ai_009_001" / "images" / "scene_cam_00_geometry_hdf5"
+    with h5py.File(geo / "frame.0001.depth_meters.hdf5", "w") as f:
+        f.create_dataset("dataset", data=np.full((H, W), np.nan, np.float16))
+    cfg = DataConfig(source="hypersim", root=str(tmp_path), val_count=3)
+    with caplog.at_level(logging.WARNING):
+        batch = validation_batch(cfg, 8)
+    assert batch["valid"].shape[0] == 2 and bool(batch["valid"].flatten(1).any(1).all())
+    assert "leaves out 1 frame(s) without valid depth" in caplog.text

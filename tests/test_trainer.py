@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -348,3 +349,69 @@ def test_pool_latents_are_cached_on_disk_and_reused(tmp_path):
         next(second.model.tokenizer.parameters()).add_(1.0)
     assert torch.equal(second._cache_latents()[0], second.latents[0]) is False
     assert len(list(tmp_path.glob("pool.latents-*.safetensors"))) == 2
+
+
+def test_two_process_tokenizer_replicas_and_resume_stay_exact(tmp_path):
+    """Stage 1 on two ranks: each counted its own batch's code hits and re-seeded dead codes from
+    its own latents and RNG, so the codebooks parted. And a two-rank resume gave every rank rank
+    0's RNG state: a stage-2 run with Gumbel draws stopped at step 2 and resumed to 4 differed
+    from the run that went to 4 at once."""
+    tok_cfg = ROOT / "training/configs/tiny_tokenizer.yaml"
+    dart_cfg = ROOT / "training/configs/tiny_depthart.yaml"
+    pool = ["batch_size=2", "data.val_count=2", "data.pool_size=8", "log_every=1"]
+    tok_set = [*pool, "steps=2", "restart_dead_every=1"]
+    dart_set = [
+        *pool,
+        "last_scale_gumbel=true",
+        "optim.schedule=none",
+        "ckpt_every=2",
+        "val_every=2",
+    ]
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, torch
+            from pathlib import Path
+            from depthart_core.training.config import load_train_config
+            from depthart_core.training.trainer import Trainer
+
+            def main(out):
+                tok = load_train_config({str(tok_cfg)!r}, {tok_set!r})
+                tr = Trainer(tok, out / "tok", progress=False)
+                tr.fit(progress=False)
+                torch.save(tr.model.tokenizer.state_dict(), out / f"tok{{tr.rank}}.pt")
+                for name, steps in (("once", [4]), ("resumed", [2, 4])):
+                    for i, n in enumerate(steps):
+                        cfg = load_train_config({str(dart_cfg)!r}, {dart_set!r} + [f"steps={{n}}"])
+                        tr = Trainer(cfg, out / name, resume=i > 0, progress=False)
+                        tr.fit(progress=False)
+                        torch.distributed.barrier()  # rank 0 has written the state
+                    flat = torch.cat([p.detach().flatten() for p in tr.params])
+                    torch.save(flat, out / f"{{name}}{{tr.rank}}.pt")
+
+            if __name__ == "__main__":  # the pool renders in spawned processes
+                main(Path(sys.argv[1]))
+            """
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = str(29500 + (os.getpid() + 7) % 1000)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+           port, str(script), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, timeout=600, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    t0, t1 = torch.load(tmp_path / "tok0.pt"), torch.load(tmp_path / "tok1.pt")
+    assert [k for k in t0 if not torch.equal(t0[k], t1[k])] == []
+    for name in ("once", "resumed"):
+        assert torch.equal(
+            torch.load(tmp_path / f"{name}0.pt"), torch.load(tmp_path / f"{name}1.pt")
+        )
+    assert torch.equal(torch.load(tmp_path / "once0.pt"), torch.load(tmp_path / "resumed0.pt"))
+
+
+def test_identical_generator_settings_share_one_pool_cache():
+    from depthart_core.training.data import synth_tag
+
+    assert synth_tag({"camera_height": [0.6, 1.9]}) == synth_tag(None) == ""  # the defaults
+    assert synth_tag({"camera_height": [1, 2]}) == synth_tag({"camera_height": [1.0, 2.0]}) != ""

@@ -66,9 +66,13 @@ def synth_config(size: int, overrides: dict | None = None) -> SynthConfig:
 
 def synth_tag(overrides: dict | None) -> str:
     """Short stable tag of non-empty overrides for cache names ("" for the defaults)."""
-    if not overrides:
+    if not overrides or synth_config(1, overrides) == synth_config(1, None):  # the defaults
         return ""
-    canon = json.dumps(synth_config(1, overrides).to_dict(), sort_keys=True)
+    cfg, default = synth_config(1, overrides).to_dict(), synth_config(1, None).to_dict()
+    for k, v in cfg.items():  # [1, 2] and [1.0, 2.0] of a range in metres: one pool
+        if isinstance(v, list) and any(isinstance(x, float) for x in default[k]):
+            cfg[k] = [float(x) for x in v]
+    canon = json.dumps(cfg, sort_keys=True)
     return "_" + hashlib.sha256(canon.encode()).hexdigest()[:10]
 
 
@@ -394,4 +398,17 @@ def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     ds = open_dataset(cfg, "val" if cfg.source == "hypersim" else cfg.split)
     n = min(cfg.val_count, len(ds))
     pick = np.random.default_rng(cfg.val_seed).choice(len(ds), size=n, replace=False)
-    return collate([resize_sample(ds[int(i)], size) for i in pick])
+    frames, empty = [], []
+    for i in pick:  # a frame with no valid depth (a window) cannot be scored: left out, named
+        sample = ds[int(i)]
+        rgb_depth_valid = resize_sample(sample, size)
+        if rgb_depth_valid[2].any():
+            frames.append(rgb_depth_valid)
+        else:
+            empty.append(getattr(sample, "name", str(int(i))))
+    if empty:
+        log.warning("validation leaves out %d frame(s) without valid depth: %s", len(empty),
+                    ", ".join(empty[:5]))  # fmt: skip
+    if not frames:
+        raise ValueError(f"no validation frame of {cfg.source} {cfg.root} has valid depth")
+    return collate(frames)

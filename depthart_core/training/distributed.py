@@ -8,6 +8,7 @@ forward hooks assume one). gloo on CPU, NCCL on GPU.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -39,6 +40,25 @@ def broadcast(params: list[torch.Tensor], world: int) -> None:
     if world > 1:
         for p in params:
             dist.broadcast(p.data, src=0)
+
+
+def average_buffers(tensors: list[torch.Tensor], world: int) -> None:
+    """Average tensors that each rank updates from its own batch (the tokenizer's code-hit
+    statistics), so the replicas stay identical."""
+    if world > 1:
+        for t in tensors:
+            dist.all_reduce(t.data)
+            t.data /= world
+
+
+def gather_rng_states(world: int) -> list[torch.Tensor]:
+    """Every rank's torch RNG state, on every rank (a collective: all ranks call it)."""
+    state = torch.get_rng_state()
+    if world <= 1:
+        return [state]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, state)
+    return out
 
 
 def allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:

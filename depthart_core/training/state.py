@@ -30,8 +30,10 @@ def save_train_state(
     ema: list[torch.Tensor] | None,
     step: int,
     config: dict[str, Any],
+    rng_states: list[torch.Tensor] | None = None,
 ) -> None:
-    """Atomically write `run_dir/train_state.safetensors`."""
+    """Atomically write `run_dir/train_state.safetensors`. `rng_states`: every rank's torch RNG
+    state (data parallel: `distributed.gather_rng_states`); None: this process's."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v.detach().cpu().contiguous()
@@ -41,7 +43,10 @@ def save_train_state(
             tensors[f"opt.{i}.{name}"] = torch.as_tensor(t).detach().cpu().contiguous()
     for i, e in enumerate(ema or []):
         tensors[f"ema.{i}"] = e.detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
+    rng_states = rng_states or [torch.get_rng_state()]
+    tensors["rng.torch"] = rng_states[0]
+    for rank, s in enumerate(rng_states[1:], start=1):  # each rank goes on with its own draws
+        tensors[f"rng.torch.{rank}"] = s
     meta = {
         "step": str(step),
         "config": json.dumps(config),
@@ -58,9 +63,11 @@ def restore_train_state(
     stage: str,
     preset: str,
     device: torch.device,
+    rank: int = 0,
 ) -> int:
-    """Load `run_dir`'s state into `model`, `opt`, `ema` and the torch RNG; return its step.
-    A damaged file, or one written for another stage or preset, raises naming the file."""
+    """Load `run_dir`'s state into `model`, `opt`, `ema` and the torch RNG (`rank`'s own; a
+    rank the run did not have, with another world size, gets a seed of its own); return its
+    step. A damaged file, or one written for another stage or preset, raises naming the file."""
     path = run_dir / STATE_NAME
     meta, tensors = read_train_state(run_dir)
     saved = json.loads(meta["config"])
@@ -79,7 +86,11 @@ def restore_train_state(
     opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     for i, e in enumerate(ema or []):
         e.copy_(tensors[f"ema.{i}"])
-    torch.set_rng_state(tensors["rng.torch"])
+    key = f"rng.torch.{rank}" if rank else "rng.torch"
+    if key in tensors:
+        torch.set_rng_state(tensors[key])
+    else:  # not rank 0's draws again: identical Gumbel noise and restarts on every rank
+        torch.manual_seed(int(saved.get("seed", 0)) + 1000 * rank + int(meta["step"]))
     return int(meta["step"])
 
 

@@ -60,7 +60,9 @@ from depthart_core.training.config import TrainConfig
 from depthart_core.training.data import make_batches, validation_batch
 from depthart_core.training.distributed import (
     allreduce_grads,
+    average_buffers,
     broadcast,
+    gather_rng_states,
     init_distributed,
     pick_device,
 )
@@ -488,6 +490,8 @@ class Trainer:
             )
         self.scaler.step(self.opt)
         self.scaler.update()
+        if cfg.stage == "tokenizer":  # each rank counted its own batch's code hits
+            average_buffers([self.model.tokenizer.quantize.ema_vocab_hit_SV], self.world)
         if self.ema is not None:
             with torch.no_grad():
                 for e, p in zip(self.ema, self.params, strict=False):
@@ -504,9 +508,12 @@ class Trainer:
                     )
                 else:
                     x = batch["rgb"].to(self.device).float() / 127.5 - 1.0
-                logs["restarted_codes"] = obj.restart_dead_codes(
-                    self.model, self.model.tokenizer.encode_latent(x)
-                )
+                quant = self.model.tokenizer.quantize
+                if self.is_main:  # from rank 0's latents and RNG, then the same on every rank
+                    logs["restarted_codes"] = obj.restart_dead_codes(
+                        self.model, self.model.tokenizer.encode_latent(x)
+                    )
+                broadcast([quant.embedding.weight, quant.ema_vocab_hit_SV], self.world)
         self.step += 1
         logs["lr"] = lr_at(self.step - 1, cfg, self.planned_steps)
         logs["tokens"] = tokens * self.world
@@ -573,10 +580,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def save(self) -> None:
+        """Every rank calls it (the RNG states are gathered); rank 0 writes."""
+        rng_states = gather_rng_states(self.world)
         if not self.is_main:
             return
         cfg = self.cfg.to_dict()
-        save_train_state(self.run_dir, self.model, self.opt, self.ema, self.step, cfg)
+        save_train_state(self.run_dir, self.model, self.opt, self.ema, self.step, cfg, rng_states)
         with ema_weights(self.params, self.ema):
             save_checkpoint(self.run_dir / CKPT_NAME, self.model, self.provenance())
 
@@ -599,7 +608,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         args = (self.model, self.opt, self.ema, self.cfg.stage, self.cfg.preset, self.device)
-        self.step = restore_train_state(self.run_dir, *args)
+        self.step = restore_train_state(self.run_dir, *args, rank=self.rank)
         if self.is_main:  # the log continues from the state's step, rewritten atomically
             self.history = [r for r in read_metrics(self.run_dir) if r["step"] <= self.step]
             rewrite_metrics(self.run_dir, self.history)
