@@ -286,3 +286,21 @@ def test_a_non_finite_uncertainty_is_counted_and_the_depth_still_scored(tmp_path
     res = evaluate_predictions(ds, None, limit=2, progress=False, predict_uncertainty=all_nan)
     assert res.n_images == 2 and res.uncertainty is None
     assert "uncertainty not scored" in caplog.text
+
+
+def test_report_shows_what_each_uncertainty_max_drops_and_flat_frames():
+    from depthart_core.evaluation.report import uncertainty_section
+    from depthart_core.evaluation.runner import UNCERTAINTY_THRESHOLDS
+    from depthart_core.evaluation.uncertainty_metrics import UncertaintyTally
+
+    rng = np.random.default_rng(0)
+    t = UncertaintyTally()
+    for _ in range(3):
+        e = rng.uniform(0.0, 0.3, 400)
+        t.add(e, e + rng.normal(0, 0.02, 400))
+    t.add(rng.uniform(0.0, 0.3, 400), np.full(400, 0.1))  # a flat map: no ranking
+    u = t.summary(thresholds=UNCERTAINTY_THRESHOLDS)
+    md = "\n".join(uncertainty_section(u))
+    frac = float(np.mean(np.concatenate(t._scores) > 0.15))
+    assert f"| 0.15 | {100 * frac:.1f} % |" in md
+    assert "leaves out 1 of 4 frames" in md and u["spearman_undefined_frames"] == 1

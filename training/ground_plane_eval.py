@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tilt and args.up == "prior":
         ap.error(f"--tilt {args.tilt:g} straightens toward a measured up: needs --up true or lines")
     ground: dict[str, object] = {"tilt": args.tilt}
-    if args.window:
+    if args.window is not None:
         ground["window"] = args.window
-    if args.max_angle:
+    if args.max_angle is not None:
         ground["max_normal_angle_deg"] = args.max_angle
     try:  # bad settings are refused before the model loads
         ground_cfg = dataclasses.replace(GroundPlaneConfig(normal="prior"), **ground)

@@ -196,6 +196,15 @@ def uncertainty_section(u: dict) -> list[str]:
             if u.get("nonfinite_pixels")
             else []
         ),
+        *(
+            [
+                "",
+                f"**Spearman per frame leaves out {u['spearman_undefined_frames']} of "
+                f"{u['frames']} frames** whose map (or error) is constant: no ranking there.",
+            ]
+            if u.get("spearman_undefined_frames")
+            else []
+        ),
         "",
         _md_table(UNCERTAINTY_HEAD, [uncertainty_row(u)]),
         "",
@@ -207,6 +216,22 @@ def uncertainty_section(u: dict) -> list[str]:
                 ["claimed", *(f"{c:.4f}" for c, _, _ in deciles)],
                 ["observed", *(f"{o:.4f}" for _, o, _ in deciles)],
             ],
+        ),
+        "",
+        *_threshold_lines(u.get("thresholds", [])),
+    ]
+
+
+def _threshold_lines(rows: list) -> list[str]:
+    """What the node's `uncertainty.max` would do on these frames (pooled pixels)."""
+    if not rows:
+        return []
+    return [
+        "What `uncertainty.max` (the node's depth/filtered) would drop on these frames:",
+        "",
+        _md_table(
+            ["uncertainty.max", "pixels dropped", "error of the kept", "error of the dropped"],
+            [[f"{t:g}", f"{100 * f:.1f} %", _fmt(k, ".4f"), _fmt(d, ".4f")] for t, f, k, d in rows],
         ),
         "",
     ]

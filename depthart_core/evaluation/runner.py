@@ -57,6 +57,8 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 UncertaintyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rgb -> (depth, error)
 VIS_MAX_SIDE = 320  # px, the longest side of each panel in samples.png
 POOL_PER_FRAME = 10_000  # pixels of each frame in the pooled uncertainty measures
+# the node's `uncertainty.max` values whose effect the report shows (what each would drop)
+UNCERTAINTY_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 
 
 def _uncertainty_summary(tally: UncertaintyTally | None, nonfinite: int) -> dict | None:
@@ -69,7 +71,7 @@ def _uncertainty_summary(tally: UncertaintyTally | None, nonfinite: int) -> dict
             log.warning("uncertainty not scored: all %d valid pixels' uncertainty is non-finite "
                         "(a broken head?)", nonfinite)  # fmt: skip
         return None
-    return {**tally.summary(), "nonfinite_pixels": nonfinite}
+    return {**tally.summary(thresholds=UNCERTAINTY_THRESHOLDS), "nonfinite_pixels": nonfinite}
 
 
 def constant_baseline(rgb: np.ndarray) -> np.ndarray:
