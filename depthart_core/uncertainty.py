@@ -34,7 +34,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthart_core.evaluation.uncertainty_metrics import tie_averaged, tie_groups
 from depthart_core.fileutil import atomic_write, read_json
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.uncertainty_head import embedding_variance
@@ -230,6 +229,22 @@ def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
             v1, w1, n1 = blocks.pop()
             blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
     return np.concatenate([np.full(int(n), m) for m, _, n in blocks])
+
+
+def tie_groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of each run of equal values in a sorted array, end exclusive."""
+    k = np.asarray(sorted_keys)
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    return starts, np.concatenate([starts[1:], [k.size]])
+
+
+def tie_averaged(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` (in the keys' sorted order) with each run of equal keys replaced by the run's
+    mean: what any split of a tie group gets in expectation over a random order of its pixels."""
+    v = np.asarray(values, np.float64)
+    starts, ends = tie_groups(sorted_keys)
+    sums = np.add.reduceat(v, starts) if v.size else v
+    return np.repeat(sums / (ends - starts), ends - starts)
 
 
 def fit_calibration(

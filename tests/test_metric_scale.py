@@ -84,12 +84,14 @@ def test_degenerate_fits_are_refused() -> None:
         fit_metric_scale(rel, rel[:5, :5], "scale")
 
 
-def test_apply_marks_non_positive_as_invalid() -> None:
+def test_apply_marks_non_positive_as_too_close() -> None:
+    """A finite relative depth the fit puts at or behind the camera is -inf (REP 117: closer
+    than measurable; it was NaN, "no return", which a costmap ignores); NaN stays NaN."""
     rel, sparse, ys, xs, _ = _scene(100)
     sparse[ys, xs] = 2.0 * rel[ys, xs] - 0.5
     fit, _ = fit_metric_scale(rel, sparse, "scale_shift")
     out = fit.apply(np.array([0.1, 0.5, np.nan], np.float32))
-    assert np.isnan(out[0]) and out[1] == pytest.approx(0.5, rel=1e-4) and np.isnan(out[2])
+    assert np.isneginf(out[0]) and out[1] == pytest.approx(0.5, rel=1e-4) and np.isnan(out[2])
 
 
 def test_resample_sparse_moves_points_without_interpolating() -> None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import PRED_EPS, masked_pairs
+from depthart_core.uncertainty import tie_averaged
 
 FRACTIONS = np.round(np.arange(0, 50) * 0.02, 2)  # 0, 0.02, ..., 0.98
 
@@ -64,22 +65,6 @@ def _check_pair(errors: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
         bad = int((~np.isfinite(e)).sum() + (~np.isfinite(s)).sum())
         raise ValueError(f"{bad} non-finite errors or scores")
     return e, s
-
-
-def tie_groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) of each run of equal values in a sorted array, end exclusive."""
-    k = np.asarray(sorted_keys)
-    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
-    return starts, np.concatenate([starts[1:], [k.size]])
-
-
-def tie_averaged(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """`values` (in the keys' sorted order) with each run of equal keys replaced by the run's
-    mean: what any split of a tie group gets in expectation over a random order of its pixels."""
-    v = np.asarray(values, np.float64)
-    starts, ends = tie_groups(sorted_keys)
-    sums = np.add.reduceat(v, starts) if v.size else v
-    return np.repeat(sums / (ends - starts), ends - starts)
 
 
 def sparsification_curve(
