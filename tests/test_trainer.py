@@ -415,3 +415,24 @@ def test_identical_generator_settings_share_one_pool_cache():
 
     assert synth_tag({"camera_height": [0.6, 1.9]}) == synth_tag(None) == ""  # the defaults
     assert synth_tag({"camera_height": [1, 2]}) == synth_tag({"camera_height": [1.0, 2.0]}) != ""
+
+
+def test_the_loss_scaler_state_is_saved_and_restored(tmp_path):
+    """fp16 on a GPU: a resume restarted the loss scale at 65536, so its first steps overflowed
+    and were skipped where the uninterrupted run's were not (checked here with a CPU scaler)."""
+    from depthart_core.training.state import restore_train_state, save_train_state
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    scaler.scale(torch.tensor(1.0))
+    scaler.update(new_scale=128.0)
+    config = {"stage": "transformer", "preset": "tiny", "seed": 0}
+    save_train_state(tmp_path, model, opt, None, 3, config, None, scaler)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    cpu = torch.device("cpu")
+    assert (
+        restore_train_state(tmp_path, model, opt, None, "transformer", "tiny", cpu, scaler=fresh)
+        == 3
+    )
+    assert fresh.get_scale() == 128.0

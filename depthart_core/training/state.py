@@ -1,8 +1,10 @@
 """The training state: everything `--resume` needs to continue a run exactly, in one file.
 
 `train_state.safetensors` holds the weights (`model.*`), the AdamW moments (`opt.<i>.<name>`),
-the EMA copies (`ema.<i>`) and the torch RNG state (`rng.torch`); its metadata holds the step
-(which is also the data position), the training config and the optimizer's param groups. It is
+the EMA copies (`ema.<i>`) and the torch RNG state (`rng.torch`, and `rng.torch.<rank>` for the
+other ranks of a data-parallel run); its metadata holds the step (which is also the data
+position), the training config, the optimizer's param groups and, with fp16 on a GPU, the loss
+scaler's state. It is
 written through `fileutil.atomic_write`, so a kill at any moment leaves the previous state whole
 and only a temp folder that the next start removes (`rundir`). `ema_weights` swaps the EMA copies
 into the model for validation and for the user-facing checkpoint.
@@ -31,6 +33,7 @@ def save_train_state(
     step: int,
     config: dict[str, Any],
     rng_states: list[torch.Tensor] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     """Atomically write `run_dir/train_state.safetensors`. `rng_states`: every rank's torch RNG
     state (data parallel: `distributed.gather_rng_states`); None: this process's."""
@@ -52,6 +55,8 @@ def save_train_state(
         "config": json.dumps(config),
         "param_groups": json.dumps(opt_state["param_groups"]),
     }
+    if scaler is not None and scaler.is_enabled():  # fp16: the loss scale it had reached
+        meta["grad_scaler"] = json.dumps(scaler.state_dict())
     atomic_write(run_dir / STATE_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -64,6 +69,7 @@ def restore_train_state(
     preset: str,
     device: torch.device,
     rank: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> int:
     """Load `run_dir`'s state into `model`, `opt`, `ema` and the torch RNG (`rank`'s own; a
     rank the run did not have, with another world size, gets a seed of its own); return its
@@ -86,6 +92,8 @@ def restore_train_state(
     opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     for i, e in enumerate(ema or []):
         e.copy_(tensors[f"ema.{i}"])
+    if scaler is not None and scaler.is_enabled() and "grad_scaler" in meta:
+        scaler.load_state_dict(json.loads(meta["grad_scaler"]))  # not 65536 again: no overflows
     key = f"rng.torch.{rank}" if rank else "rng.torch"
     if key in tensors:
         torch.set_rng_state(tensors[key])

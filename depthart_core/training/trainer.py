@@ -585,7 +585,9 @@ class Trainer:
         if not self.is_main:
             return
         cfg = self.cfg.to_dict()
-        save_train_state(self.run_dir, self.model, self.opt, self.ema, self.step, cfg, rng_states)
+        save_train_state(
+            self.run_dir, self.model, self.opt, self.ema, self.step, cfg, rng_states, self.scaler
+        )
         with ema_weights(self.params, self.ema):
             save_checkpoint(self.run_dir / CKPT_NAME, self.model, self.provenance())
 
@@ -608,7 +610,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         args = (self.model, self.opt, self.ema, self.cfg.stage, self.cfg.preset, self.device)
-        self.step = restore_train_state(self.run_dir, *args, rank=self.rank)
+        self.step = restore_train_state(self.run_dir, *args, rank=self.rank, scaler=self.scaler)
         if self.is_main:  # the log continues from the state's step, rewritten atomically
             self.history = [r for r in read_metrics(self.run_dir) if r["step"] <= self.step]
             rewrite_metrics(self.run_dir, self.history)
