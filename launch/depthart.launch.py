@@ -28,6 +28,7 @@ environment of every process on the topic (camera driver and this node).
 
 from __future__ import annotations
 
+import atexit
 import re
 import tempfile
 from pathlib import Path
@@ -135,7 +136,9 @@ OVERRIDE_KEYS = (f"/**/{NODE_NAME}", "/**/*", "/**")
 def overrides_file(params_file: str | Path, values: dict[str, Any]) -> str:
     """A parameters file holding `values` under a node key `params_file` does not use, to be
     given after it: its key first appears there, so rclpy applies it last and it wins."""
-    taken = {str(key) for key in read_params_file(params_file)}
+    # the node keys rcl reads from the file: nested ones joined ("/**": depthart_node: is
+    # /**/depthart_node), with and without a leading slash alike
+    taken = {"/" + name.strip("/") for name, _ in _entries(read_params_file(params_file))}
     key = next((k for k in OVERRIDE_KEYS if k not in taken), None)
     if key is None:
         raise ValueError(f"{params_file} uses every key of {OVERRIDE_KEYS}; rename one")
@@ -143,7 +146,12 @@ def overrides_file(params_file: str | Path, values: dict[str, Any]) -> str:
         "w", prefix="depthart_launch_", suffix=".yaml", delete=False
     ) as f:
         yaml.safe_dump({key: {"ros__parameters": values}}, f)  # strings stay quoted strings
+    atexit.register(_remove, f.name)  # read when the node starts; gone when launch ends
     return f.name
+
+
+def _remove(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
 
 
 def flag(name: str, text: str) -> bool:

@@ -506,6 +506,28 @@ def test_arguments_reach_the_node_under_a_key_the_users_file_does_not_use(
             run_setup(stand_in, params_file=str(tmp_path / "typo.yml"), lifecycle=lifecycle)
 
 
+def test_arguments_avoid_a_key_the_users_file_has_only_in_nested_form(
+    stand_in, tmp_path: Path
+) -> None:
+    """`"/**": depthart_node: ros__parameters:` is the node key /**/depthart_node to rcl: the
+    arguments' file took that key (only top-level keys were looked at), rcl merged it into the
+    user's first entry and a later `/depthart_node` entry won over `sampling:=greedy` and over
+    the managed node's autostart false (probe with the real launch_ros: the node activated
+    itself and launch's configure failed)."""
+    robot = tmp_path / "nested.yaml"
+    robot.write_text(
+        '"/**":\n  depthart_node:\n    ros__parameters: {threads: 1}\n'
+        "/depthart_node:\n  ros__parameters: {sampling: soft, autostart: true}\n"
+    )
+    (node,) = run_setup(stand_in, params_file=str(robot), sampling="greedy")
+    key = next(iter(yaml.safe_load(Path(node.kwargs["parameters"][1]).read_text())))
+    assert key == "/**/*", key
+    loose = tmp_path / "loose.yaml"  # the same key without its leading slash is the same key
+    loose.write_text("'**/depthart_node':\n  ros__parameters: {threads: 1}\n")
+    (node,) = run_setup(stand_in, params_file=str(loose), sampling="greedy")
+    assert next(iter(yaml.safe_load(Path(node.kwargs["parameters"][1]).read_text()))) == "/**/*"
+
+
 def test_nested_params_file_autostart_is_read(stand_in, tmp_path: Path) -> None:
     """rcl's nested form (`front: depthart_node: ros__parameters:`) sets autostart too."""
     mod, fakes = stand_in
