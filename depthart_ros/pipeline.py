@@ -63,12 +63,18 @@ class FramePipeline:
         self.counts["rejected"] += 1
         self.rejected_by[cause] += 1
 
-    def take(self) -> Any | None:
+    def wake_token(self) -> int:
+        """The count of `wake` calls so far: given to `take` or `pause`, a wake after it (a rate
+        set while the worker was reading the old one) is not missed."""
+        with self._cv:
+            return self._wakes
+
+    def take(self, token: int | None = None) -> Any | None:
         """Block until a frame waits (returns it, now in progress), the pipeline closes (None),
         or `wake` is called (`RETRY`: a rate changed, so the worker re-reads it before taking
-        the frame; a lower cap applies to the very next frame)."""
+        the frame; a lower cap applies to the very next frame); since `token` when given."""
         with self._cv:
-            wakes = self._wakes
+            wakes = self._wakes if token is None else token
             while self._pending is None and not self._closed and self._wakes == wakes:
                 self._cv.wait()
             if self._closed:
@@ -114,11 +120,11 @@ class FramePipeline:
                 self.counts["latency_implausible"] += 1
             self.inference_ms.append(inference_ms)
 
-    def pause(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, returning early when the pipeline closes or `wake` is called;
-        True if it slept the whole time."""
+    def pause(self, seconds: float, token: int | None = None) -> bool:
+        """Sleep up to `seconds`, returning early when the pipeline closes or `wake` is called
+        (since `token` when given); True if it slept the whole time."""
         with self._cv:
-            wakes = self._wakes
+            wakes = self._wakes if token is None else token
             return not self._cv.wait_for(
                 lambda: self._closed or self._wakes != wakes, timeout=max(0.0, seconds)
             )
@@ -164,19 +170,20 @@ def run_worker(
     closes."""
     last_start = 0.0
     while True:
+        token = frames.wake_token()  # before the rate is read: a change after it still wakes
         rate = max_rate_hz()
         wait_s = last_start + 1.0 / rate - time.monotonic() if rate > 0 else 0.0
         if wait_s > 0:
-            frames.pause(wait_s)  # early on close, or on wake: a new rate applies at once
+            frames.pause(wait_s, token)  # early on close, or on wake: a new rate applies at once
             if frames.closed:
                 return
             continue
-        item = frames.take()
+        item = frames.take(token)
         if item is None:
             return
         if item is RETRY:
             continue
-        last_start = time.monotonic()
+        started = time.monotonic()
         try:
             outcome, cause = process(item)
         except Exception as exc:  # a bad frame must never kill the worker
@@ -184,6 +191,10 @@ def run_worker(
                 frames.finish("rejected", "inference_error")  # so a drain does not wait on it
                 return
             outcome, cause = "rejected", "inference_error"
+        # only a frame that reached the model uses up a max_rate_hz period: a stale one or one
+        # that did not decode must not make the fresh frame behind it wait (or go stale too)
+        if outcome == "processed" or cause == "inference_error":
+            last_start = started
         frames.finish(outcome, cause)
 
 

@@ -76,7 +76,7 @@ def test_stale_sidecar_key_triggers_rebuild(tmp_path) -> None:
     assert json.loads(sidecar.read_text())["key"] == KEY.to_dict()
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage_sidecar", "no_sidecar"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage_sidecar", "list_sidecar", "no_sidecar"])
 def test_damaged_files_trigger_rebuild(tmp_path, damage) -> None:
     cache, trt = EngineCache(tmp_path), FakeTRT()
     path = cache.get_or_build(KEY, trt.build, trt.deserialize).path
@@ -84,6 +84,8 @@ def test_damaged_files_trigger_rebuild(tmp_path, damage) -> None:
         path.write_bytes(PLAN[:10])
     elif damage == "garbage_sidecar":
         cache.sidecar_path(KEY).write_text("{not json")
+    elif damage == "list_sidecar":  # valid JSON, not an object: it raised AttributeError
+        cache.sidecar_path(KEY).write_text("[]")
     else:
         cache.sidecar_path(KEY).unlink()
     result = cache.get_or_build(KEY, trt.build, trt.deserialize)

@@ -94,6 +94,69 @@ def test_a_new_max_rate_applies_at_once() -> None:
     assert not worker.is_alive()
 
 
+def _run(frames: FramePipeline, process, rate) -> threading.Thread:
+    worker = threading.Thread(target=run_worker, args=(frames, process, rate, lambda exc: True))
+    worker.start()
+    return worker
+
+
+def _wait(cond, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_a_frame_that_never_reached_the_model_uses_no_rate_period() -> None:
+    """A stale frame (or one that did not decode) started the max_rate_hz period: the fresh frame
+    behind it waited a whole period and, older by then, could be dropped as stale too."""
+    frames = FramePipeline()
+    done: list[tuple[str, float]] = []
+
+    def process(item):
+        done.append((item, time.monotonic()))
+        return ("dropped_stale", "") if item == "stale" else ("processed", "")
+
+    worker = _run(frames, process, lambda: 0.1)  # a 10 s period
+    frames.offer("stale")
+    assert _wait(lambda: len(done) == 1)
+    frames.offer("fresh")
+    assert _wait(lambda: len(done) == 2, timeout=5.0), done  # not 10 s later
+    frames.offer("next")  # the fresh frame reached the model: this one waits its period
+    time.sleep(0.3)
+    frames.close()
+    worker.join(timeout=10)
+    assert [item for item, _ in done] == ["stale", "fresh"] and not worker.is_alive()
+
+
+def test_a_rate_set_while_the_worker_reads_the_old_one_is_not_missed() -> None:
+    """The wake from a max_rate_hz change landing between the worker's read of the rate and
+    its pause was lost: frame 2 waited the old 5 s period although the cap was lifted."""
+    frames = FramePipeline()
+    rate, reads, done = {"hz": 0.2}, [0], []
+
+    def max_rate() -> float:
+        hz = rate["hz"]
+        reads[0] += 1
+        if reads[0] == 2:  # the parameter set lands right after this read
+            rate["hz"] = 0.0
+            frames.wake()
+        return hz
+
+    def process(item):
+        done.append(time.monotonic())
+        return "processed", ""
+
+    worker = _run(frames, process, max_rate)
+    frames.offer(1)
+    assert _wait(lambda: len(done) == 1)
+    t0 = time.monotonic()
+    frames.offer(2)
+    assert _wait(lambda: len(done) == 2, timeout=4.0) and done[1] - t0 < 2.0, done
+    frames.close()
+    worker.join(timeout=10)
+
+
 def test_rates_that_would_stall_the_node_are_refused() -> None:
     assert validate_params(DEFAULTS | {"max_rate_hz": 0.0}) is None
     assert validate_params(DEFAULTS | {"max_rate_hz": 0.1}) is None

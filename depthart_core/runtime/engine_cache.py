@@ -137,6 +137,9 @@ class EngineCache:
         except (OSError, ValueError) as exc:
             log.warning("engine cache: unreadable %s (%s); rebuilding", sidecar, exc)
             return None
+        if not isinstance(meta, dict):  # valid JSON, not a record of ours
+            log.warning("engine cache: unreadable %s (not an object); rebuilding", sidecar)
+            return None
         if meta.get("key") != key.to_dict():
             log.warning("engine cache: stale %s (built for %s); rebuilding", path, meta.get("key"))
             return None
