@@ -75,6 +75,7 @@ from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
     camera_info_problem,
+    frame_latency_ms,
     frame_stats,
     header_stamp_ns,
     rss_mb,
@@ -441,7 +442,7 @@ class DepthArtCore:
         if u is not None:  # the published depth's values and units, NaN where doubtful
             to_msg = functools.partial(self._image, header=msg.header)
             self.uncertainty.publish(u, depth, c["uncertainty.max"], to_msg, self._warn)
-        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        latency_ms = frame_latency_ms(self.get_clock().now().nanoseconds, stamp_ns)
         self.frames.record(latency_ms, inference_ms)
         return "processed", ""
 

@@ -158,6 +158,12 @@ class FramePipeline:
             return snap
 
 
+def frame_latency_ms(now_ns: int, stamp_ns: int) -> float:
+    """Stamp-to-publish latency; inf (counted as implausible) for a stamp of 0, a driver that
+    never stamps, whatever the clock: under sim time "now" can be minutes, a plausible latency."""
+    return float("inf") if stamp_ns == 0 else (now_ns - stamp_ns) / 1e6
+
+
 def run_worker(
     frames: FramePipeline,
     process: Callable[[Any], tuple[str, str]],

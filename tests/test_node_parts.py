@@ -388,6 +388,12 @@ def test_an_impossible_latency_is_counted_not_kept() -> None:
     stats = frame_stats(snap, (0.0, 0, 0), 1.0)
     assert float(stats["latency_p95_ms"]) < 60.0 and stats["latency_implausible"] == 2
     assert LATENCY_PLAUSIBLE_MS == 3_600_000.0
+    # a stamp of 0 under sim time (now = 90 s): 90 s looked like a real latency
+    from depthart_ros.pipeline import frame_latency_ms
+
+    frames.record(frame_latency_ms(90_000_000_000, 0), 10.0)
+    assert frames.snapshot()["latency_implausible"] == 3
+    assert frame_latency_ms(90_000_000_000, 89_960_000_000) == 40.0
 
 
 def test_sparse_max_m_zero_means_no_upper_bound() -> None:
