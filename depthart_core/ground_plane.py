@@ -122,6 +122,10 @@ class GroundPlaneConfig:
             )
         if not 0.0 < self.floor_region <= 1.0:
             raise ValueError(f"floor_region must be in (0, 1], got {self.floor_region}")
+        for name in ("pitch_deg", "roll_deg"):  # NaN failed later as "no floor in view"
+            value = getattr(self, name)
+            if not (math.isfinite(value) and -90.0 <= value <= 90.0):
+                raise ValueError(f"{name} must be finite and in [-90, 90] degrees, got {value}")
         if not 0.0 < self.max_normal_angle_deg < 90.0:
             raise ValueError(
                 f"max_normal_angle_deg must be in (0, 90), got {self.max_normal_angle_deg}"

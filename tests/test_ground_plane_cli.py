@@ -94,7 +94,12 @@ def test_a_bad_ground_angle_stops_before_the_model(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(depthart_core.runtime, "get_backend", no_model)
     argv = ["predict", "x.png", "--out", str(tmp_path / "o"), "--camera-height", "1.2"]
     assert main([*argv, "--ground-max-angle", "95"]) == 1
-    assert "max_normal_angle_deg must be in (0, 90), got 95" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--ground-max-angle 95" in err and "must be in (0, 90), got 95" in err
+    for bad in ("inf", "nan", "100"):  # inf failed with "math domain error" after loading
+        assert main([*argv, "--ground-pitch", bad]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "pitch_deg must be finite and in [-90, 90]" in err, err
 
 
 @pytest.mark.parametrize("bad", ["0", "-1.2", "nan", "inf"])

@@ -590,3 +590,11 @@ def test_synthetic_bag_rates_that_would_collapse_the_stamps_are_refused(tmp_path
         with pytest.raises(ValueError, match="rate must be > 0 and <= 1000 Hz"):
             bags.write_synthetic_bag(tmp_path / "b", 2, rate_hz=bad)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_relative_prediction_topic_is_made_fully_qualified():
+    """rosbag2 stores fully qualified names: "depthart/depth" was written as is and got round
+    the refusal of a bag that already has /depthart/depth."""
+    assert ReplayConfig("/cam/image", pred_topic="depthart/depth").pred_topic == "/depthart/depth"
+    with pytest.raises(ValueError, match="names no topic"):
+        ReplayConfig("/cam/image", pred_topic="/")

@@ -121,3 +121,5 @@ def test_set_reads_numbers_as_a_command_line_means_them():
     """YAML 1.1 read 010 as 8 (octal), 08 as a string and 1:30 as 90 (base 60)."""
     got = parse_set(["data.seed=010", "seed=08", "a=1:30", "b=0", "c=-012", "d=0x1F"])
     assert got == {"data": {"seed": 10}, "seed": 8, "a": "1:30", "b": 0, "c": -12, "d": 31}
+    # inside lists too (010 was still 8 there, 08 a string)
+    assert parse_set(["l=[1e-4, 010, 08, 1:30, 0o17]"]) == {"l": [1e-4, 10, 8, "1:30", 15]}

@@ -212,6 +212,7 @@ def write_outputs(
         atomic_write(out / f"{stem}_depth.png", png.tobytes())
         written.append(out / f"{stem}_depth.png")
         if uncertainty is not None:
+            uncertainty = np.where(np.isfinite(uncertainty), uncertainty, np.nan)  # +-inf too
             atomic_write(out / f"{stem}_uncertainty.npy", npy_bytes(uncertainty.astype(np.float32)))
             written.append(out / f"{stem}_uncertainty.npy")
             lo, hi = UNCERTAINTY_RANGE
@@ -246,9 +247,15 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
 
         check_camera_height(args.camera_height)
-        args.ground = GroundPlaneConfig(
-            pitch_deg=args.ground_pitch, max_normal_angle_deg=args.ground_max_angle
-        )
+        try:
+            args.ground = GroundPlaneConfig(
+                pitch_deg=args.ground_pitch, max_normal_angle_deg=args.ground_max_angle
+            )
+        except ValueError as exc:  # named by the options the user typed
+            raise ValueError(
+                f"--ground-pitch {args.ground_pitch:g} / --ground-max-angle "
+                f"{args.ground_max_angle:g}: {exc}"
+            ) from exc
     if args.ply or args.camera_height is not None:  # check the camera before loading anything
         from depthart_core.pointcloud import pinhole_p
 

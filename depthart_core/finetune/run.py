@@ -468,7 +468,7 @@ def _check_resumed_settings(run: Path, settings: dict[str, Any]) -> None:
     if changed:
         raise FinetuneInputError(
             f"--resume with other options than {run / SETTINGS_NAME} records "
-            f"({'; '.join(changed)}); only {', '.join(RESUME_MAY_CHANGE)} may change: "
+            f"({'; '.join(changed)}); only --steps, --device and --teacher-device may change: "
             "give the same ones, or start a new --out"
         )
 

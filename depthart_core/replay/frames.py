@@ -75,6 +75,10 @@ class ReplayConfig:
     vertical_lines: bool = False
 
     def __post_init__(self) -> None:
+        if not self.pred_topic.strip("/"):
+            raise ValueError(f"pred_topic {self.pred_topic!r} names no topic")
+        if not self.pred_topic.startswith("/"):  # bags store fully qualified names
+            object.__setattr__(self, "pred_topic", "/" + self.pred_topic)
         if self.imu_topic and self.protocol != "ground_plane":
             raise ValueError(
                 f"the IMU topic {self.imu_topic!r} is only used by the ground_plane protocol "

@@ -234,9 +234,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set optim.lr=3e-4 --set steps=50` -> nested dict; values parsed as YAML scalars, and a
-    number such as 3e-4 as a number (YAML 1.1, which PyYAML reads, wants 3.0e-4). A key given
-    twice keeps its last value."""
+    """`--set optim.lr=3e-4 --set steps=50` -> nested dict; values parsed as YAML 1.2 scalars
+    (`Yaml12Loader`: 3e-4 a number, 010 ten). A key given twice keeps its last value."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -251,37 +250,47 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                 raise ValueError(f"--set {key}: {section} was given a value, not keys")
         if isinstance(node.get(parts[-1]), dict):
             raise ValueError(f"--set {key}: {key.strip()} was given keys, not a value")
-        node[parts[-1]] = yaml12_numbers(_scalar(raw))
+        node[parts[-1]] = _scalar(raw)
     return out
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers: 3e-4 is a float (1.1: a string), 010 is
+    10 (1.1: octal 8), 08 is 8 (1.1: a string), 1:30 is a string (1.1: base-60 90); 0x1F and
+    0o17 stay hex and octal. For --set values and config files alike, nested ones included."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+Yaml12Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    body = text.lstrip("+-")
+    base = 16 if body.startswith("0x") else 8 if body.startswith("0o") else 10
+    return int(text.replace("0x", "").replace("0o", ""), base)
+
+
+Yaml12Loader.add_constructor(_INT, _yaml12_int)
+
+
 def _scalar(raw: str) -> Any:
-    """A --set value as YAML reads it, but without YAML 1.1's octal (010 -> 8) and base-60
-    (1:30 -> 90) integers, which nobody means on a command line: 010 is 10, 1:30 a string."""
-    value, text = yaml.safe_load(raw), raw.strip()
-    if re.fullmatch(r"[-+]?0\d+", text):  # 010 (YAML 1.1: 8) and 08 (YAML 1.1: a string)
-        return int(text, 10)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if ":" in text:
-            return text
-    if isinstance(value, float) and ":" in text:
-        return text
-    return value
-
-
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 3e-4, 1E5: YAML 1.2 floats
-
-
-def yaml12_numbers(value: Any) -> Any:
-    """`value` with every string that YAML 1.2 reads as a float (3e-4, 1E5; PyYAML's YAML 1.1
-    leaves them strings) made a float, inside lists and mappings too."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [yaml12_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: yaml12_numbers(v) for k, v in value.items()}
-    return value
+    """A --set value as YAML 1.2 reads it (`Yaml12Loader`)."""
+    return yaml.load(raw, Loader=Yaml12Loader)  # noqa: S506 (a safe loader)
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -290,9 +299,9 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"training config not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = yaml.load(p.read_text(), Loader=Yaml12Loader) or {}  # noqa: S506 (safe)
         if not isinstance(loaded, dict):
             raise ValueError(f"{p} must hold a mapping at the top level")
-        values = yaml12_numbers(loaded)  # lr: 1e-4 in a config file, as on the command line
+        values = loaded
     values = _merge(values, parse_set(overrides or []))
     return _coerce(TrainConfig, values, "")
