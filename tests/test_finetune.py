@@ -340,7 +340,7 @@ def test_finetune_lowers_heldout_absrel_and_the_checkpoint_loads(
     assert _finetune(corridor_bag, run, *cam, "--steps", "20") == 1
     assert "holds a run at step 20" in _one_line_error(capsys)
     assert _finetune(corridor_bag, run, *cam, "--steps", "24", "--lr", "2e-4", "--resume") == 1
-    assert "(lr 0.0001 -> 0.0002); only steps, device" in _one_line_error(capsys)
+    assert "(lr 0.0001 -> 0.0002); only --steps, --device" in _one_line_error(capsys)
     # the folder spelt relative to another directory, and another device: the same run
     monkeypatch.chdir(run.parent)
     again = ("--steps", "24", "--device", "cpu", "--resume")
