@@ -188,7 +188,7 @@ class MetricScaler:
         if metres is None:
             metres = ScaleFit(scale, shift, mode, 0, 0, float("nan")).apply(relative)
         # pixels the fit put at or behind the camera, published -inf ("too close")
-        s["nonpositive_px"] = int(np.isneginf(metres).sum()) if shift < 0 else 0
+        s["nonpositive_px"] = int(np.isneginf(metres).sum())
         return metres, None
 
     def _sparse_fit(self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]):

@@ -58,10 +58,8 @@ def cached_onnx(
     (None: greedy), exported (once) if not cached yet.
 
     "fp16" exports a half-precision graph, "fp32" a full one; nothing else has a graph (bf16:
-    ONNX Runtime has no kernels for it, so a backend refuses it before asking for one).
+    ONNX Runtime has no kernels for it; the backends refuse it before asking for one).
     """
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"an ONNX graph is fp32 or fp16, got precision {precision!r}")
     decoding = graph_decoding(sampling)
     path = onnx_cache_path(ckpt.model_sha256, precision, decoding)
     if path.is_file():
