@@ -89,6 +89,7 @@ from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
 # qos_overrides./<topic>.{publisher,subscription}.* accepted on every topic: rclpy's defaults plus
 # durability (a transient_local depth/camera_info is a latched calibration for late subscribers;
 # a transient_local camera_info subscription receives a latched one published before it)
+CLOSE_JOIN_S = 10.0  # how long close() waits for the frame the worker is on
 OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
 
 
@@ -432,12 +433,14 @@ class DepthArtCore:
         if c["use_camera_info"]:
             info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
             info = None if info is None else camera_info_for(info, msg.header, depth.shape)
+        fallback = ""  # why a metric source gave relative depth for this frame
         if self.metric.enabled:  # P of this image's pixels: binning and ROI applied
             p = None if info is None else ros_image.image_projection(info, depth.shape)[1]
             depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p, rgb)
             if fallback:
                 self._warn("metric_fallback", f"publishing relative depth: {fallback}")
-        depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
+        if not fallback:  # with a metric source the bounds are metres: a relative frame skips them
+            depth = ros_image.rep117_depth(depth, c["min_depth"], c["max_depth"])
         self._publish(msg, rgb, depth, info)
         if u is not None:  # the published depth's values and units, NaN where doubtful
             to_msg = functools.partial(self._image, header=msg.header)
@@ -555,7 +558,12 @@ class DepthArtCore:
         """Stop the worker thread after the frame it is on (idempotent)."""
         self.frames.close()
         self.calibration.close()
-        self.worker.join(timeout=10.0)
+        self.worker.join(timeout=CLOSE_JOIN_S)
+        if self.worker.is_alive():  # a frame stuck in the backend: say so, do not hang shutdown
+            self.get_logger().warning(
+                f"the inference thread did not stop within {CLOSE_JOIN_S:g} s (a frame still in "
+                "the backend); it ends with the process"
+            )
 
 
 class DepthArtNode(DepthArtCore, Node):

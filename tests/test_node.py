@@ -433,12 +433,14 @@ def test_sparse_depth_gives_metres(reliable, estimator) -> None:
     err = np.abs(out / (1.5 * rel + 0.8) - 1.0)
     assert np.median(err) < 0.01 and np.percentile(err, 95) < 0.03
 
-    # c. too few points: relative output, flagged
+    # c. too few points: relative output, flagged, and not cut by a bound meant in metres
     assert peer.set_parameter(NODE, "sparse_depth.mode", "scale").successful
+    assert peer.set_parameter(NODE, "min_depth", float(rel.max()) + 0.1).successful
     few = np.full(rel.shape, np.nan, np.float32)
     few[ys[:5], xs[:5]] = 3.0
     before_fallbacks = int(diag["metric_fallbacks"])
     out, diag = run(few, "32FC1")
+    assert peer.set_parameter(NODE, "min_depth", 0.0).successful
     assert diag["units"] == "relative" and "too few" in diag["metric_reason"], diag
     assert int(diag["metric_fallbacks"]) == before_fallbacks + 1
     assert diag["_level"] == "1"  # WARN

@@ -502,3 +502,26 @@ def test_matcher_starts_over_when_the_clock_goes_back() -> None:
         m.add(2_000_000_000 + k * 33_333_333, f"b{k}")
     assert m.nearest(2_000_000_000 + 36 * 33_333_333, 10_000_000) == "b36"
     assert not m.dropped_near(2_000_000_000 + 36 * 33_333_333, 10_000_000)
+
+
+def test_close_says_when_the_worker_does_not_stop(monkeypatch) -> None:
+    """A frame stuck in the backend outlives close()'s wait: a warning names it, close returns."""
+    from depthart_ros import node as node_mod
+
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait, daemon=True)
+    worker.start()
+    warnings: list[str] = []
+    core = SimpleNamespace(
+        frames=FramePipeline(),
+        calibration=CalibrationPairer(),
+        worker=worker,
+        get_logger=lambda: SimpleNamespace(warning=warnings.append),
+    )
+    monkeypatch.setattr(node_mod, "CLOSE_JOIN_S", 0.05)
+    node_mod.DepthArtCore.close(core)
+    assert len(warnings) == 1 and "did not stop within 0.05 s" in warnings[0]
+    release.set()
+    worker.join(5.0)
+    node_mod.DepthArtCore.close(core)  # a stopped worker: nothing to say
+    assert len(warnings) == 1
