@@ -396,6 +396,14 @@ def _deg(angle_deg: float) -> str:
     return f"{angle_deg:.0f}" if abs(angle_deg) >= 10.0 else f"{angle_deg:.1f}"
 
 
+def _up_source(cfg: GroundPlaneConfig, measured: bool) -> str:
+    """Where a frame's up came from, for a refusal to name."""
+    if measured:
+        return "this frame's measured up (IMU or vertical lines)"
+    roll = f", roll {cfg.roll_deg:g} deg" if cfg.roll_deg else ""
+    return f"the pitch prior of {cfg.pitch_deg:g} deg{roll}"
+
+
 def _angle_deg(a_3: np.ndarray, b_3: np.ndarray) -> float:
     return math.degrees(math.acos(float(np.clip(a_3 @ b_3, -1.0, 1.0))))
 
@@ -436,7 +444,7 @@ def fit_ground_plane(
         if angle > max_angle:  # a plane dominates, and it is not the floor
             why = f"no floor in view: the dominant plane is {_deg(angle)} deg from up > "
             why += f"{max_angle:g} (a wall or a ramp, or the camera pitched more than that from "
-            why += f"the pitch prior of {cfg.pitch_deg:g} deg)"
+            why += f"{_up_source(cfg, measured)})"
             return _result("normal_far_from_up", why, pts_N3, normal_3, dist, inl_N, angle)
     if near is None or n_near < 3:
         why = f"too few floor inliers: no plane within {max_angle:g} deg of up fits 3 of {n} points"
@@ -449,7 +457,8 @@ def fit_ground_plane(
                f"({frac:.1%}) < {cfg.min_inlier_fraction:.0%}")  # fmt: skip
         return _result("few_inliers", why, *plane)
     if angle > max_angle:  # the refit can leave the tolerance that RANSAC kept
-        why = f"floor {_deg(angle)} deg from up > {max_angle:g}"
+        why = f"floor {_deg(angle)} deg from up > {max_angle:g} (the up of "
+        why += f"{_up_source(cfg, measured)})"
         return _result("normal_far_from_up", why, *plane)
     tilt = None
     if cfg.tilt > 0.0 and measured:

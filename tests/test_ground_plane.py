@@ -144,6 +144,10 @@ def test_camera_looking_at_a_wall_falls_back():
     assert fit.reason.startswith("no floor in view")
     assert fit.normal_angle_deg == pytest.approx(90.0, abs=1.0)
     assert fit.inlier_fraction > 0.9  # the wall is a good plane, just not the floor
+    assert "from the pitch prior of 0 deg)" in fit.reason
+    measured = fit_ground_plane(relative(metric), K, GroundPlaneConfig(), 1.0, expected_up(0, 0))
+    assert measured.code == "normal_far_from_up" and "pitch prior" not in measured.reason
+    assert measured.reason.endswith("from this frame's measured up (IMU or vertical lines))")
 
 
 def test_floor_hidden_by_invalid_depth_falls_back():
@@ -378,6 +382,7 @@ def test_a_measured_up_replaces_the_prior_for_one_frame():
     )
     refused = fit_ground_plane(relative(metric), K, cfg)
     assert refused.scale is None and refused.code == "normal_far_from_up", refused
+    assert "the pitch prior of 10 deg)" in refused.reason  # the up it was measured from
     measured = fit_ground_plane(relative(metric), K, cfg, up_3=expected_up(14.0, 2.0))
     assert measured.code == "ok", measured.reason
     assert measured.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
