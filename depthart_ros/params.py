@@ -144,11 +144,22 @@ PARAMS: tuple[Param, ...] = (
         hi=1e3,
     ),
     Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
-    Param("min_depth", 0.0, "output values below become -inf (REP 117); 0 = off; with a metric "
-          "source in metres, and a frame that falls back to relative depth is not bounded",
-          lo=0, hi=1e4),
-    Param("max_depth", 0.0, "output values above become +inf (REP 117); 0 = off; metres with a "
-          "metric source, as min_depth", lo=0, hi=1e4),
+    Param(
+        "min_depth",
+        0.0,
+        "output values below become -inf (REP 117); 0 = off; with a metric "
+        "source in metres, and a frame that falls back to relative depth is not bounded",
+        lo=0,
+        hi=1e4,
+    ),
+    Param(
+        "max_depth",
+        0.0,
+        "output values above become +inf (REP 117); 0 = off; metres with a "
+        "metric source, as min_depth",
+        lo=0,
+        hi=1e4,
+    ),
     Param("sparse_depth.mode", "scale", "median-ratio scale, or scale + shift", FIT_MODES),
     Param("sparse_depth.max_stamp_diff_s", 0.05, "stamp tolerance image/sparse", lo=0, hi=10),
     Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),

@@ -74,9 +74,26 @@ def test_numbers_out_of_range_are_named_before_any_work(bag, tmp_path, capsys):
     for flag, value in (("--max-dt", "inf"), ("--max-dt", "1e308")):
         argv = ["finetune", str(bag), *TOPICS, "--out", str(tmp_path / "f"), flag, value]
         assert main(argv) == 1
-        assert "max_dt_s must lie in [0, 3600] s" in _err(capsys)
+        assert "error: --max-dt must lie in [0, 3600] s" in _err(capsys)
         assert main(["replay", str(bag), *TOPICS, "--out", str(tmp_path / "r"), flag, value]) == 1
-        assert "max_dt_s must lie in [0, 3600] s" in _err(capsys)
+        assert "error: --max-dt must lie in [0, 3600] s" in _err(capsys)
+    finetune_bad = (
+        ("--eval-frames", "0", "--eval-frames must be >= 1, got 0"),
+        ("--steps", "-1", "--steps must be >= 1, got -1"),
+        ("--lr", "0", "--lr must be > 0, got 0.0"),
+        ("--split-gap", "-1", "--split-gap must be >= 0 s, got -1.0"),
+        ("--heldout", "1", "--heldout must lie in (0, 1), got 1.0"),
+    )
+    for flag, value, said in finetune_bad:  # the option typed, not the config's field
+        argv = ["finetune", str(bag), *TOPICS, "--out", str(tmp_path / "f"), flag, value]
+        assert main(argv) == 1 and _err(capsys).endswith(f"error: {said}")
+    replay_bad = (
+        ("--max-frames", "0", "--max-frames must be >= 1, got 0"),
+        ("--imu-max-dt", "-1", "--imu-max-dt must be >= 0 s, got -1.0"),
+    )
+    for flag, value, said in replay_bad:
+        argv = ["replay", str(bag), *TOPICS, "--out", str(tmp_path / "r"), flag, value]
+        assert main(argv) == 1 and _err(capsys).endswith(f"error: {said}")
     assert not (tmp_path / "f").exists() and not (tmp_path / "r").exists()
     for runs, warmup in (("0", "3"), ("-2", "3"), ("5", "-1")):
         argv = ["bench", "--no-peer", "--size", "16x16", "--runs", runs, "--warmup", warmup]

@@ -95,11 +95,11 @@ def test_a_bad_ground_angle_stops_before_the_model(monkeypatch, tmp_path, capsys
     argv = ["predict", "x.png", "--out", str(tmp_path / "o"), "--camera-height", "1.2"]
     assert main([*argv, "--ground-max-angle", "95"]) == 1
     err = capsys.readouterr().err
-    assert "--ground-max-angle 95" in err and "must be in (0, 90), got 95" in err
+    assert "error: --ground-max-angle must be in (0, 90), got 95" in err
     for bad in ("inf", "nan", "100"):  # inf failed with "math domain error" after loading
         assert main([*argv, "--ground-pitch", bad]) == 1
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "pitch_deg must be finite and in [-90, 90]" in err, err
+        assert err.count("\n") == 1 and "--ground-pitch must be finite and in [-90, 90]" in err, err
 
 
 @pytest.mark.parametrize("bad", ["0", "-1.2", "nan", "inf"])

@@ -229,7 +229,10 @@ def _one_line_error(capsys) -> str:
         ([*INFO, "--camera-height", "nan"], "got nan"),
         (["--camera-height", "1.0"], "give the camera info topic (--camera-info-topic)"),
         (["--camera-info-topic", "/nope", "--camera-height", "1.0"], "/nope"),
-        ([*INFO, "--camera-height", "1.0", "--ground-window", "0"], "window must be >= 1, got 0"),
+        (
+            [*INFO, "--camera-height", "1.0", "--ground-window", "0"],
+            "--ground-window must be >= 1, got 0",
+        ),
         ([*INFO, "--camera-height", "1.0", "--imu-topic", "/imu"], "/imu"),
         ([*INFO, "--camera-height", "1.0", "--ground-tilt", "0.5"], "give the IMU's topic"),
         (
@@ -248,12 +251,12 @@ def _one_line_error(capsys) -> str:
                 "--ground-tilt",
                 "1.5",
             ],
-            "tilt must be a share in [0, 1], got 1.5",
+            "--ground-tilt must be a share in [0, 1], got 1.5",
         ),
-        ([*INFO, "--camera-height", "1.0", "--ground-max-angle", "95"], "max_normal_angle_deg"),
+        ([*INFO, "--camera-height", "1.0", "--ground-max-angle", "95"], "--ground-max-angle must"),
         (
             [*INFO, "--camera-height", "1.0", "--lines-agree", "-1"],
-            "lines_agree_deg must be in [0, 90) (0 = off), got -1.0",
+            "--lines-agree must be in [0, 90) (0 = off), got -1.0",
         ),
     ],
 )

@@ -3,6 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# a config field -> the option that sets it, so that a refusal names what the user typed
+OPTION_OF_FIELD = {
+    "max_dt_s": "--max-dt",
+    "imu_max_dt_s": "--imu-max-dt",
+    "max_frames": "--max-frames",
+    "sparse_points": "--sparse-points",
+    "sparse_fit": "--sparse-fit",
+    "depth_range": "--depth-range",
+    "pred_topic": "--pred-topic",
+    "heldout": "--heldout",
+    "gap_s": "--split-gap",
+    "min_valid": "--min-valid",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "eval_frames": "--eval-frames",
+    "adapt_tokenizer": "--adapt-tokenizer",
+    "lr": "--lr",
+    "pitch_deg": "--ground-pitch",
+    "roll_deg": "--ground-roll",
+    "window": "--ground-window",
+    "tilt": "--ground-tilt",
+    "max_normal_angle_deg": "--ground-max-angle",
+    "lines_agree_deg": "--lines-agree",
+}
+
+
+@contextmanager
+def options_named(options: dict[str, str] = OPTION_OF_FIELD) -> Iterator[None]:
+    """Re-raise a config's `ValueError("<field> must ...")` as `"<--option> must ..."`."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        field = re.match(r"(\w+) (must|names) ", text)
+        if field is None or field.group(1) not in options:
+            raise
+        raise ValueError(options[field.group(1)] + text[field.end(1) :]) from exc
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import add_progress_arg
+from depthart_core.cli.args import add_progress_arg, options_named
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,30 +108,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace, teacher):
+    """The run's settings from the options (a bad value raises naming the field)."""
     from depthart_core.finetune.frames import FrameConfig
-    from depthart_core.finetune.run import FinetuneConfig, run_finetune
-    from depthart_core.finetune.teacher import TeacherConfig
+    from depthart_core.finetune.run import FinetuneConfig
 
-    if not args.depth_topic and not args.teacher:
-        raise ValueError("give --depth-topic (sensor depth to train on) or --teacher CKPT")
-    if args.labels_only and not args.teacher:
-        raise ValueError("--labels-only needs --teacher")
-    teacher = None
-    if args.teacher:
-        teacher = TeacherConfig(
-            args.teacher,
-            args.teacher_sampling,
-            args.seed,
-            args.teacher_flip_average,
-            args.teacher_device,
-        )
-
-    if args.threads:
-        from depthart_core.runtime.threads import set_torch_threads
-
-        set_torch_threads(args.threads)
-    cfg = FinetuneConfig(
+    return FinetuneConfig(
         frames=FrameConfig(
             image_topic=args.image_topic,
             depth_topic=args.depth_topic,
@@ -155,6 +137,32 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         teacher=teacher,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthart_core.finetune.run import run_finetune
+    from depthart_core.finetune.teacher import TeacherConfig
+
+    if not args.depth_topic and not args.teacher:
+        raise ValueError("give --depth-topic (sensor depth to train on) or --teacher CKPT")
+    if args.labels_only and not args.teacher:
+        raise ValueError("--labels-only needs --teacher")
+    teacher = None
+    if args.teacher:
+        teacher = TeacherConfig(
+            args.teacher,
+            args.teacher_sampling,
+            args.seed,
+            args.teacher_flip_average,
+            args.teacher_device,
+        )
+
+    if args.threads:
+        from depthart_core.runtime.threads import set_torch_threads
+
+        set_torch_threads(args.threads)
+    with options_named():
+        cfg = _config(args, teacher)
     report = run_finetune(
         args.bags,
         cfg,

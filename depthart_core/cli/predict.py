@@ -23,6 +23,7 @@ from depthart_core.cli.args import (
     add_flip_arg,
     add_model_args,
     add_progress_arg,
+    options_named,
     sampling_from_args,
 )
 from depthart_core.colormap import COLORMAPS
@@ -247,15 +248,10 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
 
         check_camera_height(args.camera_height)
-        try:
+        with options_named():  # named by the options the user typed
             args.ground = GroundPlaneConfig(
                 pitch_deg=args.ground_pitch, max_normal_angle_deg=args.ground_max_angle
             )
-        except ValueError as exc:  # named by the options the user typed
-            raise ValueError(
-                f"--ground-pitch {args.ground_pitch:g} / --ground-max-angle "
-                f"{args.ground_max_angle:g}: {exc}"
-            ) from exc
     if args.ply or args.camera_height is not None:  # check the camera before loading anything
         from depthart_core.pointcloud import pinhole_p
 

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-from depthart_core.cli.args import add_progress_arg
+from depthart_core.cli.args import add_progress_arg, options_named
 
 MODES_GROUP = "depthart.replay"  # entry-point group of extra replay modes (see `_modes`)
 
@@ -191,13 +191,10 @@ def _ground_plane(args: argparse.Namespace):
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _replay_config(args: argparse.Namespace):
     from depthart_core.replay.frames import ReplayConfig
-    from depthart_core.replay.offline import replay_offline
-    from depthart_core.replay.report import format_summary
-    from depthart_core.runtime import get_backend
 
-    cfg = ReplayConfig(
+    return ReplayConfig(
         ground_plane=_ground_plane(args),
         imu_topic=args.imu_topic,
         imu_max_dt_s=args.imu_max_dt,
@@ -215,6 +212,15 @@ def run(args: argparse.Namespace) -> int:
         pred_topic=args.pred_topic,
         plots=not args.no_plots,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthart_core.replay.offline import replay_offline
+    from depthart_core.replay.report import format_summary
+    from depthart_core.runtime import get_backend
+
+    with options_named():
+        cfg = _replay_config(args)
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
     if args.write_bag and not Path(args.write_bag).exists():  # an existing one: refused later

@@ -97,8 +97,9 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.adapt_tokenizer < 0:
             raise ValueError(f"adapt_tokenizer must be >= 0 steps, got {self.adapt_tokenizer}")
-        if not self.lr > 0 or not self.tokenizer_lr > 0:
-            raise ValueError(f"learning rates must be > 0, got {self.lr}, {self.tokenizer_lr}")
+        for name in ("lr", "tokenizer_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if (self.teacher is not None) != self.frames.sensor_scores_only:
             raise ValueError("frames.sensor_scores_only goes with a teacher, and only with one")
 
