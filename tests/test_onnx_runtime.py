@@ -296,4 +296,14 @@ def test_a_damaged_or_edited_cached_graph_is_exported_again(
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 3
     assert "no longer matches the sha256 recorded" in caplog.text
     assert path.read_bytes() == good
+    old = onnx.load(str(path))  # a graph cached before the exporter's version stamp
+    kept = [e for e in old.metadata_props if e.key != "depthart_exporter"]
+    assert len(kept) == len(old.metadata_props) - 1
+    del old.metadata_props[:]
+    old.metadata_props.extend(kept)
+    onnx.save(old, str(path))
+    onnx_cache._record(path)  # its record matches: only the exporter's version is off
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 4
+    assert "written by exporter version 1, not 2" in caplog.text
+    assert path.read_bytes() == good
     OnnxRuntimeBackend.from_checkpoint(ckpt)  # and it runs

@@ -50,6 +50,10 @@ META_IMAGE_SIZE = "depthart_image_size"
 META_DECODING = "depthart_decoding"
 META_UNCERTAINTY = "depthart_uncertainty"
 UNCERTAINTY_HEAD = "head"  # META_UNCERTAINTY of a graph with the "uncertainty" output
+META_EXPORTER = "depthart_exporter"
+# Raise by one whenever a change here (or in the modules it traces) alters what an exported
+# graph computes: graphs cached by an older exporter are then exported again (onnx_cache).
+EXPORTER_VERSION = "2"
 UNCERTAINTY_OUTPUT = "uncertainty"
 
 
@@ -164,6 +168,7 @@ def export_onnx(
         META_IMAGE_SIZE: str(S),
         META_DECODING: graph_decoding(sampling),
         META_UNCERTAINTY: UNCERTAINTY_HEAD if wrapper.with_uncertainty else "none",
+        META_EXPORTER: EXPORTER_VERSION,
     }
     for k, v in meta.items():
         entry = graph.metadata_props.add()

@@ -16,6 +16,10 @@ differs from any headless checkpoint's, so the two never share a cache entry; a 
 it by an exporter from before the head (no `depthart_uncertainty` = "head" stamp) is exported
 again rather than served without the head.
 
+Graphs are stamped with the exporter's version (`EXPORTER_VERSION`, raised whenever the export
+changes what a graph computes); one cached by an older exporter is exported again, so an upgrade
+never keeps serving a graph the new code would not write.
+
 Each graph's sha256 is recorded beside it (`<graph>.sha256`) when it is written. A cached graph
 that cannot be read, whose stamps (model hash, precision, decoding, head) are not the ones asked
 for, or whose bytes no longer match the record (a truncated copy, a disk error, an edit) is
@@ -30,7 +34,9 @@ from pathlib import Path
 
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import (
+    EXPORTER_VERSION,
     META_DECODING,
+    META_EXPORTER,
     META_PRECISION,
     META_SHA,
     META_UNCERTAINTY,
@@ -104,6 +110,9 @@ def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: 
         have = meta.get(key, "greedy" if key == META_DECODING else None)  # greedy: unstamped
         if have != want:
             return f"has {key} {have!r}, not {want!r}"
+    exporter = meta.get(META_EXPORTER, "1")  # 1: graphs from before the stamp
+    if exporter != EXPORTER_VERSION:  # the export code changed since: the graph may be stale
+        return f"was written by exporter version {exporter}, not {EXPORTER_VERSION} (this code)"
     if checkpoint_has_head(ckpt) and meta.get(META_UNCERTAINTY) != UNCERTAINTY_HEAD:
         return f"lacks the uncertainty output of {ckpt.path}'s head"
     record = _record_path(path)
