@@ -278,8 +278,15 @@ class DepthArtCore:
         refused = self._refuse_set([p.name for p in params])
         if refused:
             return SetParametersResult(successful=False, reason=refused)
-        merged = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}
-        reason = validate_params(merged)
+        changed = {p.name: p.value for p in params if p.name in self.cfg}
+        if not changed:  # not ours (e.g. the managed node's `autostart`): nothing to check
+            return SetParametersResult(successful=True)
+        reason = validate_params(dict(self.cfg) | changed)
+        if reason is not None and reason == validate_params(self.cfg):
+            # a conflict among the start-up values themselves, not made by this change: the
+            # managed node comes up unconfigured and its configure reports it (the plain node
+            # never gets here: it refuses to start); any other change stays settable meanwhile
+            reason = None
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _after_set_parameters(self, params: list) -> None:

@@ -88,3 +88,28 @@ def test_a_transition_that_raises_logs_its_reason(node, capfd) -> None:
     err = capfd.readouterr().err
     assert "deactivate failed: RuntimeError: worker wedged" in err, err
     assert node.backend is None  # on_error released the model: back to unconfigured, clean
+
+
+def test_conflicting_start_up_values_leave_it_unconfigured_with_the_reason(tiny_checkpoint):
+    """min_depth above max_depth given at start-up: the node is built (declaring `autostart`
+    did not fail on a conflict between two other parameters), configure fails naming the two,
+    and once one is set right configure succeeds."""
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=unique_domain_id())
+    params = {"checkpoint": tiny_checkpoint, "backend": "torch", "min_depth": 5.0, "max_depth": 3.0}
+    overrides = [Parameter(name, value=value) for name, value in params.items()]
+    n = DepthArtLifecycleNode(context=ctx, parameter_overrides=overrides)
+    try:
+        assert n.trigger_configure() != SUCCESS
+        assert n.configure_error == "invalid parameter: min_depth=5.0 must be below max_depth=3.0"
+        assert n.set_parameters([Parameter("threads", value=1)])[0].successful  # not the conflict
+        bad = n.set_parameters([Parameter("max_depth", value=4.0)])[0]  # still below: refused
+        assert not bad.successful and "min_depth=5.0 must be below max_depth=4.0" in bad.reason
+        assert n.set_parameters([Parameter("max_depth", value=10.0)])[0].successful
+        assert n.trigger_configure() == SUCCESS
+        new = n.set_parameters([Parameter("min_depth", value=20.0)])[0]  # a new conflict
+        assert not new.successful and "min_depth=20.0 must be below max_depth=10.0" in new.reason
+    finally:
+        n.release()
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
