@@ -228,6 +228,7 @@ class StampMatcher:
         self.maxlen, self.span_s = maxlen, span_s
         self._items: deque[tuple[int, Any]] = deque()
         self._dropped_max_ns: int | None = None  # the newest stamp dropped so far
+        self._dropped_min_ns: int | None = None  # and the oldest
         self._newest_ns: int | None = None
         self._lock = threading.Lock()
 
@@ -238,7 +239,7 @@ class StampMatcher:
                 # the clock went back (a looped bag, a simulator reset): a new stream starts,
                 # else every item of it would be evicted against the old stream's newest stamp
                 self._items.clear()
-                self._newest_ns = self._dropped_max_ns = None
+                self._newest_ns = self._dropped_max_ns = self._dropped_min_ns = None
             self._items.append((stamp_ns, item))
             newest = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
             self._newest_ns = newest
@@ -248,6 +249,8 @@ class StampMatcher:
                 dropped, _ = self._items.popleft()
                 prev = self._dropped_max_ns
                 self._dropped_max_ns = dropped if prev is None else max(prev, dropped)
+                low = self._dropped_min_ns
+                self._dropped_min_ns = dropped if low is None else min(low, dropped)
 
     def nearest(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
         with self._lock:
@@ -257,11 +260,14 @@ class StampMatcher:
         return best[1]
 
     def dropped_near(self, stamp_ns: int, tolerance_ns: int) -> bool:
-        """Whether an item within the tolerance of this stamp, or after it, has been dropped:
-        the stamp is older than what the buffer still holds."""
+        """Whether an item within the tolerance of this stamp may have been dropped: the stamp
+        lies in (or within the tolerance of) the span of stamps dropped so far. A stamp before
+        every item ever kept (a source on a clock ahead of the frames') is missing, not dropped."""
         with self._lock:
-            dropped = self._dropped_max_ns
-        return dropped is not None and dropped >= stamp_ns - tolerance_ns
+            low, high = self._dropped_min_ns, self._dropped_max_ns
+        if low is None or high is None:
+            return False
+        return low - tolerance_ns <= stamp_ns <= high + tolerance_ns
 
     def __len__(self) -> int:
         with self._lock:

@@ -132,6 +132,10 @@ def test_stamp_matcher_keeps_a_span_of_time_and_says_what_it_dropped() -> None:
     newest = 1_000_000_000 + 999 * 4_000_000
     assert m.nearest(newest - 1_990_000_000, 2_000_000) is not None
     assert not m.dropped_near(newest + 10**9, 50_000_000)  # a stamp ahead of every message
+    # a stamp behind every message ever received (a source on a clock 0.1 s ahead of the
+    # frames', or one that started late): no message near it ever came, so it is missing
+    assert not m.dropped_near(1_000_000_000 - 100_000_000, 50_000_000)
+    assert m.dropped_near(1_000_000_000 - 40_000_000, 50_000_000)  # within the tolerance
     capped = StampMatcher(maxlen=3, span_s=2.0)
     for t in (100, 200, 300, 400):
         capped.add(t, t)
