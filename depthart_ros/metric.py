@@ -113,17 +113,28 @@ class MetricScaler:
         if self.ground is not None:
             self.ground = GroundPlaneScale(ground_config(cfg))
 
-    def add_cue(self, stamp_ns: int, msg: Any) -> None:
+    def add_cue(self, stamp_ns: int, msg: Any) -> bool:
+        """One sparse cue; False for one stamped 0 (counted `unstamped`): it pairs with no frame,
+        and among stamped ones it would read as the clock going back and empty the buffer."""
+        if stamp_ns == 0:
+            self.counts["unstamped"] += 1
+            return False
         self.counts["received"] += 1
         self.cues.add(stamp_ns, msg)
+        return True
 
-    def add_imu(self, stamp_ns: int, orientation_xyzw: tuple[float, ...] | None) -> None:
-        """One IMU attitude (None: the message carried no orientation, counted and ignored)."""
+    def add_imu(self, stamp_ns: int, orientation_xyzw: tuple[float, ...] | None) -> bool:
+        """One IMU attitude; False for one ignored and counted: no orientation (None), or
+        stamped 0 (as `add_cue`)."""
         if orientation_xyzw is None:
             self.imu_counts["no_orientation"] += 1
-            return
+            return False
+        if stamp_ns == 0:
+            self.imu_counts["unstamped"] += 1
+            return False
         self.imu_counts["received"] += 1
         self.imus.add(stamp_ns, orientation_xyzw)
+        return True
 
     def _frame_up(self, stamp_ns: int, cfg: dict[str, Any]) -> tuple[np.ndarray | None, str]:
         """This frame's up from the IMU nearest in stamp, or None (the mount prior) and why."""

@@ -362,7 +362,7 @@ class DepthArtCore:
             self.metric.counts[f"rejected.{exc.cause}"] += 1
             self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
             return
-        self.metric.add_cue(header_stamp_ns(msg.header), msg)
+        self._add_cue(msg)
 
     def _on_sparse_compressed(self, msg: CompressedImage) -> None:
         """A compressedDepth cue: its format and size (from the PNG header or RVL size words)
@@ -380,7 +380,11 @@ class DepthArtCore:
             self.metric.counts[f"rejected.{exc.cause}"] += 1
             self._warn(f"sparse.{exc.cause}", f"dropping sparse_depth: {exc}")
             return
-        self.metric.add_cue(header_stamp_ns(msg.header), msg)
+        self._add_cue(msg)
+
+    def _add_cue(self, msg: Image | CompressedImage) -> None:
+        if not self.metric.add_cue(header_stamp_ns(msg.header), msg):
+            self._warn("sparse_unstamped", "dropping sparse_depth stamped 0: pairing is by stamp")
 
     def _on_imu(self, msg: Imu) -> None:
         if not self.accepting:
@@ -394,7 +398,9 @@ class DepthArtCore:
                 "a body frame (e.g. imu_filter_madgwick's world_frame enu on a body-aligned "
                 "IMU), or the up will be wrong",
             )
-        self.metric.add_imu(header_stamp_ns(msg.header), imu_orientation(msg))
+        stamp_ns = header_stamp_ns(msg.header)
+        if not self.metric.add_imu(stamp_ns, imu_orientation(msg)) and stamp_ns == 0:
+            self._warn("imu_unstamped", "dropping imu messages stamped 0: pairing is by stamp")
 
     def _warn(self, key: str, text: str) -> None:
         """Log once per cause, then at most every 10 s for that cause."""

@@ -298,6 +298,13 @@ def test_a_slow_frame_still_finds_the_imu_and_cue_of_its_stamp() -> None:
     assert "already dropped" in scaler._sparse_fit(rel, t0, cfg)[1]
     diag = scaler.diagnostics()
     assert diag["imu_dropped_late"] == 1 and "imu_missing" not in diag
+    # one unstamped message (a driver's stamp 0) is refused and counted: among stamped ones it
+    # would read as the clock going back and empty both buffers
+    held = len(scaler.imus), len(scaler.cues)
+    assert not scaler.add_imu(0, (0.0, 0.0, 0.0, 1.0)) and not scaler.add_cue(0, "cue")
+    assert (len(scaler.imus), len(scaler.cues)) == held
+    diag = scaler.diagnostics()
+    assert diag["imu_unstamped"] == 1 and diag["sparse_unstamped"] == 1
 
 
 def test_ground_plane_up_comes_from_the_vertical_lines_where_no_imu_is_in_time() -> None:
