@@ -171,8 +171,18 @@ def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
 
 
+def refuse_tokenizer_only(info: dict[str, Any], path: str | Path) -> None:
+    """A stage-1 (tokenizer) checkpoint holds a transformer that never trained: as a depth
+    model it would give depth from random weights. Raises naming the file."""
+    if info.get("metadata", {}).get("stage") == "tokenizer":
+        raise ValueError(
+            f"{path} is a stage-1 (tokenizer) checkpoint: its transformer never trained, so it "
+            "gives no depth; give a stage-2 checkpoint (train's transformer stage, or finetune's)"
+        )
+
+
 class CheckpointFile:
-    """One checkpoint: resolved and hashed when made, its model loaded (on the CPU) at most once.
+    """One depth model's checkpoint (a stage-1 tokenizer checkpoint is refused): resolved and hashed when made, its model loaded (on the CPU) at most once.
 
     Every backend `runtime.get_backend` tries gets the same one, so the `auto` fallback from
     TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
@@ -185,6 +195,7 @@ class CheckpointFile:
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
         self.sha256 = file_sha256(self.path)
         self._info: dict[str, Any] | None = None
+        refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
         self._loaded: tuple[DepthART, dict[str, Any]] | None = None
 
     @functools.cached_property

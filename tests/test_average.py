@@ -53,7 +53,17 @@ def test_average_refuses_other_tokenizers_configs_and_bad_weights(tmp_path, trai
     small = save_checkpoint(tmp_path / "small.safetensors", DepthART(get_preset("tiny_cnn")))
     with pytest.raises(ValueError, match="model config differs"):
         mod.average([str(pa), str(small)])
-    with pytest.raises(ValueError, match="one non-negative weight per checkpoint"):
+    with pytest.raises(ValueError, match="one finite, non-negative weight per checkpoint"):
         mod.average([str(pa), str(pb)], [1.0])
+    for bad in (float("nan"), float("inf")):  # NaN passed the old checks: an all-NaN model
+        with pytest.raises(ValueError, match="one finite, non-negative weight per checkpoint"):
+            mod.average([str(pa), str(pb)], [0.5, bad])
+    tok = save_checkpoint(tmp_path / "stage1.safetensors", a, {"stage": "tokenizer"})
+    with pytest.raises(ValueError, match="stage-1 \\(tokenizer\\) checkpoint"):
+        mod.average([str(pa), str(tok)])  # its transformer never trained
+    out = tmp_path / "never.safetensors"
+    with pytest.raises(SystemExit):  # the command line: one line, nothing written
+        mod.main([str(pa), str(pb), "--out", str(out), "--weights", "1", "nan"])
+    assert not out.exists()
     with pytest.raises(ValueError, match="at least two"):
         mod.average([str(pa)])

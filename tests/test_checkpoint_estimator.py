@@ -80,6 +80,33 @@ def test_bad_config_metadata_and_a_folder_name_the_file(tiny_checkpoint, tmp_pat
         load_checkpoint(tmp_path)
 
 
+def test_a_stage_1_checkpoint_is_refused_as_a_depth_model(tiny_model, tmp_path, capsys):
+    """A tokenizer-stage checkpoint holds a transformer that never trained: every path that
+    would give depth from it refuses it in one line; training still reads it (stage 2's init)."""
+    from depthart_core.checkpoint import CheckpointFile
+    from depthart_core.cli import main
+    from depthart_core.runtime import get_backend
+
+    path = save_checkpoint(tmp_path / "stage1.safetensors", tiny_model, {"stage": "tokenizer"})
+    said = "is a stage-1 (tokenizer) checkpoint: its transformer never trained"
+    for make in (
+        lambda: DepthEstimator.from_checkpoint(path),
+        lambda: CheckpointFile(path),
+        lambda: get_backend("onnxruntime", str(path)),
+        lambda: get_backend("auto", str(path)),
+    ):
+        with pytest.raises(ValueError, match=said.replace("(", r"\(").replace(")", r"\)")):
+            make()
+    png = tmp_path / "in.png"
+    import cv2
+
+    cv2.imwrite(str(png), np.full((16, 16, 3), 90, np.uint8))
+    out = tmp_path / "p"
+    assert main(["predict", str(png), "--out", str(out), "--checkpoint", str(path)]) == 1
+    assert said in capsys.readouterr().err and not out.exists()
+    load_checkpoint(path)  # the loader itself (train's init_checkpoint) still reads it
+
+
 def test_half_precision_checkpoint_loads_as_fp32(tiny_model, tmp_path):
     p = save_checkpoint(tmp_path / "h.safetensors", tiny_model, half=True)
     model, _ = load_checkpoint(p)

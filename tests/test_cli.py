@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -128,11 +129,16 @@ def test_info_d16_json_counts():
     assert params["transformer"] == 310_283_520
 
 
-def test_info_checkpoint_and_errors(tiny_checkpoint, capsys):
+def test_info_checkpoint_and_errors(tiny_checkpoint, capsys, monkeypatch):
     assert main(["info", tiny_checkpoint]) == 0
     assert "transformer" in capsys.readouterr().out
     assert main(["info", "--preset", "nope"]) == 1
     assert "unknown preset 'nope'" in capsys.readouterr().err
+    monkeypatch.setenv("DEPTHART_CHECKPOINT", tiny_checkpoint)  # no argument: the default one
+    assert main(["info"]) == 0
+    assert capsys.readouterr().out.startswith(f"checkpoint {Path(tiny_checkpoint).resolve()}")
+    assert main(["info", tiny_checkpoint, "--preset", "tiny"]) == 1
+    assert "not both" in capsys.readouterr().err
     assert main(["predict", "x.png", "--checkpoint", "/no/such.safetensors", "--out", "o"]) == 1
     assert "/no/such.safetensors" in capsys.readouterr().err
 

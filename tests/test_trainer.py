@@ -55,6 +55,27 @@ def test_resume_is_bitwise_identical(tmp_path):
             assert torch.equal(a[k], b[k]), k
 
 
+def test_a_vq_prefix_refuses_a_tokenizer_trained_on_depth_only(tmp_path, tiny_model):
+    """The "vq" image prefix tokenizes the RGB image with the init checkpoint's tokenizer: one
+    trained with tokenizer_inputs: depth never saw RGB, so stage 2 is refused, saying so; a
+    tokenizer trained on both is taken."""
+    from depthart_core.checkpoint import save_checkpoint
+
+    assert tiny_model.cfg.transformer.image_prefix == "vq"
+    for inputs, refused in (("depth", True), ("both", False)):
+        init = save_checkpoint(
+            tmp_path / f"{inputs}.safetensors",
+            tiny_model,
+            {"stage": "tokenizer", "train_config": {"tokenizer_inputs": inputs}},
+        )
+        cfg = _cfg("steps=1", f"init_checkpoint={init}")
+        if refused:
+            with pytest.raises(ValueError, match="trained on depth only .*image_prefix=cnn"):
+                Trainer(cfg, tmp_path / inputs)
+        else:
+            Trainer(cfg, tmp_path / inputs)
+
+
 def test_resume_takes_every_weight_from_the_run_state(tmp_path, tiny_model):
     """Stage 2 from an init_checkpoint, stopped at step 3; the init file then holds another
     tokenizer (its stage-1 run went on) and later is gone: the resume equals the uninterrupted

@@ -283,6 +283,12 @@ def test_training_the_head_keeps_the_depth_and_records_how(tmp_path, training_sc
     assert got.uncertainty is not None and bool((got.uncertainty > 0).all())
 
 
+def info_sha(path) -> str:
+    from depthart_core.checkpoint import file_sha256
+
+    return file_sha256(path)
+
+
 def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(
     tmp_path, training_script, capsys
 ):
@@ -301,7 +307,7 @@ def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(
     for seed, name in enumerate(("train", "eval")):
         write_synthetic_set(tmp_path / name, count=5, seed=seed, size=(48, 64), progress=False)
     sweep = training_script("uncertainty_head_sweep")
-    cache = str(tmp_path / "cache.pt")
+    cache = str(tmp_path / "new" / "cache.pt")  # a folder not made yet: made before the gather
     common = ["--checkpoint", str(base_path), "--sampling", "soft", "--cache", cache]
     assert (
         sweep.main(
@@ -358,6 +364,29 @@ def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(
             ]
         )
     assert "beside the weights" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert full["checkpoint_sha256"] == info_sha(base_path) and full["decoding"] == "soft"
+    other = DepthART(get_preset("tiny_cnn_refine")).eval()  # another model: its errors differ
+    other_path = save_checkpoint(tmp_path / "other.safetensors", other, {"purpose": "tests"})
+    head = ["--train-root", "x", "--head-weights", str(out / "full.safetensors")]
+    for base_args in (
+        ["--checkpoint", str(other_path)],
+        ["--checkpoint", str(base_path), "--sampling", "greedy"],
+    ):
+        with pytest.raises(SystemExit):
+            training_script("uncertainty_head").main([*head, *base_args, "--out", str(lone)])
+        err = capsys.readouterr().err
+        assert f"was trained for checkpoint {full['checkpoint_sha256'][:12]} (soft)" in err, err
+    with pytest.raises(SystemExit):  # --out onto the checkpoint it reads
+        training_script("uncertainty_head").main(
+            [*head, "--checkpoint", str(ckpt), "--out", str(ckpt)]
+        )
+    assert "is the checkpoint it reads" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # 5 frames, 5 held out: none left to train on
+        training_script("uncertainty_head").main(
+            ["--train-root", str(tmp_path / "train"), "--checkpoint", str(base_path),
+             "--out", str(tmp_path / "none.safetensors"), "--val-fraction", "0.95"]
+        )  # fmt: skip
+    assert "leave none to train on" in capsys.readouterr().err
     model, info = load_checkpoint(ckpt)
     assert model.cfg.uncertainty_width == 4  # taken from the sweep's record
     weights = load_file(out / "full.safetensors")

@@ -36,13 +36,21 @@ def train_stage(config: str, out: Path, overrides: list[str]) -> Path:
     from depthart_core.training.trainer import CKPT_NAME, Trainer
 
     ckpt = out / CKPT_NAME
+    cfg = load_train_config(ROOT / "training" / "configs" / config, overrides)
     if ckpt.exists() and (out / "DONE").exists():
+        saved = json.loads((out / "config.json").read_text())
+        now = json.loads(json.dumps(cfg.to_dict()))  # tuples as the saved lists
+        changed = sorted(k for k in saved.keys() & now.keys() if saved[k] != now[k])
+        if changed:  # reusing it would report this command's budgets for another run
+            raise SystemExit(
+                f"{out} was trained with other settings ({', '.join(changed)} differ from this "
+                "command's): give another --out, or the same settings to reuse it"
+            )
         print(f"reusing {ckpt}")
         return ckpt
     held = describe_contents(out) if out.is_dir() else None  # an interrupted stage goes on
     if held is not None:
         print(f"resuming {out} ({held})")
-    cfg = load_train_config(ROOT / "training" / "configs" / config, overrides)
     trainer = Trainer(cfg, out, resume=held is not None)
     trainer.fit()
     (out / "DONE").write_text(str(trainer.step))
@@ -122,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (eval_dir / "meta.json").exists():
         write_synthetic_set(eval_dir, args.eval_count, args.eval_seed, (size, size))
     ds = SyntheticSet(eval_dir)
+    rendered = int(ds.meta["count"])
+    if rendered != args.eval_count:  # a set rendered by an earlier command with another count
+        raise SystemExit(
+            f"{eval_dir} holds {rendered} frames, not --eval-count {args.eval_count}: give "
+            f"--eval-count {rendered}, another --out, or remove {eval_dir}"
+        )
     # both decodings of each model: greedy argmax and the paper's seeded sampling
     paper = sampling_setting("paper", args.sampling_seed)
     predictors = {}

@@ -13,6 +13,7 @@ equal. The output's metadata lists each source with its sha256 and weight.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -21,20 +22,27 @@ def average(paths: list[str], weights: list[float] | None = None):
     """(model, metadata): the weighted mean of the checkpoints' weights."""
     import torch
 
-    from depthart_core.checkpoint import load_checkpoint, load_state_dict_strict
+    from depthart_core.checkpoint import (
+        load_checkpoint,
+        load_state_dict_strict,
+        refuse_tokenizer_only,
+    )
 
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
     weights = weights or [1.0 / len(paths)] * len(paths)
-    if len(weights) != len(paths) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"need one non-negative weight per checkpoint, got {weights}")
+    finite = all(math.isfinite(w) and w >= 0 for w in weights)  # NaN passes both w < 0 and <= 0
+    if len(weights) != len(paths) or not finite or sum(weights) <= 0:
+        raise ValueError(f"need one finite, non-negative weight per checkpoint, got {weights}")
     total = sum(weights)
     weights = [w / total for w in weights]
     model, info = load_checkpoint(paths[0])
+    refuse_tokenizer_only(info, paths[0])
     states = [model.state_dict()]
     sources = [{"path": str(paths[0]), "sha256": info["sha256"], "weight": weights[0]}]
     for path, w in zip(paths[1:], weights[1:], strict=True):
         other, other_info = load_checkpoint(path)
+        refuse_tokenizer_only(other_info, path)
         if other.cfg != model.cfg:
             raise ValueError(f"{path}: model config differs from {paths[0]}'s")
         states.append(other.state_dict())
@@ -65,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from depthart_core.checkpoint import save_checkpoint
 
-    model, meta = average(args.checkpoints, args.weights)
+    try:
+        model, meta = average(args.checkpoints, args.weights)
+    except (ValueError, OSError) as exc:  # one line, not a traceback
+        p.error(str(exc))
     out = save_checkpoint(Path(args.out), model, meta)
     print(f"averaged {len(args.checkpoints)} checkpoints into {out}")
     return 0

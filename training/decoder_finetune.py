@@ -255,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = save_checkpoint(args.out, model.eval(), meta)
     print(f"wrote {out}; held-out reconstruction loss {log[0]['val']:.5f} -> {log[-1]['val']:.5f}")
+    if model.uncertainty_head is not None:  # it learned the old decoder's errors
+        print(
+            f"warning: {out} keeps the uncertainty head trained on the old decoder's depth; "
+            "retrain it (training/uncertainty_head.py --checkpoint this file) before using it"
+        )
     return 0
 
 

@@ -25,14 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
 
-    from depthart_core.checkpoint import load_checkpoint, save_checkpoint
+    from depthart_core.checkpoint import load_checkpoint, refuse_tokenizer_only, save_checkpoint
 
-    model, info = load_checkpoint(args.run_checkpoint)
+    try:
+        evaluation = json.loads(Path(args.eval).read_text()) if args.eval else None
+        model, info = load_checkpoint(args.run_checkpoint)
+        refuse_tokenizer_only(info, args.run_checkpoint)  # it would replace the default model
+    except (ValueError, OSError) as exc:  # one line (a bad --eval too), before anything is written
+        p.error(str(exc))
     meta = dict(info["metadata"])
     meta["training_commands"] = args.command
     meta["source_run"] = str(args.run_checkpoint)
-    if args.eval:
-        meta["held_out_evaluation"] = json.loads(Path(args.eval).read_text())
+    if evaluation is not None:
+        meta["held_out_evaluation"] = evaluation
     if args.note:
         meta["note"] = args.note
     out = save_checkpoint(args.out, model, meta)

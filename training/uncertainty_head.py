@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     set_torch_threads(args.threads)
     torch.manual_seed(args.seed)
     est = DepthEstimator.from_checkpoint(args.checkpoint)
+    if Path(args.out).resolve() == Path(est.info["path"]).resolve():
+        ap.error(f"--out {args.out} is the checkpoint it reads: write the headed one elsewhere")
     if args.sampling:
         est.sampling = sampling_setting(args.sampling)
     base = est.model
@@ -196,6 +198,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         sweep = json.loads(record.read_text())
         args.width = sweep["width"]
+        trained_for = (sweep.get("checkpoint_sha256"), sweep.get("decoding"))
+        this = (est.info.get("sha256"), describe_sampling(est.sampling))
+        if trained_for[0] is None:  # a sweep from before the record said
+            print(f"warning: {record} does not say which model the head was trained for")
+        elif trained_for != this:  # a head learns one model's errors at one decoding
+            ap.error(
+                f"--head-weights: {record} was trained for checkpoint {trained_for[0][:12]} "
+                f"({trained_for[1]}), not {this[0][:12]} ({this[1]}): give that --checkpoint "
+                "and --sampling, or train a head for this one"
+            )
     if args.head_weights and args.context:
         ap.error("--context: the sweep (uncertainty_head_sweep.py) trains heads without context")
     cfg = ModelConfig.from_dict(
@@ -219,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         feat, err, w = (torch.cat([p[i] for p in parts]) for i in range(3))
         ctx = torch.cat([p[3] for p in parts]) if args.context else None
         n_val = max(1, round(args.val_fraction * len(feat)))
+        if len(feat) - n_val < 1:
+            ap.error(
+                f"{len(feat)} frames with --val-fraction {args.val_fraction:g} leave none to "
+                "train on: give more frames (--train-root) or a smaller --val-fraction"
+            )
         print(f"{len(feat)} frames ({n_val} held out), {time.perf_counter() - t0:.0f} s")
         t1 = time.perf_counter()
         log = train(

@@ -36,7 +36,7 @@ from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.evaluation.uncertainty_metrics import SparsificationTally, frame_errors
 from depthart_core.runtime.preprocess import postprocess, preprocess
 from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
+from depthart_core.sampling import SAMPLING_NAMES, describe_sampling, sampling_setting
 from depthart_core.uncertainty_head import UncertaintyHead
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,6 +87,7 @@ def prepare(args) -> int:
     est = DepthEstimator.from_checkpoint(args.checkpoint, device=args.device)
     if args.sampling:
         est.sampling = sampling_setting(args.sampling)
+    Path(args.cache).parent.mkdir(parents=True, exist_ok=True)  # not after a long gather
     t0 = time.perf_counter()
     parts = [gather(est, root, batch=args.batch) for root in args.train_root]
     feat, err, w = (torch.cat([p[i] for p in parts]) for i in range(3))
@@ -100,6 +101,9 @@ def prepare(args) -> int:
             "train_roots": args.train_root,
             "eval_root": args.eval_root,
             "checkpoint": est.info.get("path"),
+            # the model and decoding whose errors the heads learn (uncertainty_head.py checks)
+            "checkpoint_sha256": est.info.get("sha256"),
+            "decoding": describe_sampling(est.sampling),
         },
         args.cache,
     )
@@ -143,6 +147,9 @@ def train_variant(args) -> int:
         "train_frames": n - n_val,
         "held_out_frames": n_val,
         "train_roots": cache["train_roots"],
+        "checkpoint": cache.get("checkpoint"),
+        "checkpoint_sha256": cache.get("checkpoint_sha256"),
+        "decoding": cache.get("decoding"),
         "device": device,
         "torch": torch.__version__,
         "steps": log[-1]["step"],

@@ -1,4 +1,5 @@
-"""`depthart info CKPT | --preset NAME [--json]`: config and parameter counts per component."""
+"""`depthart info [CKPT | --preset NAME] [--json]`: config and parameter counts per component
+(no argument: the default checkpoint, as every other command finds it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a checkpoint's or preset's config and parameter counts")
-    p.add_argument("checkpoint", nargs="?", default=None, help="a .safetensors checkpoint")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=None,
+        help="a .safetensors checkpoint (default: the shipped one, or $DEPTHART_CHECKPOINT)",
+    )
     p.add_argument("--preset", default=None, help="a preset name instead of a checkpoint")
     p.add_argument("--vae", default=None, help="VAR's vae_ch160v4096z32.pth if the file lacks it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -19,8 +25,12 @@ def run(args: argparse.Namespace) -> int:
 
     from depthart_core.info import describe_checkpoint, describe_preset
 
-    if (args.checkpoint is None) == (args.preset is None):
-        raise ValueError("give exactly one of CHECKPOINT or --preset NAME")
+    if args.checkpoint is not None and args.preset is not None:
+        raise ValueError("give one of CHECKPOINT or --preset NAME, not both")
+    if args.preset is None and args.checkpoint is None:  # the default, wherever it is installed
+        from depthart_core.checkpoint import resolve_checkpoint
+
+        args.checkpoint = str(resolve_checkpoint(None))
     if args.preset and args.vae:
         raise ValueError("--vae is for an authors' checkpoint, not a preset")
     report = (

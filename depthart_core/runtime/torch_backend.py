@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthart_core.checkpoint import CheckpointFile, load_checkpoint
+from depthart_core.checkpoint import CheckpointFile, load_checkpoint, refuse_tokenizer_only
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend
@@ -75,6 +75,7 @@ class DepthEstimator(Backend):
             model, info = path.load()
         else:
             model, info = load_checkpoint(path, vae=vae)
+            refuse_tokenizer_only(info, info["path"])
         return cls(model, device=device, info=info, **kwargs)
 
     @property

@@ -243,7 +243,7 @@ class Trainer:
         if not load_init:  # a resume: every weight comes from the run's state
             return model
         if cfg.init_checkpoint:
-            src, _ = load_checkpoint(cfg.init_checkpoint)
+            src, src_info = load_checkpoint(cfg.init_checkpoint)
             src_pn, dst_pn = src.cfg.tokenizer.patch_nums, model.cfg.tokenizer.patch_nums
             same_but_pyramid = dataclasses.replace(src.cfg.tokenizer, patch_nums=dst_pn)
             resize = cfg.init_resize and src_pn != dst_pn
@@ -254,8 +254,21 @@ class Trainer:
                     f"init_checkpoint {cfg.init_checkpoint} (image_size {src.cfg.image_size}, "
                     f"patch_nums {src_pn}) has a different tokenizer/image size than preset "
                     f"{cfg.preset!r} (image_size {model.cfg.image_size}, patch_nums {dst_pn})"
-                    + ("" if cfg.init_resize else "; init_resize=true carries it to a new size")
+                    + (
+                        "; init_resize=true carries it to a new size"
+                        if not cfg.init_resize
+                        and (src_pn != dst_pn or src.cfg.image_size != model.cfg.image_size)
+                        else ""
+                    )
                     + _config_hint(src.cfg, model.cfg, ("tokenizer",), skip={"patch_nums"})
+                )
+            src_inputs = src_info["metadata"].get("train_config", {}).get("tokenizer_inputs")
+            if model.cfg.transformer.image_prefix == "vq" and src_inputs == "depth":
+                raise ValueError(  # the "vq" prefix is the RGB image through this tokenizer
+                    f"init_checkpoint {cfg.init_checkpoint}'s tokenizer was trained on depth "
+                    "only (tokenizer_inputs: depth), but the image prefix 'vq' tokenizes the RGB "
+                    "image with it: train the tokenizer with tokenizer_inputs: both, or use "
+                    "--set model_overrides.transformer.image_prefix=cnn"
                 )
             if not cfg.init_tokenizer_only and not cfg.init_grow:
                 if src.cfg.transformer != model.cfg.transformer:
