@@ -182,7 +182,8 @@ def refuse_tokenizer_only(info: dict[str, Any], path: str | Path) -> None:
 
 
 class CheckpointFile:
-    """One depth model's checkpoint (a stage-1 tokenizer checkpoint is refused): resolved and hashed when made, its model loaded (on the CPU) at most once.
+    """One depth model's checkpoint (a stage-1 tokenizer checkpoint is refused): resolved and
+    hashed when made, its model loaded (on the CPU) at most once.
 
     Every backend `runtime.get_backend` tries gets the same one, so the `auto` fallback from
     TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
