@@ -6,7 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -479,6 +483,102 @@ def test_live_interrupt_stops_the_node_and_writes_the_report(tmp_path, tiny_chec
     assert transport.closed and _gone(int(pidfile.read_text()))
 
 
+class TerminatingTransport(EchoTransport):
+    """EchoTransport that sends this process SIGTERM (a CI timeout, systemd) at one publish."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def publish(self, key, raw):
+        if key == "image" and self.images == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        super().publish(key, raw)
+
+
+def test_live_sigterm_stops_the_node_and_writes_the_report(tmp_path, tiny_checkpoint):
+    """SIGTERM to the replay acts as Ctrl-C: the node (its own session, so the signal never
+    reaches it) is stopped and the partial report written; the handlers are put back."""
+    bag = _hand_bag(tmp_path / "bag")
+    pidfile = tmp_path / "pid"
+    live = LiveConfig(tiny_checkpoint, rate=4.0, node_cmd=_sleeper(pidfile), domain_id=8)
+
+    def not_replays(signum, frame):  # without the replay's handler the signal lands here
+        raise AssertionError("SIGTERM reached the handler from before the replay")
+
+    before = signal.signal(signal.SIGTERM, not_replays)  # not the default: it ends pytest
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            replay_live(bag, tmp_path / "out", HAND, live, TerminatingTransport(at=3))
+        assert signal.getsignal(signal.SIGTERM) is not_replays  # put back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["counts"]["not_played"] == 6
+    assert _gone(int(pidfile.read_text()))
+
+
+def test_the_node_goes_when_the_replay_is_killed(tmp_path):
+    """kill -9 of the replay runs no handler: the node, in its own session, gets SIGTERM from
+    the kernel (PR_SET_PDEATHSIG) instead of running on for ever."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    pidfile = tmp_path / "pid"
+    parent = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from depthart_ros.replay.process import start_process
+        start_process({list(_sleeper(pidfile))!r}, None, Path({str(tmp_path / "log")!r}))
+        print("started", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 30
+    while not (pidfile.is_file() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    node_pid = int(pidfile.read_text())
+    proc.kill()
+    proc.wait(30)
+    while not _gone(node_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(node_pid)
+
+
+def test_a_time_limit_that_cuts_the_run_is_its_status(tmp_path, tiny_checkpoint):
+    """Frames 2 s apart and a 3 s --time-limit: the run stops early and its status says so
+    (it said "complete"); an earlier run's picture in the folder is not left to pass for this
+    run's; a start-up cut short by the time limit names the time limit, not the 60 s timeout."""
+    bag = _hand_bag(tmp_path / "bag")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "samples.png").write_bytes(b"an earlier run's picture")
+    live = LiveConfig(
+        tiny_checkpoint, rate=0.05, node_cmd=_sleeper(tmp_path / "pid"), domain_id=8,
+        time_limit_s=3.0, drain_timeout_s=0.5,
+    )  # fmt: skip
+    report = replay_live(bag, out, HAND, live, EchoTransport())
+    assert re.fullmatch(r"truncated by --time-limit: [12] of 8 frames played", report["status"])
+    assert report["live"]["truncated_by_time_limit"] and not (out / "samples.png").exists()
+    slow = dataclasses.replace(live, time_limit_s=1.0, node_cmd=_sleeper(tmp_path / "pid2"))
+    with pytest.raises(RuntimeError, match=r"within 1 s \(--time-limit\)"):
+        replay_live(bag, tmp_path / "out2", HAND, slow, EchoTransport(ready=False))
+
+
+def test_the_users_node_args_win(tmp_path):
+    """--node-arg items come after the replay's -p (the last override counts) and before its
+    -r (the first matching remap counts)."""
+    from depthart_ros.replay.process import node_command
+
+    live = LiveConfig(node_args=("-p", "backend:=onnxruntime", "-r", "image:=/elsewhere"))
+    cmd = node_command(HAND, live, tmp_path / "m.safetensors")
+    assert cmd.index("backend:=torch") < cmd.index("backend:=onnxruntime")
+    assert cmd.index("image:=/elsewhere") < cmd.index("image:=/cam/image")
+    assert cmd.count("--ros-args") == 1
+
+
 def test_live_node_that_dies_is_reported_with_its_log(tmp_path, tiny_checkpoint):
     bag = _hand_bag(tmp_path / "bag")
     crash = (sys.executable, "-c", "import sys; print('cannot start: boom'); sys.exit(3)")
@@ -598,3 +698,18 @@ def test_a_relative_prediction_topic_is_made_fully_qualified():
     assert ReplayConfig("/cam/image", pred_topic="depthart/depth").pred_topic == "/depthart/depth"
     with pytest.raises(ValueError, match="names no topic"):
         ReplayConfig("/cam/image", pred_topic="/")
+
+
+def test_the_demo_refuses_a_folder_holding_another_report(tmp_path):
+    """The demo rewrites its own folder; another replay's report there is refused (it was
+    overwritten without a word), an earlier demo's is not."""
+    from depthart_ros.replay.demo import _check_demo_folder
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    _check_demo_folder(out, out / "synthetic_bag")  # empty: fine
+    (out / "report.json").write_text(json.dumps({"bag": "demo/synthetic_bag"}))
+    _check_demo_folder(out, out / "synthetic_bag")  # an earlier demo's, from any cwd
+    (out / "report.json").write_text(json.dumps({"bag": "/data/robot_2026.mcap"}))
+    with pytest.raises(ValueError, match="not an earlier demo's"):
+        _check_demo_folder(out, out / "synthetic_bag")

@@ -205,6 +205,8 @@ def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
         "samples": ("samples.png", plot_samples),
     }
     report["pictures"] = {}
+    for name, _ in pictures.values():  # an earlier run's pictures must not pass for this one's
+        (out / name).unlink(missing_ok=True)
 
     def save_text() -> None:
         text = json.dumps(report, indent=1, default=_json_default) + "\n"

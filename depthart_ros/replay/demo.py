@@ -14,6 +14,7 @@ Live replay itself is `depthart_ros.replay.live.replay_live`, over the rclpy tra
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -50,6 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_demo_folder(out: Path, bag: Path) -> None:
+    """The demo rewrites its own folder; a report of anything else there (a replay's) would be
+    overwritten without a word, so it is refused before anything is written."""
+    report = out / "report.json"
+    if not report.is_file():
+        return
+    try:
+        played = json.loads(report.read_text()).get("bag")
+    except (OSError, ValueError, AttributeError):
+        played = None
+    if not isinstance(played, str) or Path(played).name != bag.name:  # as stored: any cwd
+        raise ValueError(
+            f"{out} holds a report that is not an earlier demo's ({report}): give the demo "
+            "another --out"
+        )
+
+
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
@@ -58,6 +76,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             f"checkpoint not found: {checkpoint}; pass --checkpoint or set DEPTHART_CHECKPOINT"
         )
     bag = out / "synthetic_bag"
+    _check_demo_folder(out, bag)
     if bag.exists():  # the demo's own bag from an earlier run
         shutil.rmtree(bag)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from depthart_core.rosio.messages import IMAGE_TYPE
 from depthart_ros.replay.process import (
     LiveConfig,
     LiveTransport,
+    interrupt_on_termination,
     log_tail,
     node_command,
     pick_domain_id,
@@ -102,17 +103,33 @@ class LiveSession:
             if time.monotonic() >= limit:
                 raise RuntimeError(
                     f"node did not subscribe to {self.cfg.image_topic} and publish "
-                    f"{self.cfg.pred_topic} within {self.live.startup_timeout_s:.0f} s; "
+                    f"{self.cfg.pred_topic} within {self._limit_said()}; "
                     f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             self.pump(time.monotonic() + 0.1)
 
+    def _limit_said(self) -> str:
+        """The limit that ended a start-up wait: the start-up timeout, or --time-limit."""
+        startup = self.live.startup_timeout_s
+        if self.t_start + startup <= self.deadline:
+            return f"{startup:.0f} s (the start-up timeout)"
+        return f"{self.live.time_limit_s:g} s (--time-limit)"
+
     def close(self) -> None:
+        """Close the transport and stop the node; a second Ctrl-C meanwhile does not cut this
+        short (it would leave the node running and skip the report's live section): the node is
+        then killed at once."""
         try:
             self.transport.close()
+        except KeyboardInterrupt:
+            log.warning("interrupted again while closing: stopping the node at once")
         finally:
             if self.proc is not None:
-                self.exit_code = stop_process(self.proc)
+                try:
+                    self.exit_code = stop_process(self.proc)
+                except KeyboardInterrupt:
+                    log.warning("interrupted again: killing the node")
+                    self.exit_code = stop_process(self.proc, grace_s=0.0)
 
     def _on_output(self, raw: bytes, t: float) -> None:
         self.outputs.put((raw, t))
@@ -193,9 +210,8 @@ class LiveSession:
             now = time.monotonic()
             if now >= limit:
                 raise RuntimeError(
-                    f"no output on {self.cfg.pred_topic} within {self.live.startup_timeout_s:.0f}"
-                    f" s of starting the node; last lines of {self.log_path}:\n"
-                    f"{log_tail(self.log_path)}"
+                    f"no output on {self.cfg.pred_topic} within {self._limit_said()} of starting "
+                    f"the node; last lines of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             if now >= next_send:
                 stamp = self._next_stamp() if self.live.restamp else len(self.warm_stamps) + 1
@@ -306,6 +322,20 @@ def replay_live(
     }
     store = PredictionStore(out)
     session = LiveSession(bag, out, cfg, live, index, transport, store, checkpoint)
+    with interrupt_on_termination():  # SIGTERM, SIGHUP: as Ctrl-C, the node stopped, a report
+        return _run_live(bag, out, cfg, index, write_bag, run, store, session)
+
+
+def _run_live(
+    bag: Path,
+    out: Path,
+    cfg: ReplayConfig,
+    index: BagIndex,
+    write_bag: str | Path | None,
+    run: ReplayRun,
+    store: PredictionStore,
+    session: LiveSession,
+) -> dict[str, Any]:
     error: BaseException | None = None
     try:
         try:
@@ -328,7 +358,7 @@ def replay_live(
         error = error or exc
     finally:
         _fill_live_rows(run, session)
-        run.status = _status(error)
+        run.status = _status(error, session)
         store.close()
         report = write_report(run, out)
     if error is not None:
@@ -336,7 +366,10 @@ def replay_live(
     return report
 
 
-def _status(error: BaseException | None) -> str:
+def _status(error: BaseException | None, session: LiveSession) -> str:
+    if error is None and session.truncated:  # not every frame was played: say so
+        played, total = len(session.sent), session.index.n_frames
+        return f"truncated by --time-limit: {played} of {total} frames played"
     if error is None:
         return "complete"
     if isinstance(error, KeyboardInterrupt):

@@ -9,12 +9,15 @@ replay runs (and is tested) without rclpy (the rclpy one is
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +25,8 @@ from typing import Any, Protocol
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
 from depthart_core.rosio.messages import IMAGE_TYPE
+
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,10 @@ def node_command(
     bag's CompressedImage topic `<base>/compressed` is read by the node's `image_transport:
     compressed` with `image` remapped to `<base>`, as image_transport names it."""
     cmd = list(live.node_cmd) or [sys.executable, "-m", "depthart_ros.node"]
-    args = ["--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", f"backend:={live.backend}"]
+    # the user's items win: after our -p (the last override of a parameter counts) and before
+    # our -r (the first matching remap rule counts)
+    params = ["-p", f"checkpoint:={checkpoint}", "-p", f"backend:={live.backend}"]
+    args: list[str] = []
     if image_type == COMPRESSED_IMAGE_TYPE:
         suffix = TRANSPORT_SUFFIX["compressed"]
         if not cfg.image_topic.endswith(suffix) or cfg.image_topic == suffix:
@@ -108,22 +116,71 @@ def node_command(
                 "(without --live) reads it under any name"
             )
         base = cfg.image_topic[: -len(suffix)]
-        args += ["-p", "image_transport:=compressed", "-r", f"image:={base}"]
+        params += ["-p", "image_transport:=compressed"]
+        args += ["-r", f"image:={base}"]
     else:
         args += ["-r", f"image:={cfg.image_topic}"]
     if cfg.camera_info_topic:
         args += ["-r", f"camera_info:={cfg.camera_info_topic}"]
     args += ["-r", f"depth:={cfg.pred_topic}"]
     args += ["-r", f"depth/camera_info:={cfg.pred_topic}/camera_info"]
-    return cmd + args + list(live.node_args)
+    return cmd + ["--ros-args", *params, *live.node_args, *args]
 
 
 def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start `cmd` in its own session (so it and its children can be signalled as a group)."""
+    """Start `cmd` in its own session (so it and its children can be signalled as a group). On
+    Linux, from the main thread, it also gets SIGTERM when this process dies, even by SIGKILL
+    (its own session keeps it from our terminal's signals, so nothing else would stop it)."""
     with open(log_path, "wb") as log_file:
         return subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent() if threading.current_thread() is threading.main_thread()
+            else None,
+        )  # fmt: skip
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to send the child SIGTERM when its parent dies (prctl's
+    PR_SET_PDEATHSIG), or None where there is no such call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:  # in the child, between fork and exec
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the call: nobody would send it
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
+
+
+@contextmanager
+def interrupt_on_termination() -> Iterator[None]:
+    """While open (in the main thread), SIGTERM and SIGHUP (a CI job's timeout, systemd, a closed
+    terminal) raise KeyboardInterrupt as Ctrl-C does, so the node is stopped and the partial
+    report written; Python's default for them ends the process at once, leaving the node running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> int | None:
