@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -230,10 +231,11 @@ class StampMatcher:
         self._dropped_max_ns: int | None = None  # the newest stamp dropped so far
         self._dropped_min_ns: int | None = None  # and the oldest
         self._newest_ns: int | None = None
-        self._lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._closed = False
 
     def add(self, stamp_ns: int, item: Any) -> None:
-        with self._lock:
+        with self._cv:
             stamp_ns = int(stamp_ns)
             if self._newest_ns is not None and self._newest_ns - stamp_ns > self.span_s * 1e9:
                 # the clock went back (a looped bag, a simulator reset): a new stream starts,
@@ -241,6 +243,7 @@ class StampMatcher:
                 self._items.clear()
                 self._newest_ns = self._dropped_max_ns = self._dropped_min_ns = None
             self._items.append((stamp_ns, item))
+            self._cv.notify_all()
             newest = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
             self._newest_ns = newest
             while len(self._items) > self.maxlen or (
@@ -253,22 +256,50 @@ class StampMatcher:
                 self._dropped_min_ns = dropped if low is None else min(low, dropped)
 
     def nearest(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
-        with self._lock:
-            best = min(self._items, key=lambda it: abs(it[0] - stamp_ns), default=None)
+        with self._cv:
+            return self._nearest(stamp_ns, tolerance_ns)
+
+    def _nearest(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
+        best = min(self._items, key=lambda it: abs(it[0] - stamp_ns), default=None)
         if best is None or abs(best[0] - stamp_ns) > tolerance_ns:
             return None
         return best[1]
+
+    def wait_nearest(self, stamp_ns: int, tolerance_ns: int, deadline: float) -> Any | None:
+        """`nearest`, waiting until `deadline` (time.monotonic()) for an item within the
+        tolerance to arrive (a cue projected from a scan comes after its image), unless one
+        stamped past the tolerance already has (items come in stamp order: it will not)."""
+        with self._cv:
+
+            def settled() -> bool:
+                newest = self._newest_ns
+                return (
+                    self._closed
+                    or self._nearest(stamp_ns, tolerance_ns) is not None
+                    or (newest is not None and newest > stamp_ns + tolerance_ns)
+                )
+
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                self._cv.wait_for(settled, timeout=remaining)
+            return self._nearest(stamp_ns, tolerance_ns)
+
+    def close(self) -> None:
+        """End any wait now (node shutdown)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
 
     def dropped_near(self, stamp_ns: int, tolerance_ns: int) -> bool:
         """Whether an item within the tolerance of this stamp may have been dropped: the stamp
         lies in (or within the tolerance of) the span of stamps dropped so far. A stamp before
         every item ever kept (a source on a clock ahead of the frames') is missing, not dropped."""
-        with self._lock:
+        with self._cv:
             low, high = self._dropped_min_ns, self._dropped_max_ns
         if low is None or high is None:
             return False
         return low - tolerance_ns <= stamp_ns <= high + tolerance_ns
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._cv:
             return len(self._items)

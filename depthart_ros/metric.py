@@ -113,6 +113,10 @@ class MetricScaler:
         if self.ground is not None:
             self.ground = GroundPlaneScale(ground_config(cfg))
 
+    def close(self) -> None:
+        """End a wait for a cue now (node shutdown)."""
+        self.cues.close()
+
     def add_cue(self, stamp_ns: int, msg: Any) -> bool:
         """One sparse cue; False for one stamped 0 (counted `unstamped`): it pairs with no frame,
         and among stamped ones it would read as the clock going back and empty the buffer."""
@@ -156,14 +160,16 @@ class MetricScaler:
         cfg: dict[str, Any],
         projection: Any | None,
         image: np.ndarray | None = None,
+        cue_deadline: float = 0.0,
     ) -> tuple[np.ndarray, str | None]:
         """(depth, fallback reason): metres from the first source that gives a usable scale,
         else `relative` unchanged and the reasons. `projection`: the frame's P (12 values, at
         the depth's size) or None without a calibration; `image`: the frame (HxWx3, the depth's
-        size) for `ground_plane.vertical_lines`."""
+        size) for `ground_plane.vertical_lines`; `cue_deadline`: until when (time.monotonic())
+        to wait for a sparse cue of this stamp that has not come yet."""
         reasons = []
         if self.sparse_on:
-            fit, reason = self._sparse_fit(relative, stamp_ns, cfg)
+            fit, reason = self._sparse_fit(relative, stamp_ns, cfg, cue_deadline)
             if fit is not None:
                 if self.ground is not None:  # the floor's memory would be stale on its return
                     self.ground.forget()
@@ -202,9 +208,11 @@ class MetricScaler:
         s["nonpositive_px"] = int(np.isneginf(metres).sum())
         return metres, None
 
-    def _sparse_fit(self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any]):
+    def _sparse_fit(
+        self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any], deadline: float = 0.0
+    ):
         tol_s = cfg["sparse_depth.max_stamp_diff_s"]
-        msg = self.cues.nearest(stamp_ns, int(tol_s * 1e9))
+        msg = self.cues.wait_nearest(stamp_ns, int(tol_s * 1e9), deadline)
         if msg is None and self.cues.dropped_near(stamp_ns, int(tol_s * 1e9)):
             self.counts["dropped_late"] += 1
             return None, _dropped("sparse_depth", self.cues)

@@ -449,7 +449,8 @@ class DepthArtCore:
         fallback = ""  # why a metric source gave relative depth for this frame
         if self.metric.enabled:  # P of this image's pixels: binning and ROI applied
             p = None if info is None else ros_image.image_projection(info, depth.shape)[1]
-            depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p, rgb)
+            cue_by = received + c["sparse_depth.wait_s"]  # a cue projected from a scan is late
+            depth, fallback = self.metric.to_metres(depth, stamp_ns, c, p, rgb, cue_by)
             if fallback:
                 self._warn("metric_fallback", f"publishing relative depth: {fallback}")
         if not fallback:  # with a metric source the bounds are metres: a relative frame skips them
@@ -571,6 +572,9 @@ class DepthArtCore:
         """Stop the worker thread after the frame it is on (idempotent)."""
         self.frames.close()
         self.calibration.close()
+        metric = getattr(self, "metric", None)
+        if metric is not None:
+            metric.close()
         self.worker.join(timeout=CLOSE_JOIN_S)
         if self.worker.is_alive():  # a frame stuck in the backend: say so, do not hang shutdown
             self.get_logger().warning(

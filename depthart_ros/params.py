@@ -162,6 +162,13 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("sparse_depth.mode", "scale", "median-ratio scale, or scale + shift", FIT_MODES),
     Param("sparse_depth.max_stamp_diff_s", 0.05, "stamp tolerance image/sparse", lo=0, hi=10),
+    Param(
+        "sparse_depth.wait_s",
+        0.05,
+        "wait this long after an image for a sparse cue of its stamp still to come",
+        lo=0,
+        hi=5,
+    ),
     Param("sparse_depth.min_points", 20, "fewer overlapping points -> relative", lo=2, hi=1e7),
     Param("sparse_depth.min_m", 0.05, "sparse values below (m) are ignored", lo=0, hi=1e4),
     Param(

@@ -274,3 +274,28 @@ def test_a_cue_needing_no_shift_gets_the_median_ratio_scale() -> None:
     fit, reason = fit_metric_scale(rel, noisy, "scale_shift")
     assert reason == "ok" and fit.mode == "scale" and fit.shift == 0.0
     assert fit.scale == pytest.approx(3.0, rel=0.01)
+
+
+def test_stamp_matcher_waits_for_a_late_item_until_its_deadline() -> None:
+    """A cue projected from a scan comes after its image: `wait_nearest` takes it when it
+    arrives inside the wait, returns at once when a later one shows it will not come, gives up
+    at the deadline, and `close` ends a wait."""
+    import threading
+    import time
+
+    m = StampMatcher(maxlen=8, span_s=2.0)
+    threading.Timer(0.1, m.add, args=(1_000_000_000, "late cue")).start()
+    t0 = time.monotonic()
+    assert m.wait_nearest(1_000_000_000, 10_000_000, t0 + 10.0) == "late cue"
+    assert time.monotonic() - t0 < 5.0  # woken by the arrival
+    m.add(2_000_000_000, "newer")  # past the next stamp's tolerance: its cue will not come
+    t0 = time.monotonic()
+    assert m.wait_nearest(1_500_000_000, 10_000_000, t0 + 10.0) is None
+    assert time.monotonic() - t0 < 1.0
+    t0 = time.monotonic()
+    assert m.wait_nearest(3_000_000_000, 10_000_000, t0 + 0.2) is None  # the deadline
+    assert 0.15 < time.monotonic() - t0 < 5.0
+    threading.Timer(0.1, m.close).start()
+    t0 = time.monotonic()
+    assert m.wait_nearest(4_000_000_000, 10_000_000, t0 + 10.0) is None
+    assert time.monotonic() - t0 < 5.0

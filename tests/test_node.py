@@ -446,6 +446,19 @@ def test_sparse_depth_gives_metres(reliable, estimator) -> None:
     assert diag["_level"] == "1"  # WARN
     _assert_close_to_predict(out, rel, "fallback")
 
+    # d. a cue that comes after its image (projected from a scan) is waited for
+    assert peer.set_parameter(NODE, "sparse_depth.wait_s", 3.0).successful
+    sparse = np.full(rel.shape, np.nan, np.float32)
+    sparse[ys, xs] = 2.0 * rel[ys, xs]
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, rgb, stamp)
+    time.sleep(0.3)  # the frame's inference is done by now on a quiet machine: it waits
+    pub_sparse.publish(_sparse_msg(sparse, "32FC1", stamp))
+    out = _depth(_wait_depth(env, stamp))
+    assert peer.set_parameter(NODE, "sparse_depth.wait_s", 0.05).successful
+    err = np.abs(out / (2.0 * rel) - 1.0)
+    assert np.isfinite(out).all() and np.median(err) < 0.01, "the late cue was not used"
+
 
 def _endpoint_reliability(peer: RosPeer, topic: str, kind: str, policy="reliability") -> str:
     infos = getattr(peer.node, f"get_{kind}_info_by_topic")(topic)
