@@ -392,6 +392,9 @@ def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
         out = render_batch(cfg.val_seed, list(range(cfg.val_count)), SynthConfig(size=(size, size)))
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}
     if cfg.source == "frames":  # the held-out file, its first val_count frames
+        if not cfg.val_root:  # say so: its val_loss is then a training loss
+            log.warning("data.val_root is empty: validating on the training frames (%s) "
+                        "themselves; give a held-out frame file", cfg.root)  # fmt: skip
         pool = FramePool(cfg.val_root or cfg.root, cfg.val_seed, 1)
         n = min(cfg.val_count, len(pool.rgb))
         return {"rgb": pool.rgb[:n], "depth": pool.depth[:n], "valid": pool.valid[:n]}
