@@ -64,6 +64,31 @@ def test_colour_decodes_every_variant_the_plugin_and_cameras_write():
     assert is_compressed(_msg("png", b"")) and not is_compressed(SimpleNamespace(encoding="rgb8"))
 
 
+def test_a_bayer_mosaic_on_the_compressed_transport_is_demosaiced_as_the_raw_one():
+    """The plugin compresses a Bayer camera's raw mosaic ("bayer_rggb8; png compressed "): it is
+    demosaiced exactly as the raw bayer_rggb8 image is, not passed on as a grey frame."""
+    from depthart_core.rosio.image import image_to_rgb
+
+    rgb = _rgb(32, 40)
+    mosaic = np.empty(rgb.shape[:2], np.uint8)  # RGGB: R at (0, 0), B at (1, 1)
+    mosaic[0::2, 0::2], mosaic[1::2, 1::2] = rgb[0::2, 0::2, 0], rgb[1::2, 1::2, 2]
+    mosaic[0::2, 1::2], mosaic[1::2, 0::2] = rgb[0::2, 1::2, 1], rgb[1::2, 0::2, 1]
+    ok, png = cv2.imencode(".png", mosaic)
+    out = compressed_to_rgb(_msg("bayer_rggb8; png compressed ", png.tobytes()))
+    raw = SimpleNamespace(encoding="bayer_rggb8", height=32, width=40, step=40,
+                          is_bigendian=0, data=mosaic.tobytes())  # fmt: skip
+    assert np.array_equal(out, image_to_rgb(raw))
+    assert not np.array_equal(out[..., 0], out[..., 2])  # colour, not grey
+
+
+def test_a_float_or_signed_colour_frame_is_refused_not_black():
+    frame = (_rgb() / 255.0).astype(np.float32)
+    ok, tiff = cv2.imencode(".tiff", frame)
+    with pytest.raises(ImageDecodeError, match="float32 pixels") as err:
+        compressed_to_rgb(_msg("32FC3; tiff compressed", tiff.tobytes()))
+    assert err.value.cause == "unknown_encoding"
+
+
 def test_compressed_depth_16uc1_is_lossless_millimetres():
     mm = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 11
     mm[0, :5] = 0  # no return

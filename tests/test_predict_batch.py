@@ -64,6 +64,31 @@ def test_a_truncated_jpeg_is_skipped_not_predicted_from_grey(tiny_checkpoint, tm
     assert np.load(tmp_path / "o" / "trailer.npy").shape == (48, 64)
 
 
+def test_truncated_jpeg_walks_the_segments_not_the_appended_data():
+    """A Motion Photo (a JPEG with a video appended after its end marker) is whole, whatever
+    start-of-scan patterns the video holds (searching the whole file called half of them cut);
+    a progressive JPEG, one with restart markers and one with an EXIF thumbnail are whole; each
+    cut anywhere before its end marker is truncated."""
+    from depthart_core.cli.predict import truncated_jpeg
+
+    rgb = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    plain = cv2.imencode(".jpg", rgb)[1].tobytes()
+    progressive = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    restarts = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])[1].tobytes()
+    thumb = cv2.imencode(".jpg", rgb[::8, ::8])[1].tobytes()
+    app1 = b"Exif\0\0" + thumb  # a thumbnail's own SOI/SOS/EOI inside APP1
+    exif = plain[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + plain[2:]
+    assert cv2.imdecode(np.frombuffer(exif, np.uint8), cv2.IMREAD_COLOR) is not None
+    rng = np.random.default_rng(0)
+    for data in (plain, progressive, restarts, exif):
+        assert not truncated_jpeg(data)
+        for _ in range(20):  # the video a Motion Photo appends: "\xff\xda" in it by chance
+            video = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+            assert not truncated_jpeg(data + b"\0\0\0\x18ftypmp42" + video + b"\xff\xda\x00")
+        for cut in (len(data) // 3, len(data) // 2, len(data) - 2, len(data) - 1):
+            assert truncated_jpeg(data[:cut]), cut
+
+
 def test_an_image_given_twice_is_predicted_once(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))

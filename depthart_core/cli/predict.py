@@ -129,14 +129,45 @@ def read_rgb(name: str):
 
 
 def truncated_jpeg(data: bytes) -> bool:
-    """Whether `data` is a JPEG cut short (an interrupted copy): no end-of-image marker after
-    its last start-of-scan. Inside a scan an 0xFF byte is always stuffed or a restart marker, so
-    neither marker can appear by chance; an EXIF thumbnail's markers come before the image's
-    scans, and data a camera appends after the end marker is allowed."""
+    """Whether `data` is a JPEG cut short (an interrupted copy): its segments, walked from the
+    start by their lengths and through each scan's entropy-coded data (where 0xFF is always
+    stuffed, a restart marker or fill), end before the end-of-image marker. Whatever follows
+    that marker is not read: a phone's Motion Photo appends a whole video, whose bytes hold
+    start-of-scan patterns by chance. Bytes that are not a marker where one must be are left
+    to the decoder to judge."""
     if not data.startswith(b"\xff\xd8"):
         return False
-    sos = data.rfind(b"\xff\xda")
-    return sos < 0 or data.find(b"\xff\xd9", sos) < 0
+    i, n = 2, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return False  # not a JPEG this walk understands: the decoder decides
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill before a marker
+            i += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return False
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+            i += 2
+            continue
+        if i + 4 > n:
+            return True
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != 0xDA:
+            continue
+        while True:  # a scan's data: up to the next marker that is not stuffing or a restart
+            j = data.find(b"\xff", i)
+            if j < 0 or j + 1 >= n:
+                return True
+            follower = data[j + 1]
+            if follower == 0x00 or 0xD0 <= follower <= 0xD7:
+                i = j + 2
+            elif follower == 0xFF:
+                i = j + 1
+            else:
+                i = j
+                break
+    return True
 
 
 def output_stems(names: list[str]) -> list[str]:

@@ -31,7 +31,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from depthart_core.rosio.image import DEPTH_ENCODINGS, ImageDecodeError, _to_u8, invalid_to_nan
+from depthart_core.rosio.image import (
+    _BAYER_TO_CV,
+    DEPTH_ENCODINGS,
+    ImageDecodeError,
+    _to_u8,
+    invalid_to_nan,
+)
 
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 TRANSPORT_SUFFIX = {"compressed": "/compressed", "compressedDepth": "/compressedDepth"}
@@ -120,7 +126,18 @@ def compressed_to_rgb(msg: Any, min_size: int = 2, max_pixels: int | None = None
         )
     if max_pixels is not None and h * w > max_pixels:
         raise ImageDecodeError("too_large", f"image is {w}x{h}: {h * w} pixels > {max_pixels}")
+    if px.dtype not in (np.uint8, np.uint16):  # a float or signed TIFF: no colour scale known
+        raise ImageDecodeError(
+            "unknown_encoding", f"CompressedImage ({fmt!r}) decodes to {px.dtype} pixels; "
+            "colour frames must be 8- or 16-bit unsigned"
+        )  # fmt: skip
     px = _to_u8(px)
+    enc = fmt.partition(";")[0].strip().lower() if ";" in fmt else ""
+    if enc.startswith("bayer_") and px.ndim == 2:  # the plugin compresses the raw mosaic
+        pattern = enc[len("bayer_") : len("bayer_") + 4]
+        if pattern not in _BAYER_TO_CV:
+            raise ImageDecodeError("unknown_encoding", f"unknown Bayer pattern in {fmt!r}")
+        return np.ascontiguousarray(cv2.cvtColor(px, _BAYER_TO_CV[pattern]))
     if px.ndim == 2:
         return cv2.cvtColor(px, cv2.COLOR_GRAY2RGB)
     if _file_holds_rgb(fmt):  # OpenCV's decode, read as BGR, gives the RGB back as it is
