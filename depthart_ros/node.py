@@ -44,6 +44,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -222,7 +223,11 @@ class DepthArtCore:
         self._last_diag = (time.monotonic(), 0, 0)
         self.worker = threading.Thread(target=self._work, name="depthart-worker", daemon=True)
         self.worker.start()
-        self._own(self.destroy_timer, self.create_timer(1.0, self._publish_diagnostics))
+        # on the steady clock: under use_sim_time with no /clock yet (a simulator starting, a
+        # bag not playing) ROS time stands still, and diagnostics must still say why nothing comes
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        timer = self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        self._own(self.destroy_timer, timer)
 
     def _destroy_endpoints(self) -> None:
         """Stop the worker (after its current frame) and destroy what `_create_endpoints` made."""

@@ -478,6 +478,20 @@ def test_qos_follows_parameters_and_qos_overrides(reliable) -> None:
     assert _endpoint_reliability(peer, "/depth", "publishers", "durability") == "VOLATILE"
 
 
+def test_diagnostics_go_on_under_sim_time_without_a_clock(reliable) -> None:
+    """use_sim_time with no /clock publisher: ROS time stands still at 0, but the diagnostics
+    timer runs on the steady clock, so the node still says how it is."""
+    env, *_ = reliable
+    peer = env.peer
+    assert peer.set_parameter(NODE, "use_sim_time", True).successful
+    try:
+        first = peer.wait_diagnostics(after=time.time() + 0.5)
+        second = peer.wait_diagnostics(after=time.time() + 0.5)
+        assert first and second
+    finally:
+        assert peer.set_parameter(NODE, "use_sim_time", False).successful
+
+
 def test_stale_frames_are_dropped_and_counted(reliable) -> None:
     env, node, pub_img, *_ = reliable
     peer = env.peer
