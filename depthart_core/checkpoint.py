@@ -102,6 +102,11 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
             meta = f.metadata() or {}
             keys = list(f.keys()) if meta.get("format") != FORMAT else []
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        if path.suffix.lower() == ".onnx":  # an exported graph is not a checkpoint
+            raise ValueError(
+                f"{path} is an ONNX graph, not a checkpoint: give the .safetensors it was "
+                "exported from"
+            ) from exc
         raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT:
         if authors_layout.is_authors_layout(keys):
@@ -321,7 +326,9 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
 def _existing(path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
-        raise ValueError(f"checkpoint {p} is a directory, not a file")
+        inside = p / "checkpoint.safetensors"  # a run folder (train, finetune) names it so
+        hint = f": the run's model is {inside}" if inside.is_file() else ""
+        raise ValueError(f"checkpoint {p} is a directory, not a file{hint}")
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     return p

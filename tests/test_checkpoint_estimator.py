@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,8 +77,17 @@ def test_bad_config_metadata_and_a_folder_name_the_file(tiny_checkpoint, tmp_pat
         with pytest.raises(ValueError) as exc:
             load_checkpoint(path)
         assert str(exc.value).startswith(f"{path}: its {key!r} metadata is not ")
-    with pytest.raises(ValueError, match=f"checkpoint {tmp_path} is a directory, not a file"):
+    with pytest.raises(ValueError, match=f"checkpoint {tmp_path} is a directory, not a file$"):
         load_checkpoint(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(Path(tiny_checkpoint).read_bytes())
+    with pytest.raises(ValueError, match=f"a file: the run's model is {run}/checkpoint.safet"):
+        load_checkpoint(run)  # a train / finetune run folder given for its model
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(64))  # not safetensors
+    with pytest.raises(ValueError, match="is an ONNX graph, not a checkpoint"):
+        load_checkpoint(graph)
 
 
 def test_a_stage_1_checkpoint_is_refused_as_a_depth_model(tiny_model, tmp_path, capsys):
