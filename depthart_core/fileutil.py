@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -101,6 +103,24 @@ def is_temp_name(name: str) -> bool:
     """Whether `name` is a temp file or folder that an interrupted `atomic_write` (or a writer it
     ran) left behind; such names are never read, and `rundir` removes them."""
     return any(p.match(name) for p in _TEMP_NAMES)
+
+
+@contextlib.contextmanager
+def build_lock(lock_path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `lock_path` (made if missing) while building `what` into a
+    shared cache, so processes starting at once build it once: the others wait here, then find
+    it built. The kernel drops the lock of a process that dies."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger(__name__).info("another process is building %s; waiting", what)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def check_writable(folder: str | Path) -> None:

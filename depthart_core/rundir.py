@@ -66,8 +66,16 @@ class RunLock:
 
     def release(self) -> None:
         if self.fd >= 0:
+            _HELD.pop(_file_key(self.fd), None)
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = -1
+
+    def release_and_remove(self) -> None:
+        """Remove the lock file, then release (removed while still held: a process that opened
+        it before fails to lock it, one that opens it after makes a new one)."""
+        if self.fd >= 0:
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self.release()
 
     def abandon(self) -> None:
         """Release after a failure. While nothing but the lock (and temp files) landed in the
@@ -255,9 +263,27 @@ def rewrite_metrics(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
+def hold_folder(path: str | Path) -> RunLock:
+    """Lock an existing folder against other depthart processes for one command's writes,
+    without `claim_run_dir`'s run checks (e.g. a synthetic set being written); refuses one in
+    use with the holder's pid. `release_and_remove()` leaves no lock file behind."""
+    return _lock(Path(path))
+
+
+# the lock files this process holds, by (device, inode): a folder it already holds may be
+# claimed again (a second `Trainer` in one script). Not by the pid written in the file: a
+# process in another container (PID namespace) can have the same pid.
+_HELD: dict[tuple[int, int], int] = {}
+
+
+def _file_key(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
 def _lock(path: Path) -> RunLock:
-    """Lock `path` against other processes; the holder's pid is written into the lock file so
-    that this process may claim a folder it already holds (a second `Trainer` in one script)."""
+    """Lock `path` against other processes; the holder's pid is written into the lock file for
+    the refusal to name."""
     try:
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:  # a read-only or full file system: one line naming the folder
@@ -266,8 +292,9 @@ def _lock(path: Path) -> RunLock:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        mine = _file_key(fd) in _HELD
         os.close(fd)
-        if holder == str(os.getpid()):
+        if mine:
             return RunLock(path, -1)
         raise RunDirError(
             f"{path} is in use by another depthart process (pid {holder or '?'}); "
@@ -275,6 +302,7 @@ def _lock(path: Path) -> RunLock:
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD[_file_key(fd)] = fd
     return RunLock(path, fd)
 
 

@@ -234,3 +234,16 @@ def test_match_stamps_picks_nearest_within_tolerance():
     assert match == [1, 4, None, 0, None]
     assert dts == [2 * ms, 0, None, 5 * ms, None]
     assert match_stamps(images, [], 8 * ms) == ([None] * 5, [None] * 5)
+
+
+def test_a_writer_that_loses_the_race_leaves_the_winners_bag(tmp_path):
+    """Two writers past the constructor's check: the one whose open finds the folder made
+    refuses, and does not remove the bag the other is writing."""
+    from depthart_core.rosio.bags import BagWriter
+
+    a, b = BagWriter(tmp_path / "bag"), BagWriter(tmp_path / "bag")
+    with a:
+        with pytest.raises(ValueError, match="exists already"):
+            b.__enter__()
+        assert (tmp_path / "bag").is_dir()
+    assert (tmp_path / "bag" / "metadata.yaml").is_file()  # the winner finished

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,54 @@ def test_soft_graph_matches_torch_soft_and_is_stamped(tmp_path, monkeypatch):
         OnnxRuntimeBackend.from_checkpoint(ckpt, onnx_path=ort_greedy.onnx_path, sampling=soft)
     with pytest.raises(ValueError, match="cannot sample"):
         export_onnx(torch_soft.model, tmp_path / "x.onnx", sampling=sampling_setting("paper"))
+
+
+def test_processes_starting_at_once_export_once_and_never_see_a_half_record(
+    tiny_checkpoint, tmp_path, monkeypatch, caplog
+):
+    """Two nodes starting together on an empty cache (threads here: each opens the lock file
+    itself, so their flocks exclude each other as two processes' do): one exports, the other
+    waits and takes that graph; after an upgrade (a graph of an older exporter) likewise, and
+    neither warns that the graph no longer matches its record."""
+    import threading
+
+    import depthart_core.runtime.onnx_cache as onnx_cache
+    from depthart_core.checkpoint import CheckpointFile
+
+    exports = _count_exports(monkeypatch, tmp_path)
+    real_record = onnx_cache._record
+
+    def slow_record(path):  # widens the moment between the graph's rename and its record's
+        time.sleep(0.3)
+        real_record(path)
+
+    monkeypatch.setattr(onnx_cache, "_record", slow_record)
+    ckpt = CheckpointFile(tiny_checkpoint)
+
+    def start_two() -> list:
+        got: list = []
+        threads = [
+            threading.Thread(target=lambda: got.append(onnx_cache.cached_onnx(ckpt, "fp32")))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        return got
+
+    paths = start_two()
+    assert len(paths) == 2 and paths[0] == paths[1] and len(exports) == 1
+    old = onnx.load(str(paths[0]))  # as an older exporter wrote it
+    kept = [e for e in old.metadata_props if e.key != "depthart_exporter"]
+    del old.metadata_props[:]
+    old.metadata_props.extend(kept)
+    onnx.save(old, str(paths[0]))
+    real_record(paths[0])
+    caplog.clear()
+    assert len(start_two()) == 2 and len(exports) == 2
+    assert "no longer matches" not in caplog.text
+    assert caplog.text.count("exporter version 1") == 1
 
 
 def test_a_damaged_or_edited_cached_graph_is_exported_again(

@@ -224,6 +224,31 @@ def test_a_folder_in_use_by_another_process_cannot_be_claimed(tmp_path):
         claim_run_dir(tmp_path / "file")
 
 
+def test_a_holder_with_this_processs_pid_elsewhere_is_still_another_process(tmp_path):
+    """In another container (PID namespace) a holder can have this process's pid: the lock
+    file then names it, and the folder is still refused (it was taken as this process's own)."""
+    import os
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time\n"
+         "from depthart_core.rundir import LOCK_NAME, claim_run_dir\n"
+         "lock = claim_run_dir(sys.argv[1])\n"
+         "os.pwrite(lock.fd, sys.argv[2].encode(), 0)\n"  # as if its pid were the same
+         "print('held', flush=True); time.sleep(60)",
+         str(tmp_path / "r"), str(os.getpid())],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match="in use by another depthart process"):
+            claim_run_dir(tmp_path / "r", resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_eval_and_replay_refuse_a_report_folder(tmp_path, capsys):
     out = tmp_path / "report"
     out.mkdir()

@@ -331,3 +331,33 @@ def test_camera_light_and_ambient_change_lighting_not_geometry():
         return float((y.quantile(0.1, dim=1) / y.quantile(0.5, dim=1)).mean())
 
     assert shadow_ratio(flat) > shadow_ratio(a) + 0.01
+
+
+def test_a_set_being_written_by_another_process_is_refused(tmp_path):
+    """Two `synth` into one folder at once wrote a mix of both seeds under one meta.json: the
+    second is now refused while the first holds the folder, and a finished set leaves no lock."""
+    import subprocess
+    import sys
+
+    from depthart_core.data.synthetic.set import write_synthetic_set
+    from depthart_core.rundir import LOCK_NAME, RunDirError
+
+    out = tmp_path / "set"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from depthart_core.rundir import hold_folder\n"
+         "lock = hold_folder(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+         str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match="in use by another depthart process"):
+            write_synthetic_set(out, 2, 0, (16, 16), progress=False)
+        assert not (out / "meta.json").exists() and not (out / "rgb").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    write_synthetic_set(out, 2, 0, (16, 16), progress=False)
+    assert (out / "meta.json").is_file() and not (out / LOCK_NAME).exists()

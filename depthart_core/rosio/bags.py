@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from tqdm import tqdm
 
 from depthart_core.data.sample import DepthSample
@@ -217,7 +217,12 @@ class BagWriter:
 
     def __enter__(self) -> BagWriter:
         try:
-            self._writer.open()
+            self._writer.open()  # makes the folder (mkdir: it fails if the folder exists)
+        except WriterError as exc:
+            if "exists already" in str(exc):  # another writer made it since the constructor
+                raise ValueError(f"{self.path} exists already; bags are never overwritten") from exc
+            self._discard(exc)
+            raise
         except BaseException as exc:
             self._discard(exc)
             raise

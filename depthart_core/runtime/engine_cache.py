@@ -23,7 +23,6 @@ tested without TensorRT.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, cache_root
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, build_lock, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +164,12 @@ class EngineCache:
         engine = self.load(key, deserialize)
         if engine is not None:
             return CacheResult(engine, self.engine_path(key), built=False)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.cache_dir / f"{key.stem}.lock"
-        with open(lock_path, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("another process is building %s; waiting for it", key.stem)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                # The process that held the lock may have just stored this engine.
-                engine = self.load(key, deserialize)
-                if engine is not None:
-                    return CacheResult(engine, self.engine_path(key), built=False)
-                return self._build_and_store(key, build, deserialize)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with build_lock(self.cache_dir / f"{key.stem}.lock", f"engine {key.stem}"):
+            # The process that held the lock may have just stored this engine.
+            engine = self.load(key, deserialize)
+            if engine is not None:
+                return CacheResult(engine, self.engine_path(key), built=False)
+            return self._build_and_store(key, build, deserialize)
 
     def _build_and_store(
         self, key: EngineKey, build: Callable[[], bytes], deserialize: Callable[[bytes], T | None]

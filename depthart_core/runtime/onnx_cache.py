@@ -45,7 +45,13 @@ from depthart_core.export.onnx_export import (
     export_onnx,
     read_onnx_header,
 )
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, cache_root, sha256_file
+from depthart_core.fileutil import (
+    CACHE_TEMP_STALE_S,
+    atomic_write,
+    build_lock,
+    cache_root,
+    sha256_file,
+)
 from depthart_core.model import SamplingConfig
 from depthart_core.sampling import graph_decoding
 
@@ -68,11 +74,21 @@ def cached_onnx(
     """
     decoding = graph_decoding(sampling)
     path = onnx_cache_path(ckpt.model_sha256, precision, decoding)
-    if path.is_file():
-        problem = _cached_problem(path, ckpt, precision, decoding)
-        if problem is None:
-            return path
-        log.warning("cached graph %s %s: exporting it again", path, problem)
+    if path.is_file() and _cached_problem(path, ckpt, precision, decoding) is None:
+        return path  # the common case: no lock
+    # one process at a time checks, exports and records (its graph and record are replaced
+    # one after the other: another reading between the two would see a mismatch)
+    with build_lock(path.with_name(path.name + ".lock"), f"the graph {path.name}"):
+        if path.is_file():
+            problem = _cached_problem(path, ckpt, precision, decoding)
+            if problem is None:  # (re)exported by the process that held the lock
+                return path
+            log.warning("cached graph %s %s: exporting it again", path, problem)
+        _export(ckpt, path, precision, sampling)
+    return path
+
+
+def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: SamplingConfig | None):
     log.info("exporting %s to %s (once; cached)", ckpt.path, path)
     model, _ = ckpt.load()
     fp16 = precision == "fp16"
@@ -84,7 +100,6 @@ def cached_onnx(
         stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed export's temp folder
     )
     _record(path)
-    return path
 
 
 def _record_path(path: Path) -> Path:
@@ -117,7 +132,10 @@ def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: 
         return f"lacks the uncertainty output of {ckpt.path}'s head"
     record = _record_path(path)
     if not record.is_file():  # cached before graphs had a record: its stamps were checked
-        _record(path)
+        try:
+            _record(path)
+        except OSError as exc:  # bookkeeping only (a read-only cache): serve the graph
+            log.info("could not record the sha256 of %s (%s)", path, exc)
         return None
     if record.read_text().strip() != sha256_file(path):
         return "no longer matches the sha256 recorded when it was written"

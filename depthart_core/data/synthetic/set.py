@@ -44,6 +44,7 @@ from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_batch
 from depthart_core.fileutil import atomic_write, output_folder, read_json
+from depthart_core.rundir import hold_folder
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,14 @@ def write_synthetic_set(
     # a file, a read-only or full disk: one line before any rendering; the folders this call
     # makes are removed again if it ends with nothing in them
     with output_folder(root):
-        _write_frames(root, meta, cfg, progress, batch_size, overwrite, resume)
-    # written last: marks the set complete
-    atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
-    (root / PARTIAL).unlink(missing_ok=True)
+        lock = hold_folder(root)  # a second writer of this folder is refused, not interleaved
+        try:
+            _write_frames(root, meta, cfg, progress, batch_size, overwrite, resume)
+            # written last: marks the set complete
+            atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
+            (root / PARTIAL).unlink(missing_ok=True)
+        finally:
+            lock.release_and_remove()
     return root
 
 
@@ -188,7 +193,7 @@ def _write_frames(
     subs = [root / sub for sub in ("rgb", "depth", "intrinsics")]
     made = [p for p in subs if not p.exists()]
     for sub in made:
-        sub.mkdir()
+        sub.mkdir(exist_ok=True)
     written = start
     try:
         with tqdm(
