@@ -109,7 +109,9 @@ def test_numbers_out_of_range_are_named_before_any_work(bag, tmp_path, capsys):
     assert main([*argv, "--size", "100000x100000"]) == 1
     assert "at most 16777216 pixels (4096x4096)" in _err(capsys)
     assert main([*argv, "--seed", "-1", "--size", "16x16"]) == 1
-    assert "seed must be a non-negative int, got -1" in _err(capsys)
+    assert "seed must be a non-negative int below 2**32, got -1" in _err(capsys)
+    assert main([*argv, "--seed", str(2**32 + 777), "--size", "16x16"]) == 1  # seed 777's frame 1
+    assert f"below 2**32, got {2**32 + 777}" in _err(capsys)
     assert not (tmp_path / "s").exists()  # no empty rgb/ depth/ intrinsics/ left either
 
 

@@ -361,3 +361,22 @@ def test_a_set_being_written_by_another_process_is_refused(tmp_path):
         holder.wait()
     write_synthetic_set(out, 2, 0, (16, 16), progress=False)
     assert (out / "meta.json").is_file() and not (out / LOCK_NAME).exists()
+
+
+def test_validation_from_the_training_seed_is_said(tmp_path, caplog):
+    """Frame i of a seed is one scene: a val_seed equal to the training seed (the stream's, or
+    a set's without val_root) validates on training frames, and a warning says so."""
+    from depthart_core.data.synthetic.set import write_synthetic_set
+    from depthart_core.training.config import DataConfig
+    from depthart_core.training.data import validation_batch
+
+    with caplog.at_level(logging.WARNING):
+        validation_batch(DataConfig(seed=5, val_seed=5, val_count=1), 16)
+        assert "data.val_seed 5 is data.seed" in caplog.text
+        caplog.clear()
+        validation_batch(DataConfig(seed=5, val_seed=6, val_count=1), 16)
+        assert "val_seed" not in caplog.text
+        write_synthetic_set(tmp_path / "s", 1, 7, (16, 16), progress=False)
+        cfg = DataConfig(source="synthetic_set", root=str(tmp_path / "s"), val_seed=7, val_count=1)
+        validation_batch(cfg, 16)
+        assert "data.val_seed 7 is the set" in caplog.text

@@ -17,6 +17,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,7 +31,13 @@ from depthart_core.data.sample import DepthDataset, DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import generator_digest, render_batch
 from depthart_core.data.synthetic.set import SyntheticSet
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, cache_root, sha256_file
+from depthart_core.fileutil import (
+    CACHE_TEMP_STALE_S,
+    atomic_write,
+    cache_root,
+    read_json,
+    sha256_file,
+)
 from depthart_core.training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -378,6 +385,14 @@ def open_dataset(cfg: DataConfig, split: str) -> DepthDataset:
     raise ValueError(f"data.source {cfg.source!r} is not a file dataset")
 
 
+def _warn_same_seed(training_seed: Any, val_seed: int, what: str) -> None:
+    """Frame i of a seed is one scene: validation from the training seed reads training frames."""
+    if training_seed == val_seed:
+        log.warning("data.val_seed %d is %s: validation renders the training frames, so its "
+                    "val_loss is a training loss; give another data.val_seed", val_seed,
+                    what)  # fmt: skip
+
+
 def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     """A fixed held-out batch: synthetic frames from `val_seed`, else the dataset's val split.
     A `synthetic_set` validates on the set at `val_root`, or without one on frames rendered
@@ -387,7 +402,11 @@ def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     elif cfg.source == "synthetic_set":
         log.info("validating on %d frames rendered from data.val_seed %d (data.val_root: a "
                  "held-out set instead)", cfg.val_count, cfg.val_seed)  # fmt: skip
+        set_seed = read_json(Path(cfg.root) / "meta.json", "synthetic set metadata").get("seed")
+        _warn_same_seed(set_seed, cfg.val_seed, f"the set {cfg.root}'s seed")
         cfg = dataclasses.replace(cfg, source="synthetic")
+    elif cfg.source == "synthetic":
+        _warn_same_seed(cfg.seed, cfg.val_seed, "data.seed")
     if cfg.source == "synthetic":
         out = render_batch(cfg.val_seed, list(range(cfg.val_count)), SynthConfig(size=(size, size)))
         return {"rgb": out["rgb"], "depth": out["depth"], "valid": out["valid"]}

@@ -179,12 +179,16 @@ def render_scenes(
 
 # ---------------------------------------------------------------------------------------------
 # Public API
+MAX_SEED = 2**32 - 1  # numpy splits a larger int into 32-bit words: [TAG, s + 2^32 k, 0] would
+# be the stream of [TAG, s, k], another seed's frame
+
+
 def _check(seed: int, indices: list[int]) -> None:
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    bad = [i for i in indices if not isinstance(i, (int, np.integer)) or i < 0]
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a non-negative int below 2**32, got {seed!r}")
+    bad = [i for i in indices if not isinstance(i, (int, np.integer)) or not 0 <= i <= MAX_SEED]
     if bad:
-        raise ValueError(f"frame indices must be non-negative ints, got {bad[:5]}")
+        raise ValueError(f"frame indices must be non-negative ints below 2**32, got {bad[:5]}")
 
 
 def frame_scene(seed: int, index: int, cfg: SynthConfig = _DEFAULT_CFG) -> Scene:

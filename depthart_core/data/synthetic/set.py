@@ -98,8 +98,8 @@ def write_synthetic_set(
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:  # as render's
+        raise ValueError(f"seed must be a non-negative int below 2**32, got {seed!r}")
     h, w = size
     cfg = dataclasses.replace(cfg or SynthConfig(), size=(int(h), int(w)))  # checks the size
     root = Path(out_dir)
