@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import gc
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -105,7 +106,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.configure_error = None
         self._configured = True
-        self.get_logger().info(f"configured: subscribed to {self.resolve_topic_name('image')}")
+        self.get_logger().info(f"configured: subscribed to {self.image_topic}")
         return TransitionCallbackReturn.SUCCESS
 
     @_logs_failure
@@ -113,6 +114,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         ret = super().on_activate(state)  # enables the lifecycle publishers
         if ret == TransitionCallbackReturn.SUCCESS:
             self.metric.reconfigure(self.cfg)  # no scale or unit carried across the pause
+            self.input_watched_since = time.monotonic()  # input_timeout_s: silence while active
             self._active = self.accepting = True
             self.get_logger().info(f"activated: publishing {self.resolve_topic_name('depth')}")
         return ret

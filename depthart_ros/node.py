@@ -79,6 +79,7 @@ from depthart_ros.pipeline import (
     frame_latency_ms,
     frame_stats,
     header_stamp_ns,
+    input_silence,
     rss_mb,
     run_worker,
     timed_predict,
@@ -199,7 +200,9 @@ class DepthArtCore:
             topic = self.resolve_topic_name("image") + compressed.TRANSPORT_SUFFIX["compressed"]
             self._subscribe(CompressedImage, topic, self._on_compressed, qos_in)
         else:
+            topic = self.resolve_topic_name("image")
             self._subscribe(Image, "image", self._on_image, qos_in)
+        self.image_topic = topic  # as subscribed, for the logs and diagnostics to name
         self.calibration = CalibrationPairer()
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
@@ -219,6 +222,7 @@ class DepthArtCore:
             self._subscribe(Imu, "imu", self._on_imu, self._qos("input_qos", depth=50))
         # 2. worker and diagnostics
         self.frames = FramePipeline()
+        self.input_watched_since = time.monotonic()  # input_timeout_s counts from here at first
         self._logged: dict[str, float] = {}
         self._last_diag = (time.monotonic(), 0, 0)
         self.worker = threading.Thread(target=self._work, name="depthart-worker", daemon=True)
@@ -561,6 +565,11 @@ class DepthArtCore:
             problems.append(f"relative output: {metric['reason']}")
         if self.camera_info_ignored:
             problems.append(f"latest camera_info ignored: {self.camera_info_ignored}")
+        if self.lifecycle_label() == "active":
+            silence = input_silence(snap["last_received"], self.input_watched_since, now,
+                                    c["input_timeout_s"], self.image_topic)  # fmt: skip
+            if silence:
+                problems.append(silence)
         problems += self.uncertainty.problems()
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
@@ -599,7 +608,7 @@ class DepthArtNode(DepthArtCore, Node):
         self._create_endpoints()
         self.get_logger().info(
             f"ready: backend {self.engine}, checkpoint {self.cfg['checkpoint'] or '(default)'}, "
-            f"subscribed to {self.resolve_topic_name('image')}"
+            f"subscribed to {self.image_topic}"
         )
 
 

@@ -145,6 +145,13 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("max_frame_age_s", 0.0, "drop frames older than this; 0 = off", lo=0, hi=60),
     Param(
+        "input_timeout_s",
+        10.0,
+        "diagnostics warn when no image came for this long while active; 0 = off",
+        lo=0,
+        hi=3600,
+    ),
+    Param(
         "min_depth",
         0.0,
         "output values below become -inf (REP 117); 0 = off; with a metric "

@@ -44,10 +44,12 @@ class FramePipeline:
         self.rejected_by: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=window)
         self.inference_ms: deque[float] = deque(maxlen=window)
+        self.last_received: float | None = None  # time.monotonic() of the newest image
 
     def offer(self, item: Any) -> None:
         with self._cv:
             self.counts["received"] += 1
+            self.last_received = time.monotonic()
             if self._pending is not None:
                 self.counts["replaced"] += 1
             self._pending = item
@@ -57,6 +59,7 @@ class FramePipeline:
     def reject_incoming(self, cause: str) -> None:
         with self._cv:
             self.counts["received"] += 1
+            self.last_received = time.monotonic()
             self._reject(cause)
 
     def _reject(self, cause: str) -> None:
@@ -151,6 +154,7 @@ class FramePipeline:
             snap |= {k: self.counts[k] for k in ("dropped_stale", "dropped_inactive")}
             snap |= {k: self.counts[k] for k in ("in_progress", "pending_max")}
             snap["latency_implausible"] = self.counts["latency_implausible"]
+            snap["last_received"] = self.last_received
             snap["pending"] = int(self._pending is not None)
             snap["rejected_by"] = dict(self.rejected_by)
             snap["latency_ms"] = list(self.latency_ms)
@@ -268,6 +272,7 @@ def frame_stats(snap: dict[str, Any], prev: tuple[float, int, int], now: float) 
     snapshot's window, every counter and the rejections by cause."""
     t_prev, rx_prev, out_prev = prev
     dt = max(now - t_prev, 1e-3)
+    last = snap["last_received"]
     lat, inf = snap["latency_ms"], snap["inference_ms"]
     return {
         "input_rate_hz": f"{(snap['received'] - rx_prev) / dt:.2f}",
@@ -281,4 +286,21 @@ def frame_stats(snap: dict[str, Any], prev: tuple[float, int, int], now: float) 
         **{f"frames_{k}": snap[k] for k in ("pending", "in_progress")},
         "pending_max": snap["pending_max"],
         **{f"rejected.{k}": v for k, v in sorted(snap["rejected_by"].items())},
+        "last_image_age_s": "none" if last is None else f"{now - last:.1f}",
     }
+
+
+def input_silence(last_received: float | None, watched_since: float, now: float,
+                  timeout_s: float, topic: str) -> str | None:  # fmt: skip
+    """Why the diagnostics should warn that no image comes (a camera stopped, a remap or QoS
+    that matches no publisher), or None: no image on `topic` for `timeout_s` (0 = off), counted
+    from the newest image, or, before the first, from when the node started listening."""
+    if timeout_s <= 0:
+        return None
+    since = watched_since if last_received is None else max(last_received, watched_since)
+    silent = now - since
+    if silent < timeout_s:
+        return None
+    if last_received is None or last_received < watched_since:
+        return f"no image on {topic} in the {silent:.0f} s since the node started listening"
+    return f"no image on {topic} for {silent:.0f} s"

@@ -492,6 +492,28 @@ def test_diagnostics_go_on_under_sim_time_without_a_clock(reliable) -> None:
         assert peer.set_parameter(NODE, "use_sim_time", False).successful
 
 
+def test_diagnostics_warn_when_no_image_comes(reliable) -> None:
+    """A camera that stops: after input_timeout_s without an image the diagnostics go WARN,
+    naming the topic; the next image clears it."""
+    env, node, pub_img, *_ = reliable
+    peer = env.peer
+    stamp = time.time_ns()
+    _publish_frame(env, pub_img, scene_rgb(seed=4), stamp)
+    _wait_depth(env, stamp)
+    assert peer.set_parameter(NODE, "input_timeout_s", 1.0).successful
+    try:
+        silent = peer.wait_diagnostics(after=time.time() + 2.5)
+        assert silent["_level"] == "1" and "no image on /image for" in silent["_message"], silent
+        assert float(silent["last_image_age_s"]) >= 1.0
+        stamp = time.time_ns()
+        _publish_frame(env, pub_img, scene_rgb(seed=4), stamp)
+        _wait_depth(env, stamp)
+        fresh = peer.wait_diagnostics(after=time.time())
+        assert "no image" not in fresh["_message"], fresh
+    finally:
+        assert peer.set_parameter(NODE, "input_timeout_s", 10.0).successful
+
+
 def test_stale_frames_are_dropped_and_counted(reliable) -> None:
     env, node, pub_img, *_ = reliable
     peer = env.peer

@@ -532,3 +532,16 @@ def test_close_says_when_the_worker_does_not_stop(monkeypatch) -> None:
     worker.join(5.0)
     node_mod.DepthArtCore.close(core)  # a stopped worker: nothing to say
     assert len(warnings) == 1
+
+
+def test_input_silence_counts_from_the_newest_image_or_from_start():
+    from depthart_ros.pipeline import input_silence
+
+    assert input_silence(None, 100.0, 104.0, 5.0, "/cam") is None  # starting up
+    said = input_silence(None, 100.0, 106.0, 5.0, "/cam")
+    assert said == "no image on /cam in the 6 s since the node started listening"
+    assert input_silence(103.0, 100.0, 107.0, 5.0, "/cam") is None
+    assert input_silence(103.0, 100.0, 109.0, 5.0, "/cam") == "no image on /cam for 6 s"
+    assert input_silence(None, 100.0, 1e9, 0.0, "/cam") is None  # off
+    # an image from before a reactivation: counted from the reactivation
+    assert input_silence(90.0, 100.0, 104.0, 5.0, "/cam") is None
