@@ -46,6 +46,15 @@ def test_pool_records_how_it_was_rendered_and_is_reused(tmp_path, monkeypatch):
     assert torch.equal(first_rgb, again.rgb) and first.digest == again.digest
 
 
+def test_a_pool_rendered_again_keeps_its_digest(tmp_path):
+    """safetensors writes its metadata in no fixed order, so one pool rendered twice is two byte
+    strings: the digest that keys its latents is of the content, not the bytes."""
+    a, b = _pool(tmp_path / "a.safetensors"), _pool(tmp_path / "b.safetensors")
+    assert a.digest == b.digest
+    other = SyntheticPool(seed=3, size=16, count=4, batch=2, cache=str(tmp_path / "c.safetensors"))
+    assert other.digest != a.digest
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "old generator", "no metadata"])
 def test_damaged_or_stale_pool_is_rendered_again_with_a_warning(tmp_path, caplog, damage):
     path = tmp_path / "pool.safetensors"

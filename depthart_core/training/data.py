@@ -36,7 +36,6 @@ from depthart_core.fileutil import (
     atomic_write,
     cache_root,
     read_json,
-    sha256_file,
 )
 from depthart_core.training.config import DataConfig
 
@@ -113,6 +112,18 @@ def _render_span(span: tuple[int, int, int, int, dict]) -> dict[str, torch.Tenso
     return {k: out[k] for k in ("rgb", "depth", "valid")}
 
 
+def _content_digest(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex digits) of a safetensors file's metadata (sorted) and tensors."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for key in sorted(tensors):
+        t = tensors[key].contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class FramePool:
     """Frames prepared once at the model resolution, sampled by an epoch-wise seeded
     permutation: a safetensors file with rgb (N, 3, S, S) uint8, depth (N, S, S) float32 and
@@ -130,6 +141,9 @@ class FramePool:
         missing = [k for k in ("rgb", "depth", "valid") if k not in tensors]
         if missing:
             raise ValueError(f"frame file {self.path} lacks tensor(s) {missing}")
+        # the file's content, not its name or bytes (safetensors writes its metadata in no fixed
+        # order, so one pool rendered twice is two byte strings), keys the latents cached from it
+        self.digest = _content_digest(self.path, tensors)
         self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
         self.stored = len(self.rgb)
         # a frame with no valid depth (a camera facing a window) has nothing to learn from and no
@@ -150,8 +164,6 @@ class FramePool:
             )
         if len(self.rgb) == 0:
             raise ValueError(f"frame file {self.path} holds no frames with valid depth")
-        # the file's content, not its name, keys the latents cached from it (training/trainer.py)
-        self.digest = sha256_file(self.path)[:16]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -222,7 +234,7 @@ class SyntheticPool(FramePool):
     ) -> None:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
         many processes (one torch thread each; default one per core, at most 16). Chunk boundaries
-        do not depend on `workers`, so the cache is the same bytes either way."""
+        do not depend on `workers`, so the cache holds the same frames either way."""
         workers = workers if workers > 0 else min(16, os.cpu_count() or 1)
         starts = list(range(0, count, chunk))
         spans = [(seed, s, min(count, s + chunk), size, synth or {}) for s in starts]

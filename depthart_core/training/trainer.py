@@ -351,7 +351,7 @@ class Trainer:
         cnn = self._cnn_prefix
         key = (self.model.cfg.image_size, self.model.cfg.tokenizer, "f_D only" if cnn else "")
         h = hashlib.sha256(repr(key).encode() if cnn else repr(key[:2]).encode())
-        h.update(pool.digest.encode())  # the pool's content: a re-rendered pool gets new latents
+        h.update(pool.digest.encode())  # the pool's content: other frames get new latents
         for name, t in sorted(self.model.tokenizer.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
