@@ -24,7 +24,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, RegionOfInterest
 
 from depthart_core.rosio import image as ros_image
 
@@ -93,8 +93,9 @@ class CalibrationPairer:
 
 
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:
-    """The input CameraInfo with the image's header; intrinsics rescaled only when the
-    calibration's size differs from the depth image (and no binning/ROI is in play). A P of
+    """The input CameraInfo with the image's header; intrinsics rescaled when the image it
+    describes (after its binning and ROI) is not the depth image's size, a binned or cropped one
+    then republished as the depth's own camera (no binning, no ROI: `image_projection`'s K, P). A P of
     zeros (a driver that fills only K) goes out as [K | 0], what the node itself projects with
     (`image_projection`), so consumers that read P (depth_image_proc) get a camera too."""
     p = list(info.p)
@@ -105,9 +106,16 @@ def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInf
         distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=p,
         binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi,
     )  # fmt: skip
-    h, w = shape
+    h, w = shape[:2]
     plain = info.binning_x <= 1 and info.binning_y <= 1 and info.roi.width == 0
     if plain and info.width and info.height and (info.width, info.height) != (w, h):
         out.k, out.p = ros_image.scaled_intrinsics(info.k, p, (info.width, info.height), (w, h))
         out.width, out.height = w, h
+    elif not plain and all(ros_image.described_size(info)) and (
+        ros_image.described_size(info) != (w, h)
+    ):  # binned or cropped for another size: the depth's own camera, as its cloud uses
+        out.k, out.p = ros_image.image_projection(info, shape)
+        out.width, out.height = w, h
+        out.binning_x = out.binning_y = 0
+        out.roi = RegionOfInterest()
     return out

@@ -498,6 +498,11 @@ class DepthArtCore:
         """`depth/points` from the depth and its (rescaled) calibration; without a usable one the
         cloud is skipped, counted by cause and logged, and depth keeps flowing."""
         c = self.cfg
+        if info is None and not c["use_camera_info"]:  # none will come: say what to set
+            self.points_counts["skipped.use_camera_info_off"] += 1
+            self._warn("points.use_camera_info_off", "not publishing depth/points: it needs the "
+                       "camera's intrinsics, and use_camera_info is false")  # fmt: skip
+            return
         if info is None:
             self.points_counts["skipped.no_camera_info"] += 1
             self._warn("points.no_camera_info", "not publishing depth/points: no camera_info yet")

@@ -207,6 +207,32 @@ def test_a_calibration_with_only_k_is_used_and_republished_with_p_from_k() -> No
     assert list(half.p)[:3] == [250.0, 0.0, 159.75] and list(half.k)[:3] == list(half.p)[:3]
 
 
+def test_a_binned_calibration_for_another_size_goes_out_as_the_depths_own_camera() -> None:
+    """A 2x2-binned 256x192 calibration with a 64x48 depth: the republished camera_info is the
+    depth's own (64x48, no binning, no ROI), whose K and P are those the cloud projects with;
+    one whose binned size is the depth's goes out as it came (consumers reduce it themselves)."""
+    from sensor_msgs.msg import CameraInfo, RegionOfInterest
+    from std_msgs.msg import Header
+
+    from depthart_core.rosio.image import image_projection
+    from depthart_ros.calibration import camera_info_for
+
+    k = [200.0, 0.0, 127.5, 0.0, 200.0, 95.5, 0.0, 0.0, 1.0]
+    p = [200.0, 0.0, 127.5, 0.0, 0.0, 200.0, 95.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    binned = CameraInfo(width=256, height=192, k=k, p=p, binning_x=2, binning_y=2)
+    out = camera_info_for(binned, Header(), (48, 64))
+    assert (out.width, out.height, out.binning_x, out.binning_y) == (64, 48, 0, 0)
+    assert list(out.p) == image_projection(binned, (48, 64))[1]
+    assert list(out.p)[0] == pytest.approx(50.0)  # fx 200, binned 2x, then 128 -> 64 px
+    cropped = CameraInfo(width=256, height=192, k=k, p=p,
+                         roi=RegionOfInterest(x_offset=0, y_offset=0, width=256, height=192))  # fmt: skip
+    out = camera_info_for(cropped, Header(), (48, 64))
+    assert (out.width, out.height, out.roi.width) == (64, 48, 0)
+    assert list(out.p) == image_projection(cropped, (48, 64))[1]
+    fits = camera_info_for(binned, Header(), (96, 128))  # 256x192 binned 2x is the depth's size
+    assert (fits.width, fits.binning_x, list(fits.p)) == (256, 2, p)
+
+
 def test_node_dds_profile_is_applied_only_where_nobody_chose_one() -> None:
     from depthart_ros.dds import PROFILE, use_node_profile
 
@@ -545,3 +571,23 @@ def test_input_silence_counts_from_the_newest_image_or_from_start():
     assert input_silence(None, 100.0, 1e9, 0.0, "/cam") is None  # off
     # an image from before a reactivation: counted from the reactivation
     assert input_silence(90.0, 100.0, 104.0, 5.0, "/cam") is None
+
+
+def test_points_without_camera_info_by_choice_say_what_to_set():
+    """use_camera_info false: no camera_info will ever come, so the skipped cloud says so
+    instead of "no camera_info yet"."""
+    from collections import Counter
+
+    import numpy as np
+
+    from depthart_ros import node as node_mod
+
+    warned: list[tuple[str, str]] = []
+    core = SimpleNamespace(
+        cfg=dict(DEFAULTS) | {"use_camera_info": False},
+        points_counts=Counter(),
+        _warn=lambda key, text: warned.append((key, text)),
+    )
+    node_mod.DepthArtCore._publish_points(core, None, None, np.ones((2, 2), np.float32), None)
+    assert core.points_counts == {"skipped.use_camera_info_off": 1}
+    assert warned and "use_camera_info is false" in warned[0][1]

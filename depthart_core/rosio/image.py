@@ -289,6 +289,15 @@ def image_projection(info: Any, shape: tuple[int, ...]) -> tuple[list[float], li
     return K.reshape(-1).tolist(), P.reshape(-1).tolist()
 
 
+def described_size(info: Any) -> tuple[int, int]:
+    """(width, height) of the image a CameraInfo describes: its size, or its ROI's, divided by
+    its binning (as `image_projection` reduces it); (0, 0) for an uncalibrated size."""
+    w0, h0 = int(info.width), int(info.height)
+    if info.roi.width and info.roi.height:
+        w0, h0 = int(info.roi.width), int(info.roi.height)
+    return w0 // max(int(info.binning_x), 1), h0 // max(int(info.binning_y), 1)
+
+
 def camera_info_field(info: Any, name: str) -> np.ndarray:
     """CameraInfo matrix `name` ("k", "p", "d", "r") of a ROS 2 (lower case) or ROS 1 (upper
     case: a ROS 1 bag read by rosbags) message, as float64."""
