@@ -94,10 +94,10 @@ class CalibrationPairer:
 
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:
     """The input CameraInfo with the image's header; intrinsics rescaled when the image it
-    describes (after its binning and ROI) is not the depth image's size, a binned or cropped one
-    then republished as the depth's own camera (no binning, no ROI: `image_projection`'s K, P). A P of
-    zeros (a driver that fills only K) goes out as [K | 0], what the node itself projects with
-    (`image_projection`), so consumers that read P (depth_image_proc) get a camera too."""
+    describes (after its binning and ROI) is not the depth image's size, a binned or cropped
+    one then republished as the depth's own camera (no binning, no ROI: `image_projection`'s K
+    and P). A P of zeros (a driver that fills only K) goes out as [K | 0], what the node itself
+    projects with, so consumers that read P (depth_image_proc) get a camera too."""
     p = list(info.p)
     if not any(p):
         p = [*info.k[0:3], 0.0, *info.k[3:6], 0.0, *info.k[6:9], 0.0]

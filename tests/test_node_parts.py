@@ -224,8 +224,8 @@ def test_a_binned_calibration_for_another_size_goes_out_as_the_depths_own_camera
     assert (out.width, out.height, out.binning_x, out.binning_y) == (64, 48, 0, 0)
     assert list(out.p) == image_projection(binned, (48, 64))[1]
     assert list(out.p)[0] == pytest.approx(50.0)  # fx 200, binned 2x, then 128 -> 64 px
-    cropped = CameraInfo(width=256, height=192, k=k, p=p,
-                         roi=RegionOfInterest(x_offset=0, y_offset=0, width=256, height=192))  # fmt: skip
+    full = RegionOfInterest(x_offset=0, y_offset=0, width=256, height=192)
+    cropped = CameraInfo(width=256, height=192, k=k, p=p, roi=full)
     out = camera_info_for(cropped, Header(), (48, 64))
     assert (out.width, out.height, out.roi.width) == (64, 48, 0)
     assert list(out.p) == image_projection(cropped, (48, 64))[1]
