@@ -111,8 +111,10 @@ def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInf
     if plain and info.width and info.height and (info.width, info.height) != (w, h):
         out.k, out.p = ros_image.scaled_intrinsics(info.k, p, (info.width, info.height), (w, h))
         out.width, out.height = w, h
-    elif not plain and all(ros_image.described_size(info)) and (
-        ros_image.described_size(info) != (w, h)
+    elif (
+        not plain
+        and all(ros_image.described_size(info))
+        and (ros_image.described_size(info) != (w, h))
     ):  # binned or cropped for another size: the depth's own camera, as its cloud uses
         out.k, out.p = ros_image.image_projection(info, shape)
         out.width, out.height = w, h
