@@ -110,8 +110,12 @@ def build_lock(lock_path: Path, what: str) -> Iterator[None]:
     """Hold an exclusive `flock` on `lock_path` (made if missing) while building `what` into a
     shared cache, so processes starting at once build it once: the others wait here, then find
     it built. The kernel drops the lock of a process that dies."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:  # a read-only cache: one line naming the file
+        raise WriteError(lock_path, exc) from exc
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -284,22 +284,30 @@ def _file_key(fd: int) -> tuple[int, int]:
 def _lock(path: Path) -> RunLock:
     """Lock `path` against other processes; the holder's pid is written into the lock file for
     the refusal to name."""
-    try:
-        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:  # a read-only or full file system: one line naming the folder
-        raise WriteError(path / LOCK_NAME, exc) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        mine = _file_key(fd) in _HELD
-        os.close(fd)
-        if mine:
-            return RunLock(path, -1)
-        raise RunDirError(
-            f"{path} is in use by another depthart process (pid {holder or '?'}); "
-            "wait or use another --out"
-        ) from None
+    while True:
+        try:
+            fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or full file system: one line naming the folder
+            raise WriteError(path / LOCK_NAME, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            mine = _file_key(fd) in _HELD
+            os.close(fd)
+            if mine:
+                return RunLock(path, -1)
+            raise RunDirError(
+                f"{path} is in use by another depthart process (pid {holder or '?'}); "
+                "wait or use another --out"
+            ) from None
+        try:  # the file locked must still be the folder's: a holder removes it as it leaves
+            still = os.stat(path / LOCK_NAME)
+        except FileNotFoundError:
+            still = None
+        if still is not None and (still.st_dev, still.st_ino) == _file_key(fd):
+            break
+        os.close(fd)  # locked a removed file: another process may lock the new one; again
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD[_file_key(fd)] = fd

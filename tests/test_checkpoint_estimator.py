@@ -270,3 +270,65 @@ def test_resizing_one_axis_down_and_the_other_up_stays_smooth():
     assert len(np.unique(out[16])) > 400 and np.all(np.diff(out[16]) >= 0)
     x, _ = preprocess(np.tile(np.arange(33, dtype=np.uint8)[:, None, None] * 7, (1, 517, 3)), 64)
     assert len(np.unique(x[0, 0, :, 10])) > 50  # 33 rows grown to 64 by interpolation
+
+
+def test_the_cuda_graph_path_serves_each_thread_its_own_depth(tiny_checkpoint, monkeypatch):
+    """A captured graph replays into shared output buffers: two threads at once were handed each
+    other's depth. Emulated on the CPU: a stand-in graph that, as a real replay does, rewrites the
+    same output tensors, and takes a moment (a GPU replay is asynchronous)."""
+    import contextlib
+    import threading
+    import time
+
+    capturing = threading.local()
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+    class Graph:
+        def replay(self):
+            time.sleep(0.002)
+            for out, new in zip(self.outs, self.fn(self.inp), strict=True):
+                out.copy_(new)
+
+    @contextlib.contextmanager
+    def capture(graph):
+        capturing.graph = graph
+        yield
+        capturing.graph = None
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    est = DepthEstimator.from_checkpoint(tiny_checkpoint, threads=1)
+    eager = est._forward
+
+    def forward(x):
+        out = eager(x)
+        graph = getattr(capturing, "graph", None)
+        if graph is not None:
+            graph.fn, graph.inp, graph.outs = eager, x, out
+        return out
+
+    est._forward = forward
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
+    want = [est.predict(f) for f in frames]  # eager
+    est.cuda_graph = True
+    wrong = []
+
+    def client(t: int) -> None:
+        for k in range(20):
+            i = (t + k) % 4
+            if not np.array_equal(est.predict(frames[i]), want[i]):
+                wrong.append((t, k, i))
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not wrong, f"{len(wrong)} of 40 calls got another frame's depth"

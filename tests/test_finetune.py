@@ -483,6 +483,23 @@ def test_adapt_tokenizer_keeps_the_base_models_objective(tmp_path, monkeypatch):
     assert tf.soft_rollout is True and tf.soft_latent == 10.0 and tf.aux_latent == 1.0
 
 
+def test_a_stage_1_base_is_refused_before_the_bags_are_read(tmp_path, monkeypatch, tiny_model):
+    """A tokenizer-stage --checkpoint trained for the whole run, then failed at its evaluation
+    with no report: it is refused first, naming the option."""
+    from depthart_core.checkpoint import save_checkpoint
+    from depthart_core.finetune import run as ft
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the bags were read")
+
+    monkeypatch.setattr(ft, "prepare", no_reading)
+    stage1 = save_checkpoint(tmp_path / "tok.safetensors", tiny_model, {"stage": "tokenizer"})
+    cfg = FinetuneConfig(FrameConfig("/camera/image_raw", "/camera/depth"), checkpoint=str(stage1))
+    with pytest.raises(FinetuneInputError, match="--checkpoint .* is a stage-1 .tokenizer."):
+        ft.run_finetune([tmp_path / "bag"], cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_stopped_fine_tune_is_a_run_refused_before_the_bags_are_read(tmp_path, monkeypatch):
     """A fine-tune stopped in its --adapt-tokenizer stage (or before its first save) holds a
     run: without --resume it is refused before anything is read or rewritten; a --resume with

@@ -356,3 +356,43 @@ def test_a_damaged_or_edited_cached_graph_is_exported_again(
     assert "written by exporter version 1, not 2" in caplog.text
     assert path.read_bytes() == good
     OnnxRuntimeBackend.from_checkpoint(ckpt)  # and it runs
+
+
+def test_fp16_islands_touch_only_the_exporting_thread_and_are_put_back():
+    """The fp16 export patches torch.nn.functional for the process: another thread meanwhile
+    gets the original functions with every argument (is_causal was dropped), and two exports at
+    once leave the originals in place (the later one used to restore the earlier's wrappers)."""
+    import threading
+
+    import torch
+    import torch.nn.functional as F
+
+    from depthart_core.export.onnx_export import fp32_islands
+
+    originals = (F.layer_norm, F.group_norm, F.scaled_dot_product_attention)
+    entered, release = threading.Event(), threading.Event()
+
+    def export_like() -> None:
+        with fp32_islands():
+            entered.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=export_like)
+    holder.start()
+    assert entered.wait(30)
+    q = torch.randn(1, 2, 5, 8)
+    causal = F.scaled_dot_product_attention(q, q, q, is_causal=True)  # this thread: untouched
+    release.set()
+    holder.join(30)
+    torch.testing.assert_close(causal, originals[2](q, q, q, is_causal=True), rtol=0, atol=0)
+
+    def short_export() -> None:
+        with fp32_islands():
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=short_export) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert (F.layer_norm, F.group_norm, F.scaled_dot_product_attention) == originals

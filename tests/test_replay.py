@@ -696,7 +696,7 @@ def test_a_relative_prediction_topic_is_made_fully_qualified():
     """rosbag2 stores fully qualified names: "depthart/depth" was written as is and got round
     the refusal of a bag that already has /depthart/depth."""
     assert ReplayConfig("/cam/image", pred_topic="depthart/depth").pred_topic == "/depthart/depth"
-    with pytest.raises(ValueError, match="names no topic"):
+    with pytest.raises(ValueError, match="must name a topic"):
         ReplayConfig("/cam/image", pred_topic="/")
 
 
@@ -713,3 +713,17 @@ def test_the_demo_refuses_a_folder_holding_another_report(tmp_path):
     (out / "report.json").write_text(json.dumps({"bag": "/data/robot_2026.mcap"}))
     with pytest.raises(ValueError, match="not an earlier demo's"):
         _check_demo_folder(out, out / "synthetic_bag")
+
+
+def test_an_ignored_hangup_stays_ignored(tmp_path):
+    """`nohup depthart replay --live`: SIGHUP is ignored when the replay starts, and must stay
+    so (it stopped the run at logout); SIGTERM still interrupts."""
+    from depthart_ros.replay.process import interrupt_on_termination
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupt_on_termination():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGHUP, before)

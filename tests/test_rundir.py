@@ -283,3 +283,33 @@ def test_overwrite_refuses_to_move_the_current_directory(tmp_path, monkeypatch):
     lock = claim_run_dir("run/../run", overwrite=True, markers=("report.json",))
     lock.release()
     assert not (run / "report.json").exists() and list(tmp_path.glob("run.*"))
+
+
+def test_a_lock_file_removed_while_locking_is_locked_again(tmp_path, monkeypatch):
+    """A holder removes the lock file as it leaves (release_and_remove): a process that opened
+    the old file before and then locks it holds a file nobody else sees, so a third would lock
+    the new one too. The lock taken must be the folder's current file."""
+    import fcntl as real_fcntl
+    import os
+
+    from depthart_core import rundir
+    from depthart_core.rundir import LOCK_NAME
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    calls = []
+    flock = real_fcntl.flock
+
+    def flock_after_the_holder_left(fd, op):
+        if not calls:  # the first try: the holder removes the file in between
+            (folder / LOCK_NAME).unlink()
+        calls.append(op)
+        return flock(fd, op)
+
+    monkeypatch.setattr(rundir.fcntl, "flock", flock_after_the_holder_left)
+    lock = rundir.hold_folder(folder)
+    try:
+        st = os.stat(folder / LOCK_NAME)
+        assert (st.st_dev, st.st_ino) == rundir._file_key(lock.fd) and len(calls) == 2
+    finally:
+        lock.release_and_remove()

@@ -40,7 +40,8 @@ def train_stage(config: str, out: Path, overrides: list[str]) -> Path:
     if ckpt.exists() and (out / "DONE").exists():
         saved = json.loads((out / "config.json").read_text())
         now = json.loads(json.dumps(cfg.to_dict()))  # tuples as the saved lists
-        changed = sorted(k for k in saved.keys() & now.keys() if saved[k] != now[k])
+        how = {"device", "ckpt_every", "log_every", "val_every"}  # how it ran, not what it is
+        changed = sorted(k for k in saved.keys() & now.keys() - how if saved[k] != now[k])
         if changed:  # reusing it would report this command's budgets for another run
             raise SystemExit(
                 f"{out} was trained with other settings ({', '.join(changed)} differ from this "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,39 +90,59 @@ class StaticDepthART(nn.Module):
         return r.depth, tokens_1L, r.uncertainty.float()
 
 
+_ISLANDS_LOCK = threading.Lock()  # one fp16 export at a time patches torch.nn.functional
+
+
 @contextlib.contextmanager
 def fp32_islands():
-    """Inside: LayerNorm, GroupNorm and softmax-attention run in fp32 for half inputs."""
-    ln, gn, sdpa = F.layer_norm, F.group_norm, F.scaled_dot_product_attention
+    """Inside: LayerNorm, GroupNorm and softmax-attention run in fp32 for half inputs, in this
+    thread only. The functions are torch.nn.functional's, patched for the whole process (the
+    model calls them there), so another thread meanwhile gets the originals with every argument
+    it passed, and a second export waits for the first to put them back."""
+    with _ISLANDS_LOCK:
+        owner = threading.get_ident()
+        ln, gn, sdpa = F.layer_norm, F.group_norm, F.scaled_dot_product_attention
 
-    def layer_norm(x, *a, **k):
-        if x.dtype == torch.float32:
-            return ln(x, *a, **k)
-        args = [t.float() if isinstance(t, torch.Tensor) else t for t in a]
-        kw = {n: (t.float() if isinstance(t, torch.Tensor) else t) for n, t in k.items()}
-        return ln(x.float(), *args, **kw).to(x.dtype)
+        def exporting(x: torch.Tensor) -> bool:
+            return threading.get_ident() == owner and x.dtype != torch.float32
 
-    def group_norm(x, *a, **k):
-        if x.dtype == torch.float32:
-            return gn(x, *a, **k)
-        args = [t.float() if isinstance(t, torch.Tensor) else t for t in a]
-        kw = {n: (t.float() if isinstance(t, torch.Tensor) else t) for n, t in k.items()}
-        return gn(x.float(), *args, **kw).to(x.dtype)
+        def as_fp32(a, k):
+            args = [t.float() if isinstance(t, torch.Tensor) else t for t in a]
+            kw = {n: (t.float() if isinstance(t, torch.Tensor) else t) for n, t in k.items()}
+            return args, kw
 
-    def attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
-        if q.dtype == torch.float32:
-            return sdpa(q, k, v, attn_mask=attn_mask, scale=scale)
-        s = scale if scale is not None else q.shape[-1] ** -0.5
-        logits = (q.float() @ k.float().transpose(-2, -1)) * s
-        if attn_mask is not None:
-            logits = logits + attn_mask.float()
-        return (logits.softmax(-1) @ v.float()).to(q.dtype)
+        def layer_norm(x, *a, **k):
+            if not exporting(x):
+                return ln(x, *a, **k)
+            args, kw = as_fp32(a, k)
+            return ln(x.float(), *args, **kw).to(x.dtype)
 
-    F.layer_norm, F.group_norm, F.scaled_dot_product_attention = layer_norm, group_norm, attention
-    try:
-        yield
-    finally:
-        F.layer_norm, F.group_norm, F.scaled_dot_product_attention = ln, gn, sdpa
+        def group_norm(x, *a, **k):
+            if not exporting(x):
+                return gn(x, *a, **k)
+            args, kw = as_fp32(a, k)
+            return gn(x.float(), *args, **kw).to(x.dtype)
+
+        def attention(q, k, v, *a, **kw):
+            if not exporting(q):
+                return sdpa(q, k, v, *a, **kw)
+            opts = dict(zip(("attn_mask", "dropout_p", "is_causal", "scale"), a, strict=False))
+            opts |= kw
+            if opts.get("dropout_p") or opts.get("is_causal") or opts.get("enable_gqa"):
+                raise ValueError(f"fp16 export: attention options {opts} are not supported")
+            scale, mask = opts.get("scale"), opts.get("attn_mask")
+            s = scale if scale is not None else q.shape[-1] ** -0.5
+            logits = (q.float() @ k.float().transpose(-2, -1)) * s
+            if mask is not None:
+                logits = logits + mask.float()
+            return (logits.softmax(-1) @ v.float()).to(q.dtype)
+
+        F.layer_norm, F.group_norm = layer_norm, group_norm
+        F.scaled_dot_product_attention = attention
+        try:
+            yield
+        finally:
+            F.layer_norm, F.group_norm, F.scaled_dot_product_attention = ln, gn, sdpa
 
 
 def export_onnx(

@@ -37,7 +37,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from depthart_core.checkpoint import read_checkpoint_info, resolve_checkpoint
+from depthart_core.checkpoint import (
+    read_checkpoint_info,
+    refuse_tokenizer_only,
+    resolve_checkpoint,
+)
 from depthart_core.config import PRESETS
 from depthart_core.fileutil import atomic_write
 from depthart_core.finetune import report as rep
@@ -370,6 +374,10 @@ def run_finetune(
         raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
     rank, world = init_distributed()
     base = resolve_checkpoint(cfg.checkpoint or None)
+    try:  # a tokenizer-stage base would train for hours, then fail at its first evaluation
+        refuse_tokenizer_only(read_checkpoint_info(base), base)
+    except ValueError as exc:
+        raise FinetuneInputError(f"--checkpoint {exc}") from exc
     _, _, size = _model_config(base)
     labeler = Labeler(cfg.teacher, run) if cfg.teacher is not None else None
     if labels_only and labeler is None:

@@ -76,7 +76,7 @@ class ReplayConfig:
 
     def __post_init__(self) -> None:
         if not self.pred_topic.strip("/"):
-            raise ValueError(f"pred_topic {self.pred_topic!r} names no topic")
+            raise ValueError(f"pred_topic must name a topic, got {self.pred_topic!r}")
         if not self.pred_topic.startswith("/"):  # bags store fully qualified names
             object.__setattr__(self, "pred_topic", "/" + self.pred_topic)
         if self.imu_topic and self.protocol != "ground_plane":

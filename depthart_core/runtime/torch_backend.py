@@ -10,6 +10,7 @@ TensorRT) share the same pre/post-processing in `depthart_core.runtime.preproces
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ class DepthEstimator(Backend):
         sampling = runtime_sampling(sampling)  # None: the default decoding (soft)
         self.cuda_graph = cuda_graph and sampling.deterministic
         self._graphs: dict[tuple, tuple] = {}
+        self._graph_lock = threading.Lock()
         self.model = model.to(self.device).eval()
         self.sampling = sampling
         self.info = info or {}
@@ -95,7 +97,14 @@ class DepthEstimator(Backend):
         return r.depth.float(), torch.cat([i.flatten(1) for i in r.tokens], dim=1)
 
     def _graphed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Capture the whole static greedy inference once per input shape, then replay it."""
+        """Capture the whole static greedy inference once per input shape, then replay it. One
+        call at a time (a lock): the captured input and outputs are shared buffers, so two
+        threads' replays would hand one the other's depth; the outputs are copied out inside."""
+        with self._graph_lock:
+            depth, tokens = self._replay(x)
+            return depth.clone(), tokens.clone()
+
+    def _replay(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = tuple(x.shape)
         if key not in self._graphs:
             static_in = x.clone()

@@ -112,15 +112,16 @@ def _render_span(span: tuple[int, int, int, int, dict]) -> dict[str, torch.Tenso
     return {k: out[k] for k in ("rgb", "depth", "valid")}
 
 
-def _content_digest(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 (16 hex digits) of a safetensors file's metadata (sorted) and tensors."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
-    for key in sorted(tensors):
-        t = tensors[key].contiguous()
-        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
+def _content_digest(path: Path) -> str:
+    """sha256 (16 hex digits) of a safetensors file's content: its header with the keys sorted
+    (safetensors writes the header's entries in no fixed order), then its data, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        h.update(json.dumps(header, sort_keys=True).encode())
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()[:16]
 
 
@@ -143,7 +144,7 @@ class FramePool:
             raise ValueError(f"frame file {self.path} lacks tensor(s) {missing}")
         # the file's content, not its name or bytes (safetensors writes its metadata in no fixed
         # order, so one pool rendered twice is two byte strings), keys the latents cached from it
-        self.digest = _content_digest(self.path, tensors)
+        self.digest = _content_digest(self.path)
         self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
         self.stored = len(self.rgb)
         # a frame with no valid depth (a camera facing a window) has nothing to learn from and no

@@ -175,7 +175,9 @@ def interrupt_on_termination() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # not over an ignored signal: `nohup depthart replay --live` must outlive the terminal
+    chosen = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, interrupt) for sig in chosen}
     try:
         yield
     finally:
