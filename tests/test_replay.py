@@ -718,7 +718,7 @@ def test_the_demo_refuses_a_folder_holding_another_report(tmp_path):
 def test_an_ignored_hangup_stays_ignored(tmp_path):
     """`nohup depthart replay --live`: SIGHUP is ignored when the replay starts, and must stay
     so (it stopped the run at logout); SIGTERM still interrupts."""
-    from depthart_ros.replay.process import interrupt_on_termination
+    from depthart_core.signals import interrupt_on_termination
 
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

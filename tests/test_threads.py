@@ -167,3 +167,58 @@ def test_run_loaded_names_a_command_that_cannot_run(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "cannot run 'no_such_command_depthart'" in err and "Traceback" not in err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def test_busy_loops_end_with_their_parent_and_on_sigterm(tmp_path):
+    """A parent killed by SIGKILL runs no clean-up: its busy loops stop themselves. SIGTERM to
+    `cpu_load` (a cancelled CI job) stops the loops and the command, as Ctrl-C does."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import multiprocessing as mp, time\n"
+        "from depthart_core.runtime.cpu_load import busy_cores\n"
+        "with busy_cores(1):\n"
+        "    print(mp.active_children()[0].pid, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    loop = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(30)
+    assert _wait_gone([loop]) == [], "a busy loop outlived its killed parent"
+
+    marker = tmp_path / "child"
+    child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    cmd = [sys.executable, "-m", "depthart_core.runtime.cpu_load", "--busy", "1", "--"]
+    load = subprocess.Popen([*cmd, sys.executable, "-c", child], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (marker.is_file() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loops = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == load.pid]
+    load.send_signal(signal.SIGTERM)
+    assert load.wait(30) == 130 and "stopped by SIGTERM" in load.stderr.read()
+    assert _wait_gone([int(marker.read_text()), *loops]) == []
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ValueError, IndexError):
+        return -1

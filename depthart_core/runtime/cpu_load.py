@@ -21,11 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from depthart_core.runtime.threads import available_cpus
+from depthart_core.signals import interrupt_on_termination
 
 
-def _spin() -> None:
-    while True:
-        pass
+def _spin(parent: int) -> None:
+    """Busy until the parent is gone (killed, even by SIGKILL: no clean-up of its runs then),
+    checked every few million iterations."""
+    while os.getppid() == parent:
+        for _ in range(2_000_000):
+            pass
 
 
 @contextmanager
@@ -40,7 +44,7 @@ def busy_cores(n: int) -> Iterator[list[int]]:
     if n and hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))[-n:]
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_spin, daemon=True) for _ in range(n)]
+    procs = [ctx.Process(target=_spin, args=(os.getpid(),), daemon=True) for _ in range(n)]
     for p, core in zip(procs, cores or [None] * n, strict=True):
         p.start()
         if core is not None:  # pinned from here, so it holds before we return
@@ -84,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if not cmd:
         ap.error("no command given (put it after --)")
     try:
-        return run_loaded(cmd, a.busy, a.repeat)
+        with interrupt_on_termination():  # SIGTERM (a cancelled CI job): loops and command stop
+            return run_loaded(cmd, a.busy, a.repeat)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the loops are stopped by now
+        print(f"cpu_load: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
     except ValueError as exc:
         ap.error(str(exc))
     except OSError as exc:  # not found, not executable: one line, the loops already stopped

@@ -35,10 +35,10 @@ from depthart_core.replay.report import write_report
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.messages import IMAGE_TYPE
+from depthart_core.signals import interrupt_on_termination
 from depthart_ros.replay.process import (
     LiveConfig,
     LiveTransport,
-    interrupt_on_termination,
     log_tail,
     node_command,
     pick_domain_id,

@@ -16,8 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -161,28 +160,6 @@ def _die_with_parent() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_death_signal
-
-
-@contextmanager
-def interrupt_on_termination() -> Iterator[None]:
-    """While open (in the main thread), SIGTERM and SIGHUP (a CI job's timeout, systemd, a closed
-    terminal) raise KeyboardInterrupt as Ctrl-C does, so the node is stopped and the partial
-    report written; Python's default for them ends the process at once, leaving the node running."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
-
-    # not over an ignored signal: `nohup depthart replay --live` must outlive the terminal
-    chosen = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
-    previous = {sig: signal.signal(sig, interrupt) for sig in chosen}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> int | None:

@@ -1,0 +1,35 @@
+"""Signals a long-running command turns into Ctrl-C, so its clean-up runs.
+
+Python ends the process at once on SIGTERM and SIGHUP (a CI job's timeout, systemd, a closed
+terminal): no `finally` runs, and children in their own session, or busy loops, live on.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def interrupt_on_termination() -> Iterator[None]:
+    """While open (in the main thread), SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C
+    does, so the caller's clean-up runs (live replay: the node stopped, the partial report
+    written; cpu_load: the busy loops stopped). A signal ignored when it opens stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    # not over an ignored signal: a command under `nohup` must outlive the terminal
+    chosen = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, interrupt) for sig in chosen}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
