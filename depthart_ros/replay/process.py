@@ -35,7 +35,7 @@ class LiveConfig:
     checkpoint: str | None = None
     backend: str = "torch"  # the node's `backend` parameter
     rate: float = 1.0  # multiple of the recorded rate
-    domain_id: int | None = None  # None: $DEPTHART_REPLAY_DOMAIN_ID, else random in [101, 199]
+    domain_id: int | None = None  # None: $DEPTHART_REPLAY_DOMAIN_ID, else random in [30, 101]
     node_cmd: tuple[str, ...] = ()
     node_args: tuple[str, ...] = ()  # extra --ros-args items, e.g. ("-p", "letterbox:=true")
     startup_timeout_s: float = 60.0  # node start, model load and the first (warm-up) output
@@ -81,7 +81,9 @@ def pick_domain_id(requested: int | None = None) -> int:
     env = os.environ.get("DEPTHART_REPLAY_DOMAIN_ID")
     if env:
         return int(env)
-    return random.SystemRandom().randint(101, 199)
+    # ROS 2's safe ids on Linux: above 101 Fast DDS's ports fall among the ephemeral ones
+    # (32768-60999) another socket may hold; 0-29 are left to the robots' own domains
+    return random.SystemRandom().randint(30, 101)
 
 
 def ros_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
