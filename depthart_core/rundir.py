@@ -270,6 +270,8 @@ def hold_folder(path: str | Path) -> RunLock:
     return _lock(Path(path))
 
 
+LOCK_TRIES = 100  # each retry needs the lock file removed between its open and its flock
+
 # the lock files this process holds, by (device, inode): a folder it already holds may be
 # claimed again (a second `Trainer` in one script). Not by the pid written in the file: a
 # process in another container (PID namespace) can have the same pid.
@@ -284,7 +286,7 @@ def _file_key(fd: int) -> tuple[int, int]:
 def _lock(path: Path) -> RunLock:
     """Lock `path` against other processes; the holder's pid is written into the lock file for
     the refusal to name."""
-    while True:
+    for _ in range(LOCK_TRIES):
         try:
             fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:  # a read-only or full file system: one line naming the folder
@@ -308,6 +310,8 @@ def _lock(path: Path) -> RunLock:
         if still is not None and (still.st_dev, still.st_ino) == _file_key(fd):
             break
         os.close(fd)  # locked a removed file: another process may lock the new one; again
+    else:  # a file system whose stat and fstat never agree (an old overlayfs): say so
+        raise RunDirError(f"cannot lock {path / LOCK_NAME}: it changes under every lock taken")
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD[_file_key(fd)] = fd

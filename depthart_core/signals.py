@@ -25,8 +25,13 @@ def interrupt_on_termination() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
-    # not over an ignored signal: a command under `nohup` must outlive the terminal
-    chosen = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
+    # not over an ignored signal (a command under `nohup` must outlive the terminal), nor over
+    # one installed outside Python (None: it could not be put back)
+    chosen = [
+        s
+        for s in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(s) not in (signal.SIG_IGN, None)
+    ]
     previous = {sig: signal.signal(sig, interrupt) for sig in chosen}
     try:
         yield

@@ -396,3 +396,13 @@ def test_fp16_islands_touch_only_the_exporting_thread_and_are_put_back():
     for t in threads:
         t.join(30)
     assert (F.layer_norm, F.group_norm, F.scaled_dot_product_attention) == originals
+
+    def nested() -> None:  # an export inside an export: the lock is re-entrant
+        with fp32_islands(), fp32_islands():
+            pass
+
+    inner = threading.Thread(target=nested, daemon=True)
+    inner.start()
+    inner.join(30)
+    assert not inner.is_alive(), "a nested fp16 export deadlocked"
+    assert (F.layer_norm, F.group_norm, F.scaled_dot_product_attention) == originals

@@ -90,7 +90,8 @@ class StaticDepthART(nn.Module):
         return r.depth, tokens_1L, r.uncertainty.float()
 
 
-_ISLANDS_LOCK = threading.Lock()  # one fp16 export at a time patches torch.nn.functional
+# one fp16 export at a time patches torch.nn.functional (re-entrant: an export inside one)
+_ISLANDS_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
