@@ -72,7 +72,7 @@ from depthart_core.sampling import sampling_setting
 from depthart_ros.calibration import CalibrationPairer, camera_info_for
 from depthart_ros.dds import use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
-from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, validate_params
+from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, param_problems, validate_params
 from depthart_ros.pipeline import (
     FramePipeline,
     camera_info_problem,
@@ -99,7 +99,9 @@ def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor
     text = p.description + (f" (one of {', '.join(p.choices)})" if p.choices else "")
     d = ParameterDescriptor(description=text, read_only=p.read_only and startup_read_only)
     if p.lo is not None and isinstance(p.default, float):
-        d.floating_point_range = [FloatingPointRange(from_value=p.lo, to_value=p.hi, step=0.0)]
+        # floats: rclpy hands the bounds to C unchecked, where an int reads as 5e-324
+        low, high = float(p.lo), float(p.hi)
+        d.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
     elif p.lo is not None:
         d.integer_range = [IntegerRange(from_value=int(p.lo), to_value=int(p.hi), step=1)]
     if p.choices:
@@ -290,13 +292,12 @@ class DepthArtCore:
         changed = {p.name: p.value for p in params if p.name in self.cfg}
         if not changed:  # not ours (e.g. the managed node's `autostart`): nothing to check
             return SetParametersResult(successful=True)
-        reason = validate_params(dict(self.cfg) | changed)
-        if reason is not None and reason == validate_params(self.cfg):
-            # a conflict among the start-up values themselves, not made by this change: the
-            # managed node comes up unconfigured and its configure reports it (the plain node
-            # never gets here: it refuses to start); any other change stays settable meanwhile
-            reason = None
-        return SetParametersResult(successful=reason is None, reason=reason or "")
+        # refused for a problem this change makes; one already there (a conflict among the
+        # start-up values, which the managed node's configure reports; the plain node refuses
+        # to start) leaves every other change settable, the fix of it included
+        before = set(param_problems(self.cfg))
+        made = [p for p in param_problems(dict(self.cfg) | changed) if p not in before]
+        return SetParametersResult(successful=not made, reason=made[0] if made else "")
 
     def _after_set_parameters(self, params: list) -> None:
         self.cfg = dict(self.cfg) | {p.name: p.value for p in params if p.name in self.cfg}

@@ -287,27 +287,35 @@ FLOAT_PARAMS = frozenset(p.name for p in PARAMS if isinstance(p.default, float))
 
 def validate_params(values: dict[str, Any]) -> str | None:
     """The reason the parameter set is invalid (naming parameter and value), or None."""
+    problems = param_problems(values)
+    return problems[0] if problems else None
+
+
+def param_problems(values: dict[str, Any]) -> list[str]:
+    """Every reason the parameter set is invalid, each naming parameter and value, in order."""
+    found: list[str] = []
     specs = {p.name: p for p in PARAMS}
     for name, value in values.items():
         p = specs.get(name)
         if p is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            return f"{name}={value!r} is not a finite number"
+            found.append(f"{name}={value!r} is not a finite number")
+            continue
         if p.choices and value not in p.choices:
-            return f"{name}={value!r} is not one of {list(p.choices)}"
-        if p.lo is not None and not p.lo <= value <= p.hi:
-            return f"{name}={value!r} is outside [{p.lo:g}, {p.hi:g}]"
+            found.append(f"{name}={value!r} is not one of {list(p.choices)}")
+        elif p.lo is not None and not p.lo <= value <= p.hi:
+            found.append(f"{name}={value!r} is outside [{p.lo:g}, {p.hi:g}]")
     rate = values.get("max_rate_hz", 0.0)
     if 0 < rate < MIN_RATE_HZ:
-        return (
+        found.append(
             f"max_rate_hz={rate!r} would leave the node silent for {1 / rate:.0f} s between "
             f"frames: use 0 (no cap) or at least {MIN_RATE_HZ:g}"
         )
     if not _DEVICE_RE.match(str(values.get("device", "cpu"))):
-        return f"device={values['device']!r} must be cpu, cuda or cuda:<index>"
+        found.append(f"device={values['device']!r} must be cpu, cuda or cuda:<index>")
     if values.get("ground_plane.enabled", False) and not values.get("use_camera_info", True):
-        return (
+        found.append(
             "ground_plane.enabled=True needs the camera's intrinsics to find the floor, but "
             "use_camera_info=False does not subscribe camera_info: set use_camera_info true"
         )
@@ -316,16 +324,16 @@ def validate_params(values: dict[str, Any]) -> str | None:
         "ground_plane.vertical_lines", False
     )
     if tilt > 0 and not measured:
-        return (
+        found.append(
             f"ground_plane.tilt={tilt!r} straightens the floor toward a measured up: it needs "
             "ground_plane.imu or ground_plane.vertical_lines true"
         )
     if tilt > 0 and values.get("ground_plane.normal", "fit") != "prior":
-        return (
+        found.append(
             f"ground_plane.tilt={tilt!r} measures the floor along the measured up: it needs "
             f"ground_plane.normal 'prior', got {values.get('ground_plane.normal', 'fit')!r}"
         )
     for lo, hi in (("min_depth", "max_depth"), ("sparse_depth.min_m", "sparse_depth.max_m")):
         if values.get(hi, 0) > 0 and values.get(lo, 0) >= values[hi]:
-            return f"{lo}={values[lo]!r} must be below {hi}={values[hi]!r}"
-    return None
+            found.append(f"{lo}={values[lo]!r} must be below {hi}={values[hi]!r}")
+    return found

@@ -103,6 +103,9 @@ def test_conflicting_start_up_values_leave_it_unconfigured_with_the_reason(tiny_
         assert n.trigger_configure() != SUCCESS
         assert n.configure_error == "invalid parameter: min_depth=5.0 must be below max_depth=3.0"
         assert n.set_parameters([Parameter("threads", value=1)])[0].successful  # not the conflict
+        hidden = n.set_parameters([Parameter("sparse_depth.min_m", value=300.0)])[0]
+        assert not hidden.successful  # a second conflict, behind the first: refused too
+        assert "sparse_depth.min_m=300.0 must be below sparse_depth.max_m" in hidden.reason
         bad = n.set_parameters([Parameter("max_depth", value=4.0)])[0]  # still below: refused
         assert not bad.successful and "min_depth=5.0 must be below max_depth=4.0" in bad.reason
         assert n.set_parameters([Parameter("max_depth", value=10.0)])[0].successful

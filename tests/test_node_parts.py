@@ -591,3 +591,16 @@ def test_points_without_camera_info_by_choice_say_what_to_set():
     node_mod.DepthArtCore._publish_points(core, None, None, np.ones((2, 2), np.float32), None)
     assert core.points_counts == {"skipped.use_camera_info_off": 1}
     assert warned and "use_camera_info is false" in warned[0][1]
+
+
+def test_descriptor_ranges_are_floats_for_float_parameters():
+    """rclpy hands a FloatingPointRange's bounds to C unchecked: an int bound reads as 5e-324
+    in `ros2 param describe`, and ROS_PYTHON_CHECK_FIELDS=1 refuses it at start-up."""
+    from depthart_ros.node import _descriptor
+
+    ranged = [p for p in PARAMS if p.lo is not None and isinstance(p.default, float)]
+    assert any(isinstance(p.hi, int) for p in ranged)  # the case that went wrong
+    for p in ranged:
+        (r,) = _descriptor(p).floating_point_range
+        assert type(r.from_value) is float and type(r.to_value) is float, p.name
+        assert (r.from_value, r.to_value) == (p.lo, p.hi), p.name
