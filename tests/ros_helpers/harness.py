@@ -25,6 +25,9 @@ TESTS = REPO / "tests"
 DDS_ENV = {
     "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
     "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    # messages' field types checked in Python: unchecked, a wrong type (an int bound in a
+    # float range) reaches C as garbage instead of failing (`ros2 param describe` read 5e-324)
+    "ROS_PYTHON_CHECK_FIELDS": "1",
 }
 _counter = itertools.count()
 
