@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays
@@ -678,10 +679,15 @@ _UNITS_MIN_PIXELS = 100  # pixels valid in both frames below which the unit chan
 def frame_units_ratio(prev_hw: np.ndarray, cur_hw: np.ndarray) -> float | None:
     """How the relative unit changed between two frames of one camera: the median over pixels
     valid in both of prev / cur (a robust ratio; pixels that moved or changed are outliers to a
-    median as long as most of the view is shared). None when the shapes differ or fewer than
-    `_UNITS_MIN_PIXELS` pixels are valid in both."""
+    median as long as most of the view is shared). A previous frame of another size of the same
+    aspect (a camera switching modes, relative depth being resolution-free) is compared resized
+    to this one's; None for another aspect or fewer than `_UNITS_MIN_PIXELS` pixels valid in
+    both."""
     if prev_hw.shape != cur_hw.shape:
-        return None
+        (ph, pw), (ch, cw) = prev_hw.shape, cur_hw.shape
+        if min(ph, pw, ch, cw) < 2 or abs((pw / ph) / (cw / ch) - 1.0) > 0.01:
+            return None
+        prev_hw = cv2.resize(prev_hw, (cw, ch), interpolation=cv2.INTER_NEAREST)
     both = np.isfinite(prev_hw) & np.isfinite(cur_hw) & (prev_hw > 0) & (cur_hw > 0)
     if int(both.sum()) < _UNITS_MIN_PIXELS:
         return None
@@ -693,7 +699,7 @@ class GroundPlaneScale:
     camera; `update` returns the frame's fit and the scale to apply (None: stay relative).
     With `cfg.track_units` the smoother's memory follows the relative unit from frame to frame
     (`frame_units_ratio` on every `cfg.stride`-th pixel); where the unit change cannot be
-    measured (another image size, almost no valid pixels) the memory is dropped."""
+    measured (another aspect, almost no valid pixels) the memory is dropped."""
 
     def __init__(self, cfg: GroundPlaneConfig | None = None) -> None:
         self.cfg = cfg or GroundPlaneConfig()

@@ -92,6 +92,23 @@ class CalibrationPairer:
             self._cv.notify_all()
 
 
+ASPECT_TOLERANCE = 0.01  # a calibration of another aspect than the image is not rescaled
+
+
+def aspect_problem(info: Any, shape: tuple[int, ...]) -> str | None:
+    """Why a calibration cannot describe an image of `shape` (h, w): the image it describes
+    (after binning and ROI) has another aspect ratio, so rescaling would stretch the pixels
+    (a latched calibration of the camera's other mode); None when it can, or states no size."""
+    w0, h0 = ros_image.described_size(info)
+    h, w = int(shape[0]), int(shape[1])
+    if not (w0 and h0) or abs((w0 / h0) / (w / h) - 1.0) <= ASPECT_TOLERANCE:
+        return None
+    return (
+        f"camera_info describes a {w0}x{h0} image, this one is {w}x{h}: another aspect ratio "
+        "(a calibration of another camera mode?)"
+    )
+
+
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:
     """The input CameraInfo with the image's header; intrinsics rescaled when the image it
     describes (after its binning and ROI) is not the depth image's size, a binned or cropped

@@ -69,7 +69,7 @@ from depthart_core.rosio.messages import imu_orientation
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import LETTERBOX_UNCERTAINTY, Backend
 from depthart_core.sampling import sampling_setting
-from depthart_ros.calibration import CalibrationPairer, camera_info_for
+from depthart_ros.calibration import CalibrationPairer, aspect_problem, camera_info_for
 from depthart_ros.dds import use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
 from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, param_problems, validate_params
@@ -208,6 +208,7 @@ class DepthArtCore:
         self.calibration = CalibrationPairer()
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
+        self.camera_info_mismatch: str | None = ""  # why the last frame's one did not fit it
         if c["use_camera_info"]:
             qos_info = self._qos("input_qos", depth=10)  # a burst must not evict its pair
             self._subscribe(CameraInfo, "camera_info", self._on_info, qos_info)
@@ -455,6 +456,13 @@ class DepthArtCore:
         info = None
         if c["use_camera_info"]:
             info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
+            self.camera_info_mismatch = "" if info is None else aspect_problem(info, depth.shape)
+            if self.camera_info_mismatch:  # stretched, it would give wrong metres and points
+                self.calibration.counts["aspect_mismatch"] += 1
+                self._warn(
+                    "camera_info_aspect", f"ignoring camera_info: {self.camera_info_mismatch}"
+                )
+                info = None
             info = None if info is None else camera_info_for(info, msg.header, depth.shape)
         fallback = ""  # why a metric source gave relative depth for this frame
         if self.metric.enabled:  # P of this image's pixels: binning and ROI applied
@@ -571,6 +579,8 @@ class DepthArtCore:
             problems.append(f"relative output: {metric['reason']}")
         if self.camera_info_ignored:
             problems.append(f"latest camera_info ignored: {self.camera_info_ignored}")
+        if self.camera_info_mismatch:  # the last frame's
+            problems.append(f"camera_info not used: {self.camera_info_mismatch}")
         if self.lifecycle_label() == "active":
             silence = input_silence(snap["last_received"], self.input_watched_since, now,
                                     c["input_timeout_s"], self.image_topic)  # fmt: skip

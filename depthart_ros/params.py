@@ -52,7 +52,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "threads",
         0,
-        "CPU inference threads; 0 = half the cores, at most 4",
+        "CPU inference threads; 0 = $OMP_NUM_THREADS if set, else half the cores, at most 4",
         lo=0,
         hi=MAX_THREADS,
         **_RO,
@@ -319,6 +319,13 @@ def param_problems(values: dict[str, Any]) -> list[str]:
             "ground_plane.enabled=True needs the camera's intrinsics to find the floor, but "
             "use_camera_info=False does not subscribe camera_info: set use_camera_info true"
         )
+    if not values.get("ground_plane.enabled", False):  # they would be silently unused
+        used = [k for k in ("ground_plane.imu", "ground_plane.vertical_lines") if values.get(k)]
+        if values.get("ground_plane.tilt", 0.0) > 0:
+            used.append("ground_plane.tilt")
+        if used:
+            found.append(f"{', '.join(used)} set, but ground_plane.enabled is false: they only "
+                         "take effect with the ground-plane scale on")  # fmt: skip
     tilt = values.get("ground_plane.tilt", 0.0)
     measured = values.get("ground_plane.imu", False) or values.get(
         "ground_plane.vertical_lines", False

@@ -314,16 +314,19 @@ def test_units_ratio_and_a_stream_that_changes_size():
     b[0, :5] = np.nan  # invalid pixels are skipped; outliers do not move the median
     b[1, :5] = 400.0
     assert frame_units_ratio(a, b) == pytest.approx(0.5)
-    assert frame_units_ratio(a, b[:5]) is None  # another size
+    assert frame_units_ratio(a, b[:5]) is None  # another aspect
+    assert frame_units_ratio(a, np.full((20, 24), 8.0, np.float32)) == pytest.approx(0.25)
     assert frame_units_ratio(np.zeros_like(a), b) is None  # nothing valid in both
     metric, K = scene(1.0, 10.0)
     gp = GroundPlaneScale(GroundPlaneConfig(camera_height_m=1.0))
     assert gp.update(relative(metric), K)[1].status == "first"
-    small, K_small = scene(1.0, 10.0, hfov=60.0)
-    half = small[::2, ::2]
-    K_half = K_small.copy()
+    half = metric[::2, ::2]  # the camera switched to half its resolution: the memory is kept
+    K_half = K.copy()
     K_half[:2] /= 2.0
-    _, applied = gp.update(relative(half), K_half)  # the unit change is unknown: start over
+    _, applied = gp.update(relative(half), K_half)
+    assert applied.status == "updated" and applied.scale == pytest.approx(TRUE_SCALE, rel=0.02)
+    crop = metric[:, : metric.shape[1] // 2]  # another aspect: the unit change is unknown
+    _, applied = gp.update(relative(crop), K)
     assert applied.status == "first"
     with pytest.raises(ValueError, match="units"):
         ScaleSmoother().rescale(float("nan"))

@@ -729,6 +729,41 @@ def test_broken_camera_info_is_counted_and_never_republished(reliable) -> None:
     assert node.log().count("ignoring camera_info: non-finite values in K, P") == 1
 
 
+def test_a_calibration_of_another_aspect_is_not_stretched_onto_the_image(reliable) -> None:
+    """A 16:9 calibration (the camera's other mode, latched) with a 4:3 image: rescaled, it
+    would give stretched points and wrong metres; it is not used, counted and said."""
+    env, node, pub_img, _, pub_info = reliable
+    peer = env.peer
+    before = peer.wait_diagnostics(after=time.time())
+    rgb = scene_rgb(seed=8)
+    h, w = rgb.shape[:2]
+    stamp = time.time_ns()
+    k = [500.0, 0.0, 639.5, 0.0, 500.0, 359.5, 0.0, 0.0, 1.0]
+    wide = CameraInfo(width=1280, height=720, distortion_model="plumb_bob", k=k)
+    wide.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+    wide.header.stamp.sec, wide.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    pub_info.publish(wide)
+    _wait_counts(peer, before, {"camera_info_received": 1})
+    _publish_frame(env, pub_img, rgb, stamp, "cam/modes")
+    _wait_depth(env, stamp)
+    after = _wait_counts(peer, before, {"camera_info_aspect_mismatch": 1})
+    assert after["_level"] == "1" and "another aspect ratio" in after["_message"], after
+    assert f"this one is {w}x{h}" in after["_message"]
+    infos = [m for m in peer.messages("depth/camera_info") if stamp_ns(m.header) == stamp]
+    assert infos == []  # no stretched calibration went out
+    # a calibration of the image's own size is used again, and the warning goes
+    good = CameraInfo(width=w, height=h, distortion_model="plumb_bob", k=k)
+    good.p = wide.p
+    stamp = time.time_ns()
+    good.header.stamp.sec, good.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    pub_info.publish(good)
+    _wait_counts(peer, before, {"camera_info_received": 2})
+    _publish_frame(env, pub_img, rgb, stamp, "cam/modes")
+    _wait_depth(env, stamp)
+    calm = peer.wait_diagnostics(after=time.time())
+    assert "another aspect ratio" not in calm["_message"], calm
+
+
 def test_calibration_stamped_differently_is_used_after_one_bounded_wait(reliable) -> None:
     """A static calibration publisher (its own stamps): the frame waits `camera_info.wait_s` for
     a pair once, then goes out with the newest calibration, counted; a later matched pair is
@@ -1220,7 +1255,7 @@ def test_validate_params_names_the_bad_value() -> None:
     assert "input_qos.depth=0" in validate_params(defaults | {"input_qos.depth": 0})
     bad_range = defaults | {"sparse_depth.min_m": 5.0, "sparse_depth.max_m": 1.0}
     assert "sparse_depth.min_m=5.0" in validate_params(bad_range)
-    tilt = defaults | {"ground_plane.tilt": 0.75}
+    tilt = defaults | {"ground_plane.enabled": True, "ground_plane.tilt": 0.75}
     assert "needs ground_plane.imu or ground_plane.vertical_lines" in validate_params(tilt)
     tilt |= {"ground_plane.imu": True}
     assert "needs ground_plane.normal 'prior', got 'fit'" in validate_params(tilt)

@@ -604,3 +604,31 @@ def test_descriptor_ranges_are_floats_for_float_parameters():
         (r,) = _descriptor(p).floating_point_range
         assert type(r.from_value) is float and type(r.to_value) is float, p.name
         assert (r.from_value, r.to_value) == (p.lo, p.hi), p.name
+
+
+def test_a_calibration_of_another_aspect_is_named():
+    from sensor_msgs.msg import CameraInfo, RegionOfInterest
+
+    from depthart_ros.calibration import aspect_problem
+
+    assert aspect_problem(CameraInfo(width=640, height=480), (240, 320)) is None  # rescaled
+    assert aspect_problem(CameraInfo(width=0, height=0), (240, 320)) is None  # no size said
+    said = aspect_problem(CameraInfo(width=640, height=480), (360, 640))
+    assert said.startswith("camera_info describes a 640x480 image, this one is 640x360")
+    binned = CameraInfo(width=1280, height=960, binning_x=2, binning_y=2)
+    assert aspect_problem(binned, (480, 640)) is None
+    roi = RegionOfInterest(x_offset=0, y_offset=120, width=1280, height=720)
+    assert aspect_problem(CameraInfo(width=1280, height=960, roi=roi), (360, 640)) is None
+
+
+def test_ground_plane_options_without_the_ground_plane_are_refused():
+    """ground_plane.imu / vertical_lines / tilt with ground_plane.enabled false did nothing,
+    silently (no imu subscription, relative output); they are refused, named."""
+    said = validate_params(DEFAULTS | {"ground_plane.imu": True})
+    assert said == ("ground_plane.imu set, but ground_plane.enabled is false: they only take "
+                    "effect with the ground-plane scale on")  # fmt: skip
+    lines = DEFAULTS | {"ground_plane.vertical_lines": True, "ground_plane.normal": "prior"}
+    said = validate_params(lines | {"ground_plane.tilt": 0.5})
+    assert said.startswith("ground_plane.vertical_lines, ground_plane.tilt set, but")
+    on = DEFAULTS | {"ground_plane.enabled": True, "ground_plane.imu": True}
+    assert validate_params(on) is None
