@@ -118,7 +118,7 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
         text = meta.get(key, default)
         try:
             parsed[key] = json.loads(text) if text is not None else None
-        except ValueError as exc:  # JSONDecodeError, without the file's name
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, without the file's name
             raise ValueError(f"{path}: its {key!r} metadata is not valid JSON ({exc})") from exc
         if not isinstance(parsed[key], dict):
             raise ValueError(f"{path}: its {key!r} metadata is not a JSON object")

@@ -62,6 +62,32 @@ def test_out_that_is_the_input_is_refused_and_overwrite_moves_nothing(bag, tmp_p
     assert "is the input" in _err(capsys) and (syn / "meta.json").is_file()
 
 
+def test_a_checkpoint_is_an_input_too(bag, tiny_checkpoint, tmp_path, capsys):
+    """A model inside --out was moved aside by --overwrite (eval, replay, finetune), and export
+    wrote its graph over the checkpoint itself: each is refused, the model untouched."""
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "checkpoint.safetensors"
+    model.write_bytes(Path(tiny_checkpoint).read_bytes())
+    (run / "report.json").write_text("{}")  # an earlier report: --overwrite would move the folder
+    syn = tmp_path / "syn"
+    assert (
+        main(["synth", "--out", str(syn), "--count", "1", "--size", "16x16", "--no-progress"]) == 0
+    )
+    capsys.readouterr()
+    for argv in (
+        ["eval", "--dataset", "synthetic", "--root", str(syn), "--checkpoint", str(model)],
+        ["replay", str(bag), *TOPICS, "--checkpoint", str(model), "--no-plots"],
+        ["finetune", str(bag), *TOPICS, "--checkpoint", str(model), "--steps", "1"],
+    ):
+        assert main([*argv, "--out", str(run), "--overwrite"]) == 1
+        assert f"holds the input {model}" in _err(capsys), argv[0]
+        assert model.is_file() and not list(tmp_path.glob("run.old-*"))
+    before = model.read_bytes()
+    assert main(["export", "--checkpoint", str(model), "--out", str(model)]) == 1
+    assert "would write over the input" in _err(capsys) and model.read_bytes() == before
+
+
 def test_numbers_out_of_range_are_named_before_any_work(bag, tmp_path, capsys):
     png = tmp_path / "in.png"
     import cv2

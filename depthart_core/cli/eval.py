@@ -120,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoint or ([] if args.baselines_only else [None])  # None: shipped one
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
-    lock = claim_run_dir(
-        args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=tuple(roots)
+    models = [c for c in checkpoints if c] + ([args.vae] if args.vae else [])
+    lock = claim_run_dir(  # a checkpoint in --out would be moved aside by --overwrite
+        args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=(*roots, *models)
     )
     try:
         models = load_models(

@@ -35,6 +35,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
+    from depthart_core.checkpoint import resolve_checkpoint
+
+    source = resolve_checkpoint(args.checkpoint)
+    inputs = [source, source.with_suffix(".json")] + ([Path(args.vae)] if args.vae else [])
+    for written in {out, out.with_suffix(".onnx")}:  # the engine's graph goes beside it
+        if any(written.resolve() == p.resolve() for p in inputs):
+            raise ValueError(f"--out {out} would write over the input {written}: pick another")
     if args.format == "tensorrt":
         from depthart_core.runtime.tensorrt_backend import import_tensorrt
 

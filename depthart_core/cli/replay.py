@@ -228,7 +228,10 @@ def run(args: argparse.Namespace) -> int:
 
         check_creatable(args.write_bag)  # before the replay, not after it
     lock = claim_run_dir(
-        args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=(args.bag,)
+        args.out,
+        overwrite=args.overwrite,
+        markers=REPORT_MARKERS,
+        inputs=(args.bag, *[m for m in (args.checkpoint, getattr(args, "vae", None)) if m]),
     )
     mode = next((m for name, m in _modes().items() if getattr(args, name, False)), None)
     try:

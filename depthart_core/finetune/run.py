@@ -367,7 +367,8 @@ def run_finetune(
     # resolved: the run records its frame files' paths, and a --resume that spells the folder
     # otherwise (relative, absolute, from another directory) is the same run
     run = Path(out).resolve()
-    check_out_is_not_input(run, tuple(bags))
+    models = [m for m in (cfg.checkpoint, cfg.teacher.checkpoint if cfg.teacher else "") if m]
+    check_out_is_not_input(run, (*bags, *models))  # --overwrite would move a model aside
     seen = Counter(Path(b).resolve() for b in bags)
     repeated = sorted({str(b) for b in bags if seen[Path(b).resolve()] > 1})
     if repeated:
