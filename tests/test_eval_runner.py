@@ -304,3 +304,27 @@ def test_report_shows_what_each_uncertainty_max_drops_and_flat_frames():
     frac = float(np.mean(np.concatenate(t._scores) > 0.15))
     assert f"| 0.15 | {100 * frac:.1f} % |" in md
     assert "leaves out 1 of 4 frames" in md and u["spearman_undefined_frames"] == 1
+
+
+def test_models_whose_names_clash_get_folders_of_their_own(tmp_path, tiny_checkpoint):
+    """Labels that differ can share a safe name (深度 and 模型 are both "_" -> "model"), and a
+    stem ".." named the folder above --out: each model gets its own folder inside --out."""
+    import shutil
+
+    _write_tum(tmp_path / "tum")
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    a, b = ck / "深度.safetensors", ck / "模型.safetensors"
+    for p in (a, b):
+        shutil.copy(tiny_checkpoint, p)
+    dots = ck / "...safetensors"  # its stem is ".."
+    shutil.copy(tiny_checkpoint, dots)
+    out = tmp_path / "ev" / "run"
+    argv = ["eval", "--dataset", "tum", "--root", str(tmp_path / "tum"), "--backend", "torch"]
+    for c in (a, b, dots):
+        argv += ["--checkpoint", str(c)]
+    assert main([*argv, "--out", str(out), "--no-progress", "--limit", "1"]) == 0
+    runs = json.loads((out / "report.json").read_text())["runs"]
+    assert len(set(runs)) == 3, runs
+    assert all((out / r).is_file() for r in runs)
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["run"]  # nothing beside it

@@ -48,7 +48,9 @@ ERR_VMAX = 0.5  # colour scale of the |pred - gt| / gt error map
 
 
 def safe_name(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+    """A folder name for `label`: letters, digits, '.', '_' and '-' only, never '.' or '..'
+    or hidden (leading dots go), never empty."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_").lstrip(".") or "model"
 
 
 def header(metric: str) -> str:
@@ -290,7 +292,9 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         "datasets": list(datasets),
         "columns": [{"dataset": d, "metric": m} for d, m in columns],
         "models": rows,
-        "runs": [f"{safe_name(r['model'])}/{r['dataset']}/report.json" for r in runs],
+        "runs": [
+            r.get("path") or f"{safe_name(r['model'])}/{r['dataset']}/report.json" for r in runs
+        ],
     }
     _write_json(out / "report.json", data)
     md = [

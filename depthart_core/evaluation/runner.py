@@ -396,8 +396,15 @@ def run_eval(
     readers = [get_dataset(k, r) for k, r in zip(keys, roots, strict=True)]
     out = Path(out)
     single = len(models) == 1 and len(readers) == 1
-    runs = []
+    folders: list[str] = []  # one per model: labels that differ can share a safe name
     for m in models:
+        name = base = report.safe_name(m.label)
+        k = 2
+        while name in folders:
+            name, k = f"{base}-{k}", k + 1
+        folders.append(name)
+    runs = []
+    for m, folder in zip(models, folders, strict=True):
         for key, ds in zip(keys, readers, strict=True):
             n = len(ds) if limit is None else min(int(limit), len(ds))
             log.info("evaluating %s on %s (%d images, protocol %s)", m.label, key, n, protocol)
@@ -412,8 +419,10 @@ def run_eval(
                 predict_uncertainty=m.predict_uncertainty,
             )
             res.dataset = key
-            run_dir = out if single else out / report.safe_name(m.label) / key
-            runs.append(report.write_run(run_dir, res, m))
+            run_dir = out if single else out / folder / key
+            run = report.write_run(run_dir, res, m)
+            run["path"] = f"{folder}/{key}/report.json"  # for the combined report to link
+            runs.append(run)
     if single:
         return runs[0]
     return report.write_combined(out, runs, keys, protocol)
