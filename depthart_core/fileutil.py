@@ -89,9 +89,15 @@ def describe_os_error(exc: BaseException, with_path: bool = True) -> str:
     return f"{where}: {text}" if with_path and where else text
 
 
+def _temp_stem(path: Path) -> str:
+    """The target's name as its temp folder carries it: cut so that `.NAME.XXXXXXXX.tmp` fits
+    a file system's 255-byte name limit whatever the target's own length."""
+    return path.name.encode()[:200].decode(errors="ignore")
+
+
 def _remove_stale_temps(path: Path, older_than_s: float) -> None:
     now = time.time()
-    for p in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+    for p in path.parent.glob(f".{glob.escape(_temp_stem(path))}.*{TEMP_SUFFIX}"):
         try:
             if is_temp_name(p.name) and now - p.stat().st_mtime > older_than_s:
                 shutil.rmtree(p, ignore_errors=True)
@@ -237,7 +243,9 @@ def atomic_write(
         _remove_stale_temps(path, stale_after_s)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        tmp_dir = tempfile.mkdtemp(
+            prefix=f".{_temp_stem(path)}.", suffix=TEMP_SUFFIX, dir=path.parent
+        )
     except OSError as exc:
         raise WriteError(path, exc) from exc
     tmp = os.path.join(tmp_dir, path.name)

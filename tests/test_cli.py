@@ -219,3 +219,22 @@ def test_info_breakdown_adds_up_to_each_network(preset):
     assert (p["transformer.image_encoder"] > 0) == preset.endswith("cnn")
     tok = ("encoder", "decoder", "quantizer+convs")
     assert sum(p[f"tokenizer.{k}"] for k in tok) == p["tokenizer"]
+
+
+def test_text_from_files_is_printed_with_its_control_characters_escaped(tmp_path, capsys):
+    """A checkpoint's metadata holding terminal escapes (clear the screen, set the title, a
+    carriage return) is printed escaped by `info`; a bag's topic names likewise."""
+    from depthart_core.checkpoint import save_checkpoint
+    from depthart_core.config import get_preset
+    from depthart_core.model import DepthART
+    from depthart_core.rosio.bags import TopicSummary, describe_topics
+    from depthart_core.text import printable
+
+    note = "hello\x1b[2J\x1b]0;TITLE\x07\rRED"
+    path = save_checkpoint(tmp_path / "m.safetensors", DepthART(get_preset("tiny")), {"note": note})
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert r"meta note: hello\x1b[2J\x1b]0;TITLE\x07\rRED" in out
+    topics = {"/cam\x1b[2J": TopicSummary("/cam\x1b[2J", "sensor_msgs/msg/Image", 3)}
+    assert "\x1b" not in describe_topics(topics) and printable("é ok") == "é ok"

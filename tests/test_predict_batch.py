@@ -175,3 +175,36 @@ def test_a_jpegs_exif_orientation_is_applied(tiny_checkpoint, tmp_path):
     argv = ["predict", str(tmp_path / "phone.jpg"), "--checkpoint", tiny_checkpoint]
     assert main([*argv, "--backend", "torch", "--out", str(tmp_path / "o")]) == 0
     assert np.load(tmp_path / "o" / "phone.npy").shape == (80, 60)
+
+
+def test_a_decompression_bomb_is_skipped_by_its_header(tiny_checkpoint, tmp_path, capsys):
+    """A small PNG whose header claims 20000x20000 pixels is skipped from its header, before
+    decoding (it took gigabytes and could stop the batch); the batch goes on."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.full((16, 16, 3), 90, np.uint8))
+    argv = ["predict", str(bomb), str(good), "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(x.startswith(f"skipped {bomb}: 20000x20000 pixels, more than") for x in lines)
+    assert (tmp_path / "o" / "good.npy").is_file()
+
+
+def test_a_long_name_fits_its_temp_folder(tiny_checkpoint, tmp_path):
+    """A 240-character stem: its outputs' names fit the 255-byte limit, and their temp folder
+    (`.NAME.XXXXXXXX.tmp`) must too."""
+    img = tmp_path / ("x" * 240 + ".png")
+    cv2.imwrite(str(img), np.full((16, 16, 3), 90, np.uint8))
+    argv = ["predict", str(img), "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / ("x" * 240 + ".npy")).is_file()

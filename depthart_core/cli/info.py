@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from depthart_core.info import describe_checkpoint, describe_preset
+    from depthart_core.text import printable
 
     if args.checkpoint is not None and args.preset is not None:
         raise ValueError("give one of CHECKPOINT or --preset NAME, not both")
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{report['source']}")
+    print(printable(report["source"]))
     print(
         f"image size {report['config']['image_size']}, patch_nums "
         f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}, "
@@ -51,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
     )
     for comp, n in report["parameters"].items():
         print(f"  {comp:<32} {n:>14,}")
-    for k, v in report.get("metadata", {}).items():
-        print(f"  meta {k}: {v}")
+    for k, v in report.get("metadata", {}).items():  # the file's own text: escapes shown
+        print(f"  meta {printable(k)}: {printable(v)}")
     return 0

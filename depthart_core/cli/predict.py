@@ -28,6 +28,7 @@ from depthart_core.cli.args import (
 )
 from depthart_core.colormap import COLORMAPS
 
+MAX_PIXELS = 200_000_000  # a 16384x12208 photo; decoding takes 0.6 GB, the outputs 2 GB more
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
 UNCERTAINTY_INVALID_RGB = (0, 255, 255)  # cyan: not in inferno, never read as "certain" (black)
@@ -118,6 +119,14 @@ def read_rgb(name: str):
     data = path.read_bytes()  # read once: checked, then decoded
     if truncated_jpeg(data):  # OpenCV would fill the missing rows with grey
         raise ValueError("truncated JPEG (no end-of-image marker after its last scan)")
+    from depthart_core.rosio.compressed import encoded_size
+
+    hw = encoded_size(data)  # a PNG's or JPEG's header: a decompression bomb is never decoded
+    if hw is not None and hw[0] * hw[1] > MAX_PIXELS:
+        raise ValueError(
+            f"{hw[1]}x{hw[0]} pixels, more than {MAX_PIXELS:,} (resize it first; a small file "
+            "claiming that many is a decompression bomb)"
+        )
     # grey and 16-bit files become 8-bit BGR; a JPEG's EXIF orientation is applied, as imread does
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if bgr is None:

@@ -48,6 +48,7 @@ from depthart_core.rosio.messages import (
     stamp_to_ns,
     typestore,
 )
+from depthart_core.text import printable
 
 STORAGE_FORMATS = ("mcap", "sqlite3")
 
@@ -142,7 +143,9 @@ def list_topics(path: str | Path) -> dict[str, TopicSummary]:
 def describe_topics(topics: dict[str, TopicSummary]) -> str:
     if not topics:
         return "(no topics)"
-    return ", ".join(f"{t.name} [{t.msgtype}, {t.count} msgs]" for t in topics.values())
+    return ", ".join(
+        f"{printable(t.name)} [{printable(t.msgtype)}, {t.count} msgs]" for t in topics.values()
+    )
 
 
 def check_topic(
