@@ -43,15 +43,17 @@ DEFAULT_CHECKPOINT_NAME = "depthart_tiny_cnn.safetensors"
 ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
 
 
-def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy `state` into `module`, raising with the offending keys on any mismatch."""
-    own = module.state_dict()
+def check_state_shapes(
+    own: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...]], what: str
+) -> None:
+    """Raise with the offending keys when the tensor names or shapes of `state` (a checkpoint's)
+    are not `own`'s (the model's)."""
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     bad_shape = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        f"{k}: checkpoint {tuple(state[k])} vs model {tuple(own[k])}"
         for k in sorted(set(own) & set(state))
-        if tuple(own[k].shape) != tuple(state[k].shape)
+        if tuple(own[k]) != tuple(state[k])
     ]
     if missing or extra or bad_shape:
         parts = []
@@ -62,6 +64,16 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
         if bad_shape:
             parts.append(f"shape mismatches {bad_shape[:10]}")
         raise ValueError(f"{what}: state dict does not match the model: " + "; ".join(parts))
+
+
+def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Copy `state` into `module`, raising with the offending keys on any mismatch."""
+    own = module.state_dict()
+    check_state_shapes(
+        {k: tuple(v.shape) for k, v in own.items()},
+        {k: tuple(v.shape) for k, v in state.items()},
+        what,
+    )
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(state[k].to(v.dtype))
@@ -136,7 +148,15 @@ def load_checkpoint(
     """
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
-    model = DepthART(ModelConfig.from_dict(info["config"]))
+    cfg = ModelConfig.from_dict(info["config"])
+    if info["layout"] != AUTHORS_LAYOUT:  # before the model is built: a small file claiming a
+        with torch.device("meta"):  # huge config is refused without allocating it
+            skeleton = DepthART(cfg)
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        check_state_shapes(own, shapes, str(path))
+    model = DepthART(cfg)
     state = {}
     with safe_open(str(path), framework="pt") as f:
         for k in f.keys():

@@ -332,3 +332,27 @@ def test_the_cuda_graph_path_serves_each_thread_its_own_depth(tiny_checkpoint, m
     for t in threads:
         t.join(120)
     assert not wrong, f"{len(wrong)} of 40 calls got another frame's depth"
+
+
+def test_a_small_file_claiming_a_big_model_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """A checkpoint whose config claims a wide, deep transformer but holds one tensor: refused
+    from the header's shapes, before the model (gigabytes) is built."""
+    from depthart_core import checkpoint as ck
+
+    cfg = get_preset("tiny").to_dict()
+    cfg["transformer"] = dict(cfg["transformer"], width=2048, depth=12)
+    meta = {"format": ck.FORMAT, "config": json.dumps(cfg), "metadata": "{}"}
+    path = tmp_path / "big.safetensors"
+    save_file({"transformer.pos_start": torch.zeros(1)}, str(path), metadata=meta)
+    built = []
+    real = ck.DepthART
+
+    def counting(*args, **kwargs):
+        if torch.empty(0).device.type != "meta":  # a real build, not the shape skeleton
+            built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "DepthART", counting)
+    with pytest.raises(ValueError, match="state dict does not match the model: missing keys"):
+        load_checkpoint(path)
+    assert built == []
