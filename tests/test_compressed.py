@@ -170,6 +170,13 @@ def test_compressed_depth_rvl_reads_the_plugins_stream():
     lie = header + struct.pack("<II", 4000, 4000) + RVL_2X2[8:]
     with pytest.raises(ImageDecodeError, match="ends after 4 of 16000000 pixels"):
         compressed_depth_to_metres(_msg("16UC1; compressedDepth rvl", lie))
+    # 16384x16384 of zeros in 14 bytes of runs: refused from its size words, before the 2 GB
+    # a decode allocates (replay and finetune read ground truth through here)
+    zeros = rvl_encode(np.zeros((1, 1), np.uint16))[8:]
+    bomb = header + struct.pack("<II", 16384, 16384) + zeros
+    with pytest.raises(ImageDecodeError, match="reports 16384x16384 pixels, more than") as err:
+        compressed_depth_to_metres(_msg("16UC1; compressedDepth rvl", bomb))
+    assert err.value.cause == "too_large"
 
 
 def test_rvl_round_trips_wraparound_and_counts_longer_than_a_delta():

@@ -44,6 +44,7 @@ TRANSPORT_SUFFIX = {"compressed": "/compressed", "compressedDepth": "/compressed
 _HEADER = struct.Struct("<iff")  # compressed_depth_image_transport's ConfigHeader, 12 bytes
 _INV_DEPTH = 0  # its compressionFormat enum: INV_DEPTH (the only value it writes)
 _MAX_PIXELS = 1 << 30  # OpenCV's imdecode limit (CV_IO_MAX_IMAGE_PIXELS), for RVL too
+DEPTH_MAX_PIXELS = 1 << 26  # no depth sensor comes near; a header claiming more is not decoded
 
 
 def is_compressed(msg: Any) -> bool:
@@ -152,6 +153,12 @@ def compressed_depth_to_metres(
     """A `compressedDepth` CompressedImage -> HxW float32 metres, NaN where invalid or outside
     [min_m, max_m], as `depth_image_to_metres` gives for a raw one."""
     encoding, method = depth_format(str(msg.format))
+    hw = compressed_depth_size(msg)  # from the header: a bomb is refused before decoding
+    if hw is not None and hw[0] * hw[1] > DEPTH_MAX_PIXELS:
+        raise ImageDecodeError(
+            "too_large", f"compressedDepth image reports {hw[1]}x{hw[0]} pixels, more than "
+            f"{DEPTH_MAX_PIXELS} (8192x8192)"
+        )  # fmt: skip
     data = _data(msg)
     if data.size <= _HEADER.size:
         raise ImageDecodeError(
