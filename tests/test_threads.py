@@ -29,6 +29,10 @@ def test_default_leaves_cores_for_other_processes(monkeypatch, cpus, want):
 def test_omp_num_threads_is_respected_and_bad_values_refused(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.resolve_threads(0) == 3 and threads.resolve_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", str(threads.MAX_THREADS + 1))  # --threads' limit
+    with pytest.raises(ValueError, match=f"OMP_NUM_THREADS={threads.MAX_THREADS + 1} is above"):
+        threads.resolve_threads(0)
+    assert threads.resolve_threads(2) == 2  # an explicit count does not read it
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")
     monkeypatch.setattr(threads, "available_cpus", lambda: 8)
     assert threads.resolve_threads(0) == 4

@@ -44,6 +44,11 @@ def resolve_threads(requested: int = 0) -> int:
         return requested
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
+        if int(env) > MAX_THREADS:  # the limit --threads has: far more stalls the host
+            raise ValueError(
+                f"OMP_NUM_THREADS={env} is above {MAX_THREADS} threads (this machine lets the "
+                f"process use {available_cpus()} CPUs): set it lower, or pass a thread count"
+            )
         return int(env)
     return default_threads()
 
