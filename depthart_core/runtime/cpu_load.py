@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,11 @@ from depthart_core.signals import interrupt_on_termination
 
 def _spin(parent: int) -> None:
     """Busy until the parent is gone (killed, even by SIGKILL: no clean-up of its runs then),
-    checked every few million iterations."""
+    checked every few million iterations. Forked with the parent's handlers: SIGTERM (how the
+    parent stops it) ends it quietly, and Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while os.getppid() == parent:
         for _ in range(2_000_000):
             pass
