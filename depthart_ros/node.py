@@ -208,7 +208,7 @@ class DepthArtCore:
         self.calibration = CalibrationPairer()
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
-        self.camera_info_mismatch: str | None = ""  # why the last frame's one did not fit it
+        self.camera_info_mismatch = ""  # why the last frame's camera_info did not fit it
         if c["use_camera_info"]:
             qos_info = self._qos("input_qos", depth=10)  # a burst must not evict its pair
             self._subscribe(CameraInfo, "camera_info", self._on_info, qos_info)
@@ -456,7 +456,9 @@ class DepthArtCore:
         info = None
         if c["use_camera_info"]:
             info, _ = self.calibration.pair(stamp_ns, received + c["camera_info.wait_s"])
-            self.camera_info_mismatch = "" if info is None else aspect_problem(info, depth.shape)
+            self.camera_info_mismatch = (
+                "" if info is None else aspect_problem(info, depth.shape) or ""
+            )
             if self.camera_info_mismatch:  # stretched, it would give wrong metres and points
                 self.calibration.counts["aspect_mismatch"] += 1
                 self._warn(

@@ -40,7 +40,7 @@ def options_named(options: dict[str, str] = OPTION_OF_FIELD) -> Iterator[None]:
         yield
     except ValueError as exc:
         text = str(exc)
-        field = re.match(r"(\w+) (must|names) ", text)
+        field = re.match(r"(\w+) must ", text)
         if field is None or field.group(1) not in options:
             raise
         raise ValueError(options[field.group(1)] + text[field.end(1) :]) from exc
