@@ -51,6 +51,7 @@ renderer's 120x160 frames the error was several degrees, at 480x640 a few tenths
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -146,13 +147,12 @@ class LinesUp:
     source: str = "vertical"
 
 
-_LSD = None
+_LSD = threading.local()  # one detector per thread: OpenCV's keeps per-call state and drops the GIL
 
 
 def line_segments(image: np.ndarray) -> np.ndarray:
     """(N, 4) float64 segments x1, y1, x2, y2 in pixels of an HxW grey or HxWx3 RGB image (uint8,
     or float in [0, 1]); pixel centres at integers."""
-    global _LSD
     img = np.asarray(image)
     if img.ndim == 3:
         img = img[..., :3].mean(axis=2)
@@ -163,9 +163,10 @@ def line_segments(image: np.ndarray) -> np.ndarray:
         if img.size and np.nanmax(img) <= 1.0:
             img = img * 255.0
         img = np.clip(np.rint(np.nan_to_num(img)), 0, 255).astype(np.uint8)
-    if _LSD is None:
-        _LSD = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD)
-    found = _LSD.detect(np.ascontiguousarray(img))[0]
+    detector = getattr(_LSD, "detector", None)
+    if detector is None:
+        detector = _LSD.detector = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD)
+    found = detector.detect(np.ascontiguousarray(img))[0]
     if found is None:
         return np.zeros((0, 4))
     return found.reshape(-1, 4).astype(np.float64)

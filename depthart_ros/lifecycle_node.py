@@ -162,6 +162,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         self._forget_qos_parameters()
         if self.backend is not None:
             self.backend = None
+            self._forget_threads()
             gc.collect()
             if self.context.ok():  # not after Ctrl-C: rosout is gone by then
                 self.get_logger().info("model released")

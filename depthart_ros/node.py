@@ -31,6 +31,7 @@ import functools
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,7 @@ from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.messages import imu_orientation
 from depthart_core.runtime import get_backend
 from depthart_core.runtime.base import LETTERBOX_UNCERTAINTY, Backend
+from depthart_core.runtime.threads import resolve_threads
 from depthart_core.sampling import sampling_setting
 from depthart_ros.calibration import CalibrationPairer, aspect_problem, camera_info_for
 from depthart_ros.dds import use_node_profile
@@ -92,6 +94,9 @@ from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
 # durability (a transient_local depth/camera_info is a latched calibration for late subscribers;
 # a transient_local camera_info subscription receives a latched one published before it)
 CLOSE_JOIN_S = 10.0  # how long close() waits for the frame the worker is on
+# the thread count each live node of this process asked for: PyTorch's and OpenCV's pools are
+# per process, so the last node loaded sets them for all (ONNX Runtime's sessions keep their own)
+_PROCESS_THREADS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
 
 
@@ -163,6 +168,7 @@ class DepthArtCore:
             vae=c["vae"] or None,
         )
         self.engine = self.backend.describe()
+        self._share_threads(resolve_threads(c["threads"]))
         # the file actually read: the default is the shipped one or $DEPTHART_CHECKPOINT's
         self.checkpoint_label = c["checkpoint"] or f"(default) {resolve_checkpoint(None)}"
         self.model_loads += 1
@@ -170,6 +176,26 @@ class DepthArtCore:
             f"model loaded (load {self.model_loads}): backend {self.engine}, "
             f"checkpoint {self.checkpoint_label}"
         )
+
+    def _share_threads(self, threads: int) -> None:
+        """Record this node's CPU thread count; warn when another node of this process asked
+        for another (they share PyTorch's and OpenCV's thread pools: the last load wins)."""
+        others = sorted(
+            f"{node.get_fully_qualified_name()} ({n})"
+            for node, n in list(_PROCESS_THREADS.items())
+            if node is not self and n != threads
+        )
+        _PROCESS_THREADS[self] = threads
+        if others:
+            self.get_logger().warning(
+                f"threads {threads}: other DepthART nodes in this process asked for other counts "
+                f"({', '.join(others)}); PyTorch's and OpenCV's thread pools are per process, so "
+                f"all of them now use {threads} (ONNX Runtime's sessions keep their own). Give "
+                "every node of one process the same threads, or run them in separate processes"
+            )
+
+    def _forget_threads(self) -> None:
+        _PROCESS_THREADS.pop(self, None)
 
     def _create_endpoints(self) -> None:
         """Publishers, subscriptions, the worker thread and the diagnostics timer."""
@@ -602,6 +628,7 @@ class DepthArtCore:
 
     def close(self) -> None:
         """Stop the worker thread after the frame it is on (idempotent)."""
+        self._forget_threads()
         self.frames.close()
         self.calibration.close()
         metric = getattr(self, "metric", None)

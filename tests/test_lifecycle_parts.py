@@ -116,3 +116,38 @@ def test_conflicting_start_up_values_leave_it_unconfigured_with_the_reason(tiny_
         n.release()
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_nodes_of_one_process_asking_for_other_thread_counts_are_warned(tiny_checkpoint, capfd):
+    """PyTorch's and OpenCV's thread pools are per process: a second node loading with another
+    `threads` changes the first's too, so it says so; a node that released its model no longer
+    counts."""
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=unique_domain_id())
+    nodes = []
+    try:
+        for ns, threads in (("cam1", 1), ("cam2", 1), ("cam3", 2)):
+            overrides = [
+                Parameter("checkpoint", value=tiny_checkpoint),
+                Parameter("backend", value="torch"),
+                Parameter("threads", value=threads),
+            ]
+            nodes.append(
+                DepthArtLifecycleNode(context=ctx, namespace=ns, parameter_overrides=overrides)
+            )
+        cam1, cam2, cam3 = nodes
+        assert cam1.trigger_configure() == SUCCESS and cam2.trigger_configure() == SUCCESS
+        assert "thread pools are per process" not in capfd.readouterr().err  # the same count
+        assert cam3.trigger_configure() == SUCCESS
+        err = capfd.readouterr().err
+        assert "threads 2: other DepthART nodes" in err, err
+        assert "/cam1/depthart_node (1), /cam2/depthart_node (1)" in err, err
+        for n in (cam1, cam2):
+            n.release()
+        assert cam3.trigger_cleanup() == SUCCESS and cam3.trigger_configure() == SUCCESS
+        assert "thread pools are per process" not in capfd.readouterr().err  # alone now
+    finally:
+        for n in nodes:
+            n.release()
+            n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -312,3 +312,28 @@ def test_on_rendered_rooms_the_lines_beat_the_mount_prior():
             prior_err.append(angle_deg(prior_3, true_3))
     assert len(lines_err) >= 5, lines_err
     assert np.median(lines_err) < 0.5 < np.median(prior_err), (lines_err, prior_err)
+
+
+def test_line_segments_are_the_same_when_two_threads_detect_at_once():
+    """Two cameras' nodes in one process each detect on their own worker thread: OpenCV's line
+    detector keeps per-call state and releases the GIL, so one shared detector mixed their
+    segments up (wrong counts, no error)."""
+    import threading
+
+    images = [drawn_scene(10.0, 0.0), drawn_floor(20.0, 5.0)]
+    expected = [line_segments(img) for img in images]
+    assert expected[0].shape != expected[1].shape  # different answers, so a mix-up shows
+    wrong: list[tuple[int, tuple[int, ...]]] = []
+
+    def detect(i: int) -> None:
+        for _ in range(30):
+            got = line_segments(images[i])
+            if got.shape != expected[i].shape or not np.array_equal(got, expected[i]):
+                wrong.append((i, got.shape))
+
+    threads = [threading.Thread(target=detect, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, wrong[:5]
