@@ -43,11 +43,10 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.logging import get_logger
 from rclpy.qos import QoSProfile
 
 from depthart_ros.dds import use_node_profile
-from depthart_ros.node import DepthArtCore, spin_until_shutdown
+from depthart_ros.node import DepthArtCore, exit_cannot_start, spin_until_shutdown
 from depthart_ros.params import PARAMS
 
 STARTUP_PARAMS = frozenset(p.name for p in PARAMS if p.read_only)
@@ -224,9 +223,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         node = DepthArtLifecycleNode()
     except Exception as exc:  # a clear fatal line instead of a traceback
-        get_logger("depthart_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        sys.exit(1)
+        exit_cannot_start(exc)
     error = node.autostart() if node.get_parameter("autostart").value else None
     if error is not None:  # no depth would ever come: exit for a supervisor or respawn to act
         node.get_logger().fatal(f"cannot start: {error}")

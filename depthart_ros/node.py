@@ -27,14 +27,16 @@ under heavy CPU load, so where every frame matters set `input_qos.reliability: r
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
 import threading
 import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import rclpy
@@ -156,17 +158,18 @@ class DepthArtCore:
         reason = validate_params(c)
         if reason:
             raise ValueError(f"invalid parameter: {reason}")
-        self.backend = get_backend(
-            c["backend"],
-            c["checkpoint"] or None,
-            device=c["device"],
-            precision=c["precision"],
-            letterbox=c["letterbox"],
-            flip_average=c["flip_average"],
-            threads=c["threads"],
-            sampling=sampling_setting(c["sampling"], c["sampling_seed"]),
-            vae=c["vae"] or None,
-        )
+        with core_logs_to(self.get_logger()):  # the cache's "exporting" / "waiting" lines
+            self.backend = get_backend(
+                c["backend"],
+                c["checkpoint"] or None,
+                device=c["device"],
+                precision=c["precision"],
+                letterbox=c["letterbox"],
+                flip_average=c["flip_average"],
+                threads=c["threads"],
+                sampling=sampling_setting(c["sampling"], c["sampling_seed"]),
+                vae=c["vae"] or None,
+            )
         self.engine = self.backend.describe()
         self._share_threads(resolve_threads(c["threads"]))
         # the file actually read: the default is the shipped one or $DEPTHART_CHECKPOINT's
@@ -648,9 +651,15 @@ class DepthArtNode(DepthArtCore, Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("depthart_node", **kwargs)
-        self._declare_parameters()
-        self._load_model()
-        self._create_endpoints()
+        try:
+            self._declare_parameters()
+            self._load_model()
+            self._create_endpoints()
+        except BaseException:  # nothing half-built stays registered (rosout, parameter services)
+            if getattr(self, "worker", None) is not None:
+                self.close()
+            self.destroy_node()
+            raise
         self.get_logger().info(
             f"ready: backend {self.engine}, checkpoint {self.cfg['checkpoint'] or '(default)'}, "
             f"subscribed to {self.image_topic}"
@@ -663,10 +672,63 @@ def main(args: list[str] | None = None) -> None:
     try:
         node = DepthArtNode()
     except Exception as exc:  # a clear fatal line instead of a traceback or a later crash
-        get_logger("depthart_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        sys.exit(1)
+        exit_cannot_start(exc)
     spin_until_shutdown(node, node.close)
+
+
+class _ToRosLogger(logging.Handler):
+    """Python `logging` records to an rclpy logger, at the nearest severity."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            else:
+                self.ros_logger.info(text)
+        except Exception:  # noqa: BLE001 - a log line must never fail a model load
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def core_logs_to(ros_logger: Any):
+    """Within the block, `depthart_core`'s INFO and above go to `ros_logger` (the node's log and
+    /rosout) instead of Python's default handler, which drops INFO: a node waiting minutes for
+    another process's engine build says so."""
+    core = logging.getLogger("depthart_core")
+    handler = _ToRosLogger(ros_logger)
+    level, propagate = core.level, core.propagate
+    core.addHandler(handler)
+    core.setLevel(min(core.getEffectiveLevel(), logging.INFO))
+    core.propagate = False  # once, in the node's log: not again through a root handler
+    try:
+        yield
+    finally:
+        core.removeHandler(handler)
+        core.setLevel(level)
+        core.propagate = propagate
+
+
+def exit_cannot_start(exc: Exception) -> NoReturn:
+    """Log the one fatal line for a node that could not be built, under the name it would have
+    had (its namespace and `__node` remap: with two cameras, which one failed), then exit 1."""
+    logger, probe = get_logger("depthart_node"), None
+    try:  # a bare node takes the remaps from the command line, as the failed one did
+        probe = Node("depthart_node", start_parameter_services=False)
+        logger = probe.get_logger()
+    except Exception:  # noqa: BLE001 - the plain name is still a line
+        pass
+    logger.fatal(f"cannot start: {exc}")
+    if probe is not None:
+        probe.destroy_node()
+    rclpy.try_shutdown()
+    sys.exit(1)
 
 
 def spin_until_shutdown(node: Node, release: Callable[[], None]) -> None:

@@ -151,3 +151,29 @@ def test_nodes_of_one_process_asking_for_other_thread_counts_are_warned(tiny_che
             n.release()
             n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_the_caches_lines_reach_the_nodes_log(tiny_checkpoint, tmp_path, monkeypatch, capfd):
+    """`depthart_core` logs the ONNX export (and a wait on another process's build) at INFO,
+    which Python's default handler drops: the node forwards them to its own log while loading."""
+    import logging
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    core = logging.getLogger("depthart_core")
+    before = (core.level, core.propagate, list(core.handlers))
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=unique_domain_id())
+    overrides = [
+        Parameter("checkpoint", value=tiny_checkpoint),
+        Parameter("backend", value="onnxruntime"),
+    ]
+    n = DepthArtLifecycleNode(context=ctx, namespace="cam4", parameter_overrides=overrides)
+    try:
+        assert n.trigger_configure() == SUCCESS
+        err = capfd.readouterr().err
+        assert "[cam4.depthart_node]: exporting" in err and "(once; cached)" in err, err
+        assert (core.level, core.propagate, list(core.handlers)) == before  # put back
+    finally:
+        n.release()
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -1167,11 +1167,15 @@ def test_bad_start_up_is_a_clear_fatal_error(ros: RosTest, tmp_path: Path) -> No
         "device": ({"device": "gpu0"}, "device='gpu0'"),
     }
     procs = {k: ros.start_node(p, name=k) for k, (p, _) in cases.items()}
+    # with two cameras the line says which failed: the namespace and node name it would have had
+    remaps = {"__ns": "/cam2", "__node": "rear_depth"}
+    procs["named"] = ros.start_node(cases["missing"][0], name="named", remaps=remaps)
+    cases["named"] = (None, "[cam2.rear_depth]: cannot start: checkpoint not found")
     for k, node in procs.items():
         rc = node.proc.wait(timeout=60)
         log = node.log()
         assert rc == 1 and "cannot start" in log and cases[k][1] in log, (k, rc, log)
-        assert "Traceback" not in log, log
+        assert "Traceback" not in log and "already registered" not in log, log
 
 
 # ---------------------------------------------------------------------------------------------
