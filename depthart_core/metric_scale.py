@@ -266,18 +266,21 @@ class StampMatcher:
         return best[1]
 
     def wait_nearest(self, stamp_ns: int, tolerance_ns: int, deadline: float) -> Any | None:
-        """`nearest`, waiting until `deadline` (time.monotonic()) for an item within the
-        tolerance to arrive (a cue projected from a scan comes after its image), unless one
-        stamped past the tolerance already has (items come in stamp order: it will not)."""
+        """`nearest`, waiting until `deadline` (time.monotonic()) for the item of this stamp to
+        arrive (a cue projected from a scan comes after its image): the wait ends once an item
+        stamped at or after it has come, since items come in stamp order and none nearer can
+        follow. An item within the tolerance but older does not end it (at 30 Hz that is the
+        previous frame's cue). A stamp more than `span_s` behind the newest waits too: it is
+        a new stream's (a looped bag) until its first item starts the buffer over."""
         with self._cv:
 
             def settled() -> bool:
                 newest = self._newest_ns
-                return (
-                    self._closed
-                    or self._nearest(stamp_ns, tolerance_ns) is not None
-                    or (newest is not None and newest > stamp_ns + tolerance_ns)
-                )
+                if self._closed:
+                    return True
+                if newest is None or newest - stamp_ns > self.span_s * 1e9:
+                    return False
+                return newest >= stamp_ns
 
             remaining = deadline - time.monotonic()
             if remaining > 0:

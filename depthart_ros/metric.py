@@ -90,6 +90,7 @@ class MetricScaler:
         self.counts: Counter[str] = Counter()  # sparse cues
         self.imu_counts: Counter[str] = Counter()
         self.ground = GroundPlaneScale(ground_config(cfg)) if self.ground_on else None
+        self._ground_stamp_ns: int | None = None  # the stamp of the last frame the floor saw
         self.plane: dict[str, Any] = {}
         self.state: dict[str, Any] = {
             "units": "relative",
@@ -258,6 +259,9 @@ class MetricScaler:
         if projection is None:
             self.plane = {"fit": "no_camera_info"}
             return None, None, "no camera_info for this frame (the floor needs the intrinsics)"
+        last, self._ground_stamp_ns = self._ground_stamp_ns, stamp_ns
+        if last is not None and last - stamp_ns > KEPT_SPAN_S * 1e9:
+            self.ground.forget()  # the stamps went back (a looped bag, a reset): a scene cut
         up_3, up_source = self._frame_up(stamp_ns, cfg) if self.imu_on else (None, "prior")
         estimated = False
         if up_3 is None and self.lines_on:  # an IMU in time wins: it measures this very instant

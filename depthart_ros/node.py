@@ -254,6 +254,7 @@ class DepthArtCore:
             self._subscribe(Imu, "imu", self._on_imu, self._qos("input_qos", depth=50))
         # 2. worker and diagnostics
         self.frames = FramePipeline()
+        self._last_stamp_ns: int | None = None  # the last frame's stamp (the worker's)
         self.input_watched_since = time.monotonic()  # input_timeout_s counts from here at first
         self._logged: dict[str, float] = {}
         self._last_diag = (time.monotonic(), 0, 0)
@@ -465,8 +466,13 @@ class DepthArtCore:
         c = self.cfg
         stamp_ns = header_stamp_ns(msg.header)
         age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
-        if c["max_frame_age_s"] > 0 and age_s > c["max_frame_age_s"]:
-            limit = c["max_frame_age_s"]
+        limit = c["max_frame_age_s"]
+        # stamps going back by more than the limit start a new stream (a looped bag, a
+        # simulator reset): its first frame can beat the /clock message that moves sim time
+        # back, so it is not judged against the old stream's clock
+        previous, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
+        went_back = previous is not None and previous - stamp_ns > limit * 1e9
+        if limit > 0 and age_s > limit and not went_back:
             self._warn("stale", f"dropping frame stamped {age_s:.2f} s ago > max_frame_age_s "
                                 f"{limit:g} (camera clock off, or the node lags)")  # fmt: skip
             return "dropped_stale", ""

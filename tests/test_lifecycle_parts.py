@@ -177,3 +177,45 @@ def test_the_caches_lines_reach_the_nodes_log(tiny_checkpoint, tmp_path, monkeyp
         n.release()
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_a_looped_bags_first_frame_is_not_stale_before_the_clock_follows(tiny_checkpoint):
+    """`ros2 bag play --clock --loop` with max_frame_age_s: the loop's first image can arrive
+    before the /clock message that moves sim time back; judged against the old pass's clock it
+    was dropped as seconds old. A frame stamped well before the previous one starts a new
+    stream and is kept; the next one, if the clock never follows, is stale again."""
+    import time
+
+    import numpy as np
+    from rclpy.time import Time
+
+    from depthart_core.rosio.messages import image_msg
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=unique_domain_id())
+    params = {
+        "checkpoint": tiny_checkpoint,
+        "backend": "torch",
+        "use_sim_time": True,
+        "max_frame_age_s": 0.5,
+        "use_camera_info": False,
+    }
+    overrides = [Parameter(name, value=value) for name, value in params.items()]
+    n = DepthArtLifecycleNode(context=ctx, parameter_overrides=overrides)
+    rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    def frame(stamp_s: float) -> str:
+        msg = image_msg(rgb, "rgb8", int(stamp_s * 1e9), "cam")
+        return n._process((msg, time.monotonic()))[0]
+
+    try:
+        assert n.trigger_configure() == SUCCESS and n.trigger_activate() == SUCCESS
+        n.get_clock().set_ros_time_override(Time(seconds=100, clock_type=n.get_clock().clock_type))
+        assert frame(99.9) == "processed"
+        assert frame(100.0) == "processed"
+        assert frame(1.0) == "processed"  # the loop: its /clock message not here yet
+        assert frame(1.1) == "dropped_stale"  # the clock never followed: stale as before
+    finally:
+        n.release()
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -299,3 +299,41 @@ def test_stamp_matcher_waits_for_a_late_item_until_its_deadline() -> None:
     t0 = time.monotonic()
     assert m.wait_nearest(4_000_000_000, 10_000_000, t0 + 10.0) is None
     assert time.monotonic() - t0 < 5.0
+
+
+def test_the_wait_is_for_the_frames_own_item_not_an_older_one_within_tolerance() -> None:
+    """A 30 Hz cue lagging its image by 30 ms with a 50 ms tolerance: the previous frame's cue
+    (33 ms older) is within the tolerance when the frame asks, and ended the wait, so every
+    frame was scaled by the cue of the frame before it."""
+    import threading
+    import time
+
+    period, lag = 33_333_333, 0.03
+    m = StampMatcher(maxlen=8, span_s=2.0)
+    m.add(1_000_000_000, "cue 0")
+    stamp = 1_000_000_000 + period
+    threading.Timer(lag, m.add, args=(stamp, "cue 1")).start()
+    t0 = time.monotonic()
+    assert m.wait_nearest(stamp, 50_000_000, t0 + 5.0) == "cue 1"
+    assert time.monotonic() - t0 < 2.0  # ended by its arrival, not the deadline
+    # a cue already at or after the stamp ends the wait at once: none nearer can follow
+    t0 = time.monotonic()
+    assert m.wait_nearest(stamp - 1_000_000, 50_000_000, t0 + 5.0) == "cue 1"
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_after_a_loop_a_frame_waits_for_the_new_streams_cue() -> None:
+    """A bag played again: the first frame of the new pass is far behind the old pass's newest
+    cue. It waits for its own cue (which starts the buffer over) instead of giving up at once
+    and calling its cue dropped."""
+    import threading
+    import time
+
+    m = StampMatcher(maxlen=32, span_s=2.0)
+    for k in range(25):  # the first pass, 2.5 s at 10 Hz
+        m.add(1_000_000_000 + k * 100_000_000, f"a{k}")
+    threading.Timer(0.09, m.add, args=(1_000_000_000, "b0")).start()
+    t0 = time.monotonic()
+    assert m.wait_nearest(1_000_000_000, 50_000_000, t0 + 5.0) == "b0"
+    assert time.monotonic() - t0 < 2.0
+    assert not m.dropped_near(1_000_000_000, 50_000_000)

@@ -495,6 +495,30 @@ def test_the_floor_starts_over_after_frames_the_sparse_cue_took() -> None:
     assert why is None and scaler.state["scale"] == pytest.approx(5.0, rel=1e-2)
 
 
+def test_the_floor_starts_over_when_the_stamps_go_back() -> None:
+    """A bag played in a loop: its first frame after the loop is a scene cut. The smoother held
+    the old pass's scale against the jump (two frames of wrong metres) and carried the relative
+    unit across the cut; stamps going back more than the kept span now start it over."""
+    from depthart_core.ground_plane import frame_units_ratio
+    from depthart_ros.metric import MetricScaler
+
+    rel, P = _floor()
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.pitch_deg": 13.0}
+    scaler = MetricScaler(cfg)
+    for k in range(5):  # the end of the first pass
+        scaler.to_metres(rel, 10_000_000_000 + k * 100_000_000, cfg, P)
+    assert scaler.state["scale"] == pytest.approx(5.0, rel=1e-2)
+    # the loop, 9 s earlier: another view (pitched 20 deg), in a relative unit the frame-to-frame
+    # tracking reads as unchanged, so only the cut tells the two apart
+    other, _ = _floor(pitch=20.0)
+    other = other / frame_units_ratio(rel[::4, ::4], other[::4, ::4])
+    scaler.to_metres(other, 1_000_000_000, cfg, P)
+    assert scaler.state["source"] == "ground_plane"
+    assert scaler.plane["smoothing"].startswith("first")
+    assert scaler.state["scale"] == pytest.approx(float(scaler.plane["raw_scale"]), rel=1e-3)
+
+
 def test_a_cue_of_another_aspect_ratio_is_refused_not_stretched() -> None:
     import numpy as np
 
@@ -550,6 +574,7 @@ def test_close_says_when_the_worker_does_not_stop(monkeypatch) -> None:
         calibration=CalibrationPairer(),
         worker=worker,
         get_logger=lambda: SimpleNamespace(warning=warnings.append),
+        _forget_threads=lambda: None,
     )
     monkeypatch.setattr(node_mod, "CLOSE_JOIN_S", 0.05)
     node_mod.DepthArtCore.close(core)
