@@ -8,7 +8,9 @@ Which intrinsics project a pixel (`image`):
   the projection matrix P maps camera coordinates to pixels and D is ignored.
 - "raw": the image is as the camera gave it, so each pixel is undistorted with K and D first
   ("plumb_bob" and "rational_polynomial" through `cv2.undistortPoints`, "equidistant" through
-  `cv2.fisheye.undistortPoints`).
+  `cv2.fisheye.undistortPoints`). A pixel no ray reaches under the model (a wide fisheye's
+  corners past 90 degrees, beyond where a strong radial distortion folds back) gets a NaN ray:
+  its undistorted ray, projected again through K and D, does not land on it.
 
 A pixel becomes the point z * (x', y', 1), where (x', y') is its normalised ray and z its depth
 (REP 118: the distance along the optical axis, not along the ray). Pixels whose depth is not a
@@ -39,6 +41,10 @@ POINT_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
 POINT_STEP = 16
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4, "itemsize": 16})
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-9)
+# image="raw": an undistorted ray that lands farther than this from its pixel when projected
+# again through K and D is no ray of that pixel (the model has none there): NaN
+MAX_REPROJECTION_PX = 0.5
+_FOLD_STEP = 1e-4  # relative outward step of a ray that tells which side of the fold it is on
 
 
 def pixel_rays(
@@ -80,16 +86,14 @@ def _rays(h, w, k, p, d, model, stride, image) -> np.ndarray:
         # P = [fx 0 cx Tx; 0 fy cy Ty; 0 0 1 0]; Tx, Ty place a second stereo camera and do not
         # change this camera's rays (sensor_msgs/CameraInfo)
         fx, cx, fy, cy = p[0], p[2], p[5], p[6]
-        if fx <= 0 or fy <= 0:
-            raise ValueError(f"P focal lengths must be positive, got fx={fx:g} fy={fy:g}")
+        _check_focal("P", fx, fy, cx, cy)
         x = (u_ - cx) / fx
         y = (v_ - cy) / fy
         return np.stack([x, y], axis=-1).astype(np.float32)
     if len(k) != 9:
         raise ValueError(f"K must have 9 values (3x3), got {len(k)}")
     K = np.asarray(k, dtype=np.float64).reshape(3, 3)
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"K focal lengths must be positive, got fx={K[0, 0]:g} fy={K[1, 1]:g}")
+    _check_focal("K", K[0, 0], K[1, 1], K[0, 2], K[1, 2])
     pts = np.stack([u_, v_], axis=-1).reshape(-1, 1, 2)
     D = np.asarray(d, dtype=np.float64)
     if not D.size or not np.any(D):
@@ -110,8 +114,48 @@ def _rays(h, w, k, p, d, model, stride, image) -> np.ndarray:
             f"distortion model {model!r} is not supported for image=raw; "
             f"use one of {list(DISTORTION_MODELS)} or a rectified image"
         )
+    rays_n2 = norm.reshape(-1, 2).astype(np.float64)
+    if D.size and np.any(D):  # outside the model's domain the solvers return rays of other pixels
+        err_n = _reprojection_px(rays_n2, pts.reshape(-1, 2), K, D, model)
+        rays_n2[~(err_n <= MAX_REPROJECTION_PX)] = np.nan
     rows, cols = u_.shape
-    return norm.reshape(rows, cols, 2).astype(np.float32)
+    return rays_n2.reshape(rows, cols, 2).astype(np.float32)
+
+
+def _check_focal(name: str, fx: float, fy: float, cx: float, cy: float) -> None:
+    """ValueError unless the focal lengths are positive and finite and the centre is finite."""
+    if not (0 < fx < math.inf and 0 < fy < math.inf):  # NaN compares false: refused too
+        raise ValueError(
+            f"{name} focal lengths must be positive and finite, got fx={fx:g} fy={fy:g}"
+        )
+    if not (math.isfinite(cx) and math.isfinite(cy)):
+        raise ValueError(f"{name} principal point must be finite, got cx={cx:g} cy={cy:g}")
+
+
+def _reprojection_px(
+    rays_n2: np.ndarray, pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str
+) -> np.ndarray:
+    """(n,) distance in pixels from each pixel to its undistorted ray projected again through K and
+    D; inf for a ray past the fold of the model's radial curve (a ray a little farther out lands
+    nearer the centre), NaN for a non-finite ray. Where no ray maps to a pixel (past a wide
+    fisheye's 90 degrees, beyond where a strong radial polynomial folds back) the solvers still
+    answer, with the ray of another pixel, often the mirrored one: projecting back shows it."""
+    ok = np.isfinite(rays_n2).all(axis=1)
+    obj_n3 = np.ones((rays_n2.shape[0], 3))
+    obj_n3[:, :2] = np.where(ok[:, None], rays_n2, 0.0)
+    out_n3 = obj_n3 * np.array([1.0 + _FOLD_STEP, 1.0 + _FOLD_STEP, 1.0])
+    zero = np.zeros(3)
+    if model == "equidistant":
+        D14 = D.reshape(1, 4)
+        px_n2 = cv2.fisheye.projectPoints(obj_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
+        out_n2 = cv2.fisheye.projectPoints(out_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
+    else:
+        px_n2 = cv2.projectPoints(obj_n3, zero, zero, K, D)[0].reshape(-1, 2)
+        out_n2 = cv2.projectPoints(out_n3, zero, zero, K, D)[0].reshape(-1, 2)
+    err_n = np.hypot(*(px_n2 - pixels_n2).T)
+    outward_n = np.sum((out_n2 - px_n2) * (px_n2 - K[:2, 2]), axis=1)
+    err_n[outward_n < 0] = np.inf
+    return np.where(ok, err_n, np.nan)
 
 
 def depth_to_points(

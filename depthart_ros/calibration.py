@@ -14,7 +14,9 @@ publishers that stamp differently (a static or latched camera_info):
    arrives with the stamp of a recent image turns waiting back on;
 4. no calibration at all: `missing`, the depth goes out without `depth/camera_info`.
 
-Free of rclpy; `camera_info_for` builds the sensor_msgs/CameraInfo the node republishes.
+Free of rclpy; `camera_info_for` builds the sensor_msgs/CameraInfo the node republishes, and
+`aspect_problem` (kept in `depthart_core.rosio.camera_info`, which the replay shares) refuses a
+calibration of another aspect ratio than the image.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from sensor_msgs.msg import CameraInfo, RegionOfInterest
 
 from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.camera_info import aspect_problem as aspect_problem
 
 OUTCOMES = ("paired", "newest", "missing")
 
@@ -90,23 +93,6 @@ class CalibrationPairer:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-
-
-ASPECT_TOLERANCE = 0.01  # a calibration of another aspect than the image is not rescaled
-
-
-def aspect_problem(info: Any, shape: tuple[int, ...]) -> str | None:
-    """Why a calibration cannot describe an image of `shape` (h, w): the image it describes
-    (after binning and ROI) has another aspect ratio, so rescaling would stretch the pixels
-    (a latched calibration of the camera's other mode); None when it can, or states no size."""
-    w0, h0 = ros_image.described_size(info)
-    h, w = int(shape[0]), int(shape[1])
-    if not (w0 and h0) or abs((w0 / h0) / (w / h) - 1.0) <= ASPECT_TOLERANCE:
-        return None
-    return (
-        f"camera_info describes a {w0}x{h0} image, this one is {w}x{h}: another aspect ratio "
-        "(a calibration of another camera mode?)"
-    )
 
 
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:

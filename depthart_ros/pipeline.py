@@ -9,8 +9,9 @@ when the camera outruns the model. Every frame ends in exactly one counter:
 (`dropped_inactive`: frames waiting when the managed node was deactivated).
 
 Here: the slot and its counters (`FramePipeline`), the worker loop (`run_worker`), inference
-timing, the CameraInfo check (`camera_info_problem`) and the frame statistics that
-`depthart_ros.node` publishes on `/diagnostics`.
+timing, the CameraInfo check (`camera_info_problem`, kept in `depthart_core.rosio.camera_info`,
+which the replay shares) and the frame statistics that `depthart_ros.node` publishes on
+`/diagnostics`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from depthart_core.rosio.camera_info import camera_info_problem as camera_info_problem
 from depthart_core.runtime.base import Backend
 
 LATENCY_PLAUSIBLE_MS = 3_600_000.0  # an hour: a real frame's latency, or a clock skew, is less
@@ -223,33 +225,6 @@ def timed_predict(
     if pad > 0:
         time.sleep(pad)
     return depth, uncertainty, (time.monotonic() - t0) * 1e3
-
-
-MIN_FOCAL_PX = 1e-3  # below: x = (u - cx) z / f overflows float32 clouds (denormals included)
-
-
-def camera_info_problem(info: Any) -> tuple[str, str] | None:
-    """(cause, text) when a sensor_msgs/CameraInfo cannot describe the depth image, else None:
-    NaN/Inf anywhere in D, K, R, P, a focal length in K or P that is not positive (an all-zero
-    K is ROS's "uncalibrated"; an all-zero P with a good K is a driver that fills only K, and
-    stands for [K | 0]), or one below `MIN_FOCAL_PX` (1e-320 once passed as positive).
-    Republishing it would hand consumers such as depth_image_proc a camera that projects every
-    pixel to NaN or infinity."""
-    arrays = {name: np.asarray(getattr(info, name), dtype=np.float64) for name in "dkrp"}
-    bad = [name.upper() for name, a in arrays.items() if not np.isfinite(a).all()]
-    if bad:
-        return "non_finite", f"non-finite values in {', '.join(bad)}"
-    k, p = arrays["k"], arrays["p"]
-    fx, fy = (k[0], k[4]) if k.size == 9 else (0.0, 0.0)
-    px, py = (p[0], p[5]) if p.size == 12 else (0.0, 0.0)
-    if p.size == 12 and not p.any():  # a driver that fills only K: P is taken as [K | 0]
-        px, py = fx, fy
-    focals = f"K fx={fx:g} fy={fy:g}, P fx={px:g} fy={py:g}"
-    if min(fx, fy, px, py) <= 0:
-        return "zero_focal", f"focal lengths must be positive: {focals}"
-    if min(fx, fy, px, py) < MIN_FOCAL_PX:
-        return "tiny_focal", f"focal lengths below {MIN_FOCAL_PX:g} px describe no camera: {focals}"
-    return None
 
 
 def header_stamp_ns(header: Any) -> int:

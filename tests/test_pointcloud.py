@@ -70,6 +70,56 @@ def test_raw_rays_reproject_onto_their_pixels(model: str, d: list[float]) -> Non
     assert np.abs(rays - plain).max() > 0.01  # the distortion did change the rays
 
 
+def _reprojected(rays: np.ndarray, k: list[float], d: list[float], model: str) -> np.ndarray:
+    obj = np.concatenate([rays.reshape(-1, 2), np.ones((rays[..., 0].size, 1))], axis=1)
+    obj = np.nan_to_num(obj.astype(np.float64))
+    Km, Dm = np.asarray(k).reshape(3, 3), np.asarray(d, dtype=np.float64)
+    if model == "equidistant":
+        px, _ = cv2.fisheye.projectPoints(obj[:, None, :], np.zeros(3), np.zeros(3), Km, Dm)
+    else:
+        px, _ = cv2.projectPoints(obj, np.zeros(3), np.zeros(3), Km, Dm)
+    return px.reshape(*rays.shape[:2], 2)
+
+
+@pytest.mark.parametrize(
+    "h, w, k, d, model",
+    [  # a RealSense T265 fisheye: its corners lie past 90 degrees, outside the image circle
+        (800, 848, [285.7, 0, 418.6, 0, 285.9, 401.6, 0, 0, 1],
+         [-0.0061, 0.0433, -0.0407, 0.0076], "equidistant"),
+        # a strong barrel lens whose radial polynomial folds back before the corners
+        (480, 640, [380.0, 0, 320, 0, 380, 240, 0, 0, 1],
+         [-0.32, 0.11, 0, 0, -0.018], "plumb_bob"),
+    ],
+)  # fmt: skip
+def test_raw_pixels_no_ray_reaches_are_nan_not_mirrored(h, w, k, d, model) -> None:
+    """Past the lens model's domain OpenCV's undistortion answers with another pixel's ray (a
+    mirrored one for the fisheye's corners): those pixels get NaN, every other ray still lands on
+    its own pixel, and no ray is past the fold where a farther ray lands nearer the centre."""
+    s = 4
+    rays = pixel_rays(h, w, k, [0.0] * 12, d=d, distortion_model=model, stride=s, image="raw")
+    v, u = np.mgrid[0:h:s, 0:w:s]
+    bad = np.isnan(rays[..., 0])
+    assert (bad == np.isnan(rays[..., 1])).all()
+    assert bad[0, 0] and bad[-1, -1] and not bad[bad.shape[0] // 2, bad.shape[1] // 2]
+    assert 0.005 < bad.mean() < 0.3
+    err = np.hypot(
+        *(_reprojected(rays, k, d, model) - np.stack([u, v], axis=-1)).transpose(2, 0, 1)
+    )
+    assert err[~bad].max() < 0.5
+    cx, cy = k[2], k[5]  # every ray points to its own side of the centre
+    assert (np.sign(rays[..., 0][~bad]) == np.sign(u - cx)[~bad]).all()
+    assert (np.sign(rays[..., 1][~bad]) == np.sign(v - cy)[~bad]).all()
+    r = np.hypot(rays[..., 0], rays[..., 1])[~bad].astype(np.float64)
+    if model == "equidistant":  # atan(r) < 90 degrees always; theta_d must still grow with it
+        th = np.arctan(r)
+        kk = np.asarray(d)
+        slope = 1 + sum((2 * i + 3) * kk[i] * th ** (2 * i + 2) for i in range(4))
+    else:
+        k1, k2, _, _, k3 = d
+        slope = 1 + 3 * k1 * r**2 + 5 * k2 * r**4 + 7 * k3 * r**6
+    assert slope.min() > 0
+
+
 def test_invalid_depth_gives_nan_points_and_the_cloud_stays_organized() -> None:
     depth = np.full((H, W), 3.0, np.float32)
     depth[0, 0], depth[0, 2], depth[2, 0], depth[2, 2] = np.nan, -np.inf, np.inf, 0.0
@@ -104,6 +154,13 @@ def test_bad_calibrations_and_arguments_are_named() -> None:
         pixel_rays(H, W, K, P, image="left")
     with pytest.raises(ValueError, match="fx=0"):
         pixel_rays(H, W, K, [0.0] * 12)
+    for bad in (np.nan, np.inf):  # NaN passed "fx <= 0" and gave NaN rays: "no floor in view"
+        with pytest.raises(ValueError, match=f"P focal lengths must be positive and finite.*{bad}"):
+            pixel_rays(H, W, K, [bad, *P[1:]])
+        with pytest.raises(ValueError, match=f"K focal lengths .*fy={bad}"):
+            pixel_rays(H, W, [*K[:4], bad, *K[5:]], P, image="raw")
+    with pytest.raises(ValueError, match="P principal point must be finite, got cx=nan"):
+        pixel_rays(H, W, K, [P[0], 0.0, np.nan, *P[3:]])
     with pytest.raises(ValueError, match="equidistant D must have 4 values, got 5"):
         pixel_rays(H, W, K, P, d=[0.1] * 5, distortion_model="equidistant", image="raw")
     with pytest.raises(ValueError, match=r"rays are \(48, 64\)"):

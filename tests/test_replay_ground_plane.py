@@ -205,6 +205,84 @@ def _shift_topic(src: Path, dst: Path, topic: str, dt_ns: int) -> Path:
     return dst
 
 
+def _edit_camera_info(src: Path, dst: Path, edit) -> Path:
+    """A copy of a bag with `edit(n, msg)` applied to its n-th camera_info (from 0)."""
+    n = 0
+    with bags.BagWriter(dst) as out:
+        for m in bags.iter_messages(src, list(bags.list_topics(src))):
+            if m.topic == "/camera/camera_info":
+                m.msg.k, m.msg.p = np.array(m.msg.k, float), np.array(m.msg.p, float)
+                edit(n, m.msg)
+                n += 1
+            out.write(m.topic, m.msg, m.log_ns)
+    return dst
+
+
+def test_a_calibration_of_another_aspect_ratio_falls_back_as_the_node(cart_bag, tmp_path):
+    """A latched camera_info of the camera's 16:9 mode on its 4:3 images: the node refuses it
+    (`aspect_problem`); rescaled per axis it would stretch P and give wrong metres (AbsRel 0.36
+    instead of 0.07 on a real model). Each frame falls back with the reason, counted."""
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
+    h, w = SIZE
+
+    def wide(n, msg):
+        assert (msg.width, msg.height) == (w, h)
+        msg.height = w * 9 // 16
+        msg.k[5] = msg.p[6] = (msg.height - 1) / 2
+
+    bag = _edit_camera_info(cart_bag, tmp_path / "aspect", wide)
+    report = replay_offline(bag, tmp_path / "r", _cfg(), GroundTruthBackend(samples))
+    gp = report["ground_plane"]
+    assert gp["fallbacks"] == {"camera_info_aspect": FRAMES} and gp["frames_scaled"] == 0, gp
+    reasons = {r["reason"] for r in report["rejected_frames"]}
+    assert reasons == {
+        "ground-plane fallback (camera_info_aspect): camera_info describes a 80x45 image, this "
+        "one is 80x60: another aspect ratio (a calibration of another camera mode?)"
+    }
+    assert "fallbacks: camera_info_aspect 10" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_broken_calibrations_are_ignored_as_the_node_ignores_them(cart_bag, tmp_path):
+    """An uncalibrated camera_info (K = P = 0, as v4l2_camera publishes) or one with a NaN
+    focal length: the node ignores it and keeps the newest good one, so the replay does too (it
+    aborted the whole run, or read the NaN as "no floor in view"); with no good one at all each
+    frame falls back, naming the camera_info's problem. Ignored messages are counted."""
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
+    clean = replay_offline(cart_bag, tmp_path / "c", _cfg(), GroundTruthBackend(samples))
+
+    def break_two(n, msg):
+        if n == 4:
+            msg.k[:], msg.p[:] = 0.0, 0.0
+        if n in (6, FRAMES - 1):
+            msg.k[0] = msg.p[0] = np.nan
+
+    bag = _edit_camera_info(cart_bag, tmp_path / "two", break_two)
+    report = replay_offline(bag, tmp_path / "r", _cfg(), GroundTruthBackend(samples))
+    gp = report["ground_plane"]
+    assert (
+        report["status"] == "complete"
+        and gp["frames_scaled"] == clean["ground_plane"]["frames_scaled"]
+    ), gp
+    assert gp["camera_info_ignored"] == {"zero_focal": 1, "non_finite": 2}
+    assert gp["metric_abs_rel"] == pytest.approx(clean["ground_plane"]["metric_abs_rel"])
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "camera_info messages ignored: non_finite 2, zero_focal 1" in md
+
+    def uncalibrated(n, msg):
+        msg.k[:], msg.p[:] = 0.0, 0.0
+
+    bag = _edit_camera_info(cart_bag, tmp_path / "k0", uncalibrated)
+    report = replay_offline(bag, tmp_path / "k", _cfg(), GroundTruthBackend(samples))
+    gp = report["ground_plane"]
+    assert report["status"] == "complete" and gp["fallbacks"] == {"camera_info_zero_focal": FRAMES}
+    assert gp["camera_info_ignored"] == {"zero_focal": FRAMES}
+    reasons = {r["reason"] for r in report["rejected_frames"]}
+    assert reasons == {
+        "ground-plane fallback (camera_info_zero_focal): no good CameraInfo yet, the newest "
+        "ignored: focal lengths must be positive: K fx=0 fy=0, P fx=0 fy=0"
+    }
+
+
 def test_no_floor_falls_back_with_the_reason_for_every_frame(cart_bag, tmp_path):
     report = replay_offline(cart_bag, tmp_path / "r", _cfg(), WallBackend())
     gp = report["ground_plane"]

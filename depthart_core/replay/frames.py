@@ -17,7 +17,6 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from depthart_core.ground_plane import (
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.rosio import bags, messages
 from depthart_core.rosio.bags import BagError
+from depthart_core.rosio.camera_info import aspect_problem, camera_info_problem
 from depthart_core.rosio.image import image_projection
 from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, IMU_TYPE
 from depthart_core.vertical_lines import frame_lines_up
@@ -154,6 +154,8 @@ class BagIndex:
     # the camera_info topic's first message (stamp, message): a driver publishes each image
     # just before its calibration, so a recording holds the first image before any calibration
     first_camera_info: tuple[int, Any] | None = None
+    # camera_info messages the node would ignore (`camera_info_problem`), by cause
+    camera_info_ignored: Counter[str] = field(default_factory=Counter)
 
     @property
     def n_frames(self) -> int:
@@ -171,23 +173,26 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
     if cfg.camera_info_topic:
         bags.check_topic(topics, cfg.camera_info_topic, CAMERA_INFO_TYPE, bag)
     img, fids, dep = [], [], []
-    wanted = [cfg.image_topic] + ([cfg.depth_topic] if cfg.depth_topic else [])
+    first_info, ignored = None, Counter()
+    wanted = [t for t in (cfg.image_topic, cfg.depth_topic, cfg.camera_info_topic) if t]
     for m in bags.iter_messages(bag, wanted):
         if m.topic == cfg.image_topic:
             img.append(m.stamp_ns)
             fids.append(m.msg.header.frame_id)
-        else:
+        elif m.topic == cfg.depth_topic:
             dep.append(m.stamp_ns)
+        else:
+            first_info = first_info or (m.stamp_ns, m.msg)
+            problem = camera_info_problem(m.msg)
+            if problem:
+                ignored[problem[0]] += 1
     if cfg.max_frames is not None:
         img, fids = img[: cfg.max_frames], fids[: cfg.max_frames]
     match, dts = match_stamps(img, dep, round(cfg.max_dt_s * 1e9))
     if cfg.depth_topic:
         check_unique_stamps(bag, img, dep, match)
     index = BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
-    if cfg.camera_info_topic:
-        with closing(bags.iter_messages(bag, [cfg.camera_info_topic])) as infos:
-            first = next(infos, None)
-        index.first_camera_info = None if first is None else (first.stamp_ns, first.msg)
+    index.first_camera_info, index.camera_info_ignored = first_info, ignored
     if cfg.imu_topic:
         bags.check_topic(topics, cfg.imu_topic, IMU_TYPE, bag)
         stamps, quats = [], []
@@ -258,18 +263,30 @@ class Frame:
     index: int
     image: bags.BagMessage
     gt: tuple[np.ndarray, np.ndarray] | str | None  # (depth m, valid), a decode error, or no match
-    camera_info: Any | None
+    camera_info: Any | None  # the newest good calibration received before the image
     imu_xyzw: tuple[float, ...] | None = None  # the IMU attitude nearest in stamp, if any
+    # without a good calibration: (cause, text) of the newest camera_info ignored, if any
+    camera_info_ignored: tuple[str, str] | None = None
 
 
 def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator[Frame]:
-    """Each image once, with its matched GT depth; an image waits only until its GT arrives."""
+    """Each image once, with its matched GT depth; an image waits only until its GT arrives.
+    A camera_info the node would ignore (`camera_info_problem`) is ignored here too: frames keep
+    the newest good one."""
     needed = Counter(j for j in index.match if j is not None)
     cache: dict[int, tuple[np.ndarray, np.ndarray] | str] = {}
     waiting: dict[int, list[Frame]] = {}
     i = j = 0
-    info = None
+    info, ignored = None, None
     topics = [t for t in (cfg.image_topic, cfg.depth_topic, cfg.camera_info_topic) if t]
+
+    def take(msg: Any) -> None:
+        nonlocal info, ignored
+        problem = camera_info_problem(msg)
+        if problem is None:
+            info, ignored = msg, None
+        else:
+            ignored = problem
 
     def release(frame: Frame) -> Frame:
         jj = index.match[frame.index]
@@ -282,7 +299,7 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
 
     for m in bags.iter_messages(bag, topics):
         if m.topic == cfg.camera_info_topic:
-            info = m.msg
+            take(m.msg)
         elif m.topic == cfg.image_topic:
             if i >= index.n_frames:
                 if not waiting:
@@ -290,9 +307,10 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
                 continue
             first = index.first_camera_info
             if info is None and first is not None and first[0] == m.stamp_ns:
-                info = first[1]  # its own calibration, recorded just after it (the node waits)
+                take(first[1])  # its own calibration, recorded just after it (the node waits)
             imu = index.imu[i] if index.imu is not None else None
-            frame, jj = Frame(i, m, None, info, imu), index.match[i]
+            frame = Frame(i, m, None, info, imu, None if info is not None else ignored)
+            jj = index.match[i]
             i += 1
             if jj is None or jj in cache:
                 yield release(frame)
@@ -345,8 +363,18 @@ def ground_plane_fit(
     if ground is None:
         raise ValueError("the ground_plane protocol needs the run's GroundPlaneScale")
     if frame.camera_info is None:
-        why = "no CameraInfo received before this image"
-        row["ground_plane"] = {"code": "no_camera_info", "scale": None, "reason": why}
+        code, why = "no_camera_info", "no CameraInfo received before this image"
+        if frame.camera_info_ignored is not None:  # as the node, which keeps only good ones
+            cause, text = frame.camera_info_ignored
+            code, why = (
+                f"camera_info_{cause}",
+                f"no good CameraInfo yet, the newest ignored: {text}",
+            )
+        row["ground_plane"] = {"code": code, "scale": None, "reason": why}
+        return None
+    mismatch = aspect_problem(frame.camera_info, pred.shape)
+    if mismatch:  # stretched per axis it would give wrong metres: the node ignores it too
+        row["ground_plane"] = {"code": "camera_info_aspect", "scale": None, "reason": mismatch}
         return None
     # P of the prediction's pixels: the CameraInfo's binning and ROI applied, a calibration
     # for another size rescaled, a P of zeros taken from K
@@ -587,7 +615,8 @@ def write_prediction_bag(
 
     `cfg.pred_topic` gets a 32FC1 image per predicted frame with the input image's header (stamp
     and frame id) at its recording time, as the node publishes it; `<pred_topic>/camera_info`
-    repeats the latest camera info under that header.
+    repeats the latest good camera info under that header (none where it has another aspect
+    ratio than the prediction, as the node).
     """
     conns = bags.copy_connections_info(bag)
     i, info, written = 0, None, 0
@@ -595,15 +624,17 @@ def write_prediction_bag(
         for topic, msgtype, log_ns, raw in bags.iter_raw(bag):
             _, msgdef, digest = conns[topic]
             out.write_raw(topic, msgtype, raw, log_ns, msgdef, digest)
-            if topic == cfg.camera_info_topic:
-                info = messages.deserialize(raw, CAMERA_INFO_TYPE)
+            if topic == cfg.camera_info_topic:  # the node republishes only a good one
+                latest = messages.deserialize(raw, CAMERA_INFO_TYPE)
+                info = info if camera_info_problem(latest) else latest
             if topic != cfg.image_topic:
                 continue
             if i < index.n_frames and i in store:
                 stamp, fid = index.image_stamps[i], index.image_frame_ids[i]
-                msg = messages.image_msg(store.get(i), "32FC1", stamp, fid)
+                depth = store.get(i)
+                msg = messages.image_msg(depth, "32FC1", stamp, fid)
                 out.write(cfg.pred_topic, msg, log_ns)
-                if info is not None:
+                if info is not None and not aspect_problem(info, depth.shape):
                     ci = messages.with_stamp(info, CAMERA_INFO_TYPE, stamp)
                     out.write_raw(f"{cfg.pred_topic}/camera_info", CAMERA_INFO_TYPE, ci, log_ns)
                 written += 1

@@ -113,6 +113,9 @@ def ground_plane_summary(run: ReplayRun) -> dict[str, Any]:
         "scale_median": float(np.median(scales)) if scales else None,
         "scale_p10_p90": [float(np.percentile(scales, q)) for q in (10, 90)] if scales else None,
         "fallbacks": dict(fallbacks),
+        # camera_info messages ignored as the node ignores them, by cause: frames kept the
+        # newest good one (or fell back, counted in `fallbacks`)
+        "camera_info_ignored": dict(run.index.camera_info_ignored),
         **imu,
     }
 
@@ -257,6 +260,9 @@ def _ground_plane_line(gp: dict[str, Any]) -> str:
         f"ground plane ({gp['camera_height_m']:g} m, normal {gp['normal']}{up}): "
         f"{gp['frames_scaled']}/{gp['frames_fitted']} frames scaled, fallbacks: {falls}"
     )
+    if gp.get("camera_info_ignored"):  # broken calibrations, as the node ignores them
+        bad = ", ".join(f"{k} {v}" for k, v in sorted(gp["camera_info_ignored"].items()))
+        head += f"; camera_info messages ignored: {bad}"
     if gp["ratio"] is None:
         return head + "; no frame scored"
     met = "met" if gp["ratio"] <= gp["ratio_bar"] else "NOT met"
