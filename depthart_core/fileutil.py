@@ -32,15 +32,12 @@ import numpy as np
 
 ENV_CACHE = "DEPTHART_CACHE"
 CACHE_TEMP_STALE_S = 3600.0  # atomic_write(stale_after_s=...) for cache files
-# atomic_write's temp folder: "." + final name + "." + mkdtemp's 8 random characters + ".tmp"
+# the temp folders depthart makes (atomic_write's, atomic_write_all's, check_writable's probe,
+# replay's prediction spill): "." + a name + "." + mkdtemp's 8 random characters (lowercase letters,
+# digits, "_") + ".tmp". Nothing else is taken for one: a user's `.calib.json.20241231` or another
+# tool's `.tmpABC123` is not depthart's to remove.
 TEMP_SUFFIX = ".tmp"
-_TEMP_NAMES = (
-    re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$"),
-    # files of earlier versions, which wrote a temp file beside the target: "." + final name +
-    # "." + mkstemp's 8 characters, and safetensors' own ".tmp" + 6 characters (Rust `tempfile`)
-    re.compile(r"^\..+\.(safetensors|json|jsonl|onnx|png|md|mcap)\.[A-Za-z0-9_]{8}$"),
-    re.compile(r"^\.tmp[A-Za-z0-9]{6}$"),
-)
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 _CAUSES = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "disk quota exceeded",
@@ -91,24 +88,47 @@ def describe_os_error(exc: BaseException, with_path: bool = True) -> str:
 
 def _temp_stem(path: Path) -> str:
     """The target's name as its temp folder carries it: cut so that `.NAME.XXXXXXXX.tmp` fits
-    a file system's 255-byte name limit whatever the target's own length."""
-    return path.name.encode()[:200].decode(errors="ignore")
+    a file system's 255-byte name limit whatever the target's own length. The cut is of the
+    name's bytes on disk (`os.fsencode`: a name that is not UTF-8 too) and drops a character it
+    would split."""
+    raw = os.fsencode(path.name)
+    cut = min(len(raw), 200)
+    for lead in range(cut - 1, max(cut - 4, -1), -1):  # a UTF-8 character the cut would split
+        size = 4 if raw[lead] >= 0xF0 else 3 if raw[lead] >= 0xE0 else 2 if raw[lead] >= 0xC0 else 1
+        if lead + size > cut and _is_utf8(raw[lead : lead + size]):
+            cut = lead
+            break
+    return os.fsdecode(raw[:cut])
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _remove_stale_temps(path: Path, older_than_s: float) -> None:
     now = time.time()
     for p in path.parent.glob(f".{glob.escape(_temp_stem(path))}.*{TEMP_SUFFIX}"):
         try:
-            if is_temp_name(p.name) and now - p.stat().st_mtime > older_than_s:
+            if is_temp_dir(p) and now - p.stat().st_mtime > older_than_s:
                 shutil.rmtree(p, ignore_errors=True)
         except FileNotFoundError:  # another process removed or renamed it meanwhile
             continue
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether `name` is a temp file or folder that an interrupted `atomic_write` (or a writer it
-    ran) left behind; such names are never read, and `rundir` removes them."""
-    return any(p.match(name) for p in _TEMP_NAMES)
+    """Whether `name` is named as depthart's temp folders are (`.NAME.XXXXXXXX.tmp`, mkdtemp's
+    scheme); such names are never read."""
+    return _TEMP_NAME.match(name) is not None
+
+
+def is_temp_dir(path: Path) -> bool:
+    """Whether `path` may be a temp folder depthart made: named so (`is_temp_name`), and a
+    folder, not a file or a link. Whether it is stale is the caller's question."""
+    return is_temp_name(path.name) and path.is_dir() and not path.is_symlink()
 
 
 @contextlib.contextmanager
@@ -241,14 +261,72 @@ def atomic_write(
     path = Path(path)
     if stale_after_s is not None:
         _remove_stale_temps(path, stale_after_s)
+    tmp_dir = _make_temp_dir(path)
+    tmp = os.path.join(tmp_dir, path.name)
+    try:
+        _write_temp(path, tmp, content)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise WriteError(path, exc) from exc
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def atomic_write_all(files: dict[Path, bytes | Callable[[str], None]]) -> None:
+    """Write several files of one folder (`{path: content}`, content as for `atomic_write`) so
+    that a failure leaves every one of them as it was: all are written into one temp folder
+    beside them first, and only when all are written are they renamed over their targets, the
+    old version of each kept (hard-linked) in the temp folder until the last rename. A failure
+    or Ctrl-C between the renames puts the old versions back (and removes the new files that had
+    none), so the folder holds all the old files or all the new ones; a process killed there
+    leaves the old versions in its temp folder. Raises `WriteError` naming the file that
+    failed."""
+    paths = [Path(p) for p in files]
+    if len({p.parent for p in paths}) > 1 or len({p.name for p in paths}) < len(paths):
+        raise ValueError(f"atomic_write_all: files of one folder, each once; got {paths}")
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():  # kept: no rename will replace it
+            raise WriteError(path, IsADirectoryError(errno.EISDIR, "is a folder", str(path)))
+    tmp_dir = Path(_make_temp_dir(paths[0]))
+    new_dir, old_dir = tmp_dir / "new", tmp_dir / "old"
+    committing, done = False, False
+    current = paths[0]
+    try:
+        try:
+            new_dir.mkdir()
+            old_dir.mkdir()
+        except OSError as exc:
+            raise WriteError(paths[0], exc) from exc
+        for current, content in zip(paths, files.values(), strict=True):
+            _write_temp(current, str(new_dir / current.name), content)
+        committing = True
+        for current in paths:
+            _set_aside(current, old_dir / current.name)
+            os.replace(new_dir / current.name, current)
+        done = True
+    except BaseException as exc:  # a write error, a failed rename, Ctrl-C
+        done = not committing or _put_back(paths, new_dir, old_dir)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(current, exc) from exc
+        raise
+    finally:
+        if done:  # else the old versions stay in the temp folder, never deleted
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _make_temp_dir(path: Path) -> str:
+    """A private temp folder beside `path`, named after it (`.NAME.XXXXXXXX.tmp`)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = tempfile.mkdtemp(
-            prefix=f".{_temp_stem(path)}.", suffix=TEMP_SUFFIX, dir=path.parent
-        )
+        return tempfile.mkdtemp(prefix=f".{_temp_stem(path)}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise WriteError(path, exc) from exc
-    tmp = os.path.join(tmp_dir, path.name)
+
+
+def _write_temp(path: Path, tmp: str, content: bytes | Callable[[str], None]) -> None:
+    """Write `content` to `tmp`, fsynced, with the mode a new `path` would get; a failure is a
+    `WriteError` naming `path`."""
     try:
         if isinstance(content, bytes | bytearray | memoryview):
             Path(tmp).write_bytes(content)
@@ -259,12 +337,37 @@ def atomic_write(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp-style 0600 is too private for shared checkpoints
-        os.replace(tmp, path)
     except OSError as exc:
         raise WriteError(path, exc) from exc
     except Exception as exc:  # another library's I/O error (safetensors: SafetensorError)
         if _RUST_OS_ERROR.search(str(exc)) is None:
             raise
         raise WriteError(path, exc) from exc
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _set_aside(path: Path, old: Path) -> None:
+    """Keep `path`'s current version (if any) as `old`: a hard link, so `path` stays readable
+    until it is replaced; moved where the file system has no hard links."""
+    try:
+        os.link(path, old, follow_symlinks=False)
+    except FileNotFoundError:
+        return  # a new file: nothing to keep
+    except OSError:
+        os.rename(path, old)
+
+
+def _put_back(paths: list[Path], new_dir: Path, old_dir: Path) -> bool:
+    """Undo `atomic_write_all`'s renames, judged by what is on disk (a Ctrl-C may come between
+    a rename and any record of it): an old version set aside goes back; a new file renamed into
+    place that had none is removed. Whether all went back."""
+    ok = True
+    for path in paths:
+        old, new = old_dir / path.name, new_dir / path.name
+        try:
+            if os.path.lexists(old):
+                os.replace(old, path)  # a hard link of `path` itself: nothing changes
+            elif not os.path.lexists(new):
+                path.unlink(missing_ok=True)
+        except OSError:
+            ok = False
+    return ok

@@ -6,9 +6,12 @@ calls `claim_run_dir(out, resume=..., overwrite=...)` before it writes anything:
 - A folder that already holds a run or a report is refused with one line that says what it holds
   and what to pass, unless the command resumes it (`--resume`) or `--overwrite` was given; then the
   old folder is moved aside to a timestamped sibling (`RUN.old-20261130-193000`), never deleted.
-- Temp files and folders that an interrupted atomic write left behind (`fileutil.is_temp_name`:
-  `.checkpoint.safetensors.x1y2z3w4.tmp/` with safetensors' own `.tmpXXXXXX` inside, from a
-  process killed between create and rename) are removed; they are never read.
+- Temp folders that an interrupted atomic write of an earlier depthart process left behind
+  (`.checkpoint.safetensors.x1y2z3w4.tmp/` with safetensors' own `.tmpXXXXXX` inside, from a
+  process killed between create and rename) are removed; they are never read. Only folders named
+  as depthart names them (`fileutil.is_temp_dir`) and made while that process held the folder
+  (since its lock file was last written) go, in the folder and in its subfolders changed then:
+  anything else, a user's `.calib.json.20241231` or another tool's `.tmpABC123`, is kept.
 - `--resume` of a folder that does not exist is refused before anything is created, and a command
   that fails after claiming a folder it created calls `RunLock.abandon()`, which removes that
   folder again while it holds nothing but the lock.
@@ -36,7 +39,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from depthart_core.fileutil import WriteError, atomic_write, is_temp_name
+from depthart_core.fileutil import WriteError, atomic_write, is_temp_dir, is_temp_name
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +119,18 @@ def claim_run_dir(
         raise RunDirError(f"--out {path} is a file, not a folder")
     if resume and not path.is_dir():
         raise FileNotFoundError(f"--resume: no {STATE_NAME} in {path}: the folder does not exist")
-    created = not path.exists()
+    made = [p for p in (path, *path.parents) if not p.exists()]  # leaf first
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(path, exc) from exc
-    lock_created = not (path / LOCK_NAME).exists()
-    lock = _lock(path)
-    lock.created, lock.lock_created = created, lock_created
-    removed = remove_stale_temp_files(path)
+    try:  # when the last depthart process to hold the folder took it (it wrote its pid then)
+        held_since: float | None = (path / LOCK_NAME).stat().st_mtime
+    except OSError:  # none yet (or unreadable: `_lock` names the trouble)
+        held_since = None
+    lock = _lock_or_unmake(path, made)
+    lock.created, lock.lock_created = bool(made), held_since is None
+    removed = remove_stale_temp_files(path, held_since) if held_since is not None else []
     if removed:
         log.info("removed %d temp file(s) left by an interrupted write in %s", len(removed), path)
     held = describe_contents(path, markers)
@@ -146,7 +152,7 @@ def claim_run_dir(
     path.rename(aside)  # the lock travels with the moved folder's inode (a symlink: the link)
     lock.release()
     path.mkdir()
-    lock = _lock(path)
+    lock = _lock_or_unmake(path, [path])
     lock.moved_to, lock.created = aside, True  # a failed command removes the new, empty one
     log.warning("--overwrite: moved %s from %s to %s", held, path, aside)
     print(f"--overwrite: moved {held} from {path} to {aside}")
@@ -178,21 +184,25 @@ def describe_contents(path: str | Path, markers: tuple[str, ...] = RUN_MARKERS) 
     return f"a run at step {step}" if step is not None else f"a run ({', '.join(present)})"
 
 
-def remove_stale_temp_files(path: str | Path, depth: int = 1) -> list[Path]:
-    """Delete the temp files and folders interrupted writes left in `path` and, `depth` levels
-    down, in its subfolders (finetune's frames/ and tokenizer/, eval's per-model reports);
-    `fileutil.is_temp_name`. Call only while holding the folder's lock."""
+def remove_stale_temp_files(path: str | Path, since: float, depth: int = 1) -> list[Path]:
+    """Delete the temp folders interrupted writes of an earlier depthart process left in `path`
+    and, `depth` levels down, in its subfolders (finetune's frames/, eval's per-model reports):
+    folders named as depthart names them (`fileutil.is_temp_dir`) and changed at or after `since`,
+    when that process took the folder's lock. A subfolder is searched only if it changed then
+    too (depthart wrote into it); files, links, other names and older entries are never touched.
+    Call only while holding the folder's lock."""
     removed = []
     for p in sorted(Path(path).iterdir()):
-        if not is_temp_name(p.name):
-            if depth > 0 and p.is_dir() and not p.is_symlink():
-                removed += remove_stale_temp_files(p, depth - 1)
+        try:
+            if p.is_symlink() or not p.is_dir() or p.stat().st_mtime < since:
+                continue
+        except FileNotFoundError:
             continue
-        if p.is_dir() and not p.is_symlink():
+        if is_temp_dir(p):
             shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        removed.append(p)
+            removed.append(p)
+        elif depth > 0:
+            removed += remove_stale_temp_files(p, since, depth - 1)
     return removed
 
 
@@ -312,10 +322,29 @@ def _lock(path: Path) -> RunLock:
         os.close(fd)  # locked a removed file: another process may lock the new one; again
     else:  # a file system whose stat and fstat never agree (an old overlayfs): say so
         raise RunDirError(f"cannot lock {path / LOCK_NAME}: it changes under every lock taken")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError as exc:  # a full disk or quota: one line naming the file, no lock left held
+        (path / LOCK_NAME).unlink(missing_ok=True)  # removed while held, as release_and_remove
+        os.close(fd)
+        raise WriteError(path / LOCK_NAME, exc) from exc
     _HELD[_file_key(fd)] = fd
     return RunLock(path, fd)
+
+
+def _lock_or_unmake(path: Path, made: list[Path]) -> RunLock:
+    """`_lock(path)`; if it fails, the folders in `made` (leaf first, made by this claim) are
+    removed again, so a refused or failed claim leaves no empty folder behind."""
+    try:
+        return _lock(path)
+    except BaseException:
+        for p in made:
+            try:
+                p.rmdir()  # only an empty folder goes
+            except OSError:
+                break
+        raise
 
 
 def _sibling_name(path: Path) -> Path:

@@ -207,3 +207,43 @@ def test_bf16_on_onnxruntime_is_refused_not_timed_as_fp32(tmp_path, monkeypatch,
         == 0
     )
     assert json.loads(out.read_text())["backend"].startswith("torch (bf16")
+
+
+def test_a_failed_json_write_keeps_the_earlier_file_and_names_it(tmp_path, monkeypatch, capsys):
+    """--json FILE whose write fails (here: past the process's file size limit, as `ulimit -f`
+    sets) leaves an earlier FILE whole and says which file; a bad path is refused before the
+    benchmark runs."""
+    import resource
+    import signal
+
+    from depthart_core.runtime import bench as runtime_bench
+
+    out = tmp_path / "b.json"
+    earlier = json.dumps({"earlier": "x" * 2000}).encode()
+    out.write_bytes(earlier)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    peak = runtime_bench.peak_rss_mb
+
+    def then_limit_files() -> float:  # the last call before the JSON is written
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, limits[1]))
+        return peak()
+
+    monkeypatch.setattr(runtime_bench, "peak_rss_mb", then_limit_files)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+    args = ["bench", "--preset", "tiny", "--backend", "torch", "--size", "32x32", "--runs", "1"]
+    try:
+        assert main([*args, "--warmup", "0", "--no-peer", "--json", str(out)]) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, xfsz)
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: file too large for the file system" in err, err
+    assert out.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("x")
+    timed = []
+    monkeypatch.setattr(runtime_bench, "time_backend", lambda *a, **k: timed.append(a))
+    assert main([*args, "--no-peer", "--json", str(tmp_path / "file" / "b.json")]) == 1
+    assert f"cannot write {tmp_path / 'file' / 'b.json'}" in capsys.readouterr().err
+    assert timed == []  # refused before the benchmark

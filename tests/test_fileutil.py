@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from depthart_core.fileutil import WriteError, atomic_write, cache_root, output_folder, read_json
+from depthart_core.fileutil import (
+    WriteError,
+    atomic_write,
+    atomic_write_all,
+    cache_root,
+    output_folder,
+    read_json,
+)
 from depthart_core.runtime.engine_cache import default_cache_dir
 from depthart_core.runtime.onnx_cache import onnx_cache_path
 
@@ -117,3 +125,64 @@ def test_output_folder_refuses_a_file(tmp_path):
     with pytest.raises(WriteError, match="exists already and is not a folder"):
         with output_folder(tmp_path / "f"):
             pass
+
+
+def test_a_name_that_is_not_utf8_is_written_and_its_temp_folder_cut_cleanly(tmp_path):
+    """A Latin-1 file name (surrogate escapes once decoded) is written like any other; a long
+    name's temp folder is cut at a whole character and stays within the 255-byte limit."""
+    latin = tmp_path / os.fsdecode(b"caf\xe9.png")
+    atomic_write(latin, b"latin")
+    assert (tmp_path.as_posix().encode() + b"/caf\xe9.png") in [
+        os.fsencode(p) for p in tmp_path.iterdir()
+    ]
+    assert latin.read_bytes() == b"latin"
+    seen = []
+
+    def record(tmp: str) -> None:
+        seen.append(os.fsencode(Path(tmp).parent.name))
+        Path(tmp).write_bytes(b"long")
+
+    for raw in (b"a" + "\u00e9".encode() * 120, b"\xe9" * 230 + b".npy"):  # 241 / 234 bytes
+        atomic_write(tmp_path / os.fsdecode(raw), record)
+        assert (tmp_path / os.fsdecode(raw)).read_bytes() == b"long"
+    utf8_dir, latin_dir = seen
+    assert len(utf8_dir) <= 255 and len(latin_dir) <= 255
+    assert utf8_dir.decode() == "." + "a" + "\u00e9" * 99 + utf8_dir.decode()[-13:]  # no half é
+    assert latin_dir.startswith(b"." + b"\xe9" * 200 + b".")
+
+
+def test_atomic_write_all_changes_all_files_or_none(tmp_path, monkeypatch):
+    """A failed write, or a Ctrl-C between the renames, leaves the old files as they were and no
+    new file that had no old version; success replaces them all."""
+    a, b, c = tmp_path / "a.npy", tmp_path / "a_depth.png", tmp_path / "a.ply"
+    a.write_bytes(b"old a")
+    b.write_bytes(b"old b")  # c: none yet
+
+    def fail(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WriteError, match=f"cannot write {c}: no space left on the device"):
+        atomic_write_all({a: b"new a", b: b"new b", c: fail})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "a.npy": b"old a", "a_depth.png": b"old b"
+    }  # fmt: skip
+    replace, calls = os.replace, []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # a and c (which had no old version) renamed into place, b not yet
+            raise KeyboardInterrupt
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_all({a: b"new a", c: b"new c", b: b"new b"})
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "a.npy": b"old a", "a_depth.png": b"old b"
+    }  # fmt: skip
+    atomic_write_all({a: b"new a", b: b"new b", c: b"new c"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "a.npy": b"new a", "a_depth.png": b"new b", "a.ply": b"new c"
+    }  # fmt: skip

@@ -62,6 +62,17 @@ def test_metric_npy_and_ply_from_the_floor(predict_with, capsys):
     np.testing.assert_allclose(np.sort(xyz[:, 2]), np.sort(depth[valid]), rtol=1e-6)
 
 
+def test_the_camera_angle_said_is_from_level_whatever_the_prior(predict_with, capsys):
+    """The line said "N deg from level" but printed the angle from the --ground-pitch prior: the
+    same floor read 11, 1 or 19 deg "from level" as the prior changed."""
+    metric, _ = scene(1.2, 12.0, hfov=HFOV)
+    for prior, off in (("0", 12), ("12", 0), ("20", 8)):
+        rc, _ = predict_with(metric, "--camera-height", "1.2", "--ground-pitch", prior)
+        said = capsys.readouterr().out
+        assert rc == 0, said
+        assert f"camera 12 deg from level, {off} deg from the --ground-pitch prior" in said, said
+
+
 def test_no_floor_is_one_line_and_no_files(predict_with, capsys):
     wall, _ = scene(1.2, 0.0, wall=0.6, hfov=HFOV)
     rc, out = predict_with(wall, "--camera-height", "1.2")

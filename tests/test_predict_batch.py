@@ -208,3 +208,34 @@ def test_a_long_name_fits_its_temp_folder(tiny_checkpoint, tmp_path):
     argv = ["predict", str(img), "--checkpoint", tiny_checkpoint, "--backend", "torch"]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / ("x" * 240 + ".npy")).is_file()
+
+
+def test_a_failed_rerun_keeps_the_earlier_outputs(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """A rerun whose last file (the .ply) cannot be written leaves every earlier output as it was:
+    none is replaced before all are written, and none that was there is removed."""
+    import errno
+
+    from depthart_core import pointcloud
+    from depthart_core.fileutil import WriteError
+
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    out = tmp_path / "o"
+    argv = ["predict", str(img), "--checkpoint", tiny_checkpoint, "--backend", "torch", "--ply"]
+    assert main([*argv, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["img.npy", "img.ply", "img_depth.png"]
+    for p in out.iterdir():  # an earlier run's outputs, told apart from this one's
+        p.write_bytes(b"earlier " + p.name.encode())
+
+    def full(path, cloud):  # as atomic_write reports a full disk
+        raise WriteError(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(pointcloud, "write_ply", full)
+    assert main([*argv, "--out", str(out)]) == 1
+    assert f"skipped {img}: cannot write {out / 'img.ply'}: no space left on the device" in (
+        capsys.readouterr().out.splitlines()
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        n: b"earlier " + n.encode() for n in before
+    }

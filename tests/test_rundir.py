@@ -131,16 +131,17 @@ def test_damaged_train_state_is_one_line_naming_the_last_good_checkpoint(
 
 
 def test_stale_temp_files_are_removed_on_start_and_others_kept(finished_run, tmp_path):
-    run = _copy(finished_run, tmp_path / "run")
-    # earlier versions' temp files: atomic_write's beside the target, safetensors' own
-    stale = [run / ".train_state.safetensors.k2j_x9qa", run / ".checkpoint.safetensors.abcd1234"]
-    stale += [run / ".checkpoint.json.zz99yy88", run / ".tmpAb12Cd"]
+    run = _copy(finished_run, tmp_path / "run")  # with its lock file: a depthart run's folder
+    # files named as earlier versions' temp files were, which a user's or another tool's files
+    # can be named too (`.calib.json.20241231`, `.tmpABC123`): kept
+    legacy = [run / ".train_state.safetensors.k2j_x9qa", run / ".checkpoint.safetensors.abcd1234"]
+    legacy += [run / ".checkpoint.json.zz99yy88", run / ".tmpAb12Cd"]
     # this version's: atomic_write's temp folder holding safetensors' temp file, one level down
     folders = [
         run / ".train_state.safetensors.x1y2z3w4.tmp",
         run / "sub" / ".report.md.a_b_c_d_.tmp",
     ]
-    for p in stale:
+    for p in legacy:
         p.write_bytes(b"")
     for d in folders:
         d.mkdir(parents=True)
@@ -150,8 +151,9 @@ def test_stale_temp_files_are_removed_on_start_and_others_kept(finished_run, tmp
         p.write_text("mine")
     tr = Trainer(_cfg(), run, resume=True)
     assert tr.step == 2
-    assert not any(p.exists() for p in stale + folders)
+    assert not any(p.exists() for p in folders)
     assert all(p.read_text() == "mine" for p in keep)
+    assert all(p.exists() for p in legacy)
 
 
 def test_damaged_metrics_lines_are_skipped_by_file_and_line(finished_run, tmp_path, caplog):
@@ -313,3 +315,84 @@ def test_a_lock_file_removed_while_locking_is_locked_again(tmp_path, monkeypatch
         assert (st.st_dev, st.st_ino) == rundir._file_key(lock.fd) and len(calls) == 2
     finally:
         lock.release_and_remove()
+
+
+def test_only_depthart_temp_folders_of_the_last_holder_are_removed(tmp_path):
+    """A claim removes the temp folders a killed depthart process left while it held the folder,
+    nothing else: not a user's or another tool's files and folders with temp-like names, not
+    entries older than that process's claim, and nothing in subfolders it did not change."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    old = time.time() - 3600
+    user = {  # made before any depthart process held the folder
+        run / ".calib.json.20241231": None,
+        run / ".tmpABC123": None,
+        run / ".params.yaml.backup01.tmp": None,  # a file named as a temp folder would be
+        run / ".old.report.md.abcd1234.tmp": "dir",  # a folder so named, from long ago
+        run / "data" / ".frames.npy.x1y2z3w4.tmp": "dir",  # in a folder depthart never changed
+        run / ".tmpQW12er": "dir",  # another tool's temp folder
+    }
+    for p, kind in user.items():
+        if kind == "dir":
+            p.mkdir()
+            (p / "mine.txt").write_text("mine")
+        else:
+            p.write_text("mine")
+        os.utime(p, (old, old))
+    os.utime(run / "data", (old, old))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from depthart_core.fileutil import atomic_write\n"
+         "from depthart_core.rundir import claim_run_dir\n"
+         "lock = claim_run_dir(sys.argv[1])\n"
+         "def slow(tmp):\n"
+         "    open(tmp, 'wb').write(b'half'); print('writing', flush=True); time.sleep(60)\n"
+         "atomic_write(sys.argv[1] + '/checkpoint.safetensors', slow)",
+         str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    left = [p for p in run.iterdir() if p.name.startswith(".checkpoint.safetensors.")]
+    assert len(left) == 1 and left[0].is_dir()
+    (run / ".tmpLive01").write_text("another tool's, being written")  # after the claim
+    claim_run_dir(run).release()
+    assert not left[0].exists()  # the killed run's: removed
+    assert (run / ".tmpLive01").read_text() == "another tool's, being written"
+    for p, kind in user.items():
+        assert (p / "mine.txt" if kind == "dir" else p).read_text() == "mine", p
+
+
+def test_a_lock_that_cannot_be_written_is_one_error_and_leaves_no_folder(tmp_path, monkeypatch):
+    """A full disk when the pid is written into the lock file: one WriteError naming the lock
+    file, the descriptor closed, and the folders the claim made removed again."""
+    import errno
+    import os
+
+    from depthart_core import rundir
+    from depthart_core.fileutil import WriteError
+    from depthart_core.rundir import LOCK_NAME
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "pwrite", full)
+    fds = len(os.listdir("/proc/self/fd"))
+    run = tmp_path / "new" / "run"
+    with pytest.raises(WriteError, match=f"cannot write {run / LOCK_NAME}: no space left"):
+        claim_run_dir(run)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "set").mkdir()
+    with pytest.raises(WriteError, match="no space left on the device"):
+        rundir.hold_folder(tmp_path / "set")
+    assert list((tmp_path / "set").iterdir()) == []
+    assert len(os.listdir("/proc/self/fd")) == fds

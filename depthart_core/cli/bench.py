@@ -179,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
         )
         word = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
         print(f"  DepthART is {word} than the peer")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    if args.json:  # atomic: a failed write keeps an earlier file whole, and names the file
+        from depthart_core.fileutil import atomic_write
+
+        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
         print(f"wrote {args.json}")
     return 0

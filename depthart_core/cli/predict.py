@@ -7,16 +7,17 @@ means the same error in every image.
 A bad input never stops the batch: each one is skipped with a line naming the file and why, the
 rest are processed, the summary counts both, and the exit status is 1 if anything was skipped.
 Outputs are written atomically; an image whose outputs cannot all be written (a full disk) is
-skipped the same way, with none of its files left. An --out that cannot be written at all (a
-file, a read-only file system) stops the command with one line before the model is loaded, and so
-does --uncertainty with a checkpoint that has no head. A run that writes nothing leaves no
---out folder behind that it made.
+skipped the same way, with none of its new files left and its earlier outputs unchanged. An
+--out that cannot be written at all (a file, a read-only file system) stops the command with one
+line before the model is loaded, and so does --uncertainty with a checkpoint that has no head.
+A run that writes nothing leaves no --out folder behind that it made.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from depthart_core.cli.args import (
@@ -234,50 +235,44 @@ def write_outputs(
     out: Path, stem: str, depth, rgb, args: argparse.Namespace, uncertainty=None
 ) -> None:
     """<stem>.npy, <stem>_depth.png, with `uncertainty` <stem>_uncertainty.npy and .png, and with
-    --ply <stem>.ply, each atomically; if one cannot be written, those already written are
-    removed (on any failure, Ctrl-C included) and the error is raised."""
+    --ply <stem>.ply, together (`fileutil.atomic_write_all`): if one cannot be written (or on
+    Ctrl-C) none is changed, and the earlier outputs of a rerun stay as they were; the error is
+    raised."""
     import cv2
     import numpy as np
 
     from depthart_core.colormap import colorize
-    from depthart_core.fileutil import atomic_write, npy_bytes
+    from depthart_core.fileutil import atomic_write_all, npy_bytes
     from depthart_core.pointcloud import depth_to_points, pinhole_p, pixel_rays, write_ply
 
-    written: list[Path] = []
-    try:
-        atomic_write(out / f"{stem}.npy", npy_bytes(depth.astype(np.float32)))
-        written.append(out / f"{stem}.npy")
-        ok, png = cv2.imencode(".png", colorize(depth, cmap=args.colormap)[:, :, ::-1])
+    files: dict[Path, bytes | Callable[[str], None]] = {}
+    files[out / f"{stem}.npy"] = npy_bytes(depth.astype(np.float32))
+    ok, png = cv2.imencode(".png", colorize(depth, cmap=args.colormap)[:, :, ::-1])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the colorized depth of {stem}")
+    files[out / f"{stem}_depth.png"] = png.tobytes()
+    if uncertainty is not None:
+        uncertainty = np.where(np.isfinite(uncertainty), uncertainty, np.nan)  # +-inf too
+        files[out / f"{stem}_uncertainty.npy"] = npy_bytes(uncertainty.astype(np.float32))
+        lo, hi = UNCERTAINTY_RANGE
+        rgb_u = colorize(
+            uncertainty, cmap=UNCERTAINTY_COLORMAP, lo=lo, hi=hi, near_bright=False,
+            invalid_rgb=UNCERTAINTY_INVALID_RGB,
+        )  # fmt: skip
+        if n_bad := int((~np.isfinite(uncertainty)).sum()):
+            print(f"{stem}: {n_bad} of {uncertainty.size} pixels' uncertainty is not finite "
+                  "(NaN in the .npy, cyan in the .png)", file=sys.stderr)  # fmt: skip
+        ok, png = cv2.imencode(".png", rgb_u[:, :, ::-1])
         if not ok:
-            raise ValueError(f"OpenCV could not encode the colorized depth of {stem}")
-        atomic_write(out / f"{stem}_depth.png", png.tobytes())
-        written.append(out / f"{stem}_depth.png")
-        if uncertainty is not None:
-            uncertainty = np.where(np.isfinite(uncertainty), uncertainty, np.nan)  # +-inf too
-            atomic_write(out / f"{stem}_uncertainty.npy", npy_bytes(uncertainty.astype(np.float32)))
-            written.append(out / f"{stem}_uncertainty.npy")
-            lo, hi = UNCERTAINTY_RANGE
-            rgb_u = colorize(
-                uncertainty, cmap=UNCERTAINTY_COLORMAP, lo=lo, hi=hi, near_bright=False,
-                invalid_rgb=UNCERTAINTY_INVALID_RGB,
-            )  # fmt: skip
-            if n_bad := int((~np.isfinite(uncertainty)).sum()):
-                print(f"{stem}: {n_bad} of {uncertainty.size} pixels' uncertainty is not finite "
-                      "(NaN in the .npy, cyan in the .png)", file=sys.stderr)  # fmt: skip
-            ok, png = cv2.imencode(".png", rgb_u[:, :, ::-1])
-            if not ok:
-                raise ValueError(f"OpenCV could not encode the colorized uncertainty of {stem}")
-            atomic_write(out / f"{stem}_uncertainty.png", png.tobytes())
-            written.append(out / f"{stem}_uncertainty.png")
-        if args.ply:
-            h, w = depth.shape
-            P = pinhole_p(h, w, args.hfov)
-            rays = pixel_rays(h, w, (), P, stride=args.ply_stride)  # rectified: P only
-            write_ply(out / f"{stem}.ply", depth_to_points(depth, rays, args.ply_stride, rgb))
-    except BaseException:  # a write error, a failed encode, Ctrl-C
-        for p in written:  # an image's outputs exist all together or not at all
-            p.unlink(missing_ok=True)
-        raise
+            raise ValueError(f"OpenCV could not encode the colorized uncertainty of {stem}")
+        files[out / f"{stem}_uncertainty.png"] = png.tobytes()
+    if args.ply:
+        h, w = depth.shape
+        P = pinhole_p(h, w, args.hfov)
+        rays = pixel_rays(h, w, (), P, stride=args.ply_stride)  # rectified: P only
+        cloud = depth_to_points(depth, rays, args.ply_stride, rgb)
+        files[out / f"{stem}.ply"] = lambda tmp: write_ply(tmp, cloud)  # noqa: E731
+    atomic_write_all(files)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -324,13 +319,14 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
     from collections import Counter
 
     import cv2
+    import numpy as np
     from tqdm import tqdm
 
     from depthart_core.fileutil import WriteError
     from depthart_core.runtime import get_backend
 
     if args.camera_height is not None:
-        from depthart_core.ground_plane import metric_from_floor
+        from depthart_core.ground_plane import expected_up, metric_from_floor
     backend = get_backend(
         args.backend,
         checkpoint=args.checkpoint,
@@ -379,9 +375,12 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
                 print(f"skipped {name}: no metric scale: {fit.reason}")
                 skipped[f"no metric scale ({fit.code})"] += 1
                 continue
+            level = expected_up(0.0, 0.0)  # the up of a level camera (optical frame)
+            cos = float(np.clip(np.dot(np.asarray(fit.normal_3), level), -1.0, 1.0))
             print(
                 f"{name}: {fit.scale:.4g} m per relative unit (floor: {fit.inlier_fraction:.0%} "
-                f"of {fit.n_candidates} points, {fit.normal_angle_deg:.0f} deg from level)"
+                f"of {fit.n_candidates} points; camera {np.degrees(np.arccos(cos)):.0f} deg from "
+                f"level, {fit.normal_angle_deg:.0f} deg from the --ground-pitch prior)"
             )
         try:
             write_outputs(out, stem, depth, rgb, args, uncertainty)
