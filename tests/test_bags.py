@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+import yaml
 from rosbags.rosbag1 import Writer as Ros1Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from depthart_core.data.synthetic.config import SynthConfig
@@ -247,3 +254,161 @@ def test_a_writer_that_loses_the_race_leaves_the_winners_bag(tmp_path):
             b.__enter__()
         assert (tmp_path / "bag").is_dir()
     assert (tmp_path / "bag" / "metadata.yaml").is_file()  # the winner finished
+
+
+# ------------------------------------------------------------------------------------------------
+# Header stamps of 0, one file of a bag, compressed bags, a failing sqlite3 write
+
+PERIOD = 100_000_000  # 10 Hz
+
+
+def _sim_bag(path, n=20, storage="mcap"):
+    """A simulator's recording: header stamps from 0 (its clock), recorded at wall-clock times
+    (T0 on); image and 32FC1 depth i (1 + i m) share the stamp i * PERIOD. `/cam/nostamp`: a
+    driver that never sets the stamp (all 0)."""
+    with bags.BagWriter(path, storage=storage) as w:
+        for i in range(n):
+            t, log = i * PERIOD, T0 + i * PERIOD + 4_000_000
+            rgb = np.full((*SIZE, 3), i, np.uint8)
+            w.write("/cam/image", messages.image_msg(rgb, "rgb8", t, "c"), log)
+            depth = np.full(SIZE, 1.0 + i, np.float32)
+            w.write("/cam/depth", messages.depth_msg(depth, t, "c", "32FC1"), log + 2_000_000)
+            w.write("/cam/nostamp", messages.image_msg(rgb, "rgb8", 0, "c"), log + 3_000_000)
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_simulator_clock_starting_at_0_keeps_the_first_stamp(tmp_path, storage):
+    """A stamp of 0 is a stamp (the simulator's first frame): only a topic whose every stamp is
+    0 falls back to the recording times. Replay pairs frame 0, and finetune's time split puts
+    it first in time (not a wall-clock stamp at the end, alone in the held-out block)."""
+    from depthart_core.finetune.frames import FrameConfig, scan_bag, split_by_time
+    from depthart_core.replay.frames import ReplayConfig, index_bag, iter_frames
+
+    bag = _sim_bag(tmp_path / "sim", storage=storage)
+    msgs = list(bags.iter_messages(bag, ["/cam/image", "/cam/depth", "/cam/nostamp"]))
+    by_topic = {t: [m for m in msgs if m.topic == t] for t in ("/cam/image", "/cam/depth")}
+    for topic_msgs in by_topic.values():
+        assert [m.stamp_ns for m in topic_msgs] == [i * PERIOD for i in range(20)]
+    assert all(m.stamp_ns == m.log_ns for m in msgs if m.topic == "/cam/nostamp")
+
+    cfg = ReplayConfig(image_topic="/cam/image", depth_topic="/cam/depth", camera_info_topic=None)
+    index = index_bag(bag, cfg)
+    assert index.match == list(range(20)) and index.image_stamps[0] == 0
+    frames = list(iter_frames(bag, cfg, index))
+    assert frames[0].image.stamp_ns == 0 and np.allclose(frames[0].gt[0], 1.0)
+
+    frames_cfg = FrameConfig("/cam/image", "/cam/depth", heldout=0.2, gap_s=0.3, min_train=4)
+    scan = scan_bag(bag, frames_cfg)
+    split_by_time(scan, frames_cfg)
+    # span 0..1.9 s: held out t >= 1.52 s (frames 16-19), gap (1.22, 1.52) s (frames 13-15)
+    assert scan.block == ["train"] * 13 + ["gap"] * 3 + ["heldout"] * 4
+
+
+def test_a_zero_stamp_among_wall_clock_stamps_is_a_glitch_read_by_recording_time(tmp_path):
+    """A driver's one unstamped message among wall-clock stamps is not 1970: kept as 0 it would
+    stretch finetune's time split over 50 years. It gets its recording time, the others keep
+    their stamps."""
+    bag = tmp_path / "real"
+    with bags.BagWriter(bag) as w:
+        for i in range(6):
+            t = T0 + i * PERIOD
+            rgb = np.full((*SIZE, 3), i, np.uint8)
+            w.write("/cam/image", messages.image_msg(rgb, "rgb8", 0 if i == 2 else t, "c"), t + 1)
+    stamps = [m.stamp_ns for m in bags.iter_messages(bag, ["/cam/image"])]
+    assert stamps == [T0 + i * PERIOD + (1 if i == 2 else 0) for i in range(6)]
+
+
+def _split_bag(tmp_path, storage, parts=3):
+    """One recording split into `parts` files (rec_0, rec_1, ...) and the metadata.yaml listing
+    them all, as rosbag2's --max-bag-size writes it."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    metas = []
+    for k in range(parts):
+        part = _small_bag(tmp_path / f"part{k}", storage, frames=range(2 * k, 2 * k + 2))
+        (f,) = [p for p in part.iterdir() if p.suffix in (".mcap", ".db3")]
+        f.rename(rec / f"rec_{k}{f.suffix}")
+        info = yaml.safe_load((part / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        info["files"][0]["path"] = f"rec_{k}{f.suffix}"
+        metas.append(info)
+    meta = metas[0]
+    meta["relative_file_paths"] = [m["files"][0]["path"] for m in metas]
+    meta["files"] = [m["files"][0] for m in metas]
+    meta["message_count"] = sum(m["message_count"] for m in metas)
+    for topic in meta["topics_with_message_count"]:
+        topic["message_count"] *= parts
+    (rec / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": meta}))
+    return rec
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_one_file_of_a_split_bag_reads_the_whole_bag(tmp_path, storage):
+    """A path to one file of a split bag (or to its metadata.yaml) opens the bag's folder: all
+    of its files, not silently the one."""
+    rec = _split_bag(tmp_path, storage)
+    suffix = ".mcap" if storage == "mcap" else ".db3"
+    for path in (rec / f"rec_1{suffix}", rec / "metadata.yaml", rec):
+        assert bags.bag_location(path) == rec
+        msgs = list(bags.iter_messages(path, ["/cam/image"]))
+        assert [int(np.asarray(m.msg.data)[0]) for m in msgs] == [0, 1, 2, 3, 4, 5], path
+        assert bags.list_topics(path)["/cam/image"].count == 6
+    # a file without a metadata.yaml listing it is the bag itself
+    alone = tmp_path / f"alone{suffix}"
+    (rec / f"rec_2{suffix}").rename(alone)
+    assert bags.bag_location(alone) == alone
+    assert len(list(bags.iter_messages(alone, ["/cam/image"]))) == 2
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize(
+    "mode", [CompressionMode.FILE, CompressionMode.MESSAGE], ids=["file", "message"]
+)
+def test_a_compressed_bag_is_read_through_its_folder(tmp_path, storage, mode):
+    """A file of a bag compressed per file (.mcap.zstd) or per message reads through the bag's
+    folder; without it, the error asks for the folder instead of calling a good bag corrupt."""
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    bag = tmp_path / "z"
+    writer = Writer(bag, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+    writer.set_compression(mode, CompressionFormat.ZSTD)
+    with writer:
+        conn = writer.add_connection(
+            "/cam/image", messages.IMAGE_TYPE, typestore=messages.typestore()
+        )
+        for i in range(3):
+            msg = messages.image_msg(np.full((4, 6, 3), i, np.uint8), "rgb8", T0 + i, "c")
+            writer.write(conn, T0 + i, messages.serialize(msg, messages.IMAGE_TYPE))
+    (f,) = [p for p in bag.iterdir() if p.name != "metadata.yaml"]
+    for path in (f, bag / "metadata.yaml", bag):
+        msgs = list(bags.iter_messages(path, ["/cam/image"]))
+        assert [int(np.asarray(m.msg.data)[0]) for m in msgs] == [0, 1, 2], path
+    (bag / "metadata.yaml").unlink()  # the file alone
+    with pytest.raises(BagError, match="give the bag's folder") as err:
+        list(bags.iter_messages(f, ["/cam/image"]))
+    assert "corrupt" not in str(err.value)
+
+
+def test_sqlite3_bag_over_a_file_size_limit_is_one_line(tmp_path):
+    """sqlite3 reports a write past the file-size limit (EFBIG) as 'disk I/O error', at its
+    final commit: one error line naming the bag, no traceback, and no partial bag left."""
+    out = tmp_path / "bag"
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, resource.RLIM_INFINITY))
+
+    code = "import sys; from depthart_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["synth-bag", "--out", str(out), "--frames", "5", "--size", "64x64", "--no-progress"]
+    run = subprocess.run(
+        [sys.executable, "-c", code, *argv, "--format", "sqlite3"],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert (
+        run.stderr.strip()
+        == f"depthart synth-bag: error: cannot write {out}: sqlite3: disk I/O error"
+    )
+    assert not out.exists()

@@ -1,7 +1,8 @@
 """Rosbag reading and writing over the pure-Python `rosbags` library (no ROS install needed).
 
-Reads ROS 2 bags (sqlite3 and MCAP storage, as a bag directory or a single `.db3`/`.mcap` file)
-and ROS 1 `.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
+Reads ROS 2 bags (sqlite3 and MCAP storage, as a bag directory or a single `.db3`/`.mcap` file;
+a file or the metadata.yaml of a bag directory opens the directory: `bag_location`) and ROS 1
+`.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
 Messages are deserialised with the definitions stored in the bag; the messages written are built
 by `depthart_core.rosio.messages`. Every failure to read a bag raises `BagError` naming the bag
 and what it contains. `write_synthetic_bag` records a synthetic scene (`data.synthetic`). A bag
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from tqdm import tqdm
@@ -51,6 +53,10 @@ from depthart_core.rosio.messages import (
 from depthart_core.text import printable
 
 STORAGE_FORMATS = ("mcap", "sqlite3")
+_BAG_FILE_SUFFIXES = (".mcap", ".db3", ".bag")  # files a reader opens without metadata.yaml
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame's first bytes (rosbag2 compression)
+# stamps below this (1973) are on a clock that starts near 0, a simulator's, not the wall clock
+SIM_CLOCK_MAX_NS = 10**17
 
 
 class BagError(ValueError):
@@ -78,7 +84,8 @@ class TopicSummary:
 
 @dataclass(frozen=True)
 class BagMessage:
-    """One message: `log_ns` is the recording time, `stamp_ns` the header stamp (or log time)."""
+    """One message: `log_ns` is the recording time, `stamp_ns` the header stamp (or the
+    recording time: `iter_messages`)."""
 
     topic: str
     msgtype: str
@@ -89,9 +96,32 @@ class BagMessage:
     ros2: bool  # raw is CDR (ROS 2); False for ROS 1 serialisation
 
 
+def bag_location(path: str | Path) -> Path:
+    """What `open_bag(path)` opens: the bag's folder for its metadata.yaml or for a file its
+    metadata.yaml lists (one file of a split or compressed rosbag2 bag is read only through the
+    folder), else `path` itself. Two paths name the same bag when their locations resolve alike."""
+    path = Path(path)
+    if path.is_file():
+        meta = path.parent / "metadata.yaml"
+        if path.name == "metadata.yaml" or (meta.is_file() and path.name in _listed_files(meta)):
+            return path.parent
+    return path
+
+
+def _listed_files(meta: Path) -> set[str]:
+    """The file names a rosbag2 metadata.yaml lists (none if it cannot be read)."""
+    try:
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        files = [*info.get("relative_file_paths", []), *(f["path"] for f in info.get("files", []))]
+        return {Path(str(f)).name for f in files}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return set()
+
+
 def _reader_paths(path: Path) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
+    path = bag_location(path)
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         # a rosbag2 directory that lost its metadata.yaml: its file, or the files of a split
         # bag (name_0.mcap, name_1.mcap, ...; read together, merged by time)
@@ -101,11 +131,30 @@ def _reader_paths(path: Path) -> list[Path]:
         )
         if bool(mcaps) != bool(db3s):
             return mcaps or db3s
+        if any(path.glob("*.zstd")):
+            raise BagError(
+                f"{path} holds compressed bag files but no metadata.yaml, which says how to read "
+                "them: give the bag's folder with its metadata.yaml"
+            )
         raise BagError(
             f"{path} is a directory without metadata.yaml: not a ROS 2 bag "
             f"(contents: {sorted(p.name for p in path.iterdir())[:10]})"
         )
     return [path]
+
+
+def _unreadable(path: Path, exc: BaseException, raw: bytes = b"") -> str:
+    """Why `path` cannot be read: a file that is no bag by itself (a compressed bag's file, a
+    metadata.yaml) or a message compressed per message needs the bag's folder; others are
+    truncated or corrupt."""
+    zstd = raw.startswith(_ZSTD_MAGIC)
+    if zstd or (path.is_file() and path.suffix not in _BAG_FILE_SUFFIXES):
+        why = "its messages are compressed (zstd)" if zstd else str(exc).rstrip(".")
+        return (
+            f"cannot read bag {path}: {why}; give the bag's folder (its metadata.yaml says how "
+            "the files are stored/compressed)"
+        )
+    return f"cannot read bag {path} (truncated or corrupt?): {exc}"
 
 
 def _split_key(path: Path) -> tuple[str, int]:
@@ -124,7 +173,7 @@ def open_bag(path: str | Path) -> Iterator[AnyReader]:
     except (FileNotFoundError, BagError):
         raise
     except Exception as exc:  # rosbags raises its own reader errors plus sqlite/yaml/mcap ones
-        raise BagError(f"cannot read bag {path} (truncated or corrupt?): {exc}") from exc
+        raise BagError(_unreadable(path, exc)) from exc
     try:
         yield reader
     finally:
@@ -169,26 +218,62 @@ def check_topic(
 
 
 def iter_messages(path: str | Path, topics: Sequence[str]) -> Iterator[BagMessage]:
-    """Messages of `topics` in recording order. Corruption met while reading raises `BagError`."""
+    """Messages of `topics` in recording order. Corruption met while reading raises `BagError`.
+
+    `stamp_ns` is the header stamp, 0 included where the topic's clock starts near 0 (a
+    simulator's); a stamp of 0 on a topic whose every stamp is 0 (a driver that never sets it)
+    or whose clock is the wall clock (a glitch: 1970 among today's stamps), and a message without
+    a header, get the recording time instead. The rule is per topic, so every reader of the bag
+    agrees on it."""
     path = Path(path)
+    log_time: dict[str, bool] = {}  # topic -> all its stamps are 0 (decided on its first 0)
     with open_bag(path) as reader:
-        conns = [c for c in reader.connections if c.topic in set(topics)]
-        if not conns:
-            return
         ros2 = bool(reader.is2)
-        stream = reader.messages(connections=conns)
-        while True:
-            try:
-                item = next(stream, None)
-                if item is None:
-                    return
-                conn, log_ns, raw = item
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:
-                raise BagError(f"cannot read bag {path} (truncated or corrupt?): {exc}") from exc
-            header = getattr(msg, "header", None)
-            stamp = stamp_to_ns(header.stamp) if header is not None else 0
-            yield BagMessage(conn.topic, conn.msgtype, log_ns, stamp or log_ns, msg, raw, ros2)
+        for conn, log_ns, raw, msg in _decoded(path, reader, topics):
+            stamp = _header_stamp(msg)
+            if stamp is None:
+                stamp = log_ns
+            elif stamp == 0:
+                if conn.topic not in log_time:
+                    log_time[conn.topic] = not _clock_starts_near_zero(path, conn.topic)
+                stamp = log_ns if log_time[conn.topic] else 0
+            else:
+                log_time.setdefault(conn.topic, stamp >= SIM_CLOCK_MAX_NS)
+            yield BagMessage(conn.topic, conn.msgtype, log_ns, stamp, msg, raw, ros2)
+
+
+def _decoded(
+    path: Path, reader: AnyReader, topics: Sequence[str]
+) -> Iterator[tuple[Any, int, bytes, Any]]:
+    """(connection, log_ns, raw, message) of `topics` in recording order."""
+    conns = [c for c in reader.connections if c.topic in set(topics)]
+    if not conns:
+        return
+    stream = reader.messages(connections=conns)
+    while True:
+        raw = b""
+        try:
+            item = next(stream, None)
+            if item is None:
+                return
+            conn, log_ns, raw = item
+            msg = reader.deserialize(raw, conn.msgtype)
+        except Exception as exc:
+            raise BagError(_unreadable(path, exc, bytes(raw[:4]))) from exc
+        yield conn, log_ns, raw, msg
+
+
+def _header_stamp(msg: Any) -> int | None:
+    header = getattr(msg, "header", None)
+    return None if header is None else stamp_to_ns(header.stamp)
+
+
+def _clock_starts_near_zero(path: Path, topic: str) -> bool:
+    """Whether `topic`'s stamps are on a clock that starts near 0 (a simulator's), judged by its
+    first stamp that is not 0: False where every stamp is 0."""
+    with open_bag(path) as reader, closing(_decoded(path, reader, [topic])) as msgs:
+        first = next((t for *_, msg in msgs if (t := _header_stamp(msg))), None)
+    return first is not None and first < SIM_CLOCK_MAX_NS
 
 
 def bag_is_ros2(path: str | Path) -> bool:
@@ -236,6 +321,8 @@ class BagWriter:
             try:
                 self._writer.close()  # flushes the storage and writes metadata.yaml
                 return
+            except sqlite3.OperationalError as err:  # the final commit could not be written
+                exc = _sqlite_os_error(err) or OSError(errno.EIO, f"sqlite3: {err}")
             except BaseException as err:
                 exc = err
         with suppress(Exception):
@@ -246,8 +333,8 @@ class BagWriter:
         """Remove the unfinished bag (the constructor made sure it did not exist) and raise a
         failure to write it as a `WriteError`; other errors propagate as they are."""
         shutil.rmtree(self.path, ignore_errors=True)
-        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
-            exc = OSError(errno.ENOSPC, str(exc))  # sqlite3 reports ENOSPC in words only
+        if isinstance(exc, sqlite3.OperationalError):
+            exc = _sqlite_os_error(exc) or exc
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
             raise WriteError(self.path, exc) from exc
         if exc is not None:
@@ -287,6 +374,18 @@ class BagWriter:
         self.counts[topic] += 1
 
 
+def _sqlite_os_error(exc: sqlite3.OperationalError) -> OSError | None:
+    """The OSError behind a sqlite3 write failure, which sqlite3 reports in words only."""
+    if "disk is full" in str(exc):
+        err = OSError(errno.ENOSPC, str(exc))
+    elif "disk I/O error" in str(exc):  # EIO, or EFBIG past a file-size limit
+        err = OSError(errno.EIO, f"sqlite3: {exc}")
+    else:
+        return None
+    err.__cause__ = exc
+    return err
+
+
 MAX_RATE_HZ = 1000.0  # a synthetic camera's frame rate; stamps 1 ms apart at most this
 
 
@@ -313,7 +412,7 @@ def iter_raw(path: str | Path) -> Iterator[tuple[str, str, int, bytes]]:
             try:
                 item = next(stream, None)
             except Exception as exc:
-                raise BagError(f"cannot read bag {path} (truncated or corrupt?): {exc}") from exc
+                raise BagError(_unreadable(path, exc)) from exc
             if item is None:
                 return
             conn, log_ns, raw = item
