@@ -328,3 +328,28 @@ def test_models_whose_names_clash_get_folders_of_their_own(tmp_path, tiny_checkp
     assert len(set(runs)) == 3, runs
     assert all((out / r).is_file() for r in runs)
     assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["run"]  # nothing beside it
+
+
+def test_run_checkpoints_are_named_by_their_run_folder_and_listed_with_paths(
+    tmp_path, tiny_checkpoint
+):
+    """Two runs' `checkpoint.safetensors` were "checkpoint" and "checkpoint-2" in report.md, with
+    no path there: each is named by its run folder, and report.md lists name -> file."""
+    import shutil
+
+    _write_tum(tmp_path / "tum")
+    ckpts = []
+    for run in ("a", "b"):
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        ckpts.append(tmp_path / "runs" / run / "checkpoint.safetensors")
+        shutil.copy(tiny_checkpoint, ckpts[-1])
+    out = tmp_path / "ev"
+    argv = ["eval", "--dataset", "tum", "--root", str(tmp_path / "tum"), "--backend", "torch"]
+    for c in ckpts:
+        argv += ["--checkpoint", str(c)]
+    assert main([*argv, "--out", str(out), "--no-progress", "--limit", "1"]) == 0
+    table = json.loads((out / "report.json").read_text())
+    assert [m["model"] for m in table["models"]] == ["a", "b"]
+    md = (out / "report.md").read_text()
+    for name, c in zip(("a", "b"), ckpts, strict=True):
+        assert f"- {name}: `{c}`" in md, md

@@ -467,7 +467,7 @@ def test_adapt_tokenizer_keeps_the_base_models_objective(tmp_path, monkeypatch):
     made = []
 
     class Recorder:
-        def __init__(self, cfg, out, resume, progress):
+        def __init__(self, cfg, out, resume, progress, checked_elsewhere=frozenset()):
             made.append(cfg)
             self.step = 0
 
@@ -553,3 +553,74 @@ def test_training_frames_are_resized_as_inference_resizes_them(shape):
     rgb = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     seen = (preprocess(rgb, 64)[0][0].transpose(1, 2, 0) + 1) * 127.5
     assert np.abs(resize_rgb(rgb, 64).astype(np.float32) - seen).max() < 1e-3
+
+
+def test_a_default_base_inside_out_is_refused_before_anything_moves(tmp_path, monkeypatch):
+    """DEPTHART_CHECKPOINT=RUN/checkpoint.safetensors with --out RUN --overwrite read every bag,
+    moved RUN (the base) aside, then failed "checkpoint not found": the default base counts as
+    an input like --checkpoint, refused before the bags are read."""
+    import shutil
+
+    from depthart_core.checkpoint import ENV_CHECKPOINT, default_checkpoint_path
+    from depthart_core.finetune import run as ft
+    from depthart_core.rundir import RunDirError
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the bags were read")
+
+    monkeypatch.setattr(ft, "prepare", no_reading)
+    run = tmp_path / "runs" / "r4"
+    run.mkdir(parents=True)
+    shutil.copy(default_checkpoint_path(), run / "checkpoint.safetensors")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV_CHECKPOINT, "runs/r4/checkpoint.safetensors")
+    cfg = FinetuneConfig(FrameConfig("/camera/image_raw", "/camera/depth"))
+    with pytest.raises(RunDirError, match="--out .*r4 holds the input .*checkpoint.safetensors"):
+        ft.run_finetune([tmp_path / "bag"], cfg, "runs/r4", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r4"]  # nothing moved
+    assert (run / "checkpoint.safetensors").is_file()
+
+
+def test_resume_of_a_moved_run_with_the_base_spelt_otherwise(
+    corridor_bag, tmp_path, monkeypatch, capsys, tiny_checkpoint, headed_checkpoint
+):
+    """A --resume took the base given relative at the start and absolute now as a change, and
+    refused a copied or renamed run (its own frame files have another path); a --resume the
+    Trainer refuses rewrote finetune.json; the report gave only the last process's seconds."""
+    import shutil
+
+    from depthart_core.finetune import report as rep
+
+    def _run(out: str, *extra: str) -> int:
+        few = ("--steps", "2", "--batch-size", "2", "--eval-frames", "2", "--threads", "1")
+        return _finetune(corridor_bag, Path(out), *few, *extra)
+
+    shutil.copy(tiny_checkpoint, tmp_path / "base.safetensors")
+    monkeypatch.chdir(tmp_path)
+    assert _run("runs/r", "--checkpoint", "base.safetensors") == 0
+    # the same base spelt absolute, from another directory
+    monkeypatch.chdir(tmp_path / "runs")
+    base = str(tmp_path / "base.safetensors")
+    assert _run("r", "--checkpoint", base, "--steps", "3", "--resume") == 0
+    # the run copied to another folder goes on there
+    shutil.copytree(tmp_path / "runs" / "r", tmp_path / "runs" / "r2b")
+    assert _run("r2b", "--checkpoint", "../base.safetensors", "--steps", "4", "--resume") == 0
+    report = json.loads((tmp_path / "runs" / "r2b" / "report.json").read_text())
+    train = report["train"]
+    assert train["steps"] == 4 and len(train["seconds_per_process"]) == 3
+    assert train["seconds"] == pytest.approx(sum(train["seconds_per_process"]))
+    md = (tmp_path / "runs" / "r2b" / "report.md").read_text()
+    assert f"(4 steps, {train['seconds']:.0f} s in 3 processes, tokenizer frozen)" in md, md
+    # a resume the Trainer refuses leaves the run as it was: fewer steps than it ran, and a base
+    # of another architecture at the same path (refused before the bags are read)
+    settings = (tmp_path / "runs" / "r2b" / "finetune.json").read_bytes()
+    capsys.readouterr()
+    assert _run("r2b", "--checkpoint", base, "--steps", "3", "--resume") == 1
+    assert "is at step 4, past the 3 steps" in _one_line_error(capsys)
+    shutil.copy(headed_checkpoint, tmp_path / "base.safetensors")
+    assert _run("r2b", "--checkpoint", base, "--steps", "5", "--resume") == 1
+    assert "--resume with other settings than the run's own (" in _one_line_error(capsys)
+    assert (tmp_path / "runs" / "r2b" / "finetune.json").read_bytes() == settings
+    # a process that left no record (killed, or a run from before the record) is said so
+    said = rep._train_time({"seconds": 5.0, "seconds_per_process": [None, 2.0, 3.0]})
+    assert said == "5 s in 3 processes, 1 of them unrecorded (killed, or from before the record)"

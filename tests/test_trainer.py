@@ -457,3 +457,33 @@ def test_the_loss_scaler_state_is_saved_and_restored(tmp_path):
         == 3
     )
     assert fresh.get_scale() == 128.0
+
+
+def test_resume_takes_a_path_setting_spelt_otherwise_as_the_same(tmp_path, monkeypatch, tiny_model):
+    """init_checkpoint given relative at the start and absolute on --resume, or absolute at the
+    start and relative from another directory, names the same file: the run resumes (the
+    comparison was of strings); another file is still refused."""
+    from depthart_core.checkpoint import save_checkpoint
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for name in ("tok.safetensors", "other.safetensors"):
+        save_checkpoint(ck / name, tiny_model, {"stage": "tokenizer"})
+    monkeypatch.chdir(tmp_path)
+    for run, started, resumed in (
+        ("rel", "ck/tok.safetensors", str(ck / "tok.safetensors")),
+        ("abs", str(ck / "tok.safetensors"), "../ck/./tok.safetensors"),
+    ):
+        monkeypatch.chdir(tmp_path)
+        first = Trainer(_cfg("steps=4", f"init_checkpoint={started}"), tmp_path / run)
+        first.fit(steps=1, progress=False)
+        first.save()
+        monkeypatch.chdir(ck if run == "abs" else tmp_path)
+        again = Trainer(_cfg("steps=4", f"init_checkpoint={resumed}"), tmp_path / run, resume=True)
+        assert again.step == 1
+        with pytest.raises(ValueError, match="--resume with other settings .*init_checkpoint"):
+            Trainer(
+                _cfg("steps=4", f"init_checkpoint={ck / 'other.safetensors'}"),
+                tmp_path / run,
+                resume=True,
+            )

@@ -306,6 +306,7 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         "",
         *_notes(proto.headline),
         "",
+        *_model_paths(rows),
     ]
     unc_rows = [
         [row["model"], _display(d), *uncertainty_row(u)]
@@ -325,6 +326,16 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
     ]
     atomic_write(out / "report.md", ("\n".join(md) + "\n").encode())
     return data
+
+
+def _model_paths(rows: list[dict]) -> list[str]:
+    """Each checkpoint model's name and the file it names, then a blank line; none without."""
+    lines = [
+        f"- {row['model']}: `{row['checkpoint']}` (sha256 `{row['checkpoint_sha256']}`)"
+        for row in rows
+        if row.get("checkpoint")
+    ]
+    return ["Models:", "", *lines, ""] if lines else []
 
 
 def render_samples(vis: Sequence, path: str | Path, title: str) -> None:

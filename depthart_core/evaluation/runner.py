@@ -48,6 +48,7 @@ from depthart_core.evaluation.protocols import (
 )
 from depthart_core.evaluation.uncertainty_metrics import UncertaintyTally, frame_errors
 from depthart_core.model import SamplingConfig
+from depthart_core.rundir import CKPT_NAME
 from depthart_core.runtime import get_backend
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
@@ -306,6 +307,15 @@ class Model:
     predict_uncertainty: UncertaintyFn | None = None  # set when the backend has the head
 
 
+def _model_name(path: str) -> str:
+    """A checkpoint's name in the results: its file's stem, or for a run's own
+    `checkpoint.safetensors` (train, finetune) the run folder's name."""
+    p = Path(path)
+    if p.stem != Path(CKPT_NAME).stem:
+        return p.stem
+    return p.resolve().parent.name or p.stem
+
+
 def load_models(
     checkpoints: Sequence[str | None],
     baselines: Sequence[str] = (),
@@ -337,7 +347,7 @@ def load_models(
         # the shipped default is recorded by its path and hash too (a report names what it scored)
         path = info.get("path") or str(resolve_checkpoint(ckpt) if ckpt is None else ckpt)
         sha = info.get("sha256") or (file_sha256(path) if path and Path(path).is_file() else None)
-        stem = Path(path).stem if ckpt is not None else "default"
+        stem = _model_name(path) if ckpt is not None else "default"
         label, k = stem, 2
         while label in labels:
             label, k = f"{stem}-{k}", k + 1

@@ -302,6 +302,18 @@ def _sensor_table(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _train_time(train: dict[str, Any]) -> str:
+    """The run's training time: every process's, a resumed run's earlier ones included."""
+    per = train.get("seconds_per_process", [train["seconds"]])
+    said = f"{train['seconds']:.0f} s"
+    if len(per) == 1:
+        return said
+    unknown = sum(s is None for s in per)
+    return f"{said} in {len(per)} processes" + (
+        f", {unknown} of them unrecorded (killed, or from before the record)" if unknown else ""
+    )
+
+
 def markdown(r: dict[str, Any]) -> str:
     taught = "teacher" in r
     lines = [
@@ -312,7 +324,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"({', '.join(r['depth_encodings']) or 'none'}{'; scores only' if taught else ''})  ",
         f"Base checkpoint: `{r['base_checkpoint']}`  ",
         f"Fine-tuned checkpoint: `{r['checkpoint']}` ({r['train']['steps']} steps, "
-        f"{r['train']['seconds']:.0f} s, tokenizer {r['train']['tokenizer']})",
+        f"{_train_time(r['train'])}, tokenizer {r['train']['tokenizer']})",
         "",
         "## Frames",
         "",

@@ -7,7 +7,7 @@ claimed (`rundir.claim_run_dir`: refused if it holds a run or report, unless --r
 
     RUN/frames/train.safetensors     training frames at the model resolution (sensor mask)
     RUN/frames/heldout.safetensors   the held-out block at the model resolution (sensor mask)
-    RUN/finetune.json                the settings, frame counts and split
+    RUN/finetune.json                the settings, frame counts, split and each process's seconds
     RUN/teacher/labels.safetensors   only with --teacher: the teacher's labels (`teacher`)
     RUN/tokenizer/                   only with --adapt-tokenizer: the stage-1 run
     RUN/checkpoint.safetensors       the fine-tuned model (the `Trainer`'s, loads anywhere)
@@ -24,10 +24,13 @@ evaluates and reports.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,17 +66,19 @@ from depthart_core.rundir import (
     CKPT_NAME,
     REPORT_MARKERS,
     RUN_MARKERS,
+    STATE_NAME,
     RunDirError,
     RunLock,
     check_out_is_not_input,
     claim_run_dir,
     describe_contents,
+    read_train_state,
 )
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.sampling import describe_sampling
 from depthart_core.training.config import DataConfig, OptimConfig, TrainConfig
 from depthart_core.training.distributed import barrier, init_distributed
-from depthart_core.training.trainer import Trainer
+from depthart_core.training.trainer import Trainer, resumed_changes
 
 SETTINGS_NAME = "finetune.json"
 
@@ -249,6 +254,16 @@ def _summary(
     }
 
 
+def _with_model_paths(cfg: FinetuneConfig) -> FinetuneConfig:
+    """`cfg` with the base (resolved: the shipped default, or DEPTHART_CHECKPOINT, when none is
+    given) and the teacher as absolute paths."""
+    base = os.path.abspath(resolve_checkpoint(cfg.checkpoint or None))
+    teacher = cfg.teacher
+    if teacher is not None:
+        teacher = dataclasses.replace(teacher, checkpoint=os.path.abspath(teacher.checkpoint))
+    return dataclasses.replace(cfg, checkpoint=base, teacher=teacher)
+
+
 def _settings(cfg: FinetuneConfig) -> dict[str, Any]:
     """The options a run records (and a --resume must repeat), as JSON would give them back."""
     settings = {k: v for k, v in asdict(cfg).items() if k != "frames"}
@@ -291,7 +306,7 @@ def _claim(run: Path, resume: bool, overwrite: bool) -> RunLock:
 
 def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
     """The two frame files; on resume they must hold exactly what the bags give now."""
-    paths = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
+    paths = _frame_files(run)
     for path, frames in ((paths[0], prep.train), (paths[1], prep.heldout)):
         tensors = stack(frames)
         if resume and path.is_file():
@@ -367,14 +382,17 @@ def run_finetune(
     # resolved: the run records its frame files' paths, and a --resume that spells the folder
     # otherwise (relative, absolute, from another directory) is the same run
     run = Path(out).resolve()
-    models = [m for m in (cfg.checkpoint, cfg.teacher.checkpoint if cfg.teacher else "") if m]
+    # the models as absolute paths, the default's too (DEPTHART_CHECKPOINT, the shipped one): the
+    # check below sees every model, and the run records paths a --resume from elsewhere matches
+    cfg = _with_model_paths(cfg)
+    base = Path(cfg.checkpoint)
+    models = [base] + ([cfg.teacher.checkpoint] if cfg.teacher else [])
     check_out_is_not_input(run, (*bags, *models))  # --overwrite would move a model aside
     seen = Counter(Path(b).resolve() for b in bags)
     repeated = sorted({str(b) for b in bags if seen[Path(b).resolve()] > 1})
     if repeated:
         raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
     rank, world = init_distributed()
-    base = resolve_checkpoint(cfg.checkpoint or None)
     try:  # a tokenizer-stage base would train for hours, then fail at its first evaluation
         refuse_tokenizer_only(read_checkpoint_info(base), base)
     except ValueError as exc:
@@ -387,6 +405,7 @@ def run_finetune(
         _check_claim(run, resume, overwrite)
         if resume:
             _check_resumed_settings(run, _settings(cfg))
+            _check_resumed_training(run, cfg, base, size)
     prep = prepare(bags, cfg, size, progress=progress and rank == 0, labeler=labeler)
     summary = _summary(bags, cfg, base, prep)
     if labels_only:
@@ -396,20 +415,51 @@ def run_finetune(
             lock.release()
         return summary | {"teacher": labeler.describe()}
     lock = _start(run, prep, summary, resume, overwrite, labeler) if rank == 0 else None
+    # each process's training seconds: the run's earlier ones (RUN/finetune.json), then this one's
+    earlier = _earlier_seconds(run, resume) if lock is not None else []
+    accepted: list[bool] = []
+
+    def accept() -> None:  # rank 0, once a Trainer accepted the run: the settings, no time yet
+        _record(run, summary, [*earlier, None])
+        accepted.append(True)
+
     barrier(world)
     t0 = time.perf_counter()
-    trainer = _train(run, cfg, base, size, resume, progress, world)
+    try:
+        trainer = _train(
+            run, cfg, base, size, resume, progress, world, accept if lock is not None else None
+        )
+    except BaseException:
+        if accepted:  # stopped (Ctrl-C) or failed while training: its seconds count too
+            with contextlib.suppress(OSError):
+                _record(run, summary, [*earlier, time.perf_counter() - t0])
+        raise
     seconds = time.perf_counter() - t0
     if lock is None:
         return None
+    spent = [*earlier, seconds]
+    _record(run, summary, spent)
     tokenizer = f"adapted ({cfg.adapt_tokenizer} steps)" if cfg.adapt_tokenizer else "frozen"
-    train = {"steps": trainer.step, "seconds": seconds, "world": world, "tokenizer": tokenizer}
+    train = {
+        "steps": trainer.step,
+        "seconds": sum(s for s in spent if s is not None),  # every process's of the run
+        "seconds_per_process": spent,
+        "world": world,
+        "tokenizer": tokenizer,
+    }
     summary = summary | {"train": train | {"objective": cfg.mode}}
     if labeler is not None:
         summary["teacher"] = labeler.describe()
     report = _evaluate(run, cfg, base, prep, summary)
     lock.release()
     return report
+
+
+def _record(run: Path, summary: dict[str, Any], seconds: list[float | None]) -> None:
+    """RUN/finetune.json: the summary and each process's training seconds (None: a process that
+    recorded none, killed while training or from before this record)."""
+    text = json.dumps(summary | {"train_seconds": seconds}, indent=2) + "\n"
+    atomic_write(run / SETTINGS_NAME, text.encode())
 
 
 def _save_labels(lock: RunLock, labeler: Labeler) -> None:
@@ -428,7 +478,9 @@ def _start(
     overwrite: bool,
     labeler: Labeler | None = None,
 ) -> RunLock:
-    """Claim the folder, check a resumed run's options, write the labels, frames and settings."""
+    """Claim the folder, check a resumed run's options, write the labels and frames. The settings
+    (RUN/finetune.json) wait for the `Trainer` to accept the run (`run_finetune`): a refused
+    --resume leaves them as they were."""
     lock = _claim(run, resume, overwrite)
     try:
         if resume:  # again under the lock: `run_finetune` checked before reading the bags
@@ -440,7 +492,6 @@ def _start(
         _save_labels(lock, labeler)
     try:
         _write_frames(run, prep, resume)
-        atomic_write(run / SETTINGS_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     except BaseException:
         lock.abandon()  # a refused start leaves no folder holding only a lock
         raise
@@ -458,6 +509,11 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# the options that name a model: compared as the file they resolve to (a run records them
+# absolute; an older one as given, which resolves against the working directory)
+MODEL_PATHS = ("checkpoint", "teacher.checkpoint")
+
+
 def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key old -> new' for each recorded option given otherwise now; an option the run did not
     record (added since) and those of RESUME_MAY_CHANGE are not compared."""
@@ -465,8 +521,15 @@ def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [
         f"{k} {was[k]!r} -> {now.get(k)!r}"
         for k in sorted(was)
-        if k not in RESUME_MAY_CHANGE and was[k] != now.get(k)
+        if k not in RESUME_MAY_CHANGE and not _same_setting(k, was[k], now.get(k))
     ]
+
+
+def _same_setting(key: str, was: Any, now: Any) -> bool:
+    if was == now:
+        return True
+    paths = key in MODEL_PATHS and all(isinstance(v, str) and v for v in (was, now))
+    return paths and Path(was).resolve() == Path(now).resolve()
 
 
 def _check_resumed_settings(run: Path, settings: dict[str, Any]) -> None:
@@ -486,10 +549,62 @@ def _check_resumed_settings(run: Path, settings: dict[str, Any]) -> None:
 def _read_settings(path: Path) -> dict[str, Any]:
     """The settings a run recorded; damage raises naming the file."""
     try:
-        settings = json.loads(path.read_bytes().decode("utf-8")).get("settings", {})
+        recorded = json.loads(path.read_bytes().decode("utf-8"))
+        settings = recorded.get("settings", {})
     except (ValueError, AttributeError) as exc:  # bad JSON or UTF-8, or not an object
         raise FinetuneInputError(f"--resume: {path} is damaged ({exc}); start a new --out") from exc
+    if settings.get("checkpoint") == "" and recorded.get("base_checkpoint"):
+        # recorded before the base was recorded by path: the default it resolved to then
+        settings = settings | {"checkpoint": recorded["base_checkpoint"]}
     return settings
+
+
+def _earlier_seconds(run: Path, resume: bool) -> list[float | None]:
+    """The training seconds of each earlier process of the run that RUN/finetune.json records;
+    [None] for a run recorded before these were (its time unknown)."""
+    path = run / SETTINGS_NAME
+    if not resume or not path.is_file():
+        return []
+    try:
+        seconds = json.loads(path.read_bytes().decode("utf-8")).get("train_seconds", [None])
+    except (ValueError, AttributeError):  # `_read_settings` checked it under the lock
+        return [None]
+    ok = isinstance(seconds, list)
+    return [s if isinstance(s, (int, float)) else None for s in seconds] if ok else [None]
+
+
+# what the `Trainer` leaves to the fine-tune on a --resume: the frame files are the run's own
+# (checked against the bags by content, `_write_frames`; a moved or renamed run has them at
+# another path), and the base is finetune.json's `checkpoint` (`_check_resumed_settings`) or,
+# after --adapt-tokenizer, the run's own adapted tokenizer
+CHECKED_BY_FINETUNE = frozenset({"data.root", "data.val_root", "init_checkpoint"})
+
+
+def _frame_files(run: Path) -> tuple[Path, Path]:
+    return run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors"
+
+
+def _stages(
+    run: Path, cfg: FinetuneConfig, base: Path, size: int
+) -> list[tuple[Path, TrainConfig]]:
+    """(folder, training config) of each `Trainer` the fine-tune runs, in order."""
+    frames = _frame_files(run)
+    if not cfg.adapt_tokenizer:
+        return [(run, _train_config(cfg, base, frames, size, "transformer"))]
+    tok = run / "tokenizer"
+    return [
+        (tok, _train_config(cfg, base, frames, size, "tokenizer")),
+        (run, _train_config(cfg, base, frames, size, "transformer", init=tok / CKPT_NAME)),
+    ]
+
+
+def _check_resumed_training(run: Path, cfg: FinetuneConfig, base: Path, size: int) -> None:
+    """Refuse, before the bags are read, a --resume whose training settings (the base's model,
+    its objective) the `Trainer` would refuse."""
+    for folder, train_cfg in _stages(run, cfg, base, size):
+        if (folder / STATE_NAME).is_file():
+            meta, _ = read_train_state(folder, tensors=False)
+            resumed_changes(json.loads(meta["config"]), train_cfg, CHECKED_BY_FINETUNE)
 
 
 def _train(
@@ -500,28 +615,34 @@ def _train(
     resume: bool,
     progress: bool,
     world: int,
+    accepted: Callable[[], None] | None = None,
 ) -> Trainer:
-    """Optionally stage 1 on the bag's frames (RUN/tokenizer), then stage 2 into RUN."""
-    frames = (run / "frames" / "train.safetensors", run / "frames" / "heldout.safetensors")
-    init = base
-    if cfg.adapt_tokenizer:
-        tok_cfg = _train_config(cfg, base, frames, size, "tokenizer")
+    """Optionally stage 1 on the bag's frames (RUN/tokenizer), then stage 2 into RUN;
+    `accepted` is called once the first `Trainer` has accepted the run, before it trains."""
+    *tokenizer, (_, tf_cfg) = _stages(run, cfg, base, size)
+    for folder, tok_cfg in tokenizer:
         tok = Trainer(
             tok_cfg,
-            run / "tokenizer",
-            resume=resume and (run / "tokenizer").is_dir(),
+            folder,
+            resume=resume and folder.is_dir(),
             progress=progress,
+            checked_elsewhere=CHECKED_BY_FINETUNE,
         )
+        if accepted is not None:
+            accepted()
+            accepted = None
         tok.fit(progress=progress)
-        init = run / "tokenizer" / CKPT_NAME
         barrier(world)
     trainer = Trainer(
-        _train_config(cfg, base, frames, size, "transformer", init=init),
+        tf_cfg,
         run,
         # a stage that logged steps but never saved starts from step 0 (Trainer says so)
         resume=resume and describe_contents(run) is not None,
         progress=progress,
+        checked_elsewhere=CHECKED_BY_FINETUNE,
     )
+    if accepted is not None:
+        accepted()
     trainer.fit(progress=progress)
     return trainer
 

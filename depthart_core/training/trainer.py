@@ -97,8 +97,12 @@ class Trainer:
         resume: bool = False,
         overwrite: bool = False,
         progress: bool = True,
+        checked_elsewhere: frozenset[str] = frozenset(),
     ) -> None:
+        """`checked_elsewhere`: flattened settings a --resume does not compare, since the caller
+        checks what they name (a fine-tune: its own frame files, by content, and its base)."""
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.checked_elsewhere = checked_elsewhere
         self.progress = progress  # bars while setting up (the pool, its latents); fit() has its own
         self.rank, self.world = init_distributed()
         if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
@@ -200,27 +204,9 @@ class Trainer:
                 rewrite_metrics(self.run_dir, [])
             return False
         meta, _ = read_train_state(self.run_dir, tensors=False)
-        saved = _flat(json.loads(meta["config"]))
-        now = _flat(json.loads(json.dumps(self.cfg.to_dict())))  # tuples read back as lists
-        # a setting newer than the run's state counts as its default (an older run resumes); a
-        # saved one the code no longer has is ignored. Both sides' keys are compared: an override
-        # the run had (model_overrides.*, data.synth.*) and this command lacks is a change too.
-        default = _flat(json.loads(json.dumps(TrainConfig().to_dict())))
-        keys = set(now) | {k for k in saved if _known(k, default)}
-        saved = {k: saved.get(k, default.get(k)) for k in keys}
-        now = {k: now.get(k, default.get(k)) for k in keys}
-        changed = {k for k in keys if saved[k] != now[k]}
-        refused = sorted(k for k in changed if k.split(".")[0] not in RESUME_MAY_CHANGE)
-        if refused:
-            said = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in refused[:4])
-            more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
-            raise ValueError(
-                f"--resume with other settings than the run's own ({said}{more}): resume with "
-                f"the command that started it (only {', '.join(sorted(RESUME_MAY_CHANGE))} may "
-                "change), or start a new run in another --out"
-            )
-        for k in sorted(changed):
-            log.warning("--resume: %s %r -> %r", k, saved.get(k), now.get(k))
+        changed = resumed_changes(json.loads(meta["config"]), self.cfg, self.checked_elsewhere)
+        for line in changed:
+            log.warning("--resume: %s", line)
         return True
 
     @property
@@ -631,6 +617,61 @@ class Trainer:
 
 # settings a --resume may change: how long it runs, how often it reports, where
 RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "ckpt_every", "val_every", "log_every", "device"})
+
+
+# settings that name a file or folder: compared as the path they resolve to, so a --resume that
+# spells one otherwise (relative, absolute, from another directory) is the same run; a relative
+# one the run recorded resolves against the working directory
+PATH_SETTINGS = frozenset(
+    {
+        "data.root",
+        "data.val_root",
+        "data.pool_cache",
+        "init_checkpoint",
+        "init_transformer_from",
+        "var_pth",
+        "vae_pth",
+    }
+)
+
+
+def resumed_changes(
+    saved_cfg: dict[str, Any], cfg: TrainConfig, checked_elsewhere: frozenset[str] = frozenset()
+) -> list[str]:
+    """'key old -> new' for each setting that resuming a run saved with `saved_cfg` under `cfg`
+    changes, each one in `RESUME_MAY_CHANGE`; raises ValueError naming the others.
+    `checked_elsewhere`: keys left out (`Trainer`)."""
+    saved = _flat(saved_cfg)
+    now = _flat(json.loads(json.dumps(cfg.to_dict())))  # tuples read back as lists
+    # a setting newer than the run's state counts as its default (an older run resumes); a
+    # saved one the code no longer has is ignored. Both sides' keys are compared: an override
+    # the run had (model_overrides.*, data.synth.*) and this command lacks is a change too.
+    default = _flat(json.loads(json.dumps(TrainConfig().to_dict())))
+    keys = (set(now) | {k for k in saved if _known(k, default)}) - checked_elsewhere
+    saved = {k: saved.get(k, default.get(k)) for k in keys}
+    now = {k: now.get(k, default.get(k)) for k in keys}
+    changed = {
+        k
+        for k in keys
+        if saved[k] != now[k] and not (k in PATH_SETTINGS and _same_path(saved[k], now[k]))
+    }
+    refused = sorted(k for k in changed if k.split(".")[0] not in RESUME_MAY_CHANGE)
+    if refused:
+        said = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in refused[:4])
+        more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
+        raise ValueError(
+            f"--resume with other settings than the run's own ({said}{more}): resume with "
+            f"the command that started it (only {', '.join(sorted(RESUME_MAY_CHANGE))} may "
+            "change), or start a new run in another --out"
+        )
+    return [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(changed)]
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    """Whether two path settings name the same file or folder ("" names none)."""
+    if not (isinstance(a, str) and isinstance(b, str) and a and b):
+        return False
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _known(key: str, default: dict[str, Any]) -> bool:
