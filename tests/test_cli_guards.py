@@ -52,6 +52,9 @@ def test_out_that_is_the_input_is_refused_and_overwrite_moves_nothing(bag, tmp_p
     assert "is the input" in _err(capsys)
     assert main(["finetune", str(bag), str(bag), *TOPICS, "--out", str(tmp_path / "f")]) == 1
     assert f"bag given more than once: {bag}" in _err(capsys)
+    (file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]  # the same bag again
+    assert main(["finetune", str(bag), str(file), *TOPICS, "--out", str(tmp_path / "f")]) == 1
+    assert f"bag given more than once: {bag}, {file}" in _err(capsys)
     syn = tmp_path / "syn"
     assert (
         main(["synth", "--out", str(syn), "--count", "1", "--size", "16x16", "--no-progress"]) == 0
@@ -83,6 +86,17 @@ def test_a_checkpoint_is_an_input_too(bag, tiny_checkpoint, tmp_path, capsys):
         assert main([*argv, "--out", str(run), "--overwrite"]) == 1
         assert f"holds the input {model}" in _err(capsys), argv[0]
         assert model.is_file() and not list(tmp_path.glob("run.old-*"))
+    # the default model set by $DEPTHART_CHECKPOINT (a deployed fine-tune) is an input as well
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DEPTHART_CHECKPOINT", str(model))
+        for argv in (
+            ["eval", "--dataset", "synthetic", "--root", str(syn)],
+            ["replay", str(bag), *TOPICS, "--no-plots"],
+            ["finetune", str(bag), *TOPICS, "--steps", "1"],
+        ):
+            assert main([*argv, "--out", str(run), "--overwrite"]) == 1
+            assert f"holds the input {model}" in _err(capsys), argv[0]
+            assert model.is_file() and not list(tmp_path.glob("run.old-*"))
     before = model.read_bytes()
     assert main(["export", "--checkpoint", str(model), "--out", str(model)]) == 1
     assert "would write over the input" in _err(capsys) and model.read_bytes() == before

@@ -118,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if args.baselines_only and not args.baseline:
         raise ValueError("--baselines-only needs at least one --baseline")
     checkpoints = args.checkpoint or ([] if args.baselines_only else [None])  # None: shipped one
+    from depthart_core.checkpoint import default_checkpoint_path
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
-    models = [c for c in checkpoints if c] + ([args.vae] if args.vae else [])
+    # the default too ($DEPTHART_CHECKPOINT may name a run's checkpoint inside --out)
+    models = [c or default_checkpoint_path() for c in checkpoints] + ([args.vae] if args.vae else [])
     lock = claim_run_dir(  # a checkpoint in --out would be moved aside by --overwrite
         args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=(*roots, *models)
     )

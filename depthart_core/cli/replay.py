@@ -227,11 +227,15 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.fileutil import check_creatable
 
         check_creatable(args.write_bag)  # before the replay, not after it
+    from depthart_core.checkpoint import default_checkpoint_path
+
+    # the default model too ($DEPTHART_CHECKPOINT may name a run's checkpoint inside --out)
+    model = args.checkpoint or default_checkpoint_path()
     lock = claim_run_dir(
         args.out,
         overwrite=args.overwrite,
         markers=REPORT_MARKERS,
-        inputs=(args.bag, *[m for m in (args.checkpoint, getattr(args, "vae", None)) if m]),
+        inputs=(args.bag, *[m for m in (model, getattr(args, "vae", None)) if m]),
     )
     mode = next((m for name, m in _modes().items() if getattr(args, name, False)), None)
     try:
