@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
 
     # the default too ($DEPTHART_CHECKPOINT may name a run's checkpoint inside --out)
-    models = [c or default_checkpoint_path() for c in checkpoints] + ([args.vae] if args.vae else [])
+    models = [c or default_checkpoint_path() for c in checkpoints]
+    models += [args.vae] if args.vae else []
     lock = claim_run_dir(  # a checkpoint in --out would be moved aside by --overwrite
         args.out, overwrite=args.overwrite, markers=REPORT_MARKERS, inputs=(*roots, *models)
     )
