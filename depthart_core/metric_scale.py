@@ -209,6 +209,11 @@ def resample_sparse(sparse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+# the next item of a source is expected no sooner than this share of its usual spacing after the
+# newest (a jittery driver comes a little early): a nearer item than that ends a wait
+NEXT_ITEM_SHARE = 0.75
+
+
 class StampMatcher:
     """Stamped items kept for `span_s` seconds of stamps behind the newest (at most `maxlen` of
     them, a memory bound); `nearest` returns the one closest to a stamp within a tolerance.
@@ -267,11 +272,13 @@ class StampMatcher:
 
     def wait_nearest(self, stamp_ns: int, tolerance_ns: int, deadline: float) -> Any | None:
         """`nearest`, waiting until `deadline` (time.monotonic()) for the item of this stamp to
-        arrive (a cue projected from a scan comes after its image): the wait ends once an item
-        stamped at or after it has come, since items come in stamp order and none nearer can
-        follow. An item within the tolerance but older does not end it (at 30 Hz that is the
-        previous frame's cue). A stamp more than `span_s` behind the newest waits too: it is
-        a new stream's (a looped bag) until its first item starts the buffer over."""
+        arrive (a cue projected from a scan comes after its image). Items come in stamp order,
+        so the wait ends once none nearer can follow: an item stamped at or after this stamp
+        has come, or the best one so far is nearer than the next item can be (the newest plus
+        `NEXT_ITEM_SHARE` of the items' usual spacing). An older item within the tolerance
+        does not end it by itself: at 30 Hz that is the previous frame's cue, while its own is
+        still coming. A stamp more than `span_s` behind the newest waits too: it is a new
+        stream's (a looped bag) until its first item starts the buffer over."""
         with self._cv:
 
             def settled() -> bool:
@@ -280,12 +287,22 @@ class StampMatcher:
                     return True
                 if newest is None or newest - stamp_ns > self.span_s * 1e9:
                     return False
-                return newest >= stamp_ns
+                if newest >= stamp_ns:
+                    return True
+                period = self._spacing_ns()
+                best = min(abs(t - stamp_ns) for t, _ in self._items)
+                return period is not None and best <= newest + NEXT_ITEM_SHARE * period - stamp_ns
 
             remaining = deadline - time.monotonic()
             if remaining > 0:
                 self._cv.wait_for(settled, timeout=remaining)
             return self._nearest(stamp_ns, tolerance_ns)
+
+    def _spacing_ns(self) -> float | None:
+        """The median stamp spacing of the last items kept (None with fewer than two)."""
+        stamps = [t for t, _ in list(self._items)[-9:]]
+        steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a]
+        return float(np.median(steps)) if steps else None
 
     def close(self) -> None:
         """End any wait now (node shutdown)."""

@@ -80,17 +80,21 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
     def __init__(self, node_name: str = "depthart_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._finalized = False  # after shutdown: start-up parameters refused
-        self._declare_parameters(startup_read_only=False)
-        self.declare_parameter(
-            "autostart",
-            False,
-            ParameterDescriptor(
-                description="configure and activate in this process at start-up, for `ros2 run` "
-                "without a lifecycle manager; never with one (the launch file sets it false and "
-                "drives the transitions itself)",
-                read_only=True,
-            ),
-        )
+        try:
+            self._declare_parameters(startup_read_only=False)
+            self.declare_parameter(
+                "autostart",
+                False,
+                ParameterDescriptor(
+                    description="configure and activate in this process at start-up, for `ros2 "
+                    "run` without a lifecycle manager; never with one (the launch file sets it "
+                    "false and drives the transitions itself)",
+                    read_only=True,
+                ),
+            )
+        except BaseException:  # nothing half-built stays registered (rosout, services)
+            self.destroy_node()
+            raise
 
     # ------------------------------------------------------------------ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

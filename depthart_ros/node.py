@@ -98,7 +98,7 @@ from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
 CLOSE_JOIN_S = 10.0  # how long close() waits for the frame the worker is on
 # the thread count each live node of this process asked for: PyTorch's and OpenCV's pools are
 # per process, so the last node loaded sets them for all (ONNX Runtime's sessions keep their own)
-_PROCESS_THREADS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_PROCESS_THREADS: weakref.WeakKeyDictionary[Any, tuple[str, int]] = weakref.WeakKeyDictionary()
 OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
 
 
@@ -184,21 +184,26 @@ class DepthArtCore:
         """Record this node's CPU thread count; warn when another node of this process asked
         for another (they share PyTorch's and OpenCV's thread pools: the last load wins)."""
         others = sorted(
-            f"{node.get_fully_qualified_name()} ({n})"
-            for node, n in list(_PROCESS_THREADS.items())
+            f"{name} ({n})"
+            for node, (name, n) in list(_PROCESS_THREADS.items())
             if node is not self and n != threads
         )
-        _PROCESS_THREADS[self] = threads
+        _PROCESS_THREADS[self] = (self.get_fully_qualified_name(), threads)
         if others:
             self.get_logger().warning(
                 f"threads {threads}: other DepthART nodes in this process asked for other counts "
-                f"({', '.join(others)}); PyTorch's and OpenCV's thread pools are per process, so "
-                f"all of them now use {threads} (ONNX Runtime's sessions keep their own). Give "
-                "every node of one process the same threads, or run them in separate processes"
+                f"({', '.join(others)}); the torch backend's and OpenCV's thread pools are per "
+                f"process, so all of them now use {threads} (ONNX Runtime's sessions keep their "
+                "own). Give every node of one process the same threads, or run them in separate "
+                "processes"
             )
 
     def _forget_threads(self) -> None:
         _PROCESS_THREADS.pop(self, None)
+
+    def destroy_node(self) -> None:
+        self._forget_threads()  # a node destroyed without close() asks for no threads any more
+        super().destroy_node()
 
     def _create_endpoints(self) -> None:
         """Publishers, subscriptions, the worker thread and the diagnostics timer."""
@@ -467,11 +472,16 @@ class DepthArtCore:
         stamp_ns = header_stamp_ns(msg.header)
         age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         limit = c["max_frame_age_s"]
-        # stamps going back by more than the limit start a new stream (a looped bag, a
-        # simulator reset): its first frame can beat the /clock message that moves sim time
-        # back, so it is not judged against the old stream's clock
+        # under sim time, stamps going back by more than the limit start a new stream (a looped
+        # bag, a simulator reset): its first frame can beat the /clock message that moves sim
+        # time back, so it is not judged against the old stream's clock
         previous, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
-        went_back = previous is not None and previous - stamp_ns > limit * 1e9
+        went_back = (
+            previous is not None
+            and stamp_ns > 0
+            and previous - stamp_ns > limit * 1e9
+            and self.get_clock().ros_time_is_active
+        )
         if limit > 0 and age_s > limit and not went_back:
             self._warn("stale", f"dropping frame stamped {age_s:.2f} s ago > max_frame_age_s "
                                 f"{limit:g} (camera clock off, or the node lags)")  # fmt: skip
@@ -664,7 +674,7 @@ class DepthArtNode(DepthArtCore, Node):
         except BaseException:  # nothing half-built stays registered (rosout, parameter services)
             if getattr(self, "worker", None) is not None:
                 self.close()
-            self.destroy_node()
+            self.destroy_node()  # forgets its thread count too
             raise
         self.get_logger().info(
             f"ready: backend {self.engine}, checkpoint {self.cfg['checkpoint'] or '(default)'}, "
@@ -682,43 +692,60 @@ def main(args: list[str] | None = None) -> None:
     spin_until_shutdown(node, node.close)
 
 
-class _ToRosLogger(logging.Handler):
-    """Python `logging` records to an rclpy logger, at the nearest severity."""
+class _ToRosLoggers(logging.Handler):
+    """`depthart_core`'s records, each to the rclpy logger of the node loading on its thread
+    (`core_logs_to`); a warning from another thread goes where Python would have put it."""
 
-    def __init__(self, ros_logger: Any) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.ros_logger = ros_logger
+        self.routes: dict[int, Any] = {}  # thread ident -> rclpy logger
+        self.saved_level = logging.NOTSET
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            ros_logger = self.routes.get(record.thread or 0)
+            if ros_logger is None:  # no node loading on that thread: as without this handler
+                if record.levelno >= logging.WARNING and not logging.getLogger().handlers:
+                    logging.lastResort.handle(record)
+                return
             text = self.format(record)
             if record.levelno >= logging.ERROR:
-                self.ros_logger.error(text)
+                ros_logger.error(text)
             elif record.levelno >= logging.WARNING:
-                self.ros_logger.warning(text)
+                ros_logger.warning(text)
             else:
-                self.ros_logger.info(text)
+                ros_logger.info(text)
         except Exception:  # noqa: BLE001 - a log line must never fail a model load
             self.handleError(record)
 
 
+_CORE_LOGS = _ToRosLoggers()
+_CORE_LOGS_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def core_logs_to(ros_logger: Any):
-    """Within the block, `depthart_core`'s INFO and above go to `ros_logger` (the node's log and
-    /rosout) instead of Python's default handler, which drops INFO: a node waiting minutes for
-    another process's engine build says so."""
+    """Within the block, `depthart_core`'s INFO and above logged on this thread go to
+    `ros_logger` (the node's log and /rosout) instead of Python's default handler, which drops
+    INFO: a node waiting minutes for another process's engine build says so. Nodes loading on
+    several threads at once each get their own lines; the logger's level is put back when the
+    last block ends."""
     core = logging.getLogger("depthart_core")
-    handler = _ToRosLogger(ros_logger)
-    level, propagate = core.level, core.propagate
-    core.addHandler(handler)
-    core.setLevel(min(core.getEffectiveLevel(), logging.INFO))
-    core.propagate = False  # once, in the node's log: not again through a root handler
+    ident = threading.get_ident()
+    with _CORE_LOGS_LOCK:
+        if not _CORE_LOGS.routes:
+            _CORE_LOGS.saved_level = core.level
+            core.addHandler(_CORE_LOGS)
+            core.setLevel(min(core.getEffectiveLevel(), logging.INFO))
+        _CORE_LOGS.routes[ident] = ros_logger
     try:
         yield
     finally:
-        core.removeHandler(handler)
-        core.setLevel(level)
-        core.propagate = propagate
+        with _CORE_LOGS_LOCK:
+            _CORE_LOGS.routes.pop(ident, None)
+            if not _CORE_LOGS.routes:
+                core.removeHandler(_CORE_LOGS)
+                core.setLevel(_CORE_LOGS.saved_level)
 
 
 def exit_cannot_start(exc: Exception) -> NoReturn:
@@ -726,7 +753,8 @@ def exit_cannot_start(exc: Exception) -> NoReturn:
     had (its namespace and `__node` remap: with two cameras, which one failed), then exit 1."""
     logger, probe = get_logger("depthart_node"), None
     try:  # a bare node takes the remaps from the command line, as the failed one did
-        probe = Node("depthart_node", start_parameter_services=False)
+        # no rosout: a half-built node of this name may still hold its rosout publisher
+        probe = Node("depthart_node", start_parameter_services=False, enable_rosout=False)
         logger = probe.get_logger()
     except Exception:  # noqa: BLE001 - the plain name is still a line
         pass

@@ -210,20 +210,22 @@ def test_a_replay_that_scores_no_frame_exits_1(bag, tmp_path, capsys):
 def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):
     from depthart_core.cli import predict
 
-    calls = []
+    from depthart_core import fileutil
 
-    def write_then_stop(path, data):  # the second file of an image: Ctrl-C
+    calls, write = [], fileutil._write_temp
+
+    def write_then_stop(path, tmp, data):  # the second file of an image: Ctrl-C
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        Path(path).write_bytes(data if isinstance(data, bytes) else b"")
+        write(path, tmp, data)
 
-    monkeypatch.setattr("depthart_core.fileutil.atomic_write", write_then_stop)
+    monkeypatch.setattr(fileutil, "_write_temp", write_then_stop)
     args = argparse.Namespace(colormap="turbo", ply=False, hfov=60.0, ply_stride=1)
     depth = np.ones((8, 8), np.float32)
     with pytest.raises(KeyboardInterrupt):
         predict.write_outputs(tmp_path, "img", depth, np.zeros((8, 8, 3), np.uint8), args)
-    assert calls[0] == tmp_path / "img.npy" and not any(tmp_path.iterdir())
+    assert calls[0] == tmp_path / "img.npy" and not any(tmp_path.iterdir())  # no temp folder
     monkeypatch.undo()
 
     monkeypatch.setattr(synth_set, "render_batch", _render_stopping_at(1))

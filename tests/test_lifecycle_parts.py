@@ -142,8 +142,8 @@ def test_nodes_of_one_process_asking_for_other_thread_counts_are_warned(tiny_che
         err = capfd.readouterr().err
         assert "threads 2: other DepthART nodes" in err, err
         assert "/cam1/depthart_node (1), /cam2/depthart_node (1)" in err, err
-        for n in (cam1, cam2):
-            n.release()
+        cam1.release()
+        cam2.destroy_node()  # destroyed without a release: asks for no threads any more either
         assert cam3.trigger_cleanup() == SUCCESS and cam3.trigger_configure() == SUCCESS
         assert "thread pools are per process" not in capfd.readouterr().err  # alone now
     finally:
@@ -215,7 +215,53 @@ def test_a_looped_bags_first_frame_is_not_stale_before_the_clock_follows(tiny_ch
         assert frame(100.0) == "processed"
         assert frame(1.0) == "processed"  # the loop: its /clock message not here yet
         assert frame(1.1) == "dropped_stale"  # the clock never followed: stale as before
+        assert frame(0.0) == "dropped_stale"  # an unstamped frame is no new stream
     finally:
         n.release()
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_nodes_loading_on_two_threads_at_once_each_get_their_own_lines():
+    """`core_logs_to` from two threads whose blocks overlap: each thread's `depthart_core` lines
+    go to its own node's logger, none twice, and the logger is as it was once both ended."""
+    import logging
+    import threading
+
+    from depthart_ros.node import core_logs_to
+
+    class Ros:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, text: str) -> None:
+            self.lines.append(text)
+
+        warning = error = info
+
+    core = logging.getLogger("depthart_core")
+    before = (core.level, core.propagate, list(core.handlers))
+    a, b = Ros(), Ros()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def load_a() -> None:
+        with core_logs_to(a):
+            a_in.set()
+            b_in.wait(5)
+            logging.getLogger("depthart_core.x").info("a exporting")
+        a_out.set()
+
+    def load_b() -> None:
+        a_in.wait(5)
+        with core_logs_to(b):
+            b_in.set()
+            a_out.wait(5)  # a's block has ended: b's lines still go to b
+            logging.getLogger("depthart_core.x").info("b exporting")
+
+    threads = [threading.Thread(target=load_a), threading.Thread(target=load_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert a.lines == ["a exporting"] and b.lines == ["b exporting"]
+    assert (core.level, core.propagate, list(core.handlers)) == before

@@ -310,7 +310,8 @@ def test_the_wait_is_for_the_frames_own_item_not_an_older_one_within_tolerance()
 
     period, lag = 33_333_333, 0.03
     m = StampMatcher(maxlen=8, span_s=2.0)
-    m.add(1_000_000_000, "cue 0")
+    for k in range(-3, 1):  # a steady stream: its spacing is known
+        m.add(1_000_000_000 + k * period, f"cue {k}")
     stamp = 1_000_000_000 + period
     threading.Timer(lag, m.add, args=(stamp, "cue 1")).start()
     t0 = time.monotonic()
@@ -320,6 +321,27 @@ def test_the_wait_is_for_the_frames_own_item_not_an_older_one_within_tolerance()
     t0 = time.monotonic()
     assert m.wait_nearest(stamp - 1_000_000, 50_000_000, t0 + 5.0) == "cue 1"
     assert time.monotonic() - t0 < 1.0
+
+
+def test_no_wait_when_the_next_item_cannot_be_nearer() -> None:
+    """A 10 Hz cue and a 30 Hz camera: the frame 33 ms after a cue gets that cue at once (the
+    next is ~100 ms later, farther), and so does a frame whose cue is stamped 10 ms before it;
+    the frame 66 ms after a cue waits for the next one."""
+    import threading
+    import time
+
+    ms = 1_000_000
+    m = StampMatcher(maxlen=32, span_s=2.0)
+    for k in range(5):
+        m.add(1000 * ms + k * 100 * ms, f"cue {k}")  # the newest: 1400 ms
+    for stamp, want in ((1433 * ms, "cue 4"), (1410 * ms, "cue 4")):
+        t0 = time.monotonic()
+        assert m.wait_nearest(stamp, 50 * ms, t0 + 5.0) == want
+        assert time.monotonic() - t0 < 1.0  # not the deadline
+    threading.Timer(0.1, m.add, args=(1500 * ms, "cue 5")).start()
+    t0 = time.monotonic()
+    assert m.wait_nearest(1466 * ms, 50 * ms, t0 + 5.0) == "cue 5"
+    assert time.monotonic() - t0 < 2.0
 
 
 def test_after_a_loop_a_frame_waits_for_the_new_streams_cue() -> None:
