@@ -208,9 +208,8 @@ def test_a_replay_that_scores_no_frame_exits_1(bag, tmp_path, capsys):
 
 
 def test_interrupted_writes_leave_no_partial_outputs(tmp_path, monkeypatch):
-    from depthart_core.cli import predict
-
     from depthart_core import fileutil
+    from depthart_core.cli import predict
 
     calls, write = [], fileutil._write_temp
 
