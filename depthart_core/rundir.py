@@ -27,6 +27,7 @@ UTF-8) with a warning naming the file and the line, and `rewrite_metrics` replac
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -322,11 +323,16 @@ def _lock(path: Path) -> RunLock:
         os.close(fd)  # locked a removed file: another process may lock the new one; again
     else:  # a file system whose stat and fstat never agree (an old overlayfs): say so
         raise RunDirError(f"cannot lock {path / LOCK_NAME}: it changes under every lock taken")
+    before = os.fstat(fd)  # an earlier holder's claim: its time marks its temp folders
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
     except OSError as exc:  # a full disk or quota: one line naming the file, no lock left held
-        (path / LOCK_NAME).unlink(missing_ok=True)  # removed while held, as release_and_remove
+        if before.st_size == 0:  # made by this claim: removed while held, as release_and_remove
+            (path / LOCK_NAME).unlink(missing_ok=True)
+        else:  # the last holder's time kept: the next claim still removes what it left
+            with contextlib.suppress(OSError):
+                os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
         os.close(fd)
         raise WriteError(path / LOCK_NAME, exc) from exc
     _HELD[_file_key(fd)] = fd

@@ -319,6 +319,22 @@ def test_a_zero_stamp_among_wall_clock_stamps_is_a_glitch_read_by_recording_time
     assert stamps == [T0 + i * PERIOD + (1 if i == 2 else 0) for i in range(6)]
 
 
+def test_frames_published_before_the_simulators_clock_are_read_by_recording_time(tmp_path):
+    """Nodes that publish before /clock arrives stamp 0 several times: only a topic's first 0
+    followed by the simulator's stamps is its clock's start; repeated zeros get recording times
+    (kept as 0 they shared one stamp, and the bag was refused)."""
+    bag = tmp_path / "early"
+    with bags.BagWriter(bag) as w:
+        for i in range(6):
+            t = 0 if i < 3 else 5_000_000_000 + i * PERIOD
+            rgb = np.full((*SIZE, 3), i, np.uint8)
+            w.write("/cam/image", messages.image_msg(rgb, "rgb8", t, "c"), T0 + i * PERIOD)
+    stamps = [m.stamp_ns for m in bags.iter_messages(bag, ["/cam/image"])]
+    assert stamps == [T0, T0 + PERIOD, T0 + 2 * PERIOD] + [
+        5_000_000_000 + i * PERIOD for i in (3, 4, 5)
+    ]
+
+
 def _split_bag(tmp_path, storage, parts=3):
     """One recording split into `parts` files (rec_0, rec_1, ...) and the metadata.yaml listing
     them all, as rosbag2's --max-bag-size writes it."""
@@ -343,16 +359,24 @@ def _split_bag(tmp_path, storage, parts=3):
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_one_file_of_a_split_bag_reads_the_whole_bag(tmp_path, storage):
-    """A path to one file of a split bag (or to its metadata.yaml) opens the bag's folder: all
-    of its files, not silently the one."""
+def test_one_file_of_a_split_bag_is_read_alone_with_a_warning(tmp_path, storage, caplog):
+    """The metadata.yaml of a split bag opens its folder: all of its files. One file of it is
+    read alone, as asked (a run fine-tuned on one part resumes on it), but not silently: a
+    warning says it is one of N and how to read them all. Either is that bag for a check of a
+    bag given twice."""
     rec = _split_bag(tmp_path, storage)
     suffix = ".mcap" if storage == "mcap" else ".db3"
-    for path in (rec / f"rec_1{suffix}", rec / "metadata.yaml", rec):
+    for path in (rec / "metadata.yaml", rec):
         assert bags.bag_location(path) == rec
         msgs = list(bags.iter_messages(path, ["/cam/image"]))
         assert [int(np.asarray(m.msg.data)[0]) for m in msgs] == [0, 1, 2, 3, 4, 5], path
         assert bags.list_topics(path)["/cam/image"].count == 6
+    part = rec / f"rec_1{suffix}"
+    with caplog.at_level("WARNING", logger="depthart_core.rosio.bags"):
+        msgs = list(bags.iter_messages(part, ["/cam/image"]))
+    assert [int(np.asarray(m.msg.data)[0]) for m in msgs] == [2, 3]
+    assert "is one of the 3 files of the bag" in caplog.text and "give the folder" in caplog.text
+    assert bags.bag_identity(part) == bags.bag_identity(rec / "metadata.yaml") == rec.resolve()
     # a file without a metadata.yaml listing it is the bag itself
     alone = tmp_path / f"alone{suffix}"
     (rec / f"rec_2{suffix}").rename(alone)

@@ -396,3 +396,33 @@ def test_a_lock_that_cannot_be_written_is_one_error_and_leaves_no_folder(tmp_pat
         rundir.hold_folder(tmp_path / "set")
     assert list((tmp_path / "set").iterdir()) == []
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_failed_claim_keeps_the_last_holders_time_so_its_temps_still_go(tmp_path, monkeypatch):
+    """A killed run leaves a temp folder; the next claim fails writing its pid (a disk full of
+    that very temp). The claim after it, once space is free, must still remove the temp: the
+    failed one neither deleted the lock file nor moved its time past the temp's."""
+    import errno
+    import time
+
+    from depthart_core import rundir
+    from depthart_core.fileutil import WriteError
+
+    run = tmp_path / "run"
+    lock = claim_run_dir(run)
+    time.sleep(0.05)
+    temp = run / ".report.json.abcd1234.tmp"
+    temp.mkdir()
+    (temp / "report.json").write_text("{")
+    lock.release()  # killed: the lock file stays, unlocked
+    with monkeypatch.context() as m:
+
+        def full(fd, data, offset):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        m.setattr(rundir.os, "pwrite", full)
+        with pytest.raises(WriteError, match="no space left"):
+            claim_run_dir(run)
+    assert (run / rundir.LOCK_NAME).is_file() and temp.is_dir()
+    claim_run_dir(run).release()
+    assert not temp.exists()

@@ -62,7 +62,7 @@ from depthart_core.finetune.frames import (
 )
 from depthart_core.finetune.prepare import SmallFrame, evenly_spaced, stack, to_model_size
 from depthart_core.finetune.teacher import Labeler, TeacherConfig
-from depthart_core.rosio.bags import bag_location
+from depthart_core.rosio.bags import bag_identity
 from depthart_core.rundir import (
     CKPT_NAME,
     REPORT_MARKERS,
@@ -389,9 +389,9 @@ def run_finetune(
     base = Path(cfg.checkpoint)
     models = [base] + ([cfg.teacher.checkpoint] if cfg.teacher else [])
     check_out_is_not_input(run, (*bags, *models))  # --overwrite would move a model aside
-    # a bag's folder and its file (or metadata.yaml) are one bag
-    seen = Counter(bag_location(b).resolve() for b in bags)
-    repeated = sorted({str(b) for b in bags if seen[bag_location(b).resolve()] > 1})
+    # a bag's folder and its files (or metadata.yaml) are one recording
+    seen = Counter(bag_identity(b) for b in bags)
+    repeated = sorted({str(b) for b in bags if seen[bag_identity(b)] > 1})
     if repeated:
         raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
     rank, world = init_distributed()

@@ -15,6 +15,7 @@ Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.de
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import shutil
 import sqlite3
@@ -51,6 +52,8 @@ from depthart_core.rosio.messages import (
     typestore,
 )
 from depthart_core.text import printable
+
+log = logging.getLogger(__name__)
 
 STORAGE_FORMATS = ("mcap", "sqlite3")
 _BAG_FILE_SUFFIXES = (".mcap", ".db3", ".bag")  # files a reader opens without metadata.yaml
@@ -97,31 +100,54 @@ class BagMessage:
 
 
 def bag_location(path: str | Path) -> Path:
-    """What `open_bag(path)` opens: the bag's folder for its metadata.yaml or for a file its
-    metadata.yaml lists (one file of a split or compressed rosbag2 bag is read only through the
-    folder), else `path` itself. Two paths name the same bag when their locations resolve alike."""
+    """What `open_bag(path)` opens: the bag's folder for its metadata.yaml, or for a file of a
+    compressed bag (file or message mode: only the folder's metadata.yaml says how to read it);
+    else `path` itself. A plain file of a split bag is read alone (`_reader_paths` warns)."""
     path = Path(path)
     if path.is_file():
         meta = path.parent / "metadata.yaml"
-        if path.name == "metadata.yaml" or (meta.is_file() and path.name in _listed_files(meta)):
+        if path.name == "metadata.yaml":
+            return path.parent
+        listed, compressed = _listing(meta) if meta.is_file() else (set(), False)
+        if path.name in listed and (compressed or path.suffix == ".zstd"):
             return path.parent
     return path
 
 
-def _listed_files(meta: Path) -> set[str]:
-    """The file names a rosbag2 metadata.yaml lists (none if it cannot be read)."""
+def bag_identity(path: str | Path) -> Path:
+    """The recording `path` belongs to, resolved: the bag's folder for the folder itself, its
+    metadata.yaml or any file it lists (one file of a split bag is part of that bag), else the
+    file. Two paths with one identity read the same frames, or some of them twice."""
+    path = Path(path)
+    if path.is_file():
+        meta = path.parent / "metadata.yaml"
+        if path.name == "metadata.yaml" or (meta.is_file() and path.name in _listing(meta)[0]):
+            return path.parent.resolve()
+    return path.resolve()
+
+
+def _listing(meta: Path) -> tuple[set[str], bool]:
+    """(the file names a rosbag2 metadata.yaml lists, whether it says they are compressed);
+    (empty, False) if it cannot be read."""
     try:
         info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
         files = [*info.get("relative_file_paths", []), *(f["path"] for f in info.get("files", []))]
-        return {Path(str(f)).name for f in files}
+        return {Path(str(f)).name for f in files}, bool(info.get("compression_format"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
-        return set()
+        return set(), False
 
 
 def _reader_paths(path: Path) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
     path = bag_location(path)
+    if path.is_file() and (path.parent / "metadata.yaml").is_file():
+        listed = _listing(path.parent / "metadata.yaml")[0]
+        if path.name in listed and len(listed) > 1:  # a part of a split bag, read as asked
+            log.warning(
+                "%s is one of the %d files of the bag in %s: reading this file only (give the "
+                "folder to read the whole bag)", path, len(listed), path.parent,
+            )  # fmt: skip
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         # a rosbag2 directory that lost its metadata.yaml: its file, or the files of a split
         # bag (name_0.mcap, name_1.mcap, ...; read together, merged by time)
@@ -220,25 +246,21 @@ def check_topic(
 def iter_messages(path: str | Path, topics: Sequence[str]) -> Iterator[BagMessage]:
     """Messages of `topics` in recording order. Corruption met while reading raises `BagError`.
 
-    `stamp_ns` is the header stamp, 0 included where the topic's clock starts near 0 (a
-    simulator's); a stamp of 0 on a topic whose every stamp is 0 (a driver that never sets it)
-    or whose clock is the wall clock (a glitch: 1970 among today's stamps), and a message without
-    a header, get the recording time instead. The rule is per topic, so every reader of the bag
-    agrees on it."""
+    `stamp_ns` is the header stamp. A stamp of 0 is kept only as the first stamp of a topic on a
+    clock that starts at 0 (a simulator's first frame: the topic's next stamp is small and not
+    0); any other 0 (a driver that never stamps, frames published before /clock came, a glitch
+    among wall-clock stamps), and a message without a header, get the recording time instead.
+    The rule is per topic, so every reader of the bag agrees on it."""
     path = Path(path)
-    log_time: dict[str, bool] = {}  # topic -> all its stamps are 0 (decided on its first 0)
+    seen: set[str] = set()  # topics whose first message has gone by
     with open_bag(path) as reader:
         ros2 = bool(reader.is2)
         for conn, log_ns, raw, msg in _decoded(path, reader, topics):
             stamp = _header_stamp(msg)
-            if stamp is None:
+            first = conn.topic not in seen
+            seen.add(conn.topic)
+            if stamp is None or (stamp == 0 and not (first and _sim_first_frame(path, conn.topic))):
                 stamp = log_ns
-            elif stamp == 0:
-                if conn.topic not in log_time:
-                    log_time[conn.topic] = not _clock_starts_near_zero(path, conn.topic)
-                stamp = log_ns if log_time[conn.topic] else 0
-            else:
-                log_time.setdefault(conn.topic, stamp >= SIM_CLOCK_MAX_NS)
             yield BagMessage(conn.topic, conn.msgtype, log_ns, stamp, msg, raw, ros2)
 
 
@@ -268,12 +290,12 @@ def _header_stamp(msg: Any) -> int | None:
     return None if header is None else stamp_to_ns(header.stamp)
 
 
-def _clock_starts_near_zero(path: Path, topic: str) -> bool:
-    """Whether `topic`'s stamps are on a clock that starts near 0 (a simulator's), judged by its
-    first stamp that is not 0: False where every stamp is 0."""
+def _sim_first_frame(path: Path, topic: str) -> bool:
+    """Whether `topic` starts on a simulator's clock at 0: its second message's stamp is not 0
+    and below `SIM_CLOCK_MAX_NS` (the first one is the 0 in question)."""
     with open_bag(path) as reader, closing(_decoded(path, reader, [topic])) as msgs:
-        first = next((t for *_, msg in msgs if (t := _header_stamp(msg))), None)
-    return first is not None and first < SIM_CLOCK_MAX_NS
+        stamps = [_header_stamp(msg) for _, (*_, msg) in zip(range(2), msgs, strict=False)]
+    return len(stamps) == 2 and bool(stamps[1]) and stamps[1] < SIM_CLOCK_MAX_NS
 
 
 def bag_is_ros2(path: str | Path) -> bool:
