@@ -120,6 +120,15 @@ def test_raw_pixels_no_ray_reaches_are_nan_not_mirrored(h, w, k, d, model) -> No
     assert slope.min() > 0
 
 
+@pytest.mark.parametrize("f, d", [(250.0, (-0.3, 0.08, 0, 0, 0)), (280.0, (-0.25, 0.05, 0, 0, 0))])
+def test_a_strong_barrel_that_never_folds_has_a_ray_for_every_pixel(f, d) -> None:
+    """1 + 3 k1 r^2 + 5 k2 r^4 has no root here: every pixel has its ray. The solver stopped
+    short at 40 iterations and the reprojection check then gave thousands of corner pixels NaN."""
+    k = [f, 0.0, 319.5, 0.0, f, 239.5, 0.0, 0.0, 1.0]
+    rays = pixel_rays(480, 640, k, [0.0] * 12, d=d, distortion_model="plumb_bob", image="raw")
+    assert not np.isnan(rays).any()
+
+
 def test_invalid_depth_gives_nan_points_and_the_cloud_stays_organized() -> None:
     depth = np.full((H, W), 3.0, np.float32)
     depth[0, 0], depth[0, 2], depth[2, 0], depth[2, 2] = np.nan, -np.inf, np.inf, 0.0
