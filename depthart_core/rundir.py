@@ -298,6 +298,7 @@ def _lock(path: Path) -> RunLock:
     """Lock `path` against other processes; the holder's pid is written into the lock file for
     the refusal to name."""
     for _ in range(LOCK_TRIES):
+        existed = (path / LOCK_NAME).exists()  # an earlier holder's (its time marks its temps)
         try:
             fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:  # a read-only or full file system: one line naming the folder
@@ -324,11 +325,12 @@ def _lock(path: Path) -> RunLock:
     else:  # a file system whose stat and fstat never agree (an old overlayfs): say so
         raise RunDirError(f"cannot lock {path / LOCK_NAME}: it changes under every lock taken")
     before = os.fstat(fd)  # an earlier holder's claim: its time marks its temp folders
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:  # the pid over the old one, then cut to it: a failed write leaves the old pid whole
+        pid = str(os.getpid()).encode()
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
     except OSError as exc:  # a full disk or quota: one line naming the file, no lock left held
-        if before.st_size == 0:  # made by this claim: removed while held, as release_and_remove
+        if not existed:  # made by this claim: removed while held, as release_and_remove
             (path / LOCK_NAME).unlink(missing_ok=True)
         else:  # the last holder's time kept: the next claim still removes what it left
             with contextlib.suppress(OSError):

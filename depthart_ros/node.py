@@ -478,7 +478,6 @@ class DepthArtCore:
         previous, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
         went_back = (
             previous is not None
-            and stamp_ns > 0
             and previous - stamp_ns > limit * 1e9
             and self.get_clock().ros_time_is_active
         )
@@ -699,14 +698,21 @@ class _ToRosLoggers(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.routes: dict[int, Any] = {}  # thread ident -> rclpy logger
-        self.saved_level = logging.NOTSET
+        self.saved = (logging.NOTSET, True)  # the logger's level and propagate, put back
+        self.passed_level = logging.WARNING  # what the logger let through before
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             ros_logger = self.routes.get(record.thread or 0)
             if ros_logger is None:  # no node loading on that thread: as without this handler
-                if record.levelno >= logging.WARNING and not logging.getLogger().handlers:
+                if record.levelno < self.passed_level:
+                    return
+                root = logging.getLogger()
+                if not root.handlers and record.levelno >= logging.lastResort.level:
                     logging.lastResort.handle(record)
+                for handler in root.handlers:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
                 return
             text = self.format(record)
             if record.levelno >= logging.ERROR:
@@ -734,9 +740,11 @@ def core_logs_to(ros_logger: Any):
     ident = threading.get_ident()
     with _CORE_LOGS_LOCK:
         if not _CORE_LOGS.routes:
-            _CORE_LOGS.saved_level = core.level
+            _CORE_LOGS.saved = (core.level, core.propagate)
+            _CORE_LOGS.passed_level = core.getEffectiveLevel()
             core.addHandler(_CORE_LOGS)
             core.setLevel(min(core.getEffectiveLevel(), logging.INFO))
+            core.propagate = False  # a routed line once, in its node's log; others passed on
         _CORE_LOGS.routes[ident] = ros_logger
     try:
         yield
@@ -745,7 +753,8 @@ def core_logs_to(ros_logger: Any):
             _CORE_LOGS.routes.pop(ident, None)
             if not _CORE_LOGS.routes:
                 core.removeHandler(_CORE_LOGS)
-                core.setLevel(_CORE_LOGS.saved_level)
+                core.setLevel(_CORE_LOGS.saved[0])
+                core.propagate = _CORE_LOGS.saved[1]
 
 
 def exit_cannot_start(exc: Exception) -> NoReturn:

@@ -319,20 +319,26 @@ def test_a_zero_stamp_among_wall_clock_stamps_is_a_glitch_read_by_recording_time
     assert stamps == [T0 + i * PERIOD + (1 if i == 2 else 0) for i in range(6)]
 
 
-def test_frames_published_before_the_simulators_clock_are_read_by_recording_time(tmp_path):
-    """Nodes that publish before /clock arrives stamp 0 several times: only a topic's first 0
-    followed by the simulator's stamps is its clock's start; repeated zeros get recording times
-    (kept as 0 they shared one stamp, and the bag was refused)."""
+def test_frames_sent_before_the_simulators_clock_are_refused_not_given_wall_clock_times(tmp_path):
+    """Nodes that publish before /clock arrives stamp 0 several times. Given the recorder's
+    wall-clock times among simulated stamps, they became the whole held-out block of a
+    fine-tune (the latest "times"); kept as 0, the pairing refuses them as shared stamps, and
+    says why."""
+    from depthart_core.replay.frames import ReplayConfig, index_bag
+
     bag = tmp_path / "early"
     with bags.BagWriter(bag) as w:
         for i in range(6):
             t = 0 if i < 3 else 5_000_000_000 + i * PERIOD
             rgb = np.full((*SIZE, 3), i, np.uint8)
             w.write("/cam/image", messages.image_msg(rgb, "rgb8", t, "c"), T0 + i * PERIOD)
+            depth = np.full(SIZE, 1.0 + i, np.float32)
+            w.write("/cam/depth", messages.depth_msg(depth, t, "c", "32FC1"), T0 + i * PERIOD + 1)
     stamps = [m.stamp_ns for m in bags.iter_messages(bag, ["/cam/image"])]
-    assert stamps == [T0, T0 + PERIOD, T0 + 2 * PERIOD] + [
-        5_000_000_000 + i * PERIOD for i in (3, 4, 5)
-    ]
+    assert stamps == [0, 0, 0] + [5_000_000_000 + i * PERIOD for i in (3, 4, 5)]
+    cfg = ReplayConfig(image_topic="/cam/image", depth_topic="/cam/depth", camera_info_topic=None)
+    with pytest.raises(ValueError, match="stamped 0 on a simulator's clock: frames sent before"):
+        index_bag(bag, cfg)
 
 
 def _split_bag(tmp_path, storage, parts=3):
@@ -376,7 +382,14 @@ def test_one_file_of_a_split_bag_is_read_alone_with_a_warning(tmp_path, storage,
         msgs = list(bags.iter_messages(part, ["/cam/image"]))
     assert [int(np.asarray(m.msg.data)[0]) for m in msgs] == [2, 3]
     assert "is one of the 3 files of the bag" in caplog.text and "give the folder" in caplog.text
-    assert bags.bag_identity(part) == bags.bag_identity(rec / "metadata.yaml") == rec.resolve()
+    caplog.clear()
+    list(bags.iter_messages(part, ["/cam/image"]))
+    assert "is one of" not in caplog.text  # once per file: a command opens a bag often
+    # which files each path reads: a part and its bag meet, two parts do not
+    whole = bags.bag_files(rec / "metadata.yaml")
+    assert whole == bags.bag_files(rec) and len(whole) == 3
+    assert bags.bag_files(part) == {part.resolve()} and bags.bag_files(part) <= whole
+    assert not bags.bag_files(part) & bags.bag_files(rec / f"rec_0{suffix}")
     # a file without a metadata.yaml listing it is the bag itself
     alone = tmp_path / f"alone{suffix}"
     (rec / f"rec_2{suffix}").rename(alone)

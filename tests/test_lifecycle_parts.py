@@ -215,7 +215,7 @@ def test_a_looped_bags_first_frame_is_not_stale_before_the_clock_follows(tiny_ch
         assert frame(100.0) == "processed"
         assert frame(1.0) == "processed"  # the loop: its /clock message not here yet
         assert frame(1.1) == "dropped_stale"  # the clock never followed: stale as before
-        assert frame(0.0) == "dropped_stale"  # an unstamped frame is no new stream
+        assert frame(0.0) == "processed"  # a simulator reset's first frame, stamped 0
     finally:
         n.release()
         n.destroy_node()
@@ -265,3 +265,46 @@ def test_nodes_loading_on_two_threads_at_once_each_get_their_own_lines():
         t.join(10)
     assert a.lines == ["a exporting"] and b.lines == ["b exporting"]
     assert (core.level, core.propagate, list(core.handlers)) == before
+
+
+def test_a_routed_line_is_not_printed_again_by_a_root_handler():
+    """A process that configured logging (a user's launcher): the node's line goes to its log
+    once, not also through the root handler; another thread's warning still reaches the root
+    handler, and its info does not (the level the logger had)."""
+    import logging
+    import threading
+
+    from depthart_ros.node import core_logs_to
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    class Ros:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, text: str) -> None:
+            self.lines.append(text)
+
+        warning = error = info
+
+    root, handler, ros = logging.getLogger(), Collect(), Ros()
+    root.addHandler(handler)
+    try:
+        with core_logs_to(ros):
+            logging.getLogger("depthart_core.x").info("exporting")
+
+            def other() -> None:
+                logging.getLogger("depthart_core.y").warning("other warning")
+                logging.getLogger("depthart_core.y").info("other info")
+
+            t = threading.Thread(target=other)
+            t.start()
+            t.join(5)
+    finally:
+        root.removeHandler(handler)
+    assert ros.lines == ["exporting"]
+    assert seen == ["other warning"]

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,7 +61,7 @@ from depthart_core.finetune.frames import (
 )
 from depthart_core.finetune.prepare import SmallFrame, evenly_spaced, stack, to_model_size
 from depthart_core.finetune.teacher import Labeler, TeacherConfig
-from depthart_core.rosio.bags import bag_identity
+from depthart_core.rosio.bags import bag_files
 from depthart_core.rundir import (
     CKPT_NAME,
     REPORT_MARKERS,
@@ -389,9 +388,11 @@ def run_finetune(
     base = Path(cfg.checkpoint)
     models = [base] + ([cfg.teacher.checkpoint] if cfg.teacher else [])
     check_out_is_not_input(run, (*bags, *models))  # --overwrite would move a model aside
-    # a bag's folder and its files (or metadata.yaml) are one recording
-    seen = Counter(bag_identity(b) for b in bags)
-    repeated = sorted({str(b) for b in bags if seen[bag_identity(b)] > 1})
+    # a bag given twice, also as its folder and one of its files: some frames would count twice
+    files = [bag_files(b) for b in bags]
+    repeated = sorted(
+        {str(b) for i, b in enumerate(bags) for j, f in enumerate(files) if j != i and files[i] & f}
+    )
     if repeated:
         raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
     rank, world = init_distributed()

@@ -229,6 +229,12 @@ def check_unique_stamps(
             f"topic ({repeated} images and {repeated_d} depth images carry a repeated stamp), so "
             "pairing image and depth by stamp is ambiguous; the camera driver must stamp each "
             "frame with its own capture time"
+            + (
+                " (stamped 0 on a simulator's clock: frames sent before /clock came? start the "
+                "recording after the simulation)"
+                if img_n[0] > 1 or dep_n[0] > 1
+                else ""
+            )
         )
 
 

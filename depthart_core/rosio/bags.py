@@ -114,16 +114,21 @@ def bag_location(path: str | Path) -> Path:
     return path
 
 
-def bag_identity(path: str | Path) -> Path:
-    """The recording `path` belongs to, resolved: the bag's folder for the folder itself, its
-    metadata.yaml or any file it lists (one file of a split bag is part of that bag), else the
-    file. Two paths with one identity read the same frames, or some of them twice."""
-    path = Path(path)
-    if path.is_file():
-        meta = path.parent / "metadata.yaml"
-        if path.name == "metadata.yaml" or (meta.is_file() and path.name in _listing(meta)[0]):
-            return path.parent.resolve()
-    return path.resolve()
+def bag_files(path: str | Path) -> frozenset[Path]:
+    """The files, resolved, that reading `path` reads: the listed files of a bag folder (its
+    metadata.yaml, a file of a compressed bag), the storage files of a folder that lost it, a
+    single file itself. Two bags whose sets meet would give some frames twice."""
+    path = bag_location(path)
+    if path.is_dir():
+        meta = path / "metadata.yaml"
+        listed = _listing(meta)[0] if meta.is_file() else set()
+        if not listed:
+            listed = {p.name for p in path.iterdir() if p.suffix in _BAG_FILE_SUFFIXES}
+        return frozenset((path / name).resolve() for name in listed)
+    return frozenset({path.resolve()})
+
+
+_WARNED_PARTS: set[Path] = set()
 
 
 def _listing(meta: Path) -> tuple[set[str], bool]:
@@ -143,7 +148,9 @@ def _reader_paths(path: Path) -> list[Path]:
     path = bag_location(path)
     if path.is_file() and (path.parent / "metadata.yaml").is_file():
         listed = _listing(path.parent / "metadata.yaml")[0]
-        if path.name in listed and len(listed) > 1:  # a part of a split bag, read as asked
+        key = path.resolve()
+        if path.name in listed and len(listed) > 1 and key not in _WARNED_PARTS:  # read as asked
+            _WARNED_PARTS.add(key)  # once per file and process: a command opens a bag often
             log.warning(
                 "%s is one of the %d files of the bag in %s: reading this file only (give the "
                 "folder to read the whole bag)", path, len(listed), path.parent,
@@ -246,20 +253,24 @@ def check_topic(
 def iter_messages(path: str | Path, topics: Sequence[str]) -> Iterator[BagMessage]:
     """Messages of `topics` in recording order. Corruption met while reading raises `BagError`.
 
-    `stamp_ns` is the header stamp. A stamp of 0 is kept only as the first stamp of a topic on a
-    clock that starts at 0 (a simulator's first frame: the topic's next stamp is small and not
-    0); any other 0 (a driver that never stamps, frames published before /clock came, a glitch
-    among wall-clock stamps), and a message without a header, get the recording time instead.
-    The rule is per topic, so every reader of the bag agrees on it."""
+    `stamp_ns` is the header stamp. A stamp of 0 is kept on a topic whose clock starts at 0 (a
+    simulator's: its first stamp that is not 0 is below `SIM_CLOCK_MAX_NS`), where it is the
+    first frame's, or frames sent before /clock came, which the pairing then refuses as shared
+    stamps rather than give them wall-clock times among simulated ones; on any other topic (a
+    driver that never stamps, a glitch among wall-clock stamps), and for a message without a
+    header, it is the recording time. The rule is per topic and by the kind of its clock, so
+    every reader of the bag, or of a part of it, agrees."""
     path = Path(path)
-    seen: set[str] = set()  # topics whose first message has gone by
+    sim: dict[str, bool] = {}  # topic -> its clock starts at 0 (decided on its first 0)
     with open_bag(path) as reader:
         ros2 = bool(reader.is2)
         for conn, log_ns, raw, msg in _decoded(path, reader, topics):
             stamp = _header_stamp(msg)
-            first = conn.topic not in seen
-            seen.add(conn.topic)
-            if stamp is None or (stamp == 0 and not (first and _sim_first_frame(path, conn.topic))):
+            if stamp == 0 and conn.topic not in sim:
+                sim[conn.topic] = _sim_clock(path, conn.topic)
+            elif stamp:
+                sim.setdefault(conn.topic, stamp < SIM_CLOCK_MAX_NS)
+            if stamp is None or (stamp == 0 and not sim[conn.topic]):
                 stamp = log_ns
             yield BagMessage(conn.topic, conn.msgtype, log_ns, stamp, msg, raw, ros2)
 
@@ -290,12 +301,12 @@ def _header_stamp(msg: Any) -> int | None:
     return None if header is None else stamp_to_ns(header.stamp)
 
 
-def _sim_first_frame(path: Path, topic: str) -> bool:
-    """Whether `topic` starts on a simulator's clock at 0: its second message's stamp is not 0
-    and below `SIM_CLOCK_MAX_NS` (the first one is the 0 in question)."""
+def _sim_clock(path: Path, topic: str) -> bool:
+    """Whether `topic`'s stamps are on a clock that starts at 0 (a simulator's), judged by its
+    first stamp that is not 0: False where every stamp is 0."""
     with open_bag(path) as reader, closing(_decoded(path, reader, [topic])) as msgs:
-        stamps = [_header_stamp(msg) for _, (*_, msg) in zip(range(2), msgs, strict=False)]
-    return len(stamps) == 2 and bool(stamps[1]) and stamps[1] < SIM_CLOCK_MAX_NS
+        first = next((t for *_, msg in msgs if (t := _header_stamp(msg))), None)
+    return first is not None and first < SIM_CLOCK_MAX_NS
 
 
 def bag_is_ros2(path: str | Path) -> bool:
