@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from depthart_core.cli import main
 from depthart_core.data.synthetic.sensor import SensorModel
@@ -624,3 +625,23 @@ def test_resume_of_a_moved_run_with_the_base_spelt_otherwise(
     # a process that left no record (killed, or a run from before the record) is said so
     said = rep._train_time({"seconds": 5.0, "seconds_per_process": [None, 2.0, 3.0]})
     assert said == "5 s in 3 processes, 1 of them unrecorded (killed, or from before the record)"
+
+
+def test_the_mean_depth_prior_is_the_same_in_chunks(monkeypatch):
+    """The training block's mean depth map is encoded in chunks (all at once took ~27 S^2 bytes
+    a frame after training: out of memory for a long bag at 256 px): the same map."""
+    from depthart_core.finetune import report
+    from depthart_core.finetune.prepare import SmallFrame
+    from depthart_core.tokenizer.codec import encode_depth
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(7):
+        depth = rng.uniform(0.5, 8.0, (16, 16)).astype(np.float32)
+        valid = rng.random((16, 16)) > 0.2
+        frames.append(SmallFrame(np.zeros((16, 16, 3), np.uint8), depth * valid, valid))
+    depth = torch.from_numpy(np.stack([f.depth for f in frames]))
+    valid = torch.from_numpy(np.stack([f.valid for f in frames]))
+    want = ((encode_depth(depth, valid)[0][:, 0] + 1) / 2).mean(0).numpy()
+    monkeypatch.setattr(report, "PRIOR_CHUNK", 3)
+    np.testing.assert_allclose(report.mean_depth_prior(frames), want, atol=1e-6)

@@ -123,6 +123,25 @@ def test_tally_summarises_mean_curves():
     assert r["spearman_per_frame"] == pytest.approx(0.0)  # -1 and +1
 
 
+def test_the_pool_is_bounded_and_stays_a_uniform_sample_of_every_frame():
+    """A long evaluation (18,000 frames of a 10-minute stream) pooled every frame's sample and
+    ran out of memory at the end; with `pool_max` the pool stays that size, under it nothing
+    changes, and over it each frame is represented in proportion (a uniform sample)."""
+    rng = np.random.default_rng(1)
+    frames = [(k + 0.5 * rng.random(400), rng.random(400)) for k in range(50)]  # k: the frame
+    exact, bounded = UncertaintyTally(), UncertaintyTally(pool_max=20_000)
+    small = UncertaintyTally(pool_max=2_000)
+    for e, s in frames:
+        exact.add(e, s), bounded.add(e, s), small.add(e, s)
+    assert bounded.summary() == exact.summary() | {"pooled_of": 20_000}  # under the bound
+    got = small.summary()
+    assert got["pooled_pixels"] == 2_000 and got["pooled_of"] == 20_000
+    pool_errors = small._pool[0]
+    per_frame = np.bincount(pool_errors.astype(int), minlength=50)
+    assert per_frame.min() > 10 and per_frame.max() < 80  # 40 each on average: all frames in
+    assert abs(pool_errors.mean() - 24.75) < 1.5  # late frames not favoured, early not lost
+
+
 def test_frame_errors_use_the_frames_own_median_scale():
     depth = np.array([[1.0, 2.0], [4.0, 8.0]])
     gt = np.array([[2.0, 4.0], [10.0, 100.0]])

@@ -188,7 +188,13 @@ def uncertainty_section(u: dict) -> list[str]:
         "The checkpoint's uncertainty head claims each pixel's expected relative error "
         "(0.1: off by about 10 %). Observed errors are |s d - g| / g with each frame's median "
         f"scale s, over its valid pixels at the ground truth's resolution ({u['frames']} frames; "
-        f"pooled measures on {u['pooled_pixels']} pixels).",
+        f"pooled measures on {u['pooled_pixels']} pixels"
+        + (
+            f", a uniform sample of {u['pooled_of']}"
+            if u.get("pooled_of", 0) > u["pooled_pixels"]
+            else ""
+        )
+        + ").",
         *(
             [
                 "",

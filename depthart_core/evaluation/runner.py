@@ -58,6 +58,9 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 UncertaintyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rgb -> (depth, error)
 VIS_MAX_SIDE = 320  # px, the longest side of each panel in samples.png
 POOL_PER_FRAME = 10_000  # pixels of each frame in the pooled uncertainty measures
+# pixels in the pool over all frames (400 frames' worth, 64 MB): beyond it a uniform sample of
+# them (`UncertaintyTally`), so a long set (18,000 frames of a 10-minute stream) fits in memory
+POOL_MAX = 4_000_000
 # the node's `uncertainty.max` values whose effect the report shows (what each would drop)
 UNCERTAINTY_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 
@@ -218,7 +221,11 @@ def evaluate_predictions(
     depth_range = dataset_range(dataset)
     name = getattr(dataset, "name", type(dataset).__name__)
     rows, vis, empty, unc_nonfinite = [], [], 0, 0
-    tally = UncertaintyTally(POOL_PER_FRAME) if predict_uncertainty is not None else None
+    tally = (
+        UncertaintyTally(POOL_PER_FRAME, pool_max=POOL_MAX)
+        if predict_uncertainty is not None
+        else None
+    )
     t_load = t_pred = t_metric = 0.0
     t_start = time.perf_counter()
     for i in tqdm(range(n), desc=f"eval {name}", disable=not progress, unit="img"):

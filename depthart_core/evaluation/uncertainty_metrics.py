@@ -224,16 +224,25 @@ class UncertaintyTally:
 
     `pool_per_frame`: at most this many pixels of each frame (drawn at random, seeded) join the
     pool; None pools every pixel (exact, memory grows with the frames: 16 bytes per pixel).
+    `pool_max`: at most this many pixels in the pool over all frames; beyond it each new pixel
+    replaces a random one (reservoir sampling, seeded), so the pool stays a uniform sample of
+    every pixel offered and memory stays bounded however many frames come; None: no bound.
     """
 
-    def __init__(self, pool_per_frame: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, pool_per_frame: int | None = None, seed: int = 0, pool_max: int | None = None
+    ) -> None:
         if pool_per_frame is not None and pool_per_frame < 1:
             raise ValueError(f"pool_per_frame must be >= 1 or None, got {pool_per_frame}")
-        self.pool_per_frame = pool_per_frame
+        if pool_max is not None and pool_max < 1:
+            raise ValueError(f"pool_max must be >= 1 or None, got {pool_max}")
+        self.pool_per_frame, self.pool_max = pool_per_frame, pool_max
         self.frames = SparsificationTally()
         self._rng = np.random.default_rng(seed)
-        self._errors: list[np.ndarray] = []
+        self._errors: list[np.ndarray] = []  # until the pool is full
         self._scores: list[np.ndarray] = []
+        self._pool: tuple[np.ndarray, np.ndarray] | None = None  # (errors, scores), once full
+        self.offered = 0  # pixels offered to the pool so far
 
     def add(self, errors: np.ndarray, scores: np.ndarray) -> None:
         """One frame's valid pixels: their errors and uncertainty scores (higher: less sure)."""
@@ -242,8 +251,24 @@ class UncertaintyTally:
         if self.pool_per_frame is not None and e.size > self.pool_per_frame:
             pick = self._rng.choice(e.size, self.pool_per_frame, replace=False)
             e, s = e[pick], s[pick]
-        self._errors.append(e)
-        self._scores.append(s)
+        start, self.offered = self.offered, self.offered + e.size
+        cap = self.pool_max
+        if cap is None or self.offered <= cap:
+            self._errors.append(e)
+            self._scores.append(s)
+            return
+        if self._pool is None:  # the pool fills up: one array each from here on
+            room = cap - start
+            self._errors.append(e[:room])
+            self._scores.append(s[:room])
+            self._pool = (np.concatenate(self._errors), np.concatenate(self._scores))
+            self._errors, self._scores = [], []
+            e, s, start = e[room:], s[room:], cap
+        index = start + np.arange(e.size)  # each pixel's place in the stream offered
+        slot = self._rng.integers(0, index + 1)  # Algorithm R: kept with probability cap / (i+1)
+        kept = slot < cap
+        self._pool[0][slot[kept]] = e[kept]
+        self._pool[1][slot[kept]] = s[kept]
 
     def summary(
         self,
@@ -257,9 +282,13 @@ class UncertaintyTally:
         `threshold_table`). `calibrate` maps a raw score to the claimed error (None: the scores
         are the claims, as the head's are)."""
         report = self.frames.summary(drop_at)
-        err, raw = np.concatenate(self._errors), np.concatenate(self._scores)
+        if self._pool is not None:
+            err, raw = self._pool
+        else:
+            err, raw = np.concatenate(self._errors), np.concatenate(self._scores)
         claim = raw if calibrate is None else np.asarray(calibrate(raw), np.float64)
         report["pooled_pixels"] = int(err.size)
+        report["pooled_of"] = int(self.offered)  # more than pooled: a uniform sample of them
         report["spearman_pooled"] = spearman(raw, err)
         report["deciles"] = calibration_bins(claim, err, bins=bins)
         report["worst_decile_gap"] = worst_calibration_gap(report["deciles"])
