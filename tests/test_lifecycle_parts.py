@@ -222,6 +222,18 @@ def test_a_looped_bags_first_frame_is_not_stale_before_the_clock_follows(tiny_ch
         rclpy.try_shutdown(context=ctx)
 
 
+class _RosLines:
+    """An rclpy logger's stand-in that keeps the lines it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, text: str) -> None:
+        self.lines.append(text)
+
+    warning = error = info
+
+
 def test_nodes_loading_on_two_threads_at_once_each_get_their_own_lines():
     """`core_logs_to` from two threads whose blocks overlap: each thread's `depthart_core` lines
     go to its own node's logger, none twice, and the logger is as it was once both ended."""
@@ -230,18 +242,9 @@ def test_nodes_loading_on_two_threads_at_once_each_get_their_own_lines():
 
     from depthart_ros.node import core_logs_to
 
-    class Ros:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def info(self, text: str) -> None:
-            self.lines.append(text)
-
-        warning = error = info
-
     core = logging.getLogger("depthart_core")
     before = (core.level, core.propagate, list(core.handlers))
-    a, b = Ros(), Ros()
+    a, b = _RosLines(), _RosLines()
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
 
     def load_a() -> None:
@@ -282,16 +285,7 @@ def test_a_routed_line_is_not_printed_again_by_a_root_handler():
         def emit(self, record: logging.LogRecord) -> None:
             seen.append(record.getMessage())
 
-    class Ros:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def info(self, text: str) -> None:
-            self.lines.append(text)
-
-        warning = error = info
-
-    root, handler, ros = logging.getLogger(), Collect(), Ros()
+    root, handler, ros = logging.getLogger(), Collect(), _RosLines()
     root.addHandler(handler)
     try:
         with core_logs_to(ros):
