@@ -46,7 +46,12 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile
 
 from depthart_ros.dds import use_node_profile
-from depthart_ros.node import DepthArtCore, exit_cannot_start, spin_until_shutdown
+from depthart_ros.node import (
+    DepthArtCore,
+    exit_cannot_start,
+    remember_logger_name,
+    spin_until_shutdown,
+)
 from depthart_ros.params import PARAMS
 
 STARTUP_PARAMS = frozenset(p.name for p in PARAMS if p.read_only)
@@ -92,7 +97,8 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
                     read_only=True,
                 ),
             )
-        except BaseException:  # nothing half-built stays registered (rosout, services)
+        except BaseException as exc:  # nothing half-built stays registered (rosout, services)
+            remember_logger_name(exc, self)
             self.destroy_node()
             raise
 

@@ -670,7 +670,8 @@ class DepthArtNode(DepthArtCore, Node):
             self._declare_parameters()
             self._load_model()
             self._create_endpoints()
-        except BaseException:  # nothing half-built stays registered (rosout, parameter services)
+        except BaseException as exc:  # nothing half-built stays registered (rosout, parameters)
+            remember_logger_name(exc, self)
             if getattr(self, "worker", None) is not None:
                 self.close()
             self.destroy_node()  # forgets its thread count too
@@ -759,19 +760,26 @@ def core_logs_to(ros_logger: Any):
 
 def exit_cannot_start(exc: Exception) -> NoReturn:
     """Log the one fatal line for a node that could not be built, under the name it would have
-    had (its namespace and `__node` remap: with two cameras, which one failed), then exit 1."""
-    logger, probe = get_logger("depthart_node"), None
-    try:  # a bare node takes the remaps from the command line, as the failed one did
-        # no rosout: a half-built node of this name may still hold its rosout publisher
-        probe = Node("depthart_node", start_parameter_services=False, enable_rosout=False)
-        logger = probe.get_logger()
-    except Exception:  # noqa: BLE001 - the plain name is still a line
-        pass
-    logger.fatal(f"cannot start: {exc}")
-    if probe is not None:
-        probe.destroy_node()
+    had (its namespace and `__node` remap: with two cameras, which one failed), then exit 1.
+
+    The name comes from the half-built node (`remember_logger_name`), not from a new node: a
+    node built here only to be named took part in discovery while other processes of a failing
+    launch were exiting too, and Fast DDS's TCP transport (LARGE_DATA) aborted under that race."""
+    get_logger(getattr(exc, FAILED_NODE_LOGGER, "depthart_node")).fatal(f"cannot start: {exc}")
     rclpy.try_shutdown()
     sys.exit(1)
+
+
+FAILED_NODE_LOGGER = "depthart_failed_node_logger"  # attribute exit_cannot_start reads
+
+
+def remember_logger_name(exc: BaseException, node: Node) -> None:
+    """Put `node`'s resolved logger name (`cam2.rear_depth`) on the exception it failed with,
+    for `exit_cannot_start`, before the half-built node is destroyed."""
+    try:
+        setattr(exc, FAILED_NODE_LOGGER, node.get_logger().name)
+    except Exception:  # noqa: BLE001 - an exception without attributes: the plain name
+        pass
 
 
 def spin_until_shutdown(node: Node, release: Callable[[], None]) -> None:

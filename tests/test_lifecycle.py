@@ -68,10 +68,11 @@ class LifecycleTest:
         self.pub = self.peer.publisher(Image, "image", reliable=True, depth=10)
         self.nodes: list[NodeProcess] = []
 
-    def start(self, params: dict[str, Any], name: str) -> NodeProcess:
+    def start(self, params: dict[str, Any], name: str, remaps=None) -> NodeProcess:
         params = PINNED | RELIABLE_INPUT | params
         log = self.tmp / f"{name}.log"
-        node = NodeProcess(self.domain, params, log, module="depthart_ros.lifecycle_node")
+        module = "depthart_ros.lifecycle_node"
+        node = NodeProcess(self.domain, params, log, module=module, remaps=remaps)
         self.nodes.append(node)
         return node
 
@@ -302,3 +303,12 @@ def test_autostart_and_clean_exits(lc: LifecycleTest, tiny_checkpoint: str) -> N
     assert len(fatal) == 1, log
     assert f"cannot start: autostart: configure failed: checkpoint not found: {missing}" in fatal[0]
     assert "[ERROR]" not in log and "Traceback" not in log, log
+
+    # a parameter of the wrong type fails the node's construction itself: the one fatal line
+    # still names the node as remapped (with two cameras, which one failed)
+    remaps = {"__ns": "/cam3", "__node": "left_depth"}
+    typo = lc.start({"autostart": "maybe"}, "typo", remaps=remaps)
+    assert typo.proc.wait(timeout=60) == 1, typo.log()
+    fatal = [line for line in typo.log().splitlines() if "[FATAL]" in line]
+    assert len(fatal) == 1 and "[cam3.left_depth]: cannot start:" in fatal[0], typo.log()
+    assert "'autostart'" in fatal[0] and "Traceback" not in typo.log(), typo.log()
