@@ -290,8 +290,8 @@ def test_stamp_matcher_waits_for_a_late_item_until_its_deadline() -> None:
     assert time.monotonic() - t0 < 5.0  # woken by the arrival
     m.add(2_000_000_000, "newer")  # past the next stamp's tolerance: its cue will not come
     t0 = time.monotonic()
-    assert m.wait_nearest(1_500_000_000, 10_000_000, t0 + 10.0) is None
-    assert time.monotonic() - t0 < 1.0
+    assert m.wait_nearest(1_500_000_000, 10_000_000, t0 + 30.0) is None
+    assert time.monotonic() - t0 < 10.0  # at once, not at the deadline
     t0 = time.monotonic()
     assert m.wait_nearest(3_000_000_000, 10_000_000, t0 + 0.2) is None  # the deadline
     assert 0.15 < time.monotonic() - t0 < 5.0
@@ -319,8 +319,8 @@ def test_the_wait_is_for_the_frames_own_item_not_an_older_one_within_tolerance()
     assert time.monotonic() - t0 < 2.0  # ended by its arrival, not the deadline
     # a cue already at or after the stamp ends the wait at once: none nearer can follow
     t0 = time.monotonic()
-    assert m.wait_nearest(stamp - 1_000_000, 50_000_000, t0 + 5.0) == "cue 1"
-    assert time.monotonic() - t0 < 1.0
+    assert m.wait_nearest(stamp - 1_000_000, 50_000_000, t0 + 30.0) == "cue 1"
+    assert time.monotonic() - t0 < 10.0  # at once, not at the deadline
 
 
 def test_no_wait_when_the_next_item_cannot_be_nearer() -> None:
@@ -336,8 +336,8 @@ def test_no_wait_when_the_next_item_cannot_be_nearer() -> None:
         m.add(1000 * ms + k * 100 * ms, f"cue {k}")  # the newest: 1400 ms
     for stamp, want in ((1433 * ms, "cue 4"), (1410 * ms, "cue 4")):
         t0 = time.monotonic()
-        assert m.wait_nearest(stamp, 50 * ms, t0 + 5.0) == want
-        assert time.monotonic() - t0 < 1.0  # not the deadline
+        assert m.wait_nearest(stamp, 50 * ms, t0 + 30.0) == want
+        assert time.monotonic() - t0 < 10.0  # not the deadline
     threading.Timer(0.1, m.add, args=(1500 * ms, "cue 5")).start()
     t0 = time.monotonic()
     assert m.wait_nearest(1466 * ms, 50 * ms, t0 + 5.0) == "cue 5"

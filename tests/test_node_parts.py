@@ -40,8 +40,8 @@ def test_without_a_pair_the_newest_calibration_is_used_after_one_bounded_wait() 
     assert pairer.pair(500, t0 + 0.3) == ("static", "newest")
     assert time.monotonic() - t0 >= 0.29  # it did wait for a pair
     t1 = time.monotonic()
-    assert pairer.pair(600, t1 + 5.0) == ("static", "newest")
-    assert time.monotonic() - t1 < 0.5  # and then stopped waiting: one wait, not one per frame
+    assert pairer.pair(600, t1 + 30.0) == ("static", "newest")
+    assert time.monotonic() - t1 < 10.0  # and then stopped waiting: one wait, not one per frame
     # a calibration with a recent image's stamp turns waiting back on
     pairer.note_image(700)
     pairer.add(700, "info700")

@@ -244,15 +244,30 @@ class RosPeer:
         assert matched, f"subscriptions not matched after {timeout:g} s: {self.unmatched()}"
         return self.diagnostics()
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+    def call(
+        self, srv_type: Any, name: str, request: Any, warm_up: Any, timeout: float = 10.0
+    ) -> Any:
+        """`request` on a new client, once the no-op `warm_up` request was answered: a service
+        can be discovered before it can answer a new client (Fast DDS drops the response,
+        "failed to send response (timeout)"), so `warm_up` is resent until one answer comes."""
         client = self.node.create_client(srv_type, name)
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
-            future = client.call_async(request)
-            assert self.wait_for(future.done, timeout), f"{name} did not answer"
-            return future.result()
+            deadline = time.monotonic() + max(timeout, 30.0)
+            while self._ask(client, warm_up, 2.0) is None:
+                assert time.monotonic() < deadline, f"{name} never answered a warm-up request"
+            answer = self._ask(client, request, timeout)
+            assert answer is not None, f"{name} did not answer"
+            return answer
         finally:
             self.node.destroy_client(client)
+
+    def _ask(self, client: Any, request: Any, timeout: float) -> Any:
+        future = client.call_async(request)
+        if not self.wait_for(future.done, timeout):
+            client.remove_pending_request(future)
+            return None
+        return future.result()
 
     def set_parameter(self, node_name: str, name: str, value: Any) -> Any:
         """One SetParameters call; returns its SetParametersResult."""
@@ -260,14 +275,16 @@ class RosPeer:
         from rclpy.parameter import Parameter
 
         req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
-        return self.call(SetParameters, f"{node_name}/set_parameters", req).results[0]
+        warm_up = SetParameters.Request(parameters=[])  # sets nothing
+        return self.call(SetParameters, f"{node_name}/set_parameters", req, warm_up).results[0]
 
     def get_parameters(self, node_name: str, names: list[str]) -> dict[str, Any]:
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
 
         req = GetParameters.Request(names=names)
-        values = self.call(GetParameters, f"{node_name}/get_parameters", req).values
+        warm_up = GetParameters.Request(names=[])
+        values = self.call(GetParameters, f"{node_name}/get_parameters", req, warm_up).values
         return {n: parameter_value_to_python(v) for n, v in zip(names, values, strict=True)}
 
     def close(self) -> None:
