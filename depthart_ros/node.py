@@ -558,6 +558,11 @@ class DepthArtCore:
             self._warn("points.use_camera_info_off", "not publishing depth/points: it needs the "
                        "camera's intrinsics, and use_camera_info is false")  # fmt: skip
             return
+        if info is None and self.camera_info_mismatch:  # one came, but not for this image
+            self.points_counts["skipped.camera_info_aspect"] += 1
+            self._warn("points.camera_info_aspect", "not publishing depth/points: camera_info "
+                       f"not used: {self.camera_info_mismatch}")  # fmt: skip
+            return
         if info is None:
             self.points_counts["skipped.no_camera_info"] += 1
             self._warn("points.no_camera_info", "not publishing depth/points: no camera_info yet")

@@ -618,6 +618,32 @@ def test_points_without_camera_info_by_choice_say_what_to_set():
     assert warned and "use_camera_info is false" in warned[0][1]
 
 
+def test_points_skipped_for_a_calibration_of_another_aspect_say_so():
+    """A camera_info came but was not used (another aspect ratio): the skipped cloud is counted
+    and said as that, not as "no camera_info yet"."""
+    from collections import Counter
+
+    import numpy as np
+
+    from depthart_ros import node as node_mod
+
+    warned: list[tuple[str, str]] = []
+    why = "camera_info describes a 320x180 image, this one is 320x240"
+    core = SimpleNamespace(
+        cfg=dict(DEFAULTS),
+        points_counts=Counter(),
+        camera_info_mismatch=why,
+        _warn=lambda key, text: warned.append((key, text)),
+    )
+    node_mod.DepthArtCore._publish_points(core, None, None, np.ones((2, 2), np.float32), None)
+    assert core.points_counts == {"skipped.camera_info_aspect": 1}
+    assert warned == [("points.camera_info_aspect",
+                       f"not publishing depth/points: camera_info not used: {why}")]  # fmt: skip
+    core.camera_info_mismatch = ""  # none received yet: said as that
+    node_mod.DepthArtCore._publish_points(core, None, None, np.ones((2, 2), np.float32), None)
+    assert core.points_counts["skipped.no_camera_info"] == 1
+
+
 def test_descriptor_ranges_are_floats_for_float_parameters():
     """rclpy hands a FloatingPointRange's bounds to C unchecked: an int bound reads as 5e-324
     in `ros2 param describe`, and ROS_PYTHON_CHECK_FIELDS=1 refuses it at start-up."""
