@@ -169,9 +169,11 @@ class DepthART(nn.Module):
         quant, var = self.tokenizer.quantize, self.transformer
         B = img_BLCv.shape[0]
         H = self.patch_nums[-1]
-        gen = None
+        gens = None  # one per frame: its draws do not depend on the batch's other frames
         if not sampling.deterministic:
-            gen = torch.Generator(device=img_BLCv.device).manual_seed(sampling.seed)
+            gens = [
+                torch.Generator(device=img_BLCv.device).manual_seed(sampling.seed) for _ in range(B)
+            ]
         ada = var.modulations(var.condition(B, img_BLCv.device))
         logits_BlV, cache = var.prefill(img_BLCv, ada)
         f_hat = img_BLCv.new_zeros(B, quant.Cvae, H, H)
@@ -180,7 +182,7 @@ class DepthART(nn.Module):
         for si, pn in enumerate(self.patch_nums):
             if si > 0:
                 logits_BlV, cache = var.step(quant.next_input(f_hat, si), si, ada, cache)
-            idx_Bl, emb_BlC = self._pick(logits_BlV, sampling, gen)
+            idx_Bl, emb_BlC = self._pick(logits_BlV, sampling, gens)
             emb_BChw = emb_BlC.transpose(1, 2).reshape(B, quant.Cvae, pn, pn)
             f_hat = f_hat + quant.contribution(emb_BChw, si)
             yield idx_Bl.view(B, pn, pn), logits_BlV, f_hat
@@ -273,8 +275,9 @@ class DepthART(nn.Module):
         return logits.softmax(-1)
 
     def _pick(
-        self, logits_BlV: torch.Tensor, s: SamplingConfig, gen: torch.Generator | None
+        self, logits_BlV: torch.Tensor, s: SamplingConfig, gens: list[torch.Generator] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token's code and embedding; a sampled setting draws frame b's from `gens[b]`."""
         emb = self.tokenizer.quantize.embedding
         if s.greedy:
             idx_Bl = logits_BlV.argmax(dim=-1)
@@ -284,12 +287,13 @@ class DepthART(nn.Module):
             probs_BlV = self.token_probs(logits_BlV, s)
             w_VC = emb.weight
             return logits_BlV.argmax(dim=-1), (probs_BlV.to(w_VC.dtype) @ w_VC)
-        B, l, V = logits_BlV.shape
-        probs = filter_logits(logits_BlV.float() / s.temperature, s.top_k, s.top_p).softmax(-1)
-        draws_Nn = torch.multinomial(
-            probs.view(-1, V), s.n_samples, replacement=True, generator=gen
+        probs_BlV = self.token_probs(logits_BlV, s)
+        draws_Bln = torch.stack(
+            [
+                torch.multinomial(p_lV, s.n_samples, replacement=True, generator=g)
+                for p_lV, g in zip(probs_BlV, gens, strict=True)
+            ]
         )
-        draws_Bln = draws_Nn.view(B, l, s.n_samples)
         return draws_Bln[..., 0], emb(draws_Bln).mean(dim=2)
 
     @torch.no_grad()

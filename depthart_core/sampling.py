@@ -5,8 +5,9 @@ code embeddings (softmax over all codes, temperature 1), the expectation of `pap
 without the draw. Both are deterministic and both fit an exported graph (ONNX, TensorRT).
 `paper`: the DepthART authors' evaluation (bulatko/DepthART
 `DepthART.autoregressive_infer_cfg`): temperature 1, top-k 900, top-p 0.9, five codes sampled per
-token with replacement and their embeddings averaged. Sampling draws from a generator seeded with
-`seed` on every call, so the same image and seed give the same depth.
+token with replacement and their embeddings averaged. Each frame draws from its own generator
+seeded with `seed` on every call, so the same image and seed give the same depth, whatever else is
+in the batch.
 """
 
 from __future__ import annotations

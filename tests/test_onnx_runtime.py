@@ -406,3 +406,43 @@ def test_fp16_islands_touch_only_the_exporting_thread_and_are_put_back():
     inner.join(30)
     assert not inner.is_alive(), "a nested fp16 export deadlocked"
     assert (F.layer_norm, F.group_norm, F.scaled_dot_product_attention) == originals
+
+
+def test_an_unknown_device_is_refused_not_run_on_the_cpu(exported, tiny_checkpoint):
+    """device="gpu" ran on the CPU, silently."""
+    for make in (
+        lambda: OnnxRuntimeBackend(exported, device="gpu"),
+        lambda: OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, device="gpu"),
+    ):
+        with pytest.raises(ValueError, match=r"^unknown device 'gpu'; use cpu, cuda or cuda:N$"):
+            make()
+
+
+@pytest.mark.parametrize(
+    ("device", "want"),
+    [
+        ("cuda:1", [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]),
+        ("cuda", [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+        ("cpu", ["CPUExecutionProvider"]),
+    ],
+)
+def test_cuda_n_runs_on_gpu_n(exported, monkeypatch, device, want):
+    """ "cuda:1" asked for the CUDA provider without its device_id, which is GPU 0. No GPU here:
+    the providers the session is opened with, from an onnxruntime that has CUDA's."""
+    import onnxruntime as ort
+
+    class Opened(Exception):
+        pass
+
+    seen = {}
+
+    def session(path, so, providers):
+        seen["providers"] = providers
+        raise Opened
+
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: available)
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    with pytest.raises(Opened):
+        OnnxRuntimeBackend(exported, device=device)
+    assert seen["providers"] == want

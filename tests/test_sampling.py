@@ -41,7 +41,7 @@ def test_sampled_code_is_the_mean_of_draws_within_top_k(tiny_model):
     logits[0, :, 10], logits[0, :, 20] = 3.0, 2.9  # top-2 = {10, 20}; the rest is cut by top_k
     gen = torch.Generator().manual_seed(0)
     s = SamplingConfig(greedy=False, top_k=2, n_samples=5, seed=0)
-    idx, emb = tiny_model._pick(logits, s, gen)
+    idx, emb = tiny_model._pick(logits, s, [gen])  # one generator per frame
     table = tiny_model.tokenizer.quantize.embedding.weight
     assert set(idx.flatten().tolist()) <= {10, 20}
     # every token's embedding is a mean of 5 draws from {e10, e20}: e20 + k/5 (e10 - e20)
@@ -59,6 +59,25 @@ def test_paper_sampling_repeats_with_its_seed_and_differs_from_greedy(tiny_model
     greedy = DepthEstimator(tiny_model).predict(RGB)
     assert np.abs(a - other).max() > 1e-4 and np.abs(a - greedy).max() > 1e-4
     assert "paper (seed 3)" in paper.describe()
+
+
+def test_paper_sampling_of_a_frame_does_not_depend_on_its_batch(tiny_model):
+    """One generator drew the whole batch's tokens: a frame's depth moved by up to 0.24 with the
+    batch's other frames and its place among them. Each frame now draws from its own generator
+    seeded with `seed`: the same draws, and the depth as close as the model's own batched
+    arithmetic lets a deterministic decoding be (about 1e-6 here)."""
+    rng = np.random.default_rng(5)
+    a, c = (rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32) for _ in range(2))
+    for name in ("paper", "soft"):
+        est = DepthEstimator(tiny_model, sampling=sampling_setting(name, 7))
+        depth_1, tokens_1 = est.run_with_tokens(a)
+        for batch, i in ((np.concatenate([c, a]), 1), (np.concatenate([a, c]), 0)):
+            depth_2, tokens_2 = est.run_with_tokens(batch)
+            np.testing.assert_array_equal(tokens_2[i], tokens_1[0])  # the same draws
+            np.testing.assert_allclose(depth_2[i], depth_1[0], atol=1e-4)
+    rgb_c = np.random.default_rng(6).integers(0, 256, (30, 70, 3), dtype=np.uint8)
+    paper = DepthEstimator(tiny_model, sampling=sampling_setting("paper", 7))
+    np.testing.assert_allclose(paper.predict_batch([rgb_c, RGB])[1], paper.predict(RGB), atol=1e-4)
 
 
 def test_exported_backends_refuse_to_sample(tiny_checkpoint):
@@ -112,7 +131,7 @@ def test_soft_is_the_expectation_of_the_sampled_mean(tiny_model):
     soft = SamplingConfig(greedy=False, soft=True, top_k=8)
     sampled = SamplingConfig(greedy=False, top_k=8, n_samples=20_000)
     _, e_soft = tiny_model._pick(logits, soft, None)
-    _, e_draw = tiny_model._pick(logits, sampled, torch.Generator().manual_seed(0))
+    _, e_draw = tiny_model._pick(logits, sampled, [torch.Generator().manual_seed(0)])
     spread = tiny_model.tokenizer.quantize.embedding.weight.std()
     assert (e_soft - e_draw).abs().max() < 0.05 * spread
 

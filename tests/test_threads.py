@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +80,55 @@ def test_the_python_api_applies_the_rule_too(tiny_checkpoint, monkeypatch):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(saved)
+
+
+def test_a_forked_child_runs_with_one_thread_and_does_not_hang(tiny_checkpoint):
+    """GNU OpenMP's pool does not survive a fork: a "fork" worker of a parent that had run torch
+    at 2 threads hung forever in its first conv. The child now runs with one thread."""
+    import subprocess
+
+    code = (
+        "import multiprocessing as mp, sys, numpy as np, torch\n"
+        "from depthart_core.runtime import get_backend\n"
+        "backend = get_backend('torch', sys.argv[1], threads=2)\n"
+        "rgb = np.zeros((48, 64, 3), np.uint8)\n"
+        "def work(_):\n"
+        "    return torch.get_num_threads(), backend.predict(rgb).shape\n"
+        "if __name__ == '__main__':\n"
+        "    backend.predict(rgb)  # the parent's OpenMP pool now exists\n"
+        "    with mp.get_context('fork').Pool(1) as pool:\n"
+        "        print(pool.map_async(work, [0]).get(timeout=45), flush=True)\n"
+        "    print('parent', torch.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    res = subprocess.run(
+        [sys.executable, "-c", code, tiny_checkpoint],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]  # a hang: multiprocessing's TimeoutError
+    assert res.stdout.splitlines() == ["[(1, (48, 64))]", "parent 2"]
+
+
+@pytest.mark.parametrize("bad", ["2", 2.5, True, None])
+def test_every_path_refuses_a_thread_count_that_is_not_an_int(tiny_checkpoint, bad):
+    """`get_backend` refused threads="2"; `DepthEstimator.from_checkpoint` and
+    `OnnxRuntimeBackend.from_checkpoint` failed deep inside PyTorch or compared str with int."""
+    from depthart_core.runtime.torch_backend import DepthEstimator
+
+    want = rf"threads must be an int \(0 = automatic\), got {re.escape(repr(bad))}"
+    with pytest.raises(TypeError, match=want):
+        threads.resolve_threads(bad)
+    with pytest.raises(TypeError, match=want):
+        get_backend("torch", tiny_checkpoint, threads=bad)
+    if bad is not None:  # None: leave PyTorch's threads as set
+        with pytest.raises(TypeError, match=want):
+            DepthEstimator.from_checkpoint(tiny_checkpoint, threads=bad)
+    pytest.importorskip("onnxruntime")
+    from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+
+    with pytest.raises(TypeError, match=want):
+        OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, threads=bad)
+    assert threads.resolve_threads(np.int64(2)) == 2  # from a config or an array: an int
 
 
 def test_node_threads_parameter_is_checked():

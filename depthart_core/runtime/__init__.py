@@ -13,7 +13,7 @@ Uncertainty (issue #25): with a checkpoint that has the uncertainty head every b
 `has_uncertainty` and `predict(rgb, with_uncertainty=True)` (PyTorch runs the head; the exported
 graph, and so ONNX Runtime and a TensorRT engine built from it, has an "uncertainty" output).
 
-    base             `Backend` (`predict`, `predict_batch`) and `TensorSpec`
+    base             `Backend` (`predict`, `predict_batch`), `TensorSpec`, the argument checks
     preprocess       resize or letterbox in, un-pad and resize back out (shared by all)
     torch_backend    `DepthEstimator`, the PyTorch backend
     onnx_cache       the one ONNX export cache (ONNX Runtime and TensorRT read it)
@@ -33,9 +33,9 @@ import torch
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.model import SamplingConfig
 from depthart_core.precision import PRECISIONS
-from depthart_core.runtime.base import Backend, check_flag
+from depthart_core.runtime.base import Backend, check_device, check_flag
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
-from depthart_core.runtime.threads import set_opencv_threads, set_torch_threads
+from depthart_core.runtime.threads import resolve_threads, set_opencv_threads, set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.sampling import require_greedy
 
@@ -61,33 +61,12 @@ def get_backend(
     run each frame mirrored and average (`runtime.base`; twice the compute)."""
     check_flag("letterbox", letterbox)  # before a model is loaded
     check_flag("flip_average", flip_average)
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise TypeError(f"threads must be an int (0 = automatic), got {threads!r}")
+    resolve_threads(threads)  # a TypeError or ValueError naming a bad count
     backend = _get_backend(
         name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae
     )
     backend.flip_average = flip_average
     return backend
-
-
-def check_device(
-    device: str | torch.device, torch_runs_it: bool = True, flag: str = "--device"
-) -> None:
-    """Refuse a device this process cannot use, with a one-line reason: a name torch does not
-    know, or (`torch_runs_it`) CUDA where this PyTorch has none (a CPU-only wheel or no GPU
-    visible; ONNX Runtime checks its own CUDA provider). `flag`: the option the advice names."""
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
-    if torch_runs_it and kind == "cuda" and not torch.cuda.is_available():
-        build = torch.version.cuda or "none (a CPU-only build)"
-        raise ValueError(
-            f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "
-            f"(its CUDA: {build}); use {flag} cpu"
-        )
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: only cpu and cuda are supported")
 
 
 def _get_backend(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from depthart_core.runtime.preprocess import postprocess, preprocess
 
@@ -55,6 +56,26 @@ def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_device(
+    device: str | torch.device, torch_runs_it: bool = True, flag: str = "--device"
+) -> None:
+    """Refuse a device this process cannot use, with a one-line reason: a name torch does not
+    know, or (`torch_runs_it`) CUDA where this PyTorch has none (a CPU-only wheel or no GPU
+    visible; ONNX Runtime checks its own CUDA provider). `flag`: the option the advice names."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
+    if torch_runs_it and kind == "cuda" and not torch.cuda.is_available():
+        build = torch.version.cuda or "none (a CPU-only build)"
+        raise ValueError(
+            f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "
+            f"(its CUDA: {build}); use {flag} cpu"
+        )
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only cpu and cuda are supported")
 
 
 class Backend(abc.ABC):
@@ -150,6 +171,7 @@ class Backend(abc.ABC):
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """HxWx3 uint8 RGB -> HxW float32 relative depth at the input size; with
         `with_uncertainty`, (depth, HxW float32 expected relative error of each pixel)."""
+        check_flag("with_uncertainty", with_uncertainty)  # "false" returned a pair
         out = self.predict_batch([rgb], with_uncertainty)
         return out[0]
 
@@ -157,6 +179,7 @@ class Backend(abc.ABC):
         """`predict` for several frames in one batch: a list of depth maps, or of (depth,
         uncertainty) pairs with `with_uncertainty`. `rgbs`: HxWx3 uint8 frames (any iterable),
         or one NxHxWx3 array of N frames."""
+        check_flag("with_uncertainty", with_uncertainty)
         if isinstance(rgbs, np.ndarray) and rgbs.ndim != 4:
             raise ValueError(
                 f"predict_batch takes frames (a list of HxWx3 arrays, or an NxHxWx3 array), got "

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import (
@@ -35,7 +36,7 @@ from depthart_core.export.onnx_export import (
     read_onnx_header,
 )
 from depthart_core.model import SamplingConfig
-from depthart_core.runtime.base import Backend, TensorSpec
+from depthart_core.runtime.base import Backend, TensorSpec, check_device
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.runtime.threads import resolve_threads
 from depthart_core.sampling import graph_decoding, runtime_sampling
@@ -54,6 +55,20 @@ def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
     return ort
 
 
+def execution_providers(device: str | torch.device, available: list[str]) -> list:
+    """ONNX Runtime's providers for a checked `device`: the CPU's, after CUDA's on GPU N of
+    "cuda:N" (`device_id`; plain "cuda" is GPU 0) where `available` (this onnxruntime's) has it."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise RuntimeError(
+            f"device={device} but onnxruntime has no CUDAExecutionProvider: "
+            "pip install onnxruntime-gpu"
+        )
+    return [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -66,6 +81,7 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
         expected_decoding: str | None = None,
     ) -> None:
+        check_device(device, torch_runs_it=False)  # "gpu" ran on the CPU, silently
         ort = _import_ort()
         path = Path(onnx_path)
         if not path.is_file():
@@ -87,14 +103,7 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # fp16 graphs log harmless constant-folding notes otherwise
         so.intra_op_num_threads = resolve_threads(threads)  # 0: the non-oversubscribing default
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise RuntimeError(
-                    "device=cuda but onnxruntime has no CUDAExecutionProvider: "
-                    "pip install onnxruntime-gpu"
-                )
-            providers.insert(0, "CUDAExecutionProvider")
+        providers = execution_providers(device, ort.get_available_providers())
         self.onnx_path = path
         self._has_uncertainty = UNCERTAINTY_OUTPUT in outputs
         self._session_args = (so, providers)
@@ -125,6 +134,8 @@ class OnnxRuntimeBackend(Backend):
                 f"ONNX Runtime precision must be fp32 or fp16, got {precision!r} (bf16 runs on the "
                 "torch backend)"
             )
+        check_device(device, torch_runs_it=False)  # bad arguments before the export
+        resolve_threads(threads)
         _import_ort()
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         decoding = None  # a given graph, no sampling asked for: take the graph's own

@@ -8,10 +8,17 @@ other processes (drivers, SLAM, planning), so the default takes half of the core
 may run on, at most 4 (the tiny model gains little beyond that), and at least 1.
 
 Precedence: an explicit `threads > 0`, else `$OMP_NUM_THREADS` when set, else that default.
+
+A forked child (multiprocessing's "fork" start method, `os.fork`) runs with one thread: GNU
+OpenMP's pool, which PyTorch's CPU build uses, does not survive a fork, and a child of a parent
+that had run torch at 2 threads hung forever in its first conv. PyTorch's own DataLoader workers
+do the same. Setting more in the child brings the hang back; a "spawn" child starts afresh and
+takes the rule above.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 
 import cv2
@@ -35,6 +42,9 @@ def default_threads() -> int:
 
 def resolve_threads(requested: int = 0) -> int:
     """The thread count to use for a `threads` option or parameter (0 = automatic)."""
+    if isinstance(requested, bool) or not isinstance(requested, numbers.Integral):
+        raise TypeError(f"threads must be an int (0 = automatic), got {requested!r}")
+    requested = int(requested)  # a numpy integer too
     if not 0 <= requested <= MAX_THREADS:
         raise ValueError(
             f"threads must be 0 (automatic) to {MAX_THREADS}, got {requested} (this machine lets "
@@ -51,6 +61,16 @@ def resolve_threads(requested: int = 0) -> int:
             )
         return int(env)
     return default_threads()
+
+
+def _one_thread_after_fork() -> None:
+    """In a forked child: the parent's OpenMP threads do not exist there (the module docstring)."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; once, as this module is imported once
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 def set_opencv_threads(threads: int) -> int:

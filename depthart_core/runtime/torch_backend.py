@@ -20,7 +20,7 @@ import torch
 from depthart_core.checkpoint import CheckpointFile, load_checkpoint, refuse_tokenizer_only
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
-from depthart_core.runtime.base import Backend
+from depthart_core.runtime.base import Backend, check_device
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.sampling import describe_sampling, runtime_sampling
 
@@ -42,6 +42,7 @@ class DepthEstimator(Backend):
         flip_average: bool = False,
     ) -> None:
         self.letterbox, self.flip_average = letterbox, flip_average  # bools, or a TypeError
+        check_device(device, flag="device")  # one line, not torch's assertion or its list
         self.device = torch.device(device)
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
@@ -73,6 +74,7 @@ class DepthEstimator(Backend):
         the cores; a busy core stalls every thread PyTorch has), None = leave PyTorch's as set."""
         if threads is not None:
             set_torch_threads(threads)
+        check_device(device, flag="device")  # before the model is loaded
         if isinstance(path, CheckpointFile):
             model, info = path.load()
         else:
