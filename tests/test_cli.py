@@ -84,7 +84,7 @@ def test_predict_keeps_images_that_share_a_stem_apart(tiny_checkpoint, tmp_path,
         assert np.load(out / f"{stem}.npy").shape == shape  # each its own image, none overwritten
         assert (out / f"{stem}_depth.png").is_file()
     assert len(list(out.glob("*.npy"))) == 4
-    assert "3 images share a file name" in capsys.readouterr().out
+    assert "3 images share a file name" in capsys.readouterr().err
 
 
 def test_predict_never_writes_over_an_input_or_another_images_output(tmp_path, capsys):
@@ -113,7 +113,7 @@ def test_predict_reports_unreadable_image(tiny_checkpoint, tmp_path, capsys):
     bad.write_bytes(b"not a png")
     rc = main(["predict", str(bad), "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
     assert rc == 1
-    assert "broken.png" in capsys.readouterr().out
+    assert "broken.png" in capsys.readouterr().err
 
 
 def test_info_d16_json_counts():

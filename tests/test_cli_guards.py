@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +293,38 @@ def test_interrupted_synth_keeps_complete_frames_and_resumes(tmp_path, monkeypat
     empty = tmp_path / "empty"
     assert main(["synth", "--out", str(empty), "--count", "2", "--resume", "--no-progress"]) == 1
     assert "holds no interrupted set" in _err(capsys) and not empty.exists()
+
+
+def _terminated_when(argv: list[str], ready: Callable[[], bool]) -> tuple[int, str]:
+    """`depthart ARGV` in its own session, sent SIGTERM (as `timeout`, systemd or a cancelled CI
+    job sends) once `ready()`; its exit status and stderr."""
+    cmd = [sys.executable, "-m", "depthart_core", *argv]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"it ended before the signal: {proc.communicate()[1]}"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
+    """SIGTERM killed synth, synth-bag, export and offline replay at once (only train, finetune
+    and live replay turned it into a stop): no line, the finished frames not recorded for
+    --resume, a temp file inside the set, a half-written bag that blocked the next run."""
+    out = tmp_path / "set"
+    argv = ["synth", "--out", str(out), "--count", "400", "--size", "16x16", "--no-progress"]
+    rc, err = _terminated_when(argv, lambda: len(list(out.glob("rgb/*.png"))) >= 4)
+    assert rc == 130 and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    assert "frames are kept in" in err and "with --resume" in err, err
+    assert (out / "partial.json").is_file() and not (out / "meta.json").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no half-written frame
+    bag = tmp_path / "bag"
+    argv = ["synth-bag", "--out", str(bag), "--frames", "5000", "--size", "24x32"]
+    rc, err = _terminated_when([*argv, "--no-progress"], lambda: any(bag.glob("*.mcap")))
+    assert rc == 130 and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    assert not bag.exists()  # no half-written bag left to block the next run
 
 
 def test_python_api_arguments_are_checked_by_name(tiny_checkpoint, tmp_path):

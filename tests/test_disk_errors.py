@@ -142,7 +142,7 @@ def test_predict_on_a_full_disk_skips_that_image_and_goes_on(
     lines = out.out.splitlines()
     assert (
         f"skipped {big}: cannot write {full_disk / 'big.npy'}: no space left on the device"
-    ) in lines
+    ) in out.err.splitlines()
     assert lines[-1].startswith(
         f"wrote 1 depth maps to {full_disk}, skipped 1 (1 not written (no space left on the "
         "device))"

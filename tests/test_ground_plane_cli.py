@@ -77,7 +77,7 @@ def test_no_floor_is_one_line_and_no_files(predict_with, capsys):
     wall, _ = scene(1.2, 0.0, wall=0.6, hfov=HFOV)
     rc, out = predict_with(wall, "--camera-height", "1.2")
     assert rc == 1
-    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("skipped")]
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("skipped")]
     assert lines == [
         f"skipped {out.parent / 'view.png'}: no metric scale: no floor in view: the dominant "
         "plane is 90 deg from up > 35 (a wall or a ramp, or the camera pitched more than that "
@@ -91,7 +91,7 @@ def test_a_camera_pitched_down_steeply_gives_its_pitch(predict_with, capsys):
     a level camera's up, so without --ground-pitch it is refused; with it the scale is found."""
     metric, _ = scene(1.5, 50.0, hfov=HFOV)
     rc, out = predict_with(metric, "--camera-height", "1.5")
-    assert rc == 1 and "pitch prior of 0 deg" in capsys.readouterr().out
+    assert rc == 1 and "pitch prior of 0 deg" in capsys.readouterr().err
     rc, out = predict_with(metric, "--camera-height", "1.5", "--ground-pitch", "45")
     assert rc == 0, capsys.readouterr()
     depth, valid = np.load(out / "view.npy"), metric > 0

@@ -3,6 +3,8 @@ rest are written, and the exit status and summary say so; a .pth checkpoint is e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -27,11 +29,14 @@ def test_mixed_batch_keeps_going(tiny_checkpoint, tmp_path, capsys):
     names = [str(p) for p in (good, text, tiny, gray, missing)]
     argv = ["predict", *names, "--checkpoint", tiny_checkpoint, "--backend", "torch"]
     rc = main([*argv, "--out", str(out)])
-    lines = capsys.readouterr().out.splitlines()
+    said = capsys.readouterr()
+    lines, lines_err = said.out.splitlines(), said.err.splitlines()
     assert rc == 1
-    assert f"skipped {text}: not a readable image" in lines
-    assert f"skipped {tiny}: too small (1x1; images must be at least 2x2 pixels)" in lines
-    assert f"skipped {missing}: no such file" in lines
+    # the reasons are diagnostics: stderr, so `> list.txt` keeps them on the terminal
+    assert f"skipped {text}: not a readable image" in lines_err
+    assert f"skipped {tiny}: too small (1x1; images must be at least 2x2 pixels)" in lines_err
+    assert f"skipped {missing}: no such file" in lines_err
+    assert not [x for x in lines if x.startswith("skipped")], lines
     assert lines[-1].startswith(
         f"wrote 2 depth maps to {out}, skipped 3 (1 no such file, 1 not a readable image, "
         "1 too small)"
@@ -46,6 +51,27 @@ def test_mixed_batch_keeps_going(tiny_checkpoint, tmp_path, capsys):
     ]
 
 
+def test_a_name_that_is_not_utf8_is_printed_under_a_strict_utf8_stdout(tiny_checkpoint, tmp_path):
+    """Latin-1 names (an old archive's) under a strict UTF-8 stdout: printing one raised
+    UnicodeEncodeError, which ended the batch as an error after its outputs were written."""
+    import os
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.full((16, 16, 3), 90, np.uint8))
+    latin = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")  # a surrogate in Python's str
+    argv = ["predict", latin + ".png", str(good), "--checkpoint", tiny_checkpoint]
+    env = os.environ | {"PYTHONIOENCODING": "utf-8"}  # strict: no surrogateescape
+    cmd = [sys.executable, "-m", "depthart_core", *argv, "--backend", "torch", "--out", latin]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 1 and "Traceback" not in err and "error" not in err, err
+    assert "caf\\udce9.png: no such file" in err, err  # escaped, and the batch went on
+    assert out.startswith("wrote 1 depth maps to ") and "caf\\udce9, skipped 1" in out, out
+    assert (Path(latin) / "good.npy").is_file()
+
+
 def test_a_truncated_jpeg_is_skipped_not_predicted_from_grey(tiny_checkpoint, tmp_path, capsys):
     """OpenCV decodes a JPEG cut in half with its missing rows grey and one libjpeg line that
     names no file; an interrupted copy must be skipped by name instead. Data a camera appends
@@ -58,8 +84,10 @@ def test_a_truncated_jpeg_is_skipped_not_predicted_from_grey(tiny_checkpoint, tm
     trailer.write_bytes(data + b"SEFT trailer a phone appends")
     argv = ["predict", str(cut), str(trailer), "--checkpoint", tiny_checkpoint]
     assert main([*argv, "--backend", "torch", "--out", str(tmp_path / "o")]) == 1
-    lines = capsys.readouterr().out.splitlines()
-    assert f"skipped {cut}: truncated JPEG (no end-of-image marker after its last scan)" in lines
+    said = capsys.readouterr()
+    lines = said.out.splitlines()
+    err = said.err.splitlines()
+    assert f"skipped {cut}: truncated JPEG (no end-of-image marker after its last scan)" in err
     assert lines[-1].startswith("wrote 1 depth maps to"), lines
     assert np.load(tmp_path / "o" / "trailer.npy").shape == (48, 64)
 
@@ -195,7 +223,7 @@ def test_a_decompression_bomb_is_skipped_by_its_header(tiny_checkpoint, tmp_path
     cv2.imwrite(str(good), np.full((16, 16, 3), 90, np.uint8))
     argv = ["predict", str(bomb), str(good), "--checkpoint", tiny_checkpoint, "--backend", "torch"]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 1
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().err.splitlines()
     assert any(x.startswith(f"skipped {bomb}: 20000x20000 pixels, more than") for x in lines)
     assert (tmp_path / "o" / "good.npy").is_file()
 
@@ -234,7 +262,7 @@ def test_a_failed_rerun_keeps_the_earlier_outputs(tiny_checkpoint, tmp_path, cap
     monkeypatch.setattr(pointcloud, "write_ply", full)
     assert main([*argv, "--out", str(out)]) == 1
     assert f"skipped {img}: cannot write {out / 'img.ply'}: no space left on the device" in (
-        capsys.readouterr().out.splitlines()
+        capsys.readouterr().err.splitlines()
     )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {
         n: b"earlier " + n.encode() for n in before

@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 
+from depthart_core.signals import interrupt_on_termination
+
 COMMANDS = (
     "predict",
     "info",
@@ -84,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _printable_names()
     try:
-        return int(args.func(args) or 0)
+        # SIGTERM / SIGHUP (timeout, systemd, a CI cancel, a closed terminal) stop a command as
+        # Ctrl-C does: finished work kept, half-written files removed, one line, status 130
+        with interrupt_on_termination():
+            return int(args.func(args) or 0)
     # FloatingPointError: training stopped on a non-finite loss (the message names the kept
     # checkpoint), a one-line error like any other bad input, not a traceback
     except (ValueError, FileNotFoundError, TypeError, RuntimeError, FloatingPointError) as exc:
@@ -107,9 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:  # an --size or --eval-size far beyond this machine
         print(f"depthart {args.command}: error: out of memory ({exc})", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"depthart {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or "stopped by SIGTERM" (interrupt_on_termination)
+        print(f"depthart {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _printable_names() -> None:
+    """A file name that is not valid UTF-8 (Latin-1 from an old archive) prints escaped, not as
+    an UnicodeEncodeError that ended a batch midway under a strict UTF-8 stdout."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _silence_stdout() -> None:

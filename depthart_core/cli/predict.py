@@ -347,7 +347,8 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
     if renamed:
         print(
             f"{len(renamed)} images share a file name with another; their outputs are named "
-            f"after their paths, e.g. {renamed[0][0]} -> {renamed[0][1]}.npy"
+            f"after their paths, e.g. {renamed[0][0]} -> {renamed[0][1]}.npy",
+            file=sys.stderr,
         )
     todo = list(zip(args.images, stems, strict=True))
     for name, stem in tqdm(
@@ -356,7 +357,7 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
         try:
             rgb = read_rgb(name)
         except (ValueError, FileNotFoundError) as exc:
-            print(f"skipped {name}: {exc}")
+            _say_skipped(name, exc)
             skipped[str(exc).split(" (")[0]] += 1
             continue
         uncertainty = None
@@ -366,13 +367,13 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
             else:
                 depth = backend.predict(rgb)
         except (ValueError, cv2.error) as exc:
-            print(f"skipped {name}: prediction failed: {str(exc).splitlines()[0]}")
+            _say_skipped(name, f"prediction failed: {str(exc).splitlines()[0]}")
             skipped["prediction failed"] += 1
             continue
         if args.camera_height is not None:
             depth, fit = metric_from_floor(depth, args.hfov, args.camera_height, args.ground)
             if depth is None:
-                print(f"skipped {name}: no metric scale: {fit.reason}")
+                _say_skipped(name, f"no metric scale: {fit.reason}")
                 skipped[f"no metric scale ({fit.code})"] += 1
                 continue
             level = expected_up(0.0, 0.0)  # the up of a level camera (optical frame)
@@ -385,7 +386,7 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
         try:
             write_outputs(out, stem, depth, rgb, args, uncertainty)
         except WriteError as exc:
-            print(f"skipped {name}: {exc}")
+            _say_skipped(name, exc)
             skipped[f"not written ({exc.strerror})"] += 1
     n_skipped = sum(skipped.values())
     what = "depth maps" + (", uncertainty maps" if args.uncertainty else "")
@@ -397,3 +398,11 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
         summary += f", skipped {n_skipped} ({why})"
     print(f"{summary} (backend {backend.describe()})")
     return 1 if n_skipped else 0
+
+
+def _say_skipped(name: str, why: object) -> None:
+    """One "skipped NAME: why" line on stderr, with the tool's other warnings (stdout keeps the
+    results: the summary and the metric scales), above the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"skipped {name}: {why}", file=sys.stderr)
