@@ -299,11 +299,15 @@ def _shipped_candidates() -> list[Path]:
     """Where the shipped checkpoint can be, in order: the repository (a source checkout or an
     editable install), then the `share/depthart_ros/checkpoints` that setup.py's data_files
     install under the environment's prefix (a pip install into a venv or `--prefix`; the
-    package's own prefix, `sys.prefix`, and the user base of `pip install --user`)."""
+    package's own prefix, `sys.prefix`, the user base of `pip install --user`, and the folder of
+    `pip install --target`)."""
     package_dir = Path(__file__).resolve().parent
     repo = package_dir.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
-    # <prefix>/lib/pythonX.Y/site-packages/depthart_core -> <prefix>
-    prefixes = [*package_dir.parents[3:4], Path(sys.prefix), Path(site.getuserbase())]
+    # <prefix>/lib/pythonX.Y/site-packages/depthart_core -> <prefix>; `pip install --target DIR`
+    # puts the package and share/ side by side in DIR
+    prefixes = [
+        *package_dir.parents[3:4], Path(sys.prefix), Path(site.getuserbase()), package_dir.parent
+    ]
     shares = [
         p / "share" / "depthart_ros" / "checkpoints" / DEFAULT_CHECKPOINT_NAME for p in prefixes
     ]

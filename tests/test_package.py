@@ -179,3 +179,22 @@ def test_installed_copy_finds_the_shipped_checkpoint(tmp_path: Path) -> None:
     shared.parent.mkdir(parents=True)
     shared.write_bytes(b"stand-in")  # only its place is looked up here
     assert run() == [str(shared), str(shared)]
+
+
+def test_a_target_install_finds_the_shipped_checkpoint(tmp_path: Path) -> None:
+    """`pip install --target DIR` puts depthart_core and share/depthart_ros side by side in DIR:
+    the checkpoint there was not looked for ("checkpoint not found")."""
+    from depthart_core.checkpoint import DEFAULT_CHECKPOINT_NAME
+
+    target = tmp_path / "target"
+    shutil.copytree(REPO / "depthart_core", target / "depthart_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shared = target / "share" / "depthart_ros" / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"stand-in")  # only its place is looked up here
+    code = "from depthart_core.checkpoint import resolve_checkpoint as r\nprint(r(None))"
+    env = {k: v for k, v in os.environ.items() if k != "DEPTHART_CHECKPOINT"}
+    env.update(PYTHONPATH=str(target), AMENT_PREFIX_PATH="")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0 and res.stdout.strip() == str(shared), res.stdout + res.stderr
