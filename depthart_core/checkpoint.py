@@ -306,7 +306,10 @@ def _shipped_candidates() -> list[Path]:
     # <prefix>/lib/pythonX.Y/site-packages/depthart_core -> <prefix>; `pip install --target DIR`
     # puts the package and share/ side by side in DIR
     prefixes = [
-        *package_dir.parents[3:4], Path(sys.prefix), Path(site.getuserbase()), package_dir.parent
+        *package_dir.parents[3:4],
+        Path(sys.prefix),
+        Path(site.getuserbase()),
+        package_dir.parent,
     ]
     shares = [
         p / "share" / "depthart_ros" / "checkpoints" / DEFAULT_CHECKPOINT_NAME for p in prefixes

@@ -14,10 +14,12 @@ from typing import Any
 
 
 @contextmanager
-def interrupt_on_termination() -> Iterator[None]:
+def interrupt_on_termination(only_default: bool = False) -> Iterator[None]:
     """While open (in the main thread), SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C
     does, so the caller's clean-up runs (live replay: the node stopped, the partial report
-    written; cpu_load: the busy loops stopped). A signal ignored when it opens stays ignored."""
+    written; cpu_load: the busy loops stopped). A signal ignored when it opens stays ignored
+    (nohup). `only_default`: take only a signal at its default disposition, so that a program
+    calling in (`depthart_core.cli.main` as a library) keeps the one it handles itself."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -27,10 +29,12 @@ def interrupt_on_termination() -> Iterator[None]:
 
     # not over an ignored signal (a command under `nohup` must outlive the terminal), nor over
     # one installed outside Python (None: it could not be put back)
+    skip = (signal.SIG_IGN, None)
     chosen = [
         s
         for s in (signal.SIGTERM, signal.SIGHUP)
-        if signal.getsignal(s) not in (signal.SIG_IGN, None)
+        if signal.getsignal(s) not in skip
+        and (not only_default or signal.getsignal(s) is signal.SIG_DFL)
     ]
     previous = {sig: signal.signal(sig, interrupt) for sig in chosen}
     try:

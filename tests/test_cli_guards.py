@@ -327,6 +327,47 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
     assert not bag.exists()  # no half-written bag left to block the next run
 
 
+def test_main_as_a_library_leaves_its_callers_handlers_and_streams(monkeypatch):
+    """`main()` called from another program: a SIGTERM handler the program installed keeps the
+    signal (it was taken over: the program never saw its stop), and its streams' error modes are
+    as they were after (a strict stream escapes names only while main runs; a UTF-8 locale's
+    surrogateescape, which prints a Latin-1 name as its own bytes, is left alone)."""
+    import io
+
+    from depthart_core.cli import info
+
+    seen = {}
+
+    def command(args):  # what a command sees while main runs it
+        seen["sigterm"] = signal.getsignal(signal.SIGTERM)
+        seen["errors"] = (sys.stdout.errors, sys.stderr.errors)
+        return 0
+
+    def host(signum, frame):  # the calling program's own
+        pass
+
+    monkeypatch.setattr(info, "run", command)
+    strict = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    escaping = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", strict)
+    monkeypatch.setattr(sys, "stderr", escaping)
+    before = signal.signal(signal.SIGTERM, host)
+    try:
+        assert main(["info"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is host
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert seen == {"sigterm": host, "errors": ("backslashreplace", "surrogateescape")}
+    assert (strict.errors, escaping.errors) == ("strict", "surrogateescape")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a program that handles nothing: main takes it
+    try:
+        assert main(["info"]) == 0
+        assert seen["sigterm"] not in (signal.SIG_DFL, host)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and puts it back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_python_api_arguments_are_checked_by_name(tiny_checkpoint, tmp_path):
     from depthart_core.runtime import get_backend
 

@@ -31,7 +31,7 @@ def _argv(run: Path, steps: int, ckpt_every: int, *extra: str) -> list[str]:
 
 
 def _default_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
 
 
@@ -51,7 +51,7 @@ def _logged_steps(run: Path) -> list[int]:
     return [r["step"] for r in rows if "loss" in r]  # training rows, not validation rows
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_saves_the_step_it_finishes_and_resume_goes_on(tmp_path, capsys, sig):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "depthart_core", *_argv(run, 100_000, 100_000)]

@@ -14,6 +14,8 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from depthart_core.signals import interrupt_on_termination
 
@@ -86,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _printable_names()
     try:
         # SIGTERM / SIGHUP (timeout, systemd, a CI cancel, a closed terminal) stop a command as
         # Ctrl-C does: finished work kept, half-written files removed, one line, status 130
-        with interrupt_on_termination():
+        # (a handler of a program calling main() as a library keeps its signal)
+        with interrupt_on_termination(only_default=True), _printable_names():
             return int(args.func(args) or 0)
     # FloatingPointError: training stopped on a non-finite loss (the message names the kept
     # checkpoint), a one-line error like any other bad input, not a traceback
@@ -118,12 +120,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _printable_names() -> None:
+@contextmanager
+def _printable_names() -> Iterator[None]:
     """A file name that is not valid UTF-8 (Latin-1 from an old archive) prints escaped, not as
-    an UnicodeEncodeError that ended a batch midway under a strict UTF-8 stdout."""
-    for stream in (sys.stdout, sys.stderr):
+    an UnicodeEncodeError that ended a batch midway, on a stream that was strict (a UTF-8 locale
+    prints it as its own bytes already: surrogateescape, left alone); put back after."""
+    strict = [s for s in (sys.stdout, sys.stderr) if getattr(s, "errors", "") == "strict"]
+    for stream in strict:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream in strict:
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="strict")
 
 
 def _silence_stdout() -> None:

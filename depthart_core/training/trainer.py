@@ -707,10 +707,10 @@ def _config_hint(src: Any, dst: Any, parts: tuple[str, ...], skip: set[str] = fr
 
 @contextmanager
 def _stop_on_signal(enabled: bool = True) -> Iterator[list[int]]:
-    """While open, SIGINT and SIGTERM are noted (the yielded list gets the signal's number) rather
-    than raised, so the loop can finish its step and save; a second signal raises
-    KeyboardInterrupt at once. Off (nothing caught) outside the main thread, or when not
-    `enabled` (several ranks, which must stop at the same step)."""
+    """While open, SIGINT, SIGTERM and SIGHUP (a closed terminal) are noted (the yielded list
+    gets the signal's number) rather than raised, so the loop can finish its step and save; a
+    second signal raises KeyboardInterrupt at once. Off (nothing caught) outside the main
+    thread, or when not `enabled` (several ranks, which must stop at the same step)."""
     caught: list[int] = []
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield caught
@@ -727,7 +727,7 @@ def _stop_on_signal(enabled: bool = True) -> Iterator[list[int]]:
 
     previous = {  # a signal the process was told to ignore (nohup, `cmd &`) stays ignored
         sig: signal.signal(sig, note)
-        for sig in (signal.SIGINT, signal.SIGTERM)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
