@@ -364,6 +364,8 @@ def test_main_as_a_library_leaves_its_callers_handlers_and_streams(monkeypatch):
         assert main(["info"]) == 0
         assert seen["sigterm"] not in (signal.SIG_DFL, host)
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and puts it back
+        monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun rank: its SIGTERM ends it, as before
+        assert main(["info"]) == 0 and seen["sigterm"] is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, before)
 

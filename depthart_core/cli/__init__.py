@@ -10,6 +10,7 @@ an entry-point group, never through an import from here: `depthart replay --live
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -91,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # SIGTERM / SIGHUP (timeout, systemd, a CI cancel, a closed terminal) stop a command as
         # Ctrl-C does: finished work kept, half-written files removed, one line, status 130
-        # (a handler of a program calling main() as a library keeps its signal)
-        with interrupt_on_termination(only_default=True), _printable_names():
+        # (a handler of a program calling main() as a library keeps its signal); not on a
+        # torchrun rank, which torchrun's SIGTERM must end even inside a collective, as before
+        ranked = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        stopping = contextlib.nullcontext() if ranked else interrupt_on_termination(True)
+        with stopping, _printable_names():
             return int(args.func(args) or 0)
     # FloatingPointError: training stopped on a non-finite loss (the message names the kept
     # checkpoint), a one-line error like any other bad input, not a traceback
