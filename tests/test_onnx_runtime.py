@@ -69,6 +69,15 @@ def test_onnx_from_another_checkpoint_is_refused(exported, tiny_model, tmp_path)
     assert alone.onnx_path == exported
 
 
+def test_auto_with_a_graph_it_cannot_run_says_so(tmp_path):
+    """`get_backend("auto", onnx_path=...)` with a file that is not a graph returned the torch
+    backend on the shipped default, another model than the one given, with one INFO line."""
+    bad = tmp_path / "notgraph.onnx"
+    bad.write_text('{"not": "a graph"}')
+    with pytest.raises(ValueError, match=r"onnx_path .*notgraph.onnx.*no runtime could run it"):
+        get_backend("auto", onnx_path=bad, threads=1)
+
+
 def test_every_backend_applies_its_threads_to_opencv_too(tiny_checkpoint, exported):
     import cv2
 

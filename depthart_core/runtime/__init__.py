@@ -112,6 +112,10 @@ def _get_backend(
                 log.info("backend auto: skipping %s (%s)", candidate, short)
                 continue
             return backend
+        if onnx_path is not None:  # the caller's graph is its input: torch would run another model
+            raise ValueError(
+                f"onnx_path {str(onnx_path)!r}: no runtime could run it ({'; '.join(reasons)})"
+            )
         backend = _make("torch", ckpt, device, precision, letterbox, onnx_path, threads, sampling)
         log.info("backend auto: using torch (%s)", "; ".join(reasons))
         return backend
