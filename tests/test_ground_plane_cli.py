@@ -113,6 +113,29 @@ def test_a_bad_ground_angle_stops_before_the_model(monkeypatch, tmp_path, capsys
         assert err.count("\n") == 1 and "--ground-pitch must be finite and in [-90, 90]" in err, err
 
 
+def test_options_that_need_another_are_refused_without_it(monkeypatch, tmp_path, capsys):
+    """`--ground-pitch 45` without --camera-height was accepted and did nothing (relative depth
+    came out as if the pitch had been taken into account); likewise --ply-stride, --hfov."""
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded for options that do nothing")
+
+    monkeypatch.setattr(depthart_core.runtime, "get_backend", no_model)
+    argv = ["predict", "x.png", "--out", str(tmp_path / "o")]
+    for extra, said in (
+        (["--ground-pitch", "45"], "--ground-pitch set, but it only takes effect with "
+         "--camera-height"),
+        (["--ground-pitch", "45", "--ground-max-angle", "50"], "--ground-pitch, "
+         "--ground-max-angle set"),
+        (["--ply-stride", "4"], "--ply-stride set, but it only takes effect with --ply"),
+        (["--hfov", "90"], "--hfov set, but it only takes effect with --ply or --camera-height"),
+    ):  # fmt: skip
+        assert main([*argv, *extra]) == 1, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("bad", ["0", "-1.2", "nan", "inf"])
 def test_bad_camera_height_stops_before_the_model(monkeypatch, tmp_path, capsys, bad):
     def no_model(*a, **k):

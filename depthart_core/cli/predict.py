@@ -279,6 +279,9 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.checkpoint import resolve_checkpoint
     from depthart_core.fileutil import output_folder
 
+    unused = _options_without_effect(args)  # set, but doing nothing: said, not ignored
+    if unused:
+        raise ValueError(unused)
     if args.camera_height is not None:  # raises naming a bad value, before loading anything
         from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
 
@@ -398,6 +401,25 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
         summary += f", skipped {n_skipped} ({why})"
     print(f"{summary} (backend {backend.describe()})")
     return 1 if n_skipped else 0
+
+
+def _options_without_effect(args: argparse.Namespace) -> str | None:
+    """Options set away from their defaults that only act with another one that is missing."""
+    needs = {
+        "--camera-height": [
+            ("--ground-pitch", args.ground_pitch != 0.0),
+            ("--ground-max-angle", args.ground_max_angle != 35.0),
+        ],
+        "--ply": [("--ply-stride", args.ply_stride != 1)],
+        "--ply or --camera-height": [("--hfov", args.hfov != 60.0)],
+    }
+    given = {"--camera-height": args.camera_height is not None, "--ply": args.ply}
+    given["--ply or --camera-height"] = given["--ply"] or given["--camera-height"]
+    for needed, options in needs.items():
+        idle = [name for name, is_set in options if is_set]
+        if idle and not given[needed]:
+            return f"{', '.join(idle)} set, but it only takes effect with {needed}"
+    return None
 
 
 def _say_skipped(name: str, why: object) -> None:
