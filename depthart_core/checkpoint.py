@@ -125,7 +125,7 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
             cfg = authors_layout.authors_config(keys)
             return {"config": cfg.to_dict(), "metadata": {}, "layout": AUTHORS_LAYOUT}
         raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
-    parsed = {}
+    parsed: dict[str, Any] = {}
     for key, default in (("config", None), ("metadata", "{}")):
         text = meta.get(key, default)
         try:
@@ -134,7 +134,37 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: its {key!r} metadata is not valid JSON ({exc})") from exc
         if not isinstance(parsed[key], dict):
             raise ValueError(f"{path}: its {key!r} metadata is not a JSON object")
+    copied = copied_head(parsed["metadata"], parsed["config"])
+    if copied is not None:  # the model is the one without the head (`load_checkpoint` drops it)
+        headless = {"uncertainty_width": 0, "uncertainty_context": False}
+        return {**parsed, "config": parsed["config"] | headless, "layout": FORMAT} | copied
     return {**parsed, "layout": FORMAT}
+
+
+HEAD_PREFIX = "uncertainty_head."
+
+
+def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, str] | None:
+    """{"uncertainty_dropped": why} for a checkpoint whose uncertainty head is not its own, else
+    None: one trained from another checkpoint (`train_config.init_checkpoint`, as a fine-tune
+    before 2026-12-06) that kept that one's head. Training never changes the head, so it is the
+    other model's, unchanged; a head trained for the model (training/uncertainty_head.py)
+    records itself in the metadata's "uncertainty_head"."""
+    train = metadata.get("train_config")
+    width = config.get("uncertainty_width")  # a bad one: ModelConfig names it
+    if not (isinstance(width, int) and width > 0) or "uncertainty_head" in metadata:
+        return None
+    if not isinstance(train, dict) or not train.get("init_checkpoint"):
+        return None
+    if train.get("init_tokenizer_only"):  # the head was not copied (a new one, never trained)
+        return None
+    return {
+        "uncertainty_dropped": (
+            f"its uncertainty head was copied unchanged from {train['init_checkpoint']} (as "
+            "depthart's fine-tunes did before 2026-12-06) and describes that model's errors, "
+            "not this one's: train a head for it with training/uncertainty_head.py"
+        )
+    }
 
 
 def load_checkpoint(
@@ -153,13 +183,13 @@ def load_checkpoint(
         with torch.device("meta"):  # huge config is refused without allocating it
             skeleton = DepthART(cfg)
         with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in _kept(f.keys(), info)}
         own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         check_state_shapes(own, shapes, str(path))
     model = DepthART(cfg)
     state = {}
     with safe_open(str(path), framework="pt") as f:
-        for k in f.keys():
+        for k in _kept(f.keys(), info):
             t = f.get_tensor(k)
             state[k] = t.float() if t.is_floating_point() else t
     if info["layout"] == AUTHORS_LAYOUT:
@@ -181,6 +211,13 @@ def load_checkpoint(
     info["path"] = str(path)
     info["sha256"] = file_sha256(path)
     return model.to(device).eval(), info
+
+
+def _kept(keys: Any, info: dict[str, Any]) -> list[str]:
+    """The tensors of a checkpoint its model loads: all, less a head not its own (`copied_head`:
+    dropped by name, so the rest still loads strictly)."""
+    copied = "uncertainty_dropped" in info
+    return [k for k in keys if not (copied and k.startswith(HEAD_PREFIX))]
 
 
 def file_sha256(path: str | Path) -> str:

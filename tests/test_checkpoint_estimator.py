@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
 from depthart_core.config import get_preset, with_overrides
+from depthart_core.runtime import get_backend
 from depthart_core.runtime.torch_backend import DepthEstimator
 
 
@@ -356,3 +357,51 @@ def test_a_small_file_claiming_a_big_model_is_refused_before_it_is_built(tmp_pat
     with pytest.raises(ValueError, match="state dict does not match the model: missing keys"):
         load_checkpoint(path)
     assert built == []
+
+
+def test_a_head_copied_from_the_init_checkpoint_is_left_out(
+    headed_model, tmp_path, tiny_model, capsys
+):
+    """A fine-tune before 2026-12-06 kept the base's uncertainty head unchanged (training never
+    changes it): every command served the base's errors as this model's. Such a head (no
+    "uncertainty_head" record, trained from an init_checkpoint) is dropped at load, strictly,
+    with the reason where a missing head is explained; a head trained for the model is kept."""
+    from depthart_core.checkpoint import default_checkpoint_path
+    from depthart_core.cli import main
+
+    train = {"train_config": {"init_checkpoint": "/runs/base.safetensors"}}
+    copied = save_checkpoint(tmp_path / "copied.safetensors", headed_model, train)
+    est = DepthEstimator.from_checkpoint(copied)
+    assert not est.has_uncertainty and est.model.uncertainty_head is None
+    why = est.info["uncertainty_dropped"]
+    assert "copied unchanged from /runs/base.safetensors" in why and "uncertainty_head.py" in why
+    own = {k: v for k, v in headed_model.state_dict().items() if not k.startswith("uncertainty")}
+    for k, v in est.model.state_dict().items():
+        assert torch.equal(v, own[k]), k
+    assert main(["info", str(copied)]) == 0
+    assert f"uncertainty head left out: {why}" in capsys.readouterr().out
+    # the reason is what predict --uncertainty and the node say, on both runtimes
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    ort = get_backend("onnxruntime", copied, threads=1)
+    for backend in (est, ort):
+        assert backend.uncertainty_missing == why, backend.describe()
+        with pytest.raises(ValueError, match="copied unchanged from /runs/base.safetensors"):
+            backend.predict(rgb, with_uncertainty=True)
+    # loading stays strict for every other tensor
+    broken = tmp_path / "broken.safetensors"
+    _rewrite(str(copied), str(broken), lambda t: t.update({"extra.weight": torch.zeros(2)}))
+    with pytest.raises(ValueError, match=r"unexpected keys \['extra.weight'\]"):
+        load_checkpoint(broken)
+    # kept: a head trained for it, one of a model trained from none, the shipped checkpoint's
+    trained = train | {"uncertainty_head": {"frames": 10}}
+    for meta in (trained, {"train_config": {"init_checkpoint": ""}}):
+        path = save_checkpoint(tmp_path / "kept.safetensors", headed_model, meta)
+        est = DepthEstimator.from_checkpoint(path)
+        assert est.has_uncertainty and "uncertainty_dropped" not in est.info
+    shipped = DepthEstimator.from_checkpoint(default_checkpoint_path())
+    assert shipped.has_uncertainty and "uncertainty_dropped" not in shipped.info
+    # a fine-tune's own checkpoint (no head at all) has nothing to drop
+    plain = DepthEstimator.from_checkpoint(
+        save_checkpoint(tmp_path / "ft.safetensors", tiny_model, train)
+    )
+    assert not plain.has_uncertainty and "uncertainty_dropped" not in plain.info

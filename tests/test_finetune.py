@@ -645,3 +645,34 @@ def test_the_mean_depth_prior_is_the_same_in_chunks(monkeypatch):
     want = ((encode_depth(depth, valid)[0][:, 0] + 1) / 2).mean(0).numpy()
     monkeypatch.setattr(report, "PRIOR_CHUNK", 3)
     np.testing.assert_allclose(report.mean_depth_prior(frames), want, atol=1e-6)
+
+
+def test_resume_of_a_run_that_copied_the_base_uncertainty_head(
+    corridor_bag, tmp_path, capsys, tiny_checkpoint
+):
+    """A run started before fine-tunes left out the base's head (2026-12-06) records a model
+    with it: its --resume with the very command that started it was refused as 'other settings'
+    naming model_overrides keys finetune has no option for. It is refused in words."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = tmp_path / "r"
+    few = ("--steps", "2", "--batch-size", "2", "--eval-frames", "2", "--threads", "1")
+    command = ("--checkpoint", tiny_checkpoint, *few)
+    assert _finetune(corridor_bag, run, *command) == 0
+    state = run / "train_state.safetensors"  # the old layout: the base's head in the model
+    with safe_open(str(state), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(meta["config"])
+    config["model_overrides"] |= {"uncertainty_width": 16, "uncertainty_context": True}
+    save_file(tensors, str(state), metadata=meta | {"config": json.dumps(config)})
+    capsys.readouterr()
+    assert _finetune(corridor_bag, run, *command, "--resume") == 1
+    err = _one_line_error(capsys)
+    assert "from before fine-tunes left out the uncertainty head (2026-12-06)" in err, err
+    assert f"--checkpoint {run / 'checkpoint.safetensors'}" in err and "model_overrides" not in err
+    # another change as well: the Trainer's message names it
+    config["batch_size"] = 3
+    save_file(tensors, str(state), metadata=meta | {"config": json.dumps(config)})
+    assert _finetune(corridor_bag, run, *command, "--resume") == 1
+    assert "--resume with other settings than the run's own (" in _one_line_error(capsys)

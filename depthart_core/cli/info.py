@@ -39,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
         if args.preset
         else describe_checkpoint(args.checkpoint, args.vae)
     )
+    if args.checkpoint is not None:  # a head loaded without, and why (`copied_head`)
+        from depthart_core.checkpoint import read_checkpoint_info
+
+        dropped = read_checkpoint_info(args.checkpoint).get("uncertainty_dropped")
+        report |= {"uncertainty_dropped": dropped} if dropped else {}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -50,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         f"uncertainty head width {report['config'].get('uncertainty_width', 0)}"
         + (f", layout {report['layout']}" if "layout" in report else "")
     )
+    if "uncertainty_dropped" in report:  # the file's own path in it: escapes shown
+        print(f"uncertainty head left out: {printable(report['uncertainty_dropped'])}")
     for comp, n in report["parameters"].items():
         print(f"  {comp:<32} {n:>14,}")
     for k, v in report.get("metadata", {}).items():  # the file's own text: escapes shown

@@ -54,7 +54,7 @@ UNCERTAINTY_HEAD = "head"  # META_UNCERTAINTY of a graph with the "uncertainty" 
 META_EXPORTER = "depthart_exporter"
 # Raise by one whenever a change here (or in the modules it traces) alters what an exported
 # graph computes: graphs cached by an older exporter are then exported again (onnx_cache).
-EXPORTER_VERSION = "2"
+EXPORTER_VERSION = "3"  # 3: a head copied from another checkpoint is left out (copied_head)
 UNCERTAINTY_OUTPUT = "uncertainty"
 
 

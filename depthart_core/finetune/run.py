@@ -607,7 +607,36 @@ def _check_resumed_training(run: Path, cfg: FinetuneConfig, base: Path, size: in
     for folder, train_cfg in _stages(run, cfg, base, size):
         if (folder / STATE_NAME).is_file():
             meta, _ = read_train_state(folder, tensors=False)
-            resumed_changes(json.loads(meta["config"]), train_cfg, CHECKED_BY_FINETUNE)
+            saved = json.loads(meta["config"])
+            _refuse_headed_run(run, saved, train_cfg)
+            resumed_changes(saved, train_cfg, CHECKED_BY_FINETUNE)
+
+
+# the DepthART date since which a fine-tune leaves the base's uncertainty head out (`_train_config`)
+HEAD_LEFT_OUT = "2026-12-06"
+
+
+def _refuse_headed_run(run: Path, saved: dict[str, Any], train_cfg: TrainConfig) -> None:
+    """A run started before fine-tunes left out the base's uncertainty head records a model with
+    it; this code builds none, so the `Trainer` would refuse the resume as other settings (keys
+    finetune has no option for). Refused here in words, when the head is all that differs."""
+    overrides = saved.get("model_overrides")
+    now = train_cfg.model_overrides
+    if not isinstance(overrides, dict) or not overrides.get("uncertainty_width"):
+        return
+    if now.get("uncertainty_width") or now.get("uncertainty_context"):
+        return
+    headless = {**overrides, "uncertainty_width": 0, "uncertainty_context": False}
+    try:
+        resumed_changes(saved | {"model_overrides": headless}, train_cfg, CHECKED_BY_FINETUNE)
+    except ValueError:
+        return  # more differs: the Trainer's message names it
+    weights = run / CKPT_NAME  # none yet if it stopped in its --adapt-tokenizer stage
+    go_on = f", or go on from its weights with --checkpoint {weights}" if weights.is_file() else ""
+    raise FinetuneInputError(
+        f"{run} was started by a depthart from before fine-tunes left out the uncertainty head "
+        f"({HEAD_LEFT_OUT}), and cannot be resumed by this one: start a new --out{go_on}"
+    )
 
 
 def _train(

@@ -82,6 +82,8 @@ class Backend(abc.ABC):
     """Subclasses set `name`, `image_size`, `letterbox` and implement `run`. `letterbox` and
     `flip_average` refuse anything but a bool, however they are set."""
 
+    head_left_out = ""  # why the checkpoint's own head was not loaded (`checkpoint.copied_head`)
+
     name: str = "base"
     image_size: int
     _letterbox: bool = False
@@ -115,7 +117,7 @@ class Backend(abc.ABC):
     @property
     def uncertainty_missing(self) -> str:
         """Why `has_uncertainty` is false, in words (for errors, logs and diagnostics)."""
-        return "checkpoint has no head"
+        return self.head_left_out or "checkpoint has no head"
 
     @property
     def uncertainty_remedy(self) -> str:

@@ -146,7 +146,7 @@ class OnnxRuntimeBackend(Backend):
         expected = None if onnx_path is not None and ckpt.default else ckpt.model_sha256
         if onnx_path is None:
             onnx_path = cached_onnx(ckpt, precision, sampling)
-        return cls(
+        backend = cls(
             onnx_path,
             expected,
             device=device,
@@ -154,6 +154,9 @@ class OnnxRuntimeBackend(Backend):
             threads=threads,
             expected_decoding=decoding,
         )
+        if not backend.has_uncertainty:  # a head not the model's own: said why
+            backend.head_left_out = ckpt.info().get("uncertainty_dropped", "")
+        return backend
 
     @property
     def input_spec(self) -> TensorSpec:

@@ -58,6 +58,7 @@ class DepthEstimator(Backend):
         self.model = model.to(self.device).eval()
         self.sampling = sampling
         self.info = info or {}
+        self.head_left_out = self.info.get("uncertainty_dropped", "")
 
     @classmethod
     def from_checkpoint(
