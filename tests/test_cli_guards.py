@@ -366,6 +366,8 @@ def test_main_as_a_library_leaves_its_callers_handlers_and_streams(monkeypatch):
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and puts it back
         monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun rank: its SIGTERM ends it, as before
         assert main(["info"]) == 0 and seen["sigterm"] is signal.SIG_DFL
+        monkeypatch.setenv("WORLD_SIZE", "")  # set but empty: not a rank, and no error
+        assert main(["info"]) == 0 and seen["sigterm"] not in (signal.SIG_DFL, host)
     finally:
         signal.signal(signal.SIGTERM, before)
 

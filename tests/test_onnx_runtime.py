@@ -80,6 +80,10 @@ def test_auto_with_a_graph_it_cannot_run_says_so(tmp_path):
     bad.write_text('{"not": "a graph"}')
     with pytest.raises(ValueError, match=r"onnx_path .*notgraph.onnx.*no runtime could run it"):
         get_backend("auto", onnx_path=bad, threads=1)
+    from depthart_core.sampling import sampling_setting
+
+    with pytest.raises(ValueError, match=r"onnx_path .*notgraph.onnx.* with paper"):
+        get_backend("auto", onnx_path=bad, threads=1, sampling=sampling_setting("paper"))
 
 
 def test_every_backend_applies_its_threads_to_opencv_too(tiny_checkpoint, exported):

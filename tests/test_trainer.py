@@ -76,6 +76,25 @@ def test_a_vq_prefix_refuses_a_tokenizer_trained_on_depth_only(tmp_path, tiny_mo
             Trainer(cfg, tmp_path / inputs)
 
 
+def test_a_head_asked_for_from_an_init_checkpoint_without_one_is_refused_in_words(tmp_path):
+    """model_overrides.uncertainty_width > 0 from an init_checkpoint with no head of its own (a
+    fine-tune's from before 2026-12-06, whose copied head is dropped at load): torch's strict
+    load listed two dozen missing keys; the refusal now says why and what to set."""
+    from depthart_core.checkpoint import save_checkpoint
+    from depthart_core.config import get_preset, with_overrides
+
+    cfg = _cfg("steps=1")
+    headed = DepthART(with_overrides(get_preset(cfg.preset), {"uncertainty_width": 4}))
+    meta = {"train_config": {"init_checkpoint": "/runs/base.safetensors"}}
+    init = save_checkpoint(tmp_path / "old_finetune.safetensors", headed, meta)
+    sets = (f"init_checkpoint={init}", "init_tokenizer_only=false")
+    with pytest.raises(ValueError, match=r"uncertainty_width=4 asks for an uncertainty head, and "
+                       r"init_checkpoint .* gives none \(its uncertainty head was copied"
+                       r".*set model_overrides.uncertainty_width=0"):  # fmt: skip
+        Trainer(_cfg("steps=1", *sets, "model_overrides.uncertainty_width=4"), tmp_path / "a")
+    Trainer(_cfg("steps=1", *sets), tmp_path / "b")  # without a head: its weights are taken
+
+
 def test_resume_takes_every_weight_from_the_run_state(tmp_path, tiny_model):
     """Stage 2 from an init_checkpoint, stopped at step 3; the init file then holds another
     tokenizer (its stage-1 run went on) and later is gone: the resume equals the uninterrupted

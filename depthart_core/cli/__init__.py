@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C does: finished work kept, half-written files removed, one line, status 130
         # (a handler of a program calling main() as a library keeps its signal); not on a
         # torchrun rank, which torchrun's SIGTERM must end even inside a collective, as before
-        ranked = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        ranked = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
         stopping = contextlib.nullcontext() if ranked else interrupt_on_termination(True)
         with stopping, _printable_names():
             return int(args.func(args) or 0)

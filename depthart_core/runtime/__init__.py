@@ -37,7 +37,7 @@ from depthart_core.runtime.base import Backend, check_device, check_flag
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.threads import resolve_threads, set_opencv_threads, set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.sampling import require_greedy
+from depthart_core.sampling import describe_sampling, require_greedy
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -87,6 +87,11 @@ def _get_backend(
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
     ckpt = CheckpointFile(checkpoint, vae=vae)
     if sampling is not None and not sampling.deterministic:
+        if onnx_path is not None:  # the graph would be ignored: torch runs the checkpoint
+            raise ValueError(
+                f"onnx_path {str(onnx_path)!r} with {describe_sampling(sampling)}: a graph "
+                "decodes soft or greedy only; sampling runs on the torch backend from a checkpoint"
+            )
         if name == "auto":
             log.info("backend auto: using torch (sampling needs it)")
             name = "torch"

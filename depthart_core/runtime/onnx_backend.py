@@ -154,8 +154,9 @@ class OnnxRuntimeBackend(Backend):
             threads=threads,
             expected_decoding=decoding,
         )
-        if not backend.has_uncertainty:  # a head not the model's own: said why
-            backend.head_left_out = ckpt.info().get("uncertainty_dropped", "")
+        dropped = ckpt.info().get("uncertainty_dropped", "")
+        if dropped:  # a head not the model's own, said why (a graph given may predate this)
+            backend._has_uncertainty, backend.head_left_out = False, dropped
         return backend
 
     @property

@@ -287,6 +287,15 @@ class Trainer:
                     src.cfg.uncertainty_width,
                 )
                 state = {k: v for k, v in state.items() if not k.startswith("uncertainty_head.")}
+            elif src.uncertainty_head is None and model.uncertainty_head is not None:
+                why = src_info.get("uncertainty_dropped", "it has none")  # a copied one: dropped
+                raise ValueError(
+                    f"model_overrides.uncertainty_width={model.cfg.uncertainty_width} asks for an "
+                    f"uncertainty head, and init_checkpoint {cfg.init_checkpoint} gives none "
+                    f"({why}); training does not train the head: set "
+                    "model_overrides.uncertainty_width=0, then add one with "
+                    "training/uncertainty_head.py"
+                )
             target = model.tokenizer if cfg.init_tokenizer_only else model
             target.load_state_dict(state, strict=True)
         if cfg.init_transformer_from:
