@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from depthart_core.signals import interrupt_on_termination
 
@@ -124,21 +123,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-@contextmanager
+@contextlib.contextmanager
 def _printable_names() -> Iterator[None]:
     """A file name that is not valid UTF-8 (Latin-1 from an old archive) prints escaped, not as
     an UnicodeEncodeError that ended a batch midway, on a stream that was strict (a UTF-8 locale
     prints it as its own bytes already: surrogateescape, left alone); put back after."""
-    strict = [s for s in (sys.stdout, sys.stderr) if getattr(s, "errors", "") == "strict"]
+    strict = [
+        s
+        for s in (sys.stdout, sys.stderr)
+        if getattr(s, "errors", "") == "strict" and hasattr(s, "reconfigure")
+    ]
     for stream in strict:
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+        stream.reconfigure(errors="backslashreplace")
     try:
         yield
     finally:
         for stream in strict:
-            if hasattr(stream, "reconfigure"):
-                stream.reconfigure(errors="strict")
+            stream.reconfigure(errors="strict")
 
 
 def _silence_stdout() -> None:
