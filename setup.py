@@ -64,10 +64,10 @@ setup(
     entry_points={
         "console_scripts": [
             "depthart = depthart_core.cli:main",
-            "depthart-node = depthart_ros.node:main",
-            "depthart_node = depthart_ros.node:main",
-            "depthart-lifecycle-node = depthart_ros.lifecycle_node:main",
-            "depthart_lifecycle_node = depthart_ros.lifecycle_node:main",
+            "depthart-node = depthart_ros.entry:node_main",
+            "depthart_node = depthart_ros.entry:node_main",
+            "depthart-lifecycle-node = depthart_ros.entry:lifecycle_main",
+            "depthart_lifecycle_node = depthart_ros.entry:lifecycle_main",
         ],
         # replay modes depthart_core's `depthart replay` picks up (depthart_core.cli.replay)
         "depthart.replay": ["live = depthart_ros.replay.cli"],

@@ -93,8 +93,11 @@ def test_licence_agrees_everywhere() -> None:
 
 def test_console_scripts_point_at_real_mains() -> None:
     scripts = dict(s.split(" = ") for s in _setup_kw("entry_points")["console_scripts"])
-    assert scripts["depthart_node"] == "depthart_ros.node:main"
-    assert scripts["depthart_lifecycle_node"] == "depthart_ros.lifecycle_node:main"
+    assert scripts["depthart_node"] == "depthart_ros.entry:node_main"
+    assert scripts["depthart_lifecycle_node"] == "depthart_ros.entry:lifecycle_main"
+    entry = (REPO / "depthart_ros" / "entry.py").read_text()  # each loads its node's main
+    assert '_load("depthart_ros.node", "depthart_node").main(args)' in entry
+    assert '_load("depthart_ros.lifecycle_node", "depthart_lifecycle_node").main(args)' in entry
     for target in scripts.values():
         module, func = target.split(":")
         tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
@@ -145,6 +148,71 @@ def test_node_runs_without_training_dependencies(tiny_checkpoint: str) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
+@pytest.mark.parametrize("script", ["node_main", "lifecycle_main"])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        'raise ModuleNotFoundError(f"No module named {name!r}", name=name)',  # not installed
+        # installed but ROS 2 not sourced: rclpy's C extension cannot find librcl
+        'raise ImportError("librcl.so: cannot open shared object file", name=name + "._impl")',
+    ],
+)
+def test_node_scripts_without_ros_say_what_to_do(script: str, missing: str) -> None:
+    """`depthart-node` / `depthart-lifecycle-node` (and `ros2 run`'s names) on a machine where
+    rclpy cannot be imported: one line that names the import and both ways to get ROS 2's
+    Python packages, status 1, no traceback."""
+    code = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "rclpy":
+                    {missing}
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from depthart_ros.entry import {script}
+        {script}()
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    program = "depthart_lifecycle_node" if script == "lifecycle_main" else "depthart_node"
+    assert lines[0].startswith(f"{program}: error: cannot import ROS 2's Python packages ("), lines
+    assert "rclpy" in lines[0] and "setup.bash" in lines[0], lines
+    assert "pip install 'depthart_ros[ros]'" in lines[0], lines
+
+
+def test_node_scripts_let_other_import_errors_through() -> None:
+    """An ImportError of anything but ROS 2 (a bug, or a broken install of another package) is
+    not dressed up as missing ROS: its traceback stays."""
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "depthart_ros.pipeline":
+                    raise ModuleNotFoundError("No module named 'depthart_ros.pipeline'", name=name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from depthart_ros.entry import node_main
+        node_main()
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 1 and "Traceback" in res.stderr, res.stderr
+    assert "ROS 2's Python packages" not in res.stderr, res.stderr
 
 
 def test_installed_copy_finds_the_shipped_checkpoint(tmp_path: Path) -> None:
