@@ -172,6 +172,34 @@ def test_evaluate_predictions_with_any_callable(tmp_path):
         evaluate_predictions(ds, lambda rgb: np.ones((3, 3)), progress=False)
 
 
+@pytest.mark.parametrize("with_uncertainty", [False, True])
+@pytest.mark.parametrize("bad", ["nan", "zeros"])
+def test_a_frame_the_model_cannot_score_is_named(tmp_path, bad, with_uncertainty):
+    """A model whose depth is NaN (a broken checkpoint, an fp16 overflow) or all zero on one
+    frame of a long run stops the run with that frame's name, not only what was wrong."""
+    from depthart_core.data.benchmarks import get_dataset
+
+    names = _write_ibims(tmp_path, n=3)  # the third has no valid pixel
+    ds = get_dataset("ibims1", tmp_path)
+    calls = iter(range(10))
+
+    def depth(rgb):
+        d = 1.0 + rgb[..., 0].astype(np.float32) / 255.0
+        if next(calls) == 1:  # the second frame
+            d[:] = np.nan if bad == "nan" else 0.0
+        return d
+
+    def depth_and_claim(rgb):
+        d = depth(rgb)
+        return d, np.full(d.shape, 0.1, np.float32)
+
+    kw = {"predict_uncertainty": depth_and_claim} if with_uncertainty else {}
+    with pytest.raises(ValueError) as err:
+        evaluate_predictions(ds, depth, progress=False, **kw)
+    assert str(err.value).startswith(f"{names[1]}: "), err.value
+    assert "finite" in str(err.value) or "> 0" in str(err.value), err.value
+
+
 def test_eval_size_scores_at_the_papers_resolution(tmp_path):
     from depthart_core.data.benchmarks import get_dataset
 

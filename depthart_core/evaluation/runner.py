@@ -21,10 +21,11 @@ use at most `POOL_PER_FRAME` random pixels of each frame.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,6 +201,15 @@ def dataset_range(dataset: DepthDataset) -> tuple[float, float] | None:
     return None if lo is None or hi is None else (float(lo), float(hi))
 
 
+@contextlib.contextmanager
+def _naming(frame: str) -> Iterator[None]:
+    """A ValueError from scoring one frame, with that frame's name in front."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{frame}: {exc}") from exc
+
+
 def evaluate_predictions(
     dataset: DepthDataset,
     predict_fn: PredictFn,
@@ -246,7 +256,9 @@ def evaluate_predictions(
         if unc is not None and unc.shape != gt.shape:
             raise ValueError(f"{s.name}: uncertainty {unc.shape} does not match depth {gt.shape}")
         if unc is not None and valid.any():  # at the ground truth's resolution, always
-            u_valid, errors = unc[valid], frame_errors(pred, gt, valid)
+            with _naming(s.name):
+                errors = frame_errors(pred, gt, valid)
+            u_valid = unc[valid]
             finite = np.isfinite(u_valid)  # a non-finite claim is counted, never scored
             if not finite.all():
                 n_bad = int((~finite).sum())
@@ -262,7 +274,8 @@ def evaluate_predictions(
             empty += 1
             log.warning("%s: %s has no valid pixel; not scored", name, s.name)
             continue
-        r = evaluate_image(pred, gt, valid, proto, depth_range)
+        with _naming(s.name):  # a NaN or all-zero depth: which frame, not only what
+            r = evaluate_image(pred, gt, valid, proto, depth_range)
         t_metric += time.perf_counter() - t2
         rows.append(
             {
