@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -239,6 +240,19 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def refuse_special_file(path: Path) -> None:
+    """A device, FIFO or socket at `path` (`--out /dev/null`) is refused: the rename would put
+    a regular file in its place (as root, a `/dev/null` that is a file breaks the machine). A
+    symlink is not followed: the rename replaces the link, never what it points at."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # absent (the usual case) or unreadable: the write itself says why
+        return
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        cause = OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket): give a file")
+        raise WriteError(path, cause)
+
+
 def atomic_write(
     path: str | Path,
     content: bytes | Callable[[str], None],
@@ -259,6 +273,7 @@ def atomic_write(
     write takes seconds to minutes), which a killed process left.
     """
     path = Path(path)
+    refuse_special_file(path)
     if stale_after_s is not None:
         _remove_stale_temps(path, stale_after_s)
     tmp_dir = _make_temp_dir(path)
@@ -288,6 +303,7 @@ def atomic_write_all(files: dict[Path, bytes | Callable[[str], None]]) -> None:
     for path in paths:
         if path.is_dir() and not path.is_symlink():  # kept: no rename will replace it
             raise WriteError(path, IsADirectoryError(errno.EISDIR, "is a folder", str(path)))
+        refuse_special_file(path)
     tmp_dir = Path(_make_temp_dir(paths[0]))
     new_dir, old_dir = tmp_dir / "new", tmp_dir / "old"
     committing, done = False, False

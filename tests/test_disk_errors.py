@@ -255,6 +255,33 @@ def test_export_to_a_read_only_folder_and_to_a_folder(tiny_checkpoint, tmp_path,
     _one_line(capsys, "export", f"--out {tmp_path / 'dir'} is a folder")
 
 
+def test_export_onto_a_fifo_or_with_no_workspace_is_refused_first(
+    tiny_checkpoint, tmp_path, capsys, monkeypatch
+):
+    """`--out` naming a FIFO (or a device: `--out /dev/null` as root made /dev/null a regular
+    file) is refused before the export, and left as it was; so is a TensorRT workspace that
+    is not positive (it failed after the graph was written)."""
+    import os
+    import stat
+
+    import depthart_core.export.onnx_export as onnx_export
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the export ran")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    argv = ["export", "--checkpoint", tiny_checkpoint, "--out"]
+    assert main([*argv, str(fifo)]) == 1
+    _one_line(capsys, "export", f"cannot write {fifo}: not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    engine = tmp_path / "m.engine"
+    assert main([*argv, str(engine), "--format", "tensorrt", "--workspace-mb", "0"]) == 1
+    _one_line(capsys, "export", "--workspace-mb must be positive, got 0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
 def test_eval_into_a_read_only_folder(tmp_path, read_only, capsys):
     argv = ["eval", "--baselines-only", "--baseline", "ramp", "--no-progress", "--dataset", "nyuv2"]
     argv.append("--root")

@@ -186,3 +186,23 @@ def test_atomic_write_all_changes_all_files_or_none(tmp_path, monkeypatch):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
         "a.npy": b"new a", "a_depth.png": b"new b", "a.ply": b"new c"
     }  # fmt: skip
+
+
+def test_atomic_writes_refuse_a_fifo_and_replace_a_link_not_its_target(tmp_path):
+    """A FIFO or device at the target is refused, one line, and stays what it was (a rename
+    would have put a regular file in its place); a symlink is replaced itself, its target kept."""
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for write in (lambda: atomic_write(fifo, b"x"), lambda: atomic_write_all({fifo: b"x"})):
+        with pytest.raises(WriteError, match=f"cannot write {fifo}: not a regular file"):
+            write()
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    target, link = tmp_path / "target", tmp_path / "link"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    atomic_write(link, b"new")
+    assert not link.is_symlink() and link.read_bytes() == b"new"
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "pipe", "target"]

@@ -29,12 +29,16 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.checkpoint import CheckpointFile
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.export.trt_onnx_ops import unsupported_ops
-    from depthart_core.fileutil import atomic_write, output_folder
+    from depthart_core.fileutil import atomic_write, output_folder, refuse_special_file
     from depthart_core.sampling import sampling_setting
 
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
+    for written in {out, out.with_suffix(".onnx")}:  # before the export's work, not after it
+        refuse_special_file(written)
+    if args.format == "tensorrt" and args.workspace_mb <= 0:  # before the graph, not after it
+        raise ValueError(f"--workspace-mb must be positive, got {args.workspace_mb}")
     from depthart_core.checkpoint import resolve_checkpoint
 
     source = resolve_checkpoint(args.checkpoint)
