@@ -40,6 +40,47 @@ def test_graph_is_valid_static_and_stamped(exported, tiny_checkpoint):
     )
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_readme_lines_feeding_the_graph_give_predict(tiny_model, tiny_checkpoint, tmp_path, fp16):
+    """A consumer with only README's "Using the graph in your own code" lines and the graph's
+    metadata gets what the product's ONNX Runtime backend gives on the same graph; the metadata
+    states the input's layout, range, channel order and precision, and each output."""
+    import cv2
+
+    graph = tmp_path / "depthart_tiny_cnn.onnx"
+    export_onnx(tiny_model, graph, checkpoint_sha256=file_sha256(tiny_checkpoint), fp16=fp16)
+    meta = read_onnx_metadata(graph)
+    wanted = "float16" if fp16 else "float32"
+    assert meta["depthart_input"].startswith(f"image: {wanted} [1, 3, 64, 64], RGB (not BGR)")
+    assert "x / 127.5 - 1" in meta["depthart_input"], meta
+    assert meta["depthart_outputs"].startswith("depth: float32 [1, 64, 64], relative depth")
+    assert onnx.load(str(graph)).doc_string.endswith(meta["depthart_input"])
+    text = README.read_text()
+    section = text[text.index("**Using the graph in your own code**") :]
+    start = section.index("```python\n") + 10
+    code = section[start : section.index("\n```", start)]
+    if fp16:  # as the comment there says
+        code = code.replace("[None]", "[None].astype(np.float16)")
+    rgb = np.random.default_rng(5).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "frame.png"), rgb[:, :, ::-1])
+    scope: dict = {}
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(code, "README", "exec"), scope)  # the README's lines as written
+    finally:
+        os.chdir(cwd)
+    backend = OnnxRuntimeBackend(graph, expected_sha256=file_sha256(tiny_checkpoint))
+    expected = backend.predict(rgb)
+    assert scope["depth"].shape == expected.shape == (120, 160)
+    assert np.abs(scope["depth"] - expected).max() < 1e-5
+
+
 @pytest.mark.parametrize("shape", [(481, 641, 3), (37, 91, 3), (64, 64, 3)])
 def test_onnxruntime_matches_torch(exported, tiny_checkpoint, shape):
     torch_be = DepthEstimator.from_checkpoint(tiny_checkpoint)

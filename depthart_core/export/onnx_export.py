@@ -7,7 +7,9 @@ shapes (every resize is a constant MatMul, see
 `depthart_core.tokenizer.resize`), the decoder and the depth codec. The checkpoint's sha256 is
 stored in the graph's metadata so a runtime can refuse an ONNX file made from another checkpoint,
 and the decoding too (`depthart_decoding`; a graph without it is greedy) so a runtime can refuse
-a graph that decodes otherwise than asked.
+a graph that decodes otherwise than asked. The input's layout and range and the outputs'
+meaning are stamped too, in words (`depthart_input`, `depthart_outputs`), for programs that
+feed the graph themselves (README "Using the graph in your own code").
 
 Uncertainty (issue #25): a checkpoint with the learned head (`depthart_core.uncertainty_head`)
 exports a third output, "uncertainty", computed in the same pass as the depth
@@ -52,6 +54,9 @@ META_DECODING = "depthart_decoding"
 META_UNCERTAINTY = "depthart_uncertainty"
 UNCERTAINTY_HEAD = "head"  # META_UNCERTAINTY of a graph with the "uncertainty" output
 META_EXPORTER = "depthart_exporter"
+# what a program feeding the graph itself needs (README "Using the graph in your own code")
+META_INPUT = "depthart_input"
+META_OUTPUTS = "depthart_outputs"
 # Raise by one whenever a change here (or in the modules it traces) alters what an exported
 # graph computes: graphs cached by an older exporter are then exported again (onnx_cache).
 EXPORTER_VERSION = "3"  # 3: a head copied from another checkpoint is left out (copied_head)
@@ -191,7 +196,10 @@ def export_onnx(
         META_DECODING: graph_decoding(sampling),
         META_UNCERTAINTY: UNCERTAINTY_HEAD if wrapper.with_uncertainty else "none",
         META_EXPORTER: EXPORTER_VERSION,
+        META_INPUT: input_contract(S, fp16),
+        META_OUTPUTS: output_contract(S, wrapper.with_uncertainty),
     }
+    graph.doc_string = f"DepthART monocular depth; {meta[META_INPUT]}"
     for k, v in meta.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = k, v
@@ -208,6 +216,33 @@ def export_onnx(
         out_path.stat().st_size / 1e6,
     )
     return out_path
+
+
+def input_contract(size: int, fp16: bool) -> str:
+    """The input `image` as `runtime.preprocess.preprocess` makes it, in words."""
+    dtype = "float16" if fp16 else "float32"
+    return (
+        f"image: {dtype} [1, 3, {size}, {size}], RGB (not BGR), channels first, each 8-bit "
+        f"value x as x / 127.5 - 1 (in [-1, 1]); the frame resized to {size}x{size} "
+        "(stretched; cv2.INTER_AREA when shrinking, INTER_LINEAR when growing), or letterboxed "
+        "onto a grey (0) canvas"
+    )
+
+
+def output_contract(size: int, with_uncertainty: bool) -> str:
+    """The outputs, in words: what they mean and how to bring them to the frame's size."""
+    text = (
+        f"depth: float32 [1, {size}, {size}], relative depth along the optical axis, "
+        "proportional to metres with one unknown scale per frame (1 = the frame's 98th "
+        "percentile of depth); resize to the frame's HxW (crop a letterbox first); "
+        "tokens: int64, the decoded token maps (not needed for depth)"
+    )
+    if with_uncertainty:
+        text += (
+            f"; uncertainty: float32 [1, {size}, {size}], each pixel's expected relative "
+            "error |s d - g| / g after the frame's median scale s (0.1 = about 10 % off)"
+        )
+    return text
 
 
 def read_onnx_header(path: str | Path) -> tuple[dict[str, str], tuple[str, ...]]:
