@@ -204,13 +204,19 @@ def load_checkpoint(
             vae_state = _torch_load(vae)
             info["metadata"]["vae"] = str(vae)
         load_authors_state(model, state, vae_state, what=str(path))
-    elif vae is not None:
-        raise ValueError(f"--vae {vae} is only for the authors' checkpoint; {path} is complete")
     else:
+        refuse_vae(vae, info, path)
         load_state_dict_strict(model, state, what=str(path))
     info["path"] = str(path)
     info["sha256"] = file_sha256(path)
     return model.to(device).eval(), info
+
+
+def refuse_vae(vae: str | Path | None, info: dict[str, Any], path: str | Path) -> None:
+    """A VQ-VAE given (`vae`) for a checkpoint that is not the authors' (`info`, its
+    `read_checkpoint_info`): it holds its own, so the file given would be ignored. Raises."""
+    if vae is not None and info["layout"] != AUTHORS_LAYOUT:
+        raise ValueError(f"--vae {vae} is only for the authors' checkpoint; {path} is complete")
 
 
 def _kept(keys: Any, info: dict[str, Any]) -> list[str]:
@@ -259,6 +265,7 @@ class CheckpointFile:
         self.sha256 = file_sha256(self.path)
         self._info: dict[str, Any] | None = None
         refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
+        refuse_vae(vae, self.info(), self.path)  # here, not at `load`: a cached graph skips it
         self._loaded: tuple[DepthART, dict[str, Any]] | None = None
 
     @functools.cached_property

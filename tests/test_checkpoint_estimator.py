@@ -411,3 +411,66 @@ def test_a_head_copied_from_the_init_checkpoint_is_left_out(
         save_checkpoint(tmp_path / "ft.safetensors", tiny_model, train)
     )
     assert not plain.has_uncertainty and "uncertainty_dropped" not in plain.info
+
+
+def test_a_vae_for_a_complete_checkpoint_is_refused_with_a_warm_onnx_cache_too(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """vae= with a complete checkpoint: refused by torch and by onnxruntime on a cold cache (the
+    export loads the model), but accepted silently once the graph was cached."""
+    pytest.importorskip("onnxruntime")
+    from depthart_core.checkpoint import CheckpointFile
+    from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    get_backend("onnxruntime", tiny_checkpoint, threads=1)  # the graph is cached now
+    vae = tmp_path / "vae_ch160v4096z32.pth"
+    want = f"--vae {vae} is only for the authors' checkpoint; .*tiny.safetensors is complete"
+    for make in (
+        lambda: get_backend("onnxruntime", tiny_checkpoint, threads=1, vae=vae),
+        lambda: get_backend("auto", tiny_checkpoint, threads=1, vae=vae),
+        lambda: get_backend("torch", tiny_checkpoint, vae=vae),
+        lambda: OnnxRuntimeBackend.from_checkpoint(CheckpointFile(tiny_checkpoint, vae=vae)),
+        lambda: DepthEstimator.from_checkpoint(tiny_checkpoint, vae=vae),
+    ):
+        with pytest.raises(ValueError, match=want):
+            make()
+
+
+def test_the_onnx_backend_takes_flip_average_as_get_backend_does(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """OnnxRuntimeBackend.from_checkpoint had no flip_average (DepthEstimator's has)."""
+    pytest.importorskip("onnxruntime")
+    from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(TypeError, match="flip_average must be True or False, got 'false'"):
+        OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, flip_average="false")
+    assert not list(tmp_path.glob("cache/**/*.onnx"))  # refused before the export
+    own = OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, threads=1, flip_average=True)
+    via = get_backend("onnxruntime", tiny_checkpoint, threads=1, flip_average=True)
+    plain = OnnxRuntimeBackend.from_checkpoint(tiny_checkpoint, threads=1)
+    assert own.flip_average and "flip-averaged" in own.describe() and not plain.flip_average
+    rgb = np.random.default_rng(6).integers(0, 256, (30, 90, 3), dtype=np.uint8)
+    assert np.array_equal(own.predict(rgb), via.predict(rgb))
+    assert not np.allclose(own.predict(rgb), plain.predict(rgb), atol=2e-3)
+
+
+@pytest.mark.parametrize("which", ["onnxruntime", "tensorrt"])
+@pytest.mark.parametrize("flag", ["letterbox", "flip_average"])
+def test_the_graph_backends_refuse_bad_flags_before_the_export(
+    tiny_checkpoint, tmp_path, monkeypatch, which, flag
+):
+    """ONNX Runtime's and TensorRT's own from_checkpoint take letterbox and flip_average as
+    get_backend does, and refuse a bad one before a graph is exported (TensorRT: before the
+    engine build, which is minutes; checked here without TensorRT)."""
+    if which == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+        from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend as cls
+    else:
+        from depthart_core.runtime.tensorrt_backend import TensorRTBackend as cls
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(TypeError, match=f"{flag} must be True or False, got 'no'"):
+        cls.from_checkpoint(tiny_checkpoint, **{flag: "no"})
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.onnx"))

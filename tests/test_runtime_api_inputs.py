@@ -56,3 +56,29 @@ def test_the_torch_backend_names_a_device_it_cannot_use(tiny_model, tiny_checkpo
             with pytest.raises(ValueError, match="device 'cuda': no CUDA device is available"):
                 make("cuda")
         assert make("cpu").device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["auto", "tensorrt", "onnxruntime", "torch"])
+def test_get_backend_names_a_sampling_that_is_not_a_setting(name, tiny_checkpoint):
+    """sampling="greedy" (a name, not a SamplingConfig) raised AttributeError "'str' object has
+    no attribute 'deterministic'"; the backends' own from_checkpoint say it as a TypeError."""
+    from depthart_core.runtime import get_backend
+
+    want = r"^sampling must be a SamplingConfig or None, got 'greedy'; for a named one use "
+    want += r"sampling_setting\('greedy'\)"
+    with pytest.raises(TypeError, match=want):
+        get_backend(name, tiny_checkpoint, sampling="greedy")
+    with pytest.raises(TypeError, match="sampling must be a SamplingConfig or None, got 3"):
+        get_backend(name, tiny_checkpoint, sampling=3)
+
+
+def test_the_torch_backend_refuses_a_graph_it_would_ignore(tiny_checkpoint, tmp_path):
+    """get_backend("torch", onnx_path=...) ran the checkpoint and ignored the graph, silently."""
+    from depthart_core.runtime import get_backend
+
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"")  # refused by name, before anything reads it
+    want = r"onnx_path '.*model\.onnx' with backend 'torch': .*backend 'torch' runs the checkpoint"
+    with pytest.raises(ValueError, match=want):
+        get_backend("torch", tiny_checkpoint, onnx_path=graph)
+    assert get_backend("torch", tiny_checkpoint, onnx_path=None).name == "torch"

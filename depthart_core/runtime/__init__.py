@@ -37,7 +37,7 @@ from depthart_core.runtime.base import Backend, check_device, check_flag
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.threads import resolve_threads, set_opencv_threads, set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.sampling import describe_sampling, require_greedy
+from depthart_core.sampling import describe_sampling, require_greedy, runtime_sampling
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -56,12 +56,15 @@ def get_backend(
     flip_average: bool = False,
 ) -> Backend:
     """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring.
-    `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: torch
-    only. `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it. `flip_average`: also
-    run each frame mirrored and average (`runtime.base`; twice the compute)."""
+    `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: a
+    `SamplingConfig` or None (the default, soft); greedy and soft run on every backend, a sampled
+    one (`paper`) on torch only. `onnx_path`: a graph for onnxruntime or tensorrt (or `auto`).
+    `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it. `flip_average`: also run
+    each frame mirrored and average (`runtime.base`; twice the compute)."""
     check_flag("letterbox", letterbox)  # before a model is loaded
     check_flag("flip_average", flip_average)
     resolve_threads(threads)  # a TypeError or ValueError naming a bad count
+    runtime_sampling(sampling)  # a TypeError naming anything but a SamplingConfig or None
     backend = _get_backend(
         name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae
     )
@@ -82,6 +85,11 @@ def _get_backend(
 ) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    if name == "torch" and onnx_path is not None:  # the graph would be ignored, not run
+        raise ValueError(
+            f"onnx_path {str(onnx_path)!r} with backend 'torch': a graph is run by onnxruntime "
+            "or tensorrt; backend 'torch' runs the checkpoint"
+        )
     check_device(device, torch_runs_it=False)  # the name; CUDA itself where torch runs it
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")

@@ -36,7 +36,7 @@ from depthart_core.export.onnx_export import (
     read_onnx_header,
 )
 from depthart_core.model import SamplingConfig
-from depthart_core.runtime.base import Backend, TensorSpec, check_device
+from depthart_core.runtime.base import Backend, TensorSpec, check_device, check_flag
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.runtime.threads import resolve_threads
 from depthart_core.sampling import graph_decoding, runtime_sampling
@@ -126,15 +126,19 @@ class OnnxRuntimeBackend(Backend):
         letterbox: bool = False,
         threads: int = 0,
         sampling: SamplingConfig | None = None,
+        flip_average: bool = False,
     ) -> OnnxRuntimeBackend:
         """`sampling`: a deterministic decoding the graph must hold; None: the default decoding
-        (soft) for the cached graph, or whatever a given `onnx_path` holds (its metadata)."""
+        (soft) for the cached graph, or whatever a given `onnx_path` holds (its metadata).
+        `flip_average`: also run each frame mirrored and average (`runtime.base`)."""
         if precision not in ("fp32", "fp16"):  # bf16: no ONNX Runtime kernels, not fp32 quietly
             raise ValueError(
                 f"ONNX Runtime precision must be fp32 or fp16, got {precision!r} (bf16 runs on the "
                 "torch backend)"
             )
-        check_device(device, torch_runs_it=False)  # bad arguments before the export
+        check_flag("letterbox", letterbox)  # bad arguments before the export
+        check_flag("flip_average", flip_average)
+        check_device(device, torch_runs_it=False)
         resolve_threads(threads)
         _import_ort()
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
@@ -154,6 +158,7 @@ class OnnxRuntimeBackend(Backend):
             threads=threads,
             expected_decoding=decoding,
         )
+        backend.flip_average = flip_average
         dropped = ckpt.info().get("uncertainty_dropped", "")
         if dropped:  # a head not the model's own, said why (a graph given may predate this)
             backend._has_uncertainty, backend.head_left_out = False, dropped

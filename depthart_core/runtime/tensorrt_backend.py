@@ -48,7 +48,7 @@ from depthart_core.export.onnx_export import (
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
 from depthart_core.fileutil import atomic_write
 from depthart_core.model import SamplingConfig
-from depthart_core.runtime.base import Backend, TensorSpec
+from depthart_core.runtime.base import Backend, TensorSpec, check_flag
 from depthart_core.runtime.engine_cache import PRECISIONS, EngineCache, EngineKey
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.sampling import graph_decoding, runtime_sampling
@@ -364,15 +364,19 @@ class TensorRTBackend(Backend):
         letterbox: bool = False,
         sampling: SamplingConfig | None = None,
         device: str | None = None,
+        flip_average: bool = False,
     ) -> TensorRTBackend:
         """The checkpoint's graph from the ONNX cache (exported once), then the engine cache.
         `device`: "cuda:N" picks the GPU; anything else ("cpu", the default of `get_backend` and
         the node, "cuda", None) is the current CUDA device.
         `sampling`: a deterministic decoding (None: the default decoding, soft, or whatever a given
         `onnx_path` holds); the engine cache is keyed by the graph's own hash, so each decoding
-        gets its own engine."""
+        gets its own engine. `flip_average`: also run each frame mirrored and average
+        (`runtime.base`)."""
         if precision not in PRECISIONS:
             raise ValueError(f"TensorRT precision must be fp32 or fp16, got {precision!r}")
+        check_flag("letterbox", letterbox)  # bad arguments before the export and the build
+        check_flag("flip_average", flip_average)
         ckpt = checkpoint if isinstance(checkpoint, CheckpointFile) else CheckpointFile(checkpoint)
         size = int(ckpt.info()["config"]["image_size"])
         if sampling is not None or onnx_path is None:
@@ -385,7 +389,7 @@ class TensorRTBackend(Backend):
                 f"{onnx_path} decodes {decoding!r}, not {graph_decoding(sampling)!r}: re-export it "
                 f"with `depthart export --sampling {graph_decoding(sampling)}`"
             )
-        return cls(
+        backend = cls(
             onnx_path,
             size,
             precision=precision,
@@ -394,6 +398,8 @@ class TensorRTBackend(Backend):
             # TensorRT runs on a GPU whatever the CPU-side default says: only "cuda:N" picks one
             device=device if device is not None and str(device).startswith("cuda") else None,
         )
+        backend.flip_average = flip_average
+        return backend
 
     def _bind(self, trt: ModuleType, shape: tuple[int, ...]) -> dict:
         engine, ctx = self.engine, self.context
