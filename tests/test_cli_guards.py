@@ -334,7 +334,7 @@ def test_main_as_a_library_leaves_its_callers_handlers_and_streams(monkeypatch):
     surrogateescape, which prints a Latin-1 name as its own bytes, is left alone)."""
     import io
 
-    from depthart_core.cli import info
+    from depthart_core.cli import info, train
 
     seen = {}
 
@@ -365,7 +365,11 @@ def test_main_as_a_library_leaves_its_callers_handlers_and_streams(monkeypatch):
         assert seen["sigterm"] not in (signal.SIG_DFL, host)
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and puts it back
         monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun rank: its SIGTERM ends it, as before
-        assert main(["info"]) == 0 and seen["sigterm"] is signal.SIG_DFL
+        monkeypatch.setattr(train, "run", command)
+        assert main(["train", "--config", "c.yaml", "--out", "o"]) == 0
+        assert seen["sigterm"] is signal.SIG_DFL
+        # a WORLD_SIZE left in the shell: a command torchrun never runs still stops cleanly
+        assert main(["info"]) == 0 and seen["sigterm"] not in (signal.SIG_DFL, host)
         monkeypatch.setenv("WORLD_SIZE", "")  # set but empty: not a rank, and no error
         assert main(["info"]) == 0 and seen["sigterm"] not in (signal.SIG_DFL, host)
     finally:

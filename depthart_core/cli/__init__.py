@@ -78,6 +78,10 @@ def missing_dependency(exc: ImportError) -> str:
     return f"{exc} (an optional dependency: pip install 'depthart_ros[{extra}]')"
 
 
+# the commands that run data-parallel under torchrun (`training.distributed`)
+DISTRIBUTED_COMMANDS = ("train", "finetune")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -92,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM / SIGHUP (timeout, systemd, a CI cancel, a closed terminal) stop a command as
         # Ctrl-C does: finished work kept, half-written files removed, one line, status 130
         # (a handler of a program calling main() as a library keeps its signal); not on a
-        # torchrun rank, which torchrun's SIGTERM must end even inside a collective, as before
-        ranked = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+        # torchrun rank of the commands torchrun runs, which torchrun's SIGTERM must end even
+        # inside a collective, as before (a WORLD_SIZE left in the shell changes no other one)
+        ranked = args.command in DISTRIBUTED_COMMANDS and os.environ.get(
+            "WORLD_SIZE", "1"
+        ).strip() not in ("", "0", "1")
         stopping = contextlib.nullcontext() if ranked else interrupt_on_termination(True)
         with stopping, _printable_names():
             return int(args.func(args) or 0)
