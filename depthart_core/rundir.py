@@ -60,13 +60,15 @@ class RunDirError(ValueError):
 class RunLock:
     """Holds the folder's lock until `release()` or process exit. `moved_to` is where
     `--overwrite` put the previous contents (None when nothing was moved); `created` and
-    `lock_created` say whether the claim made the folder and its lock file."""
+    `lock_created` say whether the claim made the folder and its lock file; `made_parents`, the
+    folders above it the claim made (nearest first)."""
 
     path: Path
     fd: int
     moved_to: Path | None = None
     created: bool = False
     lock_created: bool = False
+    made_parents: tuple[Path, ...] = ()
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -83,19 +85,23 @@ class RunLock:
 
     def abandon(self) -> None:
         """Release after a failure. While nothing but the lock (and temp files) landed in the
-        folder, what this claim created is removed: the folder, or else the lock file, so a
-        refused or failed command leaves no trace."""
+        folder, what this claim created is removed: the folder and the empty folders it made
+        above it, or else the lock file, so a refused or failed command leaves no trace."""
         # removed while still locked: a process that opened the lock file before the unlink
         # fails to lock it, one that opens it after makes a new one
+        removed = False
         if self.fd >= 0 and self.path.is_dir():
             only_lock = all(
                 p.name == LOCK_NAME or is_temp_name(p.name) for p in self.path.iterdir()
             )
             if only_lock and self.created:
                 shutil.rmtree(self.path, ignore_errors=True)
+                removed = not self.path.exists()
             elif only_lock and self.lock_created:
                 (self.path / LOCK_NAME).unlink(missing_ok=True)
         self.release()
+        if removed:
+            _remove_empty(self.made_parents)
 
     def __del__(self) -> None:  # a command that raised must not keep its folder locked
         self.release()
@@ -131,6 +137,7 @@ def claim_run_dir(
         held_since = None
     lock = _lock_or_unmake(path, made)
     lock.created, lock.lock_created = bool(made), held_since is None
+    lock.made_parents = tuple(made[1:])
     removed = remove_stale_temp_files(path, held_since) if held_since is not None else []
     if removed:
         log.info("removed %d temp file(s) left by an interrupted write in %s", len(removed), path)
@@ -347,12 +354,18 @@ def _lock_or_unmake(path: Path, made: list[Path]) -> RunLock:
     try:
         return _lock(path)
     except BaseException:
-        for p in made:
-            try:
-                p.rmdir()  # only an empty folder goes
-            except OSError:
-                break
+        _remove_empty(made)
         raise
+
+
+def _remove_empty(made: list[Path] | tuple[Path, ...]) -> None:
+    """Remove the folders in `made` (leaf first) while each is empty; stop at the first that
+    is not (something else landed there since)."""
+    for p in made:
+        try:
+            p.rmdir()  # only an empty folder goes
+        except OSError:
+            break
 
 
 def _sibling_name(path: Path) -> Path:

@@ -48,7 +48,7 @@ def _trainer(tmp_path: Path, name: str, *sets: str) -> Trainer:
     base = [
         "batch_size=4", "data.val_count=2", "val_every=1000", "ckpt_every=1000", "steps=1",
         "data.pool_size=8", f"data.pool_cache={tmp_path / 'pool.safetensors'}", TINY,
-        "white_balance=0.1",
+        "white_balance=0.1", "random_tokenizer_ok=true",
     ]  # fmt: skip
     cfg = load_train_config(ROOT / "training/configs/tiny_cnn_depthart.yaml", base + list(sets))
     return Trainer(cfg, tmp_path / name)
@@ -76,7 +76,13 @@ def test_hflip_is_validated(tmp_path):
         _trainer(tmp_path, "bad", "hflip=2")
     cfg = load_train_config(
         ROOT / "training/configs/tiny_depthart.yaml",
-        ["batch_size=2", "data.val_count=2", "data.pool_size=0", "hflip=0.5"],
+        [
+            "batch_size=2",
+            "data.val_count=2",
+            "data.pool_size=0",
+            "hflip=0.5",
+            "random_tokenizer_ok=true",
+        ],
     )
     with pytest.raises(ValueError, match="hflip=0.5 needs"):
         Trainer(cfg, tmp_path / "vq").train_step()

@@ -100,6 +100,7 @@ def test_cnn_prefix_training_with_aux_and_augment_resumes_exactly(tmp_path):
     root = Path(__file__).resolve().parent.parent
     sets = [
         "batch_size=2", "data.val_count=2", "val_every=1000", "ckpt_every=1000",
+        "random_tokenizer_ok=true",
         "data.pool_size=0", "steps=12", "model_overrides={transformer: {depth: 1, width: 32, "
         "num_heads: 2, image_prefix_dim: 16, image_encoder_width: 8}}",
     ]  # fmt: skip
@@ -132,7 +133,13 @@ def test_augment_needs_the_cnn_prefix(tmp_path):
     root = Path(__file__).resolve().parent.parent
     cfg = load_train_config(
         root / "training/configs/tiny_depthart.yaml",
-        ["batch_size=2", "data.val_count=2", "data.pool_size=0", "augment=true"],
+        [
+            "batch_size=2",
+            "data.val_count=2",
+            "data.pool_size=0",
+            "augment=true",
+            "random_tokenizer_ok=true",
+        ],
     )
     with pytest.raises(ValueError, match="augment=true needs"):
         Trainer(cfg, tmp_path / "r").train_step()

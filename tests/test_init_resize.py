@@ -23,6 +23,7 @@ from depthart_core.training.trainer import Trainer
 ROOT = Path(__file__).resolve().parent.parent
 SRC, DST = (1, 2, 3, 4, 6, 8), (1, 2, 3, 4, 6, 8, 11, 16)
 FAST = [
+    "random_tokenizer_ok=true",  # no stage-1 run: quick
     "batch_size=2",
     "data.val_count=2",
     "val_every=1000",

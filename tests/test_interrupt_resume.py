@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "training" / "configs" / "tiny_depthart.yaml"
 FAST = ["batch_size=2", "data.val_count=2", "log_every=1", "val_every=1000"]
 FAST += ["data.render_size=0", "data.pool_size=0"]
+FAST += ["random_tokenizer_ok=true"]  # no stage-1 tokenizer run: quick
 
 
 def _argv(run: Path, steps: int, ckpt_every: int, *extra: str) -> list[str]:

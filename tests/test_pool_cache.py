@@ -93,6 +93,7 @@ def test_latents_follow_the_pool_content_not_its_name(tmp_path):
     sets = [
         "batch_size=2", "data.val_count=2", "val_every=1000", "ckpt_every=1000", "steps=1",
         "data.pool_size=4", f"data.pool_cache={pool}", "data.render_size=0",
+        "random_tokenizer_ok=true",
     ]  # fmt: skip
     cfg = load_train_config(ROOT / "training/configs/tiny_depthart.yaml", sets)
     first = Trainer(cfg, tmp_path / "a")

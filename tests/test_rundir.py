@@ -32,6 +32,7 @@ FAST = [
     "data.render_size=0",
     "data.pool_size=0",
     "steps=2",
+    "random_tokenizer_ok=true",  # no stage-1 run: quick
 ]
 
 
@@ -427,3 +428,18 @@ def test_a_failed_claim_keeps_the_last_holders_time_so_its_temps_still_go(tmp_pa
     assert (run / rundir.LOCK_NAME).is_file() and temp.is_dir()
     claim_run_dir(run).release()
     assert not temp.exists()
+
+
+def test_a_failed_start_removes_the_empty_folders_its_claim_made(tmp_path, capsys):
+    """`--out runs/x1/x2/x3` with a bad init checkpoint left runs/x1/x2 behind: only the leaf
+    went. A folder above that held something before, or got something since, stays."""
+    deep = tmp_path / "runs" / "x1" / "x2" / "x3"
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "keep.txt").write_text("mine")
+    assert main(_train_argv(deep, "--set", f"init_checkpoint={tmp_path}")) == 1
+    assert "is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["keep.txt"]
+    lock = claim_run_dir(deep)
+    (tmp_path / "runs" / "x1" / "other").mkdir()  # another command's folder, made meanwhile
+    lock.abandon()
+    assert sorted(p.name for p in (tmp_path / "runs" / "x1").iterdir()) == ["other"]

@@ -185,6 +185,7 @@ def test_train_threads_option(tmp_path):
         "sys.exit(main(sys.argv[1:]))\n"
     )
     sets = ["batch_size=2", "data.val_count=2", "steps=1", "data.render_size=0", "data.pool_size=0"]
+    sets += ["random_tokenizer_ok=true"]
     argv = ["train", "--config", str(root / "training/configs/tiny_depthart.yaml")]
     argv += ["--out", str(tmp_path / "r"), "--no-progress", "--threads", "1"]
     argv += [a for s in sets for a in ("--set", s)]

@@ -101,6 +101,7 @@ def test_impossible_settings_are_one_line_before_anything_is_written(
     out = tmp_path / "run"
     argv = ["train", "--config", str(CONFIG), "--out", str(out), "--set", setting]
     argv += ["--set", "data.pool_size=0", "--set", "steps=1", "--set", "batch_size=1"]
+    argv += ["--set", "random_tokenizer_ok=true"]  # not refused for its missing init_checkpoint
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("depthart train: error: ") and message in err, err
@@ -123,3 +124,32 @@ def test_set_reads_numbers_as_a_command_line_means_them():
     assert got == {"data": {"seed": 10}, "seed": 8, "a": "1:30", "b": 0, "c": -12, "d": 31}
     # inside lists too (010 was still 8 there, 08 a string)
     assert parse_set(["l=[1e-4, 010, 08, 1:30, 0o17]"]) == {"l": [1e-4, 10, 8, "1:30", 15]}
+
+
+def test_malformed_yaml_is_one_line_naming_the_file_or_the_set_item(tmp_path, capsys):
+    """A tab-indented config file or an unclosed --set list printed yaml.scanner's traceback."""
+    tabbed = tmp_path / "tabbed.yaml"
+    tabbed.write_text("stage: transformer\n\tsteps: 3\n")
+    with pytest.raises(ValueError, match=rf"training config {tabbed}: invalid YAML at line 2, "):
+        load_train_config(tabbed)
+    bad_set = "data.synth.camera_height=[0.3,0.6"
+    with pytest.raises(ValueError, match=r"--set 'data\.synth\.camera_height=\[0\.3,0\.6': "):
+        load_train_config(CONFIG, [bad_set])
+    for argv in (["--config", str(tabbed)], ["--config", str(CONFIG), "--set", bad_set]):
+        out = tmp_path / "run"
+        assert main(["train", *argv, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("depthart train: error: ") and "invalid YAML at " in err, err
+        assert err.count("\n") == 1 and not out.exists()
+
+
+def test_an_empty_value_is_an_empty_path(tmp_path):
+    """`--set init_checkpoint=` (and `root:` in a file) read as null: "must be a string, got
+    None"; a string setting whose default is "" takes it as "", the others still refuse it."""
+    cfg = load_train_config(CONFIG, ["init_checkpoint=", "data.val_root="])
+    assert cfg.init_checkpoint == "" and cfg.data.val_root == ""
+    yml = tmp_path / "c.yaml"
+    yml.write_text("stage: transformer\ndata:\n  root:\n")
+    assert load_train_config(yml).data.root == ""
+    with pytest.raises(TypeError, match="preset must be a string, got None"):
+        load_train_config(CONFIG, ["preset="])

@@ -27,6 +27,7 @@ FAST = [
     "ckpt_every=1000",
     "data.render_size=0",
     "data.pool_size=0",
+    "random_tokenizer_ok=true",  # no stage-1 run: quick
 ]
 
 
@@ -402,6 +403,7 @@ def test_two_process_tokenizer_replicas_and_resume_stay_exact(tmp_path):
     tok_set = [*pool, "steps=2", "restart_dead_every=1"]
     dart_set = [
         *pool,
+        "random_tokenizer_ok=true",
         "last_scale_gumbel=true",
         "optim.schedule=none",
         "ckpt_every=2",
@@ -506,3 +508,60 @@ def test_resume_takes_a_path_setting_spelt_otherwise_as_the_same(tmp_path, monke
                 tmp_path / run,
                 resume=True,
             )
+
+
+def test_stage_two_without_tokenizer_weights_is_refused(tmp_path, capsys):
+    """It trained on a random, frozen tokenizer (a useless model) and said nothing; the tests
+    train so for speed, saying random_tokenizer_ok=true."""
+    how = "--set init_checkpoint=<a stage-1 tokenizer checkpoint>"
+    for extra in ([], ["var_pth=/weights/var_d16.pth"]):  # var_pth: the transformer's only
+        with pytest.raises(ValueError, match="no init_checkpoint") as exc:
+            Trainer(_cfg("random_tokenizer_ok=false", *extra), tmp_path / "lib")
+        assert how in str(exc.value)
+    assert not (tmp_path / "lib").exists()
+    from depthart_core.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["train", "--config", str(ROOT / "training/configs/tiny_depthart.yaml")]
+    argv += ["--out", str(out), "--set", "init_checkpoint=", "--set", "data.pool_size=0"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("depthart train: error: stage transformer ") and how in err, err
+    assert err.count("\n") == 1 and not out.exists()
+    Trainer(_cfg("steps=1", "random_tokenizer_ok=false", stage="tokenizer"), tmp_path / "tok")
+
+
+def test_an_out_holding_the_runs_inputs_is_refused(tmp_path):
+    """--overwrite moved the user's own data set and init checkpoint aside with the old run."""
+    from depthart_core.rundir import RunDirError
+
+    run = tmp_path / "run"
+    (run / "set").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run / "tok.safetensors").write_bytes(b"weights")
+    for setting in (
+        ["data.source=synthetic_set", f"data.root={run / 'set'}"],
+        ["data.source=synthetic_set", f"data.root={tmp_path}", f"data.val_root={run}"],
+        [f"init_checkpoint={run / 'tok.safetensors'}"],
+    ):
+        for target in (run, tmp_path):  # the folder holding one, or one itself
+            with pytest.raises(RunDirError, match=f"--out {target} (holds|is) the input"):
+                Trainer(_cfg(*setting), target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "set", "tok.safetensors"]
+
+
+def test_a_frame_file_that_is_not_safetensors_is_one_line(tmp_path, capsys):
+    from depthart_core.cli import main
+
+    frames = tmp_path / "frames.bin"
+    frames.write_bytes(b"not a safetensors file")
+    out = tmp_path / "run"
+    argv = ["train", "--config", str(ROOT / "training/configs/tiny_depthart.yaml")]
+    argv += ["--out", str(out), "--no-progress"]
+    for s in (*FAST, "data.source=frames", f"data.root={frames}"):
+        argv += ["--set", s]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"depthart train: error: frame file {frames} is not a readable "), err
+    assert err.count("\n") == 1 and not out.exists()

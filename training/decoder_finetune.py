@@ -37,11 +37,12 @@ import dataclasses
 import math
 import shlex
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
@@ -93,6 +94,28 @@ def read_frames(
             valid.append(torch.from_numpy(s.valid)[None])
             rgb.append(torch.from_numpy(np.ascontiguousarray(s.rgb)).permute(2, 0, 1)[None])
     return torch.cat(depth), torch.cat(valid), torch.cat(rgb)
+
+
+def check_frames(ap: argparse.ArgumentParser, pools: list[str], roots: list[str]) -> None:
+    """Refuse, in one line through the parser, a --pool that is no safetensors file or a
+    --train-root that is no rendered set (a shell glob that matched nothing arrives as itself),
+    before the model loads."""
+    for pool in pools:
+        glob = " (a pattern that matched nothing?)" if set("*?[") & set(pool) else ""
+        if not Path(pool).is_file():
+            ap.error(f"--pool {pool!r}: no such file{glob}")
+        try:  # its format is checked as it is read
+            with safe_open(pool, "pt"):
+                pass
+        except (OSError, SafetensorError) as exc:
+            ap.error(f"--pool {pool}: not a readable safetensors file ({exc})")
+    for root in roots:
+        if not root.strip():
+            ap.error("--train-root '': give a folder `depthart synth` wrote")
+        try:
+            SyntheticSet(root)
+        except (OSError, ValueError) as exc:
+            ap.error(f"--train-root {root}: {exc}")
 
 
 def codes_and_targets(model, d_NSS, v_NSS, batch: int = 256):
@@ -171,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --out (or --score to only score)")
     if not args.train_root and not args.pool:
         ap.error("give frames: --train-root and/or --pool")
+    check_frames(ap, args.pool, args.train_root)
     set_torch_threads(args.threads)
     model, info = load_checkpoint(args.checkpoint)
     tok = model.tokenizer

@@ -145,6 +145,18 @@ def train(
     return log
 
 
+def check_roots(ap: argparse.ArgumentParser, roots: list[str]) -> None:
+    """Refuse, in one line through the parser, a --train-root that is no rendered set (a shell
+    glob that matched nothing arrives as itself)."""
+    for root in roots:
+        if not root.strip():
+            ap.error("--train-root '': give a folder `depthart synth` wrote")
+        try:
+            SyntheticSet(root)
+        except (OSError, ValueError) as exc:
+            ap.error(f"--train-root {root}: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
@@ -180,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(given)
     if args.steps < 1 or args.batch < 1 or args.width < 1 or not 0 < args.val_fraction < 1:
         ap.error("need --steps, --batch, --width >= 1 and 0 < --val-fraction < 1")
+    if not args.head_weights:  # the frames it trains on, before the model loads
+        check_roots(ap, args.train_root)
 
     set_torch_threads(args.threads)
     torch.manual_seed(args.seed)

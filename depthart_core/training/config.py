@@ -95,6 +95,9 @@ class TrainConfig:
     preset: str = "tiny"
     model_overrides: dict = field(default_factory=dict)
     init_checkpoint: str = ""  # a DepthART checkpoint (e.g. the stage-1 tokenizer run)
+    # stage 2 trains on a frozen tokenizer, so it needs one with weights (init_checkpoint or
+    # vae_pth) and is refused without; true allows a random one (a smoke test, a unit test)
+    random_tokenizer_ok: bool = False
     init_tokenizer_only: bool = True  # take only tokenizer weights from init_checkpoint
     # init_checkpoint may have another image_size / tokenizer.patch_nums than the preset: its
     # per-scale tensors are carried to the new pyramid (depthart_core/training/resize.py); the rest
@@ -212,6 +215,8 @@ def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 raise TypeError(f"{name} must be a number, got {value!r}")
             value = float(value)
         elif isinstance(default, str):
+            if value is None and default == "":  # `--set init_checkpoint=`, `root:` (nothing)
+                value = ""
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
             if key in PATH_KEYS:  # `--set data.root=~/x`: the shell leaves that ~ alone
@@ -250,7 +255,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                 raise ValueError(f"--set {key}: {section} was given a value, not keys")
         if isinstance(node.get(parts[-1]), dict):
             raise ValueError(f"--set {key}: {key.strip()} was given keys, not a value")
-        node[parts[-1]] = _scalar(raw)
+        try:
+            node[parts[-1]] = _scalar(raw)
+        except yaml.YAMLError as exc:
+            one_line = "\n" not in raw
+            raise ValueError(f"--set {item!r}: {_yaml_problem(exc, one_line)}") from None
     return out
 
 
@@ -293,13 +302,29 @@ def _scalar(raw: str) -> Any:
     return yaml.load(raw, Loader=Yaml12Loader)  # noqa: S506 (a safe loader)
 
 
+def _yaml_problem(exc: yaml.YAMLError, value: bool = False) -> str:
+    """The reason of a YAML error, where it is 1-based ("invalid YAML at line 3, column 1: ...");
+    `value`: a one-line --set value, whose column alone is said."""
+    mark = getattr(exc, "problem_mark", None)
+    where = ""
+    if mark is not None:
+        line = "" if value else f"line {mark.line + 1}, "
+        where = f" at {line}column {mark.column + 1}" + (" of the value" if value else "")
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"invalid YAML{where}: {f'{context}, ' if context else ''}{what}"
+
+
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     values: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"training config not found: {p}")
-        loaded = yaml.load(p.read_text(), Loader=Yaml12Loader) or {}  # noqa: S506 (safe)
+        try:
+            loaded = yaml.load(p.read_text(), Loader=Yaml12Loader) or {}  # noqa: S506 (safe)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"training config {p}: {_yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{p} must hold a mapping at the top level")
         values = loaded

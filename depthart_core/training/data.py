@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -138,7 +138,14 @@ class FramePool:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"frame file not found: {self.path}")
-        tensors = load_file(str(self.path))
+        try:
+            tensors = load_file(str(self.path))
+        except SafetensorError as exc:  # not safetensors at all, or cut short
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"frame file {self.path} is not a readable safetensors file ({reason}): give one "
+                "with rgb, depth and valid tensors, as `depthart finetune` writes"
+            ) from exc
         missing = [k for k in ("rgb", "depth", "valid") if k not in tensors]
         if missing:
             raise ValueError(f"frame file {self.path} lacks tensor(s) {missing}")

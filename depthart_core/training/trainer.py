@@ -89,6 +89,28 @@ def lr_at(step: int, cfg: TrainConfig, total: int | None = None) -> float:
     return o.lr
 
 
+def refuse_random_tokenizer(cfg: TrainConfig) -> None:
+    """Stage 2 trains the transformer on a frozen tokenizer: without weights for it (from
+    `init_checkpoint` or `vae_pth`) the tokenizer is random and the run useless, so it is refused
+    unless `random_tokenizer_ok`."""
+    if cfg.stage != "transformer" or cfg.init_checkpoint or cfg.vae_pth:
+        return
+    if not cfg.random_tokenizer_ok:
+        raise ValueError(
+            "stage transformer trains on a frozen tokenizer, and no init_checkpoint (or "
+            "vae_pth) gives its weights, so it would stay random: pass --set "
+            "init_checkpoint=<a stage-1 tokenizer checkpoint> (or random_tokenizer_ok=true for "
+            "a smoke test)"
+        )
+
+
+def input_paths(cfg: TrainConfig, skip: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The files and folders `cfg` reads (its data, its initial weights), except the settings in
+    `skip`: the run folder may not be one of them or hold one (`rundir.claim_run_dir`)."""
+    names = sorted(PATH_SETTINGS - {"data.pool_cache"} - skip)  # the pool: a cache it writes
+    return tuple(cfg._dotted(name) for name in names if cfg._dotted(name))
+
+
 class Trainer:
     def __init__(
         self,
@@ -99,14 +121,22 @@ class Trainer:
         progress: bool = True,
         checked_elsewhere: frozenset[str] = frozenset(),
     ) -> None:
-        """`checked_elsewhere`: flattened settings a --resume does not compare, since the caller
-        checks what they name (a fine-tune: its own frame files, by content, and its base)."""
+        """`checked_elsewhere`: flattened settings a --resume does not compare, and the run
+        folder may hold, since the caller checks what they name (a fine-tune: its own frame
+        files, by content, and its base)."""
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.checked_elsewhere = checked_elsewhere
         self.progress = progress  # bars while setting up (the pool, its latents); fit() has its own
+        if not resume:  # a resumed run's weights come from its state
+            refuse_random_tokenizer(cfg)
         self.rank, self.world = init_distributed()
         if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
-            self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
+            self.run_lock = claim_run_dir(
+                self.run_dir,
+                resume=resume,
+                overwrite=overwrite,
+                inputs=input_paths(cfg, checked_elsewhere),
+            )
         try:
             self._set_up(resume)
         except BaseException:
