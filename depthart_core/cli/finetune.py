@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "RUN_DIR/checkpoint.safetensors (loads in predict, the node and export), report.md, "
         "report.json and figure.png.",
     )
-    p.add_argument("bags", nargs="+", metavar="BAG", help="ROS 2 bags (MCAP or sqlite3)")
+    p.add_argument(
+        "bags", nargs="+", metavar="BAG", help="ROS 2 bags (MCAP or sqlite3) or ROS 1 .bag files"
+    )
     p.add_argument(
         "--image-topic",
         required=True,
@@ -62,8 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--depth-info-topic",
         default=None,
-        help="the depth camera's CameraInfo: with --camera-info-topic, maps depth of another "
-        "size or crop onto the image",
+        help="the depth camera's CameraInfo (needs --camera-info-topic): maps depth of another "
+        "size, crop or lens onto the image through both intrinsics; a frame without a usable "
+        "calibration on either side is rejected",
     )
     p.add_argument("--checkpoint", default="", help="base model (default: the shipped one)")
     p.add_argument("--out", required=True, help="run folder")
@@ -147,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --depth-topic (sensor depth to train on) or --teacher CKPT")
     if args.labels_only and not args.teacher:
         raise ValueError("--labels-only needs --teacher")
+    if args.depth_info_topic and not args.camera_info_topic:
+        raise ValueError(
+            f"--depth-info-topic {args.depth_info_topic} needs --camera-info-topic: depth is "
+            "mapped through both cameras' intrinsics"
+        )
     teacher = None
     if args.teacher:
         teacher = TeacherConfig(

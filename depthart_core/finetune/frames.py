@@ -11,7 +11,11 @@ with NaN/Inf/<=0 invalid. A depth image of another size than the colour image is
 (`depth_onto_image`): through both cameras' intrinsics when both CameraInfo topics are given
 (same optical centre and axes, as for a depth stream registered to the colour camera at another
 resolution or crop), else by plain resizing when the aspect ratios agree; otherwise the frame is
-rejected with the sizes.
+rejected with the sizes. A depth CameraInfo topic needs the colour one. With both, each image
+takes the newest usable colour calibration received before it, each depth image the newest
+usable depth calibration stamped at or before it (`InfoTimeline`: a depth stream reconfigured
+mid-bag), and a frame without a usable one on either side is rejected with the cause, never
+resized. `Counts.mapping` says how each frame's depth was mapped (`MAPPINGS`).
 
 Split by time (`split_by_time`), per recording: the last `heldout` fraction of its paired time
 span is held out, and training frames within `gap_s` before it are dropped, so that no two
@@ -27,6 +31,7 @@ without usable sensor depth is then counted under `no_sensor` with the cause, no
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +49,17 @@ from depthart_core.replay.frames import (
 )
 from depthart_core.replay.frames import Frame as BagFrame
 from depthart_core.rosio import bags, compressed, messages
+from depthart_core.rosio.camera_info import aspect_problem, camera_info_problem
 from depthart_core.rosio.image import (
     DEPTH_ENCODINGS,
     RGB_ENCODINGS,
     ImageDecodeError,
+    camera_info_field,
+    described_size,
     image_projection,
 )
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_DEPTH = ("16UC1", "32FC1", "mono16")
 
@@ -66,7 +76,7 @@ class FrameConfig:
     image_topic: str
     depth_topic: str | None  # None only with sensor_scores_only (a teacher labels the frames)
     camera_info_topic: str | None = None  # the colour camera's intrinsics
-    depth_info_topic: str | None = None  # the depth camera's (only to map other sizes)
+    depth_info_topic: str | None = None  # the depth camera's (needs the colour camera's)
     max_dt_s: float = 0.02  # image <-> depth header stamp tolerance
     min_valid: float = 0.2  # frames with a smaller share of valid depth pixels are rejected
     heldout: float = 0.2  # share of each bag's time span held out (its end)
@@ -94,6 +104,11 @@ class FrameConfig:
             raise ValueError("a depth topic is needed unless a teacher labels the frames")
         if self.depth_topic == self.image_topic:
             raise ValueError(f"depth topic and image topic are the same: {self.image_topic!r}")
+        if self.depth_info_topic and not self.camera_info_topic:
+            raise ValueError(
+                f"depth info topic {self.depth_info_topic!r} needs a camera info topic: depth is "
+                "mapped through both cameras' intrinsics"
+            )
 
 
 @dataclass
@@ -247,10 +262,14 @@ class Counts:
     rejected: Counter = field(default_factory=Counter)
     blocks: Counter = field(default_factory=Counter)  # paired frames per block
     no_sensor: Counter = field(default_factory=Counter)  # teacher mode: used, no sensor score
+    # frames whose sensor depth was mapped onto the image so, by `MAPPINGS` key (decoded
+    # frames: one rejected later at the model resolution is still counted here)
+    mapping: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
         extra = {"no_sensor": dict(sorted(self.no_sensor.items()))} if self.no_sensor else {}
         return extra | {
+            "mapping": {k: self.mapping[k] for k in MAPPINGS if self.mapping.get(k)},
             "images": self.images,
             "depth_images": self.depth_images,
             "paired": self.paired,
@@ -261,6 +280,14 @@ class Counts:
         }
 
 
+# how a depth image is put onto the colour image's grid (`depth_mapping`), in words
+MAPPINGS = {
+    "same_grid": "used as is (registered, the image's size)",
+    "resized": "resized (same aspect ratio, no intrinsics)",
+    "reprojected": "reprojected through both cameras' intrinsics",
+}
+
+
 def _intrinsics(info: object | None, shape: tuple[int, ...]) -> np.ndarray | None:
     """K of an image of `shape` that CameraInfo `info` describes: its binning and ROI applied,
     a calibration for another size rescaled (`rosio.image.image_projection`); None without a
@@ -269,6 +296,29 @@ def _intrinsics(info: object | None, shape: tuple[int, ...]) -> np.ndarray | Non
         return None
     K = np.asarray(image_projection(info, shape)[0], dtype=np.float64).reshape(3, 3)
     return K if K[0, 0] > 0 and K[1, 1] > 0 else None
+
+
+def depth_mapping(
+    depth_hw: tuple[int, ...],
+    image_hw: tuple[int, int],
+    K_image: np.ndarray | None = None,
+    K_depth: np.ndarray | None = None,
+) -> str:
+    """How `depth_onto_image` maps a depth image of `depth_hw` onto the image: a `MAPPINGS`
+    key. Raises ValueError (the sizes) when it cannot."""
+    h, w = image_hw
+    dh, dw = int(depth_hw[0]), int(depth_hw[1])
+    both = K_image is not None and K_depth is not None
+    if (dh, dw) == (h, w) and not (both and not np.allclose(K_image, K_depth)):
+        return "same_grid"  # (a same-size depth with other intrinsics is reprojected)
+    if both:
+        return "reprojected"
+    if abs(dw / dh - w / h) <= 0.01 * w / h:
+        return "resized"
+    raise ValueError(
+        f"depth {dw}x{dh} and image {w}x{h} (WxH) differ in aspect ratio; give "
+        "--camera-info-topic and --depth-info-topic so their intrinsics say how to map them"
+    )
 
 
 def depth_onto_image(
@@ -283,14 +333,13 @@ def depth_onto_image(
     With both intrinsics, pixel (u, v) of the image looks along K_image^-1 (u, v, 1), which
     the depth camera sees at K_depth (that ray): a resize, a crop or both, also where the two
     sizes agree and the intrinsics do not; pixels outside the depth image are invalid. Without
-    them only a resize to the same aspect ratio (1 %) is done.
+    them only a resize to the same aspect ratio (1 %) is done (`depth_mapping`).
     Raises ValueError when neither applies."""
     h, w = image_hw
-    dh, dw = depth.shape
-    both = K_image is not None and K_depth is not None
-    if (dh, dw) == (h, w) and not (both and not np.allclose(K_image, K_depth)):
-        return depth, valid  # the same grid (a same-size depth with other intrinsics is mapped)
-    if both:
+    how = depth_mapping(depth.shape, image_hw, K_image, K_depth)
+    if how == "same_grid":
+        return depth, valid
+    if how == "reprojected":
         u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
         x = (u - K_image[0, 2]) / K_image[0, 0]
         y = (v - K_image[1, 2]) / K_image[1, 1]
@@ -299,14 +348,9 @@ def depth_onto_image(
         d = np.where(valid, depth, 0).astype(np.float32)
         out = cv2.remap(d, map_x, map_y, cv2.INTER_NEAREST, borderValue=0.0)
         return out, out > 0
-    if abs(dw / dh - w / h) <= 0.01 * w / h:
-        d = np.where(valid, depth, 0).astype(np.float32)
-        d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)  # no blend of depths
-        return d, d > 0
-    raise ValueError(
-        f"depth {dw}x{dh} and image {w}x{h} (WxH) differ in aspect ratio; give "
-        "--camera-info-topic and --depth-info-topic so their intrinsics say how to map them"
-    )
+    d = np.where(valid, depth, 0).astype(np.float32)
+    d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)  # no blend of depths
+    return d, d > 0
 
 
 def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) -> Iterator[Frame]:
@@ -317,8 +361,11 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
     counts.images += idx.n_frames
     counts.depth_images += len(idx.depth_stamps)
     rcfg = _replay_config(cfg)
-    depth_info = _latest_info(scan.path, cfg.depth_info_topic)
+    depth_info = (
+        InfoTimeline.read(scan.path, cfg.depth_info_topic) if cfg.depth_info_topic else None
+    )
     teacher = cfg.sensor_scores_only
+    unit_checked = "32FC1" not in (scan.depth_encoding or "")
     for fr in iter_frames(scan.path, rcfg, idx):
         block = scan.block[fr.index]
         if not teacher and fr.gt is None:
@@ -327,12 +374,14 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
         if not teacher and isinstance(fr.gt, str):
             counts.rejected["depth not decodable"] += 1
             continue
+        if not unit_checked and isinstance(fr.gt, tuple):
+            unit_checked = _check_metres(fr.gt, scan, cfg)
         try:
             rgb = messages.image_to_rgb(fr.image.msg)
         except ImageDecodeError as exc:
             counts.rejected[f"image not decodable ({exc.cause})"] += 1
             continue
-        sensor, why = _sensor_depth(fr, rgb.shape[:2], depth_info, cfg)
+        sensor, why = _sensor_depth(fr, rgb.shape[:2], _depth_stamp(idx, fr.index), depth_info, cfg)
         if why is not None and not teacher:
             counts.rejected[why] += 1
             continue
@@ -342,39 +391,167 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
             counts.no_sensor[f"no depth stamp within {cfg.max_dt_s} s"] += 1
         counts.paired += 1
         counts.blocks[block] += 1
-        depth, valid = sensor if sensor is not None else (None, None)
+        depth, valid = None, None
+        if sensor is not None:
+            depth, valid, how = sensor
+            counts.mapping[how] += 1
         yield Frame(bag_id, fr.index, idx.image_stamps[fr.index], block, rgb, depth, valid)
 
 
+def _depth_stamp(idx: BagIndex, i: int) -> int | None:
+    """The header stamp of the depth image paired with image `i`, or None."""
+    j = idx.match[i]
+    return None if j is None else idx.depth_stamps[j]
+
+
+def _check_metres(gt: tuple[np.ndarray, np.ndarray], scan: BagScan, cfg: FrameConfig) -> bool:
+    """Warn once per bag when 32FC1 depth, metres by REP 117, reads as millimetres (a valid
+    median above 100 m: the metric scores would come out 1000x). True once checked."""
+    depth, valid = gt
+    if not valid.any():
+        return False
+    median = float(np.median(depth[valid]))
+    if median > 100.0:
+        log.warning(
+            "depth topic %r in %s: 32FC1 with a median of %.1f m; 32FC1 must be metres (REP "
+            "117), this looks like millimetres, and the metric scores will be 1000x off",
+            cfg.depth_topic,
+            scan.path,
+            median,
+        )
+    return True
+
+
 def _sensor_depth(
-    fr: BagFrame, image_hw: tuple[int, int], depth_info: object | None, cfg: FrameConfig
-) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
-    """(depth, valid) on the image grid, or None and why it cannot be used (None: no match)."""
+    fr: BagFrame,
+    image_hw: tuple[int, int],
+    depth_stamp: int | None,
+    depth_info: InfoTimeline | None,
+    cfg: FrameConfig,
+) -> tuple[tuple[np.ndarray, np.ndarray, str] | None, str | None]:
+    """(depth, valid, `MAPPINGS` key) on the image grid, or None and why it cannot be used
+    (None: no match)."""
     if fr.gt is None:
         return None, None
     if isinstance(fr.gt, str):
         return None, "depth not decodable"
     depth, valid = fr.gt
+    K_image = K_depth = None
+    if depth_info is not None:  # both calibrations, or the frame is rejected
+        K_image, why = _colour_intrinsics(fr, image_hw)
+        if why is None:
+            info, why = depth_info.at(depth_stamp)
+            K_depth, why = (
+                _usable_intrinsics(info, depth.shape, "depth") if why is None else (None, why)
+            )
+        if why is not None:
+            return None, why
     try:
-        K_image = _intrinsics(fr.camera_info, image_hw)
-        depth, valid = depth_onto_image(
-            depth, valid, image_hw, K_image, _intrinsics(depth_info, depth.shape)
-        )
+        how = depth_mapping(depth.shape, image_hw, K_image, K_depth)
+        depth, valid = depth_onto_image(depth, valid, image_hw, K_image, K_depth)
     except ValueError:
         sizes = f"{depth.shape[1]}x{depth.shape[0]} -> {image_hw[1]}x{image_hw[0]}"
         return None, f"depth size not mappable onto the image ({sizes})"
     if float(valid.mean()) < cfg.min_valid:
         return None, f"valid depth below {cfg.min_valid:.0%} of the image"
-    return (depth, valid), None
+    return (depth, valid, how), None
 
 
-def _latest_info(path: Path, topic: str | None) -> object | None:
-    """The depth camera's CameraInfo (its last message; intrinsics do not change in a bag)."""
-    info = None
-    if topic:
+def _colour_intrinsics(
+    fr: BagFrame, image_hw: tuple[int, int]
+) -> tuple[np.ndarray | None, str | None]:
+    """The colour camera's K for this image (the newest usable calibration received before it),
+    or None and why there is none."""
+    if fr.camera_info is None:
+        if fr.camera_info_ignored is not None:
+            return None, _unusable("colour", fr.camera_info_ignored)
+        return None, "no colour camera_info received before the image"
+    return _usable_intrinsics(fr.camera_info, image_hw, "colour")
+
+
+def _usable_intrinsics(
+    info: object, shape: tuple[int, ...], side: str
+) -> tuple[np.ndarray | None, str | None]:
+    """K of an image of `shape` from a calibration already checked by `camera_info_problem`,
+    or None and why it cannot describe that image (another aspect ratio)."""
+    mismatch = aspect_problem(info, shape)
+    if mismatch is not None:
+        w0, h0 = described_size(info)
+        return None, f"{side} camera_info for a {w0}x{h0} image, not {shape[1]}x{shape[0]}"
+    K = _intrinsics(info, shape)
+    return (K, None) if K is not None else (None, f"{side} camera_info uncalibrated (K = 0)")
+
+
+def _unusable(side: str, problem: tuple[str, str]) -> str:
+    """A rejection cause for a calibration `camera_info_problem` refuses: (cause, text)."""
+    cause, text = problem
+    if cause == "zero_focal" and "K fx=0 fy=0" in text:
+        return f"{side} camera_info uncalibrated (K = 0)"
+    return f"{side} camera_info unusable ({text})"
+
+
+@dataclass
+class InfoTimeline:
+    """A CameraInfo topic by header stamp: the usable calibrations, and those
+    `camera_info_problem` refuses with why; a run of identical messages is kept once (at its
+    earliest stamp), so a bag of thousands holds a few."""
+
+    usable_ns: np.ndarray  # sorted int64 stamps
+    usable: list[object]
+    refused_ns: np.ndarray
+    refused: list[str]  # each one's rejection cause
+    side: str = "depth"  # which camera, in the causes
+
+    @classmethod
+    def read(cls, path: Path, topic: str, side: str = "depth") -> InfoTimeline:
+        runs: dict[bool, list[list]] = {True: [], False: []}  # [stamp, key, message or cause]
         for m in bags.iter_messages(path, [topic]):
-            info = m.msg
-    return info
+            problem = camera_info_problem(m.msg)
+            ok = problem is None
+            key = _calibration_key(m.msg) if ok else problem
+            entries = runs[ok]
+            if entries and entries[-1][1] == key:
+                entries[-1][0] = min(entries[-1][0], m.stamp_ns)
+            else:
+                entries.append([m.stamp_ns, key, m.msg if ok else _unusable(side, problem)])
+        good = sorted(runs[True], key=lambda e: e[0])
+        bad = sorted(runs[False], key=lambda e: e[0])
+        return cls(
+            np.asarray([e[0] for e in good], dtype=np.int64),
+            [e[2] for e in good],
+            np.asarray([e[0] for e in bad], dtype=np.int64),
+            [e[2] for e in bad],
+            side,
+        )
+
+    def at(self, stamp_ns: int) -> tuple[object | None, str | None]:
+        """The newest usable calibration stamped at or before `stamp_ns`, else None and why:
+        the newest refused one's cause, or none at all. A topic with one calibration throughout
+        (a camera never reconfigured) gives it to every image, also to those recorded before
+        its first message (the old reader did; a driver may start the info after the images)."""
+        if len(self.usable) == 1:
+            return self.usable[0], None
+        k = int(np.searchsorted(self.usable_ns, stamp_ns, side="right")) - 1
+        if k >= 0:
+            return self.usable[k], None
+        k = int(np.searchsorted(self.refused_ns, stamp_ns, side="right")) - 1
+        if k >= 0:
+            return None, self.refused[k]
+        return None, f"no {self.side} camera_info stamped at or before the {self.side} image"
+
+
+def _calibration_key(info: object) -> tuple:
+    """What of a CameraInfo the mapping reads: size, binning, ROI, K and P."""
+    r = info.roi
+    return (
+        int(info.width),
+        int(info.height),
+        int(info.binning_x),
+        int(info.binning_y),
+        (int(r.x_offset), int(r.y_offset), int(r.width), int(r.height)),
+        camera_info_field(info, "k").tobytes(),
+        camera_info_field(info, "p").tobytes(),
+    )
 
 
 def check_split(per_bag: Sequence[Counts], cfg: FrameConfig) -> None:
@@ -389,6 +566,12 @@ def check_split(per_bag: Sequence[Counts], cfg: FrameConfig) -> None:
         rejected.update(c.rejected)
     every = ", ".join(f"{n} {cause}" for cause, n in rejected.most_common())
     why = f"; rejected {sum(rejected.values())}: {every}" if rejected else ""
+    unmatched = sum(c.unmatched for c in per_bag)
+    if unmatched:
+        why += (
+            f"; {unmatched} images had no depth stamp within --max-dt {cfg.max_dt_s} s (raise "
+            "--max-dt or check the sync)"
+        )
     raise FinetuneInputError(
         f"too few paired frames to split: {paired} paired ({train} training, {held} held-out, "
         f"{sum(c.blocks.get('gap', 0) for c in per_bag)} in the {cfg.gap_s} s gap); need at "

@@ -31,7 +31,7 @@ from depthart_core.colormap import colorize
 from depthart_core.evaluation.metrics import PRED_EPS
 from depthart_core.evaluation.protocols import evaluate
 from depthart_core.fileutil import atomic_write
-from depthart_core.finetune.frames import Frame
+from depthart_core.finetune.frames import MAPPINGS, Frame
 from depthart_core.finetune.prepare import SmallFrame
 from depthart_core.metric_scale import fit_metric_scale
 from depthart_core.runtime.base import Backend
@@ -231,6 +231,19 @@ def _split_unit(split: dict[str, Any]) -> str:
     return f"each recording: bags {names} are one, their stamps overlapping or within the gap"
 
 
+def _mapping_lines(r: dict[str, Any]) -> list[str]:
+    """How the sensor depth was put onto the image grid, with the CameraInfo topics read; a
+    report without the record (an older run) says nothing."""
+    mapping = r["counts"]["total"].get("mapping")
+    if not mapping:
+        return []
+    frames = r.get("settings", {}).get("frames", {})
+    infos = [t for t in (frames.get("camera_info_topic"), frames.get("depth_info_topic")) if t]
+    read = f" (CameraInfo: {', '.join(f'`{t}`' for t in infos)})" if infos else ""
+    done = "; ".join(f"{n} {MAPPINGS.get(k, k)}" for k, n in mapping.items())
+    return ["", f"Depth onto the image grid{read}: {done}."]
+
+
 def _frames_lines(r: dict[str, Any]) -> list[str]:
     c, split = r["counts"]["total"], r["split"]
     if "teacher" in r:
@@ -248,6 +261,7 @@ def _frames_lines(r: dict[str, Any]) -> list[str]:
             f"{c['unmatched']} unmatched (no depth stamp within {r['max_dt_s']} s), "
             f"{c['rejected_total']} rejected."
         ]
+    lines += _mapping_lines(r)
     per_bag = _per_bag(r)
     lines += [""] + per_bag + ([""] if per_bag else [])
     lines += [

@@ -232,6 +232,7 @@ def _summary(
         total.rejected.update(c.rejected)
         total.blocks.update(c.blocks)
         total.no_sensor.update(c.no_sensor)
+        total.mapping.update(c.mapping)
     return {
         "bags": [str(b) for b in bags],
         "topics": {"image": cfg.frames.image_topic, "depth": cfg.frames.depth_topic},
