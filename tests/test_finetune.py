@@ -627,6 +627,22 @@ def test_resume_of_a_moved_run_with_the_base_spelt_otherwise(
     assert said == "5 s in 3 processes, 1 of them unrecorded (killed, or from before the record)"
 
 
+def test_resume_to_train_longer_keeps_the_runs_warmup(corridor_bag, tmp_path, capsys):
+    """`--resume --steps N` with more steps ("train longer", README) was refused as "other
+    settings than the run's own (optim.warmup 1 -> 2)": the warmup follows --steps, a setting
+    finetune has no option for. The run keeps the warmup it started with."""
+    from depthart_core.rundir import read_train_state
+
+    few = ("--batch-size", "2", "--eval-frames", "2", "--threads", "1")
+    run = tmp_path / "r"
+    assert _finetune(corridor_bag, run, *few, "--steps", "2") == 0
+    capsys.readouterr()
+    assert _finetune(corridor_bag, run, *few, "--steps", "40", "--resume") == 0, capsys.readouterr()
+    meta, _ = read_train_state(run, tensors=False)
+    saved = json.loads(meta["config"])
+    assert saved["steps"] == 40 and saved["optim"]["warmup"] == 1
+
+
 def test_the_mean_depth_prior_is_the_same_in_chunks(monkeypatch):
     """The training block's mean depth map is encoded in chunks (all at once took ~27 S^2 bytes
     a frame after training: out of memory for a long bag at 256 px): the same map."""

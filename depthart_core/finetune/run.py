@@ -589,23 +589,39 @@ def _frame_files(run: Path) -> tuple[Path, Path]:
 
 
 def _stages(
-    run: Path, cfg: FinetuneConfig, base: Path, size: int
+    run: Path, cfg: FinetuneConfig, base: Path, size: int, resume: bool = False
 ) -> list[tuple[Path, TrainConfig]]:
-    """(folder, training config) of each `Trainer` the fine-tune runs, in order."""
+    """(folder, training config) of each `Trainer` the fine-tune runs, in order; on a resume,
+    each stage that saved a state keeps the warmup it recorded (`_recorded_warmup`)."""
     frames = _frame_files(run)
     if not cfg.adapt_tokenizer:
-        return [(run, _train_config(cfg, base, frames, size, "transformer"))]
-    tok = run / "tokenizer"
-    return [
-        (tok, _train_config(cfg, base, frames, size, "tokenizer")),
-        (run, _train_config(cfg, base, frames, size, "transformer", init=tok / CKPT_NAME)),
-    ]
+        stages = [(run, _train_config(cfg, base, frames, size, "transformer"))]
+    else:
+        tok = run / "tokenizer"
+        stages = [
+            (tok, _train_config(cfg, base, frames, size, "tokenizer")),
+            (run, _train_config(cfg, base, frames, size, "transformer", init=tok / CKPT_NAME)),
+        ]
+    return [(f, _recorded_warmup(f, c)) for f, c in stages] if resume else stages
+
+
+def _recorded_warmup(folder: Path, train_cfg: TrainConfig) -> TrainConfig:
+    """`train_cfg` with the warmup of the state saved in `folder`, where there is one: the
+    warmup follows `--steps` (a twentieth), which a resume may change ("train longer"), and it
+    was refused as a changed setting finetune has no option for."""
+    if not (folder / STATE_NAME).is_file():
+        return train_cfg
+    meta, _ = read_train_state(folder, tensors=False)
+    warmup = json.loads(meta["config"]).get("optim", {}).get("warmup")
+    if not isinstance(warmup, int) or isinstance(warmup, bool):
+        return train_cfg  # an odd record: the Trainer's comparison names it
+    return dataclasses.replace(train_cfg, optim=dataclasses.replace(train_cfg.optim, warmup=warmup))
 
 
 def _check_resumed_training(run: Path, cfg: FinetuneConfig, base: Path, size: int) -> None:
     """Refuse, before the bags are read, a --resume whose training settings (the base's model,
     its objective) the `Trainer` would refuse."""
-    for folder, train_cfg in _stages(run, cfg, base, size):
+    for folder, train_cfg in _stages(run, cfg, base, size, resume=True):
         if (folder / STATE_NAME).is_file():
             meta, _ = read_train_state(folder, tensors=False)
             saved = json.loads(meta["config"])
@@ -652,7 +668,7 @@ def _train(
 ) -> Trainer:
     """Optionally stage 1 on the bag's frames (RUN/tokenizer), then stage 2 into RUN;
     `accepted` is called once the first `Trainer` has accepted the run, before it trains."""
-    *tokenizer, (_, tf_cfg) = _stages(run, cfg, base, size)
+    *tokenizer, (_, tf_cfg) = _stages(run, cfg, base, size, resume=resume)
     for folder, tok_cfg in tokenizer:
         tok = Trainer(
             tok_cfg,
