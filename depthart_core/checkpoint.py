@@ -119,6 +119,10 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
                 f"{path} is an ONNX graph, not a checkpoint: give the .safetensors it was "
                 "exported from"
             ) from exc
+        if path.suffix.lower() in _PICKLE_SUFFIXES:  # named so, but not pickled (_refuse_pickle)
+            raise ValueError(
+                f"{path} is not a safetensors checkpoint, nor a torch.save file ({exc})"
+            ) from exc
         raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT:
         if authors_layout.is_authors_layout(keys):
@@ -410,16 +414,18 @@ _PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
 
 def _refuse_pickle(path: Path) -> None:
     """A pickled PyTorch file gets a message saying why it is not loaded and how to convert it,
-    instead of a safetensors header error. Recognised by suffix or by its first bytes: a zip
-    archive (torch.save since 1.6) or a pickle PROTO opcode (0x80, protocol 2-5). A safetensors
-    file (an 8-byte little-endian header length, then the JSON header's "{") is never refused,
-    even when its length's first byte happens to be 0x80."""
+    instead of a safetensors header error. Recognised by its first bytes: a zip archive
+    (torch.save since 1.6) or a pickle PROTO opcode (0x80, protocol 2-5), whatever its suffix; a
+    file that starts otherwise (text, a damaged file) is never called pickled, even named .pth,
+    and gets the safetensors reader's own reason. A safetensors file (an 8-byte little-endian
+    header length, then the JSON header's "{") is never refused, even when its length's first
+    byte happens to be 0x80."""
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[8:9] == b"{" and path.suffix.lower() not in _PICKLE_SUFFIXES:
+    if head[8:9] == b"{":
         return
     pickle_proto = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
-    if path.suffix.lower() in _PICKLE_SUFFIXES or head[:4] == b"PK\x03\x04" or pickle_proto:
+    if head[:4] == b"PK\x03\x04" or pickle_proto:
         raise ValueError(
             f"{path} is a pickled PyTorch checkpoint: DepthART loads only .safetensors, because "
             "unpickling can run arbitrary code. Convert it once: VAR's var_d16.pth / vae_*.pth "

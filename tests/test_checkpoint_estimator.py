@@ -474,3 +474,20 @@ def test_the_graph_backends_refuse_bad_flags_before_the_export(
     with pytest.raises(TypeError, match=f"{flag} must be True or False, got 'no'"):
         cls.from_checkpoint(tiny_checkpoint, **{flag: "no"})
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.onnx"))
+
+
+@pytest.mark.parametrize("name", ["notes.pth", "model.ckpt", "weights.bin"])
+def test_a_text_file_named_like_a_pickle_is_not_called_pickled(tmp_path, name):
+    """Only a file that starts like torch.save's (a zip, or a pickle) is called pickled; a text
+    file with a .pth/.ckpt/.bin name is told apart from a safetensors file with the reader's
+    reason."""
+    path = tmp_path / name
+    path.write_text("init_checkpoint is not this file\n")
+    with pytest.raises(ValueError) as exc:
+        load_checkpoint(path)
+    msg = str(exc.value)
+    assert "pickled" not in msg and f"{path} is not a safetensors checkpoint" in msg
+    assert "header" in msg  # the reason
+    torch.save({"w": torch.zeros(1)}, path)  # a real one still is
+    with pytest.raises(ValueError, match="is a pickled PyTorch checkpoint"):
+        load_checkpoint(path)

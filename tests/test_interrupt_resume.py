@@ -117,3 +117,17 @@ def test_stop_on_signal_notes_the_first_signal_and_raises_on_the_second(default_
             assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_resume_of_a_finished_run_still_prints_its_validation(tmp_path, capsys):
+    """--resume of a finished run runs no step, and still reports the validation it ended with."""
+    run = tmp_path / "run"
+    assert main(_argv(run, 2, 100_000)) == 0
+    first = [x for x in capsys.readouterr().out.splitlines() if x.startswith("validation: ")]
+    assert len(first) == 1 and "abs_rel=" in first[0]
+    assert main(_argv(run, 2, 100_000, "--resume")) == 0
+    out = capsys.readouterr().out
+    assert "done: 2 steps" in out and first[0] in out.splitlines()
+    # and what to do with it, the command's last line
+    ckpt = run / "checkpoint.safetensors"
+    assert out.splitlines()[-1] == f"use it: depthart predict IMAGE --checkpoint {ckpt}", out

@@ -565,3 +565,70 @@ def test_a_frame_file_that_is_not_safetensors_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"depthart train: error: frame file {frames} is not a readable "), err
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_metrics_keep_a_small_learning_rate_and_loss_to_6_significant_digits(tmp_path):
+    """A fixed 6 decimals logged a warm-up lr of 1.6e-7 as 0.0."""
+    cfg = _cfg("steps=2", "log_every=1", "optim.lr=1.6e-6", "optim.warmup=10")
+    Trainer(cfg, tmp_path / "run").fit(progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if "lr" in r]
+    assert lrs == [pytest.approx(1.6e-7, rel=1e-5), pytest.approx(3.2e-7, rel=1e-5)]
+    assert all(r["loss"] == float(f"{r['loss']:.6g}") for r in rows if "loss" in r)
+    assert all(isinstance(r["tokens"], int) for r in rows if "tokens" in r)  # a count stays one
+
+
+def test_a_depth_only_tokenizer_reports_no_rgb_psnr(tmp_path):
+    """A tokenizer trained with tokenizer_inputs: depth never reconstructs RGB: no rgb_psnr."""
+    cfg = _cfg("steps=2", "val_every=2", "tokenizer_inputs=depth", stage="tokenizer")
+    metrics = Trainer(cfg, tmp_path / "tok").fit(progress=False)
+    assert "rgb_psnr" not in metrics and {"abs_rel", "usage", "perplexity"} <= metrics.keys()
+    rows = [json.loads(x) for x in (tmp_path / "tok" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val"].keys() == metrics.keys() for r in rows if "val" in r] == [True]
+
+
+def test_resume_keeps_the_last_validation(tmp_path):
+    """A checkpoint saved after --resume, before the next validation, carries the run's last
+    one (as an uninterrupted run's does), and fit() on a finished run returns it."""
+    run = tmp_path / "run"
+    first = Trainer(_cfg("steps=4", "val_every=2"), run)
+    measured = first.fit(steps=2, progress=False)
+    assert first.last_val_step == 2 and "abs_rel" in measured
+    resumed = Trainer(_cfg("steps=4", "val_every=2"), run, resume=True)
+    assert (resumed.last_val, resumed.last_val_step) == (measured, 2)
+    resumed.save()
+    from depthart_core.checkpoint import read_checkpoint_info
+
+    meta = read_checkpoint_info(run / "checkpoint.safetensors")["metadata"]
+    assert meta["val_step"] == 2 and meta["val_metrics"] == measured
+    assert resumed.fit(steps=2, progress=False) == measured  # nothing left to run
+
+
+def test_no_progress_prints_a_plain_line_now_and_then(tmp_path, capsys, monkeypatch):
+    """With the bar off a batch job's log still gets the step, loss, lr, speed and time left (at
+    most every PROGRESS_LINE_S) and each validation but the last (`done:` reports that one)."""
+    from depthart_core.training import trainer as trainer_mod
+
+    cfg = _cfg("steps=4", "log_every=2", "val_every=2")
+    Trainer(cfg, tmp_path / "quiet").fit(progress=False)  # a short run: under 30 s, no line
+    assert "step 2/4" not in capsys.readouterr().err
+    monkeypatch.setattr(trainer_mod, "PROGRESS_LINE_S", 0.0)
+    Trainer(cfg, tmp_path / "a").fit(progress=False)
+    err = capsys.readouterr().err.splitlines()
+    steps = [line for line in err if line.startswith("step ")]
+    assert [line.split(",")[0] for line in steps] == ["step 2/4 (50 %)", "step 4/4 (100 %)"]
+    assert " loss " in steps[0] and ", lr " in steps[0] and "steps/s, ETA " in steps[0]
+    vals = [line for line in err if line.startswith("validation at step")]
+    assert len(vals) == 1 and vals[0].startswith("validation at step 2: abs_rel=")
+    Trainer(cfg, tmp_path / "bar").fit(progress=True)  # the bar says it instead
+    assert "validation at step" not in capsys.readouterr().err
+
+
+def test_next_step_names_the_checkpoint(tmp_path):
+    tok = Trainer(_cfg("steps=1", stage="tokenizer"), tmp_path / "tok")
+    ckpt = tmp_path / "tok" / "checkpoint.safetensors"
+    hint = tok.next_step()
+    assert hint == f"next: stage 2 (stage: transformer) with --set init_checkpoint={ckpt}"
+    var = Trainer(_cfg("steps=1"), tmp_path / "var")
+    ckpt = tmp_path / "var" / "checkpoint.safetensors"
+    assert var.next_step() == f"use it: depthart predict IMAGE --checkpoint {ckpt}"

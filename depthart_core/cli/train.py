@@ -65,4 +65,5 @@ def run(args: argparse.Namespace) -> int:
                 "validation: "
                 + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             )
+        print(trainer.next_step())
     return 0

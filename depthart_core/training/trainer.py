@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -190,6 +191,8 @@ class Trainer:
         )
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self.last_val: dict[str, Any] = {}  # the last validation, and the step it was measured at
+        self.last_val_step: int | None = None
         if resume:  # weights, optimizer, EMA, step and the RNG of the step it stopped at
             self._load_state()
             if self.step > self.planned_steps:  # it would report done with a config it outran
@@ -570,7 +573,7 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-        last_val: dict[str, Any] = {}
+        lines = _ProgressLines(self.step, total) if not progress and self.is_main else None
         t0, tok0 = time.perf_counter(), 0
         with _stop_on_signal(enabled=self.world == 1) as stop:
             while self.step < total:
@@ -580,15 +583,19 @@ class Trainer:
                     rate = tok0 / max(time.perf_counter() - t0, 1e-9)
                     row = {
                         "step": self.step,
-                        **{k: round(v, 6) for k, v in logs.items()},
+                        **{k: _significant(v) for k, v in logs.items()},
                         "tok_s": round(rate),
                     }
                     self.history.append(row)
                     append_metrics(self.run_dir, row)
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
                     t0, tok0 = time.perf_counter(), 0
+                    if lines is not None:
+                        lines.step(self.step, logs["loss"], logs["lr"])
                 if self.is_main and (self.step % cfg.val_every == 0 or self.step == total):
-                    last_val = self._validate(val)
+                    self._validate(val)
+                    if lines is not None and self.step < total:  # the last one: with `done:`
+                        lines.validation(self.step, self.last_val)
                 saved = self.step % cfg.ckpt_every == 0 or self.step == total
                 if saved:
                     self.save()
@@ -604,17 +611,25 @@ class Trainer:
                     )  # fmt: skip
                     raise KeyboardInterrupt
         bar.close()
-        return last_val
+        return self.last_val
 
     def _validate(self, val: dict[str, torch.Tensor]) -> dict[str, Any]:
         with ema_weights(self.params, self.ema):
-            metrics, grid = validate(self.model, val, self.cfg.stage, self.device)
+            rgb = self.cfg.tokenizer_inputs != "depth"  # a depth-only tokenizer: no RGB PSNR
+            metrics, grid = validate(self.model, val, self.cfg.stage, self.device, rgb=rgb)
         row = {"step": self.step, "val": metrics}
         self.history.append(row)
         append_metrics(self.run_dir, row)
         save_progress_plot(self.run_dir / "progress.png", self.history, grid)
         self.last_val, self.last_val_step = metrics, self.step
         return metrics
+
+    def next_step(self) -> str:
+        """One line saying what to do with the finished run's checkpoint."""
+        ckpt = self.run_dir / CKPT_NAME
+        if self.cfg.stage == "tokenizer":
+            return f"next: stage 2 (stage: transformer) with --set init_checkpoint={ckpt}"
+        return f"use it: depthart predict IMAGE --checkpoint {ckpt}"
 
     # ------------------------------------------------------------------ state
     def save(self) -> None:
@@ -640,8 +655,8 @@ class Trainer:
             "data": cfg.data.source,
             "data_seed": cfg.data.seed,
             "val_seed": cfg.data.val_seed,
-            "val_metrics": getattr(self, "last_val", {}),
-            "val_step": getattr(self, "last_val_step", None),  # the step they were measured at
+            "val_metrics": self.last_val,
+            "val_step": self.last_val_step,  # the step they were measured at
             "ema": cfg.ema,
             "train_config": cfg.to_dict(),
         }
@@ -652,6 +667,58 @@ class Trainer:
         if self.is_main:  # the log continues from the state's step, rewritten atomically
             self.history = [r for r in read_metrics(self.run_dir) if r["step"] <= self.step]
             rewrite_metrics(self.run_dir, self.history)
+            for row in reversed(self.history):  # what its checkpoints and fit() report until
+                if isinstance(row.get("val"), dict):  # the next validation
+                    self.last_val, self.last_val_step = row["val"], row["step"]
+                    break
+
+
+def _significant(v: float) -> float:
+    """A logged value kept to 6 significant digits (a fixed number of decimals would log a small
+    learning rate or loss as 0); an int (a count) as it is."""
+    return v if isinstance(v, int) else float(f"{v:.6g}")
+
+
+# with the bar off (--no-progress), a line at most this often (seconds), at a logged step
+PROGRESS_LINE_S = 30.0
+
+
+class _ProgressLines:
+    """Plain one-line progress on stderr for a log with no bar: the step, loss, learning rate,
+    speed and time left, at a logged step at least `PROGRESS_LINE_S` after the last line."""
+
+    def __init__(self, start: int, total: int) -> None:
+        self.start, self.total = start, total
+        self.t0 = self.last = time.monotonic()
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_LINE_S:
+            return
+        self.last = now
+        rate = (step - self.start) / max(now - self.t0, 1e-9)
+        eta = _duration((self.total - step) / rate) if rate > 0 else "?"
+        pct = 100 * step / max(self.total, 1)
+        _say(
+            f"step {step}/{self.total} ({pct:.0f} %), loss {loss:.4f}, lr {lr:.1e}, "
+            f"{rate:.3g} steps/s, ETA {eta}"
+        )
+
+    def validation(self, step: int, metrics: dict[str, Any]) -> None:
+        said = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        _say(f"validation at step {step}: {said}")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # settings a --resume may change: how long it runs, how often it reports, where

@@ -1,8 +1,9 @@
 """Validation during training: metrics on a fixed held-out batch and a progress picture.
 
-Stage 1 reports RGB reconstruction PSNR, depth AbsRel through a full encode -> quantize -> decode,
-and code usage / perplexity per scale. Stage 2 predicts depth with the greedy KV-cached loop and
-scores it with the paper's protocol (median scale alignment, AbsRel, delta1_bad).
+Stage 1 reports depth AbsRel through a full encode -> quantize -> decode, code usage / perplexity
+per scale, and RGB reconstruction PSNR when the tokenizer is trained on RGB too. Stage 2 predicts
+depth with the greedy KV-cached loop and scores it with the paper's protocol (median scale
+alignment, AbsRel, delta1_bad).
 """
 
 from __future__ import annotations
@@ -37,33 +38,39 @@ def validate(
     stage: str,
     device: torch.device,
     chunk: int = 16,
+    rgb: bool = True,
 ) -> tuple[dict[str, Any], np.ndarray]:
+    """`rgb`: the tokenizer reconstructs RGB too (tokenizer_inputs: both), so stage 1 reports
+    its RGB PSNR; a depth-only one is never trained on RGB, so it has none."""
     was_training = model.training
     model.eval()
     rgb_u8 = batch["rgb"].to(device)
-    rgb = rgb_u8.float() / 127.5 - 1.0
+    rgb_x = rgb_u8.float() / 127.5 - 1.0
     depth, valid = batch["depth"].to(device), batch["valid"].to(device)
     preds = []
     metrics: dict[str, Any] = {}
     if stage == "tokenizer":
-        recon_rgb = torch.cat(
-            [model.tokenizer(rgb[i : i + chunk])[0] for i in range(0, len(rgb), chunk)]
-        )
-        mse = ((recon_rgb.clamp(-1, 1) - rgb) / 2).square().mean(dim=(1, 2, 3))
-        metrics["rgb_psnr"] = float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
+        if rgb:
+            metrics["rgb_psnr"] = _rgb_psnr(model, rgb_x, chunk)
         for i in range(0, len(depth), chunk):
             sl = slice(i, i + chunk)
             preds.append(model.depth_round_trip(depth[sl], valid[sl]))
         metrics.update(code_usage(model))
     else:
-        for i in range(0, len(rgb), chunk):
-            preds.append(model.predict_normalized(rgb[i : i + chunk]))
+        for i in range(0, len(rgb_x), chunk):
+            preds.append(model.predict_normalized(rgb_x[i : i + chunk]))
     pred = torch.cat(preds).float().cpu().numpy()
     d, v = depth.cpu().numpy(), valid.cpu().numpy()
     metrics.update(_protocol_scores(pred, d, v))
     grid = _grid(rgb_u8[:4].cpu().numpy(), d[:4], v[:4], pred[:4])
     model.train(was_training)
     return metrics, grid
+
+
+def _rgb_psnr(model: DepthART, rgb: torch.Tensor, chunk: int) -> float:
+    recon = torch.cat([model.tokenizer(rgb[i : i + chunk])[0] for i in range(0, len(rgb), chunk)])
+    mse = ((recon.clamp(-1, 1) - rgb) / 2).square().mean(dim=(1, 2, 3))
+    return float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
 
 
 def _norm(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
