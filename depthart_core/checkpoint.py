@@ -99,10 +99,33 @@ def save_checkpoint(
         "config": json.dumps(info["config"]),
         "metadata": json.dumps(info["metadata"]),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=st_meta))
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata=st_meta)
+        sort_safetensors_header(tmp)
+
+    atomic_write(path, write)
     sidecar = path.with_suffix(".json")
     atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
     return path
+
+
+def sort_safetensors_header(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header with its keys sorted, in place: safetensors
+    writes `__metadata__` in hash-map order, which differs between processes, so the same
+    model saved twice got two file hashes (and the ONNX and engine caches, keyed by the file's
+    hash, exported and built it again). Offsets are relative to the data, so only the header's
+    bytes change; it keeps its length (padded with spaces, as safetensors pads it)."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        new = text.encode()
+        if len(new) > n:  # another escaping than serde's made it longer: leave it as written
+            return
+        f.seek(8)
+        f.write(new + b" " * (n - len(new)))
 
 
 def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
@@ -198,6 +221,7 @@ def load_checkpoint(
             state[k] = t.float() if t.is_floating_point() else t
     if info["layout"] == AUTHORS_LAYOUT:
         vae_state = None
+        refuse_vae(vae, info, path)  # one given for a file that holds its own
         if not authors_layout.has_tokenizer(state):
             vae = Path(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
             if not vae.is_file():
@@ -217,10 +241,18 @@ def load_checkpoint(
 
 
 def refuse_vae(vae: str | Path | None, info: dict[str, Any], path: str | Path) -> None:
-    """A VQ-VAE given (`vae`) for a checkpoint that is not the authors' (`info`, its
-    `read_checkpoint_info`): it holds its own, so the file given would be ignored. Raises."""
-    if vae is not None and info["layout"] != AUTHORS_LAYOUT:
+    """A VQ-VAE given (`vae`) for a checkpoint that holds its own (`info`, its
+    `read_checkpoint_info`): ours, or an authors' file saved with it. The file given would be
+    ignored, so it is refused. Raises."""
+    if vae is None:
+        return
+    if info["layout"] != AUTHORS_LAYOUT:
         raise ValueError(f"--vae {vae} is only for the authors' checkpoint; {path} is complete")
+    with safe_open(str(path), framework="pt") as f:
+        if authors_layout.has_tokenizer(f.keys()):  # the file's own VQ-VAE would be used
+            raise ValueError(
+                f"--vae {vae}: {path} holds its own VQ-VAE, which is what loads; drop --vae"
+            )
 
 
 def _kept(keys: Any, info: dict[str, Any]) -> list[str]:

@@ -168,6 +168,26 @@ def test_tau_sets_the_dot_product_temperature():
     assert not torch.allclose(a1(x, None, None)[0], ref, atol=1e-4)
 
 
+def test_a_vae_given_for_an_authors_file_that_holds_one_is_refused(tmp_path, monkeypatch, capsys):
+    """`convert FILE --vae X` on an authors' file saved with its VQ-VAE exited 0 with the
+    file's own VAE (X ignored, even a missing one); refused in one line, on every path."""
+    from depthart_core.checkpoint import CheckpointFile, load_checkpoint
+    from depthart_core.cli import main
+
+    monkeypatch.setattr(authors_layout, "authors_config", lambda keys, base=None: SMALL)
+    full = tmp_path / "full.safetensors"
+    save_file(small_authors_state(seed=3), full)
+    load_checkpoint(full)  # loads with its own
+    for vae in (tmp_path / "nowhere.pth", full):
+        with pytest.raises(ValueError, match=f"--vae {vae}: {full} holds its own VQ-VAE"):
+            load_checkpoint(full, vae=vae)
+        with pytest.raises(ValueError, match="holds its own VQ-VAE"):
+            CheckpointFile(full, vae=vae)
+    out = tmp_path / "o.safetensors"
+    assert main(["convert", str(full), "--vae", str(tmp_path / "x.pth"), "--out", str(out)]) == 1
+    assert "holds its own VQ-VAE" in capsys.readouterr().err and not out.exists()
+
+
 def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
     """predict / convert / info through `load_checkpoint`, with the VQ-VAE given separately.
 

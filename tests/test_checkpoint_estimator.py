@@ -491,3 +491,30 @@ def test_a_text_file_named_like_a_pickle_is_not_called_pickled(tmp_path, name):
     torch.save({"w": torch.zeros(1)}, path)  # a real one still is
     with pytest.raises(ValueError, match="is a pickled PyTorch checkpoint"):
         load_checkpoint(path)
+
+
+def test_the_same_model_saved_in_other_processes_is_the_same_file(tmp_path):
+    """safetensors writes its metadata in hash-map order, which each process seeds anew: the
+    same model saved twice was two files with two hashes, and the ONNX and engine caches (keyed
+    by the file's hash) exported and built it again. The header is written sorted."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from depthart_core.checkpoint import save_checkpoint\n"
+        "from depthart_core.config import get_preset\n"
+        "from depthart_core.model import DepthART\n"
+        "torch.manual_seed(0)\n"
+        "save_checkpoint(sys.argv[1], DepthART(get_preset('tiny')), "
+        "{'b': [1, 2], 'a': 1, 'z': 'x', 'é': 'ü'})\n"
+    )
+    digests = set()
+    for i in range(4):
+        path = tmp_path / f"m{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1, digests
+    model, info = load_checkpoint(tmp_path / "m0.safetensors")  # still a valid file
+    assert info["metadata"] == {"b": [1, 2], "a": 1, "z": "x", "é": "ü"}
