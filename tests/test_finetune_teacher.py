@@ -107,6 +107,7 @@ def test_student_trains_on_the_teachers_labels_not_on_the_sensor(
     assert set(vs) == {"before", "after", "change"} and vs["after"]["abs_rel"] >= 0
     md = (run / "report.md").read_text()
     assert "against the teacher" in md and "scores only" in md and "| teacher |" in md
+    assert "random sensor pixels" in md  # the sensor table's legend, beside that table
     # RGB | teacher | before | after, one row per scored frame
     assert cv2.imread(str(run / "figure.png")).shape == (3 * 24, 4 * 32, 3)
     # the labels are cached; a re-run with --overwrite takes them from the cache, bit for bit
@@ -145,7 +146,12 @@ def test_no_sensor_at_all_and_labels_made_elsewhere(tmp_path, tiny_checkpoint, t
     assert report["teacher"]["labels"] == "cached" and report["teacher"]["sha256"]
     assert report["sensor_frames"] == 0 and "before" not in report
     assert report["counts"]["total"]["paired"] == 30 and report["depth_encodings"] == []
-    assert "depth `none`" in (run / "report.md").read_text()
+    md = (run / "report.md").read_text()
+    assert "depth `none`" in md
+    # no sensor table, so no legend of its protocol columns, sensor pixels or baseline row
+    assert "random sensor pixels" not in md and "mean depth map" not in md, md
+    assert "the bag gave no sensor depth (--depth-topic) to score against" in md
+    assert "(README, Adapt to your robot, No uncertainty head)" in md or "none (" in md
     assert (run / LABELS_NAME).is_file()  # the run keeps the labels it trained on
 
 

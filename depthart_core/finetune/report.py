@@ -357,15 +357,21 @@ def markdown(r: dict[str, Any]) -> str:
     if "before" in r:
         n = f" ({r['sensor_frames']} scored frames with sensor depth)" if taught else ""
         lines += [f"## Held-out scores against sensor depth{n}", ""] + _sensor_table(r)
+    legend = (  # the sensor table's columns and rows, said only where that table is
+        "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
+        f"scale fitted per frame to {r['sparse_points']} random sensor pixels. The mean depth "
+        "map is a model-free baseline: where it beats the fine-tuned model, the place is very "
+        "regular or the model (its tokenizer's resolution first) is the limit."
+        if "before" in r
+        else "Scored against the teacher's labels only: the bag gave no sensor depth "
+        "(--depth-topic) to score against."
+    )
     lines += [
         "",
         f"Base and fine-tuned model decode {r.get('decoding', 'soft')} (the PyTorch backend's "
         "default)"
         + (f"; the teacher's labels: its {r['teacher']['sampling']} decoding. " if taught else ". ")
-        + "`depthart`: the paper's protocol (median scale per image). `metric`: metres from a "
-        f"scale fitted per frame to {r['sparse_points']} random sensor pixels. The mean depth "
-        "map is a model-free baseline: where it beats the fine-tuned model, the place is very "
-        "regular or the model (its tokenizer's resolution first) is the limit.",
+        + legend,
         "",
         f"Uncertainty head: {r.get('uncertainty', 'not recorded')}.",
         "",

@@ -729,7 +729,8 @@ def _head_note(base: DepthEstimator, tuned: DepthEstimator) -> str:
         return "carried over"
     return (
         "not carried over: the base's head reads the base's depth, which fine-tuning changed; "
-        "train one for this checkpoint with training/uncertainty_head.py (README, Uncertainty)"
+        "train one for this checkpoint with training/uncertainty_head.py (README, Adapt to "
+        "your robot, No uncertainty head)"
     )
 
 
