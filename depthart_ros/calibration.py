@@ -14,9 +14,10 @@ publishers that stamp differently (a static or latched camera_info):
    arrives with the stamp of a recent image turns waiting back on;
 4. no calibration at all: `missing`, the depth goes out without `depth/camera_info`.
 
-Free of rclpy; `camera_info_for` builds the sensor_msgs/CameraInfo the node republishes, and
-`aspect_problem` (kept in `depthart_core.rosio.camera_info`, which the replay shares) refuses a
-calibration of another aspect ratio than the image.
+Free of rclpy; `camera_info_for` builds the sensor_msgs/CameraInfo the node republishes (its
+fields from `depthart_core.rosio.camera_info.depth_camera`, which the replay's `--write-bag`
+shares), and `aspect_problem` (kept there too) refuses a calibration of another aspect ratio
+than the image.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Any
 
 from sensor_msgs.msg import CameraInfo, RegionOfInterest
 
-from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.camera_info import aspect_problem as aspect_problem
+from depthart_core.rosio.camera_info import depth_camera
 
 OUTCOMES = ("paired", "newest", "missing")
 
@@ -96,31 +97,9 @@ class CalibrationPairer:
 
 
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:
-    """The input CameraInfo with the image's header; intrinsics rescaled when the image it
-    describes (after its binning and ROI) is not the depth image's size, a binned or cropped
-    one then republished as the depth's own camera (no binning, no ROI: `image_projection`'s K
-    and P). A P of zeros (a driver that fills only K) goes out as [K | 0], what the node itself
-    projects with, so consumers that read P (depth_image_proc) get a camera too."""
-    p = list(info.p)
-    if not any(p):
-        p = [*info.k[0:3], 0.0, *info.k[3:6], 0.0, *info.k[6:9], 0.0]
-    out = CameraInfo(
-        header=header, height=info.height, width=info.width,
-        distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=p,
-        binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi,
-    )  # fmt: skip
-    h, w = shape[:2]
-    plain = info.binning_x <= 1 and info.binning_y <= 1 and info.roi.width == 0
-    if plain and info.width and info.height and (info.width, info.height) != (w, h):
-        out.k, out.p = ros_image.scaled_intrinsics(info.k, p, (info.width, info.height), (w, h))
-        out.width, out.height = w, h
-    elif (
-        not plain
-        and all(ros_image.described_size(info))
-        and (ros_image.described_size(info) != (w, h))
-    ):  # binned or cropped for another size: the depth's own camera, as its cloud uses
-        out.k, out.p = ros_image.image_projection(info, shape)
-        out.width, out.height = w, h
-        out.binning_x = out.binning_y = 0
-        out.roi = RegionOfInterest()
-    return out
+    """The CameraInfo the node republishes beside a depth image of `shape`: `info` with the
+    image's header and the intrinsics of the depth's pixels (`depth_camera`, which the replay's
+    `--write-bag` shares)."""
+    fields = depth_camera(info, shape)
+    roi = RegionOfInterest(**fields.pop("roi"))
+    return CameraInfo(header=header, roi=roi, **fields)

@@ -16,6 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depthart_core.cli import main as cli_main
 from depthart_core.data.synthetic.config import SynthConfig
@@ -290,6 +300,88 @@ def test_write_bag_adds_predictions_beside_the_original_topics(tmp_path):
         )
     with pytest.raises(ValueError, match="exists already"):
         replay_offline(bag, tmp_path / "out2", HAND, RedBackend(), write_bag=out_bag)
+
+
+def _driver_order_bag(path: Path) -> Path:
+    """4 frames whose calibration is the node's usual trouble: recorded just after its image
+    (the driver's order), for a 16x12 image (the images are 8x6), with P left zero and its own
+    frame id."""
+    K = np.array([[16.0, 0, 7.5], [0, 16, 5.5], [0, 0, 1]])
+    with bags.BagWriter(path) as w:
+        for i in range(4):
+            t = T0 + i * 100 * MS
+            rgb, depth = _frame(i)
+            w.write("/cam/image", messages.image_msg(rgb, "rgb8", t, "cam"), t)
+            info = messages.camera_info_msg(K, 12, 16, t, "calib")
+            info.p = np.zeros(12)
+            w.write("/cam/info", info, t + 1)
+            w.write("/cam/depth", messages.depth_msg(depth, t, "cam"), t)
+    return path
+
+
+def test_write_bag_publishes_the_camera_the_node_publishes(tmp_path):
+    """`<pred_topic>/camera_info` is the node's `depth/camera_info` (`camera_info_for`), not the
+    recorded calibration restamped: rescaled to the depth's size, P = [K | 0] for a P of zeros,
+    the depth image's header, and every frame has one, the first too, though its calibration was
+    recorded just after it (it had none, and each later frame its predecessor's)."""
+    bag = _driver_order_bag(tmp_path / "bag")
+    out_bag = tmp_path / "with_pred"
+    report = replay_offline(bag, tmp_path / "out", HAND, RedBackend(), write_bag=out_bag)
+    assert report["write_bag"]["predictions"] == 4
+    preds = list(bags.iter_messages(out_bag, ["/depthart/depth"]))
+    infos = list(bags.iter_messages(out_bag, ["/depthart/depth/camera_info"]))
+    assert len(infos) == len(preds) == 4
+    k = [8.0, 0.0, 3.5, 0.0, 8.0, 2.5, 0.0, 0.0, 1.0]  # 16x12 -> 8x6, centres as cv2.resize
+    for pred, info in zip(preds, infos, strict=True):
+        assert (info.stamp_ns, info.log_ns) == (pred.stamp_ns, pred.log_ns)
+        assert info.msg.header.frame_id == pred.msg.header.frame_id == "cam"
+        assert (info.msg.width, info.msg.height) == (pred.msg.width, pred.msg.height) == (8, 6)
+        assert list(info.msg.k) == k
+        assert list(info.msg.p) == [*k[0:3], 0.0, *k[3:6], 0.0, *k[6:9], 0.0]
+
+
+def _latched_qos() -> Qos:
+    zero = QosTime(0, 0)
+    return Qos(
+        QosHistory.KEEP_LAST,
+        1,
+        QosReliability.RELIABLE,
+        QosDurability.TRANSIENT_LOCAL,
+        zero,
+        zero,
+        QosLiveliness.AUTOMATIC,
+        zero,
+        False,
+    )
+
+
+def _reader_qos(bag: Path) -> dict:
+    with AnyReader([bag], default_typestore=messages.typestore()) as reader:
+        return {c.topic: list(c.ext.offered_qos_profiles) for c in reader.connections}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_write_bag_keeps_the_recorded_qos(tmp_path, storage):
+    """A latched (transient_local) camera_info keeps its QoS in the copy, so it still latches
+    under `ros2 bag play` (every topic was written with no offered_qos_profiles)."""
+    hand = _hand_bag(tmp_path / "hand")
+    bag, latched = tmp_path / "bag", _latched_qos()
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(bag, version=Writer.VERSION_LATEST, storage_plugin=plugin) as w:
+        conns = {}
+        for topic, msgtype, log_ns, raw in bags.iter_raw(hand):
+            if topic not in conns:
+                qos = [latched] if topic == "/cam/info" else []
+                conns[topic] = w.add_connection(
+                    topic, msgtype, typestore=messages.typestore(), offered_qos_profiles=qos
+                )
+            w.write(conns[topic], log_ns, raw)
+    assert _reader_qos(bag)["/cam/info"] == [latched]
+    out_bag = tmp_path / "with_pred"
+    replay_offline(bag, tmp_path / "out", HAND, RedBackend(), write_bag=out_bag)
+    qos = _reader_qos(out_bag)
+    assert qos["/cam/info"] == [latched]
+    assert qos["/cam/image"] == qos["/cam/depth"] == qos["/depthart/depth"] == []
 
 
 def test_interrupted_offline_run_writes_a_partial_report(tmp_path):

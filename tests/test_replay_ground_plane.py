@@ -283,6 +283,37 @@ def test_broken_calibrations_are_ignored_as_the_node_ignores_them(cart_bag, tmp_
     }
 
 
+def test_write_bag_holds_the_metres_of_frames_without_gt(cart_bag, tmp_path):
+    """The floor's metres need no GT: a frame whose GT depth is missing (unmatched) is written
+    with them as the node publishes it (such frames were left out of --write-bag)."""
+    samples = rig_samples(RigEval.named("cart", sequences=1, frames=FRAMES, size=SIZE, seed=1), 0)
+    bag, depth_n = tmp_path / "holes", 0
+    with bags.BagWriter(bag) as out:
+        for topic, msgtype, log_ns, raw in bags.iter_raw(cart_bag):
+            if topic == "/camera/depth":
+                depth_n += 1
+                if depth_n in (4, 5):  # frames 3 and 4: no GT
+                    continue
+            out.write_raw(topic, msgtype, raw, log_ns)
+    out_bag = tmp_path / "with_pred"
+    steady = _cfg(track_units=False)
+    report = replay_offline(
+        bag, tmp_path / "r", steady, GroundTruthBackend(samples), write_bag=out_bag
+    )
+    rows = report["rows"]
+    assert [r["index"] for r in rows if r["status"] == "unmatched"] == [3, 4]
+    scaled = [r["index"] for r in rows if r["ground_plane"]["scale"] is not None]
+    assert {3, 4} <= set(scaled)
+    assert report["write_bag"]["predictions"] == len(scaled)
+    preds = {m.stamp_ns: m.msg for m in bags.iter_messages(out_bag, ["/depthart/depth"])}
+    for i in (3, 4):  # metres: the true depth, the constant 7 undone by the floor
+        msg = preds[rows[i]["stamp_ns"]]
+        got = np.frombuffer(bytes(msg.data), np.float32).reshape(SIZE)
+        valid = samples[i].valid
+        rel = np.abs(got[valid] - samples[i].depth[valid]) / samples[i].depth[valid]
+        assert float(np.mean(rel)) < 0.05
+
+
 def test_no_floor_falls_back_with_the_reason_for_every_frame(cart_bag, tmp_path):
     report = replay_offline(cart_bag, tmp_path / "r", _cfg(), WallBackend())
     gp = report["ground_plane"]

@@ -311,9 +311,8 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
                 if not waiting:
                     return
                 continue
-            first = index.first_camera_info
-            if info is None and first is not None and first[0] == m.stamp_ns:
-                take(first[1])  # its own calibration, recorded just after it (the node waits)
+            if info is None and (own := late_first_camera_info(index, m.stamp_ns)) is not None:
+                take(own)  # its own calibration, recorded just after it (the node waits)
             imu = index.imu[i] if index.imu is not None else None
             frame = Frame(i, m, None, info, imu, None if info is not None else ignored)
             jj = index.match[i]
@@ -332,6 +331,14 @@ def iter_frames(bag: str | Path, cfg: ReplayConfig, index: BagIndex) -> Iterator
                     yield release(frame)
             j += 1
     assert not waiting, f"frames {sorted(waiting)} never met their GT depth"
+
+
+def late_first_camera_info(index: BagIndex, stamp_ns: int) -> Any | None:
+    """The bag's first camera_info where it carries this image's stamp: the image's own
+    calibration, recorded just after it (as drivers publish), which the node waits for; the
+    first image has no calibration before it then. None otherwise."""
+    first = index.first_camera_info
+    return first[1] if first is not None and first[0] == stamp_ns else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,20 +438,24 @@ def score_frame(
     """Fill `row` with metrics (status `evaluated`), or a status and reason why not.
 
     Returns the prediction as scored (metres under the metric and ground_plane protocols; None
-    where no metric scale exists), which is what `--write-bag` publishes. `ground` is the run's
-    ground-plane state (the ground_plane protocol). Non-finite predicted pixels (the node's NaN
-    for invalid output) are left out of scoring and counted in `pred_invalid_px`.
+    where no metric scale exists), which is what `--write-bag` publishes: under ground_plane the
+    floor's metres whether or not the frame can be scored, as the node publishes them. `ground`
+    is the run's ground-plane state (the ground_plane protocol). Non-finite predicted pixels (the
+    node's NaN for invalid output) are left out of scoring and counted in `pred_invalid_px`.
     """
     metric = cfg.protocol in ("metric", "ground_plane")
     metres = None
     if cfg.protocol == "ground_plane":  # every frame, in order: the smoother follows the stream
         metres = ground_plane_fit(row, pred, frame, ground, cfg)
+    # what a frame that cannot be scored publishes: the floor's metres need no GT, a sparse fit
+    # to GT (metric) does
+    unscored = metres if cfg.protocol == "ground_plane" else None if metric else pred
     if frame.gt is None:
         row["status"] = "unmatched" if cfg.depth_topic else "predicted"
-        return None if metric else pred
+        return unscored
     if isinstance(frame.gt, str):
         reject(row, frame.gt)
-        return None if metric else pred
+        return unscored
     gt, valid = frame.gt
     if pred.shape != gt.shape:
         reject(
@@ -452,14 +463,14 @@ def score_frame(
             f"size mismatch: image {pred.shape[1]}x{pred.shape[0]} vs GT depth "
             f"{gt.shape[1]}x{gt.shape[0]} (WxH)",
         )
-        return None if metric else pred
+        return unscored
     finite = np.isfinite(pred)
     if not finite.all():
         row["pred_invalid_px"] = int(np.count_nonzero(valid & ~finite))
         valid = valid & finite
     if not valid.any():
         reject(row, "no pixel with both valid GT depth and a finite prediction")
-        return None if metric else pred
+        return unscored
     if cfg.protocol == "ground_plane":
         if metres is None:
             gp = row["ground_plane"]
@@ -606,7 +617,7 @@ def check_write_bag(
             "the new ones would mix with it: give another --pred-topic"
         )
     if bag is not None:
-        for topic, (msgtype, msgdef, digest) in bags.copy_connections_info(bag).items():
+        for topic, (msgtype, msgdef, digest, _) in bags.copy_connections_info(bag).items():
             if not (msgdef and digest) and not bags.known_type(msgtype):
                 raise BagError(
                     f"--write-bag: topic {topic} ({msgtype}) has no type hash in the bag (a ROS 2 "
@@ -619,17 +630,20 @@ def write_prediction_bag(
 ) -> dict[str, Any]:
     """Copy every topic of `bag` into a new MCAP bag and add the predictions beside them.
 
-    `cfg.pred_topic` gets a 32FC1 image per predicted frame with the input image's header (stamp
-    and frame id) at its recording time, as the node publishes it; `<pred_topic>/camera_info`
-    repeats the latest good camera info under that header (none where it has another aspect
-    ratio than the prediction, as the node).
+    Every topic keeps its recorded QoS profiles (a latched /tf_static or camera_info still
+    latches under `ros2 bag play`). `cfg.pred_topic` gets a 32FC1 image per predicted frame with
+    the input image's header (stamp and frame id) at its recording time, as the node publishes
+    it; `<pred_topic>/camera_info` the camera the node publishes with it under that header: the
+    frame's calibration as `iter_frames` pairs it (the newest good one, or the first image's own
+    recorded just after it), rescaled to the prediction's size (`messages.depth_camera_info_msg`);
+    none where it has another aspect ratio than the prediction, as the node.
     """
     conns = bags.copy_connections_info(bag)
     i, info, written = 0, None, 0
     with bags.BagWriter(out_bag, storage="mcap") as out:
         for topic, msgtype, log_ns, raw in bags.iter_raw(bag):
-            _, msgdef, digest = conns[topic]
-            out.write_raw(topic, msgtype, raw, log_ns, msgdef, digest)
+            _, msgdef, digest, qos = conns[topic]
+            out.write_raw(topic, msgtype, raw, log_ns, msgdef, digest, qos)
             if topic == cfg.camera_info_topic:  # the node republishes only a good one
                 latest = messages.deserialize(raw, CAMERA_INFO_TYPE)
                 info = info if camera_info_problem(latest) else latest
@@ -637,12 +651,15 @@ def write_prediction_bag(
                 continue
             if i < index.n_frames and i in store:
                 stamp, fid = index.image_stamps[i], index.image_frame_ids[i]
+                own = late_first_camera_info(index, stamp)
+                if info is None and own is not None and not camera_info_problem(own):
+                    info = own
                 depth = store.get(i)
                 msg = messages.image_msg(depth, "32FC1", stamp, fid)
                 out.write(cfg.pred_topic, msg, log_ns)
                 if info is not None and not aspect_problem(info, depth.shape):
-                    ci = messages.with_stamp(info, CAMERA_INFO_TYPE, stamp)
-                    out.write_raw(f"{cfg.pred_topic}/camera_info", CAMERA_INFO_TYPE, ci, log_ns)
+                    ci = messages.depth_camera_info_msg(info, depth.shape, stamp, fid)
+                    out.write(f"{cfg.pred_topic}/camera_info", ci, log_ns)
                 written += 1
             i += 1
     return {"path": str(out_bag), "pred_topic": cfg.pred_topic, "predictions": written}

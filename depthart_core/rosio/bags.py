@@ -373,15 +373,25 @@ class BagWriter:
         if exc is not None:
             raise exc
 
-    def _conn(self, topic: str, msgtype: str, msgdef: str | None, digest: str | None) -> Any:
+    def _conn(
+        self,
+        topic: str,
+        msgtype: str,
+        msgdef: str | None,
+        digest: str | None,
+        qos: Sequence[Any] = (),
+    ) -> Any:
         conn = self._conns.get(topic)
         if conn is None:
             # from the typestore without a definition and hash: a Humble bag stores no hash
             # (and a Humble sqlite3 bag no definition), which rosbags cannot write as given
             if not msgdef or not digest:
-                conn = self._writer.add_connection(topic, msgtype, typestore=typestore())
+                kind: dict[str, Any] = {"typestore": typestore()}
             else:
-                conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=digest)
+                kind = {"msgdef": msgdef, "rihs01": digest}
+            conn = self._writer.add_connection(
+                topic, msgtype, offered_qos_profiles=list(qos), **kind
+            )
             self._conns[topic] = conn
             self.counts[topic] = 0
         elif conn.msgtype != msgtype:
@@ -401,9 +411,13 @@ class BagWriter:
         log_ns: int,
         msgdef: str | None = None,
         digest: str | None = None,
+        qos: Sequence[Any] = (),
     ) -> None:
-        """Write already serialised CDR bytes (e.g. copied from another ROS 2 bag)."""
-        self._writer.write(self._conn(topic, msgtype, msgdef, digest), int(log_ns), raw)
+        """Write already serialised CDR bytes (e.g. copied from another ROS 2 bag: its type's
+        `msgdef` and `digest`, and the `qos` profiles its publishers offered, rosbags' `Qos`,
+        which a topic's first message sets)."""
+        conn = self._conn(topic, msgtype, msgdef, digest, qos)
+        self._writer.write(conn, int(log_ns), raw)
         self.counts[topic] += 1
 
 
@@ -428,12 +442,19 @@ def known_type(msgtype: str) -> bool:
     return msgtype in typestore().fielddefs
 
 
-def copy_connections_info(path: str | Path) -> dict[str, tuple[str, str, str]]:
-    """Topic -> (msgtype, msgdef, rihs01 digest) of a ROS 2 bag, for copying it verbatim."""
+def copy_connections_info(path: str | Path) -> dict[str, tuple[str, str, str, list[Any]]]:
+    """Topic -> (msgtype, msgdef, rihs01 digest, offered QoS profiles) of a ROS 2 bag, for
+    copying it verbatim: the profiles (rosbags' `Qos`, as recorded; a topic's last connection
+    gives its entry) keep a latched topic (/tf_static, a transient_local camera_info) latched when
+    the copy is played."""
     with open_bag(path) as reader:
-        return {
-            c.topic: (c.msgtype, c.msgdef.data, c.digest) for c in reader.connections if reader.is2
-        }
+        if not reader.is2:
+            return {}
+        info: dict[str, tuple[str, str, str, list[Any]]] = {}
+        for c in reader.connections:
+            qos = list(getattr(c.ext, "offered_qos_profiles", None) or [])
+            info[c.topic] = (c.msgtype, c.msgdef.data, c.digest, qos)
+        return info
 
 
 def iter_raw(path: str | Path) -> Iterator[tuple[str, str, int, bytes]]:

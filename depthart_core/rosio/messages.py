@@ -19,6 +19,7 @@ import numpy as np
 
 from depthart_core.rosio import compressed
 from depthart_core.rosio import image as ros_image
+from depthart_core.rosio.camera_info import depth_camera
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE
 
 if TYPE_CHECKING:
@@ -172,6 +173,19 @@ def camera_info_msg(K: np.ndarray, height: int, width: int, stamp_ns: int, frame
         binning_x=0,
         binning_y=0,
         roi=roi,
+    )
+
+
+def depth_camera_info_msg(info: Any, shape: tuple[int, ...], stamp_ns: int, frame_id: str) -> Any:
+    """The CameraInfo the node publishes beside a depth image of `shape` (h, w, ...) with this
+    header: the calibration `info` (ROS 1 or ROS 2) rescaled to the depth's pixels
+    (`camera_info.depth_camera`, the node's own)."""
+    fields = depth_camera(info, shape)
+    ts = typestore()
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](**fields.pop("roi"))
+    arrays = {name: np.asarray(fields.pop(name), dtype=np.float64) for name in "dkrp"}
+    return ts.types[CAMERA_INFO_TYPE](
+        header=make_header(stamp_ns, frame_id), roi=roi, **arrays, **fields
     )
 
 
