@@ -41,7 +41,7 @@ setup(
             "ros-kilted-std-msgs",
             "ros-kilted-diagnostic-msgs",
             "ros-kilted-rmw-fastrtps-cpp",
-            "rosbags>=0.10",
+            "rosbags>=0.10.9",  # StoragePlugin (rosio.bags)
         ],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0"],
