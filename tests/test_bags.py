@@ -92,6 +92,54 @@ def test_synthetic_bag_holds_the_rendered_frames(tmp_path, storage, suffix):
         assert (info.msg.height, info.msg.width) == SIZE
 
 
+def test_a_rig_bag_is_rendered_a_chunk_at_a_time_with_the_frames_of_one_batch(
+    tmp_path, monkeypatch
+):
+    """`synth-bag --rig` renders 16 frames at a time (its memory no longer grows with --frames)
+    and records the messages it recorded from the whole path rendered in one batch, byte for
+    byte: the ground-plane benchmark's bags are unchanged."""
+    from depthart_core.data.synthetic.render import batch_sample
+    from depthart_core.evaluation import ground_plane as gp
+
+    n, seed, fid = 20, 4, "camera_optical_frame"
+    whole = gp.rig_frames(gp.RigEval.named("cart", sequences=1, frames=n, size=SIZE, seed=seed), 0)
+    batches = []
+    render = gp.render_scenes
+
+    def render_noting(scenes, *args, **kwargs):
+        batches.append(len(scenes))
+        return render(scenes, *args, **kwargs)
+
+    monkeypatch.setattr(gp, "render_scenes", render_noting)
+    out = tmp_path / "rig"
+    bags.write_synthetic_bag(out, n, seed=seed, size=SIZE, rig="cart", imu_noise_deg=1.0)
+    assert batches == [16, 4]
+    topics = bags.SynthBagTopics()
+    got = list(bags.iter_messages(out, list(bags.list_topics(out))))
+    want = []
+    for i in range(n):
+        s, t = batch_sample(whole, i, ""), T0 + i * 100_000_000
+        want.append((topics.imu, bags._rig_imu(s, "cart", seed, i, 1.0, t, topics)))
+        want.append((topics.camera_info, messages.camera_info_msg(s.intrinsics, *SIZE, t, fid)))
+        want.append((topics.image, messages.image_msg(s.rgb, "rgb8", t, fid)))
+        want.append((topics.depth, messages.depth_msg(s.depth, t, fid, "32FC1", valid=s.valid)))
+    assert [m.topic for m in got] == [topic for topic, _ in want]
+    for m, (_, msg) in zip(got, want, strict=True):
+        assert m.raw == messages.serialize(msg, msg.__msgtype__), m.topic
+
+
+def test_a_rig_seed_is_checked_as_given_not_as_its_rooms_seed(tmp_path):
+    """A rig's rooms draw from seed x 100000 + an offset: the refusal names the caller's seed
+    and the largest that works (42949 x 100000 + 20000 < 2**32 <= 42950 x 100000), before
+    anything is written."""
+    for seed in (42950, -1):
+        with pytest.raises(ValueError, match=f"seed {seed} with a rig at 1 m: .* 0 to 42949") as e:
+            bags.write_synthetic_bag(tmp_path / "b", 1, seed=seed, size=SIZE, rig="cart")
+        assert "4295010000" not in str(e.value) and "-90000" not in str(e.value)
+    assert not (tmp_path / "b").exists()
+    bags.write_synthetic_bag(tmp_path / "b", 1, seed=42949, size=SIZE, rig="mast")  # still works
+
+
 def test_synthetic_bag_16uc1_is_millimetres(tmp_path):
     out = tmp_path / "bag16"
     bags.write_synthetic_bag(out, 1, seed=2, size=SIZE, depth_encoding="16UC1")

@@ -143,6 +143,33 @@ def test_info_checkpoint_and_errors(tiny_checkpoint, capsys, monkeypatch):
     assert "/no/such.safetensors" in capsys.readouterr().err
 
 
+def test_info_text_shortens_long_metadata_and_names_the_file_and_head(
+    headed_model, tmp_path, capsys
+):
+    """The shipped checkpoint's metadata holds 5,000-character values (curves, logs, commands):
+    the text output cuts each to about 120 characters saying how long it is; --json keeps them
+    whole. It names the file's sha256 and the uncertainty head's recorded settings."""
+    from depthart_core.checkpoint import file_sha256, save_checkpoint
+
+    log = [{"step": i, "train_nll": -1.5 - i / 1e4} for i in range(0, 3000, 25)]
+    meta = {"note": "n" * 5000, "uncertainty_head": {"decoding": "soft", "context": False}}
+    meta["uncertainty_head"] |= {"log": log}
+    meta |= {"training_commands": [f"depthart train --leg {i}" for i in range(200)], "steps": 7}
+    path = save_checkpoint(tmp_path / "head.safetensors", headed_model, meta)
+    assert main(["info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 160, max(lines, key=len)
+    assert lines[1] == f"sha256 {file_sha256(path)}"
+    assert "uncertainty head: context features off, trained on soft decoding" in lines
+    assert f"  meta note: {'n' * 80}" in "\n".join(lines)
+    assert any(x.endswith(" (5000 chars; --json for all)") for x in lines)
+    assert "  meta steps: 7" in lines
+    assert main(["info", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metadata"]["note"] == "n" * 5000 and report["sha256"] == file_sha256(path)
+    assert report["metadata"]["uncertainty_head"]["log"] == log
+
+
 def test_output_into_a_closed_pipe_ends_quietly(tiny_checkpoint):
     """`depthart info CKPT | head -1`: the reader goes before the output is written; the command
     ends with 141 (128 + SIGPIPE) and prints nothing (it said "error: Broken pipe")."""
@@ -206,6 +233,18 @@ def test_synth_bag_shows_a_bar_unless_told_not_to(tmp_path, capsys):
         err = capsys.readouterr().err
         assert ("synth-bag bag" in err) == expect_bar, err
         assert ("3/3" in err) == expect_bar
+
+
+def test_synth_bag_rig_seed_is_refused_as_typed(tmp_path, capsys):
+    """A rig's rooms draw from seed x 100000 + an offset: --seed 42950 was refused as "got
+    4295010000" and --seed -1 as "got -90000", numbers the user never typed."""
+    for seed in ("42950", "-1"):
+        argv = ["synth-bag", "--out", str(tmp_path / "b"), "--frames", "1", "--size", "24x32"]
+        assert main([*argv, "--rig", "cart", "--seed", seed, "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert f"--seed {seed} with --rig cart: must be from 0 to 42949" in err, err
+        assert not (tmp_path / "b").exists()
+    assert main([*argv, "--rig", "wheeled", "--seed", "42949", "--no-progress"]) == 0
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny_cnn", "d16"])

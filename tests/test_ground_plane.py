@@ -579,3 +579,27 @@ def test_frame_up_says_where_the_up_came_from():
     assert frame_up(None, 10.0, 0.0, 0.05) == (None, "prior (no imu within 0.05 s)")
     up, source = frame_up((0.0, 0.0, 0.0, 0.0), 10.0, 0.0, 0.05)
     assert up is None and source.startswith("prior (IMU orientation must be a unit quaternion")
+
+
+def test_rig_rooms_keep_their_seeds_and_every_seed_that_fits_is_taken(monkeypatch):
+    """The ground-plane rigs' rooms draw from seed x 100000 + height cm x 100 + sequence (the
+    BENCHMARKS figures' bags): unchanged; the seed is checked as given, up to the largest whose
+    rooms' seeds fit the generator's (below 2**32), not as the derived number."""
+    from depthart_core.data.synthetic.render import MAX_SEED
+    from depthart_core.evaluation import ground_plane as gp
+
+    seen = []
+    monkeypatch.setattr(gp, "sequence_scenes", lambda seed, *a: seen.append(seed) or [])
+    gp.rig_scenes(gp.RigEval.named("mast", sequences=3, frames=1, seed=7), 2)
+    gp.rig_scenes(gp.RigEval.named("wheeled", frames=1, seed=0), 0)
+    assert seen == [7 * 100_000 + 200 * 100 + 2, 30 * 100]
+    for rig, (height, _) in gp.RIGS.items():
+        for sequences in (1, 2):
+            top = gp.max_rig_seed(height, sequences)
+            assert top == 42949
+            assert gp.room_seed(top, height, sequences - 1) <= MAX_SEED
+            assert gp.room_seed(top + 1, height, 0) > MAX_SEED
+            gp.RigEval.named(rig, sequences=sequences, seed=top)
+            for bad in (top + 1, -1, 1.5):
+                with pytest.raises(ValueError, match=f"seed {bad!r} with a rig .* 0 to {top}"):
+                    gp.RigEval.named(rig, sequences=sequences, seed=bad)

@@ -465,6 +465,36 @@ def test_cli_synth_bag_then_replay(tmp_path, tiny_checkpoint, capsys):
     assert json.loads((tmp_path / "o" / "report.json").read_text())["counts"]["evaluated"] == 2
 
 
+def test_offline_report_names_the_checkpoint_and_its_graph_apart(
+    tmp_path, tiny_checkpoint, capsys, monkeypatch
+):
+    """The ONNX Runtime backend (auto's pick) ran a cached graph: the report named the graph as
+    the checkpoint. It names the file the CLI resolved (the default one too) with its sha256, as
+    live replay and eval do, and the graph under its own key."""
+    pytest.importorskip("onnxruntime")
+    from depthart_core.checkpoint import file_sha256
+
+    bag = tmp_path / "bag"
+    assert cli_main(["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x32"]) == 0
+    args = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--no-plots"]
+    args += ["--depth-topic", "/camera/depth", "--no-progress"]
+    monkeypatch.setenv("DEPTHART_CHECKPOINT", tiny_checkpoint)  # no --checkpoint: the default
+    assert cli_main([*args, "--backend", "onnxruntime", "--out", str(tmp_path / "ort")]) == 0
+    monkeypatch.delenv("DEPTHART_CHECKPOINT")
+    args += ["--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    assert cli_main([*args, "--out", str(tmp_path / "torch")]) == 0
+    capsys.readouterr()
+    for out, graph in (("ort", True), ("torch", False)):
+        report = json.loads((tmp_path / out / "report.json").read_text())["backend"]
+        assert report["checkpoint"] == tiny_checkpoint, out
+        assert report["checkpoint_sha256"] == file_sha256(tiny_checkpoint)
+        assert report["graph"].endswith(".onnx") if graph else report["graph"] is None
+        md = (tmp_path / out / "report.md").read_text()
+        sha = file_sha256(tiny_checkpoint)
+        assert f"- checkpoint: `{tiny_checkpoint}` (sha256 `{sha}`)\n" in md
+        assert (f"- graph: `{report['graph']}`" in md) == graph
+
+
 # ------------------------------------------------------------------------------------------------
 # Live mode with a stand-in node: the bookkeeping, interruption and clean-up, without ROS
 

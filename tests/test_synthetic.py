@@ -281,6 +281,35 @@ def test_cli_writes_a_set(tmp_path):
         main(["synth", "--out", str(out), "--count", "1", "--size", "big"])
 
 
+def test_overwrite_removes_the_old_sets_frames_and_only_those(tmp_path):
+    from depthart_core.cli import main
+
+    out = tmp_path / "set"
+    base = ["synth", "--out", str(out), "--size", "16x24", "--no-progress"]
+    assert main([*base, "--count", "20", "--seed", "1"]) == 0
+    user = [out / "rgb" / "notes.txt", out / "rgb" / "12345.png", out / "depth" / "cover.png"]
+    user += [out / "intrinsics" / "000050.png", out / "README.md"]  # not the set's names
+    for path in user:
+        path.write_bytes(b"the user's")
+    assert main([*base, "--count", "3", "--seed", "2", "--overwrite"]) == 0
+    for sub, ext in (("rgb", "png"), ("depth", "png"), ("intrinsics", "json")):
+        held = sorted(p.name for p in (out / sub).iterdir() if p.suffix == f".{ext}")
+        held = [n for n in held if (out / sub / n) not in user]
+        assert held == [f"{i:06d}.{ext}" for i in range(3)], sub  # none of the old set's 3-19
+    assert all(path.read_bytes() == b"the user's" for path in user)
+    ds = SyntheticSet(out)
+    assert len(ds) == 3 and ds.skipped == 0
+    assert np.array_equal(ds[2].rgb, render_frame(2, 2, SynthConfig(size=(16, 24))).rgb)
+    # an interrupted set replaced: its frames go too; without --overwrite nothing is removed
+    (out / "meta.json").unlink()
+    (out / "partial.json").write_text(json.dumps({"written": 3, "count": 3}))
+    assert main([*base, "--count", "1", "--seed", "2", "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / "rgb").glob("0*.png")) == ["000000.png"]
+    assert not (out / "partial.json").exists() and len(SyntheticSet(out)) == 1
+    assert main([*base, "--count", "1", "--seed", "2"]) == 1  # a set there: refused, kept
+    assert sorted(p.name for p in (out / "rgb").glob("0*.png")) == ["000000.png"]
+
+
 def test_near_view_puts_the_camera_close_to_furniture():
     with pytest.raises(ValueError, match="near_view"):
         SynthConfig(near_view=1.5)

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(printable(report["source"]))
+    if report.get("sha256"):
+        print(f"sha256 {report['sha256']}")
     print(
         f"image size {report['config']['image_size']}, patch_nums "
         f"{report['config']['tokenizer']['patch_nums']}, tokens {report['tokens_per_map']}, "
@@ -57,8 +59,34 @@ def run(args: argparse.Namespace) -> int:
     )
     if "uncertainty_dropped" in report:  # the file's own path in it: escapes shown
         print(f"uncertainty head left out: {printable(report['uncertainty_dropped'])}")
+    elif report["config"].get("uncertainty_width", 0):
+        print(_head_settings(report))
     for comp, n in report["parameters"].items():
         print(f"  {comp:<32} {n:>14,}")
     for k, v in report.get("metadata", {}).items():  # the file's own text: escapes shown
-        print(f"  meta {printable(k)}: {printable(v)}")
+        print(f"  meta {printable(k)}: {shorten(printable(v))}")
     return 0
+
+
+MAX_VALUE_CHARS = 120  # a metadata value in the text output; --json has every value whole
+
+
+def shorten(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`text` cut to about `limit` characters, saying how long it is, when it is longer."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} chars; --json for all)"
+    return text[: max(0, limit - len(tail))] + tail
+
+
+def _head_settings(report: dict) -> str:
+    """A line on the uncertainty head: whether it reads the image context (the config), and the
+    decoding it was trained on when its metadata records it (its spread is calibrated on it)."""
+    from depthart_core.text import printable
+
+    context = "on" if report["config"].get("uncertainty_context") else "off"
+    line = f"uncertainty head: context features {context}"
+    head = report.get("metadata", {}).get("uncertainty_head")
+    if isinstance(head, dict) and "decoding" in head:
+        line += f", trained on {printable(head['decoding'])} decoding"
+    return line

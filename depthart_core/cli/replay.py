@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.fileutil import check_creatable
 
         check_creatable(args.write_bag)  # before the replay, not after it
-    from depthart_core.checkpoint import default_checkpoint_path
+    from depthart_core.checkpoint import default_checkpoint_path, resolve_checkpoint
 
     # the default model too ($DEPTHART_CHECKPOINT may name a run's checkpoint inside --out)
     model = args.checkpoint or default_checkpoint_path()
@@ -246,7 +246,13 @@ def run(args: argparse.Namespace) -> int:
                 args.backend, args.checkpoint, device=args.device, threads=args.threads
             )
             report = replay_offline(
-                args.bag, args.out, cfg, backend, args.write_bag, not args.no_progress
+                args.bag,
+                args.out,
+                cfg,
+                backend,
+                args.write_bag,
+                not args.no_progress,
+                checkpoint=resolve_checkpoint(args.checkpoint),  # the default one too, by path
             )
     except BaseException:
         lock.abandon()  # a refused bag or backend leaves no folder holding only a lock

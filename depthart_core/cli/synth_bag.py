@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.data.synthetic.sensor import SensorModel
     from depthart_core.rosio.bags import write_synthetic_bag
 
+    if args.rig is not None:
+        _check_rig_seed(args.seed, args.rig)
     counts = write_synthetic_bag(
         args.out,
         args.frames,
@@ -89,3 +91,13 @@ def run(args: argparse.Namespace) -> int:
     topics = ", ".join(f"{t} ({n})" for t, n in counts.items())
     print(f"wrote {args.out} ({args.format}): {topics}")
     return 0
+
+
+def _check_rig_seed(seed: int, rig: str) -> None:
+    """A rig's rooms draw from seed x 100000 + an offset (`ground_plane.room_seed`): the seeds
+    that fit the generator's, said with the user's own value."""
+    from depthart_core.evaluation.ground_plane import RIGS, max_rig_seed
+
+    top = max_rig_seed(RIGS[rig][0])
+    if not 0 <= seed <= top:
+        raise ValueError(f"--seed {seed} with --rig {rig}: must be from 0 to {top}")

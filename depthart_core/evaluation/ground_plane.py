@@ -35,14 +35,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import Scene, SynthConfig
-from depthart_core.data.synthetic.render import batch_sample, render_scenes, sequence_scenes
+from depthart_core.data.synthetic.render import (
+    MAX_SEED,
+    batch_sample,
+    render_scenes,
+    sequence_scenes,
+)
 from depthart_core.data.synthetic.scene import look_rotation
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import abs_rel
@@ -63,7 +68,19 @@ RIGS: dict[str, tuple[float, float]] = {
 }
 UP_SOURCES = ("prior", "true", "lines")
 FLOOR_TOLERANCE_M = 0.02  # a true point this close to the floor's height is a floor pixel
+SEED_STRIDE = 100_000  # `room_seed`: a rig's rooms draw from seed x this + an offset below it
 Predict = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> HxW relative depth
+
+
+def room_seed(seed: int, height_m: float, sequence: int) -> int:
+    """The generator's seed of a rig's rooms: rooms differ by seed, rig height and sequence."""
+    return seed * SEED_STRIDE + round(height_m * 100) * 100 + sequence
+
+
+def max_rig_seed(height_m: float, sequences: int = 1) -> int:
+    """The largest seed whose `room_seed`s, for sequences 0 .. `sequences`-1, the generator
+    takes (at most `MAX_SEED`): 42949 for each of `RIGS`."""
+    return (MAX_SEED - room_seed(0, height_m, max(0, sequences - 1))) // SEED_STRIDE
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,13 @@ class RigEval:
     up_noise_deg: float = 0.0
 
     def __post_init__(self) -> None:
+        top = max_rig_seed(self.height_m, self.sequences)
+        if not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed <= top:
+            raise ValueError(
+                f"seed {self.seed!r} with a rig at {self.height_m:g} m: must be an int from 0 "
+                f"to {top} (its rooms' seeds are seed x {SEED_STRIDE} + the height in cm x 100 "
+                f"+ the sequence, below 2**32)"
+            )
         if self.up_source not in UP_SOURCES:
             raise ValueError(f"up_source must be one of {UP_SOURCES}, got {self.up_source!r}")
         if not (math.isfinite(self.up_noise_deg) and self.up_noise_deg >= 0.0):
@@ -129,20 +153,33 @@ def tilt(scenes: list[Scene], rig: RigEval) -> list[Scene]:
     return out
 
 
+def rig_scenes(rig: RigEval, sequence: int) -> list[Scene]:
+    """One sequence's cameras: every `frame_step`-th of the path, tilted (`tilt`)."""
+    n_path = rig.frames * rig.frame_step
+    seed = room_seed(rig.seed, rig.height_m, sequence)
+    return tilt(sequence_scenes(seed, n_path, rig.synth_config())[:: rig.frame_step], rig)
+
+
 def rig_frames(rig: RigEval, sequence: int) -> dict:
     """One sequence's rendered frames: rgb (B, 3, H, W), depth, valid, K, pose (`render_scenes`)."""
-    cfg = rig.synth_config()
-    n_path = rig.frames * rig.frame_step
-    seed = rig.seed * 100_000 + round(rig.height_m * 100) * 100 + sequence  # rooms differ by rig
-    path = sequence_scenes(seed, n_path, cfg)[:: rig.frame_step]
-    return render_scenes(tilt(path, rig), cfg)
+    return render_scenes(rig_scenes(rig, sequence), rig.synth_config())
+
+
+def iter_rig_samples(rig: RigEval, sequence: int, chunk: int = 16) -> Iterator[DepthSample]:
+    """`rig_frames` as DepthSamples (HxWx3 uint8 RGB, metres, K, pose in extras), for bags,
+    rendered `chunk` frames at a time: memory does not grow with the frames, and each frame is
+    the one `rig_frames` renders, byte for byte (a scene renders alone in any batch)."""
+    scenes, cfg = rig_scenes(rig, sequence), rig.synth_config()
+    name = f"rig_{rig.height_m:g}m_{rig.seed}_{sequence}"
+    for c0 in range(0, len(scenes), chunk):
+        out = render_scenes(scenes[c0 : c0 + chunk], cfg)
+        for i in range(out["rgb"].shape[0]):
+            yield batch_sample(out, i, f"{name}_{c0 + i:06d}")
 
 
 def rig_samples(rig: RigEval, sequence: int) -> list[DepthSample]:
-    """`rig_frames` as DepthSamples (HxWx3 uint8 RGB, metres, K, pose in extras), for bags."""
-    out = rig_frames(rig, sequence)
-    name = f"rig_{rig.height_m:g}m_{rig.seed}_{sequence}"
-    return [batch_sample(out, i, f"{name}_{i:06d}") for i in range(out["rgb"].shape[0])]
+    """`iter_rig_samples` as a list."""
+    return list(iter_rig_samples(rig, sequence))
 
 
 @dataclass

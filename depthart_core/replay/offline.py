@@ -45,14 +45,25 @@ from depthart_core.replay.report import write_report
 from depthart_core.rosio import messages
 
 
-def describe_backend(backend: Any) -> dict[str, Any]:
+def describe_backend(backend: Any, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """The model a replay ran, as live replay and eval name it: `checkpoint` (the file the caller
+    built `backend` from: the CLI's --checkpoint, or the default it resolved) and its sha256, else
+    the checkpoint a torch backend loaded; `graph` the exported graph ONNX Runtime or TensorRT
+    ran, on its own (None for torch)."""
     info = getattr(backend, "info", {}) or {}  # torch: the checkpoint it loaded
     graph = getattr(backend, "onnx_path", None)  # ONNX Runtime / TensorRT: the graph it runs
+    if checkpoint is not None:
+        from depthart_core.checkpoint import file_sha256
+
+        path, sha = str(checkpoint), file_sha256(checkpoint)
+    else:  # an exported graph carries its checkpoint's sha256 in its metadata
+        path = info.get("path")
+        sha = info.get("sha256") or getattr(backend, "checkpoint_sha256", None)
     return {
         "name": getattr(backend, "name", type(backend).__name__),
-        "checkpoint": info.get("path") or (f"graph {graph}" if graph else None),
-        # an exported graph carries its checkpoint's sha256 in its metadata
-        "checkpoint_sha256": info.get("sha256") or getattr(backend, "checkpoint_sha256", None),
+        "checkpoint": path,
+        "checkpoint_sha256": sha or None,
+        "graph": str(graph) if graph else None,
         "image_size": getattr(backend, "image_size", None),
     }
 
@@ -64,8 +75,10 @@ def replay_offline(
     backend: Any,
     write_bag: str | Path | None = None,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict every image with `backend.predict`, score it, write the report; return it.
+    `checkpoint`: the file `backend` was built from, named in the report (`describe_backend`).
 
     The report (with whatever frames were done) is written on every exit path, including
     KeyboardInterrupt and bag errors met half-way; the exception is then re-raised.
@@ -75,7 +88,7 @@ def replay_offline(
     if write_bag is not None:
         check_write_bag(write_bag, index, cfg.pred_topic, bag)
     run = ReplayRun("offline", str(bag), cfg, index)
-    run.meta["backend"] = describe_backend(backend)
+    run.meta["backend"] = describe_backend(backend, checkpoint)
     store = PredictionStore(out) if write_bag is not None else None
     t_start = time.perf_counter()
     try:

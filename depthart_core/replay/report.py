@@ -273,6 +273,16 @@ def _ground_plane_line(gp: dict[str, Any]) -> str:
     )
 
 
+def _model_lines(backend: dict[str, Any]) -> list[str]:
+    """The model a replay ran: its checkpoint (and sha256, where recorded), and the ONNX graph
+    that ran it, where one did."""
+    sha = backend.get("checkpoint_sha256")
+    lines = [f"- checkpoint: `{backend.get('checkpoint')}`" + (f" (sha256 `{sha}`)" if sha else "")]
+    if backend.get("graph"):
+        lines.append(f"- graph: `{backend['graph']}`")
+    return lines
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     cfg, c = report["config"], report["counts"]
     lines = [
@@ -283,7 +293,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"- topics: image `{cfg['image_topic']}`, GT depth `{cfg['depth_topic']}`, "
         f"camera info `{cfg['camera_info_topic']}`",
         f"- protocol: `{cfg['protocol']}`, stamp tolerance {cfg['max_dt_s'] * 1e3:g} ms",
-        f"- checkpoint: `{(report.get('backend') or {}).get('checkpoint')}`",
+        *_model_lines(report.get("backend") or {}),
         "",
         "## Frames",
         "",

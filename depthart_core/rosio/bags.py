@@ -35,7 +35,7 @@ from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_sequence
 from depthart_core.data.synthetic.sensor import SensorModel, sensor_depth_mm
-from depthart_core.evaluation.ground_plane import RIGS, RigEval, noisy_up, rig_samples
+from depthart_core.evaluation.ground_plane import RIGS, RigEval, iter_rig_samples, noisy_up
 from depthart_core.fileutil import WriteError
 from depthart_core.ground_plane import attitude_for_up
 from depthart_core.rosio.compressed import TRANSPORT_SUFFIX, encode_depth, encode_rgb
@@ -514,7 +514,8 @@ def write_synthetic_bag(
     stamped `depth_delay_ns` after the image as an unsynchronised depth camera would be.
     `rig` (`wheeled`, `cart`, `mast`: `evaluation.ground_plane.RIGS`) records instead a robot's
     camera at that rig's exact height and mounting pitch, turning with pitch and roll bumps,
-    every 10th frame of the path (`rig_frames`): the ground-plane replay's bags. With a rig,
+    every 10th frame of the path (`rig_frames`, rendered 16 frames at a time, so memory does not
+    grow with `frames`): the ground-plane replay's bags. With a rig,
     `imu_noise_deg` also records an IMU attitude per frame (`topics.imu`, stamped with the image):
     the body's true tilt (the direction of gravity, with Gaussian noise of that many degrees about
     each axis; the yaw is always 0, and there is no linear acceleration or angular velocity), the
@@ -543,7 +544,7 @@ def write_synthetic_bag(
         samples = render_sequence(seed, frames, cfg)
     else:
         rig_eval = RigEval.named(rig, sequences=1, frames=frames, size=cfg.size, seed=seed)
-        samples = rig_samples(rig_eval, 0)
+        samples = iter_rig_samples(rig_eval, 0)  # 16 frames at a time, as render_sequence
     period_ns = round(1e9 / rate_hz)
     desc = f"synth-bag {Path(out).name}"
     with (

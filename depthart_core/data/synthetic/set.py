@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -52,6 +53,8 @@ FORMAT = "depthart-synth/1"
 PARTIAL = "partial.json"  # an interrupted set: its settings and how many frames are complete
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _K_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
+_FRAME_FILES = (("rgb", ".png"), ("depth", ".png"), ("intrinsics", ".json"))  # as _frame_paths
+_FRAME_NAME = re.compile(r"[0-9]{6,}\.(png|json)")
 
 
 def _frame_paths(root: Path, i: int) -> tuple[Path, Path, Path]:
@@ -148,13 +151,16 @@ def _first_frame(root: Path, meta: dict, overwrite: bool, resume: bool) -> int:
     Refuses a folder that holds a set (without `overwrite`) or someone else's partial set."""
     partial = root / PARTIAL
     held = read_json(partial, "interrupted synthetic set") if partial.is_file() else None
-    if (root / "meta.json").exists():
+    had_set = (root / "meta.json").exists()
+    if had_set:
         if not overwrite:
             raise ValueError(
                 f"{root} already holds a synthetic set (meta.json); pass overwrite=True "
                 f"(--overwrite on the command line)"
             )
         (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
+    if overwrite and (had_set or held is not None):
+        _remove_frames(root)  # a larger old set's frames would stay beside the new ones
     if overwrite or held is None:
         if resume and not overwrite:
             raise ValueError(f"{root} holds no interrupted set ({PARTIAL}) to resume")
@@ -174,6 +180,18 @@ def _first_frame(root: Path, meta: dict, overwrite: bool, resume: bool) -> int:
             f"or pass --overwrite"
         )
     return done
+
+
+def _remove_frames(root: Path) -> None:
+    """Remove the frame files of the set in `root` being replaced: only names of the set's own
+    pattern (`_frame_paths`: six or more digits) in its three sub-folders; other files stay."""
+    for sub, suffix in _FRAME_FILES:
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _FRAME_NAME.fullmatch(path.name) and path.suffix == suffix and path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _write_frames(
