@@ -46,7 +46,7 @@ from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
-from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.data.synthetic.set import SyntheticSet, set_problem
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import abs_rel
 from depthart_core.runtime.threads import set_torch_threads
@@ -110,12 +110,9 @@ def check_frames(ap: argparse.ArgumentParser, pools: list[str], roots: list[str]
         except (OSError, SafetensorError) as exc:
             ap.error(f"--pool {pool}: not a readable safetensors file ({exc})")
     for root in roots:
-        if not root.strip():
-            ap.error("--train-root '': give a folder `depthart synth` wrote")
-        try:
-            SyntheticSet(root)
-        except (OSError, ValueError) as exc:
-            ap.error(f"--train-root {root}: {exc}")
+        problem = set_problem(root)
+        if problem is not None:
+            ap.error(f"--train-root {problem}")
 
 
 def codes_and_targets(model, d_NSS, v_NSS, batch: int = 256):

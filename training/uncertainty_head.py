@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from depthart_core.checkpoint import load_state_dict_strict, save_checkpoint
 from depthart_core.config import ModelConfig
-from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.data.synthetic.set import SyntheticSet, set_problem
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.model import DepthART
 from depthart_core.runtime.preprocess import postprocess, preprocess
@@ -149,12 +149,9 @@ def check_roots(ap: argparse.ArgumentParser, roots: list[str]) -> None:
     """Refuse, in one line through the parser, a --train-root that is no rendered set (a shell
     glob that matched nothing arrives as itself)."""
     for root in roots:
-        if not root.strip():
-            ap.error("--train-root '': give a folder `depthart synth` wrote")
-        try:
-            SyntheticSet(root)
-        except (OSError, ValueError) as exc:
-            ap.error(f"--train-root {root}: {exc}")
+        problem = set_problem(root)
+        if problem is not None:
+            ap.error(f"--train-root {problem}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -339,3 +339,16 @@ class SyntheticSet(BenchmarkDataset):
         )
         depth = mm.astype(np.float32) / np.float32(1000.0)
         return make_sample(rgb, depth, mm > 0, f"synth_{self.meta['seed']}_{i:06d}", K)
+
+
+def set_problem(root: str) -> str | None:
+    """Why `root` is not a set `depthart synth` wrote, as "ROOT: why" (one line, for a script's
+    argument parser), or None. A shell glob that matched nothing arrives as itself: said so."""
+    if not root.strip():
+        return "'': give a folder `depthart synth` wrote"
+    try:
+        SyntheticSet(root)
+    except (OSError, ValueError) as exc:
+        glob = " (a pattern that matched nothing?)" if set("*?[") & set(root) else ""
+        return f"{root}: {exc}{glob}"
+    return None
