@@ -28,6 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from depthart_core.checkpoint import file_sha256
 from depthart_core.replay.frames import (
     Frame,
     PredictionStore,
@@ -53,8 +54,6 @@ def describe_backend(backend: Any, checkpoint: str | Path | None = None) -> dict
     info = getattr(backend, "info", {}) or {}  # torch: the checkpoint it loaded
     graph = getattr(backend, "onnx_path", None)  # ONNX Runtime / TensorRT: the graph it runs
     if checkpoint is not None:
-        from depthart_core.checkpoint import file_sha256
-
         path, sha = str(checkpoint), file_sha256(checkpoint)
     else:  # an exported graph carries its checkpoint's sha256 in its metadata
         path = info.get("path")
