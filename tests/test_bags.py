@@ -497,3 +497,81 @@ def test_sqlite3_bag_over_a_file_size_limit_is_one_line(tmp_path):
         == f"depthart synth-bag: error: cannot write {out}: sqlite3: disk I/O error"
     )
     assert not out.exists()
+
+
+def test_a_sqlite3_bag_with_a_write_ahead_log_is_refused(tmp_path):
+    """rosbag2's 'resilient' preset records sqlite3 in WAL mode: a recorder killed (or still
+    recording) leaves messages in <db3>-wal, which the reader (immutable) would skip. The bag is
+    refused in one line naming the log and the repair, which then reads every message."""
+    import sqlite3
+
+    bag = _small_bag(tmp_path / "bag", "sqlite3")
+    (db3,) = bag.glob("*.db3")
+    con = sqlite3.connect(db3)  # a recorder's connection, still open: its WAL is not merged
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute(
+        "INSERT INTO messages (topic_id, timestamp, data) "
+        "SELECT topic_id, timestamp + 1000000000, data FROM messages"
+    )
+    con.commit()
+    try:
+        assert db3.with_name(db3.name + "-wal").stat().st_size > 0
+        for path in (bag, db3):
+            with pytest.raises(BagError) as err:
+                bags.list_topics(path)
+            text = str(err.value)
+            assert "\n" not in text and f"{db3}-wal" in text
+            assert f"`sqlite3 {db3} 'PRAGMA wal_checkpoint(TRUNCATE)'`" in text
+    finally:
+        con.close()  # the last connection merges the log (what the repair does) and removes it
+    assert len(list(bags.iter_messages(db3, ["/cam/image"]))) == 8
+    (db3.with_name(db3.name + "-wal")).write_bytes(b"")  # an empty log is nothing to merge
+    assert len(list(bags.iter_messages(db3, ["/cam/image"]))) == 8
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_truncated_bag_is_refused_with_its_repair(tmp_path, storage):
+    """A cut MCAP (a recorder killed or powered off: no end magic) or a malformed sqlite3 file
+    is refused in one line that names the tool that repairs it."""
+    bag = _small_bag(tmp_path / "bag", storage)
+    (f,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    want = {
+        "mcap": f"an MCAP cut short (a killed or power-lost recorder): `mcap recover {f} -o "
+        "OUT.mcap` repairs it",
+        "sqlite3": f"`sqlite3 {f} .recover | sqlite3 out.db3` repairs it",
+    }[storage]
+    for path in (bag, f, bag / "metadata.yaml"):
+        with pytest.raises(BagError, match="truncated or corrupt") as err:
+            list(bags.iter_messages(path, ["/cam/image"]))
+        assert want in str(err.value) and "\n" not in str(err.value), path
+
+
+@pytest.mark.parametrize("text", ["", "cut"], ids=["empty", "cut"])
+def test_an_unusable_metadata_yaml_reads_the_storage_files(tmp_path, caplog, text):
+    """An empty metadata.yaml, or one cut short (a full disk when the recorder stopped), is read
+    as a folder without one, with a warning naming it and `ros2 bag reindex`."""
+    bag = _small_bag(tmp_path / "bag")
+    meta = bag / "metadata.yaml"
+    if text == "cut":
+        text = meta.read_text()[:400]
+        assert yaml.safe_load(text)  # YAML still, only cut short
+    meta.write_text(text)
+    with caplog.at_level("WARNING"):
+        assert bags.list_topics(bag)["/cam/image"].count == 4
+        assert len(list(bags.iter_messages(bag, ["/cam/image"]))) == 4
+    warned = [r.getMessage() for r in caplog.records if "reindex" in r.getMessage()]
+    assert len(warned) == 1 and f"{meta} cannot be used" in warned[0]
+    assert f"`ros2 bag reindex {bag}`" in warned[0]
+
+
+def test_storage_files_metadata_yaml_does_not_list_are_named(tmp_path, caplog):
+    """A split the recorder never recorded in metadata.yaml is not read, and named."""
+    bag = _small_bag(tmp_path / "bag")
+    (f,) = bag.glob("*.mcap")
+    (bag / "bag_1.mcap").write_bytes(f.read_bytes())
+    with caplog.at_level("WARNING"):
+        assert len(list(bags.iter_messages(bag, ["/cam/image"]))) == 4
+    warned = [r.getMessage() for r in caplog.records if "does not list" in r.getMessage()]
+    assert len(warned) == 1 and "bag_1.mcap" in warned[0] and f.name not in warned[0]

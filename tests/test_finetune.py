@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from depthart_core.cli import main
 from depthart_core.data.synthetic.sensor import SensorModel
@@ -692,3 +693,23 @@ def test_resume_of_a_run_that_copied_the_base_uncertainty_head(
     save_file(tensors, str(state), metadata=meta | {"config": json.dumps(config)})
     assert _finetune(corridor_bag, run, *command, "--resume") == 1
     assert "--resume with other settings than the run's own (" in _one_line_error(capsys)
+
+
+def test_a_bag_short_of_the_images_it_lists_is_named(tmp_path, caplog):
+    """Fewer images read than metadata.yaml lists (a cut or damaged recording) is warned and
+    recorded in the bag's counts."""
+    bag = _write_bag(tmp_path / "bag", 30)
+    meta = bag / "metadata.yaml"
+    doc = yaml.safe_load(meta.read_text())
+    for t in doc["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        t["message_count"] *= 2
+    meta.write_text(yaml.safe_dump(doc))
+    frames = FrameConfig("/camera/image_raw", "/camera/depth", heldout=0.2, gap_s=0.2)
+    with caplog.at_level("WARNING"):
+        prep = prepare([bag], FinetuneConfig(frames=frames, eval_frames=2), size=16, progress=False)
+    note = "read 30 of 60 images metadata.yaml lists (a cut or damaged recording?)"
+    assert any(r.getMessage().endswith(note) for r in caplog.records)
+    assert prep.counts[0].to_dict()["short_bag"] == note
+    whole = _write_bag(tmp_path / "whole", 30)
+    whole = prepare([whole], FinetuneConfig(frames=frames, eval_frames=2), 16, progress=False)
+    assert "short_bag" not in whole.counts[0].to_dict()

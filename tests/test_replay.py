@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import (
     Qos,
@@ -849,3 +850,42 @@ def test_an_ignored_hangup_stays_ignored(tmp_path):
             assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def _inflate_listed_images(bag: Path, topic: str, n: int) -> None:
+    """metadata.yaml lists `n` messages of `topic`: a recording whose storage file lost its tail
+    (cut, then recovered with `mcap recover`) under the recorder's metadata."""
+    meta = bag / "metadata.yaml"
+    doc = yaml.safe_load(meta.read_text())
+    for t in doc["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        if t["topic_metadata"]["name"] == topic:
+            t["message_count"] = n
+    meta.write_text(yaml.safe_dump(doc))
+
+
+def test_a_bag_short_of_the_images_it_lists_is_no_plain_complete(tmp_path, caplog):
+    """Fewer images read than metadata.yaml lists (a cut or damaged recording) is warned once and
+    recorded in report.json and report.md; the status is not a plain "complete". --max-frames
+    does not hide it: the whole topic is read."""
+    bag = _hand_bag(tmp_path / "bag")
+    _inflate_listed_images(bag, "/cam/image", 16)
+    note = "read 8 of 16 images metadata.yaml lists (a cut or damaged recording?)"
+    with caplog.at_level("WARNING"):
+        report = replay_offline(bag, tmp_path / "out", HAND, RedBackend())
+    assert [r.getMessage() for r in caplog.records if "images" in r.getMessage()] == [
+        f"{bag}, topic /cam/image: {note}"
+    ]
+    assert report["status"] == "complete, short bag" and report["short_bag"] == note
+    assert (report["frames_listed"], report["frames_in_bag"], report["counts"]["frames"]) == (
+        16,
+        8,
+        8,
+    )
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["short_bag"] == note
+    assert f"**Short bag:** {note}" in (tmp_path / "out" / "report.md").read_text()
+    short = dataclasses.replace(HAND, max_frames=3)
+    report = replay_offline(bag, tmp_path / "short", short, RedBackend())
+    assert report["short_bag"] == note and report["counts"]["frames"] == 3
+    # a whole bag: no note, a plain "complete"
+    report = replay_offline(_hand_bag(tmp_path / "whole"), tmp_path / "w", HAND, RedBackend())
+    assert report["status"] == "complete" and "short_bag" not in report

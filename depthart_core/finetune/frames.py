@@ -265,9 +265,12 @@ class Counts:
     # frames whose sensor depth was mapped onto the image so, by `MAPPINGS` key (decoded
     # frames: one rejected later at the model resolution is still counted here)
     mapping: Counter = field(default_factory=Counter)
+    # a bag that gave fewer images than it lists: "read N of M images ..." (`BagIndex`)
+    short_bag: str | None = None
 
     def to_dict(self) -> dict:
         extra = {"no_sensor": dict(sorted(self.no_sensor.items()))} if self.no_sensor else {}
+        extra |= {"short_bag": self.short_bag} if self.short_bag else {}
         return extra | {
             "mapping": {k: self.mapping[k] for k in MAPPINGS if self.mapping.get(k)},
             "images": self.images,
@@ -360,6 +363,7 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
     idx = scan.index
     counts.images += idx.n_frames
     counts.depth_images += len(idx.depth_stamps)
+    counts.short_bag = idx.short_note  # warned by `index_bag`
     rcfg = _replay_config(cfg)
     depth_info = (
         InfoTimeline.read(scan.path, cfg.depth_info_topic) if cfg.depth_info_topic else None

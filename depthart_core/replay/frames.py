@@ -12,6 +12,7 @@ with the predictions added (`--write-bag`). Offline and live mode are in
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -40,6 +41,8 @@ from depthart_core.rosio.camera_info import aspect_problem, camera_info_problem
 from depthart_core.rosio.image import image_projection
 from depthart_core.rosio.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, IMU_TYPE
 from depthart_core.vertical_lines import frame_lines_up
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("depthart", "affine", "metric", "ground_plane")
 STATUSES = ("evaluated", "predicted", "unmatched", "rejected", "dropped", "not_played")
@@ -156,10 +159,25 @@ class BagIndex:
     first_camera_info: tuple[int, Any] | None = None
     # camera_info messages the node would ignore (`camera_info_problem`), by cause
     camera_info_ignored: Counter[str] = field(default_factory=Counter)
+    # images of the topic read (all of them, before `max_frames`), and how many the bag lists
+    # (its metadata.yaml) where that is more: a cut or damaged recording (`short_note`)
+    images_read: int = 0
+    images_listed: int | None = None
+    listed_by: str = "metadata.yaml"  # `bags.counts_source`
 
     @property
     def n_frames(self) -> int:
         return len(self.image_stamps)
+
+    @property
+    def short_note(self) -> str | None:
+        """The note "read N of M images ..." where fewer images were read than the bag lists."""
+        if self.images_listed is None:
+            return None
+        return (
+            f"read {self.images_read} of {self.images_listed} images {self.listed_by} lists "
+            "(a cut or damaged recording?)"
+        )
 
 
 def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
@@ -186,6 +204,7 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
             problem = camera_info_problem(m.msg)
             if problem:
                 ignored[problem[0]] += 1
+    read = len(img)
     if cfg.max_frames is not None:
         img, fids = img[: cfg.max_frames], fids[: cfg.max_frames]
     match, dts = match_stamps(img, dep, round(cfg.max_dt_s * 1e9))
@@ -193,6 +212,10 @@ def index_bag(bag: str | Path, cfg: ReplayConfig) -> BagIndex:
         check_unique_stamps(bag, img, dep, match)
     index = BagIndex(img, fids, dep, match, dts, topics, bags.bag_is_ros2(bag))
     index.first_camera_info, index.camera_info_ignored = first_info, ignored
+    index.images_read = read
+    if read < images.count:  # the whole topic was read: --max-frames cuts only afterwards
+        index.images_listed, index.listed_by = images.count, bags.counts_source(bag)
+        log.warning("%s, topic %s: %s", bag, cfg.image_topic, index.short_note)
     if cfg.imu_topic:
         bags.check_topic(topics, cfg.imu_topic, IMU_TYPE, bag)
         stamps, quats = [], []

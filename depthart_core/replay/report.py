@@ -48,13 +48,15 @@ def summarize(run: ReplayRun) -> dict[str, Any]:
         }
     return {
         "mode": run.mode,
-        "status": run.status,
+        # a bag that gave fewer images than it lists is no plain "complete" (`BagIndex.short_note`)
+        "status": run.status + (", short bag" if run.index.short_note else ""),
         "bag": run.bag,
         "config": asdict(run.cfg),
         "topics": {t: asdict(s) for t, s in run.index.topics.items()},
         "counts": {"frames": len(rows), **{s: counts.get(s, 0) for s in STATUSES}},
         # the image topic's messages in the bag; `frames` counts those replayed (--max-frames)
         "frames_in_bag": _images_in_bag(run),
+        **_short_bag(run),
         "headline": list(get_protocol(run.cfg.eval_protocol).headline),
         "aggregate": aggregate,
         "latency_ms": latency,
@@ -147,8 +149,16 @@ def _metric_vs_aligned(ev: list[dict[str, Any]]) -> tuple[float, float, float | 
 
 
 def _images_in_bag(run: Any) -> int:
+    if run.index.images_listed is not None:  # fewer could be read than the bag lists
+        return run.index.images_read
     topic = run.index.topics.get(run.cfg.image_topic)
     return max(run.index.n_frames, topic.count if topic is not None else 0)
+
+
+def _short_bag(run: Any) -> dict[str, Any]:
+    """Where fewer images were read than the bag lists: how many it lists, and the note."""
+    note = run.index.short_note
+    return {"frames_listed": run.index.images_listed, "short_bag": note} if note else {}
 
 
 def _rate(report: dict[str, Any]) -> str:
@@ -165,6 +175,8 @@ def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) ->
     parts = [f"{k} {c[k]}" for k in STATUSES if c.get(k)]
     lines = [f"{report['mode']} replay of {report['bag']} ({report['status']})"]
     lines.append(f"  frames {c['frames']}: " + (", ".join(parts) or "none processed"))
+    if report.get("short_bag"):
+        lines.append(f"  short bag: {report['short_bag']}")
     if report.get("fps"):
         lines.append(f"  {_rate(report)}")
     lat = report.get("latency_ms") or {}
@@ -302,6 +314,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         "| " + " | ".join(str(c.get(k, 0)) for k in ["frames", *STATUSES]) + " |",
         "",
     ]
+    if report.get("short_bag"):
+        lines += [f"**Short bag:** {report['short_bag']}", ""]
     if report["aggregate"]:
         n = c["evaluated"]
         lines += [f"## Metrics (mean over {n} frames)", "", "| metric | value |", "|---|---|"]

@@ -5,9 +5,13 @@ a file or the metadata.yaml of a bag directory opens the directory: `bag_locatio
 `.bag` files through `rosbags.highlevel.AnyReader`; writes ROS 2 bags (MCAP by default).
 Messages are deserialised with the definitions stored in the bag; the messages written are built
 by `depthart_core.rosio.messages`. Every failure to read a bag raises `BagError` naming the bag
-and what it contains. `write_synthetic_bag` records a synthetic scene (`data.synthetic`). A bag
-that cannot be written whole (a full or read-only disk) is removed, and the failure raised as
-one `fileutil.WriteError` line naming the bag.
+and what it contains: a cut MCAP or a malformed sqlite3 file with the command that repairs it,
+a sqlite3 file whose write-ahead log (`<db3>-wal`, a killed recorder's) still holds messages with
+the command that merges it. A bag folder whose metadata.yaml is empty or cut short is read by its
+storage files, as one without it, and storage files a metadata.yaml does not list are named (not
+read); both with a warning. `write_synthetic_bag` records a synthetic scene (`data.synthetic`).
+A bag that cannot be written whole (a full or read-only disk) is removed, and the failure raised
+as one `fileutil.WriteError` line naming the bag.
 
 Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.dev/spec).
 """
@@ -121,7 +125,8 @@ def bag_files(path: str | Path) -> frozenset[Path]:
     path = bag_location(path)
     if path.is_dir():
         meta = path / "metadata.yaml"
-        listed = _listing(meta)[0] if meta.is_file() else set()
+        usable = meta.is_file() and _metadata_problem(meta) is None
+        listed = _listing(meta)[0] if usable else set()
         if not listed:
             listed = {p.name for p in path.iterdir() if p.suffix in _BAG_FILE_SUFFIXES}
         return frozenset((path / name).resolve() for name in listed)
@@ -142,6 +147,98 @@ def _listing(meta: Path) -> tuple[set[str], bool]:
         return set(), False
 
 
+# what the reader needs of a metadata.yaml (`rosbags.rosbag2.Reader.open`)
+_METADATA_KEYS = (
+    "version",
+    "storage_identifier",
+    "relative_file_paths",
+    "topics_with_message_count",
+    "message_count",
+    "duration",
+    "starting_time",
+)
+
+
+def _metadata_problem(meta: Path) -> str | None:
+    """Why a bag folder's metadata.yaml cannot be used (empty, not YAML, cut short: a key the
+    reader needs is missing), or None."""
+    try:
+        text = meta.read_text()
+        doc = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"unreadable: {exc}"
+    except yaml.YAMLError as exc:
+        return f"not YAML: {printable(' '.join(str(exc).split())[:120])}"
+    if not text.strip():
+        return "it is empty"
+    info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
+    if not isinstance(info, dict):
+        return "no rosbag2_bagfile_information"
+    missing = [k for k in _METADATA_KEYS if info.get(k) is None]
+    if missing:
+        return f"cut short or malformed: no {missing[0]!r}"
+    try:
+        for t in info["topics_with_message_count"]:
+            _ = t["message_count"], t["topic_metadata"]["name"], t["topic_metadata"]["type"]
+        _ = info["duration"]["nanoseconds"], info["starting_time"]["nanoseconds_since_epoch"]
+    except (KeyError, TypeError, AttributeError):
+        return "cut short or malformed: a topic or time entry is incomplete"
+    return None
+
+
+def _storage_files(folder: Path) -> list[Path]:
+    """The rosbag2 storage files in a bag folder (plain or zstd-compressed MCAP and sqlite3)."""
+    return [
+        p
+        for p in folder.iterdir()
+        if p.suffix in (".mcap", ".db3") or p.name.endswith((".mcap.zstd", ".db3.zstd"))
+    ]
+
+
+_WARNED_META: set[Path] = set()
+
+
+def _warn_once(key: Path, msg: str, *args: object) -> None:
+    """Log a warning once per `key` and process: a command opens a bag often."""
+    if key not in _WARNED_META:
+        _WARNED_META.add(key)
+        log.warning(msg, *args)
+
+
+def _usable_metadata(folder: Path) -> bool:
+    """Whether a bag folder has a metadata.yaml to read it by; a metadata.yaml that cannot be
+    used (empty, cut short) is warned about and the folder read as if it had none. Storage
+    files it does not list (a split the recorder never wrote into it) are warned about."""
+    meta = folder / "metadata.yaml"
+    if not meta.is_file():
+        return False
+    why = _metadata_problem(meta)
+    if why is not None:
+        _warn_once(
+            meta.resolve(),
+            "%s cannot be used (%s): reading the storage files of %s without it (`ros2 bag "
+            "reindex %s` rewrites it)", meta, why, folder, folder,
+        )  # fmt: skip
+        return False
+    listed = _listing(meta)[0]
+    unlisted = sorted(p.name for p in _storage_files(folder) if p.name not in listed)
+    if unlisted:
+        _warn_once(
+            meta.resolve(),
+            "%s holds %s, which its metadata.yaml does not list: not read (a split the recorder "
+            "never recorded in metadata.yaml? `ros2 bag reindex %s` lists every file)",
+            folder, ", ".join(printable(n) for n in unlisted), folder,
+        )  # fmt: skip
+    return True
+
+
+def counts_source(path: str | Path) -> str:
+    """What gives `list_topics`' message counts of the bag at `path`: its folder's
+    metadata.yaml, or the storage file's own index (a file, or a folder read without one)."""
+    loc = bag_location(path)
+    return "metadata.yaml" if loc.is_dir() and _usable_metadata(loc) else "the bag's index"
+
+
 def _reader_paths(path: Path) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
@@ -155,7 +252,7 @@ def _reader_paths(path: Path) -> list[Path]:
                 "%s is one of the %d files of the bag in %s: reading this file only (give the "
                 "folder to read the whole bag)", path, len(listed), path.parent,
             )  # fmt: skip
-    if path.is_dir() and not (path / "metadata.yaml").is_file():
+    if path.is_dir() and not _usable_metadata(path):
         # a rosbag2 directory that lost its metadata.yaml: its file, or the files of a split
         # bag (name_0.mcap, name_1.mcap, ...; read together, merged by time)
         mcaps, db3s = (
@@ -166,8 +263,8 @@ def _reader_paths(path: Path) -> list[Path]:
             return mcaps or db3s
         if any(path.glob("*.zstd")):
             raise BagError(
-                f"{path} holds compressed bag files but no metadata.yaml, which says how to read "
-                "them: give the bag's folder with its metadata.yaml"
+                f"{path} holds compressed bag files but no usable metadata.yaml, which says how "
+                "to read them: give the bag's folder with its metadata.yaml"
             )
         raise BagError(
             f"{path} is a directory without metadata.yaml: not a ROS 2 bag "
@@ -181,13 +278,58 @@ def _unreadable(path: Path, exc: BaseException, raw: bytes = b"") -> str:
     metadata.yaml) or a message compressed per message needs the bag's folder; others are
     truncated or corrupt."""
     zstd = raw.startswith(_ZSTD_MAGIC)
-    if zstd or (path.is_file() and path.suffix not in _BAG_FILE_SUFFIXES):
+    alone = path.suffix not in _BAG_FILE_SUFFIXES and path.name != "metadata.yaml"
+    if zstd or (path.is_file() and alone):
         why = "its messages are compressed (zstd)" if zstd else str(exc).rstrip(".")
         return (
             f"cannot read bag {path}: {why}; give the bag's folder (its metadata.yaml says how "
             "the files are stored/compressed)"
         )
-    return f"cannot read bag {path} (truncated or corrupt?): {exc}"
+    hint = _repair_hint(path, exc)
+    why = str(exc).rstrip(".") + hint if hint else str(exc)
+    return f"cannot read bag {path} (truncated or corrupt?): {why}"
+
+
+def _repair_hint(path: Path, exc: BaseException) -> str:
+    """How to repair a bag that the reader refused as truncated or corrupt: `mcap recover` for
+    a cut MCAP file, sqlite3's .recover for a malformed database; "" for other causes."""
+    text, loc = str(exc), bag_location(path)
+    names = sorted(f.name for f in bag_files(path)) if path.exists() else []
+    files = [loc / n for n in names] if loc.is_dir() else [loc]
+    mcaps = [f for f in files if f.suffix == ".mcap"]
+    db3s = [f for f in files if f.suffix == ".db3"]
+    cut = ("end magic", "Truncated record", "MCAP footer", "MCAP summary", "Chunk", "record length")
+    if mcaps and any(k in text for k in cut):
+        name = mcaps[0] if len(mcaps) == 1 else "IN.mcap"
+        return (
+            f"; an MCAP cut short (a killed or power-lost recorder): `mcap recover {name} -o "
+            "OUT.mcap` repairs it"
+        )
+    if db3s and any(k in text for k in ("malformed", "not a database")):
+        name = db3s[0] if len(db3s) == 1 else "in.db3"
+        return f"; a malformed sqlite3 file: `sqlite3 {name} .recover | sqlite3 out.db3` repairs it"
+    return ""
+
+
+def _check_wal(paths: Sequence[Path]) -> None:
+    """Refuse a sqlite3 bag file with a non-empty write-ahead log beside it (rosbag2's
+    'resilient' preset, a recorder killed or still recording): the reader opens the file
+    immutable and would not see the messages still in the log."""
+    for path in paths:
+        if path.is_dir():
+            names = _listing(path / "metadata.yaml")[0]  # `_reader_paths`: a usable one
+            db3s = [path / n for n in sorted(names) if n.endswith(".db3")]
+        else:
+            db3s = [path] if path.suffix == ".db3" else []
+        for db3 in db3s:
+            wal = db3.with_name(db3.name + "-wal")
+            with suppress(OSError):
+                if wal.stat().st_size > 0:
+                    raise BagError(
+                        f"{wal} holds messages not yet in {db3} (sqlite3's write-ahead log, left "
+                        "by a recorder killed or still recording), which the reader would skip: "
+                        f"merge them first with `sqlite3 {db3} 'PRAGMA wal_checkpoint(TRUNCATE)'`"
+                    )
 
 
 def _split_key(path: Path) -> tuple[str, int]:
@@ -201,7 +343,9 @@ def open_bag(path: str | Path) -> Iterator[AnyReader]:
     """Open a ROS 1 or ROS 2 bag; unreadable bags raise `BagError` naming the cause."""
     path = Path(path)
     try:
-        reader = AnyReader(_reader_paths(path), default_typestore=typestore())
+        paths = _reader_paths(path)
+        _check_wal(paths)
+        reader = AnyReader(paths, default_typestore=typestore())
         reader.open()
     except (FileNotFoundError, BagError):
         raise
