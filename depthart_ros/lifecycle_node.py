@@ -49,6 +49,7 @@ from depthart_ros.dds import use_node_profile
 from depthart_ros.node import (
     DepthArtCore,
     exit_cannot_start,
+    leave_process,
     remember_logger_name,
     spin_until_shutdown,
 )
@@ -242,6 +243,7 @@ def main(args: list[str] | None = None) -> None:
         rclpy.try_shutdown()
         sys.exit(1)
     spin_until_shutdown(node, node.release)
+    leave_process(0)
 
 
 if __name__ == "__main__":

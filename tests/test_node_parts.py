@@ -683,3 +683,36 @@ def test_ground_plane_options_without_the_ground_plane_are_refused():
     assert said.startswith("ground_plane.vertical_lines, ground_plane.tilt set, but")
     on = DEFAULTS | {"ground_plane.enabled": True, "ground_plane.imu": True}
     assert validate_params(on) is None
+
+
+def test_a_node_leaves_its_process_flushed_without_exit_time_finalizers():
+    """After a clean shutdown both nodes leave through `leave_process`: what they wrote (Python's
+    and C's stdio, logging) is flushed, the status is theirs, and the interpreter's exit-time
+    finalizers (one of torch's crashed a lifecycle node after "model released") do not run."""
+    pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import atexit, ctypes, logging, sys
+        from depthart_ros.node import leave_process
+        atexit.register(lambda: print("finalizer ran", flush=True))
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+        logging.getLogger("x").info("logged")
+        print("python line", end="")
+        ctypes.CDLL(None).printf(b"c line")  # C stdio, buffered: a pipe is not a terminal
+        leave_process(3)
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3, res
+    assert "python line" in res.stdout and "c line" in res.stdout, res.stdout
+    assert "finalizer ran" not in res.stdout and "INFO:x:logged" in res.stderr, res
+    from pathlib import Path
+
+    ros = Path(__file__).resolve().parents[1] / "depthart_ros"
+    for main in ("node", "lifecycle_node"):  # both mains end there
+        text = (ros / f"{main}.py").read_text()
+        assert "spin_until_shutdown(node, " in text and "    leave_process(0)\n" in text, main
