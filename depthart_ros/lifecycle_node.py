@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -241,7 +240,7 @@ def main(args: list[str] | None = None) -> None:
         node.release()
         node.destroy_node()
         rclpy.try_shutdown()
-        sys.exit(1)
+        leave_process(1)
     spin_until_shutdown(node, node.release)
     leave_process(0)
 

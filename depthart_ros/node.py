@@ -775,7 +775,7 @@ def exit_cannot_start(exc: Exception) -> NoReturn:
     launch were exiting too, and Fast DDS's TCP transport (LARGE_DATA) aborted under that race."""
     get_logger(getattr(exc, FAILED_NODE_LOGGER, "depthart_node")).fatal(f"cannot start: {exc}")
     rclpy.try_shutdown()
-    sys.exit(1)
+    leave_process(1)
 
 
 FAILED_NODE_LOGGER = "depthart_failed_node_logger"  # attribute exit_cannot_start reads
@@ -791,11 +791,12 @@ def remember_logger_name(exc: BaseException, node: Node) -> None:
 
 
 def leave_process(status: int) -> NoReturn:
-    """End a node's process after its clean shutdown: logs and streams flushed, then out without
-    the interpreter's exit-time finalizers. Everything is released by then, and one of those
-    finalizers (torch.library's, run from weakref's atexit hook) crashed a lifecycle node that
-    had shut down cleanly: SIGSEGV instead of status 0 after "model released" (once in a loaded
-    test-suite run, faulthandler showing only that finalizer on the main thread)."""
+    """End a node's process once it has shut down (cleanly, or after its FATAL line): logs and
+    streams flushed, then out without the interpreter's exit-time finalizers. Everything is
+    released by then, and one of those finalizers (torch.library's, run from weakref's atexit
+    hook) crashed a lifecycle node that had shut down cleanly: SIGSEGV instead of status 0 after
+    "model released" (once in a loaded test-suite run, faulthandler showing only that finalizer
+    on the main thread)."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
