@@ -302,12 +302,35 @@ def test_overwrite_removes_the_old_sets_frames_and_only_those(tmp_path):
     assert np.array_equal(ds[2].rgb, render_frame(2, 2, SynthConfig(size=(16, 24))).rgb)
     # an interrupted set replaced: its frames go too; without --overwrite nothing is removed
     (out / "meta.json").unlink()
-    (out / "partial.json").write_text(json.dumps({"written": 3, "count": 3}))
+    partial = {"format": "depthart-synth/1", "written": 3, "count": 3}
+    (out / "partial.json").write_text(json.dumps(partial))
     assert main([*base, "--count", "1", "--seed", "2", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "rgb").glob("0*.png")) == ["000000.png"]
     assert not (out / "partial.json").exists() and len(SyntheticSet(out)) == 1
     assert main([*base, "--count", "1", "--seed", "2"]) == 1  # a set there: refused, kept
     assert sorted(p.name for p in (out / "rgb").glob("0*.png")) == ["000000.png"]
+
+
+@pytest.mark.parametrize("marker", ["meta.json", "partial.json"])
+def test_overwrite_never_touches_another_datasets_folder(tmp_path, capsys, marker):
+    """A folder of another dataset with the same layout (rgb/, depth/, six-digit names) and its
+    own meta.json or partial.json: --overwrite is refused before anything is removed (it would
+    have deleted every frame-named file there)."""
+    from depthart_core.cli import main
+
+    out = tmp_path / "theirs"
+    for sub in ("rgb", "depth"):
+        (out / sub).mkdir(parents=True)
+        for i in range(1, 6):
+            (out / sub / f"{i:06d}.png").write_bytes(b"their frame")
+    (out / marker).write_text(json.dumps({"name": "my dataset", "written": 5, "count": 5}))
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    argv = ["synth", "--out", str(out), "--size", "16x24", "--count", "2", "--no-progress"]
+    assert main([*argv, "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / marker} is not one `depthart synth` wrote" in err, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert (out / "rgb" / "000003.png").read_bytes() == b"their frame"
 
 
 def test_near_view_puts_the_camera_close_to_furniture():

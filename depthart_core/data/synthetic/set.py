@@ -158,6 +158,10 @@ def _first_frame(root: Path, meta: dict, overwrite: bool, resume: bool) -> int:
                 f"{root} already holds a synthetic set (meta.json); pass overwrite=True "
                 f"(--overwrite on the command line)"
             )
+        _refuse_foreign(root / "meta.json")  # before anything of the folder is touched
+    if overwrite and held is not None:
+        _refuse_foreign(partial)
+    if had_set:
         (root / "meta.json").unlink()  # an interrupted rewrite must not look complete
     if overwrite and (had_set or held is not None):
         _remove_frames(root)  # a larger old set's frames would stay beside the new ones
@@ -180,6 +184,21 @@ def _first_frame(root: Path, meta: dict, overwrite: bool, resume: bool) -> int:
             f"or pass --overwrite"
         )
     return done
+
+
+def _refuse_foreign(path: Path) -> None:
+    """`--overwrite` replaces only a set `depthart synth` wrote (its meta.json or partial.json
+    says FORMAT): another dataset's folder of the same layout (rgb/, depth/, six-digit names)
+    would lose its files to `_remove_frames`."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):  # unreadable, not JSON, not UTF-8
+        doc = None
+    if not (isinstance(doc, dict) and doc.get("format") == FORMAT):
+        raise ValueError(
+            f"{path} is not one `depthart synth` wrote (no format {FORMAT!r}): --overwrite "
+            "replaces only its own sets, never another dataset's files; give another --out"
+        )
 
 
 def _remove_frames(root: Path) -> None:
