@@ -484,3 +484,94 @@ def test_letterbox_with_uncertainty_warns_once(caplog):
         est.predict(rgb, with_uncertainty=True)
         est.predict(rgb, with_uncertainty=True)
     assert [r.getMessage() for r in caplog.records] == [LETTERBOX_UNCERTAINTY]
+
+
+LIVE = ["--live"]  # the options depthart_ros's live mode adds act only with it
+IDLE_OPTIONS = [  # (argv after the command's own, what is said): set, but doing nothing
+    (["--rate", "2"], "--rate set, but it only takes effect with --live"),
+    (["--node-arg=-p", "--node-arg=letterbox:=true"], "--node-arg set, but it only takes effect"),
+    (["--keep-stamps", "--time-limit", "5"], "--time-limit, --keep-stamps set, but it only"),
+    (["--domain-id", "7", "--startup-timeout", "9", "--drain-timeout", "1"], "--domain-id, "),
+    (["--seed", "3"], "--seed set, but it only takes effect with --protocol metric (got "),
+    (["--protocol", "affine", "--sparse-points", "9", "--sparse-fit", "scale_shift"], "--sparse"),
+    (["--depth-range", "0", "5"], "--depth-range set, but it only takes effect with --protocol "
+     "affine, metric or ground_plane (got --protocol depthart)"),
+    (["--ground-pitch", "10", "--ground-normal", "prior"], "--ground-normal, --ground-pitch set"),
+    (["--protocol", "metric", "--lines-agree", "4"], "--lines-agree set, but it only takes "
+     "effect with --protocol ground_plane (got --protocol metric)"),
+    (["--ground-window", "1", "--ground-tilt", "0.75", "--ground-max-angle", "15"], "--ground-w"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra, said", IDLE_OPTIONS)
+def test_replay_options_that_would_do_nothing_are_refused_before_any_work(
+    bag, tmp_path, capsys, extra, said
+):
+    """`depthart replay` without --live took the live mode's --rate, --node-arg, ... and a
+    protocol's options under another protocol (--seed, --sparse-*, --depth-range under depthart,
+    --ground-*, --lines-agree outside ground_plane), and ran without them: one line, status 1."""
+    out = tmp_path / "r"
+    assert main(["replay", str(bag), *TOPICS, "--out", str(out), *extra]) == 1
+    err = _err(capsys)
+    assert err.startswith("depthart replay: error: ") and said in err, err
+    assert not out.exists()
+
+
+def test_live_options_are_the_parsers():
+    """Which options need --live is read from the live mode's parser, not a copy of its list."""
+    from depthart_core.cli import build_parser
+
+    args = build_parser().parse_args(["replay", "b", "--image-topic", "/i", "--out", "o"])
+    if "live" not in args.mode_options:
+        pytest.skip("depthart_ros's replay mode is not installed")
+    live = {args.option_defaults[d][0] for d in args.mode_options["live"]}
+    assert {"--rate", "--node-arg", "--keep-stamps", "--domain-id", "--time-limit"} <= live
+    assert "--live" not in live and "--depth-topic" not in live
+
+
+def test_options_that_only_act_with_another_are_refused(bag, tmp_path, capsys):
+    """finetune's --teacher-* without --teacher, export's --workspace-mb without --format
+    tensorrt, bench's --peer-short-side with --no-peer, and --seed without --sampling paper were
+    accepted and did nothing; each is one line and status 1, before any work."""
+    png = tmp_path / "in.png"
+    import cv2
+
+    cv2.imwrite(str(png), np.full((16, 16, 3), 90, np.uint8))
+    out = tmp_path / "o"
+    finetune = ["finetune", str(bag), *TOPICS, "--out", str(out)]
+    refused = [
+        ([*finetune, "--teacher-flip-average"], "--teacher-flip-average set, but it only takes "
+         "effect with --teacher"),
+        ([*finetune, "--teacher-sampling", "paper", "--teacher-device", "cpu"], "--teacher-samp"),
+        (["export", "--out", str(out / "m.onnx"), "--workspace-mb", "64"], "--workspace-mb set, "
+         "but it only takes effect with --format tensorrt"),
+        (["bench", "--no-peer", "--peer-short-side", "252", "--json", str(out / "b.json")],
+         "--peer-short-side set, but it only takes effect with the peer (without --no-peer)"),
+        (["predict", str(png), "--out", str(out), "--seed", "3"], "--seed set, but it only "
+         "takes effect with --sampling paper"),
+        (["eval", "--dataset", "synthetic", "--root", str(tmp_path), "--out", str(out),
+          "--sampling", "greedy", "--seed", "3"], "--seed set, but it only takes effect with "
+         "--sampling paper"),
+        (["bench", "--no-peer", "--json", str(out / "b.json"), "--seed", "1"], "--seed set"),
+    ]  # fmt: skip
+    for argv, said in refused:
+        assert main(argv) == 1, argv
+        err = _err(capsys)
+        assert err.startswith(f"depthart {argv[0]}: error: ") and said in err, err
+        assert not out.exists(), argv
+
+
+@pytest.mark.parametrize("script", ["ablation", "average", "diagnostics", "real_photos", "ship"])
+def test_training_help_prints_the_examples_as_written(script):
+    """The docstrings that are these scripts' --help (RawTextHelpFormatter) held `\\` line
+    continuations in plain strings: Python joined the lines, so the examples printed collapsed."""
+    path = Path(__file__).resolve().parent.parent / "training" / f"{script}.py"
+    doc = path.read_text().split('"""')[1]
+    continued = [line.rstrip() for line in doc.splitlines() if line.endswith("\\")]
+    assert continued, "no example with a continued line: nothing to check"
+    said = subprocess.run(
+        [sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert said.returncode == 0, said.stderr
+    shown = [line.rstrip() for line in said.stdout.splitlines()]
+    assert all(line in shown for line in continued), said.stdout

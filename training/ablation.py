@@ -1,4 +1,4 @@
-"""The experiment DepthART rests on: DepthART vs teacher forcing with identical budgets.
+r"""The experiment DepthART rests on: DepthART vs teacher forcing with identical budgets.
 
 Trains one tokenizer (stage 1), then two transformers from it with the same seed, data, steps and
 optimiser, differing only in `mode` (depthart | teacher_forcing). Evaluates both, each decoded

@@ -1,4 +1,4 @@
-"""Average the weights of checkpoints fine-tuned from one start (a "model soup", Wortsman et al.
+r"""Average the weights of checkpoints fine-tuned from one start (a "model soup", Wortsman et al.
 2022; stochastic weight averaging, Izmailov et al. 2018): runs that leave a shared checkpoint for
 a short leg each stay in one basin, and their mean is often better than each.
 

@@ -1,4 +1,4 @@
-"""The checks behind the ablation's findings (BENCHMARKS.md section 2).
+r"""The checks behind the ablation's findings (BENCHMARKS.md section 2).
 
     # can the pipeline learn at all? memorise 16 frames with a stage-2 objective
     python training/diagnostics.py overfit runs/ablation_tiny/tokenizer/checkpoint.safetensors \

@@ -1,4 +1,4 @@
-"""Depth on real photographs that ship inside installed packages (none is a training texture):
+r"""Depth on real photographs that ship inside installed packages (none is a training texture):
 scikit-image's Middlebury "motorcycle" stereo pair (left and right views; the left view has
 ground-truth disparity), matplotlib's "grace_hopper" portrait, and scikit-learn's "china" (a
 pagoda behind trees, a lake and sky) and "flower" (a dahlia in front of a blurred garden). Writes

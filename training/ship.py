@@ -1,4 +1,4 @@
-"""Copy a trained run's checkpoint to checkpoints/ with its provenance in the metadata.
+r"""Copy a trained run's checkpoint to checkpoints/ with its provenance in the metadata.
 
     python training/ship.py runs/tiny_long/checkpoint.safetensors \
         --eval runs/ablation_tiny_30k/ablation.json --command "..." --command "..."

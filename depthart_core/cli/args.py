@@ -46,6 +46,34 @@ def options_named(options: dict[str, str] = OPTION_OF_FIELD) -> Iterator[None]:
         raise ValueError(options[field.group(1)] + text[field.end(1) :]) from exc
 
 
+def remember_defaults(p: argparse.ArgumentParser) -> None:
+    """Keep the parser's option defaults on its namespace (`args.option_defaults`: dest ->
+    (option, default)); call it after the last argument, so `options_set` can tell the options
+    a user set from those left alone without restating any default."""
+    options = [a for a in p._actions if a.option_strings]  # not the positionals
+    p.set_defaults(
+        option_defaults={a.dest: (max(a.option_strings, key=len), a.default) for a in options}
+    )
+
+
+def options_set(args: argparse.Namespace, dests: list[str]) -> list[str]:
+    """The options (as typed, e.g. `--ground-pitch`) of `dests` set away from their defaults."""
+    defaults = args.option_defaults
+    return [defaults[d][0] for d in dests if getattr(args, d) != defaults[d][1]]
+
+
+def without_effect(args: argparse.Namespace, dests: list[str], needed: str) -> str | None:
+    """ "--a, --b set, but it only takes effect with NEEDED" for the options of `dests` the user
+    set (call it only where NEEDED is missing), else None."""
+    idle = options_set(args, dests)
+    return f"{', '.join(idle)} set, but it only takes effect with {needed}" if idle else None
+
+
+def seed_without_effect(args: argparse.Namespace) -> str | None:
+    """--seed set away from its default while --sampling is not paper (the only one it seeds)."""
+    return None if args.sampling == "paper" else without_effect(args, ["seed"], "--sampling paper")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'480x640' -> (480, 640) as (H, W); a single number means a square; at least 2x2."""
     parts = text.lower().split("x")

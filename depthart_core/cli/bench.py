@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import add_flip_arg, add_model_args, parse_size, sampling_from_args
+from depthart_core.cli.args import (
+    add_flip_arg,
+    add_model_args,
+    parse_size,
+    remember_defaults,
+    sampling_from_args,
+    seed_without_effect,
+    without_effect,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,9 +61,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_flip_arg(p)
     add_model_args(p)
     p.set_defaults(func=run)
+    remember_defaults(p)
+
+
+def _options_without_effect(args: argparse.Namespace) -> str | None:
+    """Options set away from their defaults that only act with another one that is missing."""
+    if args.no_peer:
+        unused = without_effect(args, ["peer_short_side"], "the peer (without --no-peer)")
+        if unused:
+            return unused
+    return seed_without_effect(args)
 
 
 def run(args: argparse.Namespace) -> int:
+    unused = _options_without_effect(args)  # set, but doing nothing: said, not ignored
+    if unused:
+        raise ValueError(unused)
     import json
     import platform
     import tempfile

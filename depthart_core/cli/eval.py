@@ -15,7 +15,9 @@ from depthart_core.cli.args import (
     add_flip_arg,
     add_model_args,
     add_progress_arg,
+    remember_defaults,
     sampling_from_args,
+    seed_without_effect,
 )
 
 
@@ -98,11 +100,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="--out holds a report: move it aside")
     add_model_args(p)
     p.set_defaults(func=run)
+    remember_defaults(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from depthart_core.evaluation.runner import load_models, run_eval
 
+    unused = seed_without_effect(args)  # set, but doing nothing: said, not ignored
+    if unused:
+        raise ValueError(unused)
     if args.datasets:
         if args.dataset:
             raise ValueError("give either --dataset/--root or --datasets/--roots, not both")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from depthart_core.cli.args import remember_defaults, without_effect
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the whole inference to ONNX or a TensorRT engine")
@@ -21,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "default) or greedy (argmax)",
     )
     p.set_defaults(func=run)
+    remember_defaults(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.fileutil import atomic_write, output_folder, refuse_special_file
     from depthart_core.sampling import sampling_setting
 
+    if args.format != "tensorrt":  # set, but doing nothing: said, not ignored
+        unused = without_effect(args, ["workspace_mb"], "--format tensorrt")
+        if unused:
+            raise ValueError(unused)
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from depthart_core.cli.args import add_progress_arg, options_named
+from depthart_core.cli.args import (
+    add_progress_arg,
+    options_named,
+    remember_defaults,
+    without_effect,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -109,6 +114,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="move RUN_DIR's run aside, restart")
     add_progress_arg(p)
     p.set_defaults(func=run)
+    remember_defaults(p)
 
 
 def _config(args: argparse.Namespace, teacher):
@@ -150,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --depth-topic (sensor depth to train on) or --teacher CKPT")
     if args.labels_only and not args.teacher:
         raise ValueError("--labels-only needs --teacher")
+    teacher_only = ["teacher_sampling", "teacher_flip_average", "teacher_device"]
+    unused = None if args.teacher else without_effect(args, teacher_only, "--teacher")
+    if unused:  # set, but doing nothing: said, not ignored
+        raise ValueError(unused)
     if args.depth_info_topic and not args.camera_info_topic:
         raise ValueError(
             f"--depth-info-topic {args.depth_info_topic} needs --camera-info-topic: depth is "

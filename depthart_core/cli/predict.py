@@ -25,7 +25,9 @@ from depthart_core.cli.args import (
     add_model_args,
     add_progress_arg,
     options_named,
+    remember_defaults,
     sampling_from_args,
+    without_effect,
 )
 from depthart_core.colormap import COLORMAPS
 
@@ -105,6 +107,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
+    remember_defaults(p)
 
 
 def read_rgb(name: str):
@@ -406,19 +409,18 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
 def _options_without_effect(args: argparse.Namespace) -> str | None:
     """Options set away from their defaults that only act with another one that is missing."""
     needs = {
-        "--camera-height": [
-            ("--ground-pitch", args.ground_pitch != 0.0),
-            ("--ground-max-angle", args.ground_max_angle != 35.0),
-        ],
-        "--ply": [("--ply-stride", args.ply_stride != 1)],
-        "--ply or --camera-height": [("--hfov", args.hfov != 60.0)],
+        "--camera-height": ["ground_pitch", "ground_max_angle"],
+        "--ply": ["ply_stride"],
+        "--ply or --camera-height": ["hfov"],
+        "--sampling paper": ["seed"],
     }
     given = {"--camera-height": args.camera_height is not None, "--ply": args.ply}
     given["--ply or --camera-height"] = given["--ply"] or given["--camera-height"]
-    for needed, options in needs.items():
-        idle = [name for name, is_set in options if is_set]
-        if idle and not given[needed]:
-            return f"{', '.join(idle)} set, but it only takes effect with {needed}"
+    given["--sampling paper"] = args.sampling == "paper"
+    for needed, dests in needs.items():
+        unused = None if given[needed] else without_effect(args, dests, needed)
+        if unused:
+            return unused
     return None
 
 

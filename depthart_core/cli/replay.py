@@ -15,9 +15,35 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-from depthart_core.cli.args import add_progress_arg, options_named
+from depthart_core.cli.args import (
+    add_progress_arg,
+    options_named,
+    remember_defaults,
+    without_effect,
+)
 
 MODES_GROUP = "depthart.replay"  # entry-point group of extra replay modes (see `_modes`)
+# options only some protocols read (dest -> those protocols); --camera-height, --imu-topic and
+# --vertical-lines outside ground_plane have their own refusals (`_ground_plane`, ReplayConfig)
+PROTOCOL_OPTIONS = {
+    "sparse_points": ("metric",),
+    "sparse_fit": ("metric",),
+    "seed": ("metric",),
+    # ground_plane scores its metres under the metric protocol, which clips to the range too
+    "depth_range": ("affine", "metric", "ground_plane"),
+    **dict.fromkeys(
+        (
+            "ground_normal",
+            "ground_pitch",
+            "ground_roll",
+            "ground_window",
+            "ground_tilt",
+            "ground_max_angle",
+            "lines_agree",
+        ),
+        ("ground_plane",),
+    ),
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs=2,
         default=None,
         metavar=("MIN", "MAX"),
-        help="GT range [m] that affine/metric clip predictions to",
+        help="GT range [m] that affine, metric and ground_plane clip predictions to",
     )
     p.add_argument(
         "--sparse-points",
@@ -148,9 +174,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (faster)")
     p.add_argument("--pred-topic", default="/depthart/depth", help="prediction topic name")
-    for mode in _modes().values():
+    mode_options = {}  # mode -> the dests of the options it adds, other than its own switch
+    for name, mode in _modes().items():
+        before = len(p._actions)
         mode.add_arguments(p)
-    p.set_defaults(func=run)
+        mode_options[name] = [a.dest for a in p._actions[before:] if a.dest != name]
+    p.set_defaults(func=run, mode_options=mode_options)
+    remember_defaults(p)
 
 
 def _modes() -> dict[str, ModuleType]:
@@ -161,8 +191,9 @@ def _modes() -> dict[str, ModuleType]:
 
 def _ground_plane(args: argparse.Namespace):
     """The ground_plane protocol's settings, or None; the height is checked before anything is
-    read or written, and refused with any other protocol (it would be silently unused). The
-    protocol's other needs (a height, camera info, GT depth) are ReplayConfig's checks."""
+    read or written, and refused with any other protocol (it would be silently unused), as is
+    every option of another protocol than the one given (`PROTOCOL_OPTIONS`). The protocol's
+    other needs (a height, camera info, GT depth) are ReplayConfig's checks."""
     from depthart_core.ground_plane import GroundPlaneConfig, check_camera_height
 
     if args.protocol != "ground_plane":
@@ -171,6 +202,10 @@ def _ground_plane(args: argparse.Namespace):
                 f"--camera-height {args.camera_height:g} is only used by --protocol ground_plane "
                 f"(got --protocol {args.protocol})"
             )
+    unused = _protocol_options_without_effect(args)
+    if unused:
+        raise ValueError(unused)
+    if args.protocol != "ground_plane":
         return None
     if args.camera_height is None:
         return None  # ReplayConfig refuses the protocol without it
@@ -189,6 +224,30 @@ def _ground_plane(args: argparse.Namespace):
         max_normal_angle_deg=args.ground_max_angle,
         lines_agree_deg=args.lines_agree,
     )
+
+
+def _protocol_options_without_effect(args: argparse.Namespace) -> str | None:
+    """Options of other protocols (`PROTOCOL_OPTIONS`) set away from their defaults."""
+    idle = [d for d, protocols in PROTOCOL_OPTIONS.items() if args.protocol not in protocols]
+    by_protocols: dict[tuple[str, ...], list[str]] = {}
+    for dest in idle:
+        by_protocols.setdefault(PROTOCOL_OPTIONS[dest], []).append(dest)
+    for protocols, dests in by_protocols.items():
+        names = ", ".join(protocols[:-1]) + " or " if len(protocols) > 1 else ""
+        needed = f"--protocol {names}{protocols[-1]}"
+        unused = without_effect(args, dests, f"{needed} (got --protocol {args.protocol})")
+        if unused:
+            return unused
+    return None
+
+
+def _mode_options_without_effect(args: argparse.Namespace) -> str | None:
+    """Options of a replay mode (`--live`'s --rate, --node-arg, ...) set without that mode."""
+    for name, dests in args.mode_options.items():
+        unused = None if getattr(args, name) else without_effect(args, dests, f"--{name}")
+        if unused:
+            return unused
+    return None
 
 
 def _replay_config(args: argparse.Namespace):
@@ -219,6 +278,9 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.replay.report import format_summary
     from depthart_core.runtime import get_backend
 
+    unused = _mode_options_without_effect(args)  # set, but doing nothing: said, not ignored
+    if unused:
+        raise ValueError(unused)
     with options_named():
         cfg = _replay_config(args)
     from depthart_core.rundir import REPORT_MARKERS, claim_run_dir
