@@ -381,3 +381,103 @@ def test_run_checkpoints_are_named_by_their_run_folder_and_listed_with_paths(
     md = (out / "report.md").read_text()
     for name, c in zip(("a", "b"), ckpts, strict=True):
         assert f"- {name}: `{c}`" in md, md
+
+
+def _synth_set(root, count=4):
+    from depthart_core.data.synthetic.set import write_synthetic_set
+
+    write_synthetic_set(root, count=count, seed=0, size=(32, 48), progress=False)
+    return root
+
+
+def _break(root, i, how):
+    """Damage frame i of a synthetic set: a PNG cut short keeping its header, or a depth PNG of
+    another size than its RGB."""
+    rgb, depth = root / "rgb" / f"{i:06d}.png", root / "depth" / f"{i:06d}.png"
+    if how == "truncated":
+        rgb.write_bytes(rgb.read_bytes()[:100])
+        return rgb
+    cv2.imwrite(str(depth), np.full((16, 16), 2000, np.uint16))
+    return depth
+
+
+def _eval_cli(out, *data):
+    argv = ["eval", "--baselines-only", "--baseline", "ramp", *data, "--out", str(out)]
+    return main([*argv, "--no-progress"])
+
+
+@pytest.mark.parametrize("how", ["truncated", "size_mismatch"])
+def test_a_frame_that_cannot_be_read_is_skipped_listed_and_the_run_exits_1(
+    tmp_path, capsys, caplog, how
+):
+    """One bad frame of a user's set no longer throws away every frame already scored."""
+    root = _synth_set(tmp_path / "own")
+    bad = _break(root, 1, how)
+    out = tmp_path / "o_eval"
+    assert _eval_cli(out, "--dataset", "synthetic", "--root", str(root)) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert [r["index"] for r in report["per_image"]] == [0, 2, 3]  # the others, scored
+    assert report["n_images"] == 3 and report["skipped_unreadable"] == 1
+    [frame] = report["unreadable"]
+    assert frame["index"] == 1 and str(bad) in frame["error"]
+    why = "cannot decode" if how == "truncated" else "differ in size"
+    assert why in frame["error"]
+    abs_rel = np.mean([r["abs_rel"] for r in report["per_image"]])
+    assert report["aggregate"]["abs_rel"] == pytest.approx(abs_rel)  # over the frames scored
+    md = (out / "report.md").read_text()
+    assert "could not be read: 1" in md and f"- frame 1: {frame['error']}" in md
+    assert (out / "samples.png").is_file()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("frame 1 not scored" in w and str(bad) in w for w in warned), warned
+    assert "1 frame(s) could not be read" in capsys.readouterr().err
+
+
+def test_a_dataset_none_of_whose_frames_can_be_read_is_an_error_naming_it(tmp_path, capsys):
+    root = _synth_set(tmp_path / "own", count=2)
+    for i in range(2):
+        _break(root, i, "truncated")
+    assert _eval_cli(tmp_path / "out", "--dataset", "synthetic", "--root", str(root)) == 1
+    err = capsys.readouterr().err
+    assert "dataset synthetic: none of the 2 frames to score could be read" in err, err
+
+
+def test_other_readers_skip_bad_frames_and_the_combined_table_lists_them(tmp_path, capsys):
+    """iBims-1 with a missing mask, TUM with a depth PNG cut short: both through `_io`."""
+    names = _write_ibims(tmp_path / "ibims", n=3)
+    (tmp_path / "ibims" / "mask_transp" / f"{names[0]}.png").unlink()
+    _write_tum(tmp_path / "tum", n=3)
+    depth = sorted((tmp_path / "tum").glob("*/depth/*.png"))[2]
+    depth.write_bytes(depth.read_bytes()[:100])
+    out = tmp_path / "table"
+    roots = f"{tmp_path / 'ibims'},{tmp_path / 'tum'}"
+    data = ["--datasets", "ibims1,tum", "--roots", roots, "--baseline", "constant"]
+    assert _eval_cli(out, *data) == 1
+    table = json.loads((out / "report.json").read_text())
+    assert table["skipped_unreadable"] == 2
+    assert [b["index"] for b in table["unreadable"]["ibims1"]] == [0]
+    assert "mask_transp" in table["unreadable"]["ibims1"][0]["error"]
+    assert [b["index"] for b in table["unreadable"]["tum"]] == [2]
+    run = json.loads((out / "baseline_ramp" / "tum" / "report.json").read_text())
+    assert [r["index"] for r in run["per_image"]] == [0, 1] and run["skipped_unreadable"] == 1
+    md = (out / "report.md").read_text()
+    assert "TUM: 1 frame(s) could not be read" in md and str(depth) in md
+    assert "2 frame(s) could not be read" in capsys.readouterr().err
+
+
+def test_a_benchmark_frame_whose_rgb_and_depth_differ_in_size_is_skipped(tmp_path):
+    """Every reader's own size checks raise the frame error, not one that stops the run."""
+    names = _write_ibims(tmp_path / "ibims", n=3)
+    small = np.full((12, 16), 255, np.uint8)
+    cv2.imwrite(str(tmp_path / "ibims" / "mask_invalid" / f"{names[1]}.png"), small)
+    _write_tum(tmp_path / "tum", n=3)
+    depth = sorted((tmp_path / "tum").glob("*/depth/*.png"))[0]
+    cv2.imwrite(str(depth), np.full((12, 16), 5000, np.uint16))
+    out = tmp_path / "table"
+    roots = f"{tmp_path / 'ibims'},{tmp_path / 'tum'}"
+    data = ["--datasets", "ibims1,tum", "--roots", roots, "--baseline", "constant"]
+    assert _eval_cli(out, *data) == 1
+    table = json.loads((out / "report.json").read_text())
+    assert [b["index"] for b in table["unreadable"]["ibims1"]] == [1]
+    assert "vs depth" in table["unreadable"]["ibims1"][0]["error"]
+    assert [b["index"] for b in table["unreadable"]["tum"]] == [0]
+    assert str(depth) in table["unreadable"]["tum"][0]["error"]

@@ -5,11 +5,14 @@
         --datasets eth3d,tum,nyuv2,ibims1 --roots d/eth3d,d/tum,d/nyu,d/ibims --out runs/table
 
 A checkpoint with the uncertainty head also gets the uncertainty measures unless --no-uncertainty.
+A frame that cannot be read is skipped with a warning and listed in the report; the rest are
+scored and the exit status is then 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from depthart_core.cli.args import (
     add_flip_arg,
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             flip_average=args.flip_average,
             uncertainty=not args.no_uncertainty,
         )
-        run_eval(
+        data = run_eval(
             models,
             datasets,
             roots,
@@ -164,4 +167,12 @@ def run(args: argparse.Namespace) -> int:
     if headed:
         print(f"depthart eval: with the uncertainty measures of {', '.join(headed)} (the head)")
     lock.release()
+    unreadable = data["skipped_unreadable"]
+    if unreadable:  # the rest were scored, but not every frame asked for: not a success
+        print(
+            f"depthart eval: {unreadable} frame(s) could not be read and were not scored "
+            "(listed in report.md and report.json)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     check_range,
     make_sample,
@@ -246,9 +247,9 @@ class HypersimDataset(BenchmarkDataset):
             with h5py.File(depth_p, "r") as f:
                 distance = np.asarray(f["dataset"][()], dtype=np.float32)
         except (OSError, KeyError) as exc:
-            raise ValueError(f"cannot read depth from {depth_p}: {exc}") from exc
+            raise BadFrameError(f"cannot read depth from {depth_p}: {exc}") from exc
         if distance.shape != rgb.shape[:2]:
-            raise ValueError(
+            raise BadFrameError(
                 f"{depth_p}: depth {distance.shape} and RGB {rgb.shape[:2]} differ in size"
             )
         h, w = distance.shape

@@ -45,6 +45,7 @@ FOOTNOTES = {
     "delta1": "δ1↑ is the fraction of valid pixels with max(pred/gt, gt/pred) < 1.25.",
 }
 ERR_VMAX = 0.5  # colour scale of the |pred - gt| / gt error map
+MD_UNREADABLE_MAX = 50  # frames that could not be read listed in report.md (report.json: all)
 
 
 def safe_name(label: str) -> str:
@@ -107,6 +108,8 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         "n_images": res.n_images,
         "skipped_empty": res.skipped_empty,
         "skipped_reader": res.skipped_reader,
+        "skipped_unreadable": len(res.unreadable),
+        "unreadable": res.unreadable,
         "aggregate": res.aggregate,
         "timings": res.timings,
         "uncertainty": res.uncertainty,
@@ -127,7 +130,7 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         f"- checkpoint: `{model.checkpoint}` (sha256 `{model.sha256}`), backend "
         f"`{model.backend_detail or model.backend}`",
         f"- images scored: {res.n_images}; skipped with no valid pixel: {res.skipped_empty}; "
-        f"skipped by the reader: {res.skipped_reader}",
+        f"skipped by the reader: {res.skipped_reader}; could not be read: {len(res.unreadable)}",
         f"- predict time per image{' (the uncertainty pass)' if res.uncertainty else ''}: "
         f"{t['predict_ms_mean']:.1f} ms mean, {t['predict_ms_median']:.1f} ms median; total "
         f"{t['total_s']:.1f} s",
@@ -144,6 +147,7 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         "",
         *_notes(cols),
         "",
+        *unreadable_section({res.dataset: res.unreadable}),
         *(uncertainty_section(res.uncertainty) if res.uncertainty else []),
         "![samples](samples.png)",
         "",
@@ -151,6 +155,27 @@ def write_run(run_dir: str | Path, res, model) -> dict:
     atomic_write(run_dir / "report.md", "\n".join(md).encode())
     render_samples(res.vis, run_dir / "samples.png", f"{model.label} on {ds} ({proto.name})")
     return data
+
+
+def unreadable_section(frames: dict[str, list[dict]]) -> list[str]:
+    """report.md lines listing, per dataset, the frames that could not be read; none: []."""
+    lines = []
+    for dataset, bad in frames.items():
+        if not bad:
+            continue
+        lines += [
+            f"**{_display(dataset)}: {len(bad)} frame(s) could not be read** and are not scored "
+            "(the metrics are over the frames scored):",
+            "",
+            *(f"- frame {b['index']}: {b['error']}" for b in bad[:MD_UNREADABLE_MAX]),
+            *(
+                [f"- ... and {len(bad) - MD_UNREADABLE_MAX} more (report.json lists all)"]
+                if len(bad) > MD_UNREADABLE_MAX
+                else []
+            ),
+            "",
+        ]
+    return lines
 
 
 UNCERTAINTY_HEAD = [  # (column, issue #25's bar)
@@ -280,6 +305,12 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         if r.get("uncertainty"):
             entry["uncertainty"][r["dataset"]] = r["uncertainty"]
     rows = list(models.values())
+    by_index: dict[str, dict[int, dict]] = {}  # per dataset, each frame once (all models' runs)
+    for r in runs:
+        frames = by_index.setdefault(r["dataset"], {})
+        for b in r.get("unreadable", []):
+            frames.setdefault(b["index"], b)
+    unreadable = {d: [f[i] for i in sorted(f)] for d, f in by_index.items() if f}
     values = [[row["results"][d][m] for d, m in columns] for row in rows]
     ranks = mean_ranks(values, [higher_is_better(m) for _, m in columns]) if len(rows) > 1 else None
     for i, row in enumerate(rows):
@@ -298,6 +329,8 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         "datasets": list(datasets),
         "columns": [{"dataset": d, "metric": m} for d, m in columns],
         "models": rows,
+        "skipped_unreadable": sum(len(b) for b in unreadable.values()),
+        "unreadable": unreadable,
         "runs": [
             r.get("path") or f"{safe_name(r['model'])}/{r['dataset']}/report.json" for r in runs
         ],
@@ -312,6 +345,7 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         "",
         *_notes(proto.headline),
         "",
+        *unreadable_section(unreadable),
         *_model_paths(rows),
     ]
     unc_rows = [

@@ -17,6 +17,12 @@ Uncertainty (issue #25): a model whose backend has the uncertainty head
 median scale s over its valid pixels, always at the ground truth's resolution (the size the head
 claims errors at), whatever the protocol and eval size; the pooled measures (Spearman, deciles)
 use at most `POOL_PER_FRAME` random pixels of each frame.
+
+A frame whose files cannot be read (`data.benchmarks._io.FRAME_ERRORS`: not decodable, RGB and
+depth of different sizes, a missing file) never stops the run: it is skipped with one warning
+naming the file and why, listed in the report (`EvalResult.unreadable`), and the metrics are over
+the frames scored; `depthart eval` then exits 1. A dataset none of whose frames can be read is an
+error naming it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from tqdm import tqdm
 
 from depthart_core.checkpoint import file_sha256, resolve_checkpoint
 from depthart_core.data.benchmarks import canonical_name, get_dataset
+from depthart_core.data.benchmarks._io import FRAME_ERRORS
 from depthart_core.data.sample import DepthDataset
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_batch
@@ -144,6 +151,8 @@ class EvalResult:
     depth_range: tuple[float, float] | None = None
     vis: list[VisSample] = field(default_factory=list)
     uncertainty: dict | None = None  # UncertaintyTally.summary, for a model with the head
+    # frames whose files could not be read (not scored): {"index": i, "error": why, naming the file}
+    unreadable: list[dict] = field(default_factory=list)
 
     @property
     def n_images(self) -> int:
@@ -231,6 +240,7 @@ def evaluate_predictions(
     depth_range = dataset_range(dataset)
     name = getattr(dataset, "name", type(dataset).__name__)
     rows, vis, empty, unc_nonfinite = [], [], 0, 0
+    unreadable: list[dict] = []
     tally = (
         UncertaintyTally(POOL_PER_FRAME, pool_max=POOL_MAX)
         if predict_uncertainty is not None
@@ -240,7 +250,12 @@ def evaluate_predictions(
     t_start = time.perf_counter()
     for i in tqdm(range(n), desc=f"eval {name}", disable=not progress, unit="img"):
         t0 = time.perf_counter()
-        s = dataset[i]
+        try:
+            s = dataset[i]
+        except FRAME_ERRORS as exc:  # this frame's files only: skipped, named, the rest scored
+            unreadable.append({"index": i, "error": str(exc)})
+            log.warning("%s: frame %d not scored: %s", name, i, exc)
+            continue
         t1 = time.perf_counter()
         if predict_uncertainty is None:
             pred, unc = np.asarray(predict_fn(s.rgb)), None
@@ -291,6 +306,11 @@ def evaluate_predictions(
         )
         if i in vis_idx:
             vis.append(_vis_copy(s.name, s.rgb, gt, valid, r.aligned))
+    if len(unreadable) == n:
+        raise ValueError(
+            f"dataset {name}: none of the {n} frames to score could be read (the first: "
+            f"{unreadable[0]['error']})"
+        )
     pred_ms = [row["predict_ms"] for row in rows] or [0.0]
     timings = {
         "total_s": time.perf_counter() - t_start,
@@ -311,6 +331,7 @@ def evaluate_predictions(
         depth_range=depth_range,
         vis=vis,
         uncertainty=_uncertainty_summary(tally, unc_nonfinite),
+        unreadable=unreadable,
     )
 
 
@@ -409,6 +430,7 @@ def run_eval(
 
     One model on one dataset writes `out/report.{json,md}` and `out/samples.png`. Otherwise each
     run goes to `out/<model>/<dataset>/` and `out/report.{json,md}` hold the combined table.
+    Either dict's "skipped_unreadable" counts the frames that could not be read (not scored).
     `eval_size="paper"`: the paper's rule per dataset (`protocols.paper_eval_size`).
     """
     if len(datasets) != len(roots):

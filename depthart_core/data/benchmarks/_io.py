@@ -4,6 +4,10 @@ Every reader returns `DepthSample`s (depth in metres, `valid` = the dataset's ra
 AND its own masks) and follows `DepthDataset`: `name`, `skipped`, `__len__`, `__getitem__`, plus
 `min_depth` / `max_depth` (the valid range, open below and closed above: lo < d <= hi, as
 DepthART's readers test it) that protocols with range clipping use.
+
+A frame whose files are bad raises `BadFrameError` (cannot be decoded, not the kind of image the
+reader expects, RGB and depth of different sizes) or `FileNotFoundError` (missing): together
+`FRAME_ERRORS`, what `depthart eval` skips (named, counted, listed) while it scores the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +22,16 @@ import torch
 from depthart_core.data.sample import DepthSample
 
 log = logging.getLogger(__name__)
+
+
+class BadFrameError(ValueError):
+    """One frame's files are bad (not decodable, the wrong kind of image, RGB and depth of
+    different sizes): that frame cannot be used, the dataset's others may. A ValueError, so a
+    caller that does not skip frames reports it as it reports any bad input."""
+
+
+# what a reader's __getitem__ raises for one frame whose files are bad or missing
+FRAME_ERRORS: tuple[type[Exception], ...] = (BadFrameError, FileNotFoundError)
 
 
 class BenchmarkDataset:
@@ -82,7 +96,7 @@ def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
     path = require_file(path, what)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f"cannot decode {what} {path}")
+        raise BadFrameError(f"cannot decode {what} {path}")
     return path, img
 
 
@@ -90,7 +104,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """Any 8-bit colour or grey image file -> HxWx3 uint8 RGB."""
     path, img = _imread(path, "image")
     if img.dtype != np.uint8:
-        raise ValueError(f"{path}: expected an 8-bit image, got {img.dtype}")
+        raise BadFrameError(f"{path}: expected an 8-bit image, got {img.dtype}")
     if img.ndim == 2:
         return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
     if img.shape[2] == 4:
@@ -102,7 +116,7 @@ def read_png_u16(path: Path) -> np.ndarray:
     """A single-channel 16-bit PNG as HxW uint16; raises naming the file if it is anything else."""
     path, img = _imread(path, "depth PNG")
     if img.dtype != np.uint16 or img.ndim != 2:
-        raise ValueError(
+        raise BadFrameError(
             f"{path}: expected a single-channel 16-bit PNG, got {img.dtype} shape {img.shape}"
         )
     return img
@@ -114,6 +128,16 @@ def read_mask_png(path: Path) -> np.ndarray:
     if img.ndim == 3:
         img = img[:, :, 0]
     return img > 0
+
+
+def check_same_size(
+    depth_shape: tuple[int, ...], rgb_shape: tuple[int, ...], where: object
+) -> None:
+    """Raises BadFrameError naming `where` (the depth file) when depth and RGB differ in size."""
+    if tuple(depth_shape[:2]) != tuple(rgb_shape[:2]):
+        raise BadFrameError(
+            f"{where}: depth {tuple(depth_shape[:2])} and RGB {tuple(rgb_shape[:2])} differ in size"
+        )
 
 
 def read_list_file(path: Path, min_cols: int, max_cols: int | None = None) -> list[list[str]]:

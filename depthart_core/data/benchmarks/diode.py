@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     check_range,
     make_sample,
@@ -38,7 +39,7 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(f"{path}: not a plain numpy array file: {exc}") from exc
+        raise BadFrameError(f"{path}: not a plain numpy array file: {exc}") from exc
 
 
 class DIODE(BenchmarkDataset):
@@ -83,7 +84,7 @@ class DIODE(BenchmarkDataset):
             depth = depth[:, :, 0]
         mask = _load_npy(self.root / mask_rel)
         if depth.shape != rgb.shape[:2] or mask.shape != depth.shape:
-            raise ValueError(
+            raise BadFrameError(
                 f"{self.root / depth_rel}: depth {depth.shape}, mask {mask.shape} and RGB "
                 f"{rgb.shape[:2]} must share H x W"
             )

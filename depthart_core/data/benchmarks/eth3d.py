@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     check_range,
     load_pth_list,
@@ -47,7 +48,7 @@ def read_raw_float_depth(path: Path, shape: tuple[int, int]) -> np.ndarray:
     data = np.fromfile(path, dtype="<f4")
     h, w = shape
     if data.size != h * w:
-        raise ValueError(
+        raise BadFrameError(
             f"{path}: {data.size} float32 values, but its RGB image is {h}x{w} ({h * w} values)"
         )
     depth = data.reshape(h, w).astype(np.float32)
@@ -105,7 +106,7 @@ class ETH3D(BenchmarkDataset):
         else:
             depth = read_raw_float_depth(depth_path, rgb.shape[:2])
         if depth.shape != rgb.shape[:2]:
-            raise ValueError(
+            raise BadFrameError(
                 f"{depth_path}: depth {depth.shape} vs RGB {rgb.shape[:2]} ({rgb_path})"
             )
         return make_sample(rgb, depth, self.range_mask(depth), rel, rgb_path=str(rgb_path))

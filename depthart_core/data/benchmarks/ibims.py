@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     _imread,
     check_range,
@@ -44,7 +45,7 @@ def read_calib(path: Path) -> np.ndarray | None:
     try:
         fx, fy, cx, cy = (float(v) for v in text[0].split(","))
     except (IndexError, ValueError) as exc:
-        raise ValueError(f"{path}: expected one line 'fx,fy,cx,cy': {exc}") from exc
+        raise BadFrameError(f"{path}: expected one line 'fx,fy,cx,cy': {exc}") from exc
     return intrinsics(fx, fy, cx, cy)
 
 
@@ -79,11 +80,11 @@ class IBims1(BenchmarkDataset):
         ]
         for m, d in zip(masks, ("mask_invalid", "mask_transp"), strict=True):
             if m.shape != depth.shape:
-                raise ValueError(
+                raise BadFrameError(
                     f"{self.root / d / name}.png: shape {m.shape} vs depth {depth.shape}"
                 )
         if depth.shape != rgb.shape[:2]:
-            raise ValueError(f"iBims-1 {name}: depth {depth.shape} vs RGB {rgb.shape[:2]}")
+            raise BadFrameError(f"iBims-1 {name}: depth {depth.shape} vs RGB {rgb.shape[:2]}")
         valid = self.range_mask(depth) & masks[0] & masks[1]
         calib = read_calib(self.root / "calib" / f"{name}.txt")  # 1-based pixels, as the
         K = None  # official evaluation back-projects them; the sample's K is 0-based
@@ -104,12 +105,12 @@ class IBims1(BenchmarkDataset):
                 continue
             labels = _read_labels(png)
             if labels.shape != shape:
-                raise ValueError(f"{png}: shape {labels.shape} vs depth {shape}")
+                raise BadFrameError(f"{png}: shape {labels.shape} vs depth {shape}")
             rows = [line.split(",") for line in txt.read_text().split("\n") if line.strip()]
             try:
                 params = np.array(rows, dtype=np.float64).reshape(-1, 7)
             except ValueError as exc:
-                raise ValueError(
+                raise BadFrameError(
                     f"{txt}: expected rows of 7 comma-separated numbers: {exc}"
                 ) from exc
             planes[kind] = (labels, params)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     border_crop,
     check_range,
@@ -101,7 +102,7 @@ class KITTIEigen(BenchmarkDataset):
         rgb = read_rgb(self.root / rgb_rel)
         depth = read_png_u16(self.gt_root / depth_rel).astype(np.float32) / DEPTH_SCALE
         if depth.shape != rgb.shape[:2]:
-            raise ValueError(
+            raise BadFrameError(
                 f"{self.gt_root / depth_rel}: depth {depth.shape} vs RGB {rgb.shape[:2]}"
             )
         valid = self.range_mask(depth) & crop_mask(depth.shape, self.crop)

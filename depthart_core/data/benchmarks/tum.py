@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     check_range,
     intrinsics,
@@ -140,7 +141,7 @@ class TUM(BenchmarkDataset):
         rgb = read_rgb(rgb_path)
         depth = read_png_u16(depth_path).astype(np.float32) / DEPTH_SCALE
         if depth.shape != rgb.shape[:2]:
-            raise ValueError(
+            raise BadFrameError(
                 f"{depth_path}: depth {depth.shape} vs RGB {rgb.shape[:2]} ({rgb_path})"
             )
         K = intrinsics(*cam) if cam else None
@@ -154,7 +155,7 @@ class TUM(BenchmarkDataset):
                     raise ValueError(f"{path} has no dataset {key!r}; found {sorted(f)}")
             rgb, depth = np.asarray(f["image"]), np.asarray(f["depth"], dtype=np.float32)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or depth.shape != rgb.shape[:2]:
-            raise ValueError(
+            raise BadFrameError(
                 f"{path}: image {rgb.dtype} {rgb.shape} / depth {depth.shape} malformed"
             )
         return make_sample(rgb, depth, self.range_mask(depth), path.stem)

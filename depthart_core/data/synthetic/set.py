@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from depthart_core.data.benchmarks._io import (
     BenchmarkDataset,
+    check_same_size,
     make_sample,
     read_png_u16,
     read_rgb,
@@ -350,8 +351,7 @@ class SyntheticSet(BenchmarkDataset):
         rgb_p, depth_p, k_p = _frame_paths(self.root, i)
         rgb = read_rgb(rgb_p)
         mm = read_png_u16(depth_p)
-        if mm.shape != rgb.shape[:2]:
-            raise ValueError(f"{depth_p}: depth {mm.shape} and RGB {rgb.shape[:2]} differ in size")
+        check_same_size(mm.shape, rgb.shape, depth_p)  # BadFrameError: eval skips the frame
         k = json.loads(k_p.read_text())
         K = np.array(
             [[k["fx"], 0.0, k["cx"]], [0.0, k["fy"], k["cy"]], [0.0, 0.0, 1.0]], dtype=np.float32
