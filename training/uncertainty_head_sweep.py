@@ -9,12 +9,15 @@ issue #25 that need no calibration (drop at 20 %, AUSE / random, Spearman per fr
 is refitted on the CPU by `uncertainty_eval.py` for a head that is kept).
 
     # on the GPU machine: frames, then the cached inputs, then the variants in parallel
-    depthart synth --out /tmp/u/train_9500 --count 1000 --seed 9500 --size 256x256   # and so on
-    python training/uncertainty_head_sweep.py prepare --train-root /tmp/u/train_9500 ... \\
-        --eval-root /tmp/u/eval_931 --device cuda --cache /tmp/u/cache.pt
-    python training/uncertainty_head_sweep.py train --cache /tmp/u/cache.pt --device cuda \\
+    u=$(mktemp -d)   # a fresh folder of your own, not a fixed name under /tmp
+    depthart synth --out $u/train_9500 --count 1000 --seed 9500 --size 256x256   # and so on
+    python training/uncertainty_head_sweep.py prepare --train-root $u/train_9500 ... \\
+        --eval-root $u/eval_931 --device cuda --cache $u/cache.safetensors
+    python training/uncertainty_head_sweep.py train --cache $u/cache.safetensors --device cuda \\
         --name w48 --width 48 --steps 12000 --batch 32 --out $OUT/sweep
 
+The cache is one safetensors file (the tensors, and JSON in its metadata for the rest): nothing
+is ever unpickled. A cache.pt of the older, pickled format is refused: rebuild it with prepare.
 Each variant writes NAME.json (its scores, held-out NLL, time) and NAME.safetensors (the head's
 weights only: `uncertainty_head.py --head-weights` puts them into a checkpoint).
 """
@@ -22,6 +25,7 @@ weights only: `uncertainty_head.py --head-weights` puts them into a checkpoint).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -29,18 +33,85 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.evaluation.uncertainty_metrics import SparsificationTally, frame_errors
-from depthart_core.runtime.preprocess import postprocess, preprocess
+from depthart_core.runtime.preprocess import Geometry, postprocess, preprocess
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.sampling import SAMPLING_NAMES, describe_sampling, sampling_setting
 from depthart_core.uncertainty_head import UncertaintyHead
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from uncertainty_head import gather, train  # noqa: E402  (a sibling script)
+
+CACHE_FORMAT = "depthart-uncertainty-sweep-cache/1"
+# the non-tensor fields of a cache, kept as JSON in the safetensors metadata
+CACHE_FIELDS = ("train_roots", "eval_root", "checkpoint", "checkpoint_sha256", "decoding")
+
+
+class CacheError(ValueError):
+    """A --cache file this script did not write in its current format."""
+
+
+def save_cache(path: str | Path, cache: dict) -> None:
+    """Write `cache` (what `prepare` gathered) as one safetensors file: the tensors, each
+    evaluation frame's errors and valid mask as its own tensor, and the rest (the geometries as
+    plain numbers, the roots, the checkpoint) as JSON in the metadata. Nothing is pickled."""
+    ev = cache["eval"]
+    tensors = {k: cache[k].detach().cpu().contiguous() for k in ("feat", "err", "w")}
+    tensors["eval.feat"] = ev["feat"].detach().cpu().contiguous()
+    for j, (e, v) in enumerate(zip(ev["errors"], ev["valids"], strict=True)):
+        tensors[f"eval.errors.{j}"] = torch.from_numpy(np.array(e, copy=True, order="C"))
+        tensors[f"eval.valids.{j}"] = torch.from_numpy(np.array(v, dtype=bool, order="C"))
+    meta = {k: cache.get(k) for k in CACHE_FIELDS}
+    meta["eval_geos"] = [dataclasses.asdict(g) for g in ev["geos"]]
+    save_file(tensors, str(path), metadata={"format": CACHE_FORMAT, "json": json.dumps(meta)})
+
+
+def load_cache(path: str | Path) -> dict:
+    """The dict `save_cache` wrote, read with safetensors only; raises CacheError (one line)
+    for any other file, an old pickled cache.pt included, without running anything in it."""
+    if not Path(path).is_file():
+        raise CacheError("no such file: write it with prepare")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        # an old cache.pt (a pickle) lands here: it is never unpickled
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CacheError(
+            f"not a safetensors cache ({why}; an old pickled cache.pt?): rebuild it with prepare"
+        ) from None
+    if meta.get("format") != CACHE_FORMAT:
+        raise CacheError(
+            f"format {meta.get('format')!r}, not {CACHE_FORMAT!r}: rebuild it with prepare"
+        )
+    try:
+        fields = json.loads(meta["json"])
+        geos = [Geometry(**g) for g in fields["eval_geos"]]
+        n_eval = len(geos)
+        cache = {k: fields.get(k) for k in CACHE_FIELDS}
+        cache.update({k: tensors[k] for k in ("feat", "err", "w")})
+        cache["eval"] = {
+            "feat": tensors["eval.feat"],
+            "errors": [tensors[f"eval.errors.{j}"].numpy() for j in range(n_eval)],
+            "geos": geos,
+            "valids": [tensors[f"eval.valids.{j}"].numpy() for j in range(n_eval)],
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CacheError(
+            f"an incomplete or damaged cache ({type(exc).__name__}: {exc}): rebuild it with prepare"
+        ) from None
+    if len(cache["eval"]["feat"]) != n_eval:
+        raise CacheError(
+            f"{len(cache['eval']['feat'])} evaluation frames but {n_eval} geometries: "
+            "rebuild it with prepare"
+        )
+    return cache
 
 
 def eval_inputs(est: DepthEstimator, root: str, batch: int = 32) -> dict:
@@ -92,7 +163,8 @@ def prepare(args) -> int:
     parts = [gather(est, root, batch=args.batch) for root in args.train_root]
     feat, err, w = (torch.cat([p[i] for p in parts]) for i in range(3))
     ev = eval_inputs(est, args.eval_root, batch=args.batch)
-    torch.save(
+    save_cache(
+        args.cache,
         {
             "feat": feat,
             "err": err,
@@ -100,12 +172,11 @@ def prepare(args) -> int:
             "eval": ev,
             "train_roots": args.train_root,
             "eval_root": args.eval_root,
-            "checkpoint": est.info.get("path"),
+            "checkpoint": None if est.info.get("path") is None else str(est.info["path"]),
             # the model and decoding whose errors the heads learn (uncertainty_head.py checks)
             "checkpoint_sha256": est.info.get("sha256"),
             "decoding": describe_sampling(est.sampling),
         },
-        args.cache,
     )
     print(
         f"{len(feat)} training and {len(ev['feat'])} evaluation frames gathered in "
@@ -115,7 +186,7 @@ def prepare(args) -> int:
 
 
 def train_variant(args) -> int:
-    cache = torch.load(args.cache, weights_only=False)
+    cache = load_cache(args.cache)
     dev = torch.device(args.device)
     n = len(cache["feat"]) if args.frames is None else min(args.frames, len(cache["feat"]))
     n_val = max(1, round(0.1 * n))
@@ -184,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampling", choices=SAMPLING_NAMES, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--cache", required=True)
+    p.add_argument("--cache", required=True, help="the safetensors file to write")
     t = sub.add_parser("train", help="train and score one variant")
     t.add_argument("--cache", required=True)
     t.add_argument("--name", required=True)
@@ -203,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     t.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    return prepare(args) if args.cmd == "prepare" else train_variant(args)
+    if args.cmd == "prepare":
+        return prepare(args)
+    try:
+        return train_variant(args)
+    except CacheError as exc:
+        ap.error(f"--cache {args.cache}: {exc}")
 
 
 if __name__ == "__main__":
