@@ -16,6 +16,7 @@ A run that writes nothing leaves no --out folder behind that it made.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,8 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="predict relative depth for image files",
         description="Writes <stem>.npy (float32 HxW relative depth) and <stem>_depth.png "
-        "(colorized) for every image. Images that share a stem (cam0/1.png, cam1/1.png) are "
-        "named after their paths instead (cam0__1_png.npy), so no output overwrites another. "
+        "(colorized) for every image, named after the path as given (a symbolic link's own "
+        "name). Images that share a stem (cam0/1.png, cam1/1.png) are named after their paths "
+        "instead (cam0__1_png.npy), so no output overwrites another; a non-image given with "
+        "them (IMG_1.xmp beside IMG_1.JPG) does not count. Of an animated GIF or a multi-page "
+        "TIFF the first frame is predicted, and said. "
         "With --uncertainty also <stem>_uncertainty.npy and <stem>_uncertainty.png.",
     )
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
@@ -123,9 +127,7 @@ def read_rgb(name: str):
     data = path.read_bytes()  # read once: checked, then decoded
     if truncated_jpeg(data):  # OpenCV would fill the missing rows with grey
         raise ValueError("truncated JPEG (no end-of-image marker after its last scan)")
-    from depthart_core.rosio.compressed import encoded_size
-
-    hw = encoded_size(data)  # a PNG's or JPEG's header: a decompression bomb is never decoded
+    hw = image_size(data)  # from the header: a decompression bomb is never decoded
     if hw is not None and hw[0] * hw[1] > MAX_PIXELS:
         raise ValueError(
             f"{hw[1]}x{hw[0]} pixels, more than {MAX_PIXELS:,} (resize it first; a small file "
@@ -139,6 +141,70 @@ def read_rgb(name: str):
     if h < 2 or w < 2:
         raise ValueError(f"too small ({h}x{w}; images must be at least 2x2 pixels)")
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) that an image file's header claims, read without decoding its pixels: a
+    PNG's or JPEG's by `encoded_size`, any other format's (WebP, TIFF, GIF, BMP, ...) by
+    Pillow's lazy open, where Pillow is installed; None where neither reads it (OpenCV judges)."""
+    import io
+
+    from depthart_core.rosio.compressed import encoded_size
+
+    hw = encoded_size(data)
+    if hw is not None:
+        return hw
+    try:
+        from PIL import Image
+    except ImportError:  # optional: without it only PNG and JPEG sizes are checked
+        return None
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # MAX_PIXELS rules, not its own
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Exception:  # unidentified or malformed, in one of many exception types: OpenCV judges
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return h, w
+
+
+def frame_count(name: str) -> int:
+    """How many frames or pages `name` holds (an animated GIF, WebP or PNG, a multi-page TIFF;
+    OpenCV decodes the first), from their headers; 1 where it cannot tell."""
+    import cv2
+
+    try:
+        name.encode("utf-8")  # OpenCV takes the path as UTF-8 (and crashes on a name that is not)
+        return int(cv2.imcount(name))
+    except (UnicodeEncodeError, cv2.error):
+        return 1
+
+
+# the first bytes of the files OpenCV decodes: PNG, JPEG, GIF, TIFF and BigTIFF, BMP, Sun raster,
+# JPEG 2000 (file and codestream), Radiance HDR, OpenEXR, PFM, PNM (P1-P7); WebP and AVIF below
+IMAGE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*", b"II+\0",
+    b"MM\0+", b"BM", b"\x59\xa6\x6a\x95", b"\0\0\0\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51",
+    b"#?RADIANCE", b"#?RGBE", b"\x76\x2f\x31\x01", b"PF", b"Pf",
+    *(b"P%d" % i for i in range(1, 8)),
+)  # fmt: skip
+
+
+def looks_like_image(name: str) -> bool:
+    """Whether `name` is a file that starts like an image (`IMAGE_SIGNATURES`, WebP, AVIF): the
+    files that will be predicted, unlike a sidecar (IMG_0001.xmp beside IMG_0001.JPG); decided
+    from 16 bytes, before anything is decoded."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return (
+        head.startswith(IMAGE_SIGNATURES)
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"))
+    )
 
 
 def truncated_jpeg(data: bytes) -> bool:
@@ -183,22 +249,26 @@ def truncated_jpeg(data: bytes) -> bool:
     return True
 
 
-def output_stems(names: list[str]) -> list[str]:
-    """The output stem of each input: its file stem, or, where several different files share
-    that stem, its path below their common folder with separators and dots made "__" and "_"."""
-    import os
+def output_stems(names: list[str], images: list[bool]) -> list[str]:
+    """The output stem of each input: its file stem, or, where several images (`images`: which
+    inputs `looks_like_image`) share that stem, its path as given below their common folder, with
+    separators made "__" and the dots of the file name "_" (cam0/1.png: cam0__1_png). A non-image
+    that shares an image's stem (a sidecar, skipped) is named after its path, the image is not.
+    Paths are made absolute without following symbolic links, so links to one file (git-annex,
+    DVC) keep their own names."""
     from collections import defaultdict
 
-    groups: dict[str, set[Path]] = defaultdict(set)
-    for name in names:
-        groups[Path(name).stem].add(Path(name).resolve())
+    groups: dict[str, dict[str, bool]] = defaultdict(dict)
+    for name, image in zip(names, images, strict=True):
+        groups[Path(name).stem][os.path.abspath(name)] = image
     stems = []
-    for name in names:
+    for name, image in zip(names, images, strict=True):
         stem, group = Path(name).stem, groups[Path(name).stem]
-        if len(group) > 1:
-            base = Path(os.path.commonpath([g.parent for g in group]))
-            rel = str(Path(name).resolve().relative_to(base))
-            stem = rel.replace(os.sep, "__").replace(".", "_")
+        if len(group) > 1 and (not image or sum(group.values()) > 1):
+            base = os.path.commonpath([os.path.dirname(g) for g in group])
+            *folders, file = Path(os.path.relpath(os.path.abspath(name), base)).parts
+            stem = "__".join([*folders, file.replace(".", "_")])
+            stem = "_" + stem[1:] if stem.startswith(".") else stem  # not a hidden file
         stems.append(stem)
     return stems
 
@@ -308,20 +378,21 @@ def run(args: argparse.Namespace) -> int:
                 "uncertainty head; give --checkpoint one that has it (training/uncertainty_head.py "
                 "adds one) or drop --uncertainty"
             )
-    unique: dict[Path, str] = {}  # each file once, under the first name it was given by
+    unique: dict[str, str] = {}  # each path once (links to one file are different paths)
     for name in args.images:
-        unique.setdefault(Path(name).resolve(), name)
+        unique.setdefault(os.path.abspath(name), name)
     if len(unique) < len(args.images):  # a glob and a name, or a name typed twice
         repeated = len(args.images) - len(unique)
         print(f"{repeated} image(s) given more than once: each is predicted once", file=sys.stderr)
         args.images = list(unique.values())
-    stems = output_stems(args.images)
+    images = [looks_like_image(name) for name in args.images]
+    stems = output_stems(args.images, images)
     check_output_names(args.images, stems, Path(args.out), args)
     with output_folder(args.out) as out:  # left empty (nothing written): removed again
-        return _predict_into(out, args, stems)
+        return _predict_into(out, args, stems, images)
 
 
-def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
+def _predict_into(out: Path, args: argparse.Namespace, stems: list[str], images: list[bool]) -> int:
     from collections import Counter
 
     import cv2
@@ -349,7 +420,11 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
             f"({backend.uncertainty_missing}); {backend.uncertainty_remedy}"
         )
     skipped: Counter[str] = Counter()
-    renamed = [(n, s) for n, s in zip(args.images, stems, strict=True) if s != Path(n).stem]
+    renamed = [
+        (n, s)
+        for n, s, i in zip(args.images, stems, images, strict=True)
+        if i and s != Path(n).stem
+    ]
     if renamed:
         print(
             f"{len(renamed)} images share a file name with another; their outputs are named "
@@ -366,6 +441,9 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str]) -> int:
             _say_skipped(name, exc)
             skipped[str(exc).split(" (")[0]] += 1
             continue
+        if (frames := frame_count(name)) > 1:
+            note = f"{name}: only the first of its {frames} frames/pages is predicted"
+            tqdm.write(note, file=sys.stderr)
         uncertainty = None
         try:
             if args.uncertainty:
