@@ -70,8 +70,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--depth-info-topic",
         default=None,
         help="the depth camera's CameraInfo (needs --camera-info-topic): maps depth of another "
-        "size, crop or lens onto the image through both intrinsics; a frame without a usable "
-        "calibration on either side is rejected",
+        "size, crop or lens onto the image through both lens models (K and D of a raw image: "
+        "plumb_bob, rational_polynomial, equidistant; P of a topic named *rect*, as image_rect); "
+        "the depth must share the colour camera's optical centre: differing frame_ids are "
+        "warned about, the extrinsics not applied; a frame without a usable calibration on "
+        "either side is rejected",
     )
     p.add_argument("--checkpoint", default="", help="base model (default: the shipped one)")
     p.add_argument("--out", required=True, help="run folder")

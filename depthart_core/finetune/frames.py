@@ -8,10 +8,15 @@ depth stamp within tolerance), or `rejected` with its cause.
 
 Depth follows REP 117/118 (`rosio.image`): 16UC1/mono16 millimetres with 0 invalid, 32FC1 metres
 with NaN/Inf/<=0 invalid. A depth image of another size than the colour image is mapped onto it
-(`depth_onto_image`): through both cameras' intrinsics when both CameraInfo topics are given
-(same optical centre and axes, as for a depth stream registered to the colour camera at another
-resolution or crop), else by plain resizing when the aspect ratios agree; otherwise the frame is
-rejected with the sizes. A depth CameraInfo topic needs the colour one. With both, each image
+(`depth_onto_image`): through both cameras' lens models when both CameraInfo topics are given
+(`Lens`: K, and the distortion D of a raw image; same optical centre and axes, as for a depth
+stream registered to the colour camera at another resolution, crop or lens), else by plain
+resizing when the aspect ratios agree; otherwise the frame is rejected with the sizes. As the
+node's `points.image` tells `image_rect` from `image_raw`, a topic named as rectified (a name part
+starting "rect": image_rect, image_rect_color, a RealSense's depth/image_rect_raw) projects
+through P with D ignored, any other through K and D (`lens_of`). CameraInfo frame_ids that differ
+are warned about once per bag and counted apart (`MAPPINGS`): the extrinsics between the two
+cameras are not applied. A depth CameraInfo topic needs the colour one. With both, each image
 takes the newest usable colour calibration received before it, each depth image the newest
 usable depth calibration stamped at or before it (`InfoTimeline`: a depth stream reconfigured
 mid-bag), and a frame without a usable one on either side is rejected with the cause, never
@@ -31,7 +36,9 @@ without usable sensor depth is then counted under `no_sensor` with the cause, no
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depthart_core.pointcloud import DISTORTION_MODELS, pixel_rays
 from depthart_core.replay.frames import (
     BagIndex,
     ReplayConfig,
@@ -287,33 +295,111 @@ class Counts:
 MAPPINGS = {
     "same_grid": "used as is (registered, the image's size)",
     "resized": "resized (same aspect ratio, no intrinsics)",
-    "reprojected": "reprojected through both cameras' intrinsics",
+    "reprojected": "reprojected through both cameras' lens models",
+    "reprojected_apart": "reprojected through both cameras' lens models, their CameraInfo "
+    "frame_ids differing (extrinsics not applied: one optical centre assumed)",
 }
+# D lengths OpenCV's projection takes per distortion model (`pointcloud.pixel_rays` takes these)
+_D_SIZES = {
+    "plumb_bob": (4, 5, 8, 12, 14),
+    "rational_polynomial": (4, 5, 8, 12, 14),
+    "equidistant": (4,),
+}
+_FOLD_STEP = 1e-4  # relative outward step of a ray that tells which side of a lens's fold it is
 
 
-def _intrinsics(info: object | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    """K of an image of `shape` that CameraInfo `info` describes: its binning and ROI applied,
-    a calibration for another size rescaled (`rosio.image.image_projection`); None without a
-    usable one."""
+@dataclass(frozen=True)
+class Lens:
+    """How one image's pixels see rays: K (9 values, row-major, for this image's pixels) and,
+    for a raw image, the distortion D under `model` (sensor_msgs/CameraInfo); no D (or an
+    all-zero one) is a pinhole."""
+
+    k: tuple[float, ...]
+    d: tuple[float, ...] = ()
+    model: str = ""
+
+    @classmethod
+    def of(cls, K: np.ndarray, d: Sequence[float] = (), model: str = "") -> Lens:
+        d = tuple(float(v) for v in d)
+        if not any(d):
+            d, model = (), ""
+        return cls(tuple(float(v) for v in np.asarray(K, dtype=np.float64).reshape(9)), d, model)
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.asarray(self.k, dtype=np.float64).reshape(3, 3)
+
+    def same(self, other: Lens) -> bool:
+        """The same pixels to rays (K equal within float noise, the same distortion)."""
+        return np.allclose(self.K, other.K) and (self.d, self.model) == (other.d, other.model)
+
+
+def rectified_topic(topic: str | None) -> bool:
+    """Whether a topic is named as carrying rectified images (image_proc's image_rect,
+    image_rect_color; depth_image_proc's image_rect; a RealSense's depth/image_rect_raw): a part
+    of its name, split at "/" and "_", starts with "rect"."""
+    return any(part.startswith("rect") for part in re.split(r"[/_]", (topic or "").lower()))
+
+
+def _intrinsics(
+    info: object | None, shape: tuple[int, ...], rectified: bool = False
+) -> np.ndarray | None:
+    """K of an image of `shape` that CameraInfo `info` describes, or P's left 3x3 for a
+    rectified image: its binning and ROI applied, a calibration for another size rescaled
+    (`rosio.image.image_projection`); None without a usable one."""
     if info is None:
         return None
-    K = np.asarray(image_projection(info, shape)[0], dtype=np.float64).reshape(3, 3)
+    k, p = image_projection(info, shape)
+    if rectified:
+        K = np.asarray(p, dtype=np.float64).reshape(3, 4)[:, :3]
+    else:
+        K = np.asarray(k, dtype=np.float64).reshape(3, 3)
     return K if K[0, 0] > 0 and K[1, 1] > 0 else None
+
+
+def lens_of(info: object, shape: tuple[int, ...], rectified: bool) -> tuple[Lens | None, str]:
+    """The `Lens` of an image of `shape` that CameraInfo `info` describes, as the node's
+    `points.image` reads it: rectified, P with D ignored; raw, K with D and the distortion
+    model (D is in normalised coordinates, so binning, ROI and rescaling leave it as is). None
+    and why (a one-line cause without the camera's side) where it cannot be used."""
+    K = _intrinsics(info, shape, rectified)
+    if K is None:
+        return None, "uncalibrated (K = 0)"
+    if rectified:
+        return Lens.of(K), ""
+    d = camera_info_field(info, "d").reshape(-1)
+    model = str(getattr(info, "distortion_model", "") or "")
+    if not d.any():
+        return Lens.of(K), ""
+    if model not in DISTORTION_MODELS:
+        names = ", ".join(DISTORTION_MODELS)
+        return None, f"unusable (distortion model {model!r}; supported: {names})"
+    if d.size not in _D_SIZES[model]:
+        sizes = ", ".join(map(str, _D_SIZES[model]))
+        return None, f"unusable ({model} D has {d.size} values, not {sizes})"
+    return Lens.of(K, d, model), ""
+
+
+def _as_lens(K: np.ndarray | Lens | None) -> Lens | None:
+    """A bare 3x3 K is a pinhole."""
+    return K if K is None or isinstance(K, Lens) else Lens.of(K)
 
 
 def depth_mapping(
     depth_hw: tuple[int, ...],
     image_hw: tuple[int, int],
-    K_image: np.ndarray | None = None,
-    K_depth: np.ndarray | None = None,
+    K_image: np.ndarray | Lens | None = None,
+    K_depth: np.ndarray | Lens | None = None,
 ) -> str:
     """How `depth_onto_image` maps a depth image of `depth_hw` onto the image: a `MAPPINGS`
-    key. Raises ValueError (the sizes) when it cannot."""
+    key (without the "_apart" of differing frame_ids). Raises ValueError (the sizes) when it
+    cannot."""
     h, w = image_hw
     dh, dw = int(depth_hw[0]), int(depth_hw[1])
-    both = K_image is not None and K_depth is not None
-    if (dh, dw) == (h, w) and not (both and not np.allclose(K_image, K_depth)):
-        return "same_grid"  # (a same-size depth with other intrinsics is reprojected)
+    lens_image, lens_depth = _as_lens(K_image), _as_lens(K_depth)
+    both = lens_image is not None and lens_depth is not None
+    if (dh, dw) == (h, w) and not (both and not lens_image.same(lens_depth)):
+        return "same_grid"  # (a same-size depth with another lens is reprojected)
     if both:
         return "reprojected"
     if abs(dw / dh - w / h) <= 0.01 * w / h:
@@ -328,14 +414,17 @@ def depth_onto_image(
     depth: np.ndarray,
     valid: np.ndarray,
     image_hw: tuple[int, int],
-    K_image: np.ndarray | None = None,
-    K_depth: np.ndarray | None = None,
+    K_image: np.ndarray | Lens | None = None,
+    K_depth: np.ndarray | Lens | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Depth (metres, 0 invalid) and mask on the colour image's pixel grid, nearest neighbour.
 
-    With both intrinsics, pixel (u, v) of the image looks along K_image^-1 (u, v, 1), which
-    the depth camera sees at K_depth (that ray): a resize, a crop or both, also where the two
-    sizes agree and the intrinsics do not; pixels outside the depth image are invalid. Without
+    With both lenses (a `Lens`, or a bare K for a pinhole), pixel (u, v) of the image looks
+    along its ray under the image's lens (`pointcloud.pixel_rays`, undistorted through K and D),
+    which the depth camera sees where its lens projects that ray (K and D): a resize, a crop, a
+    lens change or all of them, also where the two sizes agree and the lenses do not; the depth
+    (REP 118: along the shared optical axis) is kept. Pixels outside the depth image, without a
+    ray under the image's lens, or past the fold of the depth lens's model are invalid. Without
     them only a resize to the same aspect ratio (1 %) is done (`depth_mapping`).
     Raises ValueError when neither applies."""
     h, w = image_hw
@@ -343,17 +432,56 @@ def depth_onto_image(
     if how == "same_grid":
         return depth, valid
     if how == "reprojected":
-        u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-        x = (u - K_image[0, 2]) / K_image[0, 0]
-        y = (v - K_image[1, 2]) / K_image[1, 1]
-        map_x = (K_depth[0, 0] * x + K_depth[0, 2]).astype(np.float32)
-        map_y = (K_depth[1, 1] * y + K_depth[1, 2]).astype(np.float32)
+        map_x, map_y = _reprojection_map((int(h), int(w)), _as_lens(K_image), _as_lens(K_depth))
         d = np.where(valid, depth, 0).astype(np.float32)
         out = cv2.remap(d, map_x, map_y, cv2.INTER_NEAREST, borderValue=0.0)
         return out, out > 0
     d = np.where(valid, depth, 0).astype(np.float32)
     d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)  # no blend of depths
     return d, d > 0
+
+
+@functools.lru_cache(maxsize=4)
+def _reprojection_map(
+    image_hw: tuple[int, int], image: Lens, depth: Lens
+) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap's maps (float32, -1 where no depth pixel applies): for each image pixel, the
+    depth image pixel that sees its ray. Cached per size and lens pair (a bag's frames share
+    one; undistorting a raw image's pixels takes a second at 1080p)."""
+    h, w = image_hw
+    rays_n2 = pixel_rays(h, w, image.k, (), image.d, image.model, 1, "raw").reshape(-1, 2)
+    px_n2 = _project(rays_n2.astype(np.float64), depth)
+    px_n2[~np.isfinite(px_n2).all(axis=1)] = -1.0
+    px_hw2 = px_n2.reshape(h, w, 2).astype(np.float32)
+    return px_hw2[..., 0].copy(), px_hw2[..., 1].copy()
+
+
+def _project(rays_n2: np.ndarray, lens: Lens) -> np.ndarray:
+    """(n, 2) pixels where `lens` sees the normalised rays (x/z, y/z): K, after D under its
+    model (cv2.projectPoints, cv2.fisheye.projectPoints for equidistant). NaN for a non-finite
+    ray and for one past the fold of the model's radial curve (a ray a little farther out lands
+    nearer the centre), which the camera does not see there although the polynomial lands it
+    on the image, as `pointcloud.pixel_rays` refuses such pixels."""
+    K = lens.K
+    ok = np.isfinite(rays_n2).all(axis=1)
+    if not lens.d:
+        px_n2 = rays_n2 * K[[0, 1], [0, 1]] + K[:2, 2]
+        px_n2[~ok] = np.nan
+        return px_n2
+    obj_n3 = np.ones((rays_n2.shape[0], 3))
+    obj_n3[:, :2] = np.where(ok[:, None], rays_n2, 0.0)
+    out_n3 = obj_n3 * np.array([1.0 + _FOLD_STEP, 1.0 + _FOLD_STEP, 1.0])
+    zero, D = np.zeros(3), np.asarray(lens.d, dtype=np.float64)
+    if lens.model == "equidistant":
+        D14 = D.reshape(1, 4)
+        px_n2 = cv2.fisheye.projectPoints(obj_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
+        out_n2 = cv2.fisheye.projectPoints(out_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
+    else:
+        px_n2 = cv2.projectPoints(obj_n3, zero, zero, K, D)[0].reshape(-1, 2)
+        out_n2 = cv2.projectPoints(out_n3, zero, zero, K, D)[0].reshape(-1, 2)
+    outward_n = np.sum((out_n2 - px_n2) * (px_n2 - K[:2, 2]), axis=1)
+    px_n2[~ok | (outward_n < 0)] = np.nan
+    return px_n2
 
 
 def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) -> Iterator[Frame]:
@@ -370,6 +498,7 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
     )
     teacher = cfg.sensor_scores_only
     unit_checked = "32FC1" not in (scan.depth_encoding or "")
+    apart_warned = False
     for fr in iter_frames(scan.path, rcfg, idx):
         block = scan.block[fr.index]
         if not teacher and fr.gt is None:
@@ -397,8 +526,19 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
         counts.blocks[block] += 1
         depth, valid = None, None
         if sensor is not None:
-            depth, valid, how = sensor
+            depth, valid, how, apart = sensor
             counts.mapping[how] += 1
+            if apart is not None and not apart_warned:
+                apart_warned = True
+                log.warning(
+                    "%s: depth camera_info frame_id %r is not the colour camera_info's %r: the "
+                    "extrinsics between the cameras are not applied (the depth is assumed to "
+                    "share the colour camera's optical centre); register the depth to the colour "
+                    "camera for exact training depth",
+                    scan.path,
+                    apart[1],
+                    apart[0],
+                )
         yield Frame(bag_id, fr.index, idx.image_stamps[fr.index], block, rgb, depth, valid)
 
 
@@ -432,58 +572,70 @@ def _sensor_depth(
     depth_stamp: int | None,
     depth_info: InfoTimeline | None,
     cfg: FrameConfig,
-) -> tuple[tuple[np.ndarray, np.ndarray, str] | None, str | None]:
-    """(depth, valid, `MAPPINGS` key) on the image grid, or None and why it cannot be used
-    (None: no match)."""
+) -> tuple[tuple[np.ndarray, np.ndarray, str, tuple[str, str] | None] | None, str | None]:
+    """(depth, valid, `MAPPINGS` key, the (colour, depth) CameraInfo frame_ids where they
+    differ) on the image grid, or None and why it cannot be used (None: no match)."""
     if fr.gt is None:
         return None, None
     if isinstance(fr.gt, str):
         return None, "depth not decodable"
     depth, valid = fr.gt
-    K_image = K_depth = None
+    lens_image = lens_depth = apart = None
     if depth_info is not None:  # both calibrations, or the frame is rejected
-        K_image, why = _colour_intrinsics(fr, image_hw)
+        lens_image, why = _colour_lens(fr, image_hw, rectified_topic(cfg.image_topic))
         if why is None:
             info, why = depth_info.at(depth_stamp)
-            K_depth, why = (
-                _usable_intrinsics(info, depth.shape, "depth") if why is None else (None, why)
+            lens_depth, why = (
+                _usable_lens(info, depth.shape, "depth", rectified_topic(cfg.depth_topic))
+                if why is None
+                else (None, why)
             )
         if why is not None:
             return None, why
+        ids = (_frame_id(fr.camera_info), _frame_id(info))
+        apart = ids if all(ids) and ids[0] != ids[1] else None
     try:
-        how = depth_mapping(depth.shape, image_hw, K_image, K_depth)
-        depth, valid = depth_onto_image(depth, valid, image_hw, K_image, K_depth)
+        how = depth_mapping(depth.shape, image_hw, lens_image, lens_depth)
+        depth, valid = depth_onto_image(depth, valid, image_hw, lens_image, lens_depth)
     except ValueError:
         sizes = f"{depth.shape[1]}x{depth.shape[0]} -> {image_hw[1]}x{image_hw[0]}"
         return None, f"depth size not mappable onto the image ({sizes})"
     if float(valid.mean()) < cfg.min_valid:
         return None, f"valid depth below {cfg.min_valid:.0%} of the image"
-    return (depth, valid, how), None
+    if apart is not None and how == "reprojected":
+        how = "reprojected_apart"
+    return (depth, valid, how, apart), None
 
 
-def _colour_intrinsics(
-    fr: BagFrame, image_hw: tuple[int, int]
-) -> tuple[np.ndarray | None, str | None]:
-    """The colour camera's K for this image (the newest usable calibration received before it),
-    or None and why there is none."""
+def _frame_id(info: object) -> str:
+    header = getattr(info, "header", None)
+    return str(getattr(header, "frame_id", "") or "")
+
+
+def _colour_lens(
+    fr: BagFrame, image_hw: tuple[int, int], rectified: bool
+) -> tuple[Lens | None, str | None]:
+    """The colour camera's `Lens` for this image (the newest usable calibration received before
+    it), or None and why there is none."""
     if fr.camera_info is None:
         if fr.camera_info_ignored is not None:
             return None, _unusable("colour", fr.camera_info_ignored)
         return None, "no colour camera_info received before the image"
-    return _usable_intrinsics(fr.camera_info, image_hw, "colour")
+    return _usable_lens(fr.camera_info, image_hw, "colour", rectified)
 
 
-def _usable_intrinsics(
-    info: object, shape: tuple[int, ...], side: str
-) -> tuple[np.ndarray | None, str | None]:
-    """K of an image of `shape` from a calibration already checked by `camera_info_problem`,
-    or None and why it cannot describe that image (another aspect ratio)."""
+def _usable_lens(
+    info: object, shape: tuple[int, ...], side: str, rectified: bool
+) -> tuple[Lens | None, str | None]:
+    """The `Lens` of an image of `shape` from a calibration already checked by
+    `camera_info_problem`, or None and why it cannot describe that image (another aspect ratio,
+    no K, a distortion model this cannot project)."""
     mismatch = aspect_problem(info, shape)
     if mismatch is not None:
         w0, h0 = described_size(info)
         return None, f"{side} camera_info for a {w0}x{h0} image, not {shape[1]}x{shape[0]}"
-    K = _intrinsics(info, shape)
-    return (K, None) if K is not None else (None, f"{side} camera_info uncalibrated (K = 0)")
+    lens, why = lens_of(info, shape, rectified)
+    return (lens, None) if lens is not None else (None, f"{side} camera_info {why}")
 
 
 def _unusable(side: str, problem: tuple[str, str]) -> str:
@@ -545,9 +697,13 @@ class InfoTimeline:
 
 
 def _calibration_key(info: object) -> tuple:
-    """What of a CameraInfo the mapping reads: size, binning, ROI, K and P."""
+    """What of a CameraInfo the mapping reads: size, binning, ROI, K, P, the distortion model
+    and D, and the frame_id."""
     r = info.roi
     return (
+        _frame_id(info),
+        str(getattr(info, "distortion_model", "") or ""),
+        camera_info_field(info, "d").tobytes(),
         int(info.width),
         int(info.height),
         int(info.binning_x),
