@@ -134,29 +134,42 @@ def _check_focal(name: str, fx: float, fy: float, cx: float, cy: float) -> None:
         raise ValueError(f"{name} principal point must be finite, got cx={cx:g} cy={cy:g}")
 
 
-def _reprojection_px(
-    rays_n2: np.ndarray, pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str
-) -> np.ndarray:
-    """(n,) distance in pixels from each pixel to its undistorted ray projected again through K and
-    D; inf for a ray past the fold of the model's radial curve (a ray a little farther out lands
-    nearer the centre), NaN for a non-finite ray. Where no ray maps to a pixel (past a wide
-    fisheye's 90 degrees, beyond where a strong radial polynomial folds back) the solvers still
-    answer, with the ray of another pixel, often the mirrored one: projecting back shows it."""
+def project_rays(rays_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
+    """(n, 2) pixels where a camera of K, D and `model` sees the normalised rays (x/z, y/z)
+    (cv2.projectPoints; cv2.fisheye.projectPoints for equidistant). NaN for a non-finite ray and
+    for one past the fold of the model's radial curve (a ray a little farther out lands nearer
+    the centre), which the camera does not see there although the polynomial lands it on the
+    image."""
     ok = np.isfinite(rays_n2).all(axis=1)
     obj_n3 = np.ones((rays_n2.shape[0], 3))
     obj_n3[:, :2] = np.where(ok[:, None], rays_n2, 0.0)
     out_n3 = obj_n3 * np.array([1.0 + _FOLD_STEP, 1.0 + _FOLD_STEP, 1.0])
     zero = np.zeros(3)
     if model == "equidistant":
-        D14 = D.reshape(1, 4)
+        D14 = np.asarray(D, dtype=np.float64).reshape(1, 4)
         px_n2 = cv2.fisheye.projectPoints(obj_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
         out_n2 = cv2.fisheye.projectPoints(out_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
     else:
+        D = np.asarray(D, dtype=np.float64)
         px_n2 = cv2.projectPoints(obj_n3, zero, zero, K, D)[0].reshape(-1, 2)
         out_n2 = cv2.projectPoints(out_n3, zero, zero, K, D)[0].reshape(-1, 2)
-    err_n = np.hypot(*(px_n2 - pixels_n2).T)
     outward_n = np.sum((out_n2 - px_n2) * (px_n2 - K[:2, 2]), axis=1)
-    err_n[outward_n < 0] = np.inf
+    px_n2[~ok | (outward_n < 0)] = np.nan
+    return px_n2
+
+
+def _reprojection_px(
+    rays_n2: np.ndarray, pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str
+) -> np.ndarray:
+    """(n,) distance in pixels from each pixel to its undistorted ray projected again through K and
+    D; inf for a ray past the fold of the model's radial curve, NaN for a non-finite ray. Where no
+    ray maps to a pixel (past a wide fisheye's 90 degrees, beyond where a strong radial
+    polynomial folds back) the solvers still answer, with the ray of another pixel, often the
+    mirrored one: projecting back shows it."""
+    ok = np.isfinite(rays_n2).all(axis=1)
+    px_n2 = project_rays(rays_n2, K, D, model)
+    err_n = np.hypot(*(px_n2 - pixels_n2).T)
+    err_n[ok & ~np.isfinite(err_n)] = np.inf
     return np.where(ok, err_n, np.nan)
 
 

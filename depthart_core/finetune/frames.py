@@ -47,7 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depthart_core.pointcloud import DISTORTION_MODELS, pixel_rays
+from depthart_core.pointcloud import DISTORTION_MODELS, pixel_rays, project_rays
 from depthart_core.replay.frames import (
     BagIndex,
     ReplayConfig,
@@ -305,7 +305,6 @@ _D_SIZES = {
     "rational_polynomial": (4, 5, 8, 12, 14),
     "equidistant": (4,),
 }
-_FOLD_STEP = 1e-4  # relative outward step of a ray that tells which side of a lens's fold it is
 
 
 @dataclass(frozen=True)
@@ -458,30 +457,14 @@ def _reprojection_map(
 
 def _project(rays_n2: np.ndarray, lens: Lens) -> np.ndarray:
     """(n, 2) pixels where `lens` sees the normalised rays (x/z, y/z): K, after D under its
-    model (cv2.projectPoints, cv2.fisheye.projectPoints for equidistant). NaN for a non-finite
-    ray and for one past the fold of the model's radial curve (a ray a little farther out lands
-    nearer the centre), which the camera does not see there although the polynomial lands it
-    on the image, as `pointcloud.pixel_rays` refuses such pixels."""
+    model; NaN for a non-finite ray and one past the fold of the model's radial curve
+    (`pointcloud.project_rays`)."""
     K = lens.K
-    ok = np.isfinite(rays_n2).all(axis=1)
     if not lens.d:
         px_n2 = rays_n2 * K[[0, 1], [0, 1]] + K[:2, 2]
-        px_n2[~ok] = np.nan
+        px_n2[~np.isfinite(rays_n2).all(axis=1)] = np.nan
         return px_n2
-    obj_n3 = np.ones((rays_n2.shape[0], 3))
-    obj_n3[:, :2] = np.where(ok[:, None], rays_n2, 0.0)
-    out_n3 = obj_n3 * np.array([1.0 + _FOLD_STEP, 1.0 + _FOLD_STEP, 1.0])
-    zero, D = np.zeros(3), np.asarray(lens.d, dtype=np.float64)
-    if lens.model == "equidistant":
-        D14 = D.reshape(1, 4)
-        px_n2 = cv2.fisheye.projectPoints(obj_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
-        out_n2 = cv2.fisheye.projectPoints(out_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
-    else:
-        px_n2 = cv2.projectPoints(obj_n3, zero, zero, K, D)[0].reshape(-1, 2)
-        out_n2 = cv2.projectPoints(out_n3, zero, zero, K, D)[0].reshape(-1, 2)
-    outward_n = np.sum((out_n2 - px_n2) * (px_n2 - K[:2, 2]), axis=1)
-    px_n2[~ok | (outward_n < 0)] = np.nan
-    return px_n2
+    return project_rays(rays_n2, K, np.asarray(lens.d, dtype=np.float64), lens.model)
 
 
 def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) -> Iterator[Frame]:
