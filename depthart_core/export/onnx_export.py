@@ -224,8 +224,9 @@ def input_contract(size: int, fp16: bool) -> str:
     return (
         f"image: {dtype} [1, 3, {size}, {size}], RGB (not BGR), channels first, each 8-bit "
         f"value x as x / 127.5 - 1 (in [-1, 1]); the frame resized to {size}x{size} "
-        "(stretched; cv2.INTER_AREA when shrinking, INTER_LINEAR when growing), or letterboxed "
-        "onto a grey (0) canvas"
+        "(stretched; per axis cv2.INTER_AREA where it shrinks, INTER_LINEAR where it grows, one "
+        "pass per axis where one shrinks and the other grows), or letterboxed onto a grey (0) "
+        "canvas"
     )
 
 
@@ -234,7 +235,8 @@ def output_contract(size: int, with_uncertainty: bool) -> str:
     text = (
         f"depth: float32 [1, {size}, {size}], relative depth along the optical axis, "
         "proportional to metres with one unknown scale per frame (1 = the frame's 98th "
-        "percentile of depth); resize to the frame's HxW (crop a letterbox first); "
+        "percentile of depth); resize to the frame's HxW (crop a letterbox first) by the same "
+        "per-axis rule as the input; "
         "tokens: int64, the decoded token maps (not needed for depth)"
     )
     if with_uncertainty:
