@@ -632,3 +632,19 @@ def test_next_step_names_the_checkpoint(tmp_path):
     var = Trainer(_cfg("steps=1"), tmp_path / "var")
     ckpt = tmp_path / "var" / "checkpoint.safetensors"
     assert var.next_step() == f"use it: depthart predict IMAGE --checkpoint {ckpt}"
+
+
+def test_validation_leaves_the_frozen_tokenizer_in_eval_mode(tmp_path):
+    """validate() restored the whole model's mode: the stage's frozen tokenizer came back in
+    training mode, its dropout then noising every later target (and --resume was no longer
+    exact)."""
+    drop = "model_overrides.tokenizer.dropout=0.1"
+    tok = Trainer(_cfg("steps=1", drop, stage="tokenizer"), tmp_path / "tok")
+    tok.fit(progress=False)
+    init = f"init_checkpoint={tmp_path / 'tok' / 'checkpoint.safetensors'}"
+    run = Trainer(_cfg("steps=3", "val_every=2", drop, init), tmp_path / "run")
+    assert not run.model.tokenizer.training and run.model.transformer.training
+    run.fit(steps=2, progress=False)
+    assert run.last_val_step == 2
+    assert not any(m.training for m in run.model.tokenizer.modules())
+    assert run.model.transformer.training  # the half that trains goes on training

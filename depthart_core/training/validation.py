@@ -42,7 +42,9 @@ def validate(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """`rgb`: the tokenizer reconstructs RGB too (tokenizer_inputs: both), so stage 1 reports
     its RGB PSNR; a depth-only one is never trained on RGB, so it has none."""
-    was_training = model.training
+    # each module's own mode, restored after: `model.train(True)` would also put the stage's
+    # frozen half (eval since set-up) back in training mode, its dropout then noising the targets
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     rgb_u8 = batch["rgb"].to(device)
     rgb_x = rgb_u8.float() / 127.5 - 1.0
@@ -63,7 +65,8 @@ def validate(
     d, v = depth.cpu().numpy(), valid.cpu().numpy()
     metrics.update(_protocol_scores(pred, d, v))
     grid = _grid(rgb_u8[:4].cpu().numpy(), d[:4], v[:4], pred[:4])
-    model.train(was_training)
+    for m, training in modes.items():
+        m.training = training
     return metrics, grid
 
 
