@@ -66,13 +66,44 @@ def check_state_shapes(
         raise ValueError(f"{what}: state dict does not match the model: " + "; ".join(parts))
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype.is_floating_point:
+        return "floating"
+    return "complex" if dtype.is_complex else "integer/bool"
+
+
+def check_state_dtypes(
+    own: dict[str, torch.dtype], state: dict[str, torch.dtype], what: str
+) -> None:
+    """Raise naming the keys whose dtype in `state` (a checkpoint's) is of another kind than
+    `own`'s (the model's): a floating tensor must get a floating one (F16, BF16, F32, F64: cast
+    on load), an integer or bool buffer an integer or bool one. Loading int8 codes or an F32
+    tensor's bytes relabelled I32 into float weights would cast them to garbage silently."""
+    bad = [
+        f"{k}: checkpoint {str(state[k]).removeprefix('torch.')} vs model "
+        f"{str(own[k]).removeprefix('torch.')}"
+        for k in sorted(set(own) & set(state))
+        if _dtype_kind(own[k]) != _dtype_kind(state[k])
+    ]
+    if bad:
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ValueError(
+            f"{what}: tensor dtypes do not match the model (a floating weight needs a floating "
+            f"tensor): {'; '.join(bad[:10])}{more}"
+        )
+
+
 def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy `state` into `module`, raising with the offending keys on any mismatch."""
+    """Copy `state` into `module`, raising with the offending keys on any mismatch of names,
+    shapes or dtype kinds (`check_state_dtypes`)."""
     own = module.state_dict()
     check_state_shapes(
         {k: tuple(v.shape) for k, v in own.items()},
         {k: tuple(v.shape) for k, v in state.items()},
         what,
+    )
+    check_state_dtypes(
+        {k: v.dtype for k, v in own.items()}, {k: v.dtype for k, v in state.items()}, what
     )
     with torch.no_grad():
         for k, v in own.items():
@@ -205,7 +236,10 @@ def load_checkpoint(
     """
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
-    cfg = ModelConfig.from_dict(info["config"])
+    try:  # a bad or oversized config (config.MAX_COUNTS) named with the file it came from
+        cfg = ModelConfig.from_dict(info["config"])
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{path}: its config is refused: {exc}") from exc
     if info["layout"] != AUTHORS_LAYOUT:  # before the model is built: a small file claiming a
         with torch.device("meta"):  # huge config is refused without allocating it
             skeleton = DepthART(cfg)
@@ -223,7 +257,7 @@ def load_checkpoint(
         vae_state = None
         refuse_vae(vae, info, path)  # one given for a file that holds its own
         if not authors_layout.has_tokenizer(state):
-            vae = Path(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
+            vae = _expand(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
             if not vae.is_file():
                 raise FileNotFoundError(
                     f"{path} holds no VQ-VAE weights and {vae} does not exist: pass VAR's "
@@ -298,10 +332,12 @@ class CheckpointFile:
         self.path = resolve_checkpoint(path)
         self.vae = vae  # VAR's VQ-VAE, only for an authors' checkpoint saved without it
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
-        self.sha256 = file_sha256(self.path)
         self._info: dict[str, Any] | None = None
         refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
         refuse_vae(vae, self.info(), self.path)  # here, not at `load`: a cached graph skips it
+        # hashed only once the header says it is a checkpoint: a big file that is not one is
+        # refused at once, not after reading all of it
+        self.sha256 = file_sha256(self.path)
         self._loaded: tuple[DepthART, dict[str, Any]] | None = None
 
     @functools.cached_property
@@ -322,7 +358,7 @@ class CheckpointFile:
         with safe_open(str(self.path), framework="pt") as f:
             if authors_layout.has_tokenizer(f.keys()):
                 return None
-        vae = Path(self.vae) if self.vae else self.path.parent / authors_layout.VAE_FILE_NAME
+        vae = _expand(self.vae) if self.vae else self.path.parent / authors_layout.VAE_FILE_NAME
         return vae if vae.is_file() else None  # missing: `load` names it
 
     def info(self) -> dict[str, Any]:
@@ -403,7 +439,7 @@ def default_checkpoint_path() -> Path:
     exists, the repository's path (the error names it)."""
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
-        return Path(env)
+        return _expand(env)
     candidates = _shipped_candidates()
     for path in candidates:
         if path.is_file():
@@ -430,13 +466,26 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
     return _existing(path)
 
 
+def _expand(path: str | Path) -> Path:
+    """`path` with a leading `~` expanded (`$DEPTHART_CHECKPOINT`, the node's `checkpoint`
+    parameter and YAML values get no shell to do it); as given where no home is known."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # HOME unset and no passwd entry: the "not found" names it as given
+        return Path(path)
+
+
 def _existing(path: str | Path) -> Path:
-    p = Path(path)
+    p = _expand(path)
     if p.is_dir():
         inside = p / "checkpoint.safetensors"  # a run folder (train, finetune) names it so
         hint = f": the run's model is {inside}" if inside.is_file() else ""
         raise ValueError(f"checkpoint {p} is a directory, not a file{hint}")
     if not p.is_file():
+        if p.exists():  # a FIFO, a device (a link to /dev/zero), a socket
+            raise ValueError(
+                f"checkpoint {p} is not a regular file (a device, FIFO or socket): give a file"
+            )
         raise FileNotFoundError(f"checkpoint not found: {p}")
     return p
 

@@ -14,6 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEPTH_CODECS = ("linear", "log")  # tokenizer/codec.py
+# Upper bounds on the counts that multiply the model's modules, each many times what any real
+# model uses (VAR: depth <= 36, 2 res blocks, 5 stages, 4 shared refiners, 10-13 scales). A
+# checkpoint's config is read before its weights: a small file claiming depth 100000 took
+# minutes and gigabytes to build the module tree it is checked against; now it is refused here.
+MAX_COUNTS = {
+    "transformer.depth": 128,
+    "tokenizer.num_res_blocks": 16,
+    "tokenizer.share_quant_resi": 64,
+    "len(tokenizer.ch_mult)": 12,
+    "len(tokenizer.patch_nums)": 64,
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,13 @@ class TokenizerConfig:
             if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                                  for v in values):  # fmt: skip
                 raise ValueError(f"tokenizer.{name} must be positive ints, got {values!r}")
+        for name, value in (
+            ("tokenizer.num_res_blocks", self.num_res_blocks),
+            ("tokenizer.share_quant_resi", self.share_quant_resi),
+            ("len(tokenizer.ch_mult)", len(self.ch_mult)),
+            ("len(tokenizer.patch_nums)", len(self.patch_nums)),
+        ):
+            _at_most(name, value)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"tokenizer.dropout must be in [0, 1), got {self.dropout}")
         if not (math.isfinite(self.beta) and self.beta >= 0.0):
@@ -89,6 +107,7 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         _at_least("transformer.depth", self.depth, 1)
+        _at_most("transformer.depth", self.depth)
         for name in ("width", "num_heads"):  # 0: derived from depth
             _at_least(f"transformer.{name}", getattr(self, name), 0)
         _at_least("transformer.num_classes", self.num_classes, 0)
@@ -184,6 +203,13 @@ class ModelConfig:
 def _at_least(name: str, value: Any, lo: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+
+
+def _at_most(name: str, value: int) -> None:
+    if value > MAX_COUNTS[name]:
+        raise ValueError(
+            f"{name} must be <= {MAX_COUNTS[name]}, got {value} (more than any real model)"
+        )
 
 
 def _build(cls: type, values: dict[str, Any], where: str, extra: dict | None = None) -> Any:

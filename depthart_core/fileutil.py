@@ -212,12 +212,22 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def cache_root() -> Path:
-    """`$DEPTHART_CACHE`, else `$XDG_CACHE_HOME/depthart`, else `~/.cache/depthart`."""
+    """`$DEPTHART_CACHE`, else `$XDG_CACHE_HOME/depthart`, else `~/.cache/depthart`. A relative
+    `$XDG_CACHE_HOME` is ignored, as the XDG Base Directory spec says (it would put the cache
+    wherever the command runs). Raises RuntimeError saying what to set when no home is known."""
     env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "depthart"
+    try:
+        if env:
+            return Path(env).expanduser()
+        xdg = Path(os.environ.get("XDG_CACHE_HOME") or "").expanduser()
+        if xdg.is_absolute():
+            return xdg / "depthart"
+        return Path.home() / ".cache" / "depthart"
+    except RuntimeError as exc:  # HOME unset and no passwd entry (a container's odd user)
+        raise RuntimeError(
+            f"no cache folder: the home directory is unknown ({exc}): set {ENV_CACHE} or "
+            "XDG_CACHE_HOME to an absolute folder"
+        ) from exc
 
 
 def read_json(path: str | Path, what: str) -> Any:

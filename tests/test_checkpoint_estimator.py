@@ -518,3 +518,131 @@ def test_the_same_model_saved_in_other_processes_is_the_same_file(tmp_path):
     assert len(digests) == 1, digests
     model, info = load_checkpoint(tmp_path / "m0.safetensors")  # still a valid file
     assert info["metadata"] == {"b": [1, 2], "a": 1, "z": "x", "é": "ü"}
+
+
+def _relabel(src, dst, key, dtype):
+    """`src` with the header's dtype of `key` changed to `dtype` (the same bytes: F32 -> I32)."""
+    raw = Path(src).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header[key]["dtype"] = dtype
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    Path(dst).write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
+
+
+def test_a_tensor_of_another_dtype_kind_is_refused_naming_it(tiny_checkpoint, tmp_path):
+    """int8 codes, or an F32 tensor's bytes relabelled I32, loaded into float weights were cast
+    silently and gave garbage depth; a bool tensor too. Any float width still loads."""
+    from depthart_core.checkpoint import load_state_dict_strict
+
+    key = "transformer.head.weight"
+    as_int8 = lambda t: t.update({key: t[key].to(torch.int8)})  # noqa: E731
+    as_bool = lambda t: t.update({key: t[key] > 0})  # noqa: E731
+    _rewrite(tiny_checkpoint, tmp_path / "int8.safetensors", as_int8)
+    _rewrite(tiny_checkpoint, tmp_path / "bool.safetensors", as_bool)
+    _relabel(tiny_checkpoint, tmp_path / "i32.safetensors", key, "I32")
+    for name, dtype in (("int8", "int8"), ("bool", "bool"), ("i32", "int32")):
+        path = tmp_path / f"{name}.safetensors"
+        said = f"{path}: tensor dtypes do not match the model .*{key}: checkpoint {dtype} vs model"
+        with pytest.raises(ValueError, match=said + " float32$"):
+            load_checkpoint(path)
+        with pytest.raises(ValueError, match=said):
+            get_backend("torch", str(path))  # predict, the node
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        path = tmp_path / f"{dtype}.safetensors".replace("torch.", "")
+        _rewrite(tiny_checkpoint, path, lambda t, d=dtype: t.update({key: t[key].to(d)}))
+        model, _ = load_checkpoint(path)
+        assert model.transformer.head.weight.dtype == torch.float32
+    # an integer buffer must get an integer tensor (the VQ-VAE .pth path loads through here too)
+    module = torch.nn.Module()
+    module.register_buffer("count", torch.zeros(2, dtype=torch.long))
+    load_state_dict_strict(module, {"count": torch.ones(2, dtype=torch.int32)}, "x")
+    assert module.count.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="count: checkpoint float32 vs model int64"):
+        load_state_dict_strict(module, {"count": torch.ones(2)}, "x")
+
+
+def test_a_config_bigger_than_any_real_model_is_refused_before_the_skeleton(tmp_path, monkeypatch):
+    """A 1-tensor file whose config claims transformer.depth 100000 built 100000 blocks on the
+    meta device (115 s, 5 GB) before "missing keys": the config's counts are bounded."""
+    import time
+
+    from depthart_core import checkpoint as ck
+
+    built = []
+    real = ck.DepthART
+    monkeypatch.setattr(ck, "DepthART", lambda *a, **k: built.append(1) or real(*a, **k))
+    cfg = get_preset("tiny_cnn").to_dict()
+    cfg["transformer"] = dict(cfg["transformer"], depth=100000)
+    meta = {"format": ck.FORMAT, "config": json.dumps(cfg), "metadata": "{}"}
+    path = tmp_path / "deep.safetensors"
+    save_file({"transformer.pos_start": torch.zeros(1)}, str(path), metadata=meta)
+    start = time.monotonic()
+    with pytest.raises(
+        ValueError,
+        match=rf"^{path}: its config is refused: transformer.depth must be <= 128, got 100000 \(",
+    ):
+        load_checkpoint(path)
+    assert time.monotonic() - start < 1.0 and built == []
+    for override, said in (
+        ({"tokenizer": {"num_res_blocks": 17}}, "tokenizer.num_res_blocks must be <= 16, got 17"),
+        ({"tokenizer": {"share_quant_resi": 65}}, "share_quant_resi must be <= 64, got 65"),
+        ({"tokenizer": {"ch_mult": [1] * 13}}, r"len\(tokenizer.ch_mult\) must be <= 12, got 13"),
+        (
+            {"tokenizer": {"patch_nums": list(range(1, 66))}},
+            r"len\(tokenizer.patch_nums\) must be <= 64, got 65",
+        ),
+    ):
+        with pytest.raises(ValueError, match=said):
+            with_overrides(get_preset("tiny"), override)
+    d16 = with_overrides(get_preset("d16"), {"transformer": {"depth": 128}})  # the bound itself
+    assert d16.transformer.depth == 128
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_before_it_is_hashed(
+    tiny_model, tmp_path, monkeypatch
+):
+    """The estimator hashed all of a file (13.6 s for 4 GB) before reading its header."""
+    from depthart_core import checkpoint as ck
+
+    hashed = []
+    real = ck.file_sha256
+    monkeypatch.setattr(ck, "file_sha256", lambda p: hashed.append(p) or real(p))
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\xff" * 64)
+    stage1 = save_checkpoint(tmp_path / "s1.safetensors", tiny_model, {"stage": "tokenizer"})
+    for path, said in ((junk, "not a readable safetensors"), (stage1, "is a stage-1")):
+        for make in (lambda p=path: ck.CheckpointFile(p), lambda p=path: get_backend("auto", p)):
+            with pytest.raises(ValueError, match=said):
+                make()
+    assert hashed == []
+
+
+def test_a_home_in_a_checkpoint_path_is_expanded(tiny_checkpoint, tmp_path, monkeypatch):
+    """`DEPTHART_CHECKPOINT='~/ck.safetensors'` and the node's `checkpoint` parameter (passed to
+    `get_backend` as is) get no shell to expand the `~`: "checkpoint not found: ~/ck..."."""
+    from depthart_core.checkpoint import CheckpointFile, resolve_checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ck.safetensors").write_bytes(Path(tiny_checkpoint).read_bytes())
+    monkeypatch.setenv("DEPTHART_CHECKPOINT", "~/ck.safetensors")
+    assert resolve_checkpoint(None) == tmp_path / "ck.safetensors"
+    monkeypatch.delenv("DEPTHART_CHECKPOINT")
+    assert resolve_checkpoint("~/ck.safetensors") == tmp_path / "ck.safetensors"
+    assert CheckpointFile("~/ck.safetensors").path == tmp_path / "ck.safetensors"
+    get_backend("torch", "~/ck.safetensors")  # the node's call, its parameter as given
+    with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {tmp_path}/nope"):
+        resolve_checkpoint("~/nope.safetensors")
+
+
+def test_a_fifo_or_a_device_is_not_a_regular_file_not_missing(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.safetensors"
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        with pytest.raises(ValueError, match=f"^checkpoint {path} is not a regular file "):
+            load_checkpoint(path)

@@ -206,3 +206,33 @@ def test_atomic_writes_refuse_a_fifo_and_replace_a_link_not_its_target(tmp_path)
     assert not link.is_symlink() and link.read_bytes() == b"new"
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "pipe", "target"]
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
+    """The XDG spec: a relative $XDG_CACHE_HOME is invalid and ignored (it put the cache under
+    whatever folder the command ran in)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DEPTHART_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
+    assert cache_root() == tmp_path / "home" / ".cache" / "depthart"
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")  # a home-relative one is absolute
+    assert cache_root() == tmp_path / "home" / "xdg" / "depthart"
+
+
+def test_no_home_says_to_set_the_cache_folder(monkeypatch, tmp_path):
+    """With no HOME and no passwd entry, the error was only "Could not determine home
+    directory."."""
+    import pwd
+
+    for name in ("HOME", "DEPTHART_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_entry(uid):
+        raise KeyError(uid)
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(RuntimeError, match="set DEPTHART_CACHE or XDG_CACHE_HOME") as exc:
+        cache_root()
+    assert "\n" not in str(exc.value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # either one set: no home needed
+    assert cache_root() == tmp_path / "xdg" / "depthart"

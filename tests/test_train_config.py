@@ -153,3 +153,22 @@ def test_an_empty_value_is_an_empty_path(tmp_path):
     assert load_train_config(yml).data.root == ""
     with pytest.raises(TypeError, match="preset must be a string, got None"):
         load_train_config(CONFIG, ["preset="])
+
+
+def test_every_path_setting_expands_a_home(tmp_path, monkeypatch):
+    """`init_transformer_from: ~/x`, `var_pth`, `vae_pth` kept their `~`: the settings expanded
+    were a list of their own, apart from the trainer's PATH_SETTINGS. It is one list now."""
+    from depthart_core.training import config, trainer
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    names = ("init_checkpoint", "init_transformer_from", "var_pth", "vae_pth")
+    names += ("data.root", "data.val_root", "data.pool_cache")
+    yml = tmp_path / "c.yaml"
+    yml.write_text(
+        "init_checkpoint: ~/a\ninit_transformer_from: ~/b\nvar_pth: ~/c\nvae_pth: ~/d\n"
+        "data:\n  root: ~/e\n  val_root: ~/f\n  pool_cache: ~/g\n"
+    )
+    for cfg in (load_train_config(yml), load_train_config(None, [f"{k}=~/x" for k in names])):
+        for name in names:
+            assert cfg._dotted(name).startswith(f"{tmp_path}/"), (name, cfg._dotted(name))
+    assert trainer.PATH_SETTINGS is config.PATH_SETTINGS and set(names) == config.PATH_SETTINGS

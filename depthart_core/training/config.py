@@ -188,7 +188,22 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-PATH_KEYS = frozenset({"root", "val_root", "pool_cache", "init_checkpoint"})
+# settings that name a file or folder: a leading `~` in them is expanded as they are read (YAML
+# and `--set data.root=~/x` get no shell to do it), and a --resume compares them as the path
+# they resolve to (trainer.resumed_changes), so one spelled otherwise (relative, absolute, from
+# another directory) is the same run; a relative one the run recorded resolves against the
+# working directory
+PATH_SETTINGS = frozenset(
+    {
+        "data.root",
+        "data.val_root",
+        "data.pool_cache",
+        "init_checkpoint",
+        "init_transformer_from",
+        "var_pth",
+        "vae_pth",
+    }
+)
 
 
 def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
@@ -219,7 +234,7 @@ def _coerce(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 value = ""
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
-            if key in PATH_KEYS:  # `--set data.root=~/x`: the shell leaves that ~ alone
+            if name in PATH_SETTINGS:  # `--set data.root=~/x`: the shell leaves that ~ alone
                 value = os.path.expanduser(value)
         elif isinstance(default, dict):
             if not isinstance(value, dict):

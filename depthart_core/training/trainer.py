@@ -57,7 +57,7 @@ from depthart_core.rundir import (
 from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
 from depthart_core.training.augment import flip_mask, photometric
-from depthart_core.training.config import TrainConfig
+from depthart_core.training.config import PATH_SETTINGS, TrainConfig
 from depthart_core.training.data import make_batches, validation_batch
 from depthart_core.training.distributed import (
     allreduce_grads,
@@ -723,22 +723,6 @@ def _duration(seconds: float) -> str:
 
 # settings a --resume may change: how long it runs, how often it reports, where
 RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "ckpt_every", "val_every", "log_every", "device"})
-
-
-# settings that name a file or folder: compared as the path they resolve to, so a --resume that
-# spells one otherwise (relative, absolute, from another directory) is the same run; a relative
-# one the run recorded resolves against the working directory
-PATH_SETTINGS = frozenset(
-    {
-        "data.root",
-        "data.val_root",
-        "data.pool_cache",
-        "init_checkpoint",
-        "init_transformer_from",
-        "var_pth",
-        "vae_pth",
-    }
-)
 
 
 def resumed_changes(
