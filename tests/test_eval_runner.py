@@ -481,3 +481,19 @@ def test_a_benchmark_frame_whose_rgb_and_depth_differ_in_size_is_skipped(tmp_pat
     assert "vs depth" in table["unreadable"]["ibims1"][0]["error"]
     assert [b["index"] for b in table["unreadable"]["tum"]] == [0]
     assert str(depth) in table["unreadable"]["tum"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        (["--sampling", "paper", "--seed", "5"], "--sampling, --seed set"),
+        (["--flip-average", "--backend", "torch"], "--backend, --flip-average set"),
+        (["--checkpoint", "x.safetensors"], "--baselines-only scores no checkpoint"),
+    ],
+)
+def test_baselines_only_refuses_the_options_of_a_model(tmp_path, capsys, extra, said):
+    """No model runs under --baselines-only: its options were accepted and did nothing."""
+    root = _synth_set(tmp_path / "own")
+    out = tmp_path / "o"
+    assert _eval_cli(out, "--dataset", "synthetic", "--root", str(root), *extra) != 0
+    assert said in capsys.readouterr().err and not out.exists()

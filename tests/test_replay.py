@@ -442,12 +442,13 @@ def test_live_mode_is_added_by_depthart_ros(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(live_cli, "run", fake_run)
     argv = ["replay", "bag", "--image-topic", "/cam", "--out", str(tmp_path), "--live"]
     argv += ["--rate", "2", "--node-arg=-p", "--node-arg=letterbox:=true", "--keep-stamps"]
-    assert cli_main([*argv, "--threads", "2"]) == 1
+    assert cli_main([*argv, "--threads", "2", "--device", "cuda:1"]) == 1
     assert "live mode reached" in capsys.readouterr().err
     ((args, cfg),) = calls
     assert cfg.image_topic == "/cam" and cfg.protocol == "depthart"
     live = live_cli.live_config(args)
-    node_args = ("-p", "threads:=2", "-p", "letterbox:=true")  # --threads first: --node-arg wins
+    # --threads and --device (the node's; it was ignored) first: --node-arg wins
+    node_args = ("-p", "threads:=2", "-p", "device:=cuda:1", "-p", "letterbox:=true")
     assert (live.rate, live.node_args, live.restamp) == (2.0, node_args, False)
 
 

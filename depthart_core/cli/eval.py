@@ -21,6 +21,7 @@ from depthart_core.cli.args import (
     remember_defaults,
     sampling_from_args,
     seed_without_effect,
+    without_effect,
 )
 
 
@@ -106,9 +107,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     remember_defaults(p)
 
 
+# what only a model uses: refused with --baselines-only, where no model runs
+MODEL_OPTIONS = [
+    "backend",
+    "threads",
+    "device",
+    "letterbox",
+    "flip_average",
+    "no_uncertainty",
+    "vae",
+    "sampling",
+    "seed",
+]
+
+
 def run(args: argparse.Namespace) -> int:
     from depthart_core.evaluation.runner import load_models, run_eval
 
+    if args.baselines_only and args.checkpoint:
+        raise ValueError("--baselines-only scores no checkpoint: drop --checkpoint or it")
+    if args.baselines_only:  # no model runs: its options would do nothing, said, not ignored
+        unused = without_effect(args, MODEL_OPTIONS, "a model (without --baselines-only)")
+        if unused:
+            raise ValueError(unused)
     unused = seed_without_effect(args)  # set, but doing nothing: said, not ignored
     if unused:
         raise ValueError(unused)

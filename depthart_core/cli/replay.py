@@ -73,7 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = auto (see README)")
-    p.add_argument("--device", default="cpu", help="offline mode: cpu or cuda")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device: cpu, cuda or cuda:N (with --live, the node's device parameter)",
+    )
     p.add_argument(
         "--protocol",
         default="depthart",

@@ -53,7 +53,14 @@ def live_config(args: argparse.Namespace) -> LiveConfig:
         backend=args.backend,
         rate=args.rate,
         domain_id=args.domain_id,
-        node_args=("-p", f"threads:={args.threads}", *args.node_arg),  # the user's args win
+        # the user's args win
+        node_args=(
+            "-p",
+            f"threads:={args.threads}",
+            "-p",
+            f"device:={args.device}",
+            *args.node_arg,
+        ),
         startup_timeout_s=args.startup_timeout,
         drain_timeout_s=args.drain_timeout,
         time_limit_s=args.time_limit,
