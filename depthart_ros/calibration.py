@@ -14,6 +14,11 @@ publishers that stamp differently (a static or latched camera_info):
    arrives with the stamp of a recent image turns waiting back on;
 4. no calibration at all: `missing`, the depth goes out without `depth/camera_info`.
 
+Which topic and whether it is silent: `camera_info_beside` names the calibration topic beside an
+image topic as image_transport does, and `camera_info_silence` says why diagnostics warn when
+images come and no calibration ever does (a driver publishing it under another name, or a QoS
+that matches no publisher) rather than leaving the depth silently without `depth/camera_info`.
+
 Free of rclpy; `camera_info_for` builds the sensor_msgs/CameraInfo the node republishes (its
 fields from `depthart_core.rosio.camera_info.depth_camera`, which the replay's `--write-bag`
 shares), and `aspect_problem` (kept there too) refuses a calibration of another aspect ratio
@@ -94,6 +99,42 @@ class CalibrationPairer:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
+
+
+def camera_info_beside(image_topic: str) -> str:
+    """The CameraInfo topic of the resolved `image_topic`: its namespace + `camera_info`, as
+    image_transport's `getCameraInfoTopic` names it (/camera/image_raw -> /camera/camera_info,
+    /image -> /camera_info)."""
+    return image_topic.rstrip("/").rsplit("/", 1)[0] + "/camera_info"
+
+
+def camera_info_silence(
+    last_info: float | None,
+    last_image: float | None,
+    watched_since: float,
+    now: float,
+    timeout_s: float,
+    topic: str,
+) -> str | None:
+    """Why the diagnostics should warn that images come but no calibration ever did, or None.
+
+    Times are monotonic seconds. The warning needs `timeout_s` (the node's input_timeout_s;
+    0 = off) since the node started listening (`watched_since`) without any camera_info
+    (`last_info` None) while an image came within `timeout_s` (without images, their own
+    warning says it). Only before the first calibration: a latched or static publisher sends
+    one and may never send another."""
+    if timeout_s <= 0 or last_info is not None or last_image is None:
+        return None
+    if last_image < watched_since or now - last_image >= timeout_s:
+        return None
+    silent = now - watched_since
+    if silent < timeout_s:
+        return None
+    return (
+        f"no camera_info on {topic} in the {silent:.0f} s since the node started listening, "
+        "while images arrive: depth goes out without depth/camera_info (remap camera_info to "
+        "the camera's calibration topic, or check its QoS against input_qos.reliability)"
+    )
 
 
 def camera_info_for(info: Any, header: Any, shape: tuple[int, ...]) -> CameraInfo:

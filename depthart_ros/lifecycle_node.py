@@ -29,6 +29,10 @@ parameter (default false) is for `ros2 run` without either: the node configures 
 itself before it spins, and a failure there is one FATAL line and exit status 1, as for
 `depthart_node`, so that a supervisor or respawn can act. Never set it for a node a manager
 drives (the manager's configure would be refused); the launch file always sets it false.
+
+Ctrl-C or SIGTERM during configure (a model load, ONNX export or TensorRT build) is a shutdown,
+not a failed configure: `StartupStopped` passes rclpy's transition machinery (which would fail to
+publish on the dead context), and the process ends with one INFO line and status 0.
 """
 
 from __future__ import annotations
@@ -46,10 +50,14 @@ from rclpy.qos import QoSProfile
 
 from depthart_ros.dds import use_node_profile
 from depthart_ros.node import (
+    FAILED_NODE_LOGGER,
     DepthArtCore,
+    StartupStopped,
     exit_cannot_start,
     leave_process,
+    leave_stopped_during_start_up,
     remember_logger_name,
+    shut_down_during_start_up,
     spin_until_shutdown,
 )
 from depthart_ros.params import PARAMS
@@ -107,7 +115,15 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         try:
             self._load_model()
             self._create_endpoints()
-        except Exception as exc:  # the reason goes to the log; the node stays unconfigured
+            if not self.context.ok():  # Ctrl-C / SIGTERM while the endpoints were made
+                raise StartupStopped()
+        except BaseException as exc:
+            if shut_down_during_start_up(exc, self.context):  # a shutdown, not a failure:
+                self.release()  # past rclpy's transition (which would fail on the dead context)
+                raise StartupStopped() from exc  # to main() or spin_until_shutdown
+            if not isinstance(exc, Exception):
+                raise
+            # the reason goes to the log; the node stays unconfigured
             self.configure_error = str(exc)
             if not self._autostarting:  # autostart() makes it the one fatal line instead
                 self.get_logger().error(f"configure failed: {exc}")
@@ -115,7 +131,9 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.configure_error = None
         self._configured = True
-        self.get_logger().info(f"configured: subscribed to {self.image_topic}")
+        self.get_logger().info(
+            f"configured: subscribed to {self.image_topic}{self.camera_info_label()}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     @_logs_failure
@@ -198,6 +216,8 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
         try:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return f"autostart: configure failed: {self.configure_error}"
+            if not self.context.ok():  # Ctrl-C / SIGTERM right after configure
+                raise StartupStopped()
             if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 return "autostart: activate failed"
         finally:
@@ -207,6 +227,16 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
     def close(self) -> None:
         if getattr(self, "frames", None) is not None:
             super().close()
+
+    def destroy_node(self) -> None:
+        """Also end rclpy's lifecycle state machine, which holds the rcl node: without this the
+        node and its /rosout publisher outlive `destroy_node` until garbage collection, and a
+        line logged under its name after a Ctrl-C / SIGTERM prints rcl's "Failed to publish log
+        message to rosout: publisher's context is invalid"."""
+        super().destroy_node()
+        state_machine = getattr(self, "_state_machine", None)
+        if state_machine is not None:
+            state_machine.destroy_when_not_in_use()
 
     # ------------------------------------------------------------------ DepthArtCore hooks
     def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile, **kw: Any) -> Any:
@@ -232,9 +262,21 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     try:
         node = DepthArtLifecycleNode()
-    except Exception as exc:  # a clear fatal line instead of a traceback
-        exit_cannot_start(exc)
-    error = node.autostart() if node.get_parameter("autostart").value else None
+    except BaseException as exc:
+        if shut_down_during_start_up(exc, rclpy.get_default_context()):
+            leave_stopped_during_start_up(getattr(exc, FAILED_NODE_LOGGER, "depthart_node"))
+        if not isinstance(exc, Exception):
+            raise
+        exit_cannot_start(exc)  # a clear fatal line instead of a traceback
+    try:
+        error = node.autostart() if node.get_parameter("autostart").value else None
+    except BaseException as exc:
+        if not shut_down_during_start_up(exc, node.context):
+            raise
+        name = node.get_logger().name
+        node.release()
+        node.destroy_node()
+        leave_stopped_during_start_up(name)  # status 0, as for a signal while it runs
     if error is not None:  # no depth would ever come: exit for a supervisor or respawn to act
         node.get_logger().fatal(f"cannot start: {error}")
         node.release()

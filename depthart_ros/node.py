@@ -2,6 +2,8 @@
 depth out.
 
 Topics (all relative, remap them): `image` (+ optional `camera_info`, `sparse_depth`, `imu`) in,
+`camera_info` when not remapped being the one beside `image`'s resolved topic (image_transport's
+convention: `image:=/camera/image_raw` reads /camera/camera_info; `camera_info_topic`),
 or with `image_transport: compressed` the CompressedImage topic `<image's resolved name>/compressed`
 (image_transport's naming, so remapping `image` moves both), and with `sparse_depth.transport:
 compressedDepth` the cue on `<sparse_depth's resolved name>/compressedDepth`;
@@ -72,10 +74,16 @@ from depthart_core.rosio import compressed
 from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.messages import imu_orientation
 from depthart_core.runtime import get_backend
-from depthart_core.runtime.base import LETTERBOX_UNCERTAINTY, Backend
+from depthart_core.runtime.base import LETTERBOX_UNCERTAINTY, Backend, check_device_runnable
 from depthart_core.runtime.threads import resolve_threads
 from depthart_core.sampling import sampling_setting
-from depthart_ros.calibration import CalibrationPairer, aspect_problem, camera_info_for
+from depthart_ros.calibration import (
+    CalibrationPairer,
+    aspect_problem,
+    camera_info_beside,
+    camera_info_for,
+    camera_info_silence,
+)
 from depthart_ros.dds import use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
 from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, param_problems, validate_params
@@ -102,6 +110,37 @@ CLOSE_JOIN_S = 10.0  # how long close() waits for the frame the worker is on
 # per process, so the last node loaded sets them for all (ONNX Runtime's sessions keep their own)
 _PROCESS_THREADS: weakref.WeakKeyDictionary[Any, tuple[str, int]] = weakref.WeakKeyDictionary()
 OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABILITY".split())
+# the remedy a refused `device` names: the node's parameter, not the CLI's --device
+DEVICE_ADVICE = (
+    "set the node's device parameter to cpu (-p device:=cpu, or device: cpu in its params file)"
+)
+STOPPED_LINE = "stopped during start-up: shut down (Ctrl-C or SIGTERM) before the node was ready"
+
+
+class StartupStopped(BaseException):
+    """The context ended (Ctrl-C, SIGTERM) while the node was starting: a shutdown, not a failure.
+
+    A BaseException, like KeyboardInterrupt, so that rclpy's lifecycle machinery (which turns an
+    Exception into an ERROR transition, then fails to publish it on the dead context) lets it
+    through to the node's `main` or `spin_until_shutdown`, which end the process with status 0."""
+
+
+def shut_down_during_start_up(exc: BaseException, context: Any) -> bool:
+    """Whether `exc`, raised while a node started, is a shutdown rather than a failure: Ctrl-C,
+    or anything at all once the context is no longer ok (rclpy's SIGTERM handler ends the
+    context while a model load goes on; its next publish then fails)."""
+    return isinstance(exc, (KeyboardInterrupt, StartupStopped)) or not context.ok()
+
+
+def camera_info_topic(node: Node) -> str:
+    """The CameraInfo topic `node` reads: `camera_info` as remapped, or, left alone, the one
+    beside `image`'s resolved topic, as image_transport's camera subscribers read it
+    (`-r image:=/camera/image_raw` alone reads /camera/camera_info). A remap of `camera_info`
+    to its own name (the launch file's default) counts as left alone."""
+    resolved = node.resolve_topic_name("camera_info")
+    if resolved != node.resolve_topic_name("camera_info", only_expand=True):
+        return resolved
+    return camera_info_beside(node.resolve_topic_name("image"))
 
 
 def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
@@ -160,6 +199,8 @@ class DepthArtCore:
         reason = validate_params(c)
         if reason:
             raise ValueError(f"invalid parameter: {reason}")
+        sampling = sampling_setting(c["sampling"], c["sampling_seed"])
+        check_device_runnable(c["backend"], c["device"], sampling.deterministic, DEVICE_ADVICE)
         with core_logs_to(self.get_logger()):  # the cache's "exporting" / "waiting" lines
             self.backend = get_backend(
                 c["backend"],
@@ -169,9 +210,11 @@ class DepthArtCore:
                 letterbox=c["letterbox"],
                 flip_average=c["flip_average"],
                 threads=c["threads"],
-                sampling=sampling_setting(c["sampling"], c["sampling_seed"]),
+                sampling=sampling,
                 vae=c["vae"] or None,
             )
+        if not self.context.ok():  # Ctrl-C / SIGTERM during an export or engine build
+            raise StartupStopped()
         self.engine = self.backend.describe()
         self._share_threads(resolve_threads(c["threads"]))
         # the file actually read: the default is the shipped one or $DEPTHART_CHECKPOINT's
@@ -245,9 +288,11 @@ class DepthArtCore:
         self.camera_info_rejected: Counter[str] = Counter()
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
         self.camera_info_mismatch = ""  # why the last frame's camera_info did not fit it
+        self.camera_info_arrived: float | None = None  # monotonic time of the latest, any
+        self.camera_info_topic = camera_info_topic(self)
         if c["use_camera_info"]:
             qos_info = self._qos("input_qos", depth=10)  # a burst must not evict its pair
-            self._subscribe(CameraInfo, "camera_info", self._on_info, qos_info)
+            self._subscribe(CameraInfo, self.camera_info_topic, self._on_info, qos_info)
         self.metric = MetricScaler(c)
         if c["sparse_depth.enabled"]:
             qos_sparse = self._qos("input_qos", depth=10)
@@ -313,6 +358,10 @@ class DepthArtCore:
     def lifecycle_label(self) -> str:
         """The node's state for diagnostics: always "active" for the plain node."""
         return "active"
+
+    def camera_info_label(self) -> str:
+        """`" and <camera_info topic>"` for the start-up lines, "" with use_camera_info off."""
+        return f" and {self.camera_info_topic}" if self.cfg["use_camera_info"] else ""
 
     # ------------------------------------------------------------------ parameters
     def _qos(self, prefix: str, depth: int | None = None) -> QoSProfile:
@@ -392,6 +441,7 @@ class DepthArtCore:
         self.frames.offer((msg, time.monotonic()))
 
     def _on_info(self, msg: CameraInfo) -> None:
+        self.camera_info_arrived = time.monotonic()  # one came: the topic is not silent
         problem = camera_info_problem(msg)
         if problem:  # keep the last good calibration; never republish a broken one
             self.camera_info_rejected[problem[0]] += 1
@@ -604,6 +654,7 @@ class DepthArtCore:
             "units": metric["units"] if metric_on else "relative",
             **frame_values,
             "camera_info": "ok" if self.calibration.latest() is not None else "none received",
+            "camera_info_topic": self.camera_info_topic if c["use_camera_info"] else "(off)",
             **{f"camera_info_{k}": v for k, v in sorted(self.calibration.counts.items())},
             **{
                 f"camera_info_rejected.{k}": v for k, v in sorted(self.camera_info_rejected.items())
@@ -639,6 +690,13 @@ class DepthArtCore:
                                     c["input_timeout_s"], self.image_topic)  # fmt: skip
             if silence:
                 problems.append(silence)
+            info_silence = c["use_camera_info"] and camera_info_silence(
+                self.camera_info_arrived, snap["last_received"], self.input_watched_since, now,
+                c["input_timeout_s"], self.camera_info_topic,
+            )  # fmt: skip
+            if info_silence:
+                problems.append(info_silence)
+                self._warn("camera_info_silence", info_silence)
         problems += self.uncertainty.problems()
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
@@ -677,6 +735,8 @@ class DepthArtNode(DepthArtCore, Node):
             self._declare_parameters()
             self._load_model()
             self._create_endpoints()
+            if not self.context.ok():  # Ctrl-C / SIGTERM while the endpoints were made
+                raise StartupStopped()
         except BaseException as exc:  # nothing half-built stays registered (rosout, parameters)
             remember_logger_name(exc, self)
             if getattr(self, "worker", None) is not None:
@@ -685,7 +745,7 @@ class DepthArtNode(DepthArtCore, Node):
             raise
         self.get_logger().info(
             f"ready: backend {self.engine}, checkpoint {self.cfg['checkpoint'] or '(default)'}, "
-            f"subscribed to {self.image_topic}"
+            f"subscribed to {self.image_topic}{self.camera_info_label()}"
         )
 
 
@@ -694,8 +754,12 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     try:
         node = DepthArtNode()
-    except Exception as exc:  # a clear fatal line instead of a traceback or a later crash
-        exit_cannot_start(exc)
+    except BaseException as exc:
+        if shut_down_during_start_up(exc, rclpy.get_default_context()):
+            leave_stopped_during_start_up(getattr(exc, FAILED_NODE_LOGGER, "depthart_node"))
+        if not isinstance(exc, Exception):
+            raise
+        exit_cannot_start(exc)  # a clear fatal line instead of a traceback or a later crash
     spin_until_shutdown(node, node.close)
     leave_process(0)
 
@@ -781,6 +845,17 @@ def exit_cannot_start(exc: Exception) -> NoReturn:
 FAILED_NODE_LOGGER = "depthart_failed_node_logger"  # attribute exit_cannot_start reads
 
 
+def leave_stopped_during_start_up(logger_name: str) -> NoReturn:
+    """The end of a node stopped by Ctrl-C or SIGTERM while it started (a model load, an ONNX
+    export or a TensorRT build take seconds to minutes on a first start): one INFO line and
+    status 0, as for a signal while it runs, so that a supervisor or `respawn` does not read it
+    as a failure. Call it once the node is destroyed: a destroyed node's logger no longer tries
+    the dead context's /rosout."""
+    get_logger(logger_name).info(STOPPED_LINE)
+    rclpy.try_shutdown()
+    leave_process(0)
+
+
 def remember_logger_name(exc: BaseException, node: Node) -> None:
     """Put `node`'s resolved logger name (`cam2.rear_depth`) on the exception it failed with,
     for `exit_cannot_start`, before the half-built node is destroyed."""
@@ -811,13 +886,19 @@ def spin_until_shutdown(node: Node, release: Callable[[], None]) -> None:
     (shared by `depthart_node` and `depthart_lifecycle_node`)."""
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
+    name = node.get_logger().name
+    stopped = False
     try:
         spin_until_context_ends(executor, node.context)
+    except StartupStopped:  # a manager's configure, cut short by Ctrl-C or SIGTERM
+        stopped = True
     finally:
         release()
         executor.shutdown()
         node.destroy_node()
         node.context.try_shutdown()
+    if stopped:
+        get_logger(name).info(STOPPED_LINE)
 
 
 if __name__ == "__main__":

@@ -716,3 +716,67 @@ def test_a_node_leaves_its_process_flushed_without_exit_time_finalizers():
     for main in ("node", "lifecycle_node"):  # both mains end there
         text = (ros / f"{main}.py").read_text()
         assert "spin_until_shutdown(node, " in text and "    leave_process(0)\n" in text, main
+
+
+def test_camera_info_is_named_beside_its_image_as_image_transport_does():
+    from depthart_ros.calibration import camera_info_beside
+
+    assert camera_info_beside("/camera/image_raw") == "/camera/camera_info"
+    assert camera_info_beside("/image") == "/camera_info"  # the defaults: unchanged
+    assert camera_info_beside("/front/cam/color/image_rect") == "/front/cam/color/camera_info"
+
+
+def test_camera_info_silence_is_said_while_images_come_and_none_ever_did():
+    from depthart_ros.calibration import camera_info_silence
+
+    topic = "/camera/camera_info"
+    assert camera_info_silence(None, 103.5, 100.0, 104.0, 5.0, topic) is None  # starting up
+    said = camera_info_silence(None, 105.5, 100.0, 106.0, 5.0, topic)
+    assert said and said.startswith(
+        "no camera_info on /camera/camera_info in the 6 s since the node started listening"
+    )
+    # one came (a latched or static one need not come again): no warning
+    assert camera_info_silence(101.0, 105.5, 100.0, 106.0, 5.0, topic) is None
+    # no images (their own warning says so), images stopped too, or from before a reactivation
+    assert camera_info_silence(None, None, 100.0, 106.0, 5.0, topic) is None
+    assert camera_info_silence(None, 100.5, 100.0, 106.0, 5.0, topic) is None
+    assert camera_info_silence(None, 95.0, 100.0, 99.0 + 5.5, 5.0, topic) is None
+    assert camera_info_silence(None, 105.5, 100.0, 1e9, 0.0, topic) is None  # off
+
+
+def test_an_impossible_device_is_refused_before_the_model_loads(monkeypatch):
+    """CUDA where nothing can run on it is refused before the load (an ONNX export takes
+    seconds, a TensorRT build minutes), naming the node's `device` parameter, not the CLI's
+    --device."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("needs a PyTorch without CUDA")
+    from depthart_ros import node as node_mod
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model load (ONNX export) started")
+
+    monkeypatch.setattr(node_mod, "get_backend", load)
+    cpu_ort = ["CPUExecutionProvider"]
+    from depthart_core.runtime import base
+
+    monkeypatch.setattr(base, "onnxruntime_providers", lambda: cpu_ort)
+    for backend in ("auto", "onnxruntime", "torch", "tensorrt"):
+        core = SimpleNamespace(
+            cfg=dict(DEFAULTS) | {"backend": backend, "device": "cuda:1"},
+            get_logger=lambda: SimpleNamespace(info=print, warning=print, error=print),
+            context=SimpleNamespace(ok=lambda: True),
+        )
+        with pytest.raises(ValueError, match="device parameter") as refused:
+            node_mod.DepthArtCore._load_model(core)
+        assert "'cuda:1'" in str(refused.value) and "--device" not in str(refused.value)
+    # where ONNX Runtime has CUDA, auto and onnxruntime go on (torch and a sampled decoding not)
+    cuda_ort = ["CUDAExecutionProvider", *cpu_ort]
+    monkeypatch.setattr(base, "onnxruntime_providers", lambda: cuda_ort)
+    advice = node_mod.DEVICE_ADVICE
+    base.check_device_runnable("auto", "cuda", deterministic=True, advice=advice)
+    base.check_device_runnable("onnxruntime", "cuda", deterministic=True, advice=advice)
+    for backend, deterministic in (("torch", True), ("auto", False)):
+        with pytest.raises(ValueError, match="device parameter"):
+            base.check_device_runnable(backend, "cuda", deterministic, advice=advice)
+    base.check_device_runnable("torch", "cpu", deterministic=True, advice=advice)

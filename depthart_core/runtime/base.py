@@ -59,11 +59,16 @@ def check_flag(name: str, value: Any) -> bool:
 
 
 def check_device(
-    device: str | torch.device, torch_runs_it: bool = True, flag: str = "--device"
+    device: str | torch.device,
+    torch_runs_it: bool = True,
+    flag: str = "--device",
+    advice: str = "",
 ) -> None:
     """Refuse a device this process cannot use, with a one-line reason: a name torch does not
     know, or (`torch_runs_it`) CUDA where this PyTorch has none (a CPU-only wheel or no GPU
-    visible; ONNX Runtime checks its own CUDA provider). `flag`: the option the advice names."""
+    visible; ONNX Runtime checks its own CUDA provider). `flag`: the option the advice names;
+    `advice`: the whole remedy instead, where the device is not an option (the ROS node's
+    `device` parameter)."""
     try:
         kind = torch.device(device).type
     except (RuntimeError, TypeError) as exc:
@@ -72,10 +77,43 @@ def check_device(
         build = torch.version.cuda or "none (a CPU-only build)"
         raise ValueError(
             f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "
-            f"(its CUDA: {build}); use {flag} cpu"
+            f"(its CUDA: {build}); {advice or f'use {flag} cpu'}"
         )
     if kind not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: only cpu and cuda are supported")
+
+
+def check_device_runnable(backend: str, device: str, deterministic: bool, advice: str = "") -> None:
+    """Refuse CUDA where no runtime that `backend` may use can run on it, before the model is
+    loaded (an ONNX export takes seconds, a TensorRT build minutes, only to fail after), with
+    `advice` as `check_device`'s: torch and TensorRT need a PyTorch with CUDA, ONNX Runtime its
+    CUDA execution provider (`auto` falls back to torch when ONNX Runtime has none); a sampled
+    decoding (`deterministic` false) runs on torch whatever `backend` says."""
+    if backend in ("torch", "tensorrt") or not deterministic:
+        check_device(device, advice=advice)
+        return
+    check_device(device, torch_runs_it=False)  # the name; whether CUDA is there: below
+    if not device.startswith("cuda"):
+        return
+    providers = onnxruntime_providers()
+    ort_cuda = providers is not None and "CUDAExecutionProvider" in providers
+    if backend == "onnxruntime" and providers is not None and not ort_cuda:
+        raise ValueError(
+            f"device {device!r}: this onnxruntime has no CUDAExecutionProvider (pip install "
+            f"onnxruntime-gpu); {advice or 'use --device cpu'}"
+        )
+    if backend == "auto" and not ort_cuda:  # TensorRT, then torch: both need torch's CUDA
+        check_device(device, advice=advice)
+
+
+def onnxruntime_providers() -> list[str] | None:
+    """This onnxruntime's execution providers; None where it is not installed (the optional
+    `onnx` extra: the backend then says so itself)."""
+    try:
+        import onnxruntime  # optional dependency
+    except ImportError:
+        return None
+    return list(onnxruntime.get_available_providers())
 
 
 class Backend(abc.ABC):

@@ -1,0 +1,257 @@
+"""Start-up of depthart_node and depthart_lifecycle_node in real processes: a signal while the
+model loads is a clean stop (exit status 0, as after any Ctrl-C or SIGTERM of a running node),
+and the calibration topic: read beside the remapped image as image_transport does, and a
+camera_info that never arrives is a WARN in /diagnostics and a log line, not silence.
+
+A slow start is made deterministic by a small wrapper module (written per test) that replaces
+`DepthArtCore._load_model` with one that waits until the context ends (as an ONNX export or a
+TensorRT build goes on for minutes), then runs the real load (a SIGTERM does not stop it: rclpy's
+handler only ends the context)."""
+
+from __future__ import annotations
+
+import array
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 sensor_msgs package")
+pytest.importorskip("lifecycle_msgs.srv", reason="needs the ROS 2 lifecycle_msgs package")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState  # noqa: E402
+from ros_helpers.harness import NodeProcess, RosPeer, unique_domain_id  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+pytestmark = pytest.mark.ros
+NODE = "/depthart_node"
+STARTED = "slow start: loading the model"
+SLOW_START = f'''
+import time
+
+from depthart_ros import node as node_mod
+from depthart_ros import {{module}} as target
+
+_real_load = node_mod.DepthArtCore._load_model
+
+
+def slow_load(self):
+    print("{STARTED}", flush=True)
+    deadline = time.monotonic() + 120
+    while self.context.ok() and time.monotonic() < deadline:
+        time.sleep(0.02)  # Ctrl-C raises KeyboardInterrupt here, as inside an ONNX export
+    time.sleep(0.3)  # after SIGTERM a load goes on for a while, then finishes
+    _real_load(self)
+
+
+node_mod.DepthArtCore._load_model = slow_load
+target.main()
+'''
+
+
+@pytest.fixture
+def slow_modules(tmp_path: Path, monkeypatch) -> Path:
+    """`slow_node` and `slow_lifecycle_node` importable by the node processes."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    for name, module in (("slow_node", "node"), ("slow_lifecycle_node", "lifecycle_node")):
+        (mods / f"{name}.py").write_text(SLOW_START.format(module=module))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(mods), os.environ.get("PYTHONPATH", "")]))
+    return mods
+
+
+def _wait_in_log(node: NodeProcess, text: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in node.log():
+            return
+        assert node.proc.poll() is None, f"exited {node.proc.returncode}:\n{node.log()}"
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in the log after {timeout:g} s:\n{node.log()}")
+
+
+def _assert_clean_stop(name: str, rc: int, log: str) -> None:
+    assert rc == 0, (name, rc, log)
+    for bad in ("Traceback", "FATAL", "cannot start", "ERROR", "KeyboardInterrupt", "rosout"):
+        assert bad not in log, (name, bad, log)
+    assert log.count("stopped during start-up") == 1, (name, log)
+
+
+def test_a_signal_during_start_up_is_a_clean_stop(
+    slow_modules: Path, tmp_path: Path, tiny_checkpoint: str
+) -> None:
+    domain = unique_domain_id()
+    params = {"checkpoint": tiny_checkpoint, "backend": "torch"}
+    cases = {
+        "node_sigint": ("slow_node", {}, signal.SIGINT),
+        "node_sigterm": ("slow_node", {}, signal.SIGTERM),
+        "autostart_sigint": ("slow_lifecycle_node", {"autostart": True}, signal.SIGINT),
+        "autostart_sigterm": ("slow_lifecycle_node", {"autostart": True}, signal.SIGTERM),
+    }
+    nodes = {
+        name: NodeProcess(domain, params | extra, tmp_path / f"{name}.log", module=module)
+        for name, (module, extra, _) in cases.items()
+    }
+    try:
+        for name, node in nodes.items():
+            _wait_in_log(node, STARTED)
+            node.proc.send_signal(cases[name][2])
+        results = {name: (node.proc.wait(timeout=90), node.log()) for name, node in nodes.items()}
+        for name, (rc, log) in results.items():
+            _assert_clean_stop(name, rc, log)
+    finally:
+        for node in nodes.values():
+            node.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_managers_configure_is_a_clean_stop(
+    sig: int, slow_modules: Path, tmp_path: Path, tiny_checkpoint: str
+) -> None:
+    domain = unique_domain_id()
+    params = {"checkpoint": tiny_checkpoint, "backend": "torch"}
+    node = NodeProcess(domain, params, tmp_path / "managed.log", module="slow_lifecycle_node")
+    peer = RosPeer(domain)
+    try:
+        client = peer.node.create_client(ChangeState, f"{NODE}/change_state")
+        ok = peer.wait_for(lambda: client.service_is_ready() or node.proc.poll() is not None, 90)
+        assert ok and node.proc.poll() is None, node.log()
+        request = ChangeState.Request(transition=Transition(label="configure"))
+        deadline = time.monotonic() + 90
+        while STARTED not in node.log():  # a request can be lost before the service answers
+            assert time.monotonic() < deadline, node.log()
+            client.call_async(request)
+            peer.wait_for(lambda: STARTED in node.log(), 3)
+        rc = node.signal_and_wait(sig, timeout=90)
+        _assert_clean_stop("managed", rc, node.log())
+    finally:
+        node.close()
+        peer.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# camera_info: which topic, and silence
+def _image(stamp: int) -> Image:
+    m = Image()
+    m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp, 10**9)
+    m.header.frame_id = "cam"
+    m.height, m.width, m.encoding, m.step = 48, 64, "rgb8", 64 * 3
+    m.data = array.array("B", bytes(range(256)) * (48 * 64 * 3 // 256))
+    return m
+
+
+def _info(stamp: int) -> CameraInfo:
+    c = CameraInfo()
+    c.header.stamp.sec, c.header.stamp.nanosec = divmod(stamp, 10**9)
+    c.header.frame_id = "cam"
+    c.height, c.width, c.distortion_model = 48, 64, "plumb_bob"
+    c.d = [0.0] * 5
+    c.k = [50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0]
+    c.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    c.p = [50.0, 0.0, 32.0, 0.0, 0.0, 50.0, 24.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return c
+
+
+def _stream(peer: RosPeer, pubs: list[Any], until, timeout: float) -> Any:
+    """Publish an image (and its camera_info where `pubs` has two) every 0.1 s until `until()`
+    returns something true; that value, or None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stamp = time.time_ns()
+        pubs[0].publish(_image(stamp))
+        for pub in pubs[1:]:
+            pub.publish(_info(stamp))
+        found = until()
+        if found:
+            return found
+        time.sleep(0.1)
+    return None
+
+
+def test_camera_info_is_read_beside_the_image_and_its_silence_is_a_warning(
+    tmp_path: Path, tiny_checkpoint: str
+) -> None:
+    # README's `-r image:=/camera/image_raw` alone, with a driver publishing /camera/camera_info
+    domain = unique_domain_id()
+    params = {"checkpoint": tiny_checkpoint, "backend": "torch", "publish_colored": False}
+    params["input_timeout_s"] = 1.0
+    log = tmp_path / "node.log"
+    node = NodeProcess(domain, params, log, remaps={"image": "/camera/image_raw"})
+    peer = RosPeer(domain)
+    try:
+        peer.subscribe(Image, "/depth", required=True)
+        peer.subscribe(CameraInfo, "/depth/camera_info")
+        peer.subscribe(DiagnosticArray, "/diagnostics")
+        peer.wait_ready(node)
+        image_pub = peer.publisher(Image, "/camera/image_raw", reliable=True, depth=5)
+        info_pub = peer.publisher(CameraInfo, "/camera/camera_info", reliable=True, depth=10)
+        assert peer.wait_for(lambda: image_pub.get_subscription_count() > 0, 30), node.log()
+        assert peer.wait_for(lambda: info_pub.get_subscription_count() > 0, 30), (
+            "the node does not subscribe /camera/camera_info beside /camera/image_raw",
+            node.log(),
+        )
+
+        # images but no calibration: WARN naming the topic, and a warning in the log
+        def silent() -> dict[str, str] | None:
+            d = peer.diagnostics()
+            return d if d and "no camera_info on /camera/camera_info" in d["_message"] else None
+
+        d = _stream(peer, [image_pub], silent, 60)
+        assert d is not None, (peer.diagnostics(), node.log())
+        assert d["_level"] == "1", d
+        assert peer.messages("/depth"), "no depth while camera_info is missing"
+        warned = [ln for ln in node.log().splitlines() if "WARN" in ln and "camera_info" in ln]
+        assert any("/camera/camera_info" in ln for ln in warned), node.log()
+
+        # the calibration comes: depth/camera_info goes out and the warning clears
+        def answered() -> dict[str, str] | None:
+            d = peer.diagnostics(after=time.time() - 0.5)
+            got = peer.messages("/depth/camera_info")
+            return d if got and d and "no camera_info" not in d["_message"] else None
+
+        d = _stream(peer, [image_pub, info_pub], answered, 60)
+        assert d is not None, (peer.diagnostics(), node.log())
+        assert d["_level"] == "0" and d["_message"] == "ok", d
+        assert d["camera_info_topic"] == "/camera/camera_info", d
+    finally:
+        node.close()
+        peer.close()
+
+
+def test_camera_info_is_read_beside_the_image_unless_remapped() -> None:
+    """image_transport's convention (`getCameraInfoTopic`): the image topic's namespace +
+    camera_info; an explicit remap of camera_info wins, one to its own name (the launch file's
+    default) does not count."""
+    import rclpy
+    from rclpy.node import Node
+
+    from depthart_ros.node import camera_info_topic
+
+    cases = [
+        ("", {}, "/camera_info"),
+        ("", {"image": "/camera/image_raw"}, "/camera/camera_info"),
+        ("", {"image": "/camera/image_raw", "camera_info": "camera_info"}, "/camera/camera_info"),
+        ("", {"image": "/camera/image_raw", "camera_info": "/cam/info"}, "/cam/info"),
+        ("", {"image": "/image_raw"}, "/camera_info"),
+        ("front", {}, "/front/camera_info"),
+        ("front", {"image": "cam/image_raw"}, "/front/cam/camera_info"),
+        ("front", {"camera_info": "calib"}, "/front/calib"),
+    ]
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=unique_domain_id())
+    try:
+        for namespace, remaps, expected in cases:
+            args = ["--ros-args", *[a for k, v in remaps.items() for a in ("-r", f"{k}:={v}")]]
+            node = Node("depthart_node", namespace=namespace, context=context, cli_args=args)
+            try:
+                assert camera_info_topic(node) == expected, (namespace, remaps)
+            finally:
+                node.destroy_node()
+    finally:
+        context.try_shutdown()
