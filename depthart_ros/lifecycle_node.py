@@ -54,6 +54,7 @@ from depthart_ros.node import (
     DepthArtCore,
     StartupStopped,
     exit_cannot_start,
+    init_or_exit,
     leave_process,
     leave_stopped_during_start_up,
     remember_logger_name,
@@ -259,7 +260,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     use_node_profile()  # before rclpy creates the participant (depthart_ros.dds)
-    rclpy.init(args=args)
+    init_or_exit(args)  # a bad params file, --log-level, log directory: one line, status 1
     try:
         node = DepthArtLifecycleNode()
     except BaseException as exc:

@@ -34,6 +34,7 @@ import ctypes
 import functools
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -688,8 +689,9 @@ class DepthArtCore:
         if self.lifecycle_label() == "active":
             silence = input_silence(snap["last_received"], self.input_watched_since, now,
                                     c["input_timeout_s"], self.image_topic)  # fmt: skip
-            if silence:
+            if silence:  # also in the log: with discovery broken, /diagnostics is unheard too
                 problems.append(silence)
+                self._warn("input_silence", silence)
             info_silence = c["use_camera_info"] and camera_info_silence(
                 self.camera_info_arrived, snap["last_received"], self.input_watched_since, now,
                 c["input_timeout_s"], self.camera_info_topic,
@@ -751,7 +753,7 @@ class DepthArtNode(DepthArtCore, Node):
 
 def main(args: list[str] | None = None) -> None:
     use_node_profile()  # before rclpy creates the participant (depthart_ros.dds)
-    rclpy.init(args=args)
+    init_or_exit(args)
     try:
         node = DepthArtNode()
     except BaseException as exc:
@@ -830,16 +832,61 @@ def core_logs_to(ros_logger: Any):
                 core.propagate = _CORE_LOGS.saved[1]
 
 
-def exit_cannot_start(exc: Exception) -> NoReturn:
+def exit_cannot_start(exc: Exception, reason: str | None = None) -> NoReturn:
     """Log the one fatal line for a node that could not be built, under the name it would have
     had (its namespace and `__node` remap: with two cameras, which one failed), then exit 1.
+    `reason` replaces the exception's text (rclpy.init's, trimmed by `rcl_init_problem`).
 
     The name comes from the half-built node (`remember_logger_name`), not from a new node: a
     node built here only to be named took part in discovery while other processes of a failing
     launch were exiting too, and Fast DDS's TCP transport (LARGE_DATA) aborted under that race."""
-    get_logger(getattr(exc, FAILED_NODE_LOGGER, "depthart_node")).fatal(f"cannot start: {exc}")
-    rclpy.try_shutdown()
+    name = getattr(exc, FAILED_NODE_LOGGER, "depthart_node")
+    line = f"cannot start: {exc if reason is None else reason}"
+    try:
+        get_logger(name).fatal(line)
+    except Exception:  # noqa: BLE001 - rcutils' logging unusable (rclpy.init failed): stderr
+        print(f"{name}: {line}", file=sys.stderr)
+    with contextlib.suppress(Exception):  # a context that never initialised
+        rclpy.try_shutdown()
     leave_process(1)
+
+
+# rcl's messages end in the C sources they passed through: ", at /project/src/rcl/arguments.c:415"
+_RCL_SOURCE = re.compile(r"\s*,\s*at \S+\.(?:c|cc|cpp|cxx|h|hpp):\d+")
+# rcl_logging_spdlog's "Failed to create log directory '<path>': <errno>"
+_LOG_DIR_ERRNO = re.compile(r"(Failed to create log directory '[^']*'): (\d+)")
+LOG_DIR_ADVICE = (
+    "set ROS_LOG_DIR (or ROS_HOME, whose log/ it uses; else ~/.ros/log) to a directory this user "
+    "can create and write"
+)
+
+
+def rcl_init_problem(exc: BaseException) -> str:
+    """rclpy.init's error (a missing or broken params file, a bad `--log-level` or `-p`, a
+    ROS_DOMAIN_ID that is no number, a log directory under a file) as one line: rcl's source
+    locations dropped and its line breaks joined; for a log directory the errno named (`: 20` is
+    `: Not a directory`) and what to set, for ROS_DOMAIN_ID its value."""
+    text = " ".join(_RCL_SOURCE.sub("", str(exc)).split())
+    found = _LOG_DIR_ERRNO.search(text)
+    if found:
+        errno_text = os.strerror(int(found[2]))
+        text = f"{text[: found.start()]}{found[1]}: {errno_text}{text[found.end() :]}"
+        text += f"; {LOG_DIR_ADVICE}"
+    elif "ROS_DOMAIN_ID" in text and "ROS_DOMAIN_ID" in os.environ:
+        text += f" (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']!r})"
+    return text or type(exc).__name__
+
+
+def init_or_exit(args: list[str] | None, logger_name: str = "depthart_node") -> None:
+    """`rclpy.init(args=args)`, or the node's one start-up failure line and status 1 when it
+    fails (`rcl_init_problem`), instead of rclpy's traceback; Ctrl-C while it runs is a clean
+    stop (status 0), as during the rest of the start-up."""
+    try:
+        rclpy.init(args=args)
+    except KeyboardInterrupt:
+        leave_stopped_during_start_up(logger_name)
+    except Exception as exc:
+        exit_cannot_start(exc, rcl_init_problem(exc))
 
 
 FAILED_NODE_LOGGER = "depthart_failed_node_logger"  # attribute exit_cannot_start reads
@@ -852,7 +899,8 @@ def leave_stopped_during_start_up(logger_name: str) -> NoReturn:
     as a failure. Call it once the node is destroyed: a destroyed node's logger no longer tries
     the dead context's /rosout."""
     get_logger(logger_name).info(STOPPED_LINE)
-    rclpy.try_shutdown()
+    with contextlib.suppress(Exception):  # a context that never initialised (Ctrl-C in init)
+        rclpy.try_shutdown()
     leave_process(0)
 
 

@@ -780,3 +780,84 @@ def test_an_impossible_device_is_refused_before_the_model_loads(monkeypatch):
         with pytest.raises(ValueError, match="device parameter"):
             base.check_device_runnable(backend, "cuda", deterministic, advice=advice)
     base.check_device_runnable("torch", "cpu", deterministic=True, advice=advice)
+
+
+# rclpy.init's messages as rcl 9 (Jazzy's rclpy on PyPI) raised them
+RCL_ERRORS = [
+    (
+        "failed to initialize rcl: Couldn't parse params file: '--params-file /x/nope.yaml'. "
+        "Error: Error opening YAML file, at /project/src/parser.c:271, at "
+        "/project/src/rcl/arguments.c:415",
+        "failed to initialize rcl: Couldn't parse params file: '--params-file /x/nope.yaml'. "
+        "Error: Error opening YAML file",
+    ),
+    (
+        "failed to initialize rcl: Couldn't parse params file: '--params-file broken.yaml'. "
+        "Error: Sequences can only be values and not keys in params. Error at line 1\n, at "
+        "/project/src/parse.c:835, at /project/src/rcl/arguments.c:415",
+        "failed to initialize rcl: Couldn't parse params file: '--params-file broken.yaml'. "
+        "Error: Sequences can only be values and not keys in params. Error at line 1",
+    ),
+    (
+        "failed to initialize logging: Failed to create log directory '/srv/afile/log': 20, at "
+        "/project/src/rcl_logging_spdlog.cpp:153",
+        "failed to initialize logging: Failed to create log directory '/srv/afile/log': Not a "
+        "directory; set ROS_LOG_DIR",
+    ),
+]
+
+
+@pytest.mark.parametrize("raised, said", RCL_ERRORS, ids=["missing", "broken", "log_dir"])
+def test_rclpy_inits_error_is_one_line_without_rcls_source_lines(raised: str, said: str):
+    pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+    from depthart_ros.node import rcl_init_problem
+
+    line = rcl_init_problem(RuntimeError(raised))
+    assert line.startswith(said) and "\n" not in line and ".c:" not in line, line
+
+
+def test_a_domain_id_that_is_no_number_is_named(monkeypatch):
+    pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+    from depthart_ros.node import rcl_init_problem
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", "abc")
+    raised = "failed to initialize rcl: ROS_DOMAIN_ID is not an integral number, at /rcl/d.c:49"
+    assert rcl_init_problem(RuntimeError(raised)) == (
+        "failed to initialize rcl: ROS_DOMAIN_ID is not an integral number (ROS_DOMAIN_ID='abc')"
+    )
+
+
+def test_rclpy_init_failing_is_status_1_and_ctrl_c_in_it_a_clean_stop(monkeypatch, capfd):
+    """Both nodes' `main` start with `init_or_exit`: a failure is the FATAL line, Ctrl-C status 0
+    (`shut_down_during_start_up` cannot tell: no context is ok before init)."""
+    pytest.importorskip("rclpy", reason="needs rclpy (pip install '.[ros]')")
+    from depthart_ros import node as node_mod
+
+    def leave(status: int):
+        raise SystemExit(status)
+
+    def init(exc: BaseException):
+        def raising(args=None):
+            raise exc
+
+        return raising
+
+    monkeypatch.setattr(node_mod, "leave_process", leave)
+    monkeypatch.setattr(node_mod.rclpy, "init", init(RuntimeError(RCL_ERRORS[0][0])))
+    with pytest.raises(SystemExit) as ended:
+        node_mod.init_or_exit(["--ros-args", "--params-file", "/x/nope.yaml"])
+    assert ended.value.code == 1
+    err = capfd.readouterr().err
+    assert f"[depthart_node]: cannot start: {RCL_ERRORS[0][1]}\n" in err, err
+    monkeypatch.setattr(node_mod.rclpy, "init", init(KeyboardInterrupt()))
+    with pytest.raises(SystemExit) as ended:
+        node_mod.init_or_exit(None)
+    assert ended.value.code == 0
+    err = capfd.readouterr().err
+    assert "stopped during start-up" in err and "cannot start" not in err, err
+    # the node's logger unusable: the line goes to stderr as the program's
+    monkeypatch.setattr(node_mod, "get_logger", lambda name: None)
+    monkeypatch.setattr(node_mod.rclpy, "init", init(RuntimeError("bad")))
+    with pytest.raises(SystemExit) as ended:
+        node_mod.init_or_exit(None)
+    assert ended.value.code == 1 and "depthart_node: cannot start: bad\n" in capfd.readouterr().err

@@ -1,7 +1,9 @@
 """Start-up of depthart_node and depthart_lifecycle_node in real processes: a signal while the
 model loads is a clean stop (exit status 0, as after any Ctrl-C or SIGTERM of a running node),
-and the calibration topic: read beside the remapped image as image_transport does, and a
-camera_info that never arrives is a WARN in /diagnostics and a log line, not silence.
+what rclpy.init refuses (a params file, a log level, a log directory) is one line and status 1,
+no image at all is a warning in the log as well as in /diagnostics, and the calibration topic:
+read beside the remapped image as image_transport does, and a camera_info that never arrives is
+a WARN in /diagnostics and a log line, not silence.
 
 A slow start is made deterministic by a small wrapper module (written per test) that replaces
 `DepthArtCore._load_model` with one that waits until the context ends (as an ONNX export or a
@@ -13,6 +15,8 @@ from __future__ import annotations
 import array
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ pytest.importorskip("lifecycle_msgs.srv", reason="needs the ROS 2 lifecycle_msgs
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from ros_helpers.harness import NodeProcess, RosPeer, unique_domain_id  # noqa: E402
+from ros_helpers.harness import REPO, NodeProcess, RosPeer, ros_env, unique_domain_id  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -255,3 +259,69 @@ def test_camera_info_is_read_beside_the_image_unless_remapped() -> None:
                 node.destroy_node()
     finally:
         context.try_shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# what rclpy.init refuses, and no image at all
+def test_what_rclpy_init_refuses_is_one_line_and_status_1(tmp_path: Path) -> None:
+    """A params file that is missing, a log level that is none, a log directory under a regular
+    file (a service user's HOME): rclpy.init raises before any node exists; each is the node's
+    one FATAL line naming the cause, status 1, no traceback (rcl's own "[rcl]" ERROR line may
+    come before it), for the managed node too."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    missing = tmp_path / "nope.yaml"
+    node, managed = "depthart_ros.node", "depthart_ros.lifecycle_node"
+    cases = {  # name: (module, arguments, environment, what the line names)
+        "params_file": (node, ["--params-file", str(missing)], {}, f"{missing}"),
+        "log_level": (node, ["--log-level", "loud"], {}, "'--log-level loud'"),
+        "log_dir": (node, [], {"ROS_LOG_DIR": f"{afile}/log"}, f"'{afile}/log': Not a directory"),
+        "managed_log_dir": (managed, [], {"ROS_LOG_DIR": f"{afile}/log"}, "Not a directory"),
+        "managed_params_file": (managed, ["--params-file", str(missing)], {}, "YAML file"),
+    }
+    procs = {}
+    for name, (module, args, env, _) in cases.items():
+        cmd = [sys.executable, "-m", module, "--ros-args", *args]
+        procs[name] = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=ros_env(unique_domain_id()) | env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        for name, proc in procs.items():
+            out, _ = proc.communicate(timeout=90)
+            lines = [ln for ln in out.splitlines() if ln.strip() and "[rcl]" not in ln]
+            assert proc.returncode == 1, (name, proc.returncode, out)
+            assert "Traceback" not in out, (name, out)
+            assert len(lines) == 1 and "[FATAL]" in lines[0], (name, out)
+            assert "[depthart_node]: cannot start: " in lines[0], (name, out)
+            assert cases[name][3] in lines[0] and ".c:" not in lines[0], (name, out)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def test_no_image_at_all_is_a_warning_in_the_log(tmp_path: Path, tiny_checkpoint: str) -> None:
+    """Where discovery or the transport is what broke, /diagnostics is not heard either: the
+    silence is logged as well, naming the topic, and throttled (once, then every 10 s)."""
+    domain = unique_domain_id()
+    params = {"checkpoint": tiny_checkpoint, "backend": "torch", "input_timeout_s": 1.0}
+    node = NodeProcess(domain, params, tmp_path / "node.log", remaps={"image": "/cam/image_raw"})
+    try:
+        _wait_in_log(node, "ready")
+        deadline = time.monotonic() + 60
+        while "no image on /cam/image_raw" not in node.log():
+            assert node.proc.poll() is None, node.log()
+            assert time.monotonic() < deadline, f"no warning about the silence:\n{node.log()}"
+            time.sleep(0.1)
+        time.sleep(3.0)  # diagnostics go on at 1 Hz: the line is not repeated every second
+        said = [ln for ln in node.log().splitlines() if "no image on /cam/image_raw" in ln]
+        assert len(said) == 1 and "WARN" in said[0], node.log()
+        assert "since the node started listening" in said[0], said
+    finally:
+        node.close()
