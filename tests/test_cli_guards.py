@@ -487,6 +487,7 @@ def test_letterbox_with_uncertainty_warns_once(caplog):
 
 
 LIVE = ["--live"]  # the options depthart_ros's live mode adds act only with it
+GROUND = ["--protocol", "ground_plane", "--camera-height", "1.0"]
 IDLE_OPTIONS = [  # (argv after the command's own, what is said): set, but doing nothing
     (["--rate", "2"], "--rate set, but it only takes effect with --live"),
     (["--node-arg=-p", "--node-arg=letterbox:=true"], "--node-arg set, but it only takes effect"),
@@ -500,6 +501,12 @@ IDLE_OPTIONS = [  # (argv after the command's own, what is said): set, but doing
     (["--protocol", "metric", "--lines-agree", "4"], "--lines-agree set, but it only takes "
      "effect with --protocol ground_plane (got --protocol metric)"),
     (["--ground-window", "1", "--ground-tilt", "0.75", "--ground-max-angle", "15"], "--ground-w"),
+    (["--imu-max-dt", "0.1"], "--imu-max-dt set, but it only takes effect with --protocol "
+     "ground_plane (got --protocol depthart)"),
+    (GROUND + ["--imu-max-dt", "0.1"], "--imu-max-dt set, but it only takes effect with "
+     "--imu-topic"),
+    (GROUND + ["--lines-agree", "4"], "--lines-agree set, but it only takes effect with "
+     "--vertical-lines"),
 ]  # fmt: skip
 
 

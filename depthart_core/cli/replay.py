@@ -40,6 +40,7 @@ PROTOCOL_OPTIONS = {
             "ground_tilt",
             "ground_max_angle",
             "lines_agree",
+            "imu_max_dt",
         ),
         ("ground_plane",),
     ),
@@ -213,6 +214,11 @@ def _ground_plane(args: argparse.Namespace):
         return None
     if args.camera_height is None:
         return None  # ReplayConfig refuses the protocol without it
+    for needs, dests in (("--imu-topic", ["imu_max_dt"]), ("--vertical-lines", ["lines_agree"])):
+        if not getattr(args, needs[2:].replace("-", "_")):
+            unused = without_effect(args, dests, needs)
+            if unused:
+                raise ValueError(unused)
     if args.ground_tilt > 0.0 and not (args.imu_topic or args.vertical_lines):
         raise ValueError(
             f"--ground-tilt {args.ground_tilt:g} straightens the floor toward a measured up: "
