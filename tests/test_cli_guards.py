@@ -102,7 +102,8 @@ def test_a_checkpoint_is_an_input_too(bag, tiny_checkpoint, tmp_path, capsys):
             assert f"holds the input {model}" in _err(capsys), argv[0]
             assert model.is_file() and not list(tmp_path.glob("run.old-*"))
     before = model.read_bytes()
-    assert main(["export", "--checkpoint", str(model), "--out", str(model)]) == 1
+    argv = ["export", "--checkpoint", str(model), "--out", str(model), "--overwrite"]
+    assert main(argv) == 1
     assert "would write over the input" in _err(capsys) and model.read_bytes() == before
 
 
@@ -135,8 +136,10 @@ def test_numbers_out_of_range_are_named_before_any_work(bag, tmp_path, capsys):
         ("--max-frames", "0", "--max-frames must be >= 1, got 0"),
         ("--imu-max-dt", "-1", "--imu-max-dt must be >= 0 s, got -1.0"),
     )
+    imu = ["--protocol", "ground_plane", "--camera-height", "1", "--imu-topic", "/imu"]
+    imu += ["--camera-info-topic", "/camera/camera_info"]
     for flag, value, said in replay_bad:
-        argv = ["replay", str(bag), *TOPICS, "--out", str(tmp_path / "r"), flag, value]
+        argv = ["replay", str(bag), *TOPICS, "--out", str(tmp_path / "r"), flag, value, *imu]
         assert main(argv) == 1 and _err(capsys).endswith(f"error: {said}")
     assert not (tmp_path / "f").exists() and not (tmp_path / "r").exists()
     for runs, warmup in (("0", "3"), ("-2", "3"), ("5", "-1")):
@@ -582,3 +585,16 @@ def test_training_help_prints_the_examples_as_written(script):
     assert said.returncode == 0, said.stderr
     shown = [line.rstrip() for line in said.stdout.splitlines()]
     assert all(line in shown for line in continued), said.stdout
+
+
+def test_export_never_replaces_an_existing_out_without_overwrite(tmp_path, tiny_checkpoint, capsys):
+    """export wrote over an existing graph or engine silently (convert, train and the rest
+    refuse without --overwrite)."""
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"a graph exported last week")
+    assert main(["export", "--checkpoint", tiny_checkpoint, "--out", str(out)]) == 1
+    err = _err(capsys)
+    assert f"--out {out} exists: give --overwrite" in err, err
+    assert out.read_bytes() == b"a graph exported last week"
+    assert main(["export", "--checkpoint", tiny_checkpoint, "--out", str(out), "--overwrite"]) == 0
+    assert out.read_bytes()[:2] != b"a "
