@@ -504,3 +504,19 @@ def test_cuda_n_runs_on_gpu_n(exported, monkeypatch, device, want):
     with pytest.raises(Opened):
         OnnxRuntimeBackend(exported, device=device)
     assert seen["providers"] == want
+
+
+def test_the_cache_logs_the_graph_it_keeps_not_its_temporary_file(
+    tiny_checkpoint, tmp_path, monkeypatch, caplog
+):
+    """The "exported" line named the atomic write's temporary file, gone once it finished."""
+    import logging
+
+    import depthart_core.runtime.onnx_cache as onnx_cache
+    from depthart_core.checkpoint import CheckpointFile
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    with caplog.at_level(logging.INFO):
+        path = onnx_cache.cached_onnx(CheckpointFile(tiny_checkpoint), "fp32")
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("exported ")]
+    assert line.startswith(f"exported {path} (") and ".tmp" not in line, line

@@ -76,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(  # a failed export leaves neither a partial graph nor a temp file
             onnx_path,
             lambda tmp: export_onnx(
-                model, tmp, checkpoint_sha256=ckpt.model_sha256, fp16=args.fp16, sampling=sampling
+                model,
+                tmp,
+                checkpoint_sha256=ckpt.model_sha256,
+                fp16=args.fp16,
+                sampling=sampling,
+                final_path=onnx_path,
             ),
         )
         missing = unsupported_ops(onnx_path)

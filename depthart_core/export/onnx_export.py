@@ -158,9 +158,12 @@ def export_onnx(
     fp16: bool = False,
     check: bool = True,
     sampling: SamplingConfig | None = None,
+    final_path: str | Path | None = None,
 ) -> Path:
     """Trace the static graph, save it, stamp metadata, run onnx.checker. Returns the path.
-    `sampling`: the deterministic decoding the graph holds (None: the default, soft)."""
+    `sampling`: the deterministic decoding the graph holds (None: the default, soft);
+    `final_path`: where the graph will live, for the log line, where `out_path` is a temporary
+    file that an atomic write moves there."""
     import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)
@@ -208,7 +211,7 @@ def export_onnx(
         onnx.checker.check_model(str(out_path))
     log.info(
         "exported %s (%s, %s, uncertainty %s, opset %d, %.1f MB)",
-        out_path,
+        final_path or out_path,
         meta[META_PRECISION],
         meta[META_DECODING],
         meta[META_UNCERTAINTY],

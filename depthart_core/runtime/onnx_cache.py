@@ -95,7 +95,12 @@ def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: Sampling
     atomic_write(
         path,
         lambda tmp: export_onnx(
-            model, tmp, checkpoint_sha256=ckpt.model_sha256, fp16=fp16, sampling=sampling
+            model,
+            tmp,
+            checkpoint_sha256=ckpt.model_sha256,
+            fp16=fp16,
+            sampling=sampling,
+            final_path=path,
         ),
         stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed export's temp folder
     )
