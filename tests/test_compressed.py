@@ -362,7 +362,7 @@ def test_live_replay_feeds_a_compressed_topic_to_the_nodes_image_transport(
     )
     report = replay_live(comp, tmp_path / "live", COMP, live, RclpyTransport())
     lv = report["live"]
-    assert report["status"] == "complete" and lv["published"] == 4 and lv["returned"] >= 1
+    assert report["status"].startswith("complete") and lv["published"] == 4 and lv["returned"] >= 1
     # the node decoded the same JPEG bytes: the frames that came back score as offline
     offline = replay_offline(comp, tmp_path / "off", COMP, DepthEstimator.from_checkpoint(
         tiny_checkpoint))  # fmt: skip

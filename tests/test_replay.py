@@ -720,9 +720,17 @@ def test_live_node_that_dies_is_reported_with_its_log(tmp_path, tiny_checkpoint)
 
 
 @pytest.mark.ros
-def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_backend, tmp_path):
+def test_live_replay_through_the_real_node(
+    synth_bags, tiny_checkpoint, tiny_backend, tmp_path, monkeypatch
+):
+    """Through rclpy and Fast DDS, from a shell whose discovery would keep the replay and the
+    node apart (OFF: the start-up timeout ran out, the node blamed) or lose large frames before
+    the node (LOCALHOST, ROS_LOCALHOST_ONLY): the replay runs both on ROS 2's default."""
     pytest.importorskip("rclpy", reason="live replay needs rclpy")
     from depthart_ros.replay.transport import RclpyTransport
+
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "OFF")
+    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
 
     live = LiveConfig(
         tiny_checkpoint,
@@ -735,9 +743,14 @@ def test_live_replay_through_the_real_node(synth_bags, tiny_checkpoint, tiny_bac
     report = replay_live(synth_bags["mcap"], tmp_path / "live", SYNTH, live, RclpyTransport())
     _check_counts(report)
     lv = report["live"]
-    assert report["status"] == "complete" and lv["published"] == 4
+    # a frame lost before the node on a loaded machine is said in the status, not failed on
+    assert re.fullmatch(r"complete(, [1-4] of 4 frames lost before the node)?", report["status"])
+    assert lv["published"] == 4
     assert lv["returned"] + lv["dropped"] == lv["published"] and lv["returned"] >= 1
     assert lv["unexpected_outputs"] == 0 and lv["node_exit_code"] is not None
+    if lv["node_frames"] is not None:  # the node's diagnostics split the drops
+        assert lv["lost_before_node"] + lv["dropped_by_node"] == lv["dropped"]
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "OFF"  # the shell's, put back
     returned = [r for r in report["rows"] if r["status"] != "dropped"]
     assert all(r["latency_ms"] > 0 for r in returned) and report["latency_ms"]["n"] == len(returned)
     # the node runs the same predict as offline: identical scores on the frames that came back

@@ -408,7 +408,7 @@ def test_live_replay_through_the_node_scores_as_offline(cart_bag, tmp_path):
     )
     report = replay_live(cart_bag, tmp_path / "live", _cfg(), live, RclpyTransport())
     lv, gp = report["live"], report["ground_plane"]
-    assert report["status"] == "complete" and lv["published"] == FRAMES
+    assert report["status"].startswith("complete") and lv["published"] == FRAMES
     assert gp["frames_fitted"] == lv["returned"] >= 1  # a dropped frame is never fitted
     assert gp["frames_scaled"] >= 1
     offline = replay_offline(cart_bag, tmp_path / "off", _cfg(), get_backend("torch", shipped))

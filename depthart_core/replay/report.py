@@ -177,6 +177,9 @@ def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) ->
     lines.append(f"  frames {c['frames']}: " + (", ".join(parts) or "none processed"))
     if report.get("short_bag"):
         lines.append(f"  short bag: {report['short_bag']}")
+    drops = _live_drops(report.get("live") or {})
+    if drops:
+        lines.append(f"  {drops}")
     if report.get("fps"):
         lines.append(f"  {_rate(report)}")
     lat = report.get("latency_ms") or {}
@@ -353,6 +356,19 @@ def markdown_report(report: dict[str, Any]) -> str:
         lv = report["live"]
         keys = ("published", "returned", "dropped", "warmup_published", "unexpected_outputs")
         lines += ["## Live", "", ", ".join(f"{k} {lv[k]}" for k in keys)]
+        drops = _live_drops(lv)
+        if drops:
+            lines.append(f"\n{drops[0].upper()}{drops[1:]}")
+        if lv.get("lost_before_node"):
+            node = lv["node_frames"]
+            images = lv["published"] + lv["warmup_published"]
+            lines.append(
+                f"\n**Transport loss:** {lv['lost_before_node']} of {lv['published']} frames never "
+                f"reached the node (its diagnostics count {node['received']} images received of "
+                f"{images} published, warm-up included): they were lost in DDS transport between "
+                "the replay and the node, not dropped by the node, and the latency and throughput "
+                'above are of the frames that came through. See README, "Large images and DDS".'
+            )
         lines += [f"\nnode: `{' '.join(lv['node_cmd'])}` (log `{lv['node_log']}`)", ""]
     for key, title in (("unmatched_frames", "Unmatched"), ("rejected_frames", "Rejected")):
         items = report[key]
@@ -367,6 +383,22 @@ def markdown_report(report: dict[str, Any]) -> str:
     for name in report.get("pictures", {}).values():
         lines += [f"![{name}]({name})", ""]
     return "\n".join(lines)
+
+
+def _live_drops(lv: dict[str, Any]) -> str | None:
+    """Where a live run's dropped frames went: lost before the node (it never received them) or
+    dropped by the node (received, no output), as the node's diagnostics tell them apart."""
+    if not lv.get("dropped"):
+        return None
+    if lv.get("lost_before_node") is None:
+        return (
+            f"dropped {lv['dropped']}: lost before the node or by it is not known (the node's "
+            "diagnostics gave no frames_received)"
+        )
+    return (
+        f"dropped {lv['dropped']}: {lv['lost_before_node']} lost before the node (never "
+        f"received: DDS transport), {lv['dropped_by_node']} by the node (received, no output)"
+    )
 
 
 def _pyplot() -> Any:

@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--domain-id",
         type=int,
         default=None,
-        help="ROS_DOMAIN_ID (default $DEPTHART_REPLAY_DOMAIN_ID, else random)",
+        help="ROS_DOMAIN_ID of the replay and the node, 0-232 (default "
+        "$DEPTHART_REPLAY_DOMAIN_ID, else random in 30-101); discovery is ROS 2's default, "
+        "SUBNET, whatever ROS_AUTOMATIC_DISCOVERY_RANGE says",
     )
     live.add_argument("--startup-timeout", type=float, default=60.0, help="[s]")
     live.add_argument("--drain-timeout", type=float, default=5.0, help="[s]")

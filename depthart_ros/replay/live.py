@@ -3,14 +3,16 @@
 `LiveSession` owns one run: it starts the node (`depthart_ros.replay.process`), waits until it is
 connected and has answered a warm-up frame, publishes camera info and images on the recorded
 clock (restamped with the wall clock unless `restamp=False`), and maps each `depth` output back to
-its frame by header stamp for end-to-end latency and drops. `replay_live` then scores the frames
-that came back with the same pass as offline mode and writes the report on every exit path.
+its frame by header stamp for end-to-end latency and drops, and splits the drops by the node's
+diagnostics into frames lost before the node (DDS) and frames the node itself did not answer.
+`replay_live` then scores the frames that came back with the same pass as offline mode and
+writes the report on every exit path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import queue
 import subprocess
 import time
@@ -39,15 +41,32 @@ from depthart_core.signals import interrupt_on_termination
 from depthart_ros.replay.process import (
     LiveConfig,
     LiveTransport,
+    apply_env,
+    discovery_said,
     log_tail,
     node_command,
     pick_domain_id,
+    restore_env,
     ros_env,
     start_process,
     stop_process,
 )
 
 log = logging.getLogger(__name__)
+
+# The node's /diagnostics come at 1 Hz: after the last frame, wait this long at most for a message
+# that counts every image published (an older one would pass frames still in flight for lost).
+DIAGNOSTICS_SETTLE_S = 2.5
+# the node's frame counters, as its diagnostics name them (`depthart_ros.pipeline.frame_stats`)
+NODE_COUNTERS = (
+    "received",
+    "processed",
+    "replaced",
+    "rejected",
+    "dropped_stale",
+    "pending",
+    "in_progress",
+)
 
 
 class LiveSession:
@@ -85,13 +104,14 @@ class LiveSession:
         self.deadline = self.t_start + live.time_limit_s
         self.last_activity = self.t_start
         self.exit_code: int | None = None
+        self.env = ros_env(self.domain_id)
+        self._saved_env: dict[str, str | None] | None = None
 
     # -- process and transport
     def start(self) -> None:
-        env = ros_env(self.domain_id)
-        for key in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-            os.environ.setdefault(key, env[key])  # this process's participant needs them too
-        log.info("starting node (ROS_DOMAIN_ID=%d): %s", self.domain_id, " ".join(self.cmd))
+        env = self.env
+        self._saved_env = apply_env(env)  # this process's participant, as the node's (until close)
+        log.info("starting node (%s): %s", discovery_said(env), " ".join(self.cmd))
         self.proc = start_process(self.cmd, env, self.log_path)
         topics = {"image": self.cfg.image_topic, "output": self.cfg.pred_topic}
         topics["image_type"] = self.image_type
@@ -103,7 +123,10 @@ class LiveSession:
             if time.monotonic() >= limit:
                 raise RuntimeError(
                     f"node did not subscribe to {self.cfg.image_topic} and publish "
-                    f"{self.cfg.pred_topic} within {self._limit_said()}; "
+                    f"{self.cfg.pred_topic} within {self._limit_said()}; where its log says it "
+                    f"is ready, the replay and the node never discovered each other "
+                    f"({discovery_said(env)}; where this host blocks multicast, "
+                    f"ROS_STATIC_PEERS=127.0.0.1 adds loopback); "
                     f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             self.pump(time.monotonic() + 0.1)
@@ -124,12 +147,17 @@ class LiveSession:
         except KeyboardInterrupt:
             log.warning("interrupted again while closing: stopping the node at once")
         finally:
-            if self.proc is not None:
-                try:
-                    self.exit_code = stop_process(self.proc)
-                except KeyboardInterrupt:
-                    log.warning("interrupted again: killing the node")
-                    self.exit_code = stop_process(self.proc, grace_s=0.0)
+            try:
+                if self.proc is not None:
+                    try:
+                        self.exit_code = stop_process(self.proc)
+                    except KeyboardInterrupt:
+                        log.warning("interrupted again: killing the node")
+                        self.exit_code = stop_process(self.proc, grace_s=0.0)
+            finally:
+                if self._saved_env is not None:
+                    restore_env(self._saved_env)
+                    self._saved_env = None
 
     def _on_output(self, raw: bytes, t: float) -> None:
         self.outputs.put((raw, t))
@@ -266,19 +294,71 @@ class LiveSession:
                 return
             self.pump(min(limit, time.monotonic() + 0.1))
 
+    def _diagnostics(self) -> list[dict[str, Any]]:
+        try:
+            return self.transport.diagnostics()
+        except Exception as exc:  # diagnostics are informative only
+            return [{"error": str(exc)}]
+
+    @staticmethod
+    def node_counts(diagnostics: list[dict[str, Any]]) -> dict[str, int] | None:
+        """The node's frame counters (`NODE_COUNTERS`, warm-up frames included) from its
+        diagnostics, or None where no status carries frames_received (another node)."""
+        for status in diagnostics:
+            values = status.get("values") or {}
+            try:
+                received = int(values["frames_received"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            counts = {"received": received}
+            for k in NODE_COUNTERS[1:]:
+                try:
+                    counts[k] = int(values[f"frames_{k}"])
+                except (KeyError, TypeError, ValueError):
+                    pass
+            return counts
+        return None
+
+    def settle_diagnostics(self) -> None:
+        """Wait, at most `DIAGNOSTICS_SETTLE_S`, for the node's diagnostics to count every image
+        published: their frames_received then tells the frames lost before the node from those
+        it dropped. A short run can end before the first message (1 s after the node is up),
+        which is awaited too; a node whose diagnostics count no frames is not waited for."""
+        images = len(self.sent) + len(self.warm_stamps)
+        limit = min(self.deadline, time.monotonic() + DIAGNOSTICS_SETTLE_S)
+        while time.monotonic() < limit:
+            diagnostics = self._diagnostics()
+            counts = self.node_counts(diagnostics)
+            if diagnostics and (counts is None or counts["received"] >= images):
+                return
+            time.sleep(0.1)
+
     def stats(self) -> dict[str, Any]:
         returned = len(self.received)
+        dropped = len(self.sent) - returned
         # outputs per second: N outputs span N - 1 intervals between the first and the last
         got = sorted(self.received.values())
         span = got[-1] - got[0] if returned > 1 else 0.0
-        try:
-            diagnostics = self.transport.diagnostics()
-        except Exception as exc:  # diagnostics are informative only
-            diagnostics = [{"error": str(exc)}]
+        diagnostics = self._diagnostics()
+        node = self.node_counts(diagnostics)
+        lost = by_node = None
+        if node is not None:
+            # images the node never received (warm-ups included), at most the frames dropped: an
+            # unanswered warm-up lost on the way is counted against the measured frames, so a
+            # loss in transport is never passed off as the node's
+            images = len(self.sent) + len(self.warm_stamps)
+            lost = min(dropped, max(0, images - node["received"]))
+            by_node = dropped - lost
         return {
             "published": len(self.sent),
             "returned": returned,
-            "dropped": len(self.sent) - returned,
+            "dropped": dropped,
+            # `dropped` split: never reached the node (DDS transport), or reached it and got no
+            # output (the node replaced, rejected or dropped it, or answered too late); None where
+            # the node's diagnostics gave no frames_received
+            "lost_before_node": lost,
+            "dropped_by_node": by_node,
+            "node_frames": node,
             "warmup_published": len(self.warm_stamps),
             "warmup_returned": self.warm_back,
             "unexpected_outputs": self.unexpected,
@@ -288,8 +368,9 @@ class LiveSession:
             "node_cmd": self.cmd,
             "node_log": str(self.log_path),
             "node_exit_code": self.exit_code,
-            # the node's last 1 Hz diagnostics received: a snapshot up to a second before the
-            # last frames, so its counters can trail the counts above
+            # the node's last 1 Hz diagnostics received (awaited until they counted every image
+            # published, for at most DIAGNOSTICS_SETTLE_S): a snapshot that can trail the last
+            # outputs by up to a second
             "node_diagnostics": diagnostics,
             "fps": (returned - 1) / span if span > 0 else None,
         }
@@ -310,6 +391,8 @@ def replay_live(
     the input topics plus the node's outputs (frames that came back).
     """
     bag, out = Path(bag), Path(out_dir)
+    # $DEPTHART_REPLAY_DOMAIN_ID refused before anything lands in --out
+    live = dataclasses.replace(live, domain_id=pick_domain_id(live.domain_id))
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = resolve_checkpoint(live.checkpoint)
     index = index_bag(bag, cfg)
@@ -343,11 +426,13 @@ def _run_live(
             session.warmup()
             session.play()
             session.drain()
+            session.settle_diagnostics()
         except BaseException as exc:  # KeyboardInterrupt too: score what came back, then re-raise
             error = exc
         finally:
             session.close()
         run.meta["live"] = session.stats()
+        _warn_transport_loss(run.meta["live"])
         run.meta["fps"] = run.meta["live"]["fps"]
         run.meta["wall_s"] = time.monotonic() - session.t_start
         if session.sent:  # nothing played (e.g. the node never started): all rows are filled below
@@ -358,7 +443,7 @@ def _run_live(
         error = error or exc
     finally:
         _fill_live_rows(run, session)
-        run.status = _status(error, session)
+        run.status = _status(error, session, run.meta.get("live") or {})
         store.close()
         report = write_report(run, out)
     if error is not None:
@@ -366,15 +451,34 @@ def _run_live(
     return report
 
 
-def _status(error: BaseException | None, session: LiveSession) -> str:
-    if error is None and session.truncated:  # not every frame was played: say so
-        played, total = len(session.sent), session.index.n_frames
-        return f"truncated by --time-limit: {played} of {total} frames played"
-    if error is None:
-        return "complete"
+def _status(error: BaseException | None, session: LiveSession, live: dict[str, Any]) -> str:
+    """complete (or truncated), with the frames lost before the node where there were: the run
+    did all it was asked and every frame that reached the node was measured, so it is no error
+    (as a short bag is not), but its drops, latency and throughput are not the node's alone."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
-    return f"error: {error}"
+    if error is not None:
+        return f"error: {error}"
+    status = "complete"
+    if session.truncated:  # not every frame was played: say so
+        played, total = len(session.sent), session.index.n_frames
+        status = f"truncated by --time-limit: {played} of {total} frames played"
+    if live.get("lost_before_node"):
+        status += f", {_lost_said(live)}"
+    return status
+
+
+def _lost_said(live: dict[str, Any]) -> str:
+    return f"{live['lost_before_node']} of {live['published']} frames lost before the node"
+
+
+def _warn_transport_loss(live: dict[str, Any]) -> None:
+    if live.get("lost_before_node"):
+        log.warning(
+            "%s (in DDS transport; the node never received them): the drops, latency and "
+            "throughput measured are not the node's alone; see the report's Live section",
+            _lost_said(live),
+        )
 
 
 def _live_row(run: ReplayRun, session: LiveSession, i: int) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Live replay, the node side: how the node under test is started, fed, talked to and stopped.
 
 `LiveConfig` says how the node runs; `node_command` remaps its topics onto the bag's, `ros_env`
-gives it a private ROS domain on loopback, and `start_process` / `stop_process` run it as its own
-process group. `LiveTransport` is the ROS side the replay talks through, injected so that the
-replay runs (and is tested) without rclpy (the rclpy one is
-`depthart_ros.replay.transport.RclpyTransport`).
+gives it and the replay a private ROS domain with discovery and transports that carry large
+images, and `start_process` / `stop_process` run it as its own process group. `LiveTransport`
+is the ROS side the replay talks through, injected so that the replay runs (and is tested)
+without rclpy (the rclpy one is `depthart_ros.replay.transport.RclpyTransport`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,17 @@ from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFF
 from depthart_core.rosio.messages import IMAGE_TYPE
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+DOMAIN_ENV = "DEPTHART_REPLAY_DOMAIN_ID"
+MAX_DOMAIN_ID = 232  # Fast DDS's ports (default port base) run out above it
+DISCOVERY_RANGE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
+# The replay's own discovery: ROS 2's default. LOCALHOST makes rmw_fastrtps set its own loopback
+# locators, and 640x480 best-effort frames were then lost on the way to the node (4-6 of 10
+# delivered, 10 of 10 under SUBNET), and the deprecated ROS_LOCALHOST_ONLY=1 imposes LOCALHOST;
+# OFF kept the two processes from ever finding each other. The random private domain keeps the
+# run apart.
+REPLAY_DISCOVERY_RANGE = "SUBNET"
+# what the replay sets in its own process as in the node's (`ros_env`; `apply_env` / `restore_env`)
+REPLAY_ENV_KEYS = ("FASTDDS_BUILTIN_TRANSPORTS", DISCOVERY_RANGE, "ROS_LOCALHOST_ONLY")
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,8 @@ class LiveConfig:
     def __post_init__(self) -> None:
         if not self.rate > 0:
             raise ValueError(f"rate must be > 0 (a multiple of the recorded rate), got {self.rate}")
-        if self.domain_id is not None and not 0 <= self.domain_id <= 232:
-            raise ValueError(f"ROS domain id must be in [0, 232], got {self.domain_id}")
+        if self.domain_id is not None:
+            check_domain_id(self.domain_id, "ROS domain id")
         for name in ("startup_timeout_s", "drain_timeout_s", "time_limit_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)}")
@@ -75,26 +86,73 @@ class LiveTransport(Protocol):
     def close(self) -> None: ...
 
 
+def check_domain_id(value: int, what: str) -> int:
+    if not 0 <= value <= MAX_DOMAIN_ID:
+        raise ValueError(f"{what} must be in [0, {MAX_DOMAIN_ID}], got {value}")
+    return value
+
+
 def pick_domain_id(requested: int | None = None) -> int:
+    """`requested`, else $DEPTHART_REPLAY_DOMAIN_ID (checked, naming it), else a random id."""
     if requested is not None:
-        return requested
-    env = os.environ.get("DEPTHART_REPLAY_DOMAIN_ID")
+        return check_domain_id(requested, "ROS domain id")
+    env = os.environ.get(DOMAIN_ENV, "").strip()
     if env:
-        return int(env)
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(
+                f"${DOMAIN_ENV} must be a ROS domain id, an integer in [0, {MAX_DOMAIN_ID}], "
+                f"got {env!r}"
+            ) from None
+        return check_domain_id(value, f"${DOMAIN_ENV}")
     # ROS 2's safe ids on Linux: above 101 Fast DDS's ports fall among the ephemeral ones
     # (32768-60999) another socket may hold; 0-29 are left to the robots' own domains
     return random.SystemRandom().randint(30, 101)
 
 
 def ros_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a ROS process of the replay: its own domain, loopback discovery, and
-    Fast DDS's LARGE_DATA transports (large images are lost over default UDP best effort)."""
+    """Environment for a ROS process of the replay (the node's, and `apply_env` for the replay's
+    own): its private domain, ROS 2's default discovery whatever the shell has
+    (`REPLAY_DISCOVERY_RANGE`; ROS_STATIC_PEERS, where set, is added to it), no ROS_LOCALHOST_ONLY
+    (it would override the range), and Fast DDS's LARGE_DATA transports unless set (large images
+    are lost over default UDP best effort)."""
     env = dict(os.environ if base is None else base)
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env[DISCOVERY_RANGE] = REPLAY_DISCOVERY_RANGE
+    env.pop("ROS_LOCALHOST_ONLY", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def apply_env(
+    env: dict[str, str], keys: tuple[str, ...] = REPLAY_ENV_KEYS
+) -> dict[str, str | None]:
+    """Set `keys` in this process's environment as `env` has them (absent: removed), for the
+    replay's own participant; returns the values they had, for `restore_env`."""
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        if k in env:
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
+    return saved
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def discovery_said(env: dict[str, str]) -> str:
+    """How the replay's processes discover each other, for a message."""
+    said = f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, {DISCOVERY_RANGE}={env[DISCOVERY_RANGE]}"
+    peers = env.get("ROS_STATIC_PEERS")
+    return said + (f", ROS_STATIC_PEERS={peers}" if peers else ", no ROS_STATIC_PEERS")
 
 
 def node_command(
