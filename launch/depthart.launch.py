@@ -52,7 +52,12 @@ NOT_GIVEN = ""
 ARGUMENTS = [
     ("namespace", "", "namespace of the node and of its relative topics (depth, ...)"),
     ("image", "image", "input sensor_msgs/Image topic"),
-    ("camera_info", "camera_info", "input sensor_msgs/CameraInfo topic of that image"),
+    (
+        "camera_info",
+        "camera_info",
+        "input sensor_msgs/CameraInfo topic; left at camera_info, the one beside image "
+        "(image:=/camera/image_raw reads /camera/camera_info, as image_transport names it)",
+    ),
     ("sparse_depth", "sparse_depth", "sparse metric depth topic (used if sparse_depth.enabled)"),
     ("imu", "imu", "sensor_msgs/Imu attitude topic (used if ground_plane.imu)"),
     ("checkpoint", NOT_GIVEN, "DepthART .safetensors checkpoint; empty = the params file's"),
