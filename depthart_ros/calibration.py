@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, RegionOfInterest
@@ -106,6 +107,33 @@ def camera_info_beside(image_topic: str) -> str:
     image_transport's `getCameraInfoTopic` names it (/camera/image_raw -> /camera/camera_info,
     /image -> /camera_info)."""
     return image_topic.rstrip("/").rsplit("/", 1)[0] + "/camera_info"
+
+
+def remaps_name(
+    ros_args: Sequence[str], name: str, expanded: str, node_names: Sequence[str]
+) -> bool:
+    """Whether `ros_args` (a command line's, or a node's own arguments) hold a remap rule for the
+    topic `name`, whose expansion in the node's namespace is `expanded`: `-r`/`--remap` inside a
+    `--ros-args` section matching `name`, `expanded`, or either after one of `node_names` and a
+    colon (a rule for that node only). A rule to the name's own expansion counts (`-r
+    camera_info:=/camera_info` names a topic, though it resolves as no rule would)."""
+    inside, rules = False, []
+    it = iter(ros_args)
+    for arg in it:
+        if arg == "--ros-args":
+            inside = True
+        elif arg == "--":
+            inside = False
+        elif inside and arg in ("-r", "--remap"):
+            rules.append(next(it, ""))
+    for rule in rules:
+        match = rule.split(":=", 1)[0]
+        node, sep, topic = match.rpartition(":")
+        if sep and node not in node_names:
+            continue
+        if topic in (name, expanded):
+            return True
+    return False
 
 
 def camera_info_silence(

@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
@@ -84,6 +84,7 @@ from depthart_ros.calibration import (
     camera_info_beside,
     camera_info_for,
     camera_info_silence,
+    remaps_name,
 )
 from depthart_ros.dds import use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
@@ -115,6 +116,9 @@ OVERRIDABLE = tuple(QoSPolicyKind[k] for k in "HISTORY DEPTH RELIABILITY DURABIL
 DEVICE_ADVICE = (
     "set the node's device parameter to cpu (-p device:=cpu, or device: cpu in its params file)"
 )
+NODE_NAME = "depthart_node"
+# the arguments rclpy.init was given by `init_or_exit` (empty before): their remap rules
+_INIT_ARGS: list[str] = []
 STOPPED_LINE = "stopped during start-up: shut down (Ctrl-C or SIGTERM) before the node was ready"
 
 
@@ -133,13 +137,20 @@ def shut_down_during_start_up(exc: BaseException, context: Any) -> bool:
     return isinstance(exc, (KeyboardInterrupt, StartupStopped)) or not context.ok()
 
 
-def camera_info_topic(node: Node) -> str:
-    """The CameraInfo topic `node` reads: `camera_info` as remapped, or, left alone, the one
-    beside `image`'s resolved topic, as image_transport's camera subscribers read it
-    (`-r image:=/camera/image_raw` alone reads /camera/camera_info). A remap of `camera_info`
-    to its own name (the launch file's default) counts as left alone."""
+def process_ros_args() -> list[str]:
+    """The command line rclpy.init read in this process (`init_or_exit`), else sys.argv."""
+    return list(_INIT_ARGS or sys.argv)
+
+
+def camera_info_topic(node: Node, ros_args: Sequence[str] = ()) -> str:
+    """The CameraInfo topic `node` reads: `camera_info` as remapped, or, without a remap rule for
+    it in `ros_args` (the process's and the node's own arguments), the one beside `image`'s
+    resolved topic, as image_transport's camera subscribers read it (`-r image:=/camera/image_raw`
+    alone reads /camera/camera_info; `-r camera_info:=/camera_info` with it reads /camera_info)."""
     resolved = node.resolve_topic_name("camera_info")
-    if resolved != node.resolve_topic_name("camera_info", only_expand=True):
+    expanded = node.resolve_topic_name("camera_info", only_expand=True)
+    names = (node.get_name(), NODE_NAME)
+    if resolved != expanded or remaps_name(ros_args, "camera_info", expanded, names):
         return resolved
     return camera_info_beside(node.resolve_topic_name("image"))
 
@@ -290,7 +301,7 @@ class DepthArtCore:
         self.camera_info_ignored = ""  # why the latest camera_info was ignored; "" when used
         self.camera_info_mismatch = ""  # why the last frame's camera_info did not fit it
         self.camera_info_arrived: float | None = None  # monotonic time of the latest, any
-        self.camera_info_topic = camera_info_topic(self)
+        self.camera_info_topic = camera_info_topic(self, self.ros_args)
         if c["use_camera_info"]:
             qos_info = self._qos("input_qos", depth=10)  # a burst must not evict its pair
             self._subscribe(CameraInfo, self.camera_info_topic, self._on_info, qos_info)
@@ -732,7 +743,8 @@ class DepthArtNode(DepthArtCore, Node):
     checkpoint raises here, before any callback runs."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("depthart_node", **kwargs)
+        super().__init__(NODE_NAME, **kwargs)
+        self.ros_args = [*process_ros_args(), *(kwargs.get("cli_args") or [])]
         try:
             self._declare_parameters()
             self._load_model()
@@ -883,6 +895,7 @@ def init_or_exit(args: list[str] | None, logger_name: str = "depthart_node") -> 
     stop (status 0), as during the rest of the start-up."""
     try:
         rclpy.init(args=args)
+        _INIT_ARGS[:] = sys.argv if args is None else args  # its remap rules: camera_info_topic
     except KeyboardInterrupt:
         leave_stopped_during_start_up(logger_name)
     except Exception as exc:

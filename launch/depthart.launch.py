@@ -54,8 +54,8 @@ ARGUMENTS = [
     ("image", "image", "input sensor_msgs/Image topic"),
     (
         "camera_info",
-        "camera_info",
-        "input sensor_msgs/CameraInfo topic; left at camera_info, the one beside image "
+        NOT_GIVEN,
+        "input sensor_msgs/CameraInfo topic; empty = the one beside image "
         "(image:=/camera/image_raw reads /camera/camera_info, as image_transport names it)",
     ),
     ("sparse_depth", "sparse_depth", "sparse metric depth topic (used if sparse_depth.enabled)"),
@@ -241,8 +241,10 @@ def launch_setup(context: LaunchContext) -> list[Any]:
         namespace=value("namespace"),
         output="screen",
         emulate_tty=True,
-        remappings=[
-            (topic, value(topic)) for topic in ("image", "camera_info", "sparse_depth", "imu")
+        remappings=[  # camera_info not given: none, so the node reads the one beside image
+            (topic, value(topic))
+            for topic in ("image", "camera_info", "sparse_depth", "imu")
+            if value(topic) != NOT_GIVEN
         ],
         ros_arguments=["--log-level", value("log_level")],
     )

@@ -250,6 +250,11 @@ def test_params_file_wins_unless_the_argument_is_given(stand_in, tmp_path: Path)
     assert kw["namespace"] == "front" and kw["name"] == "depthart_node"
     assert ("image", "/cam/raw") in kw["remappings"]
     assert kw["ros_arguments"] == ["--log-level", "info"] and "arguments" not in kw
+    # camera_info not given: no remap, so the node reads the one beside the image (a remap
+    # camera_info:=camera_info would be an explicit rule naming /front/camera_info)
+    assert "camera_info" not in dict(kw["remappings"])
+    (node,) = run_setup(stand_in, params_file=robot, image="/cam/raw", camera_info="/cam/info")
+    assert ("camera_info", "/cam/info") in node.kwargs["remappings"]
 
 
 def test_managed_node_gets_the_same_parameters_and_no_in_process_autostart(

@@ -230,8 +230,8 @@ def test_camera_info_is_read_beside_the_image_and_its_silence_is_a_warning(
 
 def test_camera_info_is_read_beside_the_image_unless_remapped() -> None:
     """image_transport's convention (`getCameraInfoTopic`): the image topic's namespace +
-    camera_info; an explicit remap of camera_info wins, one to its own name (the launch file's
-    default) does not count."""
+    camera_info; an explicit remap of camera_info wins, also one to the name's own expansion
+    (`-r camera_info:=/camera_info` beside a remapped image was read as no remap at all)."""
     import rclpy
     from rclpy.node import Node
 
@@ -240,7 +240,23 @@ def test_camera_info_is_read_beside_the_image_unless_remapped() -> None:
     cases = [
         ("", {}, "/camera_info"),
         ("", {"image": "/camera/image_raw"}, "/camera/camera_info"),
-        ("", {"image": "/camera/image_raw", "camera_info": "camera_info"}, "/camera/camera_info"),
+        ("", {"image": "/camera/image_raw", "camera_info": "camera_info"}, "/camera_info"),
+        ("", {"image": "/camera/image_raw", "camera_info": "/camera_info"}, "/camera_info"),
+        (
+            "",
+            {"image": "/camera/image_raw", "depthart_node:camera_info": "/camera_info"},
+            "/camera_info",
+        ),
+        (
+            "",
+            {"image": "/camera/image_raw", "other_node:camera_info": "/camera_info"},
+            "/camera/camera_info",
+        ),
+        (
+            "front",
+            {"image": "/camera/image_raw", "/front/camera_info": "/front/camera_info"},
+            "/front/camera_info",
+        ),
         ("", {"image": "/camera/image_raw", "camera_info": "/cam/info"}, "/cam/info"),
         ("", {"image": "/image_raw"}, "/camera_info"),
         ("front", {}, "/front/camera_info"),
@@ -254,7 +270,7 @@ def test_camera_info_is_read_beside_the_image_unless_remapped() -> None:
             args = ["--ros-args", *[a for k, v in remaps.items() for a in ("-r", f"{k}:={v}")]]
             node = Node("depthart_node", namespace=namespace, context=context, cli_args=args)
             try:
-                assert camera_info_topic(node) == expected, (namespace, remaps)
+                assert camera_info_topic(node, args) == expected, (namespace, remaps)
             finally:
                 node.destroy_node()
     finally:
