@@ -594,7 +594,18 @@ def test_export_never_replaces_an_existing_out_without_overwrite(tmp_path, tiny_
     out.write_bytes(b"a graph exported last week")
     assert main(["export", "--checkpoint", tiny_checkpoint, "--out", str(out)]) == 1
     err = _err(capsys)
-    assert f"--out {out} exists: give --overwrite" in err, err
+    assert f"--out {out}: {out} exists: give --overwrite" in err, err
     assert out.read_bytes() == b"a graph exported last week"
     assert main(["export", "--checkpoint", tiny_checkpoint, "--out", str(out), "--overwrite"]) == 0
     assert out.read_bytes()[:2] != b"a "
+
+
+def test_export_tensorrt_never_replaces_the_graph_beside_the_engine(tmp_path, capsys):
+    """--format tensorrt writes its graph beside the engine: an existing one was replaced."""
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"an fp32 graph")
+    argv = ["export", "--format", "tensorrt", "--out", str(tmp_path / "model.engine")]
+    assert main(argv) == 1
+    err = _err(capsys)
+    assert f"{graph} exists (--format tensorrt writes its graph beside" in err, err
+    assert graph.read_bytes() == b"an fp32 graph"

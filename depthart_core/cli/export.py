@@ -13,7 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
     p.add_argument("--fp16", action="store_true", help="half precision, norms/softmax in fp32")
     p.add_argument("--out", required=True, help="output .onnx (or .engine for tensorrt)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out (and, for tensorrt, the .onnx graph beside it)",
+    )
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit")
     p.add_argument("--vae", default=None, help="VAR's VQ-VAE for an authors' checkpoint without it")
     p.add_argument(
@@ -45,8 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
     for written in {out, out.with_suffix(".onnx")}:  # before the export's work, not after it
         refuse_special_file(written)
-    if out.is_file() and not args.overwrite:  # as convert: a graph or engine is never replaced
-        raise ValueError(f"--out {out} exists: give --overwrite to replace it, or another path")
+    for written in sorted({out, out.with_suffix(".onnx")}):  # the engine's graph goes beside it
+        if written.is_file() and not args.overwrite:  # as convert: never replaced unasked
+            beside = "" if written == out else f" (--format tensorrt writes its graph beside {out})"
+            raise ValueError(
+                f"--out {out}: {written} exists{beside}: give --overwrite to replace it, or "
+                "another path"
+            )
     if args.format == "tensorrt" and args.workspace_mb <= 0:  # before the graph, not after it
         raise ValueError(f"--workspace-mb must be positive, got {args.workspace_mb}")
     from depthart_core.checkpoint import resolve_checkpoint
