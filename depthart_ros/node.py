@@ -213,7 +213,8 @@ class DepthArtCore:
             raise ValueError(f"invalid parameter: {reason}")
         sampling = sampling_setting(c["sampling"], c["sampling_seed"])
         check_device_runnable(c["backend"], c["device"], sampling.deterministic, DEVICE_ADVICE)
-        with core_logs_to(self.get_logger()):  # the cache's "exporting" / "waiting" lines
+        # the cache's "exporting" / "waiting" lines, while the context lives
+        with core_logs_to(self.get_logger(), self.context.ok):
             self.backend = get_backend(
                 c["backend"],
                 c["checkpoint"] or None,
@@ -785,6 +786,7 @@ class _ToRosLoggers(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.routes: dict[int, Any] = {}  # thread ident -> rclpy logger
+        self.live: dict[int, Callable[[], bool]] = {}  # thread ident -> its context's ok()
         self.saved = (logging.NOTSET, True)  # the logger's level and propagate, put back
         self.passed_level = logging.WARNING  # what the logger let through before
 
@@ -801,6 +803,8 @@ class _ToRosLoggers(logging.Handler):
                     if record.levelno >= handler.level:
                         handler.handle(record)
                 return
+            if not self.live.get(record.thread or 0, lambda: True)():
+                return  # Ctrl-C / SIGTERM ended the context: rcl could no longer publish it
             text = self.format(record)
             if record.levelno >= logging.ERROR:
                 ros_logger.error(text)
@@ -817,12 +821,13 @@ _CORE_LOGS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def core_logs_to(ros_logger: Any):
+def core_logs_to(ros_logger: Any, live: Callable[[], bool] | None = None):
     """Within the block, `depthart_core`'s INFO and above logged on this thread go to
     `ros_logger` (the node's log and /rosout) instead of Python's default handler, which drops
     INFO: a node waiting minutes for another process's engine build says so. Nodes loading on
     several threads at once each get their own lines; the logger's level is put back when the
-    last block ends."""
+    last block ends. `live` (the node's `context.ok`): once false, lines are dropped, not sent
+    to a /rosout publisher on a dead context (rcl's "Failed to publish log message")."""
     core = logging.getLogger("depthart_core")
     ident = threading.get_ident()
     with _CORE_LOGS_LOCK:
@@ -833,11 +838,14 @@ def core_logs_to(ros_logger: Any):
             core.setLevel(min(core.getEffectiveLevel(), logging.INFO))
             core.propagate = False  # a routed line once, in its node's log; others passed on
         _CORE_LOGS.routes[ident] = ros_logger
+        if live is not None:
+            _CORE_LOGS.live[ident] = live
     try:
         yield
     finally:
         with _CORE_LOGS_LOCK:
             _CORE_LOGS.routes.pop(ident, None)
+            _CORE_LOGS.live.pop(ident, None)
             if not _CORE_LOGS.routes:
                 core.removeHandler(_CORE_LOGS)
                 core.setLevel(_CORE_LOGS.saved[0])

@@ -302,3 +302,18 @@ def test_a_routed_line_is_not_printed_again_by_a_root_handler():
         root.removeHandler(handler)
     assert ros.lines == ["exporting"]
     assert seen == ["other warning"]
+
+
+def test_core_lines_stop_once_the_context_has_ended():
+    """A SIGTERM during start-up ends the context while the model load logs on: a line sent to
+    the node's logger then made rcl print "Failed to publish log message to rosout"."""
+    import logging
+
+    from depthart_ros.node import core_logs_to
+
+    ros, alive = _RosLines(), [True]
+    with core_logs_to(ros, lambda: alive[0]):
+        logging.getLogger("depthart_core.x").info("exporting")
+        alive[0] = False
+        logging.getLogger("depthart_core.x").info("exported")
+    assert ros.lines == ["exporting"]
