@@ -307,7 +307,7 @@ def test_a_head_swept_elsewhere_goes_into_the_checkpoint_unchanged(
     for seed, name in enumerate(("train", "eval")):
         write_synthetic_set(tmp_path / name, count=5, seed=seed, size=(48, 64), progress=False)
     sweep = training_script("uncertainty_head_sweep")
-    cache = str(tmp_path / "new" / "cache.safetensors")  # a folder not made yet: made before the gather
+    cache = str(tmp_path / "new" / "cache.safetensors")  # a folder not made yet
     common = ["--checkpoint", str(base_path), "--sampling", "soft", "--cache", cache]
     assert (
         sweep.main(
