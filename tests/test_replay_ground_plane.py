@@ -364,7 +364,7 @@ def _one_line_error(capsys) -> str:
         ),
         ([*INFO, "--camera-height", "1.0", "--ground-max-angle", "95"], "--ground-max-angle must"),
         (
-            [*INFO, "--camera-height", "1.0", "--lines-agree", "-1"],
+            [*INFO, "--camera-height", "1.0", "--vertical-lines", "--lines-agree", "-1"],
             "--lines-agree must be in [0, 90) (0 = off), got -1.0",
         ),
     ],
