@@ -609,3 +609,13 @@ def test_export_tensorrt_never_replaces_the_graph_beside_the_engine(tmp_path, ca
     err = _err(capsys)
     assert f"{graph} exists (--format tensorrt writes its graph beside" in err, err
     assert graph.read_bytes() == b"an fp32 graph"
+
+
+def test_export_onnx_minds_only_its_own_out(tmp_path, tiny_checkpoint, capsys):
+    """The tensorrt graph's sibling check refused `--format onnx --out depth.fp16` beside an
+    unrelated depth.onnx, which an ONNX export never writes."""
+    other = tmp_path / "depth.onnx"
+    other.write_bytes(b"another graph")
+    out = tmp_path / "depth.fp16"
+    assert main(["export", "--checkpoint", tiny_checkpoint, "--out", str(out)]) == 0, _err(capsys)
+    assert out.is_file() and other.read_bytes() == b"another graph"

@@ -47,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write (e.g. {out}/model.onnx)")
-    for written in {out, out.with_suffix(".onnx")}:  # before the export's work, not after it
+    # what it writes: --out, and for tensorrt the engine's graph beside it
+    writes = sorted({out, out.with_suffix(".onnx")} if args.format == "tensorrt" else {out})
+    for written in writes:  # before the export's work, not after it
         refuse_special_file(written)
-    for written in sorted({out, out.with_suffix(".onnx")}):  # the engine's graph goes beside it
+    for written in writes:
         if written.is_file() and not args.overwrite:  # as convert: never replaced unasked
             beside = "" if written == out else f" (--format tensorrt writes its graph beside {out})"
             raise ValueError(
