@@ -114,8 +114,9 @@ def remaps_name(
 ) -> bool:
     """Whether `ros_args` (a command line's, or a node's own arguments) hold a remap rule for the
     topic `name`, whose expansion in the node's namespace is `expanded`: `-r`/`--remap` inside a
-    `--ros-args` section matching `name`, `expanded`, or either after one of `node_names` and a
-    colon (a rule for that node only). A rule to the name's own expansion counts (`-r
+    `--ros-args` section matching `name`, `expanded`, or either after one of `node_names` (the
+    node's name as rcl matches it: after a `__node` rename) and a colon (a rule for that node
+    only), with or without `rostopic://`. A rule to the name's own expansion counts (`-r
     camera_info:=/camera_info` names a topic, though it resolves as no rule would)."""
     inside, rules = False, []
     it = iter(ros_args)
@@ -128,7 +129,13 @@ def remaps_name(
             rules.append(next(it, ""))
     for rule in rules:
         match = rule.split(":=", 1)[0]
-        node, sep, topic = match.rpartition(":")
+        if "rosservice://" in match:  # a service's rule, not a topic's
+            continue
+        if "rostopic://" in match:  # [node:]rostopic://name
+            node, _, topic = match.partition("rostopic://")
+            node, sep = node.removesuffix(":"), node.endswith(":")
+        else:
+            node, sep, topic = match.rpartition(":")
         if sep and node not in node_names:
             continue
         if topic in (name, expanded):

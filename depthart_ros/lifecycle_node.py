@@ -57,7 +57,7 @@ from depthart_ros.node import (
     init_or_exit,
     leave_process,
     leave_stopped_during_start_up,
-    process_ros_args,
+    node_ros_args,
     remember_logger_name,
     shut_down_during_start_up,
     spin_until_shutdown,
@@ -94,7 +94,7 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
 
     def __init__(self, node_name: str = "depthart_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.ros_args = [*process_ros_args(), *(kwargs.get("cli_args") or [])]
+        self.ros_args = node_ros_args(kwargs)
         self._finalized = False  # after shutdown: start-up parameters refused
         try:
             self._declare_parameters(startup_read_only=False)

@@ -142,6 +142,13 @@ def process_ros_args() -> list[str]:
     return list(_INIT_ARGS or sys.argv)
 
 
+def node_ros_args(kwargs: dict[str, Any]) -> list[str]:
+    """The arguments whose remap rules apply to a node built with `kwargs`: the process's
+    (unless `use_global_arguments=False`) and its own `cli_args`."""
+    own = list(kwargs.get("cli_args") or [])
+    return own if kwargs.get("use_global_arguments") is False else [*process_ros_args(), *own]
+
+
 def camera_info_topic(node: Node, ros_args: Sequence[str] = ()) -> str:
     """The CameraInfo topic `node` reads: `camera_info` as remapped, or, without a remap rule for
     it in `ros_args` (the process's and the node's own arguments), the one beside `image`'s
@@ -149,7 +156,7 @@ def camera_info_topic(node: Node, ros_args: Sequence[str] = ()) -> str:
     alone reads /camera/camera_info; `-r camera_info:=/camera_info` with it reads /camera_info)."""
     resolved = node.resolve_topic_name("camera_info")
     expanded = node.resolve_topic_name("camera_info", only_expand=True)
-    names = (node.get_name(), NODE_NAME)
+    names = (node.get_name(),)  # rcl matches a node's rule against its name after `__node`
     if resolved != expanded or remaps_name(ros_args, "camera_info", expanded, names):
         return resolved
     return camera_info_beside(node.resolve_topic_name("image"))
@@ -745,7 +752,7 @@ class DepthArtNode(DepthArtCore, Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.ros_args = [*process_ros_args(), *(kwargs.get("cli_args") or [])]
+        self.ros_args = node_ros_args(kwargs)
         try:
             self._declare_parameters()
             self._load_model()

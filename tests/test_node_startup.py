@@ -262,6 +262,22 @@ def test_camera_info_is_read_beside_the_image_unless_remapped() -> None:
         ("front", {}, "/front/camera_info"),
         ("front", {"image": "cam/image_raw"}, "/front/cam/camera_info"),
         ("front", {"camera_info": "calib"}, "/front/calib"),
+        # rcl's forms: rostopic://, and a node's rule matched against its name after __node
+        (
+            "",
+            {"image": "/camera/image_raw", "rostopic://camera_info": "/camera_info"},
+            "/camera_info",
+        ),
+        (
+            "",
+            {"__node": "rear", "image": "/a/image", "depthart_node:camera_info": "/camera_info"},
+            "/a/camera_info",
+        ),
+        (
+            "",
+            {"__node": "rear", "image": "/a/image", "rear:camera_info": "/camera_info"},
+            "/camera_info",
+        ),
     ]
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=unique_domain_id())
