@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -286,16 +287,22 @@ def atomic_write(
     refuse_special_file(path)
     if stale_after_s is not None:
         _remove_stale_temps(path, stale_after_s)
-    tmp_dir = _make_temp_dir(path)
+    tmp_dir = _temp_dir_name(path)
     tmp = os.path.join(tmp_dir, path.name)
+    ours = True
     try:
+        _make_temp_dir(path, tmp_dir)
         _write_temp(path, tmp, content)
         try:
             os.replace(tmp, path)
         except OSError as exc:
             raise WriteError(path, exc) from exc
+    except BaseException as exc:
+        ours = _own_temp_dir(exc)
+        raise
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if ours:  # also where an interrupt landed while it was being made
+            shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def atomic_write_all(files: dict[Path, bytes | Callable[[str], None]]) -> None:
@@ -314,11 +321,16 @@ def atomic_write_all(files: dict[Path, bytes | Callable[[str], None]]) -> None:
         if path.is_dir() and not path.is_symlink():  # kept: no rename will replace it
             raise WriteError(path, IsADirectoryError(errno.EISDIR, "is a folder", str(path)))
         refuse_special_file(path)
-    tmp_dir = Path(_make_temp_dir(paths[0]))
+    tmp_dir = Path(_temp_dir_name(paths[0]))
     new_dir, old_dir = tmp_dir / "new", tmp_dir / "old"
-    committing, done = False, False
+    committing, done, ours = False, False, True
     current = paths[0]
     try:
+        try:
+            _make_temp_dir(paths[0], str(tmp_dir))
+        except WriteError as exc:
+            ours = _own_temp_dir(exc)  # a folder another writer made stays
+            raise
         try:
             new_dir.mkdir()
             old_dir.mkdir()
@@ -337,17 +349,34 @@ def atomic_write_all(files: dict[Path, bytes | Callable[[str], None]]) -> None:
             raise WriteError(current, exc) from exc
         raise
     finally:
-        if done:  # else the old versions stay in the temp folder, never deleted
+        if done and ours:  # else the old versions stay in the temp folder, never deleted
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _make_temp_dir(path: Path) -> str:
-    """A private temp folder beside `path`, named after it (`.NAME.XXXXXXXX.tmp`)."""
+def _temp_dir_name(path: Path) -> str:
+    """A new name for a private temp folder beside `path`, named after it (`.NAME.XXXXXXXX.tmp`),
+    not made yet: the caller holds the name before `_make_temp_dir` makes it, so a Ctrl-C or
+    SIGTERM that lands while it is made (tempfile.mkdtemp's folder, made before its name came
+    back) still finds it to remove."""
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789_"
+    tag = "".join(secrets.choice(letters) for _ in range(8))
+    return os.path.join(path.parent, f".{_temp_stem(path)}.{tag}{TEMP_SUFFIX}")
+
+
+def _make_temp_dir(path: Path, tmp_dir: str) -> None:
+    """Make `tmp_dir` (`_temp_dir_name`'s) private; WriteError if it cannot be made. A folder of
+    that name made by another writer (eight random characters: practically never) is refused
+    with FileExistsError inside the WriteError, which callers must not remove."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{_temp_stem(path)}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.mkdir(tmp_dir, 0o700)
     except OSError as exc:
         raise WriteError(path, exc) from exc
+
+
+def _own_temp_dir(exc: BaseException) -> bool:
+    """False for `_make_temp_dir`'s refusal of a folder another writer made: not ours to remove."""
+    return not (isinstance(exc, WriteError) and isinstance(exc.__cause__, FileExistsError))
 
 
 def _write_temp(path: Path, tmp: str, content: bytes | Callable[[str], None]) -> None:

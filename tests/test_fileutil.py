@@ -236,3 +236,26 @@ def test_no_home_says_to_set_the_cache_folder(monkeypatch, tmp_path):
     assert "\n" not in str(exc.value)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # either one set: no home needed
     assert cache_root() == tmp_path / "xdg" / "depthart"
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "atomic_write_all"])
+def test_an_interrupt_while_the_temp_folder_is_made_leaves_nothing(tmp_path, monkeypatch, writer):
+    """A SIGTERM landing as the temp folder was made (mkdtemp's folder made, its name not yet
+    back) left `.NAME.XXXXXXXX.tmp` beside the target (synth's frames, a busy machine)."""
+    import depthart_core.fileutil as fileutil
+
+    real_mkdir = os.mkdir
+
+    def made_then_interrupted(name, *args, **kwargs):
+        real_mkdir(name, *args, **kwargs)
+        if str(name).endswith(".tmp"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "mkdir", made_then_interrupted)
+    target = tmp_path / "frame.png"
+    with pytest.raises(KeyboardInterrupt):
+        if writer == "atomic_write":
+            fileutil.atomic_write(target, b"png")
+        else:
+            fileutil.atomic_write_all({target: b"png"})
+    assert list(tmp_path.iterdir()) == []
