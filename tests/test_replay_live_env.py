@@ -3,8 +3,11 @@
 The replay and the node it starts run on a private domain with ROS 2's default discovery
 (SUBNET), whatever the shell has: LOCALHOST lost 640x480 best-effort frames before they reached
 the node (rmw_fastrtps's own loopback locators), OFF kept them from ever finding each other.
-$DEPTHART_REPLAY_DOMAIN_ID is checked like --domain-id. A frame the node never received is
-reported as lost before the node, not as the node's drop.
+A shell's discovery server (ROS_DISCOVERY_SERVER, ROS_SUPER_CLIENT) reaches neither: with it
+they never matched. $DEPTHART_REPLAY_DOMAIN_ID is checked like --domain-id. A frame the node never
+received is reported as lost before the node, not as the node's drop, on the evidence of a
+diagnostics message after the last frame, counted from the end of the warm-up; without one
+(Ctrl-C, --time-limit) the split is not known.
 """
 
 from __future__ import annotations
@@ -25,17 +28,21 @@ from depthart_ros.replay.live import replay_live
 from depthart_ros.replay.process import LiveConfig, pick_domain_id, ros_env
 
 RANGE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
-KEYS = ("ROS_DOMAIN_ID", RANGE, "ROS_LOCALHOST_ONLY", "FASTDDS_BUILTIN_TRANSPORTS")
+SERVER = ("ROS_DISCOVERY_SERVER", "ROS_SUPER_CLIENT")
+KEYS = ("ROS_DOMAIN_ID", RANGE, "ROS_LOCALHOST_ONLY", "FASTDDS_BUILTIN_TRANSPORTS", *SERVER)
+SLEEP = (sys.executable, "-c", "import time; time.sleep(60)")
 
 
 @pytest.mark.parametrize("inherited", [None, "LOCALHOST", "OFF", "SUBNET", "SYSTEM_DEFAULT"])
 def test_the_replays_processes_discover_as_ros_2_does_by_default(inherited):
     base = {"PATH": "/usr/bin", "ROS_LOCALHOST_ONLY": "1", "ROS_STATIC_PEERS": "10.0.0.7"}
+    base |= {"ROS_DISCOVERY_SERVER": "127.0.0.1:11811", "ROS_SUPER_CLIENT": "true"}
     if inherited is not None:
         base[RANGE] = inherited
     env = ros_env(160, base)
     assert env[RANGE] == "SUBNET" and env["ROS_DOMAIN_ID"] == "160"
     assert "ROS_LOCALHOST_ONLY" not in env  # it would override the range
+    assert not set(SERVER) & set(env)  # the robot's server: the two never matched through it
     assert env["ROS_STATIC_PEERS"] == "10.0.0.7"  # added to SUBNET's discovery: kept
     assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
     mine = ros_env(160, {**base, "FASTDDS_BUILTIN_TRANSPORTS": "SHM"})
@@ -72,11 +79,13 @@ class EnvTransport(EchoTransport):
 def test_the_node_and_the_replay_join_with_the_same_discovery(
     tmp_path, tiny_checkpoint, monkeypatch, inherited
 ):
-    """A shell's LOCALHOST (frames lost on the way to the node) or OFF (the node never found:
-    the whole start-up timeout waited, then the node blamed) reaches neither process; the
-    replay's own environment is put back afterwards."""
+    """A shell's LOCALHOST (frames lost on the way to the node), OFF (the node never found: the
+    whole start-up timeout waited, then the node blamed) or discovery server (never matched on
+    the private domain) reaches neither process; the replay's own environment is put back."""
     monkeypatch.setenv(RANGE, inherited)
     monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
+    monkeypatch.setenv("ROS_DISCOVERY_SERVER", "127.0.0.1:11811")
+    monkeypatch.setenv("ROS_SUPER_CLIENT", "true")
     monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
     dump = tmp_path / "node_env.json"
     live = LiveConfig(
@@ -89,8 +98,11 @@ def test_the_node_and_the_replay_join_with_the_same_discovery(
     for env in (node, transport.own):
         assert env[RANGE] == "SUBNET" and env.get("ROS_LOCALHOST_ONLY") is None
         assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+        assert all(env.get(k) is None for k in SERVER)
     assert node["ROS_DOMAIN_ID"] == "166" and transport.domain_id == 166
     assert os.environ[RANGE] == inherited and os.environ["ROS_LOCALHOST_ONLY"] == "1"
+    assert os.environ["ROS_DISCOVERY_SERVER"] == "127.0.0.1:11811"
+    assert os.environ["ROS_SUPER_CLIENT"] == "true"
     assert "FASTDDS_BUILTIN_TRANSPORTS" not in os.environ
 
 
@@ -157,16 +169,24 @@ def test_a_bad_domain_id_variable_is_one_cli_error_line(tmp_path, tiny_checkpoin
 
 class NodeTransport(EchoTransport):
     """EchoTransport with a node that counts what it receives, as depthart_node's diagnostics do
-    (frames_received, warm-ups included), a second late (the 1 Hz messages trail): measured
-    frames in `lose` never reach it, those in `node_drop` reach it and get no output."""
+    (frames_received, warm-ups included), in a message every `period_s` from when the replay
+    joins (the latest trails the node by up to a period): image publishes in `lose` never reach
+    it, those in `node_drop` reach it and get no output. Publishes are numbered from -1, the
+    first warm-up (0 is the first measured frame where one warm-up was answered)."""
 
-    LAG_S = 1.0
+    PERIOD_S = 1.0
 
-    def __init__(self, lose=(), node_drop=(), counts=True) -> None:
+    def __init__(self, lose=(), node_drop=(), counts=True, period_s=PERIOD_S) -> None:
         super().__init__()
         self.lose, self.node_drop, self.counts = set(lose), set(node_drop), counts
+        self.period_s = period_s
         self.received_at: list[float] = []  # when the node got each image
+        self.replaced_at: list[float] = []  # when it got each image it then dropped
         self.n_measured = -1  # publish 0 is the warm-up
+
+    def open(self, domain_id, topics, on_output):
+        self.t_open = time.monotonic()
+        super().open(domain_id, topics, on_output)
 
     def publish(self, key, raw):
         if key != "image":
@@ -176,15 +196,23 @@ class NodeTransport(EchoTransport):
             return  # lost on the way: the node never sees it
         self.received_at.append(time.monotonic())
         if n in self.node_drop:
+            self.replaced_at.append(self.received_at[-1])
             return  # the node got it, and replaced it with a newer one
         super().publish(key, raw)
 
     def diagnostics(self):
         if not self.counts:
             return super().diagnostics()
-        now = time.monotonic()
-        received = sum(t <= now - self.LAG_S for t in self.received_at)
-        values = {"frames_received": str(received), "frames_replaced": str(len(self.node_drop))}
+        k = int((time.monotonic() - self.t_open) // self.period_s)
+        if k == 0:
+            return []
+        sent_at = self.t_open + k * self.period_s  # the latest message, as the node sent it
+        got = [t for t in self.received_at if t <= sent_at]
+        values = {
+            "frames_received": str(len(got)),
+            "frames_replaced": str(sum(t <= sent_at for t in self.replaced_at)),
+            "last_image_age_s": f"{sent_at - got[-1]:.1f}" if got else "none",
+        }
         return [{"name": "/depthart_node: depth", "values": values}]
 
 
@@ -199,10 +227,7 @@ def test_frames_lost_before_the_node_are_not_the_nodes_drops(
     "dropped 3" said nothing of where; the node's frames_received (awaited past its 1 Hz lag)
     splits them, a loss before the node is in the status and a warning, and a node without
     frame counts leaves the split unknown."""
-    live = LiveConfig(
-        tiny_checkpoint, rate=4.0, node_cmd=(sys.executable, "-c", "import time; time.sleep(60)"),
-        drain_timeout_s=0.3, domain_id=168,
-    )  # fmt: skip
+    live = LiveConfig(tiny_checkpoint, rate=4.0, node_cmd=SLEEP, drain_timeout_s=0.3, domain_id=168)
     transport = NodeTransport(lose=lose, node_drop={5}, counts=counts)
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="depthart_ros.replay.live"):
@@ -217,7 +242,9 @@ def test_frames_lost_before_the_node_are_not_the_nodes_drops(
     if split[0]:
         assert report["status"] == "complete, 1 of 8 frames lost before the node"
         assert lv["node_frames"] == {"received": 8, "replaced": 1}  # 9 images, warm-up included
+        assert lv["node_frames_baseline"] == 1 and lv["split_not_known"] is None
         assert "**Transport loss:** 1 of 8 frames never reached the node" in md
+        assert "count 7 of them received, past the 1 warm-up images" in md
         assert "Dropped 3: 1 lost before the node (never received: DDS transport), 2 by the" in md
         assert "dropped 3: 1 lost before the node" in summary and "(complete, 1 of 8" in summary
         assert len(warned) == 1 and "the node never received them" in warned[0]
@@ -228,3 +255,78 @@ def test_frames_lost_before_the_node_are_not_the_nodes_drops(
             assert f"dropped {lv['dropped']}: 0 lost before the node" in summary
         else:
             assert "lost before the node or by it is not known" in md
+
+
+def _live_report(out: Path) -> tuple[dict, dict, str]:
+    report = json.loads((out / "report.json").read_text())
+    return report, report["live"], (out / "report.md").read_text()
+
+
+class InterruptedNode(NodeTransport):
+    """Ctrl-C while frame 6 goes out: at its camera_info (frame 5 was the last image published)
+    or inside its image's publish (whether the node got it is not known)."""
+
+    def __init__(self, at: str, **kw) -> None:
+        super().__init__(**kw)
+        self.at = at
+
+    def publish(self, key, raw):
+        if key == self.at and self.n_measured == 6:  # after the warm-up and frames 0-5
+            raise KeyboardInterrupt
+        return super().publish(key, raw)
+
+
+@pytest.mark.parametrize("at", ["camera_info", "image"])
+def test_an_interrupted_run_does_not_guess_the_split(tmp_path, tiny_checkpoint, at):
+    """Ctrl-C at frame 6, frame 5 replaced by the node, 4 rejected, nothing lost: the node's last
+    diagnostics (1 s before, counting the warm-up alone) passed frames 0-5 for lost ("2 of 6
+    frames never reached the node"). Only a message after the last frame tells the split."""
+    live = LiveConfig(tiny_checkpoint, rate=1.0, node_cmd=SLEEP, drain_timeout_s=0.3,
+                      domain_id=169)  # fmt: skip
+    transport = InterruptedNode(at, node_drop={5})
+    with pytest.raises(KeyboardInterrupt):
+        replay_live(_hand_bag(tmp_path / "bag"), tmp_path / "out", HAND, live, transport)
+    report, lv, md = _live_report(tmp_path / "out")
+    assert report["status"] == "interrupted" and len(transport.received_at) == 7
+    assert (lv["published"], lv["dropped"]) == (6, 2)
+    assert (lv["lost_before_node"], lv["dropped_by_node"]) == (None, None)
+    assert "Transport loss" not in md
+    assert "Dropped 2: lost before the node or by it is not known (" in md
+    if at == "camera_info":
+        assert "no diagnostics message from the node arrived after the last frame" in md
+    else:
+        assert "frame 6's publish was cut short" in md
+
+
+def test_a_time_limit_cut_does_not_guess_the_split(tmp_path, tiny_checkpoint, caplog):
+    """--time-limit ends the drain before the node's next diagnostics message: the one before
+    it (counting frames 0-1) passed the node's own drops for transport loss ("truncated ..., 2
+    of 4 frames lost before the node", with a warning), though nothing was lost."""
+    live = LiveConfig(tiny_checkpoint, rate=0.5, node_cmd=SLEEP, drain_timeout_s=0.5,
+                      time_limit_s=2.2, domain_id=170)  # fmt: skip
+    # messages 1.2 s and 2.4 s after the replay joins; frames from ~1 s (the warm-up), 0.2 s apart
+    transport = NodeTransport(node_drop={0, 1, 2, 3, 5, 6, 7}, period_s=1.2)
+    with caplog.at_level(logging.WARNING, logger="depthart_ros.replay.live"):
+        report = replay_live(_hand_bag(tmp_path / "bag"), tmp_path / "out", HAND, live, transport)
+    lv = report["live"]
+    assert lv["truncated_by_time_limit"] and lv["returned"] == 0
+    assert report["status"] == f"truncated by --time-limit: {lv['published']} of 8 frames played"
+    assert lv["lost_before_node"] is None and lv["dropped_by_node"] is None
+    assert "no diagnostics message from the node arrived after" in lv["split_not_known"]
+    assert not [r for r in caplog.records if "lost before the node" in r.getMessage()]
+    assert "Transport loss" not in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_warm_up_lost_is_not_charged_to_the_measured_frames(tmp_path, tiny_checkpoint):
+    """The first warm-up lost, a second answered; measured frame 5 replaced by the node, 4
+    rejected, none lost: "complete, 1 of 8 frames lost before the node" counted the lost
+    warm-up against them. The count starts from the node's own after the warm-up."""
+    live = LiveConfig(tiny_checkpoint, rate=4.0, node_cmd=SLEEP, drain_timeout_s=0.3,
+                      domain_id=171)  # fmt: skip
+    transport = NodeTransport(lose={-1}, node_drop={6})  # publish 6: measured frame 5
+    report = replay_live(_hand_bag(tmp_path / "bag"), tmp_path / "out", HAND, live, transport)
+    lv = report["live"]
+    assert report["status"] == "complete"
+    assert (lv["warmup_published"], lv["warmup_returned"]) == (2, 1)
+    assert (lv["dropped"], lv["lost_before_node"], lv["dropped_by_node"]) == (2, 0, 2)
+    assert lv["node_frames_baseline"] == 1 and lv["node_frames"]["received"] == 9

@@ -360,14 +360,15 @@ def markdown_report(report: dict[str, Any]) -> str:
         if drops:
             lines.append(f"\n{drops[0].upper()}{drops[1:]}")
         if lv.get("lost_before_node"):
-            node = lv["node_frames"]
-            images = lv["published"] + lv["warmup_published"]
+            base = lv.get("node_frames_baseline") or 0
+            measured = lv["node_frames"]["received"] - base
             lines.append(
                 f"\n**Transport loss:** {lv['lost_before_node']} of {lv['published']} frames never "
-                f"reached the node (its diagnostics count {node['received']} images received of "
-                f"{images} published, warm-up included): they were lost in DDS transport between "
-                "the replay and the node, not dropped by the node, and the latency and throughput "
-                'above are of the frames that came through. See README, "Large images and DDS".'
+                f"reached the node (its diagnostics, after the last frame was published, count "
+                f"{measured} of them received, past the {base} warm-up images it had received): "
+                "they were lost in DDS transport between the replay and the node, not dropped by "
+                "the node, and the latency and throughput above are of the frames that came "
+                'through. See README, "Large images and DDS".'
             )
         lines += [f"\nnode: `{' '.join(lv['node_cmd'])}` (log `{lv['node_log']}`)", ""]
     for key, title in (("unmatched_frames", "Unmatched"), ("rejected_frames", "Rejected")):
@@ -391,10 +392,8 @@ def _live_drops(lv: dict[str, Any]) -> str | None:
     if not lv.get("dropped"):
         return None
     if lv.get("lost_before_node") is None:
-        return (
-            f"dropped {lv['dropped']}: lost before the node or by it is not known (the node's "
-            "diagnostics gave no frames_received)"
-        )
+        why = lv.get("split_not_known") or "the node's diagnostics gave no frames_received"
+        return f"dropped {lv['dropped']}: lost before the node or by it is not known ({why})"
     return (
         f"dropped {lv['dropped']}: {lv['lost_before_node']} lost before the node (never "
         f"received: DDS transport), {lv['dropped_by_node']} by the node (received, no output)"

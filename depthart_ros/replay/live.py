@@ -4,7 +4,10 @@
 connected and has answered a warm-up frame, publishes camera info and images on the recorded
 clock (restamped with the wall clock unless `restamp=False`), and maps each `depth` output back to
 its frame by header stamp for end-to-end latency and drops, and splits the drops by the node's
-diagnostics into frames lost before the node (DDS) and frames the node itself did not answer.
+diagnostics into frames lost before the node (DDS) and frames the node itself did not answer:
+its frames_received, counted from a baseline taken at the end of the warm-up, in a message that
+arrived after the last frame was published (or that counts every frame); without one (Ctrl-C, a
+crash, --time-limit) the split is not known, never guessed from an older message.
 `replay_live` then scores the frames that came back with the same pass as offline mode and
 writes the report on every exit path.
 """
@@ -39,6 +42,7 @@ from depthart_core.rosio import image as ros_image
 from depthart_core.rosio.messages import IMAGE_TYPE
 from depthart_core.signals import interrupt_on_termination
 from depthart_ros.replay.process import (
+    DROPPED_ENV,
     LiveConfig,
     LiveTransport,
     apply_env,
@@ -55,8 +59,16 @@ from depthart_ros.replay.process import (
 log = logging.getLogger(__name__)
 
 # The node's /diagnostics come at 1 Hz: after the last frame, wait this long at most for a message
-# that counts every image published (an older one would pass frames still in flight for lost).
+# that tells the split (an older one would pass frames still in flight for lost).
 DIAGNOSTICS_SETTLE_S = 2.5
+# A diagnostics message that arrived this long after an image was published counts it, if it
+# reached the node (delivered on one host in milliseconds): only such a message, or one counting
+# every image, tells how many frames were lost before the node. Its arrival is known to within
+# DIAGNOSTICS_POLL_S, the interval at which the replay looks at the latest message.
+DIAGNOSTICS_FRESH_S = 0.5
+DIAGNOSTICS_POLL_S = 0.1
+# after the warm-up's output, wait this long at most for the outputs of the other warm-ups
+WARMUP_SETTLE_S = 2.0
 # the node's frame counters, as its diagnostics name them (`depthart_ros.pipeline.frame_stats`)
 NODE_COUNTERS = (
     "received",
@@ -104,6 +116,19 @@ class LiveSession:
         self.deadline = self.t_start + live.time_limit_s
         self.last_activity = self.t_start
         self.exit_code: int | None = None
+        # the node's diagnostics as last seen, the monotonic time after which that message arrived
+        # (the look before the one that first saw it; None: not known), and the last look
+        self.diag: list[dict[str, Any]] = []
+        self.diag_after: float | None = None
+        self.diag_error: str | None = None  # the last look's failure
+        self._diag_looked: float | None = None
+        # when the last warm-up / measured image publish returned; the frame whose publish was cut
+        # short (Ctrl-C inside it: whether the node got it is not known)
+        self.warm_published_at: float | None = None
+        self.published_at: float | None = None
+        self.publishing: int | None = None
+        # the node's frames_received at the end of the warm-up, from a message that tells it
+        self.baseline_msg: int | None = None
         self.env = ros_env(self.domain_id)
         self._saved_env: dict[str, str | None] | None = None
 
@@ -111,6 +136,10 @@ class LiveSession:
     def start(self) -> None:
         env = self.env
         self._saved_env = apply_env(env)  # this process's participant, as the node's (until close)
+        dropped = [k for k in DROPPED_ENV if self._saved_env.get(k) is not None]
+        if dropped:
+            log.info("ignoring the shell's %s: the replay runs its own pair of processes, on "
+                     "their private domain", ", ".join(dropped))  # fmt: skip
         log.info("starting node (%s): %s", discovery_said(env), " ".join(self.cmd))
         self.proc = start_process(self.cmd, env, self.log_path)
         topics = {"image": self.cfg.image_topic, "output": self.cfg.pred_topic}
@@ -170,12 +199,14 @@ class LiveSession:
             )
 
     def pump(self, until: float) -> None:
-        """Handle outputs as they arrive until monotonic time `until`, then any still queued."""
+        """Handle outputs as they arrive until monotonic time `until`, then any still queued;
+        look at the node's diagnostics on the way (`look_diagnostics`)."""
         while True:
+            self.look_diagnostics()
             remaining = until - time.monotonic()
             try:
                 if remaining > 0:
-                    raw, t = self.outputs.get(timeout=min(remaining, 0.25))
+                    raw, t = self.outputs.get(timeout=min(remaining, DIAGNOSTICS_POLL_S))
                 else:
                     raw, t = self.outputs.get_nowait()
             except queue.Empty:
@@ -247,11 +278,38 @@ class LiveSession:
                 if first_info is not None:
                     self.transport.publish("camera_info", self._cdr(first_info, stamp))
                 self.transport.publish("image", self._cdr(first_img, stamp))
+                self.warm_published_at = time.monotonic()
                 next_send = now + 1.0
             self.pump(min(next_send, limit))
-        settle = min(self.deadline, time.monotonic() + 2.0)
+        settle = min(self.deadline, time.monotonic() + WARMUP_SETTLE_S)
         while self.warm_back < len(self.warm_stamps) and time.monotonic() < settle:
             self.pump(min(settle, time.monotonic() + 0.1))
+        # the node's count of warm-ups received, before any measured frame: they are not the
+        # measured frames' (an unanswered warm-up may have been lost, or dropped by the node)
+        settle = min(self.deadline, time.monotonic() + DIAGNOSTICS_SETTLE_S)
+        while not self._baseline_told() and time.monotonic() < settle:
+            self.pump(min(settle, time.monotonic() + 0.1))
+
+    def _baseline_told(self) -> bool:
+        """Whether the node's frames_received at the end of the warm-up is known (then in
+        `baseline_msg` unless every warm-up was answered), or no message will tell it."""
+        if self.warm_back >= len(self.warm_stamps):
+            return True  # every warm-up reached the node: the baseline is their number
+        node = self.node_counts(self.diag)
+        if node is None:
+            return bool(self.diag)  # a node whose diagnostics count no frames: nothing to wait for
+        if node["received"] >= len(self.warm_stamps) or self._fresh(self.warm_published_at):
+            self.baseline_msg = min(node["received"], len(self.warm_stamps))
+            return True
+        return False
+
+    def baseline(self) -> int | None:
+        """Images the node received before the measured frames (the warm-ups that reached it),
+        or None where no message told it: each warm-up answered reached it, whenever the
+        answer came."""
+        if self.warm_back >= len(self.warm_stamps):
+            return len(self.warm_stamps)
+        return self.baseline_msg
 
     def play(self) -> None:
         """Publish camera info and images at the recorded rate times `live.rate`."""
@@ -281,9 +339,12 @@ class LiveSession:
                 self.transport.publish("camera_info", raw)
                 continue
             t_pub = time.monotonic()
+            self.publishing = i
             self.transport.publish("image", raw)
             self.pending.setdefault(stamp, []).append(i)
             self.sent[i] = self.last_activity = t_pub
+            self.published_at = time.monotonic()
+            self.publishing = None
             i += 1
 
     def drain(self) -> None:
@@ -294,11 +355,30 @@ class LiveSession:
                 return
             self.pump(min(limit, time.monotonic() + 0.1))
 
-    def _diagnostics(self) -> list[dict[str, Any]]:
+    def look_diagnostics(self, force: bool = False) -> None:
+        """Take the node's latest diagnostics (every `DIAGNOSTICS_POLL_S` unless `force`); a
+        message not seen at the last look arrived after it (`diag_after`), which tells whether
+        it can count a frame published before then (`_fresh`)."""
+        now = time.monotonic()
+        if not force and self._diag_looked is not None:
+            if now - self._diag_looked < DIAGNOSTICS_POLL_S:
+                return
         try:
-            return self.transport.diagnostics()
-        except Exception as exc:  # diagnostics are informative only
-            return [{"error": str(exc)}]
+            diagnostics = self.transport.diagnostics()
+        except Exception as exc:  # diagnostics are informative only: the last seen are kept
+            self.diag_error = str(exc)
+            return
+        if diagnostics != self.diag:
+            self.diag, self.diag_after = diagnostics, self._diag_looked
+        self._diag_looked = now
+
+    def _fresh(self, published_at: float | None) -> bool:
+        """Whether the diagnostics last seen arrived `DIAGNOSTICS_FRESH_S` or more after an
+        image publish that returned at `published_at` (so they count it if it reached the
+        node)."""
+        if self.diag_after is None or published_at is None:
+            return False
+        return self.diag_after >= published_at + DIAGNOSTICS_FRESH_S
 
     @staticmethod
     def node_counts(diagnostics: list[dict[str, Any]]) -> dict[str, int] | None:
@@ -320,18 +400,56 @@ class LiveSession:
         return None
 
     def settle_diagnostics(self) -> None:
-        """Wait, at most `DIAGNOSTICS_SETTLE_S`, for the node's diagnostics to count every image
-        published: their frames_received then tells the frames lost before the node from those
-        it dropped. A short run can end before the first message (1 s after the node is up),
-        which is awaited too; a node whose diagnostics count no frames is not waited for."""
-        images = len(self.sent) + len(self.warm_stamps)
+        """Wait, at most `DIAGNOSTICS_SETTLE_S`, for a diagnostics message that tells the frames
+        lost before the node from those it dropped (`split`): one that counts every image
+        published, or one that arrived after the last (the 1 Hz messages trail). A node whose
+        diagnostics count no frames, or a split that no message can tell, is not waited for."""
         limit = min(self.deadline, time.monotonic() + DIAGNOSTICS_SETTLE_S)
-        while time.monotonic() < limit:
-            diagnostics = self._diagnostics()
-            counts = self.node_counts(diagnostics)
-            if diagnostics and (counts is None or counts["received"] >= images):
+        while True:
+            self.look_diagnostics(force=True)
+            if self.split()[3] or time.monotonic() >= limit:
                 return
-            time.sleep(0.1)
+            time.sleep(DIAGNOSTICS_POLL_S)
+
+    def split(self) -> tuple[int | None, int | None, str | None, bool]:
+        """The dropped frames split by the diagnostics last seen: (lost before the node, dropped
+        by the node, why the split is not known (None where it is), whether a later message can
+        change that). A frame is charged to transport only on the evidence of a message that
+        counts from the warm-up's baseline and arrived after the last frame was published."""
+        dropped = len(self.sent) - len(self.received)
+        node = self.node_counts(self.diag)
+        if node is None:
+            said = "gave no frames_received" if self.diag else "never came"
+            return None, None, f"the node's diagnostics {said}", bool(self.diag)
+        if dropped == 0:
+            return 0, 0, None, True  # every frame answered: every one reached the node
+        if self.publishing is not None:
+            why = f"frame {self.publishing}'s publish was cut short: it may have reached the node"
+            return None, None, why, True
+        base = self.baseline()
+        if base is None:
+            why = "no diagnostics message told how many of the warm-up frames reached the node"
+            return None, None, why, True
+        measured = node["received"] - base  # measured frames the node received
+        if measured > len(self.sent):  # not this replay's images alone: nothing to split by
+            why = (f"the node counts {measured} frames received after the warm-up, of "
+                   f"{len(self.sent)} published")  # fmt: skip
+            return None, None, why, True
+        if measured == len(self.sent):
+            return 0, dropped, None, True
+        if not self._fresh(self.published_at):
+            why = (
+                "no diagnostics message from the node arrived after the last frame was published "
+                "(the run ended first), and the last one counts "
+                f"{measured} of {len(self.sent)} frames received"
+            )
+            return None, None, why, False
+        lost = len(self.sent) - measured
+        if lost > dropped:  # a frame answered, so received, yet not counted: counts are off
+            why = (f"the node counts {measured} frames received of {len(self.sent)} published, "
+                   f"yet answered {len(self.received)}")  # fmt: skip
+            return None, None, why, True
+        return lost, dropped - lost, None, True
 
     def stats(self) -> dict[str, Any]:
         returned = len(self.received)
@@ -339,26 +457,23 @@ class LiveSession:
         # outputs per second: N outputs span N - 1 intervals between the first and the last
         got = sorted(self.received.values())
         span = got[-1] - got[0] if returned > 1 else 0.0
-        diagnostics = self._diagnostics()
-        node = self.node_counts(diagnostics)
-        lost = by_node = None
-        if node is not None:
-            # images the node never received (warm-ups included), at most the frames dropped: an
-            # unanswered warm-up lost on the way is counted against the measured frames, so a
-            # loss in transport is never passed off as the node's
-            images = len(self.sent) + len(self.warm_stamps)
-            lost = min(dropped, max(0, images - node["received"]))
-            by_node = dropped - lost
+        self.look_diagnostics(force=True)
+        lost, by_node, not_known, _ = self.split()
+        diag_error = [{"error": self.diag_error}] if self.diag_error else []
         return {
             "published": len(self.sent),
             "returned": returned,
             "dropped": dropped,
             # `dropped` split: never reached the node (DDS transport), or reached it and got no
             # output (the node replaced, rejected or dropped it, or answered too late); None where
-            # the node's diagnostics gave no frames_received
+            # no diagnostics message told it, and `split_not_known` says why
             "lost_before_node": lost,
             "dropped_by_node": by_node,
-            "node_frames": node,
+            "split_not_known": not_known,
+            # the node's counters (warm-up frames included) in its last diagnostics, and its
+            # frames_received at the end of the warm-up, where known
+            "node_frames": self.node_counts(self.diag),
+            "node_frames_baseline": self.baseline(),
             "warmup_published": len(self.warm_stamps),
             "warmup_returned": self.warm_back,
             "unexpected_outputs": self.unexpected,
@@ -368,10 +483,10 @@ class LiveSession:
             "node_cmd": self.cmd,
             "node_log": str(self.log_path),
             "node_exit_code": self.exit_code,
-            # the node's last 1 Hz diagnostics received (awaited until they counted every image
-            # published, for at most DIAGNOSTICS_SETTLE_S): a snapshot that can trail the last
-            # outputs by up to a second
-            "node_diagnostics": diagnostics,
+            # the node's last 1 Hz diagnostics received (awaited until they told the split, for
+            # at most DIAGNOSTICS_SETTLE_S): a snapshot that can trail the last outputs by up to
+            # a second
+            "node_diagnostics": self.diag or diag_error,
             "fps": (returned - 1) / span if span > 0 else None,
         }
 

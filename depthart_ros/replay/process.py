@@ -35,8 +35,14 @@ DISCOVERY_RANGE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
 # OFF kept the two processes from ever finding each other. The random private domain keeps the
 # run apart.
 REPLAY_DISCOVERY_RANGE = "SUBNET"
+# The shell's settings that would keep the replay's two processes apart, removed from both: the
+# deprecated ROS_LOCALHOST_ONLY=1 imposes LOCALHOST; a discovery server (Fast DDS's
+# ROS_DISCOVERY_SERVER, ROS_SUPER_CLIENT) is the robot's, and neither process finds the other
+# through it on the private domain (0 matched with no server running). The replay runs its own
+# pair of processes, which need no server.
+DROPPED_ENV = ("ROS_LOCALHOST_ONLY", "ROS_DISCOVERY_SERVER", "ROS_SUPER_CLIENT")
 # what the replay sets in its own process as in the node's (`ros_env`; `apply_env` / `restore_env`)
-REPLAY_ENV_KEYS = ("FASTDDS_BUILTIN_TRANSPORTS", DISCOVERY_RANGE, "ROS_LOCALHOST_ONLY")
+REPLAY_ENV_KEYS = ("FASTDDS_BUILTIN_TRANSPORTS", DISCOVERY_RANGE, *DROPPED_ENV)
 
 
 @dataclass(frozen=True)
@@ -114,14 +120,16 @@ def pick_domain_id(requested: int | None = None) -> int:
 def ros_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a ROS process of the replay (the node's, and `apply_env` for the replay's
     own): its private domain, ROS 2's default discovery whatever the shell has
-    (`REPLAY_DISCOVERY_RANGE`; ROS_STATIC_PEERS, where set, is added to it), no ROS_LOCALHOST_ONLY
-    (it would override the range), and Fast DDS's LARGE_DATA transports unless set (large images
-    are lost over default UDP best effort)."""
+    (`REPLAY_DISCOVERY_RANGE`; ROS_STATIC_PEERS, where set, is added to it), none of
+    `DROPPED_ENV` (ROS_LOCALHOST_ONLY would override the range; a discovery server would keep the
+    two apart), and Fast DDS's LARGE_DATA transports unless set (large images are lost over
+    default UDP best effort)."""
     env = dict(os.environ if base is None else base)
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     env[DISCOVERY_RANGE] = REPLAY_DISCOVERY_RANGE
-    env.pop("ROS_LOCALHOST_ONLY", None)
+    for key in DROPPED_ENV:
+        env.pop(key, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
