@@ -289,13 +289,16 @@ def test_an_interrupted_run_does_not_guess_the_split(tmp_path, tiny_checkpoint, 
     report, lv, md = _live_report(tmp_path / "out")
     assert report["status"] == "interrupted" and len(transport.received_at) == 7
     assert (lv["published"], lv["dropped"]) == (6, 2)
-    assert (lv["lost_before_node"], lv["dropped_by_node"]) == (None, None)
     assert "Transport loss" not in md
-    assert "Dropped 2: lost before the node or by it is not known (" in md
-    if at == "camera_info":
-        assert "no diagnostics message from the node arrived after the last frame" in md
-    else:
-        assert "frame 6's publish was cut short" in md
+    split = (lv["lost_before_node"], lv["dropped_by_node"])
+    if split == (None, None):  # as a quick machine plays it: no message after the last frame
+        assert "Dropped 2: lost before the node or by it is not known (" in md
+        if at == "camera_info":
+            assert "no diagnostics message from the node arrived after the last frame" in md
+        else:
+            assert "frame 6's publish was cut short" in md
+    else:  # a busy machine's slower play lets one arrive: then it must be the true split
+        assert split == (0, 2), split
 
 
 def test_a_time_limit_cut_does_not_guess_the_split(tmp_path, tiny_checkpoint, caplog):
@@ -311,8 +314,12 @@ def test_a_time_limit_cut_does_not_guess_the_split(tmp_path, tiny_checkpoint, ca
     lv = report["live"]
     assert lv["truncated_by_time_limit"] and lv["returned"] == 0
     assert report["status"] == f"truncated by --time-limit: {lv['published']} of 8 frames played"
-    assert lv["lost_before_node"] is None and lv["dropped_by_node"] is None
-    assert "no diagnostics message from the node arrived after" in lv["split_not_known"]
+    # never transport loss (nothing was lost); known only where a busy machine's slower play
+    # let a message arrive after the last frame, else not known, and why
+    assert lv["lost_before_node"] in (None, 0), lv
+    if lv["lost_before_node"] is None:
+        assert lv["dropped_by_node"] is None
+        assert "no diagnostics message from the node arrived after" in lv["split_not_known"]
     assert not [r for r in caplog.records if "lost before the node" in r.getMessage()]
     assert "Transport loss" not in (tmp_path / "out" / "report.md").read_text()
 
