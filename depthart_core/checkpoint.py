@@ -17,12 +17,14 @@ lacks the VQ-VAE, VAR's `vae_ch160v4096z32.pth` is taken from `vae=` or from bes
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import site
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,12 +227,30 @@ def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, s
     }
 
 
+@contextlib.contextmanager
+def fp32_build() -> Iterator[None]:
+    """Build a network to be loaded from a checkpoint, or export one: in float32 whatever the
+    process's default dtype (`torch.set_default_dtype(torch.float64)` would make float64
+    parameters that the fp32 input then fails on, and float64 constants in a traced graph), and
+    without drawing from the caller's global CPU torch RNG (the random init is overwritten by
+    the weights, so loading a model leaves the caller's random stream as it was). The default
+    dtype is restored on exit."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 def load_checkpoint(
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
     vae: str | Path | None = None,
 ) -> tuple[DepthART, dict[str, Any]]:
-    """Build the model from the stored config and load its weights strictly (fp32).
+    """Build the model from the stored config and load its weights strictly (fp32, whatever
+    the default dtype; the caller's global RNG is not drawn from: `fp32_build`).
 
     `vae`: VAR's `vae_ch160v4096z32.pth`, only for an authors' file saved without the VQ-VAE.
     """
@@ -241,13 +261,14 @@ def load_checkpoint(
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{path}: its config is refused: {exc}") from exc
     if info["layout"] != AUTHORS_LAYOUT:  # before the model is built: a small file claiming a
-        with torch.device("meta"):  # huge config is refused without allocating it
+        with torch.device("meta"), fp32_build():  # huge config is refused without allocating it
             skeleton = DepthART(cfg)
         with safe_open(str(path), framework="pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in _kept(f.keys(), info)}
         own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         check_state_shapes(own, shapes, str(path))
-    model = DepthART(cfg)
+    with fp32_build():  # its random init is overwritten below: the caller's RNG is left alone
+        model = DepthART(cfg)
     state = {}
     with safe_open(str(path), framework="pt") as f:
         for k in _kept(f.keys(), info):

@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     set_torch_threads(args.threads)
     torch.manual_seed(args.seed)
     est = DepthEstimator.from_checkpoint(args.checkpoint)
+    # loading leaves the global RNG alone since 2026-12-07; these are the draws it used to make,
+    # so that a --seed gives the head it gave before (the shipped head's command reproduces)
+    DepthART(est.model.cfg)
     if Path(args.out).resolve() == Path(est.info["path"]).resolve():
         ap.error(f"--out {args.out} is the checkpoint it reads: write the headed one elsewhere")
     if args.sampling:

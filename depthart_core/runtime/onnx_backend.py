@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from depthart_core.checkpoint import CheckpointFile
+from depthart_core.checkpoint import CheckpointFile, fp32_build
 from depthart_core.export.onnx_export import (
     META_DECODING,
     META_IMAGE_SIZE,
@@ -99,22 +100,57 @@ class OnnxRuntimeBackend(Backend):
                 f"{path} decodes {decoding!r}, not {expected_decoding!r}: re-export it with "
                 f"`depthart export --sampling {expected_decoding}`"
             )
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # fp16 graphs log harmless constant-folding notes otherwise
-        so.intra_op_num_threads = resolve_threads(threads)  # 0: the non-oversubscribing default
         providers = execution_providers(device, ort.get_available_providers())
         self.onnx_path = path
         self._has_uncertainty = UNCERTAINTY_OUTPUT in outputs
-        self._session_args = (so, providers)
-        self._uncertainty_session = None  # opened by the first run_uncertainty
-        self.session = ort.InferenceSession(self._depth_graph(), so, providers=providers)
+        self._threads = resolve_threads(threads)  # 0: the non-oversubscribing default
+        self._providers = providers
+        self._open(ort, prune=self._has_uncertainty)
         self.precision = meta.get(META_PRECISION, "fp32")
         self.image_size = int(meta.get(META_IMAGE_SIZE, self.session.get_inputs()[0].shape[-1]))
         self.letterbox = letterbox
         self.checkpoint_sha256 = meta.get(META_SHA, "")
         self.decoding = decoding
         self._in_dtype = np.float16 if self.precision == "fp16" else np.float32
+
+    def _open(self, ort, prune: bool) -> None:
+        """Open the depth session (on the graph pruned to depth and tokens where `prune`: it has
+        the head); the whole graph's waits for the first `run_uncertainty`."""
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # fp16 graphs log harmless constant-folding notes otherwise
+        so.intra_op_num_threads = self._threads
+        self._session_args = (so, self._providers)
+        self._uncertainty_session = None  # opened by the first run_uncertainty
+        self.session = ort.InferenceSession(self._depth_graph(prune), so, providers=self._providers)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a DataLoader worker started with 'spawn' or 'forkserver', `copy.deepcopy`)
+        as what reopens it: the graph's path, threads and providers, not the sessions."""
+        state = self.__dict__.copy()
+        state["_reopen_uncertainty"] = state.pop("_uncertainty_session") is not None
+        del state["session"], state["_session_args"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reopen the sessions on the graph file, which must still be the one pickled."""
+        reopen_uncertainty = state.pop("_reopen_uncertainty")
+        self.__dict__.update(state)
+        path = self.onnx_path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"cannot unpickle the onnxruntime backend: its graph {path} no longer exists"
+            )
+        meta, outputs = read_onnx_header(path)
+        stamp = (meta.get(META_SHA, ""), meta.get(META_DECODING, "greedy"))
+        if stamp != (self.checkpoint_sha256, self.decoding):
+            raise ValueError(
+                f"cannot unpickle the onnxruntime backend: its graph {path} was replaced, and "
+                f"now holds checkpoint sha256 {stamp[0][:16] or '?'}... decoding {stamp[1]!r}"
+            )
+        self._open(_import_ort(), prune=UNCERTAINTY_OUTPUT in outputs)
+        if reopen_uncertainty:
+            self._uncertainty_session = self._whole_session()
 
     @classmethod
     def from_checkpoint(
@@ -149,7 +185,8 @@ class OnnxRuntimeBackend(Backend):
         # a graph given alone runs as it is; with a checkpoint named too it must be that one's
         expected = None if onnx_path is not None and ckpt.default else ckpt.model_sha256
         if onnx_path is None:
-            onnx_path = cached_onnx(ckpt, precision, sampling)
+            with fp32_build():  # an fp32 graph whatever the caller's default dtype
+                onnx_path = cached_onnx(ckpt, precision, sampling)
         backend = cls(
             onnx_path,
             expected,
@@ -181,9 +218,10 @@ class OnnxRuntimeBackend(Backend):
             f"{threads} threads)" + self.flip_note()
         )
 
-    def _depth_graph(self) -> str | bytes:
-        """The file, or for a graph with the head its bytes pruned to depth and tokens."""
-        if not self._has_uncertainty:
+    def _depth_graph(self, prune: bool) -> str | bytes:
+        """The file, or with `prune` (a graph with the head) its bytes pruned to depth and
+        tokens."""
+        if not prune:
             return str(self.onnx_path)
         import onnx  # optional dependency: the `onnx` extra (installed with onnxruntime's)
 
@@ -209,16 +247,17 @@ class OnnxRuntimeBackend(Backend):
     def run(self, x_B3SS: np.ndarray) -> np.ndarray:
         return self._run(self.session, x_B3SS, ["depth"])[0].astype(np.float32)
 
+    def _whole_session(self):
+        """A session on the whole graph, uncertainty output included."""
+        so, providers = self._session_args
+        return _import_ort().InferenceSession(str(self.onnx_path), so, providers=providers)
+
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) -> ((B, S, S) depth, (B, S, S) expected relative error)."""
         if not self.has_uncertainty:
             return super().run_uncertainty(x_B3SS)  # raises, naming the backend
         if self._uncertainty_session is None:
-            ort = _import_ort()
-            so, providers = self._session_args
-            self._uncertainty_session = ort.InferenceSession(
-                str(self.onnx_path), so, providers=providers
-            )
+            self._uncertainty_session = self._whole_session()
         names = ["depth", UNCERTAINTY_OUTPUT]
         depth, unc = self._run(self._uncertainty_session, x_B3SS, names)
         return depth.astype(np.float32), unc.astype(np.float32)

@@ -60,6 +60,18 @@ class DepthEstimator(Backend):
         self.info = info or {}
         self.head_left_out = self.info.get("uncertainty_dropped", "")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a DataLoader worker started with 'spawn' or 'forkserver', `copy.deepcopy`)
+        without the lock and the captured CUDA graphs, which belong to this process."""
+        state = self.__dict__.copy()
+        del state["_graph_lock"], state["_graphs"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._graphs = {}  # captured again at the first call, per input shape
+        self._graph_lock = threading.Lock()
+
     @classmethod
     def from_checkpoint(
         cls,
