@@ -204,6 +204,14 @@ def output_folder(folder: str | Path) -> Iterator[Path]:
                 break
 
 
+def text_bytes(text: str) -> bytes:
+    """`text` as UTF-8 for `atomic_write`, never failing: a path whose name is not UTF-8 (a
+    Latin-1 folder from an old USB stick, or any non-ASCII name under the ASCII locale) is held
+    in Python with surrogates ('\\udce9'), which `str.encode()` refuses; here it is written as
+    its escape (`\\udce9`), readable, as Python prints it."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     """`array` as the bytes of a .npy file (`np.save`'s format), for `atomic_write`: numpy's own
     file writer reports a full disk without its errno."""
@@ -238,7 +246,7 @@ def read_json(path: str | Path, what: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 

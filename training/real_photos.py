@@ -41,10 +41,7 @@ def photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     skl = Path(sklearn.__path__[0]) / "datasets" / "images"
 
     def rgb(path: Path) -> np.ndarray:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"bundled photograph not readable: {path}")
-        return img[:, :, ::-1].copy()
+        return read_color(path)[:, :, ::-1].copy()
 
     disp = np.load(sk / "motorcycle_disp.npz")["arr_0"]
     valid = np.isfinite(disp) & (disp > 0)
@@ -56,6 +53,36 @@ def photos() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         ("china", rgb(skl / "china.jpg"), None),
         ("flower", rgb(skl / "flower.jpg"), None),
     ]
+
+
+def read_color(path: Path) -> np.ndarray:
+    """HxWx3 uint8 BGR of the image file `path` (`cv2.IMREAD_COLOR`). The bytes are read here
+    and decoded by `cv2.imdecode`: `cv2.imread` crashes the process on a path that is not UTF-8
+    (an environment under a Latin-1 folder name)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"bundled photograph not readable: {path} ({exc.strerror})"
+        ) from exc
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise FileNotFoundError(f"bundled photograph not readable: {path}")
+    return img
+
+
+def write_image(path: str | Path, bgr: np.ndarray) -> None:
+    """Write `bgr` to `path` in the format its suffix names (as `cv2.imwrite` would), encoded by
+    `cv2.imencode` and written by Python: `cv2.imwrite` crashes on a path that is not UTF-8."""
+    path = Path(path)
+    try:
+        ok, buf = cv2.imencode(path.suffix, bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"cannot write {path}: no image format for the suffix {path.suffix!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.tobytes())
 
 
 def flower_mask(rgb: np.ndarray) -> np.ndarray:
@@ -129,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     fig = np.concatenate(rows, axis=0)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, fig[:, :, ::-1])
+    write_image(args.out, fig[:, :, ::-1])
     labels = " | ".join(
         ["RGB"] + [n for n, _ in models] + ["ground truth (1/disparity) or the flower's mask"]
     )

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from depthart_core.data.benchmarks import DISPLAY_NAMES
 from depthart_core.evaluation.protocols import get_protocol, higher_is_better
-from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import atomic_write, text_bytes
 
 LABELS = {
     "abs_rel": "AbsRel",
@@ -152,7 +152,7 @@ def write_run(run_dir: str | Path, res, model) -> dict:
         "![samples](samples.png)",
         "",
     ]
-    atomic_write(run_dir / "report.md", "\n".join(md).encode())
+    atomic_write(run_dir / "report.md", text_bytes("\n".join(md)))
     render_samples(res.vis, run_dir / "samples.png", f"{model.label} on {ds} ({proto.name})")
     return data
 
@@ -364,7 +364,7 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         f"- [{r['model']} on {_display(r['dataset'])}]({p})"
         for r, p in zip(runs, data["runs"], strict=True)
     ]
-    atomic_write(out / "report.md", ("\n".join(md) + "\n").encode())
+    atomic_write(out / "report.md", text_bytes("\n".join(md) + "\n"))
     return data
 
 

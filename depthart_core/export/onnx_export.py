@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import threading
 import warnings
@@ -163,7 +164,12 @@ def export_onnx(
     """Trace the static graph, save it, stamp metadata, run onnx.checker. Returns the path.
     `sampling`: the deterministic decoding the graph holds (None: the default, soft);
     `final_path`: where the graph will live, for the log line, where `out_path` is a temporary
-    file that an atomic write moves there."""
+    file that an atomic write moves there.
+
+    The graph is traced into memory and checked there, and Python writes the file: torch's and
+    onnx.checker's C++ take a path as UTF-8 and refuse one that is not (a Latin-1 folder name,
+    '\\udce9' in Python), torch's with the whole graph in its message. A graph holds its weights
+    (no external data: protobuf's 2 GB limit is far above DepthART's models)."""
     import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)
@@ -178,20 +184,22 @@ def export_onnx(
     dummy = torch.zeros(1, 3, S, S, dtype=dtype)
     ctx = fp32_islands() if fp16 else contextlib.nullcontext()
     outputs = ["depth", "tokens"] + ([UNCERTAINTY_OUTPUT] if wrapper.with_uncertainty else [])
+    traced = io.BytesIO()
     with torch.no_grad(), ctx, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about Python ints; shapes are static
         wrapper(dummy)  # fills the resize-matrix cache so tracing sees them as constants
         torch.onnx.export(
             wrapper,
             (dummy,),
-            str(out_path),
+            traced,
             input_names=["image"],
             output_names=outputs,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
         )
-    graph = onnx.load(str(out_path))
+    graph = onnx.load_model_from_string(traced.getvalue())
+    del traced
     meta = {
         META_SHA: checkpoint_sha256,
         META_PRECISION: "fp16" if fp16 else "fp32",
@@ -206,9 +214,9 @@ def export_onnx(
     for k, v in meta.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = k, v
-    onnx.save(graph, str(out_path))
     if check:
-        onnx.checker.check_model(str(out_path))
+        onnx.checker.check_model(graph)
+    out_path.write_bytes(graph.SerializeToString())
     log.info(
         "exported %s (%s, %s, uncertainty %s, opset %d, %.1f MB)",
         final_path or out_path,

@@ -30,7 +30,7 @@ import torch
 from depthart_core.colormap import colorize
 from depthart_core.evaluation.metrics import PRED_EPS
 from depthart_core.evaluation.protocols import evaluate
-from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import atomic_write, text_bytes
 from depthart_core.finetune.frames import MAPPINGS, Frame
 from depthart_core.finetune.prepare import SmallFrame
 from depthart_core.metric_scale import fit_metric_scale
@@ -200,7 +200,7 @@ def write_report(out_dir: Path, report: dict[str, Any], fig: np.ndarray) -> None
         raise OSError(f"cannot encode the figure for {out_dir / 'figure.png'}")
     atomic_write(out_dir / "figure.png", png.tobytes())
     atomic_write(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
-    atomic_write(out_dir / "report.md", markdown(report).encode())
+    atomic_write(out_dir / "report.md", text_bytes(markdown(report)))
 
 
 def _fmt(x: float) -> str:

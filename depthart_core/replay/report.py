@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from depthart_core.evaluation.protocols import get_protocol
-from depthart_core.fileutil import WriteError, atomic_write
+from depthart_core.fileutil import WriteError, atomic_write, text_bytes
 from depthart_core.replay.frames import STATUSES, ReplayRun, nearest_offset_s
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def write_report(run: ReplayRun, out: Path) -> dict[str, Any]:
     def save_text() -> None:
         text = json.dumps(report, indent=1, default=_json_default) + "\n"
         atomic_write(out / "report.json", text.encode())
-        atomic_write(out / "report.md", markdown_report(report).encode())
+        atomic_write(out / "report.md", text_bytes(markdown_report(report)))
 
     save_text()  # first: the pictures take seconds, and Ctrl-C there must not cost the report
     if run.cfg.plots:

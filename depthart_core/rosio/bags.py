@@ -18,9 +18,12 @@ Format references: rosbag2 `metadata.yaml` + storage plugins, MCAP spec (mcap.de
 
 from __future__ import annotations
 
+import codecs
 import errno
+import locale
 import logging
 import math
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -140,11 +143,19 @@ def _listing(meta: Path) -> tuple[set[str], bool]:
     """(the file names a rosbag2 metadata.yaml lists, whether it says they are compressed);
     (empty, False) if it cannot be read."""
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        info = yaml.safe_load(meta.read_text(encoding="utf-8"))["rosbag2_bagfile_information"]
         files = [*info.get("relative_file_paths", []), *(f["path"] for f in info.get("files", []))]
-        return {Path(str(f)).name for f in files}, bool(info.get("compression_format"))
+        return {_disk_name(Path(str(f)).name) for f in files}, bool(info.get("compression_format"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return set(), False
+
+
+def _disk_name(name: str) -> str:
+    """A file name as metadata.yaml lists it (UTF-8 text) as Python names that file on disk:
+    the same under a UTF-8 locale; under the ASCII one (`LC_ALL=C`) a non-ASCII name's bytes
+    are surrogates ('\\udcc3\\udca9' for an e-acute), which a path made from the listed text would
+    not match (and could not even be encoded)."""
+    return os.fsdecode(name.encode("utf-8", "surrogateescape"))
 
 
 # what the reader needs of a metadata.yaml (`rosbags.rosbag2.Reader.open`)
@@ -163,7 +174,8 @@ def _metadata_problem(meta: Path) -> str | None:
     """Why a bag folder's metadata.yaml cannot be used (empty, not YAML, cut short: a key the
     reader needs is missing), or None."""
     try:
-        text = meta.read_text()
+        raw = meta.read_bytes()
+        text = raw.decode("utf-8")  # rosbag2 writes it in UTF-8, whatever the locale
         doc = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as exc:
         return f"unreadable: {exc}"
@@ -183,6 +195,23 @@ def _metadata_problem(meta: Path) -> str | None:
         _ = info["duration"]["nanoseconds"], info["starting_time"]["nanoseconds_since_epoch"]
     except (KeyError, TypeError, AttributeError):
         return "cut short or malformed: a topic or time entry is incomplete"
+    return _reader_decoding_problem(raw)
+
+
+def _reader_decoding_problem(raw: bytes) -> str | None:
+    """Why the bag reader cannot decode a metadata.yaml, or None: rosbags reads it in the
+    locale's encoding, so under the ASCII locale (`LC_ALL=C`) one with a non-ASCII character
+    (a file or folder name with an accent, a comment) fails there; its storage files are read
+    without it instead."""
+    encoding = locale.getpreferredencoding(False)
+    try:
+        encoding = codecs.lookup(encoding).name  # "ascii", not "ANSI_X3.4-1968"
+        raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return (
+            f"its non-ASCII text cannot be decoded in this locale's encoding ({encoding}), which "
+            "the bag reader uses: run under a UTF-8 locale (LC_ALL=C.UTF-8) to read the bag by it"
+        )
     return None
 
 

@@ -120,7 +120,7 @@ def _get_backend(
             # any failure of an optional runtime (a TensorRT whose API differs raises
             # AttributeError) moves on, named in the log, rather than stopping the node
             except Exception as exc:
-                short = getattr(exc, "reason", f"{type(exc).__name__}: {exc}")
+                short = _short(getattr(exc, "reason", f"{type(exc).__name__}: {exc}"))
                 reasons.append(f"{candidate}: {short}")
                 log.info("backend auto: skipping %s (%s)", candidate, short)
                 continue
@@ -133,6 +133,18 @@ def _get_backend(
         log.info("backend auto: using torch (%s)", "; ".join(reasons))
         return backend
     return _make(name, ckpt, device, precision, letterbox, onnx_path, threads, sampling)
+
+
+_REASON_CHARS = 300  # of a skipped backend's error in the log: never megabytes of it
+
+
+def _short(text: object) -> str:
+    """An error's text for one log line: its first line, cut to `_REASON_CHARS` characters (a
+    pybind11 error quotes its arguments, once a whole traced graph of megabytes)."""
+    lines = str(text).strip().splitlines()
+    line = lines[0] if lines else str(text)
+    cut = len(lines) > 1 or len(line) > _REASON_CHARS
+    return line[:_REASON_CHARS] + (" [...]" if cut else "")
 
 
 def _make(

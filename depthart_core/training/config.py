@@ -337,7 +337,13 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         if not p.is_file():
             raise FileNotFoundError(f"training config not found: {p}")
         try:
-            loaded = yaml.load(p.read_text(), Loader=Yaml12Loader) or {}  # noqa: S506 (safe)
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"training config {p}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        try:
+            loaded = yaml.load(text, Loader=Yaml12Loader) or {}  # noqa: S506 (safe)
         except yaml.YAMLError as exc:
             raise ValueError(f"training config {p}: {_yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from depthart_core.data.sample import DepthSample
+from depthart_core.fileutil import describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,21 @@ def require_dir(path: Path, what: str = "dataset root") -> Path:
 
 
 def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
-    """Decode a file as stored (no conversion); raises naming the file if missing or corrupt."""
+    """Decode a file as stored (no conversion); raises naming the file if missing or corrupt.
+
+    The bytes are read here and decoded with `cv2.imdecode` (the same decoders and flags as
+    `cv2.imread`): OpenCV's own file opening takes the path as UTF-8 and crashes the process
+    (SIGSEGV) on a name that is not (Latin-1 bytes from an old USB stick: '\\udce9' in Python)."""
     path = require_file(path, what)
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a folder of it unreadable, an I/O error: that frame is unusable
+        raise BadFrameError(
+            f"cannot read {what} {path}: {describe_os_error(exc, with_path=False)}"
+        ) from exc
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise BadFrameError(f"cannot decode {what} {path}")
     return path, img
@@ -144,7 +157,7 @@ def read_list_file(path: Path, min_cols: int, max_cols: int | None = None) -> li
     """Whitespace-separated rows; '#' comments and blank lines ignored; column count checked."""
     path = require_file(path, "list file")
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -192,7 +192,7 @@ def _refuse_foreign(path: Path) -> None:
     says FORMAT): another dataset's folder of the same layout (rgb/, depth/, six-digit names)
     would lose its files to `_remove_frames`."""
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # unreadable, not JSON, not UTF-8
         doc = None
     if not (isinstance(doc, dict) and doc.get("format") == FORMAT):
@@ -309,7 +309,7 @@ def _frame_problem(paths: tuple[Path, Path, Path]) -> str | None:
             if f.read(8) != _PNG_SIGNATURE:
                 return f"{p} is not a PNG file"
     try:
-        k = json.loads(paths[2].read_text())
+        k = json.loads(paths[2].read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return f"{paths[2]} is not valid JSON ({exc})"
     if not isinstance(k, dict) or any(key not in k for key in _K_KEYS):
@@ -352,7 +352,7 @@ class SyntheticSet(BenchmarkDataset):
         rgb = read_rgb(rgb_p)
         mm = read_png_u16(depth_p)
         check_same_size(mm.shape, rgb.shape, depth_p)  # BadFrameError: eval skips the frame
-        k = json.loads(k_p.read_text())
+        k = json.loads(k_p.read_text(encoding="utf-8"))
         K = np.array(
             [[k["fx"], 0.0, k["cx"]], [0.0, k["fy"], k["cy"]], [0.0, 0.0, 1.0]], dtype=np.float32
         )

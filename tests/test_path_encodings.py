@@ -1,0 +1,311 @@
+"""Paths whose bytes are not UTF-8 (a Latin-1 folder from an old USB stick or a Samba share:
+Python holds 'data_\\xe9t\\xe9' as 'data_\\udce9t\\udce9'), and non-ASCII text under the ASCII
+locale (`LC_ALL=C PYTHONUTF8=0`).
+
+OpenCV's imread crashed the process (SIGSEGV) on such a path; torch.onnx.export refused it with
+the whole graph in its message; the markdown reports failed to encode it after all the work; and
+files read in the locale's encoding failed under the ASCII locale. The cases that crashed run in a
+subprocess, so a crash is a failing return code, not a dead test run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from depthart_core.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _odd(parent: Path, raw: bytes) -> Path:
+    """`parent / raw` made as a folder, its name not UTF-8; skips where the file system refuses
+    such a name (some macOS and Windows file systems)."""
+    path = parent / os.fsdecode(raw)
+    try:
+        path.mkdir()
+    except (OSError, UnicodeError) as exc:
+        pytest.skip(f"the file system refuses a name that is not UTF-8: {exc}")
+    return path
+
+
+def _run(code: str, *args: str | Path, env: dict | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=120,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def _ascii_env() -> dict[str, str]:
+    return {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+
+
+def _ascii_locale_or_skip() -> dict[str, str]:
+    env = _ascii_env()
+    said = _run("import locale; print(locale.getpreferredencoding(False))", env=env)
+    if said.stdout.strip().lower() not in ("ansi_x3.4-1968", "ascii", "us-ascii"):
+        pytest.skip(f"LC_ALL=C does not give the ASCII locale here ({said.stdout.strip()})")
+    return env
+
+
+# ------------------------------------------------------------------------------------------------
+# OpenCV reads and writes by path: crashed on a name that is not UTF-8
+
+
+def test_benchmark_readers_decode_files_under_a_latin1_folder(tmp_path):
+    """`_io._imread` (every benchmark reader) handed the path to cv2.imread: SIGSEGV."""
+    d = _odd(tmp_path, b"data_\xe9t\xe9")
+    depth = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    (d / "depth.png").write_bytes(cv2.imencode(".png", depth)[1].tobytes())
+    (d / "rgb.png").write_bytes(cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes())
+    (d / "mask.png").write_bytes(cv2.imencode(".png", (depth > 20000).astype(np.uint8))[1])
+    (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n but cut short")
+    (d / "empty.png").write_bytes(b"")
+    done = _run(
+        """
+        import sys
+        from pathlib import Path
+        import numpy as np
+        from depthart_core.data.benchmarks._io import (
+            BadFrameError, read_mask_png, read_png_u16, read_rgb,
+        )
+        d = Path(sys.argv[1])
+        depth = read_png_u16(d / "depth.png")
+        assert depth.dtype == np.uint16 and depth.max() == 55000, depth  # 16 bits kept
+        rgb = read_rgb(d / "rgb.png")
+        assert rgb.shape == (3, 4, 3) and (rgb[..., 0] == 200).all() and rgb[..., 2].max() == 0
+        assert read_mask_png(d / "mask.png").sum() == 7
+        for name in ("bad.png", "empty.png"):
+            try:
+                read_rgb(d / name)
+            except BadFrameError as exc:
+                assert "cannot decode image" in str(exc) and name in str(exc), exc
+            else:
+                raise AssertionError(name)
+        try:
+            read_rgb(d / "missing.png")
+        except FileNotFoundError as exc:
+            assert "image not found" in str(exc), exc
+        print("ok")
+        """,
+        d,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "ok"
+
+
+def test_eval_scores_a_set_under_a_latin1_folder_and_lists_its_bad_frame(tmp_path):
+    """`depthart eval --root data_\\xe9t\\xe9` died with SIGSEGV (rc 139 from a shell); once it
+    read the set, report.md (which names a frame that could not be read, with its path) could not
+    be encoded: no report.md, exit 1 for the wrong reason."""
+    from depthart_core.data.synthetic.set import write_synthetic_set
+
+    root = _odd(tmp_path, b"data_\xe9t\xe9")
+    write_synthetic_set(root, count=3, seed=0, size=(32, 48), progress=False)
+    rgb = root / "rgb" / "000001.png"
+    rgb.write_bytes(rgb.read_bytes()[:100])  # a PNG cut short: listed, not scored
+    argv = ["eval", "--baselines-only", "--baseline", "ramp", "--baseline", "constant"]
+    argv += ["--dataset", "synthetic", "--root", root.name, "--out", "ev", "--no-progress"]
+    cli = "import sys; from depthart_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = _run(cli, *argv, cwd=tmp_path)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])  # 1: a frame unread
+    assert "1 frame(s) could not be read" in done.stderr
+    for md in ("ev/report.md", "ev/baseline_ramp/synthetic/report.md"):
+        text = (tmp_path / md).read_text(encoding="utf-8")
+        assert "- frame 1: cannot decode image data_\\udce9t\\udce9/rgb/000001.png" in text, md
+    report = json.loads(
+        (tmp_path / "ev" / "baseline_ramp" / "synthetic" / "report.json").read_text()
+    )
+    assert report["n_images"] == 2
+
+
+def test_real_photos_reads_and_writes_images_by_a_latin1_path(tmp_path):
+    """training/real_photos.py read the bundled photographs with cv2.imread and wrote its figure
+    with cv2.imwrite: both crash on such a path (a virtualenv or --out under one)."""
+    d = _odd(tmp_path, b"fig_\xe9")
+    done = _run(
+        """
+        import importlib.util, sys
+        from pathlib import Path
+        import numpy as np
+        spec = importlib.util.spec_from_file_location("real_photos", sys.argv[1])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        out = Path(sys.argv[2]) / "sub" / "fig.png"
+        img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+        mod.write_image(out, img)
+        assert (mod.read_color(out) == img).all()
+        try:
+            mod.write_image(Path(sys.argv[2]) / "fig", img)
+        except ValueError as exc:
+            assert "no image format for the suffix ''" in str(exc), exc
+        print("ok")
+        """,
+        REPO / "training" / "real_photos.py",
+        d,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "ok"
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX export: torch's C++ wants a UTF-8 path
+
+
+def test_export_to_a_latin1_name_writes_the_graph(tiny_checkpoint, tmp_path, capsys):
+    """`depthart export --out m_\\xe9.onnx` failed with a 2.5 MB message (the whole graph)."""
+    onnx = pytest.importorskip("onnx")
+    out = _odd(tmp_path, b"m_\xe9") / "m.onnx"
+    assert main(["export", "--checkpoint", tiny_checkpoint, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert len(err) < 2000, err[:500]
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["depthart_precision"] == "fp32" and meta["depthart_decoding"] == "soft"
+    assert [p.name for p in out.parent.iterdir()] == ["m.onnx"]  # no temp folder left
+
+
+def test_onnx_cache_under_a_latin1_folder_exports(tiny_checkpoint, tmp_path, monkeypatch):
+    """The ONNX cache under such a DEPTHART_CACHE failed to export on every run."""
+    pytest.importorskip("onnx")
+    from depthart_core.checkpoint import CheckpointFile
+    from depthart_core.export.onnx_export import read_onnx_header
+    from depthart_core.runtime.onnx_cache import cached_onnx
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(_odd(tmp_path, b"cache_\xe9t\xe9")))
+    path = cached_onnx(CheckpointFile(tiny_checkpoint), "fp32")
+    meta, outputs = read_onnx_header(path)
+    assert (
+        path.is_file() and outputs == ("depth", "tokens") and meta["depthart_precision"] == "fp32"
+    )
+
+
+def test_a_backend_skipped_by_auto_is_logged_in_one_short_line(
+    tiny_checkpoint, monkeypatch, caplog
+):
+    """auto logged a skipped backend's whole error: megabytes where a pybind11 error quoted a
+    traced graph, twice (the skip and the final choice)."""
+    from depthart_core.runtime import OnnxRuntimeBackend, get_backend
+
+    def huge(*_a, **_k):
+        raise TypeError("_export_onnx(): incompatible function arguments\n" + "graph(" * 200_000)
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setattr(OnnxRuntimeBackend, "from_checkpoint", huge)
+    with caplog.at_level(logging.INFO, logger="depthart_core.runtime"):
+        backend = get_backend("auto", checkpoint=tiny_checkpoint, threads=1)
+    assert backend.name == "torch"
+    said = [r.getMessage() for r in caplog.records if "onnxruntime" in r.getMessage()]
+    assert said and all(len(m) < 1000 for m in said), [len(m) for m in said]
+    assert "TypeError: _export_onnx(): incompatible function arguments [...]" in said[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Markdown reports naming such a path: "surrogates not allowed" after all the work
+
+
+def test_replay_of_a_bag_under_a_latin1_name_writes_report_md(tiny_checkpoint, tmp_path, capsys):
+    bag = _odd(tmp_path, b"bags_\xe9") / "bag"
+    assert main(["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x32"]) == 0
+    argv = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--depth-topic"]
+    argv += ["/camera/depth", "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    assert main([*argv, "--no-plots", "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    assert "- bag: `" in md and "bags_\\udce9/bag`" in md
+    assert (tmp_path / "o" / "report.json").is_file()
+
+
+def test_finetune_on_a_bag_under_a_latin1_name_writes_report_md(tiny_checkpoint, tmp_path):
+    bag = _odd(tmp_path, b"fbag_\xe9") / "bag"
+    assert main(["synth-bag", "--out", str(bag), "--frames", "40", "--size", "24x32"]) == 0
+    argv = ["finetune", str(bag), "--image-topic", "/camera/image_raw", "--depth-topic"]
+    argv += ["/camera/depth", "--checkpoint", tiny_checkpoint, "--steps", "2", "--batch-size", "2"]
+    argv += ["--eval-frames", "2", "--threads", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    md = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert "fbag_\\udce9/bag" in md
+
+
+def test_text_bytes_writes_a_surrogate_as_its_escape():
+    from depthart_core.fileutil import text_bytes
+
+    assert text_bytes("bag_\udce9 2 m × 3 m") == "bag_\\udce9 2 m × 3 m".encode()
+
+
+# ------------------------------------------------------------------------------------------------
+# Files read in the locale's encoding: failed under the ASCII locale
+
+
+def test_training_config_with_non_ascii_text_loads_under_the_ascii_locale(tmp_path):
+    env = _ascii_locale_or_skip()
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("# the lab floor: 2 m × 3 m, été\nsteps: 7\n", encoding="utf-8")
+    done = _run(
+        "import sys; from depthart_core.training.config import load_train_config as f; "
+        "print(f(sys.argv[1]).steps)",
+        cfg,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "7"
+
+
+def test_training_config_not_utf8_is_one_line_naming_the_file(tmp_path):
+    from depthart_core.training.config import load_train_config
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_bytes(b"# \xe9t\xe9 (Latin-1)\nsteps: 7\n")
+    with pytest.raises(ValueError, match=r"training config .*train\.yaml: not UTF-8 text"):
+        load_train_config(cfg)
+
+
+def test_read_json_with_non_ascii_text_under_the_ascii_locale(tmp_path):
+    env = _ascii_locale_or_skip()
+    doc = tmp_path / "calib.json"
+    doc.write_text('{"note": "été", "n": 3}', encoding="utf-8")
+    done = _run(
+        "import sys; from depthart_core.fileutil import read_json; "
+        "print(read_json(sys.argv[1], 'calibration')['n'])",
+        doc,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "3"
+
+
+def test_bag_metadata_with_non_ascii_text_under_the_ascii_locale(tmp_path):
+    """The bag reader (rosbags) reads metadata.yaml in the locale's encoding, so under the ASCII
+    locale a non-ASCII one cannot be read by it: the bag is read from its storage files, and the
+    warning says why and what to do (it said "unreadable: 'ascii' codec can't decode")."""
+    env = _ascii_locale_or_skip()
+    bag = tmp_path / "bag"
+    assert main(["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x32"]) == 0
+    with open(bag / "metadata.yaml", "a", encoding="utf-8") as f:
+        f.write("# recorded in the 2 m × 3 m lab\n")
+    from depthart_core.rosio.bags import list_topics
+
+    assert "/camera/depth" in list_topics(bag)  # the UTF-8 locale: the metadata is used
+    done = _run(
+        "import logging, sys; logging.basicConfig(level=logging.WARNING); "
+        "from depthart_core.rosio.bags import list_topics; print(sorted(list_topics(sys.argv[1])))",
+        bag,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "/camera/depth" in done.stdout
+    assert "locale's encoding (ascii)" in done.stderr and "LC_ALL=C.UTF-8" in done.stderr
