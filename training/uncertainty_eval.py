@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from depthart_core.data.synthetic.set import SyntheticSet
+from depthart_core.data.synthetic.set import SyntheticSet, set_problem
 from depthart_core.evaluation.uncertainty_metrics import (
     SparsificationTally,
     UncertaintyTally,
@@ -143,6 +143,23 @@ def load(root: str, count: int) -> list[Frame]:
     return [(s.rgb, s.depth, s.valid) for s in (ds[i] for i in range(count))]
 
 
+def check_roots(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, in one line through the parser and before the checkpoint loads, a root that is no
+    rendered set or holds fewer frames than --count (`load` raised after the model had loaded).
+    --scan-exponent reads only --calib-root."""
+    roots = [("--calib-root", args.calib_root)]
+    roots += [] if args.scan_exponent else [("--eval-root", args.eval_root)]
+    for option, root in roots:
+        problem = set_problem(root)
+        if problem is not None:
+            ap.error(f"{option} {problem}")
+        if (n := len(SyntheticSet(root))) < args.count:
+            ap.error(
+                f"{option} {root} holds {n} frames, --count asks for {args.count}; give "
+                f"--count {n} or a larger set"
+            )
+
+
 def parse_method(spec: str) -> tuple[str, int]:
     """`latent`, `flip`, `samples` (K=4) or `samples:K`."""
     name, _, k = spec.partition(":")
@@ -182,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.count < 1 or args.runs < 1:
         ap.error(f"need --count >= 1 and --runs >= 1; got {args.count}, {args.runs}")
+    check_roots(ap, args)
 
     set_torch_threads(1)
     est = DepthEstimator.from_checkpoint(args.checkpoint)

@@ -83,15 +83,26 @@ DISTRIBUTED_COMMANDS = ("train", "finetune")
 
 
 def main(argv: list[str] | None = None) -> int:
+    _open_missing_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, a usage error: their text flushed here as well
+        if exc.code is None or isinstance(exc.code, int):
+            exc.code = _finish("depthart", exc.code or 0)
+        raise
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return _finish("depthart", 2)
+    return _finish(f"depthart {args.command}", _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The subcommand, its errors one line each (no traceback) and an exit status."""
     try:
         # SIGTERM / SIGHUP (timeout, systemd, a CI cancel, a closed terminal) stop a command as
         # Ctrl-C does: finished work kept, half-written files removed, one line, status 130
@@ -113,14 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"depthart {args.command}: error: {missing_dependency(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `depthart info CKPT | head`: the reader has all it wanted
-        _silence_stdout()
+        _silence(sys.stdout)
         return 141  # 128 + SIGPIPE, as a shell tool ends
     # a full or read-only disk, no permission, an --out through a file: one line naming the path
     # and the cause (fileutil.WriteError from every writer; other OSErrors carry their filename)
     except OSError as exc:
         from depthart_core.fileutil import describe_os_error
 
-        print(f"depthart {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        where = "standard output: " if exc.filename is None and _stdout_fails() else ""
+        print(f"depthart {args.command}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
         return 1
     except MemoryError as exc:  # an --size or --eval-size far beyond this machine
         print(f"depthart {args.command}: error: out of memory ({exc})", file=sys.stderr)
@@ -128,6 +140,60 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or "stopped by SIGTERM" (interrupt_on_termination)
         print(f"depthart {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _finish(who: str, status: int) -> int:
+    """`status`, after flushing stdout and stderr while main can still act on a failure: a pipe
+    or a file is block-buffered, so `depthart info | true` or `> /dev/full` failed only in the
+    interpreter's exit flush, which printed "Exception ignored ... BrokenPipeError" and ended
+    with status 120. A closed pipe ends quietly with 141 (128 + SIGPIPE, as a shell tool ends),
+    a full disk with one line and status 1; an error status already set is kept."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence(sys.stdout)
+        status = status or 141
+    except OSError as exc:
+        from depthart_core.fileutil import describe_os_error
+
+        _silence(sys.stdout)
+        print(f"{who}: error: standard output: {describe_os_error(exc)}", file=sys.stderr)
+        status = status or 1
+    try:
+        sys.stderr.flush()
+    except OSError:  # nowhere left to say it
+        _silence(sys.stderr)
+    return status
+
+
+def _stdout_fails() -> bool:
+    """Whether stdout cannot take its output (a full disk under `> file`): then silenced, so
+    that the exit flush does not fail a second time."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _silence(sys.stdout)
+        return True
+    return False
+
+
+def _open_missing_streams() -> None:
+    """A closed stdout or stderr (`2>&-`: Python makes it None) becomes /dev/null, so the work
+    is done and only its messages are lost (tqdm and print(file=sys.stderr) raised
+    AttributeError and the command stopped with nothing written). A closed descriptor 1 or 2 is
+    taken by /dev/null too, so that no file opened later gets it (and a C library's messages)."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is not None:
+            continue
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != fd:
+            try:
+                os.fstat(fd)
+            except OSError:  # closed: /dev/null takes its number
+                os.dup2(null, fd)
+                os.close(null)
+                null = fd
+        setattr(sys, name, open(null, "w", errors="replace"))  # kept for the process
 
 
 @contextlib.contextmanager
@@ -149,12 +215,16 @@ def _printable_names() -> Iterator[None]:
             stream.reconfigure(errors="strict")
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's final flush of a closed pipe does not
-    print "Exception ignored ... BrokenPipeError" (Python docs, "Note on SIGPIPE")."""
+def _silence(stream) -> None:
+    """Point `stream`'s descriptor at /dev/null, so that the interpreter's final flush of a
+    closed pipe or a full disk does not print "Exception ignored ... BrokenPipeError" (Python
+    docs, "Note on SIGPIPE"); a stream without a descriptor (a test's capture) is left alone."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both of the first
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

@@ -16,6 +16,7 @@ A run that writes nothing leaves no --out folder behind that it made.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -36,6 +37,7 @@ MAX_PIXELS = 200_000_000  # a 16384x12208 photo; decoding takes 0.6 GB, the outp
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
 UNCERTAINTY_INVALID_RGB = (0, 255, 255)  # cyan: not in inferno, never read as "certain" (black)
+NAME_MAX_BYTES = 255  # a file name's limit on ext4, XFS, btrfs, ZFS, APFS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "instead (cam0__1_png.npy), so no output overwrites another; a non-image given with "
         "them (IMG_1.xmp beside IMG_1.JPG) does not count. Of an animated GIF or a multi-page "
         "TIFF the first frame is predicted, and said. "
-        "With --uncertainty also <stem>_uncertainty.npy and <stem>_uncertainty.png.",
+        "With --uncertainty also <stem>_uncertainty.npy and <stem>_uncertainty.png. A stem "
+        "whose output names would pass 255 bytes is cut, a hash of the whole appended "
+        "(<start>~1a2b3c4d.npy), and said.",
     )
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
@@ -273,6 +277,26 @@ def output_stems(names: list[str], images: list[bool]) -> list[str]:
     return stems
 
 
+def fit_stem(stem: str, args: argparse.Namespace) -> str:
+    """`stem`, or where the longest name `output_names` gives it with these options would pass
+    a file system's NAME_MAX_BYTES, its first characters that fit followed by "~" and 8 hex
+    digits of the whole stem's sha256, so that two long names that begin alike keep apart.
+    Bytes are counted as the name is written (os.fsencode: UTF-8, and a name that is not UTF-8
+    as its own bytes); the cut is between characters."""
+    limit = NAME_MAX_BYTES - max(len(os.fsencode(n)) for n in output_names("", args))
+    raw = os.fsencode(stem)
+    if len(raw) <= limit:
+        return stem
+    tag = "~" + hashlib.sha256(raw).hexdigest()[:8]
+    kept, size = [], 0
+    for char in stem:
+        size += len(os.fsencode(char))
+        if size > limit - len(tag):
+            break
+        kept.append(char)
+    return "".join(kept) + tag
+
+
 def output_names(stem: str, args: argparse.Namespace) -> list[str]:
     """The files `write_outputs` writes for one image."""
     names = [f"{stem}.npy", f"{stem}_depth.png"]
@@ -386,13 +410,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{repeated} image(s) given more than once: each is predicted once", file=sys.stderr)
         args.images = list(unique.values())
     images = [looks_like_image(name) for name in args.images]
-    stems = output_stems(args.images, images)
+    full_stems = output_stems(args.images, images)
+    stems = [fit_stem(stem, args) for stem in full_stems]  # what is written, and checked
     check_output_names(args.images, stems, Path(args.out), args)
     with output_folder(args.out) as out:  # left empty (nothing written): removed again
-        return _predict_into(out, args, stems, images)
+        return _predict_into(out, args, stems, images, full_stems)
 
 
-def _predict_into(out: Path, args: argparse.Namespace, stems: list[str], images: list[bool]) -> int:
+def _predict_into(
+    out: Path,
+    args: argparse.Namespace,
+    stems: list[str],
+    images: list[bool],
+    full_stems: list[str],
+) -> int:
     from collections import Counter
 
     import cv2
@@ -422,8 +453,8 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str], images:
     skipped: Counter[str] = Counter()
     renamed = [
         (n, s)
-        for n, s, i in zip(args.images, stems, images, strict=True)
-        if i and s != Path(n).stem
+        for n, s, f, i in zip(args.images, stems, full_stems, images, strict=True)
+        if i and f != Path(n).stem
     ]
     if renamed:
         print(
@@ -431,6 +462,13 @@ def _predict_into(out: Path, args: argparse.Namespace, stems: list[str], images:
             f"after their paths, e.g. {renamed[0][0]} -> {renamed[0][1]}.npy",
             file=sys.stderr,
         )
+    for name, stem, full, image in zip(args.images, stems, full_stems, images, strict=True):
+        if image and stem != full:
+            print(
+                f"{name}: its output names would be longer than {NAME_MAX_BYTES} bytes; they are "
+                f"shortened to {stem}.npy, ...",
+                file=sys.stderr,
+            )
     todo = list(zip(args.images, stems, strict=True))
     for name, stem in tqdm(
         todo, desc="predict", unit="img", disable=len(todo) < 2 or args.no_progress
