@@ -6,7 +6,9 @@
 
 A checkpoint with the uncertainty head also gets the uncertainty measures unless --no-uncertainty.
 A frame that cannot be read is skipped with a warning and listed in the report; the rest are
-scored and the exit status is then 1.
+scored and the exit status is then 1. A dataset with no readable frame is an error when it is the
+only one scored (one model, one dataset; nothing written); among several its cells are reported as
+not scored, with why, every other dataset and model is scored, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -188,12 +190,19 @@ def run(args: argparse.Namespace) -> int:
     if headed:
         print(f"depthart eval: with the uncertainty measures of {', '.join(headed)} (the head)")
     lock.release()
-    unreadable = data["skipped_unreadable"]
+    gone = list(dict.fromkeys(c["dataset"] for c in data.get("not_scored", [])))
+    # frames of the datasets scored (those of a dataset not scored: in its own line below)
+    unreadable = data["skipped_unreadable"] - sum(len(data["unreadable"][d]) for d in gone)
     if unreadable:  # the rest were scored, but not every frame asked for: not a success
         print(
             f"depthart eval: {unreadable} frame(s) could not be read and were not scored "
             "(listed in report.md and report.json)",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    if gone:  # a whole dataset without a result: not a success either
+        print(
+            f"depthart eval: not scored, none of its frames could be read: {', '.join(gone)} "
+            "(the other datasets were; report.md says why)",
+            file=sys.stderr,
+        )
+    return 1 if unreadable or gone else 0

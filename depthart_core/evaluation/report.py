@@ -3,7 +3,9 @@ samples.png (RGB | ground truth | prediction | error map, matplotlib's Agg canva
 
 The combined table follows the paper's main table (sec. 7): one row per model, for each dataset
 its headline metrics (depthart protocol: delta1 (bad-pixel fraction, lower is better) and AbsRel),
-and the mean rank over all those columns when several models are compared.
+and the mean rank over those columns when several models are compared. A dataset none of whose
+frames could be read is not scored (runner): its cells are "—" (report.json: null), a section says
+why, and the rank is over the columns every model has.
 
 A model with the uncertainty head adds the issue #25 measures (`uncertainty_section`): AbsRel of
 all pixels and with each frame's 20 % most uncertain removed, AUSE against a random ranking's,
@@ -282,53 +284,94 @@ def mean_ranks(values: list[list[float]], higher_better: list[bool]) -> list[flo
     return ranks.mean(axis=1).tolist()
 
 
-def write_combined(out: str | Path, runs: list[dict], datasets: list[str], protocol: str) -> dict:
-    """The combined results table over models x datasets: report.json and report.md in `out`."""
+NOT_SCORED = "—"  # report.md's cell of a model on a dataset not scored (report.json: null)
+
+
+def _scored(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def write_combined(
+    out: str | Path,
+    runs: list[dict],
+    datasets: list[str],
+    protocol: str,
+    not_scored: Sequence[dict] = (),
+) -> dict:
+    """The combined results table over models x datasets: report.json and report.md in `out`.
+
+    `not_scored`: the cells (runner: {"model", "dataset", "reason", "unreadable", ...}) of a
+    dataset none of whose frames could be read: null in report.json's results, "—" in report.md,
+    listed with why in both; their frames count as unreadable. The mean rank is over the columns
+    every model has a value in (none such: no rank)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     proto = get_protocol(protocol)
     columns = [(d, m) for d in datasets for m in proto.headline]
     models: dict[str, dict] = {}
-    for r in runs:
+    for r in [*runs, *not_scored]:
         entry = models.setdefault(
             r["model"],
             {
                 "model": r["model"],
-                "checkpoint": r["checkpoint"],
-                "checkpoint_sha256": r["checkpoint_sha256"],
-                "backend": r["backend"],
+                "checkpoint": r.get("checkpoint"),
+                "checkpoint_sha256": r.get("checkpoint_sha256"),
+                "backend": r.get("backend"),
                 "results": {},
                 "uncertainty": {},
             },
         )
-        entry["results"][r["dataset"]] = r["aggregate"]
+        entry["results"][r["dataset"]] = r.get("aggregate")  # not scored: None
         if r.get("uncertainty"):
             entry["uncertainty"][r["dataset"]] = r["uncertainty"]
     rows = list(models.values())
+    for row in rows:  # in the order of `datasets`
+        row["results"] = {d: row["results"][d] for d in datasets if d in row["results"]}
     by_index: dict[str, dict[int, dict]] = {}  # per dataset, each frame once (all models' runs)
-    for r in runs:
+    for r in [*runs, *not_scored]:
         frames = by_index.setdefault(r["dataset"], {})
         for b in r.get("unreadable", []):
             frames.setdefault(b["index"], b)
     unreadable = {d: [f[i] for i in sorted(f)] for d, f in by_index.items() if f}
-    values = [[row["results"][d][m] for d, m in columns] for row in rows]
-    ranks = mean_ranks(values, [higher_is_better(m) for _, m in columns]) if len(rows) > 1 else None
+    values = [[(row["results"].get(d) or {}).get(m) for d, m in columns] for row in rows]
+    # a column missing a model's value is left out of every model's rank, never ranked as a value
+    ranked = [c for c in range(len(columns)) if all(_scored(vals[c]) for vals in values)]
+    ranks = None
+    if len(rows) > 1 and ranked:
+        ranks = mean_ranks(
+            [[vals[c] for c in ranked] for vals in values],
+            [higher_is_better(columns[c][1]) for c in ranked],
+        )
     for i, row in enumerate(rows):
         row["rank"] = ranks[i] if ranks else None
     head = ["Model", *(f"{_display(d)} {header(m)}" for d, m in columns)]
     body = [
-        [row["model"], *(f"{v:.3f}" for v in vals)] for row, vals in zip(rows, values, strict=True)
+        [row["model"], *(NOT_SCORED if v is None else f"{v:.3f}" for v in vals)]
+        for row, vals in zip(rows, values, strict=True)
     ]
     if ranks:
         head.append("Rank↓")
         for b, r in zip(body, ranks, strict=True):
             b.append(f"{r:.1f}")
+    cells = [
+        {
+            "model": n["model"],
+            "dataset": n["dataset"],
+            "reason": n["reason"],
+            "frames": len(n.get("unreadable", [])),
+        }
+        for n in not_scored
+    ]
     data = {
         "protocol": proto.name,
         "protocol_description": proto.description,
         "datasets": list(datasets),
         "columns": [{"dataset": d, "metric": m} for d, m in columns],
+        "rank_columns": [{"dataset": d, "metric": m} for d, m in (columns[c] for c in ranked)]
+        if ranks
+        else [],
         "models": rows,
+        "not_scored": cells,
         "skipped_unreadable": sum(len(b) for b in unreadable.values()),
         "unreadable": unreadable,
         "runs": [
@@ -336,6 +379,7 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         ],
     }
     _write_json(out / "report.json", data)
+    gone = {c["dataset"] for c in cells}  # their frames: in the not-scored section instead
     md = [
         f"# DepthART evaluation, protocol `{proto.name}`",
         "",
@@ -344,8 +388,10 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
         _md_table(head, body),
         "",
         *_notes(proto.headline),
+        *_rank_note(len(rows), columns, ranked, ranks is not None),
         "",
-        *unreadable_section(unreadable),
+        *not_scored_section(cells, [row["model"] for row in rows]),
+        *unreadable_section({d: b for d, b in unreadable.items() if d not in gone}),
         *_model_paths(rows),
     ]
     unc_rows = [
@@ -366,6 +412,34 @@ def write_combined(out: str | Path, runs: list[dict], datasets: list[str], proto
     ]
     atomic_write(out / "report.md", text_bytes("\n".join(md) + "\n"))
     return data
+
+
+def _rank_note(n_models: int, columns: list, ranked: list[int], ranks: bool) -> list[str]:
+    """How the rank was taken when a column lacks a model's value; [] when every column counts."""
+    if n_models < 2 or len(ranked) == len(columns):
+        return []
+    if not ranks:
+        return ["No rank: no column has a value for every model (see Not scored)."]
+    left = dict.fromkeys(_display(columns[c][0]) for c in range(len(columns)) if c not in ranked)
+    return [
+        f"Rank↓ is the mean rank over the {len(ranked)} of {len(columns)} columns every model "
+        f"has a value in; left out: {', '.join(left)} (a model's value missing)."
+    ]
+
+
+def not_scored_section(cells: Sequence[dict], models: Sequence[str]) -> list[str]:
+    """report.md lines naming each dataset not scored (no frame could be read) and why; none: []."""
+    by_dataset: dict[str, list[dict]] = {}
+    for c in cells:
+        by_dataset.setdefault(c["dataset"], []).append(c)
+    if not by_dataset:
+        return []
+    lines = [f"**Not scored** ({NOT_SCORED} in the table, null in report.json):", ""]
+    for dataset, cs in by_dataset.items():
+        who = [c["model"] for c in cs]
+        whom = "" if set(who) >= set(models) else f" for {', '.join(who)}"
+        lines.append(f"- {_display(dataset)}{whom}: {cs[0]['reason']}")
+    return [*lines, ""]
 
 
 def _model_paths(rows: list[dict]) -> list[str]:

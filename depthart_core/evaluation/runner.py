@@ -21,8 +21,9 @@ use at most `POOL_PER_FRAME` random pixels of each frame.
 A frame whose files cannot be read (`data.benchmarks._io.FRAME_ERRORS`: not decodable, RGB and
 depth of different sizes, a missing file) never stops the run: it is skipped with one warning
 naming the file and why, listed in the report (`EvalResult.unreadable`), and the metrics are over
-the frames scored; `depthart eval` then exits 1. A dataset none of whose frames can be read is an
-error naming it.
+the frames scored; `depthart eval` then exits 1. A dataset none of whose frames can be read
+raises `NoFrameReadable` naming it: the error of a run of one model on one dataset; in a table of
+several (`run_eval`) that cell is reported as not scored, with why, and the rest are scored.
 """
 
 from __future__ import annotations
@@ -126,6 +127,18 @@ BASELINES: dict[str, PredictFn] = {
     "ramp": ramp_baseline,
     "mean_depth": mean_depth_baseline,
 }
+
+
+class NoFrameReadable(ValueError):
+    """`evaluate_predictions`: none of a dataset's frames to score could be read. `unreadable`:
+    every frame's {"index", "error"}."""
+
+    def __init__(self, dataset: str, unreadable: list[dict]):
+        self.dataset, self.unreadable = dataset, unreadable
+        super().__init__(
+            f"dataset {dataset}: none of the {len(unreadable)} frames to score could be read "
+            f"(the first: {unreadable[0]['error']})"
+        )
 
 
 @dataclass
@@ -307,10 +320,7 @@ def evaluate_predictions(
         if i in vis_idx:
             vis.append(_vis_copy(s.name, s.rgb, gt, valid, r.aligned))
     if len(unreadable) == n:
-        raise ValueError(
-            f"dataset {name}: none of the {n} frames to score could be read (the first: "
-            f"{unreadable[0]['error']})"
-        )
+        raise NoFrameReadable(name, unreadable)
     pred_ms = [row["predict_ms"] for row in rows] or [0.0]
     timings = {
         "total_s": time.perf_counter() - t_start,
@@ -431,6 +441,10 @@ def run_eval(
     One model on one dataset writes `out/report.{json,md}` and `out/samples.png`. Otherwise each
     run goes to `out/<model>/<dataset>/` and `out/report.{json,md}` hold the combined table.
     Either dict's "skipped_unreadable" counts the frames that could not be read (not scored).
+    A dataset none of whose frames can be read stops a run of one model on one dataset
+    (`NoFrameReadable`); in the combined table its cells are not scored (the report's
+    "not_scored" says why) and every other model and dataset is still scored; none scored at all:
+    a ValueError naming each dataset's reason, nothing written.
     `eval_size="paper"`: the paper's rule per dataset (`protocols.paper_eval_size`).
     """
     if len(datasets) != len(roots):
@@ -455,21 +469,38 @@ def run_eval(
         while name in folders:
             name, k = f"{base}-{k}", k + 1
         folders.append(name)
-    runs = []
+    runs, not_scored = [], []
     for m, folder in zip(models, folders, strict=True):
         for key, ds in zip(keys, readers, strict=True):
             n = len(ds) if limit is None else min(int(limit), len(ds))
             log.info("evaluating %s on %s (%d images, protocol %s)", m.label, key, n, protocol)
             size = paper_eval_size(key) if eval_size == "paper" else eval_size
-            res = evaluate_predictions(
-                ds,
-                m.predict,
-                protocol,
-                limit,
-                size,
-                progress=progress,
-                predict_uncertainty=m.predict_uncertainty,
-            )
+            try:
+                res = evaluate_predictions(
+                    ds,
+                    m.predict,
+                    protocol,
+                    limit,
+                    size,
+                    progress=progress,
+                    predict_uncertainty=m.predict_uncertainty,
+                )
+            except NoFrameReadable as exc:
+                if single:  # the run's only result: its error, nothing written
+                    raise
+                log.error("%s on %s not scored: %s", m.label, key, exc)
+                not_scored.append(
+                    {
+                        "model": m.label,
+                        "dataset": key,
+                        "reason": str(exc),
+                        "unreadable": exc.unreadable,
+                        "checkpoint": m.checkpoint,
+                        "checkpoint_sha256": m.sha256,
+                        "backend": m.backend,
+                    }
+                )
+                continue
             res.dataset = key
             run_dir = out if single else out / folder / key
             run = report.write_run(run_dir, res, m)
@@ -477,4 +508,7 @@ def run_eval(
             runs.append(run)
     if single:
         return runs[0]
-    return report.write_combined(out, runs, keys, protocol)
+    if not runs:  # nothing scored: no table to write (the first model's reason for each)
+        reasons = dict.fromkeys(n["reason"] for n in not_scored[: len(keys)])
+        raise ValueError(f"nothing could be scored: {'; '.join(reasons)}")
+    return report.write_combined(out, runs, keys, protocol, not_scored=not_scored)
