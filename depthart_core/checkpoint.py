@@ -30,13 +30,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthart_core import authors_layout
 from depthart_core.config import ModelConfig
 from depthart_core.fileutil import atomic_write, sha256_file
 from depthart_core.model import DepthART
+from depthart_core.rundir import open_safetensors
 from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
 
 FORMAT = "depthart/1"
@@ -166,7 +166,7 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     path = _existing(path)
     _refuse_pickle(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             meta = f.metadata() or {}
             keys = list(f.keys()) if meta.get("format") != FORMAT else []
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
@@ -263,14 +263,14 @@ def load_checkpoint(
     if info["layout"] != AUTHORS_LAYOUT:  # before the model is built: a small file claiming a
         with torch.device("meta"), fp32_build():  # huge config is refused without allocating it
             skeleton = DepthART(cfg)
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in _kept(f.keys(), info)}
         own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         check_state_shapes(own, shapes, str(path))
     with fp32_build():  # its random init is overwritten below: the caller's RNG is left alone
         model = DepthART(cfg)
     state = {}
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(path) as f:
         for k in _kept(f.keys(), info):
             t = f.get_tensor(k)
             state[k] = t.float() if t.is_floating_point() else t
@@ -303,7 +303,7 @@ def refuse_vae(vae: str | Path | None, info: dict[str, Any], path: str | Path) -
         return
     if info["layout"] != AUTHORS_LAYOUT:
         raise ValueError(f"--vae {vae} is only for the authors' checkpoint; {path} is complete")
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(path) as f:
         if authors_layout.has_tokenizer(f.keys()):  # the file's own VQ-VAE would be used
             raise ValueError(
                 f"--vae {vae}: {path} holds its own VQ-VAE, which is what loads; drop --vae"
@@ -376,7 +376,7 @@ class CheckpointFile:
         """The separate VQ-VAE file `load` reads (as `load_checkpoint` picks it), else None."""
         if self.info()["layout"] != AUTHORS_LAYOUT:
             return None
-        with safe_open(str(self.path), framework="pt") as f:
+        with open_safetensors(self.path) as f:
             if authors_layout.has_tokenizer(f.keys()):
                 return None
         vae = _expand(self.vae) if self.vae else self.path.parent / authors_layout.VAE_FILE_NAME

@@ -34,13 +34,17 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors import safe_open
 
 from depthart_core.fileutil import WriteError, atomic_write, is_temp_dir, is_temp_name
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,39 @@ METRICS_NAME = "metrics.jsonl"
 LOCK_NAME = ".depthart.lock"
 RUN_MARKERS: tuple[str, ...] = (STATE_NAME, CKPT_NAME, METRICS_NAME)
 REPORT_MARKERS: tuple[str, ...] = ("report.json", "report.md")
+
+
+def utf8_name(path: str | Path) -> str | None:
+    """`path` as a str where its name is UTF-8, else None: a name that is not (a Latin-1 folder,
+    '\\udce9' in Python) cannot be given to a library that takes paths as UTF-8 (safetensors,
+    ONNX Runtime, TensorRT's parser), which then gets the file's bytes or descriptor instead."""
+    name = os.fsdecode(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, held as a surrogate
+        return None
+    return name
+
+
+@contextlib.contextmanager
+def open_safetensors(path: str | Path, framework: str = "pt") -> Iterator[Any]:
+    """`safetensors.safe_open(path)`, also where the path is not UTF-8, which safetensors
+    refuses ("Path ... is not valid UTF-8"): that file is opened here and handed over by its
+    descriptor's name (/dev/fd/N), so it is still read header first and memory-mapped, never
+    read whole."""
+    name = utf8_name(path)
+    with contextlib.ExitStack() as stack:
+        if name is None:
+            fh = stack.enter_context(open(os.fsdecode(path), "rb"))
+            name = f"/dev/fd/{fh.fileno()}"
+        yield stack.enter_context(safe_open(name, framework))
+
+
+def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file on the CPU (`safetensors.torch.load_file`, also where
+    the path is not UTF-8: `open_safetensors`)."""
+    with open_safetensors(path) as f:
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
 
 
 class RunDirError(ValueError):
@@ -224,7 +261,7 @@ def read_train_state(
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no {STATE_NAME} in {run_dir}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             meta = f.metadata() or {}
             found = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
         missing = [k for k in ("step", "config", "param_groups") if k not in meta]
@@ -382,7 +419,7 @@ def _header_metadata(path: Path) -> dict[str, str] | None:
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             return f.metadata() or {}
     except Exception:  # damaged file: the caller reports it as unreadable
         return None

@@ -309,3 +309,204 @@ def test_bag_metadata_with_non_ascii_text_under_the_ascii_locale(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "/camera/depth" in done.stdout
     assert "locale's encoding (ascii)" in done.stderr and "LC_ALL=C.UTF-8" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# safetensors opens a path only as UTF-8 ("Path ... is not valid UTF-8"): checkpoints, run folders
+
+
+def test_a_checkpoint_under_a_latin1_folder_loads(tiny_checkpoint, tiny_model, tmp_path):
+    """`--checkpoint data_\\xe9t\\xe9/tiny.safetensors` was "not a readable safetensors file"."""
+    import torch
+
+    from depthart_core.checkpoint import CheckpointFile, load_checkpoint
+
+    path = _odd(tmp_path, b"ckpt_\xe9") / "tiny.safetensors"
+    path.write_bytes(Path(tiny_checkpoint).read_bytes())
+    model, info = load_checkpoint(path)
+    assert info["sha256"] == CheckpointFile(path).sha256
+    own = tiny_model.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in model.state_dict().items())
+
+
+def test_train_into_a_latin1_folder_resumes(tmp_path):
+    """`depthart train --out runs_\\xe9/run` trained and saved, but its `--resume` called the
+    run's train_state.safetensors damaged and offered `--overwrite` (the run moved aside)."""
+    from depthart_core.checkpoint import load_checkpoint
+    from depthart_core.training.config import load_train_config
+    from depthart_core.training.trainer import Trainer
+
+    fast = ["batch_size=2", "data.val_count=2", "log_every=5", "val_every=1000"]
+    fast += ["ckpt_every=1000", "data.render_size=0", "data.pool_size=0"]
+    fast += ["random_tokenizer_ok=true"]
+    config = REPO / "training" / "configs" / "tiny_depthart.yaml"
+    run = _odd(tmp_path, b"runs_\xe9") / "run"
+    Trainer(load_train_config(config, [*fast, "steps=2"]), run).fit(progress=False)
+    resumed = Trainer(load_train_config(config, [*fast, "steps=3"]), run, resume=True)
+    assert resumed.step == 2
+    resumed.fit(progress=False)
+    assert load_checkpoint(run / "checkpoint.safetensors")[1]["metadata"]["steps"] == 3
+
+
+def test_finetune_into_a_latin1_folder(tiny_checkpoint, tmp_path):
+    """`depthart finetune --out runs_\\xe9/run` stopped at its own frame file: "not a readable
+    safetensors file"."""
+    from depthart_core.checkpoint import load_checkpoint
+
+    bag = tmp_path / "bag"
+    assert main(["synth-bag", "--out", str(bag), "--frames", "40", "--size", "24x32"]) == 0
+    run = _odd(tmp_path, b"runs_\xe9") / "run"
+    argv = ["finetune", str(bag), "--image-topic", "/camera/image_raw", "--depth-topic"]
+    argv += ["/camera/depth", "--checkpoint", tiny_checkpoint, "--steps", "2", "--batch-size", "2"]
+    argv += ["--eval-frames", "2", "--threads", "1", "--no-progress", "--out", str(run)]
+    assert main(argv) == 0
+    assert load_checkpoint(run / "checkpoint.safetensors")[0].cfg.image_size > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX Runtime and TensorRT's parser take a graph's path as UTF-8
+
+
+def test_onnx_graphs_under_a_latin1_folder_open_in_onnx_runtime(
+    tiny_checkpoint, headed_checkpoint, tmp_path, monkeypatch
+):
+    """A graph in such a DEPTHART_CACHE or given by such a path (--onnx) was exported, then
+    refused by ONNX Runtime's InferenceSession (`auto` went on to torch)."""
+    import pickle
+
+    pytest.importorskip("onnxruntime")
+    from depthart_core.runtime import OnnxRuntimeBackend, get_backend
+
+    monkeypatch.setenv("DEPTHART_CACHE", str(_odd(tmp_path, b"cache_\xe9t\xe9")))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    plain = get_backend("auto", checkpoint=tiny_checkpoint, threads=1)
+    assert plain.name == "onnxruntime"
+    x = np.zeros((1, 3, plain.image_size, plain.image_size), np.float32)
+    given = OnnxRuntimeBackend(plain.onnx_path, threads=1)  # a graph given by its path
+    np.testing.assert_array_equal(given.run(x), plain.run(x))
+    headed = OnnxRuntimeBackend.from_checkpoint(headed_checkpoint, threads=1)  # pruned + whole
+    x = np.zeros((1, 3, headed.image_size, headed.image_size), np.float32)
+    depth, unc = headed.run_uncertainty(x)
+    assert depth.shape == unc.shape == (1, headed.image_size, headed.image_size)
+    clone = pickle.loads(pickle.dumps(headed))  # reopened on the graph file
+    np.testing.assert_array_equal(clone.run_uncertainty(x)[1], unc)
+
+
+def test_tensorrt_parses_the_graph_from_its_bytes(tmp_path, monkeypatch):
+    """`parse_from_file(str(path))`: TensorRT's binding (pybind11) takes the path as UTF-8 and
+    refuses one that is not. A stand-in for TensorRT (not installed here) records what the
+    parser is given; its parse fails, so the build stops there."""
+    import types
+
+    from depthart_core.runtime import tensorrt_backend
+
+    def as_cpp_string(text: str) -> str:  # pybind11's std::string: UTF-8, or no match
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError("incompatible function arguments") from None
+        return text
+
+    seen = []
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network, logger) -> None:
+            pass
+
+        def parse_from_file(self, model: str) -> bool:
+            seen.append(("file", as_cpp_string(model)))
+            return False
+
+        def parse(self, model: bytes, path: str | None = None) -> bool:
+            seen.append((bytes(model), None if path is None else as_cpp_string(path)))
+            return False
+
+    class Builder:
+        def __init__(self, logger) -> None:
+            pass
+
+        def create_network(self, flags: int) -> object:
+            return object()
+
+    fake = types.SimpleNamespace(
+        __version__="10.3.0",
+        Builder=Builder,
+        OnnxParser=Parser,
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0),
+    )
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(tensorrt_backend, "trt_logger", lambda: None)  # its cache: not the fake's
+    for folder in (_odd(tmp_path, b"trt_\xe9"), tmp_path):
+        graph = folder / "m.onnx"
+        graph.write_bytes(b"the graph's bytes")
+        with pytest.raises(RuntimeError, match="TensorRT could not parse .*m.onnx"):
+            tensorrt_backend.build_serialized_engine(graph, (1, 3, 16, 16), show_progress=False)
+    # the path, where it is UTF-8, finds a graph's external weights
+    assert seen == [(b"the graph's bytes", None), (b"the graph's bytes", str(tmp_path / "m.onnx"))]
+
+
+# ------------------------------------------------------------------------------------------------
+# export_onnx called directly in a program whose default dtype is float64
+
+
+def test_export_onnx_under_a_float64_default_dtype_makes_a_graph_onnx_runtime_runs(
+    tiny_model, tmp_path
+):
+    """float64 Resize constants, which ONNX Runtime refuses ("Type 'tensor(double)' of input
+    parameter ... of operator (Resize) ... is invalid")."""
+    import torch
+
+    ort = pytest.importorskip("onnxruntime")
+    from depthart_core.export.onnx_export import export_onnx
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        path = export_onnx(tiny_model, _odd(tmp_path, b"m_\xe9") / "m.onnx")
+        assert torch.get_default_dtype() == torch.float64  # the caller's, left as it was
+    finally:
+        torch.set_default_dtype(before)
+    session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    S = tiny_model.cfg.image_size
+    depth = session.run(["depth"], {"image": np.zeros((1, 3, S, S), np.float32)})[0]
+    assert depth.shape == (1, S, S) and depth.dtype == np.float32
+
+
+# ------------------------------------------------------------------------------------------------
+# more files read in the locale's encoding
+
+
+def test_a_dataset_list_and_generator_code_with_non_ascii_text_under_the_ascii_locale(tmp_path):
+    """Hypersim's split CSV (a scene's note) and the synthetic generator's code digest (a comment
+    in its source) were read in the locale's encoding: under the ASCII locale they failed."""
+    from depthart_core.data.synthetic.render import source_digest
+
+    env = _ascii_locale_or_skip()
+    split = tmp_path / "split.csv"
+    split.write_text(
+        "scene_name,camera_name,frame_id,split_partition_name,note\n"
+        "ai_001_001,cam_00,3,test,la salle d'\u00e9t\u00e9\n",
+        encoding="utf-8",
+    )
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "mod.py").write_text(
+        "# a 2 m \u00d7 3 m room\ndef f(x):\n    return 2 * x\n", encoding="utf-8"
+    )
+    done = _run(
+        """
+        import sys
+        from pathlib import Path
+        from depthart_core.data.hypersim import read_split_csv
+        from depthart_core.data.synthetic.render import source_digest
+        print(read_split_csv(Path(sys.argv[1]), "test"))
+        print(source_digest(Path(sys.argv[2])))
+        """,
+        split,
+        code,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["[('ai_001_001', 'cam_00', 3)]", source_digest(code)]

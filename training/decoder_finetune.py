@@ -42,13 +42,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, save_checkpoint
 from depthart_core.data.synthetic.set import SyntheticSet, set_problem
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.evaluation.metrics import abs_rel
+from depthart_core.rundir import open_safetensors
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.sampling import sampling_setting
 from depthart_core.tokenizer.codec import encode_depth
@@ -64,7 +65,7 @@ def read_frames(
     rendered frames of another size are resized to the model's as training resizes them."""
     depth, valid, rgb = [], [], []
     for pool in pools:
-        with safe_open(pool, "pt") as f:
+        with open_safetensors(pool) as f:
             fmt = (f.metadata() or {}).get("format")
             if fmt != POOL_FORMAT or not {"depth", "valid", "rgb"} <= set(f.keys()):
                 raise SystemExit(f"{pool}: not a training pool (format {fmt!r})")
@@ -105,7 +106,7 @@ def check_frames(ap: argparse.ArgumentParser, pools: list[str], roots: list[str]
         if not Path(pool).is_file():
             ap.error(f"--pool {pool!r}: no such file{glob}")
         try:  # its format is checked as it is read
-            with safe_open(pool, "pt"):
+            with open_safetensors(pool):
                 pass
         except (OSError, SafetensorError) as exc:
             ap.error(f"--pool {pool}: not a readable safetensors file ({exc})")

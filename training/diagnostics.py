@@ -140,12 +140,12 @@ def image_usage(ckpt: str, frames: int, seed: int) -> None:
 def _pool_and_eval(pool_path: str, eval_root: str, size: int):
     """A cached training pool, its d/q98 targets, and a held-out set resized to `size`."""
     import cv2
-    from safetensors.torch import load_file
 
     from depthart_core.data.synthetic.set import SyntheticSet
+    from depthart_core.rundir import load_safetensors
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
-    pool = load_file(pool_path)
+    pool = load_safetensors(pool_path)
     rel = decode_depth(encode_depth(pool["depth"], pool["valid"])[0])  # d / q98(d) in [0, 1]
     size = size or pool["rgb"].shape[-1]
     samples = list(SyntheticSet(eval_root))

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from scipy import ndimage
 
 from depthart_core.checkpoint import load_checkpoint
 from depthart_core.finetune.frames import FrameConfig
 from depthart_core.finetune.report import score_predictions
 from depthart_core.finetune.run import FinetuneConfig, Prepared, prepare
+from depthart_core.rundir import load_safetensors
 from depthart_core.runtime.preprocess import postprocess, preprocess
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
@@ -44,7 +44,7 @@ def round_trip_score(model, run: Path, prep: Prepared, quantized: bool = True) -
     `quantized=False` decodes the encoder's continuous latent instead (the autoencoder alone);
     `model=None` scores the stored model-size depth itself, holes filled from the nearest valid
     pixel: the floor of any model at that size."""
-    frames = load_file(str(run / "frames" / "heldout.safetensors"))
+    frames = load_safetensors(run / "frames" / "heldout.safetensors")
     depth, valid = frames["depth"].float(), frames["valid"].bool()
     if len(prep.heldout) != len(depth):
         raise SystemExit(

@@ -28,7 +28,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_state_dict_strict, save_checkpoint
@@ -36,6 +35,7 @@ from depthart_core.config import ModelConfig
 from depthart_core.data.synthetic.set import SyntheticSet, set_problem
 from depthart_core.evaluation.alignment import median_scale
 from depthart_core.model import DepthART
+from depthart_core.rundir import load_safetensors
 from depthart_core.runtime.preprocess import postprocess, preprocess
 from depthart_core.runtime.threads import set_torch_threads
 from depthart_core.runtime.torch_backend import DepthEstimator
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     state = {k: v for k, v in base.state_dict().items() if not k.startswith("uncertainty_head.")}
     head = UncertaintyHead(args.width, model.uncertainty_context_channels)
     if args.head_weights:
-        load_state_dict_strict(head, load_file(args.head_weights), what=args.head_weights)
+        load_state_dict_strict(head, load_safetensors(args.head_weights), what=args.head_weights)
         n_frames, n_val, log = sweep["train_frames"], sweep["held_out_frames"], sweep["log"]
         steps, seconds = sweep["steps"], sweep["train_seconds"]
         print(f"head weights {args.head_weights} ({sweep['name']}, {n_frames} frames)")

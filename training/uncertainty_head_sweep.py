@@ -33,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.evaluation.uncertainty_metrics import SparsificationTally, frame_errors
+from depthart_core.rundir import open_safetensors
 from depthart_core.runtime.preprocess import Geometry, postprocess, preprocess
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.sampling import SAMPLING_NAMES, describe_sampling, sampling_setting
@@ -77,7 +78,7 @@ def load_cache(path: str | Path) -> dict:
     if not Path(path).is_file():
         raise CacheError("no such file: write it with prepare")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError) as exc:

@@ -86,7 +86,7 @@ def read_camera_csv(path: str | Path) -> dict[str, np.ndarray]:
     path = require_file(Path(path), "Hypersim camera parameters CSV")
     cols = [f"M_cam_from_uv_{i}{j}" for i in range(3) for j in range(3)]
     out = {}
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv_mod.DictReader(f)
         missing = [c for c in ("scene_name", *cols) if c not in (reader.fieldnames or [])]
         if missing:
@@ -146,7 +146,7 @@ def _truthy(text: str) -> bool:
 def read_split_csv(path: Path, split: str) -> list[tuple[str, str, int]]:
     """(scene, camera, frame) rows of one split partition, in file order."""
     path = require_file(Path(path), "Hypersim split CSV")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv_mod.DictReader(f)
         cols = reader.fieldnames or []
         need = ("scene_name", "camera_name", "frame_id", "split_partition_name")

@@ -39,7 +39,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from depthart_core.checkpoint import CheckpointFile, read_checkpoint_info, resolve_checkpoint
+from depthart_core.checkpoint import (
+    CheckpointFile,
+    fp32_build,
+    read_checkpoint_info,
+    resolve_checkpoint,
+)
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.sampling import graph_decoding, runtime_sampling
 
@@ -169,7 +174,9 @@ def export_onnx(
     The graph is traced into memory and checked there, and Python writes the file: torch's and
     onnx.checker's C++ take a path as UTF-8 and refuse one that is not (a Latin-1 folder name,
     '\\udce9' in Python), torch's with the whole graph in its message. A graph holds its weights
-    (no external data: protobuf's 2 GB limit is far above DepthART's models)."""
+    (no external data: protobuf's 2 GB limit is far above DepthART's models). It is traced in
+    float32 whatever the process's default dtype (`fp32_build`: float64 made float64 Resize
+    constants that ONNX Runtime refuses), and the caller's global RNG is left alone."""
     import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)
@@ -185,7 +192,7 @@ def export_onnx(
     ctx = fp32_islands() if fp16 else contextlib.nullcontext()
     outputs = ["depth", "tokens"] + ([UNCERTAINTY_OUTPUT] if wrapper.with_uncertainty else [])
     traced = io.BytesIO()
-    with torch.no_grad(), ctx, warnings.catch_warnings():
+    with fp32_build(), torch.no_grad(), ctx, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about Python ints; shapes are static
         wrapper(dummy)  # fills the resize-matrix cache so tracing sees them as constants
         torch.onnx.export(

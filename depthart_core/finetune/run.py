@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from depthart_core.checkpoint import (
@@ -72,6 +72,7 @@ from depthart_core.rundir import (
     check_out_is_not_input,
     claim_run_dir,
     describe_contents,
+    load_safetensors,
     read_train_state,
 )
 from depthart_core.runtime.torch_backend import DepthEstimator
@@ -312,7 +313,7 @@ def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
         tensors = stack(frames)
         if resume and path.is_file():
             try:
-                old = load_file(str(path))
+                old = load_safetensors(path)
             except Exception as exc:  # safetensors raises its own error type on damage
                 raise FinetuneInputError(
                     f"--resume: {path} is damaged ({str(exc).splitlines()[0]}); start a new --out"

@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthart_core.checkpoint import CheckpointFile, read_checkpoint_info
 from depthart_core.fileutil import atomic_write
 from depthart_core.finetune.frames import BagScan, FinetuneInputError, Frame, FrameConfig
 from depthart_core.finetune.prepare import SmallFrame, resize_rgb, to_model_size
+from depthart_core.rundir import load_safetensors, open_safetensors
 from depthart_core.runtime import check_device, get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
@@ -70,7 +70,7 @@ class TeacherConfig:
 def _read_labels_meta(path: Path) -> dict[str, str] | None:
     """The metadata of a labels file, None when `path` is some other safetensors file."""
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise FinetuneInputError(f"--teacher {path} is not a readable safetensors file") from exc
@@ -213,8 +213,7 @@ class Labeler:
         meta = _read_labels_meta(path)
         if meta is None or meta.get("key") != self.key:
             return None
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+        return load_safetensors(path)
 
     def _teacher(self) -> Backend:
         if self._backend is None:

@@ -131,7 +131,7 @@ class EngineCache:
             log.info("engine cache miss: %s", path)
             return None
         try:
-            meta = json.loads(sidecar.read_text())
+            meta = json.loads(sidecar.read_bytes())  # UTF-8, whatever the locale
             blob = path.read_bytes()
         except (OSError, ValueError) as exc:
             log.warning("engine cache: unreadable %s (%s); rebuilding", sidecar, exc)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthart_core.checkpoint import CheckpointFile, fp32_build
+from depthart_core.checkpoint import CheckpointFile
 from depthart_core.export.onnx_export import (
     META_DECODING,
     META_IMAGE_SIZE,
@@ -37,6 +37,7 @@ from depthart_core.export.onnx_export import (
     read_onnx_header,
 )
 from depthart_core.model import SamplingConfig
+from depthart_core.rundir import utf8_name
 from depthart_core.runtime.base import Backend, TensorSpec, check_device, check_flag
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.runtime.threads import resolve_threads
@@ -122,7 +123,7 @@ class OnnxRuntimeBackend(Backend):
         so.intra_op_num_threads = self._threads
         self._session_args = (so, self._providers)
         self._uncertainty_session = None  # opened by the first run_uncertainty
-        self.session = ort.InferenceSession(self._depth_graph(prune), so, providers=self._providers)
+        self.session = ort.InferenceSession(self._graph(prune), so, providers=self._providers)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (a DataLoader worker started with 'spawn' or 'forkserver', `copy.deepcopy`)
@@ -184,9 +185,8 @@ class OnnxRuntimeBackend(Backend):
             decoding = graph_decoding(sampling)
         # a graph given alone runs as it is; with a checkpoint named too it must be that one's
         expected = None if onnx_path is not None and ckpt.default else ckpt.model_sha256
-        if onnx_path is None:
-            with fp32_build():  # an fp32 graph whatever the caller's default dtype
-                onnx_path = cached_onnx(ckpt, precision, sampling)
+        if onnx_path is None:  # exported in float32 whatever the default dtype (`export_onnx`)
+            onnx_path = cached_onnx(ckpt, precision, sampling)
         backend = cls(
             onnx_path,
             expected,
@@ -218,14 +218,20 @@ class OnnxRuntimeBackend(Backend):
             f"{threads} threads)" + self.flip_note()
         )
 
-    def _depth_graph(self, prune: bool) -> str | bytes:
-        """The file, or with `prune` (a graph with the head) its bytes pruned to depth and
-        tokens."""
-        if not prune:
-            return str(self.onnx_path)
+    def _graph(self, prune: bool) -> str | bytes:
+        """The graph for a session: its file, or with `prune` (a graph with the head) its bytes
+        pruned to depth and tokens. Its bytes too where the path is not UTF-8 (a Latin-1
+        folder), which ONNX Runtime refuses: read by `onnx.load` (Python's file I/O), external
+        weights included, tens of MB for a depthart graph."""
+        name = utf8_name(self.onnx_path)
+        if name is not None and not prune:
+            return name
         import onnx  # optional dependency: the `onnx` extra (installed with onnxruntime's)
 
-        return keep_outputs(onnx.load(str(self.onnx_path)), ["depth", "tokens"]).SerializeToString()
+        graph = onnx.load(str(self.onnx_path))
+        if prune:
+            graph = keep_outputs(graph, ["depth", "tokens"])
+        return graph.SerializeToString()
 
     @property
     def has_uncertainty(self) -> bool:
@@ -250,7 +256,7 @@ class OnnxRuntimeBackend(Backend):
     def _whole_session(self):
         """A session on the whole graph, uncertainty output included."""
         so, providers = self._session_args
-        return _import_ort().InferenceSession(str(self.onnx_path), so, providers=providers)
+        return _import_ort().InferenceSession(self._graph(False), so, providers=providers)
 
     def run_uncertainty(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) -> ((B, S, S) depth, (B, S, S) expected relative error)."""

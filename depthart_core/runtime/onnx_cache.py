@@ -142,6 +142,6 @@ def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: 
         except OSError as exc:  # bookkeeping only (a read-only cache): serve the graph
             log.info("could not record the sha256 of %s (%s)", path, exc)
         return None
-    if record.read_text().strip() != sha256_file(path):
+    if record.read_text(encoding="utf-8", errors="replace").strip() != sha256_file(path):
         return "no longer matches the sha256 recorded when it was written"
     return None

@@ -4,7 +4,7 @@ Written against the TensorRT 10/11 Python API (docs.nvidia.com/deeplearning/tens
 reference and the "Migrating from TensorRT 10.x to 11.x" guide) and laid out like NVIDIA's
 `samples/python/*/build_engine.py` (log every parser error and network tensor) and `infer.py`:
 
-- build: `Builder` -> `create_network(1 << STRONGLY_TYPED)` -> `OnnxParser.parse_from_file`;
+- build: `Builder` -> `create_network(1 << STRONGLY_TYPED)` -> `OnnxParser.parse` (bytes);
   `IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`; a timing cache loaded
   with `create_timing_cache`/`set_timing_cache` and saved from `get_timing_cache().serialize()`;
   progress through an `IProgressMonitor` subclass set as `config.progress_monitor`;
@@ -48,6 +48,7 @@ from depthart_core.export.onnx_export import (
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
 from depthart_core.fileutil import atomic_write
 from depthart_core.model import SamplingConfig
+from depthart_core.rundir import utf8_name
 from depthart_core.runtime.base import Backend, TensorSpec, check_flag
 from depthart_core.runtime.engine_cache import PRECISIONS, EngineCache, EngineKey
 from depthart_core.runtime.onnx_cache import cached_onnx
@@ -222,7 +223,11 @@ def build_serialized_engine(
     # 1. network: strongly typed, so FP16 comes only from the graph's own types
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, trt_logger())
-    if not parser.parse_from_file(str(onnx_path)):
+    # the graph's bytes (held until the build is done), read by Python: the parser takes a path
+    # as UTF-8 and refuses one that is not (a Latin-1 folder). The path, given where it is UTF-8,
+    # only serves to find external weights, which a depthart graph has not.
+    graph = Path(onnx_path).read_bytes()
+    if not parser.parse(graph, utf8_name(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         for err in errors:
             log.error("TensorRT ONNX parser: %s", err)

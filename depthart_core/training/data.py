@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from depthart_core.data.hypersim import HypersimDataset
@@ -37,6 +37,7 @@ from depthart_core.fileutil import (
     cache_root,
     read_json,
 )
+from depthart_core.rundir import load_safetensors, open_safetensors
 from depthart_core.training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class FramePool:
         if not self.path.is_file():
             raise FileNotFoundError(f"frame file not found: {self.path}")
         try:
-            tensors = load_file(str(self.path))
+            tensors = load_safetensors(self.path)
         except SafetensorError as exc:  # not safetensors at all, or cut short
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(
@@ -292,7 +293,7 @@ def stale_pool(path: Path, want: dict[str, str]) -> str:
     if not path.is_file():
         return "does not exist"
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             got = f.metadata() or {}
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as e:  # truncated or not safetensors at all

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, load_official_var, save_checkpoint
@@ -50,6 +50,7 @@ from depthart_core.rundir import (
     append_metrics,
     claim_run_dir,
     last_good,
+    load_safetensors,
     read_metrics,
     read_train_state,
     rewrite_metrics,
@@ -386,7 +387,7 @@ class Trainer:
         disk = pool.path.with_name(f"{pool.path.stem}.latents-{h.hexdigest()[:16]}.safetensors")
         if disk.is_file():
             try:
-                t = load_file(str(disk))
+                t = load_safetensors(disk)
                 if len(t["f_D"]) == len(pool.rgb):
                     return t.get("img"), t["f_D"]
             except Exception as e:  # a damaged cache is recomputed, never trusted

@@ -58,7 +58,7 @@ def _check_demo_folder(out: Path, bag: Path) -> None:
     if not report.is_file():
         return
     try:
-        played = json.loads(report.read_text()).get("bag")
+        played = json.loads(report.read_bytes()).get("bag")  # UTF-8, whatever the locale
     except (OSError, ValueError, AttributeError):
         played = None
     if not isinstance(played, str) or Path(played).name != bag.name:  # as stored: any cwd

@@ -41,7 +41,7 @@ from depthart_core.data.sample import DepthSample
 def read_calib(path: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
-    text = path.read_text().strip().splitlines()
+    text = path.read_text(encoding="utf-8").strip().splitlines()
     try:
         fx, fy, cx, cy = (float(v) for v in text[0].split(","))
     except (IndexError, ValueError) as exc:
@@ -106,7 +106,8 @@ class IBims1(BenchmarkDataset):
             labels = _read_labels(png)
             if labels.shape != shape:
                 raise BadFrameError(f"{png}: shape {labels.shape} vs depth {shape}")
-            rows = [line.split(",") for line in txt.read_text().split("\n") if line.strip()]
+            text = txt.read_text(encoding="utf-8")
+            rows = [line.split(",") for line in text.split("\n") if line.strip()]
             try:
                 params = np.array(rows, dtype=np.float64).reshape(-1, 7)
             except ValueError as exc:

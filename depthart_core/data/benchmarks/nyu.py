@@ -139,7 +139,7 @@ def read_split_indices(path: str | Path, key: str) -> np.ndarray:
             raise ValueError(f"{path} has no variable {key!r}; found {sorted(variables)}")
         idx = variables[key].ravel()
     else:
-        idx = np.array(path.read_text().split(), dtype=np.float64)
+        idx = np.array(path.read_text(encoding="utf-8").split(), dtype=np.float64)
     if idx.size == 0 or np.any(idx != np.round(idx)) or idx.min() < 1:
         raise ValueError(f"{path}:{key}: expected 1-based integer indices")
     return idx.astype(np.int64) - 1

@@ -38,7 +38,7 @@ def read_intrinsic_txt(path: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
-        M = np.array(path.read_text().split(), dtype=np.float64)
+        M = np.array(path.read_text(encoding="utf-8").split(), dtype=np.float64)
     except ValueError as exc:
         raise ValueError(f"{path}: expected a 4x4 matrix of numbers: {exc}") from exc
     if M.size != 16:

@@ -307,7 +307,7 @@ def source_digest(folder: Path) -> str:
     without docstrings, so a comment or a docstring does not make every cached pool stale."""
     h = hashlib.sha256()
     for f in sorted(folder.glob("*.py")):
-        tree = ast.parse(f.read_text())
+        tree = ast.parse(f.read_bytes())  # its own coding (UTF-8), not the locale's
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
             if (
