@@ -34,7 +34,6 @@ import ctypes
 import functools
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -100,6 +99,7 @@ from depthart_ros.pipeline import (
     run_worker,
     timed_predict,
 )
+from depthart_ros.rcl_init import rcl_init_problem
 from depthart_ros.spin import spin_until_context_ends
 from depthart_ros.uncertainty import TOPICS as U_TOPICS
 from depthart_ros.uncertainty import UNAVAILABLE, UncertaintyOutputs
@@ -876,32 +876,6 @@ def exit_cannot_start(exc: Exception, reason: str | None = None) -> NoReturn:
     with contextlib.suppress(Exception):  # a context that never initialised
         rclpy.try_shutdown()
     leave_process(1)
-
-
-# rcl's messages end in the C sources they passed through: ", at /project/src/rcl/arguments.c:415"
-_RCL_SOURCE = re.compile(r"\s*,\s*at \S+\.(?:c|cc|cpp|cxx|h|hpp):\d+")
-# rcl_logging_spdlog's "Failed to create log directory '<path>': <errno>"
-_LOG_DIR_ERRNO = re.compile(r"(Failed to create log directory '[^']*'): (\d+)")
-LOG_DIR_ADVICE = (
-    "set ROS_LOG_DIR (or ROS_HOME, whose log/ it uses; else ~/.ros/log) to a directory this user "
-    "can create and write"
-)
-
-
-def rcl_init_problem(exc: BaseException) -> str:
-    """rclpy.init's error (a missing or broken params file, a bad `--log-level` or `-p`, a
-    ROS_DOMAIN_ID that is no number, a log directory under a file) as one line: rcl's source
-    locations dropped and its line breaks joined; for a log directory the errno named (`: 20` is
-    `: Not a directory`) and what to set, for ROS_DOMAIN_ID its value."""
-    text = " ".join(_RCL_SOURCE.sub("", str(exc)).split())
-    found = _LOG_DIR_ERRNO.search(text)
-    if found:
-        errno_text = os.strerror(int(found[2]))
-        text = f"{text[: found.start()]}{found[1]}: {errno_text}{text[found.end() :]}"
-        text += f"; {LOG_DIR_ADVICE}"
-    elif "ROS_DOMAIN_ID" in text and "ROS_DOMAIN_ID" in os.environ:
-        text += f" (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']!r})"
-    return text or type(exc).__name__
 
 
 def init_or_exit(args: list[str] | None, logger_name: str = "depthart_node") -> None:

@@ -23,6 +23,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE
+from depthart_ros.rcl_init import rcl_init_problem
 from depthart_ros.spin import spin_until_context_ends
 
 
@@ -50,11 +51,14 @@ class RclpyTransport:
         self, domain_id: int, topics: dict[str, str], on_output: Callable[[bytes, float], None]
     ) -> None:
         self._context = Context()
-        rclpy.init(
-            context=self._context,
-            domain_id=domain_id,
-            signal_handler_options=SignalHandlerOptions.NO,
-        )
+        try:
+            rclpy.init(
+                context=self._context,
+                domain_id=domain_id,
+                signal_handler_options=SignalHandlerOptions.NO,
+            )
+        except Exception as exc:  # a log directory it cannot make: the node's words for it
+            raise RuntimeError(rcl_init_problem(exc)) from exc
         self._node = Node("depthart_replay", context=self._context)
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
