@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from depthart_core import authors_layout
 from depthart_core.config import ModelConfig
@@ -244,6 +245,107 @@ def fp32_build() -> Iterator[None]:
         torch.set_default_dtype(before)
 
 
+# Shape skeleton (`shape_skeleton`): on the meta device, many ops have no kernel of their own but
+# torch's Python reference (torch._refs), whose wrapper imports torch._dynamo. That import costs
+# about a second, and needs a temp dir (inductor's cache folder is computed when it is imported):
+# with none (a read-only container) it raised, and the half-finished import then made every
+# later one fail with "AssertionError: Artifact of type=precompile already registered".
+_INIT_FUNCTIONS = frozenset(getattr(nn.init, name) for name in nn.init.__all__)
+_RANDOM_FILLS = frozenset(
+    ("normal_", "uniform_", "random_", "exponential_", "cauchy_", "log_normal_", "geometric_")
+)
+_ELEMENTWISE = frozenset(
+    (
+        "lt", "le", "gt", "ge", "eq", "ne", "__lt__", "__le__", "__gt__", "__ge__", "__eq__",
+        "__ne__", "__and__", "__or__", "__xor__", "__rand__", "__ror__", "__rxor__",
+        "__invert__", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
+        "logical_and", "logical_or", "logical_xor", "logical_not", "log", "exp", "sqrt",
+        "rsqrt", "neg", "abs", "masked_fill", "where", "clamp", "clamp_min", "clamp_max",
+    )
+)  # fmt: skip
+_CONCATENATE = frozenset(("cat", "concat", "concatenate"))
+
+
+class _ShapeOnly(TorchFunctionMode):
+    """The skeleton's torch-function mode (`shape_skeleton`): initializers do nothing (a
+    skeleton's values are never read), and the elementwise ops and concatenations that a model
+    computes its buffers with get a meta result of the right shape and dtype without running
+    torch's meta kernel for them (`_ELEMENTWISE`, `_CONCATENATE`; any other op runs as usual)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if func in _INIT_FUNCTIONS:  # those that dispatch (the others' random fills: below)
+            return args[0] if args else kwargs["tensor"]
+        if not any(t.is_meta for t in _tensors((args, kwargs))):
+            return func(*args, **kwargs)
+        if name in _RANDOM_FILLS or (name.endswith("_") and name[:-1] in _ELEMENTWISE):
+            return args[0]  # in place: same shape, and a meta tensor has no values to change
+        if name in _ELEMENTWISE or name in _CONCATENATE:
+            return _abstract(func, name, args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _tensors(tree: Any) -> Iterator[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, (list, tuple)):
+        for x in tree:
+            yield from _tensors(x)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            yield from _tensors(x)
+
+
+def _stand_in(tree: Any) -> Any:
+    """`tree` with each tensor replaced by a one-element CPU tensor of its dtype and rank."""
+    if isinstance(tree, torch.Tensor):
+        return torch.zeros((1,) * tree.dim(), dtype=tree.dtype, device="cpu")
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_stand_in(x) for x in tree)
+    if isinstance(tree, dict):
+        return {k: _stand_in(v) for k, v in tree.items()}
+    return tree
+
+
+def _abstract(func: Any, name: str, args: tuple, kwargs: dict) -> torch.Tensor:
+    """The meta result of an elementwise op or a concatenation: its dtype from running it on
+    one-element CPU stand-ins, its shape by the broadcasting or concatenation rule."""
+    dtype = func(*_stand_in(args), **_stand_in(kwargs)).dtype
+    if name in _CONCATENATE:
+        parts = [t for t in args[0] if tuple(t.shape) != (0,)]  # cat skips legacy empty ones
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % parts[0].dim()
+        shape = list(parts[0].shape)
+        shape[dim] = sum(t.shape[dim] for t in parts)
+    else:
+        shape = _broadcast(*(tuple(t.shape) for t in _tensors((args, kwargs))))
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _broadcast(*shapes: tuple[int, ...]) -> list[int]:
+    """The shape `shapes` broadcast to (torch's rule, in Python: no kernel runs)."""
+    out: list[int] = []
+    n = max((len(s) for s in shapes), default=0)
+    for i in range(1, n + 1):
+        sizes = {s[-i] for s in shapes if len(s) >= i} - {1}
+        if len(sizes) > 1:
+            raise RuntimeError(f"shapes {shapes} do not broadcast")
+        out.insert(0, sizes.pop() if sizes else 1)
+    return out
+
+
+@contextlib.contextmanager
+def shape_skeleton() -> Iterator[None]:
+    """Build a model to read its state dict's names and shapes only: on the meta device (no
+    memory is allocated, whatever the config claims), in float32 (`fp32_build`), with nothing
+    initialised and without importing torch._dynamo (`_ShapeOnly`). Thread safety: the meta
+    device and `_ShapeOnly` are torch-function modes, which are per thread, so a model another
+    thread builds meanwhile is real and initialised; `fp32_build`'s default dtype is the
+    process's, as it always was."""
+    with torch.device("meta"), fp32_build(), _ShapeOnly():
+        yield
+
+
 def load_checkpoint(
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
@@ -261,7 +363,7 @@ def load_checkpoint(
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{path}: its config is refused: {exc}") from exc
     if info["layout"] != AUTHORS_LAYOUT:  # before the model is built: a small file claiming a
-        with torch.device("meta"), fp32_build():  # huge config is refused without allocating it
+        with shape_skeleton():  # huge config is refused without allocating it
             skeleton = DepthART(cfg)
         with open_safetensors(path) as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in _kept(f.keys(), info)}

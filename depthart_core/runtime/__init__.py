@@ -112,6 +112,7 @@ def _get_backend(
         )  # fmt: skip
     if name == "auto":
         reasons = []
+        environment = None  # the first candidate that failed on the system (an OSError), and why
         for candidate in ("tensorrt", "onnxruntime"):
             try:
                 backend = _make(
@@ -121,7 +122,10 @@ def _get_backend(
             # AttributeError) moves on, named in the log, rather than stopping the node
             except Exception as exc:
                 short = _short(getattr(exc, "reason", f"{type(exc).__name__}: {exc}"))
+                short += _environment_hint(exc)
                 reasons.append(f"{candidate}: {short}")
+                if environment is None and isinstance(exc, OSError):
+                    environment = f"{candidate}: {short}"
                 log.info("backend auto: skipping %s (%s)", candidate, short)
                 continue
             return backend
@@ -129,7 +133,19 @@ def _get_backend(
             raise ValueError(
                 f"onnx_path {str(onnx_path)!r}: no runtime could run it ({'; '.join(reasons)})"
             )
-        backend = _make("torch", ckpt, device, precision, letterbox, onnx_path, threads, sampling)
+        try:
+            backend = _make(
+                "torch", ckpt, device, precision, letterbox, onnx_path, threads, sampling
+            )
+        except Exception as exc:
+            if environment is None:
+                raise
+            # the system's failure came first, and may be what broke torch too (a temp dir
+            # missing left torch's own imports half done): named first, not hidden behind it
+            why = _short(f"{type(exc).__name__}: {exc}") + _environment_hint(exc)
+            raise RuntimeError(
+                f"backend auto: no backend could start: {environment}; then torch: {why}"
+            ) from exc
         log.info("backend auto: using torch (%s)", "; ".join(reasons))
         return backend
     return _make(name, ckpt, device, precision, letterbox, onnx_path, threads, sampling)
@@ -145,6 +161,14 @@ def _short(text: object) -> str:
     line = lines[0] if lines else str(text)
     cut = len(lines) > 1 or len(line) > _REASON_CHARS
     return line[:_REASON_CHARS] + (" [...]" if cut else "")
+
+
+def _environment_hint(exc: BaseException) -> str:
+    """What to change on the system for an error that is the system's, else "": Python found
+    no writable temp folder (tempfile's "No usable temporary directory"; torch needs one)."""
+    if isinstance(exc, OSError) and "No usable temporary directory" in str(exc):
+        return " (set TMPDIR to a writable folder)"
+    return ""
 
 
 def _make(
