@@ -173,3 +173,53 @@ def test_uncertainty_eval_refuses_a_set_smaller_than_count_before_loading(
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert ": error: --" in last and "Traceback" not in last, last
     assert "--eval-root " in last and "not found" in last, last
+
+
+# as Docker, CI and systemd run it: PYTHONUNBUFFERED=1, every write goes straight to the file
+UNBUFFERED = ENV | {"PYTHONUNBUFFERED": "1"}
+FULL_DISK = "no space left on the device"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("env", [ENV, UNBUFFERED], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"]], ids=["help", "info-help"])
+def test_help_onto_a_full_disk_is_one_line_and_status_1(env, argv):
+    """Unbuffered, argparse swallowed the OSError of its --help write: nothing was left in a
+    buffer for the flush at the end to fail on, so the status was 0 and nothing was said."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [*DEPTHART, *argv], stdout=full, stderr=subprocess.PIPE, env=env, timeout=120
+        )
+    err = proc.stderr.decode()
+    assert err.splitlines() == [f"depthart: error: standard output: {FULL_DISK}"], err
+    assert proc.returncode == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_info_onto_a_full_disk_unbuffered_names_standard_output(tiny_checkpoint):
+    """Unbuffered, the OSError came from print itself, with no file name and nothing left to
+    flush: "depthart info: error: no space left on the device", which said not where."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [*DEPTHART, "info", tiny_checkpoint],
+            stdout=full, stderr=subprocess.PIPE, env=UNBUFFERED, timeout=120,
+        )  # fmt: skip
+    err = proc.stderr.decode()
+    assert err.splitlines() == [f"depthart info: error: standard output: {FULL_DISK}"], err
+    assert proc.returncode == 1
+
+
+def test_another_write_failing_is_not_called_standard_output(monkeypatch, capsys):
+    """An OSError without a file name from another write (a file object, a socket) is not
+    stdout's: said as it is."""
+    from depthart_core.cli import info as info_cli
+
+    def fails(_args):
+        print("part of the output")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(info_cli, "run", fails)
+    assert main(["info", "x.safetensors"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "part of the output\n"
+    assert err.splitlines() == [f"depthart info: error: {FULL_DISK}"], err

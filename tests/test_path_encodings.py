@@ -230,6 +230,27 @@ def test_replay_of_a_bag_under_a_latin1_name_writes_report_md(tiny_checkpoint, t
     assert (tmp_path / "o" / "report.json").is_file()
 
 
+def test_a_sqlite3_bag_under_a_latin1_folder_replays(tiny_checkpoint, tmp_path, capsys):
+    """The sqlite3 reader (rosbags over apsw) takes the path as UTF-8: `depthart replay` of such
+    a bag said "cannot read bag ... (truncated or corrupt?): ... surrogates not allowed"."""
+    from depthart_core.rosio.bags import BagError, list_topics
+
+    bag = _odd(tmp_path, b"bags_\xe9") / "bag"
+    argv = ["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x32"]
+    assert main([*argv, "--format", "sqlite3"]) == 0
+    argv = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--depth-topic"]
+    argv += ["/camera/depth", "--checkpoint", tiny_checkpoint, "--backend", "torch"]
+    rc = main([*argv, "--no-plots", "--no-progress", "--out", str(tmp_path / "o")])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["counts"]["frames"] == 2
+    assert list_topics(bag / "bag.db3")["/camera/depth"].count == 2  # a file of it, alone
+    odd_file = tmp_path / os.fsdecode(b"x_\xe9.db3")  # a name of its own: said, not "corrupt"
+    odd_file.write_bytes((bag / "bag.db3").read_bytes())
+    with pytest.raises(BagError, match="needs a UTF-8 path.*symlink with an ASCII name") as exc:
+        list_topics(odd_file)
+    assert "corrupt" not in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_finetune_on_a_bag_under_a_latin1_name_writes_report_md(tiny_checkpoint, tmp_path):
     bag = _odd(tmp_path, b"fbag_\xe9") / "bag"
     assert main(["synth-bag", "--out", str(bag), "--frames", "40", "--size", "24x32"]) == 0

@@ -84,24 +84,70 @@ DISTRIBUTED_COMMANDS = ("train", "finetune")
 
 def main(argv: list[str] | None = None) -> int:
     _open_missing_streams()
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, a usage error: their text flushed here as well
-        if exc.code is None or isinstance(exc.code, int):
-            exc.code = _finish("depthart", exc.code or 0)
-        raise
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return _finish("depthart", 2)
-    return _finish(f"depthart {args.command}", _run(args))
+    with _StdoutWatch() as stdout:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, a usage error: their text flushed here as well
+            if exc.code is None or isinstance(exc.code, int):
+                exc.code = _finish("depthart", exc.code or 0, stdout)
+            raise
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return _finish("depthart", 2, stdout)
+        return _finish(f"depthart {args.command}", _run(args, stdout), stdout)
 
 
-def _run(args: argparse.Namespace) -> int:
+class _StdoutWatch:
+    """Notes the OSError of a failed write to sys.stdout where it happens: under PYTHONUNBUFFERED
+    (Docker, CI, systemd) nothing is left in a buffer for `_finish`'s flush to fail on, argparse
+    swallows the error of its --help text, and an OSError without a file name is not otherwise
+    told apart from another one. The stream's `write` is wrapped by an attribute of its own
+    (print, argparse and writelines call it), removed when main ends; a stream that takes no
+    attribute is not watched."""
+
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+        self.told = False  # the error was reported as standard output's
+        self._stream: object | None = None
+
+    def __enter__(self) -> _StdoutWatch:
+        stream, write = sys.stdout, sys.stdout.write
+
+        def watched(text: str) -> int:
+            try:
+                return write(text)
+            except OSError as exc:
+                self.error = exc
+                raise
+
+        with contextlib.suppress(AttributeError):
+            stream.write = watched
+            self._stream = stream
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(AttributeError):
+                del self._stream.write
+
+    def failed(self, exc: OSError) -> bool:
+        """Whether `exc` is standard output's (a full disk under `> file`): then stdout is
+        silenced, so that the exit flush does not fail a second time."""
+        if exc.filename is not None:
+            return False
+        if exc is self.error:
+            _silence(sys.stdout)
+            self.told = True
+            return True
+        return _stdout_fails()
+
+
+def _run(args: argparse.Namespace, stdout: _StdoutWatch) -> int:
     """The subcommand, its errors one line each (no traceback) and an exit status."""
     try:
         # SIGTERM / SIGHUP (timeout, systemd, a CI cancel, a closed terminal) stop a command as
@@ -131,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         from depthart_core.fileutil import describe_os_error
 
-        where = "standard output: " if exc.filename is None and _stdout_fails() else ""
+        where = "standard output: " if stdout.failed(exc) else ""
         print(f"depthart {args.command}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
         return 1
     except MemoryError as exc:  # an --size or --eval-size far beyond this machine
@@ -142,13 +188,17 @@ def _run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _finish(who: str, status: int) -> int:
+def _finish(who: str, status: int, stdout: _StdoutWatch) -> int:
     """`status`, after flushing stdout and stderr while main can still act on a failure: a pipe
     or a file is block-buffered, so `depthart info | true` or `> /dev/full` failed only in the
     interpreter's exit flush, which printed "Exception ignored ... BrokenPipeError" and ended
-    with status 120. A closed pipe ends quietly with 141 (128 + SIGPIPE, as a shell tool ends),
-    a full disk with one line and status 1; an error status already set is kept."""
+    with status 120; unbuffered, a write that failed and was swallowed (argparse's --help) is
+    the watch's. A closed pipe ends quietly with 141 (128 + SIGPIPE, as a shell tool ends), a
+    full disk with one line and status 1; an error status already set is kept."""
     try:
+        if stdout.error is not None and not stdout.told:
+            stdout.told = True
+            raise stdout.error
         sys.stdout.flush()
     except BrokenPipeError:
         _silence(sys.stdout)

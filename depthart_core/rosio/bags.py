@@ -27,7 +27,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from depthart_core.rosio.messages import (
     stamp_to_ns,
     typestore,
 )
+from depthart_core.rundir import utf8_name
 from depthart_core.text import printable
 
 log = logging.getLogger(__name__)
@@ -367,23 +368,54 @@ def _split_key(path: Path) -> tuple[str, int]:
     return (stem, int(index)) if index.isdigit() else (path.stem, -1)
 
 
+_NOT_UTF8_ADVICE = "rename it, or read it through a symlink with an ASCII name"
+
+
+def _sqlite_path(path: Path, stack: ExitStack) -> Path:
+    """`path` as the sqlite3 reader can open it. That reader hands sqlite the path as UTF-8
+    text (apsw), so a folder whose name is not UTF-8 (a Latin-1 one: '\\udce9' in Python) was
+    refused with "surrogates not allowed": such a folder is opened here and given by its
+    descriptor's name, /proc/self/fd/N, which stays open on `stack` while the reader reads. An
+    MCAP or ROS 1 bag (read by Python's own file calls) is left on its path."""
+    if utf8_name(path) is not None or not any(f.suffix == ".db3" for f in bag_files(path)):
+        return path
+    folder, name = (path, "") if path.is_dir() else (path.parent, path.name)
+    alias = Path("/proc/self/fd")
+    if utf8_name(name) is None or not alias.is_dir():  # no folder to stand in for: its own name
+        raise BagError(
+            f"cannot read bag {path}: the sqlite3 bag reader needs a UTF-8 path, and this one "
+            f"is not: {_NOT_UTF8_ADVICE}"
+        )
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    stack.callback(os.close, fd)
+    return alias / str(fd) / name if name else alias / str(fd)
+
+
 @contextmanager
 def open_bag(path: str | Path) -> Iterator[AnyReader]:
     """Open a ROS 1 or ROS 2 bag; unreadable bags raise `BagError` naming the cause."""
     path = Path(path)
-    try:
-        paths = _reader_paths(path)
-        _check_wal(paths)
-        reader = AnyReader(paths, default_typestore=typestore())
-        reader.open()
-    except (FileNotFoundError, BagError):
-        raise
-    except Exception as exc:  # rosbags raises its own reader errors plus sqlite/yaml/mcap ones
-        raise BagError(_unreadable(path, exc)) from exc
-    try:
-        yield reader
-    finally:
-        reader.close()
+    with ExitStack() as stack:
+        try:
+            paths = _reader_paths(path)
+            _check_wal(paths)
+            reader = AnyReader(
+                [_sqlite_path(p, stack) for p in paths], default_typestore=typestore()
+            )
+            reader.open()
+        except (FileNotFoundError, BagError):
+            raise
+        except Exception as exc:  # rosbags raises its own reader errors plus sqlite/yaml/mcap
+            if isinstance(exc, UnicodeEncodeError) and exc.reason == "surrogates not allowed":
+                raise BagError(  # a name the reader takes as UTF-8, not a truncated bag
+                    f"cannot read bag {path}: the bag reader needs a UTF-8 path, and a name in "
+                    f"this one is not: {_NOT_UTF8_ADVICE}"
+                ) from exc
+            raise BagError(_unreadable(path, exc)) from exc
+        try:
+            yield reader
+        finally:
+            reader.close()
 
 
 def list_topics(path: str | Path) -> dict[str, TopicSummary]:
