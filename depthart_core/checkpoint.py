@@ -228,21 +228,55 @@ def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, s
     }
 
 
-@contextlib.contextmanager
-def fp32_build() -> Iterator[None]:
-    """Build a network to be loaded from a checkpoint, or export one: in float32 whatever the
-    process's default dtype (`torch.set_default_dtype(torch.float64)` would make float64
-    parameters that the fp32 input then fails on, and float64 constants in a traced graph), and
-    without drawing from the caller's global CPU torch RNG (the random init is overwritten by
-    the weights, so loading a model leaves the caller's random stream as it was). The default
-    dtype is restored on exit."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        torch.set_default_dtype(before)
+# Building a model to load (`load_checkpoint`) and its shape skeleton (`shape_skeleton`) in
+# torch-function modes, which are per thread: nothing process-wide (the default dtype, the global
+# RNG) is changed, so another thread that draws or builds meanwhile is left alone.
+_INIT_FUNCTIONS = frozenset(getattr(nn.init, name) for name in nn.init.__all__)
+_RANDOM_FILLS = frozenset(
+    (
+        "normal_", "uniform_", "random_", "exponential_", "cauchy_", "log_normal_",
+        "geometric_", "bernoulli_",
+    )
+)  # fmt: skip
+_RANDOM_DRAWS = _RANDOM_FILLS | frozenset(
+    (
+        "rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like",
+        "normal", "bernoulli", "multinomial", "poisson", "binomial",
+    )
+)  # fmt: skip
+
+
+class _NoInit(TorchFunctionMode):
+    """Build a model every weight of which is then loaded, drawing nothing from torch's global
+    RNG: the initializers that reach a torch-function mode (`nn.init.kaiming_uniform_`,
+    `uniform_`, `normal_`, `constant_`: those of nn.Linear, nn.Conv2d, nn.Embedding) return
+    their tensor unchanged, so no time is spent on values the load overwrites; any other random
+    draw (`nn.init.trunc_normal_` reaches no mode, and its rejection loop needs real values)
+    takes them from a generator of this build's own. Other ops run as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        if func in _INIT_FUNCTIONS:
+            return args[0] if args else kwargs["tensor"]
+        if getattr(func, "__name__", "") in _RANDOM_DRAWS and kwargs.get("generator") is None:
+            kwargs = {**kwargs, "generator": self._generator(args, kwargs)}
+        return func(*args, **kwargs)
+
+    def _generator(self, args: tuple, kwargs: dict) -> torch.Generator:
+        first = next(_tensors(args), None)
+        if first is not None:
+            device = first.device
+        else:  # a factory: its device, else the default one (torch.set_default_device)
+            device = torch.device(kwargs.get("device") or torch.empty(()).device)
+        if device.type == "meta":  # a meta tensor draws nothing, from any generator
+            device = torch.device("cpu")
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device)
+        return self._generators[device]
 
 
 # Shape skeleton (`shape_skeleton`): on the meta device, many ops have no kernel of their own but
@@ -250,10 +284,6 @@ def fp32_build() -> Iterator[None]:
 # about a second, and needs a temp dir (inductor's cache folder is computed when it is imported):
 # with none (a read-only container) it raised, and the half-finished import then made every
 # later one fail with "AssertionError: Artifact of type=precompile already registered".
-_INIT_FUNCTIONS = frozenset(getattr(nn.init, name) for name in nn.init.__all__)
-_RANDOM_FILLS = frozenset(
-    ("normal_", "uniform_", "random_", "exponential_", "cauchy_", "log_normal_", "geometric_")
-)
 _ELEMENTWISE = frozenset(
     (
         "lt", "le", "gt", "ge", "eq", "ne", "__lt__", "__le__", "__gt__", "__ge__", "__eq__",
@@ -266,19 +296,18 @@ _ELEMENTWISE = frozenset(
 _CONCATENATE = frozenset(("cat", "concat", "concatenate"))
 
 
-class _ShapeOnly(TorchFunctionMode):
-    """The skeleton's torch-function mode (`shape_skeleton`): initializers do nothing (a
-    skeleton's values are never read), and the elementwise ops and concatenations that a model
-    computes its buffers with get a meta result of the right shape and dtype without running
-    torch's meta kernel for them (`_ELEMENTWISE`, `_CONCATENATE`; any other op runs as usual)."""
+class _ShapeOnly(_NoInit):
+    """The skeleton's torch-function mode (`shape_skeleton`): initializers and random draws as
+    in `_NoInit` (and on meta tensors, random fills do nothing: a skeleton's values are never
+    read), and the elementwise ops and concatenations that a model computes its buffers with get
+    a meta result of the right shape and dtype without running torch's meta kernel for them
+    (`_ELEMENTWISE`, `_CONCATENATE`; any other op runs as usual)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if func in _INIT_FUNCTIONS:  # those that dispatch (the others' random fills: below)
-            return args[0] if args else kwargs["tensor"]
-        if not any(t.is_meta for t in _tensors((args, kwargs))):
-            return func(*args, **kwargs)
+        if func in _INIT_FUNCTIONS or not any(t.is_meta for t in _tensors((args, kwargs))):
+            return super().__torch_function__(func, types, args, kwargs)
         if name in _RANDOM_FILLS or (name.endswith("_") and name[:-1] in _ELEMENTWISE):
             return args[0]  # in place: same shape, and a meta tensor has no values to change
         if name in _ELEMENTWISE or name in _CONCATENATE:
@@ -337,12 +366,12 @@ def _broadcast(*shapes: tuple[int, ...]) -> list[int]:
 @contextlib.contextmanager
 def shape_skeleton() -> Iterator[None]:
     """Build a model to read its state dict's names and shapes only: on the meta device (no
-    memory is allocated, whatever the config claims), in float32 (`fp32_build`), with nothing
-    initialised and without importing torch._dynamo (`_ShapeOnly`). Thread safety: the meta
-    device and `_ShapeOnly` are torch-function modes, which are per thread, so a model another
-    thread builds meanwhile is real and initialised; `fp32_build`'s default dtype is the
-    process's, as it always was."""
-    with torch.device("meta"), fp32_build(), _ShapeOnly():
+    memory is allocated, whatever the config claims), with nothing initialised and without
+    importing torch._dynamo (`_ShapeOnly`). Floating tensors get the default dtype, as in any
+    build: only shapes are compared (`check_state_shapes`). Thread safety: the meta device and
+    `_ShapeOnly` are torch-function modes, which are per thread, so a model another thread
+    builds meanwhile is real and initialised."""
+    with torch.device("meta"), _ShapeOnly():
         yield
 
 
@@ -351,8 +380,10 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     vae: str | Path | None = None,
 ) -> tuple[DepthART, dict[str, Any]]:
-    """Build the model from the stored config and load its weights strictly (fp32, whatever
-    the default dtype; the caller's global RNG is not drawn from: `fp32_build`).
+    """Build the model from the stored config and load its weights strictly, in float32 whatever
+    the default dtype. Thread-safe, and nothing process-wide is changed: the default dtype is
+    not set (the model is built in it, then converted), and torch's global RNG is not drawn
+    from (`_NoInit`), so another thread's random stream goes on as if no model were loaded.
 
     `vae`: VAR's `vae_ch160v4096z32.pth`, only for an authors' file saved without the VQ-VAE.
     """
@@ -369,8 +400,11 @@ def load_checkpoint(
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in _kept(f.keys(), info)}
         own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         check_state_shapes(own, shapes, str(path))
-    with fp32_build():  # its random init is overwritten below: the caller's RNG is left alone
+    with _NoInit():  # every weight is loaded below: no init, nothing drawn from the global RNG
         model = DepthART(cfg)
+    # float32 whatever the default dtype (float64 weights would refuse the float32 input):
+    # parameters and buffers, persistent or not
+    model.float()
     state = {}
     with open_safetensors(path) as f:
         for k in _kept(f.keys(), info):

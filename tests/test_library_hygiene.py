@@ -8,12 +8,17 @@ import copy
 import pickle
 import re
 import shutil
+import threading
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from depthart_core import checkpoint as ck
+from depthart_core.checkpoint import load_checkpoint
+from depthart_core.export.onnx_export import export_onnx
+from depthart_core.model import DepthART
 from depthart_core.runtime import get_backend
 
 RGB = np.random.default_rng(7).integers(0, 256, (40, 56, 3), dtype=np.uint8)
@@ -158,3 +163,149 @@ def test_onnx_backend_unpickled_over_another_graph_refuses(
     onnx.save(other, str(graph))
     with pytest.raises(ValueError, match=re.escape(f"its graph {graph} was replaced")):
         pickle.loads(blob)
+
+
+# Thread safety: a load or an export changes nothing process-wide. They set the default dtype to
+# float32 and forked the global RNG (saved, then restored its state) around the build: threads
+# loading at once restored each other's float32, and a thread drawing meanwhile had its stream
+# rewound (a training loop's augmentations repeated while a background thread loaded a model).
+# The gates below order the threads the way that broke, so each test fails every time.
+
+
+def _gated_builds(monkeypatch, gate):
+    """`load_checkpoint`'s real (not meta) build calls `gate()` first."""
+
+    def build(cfg):
+        if not torch.empty(()).is_meta:
+            gate()
+        return DepthART(cfg)
+
+    monkeypatch.setattr(ck, "DepthART", build)
+
+
+def _wait(event: threading.Event) -> None:
+    assert event.wait(30), "a thread did not get there"
+
+
+def test_concurrent_loads_keep_the_callers_float64_default(
+    tiny_checkpoint, float64_default, monkeypatch
+):
+    """The first of two loads inside the build at once finishes first (as when 4 threads load):
+    the caller's float64 default is still the default after, and each model is float32."""
+    first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def gate():
+        if not first_in.is_set():
+            first_in.set()
+            _wait(second_in)
+        else:
+            second_in.set()
+            _wait(first_done)
+
+    _gated_builds(monkeypatch, gate)
+    models = []
+
+    def load():
+        models.append(load_checkpoint(tiny_checkpoint)[0])
+
+    first = threading.Thread(target=load)
+    first.start()
+    _wait(first_in)
+    second = threading.Thread(target=load)
+    second.start()
+    first.join(30)
+    first_done.set()
+    second.join(30)
+    assert len(models) == 2
+    assert torch.get_default_dtype() == torch.float64
+    for model in models:
+        tensors = [*model.parameters(), *model.buffers()]
+        assert {t.dtype for t in tensors if t.is_floating_point()} == {torch.float32}
+
+
+def test_a_load_leaves_another_threads_random_stream(tiny_checkpoint, monkeypatch):
+    """This thread draws from torch's global RNG, half before and half after a load in another
+    thread builds its model: the same numbers as with no load going on."""
+    building, drawn = threading.Event(), threading.Event()
+
+    def gate():
+        building.set()
+        _wait(drawn)
+
+    _gated_builds(monkeypatch, gate)
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        expected = [torch.randint(0, 2**62, (1,)).item() for _ in range(16)]
+        torch.manual_seed(0)
+        loader = threading.Thread(target=load_checkpoint, args=(tiny_checkpoint,))
+        loader.start()
+        _wait(building)
+        got = [torch.randint(0, 2**62, (1,)).item() for _ in range(8)]
+        drawn.set()
+        loader.join(30)
+        assert not loader.is_alive()
+        got += [torch.randint(0, 2**62, (1,)).item() for _ in range(8)]
+    finally:
+        torch.set_rng_state(state)
+    assert got == expected
+
+
+def test_an_export_leaves_another_threads_default_dtype(
+    tiny_model, float64_default, tmp_path, monkeypatch
+):
+    """While a thread exports a graph, another thread's tensors still get the float64 default,
+    and the graph is float32 (no float64 constant: ONNX Runtime refused those in a Resize)."""
+    onnx = pytest.importorskip("onnx")
+    exporting, checked = threading.Event(), threading.Event()
+    infer = tiny_model.infer
+
+    def gated_infer(*args, **kwargs):
+        if not exporting.is_set():
+            exporting.set()
+            _wait(checked)
+        return infer(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "infer", gated_infer)
+    out = tmp_path / "tiny.onnx"
+    worker = threading.Thread(target=export_onnx, args=(tiny_model, out))
+    worker.start()
+    _wait(exporting)
+    made = torch.zeros(1).dtype, torch.tensor(0.5).dtype, torch.get_default_dtype()
+    checked.set()
+    worker.join(120)
+    assert made == (torch.float64,) * 3
+    graph = onnx.load(str(out)).graph
+    doubles = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.DOUBLE]
+    doubles += [
+        n.name
+        for n in graph.node
+        for a in n.attribute
+        if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == onnx.TensorProto.DOUBLE
+    ]
+    assert doubles == []
+
+
+def test_a_build_to_load_never_draws_from_the_global_rng():
+    """`_NoInit` (the build a load overwrites): initializers are skipped, and the random draws of
+    those that no mode sees (`trunc_normal_`, whose rejection loop needs real values: left as
+    they were, 5.0 would never pass) come from a generator of its own."""
+    state = torch.get_rng_state()
+    done = []
+
+    def build():
+        with ck._NoInit():
+            w = torch.full((1000,), 5.0)
+            torch.nn.init.trunc_normal_(w, std=1.0)
+            linear = torch.nn.Linear(4, 4)
+            torch.nn.init.constant_(linear.bias, 7.0)
+        done.append((w, linear))
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    worker.join(30)
+    assert done, "trunc_normal_'s rejection loop did not end"
+    w, linear = done[0]
+    assert w.abs().max() <= 2.0 and w.std() > 0.5  # drawn: truncated to [-2, 2]
+    assert not torch.equal(linear.bias, torch.full((4,), 7.0))  # constant_ skipped
+    assert torch.equal(torch.get_rng_state(), state)

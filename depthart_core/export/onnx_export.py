@@ -38,13 +38,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
-from depthart_core.checkpoint import (
-    CheckpointFile,
-    fp32_build,
-    read_checkpoint_info,
-    resolve_checkpoint,
-)
+from depthart_core.checkpoint import CheckpointFile, read_checkpoint_info, resolve_checkpoint
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.sampling import graph_decoding, runtime_sampling
 
@@ -143,7 +139,10 @@ def fp32_islands():
             if opts.get("dropout_p") or opts.get("is_causal") or opts.get("enable_gqa"):
                 raise ValueError(f"fp16 export: attention options {opts} are not supported")
             scale, mask = opts.get("scale"), opts.get("attn_mask")
-            s = scale if scale is not None else q.shape[-1] ** -0.5
+            # a Python float (shapes are static): traced, the size is a 0-dim tensor, and the
+            # exporter types arithmetic on those alone in the default dtype (float64: a double
+            # Pow, then a Cast, that TensorRT cannot take)
+            s = scale if scale is not None else float(q.shape[-1]) ** -0.5
             logits = (q.float() @ k.float().transpose(-2, -1)) * s
             if mask is not None:
                 logits = logits + mask.float()
@@ -155,6 +154,37 @@ def fp32_islands():
             yield
         finally:
             F.layer_norm, F.group_norm, F.scaled_dot_product_attention = ln, gn, sdpa
+
+
+# the factories whose floating result takes the default dtype when none is given
+_FACTORIES = frozenset(
+    (
+        torch.tensor, torch.as_tensor, torch.scalar_tensor, torch.zeros, torch.ones,
+        torch.empty, torch.full, torch.arange, torch.range, torch.linspace, torch.logspace,
+        torch.eye,
+    )
+)  # fmt: skip
+
+
+class _Float32Constants(TorchFunctionMode):
+    """In this thread only (torch-function modes are per thread): a factory called without a
+    dtype that would make the default dtype (float64 under `torch.set_default_dtype`) makes
+    float32, as it would under the default default. torch's ONNX exporter makes its constants
+    so (`torch.tensor(2.0)` for a Resize's scales): float64 ones, which ONNX Runtime refuses
+    there. The default dtype itself is never set: it is the process's, and another thread's."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if (
+            func in _FACTORIES
+            and kwargs.get("dtype") is None
+            and isinstance(out, torch.Tensor)
+            and out.dtype == torch.get_default_dtype() != torch.float32
+            and not (args and (isinstance(args[0], torch.Tensor) or hasattr(args[0], "dtype")))
+        ):  # not from a tensor or an array, whose dtype it keeps
+            return func(*args, **kwargs, dtype=torch.float32)
+        return out
 
 
 def export_onnx(
@@ -175,8 +205,9 @@ def export_onnx(
     onnx.checker's C++ take a path as UTF-8 and refuse one that is not (a Latin-1 folder name,
     '\\udce9' in Python), torch's with the whole graph in its message. A graph holds its weights
     (no external data: protobuf's 2 GB limit is far above DepthART's models). It is traced in
-    float32 whatever the process's default dtype (`fp32_build`: float64 made float64 Resize
-    constants that ONNX Runtime refuses), and the caller's global RNG is left alone."""
+    float32 whatever the process's default dtype (`_Float32Constants`: under float64 the
+    exporter made float64 Resize constants that ONNX Runtime refuses), without setting it, and
+    draws nothing from torch's global RNG."""
     import onnx  # optional dependency: the `onnx` extra (torch exports without it)
 
     out_path = Path(out_path)
@@ -192,7 +223,7 @@ def export_onnx(
     ctx = fp32_islands() if fp16 else contextlib.nullcontext()
     outputs = ["depth", "tokens"] + ([UNCERTAINTY_OUTPUT] if wrapper.with_uncertainty else [])
     traced = io.BytesIO()
-    with fp32_build(), torch.no_grad(), ctx, warnings.catch_warnings():
+    with _Float32Constants(), torch.no_grad(), ctx, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about Python ints; shapes are static
         wrapper(dummy)  # fills the resize-matrix cache so tracing sees them as constants
         torch.onnx.export(
