@@ -223,3 +223,41 @@ def test_another_write_failing_is_not_called_standard_output(monkeypatch, capsys
     out, err = capsys.readouterr()
     assert out == "part of the output\n"
     assert err.splitlines() == [f"depthart info: error: {FULL_DISK}"], err
+
+
+def test_main_gives_stdout_back_its_own_write(monkeypatch, tiny_checkpoint):
+    """A caller's tee set as stdout's `write`, and an outer main's watch around an inner main,
+    are what stdout has again when main returns (main used to delete the attribute)."""
+    import io
+
+    from depthart_core.cli import info as info_cli
+
+    class Out(io.StringIO):
+        pass
+
+    out = Out()
+    seen: list[str] = []
+
+    def tee(text: str) -> int:
+        seen.append(text)
+        return io.StringIO.write(out, text)
+
+    out.write = tee
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["info", str(tiny_checkpoint)]) == 0
+    assert out.write is tee
+    print("after")
+    assert seen[-2:] == ["after", "\n"]
+    real_run = info_cli.run
+    inner_left: list[object] = []
+
+    def nested(args):  # an inner main while the outer one runs
+        monkeypatch.setattr(info_cli, "run", real_run)  # the inner one runs info itself
+        outer = vars(sys.stdout)["write"]
+        main(["info", str(tiny_checkpoint)])
+        inner_left.append(vars(sys.stdout).get("write") is outer)
+        return real_run(args)
+
+    monkeypatch.setattr(info_cli, "run", nested)
+    assert main(["info", str(tiny_checkpoint)]) == 0
+    assert inner_left == [True] and out.write is tee

@@ -107,13 +107,18 @@ class _StdoutWatch:
     (Docker, CI, systemd) nothing is left in a buffer for `_finish`'s flush to fail on, argparse
     swallows the error of its --help text, and an OSError without a file name is not otherwise
     told apart from another one. The stream's `write` is wrapped by an attribute of its own
-    (print, argparse and writelines call it), removed when main ends; a stream that takes no
-    attribute is not watched."""
+    (print, argparse and writelines call it); when main ends the stream gets back exactly the
+    `write` attribute it had (a caller's own tee, an outer main's watch), or none; a stream that
+    takes no attribute is not watched."""
+
+    _NONE = object()  # the stream had no `write` attribute of its own
 
     def __init__(self) -> None:
         self.error: OSError | None = None
         self.told = False  # the error was reported as standard output's
         self._stream: object | None = None
+        self._own: object = self._NONE
+        self._watched: object | None = None
 
     def __enter__(self) -> _StdoutWatch:
         stream, write = sys.stdout, sys.stdout.write
@@ -125,15 +130,21 @@ class _StdoutWatch:
                 self.error = exc
                 raise
 
+        own = getattr(stream, "__dict__", {}).get("write", self._NONE)
         with contextlib.suppress(AttributeError):
             stream.write = watched
-            self._stream = stream
+            self._stream, self._own, self._watched = stream, own, watched
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._stream is not None:
-            with contextlib.suppress(AttributeError):
-                del self._stream.write
+        stream = self._stream
+        if stream is None or getattr(stream, "__dict__", {}).get("write") is not self._watched:
+            return  # not ours any more: whoever replaced it keeps it
+        with contextlib.suppress(AttributeError):
+            if self._own is self._NONE:
+                del stream.write
+            else:
+                stream.write = self._own
 
     def failed(self, exc: OSError) -> bool:
         """Whether `exc` is standard output's (a full disk under `> file`): then stdout is
