@@ -261,3 +261,19 @@ def test_main_gives_stdout_back_its_own_write(monkeypatch, tiny_checkpoint):
     monkeypatch.setattr(info_cli, "run", nested)
     assert main(["info", str(tiny_checkpoint)]) == 0
     assert inner_left == [True] and out.write is tee
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_an_error(monkeypatch, capsys):
+    """A BrokenPipeError from another pipe (a child process's, a worker's) while stdout is fine
+    is one error line and status 1, not the quiet 141 of a reader that left."""
+    from depthart_core.cli import info as info_cli
+
+    def fails(_args):
+        print("part of the output")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(info_cli, "run", fails)
+    assert main(["info", "x.safetensors"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "part of the output\n"
+    assert err.splitlines() == ["depthart info: error: [Errno 32] Broken pipe"], err

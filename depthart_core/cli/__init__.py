@@ -146,6 +146,11 @@ class _StdoutWatch:
             else:
                 stream.write = self._own
 
+    @property
+    def watching(self) -> bool:
+        """Whether stdout's writes are watched (its stream took the attribute)."""
+        return self._stream is not None
+
     def failed(self, exc: OSError) -> bool:
         """Whether `exc` is standard output's (a full disk under `> file`): then stdout is
         silenced, so that the exit flush does not fail a second time."""
@@ -180,7 +185,11 @@ def _run(args: argparse.Namespace, stdout: _StdoutWatch) -> int:
     except ImportError as exc:  # an optional dependency this command needs: one line, its extra
         print(f"depthart {args.command}: error: {missing_dependency(exc)}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `depthart info CKPT | head`: the reader has all it wanted
+    except BrokenPipeError as exc:  # `depthart info CKPT | head`: the reader has all it wanted
+        if stdout.watching and exc is not stdout.error and not _stdout_fails():
+            # another pipe's (a child process's, a worker's): an error, not a reader that left
+            print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
+            return 1
         _silence(sys.stdout)
         return 141  # 128 + SIGPIPE, as a shell tool ends
     # a full or read-only disk, no permission, an --out through a file: one line naming the path
