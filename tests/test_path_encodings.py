@@ -272,18 +272,33 @@ def test_text_bytes_writes_a_surrogate_as_its_escape():
 # Files read in the locale's encoding: failed under the ASCII locale
 
 
-def test_training_config_with_non_ascii_text_loads_under_the_ascii_locale(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "text", "code", "expected"),
+    [
+        (
+            "train.yaml",
+            "# the lab floor: 2 m × 3 m, été\nsteps: 7\n",
+            "from depthart_core.training.config import load_train_config as f; "
+            "print(f(sys.argv[1]).steps)",
+            "7",
+        ),
+        (
+            "calib.json",
+            '{"note": "été", "n": 3}',
+            "from depthart_core.fileutil import read_json; "
+            "print(read_json(sys.argv[1], 'calibration')['n'])",
+            "3",
+        ),
+    ],
+    ids=["training_config", "read_json"],
+)
+def test_non_ascii_text_files_load_under_the_ascii_locale(tmp_path, name, text, code, expected):
     env = _ascii_locale_or_skip()
-    cfg = tmp_path / "train.yaml"
-    cfg.write_text("# the lab floor: 2 m × 3 m, été\nsteps: 7\n", encoding="utf-8")
-    done = _run(
-        "import sys; from depthart_core.training.config import load_train_config as f; "
-        "print(f(sys.argv[1]).steps)",
-        cfg,
-        env=env,
-    )
+    doc = tmp_path / name
+    doc.write_text(text, encoding="utf-8")
+    done = _run(f"import sys; {code}", doc, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "7"
+    assert done.stdout.strip() == expected
 
 
 def test_training_config_not_utf8_is_one_line_naming_the_file(tmp_path):
@@ -293,20 +308,6 @@ def test_training_config_not_utf8_is_one_line_naming_the_file(tmp_path):
     cfg.write_bytes(b"# \xe9t\xe9 (Latin-1)\nsteps: 7\n")
     with pytest.raises(ValueError, match=r"training config .*train\.yaml: not UTF-8 text"):
         load_train_config(cfg)
-
-
-def test_read_json_with_non_ascii_text_under_the_ascii_locale(tmp_path):
-    env = _ascii_locale_or_skip()
-    doc = tmp_path / "calib.json"
-    doc.write_text('{"note": "été", "n": 3}', encoding="utf-8")
-    done = _run(
-        "import sys; from depthart_core.fileutil import read_json; "
-        "print(read_json(sys.argv[1], 'calibration')['n'])",
-        doc,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "3"
 
 
 def test_bag_metadata_with_non_ascii_text_under_the_ascii_locale(tmp_path):
