@@ -442,14 +442,54 @@ def test_live_mode_is_added_by_depthart_ros(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(live_cli, "run", fake_run)
     argv = ["replay", "bag", "--image-topic", "/cam", "--out", str(tmp_path), "--live"]
     argv += ["--rate", "2", "--node-arg=-p", "--node-arg=letterbox:=true", "--keep-stamps"]
+    argv += ["--flip-average", "--sampling", "paper", "--sampling-seed", "7"]
     assert cli_main([*argv, "--threads", "2", "--device", "cuda:1"]) == 1
     assert "live mode reached" in capsys.readouterr().err
     ((args, cfg),) = calls
     assert cfg.image_topic == "/cam" and cfg.protocol == "depthart"
     live = live_cli.live_config(args)
-    # --threads and --device (the node's; it was ignored) first: --node-arg wins
-    node_args = ("-p", "threads:=2", "-p", "device:=cuda:1", "-p", "letterbox:=true")
+    # --threads, --device and the decoding options given (the node's parameters; they were
+    # ignored) first: --node-arg wins; the decoding options left at their defaults are not
+    # passed, so a --params-file among --node-arg sets them
+    node_args = ("-p", "threads:=2", "-p", "device:=cuda:1", "-p", "flip_average:=true")
+    node_args += ("-p", "sampling:=paper", "-p", "sampling_seed:=7", "-p", "letterbox:=true")
     assert (live.rate, live.node_args, live.restamp) == (2.0, node_args, False)
+
+
+def test_offline_replay_decodes_as_asked(tmp_path, tiny_model, tiny_checkpoint, capsys):
+    """--letterbox, --flip-average and --sampling reach the offline replay's backend (they were
+    the node's parameters and eval's options, but offline replay had none, so a node's setting
+    could not be scored offline): its scores are those of an estimator built with the same
+    settings, and the report says how the model ran."""
+    bag = tmp_path / "bag"
+    assert cli_main(["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x40"]) == 0
+    argv = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--no-plots"]
+    argv += ["--depth-topic", "/camera/depth", "--no-progress", "--checkpoint", tiny_checkpoint]
+    argv += ["--backend", "torch", "--out", str(tmp_path / "asked")]
+    asked = ["--letterbox", "--flip-average", "--sampling", "greedy"]
+    assert cli_main([*argv, *asked]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "asked" / "report.json").read_text())
+    assert "greedy" in report["backend"]["runs"] and "flip-averaged" in report["backend"]["runs"]
+    assert report["backend"]["letterbox"] is True
+    assert "- ran as: torch (" in (tmp_path / "asked" / "report.md").read_text()
+
+    from depthart_core.sampling import sampling_setting
+
+    cfg = ReplayConfig(image_topic="/camera/image_raw", depth_topic="/camera/depth", plots=False)
+    for kwargs in ({"sampling": sampling_setting("greedy"), "flip_average": True,
+                    "letterbox": True}, {}):  # fmt: skip
+        est = DepthEstimator(tiny_model, **kwargs)
+        ref = replay_offline(bag, tmp_path / f"ref{len(kwargs)}", cfg, est)
+        same = [r["metrics"]["abs_rel"] for r in ref["rows"]] == [
+            r["metrics"]["abs_rel"] for r in report["rows"]
+        ]
+        assert same == bool(kwargs), kwargs  # the same settings score alike, the defaults not
+
+    # the paper sampling's seed has its own option (--seed is the sparse point draw's)
+    assert cli_main([*argv[:-1], str(tmp_path / "s"), "--sampling-seed", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "--sampling-seed set, but it only takes effect with --sampling paper" in err
 
 
 def test_cli_synth_bag_then_replay(tmp_path, tiny_checkpoint, capsys):

@@ -69,9 +69,10 @@ def without_effect(args: argparse.Namespace, dests: list[str], needed: str) -> s
     return f"{', '.join(idle)} set, but it only takes effect with {needed}" if idle else None
 
 
-def seed_without_effect(args: argparse.Namespace) -> str | None:
-    """--seed set away from its default while --sampling is not paper (the only one it seeds)."""
-    return None if args.sampling == "paper" else without_effect(args, ["seed"], "--sampling paper")
+def seed_without_effect(args: argparse.Namespace, dest: str = "seed") -> str | None:
+    """--seed (the option of `dest`) set away from its default while --sampling is not paper
+    (the only one it seeds)."""
+    return None if args.sampling == "paper" else without_effect(args, [dest], "--sampling paper")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -102,6 +103,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="VAR's vae_ch160v4096z32.pth, for an authors' DepthART checkpoint without the VQ-VAE "
         "(default: that file beside the checkpoint)",
     )
+    add_sampling_args(p, "--seed")
+
+
+def add_sampling_args(p: argparse.ArgumentParser, seed_option: str) -> None:
+    """--sampling, and `seed_option` (its seed: --seed, or --sampling-seed where a command's
+    --seed seeds something else)."""
     p.add_argument(
         "--sampling",
         default="soft",
@@ -110,7 +117,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "default, most accurate: BENCHMARKS.md 2h); greedy: argmax; paper: top-k 900 / top-p 0.9 "
         "/ mean of 5 sampled codes (torch only)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of --sampling paper (repeatable)")
+    p.add_argument(seed_option, type=int, default=0, help="seed of --sampling paper (repeatable)")
 
 
 def add_flip_arg(p: argparse.ArgumentParser) -> None:
@@ -122,8 +129,8 @@ def add_flip_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def sampling_from_args(args: argparse.Namespace):
-    """The SamplingConfig of --sampling/--seed."""
+def sampling_from_args(args: argparse.Namespace, dest: str = "seed"):
+    """The SamplingConfig of --sampling and its seed (the option of `dest`)."""
     from depthart_core.sampling import sampling_setting
 
-    return sampling_setting(args.sampling, args.seed)
+    return sampling_setting(args.sampling, getattr(args, dest))

@@ -16,9 +16,13 @@ from pathlib import Path
 from types import ModuleType
 
 from depthart_core.cli.args import (
+    add_flip_arg,
     add_progress_arg,
+    add_sampling_args,
     options_named,
     remember_defaults,
+    sampling_from_args,
+    seed_without_effect,
     without_effect,
 )
 
@@ -79,6 +83,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="cpu",
         help="torch device: cpu, cuda or cuda:N (with --live, the node's device parameter)",
     )
+    # how the model decodes (with --live: the node's letterbox, flip_average, sampling and
+    # sampling_seed parameters); --seed is the sparse point draw's, so the sampling's is its own
+    p.add_argument("--letterbox", action="store_true", help="aspect-preserving resize + padding")
+    add_flip_arg(p)
+    add_sampling_args(p, "--sampling-seed")
     p.add_argument(
         "--protocol",
         default="depthart",
@@ -288,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
     from depthart_core.replay.report import format_summary
     from depthart_core.runtime import get_backend
 
-    unused = _mode_options_without_effect(args)  # set, but doing nothing: said, not ignored
+    # set, but doing nothing: said, not ignored
+    unused = _mode_options_without_effect(args) or seed_without_effect(args, "sampling_seed")
     if unused:
         raise ValueError(unused)
     with options_named():
@@ -315,7 +325,13 @@ def run(args: argparse.Namespace) -> int:
             report = mode.run(args, cfg)
         else:
             backend = get_backend(
-                args.backend, args.checkpoint, device=args.device, threads=args.threads
+                args.backend,
+                args.checkpoint,
+                device=args.device,
+                threads=args.threads,
+                letterbox=args.letterbox,
+                sampling=sampling_from_args(args, "sampling_seed"),
+                flip_average=args.flip_average,
             )
             report = replay_offline(
                 args.bag,

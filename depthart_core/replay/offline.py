@@ -64,6 +64,9 @@ def describe_backend(backend: Any, checkpoint: str | Path | None = None) -> dict
         "checkpoint_sha256": sha or None,
         "graph": str(graph) if graph else None,
         "image_size": getattr(backend, "image_size", None),
+        # how it decodes: the sampling (torch; a graph's is its own), flip averaging, letterbox
+        "runs": backend.describe() if hasattr(backend, "describe") else None,
+        "letterbox": bool(getattr(backend, "letterbox", False)),
     }
 
 

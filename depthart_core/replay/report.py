@@ -295,6 +295,12 @@ def _model_lines(backend: dict[str, Any]) -> list[str]:
     lines = [f"- checkpoint: `{backend.get('checkpoint')}`" + (f" (sha256 `{sha}`)" if sha else "")]
     if backend.get("graph"):
         lines.append(f"- graph: `{backend['graph']}`")
+    if backend.get("runs"):
+        lines.append(
+            f"- ran as: {backend['runs']}" + (", letterbox" if backend.get("letterbox") else "")
+        )
+    if backend.get("node_args"):
+        lines.append(f"- node arguments: `{' '.join(backend['node_args'])}`")
     return lines
 
 

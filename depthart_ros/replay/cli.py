@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from depthart_ros.replay.process import LiveConfig
 
 
+# depthart replay's decoding options, which are also the node's parameters of the same names
+DECODING = ("letterbox", "flip_average", "sampling", "sampling_seed")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     live = p.add_argument_group("live mode (depthart_ros)")
     live.add_argument("--live", action="store_true", help="play the bag through the real node")
@@ -57,10 +61,9 @@ def live_config(args: argparse.Namespace) -> LiveConfig:
         domain_id=args.domain_id,
         # the user's args win
         node_args=(
-            "-p",
-            f"threads:={args.threads}",
-            "-p",
-            f"device:={args.device}",
+            *_params(threads=args.threads, device=args.device),
+            # the decoding only where given, so a --params-file among --node-arg still sets it
+            *_params(**_set_away_from_default(args, DECODING)),
             *args.node_arg,
         ),
         startup_timeout_s=args.startup_timeout,
@@ -68,6 +71,20 @@ def live_config(args: argparse.Namespace) -> LiveConfig:
         time_limit_s=args.time_limit,
         restamp=not args.keep_stamps,
     )
+
+
+def _set_away_from_default(args: argparse.Namespace, dests: tuple[str, ...]) -> dict[str, Any]:
+    """{dest: value} of the options among `dests` the user set away from their defaults."""
+    return {d: getattr(args, d) for d in dests if getattr(args, d) != args.option_defaults[d][1]}
+
+
+def _params(**values: Any) -> list[str]:
+    """The node's parameters as --ros-args items: ["-p", "name:=value", ...] (YAML booleans)."""
+    out: list[str] = []
+    for name, value in values.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out += ["-p", f"{name}:={text}"]
+    return out
 
 
 def run(args: argparse.Namespace, cfg: ReplayConfig) -> dict[str, Any]:

@@ -517,6 +517,7 @@ def replay_live(
     run.meta["backend"] = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": file_sha256(checkpoint),
+        "node_args": list(live.node_args),  # the decoding, threads, device and the user's items
     }
     store = PredictionStore(out)
     session = LiveSession(bag, out, cfg, live, index, transport, store, checkpoint)
