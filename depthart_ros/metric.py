@@ -25,7 +25,7 @@ it fell back.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import numpy as np
@@ -63,8 +63,19 @@ def ground_config(cfg: dict[str, Any]) -> GroundPlaneConfig:
 
 
 KEPT_SPAN_S = 2.0  # seconds of cue and IMU stamps kept behind the newest
+# frames further apart in stamp than this, either way, are a scene cut for the floor's smoother:
+# back (a looped bag, a seek, a simulator reset) or forward (a camera paused or restarted, a
+# forward seek); its memory would be a stale scene's. Forward, a node that runs slower than
+# this (max_rate_hz below 0.5, a slow CPU) cuts at FLOOR_GAP_INTERVALS times its median step.
+FLOOR_GAP_S = KEPT_SPAN_S
+FLOOR_GAP_INTERVALS = 4
 CUES_KEPT = 32  # depth images (a 1280x720 16UC1 cue is 1.8 MB): 1 s of a 30 Hz sensor
 IMUS_KEPT = 4000  # 2 s of a 2 kHz IMU
+
+
+# the reason for a frame whose image is stamped 0 (a driver that never stamps): the cue and the
+# IMU pair by stamp, so it gets neither, counted as `<source>_image_unstamped`
+UNSTAMPED_IMAGE = "image stamped 0: {what} cannot be paired by stamp"
 
 
 def _dropped(what: str, matcher: StampMatcher) -> str:
@@ -91,6 +102,7 @@ class MetricScaler:
         self.imu_counts: Counter[str] = Counter()
         self.ground = GroundPlaneScale(ground_config(cfg)) if self.ground_on else None
         self._ground_stamp_ns: int | None = None  # the stamp of the last frame the floor saw
+        self._ground_steps_ns: deque[int] = deque(maxlen=5)  # its last forward steps in stamp
         self.plane: dict[str, Any] = {}
         self.state: dict[str, Any] = {
             "units": "relative",
@@ -107,6 +119,11 @@ class MetricScaler:
     @property
     def enabled(self) -> bool:
         return self.sparse_on or self.ground_on
+
+    @property
+    def paired_by_stamp(self) -> tuple[str, ...]:
+        """The sources a frame looks up by its stamp (`sparse_depth`, `imu`); empty for none."""
+        return ("sparse_depth",) * self.sparse_on + ("imu",) * self.imu_on
 
     def reconfigure(self, cfg: dict[str, Any]) -> None:
         """New ground-plane parameters (already validated): a changed camera height or prior
@@ -143,6 +160,9 @@ class MetricScaler:
 
     def _frame_up(self, stamp_ns: int, cfg: dict[str, Any]) -> tuple[np.ndarray | None, str]:
         """This frame's up from the IMU nearest in stamp, or None (the mount prior) and why."""
+        if stamp_ns == 0:  # no lookup: the IMU messages kept are all stamped, none pairs with it
+            self.imu_counts["image_unstamped"] += 1
+            return None, f"prior ({UNSTAMPED_IMAGE.format(what='imu')})"
         tol_s = cfg["ground_plane.imu_max_stamp_diff_s"]
         q = self.imus.nearest(stamp_ns, int(tol_s * 1e9))
         mount = (cfg["ground_plane.pitch_deg"], cfg["ground_plane.roll_deg"])
@@ -212,6 +232,9 @@ class MetricScaler:
     def _sparse_fit(
         self, relative: np.ndarray, stamp_ns: int, cfg: dict[str, Any], deadline: float = 0.0
     ):
+        if stamp_ns == 0:  # no wait: it would read as a new stream's and wait until the deadline
+            self.counts["image_unstamped"] += 1
+            return None, UNSTAMPED_IMAGE.format(what="sparse_depth")
         tol_s = cfg["sparse_depth.max_stamp_diff_s"]
         msg = self.cues.wait_nearest(stamp_ns, int(tol_s * 1e9), deadline)
         if msg is None and self.cues.dropped_near(stamp_ns, int(tol_s * 1e9)):
@@ -260,8 +283,15 @@ class MetricScaler:
             self.plane = {"fit": "no_camera_info"}
             return None, None, "no camera_info for this frame (the floor needs the intrinsics)"
         last, self._ground_stamp_ns = self._ground_stamp_ns, stamp_ns
-        if last is not None and last - stamp_ns > KEPT_SPAN_S * 1e9:
-            self.ground.forget()  # the stamps went back (a looped bag, a reset): a scene cut
+        if last is not None:
+            step = stamp_ns - last
+            usual = float(np.median(self._ground_steps_ns)) if self._ground_steps_ns else 0.0
+            if -step > FLOOR_GAP_S * 1e9 or step > max(
+                FLOOR_GAP_S * 1e9, FLOOR_GAP_INTERVALS * usual
+            ):
+                self.ground.forget()  # a gap either way (a loop, a seek, a paused camera): a cut
+            if step > 0:  # the median of the last few: one pause does not make the node slow
+                self._ground_steps_ns.append(step)
         up_3, up_source = self._frame_up(stamp_ns, cfg) if self.imu_on else (None, "prior")
         estimated = False
         if up_3 is None and self.lines_on:  # an IMU in time wins: it measures this very instant

@@ -119,6 +119,10 @@ DEVICE_ADVICE = (
 NODE_NAME = "depthart_node"
 # the arguments rclpy.init was given by `init_or_exit` (empty before): their remap rules
 _INIT_ARGS: list[str] = []
+# under sim time, how long a frame stamped well before the previous one waits for the clock to
+# show whether it starts a new stream: `ros2 bag play --clock` publishes /clock at 40 Hz, and
+# the loop's first image can come before the /clock message that moves sim time back
+CLOCK_FOLLOW_S = 0.25
 STOPPED_LINE = "stopped during start-up: shut down (Ctrl-C or SIGTERM) before the node was ready"
 
 
@@ -160,6 +164,31 @@ def camera_info_topic(node: Node, ros_args: Sequence[str] = ()) -> str:
     if resolved != expanded or remaps_name(ros_args, "camera_info", expanded, names):
         return resolved
     return camera_info_beside(node.resolve_topic_name("image"))
+
+
+def stamps_went_back(
+    previous_ns: int | None, stamp_ns: int, limit_s: float, sim_time: bool
+) -> bool:
+    """Whether a frame judged stale may start a new stream (a looped bag, a seek, a simulator
+    reset) rather than come late: under sim time, stamped more than `limit_s` before the
+    previous frame. On the wall clock a stream cannot go back: such a frame is late."""
+    return sim_time and previous_ns is not None and previous_ns - stamp_ns > limit_s * 1e9
+
+
+def clock_follows(read_now_ns: Callable[[], int], wait_s: float, poll_s: float = 0.002) -> bool:
+    """Whether a frame whose stamps went back (`stamps_went_back`) starts a new stream, by what
+    the clock does within `wait_s`: it goes back (the new stream's /clock, which can come just
+    after its first image) or does not move at all (nothing says otherwise): True; it goes on
+    forward: False, the frame came late in the same stream (a second publisher, a reliable
+    backlog) and is as stale as its age says."""
+    start = read_now_ns()
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        now = read_now_ns()
+        if now != start:
+            return now < start
+        time.sleep(poll_s)
+    return True
 
 
 def _descriptor(p: Param, startup_read_only: bool = True) -> ParameterDescriptor:
@@ -538,24 +567,28 @@ class DepthArtCore:
         self._warn("inference_error", f"frame failed: {type(exc).__name__}: {exc}")
         return True
 
+    def _new_stream(self, previous_ns: int | None, stamp_ns: int, limit_s: float) -> bool:
+        """Whether a frame older than `limit_s` starts a new stream and is kept: under sim time,
+        stamped well before the previous frame, while the clock goes back too (a looped bag or a
+        seek: its first image can beat the /clock message that moves sim time back, so the
+        clock is watched for `CLOCK_FOLLOW_S`) or stands still. A clock going on forward makes
+        it a late frame of the same stream (a second publisher, a reliable backlog): stale."""
+        clock = self.get_clock()
+        if not stamps_went_back(previous_ns, stamp_ns, limit_s, clock.ros_time_is_active):
+            return False
+        return clock_follows(lambda: clock.now().nanoseconds, CLOCK_FOLLOW_S)
+
     def _process(self, item: tuple[Image, float]) -> tuple[str, str]:
         msg, received = item
         c = self.cfg
         stamp_ns = header_stamp_ns(msg.header)
         age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         limit = c["max_frame_age_s"]
-        # under sim time, stamps going back by more than the limit start a new stream (a looped
-        # bag, a simulator reset): its first frame can beat the /clock message that moves sim
-        # time back, so it is not judged against the old stream's clock
         previous, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
-        went_back = (
-            previous is not None
-            and previous - stamp_ns > limit * 1e9
-            and self.get_clock().ros_time_is_active
-        )
-        if limit > 0 and age_s > limit and not went_back:
+        if limit > 0 and age_s > limit and not self._new_stream(previous, stamp_ns, limit):
             self._warn("stale", f"dropping frame stamped {age_s:.2f} s ago > max_frame_age_s "
-                                f"{limit:g} (camera clock off, or the node lags)")  # fmt: skip
+                                f"{limit:g} (camera clock off, the node lags, or the frame came "
+                                "late)")  # fmt: skip
             return "dropped_stale", ""
         try:
             if compressed.is_compressed(msg):
@@ -583,6 +616,10 @@ class DepthArtCore:
                 info = None
             info = None if info is None else camera_info_for(info, msg.header, depth.shape)
         fallback = ""  # why a metric source gave relative depth for this frame
+        paired = self.metric.paired_by_stamp
+        if stamp_ns == 0 and paired:  # counted per source as <source>_image_unstamped
+            self._warn("image_unstamped", f"image stamped 0: {' and '.join(paired)} cannot be "
+                       "paired with it by stamp (stamp the camera's images)")  # fmt: skip
         if self.metric.enabled:  # P of this image's pixels: binning and ROI applied
             p = None if info is None else ros_image.image_projection(info, depth.shape)[1]
             cue_by = received + c["sparse_depth.wait_s"]  # a cue projected from a scan is late

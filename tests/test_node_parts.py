@@ -519,6 +519,90 @@ def test_the_floor_starts_over_when_the_stamps_go_back() -> None:
     assert scaler.state["scale"] == pytest.approx(float(scaler.plane["raw_scale"]), rel=1e-3)
 
 
+def test_the_floor_starts_over_after_a_forward_gap_in_the_stamps() -> None:
+    """A camera paused a minute (or restarted, or a bag seeked forward): the next frame is a
+    scene cut as a loop's is. Only a backward jump started the smoother over; after +60 s it
+    held the old scene's scale for two frames (metres 2.7x off) before taking the new one."""
+    from depthart_core.ground_plane import frame_units_ratio
+    from depthart_ros.metric import MetricScaler
+
+    rel, P = _floor()
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.pitch_deg": 13.0}
+    scaler = MetricScaler(cfg)
+    t = 10_000_000_000
+    for _ in range(5):
+        scaler.to_metres(rel, t, cfg, P)
+        t += 100_000_000
+    assert scaler.plane["smoothing"].startswith("updated")  # 0.1 s apart: one scene
+    # a minute later: another view, in a relative unit the tracking reads as unchanged
+    other, _ = _floor(pitch=20.0)
+    other = other / frame_units_ratio(rel[::4, ::4], other[::4, ::4])
+    scaler.to_metres(other, t + 60_000_000_000, cfg, P)
+    assert scaler.plane["smoothing"].startswith("first"), scaler.plane["smoothing"]
+    assert scaler.state["scale"] == pytest.approx(float(scaler.plane["raw_scale"]), rel=1e-3)
+    # a gap within the limit (metric.FLOOR_GAP_S, 2 s) is no cut
+    scaler.to_metres(other, t + 61_800_000_000, cfg, P)
+    assert not scaler.plane["smoothing"].startswith("first"), scaler.plane["smoothing"]
+
+
+def test_a_slow_node_keeps_smoothing_and_still_cuts_at_a_pause() -> None:
+    """A node that runs at 0.3 Hz (max_rate_hz, a slow CPU): its frames are 3.3 s apart, more
+    than the 2 s gap, but they are one scene; a pause of a minute among them is still a cut."""
+    from depthart_ros.metric import MetricScaler
+
+    rel, P = _floor()
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.pitch_deg": 13.0}
+    scaler = MetricScaler(cfg)
+    t, said = 10_000_000_000, []
+    for step_s in (0, 3.3, 3.3, 3.3, 3.3, 60.0, 3.3, 3.3):
+        t += int(step_s * 1e9)
+        scaler.to_metres(rel, t, cfg, P)
+        said.append(scaler.plane["smoothing"].split(":")[0].split()[0])
+    # the first step (no interval known yet) and the pause start over; the rest smooth
+    assert said == ["first", "first", "updated", "updated", "updated", "first", "updated",
+                    "updated"], said  # fmt: skip
+
+
+def test_an_image_stamped_0_says_so_and_does_not_wait_for_a_cue() -> None:
+    """A driver that never stamps its images: the cue and the IMU pair by stamp, so the frame
+    gets neither. It was told "no sparse_depth within 0.05 s" though a cue came with every
+    frame, after waiting the whole sparse_depth.wait_s each frame (stamp 0 read as a new
+    stream's); now it says the image is unstamped, at once, counted per source."""
+    import numpy as np
+
+    from depthart_core.rosio.messages import image_msg
+    from depthart_ros.metric import MetricScaler
+
+    rel, P = _floor()
+    t = 100_000_000_000  # the cue's clock: any stamp more than 2 s after 0
+    sparse = np.where(rel > 0, rel * 5.0, np.nan).astype(np.float32)
+    cfg = dict(DEFAULTS) | {"sparse_depth.enabled": True}
+    scaler = MetricScaler(cfg)
+    scaler.add_cue(t, image_msg(sparse, "32FC1", t, "cam"))
+    t0 = time.monotonic()
+    depth, why = scaler.to_metres(rel, 0, cfg, P, cue_deadline=t0 + 2.0)
+    assert time.monotonic() - t0 < 1.0  # no wait for a cue that cannot pair
+    assert why == "sparse_depth: image stamped 0: sparse_depth cannot be paired by stamp", why
+    assert scaler.diagnostics()["sparse_image_unstamped"] == 1
+    # the floor with an IMU: the prior's up, said why; the floor itself needs no stamp
+    cfg = dict(DEFAULTS) | {"ground_plane.enabled": True, "ground_plane.imu": True}
+    cfg |= {"ground_plane.camera_height_m": 1.2, "ground_plane.pitch_deg": 13.0}
+    scaler = MetricScaler(cfg)
+    scaler.add_imu(t, (0.0, 0.0, 0.0, 1.0))
+    depth, why = scaler.to_metres(rel, 0, cfg, P)
+    assert why is None and scaler.state["source"] == "ground_plane"
+    assert scaler.plane["up"] == "prior (image stamped 0: imu cannot be paired by stamp)"
+    diag = scaler.diagnostics()
+    assert diag["imu_image_unstamped"] == 1 and "imu_missing" not in diag
+    # which sources make the node warn of an unstamped image
+    assert scaler.paired_by_stamp == ("imu",)
+    both = cfg | {"sparse_depth.enabled": True}
+    assert MetricScaler(both).paired_by_stamp == ("sparse_depth", "imu")
+    assert not MetricScaler(cfg | {"ground_plane.imu": False}).paired_by_stamp
+
+
 def test_a_cue_of_another_aspect_ratio_is_refused_not_stretched() -> None:
     import numpy as np
 
