@@ -2,7 +2,10 @@
 
 Everything DepthART caches (exported ONNX graphs, TensorRT engines, rendered synthetic pools)
 lives under `cache_root()`: `$DEPTHART_CACHE` if set, else `$XDG_CACHE_HOME/depthart`, else
-`~/.cache/depthart` (the XDG Base Directory default).
+`~/.cache/depthart` (the XDG Base Directory default). A cached file is loaded only if no other
+user could have written it (`untrusted_cache_file`: yours or root's, writable by no one else, as
+ssh treats its keys); a cache folder that others can write is warned about
+(`warn_shared_cache_folder`).
 
 Every output file goes through `atomic_write`, and every failure to write one becomes a
 `WriteError`: one line naming the file and the cause (a full disk, a read-only file system, no
@@ -237,6 +240,76 @@ def cache_root() -> Path:
             f"no cache folder: the home directory is unknown ({exc}): set {ENV_CACHE} or "
             "XDG_CACHE_HOME to an absolute folder"
         ) from exc
+
+
+# a cached file's ownership and mode, as ssh judges its keys: one that another user can write
+# (or has written) could be a different model under the right name, so it is not loaded
+_SHARED_WRITE = stat.S_IWGRP | stat.S_IWOTH
+_warned_folders: set[str] = set()
+
+
+def untrusted_cache_file(
+    path: str | Path, fd: int | None = None, setting: str = ENV_CACHE
+) -> str | None:
+    """Why the cached file `path` must not be loaded, or None: it is trusted only if owned by
+    you or by root and writable by no group or other user (judged on the open file `fd` where
+    given, so the file checked is the file read; a symlink's own owner too). The reason names
+    the file's owner uid and mode and says to set `setting` (an environment variable) to a
+    folder only you can write. None on a system without user ids (Windows)."""
+    if not hasattr(os, "getuid"):
+        return None
+    uid = os.getuid()
+    st = os.fstat(fd) if fd is not None else os.stat(path)
+    link = os.lstat(path)
+    owners = [st.st_uid] + ([link.st_uid] if stat.S_ISLNK(link.st_mode) else [])
+    foreign = [o for o in owners if o not in (uid, 0)]
+    owner = foreign[0] if foreign else st.st_uid
+    why = [f"not yours (uid {uid}) or root's"] if foreign else []
+    writers = [
+        w for bit, w in ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others")) if st.st_mode & bit
+    ]
+    if writers:
+        why.append("writable by " + " and ".join(writers))
+    if not why:
+        return None
+    return (
+        f"is not trusted (owner uid {owner}, mode {stat.S_IMODE(st.st_mode):04o}: "
+        f"{', '.join(why)}; only files of yours or root's that no one else can write are loaded; "
+        f"set {setting} to a folder only you can write)"
+    )
+
+
+def owner_write_only(path: str | Path) -> None:
+    """Take group and other write permission off a cache file just written (`atomic_write` gives
+    it `0o666 & ~umask`: 0664 under a umask of 002), so that `untrusted_cache_file` trusts it. A
+    file system that keeps no modes (FAT) is left as it is."""
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & _SHARED_WRITE:
+            os.chmod(path, mode & ~_SHARED_WRITE)
+
+
+def warn_shared_cache_folder(folder: str | Path, setting: str = ENV_CACHE) -> None:
+    """Warn (once per folder and process) when the cache folder `folder` is writable by other
+    users and not owned by you: they can put files there (which `untrusted_cache_file` then
+    refuses, each time exporting or building afresh) or hold its locks. Absent folders and
+    systems without user ids (Windows) are passed over."""
+    if not hasattr(os, "getuid") or str(folder) in _warned_folders:
+        return
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    if st.st_uid != os.getuid() and st.st_mode & _SHARED_WRITE:
+        _warned_folders.add(str(folder))
+        logging.getLogger(__name__).warning(
+            "cache folder %s (owner uid %d, mode %04o) is writable by other users: files there "
+            "that are not yours are not loaded; set %s to a folder only you can write",
+            folder,
+            st.st_uid,
+            stat.S_IMODE(st.st_mode),
+            setting,
+        )
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -17,6 +17,13 @@ differs) or undeserializable engine is rebuilt and never crashes the caller. A b
 exclusive `fcntl.flock` on the lock file, so two processes starting at once build once: the
 second waits and then loads the first one's engine.
 
+An engine or sidecar that another user could have written (not owned by you or root, or writable
+by its group or others: `fileutil.untrusted_cache_file`) is never deserialized: it is rebuilt with
+a warning naming the file, its owner and mode, and where it cannot be replaced (another user's
+file in a sticky folder) storing the new one fails as in a read-only cache. The files stored here
+are writable by their owner only, whatever the umask; a cache folder that other users can write
+and that is not yours is warned about once.
+
 Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
 tested without TensorRT.
 """
@@ -33,7 +40,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write, build_lock, cache_root
+from depthart_core.fileutil import (
+    CACHE_TEMP_STALE_S,
+    ENV_CACHE,
+    atomic_write,
+    build_lock,
+    cache_root,
+    owner_write_only,
+    untrusted_cache_file,
+    warn_shared_cache_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +133,9 @@ class EngineCache:
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        # what a warning says to set to move the cache
+        explicit = cache_dir or os.environ.get(ENV_CACHE_DIR)
+        self._setting = ENV_CACHE_DIR if explicit else ENV_CACHE
 
     def engine_path(self, key: EngineKey) -> Path:
         return self.cache_dir / f"{key.stem}.engine"
@@ -127,12 +146,18 @@ class EngineCache:
     def load(self, key: EngineKey, deserialize: Callable[[bytes], T | None]) -> T | None:
         """The cached engine for `key`, or None (with the reason logged) if it is not usable."""
         path, sidecar = self.engine_path(key), self.sidecar_path(key)
+        warn_shared_cache_folder(self.cache_dir, self._setting)
         if not path.is_file() or not sidecar.is_file():
             log.info("engine cache miss: %s", path)
             return None
         try:
-            meta = json.loads(sidecar.read_bytes())  # UTF-8, whatever the locale
-            blob = path.read_bytes()
+            raw = self._read_trusted(sidecar)
+            if raw is None:  # said why
+                return None
+            meta = json.loads(raw)  # UTF-8, whatever the locale
+            blob = self._read_trusted(path)
+            if blob is None:
+                return None
         except (OSError, ValueError) as exc:
             log.warning("engine cache: unreadable %s (%s); rebuilding", sidecar, exc)
             return None
@@ -153,6 +178,16 @@ class EngineCache:
         if engine is None:
             log.warning("engine cache: %s did not deserialize; rebuilding", path)
         return engine
+
+    def _read_trusted(self, path: Path) -> bytes | None:
+        """The bytes of `path`, or None (with a warning saying why) if it is not to be trusted;
+        judged on the open file, so the file checked is the file read."""
+        with open(path, "rb") as f:
+            problem = untrusted_cache_file(path, f.fileno(), self._setting)
+            if problem is None:
+                return f.read()
+        log.warning("engine cache: %s %s; rebuilding", path, problem)
+        return None
 
     def get_or_build(
         self,
@@ -183,6 +218,8 @@ class EngineCache:
         path = self.engine_path(key)
         meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
         atomic_write(path, blob, stale_after_s=CACHE_TEMP_STALE_S)  # and a killed write's temp
+        owner_write_only(path)
         atomic_write(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
+        owner_write_only(self.sidecar_path(key))
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
         return CacheResult(engine, path, built=True)

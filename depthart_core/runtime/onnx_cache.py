@@ -25,10 +25,18 @@ that cannot be read, whose stamps (model hash, precision, decoding, head) are no
 for, or whose bytes no longer match the record (a truncated copy, a disk error, an edit) is
 exported again with a warning saying why, instead of failing every later run or being served.
 An entry from before the record is checked by its stamps, and its record written then.
+
+A graph or record that another user could have written (one not owned by you or root, or
+writable by its group or others: `fileutil.untrusted_cache_file`) is never loaded: anyone who can
+write a shared cache could put a different model there under the right stamps and a matching
+record. It is exported again with a warning naming the file, its owner and mode; where it cannot be
+replaced (another user's file in a sticky folder) the export fails as in a read-only cache. The
+graphs and records written here are writable by their owner only, whatever the umask.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -50,7 +58,11 @@ from depthart_core.fileutil import (
     atomic_write,
     build_lock,
     cache_root,
+    describe_os_error,
+    owner_write_only,
     sha256_file,
+    untrusted_cache_file,
+    warn_shared_cache_folder,
 )
 from depthart_core.model import SamplingConfig
 from depthart_core.sampling import graph_decoding
@@ -74,6 +86,8 @@ def cached_onnx(
     """
     decoding = graph_decoding(sampling)
     path = onnx_cache_path(ckpt.model_sha256, precision, decoding)
+    for folder in (cache_root(), path.parent):
+        warn_shared_cache_folder(folder)
     if path.is_file() and _cached_problem(path, ckpt, precision, decoding) is None:
         return path  # the common case: no lock
     # one process at a time checks, exports and records (its graph and record are replaced
@@ -104,6 +118,7 @@ def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: Sampling
         ),
         stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed export's temp folder
     )
+    owner_write_only(path)
     _record(path)
 
 
@@ -113,10 +128,46 @@ def _record_path(path: Path) -> Path:
 
 def _record(path: Path) -> None:
     atomic_write(_record_path(path), (sha256_file(path) + "\n").encode())
+    owner_write_only(_record_path(path))
 
 
 def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: str) -> str | None:
     """Why the cached graph at `path` must not be served for `ckpt`, or None."""
+    try:
+        with open(path, "rb") as graph:  # trusted and hashed as opened: the file checked is read
+            problem = untrusted_cache_file(path, graph.fileno())
+            if problem is not None:
+                return problem
+            problem = _stamp_problem(path, ckpt, precision, decoding)
+            if problem is not None:
+                return problem
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: graph.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        return f"cannot be read ({describe_os_error(exc, with_path=False)})"
+    record = _record_path(path)
+    if not record.is_file():  # cached before graphs had a record: its stamps were checked
+        try:
+            _record(path)
+        except OSError as exc:  # bookkeeping only (a read-only cache): serve the graph
+            log.info("could not record the sha256 of %s (%s)", path, exc)
+        return None
+    try:
+        with open(record, "rb") as f:
+            problem = untrusted_cache_file(record, f.fileno())
+            if problem is not None:
+                return f"has a record {record.name} that {problem}"
+            recorded = f.read().decode("utf-8", errors="replace").strip()
+    except OSError as exc:
+        return f"has an unreadable record {record.name} ({describe_os_error(exc, with_path=False)})"
+    if recorded != digest.hexdigest():
+        return "no longer matches the sha256 recorded when it was written"
+    return None
+
+
+def _stamp_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: str) -> str | None:
+    """Why the stamps in the graph at `path` are not the ones `ckpt` asks for, or None."""
     try:
         meta, _ = read_onnx_header(path)
     except ValueError as exc:
@@ -135,13 +186,4 @@ def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: 
         return f"was written by exporter version {exporter}, not {EXPORTER_VERSION} (this code)"
     if checkpoint_has_head(ckpt) and meta.get(META_UNCERTAINTY) != UNCERTAINTY_HEAD:
         return f"lacks the uncertainty output of {ckpt.path}'s head"
-    record = _record_path(path)
-    if not record.is_file():  # cached before graphs had a record: its stamps were checked
-        try:
-            _record(path)
-        except OSError as exc:  # bookkeeping only (a read-only cache): serve the graph
-            log.info("could not record the sha256 of %s (%s)", path, exc)
-        return None
-    if record.read_text(encoding="utf-8", errors="replace").strip() != sha256_file(path):
-        return "no longer matches the sha256 recorded when it was written"
     return None

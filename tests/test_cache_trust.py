@@ -1,0 +1,254 @@
+"""A cached graph, record, engine or sidecar that another user could have written is never
+loaded: only files owned by the user or root and writable by no one else are trusted (as ssh
+treats its keys). Another user's ownership is simulated by the stat of the opened file, so the
+tests run alike as root and as anyone else. The ONNX export is faked by a tiny stamped graph."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import depthart_core.runtime.onnx_cache as onnx_cache
+from depthart_core import fileutil
+from depthart_core.checkpoint import CheckpointFile
+from depthart_core.export.onnx_export import (
+    EXPORTER_VERSION,
+    META_DECODING,
+    META_EXPORTER,
+    META_PRECISION,
+    META_SHA,
+)
+from depthart_core.fileutil import WriteError
+from depthart_core.runtime.engine_cache import EngineCache, EngineKey
+from depthart_core.sampling import graph_decoding
+
+OTHER_UID = 4242 + os.getuid() if hasattr(os, "getuid") else 4242
+KEY = EngineKey("ab" * 32, "fp32", (1, 3, 32, 32), "10.3.0.30", "sm_87")
+PLAN = b"PLAN:" + bytes(range(64))
+pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no user ids (Windows)")
+
+
+def _fake_export(model, path, checkpoint_sha256="", fp16=False, sampling=None, final_path=None):
+    """A one-node graph with the stamps `export_onnx` writes: enough for the cache's checks."""
+    node = helper.make_node("Identity", ["image"], ["depth"])
+    graph = helper.make_graph(
+        [node],
+        "fake",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    model_proto = helper.make_model(graph)
+    stamps = {
+        META_SHA: checkpoint_sha256,
+        META_PRECISION: "fp16" if fp16 else "fp32",
+        META_DECODING: graph_decoding(sampling),
+        META_EXPORTER: EXPORTER_VERSION,
+    }
+    helper.set_model_props(model_proto, stamps)
+    onnx.save(model_proto, str(path))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, tiny_checkpoint):
+    """(checkpoint, list of exports) with the ONNX cache in tmp_path and the export faked."""
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    exports: list[Path] = []
+
+    def counting(model, path, **kwargs):
+        exports.append(Path(path))
+        _fake_export(model, path, **kwargs)
+
+    monkeypatch.setattr(onnx_cache, "export_onnx", counting)
+    monkeypatch.setattr(CheckpointFile, "load", lambda self: (None, {}))
+    return CheckpointFile(tiny_checkpoint), exports
+
+
+def _owned_by_another(monkeypatch, *paths: Path) -> None:
+    """The files now at `paths` read as owned by OTHER_UID in the stat of their open descriptor
+    (marked by an old mtime: a file written in their place, even on a reused inode, is not)."""
+    for p in paths:
+        os.utime(p, ns=(10**9, 10**9))
+    real_fstat = os.fstat
+
+    def fstat(fd):
+        st = real_fstat(fd)
+        if st.st_mtime_ns != 10**9:
+            return st
+        fields = list(st[:10])
+        fields[stat.ST_UID] = OTHER_UID
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_an_own_private_graph_is_a_cache_hit(cache):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    assert _mode(path) & 0o022 == 0 and len(exports) == 1
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 1  # no re-export
+
+
+def test_a_graph_others_can_write_is_exported_again_with_a_warning(cache, caplog):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    os.chmod(path, 0o666)  # anyone could have swapped the model (and rewritten the record)
+    with caplog.at_level(logging.WARNING):
+        assert onnx_cache.cached_onnx(ckpt, "fp32") == path
+    assert len(exports) == 2  # not loaded: exported afresh
+    assert _mode(path) & 0o022 == 0  # the new graph is the user's own again
+    warning = caplog.text
+    assert str(path) in warning and "is not trusted" in warning and "mode 0666" in warning
+    assert f"owner uid {os.getuid()}" in warning and "writable by its group and others" in warning
+    assert "set DEPTHART_CACHE to a folder only you can write" in warning
+    assert "exporting it again" in warning
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2  # trusted now
+
+
+def test_a_record_others_can_write_is_not_trusted(cache, caplog):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    record = path.with_name(path.name + ".sha256")
+    os.chmod(record, 0o646)
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
+    assert f"record {record.name} that is not trusted" in caplog.text
+    assert _mode(record) & 0o022 == 0
+
+
+def test_a_graph_of_another_user_is_not_loaded(cache, monkeypatch, caplog):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    _owned_by_another(monkeypatch, path)
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
+    assert f"owner uid {OTHER_UID}, mode 0644: not yours" in caplog.text
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2  # its own now
+
+
+def test_an_untrusted_graph_that_cannot_be_replaced_fails_as_a_read_only_cache(cache, monkeypatch):
+    """Another user's graph in a sticky shared folder: the export cannot rename over it, which
+    fails with the one-line write error of a read-only cache; the graph is never served."""
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    _owned_by_another(monkeypatch, path)
+
+    def refused(target, content, stale_after_s=None):
+        raise WriteError(target, PermissionError(errno.EPERM, "Operation not permitted"))
+
+    monkeypatch.setattr(onnx_cache, "atomic_write", refused)
+    with pytest.raises(WriteError, match="operation not permitted"):
+        onnx_cache.cached_onnx(ckpt, "fp32")
+
+
+def test_a_umask_that_lets_the_group_write_still_gives_cache_hits(cache):
+    """Under a umask of 002 (Ubuntu's for users) the cache's own files are made owner-writable
+    only, so they are trusted on the next run instead of exported every time."""
+    ckpt, exports = cache
+    old = os.umask(0o002)
+    try:
+        path = onnx_cache.cached_onnx(ckpt, "fp32")
+        engines = EngineCache(path.parent.parent / "engines")
+        engines.get_or_build(KEY, lambda: PLAN, lambda b: b)
+    finally:
+        os.umask(old)
+    record = path.with_name(path.name + ".sha256")
+    for f in (path, record, engines.engine_path(KEY), engines.sidecar_path(KEY)):
+        assert _mode(f) == 0o644, f
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 1
+    assert not engines.get_or_build(KEY, lambda: PLAN, lambda b: b).built
+
+
+@pytest.mark.parametrize("which", ["engine", "sidecar"])
+@pytest.mark.parametrize("how", ["mode", "owner"])
+def test_an_untrusted_engine_or_sidecar_is_rebuilt_not_deserialized(
+    tmp_path, monkeypatch, caplog, which, how
+):
+    cache = EngineCache(tmp_path)
+    builds: list[int] = []
+    loaded: list[bytes] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return PLAN
+
+    def deserialize(blob: bytes) -> bytes:
+        loaded.append(blob)
+        return blob
+
+    cache.get_or_build(KEY, build, deserialize)
+    loaded.clear()
+    target = cache.engine_path(KEY) if which == "engine" else cache.sidecar_path(KEY)
+    if how == "mode":
+        os.chmod(target, 0o664)
+    else:
+        _owned_by_another(monkeypatch, target)
+    result = cache.get_or_build(KEY, build, deserialize)
+    assert result.built and len(builds) == 2  # rebuilt ...
+    assert len(loaded) == 1  # ... and only the fresh build deserialized
+    assert f"engine cache: {target} is not trusted" in caplog.text
+    assert "set DEPTHART_CACHE to a folder only you can write" not in caplog.text  # explicit dir
+    assert "set DEPTHART_ENGINE_CACHE" in caplog.text
+    assert not cache.get_or_build(KEY, build, deserialize).built  # trusted again
+
+
+def test_a_cache_folder_others_can_write_is_warned_about_once(tmp_path, monkeypatch, caplog):
+    from depthart_core.fileutil import warn_shared_cache_folder  # (here: the old code lacks it)
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    own = tmp_path / "own"
+    own.mkdir()
+    warn_shared_cache_folder(own)  # yours (whatever its mode): no warning
+    monkeypatch.setattr(os, "getuid", lambda: OTHER_UID)  # someone else's 1777 folder
+    warn_shared_cache_folder(shared)
+    warn_shared_cache_folder(shared)
+    os.chmod(own, 0o755)
+    warn_shared_cache_folder(own)  # not yours, but only its owner can write it
+    assert caplog.text.count("is writable by other users") == 1
+    assert f"cache folder {shared} (owner uid {os.stat(shared).st_uid}, mode 1777)" in caplog.text
+    assert "set DEPTHART_CACHE to a folder only you can write" in caplog.text
+
+
+def test_no_user_ids_no_checks(tmp_path, monkeypatch):
+    from depthart_core.fileutil import untrusted_cache_file, warn_shared_cache_folder
+
+    path = tmp_path / "x.onnx"
+    path.write_bytes(b"x")
+    os.chmod(path, 0o666)
+    assert untrusted_cache_file(path) is not None
+    monkeypatch.delattr(os, "getuid")  # Windows
+    assert untrusted_cache_file(path) is None
+    warn_shared_cache_folder(tmp_path)  # passes over it
+
+
+def test_a_symlink_of_another_user_is_not_trusted(tmp_path, monkeypatch):
+    from depthart_core.fileutil import untrusted_cache_file
+
+    real = tmp_path / "real.onnx"
+    real.write_bytes(b"x")
+    os.chmod(real, 0o644)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(real)
+    assert untrusted_cache_file(link) is None
+    real_lstat = os.lstat
+
+    def lstat(p, *a, **k):
+        st = real_lstat(p, *a, **k)
+        if Path(p) != link:
+            return st
+        fields = list(st[:10])
+        fields[stat.ST_UID] = OTHER_UID
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(fileutil.os, "lstat", lstat)
+    assert f"owner uid {OTHER_UID}" in untrusted_cache_file(link)
