@@ -32,8 +32,8 @@ from depthart_core.cli.args import (
     without_effect,
 )
 from depthart_core.colormap import COLORMAPS
+from depthart_core.data.image_header import too_many_pixels
 
-MAX_PIXELS = 200_000_000  # a 16384x12208 photo; decoding takes 0.6 GB, the outputs 2 GB more
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
 UNCERTAINTY_INVALID_RGB = (0, 255, 255)  # cyan: not in inferno, never read as "certain" (black)
@@ -131,12 +131,9 @@ def read_rgb(name: str):
     data = path.read_bytes()  # read once: checked, then decoded
     if truncated_jpeg(data):  # OpenCV would fill the missing rows with grey
         raise ValueError("truncated JPEG (no end-of-image marker after its last scan)")
-    hw = image_size(data)  # from the header: a decompression bomb is never decoded
-    if hw is not None and hw[0] * hw[1] > MAX_PIXELS:
-        raise ValueError(
-            f"{hw[1]}x{hw[0]} pixels, more than {MAX_PIXELS:,} (resize it first; a small file "
-            "claiming that many is a decompression bomb)"
-        )
+    too_large = too_many_pixels(data)  # from the header: a decompression bomb is never decoded
+    if too_large:
+        raise ValueError(too_large)
     # grey and 16-bit files become 8-bit BGR; a JPEG's EXIF orientation is applied, as imread does
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if bgr is None:
@@ -145,32 +142,6 @@ def read_rgb(name: str):
     if h < 2 or w < 2:
         raise ValueError(f"too small ({h}x{w}; images must be at least 2x2 pixels)")
     return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) that an image file's header claims, read without decoding its pixels: a
-    PNG's or JPEG's by `encoded_size`, any other format's (WebP, TIFF, GIF, BMP, ...) by
-    Pillow's lazy open, where Pillow is installed; None where neither reads it (OpenCV judges)."""
-    import io
-
-    from depthart_core.rosio.compressed import encoded_size
-
-    hw = encoded_size(data)
-    if hw is not None:
-        return hw
-    try:
-        from PIL import Image
-    except ImportError:  # optional: without it only PNG and JPEG sizes are checked
-        return None
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # MAX_PIXELS rules, not its own
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except Exception:  # unidentified or malformed, in one of many exception types: OpenCV judges
-        return None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    return h, w
 
 
 def frame_count(name: str) -> int:

@@ -6,19 +6,26 @@ AND its own masks) and follows `DepthDataset`: `name`, `skipped`, `__len__`, `__
 DepthART's readers test it) that protocols with range clipping use.
 
 A frame whose files are bad raises `BadFrameError` (cannot be decoded, not the kind of image the
-reader expects, RGB and depth of different sizes) or `FileNotFoundError` (missing): together
-`FRAME_ERRORS`, what `depthart eval` skips (named, counted, listed) while it scores the rest.
+reader expects, RGB and depth of different sizes, a header that claims more pixels than
+`image_header.MAX_PIXELS` or more data than its file holds: refused before anything that size is
+allocated or decoded) or `FileNotFoundError` (missing); one too large for this machine's memory
+raises `MemoryError`, which `BenchmarkDataset` turns into a `BadFrameError` naming the frame.
+Together they are `FRAME_ERRORS`, what `depthart eval` skips (named, counted, listed) while it
+scores the rest.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from depthart_core.data.image_header import MAX_PIXELS, too_many_pixels
 from depthart_core.data.sample import DepthSample
 from depthart_core.fileutil import describe_os_error
 
@@ -31,8 +38,10 @@ class BadFrameError(ValueError):
     caller that does not skip frames reports it as it reports any bad input."""
 
 
-# what a reader's __getitem__ raises for one frame whose files are bad or missing
-FRAME_ERRORS: tuple[type[Exception], ...] = (BadFrameError, FileNotFoundError)
+# what a reader's __getitem__ raises for one frame whose files are bad or missing, or that is
+# too large for this machine (`BenchmarkDataset` turns that MemoryError into a BadFrameError
+# naming the frame; another reader's may arrive as it is)
+FRAME_ERRORS: tuple[type[Exception], ...] = (BadFrameError, FileNotFoundError, MemoryError)
 
 
 class BenchmarkDataset:
@@ -52,7 +61,20 @@ class BenchmarkDataset:
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"{self.name}: index {index} out of range for {n} samples")
-        return self._load(index % n)
+        try:
+            return self._load(index % n)
+        except MemoryError as exc:  # that frame's failure only: the others may still be read
+            raise BadFrameError(
+                f"{self.name} frame {index % n} ({self._describe(index % n)}): out of memory "
+                f"reading it ({exc})"
+            ) from exc
+
+    def _describe(self, index: int) -> str:
+        """The files (or name) of item `index`, for a message."""
+        item = self._items()[index]
+        if isinstance(item, (tuple, list)):
+            return ", ".join(str(x) for x in item if isinstance(x, (str, Path))) or repr(item)
+        return str(item)
 
     def _items(self) -> list:
         raise NotImplementedError
@@ -93,7 +115,8 @@ def require_dir(path: Path, what: str = "dataset root") -> Path:
 
 
 def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
-    """Decode a file as stored (no conversion); raises naming the file if missing or corrupt.
+    """Decode a file as stored (no conversion); raises naming the file if missing or corrupt,
+    or if its header claims more than `MAX_PIXELS` pixels (then it is not decoded).
 
     The bytes are read here and decoded with `cv2.imdecode` (the same decoders and flags as
     `cv2.imread`): OpenCV's own file opening takes the path as UTF-8 and crashes the process
@@ -107,10 +130,58 @@ def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
         raise BadFrameError(
             f"cannot read {what} {path}: {describe_os_error(exc, with_path=False)}"
         ) from exc
+    too_large = too_many_pixels(data)  # from the header: a decompression bomb is never decoded
+    if too_large:
+        raise BadFrameError(f"{what} {path} not decoded: {too_large}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise BadFrameError(f"cannot decode {what} {path}")
     return path, img
+
+
+def read_npy(path: Path, what: str) -> np.ndarray:
+    """A plain `.npy` array (no pickled objects); raises naming the file if it is missing, not
+    such a file, or its header declares more data than the file holds or an H x W of more than
+    `MAX_PIXELS`: both found from the header, before anything of that size is allocated."""
+    path = require_file(path, what)
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            try:
+                version = fmt.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = fmt.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = fmt.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+            except ValueError as exc:
+                raise BadFrameError(f"{path}: not a plain numpy array file: {exc}") from exc
+            if dtype.hasobject:
+                raise BadFrameError(f"{path}: not a plain numpy array file: it holds objects")
+            need = math.prod(shape) * dtype.itemsize
+            held = os.fstat(f.fileno()).st_size - f.tell()
+            if need > held:
+                raise BadFrameError(
+                    f"{path}: its header declares a {shape} {dtype} array ({need:,} bytes), "
+                    f"but the file holds {held:,} bytes of data"
+                )
+            if math.prod(shape[:2]) > MAX_PIXELS:
+                raise BadFrameError(
+                    f"{path}: its header declares a {shape} array, more than {MAX_PIXELS:,} "
+                    "pixels; not read"
+                )
+            f.seek(0)
+            try:
+                return fmt.read_array(f, allow_pickle=False)
+            except ValueError as exc:
+                raise BadFrameError(f"{path}: not a plain numpy array file: {exc}") from exc
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # unreadable, an I/O error: that frame is unusable
+        raise BadFrameError(
+            f"cannot read {what} {path}: {describe_os_error(exc, with_path=False)}"
+        ) from exc
 
 
 def read_rgb(path: Path) -> np.ndarray:

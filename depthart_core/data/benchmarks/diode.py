@@ -25,21 +25,13 @@ from depthart_core.data.benchmarks._io import (
     check_range,
     make_sample,
     read_list_file,
+    read_npy,
     read_rgb,
     require_dir,
-    require_file,
 )
 from depthart_core.data.sample import DepthSample
 
 SUBSETS = ("indoors", "outdoor")
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    require_file(path, "DIODE .npy")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise BadFrameError(f"{path}: not a plain numpy array file: {exc}") from exc
 
 
 class DIODE(BenchmarkDataset):
@@ -79,10 +71,10 @@ class DIODE(BenchmarkDataset):
     def _load(self, index: int) -> DepthSample:
         rgb_rel, depth_rel, mask_rel = self.rows[index]
         rgb = read_rgb(self.root / rgb_rel)
-        depth = _load_npy(self.root / depth_rel)
+        depth = read_npy(self.root / depth_rel, "DIODE .npy")
         if depth.ndim == 3 and depth.shape[2] == 1:
             depth = depth[:, :, 0]
-        mask = _load_npy(self.root / mask_rel)
+        mask = read_npy(self.root / mask_rel, "DIODE .npy")
         if depth.shape != rgb.shape[:2] or mask.shape != depth.shape:
             raise BadFrameError(
                 f"{self.root / depth_rel}: depth {depth.shape}, mask {mask.shape} and RGB "

@@ -35,6 +35,7 @@ from depthart_core.data.benchmarks._io import (
     make_sample,
     require_file,
 )
+from depthart_core.data.image_header import MAX_PIXELS
 from depthart_core.data.sample import DepthSample
 
 # RGB camera intrinsics from the NYU toolbox `camera_params.m`. Its principal point is in MATLAB's
@@ -178,11 +179,17 @@ class NYUv2(BenchmarkDataset):
             for key in ("images", depth_key):
                 if key not in f:
                     raise ValueError(f"{self.mat_path} has no dataset {key!r}; found {sorted(f)}")
-            n, c = f["images"].shape[:2]
-            if c != 3 or f[depth_key].shape != (n, *f["images"].shape[2:]):
+            shape = f["images"].shape
+            if len(shape) != 4 or shape[1] != 3 or f[depth_key].shape != (shape[0], *shape[2:]):
                 raise ValueError(
-                    f"{self.mat_path}: images {f['images'].shape} and {depth_key} "
+                    f"{self.mat_path}: images {shape} and {depth_key} "
                     f"{f[depth_key].shape} are not (N, 3, W, H) and (N, W, H)"
+                )
+            n = shape[0]
+            if shape[2] * shape[3] > MAX_PIXELS:  # from the header: each frame is read whole
+                raise ValueError(
+                    f"{self.mat_path}: images {shape} declare frames of more than "
+                    f"{MAX_PIXELS:,} pixels"
                 )
         if split == "all":
             self.indices = np.arange(n)

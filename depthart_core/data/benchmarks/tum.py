@@ -37,6 +37,7 @@ from depthart_core.data.benchmarks._io import (
     require_dir,
     require_file,
 )
+from depthart_core.data.image_header import MAX_PIXELS
 from depthart_core.data.sample import DepthSample
 
 DEPTH_SCALE = 5000.0  # PNG units per metre
@@ -148,14 +149,38 @@ class TUM(BenchmarkDataset):
         return make_sample(rgb, depth, self.range_mask(depth), name, K, depth_path=str(depth_path))
 
     def _load_h5(self, path: Path) -> DepthSample:
+        """One HDF5 frame; its datasets' declared shapes and types are checked before they are
+        read (a file of a few KB can declare a 100000 x 100000 dataset, chunked and empty)."""
         require_file(path, "TUM HDF5 frame")
-        with h5py.File(path, "r") as f:
-            for key in ("image", "depth"):
-                if key not in f:
-                    raise ValueError(f"{path} has no dataset {key!r}; found {sorted(f)}")
-            rgb, depth = np.asarray(f["image"]), np.asarray(f["depth"], dtype=np.float32)
-        if rgb.dtype != np.uint8 or rgb.ndim != 3 or depth.shape != rgb.shape[:2]:
-            raise BadFrameError(
-                f"{path}: image {rgb.dtype} {rgb.shape} / depth {depth.shape} malformed"
-            )
+        try:
+            with h5py.File(path, "r") as f:
+                image, depth = (f.get(key) for key in ("image", "depth"))
+                for key, d in (("image", image), ("depth", depth)):
+                    if not isinstance(d, h5py.Dataset):
+                        raise BadFrameError(f"{path} has no dataset {key!r}; found {sorted(f)}")
+                _check_h5_frame(path, image, depth)
+                rgb, depth = np.asarray(image), np.asarray(depth, dtype=np.float32)
+        except OSError as exc:  # not HDF5, cut short, a damaged chunk: this frame only
+            raise BadFrameError(f"cannot read TUM HDF5 frame {path}: {exc}") from exc
         return make_sample(rgb, depth, self.range_mask(depth), path.stem)
+
+
+def _check_h5_frame(path: Path, image: h5py.Dataset, depth: h5py.Dataset) -> None:
+    """Raises BadFrameError unless `image` is (H, W, 3) uint8 and `depth` (H, W) numbers with at
+    most MAX_PIXELS pixels: from the datasets' headers, before anything is read."""
+    shape = image.shape
+    if (
+        image.dtype != np.uint8
+        or len(shape) != 3
+        or shape[2] != 3
+        or depth.dtype.kind not in "fiu"
+        or depth.shape != shape[:2]
+    ):
+        raise BadFrameError(
+            f"{path}: image {image.dtype} {shape} / depth {depth.dtype} {depth.shape} malformed"
+        )
+    if shape[0] * shape[1] > MAX_PIXELS:
+        raise BadFrameError(
+            f"{path}: image {shape[1]}x{shape[0]} declares more than {MAX_PIXELS:,} pixels; "
+            "not read"
+        )

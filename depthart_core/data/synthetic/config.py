@@ -17,6 +17,8 @@ STYLES = ("room", "corridor", "warehouse")
 
 
 MAX_PIXELS = 4096 * 4096  # a frame larger than any camera; 100000x100000 ran out of memory
+MAX_LENGTH_M = 1000.0  # a building; 1e39 m overflows the renderer's float32 (inf) and crashes it
+LENGTHS = ("room_size", "room_height", "camera_height", "corridor_length")  # ranges in metres
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class SynthConfig:
             )
         if not (math.isfinite(self.max_depth) and self.max_depth > 0):
             raise ValueError(f"max_depth must be finite and > 0 metres, got {self.max_depth}")
+        highest = {name: getattr(self, name)[1] for name in LENGTHS}
+        for name, hi in (highest | {"max_depth": self.max_depth}).items():
+            if hi > MAX_LENGTH_M:
+                raise ValueError(f"{name} must stay within {MAX_LENGTH_M:g} m, got {hi}")
         if self.camera_height[1] > self.room_height[0] - 0.3:
             raise ValueError(
                 f"camera_height {self.camera_height} must stay 0.3 m under the lowest ceiling "

@@ -17,9 +17,12 @@ the millimetre quantisation of depth (same name, same RGB, same intrinsics up to
 Skipped frames. `SyntheticSet` indexes the set when it is built: a frame whose three files are
 not all present, whose PNGs do not start with the PNG signature, or whose intrinsics file is not
 valid JSON with the six keys, is left out, logged (`logging` warning naming the file) and counted
-in `skipped`. Decoding every image up front would cost a full pass over the data, so a PNG with a
-valid header but a damaged body is only found when read: `__getitem__` then raises a ValueError
-naming the file rather than returning a wrong frame.
+in `skipped`; frames of which no file at all is there are counted in one warning. A meta.json
+whose `count`, `seed` or `size` are not whole numbers, or whose `count` runs past the last frame
+with any file on disk, is refused in one line naming it and the key. Decoding every image up
+front would cost a full pass over the data, so a PNG with a valid header but a damaged body (or
+one that claims more pixels than `image_header.MAX_PIXELS`, never decoded) is only found when
+read: `__getitem__` then raises a ValueError naming the file rather than returning a wrong frame.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -296,7 +301,48 @@ def _read_meta(root: Path) -> dict:
     for key in ("count", "seed", "size"):
         if key not in meta:
             raise ValueError(f"{path}: missing key {key!r}")
+    count, seed, size = meta["count"], meta["seed"], meta["size"]
+    if not _whole(count):
+        raise ValueError(f"{path}: 'count' must be a whole number of frames, got {count!r}")
+    if not (_whole(seed) and 0 <= seed < 2**32):  # as write_synthetic_set's
+        raise ValueError(f"{path}: 'seed' must be a whole number in [0, 2**32), got {seed!r}")
+    if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) and v > 0 for v in size)):
+        raise ValueError(f"{path}: 'size' must be [H, W], two positive whole numbers, got {size!r}")
     return meta
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _frames_on_disk(root: Path) -> set[int]:
+    """The frame numbers that any of the set's three folders holds a file of: one listing per
+    folder, not one look per frame that meta.json's `count` claims."""
+    found: set[int] = set()
+    for sub, suffix in _FRAME_FILES:
+        try:
+            names = os.listdir(root / sub)
+        except OSError:  # missing, not a folder, unreadable: no frame there
+            continue
+        found.update(
+            int(name[: -len(suffix)])
+            for name in names
+            if _FRAME_NAME.fullmatch(name) and name.endswith(suffix)
+        )
+    return found
+
+
+def _check_count(path: Path, count: int, on_disk: set[int]) -> None:
+    """meta.json's `count` may count frames that are missing (they are skipped), but not run
+    past the highest-numbered frame that has any file on disk: such a meta.json does not
+    describe the folder (a count of 10**12 was looked for frame by frame, without end)."""
+    last = max(on_disk, default=-1)
+    if count > last + 1:
+        held = f"its frame files end at {last:06d}" if last >= 0 else "it holds no frame file"
+        raise ValueError(
+            f"{path}: 'count' is {count}, but {held} (rgb/, depth/, intrinsics/): this "
+            "meta.json does not describe the frames beside it"
+        )
 
 
 def _frame_problem(paths: tuple[Path, Path, Path]) -> str | None:
@@ -327,16 +373,27 @@ class SyntheticSet(BenchmarkDataset):
         super().__init__()
         self.root = require_dir(Path(root), "synthetic set root")
         self.meta = _read_meta(self.root)
-        count = int(self.meta["count"])
+        count = self.meta["count"]  # a whole number
         if count < 1:
             raise ValueError(f"synthetic set {self.root} is empty (count={count})")
+        on_disk = _frames_on_disk(self.root)
+        _check_count(self.root / "meta.json", count, on_disk)
         self.frames: list[int] = []
-        for i in range(count):
+        for i in sorted(i for i in on_disk if i < count):
             problem = _frame_problem(_frame_paths(self.root, i))
             if problem:
                 self._skip(f"frame {i}: {problem}")
             else:
                 self.frames.append(i)
+        absent = count - len(self.frames) - self.skipped  # not one of their files is there
+        if absent:
+            first = list(islice((i for i in range(count) if i not in on_disk), 5))
+            more = f" and {absent - len(first)} more" if absent > len(first) else ""
+            self.skipped += absent
+            log.warning(
+                "%s: skipped %d frame(s) with no file in rgb/, depth/ or intrinsics/: %s%s",
+                self.name, absent, ", ".join(f"{i:06d}" for i in first), more,
+            )  # fmt: skip
         if not self.frames:
             raise ValueError(
                 f"synthetic set {self.root}: none of its {count} frames is readable "
