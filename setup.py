@@ -27,7 +27,10 @@ setup(
         ),
     ],
     install_requires=[
-        "torch>=2.2",
+        # 2.4: torch.onnx.export(dynamo=False); 2.3: torch.amp.GradScaler("cuda"). Checked by
+        # source (the 2.2.0, 2.3.0 and 2.4.0 wheels' Python, against every torch name and keyword
+        # the code uses); tested on 2.13 only. Jetson: NVIDIA's JetPack wheel must be 2.4 or later
+        "torch>=2.4",
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
         "safetensors>=0.4",
@@ -41,9 +44,12 @@ setup(
             "ros-kilted-std-msgs",
             "ros-kilted-diagnostic-msgs",
             "ros-kilted-rmw-fastrtps-cpp",
-            "rosbags>=0.10.9",  # StoragePlugin (rosio.bags)
+            # rosio.bags: AnyReader before 0.11.0 read any path that is not a folder as a ROS 1
+            # bag (one .mcap or .db3 file, a folder without metadata.yaml: "cannot read bag")
+            "rosbags>=0.11.0",
         ],
-        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
+        # onnxruntime 1.19.0 and 1.19.2 give the fp16 graph all-NaN depth (`depthart parity`)
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18,!=1.19.*", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0"],
         # training, fine-tuning, synthetic data, dataset evaluation and replay reports only;
         # the nodes never import them (tests/test_package.py). h5py: Hypersim / NYUv2 / TUM

@@ -231,7 +231,11 @@ def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, s
 # Building a model to load (`load_checkpoint`) and its shape skeleton (`shape_skeleton`) in
 # torch-function modes, which are per thread: nothing process-wide (the default dtype, the global
 # RNG) is changed, so another thread that draws or builds meanwhile is left alone.
-_INIT_FUNCTIONS = frozenset(getattr(nn.init, name) for name in nn.init.__all__)
+_INIT_FUNCTIONS = frozenset(  # nn.init's public functions (its __all__ only came in torch 2.8)
+    f
+    for name, f in vars(nn.init).items()
+    if not name.startswith("_") and callable(f) and getattr(f, "__module__", "") == nn.init.__name__
+)
 _RANDOM_FILLS = frozenset(
     (
         "normal_", "uniform_", "random_", "exponential_", "cauchy_", "log_normal_",

@@ -10,7 +10,10 @@ Which intrinsics project a pixel (`image`):
   ("plumb_bob" and "rational_polynomial" through `cv2.undistortPoints`, "equidistant" through
   `cv2.fisheye.undistortPoints`). A pixel no ray reaches under the model (a wide fisheye's
   corners past 90 degrees, beyond where a strong radial distortion folds back) gets a NaN ray:
-  its undistorted ray, projected again through K and D, does not land on it.
+  its undistorted ray, projected again through K and D, does not land on it. Where OpenCV's
+  solver stops short of a ray that does exist (OpenCV 4.8-4.12 at a strong barrel's corners,
+  Ubuntu's python3-opencv among them), Newton steps on the model's projection from its answer
+  find the ray before that check.
 
 A pixel becomes the point z * (x', y', 1), where (x', y') is its normalised ray and z its depth
 (REP 118: the distance along the optical axis, not along the ray). Pixels whose depth is not a
@@ -47,6 +50,20 @@ _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-
 # again through K and D is no ray of that pixel (the model has none there): NaN
 MAX_REPROJECTION_PX = 0.5
 _FOLD_STEP = 1e-4  # relative outward step of a ray that tells which side of the fold it is on
+# Newton refinement of the rays OpenCV's solver left short (`_refine_rays`): at most this many
+# steps, each halved at most _NEWTON_HALVINGS times while it does not bring the ray's pixel nearer;
+# a Jacobian by central differences of this step in normalised coordinates; done below _NEWTON_PX
+_NEWTON_STEPS = 30
+_NEWTON_HALVINGS = 8
+_NEWTON_DIFF = 1e-6
+_NEWTON_PX = 1e-9
+# image="raw": a ray of OpenCV's that lands farther than this from its pixel is refined; a refined
+# ray that lands farther did not converge (a pixel no ray reaches, whose steps only crept towards
+# one) and is not used
+_NEWTON_CONVERGED_PX = 1e-3
+# and a step takes neither coordinate of a ray past this (89.94 degrees off the axis): a pixel
+# beyond a fisheye's image circle has no ray, and Newton steps towards it run off to 90 degrees
+_NEWTON_MAX_RAY = 1e3
 
 
 def pixel_rays(
@@ -118,7 +135,19 @@ def _rays(h, w, k, p, d, model, stride, image) -> np.ndarray:
         )
     rays_n2 = norm.reshape(-1, 2).astype(np.float64)
     if D.size and np.any(D):  # outside the model's domain the solvers return rays of other pixels
-        err_n = _reprojection_px(rays_n2, pts.reshape(-1, 2), K, D, model)
+        px_n2 = pts.reshape(-1, 2)
+        err_n = _reprojection_px(rays_n2, px_n2, K, D, model)
+        # or stop short of the ray (OpenCV 4.8-4.12 at a strong barrel's corners): refined, and
+        # the refined ray replaces OpenCV's where it lands on its pixel, inside the fold
+        # (not equidistant: OpenCV's fisheye solver converges, and its misses are the pixels
+        # past the image circle, a fisheye's corners, which no refinement reaches)
+        short_m = np.flatnonzero(~(err_n <= _NEWTON_CONVERGED_PX))
+        if short_m.size and model != "equidistant":
+            refined_m2 = _refine_rays(rays_n2[short_m], px_n2[short_m], K, D, model)
+            err_m = _reprojection_px(refined_m2, px_n2[short_m], K, D, model)
+            better_m = err_m <= MAX_REPROJECTION_PX  # NaN compares false
+            rays_n2[short_m[better_m]] = refined_m2[better_m]
+            err_n[short_m[better_m]] = err_m[better_m]
         rays_n2[~(err_n <= MAX_REPROJECTION_PX)] = np.nan
     rows, cols = u_.shape
     return rays_n2.reshape(rows, cols, 2).astype(np.float32)
@@ -141,21 +170,79 @@ def project_rays(rays_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) 
     the centre), which the camera does not see there although the polynomial lands it on the
     image."""
     ok = np.isfinite(rays_n2).all(axis=1)
-    obj_n3 = np.ones((rays_n2.shape[0], 3))
-    obj_n3[:, :2] = np.where(ok[:, None], rays_n2, 0.0)
-    out_n3 = obj_n3 * np.array([1.0 + _FOLD_STEP, 1.0 + _FOLD_STEP, 1.0])
-    zero = np.zeros(3)
-    if model == "equidistant":
-        D14 = np.asarray(D, dtype=np.float64).reshape(1, 4)
-        px_n2 = cv2.fisheye.projectPoints(obj_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
-        out_n2 = cv2.fisheye.projectPoints(out_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
-    else:
-        D = np.asarray(D, dtype=np.float64)
-        px_n2 = cv2.projectPoints(obj_n3, zero, zero, K, D)[0].reshape(-1, 2)
-        out_n2 = cv2.projectPoints(out_n3, zero, zero, K, D)[0].reshape(-1, 2)
+    obj_n2 = np.where(ok[:, None], rays_n2, 0.0)
+    px_n2 = _project(obj_n2, K, D, model)
+    out_n2 = _project(obj_n2 * (1.0 + _FOLD_STEP), K, D, model)
     outward_n = np.sum((out_n2 - px_n2) * (px_n2 - K[:2, 2]), axis=1)
     px_n2[~ok | (outward_n < 0)] = np.nan
     return px_n2
+
+
+def _project(rays_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
+    """(n, 2) pixels of the finite normalised rays (x/z, y/z) under K, D and `model`, as OpenCV
+    projects them (no fold check: `project_rays`)."""
+    obj_n3 = np.ones((rays_n2.shape[0], 3))
+    obj_n3[:, :2] = rays_n2
+    zero = np.zeros(3)
+    if model == "equidistant":
+        D14 = np.asarray(D, dtype=np.float64).reshape(1, 4)
+        return cv2.fisheye.projectPoints(obj_n3[None], zero, zero, K, D14)[0].reshape(-1, 2)
+    D = np.asarray(D, dtype=np.float64)
+    return cv2.projectPoints(obj_n3, zero, zero, K, D)[0].reshape(-1, 2)
+
+
+def _refine_rays(
+    rays_n2: np.ndarray, pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str
+) -> np.ndarray:
+    """(n, 2) the rays refined by damped Newton steps on the model's projection (`_project`, a
+    central-difference Jacobian) so that they land on their pixels, starting from OpenCV's answer
+    (from the pixel's distorted normalised coordinates where that is not finite). Vectorized over
+    the rays; a step is halved while it does not bring its ray's pixel nearer, and a ray no step
+    brings nearer stops where it is. NaN for a ray that then lands farther than
+    _NEWTON_CONVERGED_PX from its pixel; one past the fold of the radial curve is for the
+    caller's reprojection check to refuse."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    start_n2 = np.stack([(pixels_n2[:, 0] - cx) / fx, (pixels_n2[:, 1] - cy) / fy], axis=1)
+    x_n2 = np.where(np.isfinite(rays_n2).all(axis=1)[:, None], rays_n2, start_n2)
+    with np.errstate(all="ignore"):
+        res_n2 = _project(x_n2, K, D, model) - pixels_n2
+        go = np.flatnonzero(np.isfinite(res_n2).all(axis=1))
+        for _ in range(_NEWTON_STEPS):
+            norm_m = np.hypot(*res_n2[go].T)
+            go = go[norm_m > _NEWTON_PX]
+            if not go.size:
+                break
+            x, r = x_n2[go], res_n2[go]
+            h = _NEWTON_DIFF * np.maximum(1.0, np.abs(x))  # (m, 2): per coordinate
+            cols = []
+            for j in (0, 1):
+                e = np.zeros_like(x)
+                e[:, j] = h[:, j]
+                diff = _project(x + e, K, D, model) - _project(x - e, K, D, model)
+                cols.append(diff / (2.0 * h[:, j : j + 1]))
+            (a, c), (b, d) = cols[0].T, cols[1].T  # J = [[a, b], [c, d]]
+            det = a * d - b * c
+            step = -np.stack([d * r[:, 0] - b * r[:, 1], a * r[:, 1] - c * r[:, 0]], axis=1)
+            step /= det[:, None]
+            norm_m = np.hypot(*r.T)
+            todo = np.isfinite(step).all(axis=1)
+            moved = np.zeros(go.size, dtype=bool)
+            for _ in range(_NEWTON_HALVINGS + 1):
+                idx = np.flatnonzero(todo)
+                if not idx.size:
+                    break
+                cand = np.clip(x[idx] + step[idx], -_NEWTON_MAX_RAY, _NEWTON_MAX_RAY)
+                cand_res = _project(cand, K, D, model) - pixels_n2[go[idx]]
+                better = np.hypot(*cand_res.T) < norm_m[idx]  # NaN compares false
+                hit = idx[better]
+                x_n2[go[hit]] = cand[better]
+                res_n2[go[hit]] = cand_res[better]
+                moved[hit] = True
+                todo[hit] = False
+                step[idx] *= 0.5
+            go = go[moved]  # a ray no step brought nearer stays where it is
+        x_n2[~(np.hypot(*res_n2.T) <= _NEWTON_CONVERGED_PX)] = np.nan
+    return x_n2
 
 
 def _reprojection_px(

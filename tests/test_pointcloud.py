@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from depthart_core import pointcloud
 from depthart_core.pointcloud import (
     POINT_DTYPE,
     POINT_FIELDS,
@@ -127,6 +128,93 @@ def test_a_strong_barrel_that_never_folds_has_a_ray_for_every_pixel(f, d) -> Non
     k = [f, 0.0, 319.5, 0.0, f, 239.5, 0.0, 0.0, 1.0]
     rays = pixel_rays(480, 640, k, [0.0] * 12, d=d, distortion_model="plumb_bob", image="raw")
     assert not np.isnan(rays).any()
+
+
+def _radial_fixed_point(pts, k, d, iterations: int) -> np.ndarray:
+    """OpenCV's undistortion of a radial-only D stopped after `iterations` fixed-point steps (0:
+    the distorted normalised coordinates themselves): what OpenCV 4.8-4.12 answer at a strong
+    barrel's corners, where their iteration does not converge."""
+    km = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    k1, k2, _, _, k3 = (list(d) + [0.0] * 5)[:5]
+    xy_d = (pts.reshape(-1, 2) - km[:2, 2]) / np.diag(km)[:2]
+    xy = xy_d.copy()
+    for _ in range(iterations):
+        r2 = (xy**2).sum(axis=1, keepdims=True)
+        xy = xy_d / (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3)
+    return xy.reshape(-1, 1, 2)
+
+
+@pytest.fixture
+def short_solver(monkeypatch, request):
+    """OpenCV's iterative undistortion (4.x's undistortPointsIter, or 5's undistortPoints with
+    criteria) replaced by one that stops short; the ray cache cleared before and after."""
+    branch, iterations = request.param
+
+    def short(src, camera_matrix, dist_coeffs, *_args, **_kwargs):
+        return _radial_fixed_point(np.asarray(src), camera_matrix, dist_coeffs, iterations)
+
+    if branch == "opencv4":
+        monkeypatch.setattr(cv2, "undistortPointsIter", short, raising=False)
+    else:
+        monkeypatch.delattr(cv2, "undistortPointsIter", raising=False)
+        monkeypatch.setattr(cv2, "undistortPoints", short)
+    pointcloud._rays.cache_clear()
+    yield
+    pointcloud._rays.cache_clear()
+
+
+def _radial_rays(h, w, k, d, s) -> np.ndarray:
+    """The exact rays (of every s-th pixel) of a radial-only D that never folds, by bisection on
+    r (1 + k1 r^2 + k2 r^4 + k3 r^6) = r_d."""
+    k1, k2, _, _, k3 = d
+    v, u = np.mgrid[0:h:s, 0:w:s].astype(np.float64)
+    xd, yd = (u - k[2]) / k[0], (v - k[5]) / k[4]
+    rd = np.hypot(xd, yd)
+    lo, hi = np.zeros_like(rd), 2 * rd + 1
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        below = mid * (1 + k1 * mid**2 + k2 * mid**4 + k3 * mid**6) < rd
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    scale = np.divide(lo, rd, out=np.ones_like(rd), where=rd > 0)
+    return np.stack([xd * scale, yd * scale], axis=-1)
+
+
+@pytest.mark.parametrize(
+    "short_solver",
+    [("opencv4", 0), ("opencv4", 2), ("opencv5", 0), ("opencv5", 2)],
+    indirect=True,
+)
+def test_rays_opencv_left_short_are_refined_not_nan(short_solver) -> None:
+    """OpenCV 4.8-4.12 (and Ubuntu's python3-opencv) stop short of a strong barrel's corner
+    rays; the reprojection check then gave ~31,000 of them NaN, and the point clouds of a
+    wide-angle camera lost their corners. Newton steps on the model's projection find them."""
+    k = [250.0, 0.0, 319.5, 0.0, 250.0, 239.5, 0.0, 0.0, 1.0]
+    d = (-0.3, 0.08, 0.0, 0.0, 0.0)
+    h, w, s = 480, 640, 3  # the last row and column are 477 and 639
+    rays = pixel_rays(h, w, k, [0.0] * 12, d=d, distortion_model="plumb_bob", stride=s, image="raw")
+    corners = rays[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert not np.isnan(corners).any(), corners
+    assert not np.isnan(rays).any()
+    np.testing.assert_allclose(rays, _radial_rays(h, w, k, d, s), atol=1e-4)
+
+
+@pytest.mark.parametrize("short_solver", [("opencv4", 0), ("opencv5", 2)], indirect=True)
+def test_refined_rays_still_stop_at_the_fold(short_solver) -> None:
+    """Refining a short answer finds no ray past the fold of the radial curve: those pixels
+    (the corners here) stay NaN, and every other ray lands on its own pixel."""
+    h, w, s = 480, 640, 4
+    k, d = [380.0, 0, 320, 0, 380, 240, 0, 0, 1], [-0.32, 0.11, 0, 0, -0.018]
+    rays = pixel_rays(h, w, k, [0.0] * 12, d=d, distortion_model="plumb_bob", stride=s, image="raw")
+    bad = np.isnan(rays[..., 0])
+    assert bad[0, 0] and bad[-1, -1] and not bad[bad.shape[0] // 2, bad.shape[1] // 2]
+    assert 0.005 < bad.mean() < 0.3
+    v, u = np.mgrid[0:h:s, 0:w:s]
+    err = np.hypot(
+        *(_reprojected(rays, k, d, "plumb_bob") - np.stack([u, v], -1)).transpose(2, 0, 1)
+    )
+    assert err[~bad].max() < 0.5
+    r = np.hypot(rays[..., 0], rays[..., 1])[~bad].astype(np.float64)
+    assert (1 - 0.96 * r**2 + 0.55 * r**4 - 0.126 * r**6).min() > 0  # d(r_d)/dr: inside the fold
 
 
 def test_invalid_depth_gives_nan_points_and_the_cloud_stays_organized() -> None:

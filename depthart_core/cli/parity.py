@@ -29,12 +29,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The result as JSON (a figure that is not a finite number as null, and then status 1 and
+    one line on stderr naming those figures, the backend and the precision: nothing measured)."""
     import json
+    import math
+    import sys
 
-    from depthart_core.runtime.parity import fp16_parity
+    from depthart_core.runtime.parity import fp16_parity, nonfinite_figures
 
     result = fp16_parity(
         args.checkpoint, args.count, args.seed, args.backend, args.device, args.precision
     )
-    print(json.dumps(result, indent=2))
-    return 0
+    bad = nonfinite_figures(result)
+    shown = {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()
+    }  # NaN is no JSON
+    print(json.dumps(shown, indent=2))
+    if not bad:
+        return 0
+    backend, precision = result.get("backend", args.backend), result.get("precision", "?")
+    total = result.get("depth_pixels_per_run", "?")
+    whose = "".join(
+        f"; the {run} run gave {n} of {total} depth pixels non-finite"
+        for run, n in (result.get("nonfinite_depth") or {}).items()
+    )
+    values = ", ".join(str(result.get(k)) for k in bad)
+    print(
+        f"depthart parity: error: {', '.join(bad)} not finite ({values}) on {backend}, "
+        f"{precision} against fp32{whose}{_known_cause(backend, precision)}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _known_cause(backend: str, precision: str) -> str:
+    """ONNX Runtime 1.19.0 and 1.19.2 give fp16 graphs all-NaN depth (setup.py refuses 1.19.*)."""
+    if not (backend.startswith("onnxruntime") and precision == "fp16"):
+        return ""
+    try:
+        import onnxruntime
+    except ImportError:
+        return ""
+    version = getattr(onnxruntime, "__version__", "")
+    if version.startswith("1.19."):
+        return f"; onnxruntime {version} gives fp16 graphs NaN depth: install another version"
+    return ""
