@@ -67,6 +67,21 @@ class ScaleFit:
         return out
 
 
+def _check_metres(name: str, depth: np.ndarray) -> None:
+    """TypeError unless `depth` holds floats (metres): an integer depth image is millimetres
+    (REP 118's 16UC1), and read as metres it gave a fit 1000x off with status "ok"."""
+    dtype = np.asarray(depth).dtype
+    if np.issubdtype(dtype, np.integer):
+        raise TypeError(
+            f"{name} must be float metres, got dtype {dtype}: an integer depth is millimetres "
+            "(REP 118 16UC1); pass depth / 1000.0 in metres, 0 or NaN where there is no return"
+        )
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(
+            f"{name} must be float metres (0 or NaN where there is no return), got dtype {dtype}"
+        )
+
+
 def _robust_sigma(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
@@ -115,10 +130,12 @@ def fit_metric_scale(
 ) -> tuple[ScaleFit | None, str]:
     """Fit `metric ~ scale * relative (+ shift)` on the pixels valid in both maps.
 
-    `metric` is HxW metres with NaN (or <= 0) where there is no cue; `relative` is the model's HxW
-    output. Returns (fit, "ok"), or (None, reason) when the fit has too few points or is
-    degenerate, so the caller can fall back to relative output and report why.
+    `metric` is HxW float metres with NaN (or <= 0) where there is no cue (an integer map is
+    refused: a uint16 depth is millimetres); `relative` is the model's HxW output. Returns
+    (fit, "ok"), or (None, reason) when the fit has too few points or is degenerate, so the
+    caller can fall back to relative output and report why.
     """
+    _check_metres("metric", metric)
     if mode not in FIT_MODES:
         raise ValueError(f"unknown fit mode {mode!r}; use one of {FIT_MODES}")
     if relative.shape != metric.shape:
@@ -196,13 +213,18 @@ def _implausible(rel: np.ndarray, met: np.ndarray, scale: float, shift: float) -
 
 
 def resample_sparse(sparse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Move every finite point of an HxW sparse map onto a `shape` map: to the output pixel that
-    contains the point's centre; no interpolation between points. Where several points land on
-    one pixel the last one in row-major order wins."""
+    """Move every point of an HxW sparse map of float metres (a positive finite value; NaN, 0 or
+    less is no return, as `fit_metric_scale` reads it) onto a `shape` map, NaN elsewhere: to the
+    output pixel that contains the point's centre; no interpolation between points. Where
+    several points land on one pixel the last one in row-major order wins."""
+    _check_metres("sparse", sparse)
     h0, w0 = sparse.shape
     h1, w1 = shape
     out = np.full(shape, np.nan, dtype=np.float32)
-    ys, xs = np.nonzero(np.isfinite(sparse))
+    with np.errstate(invalid="ignore"):
+        # a map that marks "no return" with 0 (16UC1, image_to_depth) must not move its zeros:
+        # they would overwrite the few real points that share an output pixel with them
+        ys, xs = np.nonzero(np.isfinite(sparse) & (sparse > 0))
     y1 = np.clip(np.floor((ys + 0.5) * (h1 / h0)).astype(np.int64), 0, h1 - 1)
     x1 = np.clip(np.floor((xs + 0.5) * (w1 / w0)).astype(np.int64), 0, w1 - 1)
     out[y1, x1] = sparse[ys, xs]

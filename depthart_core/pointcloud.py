@@ -77,9 +77,10 @@ def pixel_rays(
     image: str = "rectified",
 ) -> np.ndarray:
     """(ceil(height / stride), ceil(width / stride), 2) float32: the normalised ray (x/z, y/z) of
-    every `stride`-th pixel, starting at pixel (0, 0). Cached per calibration and size (keyed
-    only by what the chosen projection reads: P for rectified, K, D and the model for raw). An
-    all-zero D is no distortion, whatever the model is called."""
+    every `stride`-th pixel, starting at pixel (0, 0). `k`, `p`, `d`: CameraInfo's flat lists or
+    the matrices themselves (3x3 K, 3x4 P, 1xN D, as OpenCV returns them). Cached per calibration
+    and size (keyed only by what the chosen projection reads: P for rectified, K, D and the model
+    for raw). An all-zero D is no distortion, whatever the model is called."""
     if image not in IMAGES:
         raise ValueError(f"image must be one of {list(IMAGES)}, got {image!r}")
     if int(stride) < 1:
@@ -89,11 +90,18 @@ def pixel_rays(
     raw = image == "raw"
     return _rays(
         int(height), int(width),
-        tuple(float(v) for v in k) if raw else (),
-        () if raw else tuple(float(v) for v in p),
-        tuple(float(v) for v in d) if raw else (),
+        _values(k) if raw else (),
+        () if raw else _values(p),
+        _values(d) if raw else (),
         distortion_model if raw else "", int(stride), image,
     )  # fmt: skip
+
+
+def _values(x: Sequence[float] | np.ndarray) -> tuple[float, ...]:
+    """The values of a calibration matrix or vector in row-major order, flat and hashable (the
+    ray cache's key): K as 9 values or 3x3 (cv2.calibrateCamera), D as 5 or 1x5, P as 12 or
+    3x4, a nested list or an array alike."""
+    return tuple(np.asarray(x, dtype=np.float64).ravel().tolist())
 
 
 @functools.lru_cache(maxsize=4)
@@ -265,7 +273,8 @@ def depth_to_points(
 ) -> np.ndarray:
     """Depth (metres or relative units) -> (h, w) structured array of POINT_DTYPE: x, y, z in the
     depth's units in the optical frame (x right, y down, z forward) and packed `rgb` (0 where no
-    image is given); NaN x, y, z where the depth is not positive and finite."""
+    image is given; `rgb_HW3` is HxWx3 uint8, the depth's size); NaN x, y, z where the depth is
+    not positive and finite."""
     if depth_HW.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {depth_HW.shape}")
     z_hw = np.asarray(depth_HW[::stride, ::stride], dtype=np.float32)
@@ -282,6 +291,14 @@ def depth_to_points(
     if rgb_HW3 is None:
         cloud["rgb"] = 0.0
     else:
+        # as runtime.preprocess.validate_rgb (a higher layer): a float [0, 1] image packed as
+        # black, a uint16 one spilled into the byte above red
+        if not isinstance(rgb_HW3, np.ndarray):
+            raise TypeError(
+                f"rgb must be a numpy array (HxWx3 uint8), got {type(rgb_HW3).__name__}"
+            )
+        if rgb_HW3.dtype != np.uint8:
+            raise TypeError(f"rgb must have dtype uint8 (0-255 RGB), got {rgb_HW3.dtype}")
         if rgb_HW3.shape[:2] != depth_HW.shape or rgb_HW3.ndim != 3 or rgb_HW3.shape[2] != 3:
             raise ValueError(f"rgb must be {depth_HW.shape}x3, got {rgb_HW3.shape}")
         c = np.asarray(rgb_HW3[::stride, ::stride], dtype=np.uint32)

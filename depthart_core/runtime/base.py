@@ -212,13 +212,12 @@ class Backend(abc.ABC):
         """HxWx3 uint8 RGB -> HxW float32 relative depth at the input size; with
         `with_uncertainty`, (depth, HxW float32 expected relative error of each pixel)."""
         check_flag("with_uncertainty", with_uncertainty)  # "false" returned a pair
-        out = self.predict_batch([rgb], with_uncertainty)
-        return out[0]
+        return self._predict_frames([rgb], with_uncertainty, ["rgb"])[0]
 
     def predict_batch(self, rgbs: Iterable[np.ndarray], with_uncertainty: bool = False) -> list:
         """`predict` for several frames in one batch: a list of depth maps, or of (depth,
         uncertainty) pairs with `with_uncertainty`. `rgbs`: HxWx3 uint8 frames (any iterable),
-        or one NxHxWx3 array of N frames."""
+        or one NxHxWx3 array of N frames; a bad one is refused by its index ("frame 3")."""
         check_flag("with_uncertainty", with_uncertainty)
         if isinstance(rgbs, np.ndarray) and rgbs.ndim != 4:
             raise ValueError(
@@ -226,9 +225,18 @@ class Backend(abc.ABC):
                 f"one array of shape {rgbs.shape}; use predict() for a single frame"
             )
         rgbs = list(rgbs)  # a generator is read once; an NxHxWx3 array becomes N frames
+        return self._predict_frames(
+            rgbs, with_uncertainty, [f"frame {i}" for i in range(len(rgbs))]
+        )
+
+    def _predict_frames(self, rgbs: list, with_uncertainty: bool, names: list[str]) -> list:
+        """`predict_batch` of a list, each frame named in an error by `names`."""
         if not rgbs:
             return []
-        prepared = [preprocess(rgb, self.image_size, self.letterbox) for rgb in rgbs]
+        prepared = [
+            preprocess(rgb, self.image_size, self.letterbox, name)
+            for rgb, name in zip(rgbs, names, strict=True)
+        ]
         x = np.concatenate([p[0] for p in prepared], axis=0)
         if not with_uncertainty:
             out = self.infer(x)

@@ -54,9 +54,12 @@ def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def preprocess(rgb: np.ndarray, size: int, letterbox: bool = False) -> tuple[np.ndarray, Geometry]:
-    """HxWx3 uint8 -> ((1, 3, size, size) float32 in [-1, 1], geometry for postprocess)."""
-    rgb = validate_rgb(rgb)
+def preprocess(
+    rgb: np.ndarray, size: int, letterbox: bool = False, name: str = "rgb"
+) -> tuple[np.ndarray, Geometry]:
+    """HxWx3 uint8 -> ((1, 3, size, size) float32 in [-1, 1], geometry for postprocess); a bad
+    frame is refused by `validate_rgb` under `name` ("frame 3" of a batch)."""
+    rgb = validate_rgb(rgb, name)
     h, w = rgb.shape[:2]
     if letterbox:
         s = size / max(h, w)
