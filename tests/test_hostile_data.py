@@ -359,3 +359,163 @@ def test_train_with_a_room_of_1e39_metres_is_one_line(tmp_path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == "depthart train: error: room_size must stay within 1000 m, got 1e+39\n", err
+
+
+# ------------------------------------------------------------------- Hypersim depth_meters HDF5
+@pytest.fixture
+def no_big_h5_read_at_all(no_big_h5_read, monkeypatch):
+    """As `no_big_h5_read`, for `dataset[...]` (the Hypersim reader's read) too."""
+    real = h5py.Dataset.__getitem__
+
+    def guarded(self, *args, **kwargs):
+        assert self.size <= 10_000_000, f"read a {self.shape} dataset"
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", guarded)
+
+
+def _hypersim(root, declared=None, dtype="f2"):
+    """One Hypersim frame (12x16); `declared`: its depth_meters dataset is that shape, chunked and
+    empty (a few KB on disk)."""
+    img = root / "ai_001_001" / "images"
+    pre, geo = img / "scene_cam_00_final_preview", img / "scene_cam_00_geometry_hdf5"
+    pre.mkdir(parents=True)
+    geo.mkdir(parents=True)
+    assert cv2.imwrite(str(pre / "frame.0000.tonemap.jpg"), _rgb(12, 16))
+    h5 = geo / "frame.0000.depth_meters.hdf5"
+    with h5py.File(h5, "w") as f:
+        if declared is None:
+            f["dataset"] = np.full((12, 16), 3.0, dtype)
+        else:
+            f.create_dataset(
+                "dataset", shape=declared, dtype=dtype, chunks=True, compression="gzip"
+            )
+    return h5
+
+
+@pytest.mark.parametrize(
+    ("declared", "dtype", "message"),
+    [
+        ((100_000, 100_000), "f2", "depth 100000x100000 declares more than 200,000,000 pixels"),
+        ((10_000, 10_000), "f2", "depth (10000, 10000) and RGB (12, 16) differ in size"),
+        ((12, 16, 100_000), "f4", "depth (12, 16, 100000) and RGB (12, 16) differ in size"),
+        ((12, 16), "S4", "depth holds |S4 values, not numbers"),
+    ],
+)
+def test_a_hypersim_depth_dataset_of_the_wrong_size_is_refused_unread(
+    tmp_path, no_big_h5_read_at_all, declared, dtype, message
+):
+    """The reader read the whole dataset (10000x10000: 200 MB, 100000x100000: 20 GB) before it
+    compared its shape with the RGB's."""
+    from depthart_core.data.hypersim import HypersimDataset
+
+    h5 = _hypersim(tmp_path, declared, dtype)
+    assert h5.stat().st_size < 200_000
+    with pytest.raises(BadFrameError, match=re.escape(message)) as info:
+        HypersimDataset(tmp_path, split=None)[0]
+    assert str(info.value).startswith(f"{h5}: "), str(info.value)
+
+
+def test_a_hypersim_frame_without_its_depth_dataset_is_one_bad_frame(tmp_path):
+    from depthart_core.data.hypersim import HypersimDataset
+
+    h5 = _hypersim(tmp_path)
+    assert HypersimDataset(tmp_path, split=None)[0].depth.shape == (12, 16)
+    with h5py.File(h5, "w") as f:
+        f.create_group("dataset")
+    with pytest.raises(BadFrameError, match=f"^cannot read depth from {re.escape(str(h5))}: no "):
+        HypersimDataset(tmp_path, split=None)[0]
+
+
+# ------------------------------------------------------------------------ ScanNet intrinsics
+def _scannet(root, scenes=("scene0000_00", "scene0001_00"), frames=2):
+    """The probe's layout: scenes of `frames` colour JPEGs and depth PNGs (48x64), no list."""
+    for scene in scenes:
+        for sub in ("color", "depth"):
+            (root / scene / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(frames):
+            assert cv2.imwrite(str(root / scene / "color" / f"{i:06d}.jpg"), _rgb(48, 64, i))
+            depth = np.full((48, 64), 1500 + 100 * i, np.uint16)
+            assert cv2.imwrite(str(root / scene / "depth" / f"{i:06d}.png"), depth)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"577.0 0 319.5 0\n0 577.0 239.5 0\n0 0 1 0\n",
+            "expected 16 numbers (4x4 matrix), got 12",
+        ),
+        (b"577.0 0 319.5 0\n0 577.0 239.5 0\n0 0 1 0\n0 0 0 one\n", "found 'one'"),
+        (b"577.0 0 319.5 0\n0 577.0 239.5 0\n0 0 1 0\n0 0 0 \xe9\n", "not UTF-8 (byte 46)"),
+        (b"577.0 0 319.5 0\n0 nan 239.5 0\n0 0 1 0\n0 0 0 1\n", "expected 16 finite numbers"),
+    ],
+)
+def test_a_bad_scannet_intrinsics_file_skips_its_scene_and_the_rest_are_scored(
+    tmp_path, capsys, content, message
+):
+    """12 numbers ended `depthart eval` with "error: ... expected 16 numbers", status 1, no
+    report, the good scene's frames lost; bytes that are not UTF-8 did the same."""
+    root = _scannet(tmp_path / "sn")
+    bad = root / "scene0000_00" / "intrinsic" / "intrinsic_depth.txt"
+    bad.parent.mkdir()
+    bad.write_bytes(content)
+    assert _eval(root, "scannet", tmp_path / "out") == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_images"] == 2 and report["skipped_unreadable"] == 2
+    assert [u["index"] for u in report["unreadable"]] == [0, 1]
+    for u in report["unreadable"]:
+        assert u["error"].startswith(f"{bad}: ") and message in u["error"], u["error"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------- a JPEG cut short
+@pytest.fixture
+def opencv4_decodes_cut_jpegs(monkeypatch):
+    """cv2.imdecode as OpenCV 4.x (the floor, 4.8; Ubuntu 24.04's python3-opencv, 4.6) decodes a
+    JPEG cut short: libjpeg's "Premature end of JPEG file" is only a warning there, and the image
+    comes back with its missing rows grey (OpenCV 5 returns None)."""
+    from depthart_core.data.image_header import png_jpeg_size
+
+    real = cv2.imdecode
+
+    def imdecode(buf, flags):
+        img = real(buf, flags)
+        data = bytes(buf)
+        if img is None and data[:2] == b"\xff\xd8" and png_jpeg_size(data):
+            img = np.full((*png_jpeg_size(data), 3), 128, np.uint8)  # grey: rows never sent
+        return img
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+
+
+def test_a_dataset_jpeg_cut_short_is_skipped_not_scored_with_grey_rows(
+    tmp_path, opencv4_decodes_cut_jpegs
+):
+    """OpenCV 4 decodes a JPEG cut in half with its missing rows grey: eval scored that frame
+    (ScanNet's colour, DIODE's or NYU's RGB) against a half-grey picture, and said nothing."""
+    root = _scannet(tmp_path / "sn", scenes=("scene0000_00",))
+    cut = root / "scene0000_00" / "color" / "000001.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    assert _eval(root, "scannet", tmp_path / "out") == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_images"] == 1 and [u["index"] for u in report["unreadable"]] == [1]
+    assert report["unreadable"][0]["error"] == (
+        f"image {cut} not decoded: truncated JPEG (no end-of-image marker after its last scan)"
+    )
+    d = _diode(tmp_path / "diode", size=(48, 64))
+    ok, jpeg = cv2.imencode(".jpg", _rgb(48, 64))
+    (d / "a.png").write_bytes(jpeg.tobytes()[: jpeg.size // 2])  # DIODE's reader reads any image
+    with pytest.raises(BadFrameError, match="truncated JPEG"):
+        get_dataset("diode", tmp_path / "diode")[0]
+
+
+def test_one_home_for_the_header_checks():
+    """The JPEG/PNG size reader and the truncated-JPEG walk live in image_header only: the ROS
+    node's CompressedImage check, predict and the dataset readers use the same functions."""
+    from depthart_core.data import image_header
+    from depthart_core.rosio import compressed
+
+    assert compressed.encoded_size is image_header.png_jpeg_size
+    assert predict.truncated_jpeg is image_header.truncated_jpeg is _io.truncated_jpeg

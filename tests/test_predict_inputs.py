@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import time
 from pathlib import Path
 
@@ -164,3 +165,79 @@ def test_only_the_first_frame_of_an_animation_or_multipage_file_is_predicted_and
         f"{gif}: only the first of its 3 frames/pages is predicted",
     ], err
     assert np.load(tmp_path / "out" / "pages.npy").shape == (20, 30)
+
+
+GIF = (b"GIF87a", b"GIF89a")
+
+
+@pytest.fixture
+def opencv_without_gif(monkeypatch):
+    """cv2 as before OpenCV 4.12 (setup.py allows 4.8; Ubuntu 24.04's python3-opencv is 4.6):
+    no GIF decoder, so imdecode returns None for one and imcount counts 0 frames in it."""
+    real_decode, real_count = cv2.imdecode, cv2.imcount
+
+    def imdecode(buf, flags):
+        return None if bytes(buf[:6]) in GIF else real_decode(buf, flags)
+
+    def imcount(name, *args):
+        with open(name, "rb") as f:
+            return 0 if f.read(6) in GIF else real_count(name, *args)
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    monkeypatch.setattr(cv2, "imcount", imcount)
+
+
+def _gif(path: Path, frames: list) -> Path:
+    Image = pytest.importorskip("PIL.Image")
+    pil = [Image.fromarray(f) for f in frames]
+    pil[0].save(path, save_all=True, append_images=pil[1:], duration=100, loop=0)
+    return path
+
+
+def test_a_gif_that_this_opencv_cannot_decode_is_read_with_pillow(
+    opencv_without_gif, tiny_checkpoint, tmp_path, capsys
+):
+    """On an OpenCV without GIF (before 4.12) predict skipped every GIF as "not a readable
+    image", though the README promises their first frame."""
+    frames = [np.full((20, 30, 3), 60 * i + 10, np.uint8) for i in range(3)]
+    frames[0][:, :15] = (200, 40, 40)
+    gif = _gif(tmp_path / "anim.gif", frames)
+    np.testing.assert_array_equal(read_rgb(str(gif)), frames[0])
+    assert (
+        _predict(tiny_checkpoint, [gif, _write(tmp_path / "one.png", 16, 16)], tmp_path / "o") == 0
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert [x for x in err if "only the first" in x] == [
+        f"{gif}: only the first of its 3 frames/pages is predicted"
+    ], err
+    assert np.load(tmp_path / "o" / "anim.npy").shape == (20, 30)
+
+
+def test_without_pillow_a_gif_this_opencv_cannot_decode_says_pillow_would_read_it(
+    opencv_without_gif, tmp_path, monkeypatch
+):
+    gif = _gif(tmp_path / "still.gif", [np.full((20, 30, 3), 90, np.uint8)])
+    monkeypatch.setitem(sys.modules, "PIL", None)  # not installed
+    with pytest.raises(ValueError) as info:
+        read_rgb(str(gif))
+    assert str(info.value) == (
+        "not a readable image (this OpenCV cannot decode GIF; Pillow would read it if installed: "
+        "pip install pillow)"
+    )
+
+
+def test_pillows_reading_turns_an_image_upright_as_opencv_does(tmp_path, monkeypatch):
+    """A format this OpenCV cannot decode, read with Pillow, is turned by its EXIF orientation
+    (all eight) exactly as OpenCV turns what it decodes."""
+    Image = pytest.importorskip("PIL.Image")
+    rgb = np.random.default_rng(4).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    real = cv2.imdecode
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[274] = orientation
+        path = tmp_path / f"o{orientation}.tif"
+        Image.fromarray(rgb).save(path, exif=exif)
+        expected = real(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: None)  # no TIFF decoder
+        np.testing.assert_array_equal(read_rgb(str(path)), expected)
+        monkeypatch.setattr(cv2, "imdecode", real)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -32,7 +33,12 @@ from depthart_core.cli.args import (
     without_effect,
 )
 from depthart_core.colormap import COLORMAPS
-from depthart_core.data.image_header import too_many_pixels
+from depthart_core.data.image_header import (
+    TRUNCATED_JPEG,
+    png_jpeg_size,
+    too_many_pixels,
+    truncated_jpeg,
+)
 
 UNCERTAINTY_RANGE = (0.0, 0.3)  # expected relative error drawn from dark to bright; above: bright
 UNCERTAINTY_COLORMAP = "inferno"
@@ -119,7 +125,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def read_rgb(name: str):
-    """HxWx3 uint8 RGB of an image file; ValueError/FileNotFoundError say what is wrong."""
+    """HxWx3 uint8 RGB of an image file; ValueError/FileNotFoundError say what is wrong. A
+    format this OpenCV cannot decode (GIF before OpenCV 4.12) is read with Pillow where it is
+    installed: its first frame, turned by its EXIF orientation as OpenCV turns what it reads."""
     import cv2
     import numpy as np
 
@@ -130,30 +138,76 @@ def read_rgb(name: str):
         raise ValueError("not a file")
     data = path.read_bytes()  # read once: checked, then decoded
     if truncated_jpeg(data):  # OpenCV would fill the missing rows with grey
-        raise ValueError("truncated JPEG (no end-of-image marker after its last scan)")
+        raise ValueError(TRUNCATED_JPEG)
     too_large = too_many_pixels(data)  # from the header: a decompression bomb is never decoded
     if too_large:
         raise ValueError(too_large)
     # grey and 16-bit files become 8-bit BGR; a JPEG's EXIF orientation is applied, as imread does
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if bgr is None:
+    if bgr is not None:
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    elif data and png_jpeg_size(data) is None:  # not a PNG or JPEG, which OpenCV always reads
+        rgb = _pillow_rgb(data)
+    else:
+        rgb = None
+    if rgb is None:
         raise ValueError("not a readable image")
-    h, w = bgr.shape[:2]
+    h, w = rgb.shape[:2]
     if h < 2 or w < 2:
         raise ValueError(f"too small ({h}x{w}; images must be at least 2x2 pixels)")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return rgb
+
+
+def _pillow_rgb(data: bytes):
+    """HxWx3 uint8 RGB of the first frame of an image that OpenCV did not decode, by Pillow (its
+    EXIF orientation applied), or None where Pillow cannot read it either; a ValueError saying
+    that Pillow would read a GIF where Pillow is not installed."""
+    import numpy as np
+
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:  # optional: without it, OpenCV's formats only
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            raise ValueError(
+                "not a readable image (this OpenCV cannot decode GIF; Pillow would read it if "
+                "installed: pip install pillow)"
+            ) from None
+        return None
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # MAX_PIXELS was checked
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # the first frame
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
+    except Exception:  # unidentified or malformed, in one of many exception types
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def frame_count(name: str) -> int:
     """How many frames or pages `name` holds (an animated GIF, WebP or PNG, a multi-page TIFF;
-    OpenCV decodes the first), from their headers; 1 where it cannot tell."""
+    the first is decoded), from their headers: OpenCV's count, or Pillow's where OpenCV cannot
+    read the format (GIF before OpenCV 4.12) and Pillow is installed; 1 where neither can tell."""
     import cv2
 
     try:
         name.encode("utf-8")  # OpenCV takes the path as UTF-8 (and crashes on a name that is not)
-        return int(cv2.imcount(name))
+        count = int(cv2.imcount(name))
     except (UnicodeEncodeError, cv2.error):
+        count = 0
+    if count >= 1:
+        return count
+    try:
+        from PIL import Image
+    except ImportError:
         return 1
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # read_rgb checked the size
+    try:
+        with Image.open(name) as im:
+            return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # unidentified or malformed: the frame predicted is all there is
+        return 1
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 # the first bytes of the files OpenCV decodes: PNG, JPEG, GIF, TIFF and BigTIFF, BMP, Sun raster,
@@ -180,48 +234,6 @@ def looks_like_image(name: str) -> bool:
         or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
         or (head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"))
     )
-
-
-def truncated_jpeg(data: bytes) -> bool:
-    """Whether `data` is a JPEG cut short (an interrupted copy): its segments, walked from the
-    start by their lengths and through each scan's entropy-coded data (where 0xFF is always
-    stuffed, a restart marker or fill), end before the end-of-image marker. Whatever follows
-    that marker is not read: a phone's Motion Photo appends a whole video, whose bytes hold
-    start-of-scan patterns by chance. Bytes that are not a marker where one must be are left
-    to the decoder to judge."""
-    if not data.startswith(b"\xff\xd8"):
-        return False
-    i, n = 2, len(data)
-    while i + 1 < n:
-        if data[i] != 0xFF:
-            return False  # not a JPEG this walk understands: the decoder decides
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill before a marker
-            i += 1
-            continue
-        if marker == 0xD9:  # end of image
-            return False
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
-            i += 2
-            continue
-        if i + 4 > n:
-            return True
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker != 0xDA:
-            continue
-        while True:  # a scan's data: up to the next marker that is not stuffing or a restart
-            j = data.find(b"\xff", i)
-            if j < 0 or j + 1 >= n:
-                return True
-            follower = data[j + 1]
-            if follower == 0x00 or 0xD0 <= follower <= 0xD7:
-                i = j + 2
-            elif follower == 0xFF:
-                i = j + 1
-            else:
-                i = j
-                break
-    return True
 
 
 def output_stems(names: list[str], images: list[bool]) -> list[str]:

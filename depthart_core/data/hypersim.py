@@ -37,7 +37,8 @@ Valid pixels are finite, positive and inside (min_depth, max_depth]; NaN/inf pix
 and their depth is set to 0, so no loss or metric ever sees a NaN. A frame whose JPEG or HDF5
 is missing, or does not start with its format's signature, is skipped when the dataset is built
 (logged, counted in `skipped`); one damaged further in raises a ValueError naming the file when
-read.
+read, and so does an HDF5 whose depth dataset declares another size than the RGB, or more than
+`image_header.MAX_PIXELS` pixels: found from its header, before it is read.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from depthart_core.data.benchmarks._io import (
     require_dir,
     require_file,
 )
+from depthart_core.data.image_header import MAX_PIXELS
 from depthart_core.data.sample import DepthSample
 
 SPLITS = ("train", "val", "test")
@@ -185,6 +187,23 @@ def _signature_problem(path: Path, signature: bytes) -> str | None:
     return None
 
 
+def _check_depth_dataset(path: Path, dataset, rgb_hw: tuple[int, ...]) -> None:
+    """Raises BadFrameError naming `path` unless its `dataset` (an h5py.Dataset) is (H, W)
+    numbers of the RGB's H x W and at most MAX_PIXELS: from the dataset's header, before
+    anything is read (a file of a few KB can declare a 100000 x 100000 dataset, chunked and
+    empty)."""
+    shape = tuple(dataset.shape)
+    if len(shape) == 2 and shape[0] * shape[1] > MAX_PIXELS:
+        raise BadFrameError(
+            f"{path}: depth {shape[1]}x{shape[0]} declares more than {MAX_PIXELS:,} pixels; "
+            "not read"
+        )
+    if dataset.dtype.kind not in "fiu":
+        raise BadFrameError(f"{path}: depth holds {dataset.dtype} values, not numbers")
+    if shape != tuple(rgb_hw):
+        raise BadFrameError(f"{path}: depth {shape} and RGB {tuple(rgb_hw)} differ in size")
+
+
 class HypersimDataset(BenchmarkDataset):
     """Hypersim frames of one split (DepthDataset protocol); see the module docstring."""
 
@@ -245,13 +264,15 @@ class HypersimDataset(BenchmarkDataset):
 
         try:
             with h5py.File(depth_p, "r") as f:
-                distance = np.asarray(f["dataset"][()], dtype=np.float32)
-        except (OSError, KeyError) as exc:
+                dataset = f.get("dataset")
+                if not isinstance(dataset, h5py.Dataset):
+                    raise BadFrameError(
+                        f"cannot read depth from {depth_p}: no dataset 'dataset'; found {sorted(f)}"
+                    )
+                _check_depth_dataset(depth_p, dataset, rgb.shape[:2])  # before it is read
+                distance = np.asarray(dataset[()], dtype=np.float32)
+        except OSError as exc:  # not HDF5, cut short, a damaged chunk: this frame only
             raise BadFrameError(f"cannot read depth from {depth_p}: {exc}") from exc
-        if distance.shape != rgb.shape[:2]:
-            raise BadFrameError(
-                f"{depth_p}: depth {distance.shape} and RGB {rgb.shape[:2]} differ in size"
-            )
         h, w = distance.shape
         if self.cameras is not None:
             if scene not in self.cameras:

@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from depthart_core.data.image_header import png_jpeg_size
 from depthart_core.rosio.image import (
     _BAYER_TO_CV,
     DEPTH_ENCODINGS,
@@ -45,6 +46,10 @@ _HEADER = struct.Struct("<iff")  # compressed_depth_image_transport's ConfigHead
 _INV_DEPTH = 0  # its compressionFormat enum: INV_DEPTH (the only value it writes)
 _MAX_PIXELS = 1 << 30  # OpenCV's imdecode limit (CV_IO_MAX_IMAGE_PIXELS), for RVL too
 DEPTH_MAX_PIXELS = 1 << 26  # no depth sensor comes near; a header claiming more is not decoded
+# (height, width) from a PNG's or JPEG's header without decoding it (None when neither header is
+# readable), so a huge image can be refused before it is decompressed: the check that predict
+# and the dataset readers make, under the name the node calls
+encoded_size = png_jpeg_size
 
 
 def is_compressed(msg: Any) -> bool:
@@ -57,32 +62,6 @@ def _data(msg: Any) -> np.ndarray:
     if isinstance(data, (list, tuple)):
         return np.asarray(data, dtype=np.uint8)
     return np.frombuffer(data, dtype=np.uint8)
-
-
-def encoded_size(data: Any) -> tuple[int, int] | None:
-    """(height, width) from a PNG's or JPEG's header without decoding it, or None when neither
-    header is readable, so a huge image can be refused before it is decompressed."""
-    head = data[:65536] if isinstance(data, np.ndarray) else memoryview(data)[:65536]
-    buf = bytes(head)
-    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24 and buf[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", buf[16:24])
-        return h, w
-    if buf[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 <= len(buf):  # walk the markers to the first start-of-frame
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", buf[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
-            h, w = struct.unpack(">HH", buf[i + 5 : i + 9])
-            return h, w
-        i += 2 + length
-    return None
 
 
 def _decode(payload: np.ndarray, fmt: str) -> np.ndarray:

@@ -5,13 +5,13 @@ AND its own masks) and follows `DepthDataset`: `name`, `skipped`, `__len__`, `__
 `min_depth` / `max_depth` (the valid range, open below and closed above: lo < d <= hi, as
 DepthART's readers test it) that protocols with range clipping use.
 
-A frame whose files are bad raises `BadFrameError` (cannot be decoded, not the kind of image the
-reader expects, RGB and depth of different sizes, a header that claims more pixels than
-`image_header.MAX_PIXELS` or more data than its file holds: refused before anything that size is
-allocated or decoded) or `FileNotFoundError` (missing); one too large for this machine's memory
-raises `MemoryError`, which `BenchmarkDataset` turns into a `BadFrameError` naming the frame.
-Together they are `FRAME_ERRORS`, what `depthart eval` skips (named, counted, listed) while it
-scores the rest.
+A frame whose files are bad raises `BadFrameError` (cannot be decoded, a JPEG cut short, not the
+kind of image the reader expects, RGB and depth of different sizes, a header that claims more
+pixels than `image_header.MAX_PIXELS` or more data than its file holds: refused before anything
+that size is allocated or decoded) or `FileNotFoundError` (missing); one too large for this
+machine's memory raises `MemoryError`, which `BenchmarkDataset` turns into a `BadFrameError`
+naming the frame. Together they are `FRAME_ERRORS`, what `depthart eval` skips (named, counted,
+listed) while it scores the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ import cv2
 import numpy as np
 import torch
 
-from depthart_core.data.image_header import MAX_PIXELS, too_many_pixels
+from depthart_core.data.image_header import (
+    MAX_PIXELS,
+    TRUNCATED_JPEG,
+    too_many_pixels,
+    truncated_jpeg,
+)
 from depthart_core.data.sample import DepthSample
 from depthart_core.fileutil import describe_os_error
 
@@ -116,7 +121,8 @@ def require_dir(path: Path, what: str = "dataset root") -> Path:
 
 def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
     """Decode a file as stored (no conversion); raises naming the file if missing or corrupt,
-    or if its header claims more than `MAX_PIXELS` pixels (then it is not decoded).
+    if its header claims more than `MAX_PIXELS` pixels, or if it is a JPEG cut short (then it is
+    not decoded: OpenCV would return it with its missing rows grey).
 
     The bytes are read here and decoded with `cv2.imdecode` (the same decoders and flags as
     `cv2.imread`): OpenCV's own file opening takes the path as UTF-8 and crashes the process
@@ -133,6 +139,8 @@ def _imread(path: Path, what: str) -> tuple[Path, np.ndarray]:
     too_large = too_many_pixels(data)  # from the header: a decompression bomb is never decoded
     if too_large:
         raise BadFrameError(f"{what} {path} not decoded: {too_large}")
+    if truncated_jpeg(data):  # OpenCV would decode it with the missing rows grey
+        raise BadFrameError(f"{what} {path} not decoded: {TRUNCATED_JPEG}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise BadFrameError(f"cannot decode {what} {path}")

@@ -5,6 +5,8 @@ Layout, as exported by ScanNet's `SensReader` and listed in Marigold's
     <root>/sceneXXXX_XX/color/NNNNNN.jpg    8-bit colour (1296 x 968 raw export, or 640 x 480)
     <root>/sceneXXXX_XX/depth/NNNNNN.png    16-bit, millimetres (value / 1000 = metres), 640 x 480
     <root>/sceneXXXX_XX/intrinsic/intrinsic_depth.txt   optional 4x4 matrix of the depth camera
+    (one that is not 16 numbers makes its scene's frames unreadable: skipped, named, the rest
+    scored)
 The list file is `list_file`, else `<root>/scannet_val_sampled_list_800_1.txt`, else every
 `*/color/*.jpg` with a matching depth PNG. When colour is stored larger than depth, it is resized
 to the depth frame (area filter), so that evaluation runs at the ground truth's resolution.
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     check_range,
     make_sample,
@@ -30,20 +33,46 @@ from depthart_core.data.benchmarks._io import (
     resize_rgb_to,
 )
 from depthart_core.data.sample import DepthSample
+from depthart_core.fileutil import describe_os_error
 
 DEFAULT_LIST = "scannet_val_sampled_list_800_1.txt"
 
 
 def read_intrinsic_txt(path: Path) -> np.ndarray | None:
+    """The 3x3 K of a scene's `intrinsic_depth.txt` (a 4x4 matrix), or None where the scene has
+    none; a file that is not 16 finite numbers in text, or cannot be read, is a `BadFrameError`
+    naming it: the frames of that scene are skipped, the others scored."""
     if not path.is_file():
         return None
     try:
-        M = np.array(path.read_text(encoding="utf-8").split(), dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: expected a 4x4 matrix of numbers: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadFrameError(
+            f"{path}: expected a 4x4 matrix of numbers in text, not bytes that are not UTF-8 "
+            f"(byte {exc.start})"
+        ) from exc
+    except OSError as exc:  # unreadable, an I/O error: the scene's frames are unusable
+        raise BadFrameError(
+            f"cannot read {path}: {describe_os_error(exc, with_path=False)}"
+        ) from exc
+    words = text.split()
+    bad = next((w for w in words if not _is_number(w)), None)
+    if bad is not None:
+        raise BadFrameError(f"{path}: expected a 4x4 matrix of numbers, found {bad[:40]!r}")
+    M = np.array([float(w) for w in words], dtype=np.float64)
     if M.size != 16:
-        raise ValueError(f"{path}: expected 16 numbers (4x4 matrix), got {M.size}")
+        raise BadFrameError(f"{path}: expected 16 numbers (4x4 matrix), got {M.size}")
+    if not np.isfinite(M).all():
+        raise BadFrameError(f"{path}: expected 16 finite numbers (4x4 matrix), got {M.tolist()}")
     return M.reshape(4, 4)[:3, :3].copy()
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 class ScanNet(BenchmarkDataset):
