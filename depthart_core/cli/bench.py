@@ -158,19 +158,26 @@ def run(args: argparse.Namespace) -> int:
         "busy_cores": args.busy_cores,
     }
     rss_before = current_rss_mb()  # the model and any one-time ONNX export are in the peak
+    # the backend's GPU (cuda:1's, not the current device's), its timed runs alone: not the peer
+    gpu = torch.device(args.device) if args.device.startswith("cuda") else None
+    peak_cuda = None
     with busy_cores(args.busy_cores) as cores:
         if cores:
             print(f"busy-looping processes on core(s) {cores}")
+        if gpu is not None and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(gpu)
         result |= time_backend(backend, rgb, args.runs, args.warmup, args.uncertainty)
+        if gpu is not None and torch.cuda.is_available():
+            peak_cuda = torch.cuda.max_memory_allocated(gpu) / 2**20
         result["rss_mb"] = current_rss_mb()  # resident after the timed runs
-        if not args.no_peer:  # the same load and threads as DepthART had
+        if not args.no_peer:  # the same load, threads and device as DepthART had
             set_torch_threads(args.threads)
-            dev = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
+            dev = gpu if gpu is not None else torch.device("cpu")
             peer = time_peer(rgb, dev, max(3, args.runs // 2), 1, args.peer_short_side)
     result["rss_before_timing_mb"] = rss_before
     result["peak_rss_mb"] = peak_rss_mb()  # of the process: loading (and an export) included
-    if torch.cuda.is_available() and args.device.startswith("cuda"):
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if peak_cuda is not None:
+        result["peak_cuda_mb"] = peak_cuda
     print(f"{result['backend']} on {result['device']}, input {h}x{w} -> {backend.image_size}^2")
     if args.uncertainty:
         print("  timing the uncertainty pass: depth + expected relative error per pixel (model)")

@@ -397,7 +397,7 @@ def run_finetune(
     )
     if repeated:
         raise FinetuneInputError(f"bag given more than once: {', '.join(repeated)}")
-    rank, world = init_distributed()
+    rank, world = init_distributed(cfg.device)
     try:  # a tokenizer-stage base would train for hours, then fail at its first evaluation
         refuse_tokenizer_only(read_checkpoint_info(base), base)
     except ValueError as exc:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -42,6 +43,7 @@ from depthart_core.rundir import load_safetensors, open_safetensors
 from depthart_core.runtime import check_device, get_backend
 from depthart_core.runtime.base import Backend
 from depthart_core.sampling import SAMPLING_NAMES, sampling_setting
+from depthart_core.training.distributed import local_rank
 
 LABELS_NAME = Path("teacher") / "labels.safetensors"
 # 2: keyed by the bags' stamps, not their paths, with each frame's image digest checked on use
@@ -65,6 +67,17 @@ class TeacherConfig:
             raise ValueError(f"teacher device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda":
             check_device("cuda", flag="--teacher-device")
+
+
+def teacher_device(name: str) -> str:
+    """The device a teacher set to `name` (auto | cpu | cuda) runs on: auto is CUDA where there
+    is one. Under `torchrun` CUDA is this process's GPU (LOCAL_RANK, as the student's): labels
+    are made before the student's device is set, when plain `cuda` is GPU 0 in every process."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"cuda:{local_rank()}"
+    return name
 
 
 def _read_labels_meta(path: Path) -> dict[str, str] | None:
@@ -217,14 +230,11 @@ class Labeler:
 
     def _teacher(self) -> Backend:
         if self._backend is None:
-            device = self.cfg.device
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
             name = self.cfg.sampling
             self._backend = get_backend(
                 "torch",
                 checkpoint=self.cfg.checkpoint,
-                device=device,
+                device=teacher_device(self.cfg.device),
                 sampling=sampling_setting(name, self.cfg.seed),
                 flip_average=self.cfg.flip_average,
             )

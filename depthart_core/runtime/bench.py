@@ -51,7 +51,10 @@ class StageTimer:
 
 
 def _sync_fn(device: torch.device) -> Callable[[], None] | None:
-    return torch.cuda.synchronize if device.type == "cuda" else None
+    """Waits for `device`'s kernels (cuda:1's, not the current device's), None on the CPU."""
+    if device.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(device)
 
 
 def time_backend(

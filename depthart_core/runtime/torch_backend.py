@@ -120,23 +120,27 @@ class DepthEstimator(Backend):
             return depth.clone(), tokens.clone()
 
     def _replay(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        key = tuple(x.shape)
-        if key not in self._graphs:
-            static_in = x.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up allocates workspaces and the resize matrices
-                    self._forward(static_in)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self._forward(static_in)
-            self._graphs[key] = (graph, static_in, static_out)
-        graph, static_in, static_out = self._graphs[key]
-        static_in.copy_(x)
-        graph.replay()
-        return static_out
+        # On this backend's GPU, capture and replay alike: torch.cuda.graph captures on a stream
+        # of the current device (its default one: of the device current when first used), so
+        # with cuda:1 the kernels would run eagerly on GPU 1 and leave the graph empty.
+        with torch.cuda.device(self.device):
+            key = tuple(x.shape)
+            if key not in self._graphs:
+                static_in = x.clone()
+                side = torch.cuda.Stream(device=self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(2):  # warm-up allocates workspaces and the resize matrices
+                        self._forward(static_in)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=side):
+                    static_out = self._forward(static_in)
+                self._graphs[key] = (graph, static_in, static_out)
+            graph, static_in, static_out = self._graphs[key]
+            static_in.copy_(x)
+            graph.replay()
+            return static_out
 
     @torch.inference_mode()
     def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,10 @@ def _matrix(
     # One copy per device/dtype, so CUDA-graph capture and replay never copy from the host.
     key = (n_in, n_out, mode, str(device), dtype)
     if key not in _DEVICE_CACHE:
-        _DEVICE_CACHE[key] = _matrix_cpu(n_in, n_out, mode).to(device=device, dtype=dtype)
+        # a normal tensor whatever the caller's mode: one first built under inference_mode (a
+        # finetune teacher's labels) is later used by the student's training in this process
+        with torch.inference_mode(False), torch.no_grad():
+            _DEVICE_CACHE[key] = _matrix_cpu(n_in, n_out, mode).to(device=device, dtype=dtype)
     return _DEVICE_CACHE[key]
 
 

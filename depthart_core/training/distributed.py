@@ -2,7 +2,7 @@
 
 Ranks start from rank 0's weights (`broadcast`) and average gradients with one all-reduce per step
 (`allreduce_grads`), which works for the DepthART rollout's many forward passes per step (DDP's
-forward hooks assume one). gloo on CPU, NCCL on GPU.
+forward hooks assume one). gloo on CPU, NCCL on GPU (`process_group_backend`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,34 @@ import torch
 import torch.distributed as dist
 
 
-def init_distributed() -> tuple[int, int]:
+def process_group_backend(device: str | torch.device) -> str:
+    """The process group's backend for a run on `device` (a setting: auto | cpu | cuda | cuda:N):
+    NCCL for CUDA where this PyTorch has it, else gloo. By the training device, not by whether
+    the machine has a GPU: a device=cpu run on a GPU machine broadcasts CPU tensors, which NCCL
+    cannot; JetPack's PyTorch has no NCCL (gloo also reduces CUDA tensors)."""
+    name = str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = name.split(":")[0] == "cuda" and torch.cuda.is_available()
+    return "nccl" if cuda and dist.is_nccl_available() else "gloo"
+
+
+def init_distributed(device: str | torch.device = "auto") -> tuple[int, int]:
+    """(rank, world) of a `torchrun` run (a process group for `device`, the run's device
+    setting), (0, 1) without one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=process_group_backend(device))
     return dist.get_rank(), dist.get_world_size()
+
+
+def local_rank(rank: int | None = None) -> int:
+    """This process's index on its machine (torchrun's LOCAL_RANK; else `rank`, else RANK): the
+    GPU its plain `cuda` runs on."""
+    fallback = rank if rank is not None else os.environ.get("RANK", "0")
+    return int(os.environ.get("LOCAL_RANK", fallback))
 
 
 def pick_device(name: str, rank: int) -> torch.device:
@@ -30,7 +50,7 @@ def pick_device(name: str, rank: int) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("device=cuda requested but CUDA is not available")
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        local = local_rank(rank)
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device(name)

@@ -131,7 +131,7 @@ class Trainer:
         self.progress = progress  # bars while setting up (the pool, its latents); fit() has its own
         if not resume:  # a resumed run's weights come from its state
             refuse_random_tokenizer(cfg)
-        self.rank, self.world = init_distributed()
+        self.rank, self.world = init_distributed(cfg.device)
         if self.is_main:  # refuse a finished run without --resume/--overwrite; held until exit
             self.run_lock = claim_run_dir(
                 self.run_dir,
