@@ -17,12 +17,13 @@ the millimetre quantisation of depth (same name, same RGB, same intrinsics up to
 Skipped frames. `SyntheticSet` indexes the set when it is built: a frame whose three files are
 not all present, whose PNGs do not start with the PNG signature, or whose intrinsics file is not
 valid JSON with the six keys, is left out, logged (`logging` warning naming the file) and counted
-in `skipped`; frames of which no file at all is there are counted in one warning. A meta.json
-whose `count`, `seed` or `size` are not whole numbers, or whose `count` runs past the last frame
-with any file on disk, is refused in one line naming it and the key. Decoding every image up
-front would cost a full pass over the data, so a PNG with a valid header but a damaged body (or
-one that claims more pixels than `image_header.MAX_PIXELS`, never decoded) is only found when
-read: `__getitem__` then raises a ValueError naming the file rather than returning a wrong frame.
+in `skipped`; frames of which no file at all is there (the last ones removed, or a `count` far
+beyond the files) are counted in one warning that gives their number, without a look per frame.
+A meta.json whose `count`, `seed` or `size` are not whole numbers is refused in one line naming
+it and the key. Decoding every image up front would cost a full pass over the data, so a PNG
+with a valid header but a damaged body (or one that claims more pixels than
+`image_header.MAX_PIXELS`, never decoded) is only found when read: `__getitem__` then raises a
+ValueError naming the file rather than returning a wrong frame.
 """
 
 from __future__ import annotations
@@ -332,19 +333,6 @@ def _frames_on_disk(root: Path) -> set[int]:
     return found
 
 
-def _check_count(path: Path, count: int, on_disk: set[int]) -> None:
-    """meta.json's `count` may count frames that are missing (they are skipped), but not run
-    past the highest-numbered frame that has any file on disk: such a meta.json does not
-    describe the folder (a count of 10**12 was looked for frame by frame, without end)."""
-    last = max(on_disk, default=-1)
-    if count > last + 1:
-        held = f"its frame files end at {last:06d}" if last >= 0 else "it holds no frame file"
-        raise ValueError(
-            f"{path}: 'count' is {count}, but {held} (rgb/, depth/, intrinsics/): this "
-            "meta.json does not describe the frames beside it"
-        )
-
-
 def _frame_problem(paths: tuple[Path, Path, Path]) -> str | None:
     """Why a frame cannot be used (checked cheaply), or None."""
     for p in paths:
@@ -376,8 +364,9 @@ class SyntheticSet(BenchmarkDataset):
         count = self.meta["count"]  # a whole number
         if count < 1:
             raise ValueError(f"synthetic set {self.root} is empty (count={count})")
+        # only the frames with a file on disk are looked at: those of which no file is there
+        # (a trailing frame removed, or a count of 10**12) are only counted, in one warning
         on_disk = _frames_on_disk(self.root)
-        _check_count(self.root / "meta.json", count, on_disk)
         self.frames: list[int] = []
         for i in sorted(i for i in on_disk if i < count):
             problem = _frame_problem(_frame_paths(self.root, i))
