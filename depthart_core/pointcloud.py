@@ -10,10 +10,13 @@ Which intrinsics project a pixel (`image`):
   ("plumb_bob" and "rational_polynomial" through `cv2.undistortPoints`, "equidistant" through
   `cv2.fisheye.undistortPoints`). A pixel no ray reaches under the model (a wide fisheye's
   corners past 90 degrees, beyond where a strong radial distortion folds back) gets a NaN ray:
-  its undistorted ray, projected again through K and D, does not land on it. Where OpenCV's
+  its undistorted ray, projected again through K and D, does not land on it, lands on the other
+  side of the principal point, or lies past the fold (plumb_bob and rational_polynomial: the
+  first radius where the radial curve r_d(r) stops growing, `_radial_fold`). Where OpenCV's
   solver stops short of a ray that does exist (OpenCV 4.8-4.12 at a strong barrel's corners,
   Ubuntu's python3-opencv among them), Newton steps on the model's projection from its answer
-  find the ray before that check.
+  find the ray before that check; pixels outside the image circle of the radial curve are NaN
+  without them.
 
 A pixel becomes the point z * (x', y', 1), where (x', y') is its normalised ray and z its depth
 (REP 118: the distance along the optical axis, not along the ray). Pixels whose depth is not a
@@ -64,6 +67,13 @@ _NEWTON_CONVERGED_PX = 1e-3
 # and a step takes neither coordinate of a ray past this (89.94 degrees off the axis): a pixel
 # beyond a fisheye's image circle has no ray, and Newton steps towards it run off to 90 degrees
 _NEWTON_MAX_RAY = 1e3
+# `_radial_fold` looks for the fold of the radial curve on a geometric grid of this many radii up
+# to _NEWTON_MAX_RAY (a relative step of 1.4e-4), then bisects the step where it is
+_FOLD_GRID = 100_000
+# and a Newton step ends at most this far (relative) inside the fold
+_FOLD_INSIDE = 1e-9
+# project_rays: a ray shorter than this (normalised) is on the axis, its side of the centre moot
+_ON_AXIS = 1e-9
 
 
 def pixel_rays(
@@ -148,14 +158,18 @@ def _rays(h, w, k, p, d, model, stride, image) -> np.ndarray:
         # or stop short of the ray (OpenCV 4.8-4.12 at a strong barrel's corners): refined, and
         # the refined ray replaces OpenCV's where it lands on its pixel, inside the fold
         # (not equidistant: OpenCV's fisheye solver converges, and its misses are the pixels
-        # past the image circle, a fisheye's corners, which no refinement reaches)
-        short_m = np.flatnonzero(~(err_n <= _NEWTON_CONVERGED_PX))
-        if short_m.size and model != "equidistant":
-            refined_m2 = _refine_rays(rays_n2[short_m], px_n2[short_m], K, D, model)
-            err_m = _reprojection_px(refined_m2, px_n2[short_m], K, D, model)
-            better_m = err_m <= MAX_REPROJECTION_PX  # NaN compares false
-            rays_n2[short_m[better_m]] = refined_m2[better_m]
-            err_n[short_m[better_m]] = err_m[better_m]
+        # past the image circle, a fisheye's corners, which no refinement reaches). A pixel
+        # outside the radial curve's image circle has no ray to find: NaN without Newton steps
+        if model != "equidistant":
+            reach_n = _reachable(px_n2, K, D)
+            err_n[~reach_n] = np.nan
+            short_m = np.flatnonzero(~(err_n <= _NEWTON_CONVERGED_PX) & reach_n)
+            if short_m.size:
+                refined_m2 = _refine_rays(rays_n2[short_m], px_n2[short_m], K, D, model)
+                err_m = _reprojection_px(refined_m2, px_n2[short_m], K, D, model)
+                better_m = err_m <= MAX_REPROJECTION_PX  # NaN compares false
+                rays_n2[short_m[better_m]] = refined_m2[better_m]
+                err_n[short_m[better_m]] = err_m[better_m]
         rays_n2[~(err_n <= MAX_REPROJECTION_PX)] = np.nan
     rows, cols = u_.shape
     return rays_n2.reshape(rows, cols, 2).astype(np.float32)
@@ -174,16 +188,96 @@ def _check_focal(name: str, fx: float, fy: float, cx: float, cy: float) -> None:
 def project_rays(rays_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
     """(n, 2) pixels where a camera of K, D and `model` sees the normalised rays (x/z, y/z)
     (cv2.projectPoints; cv2.fisheye.projectPoints for equidistant). NaN for a non-finite ray and
-    for one past the fold of the model's radial curve (a ray a little farther out lands nearer
-    the centre), which the camera does not see there although the polynomial lands it on the
-    image."""
+    for one past the fold of the model's radial curve, which the camera does not see there
+    although the polynomial lands it on the image: a ray a little farther out lands nearer the
+    centre, the ray lands on the other side of the principal point (mirrored, where r_d(r) < 0),
+    or (plumb_bob, rational_polynomial) it is at least `_radial_fold`'s radius long."""
     ok = np.isfinite(rays_n2).all(axis=1)
     obj_n2 = np.where(ok[:, None], rays_n2, 0.0)
     px_n2 = _project(obj_n2, K, D, model)
     out_n2 = _project(obj_n2 * (1.0 + _FOLD_STEP), K, D, model)
-    outward_n = np.sum((out_n2 - px_n2) * (px_n2 - K[:2, 2]), axis=1)
-    px_n2[~ok | (outward_n < 0)] = np.nan
+    from_c_n2 = px_n2 - K[:2, 2]
+    outward_n = np.sum((out_n2 - px_n2) * from_c_n2, axis=1)
+    r_n = np.hypot(*obj_n2.T)
+    # a ray off the axis (by more than rounding resolves) lands on its own side of the centre
+    side_n = np.sum(from_c_n2 / K[[0, 1], [0, 1]] * obj_n2, axis=1)
+    past_n = (outward_n < 0) | ((r_n > _ON_AXIS) & ~(side_n > 0))
+    if model != "equidistant":
+        past_n |= r_n >= _radial_fold(_d8(D))[0]
+    px_n2[~ok | past_n] = np.nan
     return px_n2
+
+
+def _d8(D: np.ndarray) -> tuple[float, ...]:
+    """k1, k2, p1, p2, k3, k4, k5, k6 of an OpenCV D (4 to 14 values; those it lacks are 0)."""
+    d = np.zeros(8)
+    flat = np.asarray(D, dtype=np.float64).ravel()[:8]
+    d[: flat.size] = flat
+    return tuple(d.tolist())
+
+
+@functools.lru_cache(maxsize=16)
+def _radial_fold(d8: tuple[float, ...]) -> tuple[float, float]:
+    """(r_fold, r_d(r_fold)) of OpenCV's radial curve r_d(r) = r (1 + k1 r^2 + k2 r^4 + k3 r^6) /
+    (1 + k4 r^2 + k5 r^4 + k6 r^6) (`_d8`'s k1, k2, k3, k4, k5, k6): r_fold is the first radius
+    of a normalised ray where r_d stops growing (d r_d / d r <= 0) or the denominator reaches 0;
+    a ray that long or longer lands where a shorter one does, or mirrored. (inf, inf) where the
+    curve grows up to _NEWTON_MAX_RAY. Searched on a geometric grid, then bisected."""
+    k1, k2, _, _, k3, k4, k5, k6 = d8
+
+    def folded(r: np.ndarray) -> np.ndarray:
+        s = r * r
+        n = 1.0 + s * (k1 + s * (k2 + s * k3))
+        m = 1.0 + s * (k4 + s * (k5 + s * k6))
+        n_s = k1 + s * (2.0 * k2 + 3.0 * s * k3)  # d n / d s
+        m_s = k4 + s * (2.0 * k5 + 3.0 * s * k6)
+        # d r_d / d r = (n m + 2 s (n_s m - n m_s)) / m^2
+        return (m <= 0) | (n * m + 2.0 * s * (n_s * m - n * m_s) <= 0)
+
+    def r_d(r: float) -> float:
+        s = r * r
+        return r * (1 + s * (k1 + s * (k2 + s * k3))) / (1 + s * (k4 + s * (k5 + s * k6)))
+
+    with np.errstate(all="ignore"):
+        grid = np.concatenate([[0.0], np.geomspace(1e-3, _NEWTON_MAX_RAY, _FOLD_GRID)])
+        hits = np.flatnonzero(folded(grid))
+        if not hits.size:
+            return math.inf, math.inf
+        lo, hi = grid[hits[0] - 1], grid[hits[0]]  # grid[0]: d r_d / d r = 1
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if not folded(np.array([mid]))[0] else (lo, mid)
+        return float(hi), float(r_d(lo))
+
+
+def _reachable(pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """(n,) bool: False for a pixel that no ray inside the fold lands within MAX_REPROJECTION_PX
+    of: farther from the principal point (in normalised coordinates) than the radial curve's
+    image circle r_d(r_fold) and the most the tangential and thin-prism terms move a ray inside
+    the fold. True everywhere where the curve does not fold or a tilted sensor (tauX, tauY)
+    moves the circle."""
+    d = np.zeros(14)
+    flat = np.asarray(D, dtype=np.float64).ravel()[:14]
+    d[: flat.size] = flat
+    r_fold, rd_fold = _radial_fold(_d8(d))
+    if not math.isfinite(rd_fold) or np.any(d[12:]):
+        return np.ones(len(pixels_n2), dtype=bool)
+    p1, p2, s1, s2, s3, s4 = np.abs(d[[2, 3, 8, 9, 10, 11]])
+    r2 = r_fold * r_fold
+    # |(2 p1 x y + p2 (r^2 + 2 x^2), p1 (r^2 + 2 y^2) + 2 p2 x y)| <= 4 (|p1| + |p2|) r^2
+    moved = 4.0 * (p1 + p2) * r2 + (s1 + s3) * r2 + (s2 + s4) * r2 * r2
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    limit = (rd_fold + moved + MAX_REPROJECTION_PX / min(fx, fy)) * (1.0 + 1e-9)
+    return np.hypot((pixels_n2[:, 0] - cx) / fx, (pixels_n2[:, 1] - cy) / fy) <= limit
+
+
+def _inside(rays_n2: np.ndarray, r_max: float) -> np.ndarray:
+    """The rays, those longer than r_max shortened to it (their direction kept)."""
+    r_n = np.hypot(*rays_n2.T)
+    over = r_n > r_max  # never with r_max inf
+    rays_n2 = rays_n2.copy()
+    rays_n2[over] *= (r_max / r_n[over])[:, None]
+    return rays_n2
 
 
 def _project(rays_n2: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
@@ -206,12 +300,15 @@ def _refine_rays(
     central-difference Jacobian) so that they land on their pixels, starting from OpenCV's answer
     (from the pixel's distorted normalised coordinates where that is not finite). Vectorized over
     the rays; a step is halved while it does not bring its ray's pixel nearer, and a ray no step
-    brings nearer stops where it is. NaN for a ray that then lands farther than
-    _NEWTON_CONVERGED_PX from its pixel; one past the fold of the radial curve is for the
-    caller's reprojection check to refuse."""
+    brings nearer stops where it is. Neither the start nor a step goes past the fold of the
+    radial curve (`_radial_fold`: shortened to just inside it), where a ray lands mirrored or
+    where a nearer one does. NaN for a ray that then lands farther than _NEWTON_CONVERGED_PX
+    from its pixel."""
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    r_max = _radial_fold(_d8(D))[0] * (1.0 - _FOLD_INSIDE)
     start_n2 = np.stack([(pixels_n2[:, 0] - cx) / fx, (pixels_n2[:, 1] - cy) / fy], axis=1)
     x_n2 = np.where(np.isfinite(rays_n2).all(axis=1)[:, None], rays_n2, start_n2)
+    x_n2 = _inside(x_n2, r_max)
     with np.errstate(all="ignore"):
         res_n2 = _project(x_n2, K, D, model) - pixels_n2
         go = np.flatnonzero(np.isfinite(res_n2).all(axis=1))
@@ -240,6 +337,7 @@ def _refine_rays(
                 if not idx.size:
                     break
                 cand = np.clip(x[idx] + step[idx], -_NEWTON_MAX_RAY, _NEWTON_MAX_RAY)
+                cand = _inside(cand, r_max)
                 cand_res = _project(cand, K, D, model) - pixels_n2[go[idx]]
                 better = np.hypot(*cand_res.T) < norm_m[idx]  # NaN compares false
                 hit = idx[better]

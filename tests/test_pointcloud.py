@@ -153,7 +153,9 @@ def short_solver(monkeypatch, request):
     def short(src, camera_matrix, dist_coeffs, *_args, **_kwargs):
         return _radial_fixed_point(np.asarray(src), camera_matrix, dist_coeffs, iterations)
 
-    if branch == "opencv4":
+    if branch == "installed":  # OpenCV as it is
+        pass
+    elif branch == "opencv4":
         monkeypatch.setattr(cv2, "undistortPointsIter", short, raising=False)
     else:
         monkeypatch.delattr(cv2, "undistortPointsIter", raising=False)
@@ -215,6 +217,34 @@ def test_refined_rays_still_stop_at_the_fold(short_solver) -> None:
     assert err[~bad].max() < 0.5
     r = np.hypot(rays[..., 0], rays[..., 1])[~bad].astype(np.float64)
     assert (1 - 0.96 * r**2 + 0.55 * r**4 - 0.126 * r**6).min() > 0  # d(r_d)/dr: inside the fold
+
+
+@pytest.mark.parametrize(
+    "short_solver", [("installed", 0), ("opencv4", 0), ("opencv5", 2)], indirect=True
+)
+def test_pixels_past_the_fold_get_no_mirrored_ray(short_solver) -> None:
+    """r_d(r) = r (1 - 0.45 r^2 + 0.25 r^4 - 0.08 r^6) peaks at r = 1.19 (r_d = 0.758), inside
+    the image corners. Newton steps started from the pixel ran past that peak to where r_d < 0
+    and gave 5594 corner pixels rays mirrored through the centre (pixel (5, 0) [1.585, 0.899],
+    down and to the right): past the image circle every pixel is NaN, and every finite ray is
+    inside the fold, on its own side of the centre and lands on its own pixel."""
+    h, w, f, s = 720, 1280, 600.0, 5
+    k = [f, 0.0, 640.0, 0.0, f, 360.0, 0.0, 0.0, 1.0]
+    d = [-0.45, 0.25, 0.0, 0.0, -0.08]
+    rays = pixel_rays(h, w, k, [0.0] * 12, d=d, distortion_model="plumb_bob", stride=s, image="raw")
+    bad = np.isnan(rays[..., 0])
+    assert (bad == np.isnan(rays[..., 1])).all()
+    assert bad[[0, 0, -1, -1, 0], [0, -1, 0, -1, 1]].all(), rays[0, :2]  # (5, 0): rays[0, 1]
+    v, u = np.mgrid[0:h:s, 0:w:s].astype(np.float64)
+    px = _reprojected(rays, k, d, "plumb_bob")
+    mirrored = np.sum((px - [640.0, 360.0]) * rays, axis=-1) <= 0
+    assert not (mirrored & ~bad & (np.hypot(u - 640, v - 360) > 1)).any()
+    err = np.hypot(*(px - np.stack([u, v], axis=-1)).transpose(2, 0, 1))
+    assert err[~bad].max() < 0.5
+    r = np.hypot(rays[..., 0], rays[..., 1])[~bad].astype(np.float64)
+    assert (1 - 1.35 * r**2 + 1.25 * r**4 - 0.56 * r**6).min() > 0  # d(r_d)/dr: inside the fold
+    rho = np.hypot(u - 640, v - 360) / f  # distorted radius; the curve's image circle is 0.758
+    assert bad[rho > 0.76].all() and not bad[rho < 0.75].any()
 
 
 def test_invalid_depth_gives_nan_points_and_the_cloud_stays_organized() -> None:
