@@ -4,8 +4,10 @@ Everything DepthART caches (exported ONNX graphs, TensorRT engines, rendered syn
 lives under `cache_root()`: `$DEPTHART_CACHE` if set, else `$XDG_CACHE_HOME/depthart`, else
 `~/.cache/depthart` (the XDG Base Directory default). A cached file is loaded only if no other
 user could have written it (`untrusted_cache_file`: yours or root's, writable by no one else, as
-ssh treats its keys); a cache folder that others can write is warned about
-(`warn_shared_cache_folder`).
+ssh treats its keys; on a file system that keeps no modes, yours); a cache folder that others can
+write is warned about (`warn_shared_cache_folder`); a cache that cannot be written at all
+(`cache_unwritable`) is passed over for a temp folder of the process's own
+(`private_cache_folder`).
 
 Every output file goes through `atomic_write`, and every failure to write one becomes a
 `WriteError`: one line naming the file and the cause (a full disk, a read-only file system, no
@@ -14,6 +16,7 @@ permission, a path through a file), which the `depthart` command prints instead 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -246,6 +249,13 @@ def cache_root() -> Path:
 # (or has written) could be a different model under the right name, so it is not loaded
 _SHARED_WRITE = stat.S_IWGRP | stat.S_IWOTH
 _warned_folders: set[str] = set()
+# folders whose file system keeps no Unix modes (FAT, NTFS-3G, WSL's /mnt/c, CIFS with
+# file_mode=0777): chmod has no effect there, so trust rests on ownership alone
+_modeless_folders: dict[str, bool] = {}
+# a cache that cannot be written (EROFS, EACCES, EPERM: a read-only mount, another user's folder or
+# file): the export or build goes to `private_cache_folder` instead of failing
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+_private_roots: dict[int, Path] = {}  # this process's (by pid: a forked child makes its own)
 
 
 def untrusted_cache_file(
@@ -253,9 +263,12 @@ def untrusted_cache_file(
 ) -> str | None:
     """Why the cached file `path` must not be loaded, or None: it is trusted only if owned by
     you or by root and writable by no group or other user (judged on the open file `fd` where
-    given, so the file checked is the file read; a symlink's own owner too). The reason names
-    the file's owner uid and mode and says to set `setting` (an environment variable) to a
-    folder only you can write. None on a system without user ids (Windows)."""
+    given, so the file checked is the file read; a symlink's own owner too). On a file system that
+    keeps no Unix modes (`keeps_no_modes`) a file of yours is trusted by its owner alone. The
+    reason names the file's owner uid and mode and says what to do: for another's file, or one in
+    a folder others can write, to set `setting` (an environment variable) to a folder only you can
+    write; for your own file written group-writable (an older version under a umask of 002), that
+    it is replaced by one only you can write. None on a system without user ids (Windows)."""
     if not hasattr(os, "getuid"):
         return None
     uid = os.getuid()
@@ -268,25 +281,119 @@ def untrusted_cache_file(
     writers = [
         w for bit, w in ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others")) if st.st_mode & bit
     ]
+    folder = Path(path).parent
+    own = all(o == uid for o in owners)
+    if writers and own and not stat.S_ISLNK(link.st_mode) and keeps_no_modes(folder):
+        writers = []
     if writers:
         why.append("writable by " + " and ".join(writers))
     if not why:
         return None
+    mode = stat.S_IMODE(st.st_mode)
+    if own and not _folder_shared(folder):  # the user's own file: an old umask, not an intruder
+        return (
+            f"is not trusted (owner uid {owner}, mode {mode:04o}: {', '.join(why)}; yours, "
+            "written so under a umask such as 002 by an older version; its replacement is "
+            "written writable by you only)"
+        )
     return (
-        f"is not trusted (owner uid {owner}, mode {stat.S_IMODE(st.st_mode):04o}: "
+        f"is not trusted (owner uid {owner}, mode {mode:04o}: "
         f"{', '.join(why)}; only files of yours or root's that no one else can write are loaded; "
         f"set {setting} to a folder only you can write)"
     )
 
 
+def _folder_shared(folder: Path) -> bool:
+    """Whether users other than you can write files into `folder` (unknown: assumed so)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return True
+    return st.st_uid != os.getuid() or bool(st.st_mode & _SHARED_WRITE)
+
+
+def keeps_no_modes(folder: str | Path) -> bool:
+    """Whether the file system of `folder` keeps no Unix modes (FAT, NTFS-3G, WSL's /mnt/c, CIFS
+    with file_mode=0777), where chmod has no effect and every file reads as writable by all, so a
+    cache file of yours can only be judged by its owner. Known from `owner_write_only` having
+    had no effect there, else learnt (once per folder and process) from a probe file made in a
+    private temp folder in `folder`, made writable by its owner only and read back; False where
+    no probe can be made (a read-only folder)."""
+    key = str(folder)
+    if key not in _modeless_folders:
+        try:  # a private folder (0700 where modes are kept): no one can swap the probe in it
+            probe_dir = tempfile.mkdtemp(prefix=".probe.", suffix=TEMP_SUFFIX, dir=folder)
+        except OSError:
+            return False  # not learnt: asked again next time
+        try:
+            probe = os.path.join(probe_dir, "probe")
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                with contextlib.suppress(OSError):  # FAT refuses it (EPERM); NTFS-3G ignores it
+                    os.chmod(probe, 0o600)
+                modeless = bool(os.fstat(fd).st_mode & _SHARED_WRITE)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
+        finally:
+            shutil.rmtree(probe_dir, ignore_errors=True)
+        _note_modes(folder, modeless)
+    return _modeless_folders[key]
+
+
+def _note_modes(folder: str | Path, modeless: bool) -> None:
+    if modeless and not _modeless_folders.get(str(folder)):
+        logging.getLogger(__name__).info(
+            "cache folder %s is on a file system that keeps no Unix permissions (chmod has no "
+            "effect): its files of yours are trusted by their owner alone",
+            folder,
+        )
+    _modeless_folders[str(folder)] = modeless
+
+
 def owner_write_only(path: str | Path) -> None:
     """Take group and other write permission off a cache file just written (`atomic_write` gives
-    it `0o666 & ~umask`: 0664 under a umask of 002), so that `untrusted_cache_file` trusts it. A
-    file system that keeps no modes (FAT) is left as it is."""
+    it `0o666 & ~umask`: 0664 under a umask of 002), so that `untrusted_cache_file` trusts it. On
+    a file system that keeps no modes (FAT, NTFS-3G, CIFS) chmod has no effect: its folder is
+    then remembered as such (`keeps_no_modes`), so the file is trusted by its owner. Nothing on a
+    system without user ids (Windows), where nothing is judged by its mode."""
+    if not hasattr(os, "getuid"):
+        return
     with contextlib.suppress(OSError):
         mode = stat.S_IMODE(os.stat(path).st_mode)
         if mode & _SHARED_WRITE:
-            os.chmod(path, mode & ~_SHARED_WRITE)
+            with contextlib.suppress(OSError):  # FAT refuses it (EPERM); NTFS-3G ignores it
+                os.chmod(path, mode & ~_SHARED_WRITE)
+            if os.stat(path).st_mode & _SHARED_WRITE:
+                _note_modes(Path(path).parent, True)
+
+
+def cache_unwritable(exc: BaseException) -> bool:
+    """Whether `exc` says that a cache folder cannot be written at all (a `WriteError` of a
+    read-only file system, no permission, or another user's file in a sticky folder), where
+    the caller exports or builds into `private_cache_folder` instead of failing."""
+    return isinstance(exc, WriteError) and exc.errno in _UNWRITABLE
+
+
+def private_cache_folder(kind: str) -> Path:
+    """The folder `kind` in a temp folder of this process's own (`tempfile.mkdtemp`: yours, mode
+    0700), removed when the process exits: where a graph is exported when the cache cannot be
+    written (`cache_unwritable`). Raises OSError where no temp folder can be made."""
+    pid = os.getpid()
+    root = _private_roots.get(pid)
+    if root is None or not root.is_dir():
+        root = Path(tempfile.mkdtemp(prefix="depthart-cache-"))
+        _private_roots[pid] = root
+        atexit.register(_remove_private_root, root, pid)
+    folder = root / kind
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _remove_private_root(root: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not a forked child's: its parent's folder is the parent's
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def warn_shared_cache_folder(folder: str | Path, setting: str = ENV_CACHE) -> None:

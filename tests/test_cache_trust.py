@@ -5,6 +5,7 @@ tests run alike as root and as anyone else. The ONNX export is faked by a tiny s
 
 from __future__ import annotations
 
+import builtins
 import errno
 import logging
 import os
@@ -67,6 +68,7 @@ def cache(tmp_path, monkeypatch, tiny_checkpoint):
 
     monkeypatch.setattr(onnx_cache, "export_onnx", counting)
     monkeypatch.setattr(CheckpointFile, "load", lambda self: (None, {}))
+    monkeypatch.setattr(fileutil, "_private_roots", {}, raising=False)  # each test's own
     return CheckpointFile(tiny_checkpoint), exports
 
 
@@ -110,7 +112,9 @@ def test_a_graph_others_can_write_is_exported_again_with_a_warning(cache, caplog
     warning = caplog.text
     assert str(path) in warning and "is not trusted" in warning and "mode 0666" in warning
     assert f"owner uid {os.getuid()}" in warning and "writable by its group and others" in warning
-    assert "set DEPTHART_CACHE to a folder only you can write" in warning
+    # the user's own file in the user's own folder: an old umask, not a shared cache
+    assert "under a umask such as 002" in warning and "written writable by you only" in warning
+    assert "set DEPTHART_CACHE" not in warning
     assert "exporting it again" in warning
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2  # trusted now
 
@@ -134,19 +138,27 @@ def test_a_graph_of_another_user_is_not_loaded(cache, monkeypatch, caplog):
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2  # its own now
 
 
-def test_an_untrusted_graph_that_cannot_be_replaced_fails_as_a_read_only_cache(cache, monkeypatch):
-    """Another user's graph in a sticky shared folder: the export cannot rename over it, which
-    fails with the one-line write error of a read-only cache; the graph is never served."""
+def test_an_untrusted_graph_that_cannot_be_replaced_is_exported_privately(
+    cache, monkeypatch, caplog
+):
+    """Another user's graph in a sticky shared folder: the export cannot rename over it (EPERM),
+    as in a read-only cache; the graph is never served, and the run goes on with a graph
+    exported into the process's own temp folder."""
     ckpt, exports = cache
     path = onnx_cache.cached_onnx(ckpt, "fp32")
     _owned_by_another(monkeypatch, path)
+    real_write = onnx_cache.atomic_write
 
     def refused(target, content, stale_after_s=None):
-        raise WriteError(target, PermissionError(errno.EPERM, "Operation not permitted"))
+        if Path(target).parent == path.parent:
+            raise WriteError(target, PermissionError(errno.EPERM, "Operation not permitted"))
+        real_write(target, content, stale_after_s=stale_after_s)
 
     monkeypatch.setattr(onnx_cache, "atomic_write", refused)
-    with pytest.raises(WriteError, match="operation not permitted"):
-        onnx_cache.cached_onnx(ckpt, "fp32")
+    got = onnx_cache.cached_onnx(ckpt, "fp32")
+    assert got != path and got.name == path.name and got.is_file()
+    assert path.parent not in got.parents
+    assert "cannot be used" in caplog.text and "operation not permitted" in caplog.text
 
 
 def test_a_umask_that_lets_the_group_write_still_gives_cache_hits(cache):
@@ -196,7 +208,11 @@ def test_an_untrusted_engine_or_sidecar_is_rebuilt_not_deserialized(
     assert len(loaded) == 1  # ... and only the fresh build deserialized
     assert f"engine cache: {target} is not trusted" in caplog.text
     assert "set DEPTHART_CACHE to a folder only you can write" not in caplog.text  # explicit dir
-    assert "set DEPTHART_ENGINE_CACHE" in caplog.text
+    if how == "owner":  # another's file: move the cache
+        assert "set DEPTHART_ENGINE_CACHE" in caplog.text
+    else:  # the user's own, written under an old umask: replaced, nothing to move
+        assert "under a umask such as 002" in caplog.text
+        assert "set DEPTHART_ENGINE_CACHE" not in caplog.text
     assert not cache.get_or_build(KEY, build, deserialize).built  # trusted again
 
 
@@ -252,3 +268,176 @@ def test_a_symlink_of_another_user_is_not_trusted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fileutil.os, "lstat", lstat)
     assert f"owner uid {OTHER_UID}" in untrusted_cache_file(link)
+
+
+# -- a read-only cache: the run goes on with a private export (the untrusted reason said) --------
+
+
+def _read_only(monkeypatch, root: Path) -> None:
+    """Everything under `root` reads as on a read-only mount (as root, whom modes do not stop):
+    no folder, file or lock can be made or opened for writing there."""
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def under(p) -> bool:
+        return Path(os.fsdecode(p)).resolve().is_relative_to(root.resolve())
+
+    def mkdir(p, *a, **k):
+        if under(p) and not os.path.exists(p):
+            raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(p))
+        return real_mkdir(p, *a, **k)
+
+    def open_(p, flags, *a, **k):
+        if under(p) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(p))
+        return real_open(p, flags, *a, **k)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)  # builtins.open goes through it too (the lock's)
+    monkeypatch.setattr(fileutil, "open", _writes_through(open_), raising=False)
+
+
+def _writes_through(open_):
+    """builtins.open, refusing a write under the read-only root as `open_` does."""
+
+    def opener(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+"):
+            open_(file, os.O_WRONLY)  # raises for a read-only path
+        return builtins.open(file, mode, *a, **k)
+
+    return opener
+
+
+def test_a_read_only_cache_of_another_users_graph_exports_privately(cache, monkeypatch, caplog):
+    """A container as root with the host's cache mounted read-only (files of uid 1000): the
+    lock cannot be taken, which failed the run with "cannot write ....lock: read-only file
+    system" and hid why the graph was not served. Now one warning names both and the graph is
+    exported into the process's own temp folder."""
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    root = Path(os.environ["DEPTHART_CACHE"])
+    _owned_by_another(monkeypatch, path, path.with_name(path.name + ".sha256"))
+    _read_only(monkeypatch, root)
+    with caplog.at_level(logging.WARNING):
+        got = onnx_cache.cached_onnx(ckpt, "fp32")
+    assert got.is_file() and got.name == path.name and not got.is_relative_to(root)
+    assert len(exports) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    (warning,) = warnings
+    assert f"owner uid {OTHER_UID}" in warning and "not yours" in warning  # the reason
+    assert "read-only file system" in warning and ".lock" in warning  # the write failure
+    assert "every start will export it again" in warning and "DEPTHART_CACHE" in warning
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == got and len(exports) == 2  # once a process
+
+
+def test_a_read_only_cache_without_a_graph_exports_privately(cache, monkeypatch, caplog):
+    ckpt, exports = cache
+    root = Path(os.environ["DEPTHART_CACHE"])
+    (root / "onnx").mkdir(parents=True)
+    _read_only(monkeypatch, root)
+    got = onnx_cache.cached_onnx(ckpt, "fp32")
+    assert got.is_file() and not got.is_relative_to(root) and len(exports) == 1
+    assert "cached graph" not in caplog.text and "read-only file system" in caplog.text
+
+
+def test_a_read_only_cache_with_a_trusted_graph_serves_it(cache, monkeypatch, caplog):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    path.with_name(path.name + ".sha256").unlink()  # an entry from before the record, too
+    _read_only(monkeypatch, Path(os.environ["DEPTHART_CACHE"]))
+    with caplog.at_level(logging.WARNING):
+        assert onnx_cache.cached_onnx(ckpt, "fp32") == path
+    assert len(exports) == 1 and not caplog.records
+
+
+def test_a_full_cache_disk_still_fails(cache, monkeypatch):
+    """Only a cache that cannot be written at all is passed over: a full disk is the one-line
+    error it always was (a temp folder would fill as well)."""
+    ckpt, _ = cache
+
+    def full(target, content, stale_after_s=None):
+        raise WriteError(target, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(onnx_cache, "atomic_write", full)
+    with pytest.raises(WriteError, match="no space left"):
+        onnx_cache.cached_onnx(ckpt, "fp32")
+
+
+def test_a_read_only_engine_cache_builds_without_storing(tmp_path, monkeypatch, caplog):
+    cache = EngineCache(tmp_path / "engines")
+    cache.cache_dir.mkdir()
+    _read_only(monkeypatch, cache.cache_dir)
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return PLAN
+
+    result = cache.get_or_build(KEY, build, lambda b: b)
+    assert result.built and result.engine == PLAN and len(builds) == 1
+    assert not cache.engine_path(KEY).exists()
+    assert "cannot be written" in caplog.text and "read-only file system" in caplog.text
+    assert "every start will build it again until DEPTHART_ENGINE_CACHE" in caplog.text
+
+
+# -- wording by cause ----------------------------------------------------------------------------
+
+
+def test_an_own_file_in_a_folder_others_can_write_keeps_the_folder_advice(cache, caplog):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    os.chmod(path.parent, 0o1777)  # a shared folder: others could have put the file there
+    os.chmod(path, 0o664)
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
+    assert "set DEPTHART_CACHE to a folder only you can write" in caplog.text
+    assert "umask" not in caplog.text
+
+
+# -- a file system that keeps no Unix modes (FAT, NTFS-3G, WSL /mnt/c, CIFS file_mode=0777) ------
+
+
+@pytest.fixture
+def modeless(monkeypatch):
+    """chmod has no effect and new files are writable by all, as on such a file system."""
+    monkeypatch.setattr(fileutil, "_modeless_folders", {}, raising=False)
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: None)
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def test_a_file_system_without_modes_trusts_your_own_graph(cache, modeless, caplog):
+    """Every file reads back 0666 there: the user's own re-exported graph was never trusted,
+    and every run exported it again (3 runs, 3 exports)."""
+    ckpt, exports = cache
+    with caplog.at_level(logging.INFO):
+        path = onnx_cache.cached_onnx(ckpt, "fp32")
+        assert _mode(path) & 0o022  # chmod had no effect
+        for _ in range(2):
+            assert onnx_cache.cached_onnx(ckpt, "fp32") == path
+    assert len(exports) == 1
+    assert caplog.text.count("keeps no Unix permissions") == 1
+    assert "not trusted" not in caplog.text
+    fileutil._modeless_folders.clear()  # a new process: learnt from a probe file
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 1
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".probe.")]
+
+
+def test_a_file_system_without_modes_trusts_your_own_engine(tmp_path, modeless):
+    cache = EngineCache(tmp_path / "engines")
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return PLAN
+
+    assert [cache.get_or_build(KEY, build, lambda b: b).built for _ in range(3)] == [1, 0, 0]
+    fileutil._modeless_folders.clear()  # a new process
+    assert not cache.get_or_build(KEY, build, lambda b: b).built and len(builds) == 1
+
+
+def test_a_file_system_without_modes_still_refuses_another_users_file(cache, modeless, monkeypatch):
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    _owned_by_another(monkeypatch, path)
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2

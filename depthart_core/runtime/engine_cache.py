@@ -19,10 +19,12 @@ second waits and then loads the first one's engine.
 
 An engine or sidecar that another user could have written (not owned by you or root, or writable
 by its group or others: `fileutil.untrusted_cache_file`) is never deserialized: it is rebuilt with
-a warning naming the file, its owner and mode, and where it cannot be replaced (another user's
-file in a sticky folder) storing the new one fails as in a read-only cache. The files stored here
-are writable by their owner only, whatever the umask; a cache folder that other users can write
-and that is not yours is warned about once.
+a warning naming the file, its owner and mode. The files stored here are writable by their owner
+only, whatever the umask (on a file system that keeps no modes, FAT or NTFS, your own files are
+trusted by their owner alone); a cache folder that other users can write and that is not yours is
+warned about once. Where the cache cannot be written (a read-only mount, another user's folder,
+lock or engine in a sticky folder: `fileutil.cache_unwritable`) the engine is built and used
+without being stored, with one warning saying why and that every start builds it again.
 
 Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
 tested without TensorRT.
@@ -43,9 +45,11 @@ from typing import Generic, TypeVar
 from depthart_core.fileutil import (
     CACHE_TEMP_STALE_S,
     ENV_CACHE,
+    WriteError,
     atomic_write,
     build_lock,
     cache_root,
+    cache_unwritable,
     owner_write_only,
     untrusted_cache_file,
     warn_shared_cache_folder,
@@ -124,7 +128,7 @@ class EngineKey:
 @dataclass(frozen=True)
 class CacheResult(Generic[T]):
     engine: T
-    path: Path
+    path: Path  # where it is cached (where it would have been, for one the cache could not store)
     built: bool
 
 
@@ -199,16 +203,28 @@ class EngineCache:
         engine = self.load(key, deserialize)
         if engine is not None:
             return CacheResult(engine, self.engine_path(key), built=False)
-        with build_lock(self.cache_dir / f"{key.stem}.lock", f"engine {key.stem}"):
-            # The process that held the lock may have just stored this engine.
-            engine = self.load(key, deserialize)
-            if engine is not None:
-                return CacheResult(engine, self.engine_path(key), built=False)
-            return self._build_and_store(key, build, deserialize)
+        lock = self.cache_dir / f"{key.stem}.lock"
+        try:
+            with build_lock(lock, f"engine {key.stem}"):
+                # The process that held the lock may have just stored this engine.
+                engine = self.load(key, deserialize)
+                if engine is not None:
+                    return CacheResult(engine, self.engine_path(key), built=False)
+                return self._build_and_store(key, build, deserialize)
+        except WriteError as exc:
+            if exc.path != lock or not cache_unwritable(exc):  # a full disk: the one-line error
+                raise
+            return self._build_and_store(key, build, deserialize, refused=exc)
 
     def _build_and_store(
-        self, key: EngineKey, build: Callable[[], bytes], deserialize: Callable[[bytes], T | None]
+        self,
+        key: EngineKey,
+        build: Callable[[], bytes],
+        deserialize: Callable[[bytes], T | None],
+        refused: WriteError | None = None,
     ) -> CacheResult[T]:
+        """Build the engine and store it, unless the cache cannot be written (`refused`: its
+        lock; or the store fails so): then the engine is used unstored, with a warning."""
         blob = bytes(build())
         if not blob:
             raise RuntimeError(f"the engine build for {key.stem} returned no data")
@@ -216,10 +232,29 @@ class EngineCache:
         if engine is None:
             raise RuntimeError(f"a freshly built engine for {key.stem} does not deserialize")
         path = self.engine_path(key)
+        if refused is None:
+            try:
+                self._store(key, blob)
+                return CacheResult(engine, path, built=True)
+            except WriteError as exc:
+                if not cache_unwritable(exc):  # a full disk: the one-line error
+                    raise
+                refused = exc
+        log.warning(
+            "engine cache %s cannot be written (%s): the engine %s is used without being stored; "
+            "every start will build it again until %s points to a folder you can write",
+            self.cache_dir,
+            refused,
+            path.name,
+            self._setting,
+        )
+        return CacheResult(engine, path, built=True)
+
+    def _store(self, key: EngineKey, blob: bytes) -> None:
+        path, sidecar = self.engine_path(key), self.sidecar_path(key)
         meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
         atomic_write(path, blob, stale_after_s=CACHE_TEMP_STALE_S)  # and a killed write's temp
         owner_write_only(path)
-        atomic_write(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
-        owner_write_only(self.sidecar_path(key))
+        atomic_write(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
+        owner_write_only(sidecar)
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
-        return CacheResult(engine, path, built=True)

@@ -29,9 +29,16 @@ An entry from before the record is checked by its stamps, and its record written
 A graph or record that another user could have written (one not owned by you or root, or
 writable by its group or others: `fileutil.untrusted_cache_file`) is never loaded: anyone who can
 write a shared cache could put a different model there under the right stamps and a matching
-record. It is exported again with a warning naming the file, its owner and mode; where it cannot be
-replaced (another user's file in a sticky folder) the export fails as in a read-only cache. The
-graphs and records written here are writable by their owner only, whatever the umask.
+record. It is exported again with a warning naming the file, its owner and mode. The graphs and
+records written here are writable by their owner only, whatever the umask (on a file system that
+keeps no modes, FAT or NTFS, your own files are trusted by their owner alone).
+
+A cache that cannot be written (a read-only mount, a folder or lock file of another user, another
+user's graph in a sticky folder: `fileutil.cache_unwritable`) and holds no graph to serve does not
+end the run: the graph is exported into a temp folder of the process's own, removed at exit
+(`fileutil.private_cache_folder`), with one warning saying why the cache was not used and that
+every start exports again until `$DEPTHART_CACHE` names a folder you can write. A trusted graph
+in a read-only cache is served as ever.
 """
 
 from __future__ import annotations
@@ -55,11 +62,15 @@ from depthart_core.export.onnx_export import (
 )
 from depthart_core.fileutil import (
     CACHE_TEMP_STALE_S,
+    ENV_CACHE,
+    WriteError,
     atomic_write,
     build_lock,
     cache_root,
+    cache_unwritable,
     describe_os_error,
     owner_write_only,
+    private_cache_folder,
     sha256_file,
     untrusted_cache_file,
     warn_shared_cache_folder,
@@ -88,18 +99,57 @@ def cached_onnx(
     path = onnx_cache_path(ckpt.model_sha256, precision, decoding)
     for folder in (cache_root(), path.parent):
         warn_shared_cache_folder(folder)
-    if path.is_file() and _cached_problem(path, ckpt, precision, decoding) is None:
+    # why the cached graph is not served (None: there is none), kept for the warning of a cache
+    # that cannot be written, where the lock below is refused before any export
+    problem = _cached_problem(path, ckpt, precision, decoding) if path.is_file() else None
+    if path.is_file() and problem is None:
         return path  # the common case: no lock
-    # one process at a time checks, exports and records (its graph and record are replaced
-    # one after the other: another reading between the two would see a mismatch)
-    with build_lock(path.with_name(path.name + ".lock"), f"the graph {path.name}"):
-        if path.is_file():
-            problem = _cached_problem(path, ckpt, precision, decoding)
-            if problem is None:  # (re)exported by the process that held the lock
-                return path
-            log.warning("cached graph %s %s: exporting it again", path, problem)
-        _export(ckpt, path, precision, sampling)
+    try:
+        # one process at a time checks, exports and records (its graph and record are replaced
+        # one after the other: another reading between the two would see a mismatch)
+        with build_lock(path.with_name(path.name + ".lock"), f"the graph {path.name}"):
+            problem = _cached_problem(path, ckpt, precision, decoding) if path.is_file() else None
+            if path.is_file():
+                if problem is None:  # (re)exported by the process that held the lock
+                    return path
+                log.warning("cached graph %s %s: exporting it again", path, problem)
+            _export(ckpt, path, precision, sampling)
+    except WriteError as exc:
+        if not cache_unwritable(exc):  # a full disk: the one-line error
+            raise
+        return _export_privately(ckpt, path, precision, sampling, problem, exc)
     return path
+
+
+def _export_privately(
+    ckpt: CheckpointFile,
+    path: Path,
+    precision: str,
+    sampling: SamplingConfig | None,
+    problem: str | None,
+    failure: WriteError,
+) -> Path:
+    """Export the graph of `path` into this process's own temp folder, the cache having refused
+    the write (`failure`); the graph exported there earlier by this process is used again."""
+    decoding = graph_decoding(sampling)
+    try:
+        private = private_cache_folder("onnx") / path.name
+    except OSError as exc:  # no temp folder either: the cache's own error
+        raise failure from exc
+    if private.is_file() and _cached_problem(private, ckpt, precision, decoding) is None:
+        return private
+    why = f"the cached graph {problem}; " if problem is not None else ""
+    log.warning(
+        "the ONNX cache cannot be used for %s (%s%s): exporting it into %s, a temp folder removed "
+        "at exit; every start will export it again until %s points to a folder you can write",
+        path.name,
+        why,
+        failure,
+        private.parent,
+        ENV_CACHE,
+    )
+    _export(ckpt, private, precision, sampling)
+    return private
 
 
 def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: SamplingConfig | None):
