@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from depthart_core.cli.args import (
+    OPTION_OF_FIELD,
     add_progress_arg,
     options_named,
     remember_defaults,
@@ -91,6 +92,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default); bag: each bag alone (simulator drives whose clocks all start at 0)",
     )
     p.add_argument("--min-valid", type=float, default=0.2, help="min. valid depth share (0.2)")
+    p.add_argument(
+        "--stride",
+        default=1,
+        metavar="N",
+        help="keep every N-th image of each bag (1: all); the others are not decoded, and the "
+        "split stays that of every image (a long 30 Hz recording: 10)",
+    )
     p.add_argument("--steps", type=int, default=100, help="training steps (100)")
     p.add_argument("--batch-size", type=int, default=16, help="frames per step and process (16)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (1e-4, cosine decay)")
@@ -120,6 +128,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     remember_defaults(p)
 
 
+def _stride(value: int | str) -> int:
+    """--stride as given: a positive integer (checked by `FrameConfig`), else one line."""
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"--stride must be a positive integer (keep every N-th image), got {value!r}"
+        ) from None
+
+
 def _config(args: argparse.Namespace, teacher):
     """The run's settings from the options (a bad value raises naming the field)."""
     from depthart_core.finetune.frames import FrameConfig
@@ -137,6 +155,7 @@ def _config(args: argparse.Namespace, teacher):
             gap_s=args.split_gap,
             split=args.split,
             sensor_scores_only=teacher is not None,
+            stride=_stride(args.stride),
         ),
         checkpoint=args.checkpoint,
         steps=args.steps,
@@ -182,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.runtime.threads import set_torch_threads
 
         set_torch_threads(args.threads)
-    with options_named():
+    with options_named(OPTION_OF_FIELD | {"stride": "--stride"}):
         cfg = _config(args, teacher)
     report = run_finetune(
         args.bags,

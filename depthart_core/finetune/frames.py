@@ -28,6 +28,11 @@ neighbouring frames sit on both sides of the split. Bags whose stamp spans overl
 `gap_s` of each other are one recording (`recordings`: a drive split into several bags, or
 recorded twice), split on the span of all of them; bags apart in time are split each alone.
 
+With `stride` N (`finetune --stride`) only every N-th image of a bag (recording order, its first
+kept) is placed and decoded; the others are counted under `strided`, and neither they nor the
+depth only they pair with are decoded. The spans above are those of every image, so a kept
+frame falls in the block it falls in without a stride.
+
 With a teacher (`FrameConfig.sensor_scores_only`, `finetune --teacher`) every decodable image is
 used and the split runs over all image stamps; the depth topic is optional and its depth, where
 an image pairs with a usable one, is kept on the frame to score with, never to train on. A frame
@@ -41,7 +46,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -96,8 +101,15 @@ class FrameConfig:
     min_train: int = 16
     min_heldout: int = 4
     sensor_scores_only: bool = False  # teacher mode: every image is a frame, depth only scores
+    # keep every N-th image of each bag's image topic (recording order, the first kept): the
+    # others are never decoded; the split is the one of every image (`split_by_time`)
+    stride: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise ValueError(
+                f"stride must be a positive integer (keep every N-th image), got {self.stride!r}"
+            )
         if not 0 <= self.max_dt_s <= 3600:  # a stamp tolerance, not a duration
             raise ValueError(f"max_dt_s must lie in [0, 3600] s, got {self.max_dt_s}")
         if not 0 <= self.min_valid < 1:
@@ -117,6 +129,10 @@ class FrameConfig:
                 f"depth info topic {self.depth_info_topic!r} needs a camera info topic: depth is "
                 "mapped through both cameras' intrinsics"
             )
+
+    def kept(self, i: int) -> bool:
+        """Whether image `i` (recording order) of a bag is kept under `stride`."""
+        return i % self.stride == 0
 
 
 @dataclass
@@ -226,7 +242,9 @@ def recordings(
 def split_by_time(scan: BagScan, cfg: FrameConfig, span_ns: tuple[int, int] | None = None) -> None:
     """Fill `scan.block`: per paired image (every image with a teacher) 'train', 'gap' or
     'heldout'; None if unmatched. `span_ns`: the recording's first and last stamp where the bag
-    is one of several bags of it (`recordings`), else the bag's own."""
+    is one of several bags of it (`recordings`), else the bag's own. Images `cfg.stride` leaves
+    out are None too; the span is that of every paired image, so the stride moves no frame to
+    another block."""
     idx = scan.index
     paired, stamps = _paired(scan, cfg)
     t0, t1 = span_ns if span_ns is not None else (int(stamps.min()), int(stamps.max()))
@@ -234,6 +252,8 @@ def split_by_time(scan: BagScan, cfg: FrameConfig, span_ns: tuple[int, int] | No
     gap_ns = cfg.gap_s * 1e9
     scan.block = [None] * idx.n_frames
     for i, t in zip(paired, stamps.tolist(), strict=True):
+        if not cfg.kept(i):
+            continue
         if t >= cut:
             scan.block[i] = "heldout"
         elif t > cut - gap_ns:
@@ -275,10 +295,12 @@ class Counts:
     mapping: Counter = field(default_factory=Counter)
     # a bag that gave fewer images than it lists: "read N of M images ..." (`BagIndex`)
     short_bag: str | None = None
+    strided: int = 0  # images left out by `FrameConfig.stride`, never decoded
 
     def to_dict(self) -> dict:
         extra = {"no_sensor": dict(sorted(self.no_sensor.items()))} if self.no_sensor else {}
         extra |= {"short_bag": self.short_bag} if self.short_bag else {}
+        extra |= {"strided": self.strided} if self.strided else {}
         return extra | {
             "mapping": {k: self.mapping[k] for k in MAPPINGS if self.mapping.get(k)},
             "images": self.images,
@@ -470,12 +492,17 @@ def _project(rays_n2: np.ndarray, lens: Lens) -> np.ndarray:
 def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) -> Iterator[Frame]:
     """Pass 2: the paired frames of one bag as `Frame`s; everything else counted in `counts`.
     With `cfg.sensor_scores_only` every decodable image is a frame, its depth None where the
-    sensor gives none that can be used (the cause counted in `counts.no_sensor`)."""
+    sensor gives none that can be used (the cause counted in `counts.no_sensor`). An image
+    `cfg.stride` leaves out is counted under `counts.strided` undecoded, and the depth image
+    only it pairs with is not decoded either."""
     idx = scan.index
     counts.images += idx.n_frames
     counts.depth_images += len(idx.depth_stamps)
     counts.short_bag = idx.short_note  # warned by `index_bag`
     rcfg = _replay_config(cfg)
+    if cfg.stride > 1:  # the replay's reader decodes the depth of every matched image
+        kept = [j if cfg.kept(i) else None for i, j in enumerate(idx.match)]
+        idx = replace(idx, match=kept)
     depth_info = (
         InfoTimeline.read(scan.path, cfg.depth_info_topic) if cfg.depth_info_topic else None
     )
@@ -483,6 +510,9 @@ def decode_frames(scan: BagScan, bag_id: int, cfg: FrameConfig, counts: Counts) 
     unit_checked = "32FC1" not in (scan.depth_encoding or "")
     apart_warned = False
     for fr in iter_frames(scan.path, rcfg, idx):
+        if not cfg.kept(fr.index):
+            counts.strided += 1
+            continue
         block = scan.block[fr.index]
         if not teacher and fr.gt is None:
             counts.unmatched += 1
@@ -709,6 +739,9 @@ def check_split(per_bag: Sequence[Counts], cfg: FrameConfig) -> None:
         rejected.update(c.rejected)
     every = ", ".join(f"{n} {cause}" for cause, n in rejected.most_common())
     why = f"; rejected {sum(rejected.values())}: {every}" if rejected else ""
+    strided = sum(c.strided for c in per_bag)
+    if strided:
+        why += f"; --stride {cfg.stride} left out {strided} images (lower it)"
     unmatched = sum(c.unmatched for c in per_bag)
     if unmatched:
         why += (

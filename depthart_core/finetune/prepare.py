@@ -7,10 +7,15 @@ reach the targets as depth: the DepthART codec takes q98 over valid pixels only 
 hole with its nearest valid depth before tokenizing (`tokenizer.codec.encode_depth`), and the
 trainer's validation scores valid pixels only. Held-out frames are also kept at the sensor's full
 size for the before/after scores (`finetune.report`).
+
+Every kept frame stays in memory at the model resolution until the frame files are written; a
+long recording can outgrow the machine (`memory_warning`: `finetune --stride` keeps fewer).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,3 +70,69 @@ def evenly_spaced(n: int, k: int) -> list[int]:
     if k >= n:
         return list(range(n))
     return np.linspace(0, n - 1, k).round().astype(int).tolist()
+
+
+# RAM a frame kept at the model's size takes while the bags are read, over its arrays' 8 bytes a
+# pixel: a scale probe measured about 55 KB a frame at 64 px (32.8 KB of arrays; the rest is
+# each frame's objects and the copy `stack` makes while the frame files are written)
+MEMORY_MARGIN = 1.68
+
+
+def frame_bytes(size: int) -> int:
+    """Bytes of RAM one frame kept at the model's size S takes: S x S x 3 uint8 RGB, S x S
+    float32 depth and S x S bool mask, times `MEMORY_MARGIN` (about 55 KB at 64 px)."""
+    return math.ceil((3 + 4 + 1) * size * size * MEMORY_MARGIN)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (sysconf's available physical pages), or None where the
+    system does not say."""
+    names = getattr(os, "sysconf_names", {})
+    if "SC_AVPHYS_PAGES" not in names or "SC_PAGE_SIZE" not in names:
+        return None
+    try:
+        pages, page = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+    return pages * page if pages > 0 and page > 0 else None
+
+
+def kept_images(images: Sequence[int], stride: int) -> int:
+    """How many images every `stride`-th image of bags of `images` images each keeps."""
+    return sum(-(-n // stride) for n in images)
+
+
+def _amount(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+
+def memory_warning(
+    images: Sequence[int], stride: int, size: int, available: int | None
+) -> str | None:
+    """One line when the frames that `stride` keeps of bags of `images` images each would take,
+    at the model's size, more than half of `available` bytes: the estimate and the smallest
+    --stride that would fit. None when they fit or `available` is unknown."""
+    if not available:
+        return None
+    per, budget = frame_bytes(size), available / 2
+    kept = kept_images(images, stride)
+    if kept * per <= budget:
+        return None
+    longest = max(images)
+    fit = max(stride + 1, math.ceil(sum(images) * per / budget))
+    while fit < longest and kept_images(images, fit) * per > budget:
+        fit += 1
+    fits = kept_images(images, fit) * per <= budget
+    advice = (
+        f"--stride {fit} would keep {kept_images(images, fit)} frames (about "
+        f"{_amount(kept_images(images, fit) * per)})"
+        if fits
+        else f"no --stride fits {len(images)} bags; give fewer"
+    )
+    return (
+        f"keeping {kept} of {sum(images)} images (--stride {stride}) at the model's {size} px "
+        f"takes about {_amount(kept * per)} of memory ({per / 1000:.0f} KB a frame), more than "
+        f"half of the {_amount(available)} available: {advice}"
+    )

@@ -213,10 +213,11 @@ def _per_bag(r: dict[str, Any]) -> list[str]:
     if len(r["bags"]) > 1:
         for bag, c in zip(r["bags"], r["counts"]["per_bag"], strict=True):
             b = c["blocks"]
+            strided = f", {c['strided']} left out by --stride" if c.get("strided") else ""
             lines.append(
                 f"- `{bag}`: {c['images']} images, {c['paired']} paired, {c['unmatched']} "
-                f"unmatched, {c['rejected_total']} rejected; {b['train']} training, {b['gap']} "
-                f"gap, {b['heldout']} held out"
+                f"unmatched, {c['rejected_total']} rejected{strided}; {b['train']} training, "
+                f"{b['gap']} gap, {b['heldout']} held out"
             )
     return lines
 
@@ -244,6 +245,19 @@ def _mapping_lines(r: dict[str, Any]) -> list[str]:
     return ["", f"Depth onto the image grid{read}: {done}."]
 
 
+def _stride_lines(r: dict[str, Any]) -> list[str]:
+    """What --stride left out; nothing at 1 (every image) or in a report from before it."""
+    stride = r.get("settings", {}).get("frames", {}).get("stride", 1)
+    if stride == 1:
+        return []
+    left = r["counts"]["total"].get("strided", 0)
+    return [
+        "",
+        f"--stride {stride}: 1 image in {stride} of each bag kept (recording order), {left} "
+        "left out undecoded; the split is that of every image.",
+    ]
+
+
 def _frames_lines(r: dict[str, Any]) -> list[str]:
     c, split = r["counts"]["total"], r["split"]
     if "teacher" in r:
@@ -261,6 +275,7 @@ def _frames_lines(r: dict[str, Any]) -> list[str]:
             f"{c['unmatched']} unmatched (no depth stamp within {r['max_dt_s']} s), "
             f"{c['rejected_total']} rejected."
         ]
+    lines += _stride_lines(r)
     lines += _mapping_lines(r)
     per_bag = _per_bag(r)
     lines += [""] + per_bag + ([""] if per_bag else [])

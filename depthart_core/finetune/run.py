@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -59,7 +60,14 @@ from depthart_core.finetune.frames import (
     scan_bag,
     split_by_time,
 )
-from depthart_core.finetune.prepare import SmallFrame, evenly_spaced, stack, to_model_size
+from depthart_core.finetune.prepare import (
+    SmallFrame,
+    available_memory,
+    evenly_spaced,
+    memory_warning,
+    stack,
+    to_model_size,
+)
 from depthart_core.finetune.teacher import Labeler, TeacherConfig
 from depthart_core.rosio.bags import bag_files
 from depthart_core.rundir import (
@@ -80,6 +88,8 @@ from depthart_core.sampling import describe_sampling
 from depthart_core.training.config import DataConfig, OptimConfig, TrainConfig
 from depthart_core.training.distributed import barrier, init_distributed
 from depthart_core.training.trainer import Trainer, resumed_changes
+
+log = logging.getLogger(__name__)
 
 SETTINGS_NAME = "finetune.json"
 
@@ -142,6 +152,11 @@ def prepare(
     if not bag_paths:
         raise FinetuneInputError("no bag given")
     scans = [scan_bag(p, cfg.frames) for p in bag_paths]
+    # every kept frame stays in memory until the frame files are written: said before decoding
+    images = [s.index.n_frames for s in scans]
+    note = memory_warning(images, cfg.frames.stride, size, available_memory())
+    if note is not None:
+        log.warning(note)
     if labeler is not None:
         labeler.start(scans, cfg.frames, cfg.eval_frames, size)
     out = Prepared(scans, [], [], [], [])
@@ -234,6 +249,7 @@ def _summary(
         total.blocks.update(c.blocks)
         total.no_sensor.update(c.no_sensor)
         total.mapping.update(c.mapping)
+        total.strided += c.strided
     return {
         "bags": [str(b) for b in bags],
         "topics": {"image": cfg.frames.image_topic, "depth": cfg.frames.depth_topic},

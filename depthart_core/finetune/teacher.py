@@ -141,7 +141,8 @@ def key_parts(
                      "stamps_sha256": digest})  # fmt: skip
     return {
         "teacher": {k: teacher[k] for k in ("sha256", "sampling", "seed", "flip_average")},
-        "frames": asdict(frames),
+        # --stride 1 (every image) is left out: labels made before the option still match
+        "frames": {k: v for k, v in asdict(frames).items() if not (k == "stride" and v == 1)},
         "eval_frames": eval_frames,
         # which frames get a full-size label: a pick whose frame is rejected passes to the next
         "scored_picks": "evenly spaced, rejected passed on",
