@@ -217,7 +217,7 @@ def test_a_16_bit_png_bomb_in_a_synthetic_set_is_skipped_undecoded(
 
 
 def test_predict_and_the_readers_share_one_header_check():
-    from depthart_core.data import image_header  # here: the other tests run on code without it
+    from depthart_core import image_header  # here: the other tests run on code without it
 
     assert predict.too_many_pixels is image_header.too_many_pixels is _io.too_many_pixels
     assert image_header.MAX_PIXELS == 200_000_000
@@ -538,7 +538,7 @@ def opencv4_decodes_cut_jpegs(monkeypatch):
     """cv2.imdecode as OpenCV 4.x (the floor, 4.8; Ubuntu 24.04's python3-opencv, 4.6) decodes a
     JPEG cut short: libjpeg's "Premature end of JPEG file" is only a warning there, and the image
     comes back with its missing rows grey (OpenCV 5 returns None)."""
-    from depthart_core.data.image_header import png_jpeg_size
+    from depthart_core.image_header import png_jpeg_size
 
     real = cv2.imdecode
 
@@ -576,7 +576,7 @@ def test_a_dataset_jpeg_cut_short_is_skipped_not_scored_with_grey_rows(
 def test_one_home_for_the_header_checks():
     """The JPEG/PNG size reader and the truncated-JPEG walk live in image_header only: the ROS
     node's CompressedImage check, predict and the dataset readers use the same functions."""
-    from depthart_core.data import image_header
+    from depthart_core import image_header
     from depthart_core.rosio import compressed
 
     assert compressed.encoded_size is image_header.png_jpeg_size

@@ -35,7 +35,12 @@ ROS_CLIENT = (
 # the layers before it. "" is the package's own __init__.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("depthart_core", "depthart_core.fileutil", "depthart_core.config", "depthart_core.precision"),
-    ("depthart_core.colormap", "depthart_core.metric_scale", "depthart_core.pointcloud"),
+    (
+        "depthart_core.colormap",
+        "depthart_core.image_header",
+        "depthart_core.metric_scale",
+        "depthart_core.pointcloud",
+    ),
     ("depthart_core.ground_plane",),
     ("depthart_core.data",),
     ("depthart_core.tokenizer",),

@@ -33,7 +33,7 @@ from depthart_core.cli.args import (
     without_effect,
 )
 from depthart_core.colormap import COLORMAPS
-from depthart_core.data.image_header import (
+from depthart_core.image_header import (
     TRUNCATED_JPEG,
     png_jpeg_size,
     too_many_pixels,

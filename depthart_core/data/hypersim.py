@@ -58,8 +58,8 @@ from depthart_core.data.benchmarks._io import (
     require_dir,
     require_file,
 )
-from depthart_core.data.image_header import MAX_PIXELS
 from depthart_core.data.sample import DepthSample
+from depthart_core.image_header import MAX_PIXELS
 
 SPLITS = ("train", "val", "test")
 FOV_X_DEG = 60.0

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from depthart_core.data.image_header import png_jpeg_size
+from depthart_core.image_header import png_jpeg_size
 from depthart_core.rosio.image import (
     _BAYER_TO_CV,
     DEPTH_ENCODINGS,

@@ -25,14 +25,14 @@ import cv2
 import numpy as np
 import torch
 
-from depthart_core.data.image_header import (
+from depthart_core.data.sample import DepthSample
+from depthart_core.fileutil import describe_os_error
+from depthart_core.image_header import (
     MAX_PIXELS,
     TRUNCATED_JPEG,
     too_many_pixels,
     truncated_jpeg,
 )
-from depthart_core.data.sample import DepthSample
-from depthart_core.fileutil import describe_os_error
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from depthart_core.data.benchmarks._io import (
     make_sample,
     require_file,
 )
-from depthart_core.data.image_header import MAX_PIXELS
 from depthart_core.data.sample import DepthSample
+from depthart_core.image_header import MAX_PIXELS
 
 # RGB camera intrinsics from the NYU toolbox `camera_params.m`. Its principal point is in MATLAB's
 # 1-based pixels (project_depth_map.m indexes the image with round(X fx / Z + cx)); samples give

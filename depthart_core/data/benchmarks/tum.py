@@ -37,8 +37,8 @@ from depthart_core.data.benchmarks._io import (
     require_dir,
     require_file,
 )
-from depthart_core.data.image_header import MAX_PIXELS
 from depthart_core.data.sample import DepthSample
+from depthart_core.image_header import MAX_PIXELS
 
 DEPTH_SCALE = 5000.0  # PNG units per metre
 MAX_DT = 0.02  # s, associate.py's default --max_difference
