@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pytest
 from test_finetune import _finetune, _one_line_error, _write_bag
@@ -120,7 +121,9 @@ def test_a_resume_compares_the_stride_a_run_recorded(tmp_path):
         ft._check_resumed_settings(run, ft._settings(other))
 
 
-def _small_memory(monkeypatch, available: int) -> None:
+def _small_memory(monkeypatch, available: int, tmp_path=None) -> None:
+    """`available` bytes as sysconf's free pages; and as /proc/meminfo's MemAvailable, which
+    `available_memory` reads first, in a stand-in file (or none: sysconf alone)."""
     real = os.sysconf
     page = real("SC_PAGE_SIZE")
 
@@ -128,16 +131,35 @@ def _small_memory(monkeypatch, available: int) -> None:
         return available // page if name == "SC_AVPHYS_PAGES" else real(name)
 
     monkeypatch.setattr(os, "sysconf", sysconf)
+    meminfo = (tmp_path or Path("/nonexistent-depthart")) / "meminfo"
+    if tmp_path is not None:
+        meminfo.write_text(f"MemTotal: 99999999 kB\nMemAvailable: {available // 1024} kB\n")
+    monkeypatch.setattr(prep_mod, "MEMINFO", meminfo)
+
+
+def test_memory_counts_what_the_page_cache_would_give_back(tmp_path, monkeypatch):
+    """MemAvailable, not the free pages: a machine up a while has little free memory and much
+    page cache (the bags just read fill it), which a run gets back; the free pages alone told
+    a 16 GB-free, 24 GB-available machine to drop half a long recording."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 32000000 kB\nMemFree: 1000000 kB\nMemAvailable: 24000000 kB\n")
+    monkeypatch.setattr(prep_mod, "MEMINFO", meminfo)
+    _real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda n: 1000 if n == "SC_AVPHYS_PAGES" else _real(n))
+    assert prep_mod.available_memory() == 24_000_000 * 1024
 
 
 @pytest.mark.skipif("SC_AVPHYS_PAGES" not in getattr(os, "sysconf_names", {}), reason="no sysconf")
-def test_a_recording_that_would_outgrow_the_memory_is_warned_about(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("source", ["sysconf", "meminfo"])
+def test_a_recording_that_would_outgrow_the_memory_is_warned_about(
+    tmp_path, monkeypatch, caplog, source
+):
     bag = _write_bag(tmp_path / "bag", 40)
     per = prep_mod.frame_bytes(16)  # (3 + 4 + 1) * 16 * 16 bytes and the margin
     assert per == 3441 and 54_000 < prep_mod.frame_bytes(64) < 56_000  # ~55 KB at 64 px
     page = os.sysconf("SC_PAGE_SIZE")
     available = 100_000 // page * page  # half of it holds 14 frames at 16 px, not 40
-    _small_memory(monkeypatch, available)
+    _small_memory(monkeypatch, available, tmp_path if source == "meminfo" else None)
     assert prep_mod.available_memory() == available
     with caplog.at_level("WARNING"):
         prepare([bag], FinetuneConfig(frames=FRAMES), size=16, progress=False)

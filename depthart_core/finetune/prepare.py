@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -84,9 +85,21 @@ def frame_bytes(size: int) -> int:
     return math.ceil((3 + 4 + 1) * size * size * MEMORY_MARGIN)
 
 
+# Linux: what a new process can get without swapping (free memory and the page cache it can
+# reclaim); sysconf's available pages are only the free ones (the page cache that reading the
+# bags fills is not counted there)
+MEMINFO = Path("/proc/meminfo")
+
+
 def available_memory() -> int | None:
-    """Bytes of memory available now (sysconf's available physical pages), or None where the
-    system does not say."""
+    """Bytes of memory available now: Linux's MemAvailable (`MEMINFO`), else sysconf's free
+    physical pages, or None where the system says neither."""
+    try:
+        for line in MEMINFO.read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # "MemAvailable:  123456 kB"
+    except (OSError, ValueError, IndexError):
+        pass
     names = getattr(os, "sysconf_names", {})
     if "SC_AVPHYS_PAGES" not in names or "SC_PAGE_SIZE" not in names:
         return None
