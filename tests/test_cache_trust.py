@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import builtins
 import errno
+import json
 import logging
 import os
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
@@ -441,3 +445,162 @@ def test_a_file_system_without_modes_still_refuses_another_users_file(cache, mod
     path = onnx_cache.cached_onnx(ckpt, "fp32")
     _owned_by_another(monkeypatch, path)
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
+
+
+# -- a cache folder you cannot enter (another user's, mode 0700: a home or ~/.cache) -------------
+
+
+def _unenterable(monkeypatch, folder: Path) -> None:
+    """`folder` reads as another user's folder of mode 0700 to a process that modes stop: the
+    folder itself can be looked up, nothing in it or below it can (EACCES on stat, mkdir, open).
+    Simulated, so that it runs alike as root and as anyone else."""
+    folder = Path(os.path.abspath(folder))
+    real = {name: getattr(os, name) for name in ("stat", "lstat", "mkdir", "open")}
+    real_open = builtins.open
+
+    def inside(p) -> bool:
+        if isinstance(p, int):  # a descriptor: opened before
+            return False
+        path = Path(os.path.abspath(os.fsdecode(p)))
+        return path != folder and path.is_relative_to(folder)
+
+    def refusing(name):
+        def call(p, *a, **k):
+            if inside(p):
+                raise OSError(errno.EACCES, "Permission denied", os.fsdecode(p))
+            return real[name](p, *a, **k)
+
+        return call
+
+    def opener(file, *a, **k):
+        if inside(file):
+            raise OSError(errno.EACCES, "Permission denied", os.fsdecode(file))
+        return real_open(file, *a, **k)
+
+    for name in real:
+        monkeypatch.setattr(os, name, refusing(name))
+    monkeypatch.setattr(builtins, "open", opener)  # the lock's and the reads'
+
+
+@pytest.mark.parametrize("where", ["empty", "cached", "below"])
+def test_a_cache_folder_you_cannot_enter_exports_privately(cache, monkeypatch, caplog, where):
+    """`DEPTHART_CACHE` naming another user's folder of mode 0700 (empty, or with the owner's
+    graph), or a folder below one: Path.is_file of the graph raised PermissionError (Python 3.11
+    passes over ENOENT and the like only), so `depthart predict` stopped with "...onnx:
+    permission denied". Now there is no graph to serve, the lock is refused as for a read-only
+    cache, and the graph is exported into the process's own temp folder with one warning."""
+    ckpt, exports = cache
+    root = Path(os.environ["DEPTHART_CACHE"])
+    root.mkdir()
+    if where == "cached":
+        onnx_cache.cached_onnx(ckpt, "fp32")  # the folder owner's graph
+    if where == "below":
+        monkeypatch.setenv("DEPTHART_CACHE", str(root / "sub"))  # its mkdir is refused too
+    before = len(exports)
+    _unenterable(monkeypatch, root)
+    with caplog.at_level(logging.WARNING):
+        got = onnx_cache.cached_onnx(ckpt, "fp32")
+    assert got.is_file() and not got.is_relative_to(root) and len(exports) == before + 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    (warning,) = warnings
+    assert "cannot be looked up (permission denied)" in warning  # why no graph was served
+    assert ".lock" in warning and "every start will export it again" in warning
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == got and len(exports) == before + 1
+
+
+def test_a_record_that_cannot_be_looked_up_is_not_taken_for_none(cache, monkeypatch, caplog):
+    """An error looking up the graph's record other than its absence was raised out of the
+    cache; now the graph is exported again, as for an unreadable record."""
+    ckpt, exports = cache
+    path = onnx_cache.cached_onnx(ckpt, "fp32")
+    record = path.with_name(path.name + ".sha256")
+    real_stat = os.stat
+
+    def stat_(p, *a, **k):
+        if not isinstance(p, int) and Path(os.fsdecode(p)) == record:
+            raise OSError(errno.EIO, "Input/output error", str(record))
+        return real_stat(p, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat_)
+    assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
+    assert f"has a record {record.name} that cannot be looked up (" in caplog.text
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_an_engine_cache_folder_you_cannot_enter_builds_without_storing(
+    tmp_path, monkeypatch, caplog, below
+):
+    """The engine's Path.is_file raised PermissionError out of get_or_build; now the engine is
+    built and used unstored, with the one warning of a cache that cannot be written."""
+    folder = tmp_path / "home"
+    EngineCache(folder).get_or_build(KEY, lambda: PLAN, lambda b: b)  # the owner's engine
+    cache = EngineCache(folder / "engines" if below else folder)
+    _unenterable(monkeypatch, folder)
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return PLAN
+
+    with caplog.at_level(logging.WARNING):
+        result = cache.get_or_build(KEY, build, lambda b: b)
+    assert result.built and result.engine == PLAN and len(builds) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "permission denied" in warnings[0] and "used without being stored" in warnings[0]
+
+
+_NO_DAC_CHILD = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import test_cache_trust as t
+from depthart_core.checkpoint import CheckpointFile
+from depthart_core.runtime import onnx_cache
+from depthart_core.runtime.engine_cache import EngineCache
+try:
+    os.listdir(os.environ["DEPTHART_CACHE"])
+    print(json.dumps({"entered": True}))
+    sys.exit(0)
+except PermissionError:
+    pass
+onnx_cache.export_onnx = t._fake_export
+CheckpointFile.load = lambda self: (None, {})
+graph = onnx_cache.cached_onnx(CheckpointFile(sys.argv[2]), "fp32")
+engines = EngineCache(os.path.join(os.environ["DEPTHART_CACHE"], "engines"))
+result = engines.get_or_build(t.KEY, lambda: t.PLAN, lambda b: b)
+print(json.dumps({"graph": str(graph), "engine": result.engine == t.PLAN}))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv to drop the permission override",
+)
+def test_another_users_private_folder_for_real(tmp_path, tiny_checkpoint):
+    """As the review ran it: root without CAP_DAC_OVERRIDE (setpriv), the cache a folder of
+    another uid with mode 0700. Both caches go on without it."""
+    folder = tmp_path / "home"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, OTHER_UID, OTHER_UID)
+    (tmp_path / "tmp").mkdir()
+    code_root = str(Path(fileutil.__file__).parents[1])
+    env = dict(os.environ, DEPTHART_CACHE=str(folder), TMPDIR=str(tmp_path / "tmp"))
+    env["PYTHONPATH"] = os.pathsep.join([code_root, env.get("PYTHONPATH", "")])
+    drop = ["--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    args = [str(Path(__file__).parent), tiny_checkpoint]
+    run = subprocess.run(
+        ["setpriv", *drop, sys.executable, "-c", _NO_DAC_CHILD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if run.returncode and "setpriv" in run.stderr.splitlines()[-1]:
+        pytest.skip(f"setpriv cannot drop capabilities here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    said = json.loads(run.stdout.splitlines()[-1])
+    if said.get("entered"):
+        pytest.skip("the permission override was not dropped")
+    assert not Path(said["graph"]).is_relative_to(folder) and said["engine"]
+    assert "cannot be looked up (permission denied)" in run.stderr

@@ -251,3 +251,31 @@ def test_engine_with_an_uncertainty_output_returns_it(trt_gpu, tmp_path) -> None
     assert not plain.has_uncertainty
     with pytest.raises(ValueError, match="tensorrt.*no uncertainty"):
         plain.run_uncertainty(x)
+
+
+def test_a_timing_cache_that_cannot_be_looked_up_starts_empty(tmp_path, monkeypatch):
+    """In a cache folder you cannot enter (another user's), looking up the timing cache raises
+    PermissionError; the build starts with an empty one instead of failing (the engine is then
+    built and used unstored)."""
+    from pathlib import Path
+
+    from depthart_core.runtime import tensorrt_backend
+
+    made = []
+
+    class Config:  # the two calls `_load_timing_cache` makes of TensorRT's IBuilderConfig
+        def create_timing_cache(self, data):
+            made.append(bytes(data))
+            return object()
+
+    path = tmp_path / "locked" / "timing_sm87.cache"
+    real = Path.is_file
+
+    def is_file(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    assert tensorrt_backend._load_timing_cache(Config(), path) is not None
+    assert made == [b""]

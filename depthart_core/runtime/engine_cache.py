@@ -23,8 +23,9 @@ a warning naming the file, its owner and mode. The files stored here are writabl
 only, whatever the umask (on a file system that keeps no modes, FAT or NTFS, your own files are
 trusted by their owner alone); a cache folder that other users can write and that is not yours is
 warned about once. Where the cache cannot be written (a read-only mount, another user's folder,
-lock or engine in a sticky folder: `fileutil.cache_unwritable`) the engine is built and used
-without being stored, with one warning saying why and that every start builds it again.
+one you cannot enter too, lock or engine in a sticky folder: `fileutil.cache_unwritable`) the
+engine is built and used without being stored, with one warning saying why and that every start
+builds it again.
 
 Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
 tested without TensorRT.
@@ -50,6 +51,7 @@ from depthart_core.fileutil import (
     build_lock,
     cache_root,
     cache_unwritable,
+    describe_os_error,
     owner_write_only,
     untrusted_cache_file,
     warn_shared_cache_folder,
@@ -151,7 +153,13 @@ class EngineCache:
         """The cached engine for `key`, or None (with the reason logged) if it is not usable."""
         path, sidecar = self.engine_path(key), self.sidecar_path(key)
         warn_shared_cache_folder(self.cache_dir, self._setting)
-        if not path.is_file() or not sidecar.is_file():
+        try:
+            present = path.is_file() and sidecar.is_file()
+        except OSError as exc:  # a folder of another user you cannot enter (is_file raises
+            # on EACCES): no engine to load; the lock is then refused and the engine used unstored
+            log.info("engine cache miss: %s cannot be looked up (%s)", path, describe_os_error(exc))
+            return None
+        if not present:
             log.info("engine cache miss: %s", path)
             return None
         try:

@@ -34,8 +34,9 @@ records written here are writable by their owner only, whatever the umask (on a 
 keeps no modes, FAT or NTFS, your own files are trusted by their owner alone).
 
 A cache that cannot be written (a read-only mount, a folder or lock file of another user, another
-user's graph in a sticky folder: `fileutil.cache_unwritable`) and holds no graph to serve does not
-end the run: the graph is exported into a temp folder of the process's own, removed at exit
+user's graph in a sticky folder: `fileutil.cache_unwritable`) and holds no graph to serve (one in
+a folder of another user's that you cannot enter cannot be looked up: none) does not end the
+run: the graph is exported into a temp folder of the process's own, removed at exit
 (`fileutil.private_cache_folder`), with one warning saying why the cache was not used and that
 every start exports again until `$DEPTHART_CACHE` names a folder you can write. A trusted graph
 in a read-only cache is served as ever.
@@ -101,15 +102,15 @@ def cached_onnx(
         warn_shared_cache_folder(folder)
     # why the cached graph is not served (None: there is none), kept for the warning of a cache
     # that cannot be written, where the lock below is refused before any export
-    problem = _cached_problem(path, ckpt, precision, decoding) if path.is_file() else None
-    if path.is_file() and problem is None:
+    present, problem = _lookup(path, ckpt, precision, decoding)
+    if present and problem is None:
         return path  # the common case: no lock
     try:
         # one process at a time checks, exports and records (its graph and record are replaced
         # one after the other: another reading between the two would see a mismatch)
         with build_lock(path.with_name(path.name + ".lock"), f"the graph {path.name}"):
-            problem = _cached_problem(path, ckpt, precision, decoding) if path.is_file() else None
-            if path.is_file():
+            present, problem = _lookup(path, ckpt, precision, decoding)
+            if present:
                 if problem is None:  # (re)exported by the process that held the lock
                     return path
                 log.warning("cached graph %s %s: exporting it again", path, problem)
@@ -181,6 +182,20 @@ def _record(path: Path) -> None:
     owner_write_only(_record_path(path))
 
 
+def _lookup(
+    path: Path, ckpt: CheckpointFile, precision: str, decoding: str
+) -> tuple[bool, str | None]:
+    """(whether a graph is cached at `path`, why it must not be served or None). A graph that
+    cannot even be looked for (a folder of another user that you cannot enter: Path.is_file
+    raises on EACCES) is none to serve, with the reason: the lock is then refused the same way
+    and the graph exported privately."""
+    try:
+        present = path.is_file()
+    except OSError as exc:
+        return False, f"cannot be looked up ({describe_os_error(exc, with_path=False)})"
+    return present, (_cached_problem(path, ckpt, precision, decoding) if present else None)
+
+
 def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: str) -> str | None:
     """Why the cached graph at `path` must not be served for `ckpt`, or None."""
     try:
@@ -197,7 +212,12 @@ def _cached_problem(path: Path, ckpt: CheckpointFile, precision: str, decoding: 
     except OSError as exc:
         return f"cannot be read ({describe_os_error(exc, with_path=False)})"
     record = _record_path(path)
-    if not record.is_file():  # cached before graphs had a record: its stamps were checked
+    try:
+        has_record = record.is_file()
+    except OSError as exc:  # one that cannot be looked up is not taken for an absent one
+        why = describe_os_error(exc, with_path=False)
+        return f"has a record {record.name} that cannot be looked up ({why})"
+    if not has_record:  # cached before graphs had a record: its stamps were checked
         try:
             _record(path)
         except OSError as exc:  # bookkeeping only (a read-only cache): serve the graph

@@ -275,9 +275,12 @@ def build_serialized_engine(
 
 def _load_timing_cache(config, path: str | Path | None):
     data = b""
-    if path is not None and Path(path).is_file():
-        data = Path(path).read_bytes()
-        log.info("TensorRT timing cache: %s (%d bytes)", path, len(data))
+    try:  # a folder you cannot enter (another user's cache) raises here: start empty
+        if path is not None and Path(path).is_file():
+            data = Path(path).read_bytes()
+            log.info("TensorRT timing cache: %s (%d bytes)", path, len(data))
+    except OSError as exc:
+        log.info("TensorRT timing cache %s not readable (%s); starting empty", path, exc)
     try:
         cache = config.create_timing_cache(data)
     except Exception as exc:
