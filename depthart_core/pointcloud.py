@@ -14,9 +14,11 @@ Which intrinsics project a pixel (`image`):
   side of the principal point, or lies past the fold (plumb_bob and rational_polynomial: the
   first radius where the radial curve r_d(r) stops growing, `_radial_fold`). Where OpenCV's
   solver stops short of a ray that does exist (OpenCV 4.8-4.12 at a strong barrel's corners,
-  Ubuntu's python3-opencv among them), Newton steps on the model's projection from its answer
-  find the ray before that check; pixels outside the image circle of the radial curve are NaN
-  without them.
+  Ubuntu's python3-opencv among them) or answers past the fold (next to a pole of
+  rational_polynomial's denominator, where no step moves it), Newton steps on the model's
+  projection find the ray before that check, from OpenCV's answer or from the ray of the radial
+  curve in the pixel's direction, whichever lands nearer; pixels outside the image circle of the
+  radial curve are NaN without them.
 
 A pixel becomes the point z * (x', y', 1), where (x', y') is its normalised ray and z its depth
 (REP 118: the distance along the optical axis, not along the ray). Pixels whose depth is not a
@@ -72,6 +74,9 @@ _NEWTON_MAX_RAY = 1e3
 _FOLD_GRID = 100_000
 # and a Newton step ends at most this far (relative) inside the fold
 _FOLD_INSIDE = 1e-9
+# `_radial_start` bisects r_d(r) = the pixel's distorted radius this many times (to ~1e-18 of the
+# fold radius, 1e-15 of _NEWTON_MAX_RAY)
+_RADIAL_BISECTIONS = 60
 # project_rays: a ray shorter than this (normalised) is on the axis, its side of the centre moot
 _ON_AXIS = 1e-9
 
@@ -234,10 +239,6 @@ def _radial_fold(d8: tuple[float, ...]) -> tuple[float, float]:
         # d r_d / d r = (n m + 2 s (n_s m - n m_s)) / m^2
         return (m <= 0) | (n * m + 2.0 * s * (n_s * m - n * m_s) <= 0)
 
-    def r_d(r: float) -> float:
-        s = r * r
-        return r * (1 + s * (k1 + s * (k2 + s * k3))) / (1 + s * (k4 + s * (k5 + s * k6)))
-
     with np.errstate(all="ignore"):
         grid = np.concatenate([[0.0], np.geomspace(1e-3, _NEWTON_MAX_RAY, _FOLD_GRID)])
         hits = np.flatnonzero(folded(grid))
@@ -247,7 +248,38 @@ def _radial_fold(d8: tuple[float, ...]) -> tuple[float, float]:
         for _ in range(60):
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if not folded(np.array([mid]))[0] else (lo, mid)
-        return float(hi), float(r_d(lo))
+        return float(hi), float(_radial_curve(np.array([lo]), d8)[0])
+
+
+def _radial_curve(r: np.ndarray, d8: tuple[float, ...]) -> np.ndarray:
+    """OpenCV's radial curve r_d(r) = r (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 +
+    k6 r^6) of the normalised ray radii r (`_d8`'s k1, k2, k3, k4, k5, k6)."""
+    k1, k2, _, _, k3, k4, k5, k6 = d8
+    s = r * r
+    return r * (1 + s * (k1 + s * (k2 + s * k3))) / (1 + s * (k4 + s * (k5 + s * k6)))
+
+
+def _radial_start(pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """(n, 2) the ray of each pixel under the radial terms of D alone: in the direction of the
+    pixel's distorted normalised coordinates, of the radius r below the fold (`_radial_fold`;
+    below _NEWTON_MAX_RAY where the curve does not fold) where r_d(r) reaches the pixel's
+    radius, found by bisection (the curve grows there). A pixel outside the curve's image circle
+    gets a ray just inside the fold. Where OpenCV's answer is past the fold, next to a pole of
+    the denominator, this is where Newton steps can start."""
+    d8 = _d8(D)
+    r_top = min(_radial_fold(d8)[0] * (1.0 - _FOLD_INSIDE), _NEWTON_MAX_RAY)
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    xy_n2 = np.stack([(pixels_n2[:, 0] - cx) / fx, (pixels_n2[:, 1] - cy) / fy], axis=1)
+    rho_n = np.hypot(*xy_n2.T)
+    lo_n, hi_n = np.zeros_like(rho_n), np.full_like(rho_n, r_top)
+    with np.errstate(all="ignore"):
+        for _ in range(_RADIAL_BISECTIONS):
+            mid_n = 0.5 * (lo_n + hi_n)
+            below_n = _radial_curve(mid_n, d8) < rho_n
+            lo_n = np.where(below_n, mid_n, lo_n)
+            hi_n = np.where(below_n, hi_n, mid_n)
+    scale_n = np.divide(lo_n, rho_n, out=np.zeros_like(rho_n), where=rho_n > 0)
+    return xy_n2 * scale_n[:, None]
 
 
 def _reachable(pixels_n2: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -302,8 +334,11 @@ def _refine_rays(
     the rays; a step is halved while it does not bring its ray's pixel nearer, and a ray no step
     brings nearer stops where it is. Neither the start nor a step goes past the fold of the
     radial curve (`_radial_fold`: shortened to just inside it), where a ray lands mirrored or
-    where a nearer one does. NaN for a ray that then lands farther than _NEWTON_CONVERGED_PX
-    from its pixel."""
+    where a nearer one does. Where the ray of the radial curve in the pixel's direction
+    (`_radial_start`) lands nearer than that start (OpenCV's answer past a pole of the
+    denominator: shortened to just inside the fold, it lands ~1e16 px off and no step moves it),
+    the steps start from that ray instead. NaN for a ray that then lands farther than
+    _NEWTON_CONVERGED_PX from its pixel."""
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     r_max = _radial_fold(_d8(D))[0] * (1.0 - _FOLD_INSIDE)
     start_n2 = np.stack([(pixels_n2[:, 0] - cx) / fx, (pixels_n2[:, 1] - cy) / fy], axis=1)
@@ -311,6 +346,13 @@ def _refine_rays(
     x_n2 = _inside(x_n2, r_max)
     with np.errstate(all="ignore"):
         res_n2 = _project(x_n2, K, D, model) - pixels_n2
+        radial_n2 = _radial_start(pixels_n2, K, D)
+        radial_res_n2 = _project(radial_n2, K, D, model) - pixels_n2
+        # NaN compares false: a start that lands nowhere gives way to a radial one that lands
+        nearer_n = ~(np.hypot(*res_n2.T) <= np.hypot(*radial_res_n2.T))
+        nearer_n &= np.isfinite(radial_res_n2).all(axis=1)
+        x_n2[nearer_n] = radial_n2[nearer_n]
+        res_n2[nearer_n] = radial_res_n2[nearer_n]
         go = np.flatnonzero(np.isfinite(res_n2).all(axis=1))
         for _ in range(_NEWTON_STEPS):
             norm_m = np.hypot(*res_n2[go].T)

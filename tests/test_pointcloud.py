@@ -247,6 +247,34 @@ def test_pixels_past_the_fold_get_no_mirrored_ray(short_solver) -> None:
     assert bad[rho > 0.76].all() and not bad[rho < 0.75].any()
 
 
+def test_rays_next_to_a_pole_of_the_denominator_are_found() -> None:
+    """This rational_polynomial's denominator 1 + k4 r^2 + k5 r^4 + k6 r^6 reaches 0 at r = 0.655,
+    just outside the image; the curve grows over the whole image (its rays reach r = 0.449).
+    OpenCV answered a third of the pixels with rays past the pole; shortened to just inside it
+    they land ~1e16 px away, no Newton step moved them, and 33.7 % of the rays were NaN. Steps
+    from the ray of the radial curve in the pixel's direction find every one of them."""
+    h, w, s = 480, 640, 4
+    k = [394.055, 0.0, 327.745, 0.0, 394.663, 255.509, 0.0, 0.0, 1.0]
+    d = [1.4002, -0.5525, -0.0006, 0.001, 2.2302, -2.1718, -0.4546, 0.2095]
+    m = "rational_polynomial"
+    rays = pixel_rays(h, w, k, [0.0] * 12, d=d, distortion_model=m, stride=s, image="raw")
+    bad = np.isnan(rays[..., 0])
+    assert (bad == np.isnan(rays[..., 1])).all()
+    assert bad.mean() < 0.05, f"{100 * bad.mean():.1f} % of the rays are NaN"
+    v, u = np.mgrid[0:h:s, 0:w:s]
+    err = np.hypot(*(_reprojected(rays, k, d, m) - np.stack([u, v], -1)).transpose(2, 0, 1))
+    assert err[~bad].max() < 0.5
+    cx, cy = k[2], k[5]  # every ray points to its own side of the centre
+    assert (np.sign(rays[..., 0][~bad]) == np.sign(u - cx)[~bad]).all()
+    assert (np.sign(rays[..., 1][~bad]) == np.sign(v - cy)[~bad]).all()
+    # inside the fold: up to the longest ray the denominator stays positive and r_d(r) grows
+    k1, k2, _, _, k3, k4, k5, k6 = d
+    r = np.linspace(0.0, np.hypot(rays[..., 0], rays[..., 1])[~bad].max(), 20_001)
+    den = 1 + k4 * r**2 + k5 * r**4 + k6 * r**6
+    assert den.min() > 0
+    assert (np.diff(r * (1 + k1 * r**2 + k2 * r**4 + k3 * r**6) / den) > 0).all()
+
+
 def test_invalid_depth_gives_nan_points_and_the_cloud_stays_organized() -> None:
     depth = np.full((H, W), 3.0, np.float32)
     depth[0, 0], depth[0, 2], depth[2, 0], depth[2, 2] = np.nan, -np.inf, np.inf, 0.0
