@@ -1174,6 +1174,8 @@ def test_bad_start_up_is_a_clear_fatal_error(ros: RosTest, tmp_path: Path) -> No
     for k, node in procs.items():
         rc = node.proc.wait(timeout=60)
         log = node.log()
+        if not (rc == 1 and "cannot start" in log and cases[k][1] in log):
+            print(f"--- node {k!r} exited {rc}; its whole log:\n{log}")  # pytest cuts the message
         assert rc == 1 and "cannot start" in log and cases[k][1] in log, (k, rc, log)
         assert "Traceback" not in log and "already registered" not in log, log
 
