@@ -71,9 +71,11 @@ def average_buffers(tensors: list[torch.Tensor], world: int) -> None:
             t.data /= world
 
 
-def gather_rng_states(world: int) -> list[torch.Tensor]:
-    """Every rank's torch RNG state, on every rank (a collective: all ranks call it)."""
-    state = torch.get_rng_state()
+def gather_rng_states(world: int, device: torch.device | None = None) -> list[torch.Tensor]:
+    """Every rank's torch RNG state, on every rank (a collective: all ranks call it): the CPU
+    generator's, or with a CUDA `device` that device's generator's (each rank its own GPU's)."""
+    cuda = device is not None and device.type == "cuda"
+    state = torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state()
     if world <= 1:
         return [state]
     out: list[Any] = [None] * world

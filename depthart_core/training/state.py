@@ -2,17 +2,19 @@
 
 `train_state.safetensors` holds the weights (`model.*`), the AdamW moments (`opt.<i>.<name>`),
 the EMA copies (`ema.<i>`) and the torch RNG state (`rng.torch`, and `rng.torch.<rank>` for the
-other ranks of a data-parallel run); its metadata holds the step (which is also the data
-position), the training config, the optimizer's param groups and, with fp16 on a GPU, the loss
-scaler's state. It is
-written through `fileutil.atomic_write`, so a kill at any moment leaves the previous state whole
-and only a temp folder that the next start removes (`rundir`). `ema_weights` swaps the EMA copies
-into the model for validation and for the user-facing checkpoint.
+other ranks of a data-parallel run; a run on a GPU also that GPU's generator, which the noise
+drawn there comes from: `rng.cuda`, `rng.cuda.<rank>`); its metadata holds the step (which is
+also the data position), the training config, the optimizer's param groups and, with fp16 on a
+GPU, the loss scaler's state. It is written through `fileutil.atomic_write`, so a kill at any
+moment leaves the previous state whole and only a temp folder that the next start removes
+(`rundir`). `ema_weights` swaps the EMA copies into the model for validation and for the
+user-facing checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,8 @@ from safetensors.torch import save_file
 from depthart_core.fileutil import atomic_write
 from depthart_core.rundir import STATE_NAME, read_train_state
 
+log = logging.getLogger(__name__)
+
 
 def save_train_state(
     run_dir: Path,
@@ -34,9 +38,14 @@ def save_train_state(
     config: dict[str, Any],
     rng_states: list[torch.Tensor] | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    *,
+    device: torch.device | None = None,
+    cuda_rng_states: list[torch.Tensor] | None = None,
 ) -> None:
     """Atomically write `run_dir/train_state.safetensors`. `rng_states`: every rank's torch RNG
-    state (data parallel: `distributed.gather_rng_states`); None: this process's."""
+    state (data parallel: `distributed.gather_rng_states`); None: this process's. With a CUDA
+    `device` (the run's) also its generator's: `cuda_rng_states` every rank's
+    (`distributed.gather_rng_states(world, device)`), None: this process's."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v.detach().cpu().contiguous()
@@ -50,6 +59,11 @@ def save_train_state(
     tensors["rng.torch"] = rng_states[0]
     for rank, s in enumerate(rng_states[1:], start=1):  # each rank goes on with its own draws
         tensors[f"rng.torch.{rank}"] = s
+    if device is not None and device.type == "cuda":  # a CPU run's file stays as it was
+        cuda_rng_states = cuda_rng_states or [torch.cuda.get_rng_state(device)]
+        tensors["rng.cuda"] = cuda_rng_states[0]
+        for rank, s in enumerate(cuda_rng_states[1:], start=1):
+            tensors[f"rng.cuda.{rank}"] = s
     meta = {
         "step": str(step),
         "config": json.dumps(config),
@@ -72,8 +86,10 @@ def restore_train_state(
     scaler: torch.amp.GradScaler | None = None,
 ) -> int:
     """Load `run_dir`'s state into `model`, `opt`, `ema` and the torch RNG (`rank`'s own; a
-    rank the run did not have, with another world size, gets a seed of its own); return its
-    step. A damaged file, or one written for another stage or preset, raises naming the file."""
+    rank the run did not have, with another world size, gets a seed of its own), on a CUDA
+    `device` also its generator (a state written on CPU, or by a version that did not save it,
+    has none: that one goes on from where start-up left it); return its step. A damaged file, or
+    one written for another stage or preset, raises naming the file."""
     path = run_dir / STATE_NAME
     meta, tensors = read_train_state(run_dir)
     saved = json.loads(meta["config"])
@@ -99,6 +115,16 @@ def restore_train_state(
         torch.set_rng_state(tensors[key])
     else:  # not rank 0's draws again: identical Gumbel noise and restarts on every rank
         torch.manual_seed(int(saved.get("seed", 0)) + 1000 * rank + int(meta["step"]))
+    if device.type == "cuda":  # after manual_seed, which reseeds the GPUs' generators too
+        cuda_key = f"rng.cuda.{rank}" if rank else "rng.cuda"
+        if cuda_key in tensors:
+            torch.cuda.set_rng_state(tensors[cuda_key], device)
+        elif rank == 0:  # one line per run (a rank the run did not have was seeded above)
+            log.warning(
+                "--resume: %s holds no CUDA RNG state (written on CPU or by an older version): "
+                "the draws made on the GPU do not continue those of the run",
+                path,
+            )
     return int(meta["step"])
 
 

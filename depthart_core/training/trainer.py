@@ -203,8 +203,7 @@ class Trainer:
                     "more (its checkpoint is already the model of step "
                     f"{self.step})"
                 )
-        with torch.random.fork_rng(devices=[]):  # caching draws nothing from the run's RNG
-            self.latents = self._cache_latents() if cfg.stage == "transformer" else None
+        self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         if not resume:
             torch.manual_seed(cfg.seed + 1000 * self.rank)
         if self.is_main:  # a resume may have changed what RESUME_MAY_CHANGE allows
@@ -636,11 +635,22 @@ class Trainer:
     def save(self) -> None:
         """Every rank calls it (the RNG states are gathered); rank 0 writes."""
         rng_states = gather_rng_states(self.world)
+        cuda = self.device.type == "cuda"  # the same on every rank: all gather, or none
+        cuda_states = gather_rng_states(self.world, self.device) if cuda else None
         if not self.is_main:
             return
         cfg = self.cfg.to_dict()
         save_train_state(
-            self.run_dir, self.model, self.opt, self.ema, self.step, cfg, rng_states, self.scaler
+            self.run_dir,
+            self.model,
+            self.opt,
+            self.ema,
+            self.step,
+            cfg,
+            rng_states,
+            self.scaler,
+            device=self.device,
+            cuda_rng_states=cuda_states,
         )
         with ema_weights(self.params, self.ema):
             save_checkpoint(self.run_dir / CKPT_NAME, self.model, self.provenance())
