@@ -119,6 +119,7 @@ def _fake_group(monkeypatch) -> list[str]:
     monkeypatch.setattr(dist, "init_process_group", lambda backend: chosen.append(backend))
     monkeypatch.setattr(dist, "get_rank", lambda: 0)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)  # no GPU here
     return chosen
 
 
@@ -140,6 +141,33 @@ def test_the_process_group_follows_the_training_device(monkeypatch, device, nccl
     monkeypatch.setattr(dist, "is_nccl_available", lambda: nccl)
     assert init_distributed(device) == (0, 2)
     assert chosen == [expected]
+
+
+@pytest.mark.parametrize(("device", "gpu"), [("cuda", 3), ("auto", 3), ("cuda:1", 1)])
+def test_nccl_ranks_set_their_gpu_before_the_group(monkeypatch, device, gpu):
+    # NCCL's barrier and collectives run on the current GPU; without set_device every rank
+    # of a torchrun on one machine would first use GPU 0 (finetune's barrier before training)
+    from depthart_core.training.distributed import init_distributed
+
+    chosen = _fake_group(monkeypatch)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    set_to: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: set_to.append((i, list(chosen))))
+    assert init_distributed(device) == (0, 2)
+    assert set_to == [(gpu, [])]  # before the group was made
+    assert chosen == ["nccl"]
+
+
+def test_gloo_ranks_leave_the_current_gpu_alone(monkeypatch):
+    from depthart_core.training.distributed import init_distributed
+
+    _fake_group(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: False)  # JetPack
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: pytest.fail(f"set_device({i})"))
+    assert init_distributed("cuda") == (0, 2)
 
 
 class _Stop(Exception):

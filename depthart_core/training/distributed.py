@@ -33,8 +33,18 @@ def init_distributed(device: str | torch.device = "auto") -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group(backend=process_group_backend(device))
+        backend = process_group_backend(device)
+        if backend == "nccl":  # NCCL's barrier runs on the current GPU: this rank's, not GPU 0
+            torch.cuda.set_device(_rank_gpu(device))
+        dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _rank_gpu(device: str | torch.device) -> int:
+    """The GPU index this rank trains on: the setting's own (cuda:N), else its local rank, as
+    `pick_device` chooses."""
+    index = torch.device("cuda" if str(device) == "auto" else device).index
+    return local_rank() if index is None else index
 
 
 def local_rank(rank: int | None = None) -> int:
