@@ -167,6 +167,9 @@ def test_flip_average_is_the_mean_of_the_frame_and_its_mirror(tiny_checkpoint, l
     plain = get_backend("torch", tiny_checkpoint, letterbox=letterbox)
     flip = get_backend("torch", tiny_checkpoint, letterbox=letterbox, flip_average=True)
     assert "flip-averaged" in flip.describe() and "flip" not in plain.describe()
+    # reports (eval's backend_detail, predict's summary) name the run by describe()
+    assert ("letterboxed" in plain.describe()) == letterbox
+    assert ("letterboxed" in flip.describe()) == letterbox
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 256, (30, 90, 3), dtype=np.uint8)
     mirrored = np.ascontiguousarray(rgb[:, ::-1])

@@ -296,9 +296,7 @@ def _model_lines(backend: dict[str, Any]) -> list[str]:
     if backend.get("graph"):
         lines.append(f"- graph: `{backend['graph']}`")
     if backend.get("runs"):
-        lines.append(
-            f"- ran as: {backend['runs']}" + (", letterbox" if backend.get("letterbox") else "")
-        )
+        lines.append(f"- ran as: {backend['runs']}")  # letterboxing named there
     if backend.get("node_args"):
         lines.append(f"- node arguments: `{' '.join(backend['node_args'])}`")
     return lines

@@ -184,11 +184,12 @@ class Backend(abc.ABC):
         return TensorSpec("depth", (1, S, S), "float32")
 
     def describe(self) -> str:
-        return self.name + self.flip_note()
+        return self.name + self.fitting_note()
 
-    def flip_note(self) -> str:
-        """What every `describe` ends with: ", flip-averaged" when `flip_average` is on."""
-        return ", flip-averaged" if self.flip_average else ""
+    def fitting_note(self) -> str:
+        """What every `describe` ends with, the options that change the numbers beside the
+        decoding: ", letterboxed" and ", flip-averaged" when on (reports name the run by it)."""
+        return ", letterboxed" * self.letterbox + ", flip-averaged" * self.flip_average
 
     def infer(self, x_B3SS: np.ndarray) -> np.ndarray:
         """`run`, averaged with the left-right mirrored input's prediction when `flip_average`."""

@@ -215,7 +215,7 @@ class OnnxRuntimeBackend(Backend):
         threads = self.session.get_session_options().intra_op_num_threads
         return (
             f"onnxruntime ({self.precision}, {self.decoding}, {self.session.get_providers()[0]}, "
-            f"{threads} threads)" + self.flip_note()
+            f"{threads} threads)" + self.fitting_note()
         )
 
     def _graph(self, prune: bool) -> str | bytes:

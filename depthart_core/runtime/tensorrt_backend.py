@@ -461,7 +461,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> str:
         return (
             f"tensorrt {self.trt_version} {self.precision} {self.key.compute_capability} "
-            f"engine={self.engine_path.name}{self.flip_note()}"
+            f"engine={self.engine_path.name}{self.fitting_note()}"
         )
 
     @property

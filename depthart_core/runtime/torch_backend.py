@@ -103,7 +103,7 @@ class DepthEstimator(Backend):
         graph = ", CUDA graph" if self.cuda_graph else ""
         return (
             f"torch ({self.precision}, {self.device}{graph}, {describe_sampling(self.sampling)})"
-            + self.flip_note()
+            + self.fitting_note()
         )
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
