@@ -7,7 +7,7 @@ user could have written it (`untrusted_cache_file`: yours or root's, writable by
 ssh treats its keys; on a file system that keeps no modes, yours); a cache folder that others can
 write is warned about (`warn_shared_cache_folder`); a cache that cannot be written at all
 (`cache_unwritable`) is passed over for a temp folder of the process's own
-(`private_cache_folder`).
+(`private_cache_folder`), removed at exit, or by a later process where a kill left it.
 
 Every output file goes through `atomic_write`, and every failure to write one becomes a
 `WriteError`: one line naming the file and the cause (a full disk, a read-only file system, no
@@ -30,6 +30,7 @@ import re
 import secrets
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -256,6 +257,11 @@ _modeless_folders: dict[str, bool] = {}
 # file): the export or build goes to `private_cache_folder` instead of failing
 _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 _private_roots: dict[int, Path] = {}  # this process's (by pid: a forked child makes its own)
+# `private_cache_folder`'s temp folders: tempfile.mkdtemp's names, and the record inside each of
+# the process that made it ("PID PID-SPACE"), by which a killed process's folder is removed later
+PRIVATE_PREFIX = "depthart-cache-"
+PRIVATE_OWNER_FILE = "owner.pid"
+_PRIVATE_NAME = re.compile(r"^depthart-cache-[a-z0-9_]{8}$")
 
 
 def untrusted_cache_file(
@@ -378,17 +384,84 @@ def cache_unwritable(exc: BaseException) -> bool:
 
 def private_cache_folder(kind: str) -> Path:
     """The folder `kind` in a temp folder of this process's own (`tempfile.mkdtemp`: yours, mode
-    0700), removed when the process exits: where a graph is exported when the cache cannot be
-    written (`cache_unwritable`). Raises OSError where no temp folder can be made."""
+    0700), removed when the process exits: where a graph is exported (or a synthetic pool
+    rendered) when the cache cannot be written (`cache_unwritable`). Raises OSError where no
+    temp folder can be made.
+
+    The temp folder records the process that made it (`PRIVATE_OWNER_FILE`), and making one
+    removes the ones that killed processes left (`remove_dead_private_folders`)."""
     pid = os.getpid()
     root = _private_roots.get(pid)
     if root is None or not root.is_dir():
-        root = Path(tempfile.mkdtemp(prefix="depthart-cache-"))
+        root = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))
         _private_roots[pid] = root
         atexit.register(_remove_private_root, root, pid)
+        record = f"{pid} {_pid_space()}\n".encode()
+        with contextlib.suppress(OSError):  # unrecorded: never removed by another process
+            atomic_write(root / PRIVATE_OWNER_FILE, record)
+        remove_dead_private_folders(root.parent, keep=root)
     folder = root / kind
     folder.mkdir(exist_ok=True)
     return folder
+
+
+def remove_dead_private_folders(parent: str | Path, keep: Path | None = None) -> list[Path]:
+    """Remove the `private_cache_folder` temp folders in `parent` (but `keep`) that a process
+    killed before its exit (SIGKILL, the OOM killer) left, and return them. Only a folder (not a
+    link) of yours, named as mkdtemp names them, whose record names a process of this boot of
+    this machine and of this PID namespace that no longer runs is removed. Left alone: a folder
+    without a record (being made, or an older version's) or with one that cannot be read, of a
+    live process (or of a PID reused since: it stays, never the other way), of an earlier boot
+    or of another machine or container sharing the folder (whose PIDs cannot be judged here),
+    or of another user."""
+    removed: list[Path] = []
+    here = _pid_space() if hasattr(os, "getuid") else ""
+    if not here:  # PIDs that cannot be judged
+        return removed
+    for folder in Path(parent).glob(f"{PRIVATE_PREFIX}*"):
+        if folder == keep or not _PRIVATE_NAME.match(folder.name):
+            continue
+        try:
+            st = os.lstat(folder)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            with open(folder / PRIVATE_OWNER_FILE, "rb") as f:
+                if os.fstat(f.fileno()).st_uid != os.getuid():
+                    continue
+                pid_text, _, space = f.read(200).decode("ascii").strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):  # gone meanwhile, no record, or a damaged one
+            continue
+        if space != here or pid <= 0 or _process_alive(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _pid_space() -> str:
+    """What PIDs are counted in, without spaces: on Linux this boot of this machine and this PID
+    namespace (`boot_id`, `/proc/self/ns/pid`; "" where either cannot be read: then no folder
+    is judged), elsewhere (macOS: no PID namespaces) the host's name."""
+    if not sys.platform.startswith("linux"):
+        return "host:" + "".join(os.uname().nodename.split())
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        space = f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:  # /proc hidden (a sandbox)
+        return ""
+    return "".join(space.split())
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs (one of another user's too); a zombie counts as alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's process
+        return True
+    return True
 
 
 def _remove_private_root(root: Path, pid: int) -> None:

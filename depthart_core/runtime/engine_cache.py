@@ -27,6 +27,12 @@ one you cannot enter too, lock or engine in a sticky folder: `fileutil.cache_unw
 engine is built and used without being stored, with one warning saying why and that every start
 builds it again.
 
+TensorRT's timing cache (`timing_<hardware>.cache` beside the engines: which kernels, "tactics",
+won on this GPU) is trusted in the same way (`read_timing_cache`): it cannot change what an
+engine computes, but a planted one steers the build to tactics that crash or crawl, so one that
+another user could have written is passed over (the build times its tactics afresh) with a
+warning naming the file, its owner and mode, and is replaced afterwards only if it is yours.
+
 Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
 tested without TensorRT.
 """
@@ -143,8 +149,17 @@ class EngineCache:
         explicit = cache_dir or os.environ.get(ENV_CACHE_DIR)
         self._setting = ENV_CACHE_DIR if explicit else ENV_CACHE
 
+    @property
+    def setting(self) -> str:
+        """The environment variable a warning tells the user to set to move this cache."""
+        return self._setting
+
     def engine_path(self, key: EngineKey) -> Path:
         return self.cache_dir / f"{key.stem}.engine"
+
+    def timing_cache_path(self, key: EngineKey) -> Path:
+        """TensorRT's timing cache for the hardware of `key`, shared by its engines."""
+        return self.cache_dir / f"timing_{key.hardware}.cache"
 
     def sidecar_path(self, key: EngineKey) -> Path:
         return self.cache_dir / f"{key.stem}.json"
@@ -266,3 +281,39 @@ class EngineCache:
         atomic_write(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
         owner_write_only(sidecar)
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
+
+
+def read_timing_cache(path: str | Path | None, setting: str = ENV_CACHE) -> tuple[bytes, bool]:
+    """TensorRT's timing cache at `path` for a build: (its bytes, b"" where there is none, it
+    cannot be read or it is not trusted; whether the build may save its own at `path`).
+
+    A timing cache is read only if `untrusted_cache_file` trusts it (judged on the open file, so
+    the file checked is the file read): yours or root's and writable by no one else. Else the
+    build goes without it, with one warning naming the file, its owner and mode; and one that is
+    not yours (another user's, root's, or a link of another's) is not replaced either, while one
+    of yours that others could write (written under an old umask) is replaced by the build's own,
+    which the caller makes writable by you only (`owner_write_only`)."""
+    if path is None:
+        return b"", False
+    try:
+        with open(path, "rb") as f:
+            problem = untrusted_cache_file(path, f.fileno(), setting)
+            if problem is None:
+                data = f.read()
+                log.info("TensorRT timing cache: %s (%d bytes)", path, len(data))
+                return data, True
+            uid = os.getuid()
+            ours = os.fstat(f.fileno()).st_uid == uid and os.lstat(path).st_uid == uid
+    except FileNotFoundError:
+        return b"", True
+    except OSError as exc:  # a folder you cannot enter (another user's cache): start empty
+        why = describe_os_error(exc, with_path=False)
+        log.info("TensorRT timing cache %s not readable (%s); starting empty", path, why)
+        return b"", True
+    log.warning(
+        "TensorRT timing cache %s %s; building without it%s",
+        path,
+        problem,
+        "" if ours else ", and leaving it as it is",
+    )
+    return b"", ours

@@ -46,11 +46,16 @@ from depthart_core.export.onnx_export import (
     read_onnx_metadata,
 )
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
-from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, ENV_CACHE, atomic_write, owner_write_only
 from depthart_core.model import SamplingConfig
 from depthart_core.rundir import utf8_name
 from depthart_core.runtime.base import Backend, TensorSpec, check_flag
-from depthart_core.runtime.engine_cache import PRECISIONS, EngineCache, EngineKey
+from depthart_core.runtime.engine_cache import (
+    PRECISIONS,
+    EngineCache,
+    EngineKey,
+    read_timing_cache,
+)
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.sampling import graph_decoding, runtime_sampling
 
@@ -213,11 +218,14 @@ def build_serialized_engine(
     timing_cache_path: str | Path | None = None,
     show_progress: bool = True,
     tf32: bool = False,
+    timing_cache_setting: str = ENV_CACHE,
 ) -> bytes:
     """Parse the ONNX into a strongly typed network and build a serialized engine (a plan).
     `tf32`: let fp32 matrix products run in TF32 (TensorRT's default on Ampere and newer,
     Jetson Orin included); off, an fp32 graph's engine computes in fp32 as the other backends
-    do, so its greedy tokens match theirs."""
+    do, so its greedy tokens match theirs. `timing_cache_path`: TensorRT's timing cache, read
+    only if trusted (`engine_cache.read_timing_cache`; `timing_cache_setting` is what its
+    warning says to set) and saved there after the build, writable by you only."""
     trt = import_tensorrt()
     builder = trt.Builder(trt_logger())
     # 1. network: strongly typed, so FP16 comes only from the graph's own types
@@ -247,7 +255,7 @@ def build_serialized_engine(
             profile.set_shape(t.name, input_shape, input_shape, input_shape)
     if dynamic:
         config.add_optimization_profile(profile)
-    timing_cache = _load_timing_cache(config, timing_cache_path)
+    timing_cache, save_timing = _load_timing_cache(config, timing_cache_path, timing_cache_setting)
     if not config.set_timing_cache(timing_cache, False):  # made on another GPU: refused
         log.warning("TensorRT refused timing cache %s; building without it", timing_cache_path)
         config.set_timing_cache(config.create_timing_cache(b""), False)
@@ -263,30 +271,28 @@ def build_serialized_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see log above)")
-    if timing_cache_path is not None:
+    if timing_cache_path is not None and save_timing:  # not over another user's file
         try:  # a speed-up for the next build: its failure must not lose this finished plan
             path = Path(timing_cache_path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, bytes(config.get_timing_cache().serialize()))
+            data = bytes(config.get_timing_cache().serialize())
+            atomic_write(path, data, stale_after_s=CACHE_TEMP_STALE_S)
+            owner_write_only(path)
         except Exception as exc:
             log.warning("TensorRT timing cache not saved to %s (%r)", timing_cache_path, exc)
     return bytes(plan)
 
 
-def _load_timing_cache(config, path: str | Path | None):
-    data = b""
-    try:  # a folder you cannot enter (another user's cache) raises here: start empty
-        if path is not None and Path(path).is_file():
-            data = Path(path).read_bytes()
-            log.info("TensorRT timing cache: %s (%d bytes)", path, len(data))
-    except OSError as exc:
-        log.info("TensorRT timing cache %s not readable (%s); starting empty", path, exc)
+def _load_timing_cache(config, path: str | Path | None, setting: str = ENV_CACHE):
+    """(TensorRT's timing cache for `config` from `path`, empty where there is none or it cannot
+    be read or trusted: `read_timing_cache`; whether the build may save its own at `path`)."""
+    data, save = read_timing_cache(path, setting)
     try:
         cache = config.create_timing_cache(data)
     except Exception as exc:
         cache = None
         log.warning("TensorRT timing cache %s unusable (%r); starting empty", path, exc)
-    return cache if cache is not None else config.create_timing_cache(b"")
+    return (cache if cache is not None else config.create_timing_cache(b"")), save
 
 
 class TensorRTBackend(Backend):
@@ -344,10 +350,12 @@ class TensorRTBackend(Backend):
         )
         # 3. engine: cached, or built (minutes) and cached, on this device
         cache = EngineCache(cache_dir)
-        timing = cache.cache_dir / f"timing_{key.hardware}.cache"
+        timing = cache.timing_cache_path(key)
 
         def build() -> bytes:
-            return build_serialized_engine(self.onnx_path, shape, workspace_mb, timing)
+            return build_serialized_engine(
+                self.onnx_path, shape, workspace_mb, timing, timing_cache_setting=cache.setting
+            )
 
         self._runtime = trt.Runtime(trt_logger())  # the logger outlives it (module-wide)
         with torch.cuda.device(index):

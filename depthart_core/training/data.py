@@ -33,9 +33,17 @@ from depthart_core.data.synthetic.render import generator_digest, render_batch
 from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.fileutil import (
     CACHE_TEMP_STALE_S,
+    ENV_CACHE,
+    WriteError,
     atomic_write,
     cache_root,
+    cache_unwritable,
+    describe_os_error,
+    owner_write_only,
+    private_cache_folder,
     read_json,
+    untrusted_cache_file,
+    warn_shared_cache_folder,
 )
 from depthart_core.rundir import load_safetensors, open_safetensors
 from depthart_core.training.config import DataConfig
@@ -139,8 +147,13 @@ class FramePool:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"frame file not found: {self.path}")
+        self._load(self.path)
+
+    def _load(self, source: str | Path) -> None:
+        """Take the frames of `self.path` from `source`: the file, or its open descriptor's
+        name (/dev/fd/N) where it was checked as opened."""
         try:
-            tensors = load_safetensors(self.path)
+            tensors = load_safetensors(source)
         except SafetensorError as exc:  # not safetensors at all, or cut short
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(
@@ -152,7 +165,7 @@ class FramePool:
             raise ValueError(f"frame file {self.path} lacks tensor(s) {missing}")
         # the file's content, not its name or bytes (safetensors writes its metadata in no fixed
         # order, so one pool rendered twice is two byte strings), keys the latents cached from it
-        self.digest = _content_digest(self.path)
+        self.digest = _content_digest(Path(source))
         self.rgb, self.depth, self.valid = tensors["rgb"], tensors["depth"], tensors["valid"]
         self.stored = len(self.rgb)
         # a frame with no valid depth (a camera facing a window) has nothing to learn from and no
@@ -201,6 +214,15 @@ class SyntheticPool(FramePool):
     The file's metadata records what rendered it (the generator's source digest, seed, size,
     count, settings). A cached file that is unreadable or was rendered otherwise is rendered
     again, with a warning naming the file and the difference; it is never reused.
+
+    As the ONNX cache's graphs (`runtime.onnx_cache`), a cached pool is used only if no other user
+    could have written it (`fileutil.untrusted_cache_file`: yours or root's, writable by no one
+    else; checked on the open file that is then read): a pool planted in a shared cache would
+    become training data. One that is not trusted is rendered again with a warning naming the
+    file, its owner and mode, and the pools written here are writable by their owner only. Where
+    the pool's folder cannot be written (a read-only mount, another user's folder, another user's
+    pool in a sticky folder: `fileutil.cache_unwritable`), the pool is rendered into a temp folder
+    of the process's own, removed at exit (`fileutil.private_cache_folder`), with a warning.
     """
 
     def __init__(
@@ -217,15 +239,34 @@ class SyntheticPool(FramePool):
     ) -> None:
         name = f"s{seed}{synth_tag(synth)}_{size}px_{count}.safetensors"
         path = Path(cache) if cache else cache_root() / "synth" / name
+        setting = POOL_SETTING if cache else ENV_CACHE
+        trust = _TRUST_SETTING if cache else ENV_CACHE  # "set X to a folder only you can write"
         want = pool_metadata(seed, size, count, synth)
-        problem = stale_pool(path, want)
+        warn_shared_cache_folder(path.parent, trust)
+        problem = stale_pool(path, want, trust)
         if problem:
-            if path.exists():
+            if problem != ABSENT:
                 log.warning("synthetic pool %s %s; rendering it again", path, problem)
-            self._render(
-                path, seed, size, count, synth=synth or {}, metadata=want, progress=progress
+            path = self._render(
+                path,
+                seed,
+                size,
+                count,
+                synth=synth or {},
+                metadata=want,
+                progress=progress,
+                setting=setting,
             )
-        super().__init__(path, seed, batch, rank, world)
+        self.batch, self.rank, self.world, self.seed = batch, rank, world, seed
+        self.path = path
+        try:  # the file checked is the file read: one swapped in since is refused
+            with open(path, "rb") as f:
+                problem = _pool_problem(path, f.fileno(), want, trust)
+                if problem:
+                    raise ValueError(f"synthetic pool {path} {problem} (changed while in use)")
+                self._load(_fd_name(f.fileno(), path))
+        except OSError as exc:
+            raise ValueError(f"synthetic pool {describe_os_error(exc)}") from exc
         if self.stored != count:
             raise ValueError(f"synthetic pool cache {path} holds {self.stored} frames, not {count}")
 
@@ -240,10 +281,14 @@ class SyntheticPool(FramePool):
         synth: dict | None = None,
         metadata: dict[str, str] | None = None,
         progress: bool = True,
-    ) -> None:
+        setting: str = ENV_CACHE,
+    ) -> Path:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
         many processes (one torch thread each; default one per core, at most 16). Chunk boundaries
-        do not depend on `workers`, so the cache holds the same frames either way."""
+        do not depend on `workers`, so the cache holds the same frames either way. Returns where
+        the pool was written: `path`, writable by you only, or where `path` cannot be written
+        (`cache_unwritable`) a file of its name in this process's own temp folder, with a warning
+        saying why and that `setting` moves the cache."""
         workers = workers if workers > 0 else min(16, os.cpu_count() or 1)
         starts = list(range(0, count, chunk))
         spans = [(seed, s, min(count, s + chunk), size, synth or {}) for s in starts]
@@ -265,14 +310,43 @@ class SyntheticPool(FramePool):
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
-        atomic_write(
-            path,
-            lambda tmp: save_file(tensors, tmp, metadata=metadata),
-            stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
-        )
+        try:
+            _write_pool(path, tensors, metadata)
+            return path
+        except WriteError as exc:
+            if not cache_unwritable(exc):  # a full disk: the one-line error
+                raise
+            try:
+                private = private_cache_folder("synth") / path.name
+            except OSError as no_temp:  # no temp folder either: the cache's own error
+                raise exc from no_temp
+            log.warning(
+                "synthetic pool cache %s cannot be used (%s): the pool is written to %s, a temp "
+                "folder removed at exit; every run will render it again until %s names a place "
+                "you can write",
+                path,
+                exc,
+                private,
+                setting,
+            )
+            _write_pool(private, tensors, metadata)
+            return private
+
+
+def _write_pool(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None) -> None:
+    atomic_write(
+        path,
+        lambda tmp: save_file(tensors, tmp, metadata=metadata),
+        stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
+    )
+    owner_write_only(path)  # trusted when read back, whatever the umask
 
 
 POOL_FORMAT = "depthart-pool/1"
+POOL_SETTING = "data.pool_cache"  # what a warning about a pool given by its path says to set
+# what an untrusted pool's reason says to move: "set data.pool_cache's folder to a folder ..."
+_TRUST_SETTING = f"{POOL_SETTING}'s folder"
+ABSENT = "does not exist"
 
 
 def pool_metadata(seed: int, size: int, count: int, synth: dict | None) -> dict[str, str]:
@@ -288,12 +362,31 @@ def pool_metadata(seed: int, size: int, count: int, synth: dict | None) -> dict[
     }
 
 
-def stale_pool(path: Path, want: dict[str, str]) -> str:
-    """Why the pool file at `path` cannot be reused ("" when it can)."""
-    if not path.is_file():
-        return "does not exist"
+def stale_pool(path: Path, want: dict[str, str], setting: str = ENV_CACHE) -> str:
+    """Why the pool file at `path` cannot be reused ("" when it can): absent, not trusted
+    (`fileutil.untrusted_cache_file`; `setting` is what its reason says to set), unreadable, or
+    rendered otherwise than `want` says."""
     try:
-        with open_safetensors(path) as f:
+        if not path.is_file():
+            return ABSENT
+        with open(path, "rb") as f:
+            return _pool_problem(path, f.fileno(), want, setting)
+    except OSError as exc:  # a folder you cannot enter: nothing to reuse
+        return f"cannot be read ({describe_os_error(exc, with_path=False)})"
+
+
+def _fd_name(fd: int, path: Path) -> str | Path:
+    """A name that opens the file open as `fd` itself (/dev/fd/N), else (no /dev/fd) `path`."""
+    return f"/dev/fd/{fd}" if os.path.isdir("/dev/fd") else path
+
+
+def _pool_problem(path: Path, fd: int, want: dict[str, str], setting: str) -> str:
+    """`stale_pool`'s reason for the pool file `path` open as `fd` (judged and read there)."""
+    problem = untrusted_cache_file(path, fd, setting)
+    if problem:
+        return problem
+    try:
+        with open_safetensors(_fd_name(fd, path)) as f:
             got = f.metadata() or {}
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as e:  # truncated or not safetensors at all
