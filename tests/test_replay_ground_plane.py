@@ -304,7 +304,8 @@ def test_write_bag_holds_the_metres_of_frames_without_gt(cart_bag, tmp_path):
     assert [r["index"] for r in rows if r["status"] == "unmatched"] == [3, 4]
     scaled = [r["index"] for r in rows if r["ground_plane"]["scale"] is not None]
     assert {3, 4} <= set(scaled)
-    assert report["write_bag"]["predictions"] == len(scaled)
+    assert report["write_bag"]["predictions"] == len(rows)  # one depth a frame, as the node
+    assert report["write_bag"]["relative"] == len(rows) - len(scaled)
     preds = {m.stamp_ns: m.msg for m in bags.iter_messages(out_bag, ["/depthart/depth"])}
     for i in (3, 4):  # metres: the true depth, the constant 7 undone by the floor
         msg = preds[rows[i]["stamp_ns"]]

@@ -349,6 +349,11 @@ def run(args: argparse.Namespace) -> int:
     if report.get("write_bag"):
         wb = report["write_bag"]
         print(f"  predictions on {wb['pred_topic']} in {wb['path']}")
+        if wb.get("relative"):  # the node's fallback: a bag user must not read them as metres
+            print(
+                f"  --write-bag: {wb['relative']} of {wb['predictions']} depth frames relative "
+                "(no metric scale)"
+            )
     lock.release()
     return _nothing_scored(report)
 

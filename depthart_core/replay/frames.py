@@ -462,9 +462,10 @@ def score_frame(
 
     Returns the prediction as scored (metres under the metric and ground_plane protocols; None
     where no metric scale exists), which is what `--write-bag` publishes: under ground_plane the
-    floor's metres whether or not the frame can be scored, as the node publishes them. `ground`
-    is the run's ground-plane state (the ground_plane protocol). Non-finite predicted pixels (the
-    node's NaN for invalid output) are left out of scoring and counted in `pred_invalid_px`.
+    floor's metres whether or not the frame can be scored, as the node publishes them; where it
+    returns None, `pred` itself, the relative depth the node falls back to. `ground` is the run's
+    ground-plane state (the ground_plane protocol). Non-finite predicted pixels (the node's NaN
+    for invalid output) are left out of scoring and counted in `pred_invalid_px`.
     """
     metric = cfg.protocol in ("metric", "ground_plane")
     metres = None
@@ -592,7 +593,11 @@ class PredictionStore:
     in a temp folder named as `fileutil.is_temp_name` recognises: a killed run's is removed when
     its folder is next claimed."""
 
-    def __init__(self, parent: Path) -> None:
+    def __init__(self, parent: Path, units_known: bool = False) -> None:
+        # units_known: each frame is put as metres or, marked `relative`, as relative depth (an
+        # offline replay under a metric protocol); a live replay stores the node's outputs as is
+        self.units_known = units_known
+        self.relative: set[int] = set()  # frames stored as relative depth (no metric scale)
         try:
             parent.mkdir(parents=True, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix=".predictions.", suffix=TEMP_SUFFIX, dir=parent)
@@ -603,12 +608,18 @@ class PredictionStore:
     def _path(self, i: int) -> Path:
         return self.dir / f"{i:08d}.npy"
 
-    def put(self, i: int, depth: np.ndarray) -> None:
+    def put(self, i: int, depth: np.ndarray, relative: bool = False) -> None:
+        """Store frame `i`'s depth; `relative`: the relative prediction where a metric protocol
+        found no metric scale (the node's fallback), counted in `relative`."""
         path = self._path(i)
         try:
             path.write_bytes(npy_bytes(np.asarray(depth, dtype=np.float32)))
         except OSError as exc:
             raise WriteError(path, exc) from exc
+        if relative:
+            self.relative.add(i)
+        else:
+            self.relative.discard(i)
 
     def get(self, i: int) -> np.ndarray:
         return np.load(self._path(i))
@@ -659,10 +670,12 @@ def write_prediction_bag(
     it; `<pred_topic>/camera_info` the camera the node publishes with it under that header: the
     frame's calibration as `iter_frames` pairs it (the newest good one, or the first image's own
     recorded just after it), rescaled to the prediction's size (`messages.depth_camera_info_msg`);
-    none where it has another aspect ratio than the prediction, as the node.
+    none where it has another aspect ratio than the prediction, as the node. With
+    `store.units_known` the summary's `relative` counts the frames written as relative depth
+    because no metric scale existed (the node's fallback).
     """
     conns = bags.copy_connections_info(bag)
-    i, info, written = 0, None, 0
+    i, info, written, relative = 0, None, 0, 0
     with bags.BagWriter(out_bag, storage="mcap") as out:
         for topic, msgtype, log_ns, raw in bags.iter_raw(bag):
             _, msgdef, digest, qos = conns[topic]
@@ -684,5 +697,9 @@ def write_prediction_bag(
                     ci = messages.depth_camera_info_msg(info, depth.shape, stamp, fid)
                     out.write(f"{cfg.pred_topic}/camera_info", ci, log_ns)
                 written += 1
+                relative += i in store.relative
             i += 1
-    return {"path": str(out_bag), "pred_topic": cfg.pred_topic, "predictions": written}
+    summary = {"path": str(out_bag), "pred_topic": cfg.pred_topic, "predictions": written}
+    if store.units_known:  # of them, relative depth: no metric scale existed (the node's fallback)
+        summary["relative"] = relative
+    return summary

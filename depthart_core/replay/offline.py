@@ -91,7 +91,8 @@ def replay_offline(
         check_write_bag(write_bag, index, cfg.pred_topic, bag)
     run = ReplayRun("offline", str(bag), cfg, index)
     run.meta["backend"] = describe_backend(backend, checkpoint)
-    store = PredictionStore(out) if write_bag is not None else None
+    metric = cfg.protocol in ("metric", "ground_plane")  # a frame without a scale: relative
+    store = PredictionStore(out, units_known=metric) if write_bag is not None else None
     t_start = time.perf_counter()
     try:
         frames = iter_frames(bag, cfg, index)
@@ -137,6 +138,6 @@ def _offline_frame(
     row["latency_ms"] = (time.perf_counter() - t0) * 1e3
     scored = score_frame(row, pred, frame, run.cfg, run.ground)
     run.keep_sample(frame, rgb, pred if scored is None else scored)
-    if store is not None and scored is not None:
-        store.put(frame.index, scored)
+    if store is not None:  # no metric scale: the relative prediction, as the node falls back
+        store.put(frame.index, pred if scored is None else scored, relative=scored is None)
     run.rows[frame.index] = row
