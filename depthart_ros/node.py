@@ -7,7 +7,8 @@ convention: `image:=/camera/image_raw` reads /camera/camera_info; `camera_info_t
 or with `image_transport: compressed` the CompressedImage topic `<image's resolved name>/compressed`
 (image_transport's naming, so remapping `image` moves both), and with `sparse_depth.transport:
 compressedDepth` the cue on `<sparse_depth's resolved name>/compressedDepth`;
-`depth`, `depth/camera_info`, `depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
+`depth`, `depth/image` (lazy: the same message beside its calibration), `depth/camera_info`,
+`depth/colored` (lazy), `depth/points` (lazy, needs camera_info;
 `depthart_core.pointcloud`), `depth/uncertainty` and `depth/filtered` (lazy, need a checkpoint
 with the uncertainty head; `depthart_ros.uncertainty`) out; `/diagnostics` at 1 Hz.
 
@@ -305,6 +306,9 @@ class DepthArtCore:
         self._owned: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity)
         # 1. topics; rclpy applies qos_overrides by mutating the profile, so each gets its own
         self.pub_depth = self._publisher(Image, "depth")
+        # the same image beside depth/camera_info, where image_transport's camera subscribers
+        # (depth_image_proc, rviz's DepthCloud) look for its calibration; lazy, as depth/colored
+        self.pub_depth_image = self._publisher(Image, "depth/image")
         self.pub_info = self._publisher(CameraInfo, "depth/camera_info")
         self.pub_colored = self._publisher(Image, "depth/colored")
         self.pub_points = self._publisher(PointCloud2, "depth/points")
@@ -640,7 +644,10 @@ class DepthArtCore:
         self, msg: Image, rgb: np.ndarray, depth: np.ndarray, depth_info: CameraInfo | None
     ) -> None:
         """depth, and its (already rescaled) calibration, cloud and colours."""
-        self.pub_depth.publish(self._image(depth, msg.header))
+        depth_msg = self._image(depth, msg.header)
+        self.pub_depth.publish(depth_msg)
+        if self.pub_depth_image.get_subscription_count() > 0:
+            self.pub_depth_image.publish(depth_msg)
         if depth_info is not None:
             self.pub_info.publish(depth_info)
         c = self.cfg
