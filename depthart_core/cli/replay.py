@@ -104,7 +104,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs=2,
         default=None,
         metavar=("MIN", "MAX"),
-        help="GT range [m] that affine, metric and ground_plane clip predictions to",
+        help="GT range [m] scored by affine, metric and ground_plane (GT outside it is left "
+        "out, as eval does; predictions are clipped to it)",
     )
     p.add_argument(
         "--sparse-points",

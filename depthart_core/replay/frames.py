@@ -59,7 +59,8 @@ class ReplayConfig:
     protocol: str = "depthart"
     max_dt_s: float = 0.02  # image <-> GT depth header stamp tolerance
     max_frames: int | None = None
-    depth_range: tuple[float, float] | None = None  # GT range the affine/metric protocols clip to
+    # (lo, hi] m: GT outside is not scored (nor drawn as a sparse cue), predictions clipped to it
+    depth_range: tuple[float, float] | None = None
     sparse_points: int = 100  # metric protocol: GT pixels the scale fit sees (a LiDAR stand-in)
     sparse_fit: str = "scale"
     seed: int = 0
@@ -488,6 +489,9 @@ def score_frame(
             f"{gt.shape[1]}x{gt.shape[0]} (WxH)",
         )
         return unscored
+    if cfg.depth_range is not None:  # as eval's readers: GT outside the range is not scored
+        lo, hi = cfg.depth_range
+        valid = valid & (gt > lo) & (gt <= hi)
     finite = np.isfinite(pred)
     if not finite.all():
         row["pred_invalid_px"] = int(np.count_nonzero(valid & ~finite))
