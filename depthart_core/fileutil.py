@@ -382,6 +382,12 @@ def cache_unwritable(exc: BaseException) -> bool:
     return isinstance(exc, WriteError) and exc.errno in _UNWRITABLE
 
 
+def fd_name(fd: int, path: str | Path) -> str | Path:
+    """A name that opens the file open as `fd` itself (/dev/fd/N: the file a trust check judged
+    on that descriptor, not one swapped in at its path since), else (no /dev/fd) `path`."""
+    return f"/dev/fd/{fd}" if os.path.isdir("/dev/fd") else path
+
+
 def private_cache_folder(kind: str) -> Path:
     """The folder `kind` in a temp folder of this process's own (`tempfile.mkdtemp`: yours, mode
     0700), removed when the process exits: where a graph is exported (or a synthetic pool

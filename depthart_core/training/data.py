@@ -39,6 +39,7 @@ from depthart_core.fileutil import (
     cache_root,
     cache_unwritable,
     describe_os_error,
+    fd_name,
     owner_write_only,
     private_cache_folder,
     read_json,
@@ -240,7 +241,7 @@ class SyntheticPool(FramePool):
         name = f"s{seed}{synth_tag(synth)}_{size}px_{count}.safetensors"
         path = Path(cache) if cache else cache_root() / "synth" / name
         setting = POOL_SETTING if cache else ENV_CACHE
-        trust = _TRUST_SETTING if cache else ENV_CACHE  # "set X to a folder only you can write"
+        trust = POOL_TRUST_SETTING if cache else ENV_CACHE  # "set X to a folder only you can write"
         want = pool_metadata(seed, size, count, synth)
         warn_shared_cache_folder(path.parent, trust)
         problem = stale_pool(path, want, trust)
@@ -264,7 +265,7 @@ class SyntheticPool(FramePool):
                 problem = _pool_problem(path, f.fileno(), want, trust)
                 if problem:
                     raise ValueError(f"synthetic pool {path} {problem} (changed while in use)")
-                self._load(_fd_name(f.fileno(), path))
+                self._load(fd_name(f.fileno(), path))
         except OSError as exc:
             raise ValueError(f"synthetic pool {describe_os_error(exc)}") from exc
         if self.stored != count:
@@ -345,7 +346,7 @@ def _write_pool(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | N
 POOL_FORMAT = "depthart-pool/1"
 POOL_SETTING = "data.pool_cache"  # what a warning about a pool given by its path says to set
 # what an untrusted pool's reason says to move: "set data.pool_cache's folder to a folder ..."
-_TRUST_SETTING = f"{POOL_SETTING}'s folder"
+POOL_TRUST_SETTING = f"{POOL_SETTING}'s folder"
 ABSENT = "does not exist"
 
 
@@ -375,18 +376,13 @@ def stale_pool(path: Path, want: dict[str, str], setting: str = ENV_CACHE) -> st
         return f"cannot be read ({describe_os_error(exc, with_path=False)})"
 
 
-def _fd_name(fd: int, path: Path) -> str | Path:
-    """A name that opens the file open as `fd` itself (/dev/fd/N), else (no /dev/fd) `path`."""
-    return f"/dev/fd/{fd}" if os.path.isdir("/dev/fd") else path
-
-
 def _pool_problem(path: Path, fd: int, want: dict[str, str], setting: str) -> str:
     """`stale_pool`'s reason for the pool file `path` open as `fd` (judged and read there)."""
     problem = untrusted_cache_file(path, fd, setting)
     if problem:
         return problem
     try:
-        with open_safetensors(_fd_name(fd, path)) as f:
+        with open_safetensors(fd_name(fd, path)) as f:
             got = f.metadata() or {}
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as e:  # truncated or not safetensors at all

@@ -40,7 +40,16 @@ from tqdm import tqdm
 
 from depthart_core.checkpoint import load_checkpoint, load_official_var, save_checkpoint
 from depthart_core.config import get_preset, with_overrides
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, atomic_write
+from depthart_core.fileutil import (
+    CACHE_TEMP_STALE_S,
+    ENV_CACHE,
+    WriteError,
+    atomic_write,
+    cache_unwritable,
+    fd_name,
+    owner_write_only,
+    untrusted_cache_file,
+)
 from depthart_core.model import DepthART
 from depthart_core.precision import autocast
 from depthart_core.rundir import (
@@ -59,7 +68,7 @@ from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
 from depthart_core.training.augment import flip_mask, photometric
 from depthart_core.training.config import PATH_SETTINGS, TrainConfig
-from depthart_core.training.data import make_batches, validation_batch
+from depthart_core.training.data import POOL_TRUST_SETTING, make_batches, validation_batch
 from depthart_core.training.distributed import (
     allreduce_grads,
     average_buffers,
@@ -372,7 +381,14 @@ class Trainer:
         """The tokenizer is frozen and a synthetic pool is fixed, so the image prefix and the
         depth latent of every pool frame are computed once instead of at every step. They are
         kept on disk next to the pool, keyed by the pool file's content and the tokenizer's config
-        and weights."""
+        and weights.
+
+        As the pool itself, the file is read only if no other user could have written it
+        (`fileutil.untrusted_cache_file`, judged on the open file that is then read): latents
+        planted in a shared cache would become the training inputs. One that is not trusted is
+        recomputed with a warning naming the file, its owner and mode; the one written here is
+        writable by its owner only. Where the pool's folder cannot be written
+        (`fileutil.cache_unwritable`) the latents are kept in memory only."""
         pool = self.batches
         if not hasattr(pool, "rgb"):
             return None
@@ -385,9 +401,14 @@ class Trainer:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         disk = pool.path.with_name(f"{pool.path.stem}.latents-{h.hexdigest()[:16]}.safetensors")
         if disk.is_file():
-            try:
-                t = load_safetensors(disk)
-                if len(t["f_D"]) == len(pool.rgb):
+            trust = POOL_TRUST_SETTING if self.cfg.data.pool_cache else ENV_CACHE
+            try:  # the file checked is the file read: one swapped in since is not
+                with open(disk, "rb") as f:
+                    problem = untrusted_cache_file(disk, f.fileno(), trust)
+                    t = {} if problem else load_safetensors(fd_name(f.fileno(), disk))
+                if problem:
+                    log.warning("latent cache %s %s; recomputing", disk, problem)
+                elif len(t["f_D"]) == len(pool.rgb):
                     return t.get("img"), t["f_D"]
             except Exception as e:  # a damaged cache is recomputed, never trusted
                 log.warning("latent cache %s unreadable (%s); recomputing", disk, e)
@@ -413,11 +434,17 @@ class Trainer:
         if not cnn:
             tensors["img"] = torch.cat(imgs).contiguous()
         if self.is_main:
-            atomic_write(
-                disk,
-                lambda tmp: save_file(tensors, tmp),
-                stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
-            )
+            try:
+                atomic_write(
+                    disk,
+                    lambda tmp: save_file(tensors, tmp),
+                    stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
+                )
+                owner_write_only(disk)  # trusted when read back, whatever the umask
+            except WriteError as exc:
+                if not cache_unwritable(exc):  # a full disk: the one-line error
+                    raise
+                log.info("latent cache %s; the pool's latents are kept in memory only", exc)
         return tensors.get("img"), tensors["f_D"]
 
     # ------------------------------------------------------------------ one step
