@@ -383,6 +383,7 @@ def load_checkpoint(
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
     vae: str | Path | None = None,
+    vae_setting: str = "--vae",
 ) -> tuple[DepthART, dict[str, Any]]:
     """Build the model from the stored config and load its weights strictly, in float32 whatever
     the default dtype. Thread-safe, and nothing process-wide is changed: the default dtype is
@@ -390,6 +391,7 @@ def load_checkpoint(
     from (`_NoInit`), so another thread's random stream goes on as if no model were loaded.
 
     `vae`: VAR's `vae_ch160v4096z32.pth`, only for an authors' file saved without the VQ-VAE.
+    `vae_setting`: what the user set `vae` with, as errors name it (`refuse_vae`).
     """
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
@@ -416,37 +418,41 @@ def load_checkpoint(
             state[k] = t.float() if t.is_floating_point() else t
     if info["layout"] == AUTHORS_LAYOUT:
         vae_state = None
-        refuse_vae(vae, info, path)  # one given for a file that holds its own
+        refuse_vae(vae, info, path, vae_setting)  # one given for a file that holds its own
         if not authors_layout.has_tokenizer(state):
             vae = _expand(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
             if not vae.is_file():
                 raise FileNotFoundError(
                     f"{path} holds no VQ-VAE weights and {vae} does not exist: pass VAR's "
-                    f"{authors_layout.VAE_FILE_NAME} (--vae) or put it beside the checkpoint"
+                    f"{authors_layout.VAE_FILE_NAME} ({vae_setting}) or put it beside the "
+                    "checkpoint"
                 )
             vae_state = _torch_load(vae)
             info["metadata"]["vae"] = str(vae)
         load_authors_state(model, state, vae_state, what=str(path))
     else:
-        refuse_vae(vae, info, path)
+        refuse_vae(vae, info, path, vae_setting)
         load_state_dict_strict(model, state, what=str(path))
     info["path"] = str(path)
     info["sha256"] = file_sha256(path)
     return model.to(device).eval(), info
 
 
-def refuse_vae(vae: str | Path | None, info: dict[str, Any], path: str | Path) -> None:
+def refuse_vae(
+    vae: str | Path | None, info: dict[str, Any], path: str | Path, setting: str = "--vae"
+) -> None:
     """A VQ-VAE given (`vae`) for a checkpoint that holds its own (`info`, its
     `read_checkpoint_info`): ours, or an authors' file saved with it. The file given would be
-    ignored, so it is refused. Raises."""
+    ignored, so it is refused. Raises naming `setting`, what the user gave it with: the CLI's
+    --vae, or the ROS node's `vae` parameter (as `check_device` takes its advice)."""
     if vae is None:
         return
     if info["layout"] != AUTHORS_LAYOUT:
-        raise ValueError(f"--vae {vae} is only for the authors' checkpoint; {path} is complete")
+        raise ValueError(f"{setting} {vae} is only for the authors' checkpoint; {path} is complete")
     with open_safetensors(path) as f:
         if authors_layout.has_tokenizer(f.keys()):  # the file's own VQ-VAE would be used
             raise ValueError(
-                f"--vae {vae}: {path} holds its own VQ-VAE, which is what loads; drop --vae"
+                f"{setting} {vae}: {path} holds its own VQ-VAE, which is what loads; drop {setting}"
             )
 
 
@@ -488,14 +494,21 @@ class CheckpointFile:
     TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
     """
 
-    def __init__(self, path: str | Path | None = None, vae: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        vae: str | Path | None = None,
+        vae_setting: str = "--vae",
+    ) -> None:
         self.default = path is None  # none named: the shipped one (or $DEPTHART_CHECKPOINT)
         self.path = resolve_checkpoint(path)
         self.vae = vae  # VAR's VQ-VAE, only for an authors' checkpoint saved without it
+        self.vae_setting = vae_setting  # what errors call `vae` (`refuse_vae`)
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
         self._info: dict[str, Any] | None = None
         refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
-        refuse_vae(vae, self.info(), self.path)  # here, not at `load`: a cached graph skips it
+        # here, not at `load`: a cached graph skips it
+        refuse_vae(vae, self.info(), self.path, vae_setting)
         # hashed only once the header says it is a checkpoint: a big file that is not one is
         # refused at once, not after reading all of it
         self.sha256 = file_sha256(self.path)
@@ -531,7 +544,7 @@ class CheckpointFile:
     def load(self) -> tuple[DepthART, dict[str, Any]]:
         """`load_checkpoint(path)`, the first time only: the same model object every call."""
         if self._loaded is None:
-            self._loaded = load_checkpoint(self.path, vae=self.vae)
+            self._loaded = load_checkpoint(self.path, vae=self.vae, vae_setting=self.vae_setting)
         return self._loaded
 
 

@@ -262,6 +262,7 @@ class DepthArtCore:
                 threads=c["threads"],
                 sampling=sampling,
                 vae=c["vae"] or None,
+                vae_setting="the node's vae parameter",  # not the CLI's --vae
             )
         if not self.context.ok():  # Ctrl-C / SIGTERM during an export or engine build
             raise StartupStopped()

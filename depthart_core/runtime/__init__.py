@@ -54,20 +54,23 @@ def get_backend(
     sampling: SamplingConfig | None = None,
     vae: str | Path | None = None,
     flip_average: bool = False,
+    vae_setting: str = "--vae",
 ) -> Backend:
     """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring.
     `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: a
     `SamplingConfig` or None (the default, soft); greedy and soft run on every backend, a sampled
     one (`paper`) on torch only. `onnx_path`: a graph for onnxruntime or tensorrt (or `auto`).
-    `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it. `flip_average`: also run
-    each frame mirrored and average (`runtime.base`; twice the compute)."""
+    `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it; `vae_setting`: what its
+    errors call it (the CLI's --vae, the node's parameter). `flip_average`: also run each frame
+    mirrored and average (`runtime.base`; twice the compute)."""
     check_flag("letterbox", letterbox)  # before a model is loaded
     check_flag("flip_average", flip_average)
     resolve_threads(threads)  # a TypeError or ValueError naming a bad count
     runtime_sampling(sampling)  # a TypeError naming anything but a SamplingConfig or None
     backend = _get_backend(
-        name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae
-    )
+        name, checkpoint, device, precision, letterbox, onnx_path, threads, sampling, vae,
+        vae_setting,
+    )  # fmt: skip
     backend.flip_average = flip_average
     return backend
 
@@ -82,6 +85,7 @@ def _get_backend(
     threads: int,
     sampling: SamplingConfig | None,
     vae: str | Path | None,
+    vae_setting: str,
 ) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
@@ -93,7 +97,7 @@ def _get_backend(
     check_device(device, torch_runs_it=False)  # the name; CUDA itself where torch runs it
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
-    ckpt = CheckpointFile(checkpoint, vae=vae)
+    ckpt = CheckpointFile(checkpoint, vae=vae, vae_setting=vae_setting)
     if sampling is not None and not sampling.deterministic:
         if onnx_path is not None:  # the graph would be ignored: torch runs the checkpoint
             raise ValueError(
