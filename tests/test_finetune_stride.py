@@ -158,7 +158,9 @@ def test_a_recording_that_would_outgrow_the_memory_is_warned_about(
     per = prep_mod.frame_bytes(16)  # (3 + 4 + 1) * 16 * 16 bytes and the margin
     assert per == 3441 and 54_000 < prep_mod.frame_bytes(64) < 56_000  # ~55 KB at 64 px
     page = os.sysconf("SC_PAGE_SIZE")
-    available = 100_000 // page * page  # half of it holds 14 frames at 16 px, not 40
+    # half of it holds 10 frames at 16 px and the 2 held-out ones of them at 32x24 to score, not
+    # 40 and 8 (nor 14 and 3: the held-out frames at full size count too)
+    available = 100_000 // page * page
     _small_memory(monkeypatch, available, tmp_path if source == "meminfo" else None)
     assert prep_mod.available_memory() == available
     with caplog.at_level("WARNING"):
@@ -166,13 +168,15 @@ def test_a_recording_that_would_outgrow_the_memory_is_warned_about(
     warned = [r.getMessage() for r in caplog.records if "of memory" in r.getMessage()]
     assert len(warned) == 1 and "\n" not in warned[0], warned
     assert "keeping 40 of 40 images (--stride 1) at the model's 16 px" in warned[0]
-    assert "--stride 3 would keep 14 frames" in warned[0]  # 20 frames take 69 KB > 50 KB
+    assert "and 8 held-out ones at their full 32x24 to score" in warned[0]  # the bag's size
+    assert "--stride 4 would keep 10 frames" in warned[0]  # stride 3: 48 KB + 3 x 6 KB > 49 KB
     caplog.clear()
     with caplog.at_level("WARNING"):  # warned, not refused; the suggested stride fits
-        frames = dataclasses.replace(FRAMES, stride=3)
+        frames = dataclasses.replace(FRAMES, stride=4)
         prep = prepare([bag], FinetuneConfig(frames=frames), size=16, progress=False)
     assert not [r for r in caplog.records if "of memory" in r.getMessage()]
-    assert prep.counts[0].paired == 14
+    assert prep.counts[0].paired == 10 and len(prep.scored) == 2
+    assert prep.scans[0].image_wh == (32, 24)
 
 
 def test_the_memory_estimate_of_a_long_recording():
@@ -183,6 +187,56 @@ def test_the_memory_estimate_of_a_long_recording():
     assert prep_mod.memory_warning(hour, 2, 64, 8 * 10**9) is None
     assert prep_mod.memory_warning(hour, 1, 64, None) is None  # a system that does not say
     assert "no --stride fits 3 bags" in prep_mod.memory_warning([5, 5, 5], 1, 64, 200_000)
+
+
+def _scored_note(images, available, stride=1, eval_frames=100, teacher=False):
+    """The warning for `images` at 256 px with `eval_frames` held-out frames (20 % held out)
+    scored at 1920x1080."""
+    return prep_mod.memory_warning(
+        images, stride, 256, available, eval_frames=eval_frames, image_wh=(1920, 1080),
+        heldout=0.2, teacher=teacher,
+    )  # fmt: skip
+
+
+def test_the_frames_scored_at_full_size_count_in_the_memory_estimate():
+    """Up to --eval-frames held-out frames stay in memory at the images' full size to score
+    (RGB, depth, mask; a teacher's label too): 100 at 1920x1080 take 1.7 GB, which decides on
+    an 8 GB Jetson whether a run fits."""
+    assert prep_mod.scored_frame_bytes(1920, 1080) == 8 * 1920 * 1080  # 16.6 MB
+    assert prep_mod.scored_frame_bytes(1920, 1080, teacher=True) == 12 * 1920 * 1080
+    five_minutes = [3000]  # 10 Hz: 2.6 GB at the model's 256 px, under half of 8 GB
+    assert prep_mod.memory_warning(five_minutes, 1, 256, 8 * 10**9) is None
+    note = _scored_note(five_minutes, 8 * 10**9)
+    assert note is not None and "\n" not in note
+    assert note.startswith(
+        "keeping 3000 of 3000 images (--stride 1) at the model's 256 px and 100 held-out ones at "
+        "their full 1920x1080 to score takes about 4.3 GB of memory (881 KB a frame, 17 MB a "
+        "scored one), more than half of the 8.0 GB available: --stride 2 would keep 1500 frames "
+        "(about 3.0 GB)"
+    )
+    assert _scored_note(five_minutes, 8 * 10**9, stride=2) is None  # the advice fits
+    # 100 images keep 20 held-out ones: those are scored, not 100
+    assert "and 20 held-out ones" in _scored_note([100], 500 * 10**6)
+
+
+def test_the_advice_names_eval_frames_where_no_stride_can_help():
+    """Where the frames scored at full size alone outgrow half the memory, a stride keeps them
+    all (until it drops held-out frames): the advice is the --eval-frames that fits, with the
+    stride the training frames then need."""
+    note = _scored_note([3000], 3 * 10**9)  # 1.7 GB scored > 1.5 GB, and 2.6 GB training
+    assert note.endswith(
+        "available: --stride 4 --eval-frames 45 would keep 750 frames and score 45 at full size "
+        "(about 1.4 GB)"
+    )
+    assert _scored_note([3000], 3 * 10**9, stride=4, eval_frames=45) is None
+    note = _scored_note([500], 3 * 10**9)  # the training frames leave 1.06 GB at this stride
+    assert note.endswith(
+        "--eval-frames 63 would keep 500 frames and score 63 at full size (about 1.5 GB)"
+    )
+    assert _scored_note([500], 3 * 10**9, eval_frames=63) is None
+    teacher = _scored_note([500], 3 * 10**9, teacher=True)  # and the teacher's labels
+    assert "25 MB a scored one" in teacher and "--eval-frames 42 would" in teacher
+    assert _scored_note([500], 3 * 10**9, eval_frames=42, teacher=True) is None
 
 
 def test_teacher_labels_made_before_the_stride_option_still_match():

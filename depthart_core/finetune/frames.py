@@ -144,24 +144,29 @@ class BagScan:
     depth_encoding: str | None  # None without a depth topic (teacher mode)
     image_encoding: str
     block: list[str | None] = field(default_factory=list)  # per image: train/heldout/gap/None
+    # the first image's (width, height): the size held-out frames are scored at (memory estimate)
+    image_wh: tuple[int, int] | None = None
 
 
-def _first_encoding(path: Path, topic: str, depth: bool) -> str | None:
-    """The encoding of the topic's first message; for a CompressedImage its `format`, after
-    decoding it (a format this reader cannot decode raises `FinetuneInputError` with why)."""
+def _first_encoding(
+    path: Path, topic: str, depth: bool
+) -> tuple[str | None, tuple[int, int] | None]:
+    """The encoding of the topic's first message and its (width, height); for a CompressedImage
+    its `format` and the decoded size (a format this reader cannot decode raises
+    `FinetuneInputError` with why). (None, None) for a topic without messages."""
     for m in bags.iter_messages(path, [topic]):
         if not compressed.is_compressed(m.msg):
-            return str(m.msg.encoding)
+            return str(m.msg.encoding), (int(m.msg.width), int(m.msg.height))
         try:
             if depth:
-                compressed.compressed_depth_to_metres(m.msg)
+                px = compressed.compressed_depth_to_metres(m.msg)
             else:
-                compressed.compressed_to_rgb(m.msg)
+                px = compressed.compressed_to_rgb(m.msg)
         except ImageDecodeError as exc:
             kind = "depth" if depth else "image"
             raise FinetuneInputError(f"{kind} topic {topic!r} in {path}: {exc}") from exc
-        return str(m.msg.format)
-    return None
+        return str(m.msg.format), (int(px.shape[1]), int(px.shape[0]))
+    return None, None
 
 
 def _replay_config(cfg: FrameConfig) -> ReplayConfig:
@@ -186,14 +191,14 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
     for topic, n in ((cfg.image_topic, index.n_frames), (cfg.depth_topic, len(index.depth_stamps))):
         if topic and n == 0:
             raise FinetuneInputError(f"topic {topic!r} in {path} has no messages")
-    depth_enc = _first_encoding(path, cfg.depth_topic, depth=True) if cfg.depth_topic else None
+    depth_enc = _first_encoding(path, cfg.depth_topic, depth=True)[0] if cfg.depth_topic else None
     depth_ok = depth_enc in DEPTH_ENCODINGS or "compressedDepth" in (depth_enc or "")
     if cfg.depth_topic and not depth_ok:
         raise FinetuneInputError(
             f"depth topic {cfg.depth_topic!r} in {path} has encoding {depth_enc!r}; supported: "
             "16UC1 or mono16 (millimetres, 0 = invalid) and 32FC1 (metres, NaN = invalid)"
         )
-    image_enc = _first_encoding(path, cfg.image_topic, depth=False)
+    image_enc, image_wh = _first_encoding(path, cfg.image_topic, depth=False)
     is_raw = topics[cfg.image_topic].msgtype == messages.IMAGE_TYPE
     if is_raw and image_enc not in RGB_ENCODINGS:
         raise FinetuneInputError(
@@ -206,7 +211,7 @@ def scan_bag(path: str | Path, cfg: FrameConfig) -> BagScan:
             f"offset seen is {nearest_offset_s(index):.3f} s ({index.n_frames} images, "
             f"{len(index.depth_stamps)} depth images); raise --max-dt or check the topics"
         )
-    return BagScan(path, index, depth_enc, image_enc)
+    return BagScan(path, index, depth_enc, image_enc, image_wh=image_wh)
 
 
 def _paired(scan: BagScan, cfg: FrameConfig) -> tuple[list[int], np.ndarray]:

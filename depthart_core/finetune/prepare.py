@@ -8,8 +8,10 @@ hole with its nearest valid depth before tokenizing (`tokenizer.codec.encode_dep
 trainer's validation scores valid pixels only. Held-out frames are also kept at the sensor's full
 size for the before/after scores (`finetune.report`).
 
-Every kept frame stays in memory at the model resolution until the frame files are written; a
-long recording can outgrow the machine (`memory_warning`: `finetune --stride` keeps fewer).
+Every kept frame stays in memory at the model resolution until the frame files are written, and
+the held-out frames to score (up to `--eval-frames`) at the sensor's full size as well; a long
+recording, or large images, can outgrow the machine (`memory_warning`: `finetune --stride` keeps
+fewer, `--eval-frames` scores fewer).
 """
 
 from __future__ import annotations
@@ -121,31 +123,85 @@ def _amount(n: float) -> str:
     return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
 
+def scored_frame_bytes(width: int, height: int, teacher: bool = False) -> int:
+    """Bytes of RAM one held-out frame kept at the sensor's full size to score takes: W x H x 3
+    uint8 RGB, W x H float32 depth and W x H bool mask, and with a teacher its W x H float32
+    label (about 17 MB at 1920x1080, 25 MB with a teacher). No margin: at that size the arrays
+    are all of it."""
+    return (3 + 4 + 1 + (4 if teacher else 0)) * width * height
+
+
+def scored_frames(kept: int, eval_frames: int, heldout: float) -> int:
+    """How many of `kept` frames are scored at full size: `eval_frames`, at most the held-out
+    share of them (the split is by time, so about `heldout` of the kept frames)."""
+    return min(eval_frames, math.ceil(round(heldout * kept, 6)))
+
+
 def memory_warning(
-    images: Sequence[int], stride: int, size: int, available: int | None
+    images: Sequence[int],
+    stride: int,
+    size: int,
+    available: int | None,
+    eval_frames: int = 0,
+    image_wh: tuple[int, int] | None = None,
+    heldout: float = 1.0,
+    teacher: bool = False,
 ) -> str | None:
-    """One line when the frames that `stride` keeps of bags of `images` images each would take,
-    at the model's size, more than half of `available` bytes: the estimate and the smallest
-    --stride that would fit. None when they fit or `available` is unknown."""
+    """One line when the frames that `stride` keeps of bags of `images` images each would take
+    more than half of `available` bytes: every kept frame at the model's size, and up to
+    `eval_frames` of the held-out ones (the `heldout` share of them) also at the images' full
+    `image_wh` to score (`scored_frame_bytes`, with the teacher's label). It gives the estimate
+    and the smallest --stride that would fit, or, where the frames scored at full size alone
+    outgrow the budget, the largest --eval-frames that would (with a --stride where needed).
+    None when they fit or `available` is unknown."""
     if not available:
         return None
     per, budget = frame_bytes(size), available / 2
-    kept = kept_images(images, stride)
-    if kept * per <= budget:
+    big = scored_frame_bytes(*image_wh, teacher=teacher) if image_wh and eval_frames else 0
+
+    def cost(st: int, n: int = eval_frames) -> tuple[int, int, float]:
+        k = kept_images(images, st)
+        m = scored_frames(k, n, heldout) if big else 0
+        return k, m, k * per + m * big
+
+    kept, scored, total = cost(stride)
+    if total <= budget:
         return None
     longest = max(images)
-    fit = max(stride + 1, math.ceil(sum(images) * per / budget))
-    while fit < longest and kept_images(images, fit) * per > budget:
-        fit += 1
-    fits = kept_images(images, fit) * per <= budget
-    advice = (
-        f"--stride {fit} would keep {kept_images(images, fit)} frames (about "
-        f"{_amount(kept_images(images, fit) * per)})"
-        if fits
-        else f"no --stride fits {len(images)} bags; give fewer"
-    )
+    advice = None
+    if scored * big <= budget:  # a stride can help: the smallest that fits
+        fit = max(stride + 1, math.ceil(sum(images) * per / budget))
+        while fit < longest and cost(fit)[2] > budget:
+            fit += 1
+        k, _, t = cost(fit)
+        if t <= budget:
+            advice = f"--stride {fit} would keep {k} frames (about {_amount(t)})"
+    if advice is None and big:
+        # fewer scored frames: what the training frames at this stride leave, at least half the
+        # budget (the stride raised so that the training frames fit the rest)
+        n = min(int(max(budget - kept * per, budget / 2) // big), scored - 1)
+        if n >= 1:
+            rest = budget - n * big
+            fit = max(stride, math.ceil(sum(images) * per / rest))
+            while fit < longest and kept_images(images, fit) * per > rest:
+                fit += 1
+            k, m, t = cost(fit, n)
+            if t <= budget:
+                raised = f"--stride {fit} " if fit > stride else ""
+                advice = (
+                    f"{raised}--eval-frames {n} would keep {k} frames and score {m} at full "
+                    f"size (about {_amount(t)})"
+                )
+    if advice is None:
+        options = "--stride or --eval-frames" if scored else "--stride"
+        advice = f"no {options} fits {len(images)} bags; give fewer"
+    full = ""
+    if scored:
+        w, h = image_wh
+        full = f" and {scored} held-out ones at their full {w}x{h} to score"
+    each = f"{per / 1000:.0f} KB a frame" + (f", {_amount(big)} a scored one" if scored else "")
     return (
-        f"keeping {kept} of {sum(images)} images (--stride {stride}) at the model's {size} px "
-        f"takes about {_amount(kept * per)} of memory ({per / 1000:.0f} KB a frame), more than "
-        f"half of the {_amount(available)} available: {advice}"
+        f"keeping {kept} of {sum(images)} images (--stride {stride}) at the model's {size} px"
+        f"{full} takes about {_amount(total)} of memory ({each}), more than half of the "
+        f"{_amount(available)} available: {advice}"
     )

@@ -154,7 +154,20 @@ def prepare(
     scans = [scan_bag(p, cfg.frames) for p in bag_paths]
     # every kept frame stays in memory until the frame files are written: said before decoding
     images = [s.index.n_frames for s in scans]
-    note = memory_warning(images, cfg.frames.stride, size, available_memory())
+    # and the held-out frames scored at the images' full size (the largest first image)
+    image_wh = max(
+        (s.image_wh for s in scans if s.image_wh), key=lambda wh: wh[0] * wh[1], default=None
+    )
+    note = memory_warning(
+        images,
+        cfg.frames.stride,
+        size,
+        available_memory(),
+        eval_frames=cfg.eval_frames,
+        image_wh=image_wh,
+        heldout=cfg.frames.heldout,
+        teacher=labeler is not None,
+    )
     if note is not None:
         log.warning(note)
     if labeler is not None:
