@@ -280,3 +280,33 @@ def _parent_of(pid: int) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (FileNotFoundError, ValueError, IndexError):
         return -1
+
+
+def test_a_thread_that_ran_frames_follows_a_later_count(tiny_checkpoint):
+    """PyTorch's OpenMP count is per thread, fixed at its first parallel op: a node's worker that
+    had run frames kept its count when a second node of the process loaded with another (the
+    warning and README said every node then used the new one). It follows it now."""
+    import threading
+
+    from depthart_core.runtime import get_backend
+
+    first = get_backend("torch", tiny_checkpoint, threads=2)
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    seen: list[int] = []
+    go, ran = threading.Event(), threading.Event()
+
+    def worker() -> None:  # the first node's worker thread
+        first.predict(rgb)
+        seen.append(torch.get_num_threads())  # its own count, fixed at its first op
+        ran.set()
+        go.wait(30)
+        first.predict(rgb)
+        seen.append(torch.get_num_threads())  # the count the frame just ran at
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert ran.wait(60)
+    get_backend("torch", tiny_checkpoint, threads=1)  # a second node loads, on another thread
+    go.set()
+    t.join(60)
+    assert seen == [2, 1], seen

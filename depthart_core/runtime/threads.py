@@ -63,10 +63,18 @@ def resolve_threads(requested: int = 0) -> int:
     return default_threads()
 
 
+# the count `set_torch_threads` last set: PyTorch's OpenMP count is per thread, each thread
+# taking the process's at its first parallel op and keeping it, so a thread that ran before a
+# later set (a second node loaded in the process, a reconfigure) follows it (`follow_torch_threads`)
+_torch_threads: int | None = None
+
+
 def _one_thread_after_fork() -> None:
     """In a forked child: the parent's OpenMP threads do not exist there (the module docstring)."""
+    global _torch_threads
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    _torch_threads = 1  # followed in the child too: never the parent's count again
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; once, as this module is imported once
@@ -83,7 +91,21 @@ def set_opencv_threads(threads: int) -> int:
 
 def set_torch_threads(threads: int) -> int:
     """Apply `resolve_threads(threads)` to PyTorch's intra-op pool and OpenCV (process-wide,
-    as both are); returns the count."""
+    as both are; a thread that already ran torch takes it at its next `follow_torch_threads`);
+    returns the count."""
+    global _torch_threads
     n = set_opencv_threads(threads)
     torch.set_num_threads(n)
+    _torch_threads = n
     return n
+
+
+def follow_torch_threads() -> None:
+    """Give the calling thread the count `set_torch_threads` last set, where it kept another:
+    PyTorch's OpenMP count is per thread, fixed at the thread's first parallel op, so a node's
+    worker thread that had run frames kept its count when a later node of the process (or a
+    reconfigure) set another. Called before each inference of the torch backend; costs a
+    microsecond."""
+    n = _torch_threads
+    if n is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)

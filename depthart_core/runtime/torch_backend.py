@@ -21,7 +21,7 @@ from depthart_core.checkpoint import CheckpointFile, load_checkpoint, refuse_tok
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend, check_device
-from depthart_core.runtime.threads import set_torch_threads
+from depthart_core.runtime.threads import follow_torch_threads, set_torch_threads
 from depthart_core.sampling import describe_sampling, runtime_sampling
 
 
@@ -145,6 +145,7 @@ class DepthEstimator(Backend):
     @torch.inference_mode()
     def run_with_tokens(self, x_B3SS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (B, 3, S, S) float32 -> ((B, S, S) relative depth, (B, L) token maps)."""
+        follow_torch_threads()  # the process's count on this thread too (a node's worker)
         x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
         depth, tokens = self._graphed(x) if self.cuda_graph else self._forward(x)
         return depth.cpu().numpy(), tokens.cpu().numpy()
@@ -181,6 +182,7 @@ class DepthEstimator(Backend):
                              f"{self.uncertainty_missing}; {self.uncertainty_remedy}")  # fmt: skip
         if not self.has_uncertainty:
             return super().run_uncertainty(x_B3SS)  # raises, naming the backend
+        follow_torch_threads()
         x = torch.from_numpy(np.ascontiguousarray(x_B3SS, dtype=np.float32)).to(self.device)
         with autocast(self.device, self.precision):
             r = self.model.infer(x, self.sampling, with_uncertainty=True)
