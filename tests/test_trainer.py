@@ -648,3 +648,22 @@ def test_validation_leaves_the_frozen_tokenizer_in_eval_mode(tmp_path):
     assert run.last_val_step == 2
     assert not any(m.training for m in run.model.tokenizer.modules())
     assert run.model.transformer.training  # the half that trains goes on training
+
+
+def test_an_init_checkpoint_of_another_codec_is_named_without_false_sizes(
+    tiny_checkpoint, tmp_path
+):
+    """Only the tokenizer's codec differs: the refusal said "a different tokenizer/image size"
+    and printed two identical sizes; it names the tokenizer, and the hint names the codec."""
+    from depthart_core.training.config import TrainConfig
+    from depthart_core.training.trainer import Trainer
+
+    other = {"tokenizer": {"depth_codec": "log"}}  # the tiny preset's is linear
+    cfg = TrainConfig(preset="tiny", stage="transformer", device="cpu",
+                      init_checkpoint=tiny_checkpoint, model_overrides=other)  # fmt: skip
+    with pytest.raises(ValueError) as exc:
+        Trainer(cfg, tmp_path / "run", progress=False)
+    msg = str(exc.value)
+    assert "has a different tokenizer than preset 'tiny'" in msg, msg
+    assert "image_size" not in msg, msg  # the sizes are the same: not printed
+    assert "--set model_overrides.tokenizer.depth_codec=linear" in msg, msg

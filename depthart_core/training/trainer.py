@@ -278,10 +278,16 @@ class Trainer:
             if (same_but_pyramid if resize else src.cfg.tokenizer) != model.cfg.tokenizer or (
                 src.cfg.image_size != model.cfg.image_size and not resize
             ):
+                sized = src.cfg.image_size != model.cfg.image_size or src_pn != dst_pn
                 raise ValueError(
-                    f"init_checkpoint {cfg.init_checkpoint} (image_size {src.cfg.image_size}, "
-                    f"patch_nums {src_pn}) has a different tokenizer/image size than preset "
-                    f"{cfg.preset!r} (image_size {model.cfg.image_size}, patch_nums {dst_pn})"
+                    f"init_checkpoint {cfg.init_checkpoint} "
+                    + (  # the sizes only where they differ: else the hint names what does
+                        f"(image_size {src.cfg.image_size}, patch_nums {src_pn}) has a different "
+                        f"tokenizer/image size than preset {cfg.preset!r} (image_size "
+                        f"{model.cfg.image_size}, patch_nums {dst_pn})"
+                        if sized
+                        else f"has a different tokenizer than preset {cfg.preset!r}"
+                    )
                     + (
                         "; init_resize=true carries it to a new size"
                         if not cfg.init_resize
