@@ -208,9 +208,9 @@ HEAD_PREFIX = "uncertainty_head."
 def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, str] | None:
     """{"uncertainty_dropped": why} for a checkpoint whose uncertainty head is not its own, else
     None: one trained from another checkpoint (`train_config.init_checkpoint`, as a fine-tune
-    before 2026-12-06) that kept that one's head. Training never changes the head, so it is the
-    other model's, unchanged; a head trained for the model (training/uncertainty_head.py)
-    records itself in the metadata's "uncertainty_head"."""
+    before 2026-12-06 11:44 UTC, commit eca7b8a) that kept that one's head. Training never
+    changes the head, so it is the other model's, unchanged; a head trained for the model
+    (training/uncertainty_head.py) records itself in the metadata's "uncertainty_head"."""
     train = metadata.get("train_config")
     width = config.get("uncertainty_width")  # a bad one: ModelConfig names it
     if not (isinstance(width, int) and width > 0) or "uncertainty_head" in metadata:
@@ -222,8 +222,9 @@ def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, s
     return {
         "uncertainty_dropped": (
             f"its uncertainty head was copied unchanged from {train['init_checkpoint']} (as "
-            "depthart's fine-tunes did before 2026-12-06) and describes that model's errors, "
-            "not this one's: train a head for it with training/uncertainty_head.py"
+            "depthart's fine-tunes did before 2026-12-06 11:44 UTC, commit eca7b8a) and "
+            "describes that model's errors, not this one's: train a head for it with "
+            "training/uncertainty_head.py"
         )
     }
 

@@ -9,7 +9,8 @@ rest are processed, the summary counts both, and the exit status is 1 if anythin
 Outputs are written atomically; an image whose outputs cannot all be written (a full disk) is
 skipped the same way, with none of its new files left and its earlier outputs unchanged. An
 --out that cannot be written at all (a file, a read-only file system) stops the command with one
-line before the model is loaded, and so does --uncertainty with a checkpoint that has no head.
+line before the model is loaded, and so does --uncertainty with a checkpoint that has no head
+(or one whose head is not its own, `checkpoint.copied_head`: the line says why).
 A run that writes nothing leaves no --out folder behind that it made.
 """
 
@@ -356,7 +357,7 @@ def write_outputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.checkpoint import resolve_checkpoint
+    from depthart_core.checkpoint import read_checkpoint_info, resolve_checkpoint
     from depthart_core.fileutil import output_folder
 
     unused = _options_without_effect(args)  # set, but doing nothing: said, not ignored
@@ -379,11 +380,17 @@ def run(args: argparse.Namespace) -> int:
     if args.uncertainty:  # a checkpoint without the head: one line before anything is made
         from depthart_core.export.onnx_export import checkpoint_has_head
 
-        if not checkpoint_has_head(args.checkpoint):
+        path = resolve_checkpoint(args.checkpoint)
+        dropped = read_checkpoint_info(path).get("uncertainty_dropped")
+        if dropped:  # it holds one, not its own (`copied_head`): loaded without it, said why
             raise ValueError(
-                f"--uncertainty: checkpoint {resolve_checkpoint(args.checkpoint)} has no "
-                "uncertainty head; give --checkpoint one that has it (training/uncertainty_head.py "
-                "adds one) or drop --uncertainty"
+                f"--uncertainty: checkpoint {path} is loaded without the uncertainty head it "
+                f"holds: {dropped}; or drop --uncertainty"
+            )
+        if not checkpoint_has_head(path):
+            raise ValueError(
+                f"--uncertainty: checkpoint {path} has no uncertainty head; give --checkpoint one "
+                "that has it (training/uncertainty_head.py adds one) or drop --uncertainty"
             )
     unique: dict[str, str] = {}  # each path once (links to one file are different paths)
     for name in args.images:
