@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--size", type=parse_size, default=(480, 640), help="input HxW (default 480x640)"
     )
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (3)")
     p.add_argument("--no-peer", action="store_true", help="skip the Depth Anything V2-Small peer")
     p.add_argument("--peer-short-side", type=int, default=518, help="peer resize (DA-V2: 518)")
     p.add_argument("--json", default=None, help="write the results here")

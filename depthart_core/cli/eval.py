@@ -78,7 +78,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="root directory of --dataset")
     p.add_argument("--datasets", type=_csv, help=f"comma-separated names from {','.join(DATASETS)}")
     p.add_argument("--roots", type=_csv, help="comma-separated roots, one per --datasets entry")
-    p.add_argument("--protocol", default="depthart", choices=sorted(PROTOCOLS))
+    p.add_argument(
+        "--protocol",
+        default="depthart",
+        choices=sorted(PROTOCOLS),
+        help="depthart: median-aligned (the paper's); affine: scale and shift (Marigold's); "
+        "affine_disparity: scale and shift in inverse depth; metric: as predicted, no alignment",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument(
         "--eval-size",

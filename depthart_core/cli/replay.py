@@ -113,7 +113,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=100,
         help="metric protocol: GT pixels the per-frame scale fit sees (100)",
     )
-    p.add_argument("--sparse-fit", default="scale", choices=("scale", "scale_shift"))
+    p.add_argument(
+        "--sparse-fit",
+        default="scale",
+        choices=("scale", "scale_shift"),
+        help="metric protocol: the fit to the sparse points, as the node's sparse_depth.mode "
+        "(scale)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the sparse point draw")
     gp = p.add_argument_group("ground_plane protocol (the node's ground_plane.* parameters)")
     gp.add_argument(

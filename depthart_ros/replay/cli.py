@@ -33,8 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "$DEPTHART_REPLAY_DOMAIN_ID, else random in 30-101); discovery is ROS 2's default, "
         "SUBNET, whatever ROS_AUTOMATIC_DISCOVERY_RANGE says",
     )
-    live.add_argument("--startup-timeout", type=float, default=60.0, help="[s]")
-    live.add_argument("--drain-timeout", type=float, default=5.0, help="[s]")
+    live.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=60.0,
+        help="how long the node may take to load its model and be discovered [s] (60)",
+    )
+    live.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        help="how long to wait for the node's last outputs after the last frame [s] (5)",
+    )
     live.add_argument("--time-limit", type=float, default=600.0, help="whole run bound [s]")
     live.add_argument(
         "--keep-stamps",
