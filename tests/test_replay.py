@@ -468,7 +468,8 @@ def test_offline_replay_decodes_as_asked(tmp_path, tiny_model, tiny_checkpoint, 
     argv += ["--backend", "torch", "--out", str(tmp_path / "asked")]
     asked = ["--letterbox", "--flip-average", "--sampling", "greedy"]
     assert cli_main([*argv, *asked]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "  report in " in out and "pictures" not in out  # --no-plots: none drawn
     report = json.loads((tmp_path / "asked" / "report.json").read_text())
     assert "greedy" in report["backend"]["runs"] and "flip-averaged" in report["backend"]["runs"]
     assert report["backend"]["letterbox"] is True
