@@ -686,7 +686,7 @@ def test_resume_of_a_run_that_copied_the_base_uncertainty_head(
     capsys.readouterr()
     assert _finetune(corridor_bag, run, *command, "--resume") == 1
     err = _one_line_error(capsys)
-    assert "from before fine-tunes left out the uncertainty head (2026-12-06)" in err, err
+    assert "left out the uncertainty head (2026-12-06 11:44 UTC, commit eca7b8a)" in err, err
     assert f"--checkpoint {run / 'checkpoint.safetensors'}" in err and "model_overrides" not in err
     # another change as well: the Trainer's message names it
     config["batch_size"] = 3

@@ -41,6 +41,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from depthart_core.checkpoint import (
+    file_sha256,
     read_checkpoint_info,
     refuse_tokenizer_only,
     resolve_checkpoint,
@@ -92,6 +93,19 @@ from depthart_core.training.trainer import Trainer, resumed_changes
 log = logging.getLogger(__name__)
 
 SETTINGS_NAME = "finetune.json"
+
+# the base checkpoint's sha256 in RUN/finetune.json: a --resume refuses a base replaced at the
+# same path (`_check_resumed_base`); a run recorded without it (older) is not compared
+BASE_SHA_KEY = "base_checkpoint_sha256"
+
+# The version of the frame preparation (bags -> RUN/frames/*.safetensors: decoding and depth
+# mapping in `frames`, resizing to the model size in `prepare` and the teacher's `Labeler.frame`),
+# recorded in RUN/finetune.json as "frames_version". Bump it with every change that gives other
+# frame tensors for the same bags and options (an interpolation, a mask rule): a --resume whose
+# frames differ then says that an upgrade changed them, not the user (`_refuse_older_frames`).
+# 1: every run recorded before the version was (no "frames_version"); 2: since it is recorded.
+FRAMES_VERSION = 2
+FRAMES_VERSION_KEY = "frames_version"
 
 
 @dataclass(frozen=True)
@@ -250,7 +264,11 @@ def _model_config(base: Path) -> tuple[str, dict[str, Any], int]:
 
 
 def _summary(
-    bags: Sequence[str | Path], cfg: FinetuneConfig, base: Path, prep: Prepared
+    bags: Sequence[str | Path],
+    cfg: FinetuneConfig,
+    base: Path,
+    prep: Prepared,
+    base_sha256: str | None = None,
 ) -> dict[str, Any]:
     total = Counts()
     for c in prep.counts:
@@ -270,6 +288,8 @@ def _summary(
         "image_encodings": sorted({s.image_encoding for s in prep.scans}),
         "max_dt_s": cfg.frames.max_dt_s,
         "base_checkpoint": str(base),
+        BASE_SHA_KEY: base_sha256,
+        FRAMES_VERSION_KEY: FRAMES_VERSION,
         "counts": {"total": total.to_dict(), "per_bag": [c.to_dict() for c in prep.counts]},
         "split": {
             "train": len(prep.train),
@@ -336,7 +356,8 @@ def _claim(run: Path, resume: bool, overwrite: bool) -> RunLock:
 
 
 def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
-    """The two frame files; on resume they must hold exactly what the bags give now."""
+    """The two frame files; on resume they must hold exactly what the bags give now (frames that
+    another version of the preparation wrote are refused as such: `_refuse_older_frames`)."""
     paths = _frame_files(run)
     for path, frames in ((paths[0], prep.train), (paths[1], prep.heldout)):
         tensors = stack(frames)
@@ -348,12 +369,37 @@ def _write_frames(run: Path, prep: Prepared, resume: bool) -> None:
                     f"--resume: {path} is damaged ({str(exc).splitlines()[0]}); start a new --out"
                 ) from exc
             if any(not torch.equal(old.get(k, torch.empty(0)), t) for k, t in tensors.items()):
+                _refuse_older_frames(run)
                 raise FinetuneInputError(
                     f"--resume: {path} differs from what the bags and settings give now; "
                     "resume with the same bags and options, or start a new --out"
                 )
             continue
         atomic_write(path, lambda tmp, t=tensors: save_file(t, tmp))
+
+
+def _refuse_older_frames(run: Path) -> None:
+    """Frames that differ from what the bags give now, in a run whose preparation version
+    (FRAMES_VERSION) is not this code's, were changed by an upgrade, not by the user: refused in
+    those words, with the way on from the run's weights. A run without RUN/finetune.json (stopped
+    before its Trainer started) cannot tell: the caller's message stands."""
+    path = run / SETTINGS_NAME
+    if not path.is_file():
+        return
+    was = _read_recorded(path).get(FRAMES_VERSION_KEY, 1)  # none: from before it was recorded
+    if was == FRAMES_VERSION:
+        return
+    older = "a newer" if isinstance(was, int) and was > FRAMES_VERSION else "an older"
+    weights = run / CKPT_NAME  # none yet if it stopped before its first save
+    go_on = (
+        f"go on from its weights in a new run with --checkpoint {weights} --out NEW"
+        if weights.is_file()
+        else "start a new --out"
+    )
+    raise FinetuneInputError(
+        f"--resume: {run}'s frames were prepared by {older} depthart (frames version {was}, "
+        f"now {FRAMES_VERSION}), so training cannot go on from the same frames: {go_on}"
+    )
 
 
 def _train_config(
@@ -432,6 +478,7 @@ def run_finetune(
     except ValueError as exc:
         raise FinetuneInputError(f"--checkpoint {exc}") from exc
     _, _, size = _model_config(base)
+    base_sha256 = file_sha256(base)  # recorded; a --resume refuses a base replaced since
     labeler = Labeler(cfg.teacher, run) if cfg.teacher is not None else None
     if labels_only and labeler is None:
         raise FinetuneInputError("--labels-only needs --teacher")
@@ -439,16 +486,18 @@ def run_finetune(
         _check_claim(run, resume, overwrite)
         if resume:
             _check_resumed_settings(run, _settings(cfg))
+            # a base of another architecture at the same path: the Trainer's message names it
             _check_resumed_training(run, cfg, base, size)
+            _check_resumed_base(run, base, base_sha256)
     prep = prepare(bags, cfg, size, progress=progress and rank == 0, labeler=labeler)
-    summary = _summary(bags, cfg, base, prep)
+    summary = _summary(bags, cfg, base, prep, base_sha256)
     if labels_only:
         if rank == 0:
             lock = _claim(run, resume, overwrite)
             _save_labels(lock, labeler)
             lock.release()
         return summary | {"teacher": labeler.describe()}
-    lock = _start(run, prep, summary, resume, overwrite, labeler) if rank == 0 else None
+    lock = _start(run, base, prep, summary, resume, overwrite, labeler) if rank == 0 else None
     # each process's training seconds: the run's earlier ones (RUN/finetune.json), then this one's
     earlier = _earlier_seconds(run, resume) if lock is not None else []
     accepted: list[bool] = []
@@ -506,6 +555,7 @@ def _save_labels(lock: RunLock, labeler: Labeler) -> None:
 
 def _start(
     run: Path,
+    base: Path,
     prep: Prepared,
     summary: dict[str, Any],
     resume: bool,
@@ -519,6 +569,7 @@ def _start(
     try:
         if resume:  # again under the lock: `run_finetune` checked before reading the bags
             _check_resumed_settings(run, summary["settings"])
+            _check_resumed_base(run, base, summary[BASE_SHA_KEY])
     except BaseException:
         lock.abandon()
         raise
@@ -580,13 +631,38 @@ def _check_resumed_settings(run: Path, settings: dict[str, Any]) -> None:
         )
 
 
-def _read_settings(path: Path) -> dict[str, Any]:
-    """The settings a run recorded; damage raises naming the file."""
+def _check_resumed_base(run: Path, base: Path, sha256: str) -> None:
+    """Refuse a --resume whose base (the same path: `_check_resumed_settings`) is another file
+    than the run started from (sha256 `sha256` now): replaced, as a `git pull` may replace the
+    shipped one, it would be scored as the report's "before". A run recorded without the hash
+    (an older depthart's) is not compared."""
+    path = run / SETTINGS_NAME
+    if not path.is_file():
+        return
+    was = _read_recorded(path).get(BASE_SHA_KEY)
+    if isinstance(was, str) and was and was != sha256:
+        raise FinetuneInputError(
+            f"--resume: the base checkpoint {base} changed since {run} started (sha256 "
+            f"{was[:12]}... -> {sha256[:12]}...): give the original base with --checkpoint, "
+            "or start a new --out"
+        )
+
+
+def _read_recorded(path: Path) -> dict[str, Any]:
+    """RUN/finetune.json as recorded; damage raises naming the file."""
     try:
         recorded = json.loads(path.read_bytes().decode("utf-8"))
-        settings = recorded.get("settings", {})
-    except (ValueError, AttributeError) as exc:  # bad JSON or UTF-8, or not an object
+        if not isinstance(recorded, dict):
+            raise ValueError(f"a JSON {type(recorded).__name__}, not an object")
+    except ValueError as exc:  # bad JSON or UTF-8, or not an object
         raise FinetuneInputError(f"--resume: {path} is damaged ({exc}); start a new --out") from exc
+    return recorded
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The settings a run recorded; damage raises naming the file."""
+    recorded = _read_recorded(path)
+    settings = recorded.get("settings", {})
     if settings.get("checkpoint") == "" and recorded.get("base_checkpoint"):
         # recorded before the base was recorded by path: the default it resolved to then
         settings = settings | {"checkpoint": recorded["base_checkpoint"]}
@@ -609,8 +685,9 @@ def _earlier_seconds(run: Path, resume: bool) -> list[float | None]:
 
 # what the `Trainer` leaves to the fine-tune on a --resume: the frame files are the run's own
 # (checked against the bags by content, `_write_frames`; a moved or renamed run has them at
-# another path), and the base is finetune.json's `checkpoint` (`_check_resumed_settings`) or,
-# after --adapt-tokenizer, the run's own adapted tokenizer
+# another path), and the base is finetune.json's `checkpoint` (`_check_resumed_settings`, its
+# content by sha256: `_check_resumed_base`) or, after --adapt-tokenizer, the run's own adapted
+# tokenizer
 CHECKED_BY_FINETUNE = frozenset({"data.root", "data.val_root", "init_checkpoint"})
 
 
@@ -660,7 +737,7 @@ def _check_resumed_training(run: Path, cfg: FinetuneConfig, base: Path, size: in
 
 
 # the DepthART date since which a fine-tune leaves the base's uncertainty head out (`_train_config`)
-HEAD_LEFT_OUT = "2026-12-06"
+HEAD_LEFT_OUT = "2026-12-06 11:44 UTC, commit eca7b8a"
 
 
 def _refuse_headed_run(run: Path, saved: dict[str, Any], train_cfg: TrainConfig) -> None:
