@@ -323,7 +323,8 @@ def test_a_count_past_the_last_frame_on_disk_skips_the_absent_ones_in_one_warnin
 ):
     """A count beyond the frames on disk was refused ("does not describe the frames beside
     it"); before that, 10**12 was looked for frame by frame without end. The absent frames are
-    skipped and counted in one warning, the three on disk read, without a look per frame."""
+    skipped and counted in one warning, without a look per frame: opening the set looks at no
+    frame's files (a frame's are checked when it is read), and the three on disk read."""
     looked = []
 
     def once_per_frame(paths):
@@ -336,7 +337,7 @@ def test_a_count_past_the_last_frame_on_disk_skips_the_absent_ones_in_one_warnin
     root = _with_meta(small_set, tmp_path, META.format(count=count, seed=5, size="[16, 24]"))
     with caplog.at_level(logging.WARNING):
         ds = SyntheticSet(root)
-    assert ds.frames == [0, 1, 2] and ds.skipped == count - 3 and len(looked) == 3
+    assert ds.frames == [0, 1, 2] and ds.skipped == count - 3 and len(looked) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     more = f" and {count - 3 - 5} more" if count - 3 > 5 else ""
     first = ", ".join(f"{i:06d}" for i in range(3, min(count, 8)))
@@ -344,6 +345,8 @@ def test_a_count_past_the_last_frame_on_disk_skips_the_absent_ones_in_one_warnin
         f"synthetic: skipped {count - 3} frame(s) with no file in rgb/, depth/ or intrinsics/: "
         f"{first}{more}"
     ]
+    assert [ds[i].name for i in range(3)] == [f"synth_5_{i:06d}" for i in range(3)]
+    assert len(looked) == 3  # each frame's files, when it was read
     assert set_problem(str(root)) is None
 
 
@@ -385,16 +388,21 @@ def test_frames_missing_entirely_are_counted_in_one_warning_and_the_rest_read(
     small_set, tmp_path, caplog
 ):
     """A count beyond some missing frames still reads the others (as before), without looking
-    for each missing one."""
+    for each missing one. A frame with one of its files there (frame 0, without its RGB) is in
+    the index: the missing file is raised when it is read, naming it."""
     root = _with_meta(small_set, tmp_path, META.format(count=3, seed=5, size="[16, 24]"))
     for sub, ext in (("rgb", "png"), ("depth", "png"), ("intrinsics", "json")):
         (root / sub / f"000001.{ext}").unlink()
     (root / "rgb" / "000000.png").unlink()
     with caplog.at_level(logging.WARNING):
         ds = SyntheticSet(root)
-    assert ds.frames == [2] and ds.skipped == 2
-    assert "rgb/000000.png is missing" in caplog.text
+    assert ds.frames == [0, 2] and ds.skipped == 1
+    assert "rgb/000000.png" not in caplog.text
     assert "skipped 1 frame(s) with no file in rgb/, depth/ or intrinsics/: 000001" in caplog.text
+    with pytest.raises(FileNotFoundError) as missing:
+        ds[0]
+    assert str(missing.value) == f"{root / 'rgb' / '000000.png'} is missing"
+    assert ds[1].name == "synth_5_000002"
 
 
 # -------------------------------------------------------------- generator lengths

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from depthart_core.data.benchmarks._io import BadFrameError
 from depthart_core.data.hypersim import HypersimDataset, distance_to_planar
 
 H, W = 12, 16  # f = 8 / tan(30 deg), so f^2 = 192 exactly; cx = 7.5, cy = 5.5
@@ -97,16 +98,28 @@ def test_nan_pixels_are_invalid_with_zero_depth(root):
     assert np.isfinite(s.depth).all() and s.valid.sum() == H * W - 2
 
 
-def test_split_filtering_and_counted_skips(root, caplog):
+def test_split_filtering_and_damaged_frames_raised_when_read(root, caplog):
+    """Frame 3 is not in the public release: not in the split. A frame with a file on disk is in
+    it: one whose other file is missing or not what it should be is not skipped when the dataset
+    is opened but raises a frame error naming the file when read (`depthart eval` lists it)."""
     with caplog.at_level(logging.WARNING):
         train = HypersimDataset(root, split="train")
-    # frame 3 is not in the public release; frame 1's HDF5 is corrupt: skipped and counted
-    assert len(train) == 1 and train[0].name == "ai_001_001/cam_00/frame.0000"
-    assert train.skipped == 1 and "frame.0001.depth_meters.hdf5" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len(train) == 2 and train.skipped == 0
+    assert train[0].name == "ai_001_001/cam_00/frame.0000"
+    geo = root / "ai_001_001" / "images" / "scene_cam_00_geometry_hdf5"
+    with pytest.raises(BadFrameError) as bad:  # frame 1's HDF5 is corrupt
+        train[1]
+    assert str(bad.value) == f"{geo / 'frame.0001.depth_meters.hdf5'} is not a HDF5 file"
     test = HypersimDataset(root, split="test", csv=root / "metadata_images_split_scene_v1.csv")
-    assert len(test) == 1 and test.skipped == 1  # frame 1 has no JPEG
+    assert len(test) == 2 and test.skipped == 0
+    assert test[0].name == "ai_001_002/cam_01/frame.0000"
+    pre = root / "ai_001_002" / "images" / "scene_cam_01_final_preview"
+    with pytest.raises(FileNotFoundError) as missing:  # frame 1 has no JPEG
+        test[1]
+    assert str(missing.value) == f"{pre / 'frame.0001.tonemap.jpg'} is missing"
     every = HypersimDataset(root, split=None)  # all frames on disk, no CSV
-    assert len(every) == 4 and every.skipped == 2
+    assert len(every) == 6 and every.skipped == 0
 
 
 def test_errors_name_the_problem(root, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from depthart_core.data.benchmarks._io import BadFrameError
 from depthart_core.data.synthetic.config import Scene, SynthConfig
 from depthart_core.data.synthetic.render import (
     SyntheticStream,
@@ -242,7 +243,10 @@ def test_written_layout_round_trips_with_exact_millimetres(synth_dir):
         write_synthetic_set(synth_dir, count=1, seed=5, size=(24, 32), progress=False)
 
 
-def test_set_errors_and_counted_skips(synth_dir, tmp_path, caplog):
+def test_set_errors_and_damaged_frames_raised_when_read(synth_dir, tmp_path, caplog):
+    """A frame with a file on disk stays in the index: one whose file is missing or damaged is
+    not skipped when the set is opened but raises a frame error naming the file when read (as
+    every other reader's does, so that `depthart eval` lists it as unreadable)."""
     with pytest.raises(FileNotFoundError, match="nowhere"):
         SyntheticSet(tmp_path / "nowhere")
     empty = tmp_path / "empty"
@@ -257,10 +261,18 @@ def test_set_errors_and_counted_skips(synth_dir, tmp_path, caplog):
     bad_png = broken / "depth" / "000001.png"
     bad_png.write_bytes(b"not a png at all")
     (broken / "rgb" / "000002.png").unlink()
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
         ds = SyntheticSet(broken)
-    assert ds.skipped == 2 and len(ds) == 1
-    assert "000001.png" in caplog.text and "000002.png" in caplog.text
+    assert ds.skipped == 0 and len(ds) == 3 and ds.frames == [0, 1, 2]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert ds[0].name == "synth_5_000000"
+    with pytest.raises(BadFrameError) as bad:
+        ds[1]
+    assert str(bad.value) == f"{bad_png} is not a PNG file"
+    with pytest.raises(FileNotFoundError) as missing:
+        ds[2]
+    assert str(missing.value) == f"{broken / 'rgb' / '000002.png'} is missing"
     # a damaged body behind a valid PNG signature is found at read time, naming the file
     good = broken / "rgb" / "000000.png"
     good.write_bytes(good.read_bytes()[:40])

@@ -34,16 +34,19 @@ included_in_public_release true. `csv=None` reads ROOT/metadata_images_split_sce
 `split=None` ignores any CSV and takes every frame found on disk.
 
 Valid pixels are finite, positive and inside (min_depth, max_depth]; NaN/inf pixels are invalid
-and their depth is set to 0, so no loss or metric ever sees a NaN. A frame whose JPEG or HDF5
-is missing, or does not start with its format's signature, is skipped when the dataset is built
-(logged, counted in `skipped`); one damaged further in raises a ValueError naming the file when
-read, and so does an HDF5 whose depth dataset declares another size than the RGB, or more than
-`image_header.MAX_PIXELS` pixels: found from its header, before it is read.
+and their depth is set to 0, so no loss or metric ever sees a NaN. A row (of the split, or found
+on disk) of which neither file is there (a scene not downloaded) is skipped, counted in
+`skipped` and in one warning. Every other row is a frame of the dataset: one whose JPEG or HDF5
+is missing, or does not start with its format's signature, raises a frame error naming the file
+when read (FileNotFoundError or `BadFrameError`; `depthart eval` lists it as unreadable), and so
+does one damaged further in, or an HDF5 whose depth dataset declares another size than the RGB,
+or more than `image_header.MAX_PIXELS` pixels: found from its header, before it is read.
 """
 
 from __future__ import annotations
 
 import csv as csv_mod
+import logging
 import math
 from pathlib import Path
 
@@ -59,6 +62,7 @@ from depthart_core.data.benchmarks._io import (
     require_file,
 )
 from depthart_core.data.sample import DepthSample
+from depthart_core.fileutil import describe_os_error
 from depthart_core.image_header import MAX_PIXELS
 
 SPLITS = ("train", "val", "test")
@@ -67,6 +71,8 @@ CSV_NAME = "metadata_images_split_scene_v1.csv"
 CAMERA_CSV_NAME = "metadata_camera_parameters.csv"
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8"
+
+log = logging.getLogger(__name__)
 
 
 def focal_length(width: int, fov_x_deg: float = FOV_X_DEG) -> float:
@@ -178,12 +184,21 @@ def _scan(root: Path) -> list[tuple[str, str, int]]:
     return rows
 
 
-def _signature_problem(path: Path, signature: bytes) -> str | None:
+def _signature_problem(path: Path, signature: bytes) -> OSError | BadFrameError | None:
+    """Why `path` cannot be this frame's file (checked cheaply: its first bytes), as the frame
+    error to raise, or None."""
     if not path.is_file():
-        return f"{path} is missing"
-    with open(path, "rb") as f:
-        if f.read(len(signature)) != signature:
-            return f"{path} is not a {'HDF5' if signature == _HDF5_SIGNATURE else 'JPEG'} file"
+        return FileNotFoundError(f"{path} is missing")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(signature))
+    except FileNotFoundError:  # removed since the look above
+        return FileNotFoundError(f"{path} is missing")
+    except OSError as exc:  # unreadable, an I/O error: this frame only
+        return BadFrameError(f"cannot read {path}: {describe_os_error(exc, with_path=False)}")
+    if head != signature:
+        kind = "HDF5" if signature == _HDF5_SIGNATURE else "JPEG"
+        return BadFrameError(f"{path} is not a {kind} file")
     return None
 
 
@@ -237,16 +252,21 @@ class HypersimDataset(BenchmarkDataset):
                     f"Hypersim split CSV not found: {csv_path} (pass csv=..., or split=None)"
                 )
             rows = read_split_csv(csv_path, split)
+        # a row with a file on disk is a frame: one of its files missing or of the wrong kind is
+        # raised when read (a frame error: eval lists it as unreadable). A row with neither file
+        # (a scene not downloaded) is only counted, in one warning
         self.rows: list[tuple[str, str, int]] = []
+        absent: list[str] = []
         for scene, cam, frame in rows:
-            rgb_p, depth_p = _paths(self.root, scene, cam, frame)
-            problem = _signature_problem(rgb_p, _JPEG_SIGNATURE) or _signature_problem(
-                depth_p, _HDF5_SIGNATURE
-            )
-            if problem:
-                self._skip(problem)
-            else:
+            if any(p.is_file() for p in _paths(self.root, scene, cam, frame)):
                 self.rows.append((scene, cam, frame))
+            else:
+                absent.append(f"{scene}/{cam}/frame.{frame:04d}")
+        if absent:
+            self.skipped += len(absent)
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            log.warning("%s: skipped %d frame(s) with neither a JPEG nor an HDF5 file: %s%s",
+                        self.name, len(absent), ", ".join(absent[:5]), more)  # fmt: skip
         if not self.rows:
             raise ValueError(
                 f"no readable Hypersim frame for split {split!r} under {self.root} "
@@ -259,6 +279,11 @@ class HypersimDataset(BenchmarkDataset):
     def _load(self, index: int) -> DepthSample:
         scene, cam, frame = self.rows[index]
         rgb_p, depth_p = _paths(self.root, scene, cam, frame)
+        problem = _signature_problem(rgb_p, _JPEG_SIGNATURE) or _signature_problem(
+            depth_p, _HDF5_SIGNATURE
+        )
+        if problem is not None:  # a frame error naming the file: eval lists the frame
+            raise problem
         rgb = read_rgb(rgb_p)
         import h5py  # the `train` extra, imported here: finetune on a bag needs none
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from depthart_core.data.benchmarks._io import FRAME_ERRORS
 from depthart_core.data.hypersim import HypersimDataset
 from depthart_core.data.sample import DepthDataset, DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
@@ -402,6 +404,10 @@ class DatasetBatches:
     A frame whose invalid-pixel fraction exceeds `max_invalid_fraction` is dropped (the authors'
     Hypersim split rule): its slot takes the frame one batch-stride later in the permutation, so
     batches stay a pure function of (seed, step, rank, world). Dropped indices are in `dropped`.
+    A frame whose files cannot be read (a frame error, `data.benchmarks._io.FRAME_ERRORS`: a file
+    missing, cut short, not the image it should be) is dropped the same way, once, with a warning
+    naming it and the reason; its index and that reason are also in `unreadable`. Only when no
+    frame at all is usable is it an error, one line saying why.
     """
 
     def __init__(
@@ -422,11 +428,19 @@ class DatasetBatches:
         self.batch, self.rank, self.world = batch, rank, world
         self.max_invalid_fraction = max_invalid_fraction
         self.dropped: set[int] = set()
+        self.unreadable: dict[int, str] = {}  # dropped frames whose files cannot be read: why
 
     def _usable(self, i: int) -> DepthSample | None:
         if i in self.dropped:
             return None
-        s = self.ds[i]
+        try:
+            s = self.ds[i]
+        except FRAME_ERRORS as exc:  # this frame's files only: skipped, named, the rest used
+            self.unreadable[i] = str(exc) or type(exc).__name__
+            self.dropped.add(i)
+            log.warning("training skips %s frame %d (unreadable): %s", self.ds.name, i,
+                        self.unreadable[i])  # fmt: skip
+            return None
         if 1.0 - float(s.valid.mean()) > self.max_invalid_fraction:
             log.info("training drops %s: %.2f%% invalid pixels", s.name, 100 * (1 - s.valid.mean()))
             self.dropped.add(i)
@@ -446,9 +460,15 @@ class DatasetBatches:
             s = self._usable(int(perm[(j + k) % n]))
             if s is not None:
                 return s
+        if len(self.unreadable) == n:
+            first = self.unreadable[min(self.unreadable)]
+            raise ValueError(
+                f"dataset {self.ds.name!r}: none of its {n} frames is readable (the first: {first})"
+            )
+        unread = f" ({len(self.unreadable)} of its {n} unreadable)" if self.unreadable else ""
         raise ValueError(
             f"dataset {self.ds.name!r}: no frame has at most "
-            f"{100 * self.max_invalid_fraction:.3f}% invalid pixels"
+            f"{100 * self.max_invalid_fraction:.3f}% invalid pixels{unread}"
         )
 
     @property
@@ -506,7 +526,10 @@ def _warn_same_seed(training_seed: Any, val_seed: int, what: str) -> None:
 def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     """A fixed held-out batch: synthetic frames from `val_seed`, else the dataset's val split.
     A `synthetic_set` validates on the set at `val_root`, or without one on frames rendered
-    from `val_seed` (never on its own training frames)."""
+    from `val_seed` (never on its own training frames). From a dataset, `val_count` frames
+    picked by `val_seed`: one whose files cannot be read (a frame error) is left out with a
+    warning naming it and the reason, and the set's next frame not picked stands in for it; one
+    without valid depth is left out. An error, one line, only when no frame is left."""
     if cfg.source == "synthetic_set" and cfg.val_root:
         cfg = dataclasses.replace(cfg, root=cfg.val_root)
     elif cfg.source == "synthetic_set":
@@ -530,17 +553,40 @@ def validation_batch(cfg: DataConfig, size: int) -> dict[str, torch.Tensor]:
     ds = open_dataset(cfg, "val" if cfg.source == "hypersim" else cfg.split)
     n = min(cfg.val_count, len(ds))
     pick = np.random.default_rng(cfg.val_seed).choice(len(ds), size=n, replace=False)
-    frames, empty = [], []
-    for i in pick:  # a frame with no valid depth (a window) cannot be scored: left out, named
-        sample = ds[int(i)]
+    frames, empty, unreadable = [], [], {}
+    for i in _validation_order(pick, len(ds)):
+        if len(frames) + len(empty) == n:
+            break
+        try:
+            sample = ds[i]
+        except FRAME_ERRORS as exc:  # this frame's files only: left out, named, the next taken
+            unreadable[i] = str(exc) or type(exc).__name__
+            log.warning("validation leaves out %s frame %d (unreadable): %s", ds.name, i,
+                        unreadable[i])  # fmt: skip
+            continue
         rgb_depth_valid = resize_sample(sample, size)
+        # a frame with no valid depth (a window) cannot be scored: left out, named
         if rgb_depth_valid[2].any():
             frames.append(rgb_depth_valid)
         else:
-            empty.append(getattr(sample, "name", str(int(i))))
+            empty.append(getattr(sample, "name", str(i)))
     if empty:
         log.warning("validation leaves out %d frame(s) without valid depth: %s", len(empty),
                     ", ".join(empty[:5]))  # fmt: skip
+    if len(unreadable) == len(ds):
+        raise ValueError(
+            f"no validation frame of {cfg.source} {cfg.root} is readable: none of its "
+            f"{len(ds)} frames (the first: {unreadable[min(unreadable)]})"
+        )
     if not frames:
-        raise ValueError(f"no validation frame of {cfg.source} {cfg.root} has valid depth")
+        unread = f" ({len(unreadable)} unreadable)" if unreadable else ""
+        raise ValueError(f"no validation frame of {cfg.source} {cfg.root} has valid depth{unread}")
     return collate(frames)
+
+
+def _validation_order(pick: np.ndarray, count: int) -> Iterator[int]:
+    """The frames validation reads, in turn: the `pick`ed ones, then (to stand in for one that
+    cannot be read) the set's others in order."""
+    picked = {int(i) for i in pick}
+    yield from (int(i) for i in pick)
+    yield from (i for i in range(count) if i not in picked)

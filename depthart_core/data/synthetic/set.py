@@ -14,16 +14,18 @@
 Frame i is frame i of the seed, so `SyntheticSet(DIR)[i]` equals `render_frame(S, i, cfg)` up to
 the millimetre quantisation of depth (same name, same RGB, same intrinsics up to float32).
 
-Skipped frames. `SyntheticSet` indexes the set when it is built: a frame whose three files are
-not all present, whose PNGs do not start with the PNG signature, or whose intrinsics file is not
-valid JSON with the six keys, is left out, logged (`logging` warning naming the file) and counted
-in `skipped`; frames of which no file at all is there (the last ones removed, or a `count` far
-beyond the files) are counted in one warning that gives their number, without a look per frame.
-A meta.json whose `count`, `seed` or `size` are not whole numbers is refused in one line naming
-it and the key. Decoding every image up front would cost a full pass over the data, so a PNG
-with a valid header but a damaged body (or one that claims more pixels than
-`image_header.MAX_PIXELS`, never decoded) is only found when read: `__getitem__` then raises a
-ValueError naming the file rather than returning a wrong frame.
+Damaged and absent frames. `SyntheticSet` indexes the frames below meta.json's `count` of which
+at least one of the three files is on disk (one listing per folder); frames of which no file at
+all is there (the last ones removed, or a `count` far beyond the files) are skipped, counted in
+`skipped` and in one warning that gives their number, without a look per frame. A frame of the
+index whose file is missing, whose PNGs do not start with the PNG signature, or whose intrinsics
+file is not valid JSON with the six keys is damaged: `__getitem__` raises a frame error
+(`FileNotFoundError` for a missing file, else `BadFrameError`) naming the file, which
+`depthart eval` lists as unreadable. Those checks are cheap and made when the frame is read;
+decoding every image up front would cost a full pass over the data, so a PNG with a valid header
+but a damaged body (or one that claims more pixels than `image_header.MAX_PIXELS`, never decoded)
+is found the same way, when read. A meta.json whose `count`, `seed` or `size` are not whole
+numbers is refused in one line naming it and the key.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from depthart_core.data.benchmarks._io import (
+    BadFrameError,
     BenchmarkDataset,
     check_same_size,
     make_sample,
@@ -51,7 +54,7 @@ from depthart_core.data.benchmarks._io import (
 from depthart_core.data.sample import DepthSample
 from depthart_core.data.synthetic.config import SynthConfig
 from depthart_core.data.synthetic.render import render_batch
-from depthart_core.fileutil import atomic_write, output_folder, read_json
+from depthart_core.fileutil import atomic_write, describe_os_error, output_folder, read_json
 from depthart_core.rundir import hold_folder
 
 log = logging.getLogger(__name__)
@@ -333,21 +336,29 @@ def _frames_on_disk(root: Path) -> set[int]:
     return found
 
 
-def _frame_problem(paths: tuple[Path, Path, Path]) -> str | None:
-    """Why a frame cannot be used (checked cheaply), or None."""
+def _frame_problem(paths: tuple[Path, Path, Path]) -> OSError | BadFrameError | None:
+    """Why a frame cannot be used, checked cheaply (no decoding), as the frame error to raise:
+    FileNotFoundError naming a missing file, BadFrameError naming a PNG without its signature,
+    intrinsics that are not JSON with the six keys, or a file that cannot be read; or None."""
     for p in paths:
         if not p.is_file():
-            return f"{p} is missing"
-    for p in paths[:2]:
-        with open(p, "rb") as f:
-            if f.read(8) != _PNG_SIGNATURE:
-                return f"{p} is not a PNG file"
+            return FileNotFoundError(f"{p} is missing")
+    p = paths[0]
     try:
-        k = json.loads(paths[2].read_text(encoding="utf-8"))
+        for p in paths[:2]:
+            with open(p, "rb") as f:
+                if f.read(8) != _PNG_SIGNATURE:
+                    return BadFrameError(f"{p} is not a PNG file")
+        p = paths[2]
+        k = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:  # removed since the look above
+        return FileNotFoundError(f"{p} is missing")
+    except OSError as exc:  # unreadable, an I/O error: this frame only
+        return BadFrameError(f"cannot read {p}: {describe_os_error(exc, with_path=False)}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return f"{paths[2]} is not valid JSON ({exc})"
+        return BadFrameError(f"{p} is not valid JSON ({exc})")
     if not isinstance(k, dict) or any(key not in k for key in _K_KEYS):
-        return f"{paths[2]} lacks one of the keys {_K_KEYS}"
+        return BadFrameError(f"{p} lacks one of the keys {_K_KEYS}")
     return None
 
 
@@ -364,17 +375,13 @@ class SyntheticSet(BenchmarkDataset):
         count = self.meta["count"]  # a whole number
         if count < 1:
             raise ValueError(f"synthetic set {self.root} is empty (count={count})")
-        # only the frames with a file on disk are looked at: those of which no file is there
-        # (a trailing frame removed, or a count of 10**12) are only counted, in one warning
+        # the frames with a file on disk are the set's: one of them that lacks a file or whose
+        # files are bad is raised when read (a frame error, eval lists it as unreadable). Those of
+        # which no file is there (a trailing frame removed, or a count of 10**12) are only
+        # counted, in one warning, without a look per frame
         on_disk = _frames_on_disk(self.root)
-        self.frames: list[int] = []
-        for i in sorted(i for i in on_disk if i < count):
-            problem = _frame_problem(_frame_paths(self.root, i))
-            if problem:
-                self._skip(f"frame {i}: {problem}")
-            else:
-                self.frames.append(i)
-        absent = count - len(self.frames) - self.skipped  # not one of their files is there
+        self.frames: list[int] = sorted(i for i in on_disk if i < count)
+        absent = count - len(self.frames)  # not one of their files is there
         if absent:
             first = list(islice((i for i in range(count) if i not in on_disk), 5))
             more = f" and {absent - len(first)} more" if absent > len(first) else ""
@@ -394,11 +401,14 @@ class SyntheticSet(BenchmarkDataset):
 
     def _load(self, index: int) -> DepthSample:
         i = self.frames[index]
-        rgb_p, depth_p, k_p = _frame_paths(self.root, i)
+        rgb_p, depth_p, k_p = paths = _frame_paths(self.root, i)
+        problem = _frame_problem(paths)
+        if problem is not None:  # a frame error naming the file: eval lists the frame
+            raise problem
         rgb = read_rgb(rgb_p)
         mm = read_png_u16(depth_p)
         check_same_size(mm.shape, rgb.shape, depth_p)  # BadFrameError: eval skips the frame
-        k = json.loads(k_p.read_text(encoding="utf-8"))
+        k = json.loads(k_p.read_text(encoding="utf-8"))  # checked by _frame_problem
         K = np.array(
             [[k["fx"], 0.0, k["cx"]], [0.0, k["fy"], k["cy"]], [0.0, 0.0, 1.0]], dtype=np.float32
         )
