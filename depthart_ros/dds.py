@@ -7,6 +7,11 @@ file) makes readers free each payload once taken. rmw_fastrtps reads an XML prof
 policies only with RMW_FASTRTPS_USE_QOS_FROM_XML=1; ROS QoS settings given in code (reliability,
 depth, ...) still apply on top. Nothing is changed when the environment already names a Fast
 DDS profile file, when another RMW is selected, or with DEPTHART_DDS_PROFILE=0.
+
+Under RMW_FASTRTPS_USE_QOS_FROM_XML=1 rmw_fastrtps also takes the writers' publication mode from
+the XML instead of RMW_FASTRTPS_PUBLICATION_MODE, so the profile states rmw_fastrtps's default,
+SYNCHRONOUS, and `ASYNC_PROFILE` (the same with ASYNCHRONOUS) is loaded where that variable asks
+for asynchronous publication: the user's choice is kept either way.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 PROFILE = Path(__file__).with_name("fastdds_node.xml")
+ASYNC_PROFILE = Path(__file__).with_name("fastdds_node_async.xml")
 
 
 def use_node_profile(environ: MutableMapping[str, str] = os.environ) -> str | None:
@@ -26,6 +32,8 @@ def use_node_profile(environ: MutableMapping[str, str] = os.environ) -> str | No
         return None
     if any(environ.get(f"FAST{v}_DEFAULT_PROFILES_FILE") for v in ("DDS", "RTPS")):
         return None
-    environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+    mode = environ.get("RMW_FASTRTPS_PUBLICATION_MODE", "").strip().upper()
+    profile = ASYNC_PROFILE if mode == "ASYNCHRONOUS" else PROFILE
+    environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     environ["RMW_FASTRTPS_USE_QOS_FROM_XML"] = "1"
-    return str(PROFILE)
+    return str(profile)

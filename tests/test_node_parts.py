@@ -234,7 +234,7 @@ def test_a_binned_calibration_for_another_size_goes_out_as_the_depths_own_camera
 
 
 def test_node_dds_profile_is_applied_only_where_nobody_chose_one() -> None:
-    from depthart_ros.dds import PROFILE, use_node_profile
+    from depthart_ros.dds import ASYNC_PROFILE, PROFILE, use_node_profile
 
     assert PROFILE.is_file() and "<historyMemoryPolicy>DYNAMIC" in PROFILE.read_text()
     env: dict[str, str] = {}
@@ -243,6 +243,15 @@ def test_node_dds_profile_is_applied_only_where_nobody_chose_one() -> None:
         "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE),
         "RMW_FASTRTPS_USE_QOS_FROM_XML": "1",
     }
+    # rmw_fastrtps takes the writers' publication mode from the XML under USE_QOS_FROM_XML:
+    # its own default (synchronous), or what RMW_FASTRTPS_PUBLICATION_MODE asks for
+    assert "<kind>SYNCHRONOUS</kind>" in PROFILE.read_text()
+    assert "<kind>ASYNCHRONOUS</kind>" not in PROFILE.read_text()
+    for mode, want in (("ASYNCHRONOUS", ASYNC_PROFILE), ("SYNCHRONOUS", PROFILE)):
+        env = {"RMW_FASTRTPS_PUBLICATION_MODE": mode}
+        assert use_node_profile(env) == str(want)
+    assert "<kind>ASYNCHRONOUS</kind>" in ASYNC_PROFILE.read_text()
+    assert ASYNC_PROFILE.read_text().count("DYNAMIC") == PROFILE.read_text().count("DYNAMIC")
     for chosen in (
         {"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"},
         {"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"},
