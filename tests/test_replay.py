@@ -946,3 +946,22 @@ def test_a_bag_short_of_the_images_it_lists_is_no_plain_complete(tmp_path, caplo
     # a whole bag: no note, a plain "complete"
     report = replay_offline(_hand_bag(tmp_path / "whole"), tmp_path / "w", HAND, RedBackend())
     assert report["status"] == "complete" and "short_bag" not in report
+
+
+def test_summary_promises_only_the_pictures_drawn(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    """Pictures asked for but not drawn (no matplotlib: the `ros` extra without `train`): the
+    summary said "report and pictures in" beside a folder holding only the report."""
+    from depthart_core.replay import report as report_mod
+
+    def no_matplotlib(*args, **kwargs):
+        raise ImportError("No module named 'matplotlib'")
+
+    for name in ("plot_metrics_over_time", "plot_latency_hist", "plot_samples"):
+        monkeypatch.setattr(report_mod, name, no_matplotlib)
+    bag = tmp_path / "bag"
+    assert cli_main(["synth-bag", "--out", str(bag), "--frames", "2", "--size", "24x40"]) == 0
+    argv = ["replay", str(bag), "--image-topic", "/camera/image_raw", "--no-progress"]
+    argv += ["--checkpoint", tiny_checkpoint, "--backend", "torch", "--out", str(tmp_path / "r")]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  report in " in out and "pictures" not in out, out

@@ -52,4 +52,5 @@ def test_metric_neither_scores_nor_fits_to_gt_outside_the_range():
 def test_no_gt_inside_the_depth_range_is_a_rejected_frame():
     gt = np.full((10, 12), 9.0, np.float32)
     row = _scored("affine", gt.copy(), gt)
-    assert row["status"] == "rejected" and "no pixel" in row["reason"], row
+    assert row["status"] == "rejected", row
+    assert row["reason"] == "no valid GT depth inside --depth-range (0.1, 4] m", row

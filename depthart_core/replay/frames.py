@@ -491,7 +491,11 @@ def score_frame(
         return unscored
     if cfg.depth_range is not None:  # as eval's readers: GT outside the range is not scored
         lo, hi = cfg.depth_range
-        valid = valid & (gt > lo) & (gt <= hi)
+        inside = valid & (gt > lo) & (gt <= hi)
+        if valid.any() and not inside.any():
+            reject(row, f"no valid GT depth inside --depth-range ({lo:g}, {hi:g}] m")
+            return unscored
+        valid = inside
     finite = np.isfinite(pred)
     if not finite.all():
         row["pred_invalid_px"] = int(np.count_nonzero(valid & ~finite))

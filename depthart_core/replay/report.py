@@ -205,8 +205,8 @@ def format_summary(report: dict[str, Any], out_dir: str | Path | None = None) ->
             ]
             lines.append("    by up: " + "; ".join(parts))
     if out_dir is not None:
-        what = "report and pictures" if report["config"].get("plots", True) else "report"
-        lines.append(f"  {what} in {Path(out_dir).resolve()}/")  # --no-plots: no pictures
+        what = "report and pictures" if report.get("pictures") else "report"  # those drawn
+        lines.append(f"  {what} in {Path(out_dir).resolve()}/")
     return "\n".join(lines)
 
 

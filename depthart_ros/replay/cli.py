@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--drain-timeout",
         type=float,
         default=5.0,
-        help="how long to wait for the node's last outputs after the last frame [s] (5)",
+        help="after the last frame, stop waiting for outputs once none has arrived for this "
+        "long [s] (5); kept free within --time-limit",
     )
     live.add_argument("--time-limit", type=float, default=600.0, help="whole run bound [s]")
     live.add_argument(
