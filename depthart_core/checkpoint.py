@@ -384,7 +384,7 @@ def load_checkpoint(
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
     vae: str | Path | None = None,
-    vae_setting: str = "--vae",
+    vae_setting: str | None = None,
 ) -> tuple[DepthART, dict[str, Any]]:
     """Build the model from the stored config and load its weights strictly, in float32 whatever
     the default dtype. Thread-safe, and nothing process-wide is changed: the default dtype is
@@ -392,7 +392,9 @@ def load_checkpoint(
     from (`_NoInit`), so another thread's random stream goes on as if no model were loaded.
 
     `vae`: VAR's `vae_ch160v4096z32.pth`, only for an authors' file saved without the VQ-VAE.
-    `vae_setting`: what the user set `vae` with, as errors name it (`refuse_vae`).
+    `vae_setting`: what the user sets `vae` with, as errors name it (`refuse_vae`): the CLI's
+    --vae, the node's parameter; None (the default) for a caller with no such setting (replay,
+    parity, training), whose missing-VQ-VAE error only says to put the file beside the checkpoint.
     """
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
@@ -421,11 +423,15 @@ def load_checkpoint(
         vae_state = None
         refuse_vae(vae, info, path, vae_setting)  # one given for a file that holds its own
         if not authors_layout.has_tokenizer(state):
+            # no setting named: the caller's `vae` argument if one was given (the Python API),
+            # else the caller has none (replay, parity, training), so only the file's place
+            setting = vae_setting or ("vae" if vae else None)
             vae = _expand(vae) if vae else path.parent / authors_layout.VAE_FILE_NAME
             if not vae.is_file():
+                name = authors_layout.VAE_FILE_NAME
+                way = f"pass VAR's {name} ({setting}) or put it" if setting else f"put VAR's {name}"
                 raise FileNotFoundError(
-                    f"{path} holds no VQ-VAE weights and {vae} does not exist: pass VAR's "
-                    f"{authors_layout.VAE_FILE_NAME} ({vae_setting}) or put it beside the "
+                    f"{path} holds no VQ-VAE weights and {vae} does not exist: {way} beside the "
                     "checkpoint"
                 )
             vae_state = _torch_load(vae)
@@ -440,14 +446,16 @@ def load_checkpoint(
 
 
 def refuse_vae(
-    vae: str | Path | None, info: dict[str, Any], path: str | Path, setting: str = "--vae"
+    vae: str | Path | None, info: dict[str, Any], path: str | Path, setting: str | None = None
 ) -> None:
     """A VQ-VAE given (`vae`) for a checkpoint that holds its own (`info`, its
     `read_checkpoint_info`): ours, or an authors' file saved with it. The file given would be
     ignored, so it is refused. Raises naming `setting`, what the user gave it with: the CLI's
-    --vae, or the ROS node's `vae` parameter (as `check_device` takes its advice)."""
+    --vae, or the ROS node's `vae` parameter (as `check_device` takes its advice); None (no
+    setting named): the `vae` argument, as a Python caller gave it."""
     if vae is None:
         return
+    setting = setting or "vae"
     if info["layout"] != AUTHORS_LAYOUT:
         raise ValueError(f"{setting} {vae} is only for the authors' checkpoint; {path} is complete")
     with open_safetensors(path) as f:
@@ -499,12 +507,12 @@ class CheckpointFile:
         self,
         path: str | Path | None = None,
         vae: str | Path | None = None,
-        vae_setting: str = "--vae",
+        vae_setting: str | None = None,
     ) -> None:
         self.default = path is None  # none named: the shipped one (or $DEPTHART_CHECKPOINT)
         self.path = resolve_checkpoint(path)
         self.vae = vae  # VAR's VQ-VAE, only for an authors' checkpoint saved without it
-        self.vae_setting = vae_setting  # what errors call `vae` (`refuse_vae`)
+        self.vae_setting = vae_setting  # what errors call `vae` (`load_checkpoint`)
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
         self._info: dict[str, Any] | None = None
         refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
@@ -572,7 +580,7 @@ def convert_authors_checkpoint(
     taken = [p for p in (out, out.with_suffix(".json")) if p.exists()]
     if taken and not overwrite:
         raise ValueError(f"{taken[0]} exists: pass --overwrite to replace it")
-    model, info = load_checkpoint(src, vae=vae)
+    model, info = load_checkpoint(src, vae=vae, vae_setting="--vae")  # as --out, --overwrite
     if info["layout"] != AUTHORS_LAYOUT:
         raise ValueError(f"{src} is already a DepthART-ROS checkpoint; nothing to convert")
     meta = {

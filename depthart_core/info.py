@@ -46,9 +46,12 @@ def describe_preset(name: str) -> dict[str, Any]:
     return _report(f"preset {name}", model, {})
 
 
-def describe_checkpoint(path: str, vae: str | None = None) -> dict[str, Any]:
-    """`vae`: VAR's VQ-VAE, only for an authors' checkpoint saved without it."""
-    model, info = load_checkpoint(path, vae=vae)
+def describe_checkpoint(
+    path: str, vae: str | None = None, vae_setting: str | None = None
+) -> dict[str, Any]:
+    """`vae`: VAR's VQ-VAE, only for an authors' checkpoint saved without it; `vae_setting`:
+    what its errors call it (`checkpoint.load_checkpoint`)."""
+    model, info = load_checkpoint(path, vae=vae, vae_setting=vae_setting)
     report = _report(f"checkpoint {path}", model, info["metadata"])
     report["sha256"], report["layout"] = info["sha256"], info["layout"]
     return report

@@ -179,7 +179,7 @@ def test_a_vae_given_for_an_authors_file_that_holds_one_is_refused(tmp_path, mon
     save_file(small_authors_state(seed=3), full)
     load_checkpoint(full)  # loads with its own
     for vae in (tmp_path / "nowhere.pth", full):
-        with pytest.raises(ValueError, match=f"--vae {vae}: {full} holds its own VQ-VAE"):
+        with pytest.raises(ValueError, match=f"vae {vae}: {full} holds its own VQ-VAE"):
             load_checkpoint(full, vae=vae)
         with pytest.raises(ValueError, match="holds its own VQ-VAE"):
             CheckpointFile(full, vae=vae)

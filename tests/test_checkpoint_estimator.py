@@ -437,7 +437,7 @@ def test_a_vae_for_a_complete_checkpoint_is_refused_with_a_warm_onnx_cache_too(
     monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
     get_backend("onnxruntime", tiny_checkpoint, threads=1)  # the graph is cached now
     vae = tmp_path / "vae_ch160v4096z32.pth"
-    want = f"--vae {vae} is only for the authors' checkpoint; .*tiny.safetensors is complete"
+    want = f"^vae {vae} is only for the authors' checkpoint; .*tiny.safetensors is complete"
     for make in (
         lambda: get_backend("onnxruntime", tiny_checkpoint, threads=1, vae=vae),
         lambda: get_backend("auto", tiny_checkpoint, threads=1, vae=vae),

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             sampling=sampling_from_args(args),
             vae=args.vae,
+            vae_setting="--vae",
             flip_average=args.flip_average,
         )
     finally:

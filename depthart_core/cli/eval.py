@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
             args.vae,
             flip_average=args.flip_average,
             uncertainty=not args.no_uncertainty,
+            vae_setting="--vae",
         )
         data = run_eval(
             models,

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     # a read-only or missing-permission folder stops it before the export; a folder it made
     # stays only if something was written into it
     with output_folder(out.parent):
-        ckpt = CheckpointFile(args.checkpoint, vae=args.vae)
+        ckpt = CheckpointFile(args.checkpoint, vae=args.vae, vae_setting="--vae")
         model, _ = ckpt.load()
         onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
         sampling = sampling_setting(args.sampling)

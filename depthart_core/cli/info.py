@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     report = (
         describe_preset(args.preset)
         if args.preset
-        else describe_checkpoint(args.checkpoint, args.vae)
+        else describe_checkpoint(args.checkpoint, args.vae, vae_setting="--vae")
     )
     if args.checkpoint is not None:  # a head loaded without, and why (`copied_head`)
         from depthart_core.checkpoint import read_checkpoint_info

@@ -433,6 +433,7 @@ def _predict_into(
         threads=args.threads,
         sampling=sampling_from_args(args),
         vae=args.vae,
+        vae_setting="--vae",
         flip_average=args.flip_average,
     )
     if args.uncertainty and not backend.has_uncertainty:  # e.g. an engine built without it

@@ -378,9 +378,11 @@ def load_models(
     vae: str | Path | None = None,
     flip_average: bool = False,
     uncertainty: bool = True,
+    vae_setting: str | None = None,
 ) -> list[Model]:
     """`sampling`: the decoding of every checkpoint (None: the default, soft); `vae`: VAR's
-    VQ-VAE for an authors' checkpoint saved without it; `flip_average`: see `runtime.base`;
+    VQ-VAE for an authors' checkpoint saved without it (`vae_setting`: what errors call it);
+    `flip_average`: see `runtime.base`;
     `uncertainty`: also score the uncertainty of each checkpoint that has the head."""
     models, labels = [], set()
     for ckpt in checkpoints:
@@ -392,6 +394,7 @@ def load_models(
             threads=threads,
             sampling=sampling,
             vae=vae,
+            vae_setting=vae_setting,
             flip_average=flip_average,
         )
         info = getattr(b, "info", {}) or {}

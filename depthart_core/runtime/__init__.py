@@ -54,14 +54,15 @@ def get_backend(
     sampling: SamplingConfig | None = None,
     vae: str | Path | None = None,
     flip_average: bool = False,
-    vae_setting: str = "--vae",
+    vae_setting: str | None = None,
 ) -> Backend:
     """The backend `name` for `checkpoint` (default: the shipped one); see the module docstring.
     `threads`: CPU threads for inference, 0 = automatic (`runtime.threads`). `sampling`: a
     `SamplingConfig` or None (the default, soft); greedy and soft run on every backend, a sampled
     one (`paper`) on torch only. `onnx_path`: a graph for onnxruntime or tensorrt (or `auto`).
     `vae`: VAR's VQ-VAE for an authors' checkpoint saved without it; `vae_setting`: what its
-    errors call it (the CLI's --vae, the node's parameter). `flip_average`: also run each frame
+    errors call it (the CLI's --vae, the node's parameter; None, the default: a caller with no
+    such setting, `load_checkpoint`). `flip_average`: also run each frame
     mirrored and average (`runtime.base`; twice the compute)."""
     check_flag("letterbox", letterbox)  # before a model is loaded
     check_flag("flip_average", flip_average)
@@ -85,7 +86,7 @@ def _get_backend(
     threads: int,
     sampling: SamplingConfig | None,
     vae: str | Path | None,
-    vae_setting: str,
+    vae_setting: str | None,
 ) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
