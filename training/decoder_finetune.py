@@ -81,8 +81,8 @@ def read_frames(
         rgb.append(im)
     for root in roots:
         ds = SyntheticSet(root)
-        for i in tqdm(range(len(ds)), desc=f"read {root}", unit="frame"):
-            s = ds[i]
+        # a frame whose files are missing or damaged: skipped with a warning, counted
+        for _, s in tqdm(ds.readable(), desc=f"read {root}", unit="frame", total=len(ds)):
             if resize and s.depth.shape != (size, size):
                 rgb_SS3, d_SS, v_SS = resize_sample(s, size)
                 s = dataclasses.replace(s, rgb=rgb_SS3, depth=d_SS, valid=v_SS)
@@ -94,6 +94,10 @@ def read_frames(
             depth.append(torch.from_numpy(s.depth.astype(np.float32))[None])
             valid.append(torch.from_numpy(s.valid)[None])
             rgb.append(torch.from_numpy(np.ascontiguousarray(s.rgb)).permute(2, 0, 1)[None])
+        if ds.unreadable_read:  # each named in a warning above
+            print(f"{root}: {len(ds.unreadable_read)} of {len(ds)} frames unreadable, skipped")
+    if not depth:
+        raise SystemExit(f"none of the frames of {', '.join(roots)} could be read")
     return torch.cat(depth), torch.cat(valid), torch.cat(rgb)
 
 

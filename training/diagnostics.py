@@ -137,18 +137,33 @@ def image_usage(ckpt: str, frames: int, seed: int) -> None:
             )
 
 
+def _readable_samples(root: str, limit: int | None = None) -> list:
+    """The first `limit` (default: all) frames of a rendered set that can be read; one whose
+    files are missing or damaged is skipped with a warning naming it, and the skips counted."""
+    from itertools import islice
+
+    from depthart_core.data.synthetic.set import SyntheticSet
+
+    ds = SyntheticSet(root)
+    samples = [s for _, s in islice(ds.readable(), limit)]
+    if ds.unreadable_read:  # each named in a warning above
+        print(f"{root}: {len(ds.unreadable_read)} unreadable frame(s) skipped")
+        if not samples:
+            raise SystemExit(f"{root}: none of its {len(ds)} frames could be read")
+    return samples
+
+
 def _pool_and_eval(pool_path: str, eval_root: str, size: int):
     """A cached training pool, its d/q98 targets, and a held-out set resized to `size`."""
     import cv2
 
-    from depthart_core.data.synthetic.set import SyntheticSet
     from depthart_core.rundir import load_safetensors
     from depthart_core.tokenizer.codec import decode_depth, encode_depth
 
     pool = load_safetensors(pool_path)
     rel = decode_depth(encode_depth(pool["depth"], pool["valid"])[0])  # d / q98(d) in [0, 1]
     size = size or pool["rgb"].shape[-1]
-    samples = list(SyntheticSet(eval_root))
+    samples = _readable_samples(eval_root)
     rgb = [cv2.resize(s.rgb, (size, size), interpolation=cv2.INTER_AREA) for s in samples]
     return pool, rel, samples, torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
@@ -173,12 +188,11 @@ def ceiling(tokenizer_ckpt: str, eval_root: str) -> None:
     import cv2
 
     from depthart_core.checkpoint import load_checkpoint
-    from depthart_core.data.synthetic.set import SyntheticSet
 
     m, _ = load_checkpoint(tokenizer_ckpt)
     m.eval()
     S = m.cfg.image_size
-    samples = list(SyntheticSet(eval_root))
+    samples = _readable_samples(eval_root)
     preds = []
     for s in samples:
         d = np.where(s.valid, s.depth, 0).astype(np.float32)
@@ -230,7 +244,6 @@ def scales(
     and the change of the residual energy ||down_k(f_D - f_hat)||^2 that the scale's update makes
     (negative: the scale corrects). Does the next-scale refinement improve the start?"""
     from depthart_core.checkpoint import load_checkpoint
-    from depthart_core.data.synthetic.set import SyntheticSet
     from depthart_core.evaluation.scales import model_inputs, score_latent
     from depthart_core.sampling import describe_sampling
     from depthart_core.tokenizer.codec import encode_depth
@@ -238,8 +251,8 @@ def scales(
     m, _ = load_checkpoint(ckpt)
     m.eval()
     S, q = m.cfg.image_size, m.tokenizer.quantize
-    # the first `frames` of each root, pooled
-    samples = [s for root in eval_roots for s in list(SyntheticSet(root))[:frames]]
+    # the first `frames` of each root that can be read, pooled
+    samples = [s for root in eval_roots for s in _readable_samples(root, frames)]
     N, K, nb = len(samples), q.num_scales, len(CONF_EDGES) - 1
     x_N3SS, d_NSS = model_inputs(samples, S)
     print(f"{ckpt} on {N} frames of {', '.join(eval_roots)}")

@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -137,10 +138,20 @@ def timing(est: DepthEstimator, rgb: np.ndarray, method: str, k: int, calib, run
 
 
 def load(root: str, count: int) -> list[Frame]:
+    """The set's first `count` frames that can be read: one whose files are missing or damaged
+    is skipped with a warning and the set's next frame stands in for it; where too few are
+    left, those there are (both said)."""
     ds = SyntheticSet(root)
     if len(ds) < count:
         raise ValueError(f"{root} holds {len(ds)} frames, --count asks for {count}")
-    return [(s.rgb, s.depth, s.valid) for s in (ds[i] for i in range(count))]
+    frames = [(s.rgb, s.depth, s.valid) for _, s in islice(ds.readable(), count)]
+    if ds.unreadable_read:  # each named in a warning above
+        print(f"{root}: {len(ds.unreadable_read)} unreadable frame(s) skipped")
+    if not frames:
+        raise SystemExit(f"{root}: none of its {len(ds)} frames could be read")
+    if len(frames) < count:
+        print(f"{root}: {len(frames)} of --count {count} frames could be read; using those")
+    return frames
 
 
 def check_roots(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -237,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 "checkpoint_sha256": est.info.get("sha256"),
                 "decoding": decoding,
                 "k": k if method == "samples" else None,
-                "frames": f"{args.calib_root} ({args.count} frames)",
+                "frames": f"{args.calib_root} ({len(calib_frames)} frames)",
                 "command": command,
             },
         )

@@ -47,14 +47,17 @@ ERROR_CAP = 2.0  # a pixel off by more than 200 % teaches nothing more than one 
 
 def gather(est: DepthEstimator, root: str, batch: int = 32, context: bool = False):
     """(features (N, 6, S, S), target error (N, S, S), weight (N, S, S), the model's own
-    features (N, Cctx, H, H) with `context`, else None) for every frame, on the CPU; the model
-    runs on `est.device`."""
+    features (N, Cctx, H, H) with `context`, else None) for every frame that can be read, on
+    the CPU (one whose files are missing or damaged is skipped with a warning, and counted); the
+    model runs on `est.device`."""
     ds = SyntheticSet(root)
     n = len(ds)
     S = est.image_size
     feats, targets, weights, contexts = [], [], [], []
     for b0 in tqdm(range(0, n, batch), desc=f"features of {root}", unit="batch"):
-        samples = [ds[i] for i in range(b0, min(b0 + batch, n))]
+        samples = [s for _, s in ds.readable(range(b0, min(b0 + batch, n)))]
+        if not samples:  # every frame of this batch unreadable
+            continue
         prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
         x = torch.from_numpy(np.concatenate([p[0] for p in prepared])).to(est.device)
         with torch.no_grad():  # not inference_mode: the features feed the head's autograd
@@ -73,6 +76,10 @@ def gather(est: DepthEstimator, root: str, batch: int = 32, context: bool = Fals
             e = cv2.resize(err, (S, S), interpolation=cv2.INTER_AREA)
             targets.append(np.where(w > 0, e / np.maximum(w, 1e-6), 0.0).astype(np.float32))
             weights.append(w)
+    if ds.unreadable_read:  # each named in a warning above
+        print(f"{root}: {len(ds.unreadable_read)} of {n} frames unreadable, skipped")
+    if not feats:
+        raise SystemExit(f"{root}: none of its {n} frames could be read")
     return (
         torch.cat(feats),
         torch.from_numpy(np.stack(targets)),

@@ -121,7 +121,10 @@ def eval_inputs(est: DepthEstimator, root: str, batch: int = 32) -> dict:
     S = est.image_size
     feats, errors, geos, valids = [], [], [], []
     for b0 in tqdm(range(0, len(ds), batch), desc=f"evaluation frames of {root}", unit="batch"):
-        samples = [ds[i] for i in range(b0, min(b0 + batch, len(ds)))]
+        # a frame whose files are missing or damaged: skipped with a warning, counted
+        samples = [s for _, s in ds.readable(range(b0, min(b0 + batch, len(ds))))]
+        if not samples:  # every frame of this batch unreadable
+            continue
         prepared = [preprocess(s.rgb, S, letterbox=False) for s in samples]
         x = torch.from_numpy(np.concatenate([p[0] for p in prepared])).to(est.device)
         with torch.no_grad():
@@ -132,6 +135,10 @@ def eval_inputs(est: DepthEstimator, root: str, batch: int = 32) -> dict:
             errors.append(frame_errors(postprocess(depth_BSS[i].numpy(), geo), s.depth, s.valid))
             geos.append(geo)
             valids.append(s.valid)
+    if ds.unreadable_read:  # each named in a warning above
+        print(f"{root}: {len(ds.unreadable_read)} of {len(ds)} frames unreadable, skipped")
+    if not feats:
+        raise SystemExit(f"{root}: none of its {len(ds)} frames could be read")
     return {"feat": torch.cat(feats), "errors": errors, "geos": geos, "valids": valids}
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -73,6 +74,28 @@ class BenchmarkDataset:
                 f"{self.name} frame {index % n} ({self._describe(index % n)}): out of memory "
                 f"reading it ({exc})"
             ) from exc
+
+    def readable(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, DepthSample]]:
+        """(index, sample) for each frame that can be read, of `indices` (default: every frame)
+        in their order, read lazily, one at a time. A frame whose read raises a frame error
+        (`FRAME_ERRORS`: a file missing, cut short, not the image it should be) is left out with
+        one warning naming it and why, and recorded in `unreadable_read` (index -> why, over
+        every pass of this dataset; set by the first call): what a script that reads a set
+        frame by frame skips, as training's `DatasetBatches` does."""
+        unreadable: dict[int, str] = vars(self).setdefault("unreadable_read", {})
+
+        def frames() -> Iterator[tuple[int, DepthSample]]:
+            for i in range(len(self)) if indices is None else indices:
+                try:
+                    sample = self[i]
+                except FRAME_ERRORS as exc:  # this frame's files only: left out, named, counted
+                    unreadable[i] = str(exc) or type(exc).__name__
+                    log.warning("%s: skipped frame %d (unreadable): %s", self.name, i,
+                                unreadable[i])  # fmt: skip
+                    continue
+                yield i, sample
+
+        return frames()
 
     def _describe(self, index: int) -> str:
         """The files (or name) of item `index`, for a message."""
