@@ -152,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate_predictions(ds, fn, protocol="depthart")
         results[name] = {k: float(v) for k, v in res.aggregate.items()}
         results[name]["images"] = res.n_images
+    scored = min(r["images"] for r in results.values())  # a damaged frame is not scored
+    unread = f", {len(ds) - scored} unreadable" if scored < len(ds) else ""
     table = [
-        f"| {pre} preset, {len(ds)} held-out synthetic images (seed {args.eval_seed}) "
+        f"| {pre} preset, {scored} held-out synthetic images (seed {args.eval_seed}{unread}) "
         "| AbsRel ↓ | δ1-bad ↓ | MAE (rel.) ↓ |",
         "|---|---|---|---|",
     ]
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "preset": pre,
                 "eval_seed": args.eval_seed,
-                "eval_count": len(ds),
+                "eval_count": scored,
                 "checkpoints": {k: str(v) for k, v in ckpts.items()},
                 "tokenizer": str(tok),
                 "results": results,
