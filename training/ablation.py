@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate_predictions(ds, fn, protocol="depthart")
         results[name] = {k: float(v) for k, v in res.aggregate.items()}
         results[name]["images"] = res.n_images
-    scored = min(r["images"] for r in results.values())  # a damaged frame is not scored
-    unread = f", {len(ds) - scored} unreadable" if scored < len(ds) else ""
+    scored = min(r["images"] for r in results.values())  # unreadable or empty: not scored
+    unread = f", {len(ds) - scored} not scored" if scored < len(ds) else ""
     table = [
         f"| {pre} preset, {scored} held-out synthetic images (seed {args.eval_seed}{unread}) "
         "| AbsRel ↓ | δ1-bad ↓ | MAE (rel.) ↓ |",
