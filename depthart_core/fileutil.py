@@ -227,10 +227,23 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_swept_pid: int | None = None  # the process that swept dead private folders (`cache_root`)
+
+
 def cache_root() -> Path:
     """`$DEPTHART_CACHE`, else `$XDG_CACHE_HOME/depthart`, else `~/.cache/depthart`. A relative
     `$XDG_CACHE_HOME` is ignored, as the XDG Base Directory spec says (it would put the cache
-    wherever the command runs). Raises RuntimeError saying what to set when no home is known."""
+    wherever the command runs). Raises RuntimeError saying what to set when no home is known.
+
+    The first call of a process also removes the private temp folders that killed processes
+    left (`remove_dead_private_folders`): a run whose cache is writable makes none of its own,
+    and would otherwise never clear one (a pool of gigabytes) that an earlier run's fallback
+    left."""
+    global _swept_pid
+    if _swept_pid != os.getpid():  # once per process (a forked child: its own)
+        _swept_pid = os.getpid()
+        with contextlib.suppress(OSError):
+            remove_dead_private_folders(tempfile.gettempdir())
     env = os.environ.get(ENV_CACHE)
     try:
         if env:
@@ -358,12 +371,15 @@ def _note_modes(folder: str | Path, modeless: bool) -> None:
     _modeless_folders[str(folder)] = modeless
 
 
-def owner_write_only(path: str | Path) -> None:
-    """Take group and other write permission off a cache file just written (`atomic_write` gives
-    it `0o666 & ~umask`: 0664 under a umask of 002), so that `untrusted_cache_file` trusts it. On
-    a file system that keeps no modes (FAT, NTFS-3G, CIFS) chmod has no effect: its folder is
-    then remembered as such (`keeps_no_modes`), so the file is trusted by its owner. Nothing on a
-    system without user ids (Windows), where nothing is judged by its mode."""
+def owner_write_only(path: str | Path, folder: str | Path | None = None) -> None:
+    """Take group and other write permission off a cache file just written (a new file gets
+    `0o666 & ~umask`: 0664 under a umask of 002), so that `untrusted_cache_file` trusts it; used
+    by `atomic_write(owner_only=True)` on its temp file, before the file appears under its name
+    (else another process could open it 0664 in between and refuse it). On a file system that
+    keeps no modes (FAT, NTFS-3G, CIFS) chmod has no effect: `folder` (default: the file's own),
+    where the file is kept, is then remembered as such (`keeps_no_modes`), so the file is trusted
+    by its owner. Nothing on a system without user ids (Windows), where nothing is judged by its
+    mode."""
     if not hasattr(os, "getuid"):
         return
     with contextlib.suppress(OSError):
@@ -372,7 +388,7 @@ def owner_write_only(path: str | Path) -> None:
             with contextlib.suppress(OSError):  # FAT refuses it (EPERM); NTFS-3G ignores it
                 os.chmod(path, mode & ~_SHARED_WRITE)
             if os.stat(path).st_mode & _SHARED_WRITE:
-                _note_modes(Path(path).parent, True)
+                _note_modes(Path(folder if folder is not None else Path(path).parent), True)
 
 
 def cache_unwritable(exc: BaseException) -> bool:
@@ -535,6 +551,7 @@ def atomic_write(
     path: str | Path,
     content: bytes | Callable[[str], None],
     stale_after_s: float | None = None,
+    owner_only: bool = False,
 ) -> None:
     """Write `content` to `path` so that readers see the old file or the whole new one.
 
@@ -549,6 +566,9 @@ def atomic_write(
     `stale_after_s`: for a folder no run lock protects (a cache), first remove the temp folders
     of earlier writes of `path` made longer ago than this (`CACHE_TEMP_STALE_S`: an hour, where a
     write takes seconds to minutes), which a killed process left.
+
+    `owner_only`: a cache file, writable by its owner only whatever the umask
+    (`owner_write_only`), set before it is renamed into place.
     """
     path = Path(path)
     refuse_special_file(path)
@@ -560,6 +580,8 @@ def atomic_write(
     try:
         _make_temp_dir(path, tmp_dir)
         _write_temp(path, tmp, content)
+        if owner_only:
+            owner_write_only(tmp, folder=path.parent)
         try:
             os.replace(tmp, path)
         except OSError as exc:

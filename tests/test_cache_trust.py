@@ -153,10 +153,10 @@ def test_an_untrusted_graph_that_cannot_be_replaced_is_exported_privately(
     _owned_by_another(monkeypatch, path)
     real_write = onnx_cache.atomic_write
 
-    def refused(target, content, stale_after_s=None):
+    def refused(target, content, stale_after_s=None, owner_only=False):
         if Path(target).parent == path.parent:
             raise WriteError(target, PermissionError(errno.EPERM, "Operation not permitted"))
-        real_write(target, content, stale_after_s=stale_after_s)
+        real_write(target, content, stale_after_s=stale_after_s, owner_only=owner_only)
 
     monkeypatch.setattr(onnx_cache, "atomic_write", refused)
     got = onnx_cache.cached_onnx(ckpt, "fp32")
@@ -359,7 +359,7 @@ def test_a_full_cache_disk_still_fails(cache, monkeypatch):
     error it always was (a temp folder would fill as well)."""
     ckpt, _ = cache
 
-    def full(target, content, stale_after_s=None):
+    def full(target, content, stale_after_s=None, owner_only=False):
         raise WriteError(target, OSError(errno.ENOSPC, "No space left on device"))
 
     monkeypatch.setattr(onnx_cache, "atomic_write", full)

@@ -254,10 +254,10 @@ def test_a_pool_of_another_user_that_cannot_be_replaced_is_rendered_privately(
     _owned_by_another(monkeypatch, path)
     real_write = data.atomic_write
 
-    def refused(target, content, stale_after_s=None):
+    def refused(target, content, stale_after_s=None, owner_only=False):
         if Path(target).parent == path.parent:
             raise WriteError(target, PermissionError(errno.EPERM, "Operation not permitted"))
-        real_write(target, content, stale_after_s=stale_after_s)
+        real_write(target, content, stale_after_s=stale_after_s, owner_only=owner_only)
 
     monkeypatch.setattr(data, "atomic_write", refused)
     with caplog.at_level(logging.WARNING, logger=data.__name__):
@@ -353,6 +353,20 @@ def test_a_killed_process_private_folder_is_removed_by_the_next(private_tmp, mon
     assert not alive.exists() and mine.is_dir()  # the process this one runs in is alive
 
 
+def test_a_run_with_a_writable_cache_removes_a_killed_process_folder_too(
+    private_tmp, tmp_path, monkeypatch
+):
+    """Only a run that itself fell back to a private folder removed the dead ones, so once the
+    user pointed the cache at a writable folder a killed run's folder (a pool of gigabytes) stayed
+    in /tmp for good. The first use of the cache in a process sweeps them."""
+    dead = _killed_folder(private_tmp)
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fileutil, "_swept_pid", None, raising=False)  # as a new process
+    assert fileutil.cache_root() == tmp_path / "cache"
+    assert not dead.exists()
+    assert fileutil._private_roots == {}  # made no private folder of its own
+
+
 def test_only_a_dead_process_folder_of_yours_is_removed(private_tmp, tmp_path, monkeypatch):
     """A folder without a record, of another machine or PID namespace, not named as mkdtemp names
     them, a link to one, or of another user is left alone; their records name a dead process."""
@@ -395,3 +409,28 @@ def test_only_a_dead_process_folder_of_yours_is_removed(private_tmp, tmp_path, m
     for folder in kept.values():
         assert (folder / "keep.me").is_file(), folder
     assert (private_tmp / "depthart-cache-link0000").is_symlink() and (target / record).is_file()
+
+
+def test_a_cache_file_is_owner_write_only_before_it_appears(tmp_path, monkeypatch):
+    """Two processes (torchrun ranks) writing one cache file: the chmod came after the rename, so
+    the other could open the file at its name while still 0664 (umask 002) and refuse it as
+    untrusted ("changed while in use": that rank died). The mode is set on the temp file now."""
+    import stat as stat_mod
+
+    from depthart_core import fileutil
+
+    seen: list[int] = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append(stat_mod.S_IMODE(os.stat(src).st_mode))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileutil.os, "replace", replace)
+    old = os.umask(0o002)
+    try:
+        fileutil.atomic_write(tmp_path / "pool.safetensors", b"frames", owner_only=True)
+        fileutil.atomic_write(tmp_path / "plain.txt", b"report")
+    finally:
+        os.umask(old)
+    assert seen == [0o644, 0o664], [oct(m) for m in seen]  # a plain output keeps the umask's

@@ -135,10 +135,10 @@ def test_latents_that_cannot_be_written_are_kept_in_memory(
     _latents_file(tmp_path).unlink()
     real_write = trainer_mod.atomic_write
 
-    def refused(target, content, stale_after_s=None):
+    def refused(target, content, stale_after_s=None, owner_only=False):
         if ".latents-" in Path(target).name:
             raise WriteError(target, PermissionError(errno.EACCES, "Permission denied"))
-        real_write(target, content, stale_after_s=stale_after_s)
+        real_write(target, content, stale_after_s=stale_after_s, owner_only=owner_only)
 
     monkeypatch.setattr(trainer_mod, "atomic_write", refused)
     with caplog.at_level(logging.INFO, logger=trainer_mod.__name__):

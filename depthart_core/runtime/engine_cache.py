@@ -58,7 +58,6 @@ from depthart_core.fileutil import (
     cache_root,
     cache_unwritable,
     describe_os_error,
-    owner_write_only,
     untrusted_cache_file,
     warn_shared_cache_folder,
 )
@@ -276,10 +275,9 @@ class EngineCache:
     def _store(self, key: EngineKey, blob: bytes) -> None:
         path, sidecar = self.engine_path(key), self.sidecar_path(key)
         meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
-        atomic_write(path, blob, stale_after_s=CACHE_TEMP_STALE_S)  # and a killed write's temp
-        owner_write_only(path)
-        atomic_write(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
-        owner_write_only(sidecar)
+        # (and a killed write's temp folder removed)
+        atomic_write(path, blob, stale_after_s=CACHE_TEMP_STALE_S, owner_only=True)
+        atomic_write(sidecar, (json.dumps(meta, indent=2) + "\n").encode(), owner_only=True)
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
 
 

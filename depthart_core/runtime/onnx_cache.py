@@ -70,7 +70,6 @@ from depthart_core.fileutil import (
     cache_root,
     cache_unwritable,
     describe_os_error,
-    owner_write_only,
     private_cache_folder,
     sha256_file,
     untrusted_cache_file,
@@ -168,8 +167,8 @@ def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: Sampling
             final_path=path,
         ),
         stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed export's temp folder
+        owner_only=True,
     )
-    owner_write_only(path)
     _record(path)
 
 
@@ -178,8 +177,7 @@ def _record_path(path: Path) -> Path:
 
 
 def _record(path: Path) -> None:
-    atomic_write(_record_path(path), (sha256_file(path) + "\n").encode())
-    owner_write_only(_record_path(path))
+    atomic_write(_record_path(path), (sha256_file(path) + "\n").encode(), owner_only=True)
 
 
 def _lookup(

@@ -46,7 +46,7 @@ from depthart_core.export.onnx_export import (
     read_onnx_metadata,
 )
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, ENV_CACHE, atomic_write, owner_write_only
+from depthart_core.fileutil import CACHE_TEMP_STALE_S, ENV_CACHE, atomic_write
 from depthart_core.model import SamplingConfig
 from depthart_core.rundir import utf8_name
 from depthart_core.runtime.base import Backend, TensorSpec, check_flag
@@ -276,8 +276,7 @@ def build_serialized_engine(
             path = Path(timing_cache_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             data = bytes(config.get_timing_cache().serialize())
-            atomic_write(path, data, stale_after_s=CACHE_TEMP_STALE_S)
-            owner_write_only(path)
+            atomic_write(path, data, stale_after_s=CACHE_TEMP_STALE_S, owner_only=True)
         except Exception as exc:
             log.warning("TensorRT timing cache not saved to %s (%r)", timing_cache_path, exc)
     return bytes(plan)

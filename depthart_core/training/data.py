@@ -42,7 +42,6 @@ from depthart_core.fileutil import (
     cache_unwritable,
     describe_os_error,
     fd_name,
-    owner_write_only,
     private_cache_folder,
     read_json,
     untrusted_cache_file,
@@ -341,8 +340,8 @@ def _write_pool(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | N
         path,
         lambda tmp: save_file(tensors, tmp, metadata=metadata),
         stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
+        owner_only=True,  # trusted when read back, whatever the umask
     )
-    owner_write_only(path)  # trusted when read back, whatever the umask
 
 
 POOL_FORMAT = "depthart-pool/1"

@@ -47,7 +47,6 @@ from depthart_core.fileutil import (
     atomic_write,
     cache_unwritable,
     fd_name,
-    owner_write_only,
     untrusted_cache_file,
 )
 from depthart_core.model import DepthART
@@ -445,8 +444,8 @@ class Trainer:
                     disk,
                     lambda tmp: save_file(tensors, tmp),
                     stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed write's temp folder
+                    owner_only=True,  # trusted when read back, whatever the umask
                 )
-                owner_write_only(disk)  # trusted when read back, whatever the umask
             except WriteError as exc:
                 if not cache_unwritable(exc):  # a full disk: the one-line error
                     raise
