@@ -73,6 +73,9 @@ def test_resume_refuses_a_base_replaced_at_the_same_path(
     assert _finetune(bag, run, "--checkpoint", str(base)) == 0
     assert _finetune(bag, run, "--checkpoint", str(base), "--steps", "3", "--resume") == 0
     was = file_sha256(base)
+    orig = tmp_path / "kept" / "original.safetensors"  # the original, kept elsewhere
+    orig.parent.mkdir()
+    shutil.copy(base, orig)
     # another model of the same architecture at the same path
     other = DepthART(tiny_model.cfg)
     other.load_state_dict({k: v + 0.01 for k, v in tiny_model.state_dict().items()})
@@ -101,12 +104,17 @@ def test_resume_refuses_a_base_replaced_at_the_same_path(
     # the run records the hash of the base it started from
     recorded = json.loads((run / "finetune.json").read_text())
     assert recorded["base_checkpoint_sha256"] == was
-    # a run recorded without the hash (an older depthart) is not compared: it resumes as before
-    _edit_settings(run, base_checkpoint_sha256=None)
-    assert _finetune(bag, run, "--checkpoint", str(base), "--steps", "4", "--resume") == 0
-    recorded = json.loads((run / "finetune.json").read_text())
-    assert recorded["base_checkpoint_sha256"] == now  # recorded from now on
+    # what the refusal advises works: the original base, given at the other path, goes on
+    monkeypatch.setattr(ft, "prepare", real_prepare)
+    assert _finetune(bag, run, "--checkpoint", str(orig), "--steps", "4", "--resume") == 0
     assert json.loads((run / "report.json").read_text())["train"]["steps"] == 4
+    # a run recorded without the hash (an older depthart) is not compared: it resumes as before
+    # (the run now records the original's path: the resume above went on from it)
+    _edit_settings(run, base_checkpoint_sha256=None)
+    assert _finetune(bag, run, "--checkpoint", str(orig), "--steps", "5", "--resume") == 0
+    recorded = json.loads((run / "finetune.json").read_text())
+    assert recorded["base_checkpoint_sha256"] == was  # recorded from now on
+    assert json.loads((run / "report.json").read_text())["train"]["steps"] == 5
 
 
 def test_resume_of_frames_an_older_depthart_prepared_says_so(

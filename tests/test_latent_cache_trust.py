@@ -147,3 +147,31 @@ def test_latents_that_cannot_be_written_are_kept_in_memory(
     assert not list(tmp_path.glob("pool.latents-*"))
     lines = [r.getMessage() for r in caplog.records if "latent cache" in r.getMessage()]
     assert len(lines) == 1 and "kept in memory only" in lines[0], lines
+
+
+def test_latents_beside_a_frames_file_name_its_folder_as_what_to_move(
+    tmp_path, monkeypatch, caplog, one_process
+):
+    """Beside a frames file (finetune's RUN/frames) the warning said to set DEPTHART_CACHE, which
+    does not move those latents; it names the frames file's folder."""
+    _trainer(tmp_path, "a")  # renders the pool: a frames file is the same three tensors
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # a folder others can write
+    frames = shared / "train.safetensors"
+    frames.write_bytes((tmp_path / "pool.safetensors").read_bytes())
+    cfg = load_train_config(
+        ROOT / "training" / "configs" / "tiny_depthart.yaml",
+        ["steps=2", "batch_size=2", "data.source=frames", f"data.root={frames}",
+         f"data.val_root={frames}", "random_tokenizer_ok=true"],
+    )  # fmt: skip
+    Trainer(cfg, tmp_path / "f1", progress=False)
+    (disk,) = shared.glob("train.latents-*.safetensors")
+    _plant(disk)
+    os.chmod(disk, 0o644)
+    _owned_by_another(monkeypatch, disk)
+    with caplog.at_level(logging.WARNING, logger=trainer_mod.__name__):
+        Trainer(cfg, tmp_path / "f2", progress=False)
+    assert f"latent cache {disk} is not trusted" in caplog.text, caplog.text
+    assert "set data.root's folder (finetune: --out) to a folder only you can write" in caplog.text
+    assert "DEPTHART_CACHE" not in caplog.text

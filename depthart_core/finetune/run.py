@@ -485,7 +485,7 @@ def run_finetune(
     if not labels_only:  # refused before hours of decoding or labelling, nothing rewritten
         _check_claim(run, resume, overwrite)
         if resume:
-            _check_resumed_settings(run, _settings(cfg))
+            _check_resumed_settings(run, _settings(cfg), base_sha256)
             # a base of another architecture at the same path: the Trainer's message names it
             _check_resumed_training(run, cfg, base, size)
             _check_resumed_base(run, base, base_sha256)
@@ -568,7 +568,7 @@ def _start(
     lock = _claim(run, resume, overwrite)
     try:
         if resume:  # again under the lock: `run_finetune` checked before reading the bags
-            _check_resumed_settings(run, summary["settings"])
+            _check_resumed_settings(run, summary["settings"], summary[BASE_SHA_KEY])
             _check_resumed_base(run, base, summary[BASE_SHA_KEY])
     except BaseException:
         lock.abandon()
@@ -617,12 +617,17 @@ def _same_setting(key: str, was: Any, now: Any) -> bool:
     return paths and Path(was).resolve() == Path(now).resolve()
 
 
-def _check_resumed_settings(run: Path, settings: dict[str, Any]) -> None:
+def _check_resumed_settings(
+    run: Path, settings: dict[str, Any], base_sha256: str | None = None
+) -> None:
     """Refuse a --resume whose options differ from those the run recorded (RESUME_MAY_CHANGE
-    aside)."""
+    aside). A base at another path whose sha256 (`base_sha256`) is the one the run recorded is
+    the same base (the original kept elsewhere after the shipped one was replaced)."""
     if not (run / SETTINGS_NAME).is_file():
         return
     changed = _changed_settings(_read_settings(run / SETTINGS_NAME), settings)
+    if base_sha256 and _read_recorded(run / SETTINGS_NAME).get(BASE_SHA_KEY) == base_sha256:
+        changed = [c for c in changed if not c.startswith("checkpoint ")]
     if changed:
         raise FinetuneInputError(
             f"--resume with other options than {run / SETTINGS_NAME} records "

@@ -348,6 +348,8 @@ POOL_FORMAT = "depthart-pool/1"
 POOL_SETTING = "data.pool_cache"  # what a warning about a pool given by its path says to set
 # what an untrusted pool's reason says to move: "set data.pool_cache's folder to a folder ..."
 POOL_TRUST_SETTING = f"{POOL_SETTING}'s folder"
+# the same for latents cached beside a frames file (`data.source: frames`; finetune's RUN/frames)
+FRAMES_TRUST_SETTING = "data.root's folder (finetune: --out)"
 ABSENT = "does not exist"
 
 

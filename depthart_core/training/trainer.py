@@ -67,7 +67,12 @@ from depthart_core.tokenizer.codec import encode_depth
 from depthart_core.training import objectives as obj
 from depthart_core.training.augment import flip_mask, photometric
 from depthart_core.training.config import PATH_SETTINGS, TrainConfig
-from depthart_core.training.data import POOL_TRUST_SETTING, make_batches, validation_batch
+from depthart_core.training.data import (
+    FRAMES_TRUST_SETTING,
+    POOL_TRUST_SETTING,
+    make_batches,
+    validation_batch,
+)
 from depthart_core.training.distributed import (
     allreduce_grads,
     average_buffers,
@@ -406,7 +411,14 @@ class Trainer:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         disk = pool.path.with_name(f"{pool.path.stem}.latents-{h.hexdigest()[:16]}.safetensors")
         if disk.is_file():
-            trust = POOL_TRUST_SETTING if self.cfg.data.pool_cache else ENV_CACHE
+            # what moves the latents: beside a frames file (finetune's RUN/frames) its folder
+            trust = (
+                FRAMES_TRUST_SETTING
+                if self.cfg.data.source == "frames"
+                else POOL_TRUST_SETTING
+                if self.cfg.data.pool_cache
+                else ENV_CACHE
+            )
             try:  # the file checked is the file read: one swapped in since is not
                 with open(disk, "rb") as f:
                     problem = untrusted_cache_file(disk, f.fileno(), trust)
