@@ -18,6 +18,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from cache_owner import OTHER_UID, file_mode, owned_by_another
 from onnx import TensorProto, helper
 
 import depthart_core.runtime.onnx_cache as onnx_cache
@@ -34,7 +35,6 @@ from depthart_core.fileutil import WriteError
 from depthart_core.runtime.engine_cache import EngineCache, EngineKey
 from depthart_core.sampling import graph_decoding
 
-OTHER_UID = 4242 + os.getuid() if hasattr(os, "getuid") else 4242
 KEY = EngineKey("ab" * 32, "fp32", (1, 3, 32, 32), "10.3.0.30", "sm_87")
 PLAN = b"PLAN:" + bytes(range(64))
 pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no user ids (Windows)")
@@ -76,32 +76,10 @@ def cache(tmp_path, monkeypatch, tiny_checkpoint):
     return CheckpointFile(tiny_checkpoint), exports
 
 
-def _owned_by_another(monkeypatch, *paths: Path) -> None:
-    """The files now at `paths` read as owned by OTHER_UID in the stat of their open descriptor
-    (marked by an old mtime: a file written in their place, even on a reused inode, is not)."""
-    for p in paths:
-        os.utime(p, ns=(10**9, 10**9))
-    real_fstat = os.fstat
-
-    def fstat(fd):
-        st = real_fstat(fd)
-        if st.st_mtime_ns != 10**9:
-            return st
-        fields = list(st[:10])
-        fields[stat.ST_UID] = OTHER_UID
-        return os.stat_result(fields)
-
-    monkeypatch.setattr(os, "fstat", fstat)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
-
-
 def test_an_own_private_graph_is_a_cache_hit(cache):
     ckpt, exports = cache
     path = onnx_cache.cached_onnx(ckpt, "fp32")
-    assert _mode(path) & 0o022 == 0 and len(exports) == 1
+    assert file_mode(path) & 0o022 == 0 and len(exports) == 1
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 1  # no re-export
 
 
@@ -112,7 +90,7 @@ def test_a_graph_others_can_write_is_exported_again_with_a_warning(cache, caplog
     with caplog.at_level(logging.WARNING):
         assert onnx_cache.cached_onnx(ckpt, "fp32") == path
     assert len(exports) == 2  # not loaded: exported afresh
-    assert _mode(path) & 0o022 == 0  # the new graph is the user's own again
+    assert file_mode(path) & 0o022 == 0  # the new graph is the user's own again
     warning = caplog.text
     assert str(path) in warning and "is not trusted" in warning and "mode 0666" in warning
     assert f"owner uid {os.getuid()}" in warning and "writable by its group and others" in warning
@@ -130,13 +108,13 @@ def test_a_record_others_can_write_is_not_trusted(cache, caplog):
     os.chmod(record, 0o646)
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
     assert f"record {record.name} that is not trusted" in caplog.text
-    assert _mode(record) & 0o022 == 0
+    assert file_mode(record) & 0o022 == 0
 
 
 def test_a_graph_of_another_user_is_not_loaded(cache, monkeypatch, caplog):
     ckpt, exports = cache
     path = onnx_cache.cached_onnx(ckpt, "fp32")
-    _owned_by_another(monkeypatch, path)
+    owned_by_another(monkeypatch, path)
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
     assert f"owner uid {OTHER_UID}, mode 0644: not yours" in caplog.text
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2  # its own now
@@ -150,7 +128,7 @@ def test_an_untrusted_graph_that_cannot_be_replaced_is_exported_privately(
     exported into the process's own temp folder."""
     ckpt, exports = cache
     path = onnx_cache.cached_onnx(ckpt, "fp32")
-    _owned_by_another(monkeypatch, path)
+    owned_by_another(monkeypatch, path)
     real_write = onnx_cache.atomic_write
 
     def refused(target, content, stale_after_s=None, owner_only=False):
@@ -178,7 +156,7 @@ def test_a_umask_that_lets_the_group_write_still_gives_cache_hits(cache):
         os.umask(old)
     record = path.with_name(path.name + ".sha256")
     for f in (path, record, engines.engine_path(KEY), engines.sidecar_path(KEY)):
-        assert _mode(f) == 0o644, f
+        assert file_mode(f) == 0o644, f
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 1
     assert not engines.get_or_build(KEY, lambda: PLAN, lambda b: b).built
 
@@ -206,7 +184,7 @@ def test_an_untrusted_engine_or_sidecar_is_rebuilt_not_deserialized(
     if how == "mode":
         os.chmod(target, 0o664)
     else:
-        _owned_by_another(monkeypatch, target)
+        owned_by_another(monkeypatch, target)
     result = cache.get_or_build(KEY, build, deserialize)
     assert result.built and len(builds) == 2  # rebuilt ...
     assert len(loaded) == 1  # ... and only the fresh build deserialized
@@ -319,7 +297,7 @@ def test_a_read_only_cache_of_another_users_graph_exports_privately(cache, monke
     ckpt, exports = cache
     path = onnx_cache.cached_onnx(ckpt, "fp32")
     root = Path(os.environ["DEPTHART_CACHE"])
-    _owned_by_another(monkeypatch, path, path.with_name(path.name + ".sha256"))
+    owned_by_another(monkeypatch, path, path.with_name(path.name + ".sha256"))
     _read_only(monkeypatch, root)
     with caplog.at_level(logging.WARNING):
         got = onnx_cache.cached_onnx(ckpt, "fp32")
@@ -416,7 +394,7 @@ def test_a_file_system_without_modes_trusts_your_own_graph(cache, modeless, capl
     ckpt, exports = cache
     with caplog.at_level(logging.INFO):
         path = onnx_cache.cached_onnx(ckpt, "fp32")
-        assert _mode(path) & 0o022  # chmod had no effect
+        assert file_mode(path) & 0o022  # chmod had no effect
         for _ in range(2):
             assert onnx_cache.cached_onnx(ckpt, "fp32") == path
     assert len(exports) == 1
@@ -443,7 +421,7 @@ def test_a_file_system_without_modes_trusts_your_own_engine(tmp_path, modeless):
 def test_a_file_system_without_modes_still_refuses_another_users_file(cache, modeless, monkeypatch):
     ckpt, exports = cache
     path = onnx_cache.cached_onnx(ckpt, "fp32")
-    _owned_by_another(monkeypatch, path)
+    owned_by_another(monkeypatch, path)
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
 
 

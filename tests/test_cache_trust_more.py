@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cache_owner import MARK_NS, OTHER_UID, file_mode, owned_by_another
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -28,31 +29,7 @@ from depthart_core.runtime import tensorrt_backend
 from depthart_core.training import data
 from depthart_core.training.data import SyntheticPool
 
-OTHER_UID = 4242 + os.getuid() if hasattr(os, "getuid") else 4242
-MARK_NS = 10**9  # the mtime that marks a file (or folder) as another user's
 pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no user ids (Windows)")
-
-
-def _owned_by_another(monkeypatch, *paths: Path) -> None:
-    """The files now at `paths` read as owned by OTHER_UID in the stat of their open descriptor
-    (marked by an old mtime: a file written in their place is not)."""
-    for p in paths:
-        os.utime(p, ns=(MARK_NS, MARK_NS))
-    real_fstat = os.fstat
-
-    def fstat(fd):
-        st = real_fstat(fd)
-        if st.st_mtime_ns != MARK_NS:
-            return st
-        fields = list(st[:10])
-        fields[stat.ST_UID] = OTHER_UID
-        return os.stat_result(fields)
-
-    monkeypatch.setattr(os, "fstat", fstat)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 @pytest.fixture
@@ -160,7 +137,7 @@ def test_a_timing_cache_others_could_write_is_not_read(
     timing.write_bytes(b"TIMING:planted")
     if how == "owner":
         os.chmod(timing, 0o644)
-        _owned_by_another(monkeypatch, timing)
+        owned_by_another(monkeypatch, timing)
     else:
         os.chmod(timing, 0o666)
     with caplog.at_level(logging.WARNING):
@@ -177,7 +154,7 @@ def test_a_timing_cache_others_could_write_is_not_read(
         assert "leaving it as it is" in warning
     else:
         assert f"owner uid {os.getuid()}, mode 0666" in warning
-        assert timing.read_bytes() == b"TIMING:this build's" and _mode(timing) == 0o644
+        assert timing.read_bytes() == b"TIMING:this build's" and file_mode(timing) == 0o644
 
 
 def test_a_trusted_timing_cache_is_read_and_saved_writable_by_you_only(
@@ -187,7 +164,7 @@ def test_a_trusted_timing_cache_is_read_and_saved_writable_by_you_only(
     timing = tmp_path / "engines" / "timing_trt10.3.0_sm_87.cache"
     _build(tmp_path, timing)  # none yet: built without
     assert used == [b""] and timing.read_bytes() == b"TIMING:this build's"
-    assert _mode(timing) == 0o644  # not 0664: trusted at the next build
+    assert file_mode(timing) == 0o644  # not 0664: trusted at the next build
     _build(tmp_path, timing)
     assert used == [b"", b"TIMING:this build's"]
 
@@ -227,7 +204,7 @@ def test_a_pool_others_could_write_is_rendered_again_not_trained_on(
     planted = _plant(path)
     if how == "owner":
         os.chmod(path, 0o644)
-        _owned_by_another(monkeypatch, path)
+        owned_by_another(monkeypatch, path)
     else:
         os.chmod(path, 0o666)
     with caplog.at_level(logging.WARNING, logger=data.__name__):
@@ -237,7 +214,7 @@ def test_a_pool_others_could_write_is_rendered_again_not_trained_on(
     assert "rendering it again" in caplog.text
     owner = OTHER_UID if how == "owner" else os.getuid()
     assert f"owner uid {owner}, mode {'0644' if how == 'owner' else '0666'}" in caplog.text
-    assert _mode(path) == 0o644 and torch.equal(load_file(str(path))["depth"], fresh)
+    assert file_mode(path) == 0o644 and torch.equal(load_file(str(path))["depth"], fresh)
 
 
 def test_a_pool_of_another_user_that_cannot_be_replaced_is_rendered_privately(
@@ -251,7 +228,7 @@ def test_a_pool_of_another_user_that_cannot_be_replaced_is_rendered_privately(
     path = tmp_path / "shared" / "pool.safetensors"
     fresh = _pool(path).depth.clone()
     planted = _plant(path)
-    _owned_by_another(monkeypatch, path)
+    owned_by_another(monkeypatch, path)
     real_write = data.atomic_write
 
     def refused(target, content, stale_after_s=None, owner_only=False):
@@ -273,7 +250,7 @@ def test_a_pool_of_another_user_that_cannot_be_replaced_is_rendered_privately(
 def test_a_pool_written_under_umask_002_is_reused(tmp_path, monkeypatch, one_process, umask_002):
     path = tmp_path / "pool.safetensors"
     first = _pool(path)
-    assert _mode(path) == 0o644
+    assert file_mode(path) == 0o644
 
     def no_render(*a, **k):
         raise AssertionError("a trusted cached pool was rendered again")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 from pathlib import Path
 
 import pytest
 import torch
+from cache_owner import OTHER_UID, file_mode, owned_by_another
 from safetensors.torch import load_file, save_file
 
 from depthart_core.fileutil import WriteError
@@ -23,8 +23,6 @@ from depthart_core.training.config import load_train_config
 from depthart_core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-OTHER_UID = 4242 + os.getuid() if hasattr(os, "getuid") else 4242
-MARK_NS = 10**9  # the mtime that marks a file as another user's
 pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no user ids (Windows)")
 
 
@@ -70,27 +68,6 @@ def _plant(disk: Path) -> dict[str, torch.Tensor]:
     return planted
 
 
-def _owned_by_another(monkeypatch, path: Path) -> None:
-    """The file now at `path` reads as OTHER_UID's in the stat of its open descriptor (marked by
-    an old mtime: a file written in its place is not)."""
-    os.utime(path, ns=(MARK_NS, MARK_NS))
-    real_fstat = os.fstat
-
-    def fstat(fd):
-        st = real_fstat(fd)
-        if st.st_mtime_ns != MARK_NS:
-            return st
-        fields = list(st[:10])
-        fields[stat.ST_UID] = OTHER_UID
-        return os.stat_result(fields)
-
-    monkeypatch.setattr(os, "fstat", fstat)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
-
-
 def _same(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
@@ -104,7 +81,7 @@ def test_latents_others_could_write_are_recomputed_not_trained_on(
     planted = _plant(disk)
     if how == "owner":
         os.chmod(disk, 0o644)
-        _owned_by_another(monkeypatch, disk)
+        owned_by_another(monkeypatch, disk)
     else:
         os.chmod(disk, 0o666)
     with caplog.at_level(logging.WARNING, logger=trainer_mod.__name__):
@@ -114,14 +91,14 @@ def test_latents_others_could_write_are_recomputed_not_trained_on(
     assert f"latent cache {disk} is not trusted" in caplog.text and "recomputing" in caplog.text
     owner = OTHER_UID if how == "owner" else os.getuid()
     assert f"owner uid {owner}, mode {'0644' if how == 'owner' else '0666'}" in caplog.text
-    assert _mode(disk) == 0o644  # replaced by one only its owner can write
+    assert file_mode(disk) == 0o644  # replaced by one only its owner can write
     assert torch.equal(load_file(str(disk))["f_D"], fresh[1])
 
 
 def test_trusted_latents_written_under_umask_002_are_reused(tmp_path, one_process, umask_002):
     _trainer(tmp_path, "a")
     disk = _latents_file(tmp_path)
-    assert _mode(disk) == 0o644  # not 0664: trusted when read back
+    assert file_mode(disk) == 0o644  # not 0664: trusted when read back
     planted = _plant(disk)  # a file of yours that no one else can write: taken as it is
     os.chmod(disk, 0o644)
     again = _trainer(tmp_path, "b").latents
@@ -169,7 +146,7 @@ def test_latents_beside_a_frames_file_name_its_folder_as_what_to_move(
     (disk,) = shared.glob("train.latents-*.safetensors")
     _plant(disk)
     os.chmod(disk, 0o644)
-    _owned_by_another(monkeypatch, disk)
+    owned_by_another(monkeypatch, disk)
     with caplog.at_level(logging.WARNING, logger=trainer_mod.__name__):
         Trainer(cfg, tmp_path / "f2", progress=False)
     assert f"latent cache {disk} is not trusted" in caplog.text, caplog.text
