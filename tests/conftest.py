@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from depthart_core.checkpoint import save_checkpoint
 from depthart_core.config import get_preset
+from depthart_core.data.synthetic.set import write_synthetic_set
 from depthart_core.model import DepthART
 
 
@@ -58,3 +60,23 @@ def training_script():
         return mod
 
     return load
+
+
+@pytest.fixture(scope="session")
+def clean_synthetic_set(tmp_path_factory) -> Path:
+    """A 5-frame synthetic set, 16x16 (seed 3)."""
+    root = tmp_path_factory.mktemp("synthetic_set") / "clean"
+    write_synthetic_set(root, count=5, seed=3, size=(16, 16), progress=False)
+    return root
+
+
+@pytest.fixture
+def damaged_synthetic_set(clean_synthetic_set, tmp_path) -> Path:
+    """`clean_synthetic_set` with frame 1's RGB removed and frame 3's depth PNG cut short (its
+    signature kept: found only when decoded)."""
+    root = tmp_path / "set"
+    shutil.copytree(clean_synthetic_set, root)
+    (root / "rgb" / "000001.png").unlink()
+    depth = root / "depth" / "000003.png"
+    depth.write_bytes(depth.read_bytes()[: depth.stat().st_size // 2])
+    return root

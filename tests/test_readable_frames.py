@@ -11,7 +11,6 @@ through it and say how many frames they skipped."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,14 @@ from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
 COUNT = 5
 
 
-@pytest.fixture(scope="module")
-def clean_set(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("readable") / "clean"
-    write_synthetic_set(root, count=COUNT, seed=3, size=(16, 16), progress=False)
-    return root
+@pytest.fixture
+def clean_set(clean_synthetic_set) -> Path:
+    return clean_synthetic_set
 
 
 @pytest.fixture
-def damaged(clean_set, tmp_path) -> Path:
-    """The set with frame 1's RGB removed and frame 3's depth PNG cut short (its signature kept:
-    found only when decoded)."""
-    root = tmp_path / "set"
-    shutil.copytree(clean_set, root)
-    (root / "rgb" / "000001.png").unlink()
-    depth = root / "depth" / "000003.png"
-    depth.write_bytes(depth.read_bytes()[: depth.stat().st_size // 2])
-    return root
+def damaged(damaged_synthetic_set) -> Path:
+    return damaged_synthetic_set
 
 
 def _warnings(caplog) -> list[str]:

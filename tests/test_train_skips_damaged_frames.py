@@ -20,7 +20,7 @@ import torch
 from depthart_core.cli import main
 from depthart_core.data.benchmarks._io import BadFrameError
 from depthart_core.data.sample import DepthSample
-from depthart_core.data.synthetic.set import SyntheticSet, write_synthetic_set
+from depthart_core.data.synthetic.set import SyntheticSet
 from depthart_core.training.config import DataConfig
 from depthart_core.training.data import DatasetBatches, resize_sample, validation_batch
 
@@ -28,23 +28,14 @@ TINY_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "ti
 COUNT = 5
 
 
-@pytest.fixture(scope="module")
-def clean_set(tmp_path_factory):
-    root = tmp_path_factory.mktemp("damaged") / "clean"
-    write_synthetic_set(root, count=COUNT, seed=3, size=(16, 16), progress=False)
-    return root
+@pytest.fixture
+def clean_set(clean_synthetic_set) -> Path:
+    return clean_synthetic_set
 
 
 @pytest.fixture
-def damaged(clean_set, tmp_path):
-    """The set with frame 1's RGB removed and frame 3's depth PNG cut short (its signature kept:
-    found only when decoded)."""
-    root = tmp_path / "set"
-    shutil.copytree(clean_set, root)
-    (root / "rgb" / "000001.png").unlink()
-    depth = root / "depth" / "000003.png"
-    depth.write_bytes(depth.read_bytes()[: depth.stat().st_size // 2])
-    return root
+def damaged(damaged_synthetic_set) -> Path:
+    return damaged_synthetic_set
 
 
 def _reasons(root: Path) -> dict[int, str]:
