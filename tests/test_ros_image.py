@@ -171,6 +171,11 @@ def test_rep117_depth_marks_invalid_and_out_of_range() -> None:
     assert np.isnan(out[:3]).all()
     assert out[3] == -np.inf and out[4] == 3.0 and out[5] == np.inf
     np.testing.assert_array_equal(ros_image.rep117_depth(d[3:])[:], d[3:])
+    # a metric fit's -inf (at or behind the camera: too close) and a +inf stay as they are: NaN
+    # ("no return") would drop the nearest surfaces from a costmap, while the node counted them
+    fitted = np.array([-np.inf, 0.4, np.inf], np.float32)
+    for bounds in ((0.0, 0.0), (0.2, 5.0)):
+        np.testing.assert_array_equal(ros_image.rep117_depth(fitted, *bounds), fitted)
 
 
 def test_set_image_round_trip() -> None:

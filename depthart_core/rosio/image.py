@@ -195,11 +195,13 @@ def invalid_to_nan(depth: np.ndarray, min_m: float = 0.0, max_m: float = np.inf)
 
 
 def rep117_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = 0.0) -> np.ndarray:
-    """Final 32FC1 values: NaN where invalid (non-finite or <= 0), -inf below `min_depth` and
-    +inf above `max_depth` (each check off when its bound is 0). Returns a new float32 array."""
+    """Final 32FC1 values: NaN where invalid (NaN, or finite and <= 0), -inf below `min_depth`
+    and +inf above `max_depth` (each check off when its bound is 0); an incoming -inf or +inf is
+    kept (REP 117's too close and too far: a metric fit's pixels at or behind the camera,
+    `metric_scale.ScaleFit.apply`). Returns a new float32 array."""
     out = np.array(depth, dtype=np.float32, copy=True)
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(out) | (out <= 0)
+        bad = np.isnan(out) | (np.isfinite(out) & (out <= 0))
         if min_depth > 0:
             out[out < min_depth] = -np.inf
         if max_depth > 0:
