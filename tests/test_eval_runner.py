@@ -254,9 +254,11 @@ def test_models_are_built_by_the_one_backend_factory(monkeypatch, tiny_checkpoin
         sampling=None,
         vae=None,
         flip_average=False,
+        vae_setting=None,
     ):
         calls.append((name, checkpoint, device, letterbox, threads, flip_average))
         assert sampling is None and vae is None  # greedy, no separate VQ-VAE
+        assert vae_setting is None  # load_models' own default: no --vae to name
         return DepthEstimator.from_checkpoint(checkpoint)
 
     monkeypatch.setattr(runner, "get_backend", fake_get_backend)

@@ -205,9 +205,9 @@ def test_auto_reads_hashes_and_loads_the_checkpoint_once(tiny_checkpoint, tmp_pa
         hashes.append(path)
         return file_sha256_uncached(path)
 
-    def counting_load(path, device="cpu", vae=None):
+    def counting_load(path, device="cpu", vae=None, vae_setting=None):
         loads.append(path)
-        return load_checkpoint_uncached(path, device, vae)
+        return load_checkpoint_uncached(path, device, vae, vae_setting)
 
     def no_session(self, *args, **kwargs):
         raise RuntimeError("no ONNX Runtime session here")
