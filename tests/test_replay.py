@@ -47,9 +47,15 @@ SIZE = (24, 32)
 SYNTH = ReplayConfig("/camera/image_raw", "/camera/depth", "/camera/camera_info")
 
 
-def _domain_id(k: int) -> int:
-    """A ROS domain per test, offset by the pid so parallel test runs stay apart."""
-    return 101 + (os.getpid() * 7 + k) % 90
+def _domain_id() -> int:
+    """A ROS domain per test, apart from other tests' and parallel runs' (the harness's): in
+    1..101, whose DDS ports lie below Linux's ephemeral range (32768-60999); from 102 on they
+    lie in it (7400 + 250 x domain), and a port another process held there kept the replay and
+    the node from discovering each other for the whole start-up timeout (a CI run and a busy
+    run each failed so)."""
+    from ros_helpers.harness import unique_domain_id
+
+    return unique_domain_id()
 
 
 def _check_counts(report: dict) -> None:
@@ -777,7 +783,7 @@ def test_live_replay_through_the_real_node(
 
     live = LiveConfig(
         tiny_checkpoint,
-        domain_id=_domain_id(1),
+        domain_id=_domain_id(),
         # the decoding of tiny_backend, the offline side (DepthEstimator's default)
         node_args=("-p", f"sampling:={DEFAULT_DECODING}"),
         startup_timeout_s=90,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers.harness import unique_domain_id
 
 from depthart_core.cli import main
 from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
@@ -403,7 +403,7 @@ def test_live_replay_through_the_node_scores_as_offline(cart_bag, tmp_path):
     shipped = str(default_checkpoint_path())
     live = LiveConfig(
         shipped,
-        domain_id=101 + (os.getpid() * 7 + 53) % 90,
+        domain_id=unique_domain_id(),  # 1..101: DDS ports below the ephemeral range
         startup_timeout_s=90,
         drain_timeout_s=3,
     )
