@@ -50,9 +50,9 @@ SYNTH = ReplayConfig("/camera/image_raw", "/camera/depth", "/camera/camera_info"
 def _domain_id() -> int:
     """A ROS domain per test, apart from other tests' and parallel runs' (the harness's): in
     1..101, whose DDS ports lie below Linux's ephemeral range (32768-60999); from 102 on they
-    lie in it (7400 + 250 x domain), and a port another process held there kept the replay and
-    the node from discovering each other for the whole start-up timeout (a CI run and a busy
-    run each failed so)."""
+    lie in it (7400 + 250 x domain), where a port another process holds can keep the replay and
+    the node from discovering each other (the likely cause of the live ground-plane replay's
+    start-up timeouts in a CI run and a busy run, domains 122 and 1xx; not reproduced alone)."""
     from ros_helpers.harness import unique_domain_id
 
     return unique_domain_id()
