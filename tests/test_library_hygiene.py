@@ -9,10 +9,13 @@ import pickle
 import re
 import shutil
 import threading
+from multiprocessing import context
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing  # registers torch's sharing reducers with ForkingPickler
 from torch.utils.data import DataLoader, Dataset
 
 from depthart_core import checkpoint as ck
@@ -137,15 +140,55 @@ class _Frames(Dataset):
         return self.backend.predict(np.ascontiguousarray(np.roll(RGB, i, axis=1)))
 
 
-def test_spawn_dataloader_workers_run_both_backends(headed_checkpoint, onnx_backend):
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_dataloader_workers_run_both_backends(headed_checkpoint, onnx_backend, start_method):
+    """Python 3.14's default on Linux, "forkserver", too: it passes a worker at most 256 file
+    descriptors, and the torch backend's model went as one per tensor (335 here)."""
     est = get_backend("torch", checkpoint=headed_checkpoint, threads=1)
     for backend in (est, onnx_backend):
         loader = DataLoader(
-            _Frames(backend), batch_size=None, num_workers=1, multiprocessing_context="spawn"
+            _Frames(backend), batch_size=None, num_workers=2, multiprocessing_context=start_method
         )
         got = [np.asarray(d) for d in loader]
+        assert len(got) == len(_Frames(backend))
         for i, depth in enumerate(got):
             np.testing.assert_array_equal(depth, _Frames(backend)[i])
+
+
+class _CountingPopen:
+    """Stands in for a starting worker's Popen: counts the file descriptors pickling hands it
+    (forkserver's refuses more than 256)."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    def duplicate_for_child(self, fd: int) -> int:
+        self.fds.append(fd)
+        return len(self.fds) - 1
+
+    def DupFd(self, index: int) -> int:  # multiprocessing's name
+        return index
+
+
+def test_torch_backend_pickles_for_a_worker_without_a_descriptor_per_tensor(headed_checkpoint):
+    """What a DataLoader worker's start-up pickles (multiprocessing's ForkingPickler with torch's
+    sharing reducers): the model goes as one blob, so no file descriptors at all."""
+    est = get_backend("torch", checkpoint=headed_checkpoint, threads=1)
+    popen, strategy = _CountingPopen(), torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_descriptor")
+    context.set_spawning_popen(popen)
+    try:
+        blob = ForkingPickler.dumps(est)
+    finally:
+        context.set_spawning_popen(None)
+        torch.multiprocessing.set_sharing_strategy(strategy)
+    assert popen.fds == []
+    clone = pickle.loads(blob)
+    assert not clone.model.training and clone.model is not est.model
+    own, copied = est.model.state_dict(), clone.model.state_dict()
+    assert own.keys() == copied.keys()
+    assert all(torch.equal(own[k], copied[k]) and own[k].dtype == copied[k].dtype for k in own)
+    np.testing.assert_array_equal(clone.predict(RGB), est.predict(RGB))
 
 
 def test_onnx_backend_unpickled_over_another_graph_refuses(

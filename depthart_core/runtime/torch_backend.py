@@ -10,6 +10,7 @@ TensorRT) share the same pre/post-processing in `depthart_core.runtime.preproces
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,23 @@ from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend, check_device
 from depthart_core.runtime.threads import follow_torch_threads, set_torch_threads
 from depthart_core.sampling import describe_sampling, runtime_sampling
+
+
+def _model_to_bytes(model: DepthART) -> bytes:
+    """The whole module (structure, every parameter and buffer, persistent or not, their dtypes,
+    shared storages and train/eval flags) as ONE bytes object, `torch.save`'s archive. Pickled
+    as such, the model's tensors are not handed over one by one: in a DataLoader worker's
+    start-up torch's sharing reducers pass one file descriptor per tensor, and Python's
+    "forkserver" start method (3.14's default on Linux) refuses more than 256 ("too many fds")."""
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    return buf.getvalue()
+
+
+def _model_from_bytes(blob: bytes, device: torch.device) -> DepthART:
+    """`_model_to_bytes`'s model, on `device` (a CUDA backend's model back on its GPU). Not
+    weights-only: the blob is our own, inside a pickle that already runs code as it loads."""
+    return torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
 
 
 class DepthEstimator(Backend):
@@ -62,13 +80,16 @@ class DepthEstimator(Backend):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (a DataLoader worker started with 'spawn' or 'forkserver', `copy.deepcopy`)
-        without the lock and the captured CUDA graphs, which belong to this process."""
+        without the lock and the captured CUDA graphs, which belong to this process, and with
+        the model as one bytes blob (`_model_to_bytes`), not its tensors one by one."""
         state = self.__dict__.copy()
         del state["_graph_lock"], state["_graphs"]
+        state["model"] = _model_to_bytes(self.model)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.model = _model_from_bytes(state["model"], self.device)
         self._graphs = {}  # captured again at the first call, per input shape
         self._graph_lock = threading.Lock()
 
