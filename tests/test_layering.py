@@ -34,7 +34,13 @@ ROS_CLIENT = (
 # Lowest first. A module belongs to the longest prefix listed; it may import its own layer and
 # the layers before it. "" is the package's own __init__.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("depthart_core", "depthart_core.fileutil", "depthart_core.config", "depthart_core.precision"),
+    (
+        "depthart_core",
+        "depthart_core.fileutil",
+        "depthart_core.config",
+        "depthart_core.precision",
+        "depthart_core.procutil",
+    ),
     (
         "depthart_core.colormap",
         "depthart_core.image_header",

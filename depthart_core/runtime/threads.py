@@ -24,16 +24,10 @@ import os
 import cv2
 import torch
 
+from depthart_core.procutil import available_cpus
+
 MAX_DEFAULT_THREADS = 4
 MAX_THREADS = 256  # beyond any machine this runs on; 100,000 OpenMP threads stalled a 2-core host
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. under taskset or a container)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def default_threads() -> int:

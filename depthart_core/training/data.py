@@ -14,7 +14,9 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+import signal
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -47,8 +49,10 @@ from depthart_core.fileutil import (
     untrusted_cache_file,
     warn_shared_cache_folder,
 )
+from depthart_core.procutil import available_cpus, die_with_parent
 from depthart_core.rundir import load_safetensors, open_safetensors
 from depthart_core.training.config import DataConfig
+from depthart_core.training.distributed import local_rank
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,60 @@ def _render_span(span: tuple[int, int, int, int, dict]) -> dict[str, torch.Tenso
     torch.set_num_threads(1)
     out = render_batch(seed, list(range(start, stop)), synth_config(size, synth))
     return {k: out[k] for k in ("rgb", "depth", "valid")}
+
+
+MAX_RENDER_WORKERS = 16
+WORKER_STOP_S = 5.0  # how long a stopped render worker may take to exit before SIGKILL
+
+
+def render_workers() -> int:
+    """The processes a pool render starts by default: one per CPU this process may run on, at
+    most 16, at least 1. Under torchrun the trainer has local rank 0 render while the machine's
+    other ranks wait for its pool, so that rank takes every CPU; another rank renders only where
+    rank 0's pool went to a temp folder of its own, and then they all render at once, so each
+    takes its share (the CPUs over LOCAL_WORLD_SIZE)."""
+    cpus = available_cpus()
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    if ranks.isdigit() and int(ranks) > 1 and local_rank() != 0:
+        cpus //= int(ranks)
+    return max(1, min(MAX_RENDER_WORKERS, cpus))
+
+
+def _render_worker_start(parent: int) -> None:
+    """A render worker's set-up: Ctrl-C and a closed terminal are the parent's to handle (it
+    stops the workers; a worker interrupted in the pool's queue hung the others and the parent's
+    exit), and the worker dies with the parent, even one killed by SIGKILL (the OOM killer)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    die_with_parent(parent)
+
+
+def _stop_render_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a render pool at once (an interrupt, an error): its queued chunks cancelled and its
+    processes terminated and reaped, so that the interrupt reaches the caller now and no worker
+    is left for multiprocessing's exit to wait on. A second Ctrl-C meanwhile (`timeout` sends
+    one to the process and one to its group) does not cut this short: the first is already on
+    its way."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # the executor's own
+    _uninterrupted(pool.shutdown, False, cancel_futures=True)
+    for p in procs:
+        _uninterrupted(p.terminate)
+    deadline = time.monotonic() + WORKER_STOP_S
+    for p in procs:
+        _uninterrupted(lambda p=p: p.join(max(0.0, deadline - time.monotonic())))
+        if p.is_alive():
+            _uninterrupted(p.kill)
+            _uninterrupted(p.join, 1.0)
+
+
+def _uninterrupted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, called again when a KeyboardInterrupt cut it short."""
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            continue
 
 
 def _content_digest(path: Path) -> str:
@@ -286,31 +344,41 @@ class SyntheticPool(FramePool):
         setting: str = ENV_CACHE,
     ) -> Path:
         """Render frames 0..count-1 in chunks of `chunk`; with workers > 1 the chunks go to that
-        many processes (one torch thread each; default one per core, at most 16). Chunk boundaries
-        do not depend on `workers`, so the cache holds the same frames either way. Returns where
-        the pool was written: `path`, writable by you only, or where `path` cannot be written
+        many processes (one torch thread each; default `render_workers()`). Chunk boundaries do
+        not depend on `workers`, so the cache holds the same frames either way. The workers leave
+        Ctrl-C to this process, which stops them at once on an interrupt or an error, and they
+        die with it, even by SIGKILL (`_render_worker_start`). Returns where the pool was
+        written: `path`, writable by you only, or where `path` cannot be written
         (`cache_unwritable`) a file of its name in this process's own temp folder, with a warning
         saying why and that `setting` moves the cache."""
-        workers = workers if workers > 0 else min(16, os.cpu_count() or 1)
+        workers = workers if workers > 0 else render_workers()
         starts = list(range(0, count, chunk))
         spans = [(seed, s, min(count, s + chunk), size, synth or {}) for s in starts]
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "valid": []}
         desc = f"render synthetic pool (seed {seed}, {workers} proc)"
-        with tqdm(total=count, desc=desc, unit="img", disable=not progress) as bar:
-            if workers == 1:
-                results = map(_render_span, spans)
-                pool = None
-            else:
-                pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-                results = pool.map(_render_span, spans)
-            try:
+        pool = None
+        try:
+            with tqdm(total=count, desc=desc, unit="img", disable=not progress) as bar:
+                if workers == 1:
+                    results = map(_render_span, spans)
+                else:
+                    pool = ProcessPoolExecutor(
+                        workers,
+                        mp_context=get_context("spawn"),
+                        initializer=_render_worker_start,
+                        initargs=(os.getpid(),),
+                    )
+                    results = pool.map(_render_span, spans)
                 for out in results:
                     for k in parts:
                         parts[k].append(out[k])
                     bar.update(len(out["rgb"]))
-            finally:
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
+            if pool is not None:
+                pool.shutdown()  # every chunk is in: the workers are idle
+        except BaseException:  # Ctrl-C, SIGTERM, a chunk's error: the workers stop now
+            if pool is not None:
+                _stop_render_workers(pool)
+            raise
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
         try:
             _write_pool(path, tensors, metadata)

@@ -9,7 +9,6 @@ without rclpy (the rclpy one is `depthart_ros.replay.transport.RclpyTransport`).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import signal
@@ -21,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from depthart_core.procutil import death_signal_setter
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
 from depthart_core.rosio.messages import IMAGE_TYPE
 
-PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 DOMAIN_ENV = "DEPTHART_REPLAY_DOMAIN_ID"
 MAX_DOMAIN_ID = 232  # Fast DDS's ports (default port base) run out above it
 DISCOVERY_RANGE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
@@ -198,6 +197,7 @@ def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subpro
     """Start `cmd` in its own session (so it and its children can be signalled as a group). On
     Linux, from the main thread, it also gets SIGTERM when this process dies, even by SIGKILL
     (its own session keeps it from our terminal's signals, so nothing else would stop it)."""
+    main = threading.current_thread() is threading.main_thread()
     with open(log_path, "wb") as log_file:
         return subprocess.Popen(
             cmd,
@@ -205,29 +205,8 @@ def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subpro
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent() if threading.current_thread() is threading.main_thread()
-            else None,
-        )  # fmt: skip
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to send the child SIGTERM when its parent dies (prctl's
-    PR_SET_PDEATHSIG), or None where there is no such call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_death_signal() -> None:  # in the child, between fork and exec
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before the call: nobody would send it
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_death_signal
+            preexec_fn=death_signal_setter() if main else None,
+        )
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> int | None:
