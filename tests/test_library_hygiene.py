@@ -170,11 +170,18 @@ class _CountingPopen:
         return index
 
 
-def test_torch_backend_pickles_for_a_worker_without_a_descriptor_per_tensor(headed_checkpoint):
+@pytest.mark.parametrize("start", ["forkserver", "spawn"])
+def test_torch_backend_pickles_for_a_worker_without_a_descriptor_per_tensor(
+    headed_checkpoint, start
+):
     """What a DataLoader worker's start-up pickles (multiprocessing's ForkingPickler with torch's
-    sharing reducers): the model goes as one blob, so no file descriptors at all."""
+    sharing reducers): for the fork server the model goes as one blob, so no file descriptors
+    at all; for spawn its tensors go as shared memory (a descriptor each: no copy per worker)."""
     est = get_backend("torch", checkpoint=headed_checkpoint, threads=1)
-    popen, strategy = _CountingPopen(), torch.multiprocessing.get_sharing_strategy()
+    # the Popen that pickling sees: the fork server's, or spawn's
+    module = "multiprocessing.popen_forkserver" if start == "forkserver" else __name__
+    counting = type("Popen", (_CountingPopen,), {"__module__": module})
+    popen, strategy = counting(), torch.multiprocessing.get_sharing_strategy()
     torch.multiprocessing.set_sharing_strategy("file_descriptor")
     context.set_spawning_popen(popen)
     try:
@@ -182,7 +189,11 @@ def test_torch_backend_pickles_for_a_worker_without_a_descriptor_per_tensor(head
     finally:
         context.set_spawning_popen(None)
         torch.multiprocessing.set_sharing_strategy(strategy)
-    assert popen.fds == []
+    if start == "forkserver":
+        assert popen.fds == []
+    else:  # shared, not copied
+        assert len(popen.fds) >= len(est.model.state_dict())
+        return
     clone = pickle.loads(blob)
     assert not clone.model.training and clone.model is not est.model
     own, copied = est.model.state_dict(), clone.model.state_dict()

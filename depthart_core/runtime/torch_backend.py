@@ -11,6 +11,7 @@ TensorRT) share the same pre/post-processing in `depthart_core.runtime.preproces
 from __future__ import annotations
 
 import io
+import multiprocessing.context
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,13 @@ def _model_to_bytes(model: DepthART) -> bytes:
     buf = io.BytesIO()
     torch.save(model, buf)
     return buf.getvalue()
+
+
+def _forkserver_start() -> bool:
+    """Whether this pickling starts a process through multiprocessing's fork server (its
+    "forkserver" start method: Python 3.14's default on Linux)."""
+    popen = multiprocessing.context.get_spawning_popen()
+    return popen is not None and type(popen).__module__.endswith("popen_forkserver")
 
 
 def _model_from_bytes(blob: bytes, device: torch.device) -> DepthART:
@@ -80,16 +88,21 @@ class DepthEstimator(Backend):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (a DataLoader worker started with 'spawn' or 'forkserver', `copy.deepcopy`)
-        without the lock and the captured CUDA graphs, which belong to this process, and with
-        the model as one bytes blob (`_model_to_bytes`), not its tensors one by one."""
+        without the lock and the captured CUDA graphs, which belong to this process. For a
+        process that "forkserver" starts, the model goes as one bytes blob (`_model_to_bytes`):
+        there torch's sharing reducers would hand over one file descriptor per tensor, more
+        than the fork server takes; elsewhere its tensors go as they are (spawn: shared memory,
+        not a copy per worker)."""
         state = self.__dict__.copy()
         del state["_graph_lock"], state["_graphs"]
-        state["model"] = _model_to_bytes(self.model)
+        if _forkserver_start():
+            state["model"] = _model_to_bytes(self.model)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.model = _model_from_bytes(state["model"], self.device)
+        if isinstance(state["model"], bytes):
+            self.model = _model_from_bytes(state["model"], self.device)
         self._graphs = {}  # captured again at the first call, per input shape
         self._graph_lock = threading.Lock()
 
