@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from depthart_core.runtime.threads import available_cpus
+from depthart_core.procutil import available_cpus
 from depthart_core.signals import interrupt_on_termination
 
 

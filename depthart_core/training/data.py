@@ -52,7 +52,6 @@ from depthart_core.fileutil import (
 from depthart_core.procutil import available_cpus, die_with_parent
 from depthart_core.rundir import load_safetensors, open_safetensors
 from depthart_core.training.config import DataConfig
-from depthart_core.training.distributed import local_rank
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +132,12 @@ WORKER_STOP_S = 5.0  # how long a stopped render worker may take to exit before 
 
 def render_workers() -> int:
     """The processes a pool render starts by default: one per CPU this process may run on, at
-    most 16, at least 1. Under torchrun the trainer has local rank 0 render while the machine's
-    other ranks wait for its pool, so that rank takes every CPU; another rank renders only where
-    rank 0's pool went to a temp folder of its own, and then they all render at once, so each
-    takes its share (the CPUs over LOCAL_WORLD_SIZE)."""
+    most 16, at least 1. Under torchrun the machine's ranks render at once (each its own pool:
+    the trainer's ranks do not wait in a collective for one rank's render, which would meet the
+    process group's timeout), so each takes its share: the CPUs over LOCAL_WORLD_SIZE."""
     cpus = available_cpus()
     ranks = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
-    if ranks.isdigit() and int(ranks) > 1 and local_rank() != 0:
+    if ranks.isdigit() and int(ranks) > 1:
         cpus //= int(ranks)
     return max(1, min(MAX_RENDER_WORKERS, cpus))
 

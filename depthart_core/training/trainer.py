@@ -76,11 +76,9 @@ from depthart_core.training.data import (
 from depthart_core.training.distributed import (
     allreduce_grads,
     average_buffers,
-    barrier,
     broadcast,
     gather_rng_states,
     init_distributed,
-    local_rank,
     pick_device,
 )
 from depthart_core.training.grow import grow_depth_state
@@ -197,26 +195,17 @@ class Trainer:
                 f"data.render_size={cfg.data.render_size}: frames go to the model as rendered, "
                 f"so it must be 0 or the model's image size {size}"
             )
-
-        def batches() -> Any:
-            return make_batches(
-                cfg.data,
-                cfg.data.render_size or size,
-                cfg.batch_size,
-                self.rank,
-                self.world,
-                progress=self.progress and self.is_main,
-            )
-
-        # under torchrun one rank per machine (its local rank 0) makes the data first: a
-        # synthetic pool is rendered once, with every CPU (`data.render_workers`), not by every
-        # rank at the same time; the others wait, then read it from the cache
-        first = self.world == 1 or local_rank(self.rank) == 0
-        if first:
-            self.batches = batches()
-        barrier(self.world)
-        if not first:
-            self.batches = batches()
+        # under torchrun every rank renders a synthetic pool itself, with its share of the
+        # machine's CPUs (`data.render_workers`): ranks waiting in a collective for one rank's
+        # render would meet the process group's timeout (NCCL: 10 minutes) on a long one
+        self.batches = make_batches(
+            cfg.data,
+            cfg.data.render_size or size,
+            cfg.batch_size,
+            self.rank,
+            self.world,
+            progress=self.progress and self.is_main,
+        )
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.last_val: dict[str, Any] = {}  # the last validation, and the step it was measured at
