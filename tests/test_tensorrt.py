@@ -113,6 +113,18 @@ def test_tensorrt_older_than_10_is_not_used_and_auto_moves_on(monkeypatch, tiny_
     assert get_backend("auto", checkpoint=tiny_checkpoint, threads=1).name != "tensorrt"
 
 
+def test_a_tensorrt_without_a_version_is_refused_in_one_line(monkeypatch, tmp_path) -> None:
+    """A folder named tensorrt on sys.path imports as a namespace package with no __version__:
+    refused as not TensorRT's package, naming where it was found, not an AttributeError."""
+    import types
+
+    fake = types.ModuleType("tensorrt")
+    fake.__path__ = [str(tmp_path / "tensorrt")]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    ok, why = tensorrt_available()
+    assert not ok and "has no __version__" in why and str(tmp_path / "tensorrt") in why, why
+
+
 def test_engine_key_names_the_gpu_model() -> None:
     """Orin Nano, NX and AGX share sm_87: the GPU model is part of the engine's key and file."""
     from depthart_core.runtime.engine_cache import EngineKey

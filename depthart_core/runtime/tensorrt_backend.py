@@ -88,11 +88,17 @@ def import_tensorrt() -> ModuleType:
         import tensorrt as trt
     except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
         raise TensorRTMissing(exc) from exc
-    major = str(getattr(trt, "__version__", "0")).split(".")[0]
+    version = getattr(trt, "__version__", None)
+    if version is None:  # an empty folder named tensorrt imports as a namespace package
+        where = getattr(trt, "__file__", None) or list(getattr(trt, "__path__", []))
+        raise TensorRTMissing(
+            ImportError(f"the tensorrt found ({where}) has no __version__: not TensorRT's package")
+        )
+    major = str(version).split(".")[0]
     if not major.isdigit() or int(major) < MIN_TENSORRT:  # JetPack 5 ships 8.x
         raise TensorRTMissing(
             ImportError(
-                f"tensorrt {trt.__version__} is older than {MIN_TENSORRT}, which the "
+                f"tensorrt {version} is older than {MIN_TENSORRT}, which the "
                 "engine build and run are written for"
             )  # fmt: skip
         )
