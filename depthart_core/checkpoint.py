@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import site
 import sys
@@ -38,12 +39,14 @@ from depthart_core.config import ModelConfig
 from depthart_core.fileutil import atomic_write, sha256_file
 from depthart_core.model import DepthART
 from depthart_core.rundir import open_safetensors
-from depthart_core.transformer.var import REBUILT_VAR_BUFFERS
+from depthart_core.transformer.var import COSINE_ATTENTION_SCALE, REBUILT_VAR_BUFFERS
 
 FORMAT = "depthart/1"
 AUTHORS_LAYOUT = "bulatko/DepthART"  # the authors' released model.safetensors (authors_layout)
 DEFAULT_CHECKPOINT_NAME = "depthart_tiny_cnn.safetensors"
 ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
+
+log = logging.getLogger(__name__)
 
 
 def check_state_shapes(
@@ -704,15 +707,30 @@ def load_official_var(
     """Initialise a `d16` model from VAR's released `var_d16.pth` / `vae_ch160v4096z32.pth`.
 
     Both load strictly; the only keys ignored are VAR's two buffers shaped for its own 680-token
-    sequence (`lvl_1L`, `attn_bias_for_masking`), which DepthART rebuilds for its 2L sequence.
-    VAR's class 1000 (its unconditional embedding) is our null condition, so the class table loads
-    as is.
+    sequence (`lvl_1L`, `attn_bias_for_masking`), which DepthART rebuilds for its 2L sequence,
+    and, for a model with plain dot-product attention (`d16_authors`), each block's cosine-
+    attention scale `attn.scale_mul_1H11`, which such a model has no use for: the authors'
+    training loaded var_d16.pth into that model with strict=False, dropping exactly these (a log
+    line counts them). VAR's class 1000 (its unconditional embedding) is our null condition, so
+    the class table loads as is.
     """
     if vae_pth is not None:
         state = _torch_load(vae_pth)
         load_state_dict_strict(model.tokenizer, state, what=str(vae_pth))
     if var_pth is not None:
         state = {k: v for k, v in _torch_load(var_pth).items() if k not in REBUILT_VAR_BUFFERS}
+        if not model.cfg.transformer.attn_l2_norm:
+            unused = [k for k in state if k.endswith(COSINE_ATTENTION_SCALE)]
+            if unused:
+                log.info(
+                    "%s: %d cosine-attention scales (%s) left out: this model's attention is "
+                    "plain dot-product at tau %g, as the DepthART authors trained it",
+                    var_pth,
+                    len(unused),
+                    COSINE_ATTENTION_SCALE,
+                    model.cfg.transformer.tau,
+                )
+            state = {k: v for k, v in state.items() if k not in unused}
         load_state_dict_strict(model.transformer, state, what=str(var_pth))
 
 

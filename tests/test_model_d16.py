@@ -56,3 +56,34 @@ def test_official_files_load_strictly(d16, tmp_path):
 def test_d16_full_mask_shape(d16):
     n = 2 * math.prod([1]) * 680
     assert d16.transformer.attn_bias_full.shape == (1, 1, n, n)
+
+
+def test_var_weights_load_into_plain_attention_as_the_authors_trained(tmp_path, caplog):
+    """The DepthART authors trained `d16_authors` (plain attention, tau 4) from var_d16.pth, whose
+    blocks carry cosine-attention scales: those alone are left out, and said so; every other key
+    still loads strictly, and a cosine-attention model still needs them."""
+    import dataclasses
+    import logging
+
+    cosine_cfg = get_preset("tiny")
+    plain_cfg = dataclasses.replace(
+        cosine_cfg,
+        transformer=dataclasses.replace(cosine_cfg.transformer, attn_l2_norm=False, tau=4.0),
+    )
+    var_sd = DepthART(cosine_cfg).transformer.state_dict()
+    assert any(k.endswith("attn.scale_mul_1H11") for k in var_sd)
+    torch.save(var_sd, tmp_path / "var.pth")
+    plain = DepthART(plain_cfg)
+    with caplog.at_level(logging.INFO, logger="depthart_core.checkpoint"):
+        load_official_var(plain, tmp_path / "var.pth", None)
+    assert torch.equal(plain.transformer.head.weight, var_sd["head.weight"])
+    n_blocks = len(plain.transformer.blocks)
+    assert f"{n_blocks} cosine-attention scales" in caplog.text
+    del var_sd["head.bias"]
+    torch.save(var_sd, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="head.bias"):
+        load_official_var(plain, tmp_path / "bad.pth", None)
+    no_scales = {k: v for k, v in var_sd.items() if not k.endswith("attn.scale_mul_1H11")}
+    torch.save(no_scales | {"head.bias": plain.transformer.head.bias}, tmp_path / "plain.pth")
+    with pytest.raises(ValueError, match="scale_mul_1H11"):
+        load_official_var(DepthART(cosine_cfg), tmp_path / "plain.pth", None)

@@ -126,3 +126,37 @@ def test_soft_options_refuse_teacher_forcing_and_negative_weights():
         TrainConfig(mode="teacher_forcing", soft_rollout=True)
     with pytest.raises(ValueError, match="soft_latent must be finite and >= 0, got -1"):
         TrainConfig(soft_latent=-1.0)
+
+
+def test_detach_embedding_moves_the_detach_after_the_embeddings_as_the_authors_code():
+    """Same forward and loss either way; with `detach_embedding` the rollout's depth tokens train
+    no embedding: with the conv-encoder prefix the word embedding serves only them, so it gets no
+    gradient at all, where the default trains it."""
+    torch.manual_seed(5)
+    m = DepthART(get_preset("tiny_cnn"))
+    q = m.tokenizer.quantize
+    torch.nn.init.normal_(q.embedding.weight)
+    f_D = torch.randn(2, q.Cvae, 8, 8)
+    img = torch.randn(2, m.transformer.L, m.transformer.prefix_dim)
+    grads, losses = {}, {}
+    for detach in (False, True):
+        m.zero_grad(set_to_none=True)
+        out = depthart_loss(m, img, f_D, detach_embedding=detach)
+        out.loss.backward()
+        losses[detach] = out.loss.item()
+        grads[detach] = m.transformer.word_embed.weight.grad
+    assert losses[False] == losses[True]
+    assert grads[False] is not None and grads[False].abs().sum() > 0
+    assert grads[True] is None
+    # the blocks still learn through the KV cache either way
+    assert m.transformer.blocks[0].attn.mat_qkv.weight.grad.abs().sum() > 0
+
+
+def test_detach_embedding_is_a_depthart_option():
+    import pytest
+
+    from depthart_core.training.config import TrainConfig
+
+    assert not TrainConfig().detach_embedding
+    with pytest.raises(ValueError, match="detach_embedding"):
+        TrainConfig(mode="teacher_forcing", detach_embedding=True)

@@ -172,3 +172,14 @@ def test_every_path_setting_expands_a_home(tmp_path, monkeypatch):
         for name in names:
             assert cfg._dotted(name).startswith(f"{tmp_path}/"), (name, cfg._dotted(name))
     assert trainer.PATH_SETTINGS is config.PATH_SETTINGS and set(names) == config.PATH_SETTINGS
+
+
+def test_every_shipped_config_loads_and_the_papers_recipe_trains_as_the_authors() -> None:
+    """Every file in training/configs is a valid TrainConfig; the paper's recipe builds the
+    authors' plain-attention d16 and detaches the rollout where their code does."""
+    configs = sorted((ROOT / "training" / "configs").glob("*.yaml"))
+    assert len(configs) > 5
+    for path in configs:
+        load_train_config(path)
+    paper = load_train_config(ROOT / "training" / "configs" / "hypersim_d16.yaml")
+    assert paper.preset == "d16_authors" and paper.detach_embedding and paper.mode == "depthart"

@@ -242,7 +242,7 @@ def prepare(
 
 
 # the stage-2 objective terms a fine-tune carries over from the base's own training run
-OBJECTIVE_KEYS = ("soft_rollout", "soft_latent", "aux_latent")
+OBJECTIVE_KEYS = ("soft_rollout", "soft_latent", "aux_latent", "detach_embedding")
 
 
 def _base_objective(base: Path, mode: str) -> dict[str, Any]:

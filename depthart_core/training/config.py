@@ -86,6 +86,10 @@ class TrainConfig:
     soft_rollout: bool = False
     # depthart mode: weight of the mean over scales of MSE(f_hat_<k + soft update_k, f_D); 0 = off
     soft_latent: float = 0.0
+    # depthart mode: detach the rollout's next input after its word/level/position embeddings, as
+    # the authors' code does (those embeddings then learn only where the image prefix and the
+    # start token use them); off: detached before them, as every shipped leg was trained
+    detach_embedding: bool = False
     # stage 2 with image_prefix "cnn": weight of MSE(encoder's f_D estimate, f_D); 0 = off
     aux_latent: float = 0.0
     augment: bool = False  # stage 2: photometric augmentation of the RGB (training/augment.py)
@@ -172,9 +176,11 @@ class TrainConfig:
         ):
             if not (ok and math.isfinite(value)):
                 raise ValueError(f"{name}={value!r} is out of range")
-        if (self.soft_rollout or self.soft_latent > 0) and self.mode != "depthart":
+        if (
+            self.soft_rollout or self.soft_latent > 0 or self.detach_embedding
+        ) and self.mode != "depthart":
             raise ValueError(
-                "soft_rollout / soft_latent shape the DepthART rollout; "
+                "soft_rollout / soft_latent / detach_embedding shape the DepthART rollout; "
                 f"mode={self.mode!r} has none"
             )
 

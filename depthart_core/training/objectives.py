@@ -8,6 +8,11 @@ continuous ground-truth depth latent f_D and the model's running reconstruction 
 its *predicted* maps, the target at scale k is t_k = Q_k(f_D - f_hat_<k) (area-downsample the
 residual, nearest code), so the model learns to correct its own earlier errors. Predictions are
 detached; the KV cache keeps earlier keys/values in the graph, so one backward covers all scales.
+Where the detach sits: by default on the next scale's input latent, so its word, level and position
+embeddings are trained by the rollout's tokens as teacher forcing trains them; with
+`detach_embedding` (the authors' code, bulatko/DepthART, and Fig. 2's "no grad") after those
+embeddings, so the rollout's depth tokens train none of them. Every leg shipped so far used the
+default.
 Cross-entropy over the codebook with uniform per-token weight. Optionally (off by default) the
 released configuration's last-scale variant: a Gumbel-softmax mixture of code embeddings at the
 last scale, that scale dropped from the cross-entropy, plus 10 * MSE(f_hat, f_D).
@@ -103,9 +108,10 @@ def depthart_loss(
     f_start: torch.Tensor | None = None,
     soft_rollout: bool = False,
     soft_latent: float = 0.0,
+    detach_embedding: bool = False,
 ) -> StepOutput:
     """With `f_start` (refine_from_image_latent) the rollout's f_hat starts there, not at zero.
-    `soft_rollout` / `soft_latent`: see the module docstring."""
+    `soft_rollout` / `soft_latent` / `detach_embedding`: see the module docstring."""
     quant, var = model.tokenizer.quantize, model.transformer
     B, K = f_D.shape[0], quant.num_scales
     ada = var.modulations(var.condition(B, f_D.device))
@@ -117,7 +123,11 @@ def depthart_loss(
     for si, pn in enumerate(quant.patch_nums):
         if si > 0:
             x_BlCv = quant.next_input(f_hat, si).detach()
-            logits_BlV, cache = var.step(x_BlCv, si, ada, cache)
+            if detach_embedding:
+                x_BlC = var.embed_scale(x_BlCv, si).detach()
+                logits_BlV, cache = var.step_embedded(x_BlC, ada, cache)
+            else:
+                logits_BlV, cache = var.step(x_BlCv, si, ada, cache)
         target_Bhw = quant.residual_target(f_D, f_hat, si)
         if last_scale_gumbel and si == K - 1:
             soft_BlV = F.gumbel_softmax(logits_BlV.float(), tau=1.0, hard=False)

@@ -541,6 +541,7 @@ class Trainer:
             f_start,
             soft_rollout=self.cfg.soft_rollout,
             soft_latent=self.cfg.soft_latent,
+            detach_embedding=self.cfg.detach_embedding,
         )
 
     def train_step(self) -> dict[str, float]:

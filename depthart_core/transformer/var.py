@@ -24,6 +24,8 @@ from depthart_core.transformer.image_encoder import ImageEncoder
 # VAR saves these two buffers shaped for its own 680-token class-conditional sequence; we rebuild
 # them for the 2L-token DepthART sequence, so loading an official file ignores exactly these keys.
 REBUILT_VAR_BUFFERS = ("lvl_1L", "attn_bias_for_masking")
+# each block's learned cosine-attention scale (`attn.scale_mul_1H11`), unused by plain attention
+COSINE_ATTENTION_SCALE = "attn.scale_mul_1H11"
 
 
 class DepthVAR(nn.Module):
@@ -195,7 +197,13 @@ class DepthVAR(nn.Module):
         past: list[KV],
     ) -> tuple[torch.Tensor, list[KV]]:
         """One scale: its pn^2 input tokens attend to the cache; returns (B, pn^2, V) logits."""
-        return self.run_blocks(self.embed_scale(x_BlCv, si), ada, None, past)
+        return self.step_embedded(self.embed_scale(x_BlCv, si), ada, past)
+
+    def step_embedded(
+        self, x_BlC: torch.Tensor, ada: tuple[list[torch.Tensor], torch.Tensor], past: list[KV]
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """`step` on tokens already through `embed_scale` (a rollout that detaches them there)."""
+        return self.run_blocks(x_BlC, ada, None, past)
 
     def _check_tokens(self, x: torch.Tensor, n: int, what: str, dim: int = 0) -> None:
         dim = dim or self.Cvae
