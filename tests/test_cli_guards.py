@@ -510,6 +510,7 @@ IDLE_OPTIONS = [  # (argv after the command's own, what is said): set, but doing
      "--imu-topic"),
     (GROUND + ["--lines-agree", "4"], "--lines-agree set, but it only takes effect with "
      "--vertical-lines"),
+    (["--pred-topic", "/my/pred"], "--pred-topic set, but it only takes effect with --write-bag"),
 ]  # fmt: skip
 
 
@@ -563,6 +564,10 @@ def test_options_that_only_act_with_another_are_refused(bag, tmp_path, capsys):
           "--sampling", "greedy", "--seed", "3"], "--seed set, but it only takes effect with "
          "--sampling paper"),
         (["bench", "--no-peer", "--json", str(out / "b.json"), "--seed", "1"], "--seed set"),
+        (["eval", "--dataset", "synthetic", "--root", str(tmp_path), "--roots", str(tmp_path),
+          "--out", str(out)], "give either --dataset/--root or --datasets/--roots, not both"),
+        (["eval", "--datasets", "synthetic", "--roots", str(tmp_path), "--root", str(tmp_path),
+          "--out", str(out)], "give either --dataset/--root or --datasets/--roots, not both"),
     ]  # fmt: skip
     for argv, said in refused:
         assert main(argv) == 1, argv

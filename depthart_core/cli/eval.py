@@ -142,10 +142,12 @@ def run(args: argparse.Namespace) -> int:
     if unused:
         raise ValueError(unused)
     if args.datasets:
-        if args.dataset:
+        if args.dataset or args.root:
             raise ValueError("give either --dataset/--root or --datasets/--roots, not both")
         datasets, roots = args.datasets, args.roots or []
     elif args.dataset:
+        if args.roots:
+            raise ValueError("give either --dataset/--root or --datasets/--roots, not both")
         if not args.root:
             raise ValueError(f"--dataset {args.dataset} needs --root")
         datasets, roots = [args.dataset], [args.root]

@@ -194,7 +194,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "node's outputs)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (faster)")
-    p.add_argument("--pred-topic", default="/depthart/depth", help="prediction topic name")
+    p.add_argument(
+        "--pred-topic",
+        default="/depthart/depth",
+        help="the predictions' topic in the --write-bag bag (and the live node's depth topic)",
+    )
     mode_options = {}  # mode -> the dests of the options it adds, other than its own switch
     for name, mode in _modes().items():
         before = len(p._actions)
@@ -273,7 +277,11 @@ def _mode_options_without_effect(args: argparse.Namespace) -> str | None:
         unused = None if getattr(args, name) else without_effect(args, dests, f"--{name}")
         if unused:
             return unused
-    return None
+    if args.write_bag or getattr(args, "live", False):
+        return None
+    # the predictions' topic names them in a written bag or on the live node, nowhere else
+    needed = " or ".join(["--write-bag", *(f"--{m}" for m in args.mode_options)])
+    return without_effect(args, ["pred_topic"], needed)
 
 
 def _replay_config(args: argparse.Namespace):
