@@ -1,4 +1,6 @@
-"""Depth metrics: one small masked function per metric, each `(pred, gt, valid) -> float`.
+"""Depth metrics: one small masked function per metric, each `(pred, gt, valid) -> float`, and
+the same metrics on pixels already pulled out of the maps (`PixelPairs`, `score_pairs`), which is
+how `evaluate_image` scores an image: one extraction for all its metrics.
 
 Definitions follow Eigen et al. 2014 ("Depth Map Prediction from a Single Image using a Multi-Scale
 Deep Network", sec. 4) as the field uses them (Marigold `src/util/metric.py`), computed over the
@@ -22,7 +24,8 @@ be finite and positive wherever `valid` is set; violations raise, naming the cou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import cached_property
 
 import numpy as np
 
@@ -59,52 +62,136 @@ def _positive(p: np.ndarray) -> np.ndarray:
     return np.maximum(p, PRED_EPS)
 
 
-def abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    return float(np.mean(np.abs(_positive(p) - g) / g))
+class PixelPairs:
+    """One image's valid pixels as float64 vectors `p` (prediction) and `g` (ground truth), as
+    `masked_pairs` returns them, with what several metrics share (the prediction clamped to
+    `PRED_EPS`, the log difference, the ratio max(p/g, g/p)) computed once on first use. Scoring
+    an image pulls its pixels out of the maps once and feeds every metric from here."""
+
+    def __init__(self, p: np.ndarray, g: np.ndarray) -> None:
+        self.p, self.g = p, g
+
+    @classmethod
+    def from_maps(cls, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> PixelPairs:
+        return cls(*masked_pairs(pred, gt, valid))
+
+    @cached_property
+    def positive(self) -> np.ndarray:
+        return _positive(self.p)
+
+    @cached_property
+    def log_diff(self) -> np.ndarray:  # ln p - ln g, p clamped (rmse_log, silog)
+        return np.log(self.positive) - np.log(self.g)
+
+    @cached_property
+    def ratio(self) -> np.ndarray:  # max(p/g, g/p), p clamped (every delta)
+        p = self.positive
+        return np.maximum(p / self.g, self.g / p)
 
 
-def sq_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    return float(np.mean((_positive(p) - g) ** 2 / g))
+def _abs_rel(x: PixelPairs) -> float:
+    return float(np.mean(np.abs(x.positive - x.g) / x.g))
 
 
-def rmse(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    return float(np.sqrt(np.mean((p - g) ** 2)))
+def _sq_rel(x: PixelPairs) -> float:
+    return float(np.mean((x.positive - x.g) ** 2 / x.g))
 
 
-def mae(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    return float(np.mean(np.abs(p - g)))
+def _rmse(x: PixelPairs) -> float:
+    return float(np.sqrt(np.mean((x.p - x.g) ** 2)))
 
 
-def rmse_log(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    return float(np.sqrt(np.mean((np.log(_positive(p)) - np.log(g)) ** 2)))
+def _mae(x: PixelPairs) -> float:
+    return float(np.mean(np.abs(x.p - x.g)))
 
 
-def log10(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    return float(np.mean(np.abs(np.log10(_positive(p)) - np.log10(g))))
+def _rmse_log(x: PixelPairs) -> float:
+    return float(np.sqrt(np.mean(x.log_diff**2)))
 
 
-def silog(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    p, g = masked_pairs(pred, gt, valid)
-    d = np.log(_positive(p)) - np.log(g)
+def _log10(x: PixelPairs) -> float:
+    return float(np.mean(np.abs(np.log10(x.positive) - np.log10(x.g))))
+
+
+def _silog(x: PixelPairs) -> float:
+    d = x.log_diff
     var = max(float(np.mean(d**2) - np.mean(d) ** 2), 0.0)  # guard tiny negative round-off
     return 100.0 * float(np.sqrt(var))
 
 
-def _ratio(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    p, g = masked_pairs(pred, gt, valid)
-    p = _positive(p)
-    return np.maximum(p / g, g / p)
+def _delta(x: PixelPairs, k: int) -> float:
+    return float(np.mean(x.ratio < DELTA_BASE**k))
+
+
+def _delta1(x: PixelPairs) -> float:
+    return _delta(x, 1)
+
+
+def _delta2(x: PixelPairs) -> float:
+    return _delta(x, 2)
+
+
+def _delta3(x: PixelPairs) -> float:
+    return _delta(x, 3)
+
+
+def _delta1_bad(x: PixelPairs) -> float:
+    return float(np.mean(x.ratio > DELTA_BASE))
+
+
+PairMetricFn = Callable[[PixelPairs], float]
+
+PAIR_METRICS: dict[str, PairMetricFn] = {
+    "abs_rel": _abs_rel,
+    "sq_rel": _sq_rel,
+    "rmse": _rmse,
+    "rmse_log": _rmse_log,
+    "log10": _log10,
+    "silog": _silog,
+    "mae": _mae,
+    "delta1": _delta1,
+    "delta2": _delta2,
+    "delta3": _delta3,
+    "delta1_bad": _delta1_bad,
+}
+
+
+def score_pairs(pairs: PixelPairs, names: Iterable[str]) -> dict[str, float]:
+    """The metrics `names` (keys of `METRICS`) of one image's extracted pixels, in that order."""
+    return {name: PAIR_METRICS[name](pairs) for name in names}
+
+
+def abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _abs_rel(PixelPairs.from_maps(pred, gt, valid))
+
+
+def sq_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _sq_rel(PixelPairs.from_maps(pred, gt, valid))
+
+
+def rmse(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _rmse(PixelPairs.from_maps(pred, gt, valid))
+
+
+def mae(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _mae(PixelPairs.from_maps(pred, gt, valid))
+
+
+def rmse_log(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _rmse_log(PixelPairs.from_maps(pred, gt, valid))
+
+
+def log10(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _log10(PixelPairs.from_maps(pred, gt, valid))
+
+
+def silog(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    return _silog(PixelPairs.from_maps(pred, gt, valid))
 
 
 def delta(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, k: int = 1) -> float:
     """Fraction of valid pixels with max(p/g, g/p) < 1.25**k (higher is better)."""
-    return float(np.mean(_ratio(pred, gt, valid) < DELTA_BASE**k))
+    return _delta(PixelPairs.from_maps(pred, gt, valid), k)
 
 
 def delta1(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
@@ -121,7 +208,7 @@ def delta3(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
 
 def delta1_bad(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
     """Fraction of valid pixels with max(p/g, g/p) > 1.25 (lower is better; DepthART's "delta1")."""
-    return float(np.mean(_ratio(pred, gt, valid) > DELTA_BASE))
+    return _delta1_bad(PixelPairs.from_maps(pred, gt, valid))
 
 
 def ordinal_agreement(

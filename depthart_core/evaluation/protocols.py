@@ -34,8 +34,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthart_core.evaluation.alignment import ALIGNMENTS, align
-from depthart_core.evaluation.metrics import HIGHER_IS_BETTER, METRICS, PRED_EPS, masked_pairs
+from depthart_core.evaluation.alignment import ALIGNMENTS, apply_alignment, fit_alignment
+from depthart_core.evaluation.metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    PRED_EPS,
+    PixelPairs,
+    masked_pairs,
+    score_pairs,
+)
 
 EIGEN_METRICS = (
     "abs_rel",
@@ -133,7 +140,15 @@ class ImageResult:
     scale: float
     shift: float
     n_valid: int
-    aligned: np.ndarray  # HxW float64, after alignment, range clipping and the PRED_EPS floor
+    # HxW float64, after alignment, range clipping and the PRED_EPS floor (None where the caller
+    # asked for none: `evaluate_image(..., aligned_map=False)`)
+    aligned: np.ndarray | None
+
+
+def _clip_and_floor(aligned: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
+    if clip is not None:
+        aligned = np.clip(aligned, *clip)
+    return np.maximum(aligned, PRED_EPS)
 
 
 def evaluate_image(
@@ -142,26 +157,36 @@ def evaluate_image(
     valid: np.ndarray,
     protocol: str | Protocol = "depthart",
     depth_range: tuple[float, float] | None = None,
+    aligned_map: bool = True,
 ) -> ImageResult:
     """Align `pred` to `gt` on `valid` pixels and score it under `protocol`.
 
     `depth_range` (lo, hi) is the dataset's valid range; protocols with `clip_to_range` clip the
-    aligned prediction to it. Raises `ValueError` for an empty mask or invalid ground truth.
+    aligned prediction to it. Raises `ValueError` for an empty mask or invalid ground truth. The
+    valid pixels are pulled out of the maps once; the alignment and every metric use those
+    vectors, and the full aligned map (`ImageResult.aligned`) is built only with `aligned_map`.
     """
     proto = get_protocol(protocol)
     pred = np.asarray(pred)
     if pred.ndim != 2:
         raise ValueError(f"pred must be an HxW depth map, got shape {pred.shape}")
-    masked_pairs(pred, gt, valid)  # shape, dtype, emptiness and finiteness checks, once
-    aligned, scale, shift = align(pred, gt, valid, proto.alignment)
+    p, g = masked_pairs(pred, gt, valid)  # shape, dtype, emptiness and finiteness checks, once
+    scale, shift = fit_alignment(p, g, proto.alignment)
+    clip = None
     if proto.clip_to_range and depth_range is not None:
         lo, hi = depth_range
         if not lo < hi:
             raise ValueError(f"depth_range must have lo < hi, got {depth_range}")
-        aligned = np.clip(aligned, lo, hi)
-    aligned = np.maximum(aligned, PRED_EPS)
-    scores = {name: METRICS[name](aligned, gt, valid) for name in proto.metrics}
-    return ImageResult(scores, scale, shift, int(np.count_nonzero(valid)), aligned)
+        clip = (lo, hi)
+    aligned_p = _clip_and_floor(apply_alignment(p, proto.alignment, scale, shift), clip)
+    bad = int(np.count_nonzero(~np.isfinite(aligned_p)))  # an overflowing scale, say
+    if bad:
+        raise ValueError(f"{bad} of {p.size} valid predicted pixels are not finite")
+    scores = score_pairs(PixelPairs(aligned_p, g), proto.metrics)
+    aligned = None
+    if aligned_map:
+        aligned = _clip_and_floor(apply_alignment(pred, proto.alignment, scale, shift), clip)
+    return ImageResult(scores, scale, shift, p.size, aligned)
 
 
 def evaluate(
@@ -171,8 +196,8 @@ def evaluate(
     protocol: str | Protocol = "depthart",
     depth_range: tuple[float, float] | None = None,
 ) -> dict[str, float]:
-    """Metrics for one image under `protocol` (see `evaluate_image`)."""
-    return evaluate_image(pred, gt, valid, protocol, depth_range).metrics
+    """Metrics for one image under `protocol` (see `evaluate_image`; no aligned map is built)."""
+    return evaluate_image(pred, gt, valid, protocol, depth_range, aligned_map=False).metrics
 
 
 def aggregate(
