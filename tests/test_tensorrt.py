@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from depthart_core.export.onnx_export import META_SHA
@@ -147,6 +148,22 @@ def test_export_tensorrt_refuses_an_onnx_out(tmp_path, capsys) -> None:
     assert not out.exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_export_tensorrt_without_a_gpu_stops_before_the_graph(tmp_path, monkeypatch, capsys):
+    """TensorRT installed but no GPU: the build would fail after the whole ONNX export, and the
+    graph left beside the engine then refused the rerun; now one line before any work."""
+    import types
+
+    from depthart_core.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    out = tmp_path / "model.engine"
+    assert main(["export", "--format", "tensorrt", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "builds the engine on a CUDA GPU and torch sees none" in err, err
+    assert err.count("\n") == 1 and not out.exists() and not out.with_suffix(".onnx").exists()
+
+
 def test_engine_input_shape_static_and_dynamic_batch() -> None:
     assert engine_input_shape(tiny_onnx(batch="B"), S) == (1, 3, S, S)
     assert engine_input_shape(tiny_onnx(batch=4), S) == (4, 3, S, S)
@@ -280,14 +297,19 @@ def test_a_timing_cache_that_cannot_be_looked_up_starts_empty(tmp_path, monkeypa
             made.append(bytes(data))
             return object()
 
+    from depthart_core.runtime import engine_cache
+
     path = tmp_path / "locked" / "timing_sm87.cache"
-    real = Path.is_file
+    path.parent.mkdir()
+    path.write_bytes(b"timings of another user")  # there, but its folder cannot be entered
+    opened = []
 
-    def is_file(self):
-        if self == path:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def locked_open(file, *args, **kwargs):  # the tests run as root: a chmod would not stop it
+        opened.append(Path(file))
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr(engine_cache, "open", locked_open, raising=False)
     assert tensorrt_backend._load_timing_cache(Config(), path) is not None
-    assert made == [b""]
+    assert opened == [path] and made == [b""]

@@ -77,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{out.with_suffix('.engine')}"
             )
         import_tensorrt()  # before the ONNX graph is written: with install instructions if absent
+        import torch
+
+        if not torch.cuda.is_available():  # the build needs the GPU: said before the graph
+            raise RuntimeError(
+                "--format tensorrt builds the engine on a CUDA GPU and torch sees none here: "
+                "export --format onnx and build the engine on the robot (its first start does)"
+            )
     # a read-only or missing-permission folder stops it before the export; a folder it made
     # stays only if something was written into it
     with output_folder(out.parent):

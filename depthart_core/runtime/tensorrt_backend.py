@@ -307,6 +307,8 @@ class TensorRTBackend(Backend):
     it is compared with the `depthart_checkpoint_sha256` metadata that `export_onnx` stamps, so a
     node never serves an engine for another model. The engine cache itself is keyed by the ONNX
     file's own hash (`model_sha256`), which also changes with precision and exporter.
+    `workspace_mb` bounds a build's scratch memory only: an engine already cached under the key is
+    reused whatever it was built with (the limit picks tactics, not what the engine computes).
     """
 
     name = "tensorrt"
