@@ -118,8 +118,10 @@ class TrainConfig:
     batch_size: int = 8  # per process
     grad_accum: int = 1
     steps: int = 200
-    epochs: int = 0  # >0, finite dataset: steps = epochs * len / (batch * grad_accum * world)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast on CUDA)
+    # >0, finite dataset: steps = epochs * len / (batch * grad_accum * world); refused on the
+    # endless synthetic stream (data.pool_size 0)
+    epochs: int = 0
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA or CPU) | fp16 (autocast, CUDA only)
     ema: float = 0.0  # 0: off; else EMA decay of the trainable weights
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -149,6 +151,12 @@ class TrainConfig:
             for name in names:
                 if self._dotted(name) < low:
                     raise ValueError(f"{name} must be >= {low}, got {self._dotted(name)}")
+        if self.epochs > 0 and self.data.source == "synthetic" and self.data.pool_size == 0:
+            raise ValueError(
+                f"epochs={self.epochs} needs a finite dataset, and data.source synthetic with "
+                "data.pool_size 0 is an endless stream of new frames: set steps instead (and "
+                "epochs=0), or data.pool_size=N to train on a fixed pool of N frames"
+            )
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
         if not 0.0 <= self.white_balance < 1.0:

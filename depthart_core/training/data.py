@@ -544,7 +544,8 @@ class DatasetBatches:
 
     def batch_at(self, step: int) -> dict[str, torch.Tensor]:
         epoch, within = divmod(step, self.steps_per_epoch)
-        perm = np.random.default_rng(self.seed + epoch).permutation(len(self.ds))
+        # seeded by the pair: seed + epoch made seed s + 1's epoch e seed s's epoch e + 1
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.ds))
         start = (within * self.world + self.rank) * self.batch
         frames = [self._frame(perm, start + i) for i in range(self.batch)]
         return collate([resize_sample(f, self.size) for f in frames])

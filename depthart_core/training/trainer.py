@@ -2,7 +2,11 @@
 
 - AdamW; the learning rate is a pure function of the step (warm-up, then none / StepLR / cosine),
   so resuming needs no scheduler object; the paper's StepLR is x0.8 every 5,000 iterations.
-- Gradient accumulation, optional clipping, bf16/fp16 autocast on CUDA, optional EMA.
+- Gradient accumulation, optional clipping, bf16 autocast (CUDA or CPU) or fp16 (CUDA only, with
+  loss scaling), optional EMA.
+- A non-finite loss or gradient norm stops the run at that step (1-based, as metrics.jsonl
+  counts) before the update, and weights that are not finite are never saved; the message names
+  the checkpoint left and whether its own weights gave the non-finite value.
 - Data parallel under `torchrun` (gloo on CPU, NCCL on GPU): ranks start from rank 0's weights and
   average gradients with one all-reduce per step, which works for the DepthART rollout's many
   forward passes per step (DDP's forward hooks assume one).
@@ -59,6 +63,7 @@ from depthart_core.rundir import (
     claim_run_dir,
     last_good,
     load_safetensors,
+    open_safetensors,
     read_metrics,
     read_train_state,
     rewrite_metrics,
@@ -162,7 +167,13 @@ class Trainer:
     def _set_up(self, resume: bool) -> None:
         cfg = self.cfg
         self.device = pick_device(cfg.device, self.rank)
-        resume = self._resumable(resume)
+        if cfg.precision == "fp16" and self.device.type != "cuda":  # what is recorded is what runs
+            raise ValueError(
+                f"precision=fp16 needs a CUDA device (its loss scaling), and this run is on the "
+                f"{self.device.type}: use precision=bf16 (autocast) or fp32"
+            )
+        saved_cfg = self._resumable(resume)
+        resume = saved_cfg is not None
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         # resuming, the weights come from the run's state alone (init_checkpoint may have moved
         # on, or be gone): read below, before the latents are cached from its tokenizer
@@ -219,6 +230,7 @@ class Trainer:
                     "more (its checkpoint is already the model of step "
                     f"{self.step})"
                 )
+            self._say_cosine_change(saved_cfg)
         self.latents = self._cache_latents() if cfg.stage == "transformer" else None
         if not resume:
             torch.manual_seed(cfg.seed + 1000 * self.rank)
@@ -227,12 +239,12 @@ class Trainer:
                 self.run_dir / "config.json", (json.dumps(cfg.to_dict(), indent=2) + "\n").encode()
             )
 
-    def _resumable(self, resume: bool) -> bool:
-        """Whether to continue the run's state: a run killed before its first save starts again
-        from step 0 (a folder with no log at all is refused earlier), and the settings must be
-        the run's own, apart from `RESUME_MAY_CHANGE`."""
+    def _resumable(self, resume: bool) -> dict[str, Any] | None:
+        """The settings of the run state to continue, or None to start from step 0: a run killed
+        before its first save starts again (a folder with no log at all is refused earlier), and
+        the settings must be the run's own, apart from `RESUME_MAY_CHANGE`."""
         if not resume:
-            return False
+            return None
         logged = (self.run_dir / METRICS_NAME).is_file()  # the same answer on every rank
         no_state = not (self.run_dir / STATE_NAME).is_file()
         if no_state and (self.run_dir / CKPT_NAME).is_file():  # a save happened: never redo it
@@ -251,21 +263,43 @@ class Trainer:
             )  # fmt: skip
             if self.is_main:
                 rewrite_metrics(self.run_dir, [])
-            return False
+            return None
         meta, _ = read_train_state(self.run_dir, tensors=False)
-        changed = resumed_changes(json.loads(meta["config"]), self.cfg, self.checked_elsewhere)
+        saved_cfg = json.loads(meta["config"])
+        changed = resumed_changes(saved_cfg, self.cfg, self.checked_elsewhere)
         for line in changed:
             log.warning("--resume: %s", line)
-        return True
+        return saved_cfg
+
+    def _say_cosine_change(self, saved_cfg: dict[str, Any] | None) -> None:
+        """A --resume that changes the run's length moves the cosine's end, so the learning
+        rate of the steps to come changes (a longer run raises it again): one line says so."""
+        cfg = self.cfg
+        if saved_cfg is None or cfg.optim.schedule != "cosine" or not self.is_main:
+            return
+        before = self._planned(saved_cfg.get("steps", cfg.steps), saved_cfg.get("epochs", 0))
+        now = self.planned_steps
+        if before == now:
+            return
+        old, new = lr_at(self.step, cfg, before), lr_at(self.step, cfg, now)
+        log.warning(
+            "--resume: the cosine schedule now ends at step %d, not %d: the lr of step %d goes "
+            "from %.3g to %.3g%s",
+            now, before, self.step + 1, old, new,
+            " (it rises again: a warm restart)" if new > old else "",
+        )  # fmt: skip
 
     @property
     def planned_steps(self) -> int:
         """The run's length: `steps`, or with `epochs` > 0 on a finite dataset that many passes
         over it (each step takes `grad_accum` batches of `batch_size` per process)."""
-        cfg, per_epoch = self.cfg, getattr(self.batches, "steps_per_epoch", None)
-        if cfg.epochs > 0 and per_epoch is not None:
-            return max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
-        return cfg.steps
+        return self._planned(self.cfg.steps, self.cfg.epochs)
+
+    def _planned(self, steps: int, epochs: int) -> int:
+        per_epoch = getattr(self.batches, "steps_per_epoch", None)
+        if epochs > 0 and per_epoch is not None:
+            return max(1, math.ceil(epochs * per_epoch / self.cfg.grad_accum))
+        return steps
 
     @property
     def is_main(self) -> bool:
@@ -554,29 +588,26 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             position = self.step * cfg.grad_accum + micro
             batch = self.batches.batch_at(position)
-            with autocast(self.device, cfg.precision if self.device.type == "cuda" else "fp32"):
+            with autocast(self.device, cfg.precision):  # fp16 off CUDA: refused in _set_up
                 out = self._loss(batch, cfg.seed * 1_000_003 + position * self.world + self.rank)
             if not torch.isfinite(out.loss):
-                ckpt = self.run_dir / CKPT_NAME
-                kept = (
-                    f"The last good checkpoint is kept: {ckpt}"
-                    if ckpt.is_file()
-                    else "No checkpoint was saved before it (lower optim.lr, or check the data)"
-                )
-                raise FloatingPointError(
-                    f"non-finite loss ({out.loss.item()}) at step {self.step}; stopping. {kept}"
-                )
+                raise self._non_finite(f"non-finite loss ({out.loss.item()})")
             self.scaler.scale(out.loss / cfg.grad_accum).backward()
             tokens += out.tokens
             for k, v in out.logs.items():
                 logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
             logs["loss"] = logs.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
         allreduce_grads(self.params, self.world)
+        norm = None
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.opt)
-            logs["grad_norm"] = float(
-                torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
-            )
+            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+            logs["grad_norm"] = float(norm)
+        if not self.scaler.is_enabled():  # fp16's scaler skips a step that overflowed itself
+            if norm is None:  # the norm only: an infinite max_norm scales by exactly 1
+                norm = torch.nn.utils.clip_grad_norm_(self.params, math.inf)
+            if not torch.isfinite(norm):  # the same on every rank: the gradients are averaged
+                raise self._non_finite(f"non-finite gradient norm ({float(norm)})")
         self.scaler.step(self.opt)
         self.scaler.update()
         if cfg.stage == "tokenizer":  # each rank counted its own batch's code hits
@@ -607,6 +638,35 @@ class Trainer:
         logs["lr"] = lr_at(self.step - 1, cfg, self.planned_steps)
         logs["tokens"] = tokens * self.world
         return logs
+
+    def _non_finite(self, what: str, after: bool = False) -> FloatingPointError:
+        """The error that stops the step now running (1-based, as metrics.jsonl counts it),
+        before its update (`after`: the weights the last step's update left, unsaved): `what` it
+        met, and the checkpoint left. One saved at the last step holds the weights that gave
+        `what` (unless those have since turned non-finite, which `save` never writes), so it is
+        not called good."""
+        ckpt = self.run_dir / CKPT_NAME
+        saved = _checkpoint_step(ckpt) if ckpt.is_file() else None
+        gave_it = saved == self.step and self._finite_weights()  # the saved weights gave it
+        if not ckpt.is_file():
+            kept = "No checkpoint was saved before it (lower optim.lr, or check the data)"
+        elif gave_it and self.ema is not None:
+            kept = f"The last checkpoint is kept: {ckpt} (step {saved}, the EMA of these weights)"
+        elif gave_it:
+            kept = (
+                f"The last checkpoint, {ckpt} (step {saved}), holds the weights that gave it, so "
+                "it is no good start either: train again with a lower optim.lr (or check the data)"
+            )
+        else:
+            step = f" (step {saved})" if saved is not None else ""
+            kept = f"The last good checkpoint is kept: {ckpt}{step}"
+        at = f"after step {self.step}" if after else f"at step {self.step + 1}"
+        return FloatingPointError(f"{what} {at}; stopping. {kept}")
+
+    def _finite_weights(self) -> bool:
+        """Whether every trainable weight (and its EMA) is finite; one sync."""
+        tensors = [*self.params, *(self.ema or [])]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     # ------------------------------------------------------------------ loop
     def fit(self, steps: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -681,7 +741,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def save(self) -> None:
-        """Every rank calls it (the RNG states are gathered); rank 0 writes."""
+        """Every rank calls it (the RNG states are gathered); rank 0 writes. Weights that are
+        not finite are refused (on every rank: they are the same), the last save kept."""
+        if not self._finite_weights():  # never over the last good checkpoint
+            raise self._non_finite("non-finite weights", after=True)
         rng_states = gather_rng_states(self.world)
         cuda = self.device.type == "cuda"  # the same on every rank: all gather, or none
         cuda_states = gather_rng_states(self.world, self.device) if cuda else None
@@ -730,6 +793,15 @@ class Trainer:
                 if isinstance(row.get("val"), dict):  # the next validation
                     self.last_val, self.last_val_step = row["val"], row["step"]
                     break
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint was saved at (its metadata's "steps"); None if unreadable."""
+    try:
+        with open_safetensors(path) as f:
+            return int(json.loads((f.metadata() or {})["metadata"])["steps"])
+    except Exception:  # damaged, or saved without it: the message leaves the step out
+        return None
 
 
 def _significant(v: float) -> float:
