@@ -49,8 +49,9 @@ from depthart_core.data.synthetic.render import (
     sequence_scenes,
 )
 from depthart_core.data.synthetic.scene import look_rotation
-from depthart_core.evaluation.alignment import median_scale
-from depthart_core.evaluation.metrics import abs_rel
+from depthart_core.evaluation.alignment import median_scale_pairs
+from depthart_core.evaluation.metrics import PAIR_METRICS, PixelPairs, masked_pairs
+from depthart_core.evaluation.uncertainty_metrics import scaled_pixels
 from depthart_core.ground_plane import (
     NORMALS,
     GroundPlaneConfig,
@@ -227,6 +228,10 @@ def noisy_up(up_3: np.ndarray, noise_deg: float, rng: np.random.Generator) -> np
     return rot_33 @ up_3
 
 
+def _abs_rel(p: np.ndarray, g: np.ndarray) -> float:
+    return PAIR_METRICS["abs_rel"](PixelPairs(p, g))
+
+
 def score_frame(
     stats: SourceStats,
     state: GroundPlaneScale,
@@ -241,9 +246,11 @@ def score_frame(
     """Fit, smooth and score one frame into `stats`. `fit_up_3` is the up given to the fit (None:
     the prior's); `floor_HW` (`true_floor`) enables the floor oracle."""
     stats.frames += 1
+    rel_HW = np.asarray(rel_HW)
     valid_HW = valid_HW & np.isfinite(rel_HW)
-    s_med = median_scale(rel_HW, gt_HW, valid_HW)
-    aligned = abs_rel(s_med * rel_HW, gt_HW, valid_HW)
+    p, g = masked_pairs(rel_HW, gt_HW, valid_HW)  # once: every AbsRel below scores these pixels
+    s_med = median_scale_pairs(p, g)
+    aligned = _abs_rel(scaled_pixels(p, s_med, rel_HW.dtype), g)
     stats.aligned_all.append(aligned)
     fit, applied = state.update(rel_HW, K_33, None, fit_up_3)
     if fit.code == "ok":
@@ -253,13 +260,21 @@ def score_frame(
         stats.fallbacks[fit.code] += 1
         return
     metric_HW = apply_floor_scale(rel_HW, K_33, applied.scale, fit)
-    stats.metric.append(abs_rel(metric_HW, gt_HW, valid_HW & np.isfinite(metric_HW)))
+    m = metric_HW[valid_HW].astype(np.float64)
+    finite = np.isfinite(m)  # a pixel whose metres overflow is left out
+    if not finite.all():
+        if not finite.any():
+            raise ValueError("valid mask is empty: no pixel to score")
+        m, g_m = m[finite], g[finite]
+    else:
+        g_m = g
+    stats.metric.append(_abs_rel(m, g_m))
     stats.aligned.append(aligned)
     stats.scale_err.append(applied.scale / s_med - 1.0)
     if floor_HW is not None:
         floor_HW = floor_HW & valid_HW
         s_floor = float(np.median(gt_HW[floor_HW] / rel_HW[floor_HW])) if floor_HW.any() else s_med
-        stats.floor_oracle.append(abs_rel(s_floor * rel_HW, gt_HW, valid_HW))
+        stats.floor_oracle.append(_abs_rel(scaled_pixels(p, s_floor, rel_HW.dtype), g))
 
 
 def evaluate_rig(

@@ -303,7 +303,8 @@ def evaluate_predictions(
             log.warning("%s: %s has no valid pixel; not scored", name, s.name)
             continue
         with _naming(s.name):  # a NaN or all-zero depth: which frame, not only what
-            r = evaluate_image(pred, gt, valid, proto, depth_range)
+            # the full aligned map only for a frame that is drawn (`vis`): its only use
+            r = evaluate_image(pred, gt, valid, proto, depth_range, aligned_map=i in vis_idx)
         t_metric += time.perf_counter() - t2
         rows.append(
             {

@@ -37,22 +37,41 @@ from collections.abc import Callable
 
 import numpy as np
 
-from depthart_core.evaluation.alignment import median_scale
+from depthart_core.evaluation.alignment import median_scale_pairs
 from depthart_core.evaluation.metrics import PRED_EPS, masked_pairs
 from depthart_core.uncertainty import tie_averaged
 
 FRACTIONS = np.round(np.arange(0, 50) * 0.02, 2)  # 0, 0.02, ..., 0.98
 
 
-def pixel_abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """|max(p, PRED_EPS) - g| / g of every valid pixel (as `metrics.abs_rel` averages it)."""
-    p, g = masked_pairs(pred, gt, valid)
+def pixel_abs_rel_pairs(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """|max(p, PRED_EPS) - g| / g of the pixel vectors `p`, `g` as `masked_pairs` returns them."""
     return np.abs(np.maximum(p, PRED_EPS) - g) / g
 
 
+def pixel_abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """|max(p, PRED_EPS) - g| / g of every valid pixel (as `metrics.abs_rel` averages it)."""
+    return pixel_abs_rel_pairs(*masked_pairs(pred, gt, valid))
+
+
+def scaled_pixels(p: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
+    """The valid pixels of `scale * pred` as `masked_pairs` would pull them out, from the valid
+    pixels `p` of `pred` (of `dtype`): the product in `pred`'s own dtype, as numpy forms it
+    with a Python float (a float32 map stays float32), then float64. Raises, as `masked_pairs`
+    does, when a product is not finite (an overflowing scale)."""
+    scaled = np.asarray(p.astype(dtype, copy=False) * float(scale), dtype=np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(scaled)))
+    if bad:
+        raise ValueError(f"{bad} of {p.size} valid predicted pixels are not finite")
+    return scaled
+
+
 def frame_errors(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """|s d - g| / g of every valid pixel, s = median(g / d) the frame's own scale."""
-    return pixel_abs_rel(median_scale(depth, gt, valid) * depth, gt, valid)
+    """|s d - g| / g of every valid pixel, s = median(g / d) the frame's own scale. The valid
+    pixels are pulled out of the maps once."""
+    p, g = masked_pairs(depth, gt, valid)
+    scaled = scaled_pixels(p, median_scale_pairs(p, g), np.asarray(depth).dtype)
+    return pixel_abs_rel_pairs(scaled, g)
 
 
 def _check_pair(errors: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
