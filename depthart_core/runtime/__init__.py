@@ -188,7 +188,8 @@ def _make(
 ) -> Backend:
     """`sampling`: None (the default decoding) or a deterministic decoding. On a CUDA device the
     torch backend replays the whole inference as one CUDA graph: the tiny default is bound by
-    kernel launches there, and the graph ran it 5x faster with identical depth (BENCHMARKS 4c)."""
+    kernel launches there, and the graph ran it 5x faster (BENCHMARKS 4c); its depth matches the
+    eager pass's to 1e-4 in tests/test_checkpoint_estimator.py (a GPU only; no run recorded)."""
     if name == "torch":
         check_device(device)
         set_torch_threads(threads)
