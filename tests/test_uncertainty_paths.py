@@ -77,7 +77,7 @@ def test_headed_graph_has_the_uncertainty_output_stamp_and_tensorrt_ops(headed_o
     dims = [d.dim_value for d in g.graph.output[2].type.tensor_type.shape.dim]
     assert dims == [1, 64, 64]
     assert read_onnx_metadata(headed_onnx)[META_UNCERTAINTY] == "head"
-    check_tensorrt_compatible(g)  # Conv, Erf, nearest Resize, Concat, Exp, Clip, Log: all listed
+    check_tensorrt_compatible(g)  # Conv, Gelu, nearest Resize, Concat, Exp, Clip, Log: all listed
     # no float64 anywhere: a traced resize-matrix build would put a DOUBLE cubic Resize here,
     # which ONNX Runtime's CPU provider cannot run and TensorRT cannot type
     assert onnx.TensorProto.DOUBLE not in _types(g)

@@ -11,6 +11,11 @@ a graph that decodes otherwise than asked. The input's layout and range and the 
 meaning are stamped too, in words (`depthart_input`, `depthart_outputs`), for programs that
 feed the graph themselves (README "Using the graph in your own code").
 
+Lean graph (ONNX Runtime's time on it goes by node count, about 5 us a node at one thread):
+opset 20, so each GELU is one Gelu node; the AdaLN modulation, a constant since the condition is
+always the null class, folded into the LayerNorms' affine and the attn.proj / ffn.fc2 weights
+(`fold_constant_modulation`; the caller's model and the torch backend keep the unfolded blocks).
+
 Uncertainty (issue #25): a checkpoint with the learned head (`depthart_core.uncertainty_head`)
 exports a third output, "uncertainty", computed in the same pass as the depth
 (`DepthART.infer(..., with_uncertainty=True)`), and the metadata `depthart_uncertainty` = "head"
@@ -48,7 +53,9 @@ if TYPE_CHECKING:
     import onnx
 
 log = logging.getLogger(__name__)
-OPSET = 17
+# 20: the tanh GELU of every FFN is one Gelu node (opset 20's), not nine elementwise ones;
+# ONNX Runtime runs opset 20 from 1.17 (setup.py asks 1.18), TensorRT's parser from 10.0
+OPSET = 20
 META_SHA = "depthart_checkpoint_sha256"
 META_PRECISION = "depthart_precision"
 META_IMAGE_SIZE = "depthart_image_size"
@@ -61,7 +68,9 @@ META_INPUT = "depthart_input"
 META_OUTPUTS = "depthart_outputs"
 # Raise by one whenever a change here (or in the modules it traces) alters what an exported
 # graph computes: graphs cached by an older exporter are then exported again (onnx_cache).
-EXPORTER_VERSION = "3"  # 3: a head copied from another checkpoint is left out (copied_head)
+# 3: a head copied from another checkpoint is left out (copied_head); 4: opset 20 (one Gelu
+# node), the constant AdaLN modulation folded into the weights (fold_constant_modulation)
+EXPORTER_VERSION = "4"
 UNCERTAINTY_OUTPUT = "uncertainty"
 
 
@@ -75,14 +84,44 @@ def checkpoint_has_head(checkpoint: CheckpointFile | str | Path | None) -> bool:
     return int(info["config"].get("uncertainty_width", 0)) > 0
 
 
+def _sharing(module: nn.Module, **replace: nn.Module) -> nn.Module:
+    """A copy of `module` that shares its parameters, buffers and submodules, with `replace` in
+    place of the named submodules; `module` itself is left as it was."""
+    out = copy.copy(module)
+    out._parameters = dict(module._parameters)
+    out._buffers = dict(module._buffers)
+    out._modules = {**module._modules, **replace}
+    return out
+
+
+def fold_constant_modulation(model: DepthART) -> DepthART:
+    """The model the graph is traced from: `model` with every transformer block's and the head
+    norm's AdaLN modulation computed once, for the only condition DepthART uses (the null
+    class), and folded into their weights (`AdaLNSelfAttn.folded`). The graph then holds no
+    per-token modulation arithmetic (about 230 Mul/Add nodes in the shipped graph) and no
+    `ada_lin` weights. A copy that shares every other weight with `model`, which is unchanged:
+    the torch backend keeps the unfolded blocks and their numerics."""
+    var = model.transformer
+    with torch.no_grad():
+        block_ada, head_ada = var.modulations(var.condition(1, var.pos_1LC.device))
+    blocks = nn.ModuleList(b.folded(a) for b, a in zip(var.blocks, block_ada, strict=True))
+    folded = _sharing(var, blocks=blocks, head_nm=var.head_nm.folded(head_ada))
+    return _sharing(model, transformer=folded)
+
+
 class StaticDepthART(nn.Module):
     """The deterministic inference of `DepthART` (greedy by default) as one traceable forward:
-    (depth, tokens), plus the uncertainty head's map when the model has the head."""
+    (depth, tokens), plus the uncertainty head's map when the model has the head. It runs
+    `model` with its constant modulation folded (`fold_constant_modulation`)."""
 
     def __init__(self, model: DepthART, sampling: SamplingConfig | None = None) -> None:
         super().__init__()
         graph_decoding(sampling)  # raises for a sampled setting
-        self.model = model
+        self.model = fold_constant_modulation(model)
+        # the model as given, registered too: its weights stay parameters of the trace where a
+        # call reaches them (an `infer` wrapped on the instance, as a profiler or a test does,
+        # runs the given model's own blocks); weights that no traced node reads are not written
+        self.given = model
         self.sampling = runtime_sampling(sampling)  # None: the default decoding (soft)
 
     @property
@@ -213,10 +252,12 @@ def export_onnx(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     S = model.cfg.image_size
-    wrapper = StaticDepthART(model, sampling).eval()
     dtype = torch.float16 if fp16 else torch.float32
-    if fp16:  # never touch the caller's model
-        wrapper = StaticDepthART(copy.deepcopy(model), sampling).eval().half()
+    # the fold is computed in float32; fp16 converts a deep copy (never the caller's model)
+    source = copy.deepcopy(model) if fp16 else model
+    wrapper = StaticDepthART(source, sampling).eval()
+    if fp16:
+        wrapper.half()
         if wrapper.with_uncertainty:  # an fp32 island: its input features are fp32
             wrapper.model.uncertainty_head.float()
     dummy = torch.zeros(1, 3, S, S, dtype=dtype)
