@@ -164,6 +164,34 @@ def test_export_tensorrt_without_a_gpu_stops_before_the_graph(tmp_path, monkeypa
     assert err.count("\n") == 1 and not out.exists() and not out.with_suffix(".onnx").exists()
 
 
+def test_export_tensorrt_whose_build_fails_leaves_no_graph_to_refuse_the_rerun(
+    tmp_path, monkeypatch, capsys
+):
+    """The graph --format tensorrt writes beside the engine is this run's: a failed build (or
+    check) removes it, so the rerun is not refused for a file the user never made."""
+    import types
+
+    from depthart_core.cli import main
+    from depthart_core.runtime import tensorrt_backend
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    builds = []
+
+    def failing_build(*args, **kwargs):
+        builds.append(args[0])
+        raise RuntimeError("TensorRT: out of workspace (a stand-in build failure)")
+
+    monkeypatch.setattr(tensorrt_backend, "build_serialized_engine", failing_build)
+    out = tmp_path / "model.engine"
+    for _ in range(2):  # the rerun meets the same failure, not "model.onnx exists"
+        assert main(["export", "--format", "tensorrt", "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert "out of workspace" in err, err
+        assert not out.exists() and not out.with_suffix(".onnx").exists()
+    assert builds == [out.with_suffix(".onnx")] * 2
+
+
 def test_engine_input_shape_static_and_dynamic_batch() -> None:
     assert engine_input_shape(tiny_onnx(batch="B"), S) == (1, 3, S, S)
     assert engine_input_shape(tiny_onnx(batch=4), S) == (4, 3, S, S)

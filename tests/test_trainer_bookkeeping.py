@@ -133,7 +133,8 @@ def test_bf16_runs_on_the_cpu_as_recorded_and_fp16_is_refused_there(tmp_path, ca
         Trainer(_cfg("steps=2", "precision=fp16"), tmp_path / "fp16")
     assert str(exc.value) == (
         "precision=fp16 needs a CUDA device (its loss scaling), and this run is on the cpu: use "
-        "precision=bf16 (autocast) or fp32"
+        "precision=bf16 (autocast) or fp32 (a run moved off its GPU too: --set precision=bf16 "
+        "--resume)"
     )
     assert not (tmp_path / "fp16").exists()  # refused before anything was written
     from depthart_core.cli import main
@@ -145,6 +146,25 @@ def test_bf16_runs_on_the_cpu_as_recorded_and_fp16_is_refused_there(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("depthart train: error: precision=fp16 needs a CUDA device"), err
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_a_gpu_run_in_fp16_goes_on_off_the_gpu_in_another_precision(tmp_path) -> None:
+    """fp16 is refused off CUDA, so a GPU's fp16 run moved to the CPU must be able to change its
+    precision on --resume (as it changes its device), said in the resume's log."""
+    from depthart_core.training.trainer import resumed_changes
+
+    saved = _cfg("steps=2", "precision=fp16").to_dict() | {"device": "cuda"}
+    now = _cfg("steps=2", "precision=bf16", "device=cpu")
+    assert set(resumed_changes(saved, now)) == {
+        "precision 'fp16' -> 'bf16'",
+        "device 'cuda' -> 'cpu'",
+    }
+    run = tmp_path / "r"
+    Trainer(_cfg("steps=2", "precision=fp32"), run).fit(progress=False)
+    resumed = Trainer(_cfg("steps=3", "precision=bf16"), run, resume=True)
+    assert resumed.step == 2
+    resumed.fit(progress=False)
+    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
 
 
 class _Numbered:
@@ -217,3 +237,19 @@ def test_epochs_on_the_endless_synthetic_stream_is_refused_in_one_line(tmp_path,
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == f"depthart train: error: {words}\n" and not out.exists()
+
+
+def test_a_parameter_no_rank_gave_a_gradient_keeps_none_under_torchrun(monkeypatch) -> None:
+    """With `detach_embedding` and the conv-encoder prefix the word embedding gets no gradient:
+    one process leaves it to AdamW's skip (no weight decay), and torchrun's all-reduce filled it
+    with zeros, so weight decay moved it. A stand-in reduce sums two identical ranks."""
+    from depthart_core.training import distributed
+
+    monkeypatch.setattr(distributed.dist, "all_reduce", lambda t: t.mul_(2))
+    used, unused = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    used.grad = torch.tensor([1.0, 2.0, 3.0])
+    distributed.allreduce_grads([used, unused], world=2)
+    assert torch.equal(used.grad, torch.tensor([1.0, 2.0, 3.0])) and unused.grad is None
+    opt = torch.optim.AdamW([used, unused], lr=0.1, weight_decay=0.5)
+    opt.step()
+    assert torch.equal(unused.data, torch.ones(2))  # untouched, as in one process

@@ -119,11 +119,15 @@ def run(args: argparse.Namespace) -> int:
             )
             from depthart_core.runtime.tensorrt_backend import build_serialized_engine
 
-            graph = load_graph(onnx_path)  # the backend's graph checks, before minutes of build
-            check_tensorrt_compatible(graph)
-            check_precision(graph, "fp16" if args.fp16 else "fp32")
-            S = model.cfg.image_size
-            engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
-            atomic_write(out, bytes(engine))
+            try:
+                graph = load_graph(onnx_path)  # the backend's checks, before minutes of build
+                check_tensorrt_compatible(graph)
+                check_precision(graph, "fp16" if args.fp16 else "fp32")
+                S = model.cfg.image_size
+                engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
+                atomic_write(out, bytes(engine))
+            except BaseException:  # the graph is this run's (one there is refused above): a
+                onnx_path.unlink(missing_ok=True)  # rerun must not meet it as someone's file
+                raise
             print(f"wrote TensorRT engine {out}")
     return 0

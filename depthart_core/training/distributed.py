@@ -94,16 +94,21 @@ def gather_rng_states(world: int, device: torch.device | None = None) -> list[to
 
 
 def allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average the gradients over the ranks with one all-reduce. A parameter no rank gave a
+    gradient keeps none (AdamW then skips it, weight decay too, as in one process); one that
+    some ranks gave a gradient gets the mean with zeros for the others."""
     if world <= 1:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.flatten() for g in grads])
+    had = [1.0 if p.grad is not None else 0.0 for p in params]  # counted in the same reduce
+    flat = torch.cat([g.flatten() for g in grads] + [grads[0].new_tensor(had)])
     dist.all_reduce(flat)
-    flat /= world
+    ranks_with_grad = flat[-len(params) :].tolist()
+    flat = flat[: -len(params)] / world
     offset = 0
-    for p, g in zip(params, grads, strict=False):
+    for p, g, n_ranks in zip(params, grads, ranks_with_grad, strict=True):
         n = g.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
+        p.grad = flat[offset : offset + n].view_as(p).clone() if n_ranks > 0 else None
         offset += n
 
 

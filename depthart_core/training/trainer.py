@@ -170,7 +170,8 @@ class Trainer:
         if cfg.precision == "fp16" and self.device.type != "cuda":  # what is recorded is what runs
             raise ValueError(
                 f"precision=fp16 needs a CUDA device (its loss scaling), and this run is on the "
-                f"{self.device.type}: use precision=bf16 (autocast) or fp32"
+                f"{self.device.type}: use precision=bf16 (autocast) or fp32 (a run moved off its "
+                "GPU too: --set precision=bf16 --resume)"
             )
         saved_cfg = self._resumable(resume)
         resume = saved_cfg is not None
@@ -852,8 +853,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-# settings a --resume may change: how long it runs, how often it reports, where
-RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "ckpt_every", "val_every", "log_every", "device"})
+# settings a --resume may change: how long it runs, how often it reports, where, and in what
+# precision (fp16 needs CUDA: a run moved off its GPU goes on in bf16 or fp32)
+RESUME_MAY_CHANGE = frozenset(
+    {"steps", "epochs", "ckpt_every", "val_every", "log_every", "device", "precision"}
+)
 
 
 def resumed_changes(
