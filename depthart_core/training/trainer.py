@@ -42,7 +42,12 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from depthart_core.checkpoint import load_checkpoint, load_official_var, save_checkpoint
+from depthart_core.checkpoint import (
+    load_checkpoint,
+    load_official_var,
+    read_checkpoint_info,
+    save_checkpoint,
+)
 from depthart_core.config import get_preset, with_overrides
 from depthart_core.fileutil import (
     CACHE_TEMP_STALE_S,
@@ -63,7 +68,6 @@ from depthart_core.rundir import (
     claim_run_dir,
     last_good,
     load_safetensors,
-    open_safetensors,
     read_metrics,
     read_train_state,
     rewrite_metrics,
@@ -799,8 +803,7 @@ class Trainer:
 def _checkpoint_step(path: Path) -> int | None:
     """The step a checkpoint was saved at (its metadata's "steps"); None if unreadable."""
     try:
-        with open_safetensors(path) as f:
-            return int(json.loads((f.metadata() or {})["metadata"])["steps"])
+        return int(read_checkpoint_info(path)["metadata"]["steps"])
     except Exception:  # damaged, or saved without it: the message leaves the step out
         return None
 
