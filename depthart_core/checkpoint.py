@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import site
 import sys
@@ -291,7 +292,9 @@ class _NoInit(TorchFunctionMode):
 # torch's Python reference (torch._refs), whose wrapper imports torch._dynamo. That import costs
 # about a second, and needs a temp dir (inductor's cache folder is computed when it is imported):
 # with none (a read-only container) it raised, and the half-finished import then made every
-# later one fail with "AssertionError: Artifact of type=precompile already registered".
+# later one fail with "AssertionError: Artifact of type=precompile already registered". The
+# range factories' references (`_RANGES`: `arange` builds VAR's attention mask) import sympy and
+# torch.fx instead, about 35 MB kept for the life of the process (a node's).
 _ELEMENTWISE = frozenset(
     (
         "lt", "le", "gt", "ge", "eq", "ne", "__lt__", "__le__", "__gt__", "__ge__", "__eq__",
@@ -302,6 +305,7 @@ _ELEMENTWISE = frozenset(
     )
 )  # fmt: skip
 _CONCATENATE = frozenset(("cat", "concat", "concatenate"))
+_RANGES = frozenset(("arange", "linspace", "logspace", "eye"))  # tensor-less; meta: torch._refs
 
 
 class _ShapeOnly(_NoInit):
@@ -309,12 +313,18 @@ class _ShapeOnly(_NoInit):
     in `_NoInit` (and on meta tensors, random fills do nothing: a skeleton's values are never
     read), and the elementwise ops and concatenations that a model computes its buffers with get
     a meta result of the right shape and dtype without running torch's meta kernel for them
-    (`_ELEMENTWISE`, `_CONCATENATE`; any other op runs as usual)."""
+    (`_ELEMENTWISE`, `_CONCATENATE`), and so do the range factories that reach the meta device
+    (`_RANGES`, `_range`); any other op runs as usual."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if func in _INIT_FUNCTIONS or not any(t.is_meta for t in _tensors((args, kwargs))):
+        meta_input = any(t.is_meta for t in _tensors((args, kwargs)))
+        device = kwargs.get("device")  # None: the skeleton's, meta
+        meta_out = device is None or torch.device(device).type == "meta"
+        if name in _RANGES and meta_out and not meta_input:  # bounds known: values not needed
+            return _range(func, name, args, kwargs)
+        if func in _INIT_FUNCTIONS or not meta_input:
             return super().__torch_function__(func, types, args, kwargs)
         if name in _RANDOM_FILLS or (name.endswith("_") and name[:-1] in _ELEMENTWISE):
             return args[0]  # in place: same shape, and a meta tensor has no values to change
@@ -359,6 +369,40 @@ def _abstract(func: Any, name: str, args: tuple, kwargs: dict) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
+def _range(func: Any, name: str, args: tuple, kwargs: dict) -> torch.Tensor:
+    """The meta result of a range factory (`_RANGES`) of the skeleton (the meta device): its
+    dtype from the same call on the CPU for one element, its shape from the arguments, so
+    nothing is allocated whatever length a config claims."""
+    rest = {k: v for k, v in kwargs.items() if k != "device"}
+    if name == "eye":  # eye(n, m=n)
+        sizes = dict(zip(("n", "m"), args, strict=False))
+        sizes |= {k: rest.pop(k) for k in ("n", "m") if k in rest}
+        shape = [int(sizes["n"]), int(sizes.get("m", sizes["n"]))]
+        return torch.empty(shape, dtype=func(1, 1, **rest, device="cpu").dtype, device="meta")
+    if name != "arange":  # linspace / logspace(start, end, steps, ...)
+        steps = rest.pop("steps") if "steps" in rest else args[2]
+        one = func(*args[:2], 1, *args[3:], **rest, device="cpu")
+        return torch.empty(int(steps), dtype=one.dtype, device="meta")
+    keys = ("start", "end", "step")
+    given = dict(zip(("end",) if len(args) == 1 else keys, args, strict=False))
+    given |= {k: rest.pop(k) for k in keys if k in rest}
+    start, end, step = given.get("start", 0), given["end"], given.get("step", 1)
+    span, stride = float(end) - float(start), float(step)
+    if stride == 0 or span * stride < 0:  # torch's own error names it
+        return func(*args, **kwargs)
+    count = math.ceil(span / stride)
+    # one element of the same scalar types (an int or float start, end and step set the dtype)
+    one = func(_like(start, 0), _like(end, 1), _like(step, 1), **rest, device="cpu")
+    return torch.empty(count, dtype=one.dtype, device="meta")
+
+
+def _like(x: Any, value: int) -> Any:
+    """`value` as the same kind of scalar as `x`: a Python number's type, a tensor's dtype."""
+    if isinstance(x, torch.Tensor):
+        return torch.full((), value, dtype=x.dtype, device="cpu")
+    return type(x)(value)
+
+
 def _broadcast(*shapes: tuple[int, ...]) -> list[int]:
     """The shape `shapes` broadcast to (torch's rule, in Python: no kernel runs)."""
     out: list[int] = []
@@ -375,9 +419,9 @@ def _broadcast(*shapes: tuple[int, ...]) -> list[int]:
 def shape_skeleton() -> Iterator[None]:
     """Build a model to read its state dict's names and shapes only: on the meta device (no
     memory is allocated, whatever the config claims), with nothing initialised and without
-    importing torch._dynamo (`_ShapeOnly`). Floating tensors get the default dtype, as in any
-    build: only shapes are compared (`check_state_shapes`). Thread safety: the meta device and
-    `_ShapeOnly` are torch-function modes, which are per thread, so a model another thread
+    importing torch._dynamo or sympy (`_ShapeOnly`). Floating tensors get the default dtype, as
+    in any build: only shapes are compared (`check_state_shapes`). Thread safety: the meta device
+    and `_ShapeOnly` are torch-function modes, which are per thread, so a model another thread
     builds meanwhile is real and initialised."""
     with torch.device("meta"), _ShapeOnly():
         yield
