@@ -4,17 +4,55 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
+from ros_helpers.harness import DDS_ENV, NODE_ENV
 
 from depthart_core.checkpoint import save_checkpoint
 from depthart_core.config import get_preset
 from depthart_core.data.synthetic.set import write_synthetic_set
 from depthart_core.model import DepthART
+from depthart_core.runtime import threads
+
+_SHELL_DDS_ENV: dict[str, str | None] = {}
+
+
+def pytest_configure(config) -> None:
+    """The ROS participant settings of the node tests (`DDS_ENV`) hold for the whole session:
+    every test sees the same environment, whatever ran before it (the first `RosPeer` set them
+    and left them set, so a test saw them only when a peer had run before it)."""
+    _SHELL_DDS_ENV.update({k: os.environ.get(k) for k in DDS_ENV})
+    os.environ.update(DDS_ENV)
+
+
+def pytest_unconfigure(config) -> None:
+    """The shell's values back (a pytest run inside this process leaves its caller's)."""
+    for k, v in _SHELL_DDS_ENV.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _SHELL_DDS_ENV.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_path_or_ros_environment_left_behind():
+    """Fails the test (an error at its teardown) that leaves sys.path or the ROS environment
+    changed for the tests after it (tests/test_no_state_leaks.py has the whole list). Thread
+    counts are not checked here: a command run in this process sets them, by design, and not
+    every test that runs one puts them back yet (`restore_thread_counts`)."""
+    path = list(sys.path)
+    env = {k: os.environ.get(k) for k in NODE_ENV}
+    yield
+    assert sys.path == path, f"the test left sys.path {sys.path}, not {path}"
+    now = {k: os.environ.get(k) for k in NODE_ENV}
+    assert now == env, f"the test left the ROS environment {now}, not {env}"
 
 
 @pytest.fixture(scope="session")
@@ -47,19 +85,42 @@ def headed_checkpoint(tmp_path_factory, headed_model) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def training_script():
-    """load(name) -> the module of training/<name>.py (the scripts are not a package)."""
-    root = Path(__file__).resolve().parent.parent / "training"
+@pytest.fixture
+def restore_thread_counts(monkeypatch):
+    """Puts back, after the test, the process-wide thread counts that a command run in this
+    process sets (`set_torch_threads`: torch's, OpenCV's, and the count `follow_torch_threads`
+    gives later inference threads), so that later tests run at the session's count."""
+    monkeypatch.setattr(threads, "_torch_threads", threads._torch_threads)
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    yield
+    torch.set_num_threads(saved[0])
+    cv2.setNumThreads(saved[1])
+
+
+@pytest.fixture
+def training_script(monkeypatch, restore_thread_counts):
+    """load(name) -> the module of training/<name>.py (the scripts are not a package), loaded
+    afresh. What loading and running them does to this process is undone after the test:
+    training/ on sys.path (where `python training/<name>.py` has it: some scripts also put it
+    there themselves, to import a sibling), the modules of training/ in sys.modules, the thread
+    counts they set. A later test's bare `import average` or `from uncertainty_head import ...`
+    meets no script a test before it loaded."""
+    root = (Path(__file__).resolve().parent.parent / "training").resolve()
+    monkeypatch.syspath_prepend(str(root))  # sys.path is put back as it was, whatever was added
+    before = set(sys.modules)
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # dataclasses look their module up while the file executes
+        # dataclasses look their module up while the file executes
+        monkeypatch.setitem(sys.modules, name, mod)
         spec.loader.exec_module(mod)
         return mod
 
-    return load
+    yield load
+    for name in set(sys.modules) - before:  # the siblings the scripts imported by name
+        if Path(getattr(sys.modules[name], "__file__", None) or "/").resolve().parent == root:
+            del sys.modules[name]
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,9 @@ import pytest
 from depthart_core.cli import main
 from depthart_core.runtime.bench import peer_input_size
 
+# bench sets the process's thread counts (`set_torch_threads`): later tests get theirs back
+pytestmark = pytest.mark.usefixtures("restore_thread_counts")
+
 
 def test_bench_torch_stages_and_peer(tmp_path, capsys):
     out = tmp_path / "b.json"
@@ -162,16 +165,13 @@ def test_the_peer_runs_under_the_same_load_and_threads(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cpu_load, "busy_cores", fake_busy)
     monkeypatch.setattr(bench, "time_peer", fake_peer)
-    torch.set_num_threads(2)
-    try:
-        out = tmp_path / "b.json"
-        argv = ["bench", "--preset", "tiny", "--backend", "onnxruntime", "--threads", "1"]
-        pytest.importorskip("onnxruntime")
-        monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
-        argv += ["--busy-cores", "1", "--runs", "2", "--warmup", "1", "--json", str(out)]
-        assert main(argv) == 0
-    finally:
-        torch.set_num_threads(2)
+    torch.set_num_threads(2)  # put back by `restore_thread_counts`, as what bench sets is
+    out = tmp_path / "b.json"
+    argv = ["bench", "--preset", "tiny", "--backend", "onnxruntime", "--threads", "1"]
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
+    argv += ["--busy-cores", "1", "--runs", "2", "--warmup", "1", "--json", str(out)]
+    assert main(argv) == 0
     assert seen == {"threads": 1, "busy": True}
     res = json.loads(out.read_text())
     assert res["rss_mb"] > 0 and res["peak_rss_mb"] > 0  # two kernel counters: no order

@@ -22,13 +22,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
+# What a ROS participant reads when it is created: the node processes' and the test's own
+# (`RosPeer`). tests/conftest.py sets it in the test process for the whole session.
 DDS_ENV = {
     "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
     "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-    # messages' field types checked in Python: unchecked, a wrong type (an int bound in a
-    # float range) reaches C as garbage instead of failing (`ros2 param describe` read 5e-324)
-    "ROS_PYTHON_CHECK_FIELDS": "1",
 }
+# The node processes also check their messages' field types in Python: unchecked, a wrong type
+# (an int bound in a float range) reaches C as garbage instead of failing (`ros2 param describe`
+# read 5e-324). Not set in the test process: rosidl reads it once, at a message module's first
+# import, so there it checked only the types first imported after the first `RosPeer` set it,
+# which depended on the tests that ran before.
+NODE_ENV = {**DDS_ENV, "ROS_PYTHON_CHECK_FIELDS": "1"}
 _counter = itertools.count()
 
 
@@ -39,7 +44,7 @@ def unique_domain_id() -> int:
 
 def ros_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DDS_ENV)
+    env.update(NODE_ENV)
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
@@ -134,7 +139,9 @@ class RosPeer:
     the test thread while an executor spins in the background."""
 
     def __init__(self, domain_id: int) -> None:
-        os.environ.update(DDS_ENV)  # read by Fast DDS when the participant is created
+        # read by Fast DDS when the participant is created; under pytest already set for the
+        # whole session (conftest's pytest_configure), so this changes nothing there
+        os.environ.update(DDS_ENV)
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
