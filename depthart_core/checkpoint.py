@@ -22,7 +22,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import site
 import sys
@@ -293,8 +292,8 @@ class _NoInit(TorchFunctionMode):
 # about a second, and needs a temp dir (inductor's cache folder is computed when it is imported):
 # with none (a read-only container) it raised, and the half-finished import then made every
 # later one fail with "AssertionError: Artifact of type=precompile already registered". The
-# range factories' references (`_RANGES`: `arange` builds VAR's attention mask) import sympy and
-# torch.fx instead, about 35 MB kept for the life of the process (a node's).
+# reference of `arange` (VAR builds its attention mask with one) imports sympy and torch.fx
+# instead, about 35 MB kept for the life of the process (a node's): `_int_range`.
 _ELEMENTWISE = frozenset(
     (
         "lt", "le", "gt", "ge", "eq", "ne", "__lt__", "__le__", "__gt__", "__ge__", "__eq__",
@@ -305,7 +304,6 @@ _ELEMENTWISE = frozenset(
     )
 )  # fmt: skip
 _CONCATENATE = frozenset(("cat", "concat", "concatenate"))
-_RANGES = frozenset(("arange", "linspace", "logspace", "eye"))  # tensor-less; meta: torch._refs
 
 
 class _ShapeOnly(_NoInit):
@@ -313,8 +311,8 @@ class _ShapeOnly(_NoInit):
     in `_NoInit` (and on meta tensors, random fills do nothing: a skeleton's values are never
     read), and the elementwise ops and concatenations that a model computes its buffers with get
     a meta result of the right shape and dtype without running torch's meta kernel for them
-    (`_ELEMENTWISE`, `_CONCATENATE`), and so do the range factories that reach the meta device
-    (`_RANGES`, `_range`); any other op runs as usual."""
+    (`_ELEMENTWISE`, `_CONCATENATE`), and so does an integer `arange` that reaches the meta
+    device (`_int_range`); any other op runs as usual."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
@@ -322,8 +320,9 @@ class _ShapeOnly(_NoInit):
         meta_input = any(t.is_meta for t in _tensors((args, kwargs)))
         device = kwargs.get("device")  # None: the skeleton's, meta
         meta_out = device is None or torch.device(device).type == "meta"
-        if name in _RANGES and meta_out and not meta_input:  # bounds known: values not needed
-            return _range(func, name, args, kwargs)
+        ints = _int_range(args, kwargs) if name == "arange" and meta_out else None
+        if ints is not None:  # its length is known: no values, and no torch._refs (sympy)
+            return torch.empty(len(ints), dtype=torch.int64, device="meta")
         if func in _INIT_FUNCTIONS or not meta_input:
             return super().__torch_function__(func, types, args, kwargs)
         if name in _RANDOM_FILLS or (name.endswith("_") and name[:-1] in _ELEMENTWISE):
@@ -369,38 +368,29 @@ def _abstract(func: Any, name: str, args: tuple, kwargs: dict) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
-def _range(func: Any, name: str, args: tuple, kwargs: dict) -> torch.Tensor:
-    """The meta result of a range factory (`_RANGES`) of the skeleton (the meta device): its
-    dtype from the same call on the CPU for one element, its shape from the arguments, so
-    nothing is allocated whatever length a config claims."""
+def _int_range(args: tuple, kwargs: dict) -> range | None:
+    """The Python range of `torch.arange(*args, **kwargs)` where it is exactly one: one to
+    three plain int bounds (positional, or start / end / step by name), an int64 result (no
+    dtype, or torch.int64), no other option (requires_grad, out, layout, ...). Else None: the
+    call runs as torch runs it."""
     rest = {k: v for k, v in kwargs.items() if k != "device"}
-    if name == "eye":  # eye(n, m=n)
-        sizes = dict(zip(("n", "m"), args, strict=False))
-        sizes |= {k: rest.pop(k) for k in ("n", "m") if k in rest}
-        shape = [int(sizes["n"]), int(sizes.get("m", sizes["n"]))]
-        return torch.empty(shape, dtype=func(1, 1, **rest, device="cpu").dtype, device="meta")
-    if name != "arange":  # linspace / logspace(start, end, steps, ...)
-        steps = rest.pop("steps") if "steps" in rest else args[2]
-        one = func(*args[:2], 1, *args[3:], **rest, device="cpu")
-        return torch.empty(int(steps), dtype=one.dtype, device="meta")
-    keys = ("start", "end", "step")
-    given = dict(zip(("end",) if len(args) == 1 else keys, args, strict=False))
-    given |= {k: rest.pop(k) for k in keys if k in rest}
+    if rest.pop("dtype", None) not in (None, torch.int64):
+        return None
+    names = ("end",) if len(args) == 1 else ("start", "end", "step")[: len(args)]
+    given = dict(zip(names, args, strict=False))
+    for k in ("start", "end", "step"):
+        if k in rest:
+            if k in given:
+                return None
+            given[k] = rest.pop(k)
+    if rest or "end" not in given or len(args) > 3:
+        return None
+    if not all(type(v) is int for v in given.values()):  # not bool, float or a tensor
+        return None
     start, end, step = given.get("start", 0), given["end"], given.get("step", 1)
-    span, stride = float(end) - float(start), float(step)
-    if stride == 0 or span * stride < 0:  # torch's own error names it
-        return func(*args, **kwargs)
-    count = math.ceil(span / stride)
-    # one element of the same scalar types (an int or float start, end and step set the dtype)
-    one = func(_like(start, 0), _like(end, 1), _like(step, 1), **rest, device="cpu")
-    return torch.empty(count, dtype=one.dtype, device="meta")
-
-
-def _like(x: Any, value: int) -> Any:
-    """`value` as the same kind of scalar as `x`: a Python number's type, a tensor's dtype."""
-    if isinstance(x, torch.Tensor):
-        return torch.full((), value, dtype=x.dtype, device="cpu")
-    return type(x)(value)
+    if step == 0 or (end - start) * step < 0:
+        return None  # torch refuses these, in its own words
+    return range(start, end, step)
 
 
 def _broadcast(*shapes: tuple[int, ...]) -> list[int]:

@@ -60,20 +60,25 @@ def test_loading_a_checkpoint_imports_no_sympy(tiny_checkpoint, tmp_path):
     np.testing.assert_array_equal(np.load(out), expected)
 
 
-RANGES = [
+RANGES = [  # the skeleton's own answer (int bounds) and torch's (every other form), alike
     lambda: torch.arange(10),
     lambda: torch.arange(0, 10, 3),
     lambda: torch.arange(10, 0, -3),
-    lambda: torch.arange(1.0, 2.0, 0.3),
-    lambda: torch.arange(0, 10, 3.0),
     lambda: torch.arange(3, 3),
     lambda: torch.arange(start=2, end=7),
+    lambda: torch.arange(1, end=9),
+    lambda: torch.arange(0, 10, step=4),
+    lambda: torch.arange(7, dtype=torch.int64),
+    lambda: torch.arange(1.0, 2.0, 0.3),
+    lambda: torch.arange(0, 10, 3.0),
     lambda: torch.arange(end=7, dtype=torch.float64),
+    lambda: torch.arange(0, 5, 1.5, dtype=torch.long),
+    lambda: torch.arange(-0.5, 2, dtype=torch.long),
+    lambda: torch.arange(4, requires_grad=False, dtype=torch.float32),
     lambda: torch.arange(torch.tensor(6, device="cpu")),
+    lambda: torch.arange(True),
     lambda: torch.linspace(0, 1, 5),
-    lambda: torch.linspace(0, 1, steps=4, dtype=torch.float64),
-    lambda: torch.logspace(0, 1, 3, base=2.0),
-    lambda: torch.eye(3),
+    lambda: torch.linspace(start=0, end=1, steps=5),
     lambda: torch.eye(3, 5, dtype=torch.int32),
 ]
 
@@ -84,6 +89,7 @@ def test_the_skeletons_ranges_have_torchs_shape_and_dtype(make):
     with ck.shape_skeleton():
         got = make()
     assert got.is_meta and (tuple(got.shape), got.dtype) == (tuple(want.shape), want.dtype)
+    assert got.requires_grad == want.requires_grad
 
 
 def test_the_skeletons_ranges_allocate_nothing_and_keep_torchs_errors():

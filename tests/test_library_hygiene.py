@@ -312,15 +312,15 @@ def test_an_export_leaves_another_threads_default_dtype(
     and the graph is float32 (no float64 constant: ONNX Runtime refused those in a Resize)."""
     onnx = pytest.importorskip("onnx")
     exporting, checked = threading.Event(), threading.Event()
-    infer = tiny_model.infer
+    infer = type(tiny_model).infer  # the class's: the export traces a folded copy of the model
 
-    def gated_infer(*args, **kwargs):
+    def gated_infer(self, *args, **kwargs):
         if not exporting.is_set():
             exporting.set()
             _wait(checked)
-        return infer(*args, **kwargs)
+        return infer(self, *args, **kwargs)
 
-    monkeypatch.setattr(tiny_model, "infer", gated_infer)
+    monkeypatch.setattr(type(tiny_model), "infer", gated_infer)
     out = tmp_path / "tiny.onnx"
     worker = threading.Thread(target=export_onnx, args=(tiny_model, out))
     worker.start()

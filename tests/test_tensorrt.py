@@ -190,6 +190,21 @@ def test_export_tensorrt_whose_build_fails_leaves_no_graph_to_refuse_the_rerun(
         assert "out of workspace" in err, err
         assert not out.exists() and not out.with_suffix(".onnx").exists()
     assert builds == [out.with_suffix(".onnx")] * 2
+    # a Ctrl-C while the graph is read back, before the build: removed too
+    from depthart_core.export import trt_onnx_ops
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trt_onnx_ops, "unsupported_ops", interrupted)
+    assert main(["export", "--format", "tensorrt", "--out", str(out)]) == 130
+    assert not out.with_suffix(".onnx").exists()
+    # with --overwrite the graph replaced one that was there: the new graph stays
+    monkeypatch.setattr(trt_onnx_ops, "unsupported_ops", lambda path: [])
+    out.with_suffix(".onnx").write_bytes(b"an older graph")
+    argv = ["export", "--format", "tensorrt", "--out", str(out), "--overwrite"]
+    assert main(argv) == 1
+    assert out.with_suffix(".onnx").read_bytes()[:2] != b"an" and len(builds) == 3
 
 
 def test_engine_input_shape_static_and_dynamic_batch() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from depthart_core.cli.args import remember_defaults, without_effect
 
@@ -32,11 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from depthart_core.checkpoint import CheckpointFile
     from depthart_core.export.onnx_export import export_onnx
-    from depthart_core.export.trt_onnx_ops import unsupported_ops
     from depthart_core.fileutil import atomic_write, output_folder, refuse_special_file
     from depthart_core.sampling import sampling_setting
 
@@ -90,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         ckpt = CheckpointFile(args.checkpoint, vae=args.vae, vae_setting="--vae")
         model, _ = ckpt.load()
         onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
+        # --format tensorrt: a graph this run wrote where none was (--overwrite replaces one) is
+        # removed if the engine does not follow, so that a rerun is not refused for it
+        ours = args.format == "tensorrt" and not onnx_path.exists()
         sampling = sampling_setting(args.sampling)
         atomic_write(  # a failed export leaves neither a partial graph nor a temp file
             onnx_path,
@@ -102,32 +103,43 @@ def run(args: argparse.Namespace) -> int:
                 final_path=onnx_path,
             ),
         )
-        missing = unsupported_ops(onnx_path)
-        print(
-            f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}, {args.sampling}); operators "
-            f"outside TensorRT's ONNX support list: {missing or 'none'}"
-        )
-        print(
-            "note: an exported graph decodes deterministically (soft or greedy) and cannot sample; "
-            "the paper's sampling setting (--sampling paper) runs on the torch backend only"
-        )
-        if args.format == "tensorrt":
-            from depthart_core.export.trt_onnx_ops import (
-                check_precision,
-                check_tensorrt_compatible,
-                load_graph,
-            )
-            from depthart_core.runtime.tensorrt_backend import build_serialized_engine
-
-            try:
-                graph = load_graph(onnx_path)  # the backend's checks, before minutes of build
-                check_tensorrt_compatible(graph)
-                check_precision(graph, "fp16" if args.fp16 else "fp32")
-                S = model.cfg.image_size
-                engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
-                atomic_write(out, bytes(engine))
-            except BaseException:  # the graph is this run's (one there is refused above): a
-                onnx_path.unlink(missing_ok=True)  # rerun must not meet it as someone's file
-                raise
-            print(f"wrote TensorRT engine {out}")
+        try:
+            _report_graph(onnx_path, args)
+            if args.format == "tensorrt":
+                _build_engine(onnx_path, out, model.cfg.image_size, args)
+        except BaseException:  # Ctrl-C or a failed check or build included
+            if ours:
+                onnx_path.unlink(missing_ok=True)
+            raise
     return 0
+
+
+def _report_graph(onnx_path: Path, args: argparse.Namespace) -> None:
+    from depthart_core.export.trt_onnx_ops import unsupported_ops
+
+    missing = unsupported_ops(onnx_path)
+    print(
+        f"wrote {onnx_path} ({'fp16' if args.fp16 else 'fp32'}, {args.sampling}); operators "
+        f"outside TensorRT's ONNX support list: {missing or 'none'}"
+    )
+    print(
+        "note: an exported graph decodes deterministically (soft or greedy) and cannot sample; "
+        "the paper's sampling setting (--sampling paper) runs on the torch backend only"
+    )
+
+
+def _build_engine(onnx_path: Path, out: Path, S: int, args: argparse.Namespace) -> None:
+    from depthart_core.export.trt_onnx_ops import (
+        check_precision,
+        check_tensorrt_compatible,
+        load_graph,
+    )
+    from depthart_core.fileutil import atomic_write
+    from depthart_core.runtime.tensorrt_backend import build_serialized_engine
+
+    graph = load_graph(onnx_path)  # the backend's checks, before minutes of build
+    check_tensorrt_compatible(graph)
+    check_precision(graph, "fp16" if args.fp16 else "fp32")
+    engine = build_serialized_engine(onnx_path, (1, 3, S, S), args.workspace_mb)
+    atomic_write(out, bytes(engine))
+    print(f"wrote TensorRT engine {out}")

@@ -88,6 +88,8 @@ def _sharing(module: nn.Module, **replace: nn.Module) -> nn.Module:
     """A copy of `module` that shares its parameters, buffers and submodules, with `replace` in
     place of the named submodules; `module` itself is left as it was."""
     out = copy.copy(module)
+    for name in [n for n in vars(out) if callable(getattr(type(module), n, None))]:
+        del out.__dict__[name]  # a method wrapped on the instance would run the unfolded model
     out._parameters = dict(module._parameters)
     out._buffers = dict(module._buffers)
     out._modules = {**module._modules, **replace}
@@ -118,10 +120,6 @@ class StaticDepthART(nn.Module):
         super().__init__()
         graph_decoding(sampling)  # raises for a sampled setting
         self.model = fold_constant_modulation(model)
-        # the model as given, registered too: its weights stay parameters of the trace where a
-        # call reaches them (an `infer` wrapped on the instance, as a profiler or a test does,
-        # runs the given model's own blocks); weights that no traced node reads are not written
-        self.given = model
         self.sampling = runtime_sampling(sampling)  # None: the default decoding (soft)
 
     @property
