@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -281,6 +282,15 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     assert (tmp_path / "nan" / "checkpoint.safetensors").read_bytes() == before
 
 
+def _free_port() -> int:
+    """A TCP port nobody holds now: torchrun's rendezvous. A fixed 29500 + pid % 1000 met the
+    ports of a ROS domain's participants (7400 + 250 x domain + ...: domains 89-92) that the
+    node tests' processes held."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_process_gloo_replicas_stay_identical(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
@@ -301,7 +311,7 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
         "torch.distributed.run",
         "--nproc_per_node=2",
         "--master_port",
-        str(29500 + os.getpid() % 1000),
+        str(_free_port()),
         str(script),
         str(tmp_path),
     ]
@@ -438,7 +448,7 @@ def test_two_process_tokenizer_replicas_and_resume_stay_exact(tmp_path):
         )
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    port = str(29500 + (os.getpid() + 7) % 1000)
+    port = str(_free_port())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
            port, str(script), str(tmp_path)]  # fmt: skip
     done = subprocess.run(cmd, env=env, timeout=600, cwd=ROOT, capture_output=True, text=True)
