@@ -56,6 +56,7 @@ AT_COLLECTION = _state()
 @child_only
 def test_a_command_sets_the_thread_counts(restore_thread_counts):
     threads.set_torch_threads(3)  # as `depthart bench --threads 3` does
+    assert torch.get_num_threads() == 3  # changed here; the fixture must put it back
 
 
 @child_only
@@ -68,7 +69,9 @@ def test_training_scripts_load_their_siblings_and_set_threads(training_script):
 @child_only
 def test_a_ros_peer():
     pytest.importorskip("rclpy")
-    RosPeer(unique_domain_id()).close()
+    peer = RosPeer(unique_domain_id())
+    assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"  # the peer's settings
+    peer.close()
 
 
 @child_only
