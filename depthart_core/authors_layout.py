@@ -21,20 +21,22 @@ checked to hold the value we rebuild it with). Loading stays strict: the mapped 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
-from depthart_core.config import ModelConfig, get_preset, with_overrides
+# recognising the layout by its keys needs no torch (`checkpoint_file`, which reads a file's
+# config without it); re-exported here, with the layout's other facts
+from depthart_core.checkpoint_file import AUTHORS_PRESET as AUTHORS_PRESET
+from depthart_core.checkpoint_file import NORMALIZER as NORMALIZER
+from depthart_core.checkpoint_file import QUANT_ALIAS_PREFIX as QUANT_ALIAS_PREFIX
+from depthart_core.checkpoint_file import TOKENIZER_PREFIX as TOKENIZER_PREFIX
+from depthart_core.checkpoint_file import VAE_FILE_NAME as VAE_FILE_NAME
+from depthart_core.checkpoint_file import WRAPPER_PREFIXES as WRAPPER_PREFIXES
+from depthart_core.checkpoint_file import authors_config as authors_config
+from depthart_core.checkpoint_file import has_tokenizer as has_tokenizer
+from depthart_core.checkpoint_file import is_authors_layout as is_authors_layout
+from depthart_core.checkpoint_file import strip_wrapper as strip_wrapper
+from depthart_core.config import ModelConfig
 
-AUTHORS_PRESET = "d16_authors"
-VAE_FILE_NAME = "vae_ch160v4096z32.pth"  # VAR's VQ-VAE release; their tokenizer is this, frozen
-TOKENIZER_PREFIX = "vae_proxy."  # -> tokenizer.
-QUANT_ALIAS_PREFIX = "vae_quant_proxy."  # the same tensors as vae_proxy.quantize.*
-# Wrappers a saved state may carry as a prefix on every key: DDP (`module.`; accelerate's
-# save_state does not unwrap), torch.compile (`_orig_mod.`), their eval adapter VARFull (`model.`).
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
-NORMALIZER = {"normalizer.alpha": 2.0, "normalizer.beta": -1.0}
 SKIPPED = {
     "lvl_1L": "scale index of each of the L tokens: a constant our transformer rebuilds",
     "attn_bias_for_masking": "DepthVAR's teacher-forcing mask (their DepthART deletes it); "
@@ -42,36 +44,6 @@ SKIPPED = {
     "normalizer.alpha": "depth normalizer d/q98 * alpha + beta; our codec fixes alpha = 2",
     "normalizer.beta": "depth normalizer d/q98 * alpha + beta; our codec fixes beta = -1",
 }
-
-
-def strip_wrapper(keys: Iterable[str]) -> tuple[str, list[str]]:
-    """(prefix, keys without it) when every key carries one of WRAPPER_PREFIXES, else ('', keys)."""
-    keys = list(keys)
-    for prefix in WRAPPER_PREFIXES:
-        if keys and all(k.startswith(prefix) for k in keys):
-            return prefix, [k[len(prefix) :] for k in keys]
-    return "", keys
-
-
-def is_authors_layout(keys: Iterable[str]) -> bool:
-    """Their transformer sits at top level under VAR's names (ours is under `transformer.`),
-    with their depth normalizer beside it: VAR's own image generator (var_d16 saved as
-    safetensors) has the same transformer names but no normalizer, and is no depth model."""
-    _, keys = strip_wrapper(keys)
-    names = set(keys)
-    return {"word_embed.weight", "head.weight", "blocks.0.ada_lin.1.weight", *NORMALIZER} <= names
-
-
-def has_tokenizer(keys: Iterable[str]) -> bool:
-    _, keys = strip_wrapper(keys)
-    return any(k.startswith((TOKENIZER_PREFIX, QUANT_ALIAS_PREFIX + "embedding")) for k in keys)
-
-
-def authors_config(keys: Iterable[str], base: ModelConfig | None = None) -> ModelConfig:
-    """`d16_authors` (or `base`), with cosine attention on if the file holds its learned scales."""
-    cfg = base or get_preset(AUTHORS_PRESET)
-    cos_attn = any(k.endswith("attn.scale_mul_1H11") for k in keys)
-    return with_overrides(cfg, {"transformer": {"attn_l2_norm": cos_attn}})
 
 
 def authors_to_ours(

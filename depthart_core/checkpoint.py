@@ -5,10 +5,12 @@ human-readable `.json` sidecar with the same config and metadata. Loading is str
 shape must match, and a mismatch raises naming the keys. Nothing is ever unpickled; the one
 exception is reading VAR's official `.pth` releases, done with `torch.load(weights_only=True)`.
 
-This module is the one place that resolves a checkpoint (`resolve_checkpoint`: the path given,
-else `$DEPTHART_CHECKPOINT`, else the shipped one) and hashes it (`file_sha256`, once per file
-version and process). `CheckpointFile` carries one resolved checkpoint through
-`runtime.get_backend`, so the `auto` fallback chain reads, hashes and loads it once.
+The checkpoint as a file, which needs no torch, is `depthart_core.checkpoint_file`'s, re-exported
+here: resolving one (`resolve_checkpoint`: the path given, else `$DEPTHART_CHECKPOINT`, else the
+shipped one), hashing it (`file_sha256`, once per file version and process), reading its config
+(`read_checkpoint_info`), and `CheckpointFile`, which carries one resolved checkpoint through
+`runtime.get_backend`, so the `auto` fallback chain reads, hashes and loads it once (its `load`
+is `load_checkpoint`, handed over below). This module builds and loads the model (torch).
 
 The DepthART authors' released `model.safetensors` (bulatko/DepthART) is accepted wherever a
 checkpoint is: it is recognised by its keys and mapped in `depthart_core.authors_layout`; when it
@@ -18,13 +20,8 @@ lacks the VQ-VAE, VAR's `vae_ch160v4096z32.pth` is taken from `vae=` or from bes
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import logging
-import os
-import site
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,16 +32,30 @@ from safetensors.torch import save_file
 from torch.overrides import TorchFunctionMode
 
 from depthart_core import authors_layout
+from depthart_core.checkpoint_file import AUTHORS_LAYOUT as AUTHORS_LAYOUT
+from depthart_core.checkpoint_file import DEFAULT_CHECKPOINT_NAME as DEFAULT_CHECKPOINT_NAME
+from depthart_core.checkpoint_file import ENV_CHECKPOINT as ENV_CHECKPOINT
+from depthart_core.checkpoint_file import FORMAT as FORMAT
+from depthart_core.checkpoint_file import HEAD_PREFIX as HEAD_PREFIX
+from depthart_core.checkpoint_file import CheckpointFile as CheckpointFile
+from depthart_core.checkpoint_file import _existing as _existing
+from depthart_core.checkpoint_file import _expand as _expand
+from depthart_core.checkpoint_file import _refuse_pickle as _refuse_pickle
+from depthart_core.checkpoint_file import _sha256_of as _sha256_of
+from depthart_core.checkpoint_file import _shipped_candidates as _shipped_candidates
+from depthart_core.checkpoint_file import copied_head as copied_head
+from depthart_core.checkpoint_file import default_checkpoint_path as default_checkpoint_path
+from depthart_core.checkpoint_file import file_sha256 as file_sha256
+from depthart_core.checkpoint_file import read_checkpoint_info as read_checkpoint_info
+from depthart_core.checkpoint_file import refuse_tokenizer_only as refuse_tokenizer_only
+from depthart_core.checkpoint_file import refuse_vae as refuse_vae
+from depthart_core.checkpoint_file import resolve_checkpoint as resolve_checkpoint
 from depthart_core.config import ModelConfig
-from depthart_core.fileutil import atomic_write, sha256_file
+from depthart_core.fileutil import atomic_write
+from depthart_core.fileutil import sha256_file as sha256_file
 from depthart_core.model import DepthART
 from depthart_core.rundir import open_safetensors
 from depthart_core.transformer.var import COSINE_ATTENTION_SCALE, REBUILT_VAR_BUFFERS
-
-FORMAT = "depthart/1"
-AUTHORS_LAYOUT = "bulatko/DepthART"  # the authors' released model.safetensors (authors_layout)
-DEFAULT_CHECKPOINT_NAME = "depthart_tiny_cnn.safetensors"
-ENV_CHECKPOINT = "DEPTHART_CHECKPOINT"
 
 log = logging.getLogger(__name__)
 
@@ -163,73 +174,6 @@ def sort_safetensors_header(path: str | Path) -> None:
             return
         f.seek(8)
         f.write(new + b" " * (n - len(new)))
-
-
-def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """Config and metadata stored inside a checkpoint, without loading weights."""
-    path = _existing(path)
-    _refuse_pickle(path)
-    try:
-        with open_safetensors(path) as f:
-            meta = f.metadata() or {}
-            keys = list(f.keys()) if meta.get("format") != FORMAT else []
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        if path.suffix.lower() == ".onnx":  # an exported graph is not a checkpoint
-            raise ValueError(
-                f"{path} is an ONNX graph, not a checkpoint: give the .safetensors it was "
-                "exported from"
-            ) from exc
-        if path.suffix.lower() in _PICKLE_SUFFIXES:  # named so, but not pickled (_refuse_pickle)
-            raise ValueError(
-                f"{path} is not a safetensors checkpoint, nor a torch.save file ({exc})"
-            ) from exc
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        if authors_layout.is_authors_layout(keys):
-            cfg = authors_layout.authors_config(keys)
-            return {"config": cfg.to_dict(), "metadata": {}, "layout": AUTHORS_LAYOUT}
-        raise ValueError(f"{path} is not a DepthART checkpoint (format={meta.get('format')!r})")
-    parsed: dict[str, Any] = {}
-    for key, default in (("config", None), ("metadata", "{}")):
-        text = meta.get(key, default)
-        try:
-            parsed[key] = json.loads(text) if text is not None else None
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, without the file's name
-            raise ValueError(f"{path}: its {key!r} metadata is not valid JSON ({exc})") from exc
-        if not isinstance(parsed[key], dict):
-            raise ValueError(f"{path}: its {key!r} metadata is not a JSON object")
-    copied = copied_head(parsed["metadata"], parsed["config"])
-    if copied is not None:  # the model is the one without the head (`load_checkpoint` drops it)
-        headless = {"uncertainty_width": 0, "uncertainty_context": False}
-        return {**parsed, "config": parsed["config"] | headless, "layout": FORMAT} | copied
-    return {**parsed, "layout": FORMAT}
-
-
-HEAD_PREFIX = "uncertainty_head."
-
-
-def copied_head(metadata: dict[str, Any], config: dict[str, Any]) -> dict[str, str] | None:
-    """{"uncertainty_dropped": why} for a checkpoint whose uncertainty head is not its own, else
-    None: one trained from another checkpoint (`train_config.init_checkpoint`, as a fine-tune
-    before 2026-12-06 11:44 UTC, commit eca7b8a) that kept that one's head. Training never
-    changes the head, so it is the other model's, unchanged; a head trained for the model
-    (training/uncertainty_head.py) records itself in the metadata's "uncertainty_head"."""
-    train = metadata.get("train_config")
-    width = config.get("uncertainty_width")  # a bad one: ModelConfig names it
-    if not (isinstance(width, int) and width > 0) or "uncertainty_head" in metadata:
-        return None
-    if not isinstance(train, dict) or not train.get("init_checkpoint"):
-        return None
-    if train.get("init_tokenizer_only"):  # the head was not copied (a new one, never trained)
-        return None
-    return {
-        "uncertainty_dropped": (
-            f"its uncertainty head was copied unchanged from {train['init_checkpoint']} (as "
-            "depthart's fine-tunes did before 2026-12-06 11:44 UTC, commit eca7b8a) and "
-            "describes that model's errors, not this one's: train a head for it with "
-            "training/uncertainty_head.py"
-        )
-    }
 
 
 # Building a model to load (`load_checkpoint`) and its shape skeleton (`shape_skeleton`) in
@@ -482,26 +426,6 @@ def load_checkpoint(
     return model.to(device).eval(), info
 
 
-def refuse_vae(
-    vae: str | Path | None, info: dict[str, Any], path: str | Path, setting: str | None = None
-) -> None:
-    """A VQ-VAE given (`vae`) for a checkpoint that holds its own (`info`, its
-    `read_checkpoint_info`): ours, or an authors' file saved with it. The file given would be
-    ignored, so it is refused. Raises naming `setting`, what the user gave it with: the CLI's
-    --vae, or the ROS node's `vae` parameter (as `check_device` takes its advice); None (no
-    setting named): the `vae` argument, as a Python caller gave it."""
-    if vae is None:
-        return
-    setting = setting or "vae"
-    if info["layout"] != AUTHORS_LAYOUT:
-        raise ValueError(f"{setting} {vae} is only for the authors' checkpoint; {path} is complete")
-    with open_safetensors(path) as f:
-        if authors_layout.has_tokenizer(f.keys()):  # the file's own VQ-VAE would be used
-            raise ValueError(
-                f"{setting} {vae}: {path} holds its own VQ-VAE, which is what loads; drop {setting}"
-            )
-
-
 def _kept(keys: Any, info: dict[str, Any]) -> list[str]:
     """The tensors of a checkpoint its model loads: all, less a head not its own (`copied_head`:
     dropped by name, so the rest still loads strictly)."""
@@ -509,89 +433,12 @@ def _kept(keys: Any, info: dict[str, Any]) -> list[str]:
     return [k for k in keys if not (copied and k.startswith(HEAD_PREFIX))]
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a checkpoint file, hashed once per process while the file stays the same one
-    (same inode, size and mtime: `save_checkpoint` replaces files, so a rewrite is a new key)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    return _sha256_of(str(p), st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
-def refuse_tokenizer_only(info: dict[str, Any], path: str | Path) -> None:
-    """A stage-1 (tokenizer) checkpoint holds a transformer that never trained: as a depth
-    model it would give depth from random weights. Raises naming the file."""
-    if info.get("metadata", {}).get("stage") == "tokenizer":
-        raise ValueError(
-            f"{path} is a stage-1 (tokenizer) checkpoint: its transformer never trained, so it "
-            "gives no depth; give a stage-2 checkpoint (train's transformer stage, or finetune's)"
-        )
-
-
-class CheckpointFile:
-    """One depth model's checkpoint (a stage-1 tokenizer checkpoint is refused): resolved and
-    hashed when made, its model loaded (on the CPU) at most once.
-
-    Every backend `runtime.get_backend` tries gets the same one, so the `auto` fallback from
-    TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
-    """
-
-    def __init__(
-        self,
-        path: str | Path | None = None,
-        vae: str | Path | None = None,
-        vae_setting: str | None = None,
-    ) -> None:
-        self.default = path is None  # none named: the shipped one (or $DEPTHART_CHECKPOINT)
-        self.path = resolve_checkpoint(path)
-        self.vae = vae  # VAR's VQ-VAE, only for an authors' checkpoint saved without it
-        self.vae_setting = vae_setting  # what errors call `vae` (`load_checkpoint`)
-        _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
-        self._info: dict[str, Any] | None = None
-        refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
-        # here, not at `load`: a cached graph skips it
-        refuse_vae(vae, self.info(), self.path, vae_setting)
-        # hashed only once the header says it is a checkpoint: a big file that is not one is
-        # refused at once, not after reading all of it
-        self.sha256 = file_sha256(self.path)
-        self._loaded: tuple[DepthART, dict[str, Any]] | None = None
-
-    @functools.cached_property
-    def model_sha256(self) -> str:
-        """The identity of the model this file loads as: `sha256`, or, for an authors' file
-        without the VQ-VAE, the hash of its sha256 and the VAE file's that `load` reads with it
-        (another VAE is another model). What exported graphs and engines are keyed and stamped
-        with."""
-        vae = self._vae_file()
-        if vae is None:
-            return self.sha256
-        return hashlib.sha256(f"{self.sha256}+vae:{file_sha256(vae)}".encode()).hexdigest()
-
-    def _vae_file(self) -> Path | None:
-        """The separate VQ-VAE file `load` reads (as `load_checkpoint` picks it), else None."""
-        if self.info()["layout"] != AUTHORS_LAYOUT:
-            return None
-        with open_safetensors(self.path) as f:
-            if authors_layout.has_tokenizer(f.keys()):
-                return None
-        vae = _expand(self.vae) if self.vae else self.path.parent / authors_layout.VAE_FILE_NAME
-        return vae if vae.is_file() else None  # missing: `load` names it
-
-    def info(self) -> dict[str, Any]:
-        """Config and metadata (`read_checkpoint_info`), without loading weights."""
-        if self._info is None:
-            self._info = read_checkpoint_info(self.path)
-        return self._info
-
-    def load(self) -> tuple[DepthART, dict[str, Any]]:
-        """`load_checkpoint(path)`, the first time only: the same model object every call."""
-        if self._loaded is None:
-            self._loaded = load_checkpoint(self.path, vae=self.vae, vae_setting=self.vae_setting)
-        return self._loaded
+def load_model(ckpt: CheckpointFile) -> tuple[DepthART, dict[str, Any]]:
+    """(model, info) of `ckpt` (`load_checkpoint`), loaded the first time only: the same model
+    object for every backend the `auto` fallback tries (kept in `ckpt.loaded`)."""
+    if ckpt.loaded is None:
+        ckpt.loaded = load_checkpoint(ckpt.path, vae=ckpt.vae, vae_setting=ckpt.vae_setting)
+    return ckpt.loaded
 
 
 def load_authors_state(
@@ -629,110 +476,6 @@ def convert_authors_checkpoint(
         vae_file = info["metadata"]["vae"]
         meta |= {"vae": str(Path(vae_file).resolve()), "vae_sha256": file_sha256(vae_file)}
     return save_checkpoint(out, model, metadata=meta)
-
-
-def _shipped_candidates() -> list[Path]:
-    """Where the shipped checkpoint can be, in order: the repository (a source checkout or an
-    editable install), then the `share/depthart_ros/checkpoints` that setup.py's data_files
-    install under the environment's prefix (a pip install into a venv or `--prefix`; the
-    package's own prefix, `sys.prefix`, the user base of `pip install --user`, and the folder of
-    `pip install --target`)."""
-    package_dir = Path(__file__).resolve().parent
-    repo = package_dir.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
-    # <prefix>/lib/pythonX.Y/site-packages/depthart_core -> <prefix>; `pip install --target DIR`
-    # puts the package and share/ side by side in DIR
-    prefixes = [
-        *package_dir.parents[3:4],
-        Path(sys.prefix),
-        Path(site.getuserbase()),
-        package_dir.parent,
-    ]
-    shares = [
-        p / "share" / "depthart_ros" / "checkpoints" / DEFAULT_CHECKPOINT_NAME for p in prefixes
-    ]
-    return [repo, *dict.fromkeys(shares)]
-
-
-def default_checkpoint_path() -> Path:
-    """$DEPTHART_CHECKPOINT, else the shipped checkpoint: in the repository, under the install
-    prefix (`_shipped_candidates`), or in a colcon install's ament share directory. Where none
-    exists, the repository's path (the error names it)."""
-    env = os.environ.get(ENV_CHECKPOINT)
-    if env:
-        return _expand(env)
-    candidates = _shipped_candidates()
-    for path in candidates:
-        if path.is_file():
-            return path
-    try:  # optional dependency: ament_index_python exists only in a colcon-installed ROS 2
-        from ament_index_python.packages import get_package_share_directory
-
-        share = Path(get_package_share_directory("depthart_ros"))
-        return share / "checkpoints" / DEFAULT_CHECKPOINT_NAME
-    except Exception:
-        return candidates[0]
-
-
-def resolve_checkpoint(path: str | Path | None) -> Path:
-    if path is None:
-        default = default_checkpoint_path()
-        if not default.is_file() and not os.environ.get(ENV_CHECKPOINT):
-            looked = ", ".join(str(p) for p in _shipped_candidates())
-            raise FileNotFoundError(
-                f"checkpoint not found: the shipped {DEFAULT_CHECKPOINT_NAME} is in none of "
-                f"{looked}: pass a checkpoint or set {ENV_CHECKPOINT}"
-            )
-        return _existing(default)
-    return _existing(path)
-
-
-def _expand(path: str | Path) -> Path:
-    """`path` with a leading `~` expanded (`$DEPTHART_CHECKPOINT`, the node's `checkpoint`
-    parameter and YAML values get no shell to do it); as given where no home is known."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError:  # HOME unset and no passwd entry: the "not found" names it as given
-        return Path(path)
-
-
-def _existing(path: str | Path) -> Path:
-    p = _expand(path)
-    if p.is_dir():
-        inside = p / "checkpoint.safetensors"  # a run folder (train, finetune) names it so
-        hint = f": the run's model is {inside}" if inside.is_file() else ""
-        raise ValueError(f"checkpoint {p} is a directory, not a file{hint}")
-    if not p.is_file():
-        if p.exists():  # a FIFO, a device (a link to /dev/zero), a socket
-            raise ValueError(
-                f"checkpoint {p} is not a regular file (a device, FIFO or socket): give a file"
-            )
-        raise FileNotFoundError(f"checkpoint not found: {p}")
-    return p
-
-
-_PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
-
-
-def _refuse_pickle(path: Path) -> None:
-    """A pickled PyTorch file gets a message saying why it is not loaded and how to convert it,
-    instead of a safetensors header error. Recognised by its first bytes: a zip archive
-    (torch.save since 1.6) or a pickle PROTO opcode (0x80, protocol 2-5), whatever its suffix; a
-    file that starts otherwise (text, a damaged file) is never called pickled, even named .pth,
-    and gets the safetensors reader's own reason. A safetensors file (an 8-byte little-endian
-    header length, then the JSON header's "{") is never refused, even when its length's first
-    byte happens to be 0x80."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if head[8:9] == b"{":
-        return
-    pickle_proto = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
-    if head[:4] == b"PK\x03\x04" or pickle_proto:
-        raise ValueError(
-            f"{path} is a pickled PyTorch checkpoint: DepthART loads only .safetensors, because "
-            "unpickling can run arbitrary code. Convert it once: VAR's var_d16.pth / vae_*.pth "
-            "with `depthart train --set var_pth=... --set vae_pth=...`; a DepthART state dict as "
-            "in README 'Converting a .pth checkpoint'"
-        )
 
 
 def load_official_var(

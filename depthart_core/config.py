@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEPTH_CODECS = ("linear", "log")  # tokenizer/codec.py
+# inference and training precisions (`precision.autocast`); here, as reading them needs no torch
+PRECISIONS = ("fp32", "fp16", "bf16")
 # Upper bounds on the counts that multiply the model's modules, each many times what any real
 # model uses (VAR: depth <= 36, 2 res blocks, 5 stages, 4 shared refiners, 10-13 scales). A
 # checkpoint's config is read before its weights: a small file claiming depth 100000 took

@@ -10,54 +10,19 @@ sampled code embeddings (the soft decoding is that mean's expectation).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
 from depthart_core.config import ModelConfig
+from depthart_core.sampling import SamplingConfig as SamplingConfig
 from depthart_core.tokenizer.codec import decode_depth, encode_depth
 from depthart_core.tokenizer.resize import resize_square
 from depthart_core.tokenizer.vqvae import MultiScaleVQVAE
 from depthart_core.transformer.image_encoder import multiscale_tokens
 from depthart_core.transformer.var import DepthVAR
 from depthart_core.uncertainty_head import HeadInput, UncertaintyHead, embedding_variance
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Greedy when `greedy`; `soft`: each token's embedding is the mean of the code embeddings
-    weighted by softmax(logits / temperature) within top-k / top-p (no draw); otherwise sample
-    `n_samples` codes per token and average their embeddings.
-
-    The released DepthART evaluation uses temperature 1, top-k 900, top-p 0.9 and 5 samples.
-    """
-
-    greedy: bool = True
-    soft: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.0
-    n_samples: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.n_samples < 1:
-            raise ValueError(
-                f"bad sampling settings top_k={self.top_k} top_p={self.top_p} "
-                f"n_samples={self.n_samples}"
-            )
-        if self.greedy and self.soft:
-            raise ValueError("greedy and soft decoding exclude each other; set greedy=False")
-
-    @property
-    def deterministic(self) -> bool:
-        """No random draw: the same image always gives the same depth; an exported graph holds
-        it (argmax, or softmax @ codebook)."""
-        return self.greedy or self.soft
 
 
 def filter_logits(logits_BlV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

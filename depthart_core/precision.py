@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+from depthart_core.config import PRECISIONS as PRECISIONS
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

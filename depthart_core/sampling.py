@@ -9,13 +9,50 @@ soft weighs every code. Both are deterministic and both fit an exported graph (O
 token with replacement and their embeddings averaged. Each frame draws from its own generator
 seeded with `seed` on every call, so the same image and seed give the same depth, whatever else is
 in the batch.
+
+`SamplingConfig` lives here, without torch (an exported graph's runtime needs it, not torch);
+`depthart_core.model` re-exports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from depthart_core.model import SamplingConfig
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """Greedy when `greedy`; `soft`: each token's embedding is the mean of the code embeddings
+    weighted by softmax(logits / temperature) within top-k / top-p (no draw); otherwise sample
+    `n_samples` codes per token and average their embeddings.
+
+    The released DepthART evaluation uses temperature 1, top-k 900, top-p 0.9 and 5 samples.
+    """
+
+    greedy: bool = True
+    soft: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.0
+    n_samples: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.n_samples < 1:
+            raise ValueError(
+                f"bad sampling settings top_k={self.top_k} top_p={self.top_p} "
+                f"n_samples={self.n_samples}"
+            )
+        if self.greedy and self.soft:
+            raise ValueError("greedy and soft decoding exclude each other; set greedy=False")
+
+    @property
+    def deterministic(self) -> bool:
+        """No random draw: the same image always gives the same depth; an exported graph holds
+        it (argmax, or softmax @ codebook)."""
+        return self.greedy or self.soft
+
 
 SAMPLING_SETTINGS: dict[str, SamplingConfig] = {
     "greedy": SamplingConfig(),

@@ -67,7 +67,7 @@ from rclpy.qos import (
 from rclpy.qos_overriding_options import QosCallbackResult, QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, PointCloud2, PointField
 
-from depthart_core.checkpoint import resolve_checkpoint
+from depthart_core.checkpoint_file import resolve_checkpoint
 from depthart_core.colormap import colorize_bgr
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 from depthart_core.rosio import cloud as ros_cloud

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from depthart_core.colormap import COLORMAPS
+from depthart_core.config import PRECISIONS
 from depthart_core.ground_plane import NORMALS as GROUND_NORMALS
 from depthart_core.metric_scale import FIT_MODES
 from depthart_core.pointcloud import IMAGES as POINT_IMAGES
-from depthart_core.precision import PRECISIONS
 from depthart_core.runtime import BACKENDS
 from depthart_core.runtime.threads import MAX_THREADS
 from depthart_core.sampling import SAMPLING_NAMES

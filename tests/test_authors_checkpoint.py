@@ -19,7 +19,7 @@ from make_authors_manifest import authors_manifest
 from make_var_manifest import vae_manifest, var_manifest
 from safetensors.torch import save_file
 
-from depthart_core import authors_layout
+from depthart_core import authors_layout, checkpoint_file
 from depthart_core.checkpoint import load_authors_state, read_checkpoint_info
 from depthart_core.config import ModelConfig, TokenizerConfig, TransformerConfig, get_preset
 from depthart_core.model import DepthART
@@ -174,7 +174,7 @@ def test_a_vae_given_for_an_authors_file_that_holds_one_is_refused(tmp_path, mon
     from depthart_core.checkpoint import CheckpointFile, load_checkpoint
     from depthart_core.cli import main
 
-    monkeypatch.setattr(authors_layout, "authors_config", lambda keys, base=None: SMALL)
+    monkeypatch.setattr(checkpoint_file, "authors_config", lambda keys, base=None: SMALL)
     full = tmp_path / "full.safetensors"
     save_file(small_authors_state(seed=3), full)
     load_checkpoint(full)  # loads with its own
@@ -197,7 +197,7 @@ def test_cli_paths_with_a_small_authors_file(tmp_path, monkeypatch, capsys):
     from depthart_core.checkpoint import load_checkpoint
     from depthart_core.cli import main
 
-    monkeypatch.setattr(authors_layout, "authors_config", lambda keys, base=None: SMALL)
+    monkeypatch.setattr(checkpoint_file, "authors_config", lambda keys, base=None: SMALL)
     state = small_authors_state(seed=3)
     vae = {k[len("vae_proxy.") :]: v for k, v in state.items() if k.startswith("vae_proxy.")}
     bare = tmp_path / "model.safetensors"

@@ -71,9 +71,10 @@ def cache(tmp_path, monkeypatch, tiny_checkpoint):
         _fake_export(model, path, **kwargs)
 
     monkeypatch.setattr(onnx_cache, "export_onnx", counting)
-    monkeypatch.setattr(CheckpointFile, "load", lambda self: (None, {}))
     monkeypatch.setattr(fileutil, "_private_roots", {}, raising=False)  # each test's own
-    return CheckpointFile(tiny_checkpoint), exports
+    ckpt = CheckpointFile(tiny_checkpoint)
+    ckpt.loaded = (None, {})  # no model: the fake export needs none
+    return ckpt, exports
 
 
 def test_an_own_private_graph_is_a_cache_hit(cache):
@@ -543,8 +544,9 @@ try:
 except PermissionError:
     pass
 onnx_cache.export_onnx = t._fake_export
-CheckpointFile.load = lambda self: (None, {})
-graph = onnx_cache.cached_onnx(CheckpointFile(sys.argv[2]), "fp32")
+ckpt = CheckpointFile(sys.argv[2])
+ckpt.loaded = (None, {})  # no model: the fake export needs none
+graph = onnx_cache.cached_onnx(ckpt, "fp32")
 engines = EngineCache(os.path.join(os.environ["DEPTHART_CACHE"], "engines"))
 result = engines.get_or_build(t.KEY, lambda: t.PLAN, lambda b: b)
 print(json.dumps({"graph": str(graph), "engine": result.engine == t.PLAN}))

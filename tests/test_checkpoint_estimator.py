@@ -618,10 +618,11 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_before_it_is_hashed(
 ):
     """The estimator hashed all of a file (13.6 s for 4 GB) before reading its header."""
     from depthart_core import checkpoint as ck
+    from depthart_core import checkpoint_file
 
     hashed = []
     real = ck.file_sha256
-    monkeypatch.setattr(ck, "file_sha256", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(checkpoint_file, "file_sha256", lambda p: hashed.append(p) or real(p))
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\xff" * 64)
     stage1 = save_checkpoint(tmp_path / "s1.safetensors", tiny_model, {"stage": "tokenizer"})

@@ -76,7 +76,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 CLI = ("depthart_core.cli", "depthart_ros.replay.cli")
 # (module, imported module) -> the optional dependency that makes the import lazy
-LAZY = {("depthart_core.runtime", "depthart_core.runtime.tensorrt_backend"): "onnx, tensorrt"}
+LAZY = {
+    ("depthart_core.runtime", "depthart_core.runtime.tensorrt_backend"): "onnx, tensorrt",
+    # torch, which ONNX Runtime on a cached graph (the node's usual start) never loads
+    ("depthart_core.runtime", "depthart_core.runtime.torch_backend"): "torch: its backend only",
+    ("depthart_core.runtime.onnx_cache", "depthart_core.export.onnx_export"): "torch: a cache miss",
+    ("depthart_core.runtime.onnx_cache", "depthart_core.checkpoint"): "torch: a cache miss",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -196,6 +196,7 @@ def test_auto_reads_hashes_and_loads_the_checkpoint_once(tiny_checkpoint, tmp_pa
     """TensorRT absent, ONNX Runtime failing after its export: the torch fallback reuses the
     model the export loaded, and the file is hashed once along the whole chain."""
     import depthart_core.checkpoint as checkpoint
+    import depthart_core.checkpoint_file as checkpoint_file
 
     monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path))
     checkpoint._sha256_of.cache_clear()
@@ -216,7 +217,7 @@ def test_auto_reads_hashes_and_loads_the_checkpoint_once(tiny_checkpoint, tmp_pa
         checkpoint.sha256_file,
         checkpoint.load_checkpoint,
     )
-    monkeypatch.setattr(checkpoint, "sha256_file", counting_sha)
+    monkeypatch.setattr(checkpoint_file, "sha256_file", counting_sha)
     monkeypatch.setattr(checkpoint, "load_checkpoint", counting_load)
     monkeypatch.setattr(OnnxRuntimeBackend, "__init__", no_session)
     be = get_backend("auto", checkpoint=tiny_checkpoint)

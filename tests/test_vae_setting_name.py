@@ -21,10 +21,11 @@ import pytest
 from safetensors.torch import save_file
 from test_authors_checkpoint import SMALL, small_authors_state
 
-from depthart_core import authors_layout
+from depthart_core import checkpoint_file
 from depthart_core.checkpoint import (
     CheckpointFile,
     load_checkpoint,
+    load_model,
     read_checkpoint_info,
     refuse_vae,
 )
@@ -65,7 +66,7 @@ def test_the_node_names_its_vae_parameter_for_a_complete_checkpoint(tiny_checkpo
 @pytest.fixture
 def authors_files(tmp_path, monkeypatch):
     """An authors' file at the small size saved with its VQ-VAE, and one saved without it."""
-    monkeypatch.setattr(authors_layout, "authors_config", lambda keys, base=None: SMALL)
+    monkeypatch.setattr(checkpoint_file, "authors_config", lambda keys, base=None: SMALL)
     state = small_authors_state(seed=3)
     full, bare = tmp_path / "full.safetensors", tmp_path / "bare.safetensors"
     save_file(state, full)
@@ -105,7 +106,7 @@ def test_a_python_caller_is_told_its_vae_argument(tiny_checkpoint, authors_files
     with pytest.raises(ValueError, match="which is what loads; drop vae$"):
         CheckpointFile(full, vae=nope)
     with pytest.raises(FileNotFoundError, match=r"\(vae\) or put it beside") as missing:
-        CheckpointFile(bare, vae=nope).load()
+        load_model(CheckpointFile(bare, vae=nope))
     assert "--vae" not in str(missing.value)
 
 
@@ -118,7 +119,7 @@ def test_no_vae_given_where_none_can_be_only_says_where_to_put_it(authors_files)
     _, bare = authors_files
     for load in (
         lambda: get_backend("torch", bare, threads=1),
-        lambda: CheckpointFile(bare).load(),
+        lambda: load_model(CheckpointFile(bare)),
         lambda: load_checkpoint(bare),
     ):
         with pytest.raises(FileNotFoundError) as missing:

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.checkpoint import CheckpointFile
+    from depthart_core.checkpoint import CheckpointFile, load_model
     from depthart_core.export.onnx_export import export_onnx
     from depthart_core.fileutil import atomic_write, output_folder, refuse_special_file
     from depthart_core.sampling import sampling_setting
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # stays only if something was written into it
     with output_folder(out.parent):
         ckpt = CheckpointFile(args.checkpoint, vae=args.vae, vae_setting="--vae")
-        model, _ = ckpt.load()
+        model, _ = load_model(ckpt)
         onnx_path = out if args.format == "onnx" else out.with_suffix(".onnx")
         # --format tensorrt: a graph this run wrote where none was (--overwrite replaces one) is
         # removed if the engine does not follow, so that a rerun is not refused for it

@@ -21,26 +21,53 @@ graph, and so ONNX Runtime and a TensorRT engine built from it, has an "uncertai
     engine_cache     TensorRT engines cached by model, precision, shape, version and GPU
     tensorrt_backend `TensorRTBackend` and the engine builder
     bench            stage timings and the Depth Anything V2 peer for `depthart bench`
+
+torch is imported only where it runs: the torch backend (`DepthEstimator`, imported at its first
+use), an export on an ONNX cache miss, TensorRT (tried only where `tensorrt` imports), CUDA
+checked through torch. ONNX Runtime on a cached graph, and so the ROS node on `onnxruntime` or on
+`auto` without TensorRT, runs without it (about 160 MB resident and 0.75 s of start-up less).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from depthart_core.checkpoint import CheckpointFile
-from depthart_core.model import SamplingConfig
-from depthart_core.precision import PRECISIONS
-from depthart_core.runtime.base import Backend, check_device, check_flag
+from depthart_core.checkpoint_file import CheckpointFile
+from depthart_core.config import PRECISIONS
+from depthart_core.runtime.base import Backend, check_device, check_flag, parse_device
+from depthart_core.runtime.engine_cache import import_tensorrt
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.threads import resolve_threads, set_opencv_threads, set_torch_threads
-from depthart_core.runtime.torch_backend import DepthEstimator
-from depthart_core.sampling import describe_sampling, require_greedy, runtime_sampling
+from depthart_core.sampling import (
+    SamplingConfig,
+    describe_sampling,
+    require_greedy,
+    runtime_sampling,
+)
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+
+
+def __getattr__(name: str) -> Any:
+    """`DepthEstimator` and `torch`, imported at their first use: the torch backend's, which a
+    process that runs ONNX Runtime (the node on a cached graph) never loads (about 160 MB)."""
+    if name == "DepthEstimator":
+        return _torch_backend()
+    if name == "torch":
+        import torch  # as `runtime.torch` was before torch became lazy here
+
+        return torch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _torch_backend() -> type[Backend]:
+    """The PyTorch backend's class (`torch_backend.DepthEstimator`), imported with torch."""
+    from depthart_core.runtime.torch_backend import DepthEstimator  # torch: its backend only
+
+    return DepthEstimator
 
 
 def get_backend(
@@ -111,7 +138,7 @@ def _get_backend(
         require_greedy(sampling if name != "torch" else None, f"backend {name!r}")
         check_device(device)
         set_torch_threads(threads)
-        return DepthEstimator.from_checkpoint(
+        return _torch_backend().from_checkpoint(
             ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling,
             threads=None,  # set above
         )  # fmt: skip
@@ -193,13 +220,13 @@ def _make(
     if name == "torch":
         check_device(device)
         set_torch_threads(threads)
-        return DepthEstimator.from_checkpoint(
+        return _torch_backend().from_checkpoint(
             ckpt,
             device=device,
             letterbox=letterbox,
             precision=precision,
             sampling=sampling,
-            cuda_graph=torch.device(device).type == "cuda",
+            cuda_graph=parse_device(device)[0] == "cuda",
             threads=None,  # set above
         )
     set_opencv_threads(threads)  # the pre-processing's, as the runtime's own threads
@@ -213,15 +240,13 @@ def _make(
             threads=threads,
             sampling=sampling,
         )
-    # Imported here: tensorrt_backend needs the optional `onnx` package at import time, and the
-    # TensorRT backend is only tried where the optional `tensorrt` package is installed.
-    from depthart_core.runtime.tensorrt_backend import (
-        TensorRTBackend,
-        import_tensorrt,
-        tensorrt_available,
-    )
+    # absent: TensorRTMissing, its install guide for an explicit --backend; checked first, so
+    # that `auto` without TensorRT imports neither torch nor onnx for the attempt
+    import_tensorrt()
+    # Imported here: tensorrt_backend needs the optional `onnx` package and torch at import time,
+    # and the TensorRT backend is only tried where the optional `tensorrt` package is installed.
+    from depthart_core.runtime.tensorrt_backend import TensorRTBackend, tensorrt_available
 
-    import_tensorrt()  # absent: TensorRTMissing, its install guide for an explicit --backend
     ok, why = tensorrt_available()
     if not ok:
         raise RuntimeError(why)

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import abc
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from depthart_core.runtime.preprocess import postprocess, preprocess
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,42 @@ def check_flag(name: str, value: Any) -> bool:
     return value
 
 
+# torch.device's grammar (c10/core/Device.cpp): a type, then ":N" with no sign or leading zero
+_DEVICE = re.compile(r"([a-zA-Z_]+)(?::([1-9][0-9]*|0))?")
+# the device types torch.device knows (its error lists them); any but cpu and cuda is refused
+# here anyway (`check_device`), so only the wording of that refusal depends on this list
+_TORCH_DEVICE_TYPES = frozenset(
+    (
+        "cpu", "cuda", "ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve", "fpga",
+        "maia", "xla", "lazy", "vulkan", "mps", "meta", "hpu", "mtia", "privateuseone",
+    )
+)  # fmt: skip
+_MAX_DEVICE_INDEX = 2**31 - 1  # torch parses the index as a C int
+
+
+def parse_device(device: str | torch.device) -> tuple[str, int | None]:
+    """(type, index) of a device, as `torch.device(device)` gives them ("cuda:1": ("cuda", 1)),
+    or its RuntimeError or TypeError; a name (a str) is parsed without importing torch, so
+    ONNX Runtime's device is checked in a process that never loads it. Anything else (a
+    torch.device, an int) goes to torch.device itself."""
+    if not isinstance(device, str):
+        import torch  # not a name: torch.device's own rules (an int is an accelerator's index)
+
+        dev = torch.device(device)
+        return dev.type, dev.index
+    if not device:
+        raise RuntimeError("Device string must not be empty")
+    match = _DEVICE.fullmatch(device)
+    if match is None:
+        raise RuntimeError(f"Invalid device string: {device!r}")
+    kind, index = match.group(1), match.group(2)
+    if kind not in _TORCH_DEVICE_TYPES:
+        raise RuntimeError(f"unknown device type {kind!r} in device string {device!r}")
+    if index is not None and int(index) > _MAX_DEVICE_INDEX:
+        raise RuntimeError(f"Could not parse device index {index!r} in device string {device!r}")
+    return kind, None if index is None else int(index)
+
+
 def check_device(
     device: str | torch.device,
     torch_runs_it: bool = True,
@@ -71,10 +110,14 @@ def check_device(
     `advice`: the whole remedy instead, where the device is not an option (the ROS node's
     `device` parameter)."""
     try:
-        kind = torch.device(device).type
+        kind, _ = parse_device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
-    if torch_runs_it and kind == "cuda" and not torch.cuda.is_available():
+    if torch_runs_it and kind == "cuda":
+        import torch  # where torch runs it: a process that runs ONNX Runtime never imports it
+
+        if torch.cuda.is_available():
+            return
         build = torch.version.cuda or "none (a CPU-only build)"
         raise ValueError(
             f"device {device!r}: no CUDA device is available to this PyTorch {torch.__version__} "

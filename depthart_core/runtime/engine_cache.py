@@ -34,7 +34,9 @@ another user could have written is passed over (the build times its tactics afre
 warning naming the file, its owner and mode, and is replaced afterwards only if it is yours.
 
 Pure Python: the TensorRT build and deserialization come in as callables, so the logic is
-tested without TensorRT.
+tested without TensorRT. `import_tensorrt` lives here too, importing neither torch nor onnx:
+`get_backend("auto")` tries it before it imports `tensorrt_backend`, so a machine without
+TensorRT never loads those for the attempt.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Generic, TypeVar
 
 from depthart_core.fileutil import (
@@ -71,6 +74,50 @@ _SM = re.compile(r"^sm_\d{2,3}[a-z]?$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
 
 T = TypeVar("T")
+
+
+# TensorRT's import: here, without torch or onnx (`runtime.get_backend` tries it first)
+INSTALL_HINT = (
+    "Install TensorRT's Python package: on Jetson it ships with JetPack (apt package "
+    "python3-libnvinfer; create the venv with --system-site-packages to see it); on x86-64 "
+    "run `pip install tensorrt-cu12` (or `pip install tensorrt`), which fetches the "
+    "tensorrt-cu12-libs wheels from NVIDIA's index https://pypi.nvidia.com."
+)
+
+
+class TensorRTMissing(RuntimeError):
+    """TensorRT cannot be imported; `str()` says how to install it, `reason` is the short cause
+    (what `--backend auto` logs when it moves on to the next backend)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.reason = f"tensorrt is not importable ({type(cause).__name__}: {cause})"
+        super().__init__(f"tensorrt is not importable ({cause!r}). {INSTALL_HINT}")
+
+
+MIN_TENSORRT = 10  # strongly typed networks, tensors bound by name, execute_async_v3
+
+
+def import_tensorrt() -> ModuleType:
+    """`import tensorrt` (10 or newer), or a `TensorRTMissing` that says how to install it."""
+    try:  # optional dependency: tensorrt (the `tensorrt` extra, NVIDIA GPUs only)
+        import tensorrt as trt
+    except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
+        raise TensorRTMissing(exc) from exc
+    version = getattr(trt, "__version__", None)
+    if version is None:  # an empty folder named tensorrt imports as a namespace package
+        where = getattr(trt, "__file__", None) or list(getattr(trt, "__path__", []))
+        raise TensorRTMissing(
+            ImportError(f"the tensorrt found ({where}) has no __version__: not TensorRT's package")
+        )
+    major = str(version).split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TENSORRT:  # JetPack 5 ships 8.x
+        raise TensorRTMissing(
+            ImportError(
+                f"tensorrt {version} is older than {MIN_TENSORRT}, which the "
+                "engine build and run are written for"
+            )  # fmt: skip
+        )
+    return trt
 
 
 def default_cache_dir() -> Path:

@@ -13,7 +13,7 @@ depth and tokens; `run_uncertainty`: depth and uncertainty). ONNX Runtime still 
 node of a graph whatever a call asks for (measured: one thread, the shipped model with a width-16
 head, depth alone took as long as all three outputs, about 20 % more than without the head), so
 for such a graph `run` and `run_with_tokens` use a session on the graph pruned to depth and
-tokens (`export.onnx_export.keep_outputs`), and `run_uncertainty` opens a session on the whole
+tokens (`export.onnx_meta.keep_outputs`), and `run_uncertainty` opens a session on the whole
 graph the first time it is called. A process that asks for both holds the weights twice.
 """
 
@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from depthart_core.checkpoint import CheckpointFile
-from depthart_core.export.onnx_export import (
+from depthart_core.checkpoint_file import CheckpointFile
+from depthart_core.export.onnx_meta import (
     META_DECODING,
     META_IMAGE_SIZE,
     META_PRECISION,
@@ -36,12 +35,20 @@ from depthart_core.export.onnx_export import (
     keep_outputs,
     read_onnx_header,
 )
-from depthart_core.model import SamplingConfig
 from depthart_core.rundir import utf8_name
-from depthart_core.runtime.base import Backend, TensorSpec, check_device, check_flag
+from depthart_core.runtime.base import (
+    Backend,
+    TensorSpec,
+    check_device,
+    check_flag,
+    parse_device,
+)
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.runtime.threads import resolve_threads
-from depthart_core.sampling import graph_decoding, runtime_sampling
+from depthart_core.sampling import SamplingConfig, graph_decoding, runtime_sampling
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
@@ -59,16 +66,17 @@ def _import_ort():  # optional dependency: onnxruntime (the `onnx` extra)
 
 def execution_providers(device: str | torch.device, available: list[str]) -> list:
     """ONNX Runtime's providers for a checked `device`: the CPU's, after CUDA's on GPU N of
-    "cuda:N" (`device_id`; plain "cuda" is GPU 0) where `available` (this onnxruntime's) has it."""
-    dev = torch.device(device)
-    if dev.type != "cuda":
+    "cuda:N" (`device_id`; plain "cuda" is GPU 0) where `available` (this onnxruntime's) has it.
+    A name is read without torch (`parse_device`)."""
+    kind, index = parse_device(device)
+    if kind != "cuda":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in available:
         raise RuntimeError(
             f"device={device} but onnxruntime has no CUDAExecutionProvider: "
             "pip install onnxruntime-gpu"
         )
-    return [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": index or 0}), "CPUExecutionProvider"]
 
 
 class OnnxRuntimeBackend(Backend):

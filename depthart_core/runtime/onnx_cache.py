@@ -40,6 +40,10 @@ run: the graph is exported into a temp folder of the process's own, removed at e
 (`fileutil.private_cache_folder`), with one warning saying why the cache was not used and that
 every start exports again until `$DEPTHART_CACHE` names a folder you can write. A trusted graph
 in a read-only cache is served as ever.
+
+Serving a cached graph needs no torch (its stamps are read with `onnx` alone): torch, the model
+and the exporter are imported at the first export (`export_onnx`, `_export`), so a process that
+runs a cached graph on ONNX Runtime never loads torch.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
-from depthart_core.checkpoint import CheckpointFile
-from depthart_core.export.onnx_export import (
+from depthart_core.checkpoint_file import CheckpointFile
+from depthart_core.export.onnx_meta import (
     EXPORTER_VERSION,
     META_DECODING,
     META_EXPORTER,
@@ -58,7 +63,6 @@ from depthart_core.export.onnx_export import (
     META_UNCERTAINTY,
     UNCERTAINTY_HEAD,
     checkpoint_has_head,
-    export_onnx,
     read_onnx_header,
 )
 from depthart_core.fileutil import (
@@ -75,8 +79,7 @@ from depthart_core.fileutil import (
     untrusted_cache_file,
     warn_shared_cache_folder,
 )
-from depthart_core.model import SamplingConfig
-from depthart_core.sampling import graph_decoding
+from depthart_core.sampling import SamplingConfig, graph_decoding
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +155,19 @@ def _export_privately(
     return private
 
 
+def export_onnx(model: Any, out_path: Path, **kwargs: Any) -> Path:
+    """`export.onnx_export.export_onnx`, imported at the first export: it needs torch, which
+    serving a cached graph does not (the module docstring)."""
+    from depthart_core.export import onnx_export  # torch: a cache miss only
+
+    return onnx_export.export_onnx(model, out_path, **kwargs)
+
+
 def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: SamplingConfig | None):
+    from depthart_core.checkpoint import load_model  # torch: a cache miss only
+
     log.info("exporting %s to %s (once; cached)", ckpt.path, path)
-    model, _ = ckpt.load()
+    model, _ = load_model(ckpt)
     fp16 = precision == "fp16"
     atomic_write(
         path,

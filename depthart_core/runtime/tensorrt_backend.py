@@ -38,8 +38,8 @@ import onnx
 import torch
 from tqdm import tqdm
 
-from depthart_core.checkpoint import CheckpointFile
-from depthart_core.export.onnx_export import (
+from depthart_core.checkpoint_file import CheckpointFile
+from depthart_core.export.onnx_meta import (
     META_DECODING,
     META_SHA,
     UNCERTAINTY_OUTPUT,
@@ -47,62 +47,27 @@ from depthart_core.export.onnx_export import (
 )
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
 from depthart_core.fileutil import CACHE_TEMP_STALE_S, ENV_CACHE, atomic_write
-from depthart_core.model import SamplingConfig
 from depthart_core.rundir import utf8_name
 from depthart_core.runtime.base import Backend, TensorSpec, check_flag
+
+# TensorRT's import needs neither torch nor onnx (`get_backend("auto")` tries it before this
+# module is imported): engine_cache's, re-exported here
+from depthart_core.runtime.engine_cache import INSTALL_HINT as INSTALL_HINT
+from depthart_core.runtime.engine_cache import MIN_TENSORRT as MIN_TENSORRT
 from depthart_core.runtime.engine_cache import (
     PRECISIONS,
     EngineCache,
     EngineKey,
     read_timing_cache,
 )
+from depthart_core.runtime.engine_cache import TensorRTMissing as TensorRTMissing
+from depthart_core.runtime.engine_cache import import_tensorrt as import_tensorrt
 from depthart_core.runtime.onnx_cache import cached_onnx
-from depthart_core.sampling import graph_decoding, runtime_sampling
+from depthart_core.sampling import SamplingConfig, graph_decoding, runtime_sampling
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "image", "depth"
-INSTALL_HINT = (
-    "Install TensorRT's Python package: on Jetson it ships with JetPack (apt package "
-    "python3-libnvinfer; create the venv with --system-site-packages to see it); on x86-64 "
-    "run `pip install tensorrt-cu12` (or `pip install tensorrt`), which fetches the "
-    "tensorrt-cu12-libs wheels from NVIDIA's index https://pypi.nvidia.com."
-)
-
-
-class TensorRTMissing(RuntimeError):
-    """TensorRT cannot be imported; `str()` says how to install it, `reason` is the short cause
-    (what `--backend auto` logs when it moves on to the next backend)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        self.reason = f"tensorrt is not importable ({type(cause).__name__}: {cause})"
-        super().__init__(f"tensorrt is not importable ({cause!r}). {INSTALL_HINT}")
-
-
-MIN_TENSORRT = 10  # strongly typed networks, tensors bound by name, execute_async_v3
-
-
-def import_tensorrt() -> ModuleType:
-    """`import tensorrt` (10 or newer), or a `TensorRTMissing` that says how to install it."""
-    try:  # optional dependency: tensorrt (the `tensorrt` extra, NVIDIA GPUs only)
-        import tensorrt as trt
-    except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
-        raise TensorRTMissing(exc) from exc
-    version = getattr(trt, "__version__", None)
-    if version is None:  # an empty folder named tensorrt imports as a namespace package
-        where = getattr(trt, "__file__", None) or list(getattr(trt, "__path__", []))
-        raise TensorRTMissing(
-            ImportError(f"the tensorrt found ({where}) has no __version__: not TensorRT's package")
-        )
-    major = str(version).split(".")[0]
-    if not major.isdigit() or int(major) < MIN_TENSORRT:  # JetPack 5 ships 8.x
-        raise TensorRTMissing(
-            ImportError(
-                f"tensorrt {version} is older than {MIN_TENSORRT}, which the "
-                "engine build and run are written for"
-            )  # fmt: skip
-        )
-    return trt
 
 
 @functools.cache

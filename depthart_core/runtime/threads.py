@@ -14,15 +14,18 @@ OpenMP's pool, which PyTorch's CPU build uses, does not survive a fork, and a ch
 that had run torch at 2 threads hung forever in its first conv. PyTorch's own DataLoader workers
 do the same. Setting more in the child brings the hang back; a "spawn" child starts afresh and
 takes the rule above.
+
+torch is imported only where its threads are set (`set_torch_threads`, `follow_torch_threads`):
+a process that runs ONNX Runtime never loads it.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+import sys
 
 import cv2
-import torch
 
 from depthart_core.procutil import available_cpus
 
@@ -66,7 +69,9 @@ _torch_threads: int | None = None
 def _one_thread_after_fork() -> None:
     """In a forked child: the parent's OpenMP threads do not exist there (the module docstring)."""
     global _torch_threads
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")  # a parent that never imported torch has no pool to lose
+    if torch is not None:
+        torch.set_num_threads(1)
     cv2.setNumThreads(1)
     _torch_threads = 1  # followed in the child too: never the parent's count again
 
@@ -87,6 +92,8 @@ def set_torch_threads(threads: int) -> int:
     """Apply `resolve_threads(threads)` to PyTorch's intra-op pool and OpenCV (process-wide,
     as both are; a thread that already ran torch takes it at its next `follow_torch_threads`);
     returns the count."""
+    import torch  # the torch backend's: a process that runs ONNX Runtime never imports it
+
     global _torch_threads
     n = set_opencv_threads(threads)
     torch.set_num_threads(n)
@@ -100,6 +107,8 @@ def follow_torch_threads() -> None:
     worker thread that had run frames kept its count when a later node of the process (or a
     reconfigure) set another. Called before each inference of the torch backend; costs a
     microsecond."""
+    import torch  # imported already: the torch backend calls this
+
     n = _torch_threads
     if n is not None and torch.get_num_threads() != n:
         torch.set_num_threads(n)

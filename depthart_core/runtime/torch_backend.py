@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthart_core.checkpoint import CheckpointFile, load_checkpoint, refuse_tokenizer_only
+from depthart_core.checkpoint import (
+    CheckpointFile,
+    load_checkpoint,
+    load_model,
+    refuse_tokenizer_only,
+)
 from depthart_core.model import DepthART, SamplingConfig
 from depthart_core.precision import autocast
 from depthart_core.runtime.base import Backend, check_device
@@ -123,7 +128,7 @@ class DepthEstimator(Backend):
             set_torch_threads(threads)
         check_device(device, flag="device")  # before the model is loaded
         if isinstance(path, CheckpointFile):
-            model, info = path.load()
+            model, info = load_model(path)
         else:
             model, info = load_checkpoint(path, vae=vae)
             refuse_tokenizer_only(info, info["path"])
