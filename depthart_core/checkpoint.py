@@ -9,8 +9,8 @@ The checkpoint as a file, which needs no torch, is `depthart_core.checkpoint_fil
 here: resolving one (`resolve_checkpoint`: the path given, else `$DEPTHART_CHECKPOINT`, else the
 shipped one), hashing it (`file_sha256`, once per file version and process), reading its config
 (`read_checkpoint_info`), and `CheckpointFile`, which carries one resolved checkpoint through
-`runtime.get_backend`, so the `auto` fallback chain reads, hashes and loads it once (its `load`
-is `load_checkpoint`, handed over below). This module builds and loads the model (torch).
+`runtime.get_backend`, so the `auto` fallback chain reads, hashes and loads it once (its model:
+`load_model`, below). This module builds and loads the model (torch).
 
 The DepthART authors' released `model.safetensors` (bulatko/DepthART) is accepted wherever a
 checkpoint is: it is recognised by its keys and mapped in `depthart_core.authors_layout`; when it
@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from torch.overrides import TorchFunctionMode
 
 from depthart_core import authors_layout
+from depthart_core.checkpoint_file import _PICKLE_SUFFIXES as _PICKLE_SUFFIXES
 from depthart_core.checkpoint_file import AUTHORS_LAYOUT as AUTHORS_LAYOUT
 from depthart_core.checkpoint_file import DEFAULT_CHECKPOINT_NAME as DEFAULT_CHECKPOINT_NAME
 from depthart_core.checkpoint_file import ENV_CHECKPOINT as ENV_CHECKPOINT

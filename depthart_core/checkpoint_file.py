@@ -7,7 +7,7 @@ given for a file that holds its own). `CheckpointFile` carries one resolved chec
 A process that runs a cached graph on ONNX Runtime needs nothing more, so this module imports no
 torch (about 160 MB resident and 0.75 s of start-up on the CPU wheel): the ROS node on
 `onnxruntime` or `auto` without TensorRT starts without it. Building and loading the model is
-`depthart_core.checkpoint`'s (torch), which re-exports every name here; its
+`depthart_core.checkpoint`'s (torch), which re-exports the names it had before; its
 `load_model` builds a `CheckpointFile`'s model, once (this module, below it, cannot import it).
 
 The DepthART authors' released file (bulatko/DepthART) is recognised here by its keys alone
@@ -191,7 +191,7 @@ def refuse_tokenizer_only(info: dict[str, Any], path: str | Path) -> None:
 
 class CheckpointFile:
     """One depth model's checkpoint (a stage-1 tokenizer checkpoint is refused): resolved and
-    hashed when made, its model loaded (on the CPU) at most once.
+    hashed when made, its model loaded (on the CPU, by `checkpoint.load_model`) at most once.
 
     Every backend `runtime.get_backend` tries gets the same one, so the `auto` fallback from
     TensorRT to ONNX Runtime to PyTorch never reads, hashes or loads the file twice.
@@ -210,7 +210,7 @@ class CheckpointFile:
         _refuse_pickle(self.path)  # before any backend tries it, so `auto` fails once, clearly
         self._info: dict[str, Any] | None = None
         refuse_tokenizer_only(self.info(), self.path)  # every user of it wants depth from it
-        # here, not at `load`: a cached graph skips it
+        # here, not at `checkpoint.load_model`: a cached graph skips it
         refuse_vae(vae, self.info(), self.path, vae_setting)
         # hashed only once the header says it is a checkpoint: a big file that is not one is
         # refused at once, not after reading all of it
@@ -222,23 +222,24 @@ class CheckpointFile:
     @functools.cached_property
     def model_sha256(self) -> str:
         """The identity of the model this file loads as: `sha256`, or, for an authors' file
-        without the VQ-VAE, the hash of its sha256 and the VAE file's that `load` reads with it
-        (another VAE is another model). What exported graphs and engines are keyed and stamped
-        with."""
+        without the VQ-VAE, the hash of its sha256 and the VAE file's that
+        `checkpoint.load_model` reads with it (another VAE is another model). What exported
+        graphs and engines are keyed and stamped with."""
         vae = self._vae_file()
         if vae is None:
             return self.sha256
         return hashlib.sha256(f"{self.sha256}+vae:{file_sha256(vae)}".encode()).hexdigest()
 
     def _vae_file(self) -> Path | None:
-        """The separate VQ-VAE file `load` reads (as `load_checkpoint` picks it), else None."""
+        """The separate VQ-VAE file `checkpoint.load_model` reads (as `load_checkpoint` picks
+        it), else None."""
         if self.info()["layout"] != AUTHORS_LAYOUT:
             return None
         with open_safetensors(self.path, framework=_HEADER_ONLY) as f:
             if has_tokenizer(f.keys()):
                 return None
         vae = _expand(self.vae) if self.vae else self.path.parent / VAE_FILE_NAME
-        return vae if vae.is_file() else None  # missing: `load` names it
+        return vae if vae.is_file() else None  # missing: loading names it
 
     def info(self) -> dict[str, Any]:
         """Config and metadata (`read_checkpoint_info`), without loading weights."""

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -107,6 +109,23 @@ def test_importing_the_node_and_loading_its_model_never_imports_torch(cached_hea
         imported + TORCH_FREE + load + TORCH_FREE + "print('engine', core.engine)\n", cache
     )
     assert "engine onnxruntime" in out, out
+
+
+def test_predict_on_a_cached_graph_never_imports_torch(cached_headed, tmp_path):
+    """`depthart predict --backend onnxruntime --uncertainty` on the cached graph: the depth and
+    the uncertainty written, without importing torch (its checks read the checkpoint's header)."""
+    checkpoint, cache = cached_headed
+    image = tmp_path / "frame.png"
+    rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(image), rgb)
+    out = tmp_path / "out"
+    args = ["predict", str(image), "--backend", "onnxruntime", "--checkpoint", checkpoint,
+            "--uncertainty", "--threads", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    _child(
+        f"from depthart_core.cli import main\nassert main({args!r}) == 0\n" + TORCH_FREE,
+        cache,
+    )
+    assert (out / "frame.npy").is_file() and (out / "frame_uncertainty.npy").is_file()
 
 
 # device names as the CLI's --device or the node's `device` parameter may give them

@@ -357,7 +357,7 @@ def write_outputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthart_core.checkpoint import read_checkpoint_info, resolve_checkpoint
+    from depthart_core.checkpoint_file import read_checkpoint_info, resolve_checkpoint
     from depthart_core.fileutil import output_folder
 
     unused = _options_without_effect(args)  # set, but doing nothing: said, not ignored
@@ -378,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ply_stride < 1:
             raise ValueError(f"--ply-stride must be >= 1, got {args.ply_stride}")
     if args.uncertainty:  # a checkpoint without the head: one line before anything is made
-        from depthart_core.export.onnx_export import checkpoint_has_head
+        from depthart_core.export.onnx_meta import checkpoint_has_head
 
         path = resolve_checkpoint(args.checkpoint)
         dropped = read_checkpoint_info(path).get("uncertainty_dropped")
