@@ -41,6 +41,9 @@ import numpy as np
 
 ENV_CACHE = "DEPTHART_CACHE"
 CACHE_TEMP_STALE_S = 3600.0  # atomic_write(stale_after_s=...) for cache files
+# a waiter on `build_lock`: how often it tries the lock, and how often it says for whom it waits
+BUILD_LOCK_POLL_S = 0.2
+BUILD_LOCK_LOG_S = 30.0
 # the temp folders depthart makes (atomic_write's, atomic_write_all's, check_writable's probe,
 # replay's prediction spill): "." + a name + "." + mkdtemp's 8 random characters (lowercase letters,
 # digits, "_") + ".tmp". Nothing else is taken for one: a user's `.calib.json.20241231` or another
@@ -118,14 +121,40 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _remove_stale_temps(path: Path, older_than_s: float) -> None:
+def _remove_stale_temps(path: Path, older_than_s: float) -> list[tuple[Path, int]]:
+    """Remove the temp folders of earlier writes of `path` (`atomic_write`'s, named after it)
+    made more than `older_than_s` seconds ago; 0: all of them, which only a caller that holds
+    the lock every writer of `path` holds may do (`build_lock(temps_of=...)`). Returns each
+    folder removed with the bytes it held."""
+    removed: list[tuple[Path, int]] = []
     now = time.time()
     for p in path.parent.glob(f".{glob.escape(_temp_stem(path))}.*{TEMP_SUFFIX}"):
         try:
-            if is_temp_dir(p) and now - p.stat().st_mtime > older_than_s:
+            if is_temp_dir(p) and (older_than_s <= 0 or now - p.stat().st_mtime > older_than_s):
+                size = _tree_size(p)
                 shutil.rmtree(p, ignore_errors=True)
+                removed.append((p, size))
         except FileNotFoundError:  # another process removed or renamed it meanwhile
             continue
+    return removed
+
+
+def _tree_size(folder: Path) -> int:
+    """The bytes of the files under `folder` (links not followed; what cannot be read: 0)."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_size
+    return total
+
+
+def _log_removed_temps(removed: list[tuple[Path, int]]) -> None:
+    if removed:
+        logging.getLogger(__name__).info(
+            "removed what a killed export or build left: %s",
+            ", ".join(f"{p} ({size / 1e6:.1f} MB)" for p, size in removed),
+        )
 
 
 def is_temp_name(name: str) -> bool:
@@ -141,10 +170,19 @@ def is_temp_dir(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def build_lock(lock_path: Path, what: str) -> Iterator[None]:
+def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> Iterator[None]:
     """Hold an exclusive `flock` on `lock_path` (made if missing) while building `what` into a
     shared cache, so processes starting at once build it once: the others wait here, then find
-    it built. The kernel drops the lock of a process that dies."""
+    it built. The kernel drops the lock of a process that dies.
+
+    The holder writes its pid and host name into the lock file. A waiter polls the lock
+    (`BUILD_LOCK_POLL_S`) and says every `BUILD_LOCK_LOG_S` how long it has waited and for which
+    process, so a suspended or hung builder can be found; it waits without a time limit (a
+    TensorRT build on a Jetson takes 20 minutes and more), and Ctrl-C still stops it.
+
+    `temps_of`: files that are only ever written under this lock; once it is held, no other
+    process can be writing them, so every temp folder of theirs (`atomic_write`'s) is what a
+    killed writer left: all are removed, whatever their age, with one INFO line naming them."""
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path, "a")  # noqa: SIM115 (closed below)
@@ -155,11 +193,66 @@ def build_lock(lock_path: Path, what: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             logging.getLogger(__name__).info("another process is building %s; waiting", what)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            _wait_for_lock(lock, lock_path, what)
         try:
+            _write_holder(lock)
+            removed: list[tuple[Path, int]] = []
+            for path in temps_of:
+                removed += _remove_stale_temps(path, 0)
+            _log_removed_temps(removed)
             yield
         finally:
+            with contextlib.suppress(OSError):  # no stale holder for the next waiter to name
+                lock.truncate(0)
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
+    """Take the lock `lock` once its holder lets go, saying every `BUILD_LOCK_LOG_S` for whom
+    it waits (the holder's record in `lock_path`)."""
+    start = time.monotonic()
+    said = start
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        time.sleep(BUILD_LOCK_POLL_S)  # Ctrl-C lands here
+        now = time.monotonic()
+        if now - said >= BUILD_LOCK_LOG_S:
+            said = now
+            pid, host = _lock_holder(lock_path)
+            logging.getLogger(__name__).info(
+                "still waiting %.0fs for pid %s (host %s) building %s; lock file %s",
+                now - start,
+                pid,
+                host,
+                what,
+                lock_path,
+            )
+
+
+def _write_holder(lock: io.TextIOWrapper) -> None:
+    """Record this process (pid and host name) in the lock file it holds, for waiters to name;
+    bookkeeping only: a failure (a full disk) is passed over."""
+    with contextlib.suppress(OSError):
+        lock.truncate(0)
+        lock.write(f"{os.getpid()} {''.join(os.uname().nodename.split()) or '?'}\n")
+        lock.flush()
+
+
+def _lock_holder(lock_path: Path) -> tuple[str, str]:
+    """(pid, host) as the holder of `lock_path` recorded them; "unknown" where it did not (yet,
+    or an older version holds it)."""
+    try:
+        with open(lock_path, "rb") as f:
+            fields = f.read(300).decode("ascii", errors="replace").split()
+    except OSError:
+        fields = []
+    if len(fields) != 2 or not fields[0].isdigit():
+        return "unknown", "unknown"
+    return fields[0], fields[1]
 
 
 def check_writable(folder: str | Path) -> None:
@@ -563,9 +656,11 @@ def atomic_write(
     killed process leaves is recognised by `is_temp_name`. Any failure to write raises
     `WriteError` naming `path` and the cause; nothing of the new file remains.
 
-    `stale_after_s`: for a folder no run lock protects (a cache), first remove the temp folders
-    of earlier writes of `path` made longer ago than this (`CACHE_TEMP_STALE_S`: an hour, where a
-    write takes seconds to minutes), which a killed process left.
+    `stale_after_s`: for a file that no lock keeps to one writer at a time (a timing cache, a
+    synthetic pool), first remove the temp folders of earlier writes of `path` made longer ago
+    than this (`CACHE_TEMP_STALE_S`: an hour, where a write takes seconds to minutes), which a
+    killed process left. (A cached graph or engine is written under its `build_lock`, which
+    removes its temp folders of any age: `temps_of`.)
 
     `owner_only`: a cache file, writable by its owner only whatever the umask
     (`owner_write_only`), set before it is renamed into place.
@@ -573,7 +668,7 @@ def atomic_write(
     path = Path(path)
     refuse_special_file(path)
     if stale_after_s is not None:
-        _remove_stale_temps(path, stale_after_s)
+        _log_removed_temps(_remove_stale_temps(path, stale_after_s))
     tmp_dir = _temp_dir_name(path)
     tmp = os.path.join(tmp_dir, path.name)
     ours = True

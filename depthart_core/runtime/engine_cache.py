@@ -15,7 +15,9 @@ through a temp file and `os.replace`, the sidecar last, so a crash mid-write lea
 engine behind a valid sidecar. A missing, stale (sidecar key differs), truncated (sha256
 differs) or undeserializable engine is rebuilt and never crashes the caller. A build holds an
 exclusive `fcntl.flock` on the lock file, so two processes starting at once build once: the
-second waits and then loads the first one's engine.
+second waits and then loads the first one's engine, saying every 30 s for which process (pid and
+host, written into the lock file) it waits. Once the lock is held, the temp folders a killed
+build left beside the engine are removed (`fileutil.build_lock`).
 
 An engine or sidecar that another user could have written (not owned by you or root, or writable
 by its group or others: `fileutil.untrusted_cache_file`) is never deserialized: it is rebuilt with
@@ -53,7 +55,6 @@ from types import ModuleType
 from typing import Generic, TypeVar
 
 from depthart_core.fileutil import (
-    CACHE_TEMP_STALE_S,
     ENV_CACHE,
     WriteError,
     atomic_write,
@@ -274,7 +275,10 @@ class EngineCache:
             return CacheResult(engine, self.engine_path(key), built=False)
         lock = self.cache_dir / f"{key.stem}.lock"
         try:
-            with build_lock(lock, f"engine {key.stem}"):
+            # engine and sidecar are written under this lock only: a temp folder of theirs in the
+            # cache is a killed build's, removed (an engine's: hundreds of MB) once it is held
+            temps = (self.engine_path(key), self.sidecar_path(key))
+            with build_lock(lock, f"engine {key.stem}", temps_of=temps):
                 # The process that held the lock may have just stored this engine.
                 engine = self.load(key, deserialize)
                 if engine is not None:
@@ -322,8 +326,8 @@ class EngineCache:
     def _store(self, key: EngineKey, blob: bytes) -> None:
         path, sidecar = self.engine_path(key), self.sidecar_path(key)
         meta = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(blob).hexdigest()}
-        # (and a killed write's temp folder removed)
-        atomic_write(path, blob, stale_after_s=CACHE_TEMP_STALE_S, owner_only=True)
+        # (under the build lock, which removed a killed write's temp folder: `get_or_build`)
+        atomic_write(path, blob, owner_only=True)
         atomic_write(sidecar, (json.dumps(meta, indent=2) + "\n").encode(), owner_only=True)
         log.info("engine cache: stored %s (%.1f MB)", path, len(blob) / 1e6)
 

@@ -8,7 +8,9 @@ A checkpoint is exported once per precision and decoding, to
 (model sha256: `CheckpointFile.model_sha256`, the file's, combined with the VQ-VAE file's for an
 authors' checkpoint read with a separate one; cache root: `depthart_core.fileutil.cache_root`),
 and reused by every later process. The graph is written through a temp file and a rename, so a
-reader never finds a half-written one. The backends check the model hash stamped in the graph's
+reader never finds a half-written one; an export holds the graph's lock (`fileutil.build_lock`:
+another process waits, saying every 30 s for which), and the temp folders a killed export left
+are removed once it is held. The backends check the model hash stamped in the graph's
 metadata before they run it.
 
 A checkpoint with the uncertainty head exports a graph with the "uncertainty" output. Its hash
@@ -66,7 +68,6 @@ from depthart_core.export.onnx_meta import (
     read_onnx_header,
 )
 from depthart_core.fileutil import (
-    CACHE_TEMP_STALE_S,
     ENV_CACHE,
     WriteError,
     atomic_write,
@@ -110,7 +111,10 @@ def cached_onnx(
     try:
         # one process at a time checks, exports and records (its graph and record are replaced
         # one after the other: another reading between the two would see a mismatch)
-        with build_lock(path.with_name(path.name + ".lock"), f"the graph {path.name}"):
+        # (the graph is written under this lock only: a temp folder of its left in the cache is
+        # a killed export's, removed once the lock is held)
+        lock = path.with_name(path.name + ".lock")
+        with build_lock(lock, f"the graph {path.name}", temps_of=(path,)):
             present, problem = _lookup(path, ckpt, precision, decoding)
             if present:
                 if problem is None:  # (re)exported by the process that held the lock
@@ -151,7 +155,7 @@ def _export_privately(
         private.parent,
         ENV_CACHE,
     )
-    _export(ckpt, private, precision, sampling)
+    _export(ckpt, private, precision, sampling, cached=False)
     return private
 
 
@@ -163,10 +167,19 @@ def export_onnx(model: Any, out_path: Path, **kwargs: Any) -> Path:
     return onnx_export.export_onnx(model, out_path, **kwargs)
 
 
-def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: SamplingConfig | None):
+def _export(
+    ckpt: CheckpointFile,
+    path: Path,
+    precision: str,
+    sampling: SamplingConfig | None,
+    cached: bool = True,
+) -> None:
+    """Export `ckpt`'s graph to `path`: the cache's (`cached`, under its `build_lock`), or this
+    process's private folder (`_export_privately`)."""
     from depthart_core.checkpoint import load_model  # torch: a cache miss only
 
-    log.info("exporting %s to %s (once; cached)", ckpt.path, path)
+    how = "once; cached" if cached else "this run only: the cache cannot be used"
+    log.info("exporting %s to %s (%s)", ckpt.path, path, how)
     model, _ = load_model(ckpt)
     fp16 = precision == "fp16"
     atomic_write(
@@ -179,7 +192,8 @@ def _export(ckpt: CheckpointFile, path: Path, precision: str, sampling: Sampling
             sampling=sampling,
             final_path=path,
         ),
-        stale_after_s=CACHE_TEMP_STALE_S,  # also removes a killed export's temp folder
+        # the cache's: a killed export's temp folder was removed under the lock (`temps_of`);
+        # a private folder's: removed with the folder
         owner_only=True,
     )
     _record(path)

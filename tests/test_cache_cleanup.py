@@ -1,0 +1,162 @@
+"""A killed export or engine build leaves nothing in the cache for long, a process waiting on
+another's build lock says for whom it waits, and a private export does not claim to be cached.
+The export and build are faked (`test_cache_trust`'s tiny stamped graph); the other process is a
+child python holding the real lock."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cache_trust import KEY, PLAN, _fake_export
+
+import depthart_core.runtime.onnx_cache as onnx_cache
+from depthart_core import fileutil
+from depthart_core.checkpoint import CheckpointFile
+from depthart_core.fileutil import WriteError, build_lock
+from depthart_core.runtime.engine_cache import EngineCache
+from depthart_core.sampling import graph_decoding
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no flock (Windows)")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, tiny_checkpoint):
+    """(checkpoint, list of exports) with the ONNX cache in tmp_path and the export faked."""
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    exports: list[Path] = []
+
+    def counting(model, path, **kwargs):
+        exports.append(Path(path))
+        _fake_export(model, path, **kwargs)
+
+    monkeypatch.setattr(onnx_cache, "export_onnx", counting)
+    monkeypatch.setattr(fileutil, "_private_roots", {}, raising=False)  # each test's own
+    ckpt = CheckpointFile(tiny_checkpoint)
+    ckpt.loaded = (None, {})  # no model: the fake export needs none
+    return ckpt, exports
+
+
+def _killed_write(target: Path, size: int) -> Path:
+    """The temp folder a writer of `target` killed a moment ago leaves: a partial file inside."""
+    folder = target.parent / f".{target.name}.k1ll3d_x.tmp"
+    folder.mkdir(parents=True)
+    (folder / target.name).write_bytes(b"\0" * size)
+    return folder
+
+
+def _removal_line(caplog) -> str:
+    lines = [r.getMessage() for r in caplog.records]
+    found = [m for m in lines if "killed export or build" in m]
+    assert found, lines
+    return found[0]
+
+
+def test_a_killed_exports_temp_folder_is_removed_by_the_next_export(cache, caplog):
+    ckpt, exports = cache
+    path = onnx_cache.onnx_cache_path(ckpt.model_sha256, "fp32", graph_decoding(None))
+    left = _killed_write(path, 2_500_000)  # seconds old, not an hour: no age makes it safe
+    other = _killed_write(path.with_name("other.onnx"), 10)  # another graph's: its own lock's
+    with caplog.at_level(logging.INFO):
+        assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 1
+    assert not left.exists()
+    assert other.exists()
+    line = _removal_line(caplog)
+    assert str(left) in line and "(2.5 MB)" in line
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == [other.name]
+
+
+def test_a_killed_builds_temp_folders_are_removed_by_the_next_build(tmp_path, caplog):
+    cache = EngineCache(tmp_path / "engines")
+    engine = _killed_write(cache.engine_path(KEY), 3_000_000)
+    sidecar = _killed_write(cache.sidecar_path(KEY), 100)
+    with caplog.at_level(logging.INFO):
+        result = cache.get_or_build(KEY, lambda: PLAN, lambda b: b)
+    assert result.built and result.engine == PLAN
+    assert not engine.exists() and not sidecar.exists()
+    line = _removal_line(caplog)
+    assert f"{engine} (3.0 MB)" in line and str(sidecar) in line
+    assert not [p for p in cache.cache_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from depthart_core.fileutil import build_lock
+with build_lock(Path(sys.argv[1]), "the graph G"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold(lock: Path, seconds: float) -> subprocess.Popen:
+    """A child process holding `lock` for `seconds`, once it has said so."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(lock), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_waiter_says_for_whom_it_waits(tmp_path, monkeypatch, caplog):
+    lock = tmp_path / "g.onnx.lock"
+    child = _hold(lock, 1.2)
+    monkeypatch.setattr(fileutil, "BUILD_LOCK_LOG_S", 0.3, raising=False)
+    try:
+        with caplog.at_level(logging.INFO), build_lock(lock, "the graph G"):
+            holder = lock.read_text()  # the holder now: this process
+    finally:
+        child.wait(timeout=30)
+    text = caplog.text
+    assert "another process is building the graph G; waiting" in text  # the first line, as was
+    host = "".join(os.uname().nodename.split())
+    assert "still waiting" in text  # every BUILD_LOCK_LOG_S (30 s; 0.3 s here)
+    assert f"for pid {child.pid} (host {host}) building the graph G; lock file {lock}" in text
+    assert holder == f"{os.getpid()} {host}\n"
+    assert lock.read_text() == ""  # let go: no holder named
+
+
+def test_ctrl_c_stops_a_waiter(tmp_path):
+    lock = tmp_path / "e.lock"
+    child = _hold(lock, 3)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    start = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.4)
+        with pytest.raises(KeyboardInterrupt), build_lock(lock, "engine E"):
+            pytest.fail("the lock was taken while another process held it")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        child.kill()
+        child.wait()
+    assert time.monotonic() - start < 2.5
+
+
+def test_a_private_export_does_not_say_it_is_cached(cache, monkeypatch, caplog):
+    ckpt, exports = cache
+
+    def refused(lock_path, what, temps_of=()):
+        raise WriteError(lock_path, PermissionError(errno.EACCES, "permission denied"))
+
+    monkeypatch.setattr(onnx_cache, "build_lock", refused)
+    with caplog.at_level(logging.INFO):
+        path = onnx_cache.cached_onnx(ckpt, "fp32")
+    assert len(exports) == 1 and path.parent.parent != fileutil.cache_root()
+    exporting = [r.getMessage() for r in caplog.records if r.getMessage().startswith("exporting")]
+    how = "this run only: the cache cannot be used"
+    assert exporting == [f"exporting {ckpt.path} to {path} ({how})"]
