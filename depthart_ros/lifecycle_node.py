@@ -92,7 +92,12 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
     _autostarting = False  # in-process autostart reports a failed configure as its fatal line
     configure_error: str | None = None  # why the last configure failed
 
-    def __init__(self, node_name: str = "depthart_node", **kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = "depthart_node", *, exit_on_failure: bool = False, **kwargs: Any
+    ) -> None:
+        """A bad start-up parameter destroys the half-built node and raises (tests,
+        composition); with `exit_on_failure` (main) the process ends there instead, through
+        `exit_cannot_start`, before any DDS teardown (see there). Ctrl-C raises either way."""
         super().__init__(node_name, **kwargs)
         self.ros_args = node_ros_args(kwargs)
         self._finalized = False  # after shutdown: start-up parameters refused
@@ -110,6 +115,8 @@ class DepthArtLifecycleNode(DepthArtCore, LifecycleNode):
             )
         except BaseException as exc:  # nothing half-built stays registered (rosout, services)
             remember_logger_name(exc, self)
+            if exit_on_failure and isinstance(exc, Exception) and self.context.ok():
+                exit_cannot_start(exc)  # the process ends now: no participant teardown
             self.destroy_node()
             raise
 
@@ -264,7 +271,7 @@ def main(args: list[str] | None = None) -> None:
     use_node_profile()  # before rclpy creates the participant (depthart_ros.dds)
     init_or_exit(args)  # a bad params file, --log-level, log directory: one line, status 1
     try:
-        node = DepthArtLifecycleNode()
+        node = DepthArtLifecycleNode(exit_on_failure=True)
     except BaseException as exc:
         if shut_down_during_start_up(exc, rclpy.get_default_context()):
             leave_stopped_during_start_up(getattr(exc, FAILED_NODE_LOGGER, "depthart_node"))
@@ -281,10 +288,10 @@ def main(args: list[str] | None = None) -> None:
         node.destroy_node()
         leave_stopped_during_start_up(name)  # status 0, as for a signal while it runs
     if error is not None:  # no depth would ever come: exit for a supervisor or respawn to act
+        # no release / destroy_node / try_shutdown: a failed configure released the model
+        # itself, os._exit frees whatever else is held (threads included) and ends the
+        # participant; DDS teardown here raced discovery (`exit_cannot_start`)
         node.get_logger().fatal(f"cannot start: {error}")
-        node.release()
-        node.destroy_node()
-        rclpy.try_shutdown()
         leave_process(1)
     spin_until_shutdown(node, node.release)
     leave_process(0)

@@ -793,9 +793,12 @@ class DepthArtCore:
 
 class DepthArtNode(DepthArtCore, Node):
     """The plain node: parameters, model and topics all at start-up; a bad parameter or
-    checkpoint raises here, before any callback runs."""
+    checkpoint raises here, before any callback runs: the half-built node is destroyed, then the
+    exception raised (tests, composition). `exit_on_failure` (main): the process ends there
+    instead, through `exit_cannot_start`, with the node still alive (its FATAL line reaches
+    /rosout) and not destroyed first. A Ctrl-C / SIGTERM during start-up raises either way."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, exit_on_failure: bool = False, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.ros_args = node_ros_args(kwargs)
         try:
@@ -808,6 +811,9 @@ class DepthArtNode(DepthArtCore, Node):
             remember_logger_name(exc, self)
             if getattr(self, "worker", None) is not None:
                 self.close()
+            if exit_on_failure and isinstance(exc, Exception) and self.context.ok():
+                # the process ends now (main): no participant teardown while discovery runs
+                exit_cannot_start(exc)
             self.destroy_node()  # forgets its thread count too
             raise
         self.get_logger().info(
@@ -820,7 +826,7 @@ def main(args: list[str] | None = None) -> None:
     use_node_profile()  # before rclpy creates the participant (depthart_ros.dds)
     init_or_exit(args)
     try:
-        node = DepthArtNode()
+        node = DepthArtNode(exit_on_failure=True)
     except BaseException as exc:
         if shut_down_during_start_up(exc, rclpy.get_default_context()):
             leave_stopped_during_start_up(getattr(exc, FAILED_NODE_LOGGER, "depthart_node"))
@@ -911,16 +917,22 @@ def exit_cannot_start(exc: Exception, reason: str | None = None) -> NoReturn:
 
     The name comes from the half-built node (`remember_logger_name`), not from a new node: a
     node built here only to be named took part in discovery while other processes of a failing
-    launch were exiting too, and Fast DDS's TCP transport (LARGE_DATA) aborted under that race."""
+    launch were exiting too, and Fast DDS's TCP transport (LARGE_DATA) aborted under that race.
+
+    No rclpy or DDS teardown before the exit (no `destroy_node` of the process's last node, no
+    `rclpy.try_shutdown`): deleting the participant while peers were still discovering it
+    raced Fast DDS's own TypeLookup thread (a null mutex in `WriterHistory::create_change`), and
+    the refused start died with SIGSEGV, without this line, in 2 of 180 loaded starts. The
+    process is about to `os._exit` (`leave_process`), which ends the participant as a SIGKILL
+    would: its peers drop it by lease. Callers that still hold the half-built node call this
+    instead of destroying it (`exit_on_failure`)."""
     name = getattr(exc, FAILED_NODE_LOGGER, "depthart_node")
     line = f"cannot start: {exc if reason is None else reason}"
     try:
         get_logger(name).fatal(line)
     except Exception:  # noqa: BLE001 - rcutils' logging unusable (rclpy.init failed): stderr
         print(f"{name}: {line}", file=sys.stderr)
-    with contextlib.suppress(Exception):  # a context that never initialised
-        rclpy.try_shutdown()
-    leave_process(1)
+    leave_process(1)  # no rclpy/DDS teardown: os._exit ends the participant like a SIGKILL
 
 
 def init_or_exit(args: list[str] | None, logger_name: str = "depthart_node") -> None:
