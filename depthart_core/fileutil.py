@@ -128,11 +128,23 @@ def _remove_stale_temps(path: Path, older_than_s: float) -> list[tuple[Path, int
     folder removed with the bytes it held."""
     removed: list[tuple[Path, int]] = []
     now = time.time()
-    for p in path.parent.glob(f".{glob.escape(_temp_stem(path))}.*{TEMP_SUFFIX}"):
+    stem = _temp_stem(path)
+    # exactly `path`'s own (.NAME.XXXXXXXX.tmp): not those of a file named after it
+    # (NAME.sha256's, written by another writer under no lock)
+    own = re.compile(re.escape(f".{stem}.") + r"[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+    for p in path.parent.glob(f".{glob.escape(stem)}.*{TEMP_SUFFIX}"):
+        if own.fullmatch(p.name) is None:
+            continue
         try:
             if is_temp_dir(p) and (older_than_s <= 0 or now - p.stat().st_mtime > older_than_s):
                 size = _tree_size(p)
                 shutil.rmtree(p, ignore_errors=True)
+                if p.exists():  # immutable, or another user's in a shared folder: said, not claimed
+                    logging.getLogger(__name__).warning(
+                        "cannot remove %s, which a killed export or build left: remove it by hand",
+                        p,
+                    )
+                    continue
                 removed.append((p, size))
         except FileNotFoundError:  # another process removed or renamed it meanwhile
             continue
@@ -203,7 +215,7 @@ def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> I
             yield
         finally:
             with contextlib.suppress(OSError):  # no stale holder for the next waiter to name
-                lock.truncate(0)
+                os.ftruncate(lock.fileno(), 0)
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
@@ -236,10 +248,10 @@ def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
 def _write_holder(lock: io.TextIOWrapper) -> None:
     """Record this process (pid and host name) in the lock file it holds, for waiters to name;
     bookkeeping only: a failure (a full disk) is passed over."""
-    with contextlib.suppress(OSError):
-        lock.truncate(0)
-        lock.write(f"{os.getpid()} {''.join(os.uname().nodename.split()) or '?'}\n")
-        lock.flush()
+    record = f"{os.getpid()} {''.join(os.uname().nodename.split()) or '?'}\n".encode()
+    with contextlib.suppress(OSError):  # unbuffered: nothing left to fail again at close
+        os.ftruncate(lock.fileno(), 0)
+        os.write(lock.fileno(), record)
 
 
 def _lock_holder(lock_path: Path) -> tuple[str, str]:

@@ -6,6 +6,7 @@ child python holding the real lock."""
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import signal
@@ -160,3 +161,69 @@ def test_a_private_export_does_not_say_it_is_cached(cache, monkeypatch, caplog):
     exporting = [r.getMessage() for r in caplog.records if r.getMessage().startswith("exporting")]
     how = "this run only: the cache cannot be used"
     assert exporting == [f"exporting {ckpt.path} to {path} ({how})"]
+
+
+def test_only_the_locked_files_own_temp_folders_are_swept(tmp_path, caplog):
+    """`.X.onnx.XXXXXXXX.tmp` is X.onnx's; `.X.onnx.sha256.XXXXXXXX.tmp` is its record's, which is
+    written under no lock (a cache hit records a graph cached without one): left alone."""
+    graph = tmp_path / "abcd_fp32_soft.onnx"
+    own = _killed_write(graph, 10)
+    record = tmp_path / f"{graph.name}.sha256"
+    theirs = _killed_write(record, 10)
+    with caplog.at_level(logging.INFO, logger="depthart_core.fileutil"):
+        with build_lock(tmp_path / f"{graph.name}.lock", "the graph", temps_of=(graph,)):
+            pass
+    assert not own.exists() and theirs.is_dir()
+    assert str(theirs) not in _removal_line(caplog)
+
+
+def test_a_temp_folder_that_stays_is_not_said_to_be_removed(tmp_path, monkeypatch, caplog):
+    """rmtree could not remove it (immutable, another user's in a shared folder): a warning
+    naming it, not the line that says it was removed."""
+    graph = tmp_path / "abcd_fp32_soft.onnx"
+    left = _killed_write(graph, 10)
+    monkeypatch.setattr(fileutil.shutil, "rmtree", lambda *a, **k: None)
+    with caplog.at_level(logging.INFO, logger="depthart_core.fileutil"):
+        with build_lock(tmp_path / f"{graph.name}.lock", "the graph", temps_of=(graph,)):
+            pass
+    assert left.is_dir()
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert not [m for _, m in messages if m.startswith("removed")], messages
+    assert (logging.WARNING, f"cannot remove {left}, which a killed export or build left: "
+            "remove it by hand") in messages  # fmt: skip
+
+
+class _FullDisk(io.RawIOBase):
+    """A lock file on a full disk: every write refused (ENOSPC), the lock and truncation real."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 (closed with this)
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def truncate(self, size=None) -> int:
+        os.ftruncate(self._file.fileno(), size or 0)
+        return size or 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def test_a_holder_record_that_cannot_be_written_does_not_fail_the_build(tmp_path, monkeypatch):
+    """The holder's record is bookkeeping: on a full disk the build goes on, and nothing fails
+    later, at the lock file's close, with a bare OSError (a buffered record flushed again)."""
+    lock_path = tmp_path / "g.onnx.lock"
+    full = lambda path, mode="r", *a, **k: io.TextIOWrapper(io.BufferedWriter(_FullDisk(path)))  # noqa: E731
+    monkeypatch.setattr(fileutil, "open", full, raising=False)
+    ran = []
+    with build_lock(lock_path, "the graph"):
+        ran.append(True)
+    assert ran == [True] and lock_path.read_bytes() == b""
