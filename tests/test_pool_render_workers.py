@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from depthart_core import procutil
 from depthart_core.training import data
 from depthart_core.training.data import SyntheticPool
 
@@ -204,6 +205,7 @@ def test_a_second_ctrl_c_while_stopping_leaves_no_worker(tmp_path, monkeypatch):
 _KILLED_PARENT = """
 import multiprocessing, sys
 from pathlib import Path
+from depthart_core import procutil
 from depthart_core.training import data
 
 class Bar:
@@ -282,6 +284,7 @@ def test_a_render_on_one_cpu_runs_in_this_process(tmp_path, monkeypatch):
 def test_render_workers_share_the_cpus_this_process_may_use(monkeypatch, cpus, env, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(procutil, "cgroup_cpu_quota", lambda: None)  # a CPU-limited runner's
     for name in ("LOCAL_WORLD_SIZE", "LOCAL_RANK", "RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -4,8 +4,9 @@ PyTorch and ONNX Runtime default to one thread per core. Their parallel loops wa
 thread at a barrier, so when another process holds one of those cores the whole frame waits for
 the descheduled thread: on a 2-core machine with one busy-looping process, the torch backend went
 from 16 ms to 2,082 ms per frame at 2 threads and to 18 ms at 1 (issue #16). A robot always runs
-other processes (drivers, SLAM, planning), so the default takes half of the cores this process
-may run on, at most 4 (the tiny model gains little beyond that), and at least 1.
+other processes (drivers, SLAM, planning), so the default takes half of the CPUs this process
+may use (its affinity and its container's CPU quota: `procutil.available_cpus`), at most 4 (the
+tiny model gains little beyond that), and at least 1.
 
 Precedence: an explicit `threads > 0`, else `$OMP_NUM_THREADS` when set, else that default.
 
@@ -44,8 +45,8 @@ def resolve_threads(requested: int = 0) -> int:
     requested = int(requested)  # a numpy integer too
     if not 0 <= requested <= MAX_THREADS:
         raise ValueError(
-            f"threads must be 0 (automatic) to {MAX_THREADS}, got {requested} (this machine lets "
-            f"the process use {available_cpus()} CPUs)"
+            f"threads must be 0 (automatic) to {MAX_THREADS}, got {requested} (this process may "
+            f"use {available_cpus()} CPUs)"
         )
     if requested > 0:
         return requested
@@ -53,8 +54,8 @@ def resolve_threads(requested: int = 0) -> int:
     if env.isdigit() and int(env) > 0:
         if int(env) > MAX_THREADS:  # the limit --threads has: far more stalls the host
             raise ValueError(
-                f"OMP_NUM_THREADS={env} is above {MAX_THREADS} threads (this machine lets the "
-                f"process use {available_cpus()} CPUs): set it lower, or pass a thread count"
+                f"OMP_NUM_THREADS={env} is above {MAX_THREADS} threads (this process may use "
+                f"{available_cpus()} CPUs): set it lower, or pass a thread count"
             )
         return int(env)
     return default_threads()
