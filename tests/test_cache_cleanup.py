@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cache_trust import KEY, PLAN, _fake_export
+from test_cache_trust import KEY, PLAN, faked_export_cache
 
 import depthart_core.runtime.onnx_cache as onnx_cache
 from depthart_core import fileutil
-from depthart_core.checkpoint import CheckpointFile
 from depthart_core.fileutil import WriteError, build_lock
 from depthart_core.runtime.engine_cache import EngineCache
 from depthart_core.sampling import graph_decoding
@@ -31,18 +30,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no flock (Win
 @pytest.fixture
 def cache(tmp_path, monkeypatch, tiny_checkpoint):
     """(checkpoint, list of exports) with the ONNX cache in tmp_path and the export faked."""
-    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
-    exports: list[Path] = []
-
-    def counting(model, path, **kwargs):
-        exports.append(Path(path))
-        _fake_export(model, path, **kwargs)
-
-    monkeypatch.setattr(onnx_cache, "export_onnx", counting)
-    monkeypatch.setattr(fileutil, "_private_roots", {}, raising=False)  # each test's own
-    ckpt = CheckpointFile(tiny_checkpoint)
-    ckpt.loaded = (None, {})  # no model: the fake export needs none
-    return ckpt, exports
+    return faked_export_cache(tmp_path, monkeypatch, tiny_checkpoint)
 
 
 def _killed_write(target: Path, size: int) -> Path:

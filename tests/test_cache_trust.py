@@ -63,6 +63,13 @@ def _fake_export(model, path, checkpoint_sha256="", fp16=False, sampling=None, f
 @pytest.fixture
 def cache(tmp_path, monkeypatch, tiny_checkpoint):
     """(checkpoint, list of exports) with the ONNX cache in tmp_path and the export faked."""
+    return faked_export_cache(tmp_path, monkeypatch, tiny_checkpoint)
+
+
+def faked_export_cache(
+    tmp_path: Path, monkeypatch, checkpoint
+) -> tuple[CheckpointFile, list[Path]]:
+    """`cache`'s: also for other test files' fixtures."""
     monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
     exports: list[Path] = []
 
@@ -72,7 +79,7 @@ def cache(tmp_path, monkeypatch, tiny_checkpoint):
 
     monkeypatch.setattr(onnx_cache, "export_onnx", counting)
     monkeypatch.setattr(fileutil, "_private_roots", {}, raising=False)  # each test's own
-    ckpt = CheckpointFile(tiny_checkpoint)
+    ckpt = CheckpointFile(checkpoint)
     ckpt.loaded = (None, {})  # no model: the fake export needs none
     return ckpt, exports
 
