@@ -69,9 +69,15 @@ EXTRA_OF = {
 }
 
 
-def missing_dependency(exc: ImportError) -> str:
-    """The import error, and for a module of an optional dependency the extra to install."""
+def missing_dependency(exc: ImportError, command: str = "this command") -> str:
+    """The import error, and for a module of an optional dependency the extra to install; for
+    torch, not optional but left out of an install made for ONNX Runtime alone, that `command`
+    needs it (the errors that already say so, the backends', as they are)."""
     top = (exc.name or "").split(".")[0]
+    if top == "torch" and isinstance(exc, ModuleNotFoundError):
+        if "needs PyTorch" in str(exc):
+            return str(exc)
+        return f"{exc}: {command} needs PyTorch (pip install torch; see README's install section)"
     extra = EXTRA_OF.get(top)
     if extra is None or top not in str(exc):
         return str(exc)
@@ -183,7 +189,8 @@ def _run(args: argparse.Namespace, stdout: _StdoutWatch) -> int:
         print(f"depthart {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:  # an optional dependency this command needs: one line, its extra
-        print(f"depthart {args.command}: error: {missing_dependency(exc)}", file=sys.stderr)
+        why = missing_dependency(exc, f"depthart {args.command}")
+        print(f"depthart {args.command}: error: {why}", file=sys.stderr)
         return 1
     except BrokenPipeError as exc:  # `depthart info CKPT | head`: the reader has all it wanted
         if stdout.watching and exc is not stdout.error and not _stdout_fails():

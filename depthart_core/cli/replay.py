@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
         from depthart_core.fileutil import check_creatable
 
         check_creatable(args.write_bag)  # before the replay, not after it
-    from depthart_core.checkpoint import default_checkpoint_path, resolve_checkpoint
+    from depthart_core.checkpoint_file import default_checkpoint_path, resolve_checkpoint
 
     # the default model too ($DEPTHART_CHECKPOINT may name a run's checkpoint inside --out)
     model = args.checkpoint or default_checkpoint_path()

@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from depthart_core.checkpoint import file_sha256
+from depthart_core.checkpoint_file import file_sha256
 from depthart_core.replay.frames import (
     Frame,
     PredictionStore,

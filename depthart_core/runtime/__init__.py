@@ -36,7 +36,13 @@ from typing import Any
 
 from depthart_core.checkpoint_file import CheckpointFile
 from depthart_core.config import PRECISIONS
-from depthart_core.runtime.base import Backend, check_device, check_flag, parse_device
+from depthart_core.runtime.base import (
+    Backend,
+    check_device,
+    check_flag,
+    parse_device,
+    torch_missing,
+)
 from depthart_core.runtime.engine_cache import import_tensorrt
 from depthart_core.runtime.onnx_backend import OnnxRuntimeBackend
 from depthart_core.runtime.threads import resolve_threads, set_opencv_threads, set_torch_threads
@@ -64,9 +70,16 @@ def __getattr__(name: str) -> Any:
 
 
 def _torch_backend() -> type[Backend]:
-    """The PyTorch backend's class (`torch_backend.DepthEstimator`), imported with torch."""
-    from depthart_core.runtime.torch_backend import DepthEstimator  # torch: its backend only
-
+    """The PyTorch backend's class (`torch_backend.DepthEstimator`), imported with torch; an
+    ImportError saying so where torch is not installed (an install for ONNX Runtime alone)."""
+    try:
+        from depthart_core.runtime.torch_backend import DepthEstimator  # torch: its backend only
+    except ModuleNotFoundError as exc:
+        if not torch_missing(exc):
+            raise
+        raise ModuleNotFoundError(
+            "backend 'torch' needs PyTorch, which is not installed", name="torch"
+        ) from exc
     return DepthEstimator
 
 
@@ -137,14 +150,16 @@ def _get_backend(
             name = "torch"
         require_greedy(sampling if name != "torch" else None, f"backend {name!r}")
         check_device(device)
+        estimator = _torch_backend()  # without torch: one line, before its thread setting
         set_torch_threads(threads)
-        return _torch_backend().from_checkpoint(
+        return estimator.from_checkpoint(
             ckpt, device=device, letterbox=letterbox, precision=precision, sampling=sampling,
             threads=None,  # set above
         )  # fmt: skip
     if name == "auto":
         reasons = []
         environment = None  # the first candidate that failed on the system (an OSError), and why
+        torchless = None  # onnxruntime's failure for want of torch (an export on a cache miss)
         for candidate in ("tensorrt", "onnxruntime"):
             try:
                 backend = _make(
@@ -158,6 +173,8 @@ def _get_backend(
                 reasons.append(f"{candidate}: {short}")
                 if environment is None and isinstance(exc, OSError):
                     environment = f"{candidate}: {short}"
+                if candidate == "onnxruntime" and torch_missing(exc):
+                    torchless = exc
                 log.info("backend auto: skipping %s (%s)", candidate, short)
                 continue
             return backend
@@ -170,6 +187,10 @@ def _get_backend(
                 "torch", ckpt, device, precision, letterbox, onnx_path, threads, sampling
             )
         except Exception as exc:
+            if torchless is not None and torch_missing(exc):
+                # no torch at all: the candidate's error says how to run without it (whole, not
+                # the log's cut line), not just that the torch backend cannot start
+                raise torchless from exc
             if environment is None:
                 raise
             # the system's failure came first, and may be what broke torch too (a temp dir
@@ -219,8 +240,9 @@ def _make(
     eager pass's to 1e-4 in tests/test_checkpoint_estimator.py (a GPU only; no run recorded)."""
     if name == "torch":
         check_device(device)
+        estimator = _torch_backend()  # without torch: one line, before its thread setting
         set_torch_threads(threads)
-        return _torch_backend().from_checkpoint(
+        return estimator.from_checkpoint(
             ckpt,
             device=device,
             letterbox=letterbox,

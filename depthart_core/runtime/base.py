@@ -98,6 +98,16 @@ def parse_device(device: str | torch.device) -> tuple[str, int | None]:
     return kind, None if index is None else int(index)
 
 
+def torch_missing(exc: BaseException) -> bool:
+    """Whether `exc` is torch's absence (a module of torch not found, or the one-line error said
+    for it: a ModuleNotFoundError named "torch"), not another module's or a torch that is there
+    but fails to import."""
+    if not isinstance(exc, ModuleNotFoundError):
+        return False
+    name = exc.name or ""
+    return name == "torch" or name.startswith("torch.")
+
+
 def check_device(
     device: str | torch.device,
     torch_runs_it: bool = True,
@@ -114,8 +124,15 @@ def check_device(
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
     if torch_runs_it and kind == "cuda":
-        import torch  # where torch runs it: a process that runs ONNX Runtime never imports it
-
+        try:
+            import torch  # where torch runs it: a process that runs ONNX Runtime never imports it
+        except ModuleNotFoundError as exc:  # an install for ONNX Runtime alone
+            if not torch_missing(exc):
+                raise
+            raise ValueError(
+                f"device {device!r}: CUDA runs on PyTorch here, which is not installed; "
+                f"{advice or f'use {flag} cpu'}"
+            ) from exc
         if torch.cuda.is_available():
             return
         build = torch.version.cuda or "none (a CPU-only build)"

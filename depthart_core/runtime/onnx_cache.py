@@ -80,6 +80,7 @@ from depthart_core.fileutil import (
     untrusted_cache_file,
     warn_shared_cache_folder,
 )
+from depthart_core.runtime.base import torch_missing
 from depthart_core.sampling import SamplingConfig, graph_decoding
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,15 @@ def _export(
     cached: bool = True,
 ) -> None:
     """Export `ckpt`'s graph to `path`: the cache's (`cached`, under its `build_lock`), or this
-    process's private folder (`_export_privately`)."""
-    from depthart_core.checkpoint import load_model  # torch: a cache miss only
+    process's private folder (`_export_privately`). Without torch (an install made for a cached
+    graph: ONNX Runtime alone) a ModuleNotFoundError saying how to get the graph there instead."""
+    try:
+        from depthart_core.checkpoint import load_model  # torch: a cache miss only
+    except ModuleNotFoundError as exc:  # (torch imported here, the exporter finds it loaded)
+        if not torch_missing(exc):
+            raise
+        why = _needs_torch(ckpt, path, precision, sampling, cached)
+        raise ModuleNotFoundError(why, name="torch") from exc
 
     how = "once; cached" if cached else "this run only: the cache cannot be used"
     log.info("exporting %s to %s (%s)", ckpt.path, path, how)
@@ -197,6 +205,23 @@ def _export(
         owner_only=True,
     )
     _record(path)
+
+
+def _needs_torch(
+    ckpt: CheckpointFile, path: Path, precision: str, sampling: SamplingConfig | None, cached: bool
+) -> str:
+    """One line for a graph `_export` cannot export without torch: the `depthart export` command
+    that writes the same graph (same stamps) where torch is, and where to put it."""
+    options = "" if ckpt.default else f" --checkpoint {ckpt.path}"  # the default: its own
+    options += f" --vae {ckpt.vae}" if ckpt.vae else ""
+    options += f" --out {path.name}" + (" --fp16" if precision == "fp16" else "")
+    command = f"depthart export{options} --sampling {graph_decoding(sampling)}"
+    into = path if cached else f"<a {ENV_CACHE} you can write>/onnx/{path.name}"
+    return (
+        f"exporting {path.name} into the ONNX cache needs PyTorch, which is not installed: "
+        f"export it once where torch is (`{command}`, same checkpoint) and copy it to {into}, "
+        f"or run once with torch and the same {ENV_CACHE}"
+    )
 
 
 def _record_path(path: Path) -> Path:
