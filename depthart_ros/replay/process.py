@@ -24,9 +24,11 @@ from depthart_core.procutil import death_signal_setter
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
 from depthart_core.rosio.messages import IMAGE_TYPE
+from depthart_ros.dds import discovery_port, discovery_port_held
 
 DOMAIN_ENV = "DEPTHART_REPLAY_DOMAIN_ID"
 MAX_DOMAIN_ID = 232  # Fast DDS's ports (default port base) run out above it
+RANDOM_DOMAIN_IDS = range(30, 102)  # `pick_domain_id`'s choice
 DISCOVERY_RANGE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
 # The replay's own discovery: ROS 2's default. LOCALHOST makes rmw_fastrtps set its own loopback
 # locators, and 640x480 best-effort frames were then lost on the way to the node (4-6 of 10
@@ -98,9 +100,11 @@ def check_domain_id(value: int, what: str) -> int:
 
 
 def pick_domain_id(requested: int | None = None) -> int:
-    """`requested`, else $DEPTHART_REPLAY_DOMAIN_ID (checked, naming it), else a random id."""
+    """`requested`, else $DEPTHART_REPLAY_DOMAIN_ID (checked, naming it), else a random id whose
+    discovery port is free; a given id whose port another socket holds is refused
+    (`depthart_ros.dds.discovery_port_held`: the two processes would never meet)."""
     if requested is not None:
-        return check_domain_id(requested, "ROS domain id")
+        return _check_port_free(check_domain_id(requested, "ROS domain id"), "domain id")
     env = os.environ.get(DOMAIN_ENV, "").strip()
     if env:
         try:
@@ -110,10 +114,31 @@ def pick_domain_id(requested: int | None = None) -> int:
                 f"${DOMAIN_ENV} must be a ROS domain id, an integer in [0, {MAX_DOMAIN_ID}], "
                 f"got {env!r}"
             ) from None
-        return check_domain_id(value, f"${DOMAIN_ENV}")
+        return _check_port_free(check_domain_id(value, f"${DOMAIN_ENV}"), f"${DOMAIN_ENV}")
     # ROS 2's safe ids on Linux: above 101 Fast DDS's ports fall among the ephemeral ones
     # (32768-60999) another socket may hold; 0-29 are left to the robots' own domains
-    return random.SystemRandom().randint(30, 101)
+    ids = list(RANDOM_DOMAIN_IDS)
+    random.SystemRandom().shuffle(ids)
+    for domain_id in ids:
+        if not discovery_port_held(domain_id):
+            return domain_id
+    first, last = RANDOM_DOMAIN_IDS[0], RANDOM_DOMAIN_IDS[-1]
+    raise RuntimeError(
+        f"every ROS domain id in {first}-{last} has its discovery port "
+        f"({discovery_port(first)}-{discovery_port(last)}/udp) held by a socket that does not "
+        f"share it; give a domain id whose port is free"
+    )
+
+
+def _check_port_free(domain_id: int, what: str) -> int:
+    if discovery_port_held(domain_id):
+        port = discovery_port(domain_id)
+        raise RuntimeError(
+            f"ROS domain {domain_id}'s discovery port {port}/udp is held by a socket that does "
+            f"not share it (`ss -uapn 'sport = :{port}'` names its process): the replay and the "
+            f"node would never discover each other there; choose another {what}"
+        )
+    return domain_id
 
 
 def ros_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from depthart_ros.dds import discovery_port_held
+
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 # What a ROS participant reads when it is created: the node processes' and the test's own
@@ -38,8 +40,14 @@ _counter = itertools.count()
 
 
 def unique_domain_id() -> int:
-    """A ROS domain id in 1..101, different for each call within a process and across pids."""
-    return 1 + (os.getpid() * 17 + next(_counter) * 7) % 101
+    """A ROS domain id in 1..101, different for each call within a process and across pids,
+    whose discovery port no socket holds unshared (one that did kept a live replay and its node,
+    discovering under SUBNET, from ever meeting: a CI run's failure, reproduced so)."""
+    for _ in range(101):
+        domain_id = 1 + (os.getpid() * 17 + next(_counter) * 7) % 101
+        if not discovery_port_held(domain_id):
+            return domain_id
+    raise RuntimeError("every ROS domain id in 1..101 has its discovery port held")
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
