@@ -66,3 +66,27 @@ def discovery_port_held(domain_id: int) -> bool:
                 return True
             raise
     return False
+
+
+# ROS_AUTOMATIC_DISCOVERY_RANGE values under which Fast DDS discovers through the multicast port
+# (unset: ROS 2's default, SUBNET); LOCALHOST discovery met on a held port, OFF uses none
+MULTICAST_RANGES = ("", "SUBNET", "SYSTEM_DEFAULT")
+
+
+def held_discovery_port_said(
+    domain_id: int, environ: MutableMapping[str, str] = os.environ
+) -> str | None:
+    """Why no other process discovers this one, where a held discovery port says so
+    (`discovery_port_held` under multicast discovery, no discovery server), else None."""
+    if environ.get("ROS_DISCOVERY_SERVER") or environ.get("ROS_LOCALHOST_ONLY") == "1":
+        return None
+    if environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper() not in MULTICAST_RANGES:
+        return None
+    if not discovery_port_held(domain_id):
+        return None
+    port = discovery_port(domain_id)
+    return (
+        f"ROS domain {domain_id}'s discovery port {port}/udp is held by another program that "
+        f"does not share it (`ss -uapn 'sport = :{port}'` names it): under SUBNET discovery no "
+        f"other process discovers this one"
+    )

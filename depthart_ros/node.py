@@ -86,7 +86,7 @@ from depthart_ros.calibration import (
     camera_info_silence,
     remaps_name,
 )
-from depthart_ros.dds import use_node_profile
+from depthart_ros.dds import held_discovery_port_said, use_node_profile
 from depthart_ros.metric import GROUND_PARAMS, MetricScaler
 from depthart_ros.params import FLOAT_PARAMS, PARAMS, Param, param_problems, validate_params
 from depthart_ros.pipeline import (
@@ -754,6 +754,8 @@ class DepthArtCore:
             silence = input_silence(snap["last_received"], self.input_watched_since, now,
                                     c["input_timeout_s"], self.image_topic)  # fmt: skip
             if silence:  # also in the log: with discovery broken, /diagnostics is unheard too
+                held = held_discovery_port_said(self.context.get_domain_id())
+                silence += f": {held}" if held else ""
                 problems.append(silence)
                 self._warn("input_silence", silence)
             info_silence = c["use_camera_info"] and camera_info_silence(

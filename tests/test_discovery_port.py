@@ -137,3 +137,25 @@ def test_fast_dds_participants_never_meet_on_a_held_discovery_port(tmp_path):
     with held_port(dds.discovery_port(domain_id)):
         assert not _two_processes_meet(tmp_path, domain_id, wait_s=6.0)
     assert _two_processes_meet(tmp_path, domain_id, wait_s=30.0)
+
+
+@pytest.mark.parametrize(
+    ("environ", "told"),
+    [
+        ({}, True),  # ROS 2's default: SUBNET
+        ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "subnet"}, True),
+        ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}, True),
+        ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, False),  # met on a held port
+        ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "OFF"}, False),
+        ({"ROS_LOCALHOST_ONLY": "1"}, False),
+        ({"ROS_DISCOVERY_SERVER": "127.0.0.1:11811"}, False),
+    ],
+)
+def test_the_held_port_is_told_only_where_discovery_goes_through_it(environ, told):
+    domain_id = unique_domain_id()
+    assert dds.held_discovery_port_said(domain_id, environ) is None
+    with held_port(dds.discovery_port(domain_id)):
+        said = dds.held_discovery_port_said(domain_id, environ)
+    assert (said is not None) == told
+    if told:
+        assert f"port {dds.discovery_port(domain_id)}/udp is held" in said

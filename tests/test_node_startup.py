@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from ros_helpers.harness import REPO, NodeProcess, RosPeer, ros_env, unique_domain_id  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from depthart_ros.dds import discovery_port  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/depthart_node"
@@ -355,5 +358,30 @@ def test_no_image_at_all_is_a_warning_in_the_log(tmp_path: Path, tiny_checkpoint
         said = [ln for ln in node.log().splitlines() if "no image on /cam/image_raw" in ln]
         assert len(said) == 1 and "WARN" in said[0], node.log()
         assert "since the node started listening" in said[0], said
+        assert "discovery port" not in said[0], said  # free: no such hint
     finally:
         node.close()
+
+
+def test_the_silence_names_a_held_discovery_port(tmp_path: Path, tiny_checkpoint: str) -> None:
+    """A program holding the domain's discovery port unshared keeps every other process from
+    discovering the node under SUBNET discovery (tests/test_discovery_port.py): the node's
+    silence warning says so, naming the port, as nothing else would."""
+    domain = unique_domain_id()
+    port = discovery_port(domain)
+    params = {"checkpoint": tiny_checkpoint, "backend": "torch", "input_timeout_s": 1.0}
+    subnet = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("0.0.0.0", port))
+        node = NodeProcess(domain, params, tmp_path / "node.log", env=subnet)
+        try:
+            _wait_in_log(node, "ready")
+            deadline = time.monotonic() + 60
+            while "no image on" not in node.log():
+                assert node.proc.poll() is None, node.log()
+                assert time.monotonic() < deadline, f"no warning about the silence:\n{node.log()}"
+                time.sleep(0.1)
+            said = [ln for ln in node.log().splitlines() if "no image on" in ln]
+            assert f"ROS domain {domain}'s discovery port {port}/udp is held" in said[0], said
+        finally:
+            node.close()

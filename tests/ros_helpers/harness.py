@@ -76,6 +76,7 @@ class NodeProcess:
         params_files: tuple[Path, ...] = (),
         module: str = "depthart_ros.node",
         remaps: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         cmd = [sys.executable, "-m", module, "--ros-args"]
         for f in params_files:  # files first: a later -p wins over them
@@ -87,7 +88,11 @@ class NodeProcess:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=ros_env(domain_id), stdout=self._log, stderr=subprocess.STDOUT
+            cmd,
+            cwd=REPO,
+            env={**ros_env(domain_id), **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property
