@@ -32,6 +32,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ CACHE_TEMP_STALE_S = 3600.0  # atomic_write(stale_after_s=...) for cache files
 # a waiter on `build_lock`: how often it tries the lock, and how often it says for whom it waits
 BUILD_LOCK_POLL_S = 0.2
 BUILD_LOCK_LOG_S = 30.0
+_LOCK_WAITS = threading.local()  # `lock_waits_end_when`'s condition, per waiting thread
 # the temp folders depthart makes (atomic_write's, atomic_write_all's, check_writable's probe,
 # replay's prediction spill): "." + a name + "." + mkdtemp's 8 random characters (lowercase letters,
 # digits, "_") + ".tmp". Nothing else is taken for one: a user's `.calib.json.20241231` or another
@@ -190,7 +192,8 @@ def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> I
     The holder writes its pid and host name into the lock file. A waiter polls the lock
     (`BUILD_LOCK_POLL_S`) and says every `BUILD_LOCK_LOG_S` how long it has waited and for which
     process, so a suspended or hung builder can be found; it waits without a time limit (a
-    TensorRT build on a Jetson takes 20 minutes and more), and Ctrl-C still stops it.
+    TensorRT build on a Jetson takes 20 minutes and more), and Ctrl-C still stops it, as does
+    the condition of `lock_waits_end_when` (a ROS node's ended context).
 
     `temps_of`: files that are only ever written under this lock; once it is held, no other
     process can be writing them, so every temp folder of theirs (`atomic_write`'s) is what a
@@ -219,17 +222,41 @@ def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> I
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class LockWaitStopped(KeyboardInterrupt):
+    """A wait for another process's build, ended because the waiting program is stopping
+    (`lock_waits_end_when`): an interruption, as Ctrl-C is, so no `except Exception` on the way
+    out (a backend fallback) takes it for a failure and goes on."""
+
+
+@contextlib.contextmanager
+def lock_waits_end_when(stop: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, a `build_lock` wait on this thread ends with `LockWaitStopped` once
+    `stop()` is true (checked every `BUILD_LOCK_POLL_S`). A ROS node passes "my context ended":
+    rclpy's SIGINT and SIGTERM handlers end the context and raise nothing in Python, so a node
+    waiting for another's 20-minute TensorRT build ignored both until SIGKILL."""
+    previous = getattr(_LOCK_WAITS, "stop", None)
+    _LOCK_WAITS.stop = stop
+    try:
+        yield
+    finally:
+        _LOCK_WAITS.stop = previous
+
+
 def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
     """Take the lock `lock` once its holder lets go, saying every `BUILD_LOCK_LOG_S` for whom
-    it waits (the holder's record in `lock_path`)."""
+    it waits (the holder's record in `lock_path`); `LockWaitStopped` where the thread's
+    `lock_waits_end_when` condition came true first."""
     start = time.monotonic()
     said = start
+    stop = getattr(_LOCK_WAITS, "stop", None)
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             pass
+        if stop is not None and stop():
+            raise LockWaitStopped(f"stopped waiting for {what}")
         time.sleep(BUILD_LOCK_POLL_S)  # Ctrl-C lands here
         now = time.monotonic()
         if now - said >= BUILD_LOCK_LOG_S:

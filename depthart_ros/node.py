@@ -69,6 +69,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, PointCloud2
 
 from depthart_core.checkpoint_file import resolve_checkpoint
 from depthart_core.colormap import colorize_bgr
+from depthart_core.fileutil import lock_waits_end_when
 from depthart_core.pointcloud import depth_to_points, pixel_rays
 from depthart_core.rosio import cloud as ros_cloud
 from depthart_core.rosio import compressed
@@ -251,7 +252,12 @@ class DepthArtCore:
         sampling = sampling_setting(c["sampling"], c["sampling_seed"])
         check_device_runnable(c["backend"], c["device"], sampling.deterministic, DEVICE_ADVICE)
         # the cache's "exporting" / "waiting" lines, while the context lives
-        with core_logs_to(self.get_logger(), self.context.ok):
+        # ... and a wait for another process's build ends with it (rclpy's signal handlers
+        # raise nothing in Python): `LockWaitStopped`, a KeyboardInterrupt, a clean stop
+        with (
+            core_logs_to(self.get_logger(), self.context.ok),
+            lock_waits_end_when(lambda: not self.context.ok()),
+        ):
             self.backend = get_backend(
                 c["backend"],
                 c["checkpoint"] or None,

@@ -117,6 +117,65 @@ def test_a_signal_during_start_up_is_a_clean_stop(
             node.close()
 
 
+HOLD_GRAPH_LOCKS = """
+import fcntl, sys, time
+from depthart_core.checkpoint_file import CheckpointFile
+from depthart_core.runtime.onnx_cache import onnx_cache_path
+sha = CheckpointFile(sys.argv[1]).model_sha256
+held = []
+for decoding in ("greedy", "soft"):
+    path = onnx_cache_path(sha, "fp32", decoding)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    held.append(open(lock, "a"))
+    fcntl.flock(held[-1], fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_signal_while_waiting_for_another_process_export_is_a_clean_stop(
+    tmp_path: Path, tiny_checkpoint: str
+) -> None:
+    """A second node on one cache waits for the first one's graph export (or TensorRT build,
+    20 minutes on a Jetson): rclpy's handlers end the context and raise nothing in Python, and
+    the wait ignored SIGINT and SIGTERM until SIGKILL. Now both stop it cleanly, at once."""
+    domain = unique_domain_id()
+    cache = {"DEPTHART_CACHE": str(tmp_path / "cache")}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_GRAPH_LOCKS, tiny_checkpoint],
+        env={**os.environ, **cache},
+        stdout=subprocess.PIPE,
+    )
+    params = {"checkpoint": tiny_checkpoint, "backend": "onnxruntime"}
+    cases = {
+        "node_sigint": ("depthart_ros.node", {}, signal.SIGINT),
+        "node_sigterm": ("depthart_ros.node", {}, signal.SIGTERM),
+        "autostart_sigterm": ("depthart_ros.lifecycle_node", {"autostart": True}, signal.SIGTERM),
+    }
+    nodes: dict[str, NodeProcess] = {}
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        for name, (module, extra, _) in cases.items():
+            log = tmp_path / f"{name}.log"
+            nodes[name] = NodeProcess(domain, params | extra, log, module=module, env=cache)
+        for node in nodes.values():
+            _wait_in_log(node, "another process is building the graph")
+        time.sleep(1.0)  # waiting, not about to take the lock
+        sent = time.monotonic()
+        for name, node in nodes.items():
+            node.proc.send_signal(cases[name][2])
+        results = {name: (node.proc.wait(timeout=60), node.log()) for name, node in nodes.items()}
+        assert time.monotonic() - sent < 30, results
+        for name, (rc, log) in results.items():
+            _assert_clean_stop(name, rc, log)
+    finally:
+        for node in nodes.values():
+            node.close()
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_a_managers_configure_is_a_clean_stop(
     sig: int, slow_modules: Path, tmp_path: Path, tiny_checkpoint: str
