@@ -24,11 +24,11 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 PROFILE = Path(__file__).with_name("fastdds_node.xml")
+ASYNC_PROFILE = Path(__file__).with_name("fastdds_node_async.xml")
 # Fast DDS's default well-known ports (DDSI-RTPS 9.6.1.1: port base PB, domain gain DG, offset
 # d0 = 0): a domain's participants discover each other through the multicast port PB + DG x id
 PORT_BASE = 7400
 DOMAIN_GAIN = 250
-ASYNC_PROFILE = Path(__file__).with_name("fastdds_node_async.xml")
 
 
 def use_node_profile(environ: MutableMapping[str, str] = os.environ) -> str | None:
@@ -44,6 +44,19 @@ def use_node_profile(environ: MutableMapping[str, str] = os.environ) -> str | No
     environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     environ["RMW_FASTRTPS_USE_QOS_FROM_XML"] = "1"
     return str(profile)
+
+
+def default_ports(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Whether a participant started with `environ` discovers on Fast DDS's default ports
+    (`discovery_port`): rmw_fastrtps_cpp (ROS 2's default middleware), with no XML profile but
+    the node's own (`use_node_profile`), which sets no port. Another middleware, or a user's
+    profile that may move the ports: not known, so nothing is said or refused about them."""
+    if environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return False
+    ours = {str(PROFILE), str(ASYNC_PROFILE)}
+    return all(
+        environ.get(f"FAST{v}_DEFAULT_PROFILES_FILE", "") in ("", *ours) for v in ("DDS", "RTPS")
+    )
 
 
 def discovery_port(domain_id: int) -> int:
@@ -77,8 +90,11 @@ def held_discovery_port_said(
     domain_id: int, environ: MutableMapping[str, str] = os.environ
 ) -> str | None:
     """Why no other process discovers this one, where a held discovery port says so
-    (`discovery_port_held` under multicast discovery, no discovery server), else None."""
+    (`discovery_port_held` under Fast DDS's multicast discovery on its default ports, no
+    discovery server), else None."""
     if environ.get("ROS_DISCOVERY_SERVER") or environ.get("ROS_LOCALHOST_ONLY") == "1":
+        return None
+    if not default_ports(environ):
         return None
     if environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper() not in MULTICAST_RANGES:
         return None

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from ros_helpers.harness import unique_domain_id
+from ros_helpers.harness import unbound_domain_id, unique_domain_id
 from test_replay import HAND, EchoTransport, _hand_bag
 
 from depthart_ros import dds
@@ -43,7 +43,7 @@ def test_the_discovery_port_is_fast_dds_default():
 
 
 def test_a_port_held_unshared_is_told_from_a_shared_or_free_one():
-    domain_id = unique_domain_id()
+    domain_id = unbound_domain_id()
     port = dds.discovery_port(domain_id)
     assert not dds.discovery_port_held(domain_id)
     with held_port(port, share=True):  # another participant of the domain: Fast DDS shares it
@@ -55,7 +55,7 @@ def test_a_port_held_unshared_is_told_from_a_shared_or_free_one():
 
 def test_a_random_domain_skips_one_whose_port_is_held(monkeypatch):
     monkeypatch.delenv(process.DOMAIN_ENV, raising=False)
-    held, free = unique_domain_id(), unique_domain_id()
+    held, free = unbound_domain_id(), unique_domain_id()
     monkeypatch.setattr(process, "RANDOM_DOMAIN_IDS", range(held, held + 1))
     with held_port(dds.discovery_port(held)):
         with pytest.raises(RuntimeError, match=rf"every ROS domain id in {held}-{held} .*held"):
@@ -68,7 +68,7 @@ def test_a_random_domain_skips_one_whose_port_is_held(monkeypatch):
 def test_a_given_domain_whose_port_is_held_is_refused_before_anything_starts(
     tmp_path, tiny_checkpoint, monkeypatch
 ):
-    domain_id = unique_domain_id()
+    domain_id = unbound_domain_id()
     port = dds.discovery_port(domain_id)
     pidfile = tmp_path / "pid"
     code = "import sys, time; open(sys.argv[1], 'w').write('1'); time.sleep(60)"
@@ -133,7 +133,7 @@ def _two_processes_meet(tmp_path, domain_id: int, wait_s: float) -> bool:
 def test_fast_dds_participants_never_meet_on_a_held_discovery_port(tmp_path):
     """The premise of the check: SUBNET discovery fails while the port is held, works after."""
     pytest.importorskip("rclpy", reason="needs rclpy")
-    domain_id = unique_domain_id()
+    domain_id = unbound_domain_id()
     with held_port(dds.discovery_port(domain_id)):
         assert not _two_processes_meet(tmp_path, domain_id, wait_s=6.0)
     assert _two_processes_meet(tmp_path, domain_id, wait_s=30.0)
@@ -152,10 +152,41 @@ def test_fast_dds_participants_never_meet_on_a_held_discovery_port(tmp_path):
     ],
 )
 def test_the_held_port_is_told_only_where_discovery_goes_through_it(environ, told):
-    domain_id = unique_domain_id()
+    domain_id = unbound_domain_id()
     assert dds.held_discovery_port_said(domain_id, environ) is None
     with held_port(dds.discovery_port(domain_id)):
         said = dds.held_discovery_port_said(domain_id, environ)
     assert (said is not None) == told
     if told:
         assert f"port {dds.discovery_port(domain_id)}/udp is held" in said
+
+
+@pytest.mark.parametrize(
+    ("environ", "default"),
+    [
+        ({}, True),
+        ({"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}, True),
+        ({"FASTDDS_DEFAULT_PROFILES_FILE": str(dds.PROFILE)}, True),  # the node's own
+        ({"FASTDDS_DEFAULT_PROFILES_FILE": str(dds.ASYNC_PROFILE)}, True),
+        ({"RMW_IMPLEMENTATION": "rmw_zenoh_cpp"}, False),  # no such port
+        ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, False),
+        ({"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, False),  # may move the ports
+        ({"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, False),
+    ],
+)
+def test_the_port_is_judged_only_on_fast_dds_default_ports(environ, default, monkeypatch):
+    """Under another middleware or a user's XML profile the port is not known: a held 7400 +
+    250 x id is then neither told by the node nor a reason to refuse a domain."""
+    assert dds.default_ports(environ) is default
+    domain_id = unbound_domain_id()
+    for key in ("RMW_IMPLEMENTATION", *(f"FAST{v}_DEFAULT_PROFILES_FILE" for v in ("DDS", "RTPS"))):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    with held_port(dds.discovery_port(domain_id)):
+        assert (dds.held_discovery_port_said(domain_id, environ) is not None) is default
+        if default:
+            with pytest.raises(RuntimeError, match="discovery port"):
+                pick_domain_id(domain_id)
+        else:
+            assert pick_domain_id(domain_id) == domain_id

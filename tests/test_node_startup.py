@@ -31,7 +31,14 @@ pytest.importorskip("lifecycle_msgs.srv", reason="needs the ROS 2 lifecycle_msgs
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from ros_helpers.harness import REPO, NodeProcess, RosPeer, ros_env, unique_domain_id  # noqa: E402
+from ros_helpers.harness import (  # noqa: E402
+    REPO,
+    NodeProcess,
+    RosPeer,
+    ros_env,
+    unbound_domain_id,
+    unique_domain_id,
+)
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from depthart_ros.dds import discovery_port  # noqa: E402
@@ -405,7 +412,9 @@ def test_no_image_at_all_is_a_warning_in_the_log(tmp_path: Path, tiny_checkpoint
     silence is logged as well, naming the topic, and throttled (once, then every 10 s)."""
     domain = unique_domain_id()
     params = {"checkpoint": tiny_checkpoint, "backend": "torch", "input_timeout_s": 1.0}
-    node = NodeProcess(domain, params, tmp_path / "node.log", remaps={"image": "/cam/image_raw"})
+    subnet = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}  # where a held port would be told
+    log = tmp_path / "node.log"
+    node = NodeProcess(domain, params, log, remaps={"image": "/cam/image_raw"}, env=subnet)
     try:
         _wait_in_log(node, "ready")
         deadline = time.monotonic() + 60
@@ -417,7 +426,7 @@ def test_no_image_at_all_is_a_warning_in_the_log(tmp_path: Path, tiny_checkpoint
         said = [ln for ln in node.log().splitlines() if "no image on /cam/image_raw" in ln]
         assert len(said) == 1 and "WARN" in said[0], node.log()
         assert "since the node started listening" in said[0], said
-        assert "discovery port" not in said[0], said  # free: no such hint
+        assert "discovery port" not in said[0], said  # free (unique_domain_id): no such hint
     finally:
         node.close()
 
@@ -426,7 +435,7 @@ def test_the_silence_names_a_held_discovery_port(tmp_path: Path, tiny_checkpoint
     """A program holding the domain's discovery port unshared keeps every other process from
     discovering the node under SUBNET discovery (tests/test_discovery_port.py): the node's
     silence warning says so, naming the port, as nothing else would."""
-    domain = unique_domain_id()
+    domain = unbound_domain_id()
     port = discovery_port(domain)
     params = {"checkpoint": tiny_checkpoint, "backend": "torch", "input_timeout_s": 1.0}
     subnet = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}

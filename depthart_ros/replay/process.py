@@ -24,7 +24,7 @@ from depthart_core.procutil import death_signal_setter
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
 from depthart_core.rosio.messages import IMAGE_TYPE
-from depthart_ros.dds import discovery_port, discovery_port_held
+from depthart_ros.dds import default_ports, discovery_port, discovery_port_held
 
 DOMAIN_ENV = "DEPTHART_REPLAY_DOMAIN_ID"
 MAX_DOMAIN_ID = 232  # Fast DDS's ports (default port base) run out above it
@@ -120,7 +120,7 @@ def pick_domain_id(requested: int | None = None) -> int:
     ids = list(RANDOM_DOMAIN_IDS)
     random.SystemRandom().shuffle(ids)
     for domain_id in ids:
-        if not discovery_port_held(domain_id):
+        if not _port_held(domain_id):
             return domain_id
     first, last = RANDOM_DOMAIN_IDS[0], RANDOM_DOMAIN_IDS[-1]
     raise RuntimeError(
@@ -130,8 +130,14 @@ def pick_domain_id(requested: int | None = None) -> int:
     )
 
 
+def _port_held(domain_id: int) -> bool:
+    """`discovery_port_held`, where the replay's processes discover on Fast DDS's default ports
+    (`depthart_ros.dds.default_ports`; not under another middleware or a user's XML profile)."""
+    return default_ports(os.environ) and discovery_port_held(domain_id)
+
+
 def _check_port_free(domain_id: int, what: str) -> int:
-    if discovery_port_held(domain_id):
+    if _port_held(domain_id):
         port = discovery_port(domain_id)
         raise RuntimeError(
             f"ROS domain {domain_id}'s discovery port {port}/udp is held by a socket that does "

@@ -11,6 +11,7 @@ import array
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from depthart_ros.dds import discovery_port_held
+from depthart_ros.dds import discovery_port, discovery_port_held
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -48,6 +49,20 @@ def unique_domain_id() -> int:
         if not discovery_port_held(domain_id):
             return domain_id
     raise RuntimeError("every ROS domain id in 1..101 has its discovery port held")
+
+
+def unbound_domain_id() -> int:
+    """`unique_domain_id`, one whose discovery port no socket at all holds (a participant of
+    another run shares it): for a test that binds that port itself, without sharing it."""
+    for _ in range(101):
+        domain_id = unique_domain_id()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("0.0.0.0", discovery_port(domain_id)))
+            except OSError:
+                continue
+        return domain_id
+    raise RuntimeError("every ROS domain id in 1..101 has its discovery port bound")
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
