@@ -38,6 +38,7 @@ from depthart_core.rosio import bags, messages
 from depthart_core.rosio import image as ros_image
 from depthart_core.runtime.torch_backend import DepthEstimator
 from depthart_core.sampling import DEFAULT_DECODING
+from depthart_ros.replay import process
 from depthart_ros.replay.live import replay_live
 from depthart_ros.replay.process import LiveConfig
 
@@ -114,6 +115,17 @@ def _hand_bag(path: Path, storage: str = "mcap") -> Path:
 
 
 HAND = ReplayConfig("/cam/image", "/cam/depth", "/cam/info", plots=False)  # PNGs cost seconds
+
+
+@pytest.fixture(autouse=True)
+def no_port_probe(monkeypatch):
+    """The stand-in transports' fixed domains (7-9, 166-171; some in Linux's ephemeral port
+    range, where any program's socket may sit for a moment) are not probed for a held discovery
+    port: no participant joins them. The real live runs take `unique_domain_id`, which skips
+    held ports; tests/test_discovery_port.py tests the probe and the refusal."""
+    monkeypatch.setattr(process, "discovery_port_held", lambda domain_id: False)
+
+
 HAND_STATUS = [
     "evaluated",  # 0 same stamp
     "evaluated",  # 1 GT 5 ms later
@@ -566,6 +578,9 @@ class EchoTransport:
     def ready(self):
         return self._ready
 
+    def not_ready_said(self):
+        return "the stand-in says it is not ready"
+
     def publish(self, key, raw):
         kind = messages.IMAGE_TYPE if key == "image" else messages.CAMERA_INFO_TYPE
         self.stamps[key].append(messages.stamp_to_ns(messages.deserialize(raw, kind).header.stamp))
@@ -971,3 +986,35 @@ def test_summary_promises_only_the_pictures_drawn(tmp_path, tiny_checkpoint, cap
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "  report in " in out and "pictures" not in out, out
+
+
+@pytest.mark.ros
+def test_the_start_up_wait_names_the_step_that_is_missing():
+    """A start-up timeout said only that the two never discovered each other, also where the
+    replay had found the node and only a topic was wrong: the transport now says which step of
+    `ready` is missing, as its participant sees the domain."""
+    pytest.importorskip("rclpy", reason="needs rclpy")
+    from ros_helpers.harness import RosPeer, unique_domain_id
+    from sensor_msgs.msg import Image
+
+    from depthart_ros.replay.transport import RclpyTransport
+
+    domain = unique_domain_id()
+    transport = RclpyTransport()
+    transport.open(domain, {"image": "/cam/image", "output": "/depth"}, lambda raw, t: None)
+    peer = None
+    try:
+        assert transport.not_ready_said() == "the replay discovered no other node on its domain"
+        peer = RosPeer(domain)
+        peer.subscribe(Image, "/cam/other")
+        said = transport.not_ready_said
+        assert peer.wait_for(lambda: "no subscriber of /cam/image" in said(), 30), said()
+        assert said().startswith("the replay discovered /depthart_test_peer, but"), said()
+        peer.subscribe(Image, "/cam/image")
+        assert peer.wait_for(lambda: "no publisher of /depth" in said(), 30), said()
+        peer.publisher(Image, "/depth")
+        assert peer.wait_for(transport.ready, 30), said()
+    finally:
+        transport.close()
+        if peer is not None:
+            peer.close()

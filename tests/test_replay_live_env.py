@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_replay import HAND, EchoTransport, _hand_bag
+from test_replay import HAND, EchoTransport, _hand_bag, no_port_probe  # noqa: F401 (autouse)
 
 from depthart_core.cli import main as cli_main
 from depthart_core.replay.report import format_summary
-from depthart_ros.replay import process
 from depthart_ros.replay.live import replay_live
 from depthart_ros.replay.process import LiveConfig, pick_domain_id, ros_env
 
@@ -127,6 +126,7 @@ def test_a_node_never_discovered_names_the_discovery_settings(
     said = str(err.value)
     assert "ROS_DOMAIN_ID=167, ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET, no ROS_STATIC_PEERS" in said
     assert "ROS_STATIC_PEERS=127.0.0.1" in said  # the remedy where multicast is blocked
+    assert ": the stand-in says it is not ready;" in said  # the step that is missing
     assert os.environ[RANGE] == "OFF"
 
 
@@ -134,7 +134,6 @@ def test_a_node_never_discovered_names_the_discovery_settings(
 def test_the_domain_id_variable_is_checked_and_named(tmp_path, tiny_checkpoint, monkeypatch, value):
     """DEPTHART_REPLAY_DOMAIN_ID=300 failed inside Fast DDS (no error line, an empty node.log
     in --out); abc failed as "invalid literal for int()". Both are refused first, naming it."""
-    monkeypatch.setattr(process, "discovery_port_held", lambda domain_id: False)  # as above
     monkeypatch.setenv("DEPTHART_REPLAY_DOMAIN_ID", value)
     with pytest.raises(ValueError, match=r"\$DEPTHART_REPLAY_DOMAIN_ID") as err:
         pick_domain_id()
@@ -150,8 +149,6 @@ def test_the_domain_id_variable_is_checked_and_named(tmp_path, tiny_checkpoint, 
 
 
 def test_the_domain_id_variable_when_valid_or_empty(monkeypatch):
-    # ports held by another test at once are tests/test_discovery_port.py's: not looked at here
-    monkeypatch.setattr(process, "discovery_port_held", lambda domain_id: False)
     monkeypatch.setenv("DEPTHART_REPLAY_DOMAIN_ID", " 42 ")
     assert pick_domain_id() == 42
     monkeypatch.setenv("DEPTHART_REPLAY_DOMAIN_ID", "")

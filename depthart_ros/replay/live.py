@@ -152,8 +152,9 @@ class LiveSession:
             if time.monotonic() >= limit:
                 raise RuntimeError(
                     f"node did not subscribe to {self.cfg.image_topic} and publish "
-                    f"{self.cfg.pred_topic} within {self._limit_said()}; where its log says it "
-                    f"is ready, the replay and the node never discovered each other "
+                    f"{self.cfg.pred_topic} within {self._limit_said()}: "
+                    f"{self.transport.not_ready_said()}; where its log says it is ready "
+                    f"and the replay discovered no node, the two never discovered each other "
                     f"({discovery_said(env)}; where this host blocks multicast, "
                     f"ROS_STATIC_PEERS=127.0.0.1 adds loopback); "
                     f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"

@@ -84,6 +84,9 @@ class LiveTransport(Protocol):
     def ready(self) -> bool:
         """True once the node subscribes to the images and publishes the output topic."""
 
+    def not_ready_said(self) -> str:
+        """While not `ready`: what is missing, for the start-up timeout's message."""
+
     def publish(self, key: str, raw: bytes) -> None:
         """Publish CDR bytes on topics[key] ("image" or "camera_info")."""
 

@@ -105,6 +105,26 @@ class RclpyTransport:
             )
         return self._sub.get_publisher_count() > 0
 
+    def not_ready_said(self) -> str:
+        """Which step of `ready` is missing, as the replay's participant sees the domain: no
+        other node discovered at all (discovery), a node but no subscriber of the images (a
+        topic or type mismatch), no publisher of the output, or one not matched."""
+        me = (self._node.get_name(), self._node.get_namespace())
+        nodes = [
+            f"{ns.rstrip('/')}/{name}"
+            for name, ns in self._node.get_node_names_and_namespaces()
+            if (name, ns) != me
+        ]
+        if not nodes:
+            return "the replay discovered no other node on its domain"
+        seen = f"the replay discovered {', '.join(sorted(nodes))}"
+        image = self._pubs["image"]
+        if image.get_subscription_count() == 0:
+            return f"{seen}, but no subscriber of {image.topic_name}"
+        if self._sub is None:
+            return f"{seen}, but no publisher of {self._output_topic}"
+        return f"{seen}, whose {self._output_topic} its subscription has not matched"
+
     def publish(self, key: str, raw: bytes) -> None:
         self._pubs[key].publish(raw)
 
