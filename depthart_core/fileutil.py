@@ -231,9 +231,10 @@ class LockWaitStopped(KeyboardInterrupt):
 @contextlib.contextmanager
 def lock_waits_end_when(stop: Callable[[], bool]) -> Iterator[None]:
     """Within the block, a `build_lock` wait on this thread ends with `LockWaitStopped` once
-    `stop()` is true (checked every `BUILD_LOCK_POLL_S`). A ROS node passes "my context ended":
-    rclpy's SIGINT and SIGTERM handlers end the context and raise nothing in Python, so a node
-    waiting for another's 20-minute TensorRT build ignored both until SIGKILL."""
+    `stop()` is true (asked before each try, every `BUILD_LOCK_POLL_S`). A ROS node passes "my
+    context ended": rclpy's SIGTERM handler ends the context and raises nothing in Python
+    (SIGINT also raises KeyboardInterrupt), so a node waiting for another's 20-minute TensorRT
+    build ignored SIGTERM until SIGKILL."""
     previous = getattr(_LOCK_WAITS, "stop", None)
     _LOCK_WAITS.stop = stop
     try:
@@ -250,13 +251,15 @@ def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
     said = start
     stop = getattr(_LOCK_WAITS, "stop", None)
     while True:
+        # asked before each try: a holder that let go as the waiter was told to stop (one
+        # group's SIGTERM) must not leave the stopping waiter to do the whole build itself
+        if stop is not None and stop():
+            raise LockWaitStopped(f"stopped waiting for {what}")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             pass
-        if stop is not None and stop():
-            raise LockWaitStopped(f"stopped waiting for {what}")
         time.sleep(BUILD_LOCK_POLL_S)  # Ctrl-C lands here
         now = time.monotonic()
         if now - said >= BUILD_LOCK_LOG_S:

@@ -252,8 +252,8 @@ class DepthArtCore:
         sampling = sampling_setting(c["sampling"], c["sampling_seed"])
         check_device_runnable(c["backend"], c["device"], sampling.deterministic, DEVICE_ADVICE)
         # the cache's "exporting" / "waiting" lines, while the context lives
-        # ... and a wait for another process's build ends with it (rclpy's signal handlers
-        # raise nothing in Python): `LockWaitStopped`, a KeyboardInterrupt, a clean stop
+        # ... and a wait for another process's build ends with it (rclpy's SIGTERM handler
+        # raises nothing in Python): `LockWaitStopped`, a KeyboardInterrupt, a clean stop
         with (
             core_logs_to(self.get_logger(), self.context.ok),
             lock_waits_end_when(lambda: not self.context.ok()),

@@ -1,13 +1,14 @@
 """A wait for another process's build ends when the waiter is told to stop.
 
 A ROS node whose start waited on another process's graph export or TensorRT build (a second
-camera node on one cache) ignored SIGINT and SIGTERM until SIGKILL: rclpy's signal handlers end
-the context and raise nothing in Python, and the wait polled the lock forever. The node now
+camera node on one cache) ignored SIGTERM until SIGKILL: rclpy's SIGTERM handler ends the
+context and raises nothing in Python, and the wait polled the lock forever. The node now
 waits under `lock_waits_end_when(context ended)` (its end in tests/test_node_startup.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import threading
@@ -93,3 +94,26 @@ def test_the_condition_is_put_back_after_its_block(holder):
         exc, _ = _wait(holder.lock)
         assert isinstance(exc, LockWaitStopped)  # the outer one again
     assert getattr(fileutil._LOCK_WAITS, "stop", None) is None
+
+
+def test_a_holder_letting_go_as_the_waiter_stops_does_not_hand_it_the_build(holder, monkeypatch):
+    """The holder let go during the waiter's sleep, just as the waiter was told to stop (one
+    SIGTERM to a whole service group): the next try took the lock and the stopping node ran the
+    whole export itself. The condition is asked before each try."""
+    stopping = threading.Event()
+    real_sleep, slept = time.sleep, []
+
+    def sleep(seconds: float) -> None:  # the second sleep: stop, and the holder lets go
+        slept.append(seconds)
+        if len(slept) == 2:
+            stopping.set()
+            holder.kill()
+            holder.wait()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(fileutil.time, "sleep", sleep)
+    exc, _ = _wait(holder.lock, stopping.is_set)
+    assert len(slept) >= 2, slept
+    assert isinstance(exc, LockWaitStopped), exc
+    with open(holder.lock, "a") as other:  # not left held by the stopped waiter
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

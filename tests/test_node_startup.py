@@ -141,12 +141,14 @@ time.sleep(120)
 """
 
 
-def test_a_signal_while_waiting_for_another_process_export_is_a_clean_stop(
+def test_sigterm_while_waiting_for_another_process_export_is_a_clean_stop(
     tmp_path: Path, tiny_checkpoint: str
 ) -> None:
     """A second node on one cache waits for the first one's graph export (or TensorRT build,
-    20 minutes on a Jetson): rclpy's handlers end the context and raise nothing in Python, and
-    the wait ignored SIGINT and SIGTERM until SIGKILL. Now both stop it cleanly, at once."""
+    20 minutes on a Jetson): rclpy's SIGTERM handler ends the context and raises nothing in
+    Python, and the wait ignored SIGTERM until SIGKILL (SIGINT raised KeyboardInterrupt). Now it
+    stops cleanly at once: the node, the lifecycle node on autostart, and one that a manager's
+    configure set waiting."""
     domain = unique_domain_id()
     cache = {"DEPTHART_CACHE": str(tmp_path / "cache")}
     holder = subprocess.Popen(
@@ -156,22 +158,34 @@ def test_a_signal_while_waiting_for_another_process_export_is_a_clean_stop(
     )
     params = {"checkpoint": tiny_checkpoint, "backend": "onnxruntime"}
     cases = {
-        "node_sigint": ("depthart_ros.node", {}, signal.SIGINT),
-        "node_sigterm": ("depthart_ros.node", {}, signal.SIGTERM),
-        "autostart_sigterm": ("depthart_ros.lifecycle_node", {"autostart": True}, signal.SIGTERM),
+        "node": ("depthart_ros.node", {}),
+        "autostart": ("depthart_ros.lifecycle_node", {"autostart": True}),
+        "managed": ("depthart_ros.lifecycle_node", {}),
     }
     nodes: dict[str, NodeProcess] = {}
+    peer = None
     try:
         assert holder.stdout.readline() == b"held\n"
-        for name, (module, extra, _) in cases.items():
+        for name, (module, extra) in cases.items():
             log = tmp_path / f"{name}.log"
             nodes[name] = NodeProcess(domain, params | extra, log, module=module, env=cache)
-        for node in nodes.values():
-            _wait_in_log(node, "another process is building the graph")
+        for name in ("node", "autostart"):
+            _wait_in_log(nodes[name], "another process is building the graph")
+        peer = RosPeer(domain)  # the manager: configure the managed one
+        client = peer.node.create_client(ChangeState, f"{NODE}/change_state")
+        managed = nodes["managed"]
+        ok = peer.wait_for(lambda: client.service_is_ready() or managed.proc.poll() is not None, 90)
+        assert ok and managed.proc.poll() is None, managed.log()
+        request = ChangeState.Request(transition=Transition(label="configure"))
+        deadline = time.monotonic() + 90
+        while "another process is building the graph" not in managed.log():
+            assert time.monotonic() < deadline, managed.log()
+            client.call_async(request)  # a request can be lost before the service answers
+            peer.wait_for(lambda: "another process is building" in managed.log(), 3)
         time.sleep(1.0)  # waiting, not about to take the lock
         sent = time.monotonic()
-        for name, node in nodes.items():
-            node.proc.send_signal(cases[name][2])
+        for node in nodes.values():
+            node.proc.send_signal(signal.SIGTERM)
         results = {name: (node.proc.wait(timeout=60), node.log()) for name, node in nodes.items()}
         assert time.monotonic() - sent < 30, results
         for name, (rc, log) in results.items():
@@ -179,6 +193,8 @@ def test_a_signal_while_waiting_for_another_process_export_is_a_clean_stop(
     finally:
         for node in nodes.values():
             node.close()
+        if peer is not None:
+            peer.close()
         holder.kill()
         holder.wait()
 
