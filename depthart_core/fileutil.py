@@ -210,7 +210,7 @@ def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> I
             logging.getLogger(__name__).info("another process is building %s; waiting", what)
             _wait_for_lock(lock, lock_path, what)
         try:
-            _write_holder(lock)
+            write_lock_holder(lock)
             removed: list[tuple[Path, int]] = []
             for path in temps_of:
                 removed += _remove_stale_temps(path, 0)
@@ -264,7 +264,7 @@ def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
         now = time.monotonic()
         if now - said >= BUILD_LOCK_LOG_S:
             said = now
-            pid, host = _lock_holder(lock_path)
+            pid, host = lock_holder(lock_path)
             logging.getLogger(__name__).info(
                 "still waiting %.0fs for pid %s (host %s) building %s; lock file %s",
                 now - start,
@@ -275,7 +275,7 @@ def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
             )
 
 
-def _write_holder(lock: io.TextIOWrapper) -> None:
+def write_lock_holder(lock: io.TextIOWrapper) -> None:
     """Record this process (pid and host name) in the lock file it holds, for waiters to name;
     bookkeeping only: a failure (a full disk) is passed over."""
     record = f"{os.getpid()} {''.join(os.uname().nodename.split()) or '?'}\n".encode()
@@ -284,7 +284,7 @@ def _write_holder(lock: io.TextIOWrapper) -> None:
         os.write(lock.fileno(), record)
 
 
-def _lock_holder(lock_path: Path) -> tuple[str, str]:
+def lock_holder(lock_path: Path) -> tuple[str, str]:
     """(pid, host) as the holder of `lock_path` recorded them; "unknown" where it did not (yet,
     or an older version holds it)."""
     try:

@@ -12,9 +12,11 @@ diagnostics message after the last frame, counted from the end of the warm-up; w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from test_replay import HAND, EchoTransport, _hand_bag, no_port_probe  # noqa: F
 
 from depthart_core.cli import main as cli_main
 from depthart_core.replay.report import format_summary
+from depthart_ros.replay import process
 from depthart_ros.replay.live import replay_live
 from depthart_ros.replay.process import LiveConfig, pick_domain_id, ros_env
 
@@ -338,3 +341,84 @@ def test_a_warm_up_lost_is_not_charged_to_the_measured_frames(tmp_path, tiny_che
     assert (lv["warmup_published"], lv["warmup_returned"]) == (2, 1)
     assert (lv["dropped"], lv["lost_before_node"], lv["dropped_by_node"]) == (2, 0, 2)
     assert lv["node_frames_baseline"] == 1 and lv["node_frames"]["received"] == 9
+
+
+HOLD_CLAIM = (
+    "import fcntl, os, sys, time\n"
+    "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+    "f.write(f'{os.getpid()} otherhost\\n'); f.flush()\n"
+    "print('held', flush=True); time.sleep(60)\n"
+)
+
+
+@pytest.fixture
+def other_replay(tmp_path, monkeypatch):
+    """Another live replay's claim on ROS domain 41 (this test's private cache root)."""
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DEPTHART_REPLAY_DOMAIN_ID", raising=False)
+    path = process.DomainClaim.path(41)
+    path.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLAIM, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_domain_another_replay_runs_on_is_refused_when_given(
+    tmp_path, tiny_checkpoint, other_replay, monkeypatch
+):
+    """Two replays at once on one domain each published into the other's node and scored the
+    other's outputs. The one started second is refused, naming the first, before it writes."""
+    pidfile = tmp_path / "pid"
+    code = "import sys, time; open(sys.argv[1], 'w').write('1'); time.sleep(60)"
+    live = LiveConfig(tiny_checkpoint, node_cmd=(sys.executable, "-c", code, str(pidfile)),
+                      domain_id=41)  # fmt: skip
+    said = rf"another live replay \(pid {other_replay.pid}, host otherhost; .*41.lock\) runs on"
+    bag = _hand_bag(tmp_path / "bag")
+    for out, setting in (("out", live), ("out2", dataclasses.replace(live, domain_id=None))):
+        if setting.domain_id is None:
+            monkeypatch.setenv("DEPTHART_REPLAY_DOMAIN_ID", "41")
+        with pytest.raises(RuntimeError, match=said + r" ROS domain 41: each node would answer"):
+            replay_live(bag, tmp_path / out, HAND, setting, EchoTransport())
+        assert not (tmp_path / out).exists() and not pidfile.exists()
+
+
+def test_a_random_draw_skips_a_domain_another_replay_runs_on(other_replay, monkeypatch):
+    monkeypatch.setattr(process, "RANDOM_DOMAIN_IDS", [41, 42])
+    for _ in range(20):
+        with process.claim_domain() as claim:
+            assert claim.domain_id == 42
+    monkeypatch.setattr(process, "RANDOM_DOMAIN_IDS", [41])
+    with pytest.raises(RuntimeError, match=r"every ROS domain id in 41-41 .* taken by other live"):
+        process.claim_domain()
+
+
+def test_a_replay_holds_its_domain_for_the_run_and_lets_go_at_its_end(
+    tmp_path, tiny_checkpoint, monkeypatch
+):
+    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    path = process.DomainClaim.path(43)
+
+    class Watching(EchoTransport):
+        def publish(self, key, raw):
+            self.claimed = process.DomainClaim.take(43) is None  # another could not take it
+            super().publish(key, raw)
+
+    transport = Watching()
+    live = LiveConfig(tiny_checkpoint, rate=4.0, node_cmd=SLEEP, drain_timeout_s=0.3, domain_id=43)
+    report = replay_live(_hand_bag(tmp_path / "bag"), tmp_path / "out", HAND, live, transport)
+    assert report["status"] == "complete" and transport.claimed
+    assert path.read_text() == ""  # no stale holder named
+    with process.DomainClaim.take(43) as claim:  # free again
+        assert claim is not None
+
+
+def test_an_unwritable_cache_runs_unclaimed(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("DEPTHART_CACHE", str(blocker / "cache"))  # under a file: cannot exist
+    with process.claim_domain(44) as claim:
+        assert claim.domain_id == 44

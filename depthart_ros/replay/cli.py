@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="ROS_DOMAIN_ID of the replay and the node, 0-232 (default "
-        "$DEPTHART_REPLAY_DOMAIN_ID, else random in 30-101 with a free discovery port); "
+        "$DEPTHART_REPLAY_DOMAIN_ID, else random in 30-101 with a free discovery port, not "
+        "another live replay's); "
         "discovery is ROS 2's default, "
         "SUBNET, whatever ROS_AUTOMATIC_DISCOVERY_RANGE says",
     )

@@ -46,6 +46,7 @@ from depthart_ros.replay.process import (
     LiveConfig,
     LiveTransport,
     apply_env,
+    claim_domain,
     discovery_said,
     log_tail,
     node_command,
@@ -507,23 +508,25 @@ def replay_live(
     the input topics plus the node's outputs (frames that came back).
     """
     bag, out = Path(bag), Path(out_dir)
-    # $DEPTHART_REPLAY_DOMAIN_ID refused before anything lands in --out
-    live = dataclasses.replace(live, domain_id=pick_domain_id(live.domain_id))
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = resolve_checkpoint(live.checkpoint)
-    index = index_bag(bag, cfg)
-    if write_bag is not None:
-        check_write_bag(write_bag, index, cfg.pred_topic, bag)
-    run = ReplayRun("live", str(bag), cfg, index)
-    run.meta["backend"] = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": file_sha256(checkpoint),
-        "node_args": list(live.node_args),  # the decoding, threads, device and the user's items
-    }
-    store = PredictionStore(out)
-    session = LiveSession(bag, out, cfg, live, index, transport, store, checkpoint)
-    with interrupt_on_termination():  # SIGTERM, SIGHUP: as Ctrl-C, the node stopped, a report
-        return _run_live(bag, out, cfg, index, write_bag, run, store, session)
+    # $DEPTHART_REPLAY_DOMAIN_ID, or a domain another replay runs on, refused before anything
+    # lands in --out; the domain is this run's (among the user's replays) until it ends
+    with claim_domain(live.domain_id) as claim:
+        live = dataclasses.replace(live, domain_id=claim.domain_id)
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint = resolve_checkpoint(live.checkpoint)
+        index = index_bag(bag, cfg)
+        if write_bag is not None:
+            check_write_bag(write_bag, index, cfg.pred_topic, bag)
+        run = ReplayRun("live", str(bag), cfg, index)
+        run.meta["backend"] = {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": file_sha256(checkpoint),
+            "node_args": list(live.node_args),  # the decoding, threads, device, the user's items
+        }
+        store = PredictionStore(out)
+        session = LiveSession(bag, out, cfg, live, index, transport, store, checkpoint)
+        with interrupt_on_termination():  # SIGTERM, SIGHUP: as Ctrl-C, the node stopped, a report
+            return _run_live(bag, out, cfg, index, write_bag, run, store, session)
 
 
 def _run_live(

@@ -9,6 +9,10 @@ without rclpy (the rclpy one is `depthart_ros.replay.transport.RclpyTransport`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
+import logging
 import os
 import random
 import signal
@@ -18,13 +22,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from depthart_core.fileutil import cache_root, lock_holder, write_lock_holder
 from depthart_core.procutil import death_signal_setter
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
 from depthart_core.rosio.messages import IMAGE_TYPE
 from depthart_ros.dds import default_ports, discovery_port, discovery_port_held
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DOMAIN_ENV = "DEPTHART_REPLAY_DOMAIN_ID"
 MAX_DOMAIN_ID = 232  # Fast DDS's ports (default port base) run out above it
@@ -106,31 +114,123 @@ def pick_domain_id(requested: int | None = None) -> int:
     """`requested`, else $DEPTHART_REPLAY_DOMAIN_ID (checked, naming it), else a random id whose
     discovery port is free; a given id whose port another socket holds is refused
     (`depthart_ros.dds.discovery_port_held`: the two processes would never meet)."""
+    if domain_is_given(requested):
+        return _given_domain_id(requested)
+    drawn = _draw(lambda domain_id: domain_id)
+    if drawn is None:
+        raise RuntimeError(_none_free("held by a socket that does not share it"))
+    return drawn
+
+
+def claim_domain(requested: int | None = None) -> DomainClaim:
+    """`pick_domain_id`, claimed for the run among this user's live replays on this host
+    (`DomainClaim`): a random draw skips a domain another replay runs on; a given one that
+    another replay runs on is refused, naming its process."""
+    if domain_is_given(requested):
+        domain_id = _given_domain_id(requested)
+        claim = DomainClaim.take(domain_id)
+        if claim is None:
+            path = DomainClaim.path(domain_id)
+            pid, host = lock_holder(path)
+            raise RuntimeError(
+                f"another live replay (pid {pid}, host {host}; {path}) runs on ROS domain "
+                f"{domain_id}: each node would answer the other's frames; choose another domain "
+                f"id, or none for a free one"
+            )
+        return claim
+    claim = _draw(DomainClaim.take)
+    if claim is None:
+        raise RuntimeError(_none_free("held, or taken by other live replays"))
+    return claim
+
+
+def domain_is_given(requested: int | None = None) -> bool:
+    """Whether the domain is the user's (`requested`, i.e. --domain-id, or
+    $DEPTHART_REPLAY_DOMAIN_ID) rather than drawn at random."""
+    return requested is not None or bool(os.environ.get(DOMAIN_ENV, "").strip())
+
+
+def _given_domain_id(requested: int | None) -> int:
     if requested is not None:
         return _check_port_free(check_domain_id(requested, "ROS domain id"), "domain id")
     env = os.environ.get(DOMAIN_ENV, "").strip()
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(
-                f"${DOMAIN_ENV} must be a ROS domain id, an integer in [0, {MAX_DOMAIN_ID}], "
-                f"got {env!r}"
-            ) from None
-        return _check_port_free(check_domain_id(value, f"${DOMAIN_ENV}"), f"${DOMAIN_ENV}")
-    # ROS 2's safe ids on Linux: above 101 Fast DDS's ports fall among the ephemeral ones
-    # (32768-60999) another socket may hold; 0-29 are left to the robots' own domains
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(
+            f"${DOMAIN_ENV} must be a ROS domain id, an integer in [0, {MAX_DOMAIN_ID}], "
+            f"got {env!r}"
+        ) from None
+    return _check_port_free(check_domain_id(value, f"${DOMAIN_ENV}"), f"${DOMAIN_ENV}")
+
+
+def _draw(usable: Callable[[int], T | None]) -> T | None:
+    """`usable(id)` of the first id, in random order among `RANDOM_DOMAIN_IDS`, whose discovery
+    port is free and for which it is not None. ROS 2's safe ids on Linux: above 101 Fast DDS's
+    ports fall among the ephemeral ones (32768-60999) another socket may hold; 0-29 are left to
+    the robots' own domains."""
     ids = list(RANDOM_DOMAIN_IDS)
     random.SystemRandom().shuffle(ids)
     for domain_id in ids:
-        if not _port_held(domain_id):
-            return domain_id
+        if not _port_held(domain_id) and (found := usable(domain_id)) is not None:
+            return found
+    return None
+
+
+def _none_free(why: str) -> str:
     first, last = RANDOM_DOMAIN_IDS[0], RANDOM_DOMAIN_IDS[-1]
-    raise RuntimeError(
+    return (
         f"every ROS domain id in {first}-{last} has its discovery port "
-        f"({discovery_port(first)}-{discovery_port(last)}/udp) held by a socket that does not "
-        f"share it; give a domain id whose port is free"
+        f"({discovery_port(first)}-{discovery_port(last)}/udp) {why}; give a domain id whose "
+        f"port is free"
     )
+
+
+class DomainClaim:
+    """A live replay's hold on its ROS domain among this user's live replays on this host, for
+    the run's length: an exclusive `flock` on `<cache root>/replay-domains/<id>.lock`, which
+    names its holder. Two replays at once on one domain each published into the other's node
+    and scored the other's outputs; a random draw of 72 ids met another run's 1 time in 72 (with
+    8 at once, about 1 in 3). Where the cache root cannot be written, the run goes on unclaimed.
+    The kernel drops the lock of a process that dies."""
+
+    def __init__(self, domain_id: int, lock: io.TextIOWrapper | None) -> None:
+        self.domain_id, self._lock = domain_id, lock
+
+    @staticmethod
+    def path(domain_id: int) -> Path:
+        return cache_root() / "replay-domains" / f"{domain_id}.lock"
+
+    @classmethod
+    def take(cls, domain_id: int) -> DomainClaim | None:
+        """The claim on `domain_id`, or None while another process holds it."""
+        try:
+            path = cls.path(domain_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path, "a")  # noqa: SIM115 (closed in release)
+        except (OSError, RuntimeError) as exc:  # a read-only or homeless cache: unclaimed
+            log.debug("ROS domain %d not claimed: %s", domain_id, exc)
+            return cls(domain_id, None)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return None
+        write_lock_holder(lock)
+        return cls(domain_id, lock)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):  # no stale holder for the next one to name
+                os.ftruncate(self._lock.fileno(), 0)
+            self._lock.close()  # the flock goes with it
+            self._lock = None
+
+    def __enter__(self) -> DomainClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _port_held(domain_id: int) -> bool:
