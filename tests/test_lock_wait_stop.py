@@ -8,11 +8,14 @@ waits under `lock_waits_end_when(context ended)` (its end in tests/test_node_sta
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,24 +23,33 @@ from depthart_core import fileutil
 from depthart_core.fileutil import LockWaitStopped, build_lock, lock_waits_end_when
 
 HOLD = (
-    "import fcntl, sys, time\n"
+    "import fcntl, os, sys, time\n"
     "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+    "f.write(sys.argv[2].replace('PID', str(os.getpid()))); f.flush()\n"
     "print('held', flush=True); time.sleep(60)\n"
 )
 
 
-@pytest.fixture
-def holder(tmp_path):
-    """Another process holding the build lock `holder.lock` until killed."""
-    lock = tmp_path / "graph.onnx.lock"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE)
-    proc.lock = lock
+@contextlib.contextmanager
+def process_holding(lock: Path, record: str = "") -> Iterator[subprocess.Popen]:
+    """Another process holding an exclusive flock on `lock` (made where missing, `record` written
+    into it with PID replaced by its pid) until the block ends."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), record], stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline() == b"held\n"
         yield proc
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the build lock `holder.lock` until killed."""
+    lock = tmp_path / "graph.onnx.lock"
+    with process_holding(lock) as proc:
+        proc.lock = lock
+        yield proc
 
 
 def _wait(lock, stop=None) -> tuple[BaseException | None, float]:

@@ -16,12 +16,12 @@ import dataclasses
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_lock_wait_stop import process_holding
 from test_replay import HAND, EchoTransport, _hand_bag, no_port_probe  # noqa: F401 (autouse)
 
 from depthart_core.cli import main as cli_main
@@ -343,14 +343,6 @@ def test_a_warm_up_lost_is_not_charged_to_the_measured_frames(tmp_path, tiny_che
     assert lv["node_frames_baseline"] == 1 and lv["node_frames"]["received"] == 9
 
 
-HOLD_CLAIM = (
-    "import fcntl, os, sys, time\n"
-    "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-    "f.write(f'{os.getpid()} otherhost\\n'); f.flush()\n"
-    "print('held', flush=True); time.sleep(60)\n"
-)
-
-
 @pytest.fixture
 def other_replay(tmp_path, monkeypatch):
     """Another live replay's claim on ROS domain 41 (this test's private cache root)."""
@@ -358,13 +350,8 @@ def other_replay(tmp_path, monkeypatch):
     monkeypatch.delenv("DEPTHART_REPLAY_DOMAIN_ID", raising=False)
     path = process.DomainClaim.path(41)
     path.parent.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLAIM, str(path)], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline() == b"held\n"
+    with process_holding(path, "PID otherhost\n") as holder:
         yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_domain_another_replay_runs_on_is_refused_when_given(
