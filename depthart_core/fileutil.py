@@ -287,11 +287,14 @@ def write_lock_holder(lock: io.TextIOWrapper) -> None:
 def lock_holder(lock_path: Path) -> tuple[str, str]:
     """(pid, host) as the holder of `lock_path` recorded them; "unknown" where it did not (yet,
     or an older version holds it)."""
-    try:
-        with open(lock_path, "rb") as f:
-            fields = f.read(300).decode("ascii", errors="replace").split()
+    fields: list[str] = []
+    try:  # a plain file only: a fifo put there would block the read, a link is not followed
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                fields = f.read(300).decode("ascii", errors="replace").split()
     except OSError:
-        fields = []
+        pass
     if len(fields) != 2 or not fields[0].isdigit():
         return "unknown", "unknown"
     return fields[0], fields[1]

@@ -19,6 +19,7 @@ from depthart_core.config import get_preset
 from depthart_core.data.synthetic.set import write_synthetic_set
 from depthart_core.model import DepthART
 from depthart_core.runtime import threads
+from depthart_ros.replay import process as replay_process
 
 _SHELL_DDS_ENV: dict[str, str | None] = {}
 
@@ -53,6 +54,19 @@ def _no_path_or_ros_environment_left_behind():
     assert sys.path == path, f"the test left sys.path {sys.path}, not {path}"
     now = {k: os.environ.get(k) for k in NODE_ENV}
     assert now == env, f"the test left the ROS environment {now}, not {env}"
+
+
+@pytest.fixture(scope="session")
+def _replay_domain_claims(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("claims")
+
+
+@pytest.fixture(autouse=True)
+def _private_replay_domain_claims(_replay_domain_claims, monkeypatch):
+    """Live replays claim their ROS domain in a lock folder under the cache root
+    (`depthart_ros.replay.process.DomainClaim`): this run's in a folder of its own, so that test
+    runs side by side, or a user's own replays, never refuse one another's fixed domains."""
+    monkeypatch.setattr(replay_process, "cache_root", lambda: _replay_domain_claims)
 
 
 @pytest.fixture(scope="session")

@@ -346,7 +346,7 @@ def test_a_warm_up_lost_is_not_charged_to_the_measured_frames(tmp_path, tiny_che
 @pytest.fixture
 def other_replay(tmp_path, monkeypatch):
     """Another live replay's claim on ROS domain 41 (this test's private cache root)."""
-    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(process, "cache_root", lambda: tmp_path / "cache")
     monkeypatch.delenv("DEPTHART_REPLAY_DOMAIN_ID", raising=False)
     path = process.DomainClaim.path(41)
     path.parent.mkdir(parents=True)
@@ -364,11 +364,16 @@ def test_a_domain_another_replay_runs_on_is_refused_when_given(
     live = LiveConfig(tiny_checkpoint, node_cmd=(sys.executable, "-c", code, str(pidfile)),
                       domain_id=41)  # fmt: skip
     said = rf"another live replay \(pid {other_replay.pid}, host otherhost; .*41.lock\) runs on"
+    said += r" ROS domain 41: each node would answer the other's frames; "
     bag = _hand_bag(tmp_path / "bag")
-    for out, setting in (("out", live), ("out2", dataclasses.replace(live, domain_id=None))):
+    for out, setting, advice in (
+        ("out", live, "choose another domain id, or none"),
+        ("out2", dataclasses.replace(live, domain_id=None), r"set \$DEPTHART_REPLAY_DOMAIN_ID to "
+         r"another domain id, or unset it for a free one"),
+    ):  # fmt: skip
         if setting.domain_id is None:
             monkeypatch.setenv("DEPTHART_REPLAY_DOMAIN_ID", "41")
-        with pytest.raises(RuntimeError, match=said + r" ROS domain 41: each node would answer"):
+        with pytest.raises(RuntimeError, match=said + advice):
             replay_live(bag, tmp_path / out, HAND, setting, EchoTransport())
         assert not (tmp_path / out).exists() and not pidfile.exists()
 
@@ -386,7 +391,6 @@ def test_a_random_draw_skips_a_domain_another_replay_runs_on(other_replay, monke
 def test_a_replay_holds_its_domain_for_the_run_and_lets_go_at_its_end(
     tmp_path, tiny_checkpoint, monkeypatch
 ):
-    monkeypatch.setenv("DEPTHART_CACHE", str(tmp_path / "cache"))
     path = process.DomainClaim.path(43)
 
     class Watching(EchoTransport):
@@ -406,6 +410,48 @@ def test_a_replay_holds_its_domain_for_the_run_and_lets_go_at_its_end(
 def test_an_unwritable_cache_runs_unclaimed(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setenv("DEPTHART_CACHE", str(blocker / "cache"))  # under a file: cannot exist
+    monkeypatch.setattr(process, "cache_root", lambda: blocker / "cache")  # under a file
     with process.claim_domain(44) as claim:
         assert claim.domain_id == 44
+
+
+@pytest.mark.parametrize("odd", ["folder", "link", "fifo", "unreadable"])
+def test_a_lock_file_that_cannot_be_ours_is_taken_not_followed(tmp_path, monkeypatch, odd):
+    """A lock file that is not a plain file of this user's (another user's in a shared cache, a
+    link, a folder) was taken for an unwritable cache: a draw settled on it unclaimed, and a
+    link was followed and its target truncated. Such a domain is taken: drawn around, refused
+    when given, its target untouched."""
+    monkeypatch.delenv("DEPTHART_REPLAY_DOMAIN_ID", raising=False)
+    folder = tmp_path / "cache" / "replay-domains"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(process, "cache_root", lambda: tmp_path / "cache")
+    path, victim = folder / "41.lock", tmp_path / "victim"
+    victim.write_text("keep me")
+    if odd == "folder":
+        path.mkdir()
+    elif odd == "link":
+        path.symlink_to(victim)
+    elif odd == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("")
+        monkeypatch.setattr(process.os, "open", _refusing(str(path)))
+    monkeypatch.setattr(process, "RANDOM_DOMAIN_IDS", [41, 42])
+    for _ in range(10):
+        with process.claim_domain() as claim:
+            assert claim.domain_id == 42
+    with pytest.raises(RuntimeError, match=r"another live replay \(pid unknown"):
+        process.claim_domain(41)
+    assert victim.read_text() == "keep me"
+
+
+def _refusing(refused: str):
+    """os.open that refuses `refused` as a file of another user's would be (EACCES)."""
+    real = os.open
+
+    def fake(path, *args, **kwargs):
+        if str(path) == refused:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    return fake

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -132,10 +133,14 @@ def claim_domain(requested: int | None = None) -> DomainClaim:
         if claim is None:
             path = DomainClaim.path(domain_id)
             pid, host = lock_holder(path)
+            other = (
+                "choose another domain id, or none for a free one"
+                if requested is not None
+                else f"set ${DOMAIN_ENV} to another domain id, or unset it for a free one"
+            )
             raise RuntimeError(
                 f"another live replay (pid {pid}, host {host}; {path}) runs on ROS domain "
-                f"{domain_id}: each node would answer the other's frames; choose another domain "
-                f"id, or none for a free one"
+                f"{domain_id}: each node would answer the other's frames; {other}"
             )
         return claim
     claim = _draw(DomainClaim.take)
@@ -203,14 +208,26 @@ class DomainClaim:
 
     @classmethod
     def take(cls, domain_id: int) -> DomainClaim | None:
-        """The claim on `domain_id`, or None while another process holds it."""
+        """The claim on `domain_id`, or None while another process holds it, or where its lock
+        file cannot be opened as a plain file of its own (another user's, a link, a folder:
+        taken, as far as this run can tell). A cache root whose folder cannot be made: the
+        run goes on unclaimed."""
         try:
             path = cls.path(domain_id)
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(path, "a")  # noqa: SIM115 (closed in release)
         except (OSError, RuntimeError) as exc:  # a read-only or homeless cache: unclaimed
             log.debug("ROS domain %d not claimed: %s", domain_id, exc)
             return cls(domain_id, None)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # a link is not followed
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            log.debug("ROS domain %d taken: %s: %s", domain_id, path, exc)
+            return None
+        lock = os.fdopen(fd, "a")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or a device put there
+            lock.close()
+            return None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
