@@ -344,13 +344,11 @@ def test_live_replay_feeds_a_compressed_topic_to_the_nodes_image_transport(
     bag_pair, tiny_checkpoint, tmp_path
 ):
     pytest.importorskip("rclpy", reason="live replay needs rclpy")
-    from ros_helpers.harness import unique_domain_id
+    from ros_helpers.harness import replay_live_as_the_cli, unique_domain_id
 
     from depthart_core.runtime.torch_backend import DepthEstimator
     from depthart_core.sampling import DEFAULT_DECODING
-    from depthart_ros.replay.live import replay_live
     from depthart_ros.replay.process import LiveConfig
-    from depthart_ros.replay.transport import RclpyTransport
 
     _, comp = bag_pair
     live = LiveConfig(
@@ -360,7 +358,7 @@ def test_live_replay_feeds_a_compressed_topic_to_the_nodes_image_transport(
         startup_timeout_s=90,
         drain_timeout_s=3,
     )
-    report = replay_live(comp, tmp_path / "live", COMP, live, RclpyTransport())
+    report = replay_live_as_the_cli(comp, tmp_path / "live", COMP, live)
     lv = report["live"]
     assert report["status"].startswith("complete") and lv["published"] == 4 and lv["returned"] >= 1
     # the node decoded the same JPEG bytes: the frames that came back score as offline

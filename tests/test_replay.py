@@ -791,7 +791,7 @@ def test_live_replay_through_the_real_node(
     node apart (OFF: the start-up timeout ran out, the node blamed) or lose large frames before
     the node (LOCALHOST, ROS_LOCALHOST_ONLY): the replay runs both on ROS 2's default."""
     pytest.importorskip("rclpy", reason="live replay needs rclpy")
-    from depthart_ros.replay.transport import RclpyTransport
+    from ros_helpers.harness import replay_live_as_the_cli
 
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "OFF")
     monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
@@ -804,7 +804,7 @@ def test_live_replay_through_the_real_node(
         startup_timeout_s=90,
         drain_timeout_s=3,
     )
-    report = replay_live(synth_bags["mcap"], tmp_path / "live", SYNTH, live, RclpyTransport())
+    report = replay_live_as_the_cli(synth_bags["mcap"], tmp_path / "live", SYNTH, live)
     _check_counts(report)
     lv = report["live"]
     # a frame lost before the node on a loaded machine is said in the status, not failed on

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers.harness import unique_domain_id
+from ros_helpers.harness import replay_live_as_the_cli, unique_domain_id
 
 from depthart_core.cli import main
 from depthart_core.evaluation.ground_plane import RIGS, RigEval, rig_samples
@@ -396,9 +396,7 @@ def test_live_replay_through_the_node_scores_as_offline(cart_bag, tmp_path):
     pytest.importorskip("rclpy", reason="live replay needs rclpy")
     from depthart_core.checkpoint import default_checkpoint_path
     from depthart_core.runtime import get_backend
-    from depthart_ros.replay.live import replay_live
     from depthart_ros.replay.process import LiveConfig
-    from depthart_ros.replay.transport import RclpyTransport
 
     shipped = str(default_checkpoint_path())
     live = LiveConfig(
@@ -407,7 +405,7 @@ def test_live_replay_through_the_node_scores_as_offline(cart_bag, tmp_path):
         startup_timeout_s=90,
         drain_timeout_s=3,
     )
-    report = replay_live(cart_bag, tmp_path / "live", _cfg(), live, RclpyTransport())
+    report = replay_live_as_the_cli(cart_bag, tmp_path / "live", _cfg(), live)
     lv, gp = report["live"], report["ground_plane"]
     assert report["status"].startswith("complete") and lv["published"] == FRAMES
     assert gp["frames_fitted"] == lv["returned"] >= 1  # a dropped frame is never fitted

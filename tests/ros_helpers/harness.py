@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import itertools
+import multiprocessing
 import os
 import signal
 import socket
@@ -63,6 +64,24 @@ def unbound_domain_id() -> int:
                 continue
         return domain_id
     raise RuntimeError("every ROS domain id in 1..101 has its discovery port bound")
+
+
+def replay_live_as_the_cli(*args: Any) -> dict[str, Any]:
+    """`replay_live(bag, out, cfg, live[, write_bag])` through an `RclpyTransport`, in a fresh
+    interpreter, as `depthart replay --live` runs it: not in the test process, whose earlier
+    participants (each test's peers and replays) it would join. Twice a replay joined from a
+    test process late in a full run never discovered its node (90 s; domains 41 and 3, neither
+    port held), while the same test alone passed every time; a process's later participants
+    were discovered 2-4 s late here, not at once. Raises what the replay raised."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_replay_live_child, args)
+
+
+def _replay_live_child(bag: Path, out: Path, cfg: Any, live: Any, *rest: Any) -> dict[str, Any]:
+    from depthart_ros.replay.live import replay_live
+    from depthart_ros.replay.transport import RclpyTransport
+
+    return replay_live(bag, out, cfg, live, RclpyTransport(), *rest)
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
