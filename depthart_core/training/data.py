@@ -128,6 +128,9 @@ def _render_span(span: tuple[int, int, int, int, dict]) -> dict[str, torch.Tenso
 
 MAX_RENDER_WORKERS = 16
 WORKER_STOP_S = 5.0  # how long a stopped render worker may take to exit before SIGKILL
+# how long a SIGKILLed worker may take to be reaped: it always dies, but a loaded kernel took
+# longer than 1 s once (a fresh clone's run found a worker alive after the stop)
+KILLED_WORKER_S = 10.0
 
 
 def render_workers() -> int:
@@ -167,7 +170,7 @@ def _stop_render_workers(pool: ProcessPoolExecutor) -> None:
         _uninterrupted(lambda p=p: p.join(max(0.0, deadline - time.monotonic())))
         if p.is_alive():
             _uninterrupted(p.kill)
-            _uninterrupted(p.join, 1.0)
+            _uninterrupted(p.join, KILLED_WORKER_S)
 
 
 def _uninterrupted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
