@@ -63,6 +63,7 @@ _CAUSES = {
     errno.EISDIR: "is a folder, not a file",
     errno.ENOENT: "its folder does not exist",
     errno.EFBIG: "file too large for the file system",
+    errno.ELOOP: "is a symbolic link, which is not followed here: a plain file is expected",
 }
 # Rust's io::Error text inside another library's exception (safetensors' "... (os error 28)")
 _RUST_OS_ERROR = re.compile(r"os error (\d+)")
@@ -200,8 +201,8 @@ def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> I
     killed writer left: all are removed, whatever their age, with one INFO line naming them."""
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path, "a")  # noqa: SIM115 (closed below)
-    except OSError as exc:  # a read-only cache: one line naming the file
+        lock = open_lock_file(lock_path)
+    except OSError as exc:  # a read-only cache, a link: one line naming the file
         raise WriteError(lock_path, exc) from exc
     with lock:
         try:
@@ -220,6 +221,22 @@ def build_lock(lock_path: Path, what: str, temps_of: tuple[Path, ...] = ()) -> I
             with contextlib.suppress(OSError):  # no stale holder for the next waiter to name
                 os.ftruncate(lock.fileno(), 0)
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_lock_file(path: Path, mode: int = 0o666) -> io.TextIOWrapper:
+    """`path` opened for a `flock` and its holder's record (made with `mode`, less the umask, if
+    missing). A link there is not followed and anything but a plain file is refused (OSError):
+    the holder empties the file it opens, so a link to another file (planted in a shared
+    cache, or left by a user) would have emptied that file."""
+    # appending: the record written after the holder empties the file starts it
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    lock = os.fdopen(fd, "a")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or a device put there
+        lock.close()
+        cause = "not a plain file (a FIFO, socket or device): remove it"
+        raise OSError(errno.EINVAL, cause, str(path))
+    return lock
 
 
 class LockWaitStopped(KeyboardInterrupt):

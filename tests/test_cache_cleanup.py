@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -215,3 +216,22 @@ def test_a_holder_record_that_cannot_be_written_does_not_fail_the_build(tmp_path
     with build_lock(lock_path, "the graph"):
         ran.append(True)
     assert ran == [True] and lock_path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("odd", ["link", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_not_followed(tmp_path, odd):
+    """The holder empties the lock file it opens (its record, then none): a link planted at the
+    lock's name (a shared cache) emptied the file it pointed at, and a FIFO there blocked the
+    open for good. Now one line naming the lock, and the other file as it was."""
+    lock, victim = tmp_path / "g.onnx.lock", tmp_path / "notes.txt"
+    victim.write_text("a user's notes\n")
+    if odd == "link":
+        lock.symlink_to(victim)
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(WriteError) as caught, build_lock(lock, "the graph G"):
+        pytest.fail("the lock was taken through a link or a FIFO")
+    assert str(caught.value).startswith(f"cannot write {lock}: ")
+    assert ("symbolic link" if odd == "link" else "not a plain file") in str(caught.value)
+    assert victim.read_text() == "a user's notes\n"
+    assert lock.is_symlink() if odd == "link" else stat.S_ISFIFO(os.lstat(lock).st_mode)

@@ -407,6 +407,21 @@ def test_a_replay_holds_its_domain_for_the_run_and_lets_go_at_its_end(
         assert claim is not None
 
 
+def test_a_killed_replays_record_is_replaced_not_appended_to(tmp_path, monkeypatch):
+    """A replay killed by SIGKILL leaves its record (pid, host) in the lock file. The next run
+    wrote its own record after the old one's length of NUL bytes, so a third run refused on that
+    domain named "pid unknown" instead of the run that held it."""
+    monkeypatch.setattr(process, "cache_root", lambda: tmp_path / "cache")
+    path = process.DomainClaim.path(45)
+    path.parent.mkdir(parents=True)
+    path.write_text("999999 killedhost\n")
+    with process.DomainClaim.take(45) as claim:
+        assert claim is not None
+        host = "".join(os.uname().nodename.split())
+        assert path.read_bytes() == f"{os.getpid()} {host}\n".encode()
+        assert process.lock_holder(path) == (str(os.getpid()), host)
+
+
 def test_an_unwritable_cache_runs_unclaimed(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from depthart_core.fileutil import cache_root, lock_holder, write_lock_holder
+from depthart_core.fileutil import cache_root, lock_holder, open_lock_file, write_lock_holder
 from depthart_core.procutil import death_signal_setter
 from depthart_core.replay.frames import ReplayConfig
 from depthart_core.rosio.compressed import COMPRESSED_IMAGE_TYPE, TRANSPORT_SUFFIX
@@ -218,15 +217,10 @@ class DomainClaim:
         except (OSError, RuntimeError) as exc:  # a read-only or homeless cache: unclaimed
             log.debug("ROS domain %d not claimed: %s", domain_id, exc)
             return cls(domain_id, None)
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # a link is not followed
         try:
-            fd = os.open(path, flags, 0o644)
+            lock = open_lock_file(path, 0o644)
         except OSError as exc:
             log.debug("ROS domain %d taken: %s: %s", domain_id, path, exc)
-            return None
-        lock = os.fdopen(fd, "a")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or a device put there
-            lock.close()
             return None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
