@@ -260,6 +260,12 @@ def lock_waits_end_when(stop: Callable[[], bool]) -> Iterator[None]:
         _LOCK_WAITS.stop = previous
 
 
+def lock_wait_stop_condition() -> Callable[[], bool] | None:
+    """This thread's `lock_waits_end_when` condition (None outside one), for work that stops on
+    it from other threads: a TensorRT build asks it from TensorRT's own (`tensorrt_backend`)."""
+    return getattr(_LOCK_WAITS, "stop", None)
+
+
 def _wait_for_lock(lock: io.TextIOWrapper, lock_path: Path, what: str) -> None:
     """Take the lock `lock` once its holder lets go, saying every `BUILD_LOCK_LOG_S` for whom
     it waits (the holder's record in `lock_path`); `LockWaitStopped` where the thread's

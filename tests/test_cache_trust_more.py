@@ -14,12 +14,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import pytest
 import torch
 from cache_owner import MARK_NS, OTHER_UID, file_mode, owned_by_another
+from fake_tensorrt import fake_tensorrt
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -48,69 +48,7 @@ def fake_trt(monkeypatch):
     made from (`made`) and the one the build is given (`used`)."""
     made: list[bytes] = []
     used: list[bytes] = []
-
-    class TimingCache:
-        def __init__(self, data: bytes) -> None:
-            self.data = data
-
-        def serialize(self) -> bytes:
-            return b"TIMING:this build's"
-
-    class Config:
-        def set_memory_pool_limit(self, pool, size) -> None:
-            pass
-
-        def add_optimization_profile(self, profile) -> None:
-            pass
-
-        def create_timing_cache(self, data) -> TimingCache:
-            made.append(bytes(data))
-            return TimingCache(bytes(data))
-
-        def set_timing_cache(self, cache, ignore_mismatch) -> bool:
-            used.append(cache.data)
-            return True
-
-        def get_timing_cache(self) -> TimingCache:
-            return TimingCache(b"")
-
-    class Network:
-        num_inputs = num_outputs = 0
-        get_input = get_output = None
-
-    class Builder:
-        def __init__(self, logger) -> None:
-            pass
-
-        def create_network(self, flags: int) -> Network:
-            return Network()
-
-        def create_builder_config(self) -> Config:
-            return Config()
-
-        def create_optimization_profile(self) -> object:
-            return object()
-
-        def build_serialized_network(self, network, config) -> bytes:
-            return b"PLAN"
-
-    class Parser:
-        num_errors = 0
-
-        def __init__(self, network, logger) -> None:
-            pass
-
-        def parse(self, model: bytes, path: str | None = None) -> bool:
-            return True
-
-    fake = types.SimpleNamespace(
-        __version__="10.3.0",
-        Builder=Builder,
-        OnnxParser=Parser,
-        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0),
-        MemoryPoolType=types.SimpleNamespace(WORKSPACE=0),
-        BuilderFlag=types.SimpleNamespace(),  # no TF32 flag to clear
-    )
+    fake = fake_tensorrt(made=made, used=used)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(tensorrt_backend, "trt_logger", lambda: None)
     return made, used

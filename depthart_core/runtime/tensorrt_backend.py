@@ -7,9 +7,11 @@ reference and the "Migrating from TensorRT 10.x to 11.x" guide) and laid out lik
 - build: `Builder` -> `create_network(1 << STRONGLY_TYPED)` -> `OnnxParser.parse` (bytes);
   `IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`; a timing cache loaded
   with `create_timing_cache`/`set_timing_cache` and saved from `get_timing_cache().serialize()`;
-  progress through an `IProgressMonitor` subclass set as `config.progress_monitor`;
-  `build_serialized_network`. Precision lives in the ONNX graph: strong typing is opt-in on
-  10.12-10.x and always on in 11.x, where `BuilderFlag.FP16` no longer exists.
+  progress through an `IProgressMonitor` subclass set as `config.progress_monitor`, whose
+  `step_complete` returning False cancels the build once the program is stopping;
+  `build_serialized_network` (None when it failed or was cancelled). Precision lives in the
+  ONNX graph: strong typing is opt-in on 10.12-10.x and always on in 11.x, where
+  `BuilderFlag.FP16` no longer exists.
 - run: `Runtime.deserialize_cuda_engine` (None on a foreign or damaged plan), tensors bound by
   name with `IExecutionContext.set_tensor_address`, `execute_async_v3(stream_handle)` on one
   torch CUDA stream; no pycuda.
@@ -25,11 +27,15 @@ an engine pays for the head on `run` too (not measured: TensorRT does not run he
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
+import signal
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -46,7 +52,12 @@ from depthart_core.export.onnx_meta import (
     read_onnx_metadata,
 )
 from depthart_core.export.trt_onnx_ops import check_precision, check_tensorrt_compatible, load_graph
-from depthart_core.fileutil import CACHE_TEMP_STALE_S, ENV_CACHE, atomic_write
+from depthart_core.fileutil import (
+    CACHE_TEMP_STALE_S,
+    ENV_CACHE,
+    atomic_write,
+    lock_wait_stop_condition,
+)
 from depthart_core.rundir import utf8_name
 from depthart_core.runtime.base import Backend, TensorSpec, check_flag
 
@@ -68,6 +79,15 @@ from depthart_core.sampling import SamplingConfig, graph_decoding, runtime_sampl
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "image", "depth"
+# the signals that cancel a build on the main thread: Ctrl-C's, and the terminations that
+# `signals.interrupt_on_termination` (the CLI's) turns into KeyboardInterrupt
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+class EngineBuildStopped(KeyboardInterrupt):
+    """A TensorRT engine build cancelled because the program is stopping
+    (`build_serialized_engine`): an interruption, as `fileutil.LockWaitStopped` is, so no
+    `except Exception` on the way out (a backend fallback) takes it for a failed build."""
 
 
 @functools.cache
@@ -137,39 +157,114 @@ def engine_input_shape(model: onnx.ModelProto, image_size: int) -> tuple[int, in
 
 @functools.cache
 def _progress_monitor_class(trt: ModuleType) -> type:
-    class BuildProgress(trt.IProgressMonitor):
-        """tqdm bars per builder phase (nested phases indented); thread-safe as TensorRT asks."""
+    class BuildMonitor(trt.IProgressMonitor):
+        """Cancels the build once `stop_cause()` returns a cause, kept in `cause` (TensorRT 10:
+        `step_complete` returning False cancels it); tqdm bars per builder phase where
+        `show_progress` (nested phases indented). Thread-safe as TensorRT asks: it calls in
+        from its own threads."""
 
-        def __init__(self) -> None:
+        def __init__(
+            self, stop_cause: Callable[[], BaseException | None], show_progress: bool
+        ) -> None:
             trt.IProgressMonitor.__init__(self)
+            self._stop_cause, self._show = stop_cause, show_progress
             self._bars: dict[str, tqdm] = {}
             self._lock = threading.Lock()
+            self.cause: BaseException | None = None
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            with self._lock:
-                depth = 0 if parent_phase is None else len(self._bars)
-                self._bars[phase_name] = tqdm(
-                    total=num_steps,
-                    desc=f"TensorRT {phase_name}",
-                    position=depth,
-                    leave=parent_phase is None,
-                    unit="step",
-                )
+            with self._keeping_errors():
+                if self._show:
+                    depth = 0 if parent_phase is None else len(self._bars)
+                    self._bars[phase_name] = tqdm(
+                        total=num_steps,
+                        desc=f"TensorRT {phase_name}",
+                        position=depth,
+                        leave=parent_phase is None,
+                        unit="step",
+                    )
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            with self._lock:
+            with self._keeping_errors():
+                if self.cause is None:  # asked until it stops: TensorRT's threads may call again
+                    self.cause = self._stop_cause()
                 bar = self._bars.get(phase_name)
                 if bar is not None:
                     bar.update(step + 1 - bar.n)
-            return True  # False would cancel the build
+            return self.cause is None
 
         def phase_finish(self, phase_name: str) -> None:
-            with self._lock:
+            with self._keeping_errors():
                 bar = self._bars.pop(phase_name, None)
                 if bar is not None:
                     bar.close()
 
-    return BuildProgress
+        @contextlib.contextmanager
+        def _keeping_errors(self) -> Iterator[None]:
+            # TensorRT's binding prints and drops what a callback raises (Ctrl-C's
+            # KeyboardInterrupt, where it calls in on the main thread): kept as the cause
+            with self._lock:
+                try:
+                    yield
+                except BaseException as exc:
+                    if self.cause is None:
+                        self.cause = exc
+
+    return BuildMonitor
+
+
+@contextlib.contextmanager
+def _signal_pipe() -> Iterator[int | None]:
+    """The read end of a non-blocking pipe set as Python's signal wakeup fd for the block; None
+    where none is set. Python runs a signal's handler (Ctrl-C's KeyboardInterrupt) on the main
+    thread between bytecodes, so not before a C++ build returns, but its C-level handler runs at
+    once and writes the signal's number to the wakeup fd. Set only on the main thread (Python
+    allows no other) and only where the program set none: one it set (asyncio's) stays its own.
+    Only a signal with a Python handler is written: SIGTERM at its default disposition kills the
+    process by itself, and an ignored one is written nowhere."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    read, write = os.pipe()
+    try:
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)  # Python's rule for a wakeup fd: a full pipe drops bytes
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        if previous != -1:
+            # the program's, put back (its warn_on_full_buffer cannot be read: Python's
+            # default, asyncio's), with the signal of that instant if one came
+            signal.set_wakeup_fd(previous)
+            with contextlib.suppress(OSError):
+                os.write(previous, os.read(read, 512))
+            yield None
+            return
+        try:
+            yield read
+        finally:
+            signal.set_wakeup_fd(-1)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def _stop_cause(
+    stop: Callable[[], bool] | None, pipe: int | None, what: str
+) -> EngineBuildStopped | None:
+    """Why the build of `what` must stop now, if it must: the calling thread's
+    `lock_waits_end_when` condition (`stop`) is true, or a stop signal reached the wakeup `pipe`
+    (`_signal_pipe`), which also gets every other handled signal (SIGCHLD's, SIGUSR1's)."""
+    if stop is not None and stop():
+        return EngineBuildStopped(f"stopped building {what}")
+    if pipe is not None:
+        try:
+            received = os.read(pipe, 512)
+        except BlockingIOError:  # none came
+            return None
+        for signum in received:
+            if signum in STOP_SIGNALS:
+                name = signal.Signals(signum).name
+                return EngineBuildStopped(f"stopped building {what} by {name}")
+    return None
 
 
 def _log_network_io(trt: ModuleType, network) -> None:
@@ -196,7 +291,16 @@ def build_serialized_engine(
     Jetson Orin included); off, an fp32 graph's engine computes in fp32 as the other backends
     do, so its greedy tokens match theirs. `timing_cache_path`: TensorRT's timing cache, read
     only if trusted (`engine_cache.read_timing_cache`; `timing_cache_setting` is what its
-    warning says to set) and saved there after the build, writable by you only."""
+    warning says to set) and saved there after the build, writable by you only.
+
+    Stopping: TensorRT's progress monitor cancels the build at its next step once the calling
+    thread's `lock_waits_end_when` condition is true (a ROS node's ended context: rclpy's
+    SIGTERM handler raises nothing in Python), or, on the main thread, once SIGINT, SIGTERM or
+    SIGHUP arrived with a Python handler (Ctrl-C; the CLI's `interrupt_on_termination`), seen
+    through the signal wakeup fd (`_signal_pipe`). The build then raises that handler's
+    KeyboardInterrupt, or `EngineBuildStopped`, never a failed build's RuntimeError, and saves
+    no timing cache. No wakeup fd is watched on another thread, nor where the program set one
+    of its own (asyncio's): such a build stops on the `lock_waits_end_when` condition only."""
     trt = import_tensorrt()
     builder = trt.Builder(trt_logger())
     # 1. network: strongly typed, so FP16 comes only from the graph's own types
@@ -230,16 +334,14 @@ def build_serialized_engine(
     if not config.set_timing_cache(timing_cache, False):  # made on another GPU: refused
         log.warning("TensorRT refused timing cache %s; building without it", timing_cache_path)
         config.set_timing_cache(config.create_timing_cache(b""), False)
-    monitor = _progress_monitor_class(trt)() if show_progress else None
-    if monitor is not None:  # held in this frame: it must outlive the build
-        config.progress_monitor = monitor
-    # 3. build (minutes the first time) and persist the timing cache for the next build
+    # 3. build (minutes the first time), cancelled if the program stops meanwhile, and persist
+    # the timing cache for the next build
     log.info(
         "building TensorRT engine from %s for %s (takes minutes the first time)",
         onnx_path,
         input_shape,
     )
-    plan = builder.build_serialized_network(network, config)
+    plan = _build_plan(trt, builder, network, config, show_progress, onnx_path)
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see log above)")
     if timing_cache_path is not None and save_timing:  # not over another user's file
@@ -251,6 +353,29 @@ def build_serialized_engine(
         except Exception as exc:
             log.warning("TensorRT timing cache not saved to %s (%r)", timing_cache_path, exc)
     return bytes(plan)
+
+
+def _build_plan(
+    trt: ModuleType, builder, network, config, show_progress: bool, onnx_path: str | Path
+):
+    """`builder.build_serialized_network(network, config)` under a `BuildMonitor` that cancels
+    it once the program is stopping (`build_serialized_engine`): the plan, or None where
+    TensorRT failed; where the build was cancelled, the cause is raised."""
+    what = f"the TensorRT engine from {onnx_path}"
+    with _signal_pipe() as pipe:
+        # the condition is the calling thread's; TensorRT asks the monitor on its own threads
+        stop_cause = functools.partial(_stop_cause, lock_wait_stop_condition(), pipe, what)
+        monitor = _progress_monitor_class(trt)(stop_cause, show_progress)
+        config.progress_monitor = monitor  # held in this frame: it must outlive the build
+        plan = builder.build_serialized_network(network, config)
+        cause = monitor.cause
+        if cause is None and plan is None:
+            # a KeyboardInterrupt raised as TensorRT entered a callback on this thread was
+            # dropped by its binding before a line of ours ran: its signal is still in the pipe
+            cause = stop_cause()
+    if cause is not None:
+        raise cause
+    return plan
 
 
 def _load_timing_cache(config, path: str | Path | None, setting: str = ENV_CACHE):
