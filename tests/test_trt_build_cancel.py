@@ -145,6 +145,22 @@ def test_an_error_in_the_monitor_is_raised_after_the_build_not_dropped(tmp_path,
     assert not (tmp_path / "timing.cache").exists()
 
 
+def test_progress_bars_that_cannot_be_drawn_do_not_cost_the_build(tmp_path, monkeypatch, caplog):
+    """A bar that fails (stderr closed under a service manager) turns the bars off with one
+    warning; the build goes on to its plan, where a failing callback would have cancelled it."""
+
+    class Broken:
+        def __init__(self, *args, **kwargs) -> None:
+            raise OSError(5, "Input/output error")
+
+    fake = _install(monkeypatch, steps=20, step_s=0.0)
+    monkeypatch.setattr(tensorrt_backend, "tqdm", Broken)
+    assert _build(tmp_path, show_progress=True) == PLAN
+    assert fake.stepped == 20 and not fake.cancelled
+    warned = [r for r in caplog.records if "progress bars turned off" in r.getMessage()]
+    assert len(warned) == 1 and "Input/output error" in warned[0].getMessage()
+
+
 CHILD = """
 import sys
 from pathlib import Path

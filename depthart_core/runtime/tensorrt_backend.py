@@ -173,7 +173,7 @@ def _progress_monitor_class(trt: ModuleType) -> type:
             self.cause: BaseException | None = None
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            with self._keeping_errors():
+            with self._keeping_errors(), self._bars_failing_alone():
                 if self._show:
                     depth = 0 if parent_phase is None else len(self._bars)
                     self._bars[phase_name] = tqdm(
@@ -188,16 +188,29 @@ def _progress_monitor_class(trt: ModuleType) -> type:
             with self._keeping_errors():
                 if self.cause is None:  # asked until it stops: TensorRT's threads may call again
                     self.cause = self._stop_cause()
-                bar = self._bars.get(phase_name)
-                if bar is not None:
-                    bar.update(step + 1 - bar.n)
+                with self._bars_failing_alone():
+                    bar = self._bars.get(phase_name)
+                    if bar is not None:
+                        bar.update(step + 1 - bar.n)
             return self.cause is None
 
         def phase_finish(self, phase_name: str) -> None:
-            with self._keeping_errors():
+            with self._keeping_errors(), self._bars_failing_alone():
                 bar = self._bars.pop(phase_name, None)
                 if bar is not None:
                     bar.close()
+
+        @contextlib.contextmanager
+        def _bars_failing_alone(self) -> Iterator[None]:
+            # a bar that cannot be drawn (a closed stderr) must not cost a 20-minute build:
+            # the bars go, the build goes on
+            try:
+                yield
+            except Exception as exc:
+                if self._show:
+                    log.warning("TensorRT build progress bars turned off: %r", exc)
+                self._show = False
+                self._bars.clear()
 
         @contextlib.contextmanager
         def _keeping_errors(self) -> Iterator[None]:
