@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -15,9 +16,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from depthart_core.cli import build_parser
 from depthart_core.model import DepthART
 from depthart_core.training.config import load_train_config
-from depthart_core.training.trainer import Trainer, lr_at
+from depthart_core.training.trainer import RESUME_MAY_CHANGE, Trainer, lr_at
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -677,3 +679,13 @@ def test_an_init_checkpoint_of_another_codec_is_named_without_false_sizes(
     assert "has a different tokenizer than preset 'tiny'" in msg, msg
     assert "image_size" not in msg, msg  # the sizes are the same: not printed
     assert "--set model_overrides.tokenizer.depth_codec=linear" in msg, msg
+
+
+def test_train_help_names_every_setting_a_resume_may_change():
+    """`depthart train --help` said device but not precision could change on --resume, which
+    the trainer allows: the help is checked against the trainer's own list."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    help_text = " ".join(next(a for a in train._actions if a.dest == "set").help.split())
+    listed = help_text.split("with --resume only ")[1].split(" may differ")[0]
+    assert set(listed.replace(" and ", ", ").split(", ")) == set(RESUME_MAY_CHANGE)

@@ -20,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set optim.lr=3e-4 (repeatable; a key given twice "
-        "keeps its last value; with --resume only steps, epochs, ckpt_every, val_every, log_every "
-        "and device may differ from the run's own)",
+        "keeps its last value; with --resume only steps, epochs, ckpt_every, val_every, log_every, "
+        "device and precision may differ from the run's own)",
     )
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, plots)")
     p.add_argument("--resume", action="store_true", help="continue exactly from RUN_DIR's state")
