@@ -27,6 +27,8 @@ def interrupt_on_termination(only_default: bool = False) -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
+    interrupt.stops_the_program = True  # type: ignore[attr-defined]
+
     # not over an ignored signal (a command under `nohup` must outlive the terminal), nor over
     # one installed outside Python (None: it could not be put back)
     skip = (signal.SIG_IGN, None)
@@ -42,3 +44,11 @@ def interrupt_on_termination(only_default: bool = False) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def stops_the_program(handler: object) -> bool:
+    """Whether `handler` (`signal.getsignal`'s) ends the program when its signal comes: Python's
+    Ctrl-C handler (KeyboardInterrupt), or `interrupt_on_termination`'s. A handler of the
+    program's own may reload settings or ask for a second Ctrl-C; work that stops on a signal
+    before its handler has run (`tensorrt_backend`'s build) stops only on these."""
+    return handler is signal.default_int_handler or getattr(handler, "stops_the_program", False)

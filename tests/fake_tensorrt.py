@@ -8,12 +8,16 @@ monitor; `step_complete` returning False (or raising: the binding prints the err
 ends the build, which then returns None. Here the native thread is made with `pthread_create`
 and waited for with `pthread_join` through ctypes, which no signal interrupts, so a Ctrl-C during
 a build waits for its end as with the real one; a `threading.Thread.join` would be cut short by
-KeyboardInterrupt.
+KeyboardInterrupt. TensorRT may also call the monitor on the calling thread (NVIDIA's progress
+monitor sample catches KeyboardInterrupt in each callback): `on_caller=True` does that, from
+inside libc's `qsort`, whose comparator is the callback, so a signal's handler runs, and its
+KeyboardInterrupt is printed and dropped by ctypes, as soon as the build calls back into Python.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 import time
 import types
@@ -32,6 +36,8 @@ _libc.pthread_create.argtypes = [
 ]
 _libc.pthread_join.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
 _START = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+_COMPARE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_libc.qsort.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, _COMPARE]
 
 
 def run_on_native_thread(work: Callable[[], None]) -> None:
@@ -50,15 +56,35 @@ def run_on_native_thread(work: Callable[[], None]) -> None:
         raise OSError("pthread_join failed")
 
 
+def run_on_calling_thread(work: list[Callable[[], None]]) -> None:
+    """Each of `work` in turn, called back from native code on this thread (libc's `qsort`, one
+    comparison each: a sort of n items compares at least n - 1 times); what one raises is
+    printed and dropped by ctypes, and the next goes on."""
+    todo = list(work)
+
+    def compare(_a, _b) -> int:
+        if todo:
+            todo.pop(0)()
+        return 0
+
+    compare_c = _COMPARE(compare)
+    items = (ctypes.c_int * (len(todo) + 1))()
+    _libc.qsort(items, len(items), ctypes.sizeof(ctypes.c_int), compare_c)
+    assert not todo, f"qsort left {len(todo)} callbacks uncalled"
+
+
 def fake_tensorrt(
     steps: int = 0,
     step_s: float = 0.0,
     made: list[bytes] | None = None,
     used: list[bytes] | None = None,
     on_start: Callable[[], None] | None = None,
+    on_caller: bool = False,
+    tail_s: float = 0.0,
 ) -> types.ModuleType:
     """The stand-in module. Its build reports `steps` steps of `step_s` seconds each to the
-    config's progress monitor (if one is set) from a native thread, then returns `PLAN`; None
+    config's progress monitor (if one is set) from a native thread, or on the calling thread
+    (`on_caller`), works `tail_s` seconds more after the last step, then returns `PLAN`; None
     as soon as `step_complete` returns False or raises. `made`: every timing cache's bytes, in
     order; `used`: the one the build is given; `on_start()` runs as the build starts. The
     module's `stepped` counts the steps reported, `cancelled` says whether the last build was."""
@@ -126,20 +152,28 @@ def fake_tensorrt(
             monitor = config.progress_monitor
             fake.cancelled = False
 
-            def build() -> None:
-                if monitor is None:
-                    time.sleep(steps * step_s)
+            def step(i: int) -> None:
+                if fake.cancelled:
                     return
-                call(monitor, "phase_start", PHASE, None, steps)
-                for step in range(steps):
-                    time.sleep(step_s)
-                    fake.stepped += 1
-                    if not call(monitor, "step_complete", PHASE, step, failed=False):
-                        fake.cancelled = True
-                        break
-                call(monitor, "phase_finish", PHASE)
+                time.sleep(step_s)
+                fake.stepped += 1
+                if not call(monitor, "step_complete", PHASE, i, failed=False):
+                    fake.cancelled = True
 
-            run_on_native_thread(build)
+            def tail() -> None:
+                if not fake.cancelled:
+                    time.sleep(tail_s)
+
+            if monitor is None:
+                work = [lambda: time.sleep(steps * step_s + tail_s)]
+            else:
+                work = [lambda: call(monitor, "phase_start", PHASE, None, steps)]
+                work += [functools.partial(step, i) for i in range(steps)]
+                work += [tail, lambda: call(monitor, "phase_finish", PHASE)]
+            if on_caller:
+                run_on_calling_thread(work)
+            else:
+                run_on_native_thread(lambda: [w() for w in work])
             return None if fake.cancelled else PLAN
 
     class Parser:

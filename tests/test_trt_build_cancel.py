@@ -122,7 +122,9 @@ def test_a_build_nobody_stops_returns_its_plan(tmp_path, monkeypatch, show_progr
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert plan == PLAN and fake.stepped == 20 and not fake.cancelled
-    assert len(asked) == 20 and threading.get_ident() not in asked  # on the build's thread
+    # each step's on the build's thread, and once more on this one as the build returns
+    assert len(asked) == 21 and threading.get_ident() not in asked[:20]
+    assert asked[20] == threading.get_ident()
     assert got == [signal.SIGUSR1]  # its handler ran, after the build
     assert (tmp_path / "timing.cache").read_bytes() == TIMING
     assert signal.set_wakeup_fd(-1) == -1  # the build's wakeup fd is gone
@@ -171,7 +173,8 @@ from depthart_core.runtime import tensorrt_backend
 from depthart_core.signals import interrupt_on_termination
 
 sys.modules["tensorrt"] = fake_tensorrt(
-    steps={steps}, step_s={step_s}, on_start=lambda: print("building", flush=True)
+    steps={steps}, step_s={step_s}, on_caller={on_caller}, tail_s={tail_s},
+    on_start=lambda: print("building", flush=True),
 )
 tensorrt_backend.trt_logger = lambda: None
 folder = Path(sys.argv[1])
@@ -185,37 +188,104 @@ print("built", flush=True)
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_ctrl_c_or_sigterm_stops_a_build_on_the_main_thread(tmp_path, signum):
-    """In a program of its own: Ctrl-C, and SIGTERM where the program handles it (the CLI), end
-    the build at once and the program by KeyboardInterrupt, not after its 30 s."""
-    steps, step_s = 600, 0.05
+def _child_build(tmp_path: Path, signum: int, after_s: float, **settings) -> tuple[str, str, float]:
+    """A program of its own building with the stand-in (`settings`: `CHILD`'s), sent `signum`
+    `after_s` seconds after its build starts: its stdout, its stderr, and how long it lived on
+    after the signal. It must end by KeyboardInterrupt (how Python ends then: -SIGINT)."""
     tests = str(Path(__file__).parent)  # the stand-in's folder
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    code = CHILD.format(**{"on_caller": False, "tail_s": 0.0, **settings})
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD.format(steps=steps, step_s=step_s), str(tmp_path)],
+        [sys.executable, "-c", code, str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
     try:
         assert proc.stdout.readline() == b"building\n", proc.stderr.read().decode()
-        time.sleep(0.5)
+        time.sleep(after_s)
         proc.send_signal(signum)
         sent = time.monotonic()
-        out, err = proc.communicate(timeout=steps * step_s / 2)
+        out, err = proc.communicate(timeout=15)
         took = time.monotonic() - sent
     finally:
         proc.kill()
         proc.wait()
-    err = err.decode()
-    assert proc.returncode == -signal.SIGINT, err  # how Python ends on KeyboardInterrupt
-    assert "KeyboardInterrupt" in err and "built" not in out.decode(), err
+    assert proc.returncode == -signal.SIGINT, err.decode()
+    return out.decode(), err.decode(), took
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_ctrl_c_or_sigterm_stops_a_build_on_the_main_thread(tmp_path, signum):
+    """In a program of its own: Ctrl-C, and SIGTERM where the program handles it (the CLI), end
+    the build at once and the program by KeyboardInterrupt, not after its 30 s."""
+    out, err, took = _child_build(tmp_path, signum, 0.5, steps=600, step_s=0.05)
+    assert "KeyboardInterrupt" in err and "built" not in out, err
     if signum == signal.SIGTERM:
         assert "stopped by SIGTERM" in err, err
     assert "failed to build" not in err and "Exception caught" not in err, err
     assert took < 5, took
     assert not (tmp_path / "timing.cache").exists()
+
+
+@pytest.mark.parametrize("when", ["during the steps", "after the last step"])
+def test_ctrl_c_stops_a_build_whose_callbacks_run_on_the_main_thread(tmp_path, when):
+    """Where TensorRT calls the monitor on the calling thread, a Ctrl-C's KeyboardInterrupt is
+    raised as it calls back into Python and dropped by the binding (here ctypes). After the
+    last step no callback could cancel any more: the build returned its plan, the timing cache
+    was saved and the program went on, its Ctrl-C lost."""
+    if when == "during the steps":
+        settings = dict(steps=600, step_s=0.05)
+    else:  # 10 quick steps, then 30 s of work before the last callback
+        settings = dict(steps=10, step_s=0.01, tail_s=30.0)
+    out, err, took = _child_build(tmp_path, signal.SIGINT, 1.0, on_caller=True, **settings)
+    assert "KeyboardInterrupt" in err and "built" not in out, err
+    assert "failed to build" not in err, err
+    assert took < 5, took
+    assert not (tmp_path / "timing.cache").exists()
+
+
+def test_a_signal_whose_handler_goes_on_does_not_stop_a_build(tmp_path, monkeypatch):
+    """A SIGHUP that reloads a daemon's settings (its handler returns) is no reason to stop:
+    only a handler that ends the program (Python's Ctrl-C, the CLI's SIGTERM and SIGHUP)
+    cancels a build before it has run."""
+    reloaded: list[int] = []
+
+    def send_once() -> bool:
+        if not reloaded:
+            reloaded.append(0)
+            os.kill(os.getpid(), signal.SIGHUP)
+        return False
+
+    fake = _install(monkeypatch, steps=20, step_s=STEP_S)
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: reloaded.append(signum))
+    try:
+        with lock_waits_end_when(send_once):
+            assert _build(tmp_path) == PLAN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert fake.stepped == 20 and not fake.cancelled
+    assert reloaded == [0, signal.SIGHUP]  # its handler ran, after the build
+
+
+def test_a_signal_right_after_the_wakeup_fd_is_set_leaves_none_behind(tmp_path, monkeypatch):
+    """A handler that raises just as the build's wakeup fd is set (a Ctrl-C at that instant):
+    the wakeup fd was left pointing at the closed pipe, so the next file opened took its number
+    and every later signal wrote a byte into it."""
+    real = signal.set_wakeup_fd
+
+    def interrupted(fd: int, **kwargs) -> int:
+        previous = real(fd, **kwargs)
+        if fd != -1 and not kwargs.get("warn_on_full_buffer", True):  # the build's own
+            raise KeyboardInterrupt("Ctrl-C as the wakeup fd was set")
+        return previous
+
+    _install(monkeypatch, steps=5, step_s=0.0)
+    monkeypatch.setattr(signal, "set_wakeup_fd", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="as the wakeup fd was set"):
+        _build(tmp_path)
+    monkeypatch.undo()
+    assert signal.set_wakeup_fd(-1) == -1
 
 
 def test_a_wakeup_fd_the_program_set_is_left_to_it(tmp_path, monkeypatch):

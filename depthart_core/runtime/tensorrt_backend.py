@@ -75,6 +75,7 @@ from depthart_core.runtime.engine_cache import TensorRTMissing as TensorRTMissin
 from depthart_core.runtime.engine_cache import import_tensorrt as import_tensorrt
 from depthart_core.runtime.onnx_cache import cached_onnx
 from depthart_core.sampling import SamplingConfig, graph_decoding, runtime_sampling
+from depthart_core.signals import stops_the_program
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +211,15 @@ def _progress_monitor_class(trt: ModuleType) -> type:
                 if self._show:
                     log.warning("TensorRT build progress bars turned off: %r", exc)
                 self._show = False
+                for bar in self._bars.values():  # so that no close() writes to it again
+                    bar.disable = True
                 self._bars.clear()
 
         @contextlib.contextmanager
         def _keeping_errors(self) -> Iterator[None]:
-            # TensorRT's binding prints and drops what a callback raises (Ctrl-C's
-            # KeyboardInterrupt, where it calls in on the main thread): kept as the cause
+            # TensorRT's binding prints and drops what a callback raises: kept as the cause
+            # (a Ctrl-C's KeyboardInterrupt, where TensorRT calls in on the main thread, is
+            # mostly raised as the callback is entered, before this: `_build_plan` finds it)
             with self._lock:
                 try:
                     yield
@@ -231,38 +235,44 @@ def _signal_pipe() -> Iterator[int | None]:
     """The read end of a non-blocking pipe set as Python's signal wakeup fd for the block; None
     where none is set. Python runs a signal's handler (Ctrl-C's KeyboardInterrupt) on the main
     thread between bytecodes, so not before a C++ build returns, but its C-level handler runs at
-    once and writes the signal's number to the wakeup fd. Set only on the main thread (Python
-    allows no other) and only where the program set none: one it set (asyncio's) stays its own.
-    Only a signal with a Python handler is written: SIGTERM at its default disposition kills the
-    process by itself, and an ignored one is written nowhere."""
+    once and writes the signal's number to the wakeup fd. Set only on the main thread of the
+    main interpreter (Python allows no other) and only where the program set none: one it set
+    (asyncio's) stays its own. Only a signal with a Python handler is written: SIGTERM at its
+    default disposition kills the process by itself, and an ignored one is written nowhere."""
     if threading.current_thread() is not threading.main_thread():
         yield None
         return
     read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)  # Python's rule for a wakeup fd: a full pipe drops bytes
+    maybe_set = True  # until known otherwise: a handler may raise between any two lines
     try:
-        os.set_blocking(read, False)
-        os.set_blocking(write, False)  # Python's rule for a wakeup fd: a full pipe drops bytes
-        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        if previous != -1:
+        try:
+            previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        except ValueError:  # a subinterpreter's main thread
+            previous = None
+        if previous is None:
+            maybe_set = False
+        elif previous != -1:
             # the program's, put back (its warn_on_full_buffer cannot be read: Python's
             # default, asyncio's), with the signal of that instant if one came
             signal.set_wakeup_fd(previous)
+            maybe_set = False
             with contextlib.suppress(OSError):
                 os.write(previous, os.read(read, 512))
-            yield None
-            return
-        try:
-            yield read
-        finally:
-            signal.set_wakeup_fd(-1)
+        yield read if maybe_set else None
     finally:
+        if maybe_set:  # never left pointing at a closed pipe, whose number the next file gets
+            current = signal.set_wakeup_fd(-1)
+            if current not in (-1, write):
+                signal.set_wakeup_fd(current)
         os.close(read)
         os.close(write)
 
 
 def _stop_cause(
     stop: Callable[[], bool] | None, pipe: int | None, what: str
-) -> EngineBuildStopped | None:
+) -> KeyboardInterrupt | None:
     """Why the build of `what` must stop now, if it must: the calling thread's
     `lock_waits_end_when` condition (`stop`) is true, or a stop signal reached the wakeup `pipe`
     (`_signal_pipe`), which also gets every other handled signal (SIGCHLD's, SIGUSR1's)."""
@@ -274,9 +284,13 @@ def _stop_cause(
         except BlockingIOError:  # none came
             return None
         for signum in received:
-            if signum in STOP_SIGNALS:
+            # only where its handler ends the program: a SIGHUP that reloads a daemon's
+            # settings, or a "Ctrl-C again to quit" handler, must not cost it a 20-minute build
+            if signum in STOP_SIGNALS and stops_the_program(signal.getsignal(signum)):
+                # KeyboardInterrupt itself, as its handler raises: a program ended by one
+                # exits as killed by SIGINT (a subclass: status 1)
                 name = signal.Signals(signum).name
-                return EngineBuildStopped(f"stopped building {what} by {name}")
+                return KeyboardInterrupt(f"stopped by {name} while building {what}")
     return None
 
 
@@ -309,11 +323,13 @@ def build_serialized_engine(
     Stopping: TensorRT's progress monitor cancels the build at its next step once the calling
     thread's `lock_waits_end_when` condition is true (a ROS node's ended context: rclpy's
     SIGTERM handler raises nothing in Python), or, on the main thread, once SIGINT, SIGTERM or
-    SIGHUP arrived with a Python handler (Ctrl-C; the CLI's `interrupt_on_termination`), seen
-    through the signal wakeup fd (`_signal_pipe`). The build then raises that handler's
-    KeyboardInterrupt, or `EngineBuildStopped`, never a failed build's RuntimeError, and saves
-    no timing cache. No wakeup fd is watched on another thread, nor where the program set one
-    of its own (asyncio's): such a build stops on the `lock_waits_end_when` condition only."""
+    SIGHUP arrived whose handler ends the program (`signals.stops_the_program`: Python's Ctrl-C
+    handler, the CLI's `interrupt_on_termination`; not a handler that reloads settings), seen
+    through the signal wakeup fd (`_signal_pipe`), also one that came after the last step. The
+    build then raises KeyboardInterrupt (the condition's: `EngineBuildStopped`), never a failed
+    build's RuntimeError, and saves no timing cache. No wakeup fd is watched on another thread,
+    nor where the program set one of its own (asyncio's): such a build stops on the
+    `lock_waits_end_when` condition only."""
     trt = import_tensorrt()
     builder = trt.Builder(trt_logger())
     # 1. network: strongly typed, so FP16 comes only from the graph's own types
@@ -381,11 +397,11 @@ def _build_plan(
         monitor = _progress_monitor_class(trt)(stop_cause, show_progress)
         config.progress_monitor = monitor  # held in this frame: it must outlive the build
         plan = builder.build_serialized_network(network, config)
-        cause = monitor.cause
-        if cause is None and plan is None:
-            # a KeyboardInterrupt raised as TensorRT entered a callback on this thread was
-            # dropped by its binding before a line of ours ran: its signal is still in the pipe
-            cause = stop_cause()
+        # where TensorRT calls the monitor on this thread, a Ctrl-C's KeyboardInterrupt is
+        # raised as a callback is entered, before a line of ours runs, and dropped by the
+        # binding: after the last step, the build returns its plan and the Ctrl-C would be
+        # lost. Its signal is still in the pipe.
+        cause = monitor.cause or stop_cause()
     if cause is not None:
         raise cause
     return plan
