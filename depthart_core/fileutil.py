@@ -248,8 +248,9 @@ class LockWaitStopped(KeyboardInterrupt):
 @contextlib.contextmanager
 def lock_waits_end_when(stop: Callable[[], bool]) -> Iterator[None]:
     """Within the block, a `build_lock` wait on this thread ends with `LockWaitStopped` once
-    `stop()` is true (asked before each try, every `BUILD_LOCK_POLL_S`). A ROS node passes "my
-    context ended": rclpy's SIGTERM handler ends the context and raises nothing in Python
+    `stop()` is true (asked before each try, every `BUILD_LOCK_POLL_S`), and a TensorRT build
+    started on this thread is cancelled (`tensorrt_backend.EngineBuildStopped`). A ROS node
+    passes "my context ended": rclpy's SIGTERM handler ends the context and raises nothing in Python
     (SIGINT also raises KeyboardInterrupt), so a node waiting for another's 20-minute TensorRT
     build ignored SIGTERM until SIGKILL."""
     previous = getattr(_LOCK_WAITS, "stop", None)
