@@ -164,8 +164,13 @@ def test_progress_bars_that_cannot_be_drawn_do_not_cost_the_build(tmp_path, monk
 
 
 CHILD = """
+import signal
 import sys
 from pathlib import Path
+
+# Ctrl-C as an interactive program has it: a test run started as a background job (`&`,
+# nohup) hands its children SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from fake_tensorrt import fake_tensorrt
 
