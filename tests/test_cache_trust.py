@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import os
+import pathlib
 import shutil
 import stat
 import subprocess
@@ -260,6 +261,16 @@ def test_a_symlink_of_another_user_is_not_trusted(tmp_path, monkeypatch):
     assert f"owner uid {OTHER_UID}" in untrusted_cache_file(link)
 
 
+def _patch_os(monkeypatch, name: str, fn) -> None:
+    """`os.<name>` replaced by `fn` for Path's methods too: Python 3.10's pathlib calls stat,
+    mkdir and the like through an accessor that took os's functions at import (3.11 and later
+    call os's own)."""
+    accessor = getattr(pathlib, "_normal_accessor", None)
+    if getattr(accessor, name, None) is getattr(os, name):
+        monkeypatch.setattr(accessor, name, fn)
+    monkeypatch.setattr(os, name, fn)
+
+
 # -- a read-only cache: the run goes on with a private export (the untrusted reason said) --------
 
 
@@ -281,7 +292,7 @@ def _read_only(monkeypatch, root: Path) -> None:
             raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(p))
         return real_open(p, flags, *a, **k)
 
-    monkeypatch.setattr(os, "mkdir", mkdir)
+    _patch_os(monkeypatch, "mkdir", mkdir)
     monkeypatch.setattr(os, "open", open_)  # builtins.open goes through it too (the lock's)
     monkeypatch.setattr(fileutil, "open", _writes_through(open_), raising=False)
 
@@ -464,7 +475,7 @@ def _unenterable(monkeypatch, folder: Path) -> None:
         return real_open(file, *a, **k)
 
     for name in real:
-        monkeypatch.setattr(os, name, refusing(name))
+        _patch_os(monkeypatch, name, refusing(name))
     monkeypatch.setattr(builtins, "open", opener)  # the lock's and the reads'
 
 
@@ -508,7 +519,7 @@ def test_a_record_that_cannot_be_looked_up_is_not_taken_for_none(cache, monkeypa
             raise OSError(errno.EIO, "Input/output error", str(record))
         return real_stat(p, *a, **k)
 
-    monkeypatch.setattr(os, "stat", stat_)
+    _patch_os(monkeypatch, "stat", stat_)
     assert onnx_cache.cached_onnx(ckpt, "fp32") == path and len(exports) == 2
     assert f"has a record {record.name} that cannot be looked up (" in caplog.text
 

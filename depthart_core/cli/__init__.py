@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             if exc.code is None or isinstance(exc.code, int):
                 exc.code = _finish("depthart", exc.code or 0, stdout)
             raise
+        except OSError as exc:
+            # Python 3.10's argparse lets out the failed write of its text, where 3.11 and later
+            # swallow it and exit as they would have: --help on stdout (0; the watch has the
+            # error), a usage error on stderr (2)
+            raise SystemExit(_finish("depthart", 0 if exc is stdout.error else 2, stdout)) from None
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
