@@ -8,15 +8,18 @@ without which best-effort subscribers lose whole 640x480 frames between processe
 from __future__ import annotations
 
 import array
+import dataclasses
 import itertools
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +75,31 @@ def replay_live_as_the_cli(*args: Any) -> dict[str, Any]:
     participants (each test's peers and replays) it would join. Twice a replay joined from a
     test process late in a full run never discovered its node (90 s; domains 41 and 3, neither
     port held), while the same test alone passed every time; a process's later participants
-    were discovered 2-4 s late here, not at once. Raises what the replay raised."""
+    were discovered 2-4 s late here, not at once.
+
+    A fresh interpreter did not end it: a fresh clone's full run (forty-seventh session) had the
+    replay's child and the node, both new processes, never discover each other on domain 37
+    (port free, the node ready for 90 s). The cause is not found, so where the replay says it
+    discovered no other node, it is run once more on another domain, with a warning that the
+    test report shows; a second failure raises. Raises what the replay raised."""
+    bag, out, cfg, live, *rest = args
+    try:
+        return _replay_live_in_a_child(bag, out, cfg, live, *rest)
+    except RuntimeError as exc:
+        if NEVER_DISCOVERED not in str(exc):
+            raise
+        first_line = str(exc).splitlines()[0]
+        warnings.warn(f"live replay retried on a new domain: {first_line}", stacklevel=2)
+    shutil.rmtree(out, ignore_errors=True)
+    again = dataclasses.replace(live, domain_id=unique_domain_id())
+    return _replay_live_in_a_child(bag, out, cfg, again, *rest)
+
+
+# the start-up timeout's words where the replay's participant saw no other node at all
+NEVER_DISCOVERED = "the replay discovered no other node on its domain"
+
+
+def _replay_live_in_a_child(*args: Any) -> dict[str, Any]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_replay_live_child, args)
 
