@@ -1284,7 +1284,9 @@ def _spin_with(monkeypatch, spin) -> tuple[list[str], Any]:
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=unique_domain_id())
     node = Node("spin_probe", context=context)
-    monkeypatch.setattr(node_mod.SingleThreadedExecutor, "spin", lambda self: spin(context))
+    monkeypatch.setattr(
+        node_mod.SingleThreadedExecutor, "spin_once", lambda self, timeout_sec=None: spin(context)
+    )
     # depthart_ros.spin, shared by the node, the lifecycle node, live replay and the test peer
     released: list[str] = []
     try:
@@ -1309,3 +1311,71 @@ def test_an_error_while_the_context_is_valid_still_propagates(monkeypatch) -> No
 
     with pytest.raises(RuntimeError, match="a real bug"):
         _spin_with(monkeypatch, spin)
+
+
+def test_a_context_ended_without_waking_the_executor_still_ends_the_spin() -> None:
+    """rclpy's signal thread wakes the executors, then shuts the contexts down. An executor that
+    woke in between waits again, and nothing wakes it after the shutdown: here the shutdown is
+    rcl's alone (`context.handle.shutdown()`, no Python callback wakes the executor), as the
+    signal thread's is. A lifecycle node under a busy CPU still waited 60 s after SIGINT so."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
+
+    from depthart_ros.spin import spin_until_context_ends
+
+    context = rclpy.Context()
+    rclpy.init(
+        context=context,
+        domain_id=unique_domain_id(),
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
+    node = Node("spin_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinning = threading.Thread(
+        target=spin_until_context_ends, args=(executor, context), daemon=True
+    )
+    spinning.start()
+    time.sleep(1.0)  # in its wait by now, with nothing to do
+    assert spinning.is_alive()
+    t0 = time.monotonic()
+    context.handle.shutdown()  # rcl_shutdown alone: rclpy's signal thread's second step
+    spinning.join(timeout=10)
+    assert not spinning.is_alive(), "the spin still waits on a context that has ended"
+    assert time.monotonic() - t0 < 10
+    executor.shutdown()
+    node.destroy_node()
+
+
+def test_an_executor_shut_down_from_another_thread_ends_the_spin() -> None:
+    """What live replay's transport does on close: the executor first, then the context."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
+
+    from depthart_ros.spin import spin_until_context_ends
+
+    context = rclpy.Context()
+    rclpy.init(
+        context=context,
+        domain_id=unique_domain_id(),
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
+    node = Node("spin_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinning = threading.Thread(
+        target=spin_until_context_ends, args=(executor, context), daemon=True
+    )
+    spinning.start()
+    time.sleep(0.5)
+    try:
+        assert executor.shutdown(timeout_sec=5)
+        spinning.join(timeout=10)
+        assert not spinning.is_alive() and context.ok()
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
