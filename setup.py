@@ -48,6 +48,16 @@ setup(
             # bag (one .mcap or .db3 file, a folder without metadata.yaml: "cannot read bag")
             "rosbags>=0.11.0",
         ],
+        # the same on ROS 2 Jazzy's rclpy (7.1.6) in a venv of its own, where apt's ROS is not
+        # used: make test VENV=.venv-jazzy EXTRAS=ros-jazzy,onnx,bench,dev,train (README)
+        "ros-jazzy": [
+            "ros-jazzy-rclpy",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-rmw-fastrtps-cpp",
+            "rosbags>=0.11.0",
+        ],
         # onnxruntime 1.19.0 and 1.19.2 give the fp16 graph all-NaN depth (`depthart parity`)
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18,!=1.19.*", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0"],
