@@ -1313,11 +1313,9 @@ def test_an_error_while_the_context_is_valid_still_propagates(monkeypatch) -> No
         _spin_with(monkeypatch, spin)
 
 
-def test_a_context_ended_without_waking_the_executor_still_ends_the_spin() -> None:
-    """rclpy's signal thread wakes the executors, then shuts the contexts down. An executor that
-    woke in between waits again, and nothing wakes it after the shutdown: here the shutdown is
-    rcl's alone (`context.handle.shutdown()`, no Python callback wakes the executor), as the
-    signal thread's is. A lifecycle node under a busy CPU still waited 60 s after SIGINT so."""
+def _spinning(settle_s: float) -> tuple[Any, Any, Any, threading.Thread]:
+    """A node on its own context (no signal handlers) spun by `spin_until_context_ends` on a
+    thread, given `settle_s` to be in its wait: (context, node, executor, thread)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -1334,11 +1332,18 @@ def test_a_context_ended_without_waking_the_executor_still_ends_the_spin() -> No
     node = Node("spin_probe", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    spinning = threading.Thread(
-        target=spin_until_context_ends, args=(executor, context), daemon=True
-    )
-    spinning.start()
-    time.sleep(1.0)  # in its wait by now, with nothing to do
+    thread = threading.Thread(target=spin_until_context_ends, args=(executor, context), daemon=True)
+    thread.start()
+    time.sleep(settle_s)
+    return context, node, executor, thread
+
+
+def test_a_context_ended_without_waking_the_executor_still_ends_the_spin() -> None:
+    """rclpy's signal thread wakes the executors, then shuts the contexts down. An executor that
+    woke in between waits again, and nothing wakes it after the shutdown: here the shutdown is
+    rcl's alone (`context.handle.shutdown()`, no Python callback wakes the executor), as the
+    signal thread's is. A lifecycle node under a busy CPU still waited 60 s after SIGINT so."""
+    context, node, executor, spinning = _spinning(1.0)  # in its wait, with nothing to do
     assert spinning.is_alive()
     t0 = time.monotonic()
     context.handle.shutdown()  # rcl_shutdown alone: rclpy's signal thread's second step
@@ -1351,27 +1356,7 @@ def test_a_context_ended_without_waking_the_executor_still_ends_the_spin() -> No
 
 def test_an_executor_shut_down_from_another_thread_ends_the_spin() -> None:
     """What live replay's transport does on close: the executor first, then the context."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.signals import SignalHandlerOptions
-
-    from depthart_ros.spin import spin_until_context_ends
-
-    context = rclpy.Context()
-    rclpy.init(
-        context=context,
-        domain_id=unique_domain_id(),
-        signal_handler_options=SignalHandlerOptions.NO,
-    )
-    node = Node("spin_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinning = threading.Thread(
-        target=spin_until_context_ends, args=(executor, context), daemon=True
-    )
-    spinning.start()
-    time.sleep(0.5)
+    context, node, executor, spinning = _spinning(0.5)
     try:
         assert executor.shutdown(timeout_sec=5)
         spinning.join(timeout=10)
